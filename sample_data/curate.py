@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Writes evlake's sample_data/ arrival batches and expected.json.
+
+The batches are hand-curated: every case in the input contract is written
+on purpose below (search for "CASE"), and steady background traffic makes
+each batch large enough that its bad lines stay under the default
+--max-bad-fraction of 5%. tests/sample_expected.json is computed here, from
+what was written, never by evlake. (It lives outside sample_data/ because
+`evlake ingest sample_data/` reads every *.json file there.) Re-running this script rewrites identical files.
+"""
+import gzip
+import json
+import os
+import random
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UTC = timezone.utc
+rng = random.Random(20240315)
+ids = 0
+
+
+def eid():
+    global ids
+    ids += 1
+    return f"evt-{ids:05d}"
+
+
+def z(t):
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def ev(etype, t, user, ts=None, src="web", page="/", props=None, **extra):
+    e = {
+        "event_id": extra.pop("event_id", None) or eid(),
+        "event_type": etype,
+        "event_timestamp": ts if ts is not None else z(t),
+        "user_id": user,
+        "page_url": f"https://shop.example.com{page}",
+        "source_system": src,
+        "properties": props or {},
+    }
+    e.update(extra)
+    return e
+
+
+class Batch:
+    def __init__(self, name, processing_time):
+        self.name = name
+        self.processing_time = processing_time
+        self.lines = []  # (bytes, kind, date or reason)
+
+    def event(self, e, t):
+        line = json.dumps(e, separators=(",", ":")).encode()
+        self.lines.append((line, "event", t.astimezone(UTC).date().isoformat(), e["event_id"]))
+        return line
+
+    def raw_event(self, line, t, event_id):
+        self.lines.append((line, "event", t.astimezone(UTC).date().isoformat(), event_id))
+
+    def bad(self, line, reason):
+        self.lines.append((line if isinstance(line, bytes) else line.encode(), "bad", reason, None))
+
+    def empty(self):
+        self.lines.append((b"", "empty", None, None))
+
+
+def background(batch, day, users, n_sessions, src="web"):
+    """Ordinary sessions on `day`: a few page views, searches, cart adds."""
+    out = []
+    for _ in range(n_sessions):
+        u = rng.choice(users)
+        t = day + timedelta(hours=rng.randint(6, 21), minutes=rng.randint(0, 59))
+        for _ in range(rng.randint(2, 6)):
+            kind = rng.choice(["page_view", "page_view", "page_view", "search", "add_to_cart"])
+            props = {}
+            if kind == "search":
+                props = {"query_text": rng.choice(["shoes", "jacket", "lamp"]), "result_count": rng.randint(0, 80)}
+            if kind == "add_to_cart":
+                props = {"product_id": f"p{rng.randint(1, 40)}", "quantity": rng.randint(1, 3)}
+            e = ev(kind, t, u, src=src, page=rng.choice(["/", "/search", "/product", "/cart"]), props=props)
+            out.append(batch.event(e, t))
+            t += timedelta(minutes=rng.randint(1, 12), seconds=rng.randint(0, 59))
+    return out
+
+
+D14 = datetime(2024, 3, 14, tzinfo=UTC)
+D15 = datetime(2024, 3, 15, tzinfo=UTC)
+D16 = datetime(2024, 3, 16, tzinfo=UTC)
+D19 = datetime(2024, 3, 19, tzinfo=UTC)
+web_users = [f"u{i}" for i in range(1, 16)]
+
+# ---------------------------------------------------------------- batch 1
+b1 = Batch("2024-03-15.jsonl", "2024-03-16T01:00:00Z")
+# CASE: a session crossing midnight (u1: 23:50 on the 14th to 00:20 on the 15th).
+for m in (0, 12, 25, 41, 58):  # gaps of 12..17 minutes, one session
+    t = D14 + timedelta(hours=23, minutes=50) + timedelta(minutes=m)
+    b1.event(ev("page_view", t, "u1", page="/product"), t)
+# CASE: ledger events: deposits and a withdrawal; amounts as numbers and strings.
+t = D15 + timedelta(hours=9, minutes=5)
+dep1 = ev("deposit", t, "u2", props={"account_id": "acct-u2", "amount": 250.00, "currency": "EUR"})
+b1.event(dep1, t)
+t2 = D15 + timedelta(hours=9, minutes=30)
+b1.event(ev("withdrawal", t2, "u2", props={"account_id": "acct-u2", "amount": "19.99", "currency": "EUR"}), t2)
+t3 = D15 + timedelta(hours=10)
+b1.event(ev("deposit", t3, "u3", props={"account_id": "acct-u3", "amount": 1000.10, "currency": "EUR"}), t3)
+# CASE: a purchase whose amount must keep its token text (19.99 never a float).
+t4 = D15 + timedelta(hours=14, minutes=30)
+b1.event(ev("purchase", t4, "u4", page="/checkout",
+            props={"order_id": "o9", "amount": 19.99, "currency": "EUR", "product_id": "p7"}), t4)
+# CASE: signup, profile/address change, cart add and remove.
+t5 = D15 + timedelta(hours=11)
+b1.event(ev("signup", t5, "u5", props={"plan": "pro", "referrer": "friend"}), t5)
+b1.event(ev("profile_update", t5 + timedelta(minutes=3), "u5",
+            props={"field": "address", "address": {"street": "1 Main St", "city": "Lyon"}}), t5 + timedelta(minutes=3))
+b1.event(ev("add_to_cart", t5 + timedelta(minutes=6), "u5", props={"product_id": "p3", "quantity": 2}), t5 + timedelta(minutes=6))
+b1.event(ev("remove_from_cart", t5 + timedelta(minutes=8), "u5", props={"product_id": "p3", "quantity": 1}), t5 + timedelta(minutes=8))
+# CASE: aliases (actor_id, timestamp_utc, payload) and unknown top-level fields.
+t6 = D15 + timedelta(hours=12, minutes=1)
+alias = {"event_id": eid(), "event_type": "page_view", "timestamp_utc": z(t6), "actor_id": "u6",
+         "payload": {"referrer": "newsletter"}, "app_version": "5.4.1", "experiment": {"id": "exp-7", "arm": "b"}}
+b1.event(alias, t6)
+background(b1, D15, web_users, 45)
+# CASE: some lines end in CRLF (Windows), and the file starts with a UTF-8 BOM.
+b1_crlf = True
+
+# ---------------------------------------------------------------- batch 2
+b2 = Batch("2024-03-16.jsonl.gz", "2024-03-17T01:00:00Z")
+# CASE: mobile events queued offline, arriving up to 24h late (events of the 15th).
+for i, h in enumerate((8, 13, 19, 22)):
+    t = D15 + timedelta(hours=h, minutes=10 + i)
+    for k in range(3):
+        tk = t + timedelta(minutes=4 * k)
+        b2.event(ev("page_view", tk, "m1", src="ios", page="/app/home"), tk)
+# CASE: a mobile session crossing midnight, arriving late in one piece.
+for m in (0, 9, 20, 31):
+    t = D15 + timedelta(hours=23, minutes=45) + timedelta(minutes=m)
+    b2.event(ev("page_view", t, "m2", src="android", page="/app/feed"), t)
+# CASE: exact re-sends of events already in batch 1 (same bytes).
+resent = [l for l in b1.lines if l[1] == "event"][:3]
+for line, _, date, event_id in resent:
+    b2.raw_event(line, datetime.fromisoformat(date + "T12:00:00+00:00"), event_id)
+# CASE: timestamps with UTC offsets (normalised to UTC; one moves across midnight).
+t = D16 + timedelta(hours=1, minutes=30)  # 02:30+01:00 ... and 01:30+02:00 is 23:30Z on the 15th
+b2.event(ev("page_view", t, "u7", ts="2024-03-16T02:30:00.250+01:00"), t)
+tl = D15 + timedelta(hours=23, minutes=30)
+b2.event(ev("page_view", tl, "u8", ts="2024-03-16T01:30:00+02:00"), tl)
+tm = D16 + timedelta(hours=15)
+b2.event(ev("search", tm, "u9", ts="2024-03-16T10:00:00-05:00", props={"query_text": "rain jacket", "result_count": 12}), tm)
+# CASE: epoch milliseconds, and sub-microsecond digits (truncated to µs).
+te = datetime.fromtimestamp(1710600000123 / 1000, tz=UTC)
+b2.event(ev("page_view", te, "u10", ts=1710600000123), te)
+tn = D16 + timedelta(hours=16, minutes=0, seconds=1, microseconds=123456)
+b2.event(ev("page_view", tn, "u10", ts="2024-03-16T16:00:01.123456789Z"), tn)
+# CASE: a compensating ledger correction for batch 1's deposit.
+tc = D16 + timedelta(hours=9)
+b2.event(ev("correction", tc, "u2", props={"account_id": "acct-u2", "corrects_event_id": dep1["event_id"], "amount_delta": -50.00}), tc)
+b2.event(ev("withdrawal", tc + timedelta(minutes=20), "u3", props={"account_id": "acct-u3", "amount": 75.5, "currency": "EUR"}), tc + timedelta(minutes=20))
+b2.event(ev("purchase", tc + timedelta(hours=2), "u11", page="/checkout",
+            props={"order_id": "o10", "amount": "5.00", "currency": "EUR", "product_id": "p1"}), tc + timedelta(hours=2))
+background(b2, D16, web_users, 50)
+# CASE: malformed lines of each kind.
+b2.bad('{"event_id":"bad-1","event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z","user_id":"u1"', "invalid_json")
+b2.bad('this is not json', "invalid_json")
+b2.bad('["an","array"]', "not_an_object")
+b2.bad('{"event_id":"bad-2","event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z"}', "missing_field")
+b2.bad('{"event_id":null,"event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z","user_id":"u1"}', "missing_field")
+b2.bad('{"event_id":"bad-3","event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z","user_id":42}', "invalid_type")
+b2.bad('{"event_id":"bad-4","event_type":"page_view","event_timestamp":"yesterday","user_id":"u1"}', "invalid_timestamp")
+b2.bad('{"event_id":"bad-5","event_type":"page_view","event_timestamp":"2024-13-45T25:61:00Z","user_id":"u1"}', "invalid_timestamp")
+b2.bad('{"event_id":"bad-6","event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z","user_id":"u1","actor_id":"u2"}', "conflicting_fields")
+b2.bad(b'{"event_id":"bad-7","event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z","user_id":"u1","page_url":"caf\xe9"}', "invalid_utf8")
+b2.empty()
+b2.empty()
+
+# ---------------------------------------------------------------- batch 3
+b3 = Batch("2024-03-19.jsonl", "2024-03-20T01:00:00Z")
+# CASE: mobile events arriving days late (from the 15th and 16th).
+for h in (7, 16):
+    t = D15 + timedelta(hours=h, minutes=33)
+    b3.event(ev("page_view", t, "m3", src="android", page="/app/deals"), t)
+t = D16 + timedelta(hours=20, minutes=5)
+b3.event(ev("add_to_cart", t, "m3", src="android", props={"product_id": "p9", "quantity": 1}), t)
+# CASE: a late event that bridges two of u4's sessions from the 15th into one
+# (u4's purchase at 14:30 and a page view at 15:10 are 40 minutes apart;
+# this event at 14:50 arrives four days later).
+t = D15 + timedelta(hours=15, minutes=10)
+b3.event(ev("page_view", t, "u4", page="/account"), t)
+tb = D15 + timedelta(hours=14, minutes=50)
+b3.event(ev("page_view", tb, "u4", src="ios", page="/app/orders"), tb)
+background(b3, D19, web_users, 40)
+# CASE: a timestamp without offset, and one far in the future (a broken clock).
+b3.bad('{"event_id":"bad-8","event_type":"page_view","event_timestamp":"2024-03-19T10:00:00","user_id":"u1"}', "timestamp_without_offset")
+b3.bad('{"event_id":"bad-9","event_type":"page_view","event_timestamp":"2031-01-01T00:00:00Z","user_id":"u1"}', "future_timestamp")
+
+# ---------------------------------------------------------------- write
+expected = {"batches": [], "partitions": defaultdict(lambda: {"events": 0, "distinct_event_ids": 0})}
+ids_by_date = defaultdict(set)
+for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False)):
+    lines = list(batch.lines)
+    rng.shuffle(lines)
+    body = b"\xef\xbb\xbf" if bom else b""
+    for i, (line, _, _, _) in enumerate(lines):
+        body += line + (b"\r\n" if crlf and i % 3 == 0 else b"\n")
+    path = os.path.join(HERE, batch.name)
+    if batch.name.endswith(".gz"):
+        with open(path, "wb") as f:
+            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
+                gz.write(body)
+    else:
+        with open(path, "wb") as f:
+            f.write(body)
+    per_date = Counter()
+    reasons = Counter()
+    for line, kind, what, event_id in lines:
+        if kind == "event":
+            per_date[what] += 1
+            expected["partitions"][what]["events"] += 1
+            ids_by_date[what].add(event_id)
+        elif kind == "bad":
+            reasons[what] += 1
+    expected["batches"].append({
+        "file": batch.name,
+        "processing_time": batch.processing_time,
+        "lines": len(lines),
+        "events": sum(per_date.values()),
+        "empty_lines": sum(1 for l in lines if l[1] == "empty"),
+        "quarantined": dict(sorted(reasons.items())),
+        "partitions": dict(sorted(per_date.items())),
+    })
+for date, s in ids_by_date.items():
+    expected["partitions"][date]["distinct_event_ids"] = len(s)
+expected["partitions"] = dict(sorted(expected["partitions"].items()))
+with open(os.path.join(HERE, "..", "tests", "sample_expected.json"), "w") as f:
+    json.dump(expected, f, indent=2)
+    f.write("\n")
+print(json.dumps({b["file"]: (b["lines"], b["events"], b["quarantined"]) for b in expected["batches"]}, indent=1))

@@ -1,0 +1,93 @@
+//! The bronze table: its Arrow schema and how its Parquet files are written.
+//!
+//! Bronze is the append-only record of every accepted event, partitioned
+//! Hive-style by `event_date` (the UTC date of the *event* time). The
+//! partition column lives in the directory name, not inside the files.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+/// Logical name of the bronze table.
+pub const TABLE: &str = "bronze_events";
+/// Directory of the bronze table, relative to the lake root.
+pub const DIR: &str = "bronze/events";
+/// The Hive partition column.
+pub const PARTITION_COLUMN: &str = "event_date";
+
+/// Column positions in [`schema`], for builders and sorting.
+pub mod col {
+    pub const EVENT_ID: usize = 0;
+    pub const EVENT_TYPE: usize = 1;
+    pub const USER_ID: usize = 2;
+    pub const EVENT_TIMESTAMP: usize = 3;
+    pub const CLIENT_SESSION_ID: usize = 4;
+    pub const PAGE_URL: usize = 5;
+    pub const SOURCE_SYSTEM: usize = 6;
+    pub const PROPERTIES: usize = 7;
+    pub const EXTRA: usize = 8;
+    pub const PROCESSING_TIME: usize = 9;
+    pub const BATCH_ID: usize = 10;
+    pub const IS_LATE: usize = 11;
+    pub const SOURCE_FILE: usize = 12;
+    pub const SOURCE_LINE: usize = 13;
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("event_timestamp", utc_micros(), false),
+        Field::new("client_session_id", DataType::Utf8, true),
+        Field::new("page_url", DataType::Utf8, true),
+        Field::new("source_system", DataType::Utf8, true),
+        Field::new("properties", DataType::Utf8, true),
+        Field::new("extra", DataType::Utf8, true),
+        Field::new("processing_time", utc_micros(), false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("is_late", DataType::Boolean, false),
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("source_line", DataType::Int64, false),
+    ]))
+});
+
+/// The schema of a bronze Parquet file (without the `event_date` partition
+/// column, which is in the path).
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// Rows per row group: small enough that a scan for one user skips most
+/// row groups of a file sorted by user.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Parquet settings for bronze files: zstd, statistics per page, and the
+/// declared sort order `(user_id, event_timestamp, event_id)`.
+pub fn writer_properties() -> WriterProperties {
+    let sort = |column_idx: usize| SortingColumn {
+        column_idx: column_idx as i32,
+        descending: false,
+        nulls_first: false,
+    };
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("zstd level 3 is valid"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![
+            sort(col::USER_ID),
+            sort(col::EVENT_TIMESTAMP),
+            sort(col::EVENT_ID),
+        ]))
+        .set_created_by(format!("evlake {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}

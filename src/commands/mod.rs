@@ -1,0 +1,44 @@
+//! One module per subcommand: an `Args` struct and a `run` that wires flags
+//! to library functions and prints results.
+
+pub mod generate;
+pub mod ingest;
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// Print one JSON object on stdout (the `--json` summary).
+pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A cargo-style status line on stderr: a right-aligned verb, then text.
+pub fn status(verb: &str, text: impl std::fmt::Display) {
+    eprintln!("{verb:>12} {text}");
+}
+
+/// Parse an RFC 3339 instant for clap.
+pub fn parse_instant_arg(s: &str) -> Result<i64, String> {
+    crate::time::parse_instant(s)
+}
+
+/// Parse a duration (`30m`, `1d`) for clap.
+pub fn parse_duration_arg(s: &str) -> Result<i64, String> {
+    crate::time::parse_duration_micros(s)
+}
+
+/// Parse a fraction in `[0, 1]` for clap.
+pub fn parse_fraction_arg(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a fraction between 0 and 1 (e.g. 0.05)"
+        )),
+    }
+}

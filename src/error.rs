@@ -1,0 +1,81 @@
+//! Errors that map to the documented exit codes (DESIGN.md §8).
+//!
+//! Everything else is an `anyhow::Error` and exits 1.
+
+use std::fmt;
+
+/// Exit code for runtime and I/O errors.
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code for usage errors: bad flags, bad SQL, unknown model.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when another writer holds the lake lock.
+pub const EXIT_LOCKED: u8 = 3;
+/// Exit code when the bad-line fraction was exceeded and nothing was committed.
+pub const EXIT_REJECTED: u8 = 4;
+
+/// A failure with a specific exit code. Wrap it in `anyhow::Error`; `main`
+/// finds it anywhere in the context chain.
+#[derive(Debug)]
+pub enum Failure {
+    /// A usage error discovered after argument parsing (exit 2).
+    Usage(String),
+    /// Another process holds `_evlake/lock` (exit 3).
+    Locked { lock_path: String, pid: Option<u32> },
+    /// Too many bad lines; the run committed nothing (exit 4).
+    Rejected {
+        bad: u64,
+        considered: u64,
+        max_fraction: f64,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(msg) => write!(f, "{msg}"),
+            Failure::Locked { lock_path, pid } => match pid {
+                Some(pid) => write!(f, "lake is locked by pid {pid} ({lock_path})"),
+                None => write!(f, "lake is locked by another process ({lock_path})"),
+            },
+            Failure::Rejected {
+                bad,
+                considered,
+                max_fraction,
+            } => write!(
+                f,
+                "data rejected: {bad} of {considered} lines are bad ({:.2}%), above --max-bad-fraction {max_fraction}; nothing was committed",
+                if *considered == 0 {
+                    0.0
+                } else {
+                    *bad as f64 * 100.0 / *considered as f64
+                }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The process exit code for an error chain.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(failure) = cause.downcast_ref::<Failure>() {
+            return match failure {
+                Failure::Usage(_) => EXIT_USAGE,
+                Failure::Locked { .. } => EXIT_LOCKED,
+                Failure::Rejected { .. } => EXIT_REJECTED,
+            };
+        }
+    }
+    EXIT_RUNTIME
+}
+
+/// True when the error is a closed stdout (e.g. `evlake ... | head`), which
+/// is not a failure for a command-line tool.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,190 @@
+//! Parse a chunk of lines into bronze columns, in parallel-friendly units:
+//! each chunk is parsed on its own thread into its own Arrow arrays.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+
+use super::input::Chunk;
+use super::parse::{self, Event, ParseOptions, Rejection};
+use crate::bronze;
+use crate::lateness::LatenessHistogram;
+use crate::time;
+
+/// A line that went to quarantine.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub input: usize,
+    pub line: u64,
+    pub rejection: Rejection,
+    /// The line verbatim, without its line terminator.
+    pub raw: Vec<u8>,
+}
+
+/// Bronze rows from one chunk, with their partition (`event_date`).
+#[derive(Debug)]
+pub struct Rows {
+    pub batch: RecordBatch,
+    /// `Date32` partition value of each row.
+    pub dates: Vec<i32>,
+}
+
+/// Everything learned from one chunk.
+#[derive(Debug)]
+pub struct ParsedChunk {
+    pub input: usize,
+    pub rows: Option<Rows>,
+    pub quarantined: Vec<Quarantined>,
+    pub lines: u64,
+    pub empty_lines: u64,
+    pub events: u64,
+    pub lateness: LatenessHistogram,
+    pub max_event_time: Option<i64>,
+}
+
+/// Per-input constants stamped on every row.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    pub batch_id: String,
+    pub source_file: String,
+}
+
+struct Builders {
+    event_id: StringBuilder,
+    event_type: StringBuilder,
+    user_id: StringBuilder,
+    event_timestamp: Vec<i64>,
+    client_session_id: StringBuilder,
+    page_url: StringBuilder,
+    source_system: StringBuilder,
+    properties: StringBuilder,
+    extra: StringBuilder,
+    source_line: Vec<i64>,
+    dates: Vec<i32>,
+}
+
+impl Builders {
+    fn new(rows: usize, bytes: usize) -> Self {
+        let s = |per_row: usize| StringBuilder::with_capacity(rows, rows * per_row);
+        Builders {
+            event_id: s(36),
+            event_type: s(12),
+            user_id: s(12),
+            event_timestamp: Vec::with_capacity(rows),
+            client_session_id: s(16),
+            page_url: s(40),
+            source_system: s(8),
+            properties: StringBuilder::with_capacity(rows, bytes / 3),
+            extra: s(0),
+            source_line: Vec::with_capacity(rows),
+            dates: Vec::with_capacity(rows),
+        }
+    }
+
+    fn push(&mut self, e: &Event, line: u64) {
+        self.event_id.append_value(&e.event_id);
+        self.event_type.append_value(&e.event_type);
+        self.user_id.append_value(&e.user_id);
+        self.event_timestamp.push(e.event_timestamp);
+        self.client_session_id
+            .append_option(e.client_session_id.as_deref());
+        self.page_url.append_option(e.page_url.as_deref());
+        self.source_system.append_option(e.source_system.as_deref());
+        self.properties.append_option(e.properties);
+        self.extra.append_option(e.extra.as_deref());
+        self.source_line.push(line as i64);
+        self.dates.push(time::date32_of_micros(e.event_timestamp));
+    }
+
+    fn finish(mut self, processing_time: i64, lineage: &Lineage) -> Rows {
+        let n = self.event_timestamp.len();
+        let ts = |v: Vec<i64>| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+        };
+        let repeat = |s: &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n)))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.user_id.finish()),
+            ts(self.event_timestamp),
+            Arc::new(self.client_session_id.finish()),
+            Arc::new(self.page_url.finish()),
+            Arc::new(self.source_system.finish()),
+            Arc::new(self.properties.finish()),
+            Arc::new(self.extra.finish()),
+            ts(vec![processing_time; n]),
+            repeat(&lineage.batch_id),
+            Arc::new(BooleanArray::from(vec![false; n])),
+            repeat(&lineage.source_file),
+            Arc::new(Int64Array::from(self.source_line)),
+        ];
+        let batch = RecordBatch::try_new(bronze::schema(), columns)
+            .expect("builders match the bronze schema");
+        Rows {
+            batch,
+            dates: self.dates,
+        }
+    }
+}
+
+/// Parse every line of `chunk`.
+pub fn parse_chunk(
+    chunk: &Chunk,
+    lineage: &Lineage,
+    opts: &ParseOptions,
+    processing_time: i64,
+) -> ParsedChunk {
+    let data = &chunk.data;
+    let est_rows = data.len() / 256 + 16;
+    let mut b = Builders::new(est_rows, data.len());
+    let mut out = ParsedChunk {
+        input: chunk.input,
+        rows: None,
+        quarantined: Vec::new(),
+        lines: 0,
+        empty_lines: 0,
+        events: 0,
+        lateness: LatenessHistogram::default(),
+        max_event_time: None,
+    };
+    let mut start = 0usize;
+    let mut line_no = chunk.first_line;
+    while start < data.len() {
+        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+        let mut line = &data[start..end];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        out.lines += 1;
+        match parse::parse_line(line, opts) {
+            Ok(Some(e)) => {
+                b.push(&e, line_no);
+                out.events += 1;
+                out.lateness
+                    .record_micros(processing_time - e.event_timestamp);
+                out.max_event_time = Some(
+                    out.max_event_time
+                        .map_or(e.event_timestamp, |m| m.max(e.event_timestamp)),
+                );
+            }
+            Ok(None) => out.empty_lines += 1,
+            Err(rejection) => out.quarantined.push(Quarantined {
+                input: chunk.input,
+                line: line_no,
+                rejection,
+                raw: line.to_vec(),
+            }),
+        }
+        start = end + 1;
+        line_no += 1;
+    }
+    if out.events > 0 {
+        out.rows = Some(b.finish(processing_time, lineage));
+    }
+    out
+}

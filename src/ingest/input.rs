@@ -1,0 +1,299 @@
+//! Input sources: files, directories and stdin; transparent gzip and zstd;
+//! content hashing; and splitting a stream into line-aligned chunks.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+
+/// One input to ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// What the user gave (a path, a file found in a directory, or `<stdin>`).
+    pub display: String,
+    /// Where the bytes are (for stdin: the spooled copy, once spooled).
+    pub path: Option<PathBuf>,
+}
+
+impl Input {
+    pub fn is_stdin(&self) -> bool {
+        self.path.is_none()
+    }
+}
+
+/// The display name of standard input in summaries, lineage and quarantine.
+pub const STDIN: &str = "<stdin>";
+
+const EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
+
+/// Does a file name look like NDJSON input (optionally `.gz` / `.zst`)?
+pub fn is_input_name(name: &str) -> bool {
+    let base = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(name);
+    !name.starts_with('.')
+        && EXTENSIONS
+            .iter()
+            .any(|ext| base.len() > ext.len() + 1 && base.ends_with(&format!(".{ext}")))
+}
+
+/// Expand command-line inputs: `-` is stdin, a directory contributes its
+/// NDJSON files (recursively, sorted by path), a file is taken as is.
+/// A path that does not exist is an error naming it.
+pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    let mut stdin_seen = false;
+    for arg in args {
+        if arg == "-" {
+            if stdin_seen {
+                bail!("`-` (stdin) was given more than once");
+            }
+            stdin_seen = true;
+            out.push(Input {
+                display: STDIN.to_string(),
+                path: None,
+            });
+            continue;
+        }
+        let path = Path::new(arg);
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("input `{arg}` cannot be read"))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found)?;
+            found.sort();
+            out.extend(found.into_iter().map(|p| Input {
+                display: p.display().to_string(),
+                path: Some(p),
+            }));
+        } else {
+            out.push(Input {
+                display: arg.clone(),
+                path: Some(path.to_path_buf()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("input `{}` cannot be read", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("failed to list `{}`", dir.display()))?;
+        let p = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            walk(&p, out)?;
+        } else if is_input_name(&entry.file_name().to_string_lossy()) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// blake3 hash and size of a file's raw bytes.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    let n = io::copy(&mut f, &mut hasher)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok((format!("blake3:{}", hasher.finalize().to_hex()), n))
+}
+
+/// Copy stdin to `dest` (so it can be hashed before ingesting, and read
+/// like a file), returning its hash and size.
+pub fn spool_stdin(dest: &Path) -> Result<(String, u64)> {
+    let mut out =
+        File::create(dest).with_context(|| format!("failed to create `{}`", dest.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut stdin = io::stdin().lock();
+    let mut total = 0u64;
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("failed to read stdin"),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .with_context(|| format!("failed to write `{}`", dest.display()))?;
+        total += n as u64;
+    }
+    out.flush()?;
+    Ok((format!("blake3:{}", hasher.finalize().to_hex()), total))
+}
+
+/// Counts raw bytes read, for the progress bar.
+struct CountingReader<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Open a file for reading, decompressing gzip or zstd by magic bytes (not
+/// by name, so a mislabelled file still reads correctly).
+pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> Result<Box<dyn Read + Send>> {
+    let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let mut raw = BufReader::with_capacity(1 << 20, CountingReader { inner: f, counter });
+    let head = raw
+        .fill_buf()
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(raw)
+                .with_context(|| format!("failed to start zstd decoding `{}`", path.display()))?,
+        )
+    } else {
+        Box::new(raw)
+    })
+}
+
+/// A run of whole lines from one input.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Position of the input in the run.
+    pub input: usize,
+    /// 1-based number of the chunk's first line in its input.
+    pub first_line: u64,
+    /// Complete lines, each ending in `\n` except possibly the input's last.
+    pub data: Vec<u8>,
+}
+
+/// Target chunk size: big enough to amortise per-chunk work, small enough
+/// that a few in flight bound memory.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// Read `reader` to the end, handing line-aligned chunks to `emit`. A UTF-8
+/// BOM at the start is dropped. Errors name `display`.
+pub fn split_chunks(
+    mut reader: impl Read,
+    input: usize,
+    display: &str,
+    mut emit: impl FnMut(Chunk) -> bool,
+) -> Result<()> {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut next_line = 1u64;
+    let mut first = true;
+    loop {
+        let mut buf = Vec::with_capacity(CHUNK_BYTES + carry.len());
+        buf.append(&mut carry);
+        let start = buf.len();
+        buf.resize(start + CHUNK_BYTES, 0);
+        let mut filled = start;
+        let mut eof = false;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("`{display}`: failed to read input"));
+                }
+            }
+        }
+        buf.truncate(filled);
+        if first {
+            if buf.starts_with(b"\xEF\xBB\xBF") {
+                buf.drain(..3);
+            }
+            first = false;
+        }
+        if !eof {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(pos) => carry.extend_from_slice(&buf[pos + 1..]),
+                None => {
+                    // A single line longer than the chunk: keep reading.
+                    carry = buf;
+                    continue;
+                }
+            }
+            let keep = buf.len() - carry.len();
+            buf.truncate(keep);
+        }
+        if !buf.is_empty() {
+            let lines =
+                memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(!buf.ends_with(b"\n"));
+            let chunk = Chunk {
+                input,
+                first_line: next_line,
+                data: buf,
+            };
+            next_line += lines;
+            if !emit(chunk) {
+                return Ok(());
+            }
+        }
+        if eof {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks_of(data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        split_chunks(data, 0, "t", |c| {
+            out.push((c.first_line, c.data));
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn strips_bom_and_keeps_last_line_without_newline() {
+        let c = chunks_of(b"\xEF\xBB\xBF{\"a\":1}\r\n{\"b\":2}");
+        assert_eq!(c, vec![(1, b"{\"a\":1}\r\n{\"b\":2}".to_vec())]);
+    }
+
+    #[test]
+    fn line_numbers_continue_across_chunks() {
+        let line = vec![b'x'; 1000];
+        let mut data = Vec::new();
+        for _ in 0..10_000 {
+            data.extend_from_slice(&line);
+            data.push(b'\n');
+        }
+        let c = chunks_of(&data);
+        assert!(c.len() > 1);
+        let mut expect = 1;
+        for (first, bytes) in &c {
+            assert_eq!(*first, expect);
+            assert!(bytes.ends_with(b"\n"));
+            expect += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        }
+        assert_eq!(expect, 10_001);
+    }
+
+    #[test]
+    fn input_names() {
+        for ok in ["a.jsonl", "a.ndjson.gz", "b.json.zst", "x/y.json"] {
+            assert!(is_input_name(ok), "{ok}");
+        }
+        for no in ["a.txt", "a.gz", ".hidden.jsonl", "jsonl", "a.parquet"] {
+            assert!(!is_input_name(no), "{no}");
+        }
+    }
+}

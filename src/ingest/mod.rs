@@ -1,0 +1,556 @@
+//! `ingest`: NDJSON inputs → the bronze table, as one atomic commit.
+//!
+//! The pipeline streams: a reader thread decompresses and cuts each input
+//! into line-aligned chunks (a bounded channel keeps only a few in flight),
+//! rayon parses chunks on every core into Arrow arrays, and a bounded
+//! buffer is flushed as sorted, zstd Parquet files into staging. Only after
+//! every input was read and the bad-line fraction checked are the files
+//! renamed into `bronze/events/` and the commit written (DESIGN.md §2).
+
+pub mod chunk;
+pub mod input;
+pub mod parse;
+pub mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::bronze;
+use crate::fault;
+use crate::lake::{self, Lake};
+use crate::lateness::{LatenessHistogram, LatenessSummary};
+use crate::log::{self, Commit, FileAction, InputBatch, LakeState};
+use crate::time::{self, NaiveTimestamps};
+use chunk::{Lineage, ParsedChunk, Quarantined};
+use input::Input;
+use parse::ParseOptions;
+use write::{Buffer, FileNamer, StagedFile};
+
+/// Directory of quarantined lines, relative to the lake root.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// Logical name of the quarantine "table" in the commit log.
+pub const QUARANTINE_TABLE: &str = "quarantine";
+
+/// Default memory for buffered rows before a flush to Parquet.
+pub const DEFAULT_BUFFER_BYTES: usize = 192 << 20;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub inputs: Vec<String>,
+    /// The run's processing time, UTC microseconds.
+    pub processing_time: i64,
+    pub max_bad_fraction: f64,
+    pub naive_timestamps: NaiveTimestamps,
+    /// Events later than processing time + this are quarantined.
+    pub max_future: i64,
+    /// Buffered row memory that triggers a flush.
+    pub buffer_bytes: usize,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new commit was written.
+    Committed,
+    /// Nothing new to ingest (every input was already committed).
+    Noop,
+    /// The bad-line fraction was exceeded; nothing was committed.
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputStatus {
+    Ingested,
+    /// Same content already committed.
+    AlreadyIngested,
+    /// Same content given twice in this run.
+    DuplicateInRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputReport {
+    pub source: String,
+    pub status: InputStatus,
+    pub hash: String,
+    pub batch_id: String,
+    /// For `already_ingested`: the commit that has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_in: Option<u64>,
+    pub bytes: u64,
+    pub lines: u64,
+    pub events: u64,
+    pub empty_lines: u64,
+    pub quarantined: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub event_date: String,
+    pub events: u64,
+    pub files: u64,
+}
+
+/// The run summary (printed for humans on stderr, as JSON with `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub command: &'static str,
+    pub status: Outcome,
+    pub lake: String,
+    /// The commit written (or, for a no-op, the lake's current version).
+    pub version: u64,
+    pub processing_time: String,
+    pub inputs: Vec<InputReport>,
+    pub lines: u64,
+    pub events: u64,
+    pub empty_lines: u64,
+    pub quarantined: u64,
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_file: Option<String>,
+    pub bad_fraction: f64,
+    pub max_bad_fraction: f64,
+    pub partitions: Vec<PartitionReport>,
+    pub files_written: u64,
+    pub orphans_removed: Vec<String>,
+    pub lateness_ms: Option<LatenessSummary>,
+    pub max_event_time: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+/// Removes the run's staging directory unless the process dies first
+/// (then the next writer removes it).
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Serialize)]
+struct QuarantineRecord<'a> {
+    source_file: &'a str,
+    line: u64,
+    reason: &'static str,
+    detail: &'a str,
+    raw: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<String>,
+}
+
+struct QuarantineWriter {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    by_reason: BTreeMap<String, u64>,
+    total: u64,
+}
+
+impl QuarantineWriter {
+    fn write(&mut self, q: &Quarantined, source_file: &str) -> Result<()> {
+        if self.out.is_none() {
+            let f = File::create(&self.path)
+                .with_context(|| format!("failed to create `{}`", self.path.display()))?;
+            self.out = Some(BufWriter::new(f));
+        }
+        let (raw, raw_base64) = match std::str::from_utf8(&q.raw) {
+            Ok(s) => (std::borrow::Cow::Borrowed(s), None),
+            Err(_) => (
+                String::from_utf8_lossy(&q.raw),
+                Some(base64::engine::general_purpose::STANDARD.encode(&q.raw)),
+            ),
+        };
+        let rec = QuarantineRecord {
+            source_file,
+            line: q.line,
+            reason: q.rejection.reason.as_str(),
+            detail: &q.rejection.detail,
+            raw: &raw,
+            raw_base64,
+        };
+        let out = self.out.as_mut().expect("opened above");
+        serde_json::to_writer(&mut *out, &rec)?;
+        out.write_all(b"\n")?;
+        *self
+            .by_reason
+            .entry(q.rejection.reason.as_str().to_string())
+            .or_default() += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Flush and fsync; returns the size if anything was written.
+    fn finish(&mut self) -> Result<Option<u64>> {
+        match self.out.take() {
+            None => Ok(None),
+            Some(w) => {
+                let f = w.into_inner().map_err(|e| e.into_error())?;
+                f.sync_all()?;
+                Ok(Some(f.metadata()?.len()))
+            }
+        }
+    }
+}
+
+struct Planned {
+    input: Input,
+    hash: String,
+    bytes: u64,
+    status: InputStatus,
+    committed_in: Option<u64>,
+}
+
+fn batch_id_of(hash: &str) -> String {
+    hash.trim_start_matches("blake3:")
+        .chars()
+        .take(16)
+        .collect()
+}
+
+/// Run an ingest. Returns the report for committed, no-op and rejected
+/// runs; the caller turns `Rejected` into exit code 4.
+pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
+    let started = Instant::now();
+    let inputs = input::resolve(&opts.inputs)?;
+    let _lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    let orphans_removed = log::clean_orphans(lake, &state, &[bronze::DIR, QUARANTINE_DIR])?;
+    let staging_path = lake
+        .staging_dir()
+        .join(format!("run-{}", std::process::id()));
+    fs::create_dir_all(&staging_path)
+        .with_context(|| format!("failed to create `{}`", staging_path.display()))?;
+    let staging = Staging(staging_path);
+
+    // Hash every input first: already-committed content is skipped before
+    // any of it is parsed. Stdin is spooled so it can be hashed too.
+    let mut plan = Vec::with_capacity(inputs.len());
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    for mut inp in inputs {
+        let (hash, bytes) = match &inp.path {
+            Some(p) => input::hash_file(p)?,
+            None => {
+                let spool = staging.0.join("stdin.ndjson");
+                let h = input::spool_stdin(&spool)?;
+                inp.path = Some(spool);
+                h
+            }
+        };
+        let (status, committed_in) = if let Some(rec) = state.batches.get(&hash) {
+            (InputStatus::AlreadyIngested, Some(rec.version))
+        } else if seen.insert(hash.clone(), ()).is_some() {
+            (InputStatus::DuplicateInRun, None)
+        } else {
+            (InputStatus::Ingested, None)
+        };
+        plan.push(Planned {
+            input: inp,
+            hash,
+            bytes,
+            status,
+            committed_in,
+        });
+    }
+
+    let mut reports: Vec<InputReport> = plan
+        .iter()
+        .map(|p| InputReport {
+            source: p.input.display.clone(),
+            status: p.status,
+            hash: p.hash.clone(),
+            batch_id: batch_id_of(&p.hash),
+            committed_in: p.committed_in,
+            bytes: p.bytes,
+            lines: 0,
+            events: 0,
+            empty_lines: 0,
+            quarantined: 0,
+        })
+        .collect();
+    let todo: Vec<usize> = (0..plan.len())
+        .filter(|&i| plan[i].status == InputStatus::Ingested)
+        .collect();
+
+    let mut report = IngestReport {
+        command: "ingest",
+        status: Outcome::Noop,
+        lake: lake.root().display().to_string(),
+        version: state.version,
+        processing_time: time::format_micros(opts.processing_time),
+        inputs: Vec::new(),
+        lines: 0,
+        events: 0,
+        empty_lines: 0,
+        quarantined: 0,
+        quarantined_by_reason: BTreeMap::new(),
+        quarantine_file: None,
+        bad_fraction: 0.0,
+        max_bad_fraction: opts.max_bad_fraction,
+        partitions: Vec::new(),
+        files_written: 0,
+        orphans_removed,
+        lateness_ms: None,
+        max_event_time: state.max_event_time.map(time::format_micros),
+        elapsed_ms: 0,
+    };
+    if todo.is_empty() {
+        report.inputs = reports;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    let run_id = {
+        let mut h = blake3::Hasher::new();
+        for &i in &todo {
+            h.update(plan[i].hash.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize().to_hex()[..16].to_string()
+    };
+    let namer = FileNamer::new(run_id.clone(), staging.0.clone());
+    let mut quarantine = QuarantineWriter {
+        path: staging.0.join("quarantine.jsonl"),
+        out: None,
+        by_reason: BTreeMap::new(),
+        total: 0,
+    };
+    let lineages: Vec<Lineage> = plan
+        .iter()
+        .map(|p| Lineage {
+            batch_id: batch_id_of(&p.hash),
+            source_file: p.input.display.clone(),
+        })
+        .collect();
+    let parse_opts = ParseOptions {
+        naive_timestamps: opts.naive_timestamps,
+        max_event_timestamp: opts.processing_time.saturating_add(opts.max_future),
+    };
+
+    let total_bytes: u64 = todo.iter().map(|&i| plan[i].bytes).sum();
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let progress = opts.progress.then(|| progress_bar(total_bytes));
+
+    let mut buffer = Buffer::default();
+    let mut staged: Vec<StagedFile> = Vec::new();
+    let mut lateness = LatenessHistogram::default();
+    let mut run_max: Option<i64> = None;
+    let group = rayon::current_num_threads().max(1) * 2;
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
+    let reader_inputs: Vec<(usize, PathBuf, String)> = todo
+        .iter()
+        .map(|&i| {
+            let p = &plan[i].input;
+            (
+                i,
+                p.path.clone().expect("stdin was spooled"),
+                p.display.clone(),
+            )
+        })
+        .collect();
+    let counter = bytes_read.clone();
+    let reader = std::thread::spawn(move || -> Result<()> {
+        for (idx, path, display) in reader_inputs {
+            let r = input::open_decoded(&path, counter.clone())
+                .with_context(|| format!("`{display}`"))?;
+            input::split_chunks(r, idx, &display, |c| tx.send(c).is_ok())?;
+        }
+        Ok(())
+    });
+
+    let mut pending: Vec<input::Chunk> = Vec::with_capacity(group);
+    let mut rx_iter = rx.into_iter();
+    let pipeline: Result<()> = (|| {
+        loop {
+            pending.clear();
+            pending.extend(rx_iter.by_ref().take(group));
+            if pending.is_empty() {
+                break;
+            }
+            let parsed: Vec<ParsedChunk> = pending
+                .par_iter()
+                .map(|c| {
+                    chunk::parse_chunk(c, &lineages[c.input], &parse_opts, opts.processing_time)
+                })
+                .collect();
+            for pc in parsed {
+                let r = &mut reports[pc.input];
+                r.lines += pc.lines;
+                r.events += pc.events;
+                r.empty_lines += pc.empty_lines;
+                r.quarantined += pc.quarantined.len() as u64;
+                for q in &pc.quarantined {
+                    quarantine.write(q, &lineages[q.input].source_file)?;
+                }
+                lateness.merge(&pc.lateness);
+                if let Some(m) = pc.max_event_time {
+                    run_max = Some(run_max.map_or(m, |x| x.max(m)));
+                }
+                if let Some(rows) = pc.rows {
+                    buffer.push(rows);
+                }
+            }
+            if buffer.bytes >= opts.buffer_bytes {
+                staged.extend(write::flush(&mut buffer, &namer)?);
+                fault::point("staged");
+            }
+            if let Some(pb) = &progress {
+                pb.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
+            }
+        }
+        Ok(())
+    })();
+    drop(rx_iter);
+    let read_result = reader.join().expect("reader thread panicked");
+    pipeline?;
+    read_result?;
+    staged.extend(write::flush(&mut buffer, &namer)?);
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    if !staged.is_empty() {
+        fault::point("staged");
+    }
+    let quarantine_bytes = quarantine.finish()?;
+
+    for r in &reports {
+        report.lines += r.lines;
+        report.events += r.events;
+        report.empty_lines += r.empty_lines;
+    }
+    report.quarantined = quarantine.total;
+    report.quarantined_by_reason = quarantine.by_reason.clone();
+    let considered = report.events + report.quarantined;
+    report.bad_fraction = if considered == 0 {
+        0.0
+    } else {
+        report.quarantined as f64 / considered as f64
+    };
+    report.lateness_ms = lateness.summary();
+    report.partitions = partition_reports(&staged);
+    report.files_written = staged.len() as u64;
+    report.inputs = reports;
+    if report.bad_fraction > opts.max_bad_fraction {
+        report.status = Outcome::Rejected;
+        report.partitions.clear();
+        report.files_written = 0;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    // Publish: rename data files into their partitions, then commit.
+    let mut adds = Vec::with_capacity(staged.len() + 1);
+    for (i, f) in staged.iter().enumerate() {
+        lake::rename_into_place(&f.staged, &lake.path(&f.rel_path))?;
+        if i == 0 {
+            fault::point("renamed");
+        }
+        adds.push(FileAction {
+            table: bronze::TABLE.to_string(),
+            partition: time::format_date32(f.event_date),
+            path: f.rel_path.clone(),
+            rows: f.rows,
+            bytes: f.bytes,
+            min_event_time: Some(time::format_micros(f.min_event_time)),
+            max_event_time: Some(time::format_micros(f.max_event_time)),
+        });
+    }
+    if let Some(bytes) = quarantine_bytes {
+        let rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
+        lake::rename_into_place(&quarantine.path, &lake.path(&rel))?;
+        adds.push(FileAction {
+            table: QUARANTINE_TABLE.to_string(),
+            partition: String::new(),
+            path: rel.clone(),
+            rows: quarantine.total,
+            bytes,
+            min_event_time: None,
+            max_event_time: None,
+        });
+        report.quarantine_file = Some(lake.path(&rel).display().to_string());
+    }
+    fault::point("before-commit");
+
+    let max_event_time = match (state.max_event_time, run_max) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let commit = Commit {
+        format: log::FORMAT,
+        version: state.version + 1,
+        operation: "ingest".to_string(),
+        processing_time: time::format_micros(opts.processing_time),
+        evlake_version: env!("CARGO_PKG_VERSION").to_string(),
+        inputs: report
+            .inputs
+            .iter()
+            .filter(|r| r.status == InputStatus::Ingested)
+            .map(|r| InputBatch {
+                batch_id: r.batch_id.clone(),
+                hash: r.hash.clone(),
+                source: r.source.clone(),
+                bytes: r.bytes,
+                lines: r.lines,
+                events: r.events,
+                empty_lines: r.empty_lines,
+                quarantined: r.quarantined,
+            })
+            .collect(),
+        add: adds,
+        remove: Vec::new(),
+        max_event_time: max_event_time.map(time::format_micros),
+        lateness: Some(lateness),
+    };
+    log::write_commit(lake, &commit)?;
+    fault::point("after-commit");
+    drop(staging);
+
+    report.status = Outcome::Committed;
+    report.version = commit.version;
+    report.max_event_time = commit.max_event_time;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn partition_reports(staged: &[StagedFile]) -> Vec<PartitionReport> {
+    let mut by_date: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+    for f in staged {
+        let e = by_date.entry(f.event_date).or_default();
+        e.0 += f.rows;
+        e.1 += 1;
+    }
+    by_date
+        .into_iter()
+        .map(|(d, (events, files))| PartitionReport {
+            event_date: time::format_date32(d),
+            events,
+            files,
+        })
+        .collect()
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "   Ingesting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb
+}

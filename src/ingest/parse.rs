@@ -1,0 +1,662 @@
+//! One NDJSON line → one event, or the reason it was rejected.
+//!
+//! Pure functions over bytes: no I/O here, so every rule of the input
+//! contract is unit-tested directly.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::time::{self, NaiveTimestamps, TimestampError};
+
+/// Why a line went to quarantine. The `as_str` names are a contract: they
+/// appear in `quarantine/*.jsonl`, run summaries and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    InvalidUtf8,
+    InvalidJson,
+    NotAnObject,
+    MissingField,
+    InvalidType,
+    InvalidTimestamp,
+    TimestampWithoutOffset,
+    ConflictingFields,
+    FutureTimestamp,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::InvalidUtf8,
+        Reason::InvalidJson,
+        Reason::NotAnObject,
+        Reason::MissingField,
+        Reason::InvalidType,
+        Reason::InvalidTimestamp,
+        Reason::TimestampWithoutOffset,
+        Reason::ConflictingFields,
+        Reason::FutureTimestamp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::InvalidJson => "invalid_json",
+            Reason::NotAnObject => "not_an_object",
+            Reason::MissingField => "missing_field",
+            Reason::InvalidType => "invalid_type",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::TimestampWithoutOffset => "timestamp_without_offset",
+            Reason::ConflictingFields => "conflicting_fields",
+            Reason::FutureTimestamp => "future_timestamp",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected line: the reason code and a human detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// An accepted event, borrowing from the line where it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub event_id: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
+    pub user_id: Cow<'a, str>,
+    /// UTC microseconds since the epoch.
+    pub event_timestamp: i64,
+    pub client_session_id: Option<Cow<'a, str>>,
+    pub page_url: Option<Cow<'a, str>>,
+    pub source_system: Option<Cow<'a, str>>,
+    /// The `properties` (or `payload`) object, exactly as received.
+    pub properties: Option<&'a str>,
+    /// Unknown top-level fields as a JSON object, values verbatim.
+    pub extra: Option<String>,
+}
+
+/// Settings that change how lines are read.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions {
+    pub naive_timestamps: NaiveTimestamps,
+    /// Events later than this instant (processing time + `--max-future`)
+    /// are rejected as `future_timestamp`.
+    pub max_event_timestamp: i64,
+}
+
+/// The canonical fields and the keys that feed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    EventId,
+    EventType,
+    EventTimestamp,
+    UserId,
+    ClientSessionId,
+    PageUrl,
+    SourceSystem,
+    Properties,
+}
+
+const SLOTS: usize = 8;
+
+impl Slot {
+    fn of_key(key: &str) -> Option<Slot> {
+        Some(match key {
+            "event_id" => Slot::EventId,
+            "event_type" => Slot::EventType,
+            "event_timestamp" | "timestamp_utc" | "timestamp" => Slot::EventTimestamp,
+            "user_id" | "actor_id" => Slot::UserId,
+            "session_id" => Slot::ClientSessionId,
+            "page_url" => Slot::PageUrl,
+            "source_system" => Slot::SourceSystem,
+            "properties" | "payload" => Slot::Properties,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Slot::EventId => "event_id",
+            Slot::EventType => "event_type",
+            Slot::EventTimestamp => "event_timestamp",
+            Slot::UserId => "user_id",
+            Slot::ClientSessionId => "session_id",
+            Slot::PageUrl => "page_url",
+            Slot::SourceSystem => "source_system",
+            Slot::Properties => "properties",
+        }
+    }
+}
+
+/// A JSON object's members in order: key and raw value text.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(10));
+                while let Some(Key(k)) = map.next_key()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The JSON type of a raw value, from its first byte.
+fn json_type(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'"') => "string",
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
+    }
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// Decode a JSON string value, borrowing when it has no escapes.
+fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let t = raw.get();
+    let b = t.as_bytes();
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    if !t.contains('\\') {
+        return Some(Cow::Borrowed(&t[1..t.len() - 1]));
+    }
+    serde_json::from_str::<String>(t).ok().map(Cow::Owned)
+}
+
+fn type_error(slot: Slot, expected: &str, raw: &RawValue) -> Rejection {
+    let mut shown = raw.get().to_string();
+    if shown.len() > 60 {
+        let cut = (0..=57)
+            .rev()
+            .find(|&i| shown.is_char_boundary(i))
+            .unwrap_or(0);
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    Rejection::new(
+        Reason::InvalidType,
+        format!(
+            "`{}` must be {expected}, got {} {shown}",
+            slot.name(),
+            json_type(raw.get())
+        ),
+    )
+}
+
+fn required_str<'a>(slot: Slot, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, Rejection> {
+    let raw = raw.ok_or_else(|| {
+        let aliases = match slot {
+            Slot::UserId => " (or `actor_id`)",
+            Slot::EventTimestamp => " (or `timestamp_utc`, `timestamp`)",
+            _ => "",
+        };
+        Rejection::new(
+            Reason::MissingField,
+            format!(
+                "required field `{}`{aliases} is missing or null",
+                slot.name()
+            ),
+        )
+    })?;
+    let s = as_str(raw).ok_or_else(|| type_error(slot, "a string", raw))?;
+    if s.trim().is_empty() {
+        return Err(Rejection::new(
+            Reason::MissingField,
+            format!("required field `{}` is empty", slot.name()),
+        ));
+    }
+    Ok(s)
+}
+
+fn optional_str<'a>(
+    slot: Slot,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => as_str(raw)
+            .map(Some)
+            .ok_or_else(|| type_error(slot, "a string or null", raw)),
+    }
+}
+
+fn timestamp(raw: Option<&RawValue>, naive: NaiveTimestamps) -> Result<i64, Rejection> {
+    let slot = Slot::EventTimestamp;
+    let raw = raw.ok_or_else(|| {
+        Rejection::new(
+            Reason::MissingField,
+            "required field `event_timestamp` (or `timestamp_utc`, `timestamp`) is missing or null",
+        )
+    })?;
+    let text = raw.get();
+    if let Some(s) = as_str(raw) {
+        return time::parse_rfc3339_micros(&s, naive).map_err(|e| match e {
+            TimestampError::WithoutOffset => Rejection::new(
+                Reason::TimestampWithoutOffset,
+                format!("`event_timestamp` {text} has no UTC offset (add `Z` or `+HH:MM`, or pass --naive-timestamps utc)"),
+            ),
+            TimestampError::Invalid(why) => Rejection::new(
+                Reason::InvalidTimestamp,
+                format!("`event_timestamp` {text} is not an RFC 3339 timestamp: {why}"),
+            ),
+        });
+    }
+    if json_type(text) == "number" {
+        let ms: i64 = text.parse().map_err(|_| {
+            type_error(
+                slot,
+                "an RFC 3339 string or integer epoch milliseconds",
+                raw,
+            )
+        })?;
+        return time::epoch_millis_to_micros(ms).ok_or_else(|| {
+            Rejection::new(
+                Reason::InvalidTimestamp,
+                format!("`event_timestamp` {ms} is out of range for epoch milliseconds"),
+            )
+        });
+    }
+    Err(type_error(
+        slot,
+        "an RFC 3339 string or integer epoch milliseconds",
+        raw,
+    ))
+}
+
+/// Do two values given for the same field (through aliases or a repeated
+/// key) mean the same thing?
+fn same_value(slot: Slot, a: &RawValue, b: &RawValue, naive: NaiveTimestamps) -> bool {
+    if a.get() == b.get() {
+        return true;
+    }
+    match slot {
+        Slot::EventTimestamp => matches!(
+            (timestamp(Some(a), naive), timestamp(Some(b), naive)),
+            (Ok(x), Ok(y)) if x == y
+        ),
+        Slot::Properties => matches!(
+            (
+                serde_json::from_str::<serde_json::Value>(a.get()),
+                serde_json::from_str::<serde_json::Value>(b.get()),
+            ),
+            (Ok(x), Ok(y)) if x == y
+        ),
+        _ => matches!((as_str(a), as_str(b)), (Some(x), Some(y)) if x == y),
+    }
+}
+
+/// Parse one line (without its line terminator). `Ok(None)` is an empty
+/// line, which is skipped and counted rather than quarantined.
+pub fn parse_line<'a>(
+    bytes: &'a [u8],
+    opts: &ParseOptions,
+) -> Result<Option<Event<'a>>, Rejection> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            Reason::InvalidUtf8,
+            format!(
+                "line is not valid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let members: Members<'a> = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(e) => {
+            if !text.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
+                return Err(Rejection::new(
+                    Reason::NotAnObject,
+                    format!("line is a JSON {}, not an object", json_type(text)),
+                ));
+            }
+            return Err(Rejection::new(
+                Reason::InvalidJson,
+                format!("invalid JSON: {e}"),
+            ));
+        }
+    };
+
+    let naive = opts.naive_timestamps;
+    let mut slots: [Option<(Cow<'a, str>, &'a RawValue)>; SLOTS] = Default::default();
+    let mut extra: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+    for (key, raw) in members.0 {
+        let Some(slot) = Slot::of_key(&key) else {
+            extra.push((key, raw));
+            continue;
+        };
+        if is_null(raw) {
+            continue;
+        }
+        match &slots[slot as usize] {
+            None => slots[slot as usize] = Some((key, raw)),
+            Some((first_key, first)) => {
+                if !same_value(slot, first, raw, naive) {
+                    return Err(Rejection::new(
+                        Reason::ConflictingFields,
+                        format!(
+                            "`{first_key}` is {} but `{key}` is {}",
+                            first.get(),
+                            raw.get()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let get = |slot: Slot| slots[slot as usize].as_ref().map(|(_, raw)| *raw);
+
+    let event_id = required_str(Slot::EventId, get(Slot::EventId))?;
+    let event_type = required_str(Slot::EventType, get(Slot::EventType))?;
+    let user_id = required_str(Slot::UserId, get(Slot::UserId))?;
+    let event_timestamp = timestamp(get(Slot::EventTimestamp), naive)?;
+    let client_session_id = optional_str(Slot::ClientSessionId, get(Slot::ClientSessionId))?;
+    let page_url = optional_str(Slot::PageUrl, get(Slot::PageUrl))?;
+    let source_system = optional_str(Slot::SourceSystem, get(Slot::SourceSystem))?;
+    let properties = match get(Slot::Properties) {
+        None => None,
+        Some(raw) if raw.get().starts_with('{') => Some(raw.get()),
+        Some(raw) => return Err(type_error(Slot::Properties, "an object or null", raw)),
+    };
+    if event_timestamp > opts.max_event_timestamp {
+        return Err(Rejection::new(
+            Reason::FutureTimestamp,
+            format!(
+                "`event_timestamp` {} is more than --max-future ahead of the processing time (limit {})",
+                time::format_micros(event_timestamp),
+                time::format_micros(opts.max_event_timestamp)
+            ),
+        ));
+    }
+    let extra = (!extra.is_empty()).then(|| {
+        let mut s = String::with_capacity(64);
+        s.push('{');
+        for (i, (k, v)) in extra.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&serde_json::to_string(k.as_ref()).expect("string serializes"));
+            s.push(':');
+            s.push_str(v.get());
+        }
+        s.push('}');
+        s
+    });
+    Ok(Some(Event {
+        event_id,
+        event_type,
+        user_id,
+        event_timestamp,
+        client_session_id,
+        page_url,
+        source_system,
+        properties,
+        extra,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAR_FUTURE: i64 = i64::MAX;
+
+    fn opts() -> ParseOptions {
+        ParseOptions {
+            naive_timestamps: NaiveTimestamps::Reject,
+            max_event_timestamp: FAR_FUTURE,
+        }
+    }
+
+    fn ok(line: &str) -> Event<'_> {
+        parse_line(line.as_bytes(), &opts()).unwrap().unwrap()
+    }
+
+    fn reason(line: &[u8]) -> Reason {
+        parse_line(line, &opts()).unwrap_err().reason
+    }
+
+    const GOOD: &str = r#"{"event_id":"e1","event_type":"purchase","event_timestamp":"2024-03-15T14:30:00.123+02:00","user_id":"u42","page_url":"https://shop.example.com/checkout","source_system":"ios","properties":{"order_id":"o9","amount":19.99,"currency":"EUR"}}"#;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let e = ok(GOOD);
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(e.event_type, "purchase");
+        assert_eq!(e.user_id, "u42");
+        assert_eq!(
+            time::format_micros(e.event_timestamp),
+            "2024-03-15T12:30:00.123Z"
+        );
+        assert_eq!(
+            e.page_url.as_deref(),
+            Some("https://shop.example.com/checkout")
+        );
+        assert_eq!(e.source_system.as_deref(), Some("ios"));
+        assert_eq!(
+            e.properties,
+            Some(r#"{"order_id":"o9","amount":19.99,"currency":"EUR"}"#)
+        );
+        assert_eq!(e.extra, None);
+        assert_eq!(e.client_session_id, None);
+    }
+
+    #[test]
+    fn properties_keep_their_token_text() {
+        let e = ok(
+            r#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T00:00:00Z","actor_id":"u","payload":{ "amount" : 19.990, "big": 12345678901234567890.12 }}"#,
+        );
+        assert_eq!(
+            e.properties,
+            Some(r#"{ "amount" : 19.990, "big": 12345678901234567890.12 }"#)
+        );
+        assert_eq!(e.user_id, "u");
+    }
+
+    #[test]
+    fn aliases_and_epoch_millis() {
+        let e = ok(
+            r#"{"event_id":"e","event_type":"t","timestamp_utc":1710513000123,"actor_id":"u","session_id":"c1"}"#,
+        );
+        assert_eq!(
+            time::format_micros(e.event_timestamp),
+            "2024-03-15T14:30:00.123Z"
+        );
+        assert_eq!(e.client_session_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn same_value_through_two_aliases_is_fine() {
+        let e = ok(
+            r#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","event_timestamp":"2024-03-15T16:30:00+02:00","user_id":"u","actor_id":"u"}"#,
+        );
+        assert_eq!(e.user_id, "u");
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_in_extra() {
+        let e = ok(
+            r#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","app_version":"1.2.3","geo":{"cc":"DE"},"we\"ird":1}"#,
+        );
+        assert_eq!(
+            e.extra.as_deref(),
+            Some(r#"{"app_version":"1.2.3","geo":{"cc":"DE"},"we\"ird":1}"#)
+        );
+        let v: serde_json::Value = serde_json::from_str(e.extra.as_deref().unwrap()).unwrap();
+        assert_eq!(v["geo"]["cc"], "DE");
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let e = ok(
+            r#"{"event_id":"e\u0031","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"caf\u00e9"}"#,
+        );
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(e.user_id, "café");
+    }
+
+    #[test]
+    fn empty_and_whitespace_lines_are_skipped() {
+        assert_eq!(parse_line(b"", &opts()), Ok(None));
+        assert_eq!(parse_line(b"   \r", &opts()), Ok(None));
+    }
+
+    #[test]
+    fn every_quarantine_reason() {
+        assert_eq!(reason(b"{\"event_id\": \"e\", \xff}"), Reason::InvalidUtf8);
+        assert_eq!(reason(br#"{"event_id":"e","#), Reason::InvalidJson);
+        assert_eq!(reason(br#"not json"#), Reason::InvalidJson);
+        assert_eq!(reason(br#"{"a":1} {"b":2}"#), Reason::InvalidJson);
+        assert_eq!(reason(br#"[1,2]"#), Reason::NotAnObject);
+        assert_eq!(reason(br#""text""#), Reason::NotAnObject);
+        assert_eq!(
+            reason(br#"{"event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"event_id":null,"event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","user_id":"u"}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"event_id":42,"event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#),
+            Reason::InvalidType
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","properties":"{}"}"#),
+            Reason::InvalidType
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":1.5,"user_id":"u"}"#),
+            Reason::InvalidType
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","page_url":7}"#),
+            Reason::InvalidType
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":"yesterday","user_id":"u"}"#),
+            Reason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-13-45T25:61:00Z","user_id":"u"}"#),
+            Reason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00","user_id":"u"}"#),
+            Reason::TimestampWithoutOffset
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","actor_id":"v"}"#),
+            Reason::ConflictingFields
+        );
+        assert_eq!(
+            reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","event_timestamp":"2024-03-15T14:31:00Z","user_id":"u"}"#),
+            Reason::ConflictingFields
+        );
+        let future = ParseOptions {
+            naive_timestamps: NaiveTimestamps::Reject,
+            max_event_timestamp: 0,
+        };
+        assert_eq!(
+            parse_line(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#, &future)
+                .unwrap_err()
+                .reason,
+            Reason::FutureTimestamp
+        );
+    }
+
+    #[test]
+    fn naive_timestamps_can_be_read_as_utc() {
+        let o = ParseOptions {
+            naive_timestamps: NaiveTimestamps::Utc,
+            max_event_timestamp: FAR_FUTURE,
+        };
+        let e = parse_line(
+            br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00","user_id":"u"}"#,
+            &o,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            time::format_micros(e.event_timestamp),
+            "2024-03-15T14:30:00Z"
+        );
+    }
+
+    #[test]
+    fn messages_name_the_field() {
+        let r = parse_line(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":["u"]}"#, &opts()).unwrap_err();
+        assert_eq!(r.detail, "`user_id` must be a string, got array [\"u\"]");
+    }
+}

@@ -1,0 +1,168 @@
+//! The lake on disk: paths, the single-writer lock, staging, and the
+//! write-temp → fsync → rename discipline that keeps crashes harmless.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::error::Failure;
+
+/// The metadata directory inside the lake.
+pub const META_DIR: &str = "_evlake";
+
+/// A lake rooted at a directory. Cheap to clone; holds no open files.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+impl Lake {
+    pub fn new(root: impl Into<PathBuf>) -> Lake {
+        Lake { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// An absolute-or-relative path for a lake-relative path.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join(META_DIR).join("log")
+    }
+
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join(META_DIR).join("staging")
+    }
+
+    /// Take the single-writer lock, failing at once (exit 3) when another
+    /// process holds it. The lock is an advisory `flock` on `_evlake/lock`,
+    /// so the kernel releases it when a writer dies, even by `kill -9`.
+    pub fn lock(&self) -> Result<WriteLock> {
+        let meta = self.root.join(META_DIR);
+        fs::create_dir_all(&meta)
+            .with_context(|| format!("failed to create lake directory `{}`", meta.display()))?;
+        let path = meta.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("failed to open lock file `{}`", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(Failure::Locked {
+                    lock_path: path.display().to_string(),
+                    pid: text.trim().parse().ok(),
+                }
+                .into());
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        write!(file, "{}", std::process::id())?;
+        file.flush()?;
+        Ok(WriteLock { _file: file })
+    }
+}
+
+/// Held while a command writes to the lake; dropping it releases the lock.
+#[derive(Debug)]
+pub struct WriteLock {
+    _file: File,
+}
+
+/// Create `dir` and its parents, then fsync the parent of `dir` so the new
+/// directory entry survives a crash.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// fsync a directory so renames and creations inside it are durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).with_context(|| format!("failed to open `{}`", dir.display()))?;
+    d.sync_all()
+        .with_context(|| format!("failed to fsync `{}`", dir.display()))
+}
+
+/// Move a finished (already fsynced) file to its final place and make the
+/// rename durable.
+pub fn rename_into_place(from: &Path, to: &Path) -> Result<()> {
+    let parent = to.parent().context("destination has no parent")?;
+    create_dir_durable(parent)?;
+    fs::rename(from, to)
+        .with_context(|| format!("failed to move `{}` to `{}`", from.display(), to.display()))?;
+    fsync_dir(parent)
+}
+
+/// Write `bytes` to a file that appears at `path` whole or not at all.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let parent = path.parent().context("path has no parent")?;
+    create_dir_durable(parent)?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    {
+        let mut f =
+            File::create(&tmp).with_context(|| format!("failed to create `{}`", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("failed to write `{}`", tmp.display()))?;
+    }
+    fs::rename(&tmp, path)
+        .with_context(|| format!("failed to move `{}` into place", path.display()))?;
+    fsync_dir(parent)
+}
+
+/// Every regular file under `dir` (recursively), as paths relative to `base`
+/// with `/` separators. A missing `dir` has no files.
+pub fn list_files(base: &Path, dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = match fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("failed to list `{}`", d.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            let p = entry.path();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                let rel = p.strip_prefix(base).unwrap_or(&p);
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,16 @@
+//! evlake: a batch data-lake transformation tool for event streams.
+//!
+//! The library owns all behaviour; `main.rs` only parses arguments, calls
+//! [`cli::run`] and turns errors into exit codes (see [`error::exit_code`]).
+
+pub mod bronze;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod fault;
+pub mod generate;
+pub mod ingest;
+pub mod lake;
+pub mod lateness;
+pub mod log;
+pub mod time;

@@ -1,0 +1,215 @@
+//! Helpers: run the binary, read the lake back as an outside reader would.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_evlake")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sample(name: &str) -> String {
+    repo().join("sample_data").join(name).display().to_string()
+}
+
+pub fn expected() -> Value {
+    serde_json::from_slice(&std::fs::read(repo().join("tests/sample_expected.json")).unwrap())
+        .unwrap()
+}
+
+/// `evlake --lake LAKE args...` with a clean environment for evlake's own variables.
+pub fn cmd(lake: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--lake").arg(lake).args(args);
+    c.env_remove("EVLAKE_FAULT")
+        .env_remove("EVLAKE_LAKE")
+        .env_remove("EVLAKE_BUFFER_MB");
+    c.stdin(Stdio::null());
+    c
+}
+
+pub fn run(lake: &Path, args: &[&str]) -> Output {
+    cmd(lake, args).output().expect("evlake runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run and require exit 0, returning the `--json` summary if one was printed.
+pub fn ok(lake: &Path, args: &[&str]) -> Value {
+    let o = run(lake, args);
+    assert!(o.status.success(), "evlake {args:?} failed: {}", stderr(&o));
+    if args.contains(&"--json") {
+        serde_json::from_slice(&o.stdout).expect("--json prints one JSON object")
+    } else {
+        Value::Null
+    }
+}
+
+pub fn exit_code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// Ingest one sample batch with its documented processing time.
+pub fn ingest_sample_batch(lake: &Path, batch: &Value) -> Value {
+    let file = sample(batch["file"].as_str().unwrap());
+    let pt = batch["processing_time"].as_str().unwrap();
+    ok(lake, &["ingest", &file, "--processing-time", pt, "--json"])
+}
+
+/// One bronze row as an outside reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Row {
+    pub event_date: String,
+    pub event_id: String,
+    pub source_file: String,
+    pub source_line: i64,
+}
+
+/// Every bronze row in every Parquet file on disk (not just committed
+/// ones), like `read_parquet('bronze/events/**/*.parquet')`.
+pub fn bronze_rows(lake: &Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for file in parquet_files(&lake.join("bronze/events")) {
+        let date = file
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("event_date=")
+            .to_string();
+        for batch in read_parquet(&file) {
+            let ids = batch.column_by_name("event_id").unwrap().as_string::<i32>();
+            let files = batch
+                .column_by_name("source_file")
+                .unwrap()
+                .as_string::<i32>();
+            let lines = batch
+                .column_by_name("source_line")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                rows.push(Row {
+                    event_date: date.clone(),
+                    event_id: ids.value(i).to_string(),
+                    source_file: files.value(i).to_string(),
+                    source_line: lines.value(i),
+                });
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn counts_by_date(rows: &[Row]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        *m.entry(r.event_date.clone()).or_default() += 1;
+    }
+    m
+}
+
+pub fn expected_counts(partitions: &Value) -> BTreeMap<String, u64> {
+    partitions
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["events"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Number of commit files in the log.
+pub fn commits(lake: &Path) -> usize {
+    std::fs::read_dir(lake.join("_evlake/log"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".json")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Lake-relative paths of the live bronze files according to the log.
+pub fn committed_files(lake: &Path) -> Vec<String> {
+    let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
+    let mut v: Vec<String> = state
+        .partitions(evlake::bronze::TABLE)
+        .flat_map(|(_, p)| p.files.keys().cloned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Lake-relative paths of the bronze files on disk.
+pub fn files_on_disk(lake: &Path) -> Vec<String> {
+    let mut v: Vec<String> = parquet_files(&lake.join("bronze/events"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(lake)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Generate synthetic batches into `dir` and return the truth file.
+pub fn generate(dir: &Path, args: &[&str]) -> Value {
+    let o = Command::new(bin())
+        .args(["generate", "--out"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
+}

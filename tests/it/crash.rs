@@ -1,0 +1,176 @@
+//! Crash safety: a run killed at any step, then re-run, leaves exactly one
+//! copy of every event; a second writer is refused at once.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn ingest_all(
+    lake: &Path,
+    gen_dir: &Path,
+    truth: &Value,
+    fault: Option<&str>,
+) -> std::process::Output {
+    // All batches in one run, so the run writes many files.
+    let mut c = cmd(
+        lake,
+        &[
+            "ingest",
+            gen_dir.join("batches").to_str().unwrap(),
+            "--processing-time",
+            "2024-03-07T01:00:00Z",
+        ],
+    );
+    c.env("EVLAKE_BUFFER_MB", "1");
+    if let Some(step) = fault {
+        c.env("EVLAKE_FAULT", step);
+    }
+    let _ = truth;
+    c.output().unwrap()
+}
+
+fn assert_exactly_once(lake: &Path, truth: &Value) {
+    let rows = bronze_rows(lake);
+    assert_eq!(counts_by_date(&rows), expected_counts(&truth["partitions"]));
+    let mut keys: Vec<_> = rows
+        .iter()
+        .map(|r| (&r.source_file, r.source_line))
+        .collect();
+    keys.sort();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a source line landed twice");
+    assert_eq!(
+        files_on_disk(lake),
+        committed_files(lake),
+        "orphans left on disk"
+    );
+    assert!(
+        !lake.join("_evlake/staging").exists()
+            || std::fs::read_dir(lake.join("_evlake/staging"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
+
+#[test]
+fn a_crash_at_every_step_then_a_rerun_leaves_one_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &["--events", "30000", "--days", "6", "--seed", "11"],
+    );
+    for step in evlake::fault::STEPS {
+        let lake = tmp.path().join(format!("lake-{step}"));
+        let o = ingest_all(&lake, &gen_dir, &truth, Some(step));
+        assert!(!o.status.success(), "{step}: the fault hook must abort");
+        assert!(stderr(&o).contains(&format!("EVLAKE_FAULT={step}")));
+        let committed = commits(&lake);
+        assert_eq!(committed, usize::from(*step == "after-commit"), "{step}");
+        let o = ingest_all(&lake, &gen_dir, &truth, None);
+        assert!(o.status.success(), "{step}: rerun failed: {}", stderr(&o));
+        assert_exactly_once(&lake, &truth);
+        assert_eq!(commits(&lake), 1, "{step}");
+    }
+}
+
+#[test]
+fn kill_9_partway_through_a_large_input_then_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &["--events", "150000", "--days", "4", "--seed", "3"],
+    );
+    let lake = tmp.path().join("lake");
+    let mut c = cmd(
+        &lake,
+        &[
+            "ingest",
+            gen_dir.join("batches").to_str().unwrap(),
+            "--processing-time",
+            "2024-03-05T01:00:00Z",
+        ],
+    );
+    c.env("EVLAKE_BUFFER_MB", "2");
+    let mut child = c.spawn().unwrap();
+    // Wait until the run has written data into staging, then SIGKILL it.
+    let staging = lake.join("_evlake/staging");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed_midway = false;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ingest finished ({status}) before it could be killed; make the input bigger");
+        }
+        let staged = std::fs::read_dir(&staging)
+            .map(|d| {
+                d.flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
+                    .filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .path()
+                            .extension()
+                            .is_some_and(|x| x == "parquet")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if staged > 0 {
+            child.kill().unwrap();
+            killed_midway = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait().unwrap();
+    assert!(killed_midway, "never saw staged data");
+    assert_eq!(commits(&lake), 0);
+    let o = cmd(
+        &lake,
+        &[
+            "ingest",
+            gen_dir.join("batches").to_str().unwrap(),
+            "--processing-time",
+            "2024-03-05T01:00:00Z",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_exactly_once(&lake, &truth);
+}
+
+#[test]
+fn a_second_writer_fails_at_once_with_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    std::fs::create_dir_all(lake.join("_evlake")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(lake.join("_evlake/lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(lake.join("_evlake/lock"), std::process::id().to_string()).unwrap();
+    let started = Instant::now();
+    let o = run(&lake, &["ingest", &sample("2024-03-19.jsonl")]);
+    assert_eq!(exit_code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("lake is locked by pid {}", std::process::id())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "must not wait for the lock"
+    );
+    assert_eq!(commits(&lake), 0);
+    drop(lock);
+    ok(&lake, &["ingest", &sample("2024-03-19.jsonl")]);
+}

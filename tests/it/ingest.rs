@@ -1,0 +1,440 @@
+//! Ingest behaviour on the bundled sample data and on bad input.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+#[test]
+fn sample_batches_land_in_their_event_date_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let exp = expected();
+    for (i, batch) in exp["batches"].as_array().unwrap().iter().enumerate() {
+        let s = ingest_sample_batch(&lake, batch);
+        assert_eq!(s["status"], "committed");
+        assert_eq!(s["version"], i as u64 + 1);
+        assert_eq!(s["lines"], batch["lines"]);
+        assert_eq!(s["events"], batch["events"]);
+        assert_eq!(s["empty_lines"], batch["empty_lines"]);
+        assert_eq!(s["quarantined_by_reason"], batch["quarantined"]);
+        let parts: serde_json::Map<String, Value> = s["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["event_date"].as_str().unwrap().to_string(),
+                    p["events"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(Value::Object(parts), batch["partitions"]);
+    }
+    let rows = bronze_rows(&lake);
+    assert_eq!(counts_by_date(&rows), expected_counts(&exp["partitions"]));
+    assert_eq!(files_on_disk(&lake), committed_files(&lake));
+
+    // Quarantine holds every bad line verbatim with file, line and reason.
+    let mut reasons = std::collections::BTreeMap::<String, u64>::new();
+    let mut utf8 = None;
+    for entry in std::fs::read_dir(lake.join("quarantine")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let q: Value = serde_json::from_str(line).unwrap();
+            assert!(q["source_file"].as_str().unwrap().contains("sample_data"));
+            assert!(q["line"].as_u64().unwrap() >= 1);
+            assert!(!q["detail"].as_str().unwrap().is_empty());
+            *reasons
+                .entry(q["reason"].as_str().unwrap().to_string())
+                .or_default() += 1;
+            if q["reason"] == "invalid_utf8" {
+                utf8 = Some(q);
+            } else if q["reason"] == "invalid_timestamp" {
+                let raw = q["raw"].as_str().unwrap();
+                assert!(
+                    raw.contains("yesterday") || raw.contains("2024-13-45T25:61:00Z"),
+                    "{raw}"
+                );
+            }
+        }
+    }
+    let mut want = std::collections::BTreeMap::<String, u64>::new();
+    for b in exp["batches"].as_array().unwrap() {
+        for (k, v) in b["quarantined"].as_object().unwrap() {
+            *want.entry(k.clone()).or_default() += v.as_u64().unwrap();
+        }
+    }
+    assert_eq!(reasons, want);
+    let utf8 = utf8.expect("sample has a non-UTF-8 line");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(utf8["raw_base64"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        bytes.windows(4).any(|w| w == b"caf\xe9"),
+        "raw bytes kept exactly"
+    );
+}
+
+#[test]
+fn properties_keep_exact_token_text_and_lineage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batch = &expected()["batches"][0];
+    ingest_sample_batch(&lake, batch);
+    let mut found = false;
+    for f in parquet_files(&lake.join("bronze/events")) {
+        for b in read_parquet(&f) {
+            use datafusion::arrow::array::AsArray;
+            let props = b.column_by_name("properties").unwrap().as_string::<i32>();
+            let pt = b.column_by_name("processing_time").unwrap();
+            assert_eq!(
+                pt.data_type().to_string(),
+                r#"Timestamp(µs, "UTC")"#,
+                "processing_time type"
+            );
+            for i in 0..b.num_rows() {
+                if props.value(i).contains(r#""order_id":"o9""#) {
+                    assert!(
+                        props.value(i).contains(r#""amount":19.99"#),
+                        "{}",
+                        props.value(i)
+                    );
+                    found = true;
+                }
+            }
+        }
+    }
+    assert!(found, "purchase o9 is in bronze");
+}
+
+#[test]
+fn reingesting_the_same_input_is_a_reported_noop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batch = &expected()["batches"][1];
+    ingest_sample_batch(&lake, batch);
+    let before = bronze_rows(&lake);
+    let again = ingest_sample_batch(&lake, batch);
+    assert_eq!(again["status"], "noop");
+    assert_eq!(again["version"], 1);
+    assert_eq!(again["inputs"][0]["status"], "already_ingested");
+    assert_eq!(again["inputs"][0]["committed_in"], 1);
+    assert_eq!(bronze_rows(&lake), before);
+    assert_eq!(commits(&lake), 1);
+    // The same content under another name (a copy) is also recognised.
+    let copy = tmp.path().join("copy.jsonl.gz");
+    std::fs::copy(sample("2024-03-16.jsonl.gz"), &copy).unwrap();
+    let s = ok(&lake, &["ingest", copy.to_str().unwrap(), "--json"]);
+    assert_eq!(s["status"], "noop");
+}
+
+#[test]
+fn a_directory_ingests_every_batch_in_one_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let s = ok(
+        &lake,
+        &[
+            "ingest",
+            &sample(""),
+            "--processing-time",
+            "2024-03-20T01:00:00Z",
+            "--json",
+        ],
+    );
+    assert_eq!(s["inputs"].as_array().unwrap().len(), 3);
+    assert_eq!(commits(&lake), 1);
+    assert_eq!(
+        counts_by_date(&bronze_rows(&lake)),
+        expected_counts(&expected()["partitions"])
+    );
+    // A second run over the directory skips all three.
+    let s = ok(&lake, &["ingest", &sample(""), "--json"]);
+    assert_eq!(s["status"], "noop");
+    assert!(
+        s["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "already_ingested")
+    );
+}
+
+#[test]
+fn stdin_input_is_hashed_like_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let data = std::fs::read(sample("2024-03-19.jsonl")).unwrap();
+    let pipe = |data: &[u8]| {
+        let mut child = cmd(
+            &lake,
+            &[
+                "ingest",
+                "-",
+                "--json",
+                "--processing-time",
+                "2024-03-20T01:00:00Z",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let s = pipe(&data);
+    assert_eq!(s["status"], "committed");
+    assert_eq!(s["inputs"][0]["source"], "<stdin>");
+    let b = &expected()["batches"][2];
+    assert_eq!(s["events"], b["events"]);
+    assert!(
+        bronze_rows(&lake)
+            .iter()
+            .all(|r| r.source_file == "<stdin>")
+    );
+    // The same bytes again, through stdin or as the file: no-op.
+    assert_eq!(pipe(&data)["status"], "noop");
+    let s = ok(&lake, &["ingest", &sample("2024-03-19.jsonl"), "--json"]);
+    assert_eq!(s["status"], "noop");
+}
+
+#[test]
+fn gzip_and_zstd_inputs_decompress_by_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let plain = std::fs::read(sample("2024-03-15.jsonl")).unwrap();
+    let zst = tmp.path().join("b1.ndjson.zst");
+    std::fs::write(&zst, zstd::encode_all(&plain[..], 3).unwrap()).unwrap();
+    let s = ok(&lake, &["ingest", zst.to_str().unwrap(), "--json"]);
+    assert_eq!(s["events"], expected()["batches"][0]["events"]);
+    let s = ok(&lake, &["ingest", &sample("2024-03-16.jsonl.gz"), "--json"]);
+    assert_eq!(s["events"], expected()["batches"][1]["events"]);
+}
+
+#[test]
+fn too_many_bad_lines_exit_4_and_commit_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let f = tmp.path().join("half-bad.jsonl");
+    let mut body = String::new();
+    for i in 0..10 {
+        body.push_str(&format!(
+            "{{\"event_id\":\"e{i}\",\"event_type\":\"t\",\"event_timestamp\":\"2024-03-15T10:00:00Z\",\"user_id\":\"u\"}}\n"
+        ));
+        body.push_str("{broken\n");
+    }
+    std::fs::write(&f, body).unwrap();
+    let o = run(&lake, &["ingest", f.to_str().unwrap(), "--json"]);
+    assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("10 of 20 lines are bad"),
+        "{}",
+        stderr(&o)
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["status"], "rejected");
+    assert_eq!(commits(&lake), 0);
+    assert!(bronze_rows(&lake).is_empty());
+    assert!(
+        !lake.join("quarantine").exists()
+            || std::fs::read_dir(lake.join("quarantine")).unwrap().count() == 0
+    );
+    // A looser limit accepts the same file.
+    ok(
+        &lake,
+        &["ingest", f.to_str().unwrap(), "--max-bad-fraction", "0.5"],
+    );
+    assert_eq!(bronze_rows(&lake).len(), 10);
+}
+
+#[test]
+fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let o = run(&lake, &["ingest", "/no/such/file.jsonl"]);
+    assert_eq!(exit_code(&o), 1);
+    assert!(stderr(&o).contains("/no/such/file.jsonl"), "{}", stderr(&o));
+
+    let bad = tmp.path().join("corrupt.jsonl.gz");
+    let mut bytes = vec![0x1f, 0x8b, 0x08, 0x00];
+    bytes.extend_from_slice(&[0xAB; 200]);
+    std::fs::write(&bad, bytes).unwrap();
+    let good = sample("2024-03-15.jsonl");
+    let o = run(&lake, &["ingest", &good, bad.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 1);
+    assert!(stderr(&o).contains("corrupt.jsonl.gz"), "{}", stderr(&o));
+    assert_eq!(commits(&lake), 0, "nothing half-committed");
+    assert!(bronze_rows(&lake).is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2_and_name_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for (args, flag) in [
+        (
+            vec!["ingest", "x.jsonl", "--processing-time", "yesterday"],
+            "--processing-time",
+        ),
+        (
+            vec!["ingest", "x.jsonl", "--max-bad-fraction", "2"],
+            "--max-bad-fraction",
+        ),
+        (
+            vec!["ingest", "x.jsonl", "--max-future", "soon"],
+            "--max-future",
+        ),
+        (
+            vec!["ingest", "x.jsonl", "--naive-timestamps", "local"],
+            "--naive-timestamps",
+        ),
+    ] {
+        let o = run(&lake, &args);
+        assert_eq!(exit_code(&o), 2, "{args:?}");
+        assert!(stderr(&o).contains(flag), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn naive_timestamps_can_be_accepted_as_utc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let f = tmp.path().join("naive.jsonl");
+    std::fs::write(
+        &f,
+        "{\"event_id\":\"e1\",\"event_type\":\"t\",\"event_timestamp\":\"2024-03-15T23:30:00\",\"user_id\":\"u\"}\n",
+    )
+    .unwrap();
+    let o = run(
+        &lake,
+        &[
+            "ingest",
+            f.to_str().unwrap(),
+            "--max-bad-fraction",
+            "1",
+            "--json",
+        ],
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["quarantined_by_reason"]["timestamp_without_offset"], 1);
+    let lake2 = tmp.path().join("lake2");
+    let s = ok(
+        &lake2,
+        &[
+            "ingest",
+            f.to_str().unwrap(),
+            "--naive-timestamps",
+            "utc",
+            "--json",
+        ],
+    );
+    assert_eq!(s["partitions"][0]["event_date"], "2024-03-15");
+}
+
+#[test]
+fn lake_defaults_to_env_then_dot_lake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(bin())
+        .current_dir(tmp.path())
+        .env_remove("EVLAKE_LAKE")
+        .args(["ingest", &sample("2024-03-19.jsonl")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tmp.path().join("lake/_evlake/log").is_dir());
+    let o = std::process::Command::new(bin())
+        .current_dir(tmp.path())
+        .env("EVLAKE_LAKE", tmp.path().join("other"))
+        .args(["ingest", &sample("2024-03-19.jsonl")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tmp.path().join("other/_evlake/log").is_dir());
+}
+
+#[test]
+fn generated_batches_match_the_generators_truth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &["--events", "20000", "--days", "6", "--seed", "7"],
+    );
+    let lake = tmp.path().join("lake");
+    let mut quarantined = std::collections::BTreeMap::<String, u64>::new();
+    for b in truth["batches"].as_array().unwrap() {
+        let file = gen_dir.join("batches").join(b["file"].as_str().unwrap());
+        let s = ok(
+            &lake,
+            &[
+                "ingest",
+                file.to_str().unwrap(),
+                "--processing-time",
+                b["processing_time"].as_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert_eq!(s["events"], b["events"], "{}", b["file"]);
+        assert_eq!(
+            s["quarantined_by_reason"], b["quarantined"],
+            "{}",
+            b["file"]
+        );
+        assert_eq!(s["empty_lines"], b["empty_lines"]);
+        for (k, v) in s["quarantined_by_reason"].as_object().unwrap() {
+            *quarantined.entry(k.clone()).or_default() += v.as_u64().unwrap();
+        }
+    }
+    assert_eq!(
+        counts_by_date(&bronze_rows(&lake)),
+        expected_counts(&truth["partitions"])
+    );
+    // Every reason the contract names shows up in generated data.
+    for reason in [
+        "invalid_json",
+        "not_an_object",
+        "missing_field",
+        "invalid_type",
+        "invalid_timestamp",
+        "timestamp_without_offset",
+        "conflicting_fields",
+        "invalid_utf8",
+        "future_timestamp",
+    ] {
+        assert!(
+            quarantined.get(reason).copied().unwrap_or(0) > 0,
+            "{reason} never generated"
+        );
+    }
+    assert!(truth["totals"]["resends"].as_u64().unwrap() > 0);
+    assert!(truth["totals"]["session_bridges"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn generator_is_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    generate(&a, &["--events", "3000", "--days", "3"]);
+    generate(&b, &["--events", "3000", "--days", "3"]);
+    for f in [
+        "batches/batch-0001.jsonl",
+        "batches/batch-0002.jsonl",
+        "batches/batch-0003.jsonl",
+        "truth.json",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}

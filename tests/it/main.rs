@@ -1,0 +1,7 @@
+//! All integration tests, in one binary (each extra test binary would link
+//! DataFusion again). They run the real `evlake` binary in temp dirs.
+
+mod common;
+mod crash;
+mod ingest;
+mod interop;
