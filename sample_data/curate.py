@@ -213,8 +213,11 @@ for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False
             f.write(body)
     per_date = Counter()
     reasons = Counter()
+    resends = 0
     for line, kind, what, event_id in lines:
         if kind == "event":
+            if event_id in ids_by_date[what]:
+                resends += 1
             per_date[what] += 1
             expected["partitions"][what]["events"] += 1
             ids_by_date[what].add(event_id)
@@ -227,6 +230,7 @@ for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False
         "events": sum(per_date.values()),
         "empty_lines": sum(1 for l in lines if l[1] == "empty"),
         "quarantined": dict(sorted(reasons.items())),
+        "resends": resends,
         "partitions": dict(sorted(per_date.items())),
     })
 for date, s in ids_by_date.items():

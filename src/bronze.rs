@@ -4,7 +4,15 @@
 //! Hive-style by `event_date` (the UTC date of the *event* time). The
 //! partition column lives in the directory name, not inside the files.
 
+use std::fs::File;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::AsArray;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -90,4 +98,30 @@ pub fn writer_properties() -> WriterProperties {
         ]))
         .set_created_by(format!("evlake {}", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// A 64-bit hash of an `event_id`, used to count re-sends without keeping
+/// the ids in memory. Only compared within one process, so the std hasher's
+/// fixed-key `DefaultHasher::new()` is enough.
+pub fn event_id_hash(event_id: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    event_id.hash(&mut h);
+    h.finish()
+}
+
+/// The [`event_id_hash`] of every row of a bronze file, reading only the
+/// `event_id` column.
+pub fn read_event_id_hashes(path: &Path) -> Result<Vec<u64>> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
+    let reader = builder.with_projection(mask).build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.with_context(|| format!("failed to read `{}`", path.display()))?;
+        let ids = batch.column(0).as_string::<i32>();
+        out.extend(ids.iter().flatten().map(event_id_hash));
+    }
+    Ok(out)
 }

@@ -43,6 +43,8 @@ pub struct ParsedChunk {
     pub events: u64,
     pub lateness: LatenessHistogram,
     pub max_event_time: Option<i64>,
+    /// `(event_date, hash of event_id)` of every event, to count re-sends.
+    pub ids: Vec<(i32, u64)>,
 }
 
 /// Per-input constants stamped on every row.
@@ -151,6 +153,7 @@ pub fn parse_chunk(
         events: 0,
         lateness: LatenessHistogram::default(),
         max_event_time: None,
+        ids: Vec::with_capacity(est_rows),
     };
     let mut start = 0usize;
     let mut line_no = chunk.first_line;
@@ -164,6 +167,10 @@ pub fn parse_chunk(
         match parse::parse_line(line, opts) {
             Ok(Some(e)) => {
                 b.push(&e, line_no);
+                out.ids.push((
+                    time::date32_of_micros(e.event_timestamp),
+                    bronze::event_id_hash(&e.event_id),
+                ));
                 out.events += 1;
                 out.lateness
                     .record_micros(processing_time - e.event_timestamp);

@@ -99,6 +99,9 @@ pub struct InputReport {
 pub struct PartitionReport {
     pub event_date: String,
     pub events: u64,
+    /// Events whose `event_id` was already in this partition (in bronze, or
+    /// earlier in this run): kept as received, resolved downstream.
+    pub resends: u64,
     pub files: u64,
 }
 
@@ -116,6 +119,8 @@ pub struct IngestReport {
     pub events: u64,
     pub empty_lines: u64,
     pub quarantined: u64,
+    /// Exact re-sends among `events` (see [`PartitionReport::resends`]).
+    pub resends: u64,
     pub quarantined_by_reason: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine_file: Option<String>,
@@ -293,6 +298,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         events: 0,
         empty_lines: 0,
         quarantined: 0,
+        resends: 0,
         quarantined_by_reason: BTreeMap::new(),
         quarantine_file: None,
         bad_fraction: 0.0,
@@ -345,6 +351,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut staged: Vec<StagedFile> = Vec::new();
     let mut lateness = LatenessHistogram::default();
     let mut run_max: Option<i64> = None;
+    let mut ids_by_date: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
     let group = rayon::current_num_threads().max(1) * 2;
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
@@ -397,6 +404,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 if let Some(m) = pc.max_event_time {
                     run_max = Some(run_max.map_or(m, |x| x.max(m)));
                 }
+                for (date, h) in pc.ids {
+                    ids_by_date.entry(date).or_default().push(h);
+                }
                 if let Some(rows) = pc.rows {
                     buffer.push(rows);
                 }
@@ -438,7 +448,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         report.quarantined as f64 / considered as f64
     };
     report.lateness_ms = lateness.summary();
-    report.partitions = partition_reports(&staged);
+    let resends = count_resends(lake, &state, ids_by_date)?;
+    report.resends = resends.values().sum();
+    report.partitions = partition_reports(&staged, &resends);
     report.files_written = staged.len() as u64;
     report.inputs = reports;
     if report.bad_fraction > opts.max_bad_fraction {
@@ -523,7 +535,43 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     Ok(report)
 }
 
-fn partition_reports(staged: &[StagedFile]) -> Vec<PartitionReport> {
+/// Per partition, how many of the run's events repeat an `event_id` already
+/// in that partition (committed bronze, or earlier in the run). Reads only
+/// the `event_id` column of the partitions the run touches.
+fn count_resends(
+    lake: &Lake,
+    state: &LakeState,
+    ids_by_date: BTreeMap<i32, Vec<u64>>,
+) -> Result<BTreeMap<i32, u64>> {
+    ids_by_date
+        .into_par_iter()
+        .map(|(date, mut new)| {
+            let mut existing = Vec::new();
+            if let Some(p) = state
+                .tables
+                .get(bronze::TABLE)
+                .and_then(|t| t.get(&time::format_date32(date)))
+            {
+                for rel in p.files.keys() {
+                    existing.extend(bronze::read_event_id_hashes(&lake.path(rel))?);
+                }
+            }
+            existing.sort_unstable();
+            new.sort_unstable();
+            let mut resends = 0;
+            let mut prev = None;
+            for h in new {
+                if prev == Some(h) || existing.binary_search(&h).is_ok() {
+                    resends += 1;
+                }
+                prev = Some(h);
+            }
+            Ok((date, resends))
+        })
+        .collect()
+}
+
+fn partition_reports(staged: &[StagedFile], resends: &BTreeMap<i32, u64>) -> Vec<PartitionReport> {
     let mut by_date: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
     for f in staged {
         let e = by_date.entry(f.event_date).or_default();
@@ -535,6 +583,7 @@ fn partition_reports(staged: &[StagedFile]) -> Vec<PartitionReport> {
         .map(|(d, (events, files))| PartitionReport {
             event_date: time::format_date32(d),
             events,
+            resends: resends.get(&d).copied().unwrap_or(0),
             files,
         })
         .collect()

@@ -20,6 +20,7 @@ fn sample_batches_land_in_their_event_date_partitions() {
         assert_eq!(s["events"], batch["events"]);
         assert_eq!(s["empty_lines"], batch["empty_lines"]);
         assert_eq!(s["quarantined_by_reason"], batch["quarantined"]);
+        assert_eq!(s["resends"], batch["resends"], "{}", batch["file"]);
         let parts: serde_json::Map<String, Value> = s["partitions"]
             .as_array()
             .unwrap()
@@ -370,6 +371,7 @@ fn generated_batches_match_the_generators_truth() {
     );
     let lake = tmp.path().join("lake");
     let mut quarantined = std::collections::BTreeMap::<String, u64>::new();
+    let mut resends = 0;
     for b in truth["batches"].as_array().unwrap() {
         let file = gen_dir.join("batches").join(b["file"].as_str().unwrap());
         let s = ok(
@@ -389,6 +391,7 @@ fn generated_batches_match_the_generators_truth() {
             b["file"]
         );
         assert_eq!(s["empty_lines"], b["empty_lines"]);
+        resends += s["resends"].as_u64().unwrap();
         for (k, v) in s["quarantined_by_reason"].as_object().unwrap() {
             *quarantined.entry(k.clone()).or_default() += v.as_u64().unwrap();
         }
