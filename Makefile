@@ -29,9 +29,9 @@ test: $(PYTHON) ## Run every test (unit + the one integration binary), installin
 
 demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, then re-run it (a no-op)
 	rm -rf $(LAKE)
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-15.jsonl    --processing-time 2024-03-16T01:00:00Z
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T01:00:00Z
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-19.jsonl    --processing-time 2024-03-20T01:00:00Z
+	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-15.jsonl    --processing-time 2024-03-16T02:00:00Z
+	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
+	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-19.jsonl    --processing-time 2024-03-20T02:00:00Z
 	@echo "--- re-running the same batches is a no-op:"
 	$(EVLAKE) --lake $(LAKE) ingest sample_data/
 	@echo "--- bronze partitions and quarantine:"

@@ -66,6 +66,16 @@ class Batch:
         self.lines.append((b"", "empty", None, None))
 
 
+def after_midnight(batch, day, user):
+    """CASE: web traffic from just after midnight, up to 01:30, arrives with
+    the 02:00 batch. It moves the watermark (max event time - 1h) past
+    midnight, closing the previous day: mobile events of that day arriving
+    in the next batch are then late."""
+    for m in (30, 45, 60, 75, 90):
+        t = day + timedelta(days=1, minutes=m)
+        batch.event(ev("page_view", t, user, page="/"), t)
+
+
 def background(batch, day, users, n_sessions, src="web"):
     """Ordinary sessions on `day`: a few page views, searches, cart adds."""
     out = []
@@ -92,7 +102,7 @@ D19 = datetime(2024, 3, 19, tzinfo=UTC)
 web_users = [f"u{i}" for i in range(1, 16)]
 
 # ---------------------------------------------------------------- batch 1
-b1 = Batch("2024-03-15.jsonl", "2024-03-16T01:00:00Z")
+b1 = Batch("2024-03-15.jsonl", "2024-03-16T02:00:00Z")
 # CASE: a session crossing midnight (u1: 23:50 on the 14th to 00:20 on the 15th).
 for m in (0, 12, 25, 41, 58):  # gaps of 12..17 minutes, one session
     t = D14 + timedelta(hours=23, minutes=50) + timedelta(minutes=m)
@@ -122,11 +132,12 @@ alias = {"event_id": eid(), "event_type": "page_view", "timestamp_utc": z(t6), "
          "payload": {"referrer": "newsletter"}, "app_version": "5.4.1", "experiment": {"id": "exp-7", "arm": "b"}}
 b1.event(alias, t6)
 background(b1, D15, web_users, 45)
+after_midnight(b1, D15, "u12")
 # CASE: some lines end in CRLF (Windows), and the file starts with a UTF-8 BOM.
 b1_crlf = True
 
 # ---------------------------------------------------------------- batch 2
-b2 = Batch("2024-03-16.jsonl.gz", "2024-03-17T01:00:00Z")
+b2 = Batch("2024-03-16.jsonl.gz", "2024-03-17T02:00:00Z")
 # CASE: mobile events queued offline, arriving up to 24h late (events of the 15th).
 for i, h in enumerate((8, 13, 19, 22)):
     t = D15 + timedelta(hours=h, minutes=10 + i)
@@ -160,6 +171,7 @@ b2.event(ev("withdrawal", tc + timedelta(minutes=20), "u3", props={"account_id":
 b2.event(ev("purchase", tc + timedelta(hours=2), "u11", page="/checkout",
             props={"order_id": "o10", "amount": "5.00", "currency": "EUR", "product_id": "p1"}), tc + timedelta(hours=2))
 background(b2, D16, web_users, 50)
+after_midnight(b2, D16, "u13")
 # CASE: malformed lines of each kind.
 b2.bad('{"event_id":"bad-1","event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z","user_id":"u1"', "invalid_json")
 b2.bad('this is not json', "invalid_json")
@@ -175,7 +187,7 @@ b2.empty()
 b2.empty()
 
 # ---------------------------------------------------------------- batch 3
-b3 = Batch("2024-03-19.jsonl", "2024-03-20T01:00:00Z")
+b3 = Batch("2024-03-19.jsonl", "2024-03-20T02:00:00Z")
 # CASE: mobile events arriving days late (from the 15th and 16th).
 for h in (7, 16):
     t = D15 + timedelta(hours=h, minutes=33)
@@ -190,6 +202,7 @@ b3.event(ev("page_view", t, "u4", page="/account"), t)
 tb = D15 + timedelta(hours=14, minutes=50)
 b3.event(ev("page_view", tb, "u4", src="ios", page="/app/orders"), tb)
 background(b3, D19, web_users, 40)
+after_midnight(b3, D19, "u14")
 # CASE: a timestamp without offset, and one far in the future (a broken clock).
 b3.bad('{"event_id":"bad-8","event_type":"page_view","event_timestamp":"2024-03-19T10:00:00","user_id":"u1"}', "timestamp_without_offset")
 b3.bad('{"event_id":"bad-9","event_type":"page_view","event_timestamp":"2031-01-01T00:00:00Z","user_id":"u1"}', "future_timestamp")

@@ -23,6 +23,10 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties}
 pub const TABLE: &str = "bronze_events";
 /// Directory of the bronze table, relative to the lake root.
 pub const DIR: &str = "bronze/events";
+/// Logical name of the side output: late events waiting for `reconcile`.
+pub const LATE_TABLE: &str = "bronze_late";
+/// Directory of the side output, relative to the lake root.
+pub const LATE_DIR: &str = "bronze/late";
 /// The Hive partition column.
 pub const PARTITION_COLUMN: &str = "event_date";
 
@@ -124,4 +128,15 @@ pub fn read_event_id_hashes(path: &Path) -> Result<Vec<u64>> {
         out.extend(ids.iter().flatten().map(event_id_hash));
     }
     Ok(out)
+}
+
+/// Every row of a bronze (or side-output) file.
+pub fn read_file(path: &Path) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?
+        .build()?;
+    reader
+        .map(|b| b.with_context(|| format!("failed to read `{}`", path.display())))
+        .collect()
 }

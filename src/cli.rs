@@ -17,6 +17,9 @@ partial data, and one writer at a time holds the lake lock.";
 const AFTER_HELP: &str = "Examples:
   evlake ingest events/2024-03-15.jsonl.gz
   zcat batch.ndjson.gz | evlake --lake /data/lake ingest - --json
+  evlake ingest late.jsonl --late-policy side-output && evlake reconcile
+  evlake status --json
+  evlake lateness --by batch
   evlake generate --events 100000 --out /tmp/gen
 
 Exit codes:
@@ -47,8 +50,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented default evlake.toml into the lake
+    Init(commands::init::Args),
     /// Ingest NDJSON files, directories or stdin (`-`) into bronze
     Ingest(commands::ingest::Args),
+    /// Merge late events waiting in the side output (bronze_late) into bronze
+    Reconcile(commands::reconcile::Args),
+    /// Show the watermark, partitions and dirty derived partitions
+    Status(commands::status::Args),
+    /// Show the lateness distribution per partition or per batch
+    Lateness(commands::lateness::Args),
     /// Write deterministic synthetic arrival batches and a truth file
     Generate(commands::generate::Args),
 }
@@ -56,7 +67,11 @@ pub enum Command {
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Init(args) => commands::init::run(&cli.lake, args),
         Command::Ingest(args) => commands::ingest::run(&cli.lake, args),
+        Command::Reconcile(args) => commands::reconcile::run(&cli.lake, args),
+        Command::Status(args) => commands::status::run(&cli.lake, args),
+        Command::Lateness(args) => commands::lateness::run(&cli.lake, args),
         Command::Generate(args) => commands::generate::run(args),
     }
 }

@@ -6,11 +6,16 @@
 pub mod bronze;
 pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod dirty;
 pub mod error;
 pub mod fault;
 pub mod generate;
 pub mod ingest;
 pub mod lake;
+pub mod late;
 pub mod lateness;
 pub mod log;
+pub mod reconcile;
+pub mod report;
 pub mod time;

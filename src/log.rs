@@ -40,9 +40,47 @@ pub struct Commit {
     /// Largest event time committed so far (RFC 3339), after this commit.
     #[serde(default)]
     pub max_event_time: Option<String>,
-    /// Lateness (processing time − event time) of the events this commit added.
+    /// The watermark after this commit (RFC 3339); never moves back.
     #[serde(default)]
-    pub lateness: Option<LatenessHistogram>,
+    pub watermark: Option<String>,
+    /// Settings that shaped this commit (late policy, delays, ...), for audit.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Derived partitions this commit (re)built, and from what.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<Build>,
+}
+
+impl Commit {
+    /// An empty commit for the version after `state`.
+    pub fn next(state: &LakeState, operation: &str, processing_time: i64) -> Commit {
+        Commit {
+            format: FORMAT,
+            version: state.version + 1,
+            operation: operation.to_string(),
+            processing_time: crate::time::format_micros(processing_time),
+            evlake_version: env!("CARGO_PKG_VERSION").to_string(),
+            inputs: Vec::new(),
+            add: Vec::new(),
+            remove: Vec::new(),
+            max_event_time: state.max_event_time.map(crate::time::format_micros),
+            watermark: state.watermark.map(crate::time::format_micros),
+            settings: BTreeMap::new(),
+            builds: Vec::new(),
+        }
+    }
+}
+
+/// What a derived partition was built from (DESIGN.md §3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Build {
+    /// The derived table, e.g. `sessions`.
+    pub table: String,
+    pub partition: String,
+    /// Input partition (`table/partition`) → its version when read.
+    pub inputs: BTreeMap<String, u64>,
+    /// Hash of the SQL text and settings that produced it.
+    pub fingerprint: String,
 }
 
 /// An input file (or stdin) consumed by a commit.
@@ -76,6 +114,14 @@ pub struct FileAction {
     pub min_event_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_event_time: Option<String>,
+    /// Rows whose partition was already closed when they arrived.
+    #[serde(default)]
+    pub late_rows: u64,
+    /// Lateness (processing time − event time) of all rows, and of late rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness: Option<LatenessHistogram>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_lateness: Option<LatenessHistogram>,
 }
 
 fn commit_file_name(version: u64) -> String {
@@ -189,6 +235,12 @@ pub struct LakeState {
     pub batches: HashMap<String, BatchRecord>,
     /// Largest committed event time, microseconds.
     pub max_event_time: Option<i64>,
+    /// The committed watermark, microseconds.
+    pub watermark: Option<i64>,
+    /// Derived table → partition → (commit, build record) of its last build.
+    pub builds: BTreeMap<String, BTreeMap<String, (u64, Build)>>,
+    /// Number of commits.
+    pub commits: u64,
 }
 
 impl LakeState {
@@ -206,6 +258,13 @@ impl LakeState {
 
     fn apply(&mut self, c: &Commit) {
         self.version = c.version;
+        self.commits += 1;
+        for b in &c.builds {
+            self.builds
+                .entry(b.table.clone())
+                .or_default()
+                .insert(b.partition.clone(), (c.version, b.clone()));
+        }
         for r in &c.remove {
             if let Some(p) = self
                 .tables
@@ -241,6 +300,13 @@ impl LakeState {
             .and_then(|s| crate::time::parse_instant(s).ok())
         {
             self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
+        }
+        if let Some(w) = c
+            .watermark
+            .as_deref()
+            .and_then(|s| crate::time::parse_instant(s).ok())
+        {
+            self.watermark = Some(self.watermark.map_or(w, |m| m.max(w)));
         }
     }
 

@@ -7,9 +7,11 @@ use anyhow::Result;
 use clap::ValueEnum;
 
 use super::{parse_duration_arg, parse_fraction_arg, parse_instant_arg, print_json, status};
+use crate::config::{self, Config};
 use crate::error::Failure;
 use crate::ingest::{self, IngestOptions, IngestReport, InputStatus, Outcome};
 use crate::lake::Lake;
+use crate::late::LatePolicy;
 use crate::time::{self, NaiveTimestamps};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -20,36 +22,144 @@ pub enum NaiveArg {
     Utc,
 }
 
+fn parse_naive(s: &str) -> Result<NaiveTimestamps, String> {
+    match s {
+        "reject" => Ok(NaiveTimestamps::Reject),
+        "utc" => Ok(NaiveTimestamps::Utc),
+        _ => Err(format!(
+            "`{s}` is not a naive-timestamp mode; use reject or utc"
+        )),
+    }
+}
+
+fn parse_policy(s: &str) -> Result<LatePolicy, String> {
+    s.parse()
+}
+
+/// Late-data and input settings shared by `ingest` and `run`. Each one
+/// defaults to `LAKE/evlake.toml`, then to the built-in default.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestSettings {
+    /// Pin the run's processing time (RFC 3339), e.g. 2024-03-16T02:00:00Z
+    /// [default: now]
+    #[arg(long, value_name = "T", value_parser = parse_instant_arg)]
+    pub processing_time: Option<i64>,
+
+    /// Where late events go: reopen (their historical partition), side-output
+    /// (bronze/late, until `evlake reconcile`) or grace (side output only past
+    /// --allowed-lateness), e.g. --late-policy grace [default: reopen]
+    #[arg(long, value_name = "POLICY", value_parser = parse_policy)]
+    pub late_policy: Option<LatePolicy>,
+
+    /// The watermark trails the largest committed event time by this much,
+    /// e.g. 30m [default: 1h]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_arg)]
+    pub watermark_delay: Option<i64>,
+
+    /// With --late-policy grace: how long past the end of its day (by the
+    /// watermark) an event may still reopen its partition, e.g. 48h [default: 24h]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_arg)]
+    pub allowed_lateness: Option<i64>,
+
+    /// Quarantine events more than this far after the processing time
+    /// (future_timestamp), e.g. 6h [default: 1d]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_arg)]
+    pub max_future: Option<i64>,
+
+    /// Fail with exit 4, committing nothing, when more than this fraction of
+    /// non-empty lines is quarantined, e.g. 0.01 [default: 0.05]
+    #[arg(long, value_name = "F", value_parser = parse_fraction_arg)]
+    pub max_bad_fraction: Option<f64>,
+
+    /// Timestamps without a UTC offset: reject (quarantine) or utc, e.g. utc
+    /// [default: reject]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub naive_timestamps: Option<NaiveArg>,
+}
+
+impl IngestSettings {
+    /// Combine flags, `evlake.toml` and built-in defaults into ingest options.
+    pub fn resolve(&self, lake: &Lake, inputs: Vec<String>) -> Result<IngestOptions> {
+        let cfg = Config::load(lake)?.ingest;
+        let processing_time = self
+            .processing_time
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+        let buffer_bytes = std::env::var("EVLAKE_BUFFER_MB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(ingest::DEFAULT_BUFFER_BYTES, |mb| mb.max(1) << 20);
+        let naive = self.naive_timestamps.map(|n| match n {
+            NaiveArg::Reject => NaiveTimestamps::Reject,
+            NaiveArg::Utc => NaiveTimestamps::Utc,
+        });
+        let hour = 3600 * time::MICROS_PER_SECOND;
+        Ok(IngestOptions {
+            inputs,
+            processing_time,
+            max_bad_fraction: config::resolve(
+                self.max_bad_fraction,
+                cfg.max_bad_fraction.map(|f| f.to_string()).as_deref(),
+                "ingest.max_bad_fraction",
+                parse_fraction_arg,
+                0.05,
+            )?,
+            naive_timestamps: config::resolve(
+                naive,
+                cfg.naive_timestamps.as_deref(),
+                "ingest.naive_timestamps",
+                parse_naive,
+                NaiveTimestamps::Reject,
+            )?,
+            max_future: config::resolve(
+                self.max_future,
+                cfg.max_future.as_deref(),
+                "ingest.max_future",
+                parse_duration_arg,
+                24 * hour,
+            )?,
+            late_policy: config::resolve(
+                self.late_policy,
+                cfg.late_policy.as_deref(),
+                "ingest.late_policy",
+                parse_policy,
+                LatePolicy::Reopen,
+            )?,
+            watermark_delay: config::resolve(
+                self.watermark_delay,
+                cfg.watermark_delay.as_deref(),
+                "ingest.watermark_delay",
+                parse_duration_arg,
+                hour,
+            )?,
+            allowed_lateness: config::resolve(
+                self.allowed_lateness,
+                cfg.allowed_lateness.as_deref(),
+                "ingest.allowed_lateness",
+                parse_duration_arg,
+                24 * hour,
+            )?,
+            buffer_bytes,
+            progress: std::io::stderr().is_terminal(),
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   evlake ingest sample_data/                      # every *.jsonl/*.ndjson/*.json[.gz|.zst] below it
   evlake ingest day1.jsonl.gz day2.jsonl --json   # summary as JSON on stdout
   zcat big.ndjson.gz | evlake ingest - --processing-time 2024-03-16T02:00:00Z
+  evlake ingest late.jsonl --late-policy grace --allowed-lateness 48h
 
+Settings not given as flags come from LAKE/evlake.toml (see `evlake init`).
 Re-ingesting content that is already committed is a reported no-op.")]
 pub struct Args {
     /// NDJSON files, directories (searched recursively) or `-` for stdin
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
 
-    /// Pin the run's processing time (RFC 3339), e.g. 2024-03-16T02:00:00Z
-    /// [default: now]
-    #[arg(long, value_name = "T", value_parser = parse_instant_arg)]
-    pub processing_time: Option<i64>,
-
-    /// Fail with exit 4, committing nothing, when more than this fraction of
-    /// non-empty lines is quarantined, e.g. 0.01
-    #[arg(long, value_name = "F", default_value = "0.05", value_parser = parse_fraction_arg)]
-    pub max_bad_fraction: f64,
-
-    /// Quarantine events more than this far after the processing time
-    /// (future_timestamp), e.g. 6h
-    #[arg(long, value_name = "DUR", default_value = "1d", value_parser = parse_duration_arg)]
-    pub max_future: i64,
-
-    /// What to do with timestamps that have no UTC offset, e.g. `utc`
-    #[arg(long, value_enum, value_name = "MODE", default_value = "reject")]
-    pub naive_timestamps: NaiveArg,
+    #[command(flatten)]
+    pub settings: IngestSettings,
 
     /// Print the run summary as one JSON object on stdout
     #[arg(long)]
@@ -58,25 +168,7 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
-    let processing_time = args
-        .processing_time
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-    let buffer_bytes = std::env::var("EVLAKE_BUFFER_MB")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map_or(ingest::DEFAULT_BUFFER_BYTES, |mb| mb.max(1) << 20);
-    let opts = IngestOptions {
-        inputs: args.inputs,
-        processing_time,
-        max_bad_fraction: args.max_bad_fraction,
-        naive_timestamps: match args.naive_timestamps {
-            NaiveArg::Reject => NaiveTimestamps::Reject,
-            NaiveArg::Utc => NaiveTimestamps::Utc,
-        },
-        max_future: args.max_future,
-        buffer_bytes,
-        progress: std::io::stderr().is_terminal(),
-    };
+    let opts = args.settings.resolve(&lake, args.inputs)?;
     let report = ingest::ingest(&lake, &opts)?;
     print_human(&report);
     if args.json {
@@ -91,6 +183,24 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+fn partition_notes(p: &ingest::PartitionReport) -> String {
+    let mut notes = Vec::new();
+    if p.late > 0 {
+        notes.push(format!("{} late", p.late));
+    }
+    if p.side_output > 0 {
+        notes.push(format!("{} to the side output", p.side_output));
+    }
+    if p.resends > 0 {
+        notes.push(format!("{} re-sent", p.resends));
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join(", "))
+    }
 }
 
 fn print_human(r: &IngestReport) {
@@ -126,8 +236,11 @@ fn print_human(r: &IngestReport) {
         status(
             "Partition",
             format!(
-                "event_date={} {:>9} events in {} file(s)",
-                p.event_date, p.events, p.files
+                "event_date={} {:>9} events in {} file(s){}",
+                p.event_date,
+                p.events,
+                p.files,
+                partition_notes(p)
             ),
         );
     }
@@ -161,6 +274,18 @@ fn print_human(r: &IngestReport) {
                 d(l.p90_ms),
                 d(l.p99_ms),
                 d(l.max_ms)
+            ),
+        );
+    }
+    if let Some(w) = &r.watermark {
+        status(
+            "Watermark",
+            format!(
+                "{w} (was {}); {} late event(s), {} to the side output (policy {})",
+                r.watermark_before.as_deref().unwrap_or("unset"),
+                r.late_events,
+                r.side_output_events,
+                r.late_policy
             ),
         );
     }

@@ -3,6 +3,10 @@
 
 pub mod generate;
 pub mod ingest;
+pub mod init;
+pub mod lateness;
+pub mod reconcile;
+pub mod status;
 
 use std::io::Write;
 

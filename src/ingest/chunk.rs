@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
 use super::input::Chunk;
 use super::parse::{self, Event, ParseOptions, Rejection};
 use crate::bronze;
-use crate::lateness::LatenessHistogram;
+use crate::late::{LateRules, Placement};
 use crate::time;
 
 /// A line that went to quarantine.
@@ -30,6 +30,8 @@ pub struct Rows {
     pub batch: RecordBatch,
     /// `Date32` partition value of each row.
     pub dates: Vec<i32>,
+    /// Rows that go to the side output (`bronze_late`) instead of bronze.
+    pub side: Vec<bool>,
 }
 
 /// Everything learned from one chunk.
@@ -41,10 +43,11 @@ pub struct ParsedChunk {
     pub lines: u64,
     pub empty_lines: u64,
     pub events: u64,
-    pub lateness: LatenessHistogram,
     pub max_event_time: Option<i64>,
     /// `(event_date, hash of event_id)` of every event, to count re-sends.
     pub ids: Vec<(i32, u64)>,
+    pub late_events: u64,
+    pub side_output_events: u64,
 }
 
 /// Per-input constants stamped on every row.
@@ -66,6 +69,8 @@ struct Builders {
     extra: StringBuilder,
     source_line: Vec<i64>,
     dates: Vec<i32>,
+    is_late: Vec<bool>,
+    side: Vec<bool>,
 }
 
 impl Builders {
@@ -83,10 +88,12 @@ impl Builders {
             extra: s(0),
             source_line: Vec::with_capacity(rows),
             dates: Vec::with_capacity(rows),
+            is_late: Vec::with_capacity(rows),
+            side: Vec::with_capacity(rows),
         }
     }
 
-    fn push(&mut self, e: &Event, line: u64) {
+    fn push(&mut self, e: &Event, line: u64, date: i32, place: Placement) {
         self.event_id.append_value(&e.event_id);
         self.event_type.append_value(&e.event_type);
         self.user_id.append_value(&e.user_id);
@@ -98,7 +105,9 @@ impl Builders {
         self.properties.append_option(e.properties);
         self.extra.append_option(e.extra.as_deref());
         self.source_line.push(line as i64);
-        self.dates.push(time::date32_of_micros(e.event_timestamp));
+        self.dates.push(date);
+        self.is_late.push(place.is_late);
+        self.side.push(place.side_output);
     }
 
     fn finish(mut self, processing_time: i64, lineage: &Lineage) -> Rows {
@@ -121,7 +130,7 @@ impl Builders {
             Arc::new(self.extra.finish()),
             ts(vec![processing_time; n]),
             repeat(&lineage.batch_id),
-            Arc::new(BooleanArray::from(vec![false; n])),
+            Arc::new(BooleanArray::from(self.is_late)),
             repeat(&lineage.source_file),
             Arc::new(Int64Array::from(self.source_line)),
         ];
@@ -130,6 +139,7 @@ impl Builders {
         Rows {
             batch,
             dates: self.dates,
+            side: self.side,
         }
     }
 }
@@ -139,6 +149,7 @@ pub fn parse_chunk(
     chunk: &Chunk,
     lineage: &Lineage,
     opts: &ParseOptions,
+    rules: &LateRules,
     processing_time: i64,
 ) -> ParsedChunk {
     let data = &chunk.data;
@@ -151,9 +162,10 @@ pub fn parse_chunk(
         lines: 0,
         empty_lines: 0,
         events: 0,
-        lateness: LatenessHistogram::default(),
         max_event_time: None,
         ids: Vec::with_capacity(est_rows),
+        late_events: 0,
+        side_output_events: 0,
     };
     let mut start = 0usize;
     let mut line_no = chunk.first_line;
@@ -166,14 +178,13 @@ pub fn parse_chunk(
         out.lines += 1;
         match parse::parse_line(line, opts) {
             Ok(Some(e)) => {
-                b.push(&e, line_no);
-                out.ids.push((
-                    time::date32_of_micros(e.event_timestamp),
-                    bronze::event_id_hash(&e.event_id),
-                ));
+                let date = time::date32_of_micros(e.event_timestamp);
+                let place = rules.place(date);
+                b.push(&e, line_no, date, place);
+                out.late_events += u64::from(place.is_late);
+                out.side_output_events += u64::from(place.side_output);
+                out.ids.push((date, bronze::event_id_hash(&e.event_id)));
                 out.events += 1;
-                out.lateness
-                    .record_micros(processing_time - e.event_timestamp);
                 out.max_event_time = Some(
                     out.max_event_time
                         .map_or(e.event_timestamp, |m| m.max(e.event_timestamp)),

@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::bronze;
 use crate::fault;
 use crate::lake::{self, Lake};
+use crate::late::{self, LatePolicy, LateRules};
 use crate::lateness::{LatenessHistogram, LatenessSummary};
 use crate::log::{self, Commit, FileAction, InputBatch, LakeState};
 use crate::time::{self, NaiveTimestamps};
@@ -40,6 +41,9 @@ use write::{Buffer, FileNamer, StagedFile};
 pub const QUARANTINE_DIR: &str = "quarantine";
 /// Logical name of the quarantine "table" in the commit log.
 pub const QUARANTINE_TABLE: &str = "quarantine";
+
+/// Directories whose files must all be referenced by the log.
+pub const TABLE_DIRS: [&str; 3] = [bronze::DIR, bronze::LATE_DIR, QUARANTINE_DIR];
 
 /// Default memory for buffered rows before a flush to Parquet.
 pub const DEFAULT_BUFFER_BYTES: usize = 192 << 20;
@@ -55,6 +59,11 @@ pub struct IngestOptions {
     pub max_future: i64,
     /// Buffered row memory that triggers a flush.
     pub buffer_bytes: usize,
+    pub late_policy: LatePolicy,
+    /// The watermark trails the largest committed event time by this much.
+    pub watermark_delay: i64,
+    /// For `LatePolicy::Grace`.
+    pub allowed_lateness: i64,
     pub progress: bool,
 }
 
@@ -98,7 +107,12 @@ pub struct InputReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionReport {
     pub event_date: String,
+    /// Events written to bronze (late ones included).
     pub events: u64,
+    /// Events whose partition was already closed by the watermark.
+    pub late: u64,
+    /// Late events parked in the side output (`bronze_late`).
+    pub side_output: u64,
     /// Events whose `event_id` was already in this partition (in bronze, or
     /// earlier in this run): kept as received, resolved downstream.
     pub resends: u64,
@@ -121,6 +135,11 @@ pub struct IngestReport {
     pub quarantined: u64,
     /// Exact re-sends among `events` (see [`PartitionReport::resends`]).
     pub resends: u64,
+    /// Events whose partition was closed before this run (in bronze or side output).
+    pub late_events: u64,
+    /// Late events written to the side output instead of bronze.
+    pub side_output_events: u64,
+    pub late_policy: String,
     pub quarantined_by_reason: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine_file: Option<String>,
@@ -131,6 +150,8 @@ pub struct IngestReport {
     pub orphans_removed: Vec<String>,
     pub lateness_ms: Option<LatenessSummary>,
     pub max_event_time: Option<String>,
+    pub watermark_before: Option<String>,
+    pub watermark: Option<String>,
     pub elapsed_ms: u64,
 }
 
@@ -230,7 +251,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let inputs = input::resolve(&opts.inputs)?;
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
-    let orphans_removed = log::clean_orphans(lake, &state, &[bronze::DIR, QUARANTINE_DIR])?;
+    let orphans_removed = log::clean_orphans(lake, &state, &TABLE_DIRS)?;
     let staging_path = lake
         .staging_dir()
         .join(format!("run-{}", std::process::id()));
@@ -299,6 +320,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         empty_lines: 0,
         quarantined: 0,
         resends: 0,
+        late_events: 0,
+        side_output_events: 0,
+        late_policy: opts.late_policy.to_string(),
         quarantined_by_reason: BTreeMap::new(),
         quarantine_file: None,
         bad_fraction: 0.0,
@@ -308,6 +332,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         orphans_removed,
         lateness_ms: None,
         max_event_time: state.max_event_time.map(time::format_micros),
+        watermark_before: state.watermark.map(time::format_micros),
+        watermark: state.watermark.map(time::format_micros),
         elapsed_ms: 0,
     };
     if todo.is_empty() {
@@ -338,6 +364,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             source_file: p.input.display.clone(),
         })
         .collect();
+    let rules = LateRules {
+        watermark_before: state.watermark,
+        policy: opts.late_policy,
+        allowed_lateness: opts.allowed_lateness,
+    };
     let parse_opts = ParseOptions {
         naive_timestamps: opts.naive_timestamps,
         max_event_timestamp: opts.processing_time.saturating_add(opts.max_future),
@@ -349,7 +380,6 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
 
     let mut buffer = Buffer::default();
     let mut staged: Vec<StagedFile> = Vec::new();
-    let mut lateness = LatenessHistogram::default();
     let mut run_max: Option<i64> = None;
     let mut ids_by_date: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
     let group = rayon::current_num_threads().max(1) * 2;
@@ -388,7 +418,13 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             let parsed: Vec<ParsedChunk> = pending
                 .par_iter()
                 .map(|c| {
-                    chunk::parse_chunk(c, &lineages[c.input], &parse_opts, opts.processing_time)
+                    chunk::parse_chunk(
+                        c,
+                        &lineages[c.input],
+                        &parse_opts,
+                        &rules,
+                        opts.processing_time,
+                    )
                 })
                 .collect();
             for pc in parsed {
@@ -400,7 +436,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 for q in &pc.quarantined {
                     quarantine.write(q, &lineages[q.input].source_file)?;
                 }
-                lateness.merge(&pc.lateness);
+                report.late_events += pc.late_events;
+                report.side_output_events += pc.side_output_events;
                 if let Some(m) = pc.max_event_time {
                     run_max = Some(run_max.map_or(m, |x| x.max(m)));
                 }
@@ -447,6 +484,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     } else {
         report.quarantined as f64 / considered as f64
     };
+    let mut lateness = LatenessHistogram::default();
+    for f in &staged {
+        lateness.merge(&f.lateness);
+    }
     report.lateness_ms = lateness.summary();
     let resends = count_resends(lake, &state, ids_by_date)?;
     report.resends = resends.values().sum();
@@ -468,15 +509,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         if i == 0 {
             fault::point("renamed");
         }
-        adds.push(FileAction {
-            table: bronze::TABLE.to_string(),
-            partition: time::format_date32(f.event_date),
-            path: f.rel_path.clone(),
-            rows: f.rows,
-            bytes: f.bytes,
-            min_event_time: Some(time::format_micros(f.min_event_time)),
-            max_event_time: Some(time::format_micros(f.max_event_time)),
-        });
+        adds.push(f.to_action());
     }
     if let Some(bytes) = quarantine_bytes {
         let rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
@@ -489,6 +522,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             bytes,
             min_event_time: None,
             max_event_time: None,
+            late_rows: 0,
+            lateness: None,
+            late_lateness: None,
         });
         report.quarantine_file = Some(lake.path(&rel).display().to_string());
     }
@@ -498,32 +534,42 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    let commit = Commit {
-        format: log::FORMAT,
-        version: state.version + 1,
-        operation: "ingest".to_string(),
-        processing_time: time::format_micros(opts.processing_time),
-        evlake_version: env!("CARGO_PKG_VERSION").to_string(),
-        inputs: report
-            .inputs
-            .iter()
-            .filter(|r| r.status == InputStatus::Ingested)
-            .map(|r| InputBatch {
-                batch_id: r.batch_id.clone(),
-                hash: r.hash.clone(),
-                source: r.source.clone(),
-                bytes: r.bytes,
-                lines: r.lines,
-                events: r.events,
-                empty_lines: r.empty_lines,
-                quarantined: r.quarantined,
-            })
-            .collect(),
-        add: adds,
-        remove: Vec::new(),
-        max_event_time: max_event_time.map(time::format_micros),
-        lateness: Some(lateness),
-    };
+    let mut commit = Commit::next(&state, "ingest", opts.processing_time);
+    commit.inputs = report
+        .inputs
+        .iter()
+        .filter(|r| r.status == InputStatus::Ingested)
+        .map(|r| InputBatch {
+            batch_id: r.batch_id.clone(),
+            hash: r.hash.clone(),
+            source: r.source.clone(),
+            bytes: r.bytes,
+            lines: r.lines,
+            events: r.events,
+            empty_lines: r.empty_lines,
+            quarantined: r.quarantined,
+        })
+        .collect();
+    commit.add = adds;
+    commit.max_event_time = max_event_time.map(time::format_micros);
+    commit.watermark =
+        late::advance_watermark(state.watermark, max_event_time, opts.watermark_delay)
+            .map(time::format_micros);
+    commit.settings = BTreeMap::from([
+        ("late_policy".to_string(), opts.late_policy.to_string()),
+        (
+            "watermark_delay".to_string(),
+            time::format_duration_micros(opts.watermark_delay),
+        ),
+        (
+            "allowed_lateness".to_string(),
+            time::format_duration_micros(opts.allowed_lateness),
+        ),
+        (
+            "max_future".to_string(),
+            time::format_duration_micros(opts.max_future),
+        ),
+    ]);
     log::write_commit(lake, &commit)?;
     fault::point("after-commit");
     drop(staging);
@@ -531,6 +577,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.status = Outcome::Committed;
     report.version = commit.version;
     report.max_event_time = commit.max_event_time;
+    report.watermark = commit.watermark;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
@@ -572,21 +619,27 @@ fn count_resends(
 }
 
 fn partition_reports(staged: &[StagedFile], resends: &BTreeMap<i32, u64>) -> Vec<PartitionReport> {
-    let mut by_date: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+    let mut by_date: BTreeMap<i32, PartitionReport> = BTreeMap::new();
     for f in staged {
-        let e = by_date.entry(f.event_date).or_default();
-        e.0 += f.rows;
-        e.1 += 1;
+        let p = by_date
+            .entry(f.event_date)
+            .or_insert_with(|| PartitionReport {
+                event_date: time::format_date32(f.event_date),
+                events: 0,
+                late: 0,
+                side_output: 0,
+                resends: resends.get(&f.event_date).copied().unwrap_or(0),
+                files: 0,
+            });
+        if f.table == bronze::LATE_TABLE {
+            p.side_output += f.rows;
+        } else {
+            p.events += f.rows;
+            p.files += 1;
+        }
+        p.late += f.late_rows;
     }
-    by_date
-        .into_iter()
-        .map(|(d, (events, files))| PartitionReport {
-            event_date: time::format_date32(d),
-            events,
-            resends: resends.get(&d).copied().unwrap_or(0),
-            files,
-        })
-        .collect()
+    by_date.into_values().collect()
 }
 
 fn progress_bar(total: u64) -> indicatif::ProgressBar {

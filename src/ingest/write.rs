@@ -14,11 +14,14 @@ use rayon::prelude::*;
 
 use super::chunk::Rows;
 use crate::bronze::{self, col};
+use crate::lateness::LatenessHistogram;
 use crate::time;
 
 /// A finished file in staging, and where it goes.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
+    /// `bronze_events` or `bronze_late`.
+    pub table: &'static str,
     pub event_date: i32,
     pub staged: PathBuf,
     /// Final lake-relative path.
@@ -27,6 +30,29 @@ pub struct StagedFile {
     pub bytes: u64,
     pub min_event_time: i64,
     pub max_event_time: i64,
+    /// Rows with `is_late` set.
+    pub late_rows: u64,
+    /// `processing_time - event_timestamp` of every row, and of late rows.
+    pub lateness: LatenessHistogram,
+    pub late_lateness: LatenessHistogram,
+}
+
+impl StagedFile {
+    /// The commit log entry for this file.
+    pub fn to_action(&self) -> crate::log::FileAction {
+        crate::log::FileAction {
+            table: self.table.to_string(),
+            partition: time::format_date32(self.event_date),
+            path: self.rel_path.clone(),
+            rows: self.rows,
+            bytes: self.bytes,
+            min_event_time: Some(time::format_micros(self.min_event_time)),
+            max_event_time: Some(time::format_micros(self.max_event_time)),
+            late_rows: self.late_rows,
+            lateness: Some(self.lateness.clone()),
+            late_lateness: (self.late_rows > 0).then(|| self.late_lateness.clone()),
+        }
+    }
 }
 
 /// Rows waiting to be written.
@@ -73,12 +99,16 @@ impl FileNamer {
         }
     }
 
-    fn next(&self, event_date: i32) -> (PathBuf, String) {
+    fn next(&self, side_output: bool, event_date: i32) -> (PathBuf, String) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let name = format!("part-{}-{n:05}.parquet", self.run_id);
         let rel = format!(
             "{}/{}={}/{name}",
-            bronze::DIR,
+            if side_output {
+                bronze::LATE_DIR
+            } else {
+                bronze::DIR
+            },
             bronze::PARTITION_COLUMN,
             time::format_date32(event_date)
         );
@@ -86,17 +116,21 @@ impl FileNamer {
     }
 }
 
-/// Sort everything in `buffer` by `(event_date, user_id, event_timestamp,
-/// event_id)` and write one staged Parquet file per date.
+/// Sort everything in `buffer` by `(table, event_date, user_id,
+/// event_timestamp, event_id)` and write one staged Parquet file per table
+/// and date.
 pub fn flush(buffer: &mut Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
     let parts = buffer.take();
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    let mut dates = Vec::with_capacity(parts.iter().map(|p| p.dates.len()).sum());
+    let n: usize = parts.iter().map(|p| p.dates.len()).sum();
+    let mut dates = Vec::with_capacity(n);
+    let mut side = Vec::with_capacity(n);
     let mut batches = Vec::with_capacity(parts.len());
     for p in parts {
         dates.extend_from_slice(&p.dates);
+        side.extend_from_slice(&p.side);
         batches.push(p.batch);
     }
     let all = concat_batches(&bronze::schema(), &batches)?;
@@ -111,8 +145,9 @@ pub fn flush(buffer: &mut Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> 
     let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
     order.par_sort_unstable_by(|&a, &b| {
         let (a, b) = (a as usize, b as usize);
-        dates[a]
-            .cmp(&dates[b])
+        side[a]
+            .cmp(&side[b])
+            .then_with(|| dates[a].cmp(&dates[b]))
             .then_with(|| user.value(a).cmp(user.value(b)))
             .then_with(|| ts[a].cmp(&ts[b]))
             .then_with(|| event_id.value(a).cmp(event_id.value(b)))
@@ -120,8 +155,9 @@ pub fn flush(buffer: &mut Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> 
 
     let mut groups: Vec<&[u32]> = Vec::new();
     let mut start = 0;
+    let key = |i: usize| (side[order[i] as usize], dates[order[i] as usize]);
     for i in 1..=order.len() {
-        if i == order.len() || dates[order[i] as usize] != dates[order[start] as usize] {
+        if i == order.len() || key(i) != key(start) {
             groups.push(&order[start..i]);
             start = i;
         }
@@ -130,24 +166,55 @@ pub fn flush(buffer: &mut Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> 
         .par_iter()
         .map(|rows| {
             let event_date = dates[rows[0] as usize];
+            let side_output = side[rows[0] as usize];
             let indices = UInt32Array::from(rows.to_vec());
             let batch = take_record_batch(&all, &indices)?;
-            let (staged, rel_path) = namer.next(event_date);
+            let (staged, rel_path) = namer.next(side_output, event_date);
             let bytes = write_parquet(&staged, &batch)?;
-            let tsa = batch
-                .column(col::EVENT_TIMESTAMP)
-                .as_primitive::<TimestampMicrosecondType>();
-            Ok(StagedFile {
-                event_date,
-                staged,
-                rel_path,
-                rows: batch.num_rows() as u64,
-                bytes,
-                min_event_time: datafusion::arrow::compute::min(tsa).unwrap_or_default(),
-                max_event_time: datafusion::arrow::compute::max(tsa).unwrap_or_default(),
-            })
+            let mut f = describe(&batch, staged, rel_path, bytes);
+            f.table = if side_output {
+                bronze::LATE_TABLE
+            } else {
+                bronze::TABLE
+            };
+            f.event_date = event_date;
+            Ok(f)
         })
         .collect()
+}
+
+/// Row count, time range and lateness of a bronze batch about to be committed.
+pub fn describe(batch: &RecordBatch, staged: PathBuf, rel_path: String, bytes: u64) -> StagedFile {
+    let tsa = batch
+        .column(col::EVENT_TIMESTAMP)
+        .as_primitive::<TimestampMicrosecondType>();
+    let pt = batch
+        .column(col::PROCESSING_TIME)
+        .as_primitive::<TimestampMicrosecondType>()
+        .values();
+    let late = batch.column(col::IS_LATE).as_boolean();
+    let mut lateness = LatenessHistogram::default();
+    let mut late_lateness = LatenessHistogram::default();
+    for (i, ts) in tsa.values().iter().enumerate() {
+        let l = pt[i] - ts;
+        lateness.record_micros(l);
+        if late.value(i) {
+            late_lateness.record_micros(l);
+        }
+    }
+    StagedFile {
+        table: bronze::TABLE,
+        event_date: 0,
+        staged,
+        rel_path,
+        rows: batch.num_rows() as u64,
+        bytes,
+        min_event_time: datafusion::arrow::compute::min(tsa).unwrap_or_default(),
+        max_event_time: datafusion::arrow::compute::max(tsa).unwrap_or_default(),
+        late_rows: late_lateness.count,
+        lateness,
+        late_lateness,
+    }
 }
 
 /// Write one sorted batch as a zstd Parquet file and fsync it. Returns its size.
@@ -197,7 +264,12 @@ mod tests {
             naive_timestamps: NaiveTimestamps::Reject,
             max_event_timestamp: i64::MAX,
         };
-        let parsed = parse_chunk(&chunk, &lineage, &opts, 1_710_600_000_000_000);
+        let rules = crate::late::LateRules {
+            watermark_before: None,
+            policy: crate::late::LatePolicy::Reopen,
+            allowed_lateness: 0,
+        };
+        let parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 1_710_600_000_000_000);
         assert_eq!(parsed.events, 4);
         let mut buf = Buffer::default();
         buf.push(parsed.rows.unwrap());

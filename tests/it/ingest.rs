@@ -143,7 +143,7 @@ fn a_directory_ingests_every_batch_in_one_commit() {
             "ingest",
             &sample(""),
             "--processing-time",
-            "2024-03-20T01:00:00Z",
+            "2024-03-20T02:00:00Z",
             "--json",
         ],
     );
@@ -178,7 +178,7 @@ fn stdin_input_is_hashed_like_a_file() {
                 "-",
                 "--json",
                 "--processing-time",
-                "2024-03-20T01:00:00Z",
+                "2024-03-20T02:00:00Z",
             ],
         )
         .stdin(Stdio::piped())
@@ -400,6 +400,7 @@ fn generated_batches_match_the_generators_truth() {
         counts_by_date(&bronze_rows(&lake)),
         expected_counts(&truth["partitions"])
     );
+    assert_eq!(resends, truth["totals"]["resends"].as_u64().unwrap());
     // Every reason the contract names shows up in generated data.
     for reason in [
         "invalid_json",

@@ -1,0 +1,76 @@
+//! `evlake status`: watermark, partitions and dirtiness, from metadata only.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::print_json;
+use crate::lake::Lake;
+use crate::log::LakeState;
+use crate::report;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  evlake status
+  evlake status --json | jq '.dirty'      # for schedulers
+
+Reads only the commit log, never data files.")]
+pub struct Args {
+    /// Print the status as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    let lake = Lake::new(lake_dir);
+    let state = LakeState::load(&lake)?;
+    let s = report::status(&lake.root().display().to_string(), &state);
+    if args.json {
+        return print_json(&s);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "lake       {}", s.lake)?;
+    writeln!(out, "commits    {}", s.commits)?;
+    writeln!(
+        out,
+        "watermark  {}",
+        s.watermark.as_deref().unwrap_or("unset (empty lake)")
+    )?;
+    writeln!(
+        out,
+        "max event  {}",
+        s.max_event_time.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "events     {} in bronze ({} late), {} waiting in the side output",
+        s.events, s.late_events, s.side_output_events
+    )?;
+    if !s.partitions.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<12} {:>7} {:>10} {:>8} {:>12} {:>6}",
+            "event_date", "version", "events", "late", "side_output", "files"
+        )?;
+        for p in &s.partitions {
+            writeln!(
+                out,
+                "{:<12} {:>7} {:>10} {:>8} {:>12} {:>6}",
+                p.event_date, p.version, p.events, p.late_events, p.side_output_events, p.files
+            )?;
+        }
+    }
+    writeln!(out)?;
+    if s.dirty.is_empty() {
+        writeln!(out, "dirty      none (no derived partition is out of date)")?;
+    } else {
+        writeln!(out, "dirty derived partitions:")?;
+        for d in &s.dirty {
+            let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
+            writeln!(out, "  {} {}: {}", d.table, d.partition, reasons.join("; "))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! `LAKE/evlake.toml`: optional per-lake defaults, so cron lines stay short.
+//! Command-line flags override it; built-in defaults fill the rest.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::error::Failure;
+use crate::lake::Lake;
+
+/// The file name at the lake root.
+pub const FILE: &str = "evlake.toml";
+
+/// What `evlake init` writes: every setting, commented out at its default.
+pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line flags override these values;
+# a commented-out line shows the built-in default.
+
+[ingest]
+# What to do with an event whose partition the watermark already closed:
+#   "reopen"      write it into its historical partition (marks it dirty)
+#   "side-output" park it in bronze/late until `evlake reconcile`
+#   "grace"       side output only if later than allowed_lateness past its day
+# late_policy = "reopen"
+
+# The watermark trails the largest committed event time by this much.
+# A partition (UTC day) closes once the watermark passes its end.
+# watermark_delay = "1h"
+
+# For late_policy = "grace": how long after the end of its day (by the
+# watermark) an event may still reopen its partition.
+# allowed_lateness = "24h"
+
+# Events more than this after the processing time are quarantined
+# (future_timestamp): a bad device clock must not close every partition.
+# max_future = "1d"
+
+# Fail (exit 4, nothing committed) when more than this share of non-empty
+# lines is quarantined.
+# max_bad_fraction = 0.05
+
+# Timestamps without a UTC offset: "reject" (quarantine) or "utc".
+# naive_timestamps = "reject"
+"#;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub late_policy: Option<String>,
+    pub watermark_delay: Option<String>,
+    pub allowed_lateness: Option<String>,
+    pub max_future: Option<String>,
+    pub max_bad_fraction: Option<f64>,
+    pub naive_timestamps: Option<String>,
+}
+
+impl Config {
+    /// Read `LAKE/evlake.toml`; a missing file is the empty config. A bad
+    /// file is a usage error (exit 2) naming the file and the problem.
+    pub fn load(lake: &Lake) -> Result<Config> {
+        let path = lake.path(FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("failed to read `{}`", path.display())))
+            }
+        }
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<Config> {
+    toml::from_str(text).map_err(|e| {
+        Failure::Usage(format!(
+            "`{}`: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+        .into()
+    })
+}
+
+/// Resolve one setting: the flag if given, else the config value (parsed
+/// with `parse`, errors naming the file and key), else `default`.
+pub fn resolve<T>(
+    flag: Option<T>,
+    config_value: Option<&str>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+    default: T,
+) -> Result<T> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    match config_value {
+        Some(text) => parse(text).map_err(|e| Failure::Usage(format!("{FILE}: {key}: {e}")).into()),
+        None => Ok(default),
+    }
+}
+
+/// Write the commented default `evlake.toml` unless one exists. Returns
+/// whether it wrote the file.
+pub fn init(lake: &Lake) -> Result<bool> {
+    let path = lake.path(FILE);
+    if path.exists() {
+        return Ok(false);
+    }
+    crate::lake::write_atomic(&path, DEFAULT_TOML.as_bytes())?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_file_parses_to_all_defaults() {
+        let c = parse(Path::new("evlake.toml"), DEFAULT_TOML).unwrap();
+        assert!(c.ingest.late_policy.is_none());
+        let uncommented: String = DEFAULT_TOML
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| {
+                        r.split_once(" = ").is_some_and(|(k, _)| {
+                            k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        })
+                    })
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = parse(Path::new("evlake.toml"), &uncommented).unwrap();
+        assert_eq!(c.ingest.late_policy.as_deref(), Some("reopen"));
+        assert_eq!(c.ingest.watermark_delay.as_deref(), Some("1h"));
+        assert_eq!(c.ingest.max_bad_fraction, Some(0.05));
+    }
+
+    #[test]
+    fn unknown_keys_are_usage_errors() {
+        let e = parse(
+            Path::new("x/evlake.toml"),
+            "[ingest]\nlate_polcy = \"grace\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("late_polcy"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_config_which_overrides_defaults() {
+        let p = |s: &str| crate::time::parse_duration_micros(s);
+        assert_eq!(resolve(Some(5), Some("1h"), "k", p, 7).unwrap(), 5);
+        assert_eq!(resolve(None, Some("1s"), "k", p, 7).unwrap(), 1_000_000);
+        assert_eq!(resolve(None, None, "k", p, 7).unwrap(), 7);
+        let e = resolve(None, Some("soon"), "ingest.watermark_delay", p, 7).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("evlake.toml: ingest.watermark_delay"),
+            "{e}"
+        );
+    }
+}

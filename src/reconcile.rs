@@ -1,0 +1,139 @@
+//! `reconcile`: merge every pending side-output event (`bronze_late`) into
+//! bronze, as one commit.
+//!
+//! The late rows are re-sorted and written as new bronze files (bronze stays
+//! append-only), the commit adds them and removes the side-output files, and
+//! only after the commit are those files deleted. Running it again finds
+//! nothing pending: a no-op. A crash at any step leaves either the old state
+//! (and orphans the next writer removes) or the new one.
+
+use std::fs;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::RecordBatch;
+use serde::Serialize;
+
+use crate::bronze;
+use crate::fault;
+use crate::ingest::{TABLE_DIRS, chunk::Rows, write};
+use crate::lake::{self, Lake};
+use crate::log::{self, Commit, FileAction, LakeState};
+use crate::time;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconciledPartition {
+    pub event_date: String,
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileReport {
+    pub command: &'static str,
+    /// `committed` or `noop`.
+    pub status: &'static str,
+    pub lake: String,
+    pub version: u64,
+    pub events: u64,
+    pub partitions: Vec<ReconciledPartition>,
+    pub orphans_removed: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
+    let started = Instant::now();
+    let _lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    let orphans_removed = log::clean_orphans(lake, &state, &TABLE_DIRS)?;
+    let pending: Vec<&FileAction> = state
+        .partitions(bronze::LATE_TABLE)
+        .flat_map(|(_, p)| p.files.values())
+        .collect();
+    let mut report = ReconcileReport {
+        command: "reconcile",
+        status: "noop",
+        lake: lake.root().display().to_string(),
+        version: state.version,
+        events: 0,
+        partitions: Vec::new(),
+        orphans_removed,
+        elapsed_ms: 0,
+    };
+    if pending.is_empty() {
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    let staging = lake
+        .staging_dir()
+        .join(format!("run-{}", std::process::id()));
+    fs::create_dir_all(&staging)
+        .with_context(|| format!("failed to create `{}`", staging.display()))?;
+    let run_id = {
+        let mut h = blake3::Hasher::new();
+        h.update(b"reconcile\n");
+        for f in &pending {
+            h.update(f.path.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize().to_hex()[..16].to_string()
+    };
+    let namer = write::FileNamer::new(run_id, staging.clone());
+    let mut buffer = write::Buffer::default();
+    for f in &pending {
+        let path = lake.path(&f.path);
+        let date = chrono::NaiveDate::parse_from_str(&f.partition, "%Y-%m-%d")
+            .with_context(|| format!("bad partition `{}` in the log", f.partition))?;
+        let date32 = time::date32_of_micros(
+            date.and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .timestamp_micros(),
+        );
+        for batch in crate::bronze::read_file(&path)? {
+            let batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())
+                .with_context(|| format!("`{}` does not have the bronze schema", path.display()))?;
+            let n = batch.num_rows();
+            buffer.push(Rows {
+                batch,
+                dates: vec![date32; n],
+                side: vec![false; n],
+            });
+        }
+    }
+    let staged = write::flush(&mut buffer, &namer)?;
+    fault::point("staged");
+    let mut adds = Vec::with_capacity(staged.len());
+    for (i, f) in staged.iter().enumerate() {
+        lake::rename_into_place(&f.staged, &lake.path(&f.rel_path))?;
+        if i == 0 {
+            fault::point("renamed");
+        }
+        adds.push(f.to_action());
+        report.events += f.rows;
+        report.partitions.push(ReconciledPartition {
+            event_date: time::format_date32(f.event_date),
+            events: f.rows,
+        });
+    }
+    fault::point("before-commit");
+    let mut commit = Commit::next(&state, "reconcile", processing_time);
+    commit.add = adds;
+    commit.remove = pending.iter().map(|f| (*f).clone()).collect();
+    log::write_commit(lake, &commit)?;
+    fault::point("after-commit");
+    // The commit no longer references the side-output files: delete them.
+    // A crash here leaves orphans that the next writer removes.
+    for f in &pending {
+        let p = lake.path(&f.path);
+        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
+    }
+    let _ = fs::remove_dir_all(&staging);
+    report
+        .partitions
+        .sort_by(|a, b| a.event_date.cmp(&b.event_date));
+    report.status = "committed";
+    report.version = commit.version;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}

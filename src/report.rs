@@ -1,0 +1,177 @@
+//! Read-only reports built from the commit log alone (never from data
+//! files): lake status with dirtiness, and the lateness distribution.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::bronze;
+use crate::dirty::{self, DirtyPartition};
+use crate::lateness::LatenessHistogram;
+use crate::log::{Commit, LakeState};
+use crate::time;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub event_date: String,
+    /// The last commit that added bronze files to this partition.
+    pub version: u64,
+    pub events: u64,
+    pub late_events: u64,
+    /// Late events waiting in the side output for `reconcile`.
+    pub side_output_events: u64,
+    pub files: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub lake: String,
+    pub version: u64,
+    pub commits: u64,
+    pub watermark: Option<String>,
+    pub max_event_time: Option<String>,
+    pub events: u64,
+    pub late_events: u64,
+    pub side_output_events: u64,
+    pub partitions: Vec<PartitionStatus>,
+    pub dirty: Vec<DirtyPartition>,
+}
+
+pub fn status(lake_path: &str, state: &LakeState) -> Status {
+    let mut parts: BTreeMap<String, PartitionStatus> = BTreeMap::new();
+    let blank = |d: &str| PartitionStatus {
+        event_date: d.to_string(),
+        version: 0,
+        events: 0,
+        late_events: 0,
+        side_output_events: 0,
+        files: 0,
+    };
+    for (date, p) in state.partitions(bronze::TABLE) {
+        let s = parts.entry(date.clone()).or_insert_with(|| blank(date));
+        s.version = p.version;
+        s.events = p.rows();
+        s.late_events = p.files.values().map(|f| f.late_rows).sum();
+        s.files = p.files.len() as u64;
+    }
+    for (date, p) in state.partitions(bronze::LATE_TABLE) {
+        if p.files.is_empty() {
+            continue;
+        }
+        let s = parts.entry(date.clone()).or_insert_with(|| blank(date));
+        s.side_output_events = p.rows();
+    }
+    let partitions: Vec<PartitionStatus> = parts.into_values().collect();
+    Status {
+        lake: lake_path.to_string(),
+        version: state.version,
+        commits: state.commits,
+        watermark: state.watermark.map(time::format_micros),
+        max_event_time: state.max_event_time.map(time::format_micros),
+        events: partitions.iter().map(|p| p.events).sum(),
+        late_events: partitions.iter().map(|p| p.late_events).sum(),
+        side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
+        partitions,
+        dirty: dirty::dirty_by_same_partition(state),
+    }
+}
+
+/// Lateness of one partition or one batch (commit).
+#[derive(Debug, Clone, Serialize)]
+pub struct LatenessRow {
+    /// `2024-03-15` (by partition) or the commit version (by batch).
+    pub key: String,
+    /// Input sources of the batch (empty by partition).
+    pub sources: String,
+    pub events: u64,
+    pub late: u64,
+    pub side_output: u64,
+    pub p50_ms: u64,
+    pub p90_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+    pub on_time: u64,
+    pub late_under_1h: u64,
+    pub late_1h_to_24h: u64,
+    pub late_over_24h: u64,
+    #[serde(skip)]
+    pub histogram: LatenessHistogram,
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+fn row(
+    key: String,
+    sources: String,
+    all: LatenessHistogram,
+    late: &LatenessHistogram,
+    side: u64,
+) -> LatenessRow {
+    let s = all.summary();
+    LatenessRow {
+        key,
+        sources,
+        events: all.count,
+        late: late.count,
+        side_output: side,
+        p50_ms: s.map_or(0, |s| s.p50_ms),
+        p90_ms: s.map_or(0, |s| s.p90_ms),
+        p99_ms: s.map_or(0, |s| s.p99_ms),
+        max_ms: s.map_or(0, |s| s.max_ms),
+        on_time: all.count - late.count,
+        late_under_1h: late.count_between_ms(0, HOUR_MS),
+        late_1h_to_24h: late.count_between_ms(HOUR_MS, 24 * HOUR_MS),
+        late_over_24h: late.count_between_ms(24 * HOUR_MS, u64::MAX),
+        histogram: all,
+    }
+}
+
+/// Lateness per partition, from the live bronze and side-output files.
+pub fn lateness_by_partition(state: &LakeState) -> Vec<LatenessRow> {
+    let mut acc: BTreeMap<String, (LatenessHistogram, LatenessHistogram, u64)> = BTreeMap::new();
+    for table in [bronze::TABLE, bronze::LATE_TABLE] {
+        for (date, p) in state.partitions(table) {
+            for f in p.files.values() {
+                let e = acc.entry(date.clone()).or_default();
+                if let Some(h) = &f.lateness {
+                    e.0.merge(h);
+                }
+                if let Some(h) = &f.late_lateness {
+                    e.1.merge(h);
+                }
+                if table == bronze::LATE_TABLE {
+                    e.2 += f.rows;
+                }
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(k, (all, late, side))| row(k, String::new(), all, &late, side))
+        .collect()
+}
+
+/// Lateness per ingest batch (commit), from what each ingest commit added.
+pub fn lateness_by_batch(commits: &[Commit]) -> Vec<LatenessRow> {
+    commits
+        .iter()
+        .filter(|c| c.operation == "ingest")
+        .map(|c| {
+            let mut all = LatenessHistogram::default();
+            let mut late = LatenessHistogram::default();
+            let mut side = 0;
+            for f in &c.add {
+                if let Some(h) = &f.lateness {
+                    all.merge(h);
+                }
+                if let Some(h) = &f.late_lateness {
+                    late.merge(h);
+                }
+                if f.table == bronze::LATE_TABLE {
+                    side += f.rows;
+                }
+            }
+            let sources: Vec<&str> = c.inputs.iter().map(|i| i.source.as_str()).collect();
+            row(c.version.to_string(), sources.join(" "), all, &late, side)
+        })
+        .collect()
+}
