@@ -1,0 +1,469 @@
+//! Late data: watermark, policies, side output, reconcile, dirtiness and
+//! the metadata-only reports.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Ingest the three sample batches with `policy`; return the summaries.
+fn ingest_samples(lake: &Path, policy: &str) -> Vec<Value> {
+    expected()["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            ok(
+                lake,
+                &[
+                    "ingest",
+                    &sample(b["file"].as_str().unwrap()),
+                    "--processing-time",
+                    b["processing_time"].as_str().unwrap(),
+                    "--late-policy",
+                    policy,
+                    "--json",
+                ],
+            )
+        })
+        .collect()
+}
+
+fn side_output(summary: &Value) -> BTreeMap<String, u64> {
+    summary["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["side_output"].as_u64().unwrap() > 0)
+        .map(|p| {
+            (
+                p["event_date"].as_str().unwrap().to_string(),
+                p["side_output"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn late_rows(lake: &Path, dir: &str) -> BTreeMap<String, (u64, u64)> {
+    // (rows, rows with is_late) per partition of a table directory.
+    let mut m = BTreeMap::new();
+    for f in parquet_files(&lake.join(dir)) {
+        let date = f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("event_date=", "");
+        for b in read_parquet(&f) {
+            use datafusion::arrow::array::AsArray;
+            let late = b.column_by_name("is_late").unwrap().as_boolean();
+            let e = m.entry(date.clone()).or_insert((0, 0));
+            e.0 += b.num_rows() as u64;
+            e.1 += late.true_count() as u64;
+        }
+    }
+    m
+}
+
+fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn seed_scenario_under_each_policy() {
+    let exp = expected();
+    let all = expected_counts(&exp["partitions"]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The first batch's after-midnight traffic moves the watermark to
+    // 2024-03-16T00:30Z, closing the 15th (and the 14th): the mobile events
+    // of the 15th queued offline arrive a day later, late.
+    let reopen = tmp.path().join("reopen");
+    let s = ingest_samples(&reopen, "reopen");
+    assert_eq!(s[0]["watermark"], "2024-03-16T00:30:00Z");
+    assert_eq!(s[0]["late_events"], 0);
+    assert_eq!(s[1]["watermark_before"], "2024-03-16T00:30:00Z");
+    assert_eq!(s[1]["late_events"], 18);
+    assert_eq!(s[2]["late_events"], 5);
+    assert!(s.iter().all(|x| x["side_output_events"] == 0));
+    assert_eq!(counts_by_date(&bronze_rows(&reopen)), all);
+    let late = late_rows(&reopen, "bronze/events");
+    assert_eq!(late["2024-03-14"], (2, 1));
+    assert_eq!(late["2024-03-15"].1, 17 + 4);
+    assert_eq!(late["2024-03-16"].1, 1);
+    assert_eq!(late["2024-03-19"].1, 0);
+    assert!(late_rows(&reopen, "bronze/late").is_empty());
+
+    // side-output: every late event waits in bronze/late.
+    let side = tmp.path().join("side");
+    let s = ingest_samples(&side, "side-output");
+    assert_eq!(
+        side_output(&s[1]),
+        map(&[("2024-03-14", 1), ("2024-03-15", 17)])
+    );
+    assert_eq!(
+        side_output(&s[2]),
+        map(&[("2024-03-15", 4), ("2024-03-16", 1)])
+    );
+    let parked = late_rows(&side, "bronze/late");
+    assert_eq!(parked["2024-03-15"], (21, 21));
+    let st = ok(&side, &["status", "--json"]);
+    assert_eq!(st["side_output_events"], 23);
+    assert_eq!(
+        st["events"].as_u64().unwrap() + 23,
+        all.values().sum::<u64>()
+    );
+    let r = ok(&side, &["reconcile", "--json"]);
+    assert_eq!(r["status"], "committed");
+    assert_eq!(r["events"], 23);
+    assert_eq!(counts_by_date(&bronze_rows(&side)), all);
+    assert!(parquet_files(&side.join("bronze/late")).is_empty());
+    let again = ok(&side, &["reconcile", "--json"]);
+    assert_eq!(again["status"], "noop");
+    assert_eq!(counts_by_date(&bronze_rows(&side)), all);
+    assert_eq!(
+        late_rows(&side, "bronze/events"),
+        late,
+        "same rows and is_late as reopen"
+    );
+
+    // grace 24h: the 14th is already past its grace in batch 2; the 15th
+    // reopens in batch 2 but is past its grace in batch 3; the 16th reopens.
+    let grace = tmp.path().join("grace");
+    let s = ingest_samples(&grace, "grace");
+    assert_eq!(side_output(&s[1]), map(&[("2024-03-14", 1)]));
+    assert_eq!(side_output(&s[2]), map(&[("2024-03-15", 4)]));
+    ok(&grace, &["reconcile"]);
+    assert_eq!(counts_by_date(&bronze_rows(&grace)), all);
+}
+
+#[test]
+fn the_watermark_only_moves_forward_and_the_boundary_is_inclusive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let line = |id: &str, ts: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"t\",\"event_timestamp\":\"{ts}\",\"user_id\":\"u\"}}\n"
+        )
+    };
+    let f1 = tmp.path().join("a.jsonl");
+    std::fs::write(&f1, line("a", "2024-03-16T01:00:00Z")).unwrap();
+    let s = ok(&lake, &["ingest", f1.to_str().unwrap(), "--json"]);
+    assert_eq!(s["watermark"], "2024-03-16T00:00:00Z");
+    // Exactly at the boundary: the watermark equals the end of the 15th, so
+    // the 15th is closed; the first instant of the 16th is not late.
+    let f2 = tmp.path().join("b.jsonl");
+    std::fs::write(
+        &f2,
+        line("b", "2024-03-15T23:59:59.999999Z") + &line("c", "2024-03-16T00:00:00Z"),
+    )
+    .unwrap();
+    let s = ok(&lake, &["ingest", f2.to_str().unwrap(), "--json"]);
+    let parts = s["partitions"].as_array().unwrap();
+    assert_eq!(parts[0]["event_date"], "2024-03-15");
+    assert_eq!(parts[0]["late"], 1);
+    assert_eq!(parts[1]["late"], 0);
+    assert_eq!(
+        s["watermark"], "2024-03-16T00:00:00Z",
+        "older events do not move it back"
+    );
+    // A bigger delay later cannot pull it back either.
+    let f3 = tmp.path().join("c.jsonl");
+    std::fs::write(&f3, line("d", "2024-03-16T02:00:00Z")).unwrap();
+    let s = ok(
+        &lake,
+        &[
+            "ingest",
+            f3.to_str().unwrap(),
+            "--watermark-delay",
+            "1d",
+            "--json",
+        ],
+    );
+    assert_eq!(s["watermark"], "2024-03-16T00:00:00Z");
+    assert_eq!(
+        ok(&lake, &["status", "--json"])["watermark"],
+        "2024-03-16T00:00:00Z"
+    );
+}
+
+#[test]
+fn any_arrival_order_and_policy_ends_with_the_same_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &["--events", "4000", "--days", "5", "--seed", "5"],
+    );
+    let files: Vec<String> = truth["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            gen_dir
+                .join("batches")
+                .join(b["file"].as_str().unwrap())
+                .display()
+                .to_string()
+        })
+        .collect();
+    let last_pt = truth["batches"].as_array().unwrap().last().unwrap()["processing_time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = |lake: &Path| {
+        let mut v: Vec<(String, String, String, i64)> = bronze_rows(lake)
+            .into_iter()
+            .map(|r| (r.event_date, r.event_id, r.source_file, r.source_line))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut reference = None;
+    // A small deterministic shuffle (xorshift) per case.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for case in 0..6 {
+        let policy = ["reopen", "side-output", "grace"][case % 3];
+        let mut order = files.clone();
+        for i in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        let lake = tmp.path().join(format!("lake-{case}"));
+        for f in &order {
+            ok(
+                &lake,
+                &[
+                    "ingest",
+                    f,
+                    "--late-policy",
+                    policy,
+                    "--processing-time",
+                    &last_pt,
+                ],
+            );
+        }
+        ok(&lake, &["reconcile"]);
+        let got = key(&lake);
+        assert_eq!(
+            counts_by_date(&bronze_rows(&lake)),
+            expected_counts(&truth["partitions"]),
+            "case {case}: {policy} {order:?}"
+        );
+        match &reference {
+            None => reference = Some(got),
+            Some(r) => assert_eq!(&got, r, "case {case}: {policy} {order:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_dirty_set_is_exactly_what_changed_after_the_build() {
+    use evlake::dirty;
+    use evlake::lake::Lake;
+    use evlake::log::{self, Commit, LakeState};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let lake_dir = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    ingest_sample_batch(&lake_dir, &batches[0]);
+    ingest_sample_batch(&lake_dir, &batches[1]);
+
+    // A derived table built from every bronze partition as it is now.
+    let lake = Lake::new(&lake_dir);
+    let state = LakeState::load(&lake).unwrap();
+    let mut c = Commit::next(&state, "test-build", 0);
+    for (p, _) in state.partitions(evlake::bronze::TABLE) {
+        c.builds.push(dirty::build_record(
+            &state,
+            "derived",
+            p,
+            &[dirty::input_key(evlake::bronze::TABLE, p)],
+            "fp",
+        ));
+    }
+    log::write_commit(&lake, &c).unwrap();
+    let st = ok(&lake_dir, &["status", "--json"]);
+    assert_eq!(st["dirty"], Value::Array(vec![]), "a fresh build is clean");
+
+    // Batch 3 touches the 15th and 16th (late) and the 19th and 20th (new).
+    ingest_sample_batch(&lake_dir, &batches[2]);
+    let st = ok(&lake_dir, &["status", "--json"]);
+    let dirty: Vec<(String, String)> = st["dirty"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["partition"].as_str().unwrap().to_string(),
+                d["reasons"][0]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dirty,
+        [
+            ("2024-03-15".to_string(), "input_changed".to_string()),
+            ("2024-03-16".to_string(), "input_changed".to_string()),
+            ("2024-03-19".to_string(), "never_built".to_string()),
+            ("2024-03-20".to_string(), "never_built".to_string()),
+        ]
+    );
+    assert_eq!(st["dirty"][0]["reasons"][0]["changed_in"], 4);
+    let text = String::from_utf8(run(&lake_dir, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(
+            "derived 2024-03-15: bronze_events/2024-03-15 changed in commit 4 (built from 2)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_crash_during_reconcile_then_a_rerun_merges_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    for step in evlake::fault::STEPS {
+        let lake = tmp.path().join(format!("lake-{step}"));
+        ingest_samples(&lake, "side-output");
+        let o = cmd(&lake, &["reconcile"])
+            .env("EVLAKE_FAULT", step)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}");
+        ok(&lake, &["reconcile"]);
+        assert_eq!(
+            counts_by_date(&bronze_rows(&lake)),
+            expected_counts(&expected()["partitions"]),
+            "{step}"
+        );
+        assert!(
+            parquet_files(&lake.join("bronze/late")).is_empty(),
+            "{step}"
+        );
+        assert_eq!(files_on_disk(&lake), committed_files(&lake), "{step}");
+    }
+}
+
+#[test]
+fn evlake_toml_sets_defaults_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let o = run(&lake, &["init"]);
+    assert!(o.status.success());
+    let toml = std::fs::read_to_string(lake.join("evlake.toml")).unwrap();
+    assert!(toml.contains("# late_policy = \"reopen\""));
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[ingest]\nlate_policy = \"side-output\"\n",
+    )
+    .unwrap();
+    assert!(stderr(&run(&lake, &["init"])).contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(lake.join("evlake.toml")).unwrap(),
+        "[ingest]\nlate_policy = \"side-output\"\n"
+    );
+
+    let s = ingest_samples(&lake, "reopen"); // the flag wins
+    assert_eq!(s[1]["late_policy"], "reopen");
+    let lake2 = tmp.path().join("lake2");
+    std::fs::create_dir_all(&lake2).unwrap();
+    std::fs::write(
+        lake2.join("evlake.toml"),
+        "[ingest]\nlate_policy = \"side-output\"\n",
+    )
+    .unwrap();
+    let b = &expected()["batches"];
+    ingest_sample_batch(&lake2, &b[0]);
+    let s = ingest_sample_batch(&lake2, &b[1]);
+    assert_eq!(s["late_policy"], "side-output");
+    assert_eq!(s["side_output_events"], 18);
+
+    std::fs::write(
+        lake2.join("evlake.toml"),
+        "[ingest]\nwatermark_delay = \"soon\"\n",
+    )
+    .unwrap();
+    let o = run(&lake2, &["ingest", &sample("2024-03-19.jsonl")]);
+    assert_eq!(exit_code(&o), 2);
+    assert!(
+        stderr(&o).contains("ingest.watermark_delay"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        lake2.join("evlake.toml"),
+        "[ingest]\nlate_polcy = \"grace\"\n",
+    )
+    .unwrap();
+    let o = run(&lake2, &["ingest", &sample("2024-03-19.jsonl")]);
+    assert_eq!(exit_code(&o), 2);
+    assert!(stderr(&o).contains("late_polcy"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_late_flags_are_usage_errors_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for (args, flag) in [
+        (
+            vec!["ingest", "x.jsonl", "--late-policy", "later"],
+            "--late-policy",
+        ),
+        (
+            vec!["ingest", "x.jsonl", "--watermark-delay", "1 hour"],
+            "--watermark-delay",
+        ),
+        (
+            vec!["ingest", "x.jsonl", "--allowed-lateness=-3h"],
+            "--allowed-lateness",
+        ),
+    ] {
+        let o = run(&lake, &args);
+        assert_eq!(exit_code(&o), 2, "{args:?}");
+        assert!(stderr(&o).contains(flag), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn lateness_report_reads_the_log_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_samples(&lake, "side-output");
+    let rows: Value =
+        serde_json::from_slice(&run(&lake, &["lateness", "--format", "json"]).stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let total: u64 = rows.iter().map(|r| r["events"].as_u64().unwrap()).sum();
+    assert_eq!(
+        total,
+        expected_counts(&expected()["partitions"])
+            .values()
+            .sum::<u64>()
+    );
+    let fifteenth = rows.iter().find(|r| r["key"] == "2024-03-15").unwrap();
+    assert_eq!(fifteenth["late"], 21);
+    assert_eq!(fifteenth["side_output"], 21);
+    assert_eq!(
+        fifteenth["on_time"].as_u64().unwrap() + 21,
+        fifteenth["events"].as_u64().unwrap()
+    );
+    let by_batch: Value = serde_json::from_slice(
+        &run(&lake, &["lateness", "--by", "batch", "--format", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(by_batch.as_array().unwrap().len(), 3);
+    assert_eq!(by_batch[1]["late"], 18);
+    assert_eq!(by_batch[2]["late_over_24h"], 5);
+    let csv =
+        String::from_utf8(run(&lake, &["lateness", "--by", "batch", "--format", "csv"]).stdout)
+            .unwrap();
+    assert_eq!(csv.lines().count(), 4);
+    assert!(csv.starts_with("key,sources,events,late"));
+    let table = String::from_utf8(run(&lake, &["lateness"]).stdout).unwrap();
+    assert!(table.contains("on time"), "{table}");
+    assert!(table.contains("late > 24h"), "{table}");
+}
