@@ -36,10 +36,15 @@ demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, then re-
 	$(EVLAKE) --lake $(LAKE) ingest sample_data/
 	@echo "--- bronze partitions and quarantine:"
 	@find $(LAKE)/bronze $(LAKE)/quarantine -type f | sort
+	@echo "--- evlake status:"
+	$(EVLAKE) --lake $(LAKE) status
+	@echo "--- evlake lateness:"
+	$(EVLAKE) --lake $(LAKE) lateness
 
-bench: $(PYTHON) ## Release build, then evlake vs DuckDB ingest (EVENTS=5000000 for the big run)
+bench: $(PYTHON) ## Release build; evlake vs DuckDB ingest (EVENTS=5000000 for the big run); status vs lake size
 	cargo build --release
 	$(PYTHON) bench/ingest_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
+	$(PYTHON) bench/status_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake
 
 lint: ## rustfmt check + clippy with warnings denied
 	cargo fmt --check
