@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 
 /// Logical name of the bronze table.
 pub const TABLE: &str = "bronze_events";
@@ -89,7 +90,13 @@ pub fn writer_properties() -> WriterProperties {
         descending: false,
         nulls_first: false,
     };
-    WriterProperties::builder()
+    // Dictionary encoding pays off for repetitive columns (types, users,
+    // pages, lineage) and only costs time on near-unique ones.
+    let mut builder = WriterProperties::builder();
+    for unique in ["event_id", "event_timestamp", "properties", "extra", "source_line"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(unique), false);
+    }
+    builder
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("zstd level 3 is valid"),
         ))

@@ -110,6 +110,54 @@ impl LatenessHistogram {
     }
 }
 
+/// A dense, allocation-free-per-value recorder for hot loops; turn it into
+/// a [`LatenessHistogram`] with [`LatenessRecorder::finish`].
+#[derive(Debug, Clone)]
+pub struct LatenessRecorder {
+    counts: Vec<u64>,
+    ahead: u64,
+    max_ms: u64,
+}
+
+impl Default for LatenessRecorder {
+    fn default() -> Self {
+        LatenessRecorder {
+            // Enough buckets for lateness up to 2^63 ms.
+            counts: vec![0; (LINEAR + (63 - 7 + 1) * SUB) as usize],
+            ahead: 0,
+            max_ms: 0,
+        }
+    }
+}
+
+impl LatenessRecorder {
+    #[inline]
+    pub fn record_micros(&mut self, lateness_us: i64) {
+        if lateness_us < 0 {
+            self.ahead += 1;
+        }
+        let ms = (lateness_us.max(0) / 1000) as u64;
+        self.max_ms = self.max_ms.max(ms);
+        self.counts[bucket_of(ms) as usize] += 1;
+    }
+
+    pub fn finish(&self) -> LatenessHistogram {
+        let buckets: BTreeMap<u32, u64> = self
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(b, c)| (b as u32, *c))
+            .collect();
+        LatenessHistogram {
+            count: buckets.values().sum(),
+            ahead: self.ahead,
+            max_ms: self.max_ms,
+            buckets,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LatenessSummary {
     pub p50_ms: u64,
@@ -161,6 +209,18 @@ mod tests {
         assert_eq!(h.max_ms, 100 * 60_000);
         assert_eq!(h.ahead, 1);
         assert_eq!(h.count, 101);
+        let mut r = LatenessRecorder::default();
+        for s in 1..=100i64 {
+            r.record_micros(s * 60_000_000);
+        }
+        r.record_micros(-5_000_000);
+        r.record_micros(i64::MAX);
+        let mut f = r.finish();
+        assert_eq!(f.count, 102);
+        f.buckets.remove(&bucket_of(i64::MAX as u64 / 1000));
+        f.count -= 1;
+        f.max_ms = h.max_ms;
+        assert_eq!(f, h);
         let mut a = LatenessHistogram::default();
         a.merge(&h);
         a.merge(&h);

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::chunk::Rows;
 use crate::bronze::{self, col};
-use crate::lateness::LatenessHistogram;
+use crate::lateness::{LatenessHistogram, LatenessRecorder};
 use crate::time;
 
 /// A finished file in staging, and where it goes.
@@ -193,15 +193,17 @@ pub fn describe(batch: &RecordBatch, staged: PathBuf, rel_path: String, bytes: u
         .as_primitive::<TimestampMicrosecondType>()
         .values();
     let late = batch.column(col::IS_LATE).as_boolean();
-    let mut lateness = LatenessHistogram::default();
-    let mut late_lateness = LatenessHistogram::default();
+    let mut all = LatenessRecorder::default();
+    let mut late_only = LatenessRecorder::default();
     for (i, ts) in tsa.values().iter().enumerate() {
         let l = pt[i] - ts;
-        lateness.record_micros(l);
+        all.record_micros(l);
         if late.value(i) {
-            late_lateness.record_micros(l);
+            late_only.record_micros(l);
         }
     }
+    let lateness = all.finish();
+    let late_lateness = late_only.finish();
     StagedFile {
         table: bronze::TABLE,
         event_date: 0,
