@@ -40,6 +40,8 @@ demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, then re-
 	$(EVLAKE) --lake $(LAKE) status
 	@echo "--- evlake lateness:"
 	$(EVLAKE) --lake $(LAKE) lateness
+	@echo "--- evlake query:"
+	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, count(*) AS events, sum(CAST(is_late AS INT)) AS late, count(DISTINCT event_id) AS distinct_ids FROM bronze_events GROUP BY 1 ORDER BY 1"
 
 bench: $(PYTHON) ## Release build; evlake vs DuckDB ingest (EVENTS=5000000 for the big run); status vs lake size
 	cargo build --release

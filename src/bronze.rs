@@ -93,7 +93,13 @@ pub fn writer_properties() -> WriterProperties {
     // Dictionary encoding pays off for repetitive columns (types, users,
     // pages, lineage) and only costs time on near-unique ones.
     let mut builder = WriterProperties::builder();
-    for unique in ["event_id", "event_timestamp", "properties", "extra", "source_line"] {
+    for unique in [
+        "event_id",
+        "event_timestamp",
+        "properties",
+        "extra",
+        "source_line",
+    ] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(unique), false);
     }
     builder

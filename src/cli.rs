@@ -60,6 +60,8 @@ pub enum Command {
     Status(commands::status::Args),
     /// Show the lateness distribution per partition or per batch
     Lateness(commands::lateness::Args),
+    /// Run ad-hoc SQL over the logical tables (bronze_events, bronze_late)
+    Query(commands::query::Args),
     /// Write deterministic synthetic arrival batches and a truth file
     Generate(commands::generate::Args),
 }
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reconcile(args) => commands::reconcile::run(&cli.lake, args),
         Command::Status(args) => commands::status::run(&cli.lake, args),
         Command::Lateness(args) => commands::lateness::run(&cli.lake, args),
+        Command::Query(args) => commands::query::run(&cli.lake, args),
         Command::Generate(args) => commands::generate::run(args),
     }
 }

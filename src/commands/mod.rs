@@ -5,6 +5,7 @@ pub mod generate;
 pub mod ingest;
 pub mod init;
 pub mod lateness;
+pub mod query;
 pub mod reconcile;
 pub mod status;
 

@@ -6,3 +6,4 @@ mod crash;
 mod ingest;
 mod interop;
 mod late;
+mod query;

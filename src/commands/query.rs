@@ -1,0 +1,87 @@
+//! `evlake query`: ad-hoc SQL over the logical tables.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use clap::ValueEnum;
+use datafusion::arrow::array::RecordBatch;
+
+use crate::engine;
+use crate::error::Failure;
+use crate::lake::Lake;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  evlake query \"SELECT event_date, count(*) AS events FROM bronze_events GROUP BY 1 ORDER BY 1\"
+  evlake query \"SELECT * FROM bronze_events WHERE is_late\" --format csv > late.csv
+  evlake query \"SHOW TABLES\"
+
+Tables: bronze_events, bronze_late (once it has rows). A bad query exits 2.")]
+pub struct Args {
+    /// The SQL query
+    pub sql: String,
+
+    /// Output format, e.g. --format csv
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    let lake = Lake::new(lake_dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let batches = rt.block_on(async {
+        let ctx = engine::context(&lake).await?;
+        let df = match ctx.sql(&args.sql).await {
+            Ok(df) => df,
+            Err(e) if engine::is_usage_error(&e) => {
+                return Err(Failure::Usage(format!("bad query: {e}")).into());
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("query failed")),
+        };
+        df.collect().await.map_err(|e| {
+            if engine::is_usage_error(&e) {
+                Failure::Usage(format!("bad query: {e}")).into()
+            } else {
+                anyhow::Error::new(e).context("query failed")
+            }
+        })
+    })?;
+    print(&batches, args.format)
+}
+
+fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Table => {
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
+            writeln!(out, "{text}")?;
+        }
+        Format::Csv => {
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The one place a DataFusion `SessionContext` is built (DESIGN.md §7).
+//!
+//! Every table is registered under its logical name (`bronze_events`,
+//! `bronze_late`, ...), so SQL never sees a path. Tables are Hive-partitioned
+//! listings of the lake's directories with `event_date` typed as `Date32`
+//! and bronze's sort order declared. Writers remove orphan files under the
+//! lock before they read, so what a writer lists is exactly the committed
+//! state; read-only commands can see a crashed run's orphans until the next
+//! writer runs (the same window outside readers have).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::prelude::{SessionConfig, SessionContext, col};
+
+use crate::bronze;
+use crate::lake::Lake;
+
+/// A session over `lake` with every existing table registered.
+pub async fn context(lake: &Lake) -> Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    for (table, dir) in [
+        (bronze::TABLE, bronze::DIR),
+        (bronze::LATE_TABLE, bronze::LATE_DIR),
+    ] {
+        register_bronze_like(&ctx, lake, table, dir).await?;
+    }
+    Ok(ctx)
+}
+
+async fn register_bronze_like(
+    ctx: &SessionContext,
+    lake: &Lake,
+    table: &str,
+    dir: &str,
+) -> Result<()> {
+    let path = lake.path(dir);
+    if !path.is_dir() {
+        return Ok(());
+    }
+    let path = std::fs::canonicalize(&path)
+        .with_context(|| format!("failed to resolve `{}`", path.display()))?;
+    let url = format!("{}/", path.display());
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(
+            bronze::PARTITION_COLUMN.to_string(),
+            DataType::Date32,
+        )])
+        .with_file_sort_order(vec![vec![
+            col("user_id").sort(true, false),
+            col("event_timestamp").sort(true, false),
+            col("event_id").sort(true, false),
+        ]]);
+    ctx.register_listing_table(table, &url, options, Some(bronze::schema()), None)
+        .await
+        .with_context(|| format!("failed to register table `{table}` at `{url}`"))?;
+    Ok(())
+}
+
+/// Is this DataFusion error the user's fault (bad SQL, unknown table or
+/// column) rather than a runtime failure?
+pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError as E;
+    match err {
+        E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) => true,
+        E::Context(_, inner) => is_usage_error(inner),
+        E::Diagnostic(_, inner) => is_usage_error(inner),
+        _ => false,
+    }
+}
