@@ -102,6 +102,11 @@ pub fn writer_properties() -> WriterProperties {
     ] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(unique), false);
     }
+    // Min/max of JSON text prunes nothing; skip computing it.
+    for json in ["properties", "extra"] {
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(json), EnabledStatistics::None);
+    }
     builder
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("zstd level 3 is valid"),

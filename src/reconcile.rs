@@ -101,7 +101,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
             });
         }
     }
-    let staged = write::flush(&mut buffer, &namer)?;
+    let staged = write::flush(buffer, &namer)?;
     fault::point("staged");
     let mut adds = Vec::with_capacity(staged.len());
     for (i, f) in staged.iter().enumerate() {

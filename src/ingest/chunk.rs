@@ -37,6 +37,7 @@ pub struct Rows {
 /// Everything learned from one chunk.
 #[derive(Debug)]
 pub struct ParsedChunk {
+    pub seq: u64,
     pub input: usize,
     pub rows: Option<Rows>,
     pub quarantined: Vec<Quarantined>,
@@ -156,6 +157,7 @@ pub fn parse_chunk(
     let est_rows = data.len() / 256 + 16;
     let mut b = Builders::new(est_rows, data.len());
     let mut out = ParsedChunk {
+        seq: chunk.seq,
         input: chunk.input,
         rows: None,
         quarantined: Vec::new(),

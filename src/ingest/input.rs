@@ -96,13 +96,17 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// blake3 hash and size of a file's raw bytes.
+/// blake3 hash and size of a file's raw bytes (memory-mapped, hashed on
+/// every core).
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let mut hasher = blake3::Hasher::new();
-    let n = io::copy(&mut f, &mut hasher)
+    hasher
+        .update_mmap_rayon(path)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
-    Ok((format!("blake3:{}", hasher.finalize().to_hex()), n))
+    Ok((
+        format!("blake3:{}", hasher.finalize().to_hex()),
+        hasher.count(),
+    ))
 }
 
 /// Copy stdin to `dest` (so it can be hashed before ingesting, and read
@@ -167,6 +171,9 @@ pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> Result<Box<dyn Read
 /// A run of whole lines from one input.
 #[derive(Debug)]
 pub struct Chunk {
+    /// Position of the chunk in the run (0, 1, 2, ...), to keep output in
+    /// input order when chunks are parsed in parallel. Set by the caller.
+    pub seq: u64,
     /// Position of the input in the run.
     pub input: usize,
     /// 1-based number of the chunk's first line in its input.
@@ -193,24 +200,13 @@ pub fn split_chunks(
     loop {
         let mut buf = Vec::with_capacity(CHUNK_BYTES + carry.len());
         buf.append(&mut carry);
-        let start = buf.len();
-        buf.resize(start + CHUNK_BYTES, 0);
-        let mut filled = start;
-        let mut eof = false;
-        while filled < buf.len() {
-            match reader.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("`{display}`: failed to read input"));
-                }
-            }
-        }
-        buf.truncate(filled);
+        // `read_to_end` on a `Take` fills spare capacity without zeroing it
+        // first; fewer bytes than asked means the input ended.
+        let n = (&mut reader)
+            .take(CHUNK_BYTES as u64)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("`{display}`: failed to read input"))?;
+        let eof = n < CHUNK_BYTES;
         if first {
             if buf.starts_with(b"\xEF\xBB\xBF") {
                 buf.drain(..3);
@@ -233,6 +229,7 @@ pub fn split_chunks(
             let lines =
                 memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(!buf.ends_with(b"\n"));
             let chunk = Chunk {
+                seq: 0,
                 input,
                 first_line: next_line,
                 data: buf,

@@ -12,12 +12,12 @@ pub mod input;
 pub mod parse;
 pub mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -46,7 +46,7 @@ pub const QUARANTINE_TABLE: &str = "quarantine";
 pub const TABLE_DIRS: [&str; 3] = [bronze::DIR, bronze::LATE_DIR, QUARANTINE_DIR];
 
 /// Default memory for buffered rows before a flush to Parquet.
-pub const DEFAULT_BUFFER_BYTES: usize = 192 << 20;
+pub const DEFAULT_BUFFER_BYTES: usize = 128 << 20;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -261,21 +261,31 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
 
     // Hash every input first: already-committed content is skipped before
     // any of it is parsed. Stdin is spooled so it can be hashed too.
+    let mut inputs = inputs;
+    let stdin_at = inputs.iter().position(Input::is_stdin);
+    let mut stdin_hash = None;
+    if let Some(i) = stdin_at {
+        let spool = staging.0.join("stdin.ndjson");
+        stdin_hash = Some(input::spool_stdin(&spool)?);
+        inputs[i].path = Some(spool);
+    }
+    let hashes: Vec<(String, u64)> = inputs
+        .par_iter()
+        .enumerate()
+        .map(
+            |(i, inp)| match (Some(i) == stdin_at, &stdin_hash, &inp.path) {
+                (true, Some(h), _) => Ok(h.clone()),
+                (_, _, Some(p)) => input::hash_file(p),
+                _ => unreachable!("every input has a path once stdin is spooled"),
+            },
+        )
+        .collect::<Result<_>>()?;
     let mut plan = Vec::with_capacity(inputs.len());
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    for mut inp in inputs {
-        let (hash, bytes) = match &inp.path {
-            Some(p) => input::hash_file(p)?,
-            None => {
-                let spool = staging.0.join("stdin.ndjson");
-                let h = input::spool_stdin(&spool)?;
-                inp.path = Some(spool);
-                h
-            }
-        };
+    let mut seen: HashSet<String> = HashSet::new();
+    for (inp, (hash, bytes)) in inputs.into_iter().zip(hashes) {
         let (status, committed_in) = if let Some(rec) = state.batches.get(&hash) {
             (InputStatus::AlreadyIngested, Some(rec.version))
-        } else if seen.insert(hash.clone(), ()).is_some() {
+        } else if !seen.insert(hash.clone()) {
             (InputStatus::DuplicateInRun, None)
         } else {
             (InputStatus::Ingested, None)
@@ -304,6 +314,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             quarantined: 0,
         })
         .collect();
+    trace(started, "hashed inputs");
     let todo: Vec<usize> = (0..plan.len())
         .filter(|&i| plan[i].status == InputStatus::Ingested)
         .collect();
@@ -350,7 +361,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         }
         h.finalize().to_hex()[..16].to_string()
     };
-    let namer = FileNamer::new(run_id.clone(), staging.0.clone());
+    let namer = Arc::new(FileNamer::new(run_id.clone(), staging.0.clone()));
     let mut quarantine = QuarantineWriter {
         path: staging.0.join("quarantine.jsonl"),
         out: None,
@@ -384,6 +395,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut ids_by_date: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
     let group = rayon::current_num_threads().max(1) * 2;
 
+    // Three stages run at once: a reader thread cuts chunks, rayon parses
+    // them on every core as they come (`par_bridge`), and this thread
+    // merges results in input order and hands full buffers to a flush
+    // thread. Bounded channels keep only a few chunks in flight.
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
     let reader_inputs: Vec<(usize, PathBuf, String)> = todo
         .iter()
@@ -397,37 +413,62 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         })
         .collect();
     let counter = bytes_read.clone();
+    let reader_cancel = cancel.clone();
     let reader = std::thread::spawn(move || -> Result<()> {
+        let mut seq = 0;
         for (idx, path, display) in reader_inputs {
             let r = input::open_decoded(&path, counter.clone())
                 .with_context(|| format!("`{display}`"))?;
-            input::split_chunks(r, idx, &display, |c| tx.send(c).is_ok())?;
+            input::split_chunks(r, idx, &display, |mut c| {
+                c.seq = seq;
+                seq += 1;
+                !reader_cancel.load(Ordering::Relaxed) && tx.send(c).is_ok()
+            })?;
         }
         Ok(())
     });
+    let (res_tx, res_rx) = std::sync::mpsc::sync_channel::<ParsedChunk>(group);
+    let parser = {
+        let lineages = Arc::new(lineages.clone());
+        let cancel = cancel.clone();
+        let processing_time = opts.processing_time;
+        // Parsing gets its own pool: its workers block on the bounded result
+        // channel, and flushes (which use the global pool) must never wait
+        // behind them.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("evlake-parse-{i}"))
+            .build()?;
+        std::thread::spawn(move || {
+            pool.install(|| {
+                rx.into_iter()
+                    .par_bridge()
+                    .for_each_with(res_tx, |res_tx, c| {
+                        if !cancel.load(Ordering::Relaxed) {
+                            let pc = chunk::parse_chunk(
+                                &c,
+                                &lineages[c.input],
+                                &parse_opts,
+                                &rules,
+                                processing_time,
+                            );
+                            if res_tx.send(pc).is_err() {
+                                cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    })
+            })
+        })
+    };
 
-    let mut pending: Vec<input::Chunk> = Vec::with_capacity(group);
-    let mut rx_iter = rx.into_iter();
+    let mut flushing: Option<std::thread::JoinHandle<Result<Vec<StagedFile>>>> = None;
+    let mut waiting: BTreeMap<u64, ParsedChunk> = BTreeMap::new();
+    let mut next_seq = 0u64;
     let pipeline: Result<()> = (|| {
-        loop {
-            pending.clear();
-            pending.extend(rx_iter.by_ref().take(group));
-            if pending.is_empty() {
-                break;
-            }
-            let parsed: Vec<ParsedChunk> = pending
-                .par_iter()
-                .map(|c| {
-                    chunk::parse_chunk(
-                        c,
-                        &lineages[c.input],
-                        &parse_opts,
-                        &rules,
-                        opts.processing_time,
-                    )
-                })
-                .collect();
-            for pc in parsed {
+        for pc in res_rx.iter() {
+            waiting.insert(pc.seq, pc);
+            while let Some(pc) = waiting.remove(&next_seq) {
+                next_seq += 1;
                 let r = &mut reports[pc.input];
                 r.lines += pc.lines;
                 r.events += pc.events;
@@ -447,22 +488,39 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 if let Some(rows) = pc.rows {
                     buffer.push(rows);
                 }
-            }
-            if buffer.bytes >= opts.buffer_bytes {
-                staged.extend(write::flush(&mut buffer, &namer)?);
-                fault::point("staged");
+                if buffer.bytes >= opts.buffer_bytes {
+                    // Write this buffer in the background while parsing goes
+                    // on; at most one flush is in flight, so memory stays at
+                    // about two buffers.
+                    if let Some(prev) = flushing.take() {
+                        staged.extend(join_flush(prev)?);
+                        fault::point("staged");
+                    }
+                    let full = std::mem::take(&mut buffer);
+                    let namer = namer.clone();
+                    flushing = Some(std::thread::spawn(move || write::flush(full, &namer)));
+                }
             }
             if let Some(pb) = &progress {
-                pb.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
+                pb.set_position(bytes_read.load(Ordering::Relaxed));
             }
         }
         Ok(())
     })();
-    drop(rx_iter);
+    if pipeline.is_err() {
+        cancel.store(true, Ordering::Relaxed);
+    }
+    drop(res_rx);
+    parser.join().expect("parser thread panicked");
+    trace(started, "parsed every chunk");
     let read_result = reader.join().expect("reader thread panicked");
+    let flushed = flushing.map(join_flush);
     pipeline?;
     read_result?;
-    staged.extend(write::flush(&mut buffer, &namer)?);
+    if let Some(f) = flushed {
+        staged.extend(f?);
+    }
+    staged.extend(write::flush(buffer, &namer)?);
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
@@ -489,6 +547,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         lateness.merge(&f.lateness);
     }
     report.lateness_ms = lateness.summary();
+    trace(started, "flushed");
     let resends = count_resends(lake, &state, ids_by_date)?;
     report.resends = resends.values().sum();
     report.partitions = partition_reports(&staged, &resends);
@@ -528,6 +587,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         });
         report.quarantine_file = Some(lake.path(&rel).display().to_string());
     }
+    trace(started, "counted re-sends, renamed");
     fault::point("before-commit");
 
     let max_event_time = match (state.max_event_time, run_max) {
@@ -580,6 +640,22 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.watermark = commit.watermark;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// With `EVLAKE_TRACE=1`, print how long each ingest phase took (stderr).
+fn trace(started: Instant, phase: &str) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("EVLAKE_TRACE").is_some()) {
+        eprintln!(
+            "{:>12} {phase} at {:.3}s",
+            "Trace",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn join_flush(h: std::thread::JoinHandle<Result<Vec<StagedFile>>>) -> Result<Vec<StagedFile>> {
+    h.join().expect("flush thread panicked")
 }
 
 /// Per partition, how many of the run's events repeat an `event_id` already

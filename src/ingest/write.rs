@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
-use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::parquet::arrow::ArrowWriter;
 use rayon::prelude::*;
@@ -73,12 +73,6 @@ impl Buffer {
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
     }
-
-    fn take(&mut self) -> Vec<Rows> {
-        self.rows = 0;
-        self.bytes = 0;
-        std::mem::take(&mut self.parts)
-    }
 }
 
 /// Names files `part-<run>-<n>.parquet`: deterministic for a given set of
@@ -119,56 +113,105 @@ impl FileNamer {
 /// Sort everything in `buffer` by `(table, event_date, user_id,
 /// event_timestamp, event_id)` and write one staged Parquet file per table
 /// and date.
-pub fn flush(buffer: &mut Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
-    let parts = buffer.take();
+pub fn flush(buffer: Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
+    let parts = buffer.parts;
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    let n: usize = parts.iter().map(|p| p.dates.len()).sum();
-    let mut dates = Vec::with_capacity(n);
-    let mut side = Vec::with_capacity(n);
-    let mut batches = Vec::with_capacity(parts.len());
-    for p in parts {
-        dates.extend_from_slice(&p.dates);
-        side.extend_from_slice(&p.side);
-        batches.push(p.batch);
+    // Sort (batch, row) pairs across the buffered batches and gather each
+    // output file straight from them: one copy of the data, no concat.
+    struct Cols<'a> {
+        user: &'a datafusion::arrow::array::StringArray,
+        event_id: &'a datafusion::arrow::array::StringArray,
+        ts: &'a [i64],
+        dates: &'a [i32],
+        side: &'a [bool],
     }
-    let all = concat_batches(&bronze::schema(), &batches)?;
-    drop(batches);
-
-    let user = all.column(col::USER_ID).as_string::<i32>();
-    let event_id = all.column(col::EVENT_ID).as_string::<i32>();
-    let ts = all
-        .column(col::EVENT_TIMESTAMP)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values();
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.par_sort_unstable_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        side[a]
-            .cmp(&side[b])
-            .then_with(|| dates[a].cmp(&dates[b]))
-            .then_with(|| user.value(a).cmp(user.value(b)))
-            .then_with(|| ts[a].cmp(&ts[b]))
-            .then_with(|| event_id.value(a).cmp(event_id.value(b)))
+    let cols: Vec<Cols> = parts
+        .iter()
+        .map(|p| Cols {
+            user: p.batch.column(col::USER_ID).as_string::<i32>(),
+            event_id: p.batch.column(col::EVENT_ID).as_string::<i32>(),
+            ts: p
+                .batch
+                .column(col::EVENT_TIMESTAMP)
+                .as_primitive::<TimestampMicrosecondType>()
+                .values(),
+            dates: &p.dates,
+            side: &p.side,
+        })
+        .collect();
+    // Sort compact keys: (side, date) packed in one integer and the first
+    // 8 bytes of user_id big-endian, so most comparisons touch no string;
+    // the full user_id and event_id break the remaining ties.
+    #[derive(Clone, Copy)]
+    struct Key {
+        group: u64,
+        user_prefix: u64,
+        ts: i64,
+        batch: u32,
+        row: u32,
+    }
+    let prefix = |s: &str| {
+        let mut b = [0u8; 8];
+        let n = s.len().min(8);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        u64::from_be_bytes(b)
+    };
+    let mut keys: Vec<Key> = cols
+        .iter()
+        .enumerate()
+        .flat_map(|(b, c)| (0..c.ts.len()).map(move |r| (b, r, c)))
+        .map(|(b, r, c)| Key {
+            group: (u64::from(c.side[r]) << 32) | (c.dates[r] as u32 as u64 ^ 0x8000_0000),
+            user_prefix: prefix(c.user.value(r)),
+            ts: c.ts[r],
+            batch: b as u32,
+            row: r as u32,
+        })
+        .collect();
+    keys.par_sort_unstable_by(|a, b| {
+        a.group
+            .cmp(&b.group)
+            .then_with(|| a.user_prefix.cmp(&b.user_prefix))
+            .then_with(|| {
+                let (ca, cb) = (&cols[a.batch as usize], &cols[b.batch as usize]);
+                let (ua, ub) = (ca.user.value(a.row as usize), cb.user.value(b.row as usize));
+                if ua.len() <= 8 && ub.len() <= 8 {
+                    ua.len().cmp(&ub.len())
+                } else {
+                    ua.cmp(ub)
+                }
+            })
+            .then_with(|| a.ts.cmp(&b.ts))
+            .then_with(|| {
+                let (ca, cb) = (&cols[a.batch as usize], &cols[b.batch as usize]);
+                ca.event_id
+                    .value(a.row as usize)
+                    .cmp(cb.event_id.value(b.row as usize))
+            })
     });
+    let order: Vec<(usize, usize)> = keys
+        .iter()
+        .map(|k| (k.batch as usize, k.row as usize))
+        .collect();
+    drop(keys);
 
-    let mut groups: Vec<&[u32]> = Vec::new();
+    let key = |(b, r): (usize, usize)| (cols[b].side[r], cols[b].dates[r]);
+    let mut groups: Vec<&[(usize, usize)]> = Vec::new();
     let mut start = 0;
-    let key = |i: usize| (side[order[i] as usize], dates[order[i] as usize]);
     for i in 1..=order.len() {
-        if i == order.len() || key(i) != key(start) {
+        if i == order.len() || key(order[i]) != key(order[start]) {
             groups.push(&order[start..i]);
             start = i;
         }
     }
+    let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
     groups
         .par_iter()
         .map(|rows| {
-            let event_date = dates[rows[0] as usize];
-            let side_output = side[rows[0] as usize];
-            let indices = UInt32Array::from(rows.to_vec());
-            let batch = take_record_batch(&all, &indices)?;
+            let (side_output, event_date) = key(rows[0]);
+            let batch = interleave_record_batch(&batches, rows)?;
             let (staged, rel_path) = namer.next(side_output, event_date);
             let bytes = write_parquet(&staged, &batch)?;
             let mut f = describe(&batch, staged, rel_path, bytes);
@@ -254,6 +297,7 @@ mod tests {
             r#"{"event_id":"d","event_type":"t","timestamp":"2024-03-15T09:00:00Z","user_id":"u1"}"#,
         ];
         let chunk = Chunk {
+            seq: 0,
             input: 0,
             first_line: 1,
             data: lines.join("\n").into_bytes(),
@@ -277,7 +321,7 @@ mod tests {
         buf.push(parsed.rows.unwrap());
         let dir = tempfile::tempdir().unwrap();
         let namer = FileNamer::new("r".into(), dir.path().to_path_buf());
-        let mut files = flush(&mut buf, &namer).unwrap();
+        let mut files = flush(buf, &namer).unwrap();
         files.sort_by_key(|f| f.event_date);
         assert_eq!(files.len(), 2);
         assert!(files[0].rel_path.contains("event_date=2024-03-14/"));
