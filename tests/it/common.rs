@@ -176,20 +176,21 @@ pub fn commits(lake: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Lake-relative paths of the live bronze files according to the log.
+/// Lake-relative paths of the live bronze and side-output files according to the log.
 pub fn committed_files(lake: &Path) -> Vec<String> {
     let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
-    let mut v: Vec<String> = state
-        .partitions(evlake::bronze::TABLE)
+    let mut v: Vec<String> = [evlake::bronze::TABLE, evlake::bronze::LATE_TABLE]
+        .iter()
+        .flat_map(|t| state.partitions(t))
         .flat_map(|(_, p)| p.files.keys().cloned())
         .collect();
     v.sort();
     v
 }
 
-/// Lake-relative paths of the bronze files on disk.
+/// Lake-relative paths of the bronze and side-output files on disk.
 pub fn files_on_disk(lake: &Path) -> Vec<String> {
-    let mut v: Vec<String> = parquet_files(&lake.join("bronze/events"))
+    let mut v: Vec<String> = parquet_files(&lake.join("bronze"))
         .iter()
         .map(|p| {
             p.strip_prefix(lake)

@@ -467,3 +467,47 @@ fn lateness_report_reads_the_log_in_every_format() {
     assert!(table.contains("on time"), "{table}");
     assert!(table.contains("late > 24h"), "{table}");
 }
+
+#[test]
+fn a_crash_while_writing_the_side_output_then_a_rerun_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    // After the first two batches the lake holds exactly these partitions.
+    let want: BTreeMap<String, u64> = {
+        let mut m = BTreeMap::new();
+        for b in &batches[..2] {
+            for (d, n) in b["partitions"].as_object().unwrap() {
+                *m.entry(d.clone()).or_default() += n.as_u64().unwrap();
+            }
+        }
+        m
+    };
+    for step in evlake::fault::STEPS {
+        let lake = tmp.path().join(format!("lake-{step}"));
+        ingest_sample_batch(&lake, &batches[0]);
+        let second = [
+            "ingest",
+            &sample(batches[1]["file"].as_str().unwrap()),
+            "--processing-time",
+            batches[1]["processing_time"].as_str().unwrap(),
+            "--late-policy",
+            "side-output",
+        ];
+        let o = cmd(&lake, &second)
+            .env("EVLAKE_FAULT", step)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}");
+        ok(&lake, &second);
+        let mut got = counts_by_date(&bronze_rows(&lake));
+        let parked = late_rows(&lake, "bronze/late");
+        assert_eq!(parked.values().map(|v| v.0).sum::<u64>(), 18, "{step}");
+        for (d, (n, _)) in parked {
+            *got.entry(d).or_default() += n;
+        }
+        assert_eq!(got, want, "{step}");
+        assert_eq!(files_on_disk(&lake), committed_files(&lake), "{step}");
+        let st = ok(&lake, &["status", "--json"]);
+        assert_eq!(st["side_output_events"], 18, "{step}");
+    }
+}
