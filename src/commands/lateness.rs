@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use clap::ValueEnum;
 
+use super::Format;
 use crate::lake::Lake;
 use crate::lateness::LatenessHistogram;
 use crate::log::{self, LakeState};
@@ -18,14 +19,6 @@ pub enum By {
     Partition,
     /// One row per ingest commit
     Batch,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    /// A text histogram and a table
-    Table,
-    Csv,
-    Json,
 }
 
 #[derive(Debug, clap::Args)]

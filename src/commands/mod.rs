@@ -14,6 +14,17 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
+/// How a report or query result is printed on stdout.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text for people
+    Table,
+    /// CSV with a header row
+    Csv,
+    /// JSON
+    Json,
+}
+
 /// Print one JSON object on stdout (the `--json` summary).
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();

@@ -4,19 +4,12 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
-use clap::ValueEnum;
 use datafusion::arrow::array::RecordBatch;
 
+use super::Format;
 use crate::engine;
 use crate::error::Failure;
 use crate::lake::Lake;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Table,
-    Csv,
-    Json,
-}
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
