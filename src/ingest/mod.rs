@@ -143,6 +143,8 @@ pub struct IngestReport {
     pub quarantined_by_reason: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine_file: Option<String>,
+    /// The first quarantined lines, as `file:line: reason: detail`.
+    pub quarantine_examples: Vec<String>,
     pub bad_fraction: f64,
     pub max_bad_fraction: f64,
     pub partitions: Vec<PartitionReport>,
@@ -181,7 +183,12 @@ struct QuarantineWriter {
     out: Option<BufWriter<File>>,
     by_reason: BTreeMap<String, u64>,
     total: u64,
+    /// The first few bad lines as `file:line: reason: detail`, for the summary.
+    examples: Vec<String>,
 }
+
+/// How many quarantined lines the run summary shows.
+const QUARANTINE_EXAMPLES: usize = 5;
 
 impl QuarantineWriter {
     fn write(&mut self, q: &Quarantined, source_file: &str) -> Result<()> {
@@ -213,6 +220,12 @@ impl QuarantineWriter {
             .entry(q.rejection.reason.as_str().to_string())
             .or_default() += 1;
         self.total += 1;
+        if self.examples.len() < QUARANTINE_EXAMPLES {
+            self.examples.push(format!(
+                "{source_file}:{}: {}: {}",
+                q.line, q.rejection.reason, q.rejection.detail
+            ));
+        }
         Ok(())
     }
 
@@ -336,6 +349,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         late_policy: opts.late_policy.to_string(),
         quarantined_by_reason: BTreeMap::new(),
         quarantine_file: None,
+        quarantine_examples: Vec::new(),
         bad_fraction: 0.0,
         max_bad_fraction: opts.max_bad_fraction,
         partitions: Vec::new(),
@@ -367,6 +381,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         out: None,
         by_reason: BTreeMap::new(),
         total: 0,
+        examples: Vec::new(),
     };
     let lineages: Vec<Lineage> = plan
         .iter()
@@ -536,6 +551,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     }
     report.quarantined = quarantine.total;
     report.quarantined_by_reason = quarantine.by_reason.clone();
+    report.quarantine_examples = std::mem::take(&mut quarantine.examples);
     let considered = report.events + report.quarantined;
     report.bad_fraction = if considered == 0 {
         0.0

@@ -240,6 +240,12 @@ fn too_many_bad_lines_exit_4_and_commit_nothing() {
         "{}",
         stderr(&o)
     );
+    // The summary shows where the first bad lines are: file:line: reason.
+    assert!(
+        stderr(&o).contains("half-bad.jsonl:2: invalid_json: invalid JSON"),
+        "{}",
+        stderr(&o)
+    );
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["status"], "rejected");
     assert_eq!(commits(&lake), 0);
