@@ -19,4 +19,5 @@ pub mod lateness;
 pub mod log;
 pub mod reconcile;
 pub mod report;
+pub mod silver;
 pub mod time;

@@ -1,0 +1,86 @@
+-- events: bronze deduplicated and sessionized (DESIGN.md §5).
+--
+-- Input:  bronze_events (the partitions being recomputed, plus the context
+--         around them that sessions can reach).
+-- Param:  $1 = the session gap in microseconds (Int64): a new session starts
+--         when the gap to the user's previous event is strictly greater.
+-- Output: one row per (event_date, event_id), with the computed session_id.
+--
+-- session_id = hex(sha256(user_id || 0x1f || first event_id of the session)).
+-- It depends only on the session's first event, so recomputing gives
+-- unchanged sessions the same id; DuckDB can recompute it with
+-- sha256(user_id || chr(31) || event_id). It must never change.
+WITH ranked AS (
+    -- Exact re-sends: keep the first copy by (processing_time, batch_id, source_line).
+    SELECT
+        *,
+        ROW_NUMBER() OVER (
+            PARTITION BY event_date, event_id
+            ORDER BY processing_time, batch_id, source_line
+        ) AS copy_rank
+    FROM bronze_events
+),
+
+deduped AS (
+    SELECT * EXCLUDE (copy_rank) FROM ranked WHERE copy_rank = 1
+),
+
+gaps AS (
+    -- LAG → CASE: does this event start a new session?
+    SELECT
+        *,
+        CASE
+            WHEN LAG(event_timestamp) OVER w IS NULL THEN 1
+            WHEN arrow_cast(event_timestamp, 'Int64')
+                 - arrow_cast(LAG(event_timestamp) OVER w, 'Int64') > $1 THEN 1
+            ELSE 0
+        END AS starts_session
+    FROM deduped
+    WINDOW w AS (PARTITION BY user_id ORDER BY event_timestamp, event_id)
+),
+
+numbered AS (
+    -- Running SUM of the flags numbers each user's sessions.
+    SELECT
+        *,
+        SUM(starts_session) OVER (
+            PARTITION BY user_id
+            ORDER BY event_timestamp, event_id
+            ROWS UNBOUNDED PRECEDING
+        ) AS session_seq
+    FROM gaps
+),
+
+firsts AS (
+    SELECT
+        *,
+        FIRST_VALUE(event_id) OVER (
+            PARTITION BY user_id, session_seq
+            ORDER BY event_timestamp, event_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        ) AS first_event_id
+    FROM numbered
+),
+
+final AS (
+    SELECT
+        event_id,
+        event_type,
+        user_id,
+        event_timestamp,
+        client_session_id,
+        page_url,
+        source_system,
+        properties,
+        extra,
+        processing_time,
+        batch_id,
+        is_late,
+        source_file,
+        source_line,
+        encode(sha256(concat(user_id, chr(31), first_event_id)), 'hex') AS session_id,
+        event_date
+    FROM firsts
+)
+
+SELECT * FROM final

@@ -1,0 +1,388 @@
+//! Silver SQL: deduplication and LAG-based sessionization (DESIGN.md §5).
+//!
+//! The SQL lives in `sql/silver/` (one file per output table, CTEs ending in
+//! `final`) and refers only to logical table names. The session gap is a
+//! bound parameter, never pasted into the SQL text.
+//!
+//! This module runs the SQL over whatever `bronze_events` the context
+//! holds; `evlake silver` (recompute of dirty partitions, commits) builds on
+//! it next.
+
+use anyhow::{Context, Result};
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{DataFrame, SessionContext};
+
+/// `sql/silver/events.sql`: deduplicated events with `session_id`.
+pub const EVENTS_SQL: &str = include_str!("../sql/silver/events.sql");
+/// `sql/silver/sessions.sql`: one row per session of `events`.
+pub const SESSIONS_SQL: &str = include_str!("../sql/silver/sessions.sql");
+
+/// Default `--session-gap`: 30 minutes.
+pub const DEFAULT_SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
+
+/// Deduplicated, sessionized events from the context's `bronze_events`.
+pub async fn events(ctx: &SessionContext, session_gap_us: i64) -> Result<DataFrame> {
+    let df = ctx
+        .sql(EVENTS_SQL)
+        .await
+        .context("sql/silver/events.sql does not plan")?;
+    df.with_param_values(vec![ScalarValue::Int64(Some(session_gap_us))])
+        .context("binding the session gap to sql/silver/events.sql")
+}
+
+/// Sessions from the context's `events` table.
+pub async fn sessions(ctx: &SessionContext) -> Result<DataFrame> {
+    ctx.sql(SESSIONS_SQL)
+        .await
+        .context("sql/silver/sessions.sql does not plan")
+}
+
+/// The fingerprint of the SQL and settings that build silver: a change to
+/// either SQL file or to the gap makes every silver partition dirty.
+pub fn fingerprint(session_gap_us: i64) -> String {
+    crate::dirty::fingerprint(&[EVENTS_SQL, SESSIONS_SQL, &session_gap_us.to_string()])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+    use crate::time::{date32_of_micros, parse_instant};
+
+    /// (event_id, user_id, event time, processing time, batch, line, type, page)
+    type Row = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        i64,
+        &'static str,
+        Option<&'static str>,
+    );
+
+    fn bronze(rows: &[Row]) -> RecordBatch {
+        let ts = |i: usize| -> Vec<i64> {
+            rows.iter()
+                .map(|r| parse_instant(if i == 2 { r.2 } else { r.3 }).unwrap())
+                .collect()
+        };
+        let s = |f: fn(&Row) -> &'static str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+        };
+        let n = rows.len();
+        let nulls = || -> ArrayRef { Arc::new(StringArray::from(vec![None::<&str>; n])) };
+        let event_ts = ts(2);
+        let mut fields: Vec<Field> = crate::bronze::schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("event_date", DataType::Date32, false));
+        let cols: Vec<ArrayRef> = vec![
+            s(|r| r.0),
+            s(|r| r.6),
+            s(|r| r.1),
+            Arc::new(TimestampMicrosecondArray::from(event_ts.clone()).with_timezone("UTC")),
+            nulls(),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.7).collect::<Vec<_>>(),
+            )),
+            nulls(),
+            nulls(),
+            nulls(),
+            Arc::new(TimestampMicrosecondArray::from(ts(3)).with_timezone("UTC")),
+            s(|r| r.4),
+            Arc::new(BooleanArray::from(vec![false; n])),
+            s(|_| "test"),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.5).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                event_ts
+                    .iter()
+                    .map(|t| date32_of_micros(*t))
+                    .collect::<Vec<_>>(),
+            )),
+        ];
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+    }
+
+    async fn ctx_with(rows: &[Row]) -> SessionContext {
+        let ctx = SessionContext::new();
+        let batch = bronze(rows);
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        ctx.register_table("bronze_events", Arc::new(table))
+            .unwrap();
+        ctx
+    }
+
+    /// event_id → (session_id, kept processing batch) after silver.
+    async fn sessionize(rows: &[Row], gap: i64) -> BTreeMap<String, (String, String)> {
+        let ctx = ctx_with(rows).await;
+        let batches = events(&ctx, gap).await.unwrap().collect().await.unwrap();
+        let mut out = BTreeMap::new();
+        for b in &batches {
+            let ids = b.column_by_name("event_id").unwrap().as_string::<i32>();
+            let sids = b.column_by_name("session_id").unwrap().as_string::<i32>();
+            let batch_ids = b.column_by_name("batch_id").unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let prev = out.insert(
+                    ids.value(i).to_string(),
+                    (sids.value(i).to_string(), batch_ids.value(i).to_string()),
+                );
+                assert!(prev.is_none(), "event {} twice", ids.value(i));
+            }
+        }
+        out
+    }
+
+    fn groups(s: &BTreeMap<String, (String, String)>) -> Vec<Vec<String>> {
+        let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (e, (sid, _)) in s {
+            by.entry(sid).or_default().push(e.clone());
+        }
+        let mut v: Vec<Vec<String>> = by.into_values().collect();
+        v.sort();
+        v
+    }
+
+    const PT: &str = "2024-03-16T02:00:00Z";
+    const GAP: i64 = DEFAULT_SESSION_GAP_US;
+
+    fn pv(id: &'static str, user: &'static str, ts: &'static str) -> Row {
+        (id, user, ts, PT, "b1", 1, "page_view", Some("/p"))
+    }
+
+    #[tokio::test]
+    async fn a_gap_of_exactly_the_session_gap_stays_in_the_session() {
+        let s = sessionize(
+            &[
+                pv("a", "u", "2024-03-15T10:00:00Z"),
+                pv("b", "u", "2024-03-15T10:30:00Z"), // exactly 30m: same
+                pv("c", "u", "2024-03-15T11:00:00.000001Z"), // 30m + 1µs: new
+            ],
+            GAP,
+        )
+        .await;
+        assert_eq!(groups(&s), [vec!["a", "b"], vec!["c"]]);
+        // session_id = hex(sha256(user_id || 0x1f || first event_id)),
+        // checked against Python's hashlib.sha256(b"u\x1fa").
+        assert_eq!(
+            s["a"].0,
+            "11be3efe0187aa4f29ca54f093f009ce5d0568f6a7383302b3c8ede3abae15dd"
+        );
+        assert_eq!(
+            s["c"].0,
+            "887af1b5d24ff788c514c5ddd913ba1b688ec82466dd3fbee403811a70f5a245"
+        );
+    }
+
+    #[tokio::test]
+    async fn ties_on_the_timestamp_break_by_event_id() {
+        // Same instant: the session's first event is the smaller event_id,
+        // whatever order the rows arrive in.
+        let rows = [
+            pv("e2", "u", "2024-03-15T10:00:00Z"),
+            pv("e1", "u", "2024-03-15T10:00:00Z"),
+        ];
+        let s = sessionize(&rows, GAP).await;
+        assert_eq!(groups(&s), [vec!["e1", "e2"]]);
+        let mut rev = rows;
+        rev.reverse();
+        assert_eq!(sessionize(&rev, GAP).await, s);
+        let want = "ec9952f148e9d470e6a25c8886dda06352549c3921146c81b344cbdfc0e2a448"; // hashlib.sha256(b"u\x1fe1")
+        assert_eq!(s["e2"].0, want);
+    }
+
+    #[tokio::test]
+    async fn a_session_crossing_midnight_is_one_session_dated_by_its_start() {
+        let rows = [
+            pv("a", "u", "2024-03-14T23:50:00Z"),
+            pv("b", "u", "2024-03-15T00:10:00Z"),
+            pv("c", "u", "2024-03-15T00:35:00Z"),
+        ];
+        let s = sessionize(&rows, GAP).await;
+        assert_eq!(groups(&s), [vec!["a", "b", "c"]]);
+        let ctx = ctx_with(&rows).await;
+        let ev = events(&ctx, GAP).await.unwrap();
+        ctx.register_table("events", ev.into_view()).unwrap();
+        let b = sessions(&ctx).await.unwrap().collect().await.unwrap();
+        assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        let date = b[0].column_by_name("session_date").unwrap();
+        assert_eq!(
+            datafusion::arrow::util::display::array_value_to_string(date, 0).unwrap(),
+            "2024-03-14"
+        );
+        let dur = b[0]
+            .column_by_name("duration_us")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(dur.value(0), 45 * 60 * 1_000_000);
+        let count = b[0]
+            .column_by_name("event_count")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(count.value(0), 3);
+    }
+
+    #[tokio::test]
+    async fn exact_resends_keep_the_first_copy() {
+        let s = sessionize(
+            &[
+                (
+                    "a",
+                    "u",
+                    "2024-03-15T10:00:00Z",
+                    "2024-03-17T02:00:00Z",
+                    "b2",
+                    7,
+                    "page_view",
+                    None,
+                ),
+                (
+                    "a",
+                    "u",
+                    "2024-03-15T10:00:00Z",
+                    "2024-03-16T02:00:00Z",
+                    "b1",
+                    9,
+                    "page_view",
+                    None,
+                ),
+                (
+                    "a",
+                    "u",
+                    "2024-03-15T10:00:00Z",
+                    "2024-03-16T02:00:00Z",
+                    "b1",
+                    3,
+                    "page_view",
+                    None,
+                ),
+            ],
+            GAP,
+        )
+        .await;
+        assert_eq!(s.len(), 1);
+        assert_eq!(s["a"].1, "b1");
+    }
+
+    #[tokio::test]
+    async fn a_late_event_merges_two_sessions() {
+        let before = [
+            pv("a", "u", "2024-03-15T14:30:00Z"),
+            pv("c", "u", "2024-03-15T15:10:00Z"), // 40 min later: a new session
+            pv("x", "v", "2024-03-15T14:40:00Z"), // another user is untouched
+        ];
+        let s = sessionize(&before, GAP).await;
+        assert_eq!(groups(&s).len(), 3);
+        let mut after = before.to_vec();
+        after.push(pv("b", "u", "2024-03-15T14:50:00Z")); // arrives late, bridges
+        let t = sessionize(&after, GAP).await;
+        assert_eq!(
+            groups(&t),
+            [
+                vec!["a".to_string(), "b".into(), "c".into()],
+                vec!["x".into()]
+            ]
+        );
+        assert_eq!(t["a"].0, s["a"].0, "the surviving session keeps its id");
+        assert_eq!(t["x"].0, s["x"].0);
+    }
+
+    #[tokio::test]
+    async fn sessions_summarise_pages_bounces_and_conversions() {
+        let rows = [
+            (
+                "a",
+                "u",
+                "2024-03-15T10:00:00Z",
+                PT,
+                "b1",
+                1,
+                "page_view",
+                None,
+            ),
+            (
+                "b",
+                "u",
+                "2024-03-15T10:05:00Z",
+                PT,
+                "b1",
+                2,
+                "page_view",
+                Some("/landing"),
+            ),
+            (
+                "c",
+                "u",
+                "2024-03-15T10:10:00Z",
+                PT,
+                "b1",
+                3,
+                "purchase",
+                Some("/checkout"),
+            ),
+            (
+                "d",
+                "u",
+                "2024-03-15T10:12:00Z",
+                PT,
+                "b1",
+                4,
+                "page_view",
+                None,
+            ),
+            (
+                "e",
+                "w",
+                "2024-03-15T10:00:00Z",
+                PT,
+                "b1",
+                5,
+                "page_view",
+                Some("/only"),
+            ),
+        ];
+        let ctx = ctx_with(&rows).await;
+        ctx.register_table("events", events(&ctx, GAP).await.unwrap().into_view())
+            .unwrap();
+        let b = sessions(&ctx)
+            .await
+            .unwrap()
+            .sort_by(vec![datafusion::prelude::col("user_id")])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+        let s = |c: &str, i: usize| {
+            datafusion::arrow::util::display::array_value_to_string(b.column_by_name(c).unwrap(), i)
+                .unwrap()
+        };
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(s("landing_page", 0), "/landing");
+        assert_eq!(s("exit_page", 0), "/checkout");
+        assert_eq!(s("is_bounce", 0), "false");
+        assert_eq!(s("converted", 0), "true");
+        assert_eq!(s("is_bounce", 1), "true");
+        assert_eq!(s("converted", 1), "false");
+        assert_eq!(s("duration_us", 1), "0");
+    }
+
+    #[test]
+    fn the_gap_and_sql_are_in_the_fingerprint() {
+        assert_ne!(fingerprint(GAP), fingerprint(GAP + 1));
+        assert_eq!(fingerprint(GAP), fingerprint(GAP));
+    }
+}
