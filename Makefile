@@ -27,7 +27,7 @@ venv: $(PYTHON) ## Python venv with duckdb + pyarrow (interop test, bench)
 test: $(PYTHON) ## Run every test (unit + the one integration binary), installing what they need
 	EVLAKE_PYTHON=$(PYTHON) cargo test
 
-demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, then re-run it (a no-op)
+demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, re-run it (a no-op), build silver, report
 	rm -rf $(LAKE)
 	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-15.jsonl    --processing-time 2024-03-16T02:00:00Z
 	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
@@ -36,12 +36,15 @@ demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, then re-
 	$(EVLAKE) --lake $(LAKE) ingest sample_data/
 	@echo "--- bronze partitions and quarantine:"
 	@find $(LAKE)/bronze $(LAKE)/quarantine -type f | sort
+	@echo "--- evlake silver (sessionized events + sessions):"
+	$(EVLAKE) --lake $(LAKE) silver --processing-time 2024-03-20T03:00:00Z
 	@echo "--- evlake status:"
 	$(EVLAKE) --lake $(LAKE) status
 	@echo "--- evlake lateness:"
 	$(EVLAKE) --lake $(LAKE) lateness
 	@echo "--- evlake query:"
 	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, count(*) AS events, sum(CAST(is_late AS INT)) AS late, count(DISTINCT event_id) AS distinct_ids FROM bronze_events GROUP BY 1 ORDER BY 1"
+	$(EVLAKE) --lake $(LAKE) query "SELECT session_date, count(*) AS sessions, sum(event_count) AS events, sum(CAST(converted AS INT)) AS converted, avg(duration_us) / 1e6 AS avg_seconds FROM sessions GROUP BY 1 ORDER BY 1"
 
 bench: $(PYTHON) ## Release build; evlake vs DuckDB ingest (EVENTS=5000000 for the big run); status vs lake size
 	cargo build --release

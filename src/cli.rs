@@ -56,6 +56,8 @@ pub enum Command {
     Ingest(commands::ingest::Args),
     /// Merge late events waiting in the side output (bronze_late) into bronze
     Reconcile(commands::reconcile::Args),
+    /// Build sessionized events and sessions (silver) from bronze
+    Silver(commands::silver::Args),
     /// Show the watermark, partitions and dirty derived partitions
     Status(commands::status::Args),
     /// Show the lateness distribution per partition or per batch
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => commands::init::run(&cli.lake, args),
         Command::Ingest(args) => commands::ingest::run(&cli.lake, args),
         Command::Reconcile(args) => commands::reconcile::run(&cli.lake, args),
+        Command::Silver(args) => commands::silver::run(&cli.lake, args),
         Command::Status(args) => commands::status::run(&cli.lake, args),
         Command::Lateness(args) => commands::lateness::run(&cli.lake, args),
         Command::Query(args) => commands::query::run(&cli.lake, args),

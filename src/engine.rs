@@ -31,7 +31,46 @@ pub async fn context(lake: &Lake) -> Result<SessionContext> {
     ] {
         register_bronze_like(&ctx, lake, table, dir).await?;
     }
+    for (table, dir, column) in [
+        (
+            crate::silver::EVENTS_TABLE,
+            crate::silver::EVENTS_DIR,
+            "event_date",
+        ),
+        (
+            crate::silver::SESSIONS_TABLE,
+            crate::silver::SESSIONS_DIR,
+            "session_date",
+        ),
+    ] {
+        register_derived(&ctx, lake, table, dir, column).await?;
+    }
     Ok(ctx)
+}
+
+/// A derived table partitioned by a date column, schema read from its files.
+async fn register_derived(
+    ctx: &SessionContext,
+    lake: &Lake,
+    table: &str,
+    dir: &str,
+    column: &str,
+) -> Result<()> {
+    let path = lake.path(dir);
+    // The schema comes from the files: an empty table is not registered.
+    if crate::lake::list_files(&path, &path)?.is_empty() {
+        return Ok(());
+    }
+    let path = std::fs::canonicalize(&path)
+        .with_context(|| format!("failed to resolve `{}`", path.display()))?;
+    let url = format!("{}/", path.display());
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(column.to_string(), DataType::Date32)]);
+    ctx.register_listing_table(table, &url, options, None, None)
+        .await
+        .with_context(|| format!("failed to register table `{table}` at `{url}`"))?;
+    Ok(())
 }
 
 async fn register_bronze_like(

@@ -8,9 +8,36 @@
 //! holds; `evlake silver` (recompute of dirty partitions, commits) builds on
 //! it next.
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
 use anyhow::{Context, Result};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::prelude::{DataFrame, SessionContext};
+use serde::Serialize;
+
+use crate::bronze;
+use crate::dirty;
+use crate::engine;
+use crate::fault;
+use crate::ingest::TABLE_DIRS;
+use crate::lake::{self, Lake};
+use crate::log::{self, Commit, FileAction, LakeState};
+
+/// Logical name and directory of the sessionized events table.
+pub const EVENTS_TABLE: &str = "events";
+pub const EVENTS_DIR: &str = "silver/events";
+/// Logical name and directory of the sessions table.
+pub const SESSIONS_TABLE: &str = "sessions";
+pub const SESSIONS_DIR: &str = "silver/sessions";
 
 /// `sql/silver/events.sql`: deduplicated events with `session_id`.
 pub const EVENTS_SQL: &str = include_str!("../sql/silver/events.sql");
@@ -41,6 +68,207 @@ pub async fn sessions(ctx: &SessionContext) -> Result<DataFrame> {
 /// either SQL file or to the gap makes every silver partition dirty.
 pub fn fingerprint(session_gap_us: i64) -> String {
     crate::dirty::fingerprint(&[EVENTS_SQL, SESSIONS_SQL, &session_gap_us.to_string()])
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SilverPartition {
+    pub table: String,
+    pub partition: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SilverReport {
+    pub command: &'static str,
+    /// `committed` or `noop` (nothing dirty).
+    pub status: &'static str,
+    pub lake: String,
+    pub version: u64,
+    /// Dirty silver partitions found before the run, and why.
+    pub dirty: Vec<dirty::DirtyPartition>,
+    /// Partitions written.
+    pub partitions: Vec<SilverPartition>,
+    pub elapsed_ms: u64,
+}
+
+/// Which silver partitions are dirty: each `events` partition reads the
+/// bronze partition of the same date; the recompute extends from there.
+pub fn dirty_partitions(state: &LakeState, session_gap_us: i64) -> Vec<dirty::DirtyPartition> {
+    let wanted: BTreeMap<String, Vec<String>> = state
+        .partitions(bronze::TABLE)
+        .map(|(d, _)| (d.clone(), vec![dirty::input_key(bronze::TABLE, d)]))
+        .collect();
+    dirty::dirty_partitions(state, EVENTS_TABLE, &fingerprint(session_gap_us), &wanted)
+}
+
+/// Rebuild silver (`events`, `sessions`) as one commit when any partition is
+/// dirty (or always with `full`). This first version recomputes every
+/// partition; recomputing only the dirty ones (extended by session reach)
+/// is the next step, and must give the same rows.
+pub fn rebuild(
+    lake: &Lake,
+    processing_time: i64,
+    session_gap_us: i64,
+    full: bool,
+) -> Result<SilverReport> {
+    let started = Instant::now();
+    let _lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    log::clean_orphans(lake, &state, &TABLE_DIRS)?;
+    let dirty = dirty_partitions(&state, session_gap_us);
+    let mut report = SilverReport {
+        command: "silver",
+        status: "noop",
+        lake: lake.root().display().to_string(),
+        version: state.version,
+        dirty,
+        partitions: Vec::new(),
+        elapsed_ms: 0,
+    };
+    let has_bronze = state.partitions(bronze::TABLE).next().is_some();
+    if !has_bronze || (!full && report.dirty.is_empty()) {
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    let staging = lake
+        .staging_dir()
+        .join(format!("silver-{}", std::process::id()));
+    let staged_events = staging.join("events");
+    let staged_sessions = staging.join("sessions");
+    fs::create_dir_all(&staging)
+        .with_context(|| format!("failed to create `{}`", staging.display()))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let ctx = engine::context(lake).await?;
+        events(&ctx, session_gap_us)
+            .await?
+            .write_parquet(
+                &format!("{}/", staged_events.display()),
+                DataFrameWriteOptions::new().with_partition_by(vec!["event_date".into()]),
+                None,
+            )
+            .await
+            .context("writing silver events")?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("event_date".to_string(), DataType::Date32)]);
+        // `sessions` reads the events just computed, not the previous build.
+        ctx.deregister_table(EVENTS_TABLE)?;
+        ctx.register_listing_table(
+            EVENTS_TABLE,
+            format!("{}/", staged_events.display()),
+            options,
+            None,
+            None,
+        )
+        .await?;
+        sessions(&ctx)
+            .await?
+            .write_parquet(
+                &format!("{}/", staged_sessions.display()),
+                DataFrameWriteOptions::new().with_partition_by(vec!["session_date".into()]),
+                None,
+            )
+            .await
+            .context("writing silver sessions")?;
+        anyhow::Ok(())
+    })?;
+    fault::point("staged");
+
+    let run_id = {
+        let mut h = blake3::Hasher::new();
+        h.update(format!("silver {} {}", state.version, session_gap_us).as_bytes());
+        h.finalize().to_hex()[..16].to_string()
+    };
+    let fp = fingerprint(session_gap_us);
+    let mut commit = Commit::next(&state, "silver", processing_time);
+    let mut n = 0;
+    for (table, dir, staged, column) in [
+        (EVENTS_TABLE, EVENTS_DIR, &staged_events, "event_date"),
+        (
+            SESSIONS_TABLE,
+            SESSIONS_DIR,
+            &staged_sessions,
+            "session_date",
+        ),
+    ] {
+        for rel in lake::list_files(staged, staged)? {
+            let Some((part_dir, _)) = rel.split_once('/') else {
+                continue;
+            };
+            let partition = part_dir
+                .strip_prefix(&format!("{column}="))
+                .context("unexpected staged layout")?
+                .to_string();
+            let from = staged.join(&rel);
+            let rows = parquet_rows(&from)?;
+            let bytes = fs::metadata(&from)?.len();
+            let rel_final = format!("{dir}/{part_dir}/part-{run_id}-{n:05}.parquet");
+            n += 1;
+            lake::rename_into_place(&from, &lake.path(&rel_final))?;
+            if n == 1 {
+                fault::point("renamed");
+            }
+            commit.add.push(FileAction {
+                table: table.to_string(),
+                partition: partition.clone(),
+                path: rel_final,
+                rows,
+                bytes,
+                min_event_time: None,
+                max_event_time: None,
+                late_rows: 0,
+                lateness: None,
+                late_lateness: None,
+            });
+            report.partitions.push(SilverPartition {
+                table: table.to_string(),
+                partition: partition.clone(),
+                rows,
+            });
+        }
+    }
+    // A full rebuild replaces every existing silver file.
+    for table in [EVENTS_TABLE, SESSIONS_TABLE] {
+        for (_, p) in state.partitions(table) {
+            commit.remove.extend(p.files.values().cloned());
+        }
+    }
+    // Every silver partition of a date records the bronze version it read.
+    let mut dates: Vec<(String, String)> = report
+        .partitions
+        .iter()
+        .map(|p| (p.table.clone(), p.partition.clone()))
+        .collect();
+    dates.dedup();
+    for (table, date) in dates {
+        let input = dirty::input_key(bronze::TABLE, &date);
+        commit
+            .builds
+            .push(dirty::build_record(&state, &table, &date, &[input], &fp));
+    }
+    fault::point("before-commit");
+    log::write_commit(lake, &commit)?;
+    fault::point("after-commit");
+    for f in &commit.remove {
+        let p = lake.path(&f.path);
+        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
+    }
+    let _ = fs::remove_dir_all(&staging);
+    report.status = "committed";
+    report.version = commit.version;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn parquet_rows(path: &Path) -> Result<u64> {
+    let f = fs::File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let r = SerializedFileReader::new(f)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    Ok(r.metadata().file_metadata().num_rows() as u64)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod init;
 pub mod lateness;
 pub mod query;
 pub mod reconcile;
+pub mod silver;
 pub mod status;
 
 use std::io::Write;

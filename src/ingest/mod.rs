@@ -43,7 +43,13 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const QUARANTINE_TABLE: &str = "quarantine";
 
 /// Directories whose files must all be referenced by the log.
-pub const TABLE_DIRS: [&str; 3] = [bronze::DIR, bronze::LATE_DIR, QUARANTINE_DIR];
+pub const TABLE_DIRS: [&str; 5] = [
+    bronze::DIR,
+    bronze::LATE_DIR,
+    QUARANTINE_DIR,
+    crate::silver::EVENTS_DIR,
+    crate::silver::SESSIONS_DIR,
+];
 
 /// Default memory for buffered rows before a flush to Parquet.
 pub const DEFAULT_BUFFER_BYTES: usize = 128 << 20;

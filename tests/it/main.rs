@@ -7,3 +7,4 @@ mod ingest;
 mod interop;
 mod late;
 mod query;
+mod silver;

@@ -1,0 +1,73 @@
+//! `evlake silver`: sessionized `events` and `sessions` from bronze.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{parse_duration_arg, parse_instant_arg, print_json, status};
+use crate::lake::Lake;
+use crate::silver;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  evlake silver                      # rebuild when any silver partition is dirty
+  evlake silver --full --json        # rebuild everything, summary on stdout
+  evlake silver --session-gap 45m    # a new gap changes the fingerprint: all dirty
+
+This version recomputes every partition when anything is dirty; recomputing
+only the dirty partitions comes next.")]
+pub struct Args {
+    /// Rebuild every partition even if none is dirty
+    #[arg(long)]
+    pub full: bool,
+
+    /// A new session starts when the gap to the previous event is strictly
+    /// greater than this, e.g. 45m
+    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = parse_duration_arg)]
+    pub session_gap: i64,
+
+    /// Pin the run's processing time (RFC 3339), e.g. 2024-03-20T03:00:00Z
+    /// [default: now]
+    #[arg(long, value_name = "T", value_parser = parse_instant_arg)]
+    pub processing_time: Option<i64>,
+
+    /// Print the summary as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    let lake = Lake::new(lake_dir);
+    let pt = args
+        .processing_time
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+    let r = silver::rebuild(&lake, pt, args.session_gap, args.full)?;
+    for d in &r.dirty {
+        let reasons: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();
+        status(
+            "Dirty",
+            format!("{} {}: {}", d.table, d.partition, reasons.join("; ")),
+        );
+    }
+    for p in &r.partitions {
+        status(
+            "Wrote",
+            format!("{} {} {:>9} rows", p.table, p.partition, p.rows),
+        );
+    }
+    if r.status == "committed" {
+        status(
+            "Committed",
+            format!("version {}: silver rebuilt", r.version),
+        );
+    } else {
+        status(
+            "Unchanged",
+            format!("silver is up to date (lake at version {})", r.version),
+        );
+    }
+    if args.json {
+        print_json(&r)?;
+    }
+    Ok(())
+}
