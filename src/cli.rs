@@ -10,7 +10,8 @@ use crate::commands;
 const ABOUT: &str = "Batch data-lake transformations for event streams.
 
 evlake ingests raw NDJSON events into an append-only, event_date-partitioned
-Parquet lake (bronze), quarantining bad lines with a reason, and is safe to
+Parquet lake (bronze), quarantining bad lines with a reason, places late
+events by a watermark, and builds sessionized silver tables. It is safe to
 re-run from cron: inputs already committed are skipped, a crash leaves no
 partial data, and one writer at a time holds the lake lock.";
 
@@ -18,6 +19,7 @@ const AFTER_HELP: &str = "Examples:
   evlake ingest events/2024-03-15.jsonl.gz
   zcat batch.ndjson.gz | evlake --lake /data/lake ingest - --json
   evlake ingest late.jsonl --late-policy side-output && evlake reconcile
+  evlake silver && evlake query 'SELECT session_date, count(*) FROM sessions GROUP BY 1'
   evlake status --json
   evlake lateness --by batch
   evlake generate --events 100000 --out /tmp/gen
@@ -62,7 +64,7 @@ pub enum Command {
     Status(commands::status::Args),
     /// Show the lateness distribution per partition or per batch
     Lateness(commands::lateness::Args),
-    /// Run ad-hoc SQL over the logical tables (bronze_events, bronze_late)
+    /// Run ad-hoc SQL over the logical tables (bronze_events, events, sessions, ...)
     Query(commands::query::Args),
     /// Write deterministic synthetic arrival batches and a truth file
     Generate(commands::generate::Args),

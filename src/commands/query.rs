@@ -17,7 +17,8 @@ use crate::lake::Lake;
   evlake query \"SELECT * FROM bronze_events WHERE is_late\" --format csv > late.csv
   evlake query \"SHOW TABLES\"
 
-Tables: bronze_events, bronze_late (once it has rows). A bad query exits 2.")]
+Tables: bronze_events, bronze_late, events, sessions (those that have rows).
+A bad query exits 2.")]
 pub struct Args {
     /// The SQL query
     pub sql: String,
