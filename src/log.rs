@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -351,9 +350,4 @@ pub fn clean_orphans(lake: &Lake, state: &LakeState, table_dirs: &[&str]) -> Res
         }
     }
     Ok(removed)
-}
-
-/// True if `path` looks like an evlake lake (has a commit log or lock).
-pub fn is_lake(path: &Path) -> bool {
-    path.join(crate::lake::META_DIR).is_dir()
 }

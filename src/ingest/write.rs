@@ -69,10 +69,6 @@ impl Buffer {
         self.bytes += rows.batch.get_array_memory_size();
         self.parts.push(rows);
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
 }
 
 /// Names files `part-<run>-<n>.parquet`: deterministic for a given set of
