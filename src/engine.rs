@@ -24,7 +24,8 @@ pub async fn context(lake: &Lake) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let mut ctx = SessionContext::new_with_config(config);
+    datafusion_functions_json::register_all(&mut ctx)?;
     for (table, dir) in [
         (bronze::TABLE, bronze::DIR),
         (bronze::LATE_TABLE, bronze::LATE_DIR),
@@ -44,6 +45,9 @@ pub async fn context(lake: &Lake) -> Result<SessionContext> {
         ),
     ] {
         register_derived(&ctx, lake, table, dir, column).await?;
+    }
+    for (table, dir, _) in crate::silver::TYPED {
+        register_derived(&ctx, lake, table, dir, "event_date").await?;
     }
     Ok(ctx)
 }

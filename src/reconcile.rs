@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::bronze;
 use crate::fault;
-use crate::ingest::{TABLE_DIRS, chunk::Rows, write};
+use crate::ingest::{chunk::Rows, table_dirs, write};
 use crate::lake::{self, Lake};
 use crate::log::{self, Commit, FileAction, LakeState};
 use crate::time;
@@ -44,7 +44,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
-    let orphans_removed = log::clean_orphans(lake, &state, &TABLE_DIRS)?;
+    let orphans_removed = log::clean_orphans(lake, &state, &table_dirs())?;
     let pending: Vec<&FileAction> = state
         .partitions(bronze::LATE_TABLE)
         .flat_map(|(_, p)| p.files.values())

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -28,7 +29,7 @@ use crate::bronze;
 use crate::dirty;
 use crate::engine;
 use crate::fault;
-use crate::ingest::TABLE_DIRS;
+use crate::ingest::table_dirs;
 use crate::lake::{self, Lake};
 use crate::log::{self, Commit, FileAction, LakeState};
 
@@ -43,6 +44,38 @@ pub const SESSIONS_DIR: &str = "silver/sessions";
 pub const EVENTS_SQL: &str = include_str!("../sql/silver/events.sql");
 /// `sql/silver/sessions.sql`: one row per session of `events`.
 pub const SESSIONS_SQL: &str = include_str!("../sql/silver/sessions.sql");
+
+/// Typed per-event-type tables: (logical name, directory, SQL). Adding one
+/// is one SQL file in `sql/silver/typed/` and one line here. Each SQL reads
+/// `events` and returns its columns plus `_warnings` (present values that
+/// could not be typed), which is counted and dropped before writing.
+pub const TYPED: &[(&str, &str, &str)] = &[
+    (
+        "purchases",
+        "silver/purchases",
+        include_str!("../sql/silver/typed/purchases.sql"),
+    ),
+    (
+        "searches",
+        "silver/searches",
+        include_str!("../sql/silver/typed/searches.sql"),
+    ),
+    (
+        "signups",
+        "silver/signups",
+        include_str!("../sql/silver/typed/signups.sql"),
+    ),
+    (
+        "cart_adds",
+        "silver/cart_adds",
+        include_str!("../sql/silver/typed/cart_adds.sql"),
+    ),
+    (
+        "ledger",
+        "silver/ledger",
+        include_str!("../sql/silver/typed/ledger.sql"),
+    ),
+];
 
 /// Default `--session-gap`: 30 minutes.
 pub const DEFAULT_SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
@@ -67,7 +100,10 @@ pub async fn sessions(ctx: &SessionContext) -> Result<DataFrame> {
 /// The fingerprint of the SQL and settings that build silver: a change to
 /// either SQL file or to the gap makes every silver partition dirty.
 pub fn fingerprint(session_gap_us: i64) -> String {
-    crate::dirty::fingerprint(&[EVENTS_SQL, SESSIONS_SQL, &session_gap_us.to_string()])
+    let gap = session_gap_us.to_string();
+    let mut parts = vec![EVENTS_SQL, SESSIONS_SQL, gap.as_str()];
+    parts.extend(TYPED.iter().map(|(_, _, sql)| *sql));
+    crate::dirty::fingerprint(&parts)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +124,8 @@ pub struct SilverReport {
     pub dirty: Vec<dirty::DirtyPartition>,
     /// Partitions written.
     pub partitions: Vec<SilverPartition>,
+    /// Per typed table: present values that could not be typed (now NULL).
+    pub warnings: BTreeMap<String, u64>,
     pub elapsed_ms: u64,
 }
 
@@ -114,7 +152,7 @@ pub fn rebuild(
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
-    log::clean_orphans(lake, &state, &TABLE_DIRS)?;
+    log::clean_orphans(lake, &state, &table_dirs())?;
     let dirty = dirty_partitions(&state, session_gap_us);
     let mut report = SilverReport {
         command: "silver",
@@ -123,6 +161,7 @@ pub fn rebuild(
         version: state.version,
         dirty,
         partitions: Vec::new(),
+        warnings: BTreeMap::new(),
         elapsed_ms: 0,
     };
     let has_bronze = state.partitions(bronze::TABLE).next().is_some();
@@ -141,7 +180,7 @@ pub fn rebuild(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let warnings = rt.block_on(async {
         let ctx = engine::context(lake).await?;
         events(&ctx, session_gap_us)
             .await?
@@ -174,8 +213,43 @@ pub fn rebuild(
             )
             .await
             .context("writing silver sessions")?;
-        anyhow::Ok(())
+        let mut warnings = BTreeMap::new();
+        for (table, _, sql) in TYPED {
+            let df = ctx
+                .sql(sql)
+                .await
+                .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?;
+            let counted = df
+                .clone()
+                .aggregate(
+                    vec![],
+                    vec![datafusion::functions_aggregate::expr_fn::sum(
+                        datafusion::prelude::col("_warnings"),
+                    )],
+                )?
+                .collect()
+                .await?;
+            let n = match counted.first() {
+                Some(b) if b.num_rows() > 0 => {
+                    let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
+                    c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .value(0)
+                }
+                _ => 0,
+            };
+            warnings.insert(table.to_string(), n.max(0) as u64);
+            df.drop_columns(&["_warnings"])?
+                .write_parquet(
+                    &format!("{}/", staging.join(table).display()),
+                    DataFrameWriteOptions::new().with_partition_by(vec!["event_date".into()]),
+                    None,
+                )
+                .await
+                .with_context(|| format!("writing silver {table}"))?;
+        }
+        anyhow::Ok(warnings)
     })?;
+    report.warnings = warnings;
     fault::point("staged");
 
     let run_id = {
@@ -186,15 +260,25 @@ pub fn rebuild(
     let fp = fingerprint(session_gap_us);
     let mut commit = Commit::next(&state, "silver", processing_time);
     let mut n = 0;
-    for (table, dir, staged, column) in [
-        (EVENTS_TABLE, EVENTS_DIR, &staged_events, "event_date"),
+    let mut outputs = vec![
+        (
+            EVENTS_TABLE,
+            EVENTS_DIR,
+            staged_events.clone(),
+            "event_date",
+        ),
         (
             SESSIONS_TABLE,
             SESSIONS_DIR,
-            &staged_sessions,
+            staged_sessions.clone(),
             "session_date",
         ),
-    ] {
+    ];
+    for (table, dir, _) in TYPED {
+        outputs.push((table, dir, staging.join(table), "event_date"));
+    }
+    for (table, dir, staged, column) in outputs {
+        let staged = &staged;
         for rel in lake::list_files(staged, staged)? {
             let Some((part_dir, _)) = rel.split_once('/') else {
                 continue;
@@ -232,23 +316,25 @@ pub fn rebuild(
         }
     }
     // A full rebuild replaces every existing silver file.
-    for table in [EVENTS_TABLE, SESSIONS_TABLE] {
+    for table in all_tables() {
         for (_, p) in state.partitions(table) {
             commit.remove.extend(p.files.values().cloned());
         }
     }
-    // Every silver partition of a date records the bronze version it read.
-    let mut dates: Vec<(String, String)> = report
-        .partitions
-        .iter()
-        .map(|p| (p.table.clone(), p.partition.clone()))
+    // Every silver table records, for every bronze date, the bronze
+    // version it read, including dates where it has no rows (a day with no
+    // purchases is built, not missing).
+    let dates: Vec<String> = state
+        .partitions(bronze::TABLE)
+        .map(|(d, _)| d.clone())
         .collect();
-    dates.dedup();
-    for (table, date) in dates {
-        let input = dirty::input_key(bronze::TABLE, &date);
-        commit
-            .builds
-            .push(dirty::build_record(&state, &table, &date, &[input], &fp));
+    for table in all_tables() {
+        for date in &dates {
+            let input = dirty::input_key(bronze::TABLE, date);
+            commit
+                .builds
+                .push(dirty::build_record(&state, table, date, &[input], &fp));
+        }
     }
     fault::point("before-commit");
     log::write_commit(lake, &commit)?;
@@ -262,6 +348,20 @@ pub fn rebuild(
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Every silver table's logical name.
+pub fn all_tables() -> Vec<&'static str> {
+    let mut v = vec![EVENTS_TABLE, SESSIONS_TABLE];
+    v.extend(TYPED.iter().map(|(t, _, _)| *t));
+    v
+}
+
+/// Every silver table's directory.
+pub fn all_dirs() -> Vec<&'static str> {
+    let mut v = vec![EVENTS_DIR, SESSIONS_DIR];
+    v.extend(TYPED.iter().map(|(_, d, _)| *d));
+    v
 }
 
 fn parquet_rows(path: &Path) -> Result<u64> {

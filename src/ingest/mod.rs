@@ -43,13 +43,11 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const QUARANTINE_TABLE: &str = "quarantine";
 
 /// Directories whose files must all be referenced by the log.
-pub const TABLE_DIRS: [&str; 5] = [
-    bronze::DIR,
-    bronze::LATE_DIR,
-    QUARANTINE_DIR,
-    crate::silver::EVENTS_DIR,
-    crate::silver::SESSIONS_DIR,
-];
+pub fn table_dirs() -> Vec<&'static str> {
+    let mut v = vec![bronze::DIR, bronze::LATE_DIR, QUARANTINE_DIR];
+    v.extend(crate::silver::all_dirs());
+    v
+}
 
 /// Default memory for buffered rows before a flush to Parquet.
 pub const DEFAULT_BUFFER_BYTES: usize = 128 << 20;
@@ -270,7 +268,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let inputs = input::resolve(&opts.inputs)?;
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
-    let orphans_removed = log::clean_orphans(lake, &state, &TABLE_DIRS)?;
+    let orphans_removed = log::clean_orphans(lake, &state, &table_dirs())?;
     let staging_path = lake
         .staging_dir()
         .join(format!("run-{}", std::process::id()));

@@ -189,7 +189,7 @@ fn a_crash_at_every_step_of_silver_then_a_rerun_is_consistent() {
         silver(&lake, &[]);
         assert_eq!(events_and_sessions(&lake), want, "{step}");
         let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(&lake)).unwrap();
-        let mut committed: Vec<String> = ["events", "sessions"]
+        let mut committed: Vec<String> = evlake::silver::all_tables()
             .iter()
             .flat_map(|t| state.partitions(t))
             .flat_map(|(_, p)| p.files.keys().cloned())
@@ -206,5 +206,98 @@ fn a_crash_at_every_step_of_silver_then_a_rerun_is_consistent() {
             .collect();
         on_disk.sort();
         assert_eq!(on_disk, committed, "{step}");
+    }
+}
+
+#[test]
+fn typed_tables_keep_exact_decimals_and_count_bad_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for b in expected()["batches"].as_array().unwrap() {
+        ingest_sample_batch(&lake, b);
+    }
+    // Wrong types and an amount with a third decimal place.
+    let bad = tmp.path().join("bad.jsonl");
+    let line = |id: &str, t: &str, props: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"{t}\",\"event_timestamp\":\"2024-03-19T12:00:00Z\",\"user_id\":\"u9\",\"properties\":{props}}}\n"
+        )
+    };
+    std::fs::write(
+        &bad,
+        line(
+            "x1",
+            "purchase",
+            r#"{"order_id":"o11","amount":"abc","currency":"EUR","product_id":"p1"}"#,
+        ) + &line(
+            "x2",
+            "purchase",
+            r#"{"order_id":"o12","amount":1.999,"currency":"EUR","product_id":"p1"}"#,
+        ) + &line(
+            "x3",
+            "search",
+            r#"{"query_text":"lamp","result_count":"many"}"#,
+        ) + &line(
+            "x4",
+            "purchase",
+            r#"{"order_id":"o13","amount":123456789012345.67,"currency":"EUR","product_id":"p2"}"#,
+        ),
+    )
+    .unwrap();
+    ok(
+        &lake,
+        &[
+            "ingest",
+            bad.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-20T03:00:00Z",
+        ],
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["warnings"]["purchases"], 2, "{s}");
+    assert_eq!(s["warnings"]["searches"], 1, "{s}");
+    assert_eq!(s["warnings"]["ledger"], 0, "{s}");
+
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT order_id, CAST(amount AS VARCHAR), arrow_typeof(amount) FROM purchases ORDER BY order_id"
+        ),
+        [
+            "o10,5.00,\"Decimal128(18, 2)\"",
+            "o11,,\"Decimal128(18, 2)\"",
+            "o12,,\"Decimal128(18, 2)\"",
+            "o13,123456789012345.67,\"Decimal128(18, 2)\"",
+            "o9,19.99,\"Decimal128(18, 2)\"",
+        ]
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT query_text, result_count FROM searches WHERE event_id = 'x3'"
+        ),
+        ["lamp,"]
+    );
+    // Ledger: deposits +, withdrawals -, the correction's delta as is.
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT account_id, CAST(sum(amount) AS VARCHAR), count(*), count(corrects_event_id) \
+             FROM ledger GROUP BY 1 ORDER BY 1"
+        ),
+        ["acct-u2,180.01,3,1", "acct-u3,924.60,2,0"]
+    );
+    // Every typed table carries the silver session_id.
+    for t in ["purchases", "searches", "signups", "cart_adds", "ledger"] {
+        let n = query_csv(
+            &lake,
+            &format!(
+                "SELECT count(*) FROM {t} t JOIN events e ON t.event_id = e.event_id \
+                 AND t.event_date = e.event_date AND t.session_id = e.session_id"
+            ),
+        );
+        let all = query_csv(&lake, &format!("SELECT count(*) FROM {t}"));
+        assert_eq!(n, all, "{t}");
+        assert_ne!(all, ["0"], "{t} is empty");
     }
 }

@@ -1,0 +1,54 @@
+-- ledger: typed `deposit`, `withdrawal` and `correction` events from `events`.
+--
+-- amount is a signed Decimal(18,2) from the JSON token text (never a float):
+-- a deposit's positive properties.amount is stored as +amount, a
+-- withdrawal's as -amount, and a correction's properties.amount_delta as is,
+-- on its own account_id (corrects_event_id names the corrected event).
+-- Unusable values are NULL and count in _warnings.
+WITH raw AS (
+    SELECT
+        event_id, user_id, session_id, event_timestamp, event_date, event_type,
+        json_get_str(properties, 'account_id') AS account_id,
+        json_get_json(properties, 'account_id') AS account_id_json,
+        json_get_str(properties, 'corrects_event_id') AS corrects_event_id,
+        btrim(
+            CASE WHEN event_type = 'correction'
+                 THEN json_get_json(properties, 'amount_delta')
+                 ELSE json_get_json(properties, 'amount') END,
+            '"'
+        ) AS amount_text
+    FROM events
+    WHERE event_type IN ('deposit', 'withdrawal', 'correction')
+),
+
+typed AS (
+    SELECT
+        *,
+        CASE
+            WHEN regexp_like(amount_text, '^-?[0-9]{1,16}(\.[0-9]{1,2})?$')
+            THEN CAST(amount_text AS DECIMAL(18, 2))
+        END AS unsigned_amount
+    FROM raw
+),
+
+final AS (
+    SELECT
+        event_id,
+        user_id,
+        session_id,
+        event_timestamp,
+        event_type,
+        account_id,
+        corrects_event_id,
+        CASE
+            WHEN event_type = 'withdrawal' THEN -unsigned_amount
+            ELSE unsigned_amount
+        END AS amount,
+        event_date,
+        CAST(amount_text IS NOT NULL AND amount_text <> 'null' AND unsigned_amount IS NULL AS INT)
+            + CAST(account_id_json IS NOT NULL AND account_id_json <> 'null' AND account_id IS NULL AS INT)
+            AS _warnings
+    FROM typed
+)
+
+SELECT * FROM final
