@@ -14,8 +14,9 @@ use crate::silver;
   evlake silver --full --json        # rebuild everything, summary on stdout
   evlake silver --session-gap 45m    # a new gap changes the fingerprint: all dirty
 
-This version recomputes every partition when anything is dirty; recomputing
-only the dirty partitions comes next.")]
+Writes events, sessions and the typed tables (purchases, searches, signups,
+cart_adds, ledger). This version recomputes every partition when anything is
+dirty; recomputing only the dirty partitions comes next.")]
 pub struct Args {
     /// Rebuild every partition even if none is dirty
     #[arg(long)]
@@ -54,6 +55,14 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "Wrote",
             format!("{} {} {:>9} rows", p.table, p.partition, p.rows),
         );
+    }
+    for (table, n) in &r.warnings {
+        if *n > 0 {
+            status(
+                "Warning",
+                format!("{n} value(s) in {table} could not be typed and are NULL"),
+            );
+        }
     }
     if r.status == "committed" {
         status(
