@@ -8,12 +8,14 @@
 //! state; read-only commands can see a crashed run's orphans until the next
 //! writer runs (the same window outside readers have).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::bronze;
@@ -60,21 +62,7 @@ async fn register_derived(
     dir: &str,
     column: &str,
 ) -> Result<()> {
-    let path = lake.path(dir);
-    // The schema comes from the files: an empty table is not registered.
-    if crate::lake::list_files(&path, &path)?.is_empty() {
-        return Ok(());
-    }
-    let path = std::fs::canonicalize(&path)
-        .with_context(|| format!("failed to resolve `{}`", path.display()))?;
-    let url = format!("{}/", path.display());
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![(column.to_string(), DataType::Date32)]);
-    ctx.register_listing_table(table, &url, options, None, None)
-        .await
-        .with_context(|| format!("failed to register table `{table}` at `{url}`"))?;
-    Ok(())
+    register_partitioned(ctx, table, &lake.path(dir), column, None, Vec::new()).await
 }
 
 async fn register_bronze_like(
@@ -83,25 +71,47 @@ async fn register_bronze_like(
     table: &str,
     dir: &str,
 ) -> Result<()> {
-    let path = lake.path(dir);
-    if !path.is_dir() {
+    let sort = vec![
+        col("user_id").sort(true, false),
+        col("event_timestamp").sort(true, false),
+        col("event_id").sort(true, false),
+    ];
+    register_partitioned(
+        ctx,
+        table,
+        &lake.path(dir),
+        bronze::PARTITION_COLUMN,
+        Some(bronze::schema()),
+        sort,
+    )
+    .await
+}
+
+/// Register the Parquet files under `dir` as `table`, Hive-partitioned by
+/// the `Date32` column `column`. Without a `schema` it is read from the
+/// files, so a directory without files is not registered. `sort` declares
+/// the order each file is written in.
+pub async fn register_partitioned(
+    ctx: &SessionContext,
+    table: &str,
+    dir: &Path,
+    column: &str,
+    schema: Option<SchemaRef>,
+    sort: Vec<SortExpr>,
+) -> Result<()> {
+    if crate::lake::list_files(dir, dir)?.is_empty() && (schema.is_none() || !dir.is_dir()) {
         return Ok(());
     }
-    let path = std::fs::canonicalize(&path)
-        .with_context(|| format!("failed to resolve `{}`", path.display()))?;
+    let path = std::fs::canonicalize(dir)
+        .with_context(|| format!("failed to resolve `{}`", dir.display()))?;
     let url = format!("{}/", path.display());
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![(
-            bronze::PARTITION_COLUMN.to_string(),
-            DataType::Date32,
-        )])
-        .with_file_sort_order(vec![vec![
-            col("user_id").sort(true, false),
-            col("event_timestamp").sort(true, false),
-            col("event_id").sort(true, false),
-        ]]);
-    ctx.register_listing_table(table, &url, options, Some(bronze::schema()), None)
+        .with_table_partition_cols(vec![(column.to_string(), DataType::Date32)]);
+    if !sort.is_empty() {
+        options = options.with_file_sort_order(vec![sort]);
+    }
+    ctx.register_listing_table(table, &url, options, schema, None)
         .await
         .with_context(|| format!("failed to register table `{table}` at `{url}`"))?;
     Ok(())

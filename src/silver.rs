@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -19,8 +18,6 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::ListingOptions;
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::prelude::{DataFrame, SessionContext};
 use serde::Serialize;
@@ -191,17 +188,16 @@ pub fn rebuild(
             )
             .await
             .context("writing silver events")?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![("event_date".to_string(), DataType::Date32)]);
-        // `sessions` reads the events just computed, not the previous build.
+        // `sessions` and the typed tables read the events just computed,
+        // not the previous build.
         ctx.deregister_table(EVENTS_TABLE)?;
-        ctx.register_listing_table(
+        engine::register_partitioned(
+            &ctx,
             EVENTS_TABLE,
-            format!("{}/", staged_events.display()),
-            options,
+            &staged_events,
+            "event_date",
             None,
-            None,
+            Vec::new(),
         )
         .await?;
         sessions(&ctx)
