@@ -27,7 +27,7 @@ const AFTER_HELP: &str = "Examples:
 Exit codes:
   0  success (including runs that quarantined lines within --max-bad-fraction)
   1  runtime or I/O error
-  2  usage error (bad flag or value)
+  2  usage error (bad flag or value, bad evlake.toml, bad SQL query)
   3  the lake is locked by another writer
   4  data rejected: the bad-line fraction was exceeded, nothing was committed";
 
