@@ -197,18 +197,13 @@ mod tests {
     fn add(version: u64, partition: &str) -> Commit {
         let mut c = Commit::next(&LakeState::default(), "ingest", 0);
         c.version = version;
-        c.add = vec![FileAction {
-            table: "bronze_events".into(),
-            partition: partition.into(),
-            path: format!("bronze/events/event_date={partition}/part-{version}.parquet"),
-            rows: 1,
-            bytes: 1,
-            min_event_time: None,
-            max_event_time: None,
-            late_rows: 0,
-            lateness: None,
-            late_lateness: None,
-        }];
+        c.add = vec![FileAction::plain(
+            "bronze_events",
+            partition,
+            format!("bronze/events/event_date={partition}/part-{version}.parquet"),
+            1,
+            1,
+        )];
         c
     }
 

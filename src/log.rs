@@ -123,6 +123,24 @@ pub struct FileAction {
     pub late_lateness: Option<LatenessHistogram>,
 }
 
+impl FileAction {
+    /// A file with no event-time range or lateness (quarantine, derived tables).
+    pub fn plain(table: &str, partition: &str, path: String, rows: u64, bytes: u64) -> FileAction {
+        FileAction {
+            table: table.to_string(),
+            partition: partition.to_string(),
+            path,
+            rows,
+            bytes,
+            min_event_time: None,
+            max_event_time: None,
+            late_rows: 0,
+            lateness: None,
+            late_lateness: None,
+        }
+    }
+}
+
 fn commit_file_name(version: u64) -> String {
     format!("{version:020}.json")
 }

@@ -292,18 +292,9 @@ pub fn rebuild(
             if n == 1 {
                 fault::point("renamed");
             }
-            commit.add.push(FileAction {
-                table: table.to_string(),
-                partition: partition.clone(),
-                path: rel_final,
-                rows,
-                bytes,
-                min_event_time: None,
-                max_event_time: None,
-                late_rows: 0,
-                lateness: None,
-                late_lateness: None,
-            });
+            commit
+                .add
+                .push(FileAction::plain(table, &partition, rel_final, rows, bytes));
             report.partitions.push(SilverPartition {
                 table: table.to_string(),
                 partition: partition.clone(),

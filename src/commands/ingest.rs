@@ -81,9 +81,7 @@ impl IngestSettings {
     /// Combine flags, `evlake.toml` and built-in defaults into ingest options.
     pub fn resolve(&self, lake: &Lake, inputs: Vec<String>) -> Result<IngestOptions> {
         let cfg = Config::load(lake)?.ingest;
-        let processing_time = self
-            .processing_time
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+        let processing_time = super::processing_time_or_now(self.processing_time);
         let buffer_bytes = std::env::var("EVLAKE_BUFFER_MB")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())

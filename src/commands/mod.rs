@@ -40,6 +40,25 @@ pub fn status(verb: &str, text: impl std::fmt::Display) {
     eprintln!("{verb:>12} {text}");
 }
 
+/// `--processing-time` and `--json`, shared by commands that commit.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommitArgs {
+    /// Pin the run's processing time (RFC 3339), e.g. 2024-03-20T03:00:00Z
+    /// [default: now]
+    #[arg(long, value_name = "T", value_parser = parse_instant_arg)]
+    pub processing_time: Option<i64>,
+
+    /// Print the summary as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The run's processing time: the pinned value, else the wall clock (read
+/// here, once, never deeper in the library).
+pub fn processing_time_or_now(pinned: Option<i64>) -> i64 {
+    pinned.unwrap_or_else(|| chrono::Utc::now().timestamp_micros())
+}
+
 /// Parse an RFC 3339 instant for clap.
 pub fn parse_instant_arg(s: &str) -> Result<i64, String> {
     crate::time::parse_instant(s)

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{parse_instant_arg, print_json, status};
+use super::{CommitArgs, print_json, processing_time_or_now, status};
 use crate::lake::Lake;
 use crate::reconcile;
 
@@ -15,21 +15,13 @@ use crate::reconcile;
 
 Safe to run twice: with nothing pending it is a reported no-op.")]
 pub struct Args {
-    /// Pin the run's processing time (RFC 3339), e.g. 2024-03-20T02:00:00Z
-    /// [default: now]
-    #[arg(long, value_name = "T", value_parser = parse_instant_arg)]
-    pub processing_time: Option<i64>,
-
-    /// Print the summary as one JSON object on stdout
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub commit: CommitArgs,
 }
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
-    let pt = args
-        .processing_time
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+    let pt = processing_time_or_now(args.commit.processing_time);
     let r = reconcile::reconcile(&lake, pt)?;
     for p in &r.partitions {
         status(
@@ -54,7 +46,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             ),
         );
     }
-    if args.json {
+    if args.commit.json {
         print_json(&r)?;
     }
     Ok(())

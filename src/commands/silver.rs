@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{parse_duration_arg, parse_instant_arg, print_json, status};
+use super::{CommitArgs, parse_duration_arg, print_json, processing_time_or_now, status};
 use crate::lake::Lake;
 use crate::silver;
 
@@ -27,21 +27,13 @@ pub struct Args {
     #[arg(long, value_name = "DUR", default_value = "30m", value_parser = parse_duration_arg)]
     pub session_gap: i64,
 
-    /// Pin the run's processing time (RFC 3339), e.g. 2024-03-20T03:00:00Z
-    /// [default: now]
-    #[arg(long, value_name = "T", value_parser = parse_instant_arg)]
-    pub processing_time: Option<i64>,
-
-    /// Print the summary as one JSON object on stdout
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub commit: CommitArgs,
 }
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
-    let pt = args
-        .processing_time
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+    let pt = processing_time_or_now(args.commit.processing_time);
     let r = silver::rebuild(&lake, pt, args.session_gap, args.full)?;
     for d in &r.dirty {
         let reasons: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();
@@ -75,7 +67,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             format!("silver is up to date (lake at version {})", r.version),
         );
     }
-    if args.json {
+    if args.commit.json {
         print_json(&r)?;
     }
     Ok(())

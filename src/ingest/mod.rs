@@ -593,18 +593,13 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     if let Some(bytes) = quarantine_bytes {
         let rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
         lake::rename_into_place(&quarantine.path, &lake.path(&rel))?;
-        adds.push(FileAction {
-            table: QUARANTINE_TABLE.to_string(),
-            partition: String::new(),
-            path: rel.clone(),
-            rows: quarantine.total,
+        adds.push(FileAction::plain(
+            QUARANTINE_TABLE,
+            "",
+            rel.clone(),
+            quarantine.total,
             bytes,
-            min_event_time: None,
-            max_event_time: None,
-            late_rows: 0,
-            lateness: None,
-            late_lateness: None,
-        });
+        ));
         report.quarantine_file = Some(lake.path(&rel).display().to_string());
     }
     trace(started, "counted re-sends, renamed");
