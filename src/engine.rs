@@ -8,26 +8,89 @@
 //! state; read-only commands can see a crashed run's orphans until the next
 //! writer runs (the same window outside readers have).
 
-use std::path::Path;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::bronze;
 use crate::lake::Lake;
 
-/// A session over `lake` with every existing table registered.
-pub async fn context(lake: &Lake) -> Result<SessionContext> {
-    let config = SessionConfig::new()
+/// Default `--memory-limit`: DataFusion's operators spill to disk beyond it.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
+/// Memory and spilling for one run.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Bytes DataFusion's operators may hold before sorts and aggregates
+    /// spill (`None`: unbounded).
+    pub memory_limit: Option<usize>,
+    /// Where spill files go (default: the OS temp directory).
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT),
+            spill_dir: None,
+        }
+    }
+}
+
+/// The runtime (memory pool with spilling, disk manager) for `opts`.
+pub fn runtime(opts: &EngineOptions) -> Result<Arc<RuntimeEnv>> {
+    let mut b = RuntimeEnvBuilder::new();
+    if let Some(limit) = opts.memory_limit {
+        // Fair shares between spilling operators; the tracking wrapper
+        // names the largest consumers when a query still runs out.
+        b = b.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            NonZeroUsize::new(5).expect("non-zero"),
+        )));
+    }
+    if let Some(dir) = &opts.spill_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create spill directory `{}`", dir.display()))?;
+        b = b.with_temp_file_path(dir);
+    }
+    Ok(b.build_arc()?)
+}
+
+/// A session with evlake's settings and SQL functions but no tables.
+pub fn bare(runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .with_information_schema(true);
-    let mut ctx = SessionContext::new_with_config(config);
+    // Strings read back as Utf8, as bronze declares them, so every file a
+    // derived table writes carries the same schema (Utf8View from one
+    // reader mixed with Utf8 from another would not merge).
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
     datafusion_functions_json::register_all(&mut ctx)?;
+    Ok(ctx)
+}
+
+/// A session over `lake` with every existing table registered.
+pub async fn context(lake: &Lake) -> Result<SessionContext> {
+    context_with(lake, runtime(&EngineOptions::default())?).await
+}
+
+/// [`context`] on a given runtime (memory limit, spill directory).
+pub async fn context_with(lake: &Lake, runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
+    let ctx = bare(runtime)?;
     for (table, dir) in [
         (bronze::TABLE, bronze::DIR),
         (bronze::LATE_TABLE, bronze::LATE_DIR),
@@ -105,7 +168,9 @@ pub async fn register_partitioned(
     let path = std::fs::canonicalize(dir)
         .with_context(|| format!("failed to resolve `{}`", dir.display()))?;
     let url = format!("{}/", path.display());
-    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    // The session's Parquet options (strings as Utf8, see `bare`).
+    let format = ParquetFormat::default().with_options(ctx.state().table_options().parquet.clone());
+    let mut options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(column.to_string(), DataType::Date32)]);
     if !sort.is_empty() {

@@ -229,7 +229,7 @@ pub struct BatchRecord {
 /// A partition of a table as the log describes it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PartitionState {
-    /// The last commit that added files to this partition.
+    /// The last commit that added or removed files of this partition.
     pub version: u64,
     /// Live files, keyed by lake-relative path.
     pub files: BTreeMap<String, FileAction>,
@@ -289,6 +289,9 @@ impl LakeState {
                 .and_then(|t| t.get_mut(&r.partition))
             {
                 p.files.remove(&r.path);
+                // Removing rows changes the partition too (a recompute can
+                // leave one empty), so what reads it becomes dirty.
+                p.version = c.version;
             }
         }
         for a in &c.add {

@@ -174,6 +174,14 @@ pub fn format_date32(days: i32) -> String {
         .to_string()
 }
 
+/// Days since 1970-01-01 for a `YYYY-MM-DD` date (a partition value).
+pub fn parse_date32(s: &str) -> Result<i32, String> {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid epoch");
+    Ok((d - epoch).num_days() as i32)
+}
+
 /// RFC 3339 text (UTC, `Z`, microseconds only when needed) for an instant.
 pub fn format_micros(us: i64) -> String {
     match DateTime::<Utc>::from_timestamp_micros(us) {
@@ -373,5 +381,8 @@ mod tests {
         assert_eq!(format_date32(date32_of_micros(-1)), "1969-12-31");
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(parse_date32("2000-03-01"), Ok(11_017));
+        assert_eq!(parse_date32("1969-12-31"), Ok(-1));
+        assert!(parse_date32("2024-02-30").is_err());
     }
 }

@@ -4,6 +4,9 @@
 --         around them that sessions can reach).
 -- Param:  $1 = the session gap in microseconds (Int64): a new session starts
 --         when the gap to the user's previous event is strictly greater.
+--         $2 = event types left out of sessionization, each wrapped in
+--         chr(31) (e.g. chr(31) || 'heartbeat' || chr(31)); empty for none.
+--         Their rows are kept with a NULL session_id.
 -- Output: one row per (event_date, event_id), with the computed session_id.
 --
 -- session_id = hex(sha256(user_id || 0x1f || first event_id of the session)).
@@ -22,7 +25,11 @@ WITH ranked AS (
 ),
 
 deduped AS (
-    SELECT * EXCLUDE (copy_rank) FROM ranked WHERE copy_rank = 1
+    SELECT
+        * EXCLUDE (copy_rank),
+        strpos($2, concat(chr(31), event_type, chr(31))) > 0 AS excluded
+    FROM ranked
+    WHERE copy_rank = 1
 ),
 
 gaps AS (
@@ -36,7 +43,7 @@ gaps AS (
             ELSE 0
         END AS starts_session
     FROM deduped
-    WINDOW w AS (PARTITION BY user_id ORDER BY event_timestamp, event_id)
+    WINDOW w AS (PARTITION BY user_id, excluded ORDER BY event_timestamp, event_id)
 ),
 
 numbered AS (
@@ -44,7 +51,7 @@ numbered AS (
     SELECT
         *,
         SUM(starts_session) OVER (
-            PARTITION BY user_id
+            PARTITION BY user_id, excluded
             ORDER BY event_timestamp, event_id
             ROWS UNBOUNDED PRECEDING
         ) AS session_seq
@@ -55,7 +62,7 @@ firsts AS (
     SELECT
         *,
         FIRST_VALUE(event_id) OVER (
-            PARTITION BY user_id, session_seq
+            PARTITION BY user_id, excluded, session_seq
             ORDER BY event_timestamp, event_id
             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
         ) AS first_event_id
@@ -78,7 +85,10 @@ final AS (
         is_late,
         source_file,
         source_line,
-        encode(sha256(concat(user_id, chr(31), first_event_id)), 'hex') AS session_id,
+        CASE
+            WHEN NOT excluded
+            THEN encode(sha256(concat(user_id, chr(31), first_event_id)), 'hex')
+        END AS session_id,
         event_date
     FROM firsts
 )

@@ -24,6 +24,8 @@ WITH final AS (
             FILTER (WHERE page_url IS NOT NULL) AS exit_page,
         BOOL_OR(event_type = 'purchase') AS converted
     FROM events
+    -- Events of types left out of sessionization have no session.
+    WHERE session_id IS NOT NULL
     GROUP BY session_id, user_id
 )
 

@@ -53,6 +53,58 @@ pub struct CommitArgs {
     pub json: bool,
 }
 
+/// `--memory-limit`, shared by commands that run large queries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Memory DataFusion may use before sorts, joins and aggregates spill to
+    /// disk (in the lake's staging directory), e.g. 512M, 4G; `none` for no
+    /// limit
+    #[arg(long, value_name = "BYTES", default_value = "2G", value_parser = parse_memory_arg)]
+    pub memory_limit: MemoryLimit,
+}
+
+/// A byte limit, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimit(pub Option<usize>);
+
+impl EngineArgs {
+    pub fn options(&self) -> crate::engine::EngineOptions {
+        crate::engine::EngineOptions {
+            memory_limit: self.memory_limit.0,
+            spill_dir: None,
+        }
+    }
+}
+
+/// Parse a byte size (`512M`, `4G`, `1073741824`, `none`) for clap.
+pub fn parse_memory_arg(s: &str) -> Result<MemoryLimit, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(MemoryLimit(None));
+    }
+    let upper = t.to_ascii_uppercase();
+    let body = upper.strip_suffix('B').unwrap_or(&upper);
+    let (num, unit) = match body.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => body.split_at(i),
+        None => (body, ""),
+    };
+    let shift = match unit.trim_end_matches('I') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("`{s}` is not a size (e.g. 512M, 4G, none)")),
+    };
+    match num.parse::<usize>() {
+        Ok(n) if n > 0 => n
+            .checked_mul(1usize << shift)
+            .map(|n| MemoryLimit(Some(n)))
+            .ok_or_else(|| format!("`{s}` is too large")),
+        _ => Err(format!("`{s}` is not a size (e.g. 512M, 4G, none)")),
+    }
+}
+
 /// The run's processing time: the pinned value, else the wall clock (read
 /// here, once, never deeper in the library).
 pub fn processing_time_or_now(pinned: Option<i64>) -> i64 {

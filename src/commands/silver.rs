@@ -1,45 +1,112 @@
-//! `evlake silver`: sessionized `events` and `sessions` from bronze.
+//! `evlake silver`: sessionized `events`, `sessions` and the typed tables.
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use super::{CommitArgs, parse_duration_arg, print_json, processing_time_or_now, status};
+use super::{CommitArgs, EngineArgs, print_json, processing_time_or_now, status};
 use crate::lake::Lake;
-use crate::silver;
+use crate::silver::{self, Settings};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  evlake silver                      # rebuild when any silver partition is dirty
-  evlake silver --full --json        # rebuild everything, summary on stdout
-  evlake silver --session-gap 45m    # a new gap changes the fingerprint: all dirty
+  evlake silver                                  # recompute what is dirty
+  evlake silver --json                           # ... and list the partitions rewritten
+  evlake silver --dates 2024-03-01..2024-03-07   # restate a range
+  evlake silver --full --memory-limit 512M       # rebuild all, spilling beyond 512 MiB
+  evlake silver --session-gap 45m                # a new gap changes the fingerprint: all dirty
+  evlake silver --session-exclude-types heartbeat,app_background
 
 Writes events, sessions and the typed tables (purchases, searches, signups,
-cart_adds, ledger). This version recomputes every partition when anything is
-dirty; recomputing only the dirty partitions comes next.")]
+cart_adds, ledger). Only the dirty dates are recomputed, plus the
+neighbouring dates their users' sessions reach into; a neighbouring date is
+rewritten only where its rows changed. Every rewritten partition is
+replaced in one commit.")]
 pub struct Args {
     /// Rebuild every partition even if none is dirty
     #[arg(long)]
     pub full: bool,
 
+    /// Also restate these dates (inclusive), e.g. 2024-03-01..2024-03-07 or
+    /// a single date 2024-03-05
+    #[arg(long, value_name = "A..B", value_parser = parse_date_range)]
+    pub dates: Option<(i32, i32)>,
+
     /// A new session starts when the gap to the previous event is strictly
-    /// greater than this, e.g. 45m
-    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = parse_duration_arg)]
+    /// greater than this, e.g. 45m (at most 1d)
+    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = parse_session_gap)]
     pub session_gap: i64,
+
+    /// Event types left out of sessionization (comma-separated); their
+    /// events stay in `events` with a NULL session_id
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    pub session_exclude_types: Vec<String>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 
     #[command(flatten)]
     pub commit: CommitArgs,
 }
 
+/// `A..B` or a single date, both `YYYY-MM-DD`, as Date32 days.
+fn parse_date_range(s: &str) -> Result<(i32, i32), String> {
+    let (a, b) = s.split_once("..").unwrap_or((s, s));
+    let a = crate::time::parse_date32(a.trim())?;
+    let b = crate::time::parse_date32(b.trim())?;
+    if a > b {
+        return Err(format!("`{s}`: the range ends before it starts"));
+    }
+    Ok((a, b))
+}
+
+fn parse_session_gap(s: &str) -> Result<i64, String> {
+    let gap = crate::time::parse_duration_micros(s)?;
+    if gap <= 0 || gap > silver::MAX_SESSION_GAP_US {
+        return Err(format!(
+            "`{s}`: the session gap must be more than 0 and at most 1d"
+        ));
+    }
+    Ok(gap)
+}
+
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
-    let pt = processing_time_or_now(args.commit.processing_time);
-    let r = silver::rebuild(&lake, pt, args.session_gap, args.full)?;
+    let opts = silver::Options {
+        settings: Settings {
+            session_gap_us: args.session_gap,
+            exclude_types: args
+                .session_exclude_types
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        },
+        full: args.full,
+        dates: args.dates,
+        engine: args.engine.options(),
+        processing_time: processing_time_or_now(args.commit.processing_time),
+    };
+    let r = silver::rebuild(&lake, &opts)?;
     for d in &r.dirty {
         let reasons: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();
         status(
             "Dirty",
             format!("{} {}: {}", d.table, d.partition, reasons.join("; ")),
+        );
+    }
+    if !r.restated.is_empty() {
+        status("Restating", r.restated.join(", "));
+    }
+    if r.status == "committed" && r.mode == "incremental" {
+        status(
+            "Loaded",
+            format!(
+                "{} date(s) for {} touched user(s): {}",
+                r.loaded_dates.len(),
+                r.touched_users.unwrap_or(0),
+                r.loaded_dates.join(", ")
+            ),
         );
     }
     for p in &r.partitions {
@@ -59,7 +126,12 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     if r.status == "committed" {
         status(
             "Committed",
-            format!("version {}: silver rebuilt", r.version),
+            format!(
+                "version {}: silver {} rebuild, {} partition(s) rewritten",
+                r.version,
+                r.mode,
+                r.partitions.len()
+            ),
         );
     } else {
         status(

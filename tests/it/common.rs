@@ -214,3 +214,55 @@ pub fn generate(dir: &Path, args: &[&str]) -> Value {
     assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }
+
+/// Every row of every silver table as text (`partition|col=value|...`),
+/// sorted per table: what "row for row equal" compares.
+pub fn silver_dump(lake: &Path) -> BTreeMap<String, Vec<String>> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let mut out = BTreeMap::new();
+    for (table, dir) in evlake::silver::all_tables()
+        .into_iter()
+        .zip(evlake::silver::all_dirs())
+    {
+        let root = lake.join(dir);
+        let mut rows = Vec::new();
+        for f in parquet_files(&root) {
+            let part = f
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            for b in read_parquet(&f) {
+                for i in 0..b.num_rows() {
+                    let mut r = part.clone();
+                    for (field, c) in b.schema().fields().iter().zip(b.columns()) {
+                        r.push('|');
+                        r.push_str(field.name());
+                        r.push('=');
+                        r.push_str(&array_value_to_string(c, i).unwrap());
+                    }
+                    rows.push(r);
+                }
+            }
+        }
+        rows.sort();
+        out.insert(table.to_string(), rows);
+    }
+    out
+}
+
+/// Copy a lake directory (to rebuild a copy with `--full` and compare).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}

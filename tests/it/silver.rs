@@ -1,7 +1,7 @@
 //! `evlake silver`: sessionized events and sessions from bronze.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -299,5 +299,213 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
         let all = query_csv(&lake, &format!("SELECT count(*) FROM {t}"));
         assert_eq!(n, all, "{t}");
         assert_ne!(all, ["0"], "{t} is empty");
+    }
+}
+
+fn ev(id: &str, ty: &str, ts: &str, user: &str) -> String {
+    format!(
+        "{{\"event_id\":\"{id}\",\"event_type\":\"{ty}\",\"event_timestamp\":\"{ts}\",\"user_id\":\"{user}\",\"page_url\":\"/{id}\",\"properties\":{{\"order_id\":\"o-{id}\",\"amount\":\"1.00\",\"currency\":\"USD\",\"product_id\":\"p\"}}}}\n"
+    )
+}
+
+fn ingest_lines(lake: &Path, dir: &Path, name: &str, lines: &[String], pt: &str) {
+    let f = dir.join(name);
+    std::fs::write(&f, lines.concat()).unwrap();
+    ok(
+        lake,
+        &["ingest", f.to_str().unwrap(), "--processing-time", pt],
+    );
+}
+
+fn list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Incremental silver equals `silver --full` on a copy of the lake.
+fn assert_equals_full(lake: &Path, scratch: &Path, what: &str) {
+    let _ = std::fs::remove_dir_all(scratch);
+    copy_dir(lake, scratch);
+    let f = silver(scratch, &["--full"]);
+    assert_eq!(f["mode"], "full");
+    let (a, b) = (silver_dump(lake), silver_dump(scratch));
+    for (table, rows) in &a {
+        assert!(
+            rows == &b[table],
+            "{what}: incremental {table} differs from --full\n  only incremental: {:?}\n  only full: {:?}",
+            rows.iter()
+                .filter(|r| !b[table].contains(r))
+                .take(5)
+                .collect::<Vec<_>>(),
+            b[table]
+                .iter()
+                .filter(|r| !rows.contains(r))
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn a_late_merge_rewrites_exactly_the_partitions_whose_rows_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    // u: 23:40 on the 14th, then 00:25 and 00:40 (a purchase) on the 15th:
+    // 45 minutes apart, two sessions. w's session crosses 16th → 17th.
+    // v has one event on the 14th and one on the 16th.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b1.jsonl",
+        &[
+            ev("e1", "page_view", "2024-03-14T23:40:00Z", "u"),
+            ev("e3", "page_view", "2024-03-15T00:25:00Z", "u"),
+            ev("e4", "purchase", "2024-03-15T00:40:00Z", "u"),
+            ev("v1", "page_view", "2024-03-14T12:00:00Z", "v"),
+            ev("v2", "page_view", "2024-03-16T09:00:00Z", "v"),
+            ev("w1", "page_view", "2024-03-16T23:50:00Z", "w"),
+            ev("w2", "purchase", "2024-03-17T00:10:00Z", "w"),
+        ],
+        "2024-03-18T02:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["mode"], "full", "nothing built yet: {s}");
+    let sid = |e: &str| {
+        query_csv(
+            &lake,
+            &format!("SELECT session_id FROM events WHERE event_id = '{e}'"),
+        )
+    };
+    let (s1, s2) = (sid("e1"), sid("e3"));
+    assert_ne!(s1, s2);
+
+    // A late event at 23:59 on the 14th bridges u's two sessions: the 14th
+    // is dirty, and the 15th's rows change (its session ids, and its
+    // session moves to the 14th), so both are rewritten; the 16th is not.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b2.jsonl",
+        &[ev("e2", "page_view", "2024-03-14T23:59:00Z", "u")],
+        "2024-03-19T02:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["mode"], "incremental", "{s}");
+    assert_eq!(
+        s["touched_users"], 2,
+        "u and v have events on the 14th: {s}"
+    );
+    assert_eq!(list(&s["loaded_dates"]), ["2024-03-14", "2024-03-15"]);
+    let rec = &s["recomputed"];
+    assert_eq!(list(&rec["events"]), ["2024-03-14", "2024-03-15"], "{s}");
+    assert_eq!(list(&rec["sessions"]), ["2024-03-14", "2024-03-15"], "{s}");
+    assert_eq!(list(&rec["purchases"]), ["2024-03-15"], "{s}");
+    assert_eq!(rec.as_object().unwrap().len(), 3, "{s}");
+    // The 15th's sessions partition is now empty (its only session moved).
+    assert!(
+        s["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["table"] == "sessions" && p["partition"] == "2024-03-15" && p["rows"] == 0),
+        "{s}"
+    );
+    assert_eq!(sid("e3"), s1, "e3 joined the session of e1");
+    assert_eq!(sid("e4"), s1);
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT session_id FROM purchases WHERE event_id = 'e4'"
+        ),
+        s1
+    );
+    assert_equals_full(&lake, &tmp.path().join("full-1"), "after the bridge");
+
+    // A late event for v on the 16th: v and w are touched; w's session
+    // reaches the 17th, which is loaded but unchanged, so not rewritten.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b3.jsonl",
+        &[ev("v3", "page_view", "2024-03-16T09:10:00Z", "v")],
+        "2024-03-20T02:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["touched_users"], 2, "{s}");
+    assert_eq!(list(&s["loaded_dates"]), ["2024-03-16", "2024-03-17"]);
+    assert_eq!(list(&s["recomputed"]["events"]), ["2024-03-16"], "{s}");
+    assert_eq!(list(&s["recomputed"]["sessions"]), ["2024-03-16"], "{s}");
+    assert_eq!(s["recomputed"].as_object().unwrap().len(), 2, "{s}");
+    assert_equals_full(&lake, &tmp.path().join("full-2"), "after v3");
+
+    // --dates restates a range that is not dirty; a no-op run otherwise.
+    assert_eq!(silver(&lake, &[])["status"], "noop");
+    let s = silver(&lake, &["--dates", "2024-03-15..2024-03-16"]);
+    assert_eq!(list(&s["restated"]), ["2024-03-15", "2024-03-16"]);
+    assert_eq!(
+        list(&s["recomputed"]["events"]),
+        ["2024-03-15", "2024-03-16"]
+    );
+    assert_equals_full(&lake, &tmp.path().join("full-3"), "after --dates");
+}
+
+#[test]
+fn property_incremental_silver_equals_full_after_every_late_batch() {
+    // Few users and many late events: sessions cross midnight, late events
+    // extend and merge sessions across days. Batches arrive in a shuffled
+    // order, so whole days arrive late.
+    let tmp = tempfile::tempdir().unwrap();
+    for seed in [11u64, 12, 13] {
+        let gen_dir = tmp.path().join(format!("gen-{seed}"));
+        generate(
+            &gen_dir,
+            &[
+                "--events",
+                "1500",
+                "--seed",
+                &seed.to_string(),
+                "--days",
+                "5",
+                "--users",
+                "12",
+                "--late-rate",
+                "0.6",
+                "--bad-rate",
+                "0",
+            ],
+        );
+        let mut files: Vec<PathBuf> = std::fs::read_dir(gen_dir.join("batches"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        // A seeded Fisher-Yates shuffle.
+        let mut x = seed;
+        for i in (1..files.len()).rev() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            files.swap(i, (x >> 33) as usize % (i + 1));
+        }
+        let lake = tmp.path().join(format!("lake-{seed}"));
+        let mut incremental_runs = 0;
+        for (i, f) in files.iter().enumerate() {
+            let pt = format!("2024-04-{:02}T02:00:00Z", i + 1);
+            ok(
+                &lake,
+                &["ingest", f.to_str().unwrap(), "--processing-time", &pt],
+            );
+            let s = silver(&lake, &[]);
+            if s["mode"] == "incremental" {
+                incremental_runs += 1;
+            }
+            assert_equals_full(
+                &lake,
+                &tmp.path().join("scratch"),
+                &format!("seed {seed}, after {}", f.display()),
+            );
+        }
+        assert!(incremental_runs >= 3, "seed {seed}: {incremental_runs}");
     }
 }

@@ -1,34 +1,27 @@
-//! Silver SQL: deduplication and LAG-based sessionization (DESIGN.md §5).
+//! Silver: deduplicated, sessionized `events`, `sessions` and the typed
+//! per-event-type tables (DESIGN.md §5).
 //!
 //! The SQL lives in `sql/silver/` (one file per output table, CTEs ending in
-//! `final`) and refers only to logical table names. The session gap is a
-//! bound parameter, never pasted into the SQL text.
-//!
-//! This module runs the SQL over whatever `bronze_events` the context
-//! holds; `evlake silver` (recompute of dirty partitions, commits) builds on
-//! it next.
+//! `final`) and refers only to logical table names. The session gap and the
+//! excluded event types are bound parameters, never pasted into the SQL.
+//! [`reach`] decides which dates an incremental recompute loads and
+//! [`rebuild`] runs it and commits.
+
+pub mod reach;
+pub mod rebuild;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::prelude::{DataFrame, SessionContext};
 use serde::Serialize;
 
 use crate::bronze;
 use crate::dirty;
-use crate::engine;
-use crate::fault;
-use crate::ingest::table_dirs;
-use crate::lake::{self, Lake};
-use crate::log::{self, Commit, FileAction, LakeState};
+use crate::log::LakeState;
+
+pub use rebuild::{Options, rebuild};
 
 /// Logical name and directory of the sessionized events table.
 pub const EVENTS_TABLE: &str = "events";
@@ -38,9 +31,9 @@ pub const SESSIONS_TABLE: &str = "sessions";
 pub const SESSIONS_DIR: &str = "silver/sessions";
 
 /// `sql/silver/events.sql`: deduplicated events with `session_id`.
-pub const EVENTS_SQL: &str = include_str!("../sql/silver/events.sql");
+pub const EVENTS_SQL: &str = include_str!("../../sql/silver/events.sql");
 /// `sql/silver/sessions.sql`: one row per session of `events`.
-pub const SESSIONS_SQL: &str = include_str!("../sql/silver/sessions.sql");
+pub const SESSIONS_SQL: &str = include_str!("../../sql/silver/sessions.sql");
 
 /// Typed per-event-type tables: (logical name, directory, SQL). Adding one
 /// is one SQL file in `sql/silver/typed/` and one line here. Each SQL reads
@@ -50,41 +43,79 @@ pub const TYPED: &[(&str, &str, &str)] = &[
     (
         "purchases",
         "silver/purchases",
-        include_str!("../sql/silver/typed/purchases.sql"),
+        include_str!("../../sql/silver/typed/purchases.sql"),
     ),
     (
         "searches",
         "silver/searches",
-        include_str!("../sql/silver/typed/searches.sql"),
+        include_str!("../../sql/silver/typed/searches.sql"),
     ),
     (
         "signups",
         "silver/signups",
-        include_str!("../sql/silver/typed/signups.sql"),
+        include_str!("../../sql/silver/typed/signups.sql"),
     ),
     (
         "cart_adds",
         "silver/cart_adds",
-        include_str!("../sql/silver/typed/cart_adds.sql"),
+        include_str!("../../sql/silver/typed/cart_adds.sql"),
     ),
     (
         "ledger",
         "silver/ledger",
-        include_str!("../sql/silver/typed/ledger.sql"),
+        include_str!("../../sql/silver/typed/ledger.sql"),
     ),
 ];
 
 /// Default `--session-gap`: 30 minutes.
 pub const DEFAULT_SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
+/// The largest `--session-gap`: one day (a session then only ever crosses
+/// into the adjacent date, which the incremental reach relies on).
+pub const MAX_SESSION_GAP_US: i64 = crate::time::MICROS_PER_DAY;
+
+/// The settings that shape silver's rows (all in the fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// A new session starts when the gap is strictly greater than this (µs).
+    pub session_gap_us: i64,
+    /// Event types left out of sessionization (kept, `session_id` NULL).
+    pub exclude_types: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::with_gap(DEFAULT_SESSION_GAP_US)
+    }
+}
+
+impl Settings {
+    pub fn with_gap(session_gap_us: i64) -> Settings {
+        Settings {
+            session_gap_us,
+            exclude_types: Vec::new(),
+        }
+    }
+
+    /// `$2` of events.sql: each excluded type wrapped in 0x1f.
+    fn exclude_param(&self) -> String {
+        let mut types: Vec<&str> = self.exclude_types.iter().map(String::as_str).collect();
+        types.sort_unstable();
+        types.dedup();
+        types.iter().map(|t| format!("\u{1f}{t}\u{1f}")).collect()
+    }
+}
 
 /// Deduplicated, sessionized events from the context's `bronze_events`.
-pub async fn events(ctx: &SessionContext, session_gap_us: i64) -> Result<DataFrame> {
+pub async fn events(ctx: &SessionContext, settings: &Settings) -> Result<DataFrame> {
     let df = ctx
         .sql(EVENTS_SQL)
         .await
         .context("sql/silver/events.sql does not plan")?;
-    df.with_param_values(vec![ScalarValue::Int64(Some(session_gap_us))])
-        .context("binding the session gap to sql/silver/events.sql")
+    df.with_param_values(vec![
+        ScalarValue::Int64(Some(settings.session_gap_us)),
+        ScalarValue::Utf8(Some(settings.exclude_param())),
+    ])
+    .context("binding the session gap to sql/silver/events.sql")
 }
 
 /// Sessions from the context's `events` table.
@@ -95,11 +126,17 @@ pub async fn sessions(ctx: &SessionContext) -> Result<DataFrame> {
 }
 
 /// The fingerprint of the SQL and settings that build silver: a change to
-/// either SQL file or to the gap makes every silver partition dirty.
-pub fn fingerprint(session_gap_us: i64) -> String {
-    let gap = session_gap_us.to_string();
+/// any silver SQL file, the gap or the excluded types makes every silver
+/// partition dirty.
+pub fn fingerprint(settings: &Settings) -> String {
+    let gap = settings.session_gap_us.to_string();
+    let excluded = settings.exclude_param();
     let mut parts = vec![EVENTS_SQL, SESSIONS_SQL, gap.as_str()];
     parts.extend(TYPED.iter().map(|(_, _, sql)| *sql));
+    // Only when set, so lakes built before the option keep their builds.
+    if !excluded.is_empty() {
+        parts.push(excluded.as_str());
+    }
     crate::dirty::fingerprint(&parts)
 }
 
@@ -115,11 +152,22 @@ pub struct SilverReport {
     pub command: &'static str,
     /// `committed` or `noop` (nothing dirty).
     pub status: &'static str,
+    /// `incremental` or `full`.
+    pub mode: &'static str,
     pub lake: String,
     pub version: u64,
     /// Dirty silver partitions found before the run, and why.
     pub dirty: Vec<dirty::DirtyPartition>,
-    /// Partitions written.
+    /// Dates restated with `--dates`.
+    pub restated: Vec<String>,
+    /// Dates whose events were loaded: the dirty and restated dates plus
+    /// the neighbours that sessions reach into.
+    pub loaded_dates: Vec<String>,
+    /// Users whose sessions were recomputed (every user in a full rebuild).
+    pub touched_users: Option<u64>,
+    /// Per table, the partitions rewritten (rows changed or restated).
+    pub recomputed: BTreeMap<String, Vec<String>>,
+    /// Every rewritten partition with its new row count (0: now empty).
     pub partitions: Vec<SilverPartition>,
     /// Per typed table: present values that could not be typed (now NULL).
     pub warnings: BTreeMap<String, u64>,
@@ -128,213 +176,12 @@ pub struct SilverReport {
 
 /// Which silver partitions are dirty: each `events` partition reads the
 /// bronze partition of the same date; the recompute extends from there.
-pub fn dirty_partitions(state: &LakeState, session_gap_us: i64) -> Vec<dirty::DirtyPartition> {
+pub fn dirty_partitions(state: &LakeState, settings: &Settings) -> Vec<dirty::DirtyPartition> {
     let wanted: BTreeMap<String, Vec<String>> = state
         .partitions(bronze::TABLE)
         .map(|(d, _)| (d.clone(), vec![dirty::input_key(bronze::TABLE, d)]))
         .collect();
-    dirty::dirty_partitions(state, EVENTS_TABLE, &fingerprint(session_gap_us), &wanted)
-}
-
-/// Rebuild silver (`events`, `sessions`) as one commit when any partition is
-/// dirty (or always with `full`). This first version recomputes every
-/// partition; recomputing only the dirty ones (extended by session reach)
-/// is the next step, and must give the same rows.
-pub fn rebuild(
-    lake: &Lake,
-    processing_time: i64,
-    session_gap_us: i64,
-    full: bool,
-) -> Result<SilverReport> {
-    let started = Instant::now();
-    let _lock = lake.lock()?;
-    let state = LakeState::load(lake)?;
-    log::clean_orphans(lake, &state, &table_dirs())?;
-    let dirty = dirty_partitions(&state, session_gap_us);
-    let mut report = SilverReport {
-        command: "silver",
-        status: "noop",
-        lake: lake.root().display().to_string(),
-        version: state.version,
-        dirty,
-        partitions: Vec::new(),
-        warnings: BTreeMap::new(),
-        elapsed_ms: 0,
-    };
-    let has_bronze = state.partitions(bronze::TABLE).next().is_some();
-    if !has_bronze || (!full && report.dirty.is_empty()) {
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        return Ok(report);
-    }
-    let staging = lake
-        .staging_dir()
-        .join(format!("silver-{}", std::process::id()));
-    let staged_events = staging.join("events");
-    let staged_sessions = staging.join("sessions");
-    fs::create_dir_all(&staging)
-        .with_context(|| format!("failed to create `{}`", staging.display()))?;
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let warnings = rt.block_on(async {
-        let ctx = engine::context(lake).await?;
-        events(&ctx, session_gap_us)
-            .await?
-            .write_parquet(
-                &format!("{}/", staged_events.display()),
-                DataFrameWriteOptions::new().with_partition_by(vec!["event_date".into()]),
-                None,
-            )
-            .await
-            .context("writing silver events")?;
-        // `sessions` and the typed tables read the events just computed,
-        // not the previous build.
-        ctx.deregister_table(EVENTS_TABLE)?;
-        engine::register_partitioned(
-            &ctx,
-            EVENTS_TABLE,
-            &staged_events,
-            "event_date",
-            None,
-            Vec::new(),
-        )
-        .await?;
-        sessions(&ctx)
-            .await?
-            .write_parquet(
-                &format!("{}/", staged_sessions.display()),
-                DataFrameWriteOptions::new().with_partition_by(vec!["session_date".into()]),
-                None,
-            )
-            .await
-            .context("writing silver sessions")?;
-        let mut warnings = BTreeMap::new();
-        for (table, _, sql) in TYPED {
-            let df = ctx
-                .sql(sql)
-                .await
-                .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?;
-            let counted = df
-                .clone()
-                .aggregate(
-                    vec![],
-                    vec![datafusion::functions_aggregate::expr_fn::sum(
-                        datafusion::prelude::col("_warnings"),
-                    )],
-                )?
-                .collect()
-                .await?;
-            let n = match counted.first() {
-                Some(b) if b.num_rows() > 0 => {
-                    let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
-                    c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                        .value(0)
-                }
-                _ => 0,
-            };
-            warnings.insert(table.to_string(), n.max(0) as u64);
-            df.drop_columns(&["_warnings"])?
-                .write_parquet(
-                    &format!("{}/", staging.join(table).display()),
-                    DataFrameWriteOptions::new().with_partition_by(vec!["event_date".into()]),
-                    None,
-                )
-                .await
-                .with_context(|| format!("writing silver {table}"))?;
-        }
-        anyhow::Ok(warnings)
-    })?;
-    report.warnings = warnings;
-    fault::point("staged");
-
-    let run_id = {
-        let mut h = blake3::Hasher::new();
-        h.update(format!("silver {} {}", state.version, session_gap_us).as_bytes());
-        h.finalize().to_hex()[..16].to_string()
-    };
-    let fp = fingerprint(session_gap_us);
-    let mut commit = Commit::next(&state, "silver", processing_time);
-    let mut n = 0;
-    let mut outputs = vec![
-        (
-            EVENTS_TABLE,
-            EVENTS_DIR,
-            staged_events.clone(),
-            "event_date",
-        ),
-        (
-            SESSIONS_TABLE,
-            SESSIONS_DIR,
-            staged_sessions.clone(),
-            "session_date",
-        ),
-    ];
-    for (table, dir, _) in TYPED {
-        outputs.push((table, dir, staging.join(table), "event_date"));
-    }
-    for (table, dir, staged, column) in outputs {
-        let staged = &staged;
-        for rel in lake::list_files(staged, staged)? {
-            let Some((part_dir, _)) = rel.split_once('/') else {
-                continue;
-            };
-            let partition = part_dir
-                .strip_prefix(&format!("{column}="))
-                .context("unexpected staged layout")?
-                .to_string();
-            let from = staged.join(&rel);
-            let rows = parquet_rows(&from)?;
-            let bytes = fs::metadata(&from)?.len();
-            let rel_final = format!("{dir}/{part_dir}/part-{run_id}-{n:05}.parquet");
-            n += 1;
-            lake::rename_into_place(&from, &lake.path(&rel_final))?;
-            if n == 1 {
-                fault::point("renamed");
-            }
-            commit
-                .add
-                .push(FileAction::plain(table, &partition, rel_final, rows, bytes));
-            report.partitions.push(SilverPartition {
-                table: table.to_string(),
-                partition: partition.clone(),
-                rows,
-            });
-        }
-    }
-    // A full rebuild replaces every existing silver file.
-    for table in all_tables() {
-        for (_, p) in state.partitions(table) {
-            commit.remove.extend(p.files.values().cloned());
-        }
-    }
-    // Every silver table records, for every bronze date, the bronze
-    // version it read, including dates where it has no rows (a day with no
-    // purchases is built, not missing).
-    let dates: Vec<String> = state
-        .partitions(bronze::TABLE)
-        .map(|(d, _)| d.clone())
-        .collect();
-    for table in all_tables() {
-        for date in &dates {
-            let input = dirty::input_key(bronze::TABLE, date);
-            commit
-                .builds
-                .push(dirty::build_record(&state, table, date, &[input], &fp));
-        }
-    }
-    fault::point("before-commit");
-    log::write_commit(lake, &commit)?;
-    fault::point("after-commit");
-    for f in &commit.remove {
-        let p = lake.path(&f.path);
-        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
-    }
-    let _ = fs::remove_dir_all(&staging);
-    report.status = "committed";
-    report.version = commit.version;
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
+    dirty::dirty_partitions(state, EVENTS_TABLE, &fingerprint(settings), &wanted)
 }
 
 /// Every silver table's logical name.
@@ -349,13 +196,6 @@ pub fn all_dirs() -> Vec<&'static str> {
     let mut v = vec![EVENTS_DIR, SESSIONS_DIR];
     v.extend(TYPED.iter().map(|(_, d, _)| *d));
     v
-}
-
-fn parquet_rows(path: &Path) -> Result<u64> {
-    let f = fs::File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let r = SerializedFileReader::new(f)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
-    Ok(r.metadata().file_metadata().num_rows() as u64)
 }
 
 #[cfg(test)]
@@ -444,7 +284,12 @@ mod tests {
     /// event_id → (session_id, kept processing batch) after silver.
     async fn sessionize(rows: &[Row], gap: i64) -> BTreeMap<String, (String, String)> {
         let ctx = ctx_with(rows).await;
-        let batches = events(&ctx, gap).await.unwrap().collect().await.unwrap();
+        let batches = events(&ctx, &Settings::with_gap(gap))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         let mut out = BTreeMap::new();
         for b in &batches {
             let ids = b.column_by_name("event_id").unwrap().as_string::<i32>();
@@ -529,7 +374,7 @@ mod tests {
         let s = sessionize(&rows, GAP).await;
         assert_eq!(groups(&s), [vec!["a", "b", "c"]]);
         let ctx = ctx_with(&rows).await;
-        let ev = events(&ctx, GAP).await.unwrap();
+        let ev = events(&ctx, &Settings::with_gap(GAP)).await.unwrap();
         ctx.register_table("events", ev.into_view()).unwrap();
         let b = sessions(&ctx).await.unwrap().collect().await.unwrap();
         assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
@@ -670,8 +515,14 @@ mod tests {
             ),
         ];
         let ctx = ctx_with(&rows).await;
-        ctx.register_table("events", events(&ctx, GAP).await.unwrap().into_view())
-            .unwrap();
+        ctx.register_table(
+            "events",
+            events(&ctx, &Settings::with_gap(GAP))
+                .await
+                .unwrap()
+                .into_view(),
+        )
+        .unwrap();
         let b = sessions(&ctx)
             .await
             .unwrap()
@@ -697,7 +548,11 @@ mod tests {
 
     #[test]
     fn the_gap_and_sql_are_in_the_fingerprint() {
-        assert_ne!(fingerprint(GAP), fingerprint(GAP + 1));
-        assert_eq!(fingerprint(GAP), fingerprint(GAP));
+        let s = Settings::with_gap(GAP);
+        assert_ne!(fingerprint(&s), fingerprint(&Settings::with_gap(GAP + 1)));
+        assert_eq!(fingerprint(&s), fingerprint(&Settings::with_gap(GAP)));
+        let mut x = s.clone();
+        x.exclude_types = vec!["heartbeat".into()];
+        assert_ne!(fingerprint(&s), fingerprint(&x));
     }
 }
