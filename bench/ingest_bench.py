@@ -11,25 +11,9 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "out")
-
-
-def run(cmd, env=None):
-    """Run a child; return (seconds, peak RSS bytes). Fails loudly."""
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    elapsed = time.perf_counter() - start
-    err = p.stderr.read().decode(errors="replace")
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}\n{err}")
-    return elapsed, usage.ru_maxrss * 1024
+from benchlib import HERE, OUT, generated, run
 
 
 def main():
@@ -40,13 +24,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
 
-    gen = os.path.join(OUT, f"gen-{args.events}")
-    if not os.path.exists(os.path.join(gen, "truth.json")):
-        print(f"generating {args.events} events into {gen} ...", file=sys.stderr)
-        subprocess.run([args.evlake, "generate", "--events", str(args.events), "--days", str(args.days),
-                        "--out", gen], check=True)
+    gen, truth = generated(args.evlake, args.events, args.days)
     batches = os.path.join(gen, "batches")
-    truth = json.load(open(os.path.join(gen, "truth.json")))
     nbytes = sum(os.path.getsize(os.path.join(batches, f)) for f in os.listdir(batches))
     events = truth["totals"]["events"]
     sql = open(os.path.join(HERE, "duckdb_ingest.sql")).read()

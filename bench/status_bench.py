@@ -16,8 +16,7 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "out")
+from benchlib import OUT, lake_of_batches
 
 
 def timed(cmd, reps):
@@ -30,19 +29,7 @@ def timed(cmd, reps):
 
 
 def lake_for(evlake, events, days):
-    gen = os.path.join(OUT, f"gen-{events}")
-    if not os.path.exists(os.path.join(gen, "truth.json")):
-        subprocess.run([evlake, "generate", "--events", str(events), "--days", str(days), "--out", gen], check=True,
-                       stderr=subprocess.DEVNULL)
-    truth = json.load(open(os.path.join(gen, "truth.json")))
-    lake = os.path.join(OUT, f"status-lake-{events}")
-    done = os.path.join(lake, ".complete")
-    if not os.path.exists(done):
-        subprocess.run(["rm", "-rf", lake], check=True)
-        for b in truth["batches"]:
-            subprocess.run([evlake, "--lake", lake, "ingest", os.path.join(gen, "batches", b["file"]),
-                            "--processing-time", b["processing_time"]], check=True, stderr=subprocess.DEVNULL)
-        open(done, "w").close()
+    lake, truth = lake_of_batches(evlake, events, days, f"status-lake-{events}")
     return lake, len(truth["batches"])
 
 

@@ -41,6 +41,20 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 
 # Timestamps without a UTC offset: "reject" (quarantine) or "utc".
 # naive_timestamps = "reject"
+
+[silver]
+# A new session starts when the gap to the user's previous event is
+# strictly greater than this (at most 1d). Changing it rebuilds silver.
+# session_gap = "30m"
+
+# Event types left out of sessionization: kept in `events` with a NULL
+# session_id, not counted in sessions. Changing it rebuilds silver.
+# session_exclude_types = []
+
+[engine]
+# Memory DataFusion may use before sorts, joins and aggregates spill to
+# disk (e.g. "512M", "4G", "none").
+# memory_limit = "2G"
 "#;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -48,6 +62,23 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 pub struct Config {
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub silver: SilverConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilverConfig {
+    pub session_gap: Option<String>,
+    pub session_exclude_types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    pub memory_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -141,6 +172,9 @@ mod tests {
         assert_eq!(c.ingest.late_policy.as_deref(), Some("reopen"));
         assert_eq!(c.ingest.watermark_delay.as_deref(), Some("1h"));
         assert_eq!(c.ingest.max_bad_fraction, Some(0.05));
+        assert_eq!(c.silver.session_gap.as_deref(), Some("30m"));
+        assert_eq!(c.silver.session_exclude_types, Some(vec![]));
+        assert_eq!(c.engine.memory_limit.as_deref(), Some("2G"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -46,75 +47,140 @@ impl Default for EngineOptions {
     }
 }
 
-/// The runtime (memory pool with spilling, disk manager) for `opts`.
-pub fn runtime(opts: &EngineOptions) -> Result<Arc<RuntimeEnv>> {
-    let mut b = RuntimeEnvBuilder::new();
-    if let Some(limit) = opts.memory_limit {
-        // Fair shares between spilling operators; the tracking wrapper
-        // names the largest consumers when a query still runs out.
-        b = b.with_memory_pool(Arc::new(TrackConsumersPool::new(
-            FairSpillPool::new(limit),
-            NonZeroUsize::new(5).expect("non-zero"),
-        )));
-    }
-    if let Some(dir) = &opts.spill_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create spill directory `{}`", dir.display()))?;
-        b = b.with_temp_file_path(dir);
-    }
-    Ok(b.build_arc()?)
+/// The runtime (memory pool with spilling, disk manager) and session
+/// settings for one run; every context of the run shares its memory pool.
+#[derive(Clone)]
+pub struct Engine {
+    runtime: Arc<RuntimeEnv>,
+    opts: EngineOptions,
 }
 
-/// A session with evlake's settings and SQL functions but no tables.
-pub fn bare(runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
-    let mut config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .with_information_schema(true);
-    // Strings read back as Utf8, as bronze declares them, so every file a
-    // derived table writes carries the same schema (Utf8View from one
-    // reader mixed with Utf8 from another would not merge).
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
-    datafusion_functions_json::register_all(&mut ctx)?;
-    Ok(ctx)
+impl Engine {
+    pub fn new(opts: &EngineOptions) -> Result<Engine> {
+        let mut b = RuntimeEnvBuilder::new();
+        if let Some(limit) = opts.memory_limit {
+            // Fair shares between spilling operators; the tracking wrapper
+            // names the largest consumers when a query still runs out.
+            b = b.with_memory_pool(Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                NonZeroUsize::new(5).expect("non-zero"),
+            )));
+        }
+        if let Some(dir) = &opts.spill_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create spill directory `{}`", dir.display()))?;
+            b = b.with_temp_file_path(dir);
+        }
+        Ok(Engine {
+            runtime: b.build_arc()?,
+            opts: opts.clone(),
+        })
+    }
+
+    /// Watch the spill directory's size until the returned monitor stops;
+    /// its peak says whether (and how much) the run spilled.
+    pub fn spill_monitor(&self) -> SpillMonitor {
+        let disk = self.runtime.disk_manager.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(disk.used_disk_space(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        SpillMonitor {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    /// A session with evlake's settings and SQL functions but no tables.
+    pub fn bare(&self) -> Result<SessionContext> {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .with_information_schema(true);
+        let options = config.options_mut();
+        // Strings read back as Utf8, as bronze declares them, so every file
+        // a derived table writes carries the same schema (Utf8View from one
+        // reader mixed with Utf8 from another would not merge).
+        options.execution.parquet.schema_force_view_types = false;
+        if let Some(limit) = self.opts.memory_limit {
+            // Each sort reserves this much up front for its merge phase
+            // (10 MiB by default); under a small limit, several sorts at
+            // once must still fit.
+            let reserve = (limit / 32).clamp(256 << 10, 10 << 20);
+            options.execution.sort_spill_reservation_bytes = reserve;
+            options.execution.sort_in_place_threshold_bytes = reserve;
+        }
+        let mut ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        datafusion_functions_json::register_all(&mut ctx)?;
+        Ok(ctx)
+    }
+
+    /// A session over `lake` with every existing table registered.
+    pub async fn context(&self, lake: &Lake) -> Result<SessionContext> {
+        let ctx = self.bare()?;
+        for (table, dir) in [
+            (bronze::TABLE, bronze::DIR),
+            (bronze::LATE_TABLE, bronze::LATE_DIR),
+        ] {
+            register_bronze_like(&ctx, lake, table, dir).await?;
+        }
+        for (table, dir, column) in [
+            (
+                crate::silver::EVENTS_TABLE,
+                crate::silver::EVENTS_DIR,
+                "event_date",
+            ),
+            (
+                crate::silver::SESSIONS_TABLE,
+                crate::silver::SESSIONS_DIR,
+                "session_date",
+            ),
+        ] {
+            register_derived(&ctx, lake, table, dir, column).await?;
+        }
+        for (table, dir, _) in crate::silver::TYPED {
+            register_derived(&ctx, lake, table, dir, "event_date").await?;
+        }
+        Ok(ctx)
+    }
 }
 
-/// A session over `lake` with every existing table registered.
+/// See [`Engine::spill_monitor`].
+pub struct SpillMonitor {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SpillMonitor {
+    /// Stop watching; the most bytes seen on disk at once.
+    pub fn finish(mut self) -> u64 {
+        self.halt();
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SpillMonitor {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A session over `lake` with every existing table and default settings.
 pub async fn context(lake: &Lake) -> Result<SessionContext> {
-    context_with(lake, runtime(&EngineOptions::default())?).await
-}
-
-/// [`context`] on a given runtime (memory limit, spill directory).
-pub async fn context_with(lake: &Lake, runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
-    let ctx = bare(runtime)?;
-    for (table, dir) in [
-        (bronze::TABLE, bronze::DIR),
-        (bronze::LATE_TABLE, bronze::LATE_DIR),
-    ] {
-        register_bronze_like(&ctx, lake, table, dir).await?;
-    }
-    for (table, dir, column) in [
-        (
-            crate::silver::EVENTS_TABLE,
-            crate::silver::EVENTS_DIR,
-            "event_date",
-        ),
-        (
-            crate::silver::SESSIONS_TABLE,
-            crate::silver::SESSIONS_DIR,
-            "session_date",
-        ),
-    ] {
-        register_derived(&ctx, lake, table, dir, column).await?;
-    }
-    for (table, dir, _) in crate::silver::TYPED {
-        register_derived(&ctx, lake, table, dir, "event_date").await?;
-    }
-    Ok(ctx)
+    Engine::new(&EngineOptions::default())?.context(lake).await
 }
 
 /// A derived table partitioned by a date column, schema read from its files.

@@ -59,8 +59,9 @@ pub struct EngineArgs {
     /// Memory DataFusion may use before sorts, joins and aggregates spill to
     /// disk (in the lake's staging directory), e.g. 512M, 4G; `none` for no
     /// limit
-    #[arg(long, value_name = "BYTES", default_value = "2G", value_parser = parse_memory_arg)]
-    pub memory_limit: MemoryLimit,
+    /// [default: 2G, or engine.memory_limit in evlake.toml]
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory_arg)]
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 /// A byte limit, or none.
@@ -68,11 +69,19 @@ pub struct EngineArgs {
 pub struct MemoryLimit(pub Option<usize>);
 
 impl EngineArgs {
-    pub fn options(&self) -> crate::engine::EngineOptions {
-        crate::engine::EngineOptions {
-            memory_limit: self.memory_limit.0,
+    /// The flag, else `engine.memory_limit` from evlake.toml, else 2G.
+    pub fn options(&self, cfg: &crate::config::Config) -> Result<crate::engine::EngineOptions> {
+        let limit = crate::config::resolve(
+            self.memory_limit,
+            cfg.engine.memory_limit.as_deref(),
+            "engine.memory_limit",
+            parse_memory_arg,
+            MemoryLimit(Some(crate::engine::DEFAULT_MEMORY_LIMIT)),
+        )?;
+        Ok(crate::engine::EngineOptions {
+            memory_limit: limit.0,
             spill_dir: None,
-        }
+        })
     }
 }
 
@@ -128,5 +137,23 @@ pub fn parse_fraction_arg(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "`{s}` is not a fraction between 0 and 1 (e.g. 0.05)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        let p = |s| parse_memory_arg(s).map(|m| m.0);
+        assert_eq!(p("512M"), Ok(Some(512 << 20)));
+        assert_eq!(p("4G"), Ok(Some(4 << 30)));
+        assert_eq!(p("2gib"), Ok(Some(2 << 30)));
+        assert_eq!(p("1024"), Ok(Some(1024)));
+        assert_eq!(p("none"), Ok(None));
+        for bad in ["", "0", "-1G", "1.5G", "12Q", "G"] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
     }
 }

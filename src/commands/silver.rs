@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{CommitArgs, EngineArgs, print_json, processing_time_or_now, status};
+use crate::config::{self, Config};
 use crate::lake::Lake;
 use crate::silver::{self, Settings};
 
@@ -33,14 +34,16 @@ pub struct Args {
     pub dates: Option<(i32, i32)>,
 
     /// A new session starts when the gap to the previous event is strictly
-    /// greater than this, e.g. 45m (at most 1d)
-    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = parse_session_gap)]
-    pub session_gap: i64,
+    /// greater than this, e.g. 45m (at most 1d) [default: 30m, or
+    /// silver.session_gap in evlake.toml]
+    #[arg(long, value_name = "DUR", value_parser = parse_session_gap)]
+    pub session_gap: Option<i64>,
 
     /// Event types left out of sessionization (comma-separated); their
-    /// events stay in `events` with a NULL session_id
+    /// events stay in `events` with a NULL session_id [default: none, or
+    /// silver.session_exclude_types in evlake.toml]
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
-    pub session_exclude_types: Vec<String>,
+    pub session_exclude_types: Option<Vec<String>>,
 
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -72,11 +75,21 @@ fn parse_session_gap(s: &str) -> Result<i64, String> {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    let cfg = Config::load(&lake)?;
+    let exclude = args
+        .session_exclude_types
+        .or(cfg.silver.session_exclude_types.clone())
+        .unwrap_or_default();
     let opts = silver::Options {
         settings: Settings {
-            session_gap_us: args.session_gap,
-            exclude_types: args
-                .session_exclude_types
+            session_gap_us: config::resolve(
+                args.session_gap,
+                cfg.silver.session_gap.as_deref(),
+                "silver.session_gap",
+                parse_session_gap,
+                silver::DEFAULT_SESSION_GAP_US,
+            )?,
+            exclude_types: exclude
                 .iter()
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty())
@@ -84,7 +97,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         },
         full: args.full,
         dates: args.dates,
-        engine: args.engine.options(),
+        engine: args.engine.options(&cfg)?,
         processing_time: processing_time_or_now(args.commit.processing_time),
     };
     let r = silver::rebuild(&lake, &opts)?;

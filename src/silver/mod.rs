@@ -169,6 +169,8 @@ pub struct SilverReport {
     pub recomputed: BTreeMap<String, Vec<String>>,
     /// Every rewritten partition with its new row count (0: now empty).
     pub partitions: Vec<SilverPartition>,
+    /// The most bytes spilled to disk at once (0: it fit in memory).
+    pub spill_peak_bytes: u64,
     /// Per typed table: present values that could not be typed (now NULL).
     pub warnings: BTreeMap<String, u64>,
     pub elapsed_ms: u64,

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::bronze;
 use crate::dirty;
-use crate::engine::{self, EngineOptions};
+use crate::engine::{self, Engine, EngineOptions};
 use crate::fault;
 use crate::ingest::table_dirs;
 use crate::lake::{self, Lake};
@@ -90,6 +90,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         restated: restated.iter().map(|d| format_date32(*d)).collect(),
         loaded_dates: Vec::new(),
         touched_users: None,
+        spill_peak_bytes: 0,
         recomputed: BTreeMap::new(),
         partitions: Vec::new(),
         warnings: BTreeMap::new(),
@@ -116,9 +117,10 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         .enable_all()
         .build()?;
     let built = rt.block_on(async {
-        let runtime = engine::runtime(&engine_opts)?;
-        let ctx = engine::context_with(lake, runtime.clone()).await?;
-        let work = engine::bare(runtime)?;
+        let engine = Engine::new(&engine_opts)?;
+        let spill = engine.spill_monitor();
+        let ctx = engine.context(lake).await?;
+        let work = engine.bare()?;
         let (loaded, users) = if full {
             (recompute.clone(), None)
         } else {
@@ -139,7 +141,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             (r.loaded, Some(r.users))
         };
         let neighbours: BTreeSet<Day> = loaded.difference(&recompute).copied().collect();
-        compute(
+        let built = compute(
             &ctx,
             &work,
             &opts.settings,
@@ -148,10 +150,11 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             &neighbours,
             &dirs,
         )
-        .await
-        .map(|b| (loaded, users.map(|u| u.len() as u64), b))
+        .await?;
+        anyhow::Ok((loaded, users.map(|u| u.len() as u64), built, spill.finish()))
     })?;
-    let (loaded, touched, built) = built;
+    let (loaded, touched, built, spilled) = built;
+    report.spill_peak_bytes = spilled;
     report.loaded_dates = loaded.iter().map(|d| format_date32(*d)).collect();
     report.touched_users = touched;
     report.warnings = built.warnings.clone();

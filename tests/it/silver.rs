@@ -509,3 +509,102 @@ fn property_incremental_silver_equals_full_after_every_late_batch() {
         assert!(incremental_runs >= 3, "seed {seed}: {incremental_runs}");
     }
 }
+
+#[test]
+fn excluded_event_types_take_no_part_in_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    // A heartbeat at 10:20 bridges 10:00 and 10:45 (gaps of 20 and 25 min);
+    // without it the gap is 45 min.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b.jsonl",
+        &[
+            ev("a", "page_view", "2024-03-15T10:00:00Z", "u"),
+            ev("h", "heartbeat", "2024-03-15T10:20:00Z", "u"),
+            ev("b", "page_view", "2024-03-15T10:45:00Z", "u"),
+        ],
+        "2024-03-16T02:00:00Z",
+    );
+    silver(&lake, &[]);
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM sessions"), ["1"]);
+    let s = silver(
+        &lake,
+        &["--session-exclude-types", "heartbeat,app_background"],
+    );
+    assert_eq!(s["dirty"][0]["reasons"][0]["kind"], "fingerprint_changed");
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT event_id, session_id IS NULL FROM events ORDER BY event_id"
+        ),
+        ["a,false", "b,false", "h,true"]
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT event_count FROM sessions ORDER BY session_start"
+        ),
+        ["1", "1"]
+    );
+    // The same setting from evlake.toml: nothing to do; and a flag-less run
+    // against a config without it would rebuild (the fingerprint differs).
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[silver]\nsession_exclude_types = [\"app_background\", \"heartbeat\"]\n",
+    )
+    .unwrap();
+    assert_eq!(silver(&lake, &[])["status"], "noop");
+    std::fs::write(lake.join("evlake.toml"), "[silver]\nsession_gap = \"1h\"\n").unwrap();
+    let s = silver(&lake, &[]);
+    assert_eq!(s["mode"], "full");
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM sessions"), ["1"]);
+}
+
+#[test]
+fn bad_silver_flags_exit_2_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_sample_batch(&lake, &expected()["batches"][0]);
+    let before = commits(&lake);
+    for args in [
+        &["silver", "--dates", "2024-03-20..2024-03-01"][..],
+        &["silver", "--dates", "March"],
+        &["silver", "--session-gap", "2d"],
+        &["silver", "--session-gap", "0s"],
+        &["silver", "--memory-limit", "lots"],
+    ] {
+        let o = run(&lake, args);
+        assert_eq!(exit_code(&o), 2, "{args:?}: {}", stderr(&o));
+    }
+    std::fs::write(lake.join("evlake.toml"), "[engine]\nmemory_limit = \"x\"\n").unwrap();
+    let o = run(&lake, &["silver"]);
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("engine.memory_limit"), "{}", stderr(&o));
+    assert_eq!(commits(&lake), before);
+}
+
+#[test]
+fn a_small_memory_limit_still_rebuilds_by_spilling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    generate(
+        &gen_dir,
+        &["--events", "20000", "--days", "3", "--bad-rate", "0"],
+    );
+    let lake = tmp.path().join("lake");
+    ok(
+        &lake,
+        &["ingest", gen_dir.join("batches").to_str().unwrap()],
+    );
+    silver(&lake, &[]);
+    let want = silver_dump(&lake);
+    assert_eq!(silver(&lake, &["--full"])["spill_peak_bytes"], 0);
+    // ~10 MB of events through several sorts at once: under 64 MiB the
+    // sorts spill to disk, and the result is the same.
+    let s = silver(&lake, &["--full", "--memory-limit", "64M"]);
+    assert_eq!(s["status"], "committed");
+    assert!(s["spill_peak_bytes"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(silver_dump(&lake), want);
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Silver benchmark: sessionization, evlake vs DuckDB, and incremental vs full.
+
+On a lake built from generated batches (default 1M events over 60 days):
+1. `evlake silver --full` vs DuckDB's equivalent window query (dedup + LAG /
+   CASE / running SUM + session rows, written as partitioned Parquet) on the
+   same bronze files, alternating x3; medians, ratio and peak RSS. evlake
+   also writes the five typed tables; DuckDB writes events and sessions.
+2. Incremental: a late batch of 2,000 events on 3 old dates (a different
+   batch each rep), then `evlake silver`; ratio to the full rebuild.
+3. `silver --full` under a small `--memory-limit` (default 256M): it spills
+   instead of failing; time and peak RSS.
+Writes bench/out/silver-<events>.json.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import uuid
+
+from benchlib import HERE, OUT, lake_of_batches, run
+
+GAP_US = 30 * 60 * 1_000_000
+
+
+def late_batch(path, truth, rep, users, n=2000):
+    """n events for existing users on 3 old dates, arriving after the rest."""
+    dates = sorted(truth["partitions"])
+    rng = random.Random(rep)
+    picked = sorted(rng.sample(dates[1:-1], 3))
+    with open(path, "w") as f:
+        for i in range(n):
+            d = picked[i % 3]
+            ts = f"{d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z"
+            f.write(json.dumps({
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+                "event_type": rng.choice(["page_view", "page_view", "search", "purchase"]),
+                "event_timestamp": ts,
+                "user_id": f"u{rng.randrange(users)}",
+                "page_url": "https://shop.example.com/late",
+                "properties": {"order_id": f"late-{rep}-{i}", "amount": "9.99", "currency": "USD",
+                               "product_id": "p1", "query_text": "lamp", "result_count": 3},
+            }) + "\n")
+    return picked
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--evlake", required=True)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--days", type=int, default=60)
+    ap.add_argument("--users", type=int, default=20000, help="as generated (evlake generate's default)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--small-memory", default="256M")
+    args = ap.parse_args()
+
+    lake, truth = lake_of_batches(args.evlake, args.events, args.days, f"silver-lake-{args.events}-{args.days}d")
+    # Start from a lake whose silver exists, so every rep replaces the same.
+    run([args.evlake, "--lake", lake, "silver", "--full"])
+    bronze_glob = os.path.join(lake, "bronze", "events", "*", "*.parquet")
+    sql = open(os.path.join(HERE, "duckdb_silver.sql")).read()
+    events = truth["totals"]["events"]
+
+    def evlake_full():
+        return run([args.evlake, "--lake", lake, "silver", "--full"])
+
+    def duckdb_full():
+        out = os.path.join(OUT, "silver-duckdb")
+        shutil.rmtree(out, ignore_errors=True)
+        script = (sql.replace("{bronze_glob}", bronze_glob).replace("{out_dir}", out)
+                  .replace("{gap_us}", str(GAP_US)))
+        t = run([sys.executable, "-c", "import duckdb,sys; duckdb.connect().execute(sys.argv[1])", script])
+        shutil.rmtree(out, ignore_errors=True)
+        return t
+
+    results = {"evlake": [], "duckdb": [], "incremental": []}
+    for rep in range(args.reps):
+        for name, fn in (("evlake", evlake_full), ("duckdb", duckdb_full)):
+            secs, rss = fn()
+            results[name].append({"seconds": secs, "peak_rss": rss})
+            print(f"  run {rep + 1} {name:11s} {secs:7.2f} s  peak RSS {rss / 2**20:7.0f} MiB", file=sys.stderr)
+    for rep in range(args.reps):
+        batch = os.path.join(OUT, f"silver-late-{rep}.jsonl")
+        dates = late_batch(batch, truth, 1000 + rep + args.events, args.users)
+        run([args.evlake, "--lake", lake, "ingest", batch, "--processing-time", f"2030-01-{rep + 1:02d}T00:00:00Z"])
+        secs, rss = run([args.evlake, "--lake", lake, "silver"])
+        results["incremental"].append({"seconds": secs, "peak_rss": rss, "dates": dates})
+        print(f"  run {rep + 1} incremental {secs:7.2f} s  peak RSS {rss / 2**20:7.0f} MiB  (late on {', '.join(dates)})",
+              file=sys.stderr)
+    small_secs, small_rss = run([args.evlake, "--lake", lake, "silver", "--full", "--memory-limit", args.small_memory])
+    print(f"  --full --memory-limit {args.small_memory}: {small_secs:7.2f} s  peak RSS {small_rss / 2**20:7.0f} MiB",
+          file=sys.stderr)
+
+    import duckdb
+    med = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
+    rss = {k: max(r["peak_rss"] for r in v) / 2**20 for k, v in results.items()}
+    print(f"\nsilver (sessionization) of {events:,} events over {args.days} days, median of {args.reps}, "
+          f"{os.cpu_count()} cores, duckdb {duckdb.__version__}")
+    print(f"  evlake silver --full      {med['evlake']:7.2f} s  {events / med['evlake']:10,.0f} ev/s  "
+          f"peak RSS {rss['evlake']:6.0f} MiB")
+    print(f"  duckdb window query       {med['duckdb']:7.2f} s  {events / med['duckdb']:10,.0f} ev/s  "
+          f"peak RSS {rss['duckdb']:6.0f} MiB")
+    ratio = med["duckdb"] / med["evlake"]
+    print(f"  speedup (DuckDB time / evlake time): {ratio:.2f}x")
+    inc = med["incremental"] / med["evlake"]
+    print(f"  incremental after a late batch on 3 of {args.days} days: {med['incremental']:.2f} s = "
+          f"{inc:.3f} of --full (goal <= 0.100)")
+    print(f"  --full under --memory-limit {args.small_memory}: {small_secs:.2f} s, peak RSS {small_rss / 2**20:.0f} MiB")
+    summary = {"events": events, "days": args.days, "median_seconds": med, "peak_rss_mib": rss,
+               "speedup": ratio, "incremental_ratio": inc,
+               "small_memory": {"limit": args.small_memory, "seconds": small_secs, "peak_rss_mib": small_rss / 2**20},
+               "runs": results}
+    with open(os.path.join(OUT, f"silver-{args.events}.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
