@@ -46,10 +46,11 @@ demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, re-run i
 	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, count(*) AS events, sum(CAST(is_late AS INT)) AS late, count(DISTINCT event_id) AS distinct_ids FROM bronze_events GROUP BY 1 ORDER BY 1"
 	$(EVLAKE) --lake $(LAKE) query "SELECT session_date, count(*) AS sessions, sum(event_count) AS events, sum(CAST(converted AS INT)) AS converted, avg(duration_us) / 1e6 AS avg_seconds FROM sessions GROUP BY 1 ORDER BY 1"
 
-bench: $(PYTHON) ## Release build; evlake vs DuckDB ingest (EVENTS=5000000 for the big run); status vs lake size
+bench: $(PYTHON) ## Release build; evlake vs DuckDB ingest and silver (EVENTS=5000000 for the big run); status vs lake size
 	cargo build --release
 	$(PYTHON) bench/ingest_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 	$(PYTHON) bench/status_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake
+	$(PYTHON) bench/silver_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 
 lint: ## rustfmt check + clippy with warnings denied
 	cargo fmt --check
