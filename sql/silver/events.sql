@@ -47,26 +47,20 @@ gaps AS (
 ),
 
 numbered AS (
-    -- Running SUM of the flags numbers each user's sessions.
+    -- Running SUM of the flags numbers each user's sessions; in the same
+    -- pass (same window, no re-sort) the running last session-starting
+    -- event_id is the first event of the current session.
     SELECT
         *,
-        SUM(starts_session) OVER (
-            PARTITION BY user_id, excluded
-            ORDER BY event_timestamp, event_id
-            ROWS UNBOUNDED PRECEDING
-        ) AS session_seq
+        SUM(starts_session) OVER s AS session_seq,
+        LAST_VALUE(CASE WHEN starts_session = 1 THEN event_id END) IGNORE NULLS
+            OVER s AS first_event_id
     FROM gaps
-),
-
-firsts AS (
-    SELECT
-        *,
-        FIRST_VALUE(event_id) OVER (
-            PARTITION BY user_id, excluded, session_seq
-            ORDER BY event_timestamp, event_id
-            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-        ) AS first_event_id
-    FROM numbered
+    WINDOW s AS (
+        PARTITION BY user_id, excluded
+        ORDER BY event_timestamp, event_id
+        ROWS UNBOUNDED PRECEDING
+    )
 ),
 
 final AS (
@@ -90,7 +84,7 @@ final AS (
             THEN encode(sha256(concat(user_id, chr(31), first_event_id)), 'hex')
         END AS session_id,
         event_date
-    FROM firsts
+    FROM numbered
 )
 
 SELECT * FROM final
