@@ -7,6 +7,7 @@ pub mod bronze;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod derive;
 pub mod dirty;
 pub mod engine;
 pub mod error;

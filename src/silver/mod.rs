@@ -141,13 +141,6 @@ pub fn fingerprint(settings: &Settings) -> String {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SilverPartition {
-    pub table: String,
-    pub partition: String,
-    pub rows: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct SilverReport {
     pub command: &'static str,
     /// `committed` or `noop` (nothing dirty).
@@ -168,7 +161,7 @@ pub struct SilverReport {
     /// Per table, the partitions rewritten (rows changed or restated).
     pub recomputed: BTreeMap<String, Vec<String>>,
     /// Every rewritten partition with its new row count (0: now empty).
-    pub partitions: Vec<SilverPartition>,
+    pub partitions: Vec<crate::derive::Written>,
     /// The most bytes spilled to disk at once (0: it fit in memory).
     pub spill_peak_bytes: u64,
     /// Per typed table: present values that could not be typed (now NULL).

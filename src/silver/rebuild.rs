@@ -22,26 +22,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
-use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-use datafusion::prelude::{DataFrame, SessionContext, cast, col};
+use datafusion::prelude::{SessionContext, cast, col};
 
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
-    EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverPartition,
-    SilverReport, TYPED, dirty_partitions, events, fingerprint, sessions,
+    EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport, TYPED,
+    dirty_partitions, events, fingerprint, sessions,
 };
 use crate::bronze;
+use crate::derive::{self, Output};
 use crate::dirty;
 use crate::engine::{self, Engine, EngineOptions};
 use crate::fault;
 use crate::ingest::table_dirs;
-use crate::lake::{self, Lake};
-use crate::log::{self, Commit, FileAction, LakeState};
+use crate::lake::Lake;
+use crate::log::{self, Commit, LakeState};
 use crate::time::{format_date32, parse_date32};
 
 /// What `evlake silver` was asked to do.
@@ -74,10 +73,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         .iter()
         .map(|d| parse_date32(&d.partition).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
-    let restated: BTreeSet<Day> = match opts.dates {
-        Some((a, b)) => bronze_days.range(a..=b).copied().collect(),
-        None => BTreeSet::new(),
-    };
+    let restated = derive::restated(&bronze_days, opts.dates);
     recompute.extend(&restated);
     let full = opts.full || (!bronze_days.is_empty() && recompute == bronze_days);
     let mut report = SilverReport {
@@ -104,11 +100,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         recompute = bronze_days.clone();
     }
 
-    let staging = lake
-        .staging_dir()
-        .join(format!("silver-{}", std::process::id()));
-    fs::create_dir_all(&staging)
-        .with_context(|| format!("failed to create `{}`", staging.display()))?;
+    let staging = derive::staging_dir(lake, "silver")?;
     let mut engine_opts = opts.engine.clone();
     engine_opts.spill_dir.get_or_insert(staging.join("spill"));
     let dirs = Staged::new(&staging);
@@ -167,44 +159,47 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     event_days.extend(days(&built.changed_events));
     let mut session_days = days(&recompute);
     session_days.extend(days(&built.changed_sessions));
-    let mut outputs: Vec<(&str, &str, PathBuf, &str, BTreeSet<String>)> = vec![
-        (
+    let output = |table: &str, dir: &str, staged: PathBuf, column, parts: &BTreeSet<String>| {
+        let mut partitions = parts.clone();
+        if full {
+            // A full rebuild replaces every partition, even ones with no
+            // date in bronze any more.
+            partitions.extend(state.partitions(table).map(|(p, _)| p.clone()));
+        }
+        Output {
+            table: table.to_string(),
+            dir: dir.to_string(),
+            staged,
+            column,
+            partitions,
+        }
+    };
+    let mut outputs = vec![
+        output(
             EVENTS_TABLE,
             EVENTS_DIR,
             dirs.events.clone(),
             "event_date",
-            event_days.clone(),
+            &event_days,
         ),
-        (
+        output(
             SESSIONS_TABLE,
             SESSIONS_DIR,
             dirs.sessions.clone(),
             "session_date",
-            session_days,
+            &session_days,
         ),
     ];
     for (table, dir, _) in TYPED {
-        outputs.push((
+        outputs.push(output(
             table,
             dir,
             staging.join(table),
             "event_date",
-            event_days.clone(),
+            &event_days,
         ));
     }
-    if full {
-        // A full rebuild replaces every partition, even ones with no date
-        // in bronze any more.
-        for (table, _, _, _, parts) in &mut outputs {
-            parts.extend(state.partitions(table).map(|(p, _)| p.clone()));
-        }
-    }
 
-    let run_id = {
-        let mut h = blake3::Hasher::new();
-        h.update(format!("silver {} {}", state.version, std::process::id()).as_bytes());
-        h.finalize().to_hex()[..16].to_string()
-    };
     let fp = fingerprint(&opts.settings);
     let mut commit = Commit::next(&state, "silver", opts.processing_time);
     commit.settings.insert(
@@ -218,79 +213,32 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         );
     }
     commit.settings.insert("mode".into(), report.mode.into());
-    let mut n = 0;
-    for (table, dir, staged, column, parts) in outputs {
-        let mut new_rows: BTreeMap<String, u64> = BTreeMap::new();
-        for rel in lake::list_files(&staged, &staged)? {
-            let Some((part_dir, _)) = rel.split_once('/') else {
-                continue;
-            };
-            let partition = part_dir
-                .strip_prefix(&format!("{column}="))
-                .context("unexpected staged layout")?
-                .to_string();
-            if !parts.contains(&partition) {
-                bail!(
-                    "internal error: silver staged {table} rows for {partition}, \
-                     outside the partitions it replaces"
-                );
-            }
-            let from = staged.join(&rel);
-            let rows = parquet_rows(&from)?;
-            let bytes = fs::metadata(&from)?.len();
-            let rel_final = format!("{dir}/{part_dir}/part-{run_id}-{n:05}.parquet");
-            n += 1;
-            lake::rename_into_place(&from, &lake.path(&rel_final))?;
-            if n == 1 {
-                fault::point("renamed");
-            }
+    let written = derive::replace_partitions(
+        lake,
+        &state,
+        &mut commit,
+        &outputs,
+        &derive::run_id("silver", &state),
+    )?;
+    // Every rewritten (or recomputed) date records the bronze version it
+    // read, including dates where a table has no rows (a day with no
+    // purchases is built, not missing).
+    let bronze_parts = state.tables.get(bronze::TABLE);
+    for out in &outputs {
+        for p in out
+            .partitions
+            .iter()
+            .filter(|p| bronze_parts.is_some_and(|t| t.contains_key(*p)))
+        {
+            let input = dirty::input_key(bronze::TABLE, p);
             commit
-                .add
-                .push(FileAction::plain(table, &partition, rel_final, rows, bytes));
-            *new_rows.entry(partition).or_default() += rows;
-        }
-        let old = state.tables.get(table);
-        for p in &parts {
-            let old_files = old.and_then(|t| t.get(p)).map(|p| &p.files);
-            if let Some(files) = old_files {
-                commit.remove.extend(files.values().cloned());
-            }
-            let rows = new_rows.get(p).copied().unwrap_or(0);
-            if rows > 0 || old_files.is_some_and(|f| !f.is_empty()) {
-                report
-                    .recomputed
-                    .entry(table.to_string())
-                    .or_default()
-                    .push(p.clone());
-                report.partitions.push(SilverPartition {
-                    table: table.to_string(),
-                    partition: p.clone(),
-                    rows,
-                });
-            }
-            // Every rewritten (or recomputed) date records the bronze
-            // version it read, including dates where it has no rows (a
-            // day with no purchases is built, not missing).
-            if state
-                .tables
-                .get(bronze::TABLE)
-                .is_some_and(|t| t.contains_key(p))
-            {
-                let input = dirty::input_key(bronze::TABLE, p);
-                commit
-                    .builds
-                    .push(dirty::build_record(&state, table, p, &[input], &fp));
-            }
+                .builds
+                .push(dirty::build_record(&state, &out.table, p, &[input], &fp));
         }
     }
-    fault::point("before-commit");
-    log::write_commit(lake, &commit)?;
-    fault::point("after-commit");
-    for f in &commit.remove {
-        let p = lake.path(&f.path);
-        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
-    }
-    let _ = fs::remove_dir_all(&staging);
+    derive::finish_commit(lake, &commit, &staging)?;
+    report.recomputed = derive::by_table(&written);
+    report.partitions = written;
     report.status = "committed";
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -345,7 +293,7 @@ async fn compute(
     // reads.
     let mut input = ctx.table(bronze::TABLE).await?;
     if !full {
-        input = input.filter(in_days("event_date", recompute))?;
+        input = input.filter(derive::in_days("event_date", recompute))?;
     }
     if !neighbours.is_empty() {
         let types: Vec<(String, DataType)> = input
@@ -358,7 +306,7 @@ async fn compute(
             .sql(&format!(
                 "SELECT * FROM {EVENTS_TABLE} WHERE event_date IN ({}) \
                  AND user_id IN (SELECT user_id FROM {USERS})",
-                date_list(neighbours)
+                derive::date_list(neighbours)
             ))
             .await?
             .select(
@@ -370,7 +318,7 @@ async fn compute(
         input = input.union(built)?;
     }
     work.register_table(bronze::TABLE, input.into_view())?;
-    write(
+    derive::write_partitioned(
         events(work, settings).await?,
         &dirs.touched_events,
         "event_date",
@@ -386,7 +334,7 @@ async fn compute(
         Vec::new(),
     )
     .await?;
-    write(
+    derive::write_partitioned(
         sessions(work).await?,
         &dirs.touched_sessions,
         "session_date",
@@ -417,7 +365,7 @@ async fn compute(
             };
             format!(
                 "SELECT {cols} FROM {table} WHERE {column} IN ({}){users}",
-                date_list(neighbours)
+                derive::date_list(neighbours)
             )
         };
         let event_cols = "event_date, event_id, session_id";
@@ -466,12 +414,12 @@ async fn compute(
                     };
                     parts.push(format!(
                         "SELECT * FROM {table} WHERE {column} IN ({}){others}",
-                        date_list(changed)
+                        derive::date_list(changed)
                     ));
                 }
             }
             let df = ctx.sql(&parts.join(" UNION ALL ")).await?;
-            write(df, out, column, "merged silver rows").await?;
+            derive::write_partitioned(df, out, column, "merged silver rows").await?;
         }
     }
     // Recomputed dates take the touched rows as they are: every user with
@@ -528,7 +476,7 @@ async fn compute(
                 .filter(|b| b.num_rows() > 0 && !b.column(0).is_null(0))
                 .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
             warnings.insert(table.to_string(), n.max(0) as u64);
-            write(
+            derive::write_partitioned(
                 df.drop_columns(&["_warnings"])?,
                 &dirs.root.join(table),
                 "event_date",
@@ -542,18 +490,6 @@ async fn compute(
         changed_sessions,
         warnings,
     })
-}
-
-/// Write `df` Hive-partitioned by `column` under `dir`.
-async fn write(df: DataFrame, dir: &Path, column: &str, what: &str) -> Result<()> {
-    df.write_parquet(
-        &format!("{}/", dir.display()),
-        DataFrameWriteOptions::new().with_partition_by(vec![column.into()]),
-        None,
-    )
-    .await
-    .with_context(|| format!("writing {what}"))?;
-    Ok(())
 }
 
 /// Dates (of `column`) where the two queries' rows differ. An empty query
@@ -602,7 +538,7 @@ impl Stats for LakeStats<'_> {
                 "SELECT user_id, event_date, min(event_timestamp) AS lo, max(event_timestamp) AS hi \
                  FROM {} WHERE event_date IN ({}) GROUP BY user_id, event_date",
                 bronze::TABLE,
-                date_list(days)
+                derive::date_list(days)
             ),
         )
         .await
@@ -626,7 +562,7 @@ impl Stats for LakeStats<'_> {
                 "SELECT user_id, event_date, min(event_timestamp) AS lo, max(event_timestamp) AS hi \
                  FROM {EVENTS_TABLE} WHERE event_date IN ({}) \
                  AND user_id IN (SELECT user_id FROM {USERS}) GROUP BY user_id, event_date",
-                date_list(days)
+                derive::date_list(days)
             ),
         )
         .await
@@ -678,30 +614,4 @@ fn register_users(ctx: &SessionContext, users: &HashSet<String>) -> Result<()> {
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
     Ok(())
-}
-
-/// `DATE '…', DATE '…'` for an `IN` list (dates are formatted here, never
-/// taken from user text).
-fn date_list(days: &BTreeSet<Day>) -> String {
-    days.iter()
-        .map(|d| format!("DATE '{}'", format_date32(*d)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn in_days(column: &str, days: &BTreeSet<Day>) -> datafusion::prelude::Expr {
-    use datafusion::common::ScalarValue;
-    col(column).in_list(
-        days.iter()
-            .map(|d| datafusion::prelude::lit(ScalarValue::Date32(Some(*d))))
-            .collect(),
-        false,
-    )
-}
-
-fn parquet_rows(path: &Path) -> Result<u64> {
-    let f = fs::File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let r = SerializedFileReader::new(f)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
-    Ok(r.metadata().file_metadata().num_rows() as u64)
 }

@@ -1,0 +1,195 @@
+//! What the commands that write derived tables (silver, gold) share:
+//! writing query results to staging, replacing whole partitions in one
+//! commit, and finishing that commit (DESIGN.md §2, §3).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::prelude::DataFrame;
+use serde::Serialize;
+
+use crate::fault;
+use crate::lake::{self, Lake};
+use crate::log::{self, Commit, FileAction, LakeState};
+use crate::time::format_date32;
+
+/// One derived table's part of a commit.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Logical name.
+    pub table: String,
+    /// Lake-relative directory.
+    pub dir: String,
+    /// Where this run staged its files (`column=value/…parquet`).
+    pub staged: PathBuf,
+    /// The partition column (`event_date`, `session_date`).
+    pub column: &'static str,
+    /// The partitions this commit replaces: their old files are removed and
+    /// the staged ones (if any) take their place.
+    pub partitions: BTreeSet<String>,
+}
+
+/// A partition a commit rewrote.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Written {
+    pub table: String,
+    pub partition: String,
+    /// Rows after the rewrite (0: the partition is now empty).
+    pub rows: u64,
+}
+
+/// Move every output's staged files into the lake and record them, and
+/// the files they replace, in `commit`. Returns the partitions whose files
+/// changed (a replaced partition with no files before or after is not
+/// listed). Staged files for a partition not in `partitions` are a bug.
+pub fn replace_partitions(
+    lake: &Lake,
+    state: &LakeState,
+    commit: &mut Commit,
+    outputs: &[Output],
+    run_id: &str,
+) -> Result<Vec<Written>> {
+    let mut written = Vec::new();
+    let mut n = 0;
+    for out in outputs {
+        let mut new_rows: BTreeMap<String, u64> = BTreeMap::new();
+        for rel in lake::list_files(&out.staged, &out.staged)? {
+            let Some((part_dir, _)) = rel.split_once('/') else {
+                continue;
+            };
+            let partition = part_dir
+                .strip_prefix(&format!("{}=", out.column))
+                .context("unexpected staged layout")?
+                .to_string();
+            if !out.partitions.contains(&partition) {
+                bail!(
+                    "internal error: staged {} rows for {partition}, outside the partitions \
+                     this commit replaces",
+                    out.table
+                );
+            }
+            let from = out.staged.join(&rel);
+            let rows = parquet_rows(&from)?;
+            let bytes = fs::metadata(&from)?.len();
+            let rel_final = format!("{}/{part_dir}/part-{run_id}-{n:05}.parquet", out.dir);
+            n += 1;
+            lake::rename_into_place(&from, &lake.path(&rel_final))?;
+            if n == 1 {
+                fault::point("renamed");
+            }
+            commit.add.push(FileAction::plain(
+                &out.table, &partition, rel_final, rows, bytes,
+            ));
+            *new_rows.entry(partition).or_default() += rows;
+        }
+        let old = state.tables.get(&out.table);
+        for p in &out.partitions {
+            let old_files = old.and_then(|t| t.get(p)).map(|p| &p.files);
+            if let Some(files) = old_files {
+                commit.remove.extend(files.values().cloned());
+            }
+            let rows = new_rows.get(p).copied().unwrap_or(0);
+            if rows > 0 || old_files.is_some_and(|f| !f.is_empty()) {
+                written.push(Written {
+                    table: out.table.clone(),
+                    partition: p.clone(),
+                    rows,
+                });
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Write the commit, then delete the files it removed and the staging
+/// directory. A crash before the commit leaves orphans the next writer
+/// removes; after it, files the log no longer references.
+pub fn finish_commit(lake: &Lake, commit: &Commit, staging: &Path) -> Result<()> {
+    fault::point("before-commit");
+    log::write_commit(lake, commit)?;
+    fault::point("after-commit");
+    for f in &commit.remove {
+        let p = lake.path(&f.path);
+        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
+    }
+    let _ = fs::remove_dir_all(staging);
+    Ok(())
+}
+
+/// Per table, the partitions written (for `--json`'s `recomputed`).
+pub fn by_table(written: &[Written]) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for w in written {
+        m.entry(w.table.clone())
+            .or_default()
+            .push(w.partition.clone());
+    }
+    m
+}
+
+/// A short id for this run's file names.
+pub fn run_id(operation: &str, state: &LakeState) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("{operation} {} {}", state.version, std::process::id()).as_bytes());
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// This run's staging directory (removed by the next writer if it crashes).
+pub fn staging_dir(lake: &Lake, operation: &str) -> Result<PathBuf> {
+    let dir = lake
+        .staging_dir()
+        .join(format!("{operation}-{}", std::process::id()));
+    fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+    Ok(dir)
+}
+
+/// Write `df` Hive-partitioned by `column` under `dir`.
+pub async fn write_partitioned(df: DataFrame, dir: &Path, column: &str, what: &str) -> Result<()> {
+    df.write_parquet(
+        &format!("{}/", dir.display()),
+        DataFrameWriteOptions::new().with_partition_by(vec![column.into()]),
+        None,
+    )
+    .await
+    .with_context(|| format!("writing {what}"))?;
+    Ok(())
+}
+
+/// `DATE '…', DATE '…'` for an SQL `IN` list (dates are formatted here,
+/// never taken from user text).
+pub fn date_list(days: &BTreeSet<i32>) -> String {
+    days.iter()
+        .map(|d| format!("DATE '{}'", format_date32(*d)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `column IN (days…)` as an expression.
+pub fn in_days(column: &str, days: &BTreeSet<i32>) -> datafusion::prelude::Expr {
+    use datafusion::common::ScalarValue;
+    datafusion::prelude::col(column).in_list(
+        days.iter()
+            .map(|d| datafusion::prelude::lit(ScalarValue::Date32(Some(*d))))
+            .collect(),
+        false,
+    )
+}
+
+/// `--dates A..B`: the existing dates in the range.
+pub fn restated(existing: &BTreeSet<i32>, range: Option<(i32, i32)>) -> BTreeSet<i32> {
+    match range {
+        Some((a, b)) => existing.range(a..=b).copied().collect(),
+        None => BTreeSet::new(),
+    }
+}
+
+fn parquet_rows(path: &Path) -> Result<u64> {
+    let f = fs::File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let r = SerializedFileReader::new(f)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    Ok(r.metadata().file_metadata().num_rows() as u64)
+}
