@@ -58,8 +58,12 @@ pub enum Command {
     Ingest(commands::ingest::Args),
     /// Merge late events waiting in the side output (bronze_late) into bronze
     Reconcile(commands::reconcile::Args),
-    /// Build sessionized events and sessions (silver) from bronze
+    /// Build sessionized events, sessions and typed tables (silver) from bronze
     Silver(commands::silver::Args),
+    /// Build daily_metrics and daily_revenue_by_currency (gold) from silver
+    Gold(commands::gold::Args),
+    /// Ingest, then silver, then gold for what became dirty (for cron)
+    Run(commands::run::Args),
     /// Show the watermark, partitions and dirty derived partitions
     Status(commands::status::Args),
     /// Show the lateness distribution per partition or per batch
@@ -77,6 +81,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => commands::ingest::run(&cli.lake, args),
         Command::Reconcile(args) => commands::reconcile::run(&cli.lake, args),
         Command::Silver(args) => commands::silver::run(&cli.lake, args),
+        Command::Gold(args) => commands::gold::run(&cli.lake, args),
+        Command::Run(args) => commands::run::run(&cli.lake, args),
         Command::Status(args) => commands::status::run(&cli.lake, args),
         Command::Lateness(args) => commands::lateness::run(&cli.lake, args),
         Command::Query(args) => commands::query::run(&cli.lake, args),

@@ -51,6 +51,11 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # session_id, not counted in sessions. Changing it rebuilds silver.
 # session_exclude_types = []
 
+[gold]
+# The reporting currency: daily_metrics.revenue sums purchases in it only;
+# daily_revenue_by_currency has every currency. Changing it rebuilds gold.
+# currency = "USD"
+
 [engine]
 # Memory DataFusion may use before sorts, joins and aggregates spill to
 # disk (e.g. "512M", "4G", "none").
@@ -65,7 +70,15 @@ pub struct Config {
     #[serde(default)]
     pub silver: SilverConfig,
     #[serde(default)]
+    pub gold: GoldConfig,
+    #[serde(default)]
     pub engine: EngineConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldConfig {
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -175,6 +188,7 @@ mod tests {
         assert_eq!(c.silver.session_gap.as_deref(), Some("30m"));
         assert_eq!(c.silver.session_exclude_types, Some(vec![]));
         assert_eq!(c.engine.memory_limit.as_deref(), Some("2G"));
+        assert_eq!(c.gold.currency.as_deref(), Some("USD"));
     }
 
     #[test]

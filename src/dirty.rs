@@ -169,26 +169,6 @@ pub fn build_record(
     }
 }
 
-/// Every dirty partition of every derived table that has builds, assuming
-/// each derived partition reads the same-named bronze partition. Used by
-/// `status`; the silver and gold steps pass their own dependency maps.
-pub fn dirty_by_same_partition(state: &LakeState) -> Vec<DirtyPartition> {
-    let mut out = Vec::new();
-    for (table, builds) in &state.builds {
-        let fingerprint = builds
-            .values()
-            .max_by_key(|(v, _)| *v)
-            .map(|(_, b)| b.fingerprint.clone())
-            .unwrap_or_default();
-        let wanted: BTreeMap<String, Vec<String>> = state
-            .partitions(crate::bronze::TABLE)
-            .map(|(p, _)| (p.clone(), vec![input_key(crate::bronze::TABLE, p)]))
-            .collect();
-        out.extend(dirty_partitions(state, table, &fingerprint, &wanted));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,10 @@ impl Engine {
         for (table, dir, _) in crate::silver::TYPED {
             register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
+        for (table, dir) in crate::gold::TABLES {
+            register_derived(&ctx, lake, table, dir, "event_date").await?;
+        }
+        register_quarantine(&ctx, lake).await?;
         Ok(ctx)
     }
 }
@@ -181,6 +185,31 @@ impl Drop for SpillMonitor {
 /// A session over `lake` with every existing table and default settings.
 pub async fn context(lake: &Lake) -> Result<SessionContext> {
     Engine::new(&EngineOptions::default())?.context(lake).await
+}
+
+/// `quarantine`: the quarantined lines (`LAKE/quarantine/*.jsonl`), as
+/// NDJSON with a fixed schema.
+async fn register_quarantine(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    let dir = lake.path(crate::ingest::QUARANTINE_DIR);
+    if crate::lake::list_files(&dir, &dir)?.is_empty() {
+        return Ok(());
+    }
+    let path = std::fs::canonicalize(&dir)
+        .with_context(|| format!("failed to resolve `{}`", dir.display()))?;
+    let options = ListingOptions::new(Arc::new(
+        datafusion::datasource::file_format::json::JsonFormat::default(),
+    ))
+    .with_file_extension(".jsonl");
+    ctx.register_listing_table(
+        crate::ingest::QUARANTINE_TABLE,
+        &format!("{}/", path.display()),
+        options,
+        Some(crate::ingest::quarantine_schema()),
+        None,
+    )
+    .await
+    .context("failed to register table `quarantine`")?;
+    Ok(())
 }
 
 /// A derived table partitioned by a date column, schema read from its files.

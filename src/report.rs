@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::bronze;
-use crate::dirty::{self, DirtyPartition};
+use crate::dirty::DirtyPartition;
 use crate::lateness::LatenessHistogram;
 use crate::log::{Commit, LakeState};
 use crate::time;
@@ -72,7 +72,7 @@ pub fn status(lake_path: &str, state: &LakeState) -> Status {
         late_events: partitions.iter().map(|p| p.late_events).sum(),
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
         partitions,
-        dirty: dirty::dirty_by_same_partition(state),
+        dirty: crate::pipeline::all_dirty(state),
     }
 }
 

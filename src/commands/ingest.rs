@@ -138,6 +138,7 @@ impl IngestSettings {
             )?,
             buffer_bytes,
             progress: std::io::stderr().is_terminal(),
+            dry_run: false,
         })
     }
 }
@@ -201,7 +202,7 @@ fn partition_notes(p: &ingest::PartitionReport) -> String {
     }
 }
 
-fn print_human(r: &IngestReport) {
+pub fn print_human(r: &IngestReport) {
     for o in &r.orphans_removed {
         status(
             "Removed",
@@ -309,6 +310,13 @@ fn print_human(r: &IngestReport) {
         Outcome::Noop => status(
             "Unchanged",
             format!("nothing new to ingest (lake at version {})", r.version),
+        ),
+        Outcome::DryRun => status(
+            "Dry run",
+            format!(
+                "would commit {} events in {} file(s); nothing changed",
+                r.events, r.files_written
+            ),
         ),
         Outcome::Rejected => status(
             "Rejected",

@@ -2,11 +2,13 @@
 //! to library functions and prints results.
 
 pub mod generate;
+pub mod gold;
 pub mod ingest;
 pub mod init;
 pub mod lateness;
 pub mod query;
 pub mod reconcile;
+pub mod run;
 pub mod silver;
 pub mod status;
 
@@ -128,6 +130,17 @@ pub fn parse_instant_arg(s: &str) -> Result<i64, String> {
 /// Parse a duration (`30m`, `1d`) for clap.
 pub fn parse_duration_arg(s: &str) -> Result<i64, String> {
     crate::time::parse_duration_micros(s)
+}
+
+/// `A..B` or a single date, both `YYYY-MM-DD`, as Date32 days.
+pub fn parse_date_range(s: &str) -> Result<(i32, i32), String> {
+    let (a, b) = s.split_once("..").unwrap_or((s, s));
+    let a = crate::time::parse_date32(a.trim())?;
+    let b = crate::time::parse_date32(b.trim())?;
+    if a > b {
+        return Err(format!("`{s}`: the range ends before it starts"));
+    }
+    Ok((a, b))
 }
 
 /// Parse a fraction in `[0, 1]` for clap.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{CommitArgs, EngineArgs, print_json, processing_time_or_now, status};
+use super::{CommitArgs, EngineArgs, parse_date_range, print_json, processing_time_or_now, status};
 use crate::config::{self, Config};
 use crate::lake::Lake;
 use crate::silver::{self, Settings};
@@ -33,6 +33,19 @@ pub struct Args {
     #[arg(long, value_name = "A..B", value_parser = parse_date_range)]
     pub dates: Option<(i32, i32)>,
 
+    #[command(flatten)]
+    pub sessions: SessionArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    #[command(flatten)]
+    pub commit: CommitArgs,
+}
+
+/// Sessionization settings, shared with `evlake run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionArgs {
     /// A new session starts when the gap to the previous event is strictly
     /// greater than this, e.g. 45m (at most 1d) [default: 30m, or
     /// silver.session_gap in evlake.toml]
@@ -44,23 +57,31 @@ pub struct Args {
     /// silver.session_exclude_types in evlake.toml]
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     pub session_exclude_types: Option<Vec<String>>,
-
-    #[command(flatten)]
-    pub engine: EngineArgs,
-
-    #[command(flatten)]
-    pub commit: CommitArgs,
 }
 
-/// `A..B` or a single date, both `YYYY-MM-DD`, as Date32 days.
-fn parse_date_range(s: &str) -> Result<(i32, i32), String> {
-    let (a, b) = s.split_once("..").unwrap_or((s, s));
-    let a = crate::time::parse_date32(a.trim())?;
-    let b = crate::time::parse_date32(b.trim())?;
-    if a > b {
-        return Err(format!("`{s}`: the range ends before it starts"));
+impl SessionArgs {
+    /// Flags, else evlake.toml, else the defaults.
+    pub fn settings(&self, cfg: &Config) -> Result<Settings> {
+        let exclude = self
+            .session_exclude_types
+            .clone()
+            .or(cfg.silver.session_exclude_types.clone())
+            .unwrap_or_default();
+        Ok(Settings {
+            session_gap_us: config::resolve(
+                self.session_gap,
+                cfg.silver.session_gap.as_deref(),
+                "silver.session_gap",
+                parse_session_gap,
+                silver::DEFAULT_SESSION_GAP_US,
+            )?,
+            exclude_types: exclude
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        })
     }
-    Ok((a, b))
 }
 
 fn parse_session_gap(s: &str) -> Result<i64, String> {
@@ -76,31 +97,23 @@ fn parse_session_gap(s: &str) -> Result<i64, String> {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     let cfg = Config::load(&lake)?;
-    let exclude = args
-        .session_exclude_types
-        .or(cfg.silver.session_exclude_types.clone())
-        .unwrap_or_default();
     let opts = silver::Options {
-        settings: Settings {
-            session_gap_us: config::resolve(
-                args.session_gap,
-                cfg.silver.session_gap.as_deref(),
-                "silver.session_gap",
-                parse_session_gap,
-                silver::DEFAULT_SESSION_GAP_US,
-            )?,
-            exclude_types: exclude
-                .iter()
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect(),
-        },
+        settings: args.sessions.settings(&cfg)?,
         full: args.full,
         dates: args.dates,
         engine: args.engine.options(&cfg)?,
         processing_time: processing_time_or_now(args.commit.processing_time),
     };
     let r = silver::rebuild(&lake, &opts)?;
+    print_report(&r);
+    if args.commit.json {
+        print_json(&r)?;
+    }
+    Ok(())
+}
+
+/// The human summary on stderr (also used by `evlake run`).
+pub fn print_report(r: &silver::SilverReport) {
     for d in &r.dirty {
         let reasons: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();
         status(
@@ -152,8 +165,4 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             format!("silver is up to date (lake at version {})", r.version),
         );
     }
-    if args.commit.json {
-        print_json(&r)?;
-    }
-    Ok(())
 }

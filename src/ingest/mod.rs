@@ -46,6 +46,7 @@ pub const QUARANTINE_TABLE: &str = "quarantine";
 pub fn table_dirs() -> Vec<&'static str> {
     let mut v = vec![bronze::DIR, bronze::LATE_DIR, QUARANTINE_DIR];
     v.extend(crate::silver::all_dirs());
+    v.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
     v
 }
 
@@ -69,6 +70,9 @@ pub struct IngestOptions {
     /// For `LatePolicy::Grace`.
     pub allowed_lateness: i64,
     pub progress: bool,
+    /// Parse and stage everything, report, then commit nothing (and leave
+    /// orphans of crashed runs for the next real writer).
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +84,8 @@ pub enum Outcome {
     Noop,
     /// The bad-line fraction was exceeded; nothing was committed.
     Rejected,
+    /// `--dry-run`: this is what would have been committed.
+    DryRun,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,6 +175,19 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// The schema of a quarantine line, for the `quarantine` query table.
+pub fn quarantine_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("source_file", DataType::Utf8, true),
+        Field::new("line", DataType::Int64, true),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("detail", DataType::Utf8, true),
+        Field::new("raw", DataType::Utf8, true),
+        Field::new("raw_base64", DataType::Utf8, true),
+    ]))
 }
 
 #[derive(Serialize)]
@@ -268,7 +287,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let inputs = input::resolve(&opts.inputs)?;
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
-    let orphans_removed = log::clean_orphans(lake, &state, &table_dirs())?;
+    let orphans_removed = if opts.dry_run {
+        Vec::new()
+    } else {
+        log::clean_orphans(lake, &state, &table_dirs())?
+    };
     let staging_path = lake
         .staging_dir()
         .join(format!("run-{}", std::process::id()));
@@ -577,6 +600,12 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         report.status = Outcome::Rejected;
         report.partitions.clear();
         report.files_written = 0;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    if opts.dry_run {
+        // The staging guard removes everything staged.
+        report.status = Outcome::DryRun;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }

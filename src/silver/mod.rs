@@ -172,11 +172,15 @@ pub struct SilverReport {
 /// Which silver partitions are dirty: each `events` partition reads the
 /// bronze partition of the same date; the recompute extends from there.
 pub fn dirty_partitions(state: &LakeState, settings: &Settings) -> Vec<dirty::DirtyPartition> {
-    let wanted: BTreeMap<String, Vec<String>> = state
+    dirty::dirty_partitions(state, EVENTS_TABLE, &fingerprint(settings), &wanted(state))
+}
+
+/// Every date silver should have (each bronze date), with its input.
+pub fn wanted(state: &LakeState) -> BTreeMap<String, Vec<String>> {
+    state
         .partitions(bronze::TABLE)
         .map(|(d, _)| (d.clone(), vec![dirty::input_key(bronze::TABLE, d)]))
-        .collect();
-    dirty::dirty_partitions(state, EVENTS_TABLE, &fingerprint(settings), &wanted)
+        .collect()
 }
 
 /// Every silver table's logical name.

@@ -274,14 +274,15 @@ fn the_dirty_set_is_exactly_what_changed_after_the_build() {
     ingest_sample_batch(&lake_dir, &batches[0]);
     ingest_sample_batch(&lake_dir, &batches[1]);
 
-    // A derived table built from every bronze partition as it is now.
+    // Silver `events` (which reads bronze of the same date) recorded as
+    // built from every bronze partition as it is now.
     let lake = Lake::new(&lake_dir);
     let state = LakeState::load(&lake).unwrap();
     let mut c = Commit::next(&state, "test-build", 0);
     for (p, _) in state.partitions(evlake::bronze::TABLE) {
         c.builds.push(dirty::build_record(
             &state,
-            "derived",
+            evlake::silver::EVENTS_TABLE,
             p,
             &[dirty::input_key(evlake::bronze::TABLE, p)],
             "fp",
@@ -318,7 +319,7 @@ fn the_dirty_set_is_exactly_what_changed_after_the_build() {
     let text = String::from_utf8(run(&lake_dir, &["status"]).stdout).unwrap();
     assert!(
         text.contains(
-            "derived 2024-03-15: bronze_events/2024-03-15 changed in commit 4 (built from 2)"
+            "events 2024-03-15: bronze_events/2024-03-15 changed in commit 4 (built from 2)"
         ),
         "{text}"
     );

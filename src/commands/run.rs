@@ -1,0 +1,134 @@
+//! `evlake run`: ingest, then silver, then gold, for cron.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::gold::GoldArgs;
+use super::ingest::IngestSettings;
+use super::silver::SessionArgs;
+use super::{EngineArgs, print_json, status};
+use crate::config::Config;
+use crate::lake::Lake;
+use crate::pipeline::{self, RunOptions};
+use crate::{gold, silver};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  evlake run incoming/                          # ingest new files, then recompute what they dirtied
+  evlake run incoming/ --json >> runs.jsonl     # one machine-readable summary per run
+  evlake run incoming/ --dry-run                # what would be ingested and recomputed
+  evlake run                                    # no inputs: finish pending silver/gold work
+
+Each step (ingest, silver, gold) is its own commit. Re-running the same
+inputs is a fast no-op. If a step fails, evlake exits non-zero naming the
+step (exit codes as for the step's own command); the lake stays consistent
+and the next run finishes the work, since dirtiness is derived from the log.
+Settings not given as flags come from LAKE/evlake.toml.")]
+pub struct Args {
+    /// NDJSON files, directories (searched recursively) or `-` for stdin;
+    /// none to only bring silver and gold up to date
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Report what would be ingested and which dates recomputed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub ingest: IngestSettings,
+
+    #[command(flatten)]
+    pub sessions: SessionArgs,
+
+    #[command(flatten)]
+    pub gold: GoldArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Print the run summary as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    let lake = Lake::new(lake_dir);
+    let cfg = Config::load(&lake)?;
+    let processing_time = super::processing_time_or_now(args.ingest.processing_time);
+    let mut ingest_settings = args.ingest.clone();
+    ingest_settings.processing_time = Some(processing_time);
+    let ingest = if args.inputs.is_empty() {
+        None
+    } else {
+        Some(ingest_settings.resolve(&lake, args.inputs.clone())?)
+    };
+    let engine = args.engine.options(&cfg)?;
+    let opts = RunOptions {
+        ingest,
+        silver: silver::Options {
+            settings: args.sessions.settings(&cfg)?,
+            full: false,
+            dates: None,
+            engine: engine.clone(),
+            processing_time,
+        },
+        gold: gold::Options {
+            currency: args.gold.currency(&cfg)?,
+            full: false,
+            dates: None,
+            engine,
+            processing_time,
+        },
+        dry_run: args.dry_run,
+    };
+    let (report, result) = pipeline::run(&lake, &opts);
+    if let Some(r) = &report.ingest {
+        super::ingest::print_human(r);
+    }
+    if let Some(r) = &report.silver {
+        super::silver::print_report(r);
+    }
+    if let Some(r) = &report.gold {
+        super::gold::print_report(r);
+    }
+    if let Some(p) = &report.plan {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        status(
+            "Would",
+            format!("recompute silver for {}", list(&p.silver_dates)),
+        );
+        status(
+            "Would",
+            format!(
+                "recompute gold for {} (session reach can add neighbouring dates)",
+                list(&p.gold_dates)
+            ),
+        );
+        status("Dry run", "nothing changed");
+    }
+    if args.json {
+        print_json(&report)?;
+    }
+    if result.is_ok() && report.status != "dry_run" {
+        status(
+            "Finished",
+            format!(
+                "run {} in {:.2}s",
+                if report.status == "committed" {
+                    "committed"
+                } else {
+                    "had nothing to do"
+                },
+                report.elapsed_ms as f64 / 1000.0
+            ),
+        );
+    }
+    result
+}

@@ -1,0 +1,267 @@
+//! Gold: `daily_metrics` and `daily_revenue_by_currency`, recomputed for
+//! exactly the dirty dates (DESIGN.md §3).
+//!
+//! A gold date reads that date's silver `events`, `sessions` (by
+//! `session_date`), `purchases` and `signups` partitions. Silver records a
+//! new version for every partition whose rows changed, including the
+//! neighbouring dates a late event's session reaches, so a date is dirty
+//! exactly when its numbers can have changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{DataFrame, SessionContext};
+use serde::Serialize;
+
+use crate::derive::{self, Output};
+use crate::dirty;
+use crate::engine::{Engine, EngineOptions};
+use crate::ingest::table_dirs;
+use crate::lake::Lake;
+use crate::log::{self, Commit, LakeState};
+use crate::silver;
+use crate::time::{format_date32, parse_date32};
+
+pub const METRICS_TABLE: &str = "daily_metrics";
+pub const METRICS_DIR: &str = "gold/daily_metrics";
+pub const REVENUE_TABLE: &str = "daily_revenue_by_currency";
+pub const REVENUE_DIR: &str = "gold/daily_revenue_by_currency";
+
+/// `sql/gold/daily_metrics.sql`.
+pub const METRICS_SQL: &str = include_str!("../sql/gold/daily_metrics.sql");
+/// `sql/gold/daily_revenue_by_currency.sql`.
+pub const REVENUE_SQL: &str = include_str!("../sql/gold/daily_revenue_by_currency.sql");
+
+/// The default reporting currency.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// Every gold table: (logical name, directory).
+pub const TABLES: &[(&str, &str)] = &[(METRICS_TABLE, METRICS_DIR), (REVENUE_TABLE, REVENUE_DIR)];
+
+/// The silver partitions (`table/partition`) a gold date reads.
+pub fn inputs(date: &str) -> Vec<String> {
+    [
+        silver::EVENTS_TABLE,
+        silver::SESSIONS_TABLE,
+        "purchases",
+        "signups",
+    ]
+    .iter()
+    .map(|t| dirty::input_key(t, date))
+    .collect()
+}
+
+/// Every date gold should have, with its inputs: each date with silver
+/// events or sessions.
+pub fn wanted(state: &LakeState) -> BTreeMap<String, Vec<String>> {
+    state
+        .partitions(silver::EVENTS_TABLE)
+        .chain(state.partitions(silver::SESSIONS_TABLE))
+        .filter(|(_, p)| !p.files.is_empty())
+        .map(|(d, _)| (d.clone(), inputs(d)))
+        .collect()
+}
+
+/// The fingerprint of gold's SQL and the reporting currency.
+pub fn fingerprint(currency: &str) -> String {
+    dirty::fingerprint(&[METRICS_SQL, REVENUE_SQL, &currency.to_ascii_uppercase()])
+}
+
+/// The dirty gold dates and why.
+pub fn dirty_partitions(state: &LakeState, currency: &str) -> Vec<dirty::DirtyPartition> {
+    dirty::dirty_partitions(state, METRICS_TABLE, &fingerprint(currency), &wanted(state))
+}
+
+/// What `evlake gold` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The reporting currency (ISO code).
+    pub currency: String,
+    pub full: bool,
+    /// Restate this inclusive date range even if it is not dirty.
+    pub dates: Option<(i32, i32)>,
+    pub engine: EngineOptions,
+    pub processing_time: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldReport {
+    pub command: &'static str,
+    /// `committed` or `noop`.
+    pub status: &'static str,
+    /// `incremental` or `full`.
+    pub mode: &'static str,
+    pub lake: String,
+    pub version: u64,
+    pub currency: String,
+    /// Dirty gold dates before the run, and why.
+    pub dirty: Vec<dirty::DirtyPartition>,
+    /// Dates restated with `--dates`.
+    pub restated: Vec<String>,
+    /// Silver dates that are dirty (not rebuilt since bronze changed): gold
+    /// read silver as it is; run `evlake silver` first (`evlake run` does).
+    pub silver_dirty: Vec<String>,
+    /// Per table, the partitions rewritten.
+    pub recomputed: BTreeMap<String, Vec<String>>,
+    pub partitions: Vec<derive::Written>,
+    pub elapsed_ms: u64,
+}
+
+/// Recompute the dirty gold dates (or all with `full`) in one commit.
+pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
+    let started = Instant::now();
+    let _lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    log::clean_orphans(lake, &state, &table_dirs())?;
+    let currency = opts.currency.to_ascii_uppercase();
+    let dirty = dirty_partitions(&state, &currency);
+    let wanted = wanted(&state);
+    let existing: BTreeSet<i32> = wanted
+        .keys()
+        .map(|d| parse_date32(d).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    let restated = derive::restated(&existing, opts.dates);
+    let mut dates: BTreeSet<i32> = dirty
+        .iter()
+        .map(|d| parse_date32(&d.partition).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    dates.extend(&restated);
+    let full = opts.full || (!existing.is_empty() && dates == existing);
+    if full {
+        dates = existing.clone();
+    }
+    let silver_dirty = crate::pipeline::silver_dirty_dates(&state);
+    let mut report = GoldReport {
+        command: "gold",
+        status: "noop",
+        mode: if full { "full" } else { "incremental" },
+        lake: lake.root().display().to_string(),
+        version: state.version,
+        currency: currency.clone(),
+        dirty,
+        restated: restated.iter().map(|d| format_date32(*d)).collect(),
+        silver_dirty,
+        recomputed: BTreeMap::new(),
+        partitions: Vec::new(),
+        elapsed_ms: 0,
+    };
+    if dates.is_empty() {
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    let staging = derive::staging_dir(lake, "gold")?;
+    let mut engine_opts = opts.engine.clone();
+    engine_opts.spill_dir.get_or_insert(staging.join("spill"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = Engine::new(&engine_opts)?;
+        let ctx = engine.context(lake).await?;
+        let work = engine.bare()?;
+        register_inputs(&ctx, &work, full, &dates).await?;
+        let param = vec![ScalarValue::Utf8(Some(currency.clone()))];
+        for (table, sql) in [(METRICS_TABLE, METRICS_SQL), (REVENUE_TABLE, REVENUE_SQL)] {
+            let mut df = work
+                .sql(sql)
+                .await
+                .with_context(|| format!("sql/gold/{table}.sql does not plan"))?;
+            if table == METRICS_TABLE {
+                df = df.with_param_values(param.clone())?;
+            }
+            derive::write_partitioned(df, &staging.join(table), "event_date", table).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    crate::fault::point("staged");
+
+    let parts: BTreeSet<String> = dates.iter().map(|d| format_date32(*d)).collect();
+    let outputs: Vec<Output> = TABLES
+        .iter()
+        .map(|(table, dir)| {
+            let mut partitions = parts.clone();
+            if full {
+                partitions.extend(state.partitions(table).map(|(p, _)| p.clone()));
+            }
+            Output {
+                table: table.to_string(),
+                dir: dir.to_string(),
+                staged: staging.join(table),
+                column: "event_date",
+                partitions,
+            }
+        })
+        .collect();
+    let fp = fingerprint(&currency);
+    let mut commit = Commit::next(&state, "gold", opts.processing_time);
+    commit.settings.insert("currency".into(), currency.clone());
+    commit.settings.insert("mode".into(), report.mode.into());
+    let written = derive::replace_partitions(
+        lake,
+        &state,
+        &mut commit,
+        &outputs,
+        &derive::run_id("gold", &state),
+    )?;
+    for out in &outputs {
+        for p in out.partitions.iter().filter(|p| wanted.contains_key(*p)) {
+            commit
+                .builds
+                .push(dirty::build_record(&state, &out.table, p, &inputs(p), &fp));
+        }
+    }
+    derive::finish_commit(lake, &commit, &staging)?;
+    report.recomputed = derive::by_table(&written);
+    report.partitions = written;
+    report.status = "committed";
+    report.version = commit.version;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Register gold's inputs in `work`, restricted to `dates`. A silver table
+/// with no rows anywhere (no signups yet) is registered empty, with the
+/// schema its SQL produces.
+async fn register_inputs(
+    ctx: &SessionContext,
+    work: &SessionContext,
+    full: bool,
+    dates: &BTreeSet<i32>,
+) -> Result<()> {
+    let restrict = |df: DataFrame, column: &str| -> Result<DataFrame> {
+        Ok(if full {
+            df
+        } else {
+            df.filter(derive::in_days(column, dates))?
+        })
+    };
+    if !ctx.table_exist(silver::EVENTS_TABLE)? {
+        anyhow::bail!("silver `events` has no rows: run `evlake silver` first");
+    }
+    let events = restrict(ctx.table(silver::EVENTS_TABLE).await?, "event_date")?;
+    work.register_table(silver::EVENTS_TABLE, events.into_view())?;
+    let sessions = if ctx.table_exist(silver::SESSIONS_TABLE)? {
+        restrict(ctx.table(silver::SESSIONS_TABLE).await?, "session_date")?
+    } else {
+        silver::sessions(work).await?.limit(0, Some(0))?
+    };
+    work.register_table(silver::SESSIONS_TABLE, sessions.into_view())?;
+    for (table, _, sql) in silver::TYPED {
+        if !["purchases", "signups"].contains(table) {
+            continue;
+        }
+        let df = if ctx.table_exist(*table)? {
+            restrict(ctx.table(*table).await?, "event_date")?
+        } else {
+            work.sql(sql)
+                .await?
+                .drop_columns(&["_warnings"])?
+                .limit(0, Some(0))?
+        };
+        work.register_table(*table, df.into_view())?;
+    }
+    Ok(())
+}

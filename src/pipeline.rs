@@ -1,0 +1,211 @@
+//! The pipeline as a whole: which steps have work to do (for `status`,
+//! `gold` and `run`).
+
+use serde::Serialize;
+
+use crate::dirty::{self, DirtyPartition};
+use crate::gold;
+use crate::log::LakeState;
+use crate::silver;
+
+/// The fingerprint the last build of `table` used: what `status` compares
+/// against, since it does not know the flags the next run will get.
+fn last_fingerprint(state: &LakeState, table: &str) -> String {
+    state
+        .builds
+        .get(table)
+        .and_then(|b| b.values().max_by_key(|(v, _)| *v))
+        .map(|(_, b)| b.fingerprint.clone())
+        .unwrap_or_default()
+}
+
+/// Dirty silver dates against the settings silver was last built with.
+pub fn silver_dirty(state: &LakeState) -> Vec<DirtyPartition> {
+    let fp = last_fingerprint(state, silver::EVENTS_TABLE);
+    dirty::dirty_partitions(state, silver::EVENTS_TABLE, &fp, &silver::wanted(state))
+}
+
+/// The dates of [`silver_dirty`].
+pub fn silver_dirty_dates(state: &LakeState) -> Vec<String> {
+    silver_dirty(state)
+        .into_iter()
+        .map(|d| d.partition)
+        .collect()
+}
+
+/// Dirty gold dates against the settings gold was last built with (none
+/// before the first gold build).
+pub fn gold_dirty(state: &LakeState) -> Vec<DirtyPartition> {
+    if !state.builds.contains_key(gold::METRICS_TABLE) {
+        return Vec::new();
+    }
+    let fp = last_fingerprint(state, gold::METRICS_TABLE);
+    dirty::dirty_partitions(state, gold::METRICS_TABLE, &fp, &gold::wanted(state))
+}
+
+/// Every dirty derived partition, silver first (for `status`). Before a
+/// table's first build nothing of it is listed: it is not built, not dirty.
+pub fn all_dirty(state: &LakeState) -> Vec<DirtyPartition> {
+    let mut v = Vec::new();
+    if state.builds.contains_key(silver::EVENTS_TABLE) {
+        v.extend(silver_dirty(state));
+    }
+    v.extend(gold_dirty(state));
+    v
+}
+
+/// What `evlake run` does: ingest (when given inputs), then silver, then
+/// gold, each its own commit.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub ingest: Option<crate::ingest::IngestOptions>,
+    pub silver: silver::Options,
+    pub gold: gold::Options,
+    /// Report what would be ingested and recomputed; change nothing.
+    pub dry_run: bool,
+}
+
+/// What a dry run would do after ingesting.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    /// Silver dates that would be recomputed: dirty now, or receiving new
+    /// bronze rows. Session reach can add neighbouring dates.
+    pub silver_dates: Vec<String>,
+    /// Gold dates that would be recomputed (at least these).
+    pub gold_dates: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub command: &'static str,
+    /// `committed` (some step committed), `noop`, `dry_run` or `failed`.
+    pub status: &'static str,
+    pub lake: String,
+    pub processing_time: String,
+    /// The step that failed (`ingest`, `silver`, `gold`), and why.
+    pub failed_step: Option<&'static str>,
+    pub error: Option<String>,
+    pub ingest: Option<crate::ingest::IngestReport>,
+    pub silver: Option<silver::SilverReport>,
+    pub gold: Option<gold::GoldReport>,
+    /// With `--dry-run`: what would be recomputed.
+    pub plan: Option<Plan>,
+    pub elapsed_ms: u64,
+}
+
+/// Run the pipeline. The report is complete up to the failed step, if any;
+/// the error (with its exit code) names the step. Each step commits on its
+/// own, so a failure leaves the lake consistent and the next run, which
+/// derives what is dirty, finishes the work.
+pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::Result<()>) {
+    let started = std::time::Instant::now();
+    let mut report = RunReport {
+        command: "run",
+        status: "noop",
+        lake: lake.root().display().to_string(),
+        processing_time: crate::time::format_micros(opts.silver.processing_time),
+        failed_step: None,
+        error: None,
+        ingest: None,
+        silver: None,
+        gold: None,
+        plan: None,
+        elapsed_ms: 0,
+    };
+    let result = steps(lake, opts, &mut report);
+    if let Err(e) = &result {
+        report.status = "failed";
+        report.error = Some(format!("{e:#}"));
+    }
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    let result = result.map_err(|e| {
+        let step = report.failed_step.unwrap_or("run");
+        e.context(format!("step `{step}` failed"))
+    });
+    (report, result)
+}
+
+fn steps(
+    lake: &crate::lake::Lake,
+    opts: &RunOptions,
+    report: &mut RunReport,
+) -> anyhow::Result<()> {
+    use crate::ingest::{self, Outcome};
+    if let Some(io) = &opts.ingest {
+        report.failed_step = Some("ingest");
+        let mut io = io.clone();
+        io.dry_run = opts.dry_run;
+        let r = ingest::ingest(lake, &io)?;
+        let (status, bad, considered, max) = (
+            r.status,
+            r.quarantined,
+            r.events + r.quarantined,
+            r.max_bad_fraction,
+        );
+        report.ingest = Some(r);
+        match status {
+            Outcome::Rejected => {
+                return Err(crate::error::Failure::Rejected {
+                    bad,
+                    considered,
+                    max_fraction: max,
+                }
+                .into());
+            }
+            Outcome::Committed => report.status = "committed",
+            Outcome::Noop | Outcome::DryRun => {}
+        }
+    }
+    if opts.dry_run {
+        report.failed_step = None;
+        report.status = "dry_run";
+        report.plan = Some(plan(lake, opts, report.ingest.as_ref())?);
+        return Ok(());
+    }
+    report.failed_step = Some("silver");
+    let s = silver::rebuild(lake, &opts.silver)?;
+    if s.status == "committed" {
+        report.status = "committed";
+    }
+    report.silver = Some(s);
+    report.failed_step = Some("gold");
+    let g = gold::rebuild(lake, &opts.gold)?;
+    if g.status == "committed" {
+        report.status = "committed";
+    }
+    report.gold = Some(g);
+    report.failed_step = None;
+    Ok(())
+}
+
+/// The dates a run would recompute, without running it.
+fn plan(
+    lake: &crate::lake::Lake,
+    opts: &RunOptions,
+    ingest: Option<&crate::ingest::IngestReport>,
+) -> anyhow::Result<Plan> {
+    use std::collections::BTreeSet;
+    let state = LakeState::load(lake)?;
+    let mut silver_dates: BTreeSet<String> =
+        silver::dirty_partitions(&state, &opts.silver.settings)
+            .into_iter()
+            .map(|d| d.partition)
+            .collect();
+    if let Some(r) = ingest {
+        silver_dates.extend(
+            r.partitions
+                .iter()
+                .filter(|p| p.events > 0)
+                .map(|p| p.event_date.clone()),
+        );
+    }
+    let mut gold_dates: BTreeSet<String> = gold::dirty_partitions(&state, &opts.gold.currency)
+        .into_iter()
+        .map(|d| d.partition)
+        .collect();
+    gold_dates.extend(silver_dates.iter().cloned());
+    Ok(Plan {
+        silver_dates: silver_dates.into_iter().collect(),
+        gold_dates: gold_dates.into_iter().collect(),
+    })
+}
