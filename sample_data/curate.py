@@ -12,8 +12,10 @@ import gzip
 import json
 import os
 import random
+import re
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UTC = timezone.utc
@@ -169,7 +171,7 @@ tc = D16 + timedelta(hours=9)
 b2.event(ev("correction", tc, "u2", props={"account_id": "acct-u2", "corrects_event_id": dep1["event_id"], "amount_delta": -50.00}), tc)
 b2.event(ev("withdrawal", tc + timedelta(minutes=20), "u3", props={"account_id": "acct-u3", "amount": 75.5, "currency": "EUR"}), tc + timedelta(minutes=20))
 b2.event(ev("purchase", tc + timedelta(hours=2), "u11", page="/checkout",
-            props={"order_id": "o10", "amount": "5.00", "currency": "EUR", "product_id": "p1"}), tc + timedelta(hours=2))
+            props={"order_id": "o10", "amount": "5.00", "currency": "USD", "product_id": "p1"}), tc + timedelta(hours=2))
 background(b2, D16, web_users, 50)
 after_midnight(b2, D16, "u13")
 # CASE: malformed lines of each kind.
@@ -210,9 +212,11 @@ b3.bad('{"event_id":"bad-9","event_type":"page_view","event_timestamp":"2031-01-
 # ---------------------------------------------------------------- write
 expected = {"batches": [], "partitions": defaultdict(lambda: {"events": 0, "distinct_event_ids": 0})}
 ids_by_date = defaultdict(set)
+arrivals = []  # (processing time, line bytes) of every valid event, in file order
 for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False)):
     lines = list(batch.lines)
     rng.shuffle(lines)
+    arrivals += [(batch.processing_time, l[0]) for l in lines if l[1] == "event"]
     body = b"\xef\xbb\xbf" if bom else b""
     for i, (line, _, _, _) in enumerate(lines):
         body += line + (b"\r\n" if crlf and i % 3 == 0 else b"\n")
@@ -248,6 +252,88 @@ for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False
     })
 for date, s in ids_by_date.items():
     expected["partitions"][date]["distinct_event_ids"] = len(s)
+
+
+# ------------------------------------------- expected daily_metrics (gold)
+# An independent model of the pipeline's rules (README: late data, silver,
+# gold), from the lines as written: default settings (late policy reopen,
+# watermark delay 1h, session gap 30m, reporting currency USD).
+def instant_us(e):
+    ts = e.get("event_timestamp", e.get("timestamp_utc", e.get("timestamp")))
+    if isinstance(ts, int):
+        return ts * 1000
+    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", ts)
+    base = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))
+    return int(base.timestamp()) * 10**6 + int((m[2] or ".")[1:7].ljust(6, "0"))
+
+
+DAY_US = 86_400 * 10**6
+HOUR_US = 3600 * 10**6
+kept = {}  # (date, event_id) -> event (first copy by processing time, then line)
+max_event, watermark = None, None
+for pt in sorted({pt for pt, _ in arrivals}):
+    batch_events = []
+    for p, line in arrivals:
+        if p != pt:
+            continue
+        e = json.loads(line)
+        us = instant_us(e)
+        day = us // DAY_US
+        late = watermark is not None and watermark >= (day + 1) * DAY_US
+        pt_us = int(datetime.fromisoformat(pt.replace("Z", "+00:00")).timestamp()) * 10**6
+        e["user_id"] = e.get("user_id", e.get("actor_id"))
+        e["properties"] = e.get("properties", e.get("payload", {}))
+        batch_events.append(dict(e, us=us, day=day, late=late, pt=pt_us))
+    for e in batch_events:
+        kept.setdefault((e["day"], e["event_id"]), e)
+        max_event = e["us"] if max_event is None else max(max_event, e["us"])
+    w = max_event - HOUR_US
+    watermark = w if watermark is None else max(watermark, w)
+by_user = defaultdict(list)
+for e in kept.values():
+    by_user[e["user_id"]].append(e)
+sessions = []  # (start day, duration µs, events, converted)
+for evs in by_user.values():
+    evs.sort(key=lambda e: (e["us"], e["event_id"]))
+    cur = None
+    for e in evs:
+        if cur is None or e["us"] - cur[-1]["us"] > 30 * 60 * 10**6:
+            cur = [e]
+            sessions.append(cur)
+        else:
+            cur.append(e)
+
+
+def half_up(num, den, places):
+    """num/den rounded half-up to `places` decimals, as text."""
+    scaled = (2 * num * 10**places + den) // (2 * den)
+    return f"{scaled // 10**places}.{scaled % 10**places:0{places}d}"
+
+
+metrics = {}
+for day in sorted({d for d, _ in kept}):
+    evs = [e for (d, _), e in kept.items() if d == day]
+    ses = [s for s in sessions if s[0]["day"] == day]
+    dur = sum(s[-1]["us"] - s[0]["us"] for s in ses)
+    conv = sum(1 for s in ses if any(e["event_type"] == "purchase" for e in s))
+    purchases = [e for e in evs if e["event_type"] == "purchase"]
+    revenue = sum(Decimal(str(e["properties"]["amount"])) for e in purchases
+                  if e["properties"].get("currency") == "USD")
+    date = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).date().isoformat()
+    metrics[date] = {
+        "events": len(evs),
+        "users": len({e["user_id"] for e in evs}),
+        "sessions": len(ses),
+        "bounce_sessions": sum(1 for s in ses if len(s) == 1),
+        "avg_session_duration_s": half_up(dur, len(ses) * 10**6, 3) if ses else None,
+        "converted_sessions": conv,
+        "conversion_rate": half_up(conv, len(ses), 4) if ses else None,
+        "purchases": len(purchases),
+        "revenue": f"{revenue:.2f}",
+        "signups": sum(1 for e in evs if e["event_type"] == "signup"),
+        "late_events": sum(1 for e in evs if e["late"]),
+    }
+expected["daily_metrics"] = metrics
 expected["partitions"] = dict(sorted(expected["partitions"].items()))
 with open(os.path.join(HERE, "..", "tests", "sample_expected.json"), "w") as f:
     json.dump(expected, f, indent=2)

@@ -9,15 +9,35 @@
 //! - `renamed`: after the first data file was renamed into its table
 //! - `before-commit`: after every rename, before the commit file is written
 //! - `after-commit`: after the commit file, before staging is cleaned up
+//!
+//! `OPERATION:STEP` (e.g. `gold:renamed`) aborts only in that operation
+//! (`ingest`, `reconcile`, `silver`, `gold`), so a test can crash the third
+//! step of `evlake run`.
+
+use std::sync::Mutex;
 
 /// Every step name that `EVLAKE_FAULT` accepts.
 pub const STEPS: &[&str] = &["staged", "renamed", "before-commit", "after-commit"];
 
+static OPERATION: Mutex<&str> = Mutex::new("");
+
+/// Name the operation now running (for `OPERATION:STEP` faults).
+pub fn operation(op: &'static str) {
+    *OPERATION.lock().unwrap_or_else(|e| e.into_inner()) = op;
+}
+
 /// Abort the process if `EVLAKE_FAULT` names `step`.
 pub fn point(step: &str) {
     debug_assert!(STEPS.contains(&step), "unknown fault step {step}");
-    if std::env::var("EVLAKE_FAULT").is_ok_and(|v| v == step) {
-        eprintln!("evlake: EVLAKE_FAULT={step}: aborting");
+    let Ok(v) = std::env::var("EVLAKE_FAULT") else {
+        return;
+    };
+    let hit = match v.split_once(':') {
+        Some((op, s)) => s == step && *OPERATION.lock().unwrap_or_else(|e| e.into_inner()) == op,
+        None => v == step,
+    };
+    if hit {
+        eprintln!("evlake: EVLAKE_FAULT={v}: aborting");
         std::process::abort();
     }
 }

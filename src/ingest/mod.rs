@@ -285,6 +285,8 @@ fn batch_id_of(hash: &str) -> String {
 pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let started = Instant::now();
     let inputs = input::resolve(&opts.inputs)?;
+    crate::fault::operation("ingest");
+
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
     let orphans_removed = if opts.dry_run {

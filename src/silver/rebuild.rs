@@ -60,6 +60,7 @@ const USERS: &str = "_silver_touched_users";
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
+    crate::fault::operation("silver");
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;

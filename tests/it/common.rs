@@ -218,12 +218,22 @@ pub fn generate(dir: &Path, args: &[&str]) -> Value {
 /// Every row of every silver table as text (`partition|col=value|...`),
 /// sorted per table: what "row for row equal" compares.
 pub fn silver_dump(lake: &Path) -> BTreeMap<String, Vec<String>> {
-    use datafusion::arrow::util::display::array_value_to_string;
-    let mut out = BTreeMap::new();
-    for (table, dir) in evlake::silver::all_tables()
+    let tables: Vec<(&str, &str)> = evlake::silver::all_tables()
         .into_iter()
         .zip(evlake::silver::all_dirs())
-    {
+        .collect();
+    dump(lake, &tables)
+}
+
+/// [`silver_dump`] for the gold tables.
+pub fn gold_dump(lake: &Path) -> BTreeMap<String, Vec<String>> {
+    dump(lake, evlake::gold::TABLES)
+}
+
+fn dump(lake: &Path, tables: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let mut out = BTreeMap::new();
+    for (table, dir) in tables {
         let root = lake.join(dir);
         let mut rows = Vec::new();
         for f in parquet_files(&root) {

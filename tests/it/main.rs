@@ -3,6 +3,7 @@
 
 mod common;
 mod crash;
+mod gold;
 mod ingest;
 mod interop;
 mod late;

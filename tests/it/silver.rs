@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::common::*;
 
-fn query_csv(lake: &Path, sql: &str) -> Vec<String> {
+pub fn query_csv(lake: &Path, sql: &str) -> Vec<String> {
     let o = run(lake, &["query", sql, "--format", "csv"]);
     assert!(o.status.success(), "{sql}: {}", stderr(&o));
     String::from_utf8(o.stdout)
@@ -18,7 +18,7 @@ fn query_csv(lake: &Path, sql: &str) -> Vec<String> {
         .collect()
 }
 
-fn silver(lake: &Path, extra: &[&str]) -> Value {
+pub fn silver(lake: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
         "silver",
         "--json",
@@ -302,13 +302,13 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
     }
 }
 
-fn ev(id: &str, ty: &str, ts: &str, user: &str) -> String {
+pub fn ev(id: &str, ty: &str, ts: &str, user: &str) -> String {
     format!(
         "{{\"event_id\":\"{id}\",\"event_type\":\"{ty}\",\"event_timestamp\":\"{ts}\",\"user_id\":\"{user}\",\"page_url\":\"/{id}\",\"properties\":{{\"order_id\":\"o-{id}\",\"amount\":\"1.00\",\"currency\":\"USD\",\"product_id\":\"p\"}}}}\n"
     )
 }
 
-fn ingest_lines(lake: &Path, dir: &Path, name: &str, lines: &[String], pt: &str) {
+pub fn ingest_lines(lake: &Path, dir: &Path, name: &str, lines: &[String], pt: &str) {
     let f = dir.join(name);
     std::fs::write(&f, lines.concat()).unwrap();
     ok(
@@ -317,19 +317,27 @@ fn ingest_lines(lake: &Path, dir: &Path, name: &str, lines: &[String], pt: &str)
     );
 }
 
-fn list(v: &Value) -> Vec<String> {
+pub fn list(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
         .unwrap_or_default()
 }
 
-/// Incremental silver equals `silver --full` on a copy of the lake.
-fn assert_equals_full(lake: &Path, scratch: &Path, what: &str) {
+/// Incremental silver (and gold, if built) equals `silver --full` (and
+/// `gold --full`) on a copy of the lake.
+pub fn assert_equals_full(lake: &Path, scratch: &Path, what: &str) {
     let _ = std::fs::remove_dir_all(scratch);
     copy_dir(lake, scratch);
     let f = silver(scratch, &["--full"]);
     assert_eq!(f["mode"], "full");
-    let (a, b) = (silver_dump(lake), silver_dump(scratch));
+    let mut a = silver_dump(lake);
+    let mut b = silver_dump(scratch);
+    if lake.join("gold").exists() {
+        let g = ok(scratch, &["gold", "--full", "--json"]);
+        assert_eq!(g["mode"], "full");
+        a.extend(gold_dump(lake));
+        b.extend(gold_dump(scratch));
+    }
     for (table, rows) in &a {
         assert!(
             rows == &b[table],
@@ -451,7 +459,7 @@ fn a_late_merge_rewrites_exactly_the_partitions_whose_rows_changed() {
 }
 
 #[test]
-fn property_incremental_silver_equals_full_after_every_late_batch() {
+fn property_incremental_silver_and_gold_equal_full_after_every_late_batch() {
     // Few users and many late events: sessions cross midnight, late events
     // extend and merge sessions across days. Batches arrive in a shuffled
     // order, so whole days arrive late.
@@ -492,11 +500,19 @@ fn property_incremental_silver_equals_full_after_every_late_batch() {
         let mut incremental_runs = 0;
         for (i, f) in files.iter().enumerate() {
             let pt = format!("2024-04-{:02}T02:00:00Z", i + 1);
-            ok(
+            // Ingest, silver and gold in one `evlake run`.
+            let r = ok(
                 &lake,
-                &["ingest", f.to_str().unwrap(), "--processing-time", &pt],
+                &[
+                    "run",
+                    f.to_str().unwrap(),
+                    "--processing-time",
+                    &pt,
+                    "--json",
+                ],
             );
-            let s = silver(&lake, &[]);
+            let s = &r["silver"];
+            assert_eq!(r["gold"]["status"], "committed", "{r}");
             if s["mode"] == "incremental" {
                 incremental_runs += 1;
             }

@@ -1,0 +1,326 @@
+//! `evlake gold` and `evlake run`: daily metrics, exact recompute sets,
+//! crashes, dry runs.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::silver::{assert_equals_full, ev, list, query_csv};
+
+const METRICS: &str = "SELECT CAST(event_date AS VARCHAR), events, users, sessions, \
+    bounce_sessions, CAST(avg_session_duration_s AS VARCHAR), converted_sessions, \
+    CAST(conversion_rate AS VARCHAR), purchases, CAST(revenue AS VARCHAR), signups, \
+    late_events FROM daily_metrics ORDER BY 1";
+
+/// `evlake run BATCH --processing-time PT --json` for one sample batch.
+fn run_batch(lake: &Path, batch: &Value) -> Value {
+    let path = sample(batch["file"].as_str().unwrap());
+    ok(
+        lake,
+        &[
+            "run",
+            &path,
+            "--processing-time",
+            batch["processing_time"].as_str().unwrap(),
+            "--json",
+        ],
+    )
+}
+
+/// The expected rows of METRICS, from tests/sample_expected.json (computed
+/// by sample_data/curate.py from the lines it wrote, not by evlake).
+fn expected_metrics() -> Vec<String> {
+    let exp = expected();
+    exp["daily_metrics"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(date, m)| {
+            let f = |k: &str| match &m[k] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                v => v.to_string(),
+            };
+            [
+                date.clone(),
+                f("events"),
+                f("users"),
+                f("sessions"),
+                f("bounce_sessions"),
+                f("avg_session_duration_s"),
+                f("converted_sessions"),
+                f("conversion_rate"),
+                f("purchases"),
+                f("revenue"),
+                f("signups"),
+                f("late_events"),
+            ]
+            .join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn run_on_the_sample_gives_the_expected_daily_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    for b in &batches {
+        let r = run_batch(&lake, b);
+        assert_eq!(r["status"], "committed", "{r}");
+        assert_eq!(r["failed_step"], Value::Null);
+    }
+    assert_eq!(query_csv(&lake, METRICS), expected_metrics());
+    // Every currency apart; revenue in USD only in daily_metrics.
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT CAST(event_date AS VARCHAR), currency, purchases, CAST(revenue AS VARCHAR) \
+             FROM daily_revenue_by_currency ORDER BY 1, 2"
+        ),
+        ["2024-03-15,EUR,1,19.99", "2024-03-16,USD,1,5.00"]
+    );
+    // Re-running the same inputs is a no-op at every step.
+    let r = run_batch(&lake, &batches[2]);
+    assert_eq!(r["status"], "noop", "{r}");
+    assert_eq!(r["ingest"]["status"], "noop");
+    assert_eq!(r["silver"]["status"], "noop");
+    assert_eq!(r["gold"]["status"], "noop");
+    assert_eq!(
+        ok(&lake, &["status", "--json"])["dirty"],
+        Value::Array(vec![])
+    );
+    // Another reporting currency is a new fingerprint: gold rebuilds.
+    let g = ok(&lake, &["gold", "--currency", "eur", "--json"]);
+    assert_eq!(g["mode"], "full");
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT CAST(event_date AS VARCHAR), CAST(revenue AS VARCHAR) FROM daily_metrics \
+             WHERE purchases > 0 ORDER BY 1"
+        ),
+        ["2024-03-15,19.99", "2024-03-16,0.00"]
+    );
+}
+
+#[test]
+fn a_late_bridge_recomputes_exactly_the_dates_whose_silver_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let run_lines = |name: &str, lines: &[String], pt: &str| -> Value {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, lines.concat()).unwrap();
+        ok(
+            &lake,
+            &[
+                "run",
+                f.to_str().unwrap(),
+                "--processing-time",
+                pt,
+                "--json",
+            ],
+        )
+    };
+    run_lines(
+        "b1.jsonl",
+        &[
+            ev("e1", "page_view", "2024-03-14T23:40:00Z", "u"),
+            ev("e3", "page_view", "2024-03-15T00:25:00Z", "u"),
+            ev("e4", "purchase", "2024-03-15T00:40:00Z", "u"),
+            ev("v1", "page_view", "2024-03-14T12:00:00Z", "v"),
+            ev("v2", "page_view", "2024-03-16T09:00:00Z", "v"),
+            ev("w1", "page_view", "2024-03-16T23:50:00Z", "w"),
+            ev("w2", "purchase", "2024-03-17T00:10:00Z", "w"),
+        ],
+        "2024-03-18T02:00:00Z",
+    );
+    let sessions_of = |date: &str| {
+        query_csv(
+            &lake,
+            &format!("SELECT sessions FROM daily_metrics WHERE event_date = DATE '{date}'"),
+        )
+    };
+    assert_eq!(sessions_of("2024-03-15"), ["1"]);
+    // Bronze changes only on the 14th, but u's session from the 15th joins
+    // the 14th's: both dates' numbers change, and nothing else.
+    let r = run_lines(
+        "b2.jsonl",
+        &[ev("e2", "page_view", "2024-03-14T23:59:00Z", "u")],
+        "2024-03-19T02:00:00Z",
+    );
+    assert_eq!(
+        list(&r["gold"]["recomputed"]["daily_metrics"]),
+        ["2024-03-14", "2024-03-15"],
+        "{r}"
+    );
+    assert_eq!(
+        list(&r["gold"]["recomputed"]["daily_revenue_by_currency"]),
+        ["2024-03-15"],
+        "{r}"
+    );
+    assert_eq!(sessions_of("2024-03-15"), ["0"]);
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT sessions, converted_sessions, events FROM daily_metrics \
+             WHERE event_date = DATE '2024-03-14'"
+        ),
+        ["2,1,3"]
+    );
+    assert_equals_full(&lake, &tmp.path().join("full-1"), "after the bridge");
+    // v's late event on the 16th: w's session reaches the 17th but does not
+    // change, so only the 16th is recomputed.
+    let r = run_lines(
+        "b3.jsonl",
+        &[ev("v3", "page_view", "2024-03-16T09:10:00Z", "v")],
+        "2024-03-20T02:00:00Z",
+    );
+    assert_eq!(
+        list(&r["gold"]["recomputed"]["daily_metrics"]),
+        ["2024-03-16"],
+        "{r}"
+    );
+    assert_equals_full(&lake, &tmp.path().join("full-2"), "after v3");
+}
+
+#[test]
+fn a_crash_at_every_step_of_gold_then_a_rerun_is_correct() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    let reference = tmp.path().join("reference");
+    for b in &batches {
+        run_batch(&reference, b);
+    }
+    let want = gold_dump(&reference);
+    for step in evlake::fault::STEPS {
+        let lake = tmp.path().join(format!("lake-{step}"));
+        run_batch(&lake, &batches[0]);
+        run_batch(&lake, &batches[1]);
+        // The third batch's run crashes inside its gold step.
+        let b = &batches[2];
+        let o = cmd(
+            &lake,
+            &[
+                "run",
+                &sample(b["file"].as_str().unwrap()),
+                "--processing-time",
+                b["processing_time"].as_str().unwrap(),
+            ],
+        )
+        .env("EVLAKE_FAULT", format!("gold:{step}"))
+        .output()
+        .unwrap();
+        assert!(!o.status.success(), "{step}");
+        // The lake is readable and no partition is half-written: every
+        // gold file on disk is committed or is an orphan the next writer
+        // removes; queries see the committed state only.
+        assert!(
+            run(&lake, &["query", "SELECT count(*) FROM daily_metrics"])
+                .status
+                .success()
+        );
+        let r = run_batch(&lake, b);
+        assert_ne!(r["status"], "failed", "{step}: {r}");
+        assert_eq!(gold_dump(&lake), want, "{step}");
+        let on_disk: Vec<String> = files_on_disk(&lake)
+            .into_iter()
+            .filter(|f| f.starts_with("gold/"))
+            .collect();
+        let committed: Vec<String> = committed_files(&lake)
+            .into_iter()
+            .filter(|f| f.starts_with("gold/"))
+            .collect();
+        assert_eq!(on_disk, committed, "{step}");
+    }
+}
+
+#[test]
+fn a_failed_step_is_named_and_the_next_run_finishes_the_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    run_batch(&lake, &batches[0]);
+    let b = &batches[1];
+    let o = cmd(
+        &lake,
+        &[
+            "run",
+            &sample(b["file"].as_str().unwrap()),
+            "--processing-time",
+            b["processing_time"].as_str().unwrap(),
+            "--json",
+        ],
+    )
+    .env("EVLAKE_FAULT", "silver:before-commit")
+    .output()
+    .unwrap();
+    assert!(!o.status.success());
+    // A crash cannot print a summary; a refused step can.
+    std::fs::write(lake.join("evlake.toml"), "[gold]\ncurrency = \"dollars\"\n").unwrap();
+    let o = run(&lake, &["run", "--json"]);
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("gold.currency"), "{}", stderr(&o));
+    std::fs::remove_file(lake.join("evlake.toml")).unwrap();
+    // Bronze has batch 2 (ingest committed before silver crashed); the next
+    // run with no inputs finishes silver and gold.
+    let st = ok(&lake, &["status", "--json"]);
+    assert!(!st["dirty"].as_array().unwrap().is_empty(), "{st}");
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(r["silver"]["status"], "committed", "{r}");
+    assert_eq!(r["gold"]["status"], "committed", "{r}");
+    assert_eq!(
+        ok(&lake, &["status", "--json"])["dirty"],
+        Value::Array(vec![])
+    );
+    // A bad batch stops at ingest (exit 4) and names it in the summary.
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "not json\n{\"event_id\":1}\n").unwrap();
+    let o = run(&lake, &["run", bad.to_str().unwrap(), "--json"]);
+    assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["failed_step"], "ingest");
+    assert!(
+        stderr(&o).contains("step `ingest` failed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn dry_run_reports_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    run_batch(&lake, &batches[0]);
+    run_batch(&lake, &batches[1]);
+    let before = (commits(&lake), files_on_disk(&lake));
+    let b = &batches[2];
+    let r = ok(
+        &lake,
+        &[
+            "run",
+            &sample(b["file"].as_str().unwrap()),
+            "--processing-time",
+            b["processing_time"].as_str().unwrap(),
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(r["status"], "dry_run");
+    assert_eq!(r["ingest"]["status"], "dry_run");
+    assert_eq!(r["ingest"]["events"], b["events"]);
+    let dates: Vec<String> = b["partitions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(list(&r["plan"]["silver_dates"]), dates);
+    assert_eq!(list(&r["plan"]["gold_dates"]), dates);
+    assert_eq!((commits(&lake), files_on_disk(&lake)), before);
+    // The real run then recomputes those dates.
+    let r = run_batch(&lake, b);
+    assert_eq!(list(&r["silver"]["recomputed"]["events"]), dates);
+}
