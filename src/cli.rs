@@ -68,8 +68,10 @@ pub enum Command {
     Status(commands::status::Args),
     /// Show the lateness distribution per partition or per batch
     Lateness(commands::lateness::Args),
-    /// Run ad-hoc SQL over the logical tables (bronze_events, events, sessions, ...)
+    /// Run ad-hoc SQL over the logical tables (bronze_events, events, daily_metrics, ...)
     Query(commands::query::Args),
+    /// List the logical tables with their columns, partitions and rows
+    Tables(commands::tables::Args),
     /// Write deterministic synthetic arrival batches and a truth file
     Generate(commands::generate::Args),
 }
@@ -86,6 +88,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => commands::status::run(&cli.lake, args),
         Command::Lateness(args) => commands::lateness::run(&cli.lake, args),
         Command::Query(args) => commands::query::run(&cli.lake, args),
+        Command::Tables(args) => commands::tables::run(&cli.lake, args),
         Command::Generate(args) => commands::generate::run(args),
     }
 }

@@ -11,6 +11,7 @@ pub mod reconcile;
 pub mod run;
 pub mod silver;
 pub mod status;
+pub mod tables;
 
 use std::io::Write;
 

@@ -17,8 +17,11 @@ use crate::lake::Lake;
   evlake query \"SELECT * FROM bronze_events WHERE is_late\" --format csv > late.csv
   evlake query \"SHOW TABLES\"
 
-Tables: bronze_events, bronze_late, events, sessions (those that have rows).
-A bad query exits 2.")]
+Tables (those that have rows; `evlake tables` lists them with columns):
+  bronze_events, bronze_late, quarantine,
+  events, sessions, purchases, searches, signups, cart_adds, ledger,
+  daily_metrics, daily_revenue_by_currency.
+A bad query or an unknown table exits 2 and changes nothing.")]
 pub struct Args {
     /// The SQL query
     pub sql: String,

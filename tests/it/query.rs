@@ -54,3 +54,144 @@ fn query_reads_bronze_by_its_logical_name() {
         assert!(stderr(&o).contains("bad query"), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn query_formats_every_table_and_tables_lists_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for b in expected()["batches"].as_array().unwrap() {
+        ok(
+            &lake,
+            &[
+                "run",
+                &sample(b["file"].as_str().unwrap()),
+                "--processing-time",
+                b["processing_time"].as_str().unwrap(),
+            ],
+        );
+    }
+    let before = commits(&lake);
+    let sql = "SELECT CAST(event_date AS VARCHAR) AS d, events FROM daily_metrics \
+               WHERE event_date <= DATE '2024-03-15' ORDER BY 1";
+    let out = |format: &str| {
+        let o = run(&lake, &["query", sql, "--format", format]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let n15 = expected()["daily_metrics"]["2024-03-15"]["events"].clone();
+    assert_eq!(
+        out("csv"),
+        format!("d,events\n2024-03-14,1\n2024-03-15,{n15}\n")
+    );
+    assert_eq!(
+        out("json"),
+        format!(
+            "{{\"d\":\"2024-03-14\",\"events\":1}}\n{{\"d\":\"2024-03-15\",\"events\":{n15}}}\n"
+        )
+    );
+    let table = out("table");
+    assert!(table.contains("| d          | events |"), "{table}");
+    assert!(table.contains("| 2024-03-15 | "), "{table}");
+    // Data only on stdout: nothing else is printed there.
+    assert_eq!(table.lines().count(), 6, "{table}");
+
+    // Every logical table is queryable by name.
+    for t in [
+        "bronze_events",
+        "quarantine",
+        "events",
+        "sessions",
+        "purchases",
+        "searches",
+        "signups",
+        "cart_adds",
+        "ledger",
+        "daily_metrics",
+        "daily_revenue_by_currency",
+    ] {
+        let o = run(
+            &lake,
+            &[
+                "query",
+                &format!("SELECT count(*) FROM {t}"),
+                "--format",
+                "csv",
+            ],
+        );
+        assert!(o.status.success(), "{t}: {}", stderr(&o));
+        let n: u64 = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n > 0, "{t} is empty");
+    }
+    let q = run(
+        &lake,
+        &[
+            "query",
+            "SELECT reason, line FROM quarantine WHERE reason = 'invalid_utf8'",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(String::from_utf8(q.stdout).unwrap().lines().count(), 2);
+
+    // Errors: the DataFusion message and exit 2, nothing changed.
+    for bad in [
+        "SELECT * FROM daily_metric",
+        "SELECT revenue + FROM daily_metrics",
+    ] {
+        let o = run(&lake, &["query", bad]);
+        assert_eq!(exit_code(&o), 2, "{bad}");
+        assert!(o.stdout.is_empty());
+    }
+    let o = run(&lake, &["query", "SELECT * FROM daily_metric"]);
+    assert!(stderr(&o).contains("daily_metric"), "{}", stderr(&o));
+
+    // `evlake tables` lists every table with columns and partitions.
+    let o = run(&lake, &["tables", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tables: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"daily_metrics")
+            && names.contains(&"quarantine")
+            && names.contains(&"ledger"),
+        "{names:?}"
+    );
+    let dm = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "daily_metrics")
+        .unwrap();
+    assert_eq!(
+        dm["partitions"],
+        expected()["daily_metrics"].as_object().unwrap().len()
+    );
+    let cols: Vec<&str> = dm["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for c in [
+        "event_date",
+        "events",
+        "users",
+        "sessions",
+        "revenue",
+        "late_events",
+    ] {
+        assert!(cols.contains(&c), "{cols:?}");
+    }
+    assert_eq!(commits(&lake), before, "reads never commit");
+}

@@ -1,0 +1,151 @@
+//! `evlake tables`: every logical table with its columns and partitions.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{Format, print_json};
+use crate::lake::Lake;
+use crate::log::LakeState;
+use crate::{bronze, engine, gold, ingest, silver};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  evlake tables
+  evlake tables --format json | jq '.[].name'
+
+Every table `evlake query` can read, by logical name, with its columns
+(from the files), partitions and rows (from the commit log).")]
+pub struct Args {
+    /// Output format (csv prints one row per column)
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    /// bronze, silver, gold or quarantine.
+    pub layer: &'static str,
+    /// Lake-relative directory.
+    pub directory: String,
+    pub partitions: usize,
+    pub files: usize,
+    pub rows: u64,
+    /// Empty until the table has files.
+    pub columns: Vec<Column>,
+}
+
+/// Every logical table: (name, layer, directory).
+pub fn known_tables() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut v = vec![
+        (bronze::TABLE, "bronze", bronze::DIR),
+        (bronze::LATE_TABLE, "bronze", bronze::LATE_DIR),
+        (
+            ingest::QUARANTINE_TABLE,
+            "quarantine",
+            ingest::QUARANTINE_DIR,
+        ),
+    ];
+    for (t, d) in silver::all_tables().into_iter().zip(silver::all_dirs()) {
+        v.push((t, "silver", d));
+    }
+    for (t, d) in gold::TABLES {
+        v.push((t, "gold", d));
+    }
+    v
+}
+
+pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    let lake = Lake::new(lake_dir);
+    let state = LakeState::load(&lake)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ctx = rt.block_on(engine::context(&lake))?;
+    let mut tables = Vec::new();
+    for (name, layer, dir) in known_tables() {
+        let parts: Vec<_> = state
+            .partitions(name)
+            .filter(|(_, p)| !p.files.is_empty())
+            .collect();
+        let columns = match rt.block_on(ctx.table(name)) {
+            Ok(df) => df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| Column {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        tables.push(TableInfo {
+            name: name.to_string(),
+            layer,
+            directory: dir.to_string(),
+            partitions: if layer == "quarantine" {
+                0
+            } else {
+                parts.len()
+            },
+            files: parts.iter().map(|(_, p)| p.files.len()).sum(),
+            rows: parts.iter().map(|(_, p)| p.rows()).sum(),
+            columns,
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            drop(out);
+            return print_json(&tables);
+        }
+        Format::Csv => {
+            writeln!(out, "table,layer,partitions,rows,column,type,nullable")?;
+            for t in &tables {
+                for c in &t.columns {
+                    writeln!(
+                        out,
+                        "{},{},{},{},{},\"{}\",{}",
+                        t.name, t.layer, t.partitions, t.rows, c.name, c.data_type, c.nullable
+                    )?;
+                }
+            }
+        }
+        Format::Table => {
+            for t in &tables {
+                writeln!(
+                    out,
+                    "{} ({}, {}): {} partition(s), {} file(s), {} row(s)",
+                    t.name, t.layer, t.directory, t.partitions, t.files, t.rows
+                )?;
+                if t.columns.is_empty() {
+                    writeln!(out, "    (no files yet)")?;
+                }
+                for c in &t.columns {
+                    writeln!(
+                        out,
+                        "    {:<24} {}{}",
+                        c.name,
+                        c.data_type,
+                        if c.nullable { "" } else { " NOT NULL" }
+                    )?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
