@@ -6,10 +6,10 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/evlake-target
 export CARGO_TARGET_DIR
 VENV ?= $(HOME)/.cache/evlake-venv
 PYTHON := $(VENV)/bin/python
-EVLAKE := $(CARGO_TARGET_DIR)/debug/evlake
+EVLAKE ?= $(CARGO_TARGET_DIR)/debug/evlake
 LAKE ?= lake
 
-.PHONY: help build test demo bench lint venv clean
+.PHONY: help build test demo run bench lint venv clean
 
 help: ## Show the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -27,24 +27,30 @@ venv: $(PYTHON) ## Python venv with duckdb + pyarrow (interop test, bench)
 test: $(PYTHON) ## Run every test (unit + the one integration binary), installing what they need
 	EVLAKE_PYTHON=$(PYTHON) cargo test
 
-demo: build ## Ingest sample_data/ (three arrival batches) into ./lake, re-run it (a no-op), build silver, report
+demo: build ## evlake run on sample_data/ into ./lake, daily_metrics, then a late batch recomputes only its dates
 	rm -rf $(LAKE)
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-15.jsonl    --processing-time 2024-03-16T02:00:00Z
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-19.jsonl    --processing-time 2024-03-20T02:00:00Z
-	@echo "--- re-running the same batches is a no-op:"
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/
-	@echo "--- bronze partitions and quarantine:"
-	@find $(LAKE)/bronze $(LAKE)/quarantine -type f | sort
-	@echo "--- evlake silver (sessionized events + sessions):"
-	$(EVLAKE) --lake $(LAKE) silver --processing-time 2024-03-20T03:00:00Z
-	@echo "--- evlake status:"
+	@echo "=== 1. evlake run on the first two arrival batches (ingest, silver, gold):"
+	$(EVLAKE) --lake $(LAKE) run sample_data/2024-03-15.jsonl    --processing-time 2024-03-16T02:00:00Z
+	$(EVLAKE) --lake $(LAKE) run sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
+	@echo "=== re-running the same inputs is a no-op:"
+	$(EVLAKE) --lake $(LAKE) run sample_data/2024-03-15.jsonl sample_data/2024-03-16.jsonl.gz
+	@echo "=== daily_metrics:"
+	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, events, users, sessions, bounce_sessions AS bounces, avg_session_duration_s AS avg_s, conversion_rate AS conv, purchases, revenue, signups, late_events AS late FROM daily_metrics ORDER BY event_date"
 	$(EVLAKE) --lake $(LAKE) status
-	@echo "--- evlake lateness:"
+	@echo "=== 2. a late batch arrives (mobile events for the 15th and 16th, and new days); ingest it:"
+	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-19.jsonl --processing-time 2024-03-20T02:00:00Z
+	@echo "=== the dates that became dirty:"
+	$(EVLAKE) --lake $(LAKE) status
+	@echo "=== run again: only those dates (and the neighbours their sessions reach) are recomputed:"
+	$(EVLAKE) --lake $(LAKE) run --processing-time 2024-03-20T03:00:00Z
+	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, events, users, sessions, bounce_sessions AS bounces, avg_session_duration_s AS avg_s, conversion_rate AS conv, purchases, revenue, signups, late_events AS late FROM daily_metrics ORDER BY event_date"
+	$(EVLAKE) --lake $(LAKE) query "SELECT * FROM daily_revenue_by_currency ORDER BY event_date, currency"
+	@echo "=== lateness per partition:"
 	$(EVLAKE) --lake $(LAKE) lateness
-	@echo "--- evlake query:"
-	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, count(*) AS events, sum(CAST(is_late AS INT)) AS late, count(DISTINCT event_id) AS distinct_ids FROM bronze_events GROUP BY 1 ORDER BY 1"
-	$(EVLAKE) --lake $(LAKE) query "SELECT session_date, count(*) AS sessions, sum(event_count) AS events, sum(CAST(converted AS INT)) AS converted, avg(duration_us) / 1e6 AS avg_seconds FROM sessions GROUP BY 1 ORDER BY 1"
+
+INBOX ?= incoming
+run: ## One pipeline run over $(INBOX)/ into $(LAKE) (what an hourly cron job calls); JSON summary appended to $(LAKE).runs.jsonl
+	$(EVLAKE) --lake $(LAKE) run $(INBOX) --json >> $(LAKE).runs.jsonl
 
 bench: $(PYTHON) ## Release build; evlake vs DuckDB ingest and silver (EVENTS=5000000 for the big run); status vs lake size
 	cargo build --release
