@@ -3,7 +3,8 @@
 -- sha256(user_id || chr(31) || first event_id)) and one row per session,
 -- each written as zstd Parquet partitioned by date, like evlake's
 -- sql/silver/events.sql and sessions.sql. Parameters substituted by
--- bench/silver_bench.py: {bronze_glob}, {out_dir}, {gap_us}.
+-- bench/silver_bench.py and pipeline_bench.py: {bronze_glob}, {out_dir}, {gap_us},
+-- {dedup_order} (evlake's bronze: processing_time, batch_id, source_line).
 SET preserve_insertion_order = false;
 CREATE VIEW bronze AS
     SELECT * FROM read_parquet('{bronze_glob}', hive_partitioning = true);
@@ -11,7 +12,7 @@ COPY (
     WITH ranked AS (
         SELECT *, ROW_NUMBER() OVER (
             PARTITION BY event_date, event_id
-            ORDER BY processing_time, batch_id, source_line) AS copy_rank
+            ORDER BY {dedup_order}) AS copy_rank
         FROM bronze
     ),
     deduped AS (SELECT * EXCLUDE (copy_rank) FROM ranked WHERE copy_rank = 1),

@@ -71,7 +71,8 @@ def main():
         out = os.path.join(OUT, "silver-duckdb")
         shutil.rmtree(out, ignore_errors=True)
         script = (sql.replace("{bronze_glob}", bronze_glob).replace("{out_dir}", out)
-                  .replace("{gap_us}", str(GAP_US)))
+                  .replace("{gap_us}", str(GAP_US))
+                  .replace("{dedup_order}", "processing_time, batch_id, source_line"))
         t = run([sys.executable, "-c", "import duckdb,sys; duckdb.connect().execute(sys.argv[1])", script])
         shutil.rmtree(out, ignore_errors=True)
         return t

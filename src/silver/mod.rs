@@ -156,8 +156,12 @@ pub struct SilverReport {
     /// Dates whose events were loaded: the dirty and restated dates plus
     /// the neighbours that sessions reach into.
     pub loaded_dates: Vec<String>,
-    /// Users whose sessions were recomputed (every user in a full rebuild).
+    /// Users with events on a recomputed date, whose sessions were
+    /// recomputed (none listed in a full rebuild: every user is).
     pub touched_users: Option<u64>,
+    /// (user, date) pairs outside the recomputed dates that touched users'
+    /// sessions reach into; those rows were loaded and recomputed too.
+    pub reached_user_dates: Option<u64>,
     /// Per table, the partitions rewritten (rows changed or restated).
     pub recomputed: BTreeMap<String, Vec<String>>,
     /// Every rewritten partition with its new row count (0: now empty).

@@ -1,23 +1,27 @@
-//! Session reach: which dates an incremental silver recompute must load
+//! Session reach: which rows an incremental silver recompute must load
 //! (DESIGN.md §5).
 //!
 //! New bronze rows land only in the dirty dates, so only the sessions of
-//! users who have events on a dirty date can change ("touched users"). Their
-//! sessions may cross midnight into neighbouring dates, and a late event
-//! can merge sessions across several days. So the loaded range grows from
-//! the dirty dates, one day at a time, while some touched user has a
-//! session crossing its edge: their last event before the edge and their
-//! first event after it are at most `--session-gap` apart. When it stops,
-//! no touched user's session crosses an edge of the loaded range, so
-//! sessionizing the touched users' events over that range gives exactly
-//! the sessions a full rebuild would give them. Bronze is append-only, so
-//! a session that crossed an edge before the new rows arrived still
-//! crosses it afterwards; old sessions cannot hide outside the range.
+//! users who have events on a dirty date can change ("touched users"). A
+//! touched user's sessions may cross midnight into a neighbouring date, and
+//! a late event can merge sessions across several days. So, per touched
+//! user, the loaded dates grow from the dirty dates one day at a time while
+//! that user has a session crossing the edge: their last event before
+//! midnight and their first event after it are at most `--session-gap`
+//! apart. When it stops, none of the user's sessions crosses an edge of
+//! their loaded dates, so sessionizing their events over those dates gives
+//! exactly the sessions a full rebuild would give them. Bronze is
+//! append-only, so a session that crossed an edge before the new rows
+//! arrived still crosses it afterwards; old sessions cannot hide outside.
+//!
+//! Growing per user, not per date, keeps the load small: on a busy lake
+//! some user crosses every midnight, but only the few touched users who do
+//! are followed into the next day, and only their rows are read there.
 //!
 //! The gap is at most one day, so a session can only cross into the
 //! adjacent date.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::Result;
 
@@ -38,26 +42,26 @@ pub struct UserDay {
 pub trait Stats {
     /// Every user's range on the dirty `days` (bronze, all rows).
     async fn dirty(&mut self, days: &BTreeSet<Day>) -> Result<Vec<UserDay>>;
-    /// The ranges of `users` on `days`, which are not dirty (so the built
-    /// silver events are current for them).
-    async fn neighbours(
-        &mut self,
-        days: &BTreeSet<Day>,
-        users: &HashSet<String>,
-    ) -> Result<Vec<UserDay>>;
+    /// The ranges of these (user, date) pairs, on dates that are not dirty
+    /// (so the built silver events are current for them). Pairs where the
+    /// user has no events are left out.
+    async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>>;
 }
 
 /// What an incremental recompute loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reach {
     /// Users with events on a dirty date: only their sessions can change.
-    pub users: HashSet<String>,
-    /// The dirty dates plus the neighbouring dates sessions reach into.
+    pub touched_users: usize,
+    /// (user, date) outside the dirty dates that a touched user's sessions
+    /// reach into: those rows are loaded and recomputed too.
+    pub extended: BTreeSet<(String, Day)>,
+    /// The dirty dates plus every date in `extended`.
     pub loaded: BTreeSet<Day>,
 }
 
-/// Grow the dirty dates into the loaded range. `existing` is every date
-/// that has bronze rows; `gap` the session gap in microseconds.
+/// Follow every touched user's sessions out of the dirty dates. `existing`
+/// is every date that has bronze rows; `gap` the session gap in µs.
 pub async fn reach(
     dirty: &BTreeSet<Day>,
     existing: &BTreeSet<Day>,
@@ -70,59 +74,65 @@ pub async fn reach(
         users.insert(r.user.clone());
         ranges.insert((r.user, r.day), (r.first, r.last));
     }
-    let mut loaded = dirty.clone();
-    // Dates checked and not reached, valid until a neighbour is loaded.
-    let mut rejected: BTreeSet<Day> = BTreeSet::new();
+    let mut extended: BTreeSet<(String, Day)> = BTreeSet::new();
+    // Pairs checked and not reached, valid until a neighbour is loaded.
+    let mut rejected: HashSet<(String, Day)> = HashSet::new();
+    // Loaded (user, date) pairs whose neighbours have not been checked.
+    let mut frontier: Vec<(String, Day)> = ranges.keys().cloned().collect();
     loop {
-        let candidates: BTreeSet<Day> = loaded
-            .iter()
-            .flat_map(|d| [d - 1, d + 1])
-            .filter(|c| !loaded.contains(c) && !rejected.contains(c) && existing.contains(c))
-            .collect();
-        if candidates.is_empty() || users.is_empty() {
+        let loaded = |u: &str, d: Day, ext: &BTreeSet<(String, Day)>| {
+            dirty.contains(&d) || ext.contains(&(u.to_string(), d))
+        };
+        let mut candidates: BTreeSet<(String, Day)> = BTreeSet::new();
+        for (u, d) in frontier.drain(..) {
+            for c in [d - 1, d + 1] {
+                let pair = (u.clone(), c);
+                if existing.contains(&c) && !loaded(&u, c, &extended) && !rejected.contains(&pair) {
+                    candidates.insert(pair);
+                }
+            }
+        }
+        if candidates.is_empty() {
             break;
         }
-        let mut by_day: BTreeMap<Day, Vec<UserDay>> = BTreeMap::new();
-        for r in stats.neighbours(&candidates, &users).await? {
-            by_day.entry(r.day).or_default().push(r);
-        }
-        let mut added = Vec::new();
-        for c in candidates {
-            let rows = by_day.remove(&c).unwrap_or_default();
-            let crosses = rows.iter().any(|r| {
-                let after = (loaded.contains(&(c + 1)))
-                    .then(|| ranges.get(&(r.user.clone(), c + 1)))
+        let rows = stats.neighbours(&candidates).await?;
+        let mut found: HashSet<(String, Day)> = HashSet::new();
+        for r in rows {
+            let (u, c) = (r.user.clone(), r.day);
+            found.insert((u.clone(), c));
+            let edge = |d: Day| {
+                loaded(&u, d, &extended)
+                    .then(|| ranges.get(&(u.clone(), d)).copied())
                     .flatten()
-                    .is_some_and(|(first, _)| first - r.last <= gap);
-                let before = (loaded.contains(&(c - 1)))
-                    .then(|| ranges.get(&(r.user.clone(), c - 1)))
-                    .flatten()
-                    .is_some_and(|(_, last)| r.first - last <= gap);
-                after || before
-            });
+            };
+            let crosses = edge(c + 1).is_some_and(|(first, _)| first - r.last <= gap)
+                || edge(c - 1).is_some_and(|(_, last)| r.first - last <= gap);
             if crosses {
-                added.push((c, rows));
+                ranges.insert((u.clone(), c), (r.first, r.last));
+                extended.insert((u.clone(), c));
+                rejected.remove(&(u.clone(), c - 1));
+                rejected.remove(&(u.clone(), c + 1));
+                frontier.push((u, c));
             } else {
-                rejected.insert(c);
+                rejected.insert((u, c));
             }
         }
-        if added.is_empty() {
-            break;
-        }
-        for (c, rows) in added {
-            loaded.insert(c);
-            rejected.remove(&(c - 1));
-            rejected.remove(&(c + 1));
-            for r in rows {
-                ranges.insert((r.user, r.day), (r.first, r.last));
-            }
-        }
+        // No events that day: nothing to cross.
+        rejected.extend(candidates.into_iter().filter(|p| !found.contains(p)));
     }
-    Ok(Reach { users, loaded })
+    let mut loaded = dirty.clone();
+    loaded.extend(extended.iter().map(|(_, d)| *d));
+    Ok(Reach {
+        touched_users: users.len(),
+        extended,
+        loaded,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::time::MICROS_PER_DAY;
 
@@ -167,13 +177,9 @@ mod tests {
         async fn dirty(&mut self, days: &BTreeSet<Day>) -> Result<Vec<UserDay>> {
             Ok(self.ranges(|_, d| days.contains(&d)))
         }
-        async fn neighbours(
-            &mut self,
-            days: &BTreeSet<Day>,
-            users: &HashSet<String>,
-        ) -> Result<Vec<UserDay>> {
+        async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>> {
             self.neighbour_calls += 1;
-            Ok(self.ranges(|u, d| days.contains(&d) && users.contains(u)))
+            Ok(self.ranges(|u, d| pairs.contains(&(u.to_string(), d))))
         }
     }
 
@@ -214,7 +220,8 @@ mod tests {
             &[10],
         );
         assert_eq!(days(&r), [10]);
-        assert_eq!(r.users, HashSet::from(["u".to_string()]));
+        assert_eq!(r.touched_users, 1);
+        assert!(r.extended.is_empty());
     }
 
     #[test]
@@ -286,6 +293,24 @@ mod tests {
             &[10, 13],
         );
         assert_eq!(days(&r), [10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn only_the_users_who_cross_are_followed() {
+        // u and v both have events on the dirty 10th and the 9th; only u's
+        // session crosses midnight, so only u's rows of the 9th load.
+        let r = run(
+            vec![
+                ("u", at(9, 1430)),
+                ("u", at(10, 10)),
+                ("v", at(9, 600)),
+                ("v", at(10, 600)),
+            ],
+            &[10],
+        );
+        assert_eq!(r.touched_users, 2);
+        assert_eq!(r.extended, BTreeSet::from([("u".to_string(), 9)]));
+        assert_eq!(days(&r), [9, 10]);
     }
 
     #[test]

@@ -16,14 +16,14 @@
 //! 5. The typed tables are rebuilt from the new events of every rewritten
 //!    date, and everything lands in one commit with its build records.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionContext, cast, col};
@@ -55,8 +55,11 @@ pub struct Options {
     pub processing_time: i64,
 }
 
-/// The users table the reach queries and merges filter on.
-const USERS: &str = "_silver_touched_users";
+/// The (user_id, event_date) pairs outside the recomputed dates that the
+/// touched users' sessions reach: the neighbour rows loaded and replaced.
+const REACHED: &str = "_silver_reached";
+/// The (user_id, event_date) pairs a reach step asks about.
+const CANDIDATES: &str = "_silver_candidates";
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
@@ -87,6 +90,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         restated: restated.iter().map(|d| format_date32(*d)).collect(),
         loaded_dates: Vec::new(),
         touched_users: None,
+        reached_user_dates: None,
         spill_peak_bytes: 0,
         recomputed: BTreeMap::new(),
         partitions: Vec::new(),
@@ -114,24 +118,18 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let spill = engine.spill_monitor();
         let ctx = engine.context(lake).await?;
         let work = engine.bare()?;
-        let (loaded, users) = if full {
+        let (loaded, touched) = if full {
             (recompute.clone(), None)
         } else {
-            let mut stats = LakeStats {
-                ctx: &ctx,
-                registered: false,
-            };
             let r = reach::reach(
                 &recompute,
                 &bronze_days,
                 opts.settings.session_gap_us,
-                &mut stats,
+                &mut LakeStats { ctx: &ctx },
             )
             .await?;
-            if !stats.registered {
-                register_users(&ctx, &r.users)?;
-            }
-            (r.loaded, Some(r.users))
+            register_pairs(&ctx, REACHED, &r.extended)?;
+            (r.loaded, Some((r.touched_users, r.extended.len())))
         };
         let neighbours: BTreeSet<Day> = loaded.difference(&recompute).copied().collect();
         let built = compute(
@@ -144,12 +142,13 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             &dirs,
         )
         .await?;
-        anyhow::Ok((loaded, users.map(|u| u.len() as u64), built, spill.finish()))
+        anyhow::Ok((loaded, touched, built, spill.finish()))
     })?;
     let (loaded, touched, built, spilled) = built;
     report.spill_peak_bytes = spilled;
     report.loaded_dates = loaded.iter().map(|d| format_date32(*d)).collect();
-    report.touched_users = touched;
+    report.touched_users = touched.map(|t| t.0 as u64);
+    report.reached_user_dates = touched.map(|t| t.1 as u64);
     report.warnings = built.warnings.clone();
     fault::point("staged");
 
@@ -305,8 +304,9 @@ async fn compute(
             .collect();
         let built = ctx
             .sql(&format!(
-                "SELECT * FROM {EVENTS_TABLE} WHERE event_date IN ({}) \
-                 AND user_id IN (SELECT user_id FROM {USERS})",
+                "SELECT e.* FROM {EVENTS_TABLE} e JOIN {REACHED} r \
+                 ON e.user_id = r.user_id AND e.event_date = r.event_date \
+                 WHERE e.event_date IN ({})",
                 derive::date_list(neighbours)
             ))
             .await?
@@ -355,17 +355,20 @@ async fn compute(
         ] {
             engine::register_partitioned(ctx, name, dir, column, None, Vec::new()).await?;
         }
-        let within = |table: &str, column: &str, cols: &str, touched_only: bool| -> String {
+        let within = |table: &str, column: &str, cols: &str, reached_only: bool| -> String {
             if !ctx.table_exist(table).unwrap_or(false) {
                 return String::new();
             }
-            let users = if touched_only {
-                format!(" AND user_id IN (SELECT user_id FROM {USERS})")
+            let reached = if reached_only {
+                format!(
+                    " AND EXISTS (SELECT 1 FROM {REACHED} r \
+                     WHERE r.user_id = t.user_id AND r.event_date = t.{column})"
+                )
             } else {
                 String::new()
             };
             format!(
-                "SELECT {cols} FROM {table} WHERE {column} IN ({}){users}",
+                "SELECT {cols} FROM {table} t WHERE {column} IN ({}){reached}",
                 derive::date_list(neighbours)
             )
         };
@@ -409,12 +412,15 @@ async fn compute(
             for table in [new, old] {
                 if ctx.table_exist(table)? {
                     let others = if table == old {
-                        format!(" AND user_id NOT IN (SELECT user_id FROM {USERS})")
+                        format!(
+                            " AND NOT EXISTS (SELECT 1 FROM {REACHED} r \
+                             WHERE r.user_id = t.user_id AND r.event_date = t.{column})"
+                        )
                     } else {
                         String::new()
                     };
                     parts.push(format!(
-                        "SELECT * FROM {table} WHERE {column} IN ({}){others}",
+                        "SELECT * FROM {table} t WHERE {column} IN ({}){others}",
                         derive::date_list(changed)
                     ));
                 }
@@ -527,8 +533,6 @@ async fn changed_dates(
 /// Per-user, per-date event time ranges from the lake, for [`reach`].
 struct LakeStats<'a> {
     ctx: &'a SessionContext,
-    /// Whether the touched users table is registered yet.
-    registered: bool,
 }
 
 impl Stats for LakeStats<'_> {
@@ -545,25 +549,21 @@ impl Stats for LakeStats<'_> {
         .await
     }
 
-    async fn neighbours(
-        &mut self,
-        days: &BTreeSet<Day>,
-        users: &HashSet<String>,
-    ) -> Result<Vec<UserDay>> {
-        if !self.registered {
-            register_users(self.ctx, users)?;
-            self.registered = true;
-        }
+    async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>> {
         if !self.ctx.table_exist(EVENTS_TABLE)? {
             return Ok(Vec::new());
         }
+        register_pairs(self.ctx, CANDIDATES, pairs)?;
+        let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
         user_days(
             self.ctx,
             &format!(
-                "SELECT user_id, event_date, min(event_timestamp) AS lo, max(event_timestamp) AS hi \
-                 FROM {EVENTS_TABLE} WHERE event_date IN ({}) \
-                 AND user_id IN (SELECT user_id FROM {USERS}) GROUP BY user_id, event_date",
-                derive::date_list(days)
+                "SELECT e.user_id, e.event_date, min(e.event_timestamp) AS lo, \
+                 max(e.event_timestamp) AS hi \
+                 FROM {EVENTS_TABLE} e JOIN {CANDIDATES} c \
+                 ON e.user_id = c.user_id AND e.event_date = c.event_date \
+                 WHERE e.event_date IN ({}) GROUP BY e.user_id, e.event_date",
+                derive::date_list(&days)
             ),
         )
         .await
@@ -597,21 +597,24 @@ async fn user_days(ctx: &SessionContext, sql: &str) -> Result<Vec<UserDay>> {
     Ok(out)
 }
 
-fn register_users(ctx: &SessionContext, users: &HashSet<String>) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "user_id",
-        DataType::Utf8,
-        false,
-    )]));
-    let mut sorted: Vec<&str> = users.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
+/// Register (user_id, event_date) pairs as `name` (replacing it).
+fn register_pairs(ctx: &SessionContext, name: &str, pairs: &BTreeSet<(String, Day)>) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("event_date", DataType::Date32, false),
+    ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
-        vec![Arc::new(StringArray::from_iter_values(sorted))],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                pairs.iter().map(|(u, _)| u.as_str()),
+            )),
+            Arc::new(Date32Array::from_iter_values(pairs.iter().map(|(_, d)| *d))),
+        ],
     )?;
-    let _ = ctx.deregister_table(USERS)?;
+    let _ = ctx.deregister_table(name)?;
     ctx.register_table(
-        USERS,
+        name,
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
     Ok(())
