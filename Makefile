@@ -52,11 +52,12 @@ INBOX ?= incoming
 run: ## One pipeline run over $(INBOX)/ into $(LAKE) (what an hourly cron job calls); JSON summary appended to $(LAKE).runs.jsonl
 	$(EVLAKE) --lake $(LAKE) run $(INBOX) --json >> $(LAKE).runs.jsonl
 
-bench: $(PYTHON) ## Release build; evlake vs DuckDB ingest and silver (EVENTS=5000000 for the big run); status vs lake size
+bench: $(PYTHON) ## Release build; evlake vs DuckDB: ingest, silver, whole pipeline, late batch (EVENTS=5000000 for the big run); status
 	cargo build --release
 	$(PYTHON) bench/ingest_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 	$(PYTHON) bench/status_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake
 	$(PYTHON) bench/silver_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
+	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 
 lint: ## rustfmt check + clippy with warnings denied
 	cargo fmt --check

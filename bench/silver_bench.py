@@ -70,6 +70,7 @@ def main():
     def duckdb_full():
         out = os.path.join(OUT, "silver-duckdb")
         shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
         script = (sql.replace("{bronze_glob}", bronze_glob).replace("{out_dir}", out)
                   .replace("{gap_us}", str(GAP_US))
                   .replace("{dedup_order}", "processing_time, batch_id, source_line"))

@@ -121,11 +121,11 @@ b1.event(ev("deposit", t3, "u3", props={"account_id": "acct-u3", "amount": 1000.
 t4 = D15 + timedelta(hours=14, minutes=30)
 b1.event(ev("purchase", t4, "u4", page="/checkout",
             props={"order_id": "o9", "amount": 19.99, "currency": "EUR", "product_id": "p7"}), t4)
-# CASE: signup, profile/address change, cart add and remove.
+# CASE: signup, an address change, cart add and remove.
 t5 = D15 + timedelta(hours=11)
 b1.event(ev("signup", t5, "u5", props={"plan": "pro", "referrer": "friend"}), t5)
-b1.event(ev("profile_update", t5 + timedelta(minutes=3), "u5",
-            props={"field": "address", "address": {"street": "1 Main St", "city": "Lyon"}}), t5 + timedelta(minutes=3))
+b1.event(ev("address_changed", t5 + timedelta(minutes=3), "u5",
+            props={"street": "1 Main St", "city": "Portland"}), t5 + timedelta(minutes=3))
 b1.event(ev("add_to_cart", t5 + timedelta(minutes=6), "u5", props={"product_id": "p3", "quantity": 2}), t5 + timedelta(minutes=6))
 b1.event(ev("remove_from_cart", t5 + timedelta(minutes=8), "u5", props={"product_id": "p3", "quantity": 1}), t5 + timedelta(minutes=8))
 # CASE: aliases (actor_id, timestamp_utc, payload) and unknown top-level fields.
@@ -208,6 +208,12 @@ after_midnight(b3, D19, "u14")
 # CASE: a timestamp without offset, and one far in the future (a broken clock).
 b3.bad('{"event_id":"bad-8","event_type":"page_view","event_timestamp":"2024-03-19T10:00:00","user_id":"u1"}', "timestamp_without_offset")
 b3.bad('{"event_id":"bad-9","event_type":"page_view","event_timestamp":"2031-01-01T00:00:00Z","user_id":"u1"}', "future_timestamp")
+
+# CASE (state): u5 moved from Portland to Seattle on the 15th; the mobile
+# app's address change arrives four days late.
+ts5 = D15 + timedelta(hours=18)
+b3.event(ev("address_changed", ts5, "u5", src="ios", page="/app/profile",
+            props={"street": "400 Pine St", "city": "Seattle"}), ts5)
 
 # ---------------------------------------------------------------- write
 expected = {"batches": [], "partitions": defaultdict(lambda: {"events": 0, "distinct_event_ids": 0})}

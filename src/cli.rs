@@ -64,6 +64,12 @@ pub enum Command {
     Gold(commands::gold::Args),
     /// Ingest, then silver, then gold for what became dirty (for cron)
     Run(commands::run::Args),
+    /// A state model (balances, carts, profiles, ...) as of any time
+    State(commands::state::Args),
+    /// Store a model's state at a time, so later questions replay less
+    Snapshot(commands::snapshot::Args),
+    /// Every event that affected one entity, with the running state
+    History(commands::history::Args),
     /// Show the watermark, partitions and dirty derived partitions
     Status(commands::status::Args),
     /// Show the lateness distribution per partition or per batch
@@ -85,6 +91,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Silver(args) => commands::silver::run(&cli.lake, args),
         Command::Gold(args) => commands::gold::run(&cli.lake, args),
         Command::Run(args) => commands::run::run(&cli.lake, args),
+        Command::State(args) => commands::state::run(&cli.lake, args),
+        Command::Snapshot(args) => commands::snapshot::run(&cli.lake, args),
+        Command::History(args) => commands::history::run(&cli.lake, args),
         Command::Status(args) => commands::status::run(&cli.lake, args),
         Command::Lateness(args) => commands::lateness::run(&cli.lake, args),
         Command::Query(args) => commands::query::run(&cli.lake, args),

@@ -56,6 +56,11 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # daily_revenue_by_currency has every currency. Changing it rebuilds gold.
 # currency = "USD"
 
+[state]
+# Models whose state `evlake run` snapshots at the end of every day the
+# watermark closes (invalid snapshots are always rebuilt), e.g. ["balances"].
+# snapshot_models = []
+
 [engine]
 # Memory DataFusion may use before sorts, joins and aggregates spill to
 # disk (e.g. "512M", "4G", "none").
@@ -72,7 +77,15 @@ pub struct Config {
     #[serde(default)]
     pub gold: GoldConfig,
     #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
     pub engine: EngineConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    pub snapshot_models: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -189,6 +202,7 @@ mod tests {
         assert_eq!(c.silver.session_exclude_types, Some(vec![]));
         assert_eq!(c.engine.memory_limit.as_deref(), Some("2G"));
         assert_eq!(c.gold.currency.as_deref(), Some("USD"));
+        assert_eq!(c.state.snapshot_models, Some(vec![]));
     }
 
     #[test]

@@ -41,3 +41,16 @@ pub fn point(step: &str) {
         std::process::abort();
     }
 }
+
+/// With `EVLAKE_TRACE` set, print how long a run took to reach `phase`
+/// (stderr), to see where time goes without a profiler.
+pub fn trace(started: std::time::Instant, phase: &str) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("EVLAKE_TRACE").is_some()) {
+        eprintln!(
+            "{:>12} {phase} at {:.3}s",
+            "Trace",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}

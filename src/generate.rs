@@ -121,7 +121,8 @@ const EVENT_TYPES: &[(&str, u64)] = &[
     ("remove_from_cart", 3),
     ("purchase", 6),
     ("signup", 2),
-    ("profile_update", 3),
+    ("profile_updated", 1),
+    ("address_changed", 2),
     ("deposit", 5),
     ("withdrawal", 4),
     ("correction", 1),
@@ -205,12 +206,16 @@ impl Gen {
                 let referrer = ["ads", "friend", "search", "newsletter"][r.below(4) as usize];
                 format!(r#"{{"plan":"{plan}","referrer":"{referrer}"}}"#)
             }
-            "profile_update" => {
+            "address_changed" => {
                 let city = CITIES[r.below(CITIES.len() as u64) as usize];
                 format!(
-                    r#"{{"field":"address","address":{{"street":"{} Main St","city":"{city}"}}}}"#,
+                    r#"{{"street":"{} Main St","city":"{city}"}}"#,
                     1 + r.below(300)
                 )
+            }
+            "profile_updated" => {
+                let plan = ["free", "pro", "team"][r.below(3) as usize];
+                format!(r#"{{"display_name":"user {user}","plan":"{plan}"}}"#)
             }
             "deposit" | "withdrawal" => {
                 let (_, text) = self.money(5, 900);

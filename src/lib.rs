@@ -23,4 +23,5 @@ pub mod pipeline;
 pub mod reconcile;
 pub mod report;
 pub mod silver;
+pub mod state;
 pub mod time;

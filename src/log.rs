@@ -258,6 +258,10 @@ pub struct LakeState {
     pub builds: BTreeMap<String, BTreeMap<String, (u64, Build)>>,
     /// Number of commits.
     pub commits: u64,
+    /// Per commit that added bronze rows: (version, its smallest event
+    /// time). A state snapshot is invalid once a later commit adds an event
+    /// at or before its as-of time.
+    pub bronze_min_event_times: Vec<(u64, i64)>,
 }
 
 impl LakeState {
@@ -293,6 +297,16 @@ impl LakeState {
                 // leave one empty), so what reads it becomes dirty.
                 p.version = c.version;
             }
+        }
+        let bronze_min = c
+            .add
+            .iter()
+            .filter(|a| a.table == crate::bronze::TABLE)
+            .filter_map(|a| a.min_event_time.as_deref())
+            .filter_map(|t| crate::time::parse_instant(t).ok())
+            .min();
+        if let Some(t) = bronze_min {
+            self.bronze_min_event_times.push((c.version, t));
         }
         for a in &c.add {
             let p = self

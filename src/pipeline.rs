@@ -10,7 +10,7 @@ use crate::silver;
 
 /// The fingerprint the last build of `table` used: what `status` compares
 /// against, since it does not know the flags the next run will get.
-fn last_fingerprint(state: &LakeState, table: &str) -> String {
+pub fn last_fingerprint(state: &LakeState, table: &str) -> String {
     state
         .builds
         .get(table)
@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub gold: gold::Options,
     /// Report what would be ingested and recomputed; change nothing.
     pub dry_run: bool,
+    /// Models to snapshot at the end of each day the watermark closes.
+    pub snapshot_models: Vec<String>,
 }
 
 /// What a dry run would do after ingesting.
@@ -88,6 +90,8 @@ pub struct RunReport {
     pub ingest: Option<crate::ingest::IngestReport>,
     pub silver: Option<silver::SilverReport>,
     pub gold: Option<gold::GoldReport>,
+    /// Snapshots written: invalid ones rebuilt, and the daily policy's.
+    pub snapshots: Vec<crate::state::SnapshotReport>,
     /// With `--dry-run`: what would be recomputed.
     pub plan: Option<Plan>,
     pub elapsed_ms: u64,
@@ -109,6 +113,7 @@ pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::R
         ingest: None,
         silver: None,
         gold: None,
+        snapshots: Vec::new(),
         plan: None,
         elapsed_ms: 0,
     };
@@ -174,8 +179,57 @@ fn steps(
         report.status = "committed";
     }
     report.gold = Some(g);
+    report.failed_step = Some("snapshot");
+    report.snapshots = snapshots(lake, opts)?;
+    if !report.snapshots.is_empty() {
+        report.status = "committed";
+    }
     report.failed_step = None;
     Ok(())
+}
+
+/// Rebuild every invalid snapshot, and write the daily policy's snapshot
+/// (end of the last day the watermark closed) of each configured model.
+fn snapshots(
+    lake: &crate::lake::Lake,
+    opts: &RunOptions,
+) -> anyhow::Result<Vec<crate::state::SnapshotReport>> {
+    use crate::state;
+    let models = state::models(lake)?;
+    for m in &opts.snapshot_models {
+        if !models.contains_key(m) {
+            state::model(lake, m)?; // the usage error naming the known models
+        }
+    }
+    let st = LakeState::load(lake)?;
+    let mut todo: Vec<(String, i64)> = state::snapshots(&st, &models)
+        .into_iter()
+        .filter(|s| !s.valid)
+        .map(|s| (s.model, s.as_of_us))
+        .collect();
+    if let Some(as_of) = state::last_closed_day_end(&st) {
+        let existing = state::snapshots(&st, &models);
+        for m in &opts.snapshot_models {
+            let have = existing
+                .iter()
+                .any(|s| &s.model == m && s.as_of_us == as_of && s.valid);
+            if !have && !todo.contains(&(m.clone(), as_of)) {
+                todo.push((m.clone(), as_of));
+            }
+        }
+    }
+    todo.sort();
+    let mut out = Vec::new();
+    for (m, as_of) in todo {
+        out.push(state::snapshot(
+            lake,
+            &models[&m],
+            as_of,
+            opts.silver.processing_time,
+            &opts.silver.engine,
+        )?);
+    }
+    Ok(out)
 }
 
 /// The dates a run would recompute, without running it.

@@ -35,9 +35,15 @@ pub struct Status {
     pub side_output_events: u64,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
+    /// State snapshots, with their validity (an invalid one is never used).
+    pub snapshots: Vec<crate::state::Snapshot>,
 }
 
-pub fn status(lake_path: &str, state: &LakeState) -> Status {
+pub fn status(
+    lake_path: &str,
+    state: &LakeState,
+    snapshots: Vec<crate::state::Snapshot>,
+) -> Status {
     let mut parts: BTreeMap<String, PartitionStatus> = BTreeMap::new();
     let blank = |d: &str| PartitionStatus {
         event_date: d.to_string(),
@@ -73,6 +79,7 @@ pub fn status(lake_path: &str, state: &LakeState) -> Status {
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
         partitions,
         dirty: crate::pipeline::all_dirty(state),
+        snapshots,
     }
 }
 

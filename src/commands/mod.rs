@@ -3,6 +3,7 @@
 
 pub mod generate;
 pub mod gold;
+pub mod history;
 pub mod ingest;
 pub mod init;
 pub mod lateness;
@@ -10,6 +11,8 @@ pub mod query;
 pub mod reconcile;
 pub mod run;
 pub mod silver;
+pub mod snapshot;
+pub mod state;
 pub mod status;
 pub mod tables;
 

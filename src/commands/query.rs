@@ -56,7 +56,24 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     print(&batches, args.format)
 }
 
-fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
+/// Rows as a JSON array of objects.
+pub fn rows_as_json(batches: &[RecordBatch]) -> Result<serde_json::Value> {
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in batches {
+            w.write(b)?;
+        }
+        w.finish()?;
+    }
+    if buf.is_empty() {
+        return Ok(serde_json::Value::Array(Vec::new()));
+    }
+    Ok(serde_json::from_slice(&buf)?)
+}
+
+/// Print rows on stdout in `format`.
+pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Table => {

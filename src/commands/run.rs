@@ -81,6 +81,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             processing_time,
         },
         dry_run: args.dry_run,
+        snapshot_models: cfg.state.snapshot_models.clone().unwrap_or_default(),
     };
     let (report, result) = pipeline::run(&lake, &opts);
     if let Some(r) = &report.ingest {
@@ -91,6 +92,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     if let Some(r) = &report.gold {
         super::gold::print_report(r);
+    }
+    for r in &report.snapshots {
+        super::snapshot::print_report(r);
     }
     if let Some(p) = &report.plan {
         let list = |v: &[String]| {

@@ -25,7 +25,8 @@ pub struct Args {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     let state = LakeState::load(&lake)?;
-    let s = report::status(&lake.root().display().to_string(), &state);
+    let snapshots = crate::state::all_snapshots(&lake, &state)?;
+    let s = report::status(&lake.root().display().to_string(), &state, snapshots);
     if args.json {
         return print_json(&s);
     }
@@ -70,6 +71,23 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         for d in &s.dirty {
             let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
             writeln!(out, "  {} {}: {}", d.table, d.partition, reasons.join("; "))?;
+        }
+    }
+    if !s.snapshots.is_empty() {
+        writeln!(out, "snapshots:")?;
+        for sn in &s.snapshots {
+            writeln!(
+                out,
+                "  {} as of {} (commit {}, {} rows): {}",
+                sn.model,
+                sn.as_of,
+                sn.version,
+                sn.rows,
+                match &sn.invalid_because {
+                    None => "valid".to_string(),
+                    Some(why) => format!("INVALID, never used: {why}"),
+                }
+            )?;
         }
     }
     Ok(())

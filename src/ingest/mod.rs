@@ -47,6 +47,7 @@ pub fn table_dirs() -> Vec<&'static str> {
     let mut v = vec![bronze::DIR, bronze::LATE_DIR, QUARANTINE_DIR];
     v.extend(crate::silver::all_dirs());
     v.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
+    v.push(crate::state::STATE_DIR);
     v
 }
 
@@ -690,14 +691,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
 
 /// With `EVLAKE_TRACE=1`, print how long each ingest phase took (stderr).
 fn trace(started: Instant, phase: &str) {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *ON.get_or_init(|| std::env::var_os("EVLAKE_TRACE").is_some()) {
-        eprintln!(
-            "{:>12} {phase} at {:.3}s",
-            "Trace",
-            started.elapsed().as_secs_f64()
-        );
-    }
+    crate::fault::trace(started, phase);
 }
 
 fn join_flush(h: std::thread::JoinHandle<Result<Vec<StagedFile>>>) -> Result<Vec<StagedFile>> {

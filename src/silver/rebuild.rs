@@ -289,6 +289,8 @@ async fn compute(
     neighbours: &BTreeSet<Day>,
     dirs: &Staged,
 ) -> Result<Built> {
+    let started = std::time::Instant::now();
+    let trace = |phase: &str| crate::fault::trace(started, phase);
     // The input of events.sql, registered in `work` under the name the SQL
     // reads.
     let mut input = ctx.table(bronze::TABLE).await?;
@@ -326,6 +328,7 @@ async fn compute(
         "silver events",
     )
     .await?;
+    trace("silver events written");
     engine::register_partitioned(
         work,
         EVENTS_TABLE,
@@ -343,6 +346,7 @@ async fn compute(
     )
     .await?;
 
+    trace("sessions written");
     // Neighbouring dates: rewrite only where the touched users' rows changed.
     let mut changed_events = BTreeSet::new();
     let mut changed_sessions = BTreeSet::new();
@@ -446,6 +450,7 @@ async fn compute(
         }
     }
 
+    trace("neighbours compared and merged");
     // Typed tables from the final events of every rewritten date.
     work.deregister_table(EVENTS_TABLE)?;
     engine::register_partitioned(
@@ -490,6 +495,7 @@ async fn compute(
                 &format!("silver {table}"),
             )
             .await?;
+            trace(&format!("{table} written"));
         }
     }
     Ok(Built {

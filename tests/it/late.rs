@@ -87,12 +87,12 @@ fn seed_scenario_under_each_policy() {
     assert_eq!(s[0]["late_events"], 0);
     assert_eq!(s[1]["watermark_before"], "2024-03-16T00:30:00Z");
     assert_eq!(s[1]["late_events"], 18);
-    assert_eq!(s[2]["late_events"], 5);
+    assert_eq!(s[2]["late_events"], 6);
     assert!(s.iter().all(|x| x["side_output_events"] == 0));
     assert_eq!(counts_by_date(&bronze_rows(&reopen)), all);
     let late = late_rows(&reopen, "bronze/events");
     assert_eq!(late["2024-03-14"], (2, 1));
-    assert_eq!(late["2024-03-15"].1, 17 + 4);
+    assert_eq!(late["2024-03-15"].1, 17 + 5);
     assert_eq!(late["2024-03-16"].1, 1);
     assert_eq!(late["2024-03-19"].1, 0);
     assert!(late_rows(&reopen, "bronze/late").is_empty());
@@ -106,19 +106,19 @@ fn seed_scenario_under_each_policy() {
     );
     assert_eq!(
         side_output(&s[2]),
-        map(&[("2024-03-15", 4), ("2024-03-16", 1)])
+        map(&[("2024-03-15", 5), ("2024-03-16", 1)])
     );
     let parked = late_rows(&side, "bronze/late");
-    assert_eq!(parked["2024-03-15"], (21, 21));
+    assert_eq!(parked["2024-03-15"], (22, 22));
     let st = ok(&side, &["status", "--json"]);
-    assert_eq!(st["side_output_events"], 23);
+    assert_eq!(st["side_output_events"], 24);
     assert_eq!(
-        st["events"].as_u64().unwrap() + 23,
+        st["events"].as_u64().unwrap() + 24,
         all.values().sum::<u64>()
     );
     let r = ok(&side, &["reconcile", "--json"]);
     assert_eq!(r["status"], "committed");
-    assert_eq!(r["events"], 23);
+    assert_eq!(r["events"], 24);
     assert_eq!(counts_by_date(&bronze_rows(&side)), all);
     assert!(parquet_files(&side.join("bronze/late")).is_empty());
     let again = ok(&side, &["reconcile", "--json"]);
@@ -135,7 +135,7 @@ fn seed_scenario_under_each_policy() {
     let grace = tmp.path().join("grace");
     let s = ingest_samples(&grace, "grace");
     assert_eq!(side_output(&s[1]), map(&[("2024-03-14", 1)]));
-    assert_eq!(side_output(&s[2]), map(&[("2024-03-15", 4)]));
+    assert_eq!(side_output(&s[2]), map(&[("2024-03-15", 5)]));
     ok(&grace, &["reconcile"]);
     assert_eq!(counts_by_date(&bronze_rows(&grace)), all);
 }
@@ -446,10 +446,10 @@ fn lateness_report_reads_the_log_in_every_format() {
             .sum::<u64>()
     );
     let fifteenth = rows.iter().find(|r| r["key"] == "2024-03-15").unwrap();
-    assert_eq!(fifteenth["late"], 21);
-    assert_eq!(fifteenth["side_output"], 21);
+    assert_eq!(fifteenth["late"], 22);
+    assert_eq!(fifteenth["side_output"], 22);
     assert_eq!(
-        fifteenth["on_time"].as_u64().unwrap() + 21,
+        fifteenth["on_time"].as_u64().unwrap() + 22,
         fifteenth["events"].as_u64().unwrap()
     );
     let by_batch: Value = serde_json::from_slice(
@@ -458,7 +458,7 @@ fn lateness_report_reads_the_log_in_every_format() {
     .unwrap();
     assert_eq!(by_batch.as_array().unwrap().len(), 3);
     assert_eq!(by_batch[1]["late"], 18);
-    assert_eq!(by_batch[2]["late_over_24h"], 5);
+    assert_eq!(by_batch[2]["late_over_24h"], 6);
     let csv =
         String::from_utf8(run(&lake, &["lateness", "--by", "batch", "--format", "csv"]).stdout)
             .unwrap();

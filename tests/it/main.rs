@@ -9,3 +9,4 @@ mod interop;
 mod late;
 mod query;
 mod silver;
+mod state;

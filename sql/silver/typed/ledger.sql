@@ -7,7 +7,7 @@
 -- Unusable values are NULL and count in _warnings.
 WITH raw AS (
     SELECT
-        event_id, user_id, session_id, event_timestamp, event_date, event_type,
+        event_id, user_id, session_id, event_timestamp, processing_time, event_date, event_type,
         json_get_str(properties, 'account_id') AS account_id,
         json_get_json(properties, 'account_id') AS account_id_json,
         json_get_str(properties, 'corrects_event_id') AS corrects_event_id,
@@ -37,6 +37,7 @@ final AS (
         user_id,
         session_id,
         event_timestamp,
+        processing_time,
         event_type,
         account_id,
         corrects_event_id,

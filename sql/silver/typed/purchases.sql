@@ -6,7 +6,7 @@
 -- every present-but-unusable field counts in _warnings (dropped on write).
 WITH raw AS (
     SELECT
-        event_id, user_id, session_id, event_timestamp, event_date,
+        event_id, user_id, session_id, event_timestamp, processing_time, event_date,
         json_get_str(properties, 'order_id') AS order_id,
         json_get_json(properties, 'order_id') AS order_id_json,
         btrim(json_get_json(properties, 'amount'), '"') AS amount_text,
@@ -34,6 +34,7 @@ final AS (
         user_id,
         session_id,
         event_timestamp,
+        processing_time,
         order_id,
         amount,
         currency,

@@ -2,7 +2,7 @@
 -- A present value of the wrong type is NULL and counts in _warnings.
 WITH raw AS (
     SELECT
-        event_id, user_id, session_id, event_timestamp, event_date,
+        event_id, user_id, session_id, event_timestamp, processing_time, event_date,
         json_get_str(properties, 'query_text') AS query_text,
         json_get_json(properties, 'query_text') AS query_text_json,
         json_get_int(properties, 'result_count') AS result_count,
@@ -13,7 +13,7 @@ WITH raw AS (
 
 final AS (
     SELECT
-        event_id, user_id, session_id, event_timestamp,
+        event_id, user_id, session_id, event_timestamp, processing_time,
         query_text,
         result_count,
         event_date,

@@ -2,7 +2,7 @@
 -- A present value of the wrong type is NULL and counts in _warnings.
 WITH raw AS (
     SELECT
-        event_id, user_id, session_id, event_timestamp, event_date,
+        event_id, user_id, session_id, event_timestamp, processing_time, event_date,
         json_get_str(properties, 'plan') AS plan,
         json_get_json(properties, 'plan') AS plan_json,
         json_get_str(properties, 'referrer') AS referrer,
@@ -13,7 +13,7 @@ WITH raw AS (
 
 final AS (
     SELECT
-        event_id, user_id, session_id, event_timestamp,
+        event_id, user_id, session_id, event_timestamp, processing_time,
         plan,
         referrer,
         event_date,

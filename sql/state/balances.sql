@@ -1,0 +1,75 @@
+-- balances: the balance of every account (DESIGN.md §6), from silver
+-- `ledger`: deposits (+amount), withdrawals (-amount) and compensating
+-- corrections (amount_delta, which names the event it corrects). The
+-- wrong original stays visible in `history`; the sum is the right value.
+--
+-- A state model is four queries, each after a `-- name:` line:
+--   delta    the raw, combinable aggregate of the events it reads (here
+--            `ledger`), restricted by evlake to the window being replayed;
+--   combine  merges `partials` (a snapshot's rows plus delta rows, same
+--            columns) into one row per key;
+--   present  what `evlake state` prints, from `state`; $1 is --key (or NULL);
+--   history  the audit trail of one key ($1), over every event it reads.
+-- Optionally `problems`: rows (problem, event_id, detail) worth reporting;
+-- its tables are not limited to the window (`ledger_all` is every ledger
+-- event up to the as-of time).
+
+-- name: delta
+SELECT
+    account_id,
+    SUM(amount) AS balance,
+    COUNT(*) AS entries,
+    SUM(CASE WHEN event_type = 'correction' THEN 1 ELSE 0 END) AS corrections,
+    MAX(event_timestamp) AS last_event_time
+FROM ledger
+WHERE account_id IS NOT NULL
+GROUP BY account_id;
+
+-- name: combine
+SELECT
+    account_id,
+    SUM(balance) AS balance,
+    SUM(entries) AS entries,
+    SUM(corrections) AS corrections,
+    MAX(last_event_time) AS last_event_time
+FROM partials
+GROUP BY account_id;
+
+-- name: present
+SELECT
+    account_id,
+    CAST(COALESCE(balance, 0) AS DECIMAL(18, 2)) AS balance,
+    entries,
+    corrections,
+    last_event_time
+FROM state
+WHERE $1 IS NULL OR account_id = $1
+ORDER BY account_id;
+
+-- name: history
+SELECT
+    l.event_timestamp,
+    l.processing_time,
+    l.event_id,
+    l.event_type,
+    l.amount,
+    l.corrects_event_id,
+    c.event_timestamp AS corrected_event_time,
+    c.amount AS corrected_amount,
+    CAST(SUM(l.amount) OVER (
+        ORDER BY l.event_timestamp, l.event_id ROWS UNBOUNDED PRECEDING
+    ) AS DECIMAL(18, 2)) AS balance
+FROM ledger l
+LEFT JOIN ledger c ON c.event_id = l.corrects_event_id
+WHERE l.account_id = $1
+ORDER BY l.event_timestamp, l.event_id;
+
+-- name: problems
+SELECT
+    'correction of an unknown event' AS problem,
+    l.event_id,
+    concat('corrects_event_id ', COALESCE(l.corrects_event_id, 'missing')) AS detail
+FROM ledger_all l
+WHERE l.event_type = 'correction'
+  AND NOT EXISTS (SELECT 1 FROM ledger_all c WHERE c.event_id = l.corrects_event_id)
+ORDER BY l.event_id;

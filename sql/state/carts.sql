@@ -1,0 +1,50 @@
+-- carts: what is in each cart, per (user_id, product_id), from
+-- add_to_cart (+quantity) and remove_from_cart (-quantity) in silver
+-- `events` (quantity defaults to 1). The raw aggregate keeps zero and
+-- negative quantities, so snapshot + delta always combine; `present` shows
+-- items with a positive quantity. See balances.sql for the file's shape.
+
+-- name: delta
+SELECT
+    user_id,
+    json_get_str(properties, 'product_id') AS product_id,
+    SUM(
+        CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
+        * COALESCE(json_get_int(properties, 'quantity'), 1)
+    ) AS quantity,
+    MAX(event_timestamp) AS updated_at
+FROM events
+WHERE event_type IN ('add_to_cart', 'remove_from_cart')
+  AND json_get_str(properties, 'product_id') IS NOT NULL
+GROUP BY user_id, json_get_str(properties, 'product_id');
+
+-- name: combine
+SELECT user_id, product_id, SUM(quantity) AS quantity, MAX(updated_at) AS updated_at
+FROM partials
+GROUP BY user_id, product_id;
+
+-- name: present
+SELECT user_id, product_id, quantity, updated_at
+FROM state
+WHERE quantity > 0 AND ($1 IS NULL OR user_id = $1)
+ORDER BY user_id, product_id;
+
+-- name: history
+SELECT
+    event_timestamp,
+    processing_time,
+    event_id,
+    event_type,
+    json_get_str(properties, 'product_id') AS product_id,
+    CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
+        * COALESCE(json_get_int(properties, 'quantity'), 1) AS change,
+    SUM(
+        CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
+        * COALESCE(json_get_int(properties, 'quantity'), 1)
+    ) OVER (
+        PARTITION BY json_get_str(properties, 'product_id')
+        ORDER BY event_timestamp, event_id ROWS UNBOUNDED PRECEDING
+    ) AS quantity
+FROM events
+WHERE user_id = $1 AND event_type IN ('add_to_cart', 'remove_from_cart')
+ORDER BY event_timestamp, event_id;

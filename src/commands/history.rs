@@ -1,0 +1,58 @@
+//! `evlake history`: every event that affected one entity.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{EngineArgs, Format};
+use crate::config::Config;
+use crate::lake::Lake;
+use crate::state;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  evlake history acct-u2                       # balances: every ledger event, running balance
+  evlake history u5 --model profiles           # every attribute change of user u5
+  evlake history u5 --model carts --format csv
+  evlake history acct-u2 --known-at 2024-03-16T03:00:00Z
+
+Rows are in event-time order, with the event time, the processing time and
+the running state; a correction shows the event it corrects.")]
+pub struct Args {
+    /// The entity: an account_id for balances, a user_id for carts and profiles
+    pub key: String,
+
+    /// The model whose history to show
+    #[arg(long, default_value = "balances")]
+    pub model: String,
+
+    /// Only events up to then (RFC 3339 or a date) [default: all]
+    #[arg(long, value_name = "T", value_parser = state::parse_time)]
+    pub as_of: Option<i64>,
+
+    /// Only events processed by then (RFC 3339 or a date)
+    #[arg(long, value_name = "P", value_parser = state::parse_time)]
+    pub known_at: Option<i64>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    let lake = Lake::new(lake_dir);
+    let cfg = Config::load(&lake)?;
+    let model = state::model(&lake, &args.model)?;
+    let rows = state::history(
+        &lake,
+        &model,
+        &args.key,
+        args.as_of.unwrap_or(i64::MAX / 2),
+        args.known_at,
+        &args.engine.options(&cfg)?,
+    )?;
+    super::query::print(&rows, args.format)
+}

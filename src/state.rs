@@ -1,0 +1,843 @@
+//! Event sourcing: state as of any time, from combinable SQL aggregates and
+//! snapshots that late data invalidates (DESIGN.md §6).
+//!
+//! A model (`sql/state/*.sql`, or `LAKE/models/*.sql`) is named queries:
+//! `delta` aggregates the events of a window, `combine` merges partial
+//! aggregates (`partials`), `present` prints `state`, `history` is one
+//! key's audit trail and `problems` lists what is worth reporting. The
+//! state at T is `combine(snapshot at S ∪ delta of the events in (S, T])`,
+//! or `combine(delta of every event <= T)` without a snapshot.
+//!
+//! A snapshot (`LAKE/state/MODEL/as_of=…/`) stores the raw combined
+//! aggregate at its as-of time. It is valid only while no later commit
+//! added a bronze event with `event_timestamp <= as_of` (every bronze file
+//! records its smallest event time) and the model's SQL and silver's SQL
+//! and settings are the ones it was built with. An invalid snapshot is
+//! never used.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{DataFrame, SessionContext};
+use serde::Serialize;
+
+use crate::derive::{self, Output};
+use crate::engine::{self, Engine, EngineOptions};
+use crate::error::Failure;
+use crate::lake::Lake;
+use crate::log::{self, Commit, LakeState};
+use crate::time::{MICROS_PER_DAY, date32_of_micros, format_micros};
+use crate::{bronze, dirty, silver};
+
+/// The models that ship with evlake: (name, SQL).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("balances", include_str!("../sql/state/balances.sql")),
+    ("carts", include_str!("../sql/state/carts.sql")),
+    ("profiles", include_str!("../sql/state/profiles.sql")),
+];
+
+/// Where a lake's own models live: `LAKE/models/NAME.sql`.
+pub const MODELS_DIR: &str = "models";
+/// Where snapshots live: `LAKE/state/MODEL/as_of=…/`.
+pub const STATE_DIR: &str = "state";
+
+/// One state model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    /// `built-in` or the file it was read from.
+    pub source: String,
+    pub text: String,
+    pub delta: String,
+    pub combine: String,
+    pub present: String,
+    pub history: Option<String>,
+    pub problems: Option<String>,
+}
+
+impl Model {
+    /// Split a model file into its `-- name: X` queries.
+    pub fn parse(name: &str, source: &str, text: &str) -> Result<Model> {
+        let mut parts: BTreeMap<String, String> = BTreeMap::new();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            if let Some(n) = line.trim().strip_prefix("-- name:") {
+                current = Some(n.trim().to_string());
+                parts.insert(n.trim().to_string(), String::new());
+            } else if let Some(c) = &current {
+                let body = parts.get_mut(c).expect("inserted");
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+        let mut take = |part: &str| {
+            parts
+                .remove(part)
+                .map(|q| q.trim().trim_end_matches(';').trim().to_string())
+        };
+        let need = |q: Option<String>, part: &str| -> Result<String> {
+            q.filter(|q| !q.is_empty()).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "model `{name}` ({source}) has no `-- name: {part}` query"
+                ))
+                .into()
+            })
+        };
+        let model = Model {
+            name: name.to_string(),
+            source: source.to_string(),
+            text: text.to_string(),
+            delta: need(take("delta"), "delta")?,
+            combine: need(take("combine"), "combine")?,
+            present: need(take("present"), "present")?,
+            history: take("history").filter(|q| !q.is_empty()),
+            problems: take("problems").filter(|q| !q.is_empty()),
+        };
+        if let Some(extra) = parts.keys().next() {
+            return Err(Failure::Usage(format!(
+                "model `{name}` ({source}): unknown query name `{extra}` \
+                 (expected delta, combine, present, history, problems)"
+            ))
+            .into());
+        }
+        Ok(model)
+    }
+
+    /// The fingerprint a snapshot is built with: the model's SQL and
+    /// silver's (a change to either makes old snapshots invalid).
+    pub fn fingerprint(&self, silver_fingerprint: &str) -> String {
+        dirty::fingerprint(&[&self.text, silver_fingerprint])
+    }
+
+    /// The log's table name for this model's snapshots.
+    pub fn table(&self) -> String {
+        format!("state_{}", self.name)
+    }
+
+    /// Silver tables the model's queries mention.
+    fn inputs(&self) -> Vec<&'static str> {
+        silver::all_tables()
+            .into_iter()
+            .filter(|t| mentions(&self.text, t))
+            .collect()
+    }
+}
+
+/// Does `sql` (outside `--` comments) use the word `table`?
+fn mentions(sql: &str, table: &str) -> bool {
+    sql.lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .any(|w| w == table)
+}
+
+/// Every model: the built-in ones, then `LAKE/models/*.sql` (which may
+/// replace a built-in of the same name).
+pub fn models(lake: &Lake) -> Result<BTreeMap<String, Model>> {
+    let mut out = BTreeMap::new();
+    for (name, text) in BUILTIN {
+        out.insert(name.to_string(), Model::parse(name, "built-in", text)?);
+    }
+    let dir = lake.path(MODELS_DIR);
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries {
+            let path = e?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sql"))
+            else {
+                continue;
+            };
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
+                bail!(Failure::Usage(format!(
+                    "`{}`: a model name is letters, digits and _",
+                    path.display()
+                )));
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            let source = path.display().to_string();
+            out.insert(name.to_string(), Model::parse(name, &source, &text)?);
+        }
+    }
+    Ok(out)
+}
+
+/// One model by name (exit 2 naming the known ones if there is none).
+pub fn model(lake: &Lake, name: &str) -> Result<Model> {
+    let mut all = models(lake)?;
+    let known: Vec<String> = all.keys().cloned().collect();
+    all.remove(name).ok_or_else(|| {
+        Failure::Usage(format!(
+            "unknown model `{name}` (models: {}; add one as {}/{MODELS_DIR}/{name}.sql)",
+            known.join(", "),
+            lake.root().display()
+        ))
+        .into()
+    })
+}
+
+/// Parse `--as-of` / `--known-at`: RFC 3339, or a date meaning the end of
+/// that day (UTC), i.e. its last microsecond.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if t.len() == 10 {
+        let day = crate::time::parse_date32(t)?;
+        return Ok((day as i64 + 1) * MICROS_PER_DAY - 1);
+    }
+    crate::time::parse_instant(t)
+        .map_err(|e| format!("{e} (use RFC 3339 or a date, e.g. 2024-03-15)"))
+}
+
+/// A snapshot as the log describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub model: String,
+    /// RFC 3339.
+    pub as_of: String,
+    #[serde(skip)]
+    pub as_of_us: i64,
+    /// The commit that wrote it.
+    pub version: u64,
+    pub rows: u64,
+    pub valid: bool,
+    /// Why it is invalid.
+    pub invalid_because: Option<String>,
+}
+
+/// The smallest event time each commit added to bronze: (version, µs).
+fn bronze_additions(state: &LakeState) -> &[(u64, i64)] {
+    &state.bronze_min_event_times
+}
+
+/// Every snapshot of `models` in the log, with its validity.
+pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Snapshot> {
+    let silver_fp = crate::pipeline::last_fingerprint(state, silver::EVENTS_TABLE);
+    let mut out = Vec::new();
+    for m in models.values() {
+        let table = m.table();
+        let fp = m.fingerprint(&silver_fp);
+        for (as_of, p) in state.partitions(&table) {
+            if p.files.is_empty() {
+                continue;
+            }
+            let Ok(as_of_us) = crate::time::parse_instant(as_of) else {
+                continue;
+            };
+            let built = state
+                .builds
+                .get(&table)
+                .and_then(|b| b.get(as_of))
+                .map(|(_, b)| b.fingerprint.clone());
+            let late = bronze_additions(state)
+                .iter()
+                .find(|(v, t)| *v > p.version && *t <= as_of_us);
+            let invalid_because = if built.as_deref() != Some(fp.as_str()) {
+                Some("the model's SQL or silver's SQL/settings changed".to_string())
+            } else {
+                late.map(|(v, t)| {
+                    format!(
+                        "commit {v} added an event at {} (at or before the snapshot)",
+                        format_micros(*t)
+                    )
+                })
+            };
+            out.push(Snapshot {
+                model: m.name.clone(),
+                as_of: as_of.clone(),
+                as_of_us,
+                version: p.version,
+                rows: p.rows(),
+                valid: invalid_because.is_none(),
+                invalid_because,
+            });
+        }
+    }
+    out
+}
+
+/// A question: the state of a model at `as_of`, as known at `known_at`.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub as_of: i64,
+    /// Only events processed by then (the bitemporal view); `None`: all.
+    pub known_at: Option<i64>,
+    /// `--key`: one entity.
+    pub key: Option<String>,
+    /// Start from the newest valid snapshot at or before `as_of`.
+    pub use_snapshots: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UsedSnapshot {
+    pub as_of: String,
+    pub version: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub problem: String,
+    pub event_id: String,
+    pub detail: String,
+}
+
+/// What `evlake state` answers, besides the rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub model: String,
+    pub as_of: String,
+    pub known_at: Option<String>,
+    /// The snapshot the answer started from, if any.
+    pub snapshot: Option<UsedSnapshot>,
+    /// Events read after the snapshot (or from the start), up to as_of.
+    pub events_replayed: u64,
+    pub problems: Vec<Problem>,
+    /// Silver dates not rebuilt since bronze changed: the answer does not
+    /// include their newest events yet (`evlake run` first).
+    pub silver_dirty: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+/// The window of events a query reads: `(after, up_to]` by event time,
+/// processed by `known_at`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    after: Option<i64>,
+    up_to: i64,
+    known_at: Option<i64>,
+}
+
+impl Window {
+    fn filter(&self, date_column: &str) -> String {
+        let ts = |us: i64| format!("arrow_cast({us}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+        let mut f = vec![
+            format!(
+                "{date_column} <= DATE '{}'",
+                crate::time::format_date32(date32_of_micros(self.up_to))
+            ),
+            format!("event_timestamp <= {}", ts(self.up_to)),
+        ];
+        if let Some(a) = self.after {
+            f.push(format!(
+                "{date_column} >= DATE '{}'",
+                crate::time::format_date32(date32_of_micros(a))
+            ));
+            f.push(format!("event_timestamp > {}", ts(a)));
+        }
+        if let Some(p) = self.known_at {
+            f.push(format!("processing_time <= {}", ts(p)));
+        }
+        f.join(" AND ")
+    }
+}
+
+/// Register `tables` as views of the lake's silver tables restricted to
+/// `window`, each under `prefix` + its name.
+async fn register_window(
+    ctx: &SessionContext,
+    lake: &Lake,
+    tables: &[&'static str],
+    window: Window,
+    prefix: &str,
+) -> Result<()> {
+    for t in tables {
+        let raw = format!("_raw_{t}");
+        if !ctx.table_exist(raw.as_str())? {
+            let dir = silver::all_tables()
+                .into_iter()
+                .zip(silver::all_dirs())
+                .find(|(n, _)| n == t)
+                .map(|(_, d)| d)
+                .expect("a silver table");
+            engine::register_partitioned(
+                ctx,
+                &raw,
+                &lake.path(dir),
+                "event_date",
+                None,
+                Vec::new(),
+            )
+            .await?;
+        }
+        let name = format!("{prefix}{t}");
+        let _ = ctx.deregister_table(name.as_str())?;
+        if ctx.table_exist(raw.as_str())? {
+            let df = ctx
+                .sql(&format!(
+                    "SELECT * FROM {raw} WHERE {}",
+                    window.filter("event_date")
+                ))
+                .await?;
+            ctx.register_table(name.as_str(), df.into_view())?;
+        } else {
+            // No rows yet: the same columns, empty, from silver's SQL.
+            let df = empty_silver_table(ctx, t).await?;
+            ctx.register_table(name.as_str(), df.into_view())?;
+        }
+    }
+    Ok(())
+}
+
+/// An empty relation with silver table `t`'s columns (its SQL over empty
+/// bronze), for models that read a table with no rows yet.
+async fn empty_silver_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
+    let scratch = SessionContext::new_with_state(ctx.state());
+    let bronze_schema = bronze::schema();
+    let mut fields: Vec<_> = bronze_schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+        "event_date",
+        datafusion::arrow::datatypes::DataType::Date32,
+        false,
+    )));
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    let _ = scratch.deregister_table(bronze::TABLE);
+    scratch.register_table(bronze::TABLE, Arc::new(table))?;
+    let events = silver::events(&scratch, &silver::Settings::default()).await?;
+    if t == silver::EVENTS_TABLE {
+        return Ok(events);
+    }
+    let _ = scratch.deregister_table(silver::EVENTS_TABLE);
+    scratch.register_table(silver::EVENTS_TABLE, events.into_view())?;
+    if t == silver::SESSIONS_TABLE {
+        return silver::sessions(&scratch).await;
+    }
+    let (_, _, sql) = silver::TYPED
+        .iter()
+        .find(|(n, _, _)| *n == t)
+        .context("unknown silver table")?;
+    Ok(scratch.sql(sql).await?.drop_columns(&["_warnings"])?)
+}
+
+/// Run `sql` with `$1` = the key (or NULL).
+async fn with_key(
+    ctx: &SessionContext,
+    sql: &str,
+    key: Option<&str>,
+    what: &str,
+) -> Result<DataFrame> {
+    let df = ctx.sql(sql).await.map_err(|e| usage_or(e, what))?;
+    let takes_param = sql.contains("$1");
+    Ok(if takes_param {
+        df.with_param_values(vec![ScalarValue::Utf8(key.map(str::to_string))])?
+    } else {
+        df
+    })
+}
+
+fn usage_or(e: datafusion::error::DataFusionError, what: &str) -> anyhow::Error {
+    if engine::is_usage_error(&e) {
+        Failure::Usage(format!("{what}: {e}")).into()
+    } else {
+        anyhow::Error::new(e).context(what.to_string())
+    }
+}
+
+/// Count the rows of `tables` (registered with `prefix`).
+async fn count_rows(ctx: &SessionContext, tables: &[&str], prefix: &str) -> Result<u64> {
+    let mut n = 0;
+    for t in tables {
+        let b = ctx
+            .sql(&format!("SELECT count(*) FROM {prefix}{t}"))
+            .await?
+            .collect()
+            .await?;
+        n += b
+            .first()
+            .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0)) as u64;
+    }
+    Ok(n)
+}
+
+/// The raw combined aggregate at `window.up_to`, starting from `snapshot`
+/// (already registered as `_snapshot`) if given. Registers `state`.
+async fn combined(
+    ctx: &SessionContext,
+    lake: &Lake,
+    model: &Model,
+    window: Window,
+    from_snapshot: bool,
+) -> Result<(DataFrame, u64)> {
+    let inputs = model.inputs();
+    register_window(ctx, lake, &inputs, window, "").await?;
+    let replayed = count_rows(ctx, &inputs, "").await?;
+    let delta = ctx
+        .sql(&model.delta)
+        .await
+        .map_err(|e| usage_or(e, &format!("model `{}`: delta", model.name)))?;
+    let partials = if from_snapshot {
+        let snap = ctx.table("_snapshot").await?;
+        // Same columns by name and order: the snapshot is a delta/combine
+        // output of the same model.
+        let names: Vec<String> = delta
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let snap = snap.select_columns(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
+        snap.union(delta)?
+    } else {
+        delta
+    };
+    let _ = ctx.deregister_table("partials")?;
+    ctx.register_table("partials", partials.into_view())?;
+    let state = ctx
+        .sql(&model.combine)
+        .await
+        .map_err(|e| usage_or(e, &format!("model `{}`: combine", model.name)))?;
+    Ok((state, replayed))
+}
+
+/// Answer `q` for `model`: the rows `present` prints and the answer's facts.
+pub fn query(
+    lake: &Lake,
+    model: &Model,
+    q: &Query,
+    engine_opts: &EngineOptions,
+) -> Result<(Answer, Vec<RecordBatch>)> {
+    let started = Instant::now();
+    let state = LakeState::load(lake)?;
+    let all = BTreeMap::from([(model.name.clone(), model.clone())]);
+    // A snapshot holds what the lake knew when it was written, so it can
+    // answer a --known-at question only if nothing it read came later;
+    // simplest and always right: bitemporal questions replay.
+    let snapshot = if q.use_snapshots && q.known_at.is_none() {
+        snapshots(&state, &all)
+            .into_iter()
+            .filter(|s| s.valid && s.as_of_us <= q.as_of)
+            .max_by_key(|s| s.as_of_us)
+    } else {
+        None
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (batches, replayed, problems) = rt.block_on(async {
+        let engine = Engine::new(engine_opts)?;
+        let ctx = engine.bare()?;
+        if let Some(s) = &snapshot {
+            register_snapshot(&ctx, lake, &state, model, &s.as_of).await?;
+        }
+        let window = Window {
+            after: snapshot.as_ref().map(|s| s.as_of_us),
+            up_to: q.as_of,
+            known_at: q.known_at,
+        };
+        let (combined, replayed) = combined(&ctx, lake, model, window, snapshot.is_some()).await?;
+        ctx.register_table("state", combined.into_view())?;
+        let rows = with_key(
+            &ctx,
+            &model.present,
+            q.key.as_deref(),
+            &format!("model `{}`: present", model.name),
+        )
+        .await?
+        .collect()
+        .await?;
+        let problems = problems(&ctx, lake, model, q).await?;
+        anyhow::Ok((rows, replayed, problems))
+    })?;
+    let answer = Answer {
+        model: model.name.clone(),
+        as_of: format_micros(q.as_of),
+        known_at: q.known_at.map(format_micros),
+        snapshot: snapshot.map(|s| UsedSnapshot {
+            as_of: s.as_of,
+            version: s.version,
+            rows: s.rows,
+        }),
+        events_replayed: replayed,
+        problems,
+        silver_dirty: crate::pipeline::silver_dirty_dates(&state),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    };
+    Ok((answer, batches))
+}
+
+/// The model's `problems` over every event up to the question's time
+/// (tables named with an `_all` suffix).
+async fn problems(
+    ctx: &SessionContext,
+    lake: &Lake,
+    model: &Model,
+    q: &Query,
+) -> Result<Vec<Problem>> {
+    let Some(sql) = &model.problems else {
+        return Ok(Vec::new());
+    };
+    let window = Window {
+        after: None,
+        up_to: q.as_of,
+        known_at: q.known_at,
+    };
+    let tables: Vec<&'static str> = silver::all_tables()
+        .into_iter()
+        .filter(|t| mentions(sql, &format!("{t}_all")) || mentions(sql, t))
+        .collect();
+    for t in &tables {
+        // `ledger_all`: every event up to as_of; `ledger`: as registered.
+        if mentions(sql, &format!("{t}_all")) {
+            register_window(ctx, lake, &[t], window, "_all_").await?;
+            let _ = ctx.deregister_table(format!("{t}_all").as_str())?;
+            let view = ctx.table(format!("_all_{t}").as_str()).await?;
+            ctx.register_table(format!("{t}_all").as_str(), view.into_view())?;
+        }
+    }
+    let batches = with_key(
+        ctx,
+        sql,
+        q.key.as_deref(),
+        &format!("model `{}`: problems", model.name),
+    )
+    .await?
+    .collect()
+    .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let col = |i: usize| {
+            datafusion::arrow::compute::cast(
+                b.column(i),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+        };
+        let (p, e, d) = (col(0)?, col(1)?, col(2)?);
+        let (p, e, d) = (
+            p.as_string::<i32>(),
+            e.as_string::<i32>(),
+            d.as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            out.push(Problem {
+                problem: p.value(i).to_string(),
+                event_id: e.value(i).to_string(),
+                detail: if d.is_null(i) {
+                    String::new()
+                } else {
+                    d.value(i).to_string()
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Register a snapshot's files as `_snapshot`.
+async fn register_snapshot(
+    ctx: &SessionContext,
+    lake: &Lake,
+    state: &LakeState,
+    model: &Model,
+    as_of: &str,
+) -> Result<()> {
+    let p = state
+        .tables
+        .get(&model.table())
+        .and_then(|t| t.get(as_of))
+        .context("snapshot vanished")?;
+    let dir = lake.path(p.files.keys().next().context("empty snapshot")?);
+    let dir = dir.parent().context("snapshot file has no directory")?;
+    let url = format!("{}/", std::fs::canonicalize(dir)?.display());
+    let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
+        datafusion::datasource::file_format::parquet::ParquetFormat::default()
+            .with_options(ctx.state().table_options().parquet.clone()),
+    ))
+    .with_file_extension(".parquet");
+    ctx.register_listing_table("_snapshot", &url, options, None, None)
+        .await?;
+    Ok(())
+}
+
+/// `as_of=20240315T235959.999999Z`: a directory-safe RFC 3339 instant.
+fn as_of_dir(us: i64) -> String {
+    format_micros(us).replace([':', '-'], "")
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotReport {
+    pub command: &'static str,
+    pub status: &'static str,
+    pub model: String,
+    pub as_of: String,
+    /// The older snapshot it started from, if any.
+    pub from_snapshot: Option<UsedSnapshot>,
+    pub events_replayed: u64,
+    pub rows: u64,
+    pub version: u64,
+    pub elapsed_ms: u64,
+}
+
+/// Write the raw aggregate of `model` at `as_of` as a snapshot (one commit).
+pub fn snapshot(
+    lake: &Lake,
+    model: &Model,
+    as_of: i64,
+    processing_time: i64,
+    engine_opts: &EngineOptions,
+) -> Result<SnapshotReport> {
+    let started = Instant::now();
+    crate::fault::operation("snapshot");
+    let _lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    log::clean_orphans(lake, &state, &crate::ingest::table_dirs())?;
+    let dirty = crate::pipeline::silver_dirty_dates(&state);
+    if !dirty.is_empty() {
+        bail!(
+            "silver is not up to date for {} date(s) ({}): a snapshot must include every \
+             event; run `evlake run` (or `evlake silver`) first",
+            dirty.len(),
+            dirty.join(", ")
+        );
+    }
+    if !state.builds.contains_key(silver::EVENTS_TABLE) {
+        bail!("silver has not been built: run `evlake run` (or `evlake silver`) first");
+    }
+    let all = BTreeMap::from([(model.name.clone(), model.clone())]);
+    let from = snapshots(&state, &all)
+        .into_iter()
+        .filter(|s| s.valid && s.as_of_us < as_of)
+        .max_by_key(|s| s.as_of_us);
+    let staging = derive::staging_dir(lake, "snapshot")?;
+    let mut engine_opts = engine_opts.clone();
+    engine_opts.spill_dir.get_or_insert(staging.join("spill"));
+    let as_of_text = format_micros(as_of);
+    let part_dir = format!("as_of={}", as_of_dir(as_of));
+    let staged = staging.join(model.table());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let replayed = rt.block_on(async {
+        let engine = Engine::new(&engine_opts)?;
+        let ctx = engine.bare()?;
+        if let Some(s) = &from {
+            register_snapshot(&ctx, lake, &state, model, &s.as_of).await?;
+        }
+        let window = Window {
+            after: from.as_ref().map(|s| s.as_of_us),
+            up_to: as_of,
+            known_at: None,
+        };
+        let (df, replayed) = combined(&ctx, lake, model, window, from.is_some()).await?;
+        let dir = staged.join(&part_dir);
+        std::fs::create_dir_all(&dir)?;
+        df.write_parquet(
+            &dir.join("part.parquet").display().to_string(),
+            datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await
+        .context("writing the snapshot")?;
+        anyhow::Ok(replayed)
+    })?;
+    crate::fault::point("staged");
+    let table = model.table();
+    let outputs = [Output {
+        table: table.clone(),
+        dir: format!("{STATE_DIR}/{}", model.name),
+        staged,
+        column: "as_of",
+        partitions: BTreeSet::from([as_of_dir(as_of)]),
+    }];
+    let mut commit = Commit::next(&state, "snapshot", processing_time);
+    commit.settings.insert("model".into(), model.name.clone());
+    commit.settings.insert("as_of".into(), as_of_text.clone());
+    // The staged layout names the partition as_of=<dir form>; the log keys
+    // it by the RFC 3339 text.
+    let mut written = derive::replace_partitions(
+        lake,
+        &state,
+        &mut commit,
+        &outputs,
+        &derive::run_id("snapshot", &state),
+    )?;
+    for a in commit.add.iter_mut().filter(|a| a.table == table) {
+        a.partition = as_of_text.clone();
+    }
+    if let Some(old) = state.tables.get(&table).and_then(|t| t.get(&as_of_text)) {
+        commit.remove.extend(old.files.values().cloned());
+    }
+    let silver_fp = crate::pipeline::last_fingerprint(&state, silver::EVENTS_TABLE);
+    commit.builds.push(log::Build {
+        table: table.clone(),
+        partition: as_of_text.clone(),
+        inputs: BTreeMap::new(),
+        fingerprint: model.fingerprint(&silver_fp),
+    });
+    derive::finish_commit(lake, &commit, &staging)?;
+    let rows = written.pop().map_or(0, |w| w.rows);
+    Ok(SnapshotReport {
+        command: "snapshot",
+        status: "committed",
+        model: model.name.clone(),
+        as_of: as_of_text,
+        from_snapshot: from.map(|s| UsedSnapshot {
+            as_of: s.as_of,
+            version: s.version,
+            rows: s.rows,
+        }),
+        events_replayed: replayed,
+        rows,
+        version: commit.version,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The audit trail of one entity: the model's `history` query over every
+/// event up to `as_of` (known at `known_at`).
+pub fn history(
+    lake: &Lake,
+    model: &Model,
+    key: &str,
+    as_of: i64,
+    known_at: Option<i64>,
+    engine_opts: &EngineOptions,
+) -> Result<Vec<RecordBatch>> {
+    let Some(sql) = &model.history else {
+        bail!(Failure::Usage(format!(
+            "model `{}` has no `-- name: history` query",
+            model.name
+        )));
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = Engine::new(engine_opts)?;
+        let ctx = engine.bare()?;
+        let window = Window {
+            after: None,
+            up_to: as_of,
+            known_at,
+        };
+        register_window(&ctx, lake, &model.inputs(), window, "").await?;
+        Ok(with_key(
+            &ctx,
+            sql,
+            Some(key),
+            &format!("model `{}`: history", model.name),
+        )
+        .await?
+        .collect()
+        .await?)
+    })
+}
+
+/// The as-of time of a daily snapshot policy: the end of the last day the
+/// watermark has closed.
+pub fn last_closed_day_end(state: &LakeState) -> Option<i64> {
+    let w = state.watermark?;
+    let day = w.div_euclid(MICROS_PER_DAY);
+    Some(day * MICROS_PER_DAY - 1)
+}
+
+/// Used by `status`: every snapshot of every model.
+pub fn all_snapshots(lake: &Lake, state: &LakeState) -> Result<Vec<Snapshot>> {
+    Ok(snapshots(state, &models(lake)?))
+}
