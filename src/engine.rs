@@ -107,6 +107,7 @@ impl Engine {
         // a derived table writes carries the same schema (Utf8View from one
         // reader mixed with Utf8 from another would not merge).
         options.execution.parquet.schema_force_view_types = false;
+
         if let Some(limit) = self.opts.memory_limit {
             // Each sort reserves this much up front for its merge phase
             // (10 MiB by default); under a small limit, several sorts at
@@ -243,6 +244,18 @@ async fn register_bronze_like(
         sort,
     )
     .await
+}
+
+/// Evaluate filters while decoding Parquet in tables registered from now
+/// on, so a selective `WHERE event_type = 'purchase'` decodes `properties`
+/// only for the rows it keeps. (Not for everything: it slows the full scans
+/// that sessionization does.)
+pub fn push_filters_into_scans(ctx: &SessionContext) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let parquet = &mut state.table_options_mut().parquet.global;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
 }
 
 /// Register the Parquet files under `dir` as `table`, Hive-partitioned by

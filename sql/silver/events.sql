@@ -13,23 +13,33 @@
 -- It depends only on the session's first event, so recomputing gives
 -- unchanged sessions the same id; DuckDB can recompute it with
 -- sha256(user_id || chr(31) || event_id). It must never change.
-WITH ranked AS (
-    -- Exact re-sends: keep the first copy by (processing_time, batch_id, source_line).
-    SELECT
-        *,
-        ROW_NUMBER() OVER (
-            PARTITION BY event_date, event_id
-            ORDER BY processing_time, batch_id, source_line
-        ) AS copy_rank
-    FROM bronze_events
+WITH copies AS (
+    -- Exact re-sends: every copy but the first by (processing_time,
+    -- batch_id, source_line). Ranked on narrow columns only: sorting whole
+    -- rows would move every properties string. (event_date, batch_id,
+    -- source_line) names one bronze row.
+    SELECT event_date, batch_id, source_line
+    FROM (
+        SELECT
+            event_date, batch_id, source_line,
+            ROW_NUMBER() OVER (
+                PARTITION BY event_date, event_id
+                ORDER BY processing_time, batch_id, source_line
+            ) AS copy_rank
+        FROM bronze_events
+    ) ranked
+    WHERE copy_rank > 1
 ),
 
 deduped AS (
     SELECT
-        * EXCLUDE (copy_rank),
-        strpos($2, concat(chr(31), event_type, chr(31))) > 0 AS excluded
-    FROM ranked
-    WHERE copy_rank = 1
+        b.*,
+        strpos($2, concat(chr(31), b.event_type, chr(31))) > 0 AS excluded
+    FROM copies c
+    RIGHT ANTI JOIN bronze_events b
+        ON b.event_date = c.event_date
+        AND b.batch_id = c.batch_id
+        AND b.source_line = c.source_line
 ),
 
 gaps AS (

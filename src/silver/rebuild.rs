@@ -433,8 +433,20 @@ async fn compute(
             derive::write_partitioned(df, out, column, "merged silver rows").await?;
         }
     }
-    // Recomputed dates take the touched rows as they are: every user with
-    // rows there is a touched user.
+    move_recomputed(dirs, recompute)?;
+    trace("neighbours compared and merged");
+    // Typed tables from the final events of every rewritten date.
+    let warnings = typed_tables(work, &dirs.root, &dirs.events).await?;
+    Ok(Built {
+        changed_events,
+        changed_sessions,
+        warnings,
+    })
+}
+
+/// Recomputed dates take the touched rows as they are (every user with
+/// rows there is a touched user): move them into the final directories.
+fn move_recomputed(dirs: &Staged, recompute: &BTreeSet<Day>) -> Result<()> {
     for (from, to, column) in [
         (&dirs.touched_events, &dirs.events, "event_date"),
         (&dirs.touched_sessions, &dirs.sessions, "session_date"),
@@ -449,60 +461,77 @@ async fn compute(
             }
         }
     }
+    Ok(())
+}
 
-    trace("neighbours compared and merged");
-    // Typed tables from the final events of every rewritten date.
-    work.deregister_table(EVENTS_TABLE)?;
+/// Build every typed table from the events under `events_dir` into
+/// `root/<table>`, all at once (one's single-threaded phases, planning and
+/// writing, overlap another's scan). Returns each table's warning count.
+async fn typed_tables(
+    work: &SessionContext,
+    root: &Path,
+    events_dir: &Path,
+) -> Result<BTreeMap<String, u64>> {
+    let _ = work.deregister_table(EVENTS_TABLE)?;
+    engine::push_filters_into_scans(work);
     engine::register_partitioned(
         work,
         EVENTS_TABLE,
-        &dirs.events,
+        events_dir,
         "event_date",
         None,
         Vec::new(),
     )
     .await?;
     let mut warnings = BTreeMap::new();
-    if work.table_exist(EVENTS_TABLE)? {
-        for (table, _, sql) in TYPED {
-            let df = work
-                .sql(sql)
-                .await
-                .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
-                .cache()
-                .await
-                .with_context(|| format!("running sql/silver/typed/{table}.sql"))?;
-            let counted = df
-                .clone()
-                .aggregate(
-                    vec![],
-                    vec![datafusion::functions_aggregate::expr_fn::sum(cast(
-                        col("_warnings"),
-                        DataType::Int64,
-                    ))],
-                )?
-                .collect()
-                .await?;
-            let n = counted
-                .first()
-                .filter(|b| b.num_rows() > 0 && !b.column(0).is_null(0))
-                .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
-            warnings.insert(table.to_string(), n.max(0) as u64);
-            derive::write_partitioned(
-                df.drop_columns(&["_warnings"])?,
-                &dirs.root.join(table),
-                "event_date",
-                &format!("silver {table}"),
-            )
-            .await?;
-            trace(&format!("{table} written"));
-        }
+    if !work.table_exist(EVENTS_TABLE)? {
+        return Ok(warnings);
     }
-    Ok(Built {
-        changed_events,
-        changed_sessions,
-        warnings,
-    })
+    let mut tasks = tokio::task::JoinSet::new();
+    for (table, _, sql) in TYPED {
+        let (work, out) = (work.clone(), root.join(table));
+        tasks.spawn(async move { (table, typed_table(&work, table, sql, &out).await) });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (table, n) = done.context("a typed-table task panicked")?;
+        warnings.insert(table.to_string(), n?);
+    }
+    Ok(warnings)
+}
+
+/// Run one typed table's SQL over `events`, write it under `out`, and
+/// return its count of values that could not be typed.
+async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) -> Result<u64> {
+    let df = work
+        .sql(sql)
+        .await
+        .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
+        .cache()
+        .await
+        .with_context(|| format!("running sql/silver/typed/{table}.sql"))?;
+    let counted = df
+        .clone()
+        .aggregate(
+            vec![],
+            vec![datafusion::functions_aggregate::expr_fn::sum(cast(
+                col("_warnings"),
+                DataType::Int64,
+            ))],
+        )?
+        .collect()
+        .await?;
+    let n = counted
+        .first()
+        .filter(|b| b.num_rows() > 0 && !b.column(0).is_null(0))
+        .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
+    derive::write_partitioned(
+        df.drop_columns(&["_warnings"])?,
+        out,
+        "event_date",
+        &format!("silver {table}"),
+    )
+    .await?;
+    Ok(n.max(0) as u64)
 }
 
 /// Dates (of `column`) where the two queries' rows differ. An empty query
