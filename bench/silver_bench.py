@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--users", type=int, default=20000, help="as generated (evlake generate's default)")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--small-memory", default="256M")
+    ap.add_argument("--small-memory", default="512M")
     args = ap.parse_args()
 
     lake, truth = lake_of_batches(args.evlake, args.events, args.days, f"silver-lake-{args.events}-{args.days}d")

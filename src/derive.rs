@@ -179,12 +179,82 @@ pub fn in_days(column: &str, days: &BTreeSet<i32>) -> datafusion::prelude::Expr 
     )
 }
 
-/// `--dates A..B`: the existing dates in the range.
-pub fn restated(existing: &BTreeSet<i32>, range: Option<(i32, i32)>) -> BTreeSet<i32> {
-    match range {
-        Some((a, b)) => existing.range(a..=b).copied().collect(),
-        None => BTreeSet::new(),
+/// Which dates a derived step recomputes.
+#[derive(Debug, Clone)]
+pub struct DatePlan {
+    /// The dates to recompute (every existing date when `full`).
+    pub dates: BTreeSet<i32>,
+    /// The existing dates `--dates A..B` named.
+    pub restated: BTreeSet<i32>,
+    /// Everything is recomputed: asked for, or every date is dirty.
+    pub full: bool,
+}
+
+impl DatePlan {
+    /// From the dirty partitions (date-named), the dates that exist, the
+    /// `--dates` range and `--full`.
+    pub fn new(
+        dirty: &[crate::dirty::DirtyPartition],
+        existing: &BTreeSet<i32>,
+        range: Option<(i32, i32)>,
+        full: bool,
+    ) -> Result<DatePlan> {
+        let restated: BTreeSet<i32> = match range {
+            Some((a, b)) => existing.range(a..=b).copied().collect(),
+            None => BTreeSet::new(),
+        };
+        let mut dates: BTreeSet<i32> = dirty
+            .iter()
+            .map(|d| crate::time::parse_date32(&d.partition).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?;
+        dates.extend(&restated);
+        let full = full || (!existing.is_empty() && &dates == existing);
+        if full {
+            dates = existing.clone();
+        }
+        Ok(DatePlan {
+            dates,
+            restated,
+            full,
+        })
     }
+
+    pub fn mode(&self) -> &'static str {
+        if self.full { "full" } else { "incremental" }
+    }
+}
+
+impl Output {
+    /// `table`'s output replacing `parts`, and with `full` every partition
+    /// it has now (even ones whose date no longer has input).
+    pub fn replacing(
+        state: &LakeState,
+        table: &str,
+        dir: &str,
+        staged: PathBuf,
+        column: &'static str,
+        parts: &BTreeSet<String>,
+        full: bool,
+    ) -> Output {
+        let mut partitions = parts.clone();
+        if full {
+            partitions.extend(state.partitions(table).map(|(p, _)| p.clone()));
+        }
+        Output {
+            table: table.to_string(),
+            dir: dir.to_string(),
+            staged,
+            column,
+            partitions,
+        }
+    }
+}
+
+/// Dates parsed from partition names.
+pub fn dates_of<'a>(names: impl Iterator<Item = &'a String>) -> Result<BTreeSet<i32>> {
+    names
+        .map(|d| crate::time::parse_date32(d).map_err(anyhow::Error::msg))
+        .collect()
 }
 
 fn parquet_rows(path: &Path) -> Result<u64> {

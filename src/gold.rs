@@ -22,7 +22,7 @@ use crate::ingest::table_dirs;
 use crate::lake::Lake;
 use crate::log::{self, Commit, LakeState};
 use crate::silver;
-use crate::time::{format_date32, parse_date32};
+use crate::time::format_date32;
 
 pub const METRICS_TABLE: &str = "daily_metrics";
 pub const METRICS_DIR: &str = "gold/daily_metrics";
@@ -119,30 +119,19 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     let currency = opts.currency.to_ascii_uppercase();
     let dirty = dirty_partitions(&state, &currency);
     let wanted = wanted(&state);
-    let existing: BTreeSet<i32> = wanted
-        .keys()
-        .map(|d| parse_date32(d).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
-    let restated = derive::restated(&existing, opts.dates);
-    let mut dates: BTreeSet<i32> = dirty
-        .iter()
-        .map(|d| parse_date32(&d.partition).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
-    dates.extend(&restated);
-    let full = opts.full || (!existing.is_empty() && dates == existing);
-    if full {
-        dates = existing.clone();
-    }
+    let existing = derive::dates_of(wanted.keys())?;
+    let plan = derive::DatePlan::new(&dirty, &existing, opts.dates, opts.full)?;
+    let (full, dates) = (plan.full, plan.dates.clone());
     let silver_dirty = crate::pipeline::silver_dirty_dates(&state);
     let mut report = GoldReport {
         command: "gold",
         status: "noop",
-        mode: if full { "full" } else { "incremental" },
+        mode: plan.mode(),
         lake: lake.root().display().to_string(),
         version: state.version,
         currency: currency.clone(),
         dirty,
-        restated: restated.iter().map(|d| format_date32(*d)).collect(),
+        restated: plan.restated.iter().map(|d| format_date32(*d)).collect(),
         silver_dirty,
         recomputed: BTreeMap::new(),
         partitions: Vec::new(),
@@ -183,17 +172,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     let outputs: Vec<Output> = TABLES
         .iter()
         .map(|(table, dir)| {
-            let mut partitions = parts.clone();
-            if full {
-                partitions.extend(state.partitions(table).map(|(p, _)| p.clone()));
-            }
-            Output {
-                table: table.to_string(),
-                dir: dir.to_string(),
-                staged: staging.join(table),
-                column: "event_date",
-                partitions,
-            }
+            Output::replacing(
+                &state,
+                table,
+                dir,
+                staging.join(table),
+                "event_date",
+                &parts,
+                full,
+            )
         })
         .collect();
     let fp = fingerprint(&currency);

@@ -504,7 +504,9 @@ pub fn query(
     engine_opts: &EngineOptions,
 ) -> Result<(Answer, Vec<RecordBatch>)> {
     let started = Instant::now();
+    let trace = |phase: &str| crate::fault::trace(started, phase);
     let state = LakeState::load(lake)?;
+    trace("log read");
     let all = BTreeMap::from([(model.name.clone(), model.clone())]);
     // A snapshot holds what the lake knew when it was written, so it can
     // answer a --known-at question only if nothing it read came later;
@@ -531,7 +533,9 @@ pub fn query(
             up_to: q.as_of,
             known_at: q.known_at,
         };
+        trace("snapshot registered");
         let (combined, replayed) = combined(&ctx, lake, model, window, snapshot.is_some()).await?;
+        trace("window registered and counted");
         ctx.register_table("state", combined.into_view())?;
         let rows = with_key(
             &ctx,
@@ -542,9 +546,13 @@ pub fn query(
         .await?
         .collect()
         .await?;
+        trace("state computed");
         let problems = problems(&ctx, lake, model, q).await?;
+        trace("problems checked");
         anyhow::Ok((rows, replayed, problems))
     })?;
+    rt.shutdown_background();
+    trace("runtime shut down");
     let answer = Answer {
         model: model.name.clone(),
         as_of: format_micros(q.as_of),

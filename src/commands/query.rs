@@ -56,8 +56,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     print(&batches, args.format)
 }
 
-/// Rows as a JSON array of objects.
-pub fn rows_as_json(batches: &[RecordBatch]) -> Result<serde_json::Value> {
+/// Rows as the text of a JSON array of objects.
+pub fn rows_as_json_text(batches: &[RecordBatch]) -> Result<String> {
     let mut buf = Vec::new();
     {
         let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
@@ -67,9 +67,9 @@ pub fn rows_as_json(batches: &[RecordBatch]) -> Result<serde_json::Value> {
         w.finish()?;
     }
     if buf.is_empty() {
-        return Ok(serde_json::Value::Array(Vec::new()));
+        return Ok("[]".to_string());
     }
-    Ok(serde_json::from_slice(&buf)?)
+    Ok(String::from_utf8(buf)?)
 }
 
 /// Print rows on stdout in `format`.

@@ -88,16 +88,37 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             format!("{} event(s), no snapshot", answer.events_replayed),
         ),
     }
-    for p in &answer.problems {
+    const SHOWN: usize = 5;
+    for p in answer.problems.iter().take(SHOWN) {
         status(
             "Problem",
             format!("{}: {} ({})", p.problem, p.event_id, p.detail),
         );
     }
+    if answer.problems.len() > SHOWN {
+        status(
+            "Problem",
+            format!(
+                "... {} more (all of them in --json's `problems`)",
+                answer.problems.len() - SHOWN
+            ),
+        );
+    }
     if args.json {
-        let mut v = serde_json::to_value(&answer)?;
-        v["rows"] = super::query::rows_as_json(&rows)?;
-        return print_json(&v);
+        // The rows go out as Arrow's JSON writer wrote them (no re-parse:
+        // a state can have many rows).
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            answer: &'a state::Answer,
+            rows: &'a serde_json::value::RawValue,
+        }
+        let rows = super::query::rows_as_json_text(&rows)?;
+        let rows = serde_json::value::RawValue::from_string(rows)?;
+        return print_json(&Out {
+            answer: &answer,
+            rows: &rows,
+        });
     }
     super::query::print(&rows, args.format)
 }

@@ -41,7 +41,7 @@ use crate::fault;
 use crate::ingest::table_dirs;
 use crate::lake::Lake;
 use crate::log::{self, Commit, LakeState};
-use crate::time::{format_date32, parse_date32};
+use crate::time::format_date32;
 
 /// What `evlake silver` was asked to do.
 #[derive(Debug, Clone)]
@@ -69,25 +69,17 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let state = LakeState::load(lake)?;
     log::clean_orphans(lake, &state, &table_dirs())?;
     let dirty = dirty_partitions(&state, &opts.settings);
-    let bronze_days: BTreeSet<Day> = state
-        .partitions(bronze::TABLE)
-        .map(|(d, _)| parse_date32(d).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
-    let mut recompute: BTreeSet<Day> = dirty
-        .iter()
-        .map(|d| parse_date32(&d.partition).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
-    let restated = derive::restated(&bronze_days, opts.dates);
-    recompute.extend(&restated);
-    let full = opts.full || (!bronze_days.is_empty() && recompute == bronze_days);
+    let bronze_days = derive::dates_of(state.partitions(bronze::TABLE).map(|(d, _)| d))?;
+    let plan = derive::DatePlan::new(&dirty, &bronze_days, opts.dates, opts.full)?;
+    let (full, recompute) = (plan.full, plan.dates.clone());
     let mut report = SilverReport {
         command: "silver",
         status: "noop",
-        mode: if full { "full" } else { "incremental" },
+        mode: plan.mode(),
         lake: lake.root().display().to_string(),
         version: state.version,
         dirty,
-        restated: restated.iter().map(|d| format_date32(*d)).collect(),
+        restated: plan.restated.iter().map(|d| format_date32(*d)).collect(),
         loaded_dates: Vec::new(),
         touched_users: None,
         reached_user_dates: None,
@@ -97,12 +89,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         warnings: BTreeMap::new(),
         elapsed_ms: 0,
     };
-    if bronze_days.is_empty() || (!full && recompute.is_empty()) {
+    if recompute.is_empty() {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
-    }
-    if full {
-        recompute = bronze_days.clone();
     }
 
     let staging = derive::staging_dir(lake, "silver")?;
@@ -160,19 +149,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let mut session_days = days(&recompute);
     session_days.extend(days(&built.changed_sessions));
     let output = |table: &str, dir: &str, staged: PathBuf, column, parts: &BTreeSet<String>| {
-        let mut partitions = parts.clone();
-        if full {
-            // A full rebuild replaces every partition, even ones with no
-            // date in bronze any more.
-            partitions.extend(state.partitions(table).map(|(p, _)| p.clone()));
-        }
-        Output {
-            table: table.to_string(),
-            dir: dir.to_string(),
-            staged,
-            column,
-            partitions,
-        }
+        Output::replacing(&state, table, dir, staged, column, parts, full)
     };
     let mut outputs = vec![
         output(
