@@ -11,15 +11,20 @@ const ABOUT: &str = "Batch data-lake transformations for event streams.
 
 evlake ingests raw NDJSON events into an append-only, event_date-partitioned
 Parquet lake (bronze), quarantining bad lines with a reason, places late
-events by a watermark, and builds sessionized silver tables. It is safe to
-re-run from cron: inputs already committed are skipped, a crash leaves no
-partial data, and one writer at a time holds the lake lock.";
+events by a watermark, builds sessionized silver tables and daily gold
+metrics, recomputing only what late data changed, and answers state as of
+any time from snapshots. It is safe to re-run from cron: inputs already
+committed are skipped, a crash leaves no partial data, and one writer at a
+time holds the lake lock.";
 
 const AFTER_HELP: &str = "Examples:
   evlake ingest events/2024-03-15.jsonl.gz
   zcat batch.ndjson.gz | evlake --lake /data/lake ingest - --json
   evlake ingest late.jsonl --late-policy side-output && evlake reconcile
-  evlake silver && evlake query 'SELECT session_date, count(*) FROM sessions GROUP BY 1'
+  evlake run incoming/ --json                      # ingest, silver, gold: the cron line
+  evlake query 'SELECT * FROM daily_metrics ORDER BY event_date'
+  evlake state balances --as-of 2024-03-15 --key acct-u2
+  evlake history acct-u2
   evlake status --json
   evlake lateness --by batch
   evlake generate --events 100000 --out /tmp/gen
@@ -27,9 +32,11 @@ const AFTER_HELP: &str = "Examples:
 Exit codes:
   0  success (including runs that quarantined lines within --max-bad-fraction)
   1  runtime or I/O error
-  2  usage error (bad flag or value, bad evlake.toml, bad SQL query)
+  2  usage error (bad flag or value, bad evlake.toml, bad SQL query, unknown
+     model, unparseable time)
   3  the lake is locked by another writer
-  4  data rejected: the bad-line fraction was exceeded, nothing was committed";
+  4  data rejected: the bad-line fraction was exceeded, nothing was committed
+`evlake run` exits with the failed step's code and names the step.";
 
 #[derive(Debug, Parser)]
 #[command(name = "evlake", version, about = ABOUT, after_help = AFTER_HELP)]

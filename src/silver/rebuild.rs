@@ -107,6 +107,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let spill = engine.spill_monitor();
         let ctx = engine.context(lake).await?;
         let work = engine.bare()?;
+        fault::trace(started, "tables registered");
         let (loaded, touched) = if full {
             (recompute.clone(), None)
         } else {
@@ -118,6 +119,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             )
             .await?;
             register_pairs(&ctx, REACHED, &r.extended)?;
+            fault::trace(started, "reach found");
             (r.loaded, Some((r.touched_users, r.extended.len())))
         };
         let neighbours: BTreeSet<Day> = loaded.difference(&recompute).copied().collect();
