@@ -32,6 +32,20 @@ impl Lake {
         self.root.join(rel)
     }
 
+    /// Fail (exit 2) unless a lake exists here: a mistyped `--lake` must
+    /// not look like an empty, up-to-date lake to a scheduler. A lake is
+    /// created by `evlake ingest` (or `init`, or `run` with inputs).
+    pub fn require(&self) -> Result<()> {
+        if self.root.join(META_DIR).is_dir() || self.root.join(crate::config::FILE).is_file() {
+            return Ok(());
+        }
+        Err(crate::error::Failure::Usage(format!(
+            "no lake at `{}` (create one with `evlake ingest` or `evlake init`, or pass --lake)",
+            self.root.display()
+        ))
+        .into())
+    }
+
     pub fn log_dir(&self) -> PathBuf {
         self.root.join(META_DIR).join("log")
     }

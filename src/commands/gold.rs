@@ -71,6 +71,7 @@ fn parse_currency(s: &str) -> Result<String, String> {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let cfg = Config::load(&lake)?;
     let opts = gold::Options {
         currency: args.gold.currency(&cfg)?,

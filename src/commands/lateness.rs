@@ -45,6 +45,7 @@ fn d(ms: u64) -> String {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let rows = match args.by {
         By::Partition => report::lateness_by_partition(&LakeState::load(&lake)?),
         By::Batch => report::lateness_by_batch(&log::read_commits(&lake)?),

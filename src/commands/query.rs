@@ -33,6 +33,7 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -74,6 +75,13 @@ pub fn rows_as_json_text(batches: &[RecordBatch]) -> Result<String> {
 
 /// Print rows on stdout in `format`.
 pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        // Data only on stdout: nothing; say so to a person on stderr.
+        if matches!(format, Format::Table) {
+            eprintln!("(no rows)");
+        }
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     match format {
         Format::Table => {

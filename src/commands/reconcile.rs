@@ -21,6 +21,7 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let pt = processing_time_or_now(args.commit.processing_time);
     let r = reconcile::reconcile(&lake, pt)?;
     for p in &r.partitions {

@@ -54,6 +54,9 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    if args.inputs.is_empty() {
+        lake.require()?;
+    }
     let cfg = Config::load(&lake)?;
     let processing_time = super::processing_time_or_now(args.ingest.processing_time);
     let mut ingest_settings = args.ingest.clone();

@@ -96,6 +96,7 @@ fn parse_session_gap(s: &str) -> Result<i64, String> {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let cfg = Config::load(&lake)?;
     let opts = silver::Options {
         settings: args.sessions.settings(&cfg)?,

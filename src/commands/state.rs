@@ -57,6 +57,7 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let cfg = Config::load(&lake)?;
     let model = state::model(&lake, &args.model)?;
     let q = Query {

@@ -24,6 +24,7 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let state = LakeState::load(&lake)?;
     let snapshots = crate::state::all_snapshots(&lake, &state)?;
     let s = report::status(&lake.root().display().to_string(), &state, snapshots);

@@ -68,6 +68,7 @@ pub fn known_tables() -> Vec<(&'static str, &'static str, &'static str)> {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    lake.require()?;
     let state = LakeState::load(&lake)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -195,3 +195,33 @@ fn query_formats_every_table_and_tables_lists_them() {
     }
     assert_eq!(commits(&lake), before, "reads never commit");
 }
+
+#[test]
+fn a_mistyped_lake_is_an_error_not_an_empty_lake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-lake");
+    for args in [
+        &["status"][..],
+        &["silver"],
+        &["gold"],
+        &["run"],
+        &["query", "SELECT 1"],
+        &["tables"],
+        &["lateness"],
+        &["reconcile"],
+        &["state", "balances", "--as-of", "2024-03-15"],
+        &["history", "acct-1"],
+    ] {
+        let o = run(&missing, args);
+        assert_eq!(exit_code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no lake at"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(!missing.exists(), "nothing was created");
+    // `init` and `ingest` create one; then the others work on it.
+    ok(&missing, &["init"]);
+    assert!(run(&missing, &["status"]).status.success());
+}
