@@ -147,6 +147,18 @@ pub fn staging_dir(lake: &Lake, operation: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// This run's staging directory and engine options spilling into it.
+pub fn staging_with_spill(
+    lake: &Lake,
+    operation: &str,
+    engine: &crate::engine::EngineOptions,
+) -> Result<(PathBuf, crate::engine::EngineOptions)> {
+    let staging = staging_dir(lake, operation)?;
+    let mut engine = engine.clone();
+    engine.spill_dir.get_or_insert(staging.join("spill"));
+    Ok((staging, engine))
+}
+
 /// Write `df` Hive-partitioned by `column` under `dir`.
 pub async fn write_partitioned(df: DataFrame, dir: &Path, column: &str, what: &str) -> Result<()> {
     df.write_parquet(

@@ -142,9 +142,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         return Ok(report);
     }
 
-    let staging = derive::staging_dir(lake, "gold")?;
-    let mut engine_opts = opts.engine.clone();
-    engine_opts.spill_dir.get_or_insert(staging.join("spill"));
+    let (staging, engine_opts) = derive::staging_with_spill(lake, "gold", &opts.engine)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

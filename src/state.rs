@@ -203,17 +203,15 @@ pub struct Snapshot {
     pub as_of: String,
     #[serde(skip)]
     pub as_of_us: i64,
+    /// Its partition in the log (the directory form, see [`as_of_dir`]).
+    #[serde(skip)]
+    pub key: String,
     /// The commit that wrote it.
     pub version: u64,
     pub rows: u64,
     pub valid: bool,
     /// Why it is invalid.
     pub invalid_because: Option<String>,
-}
-
-/// The smallest event time each commit added to bronze: (version, µs).
-fn bronze_additions(state: &LakeState) -> &[(u64, i64)] {
-    &state.bronze_min_event_times
 }
 
 /// Every snapshot of `models` in the log, with its validity.
@@ -223,19 +221,20 @@ pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Sna
     for m in models.values() {
         let table = m.table();
         let fp = m.fingerprint(&silver_fp);
-        for (as_of, p) in state.partitions(&table) {
+        for (key, p) in state.partitions(&table) {
             if p.files.is_empty() {
                 continue;
             }
-            let Ok(as_of_us) = crate::time::parse_instant(as_of) else {
+            let Some(as_of_us) = parse_as_of_dir(key) else {
                 continue;
             };
             let built = state
                 .builds
                 .get(&table)
-                .and_then(|b| b.get(as_of))
+                .and_then(|b| b.get(key))
                 .map(|(_, b)| b.fingerprint.clone());
-            let late = bronze_additions(state)
+            let late = state
+                .bronze_min_event_times
                 .iter()
                 .find(|(v, t)| *v > p.version && *t <= as_of_us);
             let invalid_because = if built.as_deref() != Some(fp.as_str()) {
@@ -250,8 +249,9 @@ pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Sna
             };
             out.push(Snapshot {
                 model: m.name.clone(),
-                as_of: as_of.clone(),
+                as_of: format_micros(as_of_us),
                 as_of_us,
+                key: key.clone(),
                 version: p.version,
                 rows: p.rows(),
                 valid: invalid_because.is_none(),
@@ -526,7 +526,7 @@ pub fn query(
         let engine = Engine::new(engine_opts)?;
         let ctx = engine.bare()?;
         if let Some(s) = &snapshot {
-            register_snapshot(&ctx, lake, &state, model, &s.as_of).await?;
+            register_snapshot(&ctx, lake, &state, model, &s.key).await?;
         }
         let window = Window {
             after: snapshot.as_ref().map(|s| s.as_of_us),
@@ -663,9 +663,28 @@ async fn register_snapshot(
     Ok(())
 }
 
-/// `as_of=20240315T235959.999999Z`: a directory-safe RFC 3339 instant.
+/// `20240315T235959.999999Z`: a directory-safe RFC 3339 instant, the
+/// snapshot's partition (`as_of=…`) and its key in the log.
 fn as_of_dir(us: i64) -> String {
     format_micros(us).replace([':', '-'], "")
+}
+
+/// The instant of an [`as_of_dir`] key.
+fn parse_as_of_dir(key: &str) -> Option<i64> {
+    let (date, time) = key.split_once('T')?;
+    if date.len() != 8 || time.len() < 7 || !key.is_ascii() {
+        return None;
+    }
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}",
+        &date[..4],
+        &date[4..6],
+        &date[6..],
+        &time[..2],
+        &time[2..4],
+        &time[4..]
+    );
+    crate::time::parse_instant(&text).ok()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -712,9 +731,7 @@ pub fn snapshot(
         .into_iter()
         .filter(|s| s.valid && s.as_of_us < as_of)
         .max_by_key(|s| s.as_of_us);
-    let staging = derive::staging_dir(lake, "snapshot")?;
-    let mut engine_opts = engine_opts.clone();
-    engine_opts.spill_dir.get_or_insert(staging.join("spill"));
+    let (staging, engine_opts) = derive::staging_with_spill(lake, "snapshot", engine_opts)?;
     let as_of_text = format_micros(as_of);
     let part_dir = format!("as_of={}", as_of_dir(as_of));
     let staged = staging.join(model.table());
@@ -725,7 +742,7 @@ pub fn snapshot(
         let engine = Engine::new(&engine_opts)?;
         let ctx = engine.bare()?;
         if let Some(s) = &from {
-            register_snapshot(&ctx, lake, &state, model, &s.as_of).await?;
+            register_snapshot(&ctx, lake, &state, model, &s.key).await?;
         }
         let window = Window {
             after: from.as_ref().map(|s| s.as_of_us),
@@ -756,8 +773,6 @@ pub fn snapshot(
     let mut commit = Commit::next(&state, "snapshot", processing_time);
     commit.settings.insert("model".into(), model.name.clone());
     commit.settings.insert("as_of".into(), as_of_text.clone());
-    // The staged layout names the partition as_of=<dir form>; the log keys
-    // it by the RFC 3339 text.
     let mut written = derive::replace_partitions(
         lake,
         &state,
@@ -765,16 +780,10 @@ pub fn snapshot(
         &outputs,
         &derive::run_id("snapshot", &state),
     )?;
-    for a in commit.add.iter_mut().filter(|a| a.table == table) {
-        a.partition = as_of_text.clone();
-    }
-    if let Some(old) = state.tables.get(&table).and_then(|t| t.get(&as_of_text)) {
-        commit.remove.extend(old.files.values().cloned());
-    }
     let silver_fp = crate::pipeline::last_fingerprint(&state, silver::EVENTS_TABLE);
     commit.builds.push(log::Build {
         table: table.clone(),
-        partition: as_of_text.clone(),
+        partition: as_of_dir(as_of),
         inputs: BTreeMap::new(),
         fingerprint: model.fingerprint(&silver_fp),
     });
@@ -848,4 +857,26 @@ pub fn last_closed_day_end(state: &LakeState) -> Option<i64> {
 /// Used by `status`: every snapshot of every model.
 pub fn all_snapshots(lake: &Lake, state: &LakeState) -> Result<Vec<Snapshot>> {
     Ok(snapshots(state, &models(lake)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_keys_round_trip() {
+        for t in [
+            "2024-03-15T23:59:59.999999Z",
+            "2024-03-15T00:00:00Z",
+            "1969-12-31T12:00:00.5Z",
+        ] {
+            let us = crate::time::parse_instant(t).unwrap();
+            assert_eq!(parse_as_of_dir(&as_of_dir(us)), Some(us), "{t}");
+        }
+        assert_eq!(
+            as_of_dir(parse_time("2024-03-15").unwrap()),
+            "20240315T235959.999999Z"
+        );
+        assert_eq!(parse_as_of_dir("garbage"), None);
+    }
 }

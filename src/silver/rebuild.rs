@@ -94,9 +94,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         return Ok(report);
     }
 
-    let staging = derive::staging_dir(lake, "silver")?;
-    let mut engine_opts = opts.engine.clone();
-    engine_opts.spill_dir.get_or_insert(staging.join("spill"));
+    let (staging, engine_opts) = derive::staging_with_spill(lake, "silver", &opts.engine)?;
     let dirs = Staged::new(&staging);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
