@@ -161,6 +161,13 @@ pub fn staging_with_spill(
 
 /// Write `df` Hive-partitioned by `column` under `dir`.
 pub async fn write_partitioned(df: DataFrame, dir: &Path, column: &str, what: &str) -> Result<()> {
+    if std::env::var_os("EVLAKE_EXPLAIN").is_some() {
+        let plan = df.clone().create_physical_plan().await?;
+        eprintln!(
+            "{what}:\n{}",
+            datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+        );
+    }
     df.write_parquet(
         &format!("{}/", dir.display()),
         DataFrameWriteOptions::new().with_partition_by(vec![column.into()]),

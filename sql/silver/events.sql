@@ -13,27 +13,41 @@
 -- It depends only on the session's first event, so recomputing gives
 -- unchanged sessions the same id; DuckDB can recompute it with
 -- sha256(user_id || chr(31) || event_id). It must never change.
-WITH copies AS (
+WITH repeated AS (
+    -- The (event_date, event_id) keys bronze holds more than once: a hash
+    -- aggregate over one narrow column. Ranking every row instead (a window
+    -- partitioned by the near-unique key) cost seconds per million rows.
+    SELECT event_date, event_id
+    FROM bronze_events
+    GROUP BY event_date, event_id
+    HAVING count(*) > 1
+),
+
+copies AS (
     -- Exact re-sends: every copy but the first by (processing_time,
-    -- batch_id, source_line). Ranked on narrow columns only: sorting whole
-    -- rows would move every properties string. (event_date, batch_id,
-    -- source_line) names one bronze row.
+    -- batch_id, source_line), ranked among the repeated keys only.
+    -- (event_date, batch_id, source_line) names one bronze row.
     SELECT event_date, batch_id, source_line
     FROM (
         SELECT
-            event_date, batch_id, source_line,
+            b.event_date, b.batch_id, b.source_line,
             ROW_NUMBER() OVER (
-                PARTITION BY event_date, event_id
-                ORDER BY processing_time, batch_id, source_line
+                PARTITION BY b.event_date, b.event_id
+                ORDER BY b.processing_time, b.batch_id, b.source_line
             ) AS copy_rank
-        FROM bronze_events
+        FROM bronze_events b
+        JOIN repeated r
+            ON b.event_date = r.event_date AND b.event_id = r.event_id
     ) ranked
     WHERE copy_rank > 1
 ),
 
-deduped AS (
+kept AS (
+    -- The rows that stay, narrow: only what sessionization needs and the
+    -- row's name. The windows below sort and scan these, never whole rows.
     SELECT
-        b.*,
+        b.event_date, b.batch_id, b.source_line,
+        b.user_id, b.event_timestamp, b.event_id,
         strpos($2, concat(chr(31), b.event_type, chr(31))) > 0 AS excluded
     FROM copies c
     RIGHT ANTI JOIN bronze_events b
@@ -52,7 +66,7 @@ gaps AS (
                  - arrow_cast(LAG(event_timestamp) OVER w, 'Int64') > $1 THEN 1
             ELSE 0
         END AS starts_session
-    FROM deduped
+    FROM kept
     WINDOW w AS (PARTITION BY user_id, excluded ORDER BY event_timestamp, event_id)
 ),
 
@@ -73,28 +87,40 @@ numbered AS (
     )
 ),
 
-final AS (
+sessionized AS (
     SELECT
-        event_id,
-        event_type,
-        user_id,
-        event_timestamp,
-        client_session_id,
-        page_url,
-        source_system,
-        properties,
-        extra,
-        processing_time,
-        batch_id,
-        is_late,
-        source_file,
-        source_line,
+        event_date, batch_id, source_line,
         CASE
             WHEN NOT excluded
             THEN encode(sha256(concat(user_id, chr(31), first_event_id)), 'hex')
-        END AS session_id,
-        event_date
+        END AS session_id
     FROM numbered
+),
+
+final AS (
+    -- Whole rows join their session once, by the row's name.
+    SELECT
+        b.event_id,
+        b.event_type,
+        b.user_id,
+        b.event_timestamp,
+        b.client_session_id,
+        b.page_url,
+        b.source_system,
+        b.properties,
+        b.extra,
+        b.processing_time,
+        b.batch_id,
+        b.is_late,
+        b.source_file,
+        b.source_line,
+        s.session_id,
+        b.event_date
+    FROM sessionized s
+    JOIN bronze_events b
+        ON b.event_date = s.event_date
+        AND b.batch_id = s.batch_id
+        AND b.source_line = s.source_line
 )
 
 SELECT * FROM final

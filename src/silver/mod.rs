@@ -203,7 +203,7 @@ pub fn all_dirs() -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
 
     use datafusion::arrow::array::{
@@ -229,6 +229,8 @@ mod tests {
     );
 
     fn bronze(rows: &[Row]) -> RecordBatch {
+        let named: BTreeSet<(&str, i64)> = rows.iter().map(|r| (r.4, r.5)).collect();
+        assert_eq!(named.len(), rows.len(), "two rows on one line of a batch");
         let ts = |i: usize| -> Vec<i64> {
             rows.iter()
                 .map(|r| parse_instant(if i == 2 { r.2 } else { r.3 }).unwrap())
@@ -322,8 +324,12 @@ mod tests {
     const PT: &str = "2024-03-16T02:00:00Z";
     const GAP: i64 = DEFAULT_SESSION_GAP_US;
 
+    /// A page view on its own line of batch b1 (a bronze row is named by
+    /// its batch and line).
     fn pv(id: &'static str, user: &'static str, ts: &'static str) -> Row {
-        (id, user, ts, PT, "b1", 1, "page_view", Some("/p"))
+        static LINE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1000);
+        let line = LINE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (id, user, ts, PT, "b1", line, "page_view", Some("/p"))
     }
 
     #[tokio::test]

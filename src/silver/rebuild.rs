@@ -105,6 +105,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let spill = engine.spill_monitor();
         let ctx = engine.context(lake).await?;
         let work = engine.bare()?;
+        let typed_work = engine.bare()?;
         fault::trace(started, "tables registered");
         let (loaded, touched) = if full {
             (recompute.clone(), None)
@@ -123,12 +124,12 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let neighbours: BTreeSet<Day> = loaded.difference(&recompute).copied().collect();
         let built = compute(
             &ctx,
-            &work,
+            (&work, &typed_work),
             &opts.settings,
             full,
-            &recompute,
-            &neighbours,
+            (&recompute, &neighbours),
             &dirs,
+            started,
         )
         .await?;
         anyhow::Ok((loaded, touched, built, spill.finish()))
@@ -214,6 +215,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         }
     }
     derive::finish_commit(lake, &commit, &staging)?;
+    fault::trace(started, "committed");
     report.recomputed = derive::by_table(&written);
     report.partitions = written;
     report.status = "committed";
@@ -259,14 +261,16 @@ struct Built {
 /// Run the SQL and stage every rewritten partition (see the module docs).
 async fn compute(
     ctx: &SessionContext,
-    work: &SessionContext,
+    // events and sessions SQL; the typed tables (each registers its own
+    // `events`).
+    (work, typed_work): (&SessionContext, &SessionContext),
     settings: &Settings,
     full: bool,
-    recompute: &BTreeSet<Day>,
-    neighbours: &BTreeSet<Day>,
+    // The recomputed dates; the neighbouring dates reach loads.
+    (recompute, neighbours): (&BTreeSet<Day>, &BTreeSet<Day>),
     dirs: &Staged,
+    started: Instant,
 ) -> Result<Built> {
-    let started = std::time::Instant::now();
     let trace = |phase: &str| crate::fault::trace(started, phase);
     // The input of events.sql, registered in `work` under the name the SQL
     // reads.
@@ -295,7 +299,10 @@ async fn compute(
                     .map(|(name, t)| cast(col(name.as_str()), t.clone()).alias(name))
                     .collect::<Vec<_>>(),
             )?;
-        input = input.union(built)?;
+        // events.sql reads its input three times (repeated keys, kept
+        // rows, whole rows): join the built rows once, in memory (an
+        // incremental input is a few dates' worth).
+        input = input.union(built)?.cache().await?;
     }
     work.register_table(bronze::TABLE, input.into_view())?;
     derive::write_partitioned(
@@ -315,15 +322,31 @@ async fn compute(
         Vec::new(),
     )
     .await?;
-    derive::write_partitioned(
-        sessions(work).await?,
-        &dirs.touched_sessions,
-        "session_date",
-        "silver sessions",
-    )
-    .await?;
+    let sessions_written = async {
+        derive::write_partitioned(
+            sessions(work).await?,
+            &dirs.touched_sessions,
+            "session_date",
+            "silver sessions",
+        )
+        .await
+    };
+    // Without neighbours, the touched events are the final events: the
+    // typed tables read them while sessions are written (each phase leaves
+    // a core idle part of the time).
+    let mut warnings = None;
+    if neighbours.is_empty() {
+        let (s, t) = tokio::join!(
+            sessions_written,
+            typed_tables(typed_work, &dirs.root, &dirs.touched_events)
+        );
+        s?;
+        warnings = Some(t?);
+    } else {
+        sessions_written.await?;
+    }
 
-    trace("sessions written");
+    trace("sessions (and typed tables) written");
     // Neighbouring dates: rewrite only where the touched users' rows changed.
     let mut changed_events = BTreeSet::new();
     let mut changed_sessions = BTreeSet::new();
@@ -413,7 +436,11 @@ async fn compute(
     move_recomputed(dirs, recompute)?;
     trace("neighbours compared and merged");
     // Typed tables from the final events of every rewritten date.
-    let warnings = typed_tables(work, &dirs.root, &dirs.events).await?;
+    let warnings = match warnings {
+        Some(w) => w,
+        None => typed_tables(typed_work, &dirs.root, &dirs.events).await?,
+    };
+    trace("typed tables written");
     Ok(Built {
         changed_events,
         changed_sessions,
@@ -464,6 +491,7 @@ async fn typed_tables(
     if !work.table_exist(EVENTS_TABLE)? {
         return Ok(warnings);
     }
+    share_one_scan(work).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for (table, _, sql) in TYPED {
         let (work, out) = (work.clone(), root.join(table));
@@ -474,6 +502,62 @@ async fn typed_tables(
         warnings.insert(table.to_string(), n?);
     }
     Ok(warnings)
+}
+
+/// Replace the `events` listing in `work` by the rows and columns the
+/// typed tables read, scanned once into memory. Each typed SQL reads a few
+/// event types out of `properties`, the widest column; scanning the files
+/// once per table decompressed it once per table. What the SQL reads is
+/// taken from its optimized plan (the filters and columns pushed into its
+/// scan of `events`), so a new typed table needs no declaration. If any
+/// table reads every row, the files stay as they are (the rows would not
+/// fit a memory budget worth having).
+async fn share_one_scan(work: &SessionContext) -> Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan;
+    let mut filters = Vec::new();
+    let mut columns = BTreeSet::new();
+    for (table, _, sql) in TYPED {
+        let plan = work
+            .sql(sql)
+            .await
+            .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
+            .into_optimized_plan()?;
+        let mut scans = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && scan.table_name.table() == EVENTS_TABLE
+            {
+                scans.push(scan.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for scan in scans {
+            let Some(filter) = scan.filters.iter().cloned().reduce(|a, b| a.and(b)) else {
+                return Ok(());
+            };
+            filters.push(filter.unalias_nested().data);
+            let schema = scan.source.schema();
+            match &scan.projection {
+                Some(p) => columns.extend(p.iter().map(|i| schema.field(*i).name().clone())),
+                None => columns.extend(schema.fields().iter().map(|f| f.name().clone())),
+            }
+        }
+    }
+    let Some(filter) = filters.into_iter().reduce(|a, b| a.or(b)) else {
+        return Ok(());
+    };
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let df = work
+        .table(EVENTS_TABLE)
+        .await?
+        .filter(filter)?
+        .select_columns(&columns)?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let parts = df.collect_partitioned().await?;
+    work.deregister_table(EVENTS_TABLE)?;
+    work.register_table(EVENTS_TABLE, Arc::new(MemTable::try_new(schema, parts)?))?;
+    Ok(())
 }
 
 /// Run one typed table's SQL over `events`, write it under `out`, and
