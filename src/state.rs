@@ -537,18 +537,18 @@ pub fn query(
         let (combined, replayed) = combined(&ctx, lake, model, window, snapshot.is_some()).await?;
         trace("window registered and counted");
         ctx.register_table("state", combined.into_view())?;
-        let rows = with_key(
+        let present = with_key(
             &ctx,
             &model.present,
             q.key.as_deref(),
             &format!("model `{}`: present", model.name),
         )
-        .await?
-        .collect()
         .await?;
-        trace("state computed");
-        let problems = problems(&ctx, lake, model, q).await?;
-        trace("problems checked");
+        // The problems read every event up to as_of, the answer may not:
+        // check them while the answer is computed.
+        let (rows, problems) = tokio::join!(present.collect(), problems(&ctx, lake, model, q));
+        let (rows, problems) = (rows?, problems?);
+        trace("state computed and problems checked");
         anyhow::Ok((rows, replayed, problems))
     })?;
     rt.shutdown_background();

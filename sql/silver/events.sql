@@ -1,103 +1,11 @@
--- events: bronze deduplicated and sessionized (DESIGN.md §5).
+-- events: bronze deduplicated and sessionized (DESIGN.md §5): the whole
+-- rows session_keys.sql keeps, with their session_id.
 --
--- Input:  bronze_events (the partitions being recomputed, plus the context
---         around them that sessions can reach).
--- Param:  $1 = the session gap in microseconds (Int64): a new session starts
---         when the gap to the user's previous event is strictly greater.
---         $2 = event types left out of sessionization, each wrapped in
---         chr(31) (e.g. chr(31) || 'heartbeat' || chr(31)); empty for none.
---         Their rows are kept with a NULL session_id.
+-- Input:  bronze_events, and session_keys (session_keys.sql's output over
+--         the same bronze rows; run on a subset of dates, both hold the
+--         same dates).
 -- Output: one row per (event_date, event_id), with the computed session_id.
---
--- session_id = hex(sha256(user_id || 0x1f || first event_id of the session)).
--- It depends only on the session's first event, so recomputing gives
--- unchanged sessions the same id; DuckDB can recompute it with
--- sha256(user_id || chr(31) || event_id). It must never change.
-WITH repeated AS (
-    -- The (event_date, event_id) keys bronze holds more than once: a hash
-    -- aggregate over one narrow column. Ranking every row instead (a window
-    -- partitioned by the near-unique key) cost seconds per million rows.
-    SELECT event_date, event_id
-    FROM bronze_events
-    GROUP BY event_date, event_id
-    HAVING count(*) > 1
-),
-
-copies AS (
-    -- Exact re-sends: every copy but the first by (processing_time,
-    -- batch_id, source_line), ranked among the repeated keys only.
-    -- (event_date, batch_id, source_line) names one bronze row.
-    SELECT event_date, batch_id, source_line
-    FROM (
-        SELECT
-            b.event_date, b.batch_id, b.source_line,
-            ROW_NUMBER() OVER (
-                PARTITION BY b.event_date, b.event_id
-                ORDER BY b.processing_time, b.batch_id, b.source_line
-            ) AS copy_rank
-        FROM bronze_events b
-        JOIN repeated r
-            ON b.event_date = r.event_date AND b.event_id = r.event_id
-    ) ranked
-    WHERE copy_rank > 1
-),
-
-kept AS (
-    -- The rows that stay, narrow: only what sessionization needs and the
-    -- row's name. The windows below sort and scan these, never whole rows.
-    SELECT
-        b.event_date, b.batch_id, b.source_line,
-        b.user_id, b.event_timestamp, b.event_id,
-        strpos($2, concat(chr(31), b.event_type, chr(31))) > 0 AS excluded
-    FROM copies c
-    RIGHT ANTI JOIN bronze_events b
-        ON b.event_date = c.event_date
-        AND b.batch_id = c.batch_id
-        AND b.source_line = c.source_line
-),
-
-gaps AS (
-    -- LAG → CASE: does this event start a new session?
-    SELECT
-        *,
-        CASE
-            WHEN LAG(event_timestamp) OVER w IS NULL THEN 1
-            WHEN arrow_cast(event_timestamp, 'Int64')
-                 - arrow_cast(LAG(event_timestamp) OVER w, 'Int64') > $1 THEN 1
-            ELSE 0
-        END AS starts_session
-    FROM kept
-    WINDOW w AS (PARTITION BY user_id, excluded ORDER BY event_timestamp, event_id)
-),
-
-numbered AS (
-    -- Running SUM of the flags numbers each user's sessions; in the same
-    -- pass (same window, no re-sort) the running last session-starting
-    -- event_id is the first event of the current session.
-    SELECT
-        *,
-        SUM(starts_session) OVER s AS session_seq,
-        LAST_VALUE(CASE WHEN starts_session = 1 THEN event_id END) IGNORE NULLS
-            OVER s AS first_event_id
-    FROM gaps
-    WINDOW s AS (
-        PARTITION BY user_id, excluded
-        ORDER BY event_timestamp, event_id
-        ROWS UNBOUNDED PRECEDING
-    )
-),
-
-sessionized AS (
-    SELECT
-        event_date, batch_id, source_line,
-        CASE
-            WHEN NOT excluded
-            THEN encode(sha256(concat(user_id, chr(31), first_event_id)), 'hex')
-        END AS session_id
-    FROM numbered
-),
-
-final AS (
+WITH final AS (
     -- Whole rows join their session once, by the row's name.
     SELECT
         b.event_id,
@@ -116,7 +24,7 @@ final AS (
         b.source_line,
         s.session_id,
         b.event_date
-    FROM sessionized s
+    FROM session_keys s
     JOIN bronze_events b
         ON b.event_date = s.event_date
         AND b.batch_id = s.batch_id

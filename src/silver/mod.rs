@@ -30,6 +30,10 @@ pub const EVENTS_DIR: &str = "silver/events";
 pub const SESSIONS_TABLE: &str = "sessions";
 pub const SESSIONS_DIR: &str = "silver/sessions";
 
+/// `sql/silver/session_keys.sql`: the kept bronze rows' names and sessions.
+pub const SESSION_KEYS_SQL: &str = include_str!("../../sql/silver/session_keys.sql");
+/// What events.sql calls session_keys.sql's output.
+pub const SESSION_KEYS_TABLE: &str = "session_keys";
 /// `sql/silver/events.sql`: deduplicated events with `session_id`.
 pub const EVENTS_SQL: &str = include_str!("../../sql/silver/events.sql");
 /// `sql/silver/sessions.sql`: one row per session of `events`.
@@ -105,17 +109,33 @@ impl Settings {
     }
 }
 
-/// Deduplicated, sessionized events from the context's `bronze_events`.
+/// Deduplicated, sessionized events from the context's `bronze_events`
+/// (session_keys.sql registered as a view, then events.sql).
 pub async fn events(ctx: &SessionContext, settings: &Settings) -> Result<DataFrame> {
+    let keys = session_keys(ctx, settings).await?;
+    let _ = ctx.deregister_table(SESSION_KEYS_TABLE)?;
+    ctx.register_table(SESSION_KEYS_TABLE, keys.into_view())?;
+    joined_events(ctx).await
+}
+
+/// session_keys.sql over the context's `bronze_events`.
+pub async fn session_keys(ctx: &SessionContext, settings: &Settings) -> Result<DataFrame> {
     let df = ctx
-        .sql(EVENTS_SQL)
+        .sql(SESSION_KEYS_SQL)
         .await
-        .context("sql/silver/events.sql does not plan")?;
+        .context("sql/silver/session_keys.sql does not plan")?;
     df.with_param_values(vec![
         ScalarValue::Int64(Some(settings.session_gap_us)),
         ScalarValue::Utf8(Some(settings.exclude_param())),
     ])
-    .context("binding the session gap to sql/silver/events.sql")
+    .context("binding the session gap to sql/silver/session_keys.sql")
+}
+
+/// events.sql over the context's `bronze_events` and `session_keys`.
+pub async fn joined_events(ctx: &SessionContext) -> Result<DataFrame> {
+    ctx.sql(EVENTS_SQL)
+        .await
+        .context("sql/silver/events.sql does not plan")
 }
 
 /// Sessions from the context's `events` table.
@@ -131,7 +151,7 @@ pub async fn sessions(ctx: &SessionContext) -> Result<DataFrame> {
 pub fn fingerprint(settings: &Settings) -> String {
     let gap = settings.session_gap_us.to_string();
     let excluded = settings.exclude_param();
-    let mut parts = vec![EVENTS_SQL, SESSIONS_SQL, gap.as_str()];
+    let mut parts = vec![SESSION_KEYS_SQL, EVENTS_SQL, SESSIONS_SQL, gap.as_str()];
     parts.extend(TYPED.iter().map(|(_, _, sql)| *sql));
     // Only when set, so lakes built before the option keep their builds.
     if !excluded.is_empty() {

@@ -26,14 +26,15 @@ use anyhow::{Context, Result};
 use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionContext, cast, col};
+use datafusion::prelude::{DataFrame, SessionContext, cast, col};
 
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
     EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport, TYPED,
-    dirty_partitions, events, fingerprint, sessions,
+    dirty_partitions, fingerprint, sessions,
 };
 use crate::bronze;
+use crate::silver;
 use crate::derive::{self, Output};
 use crate::dirty;
 use crate::engine::{self, Engine, EngineOptions};
@@ -226,6 +227,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
 
 /// Staging directories of one run.
 struct Staged {
+    /// session_keys.sql output over the loaded dates.
+    keys: PathBuf,
     /// events.sql output for the touched users over the loaded dates.
     touched_events: PathBuf,
     /// sessions.sql output over `touched_events`.
@@ -240,6 +243,7 @@ struct Staged {
 impl Staged {
     fn new(root: &Path) -> Staged {
         Staged {
+            keys: root.join("session-keys"),
             touched_events: root.join("touched-events"),
             touched_sessions: root.join("touched-sessions"),
             events: root.join("events"),
@@ -304,14 +308,7 @@ async fn compute(
         // incremental input is a few dates' worth).
         input = input.union(built)?.cache().await?;
     }
-    work.register_table(bronze::TABLE, input.into_view())?;
-    derive::write_partitioned(
-        events(work, settings).await?,
-        &dirs.touched_events,
-        "event_date",
-        "silver events",
-    )
-    .await?;
+    write_events(work, input, settings, dirs).await?;
     trace("silver events written");
     engine::register_partitioned(
         work,
@@ -448,6 +445,88 @@ async fn compute(
     })
 }
 
+/// Rows of session keys per chunk of the whole-row join, per byte of the
+/// memory limit: a key row (its name and a 64-character session id) and
+/// its hash-table entry take ~150 bytes, and the join's table cannot
+/// spill, so a chunk's table gets a quarter of the limit.
+const KEY_ROW_BYTES: usize = 150 * 4;
+
+/// events.sql in two steps: session_keys.sql (narrow rows: the sorts and
+/// windows spill under the memory limit) staged as Parquet, then the
+/// whole-row join a chunk of dates at a time, so its hash table of keys
+/// stays within the memory limit however big the rebuild.
+async fn write_events(
+    work: &SessionContext,
+    input: DataFrame,
+    settings: &Settings,
+    dirs: &Staged,
+) -> Result<()> {
+    work.register_table(bronze::TABLE, input.clone().into_view())?;
+    derive::write_partitioned(
+        silver::session_keys(work, settings).await?,
+        &dirs.keys,
+        "event_date",
+        "silver session keys",
+    )
+    .await?;
+    let all_keys = "_silver_session_keys";
+    engine::register_partitioned(work, all_keys, &dirs.keys, "event_date", None, Vec::new())
+        .await?;
+    if !work.table_exist(all_keys)? {
+        return Ok(()); // no rows
+    }
+    let per_date = work
+        .sql(&format!(
+            "SELECT event_date, count(*) AS n FROM {all_keys} GROUP BY event_date ORDER BY event_date"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let budget = match work.runtime_env().memory_pool.memory_limit() {
+        datafusion::execution::memory_pool::MemoryLimit::Finite(n) => (n / KEY_ROW_BYTES).max(1),
+        _ => usize::MAX,
+    };
+    let mut chunks: Vec<BTreeSet<Day>> = vec![BTreeSet::new()];
+    let mut rows = 0;
+    for b in &per_date {
+        let (dates, counts) = (
+            b.column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Date32Type>(),
+            b.column(1).as_primitive::<Int64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            let n = counts.value(i) as usize;
+            let last = chunks.last_mut().expect("one chunk");
+            if !last.is_empty() && rows + n > budget {
+                chunks.push(BTreeSet::new());
+                rows = 0;
+            }
+            chunks.last_mut().expect("one chunk").insert(dates.value(i));
+            rows += n;
+        }
+    }
+    for chunk in &chunks {
+        for (table, df) in [
+            (bronze::TABLE, input.clone()),
+            (silver::SESSION_KEYS_TABLE, work.table(all_keys).await?),
+        ] {
+            let _ = work.deregister_table(table)?;
+            work.register_table(
+                table,
+                df.filter(derive::in_days("event_date", chunk))?.into_view(),
+            )?;
+        }
+        derive::write_partitioned(
+            silver::joined_events(work).await?,
+            &dirs.touched_events,
+            "event_date",
+            "silver events",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Recomputed dates take the touched rows as they are (every user with
 /// rows there is a touched user): move them into the final directories.
 fn move_recomputed(dirs: &Staged, recompute: &BTreeSet<Day>) -> Result<()> {
@@ -491,7 +570,6 @@ async fn typed_tables(
     if !work.table_exist(EVENTS_TABLE)? {
         return Ok(warnings);
     }
-    share_one_scan(work).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for (table, _, sql) in TYPED {
         let (work, out) = (work.clone(), root.join(table));
@@ -502,62 +580,6 @@ async fn typed_tables(
         warnings.insert(table.to_string(), n?);
     }
     Ok(warnings)
-}
-
-/// Replace the `events` listing in `work` by the rows and columns the
-/// typed tables read, scanned once into memory. Each typed SQL reads a few
-/// event types out of `properties`, the widest column; scanning the files
-/// once per table decompressed it once per table. What the SQL reads is
-/// taken from its optimized plan (the filters and columns pushed into its
-/// scan of `events`), so a new typed table needs no declaration. If any
-/// table reads every row, the files stay as they are (the rows would not
-/// fit a memory budget worth having).
-async fn share_one_scan(work: &SessionContext) -> Result<()> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::LogicalPlan;
-    let mut filters = Vec::new();
-    let mut columns = BTreeSet::new();
-    for (table, _, sql) in TYPED {
-        let plan = work
-            .sql(sql)
-            .await
-            .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
-            .into_optimized_plan()?;
-        let mut scans = Vec::new();
-        plan.apply(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && scan.table_name.table() == EVENTS_TABLE
-            {
-                scans.push(scan.clone());
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        for scan in scans {
-            let Some(filter) = scan.filters.iter().cloned().reduce(|a, b| a.and(b)) else {
-                return Ok(());
-            };
-            filters.push(filter.unalias_nested().data);
-            let schema = scan.source.schema();
-            match &scan.projection {
-                Some(p) => columns.extend(p.iter().map(|i| schema.field(*i).name().clone())),
-                None => columns.extend(schema.fields().iter().map(|f| f.name().clone())),
-            }
-        }
-    }
-    let Some(filter) = filters.into_iter().reduce(|a, b| a.or(b)) else {
-        return Ok(());
-    };
-    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let df = work
-        .table(EVENTS_TABLE)
-        .await?
-        .filter(filter)?
-        .select_columns(&columns)?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let parts = df.collect_partitioned().await?;
-    work.deregister_table(EVENTS_TABLE)?;
-    work.register_table(EVENTS_TABLE, Arc::new(MemTable::try_new(schema, parts)?))?;
-    Ok(())
 }
 
 /// Run one typed table's SQL over `events`, write it under `out`, and
