@@ -34,7 +34,6 @@ use super::{
     dirty_partitions, fingerprint, sessions,
 };
 use crate::bronze;
-use crate::silver;
 use crate::derive::{self, Output};
 use crate::dirty;
 use crate::engine::{self, Engine, EngineOptions};
@@ -42,6 +41,7 @@ use crate::fault;
 use crate::ingest::table_dirs;
 use crate::lake::Lake;
 use crate::log::{self, Commit, LakeState};
+use crate::silver;
 use crate::time::format_date32;
 
 /// What `evlake silver` was asked to do.
@@ -331,17 +331,17 @@ async fn compute(
     // Without neighbours, the touched events are the final events: the
     // typed tables read them while sessions are written (each phase leaves
     // a core idle part of the time).
-    let mut warnings = None;
-    if neighbours.is_empty() {
+    let typed_early = if neighbours.is_empty() {
         let (s, t) = tokio::join!(
             sessions_written,
             typed_tables(typed_work, &dirs.root, &dirs.touched_events)
         );
         s?;
-        warnings = Some(t?);
+        Some(t?)
     } else {
         sessions_written.await?;
-    }
+        None
+    };
 
     trace("sessions (and typed tables) written");
     // Neighbouring dates: rewrite only where the touched users' rows changed.
@@ -433,7 +433,7 @@ async fn compute(
     move_recomputed(dirs, recompute)?;
     trace("neighbours compared and merged");
     // Typed tables from the final events of every rewritten date.
-    let warnings = match warnings {
+    let warnings = match typed_early {
         Some(w) => w,
         None => typed_tables(typed_work, &dirs.root, &dirs.events).await?,
     };
@@ -486,35 +486,27 @@ async fn write_events(
         datafusion::execution::memory_pool::MemoryLimit::Finite(n) => (n / KEY_ROW_BYTES).max(1),
         _ => usize::MAX,
     };
-    let mut chunks: Vec<BTreeSet<Day>> = vec![BTreeSet::new()];
-    let mut rows = 0;
+    let mut counts = Vec::new();
     for b in &per_date {
-        let (dates, counts) = (
-            b.column(0)
-                .as_primitive::<datafusion::arrow::datatypes::Date32Type>(),
-            b.column(1).as_primitive::<Int64Type>(),
-        );
-        for i in 0..b.num_rows() {
-            let n = counts.value(i) as usize;
-            let last = chunks.last_mut().expect("one chunk");
-            if !last.is_empty() && rows + n > budget {
-                chunks.push(BTreeSet::new());
-                rows = 0;
-            }
-            chunks.last_mut().expect("one chunk").insert(dates.value(i));
-            rows += n;
-        }
+        let dates = b
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        counts.extend((0..b.num_rows()).map(|i| (dates.value(i), n.value(i) as usize)));
     }
+    let chunks = chunk_dates(&counts, budget);
     for chunk in &chunks {
         for (table, df) in [
             (bronze::TABLE, input.clone()),
             (silver::SESSION_KEYS_TABLE, work.table(all_keys).await?),
         ] {
+            // One chunk holds every date: no filter to evaluate.
+            let df = match chunks.len() {
+                1 => df,
+                _ => df.filter(derive::in_days("event_date", chunk))?,
+            };
             let _ = work.deregister_table(table)?;
-            work.register_table(
-                table,
-                df.filter(derive::in_days("event_date", chunk))?.into_view(),
-            )?;
+            work.register_table(table, df.into_view())?;
         }
         derive::write_partitioned(
             silver::joined_events(work).await?,
@@ -525,6 +517,26 @@ async fn write_events(
         .await?;
     }
     Ok(())
+}
+
+/// Consecutive dates grouped so each group's rows stay within `budget`
+/// (a date bigger than the budget is a group of its own).
+fn chunk_dates(counts: &[(Day, usize)], budget: usize) -> Vec<BTreeSet<Day>> {
+    let mut chunks: Vec<BTreeSet<Day>> = Vec::new();
+    let mut rows = 0;
+    for &(day, n) in counts {
+        match chunks.last_mut() {
+            Some(last) if rows + n <= budget => {
+                last.insert(day);
+                rows += n;
+            }
+            _ => {
+                chunks.push(BTreeSet::from([day]));
+                rows = n;
+            }
+        }
+    }
+    chunks
 }
 
 /// Recomputed dates take the touched rows as they are (every user with
@@ -736,4 +748,24 @@ fn register_pairs(ctx: &SessionContext, name: &str, pairs: &BTreeSet<(String, Da
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_chunked_within_the_budget_in_order() {
+        let counts = [(1, 40), (2, 50), (3, 30), (4, 200), (5, 10)];
+        let set = |d: &[Day]| d.iter().copied().collect::<BTreeSet<Day>>();
+        assert_eq!(
+            chunk_dates(&counts, 100),
+            vec![set(&[1, 2]), set(&[3]), set(&[4]), set(&[5])]
+        );
+        assert_eq!(
+            chunk_dates(&counts, usize::MAX),
+            vec![set(&[1, 2, 3, 4, 5])]
+        );
+        assert!(chunk_dates(&[], 100).is_empty());
+    }
 }
