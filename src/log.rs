@@ -18,6 +18,17 @@ use crate::lateness::LatenessHistogram;
 /// The on-disk format version of commit files.
 pub const FORMAT: u32 = 1;
 
+/// Every this many versions, a commit is followed by a checkpoint: the
+/// replayed state at that version, `_evlake/log/<version>.checkpoint.json`.
+/// Loading then reads the newest checkpoint and only the commits after it,
+/// so opening a lake does not slow down as its history grows. Checkpoints
+/// only save time: the commits stay the record, and a missing, stale or
+/// unreadable checkpoint is ignored (the log is replayed instead).
+pub const CHECKPOINT_EVERY: u64 = 50;
+
+/// The on-disk format version of checkpoint files.
+const CHECKPOINT_FORMAT: u32 = 1;
+
 /// One commit: what a command added to and removed from the lake.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Commit {
@@ -145,6 +156,68 @@ fn commit_file_name(version: u64) -> String {
     format!("{version:020}.json")
 }
 
+fn checkpoint_file_name(version: u64) -> String {
+    format!("{version:020}.checkpoint.json")
+}
+
+/// A checkpoint file: the state after one version of the log.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    format: u32,
+    evlake_version: String,
+    state: LakeState,
+}
+
+/// Write `state` as the checkpoint of its version (temp file, fsync,
+/// rename: readers see a whole checkpoint or none).
+pub fn write_checkpoint(lake: &Lake, state: &LakeState) -> Result<()> {
+    let dir = lake.log_dir();
+    let path = dir.join(checkpoint_file_name(state.version));
+    let tmp = dir.join(format!(
+        ".{}.checkpoint.tmp-{}",
+        state.version,
+        std::process::id()
+    ));
+    let body = serde_json::to_vec(&Checkpoint {
+        format: CHECKPOINT_FORMAT,
+        evlake_version: env!("CARGO_PKG_VERSION").to_string(),
+        state: state.clone(),
+    })?;
+    {
+        let mut f = fs::File::create(&tmp)
+            .with_context(|| format!("failed to create `{}`", tmp.display()))?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("failed to write `{}`", tmp.display()))?;
+    }
+    fs::rename(&tmp, &path).with_context(|| format!("failed to write `{}`", path.display()))?;
+    lake::fsync_dir(&dir)
+}
+
+/// After committing `version`: write its checkpoint if one is due. A
+/// failure only costs later loads time, so it is a warning.
+fn checkpoint_if_due(lake: &Lake, version: u64) {
+    if !version.is_multiple_of(CHECKPOINT_EVERY) {
+        return;
+    }
+    let written = LakeState::load(lake).and_then(|st| {
+        if st.version != version {
+            bail!("the log moved on to version {}", st.version);
+        }
+        write_checkpoint(lake, &st)
+    });
+    if let Err(e) = written {
+        eprintln!("warning: no checkpoint at version {version}: {e:#}");
+    }
+}
+
+/// The checkpoint of `version`, if it is there and readable.
+fn read_checkpoint(lake: &Lake, version: u64) -> Option<LakeState> {
+    let text = fs::read(lake.log_dir().join(checkpoint_file_name(version))).ok()?;
+    let cp: Checkpoint = serde_json::from_slice(&text).ok()?;
+    (cp.format == CHECKPOINT_FORMAT && cp.state.version == version).then_some(cp.state)
+}
+
 /// Write `commit` as the next version of the log. Fails if that version
 /// already exists (the file is created with create-new semantics: written
 /// to a temp file, fsynced, then hard-linked to its final name, which fails
@@ -166,7 +239,11 @@ pub fn write_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     let linked = fs::hard_link(&tmp, &final_path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => lake::fsync_dir(&dir),
+        Ok(()) => {
+            lake::fsync_dir(&dir)?;
+            checkpoint_if_due(lake, commit.version);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
             "commit {} already exists in `{}`: another writer committed concurrently",
             commit.version,
@@ -176,27 +253,34 @@ pub fn write_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     }
 }
 
-/// Read every commit in version order.
-pub fn read_commits(lake: &Lake) -> Result<Vec<Commit>> {
+/// The log's commit versions (checked to be 1..=n without gaps) and its
+/// checkpoint versions, each in ascending order.
+fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
     let dir = lake.log_dir();
-    let mut versions = Vec::new();
+    let (mut versions, mut checkpoints) = (Vec::new(), Vec::new());
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((versions, checkpoints)),
         Err(e) => return Err(e).with_context(|| format!("failed to list `{}`", dir.display())),
     };
     for entry in entries {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(".json")
-            && !name.starts_with('.')
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".checkpoint.json") {
+            if let Ok(v) = stem.parse::<u64>() {
+                checkpoints.push(v);
+            }
+        } else if let Some(stem) = name.strip_suffix(".json")
             && let Ok(v) = stem.parse::<u64>()
         {
             versions.push(v);
         }
     }
     versions.sort_unstable();
-    let mut commits = Vec::with_capacity(versions.len());
+    checkpoints.sort_unstable();
     for (i, v) in versions.iter().enumerate() {
         if *v != i as u64 + 1 {
             bail!(
@@ -205,21 +289,29 @@ pub fn read_commits(lake: &Lake) -> Result<Vec<Commit>> {
                 i + 1
             );
         }
-        let path = dir.join(commit_file_name(*v));
-        let text =
-            fs::read(&path).with_context(|| format!("failed to read `{}`", path.display()))?;
-        let commit: Commit = serde_json::from_slice(&text)
-            .with_context(|| format!("`{}`: not a valid commit", path.display()))?;
-        if commit.version != *v {
-            bail!("`{}`: says version {}", path.display(), commit.version);
-        }
-        commits.push(commit);
     }
-    Ok(commits)
+    Ok((versions, checkpoints))
+}
+
+fn read_commit(lake: &Lake, version: u64) -> Result<Commit> {
+    let path = lake.log_dir().join(commit_file_name(version));
+    let text = fs::read(&path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    let commit: Commit = serde_json::from_slice(&text)
+        .with_context(|| format!("`{}`: not a valid commit", path.display()))?;
+    if commit.version != version {
+        bail!("`{}`: says version {}", path.display(), commit.version);
+    }
+    Ok(commit)
+}
+
+/// Read every commit in version order.
+pub fn read_commits(lake: &Lake) -> Result<Vec<Commit>> {
+    let (versions, _) = log_versions(lake)?;
+    versions.into_iter().map(|v| read_commit(lake, v)).collect()
 }
 
 /// Where a committed input batch was recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {
     pub version: u64,
     pub batch_id: String,
@@ -227,7 +319,7 @@ pub struct BatchRecord {
 }
 
 /// A partition of a table as the log describes it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartitionState {
     /// The last commit that added or removed files of this partition.
     pub version: u64,
@@ -242,7 +334,7 @@ impl PartitionState {
 }
 
 /// The replay of the commit log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LakeState {
     /// The newest commit version, 0 for an empty lake.
     pub version: u64,
@@ -265,8 +357,21 @@ pub struct LakeState {
 }
 
 impl LakeState {
+    /// The state at the newest version: the newest usable checkpoint plus
+    /// the commits after it (or every commit).
     pub fn load(lake: &Lake) -> Result<LakeState> {
-        Ok(Self::replay(&read_commits(lake)?))
+        let (versions, checkpoints) = log_versions(lake)?;
+        let newest = versions.last().copied().unwrap_or(0);
+        let mut st = checkpoints
+            .iter()
+            .rev()
+            .filter(|v| **v <= newest)
+            .find_map(|v| read_checkpoint(lake, *v))
+            .unwrap_or_default();
+        for v in st.version + 1..=newest {
+            st.apply(&read_commit(lake, v)?);
+        }
+        Ok(st)
     }
 
     pub fn replay(commits: &[Commit]) -> LakeState {
@@ -385,4 +490,107 @@ pub fn clean_orphans(lake: &Lake, state: &LakeState, table_dirs: &[&str]) -> Res
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(state: &LakeState, i: u64) -> Commit {
+        let mut c = Commit::next(state, "ingest", 1_700_000_000_000_000 + i as i64);
+        let partition = format!("2024-03-{:02}", 1 + i % 3);
+        c.add.push(FileAction::plain(
+            crate::bronze::TABLE,
+            &partition,
+            format!("bronze/events/event_date={partition}/part-{i}.parquet"),
+            i,
+            10 * i,
+        ));
+        if i.is_multiple_of(4) {
+            // Replace an earlier file, as a recompute does.
+            let old = &state.tables[crate::bronze::TABLE];
+            let (p, ps) = old.iter().next().unwrap();
+            let f = ps.files.values().next().unwrap().clone();
+            assert_eq!(&f.partition, p);
+            c.remove.push(f);
+        }
+        c.inputs.push(InputBatch {
+            batch_id: format!("b{i}"),
+            hash: format!("blake3:{i}"),
+            source: format!("in-{i}.jsonl"),
+            bytes: i,
+            lines: i,
+            events: i,
+            empty_lines: 0,
+            quarantined: 0,
+        });
+        c
+    }
+
+    /// Commit `n` versions through `write_commit` (which checkpoints).
+    fn grow(lake: &Lake, n: u64) {
+        for _ in 0..n {
+            let st = LakeState::load(lake).unwrap();
+            write_commit(lake, &commit(&st, st.version + 1)).unwrap();
+        }
+    }
+
+    #[test]
+    fn loading_from_a_checkpoint_equals_replaying_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        grow(&lake, CHECKPOINT_EVERY * 2 + 7);
+        let (_, checkpoints) = log_versions(&lake).unwrap();
+        assert_eq!(checkpoints, vec![CHECKPOINT_EVERY, CHECKPOINT_EVERY * 2]);
+        let replayed = LakeState::replay(&read_commits(&lake).unwrap());
+        assert_eq!(replayed.version, CHECKPOINT_EVERY * 2 + 7);
+        assert_eq!(LakeState::load(&lake).unwrap(), replayed);
+        // The checkpoint holds the state at its version, not later.
+        let at = read_checkpoint(&lake, CHECKPOINT_EVERY).unwrap();
+        let commits = read_commits(&lake).unwrap();
+        assert_eq!(at, LakeState::replay(&commits[..CHECKPOINT_EVERY as usize]));
+    }
+
+    #[test]
+    fn unusable_checkpoints_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        grow(&lake, CHECKPOINT_EVERY + 3);
+        let replayed = LakeState::replay(&read_commits(&lake).unwrap());
+        let path = lake.log_dir().join(checkpoint_file_name(CHECKPOINT_EVERY));
+        // Torn or foreign: replay from the start.
+        fs::write(&path, b"{\"format\": 1, \"state\": ").unwrap();
+        assert_eq!(LakeState::load(&lake).unwrap(), replayed);
+        // A checkpoint claiming a version it is not named for.
+        let commits = read_commits(&lake).unwrap();
+        fs::write(
+            &path,
+            serde_json::to_vec(&Checkpoint {
+                format: CHECKPOINT_FORMAT,
+                evlake_version: String::new(),
+                state: LakeState::replay(&commits[..7]),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(LakeState::load(&lake).unwrap(), replayed);
+        // A checkpoint beyond the log (commits removed by hand) is not used.
+        let ahead = LakeState {
+            version: CHECKPOINT_EVERY + 10,
+            ..replayed.clone()
+        };
+        write_checkpoint(&lake, &ahead).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert_eq!(LakeState::load(&lake).unwrap(), replayed);
+    }
+
+    #[test]
+    fn a_gap_in_the_log_is_an_error_even_after_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        grow(&lake, CHECKPOINT_EVERY + 2);
+        fs::remove_file(lake.log_dir().join(commit_file_name(3))).unwrap();
+        let err = LakeState::load(&lake).unwrap_err();
+        assert!(format!("{err:#}").contains("missing version 3"), "{err:#}");
+    }
 }

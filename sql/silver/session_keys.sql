@@ -80,13 +80,18 @@ gaps AS (
 
 numbered AS (
     -- Running SUM of the flags numbers each user's sessions; in the same
-    -- pass (same window, no re-sort) the running last session-starting
-    -- event_id is the first event of the current session.
+    -- pass (same window, no re-sort) the running last session id, hashed
+    -- at the events that start a session (once per session, not per
+    -- event), is the current session's id.
     SELECT
         *,
         SUM(starts_session) OVER s AS session_seq,
-        LAST_VALUE(CASE WHEN starts_session = 1 THEN event_id END) IGNORE NULLS
-            OVER s AS first_event_id
+        LAST_VALUE(
+            CASE
+                WHEN starts_session = 1
+                THEN encode(sha256(concat(user_id, chr(31), event_id)), 'hex')
+            END
+        ) IGNORE NULLS OVER s AS first_event_session_id
     FROM gaps
     WINDOW s AS (
         PARTITION BY user_id, excluded
@@ -98,10 +103,7 @@ numbered AS (
 sessionized AS (
     SELECT
         event_date, batch_id, source_line,
-        CASE
-            WHEN NOT excluded
-            THEN encode(sha256(concat(user_id, chr(31), first_event_id)), 'hex')
-        END AS session_id
+        CASE WHEN NOT excluded THEN first_event_session_id END AS session_id
     FROM numbered
 )
 

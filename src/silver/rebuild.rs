@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{DataFrame, SessionContext, cast, col};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, col};
 
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
@@ -68,6 +68,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
+    fault::trace(started, "log read");
     log::clean_orphans(lake, &state, &table_dirs())?;
     let dirty = dirty_partitions(&state, &opts.settings);
     let bronze_days = derive::dates_of(state.partitions(bronze::TABLE).map(|(d, _)| d))?;
@@ -104,6 +105,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let built = rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
         let spill = engine.spill_monitor();
+        fault::trace(started, "staged and planned");
         let ctx = engine.context(lake).await?;
         let work = engine.bare()?;
         let typed_work = engine.bare()?;
@@ -308,7 +310,7 @@ async fn compute(
         // incremental input is a few dates' worth).
         input = input.union(built)?.cache().await?;
     }
-    write_events(work, input, settings, dirs).await?;
+    write_events(work, input, settings, dirs, started).await?;
     trace("silver events written");
     engine::register_partitioned(
         work,
@@ -333,8 +335,16 @@ async fn compute(
     // a core idle part of the time).
     let typed_early = if neighbours.is_empty() {
         let (s, t) = tokio::join!(
-            sessions_written,
-            typed_tables(typed_work, &dirs.root, &dirs.touched_events)
+            async {
+                let r = sessions_written.await;
+                trace("sessions written");
+                r
+            },
+            async {
+                let r = typed_tables(typed_work, &dirs.root, &dirs.touched_events).await;
+                trace("typed tables written");
+                r
+            }
         );
         s?;
         Some(t?)
@@ -460,6 +470,7 @@ async fn write_events(
     input: DataFrame,
     settings: &Settings,
     dirs: &Staged,
+    started: Instant,
 ) -> Result<()> {
     work.register_table(bronze::TABLE, input.clone().into_view())?;
     derive::write_partitioned(
@@ -469,6 +480,7 @@ async fn write_events(
         "silver session keys",
     )
     .await?;
+    crate::fault::trace(started, "session keys staged");
     let all_keys = "_silver_session_keys";
     engine::register_partitioned(work, all_keys, &dirs.keys, "event_date", None, Vec::new())
         .await?;
@@ -482,18 +494,8 @@ async fn write_events(
         .await?
         .collect()
         .await?;
-    let budget = match work.runtime_env().memory_pool.memory_limit() {
-        datafusion::execution::memory_pool::MemoryLimit::Finite(n) => (n / KEY_ROW_BYTES).max(1),
-        _ => usize::MAX,
-    };
-    let mut counts = Vec::new();
-    for b in &per_date {
-        let dates = b
-            .column(0)
-            .as_primitive::<datafusion::arrow::datatypes::Date32Type>();
-        let n = b.column(1).as_primitive::<Int64Type>();
-        counts.extend((0..b.num_rows()).map(|i| (dates.value(i), n.value(i) as usize)));
-    }
+    let budget = row_budget(work, KEY_ROW_BYTES);
+    let counts = date_counts(&per_date);
     let chunks = chunk_dates(&counts, budget);
     for chunk in &chunks {
         for (table, df) in [
@@ -517,6 +519,19 @@ async fn write_events(
         .await?;
     }
     Ok(())
+}
+
+/// `(date, count)` rows as pairs.
+fn date_counts(batches: &[RecordBatch]) -> Vec<(Day, usize)> {
+    let mut counts = Vec::new();
+    for b in batches {
+        let dates = b
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        counts.extend((0..b.num_rows()).map(|i| (dates.value(i), n.value(i) as usize)));
+    }
+    counts
 }
 
 /// Consecutive dates grouped so each group's rows stay within `budget`
@@ -562,6 +577,12 @@ fn move_recomputed(dirs: &Staged, recompute: &BTreeSet<Day>) -> Result<()> {
 /// Build every typed table from the events under `events_dir` into
 /// `root/<table>`, all at once (one's single-threaded phases, planning and
 /// writing, overlap another's scan). Returns each table's warning count.
+///
+/// Each typed query reads a few event types, but a scan of `events`
+/// decompresses every page of the columns it reads, whatever its filter:
+/// so the rows any of them reads are scanned once, held in memory a chunk
+/// of dates at a time (within a quarter of the memory limit), and the
+/// queries run over that.
 async fn typed_tables(
     work: &SessionContext,
     root: &Path,
@@ -578,10 +599,108 @@ async fn typed_tables(
         Vec::new(),
     )
     .await?;
-    let mut warnings = BTreeMap::new();
+    let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
     if !work.table_exist(EVENTS_TABLE)? {
         return Ok(warnings);
     }
+    let stored = work.table(EVENTS_TABLE).await?;
+    let Some((filter, columns)) = typed_input(work).await? else {
+        // Some typed query reads every event: each scans on its own.
+        return typed_tables_over_events(work, root).await;
+    };
+    let wanted = stored.filter(filter)?;
+    let per_date = wanted
+        .clone()
+        .aggregate(
+            vec![col("event_date")],
+            vec![datafusion::functions_aggregate::expr_fn::count(
+                datafusion::prelude::lit(1),
+            )],
+        )?
+        .sort(vec![col("event_date").sort(true, false)])?
+        .collect()
+        .await?;
+    let counts = date_counts(&per_date);
+    let chunks = chunk_dates(&counts, row_budget(work, TYPED_ROW_BYTES));
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    for chunk in &chunks {
+        let rows = match chunks.len() {
+            1 => wanted.clone(),
+            _ => wanted
+                .clone()
+                .filter(derive::in_days("event_date", chunk))?,
+        };
+        let rows = rows.select_columns(&names)?.cache().await?;
+        let _ = work.deregister_table(EVENTS_TABLE)?;
+        work.register_table(EVENTS_TABLE, rows.into_view())?;
+        for (table, n) in typed_tables_over_events(work, root).await? {
+            *warnings.entry(table).or_default() += n;
+        }
+    }
+    Ok(warnings)
+}
+
+/// Per row a typed query reads (ids, a 64-character session id, the
+/// properties JSON, times), with room: the in-memory rows of a chunk take
+/// at most a quarter of the memory limit.
+const TYPED_ROW_BYTES: usize = 400 * 4;
+
+/// Rows of `row_bytes` each that fit the session's memory limit.
+fn row_budget(work: &SessionContext, row_bytes: usize) -> usize {
+    match work.runtime_env().memory_pool.memory_limit() {
+        datafusion::execution::memory_pool::MemoryLimit::Finite(n) => (n / row_bytes).max(1),
+        _ => usize::MAX,
+    }
+}
+
+/// What the typed queries read from `events`: the OR of each query's
+/// filters on it, and the union of the columns they read. `None` when
+/// some query reads `events` unfiltered.
+async fn typed_input(work: &SessionContext) -> Result<Option<(Expr, BTreeSet<String>)>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan;
+    let mut any: Option<Expr> = None;
+    let mut columns = BTreeSet::new();
+    for (table, _, sql) in TYPED {
+        let plan = work
+            .sql(sql)
+            .await
+            .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
+            .into_optimized_plan()?;
+        let mut scans = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && scan.table_name.table() == EVENTS_TABLE
+            {
+                scans.push(scan.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for scan in scans {
+            let Some(all) = scan.filters.iter().cloned().reduce(Expr::and) else {
+                return Ok(None);
+            };
+            any = Some(match any {
+                Some(a) => a.or(all),
+                None => all,
+            });
+            columns.extend(
+                scan.projected_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone()),
+            );
+        }
+    }
+    Ok(any.map(|f| (f, columns)))
+}
+
+/// Run every typed query over the registered `events` at once.
+async fn typed_tables_over_events(
+    work: &SessionContext,
+    root: &Path,
+) -> Result<BTreeMap<String, u64>> {
+    let mut warnings = BTreeMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (table, _, sql) in TYPED {
         let (work, out) = (work.clone(), root.join(table));
