@@ -108,8 +108,11 @@ pub fn writer_properties() -> WriterProperties {
             builder.set_column_statistics_enabled(ColumnPath::from(json), EnabledStatistics::None);
     }
     builder
+        // Level 1: on sorted bronze it compresses as well as level 3
+        // (32.5 MB either way for the 1M-event bench) with ~40% less
+        // compression CPU (ingest ~7% faster).
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("zstd level 3 is valid"),
+            ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
