@@ -309,8 +309,12 @@ async fn compute(
         // rows, whole rows): join the built rows once, in memory (an
         // incremental input is a few dates' worth).
         input = input.union(built)?.cache().await?;
+        trace("input loaded");
     }
-    write_events(work, input, settings, dirs, started).await?;
+    // An input with neighbours is already in memory (a few dates' worth):
+    // so are its keys, rather than staged.
+    let in_memory = !neighbours.is_empty();
+    write_events(work, input, settings, dirs, in_memory, started).await?;
     trace("silver events written");
     engine::register_partitioned(
         work,
@@ -470,9 +474,23 @@ async fn write_events(
     input: DataFrame,
     settings: &Settings,
     dirs: &Staged,
+    in_memory: bool,
     started: Instant,
 ) -> Result<()> {
     work.register_table(bronze::TABLE, input.clone().into_view())?;
+    if in_memory {
+        let keys = silver::session_keys(work, settings).await?.cache().await?;
+        crate::fault::trace(started, "session keys computed");
+        let _ = work.deregister_table(silver::SESSION_KEYS_TABLE)?;
+        work.register_table(silver::SESSION_KEYS_TABLE, keys.into_view())?;
+        return derive::write_partitioned(
+            silver::joined_events(work).await?,
+            &dirs.touched_events,
+            "event_date",
+            "silver events",
+        )
+        .await;
+    }
     derive::write_partitioned(
         silver::session_keys(work, settings).await?,
         &dirs.keys,
