@@ -126,6 +126,9 @@ impl Engine {
         }
         let mut ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         datafusion_functions_json::register_all(&mut ctx)?;
+        for f in crate::udf::aggregates() {
+            ctx.register_udaf(f);
+        }
         Ok(ctx)
     }
 

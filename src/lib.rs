@@ -25,3 +25,4 @@ pub mod report;
 pub mod silver;
 pub mod state;
 pub mod time;
+pub mod udf;

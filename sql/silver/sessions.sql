@@ -18,10 +18,12 @@ WITH final AS (
             - arrow_cast(MIN(event_timestamp), 'Int64') AS duration_us,
         COUNT(*) AS event_count,
         COUNT(*) = 1 AS is_bounce,
-        FIRST_VALUE(page_url ORDER BY event_timestamp, event_id)
-            FILTER (WHERE page_url IS NOT NULL) AS landing_page,
-        LAST_VALUE(page_url ORDER BY event_timestamp, event_id)
-            FILTER (WHERE page_url IS NOT NULL) AS exit_page,
+        -- The page_url of the first (last) event by (event_timestamp,
+        -- event_id) that has one: FIRST_VALUE(page_url ORDER BY
+        -- event_timestamp, event_id) FILTER (WHERE page_url IS NOT NULL),
+        -- computed the way MIN is (evlake's src/udf.rs).
+        first_non_null_by(page_url, event_timestamp, event_id) AS landing_page,
+        last_non_null_by(page_url, event_timestamp, event_id) AS exit_page,
         BOOL_OR(event_type = 'purchase') AS converted
     FROM events
     -- Events of types left out of sessionization have no session.

@@ -299,6 +299,9 @@ mod tests {
 
     async fn ctx_with(rows: &[Row]) -> SessionContext {
         let ctx = SessionContext::new();
+        for f in crate::udf::aggregates() {
+            ctx.register_udaf(f);
+        }
         let batch = bronze(rows);
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
         ctx.register_table("bronze_events", Arc::new(table))
