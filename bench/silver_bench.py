@@ -98,8 +98,9 @@ def main():
         dates = late_batch(batch, truth, f"{rep}-{time.time_ns()}", args.users)
         run([args.evlake, "--lake", lake, "ingest", batch, "--processing-time", f"2030-01-{rep + 1:02d}T00:00:00Z"])
         secs, rss = run([args.evlake, "--lake", lake, "silver"])
-        last = json.load(open(sorted(os.path.join(lake, "_evlake", "log", f)
-                                     for f in os.listdir(os.path.join(lake, "_evlake", "log")))[-1]))
+        log_dir = os.path.join(lake, "_evlake", "log")
+        last = json.load(open(sorted(os.path.join(log_dir, f) for f in os.listdir(log_dir)
+                                     if not f.endswith(".checkpoint.json"))[-1]))
         if last["operation"] != "silver":
             sys.exit("the incremental silver run did not commit")
         results["incremental"].append({"seconds": secs, "peak_rss": rss, "dates": dates})

@@ -170,6 +170,12 @@ pub fn commits(lake: &Path) -> usize {
                     .file_name()
                     .to_string_lossy()
                     .ends_with(".json")
+                    && !e
+                        .as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".checkpoint.json")
             })
             .count()
         })
