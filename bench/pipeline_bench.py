@@ -118,12 +118,14 @@ def main():
         s2, r2 = run([args.evlake, "--lake", lake, "gold", "--full"])
         results["late_evlake_full"].append({"seconds": s1 + s2, "peak_rss": max(r1, r2)})
         # DuckDB recomputes everything: the original batches plus the late one.
+        # (Rebuilt every time: a directory kept from a run of another size
+        # would point at other batches.)
         both = os.path.join(OUT, "pipeline-all-inputs")
-        if not os.path.exists(both):
-            os.makedirs(both)
-            for f in os.listdir(batches):
-                os.symlink(os.path.join(batches, f), os.path.join(both, f))
-            os.symlink(late_file, os.path.join(both, "zz-late.jsonl"))
+        shutil.rmtree(both, ignore_errors=True)
+        os.makedirs(both)
+        for f in os.listdir(batches):
+            os.symlink(os.path.join(batches, f), os.path.join(both, f))
+        os.symlink(late_file, os.path.join(both, "zz-late.jsonl"))
         ds, dr = duckdb_full(os.path.join(both, "*.jsonl"))
         results["late_duckdb"].append({"seconds": ds, "peak_rss": dr})
         print(f"  run {rep + 1} late batch: evlake run {secs:6.2f} s, evlake full recompute {s1 + s2:6.2f} s, "
