@@ -293,7 +293,8 @@ fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
     Ok((versions, checkpoints))
 }
 
-fn read_commit(lake: &Lake, version: u64) -> Result<Commit> {
+/// Commit `version` of the log.
+pub fn read_commit(lake: &Lake, version: u64) -> Result<Commit> {
     let path = lake.log_dir().join(commit_file_name(version));
     let text = fs::read(&path).with_context(|| format!("failed to read `{}`", path.display()))?;
     let commit: Commit = serde_json::from_slice(&text)

@@ -62,15 +62,25 @@ pub struct Reach {
 
 /// Follow every touched user's sessions out of the dirty dates. `existing`
 /// is every date that has bronze rows; `gap` the session gap in µs.
+///
+/// `partial` are (user, date) pairs on dates that are dirty only for some
+/// users (their bronze grew by rows of these users): there, only these
+/// users are touched, and every other user's built rows stay current.
 pub async fn reach(
     dirty: &BTreeSet<Day>,
+    partial: &BTreeSet<(String, Day)>,
     existing: &BTreeSet<Day>,
     gap: i64,
     stats: &mut impl Stats,
 ) -> Result<Reach> {
     let mut ranges: HashMap<(String, Day), (i64, i64)> = HashMap::new();
     let mut users = HashSet::new();
-    for r in stats.dirty(dirty).await? {
+    let mut read: BTreeSet<Day> = dirty.clone();
+    read.extend(partial.iter().map(|(_, d)| *d));
+    for r in stats.dirty(&read).await? {
+        if !dirty.contains(&r.day) && !partial.contains(&(r.user.clone(), r.day)) {
+            continue;
+        }
         users.insert(r.user.clone());
         ranges.insert((r.user, r.day), (r.first, r.last));
     }
@@ -81,7 +91,10 @@ pub async fn reach(
     let mut frontier: Vec<(String, Day)> = ranges.keys().cloned().collect();
     loop {
         let loaded = |u: &str, d: Day, ext: &BTreeSet<(String, Day)>| {
-            dirty.contains(&d) || ext.contains(&(u.to_string(), d))
+            dirty.contains(&d) || {
+                let pair = (u.to_string(), d);
+                partial.contains(&pair) || ext.contains(&pair)
+            }
         };
         let mut candidates: BTreeSet<(String, Day)> = BTreeSet::new();
         for (u, d) in frontier.drain(..) {
@@ -120,7 +133,7 @@ pub async fn reach(
         // No events that day: nothing to cross.
         rejected.extend(candidates.into_iter().filter(|p| !found.contains(p)));
     }
-    let mut loaded = dirty.clone();
+    let mut loaded = read;
     loaded.extend(extended.iter().map(|(_, d)| *d));
     Ok(Reach {
         touched_users: users.len(),
@@ -188,6 +201,15 @@ mod tests {
     }
 
     fn run(events: Vec<(&'static str, i64)>, dirty: &[Day]) -> Reach {
+        run_partial(events, dirty, &[])
+    }
+
+    /// With `partial` (user, date) pairs: dates dirty for those users only.
+    fn run_partial(
+        events: Vec<(&'static str, i64)>,
+        dirty: &[Day],
+        partial: &[(&str, Day)],
+    ) -> Reach {
         let mut f = Fake {
             events,
             neighbour_calls: 0,
@@ -198,11 +220,38 @@ mod tests {
             .unwrap();
         rt.block_on(reach(
             &dirty.iter().copied().collect(),
+            &partial.iter().map(|(u, d)| (u.to_string(), *d)).collect(),
             &existing,
             GAP,
             &mut f,
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn on_a_partly_dirty_date_only_its_touched_users_are_followed() {
+        // Day 10 grew by rows of u only. v crosses 10→11 but is not
+        // touched: nothing of v loads. u crosses 10→11 and 11→12: followed.
+        // w is touched on day 12 (a fully dirty date) and crosses 11→12
+        // back into day 11.
+        let r = run_partial(
+            vec![
+                ("v", at(10, 1430)),
+                ("v", at(11, 10)),
+                ("u", at(10, 1430)),
+                ("u", at(11, 10)),
+                ("u", at(11, 1435)),
+                ("u", at(12, 5)),
+                ("w", at(11, 1435)),
+                ("w", at(12, 1)),
+            ],
+            &[12],
+            &[("u", 10)],
+        );
+        let ext: Vec<(String, Day)> = r.extended.iter().cloned().collect();
+        assert_eq!(ext, [("u".to_string(), 11), ("w".to_string(), 11)]);
+        assert_eq!(r.touched_users, 2); // u (on 10 and 12) and w (on 12)
+        assert_eq!(days(&r), [10, 11, 12]);
     }
 
     fn days(r: &Reach) -> Vec<Day> {

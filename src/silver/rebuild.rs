@@ -61,6 +61,14 @@ pub struct Options {
 const REACHED: &str = "_silver_reached";
 /// The (user_id, event_date) pairs a reach step asks about.
 const CANDIDATES: &str = "_silver_candidates";
+/// On dates whose bronze only grew: the users of the new rows (and of rows
+/// sharing an event_id with them), whose rows are recomputed there.
+const TOUCHED: &str = "_silver_touched";
+/// REACHED plus TOUCHED: every (user, date) whose built rows the new ones
+/// replace.
+const MERGED: &str = "_silver_merged";
+/// (event_date, event_id) of the new rows on those dates.
+const NEW_IDS: &str = "_silver_new_ids";
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
@@ -96,6 +104,21 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         return Ok(report);
     }
 
+    // Dates whose bronze only grew since their build (no file removed, same
+    // SQL and settings): there, only the users of the new rows can change.
+    let appended = if full {
+        BTreeMap::new()
+    } else {
+        appended_files(lake, &state, &report.dirty, &plan.restated)?
+    };
+    // Dates recomputed for every user.
+    let whole: BTreeSet<Day> = recompute
+        .iter()
+        .filter(|d| !appended.contains_key(d))
+        .copied()
+        .collect();
+    let grown: BTreeSet<Day> = appended.keys().copied().collect();
+
     let (staging, engine_opts) = derive::staging_with_spill(lake, "silver", &opts.engine)?;
     let dirs = Staged::new(&staging);
 
@@ -113,24 +136,30 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let (loaded, touched) = if full {
             (recompute.clone(), None)
         } else {
+            let touched = touched_pairs(&ctx, lake, &appended).await?;
             let r = reach::reach(
-                &recompute,
+                &whole,
+                &touched,
                 &bronze_days,
                 opts.settings.session_gap_us,
                 &mut LakeStats { ctx: &ctx },
             )
             .await?;
             register_pairs(&ctx, REACHED, &r.extended)?;
+            register_pairs(&ctx, TOUCHED, &touched)?;
+            let mut merged = r.extended.clone();
+            merged.extend(touched);
+            register_pairs(&ctx, MERGED, &merged)?;
             fault::trace(started, "reach found");
             (r.loaded, Some((r.touched_users, r.extended.len())))
         };
-        let neighbours: BTreeSet<Day> = loaded.difference(&recompute).copied().collect();
+        let neighbours: BTreeSet<Day> = loaded.difference(&whole).copied().collect();
         let built = compute(
             &ctx,
             (&work, &typed_work),
             &opts.settings,
             full,
-            (&recompute, &neighbours),
+            (&whole, &neighbours, &grown),
             &dirs,
             started,
         )
@@ -148,9 +177,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     // Which partitions of which table this commit replaces.
     let days =
         |s: &BTreeSet<Day>| -> BTreeSet<String> { s.iter().map(|d| format_date32(*d)).collect() };
-    let mut event_days = days(&recompute);
+    let mut event_days = days(&whole);
     event_days.extend(days(&built.changed_events));
-    let mut session_days = days(&recompute);
+    let mut session_days = days(&whole);
     session_days.extend(days(&built.changed_sessions));
     let output = |table: &str, dir: &str, staged: PathBuf, column, parts: &BTreeSet<String>| {
         Output::replacing(&state, table, dir, staged, column, parts, full)
@@ -272,8 +301,10 @@ async fn compute(
     (work, typed_work): (&SessionContext, &SessionContext),
     settings: &Settings,
     full: bool,
-    // The recomputed dates; the neighbouring dates reach loads.
-    (recompute, neighbours): (&BTreeSet<Day>, &BTreeSet<Day>),
+    // The dates recomputed for every user; the other dates loaded (some
+    // users' rows, merged with the built rows of the rest); among those,
+    // the dates whose bronze grew (always rewritten).
+    (recompute, neighbours, grown): (&BTreeSet<Day>, &BTreeSet<Day>, &BTreeSet<Day>),
     dirs: &Staged,
     started: Instant,
 ) -> Result<Built> {
@@ -282,7 +313,28 @@ async fn compute(
     // reads.
     let mut input = ctx.table(bronze::TABLE).await?;
     if !full {
-        input = input.filter(derive::in_days("event_date", recompute))?;
+        let whole_days = input
+            .clone()
+            .filter(derive::in_days("event_date", recompute))?;
+        input = if grown.is_empty() {
+            whole_days
+        } else {
+            // On grown dates, every row of the touched users.
+            let touched = ctx
+                .sql(&format!(
+                    "SELECT b.* FROM {} b JOIN {TOUCHED} t \
+                     ON b.user_id = t.user_id AND b.event_date = t.event_date \
+                     WHERE b.event_date IN ({})",
+                    bronze::TABLE,
+                    derive::date_list(grown)
+                ))
+                .await?;
+            if recompute.is_empty() {
+                touched
+            } else {
+                whole_days.union(touched)?
+            }
+        };
     }
     if !neighbours.is_empty() {
         let types: Vec<(String, DataType)> = input
@@ -376,7 +428,7 @@ async fn compute(
             }
             let reached = if reached_only {
                 format!(
-                    " AND EXISTS (SELECT 1 FROM {REACHED} r \
+                    " AND EXISTS (SELECT 1 FROM {MERGED} r \
                      WHERE r.user_id = t.user_id AND r.event_date = t.{column})"
                 )
             } else {
@@ -402,6 +454,10 @@ async fn compute(
             "session_date",
         )
         .await?;
+        // A grown date is rewritten whatever its rows: its build must
+        // record the bronze it has now read.
+        changed_events.extend(grown);
+        changed_sessions.extend(grown);
         // The rewrite of a changed neighbour: the touched users' new rows
         // plus every other user's built rows.
         for (changed, new, old, column, out) in [
@@ -428,7 +484,7 @@ async fn compute(
                 if ctx.table_exist(table)? {
                     let others = if table == old {
                         format!(
-                            " AND NOT EXISTS (SELECT 1 FROM {REACHED} r \
+                            " AND NOT EXISTS (SELECT 1 FROM {MERGED} r \
                              WHERE r.user_id = t.user_id AND r.event_date = t.{column})"
                         )
                     } else {
@@ -800,6 +856,149 @@ async fn changed_dates(
 /// Per-user, per-date event time ranges from the lake, for [`reach`].
 struct LakeStats<'a> {
     ctx: &'a SessionContext,
+}
+
+/// The dirty dates whose bronze only grew since their silver build, with
+/// the bronze files added since: dirty for one reason only (bronze
+/// changed; not the SQL or settings, not restated), no bronze file of the
+/// date removed since, every added file still live.
+fn appended_files(
+    lake: &Lake,
+    state: &LakeState,
+    dirty: &[dirty::DirtyPartition],
+    restated: &BTreeSet<Day>,
+) -> Result<BTreeMap<Day, Vec<String>>> {
+    let mut since: BTreeMap<String, u64> = BTreeMap::new();
+    for p in dirty {
+        let [
+            dirty::DirtyReason::InputChanged {
+                input, built_from, ..
+            },
+        ] = p.reasons.as_slice()
+        else {
+            continue;
+        };
+        let day = crate::time::parse_date32(&p.partition).map_err(anyhow::Error::msg)?;
+        if *input == dirty::input_key(bronze::TABLE, &p.partition) && !restated.contains(&day) {
+            since.insert(p.partition.clone(), *built_from);
+        }
+    }
+    let Some(oldest) = since.values().min().copied() else {
+        return Ok(BTreeMap::new());
+    };
+    let mut added: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut removed: BTreeSet<String> = BTreeSet::new();
+    for v in oldest + 1..=state.version {
+        let c = log::read_commit(lake, v)?;
+        let after_build = |f: &log::FileAction| {
+            f.table == bronze::TABLE && since.get(&f.partition).is_some_and(|b| v > *b)
+        };
+        for f in c.remove.iter().filter(|f| after_build(f)) {
+            removed.insert(f.partition.clone());
+        }
+        for f in c.add.iter().filter(|f| after_build(f)) {
+            added
+                .entry(f.partition.clone())
+                .or_default()
+                .push(f.path.clone());
+        }
+    }
+    let live = state.tables.get(bronze::TABLE);
+    let mut out = BTreeMap::new();
+    for (partition, files) in added {
+        let all_live = live
+            .and_then(|t| t.get(&partition))
+            .is_some_and(|p| files.iter().all(|f| p.files.contains_key(f)));
+        if !removed.contains(&partition) && all_live {
+            let day = crate::time::parse_date32(&partition).map_err(anyhow::Error::msg)?;
+            out.insert(day, files);
+        }
+    }
+    Ok(out)
+}
+
+/// On grown dates, the (user, date) pairs whose rows can change: the users
+/// of the new files' rows, and the users of rows that share an event_id
+/// with a new row that date (deduplication may now keep another copy).
+async fn touched_pairs(
+    ctx: &SessionContext,
+    lake: &Lake,
+    appended: &BTreeMap<Day, Vec<String>>,
+) -> Result<BTreeSet<(String, Day)>> {
+    use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut pairs = BTreeSet::new();
+    let (mut dates, mut ids) = (Vec::new(), Vec::new());
+    for (day, files) in appended {
+        for rel in files {
+            let path = lake.path(rel);
+            let file = fs::File::open(&path)
+                .with_context(|| format!("failed to open `{}`", path.display()))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+            let schema = builder.schema().clone();
+            let mask = ProjectionMask::roots(
+                builder.parquet_schema(),
+                [schema.index_of("user_id")?, schema.index_of("event_id")?],
+            );
+            for batch in builder.with_projection(mask).build()? {
+                let batch = batch?;
+                let text = |name: &str| -> Result<StringArray> {
+                    let c = batch.column_by_name(name).context("projected column")?;
+                    Ok(datafusion::arrow::compute::cast(c, &DataType::Utf8)?
+                        .as_string::<i32>()
+                        .clone())
+                };
+                let (users, events) = (text("user_id")?, text("event_id")?);
+                for i in 0..batch.num_rows() {
+                    pairs.insert((users.value(i).to_string(), *day));
+                    dates.push(*day);
+                    ids.push(events.value(i).to_string());
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(pairs);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("event_date", DataType::Date32, false),
+        Field::new("event_id", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Date32Array::from(dates)),
+            Arc::new(StringArray::from(ids)),
+        ],
+    )?;
+    let _ = ctx.deregister_table(NEW_IDS)?;
+    ctx.register_table(
+        NEW_IDS,
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    let days: BTreeSet<Day> = appended.keys().copied().collect();
+    let shared = ctx
+        .sql(&format!(
+            "SELECT DISTINCT arrow_cast(b.user_id, 'Utf8') AS u, arrow_cast(b.event_date, 'Int32') AS d \
+             FROM {} b JOIN {NEW_IDS} n ON b.event_date = n.event_date AND b.event_id = n.event_id \
+             WHERE b.event_date IN ({})",
+            bronze::TABLE,
+            derive::date_list(&days)
+        ))
+        .await?
+        .collect()
+        .await?;
+    for b in &shared {
+        let (u, d) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_primitive::<Int32Type>(),
+        );
+        for i in 0..b.num_rows() {
+            pairs.insert((u.value(i).to_string(), d.value(i)));
+        }
+    }
+    Ok(pairs)
 }
 
 impl Stats for LakeStats<'_> {

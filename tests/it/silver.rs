@@ -400,10 +400,9 @@ fn a_late_merge_rewrites_exactly_the_partitions_whose_rows_changed() {
     );
     let s = silver(&lake, &[]);
     assert_eq!(s["mode"], "incremental", "{s}");
-    assert_eq!(
-        s["touched_users"], 2,
-        "u and v have events on the 14th: {s}"
-    );
+    // Only u has a new row on the 14th: v's rows there are as built, so v
+    // is not recomputed (the 14th's rewrite keeps v's built rows).
+    assert_eq!(s["touched_users"], 1, "only u's rows on the 14th grew: {s}");
     assert_eq!(list(&s["loaded_dates"]), ["2024-03-14", "2024-03-15"]);
     let rec = &s["recomputed"];
     assert_eq!(list(&rec["events"]), ["2024-03-14", "2024-03-15"], "{s}");
@@ -430,13 +429,18 @@ fn a_late_merge_rewrites_exactly_the_partitions_whose_rows_changed() {
     );
     assert_equals_full(&lake, &tmp.path().join("full-1"), "after the bridge");
 
-    // A late event for v on the 16th: v and w are touched; w's session
-    // reaches the 17th, which is loaded but unchanged, so not rewritten.
+    // Late events for v and w on the 16th: only they are touched (u has
+    // no row there). w's session reaches the 17th, which is loaded but
+    // unchanged (the session still starts at w1, so w2 keeps its id): not
+    // rewritten.
     ingest_lines(
         &lake,
         tmp.path(),
         "b3.jsonl",
-        &[ev("v3", "page_view", "2024-03-16T09:10:00Z", "v")],
+        &[
+            ev("v3", "page_view", "2024-03-16T09:10:00Z", "v"),
+            ev("w0", "page_view", "2024-03-16T23:55:00Z", "w"),
+        ],
         "2024-03-20T02:00:00Z",
     );
     let s = silver(&lake, &[]);
@@ -625,4 +629,50 @@ fn a_small_memory_limit_still_rebuilds_by_spilling() {
     assert_eq!(s["status"], "committed");
     assert!(s["spill_peak_bytes"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(silver_dump(&lake), want);
+}
+
+#[test]
+fn a_grown_date_recomputes_the_users_whose_copy_deduplication_now_drops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    // x's event "dup" on the 14th, processed at 02:00 on the 18th; y and z
+    // are bystanders with events that day.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b1.jsonl",
+        &[
+            ev("dup", "page_view", "2024-03-14T10:00:00Z", "x"),
+            ev("x2", "page_view", "2024-03-14T10:10:00Z", "x"),
+            ev("y1", "page_view", "2024-03-14T11:00:00Z", "y"),
+            ev("z1", "page_view", "2024-03-14T12:00:00Z", "z"),
+            ev("z2", "page_view", "2024-03-15T12:00:00Z", "z"),
+        ],
+        "2024-03-18T02:00:00Z",
+    );
+    silver(&lake, &[]);
+    // A batch pinned to an EARLIER processing time brings another "dup" on
+    // the 14th, for y: deduplication now keeps y's copy and drops x's, so x
+    // changes although x has no new row.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b2.jsonl",
+        &[ev("dup", "purchase", "2024-03-14T11:05:00Z", "y")],
+        "2024-03-17T02:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["mode"], "incremental", "{s}");
+    assert_eq!(
+        s["touched_users"], 2,
+        "y (new row) and x (same event_id): {s}"
+    );
+    let owner = query_csv(&lake, "SELECT user_id FROM events WHERE event_id = 'dup'");
+    assert_eq!(owner, ["y"]);
+    assert_equals_full(&lake, &tmp.path().join("full"), "after the re-send");
+    // z was not recomputed but its rows are all there.
+    assert_eq!(
+        query_csv(&lake, "SELECT count(*) FROM events WHERE user_id = 'z'"),
+        ["2"]
+    );
 }
