@@ -422,6 +422,8 @@ async fn compute(
         ] {
             engine::register_partitioned(ctx, name, dir, column, None, Vec::new()).await?;
         }
+        // Grown dates are rewritten anyway: compare only the others.
+        let compared: BTreeSet<Day> = neighbours.difference(grown).copied().collect();
         let within = |table: &str, column: &str, cols: &str, reached_only: bool| -> String {
             if !ctx.table_exist(table).unwrap_or(false) {
                 return String::new();
@@ -436,24 +438,23 @@ async fn compute(
             };
             format!(
                 "SELECT {cols} FROM {table} t WHERE {column} IN ({}){reached}",
-                derive::date_list(neighbours)
+                derive::date_list(&compared)
             )
         };
-        let event_cols = "event_date, event_id, session_id";
-        changed_events = changed_dates(
-            ctx,
-            &within(new_events, "event_date", event_cols, false),
-            &within(EVENTS_TABLE, "event_date", event_cols, true),
-            "event_date",
-        )
-        .await?;
-        changed_sessions = changed_dates(
-            ctx,
-            &within(new_sessions, "session_date", "*", false),
-            &within(SESSIONS_TABLE, "session_date", "*", true),
-            "session_date",
-        )
-        .await?;
+        if !compared.is_empty() {
+            let event_cols = "event_date, event_id, session_id";
+            let (new_e, old_e, new_s, old_s) = (
+                within(new_events, "event_date", event_cols, false),
+                within(EVENTS_TABLE, "event_date", event_cols, true),
+                within(new_sessions, "session_date", "*", false),
+                within(SESSIONS_TABLE, "session_date", "*", true),
+            );
+            let (events, sessions) = tokio::join!(
+                changed_dates(ctx, &new_e, &old_e, "event_date"),
+                changed_dates(ctx, &new_s, &old_s, "session_date")
+            );
+            (changed_events, changed_sessions) = (events?, sessions?);
+        }
         // A grown date is rewritten whatever its rows: its build must
         // record the bronze it has now read.
         changed_events.extend(grown);
