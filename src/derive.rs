@@ -276,6 +276,18 @@ pub fn dates_of<'a>(names: impl Iterator<Item = &'a String>) -> Result<BTreeSet<
         .collect()
 }
 
+/// Rows of every Parquet file under `dir`, from their footers (0 when
+/// there is no such directory).
+pub fn rows_under(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    for f in crate::lake::list_files(dir, dir)? {
+        if f.ends_with(".parquet") {
+            n += parquet_rows(&dir.join(f))?;
+        }
+    }
+    Ok(n)
+}
+
 fn parquet_rows(path: &Path) -> Result<u64> {
     let f = fs::File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let r = SerializedFileReader::new(f)

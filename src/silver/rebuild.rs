@@ -523,9 +523,10 @@ async fn compute(
 const KEY_ROW_BYTES: usize = 150 * 4;
 
 /// events.sql in two steps: session_keys.sql (narrow rows: the sorts and
-/// windows spill under the memory limit) staged as Parquet, then the
-/// whole-row join a chunk of dates at a time, so its hash table of keys
-/// stays within the memory limit however big the rebuild.
+/// windows spill under the memory limit), then the whole-row join a chunk
+/// of dates at a time, so its hash table of keys stays within the memory
+/// limit however big the rebuild. The keys are staged as Parquet, unless
+/// `in_memory` (the input already is, a few dates' worth).
 async fn write_events(
     work: &SessionContext,
     input: DataFrame,
@@ -535,55 +536,29 @@ async fn write_events(
     started: Instant,
 ) -> Result<()> {
     work.register_table(bronze::TABLE, input.clone().into_view())?;
-    if in_memory {
-        let keys = silver::session_keys(work, settings).await?.cache().await?;
-        crate::fault::trace(started, "session keys computed");
-        let _ = work.deregister_table(silver::SESSION_KEYS_TABLE)?;
-        work.register_table(silver::SESSION_KEYS_TABLE, keys.into_view())?;
-        return derive::write_partitioned(
-            silver::joined_events(work).await?,
-            &dirs.touched_events,
-            "event_date",
-            "silver events",
-        )
-        .await;
-    }
-    derive::write_partitioned(
-        silver::session_keys(work, settings).await?,
-        &dirs.keys,
-        "event_date",
-        "silver session keys",
-    )
-    .await?;
-    crate::fault::trace(started, "session keys staged");
-    let all_keys = "_silver_session_keys";
-    engine::register_partitioned(work, all_keys, &dirs.keys, "event_date", None, Vec::new())
-        .await?;
-    if !work.table_exist(all_keys)? {
-        return Ok(()); // no rows
-    }
-    let per_date = work
-        .sql(&format!(
-            "SELECT event_date, count(*) AS n FROM {all_keys} GROUP BY event_date ORDER BY event_date"
-        ))
-        .await?
-        .collect()
-        .await?;
-    let budget = row_budget(work, KEY_ROW_BYTES);
-    let counts = date_counts(&per_date);
-    let chunks = chunk_dates(&counts, budget);
+    let keys = silver::session_keys(work, settings).await?;
+    let (keys, chunks) = if in_memory {
+        (keys.cache().await?, vec![None])
+    } else {
+        derive::write_partitioned(keys, &dirs.keys, "event_date", "silver session keys").await?;
+        let staged = "_silver_session_keys";
+        engine::register_partitioned(work, staged, &dirs.keys, "event_date", None, Vec::new())
+            .await?;
+        if !work.table_exist(staged)? {
+            return Ok(()); // no rows
+        }
+        let keys = work.table(staged).await?;
+        let chunks = date_chunks(&keys, &dirs.keys, row_budget(work, KEY_ROW_BYTES)).await?;
+        (keys, chunks)
+    };
+    crate::fault::trace(started, "session keys computed");
     for chunk in &chunks {
         for (table, df) in [
             (bronze::TABLE, input.clone()),
-            (silver::SESSION_KEYS_TABLE, work.table(all_keys).await?),
+            (silver::SESSION_KEYS_TABLE, keys.clone()),
         ] {
-            // One chunk holds every date: no filter to evaluate.
-            let df = match chunks.len() {
-                1 => df,
-                _ => df.filter(derive::in_days("event_date", chunk))?,
-            };
             let _ = work.deregister_table(table)?;
-            work.register_table(table, df.into_view())?;
+            work.register_table(table, in_chunk(df, chunk)?.into_view())?;
         }
         derive::write_partitioned(
             silver::joined_events(work).await?,
@@ -594,6 +569,42 @@ async fn write_events(
         .await?;
     }
     Ok(())
+}
+
+/// The dates of `df` in consecutive groups whose rows fit `budget`; one
+/// group, `None` (nothing to filter), when every row under `dir` (the
+/// files `df` reads, from their footers) fits, so no rows are counted.
+async fn date_chunks(
+    df: &DataFrame,
+    dir: &Path,
+    budget: usize,
+) -> Result<Vec<Option<BTreeSet<Day>>>> {
+    if derive::rows_under(dir)? <= budget as u64 {
+        return Ok(vec![None]);
+    }
+    let per_date = df
+        .clone()
+        .aggregate(
+            vec![col("event_date")],
+            vec![datafusion::functions_aggregate::expr_fn::count(
+                datafusion::prelude::lit(1),
+            )],
+        )?
+        .sort(vec![col("event_date").sort(true, false)])?
+        .collect()
+        .await?;
+    Ok(chunk_dates(&date_counts(&per_date), budget)
+        .into_iter()
+        .map(Some)
+        .collect())
+}
+
+/// `df` restricted to a chunk of [`date_chunks`].
+fn in_chunk(df: DataFrame, chunk: &Option<BTreeSet<Day>>) -> Result<DataFrame> {
+    Ok(match chunk {
+        None => df,
+        Some(days) => df.filter(derive::in_days("event_date", days))?,
+    })
 }
 
 /// `(date, count)` rows as pairs.
@@ -684,28 +695,13 @@ async fn typed_tables(
         return typed_tables_over_events(work, root).await;
     };
     let wanted = stored.filter(filter)?;
-    let per_date = wanted
-        .clone()
-        .aggregate(
-            vec![col("event_date")],
-            vec![datafusion::functions_aggregate::expr_fn::count(
-                datafusion::prelude::lit(1),
-            )],
-        )?
-        .sort(vec![col("event_date").sort(true, false)])?
-        .collect()
-        .await?;
-    let counts = date_counts(&per_date);
-    let chunks = chunk_dates(&counts, row_budget(work, TYPED_ROW_BYTES));
+    let chunks = date_chunks(&wanted, events_dir, row_budget(work, TYPED_ROW_BYTES)).await?;
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     for chunk in &chunks {
-        let rows = match chunks.len() {
-            1 => wanted.clone(),
-            _ => wanted
-                .clone()
-                .filter(derive::in_days("event_date", chunk))?,
-        };
-        let rows = rows.select_columns(&names)?.cache().await?;
+        let rows = in_chunk(wanted.clone(), chunk)?
+            .select_columns(&names)?
+            .cache()
+            .await?;
         let _ = work.deregister_table(EVENTS_TABLE)?;
         work.register_table(EVENTS_TABLE, rows.into_view())?;
         for (table, n) in typed_tables_over_events(work, root).await? {
@@ -929,7 +925,7 @@ async fn touched_pairs(
     use datafusion::parquet::arrow::ProjectionMask;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut pairs = BTreeSet::new();
-    let (mut dates, mut ids) = (Vec::new(), Vec::new());
+    let mut ids: BTreeSet<(String, Day)> = BTreeSet::new();
     for (day, files) in appended {
         for rel in files {
             let path = lake.path(rel);
@@ -953,8 +949,7 @@ async fn touched_pairs(
                 let (users, events) = (text("user_id")?, text("event_id")?);
                 for i in 0..batch.num_rows() {
                     pairs.insert((users.value(i).to_string(), *day));
-                    dates.push(*day);
-                    ids.push(events.value(i).to_string());
+                    ids.insert((events.value(i).to_string(), *day));
                 }
             }
         }
@@ -962,22 +957,7 @@ async fn touched_pairs(
     if ids.is_empty() {
         return Ok(pairs);
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("event_date", DataType::Date32, false),
-        Field::new("event_id", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Date32Array::from(dates)),
-            Arc::new(StringArray::from(ids)),
-        ],
-    )?;
-    let _ = ctx.deregister_table(NEW_IDS)?;
-    ctx.register_table(
-        NEW_IDS,
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
+    register_keyed_dates(ctx, NEW_IDS, "event_id", &ids)?;
     let days: BTreeSet<Day> = appended.keys().copied().collect();
     let shared = ctx
         .sql(&format!(
@@ -1066,8 +1046,18 @@ async fn user_days(ctx: &SessionContext, sql: &str) -> Result<Vec<UserDay>> {
 
 /// Register (user_id, event_date) pairs as `name` (replacing it).
 fn register_pairs(ctx: &SessionContext, name: &str, pairs: &BTreeSet<(String, Day)>) -> Result<()> {
+    register_keyed_dates(ctx, name, "user_id", pairs)
+}
+
+/// Register `pairs` as table `name` with columns (`key`, `event_date`).
+fn register_keyed_dates(
+    ctx: &SessionContext,
+    name: &str,
+    key: &str,
+    pairs: &BTreeSet<(String, Day)>,
+) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
-        Field::new("user_id", DataType::Utf8, false),
+        Field::new(key, DataType::Utf8, false),
         Field::new("event_date", DataType::Date32, false),
     ]));
     let batch = RecordBatch::try_new(
