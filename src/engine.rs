@@ -129,6 +129,9 @@ impl Engine {
         for f in crate::udf::aggregates() {
             ctx.register_udaf(f);
         }
+        for f in crate::udf::windows() {
+            ctx.register_udwf(f);
+        }
         Ok(ctx)
     }
 

@@ -15,11 +15,13 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, StringBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int32Type, Int64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, PartitionEvaluator,
+    Signature, Volatility, WindowUDF, WindowUDFImpl,
 };
 
 /// `first_non_null_by` and `last_non_null_by`.
@@ -305,10 +307,171 @@ impl Accumulator for OneGroup {
     }
 }
 
+/// `session_id(session_seq, user_id, event_id) OVER (…)`, a window
+/// function: at the first row of the window partition and at every row
+/// whose `session_seq` differs from the previous row's, the session id
+/// `hex(sha256(user_id || 0x1f || event_id))` of that row; the rows after
+/// it carry that id until `session_seq` changes again. Over silver's
+/// window (rows of a user in `(event_timestamp, event_id)` order, with
+/// `session_seq` the running SUM of session starts) it is
+/// `FIRST_VALUE(<id>) OVER (PARTITION BY user_id, session_seq ORDER BY
+/// …)` without re-sorting by the session, or DataFusion's sliding
+/// `LAST_VALUE … IGNORE NULLS` aggregate (scalar values per row: ~0.77 s
+/// of CPU per million rows in silver, against ~0.3 s for this). A NULL
+/// `session_seq`, `user_id` or `event_id` at a session's first row gives
+/// NULL for the session.
+pub fn windows() -> Vec<WindowUDF> {
+    vec![WindowUDF::from(SessionId::new())]
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SessionId {
+    signature: Signature,
+}
+
+impl SessionId {
+    fn new() -> SessionId {
+        SessionId {
+            signature: Signature::any(3, Volatility::Immutable),
+        }
+    }
+}
+
+/// `hex(sha256(user_id || 0x1f || event_id))`: silver's session id.
+pub fn session_id_of(user_id: &str, event_id: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(user_id.as_bytes());
+    h.update([0x1f]);
+    h.update(event_id.as_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in h.finalize() {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// Row `i` of a string column of any string type (NULL as `None`).
+fn text_at(a: &ArrayRef, i: usize) -> Option<&str> {
+    if a.is_null(i) {
+        return None;
+    }
+    match a.data_type() {
+        DataType::Utf8 => Some(a.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Some(a.as_string::<i64>().value(i)),
+        DataType::Utf8View => Some(a.as_string_view().value(i)),
+        _ => None,
+    }
+}
+
+/// Row `i` of an integer column (NULL as `None`).
+fn number_at(a: &ArrayRef, i: usize) -> Option<i64> {
+    if a.is_null(i) {
+        return None;
+    }
+    match a.data_type() {
+        DataType::Int64 => Some(a.as_primitive::<Int64Type>().value(i)),
+        DataType::Int32 => Some(i64::from(a.as_primitive::<Int32Type>().value(i))),
+        DataType::UInt64 => i64::try_from(a.as_primitive::<UInt64Type>().value(i)).ok(),
+        _ => None,
+    }
+}
+
+impl WindowUDFImpl for SessionId {
+    fn name(&self) -> &str {
+        "session_id"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let text =
+            |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
+        let number =
+            |t: &DataType| matches!(t, DataType::Int64 | DataType::Int32 | DataType::UInt64);
+        if args.len() != 3 || !number(&args[0]) || !text(&args[1]) || !text(&args[2]) {
+            return plan_err!(
+                "session_id(session_seq, user_id, event_id) takes an integer and two strings, not {args:?}"
+            );
+        }
+        Ok(args.to_vec())
+    }
+
+    fn partition_evaluator(
+        &self,
+        _args: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
+        Ok(Box::new(CarrySessionId::default()))
+    }
+
+    fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(
+            field_args.name(),
+            DataType::Utf8,
+            true,
+        )))
+    }
+}
+
+/// The current session's id, carried along the partition.
+#[derive(Debug, Default)]
+struct CarrySessionId {
+    /// The session number of the previous row.
+    seq: Option<i64>,
+    /// Its session's id.
+    current: Option<String>,
+}
+
+impl CarrySessionId {
+    fn step(&mut self, values: &[ArrayRef], i: usize) {
+        let seq = number_at(&values[0], i);
+        if self.current.is_none() || seq != self.seq {
+            self.seq = seq;
+            self.current = match (seq, text_at(&values[1], i), text_at(&values[2], i)) {
+                (Some(_), Some(user), Some(event)) => Some(session_id_of(user, event)),
+                _ => None,
+            };
+        }
+    }
+}
+
+impl PartitionEvaluator for CarrySessionId {
+    fn is_causal(&self) -> bool {
+        true
+    }
+
+    fn supports_bounded_execution(&self) -> bool {
+        true
+    }
+
+    fn evaluate(
+        &mut self,
+        values: &[ArrayRef],
+        range: &std::ops::Range<usize>,
+    ) -> Result<ScalarValue> {
+        // Without a window frame, the range is the current row alone.
+        self.step(values, range.start);
+        Ok(ScalarValue::Utf8(self.current.clone()))
+    }
+
+    fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
+        let mut out = StringBuilder::with_capacity(num_rows, num_rows * 64);
+        for i in 0..num_rows {
+            self.step(values, i);
+            out.append_option(self.current.as_deref());
+        }
+        Ok(Arc::new(out.finish()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::TimestampMicrosecondArray;
+    use datafusion::arrow::array::{StringViewArray, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::{Schema, TimeUnit};
     use datafusion::arrow::record_batch::RecordBatch;
     use datafusion::datasource::MemTable;
@@ -417,5 +580,92 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("first_non_null_by"), "{err}");
+    }
+
+    /// `session_id` over LAG → CASE → running SUM equals FIRST_VALUE of
+    /// the hash over (user, session_seq), DataFusion's own functions, on
+    /// pseudo-random events in 3-row batches (sessions span batches).
+    #[tokio::test]
+    async fn session_id_equals_the_hash_of_each_session_first_event() {
+        let mut events = Vec::new();
+        let mut x: u64 = 7;
+        for n in 0..400 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let user = ["u1", "u2", "u3", "u4", "u5"][(x >> 33) as usize % 5];
+            let ts = ((x >> 20) % 5_000) as i64 * 1_000_000;
+            events.push((user, ts, format!("e{n}")));
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Utf8View, false),
+            Field::new("ts", DataType::Int64, false),
+            Field::new("id", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringViewArray::from_iter_values(
+                    events.iter().map(|r| r.0),
+                )),
+                Arc::new(Int64Array::from_iter_values(events.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(
+                    events.iter().map(|r| r.2.as_str()),
+                )),
+            ],
+        )
+        .unwrap();
+        let config = datafusion::prelude::SessionConfig::new().with_batch_size(3);
+        let ctx = SessionContext::new_with_config(config);
+        for f in windows() {
+            ctx.register_udwf(f);
+        }
+        let table = MemTable::try_new(schema, vec![vec![batch.clone()], vec![]]).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        let sql = "WITH gaps AS (
+                SELECT *, CASE WHEN LAG(ts) OVER w IS NULL OR ts - LAG(ts) OVER w > 60000000
+                    THEN 1 ELSE 0 END AS starts
+                FROM t WINDOW w AS (PARTITION BY g ORDER BY ts, id)
+            ), numbered AS (
+                SELECT *, SUM(starts) OVER w AS seq
+                FROM gaps WINDOW w AS (PARTITION BY g ORDER BY ts, id ROWS UNBOUNDED PRECEDING)
+            ), both_ids AS (
+                SELECT *,
+                    session_id(seq, g, id) OVER w AS ours,
+                    encode(sha256(concat(g, chr(31), FIRST_VALUE(id) OVER (
+                        PARTITION BY g, seq ORDER BY ts, id))), 'hex') AS theirs
+                FROM numbered WINDOW w AS (PARTITION BY g ORDER BY ts, id ROWS UNBOUNDED PRECEDING)
+            )
+            SELECT count(*) AS n_rows, count(DISTINCT ours) AS n_sessions,
+                sum(CASE WHEN ours = theirs THEN 1 ELSE 0 END) AS n_equal
+            FROM both_ids";
+        let got = rows(&ctx, sql).await;
+        let cells: Vec<i64> = got[3].split(' ').filter_map(|c| c.parse().ok()).collect();
+        assert_eq!(cells[0], 400, "{got:?}");
+        assert_eq!(
+            cells[2], 400,
+            "every row's id equals FIRST_VALUE's: {got:?}"
+        );
+        // Several sessions per user, so ids really change mid-partition.
+        assert!(cells[1] > 20, "{got:?}");
+
+        // The unbounded path (one whole partition at once) agrees.
+        let mut eval = SessionId::new()
+            .partition_evaluator(PartitionEvaluatorArgs::default())
+            .unwrap();
+        let seq: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), Some(1), Some(2), None]));
+        let user: ArrayRef = Arc::new(StringArray::from(vec!["u", "u", "u", "u"]));
+        let event: ArrayRef = Arc::new(StringViewArray::from(vec!["e1", "e2", "e3", "e4"]));
+        let out = eval.evaluate_all(&[seq, user, event], 4).unwrap();
+        let out = out.as_string::<i32>();
+        assert_eq!(out.value(0), session_id_of("u", "e1"));
+        assert_eq!(out.value(1), session_id_of("u", "e1"));
+        assert_eq!(out.value(2), session_id_of("u", "e3"));
+        assert!(out.is_null(3));
+        // hashlib.sha256(b"u\x1fe1").hexdigest()
+        assert_eq!(
+            session_id_of("u", "e1"),
+            "ec9952f148e9d470e6a25c8886dda06352549c3921146c81b344cbdfc0e2a448"
+        );
     }
 }

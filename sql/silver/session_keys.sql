@@ -79,20 +79,30 @@ gaps AS (
 ),
 
 numbered AS (
-    -- Running SUM of the flags numbers each user's sessions; in the same
-    -- pass (same window, no re-sort) the running last session id, hashed
-    -- at the events that start a session (once per session, not per
-    -- event), is the current session's id.
+    -- Running SUM of the flags numbers each user's sessions.
     SELECT
         *,
-        SUM(starts_session) OVER s AS session_seq,
-        LAST_VALUE(
-            CASE
-                WHEN starts_session = 1
-                THEN encode(sha256(concat(user_id, chr(31), event_id)), 'hex')
-            END
-        ) IGNORE NULLS OVER s AS first_event_session_id
+        SUM(starts_session) OVER s AS session_seq
     FROM gaps
+    WINDOW s AS (
+        PARTITION BY user_id, excluded
+        ORDER BY event_timestamp, event_id
+        ROWS UNBOUNDED PRECEDING
+    )
+),
+
+identified AS (
+    -- Each session's id, from its first event: session_id(session_seq,
+    -- user_id, event_id) hashes the row where session_seq changes (once
+    -- per session, not per event) and carries that id along the session
+    -- (src/udf.rs). Same window order, so no re-sort. It equals
+    -- FIRST_VALUE(<the id>) OVER (PARTITION BY user_id, excluded,
+    -- session_seq ORDER BY event_timestamp, event_id), without a second
+    -- sort or DataFusion's per-row sliding aggregate.
+    SELECT
+        *,
+        session_id(session_seq, user_id, event_id) OVER s AS first_event_session_id
+    FROM numbered
     WINDOW s AS (
         PARTITION BY user_id, excluded
         ORDER BY event_timestamp, event_id
@@ -104,7 +114,7 @@ sessionized AS (
     SELECT
         event_date, batch_id, source_line,
         CASE WHEN NOT excluded THEN first_event_session_id END AS session_id
-    FROM numbered
+    FROM identified
 )
 
 SELECT * FROM sessionized

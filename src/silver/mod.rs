@@ -302,6 +302,9 @@ mod tests {
         for f in crate::udf::aggregates() {
             ctx.register_udaf(f);
         }
+        for f in crate::udf::windows() {
+            ctx.register_udwf(f);
+        }
         let batch = bronze(rows);
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
         ctx.register_table("bronze_events", Arc::new(table))
