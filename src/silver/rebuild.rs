@@ -389,7 +389,7 @@ async fn compute(
     // Without neighbours, the touched events are the final events: the
     // typed tables read them while sessions are written (each phase leaves
     // a core idle part of the time).
-    let typed_early = if neighbours.is_empty() {
+    let mut typed_early = if neighbours.is_empty() {
         let (s, t) = tokio::join!(
             async {
                 let r = sessions_written.await;
@@ -397,7 +397,7 @@ async fn compute(
                 r
             },
             async {
-                let r = typed_tables(typed_work, &dirs.root, &dirs.touched_events).await;
+                let r = typed_tables(typed_work, &dirs.root, &dirs.touched_events, None).await;
                 trace("typed tables written");
                 r
             }
@@ -454,51 +454,82 @@ async fn compute(
                 changed_dates(ctx, &new_s, &old_s, "session_date")
             );
             (changed_events, changed_sessions) = (events?, sessions?);
+            trace("neighbours compared");
         }
         // A grown date is rewritten whatever its rows: its build must
         // record the bronze it has now read.
         changed_events.extend(grown);
         changed_sessions.extend(grown);
         // The rewrite of a changed neighbour: the touched users' new rows
-        // plus every other user's built rows.
-        for (changed, new, old, column, out) in [
-            (
-                &changed_events,
-                new_events,
-                EVENTS_TABLE,
-                "event_date",
-                &dirs.events,
-            ),
-            (
-                &changed_sessions,
-                new_sessions,
-                SESSIONS_TABLE,
-                "session_date",
-                &dirs.sessions,
-            ),
-        ] {
-            if changed.is_empty() {
-                continue;
-            }
-            let mut parts = Vec::new();
-            for table in [new, old] {
-                if ctx.table_exist(table)? {
-                    let others = if table == old {
-                        format!(
-                            " AND NOT EXISTS (SELECT 1 FROM {MERGED} r \
-                             WHERE r.user_id = t.user_id AND r.event_date = t.{column})"
-                        )
-                    } else {
-                        String::new()
-                    };
-                    parts.push(format!(
-                        "SELECT * FROM {table} t WHERE {column} IN ({}){others}",
-                        derive::date_list(changed)
-                    ));
+        // plus every other user's built rows. The typed tables split the
+        // same way when each is a per-row function of `events`: the typed
+        // rows of the touched users' new events plus every other user's
+        // built typed rows, rather than re-extracting whole dates.
+        let merges = async {
+            let (e, s) = tokio::join!(
+                merge_rewrite(
+                    ctx,
+                    &changed_events,
+                    new_events,
+                    EVENTS_TABLE,
+                    "event_date",
+                    &dirs.events
+                ),
+                merge_rewrite(
+                    ctx,
+                    &changed_sessions,
+                    new_sessions,
+                    SESSIONS_TABLE,
+                    "session_date",
+                    &dirs.sessions
+                ),
+            );
+            trace("neighbours merged");
+            e.and(s)
+        };
+        // (Planned over the touched users' events, which typed_tables
+        // registers again, restricted to the dates it rewrites.)
+        engine::register_partitioned(
+            typed_work,
+            EVENTS_TABLE,
+            &dirs.touched_events,
+            "event_date",
+            None,
+            Vec::new(),
+        )
+        .await?;
+        if typed_per_row(typed_work).await? {
+            let mut typed_dates = recompute.clone();
+            typed_dates.extend(&changed_events);
+            let typed = async {
+                let w = typed_tables(
+                    typed_work,
+                    &dirs.root,
+                    &dirs.touched_events,
+                    Some(&typed_dates),
+                )
+                .await?;
+                trace("typed tables of the touched users written");
+                // Every other user's built typed rows, all tables at once.
+                let mut copies = tokio::task::JoinSet::new();
+                for (table, _, _) in TYPED {
+                    let (ctx, days, out) =
+                        (ctx.clone(), changed_events.clone(), dirs.root.join(table));
+                    copies.spawn(async move {
+                        merge_rewrite(&ctx, &days, "", table, "event_date", &out).await
+                    });
                 }
-            }
-            let df = ctx.sql(&parts.join(" UNION ALL ")).await?;
-            derive::write_partitioned(df, out, column, "merged silver rows").await?;
+                while let Some(done) = copies.join_next().await {
+                    done.context("a typed-table copy panicked")??;
+                }
+                trace("typed tables written");
+                anyhow::Ok(w)
+            };
+            let (m, t) = tokio::join!(merges, typed);
+            m?;
+            typed_early = Some(t?);
+        } else {
+            merges.await?;
         }
     }
     move_recomputed(dirs, recompute)?;
@@ -506,14 +537,98 @@ async fn compute(
     // Typed tables from the final events of every rewritten date.
     let warnings = match typed_early {
         Some(w) => w,
-        None => typed_tables(typed_work, &dirs.root, &dirs.events).await?,
+        None => {
+            let w = typed_tables(typed_work, &dirs.root, &dirs.events, None).await?;
+            trace("typed tables written");
+            w
+        }
     };
-    trace("typed tables written");
     Ok(Built {
         changed_events,
         changed_sessions,
         warnings,
     })
+}
+
+/// Write, for the `changed` dates, the rows of `new` (the touched users'
+/// recomputed rows; `""` for none) plus the rows of lake table `old` of
+/// every user not in MERGED, into `out`.
+async fn merge_rewrite(
+    ctx: &SessionContext,
+    changed: &BTreeSet<Day>,
+    new: &str,
+    old: &str,
+    column: &str,
+    out: &Path,
+) -> Result<()> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    for table in [new, old] {
+        if !table.is_empty() && ctx.table_exist(table)? {
+            let others = if table == old {
+                format!(
+                    " AND NOT EXISTS (SELECT 1 FROM {MERGED} r \
+                     WHERE r.user_id = t.user_id AND r.event_date = t.{column})"
+                )
+            } else {
+                String::new()
+            };
+            parts.push(format!(
+                "SELECT * FROM {table} t WHERE {column} IN ({}){others}",
+                derive::date_list(changed)
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let df = ctx.sql(&parts.join(" UNION ALL ")).await?;
+    derive::write_partitioned(df, out, column, "merged silver rows").await
+}
+
+/// Is every typed query a per-row function of `events` (only
+/// projections, filters and unions over it: no aggregate, window, join,
+/// sort or limit)? Then a date's typed rows split by user like its events.
+async fn typed_per_row(work: &SessionContext) -> Result<bool> {
+    if !work.table_exist(EVENTS_TABLE)? {
+        return Ok(false);
+    }
+    for (table, _, sql) in TYPED {
+        let plan = work
+            .sql(sql)
+            .await
+            .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
+            .into_optimized_plan()?;
+        if !per_row(&plan)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Does `plan` map each input row to at most one output row, on its own?
+fn per_row(plan: &datafusion::logical_expr::LogicalPlan) -> Result<bool> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan;
+    let mut yes = true;
+    plan.apply(|node| {
+        yes &= matches!(
+            node,
+            LogicalPlan::Projection(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::TableScan(_)
+                | LogicalPlan::SubqueryAlias(_)
+                | LogicalPlan::Union(_)
+        );
+        Ok(if yes {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    })?;
+    Ok(yes)
 }
 
 /// Rows of session keys per chunk of the whole-row join, per byte of the
@@ -673,6 +788,7 @@ async fn typed_tables(
     work: &SessionContext,
     root: &Path,
     events_dir: &Path,
+    dates: Option<&BTreeSet<Day>>,
 ) -> Result<BTreeMap<String, u64>> {
     let _ = work.deregister_table(EVENTS_TABLE)?;
     engine::push_filters_into_scans(work);
@@ -688,6 +804,14 @@ async fn typed_tables(
     let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
     if !work.table_exist(EVENTS_TABLE)? {
         return Ok(warnings);
+    }
+    if let Some(dates) = dates {
+        let only = work
+            .table(EVENTS_TABLE)
+            .await?
+            .filter(derive::in_days("event_date", dates))?;
+        let _ = work.deregister_table(EVENTS_TABLE)?;
+        work.register_table(EVENTS_TABLE, only.into_view())?;
     }
     let stored = work.table(EVENTS_TABLE).await?;
     let Some((filter, columns)) = typed_input(work).await? else {
@@ -1080,6 +1204,54 @@ fn register_keyed_dates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped typed queries are per-row (their dates merge by user);
+    /// an aggregate, a window or a join over `events` is not.
+    #[tokio::test]
+    async fn typed_queries_are_per_row_and_aggregates_are_not() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        let mut fields: Vec<_> = bronze::schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new("event_date", DataType::Date32, false)));
+        let empty = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]]).unwrap();
+        ctx.register_table(bronze::TABLE, Arc::new(empty)).unwrap();
+        // A stored table with silver events' columns, as typed_tables reads.
+        let events = silver::events(&ctx, &silver::Settings::default())
+            .await
+            .unwrap();
+        let schema = Arc::new(events.schema().as_arrow().clone());
+        let stored = MemTable::try_new(schema, vec![vec![]]).unwrap();
+        ctx.register_table(EVENTS_TABLE, Arc::new(stored)).unwrap();
+        assert!(typed_per_row(&ctx).await.unwrap());
+        for (sql, want) in [
+            (
+                "SELECT event_id, upper(user_id) AS u FROM events WHERE event_type = 'x'",
+                true,
+            ),
+            (
+                "SELECT user_id, count(*) FROM events GROUP BY user_id",
+                false,
+            ),
+            (
+                "SELECT event_id, row_number() OVER (ORDER BY event_id) FROM events",
+                false,
+            ),
+            (
+                "SELECT a.event_id FROM events a JOIN events b ON a.event_id = b.event_id",
+                false,
+            ),
+            ("SELECT DISTINCT user_id FROM events", false),
+            (
+                "SELECT event_id FROM events ORDER BY event_id LIMIT 3",
+                false,
+            ),
+        ] {
+            let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
+            assert_eq!(per_row(&plan).unwrap(), want, "{sql}");
+        }
+    }
 
     #[test]
     fn dates_are_chunked_within_the_budget_in_order() {
