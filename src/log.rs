@@ -324,6 +324,12 @@ pub struct BatchRecord {
 pub struct PartitionState {
     /// The last commit that added or removed files of this partition.
     pub version: u64,
+    /// The last commit that removed files of this partition (0: none).
+    /// Checkpoints written before this field existed read 0, which holds
+    /// for `bronze_events` (no command removes its files; silver reads
+    /// this only for bronze) but not for derived tables' older removals.
+    #[serde(default)]
+    pub last_removal: u64,
     /// Live files, keyed by lake-relative path.
     pub files: BTreeMap<String, FileAction>,
 }
@@ -402,6 +408,7 @@ impl LakeState {
                 // Removing rows changes the partition too (a recompute can
                 // leave one empty), so what reads it becomes dirty.
                 p.version = c.version;
+                p.last_removal = c.version;
             }
         }
         let bronze_min = c
@@ -534,6 +541,24 @@ mod tests {
             let st = LakeState::load(lake).unwrap();
             write_commit(lake, &commit(&st, st.version + 1)).unwrap();
         }
+    }
+
+    #[test]
+    fn a_removal_is_recorded_on_its_partition() {
+        let mut st = LakeState::default();
+        let mut commits = Vec::new();
+        for i in 1..=5 {
+            let c = commit(&st, i);
+            st.apply(&c);
+            commits.push(c);
+        }
+        // Commit 4 removed one file: only its partition records it.
+        let removed = &commits[3].remove[0].partition;
+        for (p, ps) in &st.tables[crate::bronze::TABLE] {
+            let want = if p == removed { 4 } else { 0 };
+            assert_eq!(ps.last_removal, want, "{p}");
+        }
+        assert_eq!(LakeState::replay(&commits), st);
     }
 
     #[test]

@@ -78,7 +78,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let state = LakeState::load(lake)?;
     fault::trace(started, "log read");
     log::clean_orphans(lake, &state, &table_dirs())?;
+    fault::trace(started, "orphans cleaned");
     let dirty = dirty_partitions(&state, &opts.settings);
+    fault::trace(started, "dirtiness derived");
     let bronze_days = derive::dates_of(state.partitions(bronze::TABLE).map(|(d, _)| d))?;
     let plan = derive::DatePlan::new(&dirty, &bronze_days, opts.dates, opts.full)?;
     let (full, recompute) = (plan.full, plan.dates.clone());
@@ -118,6 +120,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         .copied()
         .collect();
     let grown: BTreeSet<Day> = appended.keys().copied().collect();
+    fault::trace(started, "grown dates found");
 
     let (staging, engine_opts) = derive::staging_with_spill(lake, "silver", &opts.engine)?;
     let dirs = Staged::new(&staging);
@@ -1007,24 +1010,38 @@ fn appended_files(
     let Some(oldest) = since.values().min().copied() else {
         return Ok(BTreeMap::new());
     };
+    let live = state.tables.get(bronze::TABLE);
+    // A date where bronze files were removed since its build did not only
+    // grow.
+    let removed: BTreeSet<String> = since
+        .iter()
+        .filter(|(p, built)| {
+            live.and_then(|t| t.get(*p))
+                .is_some_and(|s| s.last_removal > **built)
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    // Only the commits that added bronze rows since: the state lists them
+    // (as it does for snapshot invalidation), so the (large) derived
+    // commits in between are not read.
     let mut added: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut removed: BTreeSet<String> = BTreeSet::new();
-    for v in oldest + 1..=state.version {
+    for &(v, _) in state
+        .bronze_min_event_times
+        .iter()
+        .filter(|(v, _)| *v > oldest)
+    {
         let c = log::read_commit(lake, v)?;
-        let after_build = |f: &log::FileAction| {
-            f.table == bronze::TABLE && since.get(&f.partition).is_some_and(|b| v > *b)
-        };
-        for f in c.remove.iter().filter(|f| after_build(f)) {
-            removed.insert(f.partition.clone());
-        }
-        for f in c.add.iter().filter(|f| after_build(f)) {
+        for f in c
+            .add
+            .iter()
+            .filter(|f| f.table == bronze::TABLE && since.get(&f.partition).is_some_and(|b| v > *b))
+        {
             added
                 .entry(f.partition.clone())
                 .or_default()
                 .push(f.path.clone());
         }
     }
-    let live = state.tables.get(bronze::TABLE);
     let mut out = BTreeMap::new();
     for (partition, files) in added {
         let all_live = live
