@@ -371,15 +371,7 @@ async fn compute(
     let in_memory = !neighbours.is_empty();
     write_events(work, input, settings, dirs, in_memory, started).await?;
     trace("silver events written");
-    engine::register_partitioned(
-        work,
-        EVENTS_TABLE,
-        &dirs.touched_events,
-        "event_date",
-        None,
-        Vec::new(),
-    )
-    .await?;
+    register_events(work, &dirs.touched_events).await?;
     let sessions_written = async {
         derive::write_partitioned(
             sessions(work).await?,
@@ -492,15 +484,7 @@ async fn compute(
         };
         // (Planned over the touched users' events, which typed_tables
         // registers again, restricted to the dates it rewrites.)
-        engine::register_partitioned(
-            typed_work,
-            EVENTS_TABLE,
-            &dirs.touched_events,
-            "event_date",
-            None,
-            Vec::new(),
-        )
-        .await?;
+        register_events(typed_work, &dirs.touched_events).await?;
         if typed_per_row(typed_work).await? {
             let mut typed_dates = recompute.clone();
             typed_dates.extend(&changed_events);
@@ -553,6 +537,11 @@ async fn compute(
     })
 }
 
+/// Register the silver events under `dir` as `events` in `ctx`.
+async fn register_events(ctx: &SessionContext, dir: &Path) -> Result<()> {
+    engine::register_partitioned(ctx, EVENTS_TABLE, dir, "event_date", None, Vec::new()).await
+}
+
 /// Write, for the `changed` dates, the rows of `new` (the touched users'
 /// recomputed rows; `""` for none) plus the rows of lake table `old` of
 /// every user not in MERGED, into `out`.
@@ -591,6 +580,20 @@ async fn merge_rewrite(
     derive::write_partitioned(df, out, column, "merged silver rows").await
 }
 
+/// Every typed query's optimized plan over the registered `events`.
+async fn typed_plans(work: &SessionContext) -> Result<Vec<datafusion::logical_expr::LogicalPlan>> {
+    let mut plans = Vec::new();
+    for (table, _, sql) in TYPED {
+        plans.push(
+            work.sql(sql)
+                .await
+                .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
+                .into_optimized_plan()?,
+        );
+    }
+    Ok(plans)
+}
+
 /// Is every typed query a per-row function of `events` (only
 /// projections, filters and unions over it: no aggregate, window, join,
 /// sort or limit)? Then a date's typed rows split by user like its events.
@@ -598,12 +601,7 @@ async fn typed_per_row(work: &SessionContext) -> Result<bool> {
     if !work.table_exist(EVENTS_TABLE)? {
         return Ok(false);
     }
-    for (table, _, sql) in TYPED {
-        let plan = work
-            .sql(sql)
-            .await
-            .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
-            .into_optimized_plan()?;
+    for plan in typed_plans(work).await? {
         if !per_row(&plan)? {
             return Ok(false);
         }
@@ -795,15 +793,7 @@ async fn typed_tables(
 ) -> Result<BTreeMap<String, u64>> {
     let _ = work.deregister_table(EVENTS_TABLE)?;
     engine::push_filters_into_scans(work);
-    engine::register_partitioned(
-        work,
-        EVENTS_TABLE,
-        events_dir,
-        "event_date",
-        None,
-        Vec::new(),
-    )
-    .await?;
+    register_events(work, events_dir).await?;
     let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
     if !work.table_exist(EVENTS_TABLE)? {
         return Ok(warnings);
@@ -859,12 +849,7 @@ async fn typed_input(work: &SessionContext) -> Result<Option<(Expr, BTreeSet<Str
     use datafusion::logical_expr::LogicalPlan;
     let mut any: Option<Expr> = None;
     let mut columns = BTreeSet::new();
-    for (table, _, sql) in TYPED {
-        let plan = work
-            .sql(sql)
-            .await
-            .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
-            .into_optimized_plan()?;
+    for plan in typed_plans(work).await? {
         let mut scans = Vec::new();
         plan.apply(|node| {
             if let LogicalPlan::TableScan(scan) = node
