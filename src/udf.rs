@@ -332,7 +332,7 @@ struct SessionId {
 impl SessionId {
     fn new() -> SessionId {
         SessionId {
-            signature: Signature::any(3, Volatility::Immutable),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }
@@ -648,6 +648,22 @@ mod tests {
         );
         // Several sessions per user, so ids really change mid-partition.
         assert!(cells[1] > 20, "{got:?}");
+
+        // Wrong argument types do not plan.
+        for bad in [
+            "SELECT session_id('1', g, id) OVER () FROM t",
+            "SELECT session_id(ts, ts, id) OVER () FROM t",
+            "SELECT session_id(ts, g) OVER () FROM t",
+        ] {
+            let err = match ctx.sql(bad).await {
+                Ok(df) => df.collect().await.map(|_| ()).unwrap_err(),
+                Err(e) => e,
+            };
+            assert!(
+                err.to_string().contains("session_id(session_seq"),
+                "{bad}: {err}"
+            );
+        }
 
         // The unbounded path (one whole partition at once) agrees.
         let mut eval = SessionId::new()
