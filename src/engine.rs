@@ -126,12 +126,7 @@ impl Engine {
         }
         let mut ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         datafusion_functions_json::register_all(&mut ctx)?;
-        for f in crate::udf::aggregates() {
-            ctx.register_udaf(f);
-        }
-        for f in crate::udf::windows() {
-            ctx.register_udwf(f);
-        }
+        crate::udf::register_all(&ctx);
         Ok(ctx)
     }
 

@@ -24,6 +24,16 @@ use datafusion::logical_expr::{
     Signature, Volatility, WindowUDF, WindowUDFImpl,
 };
 
+/// Register every function evlake adds in `ctx`.
+pub fn register_all(ctx: &datafusion::prelude::SessionContext) {
+    for f in aggregates() {
+        ctx.register_udaf(f);
+    }
+    for f in windows() {
+        ctx.register_udwf(f);
+    }
+}
+
 /// `first_non_null_by` and `last_non_null_by`.
 pub fn aggregates() -> Vec<AggregateUDF> {
     vec![

@@ -299,12 +299,7 @@ mod tests {
 
     async fn ctx_with(rows: &[Row]) -> SessionContext {
         let ctx = SessionContext::new();
-        for f in crate::udf::aggregates() {
-            ctx.register_udaf(f);
-        }
-        for f in crate::udf::windows() {
-            ctx.register_udwf(f);
-        }
+        crate::udf::register_all(&ctx);
         let batch = bronze(rows);
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
         ctx.register_table("bronze_events", Arc::new(table))

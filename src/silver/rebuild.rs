@@ -392,7 +392,7 @@ async fn compute(
                 r
             },
             async {
-                let r = typed_tables(typed_work, &dirs.root, &dirs.touched_events, None).await;
+                let r = all_typed_tables(typed_work, &dirs.root, &dirs.touched_events).await;
                 trace("typed tables written");
                 r
             }
@@ -465,7 +465,7 @@ async fn compute(
                 merge_rewrite(
                     ctx,
                     &changed_events,
-                    new_events,
+                    Some(new_events),
                     EVENTS_TABLE,
                     "event_date",
                     &dirs.events
@@ -473,7 +473,7 @@ async fn compute(
                 merge_rewrite(
                     ctx,
                     &changed_sessions,
-                    new_sessions,
+                    Some(new_sessions),
                     SESSIONS_TABLE,
                     "session_date",
                     &dirs.sessions
@@ -482,42 +482,37 @@ async fn compute(
             trace("neighbours merged");
             e.and(s)
         };
-        // (Planned over the touched users' events, which typed_tables
-        // registers again, restricted to the dates it rewrites.)
-        register_events(typed_work, &dirs.touched_events).await?;
-        if typed_per_row(typed_work).await? {
-            let mut typed_dates = recompute.clone();
-            typed_dates.extend(&changed_events);
-            let typed = async {
-                let w = typed_tables(
-                    typed_work,
-                    &dirs.root,
-                    &dirs.touched_events,
-                    Some(&typed_dates),
-                )
-                .await?;
-                trace("typed tables of the touched users written");
-                // Every other user's built typed rows, all tables at once.
-                let mut copies = tokio::task::JoinSet::new();
-                for (table, _, _) in TYPED {
-                    let (ctx, days, out) =
-                        (ctx.clone(), changed_events.clone(), dirs.root.join(table));
-                    copies.spawn(async move {
-                        merge_rewrite(&ctx, &days, "", table, "event_date", &out).await
-                    });
-                }
-                while let Some(done) = copies.join_next().await {
-                    done.context("a typed-table copy panicked")??;
-                }
-                trace("typed tables written");
-                anyhow::Ok(w)
+        let mut typed_dates = recompute.clone();
+        typed_dates.extend(&changed_events);
+        let typed = async {
+            let Some(w) = typed_tables(
+                typed_work,
+                &dirs.root,
+                &dirs.touched_events,
+                Some(&typed_dates),
+            )
+            .await?
+            else {
+                return anyhow::Ok(None);
             };
-            let (m, t) = tokio::join!(merges, typed);
-            m?;
-            typed_early = Some(t?);
-        } else {
-            merges.await?;
-        }
+            trace("typed tables of the touched users written");
+            // Every other user's built typed rows, all tables at once.
+            let mut copies = tokio::task::JoinSet::new();
+            for (table, _, _) in TYPED {
+                let (ctx, days, out) = (ctx.clone(), changed_events.clone(), dirs.root.join(table));
+                copies.spawn(async move {
+                    merge_rewrite(&ctx, &days, None, table, "event_date", &out).await
+                });
+            }
+            while let Some(done) = copies.join_next().await {
+                done.context("a typed-table copy panicked")??;
+            }
+            trace("typed tables written");
+            Ok(Some(w))
+        };
+        let (m, t) = tokio::join!(merges, typed);
+        m?;
+        typed_early = t?;
     }
     move_recomputed(dirs, recompute)?;
     trace("neighbours compared and merged");
@@ -525,7 +520,7 @@ async fn compute(
     let warnings = match typed_early {
         Some(w) => w,
         None => {
-            let w = typed_tables(typed_work, &dirs.root, &dirs.events, None).await?;
+            let w = all_typed_tables(typed_work, &dirs.root, &dirs.events).await?;
             trace("typed tables written");
             w
         }
@@ -543,12 +538,12 @@ async fn register_events(ctx: &SessionContext, dir: &Path) -> Result<()> {
 }
 
 /// Write, for the `changed` dates, the rows of `new` (the touched users'
-/// recomputed rows; `""` for none) plus the rows of lake table `old` of
-/// every user not in MERGED, into `out`.
+/// recomputed rows, if any) plus the rows of lake table `old` of every
+/// user not in MERGED, into `out`.
 async fn merge_rewrite(
     ctx: &SessionContext,
     changed: &BTreeSet<Day>,
-    new: &str,
+    new: Option<&str>,
     old: &str,
     column: &str,
     out: &Path,
@@ -557,8 +552,8 @@ async fn merge_rewrite(
         return Ok(());
     }
     let mut parts = Vec::new();
-    for table in [new, old] {
-        if !table.is_empty() && ctx.table_exist(table)? {
+    for table in new.into_iter().chain([old]) {
+        if ctx.table_exist(table)? {
             let others = if table == old {
                 format!(
                     " AND NOT EXISTS (SELECT 1 FROM {MERGED} r \
@@ -592,21 +587,6 @@ async fn typed_plans(work: &SessionContext) -> Result<Vec<datafusion::logical_ex
         );
     }
     Ok(plans)
-}
-
-/// Is every typed query a per-row function of `events` (only
-/// projections, filters and unions over it: no aggregate, window, join,
-/// sort or limit)? Then a date's typed rows split by user like its events.
-async fn typed_per_row(work: &SessionContext) -> Result<bool> {
-    if !work.table_exist(EVENTS_TABLE)? {
-        return Ok(false);
-    }
-    for plan in typed_plans(work).await? {
-        if !per_row(&plan)? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// Does `plan` map each input row to at most one output row, on its own?
@@ -779,6 +759,9 @@ fn move_recomputed(dirs: &Staged, recompute: &BTreeSet<Day>) -> Result<()> {
 /// Build every typed table from the events under `events_dir` into
 /// `root/<table>`, all at once (one's single-threaded phases, planning and
 /// writing, overlap another's scan). Returns each table's warning count.
+/// With `touched_of`, only those dates are read (the touched users' rows,
+/// whose typed rows join every other user's built ones), and only if every
+/// typed query is per-row: otherwise nothing is written and `None` says so.
 ///
 /// Each typed query reads a few event types, but a scan of `events`
 /// decompresses every page of the columns it reads, whatever its filter:
@@ -789,16 +772,16 @@ async fn typed_tables(
     work: &SessionContext,
     root: &Path,
     events_dir: &Path,
-    dates: Option<&BTreeSet<Day>>,
-) -> Result<BTreeMap<String, u64>> {
+    touched_of: Option<&BTreeSet<Day>>,
+) -> Result<Option<BTreeMap<String, u64>>> {
     let _ = work.deregister_table(EVENTS_TABLE)?;
     engine::push_filters_into_scans(work);
     register_events(work, events_dir).await?;
     let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
     if !work.table_exist(EVENTS_TABLE)? {
-        return Ok(warnings);
+        return Ok(touched_of.is_none().then_some(warnings));
     }
-    if let Some(dates) = dates {
+    if let Some(dates) = touched_of {
         let only = work
             .table(EVENTS_TABLE)
             .await?
@@ -807,9 +790,13 @@ async fn typed_tables(
         work.register_table(EVENTS_TABLE, only.into_view())?;
     }
     let stored = work.table(EVENTS_TABLE).await?;
-    let Some((filter, columns)) = typed_input(work).await? else {
+    let input = typed_input(work).await?;
+    if touched_of.is_some() && !input.per_row {
+        return Ok(None);
+    }
+    let Some((filter, columns)) = input.read else {
         // Some typed query reads every event: each scans on its own.
-        return typed_tables_over_events(work, root).await;
+        return Ok(Some(typed_tables_over_events(work, root).await?));
     };
     let wanted = stored.filter(filter)?;
     let chunks = date_chunks(&wanted, events_dir, row_budget(work, TYPED_ROW_BYTES)).await?;
@@ -825,7 +812,18 @@ async fn typed_tables(
             *warnings.entry(table).or_default() += n;
         }
     }
-    Ok(warnings)
+    Ok(Some(warnings))
+}
+
+/// [`typed_tables`] of every row under `events_dir`.
+async fn all_typed_tables(
+    work: &SessionContext,
+    root: &Path,
+    events_dir: &Path,
+) -> Result<BTreeMap<String, u64>> {
+    typed_tables(work, root, events_dir, None)
+        .await?
+        .context("typed tables over every row always run")
 }
 
 /// Per row a typed query reads (ids, a 64-character session id, the
@@ -841,15 +839,26 @@ fn row_budget(work: &SessionContext, row_bytes: usize) -> usize {
     }
 }
 
-/// What the typed queries read from `events`: the OR of each query's
-/// filters on it, and the union of the columns they read. `None` when
-/// some query reads `events` unfiltered.
-async fn typed_input(work: &SessionContext) -> Result<Option<(Expr, BTreeSet<String>)>> {
+/// What the typed queries read from `events`, from their plans.
+struct TypedInput {
+    /// The OR of each query's filters on `events`, and the union of the
+    /// columns they read; `None` when some query reads it unfiltered.
+    read: Option<(Expr, BTreeSet<String>)>,
+    /// Every query is a per-row function of `events` (only projections,
+    /// filters and unions over it: no aggregate, window, join, sort or
+    /// limit), so a date's typed rows split by user like its events.
+    per_row: bool,
+}
+
+async fn typed_input(work: &SessionContext) -> Result<TypedInput> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::LogicalPlan;
     let mut any: Option<Expr> = None;
     let mut columns = BTreeSet::new();
+    let mut unfiltered = false;
+    let mut all_per_row = true;
     for plan in typed_plans(work).await? {
+        all_per_row &= per_row(&plan)?;
         let mut scans = Vec::new();
         plan.apply(|node| {
             if let LogicalPlan::TableScan(scan) = node
@@ -861,7 +870,8 @@ async fn typed_input(work: &SessionContext) -> Result<Option<(Expr, BTreeSet<Str
         })?;
         for scan in scans {
             let Some(all) = scan.filters.iter().cloned().reduce(Expr::and) else {
-                return Ok(None);
+                unfiltered = true;
+                continue;
             };
             any = Some(match any {
                 Some(a) => a.or(all),
@@ -875,7 +885,10 @@ async fn typed_input(work: &SessionContext) -> Result<Option<(Expr, BTreeSet<Str
             );
         }
     }
-    Ok(any.map(|f| (f, columns)))
+    Ok(TypedInput {
+        read: any.filter(|_| !unfiltered).map(|f| (f, columns)),
+        per_row: all_per_row,
+    })
 }
 
 /// Run every typed query over the registered `events` at once.
@@ -995,17 +1008,6 @@ fn appended_files(
     let Some(oldest) = since.values().min().copied() else {
         return Ok(BTreeMap::new());
     };
-    let live = state.tables.get(bronze::TABLE);
-    // A date where bronze files were removed since its build did not only
-    // grow.
-    let removed: BTreeSet<String> = since
-        .iter()
-        .filter(|(p, built)| {
-            live.and_then(|t| t.get(*p))
-                .is_some_and(|s| s.last_removal > **built)
-        })
-        .map(|(p, _)| p.clone())
-        .collect();
     // Only the commits that added bronze rows since: the state lists them
     // (as it does for snapshot invalidation), so the (large) derived
     // commits in between are not read.
@@ -1029,10 +1031,16 @@ fn appended_files(
     }
     let mut out = BTreeMap::new();
     for (partition, files) in added {
-        let all_live = live
+        // Only grew: every added file still live, none removed since the
+        // build.
+        let grew = state
+            .tables
+            .get(bronze::TABLE)
             .and_then(|t| t.get(&partition))
-            .is_some_and(|p| files.iter().all(|f| p.files.contains_key(f)));
-        if !removed.contains(&partition) && all_live {
+            .is_some_and(|p| {
+                p.last_removal <= since[&partition] && files.iter().all(|f| p.files.contains_key(f))
+            });
+        if grew {
             let day = crate::time::parse_date32(&partition).map_err(anyhow::Error::msg)?;
             out.insert(day, files);
         }
@@ -1226,7 +1234,7 @@ mod tests {
         let schema = Arc::new(events.schema().as_arrow().clone());
         let stored = MemTable::try_new(schema, vec![vec![]]).unwrap();
         ctx.register_table(EVENTS_TABLE, Arc::new(stored)).unwrap();
-        assert!(typed_per_row(&ctx).await.unwrap());
+        assert!(typed_input(&ctx).await.unwrap().per_row);
         for (sql, want) in [
             (
                 "SELECT event_id, upper(user_id) AS u FROM events WHERE event_type = 'x'",
