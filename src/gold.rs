@@ -160,7 +160,14 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
             if table == METRICS_TABLE {
                 df = df.with_param_values(param.clone())?;
             }
-            derive::write_partitioned(df, &staging.join(table), "event_date", table).await?;
+            derive::write_partitioned(
+                df,
+                &staging.join(table),
+                "event_date",
+                table,
+                derive::Index::None,
+            )
+            .await?;
         }
         anyhow::Ok(())
     })?;

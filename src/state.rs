@@ -119,6 +119,39 @@ impl Model {
         format!("state_{}", self.name)
     }
 
+    /// The log's table name for the rows of `input` (a silver table) that
+    /// a snapshot's problems are about.
+    fn problems_table(&self, input: &str) -> String {
+        format!("{}.problems.{input}", self.table())
+    }
+
+    /// Where [`Model::problems_table`] lives: under `state/.problems/`, a
+    /// name no model can have.
+    fn problems_dir(&self, input: &str) -> String {
+        format!("{STATE_DIR}/.problems/{}/{input}", self.name)
+    }
+
+    /// The silver tables the `problems` query checks (named as is: the
+    /// events being checked) and consults (named with `_all`: every event
+    /// up to the question's time).
+    fn problem_tables(&self) -> (Vec<&'static str>, Vec<&'static str>) {
+        let Some(sql) = &self.problems else {
+            return (Vec::new(), Vec::new());
+        };
+        let tables = silver::all_tables();
+        let checked = tables
+            .iter()
+            .copied()
+            .filter(|t| mentions(sql, t))
+            .collect();
+        let context = tables
+            .iter()
+            .copied()
+            .filter(|t| mentions(sql, &format!("{t}_all")))
+            .collect();
+        (checked, context)
+    }
+
     /// Silver tables the model's queries mention.
     fn inputs(&self) -> Vec<&'static str> {
         silver::all_tables()
@@ -544,9 +577,14 @@ pub fn query(
             &format!("model `{}`: present", model.name),
         )
         .await?;
-        // The problems read every event up to as_of, the answer may not:
-        // check them while the answer is computed.
-        let (rows, problems) = tokio::join!(present.collect(), problems(&ctx, lake, model, q));
+        // The problems read events the answer may not: check them while
+        // the answer is computed.
+        let checks = problem_checks(&ctx, lake, &state, model, q, snapshot.as_ref()).await?;
+        trace("problem checks planned");
+        let (rows, problems) = tokio::join!(
+            present.collect(),
+            run_checks(&engine, model, q.key.as_deref(), checks)
+        );
         let (rows, problems) = (rows?, problems?);
         trace("state computed and problems checked");
         anyhow::Ok((rows, replayed, problems))
@@ -570,46 +608,157 @@ pub fn query(
     Ok((answer, batches))
 }
 
-/// The model's `problems` over every event up to the question's time
-/// (tables named with an `_all` suffix).
-async fn problems(
+/// One run of a model's `problems` query: the frame each table name it
+/// reads stands for.
+type Check = Vec<(String, DataFrame)>;
+
+/// The problem checks that answer `q` (registered in `ctx`, whose silver
+/// tables are the window replayed after `snapshot`).
+///
+/// Without a snapshot (or one written before snapshots kept their problem
+/// events), one check: the events up to as_of against themselves. From a
+/// snapshot that kept them, two, so no check reads every event's rows:
+/// the window's events against every event, and the snapshot's problem
+/// events against the window's (an event it reported can only be cleared
+/// by an event it did not see, and a valid snapshot saw every event up to
+/// its time).
+async fn problem_checks(
     ctx: &SessionContext,
     lake: &Lake,
+    state: &LakeState,
     model: &Model,
     q: &Query,
-) -> Result<Vec<Problem>> {
-    let Some(sql) = &model.problems else {
+    snapshot: Option<&Snapshot>,
+) -> Result<Vec<Check>> {
+    if model.problems.is_none() {
         return Ok(Vec::new());
-    };
-    let window = Window {
+    }
+    let (checked, context) = model.problem_tables();
+    let every = Window {
         after: None,
         up_to: q.as_of,
         known_at: q.known_at,
     };
-    let tables: Vec<&'static str> = silver::all_tables()
-        .into_iter()
-        .filter(|t| mentions(sql, &format!("{t}_all")) || mentions(sql, t))
-        .collect();
-    for t in &tables {
-        // `ledger_all`: every event up to as_of; `ledger`: as registered.
-        if mentions(sql, &format!("{t}_all")) {
-            register_window(ctx, lake, &[t], window, "_all_").await?;
-            let _ = ctx.deregister_table(format!("{t}_all").as_str())?;
-            let view = ctx.table(format!("_all_{t}").as_str()).await?;
-            ctx.register_table(format!("{t}_all").as_str(), view.into_view())?;
+    let mut tables: Vec<&'static str> = checked.clone();
+    tables.extend(context.iter().filter(|t| !checked.contains(t)));
+    register_window(ctx, lake, &tables, every, "_all_").await?;
+    let all = |t: &str| ctx.table(format!("_all_{t}"));
+    let stored = match snapshot {
+        Some(s) if !checked.is_empty() => {
+            stored_problem_events(ctx, lake, state, model, &s.key, &checked).await?
         }
+        _ => None,
+    };
+    let (Some(snapshot), Some(stored)) = (snapshot, stored) else {
+        let mut check = Check::new();
+        for t in &checked {
+            check.push((t.to_string(), all(t).await?));
+        }
+        for t in &context {
+            check.push((format!("{t}_all"), all(t).await?));
+        }
+        return Ok(vec![check]);
+    };
+    let after = Window {
+        after: Some(snapshot.as_of_us),
+        up_to: q.as_of,
+        known_at: q.known_at,
+    };
+    register_window(ctx, lake, &tables, after, "_after_").await?;
+    let (mut window_check, mut stored_check) = (Check::new(), Check::new());
+    for t in &checked {
+        let window = ctx.table(format!("_after_{t}")).await?;
+        window_check.push((t.to_string(), window.clone()));
+        stored_check.push((t.to_string(), stored[*t].clone()));
     }
-    let batches = with_key(
-        ctx,
-        sql,
-        q.key.as_deref(),
-        &format!("model `{}`: problems", model.name),
-    )
-    .await?
-    .collect()
-    .await?;
+    for t in &context {
+        let window = ctx.table(format!("_after_{t}")).await?;
+        window_check.push((format!("{t}_all"), all(t).await?));
+        let seen = match stored.get(*t) {
+            Some(rows) => window.union(rows.clone())?,
+            None => window,
+        };
+        stored_check.push((format!("{t}_all"), seen));
+    }
+    Ok(vec![window_check, stored_check])
+}
+
+/// A snapshot's problem events, one frame per checked table with the
+/// columns of its window (`None` if the snapshot did not keep them).
+async fn stored_problem_events(
+    ctx: &SessionContext,
+    lake: &Lake,
+    state: &LakeState,
+    model: &Model,
+    key: &str,
+    checked: &[&'static str],
+) -> Result<Option<BTreeMap<&'static str, DataFrame>>> {
+    let mut out = BTreeMap::new();
+    for t in checked {
+        let Some(p) = state
+            .tables
+            .get(&model.problems_table(t))
+            .and_then(|p| p.get(key))
+        else {
+            return Ok(None);
+        };
+        let Some(file) = p.files.keys().next() else {
+            return Ok(None);
+        };
+        let name = format!("_stored_{t}");
+        register_files(ctx, &name, lake, file).await?;
+        // The window's columns, in its order (the file was written from it).
+        let window = ctx.table(*t).await?;
+        let columns: Vec<&str> = window
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        out.insert(
+            *t,
+            ctx.table(name.as_str()).await?.select_columns(&columns)?,
+        );
+    }
+    Ok(Some(out))
+}
+
+/// Run the model's `problems` query once per check, concurrently (each in
+/// its own session, its tables named as the query expects); the rows
+/// sorted and deduplicated.
+async fn run_checks(
+    engine: &Engine,
+    model: &Model,
+    key: Option<&str>,
+    checks: Vec<Check>,
+) -> Result<Vec<Problem>> {
+    let Some(sql) = &model.problems else {
+        return Ok(Vec::new());
+    };
+    let run = |check: Check| async move {
+        let ctx = engine.bare()?;
+        for (name, df) in check {
+            ctx.register_table(name.as_str(), df.into_view())?;
+        }
+        let batches = with_key(&ctx, sql, key, &format!("model `{}`: problems", model.name))
+            .await?
+            .collect()
+            .await?;
+        to_problems(&batches)
+    };
+    let found = futures::future::try_join_all(checks.into_iter().map(run)).await?;
+    let mut out: Vec<Problem> = found.into_iter().flatten().collect();
+    out.sort_by(|a, b| {
+        (&a.event_id, &a.problem, &a.detail).cmp(&(&b.event_id, &b.problem, &b.detail))
+    });
+    out.dedup_by(|a, b| a.event_id == b.event_id && a.problem == b.problem && a.detail == b.detail);
+    Ok(out)
+}
+
+/// `problems` rows: (problem, event_id, detail), any types cast to text.
+fn to_problems(batches: &[RecordBatch]) -> Result<Vec<Problem>> {
     let mut out = Vec::new();
-    for b in &batches {
+    for b in batches {
         let col = |i: usize| {
             datafusion::arrow::compute::cast(
                 b.column(i),
@@ -650,16 +799,38 @@ async fn register_snapshot(
         .get(&model.table())
         .and_then(|t| t.get(as_of))
         .context("snapshot vanished")?;
-    let dir = lake.path(p.files.keys().next().context("empty snapshot")?);
-    let dir = dir.parent().context("snapshot file has no directory")?;
+    let file = p.files.keys().next().context("empty snapshot")?;
+    register_files(ctx, "_snapshot", lake, file).await
+}
+
+/// Register the Parquet files in the directory of `file` (lake-relative)
+/// as `name`.
+async fn register_files(ctx: &SessionContext, name: &str, lake: &Lake, file: &str) -> Result<()> {
+    let dir = lake.path(file);
+    let dir = dir.parent().context("a lake file has no directory")?;
     let url = format!("{}/", std::fs::canonicalize(dir)?.display());
     let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
         datafusion::datasource::file_format::parquet::ParquetFormat::default()
             .with_options(ctx.state().table_options().parquet.clone()),
     ))
     .with_file_extension(".parquet");
-    ctx.register_listing_table("_snapshot", &url, options, None, None)
+    ctx.register_listing_table(name, &url, options, None, None)
         .await?;
+    Ok(())
+}
+
+/// Write `df` to one Parquet file at `path`, even with no rows (the file
+/// then says there were none).
+async fn write_file(df: DataFrame, path: &std::path::Path) -> Result<()> {
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("failed to create `{}`", path.display()))?;
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+    for b in &batches {
+        w.write(b)?;
+    }
+    w.close()?;
     Ok(())
 }
 
@@ -697,6 +868,9 @@ pub struct SnapshotReport {
     pub from_snapshot: Option<UsedSnapshot>,
     pub events_replayed: u64,
     pub rows: u64,
+    /// What the model's `problems` query reports at `as_of` (the snapshot
+    /// keeps these events, see [`problem_checks`]).
+    pub problems: usize,
     pub version: u64,
     pub elapsed_ms: u64,
 }
@@ -738,7 +912,9 @@ pub fn snapshot(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let replayed = rt.block_on(async {
+    let (checked, _) = model.problem_tables();
+    let staged_problems = |t: &str| staging.join(format!("problems-{t}"));
+    let (replayed, problems) = rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
         let ctx = engine.bare()?;
         if let Some(s) = &from {
@@ -759,21 +935,55 @@ pub fn snapshot(
         )
         .await
         .context("writing the snapshot")?;
-        anyhow::Ok(replayed)
+        // Every problem at as_of, checked in full, and the rows of the
+        // events they are about: answers from this snapshot re-check only
+        // those against the events after it.
+        let every = Query {
+            as_of,
+            known_at: None,
+            key: None,
+            use_snapshots: false,
+        };
+        let checks = problem_checks(&ctx, lake, &state, model, &every, None).await?;
+        let problems = run_checks(&engine, model, None, checks).await?;
+        let ids: Vec<&str> = problems.iter().map(|p| p.event_id.as_str()).collect();
+        for t in &checked {
+            let rows = ctx.table(format!("_all_{t}")).await?.filter(
+                datafusion::prelude::col("event_id").in_list(
+                    ids.iter().map(|id| datafusion::prelude::lit(*id)).collect(),
+                    false,
+                ),
+            )?;
+            let dir = staged_problems(t).join(&part_dir);
+            std::fs::create_dir_all(&dir)?;
+            write_file(rows, &dir.join("part.parquet"))
+                .await
+                .with_context(|| format!("writing the snapshot's problem events ({t})"))?;
+        }
+        anyhow::Ok((replayed, problems.len()))
     })?;
     crate::fault::point("staged");
     let table = model.table();
-    let outputs = [Output {
+    let mut outputs = vec![Output {
         table: table.clone(),
         dir: format!("{STATE_DIR}/{}", model.name),
         staged,
         column: "as_of",
         partitions: BTreeSet::from([as_of_dir(as_of)]),
     }];
+    for t in &checked {
+        outputs.push(Output {
+            table: model.problems_table(t),
+            dir: model.problems_dir(t),
+            staged: staged_problems(t),
+            column: "as_of",
+            partitions: BTreeSet::from([as_of_dir(as_of)]),
+        });
+    }
     let mut commit = Commit::next(&state, "snapshot", processing_time);
     commit.settings.insert("model".into(), model.name.clone());
     commit.settings.insert("as_of".into(), as_of_text.clone());
-    let mut written = derive::replace_partitions(
+    let written = derive::replace_partitions(
         lake,
         &state,
         &mut commit,
@@ -788,7 +998,10 @@ pub fn snapshot(
         fingerprint: model.fingerprint(&silver_fp),
     });
     derive::finish_commit(lake, &commit, &staging)?;
-    let rows = written.pop().map_or(0, |w| w.rows);
+    let rows = written
+        .iter()
+        .find(|w| w.table == table)
+        .map_or(0, |w| w.rows);
     Ok(SnapshotReport {
         command: "snapshot",
         status: "committed",
@@ -801,6 +1014,7 @@ pub fn snapshot(
         }),
         events_replayed: replayed,
         rows,
+        problems,
         version: commit.version,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })

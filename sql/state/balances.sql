@@ -10,9 +10,13 @@
 --            columns) into one row per key;
 --   present  what `evlake state` prints, from `state`; $1 is --key (or NULL);
 --   history  the audit trail of one key ($1), over every event it reads.
--- Optionally `problems`: rows (problem, event_id, detail) worth reporting;
--- its tables are not limited to the window (`ledger_all` is every ledger
--- event up to the as-of time).
+-- Optionally `problems`: rows (problem, event_id, detail) worth reporting
+-- about the events it checks, named as is (`ledger`), consulting every
+-- event up to the as-of time, named with `_all` (`ledger_all`). An answer
+-- from a snapshot checks the events after it, and re-checks the snapshot's
+-- own problem events against those: a problem must be about an event of
+-- the checked table (`event_id`), and only an event the snapshot did not
+-- see may clear it.
 
 -- name: delta
 SELECT
@@ -69,7 +73,7 @@ SELECT
     'correction of an unknown event' AS problem,
     l.event_id,
     concat('corrects_event_id ', COALESCE(l.corrects_event_id, 'missing')) AS detail
-FROM ledger_all l
+FROM ledger l
 WHERE l.event_type = 'correction'
   AND NOT EXISTS (SELECT 1 FROM ledger_all c WHERE c.event_id = l.corrects_event_id)
 ORDER BY l.event_id;

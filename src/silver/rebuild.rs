@@ -378,6 +378,7 @@ async fn compute(
             &dirs.touched_sessions,
             "session_date",
             "silver sessions",
+            derive::Index::None,
         )
         .await
     };
@@ -572,7 +573,13 @@ async fn merge_rewrite(
         return Ok(());
     }
     let df = ctx.sql(&parts.join(" UNION ALL ")).await?;
-    derive::write_partitioned(df, out, column, "merged silver rows").await
+    // Typed tables carry a Bloom filter on event_id (see typed_table).
+    let index = if TYPED.iter().any(|(t, _, _)| *t == old) {
+        derive::Index::EventIds
+    } else {
+        derive::Index::None
+    };
+    derive::write_partitioned(df, out, column, "merged silver rows", index).await
 }
 
 /// Every typed query's optimized plan over the registered `events`.
@@ -636,7 +643,14 @@ async fn write_events(
     let (keys, chunks) = if in_memory {
         (keys.cache().await?, vec![None])
     } else {
-        derive::write_partitioned(keys, &dirs.keys, "event_date", "silver session keys").await?;
+        derive::write_partitioned(
+            keys,
+            &dirs.keys,
+            "event_date",
+            "silver session keys",
+            derive::Index::None,
+        )
+        .await?;
         let staged = "_silver_session_keys";
         engine::register_partitioned(work, staged, &dirs.keys, "event_date", None, Vec::new())
             .await?;
@@ -661,6 +675,7 @@ async fn write_events(
             &dirs.touched_events,
             "event_date",
             "silver events",
+            derive::Index::None,
         )
         .await?;
     }
@@ -939,6 +954,9 @@ async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) 
         out,
         "event_date",
         &format!("silver {table}"),
+        // Lookups by event id: a correction's target (`balances`'
+        // problems), `history`'s join, ad-hoc queries.
+        derive::Index::EventIds,
     )
     .await?;
     Ok(n.max(0) as u64)

@@ -167,6 +167,83 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
     assert_eq!(balances(&v), pairs(&[("A", "120.50"), ("B", "8.25")]));
 }
 
+/// The event ids of an answer's `problems`.
+fn problem_ids(v: &Value) -> Vec<&str> {
+    v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["event_id"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    run_lines(
+        &lake,
+        "b1.jsonl",
+        &[
+            ledger("d1", "deposit", "2024-03-10T09:00:00Z", "A", "100.00"),
+            // Corrects an event that does not exist at the snapshot's time:
+            // `d9` happens later (and is already in the lake).
+            correction("c1", "2024-03-10T10:00:00Z", "A", "d9", "-1.00"),
+            // Corrects an event that never exists.
+            correction("c2", "2024-03-10T11:00:00Z", "A", "nope", "-2.00"),
+            ledger("d9", "deposit", "2024-03-11T12:00:00Z", "A", "9.00"),
+            // After the snapshot: one correction of an event before it,
+            // one of an unknown event.
+            correction("c3", "2024-03-11T13:00:00Z", "A", "d1", "-3.00"),
+            correction("c4", "2024-03-11T14:00:00Z", "A", "gone", "-4.00"),
+        ],
+        "2024-03-12T02:00:00Z",
+    );
+    let s = ok(
+        &lake,
+        &["snapshot", "balances", "--as-of", "2024-03-10", "--json"],
+    );
+    assert_eq!(s["problems"], 2, "{s}");
+    for as_of in ["2024-03-11T00:30:00Z", "2024-03-11T12:30:00Z", "2024-03-11"] {
+        let a = state(&lake, "balances", as_of, &[]);
+        let b = state(&lake, "balances", as_of, &["--no-snapshot"]);
+        assert_eq!(a["snapshot"]["as_of"], "2024-03-10T23:59:59.999999Z", "{a}");
+        assert_eq!(a["problems"], b["problems"], "as of {as_of}");
+        assert_eq!(a["rows"], b["rows"], "as of {as_of}");
+    }
+    // Before d9: c1 and c2 are problems; once d9 happened, only c2; the
+    // new events add c4 (c3's event is before the snapshot).
+    let at = |t: &str| state(&lake, "balances", t, &[]);
+    assert_eq!(problem_ids(&at("2024-03-11T00:30:00Z")), ["c1", "c2"]);
+    assert_eq!(problem_ids(&at("2024-03-11T12:30:00Z")), ["c2"]);
+    assert_eq!(problem_ids(&at("2024-03-11")), ["c2", "c4"]);
+    // The snapshot keeps its problem events beside it.
+    assert!(lake.join("state/.problems/balances/ledger").is_dir());
+    // Typed tables carry a Bloom filter on event_id (the new events'
+    // check looks their targets up in every ledger file).
+    let dir = lake.join("silver/ledger/event_date=2024-03-10");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let reader = datafusion::parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap();
+    use datafusion::parquet::file::reader::FileReader;
+    let rg = reader.metadata().row_group(0);
+    let bloom: Vec<&str> = rg
+        .columns()
+        .iter()
+        .filter(|c| c.bloom_filter_offset().is_some())
+        .map(|c| c.column_path().string())
+        .map(|p| if p == "event_id" { "event_id" } else { "other" })
+        .collect();
+    assert_eq!(bloom, ["event_id"], "{}", file.display());
+}
+
 #[test]
 fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -449,6 +526,11 @@ fn property_a_snapshot_answer_equals_a_full_replay() {
                 }
                 assert_eq!(
                     a["rows"], b["rows"],
+                    "seed {seed}, {model} as of {as_of}, snapshot {}",
+                    a["snapshot"]
+                );
+                assert_eq!(
+                    a["problems"], b["problems"],
                     "seed {seed}, {model} as of {as_of}, snapshot {}",
                     a["snapshot"]
                 );
