@@ -127,6 +127,16 @@ impl Engine {
         let mut ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         datafusion_functions_json::register_all(&mut ctx)?;
         crate::udf::register_all(&ctx);
+        // These two rules move expressions they are told are cheap (struct
+        // field access, and datafusion-functions-json's functions, which
+        // say so) below filters, into the scan. A JSON lookup parses the
+        // document, so a typed table's `json_get_*(properties, …)` then ran
+        // on every event rather than on its event type's (13x the rows for
+        // purchases; that query alone ~3x faster without them).
+        for rule in ["extract_leaf_expressions", "push_down_leaf_projections"] {
+            let removed = ctx.remove_optimizer_rule(rule);
+            debug_assert!(removed, "no optimizer rule `{rule}`");
+        }
         Ok(ctx)
     }
 
@@ -354,5 +364,40 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
         E::Context(_, inner) => is_usage_error(inner),
         E::Diagnostic(_, inner) => is_usage_error(inner),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    /// A typed table's JSON lookups stay above its event-type filter: they
+    /// parse only the rows of that type.
+    #[tokio::test]
+    async fn json_lookups_are_not_moved_below_filters() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_type", DataType::Utf8, false),
+            Field::new("properties", DataType::Utf8, true),
+        ]));
+        let t = datafusion::datasource::MemTable::try_new(schema, vec![vec![]]).unwrap();
+        ctx.register_table("events", Arc::new(t)).unwrap();
+        let plan = ctx
+            .sql(
+                "SELECT json_get_str(properties, 'order_id') AS o FROM events \
+                 WHERE event_type = 'purchase'",
+            )
+            .await
+            .unwrap()
+            .into_optimized_plan()
+            .unwrap();
+        let text = plan.display_indent().to_string();
+        let (above, below) = text.split_once("Filter:").expect("a filter");
+        assert!(above.contains("json_get_str"), "{text}");
+        assert!(!below.contains("json_get_str"), "{text}");
     }
 }
