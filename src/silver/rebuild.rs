@@ -437,7 +437,24 @@ async fn compute(
                 derive::date_list(&compared)
             )
         };
-        if !compared.is_empty() {
+        // The recomputed dates' typed rows read only the touched events,
+        // which are final: extract them while the neighbours are compared.
+        let typed_recomputed = async {
+            if recompute.is_empty() {
+                return anyhow::Ok(Some(BTreeMap::new()));
+            }
+            typed_tables(
+                typed_work,
+                &dirs.root,
+                &dirs.touched_events,
+                Some(recompute),
+            )
+            .await
+        };
+        let compare = async {
+            if compared.is_empty() {
+                return anyhow::Ok((BTreeSet::new(), BTreeSet::new()));
+            }
             let event_cols = "event_date, event_id, session_id";
             let (new_e, old_e, new_s, old_s) = (
                 within(new_events, "event_date", event_cols, false),
@@ -449,9 +466,12 @@ async fn compute(
                 changed_dates(ctx, &new_e, &old_e, "event_date"),
                 changed_dates(ctx, &new_s, &old_s, "session_date")
             );
-            (changed_events, changed_sessions) = (events?, sessions?);
             trace("neighbours compared");
-        }
+            Ok((events?, sessions?))
+        };
+        let (typed_recomputed, compared) = tokio::join!(typed_recomputed, compare);
+        (changed_events, changed_sessions) = compared?;
+        let typed_recomputed = typed_recomputed?;
         // A grown date is rewritten whatever its rows: its build must
         // record the bronze it has now read.
         changed_events.extend(grown);
@@ -483,19 +503,26 @@ async fn compute(
             trace("neighbours merged");
             e.and(s)
         };
-        let mut typed_dates = recompute.clone();
-        typed_dates.extend(&changed_events);
         let typed = async {
-            let Some(w) = typed_tables(
-                typed_work,
-                &dirs.root,
-                &dirs.touched_events,
-                Some(&typed_dates),
-            )
-            .await?
-            else {
+            let Some(mut w) = typed_recomputed else {
                 return anyhow::Ok(None);
             };
+            let rewritten: BTreeSet<Day> = changed_events.difference(recompute).copied().collect();
+            if !rewritten.is_empty() {
+                let Some(more) = typed_tables(
+                    typed_work,
+                    &dirs.root,
+                    &dirs.touched_events,
+                    Some(&rewritten),
+                )
+                .await?
+                else {
+                    return Ok(None);
+                };
+                for (table, n) in more {
+                    *w.entry(table).or_default() += n;
+                }
+            }
             trace("typed tables of the touched users written");
             // Every other user's built typed rows, all tables at once.
             let mut copies = tokio::task::JoinSet::new();
