@@ -61,10 +61,14 @@ pub fn print_report(r: &state::SnapshotReport) {
         Some(s) => format!("from the snapshot at {} plus ", s.as_of),
         None => String::new(),
     };
+    let problems = match r.problems {
+        0 => String::new(),
+        n => format!("; {n} problem(s) at that time, kept with it"),
+    };
     status(
         "Committed",
         format!(
-            "version {}: {} snapshot at {} ({} rows, {from}{} event(s) replayed)",
+            "version {}: {} snapshot at {} ({} rows, {from}{} event(s) replayed{problems})",
             r.version, r.model, r.as_of, r.rows, r.events_replayed
         ),
     );

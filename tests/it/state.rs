@@ -204,6 +204,14 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
         &["snapshot", "balances", "--as-of", "2024-03-10", "--json"],
     );
     assert_eq!(s["problems"], 2, "{s}");
+    // Written again (same time): the summary says so too.
+    let o = run(&lake, &["snapshot", "balances", "--as-of", "2024-03-10"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 problem(s) at that time, kept with it"),
+        "{}",
+        stderr(&o)
+    );
     for as_of in ["2024-03-11T00:30:00Z", "2024-03-11T12:30:00Z", "2024-03-11"] {
         let a = state(&lake, "balances", as_of, &[]);
         let b = state(&lake, "balances", as_of, &["--no-snapshot"]);
