@@ -314,7 +314,7 @@ pub struct UsedSnapshot {
     pub rows: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub problem: String,
     pub event_id: String,
@@ -751,7 +751,7 @@ async fn run_checks(
     out.sort_by(|a, b| {
         (&a.event_id, &a.problem, &a.detail).cmp(&(&b.event_id, &b.problem, &b.detail))
     });
-    out.dedup_by(|a, b| a.event_id == b.event_id && a.problem == b.problem && a.detail == b.detail);
+    out.dedup();
     Ok(out)
 }
 
@@ -819,18 +819,17 @@ async fn register_files(ctx: &SessionContext, name: &str, lake: &Lake, file: &st
     Ok(())
 }
 
-/// Write `df` to one Parquet file at `path`, even with no rows (the file
-/// then says there were none).
-async fn write_file(df: DataFrame, path: &std::path::Path) -> Result<()> {
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("failed to create `{}`", path.display()))?;
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
-    for b in &batches {
-        w.write(b)?;
-    }
-    w.close()?;
+/// Write `df` as one Parquet file in `dir` (created), with the session's
+/// options; DataFusion writes the file even with no rows (it then says
+/// there were none).
+async fn write_file(df: DataFrame, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    df.write_parquet(
+        &dir.join("part.parquet").display().to_string(),
+        datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+        None,
+    )
+    .await?;
     Ok(())
 }
 
@@ -926,15 +925,9 @@ pub fn snapshot(
             known_at: None,
         };
         let (df, replayed) = combined(&ctx, lake, model, window, from.is_some()).await?;
-        let dir = staged.join(&part_dir);
-        std::fs::create_dir_all(&dir)?;
-        df.write_parquet(
-            &dir.join("part.parquet").display().to_string(),
-            datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
-            None,
-        )
-        .await
-        .context("writing the snapshot")?;
+        write_file(df, &staged.join(&part_dir))
+            .await
+            .context("writing the snapshot")?;
         // Every problem at as_of, checked in full, and the rows of the
         // events they are about: answers from this snapshot re-check only
         // those against the events after it.
@@ -954,9 +947,7 @@ pub fn snapshot(
                     false,
                 ),
             )?;
-            let dir = staged_problems(t).join(&part_dir);
-            std::fs::create_dir_all(&dir)?;
-            write_file(rows, &dir.join("part.parquet"))
+            write_file(rows, &staged_problems(t).join(&part_dir))
                 .await
                 .with_context(|| format!("writing the snapshot's problem events ({t})"))?;
         }

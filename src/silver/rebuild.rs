@@ -600,13 +600,18 @@ async fn merge_rewrite(
         return Ok(());
     }
     let df = ctx.sql(&parts.join(" UNION ALL ")).await?;
-    // Typed tables carry a Bloom filter on event_id (see typed_table).
-    let index = if TYPED.iter().any(|(t, _, _)| *t == old) {
+    derive::write_partitioned(df, out, column, "merged silver rows", index_of(old)).await
+}
+
+/// How silver table `table`'s files are written: typed tables carry a
+/// Bloom filter on event_id, for lookups by event id (a correction's
+/// target in `balances`' problems, `history`'s join, ad-hoc queries).
+fn index_of(table: &str) -> derive::Index {
+    if TYPED.iter().any(|(t, _, _)| *t == table) {
         derive::Index::EventIds
     } else {
         derive::Index::None
-    };
-    derive::write_partitioned(df, out, column, "merged silver rows", index).await
+    }
 }
 
 /// Every typed query's optimized plan over the registered `events`.
@@ -981,9 +986,7 @@ async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) 
         out,
         "event_date",
         &format!("silver {table}"),
-        // Lookups by event id: a correction's target (`balances`'
-        // problems), `history`'s join, ad-hoc queries.
-        derive::Index::EventIds,
+        index_of(table),
     )
     .await?;
     Ok(n.max(0) as u64)

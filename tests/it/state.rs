@@ -271,6 +271,15 @@ fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
         &["snapshot", "balances", "--as-of", "2024-03-11", "--json"],
     );
     assert_eq!(s["rows"], 1);
+    // No problems: the snapshot still keeps a (row-less) file saying so.
+    assert_eq!(s["problems"], 0);
+    let kept = lake.join("state/.problems/balances/ledger/as_of=20240311T235959.999999Z");
+    assert_eq!(
+        std::fs::read_dir(&kept).unwrap().count(),
+        1,
+        "{}",
+        kept.display()
+    );
     let v = state(&lake, "balances", "2024-03-12", &[]);
     assert_eq!(v["snapshot"]["as_of"], "2024-03-11T23:59:59.999999Z", "{v}");
     assert_eq!(v["events_replayed"], 1, "only the event after the snapshot");
