@@ -430,8 +430,8 @@ impl WindowUDFImpl for SessionId {
 /// The current session's id, carried along the partition.
 #[derive(Debug, Default)]
 struct CarrySessionId {
-    /// The session number of the previous row.
-    seq: Option<i64>,
+    /// The session number of the previous row (`None`: no row yet).
+    seq: Option<Option<i64>>,
     /// Its session's id.
     current: Option<String>,
 }
@@ -439,8 +439,8 @@ struct CarrySessionId {
 impl CarrySessionId {
     fn step(&mut self, values: &[ArrayRef], i: usize) {
         let seq = number_at(&values[0], i);
-        if self.current.is_none() || seq != self.seq {
-            self.seq = seq;
+        if self.seq != Some(seq) {
+            self.seq = Some(seq);
             self.current = match (seq, text_at(&values[1], i), text_at(&values[2], i)) {
                 (Some(_), Some(user), Some(event)) => Some(session_id_of(user, event)),
                 _ => None,
@@ -688,6 +688,18 @@ mod tests {
         assert_eq!(out.value(1), session_id_of("u", "e1"));
         assert_eq!(out.value(2), session_id_of("u", "e3"));
         assert!(out.is_null(3));
+        // A session whose first row lacks its user is NULL throughout (as
+        // documented), not the id of its second row.
+        let mut eval = SessionId::new()
+            .partition_evaluator(PartitionEvaluatorArgs::default())
+            .unwrap();
+        let seq: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), Some(1), Some(2)]));
+        let user: ArrayRef = Arc::new(StringArray::from(vec![None, Some("u"), Some("u")]));
+        let event: ArrayRef = Arc::new(StringArray::from(vec!["e1", "e2", "e3"]));
+        let out = eval.evaluate_all(&[seq, user, event], 3).unwrap();
+        let out = out.as_string::<i32>();
+        assert!(out.is_null(0) && out.is_null(1), "{out:?}");
+        assert_eq!(out.value(2), session_id_of("u", "e3"));
         // hashlib.sha256(b"u\x1fe1").hexdigest()
         assert_eq!(
             session_id_of("u", "e1"),
