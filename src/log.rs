@@ -26,6 +26,12 @@ pub const FORMAT: u32 = 1;
 /// unreadable checkpoint is ignored (the log is replayed instead).
 pub const CHECKPOINT_EVERY: u64 = 50;
 
+/// A checkpoint is also written sooner, once the commits after the newest
+/// one add up to more bytes than it (and at least this many): a few full
+/// rebuilds, each listing every file it replaced, would otherwise make
+/// every command read more log than the whole state.
+pub const CHECKPOINT_TAIL_BYTES: u64 = 256 * 1024;
+
 /// The on-disk format version of checkpoint files.
 const CHECKPOINT_FORMAT: u32 = 1;
 
@@ -194,11 +200,36 @@ pub fn write_checkpoint(lake: &Lake, state: &LakeState) -> Result<()> {
     lake::fsync_dir(&dir)
 }
 
+/// Whether `version` (just committed) is followed by a checkpoint: every
+/// [`CHECKPOINT_EVERY`] versions, or when the commits after the newest
+/// checkpoint outweigh it (see [`CHECKPOINT_TAIL_BYTES`]).
+fn checkpoint_due(lake: &Lake, version: u64) -> Result<bool> {
+    if version.is_multiple_of(CHECKPOINT_EVERY) {
+        return Ok(true);
+    }
+    let dir = lake.log_dir();
+    let (versions, checkpoints) = log_versions(lake)?;
+    let newest = checkpoints.iter().copied().filter(|v| *v <= version).max();
+    let size = |name: String| fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
+    let base = newest.map_or(0, |v| size(checkpoint_file_name(v)));
+    let tail: u64 = versions
+        .iter()
+        .filter(|v| newest.is_none_or(|c| **v > c) && **v <= version)
+        .map(|v| size(commit_file_name(*v)))
+        .sum();
+    Ok(tail > base.max(CHECKPOINT_TAIL_BYTES))
+}
+
 /// After committing `version`: write its checkpoint if one is due. A
 /// failure only costs later loads time, so it is a warning.
 fn checkpoint_if_due(lake: &Lake, version: u64) {
-    if !version.is_multiple_of(CHECKPOINT_EVERY) {
-        return;
+    match checkpoint_due(lake, version) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            eprintln!("warning: no checkpoint at version {version}: {e:#}");
+            return;
+        }
     }
     let written = LakeState::load(lake).and_then(|st| {
         if st.version != version {
@@ -575,6 +606,70 @@ mod tests {
         let at = read_checkpoint(&lake, CHECKPOINT_EVERY).unwrap();
         let commits = read_commits(&lake).unwrap();
         assert_eq!(at, LakeState::replay(&commits[..CHECKPOINT_EVERY as usize]));
+    }
+
+    #[test]
+    fn heavy_commits_bring_the_next_checkpoint_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        // Small commits: only the periodic checkpoint.
+        grow(&lake, 10);
+        assert_eq!(log_versions(&lake).unwrap().1, Vec::<u64>::new());
+        // Commits that each list many files (as a full rebuild does): a
+        // checkpoint once they outweigh the floor, then once they outweigh
+        // that checkpoint.
+        let heavy = |lake: &Lake| {
+            let st = LakeState::load(lake).unwrap();
+            let mut c = commit(&st, st.version + 1);
+            for f in 0..2000 {
+                c.add.push(FileAction::plain(
+                    "events",
+                    "2024-03-01",
+                    format!(
+                        "silver/events/event_date=2024-03-01/part-{}-{f:05}.parquet",
+                        c.version
+                    ),
+                    1,
+                    1,
+                ));
+            }
+            write_commit(lake, &c).unwrap();
+            let size = fs::metadata(lake.log_dir().join(commit_file_name(c.version)))
+                .unwrap()
+                .len();
+            (c.version, size)
+        };
+        let mut tail = 0;
+        let first = loop {
+            let (v, size) = heavy(&lake);
+            tail += size;
+            let (_, checkpoints) = log_versions(&lake).unwrap();
+            if tail > CHECKPOINT_TAIL_BYTES {
+                assert_eq!(checkpoints, vec![v], "tail {tail}");
+                break v;
+            }
+            assert!(
+                checkpoints.is_empty(),
+                "early checkpoint at {v} (tail {tail})"
+            );
+        };
+        assert!(first < CHECKPOINT_EVERY);
+        let base = fs::metadata(lake.log_dir().join(checkpoint_file_name(first)))
+            .unwrap()
+            .len();
+        let mut tail = 0;
+        loop {
+            let (v, size) = heavy(&lake);
+            tail += size;
+            let (_, checkpoints) = log_versions(&lake).unwrap();
+            if tail > base {
+                assert_eq!(checkpoints, vec![first, v]);
+                break;
+            }
+            assert_eq!(checkpoints, vec![first], "early checkpoint at {v}");
+        }
+        let replayed = LakeState::replay(&read_commits(&lake).unwrap());
+        assert_eq!(LakeState::load(&lake).unwrap(), replayed);
     }
 
     #[test]
