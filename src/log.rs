@@ -65,6 +65,14 @@ pub struct Commit {
     /// Derived partitions this commit (re)built, and from what.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub builds: Vec<Build>,
+    /// `ingest` only: for every `bronze_events` partition it added rows
+    /// to, how many of them repeat an `event_id` already on that date
+    /// (committed before, or earlier in the run). A partition a commit
+    /// added rows to but does not list was not counted (commits written
+    /// before this field, `reconcile`). Silver skips looking for rows that
+    /// share an id with the new ones where every count is 0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resends: BTreeMap<String, u64>,
 }
 
 impl Commit {
@@ -83,6 +91,7 @@ impl Commit {
             watermark: state.watermark.map(crate::time::format_micros),
             settings: BTreeMap::new(),
             builds: Vec::new(),
+            resends: BTreeMap::new(),
         }
     }
 }

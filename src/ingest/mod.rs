@@ -658,6 +658,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         })
         .collect();
     commit.add = adds;
+    commit.resends = resends
+        .iter()
+        .map(|(date, n)| (time::format_date32(*date), *n))
+        .collect();
     commit.max_event_time = max_event_time.map(time::format_micros);
     commit.watermark =
         late::advance_watermark(state.watermark, max_event_time, opts.watermark_delay)

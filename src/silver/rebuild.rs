@@ -1028,6 +1028,15 @@ struct LakeStats<'a> {
     ctx: &'a SessionContext,
 }
 
+/// The bronze files a grown date gained since its silver build.
+#[derive(Debug, Default)]
+struct Appended {
+    files: Vec<String>,
+    /// Every commit that added them counted their re-sends, and found
+    /// none: no new row shares an `event_id` with another row of the date.
+    no_resends: bool,
+}
+
 /// The dirty dates whose bronze only grew since their silver build, with
 /// the bronze files added since: dirty for one reason only (bronze
 /// changed; not the SQL or settings, not restated), no bronze file of the
@@ -1037,7 +1046,7 @@ fn appended_files(
     state: &LakeState,
     dirty: &[dirty::DirtyPartition],
     restated: &BTreeSet<Day>,
-) -> Result<BTreeMap<Day, Vec<String>>> {
+) -> Result<BTreeMap<Day, Appended>> {
     let mut since: BTreeMap<String, u64> = BTreeMap::new();
     for p in dirty {
         let [
@@ -1059,26 +1068,36 @@ fn appended_files(
     // Only the commits that added bronze rows since: the state lists them
     // (as it does for snapshot invalidation), so the (large) derived
     // commits in between are not read.
-    let mut added: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut added: BTreeMap<String, Appended> = BTreeMap::new();
     for &(v, _) in state
         .bronze_min_event_times
         .iter()
         .filter(|(v, _)| *v > oldest)
     {
         let c = log::read_commit(lake, v)?;
+        let mut partitions = BTreeSet::new();
         for f in c
             .add
             .iter()
             .filter(|f| f.table == bronze::TABLE && since.get(&f.partition).is_some_and(|b| v > *b))
         {
-            added
+            let a = added
                 .entry(f.partition.clone())
-                .or_default()
-                .push(f.path.clone());
+                .or_insert_with(|| Appended {
+                    files: Vec::new(),
+                    no_resends: true,
+                });
+            a.files.push(f.path.clone());
+            partitions.insert(f.partition.as_str());
+        }
+        for p in partitions {
+            let a = added.get_mut(p).expect("just added");
+            a.no_resends &= c.resends.get(p) == Some(&0);
         }
     }
     let mut out = BTreeMap::new();
-    for (partition, files) in added {
+    for (partition, appended) in added {
+        let files = &appended.files;
         // Only grew: every added file still live, none removed since the
         // build.
         let grew = state
@@ -1090,7 +1109,7 @@ fn appended_files(
             });
         if grew {
             let day = crate::time::parse_date32(&partition).map_err(anyhow::Error::msg)?;
-            out.insert(day, files);
+            out.insert(day, appended);
         }
     }
     Ok(out)
@@ -1098,18 +1117,21 @@ fn appended_files(
 
 /// On grown dates, the (user, date) pairs whose rows can change: the users
 /// of the new files' rows, and the users of rows that share an event_id
-/// with a new row that date (deduplication may now keep another copy).
+/// with a new row that date (deduplication may now keep another copy;
+/// not looked for where ingest counted no re-sends).
 async fn touched_pairs(
     ctx: &SessionContext,
     lake: &Lake,
-    appended: &BTreeMap<Day, Vec<String>>,
+    appended: &BTreeMap<Day, Appended>,
 ) -> Result<BTreeSet<(String, Day)>> {
     use datafusion::parquet::arrow::ProjectionMask;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut pairs = BTreeSet::new();
     let mut ids: BTreeSet<(String, Day)> = BTreeSet::new();
-    for (day, files) in appended {
-        for rel in files {
+    thread_local!(static T0: std::time::Instant = std::time::Instant::now());
+    T0.with(|_| ());
+    for (day, appended) in appended {
+        for rel in &appended.files {
             let path = lake.path(rel);
             let file = fs::File::open(&path)
                 .with_context(|| format!("failed to open `{}`", path.display()))?;
@@ -1131,16 +1153,23 @@ async fn touched_pairs(
                 let (users, events) = (text("user_id")?, text("event_id")?);
                 for i in 0..batch.num_rows() {
                     pairs.insert((users.value(i).to_string(), *day));
-                    ids.insert((events.value(i).to_string(), *day));
+                    if !appended.no_resends {
+                        ids.insert((events.value(i).to_string(), *day));
+                    }
                 }
             }
         }
     }
+    eprintln!(
+        "TMP read new files {:?} ({} ids)",
+        T0.with(|t| t.elapsed()),
+        ids.len()
+    );
     if ids.is_empty() {
         return Ok(pairs);
     }
     register_keyed_dates(ctx, NEW_IDS, "event_id", &ids)?;
-    let days: BTreeSet<Day> = appended.keys().copied().collect();
+    let days: BTreeSet<Day> = ids.iter().map(|(_, d)| *d).collect();
     let shared = ctx
         .sql(&format!(
             "SELECT DISTINCT arrow_cast(b.user_id, 'Utf8') AS u, arrow_cast(b.event_date, 'Int32') AS d \
@@ -1152,6 +1181,7 @@ async fn touched_pairs(
         .await?
         .collect()
         .await?;
+    eprintln!("TMP shared {:?}", T0.with(|t| t.elapsed()));
     for b in &shared {
         let (u, d) = (
             b.column(0).as_string::<i32>(),
