@@ -99,6 +99,27 @@ impl Engine {
 
     /// A session with evlake's settings and SQL functions but no tables.
     pub fn bare(&self) -> Result<SessionContext> {
+        self.session(|_| {})
+    }
+
+    /// A session for questions that read a few rows out of many small
+    /// files (`evlake state`: a key lookup across every date's ledger
+    /// file). It reads no page index (its files have a page or two per
+    /// column chunk, and the lookups' dynamic filters are IN lists the
+    /// page index cannot use) and reads 64 KiB, not 512, at each file's end
+    /// for its footer (a silver file's footer is a few KiB; the default
+    /// read most of every ~0.5 MB ledger file just to open it).
+    pub fn lookups(&self) -> Result<SessionContext> {
+        self.session(|o| {
+            o.execution.parquet.enable_page_index = false;
+            o.execution.parquet.metadata_size_hint = Some(64 << 10);
+        })
+    }
+
+    fn session(
+        &self,
+        tune: impl FnOnce(&mut datafusion::config::ConfigOptions),
+    ) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .with_information_schema(true);
@@ -124,6 +145,7 @@ impl Engine {
             options.execution.sort_spill_reservation_bytes = reserve;
             options.execution.sort_in_place_threshold_bytes = reserve;
         }
+        tune(options);
         let mut ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         datafusion_functions_json::register_all(&mut ctx)?;
         crate::udf::register_all(&ctx);
@@ -371,6 +393,26 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{Field, Schema};
+
+    /// A lookup session's tables read no page index and a short footer
+    /// (what `register_partitioned` hands the Parquet reader), and keep
+    /// every other setting of a plain session.
+    #[test]
+    fn lookup_sessions_skip_the_page_index_and_read_short_footers() {
+        let engine = Engine::new(&EngineOptions::default()).unwrap();
+        let (plain, lookups) = (engine.bare().unwrap(), engine.lookups().unwrap());
+        let (p, l) = (plain.state(), lookups.state());
+        let (p, l) = (
+            &p.table_options().parquet.global,
+            &l.table_options().parquet.global,
+        );
+        assert!(p.enable_page_index);
+        assert!(!l.enable_page_index);
+        assert_eq!(p.metadata_size_hint, Some(512 << 10));
+        assert_eq!(l.metadata_size_hint, Some(64 << 10));
+        assert!(!l.schema_force_view_types);
+        assert_eq!(l.compression, p.compression);
+    }
 
     /// A typed table's JSON lookups stay above its event-type filter: they
     /// parse only the rows of that type.

@@ -557,7 +557,7 @@ pub fn query(
         .build()?;
     let (batches, replayed, problems) = rt.block_on(async {
         let engine = Engine::new(engine_opts)?;
-        let ctx = engine.bare()?;
+        let ctx = engine.lookups()?;
         if let Some(s) = &snapshot {
             register_snapshot(&ctx, lake, &state, model, &s.key).await?;
         }
@@ -736,7 +736,7 @@ async fn run_checks(
         return Ok(Vec::new());
     };
     let run = |check: Check| async move {
-        let ctx = engine.bare()?;
+        let ctx = engine.lookups()?;
         for (name, df) in check {
             ctx.register_table(name.as_str(), df.into_view())?;
         }
