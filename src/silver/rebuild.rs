@@ -1029,7 +1029,7 @@ struct LakeStats<'a> {
 }
 
 /// The bronze files a grown date gained since its silver build.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Appended {
     files: Vec<String>,
     /// Every commit that added them counted their re-sends, and found
@@ -1128,8 +1128,6 @@ async fn touched_pairs(
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut pairs = BTreeSet::new();
     let mut ids: BTreeSet<(String, Day)> = BTreeSet::new();
-    thread_local!(static T0: std::time::Instant = std::time::Instant::now());
-    T0.with(|_| ());
     for (day, appended) in appended {
         for rel in &appended.files {
             let path = lake.path(rel);
@@ -1160,11 +1158,6 @@ async fn touched_pairs(
             }
         }
     }
-    eprintln!(
-        "TMP read new files {:?} ({} ids)",
-        T0.with(|t| t.elapsed()),
-        ids.len()
-    );
     if ids.is_empty() {
         return Ok(pairs);
     }
@@ -1181,7 +1174,6 @@ async fn touched_pairs(
         .await?
         .collect()
         .await?;
-    eprintln!("TMP shared {:?}", T0.with(|t| t.elapsed()));
     for b in &shared {
         let (u, d) = (
             b.column(0).as_string::<i32>(),

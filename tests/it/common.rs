@@ -47,13 +47,61 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Run and require exit 0, returning the `--json` summary if one was printed.
+/// Its stderr must be status lines only (a right-aligned verb, a space,
+/// then text), so no stray debugging output reaches a cron mail.
 pub fn ok(lake: &Path, args: &[&str]) -> Value {
     let o = run(lake, args);
     assert!(o.status.success(), "evlake {args:?} failed: {}", stderr(&o));
+    for line in stderr(&o).lines() {
+        assert!(
+            is_status_line(line),
+            "evlake {args:?}: not a status line on stderr: {line:?}"
+        );
+    }
     if args.contains(&"--json") {
         serde_json::from_slice(&o.stdout).expect("--json prints one JSON object")
     } else {
         Value::Null
+    }
+}
+
+/// `{verb:>12} {text}`: a capitalised verb (a word or two), right-aligned
+/// in 12 columns (or a word of 12 or more, unpadded), then a space; or an
+/// indented continuation line.
+pub fn is_status_line(line: &str) -> bool {
+    let verb_ok = |v: &str| {
+        v.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && v.chars().all(|c| c.is_ascii_alphabetic() || c == ' ')
+    };
+    let indent = line.len() - line.trim_start().len();
+    if indent > 0 && line.is_char_boundary(12) && line.len() > 13 && line.as_bytes()[12] == b' ' {
+        let verb = line[..12].trim_start();
+        if !verb.is_empty() && verb_ok(verb) {
+            return true;
+        }
+    }
+    let word = line.split(' ').next().unwrap_or("");
+    (indent == 0 && word.len() >= 12 && verb_ok(word)) || indent > 12
+}
+
+#[test]
+fn status_lines_are_told_from_stray_output() {
+    for ok in [
+        "   Committed version 3: 2 events",
+        "     Dry run would commit 166 events",
+        "    Snapshot from 2024-04-29",
+        "                 2024-03-15  12 rows",
+    ] {
+        assert!(is_status_line(ok), "{ok:?}");
+    }
+    for stray in [
+        "TMP read new files 2.2ms (2000 ids)",
+        "TMP shared 43ms",
+        "[src/silver/rebuild.rs:10] x = 3",
+        "warning: something",
+        "  lowercase verb here",
+    ] {
+        assert!(!is_status_line(stray), "{stray:?}");
     }
 }
 
