@@ -1075,7 +1075,6 @@ fn appended_files(
         .filter(|(v, _)| *v > oldest)
     {
         let c = log::read_commit(lake, v)?;
-        let mut partitions = BTreeSet::new();
         for f in c
             .add
             .iter()
@@ -1088,11 +1087,7 @@ fn appended_files(
                     no_resends: true,
                 });
             a.files.push(f.path.clone());
-            partitions.insert(f.partition.as_str());
-        }
-        for p in partitions {
-            let a = added.get_mut(p).expect("just added");
-            a.no_resends &= c.resends.get(p) == Some(&0);
+            a.no_resends &= c.resends.get(&f.partition) == Some(&0);
         }
     }
     let mut out = BTreeMap::new();
