@@ -10,6 +10,7 @@
 pub mod chunk;
 pub mod input;
 pub mod parse;
+pub mod scan;
 pub mod write;
 
 use std::collections::{BTreeMap, HashSet};

@@ -9,6 +9,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::scan::{self, Raw};
 use crate::time::{self, NaiveTimestamps, TimestampError};
 
 /// Why a line went to quarantine. The `as_str` names are a contract: they
@@ -146,7 +147,8 @@ impl Slot {
     }
 }
 
-/// A JSON object's members in order: key and raw value text.
+/// A JSON object's members in order: key and raw value text (serde_json's
+/// reading, for lines [`super::scan`] leaves to it).
 struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 struct Key<'a>(Cow<'a, str>);
@@ -206,25 +208,25 @@ fn json_type(raw: &str) -> &'static str {
     }
 }
 
-fn is_null(raw: &RawValue) -> bool {
-    raw.get() == "null"
+fn is_null(raw: &str) -> bool {
+    raw == "null"
 }
 
 /// Decode a JSON string value, borrowing when it has no escapes.
-fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let t = raw.get();
+fn as_str(raw: Raw<'_>) -> Option<Cow<'_, str>> {
+    let t = raw.text;
     let b = t.as_bytes();
     if b.first() != Some(&b'"') {
         return None;
     }
-    if !t.contains('\\') {
+    if !raw.escaped {
         return Some(Cow::Borrowed(&t[1..t.len() - 1]));
     }
     serde_json::from_str::<String>(t).ok().map(Cow::Owned)
 }
 
-fn type_error(slot: Slot, expected: &str, raw: &RawValue) -> Rejection {
-    let mut shown = raw.get().to_string();
+fn type_error(slot: Slot, expected: &str, raw: &str) -> Rejection {
+    let mut shown = raw.to_string();
     if shown.len() > 60 {
         let cut = (0..=57)
             .rev()
@@ -238,12 +240,12 @@ fn type_error(slot: Slot, expected: &str, raw: &RawValue) -> Rejection {
         format!(
             "`{}` must be {expected}, got {} {shown}",
             slot.name(),
-            json_type(raw.get())
+            json_type(raw)
         ),
     )
 }
 
-fn required_str<'a>(slot: Slot, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, Rejection> {
+fn required_str<'a>(slot: Slot, raw: Option<Raw<'a>>) -> Result<Cow<'a, str>, Rejection> {
     let raw = raw.ok_or_else(|| {
         let aliases = match slot {
             Slot::UserId => " (or `actor_id`)",
@@ -258,8 +260,8 @@ fn required_str<'a>(slot: Slot, raw: Option<&'a RawValue>) -> Result<Cow<'a, str
             ),
         )
     })?;
-    let s = as_str(raw).ok_or_else(|| type_error(slot, "a string", raw))?;
-    if s.trim().is_empty() {
+    let s = as_str(raw).ok_or_else(|| type_error(slot, "a string", &raw))?;
+    if s.chars().all(char::is_whitespace) {
         return Err(Rejection::new(
             Reason::MissingField,
             format!("required field `{}` is empty", slot.name()),
@@ -268,19 +270,16 @@ fn required_str<'a>(slot: Slot, raw: Option<&'a RawValue>) -> Result<Cow<'a, str
     Ok(s)
 }
 
-fn optional_str<'a>(
-    slot: Slot,
-    raw: Option<&'a RawValue>,
-) -> Result<Option<Cow<'a, str>>, Rejection> {
+fn optional_str<'a>(slot: Slot, raw: Option<Raw<'a>>) -> Result<Option<Cow<'a, str>>, Rejection> {
     match raw {
         None => Ok(None),
         Some(raw) => as_str(raw)
             .map(Some)
-            .ok_or_else(|| type_error(slot, "a string or null", raw)),
+            .ok_or_else(|| type_error(slot, "a string or null", &raw)),
     }
 }
 
-fn timestamp(raw: Option<&RawValue>, naive: NaiveTimestamps) -> Result<i64, Rejection> {
+fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Rejection> {
     let slot = Slot::EventTimestamp;
     let raw = raw.ok_or_else(|| {
         Rejection::new(
@@ -288,7 +287,7 @@ fn timestamp(raw: Option<&RawValue>, naive: NaiveTimestamps) -> Result<i64, Reje
             "required field `event_timestamp` (or `timestamp_utc`, `timestamp`) is missing or null",
         )
     })?;
-    let text = raw.get();
+    let text = raw.text;
     if let Some(s) = as_str(raw) {
         return time::parse_rfc3339_micros(&s, naive).map_err(|e| match e {
             TimestampError::WithoutOffset => Rejection::new(
@@ -306,7 +305,7 @@ fn timestamp(raw: Option<&RawValue>, naive: NaiveTimestamps) -> Result<i64, Reje
             type_error(
                 slot,
                 "an RFC 3339 string or integer epoch milliseconds",
-                raw,
+                &raw,
             )
         })?;
         return time::epoch_millis_to_micros(ms).ok_or_else(|| {
@@ -319,14 +318,14 @@ fn timestamp(raw: Option<&RawValue>, naive: NaiveTimestamps) -> Result<i64, Reje
     Err(type_error(
         slot,
         "an RFC 3339 string or integer epoch milliseconds",
-        raw,
+        &raw,
     ))
 }
 
 /// Do two values given for the same field (through aliases or a repeated
 /// key) mean the same thing?
-fn same_value(slot: Slot, a: &RawValue, b: &RawValue, naive: NaiveTimestamps) -> bool {
-    if a.get() == b.get() {
+fn same_value(slot: Slot, a: Raw<'_>, b: Raw<'_>, naive: NaiveTimestamps) -> bool {
+    if a.text == b.text {
         return true;
     }
     match slot {
@@ -336,8 +335,8 @@ fn same_value(slot: Slot, a: &RawValue, b: &RawValue, naive: NaiveTimestamps) ->
         ),
         Slot::Properties => matches!(
             (
-                serde_json::from_str::<serde_json::Value>(a.get()),
-                serde_json::from_str::<serde_json::Value>(b.get()),
+                serde_json::from_str::<serde_json::Value>(a.text),
+                serde_json::from_str::<serde_json::Value>(b.text),
             ),
             (Ok(x), Ok(y)) if x == y
         ),
@@ -351,56 +350,66 @@ pub fn parse_line<'a>(
     bytes: &'a [u8],
     opts: &ParseOptions,
 ) -> Result<Option<Event<'a>>, Rejection> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
+    // Trim ASCII whitespace as bytes (a UTF-8 continuation byte is never
+    // ASCII), then check the rest is UTF-8; offsets count from the line.
+    let lead = bytes.len() - bytes.trim_ascii_start().len();
+    let text = std::str::from_utf8(bytes.trim_ascii()).map_err(|e| {
         Rejection::new(
             Reason::InvalidUtf8,
             format!(
                 "line is not valid UTF-8 (bad byte at offset {})",
-                e.valid_up_to()
+                lead + e.valid_up_to()
             ),
         )
     })?;
-    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
     if text.is_empty() {
         return Ok(None);
     }
-    let members: Members<'a> = match serde_json::from_str(text) {
-        Ok(m) => m,
-        Err(e) => {
-            if !text.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
+    // Most lines take the one-pass scanner; serde_json reads the rest (and
+    // words the errors).
+    let members: Vec<scan::Member<'a>> = match scan::object_members(text) {
+        Some(m) => m,
+        None => match serde_json::from_str::<Members<'a>>(text) {
+            Ok(m) => {
+                m.0.into_iter()
+                    .map(|(k, v)| (k, Raw::new(v.get())))
+                    .collect()
+            }
+            Err(e) => {
+                if !text.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
+                    return Err(Rejection::new(
+                        Reason::NotAnObject,
+                        format!("line is a JSON {}, not an object", json_type(text)),
+                    ));
+                }
                 return Err(Rejection::new(
-                    Reason::NotAnObject,
-                    format!("line is a JSON {}, not an object", json_type(text)),
+                    Reason::InvalidJson,
+                    format!("invalid JSON: {e}"),
                 ));
             }
-            return Err(Rejection::new(
-                Reason::InvalidJson,
-                format!("invalid JSON: {e}"),
-            ));
-        }
+        },
     };
 
     let naive = opts.naive_timestamps;
-    let mut slots: [Option<(Cow<'a, str>, &'a RawValue)>; SLOTS] = Default::default();
-    let mut extra: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
-    for (key, raw) in members.0 {
+    let mut slots: [Option<(Cow<'a, str>, Raw<'a>)>; SLOTS] = Default::default();
+    let mut extra: Vec<(Cow<'a, str>, Raw<'a>)> = Vec::new();
+    for (key, raw) in members {
         let Some(slot) = Slot::of_key(&key) else {
             extra.push((key, raw));
             continue;
         };
-        if is_null(raw) {
+        if is_null(&raw) {
             continue;
         }
         match &slots[slot as usize] {
             None => slots[slot as usize] = Some((key, raw)),
             Some((first_key, first)) => {
-                if !same_value(slot, first, raw, naive) {
+                if !same_value(slot, *first, raw, naive) {
                     return Err(Rejection::new(
                         Reason::ConflictingFields,
                         format!(
                             "`{first_key}` is {} but `{key}` is {}",
-                            first.get(),
-                            raw.get()
+                            first.text, raw.text
                         ),
                     ));
                 }
@@ -418,8 +427,8 @@ pub fn parse_line<'a>(
     let source_system = optional_str(Slot::SourceSystem, get(Slot::SourceSystem))?;
     let properties = match get(Slot::Properties) {
         None => None,
-        Some(raw) if raw.get().starts_with('{') => Some(raw.get()),
-        Some(raw) => return Err(type_error(Slot::Properties, "an object or null", raw)),
+        Some(raw) if raw.starts_with('{') => Some(raw.text),
+        Some(raw) => return Err(type_error(Slot::Properties, "an object or null", &raw)),
     };
     if event_timestamp > opts.max_event_timestamp {
         return Err(Rejection::new(
@@ -440,7 +449,7 @@ pub fn parse_line<'a>(
             }
             s.push_str(&serde_json::to_string(k.as_ref()).expect("string serializes"));
             s.push(':');
-            s.push_str(v.get());
+            s.push_str(v.text);
         }
         s.push('}');
         s

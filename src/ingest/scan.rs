@@ -1,0 +1,430 @@
+//! The fast path of [`super::parse::parse_line`]: one JSON object line
+//! scanned and validated in a single pass without serde, giving each
+//! top-level member's key and raw value text exactly as serde_json's
+//! `RawValue` gives them.
+//!
+//! It accepts only what serde_json accepts (RFC 8259 with serde_json's
+//! rules: no control characters in strings, escapes checked, one leading
+//! zero, no trailing commas or trailing text). Whenever it is not sure, an
+//! escaped top-level key, nesting deeper than [`MAX_DEPTH`] or any error,
+//! it returns `None` and the caller asks serde_json, which then decides and
+//! words the error. A differential test checks it against serde_json on
+//! valid and mutated lines.
+
+use std::borrow::Cow;
+
+/// Deeper values go to serde_json (whose own limit is 128).
+const MAX_DEPTH: usize = 64;
+
+/// A top-level member: its key and its value.
+pub type Member<'a> = (Cow<'a, str>, Raw<'a>);
+
+/// A value's JSON text, and whether it is a string with escapes (so a
+/// string without can be borrowed from between its quotes unchecked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a> {
+    pub text: &'a str,
+    pub escaped: bool,
+}
+
+impl<'a> Raw<'a> {
+    /// A value read by serde_json: escapes looked for.
+    pub fn new(text: &'a str) -> Self {
+        Raw {
+            text,
+            escaped: text.starts_with('"') && memchr::memchr(b'\\', text.as_bytes()).is_some(),
+        }
+    }
+}
+
+impl std::ops::Deref for Raw<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.text
+    }
+}
+
+/// The members of `text` (one JSON object, surrounding whitespace
+/// allowed), in order, or `None` for serde_json to decide.
+pub fn object_members(text: &str) -> Option<Vec<Member<'_>>> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    s.ws();
+    s.eat(b'{')?;
+    let mut out = Vec::with_capacity(10);
+    s.ws();
+    if s.peek()? == b'}' {
+        s.i += 1;
+    } else {
+        loop {
+            let start = s.i + 1;
+            if s.string()? {
+                return None; // an escaped key: serde_json decodes it
+            }
+            let key = &text[start..s.i - 1];
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            let value = s.i;
+            let escaped = if s.peek()? == b'"' {
+                s.string()?
+            } else {
+                s.value(0)?;
+                false
+            };
+            let raw = Raw {
+                text: &text[value..s.i],
+                escaped,
+            };
+            out.push((Cow::Borrowed(key), raw));
+            s.ws();
+            match s.next()? {
+                b',' => s.ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    (s.i == s.b.len()).then_some(out)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// A string starting at the cursor; whether it had escapes.
+    fn string(&mut self) -> Option<bool> {
+        let b = self.b;
+        if b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let mut i = self.i + 1;
+        let mut escaped = false;
+        loop {
+            i = skip_plain(b, i);
+            match *b.get(i)? {
+                b'"' => {
+                    self.i = i + 1;
+                    return Some(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    match *b.get(i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                        b'u' => {
+                            if !b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.string()?;
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => self.ws(),
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => self.ws(),
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' => {
+                self.i += 1;
+                self.number()
+            }
+            b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + word.len())? != word {
+            return None;
+        }
+        self.i += word.len();
+        Some(())
+    }
+
+    /// `0|[1-9][0-9]*`, then an optional fraction and exponent, each with
+    /// at least one digit (the sign was taken).
+    fn number(&mut self) -> Option<()> {
+        match self.next()? {
+            b'0' => {
+                if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.i;
+        self.digits();
+        (self.i > start).then_some(())
+    }
+}
+
+/// The index of the first byte at or after `i` that needs attention inside
+/// a string: a quote, a backslash or a control character (8 bytes at a
+/// time), or `b.len()`.
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        let special = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if special != 0 {
+            // The lowest flagged byte is a real one (borrows only run
+            // upwards); the bytes before it are plain.
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    use std::fmt;
+
+    /// serde_json's answer: the members as `RawValue` text, or an error.
+    fn serde_members(text: &str) -> Result<Vec<(String, String)>, serde_json::Error> {
+        struct Members(Vec<(String, String)>);
+        impl<'de> serde::Deserialize<'de> for Members {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Members;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Members, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(k) = m.next_key::<String>()? {
+                            let v: &RawValue = m.next_value()?;
+                            out.push((k, v.get().to_string()));
+                        }
+                        Ok(Members(out))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        serde_json::from_str::<Members>(text).map(|m| m.0)
+    }
+
+    /// The scanner never accepts what serde_json rejects, and where it
+    /// accepts, it gives serde_json's members.
+    fn agrees(text: &str) -> bool {
+        let fast = object_members(text);
+        if let Some(fast) = &fast {
+            let fast: Vec<(String, String)> = fast
+                .iter()
+                .map(|(k, v)| {
+                    assert_eq!(v.escaped, Raw::new(v.text).escaped, "{text:?}");
+                    (k.to_string(), v.text.to_string())
+                })
+                .collect();
+            assert_eq!(
+                serde_members(text).ok(),
+                Some(fast),
+                "scanner accepted {text:?}"
+            );
+        }
+        fast.is_some()
+    }
+
+    const VALID: &[&str] = &[
+        r#"{"event_id":"e1","event_type":"purchase","event_timestamp":"2024-03-15T14:30:00.123+02:00","user_id":"u42","properties":{"order_id":"o9","amount":19.99,"currency":"EUR"}}"#,
+        r#"{}"#,
+        r#"  { "a" : 1 , "b":[1,2.5,-3e+7,0,-0.0e-1,{"x":[[]]}],"c":{"d":null,"e":true,"f":false} }  "#,
+        r#"{"s":"esc \" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00 \udead","k":"","e":[]}"#,
+        r#"{"a":"\u00e9t\u00E9","n":12345678901234567890.12e-300,"z":0}"#,
+        "{\"a\":\"caf\u{e9} \u{1F600}\",\"b\":1}",
+        r#"{"dup":1,"dup":2}"#,
+    ];
+
+    #[test]
+    fn accepts_valid_objects_as_serde_json_reads_them() {
+        for line in VALID {
+            assert!(agrees(line), "scanner declined {line:?}");
+        }
+    }
+
+    #[test]
+    fn declines_what_serde_json_rejects_or_decodes() {
+        for bad in [
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a":"\u12G4"}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":1}x"#,
+            r#"{"a":1}{}"#,
+            r#"{"a\n":1}"#,
+            r#"[1]"#,
+            r#""s""#,
+            r#"{"a":{"b":1}"#,
+            r#"{"a":"unterminated}"#,
+            r#"{a:1}"#,
+            r#"{"a":NaN}"#,
+            "",
+        ] {
+            assert!(!agrees(bad), "scanner accepted {bad:?}");
+        }
+        // Escaped keys and deep nesting are left to serde_json, which
+        // accepts these.
+        assert!(serde_members(r#"{"\u0061":1}"#).is_ok());
+        assert!(!agrees(r#"{"\u0061":1}"#));
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(serde_members(&deep).is_ok());
+        assert!(!agrees(&deep));
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_mutated_lines() {
+        // Every single-byte deletion, and replacements by bytes that matter
+        // to JSON, of every valid line: the scanner accepts only what
+        // serde_json accepts, with the same members.
+        let specials = b"\"\\{}[]:,.-+eE0190tfnu \t\x01x";
+        let mut accepted = 0;
+        let mut checked = 0;
+        for line in VALID {
+            let bytes = line.as_bytes();
+            for i in 0..bytes.len() {
+                let mut variants = vec![[&bytes[..i], &bytes[i + 1..]].concat()];
+                for &c in specials {
+                    let mut v = bytes.to_vec();
+                    v[i] = c;
+                    variants.push(v);
+                    let mut ins = bytes.to_vec();
+                    ins.insert(i, c);
+                    variants.push(ins);
+                }
+                for v in variants {
+                    if let Ok(text) = std::str::from_utf8(&v) {
+                        checked += 1;
+                        accepted += usize::from(agrees(text));
+                    }
+                }
+            }
+        }
+        assert!(checked > 20_000, "{checked}");
+        // Many mutants are still valid JSON and must take the fast path.
+        assert!(accepted > 1_000, "{accepted} of {checked}");
+    }
+}
