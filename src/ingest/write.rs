@@ -137,47 +137,55 @@ pub fn flush(buffer: Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
             side: &p.side,
         })
         .collect();
-    // Sort compact keys: (side, date) packed in one integer and the first
-    // 8 bytes of user_id big-endian, so most comparisons touch no string;
-    // the full user_id and event_id break the remaining ties.
+    // Sort compact keys: (side, date), the first 8 bytes of user_id
+    // big-endian and its length class packed in one integer, so most
+    // comparisons touch no string; the full user_id (when both are longer
+    // than 8 bytes and share the prefix) and the event_id break the rest.
     #[derive(Clone, Copy)]
     struct Key {
-        group: u64,
-        user_prefix: u64,
+        /// group (33 bits) | user prefix (64) | min(user length, 9) (4).
+        head: u128,
         ts: i64,
         batch: u32,
         row: u32,
     }
-    let prefix = |s: &str| {
+    const LONG: u128 = 9;
+    let head = |group: u64, user: &str| {
         let mut b = [0u8; 8];
-        let n = s.len().min(8);
-        b[..n].copy_from_slice(&s.as_bytes()[..n]);
-        u64::from_be_bytes(b)
+        let n = user.len().min(8);
+        b[..n].copy_from_slice(&user.as_bytes()[..n]);
+        // A user of 8 bytes or fewer is ordered by its zero-padded prefix
+        // then its length (a shorter one with the same padded prefix is a
+        // prefix of the longer, so sorts first, as the strings do).
+        (u128::from(group) << 68)
+            | (u128::from(u64::from_be_bytes(b)) << 4)
+            | (user.len() as u128).min(LONG)
     };
     let mut keys: Vec<Key> = cols
         .iter()
         .enumerate()
         .flat_map(|(b, c)| (0..c.ts.len()).map(move |r| (b, r, c)))
         .map(|(b, r, c)| Key {
-            group: (u64::from(c.side[r]) << 32) | (c.dates[r] as u32 as u64 ^ 0x8000_0000),
-            user_prefix: prefix(c.user.value(r)),
+            head: head(
+                (u64::from(c.side[r]) << 32) | (c.dates[r] as u32 as u64 ^ 0x8000_0000),
+                c.user.value(r),
+            ),
             ts: c.ts[r],
             batch: b as u32,
             row: r as u32,
         })
         .collect();
     keys.par_sort_unstable_by(|a, b| {
-        a.group
-            .cmp(&b.group)
-            .then_with(|| a.user_prefix.cmp(&b.user_prefix))
+        a.head
+            .cmp(&b.head)
             .then_with(|| {
-                let (ca, cb) = (&cols[a.batch as usize], &cols[b.batch as usize]);
-                let (ua, ub) = (ca.user.value(a.row as usize), cb.user.value(b.row as usize));
-                if ua.len() <= 8 && ub.len() <= 8 {
-                    ua.len().cmp(&ub.len())
-                } else {
-                    ua.cmp(ub)
+                if a.head & 0xF != LONG {
+                    return std::cmp::Ordering::Equal;
                 }
+                let (ca, cb) = (&cols[a.batch as usize], &cols[b.batch as usize]);
+                ca.user
+                    .value(a.row as usize)
+                    .cmp(cb.user.value(b.row as usize))
             })
             .then_with(|| a.ts.cmp(&b.ts))
             .then_with(|| {
@@ -283,6 +291,94 @@ mod tests {
     use crate::time::NaiveTimestamps;
     use datafusion::arrow::array::Array;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// Users that tie on the sort key's 8-byte prefix (shorter and longer
+    /// ones, long ones differing after it, a NUL byte that zero padding
+    /// must not confuse) still come out ordered as (user_id, time,
+    /// event_id) strings order them.
+    #[test]
+    fn flush_orders_users_that_share_the_key_prefix_as_strings() {
+        let users = [
+            "abcdefgh",
+            "abcdefghz",
+            "abcdefgha",
+            "abc",
+            "abcd",
+            "ab\\u0000",
+            "ab",
+            "abcdefgh\\u0000",
+            "b",
+            "abcdefghij",
+            "a",
+        ];
+        let mut lines = Vec::new();
+        for (i, u) in users.iter().enumerate() {
+            for (j, minute) in [7, 3, 5].iter().enumerate() {
+                lines.push(format!(
+                    r#"{{"event_id":"e{}-{j}","event_type":"t","timestamp":"2024-03-15T10:{minute:02}:00Z","user_id":"{u}"}}"#,
+                    (i * 7) % 11
+                ));
+            }
+            // A tie on time: the event_id decides.
+            lines.push(format!(
+                r#"{{"event_id":"d{i}","event_type":"t","timestamp":"2024-03-15T10:05:00Z","user_id":"{u}"}}"#
+            ));
+        }
+        let chunk = Chunk {
+            seq: 0,
+            input: 0,
+            first_line: 1,
+            data: lines.join("\n").into_bytes(),
+        };
+        let lineage = Lineage {
+            batch_id: "b1".into(),
+            source_file: "f.jsonl".into(),
+        };
+        let opts = ParseOptions {
+            naive_timestamps: NaiveTimestamps::Reject,
+            max_event_timestamp: i64::MAX,
+        };
+        let rules = crate::late::LateRules {
+            watermark_before: None,
+            policy: crate::late::LatePolicy::Reopen,
+            allowed_lateness: 0,
+        };
+        let parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 1_710_600_000_000_000);
+        assert_eq!(parsed.events, lines.len() as u64);
+        let mut buf = Buffer::default();
+        buf.push(parsed.rows.unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let namer = FileNamer::new("r".into(), dir.path().to_path_buf());
+        let files = flush(buf, &namer).unwrap();
+        assert_eq!(files.len(), 1);
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0].staged).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+        let batch = reader.map(|b| b.unwrap()).next().unwrap();
+        let strings = |c: usize| -> Vec<String> {
+            batch
+                .column(c)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect()
+        };
+        let (user, id) = (strings(col::USER_ID), strings(col::EVENT_ID));
+        let ts = batch
+            .column(col::EVENT_TIMESTAMP)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .to_vec();
+        let got: Vec<(String, i64, String)> = (0..batch.num_rows())
+            .map(|i| (user[i].clone(), ts[i], id[i].clone()))
+            .collect();
+        let mut want = got.clone();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(user.contains(&"ab\0".to_string()));
+    }
 
     #[test]
     fn flush_sorts_and_splits_by_event_date() {
