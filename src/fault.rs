@@ -47,10 +47,10 @@ pub fn point(step: &str) {
 pub fn trace(started: std::time::Instant, phase: &str) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("EVLAKE_TRACE").is_some()) {
-        eprintln!(
+        crate::report::eline(format_args!(
             "{:>12} {phase} at {:.3}s",
             "Trace",
             started.elapsed().as_secs_f64()
-        );
+        ));
     }
 }

@@ -182,3 +182,13 @@ pub fn lateness_by_batch(commits: &[Commit]) -> Vec<LatenessRow> {
         })
         .collect()
 }
+
+/// Write one line to stderr with a single write: with padding, `eprintln!`
+/// writes a line in pieces (one per fill character), so lines from
+/// processes sharing a log (cron, `make -j`) could interleave mid-line.
+pub fn eline(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut text = line.to_string();
+    text.push('\n');
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}

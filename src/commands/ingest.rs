@@ -264,14 +264,14 @@ pub fn print_human(r: &IngestReport) {
         );
     }
     for e in &r.quarantine_examples {
-        eprintln!("{:>12} {e}", "");
+        crate::report::eline(format_args!("{:>12} {e}", ""));
     }
     if r.quarantined > r.quarantine_examples.len() as u64 {
-        eprintln!(
+        crate::report::eline(format_args!(
             "{:>12} ... {} more in the quarantine file",
             "",
             r.quarantined - r.quarantine_examples.len() as u64
-        );
+        ));
     }
     if let Some(l) = &r.lateness_ms {
         let d = |ms: u64| time::format_duration_micros(ms as i64 * 1000);

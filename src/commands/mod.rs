@@ -43,7 +43,7 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
 
 /// A cargo-style status line on stderr: a right-aligned verb, then text.
 pub fn status(verb: &str, text: impl std::fmt::Display) {
-    eprintln!("{verb:>12} {text}");
+    crate::report::eline(format_args!("{verb:>12} {text}"));
 }
 
 /// `--processing-time` and `--json`, shared by commands that commit.
