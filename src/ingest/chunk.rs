@@ -7,6 +7,7 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
+use datafusion::arrow::buffer::{Buffer, OffsetBuffer};
 
 use super::input::Chunk;
 use super::parse::{self, Event, ParseOptions, Rejection};
@@ -116,8 +117,12 @@ impl Builders {
         let ts = |v: Vec<i64>| -> ArrayRef {
             Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
         };
+        // A column of one value, allocated once at its size (collecting
+        // from an iterator grew the values buffer by doubling).
         let repeat = |s: &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n)))
+            let offsets = OffsetBuffer::<i32>::from_lengths(std::iter::repeat_n(s.len(), n));
+            let values = Buffer::from(s.repeat(n).into_bytes());
+            Arc::new(StringArray::new(offsets, values, None))
         };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
