@@ -292,6 +292,49 @@ mod tests {
     use datafusion::arrow::array::Array;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+    /// Parse `lines` as one chunk and flush them: the staged files (in a
+    /// temporary directory that lives as long as the returned guard).
+    fn flushed<S: AsRef<str>>(lines: &[S]) -> (Vec<StagedFile>, tempfile::TempDir) {
+        let text: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
+        let chunk = Chunk {
+            seq: 0,
+            input: 0,
+            first_line: 1,
+            data: text.join("\n").into_bytes(),
+        };
+        let lineage = Lineage {
+            batch_id: "b1".into(),
+            source_file: "f.jsonl".into(),
+        };
+        let opts = ParseOptions {
+            naive_timestamps: NaiveTimestamps::Reject,
+            max_event_timestamp: i64::MAX,
+        };
+        let rules = crate::late::LateRules {
+            watermark_before: None,
+            policy: crate::late::LatePolicy::Reopen,
+            allowed_lateness: 0,
+        };
+        let parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 1_710_600_000_000_000);
+        assert_eq!(parsed.events, lines.len() as u64);
+        let mut buf = Buffer::default();
+        buf.push(parsed.rows.unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let namer = FileNamer::new("r".into(), dir.path().to_path_buf());
+        let mut files = flush(buf, &namer).unwrap();
+        files.sort_by_key(|f| f.event_date);
+        (files, dir)
+    }
+
+    /// The rows of a staged file.
+    fn read(file: &StagedFile) -> RecordBatch {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file.staged).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        reader.map(|b| b.unwrap()).next().unwrap()
+    }
+
     /// Users that tie on the sort key's 8-byte prefix (shorter and longer
     /// ones, long ones differing after it, a NUL byte that zero padding
     /// must not confuse) still come out ordered as (user_id, time,
@@ -324,39 +367,9 @@ mod tests {
                 r#"{{"event_id":"d{i}","event_type":"t","timestamp":"2024-03-15T10:05:00Z","user_id":"{u}"}}"#
             ));
         }
-        let chunk = Chunk {
-            seq: 0,
-            input: 0,
-            first_line: 1,
-            data: lines.join("\n").into_bytes(),
-        };
-        let lineage = Lineage {
-            batch_id: "b1".into(),
-            source_file: "f.jsonl".into(),
-        };
-        let opts = ParseOptions {
-            naive_timestamps: NaiveTimestamps::Reject,
-            max_event_timestamp: i64::MAX,
-        };
-        let rules = crate::late::LateRules {
-            watermark_before: None,
-            policy: crate::late::LatePolicy::Reopen,
-            allowed_lateness: 0,
-        };
-        let parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 1_710_600_000_000_000);
-        assert_eq!(parsed.events, lines.len() as u64);
-        let mut buf = Buffer::default();
-        buf.push(parsed.rows.unwrap());
-        let dir = tempfile::tempdir().unwrap();
-        let namer = FileNamer::new("r".into(), dir.path().to_path_buf());
-        let files = flush(buf, &namer).unwrap();
+        let (files, _dir) = flushed(&lines);
         assert_eq!(files.len(), 1);
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0].staged).unwrap())
-                .unwrap()
-                .build()
-                .unwrap();
-        let batch = reader.map(|b| b.unwrap()).next().unwrap();
+        let batch = read(&files[0]);
         let strings = |c: usize| -> Vec<String> {
             batch
                 .column(c)
@@ -388,42 +401,11 @@ mod tests {
             r#"{"event_id":"c","event_type":"t","timestamp":"2024-03-14T23:59:59Z","user_id":"u1"}"#,
             r#"{"event_id":"d","event_type":"t","timestamp":"2024-03-15T09:00:00Z","user_id":"u1"}"#,
         ];
-        let chunk = Chunk {
-            seq: 0,
-            input: 0,
-            first_line: 1,
-            data: lines.join("\n").into_bytes(),
-        };
-        let lineage = Lineage {
-            batch_id: "b1".into(),
-            source_file: "f.jsonl".into(),
-        };
-        let opts = ParseOptions {
-            naive_timestamps: NaiveTimestamps::Reject,
-            max_event_timestamp: i64::MAX,
-        };
-        let rules = crate::late::LateRules {
-            watermark_before: None,
-            policy: crate::late::LatePolicy::Reopen,
-            allowed_lateness: 0,
-        };
-        let parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 1_710_600_000_000_000);
-        assert_eq!(parsed.events, 4);
-        let mut buf = Buffer::default();
-        buf.push(parsed.rows.unwrap());
-        let dir = tempfile::tempdir().unwrap();
-        let namer = FileNamer::new("r".into(), dir.path().to_path_buf());
-        let mut files = flush(buf, &namer).unwrap();
-        files.sort_by_key(|f| f.event_date);
+        let (files, _dir) = flushed(&lines);
         assert_eq!(files.len(), 2);
         assert!(files[0].rel_path.contains("event_date=2024-03-14/"));
         assert_eq!(files[1].rows, 3);
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&files[1].staged).unwrap())
-                .unwrap()
-                .build()
-                .unwrap();
-        let batch = reader.map(|b| b.unwrap()).next().unwrap();
+        let batch = read(&files[1]);
         let ids: Vec<&str> = batch
             .column(col::EVENT_ID)
             .as_string::<i32>()
