@@ -668,4 +668,21 @@ mod tests {
         let r = parse_line(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":["u"]}"#, &opts()).unwrap_err();
         assert_eq!(r.detail, "`user_id` must be a string, got array [\"u\"]");
     }
+
+    #[test]
+    fn a_bad_byte_is_placed_from_the_start_of_the_line() {
+        // Leading whitespace is trimmed before the UTF-8 check; the offset
+        // still counts it.
+        for (line, at) in [
+            (&b"{\"a\":\"\xff\"}"[..], 6),
+            (b" \t {\"a\":\"\xff\"}  ", 9),
+        ] {
+            let r = parse_line(line, &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidUtf8);
+            assert_eq!(
+                r.detail,
+                format!("line is not valid UTF-8 (bad byte at offset {at})")
+            );
+        }
+    }
 }
