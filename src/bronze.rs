@@ -5,7 +5,6 @@
 //! partition column lives in the directory name, not inside the files.
 
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
@@ -143,12 +142,13 @@ pub fn writer_properties() -> WriterProperties {
 }
 
 /// A 64-bit hash of an `event_id`, used to count re-sends without keeping
-/// the ids in memory. Only compared within one process, so the std hasher's
-/// fixed-key `DefaultHasher::new()` is enough.
+/// the ids in memory. Only compared within one process, so a fixed-seed
+/// fast hash is enough: equal ids always hash equal (a re-send is never
+/// missed), and a collision could only over-count, which makes silver look
+/// for re-sends it would otherwise skip.
 pub fn event_id_hash(event_id: &str) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    event_id.hash(&mut h);
-    h.finish()
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0).hash_one(event_id)
 }
 
 /// The [`event_id_hash`] of every row of a bronze file, reading only the
