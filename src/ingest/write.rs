@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::parquet::arrow::ArrowWriter;
 use rayon::prelude::*;
@@ -215,7 +215,7 @@ pub fn flush(buffer: Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
         .par_iter()
         .map(|rows| {
             let (side_output, event_date) = key(rows[0]);
-            let batch = interleave_record_batch(&batches, rows)?;
+            let batch = gather(&batches, rows)?;
             let (staged, rel_path) = namer.next(side_output, event_date);
             let bytes = write_parquet(&staged, &batch)?;
             let mut f = describe(&batch, staged, rel_path, bytes);
@@ -228,6 +228,28 @@ pub fn flush(buffer: Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
             Ok(f)
         })
         .collect()
+}
+
+/// The rows `rows` names ((batch, row) pairs) of `batches`, in that
+/// order: arrow's interleave per column, except `is_late`, whose booleans
+/// interleave would copy one row at a time through its generic fallback.
+fn gather(batches: &[&RecordBatch], rows: &[(usize, usize)]) -> Result<RecordBatch> {
+    let schema = batches[0].schema();
+    let columns = (0..schema.fields().len())
+        .map(|c| -> Result<ArrayRef> {
+            if c == col::IS_LATE {
+                let late: Vec<&BooleanArray> =
+                    batches.iter().map(|b| b.column(c).as_boolean()).collect();
+                return Ok(std::sync::Arc::new(BooleanArray::from_iter(
+                    rows.iter().map(|&(b, r)| Some(late[b].value(r))),
+                )));
+            }
+            let arrays: Vec<&dyn datafusion::arrow::array::Array> =
+                batches.iter().map(|b| b.column(c).as_ref()).collect();
+            Ok(interleave(&arrays, rows)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Row count, time range and lateness of a bronze batch about to be committed.
