@@ -344,6 +344,42 @@ fn same_value(slot: Slot, a: Raw<'_>, b: Raw<'_>, naive: NaiveTimestamps) -> boo
     }
 }
 
+/// A line's members sorted into the canonical fields.
+#[derive(Default)]
+struct Fields<'a> {
+    slots: [Option<(Cow<'a, str>, Raw<'a>)>; SLOTS],
+    /// Unknown top-level members, in order.
+    extra: Vec<(Cow<'a, str>, Raw<'a>)>,
+    /// The first field given twice with different values.
+    conflict: Option<Rejection>,
+}
+
+impl<'a> Fields<'a> {
+    fn add(&mut self, key: Cow<'a, str>, raw: Raw<'a>, naive: NaiveTimestamps) {
+        let Some(slot) = Slot::of_key(&key) else {
+            self.extra.push((key, raw));
+            return;
+        };
+        if is_null(&raw) {
+            return;
+        }
+        match &self.slots[slot as usize] {
+            None => self.slots[slot as usize] = Some((key, raw)),
+            Some((first_key, first)) => {
+                if self.conflict.is_none() && !same_value(slot, *first, raw, naive) {
+                    self.conflict = Some(Rejection::new(
+                        Reason::ConflictingFields,
+                        format!(
+                            "`{first_key}` is {} but `{key}` is {}",
+                            first.text, raw.text
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Parse one line (without its line terminator). `Ok(None)` is an empty
 /// line, which is skipped and counted rather than quarantined.
 pub fn parse_line<'a>(
@@ -365,16 +401,14 @@ pub fn parse_line<'a>(
     if text.is_empty() {
         return Ok(None);
     }
-    // Most lines take the one-pass scanner; serde_json reads the rest (and
-    // words the errors).
-    let members: Vec<scan::Member<'a>> = match scan::object_members(text) {
-        Some(m) => m,
-        None => match serde_json::from_str::<Members<'a>>(text) {
-            Ok(m) => {
-                m.0.into_iter()
-                    .map(|(k, v)| (k, Raw::new(v.get())))
-                    .collect()
-            }
+    // Most lines take the one-pass scanner, whose members go straight to
+    // their fields; serde_json reads the rest (and words the errors).
+    let naive = opts.naive_timestamps;
+    let mut fields = Fields::default();
+    if scan::for_each_member(text, |key, raw| fields.add(key, raw, naive)).is_none() {
+        fields = Fields::default();
+        let members = match serde_json::from_str::<Members<'a>>(text) {
+            Ok(m) => m,
             Err(e) => {
                 if !text.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
                     return Err(Rejection::new(
@@ -387,35 +421,15 @@ pub fn parse_line<'a>(
                     format!("invalid JSON: {e}"),
                 ));
             }
-        },
-    };
-
-    let naive = opts.naive_timestamps;
-    let mut slots: [Option<(Cow<'a, str>, Raw<'a>)>; SLOTS] = Default::default();
-    let mut extra: Vec<(Cow<'a, str>, Raw<'a>)> = Vec::new();
-    for (key, raw) in members {
-        let Some(slot) = Slot::of_key(&key) else {
-            extra.push((key, raw));
-            continue;
         };
-        if is_null(&raw) {
-            continue;
-        }
-        match &slots[slot as usize] {
-            None => slots[slot as usize] = Some((key, raw)),
-            Some((first_key, first)) => {
-                if !same_value(slot, *first, raw, naive) {
-                    return Err(Rejection::new(
-                        Reason::ConflictingFields,
-                        format!(
-                            "`{first_key}` is {} but `{key}` is {}",
-                            first.text, raw.text
-                        ),
-                    ));
-                }
-            }
+        for (key, raw) in members.0 {
+            fields.add(key, Raw::new(raw.get()), naive);
         }
     }
+    if let Some(conflict) = fields.conflict {
+        return Err(conflict);
+    }
+    let Fields { slots, extra, .. } = fields;
     let get = |slot: Slot| slots[slot as usize].as_ref().map(|(_, raw)| *raw);
 
     let event_id = required_str(Slot::EventId, get(Slot::EventId))?;
@@ -667,6 +681,22 @@ mod tests {
     fn messages_name_the_field() {
         let r = parse_line(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":["u"]}"#, &opts()).unwrap_err();
         assert_eq!(r.detail, "`user_id` must be a string, got array [\"u\"]");
+    }
+
+    /// The scanner hands members to their fields as it reads them: a
+    /// conflict it saw still loses to invalid JSON later in the line, and
+    /// the first conflict is the one reported.
+    #[test]
+    fn invalid_json_outranks_a_conflict_and_the_first_conflict_is_named() {
+        let line = br#"{"event_id":"a","event_id":"b","event_type":"t","timestamp":"2024-03-15T00:00:00Z","user_id":"u",}"#;
+        assert_eq!(reason(line), Reason::InvalidJson);
+        let r = parse_line(
+            br#"{"event_id":"a","event_type":"t","event_id":"b","event_type":"v","timestamp":"2024-03-15T00:00:00Z","user_id":"u"}"#,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(r.reason, Reason::ConflictingFields);
+        assert_eq!(r.detail, r#"`event_id` is "a" but `event_id` is "b""#);
     }
 
     #[test]

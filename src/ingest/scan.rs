@@ -46,14 +46,23 @@ impl std::ops::Deref for Raw<'_> {
 
 /// The members of `text` (one JSON object, surrounding whitespace
 /// allowed), in order, or `None` for serde_json to decide.
+#[cfg(test)]
 pub fn object_members(text: &str) -> Option<Vec<Member<'_>>> {
+    let mut out = Vec::new();
+    for_each_member(text, |k, v| out.push((k, v)))?;
+    Some(out)
+}
+
+/// Call `f` with each member of `text` (one JSON object, surrounding
+/// whitespace allowed), in order; `None` for serde_json to decide (some
+/// members may have been given by then: the caller discards them).
+pub fn for_each_member<'a>(text: &'a str, mut f: impl FnMut(Cow<'a, str>, Raw<'a>)) -> Option<()> {
     let mut s = Scanner {
         b: text.as_bytes(),
         i: 0,
     };
     s.ws();
     s.eat(b'{')?;
-    let mut out = Vec::with_capacity(10);
     s.ws();
     if s.peek()? == b'}' {
         s.i += 1;
@@ -78,7 +87,7 @@ pub fn object_members(text: &str) -> Option<Vec<Member<'_>>> {
                 text: &text[value..s.i],
                 escaped,
             };
-            out.push((Cow::Borrowed(key), raw));
+            f(Cow::Borrowed(key), raw);
             s.ws();
             match s.next()? {
                 b',' => s.ws(),
@@ -88,7 +97,7 @@ pub fn object_members(text: &str) -> Option<Vec<Member<'_>>> {
         }
     }
     s.ws();
-    (s.i == s.b.len()).then_some(out)
+    (s.i == s.b.len()).then_some(())
 }
 
 struct Scanner<'a> {
