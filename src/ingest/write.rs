@@ -175,26 +175,41 @@ pub fn flush(buffer: Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
             row: r as u32,
         })
         .collect();
-    keys.par_sort_unstable_by(|a, b| {
-        a.head
-            .cmp(&b.head)
-            .then_with(|| {
-                if a.head & 0xF != LONG {
-                    return std::cmp::Ordering::Equal;
-                }
-                let (ca, cb) = (&cols[a.batch as usize], &cols[b.batch as usize]);
-                ca.user
-                    .value(a.row as usize)
-                    .cmp(cb.user.value(b.row as usize))
-            })
-            .then_with(|| a.ts.cmp(&b.ts))
-            .then_with(|| {
-                let (ca, cb) = (&cols[a.batch as usize], &cols[b.batch as usize]);
-                ca.event_id
-                    .value(a.row as usize)
-                    .cmp(cb.event_id.value(b.row as usize))
-            })
-    });
+    // Sort by the integers alone (a cheap, inlined comparison), then put
+    // the few runs they leave tied in full order: rows of two long users
+    // sharing a prefix (by user_id, then time), and rows of one user at the
+    // same microsecond (by event_id).
+    let full = |a: &Key, b: &Key| {
+        let (ca, cb) = (&cols[a.batch as usize], &cols[b.batch as usize]);
+        let (ra, rb) = (a.row as usize, b.row as usize);
+        let user = if a.head & 0xF == LONG {
+            ca.user.value(ra).cmp(cb.user.value(rb))
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        user.then(a.ts.cmp(&b.ts))
+            .then_with(|| ca.event_id.value(ra).cmp(cb.event_id.value(rb)))
+    };
+    keys.par_sort_unstable_by_key(|k| (k.head, k.ts));
+    let mut start = 0;
+    while start < keys.len() {
+        let head = keys[start].head;
+        let long = head & 0xF == LONG;
+        let mut end = start + 1;
+        while end < keys.len() && keys[end].head == head && (long || keys[end].ts == keys[start].ts)
+        {
+            end += 1;
+        }
+        // A large run (many long user ids sharing their first 8 bytes,
+        // like `customer-…`) is sorted on every core, as the whole buffer
+        // is.
+        match end - start {
+            0..=1 => {}
+            2..=4096 => keys[start..end].sort_unstable_by(full),
+            _ => keys[start..end].par_sort_unstable_by(full),
+        }
+        start = end;
+    }
     let order: Vec<(usize, usize)> = keys
         .iter()
         .map(|k| (k.batch as usize, k.row as usize))
@@ -357,6 +372,26 @@ mod tests {
         reader.map(|b| b.unwrap()).next().unwrap()
     }
 
+    /// (user_id, event_timestamp, event_id) of every row, in file order.
+    fn user_time_id(batch: &RecordBatch) -> Vec<(String, i64, String)> {
+        let strings = |c: usize| -> Vec<String> {
+            batch
+                .column(c)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect()
+        };
+        let (user, id) = (strings(col::USER_ID), strings(col::EVENT_ID));
+        let ts = batch
+            .column(col::EVENT_TIMESTAMP)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values();
+        (0..batch.num_rows())
+            .map(|i| (user[i].clone(), ts[i], id[i].clone()))
+            .collect()
+    }
+
     /// Users that tie on the sort key's 8-byte prefix (shorter and longer
     /// ones, long ones differing after it, a NUL byte that zero padding
     /// must not confuse) still come out ordered as (user_id, time,
@@ -392,27 +427,33 @@ mod tests {
         let (files, _dir) = flushed(&lines);
         assert_eq!(files.len(), 1);
         let batch = read(&files[0]);
-        let strings = |c: usize| -> Vec<String> {
-            batch
-                .column(c)
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap().to_string())
-                .collect()
-        };
-        let (user, id) = (strings(col::USER_ID), strings(col::EVENT_ID));
-        let ts = batch
-            .column(col::EVENT_TIMESTAMP)
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .to_vec();
-        let got: Vec<(String, i64, String)> = (0..batch.num_rows())
-            .map(|i| (user[i].clone(), ts[i], id[i].clone()))
-            .collect();
+        let got = user_time_id(&batch);
         let mut want = got.clone();
         want.sort();
         assert_eq!(got, want);
-        assert!(user.contains(&"ab\0".to_string()));
+        assert!(got.iter().any(|(u, _, _)| u == "ab\0"));
+    }
+
+    /// Thousands of rows of long users sharing their first 8 bytes form
+    /// one tied run, sorted on every core: still in string order.
+    #[test]
+    fn flush_orders_a_large_run_of_users_sharing_a_prefix() {
+        let lines: Vec<String> = (0..5400)
+            .map(|i| {
+                format!(
+                    r#"{{"event_id":"e{i}","event_type":"t","timestamp":"2024-03-15T10:{:02}:{:02}Z","user_id":"customer-{}"}}"#,
+                    (i * 7) % 60,
+                    i % 3,
+                    (i * 13) % 61
+                )
+            })
+            .collect();
+        let (files, _dir) = flushed(&lines);
+        assert_eq!(files.len(), 1);
+        let got = user_time_id(&read(&files[0]));
+        let mut want = got.clone();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]
