@@ -1130,11 +1130,14 @@ async fn touched_pairs(
                 .with_context(|| format!("failed to open `{}`", path.display()))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)
                 .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+            // The event ids only where a new row may repeat one.
+            let want_ids = !appended.no_resends;
             let schema = builder.schema().clone();
-            let mask = ProjectionMask::roots(
-                builder.parquet_schema(),
-                [schema.index_of("user_id")?, schema.index_of("event_id")?],
-            );
+            let mut columns = vec![schema.index_of("user_id")?];
+            if want_ids {
+                columns.push(schema.index_of("event_id")?);
+            }
+            let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
             for batch in builder.with_projection(mask).build()? {
                 let batch = batch?;
                 let text = |name: &str| -> Result<StringArray> {
@@ -1143,10 +1146,13 @@ async fn touched_pairs(
                         .as_string::<i32>()
                         .clone())
                 };
-                let (users, events) = (text("user_id")?, text("event_id")?);
+                let users = text("user_id")?;
                 for i in 0..batch.num_rows() {
                     pairs.insert((users.value(i).to_string(), *day));
-                    if !appended.no_resends {
+                }
+                if want_ids {
+                    let events = text("event_id")?;
+                    for i in 0..batch.num_rows() {
                         ids.insert((events.value(i).to_string(), *day));
                     }
                 }
