@@ -37,7 +37,7 @@ pub fn point(step: &str) {
         None => v == step,
     };
     if hit {
-        eprintln!("evlake: EVLAKE_FAULT={v}: aborting");
+        crate::report::eline(format_args!("evlake: EVLAKE_FAULT={v}: aborting"));
         std::process::abort();
     }
 }

@@ -236,7 +236,9 @@ fn checkpoint_if_due(lake: &Lake, version: u64) {
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => {
-            eprintln!("warning: no checkpoint at version {version}: {e:#}");
+            crate::report::eline(format_args!(
+                "warning: no checkpoint at version {version}: {e:#}"
+            ));
             return;
         }
     }
@@ -247,7 +249,9 @@ fn checkpoint_if_due(lake: &Lake, version: u64) {
         write_checkpoint(lake, &st)
     });
     if let Err(e) = written {
-        eprintln!("warning: no checkpoint at version {version}: {e:#}");
+        crate::report::eline(format_args!(
+            "warning: no checkpoint at version {version}: {e:#}"
+        ));
     }
 }
 

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
             if evlake::error::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            evlake::report::eline(format_args!("error: {err:#}"));
             ExitCode::from(evlake::error::exit_code(&err))
         }
     }

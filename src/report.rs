@@ -183,9 +183,11 @@ pub fn lateness_by_batch(commits: &[Commit]) -> Vec<LatenessRow> {
         .collect()
 }
 
-/// Write one line to stderr with a single write: with padding, `eprintln!`
-/// writes a line in pieces (one per fill character), so lines from
+/// Write one line to stderr with a single write: `eprintln!` writes a line
+/// in pieces (one per argument, one per padding character), so lines from
 /// processes sharing a log (cron, `make -j`) could interleave mid-line.
+/// Every line evlake prints on stderr goes through here (the multi-line
+/// `EVLAKE_EXPLAIN` plans aside).
 pub fn eline(line: std::fmt::Arguments) {
     use std::io::Write;
     let mut text = line.to_string();
