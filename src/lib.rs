@@ -26,3 +26,5 @@ pub mod silver;
 pub mod state;
 pub mod time;
 pub mod udf;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub mod zstd_pool;

@@ -4,7 +4,17 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = evlake::cli::Cli::parse();
-    match evlake::cli::run(cli) {
+    let result = evlake::cli::run(cli);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("EVLAKE_TRACE").is_some() {
+        evlake::report::eline(format_args!(
+            "{:>12} zstd contexts: {} created, {} reused",
+            "Trace",
+            evlake::zstd_pool::created(),
+            evlake::zstd_pool::reused()
+        ));
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if evlake::error::is_broken_pipe(&err) {
