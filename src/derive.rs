@@ -54,6 +54,7 @@ pub fn replace_partitions(
     run_id: &str,
 ) -> Result<Vec<Written>> {
     let mut written = Vec::new();
+    let mut moves = Vec::new();
     let mut n = 0;
     for out in outputs {
         let mut new_rows: BTreeMap<String, u64> = BTreeMap::new();
@@ -77,10 +78,7 @@ pub fn replace_partitions(
             let bytes = fs::metadata(&from)?.len();
             let rel_final = format!("{}/{part_dir}/part-{run_id}-{n:05}.parquet", out.dir);
             n += 1;
-            lake::rename_into_place(&from, &lake.path(&rel_final))?;
-            if n == 1 {
-                fault::point("renamed");
-            }
+            moves.push((from, lake.path(&rel_final)));
             commit.add.push(FileAction::plain(
                 &out.table, &partition, rel_final, rows, bytes,
             ));
@@ -102,7 +100,33 @@ pub fn replace_partitions(
             }
         }
     }
+    publish(&moves)?;
     Ok(written)
+}
+
+/// Move staged files (written by DataFusion, which does not fsync) to
+/// their places in the lake, durably: every file's data is fsynced before
+/// any is renamed (in parallel), and each destination directory once after
+/// its renames. The commit that names them is written after this returns.
+fn publish(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
+    use rayon::prelude::*;
+    moves
+        .par_iter()
+        .try_for_each(|(from, _)| lake::fsync_file(from))?;
+    let mut parents = BTreeSet::new();
+    for (i, (from, to)) in moves.iter().enumerate() {
+        let parent = to.parent().context("destination has no parent")?;
+        if parents.insert(parent) {
+            lake::create_dir_durable(parent)?;
+        }
+        fs::rename(from, to).with_context(|| {
+            format!("failed to move `{}` to `{}`", from.display(), to.display())
+        })?;
+        if i == 0 {
+            fault::point("renamed");
+        }
+    }
+    parents.into_par_iter().try_for_each(lake::fsync_dir)
 }
 
 /// Write the commit, then delete the files it removed and the staging

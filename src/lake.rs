@@ -118,6 +118,13 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("failed to fsync `{}`", dir.display()))
 }
 
+/// fsync a file's data and metadata.
+pub fn fsync_file(path: &Path) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("failed to fsync `{}`", path.display()))
+}
+
 /// Move a finished (already fsynced) file to its final place and make the
 /// rename durable.
 pub fn rename_into_place(from: &Path, to: &Path) -> Result<()> {
