@@ -109,24 +109,24 @@ pub fn replace_partitions(
 /// any is renamed (in parallel), and each destination directory once after
 /// its renames. The commit that names them is written after this returns.
 fn publish(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
-    use rayon::prelude::*;
-    moves
-        .par_iter()
-        .try_for_each(|(from, _)| lake::fsync_file(from))?;
-    let mut parents = BTreeSet::new();
-    for (i, (from, to)) in moves.iter().enumerate() {
-        let parent = to.parent().context("destination has no parent")?;
-        if parents.insert(parent) {
-            lake::create_dir_durable(parent)?;
-        }
-        fs::rename(from, to).with_context(|| {
-            format!("failed to move `{}` to `{}`", from.display(), to.display())
-        })?;
-        if i == 0 {
-            fault::point("renamed");
-        }
-    }
-    parents.into_par_iter().try_for_each(lake::fsync_dir)
+    lake::par_io(moves, |(from, _)| lake::fsync_file(from))?;
+    let parents = moves
+        .iter()
+        .map(|(_, to)| to.parent().context("destination has no parent"))
+        .collect::<Result<BTreeSet<&Path>>>()?;
+    let parents: Vec<&Path> = parents.into_iter().collect();
+    lake::par_io(&parents, |p| lake::create_dir_durable(p))?;
+    let rename = |(from, to): &(PathBuf, PathBuf)| {
+        fs::rename(from, to)
+            .with_context(|| format!("failed to move `{}` to `{}`", from.display(), to.display()))
+    };
+    let Some((first, rest)) = moves.split_first() else {
+        return Ok(());
+    };
+    rename(first)?;
+    fault::point("renamed");
+    lake::par_io(rest, rename)?;
+    lake::par_io(&parents, |p| lake::fsync_dir(p))
 }
 
 /// Write the commit, then delete the files it removed and the staging
@@ -136,11 +136,11 @@ pub fn finish_commit(lake: &Lake, commit: &Commit, staging: &Path) -> Result<()>
     fault::point("before-commit");
     log::write_commit(lake, commit)?;
     fault::point("after-commit");
-    for f in &commit.remove {
+    lake::par_io(&commit.remove, |f| {
         let p = lake.path(&f.path);
-        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
-    }
-    let _ = fs::remove_dir_all(staging);
+        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))
+    })?;
+    lake::remove_tree(staging);
     Ok(())
 }
 

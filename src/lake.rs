@@ -118,6 +118,62 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("failed to fsync `{}`", dir.display()))
 }
 
+/// Run `f` on every item on up to [`IO_THREADS`] threads: for calls that
+/// wait on the disk (fsync, unlink), not the CPU, so more of them in flight
+/// than there are cores. The first error wins.
+pub fn par_io<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let threads = IO_THREADS.min(items.len());
+    if threads <= 1 {
+        return items.iter().try_for_each(&f);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match items.get(i) {
+                            Some(item) => f(item)?,
+                            None => return Ok(()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // (The scope joins any worker left when one fails.)
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("an I/O thread panicked"))
+    })
+}
+
+/// Remove `dir` and everything under it, best effort (a staging
+/// directory: what is left is removed with the next run's orphans). The
+/// directories two levels down (`table/column=value`) go in parallel.
+pub fn remove_tree(dir: &Path) {
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        fs::read_dir(d)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let leaves: Vec<PathBuf> = subdirs(dir).iter().flat_map(|d| subdirs(d)).collect();
+    let _ = par_io(&leaves, |d| {
+        let _ = fs::remove_dir_all(d);
+        Ok(())
+    });
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Threads [`par_io`] uses at most.
+pub const IO_THREADS: usize = 16;
+
 /// fsync a file's data and metadata.
 pub fn fsync_file(path: &Path) -> Result<()> {
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
@@ -186,4 +242,46 @@ pub fn list_files(base: &Path, dir: &Path) -> Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn par_io_runs_every_item_once_and_reports_a_failure() {
+        let items: Vec<usize> = (0..100).collect();
+        let seen: Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
+        par_io(&items, |i| {
+            seen[*i].fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) == 1));
+
+        let err = par_io(&items, |i| {
+            if *i == 37 {
+                anyhow::bail!("item {i} failed")
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "item 37 failed");
+    }
+
+    #[test]
+    fn remove_tree_removes_nested_staging() {
+        let dir = std::env::temp_dir().join(format!("evlake-remove-tree-{}", std::process::id()));
+        for t in ["events", "sessions"] {
+            for d in ["event_date=2024-03-01", "event_date=2024-03-02"] {
+                let leaf = dir.join(t).join(d);
+                fs::create_dir_all(&leaf).unwrap();
+                fs::write(leaf.join("part-0.parquet"), b"x").unwrap();
+            }
+        }
+        fs::write(dir.join("loose"), b"x").unwrap();
+        remove_tree(&dir);
+        assert!(!dir.exists());
+    }
 }
