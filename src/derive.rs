@@ -100,33 +100,9 @@ pub fn replace_partitions(
             }
         }
     }
-    publish(&moves)?;
+    // DataFusion's writer does not fsync: publish does.
+    lake::publish(&moves, false)?;
     Ok(written)
-}
-
-/// Move staged files (written by DataFusion, which does not fsync) to
-/// their places in the lake, durably: every file's data is fsynced before
-/// any is renamed (in parallel), and each destination directory once after
-/// its renames. The commit that names them is written after this returns.
-fn publish(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
-    lake::par_io(moves, |(from, _)| lake::fsync_file(from))?;
-    let parents = moves
-        .iter()
-        .map(|(_, to)| to.parent().context("destination has no parent"))
-        .collect::<Result<BTreeSet<&Path>>>()?;
-    let parents: Vec<&Path> = parents.into_iter().collect();
-    lake::par_io(&parents, |p| lake::create_dir_durable(p))?;
-    let rename = |(from, to): &(PathBuf, PathBuf)| {
-        fs::rename(from, to)
-            .with_context(|| format!("failed to move `{}` to `{}`", from.display(), to.display()))
-    };
-    let Some((first, rest)) = moves.split_first() else {
-        return Ok(());
-    };
-    rename(first)?;
-    fault::point("renamed");
-    lake::par_io(rest, rename)?;
-    lake::par_io(&parents, |p| lake::fsync_dir(p))
 }
 
 /// Write the commit, then delete the files it removed and the staging

@@ -181,14 +181,33 @@ pub fn fsync_file(path: &Path) -> Result<()> {
         .with_context(|| format!("failed to fsync `{}`", path.display()))
 }
 
-/// Move a finished (already fsynced) file to its final place and make the
-/// rename durable.
-pub fn rename_into_place(from: &Path, to: &Path) -> Result<()> {
-    let parent = to.parent().context("destination has no parent")?;
-    create_dir_durable(parent)?;
-    fs::rename(from, to)
-        .with_context(|| format!("failed to move `{}` to `{}`", from.display(), to.display()))?;
-    fsync_dir(parent)
+/// Move staged files to their places in the lake, durably, before the
+/// commit that names them is written: unless `synced` (the writer fsynced
+/// them), every file's data is fsynced before any is renamed; each
+/// destination directory is created durably, and fsynced once after its
+/// renames. The calls run on [`par_io`]'s threads; the first rename comes
+/// alone, followed by the `renamed` fault point.
+pub fn publish(moves: &[(PathBuf, PathBuf)], synced: bool) -> Result<()> {
+    if !synced {
+        par_io(moves, |(from, _)| fsync_file(from))?;
+    }
+    let parents = moves
+        .iter()
+        .map(|(_, to)| to.parent().context("destination has no parent"))
+        .collect::<Result<std::collections::BTreeSet<&Path>>>()?;
+    let parents: Vec<&Path> = parents.into_iter().collect();
+    par_io(&parents, |p| create_dir_durable(p))?;
+    let rename = |(from, to): &(PathBuf, PathBuf)| {
+        fs::rename(from, to)
+            .with_context(|| format!("failed to move `{}` to `{}`", from.display(), to.display()))
+    };
+    let Some((first, rest)) = moves.split_first() else {
+        return Ok(());
+    };
+    rename(first)?;
+    crate::fault::point("renamed");
+    par_io(rest, rename)?;
+    par_io(&parents, |p| fsync_dir(p))
 }
 
 /// Write `bytes` to a file that appears at `path` whole or not at all.

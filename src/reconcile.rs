@@ -104,12 +104,14 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
     }
     let staged = write::flush(buffer, &namer)?;
     fault::point("staged");
+    // (The writers fsynced every file.)
+    let moves: Vec<_> = staged
+        .iter()
+        .map(|f| (f.staged.clone(), lake.path(&f.rel_path)))
+        .collect();
+    lake::publish(&moves, true)?;
     let mut adds = Vec::with_capacity(staged.len());
-    for (i, f) in staged.iter().enumerate() {
-        lake::rename_into_place(&f.staged, &lake.path(&f.rel_path))?;
-        if i == 0 {
-            fault::point("renamed");
-        }
+    for f in &staged {
         adds.push(f.to_action());
         report.events += f.rows;
         report.partitions.push(ReconciledPartition {

@@ -615,17 +615,19 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     }
 
     // Publish: rename data files into their partitions, then commit.
-    let mut adds = Vec::with_capacity(staged.len() + 1);
-    for (i, f) in staged.iter().enumerate() {
-        lake::rename_into_place(&f.staged, &lake.path(&f.rel_path))?;
-        if i == 0 {
-            fault::point("renamed");
-        }
-        adds.push(f.to_action());
+    // (The writers fsynced every file.)
+    let mut moves: Vec<(PathBuf, PathBuf)> = staged
+        .iter()
+        .map(|f| (f.staged.clone(), lake.path(&f.rel_path)))
+        .collect();
+    let mut adds: Vec<FileAction> = staged.iter().map(StagedFile::to_action).collect();
+    let quarantine_rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
+    if quarantine_bytes.is_some() {
+        moves.push((quarantine.path.clone(), lake.path(&quarantine_rel)));
     }
+    lake::publish(&moves, true)?;
     if let Some(bytes) = quarantine_bytes {
-        let rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
-        lake::rename_into_place(&quarantine.path, &lake.path(&rel))?;
+        let rel = quarantine_rel;
         adds.push(FileAction::plain(
             QUARANTINE_TABLE,
             "",
