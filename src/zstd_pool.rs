@@ -14,7 +14,8 @@
 //! every call from Rust code (zstd-safe) comes here. A freed context is
 //! reset with `ZSTD_reset_session_and_parameters` (zstd's documented way to
 //! reuse one: it clears the parameters and any dictionary, keeping only the
-//! allocated memory) and kept, up to [`KEEP`] of each kind; the next
+//! allocated memory) and kept, up to [`KEEP`] of each kind and
+//! [`KEEP_BYTES`] of their memory; the next
 //! create takes it. Nothing changes what zstd computes: a reset context
 //! compresses exactly as a new one (a unit test checks it byte for byte).
 //!
@@ -28,22 +29,41 @@ use std::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-/// Contexts kept of each kind; the rest are freed. A kept compressor
-/// holds the workspace it last used. An incremental silver run (1M bench
-/// lake, late batch on 3 dates) created 995 contexts and reused 2,085 with
-/// 16 kept, 461 / 2,619 with 64 (+5 MB peak RSS), 284 / 2,796 with 256
-/// (+22 MB); a `--full` rebuild's peak RSS did not change measurably with
-/// 64. Writers hold two per column of every open file (the Parquet crate
-/// gives each column a compressor and a decompressor), so a write into
-/// many partitions at once still outruns any small pool.
+/// Contexts kept of each kind; the rest are freed. Writers hold two per
+/// column of every open file (the Parquet crate gives each column a
+/// compressor and a decompressor, and readers do too), so a write into many
+/// partitions at once outruns any small pool. An incremental silver run (1M
+/// bench lake, late batch on 3 dates) created 995 contexts and reused 2,085
+/// with 16 kept, 461 / 2,619 with 64.
 pub const KEEP: usize = 64;
+
+/// Bytes of kept contexts of each kind, at most (`ZSTD_sizeof_*`). A
+/// compressor that has compressed holds its workspace (~1.3 MiB at level
+/// 1); the compressors readers create and never use are a few KiB. Keeping
+/// 64 used ones raised `evlake run`'s peak RSS by ~80 MB at 1M events.
+pub const KEEP_BYTES: usize = 16 << 20;
 
 /// `ZSTD_reset_session_and_parameters`.
 const RESET_SESSION_AND_PARAMETERS: c_int = 3;
 
-/// Raw context pointers (as `usize`, so the pool is `Send`).
-static COMPRESSORS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-static DECOMPRESSORS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// Kept contexts: raw pointers (as `usize`, so the pool is `Send`) and
+/// their sizes, and the sizes' sum.
+struct Pool {
+    kept: Vec<(usize, usize)>,
+    bytes: usize,
+}
+
+static COMPRESSORS: Mutex<Pool> = Mutex::new(Pool::new());
+static DECOMPRESSORS: Mutex<Pool> = Mutex::new(Pool::new());
+
+impl Pool {
+    const fn new() -> Pool {
+        Pool {
+            kept: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
 
 /// Creates answered from the pool, and by zstd (for tests and
 /// `EVLAKE_TRACE`).
@@ -58,6 +78,8 @@ unsafe extern "C" {
     fn ZSTD_CCtx_reset(cctx: *mut c_void, reset: c_int) -> usize;
     fn ZSTD_DCtx_reset(dctx: *mut c_void, reset: c_int) -> usize;
     fn ZSTD_isError(code: usize) -> c_uint;
+    fn ZSTD_sizeof_CCtx(cctx: *const c_void) -> usize;
+    fn ZSTD_sizeof_DCtx(dctx: *const c_void) -> usize;
 }
 
 /// How many context creations the pool answered so far.
@@ -76,8 +98,10 @@ fn create(real: unsafe extern "C" fn() -> *mut c_void) -> *mut c_void {
     unsafe { real() }
 }
 
-fn take(pool: &Mutex<Vec<usize>>) -> Option<*mut c_void> {
-    let p = pool.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+fn take(pool: &Mutex<Pool>) -> Option<*mut c_void> {
+    let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+    let (p, size) = pool.kept.pop()?;
+    pool.bytes -= size;
     REUSED.fetch_add(1, Ordering::Relaxed);
     Some(p as *mut c_void)
 }
@@ -93,11 +117,13 @@ fn keep_at_most() -> usize {
     })
 }
 
-/// Keep `ctx` if the pool has room; false if the caller must free it.
-fn keep(pool: &Mutex<Vec<usize>>, ctx: *mut c_void) -> bool {
+/// Keep `ctx` (of `size` bytes) if the pool has room; false if the caller
+/// must free it.
+fn keep(pool: &Mutex<Pool>, ctx: *mut c_void, size: usize) -> bool {
     let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
-    if pool.len() < keep_at_most() {
-        pool.push(ctx as usize);
+    if pool.kept.len() < keep_at_most() && pool.bytes + size <= KEEP_BYTES {
+        pool.kept.push((ctx as usize, size));
+        pool.bytes += size;
         true
     } else {
         false
@@ -118,7 +144,7 @@ extern "C" fn __wrap_ZSTD_freeCCtx(cctx: *mut c_void) -> usize {
     // frees each once, on drop); after a successful reset it is as new.
     unsafe {
         if ZSTD_isError(ZSTD_CCtx_reset(cctx, RESET_SESSION_AND_PARAMETERS)) == 0
-            && keep(&COMPRESSORS, cctx)
+            && keep(&COMPRESSORS, cctx, ZSTD_sizeof_CCtx(cctx))
         {
             return 0;
         }
@@ -139,7 +165,7 @@ extern "C" fn __wrap_ZSTD_freeDCtx(dctx: *mut c_void) -> usize {
     // SAFETY: as for compressors.
     unsafe {
         if ZSTD_isError(ZSTD_DCtx_reset(dctx, RESET_SESSION_AND_PARAMETERS)) == 0
-            && keep(&DECOMPRESSORS, dctx)
+            && keep(&DECOMPRESSORS, dctx, ZSTD_sizeof_DCtx(dctx))
         {
             return 0;
         }
@@ -217,11 +243,25 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_keeps_at_most_keep_contexts() {
+    fn the_pool_keeps_at_most_keep_contexts_and_keep_bytes() {
+        let data = sample();
+        // Unused compressors are small: more than KEEP of them.
         let many: Vec<_> = (0..KEEP * 3)
             .map(|_| zstd::bulk::Compressor::new(3).unwrap())
             .collect();
         drop(many);
-        assert!(COMPRESSORS.lock().unwrap().len() <= keep_at_most());
+        // Used ones hold a workspace each: more than KEEP_BYTES of them.
+        let used: Vec<_> = (0..48)
+            .map(|_| {
+                let mut c = zstd::bulk::Compressor::new(1).unwrap();
+                c.compress(&data).unwrap();
+                c
+            })
+            .collect();
+        drop(used);
+        let pool = COMPRESSORS.lock().unwrap();
+        assert!(pool.kept.len() <= keep_at_most());
+        assert!(pool.bytes <= KEEP_BYTES, "{} bytes kept", pool.bytes);
+        assert_eq!(pool.bytes, pool.kept.iter().map(|(_, n)| n).sum::<usize>());
     }
 }
