@@ -130,47 +130,73 @@ fn keep(pool: &Mutex<Pool>, ctx: *mut c_void, size: usize) -> bool {
     }
 }
 
+/// zstd's functions for one kind of context.
+struct Kind {
+    pool: &'static Mutex<Pool>,
+    create: unsafe extern "C" fn() -> *mut c_void,
+    reset: unsafe extern "C" fn(*mut c_void, c_int) -> usize,
+    size: unsafe extern "C" fn(*const c_void) -> usize,
+    free: unsafe extern "C" fn(*mut c_void) -> usize,
+}
+
+static CCTX: Kind = Kind {
+    pool: &COMPRESSORS,
+    create: __real_ZSTD_createCCtx,
+    reset: ZSTD_CCtx_reset,
+    size: ZSTD_sizeof_CCtx,
+    free: __real_ZSTD_freeCCtx,
+};
+
+static DCTX: Kind = Kind {
+    pool: &DECOMPRESSORS,
+    create: __real_ZSTD_createDCtx,
+    reset: ZSTD_DCtx_reset,
+    size: ZSTD_sizeof_DCtx,
+    free: __real_ZSTD_freeDCtx,
+};
+
+impl Kind {
+    fn create(&self) -> *mut c_void {
+        take(self.pool).unwrap_or_else(|| create(self.create))
+    }
+
+    /// Reset `ctx` and keep it, or free it.
+    fn release(&self, ctx: *mut c_void) -> usize {
+        if ctx.is_null() {
+            return 0;
+        }
+        // SAFETY: `ctx` is a live context of this kind that its owner
+        // gives up (zstd-safe frees each once, on drop); after a
+        // successful reset it is as new.
+        unsafe {
+            if ZSTD_isError((self.reset)(ctx, RESET_SESSION_AND_PARAMETERS)) == 0
+                && keep(self.pool, ctx, (self.size)(ctx))
+            {
+                return 0;
+            }
+            (self.free)(ctx)
+        }
+    }
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn __wrap_ZSTD_createCCtx() -> *mut c_void {
-    take(&COMPRESSORS).unwrap_or_else(|| create(__real_ZSTD_createCCtx))
+    CCTX.create()
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn __wrap_ZSTD_freeCCtx(cctx: *mut c_void) -> usize {
-    if cctx.is_null() {
-        return 0;
-    }
-    // SAFETY: `cctx` is a live context the caller gives up (zstd-safe
-    // frees each once, on drop); after a successful reset it is as new.
-    unsafe {
-        if ZSTD_isError(ZSTD_CCtx_reset(cctx, RESET_SESSION_AND_PARAMETERS)) == 0
-            && keep(&COMPRESSORS, cctx, ZSTD_sizeof_CCtx(cctx))
-        {
-            return 0;
-        }
-        __real_ZSTD_freeCCtx(cctx)
-    }
+    CCTX.release(cctx)
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn __wrap_ZSTD_createDCtx() -> *mut c_void {
-    take(&DECOMPRESSORS).unwrap_or_else(|| create(__real_ZSTD_createDCtx))
+    DCTX.create()
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn __wrap_ZSTD_freeDCtx(dctx: *mut c_void) -> usize {
-    if dctx.is_null() {
-        return 0;
-    }
-    // SAFETY: as for compressors.
-    unsafe {
-        if ZSTD_isError(ZSTD_DCtx_reset(dctx, RESET_SESSION_AND_PARAMETERS)) == 0
-            && keep(&DECOMPRESSORS, dctx, ZSTD_sizeof_DCtx(dctx))
-        {
-            return 0;
-        }
-        __real_ZSTD_freeDCtx(dctx)
-    }
+    DCTX.release(dctx)
 }
 
 #[cfg(test)]
