@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use std::io::Write;
 
-use super::{EngineArgs, Format, print_json, status};
+use anyhow::{Context, Result};
+
+use super::{EngineArgs, Format, status};
 use crate::config::Config;
 use crate::lake::Lake;
 use crate::state::{self, Query};
@@ -106,20 +108,18 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         );
     }
     if args.json {
-        // The rows go out as Arrow's JSON writer wrote them (no re-parse:
-        // a state can have many rows).
-        #[derive(serde::Serialize)]
-        struct Out<'a> {
-            #[serde(flatten)]
-            answer: &'a state::Answer,
-            rows: &'a serde_json::value::RawValue,
-        }
+        // The rows go out as Arrow's JSON writer wrote them, spliced in as
+        // the summary's last member: a state can have many rows, and
+        // wrapping them in a RawValue would parse them all again.
         let rows = super::query::rows_as_json_text(&rows)?;
-        let rows = serde_json::value::RawValue::from_string(rows)?;
-        return print_json(&Out {
-            answer: &answer,
-            rows: &rows,
-        });
+        let summary = serde_json::to_string_pretty(&answer)?;
+        let members = summary
+            .strip_suffix("\n}")
+            .context("the summary is a JSON object")?;
+        let mut out = std::io::stdout().lock();
+        write!(out, "{members},\n  \"rows\": {rows}\n}}\n")?;
+        out.flush()?;
+        return Ok(());
     }
     super::query::print(&rows, args.format)
 }
