@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, StringBuilder,
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer};
+use datafusion::arrow::datatypes::Int64Type;
 
 use super::input::Chunk;
 use super::parse::{self, Event, ParseOptions, Rejection};
@@ -50,6 +51,32 @@ pub struct ParsedChunk {
     pub ids: Vec<(i32, u64)>,
     pub late_events: u64,
     pub side_output_events: u64,
+}
+
+impl ParsedChunk {
+    /// Turn the chunk's line numbers (from 1) into the input's, given how
+    /// many lines its earlier chunks held.
+    pub fn number_from(&mut self, earlier_lines: u64) {
+        if earlier_lines == 0 {
+            return;
+        }
+        for q in &mut self.quarantined {
+            q.line += earlier_lines;
+        }
+        if let Some(rows) = &mut self.rows {
+            let batch = &rows.batch;
+            let i = batch
+                .schema()
+                .index_of("source_line")
+                .expect("bronze rows have source_line");
+            let local = batch.column(i).as_primitive::<Int64Type>();
+            let shifted: Int64Array = local.unary(|l| l + earlier_lines as i64);
+            let mut columns = batch.columns().to_vec();
+            columns[i] = Arc::new(shifted);
+            rows.batch =
+                RecordBatch::try_new(batch.schema(), columns).expect("same schema, same lengths");
+        }
+    }
 }
 
 /// Per-input constants stamped on every row.
@@ -175,7 +202,9 @@ pub fn parse_chunk(
         side_output_events: 0,
     };
     let mut start = 0usize;
-    let mut line_no = chunk.first_line;
+    // Numbered from 1 within the chunk; the in-order consumer adds the
+    // lines of the input's earlier chunks ([`ParsedChunk::number_from`]).
+    let mut line_no = 1u64;
     while start < data.len() {
         let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
         let mut line = &data[start..end];
@@ -212,4 +241,53 @@ pub fn parse_chunk(
         out.rows = Some(b.finish(processing_time, lineage));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::NaiveTimestamps;
+
+    #[test]
+    fn a_later_chunk_numbers_its_rows_and_rejections_after_the_earlier_ones() {
+        let ok = |id: &str| {
+            format!(
+                r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":"2024-03-15T10:00:00Z","user_id":"u1","properties":{{}}}}"#
+            )
+        };
+        let text = [ok("e1"), "{not json".to_string(), String::new(), ok("e2")].join("\n");
+        let chunk = Chunk {
+            seq: 1,
+            input: 0,
+            data: text.into_bytes(),
+        };
+        let lineage = Lineage {
+            batch_id: "b1".into(),
+            source_file: "f.jsonl".into(),
+        };
+        let opts = ParseOptions {
+            naive_timestamps: NaiveTimestamps::Reject,
+            max_event_timestamp: i64::MAX,
+        };
+        let rules = LateRules {
+            watermark_before: None,
+            policy: crate::late::LatePolicy::Reopen,
+            allowed_lateness: 0,
+        };
+        let mut parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 0);
+        assert_eq!((parsed.lines, parsed.events, parsed.empty_lines), (4, 2, 1));
+        let lines = |p: &ParsedChunk| -> (Vec<i64>, Vec<u64>) {
+            let rows = p.rows.as_ref().unwrap();
+            let i = rows.batch.schema().index_of("source_line").unwrap();
+            let col = rows.batch.column(i).as_primitive::<Int64Type>();
+            (
+                col.values().to_vec(),
+                p.quarantined.iter().map(|q| q.line).collect(),
+            )
+        };
+        assert_eq!(lines(&parsed), (vec![1, 4], vec![2]));
+        // The input's earlier chunks held 1,000 lines.
+        parsed.number_from(1000);
+        assert_eq!(lines(&parsed), (vec![1001, 1004], vec![1002]));
+    }
 }

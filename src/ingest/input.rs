@@ -176,8 +176,6 @@ pub struct Chunk {
     pub seq: u64,
     /// Position of the input in the run.
     pub input: usize,
-    /// 1-based number of the chunk's first line in its input.
-    pub first_line: u64,
     /// Complete lines, each ending in `\n` except possibly the input's last.
     pub data: Vec<u8>,
 }
@@ -195,7 +193,6 @@ pub fn split_chunks(
     mut emit: impl FnMut(Chunk) -> bool,
 ) -> Result<()> {
     let mut carry: Vec<u8> = Vec::new();
-    let mut next_line = 1u64;
     let mut first = true;
     loop {
         let mut buf = Vec::with_capacity(CHUNK_BYTES + carry.len());
@@ -226,15 +223,13 @@ pub fn split_chunks(
             buf.truncate(keep);
         }
         if !buf.is_empty() {
-            let lines =
-                memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(!buf.ends_with(b"\n"));
+            // Lines are counted, and numbered across chunks, by the parsers
+            // and the in-order consumer (no second pass over the bytes here).
             let chunk = Chunk {
                 seq: 0,
                 input,
-                first_line: next_line,
                 data: buf,
             };
-            next_line += lines;
             if !emit(chunk) {
                 return Ok(());
             }
@@ -249,10 +244,10 @@ pub fn split_chunks(
 mod tests {
     use super::*;
 
-    fn chunks_of(data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         split_chunks(data, 0, "t", |c| {
-            out.push((c.first_line, c.data));
+            out.push(c.data);
             true
         })
         .unwrap();
@@ -262,11 +257,11 @@ mod tests {
     #[test]
     fn strips_bom_and_keeps_last_line_without_newline() {
         let c = chunks_of(b"\xEF\xBB\xBF{\"a\":1}\r\n{\"b\":2}");
-        assert_eq!(c, vec![(1, b"{\"a\":1}\r\n{\"b\":2}".to_vec())]);
+        assert_eq!(c, vec![b"{\"a\":1}\r\n{\"b\":2}".to_vec()]);
     }
 
     #[test]
-    fn line_numbers_continue_across_chunks() {
+    fn chunks_are_whole_lines_that_join_to_the_input() {
         let line = vec![b'x'; 1000];
         let mut data = Vec::new();
         for _ in 0..10_000 {
@@ -275,13 +270,8 @@ mod tests {
         }
         let c = chunks_of(&data);
         assert!(c.len() > 1);
-        let mut expect = 1;
-        for (first, bytes) in &c {
-            assert_eq!(*first, expect);
-            assert!(bytes.ends_with(b"\n"));
-            expect += bytes.iter().filter(|b| **b == b'\n').count() as u64;
-        }
-        assert_eq!(expect, 10_001);
+        assert!(c.iter().all(|bytes| bytes.ends_with(b"\n")));
+        assert_eq!(c.concat(), data);
     }
 
     #[test]

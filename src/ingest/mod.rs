@@ -513,9 +513,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let pipeline: Result<()> = (|| {
         for pc in res_rx.iter() {
             waiting.insert(pc.seq, pc);
-            while let Some(pc) = waiting.remove(&next_seq) {
+            while let Some(mut pc) = waiting.remove(&next_seq) {
                 next_seq += 1;
                 let r = &mut reports[pc.input];
+                pc.number_from(r.lines);
                 r.lines += pc.lines;
                 r.events += pc.events;
                 r.empty_lines += pc.empty_lines;

@@ -336,7 +336,6 @@ mod tests {
         let chunk = Chunk {
             seq: 0,
             input: 0,
-            first_line: 1,
             data: text.join("\n").into_bytes(),
         };
         let lineage = Lineage {
