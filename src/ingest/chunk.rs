@@ -243,10 +243,34 @@ pub fn parse_chunk(
     out
 }
 
+/// Parse `text` as one chunk of input 0 (`f.jsonl`, batch `b1`), taking
+/// every timestamp with an offset and any lateness: for tests.
+#[cfg(test)]
+pub(crate) fn parse_text(text: &str, processing_time: i64) -> ParsedChunk {
+    let chunk = Chunk {
+        seq: 0,
+        input: 0,
+        data: text.as_bytes().to_vec(),
+    };
+    let lineage = Lineage {
+        batch_id: "b1".into(),
+        source_file: "f.jsonl".into(),
+    };
+    let opts = ParseOptions {
+        naive_timestamps: crate::time::NaiveTimestamps::Reject,
+        max_event_timestamp: i64::MAX,
+    };
+    let rules = LateRules {
+        watermark_before: None,
+        policy: crate::late::LatePolicy::Reopen,
+        allowed_lateness: 0,
+    };
+    parse_chunk(&chunk, &lineage, &opts, &rules, processing_time)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::NaiveTimestamps;
 
     #[test]
     fn a_later_chunk_numbers_its_rows_and_rejections_after_the_earlier_ones() {
@@ -256,25 +280,7 @@ mod tests {
             )
         };
         let text = [ok("e1"), "{not json".to_string(), String::new(), ok("e2")].join("\n");
-        let chunk = Chunk {
-            seq: 1,
-            input: 0,
-            data: text.into_bytes(),
-        };
-        let lineage = Lineage {
-            batch_id: "b1".into(),
-            source_file: "f.jsonl".into(),
-        };
-        let opts = ParseOptions {
-            naive_timestamps: NaiveTimestamps::Reject,
-            max_event_timestamp: i64::MAX,
-        };
-        let rules = LateRules {
-            watermark_before: None,
-            policy: crate::late::LatePolicy::Reopen,
-            allowed_lateness: 0,
-        };
-        let mut parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 0);
+        let mut parsed = parse_text(&text, 0);
         assert_eq!((parsed.lines, parsed.events, parsed.empty_lines), (4, 2, 1));
         let lines = |p: &ParsedChunk| -> (Vec<i64>, Vec<u64>) {
             let rows = p.rows.as_ref().unwrap();

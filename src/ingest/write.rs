@@ -322,10 +322,6 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::chunk::{Lineage, parse_chunk};
-    use crate::ingest::input::Chunk;
-    use crate::ingest::parse::ParseOptions;
-    use crate::time::NaiveTimestamps;
     use datafusion::arrow::array::Array;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -333,25 +329,7 @@ mod tests {
     /// temporary directory that lives as long as the returned guard).
     fn flushed<S: AsRef<str>>(lines: &[S]) -> (Vec<StagedFile>, tempfile::TempDir) {
         let text: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
-        let chunk = Chunk {
-            seq: 0,
-            input: 0,
-            data: text.join("\n").into_bytes(),
-        };
-        let lineage = Lineage {
-            batch_id: "b1".into(),
-            source_file: "f.jsonl".into(),
-        };
-        let opts = ParseOptions {
-            naive_timestamps: NaiveTimestamps::Reject,
-            max_event_timestamp: i64::MAX,
-        };
-        let rules = crate::late::LateRules {
-            watermark_before: None,
-            policy: crate::late::LatePolicy::Reopen,
-            allowed_lateness: 0,
-        };
-        let parsed = parse_chunk(&chunk, &lineage, &opts, &rules, 1_710_600_000_000_000);
+        let parsed = crate::ingest::chunk::parse_text(&text.join("\n"), 1_710_600_000_000_000);
         assert_eq!(parsed.events, lines.len() as u64);
         let mut buf = Buffer::default();
         buf.push(parsed.rows.unwrap());
