@@ -105,10 +105,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
     let staged = write::flush(buffer, &namer)?;
     fault::point("staged");
     // (The writers fsynced every file.)
-    let moves: Vec<_> = staged
-        .iter()
-        .map(|f| (f.staged.clone(), lake.path(&f.rel_path)))
-        .collect();
+    let moves: Vec<_> = staged.iter().map(|f| f.publish_move(lake)).collect();
     lake::publish(&moves, true)?;
     let mut adds = Vec::with_capacity(staged.len());
     for f in &staged {

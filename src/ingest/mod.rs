@@ -617,18 +617,14 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
 
     // Publish: rename data files into their partitions, then commit.
     // (The writers fsynced every file.)
-    let mut moves: Vec<(PathBuf, PathBuf)> = staged
-        .iter()
-        .map(|f| (f.staged.clone(), lake.path(&f.rel_path)))
-        .collect();
+    let mut moves: Vec<(PathBuf, PathBuf)> = staged.iter().map(|f| f.publish_move(lake)).collect();
     let mut adds: Vec<FileAction> = staged.iter().map(StagedFile::to_action).collect();
-    let quarantine_rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
+    let rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
     if quarantine_bytes.is_some() {
-        moves.push((quarantine.path.clone(), lake.path(&quarantine_rel)));
+        moves.push((quarantine.path.clone(), lake.path(&rel)));
     }
     lake::publish(&moves, true)?;
     if let Some(bytes) = quarantine_bytes {
-        let rel = quarantine_rel;
         adds.push(FileAction::plain(
             QUARANTINE_TABLE,
             "",

@@ -38,6 +38,12 @@ pub struct StagedFile {
 }
 
 impl StagedFile {
+    /// Where [`crate::lake::publish`] moves it from and to (the writer
+    /// fsynced it).
+    pub fn publish_move(&self, lake: &crate::lake::Lake) -> (PathBuf, PathBuf) {
+        (self.staged.clone(), lake.path(&self.rel_path))
+    }
+
     /// The commit log entry for this file.
     pub fn to_action(&self) -> crate::log::FileAction {
         crate::log::FileAction {
