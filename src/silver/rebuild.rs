@@ -16,7 +16,7 @@
 //! 5. The typed tables are rebuilt from the new events of every rewritten
 //!    date, and everything lands in one commit with its build records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +61,8 @@ pub struct Options {
 const REACHED: &str = "_silver_reached";
 /// The (user_id, event_date) pairs a reach step asks about.
 const CANDIDATES: &str = "_silver_candidates";
+/// The pairs asked about ahead of the reach (see [`LakeStats`]).
+const PREFETCHED: &str = "_silver_prefetched";
 /// On dates whose bronze only grew: the users of the new rows (and of rows
 /// sharing an event_id with them), whose rows are recomputed there.
 const TOUCHED: &str = "_silver_touched";
@@ -69,6 +71,10 @@ const TOUCHED: &str = "_silver_touched";
 const MERGED: &str = "_silver_merged";
 /// (event_date, event_id) of the new rows on those dates.
 const NEW_IDS: &str = "_silver_new_ids";
+/// The touched users' recomputed events, on every loaded date.
+const NEW_EVENTS: &str = "_silver_new_events";
+/// The touched users' recomputed sessions.
+const NEW_SESSIONS: &str = "_silver_new_sessions";
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
@@ -145,7 +151,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
                 &touched,
                 &bronze_days,
                 opts.settings.session_gap_us,
-                &mut LakeStats { ctx: &ctx },
+                &mut LakeStats::new(&ctx, &touched, &whole, &bronze_days),
             )
             .await?;
             register_pairs(&ctx, REACHED, &r.extended)?;
@@ -373,53 +379,52 @@ async fn compute(
     trace("silver events written");
     register_events(work, &dirs.touched_events).await?;
     let sessions_written = async {
-        derive::write_partitioned(
+        let r = derive::write_partitioned(
             sessions(work).await?,
             &dirs.touched_sessions,
             "session_date",
             "silver sessions",
             derive::Index::None,
         )
-        .await
+        .await;
+        trace("sessions written");
+        r
     };
-    // Without neighbours, the touched events are the final events: the
-    // typed tables read them while sessions are written (each phase leaves
-    // a core idle part of the time).
-    let mut typed_early = if neighbours.is_empty() {
-        let (s, t) = tokio::join!(
-            async {
-                let r = sessions_written.await;
-                trace("sessions written");
-                r
-            },
-            async {
-                let r = all_typed_tables(typed_work, &dirs.root, &dirs.touched_events).await;
-                trace("typed tables written");
-                r
-            }
-        );
-        s?;
-        Some(t?)
-    } else {
-        sessions_written.await?;
-        None
+    // The touched events are final on the recomputed dates, and on a
+    // neighbouring date they are the touched users' final rows: the typed
+    // tables read them while sessions are written and the neighbours
+    // compared (each phase leaves a core idle part of the time). Without
+    // neighbours that is every row; with them, only per-row typed queries
+    // split by user (otherwise `None`: they run after the merge, below).
+    let typed_touched = async {
+        let r = if neighbours.is_empty() {
+            all_typed_tables(typed_work, &dirs.root, &dirs.touched_events)
+                .await
+                .map(Some)
+        } else {
+            let loaded: BTreeSet<Day> = recompute.union(neighbours).copied().collect();
+            typed_tables(typed_work, &dirs.root, &dirs.touched_events, Some(&loaded)).await
+        };
+        trace("typed tables of the touched rows written");
+        r
     };
-
-    trace("sessions (and typed tables) written");
     // Neighbouring dates: rewrite only where the touched users' rows changed.
-    let mut changed_events = BTreeSet::new();
-    let mut changed_sessions = BTreeSet::new();
-    if !neighbours.is_empty() {
-        let new_events = "_silver_new_events";
-        let new_sessions = "_silver_new_sessions";
+    let compare = async {
+        sessions_written.await?;
+        if neighbours.is_empty() {
+            return anyhow::Ok((BTreeSet::new(), BTreeSet::new()));
+        }
         for (name, dir, column) in [
-            (new_events, &dirs.touched_events, "event_date"),
-            (new_sessions, &dirs.touched_sessions, "session_date"),
+            (NEW_EVENTS, &dirs.touched_events, "event_date"),
+            (NEW_SESSIONS, &dirs.touched_sessions, "session_date"),
         ] {
             engine::register_partitioned(ctx, name, dir, column, None, Vec::new()).await?;
         }
         // Grown dates are rewritten anyway: compare only the others.
         let compared: BTreeSet<Day> = neighbours.difference(grown).copied().collect();
+        if compared.is_empty() {
+            return Ok((BTreeSet::new(), BTreeSet::new()));
+        }
         let within = |table: &str, column: &str, cols: &str, reached_only: bool| -> String {
             if !ctx.table_exist(table).unwrap_or(false) {
                 return String::new();
@@ -437,45 +442,47 @@ async fn compute(
                 derive::date_list(&compared)
             )
         };
-        // The recomputed dates' typed rows read only the touched events,
-        // which are final: extract them while the neighbours are compared.
-        let typed_recomputed = async {
-            if recompute.is_empty() {
-                return anyhow::Ok(Some(BTreeMap::new()));
+        let event_cols = "event_date, event_id, session_id";
+        let (new_e, old_e, new_s, old_s) = (
+            within(NEW_EVENTS, "event_date", event_cols, false),
+            within(EVENTS_TABLE, "event_date", event_cols, true),
+            within(NEW_SESSIONS, "session_date", "*", false),
+            within(SESSIONS_TABLE, "session_date", "*", true),
+        );
+        let (events, sessions) = tokio::join!(
+            changed_dates(ctx, &new_e, &old_e, "event_date"),
+            changed_dates(ctx, &new_s, &old_s, "session_date")
+        );
+        trace("neighbours compared");
+        Ok((events?, sessions?))
+    };
+    let (typed_touched, compared) = tokio::join!(typed_touched, compare);
+    let (mut changed_events, mut changed_sessions) = compared?;
+    let typed_touched = typed_touched?;
+    // A grown date is rewritten whatever its rows: its build must record
+    // the bronze it has now read.
+    changed_events.extend(grown);
+    changed_sessions.extend(grown);
+    // The dates whose typed rows this run writes.
+    let typed_days: BTreeSet<Day> = recompute.union(&changed_events).copied().collect();
+    let mut typed_warnings = None;
+    if let Some(w) = typed_touched {
+        // A neighbour whose rows did not change keeps its built typed rows.
+        for day in neighbours.difference(&changed_events) {
+            for (table, _, _) in TYPED {
+                let part = dirs
+                    .root
+                    .join(table)
+                    .join(format!("event_date={}", format_date32(*day)));
+                if part.exists() {
+                    fs::remove_dir_all(&part)
+                        .with_context(|| format!("failed to remove `{}`", part.display()))?;
+                }
             }
-            typed_tables(
-                typed_work,
-                &dirs.root,
-                &dirs.touched_events,
-                Some(recompute),
-            )
-            .await
-        };
-        let compare = async {
-            if compared.is_empty() {
-                return anyhow::Ok((BTreeSet::new(), BTreeSet::new()));
-            }
-            let event_cols = "event_date, event_id, session_id";
-            let (new_e, old_e, new_s, old_s) = (
-                within(new_events, "event_date", event_cols, false),
-                within(EVENTS_TABLE, "event_date", event_cols, true),
-                within(new_sessions, "session_date", "*", false),
-                within(SESSIONS_TABLE, "session_date", "*", true),
-            );
-            let (events, sessions) = tokio::join!(
-                changed_dates(ctx, &new_e, &old_e, "event_date"),
-                changed_dates(ctx, &new_s, &old_s, "session_date")
-            );
-            trace("neighbours compared");
-            Ok((events?, sessions?))
-        };
-        let (typed_recomputed, compared) = tokio::join!(typed_recomputed, compare);
-        (changed_events, changed_sessions) = compared?;
-        let typed_recomputed = typed_recomputed?;
-        // A grown date is rewritten whatever its rows: its build must
-        // record the bronze it has now read.
-        changed_events.extend(grown);
-        changed_sessions.extend(grown);
+        }
+        typed_warnings = Some(w.within(&typed_days));
+    }
+    if !neighbours.is_empty() {
         // The rewrite of a changed neighbour: the touched users' new rows
         // plus every other user's built rows. The typed tables split the
         // same way when each is a per-row function of `events`: the typed
@@ -486,7 +493,7 @@ async fn compute(
                 merge_rewrite(
                     ctx,
                     &changed_events,
-                    Some(new_events),
+                    Some(NEW_EVENTS),
                     EVENTS_TABLE,
                     "event_date",
                     &dirs.events
@@ -494,7 +501,7 @@ async fn compute(
                 merge_rewrite(
                     ctx,
                     &changed_sessions,
-                    Some(new_sessions),
+                    Some(NEW_SESSIONS),
                     SESSIONS_TABLE,
                     "session_date",
                     &dirs.sessions
@@ -503,27 +510,10 @@ async fn compute(
             trace("neighbours merged");
             e.and(s)
         };
-        let typed = async {
-            let Some(mut w) = typed_recomputed else {
-                return anyhow::Ok(None);
-            };
-            let rewritten: BTreeSet<Day> = changed_events.difference(recompute).copied().collect();
-            if !rewritten.is_empty() {
-                let Some(more) = typed_tables(
-                    typed_work,
-                    &dirs.root,
-                    &dirs.touched_events,
-                    Some(&rewritten),
-                )
-                .await?
-                else {
-                    return Ok(None);
-                };
-                for (table, n) in more {
-                    *w.entry(table).or_default() += n;
-                }
+        let copies = async {
+            if typed_warnings.is_none() {
+                return anyhow::Ok(());
             }
-            trace("typed tables of the touched users written");
             // Every other user's built typed rows, all tables at once.
             let mut copies = tokio::task::JoinSet::new();
             for (table, _, _) in TYPED {
@@ -535,20 +525,21 @@ async fn compute(
             while let Some(done) = copies.join_next().await {
                 done.context("a typed-table copy panicked")??;
             }
-            trace("typed tables written");
-            Ok(Some(w))
+            trace("built typed rows of the other users copied");
+            Ok(())
         };
-        let (m, t) = tokio::join!(merges, typed);
-        m?;
-        typed_early = t?;
+        let (m, c) = tokio::join!(merges, copies);
+        m.and(c)?;
     }
     move_recomputed(dirs, recompute)?;
     trace("neighbours compared and merged");
     // Typed tables from the final events of every rewritten date.
-    let warnings = match typed_early {
+    let warnings = match typed_warnings {
         Some(w) => w,
         None => {
-            let w = all_typed_tables(typed_work, &dirs.root, &dirs.events).await?;
+            let w = all_typed_tables(typed_work, &dirs.root, &dirs.events)
+                .await?
+                .within(&typed_days);
             trace("typed tables written");
             w
         }
@@ -820,11 +811,11 @@ async fn typed_tables(
     root: &Path,
     events_dir: &Path,
     touched_of: Option<&BTreeSet<Day>>,
-) -> Result<Option<BTreeMap<String, u64>>> {
+) -> Result<Option<Warnings>> {
     let _ = work.deregister_table(EVENTS_TABLE)?;
     engine::push_filters_into_scans(work);
     register_events(work, events_dir).await?;
-    let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
+    let mut warnings = Warnings::default();
     if !work.table_exist(EVENTS_TABLE)? {
         return Ok(touched_of.is_none().then_some(warnings));
     }
@@ -855,8 +846,8 @@ async fn typed_tables(
             .await?;
         let _ = work.deregister_table(EVENTS_TABLE)?;
         work.register_table(EVENTS_TABLE, rows.into_view())?;
-        for (table, n) in typed_tables_over_events(work, root).await? {
-            *warnings.entry(table).or_default() += n;
+        for (table, per_day) in typed_tables_over_events(work, root).await?.0 {
+            warnings.add(&table, per_day);
         }
     }
     Ok(Some(warnings))
@@ -867,7 +858,7 @@ async fn all_typed_tables(
     work: &SessionContext,
     root: &Path,
     events_dir: &Path,
-) -> Result<BTreeMap<String, u64>> {
+) -> Result<Warnings> {
     typed_tables(work, root, events_dir, None)
         .await?
         .context("typed tables over every row always run")
@@ -939,11 +930,8 @@ async fn typed_input(work: &SessionContext) -> Result<TypedInput> {
 }
 
 /// Run every typed query over the registered `events` at once.
-async fn typed_tables_over_events(
-    work: &SessionContext,
-    root: &Path,
-) -> Result<BTreeMap<String, u64>> {
-    let mut warnings = BTreeMap::new();
+async fn typed_tables_over_events(work: &SessionContext, root: &Path) -> Result<Warnings> {
+    let mut warnings = Warnings::default();
     let mut tasks = tokio::task::JoinSet::new();
     for (table, _, sql) in TYPED {
         let (work, out) = (work.clone(), root.join(table));
@@ -951,14 +939,48 @@ async fn typed_tables_over_events(
     }
     while let Some(done) = tasks.join_next().await {
         let (table, n) = done.context("a typed-table task panicked")?;
-        warnings.insert(table.to_string(), n?);
+        warnings.add(table, n?);
     }
     Ok(warnings)
 }
 
+/// Per typed table, per date, the values that could not be typed.
+#[derive(Debug, Default)]
+struct Warnings(BTreeMap<String, BTreeMap<Day, u64>>);
+
+impl Warnings {
+    fn add(&mut self, table: &str, per_day: BTreeMap<Day, u64>) {
+        let counts = self.0.entry(table.to_string()).or_default();
+        for (day, n) in per_day {
+            *counts.entry(day).or_default() += n;
+        }
+    }
+
+    /// Each table's count over `days` (every table run is listed, at 0
+    /// when none of its values there failed).
+    fn within(&self, days: &BTreeSet<Day>) -> BTreeMap<String, u64> {
+        self.0
+            .iter()
+            .map(|(table, per_day)| {
+                let n = per_day
+                    .iter()
+                    .filter(|(d, _)| days.contains(d))
+                    .map(|(_, n)| n)
+                    .sum();
+                (table.clone(), n)
+            })
+            .collect()
+    }
+}
+
 /// Run one typed table's SQL over `events`, write it under `out`, and
 /// return its count of values that could not be typed.
-async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) -> Result<u64> {
+async fn typed_table(
+    work: &SessionContext,
+    table: &str,
+    sql: &str,
+    out: &Path,
+) -> Result<BTreeMap<Day, u64>> {
     let df = work
         .sql(sql)
         .await
@@ -969,7 +991,7 @@ async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) 
     let counted = df
         .clone()
         .aggregate(
-            vec![],
+            vec![col("event_date")],
             vec![datafusion::functions_aggregate::expr_fn::sum(cast(
                 col("_warnings"),
                 DataType::Int64,
@@ -977,10 +999,16 @@ async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) 
         )?
         .collect()
         .await?;
-    let n = counted
-        .first()
-        .filter(|b| b.num_rows() > 0 && !b.column(0).is_null(0))
-        .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
+    let mut per_day = BTreeMap::new();
+    for b in &counted {
+        let days = b
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        for i in (0..b.num_rows()).filter(|&i| !days.is_null(i) && !n.is_null(i)) {
+            *per_day.entry(days.value(i)).or_default() += n.value(i).max(0) as u64;
+        }
+    }
     derive::write_partitioned(
         df.drop_columns(&["_warnings"])?,
         out,
@@ -989,7 +1017,7 @@ async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) 
         index_of(table),
     )
     .await?;
-    Ok(n.max(0) as u64)
+    Ok(per_day)
 }
 
 /// Dates (of `column`) where the two queries' rows differ. An empty query
@@ -1026,6 +1054,48 @@ async fn changed_dates(
 /// Per-user, per-date event time ranges from the lake, for [`reach`].
 struct LakeStats<'a> {
     ctx: &'a SessionContext,
+    /// Neighbour pairs asked for along with the dirty ranges (up to
+    /// [`PREFETCH_DAYS`] days out from a touched user's grown date), and
+    /// their ranges, once fetched.
+    prefetch: BTreeSet<(String, Day)>,
+    fetched: HashMap<(String, Day), UserDay>,
+}
+
+/// How far [`LakeStats`] looks ahead of the reach: a session reaching one
+/// date out is common (a touched user active near midnight), two is rare
+/// and further rarer still, and each step of the reach is a query (a few
+/// ms of planning and file opening each): the first two steps are read in
+/// one query, at the same time as the dirty ranges.
+const PREFETCH_DAYS: Day = 2;
+
+impl<'a> LakeStats<'a> {
+    /// `touched` are the (user, date) pairs of the grown dates, `whole`
+    /// the dates recomputed for every user, `existing` every date with
+    /// bronze rows.
+    fn new(
+        ctx: &'a SessionContext,
+        touched: &BTreeSet<(String, Day)>,
+        whole: &BTreeSet<Day>,
+        existing: &BTreeSet<Day>,
+    ) -> Self {
+        let mut prefetch = BTreeSet::new();
+        for (user, day) in touched {
+            for step in (1..=PREFETCH_DAYS).flat_map(|k| [-k, k]) {
+                let pair = (user.clone(), day + step);
+                if existing.contains(&pair.1)
+                    && !whole.contains(&pair.1)
+                    && !touched.contains(&pair)
+                {
+                    prefetch.insert(pair);
+                }
+            }
+        }
+        LakeStats {
+            ctx,
+            prefetch,
+            fetched: HashMap::new(),
+        }
+    }
 }
 
 /// The bronze files a grown date gained since its silver build.
@@ -1189,37 +1259,63 @@ async fn touched_pairs(
 
 impl Stats for LakeStats<'_> {
     async fn dirty(&mut self, days: &BTreeSet<Day>) -> Result<Vec<UserDay>> {
-        user_days(
-            self.ctx,
-            &format!(
-                "SELECT user_id, event_date, min(event_timestamp) AS lo, max(event_timestamp) AS hi \
-                 FROM {} WHERE event_date IN ({}) GROUP BY user_id, event_date",
-                bronze::TABLE,
-                derive::date_list(days)
-            ),
-        )
-        .await
+        let sql = format!(
+            "SELECT user_id, event_date, min(event_timestamp) AS lo, max(event_timestamp) AS hi \
+             FROM {} WHERE event_date IN ({}) GROUP BY user_id, event_date",
+            bronze::TABLE,
+            derive::date_list(days)
+        );
+        let dirty = user_days(self.ctx, &sql);
+        let prefetch = std::mem::take(&mut self.prefetch);
+        let (dirty, fetched) = tokio::join!(dirty, neighbour_days(self.ctx, PREFETCHED, &prefetch));
+        self.fetched = fetched?
+            .into_iter()
+            .map(|r| ((r.user.clone(), r.day), r))
+            .collect();
+        self.prefetch = prefetch;
+        dirty
     }
 
     async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>> {
-        if !self.ctx.table_exist(EVENTS_TABLE)? {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        let mut ask = BTreeSet::new();
+        for pair in pairs {
+            if self.prefetch.contains(pair) {
+                out.extend(self.fetched.get(pair).cloned());
+            } else {
+                ask.insert(pair.clone());
+            }
         }
-        register_pairs(self.ctx, CANDIDATES, pairs)?;
-        let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
-        user_days(
-            self.ctx,
-            &format!(
-                "SELECT e.user_id, e.event_date, min(e.event_timestamp) AS lo, \
-                 max(e.event_timestamp) AS hi \
-                 FROM {EVENTS_TABLE} e JOIN {CANDIDATES} c \
-                 ON e.user_id = c.user_id AND e.event_date = c.event_date \
-                 WHERE e.event_date IN ({}) GROUP BY e.user_id, e.event_date",
-                derive::date_list(&days)
-            ),
-        )
-        .await
+        out.extend(neighbour_days(self.ctx, CANDIDATES, &ask).await?);
+        Ok(out)
     }
+}
+
+/// The ranges of (user, date) `pairs` in the built silver events
+/// (registered as `name`, for the query's join); pairs where the user has
+/// no events are left out.
+async fn neighbour_days(
+    ctx: &SessionContext,
+    name: &str,
+    pairs: &BTreeSet<(String, Day)>,
+) -> Result<Vec<UserDay>> {
+    if pairs.is_empty() || !ctx.table_exist(EVENTS_TABLE)? {
+        return Ok(Vec::new());
+    }
+    register_pairs(ctx, name, pairs)?;
+    let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
+    user_days(
+        ctx,
+        &format!(
+            "SELECT e.user_id, e.event_date, min(e.event_timestamp) AS lo, \
+             max(e.event_timestamp) AS hi \
+             FROM {EVENTS_TABLE} e JOIN {name} c \
+             ON e.user_id = c.user_id AND e.event_date = c.event_date \
+             WHERE e.event_date IN ({}) GROUP BY e.user_id, e.event_date",
+            derive::date_list(&days)
+        ),
+    )
+    .await
 }
 
 async fn user_days(ctx: &SessionContext, sql: &str) -> Result<Vec<UserDay>> {

@@ -209,6 +209,81 @@ fn a_crash_at_every_step_of_silver_then_a_rerun_is_consistent() {
     }
 }
 
+/// An incremental run loads a neighbouring date for a touched user whose
+/// session crosses into it, extracts its typed rows along with the rest,
+/// and keeps the built ones when the date's rows did not change: its bad
+/// values are not counted again, and its typed rows are still there.
+#[test]
+fn an_unchanged_neighbour_keeps_its_typed_rows_and_is_not_counted_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let line = |id: &str, ts: &str, t: &str, props: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"{t}\",\"event_timestamp\":\"{ts}\",\"user_id\":\"w\",\"properties\":{props}}}\n"
+        )
+    };
+    let first = tmp.path().join("first.jsonl");
+    std::fs::write(
+        &first,
+        // A bad amount at 23:50 on the 10th, in a session that runs into
+        // the 11th.
+        line(
+            "w1",
+            "2024-03-10T23:50:00Z",
+            "purchase",
+            r#"{"order_id":"o1","amount":"abc","currency":"USD"}"#,
+        ) + &line("w2", "2024-03-11T00:10:00Z", "page_view", "{}")
+            + &line("w3", "2024-03-12T09:00:00Z", "page_view", "{}"),
+    )
+    .unwrap();
+    ok(
+        &lake,
+        &[
+            "ingest",
+            first.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-12T10:00:00Z",
+        ],
+    );
+    assert_eq!(silver(&lake, &[])["warnings"]["purchases"], 1);
+    // A late event on the 11th, hours after that session.
+    let late = tmp.path().join("late.jsonl");
+    std::fs::write(&late, line("w4", "2024-03-11T12:00:00Z", "page_view", "{}")).unwrap();
+    ok(
+        &lake,
+        &[
+            "ingest",
+            late.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-12T11:00:00Z",
+        ],
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["status"], "committed", "{s}");
+    // The 10th was loaded (w's session crosses into the 11th) ...
+    assert!(
+        s["loaded_dates"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("2024-03-10")),
+        "{s}"
+    );
+    // ... and not rewritten: only the 11th was.
+    for table in ["events", "purchases"] {
+        let dates: Vec<&str> = s["recomputed"][table]
+            .as_array()
+            .map(|a| a.iter().map(|d| d.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert!(!dates.contains(&"2024-03-10"), "{table}: {s}");
+    }
+    assert_eq!(s["warnings"]["purchases"], 0, "{s}");
+    assert_eq!(
+        query_csv(&lake, "SELECT order_id, amount FROM purchases"),
+        ["o1,"]
+    );
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM events"), ["4"]);
+}
+
 #[test]
 fn typed_tables_keep_exact_decimals_and_count_bad_values() {
     let tmp = tempfile::tempdir().unwrap();
