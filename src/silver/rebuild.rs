@@ -142,8 +142,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let work = engine.bare()?;
         let typed_work = engine.bare()?;
         fault::trace(started, "tables registered");
-        let (loaded, touched) = if full {
-            (recompute.clone(), None)
+        let (loaded, touched, pairs) = if full {
+            (recompute.clone(), None, Pairs::default())
         } else {
             let touched = touched_pairs(&ctx, lake, &appended).await?;
             let r = reach::reach(
@@ -157,10 +157,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             register_pairs(&ctx, REACHED, &r.extended)?;
             register_pairs(&ctx, TOUCHED, &touched)?;
             let mut merged = r.extended.clone();
-            merged.extend(touched);
+            merged.extend(touched.iter().cloned());
             register_pairs(&ctx, MERGED, &merged)?;
             fault::trace(started, "reach found");
-            (r.loaded, Some((r.touched_users, r.extended.len())))
+            let pairs = Pairs {
+                touched,
+                reached: r.extended,
+            };
+            let n = pairs.reached.len();
+            (r.loaded, Some((r.touched_users, n)), pairs)
         };
         let neighbours: BTreeSet<Day> = loaded.difference(&whole).copied().collect();
         let built = compute(
@@ -168,7 +173,12 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             (&work, &typed_work),
             &opts.settings,
             full,
-            (&whole, &neighbours, &grown),
+            Scope {
+                recompute: &whole,
+                neighbours: &neighbours,
+                grown: &grown,
+                pairs: &pairs,
+            },
             &dirs,
             started,
         )
@@ -310,10 +320,12 @@ async fn compute(
     (work, typed_work): (&SessionContext, &SessionContext),
     settings: &Settings,
     full: bool,
-    // The dates recomputed for every user; the other dates loaded (some
-    // users' rows, merged with the built rows of the rest); among those,
-    // the dates whose bronze grew (always rewritten).
-    (recompute, neighbours, grown): (&BTreeSet<Day>, &BTreeSet<Day>, &BTreeSet<Day>),
+    Scope {
+        recompute,
+        neighbours,
+        grown,
+        pairs,
+    }: Scope<'_>,
     dirs: &Staged,
     started: Instant,
 ) -> Result<Built> {
@@ -329,15 +341,7 @@ async fn compute(
             whole_days
         } else {
             // On grown dates, every row of the touched users.
-            let touched = ctx
-                .sql(&format!(
-                    "SELECT b.* FROM {} b JOIN {TOUCHED} t \
-                     ON b.user_id = t.user_id AND b.event_date = t.event_date \
-                     WHERE b.event_date IN ({})",
-                    bronze::TABLE,
-                    derive::date_list(grown)
-                ))
-                .await?;
+            let touched = rows_of(ctx, bronze::TABLE, TOUCHED, &pairs.touched).await?;
             if recompute.is_empty() {
                 touched
             } else {
@@ -345,20 +349,16 @@ async fn compute(
             }
         };
     }
-    if !neighbours.is_empty() {
+    if !pairs.reached.is_empty() {
         let types: Vec<(String, DataType)> = input
             .schema()
             .fields()
             .iter()
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect();
-        let built = ctx
-            .sql(&format!(
-                "SELECT e.* FROM {EVENTS_TABLE} e JOIN {REACHED} r \
-                 ON e.user_id = r.user_id AND e.event_date = r.event_date \
-                 WHERE e.event_date IN ({})",
-                derive::date_list(neighbours)
-            ))
+        // Only the dates the sessions reach: a grown date's built rows of
+        // its touched users are replaced by their bronze rows, above.
+        let built = rows_of(ctx, EVENTS_TABLE, REACHED, &pairs.reached)
             .await?
             .select(
                 types
@@ -369,7 +369,10 @@ async fn compute(
         // events.sql reads its input three times (repeated keys, kept
         // rows, whole rows): join the built rows once, in memory (an
         // incremental input is a few dates' worth).
-        input = input.union(built)?.cache().await?;
+        input = input.union(built)?;
+    }
+    if !neighbours.is_empty() {
+        input = input.cache().await?;
         trace("input loaded");
     }
     // An input with neighbours is already in memory (a few dates' worth):
@@ -549,6 +552,46 @@ async fn compute(
         changed_sessions,
         warnings,
     })
+}
+
+/// What [`compute`] loads and recomputes.
+struct Scope<'a> {
+    /// The dates recomputed for every user.
+    recompute: &'a BTreeSet<Day>,
+    /// The other dates loaded (some users' rows, merged with the built
+    /// rows of the rest).
+    neighbours: &'a BTreeSet<Day>,
+    /// Among those, the dates whose bronze grew (always rewritten).
+    grown: &'a BTreeSet<Day>,
+    pairs: &'a Pairs,
+}
+
+/// The (user, date) pairs of an incremental run.
+#[derive(Debug, Default)]
+struct Pairs {
+    /// On grown dates: the users of the new rows (registered as TOUCHED).
+    touched: BTreeSet<(String, Day)>,
+    /// Outside the recomputed dates: where the touched users' sessions
+    /// reach (registered as REACHED).
+    reached: BTreeSet<(String, Day)>,
+}
+
+/// The rows of lake table `table` on `pairs` (registered as `name`).
+async fn rows_of(
+    ctx: &SessionContext,
+    table: &str,
+    name: &str,
+    pairs: &BTreeSet<(String, Day)>,
+) -> Result<DataFrame> {
+    let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
+    Ok(ctx
+        .sql(&format!(
+            "SELECT t.* FROM {table} t JOIN {name} p \
+             ON t.user_id = p.user_id AND t.event_date = p.event_date \
+             WHERE t.event_date IN ({})",
+            derive::date_list(&days)
+        ))
+        .await?)
 }
 
 /// Register the silver events under `dir` as `events` in `ctx`.
