@@ -61,6 +61,8 @@ pub struct Options {
 const REACHED: &str = "_silver_reached";
 /// The (user_id, event_date) pairs a reach step asks about.
 const CANDIDATES: &str = "_silver_candidates";
+/// The built silver events of the REACHED pairs.
+const BUILT_REACHED: &str = "_silver_built_reached";
 /// The pairs asked about ahead of the reach (see [`LakeStats`]).
 const PREFETCHED: &str = "_silver_prefetched";
 /// On dates whose bronze only grew: the users of the new rows (and of rows
@@ -358,14 +360,20 @@ async fn compute(
             .collect();
         // Only the dates the sessions reach: a grown date's built rows of
         // its touched users are replaced by their bronze rows, above.
+        // Held in memory: the neighbours' comparison below reads their
+        // session ids again.
         let built = rows_of(ctx, EVENTS_TABLE, REACHED, &pairs.reached)
             .await?
-            .select(
-                types
-                    .iter()
-                    .map(|(name, t)| cast(col(name.as_str()), t.clone()).alias(name))
-                    .collect::<Vec<_>>(),
-            )?;
+            .cache()
+            .await?;
+        let _ = ctx.deregister_table(BUILT_REACHED)?;
+        ctx.register_table(BUILT_REACHED, built.clone().into_view())?;
+        let built = built.select(
+            types
+                .iter()
+                .map(|(name, t)| cast(col(name.as_str()), t.clone()).alias(name))
+                .collect::<Vec<_>>(),
+        )?;
         // events.sql reads its input three times (repeated keys, kept
         // rows, whole rows): join the built rows once, in memory (an
         // incremental input is a few dates' worth).
@@ -448,7 +456,10 @@ async fn compute(
         let event_cols = "event_date, event_id, session_id";
         let (new_e, old_e, new_s, old_s) = (
             within(NEW_EVENTS, "event_date", event_cols, false),
-            within(EVENTS_TABLE, "event_date", event_cols, true),
+            // The built rows of the reached users (every MERGED pair on
+            // a compared date: those dates did not grow, so none is
+            // TOUCHED), as loaded above.
+            within(BUILT_REACHED, "event_date", event_cols, false),
             within(NEW_SESSIONS, "session_date", "*", false),
             within(SESSIONS_TABLE, "session_date", "*", true),
         );
