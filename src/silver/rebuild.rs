@@ -606,15 +606,21 @@ async fn rows_of(
     name: &str,
     pairs: &BTreeSet<(String, Day)>,
 ) -> Result<DataFrame> {
-    let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
     Ok(ctx
-        .sql(&format!(
-            "SELECT t.* FROM {table} t JOIN {name} p \
-             ON t.user_id = p.user_id AND t.event_date = p.event_date \
-             WHERE t.event_date IN ({})",
-            derive::date_list(&days)
-        ))
+        .sql(&format!("SELECT t.* {}", on_pairs(table, name, pairs)))
         .await?)
+}
+
+/// `FROM` lake table `table` (as `t`) joined to `pairs` (registered as
+/// `name`), on their dates only.
+fn on_pairs(table: &str, name: &str, pairs: &BTreeSet<(String, Day)>) -> String {
+    let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
+    format!(
+        "FROM {table} t JOIN {name} p \
+         ON t.user_id = p.user_id AND t.event_date = p.event_date \
+         WHERE t.event_date IN ({})",
+        derive::date_list(&days)
+    )
 }
 
 /// Register the silver events under `dir` as `events` in `ctx`.
@@ -1331,14 +1337,14 @@ impl Stats for LakeStats<'_> {
             bronze::TABLE,
             derive::date_list(days)
         );
-        let dirty = user_days(self.ctx, &sql);
-        let prefetch = std::mem::take(&mut self.prefetch);
-        let (dirty, fetched) = tokio::join!(dirty, neighbour_days(self.ctx, PREFETCHED, &prefetch));
+        let (dirty, fetched) = tokio::join!(
+            user_days(self.ctx, &sql),
+            neighbour_days(self.ctx, PREFETCHED, &self.prefetch)
+        );
         self.fetched = fetched?
             .into_iter()
             .map(|r| ((r.user.clone(), r.day), r))
             .collect();
-        self.prefetch = prefetch;
         dirty
     }
 
@@ -1369,16 +1375,12 @@ async fn neighbour_days(
         return Ok(Vec::new());
     }
     register_pairs(ctx, name, pairs)?;
-    let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
     user_days(
         ctx,
         &format!(
-            "SELECT e.user_id, e.event_date, min(e.event_timestamp) AS lo, \
-             max(e.event_timestamp) AS hi \
-             FROM {EVENTS_TABLE} e JOIN {name} c \
-             ON e.user_id = c.user_id AND e.event_date = c.event_date \
-             WHERE e.event_date IN ({}) GROUP BY e.user_id, e.event_date",
-            derive::date_list(&days)
+            "SELECT t.user_id, t.event_date, min(t.event_timestamp) AS lo, \
+             max(t.event_timestamp) AS hi {} GROUP BY t.user_id, t.event_date",
+            on_pairs(EVENTS_TABLE, name, pairs)
         ),
     )
     .await
