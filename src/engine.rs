@@ -158,6 +158,13 @@ impl Engine {
         // are ~2% bigger and compression takes ~40% less CPU (silver
         // --full ~15% faster).
         options.execution.parquet.compression = Some("zstd(1)".into());
+        // One task per file, not one per column of each file: every write
+        // here is many files at once (a file per partition, tables written
+        // concurrently), which already keeps the cores busy, and the
+        // per-column tasks and channels only added overhead (1M-event
+        // silver --full 4.6 -> 4.1 s, 8.1 -> 7.1 s of CPU; an incremental
+        // run ~13% less CPU; peak RSS lower).
+        options.execution.parquet.allow_single_file_parallelism = false;
 
         if let Some(limit) = self.opts.memory_limit {
             // Each sort reserves this much up front for its merge phase
