@@ -357,6 +357,12 @@ async fn compute(
             }
         };
     }
+    // An input with neighbours is a few dates' worth, held in memory:
+    // events.sql reads it three times (repeated keys, kept rows, whole
+    // rows), and the neighbours' comparison below reads the built rows'
+    // session ids again. Its two parts (bronze rows, and the built rows of
+    // the dates the sessions reach) are read at the same time.
+    let mut cached = false;
     if !pairs.reached.is_empty() {
         let types: Vec<(String, DataType)> = input
             .schema()
@@ -366,12 +372,21 @@ async fn compute(
             .collect();
         // Only the dates the sessions reach: a grown date's built rows of
         // its touched users are replaced by their bronze rows, above.
-        // Held in memory: the neighbours' comparison below reads their
-        // session ids again.
-        let built = rows_of(ctx, EVENTS_TABLE, REACHED, &pairs.reached)
-            .await?
-            .cache()
-            .await?;
+        let read_built = async {
+            anyhow::Ok(
+                rows_of(ctx, EVENTS_TABLE, REACHED, &pairs.reached)
+                    .await?
+                    .cache()
+                    .await?,
+            )
+        };
+        let (bronze_rows, built) = if neighbours.is_empty() {
+            (input, read_built.await?)
+        } else {
+            cached = true;
+            let (bronze_rows, built) = tokio::join!(input.cache(), read_built);
+            (bronze_rows?, built?)
+        };
         let _ = ctx.deregister_table(BUILT_REACHED)?;
         ctx.register_table(BUILT_REACHED, built.clone().into_view())?;
         let built = built.select(
@@ -380,13 +395,12 @@ async fn compute(
                 .map(|(name, t)| cast(col(name.as_str()), t.clone()).alias(name))
                 .collect::<Vec<_>>(),
         )?;
-        // events.sql reads its input three times (repeated keys, kept
-        // rows, whole rows): join the built rows once, in memory (an
-        // incremental input is a few dates' worth).
-        input = input.union(built)?;
+        input = bronze_rows.union(built)?;
     }
     if !neighbours.is_empty() {
-        input = input.cache().await?;
+        if !cached {
+            input = input.cache().await?;
+        }
         trace("input loaded");
     }
     // An input with neighbours is already in memory (a few dates' worth):
