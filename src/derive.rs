@@ -229,6 +229,7 @@ pub async fn write_partitioned(
     )
     .await
     .with_context(|| format!("writing {what}"))?;
+    lake::presync(dir);
     Ok(())
 }
 

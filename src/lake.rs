@@ -188,6 +188,13 @@ pub fn fsync_file(path: &Path) -> Result<()> {
 /// renames. The calls run on [`par_io`]'s threads; the first rename comes
 /// alone, followed by the `renamed` fault point.
 pub fn publish(moves: &[(PathBuf, PathBuf)], synced: bool) -> Result<()> {
+    let started: Vec<_> = PRESYNCS
+        .lock()
+        .map(|mut v| v.drain(..).collect())
+        .unwrap_or_default();
+    for h in started {
+        let _ = h.join();
+    }
     if !synced {
         par_io(moves, |(from, _)| fsync_file(from))?;
     }
@@ -208,6 +215,33 @@ pub fn publish(moves: &[(PathBuf, PathBuf)], synced: bool) -> Result<()> {
     crate::fault::point("renamed");
     par_io(rest, rename)?;
     par_io(&parents, |p| fsync_dir(p))
+}
+
+/// Background flushes started by [`presync`], which [`publish`] waits for.
+static PRESYNCS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Start writing the files under `dir` (just written, not yet published)
+/// to disk in the background, while the run computes what comes next, so
+/// that [`publish`]'s fsyncs later find most of them clean (a 1M-event
+/// silver --full spent ~0.1 s there, after its last table was written).
+/// Best effort: a file renamed or removed meanwhile is skipped, and
+/// `publish` still fsyncs every file it moves.
+pub fn presync(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let handle = std::thread::spawn(move || {
+        let Ok(files) = list_files(&dir, &dir) else {
+            return;
+        };
+        let files: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+        let _ = par_io(&files, |f| {
+            let _ = fsync_file(f);
+            Ok(())
+        });
+    });
+    if let Ok(mut v) = PRESYNCS.lock() {
+        v.push(handle);
+    }
 }
 
 /// Write `bytes` to a file that appears at `path` whole or not at all.
