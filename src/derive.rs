@@ -31,6 +31,9 @@ pub struct Output {
     /// The partitions this commit replaces: their old files are removed and
     /// the staged ones (if any) take their place.
     pub partitions: BTreeSet<String>,
+    /// The partitions this commit adds rows to: their files stay, and the
+    /// staged ones join them.
+    pub appended: BTreeSet<String>,
 }
 
 /// A partition a commit rewrote.
@@ -57,6 +60,7 @@ pub fn replace_partitions(
     let mut moves = Vec::new();
     let mut n = 0;
     for out in outputs {
+        let first = written.len();
         let mut new_rows: BTreeMap<String, u64> = BTreeMap::new();
         for rel in lake::list_files(&out.staged, &out.staged)? {
             let Some((part_dir, _)) = rel.split_once('/') else {
@@ -66,10 +70,10 @@ pub fn replace_partitions(
                 .strip_prefix(&format!("{}=", out.column))
                 .context("unexpected staged layout")?
                 .to_string();
-            if !out.partitions.contains(&partition) {
+            if !out.partitions.contains(&partition) && !out.appended.contains(&partition) {
                 bail!(
                     "internal error: staged {} rows for {partition}, outside the partitions \
-                     this commit replaces",
+                     this commit replaces or appends to",
                     out.table
                 );
             }
@@ -99,6 +103,18 @@ pub fn replace_partitions(
                 });
             }
         }
+        for p in &out.appended {
+            let Some(&rows) = new_rows.get(p) else {
+                continue;
+            };
+            let before = old.and_then(|t| t.get(p)).map_or(0, |p| p.rows());
+            written.push(Written {
+                table: out.table.clone(),
+                partition: p.clone(),
+                rows: before + rows,
+            });
+        }
+        written[first..].sort_by(|a, b| a.partition.cmp(&b.partition));
     }
     // DataFusion's writer does not fsync: publish does.
     lake::publish(&moves, false)?;
@@ -392,7 +408,14 @@ impl Output {
             staged,
             column,
             partitions,
+            appended: BTreeSet::new(),
         }
+    }
+
+    /// The same output, also appending to `parts` (see [`Output::appended`]).
+    pub fn appending(mut self, parts: &BTreeSet<String>) -> Output {
+        self.appended = parts.clone();
+        self
     }
 }
 

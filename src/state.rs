@@ -961,6 +961,7 @@ pub fn snapshot(
         staged,
         column: "as_of",
         partitions: BTreeSet::from([as_of_dir(as_of)]),
+        appended: BTreeSet::new(),
     }];
     for t in &checked {
         outputs.push(Output {
@@ -969,6 +970,7 @@ pub fn snapshot(
             staged: staged_problems(t),
             column: "as_of",
             partitions: BTreeSet::from([as_of_dir(as_of)]),
+            appended: BTreeSet::new(),
         });
     }
     let mut commit = Commit::next(&state, "snapshot", processing_time);

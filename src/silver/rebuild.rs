@@ -77,6 +77,30 @@ const NEW_IDS: &str = "_silver_new_ids";
 const NEW_EVENTS: &str = "_silver_new_events";
 /// The touched users' recomputed sessions.
 const NEW_SESSIONS: &str = "_silver_new_sessions";
+/// (event_date, event_id, session_id, batch_id, source_line) of the
+/// touched users' built events on the grown dates that may be appended to.
+const BUILT_KEPT: &str = "_silver_built_kept";
+/// The touched users' typed rows of the appended dates, one table at a time.
+const NEW_TYPED: &str = "_silver_new_typed";
+
+/// The built rows' columns that show a row unchanged by a recompute: its
+/// session, and which bronze copy of the event was kept.
+const KEPT_COLUMNS: [&str; 5] = [
+    "event_date",
+    "event_id",
+    "session_id",
+    "batch_id",
+    "source_line",
+];
+
+/// A grown date where every built row of the touched users stays as it was
+/// (the new rows neither change an old row's session id nor which copy of
+/// a re-sent event is kept, as when a late event starts its own session
+/// or joins one without becoming its first event) gets its new events,
+/// and their typed rows, as one more file in each partition instead of a
+/// rewrite of the partition. Up to this many files per partition: the
+/// next change to a partition with more rewrites it whole (compacting it).
+const APPEND_MAX_FILES: usize = 8;
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
@@ -170,6 +194,22 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             (r.loaded, Some((r.touched_users, n)), pairs)
         };
         let neighbours: BTreeSet<Day> = loaded.difference(&whole).copied().collect();
+        // Grown dates whose partitions may take one more file.
+        let append_candidates: BTreeSet<Day> = grown
+            .iter()
+            .filter(|d| {
+                let p = format_date32(**d);
+                silver::all_tables().iter().all(|t| {
+                    state
+                        .tables
+                        .get(*t)
+                        .and_then(|t| t.get(&p))
+                        .map_or(0, |p| p.files.len())
+                        < APPEND_MAX_FILES
+                })
+            })
+            .copied()
+            .collect();
         let built = compute(
             &ctx,
             (&work, &typed_work),
@@ -179,6 +219,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
                 recompute: &whole,
                 neighbours: &neighbours,
                 grown: &grown,
+                append_candidates: &append_candidates,
                 pairs: &pairs,
                 rows: state
                     .partitions(bronze::TABLE)
@@ -210,6 +251,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let output = |table: &str, dir: &str, staged: PathBuf, column, parts: &BTreeSet<String>| {
         Output::replacing(&state, table, dir, staged, column, parts, full)
     };
+    let appended_days = days(&built.appended);
     let mut outputs = vec![
         output(
             EVENTS_TABLE,
@@ -217,7 +259,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             dirs.events.clone(),
             "event_date",
             &event_days,
-        ),
+        )
+        .appending(&appended_days),
         output(
             SESSIONS_TABLE,
             SESSIONS_DIR,
@@ -227,13 +270,10 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         ),
     ];
     for (table, dir, _) in TYPED {
-        outputs.push(output(
-            table,
-            dir,
-            staging.join(table),
-            "event_date",
-            &event_days,
-        ));
+        outputs.push(
+            output(table, dir, staging.join(table), "event_date", &event_days)
+                .appending(&appended_days),
+        );
     }
 
     let fp = fingerprint(&opts.settings);
@@ -264,6 +304,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         for p in out
             .partitions
             .iter()
+            .chain(&out.appended)
             .filter(|p| bronze_parts.is_some_and(|t| t.contains_key(*p)))
         {
             let input = dirty::input_key(bronze::TABLE, p);
@@ -314,6 +355,8 @@ impl Staged {
 struct Built {
     /// Neighbouring dates whose events (session ids) changed.
     changed_events: BTreeSet<Day>,
+    /// Grown dates whose events and typed tables get one more file.
+    appended: BTreeSet<Day>,
     /// Neighbouring dates whose sessions changed.
     changed_sessions: BTreeSet<Day>,
     warnings: BTreeMap<String, u64>,
@@ -331,6 +374,7 @@ async fn compute(
         recompute,
         neighbours,
         grown,
+        append_candidates,
         pairs,
         rows,
     }: Scope<'_>,
@@ -360,33 +404,54 @@ async fn compute(
     // An input with neighbours is a few dates' worth, held in memory:
     // events.sql reads it three times (repeated keys, kept rows, whole
     // rows), and the neighbours' comparison below reads the built rows'
-    // session ids again. Its two parts (bronze rows, and the built rows of
-    // the dates the sessions reach) are read at the same time.
-    let mut cached = false;
-    if !pairs.reached.is_empty() {
-        let types: Vec<(String, DataType)> = input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone()))
-            .collect();
-        // Only the dates the sessions reach: a grown date's built rows of
-        // its touched users are replaced by their bronze rows, above.
-        let read_built = async {
-            anyhow::Ok(
-                rows_of(ctx, EVENTS_TABLE, REACHED, &pairs.reached)
-                    .await?
-                    .cache()
-                    .await?,
-            )
-        };
-        let (bronze_rows, built) = if neighbours.is_empty() {
-            (input, read_built.await?)
+    // session ids again. Its parts (bronze rows, the built rows of the
+    // dates the sessions reach, and the touched users' built rows where
+    // the new rows may be appended) are read at the same time.
+    let types: Vec<(String, DataType)> = input
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let read_input = async {
+        anyhow::Ok(if neighbours.is_empty() {
+            input
         } else {
-            cached = true;
-            let (bronze_rows, built) = tokio::join!(input.cache(), read_built);
-            (bronze_rows?, built?)
-        };
+            input.cache().await?
+        })
+    };
+    // Only the dates the sessions reach: a grown date's built rows of its
+    // touched users are replaced by their bronze rows, above.
+    let read_built = async {
+        if pairs.reached.is_empty() {
+            return anyhow::Ok(None);
+        }
+        let built = rows_of(ctx, EVENTS_TABLE, REACHED, &pairs.reached)
+            .await?
+            .cache()
+            .await?;
+        Ok(Some(built))
+    };
+    let read_kept = async {
+        let on: BTreeSet<(String, Day)> = pairs
+            .touched
+            .iter()
+            .filter(|(_, d)| append_candidates.contains(d))
+            .cloned()
+            .collect();
+        if on.is_empty() || !ctx.table_exist(EVENTS_TABLE)? {
+            return anyhow::Ok(None);
+        }
+        let kept = rows_of(ctx, EVENTS_TABLE, TOUCHED, &on)
+            .await?
+            .select_columns(&KEPT_COLUMNS)?
+            .cache()
+            .await?;
+        Ok(Some(kept))
+    };
+    let (read, built, kept) = tokio::join!(read_input, read_built, read_kept);
+    let mut input = read?;
+    if let Some(built) = built? {
         let _ = ctx.deregister_table(BUILT_REACHED)?;
         ctx.register_table(BUILT_REACHED, built.clone().into_view())?;
         let built = built.select(
@@ -395,12 +460,13 @@ async fn compute(
                 .map(|(name, t)| cast(col(name.as_str()), t.clone()).alias(name))
                 .collect::<Vec<_>>(),
         )?;
-        input = bronze_rows.union(built)?;
+        input = input.union(built)?;
+    }
+    let _ = ctx.deregister_table(BUILT_KEPT)?;
+    if let Some(kept) = kept? {
+        ctx.register_table(BUILT_KEPT, kept.into_view())?;
     }
     if !neighbours.is_empty() {
-        if !cached {
-            input = input.cache().await?;
-        }
         trace("input loaded");
     }
     // An input with neighbours is already in memory (a few dates' worth):
@@ -447,7 +513,7 @@ async fn compute(
     let compare = async {
         sessions_written.await?;
         if neighbours.is_empty() {
-            return anyhow::Ok((BTreeSet::new(), BTreeSet::new()));
+            return anyhow::Ok((BTreeSet::new(), BTreeSet::new(), BTreeSet::new()));
         }
         for (name, dir, column) in [
             (NEW_EVENTS, &dirs.touched_events, "event_date"),
@@ -455,10 +521,30 @@ async fn compute(
         ] {
             engine::register_partitioned(ctx, name, dir, column, None, Vec::new()).await?;
         }
-        // Grown dates are rewritten anyway: compare only the others.
+        // The grown dates where the touched users' built rows all stay:
+        // none of them is missing from, or changed in, the new rows.
+        let kept = async {
+            let candidates: BTreeSet<Day> =
+                grown.intersection(append_candidates).copied().collect();
+            if candidates.is_empty() || !ctx.table_exist(BUILT_KEPT)? {
+                return anyhow::Ok(BTreeSet::new());
+            }
+            let cols = KEPT_COLUMNS.join(", ");
+            let lost = format!(
+                "SELECT {cols} FROM {BUILT_KEPT} EXCEPT \
+                 SELECT {cols} FROM {NEW_EVENTS} WHERE event_date IN ({})",
+                derive::date_list(&candidates)
+            );
+            let changed = changed_dates(ctx, "", &lost, "event_date").await?;
+            Ok(candidates.difference(&changed).copied().collect())
+        };
+        // Grown dates are rewritten (or appended to) anyway: compare only
+        // the others.
         let compared: BTreeSet<Day> = neighbours.difference(grown).copied().collect();
         if compared.is_empty() {
-            return Ok((BTreeSet::new(), BTreeSet::new()));
+            let kept = kept.await?;
+            trace("neighbours compared");
+            return Ok((BTreeSet::new(), BTreeSet::new(), kept));
         }
         let within = |table: &str, column: &str, cols: &str, reached_only: bool| -> String {
             if !ctx.table_exist(table).unwrap_or(false) {
@@ -487,26 +573,41 @@ async fn compute(
             within(NEW_SESSIONS, "session_date", "*", false),
             within(SESSIONS_TABLE, "session_date", "*", true),
         );
-        let (events, sessions) = tokio::join!(
+        let (events, sessions, kept) = tokio::join!(
             changed_dates(ctx, &new_e, &old_e, "event_date"),
-            changed_dates(ctx, &new_s, &old_s, "session_date")
+            changed_dates(ctx, &new_s, &old_s, "session_date"),
+            kept
         );
         trace("neighbours compared");
-        Ok((events?, sessions?))
+        Ok((events?, sessions?, kept?))
     };
     let (typed_touched, compared) = tokio::join!(typed_touched, compare);
-    let (mut changed_events, mut changed_sessions) = compared?;
+    let (mut changed_events, mut changed_sessions, kept) = compared?;
     let typed_touched = typed_touched?;
-    // A grown date is rewritten whatever its rows: its build must record
-    // the bronze it has now read.
-    changed_events.extend(grown);
+    // Appending needs the touched users' typed rows apart from the rest's
+    // (per-row typed queries).
+    let appended: BTreeSet<Day> = if typed_touched.is_some() {
+        kept
+    } else {
+        BTreeSet::new()
+    };
+    // A grown date is rewritten (or appended to) whatever its rows: its
+    // build must record the bronze it has now read.
+    changed_events.extend(grown.difference(&appended));
     changed_sessions.extend(grown);
     // The dates whose typed rows this run writes.
-    let typed_days: BTreeSet<Day> = recompute.union(&changed_events).copied().collect();
+    let typed_days: BTreeSet<Day> = recompute
+        .union(&changed_events)
+        .chain(&appended)
+        .copied()
+        .collect();
     let mut typed_warnings = None;
     if let Some(w) = typed_touched {
         // A neighbour whose rows did not change keeps its built typed rows.
-        for day in neighbours.difference(&changed_events) {
+        for day in neighbours
+            .difference(&changed_events)
+            .filter(|d| !appended.contains(d))
+        {
             for (table, _, _) in TYPED {
                 let part = dirs
                     .root
@@ -566,8 +667,16 @@ async fn compute(
             trace("built typed rows of the other users copied");
             Ok(())
         };
-        let (m, c) = tokio::join!(merges, copies);
-        m.and(c)?;
+        let appends = async {
+            if appended.is_empty() {
+                return anyhow::Ok(());
+            }
+            let r = append_rows(ctx, &appended, dirs).await;
+            trace("new rows of the appended dates staged");
+            r
+        };
+        let (m, c, a) = tokio::join!(merges, copies, appends);
+        m.and(c).and(a)?;
     }
     move_recomputed(dirs, recompute)?;
     trace("neighbours compared and merged");
@@ -583,6 +692,7 @@ async fn compute(
         }
     };
     Ok(Built {
+        appended,
         changed_events,
         changed_sessions,
         warnings,
@@ -596,8 +706,12 @@ struct Scope<'a> {
     /// The other dates loaded (some users' rows, merged with the built
     /// rows of the rest).
     neighbours: &'a BTreeSet<Day>,
-    /// Among those, the dates whose bronze grew (always rewritten).
+    /// Among those, the dates whose bronze grew (always rewritten or
+    /// appended to).
     grown: &'a BTreeSet<Day>,
+    /// Among those, the dates whose partitions may take one more file
+    /// (see [`APPEND_MAX_FILES`]).
+    append_candidates: &'a BTreeSet<Day>,
     pairs: &'a Pairs,
     /// Bronze rows of the recomputed dates (from the log).
     rows: u64,
@@ -678,6 +792,69 @@ async fn merge_rewrite(
     }
     let df = ctx.sql(&parts.join(" UNION ALL ")).await?;
     derive::write_partitioned(df, out, column, "merged silver rows", index_of(old)).await
+}
+
+/// On the `days` appended to: stage the touched users' events and typed
+/// rows that are new there (their event ids are not among the built rows
+/// kept, BUILT_KEPT), each partition's one more file. The typed rows staged
+/// for those dates (every row of the touched users) are set aside first.
+async fn append_rows(ctx: &SessionContext, days: &BTreeSet<Day>, dirs: &Staged) -> Result<()> {
+    let new_only = |table: &str| {
+        format!(
+            "SELECT * FROM {table} t WHERE t.event_date IN ({}) AND NOT EXISTS \
+             (SELECT 1 FROM {BUILT_KEPT} k \
+              WHERE k.event_date = t.event_date AND k.event_id = t.event_id)",
+            derive::date_list(days)
+        )
+    };
+    let mut writes = tokio::task::JoinSet::new();
+    let events = ctx.sql(&new_only(NEW_EVENTS)).await?;
+    let out = dirs.events.clone();
+    writes.spawn(async move {
+        derive::write_partitioned(
+            events,
+            &out,
+            "event_date",
+            "appended silver events",
+            derive::Index::None,
+        )
+        .await
+    });
+    for (table, _, _) in TYPED {
+        let staged = dirs.root.join(table);
+        let aside = dirs.root.join("touched-typed").join(table);
+        let mut moved = false;
+        for day in days {
+            let name = format!("event_date={}", format_date32(*day));
+            let from = staged.join(&name);
+            if from.is_dir() {
+                fs::create_dir_all(&aside)?;
+                fs::rename(&from, aside.join(&name))
+                    .with_context(|| format!("failed to set aside `{}`", from.display()))?;
+                moved = true;
+            }
+        }
+        if !moved {
+            continue;
+        }
+        let name = format!("{NEW_TYPED}_{table}");
+        engine::register_partitioned(ctx, &name, &aside, "event_date", None, Vec::new()).await?;
+        let rows = ctx.sql(&new_only(&name)).await?;
+        writes.spawn(async move {
+            derive::write_partitioned(
+                rows,
+                &staged,
+                "event_date",
+                "appended typed rows",
+                index_of(table),
+            )
+            .await
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.context("an append panicked")??;
+    }
+    Ok(())
 }
 
 /// How silver table `table`'s files are written: typed tables carry a

@@ -751,3 +751,97 @@ fn a_grown_date_recomputes_the_users_whose_copy_deduplication_now_drops() {
         ["2"]
     );
 }
+
+/// Parquet files in a silver table's date partition.
+fn files_in(lake: &Path, table: &str, date: &str) -> usize {
+    parquet_files(&lake.join(format!("silver/{table}/event_date={date}"))).len()
+}
+
+/// A late event that changes no built row (it starts its own session)
+/// adds one file to its date's partitions instead of rewriting them; one
+/// that changes a built row's session rewrites the date; and a partition
+/// with too many files is rewritten whole (compacted). Each time the
+/// result equals a --full rebuild.
+#[test]
+fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let scratch = tmp.path().join("full");
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b0.jsonl",
+        &[
+            ev("a1", "page_view", "2024-03-14T10:00:00Z", "a"),
+            ev("b1", "purchase", "2024-03-14T12:00:00Z", "b"),
+            ev("c1", "page_view", "2024-03-15T09:00:00Z", "c"),
+        ],
+        "2024-03-16T02:00:00Z",
+    );
+    silver(&lake, &[]);
+    assert_eq!(files_in(&lake, "events", "2024-03-14"), 1);
+
+    // a's new session in the evening: a1 keeps its session.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b1.jsonl",
+        &[
+            ev("a2", "page_view", "2024-03-14T18:00:00Z", "a"),
+            ev("a3", "purchase", "2024-03-14T18:05:00Z", "a"),
+        ],
+        "2024-03-17T02:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(list(&s["recomputed"]["events"]), ["2024-03-14"], "{s}");
+    assert_eq!(list(&s["recomputed"]["purchases"]), ["2024-03-14"], "{s}");
+    assert_eq!(files_in(&lake, "events", "2024-03-14"), 2, "appended: {s}");
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(*) FROM events WHERE event_date = DATE '2024-03-14'"
+        ),
+        ["4"]
+    );
+    assert_equals_full(&lake, &scratch, "after an appended late event");
+
+    // 10 minutes before b1: b1's session now starts at the late event, so
+    // its id changes and the date is rewritten.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b2.jsonl",
+        &[ev("b0", "page_view", "2024-03-14T11:50:00Z", "b")],
+        "2024-03-18T02:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(list(&s["recomputed"]["events"]), ["2024-03-14"], "{s}");
+    assert_eq!(files_in(&lake, "events", "2024-03-14"), 1, "rewritten: {s}");
+    assert_equals_full(
+        &lake,
+        &scratch,
+        "after a late event that moves a session start",
+    );
+
+    // One late event an hour after another: appended each time, until the
+    // partition holds the most files allowed; the next change rewrites it.
+    let mut counts = Vec::new();
+    for i in 0..9 {
+        ingest_lines(
+            &lake,
+            tmp.path(),
+            &format!("c{i}.jsonl"),
+            &[ev(
+                &format!("n{i}"),
+                "page_view",
+                &format!("2024-03-14T{:02}:30:00Z", 13 + i),
+                "n",
+            )],
+            &format!("2024-03-19T{i:02}:00:00Z"),
+        );
+        silver(&lake, &[]);
+        counts.push(files_in(&lake, "events", "2024-03-14"));
+    }
+    assert_eq!(counts, [2, 3, 4, 5, 6, 7, 8, 1, 2], "files after each run");
+    assert_equals_full(&lake, &scratch, "after appends and a compaction");
+}
