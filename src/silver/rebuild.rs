@@ -77,11 +77,26 @@ const NEW_IDS: &str = "_silver_new_ids";
 const NEW_EVENTS: &str = "_silver_new_events";
 /// The touched users' recomputed sessions.
 const NEW_SESSIONS: &str = "_silver_new_sessions";
-/// (event_date, event_id, session_id, batch_id, source_line) of the
-/// touched users' built events on the grown dates that may be appended to.
+/// (event_date, event_id, session_id, batch_id, source_line) of the built
+/// events of every MERGED pair on the grown dates that may be appended to
+/// (the users whose rows there are recomputed).
 const BUILT_KEPT: &str = "_silver_built_kept";
 /// The touched users' typed rows of the appended dates, one table at a time.
 const NEW_TYPED: &str = "_silver_new_typed";
+/// The rows of BUILT_KEPT that the recompute changes (or drops).
+const CHANGED: &str = "_silver_changed";
+/// The rows of BUILT_KEPT that stay as they are.
+const UNCHANGED: &str = "_silver_unchanged";
+
+/// Where an incremental run appends instead of rewriting.
+#[derive(Debug, Default)]
+struct Appends {
+    /// Grown dates where no built row of the touched users changes.
+    events: BTreeSet<Day>,
+    /// Per typed table, the grown dates where none of its built rows
+    /// belongs to a changed event (a superset of `events`).
+    typed: BTreeMap<&'static str, BTreeSet<Day>>,
+}
 
 /// The built rows' columns that show a row unchanged by a recompute: its
 /// session, and which bronze copy of the event was kept.
@@ -251,7 +266,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let output = |table: &str, dir: &str, staged: PathBuf, column, parts: &BTreeSet<String>| {
         Output::replacing(&state, table, dir, staged, column, parts, full)
     };
-    let appended_days = days(&built.appended);
+    let appended_days = days(&built.appended.events);
     let mut outputs = vec![
         output(
             EVENTS_TABLE,
@@ -270,9 +285,16 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         ),
     ];
     for (table, dir, _) in TYPED {
+        // A typed table may be appended to where events are rewritten.
+        let appended = built
+            .appended
+            .typed
+            .get(table)
+            .map(days)
+            .unwrap_or_default();
+        let replaced: BTreeSet<String> = event_days.difference(&appended).cloned().collect();
         outputs.push(
-            output(table, dir, staging.join(table), "event_date", &event_days)
-                .appending(&appended_days),
+            output(table, dir, staging.join(table), "event_date", &replaced).appending(&appended),
         );
     }
 
@@ -355,8 +377,8 @@ impl Staged {
 struct Built {
     /// Neighbouring dates whose events (session ids) changed.
     changed_events: BTreeSet<Day>,
-    /// Grown dates whose events and typed tables get one more file.
-    appended: BTreeSet<Day>,
+    /// Grown dates whose events or typed tables get one more file.
+    appended: Appends,
     /// Neighbouring dates whose sessions changed.
     changed_sessions: BTreeSet<Day>,
     warnings: BTreeMap<String, u64>,
@@ -432,17 +454,20 @@ async fn compute(
             .await?;
         Ok(Some(built))
     };
+    // Every user recomputed on those dates: the touched ones, and those
+    // whose sessions reach there from another date.
     let read_kept = async {
         let on: BTreeSet<(String, Day)> = pairs
             .touched
             .iter()
+            .chain(&pairs.reached)
             .filter(|(_, d)| append_candidates.contains(d))
             .cloned()
             .collect();
         if on.is_empty() || !ctx.table_exist(EVENTS_TABLE)? {
             return anyhow::Ok(None);
         }
-        let kept = rows_of(ctx, EVENTS_TABLE, TOUCHED, &on)
+        let kept = rows_of(ctx, EVENTS_TABLE, MERGED, &on)
             .await?
             .select_columns(&KEPT_COLUMNS)?
             .cache()
@@ -513,7 +538,7 @@ async fn compute(
     let compare = async {
         sessions_written.await?;
         if neighbours.is_empty() {
-            return anyhow::Ok((BTreeSet::new(), BTreeSet::new(), BTreeSet::new()));
+            return anyhow::Ok((BTreeSet::new(), BTreeSet::new(), Appends::default()));
         }
         for (name, dir, column) in [
             (NEW_EVENTS, &dirs.touched_events, "event_date"),
@@ -524,19 +549,61 @@ async fn compute(
         // The grown dates where the touched users' built rows all stay:
         // none of them is missing from, or changed in, the new rows.
         let kept = async {
+            let mut kept = Appends::default();
             let candidates: BTreeSet<Day> =
                 grown.intersection(append_candidates).copied().collect();
             if candidates.is_empty() || !ctx.table_exist(BUILT_KEPT)? {
-                return anyhow::Ok(BTreeSet::new());
+                return anyhow::Ok(kept);
             }
             let cols = KEPT_COLUMNS.join(", ");
-            let lost = format!(
-                "SELECT {cols} FROM {BUILT_KEPT} EXCEPT \
-                 SELECT {cols} FROM {NEW_EVENTS} WHERE event_date IN ({})",
-                derive::date_list(&candidates)
-            );
-            let changed = changed_dates(ctx, "", &lost, "event_date").await?;
-            Ok(candidates.difference(&changed).copied().collect())
+            // Few rows: those of the sessions whose start moved, and of
+            // re-sent events whose kept copy changed.
+            let changed = ctx
+                .sql(&format!(
+                    "SELECT {cols} FROM {BUILT_KEPT} EXCEPT \
+                     SELECT {cols} FROM {NEW_EVENTS} WHERE event_date IN ({})",
+                    derive::date_list(&candidates)
+                ))
+                .await?
+                .cache()
+                .await?;
+            let unchanged = ctx.table(BUILT_KEPT).await?.except(changed.clone())?;
+            for (name, df) in [(CHANGED, changed), (UNCHANGED, unchanged)] {
+                let _ = ctx.deregister_table(name)?;
+                ctx.register_table(name, df.into_view())?;
+            }
+            let candidates = &candidates;
+            let all = |q: String| async move {
+                let hit = changed_dates(ctx, "", &q, "event_date").await?;
+                anyhow::Ok(
+                    candidates
+                        .difference(&hit)
+                        .copied()
+                        .collect::<BTreeSet<Day>>(),
+                )
+            };
+            let typed = futures::future::try_join_all(TYPED.iter().map(|(table, _, _)| {
+                let q = format!(
+                    "SELECT t.event_date FROM {table} t JOIN {CHANGED} c \
+                     ON t.event_date = c.event_date AND t.event_id = c.event_id \
+                     WHERE t.event_date IN ({})",
+                    derive::date_list(candidates)
+                );
+                let exists = ctx.table_exist(*table);
+                async move {
+                    let days = if exists? {
+                        all(q).await?
+                    } else {
+                        candidates.clone()
+                    };
+                    anyhow::Ok((*table, days))
+                }
+            }));
+            let (events, typed) =
+                tokio::join!(all(format!("SELECT event_date FROM {CHANGED}")), typed);
+            kept.events = events?;
+            kept.typed = typed?.into_iter().collect();
+            Ok(kept)
         };
         // Grown dates are rewritten (or appended to) anyway: compare only
         // the others.
@@ -586,11 +653,12 @@ async fn compute(
     let typed_touched = typed_touched?;
     // Appending needs the touched users' typed rows apart from the rest's
     // (per-row typed queries).
-    let appended: BTreeSet<Day> = if typed_touched.is_some() {
+    let kept = if typed_touched.is_some() {
         kept
     } else {
-        BTreeSet::new()
+        Appends::default()
     };
+    let appended = kept.events.clone();
     // A grown date is rewritten (or appended to) whatever its rows: its
     // build must record the bronze it has now read.
     changed_events.extend(grown.difference(&appended));
@@ -656,7 +724,12 @@ async fn compute(
             // Every other user's built typed rows, all tables at once.
             let mut copies = tokio::task::JoinSet::new();
             for (table, _, _) in TYPED {
-                let (ctx, days, out) = (ctx.clone(), changed_events.clone(), dirs.root.join(table));
+                // Not where the table is appended to.
+                let days: BTreeSet<Day> = match kept.typed.get(table) {
+                    Some(a) => changed_events.difference(a).copied().collect(),
+                    None => changed_events.clone(),
+                };
+                let (ctx, out) = (ctx.clone(), dirs.root.join(table));
                 copies.spawn(async move {
                     merge_rewrite(&ctx, &days, None, table, "event_date", &out).await
                 });
@@ -668,10 +741,10 @@ async fn compute(
             Ok(())
         };
         let appends = async {
-            if appended.is_empty() {
+            if kept.typed.values().all(BTreeSet::is_empty) {
                 return anyhow::Ok(());
             }
-            let r = append_rows(ctx, &appended, dirs).await;
+            let r = append_rows(ctx, &kept, dirs).await;
             trace("new rows of the appended dates staged");
             r
         };
@@ -692,7 +765,7 @@ async fn compute(
         }
     };
     Ok(Built {
-        appended,
+        appended: kept,
         changed_events,
         changed_sessions,
         warnings,
@@ -794,33 +867,36 @@ async fn merge_rewrite(
     derive::write_partitioned(df, out, column, "merged silver rows", index_of(old)).await
 }
 
-/// On the `days` appended to: stage the touched users' events and typed
-/// rows that are new there (their event ids are not among the built rows
-/// kept, BUILT_KEPT), each partition's one more file. The typed rows staged
-/// for those dates (every row of the touched users) are set aside first.
-async fn append_rows(ctx: &SessionContext, days: &BTreeSet<Day>, dirs: &Staged) -> Result<()> {
-    let new_only = |table: &str| {
+/// Where `kept` says: stage the touched users' events and typed rows that
+/// are new there (not the rows of UNCHANGED: the built rows that stay),
+/// each partition's one more file. The typed rows staged for those dates
+/// (every row of the touched users) are set aside first.
+async fn append_rows(ctx: &SessionContext, kept: &Appends, dirs: &Staged) -> Result<()> {
+    let new_only = |table: &str, days: &BTreeSet<Day>| {
         format!(
             "SELECT * FROM {table} t WHERE t.event_date IN ({}) AND NOT EXISTS \
-             (SELECT 1 FROM {BUILT_KEPT} k \
+             (SELECT 1 FROM {UNCHANGED} k \
               WHERE k.event_date = t.event_date AND k.event_id = t.event_id)",
             derive::date_list(days)
         )
     };
     let mut writes = tokio::task::JoinSet::new();
-    let events = ctx.sql(&new_only(NEW_EVENTS)).await?;
-    let out = dirs.events.clone();
-    writes.spawn(async move {
-        derive::write_partitioned(
-            events,
-            &out,
-            "event_date",
-            "appended silver events",
-            derive::Index::None,
-        )
-        .await
-    });
-    for (table, _, _) in TYPED {
+    if !kept.events.is_empty() {
+        let events = ctx.sql(&new_only(NEW_EVENTS, &kept.events)).await?;
+        let out = dirs.events.clone();
+        writes.spawn(async move {
+            derive::write_partitioned(
+                events,
+                &out,
+                "event_date",
+                "appended silver events",
+                derive::Index::None,
+            )
+            .await
+        });
+    }
+    for (table, days) in &kept.typed {
+        let table: &'static str = table;
         let staged = dirs.root.join(table);
         let aside = dirs.root.join("touched-typed").join(table);
         let mut moved = false;
@@ -839,7 +915,7 @@ async fn append_rows(ctx: &SessionContext, days: &BTreeSet<Day>, dirs: &Staged) 
         }
         let name = format!("{NEW_TYPED}_{table}");
         engine::register_partitioned(ctx, &name, &aside, "event_date", None, Vec::new()).await?;
-        let rows = ctx.sql(&new_only(&name)).await?;
+        let rows = ctx.sql(&new_only(&name, days)).await?;
         writes.spawn(async move {
             derive::write_partitioned(
                 rows,

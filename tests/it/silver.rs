@@ -759,9 +759,10 @@ fn files_in(lake: &Path, table: &str, date: &str) -> usize {
 
 /// A late event that changes no built row (it starts its own session)
 /// adds one file to its date's partitions instead of rewriting them; one
-/// that changes a built row's session rewrites the date; and a partition
-/// with too many files is rewritten whole (compacted). Each time the
-/// result equals a --full rebuild.
+/// that changes a built row's session rewrites the date, except the typed
+/// tables with no row of a changed event; and a partition with too many
+/// files is rewritten whole (compacted). Each time the result equals a
+/// --full rebuild.
 #[test]
 fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -772,6 +773,7 @@ fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
         tmp.path(),
         "b0.jsonl",
         &[
+            ev("a0", "search", "2024-03-14T09:00:00Z", "a"),
             ev("a1", "page_view", "2024-03-14T10:00:00Z", "a"),
             ev("b1", "purchase", "2024-03-14T12:00:00Z", "b"),
             ev("c1", "page_view", "2024-03-15T09:00:00Z", "c"),
@@ -801,22 +803,37 @@ fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
             &lake,
             "SELECT count(*) FROM events WHERE event_date = DATE '2024-03-14'"
         ),
-        ["4"]
+        ["5"]
     );
     assert_equals_full(&lake, &scratch, "after an appended late event");
 
     // 10 minutes before b1: b1's session now starts at the late event, so
-    // its id changes and the date is rewritten.
+    // its id changes and the date is rewritten, purchases too (b1 is one);
+    // searches hold no row of b's, so a's new search is appended.
+    assert_eq!(files_in(&lake, "searches", "2024-03-14"), 1);
     ingest_lines(
         &lake,
         tmp.path(),
         "b2.jsonl",
-        &[ev("b0", "page_view", "2024-03-14T11:50:00Z", "b")],
+        &[
+            ev("b0", "page_view", "2024-03-14T11:50:00Z", "b"),
+            ev("a9", "search", "2024-03-14T20:00:00Z", "a"),
+        ],
         "2024-03-18T02:00:00Z",
     );
     let s = silver(&lake, &[]);
     assert_eq!(list(&s["recomputed"]["events"]), ["2024-03-14"], "{s}");
+    assert_eq!(list(&s["recomputed"]["searches"]), ["2024-03-14"], "{s}");
     assert_eq!(files_in(&lake, "events", "2024-03-14"), 1, "rewritten: {s}");
+    assert_eq!(
+        files_in(&lake, "searches", "2024-03-14"),
+        2,
+        "appended: {s}"
+    );
+    assert_eq!(
+        query_csv(&lake, "SELECT event_id FROM searches ORDER BY event_id"),
+        ["a0", "a9"]
+    );
     assert_equals_full(
         &lake,
         &scratch,
@@ -844,4 +861,62 @@ fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
     }
     assert_eq!(counts, [2, 3, 4, 5, 6, 7, 8, 1, 2], "files after each run");
     assert_equals_full(&lake, &scratch, "after appends and a compaction");
+}
+
+/// Appending to a grown date adds only the rows new there: a user whose
+/// session reaches into it from another grown date (recomputed there
+/// without a new row of their own) keeps their rows once.
+#[test]
+fn a_session_reaching_into_another_grown_date_is_not_appended_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b0.jsonl",
+        &[
+            ev("u1", "page_view", "2024-03-14T23:50:00Z", "u"),
+            ev("u2", "purchase", "2024-03-15T00:10:00Z", "u"),
+            ev("x1", "page_view", "2024-03-15T08:00:00Z", "x"),
+            ev("y1", "page_view", "2024-03-16T08:00:00Z", "y"),
+            ev("y2", "page_view", "2024-03-17T08:00:00Z", "y"),
+        ],
+        "2024-03-18T02:00:00Z",
+    );
+    silver(&lake, &[]);
+    // u's new evening event on the 14th (its own session) touches u there;
+    // u's session crossing midnight reaches the 15th, which grew by x's row.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b1.jsonl",
+        &[
+            ev("u0", "page_view", "2024-03-14T20:00:00Z", "u"),
+            ev("x2", "purchase", "2024-03-15T18:00:00Z", "x"),
+        ],
+        "2024-03-19T02:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(
+        list(&s["loaded_dates"]),
+        ["2024-03-14", "2024-03-15"],
+        "{s}"
+    );
+    assert_eq!(files_in(&lake, "events", "2024-03-15"), 2, "appended: {s}");
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT event_id FROM events WHERE event_date = DATE '2024-03-15' ORDER BY event_id"
+        ),
+        ["u2", "x1", "x2"]
+    );
+    assert_eq!(
+        query_csv(&lake, "SELECT event_id FROM purchases ORDER BY event_id"),
+        ["u2", "x2"]
+    );
+    assert_equals_full(
+        &lake,
+        &tmp.path().join("full"),
+        "after appends on two grown dates",
+    );
 }
