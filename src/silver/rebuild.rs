@@ -567,13 +567,24 @@ async fn compute(
                 .await?
                 .cache()
                 .await?;
+            let none_changed = changed.clone().count().await? == 0;
             let unchanged = ctx.table(BUILT_KEPT).await?.except(changed.clone())?;
             for (name, df) in [(CHANGED, changed), (UNCHANGED, unchanged)] {
                 let _ = ctx.deregister_table(name)?;
                 ctx.register_table(name, df.into_view())?;
             }
+            if none_changed {
+                // The common case of a small late batch: append everywhere.
+                kept.typed = TYPED
+                    .iter()
+                    .map(|(t, _, _)| (*t, candidates.clone()))
+                    .collect();
+                kept.events = candidates;
+                return Ok(kept);
+            }
             let candidates = &candidates;
-            let all = |q: String| async move {
+            // The candidates where query `q` (of dates) finds no row.
+            let clear_of = |q: String| async move {
                 let hit = changed_dates(ctx, "", &q, "event_date").await?;
                 anyhow::Ok(
                     candidates
@@ -592,7 +603,7 @@ async fn compute(
                 let exists = ctx.table_exist(*table);
                 async move {
                     let days = if exists? {
-                        all(q).await?
+                        clear_of(q).await?
                     } else {
                         candidates.clone()
                     };
@@ -600,7 +611,7 @@ async fn compute(
                 }
             }));
             let (events, typed) =
-                tokio::join!(all(format!("SELECT event_date FROM {CHANGED}")), typed);
+                tokio::join!(clear_of(format!("SELECT event_date FROM {CHANGED}")), typed);
             kept.events = events?;
             kept.typed = typed?.into_iter().collect();
             Ok(kept)
