@@ -186,13 +186,13 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let (loaded, touched, pairs) = if full {
             (recompute.clone(), None, Pairs::default())
         } else {
-            let touched = touched_pairs(&ctx, lake, &appended).await?;
+            let (touched, new_rows) = touched_pairs(&ctx, lake, &appended).await?;
             let r = reach::reach(
                 &whole,
                 &touched,
                 &bronze_days,
                 opts.settings.session_gap_us,
-                &mut LakeStats::new(&ctx, &touched, &whole, &bronze_days),
+                &mut LakeStats::new(&ctx, &touched, new_rows, &whole, &bronze_days),
             )
             .await?;
             register_pairs(&ctx, REACHED, &r.extended)?;
@@ -1406,9 +1406,19 @@ struct LakeStats<'a> {
     ctx: &'a SessionContext,
     /// Neighbour pairs asked for along with the dirty ranges (up to
     /// [`PREFETCH_DAYS`] days out from a touched user's grown date), and
-    /// their ranges, once fetched.
+    /// their ranges, once fetched. Also the touched pairs themselves (see
+    /// `new_rows`).
     prefetch: BTreeSet<(String, Day)>,
     fetched: HashMap<(String, Day), UserDay>,
+    /// On the grown dates: the touched pairs, and the time range of their
+    /// new bronze rows. A touched user's range there is that of their
+    /// built rows widened by their new rows: every row a recompute can
+    /// keep is one or the other (a new row may displace a built copy of a
+    /// re-sent event, never let an older losing copy back in), so the
+    /// range is never narrower than the recomputed rows', and a wider one
+    /// only loads more. That spares reading the grown dates' bronze.
+    touched: &'a BTreeSet<(String, Day)>,
+    new_rows: Ranges,
 }
 
 /// How far [`LakeStats`] looks ahead of the reach: a session reaching one
@@ -1424,7 +1434,8 @@ impl<'a> LakeStats<'a> {
     /// bronze rows.
     fn new(
         ctx: &'a SessionContext,
-        touched: &BTreeSet<(String, Day)>,
+        touched: &'a BTreeSet<(String, Day)>,
+        new_rows: Ranges,
         whole: &BTreeSet<Day>,
         existing: &BTreeSet<Day>,
     ) -> Self {
@@ -1440,10 +1451,13 @@ impl<'a> LakeStats<'a> {
                 }
             }
         }
+        prefetch.extend(touched.iter().cloned());
         LakeStats {
             ctx,
             prefetch,
             fetched: HashMap::new(),
+            touched,
+            new_rows,
         }
     }
 }
@@ -1538,10 +1552,11 @@ async fn touched_pairs(
     ctx: &SessionContext,
     lake: &Lake,
     appended: &BTreeMap<Day, Appended>,
-) -> Result<BTreeSet<(String, Day)>> {
+) -> Result<(BTreeSet<(String, Day)>, Ranges)> {
     use datafusion::parquet::arrow::ProjectionMask;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut pairs = BTreeSet::new();
+    let mut ranges = Ranges::new();
     let mut ids: BTreeSet<(String, Day)> = BTreeSet::new();
     for (day, appended) in appended {
         for rel in &appended.files {
@@ -1553,7 +1568,10 @@ async fn touched_pairs(
             // The event ids only where a new row may repeat one.
             let want_ids = !appended.no_resends;
             let schema = builder.schema().clone();
-            let mut columns = vec![schema.index_of("user_id")?];
+            let mut columns = vec![
+                schema.index_of("user_id")?,
+                schema.index_of("event_timestamp")?,
+            ];
             if want_ids {
                 columns.push(schema.index_of("event_id")?);
             }
@@ -1567,8 +1585,21 @@ async fn touched_pairs(
                         .clone())
                 };
                 let users = text("user_id")?;
+                let times = datafusion::arrow::compute::cast(
+                    batch
+                        .column_by_name("event_timestamp")
+                        .context("projected column")?,
+                    &DataType::Int64,
+                )?;
+                let times = times.as_primitive::<Int64Type>();
                 for i in 0..batch.num_rows() {
-                    pairs.insert((users.value(i).to_string(), *day));
+                    let pair = (users.value(i).to_string(), *day);
+                    let t = times.value(i);
+                    ranges
+                        .entry(pair.clone())
+                        .and_modify(|r| *r = (r.0.min(t), r.1.max(t)))
+                        .or_insert((t, t));
+                    pairs.insert(pair);
                 }
                 if want_ids {
                     let events = text("event_id")?;
@@ -1580,7 +1611,7 @@ async fn touched_pairs(
         }
     }
     if ids.is_empty() {
-        return Ok(pairs);
+        return Ok((pairs, ranges));
     }
     register_keyed_dates(ctx, NEW_IDS, "event_id", &ids)?;
     let days: BTreeSet<Day> = ids.iter().map(|(_, d)| *d).collect();
@@ -1604,26 +1635,55 @@ async fn touched_pairs(
             pairs.insert((u.value(i).to_string(), d.value(i)));
         }
     }
-    Ok(pairs)
+    Ok((pairs, ranges))
 }
+
+/// First and last event time per (user, date).
+type Ranges = HashMap<(String, Day), (i64, i64)>;
 
 impl Stats for LakeStats<'_> {
     async fn dirty(&mut self, days: &BTreeSet<Day>) -> Result<Vec<UserDay>> {
-        let sql = format!(
-            "SELECT user_id, event_date, min(event_timestamp) AS lo, max(event_timestamp) AS hi \
-             FROM {} WHERE event_date IN ({}) GROUP BY user_id, event_date",
-            bronze::TABLE,
-            derive::date_list(days)
-        );
+        // Every user's range on the dates recomputed whole, from bronze;
+        // on grown dates, the touched users' (see `new_rows`).
+        let grown: BTreeSet<Day> = self.touched.iter().map(|(_, d)| *d).collect();
+        let whole: BTreeSet<Day> = days.difference(&grown).copied().collect();
+        let whole_days = async {
+            if whole.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!(
+                "SELECT user_id, event_date, min(event_timestamp) AS lo, max(event_timestamp) AS hi \
+                 FROM {} WHERE event_date IN ({}) GROUP BY user_id, event_date",
+                bronze::TABLE,
+                derive::date_list(&whole)
+            );
+            user_days(self.ctx, &sql).await
+        };
         let (dirty, fetched) = tokio::join!(
-            user_days(self.ctx, &sql),
+            whole_days,
             neighbour_days(self.ctx, PREFETCHED, &self.prefetch)
         );
         self.fetched = fetched?
             .into_iter()
             .map(|r| ((r.user.clone(), r.day), r))
             .collect();
-        dirty
+        let mut out = dirty?;
+        for pair in self.touched.iter().filter(|(_, d)| days.contains(d)) {
+            let built = self.fetched.get(pair).map(|r| (r.first, r.last));
+            let range = match (built, self.new_rows.get(pair).copied()) {
+                (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+                (a, b) => a.or(b),
+            };
+            if let Some((first, last)) = range {
+                out.push(UserDay {
+                    user: pair.0.clone(),
+                    day: pair.1,
+                    first,
+                    last,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>> {
