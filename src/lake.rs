@@ -122,7 +122,16 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 /// wait on the disk (fsync, unlink), not the CPU, so more of them in flight
 /// than there are cores. The first error wins.
 pub fn par_io<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
-    let threads = IO_THREADS.min(items.len());
+    par_io_on(IO_THREADS, items, f)
+}
+
+/// [`par_io`] on up to `threads` threads.
+fn par_io_on<T: Sync>(
+    threads: usize,
+    items: &[T],
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let threads = threads.min(items.len());
     if threads <= 1 {
         return items.iter().try_for_each(&f);
     }
@@ -173,6 +182,9 @@ pub fn remove_tree(dir: &Path) {
 
 /// Threads [`par_io`] uses at most.
 pub const IO_THREADS: usize = 16;
+
+/// Threads each [`presync`] uses at most.
+const PRESYNC_THREADS: usize = 2;
 
 /// fsync a file's data and metadata.
 pub fn fsync_file(path: &Path) -> Result<()> {
@@ -234,7 +246,9 @@ pub fn presync(dir: &Path) {
             return;
         };
         let files: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
-        let _ = par_io(&files, |f| {
+        // Few threads: these flushes overlap the run's computing, and a
+        // run makes many writes (each thread started costs CPU).
+        let _ = par_io_on(PRESYNC_THREADS, &files, |f| {
             let _ = fsync_file(f);
             Ok(())
         });
