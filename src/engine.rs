@@ -340,6 +340,37 @@ pub async fn register_partitioned(
     schema: Option<SchemaRef>,
     sort: Vec<SortExpr>,
 ) -> Result<()> {
+    // The session's Parquet options (strings as Utf8, see `bare`).
+    let parquet = ctx.state().table_options().parquet.clone();
+    register_with(ctx, table, dir, column, schema, sort, parquet).await
+}
+
+/// [`register_partitioned`] for lookups of a few rows, by a join or a
+/// filter on one column, in a derived table: filters are evaluated while
+/// decoding, so the other columns are decoded only for the rows kept (an
+/// incremental silver run reads a few users' rows of a few dates this way:
+/// ~20 ms less than decoding every row of those dates).
+pub async fn register_for_lookups(
+    ctx: &SessionContext,
+    table: &str,
+    dir: &Path,
+    column: &str,
+) -> Result<()> {
+    let mut parquet = ctx.state().table_options().parquet.clone();
+    parquet.global.pushdown_filters = true;
+    parquet.global.reorder_filters = true;
+    register_with(ctx, table, dir, column, None, Vec::new(), parquet).await
+}
+
+async fn register_with(
+    ctx: &SessionContext,
+    table: &str,
+    dir: &Path,
+    column: &str,
+    schema: Option<SchemaRef>,
+    sort: Vec<SortExpr>,
+    parquet: datafusion::config::TableParquetOptions,
+) -> Result<()> {
     let files = crate::lake::list_files(dir, dir)?;
     if files.is_empty() && (schema.is_none() || !dir.is_dir()) {
         return Ok(());
@@ -358,8 +389,7 @@ pub async fn register_partitioned(
     let path = std::fs::canonicalize(dir)
         .with_context(|| format!("failed to resolve `{}`", dir.display()))?;
     let url = format!("{}/", path.display());
-    // The session's Parquet options (strings as Utf8, see `bare`).
-    let format = ParquetFormat::default().with_options(ctx.state().table_options().parquet.clone());
+    let format = ParquetFormat::default().with_options(parquet);
     let mut options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(column.to_string(), DataType::Date32)]);

@@ -63,6 +63,9 @@ const REACHED: &str = "_silver_reached";
 const CANDIDATES: &str = "_silver_candidates";
 /// The built silver events of the REACHED pairs.
 const BUILT_REACHED: &str = "_silver_built_reached";
+/// The built silver events, for reading a few users' rows (see
+/// [`engine::register_for_lookups`]).
+const EVENTS_LOOKUP: &str = "_silver_events_lookup";
 /// The pairs asked about ahead of the reach (see [`LakeStats`]).
 const PREFETCHED: &str = "_silver_prefetched";
 /// On dates whose bronze only grew: the users of the new rows (and of rows
@@ -196,6 +199,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             )
             .await?;
             register_pairs(&ctx, REACHED, &r.extended)?;
+            if !r.extended.is_empty() {
+                engine::register_for_lookups(
+                    &ctx,
+                    EVENTS_LOOKUP,
+                    &lake.path(silver::EVENTS_DIR),
+                    "event_date",
+                )
+                .await?;
+            }
             register_pairs(&ctx, TOUCHED, &touched)?;
             let mut merged = r.extended.clone();
             merged.extend(touched.iter().cloned());
@@ -448,7 +460,8 @@ async fn compute(
         if pairs.reached.is_empty() {
             return anyhow::Ok(None);
         }
-        let built = rows_of(ctx, EVENTS_TABLE, REACHED, &pairs.reached)
+        // A few users' rows of each reached date (see EVENTS_LOOKUP).
+        let built = rows_of(ctx, EVENTS_LOOKUP, REACHED, &pairs.reached)
             .await?
             .cache()
             .await?;
