@@ -323,7 +323,10 @@ async fn register_bronze_like(
 pub fn push_filters_into_scans(ctx: &SessionContext) {
     let state = ctx.state_ref();
     let mut state = state.write();
-    let parquet = &mut state.table_options_mut().parquet.global;
+    evaluate_filters_while_decoding(&mut state.table_options_mut().parquet.global);
+}
+
+fn evaluate_filters_while_decoding(parquet: &mut datafusion::config::ParquetOptions) {
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
 }
@@ -349,7 +352,7 @@ pub async fn register_partitioned(
 /// filter on one column, in a derived table: filters are evaluated while
 /// decoding, so the other columns are decoded only for the rows kept (an
 /// incremental silver run reads a few users' rows of a few dates this way:
-/// ~20 ms less than decoding every row of those dates).
+/// ~12 ms less than decoding every row of those dates).
 pub async fn register_for_lookups(
     ctx: &SessionContext,
     table: &str,
@@ -357,8 +360,7 @@ pub async fn register_for_lookups(
     column: &str,
 ) -> Result<()> {
     let mut parquet = ctx.state().table_options().parquet.clone();
-    parquet.global.pushdown_filters = true;
-    parquet.global.reorder_filters = true;
+    evaluate_filters_while_decoding(&mut parquet.global);
     register_with(ctx, table, dir, column, None, Vec::new(), parquet).await
 }
 
