@@ -188,24 +188,7 @@ fn a_crash_at_every_step_of_silver_then_a_rerun_is_consistent() {
         // Re-run (a no-op after a crash past the commit).
         silver(&lake, &[]);
         assert_eq!(events_and_sessions(&lake), want, "{step}");
-        let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(&lake)).unwrap();
-        let mut committed: Vec<String> = evlake::silver::all_tables()
-            .iter()
-            .flat_map(|t| state.partitions(t))
-            .flat_map(|(_, p)| p.files.keys().cloned())
-            .collect();
-        committed.sort();
-        let mut on_disk: Vec<String> = parquet_files(&lake.join("silver"))
-            .iter()
-            .map(|p| {
-                p.strip_prefix(&lake)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        on_disk.sort();
-        assert_eq!(on_disk, committed, "{step}");
+        assert_silver_files_are_the_logs(&lake, step);
     }
 }
 
@@ -919,4 +902,63 @@ fn a_session_reaching_into_another_grown_date_is_not_appended_twice() {
         &tmp.path().join("full"),
         "after appends on two grown dates",
     );
+}
+
+/// An incremental run that appends, crashed at every step, then run again:
+/// the lake equals a --full rebuild and holds no file the log does not.
+#[test]
+fn a_crash_at_every_step_of_an_appending_run_then_a_rerun_is_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    ingest_lines(
+        &base,
+        tmp.path(),
+        "b0.jsonl",
+        &[
+            ev("a1", "page_view", "2024-03-14T10:00:00Z", "a"),
+            ev("b1", "purchase", "2024-03-14T12:00:00Z", "b"),
+            ev("c1", "page_view", "2024-03-15T09:00:00Z", "c"),
+            ev("c2", "page_view", "2024-03-16T09:00:00Z", "c"),
+        ],
+        "2024-03-17T02:00:00Z",
+    );
+    silver(&base, &[]);
+    // a's new evening session: appended to the 14th.
+    ingest_lines(
+        &base,
+        tmp.path(),
+        "b1.jsonl",
+        &[ev("a2", "purchase", "2024-03-14T18:00:00Z", "a")],
+        "2024-03-18T02:00:00Z",
+    );
+    for step in evlake::fault::STEPS {
+        let lake = tmp.path().join(format!("lake-{step}"));
+        copy_dir(&base, &lake);
+        let o = cmd(&lake, &["silver"])
+            .env("EVLAKE_FAULT", step)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}");
+        silver(&lake, &[]);
+        assert_eq!(files_in(&lake, "events", "2024-03-14"), 2, "{step}");
+        assert_equals_full(&lake, &tmp.path().join(format!("full-{step}")), step);
+        assert_silver_files_are_the_logs(&lake, step);
+    }
+}
+
+/// The silver files on disk are exactly those the log names.
+fn assert_silver_files_are_the_logs(lake: &Path, what: &str) {
+    let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
+    let mut committed: Vec<String> = evlake::silver::all_tables()
+        .iter()
+        .flat_map(|t| state.partitions(t))
+        .flat_map(|(_, p)| p.files.keys().cloned())
+        .collect();
+    committed.sort();
+    let mut on_disk: Vec<String> = parquet_files(&lake.join("silver"))
+        .iter()
+        .map(|p| p.strip_prefix(lake).unwrap().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    assert_eq!(on_disk, committed, "{what}");
 }
