@@ -12,7 +12,10 @@
 //!    sessions.sql runs over the result.
 //! 4. A neighbouring date is rewritten only where its rows changed: the
 //!    touched users' `(event_id, session_id)` pairs or session rows differ
-//!    from the built ones. The rewrite keeps every other user's rows.
+//!    from the built ones. The rewrite keeps every other user's rows. A
+//!    date whose bronze only grew, where no built row of a recomputed user
+//!    changes, gets its new rows as one more file instead (see
+//!    [`APPEND_MAX_FILES`]).
 //! 5. The typed tables are rebuilt from the new events of every rewritten
 //!    date, and everything lands in one commit with its build records.
 
@@ -439,8 +442,9 @@ async fn compute(
     // events.sql reads it three times (repeated keys, kept rows, whole
     // rows), and the neighbours' comparison below reads the built rows'
     // session ids again. Its parts (bronze rows, the built rows of the
-    // dates the sessions reach, and the touched users' built rows where
-    // the new rows may be appended) are read at the same time.
+    // dates the sessions reach, and the key columns of the built rows of
+    // every user recomputed on the dates that may be appended to) are
+    // read at the same time.
     let types: Vec<(String, DataType)> = input
         .schema()
         .fields()
@@ -559,8 +563,10 @@ async fn compute(
         ] {
             engine::register_partitioned(ctx, name, dir, column, None, Vec::new()).await?;
         }
-        // The grown dates where the touched users' built rows all stay:
-        // none of them is missing from, or changed in, the new rows.
+        // The grown dates where the built rows of every user recomputed
+        // there all stay: none is missing from, or changed in, the new
+        // rows (and per typed table, the dates where none of its rows
+        // belongs to a changed event).
         let kept = async {
             let mut kept = Appends::default();
             let candidates: BTreeSet<Day> =
