@@ -15,7 +15,7 @@
 //!    from the built ones. The rewrite keeps every other user's rows. A
 //!    date whose bronze only grew, where no built row of a recomputed user
 //!    changes, gets its new rows as one more file instead (see
-//!    [`APPEND_MAX_FILES`]).
+//!    `APPEND_MAX_FILES`).
 //! 5. The typed tables are rebuilt from the new events of every rewritten
 //!    date, and everything lands in one commit with its build records.
 
