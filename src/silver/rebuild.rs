@@ -97,7 +97,7 @@ const UNCHANGED: &str = "_silver_unchanged";
 /// Where an incremental run appends instead of rewriting.
 #[derive(Debug, Default)]
 struct Appends {
-    /// Grown dates where no built row of the touched users changes.
+    /// Grown dates where no built row of a user recomputed there changes.
     events: BTreeSet<Day>,
     /// Per typed table, the grown dates where none of its built rows
     /// belongs to a changed event (a superset of `events`).
@@ -114,12 +114,12 @@ const KEPT_COLUMNS: [&str; 5] = [
     "source_line",
 ];
 
-/// A grown date where every built row of the touched users stays as it was
-/// (the new rows neither change an old row's session id nor which copy of
-/// a re-sent event is kept, as when a late event starts its own session
-/// or joins one without becoming its first event) gets its new events,
-/// and their typed rows, as one more file in each partition instead of a
-/// rewrite of the partition. Up to this many files per partition: the
+/// A grown date where every built row of the users recomputed there stays
+/// as it was (the new rows neither change an old row's session id nor
+/// which copy of a re-sent event is kept, as when a late event starts its
+/// own session or joins one without becoming its first event) gets its new
+/// events, and their typed rows, as one more file in each partition
+/// instead of a rewrite of the partition. Up to this many files per partition: the
 /// next change to a partition with more rewrites it whole (compacting it).
 const APPEND_MAX_FILES: usize = 8;
 
@@ -688,15 +688,15 @@ async fn compute(
     } else {
         Appends::default()
     };
-    let appended = kept.events.clone();
+    let appended = &kept.events;
     // A grown date is rewritten (or appended to) whatever its rows: its
     // build must record the bronze it has now read.
-    changed_events.extend(grown.difference(&appended));
+    changed_events.extend(grown.difference(appended));
     changed_sessions.extend(grown);
     // The dates whose typed rows this run writes.
     let typed_days: BTreeSet<Day> = recompute
         .union(&changed_events)
-        .chain(&appended)
+        .chain(appended)
         .copied()
         .collect();
     let mut typed_warnings = None;
