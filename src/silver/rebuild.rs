@@ -189,18 +189,35 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let work = engine.bare()?;
         let typed_work = engine.bare()?;
         fault::trace(started, "tables registered");
+        let mut touched_rows = None;
         let (loaded, touched, pairs) = if full {
             (recompute.clone(), None, Pairs::default())
         } else {
             let (touched, new_rows) = touched_pairs(&ctx, lake, &appended).await?;
-            let r = reach::reach(
-                &whole,
-                &touched,
-                &bronze_days,
-                opts.settings.session_gap_us,
-                &mut LakeStats::new(&ctx, &touched, new_rows, &whole, &bronze_days),
-            )
-            .await?;
+            register_pairs(&ctx, TOUCHED, &touched)?;
+            // The touched users' bronze rows are input whatever the reach
+            // finds: read them while it looks (it mostly waits on small
+            // queries).
+            let read_touched = async {
+                if touched.is_empty() {
+                    return anyhow::Ok(None);
+                }
+                let rows = rows_of(&ctx, bronze::TABLE, TOUCHED, &touched).await?;
+                Ok(Some(rows.cache().await?))
+            };
+            let mut stats = LakeStats::new(&ctx, &touched, new_rows, &whole, &bronze_days);
+            let (r, rows) = tokio::join!(
+                reach::reach(
+                    &whole,
+                    &touched,
+                    &bronze_days,
+                    opts.settings.session_gap_us,
+                    &mut stats,
+                ),
+                read_touched
+            );
+            let r = r?;
+            touched_rows = rows?;
             register_pairs(&ctx, REACHED, &r.extended)?;
             if !r.extended.is_empty() {
                 engine::register_for_lookups(
@@ -211,7 +228,6 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
                 )
                 .await?;
             }
-            register_pairs(&ctx, TOUCHED, &touched)?;
             let mut merged = r.extended.clone();
             merged.extend(touched.iter().cloned());
             register_pairs(&ctx, MERGED, &merged)?;
@@ -251,6 +267,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
                 grown: &grown,
                 append_candidates: &append_candidates,
                 pairs: &pairs,
+                touched_rows,
                 rows: state
                     .partitions(bronze::TABLE)
                     .filter(|(d, _)| crate::time::parse_date32(d).is_ok_and(|d| whole.contains(&d)))
@@ -413,6 +430,7 @@ async fn compute(
         grown,
         append_candidates,
         pairs,
+        touched_rows,
         rows,
     }: Scope<'_>,
     dirs: &Staged,
@@ -422,6 +440,7 @@ async fn compute(
     // The input of events.sql, registered in `work` under the name the SQL
     // reads.
     let mut input = ctx.table(bronze::TABLE).await?;
+    let mut input_cached = false;
     if !full {
         let whole_days = input
             .clone()
@@ -430,8 +449,13 @@ async fn compute(
             whole_days
         } else {
             // On grown dates, every row of the touched users.
-            let touched = rows_of(ctx, bronze::TABLE, TOUCHED, &pairs.touched).await?;
+            let touched_rows_read = touched_rows.is_some();
+            let touched = match touched_rows {
+                Some(rows) => rows,
+                None => rows_of(ctx, bronze::TABLE, TOUCHED, &pairs.touched).await?,
+            };
             if recompute.is_empty() {
+                input_cached = touched_rows_read;
                 touched
             } else {
                 whole_days.union(touched)?
@@ -452,7 +476,7 @@ async fn compute(
         .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect();
     let read_input = async {
-        anyhow::Ok(if neighbours.is_empty() {
+        anyhow::Ok(if neighbours.is_empty() || input_cached {
             input
         } else {
             input.cache().await?
@@ -816,6 +840,8 @@ struct Scope<'a> {
     /// (see [`APPEND_MAX_FILES`]).
     append_candidates: &'a BTreeSet<Day>,
     pairs: &'a Pairs,
+    /// The bronze rows of `pairs.touched`, read already (in memory).
+    touched_rows: Option<DataFrame>,
     /// Bronze rows of the recomputed dates (from the log).
     rows: u64,
 }
