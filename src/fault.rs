@@ -42,6 +42,14 @@ pub fn point(step: &str) {
     }
 }
 
+/// With `EVLAKE_TRACE` set: say which way a run went (stderr; tests
+/// check it).
+pub fn trace_note(note: &str) {
+    if std::env::var_os("EVLAKE_TRACE").is_some() {
+        crate::report::eline(format_args!("{:>12} {note}", "Trace"));
+    }
+}
+
 /// With `EVLAKE_TRACE` set, print how long a run took to reach `phase`
 /// (stderr), to see where time goes without a profiler.
 pub fn trace(started: std::time::Instant, phase: &str) {

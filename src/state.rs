@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::common::ScalarValue;
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::{DataFrame, SessionContext, cast, col};
 use serde::Serialize;
 
 use crate::derive::{self, Output};
@@ -129,6 +129,18 @@ impl Model {
     /// name no model can have.
     fn problems_dir(&self, input: &str) -> String {
         format!("{STATE_DIR}/.problems/{}/{input}", self.name)
+    }
+
+    /// The log's table name for the event ids of `input` (a silver table
+    /// the `problems` query consults as `{input}_all`) up to a snapshot's
+    /// time.
+    fn keys_table(&self, input: &str) -> String {
+        format!("{}.keys.{input}", self.table())
+    }
+
+    /// Where [`Model::keys_table`] lives: under `state/.keys/`.
+    fn keys_dir(&self, input: &str) -> String {
+        format!("{STATE_DIR}/.keys/{}/{input}", self.name)
     }
 
     /// The silver tables the `problems` query checks (named as is: the
@@ -610,7 +622,24 @@ pub fn query(
 
 /// One run of a model's `problems` query: the frame each table name it
 /// reads stands for.
-type Check = Vec<(String, DataFrame)>;
+type Tables = Vec<(String, DataFrame)>;
+
+/// A check, and the tables to run it with instead if it does not plan
+/// with them (see [`problem_checks`]: a snapshot's keys stand for every
+/// event when the query reads only their ids).
+struct Check {
+    tables: Tables,
+    fallback: Option<Tables>,
+}
+
+impl From<Tables> for Check {
+    fn from(tables: Tables) -> Self {
+        Check {
+            tables,
+            fallback: None,
+        }
+    }
+}
 
 /// The problem checks that answer `q` (registered in `ctx`, whose silver
 /// tables are the window replayed after `snapshot`).
@@ -622,6 +651,13 @@ type Check = Vec<(String, DataFrame)>;
 /// events against the window's (an event it reported can only be cleared
 /// by an event it did not see, and a valid snapshot saw every event up to
 /// its time).
+///
+/// In the first, every event of a consulted table (`{t}_all`) is the
+/// snapshot's keys (the ids of every event up to its time, one file with
+/// small, Bloom-filtered row groups) plus the window's ids, when the
+/// query reads only `event_id` of it: otherwise it does not plan with that
+/// one column, and runs over the events' rows (which opens a file per
+/// date).
 async fn problem_checks(
     ctx: &SessionContext,
     lake: &Lake,
@@ -650,14 +686,14 @@ async fn problem_checks(
         _ => None,
     };
     let (Some(snapshot), Some(stored)) = (snapshot, stored) else {
-        let mut check = Check::new();
+        let mut check = Tables::new();
         for t in &checked {
             check.push((t.to_string(), all(t).await?));
         }
         for t in &context {
             check.push((format!("{t}_all"), all(t).await?));
         }
-        return Ok(vec![check]);
+        return Ok(vec![check.into()]);
     };
     let after = Window {
         after: Some(snapshot.as_of_us),
@@ -665,22 +701,103 @@ async fn problem_checks(
         known_at: q.known_at,
     };
     register_window(ctx, lake, &tables, after, "_after_").await?;
-    let (mut window_check, mut stored_check) = (Check::new(), Check::new());
+    let (mut window_check, mut stored_check) = (Tables::new(), Tables::new());
     for t in &checked {
         let window = ctx.table(format!("_after_{t}")).await?;
         window_check.push((t.to_string(), window.clone()));
         stored_check.push((t.to_string(), stored[*t].clone()));
     }
+    let mut by_keys = Some(window_check.clone());
     for t in &context {
         let window = ctx.table(format!("_after_{t}")).await?;
         window_check.push((format!("{t}_all"), all(t).await?));
+        by_keys = match (
+            by_keys,
+            snapshot_keys(ctx, lake, state, model, &snapshot.key, t).await?,
+        ) {
+            (Some(mut tables), Some(keys)) => {
+                let ids = window.clone().select_columns(&["event_id"])?;
+                let id_type = ids.schema().field(0).data_type().clone();
+                let keys = keys.select(vec![cast(col("event_id"), id_type).alias("event_id")])?;
+                tables.push((format!("{t}_all"), keys.union(ids)?));
+                Some(tables)
+            }
+            _ => None,
+        };
         let seen = match stored.get(*t) {
             Some(rows) => window.union(rows.clone())?,
             None => window,
         };
         stored_check.push((format!("{t}_all"), seen));
     }
-    Ok(vec![window_check, stored_check])
+    let window_check = match by_keys {
+        Some(tables) if !context.is_empty() => Check {
+            tables,
+            fallback: Some(window_check),
+        },
+        _ => window_check.into(),
+    };
+    Ok(vec![window_check, stored_check.into()])
+}
+
+/// The largest keys file read into memory (~3.7M event ids); a larger
+/// one is read from disk.
+const KEYS_IN_MEMORY_MAX: u64 = 64 << 20;
+
+/// A snapshot's keys of silver table `t` (see [`problem_checks`]), or
+/// `None` if it has none (written before snapshots kept them).
+async fn snapshot_keys(
+    ctx: &SessionContext,
+    lake: &Lake,
+    state: &LakeState,
+    model: &Model,
+    key: &str,
+    t: &str,
+) -> Result<Option<DataFrame>> {
+    let Some(file) = state
+        .tables
+        .get(&model.keys_table(t))
+        .and_then(|p| p.get(key))
+        .and_then(|p| p.files.keys().next())
+    else {
+        return Ok(None);
+    };
+    // Served from memory: a lookup reads hundreds of small ranges (a
+    // Bloom filter per row group, then the groups that may match), which
+    // from a local file cost a blocking task each.
+    use datafusion::object_store::{ObjectStoreExt, PutPayload, memory::InMemory, path::Path};
+    let path = lake.path(file);
+    let name = format!("_keys_{t}");
+    if std::fs::metadata(&path).map_or(true, |m| m.len() > KEYS_IN_MEMORY_MAX) {
+        register_files(ctx, &name, lake, file).await?;
+        return Ok(Some(ctx.table(name.as_str()).await?));
+    }
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    let store = InMemory::new();
+    store
+        .put(
+            &Path::from(format!("{t}/part.parquet")),
+            PutPayload::from(bytes),
+        )
+        .await?;
+    let url = datafusion::execution::object_store::ObjectStoreUrl::parse("memory://evlake-keys/")?;
+    ctx.runtime_env()
+        .register_object_store(url.as_ref(), Arc::new(store));
+    let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
+        datafusion::datasource::file_format::parquet::ParquetFormat::default()
+            .with_options(ctx.state().table_options().parquet.clone()),
+    ))
+    .with_file_extension(".parquet");
+    ctx.register_listing_table(
+        &name,
+        format!("memory://evlake-keys/{t}/"),
+        options,
+        None,
+        None,
+    )
+    .await?;
+    Ok(Some(ctx.table(name.as_str()).await?))
 }
 
 /// A snapshot's problem events, one frame per checked table with the
@@ -735,16 +852,31 @@ async fn run_checks(
     let Some(sql) = &model.problems else {
         return Ok(Vec::new());
     };
-    let run = |check: Check| async move {
+    let what = format!("model `{}`: problems", model.name);
+    let what = what.as_str();
+    let plan = |tables: Tables| async move {
         let ctx = engine.lookups()?;
-        for (name, df) in check {
+        for (name, df) in tables {
             ctx.register_table(name.as_str(), df.into_view())?;
         }
-        let batches = with_key(&ctx, sql, key, &format!("model `{}`: problems", model.name))
-            .await?
-            .collect()
-            .await?;
-        to_problems(&batches)
+        with_key(&ctx, sql, key, what).await
+    };
+    let run = |check: Check| async move {
+        let df = match (plan(check.tables).await, check.fallback) {
+            (Ok(df), Some(_)) => {
+                crate::fault::trace_note("problems checked over the snapshot's keys");
+                df
+            }
+            (Ok(df), None) => df,
+            (Err(_), Some(fallback)) => {
+                crate::fault::trace_note(
+                    "the problems query reads more than event_id: checked over every event's rows",
+                );
+                plan(fallback).await?
+            }
+            (Err(e), None) => return Err(e),
+        };
+        to_problems(&df.collect().await?)
     };
     let found = futures::future::try_join_all(checks.into_iter().map(run)).await?;
     let mut out: Vec<Problem> = found.into_iter().flatten().collect();
@@ -833,6 +965,46 @@ async fn write_file(df: DataFrame, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Rows per row group of a snapshot's keys: a lookup of a few ids decodes
+/// only the groups whose Bloom filter may hold one of them.
+const KEY_GROUP_ROWS: usize = 1024;
+
+/// Write the `event_id`s of `df`, sorted, as one Parquet file in `dir`
+/// (created) of [`KEY_GROUP_ROWS`]-row groups, each with a Bloom filter.
+async fn write_keys(df: DataFrame, dir: &std::path::Path) -> Result<()> {
+    use datafusion::config::{ParquetColumnOptions, TableParquetOptions};
+    std::fs::create_dir_all(dir)?;
+    let mut options = TableParquetOptions {
+        global: df
+            .task_ctx()
+            .session_config()
+            .options()
+            .execution
+            .parquet
+            .clone(),
+        ..Default::default()
+    };
+    options.global.max_row_group_size = KEY_GROUP_ROWS;
+    options.column_specific_options.insert(
+        "event_id".into(),
+        ParquetColumnOptions {
+            bloom_filter_enabled: Some(true),
+            bloom_filter_fpp: Some(0.01),
+            bloom_filter_ndv: Some(KEY_GROUP_ROWS as u64),
+            ..Default::default()
+        },
+    );
+    df.select_columns(&["event_id"])?
+        .sort(vec![col("event_id").sort(true, false)])?
+        .write_parquet(
+            &dir.join("part.parquet").display().to_string(),
+            datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+            Some(options),
+        )
+        .await?;
+    Ok(())
+}
+
 /// `20240315T235959.999999Z`: a directory-safe RFC 3339 instant, the
 /// snapshot's partition (`as_of=…`) and its key in the log.
 fn as_of_dir(us: i64) -> String {
@@ -911,8 +1083,9 @@ pub fn snapshot(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (checked, _) = model.problem_tables();
+    let (checked, context) = model.problem_tables();
     let staged_problems = |t: &str| staging.join(format!("problems-{t}"));
+    let staged_keys = |t: &str| staging.join(format!("keys-{t}"));
     let (replayed, problems) = rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
         let ctx = engine.bare()?;
@@ -951,6 +1124,16 @@ pub fn snapshot(
                 .await
                 .with_context(|| format!("writing the snapshot's problem events ({t})"))?;
         }
+        // The ids of every event the problems consult, for answers from
+        // this snapshot (see `problem_checks`).
+        for t in &context {
+            write_keys(
+                ctx.table(format!("_all_{t}")).await?,
+                &staged_keys(t).join(&part_dir),
+            )
+            .await
+            .with_context(|| format!("writing the snapshot's event ids ({t})"))?;
+        }
         anyhow::Ok((replayed, problems.len()))
     })?;
     crate::fault::point("staged");
@@ -963,11 +1146,25 @@ pub fn snapshot(
         partitions: BTreeSet::from([as_of_dir(as_of)]),
         appended: BTreeSet::new(),
     }];
-    for t in &checked {
+    let kept = checked
+        .iter()
+        .map(|t| {
+            (
+                model.problems_table(t),
+                model.problems_dir(t),
+                staged_problems(t),
+            )
+        })
+        .chain(
+            context
+                .iter()
+                .map(|t| (model.keys_table(t), model.keys_dir(t), staged_keys(t))),
+        );
+    for (table, dir, staged) in kept {
         outputs.push(Output {
-            table: model.problems_table(t),
-            dir: model.problems_dir(t),
-            staged: staged_problems(t),
+            table,
+            dir,
+            staged,
             column: "as_of",
             partitions: BTreeSet::from([as_of_dir(as_of)]),
             appended: BTreeSet::new(),

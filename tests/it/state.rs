@@ -225,8 +225,12 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
     assert_eq!(problem_ids(&at("2024-03-11T00:30:00Z")), ["c1", "c2"]);
     assert_eq!(problem_ids(&at("2024-03-11T12:30:00Z")), ["c2"]);
     assert_eq!(problem_ids(&at("2024-03-11")), ["c2", "c4"]);
-    // The snapshot keeps its problem events beside it.
+    // The snapshot keeps its problem events beside it, and the ids of
+    // every ledger event up to its time, which the new events' check
+    // reads instead of every ledger file.
     assert!(lake.join("state/.problems/balances/ledger").is_dir());
+    assert!(lake.join("state/.keys/balances/ledger").is_dir());
+    assert_eq!(trace_of(&lake, "balances", "2024-03-11"), KEYS_USED);
     // Typed tables carry a Bloom filter on event_id (the new events'
     // check looks their targets up in every ledger file).
     let dir = lake.join("silver/ledger/event_date=2024-03-10");
@@ -250,6 +254,94 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
         .map(|p| if p == "event_id" { "event_id" } else { "other" })
         .collect();
     assert_eq!(bloom, ["event_id"], "{}", file.display());
+}
+
+const KEYS_USED: &str = "problems checked over the snapshot's keys";
+const ROWS_USED: &str =
+    "the problems query reads more than event_id: checked over every event's rows";
+
+/// How an answer from a snapshot checked its problems (`EVLAKE_TRACE`).
+fn trace_of(lake: &Path, model: &str, as_of: &str) -> String {
+    let o = cmd(lake, &["state", model, "--as-of", as_of])
+        .env("EVLAKE_TRACE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let notes: Vec<&str> = stderr(&o)
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|l| l.strip_prefix("Trace "))
+        .filter(|l| l.starts_with("problems") || l.starts_with("the problems"))
+        .map(|l| {
+            if l == KEYS_USED {
+                KEYS_USED
+            } else if l == ROWS_USED {
+                ROWS_USED
+            } else {
+                "?"
+            }
+        })
+        .collect();
+    notes.join(" / ")
+}
+
+/// A model whose problems read more of every event than its id (here the
+/// account too) is checked over the events' rows, and its answer from a
+/// snapshot still equals a full replay.
+#[test]
+fn problems_that_read_more_than_event_ids_skip_the_snapshot_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    run_lines(
+        &lake,
+        "b1.jsonl",
+        &[
+            ledger("d1", "deposit", "2024-03-10T09:00:00Z", "A", "100.00"),
+            ledger("d2", "deposit", "2024-03-10T09:30:00Z", "B", "50.00"),
+            // After the snapshot: a correction of an event on its own
+            // account, one of an event on another account, one of an
+            // unknown event.
+            correction("c1", "2024-03-11T10:00:00Z", "A", "d1", "-1.00"),
+            correction("c2", "2024-03-11T11:00:00Z", "A", "d2", "-2.00"),
+            correction("c3", "2024-03-11T12:00:00Z", "B", "gone", "-3.00"),
+        ],
+        "2024-03-12T02:00:00Z",
+    );
+    let balances = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/state/balances.sql"),
+    )
+    .unwrap();
+    let (head, _) = balances.split_once("-- name: problems").unwrap();
+    std::fs::create_dir_all(lake.join("models")).unwrap();
+    std::fs::write(
+        lake.join("models/account_checked.sql"),
+        format!(
+            "{head}-- name: problems\n\
+             SELECT 'correction of an unknown event of its account' AS problem, l.event_id, \
+             l.corrects_event_id AS detail FROM ledger l WHERE l.event_type = 'correction' \
+             AND NOT EXISTS (SELECT 1 FROM ledger_all c WHERE c.event_id = l.corrects_event_id \
+             AND c.account_id = l.account_id) ORDER BY l.event_id;\n"
+        ),
+    )
+    .unwrap();
+    for model in ["balances", "account_checked"] {
+        ok(&lake, &["snapshot", model, "--as-of", "2024-03-10"]);
+        let a = state(&lake, model, "2024-03-11", &[]);
+        let b = state(&lake, model, "2024-03-11", &["--no-snapshot"]);
+        assert_eq!(a["snapshot"]["as_of"], "2024-03-10T23:59:59.999999Z", "{a}");
+        assert_eq!(a["problems"], b["problems"], "{model}");
+        assert_eq!(a["rows"], b["rows"], "{model}");
+    }
+    assert_eq!(
+        problem_ids(&state(&lake, "balances", "2024-03-11", &[])),
+        ["c3"]
+    );
+    assert_eq!(
+        problem_ids(&state(&lake, "account_checked", "2024-03-11", &[])),
+        ["c2", "c3"]
+    );
+    assert_eq!(trace_of(&lake, "balances", "2024-03-11"), KEYS_USED);
+    assert_eq!(trace_of(&lake, "account_checked", "2024-03-11"), ROWS_USED);
 }
 
 #[test]
