@@ -186,10 +186,13 @@ pub enum Index {
     EventIds,
 }
 
-/// Parquet options with a Bloom filter on `event_id`, sized for a typed
-/// table's date partition (more rows raise its false-positive rate, never
-/// its answers).
-fn event_id_bloom(df: &DataFrame) -> datafusion::config::TableParquetOptions {
+/// Bloom filter size of a typed table's date partition (more rows raise
+/// its false-positive rate, never its answers).
+const PARTITION_EVENT_IDS: u64 = 16_384;
+
+/// `df`'s session Parquet options with a Bloom filter on `event_id`, sized
+/// for `ndv` ids per row group.
+pub fn event_id_bloom(df: &DataFrame, ndv: u64) -> datafusion::config::TableParquetOptions {
     let mut opts = datafusion::config::TableParquetOptions {
         global: df
             .task_ctx()
@@ -205,7 +208,7 @@ fn event_id_bloom(df: &DataFrame) -> datafusion::config::TableParquetOptions {
         datafusion::config::ParquetColumnOptions {
             bloom_filter_enabled: Some(true),
             bloom_filter_fpp: Some(0.01),
-            bloom_filter_ndv: Some(16_384),
+            bloom_filter_ndv: Some(ndv),
             ..Default::default()
         },
     );
@@ -227,7 +230,7 @@ pub async fn write_partitioned(
             datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
         );
     }
-    let options = (index == Index::EventIds).then(|| event_id_bloom(&df));
+    let options = (index == Index::EventIds).then(|| event_id_bloom(&df, PARTITION_EVENT_IDS));
     // DataFusion names each row's partition directory by formatting its
     // date with chrono, row by row (~4% of silver's CPU); a dictionary of
     // the batch's few dates, formatted once each, is read as is.

@@ -972,28 +972,9 @@ const KEY_GROUP_ROWS: usize = 1024;
 /// Write the `event_id`s of `df`, sorted, as one Parquet file in `dir`
 /// (created) of [`KEY_GROUP_ROWS`]-row groups, each with a Bloom filter.
 async fn write_keys(df: DataFrame, dir: &std::path::Path) -> Result<()> {
-    use datafusion::config::{ParquetColumnOptions, TableParquetOptions};
     std::fs::create_dir_all(dir)?;
-    let mut options = TableParquetOptions {
-        global: df
-            .task_ctx()
-            .session_config()
-            .options()
-            .execution
-            .parquet
-            .clone(),
-        ..Default::default()
-    };
+    let mut options = derive::event_id_bloom(&df, KEY_GROUP_ROWS as u64);
     options.global.max_row_group_size = KEY_GROUP_ROWS;
-    options.column_specific_options.insert(
-        "event_id".into(),
-        ParquetColumnOptions {
-            bloom_filter_enabled: Some(true),
-            bloom_filter_fpp: Some(0.01),
-            bloom_filter_ndv: Some(KEY_GROUP_ROWS as u64),
-            ..Default::default()
-        },
-    );
     df.select_columns(&["event_id"])?
         .sort(vec![col("event_id").sort(true, false)])?
         .write_parquet(
