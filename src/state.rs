@@ -502,17 +502,17 @@ async fn count_rows(ctx: &SessionContext, tables: &[&str], prefix: &str) -> Resu
 }
 
 /// The raw combined aggregate at `window.up_to`, starting from `snapshot`
-/// (already registered as `_snapshot`) if given. Registers `state`.
+/// (already registered as `_snapshot`) if given. Registers the window
+/// as the model's input tables (see [`count_rows`]), and `partials`.
 async fn combined(
     ctx: &SessionContext,
     lake: &Lake,
     model: &Model,
     window: Window,
     from_snapshot: bool,
-) -> Result<(DataFrame, u64)> {
+) -> Result<DataFrame> {
     let inputs = model.inputs();
     register_window(ctx, lake, &inputs, window, "").await?;
-    let replayed = count_rows(ctx, &inputs, "").await?;
     let delta = ctx
         .sql(&model.delta)
         .await
@@ -538,7 +538,7 @@ async fn combined(
         .sql(&model.combine)
         .await
         .map_err(|e| usage_or(e, &format!("model `{}`: combine", model.name)))?;
-    Ok((state, replayed))
+    Ok(state)
 }
 
 /// Answer `q` for `model`: the rows `present` prints and the answer's facts.
@@ -579,8 +579,8 @@ pub fn query(
             known_at: q.known_at,
         };
         trace("snapshot registered");
-        let (combined, replayed) = combined(&ctx, lake, model, window, snapshot.is_some()).await?;
-        trace("window registered and counted");
+        let combined = combined(&ctx, lake, model, window, snapshot.is_some()).await?;
+        trace("window registered");
         ctx.register_table("state", combined.into_view())?;
         let present = with_key(
             &ctx,
@@ -593,11 +593,14 @@ pub fn query(
         // the answer is computed.
         let checks = problem_checks(&ctx, lake, &state, model, q, snapshot.as_ref()).await?;
         trace("problem checks planned");
-        let (rows, problems) = tokio::join!(
+        // The events replayed are counted meanwhile too.
+        let inputs = model.inputs();
+        let (rows, problems, replayed) = tokio::join!(
             present.collect(),
-            run_checks(&engine, model, q.key.as_deref(), checks)
+            run_checks(&engine, model, q.key.as_deref(), checks),
+            count_rows(&ctx, &inputs, "")
         );
-        let (rows, problems) = (rows?, problems?);
+        let (rows, problems, replayed) = (rows?, problems?, replayed?);
         trace("state computed and problems checked");
         anyhow::Ok((rows, replayed, problems))
     })?;
@@ -1078,7 +1081,8 @@ pub fn snapshot(
             up_to: as_of,
             known_at: None,
         };
-        let (df, replayed) = combined(&ctx, lake, model, window, from.is_some()).await?;
+        let df = combined(&ctx, lake, model, window, from.is_some()).await?;
+        let replayed = count_rows(&ctx, &model.inputs(), "").await?;
         write_file(df, &staged.join(&part_dir))
             .await
             .context("writing the snapshot")?;
