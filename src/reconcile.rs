@@ -97,6 +97,8 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
             let n = batch.num_rows();
             buffer.push(Rows {
                 batch,
+                // Bronze rows carry their own lineage.
+                lineage: None,
                 dates: vec![date32; n],
                 side: vec![false; n],
             });

@@ -7,7 +7,6 @@ use datafusion::arrow::array::{
     ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
-use datafusion::arrow::buffer::{Buffer, OffsetBuffer};
 use datafusion::arrow::datatypes::Int64Type;
 
 use super::input::Chunk;
@@ -29,7 +28,11 @@ pub struct Quarantined {
 /// Bronze rows from one chunk, with their partition (`event_date`).
 #[derive(Debug)]
 pub struct Rows {
+    /// Bronze rows; parsed ones in [`rows_schema`], with `lineage`.
     pub batch: RecordBatch,
+    /// Parsed rows: their input, the value of the lineage columns of every
+    /// row. `None`: the batch's own lineage columns hold them.
+    pub lineage: Option<Lineage>,
     /// `Date32` partition value of each row.
     pub dates: Vec<i32>,
     /// Rows that go to the side output (`bronze_late`) instead of bronze.
@@ -84,44 +87,32 @@ impl ParsedChunk {
 pub struct Lineage {
     pub batch_id: String,
     pub source_file: String,
-    /// Both repeated on as many rows as the largest chunk so far, shared by
-    /// the input's chunks (see [`Lineage::columns`]).
-    repeated: Arc<std::sync::Mutex<Option<(ArrayRef, ArrayRef)>>>,
 }
 
-impl Lineage {
-    pub fn new(batch_id: String, source_file: String) -> Self {
-        Lineage {
-            batch_id,
-            source_file,
-            repeated: Arc::default(),
-        }
-    }
-
-    /// `batch_id` and `source_file` on `n` rows: slices of one array per
-    /// input (grown when a chunk has more rows), rather than a copy of
-    /// both on every row of every chunk (~60 bytes a row to write, in
-    /// fresh pages; the flush reads only a chunk's first value).
-    fn columns(&self, n: usize) -> (ArrayRef, ArrayRef) {
-        // A column of one value, allocated once at its size (collecting
-        // from an iterator grew the values buffer by doubling).
-        let repeat = |s: &str, n: usize| -> ArrayRef {
-            let offsets = OffsetBuffer::<i32>::from_lengths(std::iter::repeat_n(s.len(), n));
-            let values = Buffer::from(s.repeat(n).into_bytes());
-            Arc::new(StringArray::new(offsets, values, None))
-        };
-        let mut repeated = self.repeated.lock().unwrap_or_else(|e| e.into_inner());
-        let have = repeated.as_ref().map_or(0, |(b, _)| b.len());
-        if have < n {
-            let rows = n.max(have * 2);
-            *repeated = Some((
-                repeat(&self.batch_id, rows),
-                repeat(&self.source_file, rows),
-            ));
-        }
-        let (b, s) = repeated.as_ref().expect("filled above");
-        (b.slice(0, n), s.slice(0, n))
-    }
+/// The schema of [`Rows::batch`]: bronze's, but the lineage columns
+/// (`batch_id`, `source_file`) are nullable and all null there. Their one
+/// value per chunk is [`Rows::lineage`], which the flush writes on every
+/// row (a copy on every parsed row cost ~60 bytes a row in fresh pages).
+pub fn rows_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    static SCHEMA: std::sync::LazyLock<datafusion::arrow::datatypes::SchemaRef> =
+        std::sync::LazyLock::new(|| {
+            use crate::bronze::col;
+            let bronze = bronze::schema();
+            let fields: Vec<_> = bronze
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if i == col::BATCH_ID || i == col::SOURCE_FILE {
+                        Arc::new(f.as_ref().clone().with_nullable(true))
+                    } else {
+                        f.clone()
+                    }
+                })
+                .collect();
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+        });
+    SCHEMA.clone()
 }
 
 struct Builders {
@@ -182,7 +173,7 @@ impl Builders {
         let ts = |v: Vec<i64>| -> ArrayRef {
             Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
         };
-        let (batch_id, source_file) = lineage.columns(n);
+        let lineage_placeholder = || -> ArrayRef { Arc::new(StringArray::new_null(n)) };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.event_type.finish()),
@@ -194,15 +185,16 @@ impl Builders {
             Arc::new(self.properties.finish()),
             Arc::new(self.extra.finish()),
             ts(vec![processing_time; n]),
-            batch_id,
+            lineage_placeholder(),
             Arc::new(BooleanArray::from(self.is_late)),
-            source_file,
+            lineage_placeholder(),
             Arc::new(Int64Array::from(self.source_line)),
         ];
-        let batch = RecordBatch::try_new(bronze::schema(), columns)
-            .expect("builders match the bronze schema");
+        let batch =
+            RecordBatch::try_new(rows_schema(), columns).expect("builders match the rows schema");
         Rows {
             batch,
+            lineage: Some(lineage.clone()),
             dates: self.dates,
             side: self.side,
         }
@@ -284,7 +276,10 @@ pub(crate) fn parse_text(text: &str, processing_time: i64) -> ParsedChunk {
         input: 0,
         data: text.as_bytes().to_vec(),
     };
-    let lineage = Lineage::new("b1".into(), "f.jsonl".into());
+    let lineage = Lineage {
+        batch_id: "b1".into(),
+        source_file: "f.jsonl".into(),
+    };
     let opts = ParseOptions {
         naive_timestamps: crate::time::NaiveTimestamps::Reject,
         max_event_timestamp: i64::MAX,
@@ -300,20 +295,6 @@ pub(crate) fn parse_text(text: &str, processing_time: i64) -> ParsedChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Chunks of one input share its lineage arrays, sliced to their rows,
-    /// growing past the largest chunk so far.
-    #[test]
-    fn lineage_columns_repeat_one_value_on_every_row_of_any_chunk() {
-        use datafusion::arrow::array::AsArray;
-        let lineage = Lineage::new("b7".into(), "in.jsonl".into());
-        for n in [3, 1, 10, 0, 25] {
-            let (b, s) = lineage.columns(n);
-            assert_eq!((b.len(), s.len()), (n, n));
-            assert!(b.as_string::<i32>().iter().all(|v| v == Some("b7")));
-            assert!(s.as_string::<i32>().iter().all(|v| v == Some("in.jsonl")));
-        }
-    }
 
     #[test]
     fn a_later_chunk_numbers_its_rows_and_rejections_after_the_earlier_ones() {

@@ -416,7 +416,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     };
     let lineages: Vec<Lineage> = plan
         .iter()
-        .map(|p| Lineage::new(batch_id_of(&p.hash), p.input.display.clone()))
+        .map(|p| Lineage {
+            batch_id: batch_id_of(&p.hash),
+            source_file: p.input.display.clone(),
+        })
         .collect();
     let rules = LateRules {
         watermark_before: state.watermark,

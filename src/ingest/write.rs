@@ -232,11 +232,13 @@ pub fn flush(buffer: Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
         }
     }
     let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
+    let lineage: Vec<Option<&super::chunk::Lineage>> =
+        parts.iter().map(|p| p.lineage.as_ref()).collect();
     groups
         .par_iter()
         .map(|rows| {
             let (side_output, event_date) = key(rows[0]);
-            let batch = gather(&batches, rows)?;
+            let batch = gather(&batches, &lineage, rows)?;
             let (staged, rel_path) = namer.next(side_output, event_date);
             let bytes = write_parquet(&staged, &batch)?;
             let mut f = describe(&batch, staged, rel_path, bytes);
@@ -251,16 +253,20 @@ pub fn flush(buffer: Buffer, namer: &FileNamer) -> Result<Vec<StagedFile>> {
         .collect()
 }
 
-/// The rows `rows` names ((batch, row) pairs) of `batches`, in that
-/// order: arrow's interleave per column, except for the columns below.
+/// The rows `rows` names ((batch, row) pairs) of `batches` (parsed
+/// chunks, whose inputs' lineage is `lineage`), in that order, as bronze
+/// rows: arrow's interleave per column, except for the columns below.
 /// - `is_late`: interleave would copy booleans one row at a time through
 ///   its generic fallback.
-/// - Lineage (`batch_id`, `source_file`), one value per parsed chunk:
-///   copied from that one value, which stays in cache, rather than from
-///   each row's own copy scattered over the buffer.
+/// - Lineage (`batch_id`, `source_file`): each row's chunk's value (the
+///   parsed chunks hold none, see [`super::chunk::rows_schema`]).
 /// - The other strings: [`gather_strings`], which prefetches.
-fn gather(batches: &[&RecordBatch], rows: &[(usize, usize)]) -> Result<RecordBatch> {
-    let schema = batches[0].schema();
+fn gather(
+    batches: &[&RecordBatch],
+    lineage: &[Option<&super::chunk::Lineage>],
+    rows: &[(usize, usize)],
+) -> Result<RecordBatch> {
+    let schema = bronze::schema();
     let columns = (0..schema.fields().len())
         .map(|c| -> Result<ArrayRef> {
             if c == col::IS_LATE {
@@ -270,15 +276,32 @@ fn gather(batches: &[&RecordBatch], rows: &[(usize, usize)]) -> Result<RecordBat
                     rows.iter().map(|&(b, r)| Some(late[b].value(r))),
                 )));
             }
+            if (c == col::BATCH_ID || c == col::SOURCE_FILE) && lineage.iter().any(Option::is_some)
+            {
+                let values: Vec<Option<&str>> = lineage
+                    .iter()
+                    .map(|l| {
+                        l.map(|l| {
+                            if c == col::BATCH_ID {
+                                l.batch_id.as_str()
+                            } else {
+                                l.source_file.as_str()
+                            }
+                        })
+                    })
+                    .collect();
+                let arrays: Vec<&StringArray> = batches
+                    .iter()
+                    .map(|b| b.column(c).as_string::<i32>())
+                    .collect();
+                return Ok(std::sync::Arc::new(lineage_of(&values, &arrays, rows)?));
+            }
             if let Some(strings) = batches
                 .iter()
                 .map(|b| b.column(c).as_string_opt::<i32>())
                 .collect::<Option<Vec<&StringArray>>>()
             {
-                let per_chunk = c == col::BATCH_ID || c == col::SOURCE_FILE;
-                return Ok(std::sync::Arc::new(gather_strings(
-                    &strings, rows, per_chunk,
-                )?));
+                return Ok(std::sync::Arc::new(gather_strings(&strings, rows)?));
             }
             let arrays: Vec<&dyn datafusion::arrow::array::Array> =
                 batches.iter().map(|b| b.column(c).as_ref()).collect();
@@ -288,30 +311,43 @@ fn gather(batches: &[&RecordBatch], rows: &[(usize, usize)]) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// A lineage column of `rows`: `values[b]` for a row `(b, _)` of a parsed
+/// chunk, the row's own value in `arrays[b]` otherwise.
+fn lineage_of(
+    values: &[Option<&str>],
+    arrays: &[&StringArray],
+    rows: &[(usize, usize)],
+) -> Result<StringArray> {
+    let longest = values.iter().flatten().map(|v| v.len()).max().unwrap_or(0);
+    let mut bytes: Vec<u8> = Vec::with_capacity(rows.len() * longest);
+    let mut offsets: Vec<i32> = Vec::with_capacity(rows.len() + 1);
+    offsets.push(0);
+    for &(b, r) in rows {
+        let value = values[b].unwrap_or_else(|| arrays[b].value(r));
+        bytes.extend_from_slice(value.as_bytes());
+        offsets.push(
+            i32::try_from(bytes.len()).context("more than 2 GiB of lineage in one bronze file")?,
+        );
+    }
+    Ok(StringArray::new(
+        datafusion::arrow::buffer::OffsetBuffer::new(offsets.into()),
+        bytes.into(),
+        None,
+    ))
+}
+
 /// How many rows ahead [`gather_strings`] prefetches a row's value (and,
 /// twice as far ahead, its offset): the rows come in sorted order from
 /// anywhere in a buffer of ~128 MiB, so nearly every read misses the cache.
 const PREFETCH_ROWS: usize = 8;
 
-/// The strings `rows` names of `arrays`, in that order. With `per_chunk`,
-/// every array holds one value on all its rows (lineage), which is copied
-/// from its first row. Otherwise each row's offsets and bytes are
-/// prefetched a few rows ahead, so the cache misses overlap instead of
+/// The strings `rows` names of `arrays`, in that order. Each row's offsets
+/// and bytes are prefetched a few rows ahead, so the cache misses overlap instead of
 /// stalling one after another (arrow's interleave reads them in turn).
-fn gather_strings(
-    arrays: &[&StringArray],
-    rows: &[(usize, usize)],
-    per_chunk: bool,
-) -> Result<StringArray> {
+fn gather_strings(arrays: &[&StringArray], rows: &[(usize, usize)]) -> Result<StringArray> {
     use datafusion::arrow::array::Array;
     use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
     let nullable = arrays.iter().any(|a| a.null_count() > 0);
-    debug_assert!(
-        !per_chunk
-            || arrays
-                .iter()
-                .all(|a| a.null_count() == 0 && a.iter().all(|v| v == a.iter().next().flatten()))
-    );
     // Sized from the arrays' average row: a guess, the vector grows if short.
     let (bytes, n) = arrays.iter().fold((0usize, 0usize), |(b, n), a| {
         (b + a.value_data().len(), n + a.len())
@@ -330,19 +366,16 @@ fn gather_strings(
         #[cfg(not(target_arch = "x86_64"))]
         let _ = p;
     };
-    for (i, &(b, r)) in rows.iter().enumerate() {
-        if !per_chunk {
-            if let Some(&(fb, fr)) = rows.get(i + 2 * PREFETCH_ROWS) {
-                prefetch(arrays[fb].value_offsets()[fr..].as_ptr().cast());
-            }
-            if let Some(&(vb, vr)) = rows.get(i + PREFETCH_ROWS) {
-                let a = arrays[vb];
-                let start = a.value_offsets()[vr] as usize;
-                prefetch(a.value_data()[start..].as_ptr());
-            }
+    for (i, &(b, row)) in rows.iter().enumerate() {
+        if let Some(&(fb, fr)) = rows.get(i + 2 * PREFETCH_ROWS) {
+            prefetch(arrays[fb].value_offsets()[fr..].as_ptr().cast());
+        }
+        if let Some(&(vb, vr)) = rows.get(i + PREFETCH_ROWS) {
+            let a = arrays[vb];
+            let start = a.value_offsets()[vr] as usize;
+            prefetch(a.value_data()[start..].as_ptr());
         }
         let a = arrays[b];
-        let row = if per_chunk { 0 } else { r };
         if let Some(valid) = &mut valid {
             let v = a.is_valid(row);
             valid.push(v);
@@ -530,8 +563,8 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// The prefetching gather equals arrow's interleave, nulls included,
-    /// and the lineage path repeats each chunk's one value.
+    /// The prefetching gather equals arrow's interleave, nulls included;
+    /// lineage repeats each chunk's value.
     #[test]
     fn gather_strings_matches_interleave() {
         let arrays = [
@@ -548,21 +581,22 @@ mod tests {
         let rows: Vec<(usize, usize)> = (0..40)
             .map(|i| (i % 3, (i * 7) % arrays[i % 3].len()))
             .collect();
-        let got = gather_strings(&refs, &rows, false).unwrap();
+        let got = gather_strings(&refs, &rows).unwrap();
         let dyns: Vec<&dyn Array> = arrays.iter().map(|a| a as &dyn Array).collect();
         let want = interleave(&dyns, &rows).unwrap();
         assert_eq!(&got as &dyn Array, want.as_ref());
         assert!(got.null_count() > 0);
 
-        let lineage = [
-            StringArray::from(vec!["b1"; 3]),
-            StringArray::from(vec!["batch-2"; 2]),
-        ];
-        let refs: Vec<&StringArray> = lineage.iter().collect();
-        let rows = [(1, 1), (0, 2), (1, 0), (0, 0)];
-        let got = gather_strings(&refs, &rows, true).unwrap();
+        // Two parsed chunks and a batch of bronze rows with their own.
+        let own = StringArray::from(vec!["x", "y"]);
+        let got = lineage_of(
+            &[Some("b1"), Some("batch-2"), None],
+            &[&own, &own, &own],
+            &[(1, 1), (0, 0), (2, 1), (1, 0), (2, 0)],
+        )
+        .unwrap();
         let values: Vec<&str> = got.iter().map(Option::unwrap).collect();
-        assert_eq!(values, ["batch-2", "b1", "batch-2", "b1"]);
+        assert_eq!(values, ["batch-2", "b1", "y", "batch-2", "x"]);
     }
 
     #[test]
@@ -592,5 +626,11 @@ mod tests {
             .to_vec();
         assert_eq!(lines, [4, 2, 1]);
         assert_eq!(batch.column(col::PAGE_URL).null_count(), 3);
+        // Bronze's schema, lineage on every row.
+        assert_eq!(batch.schema(), bronze::schema());
+        for (c, want) in [(col::BATCH_ID, "b1"), (col::SOURCE_FILE, "f.jsonl")] {
+            let values = batch.column(c).as_string::<i32>();
+            assert!(values.iter().all(|v| v == Some(want)), "{values:?}");
+        }
     }
 }
