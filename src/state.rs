@@ -784,7 +784,9 @@ async fn snapshot_keys(
             PutPayload::from(bytes),
         )
         .await?;
-    let url = datafusion::execution::object_store::ObjectStoreUrl::parse("memory://evlake-keys/")?;
+    // A store per table: registering a URL again replaces its store.
+    let root = format!("memory://evlake-keys-{}/", t.replace('_', "-"));
+    let url = datafusion::execution::object_store::ObjectStoreUrl::parse(&root)?;
     ctx.runtime_env()
         .register_object_store(url.as_ref(), Arc::new(store));
     let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
@@ -792,14 +794,8 @@ async fn snapshot_keys(
             .with_options(ctx.state().table_options().parquet.clone()),
     ))
     .with_file_extension(".parquet");
-    ctx.register_listing_table(
-        &name,
-        format!("memory://evlake-keys/{t}/"),
-        options,
-        None,
-        None,
-    )
-    .await?;
+    ctx.register_listing_table(&name, format!("{root}{t}/"), options, None, None)
+        .await?;
     Ok(Some(ctx.table(name.as_str()).await?))
 }
 

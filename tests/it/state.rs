@@ -304,6 +304,9 @@ fn problems_that_read_more_than_event_ids_skip_the_snapshot_keys() {
             correction("c1", "2024-03-11T10:00:00Z", "A", "d1", "-1.00"),
             correction("c2", "2024-03-11T11:00:00Z", "A", "d2", "-2.00"),
             correction("c3", "2024-03-11T12:00:00Z", "B", "gone", "-3.00"),
+            // A purchase before the snapshot, and a correction naming it.
+            "{\"event_id\":\"p1\",\"event_type\":\"purchase\",\"event_timestamp\":\"2024-03-10T08:00:00Z\",\"user_id\":\"owner-B\",\"properties\":{\"order_id\":\"o1\",\"amount\":\"5.00\",\"currency\":\"EUR\"}}\n".to_string(),
+            correction("c4", "2024-03-11T13:00:00Z", "B", "p1", "-4.00"),
         ],
         "2024-03-12T02:00:00Z",
     );
@@ -324,7 +327,20 @@ fn problems_that_read_more_than_event_ids_skip_the_snapshot_keys() {
         ),
     )
     .unwrap();
-    for model in ["balances", "account_checked"] {
+    // Two consulted tables: each snapshot keeps the ids of both.
+    std::fs::write(
+        lake.join("models/two_tables.sql"),
+        format!(
+            "{head}-- name: problems\n\
+             SELECT 'correction of no ledger or purchase event' AS problem, l.event_id, \
+             l.corrects_event_id AS detail FROM ledger l WHERE l.event_type = 'correction' \
+             AND NOT EXISTS (SELECT 1 FROM ledger_all c WHERE c.event_id = l.corrects_event_id) \
+             AND NOT EXISTS (SELECT 1 FROM purchases_all p WHERE p.event_id = l.corrects_event_id) \
+             ORDER BY l.event_id;\n"
+        ),
+    )
+    .unwrap();
+    for model in ["balances", "account_checked", "two_tables"] {
         ok(&lake, &["snapshot", model, "--as-of", "2024-03-10"]);
         let a = state(&lake, model, "2024-03-11", &[]);
         let b = state(&lake, model, "2024-03-11", &["--no-snapshot"]);
@@ -334,14 +350,19 @@ fn problems_that_read_more_than_event_ids_skip_the_snapshot_keys() {
     }
     assert_eq!(
         problem_ids(&state(&lake, "balances", "2024-03-11", &[])),
-        ["c3"]
+        ["c3", "c4"]
     );
     assert_eq!(
         problem_ids(&state(&lake, "account_checked", "2024-03-11", &[])),
-        ["c2", "c3"]
+        ["c2", "c3", "c4"]
+    );
+    assert_eq!(
+        problem_ids(&state(&lake, "two_tables", "2024-03-11", &[])),
+        ["c3"]
     );
     assert_eq!(trace_of(&lake, "balances", "2024-03-11"), KEYS_USED);
     assert_eq!(trace_of(&lake, "account_checked", "2024-03-11"), ROWS_USED);
+    assert_eq!(trace_of(&lake, "two_tables", "2024-03-11"), KEYS_USED);
 }
 
 #[test]
