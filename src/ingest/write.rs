@@ -342,8 +342,9 @@ fn lineage_of(
 const PREFETCH_ROWS: usize = 8;
 
 /// The strings `rows` names of `arrays`, in that order. Each row's offsets
-/// and bytes are prefetched a few rows ahead, so the cache misses overlap instead of
-/// stalling one after another (arrow's interleave reads them in turn).
+/// and bytes are prefetched a few rows ahead, so the cache misses overlap
+/// instead of stalling one after another (arrow's interleave reads them in
+/// turn).
 fn gather_strings(arrays: &[&StringArray], rows: &[(usize, usize)]) -> Result<StringArray> {
     use datafusion::arrow::array::Array;
     use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
