@@ -45,16 +45,21 @@ pub fn point(step: &str) {
 /// With `EVLAKE_TRACE` set: say which way a run went (stderr; tests
 /// check it).
 pub fn trace_note(note: &str) {
-    if std::env::var_os("EVLAKE_TRACE").is_some() {
+    if tracing() {
         crate::report::eline(format_args!("{:>12} {note}", "Trace"));
     }
+}
+
+/// Is `EVLAKE_TRACE` set (read once)?
+fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("EVLAKE_TRACE").is_some())
 }
 
 /// With `EVLAKE_TRACE` set, print how long a run took to reach `phase`
 /// (stderr), to see where time goes without a profiler.
 pub fn trace(started: std::time::Instant, phase: &str) {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *ON.get_or_init(|| std::env::var_os("EVLAKE_TRACE").is_some()) {
+    if tracing() {
         crate::report::eline(format_args!(
             "{:>12} {phase} at {:.3}s",
             "Trace",

@@ -789,13 +789,7 @@ async fn snapshot_keys(
     let url = datafusion::execution::object_store::ObjectStoreUrl::parse(&root)?;
     ctx.runtime_env()
         .register_object_store(url.as_ref(), Arc::new(store));
-    let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
-        datafusion::datasource::file_format::parquet::ParquetFormat::default()
-            .with_options(ctx.state().table_options().parquet.clone()),
-    ))
-    .with_file_extension(".parquet");
-    ctx.register_listing_table(&name, format!("{root}{t}/"), options, None, None)
-        .await?;
+    register_url(ctx, &name, &format!("{root}{t}/")).await?;
     Ok(Some(ctx.table(name.as_str()).await?))
 }
 
@@ -939,13 +933,23 @@ async fn register_snapshot(
 async fn register_files(ctx: &SessionContext, name: &str, lake: &Lake, file: &str) -> Result<()> {
     let dir = lake.path(file);
     let dir = dir.parent().context("a lake file has no directory")?;
-    let url = format!("{}/", std::fs::canonicalize(dir)?.display());
+    register_url(
+        ctx,
+        name,
+        &format!("{}/", std::fs::canonicalize(dir)?.display()),
+    )
+    .await
+}
+
+/// Register the Parquet files under `url` (a directory, local or in a
+/// registered object store) as `name`, with the session's options.
+async fn register_url(ctx: &SessionContext, name: &str, url: &str) -> Result<()> {
     let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
         datafusion::datasource::file_format::parquet::ParquetFormat::default()
             .with_options(ctx.state().table_options().parquet.clone()),
     ))
     .with_file_extension(".parquet");
-    ctx.register_listing_table(name, &url, options, None, None)
+    ctx.register_listing_table(name, url, options, None, None)
         .await?;
     Ok(())
 }

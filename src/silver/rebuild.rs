@@ -440,7 +440,8 @@ async fn compute(
     // The input of events.sql, registered in `work` under the name the SQL
     // reads.
     let mut input = ctx.table(bronze::TABLE).await?;
-    let mut input_cached = false;
+    // The input is the touched users' rows alone, read during the reach.
+    let input_cached = !full && !grown.is_empty() && recompute.is_empty() && touched_rows.is_some();
     if !full {
         let whole_days = input
             .clone()
@@ -449,13 +450,11 @@ async fn compute(
             whole_days
         } else {
             // On grown dates, every row of the touched users.
-            let touched_rows_read = touched_rows.is_some();
             let touched = match touched_rows {
                 Some(rows) => rows,
                 None => rows_of(ctx, bronze::TABLE, TOUCHED, &pairs.touched).await?,
             };
             if recompute.is_empty() {
-                input_cached = touched_rows_read;
                 touched
             } else {
                 whole_days.union(touched)?
