@@ -19,6 +19,7 @@ pub mod lake;
 pub mod late;
 pub mod lateness;
 pub mod log;
+pub mod patch;
 pub mod pipeline;
 pub mod reconcile;
 pub mod report;

@@ -7,6 +7,7 @@
 //! [`reach`] decides which dates an incremental recompute loads and
 //! [`rebuild`] runs it and commits.
 
+pub mod patches;
 pub mod reach;
 pub mod rebuild;
 

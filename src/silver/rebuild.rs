@@ -15,7 +15,10 @@
 //!    from the built ones. The rewrite keeps every other user's rows. A
 //!    date whose bronze only grew, where no built row of a recomputed user
 //!    changes, gets its new rows as one more file instead (see
-//!    `APPEND_MAX_FILES`).
+//!    `APPEND_MAX_FILES`). Where the changed built rows differ only in
+//!    their session id (the common case: a late event moved a session's
+//!    start), the date's files are patched instead, that one column
+//!    rewritten in every table ([`patches`]), plus the new rows' file.
 //! 5. The typed tables are rebuilt from the new events of every rewritten
 //!    date, and everything lands in one commit with its build records.
 
@@ -31,6 +34,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, col};
 
+use super::patches;
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
     EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport, TYPED,
@@ -93,6 +97,10 @@ const NEW_TYPED: &str = "_silver_new_typed";
 const CHANGED: &str = "_silver_changed";
 /// The rows of BUILT_KEPT that stay as they are.
 const UNCHANGED: &str = "_silver_unchanged";
+/// The rows of BUILT_KEPT that stay where `append_rows` runs: UNCHANGED,
+/// and on a patched date every row (the changed ones get a new session id
+/// in place).
+const STAYING: &str = "_silver_staying";
 
 /// Where an incremental run appends instead of rewriting.
 #[derive(Debug, Default)]
@@ -102,6 +110,10 @@ struct Appends {
     /// Per typed table, the grown dates where none of its built rows
     /// belongs to a changed event (a superset of `events`).
     typed: BTreeMap<&'static str, BTreeSet<Day>>,
+    /// Grown dates (not in `events`) where every changed built row is the
+    /// same bronze row with a new session id: their files are patched
+    /// (see [`patches`]) and the new rows appended.
+    patched: patches::Ids,
 }
 
 /// The built rows' columns that show a row unchanged by a recompute: its
@@ -273,6 +285,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
                     .filter(|(d, _)| crate::time::parse_date32(d).is_ok_and(|d| whole.contains(&d)))
                     .map(|(_, p)| p.rows())
                     .sum(),
+                lake,
+                state: &state,
             },
             &dirs,
             started,
@@ -432,6 +446,8 @@ async fn compute(
         pairs,
         touched_rows,
         rows,
+        lake,
+        state,
     }: Scope<'_>,
     dirs: &Staged,
     started: Instant,
@@ -578,7 +594,12 @@ async fn compute(
     let compare = async {
         sessions_written.await?;
         if neighbours.is_empty() {
-            return anyhow::Ok((BTreeSet::new(), BTreeSet::new(), Appends::default()));
+            return anyhow::Ok((
+                BTreeSet::new(),
+                BTreeSet::new(),
+                Appends::default(),
+                patches::Ids::new(),
+            ));
         }
         for (name, dir, column) in [
             (NEW_EVENTS, &dirs.touched_events, "event_date"),
@@ -609,53 +630,72 @@ async fn compute(
                 .await?
                 .cache()
                 .await?;
-            let none_changed = changed.clone().count().await? == 0;
             let unchanged = ctx.table(BUILT_KEPT).await?.except(changed.clone())?;
             for (name, df) in [(CHANGED, changed), (UNCHANGED, unchanged)] {
                 let _ = ctx.deregister_table(name)?;
                 ctx.register_table(name, df.into_view())?;
             }
-            if none_changed {
-                // The common case of a small late batch: append everywhere.
-                kept.typed = TYPED
-                    .iter()
-                    .map(|(t, _, _)| (*t, candidates.clone()))
-                    .collect();
-                kept.events = candidates;
-                return Ok(kept);
+            // Where every changed row is still kept (the same bronze row),
+            // with a new session id, the date is patched; where some row
+            // is not (a re-sent event's kept copy changed), rewritten.
+            let list = derive::date_list(&candidates);
+            let key = "event_date, event_id, batch_id, source_line";
+            let moved_rows = format!(
+                "SELECT {key} FROM {CHANGED} EXCEPT \
+                 SELECT {key} FROM {NEW_EVENTS} WHERE event_date IN ({list})"
+            );
+            let new_ids = format!(
+                "SELECT n.event_date, n.event_id, n.session_id \
+                 FROM {NEW_EVENTS} n JOIN {CHANGED} c \
+                 ON n.event_date = c.event_date AND n.event_id = c.event_id \
+                 WHERE n.event_date IN ({list})"
+            );
+            let (moved, ids) = tokio::join!(
+                changed_dates(ctx, "", &moved_rows, "event_date"),
+                patches::ids_of(ctx, &new_ids)
+            );
+            let (moved, ids) = (moved?, ids?);
+            for d in &moved {
+                fault::trace_note(&format!(
+                    "{} not patched: a changed row is not the same bronze row",
+                    format_date32(*d)
+                ));
             }
-            let candidates = &candidates;
-            // The candidates where query `q` (of dates) finds no row.
-            let clear_of = |q: String| async move {
-                let hit = changed_dates(ctx, "", &q, "event_date").await?;
-                anyhow::Ok(
-                    candidates
-                        .difference(&hit)
-                        .copied()
-                        .collect::<BTreeSet<Day>>(),
-                )
-            };
+            // The common case of a small late batch: no changed row, so
+            // append everywhere.
+            kept.events = candidates
+                .iter()
+                .filter(|d| !moved.contains(d) && !ids.contains_key(d))
+                .copied()
+                .collect();
+            kept.patched = ids
+                .into_iter()
+                .filter(|(d, _)| !moved.contains(d))
+                .collect();
+            // On a rewritten date, a typed table none of whose rows belongs
+            // to a changed event is still appended to.
+            let rewritten = &moved;
             let typed = futures::future::try_join_all(TYPED.iter().map(|(table, _, _)| {
                 let q = format!(
                     "SELECT t.event_date FROM {table} t JOIN {CHANGED} c \
                      ON t.event_date = c.event_date AND t.event_id = c.event_id \
                      WHERE t.event_date IN ({})",
-                    derive::date_list(candidates)
+                    derive::date_list(rewritten)
                 );
                 let exists = ctx.table_exist(*table);
+                let appended = &kept.events;
                 async move {
-                    let days = if exists? {
-                        clear_of(q).await?
+                    let mut days = appended.clone();
+                    if !rewritten.is_empty() && exists? {
+                        let hit = changed_dates(ctx, "", &q, "event_date").await?;
+                        days.extend(rewritten.difference(&hit));
                     } else {
-                        candidates.clone()
-                    };
+                        days.extend(rewritten);
+                    }
                     anyhow::Ok((*table, days))
                 }
             }));
-            let (events, typed) =
-                tokio::join!(clear_of(format!("SELECT event_date FROM {CHANGED}")), typed);
-            kept.events = events?;
-            kept.typed = typed?.into_iter().collect();
+            kept.typed = typed.await?.into_iter().collect();
             Ok(kept)
         };
         // Grown dates are rewritten (or appended to) anyway: compare only
@@ -664,7 +704,7 @@ async fn compute(
         if compared.is_empty() {
             let kept = kept.await?;
             trace("neighbours compared");
-            return Ok((BTreeSet::new(), BTreeSet::new(), kept));
+            return Ok((BTreeSet::new(), BTreeSet::new(), kept, patches::Ids::new()));
         }
         let within = |table: &str, column: &str, cols: &str, reached_only: bool| -> String {
             if !ctx.table_exist(table).unwrap_or(false) {
@@ -694,23 +734,36 @@ async fn compute(
             within(SESSIONS_TABLE, "session_date", "*", true),
         );
         let (events, sessions, kept) = tokio::join!(
-            changed_dates(ctx, &new_e, &old_e, "event_date"),
+            changed_events(ctx, &new_e, &old_e),
             changed_dates(ctx, &new_s, &old_s, "session_date"),
             kept
         );
         trace("neighbours compared");
-        Ok((events?, sessions?, kept?))
+        let (events, ids) = events?;
+        Ok((events, sessions?, kept?, ids))
     };
     let (typed_touched, compared) = tokio::join!(typed_touched, compare);
-    let (mut changed_events, mut changed_sessions, kept) = compared?;
+    let (mut changed_events, mut changed_sessions, mut kept, neighbour_ids) = compared?;
     let typed_touched = typed_touched?;
-    // Appending needs the touched users' typed rows apart from the rest's
-    // (per-row typed queries).
-    let kept = if typed_touched.is_some() {
-        kept
+    // Appending and patching need the touched users' typed rows apart from
+    // the rest's (per-row typed queries).
+    let plans = if typed_touched.is_some() {
+        let mut ids = std::mem::take(&mut kept.patched);
+        ids.extend(neighbour_ids);
+        let plans = patches::plan(lake, state, ids).await?;
+        trace("patches planned");
+        plans
     } else {
-        Appends::default()
+        kept = Appends::default();
+        patches::Plans::default()
     };
+    // Patched dates are replaced (by the patched files and any new rows),
+    // not appended to.
+    let patched = plans.days();
+    for days in kept.typed.values_mut() {
+        days.retain(|d| !patched.contains(d));
+    }
+    let patched_grown: BTreeSet<Day> = patched.intersection(grown).copied().collect();
     let appended = &kept.events;
     // A grown date is rewritten (or appended to) whatever its rows: its
     // build must record the bronze it has now read.
@@ -722,12 +775,16 @@ async fn compute(
         .chain(appended)
         .copied()
         .collect();
+    // The dates rewritten whole (through DataFusion).
+    let rewritten: BTreeSet<Day> = changed_events.difference(&patched).copied().collect();
     let mut typed_warnings = None;
     if let Some(w) = typed_touched {
-        // A neighbour whose rows did not change keeps its built typed rows.
+        // A neighbour whose rows did not change keeps its built typed rows;
+        // a patched one its patched files (and a grown one its new rows,
+        // staged by `append_rows`).
         for day in neighbours
-            .difference(&changed_events)
-            .filter(|d| !appended.contains(d))
+            .difference(&rewritten)
+            .filter(|d| !appended.contains(d) && !patched_grown.contains(d))
         {
             for (table, _, _) in TYPED {
                 let part = dirs
@@ -752,7 +809,7 @@ async fn compute(
             let (e, s) = tokio::join!(
                 merge_rewrite(
                     ctx,
-                    &changed_events,
+                    &rewritten,
                     Some(NEW_EVENTS),
                     EVENTS_TABLE,
                     "event_date",
@@ -779,9 +836,12 @@ async fn compute(
             for (table, _, _) in TYPED {
                 // Not where the table is appended to.
                 let days: BTreeSet<Day> = match kept.typed.get(table) {
-                    Some(a) => changed_events.difference(a).copied().collect(),
-                    None => changed_events.clone(),
+                    Some(a) => rewritten.difference(a).copied().collect(),
+                    None => rewritten.clone(),
                 };
+                if days.is_empty() {
+                    continue;
+                }
                 let (ctx, out) = (ctx.clone(), dirs.root.join(table));
                 copies.spawn(async move {
                     merge_rewrite(&ctx, &days, None, table, "event_date", &out).await
@@ -794,15 +854,34 @@ async fn compute(
             Ok(())
         };
         let appends = async {
-            if kept.typed.values().all(BTreeSet::is_empty) {
+            if kept.typed.values().all(BTreeSet::is_empty) && patched_grown.is_empty() {
                 return anyhow::Ok(());
             }
-            let r = append_rows(ctx, &kept, dirs).await;
+            let r = append_rows(ctx, &kept, &patched_grown, dirs).await;
             trace("new rows of the appended dates staged");
             r
         };
-        let (m, c, a) = tokio::join!(merges, copies, appends);
-        m.and(c).and(a)?;
+        let patch = async {
+            if patched.is_empty() {
+                return anyhow::Ok(());
+            }
+            let n = plans.write(lake, state, &dirs.root).await?;
+            fault::trace_note(&format!(
+                "{n} file(s) patched with new session ids on {} date(s)",
+                patched.len()
+            ));
+            trace("patched files written");
+            Ok(())
+        };
+        let (m, c, a, p) = tokio::join!(merges, copies, appends, patch);
+        m.and(c).and(a).and(p)?;
+        patches::stage(&dirs.root, |table| {
+            if table == EVENTS_TABLE {
+                dirs.events.clone()
+            } else {
+                dirs.root.join(table)
+            }
+        })?;
     }
     move_recomputed(dirs, recompute)?;
     trace("neighbours compared and merged");
@@ -843,6 +922,9 @@ struct Scope<'a> {
     touched_rows: Option<DataFrame>,
     /// Bronze rows of the recomputed dates (from the log).
     rows: u64,
+    /// Where the built files are (for patches).
+    lake: &'a Lake,
+    state: &'a LakeState,
 }
 
 /// The (user, date) pairs of an incremental run.
@@ -922,22 +1004,37 @@ async fn merge_rewrite(
     derive::write_partitioned(df, out, column, "merged silver rows", index_of(old)).await
 }
 
-/// Where `kept` says: stage the touched users' events and typed rows that
-/// are new there (not the rows of UNCHANGED: the built rows that stay),
-/// each partition's one more file. The typed rows staged for those dates
-/// (every row of the touched users) are set aside first.
-async fn append_rows(ctx: &SessionContext, kept: &Appends, dirs: &Staged) -> Result<()> {
+/// Where `kept` says, and on the `patched` grown dates: stage the touched
+/// users' events and typed rows that are new there (not among STAYING),
+/// each partition's one more file. The typed rows staged for those dates (every row of the touched
+/// users) are set aside first.
+async fn append_rows(
+    ctx: &SessionContext,
+    kept: &Appends,
+    patched: &BTreeSet<Day>,
+    dirs: &Staged,
+) -> Result<()> {
+    let mut staying = format!("SELECT event_date, event_id FROM {UNCHANGED}");
+    if !patched.is_empty() {
+        staying.push_str(&format!(
+            " UNION ALL SELECT event_date, event_id FROM {CHANGED} WHERE event_date IN ({})",
+            derive::date_list(patched)
+        ));
+    }
+    let _ = ctx.deregister_table(STAYING)?;
+    ctx.register_table(STAYING, ctx.sql(&staying).await?.into_view())?;
     let new_only = |table: &str, days: &BTreeSet<Day>| {
         format!(
             "SELECT * FROM {table} t WHERE t.event_date IN ({}) AND NOT EXISTS \
-             (SELECT 1 FROM {UNCHANGED} k \
+             (SELECT 1 FROM {STAYING} k \
               WHERE k.event_date = t.event_date AND k.event_id = t.event_id)",
             derive::date_list(days)
         )
     };
     let mut writes = tokio::task::JoinSet::new();
-    if !kept.events.is_empty() {
-        let events = ctx.sql(&new_only(NEW_EVENTS, &kept.events)).await?;
+    let events_days: BTreeSet<Day> = kept.events.union(patched).copied().collect();
+    if !events_days.is_empty() {
+        let events = ctx.sql(&new_only(NEW_EVENTS, &events_days)).await?;
         let out = dirs.events.clone();
         writes.spawn(async move {
             derive::write_partitioned(
@@ -950,12 +1047,19 @@ async fn append_rows(ctx: &SessionContext, kept: &Appends, dirs: &Staged) -> Res
             .await
         });
     }
-    for (table, days) in &kept.typed {
-        let table: &'static str = table;
+    for (table, _, _) in TYPED {
+        let days: BTreeSet<Day> = kept
+            .typed
+            .get(table)
+            .into_iter()
+            .flatten()
+            .chain(patched)
+            .copied()
+            .collect();
         let staged = dirs.root.join(table);
         let aside = dirs.root.join("touched-typed").join(table);
         let mut moved = false;
-        for day in days {
+        for day in &days {
             let name = format!("event_date={}", format_date32(*day));
             let from = staged.join(&name);
             if from.is_dir() {
@@ -970,7 +1074,7 @@ async fn append_rows(ctx: &SessionContext, kept: &Appends, dirs: &Staged) -> Res
         }
         let name = format!("{NEW_TYPED}_{table}");
         engine::register_partitioned(ctx, &name, &aside, "event_date", None, Vec::new()).await?;
-        let rows = ctx.sql(&new_only(&name, days)).await?;
+        let rows = ctx.sql(&new_only(&name, &days)).await?;
         writes.spawn(async move {
             derive::write_partitioned(
                 rows,
@@ -1412,6 +1516,34 @@ async fn typed_table(
     )
     .await?;
     Ok(per_day)
+}
+
+/// The neighbouring dates where the touched users' events changed
+/// (queries `new` and `old` select `event_date, event_id, session_id`), and
+/// those where each changed row is the same event with a new session id,
+/// with their new ids (to patch, see [`patches`]).
+async fn changed_events(
+    ctx: &SessionContext,
+    new: &str,
+    old: &str,
+) -> Result<(BTreeSet<Day>, patches::Ids)> {
+    if new.is_empty() || old.is_empty() {
+        let dates = changed_dates(ctx, new, old, "event_date").await?;
+        return Ok((dates, patches::Ids::new()));
+    }
+    let (added, removed) = (format!("{new} EXCEPT {old}"), format!("{old} EXCEPT {new}"));
+    let (ids, gone) = tokio::join!(
+        patches::ids_of(ctx, &added),
+        patches::counts_of(ctx, &removed)
+    );
+    let (ids, gone) = (ids?, gone?);
+    let changed = ids.keys().chain(gone.keys()).copied().collect();
+    // Every event that lost its old id has a new one, and no other appears.
+    let ids = ids
+        .into_iter()
+        .filter(|(d, ids)| gone.get(d) == Some(&ids.len()))
+        .collect();
+    Ok((changed, ids))
 }
 
 /// Dates (of `column`) where the two queries' rows differ. An empty query

@@ -742,10 +742,10 @@ fn files_in(lake: &Path, table: &str, date: &str) -> usize {
 
 /// A late event that changes no built row (it starts its own session)
 /// adds one file to its date's partitions instead of rewriting them; one
-/// that changes a built row's session rewrites the date, except the typed
-/// tables with no row of a changed event; and a partition with too many
-/// files is rewritten whole (compacted). Each time the result equals a
-/// --full rebuild.
+/// that changes built rows' session id only patches that column of the
+/// date's files (in every table) and adds one file of new rows; and a
+/// partition with too many files is rewritten whole (compacted). Each time
+/// the result equals a --full rebuild.
 #[test]
 fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -791,8 +791,9 @@ fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
     assert_equals_full(&lake, &scratch, "after an appended late event");
 
     // 10 minutes before b1: b1's session now starts at the late event, so
-    // its id changes and the date is rewritten, purchases too (b1 is one);
-    // searches hold no row of b's, so a's new search is appended.
+    // its id changes: the date's files are patched (b1's new session id in
+    // events and purchases; searches hold no row of b's and keep theirs),
+    // and the new rows are one more file of each.
     assert_eq!(files_in(&lake, "searches", "2024-03-14"), 1);
     ingest_lines(
         &lake,
@@ -807,11 +808,26 @@ fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
     let s = silver(&lake, &[]);
     assert_eq!(list(&s["recomputed"]["events"]), ["2024-03-14"], "{s}");
     assert_eq!(list(&s["recomputed"]["searches"]), ["2024-03-14"], "{s}");
-    assert_eq!(files_in(&lake, "events", "2024-03-14"), 1, "rewritten: {s}");
+    assert_eq!(files_in(&lake, "events", "2024-03-14"), 3, "patched: {s}");
+    assert_eq!(
+        files_in(&lake, "purchases", "2024-03-14"),
+        2,
+        "patched: {s}"
+    );
     assert_eq!(
         files_in(&lake, "searches", "2024-03-14"),
         2,
         "appended: {s}"
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(DISTINCT e.session_id), min(e.session_id) = min(p.session_id) \
+             FROM events e, purchases p \
+             WHERE e.event_id IN ('b0', 'b1') AND p.event_id = 'b1'"
+        ),
+        ["1,true"],
+        "b1 joined b0's session, in events and purchases"
     );
     assert_eq!(
         query_csv(&lake, "SELECT event_id FROM searches ORDER BY event_id"),
@@ -842,8 +858,72 @@ fn a_late_event_that_changes_no_built_row_is_appended_then_compacted() {
         silver(&lake, &[]);
         counts.push(files_in(&lake, "events", "2024-03-14"));
     }
-    assert_eq!(counts, [2, 3, 4, 5, 6, 7, 8, 1, 2], "files after each run");
+    assert_eq!(counts, [4, 5, 6, 7, 8, 1, 2, 3, 4], "files after each run");
     assert_equals_full(&lake, &scratch, "after appends and a compaction");
+}
+
+/// A late event that starts a session earlier changes the session id of
+/// that session's built rows, here on the next day too (the session
+/// crosses midnight): both dates' files are patched (that column
+/// rewritten, the rest copied), the grown date gets one file of new rows,
+/// and the result equals a --full rebuild.
+#[test]
+fn a_session_whose_start_moves_is_patched_on_both_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b0.jsonl",
+        &[
+            ev("u1", "page_view", "2024-03-14T23:50:00Z", "u"),
+            ev("u2", "purchase", "2024-03-15T00:10:00Z", "u"),
+            ev("v1", "purchase", "2024-03-15T12:00:00Z", "v"),
+            ev("w1", "page_view", "2024-03-14T08:00:00Z", "w"),
+        ],
+        "2024-03-16T02:00:00Z",
+    );
+    silver(&lake, &[]);
+    let late = tmp.path().join("late.jsonl");
+    std::fs::write(&late, ev("u0", "page_view", "2024-03-14T23:30:00Z", "u")).unwrap();
+    ok(
+        &lake,
+        &[
+            "ingest",
+            late.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-17T02:00:00Z",
+        ],
+    );
+    let o = cmd(&lake, &["silver", "--json"])
+        .env("EVLAKE_TRACE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("file(s) patched with new session ids on 2 date(s)"),
+        "{}",
+        stderr(&o)
+    );
+    // The 15th did not grow: its one file is patched in place.
+    assert_eq!(files_in(&lake, "events", "2024-03-15"), 1);
+    assert_eq!(files_in(&lake, "purchases", "2024-03-15"), 1);
+    assert_eq!(files_in(&lake, "events", "2024-03-14"), 2);
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(DISTINCT session_id) FROM \
+             (SELECT session_id FROM events WHERE user_id = 'u' \
+              UNION ALL SELECT session_id FROM purchases WHERE user_id = 'u')"
+        ),
+        ["1"],
+        "u0, u1 and u2 are one session, in events and purchases"
+    );
+    assert_eq!(
+        query_csv(&lake, "SELECT event_id FROM purchases ORDER BY event_id"),
+        ["u2", "v1"]
+    );
+    assert_equals_full(&lake, &tmp.path().join("full"), "after a patched session");
 }
 
 /// Appending to a grown date adds only the rows new there: a user whose
