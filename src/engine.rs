@@ -194,11 +194,17 @@ impl Engine {
     /// A session over `lake` with every existing table registered.
     pub async fn context(&self, lake: &Lake) -> Result<SessionContext> {
         let ctx = self.bare()?;
+        self.register_lake(&ctx, lake).await?;
+        Ok(ctx)
+    }
+
+    /// Register every lake table in `ctx` (see [`Engine::context`]).
+    async fn register_lake(&self, ctx: &SessionContext, lake: &Lake) -> Result<()> {
         for (table, dir) in [
             (bronze::TABLE, bronze::DIR),
             (bronze::LATE_TABLE, bronze::LATE_DIR),
         ] {
-            register_bronze_like(&ctx, lake, table, dir).await?;
+            register_bronze_like(ctx, lake, table, dir).await?;
         }
         for (table, dir, column) in [
             (
@@ -212,16 +218,16 @@ impl Engine {
                 "session_date",
             ),
         ] {
-            register_derived(&ctx, lake, table, dir, column).await?;
+            register_derived(ctx, lake, table, dir, column).await?;
         }
         for (table, dir, _) in crate::silver::TYPED {
-            register_derived(&ctx, lake, table, dir, "event_date").await?;
+            register_derived(ctx, lake, table, dir, "event_date").await?;
         }
         for (table, dir) in crate::gold::TABLES {
-            register_derived(&ctx, lake, table, dir, "event_date").await?;
+            register_derived(ctx, lake, table, dir, "event_date").await?;
         }
-        register_quarantine(&ctx, lake).await?;
-        Ok(ctx)
+        register_quarantine(ctx, lake).await?;
+        Ok(())
     }
 }
 
@@ -255,7 +261,27 @@ impl Drop for SpillMonitor {
 
 /// A session over `lake` with every existing table and default settings.
 pub async fn context(lake: &Lake) -> Result<SessionContext> {
-    Engine::new(&EngineOptions::default())?.context(lake).await
+    let engine = Engine::new(&EngineOptions::default())?;
+    // A reader takes no lock: it lists the committed files only, not the
+    // ones a crashed run left (see `crate::committed`).
+    let state = crate::log::LakeState::load(lake)?;
+    let mut dirs = vec![
+        bronze::DIR,
+        bronze::LATE_DIR,
+        crate::silver::EVENTS_DIR,
+        crate::silver::SESSIONS_DIR,
+        crate::ingest::QUARANTINE_DIR,
+    ];
+    dirs.extend(crate::silver::TYPED.iter().map(|(_, d, _)| *d));
+    dirs.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
+    let store = crate::committed::CommittedStore::new(lake, &state, &dirs)?;
+    let ctx = engine.bare()?;
+    ctx.register_object_store(
+        datafusion::execution::object_store::ObjectStoreUrl::local_filesystem().as_ref(),
+        Arc::new(store),
+    );
+    engine.register_lake(&ctx, lake).await?;
+    Ok(ctx)
 }
 
 /// `quarantine`: the quarantined lines (`LAKE/quarantine/*.jsonl`), as

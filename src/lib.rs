@@ -6,6 +6,7 @@
 pub mod bronze;
 pub mod cli;
 pub mod commands;
+pub mod committed;
 pub mod config;
 pub mod derive;
 pub mod dirty;

@@ -230,6 +230,37 @@ pub fn commits(lake: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Lake-relative paths of every file the log references under lake
+/// directory `dir` (e.g. `silver`).
+pub fn committed_files_under(lake: &Path, dir: &str) -> Vec<String> {
+    let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
+    let mut v: Vec<String> = state
+        .tables
+        .values()
+        .flat_map(|parts| parts.values())
+        .flat_map(|p| p.files.keys().cloned())
+        .filter(|f| f.starts_with(&format!("{dir}/")))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Lake-relative paths of the Parquet files on disk under lake directory
+/// `dir`.
+pub fn files_on_disk_under(lake: &Path, dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = parquet_files(&lake.join(dir))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(lake)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Lake-relative paths of the live bronze and side-output files according to the log.
 pub fn committed_files(lake: &Path) -> Vec<String> {
     let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
