@@ -275,17 +275,7 @@ pub fn committed_files(lake: &Path) -> Vec<String> {
 
 /// Lake-relative paths of the bronze and side-output files on disk.
 pub fn files_on_disk(lake: &Path) -> Vec<String> {
-    let mut v: Vec<String> = parquet_files(&lake.join("bronze"))
-        .iter()
-        .map(|p| {
-            p.strip_prefix(lake)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/")
-        })
-        .collect();
-    v.sort();
-    v
+    files_on_disk_under(lake, "bronze")
 }
 
 /// Generate synthetic batches into `dir` and return the truth file.
