@@ -43,7 +43,8 @@ pub struct Planned {
 }
 
 /// Read `src`'s `key` and `column` columns and work out `column`'s new
-/// values: `new[key]` where the row's key is in `new`, else as it is.
+/// values: `new[key]` where the row's key is in `new`, else as it is. A
+/// file without either column has nothing to patch (it is linked).
 pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) -> Result<Planned> {
     let file = File::open(src).with_context(|| format!("failed to open `{}`", src.display()))?;
     let meta = ArrowReaderMetadata::load(

@@ -1006,8 +1006,8 @@ async fn merge_rewrite(
 
 /// Where `kept` says, and on the `patched` grown dates: stage the touched
 /// users' events and typed rows that are new there (not among STAYING),
-/// each partition's one more file. The typed rows staged for those dates (every row of the touched
-/// users) are set aside first.
+/// each partition's one more file. The typed rows staged for those dates
+/// (every row of the touched users) are set aside first.
 async fn append_rows(
     ctx: &SessionContext,
     kept: &Appends,
