@@ -191,20 +191,36 @@ impl Engine {
         Ok(ctx)
     }
 
+    /// Make every context of this engine list, under the lake's table
+    /// directories, only the files `state` references, not the ones a
+    /// crashed run left (see `crate::committed`): for readers, which take
+    /// no lock.
+    pub fn read_committed(&self, lake: &Lake, state: &crate::log::LakeState) -> Result<()> {
+        let mut dirs = vec![
+            bronze::DIR,
+            bronze::LATE_DIR,
+            crate::silver::EVENTS_DIR,
+            crate::silver::SESSIONS_DIR,
+            crate::ingest::QUARANTINE_DIR,
+        ];
+        dirs.extend(crate::silver::TYPED.iter().map(|(_, d, _)| *d));
+        dirs.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
+        let store = crate::committed::CommittedStore::new(lake, state, &dirs)?;
+        self.runtime.register_object_store(
+            datafusion::execution::object_store::ObjectStoreUrl::local_filesystem().as_ref(),
+            Arc::new(store),
+        );
+        Ok(())
+    }
+
     /// A session over `lake` with every existing table registered.
     pub async fn context(&self, lake: &Lake) -> Result<SessionContext> {
         let ctx = self.bare()?;
-        self.register_lake(&ctx, lake).await?;
-        Ok(ctx)
-    }
-
-    /// Register every lake table in `ctx` (see [`Engine::context`]).
-    async fn register_lake(&self, ctx: &SessionContext, lake: &Lake) -> Result<()> {
         for (table, dir) in [
             (bronze::TABLE, bronze::DIR),
             (bronze::LATE_TABLE, bronze::LATE_DIR),
         ] {
-            register_bronze_like(ctx, lake, table, dir).await?;
+            register_bronze_like(&ctx, lake, table, dir).await?;
         }
         for (table, dir, column) in [
             (
@@ -218,16 +234,16 @@ impl Engine {
                 "session_date",
             ),
         ] {
-            register_derived(ctx, lake, table, dir, column).await?;
+            register_derived(&ctx, lake, table, dir, column).await?;
         }
         for (table, dir, _) in crate::silver::TYPED {
-            register_derived(ctx, lake, table, dir, "event_date").await?;
+            register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
         for (table, dir) in crate::gold::TABLES {
-            register_derived(ctx, lake, table, dir, "event_date").await?;
+            register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
-        register_quarantine(ctx, lake).await?;
-        Ok(())
+        register_quarantine(&ctx, lake).await?;
+        Ok(ctx)
     }
 }
 
@@ -262,26 +278,8 @@ impl Drop for SpillMonitor {
 /// A session over `lake` with every existing table and default settings.
 pub async fn context(lake: &Lake) -> Result<SessionContext> {
     let engine = Engine::new(&EngineOptions::default())?;
-    // A reader takes no lock: it lists the committed files only, not the
-    // ones a crashed run left (see `crate::committed`).
-    let state = crate::log::LakeState::load(lake)?;
-    let mut dirs = vec![
-        bronze::DIR,
-        bronze::LATE_DIR,
-        crate::silver::EVENTS_DIR,
-        crate::silver::SESSIONS_DIR,
-        crate::ingest::QUARANTINE_DIR,
-    ];
-    dirs.extend(crate::silver::TYPED.iter().map(|(_, d, _)| *d));
-    dirs.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
-    let store = crate::committed::CommittedStore::new(lake, &state, &dirs)?;
-    let ctx = engine.bare()?;
-    ctx.register_object_store(
-        datafusion::execution::object_store::ObjectStoreUrl::local_filesystem().as_ref(),
-        Arc::new(store),
-    );
-    engine.register_lake(&ctx, lake).await?;
-    Ok(ctx)
+    engine.read_committed(lake, &crate::log::LakeState::load(lake)?)?;
+    engine.context(lake).await
 }
 
 /// `quarantine`: the quarantined lines (`LAKE/quarantine/*.jsonl`), as

@@ -569,6 +569,7 @@ pub fn query(
         .build()?;
     let (batches, replayed, problems) = rt.block_on(async {
         let engine = Engine::new(engine_opts)?;
+        engine.read_committed(lake, &state)?;
         let ctx = engine.lookups()?;
         if let Some(s) = &snapshot {
             register_snapshot(&ctx, lake, &state, model, &s.key).await?;
@@ -1211,11 +1212,13 @@ pub fn history(
             model.name
         )));
     };
+    let state = LakeState::load(lake)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let engine = Engine::new(engine_opts)?;
+        engine.read_committed(lake, &state)?;
         let ctx = engine.bare()?;
         let window = Window {
             after: None,

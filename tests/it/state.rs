@@ -669,3 +669,67 @@ fn property_a_snapshot_answer_equals_a_full_replay() {
         assert!(used >= 6, "seed {seed}: snapshots used {used} times");
     }
 }
+
+/// `state` and `history` read the committed files only: a silver run that
+/// crashed after renaming its files into place (no commit) changes no
+/// answer, and the next run's does.
+#[test]
+fn a_crashed_silver_run_changes_no_state_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    run_lines(
+        &lake,
+        "b1.jsonl",
+        &[
+            ledger("d1", "deposit", "2024-03-14T10:00:00Z", "a1", "100.00"),
+            ledger("w1", "withdrawal", "2024-03-14T12:00:00Z", "a1", "30.00"),
+        ],
+        "2024-03-15T02:00:00Z",
+    );
+    let before = balances(&state(&lake, "balances", "2024-03-14", &[]));
+    assert_eq!(before, pairs(&[("a1", "70.00")]));
+    let late = lake.parent().unwrap().join("late.jsonl");
+    std::fs::write(
+        &late,
+        ledger("d0", "deposit", "2024-03-14T09:00:00Z", "a1", "5.00"),
+    )
+    .unwrap();
+    ok(
+        &lake,
+        &[
+            "ingest",
+            late.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-16T02:00:00Z",
+        ],
+    );
+    for step in ["renamed", "before-commit"] {
+        let o = cmd(&lake, &["silver"])
+            .env("EVLAKE_FAULT", format!("silver:{step}"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}");
+        assert_ne!(
+            files_on_disk_under(&lake, "silver"),
+            committed_files_under(&lake, "silver"),
+            "{step}: the crash left files outside the log"
+        );
+        assert_eq!(
+            balances(&state(&lake, "balances", "2024-03-14", &["--no-snapshot"])),
+            before,
+            "{step}"
+        );
+        let h = run(
+            &lake,
+            &["history", "a1", "--as-of", "2024-03-14", "--format", "csv"],
+        );
+        assert!(h.status.success(), "{}", stderr(&h));
+        let h = String::from_utf8(h.stdout).unwrap();
+        assert_eq!(h.lines().count(), 3, "{step}: a header and two events\n{h}");
+    }
+    ok(&lake, &["silver"]);
+    assert_eq!(
+        balances(&state(&lake, "balances", "2024-03-14", &[])),
+        pairs(&[("a1", "75.00")])
+    );
+}
