@@ -88,6 +88,8 @@ fn built_files(lake: &Lake, state: &LakeState, table: &str, day: Day) -> Vec<Pat
 /// The events files of each date in `ids`, read and planned. A date whose
 /// built files do not hold each changed event exactly once is left out
 /// (and rewritten instead): the patch must account for every change.
+/// Event ids are unique within a date of `events`, so counting the rows
+/// whose id is in `ids` says it.
 pub async fn plan(lake: &Lake, state: &LakeState, ids: Ids) -> Result<Plans> {
     let mut tasks = tokio::task::JoinSet::new();
     for (day, ids) in ids {
