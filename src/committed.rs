@@ -52,9 +52,9 @@ pub struct CommittedStore {
 }
 
 impl CommittedStore {
-    /// The store for `lake` as of `state`; `dirs` are its table
-    /// directories, relative to the lake.
-    pub fn new(lake: &Lake, state: &LakeState, dirs: &[&str]) -> Result<CommittedStore> {
+    /// The store for `lake` as of `state`: under every directory whose
+    /// files the log must reference ([`crate::ingest::table_dirs`]).
+    pub fn new(lake: &Lake, state: &LakeState) -> Result<CommittedStore> {
         let root = std::fs::canonicalize(lake.root())
             .with_context(|| format!("failed to resolve `{}`", lake.root().display()))?;
         let path = |rel: &str| -> Result<String> {
@@ -62,16 +62,13 @@ impl CommittedStore {
                 .with_context(|| format!("`{rel}` is not a valid path"))?
                 .to_string())
         };
-        let dirs = dirs
+        let dirs = crate::ingest::table_dirs()
             .iter()
             .map(|d| Ok(format!("{}/", path(d)?)))
             .collect::<Result<Vec<_>>>()?;
         let files = state
-            .tables
-            .values()
-            .flat_map(|parts| parts.values())
-            .flat_map(|p| p.files.values())
-            .map(|f| path(&f.path))
+            .live_files()
+            .map(|f| path(f))
             .collect::<Result<HashSet<_>>>()?;
         Ok(CommittedStore {
             inner: LocalFileSystem::new(),

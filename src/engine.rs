@@ -196,16 +196,7 @@ impl Engine {
     /// crashed run left (see `crate::committed`): for readers, which take
     /// no lock.
     pub fn read_committed(&self, lake: &Lake, state: &crate::log::LakeState) -> Result<()> {
-        let mut dirs = vec![
-            bronze::DIR,
-            bronze::LATE_DIR,
-            crate::silver::EVENTS_DIR,
-            crate::silver::SESSIONS_DIR,
-            crate::ingest::QUARANTINE_DIR,
-        ];
-        dirs.extend(crate::silver::TYPED.iter().map(|(_, d, _)| *d));
-        dirs.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
-        let store = crate::committed::CommittedStore::new(lake, state, &dirs)?;
+        let store = crate::committed::CommittedStore::new(lake, state)?;
         self.runtime.register_object_store(
             datafusion::execution::object_store::ObjectStoreUrl::local_filesystem().as_ref(),
             Arc::new(store),
@@ -275,10 +266,12 @@ impl Drop for SpillMonitor {
     }
 }
 
-/// A session over `lake` with every existing table and default settings.
-pub async fn context(lake: &Lake) -> Result<SessionContext> {
+/// A session over `lake` with every existing table and default settings,
+/// reading the files `state` references (a reader's: see
+/// [`Engine::read_committed`]).
+pub async fn context(lake: &Lake, state: &crate::log::LakeState) -> Result<SessionContext> {
     let engine = Engine::new(&EngineOptions::default())?;
-    engine.read_committed(lake, &crate::log::LakeState::load(lake)?)?;
+    engine.read_committed(lake, state)?;
     engine.context(lake).await
 }
 

@@ -408,6 +408,14 @@ pub struct LakeState {
 }
 
 impl LakeState {
+    /// Every file the log references (lake-relative paths).
+    pub fn live_files(&self) -> impl Iterator<Item = &String> {
+        self.tables
+            .values()
+            .flat_map(|parts| parts.values())
+            .flat_map(|p| p.files.keys())
+    }
+
     /// The state at the newest version: the newest usable checkpoint plus
     /// the commits after it (or every commit).
     pub fn load(lake: &Lake) -> Result<LakeState> {
@@ -524,12 +532,7 @@ pub fn clean_orphans(lake: &Lake, state: &LakeState, table_dirs: &[&str]) -> Res
         fs::remove_dir_all(&staging)
             .with_context(|| format!("failed to clean `{}`", staging.display()))?;
     }
-    let mut live: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for t in state.tables.values() {
-        for p in t.values() {
-            live.extend(p.files.keys().map(String::as_str));
-        }
-    }
+    let live: std::collections::HashSet<&str> = state.live_files().map(String::as_str).collect();
     let mut removed = Vec::new();
     for dir in table_dirs {
         for rel in lake::list_files(lake.root(), &lake.path(dir))? {

@@ -34,11 +34,12 @@ pub struct Args {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
+    let state = crate::log::LakeState::load(&lake)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let batches = rt.block_on(async {
-        let ctx = engine::context(&lake).await?;
+        let ctx = engine::context(&lake, &state).await?;
         let df = match ctx.sql(&args.sql).await {
             Ok(df) => df,
             Err(e) if engine::is_usage_error(&e) => {

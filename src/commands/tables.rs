@@ -73,7 +73,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let ctx = rt.block_on(engine::context(&lake))?;
+    let ctx = rt.block_on(engine::context(&lake, &state))?;
     let mut tables = Vec::new();
     for (name, layer, dir) in known_tables() {
         let parts: Vec<_> = state
