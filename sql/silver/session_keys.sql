@@ -56,7 +56,12 @@ kept AS (
     SELECT
         b.event_date, b.batch_id, b.source_line,
         b.user_id, b.event_timestamp, b.event_id,
-        strpos($2, concat(chr(31), b.event_type, chr(31))) > 0 AS excluded
+        strpos($2, concat(chr(31), b.event_type, chr(31))) > 0 AS excluded,
+        -- Windows partition by a bucket of users, not by user: DataFusion
+        -- sets up window state per partition, which for an incremental
+        -- run's few rows each of thousands of users cost more than the
+        -- rows (src/udf.rs).
+        hash_bucket(b.user_id, 64) AS user_bucket
     FROM copies c
     RIGHT ANTI JOIN bronze_events b
         ON b.event_date = c.event_date
@@ -65,28 +70,32 @@ kept AS (
 ),
 
 gaps AS (
-    -- LAG → CASE: does this event start a new session?
+    -- LAG → CASE: does this event start a new session? Each bucket's
+    -- rows in user order: a row starts a session when the previous row is
+    -- another user's (or of the other `excluded` kind), or when the time
+    -- since it exceeds the gap.
     SELECT
         *,
         CASE
-            WHEN LAG(event_timestamp) OVER w IS NULL THEN 1
+            WHEN LAG(user_id) OVER w IS DISTINCT FROM user_id THEN 1
+            WHEN LAG(excluded) OVER w IS DISTINCT FROM excluded THEN 1
             WHEN arrow_cast(event_timestamp, 'Int64')
                  - arrow_cast(LAG(event_timestamp) OVER w, 'Int64') > $1 THEN 1
             ELSE 0
         END AS starts_session
     FROM kept
-    WINDOW w AS (PARTITION BY user_id, excluded ORDER BY event_timestamp, event_id)
+    WINDOW w AS (PARTITION BY user_bucket ORDER BY user_id, excluded, event_timestamp, event_id)
 ),
 
 numbered AS (
-    -- Running SUM of the flags numbers each user's sessions.
+    -- Running SUM of the flags numbers the sessions.
     SELECT
         *,
         SUM(starts_session) OVER s AS session_seq
     FROM gaps
     WINDOW s AS (
-        PARTITION BY user_id, excluded
-        ORDER BY event_timestamp, event_id
+        PARTITION BY user_bucket
+        ORDER BY user_id, excluded, event_timestamp, event_id
         ROWS UNBOUNDED PRECEDING
     )
 ),
@@ -104,8 +113,8 @@ identified AS (
         session_id(session_seq, user_id, event_id) OVER s AS first_event_session_id
     FROM numbered
     WINDOW s AS (
-        PARTITION BY user_id, excluded
-        ORDER BY event_timestamp, event_id
+        PARTITION BY user_bucket
+        ORDER BY user_id, excluded, event_timestamp, event_id
         ROWS UNBOUNDED PRECEDING
     )
 ),

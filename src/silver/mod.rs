@@ -492,6 +492,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn users_sharing_a_window_bucket_keep_their_own_sessions() {
+        // The windows run per bucket of users (hash_bucket(user_id, 64)),
+        // so a change of user must start a session even when the previous
+        // row, another user's, is seconds away.
+        let ctx = ctx_with(&[]).await;
+        let b = ctx
+            .sql("SELECT hash_bucket('u3', 64) = hash_bucket('u10', 64)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert!(
+            b[0].column(0).as_boolean().value(0),
+            "the test needs two users in one bucket"
+        );
+        let s = sessionize(
+            &[
+                pv("a", "u3", "2024-03-15T10:00:00Z"),
+                pv("b", "u10", "2024-03-15T10:05:00Z"),
+                pv("c", "u3", "2024-03-15T10:10:00Z"),
+                pv("d", "u10", "2024-03-15T10:15:00Z"),
+                pv("e", "u3", "2024-03-15T11:00:00Z"), // 50 min after c: new
+            ],
+            GAP,
+        )
+        .await;
+        assert_eq!(
+            groups(&s),
+            [
+                vec!["a".to_string(), "c".into()],
+                vec!["b".into(), "d".into()],
+                vec!["e".into()]
+            ]
+        );
+        assert_eq!(s["d"].0, crate::udf::session_id_of("u10", "b"));
+    }
+
+    #[tokio::test]
     async fn sessions_summarise_pages_bounces_and_conversions() {
         let rows = [
             (
