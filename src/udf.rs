@@ -60,6 +60,11 @@ impl HashBucket {
     }
 }
 
+/// A string type the functions take.
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
 /// FNV-1a, 64 bits: stable across runs and platforms.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -77,9 +82,7 @@ impl ScalarUDFImpl for HashBucket {
     }
 
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        let text =
-            |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
-        if args.len() != 2 || !text(&args[0]) || !args[1].is_integer() {
+        if args.len() != 2 || !is_text(&args[0]) || !args[1].is_integer() {
             return plan_err!("hash_bucket(text, n) takes a string and an integer, not {args:?}");
         }
         Ok(vec![args[0].clone(), DataType::Int64])
@@ -476,11 +479,9 @@ impl WindowUDFImpl for SessionId {
     }
 
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        let text =
-            |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
         let number =
             |t: &DataType| matches!(t, DataType::Int64 | DataType::Int32 | DataType::UInt64);
-        if args.len() != 3 || !number(&args[0]) || !text(&args[1]) || !text(&args[2]) {
+        if args.len() != 3 || !number(&args[0]) || !is_text(&args[1]) || !is_text(&args[2]) {
             return plan_err!(
                 "session_id(session_seq, user_id, event_id) takes an integer and two strings, not {args:?}"
             );
