@@ -31,23 +31,29 @@ WITH repeated AS (
 
 copies AS (
     -- Exact re-sends: every copy but the first by (processing_time,
-    -- batch_id, source_line), ranked among the repeated keys only.
-    -- (event_date, batch_id, source_line) names one bronze row.
+    -- batch_id, source_line), among the repeated keys only: in that order
+    -- within each key, a row whose previous row has the same key is a
+    -- copy. (event_date, batch_id, source_line) names one bronze row.
+    -- The window partitions by a bucket of keys, not by key: DataFusion
+    -- sets up window state per partition, which for a lake where many
+    -- events arrive twice cost more than the rows (src/udf.rs).
     SELECT event_date, batch_id, source_line
     FROM (
         SELECT
             b.event_date, b.batch_id, b.source_line,
-            ROW_NUMBER() OVER (
-                PARTITION BY b.event_date, b.event_id
-                ORDER BY b.processing_time, b.batch_id, b.source_line
-            ) AS copy_rank
+            LAG(b.event_id) OVER w = b.event_id
+                AND LAG(b.event_date) OVER w = b.event_date AS is_copy
         -- The few repeated keys are the hash table; bronze streams past
         -- it (built the other way round, it held every bronze key).
         FROM repeated r
         RIGHT SEMI JOIN bronze_events b
             ON b.event_date = r.event_date AND b.event_id = r.event_id
+        WINDOW w AS (
+            PARTITION BY hash_bucket(b.event_id, 64)
+            ORDER BY b.event_date, b.event_id, b.processing_time, b.batch_id, b.source_line
+        )
     ) ranked
-    WHERE copy_rank > 1
+    WHERE is_copy
 ),
 
 kept AS (

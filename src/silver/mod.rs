@@ -469,6 +469,74 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn of_many_resent_events_each_keeps_its_first_copy() {
+        // Re-sends are found per bucket of keys (a LAG over keys in
+        // order), so many keys share a window partition: each must keep
+        // exactly its own first copy by (processing_time, batch, line).
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let mut rows: Vec<Row> = Vec::new();
+        let mut want: BTreeMap<&str, (&str, &str, i64)> = BTreeMap::new();
+        let mut x: u64 = 11;
+        let mut line = 0;
+        for k in 0..200 {
+            let id = leak(format!("k{k}"));
+            for _ in 0..(k % 3 + 1) {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                line += 1;
+                let pt = leak(format!("2024-03-1{}T02:00:00Z", 6 + (x >> 60) % 3));
+                let batch = leak(format!("b{}", (x >> 50) % 4));
+                rows.push((
+                    id,
+                    "u",
+                    "2024-03-15T10:00:00Z",
+                    pt,
+                    batch,
+                    line,
+                    "page_view",
+                    None,
+                ));
+                let mine = (pt, batch, line);
+                let best = want.entry(id).or_insert(mine);
+                *best = (*best).min(mine);
+            }
+        }
+        rows.reverse();
+        let ctx = ctx_with(&rows).await;
+        let batches = events(&ctx, &Settings::with_gap(GAP))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut got: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        for b in &batches {
+            let ids = b.column_by_name("event_id").unwrap().as_string::<i32>();
+            let batch = b.column_by_name("batch_id").unwrap().as_string::<i32>();
+            let lines = b
+                .column_by_name("source_line")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let prev = got.insert(
+                    ids.value(i).to_string(),
+                    (batch.value(i).to_string(), lines.value(i)),
+                );
+                assert!(prev.is_none(), "event {} kept twice", ids.value(i));
+            }
+        }
+        assert_eq!(got.len(), 200);
+        for (id, (_, batch, line)) in &want {
+            assert_eq!(
+                got[*id],
+                (batch.to_string(), *line),
+                "the copy kept of {id}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_late_event_merges_two_sessions() {
         let before = [
             pv("a", "u", "2024-03-15T14:30:00Z"),
