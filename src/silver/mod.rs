@@ -308,8 +308,8 @@ mod tests {
         ctx
     }
 
-    /// event_id → (session_id, kept processing batch) after silver.
-    async fn sessionize(rows: &[Row], gap: i64) -> BTreeMap<String, (String, String)> {
+    /// event_id → (session_id, kept batch, kept line) after silver.
+    async fn kept(rows: &[Row], gap: i64) -> BTreeMap<String, (String, String, i64)> {
         let ctx = ctx_with(rows).await;
         let batches = events(&ctx, &Settings::with_gap(gap))
             .await
@@ -322,15 +322,32 @@ mod tests {
             let ids = b.column_by_name("event_id").unwrap().as_string::<i32>();
             let sids = b.column_by_name("session_id").unwrap().as_string::<i32>();
             let batch_ids = b.column_by_name("batch_id").unwrap().as_string::<i32>();
+            let lines = b
+                .column_by_name("source_line")
+                .unwrap()
+                .as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
                 let prev = out.insert(
                     ids.value(i).to_string(),
-                    (sids.value(i).to_string(), batch_ids.value(i).to_string()),
+                    (
+                        sids.value(i).to_string(),
+                        batch_ids.value(i).to_string(),
+                        lines.value(i),
+                    ),
                 );
                 assert!(prev.is_none(), "event {} twice", ids.value(i));
             }
         }
         out
+    }
+
+    /// event_id → (session_id, kept processing batch) after silver.
+    async fn sessionize(rows: &[Row], gap: i64) -> BTreeMap<String, (String, String)> {
+        kept(rows, gap)
+            .await
+            .into_iter()
+            .map(|(id, (sid, batch, _))| (id, (sid, batch)))
+            .collect()
     }
 
     fn groups(s: &BTreeMap<String, (String, String)>) -> Vec<Vec<String>> {
@@ -503,34 +520,13 @@ mod tests {
             }
         }
         rows.reverse();
-        let ctx = ctx_with(&rows).await;
-        let batches = events(&ctx, &Settings::with_gap(GAP))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let mut got: BTreeMap<String, (String, i64)> = BTreeMap::new();
-        for b in &batches {
-            let ids = b.column_by_name("event_id").unwrap().as_string::<i32>();
-            let batch = b.column_by_name("batch_id").unwrap().as_string::<i32>();
-            let lines = b
-                .column_by_name("source_line")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            for i in 0..b.num_rows() {
-                let prev = got.insert(
-                    ids.value(i).to_string(),
-                    (batch.value(i).to_string(), lines.value(i)),
-                );
-                assert!(prev.is_none(), "event {} kept twice", ids.value(i));
-            }
-        }
+        let got = kept(&rows, GAP).await;
         assert_eq!(got.len(), 200);
         for (id, (_, batch, line)) in &want {
+            let (_, got_batch, got_line) = &got[*id];
             assert_eq!(
-                got[*id],
-                (batch.to_string(), *line),
+                (got_batch.as_str(), *got_line),
+                (*batch, *line),
                 "the copy kept of {id}"
             );
         }
