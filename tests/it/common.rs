@@ -351,3 +351,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Write `lines` to `dir/name` and ingest it with processing time `pt`.
+pub fn ingest_lines(lake: &Path, dir: &Path, name: &str, lines: &[String], pt: &str) {
+    let f = dir.join(name);
+    std::fs::write(&f, lines.concat()).unwrap();
+    ok(
+        lake,
+        &["ingest", f.to_str().unwrap(), "--processing-time", pt],
+    );
+}

@@ -366,15 +366,6 @@ pub fn ev(id: &str, ty: &str, ts: &str, user: &str) -> String {
     )
 }
 
-pub fn ingest_lines(lake: &Path, dir: &Path, name: &str, lines: &[String], pt: &str) {
-    let f = dir.join(name);
-    std::fs::write(&f, lines.concat()).unwrap();
-    ok(
-        lake,
-        &["ingest", f.to_str().unwrap(), "--processing-time", pt],
-    );
-}
-
 pub fn list(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())

@@ -688,20 +688,18 @@ fn a_crashed_silver_run_changes_no_state_answer() {
     );
     let before = balances(&state(&lake, "balances", "2024-03-14", &[]));
     assert_eq!(before, pairs(&[("a1", "70.00")]));
-    let late = lake.parent().unwrap().join("late.jsonl");
-    std::fs::write(
-        &late,
-        ledger("d0", "deposit", "2024-03-14T09:00:00Z", "a1", "5.00"),
-    )
-    .unwrap();
-    ok(
+    ingest_lines(
         &lake,
-        &[
-            "ingest",
-            late.to_str().unwrap(),
-            "--processing-time",
-            "2024-03-16T02:00:00Z",
-        ],
+        tmp.path(),
+        "late.jsonl",
+        &[ledger(
+            "d0",
+            "deposit",
+            "2024-03-14T09:00:00Z",
+            "a1",
+            "5.00",
+        )],
+        "2024-03-16T02:00:00Z",
     );
     for step in ["renamed", "before-commit"] {
         let o = cmd(&lake, &["silver"])
