@@ -11,15 +11,17 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use bytes::Bytes;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -77,6 +79,37 @@ impl CommittedStore {
     }
 }
 
+impl CommittedStore {
+    /// A lake file's bytes, memory-mapped, and its metadata; `None` where
+    /// mapping does not apply (not a regular file, empty, or any error:
+    /// the file system's own read then says what is wrong).
+    ///
+    /// Reads are served from a map, not by a blocking task per range that
+    /// opens the file and copies the range out: DataFusion reads a Parquet
+    /// file in many small ranges (footer, page index, Bloom filters, column
+    /// chunks). Safe because evlake writes every lake file once under a
+    /// new name (temp file, then rename) and never modifies or truncates
+    /// one in place; a removed file stays readable through its map.
+    fn mapped(&self, location: &Path) -> Option<(Bytes, ObjectMeta)> {
+        let path = self.inner.path_to_filesystem(location).ok()?;
+        let file = std::fs::File::open(&path).ok()?;
+        let md = file.metadata().ok()?;
+        if !md.is_file() || md.len() == 0 {
+            return None;
+        }
+        // SAFETY: see above; lake files are immutable once written.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let meta = ObjectMeta {
+            location: location.clone(),
+            last_modified: md.modified().ok()?.into(),
+            size: md.len(),
+            e_tag: None,
+            version: None,
+        };
+        Some((Bytes::from_owner(map), meta))
+    }
+}
+
 impl fmt::Display for CommittedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CommittedStore({})", self.inner)
@@ -105,7 +138,47 @@ impl ObjectStore for CommittedStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Res<GetResult> {
+        let plain = options.if_match.is_none()
+            && options.if_none_match.is_none()
+            && options.if_modified_since.is_none()
+            && options.if_unmodified_since.is_none()
+            && options.version.is_none()
+            && !options.head;
+        if plain && let Some((bytes, meta)) = self.mapped(location) {
+            let len = bytes.len() as u64;
+            let range = match &options.range {
+                None => 0..len,
+                Some(r) => match r.as_range(len) {
+                    Ok(r) => r,
+                    // The file system's own error for a bad range.
+                    Err(_) => return self.inner.get_opts(location, options).await,
+                },
+            };
+            let part = bytes.slice(range.start as usize..range.end as usize);
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(
+                    futures::stream::once(async { Ok(part) }).boxed(),
+                ),
+                meta,
+                range,
+                attributes: Default::default(),
+            });
+        }
         self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Res<Vec<Bytes>> {
+        let Some((bytes, _)) = self.mapped(location) else {
+            return self.inner.get_ranges(location, ranges).await;
+        };
+        let len = bytes.len() as u64;
+        if ranges.iter().any(|r| r.start > r.end || r.end > len) {
+            return self.inner.get_ranges(location, ranges).await;
+        }
+        Ok(ranges
+            .iter()
+            .map(|r| bytes.slice(r.start as usize..r.end as usize))
+            .collect())
     }
 
     fn delete_stream(
@@ -134,5 +207,79 @@ impl ObjectStore for CommittedStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Res<()> {
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::object_store::{GetRange, ObjectStoreExt};
+
+    /// Reads served from a map give the bytes the file system's reads give,
+    /// for every kind of range; a bad range is the file system's error.
+    #[tokio::test]
+    async fn mapped_reads_equal_the_file_systems() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join("f.parquet"), &data).unwrap();
+        std::fs::write(dir.path().join("empty.parquet"), b"").unwrap();
+        let store = CommittedStore::new(&lake, &LakeState::default()).unwrap();
+        let fs = LocalFileSystem::new();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let loc = Path::from_absolute_path(root.join("f.parquet")).unwrap();
+        assert!(store.mapped(&loc).is_some(), "a lake file is mapped");
+
+        assert_eq!(store.get(&loc).await.unwrap().bytes().await.unwrap(), data);
+        assert_eq!(
+            store.get_range(&loc, 10..4_000).await.unwrap(),
+            data[10..4_000]
+        );
+        for range in [
+            GetRange::Bounded(9_000..10_000),
+            GetRange::Offset(9_990),
+            GetRange::Suffix(8),
+            GetRange::Suffix(50_000),
+        ] {
+            let opts = || GetOptions {
+                range: Some(range.clone()),
+                ..Default::default()
+            };
+            let ours = store.get_opts(&loc, opts()).await.unwrap();
+            let theirs = fs.get_opts(&loc, opts()).await.unwrap();
+            assert_eq!(ours.range, theirs.range, "{range:?}");
+            assert_eq!(ours.meta.size, theirs.meta.size);
+            assert_eq!(
+                ours.bytes().await.unwrap(),
+                theirs.bytes().await.unwrap(),
+                "{range:?}"
+            );
+        }
+        let ranges = [0..1, 5..5, 100..9_000, 9_999..10_000];
+        assert_eq!(
+            store.get_ranges(&loc, &ranges).await.unwrap(),
+            fs.get_ranges(&loc, &ranges).await.unwrap()
+        );
+        // Past the end, or starting after it: what the file system does.
+        for range in [9_000..10_001, 10_500..10_600, 0..20_000] {
+            let ours = store.get_range(&loc, range.clone()).await;
+            let theirs = fs.get_range(&loc, range.clone()).await;
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{range:?}");
+            if let (Ok(a), Ok(b)) = (ours, theirs) {
+                assert_eq!(a, b, "{range:?}");
+            }
+            let ours = store.get_ranges(&loc, std::slice::from_ref(&range)).await;
+            let theirs = fs.get_ranges(&loc, std::slice::from_ref(&range)).await;
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{range:?}");
+        }
+        // Empty and missing files are read by the file system.
+        let empty = Path::from_absolute_path(root.join("empty.parquet")).unwrap();
+        assert!(store.mapped(&empty).is_none());
+        assert!(store.get(&empty).await.unwrap().bytes().await.unwrap().is_empty());
+        let missing = Path::from_absolute_path(root.join("missing.parquet")).unwrap();
+        assert!(matches!(
+            store.get(&missing).await,
+            Err(datafusion::object_store::Error::NotFound { .. })
+        ));
     }
 }
