@@ -42,6 +42,36 @@ pub fn point(step: &str) {
     }
 }
 
+/// Wait at `step` while a test changes the world: with
+/// `EVLAKE_PAUSE=STEP:PATH`, create `PATH.waiting`, then wait until `PATH`
+/// exists (at most a minute, then abort). Steps: `hashed` (ingest, after
+/// hashing its inputs, before reading them). Tests use it to change an
+/// input between the two.
+pub fn pause(step: &str) {
+    let Ok(v) = std::env::var("EVLAKE_PAUSE") else {
+        return;
+    };
+    let Some((s, path)) = v.split_once(':') else {
+        return;
+    };
+    if s != step {
+        return;
+    }
+    let go = std::path::Path::new(path);
+    let waiting = format!("{path}.waiting");
+    if std::fs::write(&waiting, b"").is_err() {
+        std::process::abort();
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !go.exists() {
+        if std::time::Instant::now() > until {
+            crate::report::eline(format_args!("evlake: EVLAKE_PAUSE={v}: gave up waiting"));
+            std::process::abort();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// With `EVLAKE_TRACE` set: say which way a run went (stderr; tests
 /// check it).
 pub fn trace_note(note: &str) {

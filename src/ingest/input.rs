@@ -102,16 +102,75 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// caller hashes several files at once). A memory map hashed on every core
 /// kept the cores only ~60% busy: its page faults and unmapping cost more
 /// than copying from the page cache into a buffer that stays in cache.
-pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+///
+/// Also returns the file's [`Stamp`] from before it was read; a file that
+/// grew or shrank while it was hashed is an error.
+pub fn hash_file(path: &Path) -> Result<(String, u64, Stamp)> {
     let mut hasher = blake3::Hasher::new();
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let stamp = Stamp::of_file(&f, path)?;
     hasher
         .update_reader(f)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
+    if hasher.count() != stamp.len {
+        return Err(changed(&path.display().to_string(), &stamp, hasher.count()));
+    }
     Ok((
         format!("blake3:{}", hasher.finalize().to_hex()),
         hasher.count(),
+        stamp,
     ))
+}
+
+/// A file's size and modification time when a run hashed it: the run
+/// checks them again once it has read the file, since the content hash
+/// names the batch (and marks it ingested) for what was hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub len: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of_file(f: &File, path: &Path) -> Result<Stamp> {
+        let md = f
+            .metadata()
+            .with_context(|| format!("failed to stat `{}`", path.display()))?;
+        Ok(Stamp {
+            len: md.len(),
+            modified: md.modified().ok(),
+        })
+    }
+
+    /// The stamp of `path` now.
+    pub fn of(path: &Path) -> Result<Stamp> {
+        let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+        Self::of_file(&f, path)
+    }
+
+    /// An error unless `path` still has this stamp (after it was read).
+    pub fn check(&self, path: &Path, display: &str) -> Result<()> {
+        let now = Stamp::of(path)?;
+        if now == *self {
+            return Ok(());
+        }
+        Err(changed(display, self, now.len))
+    }
+}
+
+/// The error for an input that changed while a run read it.
+fn changed(display: &str, stamp: &Stamp, len_now: u64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`{display}` changed while it was being ingested ({} bytes when hashed, {len_now} \
+         bytes now{}): nothing was committed. Write inputs under another name and rename \
+         them into place once complete; the next run ingests the file as it is then",
+        stamp.len,
+        if len_now == stamp.len {
+            ", modified since"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Copy stdin to `dest` (so it can be hashed before ingesting, and read

@@ -271,6 +271,8 @@ struct Planned {
     input: Input,
     hash: String,
     bytes: u64,
+    /// Size and mtime when hashed, checked again once the input is read.
+    stamp: input::Stamp,
     status: InputStatus,
     committed_in: Option<u64>,
 }
@@ -313,20 +315,21 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         stdin_hash = Some(input::spool_stdin(&spool)?);
         inputs[i].path = Some(spool);
     }
-    let hashes: Vec<(String, u64)> = inputs
+    let hashes: Vec<(String, u64, input::Stamp)> = inputs
         .par_iter()
         .enumerate()
         .map(
             |(i, inp)| match (Some(i) == stdin_at, &stdin_hash, &inp.path) {
-                (true, Some(h), _) => Ok(h.clone()),
+                (true, Some((h, n)), Some(p)) => Ok((h.clone(), *n, input::Stamp::of(p)?)),
                 (_, _, Some(p)) => input::hash_file(p),
                 _ => unreachable!("every input has a path once stdin is spooled"),
             },
         )
         .collect::<Result<_>>()?;
+    crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
     let mut seen: HashSet<String> = HashSet::new();
-    for (inp, (hash, bytes)) in inputs.into_iter().zip(hashes) {
+    for (inp, (hash, bytes, stamp)) in inputs.into_iter().zip(hashes) {
         let (status, committed_in) = if let Some(rec) = state.batches.get(&hash) {
             (InputStatus::AlreadyIngested, Some(rec.version))
         } else if !seen.insert(hash.clone()) {
@@ -338,6 +341,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             input: inp,
             hash,
             bytes,
+            stamp,
             status,
             committed_in,
         });
@@ -447,7 +451,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // thread. Bounded channels keep only a few chunks in flight.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
-    let reader_inputs: Vec<(usize, PathBuf, String)> = todo
+    let reader_inputs: Vec<(usize, PathBuf, String, input::Stamp)> = todo
         .iter()
         .map(|&i| {
             let p = &plan[i].input;
@@ -455,6 +459,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 i,
                 p.path.clone().expect("stdin was spooled"),
                 p.display.clone(),
+                plan[i].stamp,
             )
         })
         .collect();
@@ -462,7 +467,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let reader_cancel = cancel.clone();
     let reader = std::thread::spawn(move || -> Result<()> {
         let mut seq = 0;
-        for (idx, path, display) in reader_inputs {
+        for (idx, path, display, stamp) in reader_inputs {
             let r = input::open_decoded(&path, counter.clone())
                 .with_context(|| format!("`{display}`"))?;
             input::split_chunks(r, idx, &display, |mut c| {
@@ -470,6 +475,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 seq += 1;
                 !reader_cancel.load(Ordering::Relaxed) && tx.send(c).is_ok()
             })?;
+            // The batch is named (and later skipped) by the hash of what
+            // was hashed: what was read must be that too.
+            stamp.check(&path, &display)?;
         }
         Ok(())
     });

@@ -518,3 +518,68 @@ fn a_long_history_is_read_from_its_checkpoint_with_the_same_answers() {
     let again = ok(&lake, &["ingest", &batch(7), "--json"]);
     assert_eq!(again["status"], "noop", "{again}");
 }
+
+/// An input that grows or shrinks between the hash (which names the batch
+/// and later marks it ingested) and the read fails the run, naming the
+/// file, with nothing committed; the next run ingests the file as it is.
+#[test]
+fn an_input_changed_while_it_is_ingested_fails_the_run_and_commits_nothing() {
+    let line = |i: usize| {
+        format!(
+            "{{\"event_id\":\"e{i}\",\"event_type\":\"page_view\",\
+             \"event_timestamp\":\"2024-03-15T10:{i:02}:00Z\",\"user_id\":\"u1\"}}\n"
+        )
+    };
+    let lines = |n: std::ops::Range<usize>| n.map(line).collect::<String>();
+    for (what, change) in [
+        (
+            "appended",
+            (|p: &std::path::Path| {
+                let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                f.write_all(b"{\"event_id\":\"late\",\"event_type\":\"x\",\"event_timestamp\":\"2024-03-15T11:00:00Z\",\"user_id\":\"u2\"}\n").unwrap();
+            }) as fn(&std::path::Path),
+        ),
+        ("truncated", |p: &std::path::Path| {
+            // To the end of a line, as a log rotation's copytruncate
+            // leaves it (emptied) or a rewrite with fewer events.
+            let text = std::fs::read_to_string(p).unwrap();
+            let cut = text.match_indices('\n').nth(19).unwrap().0 + 1;
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(cut as u64).unwrap();
+        }),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let lake = tmp.path().join("lake");
+        let input = tmp.path().join("inbox.jsonl");
+        std::fs::write(&input, lines(0..40)).unwrap();
+        let go = tmp.path().join("go");
+        let child = cmd(&lake, &["ingest", input.to_str().unwrap()])
+            .env("EVLAKE_PAUSE", format!("hashed:{}", go.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let waiting = tmp.path().join("go.waiting");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !waiting.exists() {
+            assert!(std::time::Instant::now() < until, "{what}: never paused");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        change(&input);
+        std::fs::write(&go, b"").unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(exit_code(&o), 1, "{what}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("inbox.jsonl") && err.contains("changed while it was being ingested"),
+            "{what}: {err}"
+        );
+        assert_eq!(commits(&lake), 0, "{what}: nothing committed");
+        assert!(bronze_rows(&lake).is_empty(), "{what}");
+        // The next run ingests the file as it is now, all of it.
+        let want = std::fs::read_to_string(&input).unwrap().lines().count();
+        let s = ok(&lake, &["ingest", input.to_str().unwrap(), "--json"]);
+        assert_eq!(s["events"], want, "{what}: {s}");
+        assert_eq!(bronze_rows(&lake).len(), want, "{what}");
+    }
+}
