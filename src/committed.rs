@@ -275,7 +275,16 @@ mod tests {
         // Empty and missing files are read by the file system.
         let empty = Path::from_absolute_path(root.join("empty.parquet")).unwrap();
         assert!(store.mapped(&empty).is_none());
-        assert!(store.get(&empty).await.unwrap().bytes().await.unwrap().is_empty());
+        assert!(
+            store
+                .get(&empty)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let missing = Path::from_absolute_path(root.join("missing.parquet")).unwrap();
         assert!(matches!(
             store.get(&missing).await,

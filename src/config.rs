@@ -42,6 +42,11 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # Timestamps without a UTC offset: "reject" (quarantine) or "utc".
 # naive_timestamps = "reject"
 
+# Fail (exit 4, nothing committed) on a line longer than this: a guard
+# against a JSON array or a binary file given as NDJSON, which would
+# otherwise be read into memory whole. "none" for no limit.
+# max_line_bytes = "64M"
+
 [silver]
 # A new session starts when the gap to the user's previous event is
 # strictly greater than this (at most 1d). Changing it rebuilds silver.
@@ -116,6 +121,7 @@ pub struct IngestConfig {
     pub max_future: Option<String>,
     pub max_bad_fraction: Option<f64>,
     pub naive_timestamps: Option<String>,
+    pub max_line_bytes: Option<String>,
 }
 
 impl Config {

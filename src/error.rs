@@ -27,6 +27,17 @@ pub enum Failure {
         considered: u64,
         max_fraction: f64,
     },
+    /// A line longer than `--max-line-bytes`; the run committed nothing
+    /// (exit 4). `bytes` is its length, or with `partial` how much of it
+    /// was read before giving up; `array` when it starts with `[`.
+    LineTooLong {
+        source: String,
+        line: u64,
+        bytes: u64,
+        partial: bool,
+        max: u64,
+        array: bool,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -50,6 +61,29 @@ impl fmt::Display for Failure {
                     *bad as f64 * 100.0 / *considered as f64
                 }
             ),
+            Failure::LineTooLong {
+                source,
+                line,
+                bytes,
+                partial,
+                max,
+                array,
+            } => {
+                write!(
+                    f,
+                    "data rejected: {source}:{line}: the line is longer than --max-line-bytes \
+                     ({}{bytes} bytes, limit {max}); nothing was committed",
+                    if *partial { "at least " } else { "" }
+                )?;
+                if *array {
+                    write!(
+                        f,
+                        ". It starts with `[`: a JSON array? evlake reads NDJSON, one object \
+                         per line (e.g. `jq -c '.[]' FILE > FILE.jsonl`)"
+                    )?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -63,7 +97,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return match failure {
                 Failure::Usage(_) => EXIT_USAGE,
                 Failure::Locked { .. } => EXIT_LOCKED,
-                Failure::Rejected { .. } => EXIT_REJECTED,
+                Failure::Rejected { .. } | Failure::LineTooLong { .. } => EXIT_REJECTED,
             };
         }
     }

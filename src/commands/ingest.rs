@@ -6,7 +6,10 @@ use std::path::Path;
 use anyhow::Result;
 use clap::ValueEnum;
 
-use super::{parse_duration_arg, parse_fraction_arg, parse_instant_arg, print_json, status};
+use super::{
+    MemoryLimit, parse_duration_arg, parse_fraction_arg, parse_instant_arg, parse_memory_arg,
+    print_json, status,
+};
 use crate::config::{self, Config};
 use crate::error::Failure;
 use crate::ingest::{self, IngestOptions, IngestReport, InputStatus, Outcome};
@@ -75,6 +78,13 @@ pub struct IngestSettings {
     /// [default: reject]
     #[arg(long, value_enum, value_name = "MODE")]
     pub naive_timestamps: Option<NaiveArg>,
+
+    /// Fail with exit 4, committing nothing, on a line longer than this (a
+    /// guard against a JSON array or a binary file given as NDJSON, which
+    /// would be read into memory whole), e.g. 256M; `none` for no limit
+    /// [default: 64M]
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory_arg)]
+    pub max_line_bytes: Option<MemoryLimit>,
 }
 
 impl IngestSettings {
@@ -108,6 +118,15 @@ impl IngestSettings {
                 parse_naive,
                 NaiveTimestamps::Reject,
             )?,
+            max_line_bytes: config::resolve(
+                self.max_line_bytes,
+                cfg.max_line_bytes.as_deref(),
+                "ingest.max_line_bytes",
+                parse_memory_arg,
+                MemoryLimit(Some(ingest::DEFAULT_MAX_LINE_BYTES)),
+            )?
+            .0
+            .unwrap_or(usize::MAX),
             max_future: config::resolve(
                 self.max_future,
                 cfg.max_future.as_deref(),

@@ -54,6 +54,18 @@ pub struct ParsedChunk {
     pub ids: Vec<(i32, u64)>,
     pub late_events: u64,
     pub side_output_events: u64,
+    /// The first line longer than `max_line_bytes`, where parsing stopped
+    /// (the run fails).
+    pub too_long: Option<TooLong>,
+}
+
+/// A line over `--max-line-bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLong {
+    pub line: u64,
+    pub bytes: u64,
+    /// It starts with `[` (a JSON array, not NDJSON?).
+    pub array: bool,
 }
 
 impl ParsedChunk {
@@ -65,6 +77,9 @@ impl ParsedChunk {
         }
         for q in &mut self.quarantined {
             q.line += earlier_lines;
+        }
+        if let Some(t) = &mut self.too_long {
+            t.line += earlier_lines;
         }
         if let Some(rows) = &mut self.rows {
             let batch = &rows.batch;
@@ -224,6 +239,7 @@ pub fn parse_chunk(
         ids: Vec::with_capacity(est_rows),
         late_events: 0,
         side_output_events: 0,
+        too_long: None,
     };
     let mut start = 0usize;
     // Numbered from 1 within the chunk; the in-order consumer adds the
@@ -236,6 +252,14 @@ pub fn parse_chunk(
             line = &line[..line.len() - 1];
         }
         out.lines += 1;
+        if line.len() > opts.max_line_bytes {
+            out.too_long = Some(TooLong {
+                line: line_no,
+                bytes: line.len() as u64,
+                array: line.trim_ascii_start().starts_with(b"["),
+            });
+            break;
+        }
         match parse::parse_line(line, opts) {
             Ok(Some(e)) => {
                 let date = time::date32_of_micros(e.event_timestamp);
@@ -283,6 +307,7 @@ pub(crate) fn parse_text(text: &str, processing_time: i64) -> ParsedChunk {
     let opts = ParseOptions {
         naive_timestamps: crate::time::NaiveTimestamps::Reject,
         max_event_timestamp: i64::MAX,
+        max_line_bytes: usize::MAX,
     };
     let rules = LateRules {
         watermark_before: None,

@@ -248,12 +248,34 @@ pub struct Chunk {
 /// that a few in flight bound memory.
 pub const CHUNK_BYTES: usize = 4 << 20;
 
+/// A line that grew past `--max-line-bytes` before its end was found: the
+/// reader stops there, so one huge line (a JSON array given as NDJSON)
+/// cannot fill memory. The caller knows the line's number.
+#[derive(Debug)]
+pub struct LineTooLongRead {
+    pub input: usize,
+    /// How much of the line was read.
+    pub bytes: u64,
+    pub array: bool,
+}
+
+impl std::fmt::Display for LineTooLongRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a line longer than {} bytes", self.bytes)
+    }
+}
+
+impl std::error::Error for LineTooLongRead {}
+
 /// Read `reader` to the end, handing line-aligned chunks to `emit`. A UTF-8
-/// BOM at the start is dropped. Errors name `display`.
+/// BOM at the start is dropped. A line that passes `max_line` bytes
+/// without ending is a [`LineTooLongRead`] error (shorter lines over the
+/// limit are the parser's to find). Other errors name `display`.
 pub fn split_chunks(
     mut reader: impl Read,
     input: usize,
     display: &str,
+    max_line: usize,
     mut emit: impl FnMut(Chunk) -> bool,
 ) -> Result<()> {
     let mut carry: Vec<u8> = Vec::new();
@@ -278,7 +300,16 @@ pub fn split_chunks(
             match memchr::memrchr(b'\n', &buf) {
                 Some(pos) => carry.extend_from_slice(&buf[pos + 1..]),
                 None => {
-                    // A single line longer than the chunk: keep reading.
+                    // A single line longer than the chunk: keep reading,
+                    // up to the limit.
+                    if buf.len() > max_line {
+                        return Err(LineTooLongRead {
+                            input,
+                            bytes: buf.len() as u64,
+                            array: buf.trim_ascii_start().starts_with(b"["),
+                        }
+                        .into());
+                    }
                     carry = buf;
                     continue;
                 }
@@ -310,7 +341,7 @@ mod tests {
 
     fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        split_chunks(data, 0, "t", |c| {
+        split_chunks(data, 0, "t", usize::MAX, |c| {
             out.push(c.data);
             true
         })

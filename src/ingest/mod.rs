@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::bronze;
+use crate::error::Failure;
 use crate::fault;
 use crate::lake::{self, Lake};
 use crate::late::{self, LatePolicy, LateRules};
@@ -55,6 +56,10 @@ pub fn table_dirs() -> Vec<&'static str> {
 /// Default memory for buffered rows before a flush to Parquet.
 pub const DEFAULT_BUFFER_BYTES: usize = 128 << 20;
 
+/// `--max-line-bytes` by default: far above any real event, far below
+/// what a whole JSON array read as one line could take.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
+
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub inputs: Vec<String>,
@@ -64,6 +69,8 @@ pub struct IngestOptions {
     pub naive_timestamps: NaiveTimestamps,
     /// Events later than processing time + this are quarantined.
     pub max_future: i64,
+    /// A longer line fails the run, committing nothing (exit 4).
+    pub max_line_bytes: usize,
     /// Buffered row memory that triggers a flush.
     pub buffer_bytes: usize,
     pub late_policy: LatePolicy,
@@ -433,6 +440,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let parse_opts = ParseOptions {
         naive_timestamps: opts.naive_timestamps,
         max_event_timestamp: opts.processing_time.saturating_add(opts.max_future),
+        max_line_bytes: opts.max_line_bytes,
     };
 
     let total_bytes: u64 = todo.iter().map(|&i| plan[i].bytes).sum();
@@ -465,12 +473,13 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         .collect();
     let counter = bytes_read.clone();
     let reader_cancel = cancel.clone();
+    let max_line = opts.max_line_bytes;
     let reader = std::thread::spawn(move || -> Result<()> {
         let mut seq = 0;
         for (idx, path, display, stamp) in reader_inputs {
             let r = input::open_decoded(&path, counter.clone())
                 .with_context(|| format!("`{display}`"))?;
-            input::split_chunks(r, idx, &display, |mut c| {
+            input::split_chunks(r, idx, &display, max_line, |mut c| {
                 c.seq = seq;
                 seq += 1;
                 !reader_cancel.load(Ordering::Relaxed) && tx.send(c).is_ok()
@@ -525,6 +534,17 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 next_seq += 1;
                 let r = &mut reports[pc.input];
                 pc.number_from(r.lines);
+                if let Some(t) = pc.too_long {
+                    return Err(Failure::LineTooLong {
+                        source: lineages[pc.input].source_file.clone(),
+                        line: t.line,
+                        bytes: t.bytes,
+                        partial: false,
+                        max: opts.max_line_bytes as u64,
+                        array: t.array,
+                    }
+                    .into());
+                }
                 r.lines += pc.lines;
                 r.events += pc.events;
                 r.empty_lines += pc.empty_lines;
@@ -571,7 +591,22 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let read_result = reader.join().expect("reader thread panicked");
     let flushed = flushing.map(join_flush);
     pipeline?;
-    read_result?;
+    if let Err(e) = read_result {
+        // Every chunk the reader sent before the long line was consumed, so
+        // the input's line count so far numbers it.
+        return Err(match e.downcast::<input::LineTooLongRead>() {
+            Ok(long) => Failure::LineTooLong {
+                source: lineages[long.input].source_file.clone(),
+                line: reports[long.input].lines + 1,
+                bytes: long.bytes,
+                partial: true,
+                max: opts.max_line_bytes as u64,
+                array: long.array,
+            }
+            .into(),
+            Err(e) => e,
+        });
+    }
     if let Some(f) = flushed {
         staged.extend(f?);
     }

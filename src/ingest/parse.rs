@@ -101,6 +101,9 @@ pub struct ParseOptions {
     /// Events later than this instant (processing time + `--max-future`)
     /// are rejected as `future_timestamp`.
     pub max_event_timestamp: i64,
+    /// A longer line fails the run (`--max-line-bytes`; see
+    /// [`crate::error::Failure::LineTooLong`]): checked by the chunk parser.
+    pub max_line_bytes: usize,
 }
 
 /// The canonical fields and the keys that feed them.
@@ -491,6 +494,7 @@ mod tests {
         ParseOptions {
             naive_timestamps: NaiveTimestamps::Reject,
             max_event_timestamp: FAR_FUTURE,
+            max_line_bytes: usize::MAX,
         }
     }
 
@@ -650,6 +654,7 @@ mod tests {
         let future = ParseOptions {
             naive_timestamps: NaiveTimestamps::Reject,
             max_event_timestamp: 0,
+            max_line_bytes: usize::MAX,
         };
         assert_eq!(
             parse_line(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#, &future)
@@ -664,6 +669,7 @@ mod tests {
         let o = ParseOptions {
             naive_timestamps: NaiveTimestamps::Utc,
             max_event_timestamp: FAR_FUTURE,
+            max_line_bytes: usize::MAX,
         };
         let e = parse_line(
             br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00","user_id":"u"}"#,

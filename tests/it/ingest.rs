@@ -583,3 +583,77 @@ fn an_input_changed_while_it_is_ingested_fails_the_run_and_commits_nothing() {
         assert_eq!(bronze_rows(&lake).len(), want, "{what}");
     }
 }
+
+/// A line over --max-line-bytes fails the run with exit 4, naming the file
+/// and line, and commits nothing: found by the parser when the line ends
+/// within a read, and by the reader, which stops reading, when it does not
+/// (one huge line, such as a JSON array, never fills memory).
+#[test]
+fn a_line_over_max_line_bytes_is_rejected_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let good = |id: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"t\",\
+             \"event_timestamp\":\"2024-03-15T10:00:00Z\",\"user_id\":\"u\"}}\n"
+        )
+    };
+    let big = |n: usize| {
+        format!(
+            "{{\"event_id\":\"big\",\"event_type\":\"t\",\"event_timestamp\":\
+             \"2024-03-15T10:00:00Z\",\"user_id\":\"u\",\"properties\":{{\"x\":\"{}\"}}}}\n",
+            "y".repeat(n)
+        )
+    };
+    // Within one read: the parser finds it, with its exact length.
+    let short = tmp.path().join("short.jsonl");
+    let text = [good("a"), good("b"), big(3_000), good("c")].concat();
+    std::fs::write(&short, &text).unwrap();
+    let o = run(
+        &lake,
+        &["ingest", short.to_str().unwrap(), "--max-line-bytes", "1K"],
+    );
+    assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
+    let len = big(3_000).len() - 1;
+    assert!(
+        stderr(&o).contains(&format!(
+            "short.jsonl:3: the line is longer than --max-line-bytes ({len} bytes, limit 1024)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(commits(&lake), 0);
+    // A JSON array of 12 MiB with no newline: the reader gives up.
+    let array = tmp.path().join("array.json");
+    let items: Vec<String> = (0..150_000)
+        .map(|i| good(&format!("e{i}")).trim().to_string())
+        .collect();
+    let text = [good("a"), format!("[{}]", items.join(","))].concat();
+    assert!(text.len() > 12 << 20);
+    std::fs::write(&array, &text).unwrap();
+    let o = run(
+        &lake,
+        &["ingest", array.to_str().unwrap(), "--max-line-bytes", "1M"],
+    );
+    assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("array.json:2: the line is longer than --max-line-bytes (at least "),
+        "{err}"
+    );
+    assert!(err.contains("a JSON array?"), "{err}");
+    assert_eq!(commits(&lake), 0);
+    assert!(bronze_rows(&lake).is_empty());
+    // With a higher limit (or none) the long line is an ordinary event.
+    let s = ok(
+        &lake,
+        &[
+            "ingest",
+            short.to_str().unwrap(),
+            "--max-line-bytes",
+            "none",
+            "--json",
+        ],
+    );
+    assert_eq!(s["events"], 4, "{s}");
+}
