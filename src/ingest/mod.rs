@@ -284,6 +284,28 @@ struct Planned {
     committed_in: Option<u64>,
 }
 
+/// Hand the heap's free pages back to the system on a background thread.
+///
+/// Once every buffer is written, ~300 MB of parsed rows (1M events) sit
+/// free in glibc's arenas; the kernel would unmap them when the process
+/// exits, on the exiting thread, after the commit: 25 ms of a 0.9 s
+/// ingest spent single-threaded. `malloc_trim` returns them now, while
+/// this thread renames and commits: the exit then took 7.5 ms.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::spawn(|| {
+        unsafe extern "C" {
+            /// glibc: release free heap memory to the system (thread-safe).
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointers and locks each arena
+        // itself; it only returns free pages, whoever else allocates.
+        unsafe {
+            malloc_trim(0);
+        }
+    });
+}
+
 fn batch_id_of(hash: &str) -> String {
     hash.trim_start_matches("blake3:")
         .chars()
@@ -589,6 +611,12 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     parser.join().expect("parser thread panicked");
     trace(started, "parsed every chunk");
     let read_result = reader.join().expect("reader thread panicked");
+    // The last buffer is written while the flush in flight finishes (both
+    // on the rayon pool), not after it: as each flush runs out of dates to
+    // write in parallel, the other keeps the cores busy. Both buffers are
+    // in memory either way.
+    let last = (pipeline.is_ok() && read_result.is_ok())
+        .then(|| write::flush(std::mem::take(&mut buffer), &namer));
     let flushed = flushing.map(join_flush);
     pipeline?;
     if let Err(e) = read_result {
@@ -610,7 +638,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     if let Some(f) = flushed {
         staged.extend(f?);
     }
-    staged.extend(write::flush(buffer, &namer)?);
+    if let Some(f) = last {
+        staged.extend(f?);
+    }
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
@@ -639,6 +669,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     }
     report.lateness_ms = lateness.summary();
     trace(started, "flushed");
+    release_free_memory();
     let resends = count_resends(lake, &state, ids_by_date)?;
     report.resends = resends.values().sum();
     report.partitions = partition_reports(&staged, &resends);
