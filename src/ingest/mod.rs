@@ -641,6 +641,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     if let Some(f) = last {
         staged.extend(f?);
     }
+    write::number_files(&mut staged, &run_id);
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }

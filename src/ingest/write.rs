@@ -77,8 +77,10 @@ impl Buffer {
     }
 }
 
-/// Names files `part-<run>-<n>.parquet`: deterministic for a given set of
-/// input batches, unique within the run.
+/// Names staged files: unique within the run, from a counter the parallel
+/// writers share (so in no fixed order). [`number_files`] then gives the
+/// published files their names, `part-<run>-<n>.parquet`, which are
+/// deterministic.
 #[derive(Debug)]
 pub struct FileNamer {
     pub run_id: String,
@@ -109,6 +111,18 @@ impl FileNamer {
             time::format_date32(event_date)
         );
         (self.staging.join(&name), rel)
+    }
+}
+
+/// Name the run's files `part-<run>-<n>.parquet`, numbered in the order
+/// given: flushes in the order they were filled, each flush's files by
+/// (table, date), which is how the flushes return them. So a run of the
+/// same inputs with the same `--processing-time` publishes the same paths
+/// (and bytes), whichever file a writer finished first.
+pub fn number_files(staged: &mut [StagedFile], run_id: &str) {
+    for (n, f) in staged.iter_mut().enumerate() {
+        let dir = f.rel_path.rsplit_once('/').map_or("", |(d, _)| d);
+        f.rel_path = format!("{dir}/part-{run_id}-{n:05}.parquet");
     }
 }
 
