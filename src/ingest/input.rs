@@ -176,18 +176,35 @@ fn changed(display: &str, stamp: &Stamp, len_now: u64) -> anyhow::Error {
 /// Copy stdin to `dest` (so it can be hashed before ingesting, and read
 /// like a file), returning its hash and size.
 pub fn spool_stdin(dest: &Path) -> Result<(String, u64)> {
+    spool(io::stdin().lock(), "stdin", dest)
+}
+
+/// Whether `path` is something other than a regular file (a pipe such as
+/// the shell's `<(zcat x.gz)`, a FIFO, `/dev/stdin`): it can be read only
+/// once, so it is spooled like stdin before it is hashed.
+pub fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file())
+}
+
+/// Copy the stream at `path` to `dest` (see [`is_stream`]), returning its
+/// hash and size.
+pub fn spool_stream(path: &Path, dest: &Path) -> Result<(String, u64)> {
+    let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    spool(f, &path.display().to_string(), dest)
+}
+
+fn spool(mut from: impl Read, what: &str, dest: &Path) -> Result<(String, u64)> {
     let mut out =
         File::create(dest).with_context(|| format!("failed to create `{}`", dest.display()))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut stdin = io::stdin().lock();
     let mut total = 0u64;
     loop {
-        let n = match stdin.read(&mut buf) {
+        let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("failed to read stdin"),
+            Err(e) => return Err(e).with_context(|| format!("failed to read {what}")),
         };
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])

@@ -13,7 +13,7 @@ pub mod parse;
 pub mod scan;
 pub mod write;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -335,25 +335,35 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let staging = Staging(staging_path);
 
     // Hash every input first: already-committed content is skipped before
-    // any of it is parsed. Stdin is spooled so it can be hashed too.
+    // any of it is parsed. Stdin, and any other input that is not a
+    // regular file (a pipe such as `<(zcat x.gz)`, a FIFO), can be read
+    // only once: it is spooled, hashed as it is copied, and read from the
+    // copy (hashing it and then reading it again found it empty).
     let mut inputs = inputs;
-    let stdin_at = inputs.iter().position(Input::is_stdin);
-    let mut stdin_hash = None;
-    if let Some(i) = stdin_at {
-        let spool = staging.0.join("stdin.ndjson");
-        stdin_hash = Some(input::spool_stdin(&spool)?);
-        inputs[i].path = Some(spool);
+    let mut spooled: HashMap<usize, (String, u64)> = HashMap::new();
+    for (i, inp) in inputs.iter_mut().enumerate() {
+        let spool = staging.0.join(format!("stream-{i}.ndjson"));
+        let hashed = match &inp.path {
+            None => input::spool_stdin(&spool)?,
+            Some(p) if input::is_stream(p) => input::spool_stream(p, &spool)?,
+            Some(_) => continue,
+        };
+        spooled.insert(i, hashed);
+        inp.path = Some(spool);
     }
     let hashes: Vec<(String, u64, input::Stamp)> = inputs
         .par_iter()
         .enumerate()
-        .map(
-            |(i, inp)| match (Some(i) == stdin_at, &stdin_hash, &inp.path) {
-                (true, Some((h, n)), Some(p)) => Ok((h.clone(), *n, input::Stamp::of(p)?)),
-                (_, _, Some(p)) => input::hash_file(p),
-                _ => unreachable!("every input has a path once stdin is spooled"),
-            },
-        )
+        .map(|(i, inp)| {
+            let path = inp
+                .path
+                .as_ref()
+                .expect("every input has a path once spooled");
+            match spooled.get(&i) {
+                Some((h, n)) => Ok((h.clone(), *n, input::Stamp::of(path)?)),
+                None => input::hash_file(path),
+            }
+        })
         .collect::<Result<_>>()?;
     crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
