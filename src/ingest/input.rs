@@ -63,6 +63,12 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
         let meta =
             std::fs::metadata(path).with_context(|| format!("input `{arg}` cannot be read"))?;
         if meta.is_dir() {
+            if is_lake(path) {
+                return Err(crate::error::Failure::Usage(format!(
+                    "input `{arg}` is an evlake lake, not a directory of NDJSON inputs"
+                ))
+                .into());
+            }
             let mut found = Vec::new();
             walk(path, &mut found)?;
             found.sort();
@@ -80,6 +86,15 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
     Ok(out)
 }
 
+/// A directory holding an evlake lake (it has `_evlake/`). Its log and
+/// quarantine files are `.json` and `.jsonl`, and a lake often sits inside
+/// the directory being ingested (`evlake ingest .` with the default
+/// `./lake`), so a directory walk skips it: otherwise every run after the
+/// first ingested the lake's own log and quarantine as events.
+fn is_lake(dir: &Path) -> bool {
+    dir.join(crate::lake::META_DIR).is_dir()
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("input `{}` cannot be read", dir.display()))?;
@@ -88,6 +103,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let p = entry.path();
         let ft = entry.file_type()?;
         if ft.is_dir() {
+            if is_lake(&p) {
+                continue;
+            }
             walk(&p, out)?;
         } else if is_input_name(&entry.file_name().to_string_lossy()) {
             out.push(p);

@@ -769,3 +769,29 @@ fn a_piped_input_path_is_ingested_whole() {
         s["events"].as_u64().unwrap()
     );
 }
+
+/// A lake inside the directory being ingested (`evlake ingest .` with the
+/// default `./lake`) is not input: its log and quarantine files are .json
+/// and .jsonl, and the second run used to ingest them as (bad) events. A
+/// lake given as the input directory is a usage error.
+#[test]
+fn a_lake_inside_the_input_directory_is_not_ingested() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::copy(sample("2024-03-16.jsonl.gz"), inbox.join("b.jsonl.gz")).unwrap();
+    let lake = inbox.join("lake");
+    let first = ok(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
+    assert_eq!(first["status"], "committed", "{first}");
+    assert!(
+        first["quarantined"].as_u64().unwrap() > 0,
+        "the sample has bad lines"
+    );
+    assert!(std::fs::read_dir(lake.join("quarantine")).unwrap().count() > 0);
+    let again = ok(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
+    assert_eq!(again["status"], "noop", "{again}");
+    assert_eq!(again["inputs"].as_array().unwrap().len(), 1, "{again}");
+    let o = run(&lake, &["ingest", lake.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("is an evlake lake"), "{}", stderr(&o));
+}
