@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::execution::context::SQLOptions;
 
 use super::Format;
 use crate::engine;
@@ -40,8 +41,19 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         .build()?;
     let batches = rt.block_on(async {
         let ctx = engine::context(&lake, &state).await?;
-        let df = match ctx.sql(&args.sql).await {
+        // Read-only: INSERT INTO a lake table or COPY ... TO would write
+        // files no commit records, into table directories that outside
+        // readers glob (and the next writer deletes them).
+        let read_only = SQLOptions::new().with_allow_dml(false);
+        let df = match ctx.sql_with_options(&args.sql, read_only).await {
             Ok(df) => df,
+            Err(e) if e.to_string().contains("DML not supported") => {
+                return Err(Failure::Usage(format!(
+                    "evlake query is read-only: INSERT and COPY are not allowed (the lake \
+                     changes only through ingest, silver, gold and snapshot commits) ({e})"
+                ))
+                .into());
+            }
             Err(e) if engine::is_usage_error(&e) => {
                 return Err(Failure::Usage(format!("bad query: {e}")).into());
             }

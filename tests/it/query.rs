@@ -225,3 +225,38 @@ fn a_mistyped_lake_is_an_error_not_an_empty_lake() {
     ok(&missing, &["init"]);
     assert!(run(&missing, &["status"]).status.success());
 }
+
+/// `query` is read-only: INSERT INTO a lake table or COPY ... TO used to
+/// write files no commit records (INSERT into the table's own directory,
+/// where outside readers glob them). Both exit 2 and write nothing.
+#[test]
+fn query_refuses_insert_and_copy_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_sample_batch(&lake, &expected()["batches"][0]);
+    let before = files_on_disk(&lake);
+    let target = tmp.path().join("copy.parquet");
+    for sql in [
+        "INSERT INTO bronze_events SELECT * FROM bronze_events".to_string(),
+        format!("COPY (SELECT 1 AS x) TO '{}'", target.display()),
+    ] {
+        let o = run(&lake, &["query", &sql]);
+        assert_eq!(exit_code(&o), 2, "{sql}: {}", stderr(&o));
+        assert!(stderr(&o).contains("read-only"), "{sql}: {}", stderr(&o));
+    }
+    assert_eq!(
+        files_on_disk(&lake),
+        before,
+        "no file written into the lake"
+    );
+    assert!(!target.exists());
+    // Reading, SHOW and EXPLAIN still work.
+    for sql in [
+        "SELECT count(*) FROM bronze_events",
+        "SHOW TABLES",
+        "EXPLAIN SELECT 1",
+    ] {
+        let o = run(&lake, &["query", sql]);
+        assert_eq!(exit_code(&o), 0, "{sql}: {}", stderr(&o));
+    }
+}
