@@ -79,7 +79,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
         }
         h.finalize().to_hex()[..16].to_string()
     };
-    let namer = write::FileNamer::new(run_id.clone(), staging.clone());
+    let namer = write::FileNamer::new(run_id, staging.clone());
     let mut buffer = write::Buffer::default();
     for f in &pending {
         let path = lake.path(&f.path);
@@ -105,7 +105,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
         }
     }
     let mut staged = write::flush(buffer, &namer)?;
-    write::number_files(&mut staged, &run_id);
+    namer.number(&mut staged);
     fault::point("staged");
     // (The writers fsynced every file.)
     let moves: Vec<_> = staged.iter().map(|f| f.publish_move(lake)).collect();

@@ -126,7 +126,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub fn hash_file(path: &Path) -> Result<(String, u64, Stamp)> {
     let mut hasher = blake3::Hasher::new();
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let stamp = Stamp::of_file(&f, path)?;
+    let stamp = Stamp::from(f.metadata(), path)?;
     hasher
         .update_reader(f)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
@@ -150,10 +150,8 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    fn of_file(f: &File, path: &Path) -> Result<Stamp> {
-        let md = f
-            .metadata()
-            .with_context(|| format!("failed to stat `{}`", path.display()))?;
+    fn from(md: std::io::Result<std::fs::Metadata>, path: &Path) -> Result<Stamp> {
+        let md = md.with_context(|| format!("failed to stat `{}`", path.display()))?;
         Ok(Stamp {
             len: md.len(),
             modified: md.modified().ok(),
@@ -162,8 +160,7 @@ impl Stamp {
 
     /// The stamp of `path` now.
     pub fn of(path: &Path) -> Result<Stamp> {
-        let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-        Self::of_file(&f, path)
+        Self::from(std::fs::metadata(path), path)
     }
 
     /// An error unless `path` still has this stamp (after it was read).

@@ -497,7 +497,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             let p = &plan[i].input;
             (
                 i,
-                p.path.clone().expect("stdin was spooled"),
+                p.path.clone().expect("every input has a path once spooled"),
                 p.display.clone(),
                 plan[i].stamp,
             )
@@ -651,7 +651,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     if let Some(f) = last {
         staged.extend(f?);
     }
-    write::number_files(&mut staged, &run_id);
+    namer.number(&mut staged);
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }

@@ -78,8 +78,8 @@ impl Buffer {
 }
 
 /// Names staged files: unique within the run, from a counter the parallel
-/// writers share (so in no fixed order). [`number_files`] then gives the
-/// published files their names, `part-<run>-<n>.parquet`, which are
+/// writers share (so in no fixed order). [`FileNamer::number`] then gives
+/// the published files their names, `part-<run>-<n>.parquet`, which are
 /// deterministic.
 #[derive(Debug)]
 pub struct FileNamer {
@@ -97,6 +97,18 @@ impl FileNamer {
         }
     }
 
+    /// Name the run's files `part-<run>-<n>.parquet`, numbered in the
+    /// order given: flushes in the order they were filled, each flush's
+    /// files by (table, date), which is how the flushes return them. So a
+    /// run of the same inputs with the same `--processing-time` publishes
+    /// the same paths (and bytes), whichever file a writer finished first.
+    pub fn number(&self, staged: &mut [StagedFile]) {
+        for (n, f) in staged.iter_mut().enumerate() {
+            let dir = f.rel_path.rsplit_once('/').map_or("", |(d, _)| d);
+            f.rel_path = format!("{dir}/part-{}-{n:05}.parquet", self.run_id);
+        }
+    }
+
     fn next(&self, side_output: bool, event_date: i32) -> (PathBuf, String) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let name = format!("part-{}-{n:05}.parquet", self.run_id);
@@ -111,18 +123,6 @@ impl FileNamer {
             time::format_date32(event_date)
         );
         (self.staging.join(&name), rel)
-    }
-}
-
-/// Name the run's files `part-<run>-<n>.parquet`, numbered in the order
-/// given: flushes in the order they were filled, each flush's files by
-/// (table, date), which is how the flushes return them. So a run of the
-/// same inputs with the same `--processing-time` publishes the same paths
-/// (and bytes), whichever file a writer finished first.
-pub fn number_files(staged: &mut [StagedFile], run_id: &str) {
-    for (n, f) in staged.iter_mut().enumerate() {
-        let dir = f.rel_path.rsplit_once('/').map_or("", |(d, _)| d);
-        f.rel_path = format!("{dir}/part-{run_id}-{n:05}.parquet");
     }
 }
 
