@@ -9,7 +9,7 @@
 //! every file under a table directory that the log does not reference
 //! left out of listings.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -23,11 +23,59 @@ use datafusion::object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::lake::Lake;
 use crate::log::LakeState;
+
+/// How many times [`read_retrying`] starts a read over.
+const READ_ATTEMPTS: usize = 5;
+
+/// Run `read` (which loads the lake's state itself) and, when it failed
+/// because a file was missing and a commit has landed since it began, run
+/// it again on the newer state.
+///
+/// Readers take no lock, and a writer deletes the files its commit
+/// replaced right after the commit (outside readers glob the table
+/// directories, so old files cannot linger): a query planned on the state
+/// before a `silver` or `gold` commit can find a file gone when it gets
+/// to it. Once the commit is there, a fresh read sees only its files.
+/// A missing file with no new commit is a real error, reported as is.
+pub fn read_retrying<T>(lake: &Lake, mut read: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        let before = crate::log::latest_version(lake)?;
+        match read() {
+            Ok(v) => return Ok(v),
+            Err(e)
+                if attempt < READ_ATTEMPTS
+                    && is_missing_file(&e)
+                    && crate::log::latest_version(lake)? > before =>
+            {
+                attempt += 1;
+                crate::commands::status(
+                    "Retrying",
+                    "a commit replaced files this read was using; reading the lake as it is now",
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `e` is a file that was not there (as the file system, or
+/// DataFusion's object store, says it).
+fn is_missing_file(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    }) || {
+        let text = format!("{e:#}");
+        text.contains("No such file or directory") || text.contains("os error 2")
+    }
+}
 
 /// Which listed files a reader sees.
 #[derive(Debug)]
@@ -35,13 +83,39 @@ struct Visible {
     /// Table directories (object-store paths, each ending in `/`).
     dirs: Vec<String>,
     /// The committed files (object-store paths).
-    files: HashSet<String>,
+    files: BTreeSet<String>,
 }
 
 impl Visible {
     fn sees(&self, p: &Path) -> bool {
         let p = p.as_ref();
         self.files.contains(p) || !self.dirs.iter().any(|d| p.starts_with(d.as_str()))
+    }
+
+    /// The committed files under `prefix` (all of them for `None`).
+    fn under<'a>(&'a self, prefix: Option<&Path>) -> impl Iterator<Item = &'a String> + 'a {
+        let start = prefix.map_or(String::new(), |p| format!("{}/", p.as_ref()));
+        self.files
+            .range(start.clone()..)
+            .take_while(move |f| f.starts_with(start.as_str()))
+    }
+
+    /// An error for the first committed file under `prefix` that a listing
+    /// did not find: `found(file)` says whether it did. The state this
+    /// store was made from is then stale (a writer's commit replaced the
+    /// file and deleted it) or the lake lost a file: either way, a read
+    /// that left it out would answer from part of a table without a word.
+    fn check(&self, prefix: Option<&Path>, found: impl Fn(&str) -> bool) -> Res<()> {
+        match self.under(prefix).find(|f| !found(f)) {
+            None => Ok(()),
+            Some(missing) => Err(datafusion::object_store::Error::NotFound {
+                path: missing.clone(),
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "No such file or directory (committed to the lake, not on disk)",
+                )),
+            }),
+        }
     }
 }
 
@@ -71,7 +145,7 @@ impl CommittedStore {
         let files = state
             .live_files()
             .map(|f| path(f))
-            .collect::<Result<HashSet<_>>>()?;
+            .collect::<Result<BTreeSet<_>>>()?;
         Ok(CommittedStore {
             inner: LocalFileSystem::new(),
             visible: Arc::new(Visible { dirs, files }),
@@ -190,17 +264,40 @@ impl ObjectStore for CommittedStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Res<ObjectMeta>> {
         let visible = self.visible.clone();
-        self.inner
-            .list(prefix)
-            .filter(move |m| {
-                let keep = m.as_ref().map_or(true, |m| visible.sees(&m.location));
-                futures::future::ready(keep)
-            })
-            .boxed()
+        let prefix = prefix.cloned();
+        let listed = self.inner.list(prefix.as_ref());
+        futures::stream::once(async move {
+            let listed: Vec<ObjectMeta> = listed.try_collect().await?;
+            let names: HashSet<&str> = listed.iter().map(|m| m.location.as_ref()).collect();
+            visible.check(prefix.as_ref(), |f| names.contains(f))?;
+            let seen: Vec<Res<ObjectMeta>> = listed
+                .into_iter()
+                .filter(|m| visible.sees(&m.location))
+                .map(Ok)
+                .collect();
+            Res::Ok(futures::stream::iter(seen))
+        })
+        .map(|r| match r {
+            Ok(s) => s.boxed(),
+            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+        })
+        .flatten()
+        .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Res<ListResult> {
         let mut listed = self.inner.list_with_delimiter(prefix).await?;
+        // Every committed file under `prefix` is listed, or under a listed
+        // directory (a directory that is gone takes its files with it).
+        let dirs: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .map(|d| format!("{}/", d.as_ref()))
+            .collect();
+        let names: HashSet<&str> = listed.objects.iter().map(|m| m.location.as_ref()).collect();
+        self.visible.check(prefix, |f| {
+            names.contains(f) || dirs.iter().any(|d| f.starts_with(d.as_str()))
+        })?;
         listed.objects.retain(|m| self.visible.sees(&m.location));
         Ok(listed)
     }

@@ -47,13 +47,16 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     lake.require()?;
     let cfg = Config::load(&lake)?;
     let model = state::model(&lake, &args.model)?;
-    let rows = state::history(
-        &lake,
-        &model,
-        &args.key,
-        args.as_of.unwrap_or(i64::MAX / 2),
-        args.known_at,
-        &args.engine.options(&cfg)?,
-    )?;
+    let opts = args.engine.options(&cfg)?;
+    let rows = crate::committed::read_retrying(&lake, || {
+        state::history(
+            &lake,
+            &model,
+            &args.key,
+            args.as_of.unwrap_or(i64::MAX / 2),
+            args.known_at,
+            &opts,
+        )
+    })?;
     super::query::print(&rows, args.format)
 }

@@ -35,39 +35,50 @@ pub struct Args {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
-    let state = crate::log::LakeState::load(&lake)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let batches = rt.block_on(async {
-        let ctx = engine::context(&lake, &state).await?;
-        // Read-only: INSERT INTO a lake table or COPY ... TO would write
-        // files no commit records, into table directories that outside
-        // readers glob (and the next writer deletes them).
-        let read_only = SQLOptions::new().with_allow_dml(false);
-        let df = match ctx.sql_with_options(&args.sql, read_only).await {
-            Ok(df) => df,
-            Err(e) if e.to_string().contains("DML not supported") => {
-                return Err(Failure::Usage(format!(
-                    "evlake query is read-only: INSERT and COPY are not allowed (the lake \
-                     changes only through ingest, silver, gold and snapshot commits) ({e})"
-                ))
-                .into());
-            }
-            Err(e) if engine::is_usage_error(&e) => {
-                return Err(Failure::Usage(format!("bad query: {e}")).into());
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("query failed")),
-        };
-        df.collect().await.map_err(|e| {
-            if engine::is_usage_error(&e) {
-                Failure::Usage(format!("bad query: {e}")).into()
-            } else {
-                anyhow::Error::new(e).context("query failed")
-            }
-        })
+    let batches = crate::committed::read_retrying(&lake, || {
+        let state = crate::log::LakeState::load(&lake)?;
+        rt.block_on(collect(&lake, &state, &args.sql))
     })?;
     print(&batches, args.format)
+}
+
+/// Plan and run `sql` over the lake as of `state`.
+async fn collect(
+    lake: &Lake,
+    state: &crate::log::LakeState,
+    sql: &str,
+) -> Result<Vec<RecordBatch>> {
+    let ctx = engine::context(lake, state).await?;
+    // Read-only: INSERT INTO a lake table or COPY ... TO would write files
+    // no commit records, into table directories that outside readers glob
+    // (and the next writer deletes them).
+    let read_only = SQLOptions::new().with_allow_dml(false);
+    let df = match ctx.sql_with_options(sql, read_only).await {
+        Ok(df) => df,
+        Err(e) if e.to_string().contains("DML not supported") => {
+            return Err(Failure::Usage(format!(
+                "evlake query is read-only: INSERT and COPY are not allowed (the lake \
+                 changes only through ingest, silver, gold and snapshot commits) ({e})"
+            ))
+            .into());
+        }
+        Err(e) if engine::is_usage_error(&e) => {
+            return Err(Failure::Usage(format!("bad query: {e}")).into());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("query failed")),
+    };
+    // Tests hold a query here while a writer replaces its files.
+    crate::fault::pause("query-planned");
+    df.collect().await.map_err(|e| {
+        if engine::is_usage_error(&e) {
+            Failure::Usage(format!("bad query: {e}")).into()
+        } else {
+            anyhow::Error::new(e).context("query failed")
+        }
+    })
 }
 
 /// Rows as the text of a JSON array of objects.

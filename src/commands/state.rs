@@ -68,7 +68,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         key: args.key.clone(),
         use_snapshots: !args.no_snapshot,
     };
-    let (answer, rows) = state::query(&lake, &model, &q, &args.engine.options(&cfg)?)?;
+    let opts = args.engine.options(&cfg)?;
+    let (answer, rows) =
+        crate::committed::read_retrying(&lake, || state::query(&lake, &model, &q, &opts))?;
     if !answer.silver_dirty.is_empty() {
         status(
             "Warning",

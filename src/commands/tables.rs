@@ -69,44 +69,47 @@ pub fn known_tables() -> Vec<(&'static str, &'static str, &'static str)> {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
-    let state = LakeState::load(&lake)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let ctx = rt.block_on(engine::context(&lake, &state))?;
-    let mut tables = Vec::new();
-    for (name, layer, dir) in known_tables() {
-        let parts: Vec<_> = state
-            .partitions(name)
-            .filter(|(_, p)| !p.files.is_empty())
-            .collect();
-        let columns = match rt.block_on(ctx.table(name)) {
-            Ok(df) => df
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| Column {
-                    name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        tables.push(TableInfo {
-            name: name.to_string(),
-            layer,
-            directory: dir.to_string(),
-            partitions: if layer == "quarantine" {
-                0
-            } else {
-                parts.len()
-            },
-            files: parts.iter().map(|(_, p)| p.files.len()).sum(),
-            rows: parts.iter().map(|(_, p)| p.rows()).sum(),
-            columns,
-        });
-    }
+    let tables = crate::committed::read_retrying(&lake, || {
+        let state = LakeState::load(&lake)?;
+        let ctx = rt.block_on(engine::context(&lake, &state))?;
+        let mut tables = Vec::new();
+        for (name, layer, dir) in known_tables() {
+            let parts: Vec<_> = state
+                .partitions(name)
+                .filter(|(_, p)| !p.files.is_empty())
+                .collect();
+            let columns = match rt.block_on(ctx.table(name)) {
+                Ok(df) => df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| Column {
+                        name: f.name().clone(),
+                        data_type: f.data_type().to_string(),
+                        nullable: f.is_nullable(),
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            tables.push(TableInfo {
+                name: name.to_string(),
+                layer,
+                directory: dir.to_string(),
+                partitions: if layer == "quarantine" {
+                    0
+                } else {
+                    parts.len()
+                },
+                files: parts.iter().map(|(_, p)| p.files.len()).sum(),
+                rows: parts.iter().map(|(_, p)| p.rows()).sum(),
+                columns,
+            });
+        }
+        anyhow::Ok(tables)
+    })?;
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {

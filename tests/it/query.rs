@@ -260,3 +260,69 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
         assert_eq!(exit_code(&o), 0, "{sql}: {}", stderr(&o));
     }
 }
+
+/// Readers take no lock, and a writer deletes the files its commit
+/// replaced right after committing. A query planned before a `silver
+/// --full` commit, run after it, finds its files gone: it reads the lake
+/// again as the new commit has it and answers (it had answered 0 rows,
+/// having listed none of the files it expected). A committed file missing
+/// with no commit since is an error naming it, not an answer from the
+/// rest of the table.
+#[test]
+fn a_query_whose_files_a_commit_replaced_reads_the_new_ones() {
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for b in expected()["batches"].as_array().unwrap() {
+        ingest_sample_batch(&lake, b);
+    }
+    crate::silver::silver(&lake, &[]);
+    let sql = "SELECT count(*) AS n, count(DISTINCT session_id) AS s FROM events";
+    let want = crate::silver::query_csv(&lake, sql);
+    let before = committed_files_under(&lake, "silver/events");
+    assert!(!before.is_empty());
+
+    let go = tmp.path().join("go");
+    let child = cmd(&lake, &["query", sql, "--format", "csv"])
+        .env("EVLAKE_PAUSE", format!("query-planned:{}", go.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = tmp.path().join("go.waiting");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting.exists() {
+        assert!(std::time::Instant::now() < until, "the query never paused");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    crate::silver::silver(&lake, &["--full"]);
+    let after = committed_files_under(&lake, "silver/events");
+    assert!(
+        before
+            .iter()
+            .all(|f| !after.contains(f) && !lake.join(f).exists()),
+        "the rebuild replaced and deleted every file the query planned on"
+    );
+    std::fs::write(&go, b"").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("Retrying"), "{}", stderr(&o));
+    let got: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, want);
+
+    let gone = &after[after.len() / 2];
+    std::fs::remove_file(lake.join(gone)).unwrap();
+    let o = run(&lake, &["query", sql, "--format", "csv"]);
+    assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(gone.as_str()) && stderr(&o).contains("not on disk"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}
