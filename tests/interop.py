@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Reads an evlake lake with DuckDB and pyarrow, as an outside tool would.
 
-Usage: interop.py LAKE EXPECTED_JSON
+Usage: interop.py LAKE EXPECTED_JSON|- [TABLES_JSON]
 Checks the bronze schema (standard types: UTC microsecond timestamps,
 strings, booleans, int64) and the row count per event_date against
-EXPECTED_JSON ({"2024-03-15": 196, ...}). Exits non-zero on any mismatch.
+EXPECTED_JSON ({"2024-03-15": 196, ...}; `-`: not checked). With TABLES_JSON
+({"silver/events": 368, ...}), also reads each of those tables whole
+(every column decoded) with both readers, checks its row count and its
+types (UTC microsecond timestamps, decimals for money). Exits non-zero on
+any mismatch.
 """
 import json
 import sys
@@ -14,53 +18,89 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 lake, expected_path = sys.argv[1], sys.argv[2]
-expected = json.load(open(expected_path))
+expected = json.load(open(expected_path)) if expected_path != "-" else {}
 glob = f"{lake}/bronze/events/**/*.parquet"
 failures = []
 
-# DuckDB, with nothing but hive_partitioning=true.
 con = duckdb.connect()
-rows = con.execute(
-    f"SELECT CAST(event_date AS VARCHAR), count(*) FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY 1 ORDER BY 1"
-).fetchall()
-got = {d: n for d, n in rows}
-if got != expected:
-    failures.append(f"duckdb counts {got} != expected {expected}")
-types = dict(
-    con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning=true))").fetchall()
-)
-want_duck = {
-    "event_id": "VARCHAR", "event_type": "VARCHAR", "user_id": "VARCHAR",
-    "event_timestamp": "TIMESTAMP WITH TIME ZONE", "processing_time": "TIMESTAMP WITH TIME ZONE",
-    "client_session_id": "VARCHAR", "page_url": "VARCHAR", "source_system": "VARCHAR",
-    "properties": "VARCHAR", "extra": "VARCHAR", "batch_id": "VARCHAR", "is_late": "BOOLEAN",
-    "source_file": "VARCHAR", "source_line": "BIGINT",
-}
-for col, t in want_duck.items():
-    if types.get(col) != t:
-        failures.append(f"duckdb: column {col} is {types.get(col)}, expected {t}")
-if "event_date" not in types:
-    failures.append("duckdb: event_date partition column missing")
-# properties keep their token text: a JSON number 19.99 reads back as 19.99.
-amount = con.execute(
-    f"SELECT json_extract(properties, '$.amount')::VARCHAR FROM read_parquet('{glob}', hive_partitioning=true) WHERE event_type='purchase' AND properties LIKE '%\"o9\"%'"
-).fetchall()
-if amount and amount[0][0] != "19.99":
-    failures.append(f"duckdb: purchase o9 amount reads as {amount[0][0]}")
+if expected_path != "-":
+    # DuckDB, with nothing but hive_partitioning=true.
+    rows = con.execute(
+        f"SELECT CAST(event_date AS VARCHAR), count(*) FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    got = {d: n for d, n in rows}
+    if got != expected:
+        failures.append(f"duckdb counts {got} != expected {expected}")
+    types = dict(
+        con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning=true))").fetchall()
+    )
+    want_duck = {
+        "event_id": "VARCHAR", "event_type": "VARCHAR", "user_id": "VARCHAR",
+        "event_timestamp": "TIMESTAMP WITH TIME ZONE", "processing_time": "TIMESTAMP WITH TIME ZONE",
+        "client_session_id": "VARCHAR", "page_url": "VARCHAR", "source_system": "VARCHAR",
+        "properties": "VARCHAR", "extra": "VARCHAR", "batch_id": "VARCHAR", "is_late": "BOOLEAN",
+        "source_file": "VARCHAR", "source_line": "BIGINT",
+    }
+    for col, t in want_duck.items():
+        if types.get(col) != t:
+            failures.append(f"duckdb: column {col} is {types.get(col)}, expected {t}")
+    if "event_date" not in types:
+        failures.append("duckdb: event_date partition column missing")
+    # properties keep their token text: a JSON number 19.99 reads back as 19.99.
+    amount = con.execute(
+        f"SELECT json_extract(properties, '$.amount')::VARCHAR FROM read_parquet('{glob}', hive_partitioning=true) WHERE event_type='purchase' AND properties LIKE '%\"o9\"%'"
+    ).fetchall()
+    if amount and amount[0][0] != "19.99":
+        failures.append(f"duckdb: purchase o9 amount reads as {amount[0][0]}")
 
-# pyarrow's dataset reader with hive partitioning.
-dataset = ds.dataset(f"{lake}/bronze/events", format="parquet", partitioning="hive")
-table = dataset.to_table()
-ts = table.schema.field("event_timestamp").type
-if ts != pa.timestamp("us", tz="UTC"):
-    failures.append(f"pyarrow: event_timestamp is {ts}")
-counts = {}
-for d in table.column("event_date").to_pylist():
-    counts[str(d)] = counts.get(str(d), 0) + 1
-if counts != expected:
-    failures.append(f"pyarrow counts {counts} != expected {expected}")
+    # pyarrow's dataset reader with hive partitioning.
+    dataset = ds.dataset(f"{lake}/bronze/events", format="parquet", partitioning="hive")
+    table = dataset.to_table()
+    ts = table.schema.field("event_timestamp").type
+    if ts != pa.timestamp("us", tz="UTC"):
+        failures.append(f"pyarrow: event_timestamp is {ts}")
+    counts = {}
+    for d in table.column("event_date").to_pylist():
+        counts[str(d)] = counts.get(str(d), 0) + 1
+    if counts != expected:
+        failures.append(f"pyarrow counts {counts} != expected {expected}")
+
+# Silver and gold, as built (full, patched, appended and rewritten files).
+tables = json.load(open(sys.argv[3])) if len(sys.argv) > 3 else {}
+decimals = {
+    "silver/purchases": {"amount": (18, 2)},
+    "silver/ledger": {"amount": (18, 2)},
+    "gold/daily_metrics": {"revenue": (18, 2), "avg_session_duration_s": (18, 3)},
+    "gold/daily_revenue_by_currency": {"revenue": (18, 2)},
+}
+for table, want in tables.items():
+    path = f"{lake}/{table}"
+    try:
+        # hash() of each whole row decodes every column of every file.
+        n, _ = con.execute(
+            f"SELECT count(*), sum(hash(t)) FROM (SELECT * FROM read_parquet('{path}/**/*.parquet', hive_partitioning=true)) t"
+        ).fetchall()[0]
+    except Exception as e:  # noqa: BLE001 - report any reader failure
+        failures.append(f"duckdb: {table}: {e}")
+        n = None
+    if n is not None and n != want:
+        failures.append(f"duckdb: {table} has {n} rows, evlake says {want}")
+    try:
+        t = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+    except Exception as e:  # noqa: BLE001
+        failures.append(f"pyarrow: {table}: {e}")
+        continue
+    if t.num_rows != want:
+        failures.append(f"pyarrow: {table} has {t.num_rows} rows, evlake says {want}")
+    for field in t.schema:
+        if pa.types.is_timestamp(field.type) and field.type != pa.timestamp("us", tz="UTC"):
+            failures.append(f"pyarrow: {table}.{field.name} is {field.type}")
+    for col, (p, s) in decimals.get(table, {}).items():
+        got = t.schema.field(col).type
+        if got != pa.decimal128(p, s):
+            failures.append(f"pyarrow: {table}.{col} is {got}, expected decimal128({p}, {s})")
 
 if failures:
     print("\n".join(failures))
     sys.exit(1)
-print(f"interop ok: {sum(expected.values())} rows in {len(expected)} partitions (duckdb {duckdb.__version__}, pyarrow {pa.__version__})")
+print(f"interop ok: {sum(expected.values())} rows in {len(expected)} partitions, {len(tables)} derived tables (duckdb {duckdb.__version__}, pyarrow {pa.__version__})")

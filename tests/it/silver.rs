@@ -896,7 +896,7 @@ fn a_session_whose_start_moves_is_patched_on_both_dates() {
 
 /// A lake whose silver is built, then a late event that moves the start
 /// of a session crossing midnight (ingested, silver not yet run).
-fn lake_before_a_patch(lake: &Path, dir: &Path) {
+pub fn lake_before_a_patch(lake: &Path, dir: &Path) {
     ingest_lines(
         lake,
         dir,
