@@ -174,3 +174,33 @@ fn a_second_writer_fails_at_once_with_exit_3() {
     drop(lock);
     ok(&lake, &["ingest", &sample("2024-03-19.jsonl")]);
 }
+
+/// A commit in a newer log format (a newer evlake wrote it) is refused by
+/// readers and writers alike, with a message that says to upgrade: read as
+/// this version's, fields it does not know would be ignored silently.
+#[test]
+fn a_lake_written_by_a_newer_evlake_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["ingest", &sample("2024-03-15.jsonl")]);
+    let commit = lake.join("_evlake/log/00000000000000000001.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&commit).unwrap()).unwrap();
+    c["format"] = 99.into();
+    std::fs::write(&commit, serde_json::to_vec(&c).unwrap()).unwrap();
+    for args in [
+        vec!["status"],
+        vec!["query", "SELECT count(*) FROM bronze_events"],
+        vec!["ingest", &sample("2024-03-19.jsonl")],
+    ] {
+        let o = run(&lake, &args);
+        assert_eq!(exit_code(&o), 1, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("log format 99, written by a newer evlake")
+                && stderr(&o).contains("upgrade evlake"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(commits(&lake), 1, "nothing committed on top of it");
+}
