@@ -297,14 +297,14 @@ pub fn write_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     }
 }
 
-/// The log's commit versions (checked to be 1..=n without gaps) and its
-/// checkpoint versions, each in ascending order.
 /// The newest committed version (0 for an empty log), from the log
 /// directory's listing alone.
 pub fn latest_version(lake: &Lake) -> Result<u64> {
     Ok(log_versions(lake)?.0.last().copied().unwrap_or(0))
 }
 
+/// The log's commit versions (checked to be 1..=n without gaps) and its
+/// checkpoint versions, each in ascending order.
 fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
     let dir = lake.log_dir();
     let (mut versions, mut checkpoints) = (Vec::new(), Vec::new());
