@@ -47,6 +47,33 @@ pub struct LatenessHistogram {
     pub buckets: BTreeMap<u32, u64>,
 }
 
+/// A histogram as the log stores it (one per bronze file, in every
+/// checkpoint): its JSON text, parsed only when a lateness report asks.
+/// Every command loads the log, and building each file's bucket map had
+/// been most of that load (a 5M-event lake's checkpoint is ~75% bronze
+/// files, most of each their two histograms). The text is what a commit
+/// holds, so commits and checkpoints read and write as before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredHistogram(Box<serde_json::value::RawValue>);
+
+impl StoredHistogram {
+    pub fn new(h: &LatenessHistogram) -> StoredHistogram {
+        StoredHistogram(serde_json::value::to_raw_value(h).expect("a histogram serializes"))
+    }
+
+    /// The histogram (empty if the stored text is not one).
+    pub fn get(&self) -> LatenessHistogram {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for StoredHistogram {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 impl LatenessHistogram {
     pub fn record_micros(&mut self, lateness_us: i64) {
         if lateness_us < 0 {

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::lake::{self, Lake};
-use crate::lateness::LatenessHistogram;
+use crate::lateness::StoredHistogram;
 
 /// The on-disk format version of commit files.
 pub const FORMAT: u32 = 1;
@@ -144,9 +144,9 @@ pub struct FileAction {
     pub late_rows: u64,
     /// Lateness (processing time − event time) of all rows, and of late rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lateness: Option<LatenessHistogram>,
+    pub lateness: Option<StoredHistogram>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub late_lateness: Option<LatenessHistogram>,
+    pub late_lateness: Option<StoredHistogram>,
 }
 
 impl FileAction {

@@ -141,10 +141,10 @@ pub fn lateness_by_partition(state: &LakeState) -> Vec<LatenessRow> {
             for f in p.files.values() {
                 let e = acc.entry(date.clone()).or_default();
                 if let Some(h) = &f.lateness {
-                    e.0.merge(h);
+                    e.0.merge(&h.get());
                 }
                 if let Some(h) = &f.late_lateness {
-                    e.1.merge(h);
+                    e.1.merge(&h.get());
                 }
                 if table == bronze::LATE_TABLE {
                     e.2 += f.rows;
@@ -168,10 +168,10 @@ pub fn lateness_by_batch(commits: &[Commit]) -> Vec<LatenessRow> {
             let mut side = 0;
             for f in &c.add {
                 if let Some(h) = &f.lateness {
-                    all.merge(h);
+                    all.merge(&h.get());
                 }
                 if let Some(h) = &f.late_lateness {
-                    late.merge(h);
+                    late.merge(&h.get());
                 }
                 if f.table == bronze::LATE_TABLE {
                     side += f.rows;

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::chunk::Rows;
 use crate::bronze::{self, col};
-use crate::lateness::{LatenessHistogram, LatenessRecorder};
+use crate::lateness::{LatenessHistogram, LatenessRecorder, StoredHistogram};
 use crate::time;
 
 /// A finished file in staging, and where it goes.
@@ -55,8 +55,8 @@ impl StagedFile {
             min_event_time: Some(time::format_micros(self.min_event_time)),
             max_event_time: Some(time::format_micros(self.max_event_time)),
             late_rows: self.late_rows,
-            lateness: Some(self.lateness.clone()),
-            late_lateness: (self.late_rows > 0).then(|| self.late_lateness.clone()),
+            lateness: Some(StoredHistogram::new(&self.lateness)),
+            late_lateness: (self.late_rows > 0).then(|| StoredHistogram::new(&self.late_lateness)),
         }
     }
 }
