@@ -362,3 +362,31 @@ pub fn ingest_lines(lake: &Path, dir: &Path, name: &str, lines: &[String], pt: &
         &["ingest", f.to_str().unwrap(), "--processing-time", pt],
     );
 }
+
+/// Start `evlake args...` held at fault-pause `step` (`EVLAKE_PAUSE`), and
+/// wait until it is there. Returns the child (stdout and stderr piped) and
+/// the path to create to let it go on.
+pub fn spawn_paused(
+    lake: &Path,
+    args: &[&str],
+    step: &str,
+    dir: &Path,
+) -> (std::process::Child, PathBuf) {
+    let go = dir.join(format!("go-{step}"));
+    let child = cmd(lake, args)
+        .env("EVLAKE_PAUSE", format!("{step}:{}", go.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = dir.join(format!("go-{step}.waiting"));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "evlake {args:?} never paused at `{step}`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (child, go)
+}

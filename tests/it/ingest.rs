@@ -552,19 +552,12 @@ fn an_input_changed_while_it_is_ingested_fails_the_run_and_commits_nothing() {
         let lake = tmp.path().join("lake");
         let input = tmp.path().join("inbox.jsonl");
         std::fs::write(&input, lines(0..40)).unwrap();
-        let go = tmp.path().join("go");
-        let child = cmd(&lake, &["ingest", input.to_str().unwrap()])
-            .env("EVLAKE_PAUSE", format!("hashed:{}", go.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let waiting = tmp.path().join("go.waiting");
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !waiting.exists() {
-            assert!(std::time::Instant::now() < until, "{what}: never paused");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let (child, go) = spawn_paused(
+            &lake,
+            &["ingest", input.to_str().unwrap()],
+            "hashed",
+            tmp.path(),
+        );
         change(&input);
         std::fs::write(&go, b"").unwrap();
         let o = child.wait_with_output().unwrap();

@@ -270,7 +270,6 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
 /// rest of the table.
 #[test]
 fn a_query_whose_files_a_commit_replaced_reads_the_new_ones() {
-    use std::process::Stdio;
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     for b in expected()["batches"].as_array().unwrap() {
@@ -282,19 +281,12 @@ fn a_query_whose_files_a_commit_replaced_reads_the_new_ones() {
     let before = committed_files_under(&lake, "silver/events");
     assert!(!before.is_empty());
 
-    let go = tmp.path().join("go");
-    let child = cmd(&lake, &["query", sql, "--format", "csv"])
-        .env("EVLAKE_PAUSE", format!("query-planned:{}", go.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waiting = tmp.path().join("go.waiting");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !waiting.exists() {
-        assert!(std::time::Instant::now() < until, "the query never paused");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let (child, go) = spawn_paused(
+        &lake,
+        &["query", sql, "--format", "csv"],
+        "query-planned",
+        tmp.path(),
+    );
     crate::silver::silver(&lake, &["--full"]);
     let after = committed_files_under(&lake, "silver/events");
     assert!(
