@@ -50,6 +50,7 @@ pub fn read_retrying<T>(lake: &Lake, mut read: impl FnMut() -> Result<T>) -> Res
             Ok(v) => return Ok(v),
             Err(e)
                 if attempt < READ_ATTEMPTS
+                    && e.downcast_ref::<Final>().is_none()
                     && is_missing_file(&e)
                     && crate::log::latest_version(lake)? > before =>
             {
@@ -59,10 +60,28 @@ pub fn read_retrying<T>(lake: &Lake, mut read: impl FnMut() -> Result<T>) -> Res
                     "a commit replaced files this read was using; reading the lake as it is now",
                 );
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(match e.downcast::<Final>() {
+                    Ok(Final(e)) => e,
+                    Err(e) => e,
+                });
+            }
         }
     }
 }
+
+/// An error a read may not start over from (it already wrote output);
+/// [`read_retrying`] returns the error it wraps.
+#[derive(Debug)]
+pub struct Final(pub anyhow::Error);
+
+impl fmt::Display for Final {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Final {}
 
 /// Whether `e` is a file that was not there (as the file system, or
 /// DataFusion's object store, says it).

@@ -107,9 +107,18 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 /// True when the error is a closed stdout (e.g. `evlake ... | head`), which
 /// is not a failure for a command-line tool.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    use datafusion::arrow::error::ArrowError;
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || match cause.downcast_ref::<ArrowError>() {
+                // Arrow's writers keep only the text of an I/O error.
+                Some(ArrowError::IoError(_, io)) => io.kind() == std::io::ErrorKind::BrokenPipe,
+                Some(ArrowError::CsvError(text)) | Some(ArrowError::JsonError(text)) => {
+                    text.contains("Broken pipe")
+                }
+                _ => false,
+            }
     })
 }

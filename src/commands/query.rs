@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::context::SQLOptions;
+use futures::StreamExt;
 
 use super::Format;
 use crate::engine;
@@ -38,19 +39,24 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let batches = crate::committed::read_retrying(&lake, || {
+    let mut out = Streamed::new(args.format);
+    crate::committed::read_retrying(&lake, || {
         let state = crate::log::LakeState::load(&lake)?;
-        rt.block_on(collect(&lake, &state, &args.sql))
+        rt.block_on(stream(&lake, &state, &args.sql, &mut out))
+            .map_err(|e| out.final_if_started(e))
     })?;
-    print(&batches, args.format)
+    out.finish()
 }
 
-/// Plan and run `sql` over the lake as of `state`.
-async fn collect(
+/// Plan `sql` over the lake as of `state` and write its rows to `out` as
+/// they come: CSV and JSON never hold the whole result (a `SELECT *` of
+/// a big table is written in bounded memory).
+async fn stream(
     lake: &Lake,
     state: &crate::log::LakeState,
     sql: &str,
-) -> Result<Vec<RecordBatch>> {
+    out: &mut Streamed,
+) -> Result<()> {
     let ctx = engine::context(lake, state).await?;
     // Read-only: INSERT INTO a lake table or COPY ... TO would write files
     // no commit records, into table directories that outside readers glob
@@ -72,13 +78,116 @@ async fn collect(
     };
     // Tests hold a query here while a writer replaces its files.
     crate::fault::pause("query-planned");
-    df.collect().await.map_err(|e| {
+    let failed = |e: datafusion::error::DataFusionError| -> anyhow::Error {
         if engine::is_usage_error(&e) {
             Failure::Usage(format!("bad query: {e}")).into()
         } else {
             anyhow::Error::new(e).context("query failed")
         }
-    })
+    };
+    let mut rows = df.execute_stream().await.map_err(failed)?;
+    while let Some(batch) = rows.next().await {
+        out.write(&batch.map_err(failed)?)?;
+    }
+    Ok(())
+}
+
+/// At most this many rows are shown by `--format table` (each cell is
+/// laid out in memory first); the rest are counted, and stderr says so.
+pub const TABLE_ROWS: usize = 10_000;
+
+/// `query`'s rows on their way to stdout.
+struct Streamed {
+    format: Format,
+    /// CSV or JSON: the writer, from the first row on.
+    writer: Option<Writer>,
+    /// Table: the rows kept to lay out, and how many there were in all.
+    kept: Vec<RecordBatch>,
+    kept_rows: usize,
+    total: usize,
+}
+
+enum Writer {
+    Csv(Box<datafusion::arrow::csv::Writer<std::io::BufWriter<std::io::Stdout>>>),
+    Json(datafusion::arrow::json::LineDelimitedWriter<std::io::BufWriter<std::io::Stdout>>),
+}
+
+impl Streamed {
+    fn new(format: Format) -> Streamed {
+        Streamed {
+            format,
+            writer: None,
+            kept: Vec::new(),
+            kept_rows: 0,
+            total: 0,
+        }
+    }
+
+    /// Once rows are on stdout, a read cannot start over (they would be
+    /// written twice): its error is final.
+    fn final_if_started(&self, e: anyhow::Error) -> anyhow::Error {
+        if self.writer.is_some() {
+            crate::committed::Final(e).into()
+        } else {
+            e
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        self.total += n;
+        if matches!(self.format, Format::Table) {
+            let room = TABLE_ROWS - self.kept_rows;
+            if room > 0 {
+                let b = batch.slice(0, n.min(room));
+                self.kept_rows += b.num_rows();
+                self.kept.push(b);
+            }
+            return Ok(());
+        }
+        let format = self.format;
+        let w = self.writer.get_or_insert_with(|| {
+            let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            match format {
+                Format::Csv => Writer::Csv(Box::new(
+                    datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(out),
+                )),
+                _ => Writer::Json(datafusion::arrow::json::LineDelimitedWriter::new(out)),
+            }
+        });
+        match w {
+            Writer::Csv(w) => w.write(batch)?,
+            Writer::Json(w) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.writer {
+            Some(Writer::Csv(w)) => w.into_inner().flush()?,
+            Some(Writer::Json(mut w)) => {
+                w.finish()?;
+                w.into_inner().flush()?;
+            }
+            None if matches!(self.format, Format::Table) => {
+                print(&self.kept, Format::Table)?;
+                if self.total > self.kept_rows {
+                    crate::report::eline(format_args!(
+                        "(showing the first {} of {} rows; --format csv or json writes them all)",
+                        self.kept_rows, self.total
+                    ));
+                }
+            }
+            // No rows: nothing on stdout.
+            None => {}
+        }
+        Ok(())
+    }
 }
 
 /// Rows as the text of a JSON array of objects.

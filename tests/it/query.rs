@@ -318,3 +318,68 @@ fn a_query_whose_files_a_commit_replaced_reads_the_new_ones() {
     );
     assert!(o.stdout.is_empty());
 }
+
+/// `--format csv` and `json` write every row as it comes (a big result in
+/// bounded memory); `table` lays out at most 10,000 rows and says on
+/// stderr how many there were. A reader that stops early (`| head`) ends
+/// the command quietly, exit 0.
+#[test]
+fn query_streams_every_row_and_the_table_shows_the_first_10000() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["ingest", &sample("2024-03-15.jsonl")]);
+    let sql = "SELECT value AS n FROM generate_series(1, 10005)";
+    let csv = run(&lake, &["query", sql, "--format", "csv"]);
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    let lines: Vec<String> = String::from_utf8(csv.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 10_006, "a header and every row");
+    assert_eq!((lines[0].as_str(), lines[10_005].as_str()), ("n", "10005"));
+    let json = run(&lake, &["query", sql, "--format", "json"]);
+    assert_eq!(
+        String::from_utf8(json.stdout).unwrap().lines().count(),
+        10_005
+    );
+
+    let table = run(&lake, &["query", sql]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = String::from_utf8(table.stdout.clone()).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains(" n "))
+        .collect();
+    assert_eq!(rows.len(), 10_000);
+    assert!(
+        stderr(&table).contains("showing the first 10000 of 10005 rows"),
+        "{}",
+        stderr(&table)
+    );
+
+    for format in ["csv", "json", "table"] {
+        let mut child = cmd(
+            &lake,
+            &[
+                "query",
+                "SELECT * FROM generate_series(1, 3000000)",
+                "--format",
+                format,
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{format}");
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(exit_code(&o), 0, "{format}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("error"), "{format}: {}", stderr(&o));
+    }
+}
