@@ -35,6 +35,9 @@ pub struct Status {
     pub side_output_events: u64,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
+    /// Layers (`silver`, `gold`) never built though bronze has events:
+    /// not dirty (nothing of them exists yet), but `evlake run` has work.
+    pub not_built: Vec<&'static str>,
     /// State snapshots, with their validity (an invalid one is never used).
     pub snapshots: Vec<crate::state::Snapshot>,
 }
@@ -79,6 +82,18 @@ pub fn status(
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
         partitions,
         dirty: crate::pipeline::all_dirty(state),
+        not_built: if state.partitions(bronze::TABLE).next().is_none() {
+            Vec::new()
+        } else {
+            [
+                ("silver", crate::silver::EVENTS_TABLE),
+                ("gold", crate::gold::METRICS_TABLE),
+            ]
+            .into_iter()
+            .filter(|(_, table)| !state.builds.contains_key(*table))
+            .map(|(layer, _)| layer)
+            .collect()
+        },
         snapshots,
     }
 }

@@ -65,6 +65,13 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         }
     }
     writeln!(out)?;
+    if !s.not_built.is_empty() {
+        writeln!(
+            out,
+            "not built  {} (`evlake run` builds them from bronze)",
+            s.not_built.join(", ")
+        )?;
+    }
     if s.dirty.is_empty() {
         writeln!(out, "dirty      none (no derived partition is out of date)")?;
     } else {

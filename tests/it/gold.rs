@@ -263,10 +263,9 @@ fn a_failed_step_is_named_and_the_next_run_finishes_the_work() {
     let r = ok(&lake, &["run", "--json"]);
     assert_eq!(r["silver"]["status"], "committed", "{r}");
     assert_eq!(r["gold"]["status"], "committed", "{r}");
-    assert_eq!(
-        ok(&lake, &["status", "--json"])["dirty"],
-        Value::Array(vec![])
-    );
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(st["dirty"], Value::Array(vec![]));
+    assert_eq!(st["not_built"], Value::Array(vec![]));
     // A bad batch stops at ingest (exit 4) and names it in the summary.
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "not json\n{\"event_id\":1}\n").unwrap();
@@ -317,4 +316,38 @@ fn dry_run_reports_and_changes_nothing() {
     // The real run then recomputes those dates.
     let r = run_batch(&lake, b);
     assert_eq!(list(&r["silver"]["recomputed"]["events"]), dates);
+}
+
+/// After an ingest alone, `status` says silver and gold are not built yet
+/// (they are not "dirty": nothing of them exists), and `run` builds them.
+#[test]
+fn status_names_the_layers_not_built_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["ingest", &sample("2024-03-15.jsonl")]);
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(
+        st["not_built"],
+        serde_json::json!(["silver", "gold"]),
+        "{st}"
+    );
+    let o = run(&lake, &["status"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("not built  silver, gold (`evlake run` builds them from bronze)"),
+        "{text}"
+    );
+    ok(&lake, &["silver"]);
+    assert_eq!(
+        ok(&lake, &["status", "--json"])["not_built"],
+        serde_json::json!(["gold"])
+    );
+    ok(&lake, &["run"]);
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(st["not_built"], serde_json::json!([]), "{st}");
+    assert!(
+        !String::from_utf8(run(&lake, &["status"]).stdout)
+            .unwrap()
+            .contains("not built")
+    );
 }
