@@ -122,3 +122,46 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             }
     })
 }
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause
+/// whose text the line already holds: DataFusion's and Parquet's errors
+/// repeat their source in their own message, and `{:#}` then said "No
+/// space left on device" five times.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(text.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_leaves_out_causes_already_said() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let inner =
+            anyhow::Error::new(io).context("Unable to copy data to file: No space left on device");
+        let err = inner
+            .context(
+                "Parquet error: External: Unable to copy data to file: No space left on device",
+            )
+            .context("writing silver events");
+        assert_eq!(
+            describe(&err),
+            "writing silver events: Parquet error: External: Unable to copy data to file: \
+             No space left on device"
+        );
+        let plain = anyhow::anyhow!("disk").context("step `gold` failed");
+        assert_eq!(describe(&plain), "step `gold` failed: disk");
+    }
+}

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             if evlake::error::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            evlake::report::eline(format_args!("error: {err:#}"));
+            evlake::report::eline(format_args!("error: {}", evlake::error::describe(&err)));
             ExitCode::from(evlake::error::exit_code(&err))
         }
     }

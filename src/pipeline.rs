@@ -120,7 +120,7 @@ pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::R
     let result = steps(lake, opts, &mut report);
     if let Err(e) = &result {
         report.status = "failed";
-        report.error = Some(format!("{e:#}"));
+        report.error = Some(crate::error::describe(e));
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     let result = result.map_err(|e| {
