@@ -19,7 +19,8 @@ use crate::lake::Lake;
   evlake query \"SELECT * FROM bronze_events WHERE is_late\" --format csv > late.csv
   evlake query \"SHOW TABLES\"
 
-Tables (those that have rows; `evlake tables` lists them with columns):
+Tables (bronze_events, bronze_late and quarantine always; the others once built;
+`evlake tables` lists them with columns):
   bronze_events, bronze_late, quarantine,
   events, sessions, purchases, searches, signups, cart_adds, ledger,
   daily_metrics, daily_revenue_by_currency.
@@ -58,6 +59,7 @@ async fn stream(
     out: &mut Streamed,
 ) -> Result<()> {
     let ctx = engine::context(lake, state).await?;
+    register_empty_tables(&ctx)?;
     // Read-only: INSERT INTO a lake table or COPY ... TO would write files
     // no commit records, into table directories that outside readers glob
     // (and the next writer deletes them).
@@ -72,7 +74,7 @@ async fn stream(
             .into());
         }
         Err(e) if engine::is_usage_error(&e) => {
-            return Err(Failure::Usage(format!("bad query: {e}")).into());
+            return Err(Failure::Usage(format!("bad query: {e}{}", not_built_hint(&e))).into());
         }
         Err(e) => return Err(anyhow::Error::new(e).context("query failed")),
     };
@@ -90,6 +92,69 @@ async fn stream(
         out.write(&batch.map_err(failed)?)?;
     }
     Ok(())
+}
+
+/// The tables whose columns are fixed (bronze's, the side output's, the
+/// quarantine's), registered empty when the lake has none of their rows:
+/// `SELECT count(*) FROM bronze_late` on a lake without late events is 0,
+/// not an unknown table.
+fn register_empty_tables(ctx: &datafusion::prelude::SessionContext) -> Result<()> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let partitioned = || {
+        let mut fields: Vec<Field> = crate::bronze::schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(
+            crate::bronze::PARTITION_COLUMN,
+            DataType::Date32,
+            false,
+        ));
+        Arc::new(Schema::new(fields))
+    };
+    for (name, schema) in [
+        (crate::bronze::TABLE, partitioned()),
+        (crate::bronze::LATE_TABLE, partitioned()),
+        (
+            crate::ingest::QUARANTINE_TABLE,
+            crate::ingest::quarantine_schema(),
+        ),
+    ] {
+        if !ctx.table_exist(name)? {
+            let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+            ctx.register_table(name, Arc::new(empty))?;
+        }
+    }
+    Ok(())
+}
+
+/// For an unknown table that is one of evlake's derived tables: why it is
+/// not there yet.
+fn not_built_hint(e: &datafusion::error::DataFusionError) -> String {
+    let text = e.to_string();
+    let Some(name) = text
+        .split_once("table '")
+        .and_then(|(_, rest)| rest.split_once("' not found"))
+        .map(|(name, _)| name.rsplit('.').next().unwrap_or(name))
+    else {
+        return String::new();
+    };
+    let silver = [crate::silver::EVENTS_TABLE, crate::silver::SESSIONS_TABLE]
+        .into_iter()
+        .chain(crate::silver::TYPED.iter().map(|(t, _, _)| *t))
+        .any(|t| t == name);
+    let gold = crate::gold::TABLES.iter().any(|(t, _)| *t == name);
+    if silver || gold {
+        format!(
+            " (`{name}` has no rows in this lake yet: `evlake run` builds {} from bronze; \
+             `evlake tables` lists the tables there are)",
+            if silver { "silver" } else { "gold" }
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// At most this many rows are shown by `--format table` (each cell is

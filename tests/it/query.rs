@@ -53,6 +53,24 @@ fn query_reads_bronze_by_its_logical_name() {
         assert_eq!(exit_code(&o), 2, "{bad}: {}", stderr(&o));
         assert!(stderr(&o).contains("bad query"), "{}", stderr(&o));
     }
+
+    // Tables with fixed columns and no rows yet are empty, not unknown;
+    // a derived table not built yet says what builds it.
+    assert_eq!(
+        crate::silver::query_csv(
+            &lake,
+            "SELECT count(*) FROM bronze_late UNION ALL SELECT count(*) FROM quarantine \
+             WHERE reason = 'no such reason'"
+        ),
+        ["0", "0"]
+    );
+    let o = run(&lake, &["query", "SELECT count(*) FROM sessions"]);
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`sessions` has no rows in this lake yet: `evlake run` builds silver"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
