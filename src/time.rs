@@ -16,6 +16,9 @@ pub enum TimestampError {
     WithoutOffset,
     /// Not a valid RFC 3339 timestamp (bad syntax or out-of-range field).
     Invalid(String),
+    /// A leap second (`23:59:60`): valid RFC 3339, but a UTC timestamp
+    /// (and bronze's readers: DuckDB, Spark) cannot hold it.
+    LeapSecond,
 }
 
 /// What to do with timestamps that carry no offset.
@@ -86,6 +89,9 @@ pub fn parse_rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, Time
     }
     if minute > 59 {
         return Err(bad("minute out of range"));
+    }
+    if second == 60 {
+        return Err(TimestampError::LeapSecond);
     }
     if second > 59 {
         return Err(bad("second out of range"));
@@ -198,6 +204,9 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
         }
         TimestampError::Invalid(why) => {
             format!("`{s}` is not an RFC 3339 timestamp ({why}); example: 2024-03-16T02:00:00Z")
+        }
+        TimestampError::LeapSecond => {
+            format!("`{s}` is a leap second, which a UTC timestamp cannot hold")
         }
     })
 }
@@ -328,7 +337,7 @@ mod tests {
             "2024-02-30T00:00:00Z",
             "2023-02-29T00:00:00Z",
             "2024-03-15T24:00:00Z",
-            "2024-03-15T23:59:60Z",
+            "2024-03-15T23:59:61Z",
             "2024-03-15",
             "2024-03-15T14:30Z",
             "2024-03-15T14:30:00.Z",
@@ -338,6 +347,7 @@ mod tests {
         ] {
             assert!(matches!(p(s), Err(TimestampError::Invalid(_))), "{s}");
         }
+        assert_eq!(p("2016-12-31T23:59:60Z"), Err(TimestampError::LeapSecond));
     }
 
     #[test]

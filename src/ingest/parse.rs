@@ -301,6 +301,13 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
                 Reason::InvalidTimestamp,
                 format!("`event_timestamp` {text} is not an RFC 3339 timestamp: {why}"),
             ),
+            TimestampError::LeapSecond => Rejection::new(
+                Reason::InvalidTimestamp,
+                format!(
+                    "`event_timestamp` {text} is a leap second, which a UTC timestamp cannot \
+                     hold (send 23:59:59.999999 or the next second)"
+                ),
+            ),
         });
     }
     if json_type(text) == "number" {
@@ -643,6 +650,14 @@ mod tests {
             reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00","user_id":"u"}"#),
             Reason::TimestampWithoutOffset
         );
+        // A leap second is RFC 3339, but no UTC timestamp holds it: said so.
+        let leap = parse_line(
+            br#"{"event_id":"e","event_type":"t","timestamp":"2016-12-31T23:59:60Z","user_id":"u"}"#,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(leap.reason, Reason::InvalidTimestamp);
+        assert!(leap.detail.contains("is a leap second"), "{}", leap.detail);
         assert_eq!(
             reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","actor_id":"v"}"#),
             Reason::ConflictingFields
