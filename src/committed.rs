@@ -32,9 +32,9 @@ use crate::log::LakeState;
 /// How many times [`read_retrying`] starts a read over.
 const READ_ATTEMPTS: usize = 5;
 
-/// Run `read` (which loads the lake's state itself) and, when it failed
-/// because a file was missing and a commit has landed since it began, run
-/// it again on the newer state.
+/// Run `read` on the lake's state as the log has it now and, when it
+/// failed because a file was missing and a commit has landed since that
+/// state, run it again on the newer one.
 ///
 /// Readers take no lock, and a writer deletes the files its commit
 /// replaced right after the commit (outside readers glob the table
@@ -42,17 +42,17 @@ const READ_ATTEMPTS: usize = 5;
 /// before a `silver` or `gold` commit can find a file gone when it gets
 /// to it. Once the commit is there, a fresh read sees only its files.
 /// A missing file with no new commit is a real error, reported as is.
-pub fn read_retrying<T>(lake: &Lake, mut read: impl FnMut() -> Result<T>) -> Result<T> {
+pub fn read_retrying<T>(lake: &Lake, mut read: impl FnMut(&LakeState) -> Result<T>) -> Result<T> {
     let mut attempt = 1;
     loop {
-        let before = crate::log::latest_version(lake)?;
-        match read() {
+        let state = LakeState::load(lake)?;
+        match read(&state) {
             Ok(v) => return Ok(v),
             Err(e)
                 if attempt < READ_ATTEMPTS
                     && e.downcast_ref::<Final>().is_none()
                     && is_missing_file(&e)
-                    && crate::log::latest_version(lake)? > before =>
+                    && crate::log::latest_version(lake)? > state.version =>
             {
                 attempt += 1;
                 crate::commands::status(
@@ -92,7 +92,7 @@ fn is_missing_file(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
     }) || {
         let text = format!("{e:#}");
-        text.contains("No such file or directory") || text.contains("os error 2")
+        text.contains("No such file or directory") || text.contains("(os error 2)")
     }
 }
 

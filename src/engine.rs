@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
@@ -280,7 +280,11 @@ pub async fn context(lake: &Lake, state: &crate::log::LakeState) -> Result<Sessi
 async fn register_quarantine(ctx: &SessionContext, lake: &Lake) -> Result<()> {
     let dir = lake.path(crate::ingest::QUARANTINE_DIR);
     if crate::lake::list_files(&dir, &dir)?.is_empty() {
-        return Ok(());
+        return register_empty(
+            ctx,
+            crate::ingest::QUARANTINE_TABLE,
+            crate::ingest::quarantine_schema(),
+        );
     }
     let path = std::fs::canonicalize(&dir)
         .with_context(|| format!("failed to resolve `{}`", dir.display()))?;
@@ -391,8 +395,18 @@ async fn register_with(
     parquet: datafusion::config::TableParquetOptions,
 ) -> Result<()> {
     let files = crate::lake::list_files(dir, dir)?;
-    if files.is_empty() && (schema.is_none() || !dir.is_dir()) {
-        return Ok(());
+    if files.is_empty() && !dir.is_dir() {
+        // A table with fixed columns exists without rows (a lake without
+        // late events has an empty `bronze_late`); a derived one does not.
+        return match schema {
+            Some(schema) => {
+                let mut fields: Vec<Field> =
+                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                fields.push(Field::new(column, DataType::Date32, false));
+                register_empty(ctx, table, Arc::new(Schema::new(fields)))
+            }
+            None => Ok(()),
+        };
     }
     // Without a declared schema (derived tables), read it from one file:
     // every file of a derived table is written by the same SQL (a change
@@ -418,6 +432,14 @@ async fn register_with(
     ctx.register_listing_table(table, &url, options, Some(schema), None)
         .await
         .with_context(|| format!("failed to register table `{table}` at `{url}`"))?;
+    Ok(())
+}
+
+/// Register `table` with `schema` and no rows.
+fn register_empty(ctx: &SessionContext, table: &str, schema: SchemaRef) -> Result<()> {
+    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    ctx.register_table(table, Arc::new(empty))
+        .with_context(|| format!("failed to register table `{table}`"))?;
     Ok(())
 }
 

@@ -544,20 +544,19 @@ async fn combined(
 /// Answer `q` for `model`: the rows `present` prints and the answer's facts.
 pub fn query(
     lake: &Lake,
+    state: &LakeState,
     model: &Model,
     q: &Query,
     engine_opts: &EngineOptions,
 ) -> Result<(Answer, Vec<RecordBatch>)> {
     let started = Instant::now();
     let trace = |phase: &str| crate::fault::trace(started, phase);
-    let state = LakeState::load(lake)?;
-    trace("log read");
     let all = BTreeMap::from([(model.name.clone(), model.clone())]);
     // A snapshot holds what the lake knew when it was written, so it can
     // answer a --known-at question only if nothing it read came later;
     // simplest and always right: bitemporal questions replay.
     let snapshot = if q.use_snapshots && q.known_at.is_none() {
-        snapshots(&state, &all)
+        snapshots(state, &all)
             .into_iter()
             .filter(|s| s.valid && s.as_of_us <= q.as_of)
             .max_by_key(|s| s.as_of_us)
@@ -569,10 +568,10 @@ pub fn query(
         .build()?;
     let (batches, replayed, problems) = rt.block_on(async {
         let engine = Engine::new(engine_opts)?;
-        engine.read_committed(lake, &state)?;
+        engine.read_committed(lake, state)?;
         let ctx = engine.lookups()?;
         if let Some(s) = &snapshot {
-            register_snapshot(&ctx, lake, &state, model, &s.key).await?;
+            register_snapshot(&ctx, lake, state, model, &s.key).await?;
         }
         let window = Window {
             after: snapshot.as_ref().map(|s| s.as_of_us),
@@ -592,7 +591,7 @@ pub fn query(
         .await?;
         // The problems read events the answer may not: check them while
         // the answer is computed.
-        let checks = problem_checks(&ctx, lake, &state, model, q, snapshot.as_ref()).await?;
+        let checks = problem_checks(&ctx, lake, state, model, q, snapshot.as_ref()).await?;
         trace("problem checks planned");
         // The events replayed are counted meanwhile too.
         let inputs = model.inputs();
@@ -618,7 +617,7 @@ pub fn query(
         }),
         events_replayed: replayed,
         problems,
-        silver_dirty: crate::pipeline::silver_dirty_dates(&state),
+        silver_dirty: crate::pipeline::silver_dirty_dates(state),
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     Ok((answer, batches))
@@ -1199,6 +1198,7 @@ pub fn snapshot(
 /// event up to `as_of` (known at `known_at`).
 pub fn history(
     lake: &Lake,
+    state: &LakeState,
     model: &Model,
     key: &str,
     as_of: i64,
@@ -1211,13 +1211,12 @@ pub fn history(
             model.name
         )));
     };
-    let state = LakeState::load(lake)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let engine = Engine::new(engine_opts)?;
-        engine.read_committed(lake, &state)?;
+        engine.read_committed(lake, state)?;
         let ctx = engine.bare()?;
         let window = Window {
             after: None,

@@ -48,9 +48,10 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let cfg = Config::load(&lake)?;
     let model = state::model(&lake, &args.model)?;
     let opts = args.engine.options(&cfg)?;
-    let rows = crate::committed::read_retrying(&lake, || {
+    let rows = crate::committed::read_retrying(&lake, |st| {
         state::history(
             &lake,
+            st,
             &model,
             &args.key,
             args.as_of.unwrap_or(i64::MAX / 2),

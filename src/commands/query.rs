@@ -41,9 +41,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         .enable_all()
         .build()?;
     let mut out = Streamed::new(args.format);
-    crate::committed::read_retrying(&lake, || {
-        let state = crate::log::LakeState::load(&lake)?;
-        rt.block_on(stream(&lake, &state, &args.sql, &mut out))
+    crate::committed::read_retrying(&lake, |state| {
+        rt.block_on(stream(&lake, state, &args.sql, &mut out))
             .map_err(|e| out.final_if_started(e))
     })?;
     out.finish()
@@ -59,34 +58,13 @@ async fn stream(
     out: &mut Streamed,
 ) -> Result<()> {
     let ctx = engine::context(lake, state).await?;
-    register_empty_tables(&ctx)?;
     // Read-only: INSERT INTO a lake table or COPY ... TO would write files
     // no commit records, into table directories that outside readers glob
     // (and the next writer deletes them).
     let read_only = SQLOptions::new().with_allow_dml(false);
-    let df = match ctx.sql_with_options(sql, read_only).await {
-        Ok(df) => df,
-        Err(e) if e.to_string().contains("DML not supported") => {
-            return Err(Failure::Usage(format!(
-                "evlake query is read-only: INSERT and COPY are not allowed (the lake \
-                 changes only through ingest, silver, gold and snapshot commits) ({e})"
-            ))
-            .into());
-        }
-        Err(e) if engine::is_usage_error(&e) => {
-            return Err(Failure::Usage(format!("bad query: {e}{}", not_built_hint(&e))).into());
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("query failed")),
-    };
+    let df = ctx.sql_with_options(sql, read_only).await.map_err(failed)?;
     // Tests hold a query here while a writer replaces its files.
     crate::fault::pause("query-planned");
-    let failed = |e: datafusion::error::DataFusionError| -> anyhow::Error {
-        if engine::is_usage_error(&e) {
-            Failure::Usage(format!("bad query: {e}")).into()
-        } else {
-            anyhow::Error::new(e).context("query failed")
-        }
-    };
     let mut rows = df.execute_stream().await.map_err(failed)?;
     while let Some(batch) = rows.next().await {
         out.write(&batch.map_err(failed)?)?;
@@ -94,40 +72,21 @@ async fn stream(
     Ok(())
 }
 
-/// The tables whose columns are fixed (bronze's, the side output's, the
-/// quarantine's), registered empty when the lake has none of their rows:
-/// `SELECT count(*) FROM bronze_late` on a lake without late events is 0,
-/// not an unknown table.
-fn register_empty_tables(ctx: &datafusion::prelude::SessionContext) -> Result<()> {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use std::sync::Arc;
-    let partitioned = || {
-        let mut fields: Vec<Field> = crate::bronze::schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(
-            crate::bronze::PARTITION_COLUMN,
-            DataType::Date32,
-            false,
-        ));
-        Arc::new(Schema::new(fields))
-    };
-    for (name, schema) in [
-        (crate::bronze::TABLE, partitioned()),
-        (crate::bronze::LATE_TABLE, partitioned()),
-        (
-            crate::ingest::QUARANTINE_TABLE,
-            crate::ingest::quarantine_schema(),
-        ),
-    ] {
-        if !ctx.table_exist(name)? {
-            let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-            ctx.register_table(name, Arc::new(empty))?;
-        }
+/// A query's error, planning or running: a bad query (DataFusion's
+/// message, with why an evlake table is not there yet) or a write refused
+/// is a usage error (exit 2); anything else a failure.
+fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
+    if e.to_string().contains("DML not supported") {
+        Failure::Usage(format!(
+            "evlake query is read-only: INSERT and COPY are not allowed (the lake \
+             changes only through ingest, silver, gold and snapshot commits) ({e})"
+        ))
+        .into()
+    } else if engine::is_usage_error(&e) {
+        Failure::Usage(format!("bad query: {e}{}", not_built_hint(&e))).into()
+    } else {
+        anyhow::Error::new(e).context("query failed")
     }
-    Ok(())
 }
 
 /// For an unknown table that is one of evlake's derived tables: why it is
@@ -141,19 +100,15 @@ fn not_built_hint(e: &datafusion::error::DataFusionError) -> String {
     else {
         return String::new();
     };
-    let silver = [crate::silver::EVENTS_TABLE, crate::silver::SESSIONS_TABLE]
+    match super::tables::known_tables()
         .into_iter()
-        .chain(crate::silver::TYPED.iter().map(|(t, _, _)| *t))
-        .any(|t| t == name);
-    let gold = crate::gold::TABLES.iter().any(|(t, _)| *t == name);
-    if silver || gold {
-        format!(
-            " (`{name}` has no rows in this lake yet: `evlake run` builds {} from bronze; \
-             `evlake tables` lists the tables there are)",
-            if silver { "silver" } else { "gold" }
-        )
-    } else {
-        String::new()
+        .find(|(table, layer, _)| *table == name && matches!(*layer, "silver" | "gold"))
+    {
+        Some((_, layer, _)) => format!(
+            " (`{name}` has no rows in this lake yet: `evlake run` builds {layer} from bronze; \
+             `evlake tables` lists the tables there are)"
+        ),
+        None => String::new(),
     }
 }
 

@@ -70,7 +70,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     };
     let opts = args.engine.options(&cfg)?;
     let (answer, rows) =
-        crate::committed::read_retrying(&lake, || state::query(&lake, &model, &q, &opts))?;
+        crate::committed::read_retrying(&lake, |st| state::query(&lake, st, &model, &q, &opts))?;
     if !answer.silver_dirty.is_empty() {
         status(
             "Warning",

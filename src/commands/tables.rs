@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::{Format, print_json};
 use crate::lake::Lake;
-use crate::log::LakeState;
 use crate::{bronze, engine, gold, ingest, silver};
 
 #[derive(Debug, clap::Args)]
@@ -42,7 +41,8 @@ pub struct TableInfo {
     pub partitions: usize,
     pub files: usize,
     pub rows: u64,
-    /// Empty until the table has files.
+    /// Empty until a silver or gold table has files (bronze's, the side
+    /// output's and the quarantine's columns are fixed).
     pub columns: Vec<Column>,
 }
 
@@ -72,9 +72,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let tables = crate::committed::read_retrying(&lake, || {
-        let state = LakeState::load(&lake)?;
-        let ctx = rt.block_on(engine::context(&lake, &state))?;
+    let tables = crate::committed::read_retrying(&lake, |state| {
+        let ctx = rt.block_on(engine::context(&lake, state))?;
         let mut tables = Vec::new();
         for (name, layer, dir) in known_tables() {
             let parts: Vec<_> = state
