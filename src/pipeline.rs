@@ -33,24 +33,26 @@ pub fn silver_dirty_dates(state: &LakeState) -> Vec<String> {
         .collect()
 }
 
-/// Dirty gold dates against the settings gold was last built with (none
-/// before the first gold build).
-pub fn gold_dirty(state: &LakeState) -> Vec<DirtyPartition> {
-    if !state.builds.contains_key(gold::METRICS_TABLE) {
-        return Vec::new();
-    }
-    let fp = last_fingerprint(state, gold::METRICS_TABLE);
-    dirty::dirty_partitions(state, gold::METRICS_TABLE, &fp, &gold::wanted(state))
+/// The settings a run without flags uses: the lake's `evlake.toml`, else
+/// the defaults.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    pub silver: silver::Settings,
+    pub currency: String,
 }
 
-/// Every dirty derived partition, silver first (for `status`). Before a
+/// Every dirty derived partition, silver first (for `status`): what
+/// `evlake run` without flags would recompute, so a changed setting in
+/// `evlake.toml` (or SQL changed by an upgrade) shows too. Before a
 /// table's first build nothing of it is listed: it is not built, not dirty.
-pub fn all_dirty(state: &LakeState) -> Vec<DirtyPartition> {
+pub fn all_dirty(state: &LakeState, configured: &Configured) -> Vec<DirtyPartition> {
     let mut v = Vec::new();
     if state.builds.contains_key(silver::EVENTS_TABLE) {
-        v.extend(silver_dirty(state));
+        v.extend(silver::dirty_partitions(state, &configured.silver));
     }
-    v.extend(gold_dirty(state));
+    if state.builds.contains_key(gold::METRICS_TABLE) {
+        v.extend(gold::dirty_partitions(state, &configured.currency));
+    }
     v
 }
 

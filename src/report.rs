@@ -45,6 +45,7 @@ pub struct Status {
 pub fn status(
     lake_path: &str,
     state: &LakeState,
+    configured: &crate::pipeline::Configured,
     snapshots: Vec<crate::state::Snapshot>,
 ) -> Status {
     let mut parts: BTreeMap<String, PartitionStatus> = BTreeMap::new();
@@ -81,7 +82,7 @@ pub fn status(
         late_events: partitions.iter().map(|p| p.late_events).sum(),
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
         partitions,
-        dirty: crate::pipeline::all_dirty(state),
+        dirty: crate::pipeline::all_dirty(state, configured),
         not_built: if state.partitions(bronze::TABLE).next().is_none() {
             Vec::new()
         } else {

@@ -15,19 +15,40 @@ use crate::report;
   evlake status
   evlake status --json | jq '.dirty'      # for schedulers
 
-Reads only the commit log, never data files.")]
+Reads only the commit log (and evlake.toml), never data files. The dirty
+partitions are what `evlake run` without flags would recompute: against
+the settings in evlake.toml, so a changed setting shows there.")]
 pub struct Args {
     /// Print the status as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
 }
 
+/// The settings `evlake run` without flags would use (`evlake.toml`, else
+/// the defaults): dirtiness is reported against them.
+fn configured(lake: &Lake) -> Result<crate::pipeline::Configured> {
+    let cfg = crate::config::Config::load(lake)?;
+    let silver = super::silver::SessionArgs {
+        session_gap: None,
+        session_exclude_types: None,
+    }
+    .settings(&cfg)?;
+    let currency = super::gold::GoldArgs { currency: None }.currency(&cfg)?;
+    Ok(crate::pipeline::Configured { silver, currency })
+}
+
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
+    let configured = configured(&lake)?;
     let state = LakeState::load(&lake)?;
     let snapshots = crate::state::all_snapshots(&lake, &state)?;
-    let s = report::status(&lake.root().display().to_string(), &state, snapshots);
+    let s = report::status(
+        &lake.root().display().to_string(),
+        &state,
+        &configured,
+        snapshots,
+    );
     if args.json {
         return print_json(&s);
     }

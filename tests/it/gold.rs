@@ -351,3 +351,75 @@ fn status_names_the_layers_not_built_yet() {
             .contains("not built")
     );
 }
+
+/// `status` lists as dirty what `evlake run` without flags would
+/// recompute: a setting changed in evlake.toml makes every date of the
+/// layer it shapes dirty there, and the run that applies it clears them.
+#[test]
+fn status_shows_what_a_changed_evlake_toml_makes_dirty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["run", &sample("2024-03-15.jsonl")]);
+    let dirty = |lake: &std::path::Path| {
+        let st = ok(lake, &["status", "--json"]);
+        let mut out: Vec<(String, String, String)> = st["dirty"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["table"].as_str().unwrap().to_string(),
+                    d["partition"].as_str().unwrap().to_string(),
+                    d["reasons"][0]["kind"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(dirty(&lake), vec![]);
+    let dates: Vec<String> = ok(&lake, &["status", "--json"])["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["event_date"].as_str().unwrap().to_string())
+        .collect();
+    assert!(dates.len() >= 2, "{dates:?}");
+    let changed = |table: &str| -> Vec<(String, String, String)> {
+        dates
+            .iter()
+            .map(|d| {
+                (
+                    table.to_string(),
+                    d.clone(),
+                    "fingerprint_changed".to_string(),
+                )
+            })
+            .collect()
+    };
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[silver]\nsession_gap = \"10m\"\n",
+    )
+    .unwrap();
+    assert_eq!(dirty(&lake), changed("events"));
+    std::fs::write(lake.join("evlake.toml"), "[gold]\ncurrency = \"eur\"\n").unwrap();
+    assert_eq!(dirty(&lake), changed("daily_metrics"));
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(text.contains("SQL or settings changed"), "{text}");
+    ok(&lake, &["run"]);
+    assert_eq!(dirty(&lake), vec![]);
+    // A bad value is a usage error naming the key, as for `run`.
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[silver]\nsession_gap = \"forever\"\n",
+    )
+    .unwrap();
+    let o = run(&lake, &["status"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("silver.session_gap"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
