@@ -41,11 +41,23 @@ pub fn is_input_name(name: &str) -> bool {
             .any(|ext| base.len() > ext.len() + 1 && base.ends_with(&format!(".{ext}")))
 }
 
+/// Command-line inputs expanded (see [`resolve`]).
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub inputs: Vec<Input>,
+    /// Files under the directories given whose names are not NDJSON
+    /// inputs' (e.g. `x.csv`, `x.jsonl.bz2`, `x.jsonl.part`), sorted:
+    /// left alone, and reported so none goes unnoticed. Hidden files
+    /// (`.name`) are not listed.
+    pub ignored: Vec<String>,
+}
+
 /// Expand command-line inputs: `-` is stdin, a directory contributes its
 /// NDJSON files (recursively, sorted by path), a file is taken as is.
 /// A path that does not exist is an error naming it.
-pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
+pub fn resolve(args: &[String]) -> Result<Resolved> {
     let mut out = Vec::new();
+    let mut ignored = Vec::new();
     let mut stdin_seen = false;
     for arg in args {
         if arg == "-" {
@@ -70,7 +82,7 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
                 .into());
             }
             let mut found = Vec::new();
-            walk(path, &mut found)?;
+            walk(path, &mut found, &mut ignored)?;
             found.sort();
             out.extend(found.into_iter().map(|p| Input {
                 display: p.display().to_string(),
@@ -83,7 +95,11 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
             });
         }
     }
-    Ok(out)
+    ignored.sort();
+    Ok(Resolved {
+        inputs: out,
+        ignored,
+    })
 }
 
 /// A directory holding an evlake lake (it has `_evlake/`). Its log and
@@ -95,7 +111,7 @@ fn is_lake(dir: &Path) -> bool {
     dir.join(crate::lake::META_DIR).is_dir()
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("input `{}` cannot be read", dir.display()))?;
     for entry in entries {
@@ -106,9 +122,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             if is_lake(&p) {
                 continue;
             }
-            walk(&p, out)?;
-        } else if is_input_name(&entry.file_name().to_string_lossy()) {
-            out.push(p);
+            walk(&p, out, ignored)?;
+        } else {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if is_input_name(&name) {
+                out.push(p);
+            } else if !name.starts_with('.') {
+                ignored.push(p.display().to_string());
+            }
         }
     }
     Ok(())

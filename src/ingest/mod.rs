@@ -148,6 +148,9 @@ pub struct IngestReport {
     pub version: u64,
     pub processing_time: String,
     pub inputs: Vec<InputReport>,
+    /// Files in the input directories that are not NDJSON inputs by name
+    /// (see [`input::Resolved::ignored`]): not read.
+    pub ignored_files: Vec<String>,
     pub lines: u64,
     pub events: u64,
     pub empty_lines: u64,
@@ -317,7 +320,7 @@ fn batch_id_of(hash: &str) -> String {
 /// runs; the caller turns `Rejected` into exit code 4.
 pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let started = Instant::now();
-    let inputs = input::resolve(&opts.inputs)?;
+    let input::Resolved { inputs, ignored } = input::resolve(&opts.inputs)?;
     crate::fault::operation("ingest");
 
     let _lock = lake.lock()?;
@@ -429,6 +432,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         partitions: Vec::new(),
         files_written: 0,
         orphans_removed,
+        ignored_files: ignored,
         lateness_ms: None,
         max_event_time: state.max_event_time.map(time::format_micros),
         watermark_before: state.watermark.map(time::format_micros),

@@ -168,6 +168,12 @@ fn a_directory_ingests_every_batch_in_one_commit() {
         ],
     );
     assert_eq!(s["inputs"].as_array().unwrap().len(), 3);
+    // The directory's other file is not read, and is said to be left.
+    assert_eq!(
+        s["ignored_files"],
+        serde_json::json!([sample("curate.py")]),
+        "{s}"
+    );
     assert_eq!(commits(&lake), 1);
     assert_eq!(
         counts_by_date(&bronze_rows(&lake)),
@@ -183,6 +189,46 @@ fn a_directory_ingests_every_batch_in_one_commit() {
             .iter()
             .all(|i| i["status"] == "already_ingested")
     );
+}
+
+/// A directory's files that are not NDJSON inputs by name are left alone
+/// and reported (at most five on stderr, all in --json); hidden files are
+/// not. A directory with none to read is an up-to-date no-op, exit 0.
+#[test]
+fn files_a_directory_walk_leaves_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir_all(inbox.join("sub")).unwrap();
+    let names = [
+        "a.csv",
+        "b.jsonl.bz2",
+        "c.jsonl.part",
+        "d.txt",
+        "e.log",
+        "sub/f.tsv",
+    ];
+    for n in names {
+        std::fs::write(inbox.join(n), "{}\n").unwrap();
+    }
+    std::fs::write(inbox.join(".g.jsonl.tmp"), "{}\n").unwrap();
+    let dir = inbox.display().to_string();
+    let s = ok(&lake, &["ingest", &dir, "--json"]);
+    assert_eq!(s["status"], "noop", "{s}");
+    let expected: Vec<String> = names
+        .iter()
+        .map(|n| inbox.join(n).display().to_string())
+        .collect();
+    assert_eq!(s["ignored_files"], serde_json::json!(expected));
+    let o = run(&lake, &["ingest", &dir]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("Ignored").count(), 6, "{err}");
+    assert!(
+        err.contains("... 1 more (all of them in --json's `ignored_files`)"),
+        "{err}"
+    );
+    assert!(!err.contains(".g.jsonl.tmp"), "{err}");
 }
 
 #[test]
