@@ -334,15 +334,26 @@ pub fn split_chunks(
 ) -> Result<()> {
     let mut carry: Vec<u8> = Vec::new();
     let mut first = true;
+    // Bytes of the input's text read so far (after decompression).
+    let mut offset: u64 = 0;
     loop {
         let mut buf = Vec::with_capacity(CHUNK_BYTES + carry.len());
         buf.append(&mut carry);
         // `read_to_end` on a `Take` fills spare capacity without zeroing it
         // first; fewer bytes than asked means the input ended.
+        let before = buf.len();
         let n = (&mut reader)
             .take(CHUNK_BYTES as u64)
             .read_to_end(&mut buf)
-            .with_context(|| format!("`{display}`: failed to read input"))?;
+            .with_context(|| {
+                // What was read of this chunk before the error counts too.
+                let at = offset + (buf.len() - before) as u64;
+                format!(
+                    "`{display}`: unreadable after {at} bytes of its text, so nothing \
+                     was committed (a truncated or corrupt file?)"
+                )
+            })?;
+        offset += n as u64;
         let eof = n < CHUNK_BYTES;
         if first {
             if buf.starts_with(b"\xEF\xBB\xBF") {

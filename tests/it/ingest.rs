@@ -346,6 +346,24 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
     assert!(stderr(&o).contains("corrupt.jsonl.gz"), "{}", stderr(&o));
     assert_eq!(commits(&lake), 0, "nothing half-committed");
     assert!(bronze_rows(&lake).is_empty());
+
+    // A gzip file cut short (still being copied, say): the error says how
+    // far its text was read, and nothing is committed.
+    let whole = std::fs::read(sample("2024-03-16.jsonl.gz")).unwrap();
+    let cut = tmp.path().join("cut.jsonl.gz");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let o = run(&lake, &["ingest", cut.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("`") && err.contains("cut.jsonl.gz`: unreadable after "),
+        "{err}"
+    );
+    assert!(
+        err.contains("bytes of its text, so nothing was committed"),
+        "{err}"
+    );
+    assert_eq!(commits(&lake), 0);
 }
 
 #[test]
