@@ -1023,8 +1023,9 @@ pub struct SnapshotReport {
     pub events_replayed: u64,
     pub rows: u64,
     /// What the model's `problems` query reports at `as_of` (the snapshot
-    /// keeps these events, see [`problem_checks`]).
-    pub problems: usize,
+    /// keeps these events, see [`problem_checks`]); `None` when a valid
+    /// snapshot at that time existed and nothing was computed (`noop`).
+    pub problems: Option<usize>,
     pub version: u64,
     pub elapsed_ms: u64,
 }
@@ -1055,7 +1056,25 @@ pub fn snapshot(
         bail!("silver has not been built: run `evlake run` (or `evlake silver`) first");
     }
     let all = BTreeMap::from([(model.name.clone(), model.clone())]);
-    let from = snapshots(&state, &all)
+    let existing = snapshots(&state, &all);
+    // Taking the same snapshot again changes nothing: it would hold the
+    // same rows (it is valid, so no event at or before its time came
+    // since, and neither SQL changed).
+    if let Some(s) = existing.iter().find(|s| s.valid && s.as_of_us == as_of) {
+        return Ok(SnapshotReport {
+            command: "snapshot",
+            status: "noop",
+            model: model.name.clone(),
+            as_of: s.as_of.clone(),
+            from_snapshot: None,
+            events_replayed: 0,
+            rows: s.rows,
+            problems: None,
+            version: s.version,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+    let from = existing
         .into_iter()
         .filter(|s| s.valid && s.as_of_us < as_of)
         .max_by_key(|s| s.as_of_us);
@@ -1118,7 +1137,7 @@ pub fn snapshot(
             .await
             .with_context(|| format!("writing the snapshot's event ids ({t})"))?;
         }
-        anyhow::Ok((replayed, problems.len()))
+        anyhow::Ok((replayed, Some(problems.len())))
     })?;
     crate::fault::point("staged");
     let table = model.table();

@@ -57,11 +57,21 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
 
 /// The human summary on stderr (also used by `evlake run`).
 pub fn print_report(r: &state::SnapshotReport) {
+    if r.status == "noop" {
+        status(
+            "Unchanged",
+            format!(
+                "{} snapshot at {} is already there and valid (commit {}, {} rows)",
+                r.model, r.as_of, r.version, r.rows
+            ),
+        );
+        return;
+    }
     let from = match &r.from_snapshot {
         Some(s) => format!("from the snapshot at {} plus ", s.as_of),
         None => String::new(),
     };
-    let problems = match r.problems {
+    let problems = match r.problems.unwrap_or(0) {
         0 => String::new(),
         n => format!("; {n} problem(s) at that time, kept with it"),
     };

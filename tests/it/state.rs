@@ -199,18 +199,38 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
         ],
         "2024-03-12T02:00:00Z",
     );
-    let s = ok(
+    let o = run(
         &lake,
         &["snapshot", "balances", "--as-of", "2024-03-10", "--json"],
     );
-    assert_eq!(s["problems"], 2, "{s}");
-    // Written again (same time): the summary says so too.
-    let o = run(&lake, &["snapshot", "balances", "--as-of", "2024-03-10"]);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["problems"], 2, "{s}");
+    assert_eq!(s["status"], "committed", "{s}");
     assert!(
         stderr(&o).contains("2 problem(s) at that time, kept with it"),
         "{}",
         stderr(&o)
+    );
+    // Taken again (same time, still valid): a no-op that says so.
+    let again = ok(
+        &lake,
+        &["snapshot", "balances", "--as-of", "2024-03-10", "--json"],
+    );
+    assert_eq!(again["status"], "noop", "{again}");
+    assert_eq!(again["version"], s["version"], "{again}");
+    assert_eq!(again["rows"], s["rows"], "{again}");
+    assert_eq!(again["problems"], Value::Null, "{again}");
+    let o = run(&lake, &["snapshot", "balances", "--as-of", "2024-03-10"]);
+    assert!(
+        stderr(&o).contains("is already there and valid (commit"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        ok(&lake, &["status", "--json"])["version"],
+        s["version"],
+        "nothing committed"
     );
     for as_of in ["2024-03-11T00:30:00Z", "2024-03-11T12:30:00Z", "2024-03-11"] {
         let a = state(&lake, "balances", as_of, &[]);
