@@ -59,5 +59,23 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             &opts,
         )
     })?;
+    if rows.iter().all(|b| b.num_rows() == 0) {
+        // An empty trail is an answer (exit 0), but most often a mistyped
+        // key: say so rather than print nothing.
+        let until = match (args.as_of, args.known_at) {
+            (None, None) => String::new(),
+            (Some(_), None) => " up to --as-of".to_string(),
+            (None, Some(_)) => " processed by --known-at".to_string(),
+            (Some(_), Some(_)) => " up to --as-of, processed by --known-at".to_string(),
+        };
+        super::status(
+            "Empty",
+            format!(
+                "no event of model `{}` has the key `{}`{until}",
+                model.name, args.key
+            ),
+        );
+        return Ok(());
+    }
     super::query::print(&rows, args.format)
 }

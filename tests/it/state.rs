@@ -130,6 +130,16 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
         "processing time shown: {}",
         rows[3]
     );
+    // A key with no events (a typo, most often): nothing on stdout, exit
+    // 0, and stderr says no event has it.
+    let o = run(&lake, &["history", "Z", "--format", "csv"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).contains("no event of model `balances` has the key `Z`"),
+        "{}",
+        stderr(&o)
+    );
 
     // A late deposit for the 11th changes the past answer, but not what we
     // believed before it arrived.
