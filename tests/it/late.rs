@@ -275,9 +275,11 @@ fn the_dirty_set_is_exactly_what_changed_after_the_build() {
     ingest_sample_batch(&lake_dir, &batches[1]);
 
     // Silver `events` (which reads bronze of the same date) recorded as
-    // built from every bronze partition as it is now.
+    // built from every bronze partition as it is now, with the settings a
+    // run would use (`status` judges against those).
     let lake = Lake::new(&lake_dir);
     let state = LakeState::load(&lake).unwrap();
+    let fp = evlake::silver::fingerprint(&evlake::silver::Settings::default());
     let mut c = Commit::next(&state, "test-build", 0);
     for (p, _) in state.partitions(evlake::bronze::TABLE) {
         c.builds.push(dirty::build_record(
@@ -285,7 +287,7 @@ fn the_dirty_set_is_exactly_what_changed_after_the_build() {
             evlake::silver::EVENTS_TABLE,
             p,
             &[dirty::input_key(evlake::bronze::TABLE, p)],
-            "fp",
+            &fp,
         ));
     }
     log::write_commit(&lake, &c).unwrap();
