@@ -250,22 +250,9 @@ pub fn print_human(r: &IngestReport) {
             }
         }
     }
-    const SHOWN: usize = 5;
-    for f in r.ignored_files.iter().take(SHOWN) {
-        status(
-            "Ignored",
-            format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)"),
-        );
-    }
-    if r.ignored_files.len() > SHOWN {
-        status(
-            "Ignored",
-            format!(
-                "... {} more (all of them in --json's `ignored_files`)",
-                r.ignored_files.len() - SHOWN
-            ),
-        );
-    }
+    super::status_first("Ignored", &r.ignored_files, "ignored_files", |f| {
+        format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")
+    });
     for p in &r.partitions {
         status(
             "Partition",

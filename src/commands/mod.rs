@@ -46,6 +46,24 @@ pub fn status(verb: &str, text: impl std::fmt::Display) {
     crate::report::eline(format_args!("{verb:>12} {text}"));
 }
 
+/// A status line for each of the first few `items`, then one saying how
+/// many more there are, all of which `--json` lists under `json_field`.
+pub fn status_first<T>(verb: &str, items: &[T], json_field: &str, line: impl Fn(&T) -> String) {
+    const SHOWN: usize = 5;
+    for item in items.iter().take(SHOWN) {
+        status(verb, line(item));
+    }
+    if items.len() > SHOWN {
+        status(
+            verb,
+            format!(
+                "... {} more (all of them in --json's `{json_field}`)",
+                items.len() - SHOWN
+            ),
+        );
+    }
+}
+
 /// `--processing-time` and `--json`, shared by commands that commit.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommitArgs {

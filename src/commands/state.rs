@@ -93,22 +93,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             format!("{} event(s), no snapshot", answer.events_replayed),
         ),
     }
-    const SHOWN: usize = 5;
-    for p in answer.problems.iter().take(SHOWN) {
-        status(
-            "Problem",
-            format!("{}: {} ({})", p.problem, p.event_id, p.detail),
-        );
-    }
-    if answer.problems.len() > SHOWN {
-        status(
-            "Problem",
-            format!(
-                "... {} more (all of them in --json's `problems`)",
-                answer.problems.len() - SHOWN
-            ),
-        );
-    }
+    super::status_first("Problem", &answer.problems, "problems", |p| {
+        format!("{}: {} ({})", p.problem, p.event_id, p.detail)
+    });
     if args.json {
         // The rows go out as Arrow's JSON writer wrote them, spliced in as
         // the summary's last member: a state can have many rows, and

@@ -50,6 +50,23 @@ pub fn stderr(o: &Output) -> String {
 /// Run and require exit 0, returning the `--json` summary if one was printed.
 /// Its stderr must be status lines only (a right-aligned verb, a space,
 /// then text), so no stray debugging output reaches a cron mail.
+/// `status --json`'s dirty partitions: (table, partition, the first
+/// reason's kind), in the order listed.
+pub fn dirty_partitions(lake: &Path) -> Vec<(String, String, String)> {
+    ok(lake, &["status", "--json"])["dirty"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["table"].as_str().unwrap().to_string(),
+                d["partition"].as_str().unwrap().to_string(),
+                d["reasons"][0]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 pub fn ok(lake: &Path, args: &[&str]) -> Value {
     let o = run(lake, args);
     assert!(o.status.success(), "evlake {args:?} failed: {}", stderr(&o));

@@ -361,19 +361,7 @@ fn status_shows_what_a_changed_evlake_toml_makes_dirty() {
     let lake = tmp.path().join("lake");
     ok(&lake, &["run", &sample("2024-03-15.jsonl")]);
     let dirty = |lake: &std::path::Path| {
-        let st = ok(lake, &["status", "--json"]);
-        let mut out: Vec<(String, String, String)> = st["dirty"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                (
-                    d["table"].as_str().unwrap().to_string(),
-                    d["partition"].as_str().unwrap().to_string(),
-                    d["reasons"][0]["kind"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
+        let mut out = dirty_partitions(lake);
         out.sort();
         out
     };

@@ -297,16 +297,9 @@ fn the_dirty_set_is_exactly_what_changed_after_the_build() {
     // Batch 3 touches the 15th and 16th (late) and the 19th and 20th (new).
     ingest_sample_batch(&lake_dir, &batches[2]);
     let st = ok(&lake_dir, &["status", "--json"]);
-    let dirty: Vec<(String, String)> = st["dirty"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["partition"].as_str().unwrap().to_string(),
-                d["reasons"][0]["kind"].as_str().unwrap().to_string(),
-            )
-        })
+    let dirty: Vec<(String, String)> = dirty_partitions(&lake_dir)
+        .into_iter()
+        .map(|(_, partition, kind)| (partition, kind))
         .collect();
     assert_eq!(
         dirty,

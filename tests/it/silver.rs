@@ -111,17 +111,9 @@ fn late_batches_make_silver_dirty_and_the_rebuild_equals_a_fresh_one() {
         "before the bridge arrives the purchase is alone"
     );
     ingest_sample_batch(&grown, &batches[2]);
-    let st = ok(&grown, &["status", "--json"]);
-    let dirty: Vec<(String, String)> = st["dirty"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["table"].as_str().unwrap().to_string(),
-                d["partition"].as_str().unwrap().to_string(),
-            )
-        })
+    let dirty: Vec<(String, String)> = dirty_partitions(&grown)
+        .into_iter()
+        .map(|(table, partition, _)| (table, partition))
         .filter(|(t, _)| t == "events")
         .collect();
     assert_eq!(
