@@ -8,8 +8,10 @@ use crate::gold;
 use crate::log::LakeState;
 use crate::silver;
 
-/// The fingerprint the last build of `table` used: what `status` compares
-/// against, since it does not know the flags the next run will get.
+/// The fingerprint the last build of `table` used: what the tables hold
+/// now, whatever settings the next run gets (snapshots are valid against
+/// it; `state`, `gold` and `snapshot` ask whether silver lacks new events
+/// with it).
 pub fn last_fingerprint(state: &LakeState, table: &str) -> String {
     state
         .builds
@@ -19,7 +21,8 @@ pub fn last_fingerprint(state: &LakeState, table: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Dirty silver dates against the settings silver was last built with.
+/// Dirty silver dates against the settings silver was last built with:
+/// the dates whose bronze changed since their build.
 pub fn silver_dirty(state: &LakeState) -> Vec<DirtyPartition> {
     let fp = last_fingerprint(state, silver::EVENTS_TABLE);
     dirty::dirty_partitions(state, silver::EVENTS_TABLE, &fp, &silver::wanted(state))
