@@ -34,7 +34,7 @@ Exit codes:
   1  runtime or I/O error
   2  usage error (bad flag or value, bad evlake.toml, bad SQL query, unknown
      model, unparseable time)
-  3  the lake is locked by another writer
+  3  the lake is locked by another writer (--lock-wait DUR waits for it)
   4  data rejected: the bad-line fraction was exceeded, nothing was committed
 `evlake run` exits with the failed step's code and names the step.";
 
@@ -52,6 +52,19 @@ pub struct Cli {
         hide_env = true
     )]
     pub lake: PathBuf,
+
+    /// If another writer holds the lake's lock, wait up to this long for
+    /// it (e.g. 10m) before exiting 3; for cron runs that may overlap
+    /// [default: 0, exit 3 at once, or $EVLAKE_LOCK_WAIT]
+    #[arg(
+        long,
+        global = true,
+        env = "EVLAKE_LOCK_WAIT",
+        value_name = "DUR",
+        value_parser = crate::time::parse_duration_micros,
+        hide_env = true
+    )]
+    pub lock_wait: Option<i64>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -91,6 +104,9 @@ pub enum Command {
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Some(us) = cli.lock_wait {
+        crate::lake::set_lock_wait(std::time::Duration::from_micros(us.max(0) as u64));
+    }
     match cli.command {
         Command::Init(args) => commands::init::run(&cli.lake, args),
         Command::Ingest(args) => commands::ingest::run(&cli.lake, args),

@@ -57,6 +57,9 @@ impl Lake {
     /// Take the single-writer lock, failing at once (exit 3) when another
     /// process holds it. The lock is an advisory `flock` on `_evlake/lock`,
     /// so the kernel releases it when a writer dies, even by `kill -9`.
+    /// Take the lake's single-writer lock. If another writer holds it,
+    /// wait up to [`set_lock_wait`]'s duration (none by default) for it,
+    /// then fail with [`Failure::Locked`] (exit 3).
     pub fn lock(&self) -> Result<WriteLock> {
         let meta = self.root.join(META_DIR);
         fs::create_dir_all(&meta)
@@ -69,19 +72,40 @@ impl Lake {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("failed to open lock file `{}`", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(Failure::Locked {
-                    lock_path: path.display().to_string(),
-                    pid: text.trim().parse().ok(),
+        let wait = LOCK_WAIT.get().copied().unwrap_or_default();
+        let deadline = std::time::Instant::now() + wait;
+        let mut said = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    let _ = file.seek(SeekFrom::Start(0));
+                    let _ = file.read_to_string(&mut text);
+                    let pid: Option<u32> = text.trim().parse().ok();
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(Failure::Locked {
+                            lock_path: path.display().to_string(),
+                            pid,
+                        }
+                        .into());
+                    }
+                    if !said {
+                        said = true;
+                        let holder =
+                            pid.map_or("another process".to_string(), |p| format!("pid {p}"));
+                        crate::report::eline(format_args!(
+                            "{:>12} for the lake's lock, held by {holder} (up to {})",
+                            "Waiting",
+                            crate::time::format_duration_micros(wait.as_micros() as i64)
+                        ));
+                    }
+                    std::thread::sleep(LOCK_POLL.min(deadline - now));
                 }
-                .into());
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
+                }
             }
         }
         file.set_len(0)?;
@@ -90,6 +114,18 @@ impl Lake {
         file.flush()?;
         Ok(WriteLock { _file: file })
     }
+}
+
+/// How long [`Lake::lock`] waits for another writer (`--lock-wait`).
+static LOCK_WAIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// How often a waiting [`Lake::lock`] tries again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Make every [`Lake::lock`] of this process wait up to `wait` for a lock
+/// another writer holds (set once, from `--lock-wait`).
+pub fn set_lock_wait(wait: std::time::Duration) {
+    let _ = LOCK_WAIT.set(wait);
 }
 
 /// Held while a command writes to the lake; dropping it releases the lock.

@@ -146,7 +146,7 @@ fn kill_9_partway_through_a_large_input_then_rerun() {
 }
 
 #[test]
-fn a_second_writer_fails_at_once_with_exit_3() {
+fn a_second_writer_exits_3_at_once_or_after_its_lock_wait() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     std::fs::create_dir_all(lake.join("_evlake")).unwrap();
@@ -171,8 +171,41 @@ fn a_second_writer_fails_at_once_with_exit_3() {
         "must not wait for the lock"
     );
     assert_eq!(commits(&lake), 0);
+
+    // With --lock-wait it waits that long, saying so, then exits 3...
+    let started = Instant::now();
+    let o = run(
+        &lake,
+        &["--lock-wait", "1s", "ingest", &sample("2024-03-19.jsonl")],
+    );
+    assert_eq!(exit_code(&o), 3, "{}", stderr(&o));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "Waiting for the lake's lock, held by pid {} (up to 1s)",
+            std::process::id()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(commits(&lake), 0);
+    // ...or goes on as soon as the other writer is done.
+    let child = cmd(&lake, &["ingest", &sample("2024-03-19.jsonl")])
+        .env("EVLAKE_LOCK_WAIT", "60s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
     drop(lock);
-    ok(&lake, &["ingest", &sample("2024-03-19.jsonl")]);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Waiting for the lake's lock"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(commits(&lake), 1);
 }
 
 /// A commit in a newer log format (a newer evlake wrote it) is refused by
