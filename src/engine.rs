@@ -219,11 +219,27 @@ impl Engine {
 
     /// A session over `lake` with every existing table registered.
     pub async fn context(&self, lake: &Lake) -> Result<SessionContext> {
+        self.context_of(lake, None).await
+    }
+
+    /// A session over `lake` with the tables named in `only` registered
+    /// (every existing table with `None`): registering one lists its files
+    /// and reads a footer for its schema, which a query that names one
+    /// table need not pay for all of them.
+    pub async fn context_of(
+        &self,
+        lake: &Lake,
+        only: Option<&std::collections::HashSet<String>>,
+    ) -> Result<SessionContext> {
         let ctx = self.bare()?;
+        let wanted = |t: &str| only.is_none_or(|o| o.contains(t));
         for (table, dir) in [
             (bronze::TABLE, bronze::DIR),
             (bronze::LATE_TABLE, bronze::LATE_DIR),
-        ] {
+        ]
+        .into_iter()
+        .filter(|(t, _)| wanted(t))
+        {
             register_bronze_like(&ctx, lake, table, dir).await?;
         }
         for (table, dir, column) in [
@@ -237,16 +253,21 @@ impl Engine {
                 crate::silver::SESSIONS_DIR,
                 "session_date",
             ),
-        ] {
+        ]
+        .into_iter()
+        .filter(|(t, _, _)| wanted(t))
+        {
             register_derived(&ctx, lake, table, dir, column).await?;
         }
-        for (table, dir, _) in crate::silver::TYPED {
+        for (table, dir, _) in crate::silver::TYPED.iter().filter(|(t, _, _)| wanted(t)) {
             register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
-        for (table, dir) in crate::gold::TABLES {
+        for (table, dir) in crate::gold::TABLES.iter().filter(|(t, _)| wanted(t)) {
             register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
-        register_quarantine(&ctx, lake).await?;
+        if wanted(crate::ingest::QUARANTINE_TABLE) {
+            register_quarantine(&ctx, lake).await?;
+        }
         Ok(ctx)
     }
 }

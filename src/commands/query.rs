@@ -57,7 +57,10 @@ async fn stream(
     sql: &str,
     out: &mut Streamed,
 ) -> Result<()> {
-    let ctx = engine::context(lake, state).await?;
+    let engine = engine::Engine::new(&engine::EngineOptions::default())?;
+    engine.read_committed(lake, state)?;
+    let only = referenced_tables(&engine.bare()?, sql);
+    let ctx = engine.context_of(lake, only.as_ref()).await?;
     // Read-only: INSERT INTO a lake table or COPY ... TO would write files
     // no commit records, into table directories that outside readers glob
     // (and the next writer deletes them).
@@ -70,6 +73,34 @@ async fn stream(
         out.write(&batch.map_err(failed)?)?;
     }
     Ok(())
+}
+
+/// The tables a `SELECT` names (CTEs aside), to register only those;
+/// `None` (register every table) for any other statement (`SHOW TABLES`,
+/// `EXPLAIN`, ...), one that reads `information_schema`, or SQL that does
+/// not parse (planning then reports the error as usual).
+fn referenced_tables(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Option<std::collections::HashSet<String>> {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast;
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect).ok()?;
+    if !matches!(&statement, Statement::Statement(s) if matches!(**s, ast::Statement::Query(_))) {
+        return None;
+    }
+    let mut out = std::collections::HashSet::new();
+    for r in state.resolve_table_references(&statement).ok()? {
+        if r.schema()
+            .is_some_and(|s| s.eq_ignore_ascii_case("information_schema"))
+        {
+            return None;
+        }
+        out.insert(r.table().to_string());
+    }
+    Some(out)
 }
 
 /// A query's error, planning or running: a bad query (DataFusion's

@@ -401,3 +401,46 @@ fn query_streams_every_row_and_the_table_shows_the_first_10000() {
         assert!(!stderr(&o).contains("error"), "{format}: {}", stderr(&o));
     }
 }
+
+/// A `SELECT` registers only the tables it names (each registration lists
+/// the table's files and reads a footer): a damaged file of another table
+/// does not fail it. `SHOW TABLES` and `information_schema` still see
+/// every table, and a query of the damaged table still fails.
+#[test]
+fn a_select_opens_only_the_tables_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["run", &sample("2024-03-15.jsonl")]);
+    let q = |sql: &str| run(&lake, &["query", sql, "--format", "csv"]);
+    let count = String::from_utf8(q("SELECT count(*) AS n FROM events").stdout).unwrap();
+    // information_schema (and SHOW TABLES) see every table.
+    let o = q("SELECT table_name FROM information_schema.tables \
+               WHERE table_schema = 'public' ORDER BY 1");
+    let listed = String::from_utf8(o.stdout).unwrap();
+    for t in [
+        "bronze_events",
+        "daily_metrics",
+        "events",
+        "ledger",
+        "quarantine",
+    ] {
+        assert!(listed.lines().any(|l| l == t), "{t}: {listed}");
+    }
+    let shown = String::from_utf8(q("SHOW TABLES").stdout).unwrap();
+    assert!(shown.contains("daily_metrics"), "{shown}");
+    // Every daily_metrics file cut to its first bytes: no footer.
+    let dir = lake.join("gold/daily_metrics");
+    for d in std::fs::read_dir(&dir).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::write(&f, b"PAR1").unwrap();
+        }
+    }
+    let o = q("WITH e AS (SELECT * FROM events) SELECT count(*) AS n FROM e");
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), count);
+    let o = q("SELECT count(*) FROM sessions JOIN EVENTS USING (session_id)");
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let o = q("SELECT * FROM daily_metrics");
+    assert_ne!(exit_code(&o), 0, "a damaged table still fails");
+}
