@@ -35,6 +35,12 @@ pub struct Status {
     pub side_output_events: u64,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
+    /// What changed where dirty partitions say "SQL or settings changed":
+    /// each setting whose value when the layer was last built differs from
+    /// what `evlake run` would use now, e.g. `silver.session_gap: 30m when
+    /// built, 10m now`, or that the layer's SQL differs (another evlake
+    /// version built it). Filled in by `status`, which reads those commits.
+    pub settings_changed: Vec<String>,
     /// Layers (`silver`, `gold`) never built though bronze has events:
     /// not dirty (nothing of them exists yet), but `evlake run` has work.
     pub not_built: Vec<&'static str>,
@@ -83,6 +89,7 @@ pub fn status(
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
         partitions,
         dirty: crate::pipeline::all_dirty(state, configured),
+        settings_changed: Vec::new(),
         not_built: if state.partitions(bronze::TABLE).next().is_none() {
             Vec::new()
         } else {

@@ -37,18 +37,105 @@ fn configured(lake: &Lake) -> Result<crate::pipeline::Configured> {
     Ok(crate::pipeline::Configured { silver, currency })
 }
 
+/// What differs between the settings silver and gold were last built
+/// with (as their commits record them) and `configured`, for the layers
+/// whose fingerprint differs (see [`report::Status::settings_changed`]).
+fn settings_changed(
+    lake: &Lake,
+    state: &LakeState,
+    configured: &crate::pipeline::Configured,
+) -> Vec<String> {
+    use crate::{gold, pipeline, silver, time};
+    let gap = |us: &str| {
+        us.parse::<i64>()
+            .map_or(us.to_string(), time::format_duration_micros)
+    };
+    let none_if_empty = |s: &str| {
+        if s.is_empty() {
+            "none".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let layers = [
+        (
+            "silver",
+            silver::EVENTS_TABLE,
+            silver::fingerprint(&configured.silver),
+            vec![
+                (
+                    "silver.session_gap",
+                    "session_gap_us",
+                    gap(&configured.silver.session_gap_us.to_string()),
+                ),
+                (
+                    "silver.session_exclude_types",
+                    "session_exclude_types",
+                    none_if_empty(&configured.silver.exclude_types.join(",")),
+                ),
+            ],
+        ),
+        (
+            "gold",
+            gold::METRICS_TABLE,
+            gold::fingerprint(&configured.currency),
+            vec![("gold.currency", "currency", configured.currency.clone())],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (layer, table, now, settings) in layers {
+        let Some(version) = state
+            .builds
+            .get(table)
+            .and_then(|b| b.values().map(|(v, _)| *v).max())
+        else {
+            continue;
+        };
+        if pipeline::last_fingerprint(state, table) == now {
+            continue;
+        }
+        let Ok(commit) = crate::log::read_commit(lake, version) else {
+            out.push(format!(
+                "{layer}: its SQL or settings differ from this run's"
+            ));
+            continue;
+        };
+        let before = out.len();
+        for (name, key, value) in settings {
+            let recorded = commit.settings.get(key).map(String::as_str).unwrap_or("");
+            let built = match key {
+                "session_gap_us" => gap(recorded),
+                "session_exclude_types" => none_if_empty(recorded),
+                _ => recorded.to_string(),
+            };
+            if built != value {
+                out.push(format!(
+                    "{name}: {built} when built (commit {version}), {value} now"
+                ));
+            }
+        }
+        if out.len() == before {
+            out.push(format!(
+                "{layer}: same settings, but its SQL differs from this evlake's (another version built it)"
+            ));
+        }
+    }
+    out
+}
+
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
     let configured = configured(&lake)?;
     let state = LakeState::load(&lake)?;
     let snapshots = crate::state::all_snapshots(&lake, &state)?;
-    let s = report::status(
+    let mut s = report::status(
         &lake.root().display().to_string(),
         &state,
         &configured,
         snapshots,
     );
+    s.settings_changed = settings_changed(&lake, &state, &configured);
     if args.json {
         return print_json(&s);
     }
@@ -100,6 +187,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         for d in &s.dirty {
             let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
             writeln!(out, "  {} {}: {}", d.table, d.partition, reasons.join("; "))?;
+        }
+        for c in &s.settings_changed {
+            writeln!(out, "  because {c}")?;
         }
     }
     if !s.snapshots.is_empty() {

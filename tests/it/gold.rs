@@ -385,18 +385,64 @@ fn status_shows_what_a_changed_evlake_toml_makes_dirty() {
             })
             .collect()
     };
+    // Each setting that differs is named, with its value when built.
+    let because =
+        |lake: &std::path::Path| ok(lake, &["status", "--json"])["settings_changed"].clone();
+    assert_eq!(because(&lake), serde_json::json!([]));
     std::fs::write(
         lake.join("evlake.toml"),
         "[silver]\nsession_gap = \"10m\"\n",
     )
     .unwrap();
     assert_eq!(dirty(&lake), changed("events"));
+    assert_eq!(
+        because(&lake),
+        serde_json::json!(["silver.session_gap: 30m0s when built (commit 2), 10m0s now"])
+    );
     std::fs::write(lake.join("evlake.toml"), "[gold]\ncurrency = \"eur\"\n").unwrap();
     assert_eq!(dirty(&lake), changed("daily_metrics"));
+    assert_eq!(
+        because(&lake),
+        serde_json::json!(["gold.currency: USD when built (commit 3), EUR now"])
+    );
     let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
     assert!(text.contains("SQL or settings changed"), "{text}");
+    assert!(
+        text.contains("  because gold.currency: USD when built (commit 3), EUR now"),
+        "{text}"
+    );
     ok(&lake, &["run"]);
     assert_eq!(dirty(&lake), vec![]);
+    assert_eq!(because(&lake), serde_json::json!([]));
+    // A build by an evlake whose silver SQL differed (same settings): said
+    // so, since no setting explains it.
+    {
+        use evlake::log::{self, Commit, LakeState};
+        let l = evlake::lake::Lake::new(&lake);
+        let state = LakeState::load(&l).unwrap();
+        let mut c = Commit::next(&state, "silver", 0);
+        c.settings
+            .insert("session_gap_us".into(), "1800000000".into());
+        for (p, _) in state.partitions(evlake::bronze::TABLE) {
+            c.builds.push(evlake::dirty::build_record(
+                &state,
+                evlake::silver::EVENTS_TABLE,
+                p,
+                &[evlake::dirty::input_key(evlake::bronze::TABLE, p)],
+                "an-older-sql",
+            ));
+        }
+        log::write_commit(&l, &c).unwrap();
+    }
+    let why = because(&lake);
+    assert_eq!(why.as_array().unwrap().len(), 1, "{why}");
+    assert!(
+        why[0]
+            .as_str()
+            .unwrap()
+            .starts_with("silver: same settings, but its SQL differs"),
+        "{why}"
+    );
     // A bad value is a usage error naming the key, as for `run`.
     std::fs::write(
         lake.join("evlake.toml"),
