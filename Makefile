@@ -58,6 +58,7 @@ bench: $(PYTHON) ## Release build; evlake vs DuckDB: ingest, silver, whole pipel
 	$(PYTHON) bench/status_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake
 	$(PYTHON) bench/silver_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
+	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000) --days 60
 	$(PYTHON) bench/state_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 
 lint: ## rustfmt check + clippy with warnings denied

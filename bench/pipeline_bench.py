@@ -14,7 +14,8 @@
    (`silver --full` + `gold --full`) and vs DuckDB redoing the whole
    pipeline with the batch added. Ratios; the goal is <= 1/20 of a full
    recompute.
-Writes bench/out/pipeline-<events>.json.
+Writes bench/out/pipeline-<events>.json (pipeline-<events>-<days>d.json for
+another span than 30 days).
 """
 import argparse
 import json
@@ -154,7 +155,8 @@ def main():
     summary = {"events": events, "days": args.days, "median_seconds": med, "peak_rss_mib": rss,
                "speedup": speedup, "speedup_same_tables": speedup_typed, "late_vs_full": r1, "late_vs_duckdb": r2, "late_dates": old_dates,
                "runs": results}
-    with open(os.path.join(OUT, f"pipeline-{args.events}.json"), "w") as f:
+    name = f"pipeline-{args.events}.json" if args.days == 30 else f"pipeline-{args.events}-{args.days}d.json"
+    with open(os.path.join(OUT, name), "w") as f:
         json.dump(summary, f, indent=2)
 
 
