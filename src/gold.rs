@@ -69,6 +69,12 @@ pub fn fingerprint(currency: &str) -> String {
     dirty::fingerprint(&[METRICS_SQL, REVENUE_SQL, &currency.to_ascii_uppercase()])
 }
 
+/// The settings a gold commit records (`status` compares them with a
+/// later run's to say what changed).
+pub fn commit_settings(currency: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("currency".to_string(), currency.to_ascii_uppercase())])
+}
+
 /// The dirty gold dates and why.
 pub fn dirty_partitions(state: &LakeState, currency: &str) -> Vec<dirty::DirtyPartition> {
     dirty::dirty_partitions(state, METRICS_TABLE, &fingerprint(currency), &wanted(state))
@@ -190,7 +196,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         .collect();
     let fp = fingerprint(&currency);
     let mut commit = Commit::next(&state, "gold", opts.processing_time);
-    commit.settings.insert("currency".into(), currency.clone());
+    commit.settings = commit_settings(&currency);
     commit.settings.insert("mode".into(), report.mode.into());
     let written = derive::replace_partitions(
         lake,

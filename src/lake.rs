@@ -54,12 +54,11 @@ impl Lake {
         self.root.join(META_DIR).join("staging")
     }
 
-    /// Take the single-writer lock, failing at once (exit 3) when another
-    /// process holds it. The lock is an advisory `flock` on `_evlake/lock`,
-    /// so the kernel releases it when a writer dies, even by `kill -9`.
-    /// Take the lake's single-writer lock. If another writer holds it,
-    /// wait up to [`set_lock_wait`]'s duration (none by default) for it,
-    /// then fail with [`Failure::Locked`] (exit 3).
+    /// Take the single-writer lock. If another process holds it, wait up
+    /// to [`set_lock_wait`]'s duration (none by default), then fail with
+    /// [`Failure::Locked`] (exit 3). The lock is an advisory `flock` on
+    /// `_evlake/lock`, so the kernel releases it when a writer dies, even
+    /// by `kill -9`.
     pub fn lock(&self) -> Result<WriteLock> {
         let meta = self.root.join(META_DIR);
         fs::create_dir_all(&meta)

@@ -347,26 +347,30 @@ fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
 pub fn read_commit(lake: &Lake, version: u64) -> Result<Commit> {
     let path = lake.log_dir().join(commit_file_name(version));
     let text = fs::read(&path).with_context(|| format!("failed to read `{}`", path.display()))?;
-    // A newer evlake's commit is refused before it is read as this one's:
-    // its meaning may differ in ways unknown fields would hide (readers
-    // would answer wrongly, writers would commit on top of it).
+    // A newer evlake's commit is refused, not read as this one's: its
+    // meaning may differ in ways unknown fields would hide (readers would
+    // answer wrongly, writers would commit on top of it). Its format is
+    // read alone only if it does not parse as a commit of this version.
     #[derive(Deserialize)]
     struct Head {
         format: u32,
     }
-    if let Ok(head) = serde_json::from_slice::<Head>(&text)
-        && head.format > FORMAT
+    let parsed = serde_json::from_slice::<Commit>(&text);
+    let format = match &parsed {
+        Ok(c) => Some(c.format),
+        Err(_) => serde_json::from_slice::<Head>(&text).ok().map(|h| h.format),
+    };
+    if let Some(format) = format
+        && format > FORMAT
     {
         bail!(
-            "`{}` is in log format {}, written by a newer evlake; this evlake ({}) reads \
-             format {FORMAT} and older: upgrade evlake to use this lake",
+            "`{}` is in log format {format}, written by a newer evlake; this evlake ({}) \
+             reads format {FORMAT} and older: upgrade evlake to use this lake",
             path.display(),
-            head.format,
             env!("CARGO_PKG_VERSION")
         );
     }
-    let commit: Commit = serde_json::from_slice(&text)
-        .with_context(|| format!("`{}`: not a valid commit", path.display()))?;
+    let commit = parsed.with_context(|| format!("`{}`: not a valid commit", path.display()))?;
     if commit.version != version {
         bail!("`{}`: says version {}", path.display(), commit.version);
     }

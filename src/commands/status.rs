@@ -45,45 +45,23 @@ fn settings_changed(
     state: &LakeState,
     configured: &crate::pipeline::Configured,
 ) -> Vec<String> {
-    use crate::{gold, pipeline, silver, time};
-    let gap = |us: &str| {
-        us.parse::<i64>()
-            .map_or(us.to_string(), time::format_duration_micros)
-    };
-    let none_if_empty = |s: &str| {
-        if s.is_empty() {
-            "none".to_string()
-        } else {
-            s.to_string()
-        }
-    };
+    use crate::{gold, pipeline, silver};
     let layers = [
         (
             "silver",
             silver::EVENTS_TABLE,
             silver::fingerprint(&configured.silver),
-            vec![
-                (
-                    "silver.session_gap",
-                    "session_gap_us",
-                    gap(&configured.silver.session_gap_us.to_string()),
-                ),
-                (
-                    "silver.session_exclude_types",
-                    "session_exclude_types",
-                    none_if_empty(&configured.silver.exclude_types.join(",")),
-                ),
-            ],
+            silver::commit_settings(&configured.silver),
         ),
         (
             "gold",
             gold::METRICS_TABLE,
             gold::fingerprint(&configured.currency),
-            vec![("gold.currency", "currency", configured.currency.clone())],
+            gold::commit_settings(&configured.currency),
         ),
     ];
     let mut out = Vec::new();
-    for (layer, table, now, settings) in layers {
+    for (layer, table, fingerprint, now) in layers {
         let Some(version) = state
             .builds
             .get(table)
@@ -91,7 +69,7 @@ fn settings_changed(
         else {
             continue;
         };
-        if pipeline::last_fingerprint(state, table) == now {
+        if pipeline::last_fingerprint(state, table) == fingerprint {
             continue;
         }
         let Ok(commit) = crate::log::read_commit(lake, version) else {
@@ -100,17 +78,18 @@ fn settings_changed(
             ));
             continue;
         };
+        let built = &commit.settings;
+        let keys: std::collections::BTreeSet<&String> = now
+            .keys()
+            .chain(built.keys().filter(|k| *k != "mode"))
+            .collect();
         let before = out.len();
-        for (name, key, value) in settings {
-            let recorded = commit.settings.get(key).map(String::as_str).unwrap_or("");
-            let built = match key {
-                "session_gap_us" => gap(recorded),
-                "session_exclude_types" => none_if_empty(recorded),
-                _ => recorded.to_string(),
-            };
-            if built != value {
+        for key in keys {
+            let (then, now) = (built.get(key), now.get(key));
+            if then != now {
+                let (name, then, now) = (setting_name(key), shown(key, then), shown(key, now));
                 out.push(format!(
-                    "{name}: {built} when built (commit {version}), {value} now"
+                    "{layer}.{name}: {then} when built (commit {version}), {now} now"
                 ));
             }
         }
@@ -121,6 +100,24 @@ fn settings_changed(
         }
     }
     out
+}
+
+/// A recorded setting's name as `evlake.toml` spells it (`session_gap_us`
+/// is `session_gap`).
+fn setting_name(key: &str) -> &str {
+    key.strip_suffix("_us").unwrap_or(key)
+}
+
+/// A recorded setting's value as a person writes it: µs as a duration,
+/// an absent one as `none`.
+fn shown(key: &str, value: Option<&String>) -> String {
+    match value {
+        None => "none".to_string(),
+        Some(v) if key.ends_with("_us") => v
+            .parse::<i64>()
+            .map_or(v.clone(), crate::time::format_duration_micros),
+        Some(v) => v.clone(),
+    }
 }
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {

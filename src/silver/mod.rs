@@ -149,6 +149,22 @@ pub async fn sessions(ctx: &SessionContext) -> Result<DataFrame> {
 /// The fingerprint of the SQL and settings that build silver: a change to
 /// any silver SQL file, the gap or the excluded types makes every silver
 /// partition dirty.
+/// The settings a silver commit records (`status` compares them with a
+/// later run's to say what changed).
+pub fn commit_settings(settings: &Settings) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([(
+        "session_gap_us".to_string(),
+        settings.session_gap_us.to_string(),
+    )]);
+    if !settings.exclude_types.is_empty() {
+        out.insert(
+            "session_exclude_types".into(),
+            settings.exclude_types.join(","),
+        );
+    }
+    out
+}
+
 pub fn fingerprint(settings: &Settings) -> String {
     let gap = settings.session_gap_us.to_string();
     let excluded = settings.exclude_param();

@@ -346,16 +346,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
 
     let fp = fingerprint(&opts.settings);
     let mut commit = Commit::next(&state, "silver", opts.processing_time);
-    commit.settings.insert(
-        "session_gap_us".into(),
-        opts.settings.session_gap_us.to_string(),
-    );
-    if !opts.settings.exclude_types.is_empty() {
-        commit.settings.insert(
-            "session_exclude_types".into(),
-            opts.settings.exclude_types.join(","),
-        );
-    }
+    commit.settings = silver::commit_settings(&opts.settings);
     commit.settings.insert("mode".into(), report.mode.into());
     let written = derive::replace_partitions(
         lake,
