@@ -22,6 +22,7 @@ const AFTER_HELP: &str = "Examples:
   zcat batch.ndjson.gz | evlake --lake /data/lake ingest - --json
   evlake ingest late.jsonl --late-policy side-output && evlake reconcile
   evlake run incoming/ --json                      # ingest, silver, gold: the cron line
+  evlake -q run incoming/                          # the same, silent unless something needs attention
   evlake query 'SELECT * FROM daily_metrics ORDER BY event_date'
   evlake state balances --as-of 2024-03-15 --key acct-u2
   evlake history acct-u2
@@ -66,6 +67,12 @@ pub struct Cli {
     )]
     pub lock_wait: Option<i64>,
 
+    /// Print on stderr only what needs attention (warnings, state
+    /// problems, quarantined or ignored input, errors), no progress or
+    /// success lines: a cron run that went well prints nothing
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -104,6 +111,7 @@ pub enum Command {
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    crate::report::set_quiet(cli.quiet);
     if let Some(us) = cli.lock_wait {
         crate::lake::set_lock_wait(std::time::Duration::from_micros(us.max(0) as u64));
     }

@@ -94,7 +94,7 @@ impl Lake {
                         said = true;
                         let holder =
                             pid.map_or("another process".to_string(), |p| format!("pid {p}"));
-                        crate::report::eline(format_args!(
+                        crate::report::info(format_args!(
                             "{:>12} for the lake's lock, held by {holder} (up to {})",
                             "Waiting",
                             crate::time::format_duration_micros(wait.as_micros() as i64)

@@ -206,6 +206,28 @@ pub fn lateness_by_batch(commits: &[Commit]) -> Vec<LatenessRow> {
         .collect()
 }
 
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--quiet`: from now on, stderr carries only what needs a person's
+/// attention (warnings, problems, quarantined and ignored input, errors),
+/// so a cron job that went well prints nothing and sends no mail.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `--quiet` was given.
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// [`eline`] unless `--quiet`: a line that only reports progress or
+/// success.
+pub fn info(line: std::fmt::Arguments) {
+    if !quiet() {
+        eline(line);
+    }
+}
+
 /// Write one line to stderr with a single write: `eprintln!` writes a line
 /// in pieces (one per argument, one per padding character), so lines from
 /// processes sharing a log (cron, `make -j`) could interleave mid-line.

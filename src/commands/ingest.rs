@@ -156,7 +156,7 @@ impl IngestSettings {
                 24 * hour,
             )?,
             buffer_bytes,
-            progress: std::io::stderr().is_terminal(),
+            progress: std::io::stderr().is_terminal() && !crate::report::quiet(),
             dry_run: false,
         })
     }
@@ -286,10 +286,10 @@ pub fn print_human(r: &IngestReport) {
         );
     }
     for e in &r.quarantine_examples {
-        crate::report::eline(format_args!("{:>12} {e}", ""));
+        crate::report::info(format_args!("{:>12} {e}", ""));
     }
     if r.quarantined > r.quarantine_examples.len() as u64 {
-        crate::report::eline(format_args!(
+        crate::report::info(format_args!(
             "{:>12} ... {} more in the quarantine file",
             "",
             r.quarantined - r.quarantine_examples.len() as u64

@@ -41,8 +41,25 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// The status verbs `--quiet` still prints: what needs a person's
+/// attention, and the answer of a `--dry-run` (which is its output).
+const ATTENTION: &[&str] = &[
+    "Warning",
+    "Problem",
+    "Quarantined",
+    "Rejected",
+    "Ignored",
+    "Empty",
+    "Dry run",
+    "Would",
+];
+
 /// A cargo-style status line on stderr: a right-aligned verb, then text.
+/// Under `--quiet`, only the verbs in [`ATTENTION`].
 pub fn status(verb: &str, text: impl std::fmt::Display) {
+    if crate::report::quiet() && !ATTENTION.contains(&verb) {
+        return;
+    }
     crate::report::eline(format_args!("{verb:>12} {text}"));
 }
 

@@ -262,7 +262,7 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
     if batches.iter().all(|b| b.num_rows() == 0) {
         // Data only on stdout: nothing; say so to a person on stderr.
         if matches!(format, Format::Table) {
-            crate::report::eline(format_args!("(no rows)"));
+            crate::report::info(format_args!("(no rows)"));
         }
         return Ok(());
     }

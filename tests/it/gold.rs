@@ -282,6 +282,74 @@ fn a_failed_step_is_named_and_the_next_run_finishes_the_work() {
 }
 
 #[test]
+fn a_quiet_run_prints_only_what_needs_attention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let clean = tmp.path().join("clean.jsonl");
+    std::fs::write(
+        &clean,
+        [
+            ev("a", "page_view", "2024-03-15T10:00:00Z", "u"),
+            ev("b", "purchase", "2024-03-15T10:05:00Z", "u"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let clean = clean.to_str().unwrap();
+    let pt = ["--processing-time", "2024-03-16T02:00:00Z"];
+    // Without --quiet, a run narrates each step on stderr.
+    let loud = run(
+        &tmp.path().join("loud"),
+        &[&["run", clean][..], &pt].concat(),
+    );
+    assert!(loud.status.success());
+    assert!(stderr(&loud).contains("Committed"), "{}", stderr(&loud));
+    // With it, a run that went well prints nothing (cron sends no mail),
+    // and --json still prints the summary on stdout.
+    for args in [
+        &["-q", "run", clean, "--json"][..],
+        &["run", clean, "--quiet", "--json"],
+    ] {
+        let o = run(&lake, &[args, &pt].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            r["status"],
+            if args[0] == "-q" { "committed" } else { "noop" }
+        );
+    }
+    assert_eq!(
+        query_csv(&lake, "SELECT count(*) FROM daily_metrics"),
+        ["1"]
+    );
+    // Quarantined lines need attention: one line saying how many, where.
+    let b = &expected()["batches"][1];
+    assert_ne!(b["quarantined"], serde_json::json!({}));
+    let o = run(
+        &lake,
+        &[
+            "-q",
+            "run",
+            &sample(b["file"].as_str().unwrap()),
+            "--processing-time",
+            b["processing_time"].as_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stderr(&o).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].trim_start().starts_with("Quarantined "),
+        "{lines:?}"
+    );
+    // So do errors.
+    let o = run(&lake, &["-q", "run", "missing.jsonl"]);
+    assert_eq!(exit_code(&o), 1);
+    assert!(stderr(&o).contains("missing.jsonl"), "{}", stderr(&o));
+}
+
+#[test]
 fn dry_run_reports_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
