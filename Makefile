@@ -9,7 +9,7 @@ PYTHON := $(VENV)/bin/python
 EVLAKE ?= $(CARGO_TARGET_DIR)/debug/evlake
 LAKE ?= lake
 
-.PHONY: help build test demo run bench lint venv clean
+.PHONY: help build test demo run bench soak lint venv clean
 
 help: ## Show the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ demo: build ## evlake run on sample_data/ into ./lake, daily_metrics, then a lat
 INBOX ?= incoming
 run: ## One pipeline run over $(INBOX)/ into $(LAKE) (what an hourly cron job calls); JSON summary appended to $(LAKE).runs.jsonl
 	$(EVLAKE) --lake $(LAKE) run $(INBOX) --json >> $(LAKE).runs.jsonl
+
+SEEDS ?= 20
+soak: build ## Randomized soak of the debug binary, not in CI: incremental == full, kill -9 + re-run, --known-at (SEEDS=N histories, a quarter as many of the other two)
+	python3 tools/soak.py incremental $(SEEDS)
+	python3 tools/soak.py kill $$(( ($(SEEDS) + 3) / 4 ))
+	python3 tools/soak.py known-at $$(( ($(SEEDS) + 3) / 4 ))
 
 bench: $(PYTHON) ## Release build; evlake vs DuckDB: ingest, silver, whole pipeline, late batch (EVENTS=5000000 for the big run); status
 	cargo build --release
