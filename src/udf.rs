@@ -28,6 +28,7 @@ use datafusion::logical_expr::{
 /// Register every function evlake adds in `ctx`.
 pub fn register_all(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::from(HashBucket::new()));
+    ctx.register_udf(ScalarUDF::from(ParseAmount::new()));
     for f in aggregates() {
         ctx.register_udaf(f);
     }
@@ -111,6 +112,132 @@ impl ScalarUDFImpl for HashBucket {
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
+}
+
+/// `parse_amount(text)`: the Decimal(18, 2) that decimal text stands for
+/// exactly, or NULL if there is none. The text is a JSON number as
+/// written (or a quoted amount's content): `19.99`, `-5`, `007.50`, and
+/// exponent forms, which serializers emit for money too (Java's
+/// `BigDecimal` writes 1000 as `1E+3`): `1e3`, `1.5E2`, `2.5e-1`. Parsed
+/// from the digits, never through a float. NULL when it would need
+/// rounding (`1.999`, `1e-3`), has more than 18 significant digits, or is
+/// not a number (`abc`, `1,000`, ` 1`, `.5`, `1.`, `0x10`); trailing zeros
+/// are exact (`19.990` is 19.99).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ParseAmount {
+    signature: Signature,
+}
+
+impl ParseAmount {
+    fn new() -> ParseAmount {
+        ParseAmount {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ParseAmount {
+    fn name(&self) -> &str {
+        "parse_amount"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        match args {
+            [t] if is_text(t) => Ok(vec![t.clone()]),
+            [DataType::Null] => Ok(vec![DataType::Utf8]),
+            _ => plan_err!("parse_amount(text) takes one string, not {args:?}"),
+        }
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Decimal128(18, 2))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let values = args.args[0].to_array(args.number_rows)?;
+        let out: datafusion::arrow::array::Decimal128Array = (0..values.len())
+            .map(|i| text_at(&values, i).and_then(hundredths))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(
+            out.with_precision_and_scale(18, 2)?,
+        )))
+    }
+}
+
+/// The exact value of decimal text in hundredths, if it fits Decimal(18,
+/// 2): `-`?, digits, then optionally `.` and digits, then optionally an
+/// exponent (`e` or `E`, a sign, digits). See [`ParseAmount`].
+pub fn hundredths(text: &str) -> Option<i128> {
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (negative, b) = match text.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        b => (false, b),
+    };
+    let int = &b[..digits(b)];
+    let mut rest = &b[int.len()..];
+    if int.is_empty() {
+        return None;
+    }
+    let mut frac: &[u8] = &[];
+    if let [b'.', after @ ..] = rest {
+        frac = &after[..digits(after)];
+        if frac.is_empty() {
+            return None;
+        }
+        rest = &after[frac.len()..];
+    }
+    let mut exp: i64 = 0;
+    if let [b'e' | b'E', after @ ..] = rest {
+        let (sign, after) = match after {
+            [b'-', a @ ..] => (-1, a),
+            [b'+', a @ ..] => (1, a),
+            a => (1, a),
+        };
+        let n = digits(after);
+        if n == 0 {
+            return None;
+        }
+        // Saturated: beyond ±9999, no nonzero digit lands in Decimal(18, 2).
+        let magnitude = after[..n]
+            .iter()
+            .fold(0i64, |e, c| (e * 10 + i64::from(c - b'0')).min(10_000));
+        exp = sign * magnitude;
+        rest = &after[n..];
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    // value = significant digits × 10^shift hundredths
+    let significant: Vec<u8> = int
+        .iter()
+        .chain(frac)
+        .copied()
+        .skip_while(|&c| c == b'0')
+        .collect();
+    if significant.is_empty() {
+        return Some(0);
+    }
+    let shift = exp - frac.len() as i64 + 2;
+    let kept = (significant.len() as i64 + shift.min(0)).max(0) as usize;
+    if significant[kept..].iter().any(|&c| c != b'0') {
+        return None; // it would need rounding
+    }
+    let zeros = shift.max(0) as usize;
+    if kept + zeros > 18 {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for c in &significant[..kept] {
+        v = v * 10 + i128::from(c - b'0');
+    }
+    for _ in 0..zeros {
+        v *= 10;
+    }
+    Some(if negative { -v } else { v })
 }
 
 /// `first_non_null_by` and `last_non_null_by`.
@@ -666,6 +793,73 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("first_non_null_by"), "{err}");
+    }
+
+    #[test]
+    fn amounts_are_parsed_exactly_or_not_at_all() {
+        for (text, want) in [
+            ("19.99", Some(1999)),
+            ("-5", Some(-500)),
+            ("007.50", Some(750)),
+            ("0", Some(0)),
+            ("-0.00", Some(0)),
+            ("19.990", Some(1999)),
+            ("1e3", Some(100_000)),
+            ("1E+3", Some(100_000)),
+            ("1.5E2", Some(15_000)),
+            ("2.5e-1", Some(25)),
+            ("12345e-2", Some(12345)),
+            ("0e99999", Some(0)),
+            ("1e99999999999999999999", None),
+            ("1e-99999999999999999999", None),
+            ("0e999", Some(0)),
+            ("9999999999999999.99", Some(999_999_999_999_999_999)),
+            ("99999999999999999", None),
+            ("1e16", None),
+            ("1e15", Some(100_000_000_000_000_000)),
+            ("1.999", None),
+            ("1e-3", None),
+            ("1000e-5", Some(1)),
+            ("", None),
+            ("-", None),
+            ("abc", None),
+            ("1,000", None),
+            (" 1", None),
+            ("1 ", None),
+            (".5", None),
+            ("1.", None),
+            ("1e", None),
+            ("1e+", None),
+            ("0x10", None),
+            ("+1", None),
+            ("--1", None),
+            ("1.2.3", None),
+            ("NaN", None),
+        ] {
+            assert_eq!(hundredths(text), want, "{text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn parse_amount_is_a_decimal_18_2_column() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        register_all(&ctx);
+        let b = ctx
+            .sql(
+                "SELECT arrow_typeof(parse_amount('1E+3')), CAST(parse_amount('1E+3') AS VARCHAR), \
+                 parse_amount('1.999') IS NULL, parse_amount(NULL) IS NULL",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let row: Vec<String> = b[0]
+            .columns()
+            .iter()
+            .map(|c| datafusion::arrow::util::display::array_value_to_string(c, 0).unwrap())
+            .collect();
+        assert_eq!(row, ["Decimal128(18, 2)", "1000.00", "true", "true"]);
     }
 
     #[tokio::test]

@@ -291,7 +291,17 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
             "x4",
             "purchase",
             r#"{"order_id":"o13","amount":123456789012345.67,"currency":"EUR","product_id":"p2"}"#,
-        ),
+        ) + &line(
+            // Exponent forms (Java's BigDecimal writes 1000 as 1E+3) and
+            // trailing zeros are exact.
+            "x5",
+            "purchase",
+            r#"{"order_id":"o14","amount":1E+3,"currency":"EUR","product_id":"p2"}"#,
+        ) + &line(
+            "x6",
+            "purchase",
+            r#"{"order_id":"o15","amount":"19.990","currency":"EUR","product_id":"p2"}"#,
+        ) + &line("x7", "deposit", r#"{"account_id":"acct-x","amount":2.5e1}"#),
     )
     .unwrap();
     ok(
@@ -318,8 +328,17 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
             "o11,,\"Decimal128(18, 2)\"",
             "o12,,\"Decimal128(18, 2)\"",
             "o13,123456789012345.67,\"Decimal128(18, 2)\"",
+            "o14,1000.00,\"Decimal128(18, 2)\"",
+            "o15,19.99,\"Decimal128(18, 2)\"",
             "o9,19.99,\"Decimal128(18, 2)\"",
         ]
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT CAST(amount AS VARCHAR) FROM ledger WHERE event_id = 'x7'"
+        ),
+        ["25.00"]
     );
     assert_eq!(
         query_csv(
@@ -335,7 +354,11 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
             "SELECT account_id, CAST(sum(amount) AS VARCHAR), count(*), count(corrects_event_id) \
              FROM ledger GROUP BY 1 ORDER BY 1"
         ),
-        ["acct-u2,180.01,3,1", "acct-u3,924.60,2,0"]
+        [
+            "acct-u2,180.01,3,1",
+            "acct-u3,924.60,2,0",
+            "acct-x,25.00,1,0"
+        ]
     );
     // Every typed table carries the silver session_id.
     for t in ["purchases", "searches", "signups", "cart_adds", "ledger"] {

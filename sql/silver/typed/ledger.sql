@@ -1,6 +1,7 @@
 -- ledger: typed `deposit`, `withdrawal` and `correction` events from `events`.
 --
--- amount is a signed Decimal(18,2) from the JSON token text (never a float):
+-- amount is a signed Decimal(18,2) from the JSON token text (parse_amount,
+-- exact, never through a float):
 -- a deposit's positive properties.amount is stored as +amount, a
 -- withdrawal's as -amount, and a correction's properties.amount_delta as is,
 -- on its own account_id (corrects_event_id names the corrected event).
@@ -24,10 +25,7 @@ WITH raw AS (
 typed AS (
     SELECT
         *,
-        CASE
-            WHEN regexp_like(amount_text, '^-?[0-9]{1,16}(\.[0-9]{1,2})?$')
-            THEN CAST(amount_text AS DECIMAL(18, 2))
-        END AS unsigned_amount
+        parse_amount(amount_text) AS unsigned_amount
     FROM raw
 ),
 

@@ -1,9 +1,9 @@
 -- purchases: typed `purchase` events from `events`.
 --
--- amount is Decimal(18,2) parsed from the JSON token text (19.99 or
--- "19.99"), never through a float. A value that is not a decimal with at
--- most 16 integer and 2 fraction digits (e.g. "abc", 1.999) is NULL, and
--- every present-but-unusable field counts in _warnings (dropped on write).
+-- amount is Decimal(18,2) parsed from the JSON token text (19.99, "19.99",
+-- 1E+3) by parse_amount, never through a float. A value with no exact
+-- Decimal(18,2) (e.g. "abc", 1.999) is NULL, and every present-but-unusable
+-- field counts in _warnings (dropped on write).
 WITH raw AS (
     SELECT
         event_id, user_id, session_id, event_timestamp, processing_time, event_date,
@@ -21,10 +21,7 @@ WITH raw AS (
 typed AS (
     SELECT
         *,
-        CASE
-            WHEN regexp_like(amount_text, '^-?[0-9]{1,16}(\.[0-9]{1,2})?$')
-            THEN CAST(amount_text AS DECIMAL(18, 2))
-        END AS amount
+        parse_amount(amount_text) AS amount
     FROM raw
 ),
 
