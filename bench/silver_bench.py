@@ -12,6 +12,13 @@ On a lake built from generated batches (default 1M events over 60 days):
    batch each rep), then `evlake silver`; ratio to the full rebuild.
 3. `silver --full` under a small `--memory-limit` (default 256M): it spills
    instead of failing; time and peak RSS.
+4. The same output, checked after the incremental runs and again after the
+   spilling rebuild: after `evlake gold`, DuckDB's silver and gold SQL
+   (duckdb_silver.sql, duckdb_gold.sql, written independently of evlake's)
+   run once more on the same bronze, and every event's (date, session_id),
+   every session row and every daily_metrics row (but late_events and the
+   lateness p99, which DuckDB's bronze cannot know) must be equal; the
+   bench fails otherwise.
 Writes bench/out/silver-<events>.json.
 """
 import argparse
@@ -20,6 +27,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -48,6 +56,56 @@ def late_batch(path, truth, rep, users, n=2000):
                                "product_id": "p1", "query_text": "lamp", "result_count": 3},
             }) + "\n")
     return picked
+
+
+def same_output(evlake, lake, silver_sql):
+    """Bring gold up to date, run DuckDB's silver and gold SQL on the lake's
+    bronze, and compare (exit if anything differs). Returns the row counts.
+    DuckDB runs in a child process, as everywhere in the benches: a child's
+    peak RSS (wait4) counts its parent's at the fork, so a parent that had
+    run DuckDB itself would inflate every later evlake measurement."""
+    run([evlake, "--lake", lake, "gold"])
+    out = os.path.join(OUT, "silver-duckdb-check")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    job = {"lake": lake, "out": out, "silver": silver_sql.replace("{out_dir}", out),
+           "gold": open(os.path.join(HERE, "duckdb_gold.sql")).read().replace("{out_dir}", out)}
+    p = subprocess.run([sys.executable, "-c", COMPARE], input=json.dumps(job), capture_output=True, text=True)
+    shutil.rmtree(out, ignore_errors=True)
+    if p.returncode != 0:
+        sys.exit(p.stderr)
+    return json.loads(p.stdout.splitlines()[-1])
+
+
+# Run by same_output in a child: DuckDB's SQL, then both directions of
+# EXCEPT ALL for each table.
+COMPARE = """
+import json, sys, duckdb
+job = json.load(sys.stdin)
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+con.execute(job["silver"])
+con.execute(job["gold"])
+table = lambda root, name: f"read_parquet('{root}/{name}/*/*.parquet', hive_partitioning = true)"
+checks = {
+    "events": ("silver", "events", "event_id, CAST(event_date AS DATE), session_id"),
+    "sessions": ("silver", "sessions", "session_id, user_id, CAST(session_date AS DATE), session_start, "
+                 "session_end, duration_us, event_count, is_bounce, landing_page, exit_page, converted"),
+    "days": ("gold", "daily_metrics", "CAST(event_date AS DATE), events, users, sessions, bounce_sessions, "
+             "avg_session_duration_s, converted_sessions, conversion_rate, purchases, revenue, signups"),
+}
+counts, bad = {}, []
+for key, (layer, name, cols) in checks.items():
+    ours, theirs = table(job["lake"] + "/" + layer, name), table(job["out"], name)
+    counts[key] = con.execute(f"SELECT count(*) FROM {ours}").fetchone()[0]
+    for a, b, who in ((ours, theirs, "only evlake"), (theirs, ours, "only DuckDB")):
+        diff = con.execute(f"SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b} LIMIT 3").fetchall()
+        if diff:
+            bad.append(f"{name}, {who}: {diff}")
+if bad:
+    sys.exit("evlake's output differs from DuckDB's SQL on the same bronze:\\n  " + "\\n  ".join(bad))
+print(json.dumps(counts))
+"""
 
 
 def main():
@@ -106,7 +164,11 @@ def main():
         results["incremental"].append({"seconds": secs, "peak_rss": rss, "dates": dates})
         print(f"  run {rep + 1} incremental {secs:7.2f} s  peak RSS {rss / 2**20:7.0f} MiB  (late on {', '.join(dates)})",
               file=sys.stderr)
+    duck_sql = (sql.replace("{bronze_glob}", bronze_glob).replace("{gap_us}", str(GAP_US))
+                .replace("{dedup_order}", "processing_time, batch_id, source_line"))
+    same = same_output(args.evlake, lake, duck_sql)  # as the incremental runs left it
     small_secs, small_rss = run([args.evlake, "--lake", lake, "silver", "--full", "--memory-limit", args.small_memory])
+    same_output(args.evlake, lake, duck_sql)  # as the spilling rebuild wrote it
     print(f"  --full --memory-limit {args.small_memory}: {small_secs:7.2f} s  peak RSS {small_rss / 2**20:7.0f} MiB",
           file=sys.stderr)
 
@@ -129,10 +191,12 @@ def main():
     print(f"  incremental after a late batch on 3 of {args.days} days: {med['incremental']:.2f} s = "
           f"{inc:.3f} of --full (goal <= 0.100)")
     print(f"  --full under --memory-limit {args.small_memory}: {small_secs:.2f} s, peak RSS {small_rss / 2**20:.0f} MiB")
+    print(f"  same output as DuckDB's SQL: {same['events']:,} events (date, session_id), {same['sessions']:,} "
+          f"sessions, {same['days']} daily_metrics rows: identical")
     summary = {"events": events, "days": args.days, "median_seconds": med, "peak_rss_mib": rss,
                "speedup": ratio, "speedup_same_tables": ratio_typed, "incremental_ratio": inc,
                "small_memory": {"limit": args.small_memory, "seconds": small_secs, "peak_rss_mib": small_rss / 2**20},
-               "runs": results}
+               "same_output": same, "runs": results}
     with open(os.path.join(OUT, f"silver-{args.events}.json"), "w") as f:
         json.dump(summary, f, indent=2)
 
