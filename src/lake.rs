@@ -94,11 +94,13 @@ impl Lake {
                         said = true;
                         let holder =
                             pid.map_or("another process".to_string(), |p| format!("pid {p}"));
-                        crate::report::info(format_args!(
-                            "{:>12} for the lake's lock, held by {holder} (up to {})",
+                        crate::commands::status(
                             "Waiting",
-                            crate::time::format_duration_micros(wait.as_micros() as i64)
-                        ));
+                            format!(
+                                "for the lake's lock, held by {holder} (up to {})",
+                                crate::time::format_duration_micros(wait.as_micros() as i64)
+                            ),
+                        );
                     }
                     std::thread::sleep(LOCK_POLL.min(deadline - now));
                 }

@@ -220,14 +220,6 @@ pub fn quiet() -> bool {
     QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// [`eline`] unless `--quiet`: a line that only reports progress or
-/// success.
-pub fn info(line: std::fmt::Arguments) {
-    if !quiet() {
-        eline(line);
-    }
-}
-
 /// Write one line to stderr with a single write: `eprintln!` writes a line
 /// in pieces (one per argument, one per padding character), so lines from
 /// processes sharing a log (cron, `make -j`) could interleave mid-line.

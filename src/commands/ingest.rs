@@ -286,14 +286,16 @@ pub fn print_human(r: &IngestReport) {
         );
     }
     for e in &r.quarantine_examples {
-        crate::report::info(format_args!("{:>12} {e}", ""));
+        status("", e);
     }
     if r.quarantined > r.quarantine_examples.len() as u64 {
-        crate::report::info(format_args!(
-            "{:>12} ... {} more in the quarantine file",
+        status(
             "",
-            r.quarantined - r.quarantine_examples.len() as u64
-        ));
+            format!(
+                "... {} more in the quarantine file",
+                r.quarantined - r.quarantine_examples.len() as u64
+            ),
+        );
     }
     if let Some(l) = &r.lateness_ms {
         let d = |ms: u64| time::format_duration_micros(ms as i64 * 1000);

@@ -261,8 +261,8 @@ pub fn rows_as_json_text(batches: &[RecordBatch]) -> Result<String> {
 pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
     if batches.iter().all(|b| b.num_rows() == 0) {
         // Data only on stdout: nothing; say so to a person on stderr.
-        if matches!(format, Format::Table) {
-            crate::report::info(format_args!("(no rows)"));
+        if matches!(format, Format::Table) && !crate::report::quiet() {
+            crate::report::eline(format_args!("(no rows)"));
         }
         return Ok(());
     }
