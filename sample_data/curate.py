@@ -208,6 +208,8 @@ after_midnight(b3, D19, "u14")
 # CASE: a timestamp without offset, and one far in the future (a broken clock).
 b3.bad('{"event_id":"bad-8","event_type":"page_view","event_timestamp":"2024-03-19T10:00:00","user_id":"u1"}', "timestamp_without_offset")
 b3.bad('{"event_id":"bad-9","event_type":"page_view","event_timestamp":"2031-01-01T00:00:00Z","user_id":"u1"}', "future_timestamp")
+# CASE: epoch seconds where the contract says milliseconds (1970-01-20).
+b3.bad('{"event_id":"bad-10","event_type":"page_view","event_timestamp":1710842400,"user_id":"u1"}', "timestamp_too_old")
 
 # CASE (state): u5 moved from Portland to Seattle on the 15th; the mobile
 # app's address change arrives four days late.

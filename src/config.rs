@@ -35,6 +35,11 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # (future_timestamp): a bad device clock must not close every partition.
 # max_future = "1d"
 
+# Events before this instant are quarantined (timestamp_too_old): epoch
+# seconds sent where milliseconds are expected land in January 1970.
+# RFC 3339, a date (its midnight, UTC) or "none".
+# min_event_time = "2000-01-01"
+
 # Fail (exit 4, nothing committed) when more than this share of non-empty
 # lines is quarantined.
 # max_bad_fraction = 0.05
@@ -119,6 +124,7 @@ pub struct IngestConfig {
     pub watermark_delay: Option<String>,
     pub allowed_lateness: Option<String>,
     pub max_future: Option<String>,
+    pub min_event_time: Option<String>,
     pub max_bad_fraction: Option<f64>,
     pub naive_timestamps: Option<String>,
     pub max_line_bytes: Option<String>,

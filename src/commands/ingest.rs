@@ -69,6 +69,12 @@ pub struct IngestSettings {
     #[arg(long, value_name = "DUR", value_parser = parse_duration_arg)]
     pub max_future: Option<i64>,
 
+    /// Quarantine events before this instant (timestamp_too_old): epoch
+    /// seconds sent as milliseconds land in January 1970. RFC 3339, a date
+    /// (its midnight, UTC) or none, e.g. 1990-01-01 [default: 2000-01-01]
+    #[arg(long, value_name = "T", value_parser = ingest::parse_min_event_time)]
+    pub min_event_time: Option<i64>,
+
     /// Fail with exit 4, committing nothing, when more than this fraction of
     /// non-empty lines is quarantined, e.g. 0.01 [default: 0.05]
     #[arg(long, value_name = "F", value_parser = parse_fraction_arg)]
@@ -133,6 +139,13 @@ impl IngestSettings {
                 "ingest.max_future",
                 parse_duration_arg,
                 24 * hour,
+            )?,
+            min_event_time: config::resolve(
+                self.min_event_time,
+                cfg.min_event_time.as_deref(),
+                "ingest.min_event_time",
+                ingest::parse_min_event_time,
+                ingest::DEFAULT_MIN_EVENT_TIME,
             )?,
             late_policy: config::resolve(
                 self.late_policy,

@@ -307,6 +307,7 @@ pub(crate) fn parse_text(text: &str, processing_time: i64) -> ParsedChunk {
     let opts = ParseOptions {
         naive_timestamps: crate::time::NaiveTimestamps::Reject,
         max_event_timestamp: i64::MAX,
+        min_event_timestamp: i64::MIN,
         max_line_bytes: usize::MAX,
     };
     let rules = LateRules {

@@ -60,6 +60,33 @@ pub const DEFAULT_BUFFER_BYTES: usize = 128 << 20;
 /// what a whole JSON array read as one line could take.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
 
+/// `--min-event-time`'s default, 2000-01-01T00:00:00Z: no clickstream or
+/// ledger event is older, and every epoch-seconds value of this century
+/// read as milliseconds is (it lands in January 1970).
+pub const DEFAULT_MIN_EVENT_TIME: i64 = 946_684_800 * time::MICROS_PER_SECOND;
+
+/// Parse a `--min-event-time`: RFC 3339, a date (its midnight, UTC), or
+/// `none` (no limit).
+pub fn parse_min_event_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s == "none" {
+        return Ok(i64::MIN);
+    }
+    if s.len() == 10 {
+        return time::parse_date32(s).map(|d| i64::from(d) * time::MICROS_PER_DAY);
+    }
+    time::parse_instant(s)
+}
+
+/// A `--min-event-time` as [`parse_min_event_time`] reads it.
+pub fn format_min_event_time(us: i64) -> String {
+    if us == i64::MIN {
+        "none".to_string()
+    } else {
+        time::format_micros(us)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub inputs: Vec<String>,
@@ -69,6 +96,8 @@ pub struct IngestOptions {
     pub naive_timestamps: NaiveTimestamps,
     /// Events later than processing time + this are quarantined.
     pub max_future: i64,
+    /// Events earlier than this instant are quarantined (`i64::MIN`: none).
+    pub min_event_time: i64,
     /// A longer line fails the run, committing nothing (exit 4).
     pub max_line_bytes: usize,
     /// Buffered row memory that triggers a flush.
@@ -476,6 +505,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let parse_opts = ParseOptions {
         naive_timestamps: opts.naive_timestamps,
         max_event_timestamp: opts.processing_time.saturating_add(opts.max_future),
+        min_event_timestamp: opts.min_event_time,
         max_line_bytes: opts.max_line_bytes,
     };
 
@@ -768,6 +798,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         (
             "max_future".to_string(),
             time::format_duration_micros(opts.max_future),
+        ),
+        (
+            "min_event_time".to_string(),
+            format_min_event_time(opts.min_event_time),
         ),
     ]);
     log::write_commit(lake, &commit)?;

@@ -25,10 +25,11 @@ pub enum Reason {
     TimestampWithoutOffset,
     ConflictingFields,
     FutureTimestamp,
+    TimestampTooOld,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::InvalidUtf8,
         Reason::InvalidJson,
         Reason::NotAnObject,
@@ -38,6 +39,7 @@ impl Reason {
         Reason::TimestampWithoutOffset,
         Reason::ConflictingFields,
         Reason::FutureTimestamp,
+        Reason::TimestampTooOld,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Reason {
             Reason::TimestampWithoutOffset => "timestamp_without_offset",
             Reason::ConflictingFields => "conflicting_fields",
             Reason::FutureTimestamp => "future_timestamp",
+            Reason::TimestampTooOld => "timestamp_too_old",
         }
     }
 }
@@ -101,6 +104,10 @@ pub struct ParseOptions {
     /// Events later than this instant (processing time + `--max-future`)
     /// are rejected as `future_timestamp`.
     pub max_event_timestamp: i64,
+    /// Events earlier than this instant (`--min-event-time`) are rejected
+    /// as `timestamp_too_old`: epoch seconds sent where milliseconds are
+    /// expected land in January 1970, a zero timestamp on 1970-01-01.
+    pub min_event_timestamp: i64,
     /// A longer line fails the run (`--max-line-bytes`; see
     /// [`crate::error::Failure::LineTooLong`]): checked by the chunk parser.
     pub max_line_bytes: usize,
@@ -445,7 +452,8 @@ pub fn parse_line<'a>(
     let event_id = required_str(Slot::EventId, get(Slot::EventId))?;
     let event_type = required_str(Slot::EventType, get(Slot::EventType))?;
     let user_id = required_str(Slot::UserId, get(Slot::UserId))?;
-    let event_timestamp = timestamp(get(Slot::EventTimestamp), naive)?;
+    let timestamp_raw = get(Slot::EventTimestamp);
+    let event_timestamp = timestamp(timestamp_raw, naive)?;
     let client_session_id = optional_str(Slot::ClientSessionId, get(Slot::ClientSessionId))?;
     let page_url = optional_str(Slot::PageUrl, get(Slot::PageUrl))?;
     let source_system = optional_str(Slot::SourceSystem, get(Slot::SourceSystem))?;
@@ -461,6 +469,22 @@ pub fn parse_line<'a>(
                 "`event_timestamp` {} is more than --max-future ahead of the processing time (limit {})",
                 time::format_micros(event_timestamp),
                 time::format_micros(opts.max_event_timestamp)
+            ),
+        ));
+    }
+    if event_timestamp < opts.min_event_timestamp {
+        let integer = timestamp_raw.is_some_and(|r| !r.text.starts_with('"'));
+        return Err(Rejection::new(
+            Reason::TimestampTooOld,
+            format!(
+                "`event_timestamp` {} is before --min-event-time {}{}",
+                time::format_micros(event_timestamp),
+                time::format_micros(opts.min_event_timestamp),
+                if integer {
+                    " (an integer is epoch milliseconds: were these seconds?)"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -501,6 +525,7 @@ mod tests {
         ParseOptions {
             naive_timestamps: NaiveTimestamps::Reject,
             max_event_timestamp: FAR_FUTURE,
+            min_event_timestamp: i64::MIN,
             max_line_bytes: usize::MAX,
         }
     }
@@ -669,6 +694,7 @@ mod tests {
         let future = ParseOptions {
             naive_timestamps: NaiveTimestamps::Reject,
             max_event_timestamp: 0,
+            min_event_timestamp: i64::MIN,
             max_line_bytes: usize::MAX,
         };
         assert_eq!(
@@ -680,10 +706,65 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_before_the_minimum_are_too_old() {
+        let o = ParseOptions {
+            min_event_timestamp: crate::ingest::DEFAULT_MIN_EVENT_TIME,
+            ..opts()
+        };
+        // Epoch seconds sent as milliseconds: 1970-01-20. The detail says so.
+        let seconds = parse_line(
+            br#"{"event_id":"e","event_type":"t","event_timestamp":1710513000,"user_id":"u"}"#,
+            &o,
+        )
+        .unwrap_err();
+        assert_eq!(seconds.reason, Reason::TimestampTooOld);
+        assert!(
+            seconds.detail.contains("1970-01-20T19:08:33Z")
+                && seconds.detail.contains("were these seconds?"),
+            "{}",
+            seconds.detail
+        );
+        let zero = parse_line(
+            br#"{"event_id":"e","event_type":"t","timestamp":"1999-12-31T23:59:59.999999Z","user_id":"u"}"#,
+            &o,
+        )
+        .unwrap_err();
+        assert_eq!(zero.reason, Reason::TimestampTooOld);
+        assert!(!zero.detail.contains("seconds?"), "{}", zero.detail);
+        // The minimum itself, and milliseconds, are accepted.
+        for ts in [r#""2000-01-01T00:00:00Z""#, "1710513000123"] {
+            let line = format!(
+                r#"{{"event_id":"e","event_type":"t","event_timestamp":{ts},"user_id":"u"}}"#
+            );
+            assert!(parse_line(line.as_bytes(), &o).unwrap().is_some(), "{ts}");
+        }
+    }
+
+    #[test]
+    fn min_event_time_reads_an_instant_a_date_or_none() {
+        use crate::ingest::{format_min_event_time, parse_min_event_time};
+        assert_eq!(
+            parse_min_event_time("2000-01-01"),
+            Ok(crate::ingest::DEFAULT_MIN_EVENT_TIME)
+        );
+        assert_eq!(
+            parse_min_event_time("2000-01-01T02:00:00+02:00"),
+            Ok(crate::ingest::DEFAULT_MIN_EVENT_TIME)
+        );
+        assert_eq!(parse_min_event_time("none"), Ok(i64::MIN));
+        assert!(parse_min_event_time("last year").is_err());
+        assert!(parse_min_event_time("2000-13-01").is_err());
+        for t in ["none", "1990-06-01T12:00:00Z"] {
+            assert_eq!(format_min_event_time(parse_min_event_time(t).unwrap()), t);
+        }
+    }
+
+    #[test]
     fn naive_timestamps_can_be_read_as_utc() {
         let o = ParseOptions {
             naive_timestamps: NaiveTimestamps::Utc,
             max_event_timestamp: FAR_FUTURE,
+            min_event_timestamp: i64::MIN,
             max_line_bytes: usize::MAX,
         };
         let e = parse_line(

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use serde_json::Value;
 
 use crate::common::*;
+use crate::silver::query_csv;
 
 #[test]
 fn sample_batches_land_in_their_event_date_partitions() {
@@ -387,6 +388,10 @@ fn usage_errors_exit_2_and_name_the_flag() {
             vec!["ingest", "x.jsonl", "--naive-timestamps", "local"],
             "--naive-timestamps",
         ),
+        (
+            vec!["ingest", "x.jsonl", "--min-event-time", "long ago"],
+            "--min-event-time",
+        ),
     ] {
         let o = run(&lake, &args);
         assert_eq!(exit_code(&o), 2, "{args:?}");
@@ -428,6 +433,58 @@ fn naive_timestamps_can_be_accepted_as_utc() {
         ],
     );
     assert_eq!(s["partitions"][0]["event_date"], "2024-03-15");
+}
+
+#[test]
+fn epoch_seconds_are_quarantined_as_too_old_unless_the_minimum_allows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("seconds.jsonl");
+    let line = |id: &str, ts: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"t\",\"event_timestamp\":{ts},\"user_id\":\"u\"}}\n"
+        )
+    };
+    std::fs::write(
+        &f,
+        line("seconds", "1710513000") + &line("millis", "1710513000123"),
+    )
+    .unwrap();
+    let f = f.to_str().unwrap();
+    let lake = tmp.path().join("lake");
+    let s = ok(&lake, &["ingest", f, "--max-bad-fraction", "1", "--json"]);
+    assert_eq!(s["events"], 1, "{s}");
+    assert_eq!(s["quarantined_by_reason"]["timestamp_too_old"], 1, "{s}");
+    let q = query_csv(&lake, "SELECT reason, line, raw FROM quarantine");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(q[0].starts_with("timestamp_too_old,1,"), "{q:?}");
+    // The minimum is a flag, or a key in evlake.toml; `none` lifts it.
+    let lake2 = tmp.path().join("lake2");
+    let s = ok(&lake2, &["ingest", f, "--min-event-time", "none", "--json"]);
+    assert_eq!(s["events"], 2, "{s}");
+    assert_eq!(
+        query_csv(&lake2, "SELECT min(event_date) FROM bronze_events"),
+        ["1970-01-20"]
+    );
+    let lake3 = tmp.path().join("lake3");
+    std::fs::create_dir_all(&lake3).unwrap();
+    std::fs::write(
+        lake3.join("evlake.toml"),
+        "[ingest]\nmin_event_time = \"1970-01-01\"\n",
+    )
+    .unwrap();
+    assert_eq!(ok(&lake3, &["ingest", f, "--json"])["events"], 2);
+    std::fs::write(
+        lake3.join("evlake.toml"),
+        "[ingest]\nmin_event_time = \"soon\"\n",
+    )
+    .unwrap();
+    let o = run(&lake3, &["ingest", f]);
+    assert_eq!(exit_code(&o), 2);
+    assert!(
+        stderr(&o).contains("ingest.min_event_time"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
