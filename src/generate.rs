@@ -324,7 +324,7 @@ impl Gen {
     fn bad_line(&mut self, us: i64) -> (String, &'static str) {
         let id = self.event_id();
         let ts = time::format_micros(us - us.rem_euclid(1000));
-        match self.rng.below(9) {
+        match self.rng.below(10) {
             0 => (
                 format!(
                     r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":"{ts}","user_id":"u1""#
@@ -381,6 +381,14 @@ impl Gen {
                     r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":"{ts}","user_id":"u7","page_url":"INVALID_UTF8"}}"#
                 ),
                 "invalid_utf8",
+            ),
+            8 => (
+                // Epoch seconds where the contract says milliseconds.
+                format!(
+                    r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":{},"user_id":"u8"}}"#,
+                    us.div_euclid(MICROS_PER_SECOND)
+                ),
+                "timestamp_too_old",
             ),
             _ => ("[\"not\",\"an\",\"object\"]".to_string(), "not_an_object"),
         }
