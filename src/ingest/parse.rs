@@ -304,6 +304,15 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
                 Reason::TimestampWithoutOffset,
                 format!("`event_timestamp` {text} has no UTC offset (add `Z` or `+HH:MM`, or pass --naive-timestamps utc)"),
             ),
+            TimestampError::Invalid(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                Rejection::new(
+                    Reason::InvalidTimestamp,
+                    format!(
+                        "`event_timestamp` {text} is not an RFC 3339 timestamp: digits in a \
+                         string (epoch milliseconds are accepted as a JSON integer, unquoted)"
+                    ),
+                )
+            }
             TimestampError::Invalid(why) => Rejection::new(
                 Reason::InvalidTimestamp,
                 format!("`event_timestamp` {text} is not an RFC 3339 timestamp: {why}"),
@@ -738,6 +747,17 @@ mod tests {
             );
             assert!(parse_line(line.as_bytes(), &o).unwrap().is_some(), "{ts}");
         }
+    }
+
+    #[test]
+    fn quoted_epoch_milliseconds_say_to_send_an_integer() {
+        let e = parse_line(
+            br#"{"event_id":"e","event_type":"t","event_timestamp":"1710513000123","user_id":"u"}"#,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidTimestamp);
+        assert!(e.detail.contains("as a JSON integer"), "{}", e.detail);
     }
 
     #[test]
