@@ -21,9 +21,16 @@ pub const STEPS: &[&str] = &["staged", "renamed", "before-commit", "after-commit
 
 static OPERATION: Mutex<&str> = Mutex::new("");
 
-/// Name the operation now running (for `OPERATION:STEP` faults).
-pub fn operation(op: &'static str) {
+/// Name the operation now running (for `OPERATION:STEP` faults, and its
+/// spinner on a terminal while the returned guard lives; ingest draws its
+/// own progress bar).
+pub fn operation(op: &'static str) -> crate::report::Busy {
     *OPERATION.lock().unwrap_or_else(|e| e.into_inner()) = op;
+    if op == "ingest" {
+        crate::report::Busy::none()
+    } else {
+        crate::report::busy(op)
+    }
 }
 
 /// Abort the process if `EVLAKE_FAULT` names `step`.
@@ -89,6 +96,7 @@ fn tracing() -> bool {
 /// With `EVLAKE_TRACE` set, print how long a run took to reach `phase`
 /// (stderr), to see where time goes without a profiler.
 pub fn trace(started: std::time::Instant, phase: &str) {
+    crate::report::phase(*OPERATION.lock().unwrap_or_else(|e| e.into_inner()), phase);
     if tracing() {
         crate::report::eline(format_args!(
             "{:>12} {phase} at {:.3}s",

@@ -117,7 +117,7 @@ pub struct GoldReport {
 
 /// Recompute the dirty gold dates (or all with `full`) in one commit.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
-    crate::fault::operation("gold");
+    let _busy = crate::fault::operation("gold");
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;

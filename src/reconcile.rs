@@ -41,7 +41,7 @@ pub struct ReconcileReport {
 }
 
 pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
-    crate::fault::operation("reconcile");
+    let _busy = crate::fault::operation("reconcile");
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;

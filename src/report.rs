@@ -229,5 +229,75 @@ pub fn eline(line: std::fmt::Arguments) {
     use std::io::Write;
     let mut text = line.to_string();
     text.push('\n');
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    let write = || {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    };
+    // Under a spinner, the line goes above it.
+    match SPINNER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(pb) => pb.suspend(write),
+        None => write(),
+    }
+}
+
+/// The spinner of the operation running now, if stderr is a terminal.
+static SPINNER: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// While alive: on a terminal (and without `--quiet`), a spinner on stderr
+/// naming the operation, its latest phase and the time so far, so a long
+/// `silver` or `gold` is visibly at work; cleared when dropped, before
+/// the command prints its summary. Nothing when stderr is not a terminal.
+#[must_use]
+pub struct Busy {
+    spinning: bool,
+}
+
+impl Busy {
+    /// No spinner (an operation that reports its progress otherwise).
+    pub fn none() -> Busy {
+        Busy { spinning: false }
+    }
+}
+
+/// Start the spinner of operation `op` (see [`Busy`]).
+pub fn busy(op: &str) -> Busy {
+    use std::io::IsTerminal;
+    if quiet() || !std::io::stderr().is_terminal() {
+        return Busy::none();
+    }
+    let pb =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+            .with_style(
+                indicatif::ProgressStyle::with_template("{prefix:>12} {msg} {spinner} {elapsed}")
+                    .expect("valid template"),
+            )
+            .with_prefix("Running")
+            .with_message(format!("{op}: started"));
+    pb.tick();
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    if let Some(old) = SPINNER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(pb)
+    {
+        old.finish_and_clear();
+    }
+    Busy { spinning: true }
+}
+
+/// Name the phase the running operation reached on its spinner, if any.
+pub fn phase(op: &str, phase: &str) {
+    if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        pb.set_message(format!("{op}: {phase}"));
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if !self.spinning {
+            return;
+        }
+        if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pb.finish_and_clear();
+        }
+    }
 }

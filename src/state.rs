@@ -1039,7 +1039,7 @@ pub fn snapshot(
     engine_opts: &EngineOptions,
 ) -> Result<SnapshotReport> {
     let started = Instant::now();
-    crate::fault::operation("snapshot");
+    let _busy = crate::fault::operation("snapshot");
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
     log::clean_orphans(lake, &state, &crate::ingest::table_dirs())?;

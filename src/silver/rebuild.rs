@@ -137,7 +137,7 @@ const APPEND_MAX_FILES: usize = 8;
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
-    crate::fault::operation("silver");
+    let _busy = crate::fault::operation("silver");
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;

@@ -349,6 +349,67 @@ fn a_quiet_run_prints_only_what_needs_attention() {
     assert!(stderr(&o).contains("missing.jsonl"), "{}", stderr(&o));
 }
 
+/// `evlake --lake LAKE args...` with a pseudo-terminal for stdout and
+/// stderr (Python's `pty`, as a fresh machine has Python 3); what it drew.
+fn on_a_terminal(lake: &Path, args: &[&str]) -> String {
+    const PTY: &str = "import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=s, stderr=s)
+os.close(s)
+out = b''
+while True:
+    try:
+        chunk = os.read(m, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.buffer.write(out)
+sys.exit(p.wait())";
+    let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let o = std::process::Command::new(python)
+        .args(["-c", PTY, bin(), "--lake", lake.to_str().unwrap()])
+        .args(args)
+        .env_remove("EVLAKE_FAULT")
+        .env_remove("EVLAKE_TRACE")
+        .output()
+        .expect("python3 runs");
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let b = &expected()["batches"][0];
+    let (file, pt) = (
+        sample(b["file"].as_str().unwrap()),
+        b["processing_time"].as_str().unwrap(),
+    );
+    // On a terminal: ingest's progress bar, then a spinner naming the
+    // step and its phase while silver and gold work.
+    let drawn = on_a_terminal(&lake, &["ingest", &file, "--processing-time", pt]);
+    assert!(drawn.contains("Ingesting ["), "{drawn}");
+    let drawn = on_a_terminal(&lake, &["run", "--processing-time", pt]);
+    for step in ["Running silver: ", "Running gold: "] {
+        assert!(drawn.contains(step), "{step}: {drawn}");
+    }
+    assert!(drawn.contains("Committed"), "{drawn}");
+    // --quiet draws nothing there either.
+    let drawn = on_a_terminal(&lake, &["-q", "silver", "--full"]);
+    assert_eq!(drawn, "");
+    // Not on a terminal (cron, a pipe): status lines only.
+    let o = run(&lake, &["silver", "--full"]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(
+        !err.contains("Running") && !err.contains('\r') && err.contains("Committed"),
+        "{err}"
+    );
+}
+
 #[test]
 fn dry_run_reports_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
