@@ -231,13 +231,7 @@ pub fn model(lake: &Lake, name: &str) -> Result<Model> {
 /// Parse `--as-of` / `--known-at`: RFC 3339, or a date meaning the end of
 /// that day (UTC), i.e. its last microsecond.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    if t.len() == 10 {
-        let day = crate::time::parse_date32(t)?;
-        return Ok((day as i64 + 1) * MICROS_PER_DAY - 1);
-    }
-    crate::time::parse_instant(t)
-        .map_err(|e| format!("{e} (use RFC 3339 or a date, e.g. 2024-03-15)"))
+    crate::time::parse_instant_or_date(s, true)
 }
 
 /// A snapshot as the log describes it.

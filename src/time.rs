@@ -196,6 +196,21 @@ pub fn format_micros(us: i64) -> String {
     }
 }
 
+/// RFC 3339 with an offset, or a date (`YYYY-MM-DD`) standing for the
+/// first microsecond of its UTC day, or with `end_of_day` its last.
+pub fn parse_instant_or_date(s: &str, end_of_day: bool) -> Result<i64, String> {
+    let t = s.trim();
+    if t.len() == 10 {
+        let day = i64::from(parse_date32(t)?);
+        return Ok(if end_of_day {
+            (day + 1) * MICROS_PER_DAY - 1
+        } else {
+            day * MICROS_PER_DAY
+        });
+    }
+    parse_instant(t).map_err(|e| format!("{e} (use RFC 3339 or a date, e.g. 2024-03-15)"))
+}
+
 /// Parse a `--processing-time` value: RFC 3339 with an offset.
 pub fn parse_instant(s: &str) -> Result<i64, String> {
     parse_rfc3339_micros(s.trim(), NaiveTimestamps::Reject).map_err(|e| match e {

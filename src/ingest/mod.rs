@@ -68,14 +68,10 @@ pub const DEFAULT_MIN_EVENT_TIME: i64 = 946_684_800 * time::MICROS_PER_SECOND;
 /// Parse a `--min-event-time`: RFC 3339, a date (its midnight, UTC), or
 /// `none` (no limit).
 pub fn parse_min_event_time(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    if s == "none" {
+    if s.trim() == "none" {
         return Ok(i64::MIN);
     }
-    if s.len() == 10 {
-        return time::parse_date32(s).map(|d| i64::from(d) * time::MICROS_PER_DAY);
-    }
-    time::parse_instant(s)
+    time::parse_instant_or_date(s, false)
 }
 
 /// A `--min-event-time` as [`parse_min_event_time`] reads it.
