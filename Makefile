@@ -9,22 +9,27 @@ PYTHON := $(VENV)/bin/python
 EVLAKE ?= $(CARGO_TARGET_DIR)/debug/evlake
 LAKE ?= lake
 
-.PHONY: help build test demo run bench soak lint venv clean
+.PHONY: help build test demo run bench soak spark-check lint venv clean
 
 help: ## Show the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 build: ## Build the debug binary (shared by demo and tests)
 	cargo build
 
-$(PYTHON):
-	python3 -m venv $(VENV)
+# The venv is (re)filled when this list changes (its stamp file is named
+# after it), so a venv cached from before a reader was added gets it.
+PYDEPS := duckdb pyarrow polars
+PYSTAMP := $(VENV)/.installed-$(subst $() ,-,$(PYDEPS))
+$(PYSTAMP):
+	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet duckdb pyarrow
+	$(PYTHON) -m pip install --quiet $(PYDEPS)
+	touch $@
 
-venv: $(PYTHON) ## Python venv with duckdb + pyarrow (interop test, bench)
+venv: $(PYSTAMP) ## Python venv with duckdb, pyarrow and polars (interop test, bench)
 
-test: $(PYTHON) ## Run every test (unit + the one integration binary), installing what they need
+test: $(PYSTAMP) ## Run every test (unit + the one integration binary), installing what they need
 	EVLAKE_PYTHON=$(PYTHON) cargo test
 
 demo: build ## evlake run on sample_data/ into ./lake, daily_metrics, then a late batch recomputes only its dates
@@ -58,7 +63,7 @@ soak: build ## Randomized soak of the debug binary, not in CI: incremental == fu
 	python3 tools/soak.py kill $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py known-at $$(( ($(SEEDS) + 3) / 4 ))
 
-bench: $(PYTHON) ## Release build; evlake vs DuckDB: ingest, silver, whole pipeline, late batch (EVENTS=5000000 for the big run); status
+bench: $(PYSTAMP) ## Release build; evlake vs DuckDB: ingest, silver, whole pipeline, late batch (EVENTS=5000000 for the big run); status
 	cargo build --release
 	$(PYTHON) bench/ingest_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 	$(PYTHON) bench/status_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake
@@ -66,6 +71,18 @@ bench: $(PYTHON) ## Release build; evlake vs DuckDB: ingest, silver, whole pipel
 	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000) --days 60
 	$(PYTHON) bench/state_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
+
+SPARK_VENV ?= $(HOME)/.cache/evlake-spark-venv
+SPARK_LAKE ?= $(CARGO_TARGET_DIR)/spark-check-lake
+spark-check: build ## Not in CI: Apache Spark (PySpark, ~300 MB; needs Java 17+) reads every table of a lake built from sample_data/
+	@java -version >/dev/null 2>&1 || { echo "spark-check needs Java 17+ (java not found)"; exit 2; }
+	test -x $(SPARK_VENV)/bin/python || python3 -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/python -c "import pyspark" 2>/dev/null || $(SPARK_VENV)/bin/python -m pip install --quiet pyspark
+	rm -rf $(SPARK_LAKE)
+	$(EVLAKE) -q --lake $(SPARK_LAKE) run sample_data/2024-03-15.jsonl sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
+	$(EVLAKE) -q --lake $(SPARK_LAKE) run sample_data/2024-03-19.jsonl --processing-time 2024-03-20T02:00:00Z --late-policy side-output
+	$(EVLAKE) -q --lake $(SPARK_LAKE) snapshot balances --as-of 2024-03-18
+	$(SPARK_VENV)/bin/python tools/spark_check.py --evlake $(EVLAKE) $(SPARK_LAKE)
 
 lint: ## rustfmt check + clippy with warnings denied
 	cargo fmt --check

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Reads an evlake lake with DuckDB and pyarrow, as an outside tool would.
+"""Reads an evlake lake with DuckDB, pyarrow and Polars, as an outside tool would.
 
 Usage: interop.py LAKE EXPECTED_JSON|- [TABLES_JSON]
 Checks the bronze schema (standard types: UTC microsecond timestamps,
 strings, booleans, int64) and the row count per event_date against
 EXPECTED_JSON ({"2024-03-15": 196, ...}; `-`: not checked). With TABLES_JSON
 ({"silver/events": 368, ...}), also reads each of those tables whole
-(every column decoded) with both readers, checks its row count and its
+(every column decoded) with each reader, checks its row count and its
 types (UTC microsecond timestamps, decimals for money). Exits non-zero on
 any mismatch.
 """
@@ -14,6 +14,7 @@ import json
 import sys
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -65,6 +66,17 @@ if expected_path != "-":
     if counts != expected:
         failures.append(f"pyarrow counts {counts} != expected {expected}")
 
+    # Polars, with nothing but hive_partitioning=True.
+    frame = pl.scan_parquet(f"{lake}/bronze/events/**/*.parquet", hive_partitioning=True).collect()
+    for col in ("event_timestamp", "processing_time"):
+        if frame.schema[col] != pl.Datetime("us", "UTC"):
+            failures.append(f"polars: {col} is {frame.schema[col]}")
+    if frame.schema.get("event_date") != pl.Date:
+        failures.append(f"polars: event_date is {frame.schema.get('event_date')}")
+    counts = {str(d): n for d, n in frame.group_by("event_date").len().iter_rows()}
+    if counts != expected:
+        failures.append(f"polars counts {counts} != expected {expected}")
+
 # Silver and gold, as built (full, patched, appended and rewritten files).
 tables = json.load(open(sys.argv[3])) if len(sys.argv) > 3 else {}
 decimals = {
@@ -99,8 +111,21 @@ for table, want in tables.items():
         got = t.schema.field(col).type
         if got != pa.decimal128(p, s):
             failures.append(f"pyarrow: {table}.{col} is {got}, expected decimal128({p}, {s})")
+    try:
+        f = pl.scan_parquet(f"{path}/**/*.parquet", hive_partitioning=True).collect()
+    except Exception as e:  # noqa: BLE001
+        failures.append(f"polars: {table}: {e}")
+        continue
+    if f.height != want:
+        failures.append(f"polars: {table} has {f.height} rows, evlake says {want}")
+    for name, dtype in f.schema.items():
+        if isinstance(dtype, pl.Datetime) and dtype != pl.Datetime("us", "UTC"):
+            failures.append(f"polars: {table}.{name} is {dtype}")
+    for col, (p, s) in decimals.get(table, {}).items():
+        if f.schema[col] != pl.Decimal(p, s):
+            failures.append(f"polars: {table}.{col} is {f.schema[col]}, expected Decimal({p}, {s})")
 
 if failures:
     print("\n".join(failures))
     sys.exit(1)
-print(f"interop ok: {sum(expected.values())} rows in {len(expected)} partitions, {len(tables)} derived tables (duckdb {duckdb.__version__}, pyarrow {pa.__version__})")
+print(f"interop ok: {sum(expected.values())} rows in {len(expected)} partitions, {len(tables)} derived tables (duckdb {duckdb.__version__}, pyarrow {pa.__version__}, polars {pl.__version__})")

@@ -1,6 +1,6 @@
-//! Outside readers (DuckDB, pyarrow) read the lake with no help.
+//! Outside readers (DuckDB, pyarrow, Polars) read the lake with no help.
 //!
-//! `make test` creates a Python venv with both and sets EVLAKE_PYTHON, so
+//! `make test` creates a Python venv with all three and sets EVLAKE_PYTHON, so
 //! this test runs everywhere `make test` runs. It fails (never skips) when
 //! the readers are missing.
 
@@ -28,18 +28,18 @@ const DERIVED: &[(&str, &str)] = &[
 fn python() -> String {
     let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python)
-        .args(["-c", "import duckdb, pyarrow"])
+        .args(["-c", "import duckdb, pyarrow, polars"])
         .output();
     assert!(
         probe.as_ref().is_ok_and(|o| o.status.success()),
-        "`{python}` cannot import duckdb and pyarrow; run the tests with `make test`, which installs them"
+        "`{python}` cannot import duckdb, pyarrow and polars; run the tests with `make test`, which installs them"
     );
     python
 }
 
 /// Run tests/interop.py on `lake`: bronze's counts per date against
 /// `bronze` (if given), and each of `tables` that has rows (by `query`'s
-/// count) read whole by both readers.
+/// count) read whole by each reader.
 fn interop(lake: &Path, dir: &Path, bronze: Option<&Path>, tables: &[(&str, &str)]) {
     let mut counts = serde_json::Map::new();
     for (name, table_dir) in tables {
