@@ -22,7 +22,7 @@ const AFTER_HELP: &str = "Examples:
   zcat batch.ndjson.gz | evlake --lake /data/lake ingest - --json
   evlake ingest late.jsonl --late-policy side-output && evlake reconcile
   evlake run incoming/ --json                      # ingest, silver, gold: the cron line
-  evlake -q run incoming/                          # the same, silent unless something needs attention
+  evlake -q run incoming/                          # the same, silent unless something is wrong
   evlake query 'SELECT * FROM daily_metrics ORDER BY event_date'
   evlake state balances --as-of 2024-03-15 --key acct-u2
   evlake history acct-u2

@@ -124,15 +124,14 @@ pub fn replace_partitions(
 /// Write the commit, then delete the files it removed and the staging
 /// directory. A crash before the commit leaves orphans the next writer
 /// removes; after it, files the log no longer references.
-pub fn finish_commit(lake: &Lake, commit: &Commit, staging: &Path) -> Result<()> {
-    fault::point("before-commit");
+pub fn finish_commit(lake: &Lake, commit: &Commit) -> Result<()> {
+    fault::point("before-commit")?;
     log::write_commit(lake, commit)?;
-    fault::point("after-commit");
+    fault::point("after-commit")?;
     lake::par_io(&commit.remove, |f| {
         let p = lake.path(&f.path);
         fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))
     })?;
-    lake::remove_tree(staging);
     Ok(())
 }
 
@@ -154,22 +153,13 @@ pub fn run_id(operation: &str, state: &LakeState) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
-/// This run's staging directory (removed by the next writer if it crashes).
-pub fn staging_dir(lake: &Lake, operation: &str) -> Result<PathBuf> {
-    let dir = lake
-        .staging_dir()
-        .join(format!("{operation}-{}", std::process::id()));
-    fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
-    Ok(dir)
-}
-
 /// This run's staging directory and engine options spilling into it.
 pub fn staging_with_spill(
     lake: &Lake,
     operation: &str,
     engine: &crate::engine::EngineOptions,
-) -> Result<(PathBuf, crate::engine::EngineOptions)> {
-    let staging = staging_dir(lake, operation)?;
+) -> Result<(lake::Staging, crate::engine::EngineOptions)> {
+    let staging = lake::Staging::create(lake, operation)?;
     let mut engine = engine.clone();
     engine.spill_dir.get_or_insert(staging.join("spill"));
     Ok((staging, engine))

@@ -123,6 +123,24 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// What to do about an error whose cause is a full disk (or quota), which
+/// Parquet's and object_store's errors carry only as text.
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    let full = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), StorageFull | QuotaExceeded))
+            || ["No space left on device", "Disk quota exceeded"]
+                .iter()
+                .any(|t| cause.to_string().contains(t))
+    });
+    full.then_some(
+        "the disk is full: this run's staged files were removed and the lake is as of its \
+         last commit; free space, then re-run the same command (it finishes the work)",
+    )
+}
+
 /// An error and its causes on one line, `a: b: c`, leaving out a cause
 /// whose text the line already holds: DataFusion's and Parquet's errors
 /// repeat their source in their own message, and `{:#}` then said "No
@@ -161,7 +179,13 @@ mod tests {
             "writing silver events: Parquet error: External: Unable to copy data to file: \
              No space left on device"
         );
+        assert!(hint(&err).is_some_and(|h| h.contains("disk is full")));
         let plain = anyhow::anyhow!("disk").context("step `gold` failed");
         assert_eq!(describe(&plain), "step `gold` failed: disk");
+        assert_eq!(hint(&plain), None);
+        let text = anyhow::anyhow!(
+            "Generic LocalFileSystem error: Unable to copy data to file: No space left on device (os error 28)"
+        );
+        assert!(hint(&text).is_some());
     }
 }

@@ -11,8 +11,12 @@
 //! - `after-commit`: after the commit file, before staging is cleaned up
 //!
 //! `OPERATION:STEP` (e.g. `gold:renamed`) aborts only in that operation
-//! (`ingest`, `reconcile`, `silver`, `gold`), so a test can crash the third
-//! step of `evlake run`.
+//! (`ingest`, `reconcile`, `silver`, `gold`, `snapshot`), so a test can
+//! crash the third step of `evlake run`.
+//!
+//! `EVLAKE_FAIL` takes the same values, but the step returns an error
+//! instead (as a full disk or a failed query would): the process unwinds
+//! and exits 1, so tests can check what a failed run cleans up.
 
 use std::sync::Mutex;
 
@@ -33,20 +37,26 @@ pub fn operation(op: &'static str) -> crate::report::Busy {
     }
 }
 
-/// Abort the process if `EVLAKE_FAULT` names `step`.
-pub fn point(step: &str) {
+/// Abort the process if `EVLAKE_FAULT` names `step`; fail if
+/// `EVLAKE_FAIL` does.
+pub fn point(step: &str) -> anyhow::Result<()> {
     debug_assert!(STEPS.contains(&step), "unknown fault step {step}");
-    let Ok(v) = std::env::var("EVLAKE_FAULT") else {
-        return;
+    let hit = |var: &str| {
+        std::env::var(var).ok().filter(|v| match v.split_once(':') {
+            Some((op, s)) => {
+                s == step && *OPERATION.lock().unwrap_or_else(|e| e.into_inner()) == op
+            }
+            None => v == step,
+        })
     };
-    let hit = match v.split_once(':') {
-        Some((op, s)) => s == step && *OPERATION.lock().unwrap_or_else(|e| e.into_inner()) == op,
-        None => v == step,
-    };
-    if hit {
+    if let Some(v) = hit("EVLAKE_FAULT") {
         crate::report::eline(format_args!("evlake: EVLAKE_FAULT={v}: aborting"));
         std::process::abort();
     }
+    if let Some(v) = hit("EVLAKE_FAIL") {
+        anyhow::bail!("EVLAKE_FAIL={v}: injected failure");
+    }
+    Ok(())
 }
 
 /// Wait at `step` while a test changes the world: with

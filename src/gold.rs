@@ -177,7 +177,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         }
         anyhow::Ok(())
     })?;
-    crate::fault::point("staged");
+    crate::fault::point("staged")?;
 
     let parts: BTreeSet<String> = dates.iter().map(|d| format_date32(*d)).collect();
     let outputs: Vec<Output> = TABLES
@@ -212,7 +212,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
                 .push(dirty::build_record(&state, &out.table, p, &inputs(p), &fp));
         }
     }
-    derive::finish_commit(lake, &commit, &staging)?;
+    derive::finish_commit(lake, &commit)?;
     report.recomputed = derive::by_table(&written);
     report.partitions = written;
     report.status = "committed";

@@ -194,6 +194,37 @@ fn par_io_on<T: Sync>(
     })
 }
 
+/// A run's staging directory (`_evlake/staging/NAME-PID`), removed with
+/// everything in it when dropped: after the run's commit, and on an error
+/// return as well, so a failed run (a full disk, a query that fails) does
+/// not keep its staged bytes until the next writer's orphan cleanup. A
+/// killed process never drops it; the next writer removes it then.
+pub struct Staging(PathBuf);
+
+impl Staging {
+    pub fn create(lake: &Lake, name: &str) -> Result<Staging> {
+        let dir = lake
+            .staging_dir()
+            .join(format!("{name}-{}", std::process::id()));
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create `{}`", dir.display()))?;
+        Ok(Staging(dir))
+    }
+}
+
+impl std::ops::Deref for Staging {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        remove_tree(&self.0);
+    }
+}
+
 /// Remove `dir` and everything under it, best effort (a staging
 /// directory: what is left is removed with the next run's orphans). The
 /// directories two levels down (`table/column=value`) go in parallel.
@@ -261,7 +292,7 @@ pub fn publish(moves: &[(PathBuf, PathBuf)], synced: bool) -> Result<()> {
         return Ok(());
     };
     rename(first)?;
-    crate::fault::point("renamed");
+    crate::fault::point("renamed")?;
     par_io(rest, rename)?;
     par_io(&parents, |p| fsync_dir(p))
 }

@@ -21,6 +21,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             evlake::report::eline(format_args!("error: {}", evlake::error::describe(&err)));
+            if let Some(hint) = evlake::error::hint(&err) {
+                evlake::report::eline(format_args!("hint: {hint}"));
+            }
             ExitCode::from(evlake::error::exit_code(&err))
         }
     }

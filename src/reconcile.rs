@@ -65,11 +65,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
         return Ok(report);
     }
 
-    let staging = lake
-        .staging_dir()
-        .join(format!("run-{}", std::process::id()));
-    fs::create_dir_all(&staging)
-        .with_context(|| format!("failed to create `{}`", staging.display()))?;
+    let staging = crate::lake::Staging::create(lake, "reconcile")?;
     let run_id = {
         let mut h = blake3::Hasher::new();
         h.update(b"reconcile\n");
@@ -79,7 +75,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
         }
         h.finalize().to_hex()[..16].to_string()
     };
-    let namer = write::FileNamer::new(run_id, staging.clone());
+    let namer = write::FileNamer::new(run_id, staging.to_path_buf());
     let mut buffer = write::Buffer::default();
     for f in &pending {
         let path = lake.path(&f.path);
@@ -106,7 +102,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
     }
     let mut staged = write::flush(buffer, &namer)?;
     namer.number(&mut staged);
-    fault::point("staged");
+    fault::point("staged")?;
     // (The writers fsynced every file.)
     let moves: Vec<_> = staged.iter().map(|f| f.publish_move(lake)).collect();
     lake::publish(&moves, true)?;
@@ -119,19 +115,18 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
             events: f.rows,
         });
     }
-    fault::point("before-commit");
+    fault::point("before-commit")?;
     let mut commit = Commit::next(&state, "reconcile", processing_time);
     commit.add = adds;
     commit.remove = pending.iter().map(|f| (*f).clone()).collect();
     log::write_commit(lake, &commit)?;
-    fault::point("after-commit");
+    fault::point("after-commit")?;
     // The commit no longer references the side-output files: delete them.
     // A crash here leaves orphans that the next writer removes.
     for f in &pending {
         let p = lake.path(&f.path);
         fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
     }
-    let _ = fs::remove_dir_all(&staging);
     report
         .partitions
         .sort_by(|a, b| a.event_date.cmp(&b.event_date));

@@ -1133,7 +1133,7 @@ pub fn snapshot(
         }
         anyhow::Ok((replayed, Some(problems.len())))
     })?;
-    crate::fault::point("staged");
+    crate::fault::point("staged")?;
     let table = model.table();
     let mut outputs = vec![Output {
         table: table.clone(),
@@ -1184,7 +1184,7 @@ pub fn snapshot(
         inputs: BTreeMap::new(),
         fingerprint: model.fingerprint(&silver_fp),
     });
-    derive::finish_commit(lake, &commit, &staging)?;
+    derive::finish_commit(lake, &commit)?;
     let rows = written
         .iter()
         .find(|w| w.table == table)

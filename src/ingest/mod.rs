@@ -14,7 +14,7 @@ pub mod scan;
 pub mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -204,16 +204,6 @@ pub struct IngestReport {
     pub elapsed_ms: u64,
 }
 
-/// Removes the run's staging directory unless the process dies first
-/// (then the next writer removes it).
-struct Staging(PathBuf);
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The schema of a quarantine line, for the `quarantine` query table.
 pub fn quarantine_schema() -> datafusion::arrow::datatypes::SchemaRef {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -355,12 +345,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     } else {
         log::clean_orphans(lake, &state, &table_dirs())?
     };
-    let staging_path = lake
-        .staging_dir()
-        .join(format!("run-{}", std::process::id()));
-    fs::create_dir_all(&staging_path)
-        .with_context(|| format!("failed to create `{}`", staging_path.display()))?;
-    let staging = Staging(staging_path);
+    let staging = crate::lake::Staging::create(lake, "ingest")?;
 
     // Hash every input first: already-committed content is skipped before
     // any of it is parsed. Stdin, and any other input that is not a
@@ -370,7 +355,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut inputs = inputs;
     let mut spooled: HashMap<usize, (String, u64)> = HashMap::new();
     for (i, inp) in inputs.iter_mut().enumerate() {
-        let spool = staging.0.join(format!("stream-{i}.ndjson"));
+        let spool = staging.join(format!("stream-{i}.ndjson"));
         let hashed = match &inp.path {
             None => input::spool_stdin(&spool)?,
             Some(p) if input::is_stream(p) => input::spool_stream(p, &spool)?,
@@ -478,9 +463,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         }
         h.finalize().to_hex()[..16].to_string()
     };
-    let namer = Arc::new(FileNamer::new(run_id.clone(), staging.0.clone()));
+    let namer = Arc::new(FileNamer::new(run_id.clone(), staging.to_path_buf()));
     let mut quarantine = QuarantineWriter {
-        path: staging.0.join("quarantine.jsonl"),
+        path: staging.join("quarantine.jsonl"),
         out: None,
         by_reason: BTreeMap::new(),
         total: 0,
@@ -631,7 +616,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     // about two buffers.
                     if let Some(prev) = flushing.take() {
                         staged.extend(join_flush(prev)?);
-                        fault::point("staged");
+                        fault::point("staged")?;
                     }
                     let full = std::mem::take(&mut buffer);
                     let namer = namer.clone();
@@ -686,7 +671,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         pb.finish_and_clear();
     }
     if !staged.is_empty() {
-        fault::point("staged");
+        fault::point("staged")?;
     }
     let quarantine_bytes = quarantine.finish()?;
 
@@ -750,7 +735,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         report.quarantine_file = Some(lake.path(&rel).display().to_string());
     }
     trace(started, "counted re-sends, renamed");
-    fault::point("before-commit");
+    fault::point("before-commit")?;
 
     let max_event_time = match (state.max_event_time, run_max) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -801,7 +786,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         ),
     ]);
     log::write_commit(lake, &commit)?;
-    fault::point("after-commit");
+    fault::point("after-commit")?;
     drop(staging);
 
     report.status = Outcome::Committed;

@@ -300,7 +300,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     report.touched_users = touched.map(|t| t.0 as u64);
     report.reached_user_dates = touched.map(|t| t.1 as u64);
     report.warnings = built.warnings.clone();
-    fault::point("staged");
+    fault::point("staged")?;
 
     // Which partitions of which table this commit replaces.
     let days =
@@ -372,7 +372,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
                 .push(dirty::build_record(&state, &out.table, p, &[input], &fp));
         }
     }
-    derive::finish_commit(lake, &commit, &staging)?;
+    derive::finish_commit(lake, &commit)?;
     fault::trace(started, "committed");
     report.recomputed = derive::by_table(&written);
     report.partitions = written;

@@ -32,6 +32,7 @@ pub fn cmd(lake: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--lake").arg(lake).args(args);
     c.env_remove("EVLAKE_FAULT")
+        .env_remove("EVLAKE_FAIL")
         .env_remove("EVLAKE_PAUSE")
         .env_remove("EVLAKE_LAKE")
         .env_remove("EVLAKE_BUFFER_MB");

@@ -79,6 +79,63 @@ fn a_crash_at_every_step_then_a_rerun_leaves_one_copy() {
     }
 }
 
+/// A step that fails (as on a full disk) rather than being killed: exit 1
+/// naming the step, its staged files gone at once (not left for the next
+/// writer, holding the disk), the lake as of its last commit; a re-run
+/// finishes the work.
+#[test]
+fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = [sample("2024-03-15.jsonl"), sample("2024-03-16.jsonl.gz")];
+    let run_args: Vec<&str> = ["run", "--processing-time", "2024-03-17T02:00:00Z"]
+        .into_iter()
+        .chain(inputs.iter().map(String::as_str))
+        .collect();
+    let reference = tmp.path().join("reference");
+    assert!(run(&reference, &run_args).status.success());
+    let staged_entries = |lake: &Path| {
+        std::fs::read_dir(lake.join("_evlake/staging"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    for (op, step, commits_before) in [
+        ("ingest", "staged", 0),
+        ("silver", "staged", 1),
+        ("silver", "before-commit", 1),
+        ("gold", "staged", 2),
+    ] {
+        let lake = tmp.path().join(format!("lake-{op}-{step}"));
+        let o = cmd(&lake, &run_args)
+            .env("EVLAKE_FAIL", format!("{op}:{step}"))
+            .output()
+            .unwrap();
+        assert_eq!(exit_code(&o), 1, "{op}:{step}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("injected failure"), "{op}:{step}: {err}");
+        if op != "ingest" {
+            assert!(err.contains(&format!("step `{op}` failed")), "{err}");
+        }
+        assert_eq!(staged_entries(&lake), 0, "{op}:{step}: staging left behind");
+        assert_eq!(commits(&lake), commits_before, "{op}:{step}");
+        assert_eq!(files_on_disk(&lake), committed_files(&lake), "{op}:{step}");
+        let o = run(&lake, &run_args);
+        assert!(o.status.success(), "{op}:{step}: re-run: {}", stderr(&o));
+        assert_eq!(gold_dump(&lake), gold_dump(&reference), "{op}:{step}");
+        assert_eq!(silver_dump(&lake), silver_dump(&reference), "{op}:{step}");
+    }
+    // A snapshot too.
+    let lake = tmp.path().join("lake-snapshot");
+    assert!(run(&lake, &run_args).status.success());
+    let snap = ["snapshot", "balances", "--as-of", "2024-03-16"];
+    let o = cmd(&lake, &snap)
+        .env("EVLAKE_FAIL", "snapshot:staged")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
+    assert_eq!(staged_entries(&lake), 0, "snapshot: staging left behind");
+    assert!(run(&lake, &snap).status.success());
+}
+
 #[test]
 fn kill_9_partway_through_a_large_input_then_rerun() {
     let tmp = tempfile::tempdir().unwrap();
