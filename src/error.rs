@@ -124,9 +124,13 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// What to do about an error whose cause is a full disk (or quota), which
-/// Parquet's and object_store's errors carry only as text.
+/// Parquet's and object_store's errors carry only as text (so never for a
+/// usage error, whose text may quote the user's SQL).
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    if exit_code(err) == EXIT_USAGE {
+        return None;
+    }
     let full = err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
@@ -187,5 +191,9 @@ mod tests {
             "Generic LocalFileSystem error: Unable to copy data to file: No space left on device (os error 28)"
         );
         assert!(hint(&text).is_some());
+        let sql = anyhow::Error::new(Failure::Usage(
+            "SQL: column 'No space left on device' not found".into(),
+        ));
+        assert_eq!(hint(&sql), None);
     }
 }
