@@ -121,9 +121,10 @@ pub fn replace_partitions(
     Ok(written)
 }
 
-/// Write the commit, then delete the files it removed and the staging
-/// directory. A crash before the commit leaves orphans the next writer
-/// removes; after it, files the log no longer references.
+/// Write the commit, then delete the files it removed (the staging
+/// directory goes when its [`lake::Staging`] guard drops). A crash before
+/// the commit leaves orphans the next writer removes; after it, files the
+/// log no longer references.
 pub fn finish_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     fault::point("before-commit")?;
     log::write_commit(lake, commit)?;
