@@ -8,6 +8,9 @@ VENV ?= $(HOME)/.cache/evlake-venv
 PYTHON := $(VENV)/bin/python
 EVLAKE ?= $(CARGO_TARGET_DIR)/debug/evlake
 LAKE ?= lake
+# The demo's lake, which `make demo` and `make clean` delete: never taken
+# from the environment (a LAKE exported for `make run` must not be wiped).
+DEMO_LAKE := lake
 
 .PHONY: help build test demo run bench soak spark-check lint venv clean
 
@@ -33,25 +36,25 @@ test: $(PYSTAMP) ## Run every test (unit + the one integration binary), installi
 	EVLAKE_PYTHON=$(PYTHON) cargo test
 
 demo: build ## evlake run on sample_data/ into ./lake, daily_metrics, then a late batch recomputes only its dates
-	rm -rf $(LAKE)
+	rm -rf $(DEMO_LAKE)
 	@echo "=== 1. evlake run on the first two arrival batches (ingest, silver, gold):"
-	$(EVLAKE) --lake $(LAKE) run sample_data/2024-03-15.jsonl    --processing-time 2024-03-16T02:00:00Z
-	$(EVLAKE) --lake $(LAKE) run sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
+	$(EVLAKE) --lake $(DEMO_LAKE) run sample_data/2024-03-15.jsonl    --processing-time 2024-03-16T02:00:00Z
+	$(EVLAKE) --lake $(DEMO_LAKE) run sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
 	@echo "=== re-running the same inputs is a no-op:"
-	$(EVLAKE) --lake $(LAKE) run sample_data/2024-03-15.jsonl sample_data/2024-03-16.jsonl.gz
+	$(EVLAKE) --lake $(DEMO_LAKE) run sample_data/2024-03-15.jsonl sample_data/2024-03-16.jsonl.gz
 	@echo "=== daily_metrics:"
-	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, events, users, sessions, bounce_sessions AS bounces, avg_session_duration_s AS avg_s, conversion_rate AS conv, purchases, revenue, signups, late_events AS late FROM daily_metrics ORDER BY event_date"
-	$(EVLAKE) --lake $(LAKE) status
+	$(EVLAKE) --lake $(DEMO_LAKE) query "SELECT event_date, events, users, sessions, bounce_sessions AS bounces, avg_session_duration_s AS avg_s, conversion_rate AS conv, purchases, revenue, signups, late_events AS late FROM daily_metrics ORDER BY event_date"
+	$(EVLAKE) --lake $(DEMO_LAKE) status
 	@echo "=== 2. a late batch arrives (mobile events for the 15th and 16th, and new days); ingest it:"
-	$(EVLAKE) --lake $(LAKE) ingest sample_data/2024-03-19.jsonl --processing-time 2024-03-20T02:00:00Z
+	$(EVLAKE) --lake $(DEMO_LAKE) ingest sample_data/2024-03-19.jsonl --processing-time 2024-03-20T02:00:00Z
 	@echo "=== the dates that became dirty:"
-	$(EVLAKE) --lake $(LAKE) status
+	$(EVLAKE) --lake $(DEMO_LAKE) status
 	@echo "=== run again: only those dates (and the neighbours their sessions reach) are recomputed:"
-	$(EVLAKE) --lake $(LAKE) run --processing-time 2024-03-20T03:00:00Z
-	$(EVLAKE) --lake $(LAKE) query "SELECT event_date, events, users, sessions, bounce_sessions AS bounces, avg_session_duration_s AS avg_s, conversion_rate AS conv, purchases, revenue, signups, late_events AS late FROM daily_metrics ORDER BY event_date"
-	$(EVLAKE) --lake $(LAKE) query "SELECT * FROM daily_revenue_by_currency ORDER BY event_date, currency"
+	$(EVLAKE) --lake $(DEMO_LAKE) run --processing-time 2024-03-20T03:00:00Z
+	$(EVLAKE) --lake $(DEMO_LAKE) query "SELECT event_date, events, users, sessions, bounce_sessions AS bounces, avg_session_duration_s AS avg_s, conversion_rate AS conv, purchases, revenue, signups, late_events AS late FROM daily_metrics ORDER BY event_date"
+	$(EVLAKE) --lake $(DEMO_LAKE) query "SELECT * FROM daily_revenue_by_currency ORDER BY event_date, currency"
 	@echo "=== lateness per partition:"
-	$(EVLAKE) --lake $(LAKE) lateness
+	$(EVLAKE) --lake $(DEMO_LAKE) lateness
 
 INBOX ?= incoming
 run: ## One pipeline run over $(INBOX)/ into $(LAKE) (what an hourly cron job calls); JSON summary appended to $(LAKE).runs.jsonl
@@ -73,20 +76,22 @@ bench: $(PYSTAMP) ## Release build; evlake vs DuckDB: ingest, silver, whole pipe
 	$(PYTHON) bench/state_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 
 SPARK_VENV ?= $(HOME)/.cache/evlake-spark-venv
-SPARK_LAKE ?= $(CARGO_TARGET_DIR)/spark-check-lake
+# A scratch lake under the build directory, rebuilt on every run (not a
+# variable: `make spark-check SPARK_LAKE=/data/lake` must not wipe a real
+# lake). To check a lake of your own: tools/spark_check.py --evlake BIN LAKE.
 spark-check: build ## Not in CI: Apache Spark (PySpark, ~300 MB; needs Java 17+) reads every table of a lake built from sample_data/
 	@java -version >/dev/null 2>&1 || { echo "spark-check needs Java 17+ (java not found)"; exit 2; }
 	test -x $(SPARK_VENV)/bin/python || python3 -m venv $(SPARK_VENV)
 	$(SPARK_VENV)/bin/python -c "import pyspark" 2>/dev/null || $(SPARK_VENV)/bin/python -m pip install --quiet pyspark
-	rm -rf $(SPARK_LAKE)
-	$(EVLAKE) -q --lake $(SPARK_LAKE) run sample_data/2024-03-15.jsonl sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
-	$(EVLAKE) -q --lake $(SPARK_LAKE) run sample_data/2024-03-19.jsonl --processing-time 2024-03-20T02:00:00Z --late-policy side-output
-	$(EVLAKE) -q --lake $(SPARK_LAKE) snapshot balances --as-of 2024-03-18
-	$(SPARK_VENV)/bin/python tools/spark_check.py --evlake $(EVLAKE) $(SPARK_LAKE)
+	rm -rf $(CARGO_TARGET_DIR)/spark-check-lake
+	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake run sample_data/2024-03-15.jsonl sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
+	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake run sample_data/2024-03-19.jsonl --processing-time 2024-03-20T02:00:00Z --late-policy side-output
+	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake snapshot balances --as-of 2024-03-18
+	$(SPARK_VENV)/bin/python tools/spark_check.py --evlake $(EVLAKE) $(CARGO_TARGET_DIR)/spark-check-lake
 
 lint: ## rustfmt check + clippy with warnings denied
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
 clean: ## Remove the demo lake
-	rm -rf $(LAKE)
+	rm -rf $(DEMO_LAKE)
