@@ -40,6 +40,19 @@ pub fn cmd(lake: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `evlake --lake LAKE args...` with `data` on its stdin.
+pub fn run_with_stdin(lake: &Path, args: &[&str], data: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd(lake, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("evlake runs");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn run(lake: &Path, args: &[&str]) -> Output {
     cmd(lake, args).output().expect("evlake runs")
 }

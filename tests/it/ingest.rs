@@ -1,7 +1,6 @@
 //! Ingest behaviour on the bundled sample data and on bad input.
 
 use std::io::Write;
-use std::process::Stdio;
 
 use serde_json::Value;
 
@@ -238,23 +237,14 @@ fn stdin_input_is_hashed_like_a_file() {
     let lake = tmp.path().join("lake");
     let data = std::fs::read(sample("2024-03-19.jsonl")).unwrap();
     let pipe = |data: &[u8]| {
-        let mut child = cmd(
-            &lake,
-            &[
-                "ingest",
-                "-",
-                "--json",
-                "--processing-time",
-                "2024-03-20T02:00:00Z",
-            ],
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        child.stdin.take().unwrap().write_all(data).unwrap();
-        let o = child.wait_with_output().unwrap();
+        let args = [
+            "ingest",
+            "-",
+            "--json",
+            "--processing-time",
+            "2024-03-20T02:00:00Z",
+        ];
+        let o = run_with_stdin(&lake, &args, data);
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
@@ -308,21 +298,9 @@ fn quarantined_lines_replayed_through_stdin_land_once() {
         "the sample's batch has one such line: {raw:?}"
     );
     let replay = || {
-        let mut child = cmd(
-            &lake,
-            &["ingest", "-", "--naive-timestamps", "utc", "--json"],
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        for line in &raw {
-            writeln!(input, "{line}").unwrap();
-        }
-        drop(input);
-        let o = child.wait_with_output().unwrap();
+        let lines: String = raw.iter().map(|l| format!("{l}\n")).collect();
+        let args = ["ingest", "-", "--naive-timestamps", "utc", "--json"];
+        let o = run_with_stdin(&lake, &args, lines.as_bytes());
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
@@ -931,14 +909,7 @@ fn a_piped_input_path_is_ingested_whole() {
     let lake = tmp.path().join("lake");
     let file = sample("2024-03-15.jsonl");
     let text = std::fs::read(&file).unwrap();
-    let mut child = cmd(&lake, &["ingest", "/dev/stdin", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&text).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_with_stdin(&lake, &["ingest", "/dev/stdin", "--json"], &text);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     let lines = text.iter().filter(|b| **b == b'\n').count();
