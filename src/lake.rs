@@ -225,6 +225,57 @@ impl Drop for Staging {
     }
 }
 
+/// A run directory found in `_evlake/staging/` (see [`Lake::staging_dirs`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StagingDir {
+    /// `silver-4711`: the operation and the process id that created it.
+    pub name: String,
+    pub bytes: u64,
+    /// Is that process still running (on this machine)? `None` where
+    /// evlake cannot tell.
+    pub running: Option<bool>,
+}
+
+impl Lake {
+    /// The run directories in staging, with their sizes: a writer's files
+    /// in flight, or what a killed one left for the next writer to remove.
+    pub fn staging_dirs(&self) -> Vec<StagingDir> {
+        fn size(p: &Path) -> u64 {
+            match fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => fs::read_dir(p)
+                    .map(|d| d.flatten().map(|e| size(&e.path())).sum())
+                    .unwrap_or(0),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            }
+        }
+        let Ok(entries) = fs::read_dir(self.staging_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<StagingDir> = entries
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .rsplit_once('-')
+                    .and_then(|(_, p)| p.parse::<u32>().ok());
+                let running = if cfg!(target_os = "linux") {
+                    pid.map(|p| Path::new("/proc").join(p.to_string()).exists())
+                } else {
+                    None
+                };
+                StagingDir {
+                    bytes: size(&e.path()),
+                    name,
+                    running,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
 /// Remove `dir` and everything under it, best effort (a staging
 /// directory: what is left is removed with the next run's orphans). The
 /// directories two levels down (`table/column=value`) go in parallel.

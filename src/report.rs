@@ -46,6 +46,10 @@ pub struct Status {
     pub not_built: Vec<&'static str>,
     /// State snapshots, with their validity (an invalid one is never used).
     pub snapshots: Vec<crate::state::Snapshot>,
+    /// Run directories in `_evlake/staging/`: a writer's files in flight,
+    /// or what a killed one left (the next writer removes it). Filled in
+    /// by `status`.
+    pub staging: Vec<crate::lake::StagingDir>,
 }
 
 pub fn status(
@@ -103,6 +107,7 @@ pub fn status(
             .collect()
         },
         snapshots,
+        staging: Vec::new(),
     }
 }
 

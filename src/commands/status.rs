@@ -133,6 +133,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         snapshots,
     );
     s.settings_changed = settings_changed(&lake, &state, &configured);
+    s.staging = lake.staging_dirs();
     if args.json {
         return print_json(&s);
     }
@@ -189,6 +190,19 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             writeln!(out, "  because {c}")?;
         }
     }
+    for d in &s.staging {
+        writeln!(
+            out,
+            "staging    {} in _evlake/staging/{}: {}",
+            format_bytes(d.bytes),
+            d.name,
+            match d.running {
+                Some(true) => "a writer at work (its process is running)",
+                Some(false) => "left by a run that was killed; the next writer removes it",
+                None => "a writer at work, or left by a killed one (the next writer removes it)",
+            }
+        )?;
+    }
     if !s.snapshots.is_empty() {
         writeln!(out, "snapshots:")?;
         for sn in &s.snapshots {
@@ -207,4 +221,31 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A byte count as a person reads it: `512 B`, `1.9 MiB`, `3.2 GiB`.
+fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(super::format_bytes(0), "0 B");
+        assert_eq!(super::format_bytes(1023), "1023 B");
+        assert_eq!(super::format_bytes(1536), "1.5 KiB");
+        assert_eq!(super::format_bytes(1_992_294), "1.9 MiB");
+        assert_eq!(super::format_bytes(5 << 30), "5.0 GiB");
+    }
 }

@@ -136,6 +136,52 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
     assert!(run(&lake, &snap).status.success());
 }
 
+/// `status` shows what is in staging, and whose it is: a killed run's
+/// leftovers (until the next writer removes them), or a running writer's
+/// files in flight.
+#[test]
+fn status_shows_staging_left_by_a_killed_run_and_a_running_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let first = sample("2024-03-15.jsonl");
+    assert!(run(&lake, &["run", &first]).status.success());
+    let staging = |lake: &Path| -> Vec<Value> {
+        let s = ok(lake, &["status", "--json"]);
+        s["staging"].as_array().unwrap().clone()
+    };
+    assert_eq!(staging(&lake), Vec::<Value>::new());
+    let second = sample("2024-03-16.jsonl.gz");
+    let o = cmd(&lake, &["run", &second])
+        .env("EVLAKE_FAULT", "silver:staged")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let left = staging(&lake);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0]["name"].as_str().unwrap().starts_with("silver-"));
+    assert!(left[0]["bytes"].as_u64().unwrap() > 0, "{left:?}");
+    assert_eq!(left[0]["running"], false);
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("left by a run that was killed; the next writer removes it"),
+        "{text}"
+    );
+    // A writer at work: an ingest held after hashing its input.
+    let third = sample("2024-03-19.jsonl");
+    let (child, go) = spawn_paused(&lake, &["ingest", &third], "hashed", tmp.path());
+    let now = staging(&lake);
+    let ingest = now
+        .iter()
+        .find(|d| d["name"].as_str().unwrap().starts_with("ingest-"))
+        .unwrap_or_else(|| panic!("no ingest staging in {now:?}"));
+    assert_eq!(ingest["running"], true);
+    std::fs::write(&go, "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The ingest, a writer, removed the killed run's leftovers too.
+    assert_eq!(staging(&lake), Vec::<Value>::new());
+}
+
 #[test]
 fn kill_9_partway_through_a_large_input_then_rerun() {
     let tmp = tempfile::tempdir().unwrap();
