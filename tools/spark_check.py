@@ -12,7 +12,10 @@ is decoded) and checks:
   - every column evlake lists is there with the Spark type it maps to
     (Utf8 -> string, Int64 -> bigint, Boolean -> boolean,
     Timestamp(µs, "UTC") -> timestamp, i.e. an instant, Date32 -> date,
-    Decimal128(p, s) -> decimal(p,s)), the Hive partition column included.
+    Decimal128(p, s) -> decimal(p,s)), the Hive partition column included;
+  - the values decode as evlake's own: each timestamp column's min and max
+    in epoch microseconds, each decimal column's exact sum, each date
+    column's min and max equal `evlake query`'s.
 Also reads the state snapshots (`state/MODEL/as_of=...`). Exits non-zero on
 any mismatch. Not part of `make test` (PySpark is ~300 MB and needs Java
 17+); `make spark-check` installs it in its own venv and runs this on the
@@ -39,6 +42,42 @@ def spark_type(arrow: str) -> str:
     if m:
         return f"decimal({m.group(1)},{m.group(2)})"
     return SPARK_TYPE.get(arrow, f"<no mapping for {arrow}>")
+
+
+def compare_values(evlake, lake, table, df):
+    """The decoded values, not just the types: per timestamp column its
+    min and max as epoch microseconds, per decimal column its exact sum,
+    per date column its min and max, from Spark and from `evlake query`."""
+    from decimal import Decimal
+
+    spark_exprs, evlake_exprs = [], []
+    for c in table["columns"]:
+        name, kind = c["name"], c["type"]
+        if kind.startswith("Timestamp"):
+            spark_exprs += [f"unix_micros(min(`{name}`))", f"unix_micros(max(`{name}`))"]
+            evlake_exprs += [f"min(arrow_cast(\"{name}\", 'Int64'))", f"max(arrow_cast(\"{name}\", 'Int64'))"]
+        elif kind.startswith("Decimal128"):
+            spark_exprs.append(f"sum(`{name}`)")
+            evlake_exprs.append(f"sum(\"{name}\")")
+        elif kind == "Date32":
+            spark_exprs += [f"cast(min(`{name}`) as string)", f"cast(max(`{name}`) as string)"]
+            evlake_exprs += [f"cast(min(\"{name}\") as varchar)", f"cast(max(\"{name}\") as varchar)"]
+    if not spark_exprs:
+        return []
+    sql = f"SELECT {', '.join(f'{e} AS v{i}' for i, e in enumerate(evlake_exprs))} FROM {table['name']}"
+    out = subprocess.run([evlake, "--lake", lake, "query", sql, "--format", "json"],
+                         check=True, capture_output=True).stdout
+    theirs = json.loads(out.splitlines()[0], parse_float=Decimal)
+    ours = df.selectExpr(*spark_exprs).collect()[0]
+    def same(a, b):
+        if a is None or b is None:
+            return a is None and b is None
+        if isinstance(a, str) or isinstance(b, str):
+            return str(a) == str(b)
+        return Decimal(str(a)) == Decimal(str(b))
+
+    return [f"{table['name']}: Spark's {expr} is {ours[i]}, evlake's is {theirs[f'v{i}']}"
+            for i, expr in enumerate(spark_exprs) if not same(ours[i], theirs[f"v{i}"])]
 
 
 def main():
@@ -77,6 +116,7 @@ def main():
             want = spark_type(c["type"])
             if got.get(c["name"]) != want:
                 failures.append(f"{t['name']}.{c['name']}: Spark reads {got.get(c['name'])}, expected {want}")
+        failures.extend(compare_values(args.evlake, args.lake, t, df))
         print(f"  {t['name']:27s} {rows:>9,} rows  {len(got)} columns", file=sys.stderr)
     state = os.path.join(args.lake, "state")
     for model in sorted(os.listdir(state)) if os.path.isdir(state) else []:
@@ -100,7 +140,8 @@ def main():
         sys.exit(1)
     if read == 0:
         sys.exit("no table with rows to read")
-    print(f"spark ok: {read} tables read whole with Spark {version}, counts and types as evlake lists them")
+    print(f"spark ok: {read} tables read whole with Spark {version}: counts, types, timestamp ranges "
+          f"and decimal sums as evlake has them")
 
 
 if __name__ == "__main__":
