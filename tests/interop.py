@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
 """Reads an evlake lake with DuckDB, pyarrow and Polars, as an outside tool would.
 
-Usage: interop.py LAKE EXPECTED_JSON|- [TABLES_JSON]
+Usage: interop.py LAKE EXPECTED_JSON|- [TABLES_JSON [EVLAKE_BIN]]
 Checks the bronze schema (standard types: UTC microsecond timestamps,
 strings, booleans, int64) and the row count per event_date against
 EXPECTED_JSON ({"2024-03-15": 196, ...}; `-`: not checked). With TABLES_JSON
 ({"silver/events": 368, ...}), also reads each of those tables whole
 (every column decoded) with each reader, checks its row count and its
-types (UTC microsecond timestamps, decimals for money). Exits non-zero on
-any mismatch.
+types (UTC microsecond timestamps, decimals for money). With EVLAKE_BIN,
+also the values each reader decodes against `evlake query`'s: every
+timestamp column's min and max in epoch microseconds and every decimal
+column's exact sum. Exits non-zero on any mismatch.
 """
 import json
+import subprocess
 import sys
+from decimal import Decimal
 
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 lake, expected_path = sys.argv[1], sys.argv[2]
@@ -124,6 +129,41 @@ for table, want in tables.items():
     for col, (p, s) in decimals.get(table, {}).items():
         if f.schema[col] != pl.Decimal(p, s):
             failures.append(f"polars: {table}.{col} is {f.schema[col]}, expected Decimal({p}, {s})")
+
+# The decoded values, per reader, against evlake's own.
+if len(sys.argv) > 4:
+    evlake = sys.argv[4]
+    listed = json.loads(subprocess.run([evlake, "--lake", lake, "tables", "--format", "json"],
+                                       check=True, capture_output=True).stdout)
+    by_dir = {t["directory"]: t for t in listed}
+    for table in tables:
+        meta = by_dir[table]
+        stamps = [c["name"] for c in meta["columns"] if c["type"].startswith("Timestamp")]
+        money = [c["name"] for c in meta["columns"] if c["type"].startswith("Decimal128")]
+        exprs = [f"{f}(arrow_cast(\"{c}\", 'Int64'))" for c in stamps for f in ("min", "max")]
+        exprs += [f"sum(\"{c}\")" for c in money]
+        names = [f"{f}({c})" for c in stamps for f in ("min", "max")] + [f"sum({c})" for c in money]
+        out = subprocess.run([evlake, "--lake", lake, "query",
+                              f"SELECT {', '.join(f'{e} AS v{i}' for i, e in enumerate(exprs))} FROM {meta['name']}",
+                              "--format", "json"], check=True, capture_output=True).stdout
+        row = json.loads(out.splitlines()[0], parse_float=Decimal)
+        want = [row[f"v{i}"] for i in range(len(exprs))]
+        path = f"{lake}/{table}"
+        duck = con.execute(
+            "SELECT " + ", ".join([f"{f}(epoch_us(\"{c}\"))" for c in stamps for f in ("min", "max")]
+                                  + [f"sum(\"{c}\")" for c in money])
+            + f" FROM read_parquet('{path}/**/*.parquet', hive_partitioning=true)").fetchall()[0]
+        arrow = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+        arrow_vals = [pc.min_max(arrow[c])[f].value for c in stamps for f in ("min", "max")]
+        arrow_vals += [pc.sum(arrow[c]).as_py() for c in money]
+        frame = pl.scan_parquet(f"{path}/**/*.parquet", hive_partitioning=True)
+        polars_vals = list(frame.select(
+            [getattr(pl.col(c).dt.epoch("us"), f)().alias(f"{f}{c}") for c in stamps for f in ("min", "max")]
+            + [pl.col(c).sum().alias(f"sum{c}") for c in money]).collect().row(0))
+        for reader, got in (("duckdb", duck), ("pyarrow", arrow_vals), ("polars", polars_vals)):
+            for name, g, w in zip(names, got, want):
+                if (g is None) != (w is None) or (g is not None and Decimal(str(g)) != Decimal(str(w))):
+                    failures.append(f"{reader}: {table} {name} is {g}, evlake's is {w}")
 
 if failures:
     print("\n".join(failures))

@@ -39,7 +39,8 @@ fn python() -> String {
 
 /// Run tests/interop.py on `lake`: bronze's counts per date against
 /// `bronze` (if given), and each of `tables` that has rows (by `query`'s
-/// count) read whole by each reader.
+/// count) read whole by each reader, its timestamp ranges and decimal sums
+/// equal to `query`'s.
 fn interop(lake: &Path, dir: &Path, bronze: Option<&Path>, tables: &[(&str, &str)]) {
     let mut counts = serde_json::Map::new();
     for (name, table_dir) in tables {
@@ -56,6 +57,7 @@ fn interop(lake: &Path, dir: &Path, bronze: Option<&Path>, tables: &[(&str, &str
         .arg(lake)
         .arg(bronze.map_or("-".into(), |p| p.display().to_string()))
         .arg(&tables_json)
+        .arg(bin())
         .output()
         .unwrap();
     assert!(
@@ -68,11 +70,11 @@ fn interop(lake: &Path, dir: &Path, bronze: Option<&Path>, tables: &[(&str, &str
 
 /// Bronze, and every silver and gold table built incrementally (a `run`
 /// after each sample batch, the last one late: dates appended to and
-/// rewritten), read by DuckDB and pyarrow with nothing but Hive
+/// rewritten), read by DuckDB, pyarrow and Polars with nothing but Hive
 /// partitioning: the row counts evlake's `query` gives, every column
 /// decoded, standard types.
 #[test]
-fn duckdb_and_pyarrow_read_every_table_as_is() {
+fn duckdb_pyarrow_and_polars_read_every_table_as_is() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let exp = expected();
@@ -97,7 +99,7 @@ fn duckdb_and_pyarrow_read_every_table_as_is() {
 /// Files whose session-id column was patched (the other column chunks
 /// spliced in byte for byte) read like any other.
 #[test]
-fn duckdb_and_pyarrow_read_patched_files() {
+fn duckdb_pyarrow_and_polars_read_patched_files() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     crate::silver::lake_before_a_patch(&lake, tmp.path());
