@@ -13,15 +13,18 @@ timestamp column's min and max in epoch microseconds and every decimal
 column's exact sum. Exits non-zero on any mismatch.
 """
 import json
+import os
 import subprocess
 import sys
-from decimal import Decimal
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from spark_check import evlake_aggregates, same_value  # noqa: E402 (the repo's tools/)
 
 lake, expected_path = sys.argv[1], sys.argv[2]
 expected = json.load(open(expected_path)) if expected_path != "-" else {}
@@ -84,6 +87,12 @@ if expected_path != "-":
 
 # Silver and gold, as built (full, patched, appended and rewritten files).
 tables = json.load(open(sys.argv[3])) if len(sys.argv) > 3 else {}
+# With EVLAKE_BIN: what evlake's columns are, to compare decoded values.
+listed = {}
+if len(sys.argv) > 4:
+    out = subprocess.run([sys.argv[4], "--lake", lake, "tables", "--format", "json"],
+                         check=True, capture_output=True).stdout
+    listed = {t["directory"]: t for t in json.loads(out)}
 decimals = {
     "silver/purchases": {"amount": (18, 2)},
     "silver/ledger": {"amount": (18, 2)},
@@ -129,41 +138,24 @@ for table, want in tables.items():
     for col, (p, s) in decimals.get(table, {}).items():
         if f.schema[col] != pl.Decimal(p, s):
             failures.append(f"polars: {table}.{col} is {f.schema[col]}, expected Decimal({p}, {s})")
-
-# The decoded values, per reader, against evlake's own.
-if len(sys.argv) > 4:
-    evlake = sys.argv[4]
-    listed = json.loads(subprocess.run([evlake, "--lake", lake, "tables", "--format", "json"],
-                                       check=True, capture_output=True).stdout)
-    by_dir = {t["directory"]: t for t in listed}
-    for table in tables:
-        meta = by_dir[table]
-        stamps = [c["name"] for c in meta["columns"] if c["type"].startswith("Timestamp")]
-        money = [c["name"] for c in meta["columns"] if c["type"].startswith("Decimal128")]
-        exprs = [f"{f}(arrow_cast(\"{c}\", 'Int64'))" for c in stamps for f in ("min", "max")]
-        exprs += [f"sum(\"{c}\")" for c in money]
-        names = [f"{f}({c})" for c in stamps for f in ("min", "max")] + [f"sum({c})" for c in money]
-        out = subprocess.run([evlake, "--lake", lake, "query",
-                              f"SELECT {', '.join(f'{e} AS v{i}' for i, e in enumerate(exprs))} FROM {meta['name']}",
-                              "--format", "json"], check=True, capture_output=True).stdout
-        row = json.loads(out.splitlines()[0], parse_float=Decimal)
-        want = [row[f"v{i}"] for i in range(len(exprs))]
-        path = f"{lake}/{table}"
-        duck = con.execute(
-            "SELECT " + ", ".join([f"{f}(epoch_us(\"{c}\"))" for c in stamps for f in ("min", "max")]
-                                  + [f"sum(\"{c}\")" for c in money])
-            + f" FROM read_parquet('{path}/**/*.parquet', hive_partitioning=true)").fetchall()[0]
-        arrow = ds.dataset(path, format="parquet", partitioning="hive").to_table()
-        arrow_vals = [pc.min_max(arrow[c])[f].value for c in stamps for f in ("min", "max")]
-        arrow_vals += [pc.sum(arrow[c]).as_py() for c in money]
-        frame = pl.scan_parquet(f"{path}/**/*.parquet", hive_partitioning=True)
-        polars_vals = list(frame.select(
-            [getattr(pl.col(c).dt.epoch("us"), f)().alias(f"{f}{c}") for c in stamps for f in ("min", "max")]
-            + [pl.col(c).sum().alias(f"sum{c}") for c in money]).collect().row(0))
-        for reader, got in (("duckdb", duck), ("pyarrow", arrow_vals), ("polars", polars_vals)):
-            for name, g, w in zip(names, got, want):
-                if (g is None) != (w is None) or (g is not None and Decimal(str(g)) != Decimal(str(w))):
-                    failures.append(f"{reader}: {table} {name} is {g}, evlake's is {w}")
+    if table not in listed:
+        continue
+    # The values each reader decoded (from the tables read above), against
+    # evlake's: timestamp ranges in epoch microseconds, exact decimal sums.
+    want = evlake_aggregates(sys.argv[4], lake, listed[table], kinds=("Timestamp", "Decimal128"))
+    stamps = {c for c, agg, _ in want if agg != "sum"}
+    duck = con.execute(
+        "SELECT " + ", ".join(f"{agg}(epoch_us(\"{c}\"))" if c in stamps else f"{agg}(\"{c}\")"
+                              for c, agg, _ in want)
+        + f" FROM read_parquet('{path}/**/*.parquet', hive_partitioning=true)").fetchall()[0]
+    arrow_vals = [pc.min_max(t[c])[agg].value if c in stamps else pc.sum(t[c]).as_py()
+                  for c, agg, _ in want]
+    polars_vals = f.select([getattr(pl.col(c).dt.epoch("us") if c in stamps else pl.col(c), agg)()
+                            .alias(f"{agg}_{c}") for c, agg, _ in want]).row(0)
+    for reader, got in (("duckdb", duck), ("pyarrow", arrow_vals), ("polars", polars_vals)):
+        for (c, agg, w), g in zip(want, got):
+            if not same_value(g, w):
+                failures.append(f"{reader}: {table} {agg}({c}) is {g}, evlake's is {w}")
 
 if failures:
     print("\n".join(failures))

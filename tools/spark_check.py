@@ -44,40 +44,63 @@ def spark_type(arrow: str) -> str:
     return SPARK_TYPE.get(arrow, f"<no mapping for {arrow}>")
 
 
-def compare_values(evlake, lake, table, df):
-    """The decoded values, not just the types: per timestamp column its
-    min and max as epoch microseconds, per decimal column its exact sum,
-    per date column its min and max, from Spark and from `evlake query`."""
+def evlake_aggregates(evlake, lake, table, kinds=("Timestamp", "Decimal128", "Date32")):
+    """`evlake query`'s own aggregates of one table (an entry of `evlake
+    tables --format json`), for readers to match: (column, "min"|"max",
+    value) per timestamp column (epoch microseconds) and date column (ISO
+    text), (column, "sum", value) per decimal column (an exact Decimal).
+    Shared with tests/interop.py."""
     from decimal import Decimal
 
-    spark_exprs, evlake_exprs = [], []
+    wanted, exprs = [], []
     for c in table["columns"]:
         name, kind = c["name"], c["type"]
+        if not kind.startswith(tuple(kinds)):
+            continue
         if kind.startswith("Timestamp"):
-            spark_exprs += [f"unix_micros(min(`{name}`))", f"unix_micros(max(`{name}`))"]
-            evlake_exprs += [f"min(arrow_cast(\"{name}\", 'Int64'))", f"max(arrow_cast(\"{name}\", 'Int64'))"]
+            for agg in ("min", "max"):
+                wanted.append((name, agg))
+                exprs.append(f"{agg}(arrow_cast(\"{name}\", 'Int64'))")
         elif kind.startswith("Decimal128"):
-            spark_exprs.append(f"sum(`{name}`)")
-            evlake_exprs.append(f"sum(\"{name}\")")
+            wanted.append((name, "sum"))
+            exprs.append(f"sum(\"{name}\")")
         elif kind == "Date32":
-            spark_exprs += [f"cast(min(`{name}`) as string)", f"cast(max(`{name}`) as string)"]
-            evlake_exprs += [f"cast(min(\"{name}\") as varchar)", f"cast(max(\"{name}\") as varchar)"]
-    if not spark_exprs:
+            for agg in ("min", "max"):
+                wanted.append((name, agg))
+                exprs.append(f"cast({agg}(\"{name}\") as varchar)")
+    if not exprs:
         return []
-    sql = f"SELECT {', '.join(f'{e} AS v{i}' for i, e in enumerate(evlake_exprs))} FROM {table['name']}"
+    sql = f"SELECT {', '.join(f'{e} AS v{i}' for i, e in enumerate(exprs))} FROM {table['name']}"
     out = subprocess.run([evlake, "--lake", lake, "query", sql, "--format", "json"],
                          check=True, capture_output=True).stdout
-    theirs = json.loads(out.splitlines()[0], parse_float=Decimal)
-    ours = df.selectExpr(*spark_exprs).collect()[0]
-    def same(a, b):
-        if a is None or b is None:
-            return a is None and b is None
-        if isinstance(a, str) or isinstance(b, str):
-            return str(a) == str(b)
-        return Decimal(str(a)) == Decimal(str(b))
+    row = json.loads(out.splitlines()[0], parse_float=Decimal)
+    return [(c, agg, row[f"v{i}"]) for i, (c, agg) in enumerate(wanted)]
 
-    return [f"{table['name']}: Spark's {expr} is {ours[i]}, evlake's is {theirs[f'v{i}']}"
-            for i, expr in enumerate(spark_exprs) if not same(ours[i], theirs[f"v{i}"])]
+
+def same_value(a, b):
+    """A reader's aggregate equals evlake's (numbers compared exactly)."""
+    from decimal import Decimal
+
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, str) or isinstance(b, str):
+        return str(a) == str(b)
+    return Decimal(str(a)) == Decimal(str(b))
+
+
+def compare_values(evlake, lake, table, df):
+    """The decoded values, not just the types: Spark's aggregates against
+    [`evlake_aggregates`]."""
+    want = evlake_aggregates(evlake, lake, table)
+    if not want:
+        return []
+    kinds = {c["name"]: c["type"] for c in table["columns"]}
+    exprs = [f"unix_micros({agg}(`{c}`))" if kinds[c].startswith("Timestamp")
+             else f"cast({agg}(`{c}`) as string)" if kinds[c] == "Date32"
+             else f"{agg}(`{c}`)" for c, agg, _ in want]
+    got = df.selectExpr(*exprs).collect()[0]
+    return [f"{table['name']}: Spark's {expr} is {got[i]}, evlake's is {w}"
+            for i, (expr, (_, _, w)) in enumerate(zip(exprs, want)) if not same_value(got[i], w)]
 
 
 def main():
