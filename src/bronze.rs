@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use anyhow::{Context, Result};
-use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -149,6 +149,84 @@ pub fn writer_properties() -> WriterProperties {
 pub fn event_id_hash(event_id: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0).hash_one(event_id)
+}
+
+/// What makes two copies of an event the same event: every bronze column
+/// except the id itself, when and how it arrived (`processing_time`,
+/// `batch_id`, `is_late`) and its lineage. `properties` and `extra` are
+/// compared as received (text), so a re-send whose `properties` differ
+/// only in key order or spacing is another version.
+#[derive(Hash)]
+pub struct Content<'a> {
+    pub event_type: &'a str,
+    pub user_id: &'a str,
+    pub event_timestamp: i64,
+    pub client_session_id: Option<&'a str>,
+    pub page_url: Option<&'a str>,
+    pub source_system: Option<&'a str>,
+    pub properties: Option<&'a str>,
+    pub extra: Option<&'a str>,
+}
+
+impl Content<'_> {
+    /// A 64-bit hash of the content, compared only within one process (as
+    /// [`event_id_hash`]): equal content always hashes equal, and a
+    /// collision could only hide a conflict, never invent one.
+    pub fn hash(&self) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(1).hash_one(self)
+    }
+}
+
+/// `(event_id hash, content hash)` of the rows of a bronze file whose
+/// [`event_id_hash`] is in `ids` (reading the content columns whole).
+pub fn read_content_hashes(
+    path: &Path,
+    ids: &std::collections::HashSet<u64>,
+) -> Result<Vec<(u64, u64)>> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), 0..=col::EXTRA);
+    let reader = builder.with_projection(mask).build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.with_context(|| format!("failed to read `{}`", path.display()))?;
+        let s = |i: usize| batch.column(i).as_string::<i32>();
+        let (id, ty, user) = (s(col::EVENT_ID), s(col::EVENT_TYPE), s(col::USER_ID));
+        let ts = batch
+            .column(col::EVENT_TIMESTAMP)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+        let (cs, url, src) = (
+            s(col::CLIENT_SESSION_ID),
+            s(col::PAGE_URL),
+            s(col::SOURCE_SYSTEM),
+        );
+        let (props, extra) = (s(col::PROPERTIES), s(col::EXTRA));
+        for i in 0..batch.num_rows() {
+            let h = event_id_hash(id.value(i));
+            if !ids.contains(&h) {
+                continue;
+            }
+            let content = Content {
+                event_type: ty.value(i),
+                user_id: user.value(i),
+                event_timestamp: ts.value(i),
+                client_session_id: opt(cs, i),
+                page_url: opt(url, i),
+                source_system: opt(src, i),
+                properties: opt(props, i),
+                extra: opt(extra, i),
+            };
+            out.push((h, content.hash()));
+        }
+    }
+    Ok(out)
+}
+
+/// The value at row `i`, `None` when null.
+fn opt(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
 }
 
 /// The [`event_id_hash`] of every row of a bronze file, reading only the

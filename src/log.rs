@@ -73,6 +73,11 @@ pub struct Commit {
     /// share an id with the new ones where every count is 0.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resends: BTreeMap<String, u64>,
+    /// `ingest` only: per `bronze_events` partition, the id conflicts it
+    /// added (new versions of an `event_id` already on the date, which
+    /// silver leaves out); partitions with none are not listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub id_conflicts: BTreeMap<String, u64>,
 }
 
 impl Commit {
@@ -92,6 +97,7 @@ impl Commit {
             settings: BTreeMap::new(),
             builds: Vec::new(),
             resends: BTreeMap::new(),
+            id_conflicts: BTreeMap::new(),
         }
     }
 }
@@ -433,6 +439,9 @@ pub struct LakeState {
     /// time). A state snapshot is invalid once a later commit adds an event
     /// at or before its as-of time.
     pub bronze_min_event_times: Vec<(u64, i64)>,
+    /// `bronze_events` partition → its id conflicts, summed over commits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub id_conflicts: BTreeMap<String, u64>,
 }
 
 impl LakeState {
@@ -510,6 +519,9 @@ impl LakeState {
                 .or_default();
             p.version = c.version;
             p.files.insert(a.path.clone(), a.clone());
+        }
+        for (date, n) in &c.id_conflicts {
+            *self.id_conflicts.entry(date.clone()).or_default() += n;
         }
         for b in &c.inputs {
             self.batches.insert(

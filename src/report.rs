@@ -20,6 +20,9 @@ pub struct PartitionStatus {
     pub late_events: u64,
     /// Late events waiting in the side output for `reconcile`.
     pub side_output_events: u64,
+    /// New versions of an `event_id` already on this date (same id, other
+    /// content), which silver leaves out: it keeps the first copy.
+    pub id_conflicts: u64,
     pub files: u64,
 }
 
@@ -33,6 +36,7 @@ pub struct Status {
     pub events: u64,
     pub late_events: u64,
     pub side_output_events: u64,
+    pub id_conflicts: u64,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
     /// What changed where dirty partitions say "SQL or settings changed":
@@ -65,6 +69,7 @@ pub fn status(
         events: 0,
         late_events: 0,
         side_output_events: 0,
+        id_conflicts: state.id_conflicts.get(d).copied().unwrap_or(0),
         files: 0,
     };
     for (date, p) in state.partitions(bronze::TABLE) {
@@ -91,6 +96,7 @@ pub fn status(
         events: partitions.iter().map(|p| p.events).sum(),
         late_events: partitions.iter().map(|p| p.late_events).sum(),
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
+        id_conflicts: partitions.iter().map(|p| p.id_conflicts).sum(),
         partitions,
         dirty: crate::pipeline::all_dirty(state, configured),
         settings_changed: Vec::new(),

@@ -227,6 +227,9 @@ fn partition_notes(p: &ingest::PartitionReport) -> String {
     if p.resends > 0 {
         notes.push(format!("{} re-sent", p.resends));
     }
+    if p.id_conflicts > 0 {
+        notes.push(format!("{} with other content", p.id_conflicts));
+    }
     if notes.is_empty() {
         String::new()
     } else {
@@ -275,6 +278,17 @@ pub fn print_human(r: &IngestReport) {
                 p.events,
                 p.files,
                 partition_notes(p)
+            ),
+        );
+    }
+    if r.id_conflicts > 0 {
+        status(
+            "Warning",
+            format!(
+                "{} event(s) repeat an event_id already on their date with other content \
+                 (type, user, time, properties, ...); silver keeps the first copy of each \
+                 id, so these versions stay in bronze only (README: id conflicts)",
+                r.id_conflicts
             ),
         );
     }

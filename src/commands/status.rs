@@ -155,6 +155,21 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         "events     {} in bronze ({} late), {} waiting in the side output",
         s.events, s.late_events, s.side_output_events
     )?;
+    if s.id_conflicts > 0 {
+        let dates: Vec<String> = s
+            .partitions
+            .iter()
+            .filter(|p| p.id_conflicts > 0)
+            .map(|p| format!("{}: {}", p.event_date, p.id_conflicts))
+            .collect();
+        writeln!(
+            out,
+            "conflicts  {} re-sent event(s) with other content than the first copy of their \
+             event_id on the date, left out of silver ({})",
+            s.id_conflicts,
+            dates.join(", ")
+        )?;
+    }
     if !s.partitions.is_empty() {
         writeln!(out)?;
         writeln!(

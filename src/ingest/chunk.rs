@@ -50,8 +50,9 @@ pub struct ParsedChunk {
     pub empty_lines: u64,
     pub events: u64,
     pub max_event_time: Option<i64>,
-    /// `(event_date, hash of event_id)` of every event, to count re-sends.
-    pub ids: Vec<(i32, u64)>,
+    /// `(hash of event_id, hash of its content)` of every event, in the
+    /// order of [`Rows::dates`], to count re-sends and id conflicts.
+    pub ids: Vec<(u64, u64)>,
     pub late_events: u64,
     pub side_output_events: u64,
     /// The first line longer than `max_line_bytes`, where parsing stopped
@@ -267,7 +268,8 @@ pub fn parse_chunk(
                 b.push(&e, line_no, date, place);
                 out.late_events += u64::from(place.is_late);
                 out.side_output_events += u64::from(place.side_output);
-                out.ids.push((date, bronze::event_id_hash(&e.event_id)));
+                out.ids
+                    .push((bronze::event_id_hash(&e.event_id), e.content().hash()));
                 out.events += 1;
                 out.max_event_time = Some(
                     out.max_event_time

@@ -160,6 +160,10 @@ pub struct PartitionReport {
     /// Events whose `event_id` was already in this partition (in bronze, or
     /// earlier in this run): kept as received, resolved downstream.
     pub resends: u64,
+    /// Of `resends`, the new versions of an event: an `event_id` already on
+    /// the date with other content (see [`Copies::conflicts`]). Silver
+    /// keeps the first copy of each id, so these are left out of it.
+    pub id_conflicts: u64,
     pub files: u64,
 }
 
@@ -180,8 +184,10 @@ pub struct IngestReport {
     pub events: u64,
     pub empty_lines: u64,
     pub quarantined: u64,
-    /// Exact re-sends among `events` (see [`PartitionReport::resends`]).
+    /// Re-sends among `events` (see [`PartitionReport::resends`]).
     pub resends: u64,
+    /// Re-sends with other content (see [`PartitionReport::id_conflicts`]).
+    pub id_conflicts: u64,
     /// Events whose partition was closed before this run (in bronze or side output).
     pub late_events: u64,
     /// Late events written to the side output instead of bronze.
@@ -431,6 +437,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         empty_lines: 0,
         quarantined: 0,
         resends: 0,
+        id_conflicts: 0,
         late_events: 0,
         side_output_events: 0,
         late_policy: opts.late_policy.to_string(),
@@ -497,7 +504,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut buffer = Buffer::default();
     let mut staged: Vec<StagedFile> = Vec::new();
     let mut run_max: Option<i64> = None;
-    let mut ids_by_date: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+    let mut ids_by_date: BTreeMap<i32, Vec<(u64, u64)>> = BTreeMap::new();
     let group = rayon::current_num_threads().max(1) * 2;
 
     // Three stages run at once: a reader thread cuts chunks, rayon parses
@@ -604,10 +611,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 if let Some(m) = pc.max_event_time {
                     run_max = Some(run_max.map_or(m, |x| x.max(m)));
                 }
-                for (date, h) in pc.ids {
-                    ids_by_date.entry(date).or_default().push(h);
-                }
                 if let Some(rows) = pc.rows {
+                    for (date, ids) in rows.dates.iter().zip(pc.ids) {
+                        ids_by_date.entry(*date).or_default().push(ids);
+                    }
                     buffer.push(rows);
                 }
                 if buffer.bytes >= opts.buffer_bytes {
@@ -696,9 +703,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.lateness_ms = lateness.summary();
     trace(started, "flushed");
     release_free_memory();
-    let resends = count_resends(lake, &state, ids_by_date)?;
-    report.resends = resends.values().sum();
-    report.partitions = partition_reports(&staged, &resends);
+    let copies = count_copies(lake, &state, ids_by_date)?;
+    report.resends = copies.values().map(|c| c.resends).sum();
+    report.id_conflicts = copies.values().map(|c| c.conflicts).sum();
+    report.partitions = partition_reports(&staged, &copies);
     report.files_written = staged.len() as u64;
     report.inputs = reports;
     if report.bad_fraction > opts.max_bad_fraction {
@@ -758,9 +766,14 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         })
         .collect();
     commit.add = adds;
-    commit.resends = resends
+    commit.resends = copies
         .iter()
-        .map(|(date, n)| (time::format_date32(*date), *n))
+        .map(|(date, c)| (time::format_date32(*date), c.resends))
+        .collect();
+    commit.id_conflicts = copies
+        .iter()
+        .filter(|(_, c)| c.conflicts > 0)
+        .map(|(date, c)| (time::format_date32(*date), c.conflicts))
         .collect();
     commit.max_event_time = max_event_time.map(time::format_micros);
     commit.watermark =
@@ -806,43 +819,83 @@ fn join_flush(h: std::thread::JoinHandle<Result<Vec<StagedFile>>>) -> Result<Vec
     h.join().expect("flush thread panicked")
 }
 
-/// Per partition, how many of the run's events repeat an `event_id` already
-/// in that partition (committed bronze, or earlier in the run). Reads only
-/// the `event_id` column of the partitions the run touches.
-fn count_resends(
+/// Of one partition's new events: how many repeat an `event_id`, and how
+/// many of those bring a version of the event the partition did not have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Copies {
+    /// Events whose `event_id` is already in the partition (committed
+    /// bronze, or earlier in the run).
+    resends: u64,
+    /// Distinct contents ([`bronze::Content`]) an `event_id` gained on the
+    /// date: an id first seen with k versions counts k - 1, an id already
+    /// committed counts every version it did not have. Silver keeps one
+    /// copy per id and date, so each of these is a version it leaves out.
+    conflicts: u64,
+}
+
+/// Per partition, the re-sends and id conflicts among the run's events
+/// (`(event_id hash, content hash)` each). Reads the `event_id` column of
+/// the partitions the run touches, and the content of their rows only
+/// where a new event's id is already committed there.
+fn count_copies(
     lake: &Lake,
     state: &LakeState,
-    ids_by_date: BTreeMap<i32, Vec<u64>>,
-) -> Result<BTreeMap<i32, u64>> {
+    ids_by_date: BTreeMap<i32, Vec<(u64, u64)>>,
+) -> Result<BTreeMap<i32, Copies>> {
     ids_by_date
         .into_par_iter()
         .map(|(date, mut new)| {
-            let mut existing = Vec::new();
-            if let Some(p) = state
+            let files: Vec<PathBuf> = state
                 .tables
                 .get(bronze::TABLE)
                 .and_then(|t| t.get(&time::format_date32(date)))
-            {
-                for rel in p.files.keys() {
-                    existing.extend(bronze::read_event_id_hashes(&lake.path(rel))?);
-                }
+                .map(|p| p.files.keys().map(|rel| lake.path(rel)).collect())
+                .unwrap_or_default();
+            let mut existing = Vec::new();
+            for path in &files {
+                existing.extend(bronze::read_event_id_hashes(path)?);
             }
             existing.sort_unstable();
-            new.sort_unstable();
-            let mut resends = 0;
-            let mut prev = None;
-            for h in new {
-                if prev == Some(h) || existing.binary_search(&h).is_ok() {
-                    resends += 1;
+            new.sort_unstable_by_key(|(id, _)| *id);
+            let committed = |id: &u64| existing.binary_search(id).is_ok();
+            // The versions already committed of the ids the run repeats.
+            let hits: HashSet<u64> = new.iter().map(|(id, _)| *id).filter(committed).collect();
+            let mut known: Vec<(u64, u64)> = Vec::new();
+            if !hits.is_empty() {
+                for path in &files {
+                    known.extend(bronze::read_content_hashes(path, &hits)?);
                 }
-                prev = Some(h);
+                known.sort_unstable();
+                known.dedup();
             }
-            Ok((date, resends))
+            let mut c = Copies::default();
+            for group in new.chunk_by(|a, b| a.0 == b.0) {
+                let id = group[0].0;
+                let repeated = if committed(&id) {
+                    group.len()
+                } else {
+                    group.len() - 1
+                };
+                c.resends += repeated as u64;
+                let mut versions: Vec<u64> = group.iter().map(|(_, v)| *v).collect();
+                versions.sort_unstable();
+                versions.dedup();
+                c.conflicts += if committed(&id) {
+                    let had = |v: &u64| known.binary_search(&(id, *v)).is_ok();
+                    versions.iter().filter(|v| !had(v)).count() as u64
+                } else {
+                    versions.len() as u64 - 1
+                };
+            }
+            Ok((date, c))
         })
         .collect()
 }
 
-fn partition_reports(staged: &[StagedFile], resends: &BTreeMap<i32, u64>) -> Vec<PartitionReport> {
+fn partition_reports(
+    staged: &[StagedFile],
+    copies: &BTreeMap<i32, Copies>,
+) -> Vec<PartitionReport> {
     let mut by_date: BTreeMap<i32, PartitionReport> = BTreeMap::new();
     for f in staged {
         let p = by_date
@@ -852,7 +905,8 @@ fn partition_reports(staged: &[StagedFile], resends: &BTreeMap<i32, u64>) -> Vec
                 events: 0,
                 late: 0,
                 side_output: 0,
-                resends: resends.get(&f.event_date).copied().unwrap_or(0),
+                resends: copies.get(&f.event_date).map_or(0, |c| c.resends),
+                id_conflicts: copies.get(&f.event_date).map_or(0, |c| c.conflicts),
                 files: 0,
             });
         if f.table == bronze::LATE_TABLE {

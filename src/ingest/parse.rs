@@ -97,6 +97,22 @@ pub struct Event<'a> {
     pub extra: Option<String>,
 }
 
+impl Event<'_> {
+    /// What a re-send of this event must repeat to be the same event.
+    pub fn content(&self) -> crate::bronze::Content<'_> {
+        crate::bronze::Content {
+            event_type: &self.event_type,
+            user_id: &self.user_id,
+            event_timestamp: self.event_timestamp,
+            client_session_id: self.client_session_id.as_deref(),
+            page_url: self.page_url.as_deref(),
+            source_system: self.source_system.as_deref(),
+            properties: self.properties,
+            extra: self.extra.as_deref(),
+        }
+    }
+}
+
 /// Settings that change how lines are read.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseOptions {

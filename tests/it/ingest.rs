@@ -1069,3 +1069,144 @@ fn every_row_carries_its_inputs_content_hash() {
         "{s}"
     );
 }
+
+#[test]
+fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let line = |id: &str, ty: &str, ts: &str, props: &str| {
+        format!(
+            r#"{{"event_id":"{id}","event_type":"{ty}","event_timestamp":"{ts}","user_id":"u1","properties":{props}}}"#
+        ) + "\n"
+    };
+    let t1 = "2024-03-15T10:00:00Z";
+    let ingest = |name: &str, lines: &[String], pt: &str| -> (Value, String) {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, lines.concat()).unwrap();
+        let o = run(
+            &lake,
+            &[
+                "ingest",
+                f.to_str().unwrap(),
+                "--json",
+                "--processing-time",
+                pt,
+            ],
+        );
+        assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+        (serde_json::from_slice(&o.stdout).unwrap(), stderr(&o))
+    };
+    let partition = |s: &Value, date: &str| -> (u64, u64) {
+        let p = s["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["event_date"] == date)
+            .unwrap_or_else(|| panic!("no partition {date} in {s}"));
+        (
+            p["resends"].as_u64().unwrap(),
+            p["id_conflicts"].as_u64().unwrap(),
+        )
+    };
+
+    // e1 sent twice as is (a re-send, no conflict); e2 a second time with
+    // other properties (a conflict).
+    let (s, err) = ingest(
+        "a.jsonl",
+        &[
+            line("e1", "page_view", t1, "{}"),
+            line("e1", "page_view", t1, "{}"),
+            line("e2", "purchase", t1, r#"{"amount":"5.00"}"#),
+            line("e2", "purchase", t1, r#"{"amount":"6.00"}"#),
+        ],
+        "2024-03-15T11:00:00Z",
+    );
+    assert_eq!(partition(&s, "2024-03-15"), (2, 1), "{s}");
+    assert_eq!(
+        (s["resends"].as_u64(), s["id_conflicts"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(err.contains("(2 re-sent, 1 with other content)"), "{err}");
+    assert!(
+        err.lines().any(|l| l
+            .trim_start()
+            .starts_with("Warning 1 event(s) repeat an event_id")),
+        "{err}"
+    );
+
+    // Against committed bronze: an exact copy of e1 and a version of e2
+    // already there are not conflicts; e1 at another time of the day and
+    // a third version of e2 are. e1 on another date is another partition's
+    // event (not counted: see the README).
+    let (s, err) = ingest(
+        "b.jsonl",
+        &[
+            line("e1", "page_view", t1, "{}"),
+            line("e2", "purchase", t1, r#"{"amount":"6.00"}"#),
+            line("e1", "page_view", "2024-03-15T10:00:01Z", "{}"),
+            line("e2", "purchase", t1, r#"{"amount": "5.00"}"#),
+            line("e1", "page_view", "2024-03-16T10:00:00Z", "{}"),
+        ],
+        "2024-03-16T11:00:00Z",
+    );
+    assert_eq!(partition(&s, "2024-03-15"), (4, 2), "{s}");
+    assert_eq!(partition(&s, "2024-03-16"), (0, 0), "{s}");
+    assert!(err.contains("Warning 2 event(s)"), "{err}");
+    let c: Value = serde_json::from_slice(
+        &std::fs::read(lake.join("_evlake/log/00000000000000000002.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["id_conflicts"], serde_json::json!({"2024-03-15": 2}));
+
+    // status adds them up per date, from the log.
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(st["id_conflicts"], 3, "{st}");
+    let per_date: Vec<(String, u64)> = st["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["event_date"].as_str().unwrap().to_string(),
+                p["id_conflicts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_date,
+        [("2024-03-15".to_string(), 3), ("2024-03-16".to_string(), 0)]
+    );
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("conflicts  3 re-sent event(s)") && text.contains("(2024-03-15: 3)"),
+        "{text}"
+    );
+
+    // The README's query lists them: versions - 1 adds up to the count.
+    let listed = query_csv(
+        &lake,
+        "SELECT event_date, event_id, count(*) AS copies, \
+         count(DISTINCT struct(event_type, user_id, event_timestamp, client_session_id, \
+         page_url, source_system, properties, extra)) AS versions \
+         FROM bronze_events GROUP BY event_date, event_id HAVING versions > 1 ORDER BY 1, 2",
+    );
+    assert_eq!(listed, ["2024-03-15,e1,4,2", "2024-03-15,e2,4,3"]);
+
+    // Silver keeps the first copy of each id on the date.
+    ok(
+        &lake,
+        &["silver", "--processing-time", "2024-03-16T12:00:00Z"],
+    );
+    let kept = query_csv(
+        &lake,
+        "SELECT event_date, event_id, event_timestamp, properties FROM events ORDER BY 1, 2",
+    );
+    assert_eq!(
+        kept,
+        [
+            "2024-03-15,e1,2024-03-15T10:00:00Z,{}",
+            r#"2024-03-15,e2,2024-03-15T10:00:00Z,"{""amount"":""5.00""}""#,
+            "2024-03-16,e1,2024-03-16T10:00:00Z,{}",
+        ]
+    );
+}
