@@ -141,14 +141,12 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// A 64-bit hash of an `event_id`, used to count re-sends without keeping
-/// the ids in memory. Only compared within one process, so a fixed-seed
-/// fast hash is enough: equal ids always hash equal (a re-send is never
-/// missed), and a collision could only over-count, which makes silver look
-/// for re-sends it would otherwise skip.
+/// The 64-bit hash of an `event_id`: XXH3-64 (seed 0) of its UTF-8
+/// bytes, a published function, since the lake's id index
+/// ([`crate::ids`]) stores it. Equal ids always hash equal (a re-send is
+/// never missed); two ids sharing a hash would be taken for one.
 pub fn event_id_hash(event_id: &str) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0).hash_one(event_id)
+    twox_hash::XxHash3_64::oneshot(event_id.as_bytes())
 }
 
 /// What makes two copies of an event the same event: every bronze column

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fault;
 pub mod generate;
 pub mod gold;
+pub mod ids;
 pub mod ingest;
 pub mod lake;
 pub mod late;

@@ -78,6 +78,18 @@ pub struct Commit {
     /// silver leaves out); partitions with none are not listed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub id_conflicts: BTreeMap<String, u64>,
+    /// `ingest` only: per `bronze_events` partition, the `event_id`s it
+    /// added there that are on another date too (silver keeps both).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ids_on_other_dates: BTreeMap<String, u64>,
+    /// This commit's bronze and side-output rows are in the id index
+    /// (`crate::ids`): it adds their index file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ids_indexed: bool,
+    /// After this commit the id index covers every bronze and side-output
+    /// row (it was rebuilt from them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ids_rebuilt: bool,
 }
 
 impl Commit {
@@ -98,6 +110,9 @@ impl Commit {
             builds: Vec::new(),
             resends: BTreeMap::new(),
             id_conflicts: BTreeMap::new(),
+            ids_on_other_dates: BTreeMap::new(),
+            ids_indexed: false,
+            ids_rebuilt: false,
         }
     }
 }
@@ -442,6 +457,14 @@ pub struct LakeState {
     /// `bronze_events` partition → its id conflicts, summed over commits.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub id_conflicts: BTreeMap<String, u64>,
+    /// `bronze_events` partition → its `event_id`s also on another date.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ids_on_other_dates: BTreeMap<String, u64>,
+    /// The id index (`crate::ids`) holds every bronze and side-output row.
+    /// False for a lake that had rows before evlake kept the index (and
+    /// for an empty one): the next ingest rebuilds it from bronze.
+    #[serde(default)]
+    pub id_index_covers: bool,
 }
 
 impl LakeState {
@@ -522,6 +545,19 @@ impl LakeState {
         }
         for (date, n) in &c.id_conflicts {
             *self.id_conflicts.entry(date.clone()).or_default() += n;
+        }
+        for (date, n) in &c.ids_on_other_dates {
+            *self.ids_on_other_dates.entry(date.clone()).or_default() += n;
+        }
+        let adds_rows = c
+            .add
+            .iter()
+            .any(|a| a.table == crate::bronze::TABLE || a.table == crate::bronze::LATE_TABLE);
+        if c.ids_rebuilt {
+            self.id_index_covers = true;
+        } else if c.operation == "ingest" && adds_rows && !c.ids_indexed {
+            // (`reconcile` moves rows the index already holds.)
+            self.id_index_covers = false;
         }
         for b in &c.inputs {
             self.batches.insert(

@@ -23,6 +23,9 @@ pub struct PartitionStatus {
     /// New versions of an `event_id` already on this date (same id, other
     /// content), which silver leaves out: it keeps the first copy.
     pub id_conflicts: u64,
+    /// `event_id`s of this date that are on an earlier-counted date too
+    /// (silver keeps a copy on each date).
+    pub ids_on_other_dates: u64,
     pub files: u64,
 }
 
@@ -37,6 +40,7 @@ pub struct Status {
     pub late_events: u64,
     pub side_output_events: u64,
     pub id_conflicts: u64,
+    pub ids_on_other_dates: u64,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
     /// What changed where dirty partitions say "SQL or settings changed":
@@ -70,6 +74,7 @@ pub fn status(
         late_events: 0,
         side_output_events: 0,
         id_conflicts: state.id_conflicts.get(d).copied().unwrap_or(0),
+        ids_on_other_dates: state.ids_on_other_dates.get(d).copied().unwrap_or(0),
         files: 0,
     };
     for (date, p) in state.partitions(bronze::TABLE) {
@@ -97,6 +102,7 @@ pub fn status(
         late_events: partitions.iter().map(|p| p.late_events).sum(),
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
         id_conflicts: partitions.iter().map(|p| p.id_conflicts).sum(),
+        ids_on_other_dates: partitions.iter().map(|p| p.ids_on_other_dates).sum(),
         partitions,
         dirty: crate::pipeline::all_dirty(state, configured),
         settings_changed: Vec::new(),

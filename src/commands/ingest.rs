@@ -230,6 +230,12 @@ fn partition_notes(p: &ingest::PartitionReport) -> String {
     if p.id_conflicts > 0 {
         notes.push(format!("{} with other content", p.id_conflicts));
     }
+    if p.ids_on_other_dates > 0 {
+        notes.push(format!(
+            "{} id(s) also on another date",
+            p.ids_on_other_dates
+        ));
+    }
     if notes.is_empty() {
         String::new()
     } else {
@@ -289,6 +295,17 @@ pub fn print_human(r: &IngestReport) {
                  (type, user, time, properties, ...); silver keeps the first copy of each \
                  id, so these versions stay in bronze only (README: id conflicts)",
                 r.id_conflicts
+            ),
+        );
+    }
+    if r.ids_on_other_dates > 0 {
+        status(
+            "Warning",
+            format!(
+                "{} event_id(s) are on another date too (a re-send whose time moved it to \
+                 another day, or an id reused); silver keeps a copy on each date, so daily \
+                 counts and sums include both (README: id conflicts)",
+                r.ids_on_other_dates
             ),
         );
     }

@@ -155,19 +155,30 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         "events     {} in bronze ({} late), {} waiting in the side output",
         s.events, s.late_events, s.side_output_events
     )?;
-    if s.id_conflicts > 0 {
+    let per_date = |n: fn(&crate::report::PartitionStatus) -> u64| -> String {
         let dates: Vec<String> = s
             .partitions
             .iter()
-            .filter(|p| p.id_conflicts > 0)
-            .map(|p| format!("{}: {}", p.event_date, p.id_conflicts))
+            .filter(|p| n(p) > 0)
+            .map(|p| format!("{}: {}", p.event_date, n(p)))
             .collect();
+        dates.join(", ")
+    };
+    if s.id_conflicts > 0 {
         writeln!(
             out,
             "conflicts  {} re-sent event(s) with other content than the first copy of their \
              event_id on the date, left out of silver ({})",
             s.id_conflicts,
-            dates.join(", ")
+            per_date(|p| p.id_conflicts)
+        )?;
+    }
+    if s.ids_on_other_dates > 0 {
+        writeln!(
+            out,
+            "conflicts  {} event_id(s) on more than one date, kept on each by silver ({})",
+            s.ids_on_other_dates,
+            per_date(|p| p.ids_on_other_dates)
         )?;
     }
     if !s.partitions.is_empty() {

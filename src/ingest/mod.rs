@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::bronze;
 use crate::error::Failure;
 use crate::fault;
+use crate::ids;
 use crate::lake::{self, Lake};
 use crate::late::{self, LatePolicy, LateRules};
 use crate::lateness::{LatenessHistogram, LatenessSummary};
@@ -46,7 +47,12 @@ pub const QUARANTINE_TABLE: &str = "quarantine";
 
 /// Directories whose files must all be referenced by the log.
 pub fn table_dirs() -> Vec<&'static str> {
-    let mut v = vec![bronze::DIR, bronze::LATE_DIR, QUARANTINE_DIR];
+    let mut v = vec![
+        bronze::DIR,
+        bronze::LATE_DIR,
+        QUARANTINE_DIR,
+        crate::ids::DIR,
+    ];
     v.extend(crate::silver::all_dirs());
     v.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
     v.push(crate::state::STATE_DIR);
@@ -164,6 +170,9 @@ pub struct PartitionReport {
     /// the date with other content (see [`Copies::conflicts`]). Silver
     /// keeps the first copy of each id, so these are left out of it.
     pub id_conflicts: u64,
+    /// `event_id`s new on this date that are on another date too (see
+    /// [`Copies::other_dates`]): silver keeps a copy on each date.
+    pub ids_on_other_dates: u64,
     pub files: u64,
 }
 
@@ -188,6 +197,8 @@ pub struct IngestReport {
     pub resends: u64,
     /// Re-sends with other content (see [`PartitionReport::id_conflicts`]).
     pub id_conflicts: u64,
+    /// See [`PartitionReport::ids_on_other_dates`].
+    pub ids_on_other_dates: u64,
     /// Events whose partition was closed before this run (in bronze or side output).
     pub late_events: u64,
     /// Late events written to the side output instead of bronze.
@@ -438,6 +449,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         quarantined: 0,
         resends: 0,
         id_conflicts: 0,
+        ids_on_other_dates: 0,
         late_events: 0,
         side_output_events: 0,
         late_policy: opts.late_policy.to_string(),
@@ -504,7 +516,12 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut buffer = Buffer::default();
     let mut staged: Vec<StagedFile> = Vec::new();
     let mut run_max: Option<i64> = None;
-    let mut ids_by_date: BTreeMap<i32, Vec<(u64, u64)>> = BTreeMap::new();
+    // `(event_id hash, event_date, content hash)` of every event of the
+    // run. Reserved for the events the input can hold (lines of ~150 bytes
+    // or more; pages never written are never mapped), so the list is not
+    // copied as it grows.
+    let mut keys: Vec<(u64, i32, u64)> =
+        Vec::with_capacity((total_bytes / 150).min(4 << 20) as usize);
     let group = rayon::current_num_threads().max(1) * 2;
 
     // Three stages run at once: a reader thread cuts chunks, rayon parses
@@ -612,9 +629,12 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     run_max = Some(run_max.map_or(m, |x| x.max(m)));
                 }
                 if let Some(rows) = pc.rows {
-                    for (date, ids) in rows.dates.iter().zip(pc.ids) {
-                        ids_by_date.entry(*date).or_default().push(ids);
-                    }
+                    keys.extend(
+                        rows.dates
+                            .iter()
+                            .zip(pc.ids)
+                            .map(|(date, (id, content))| (id, *date, content)),
+                    );
                     buffer.push(rows);
                 }
                 if buffer.bytes >= opts.buffer_bytes {
@@ -642,6 +662,17 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     drop(res_rx);
     parser.join().expect("parser thread panicked");
     trace(started, "parsed every chunk");
+    // Re-sends and id conflicts are counted, and the run's id index file
+    // written, while the last buffer is written: that flush leaves a core
+    // idle as it runs out of dates to write in parallel.
+    let index_staged = staging.join(format!("{run_id}.ids"));
+    let counting = {
+        let (lake, state, path) = (lake.clone(), state.clone(), index_staged.clone());
+        let keys = std::mem::take(&mut keys);
+        JoinOnDrop(Some(std::thread::spawn(move || {
+            count_copies(&lake, &state, keys, &path)
+        })))
+    };
     let read_result = reader.join().expect("reader thread panicked");
     // The last buffer is written while the flush in flight finishes (both
     // on the rayon pool), not after it: as each flush runs out of dates to
@@ -703,9 +734,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.lateness_ms = lateness.summary();
     trace(started, "flushed");
     release_free_memory();
-    let copies = count_copies(lake, &state, ids_by_date)?;
+    let (copies, index) = counting.join()?;
     report.resends = copies.values().map(|c| c.resends).sum();
     report.id_conflicts = copies.values().map(|c| c.conflicts).sum();
+    report.ids_on_other_dates = copies.values().map(|c| c.other_dates).sum();
     report.partitions = partition_reports(&staged, &copies);
     report.files_written = staged.len() as u64;
     report.inputs = reports;
@@ -731,7 +763,17 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     if quarantine_bytes.is_some() {
         moves.push((quarantine.path.clone(), lake.path(&rel)));
     }
+    // The run's id index file (with any files it merges).
+    let index_rel = format!("{}/{run_id}.ids", ids::DIR);
+    moves.push((index_staged, lake.path(&index_rel)));
     lake::publish(&moves, true)?;
+    adds.push(FileAction::plain(
+        ids::TABLE,
+        "",
+        index_rel,
+        index.entries,
+        index.bytes,
+    ));
     if let Some(bytes) = quarantine_bytes {
         adds.push(FileAction::plain(
             QUARANTINE_TABLE,
@@ -775,6 +817,14 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         .filter(|(_, c)| c.conflicts > 0)
         .map(|(date, c)| (time::format_date32(*date), c.conflicts))
         .collect();
+    commit.ids_on_other_dates = copies
+        .iter()
+        .filter(|(_, c)| c.other_dates > 0)
+        .map(|(date, c)| (time::format_date32(*date), c.other_dates))
+        .collect();
+    commit.remove = index.merged.clone();
+    commit.ids_indexed = true;
+    commit.ids_rebuilt = index.rebuilt;
     commit.max_event_time = max_event_time.map(time::format_micros);
     commit.watermark =
         late::advance_watermark(state.watermark, max_event_time, opts.watermark_delay)
@@ -800,6 +850,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     ]);
     log::write_commit(lake, &commit)?;
     fault::point("after-commit")?;
+    ids::remove_replaced(lake, &index.merged)?;
     drop(staging);
 
     report.status = Outcome::Committed;
@@ -815,6 +866,25 @@ fn trace(started: Instant, phase: &str) {
     crate::fault::trace(started, phase);
 }
 
+/// A thread joined when this is dropped, so an early return (an error)
+/// does not leave it writing into a staging directory being removed.
+struct JoinOnDrop<T>(Option<std::thread::JoinHandle<T>>);
+
+impl<T> JoinOnDrop<T> {
+    fn join(mut self) -> T {
+        let h = self.0.take().expect("joined once");
+        h.join().expect("worker thread panicked")
+    }
+}
+
+impl<T> Drop for JoinOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 fn join_flush(h: std::thread::JoinHandle<Result<Vec<StagedFile>>>) -> Result<Vec<StagedFile>> {
     h.join().expect("flush thread panicked")
 }
@@ -824,72 +894,183 @@ fn join_flush(h: std::thread::JoinHandle<Result<Vec<StagedFile>>>) -> Result<Vec
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Copies {
     /// Events whose `event_id` is already in the partition (committed
-    /// bronze, or earlier in the run).
+    /// bronze or side output, or earlier in the run).
     resends: u64,
     /// Distinct contents ([`bronze::Content`]) an `event_id` gained on the
     /// date: an id first seen with k versions counts k - 1, an id already
     /// committed counts every version it did not have. Silver keeps one
     /// copy per id and date, so each of these is a version it leaves out.
     conflicts: u64,
+    /// `event_id`s new on the date that are on another date too (in the
+    /// lake, or on an earlier date in this run): silver keeps a copy on
+    /// each date, so each is counted twice or more downstream.
+    other_dates: u64,
+}
+
+/// The id index file the run wrote to staging ([`crate::ids`]).
+struct IndexPlan {
+    /// Its entries: the run's `(id hash, date)` pairs, plus those of the
+    /// committed files in `merged` (or, when `rebuilt`, of all bronze).
+    entries: u64,
+    bytes: u64,
+    /// Committed index files the new file replaces.
+    merged: Vec<FileAction>,
+    /// The index did not cover the lake's bronze (a lake written before
+    /// the index existed, or a new one): `entries` hold all of it.
+    rebuilt: bool,
 }
 
 /// Per partition, the re-sends and id conflicts among the run's events
-/// (`(event_id hash, content hash)` each). Reads the `event_id` column of
-/// the partitions the run touches, and the content of their rows only
-/// where a new event's id is already committed there.
+/// (`keys`: `(event_id hash, event_date, content hash)` each), from one
+/// sort of the keys and one lookup of their ids in the lake's id index;
+/// the content of committed rows is read only on dates where a new event
+/// repeats a committed id. Meanwhile, writes the index file the commit
+/// adds to `index_path` (fsynced).
 fn count_copies(
     lake: &Lake,
     state: &LakeState,
-    ids_by_date: BTreeMap<i32, Vec<(u64, u64)>>,
+    mut keys: Vec<(u64, i32, u64)>,
+    index_path: &std::path::Path,
+) -> Result<(BTreeMap<i32, Copies>, IndexPlan)> {
+    keys.par_sort_unstable();
+    let mut run: Vec<(u64, i32)> = Vec::with_capacity(keys.len());
+    for (id, date, _) in &keys {
+        if run.last() != Some(&(*id, *date)) {
+            run.push((*id, *date));
+        }
+    }
+    let mut hashes: Vec<u64> = run.iter().map(|(h, _)| *h).collect();
+    hashes.dedup();
+    let committed_files = ids::committed(state);
+    let rebuilt = !state.id_index_covers;
+    let merged: Vec<FileAction> = if rebuilt {
+        committed_files.iter().map(|f| (*f).clone()).collect()
+    } else {
+        ids::to_merge(&committed_files, run.len() as u64)
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    // `(hash, date)` already in the lake, for the run's hashes.
+    let base = if rebuilt {
+        ids::from_bronze(lake, state)?
+    } else {
+        Vec::new()
+    };
+    let found: Vec<(u64, i32)> = if rebuilt {
+        base.iter()
+            .copied()
+            .filter(|(h, _)| hashes.binary_search(h).is_ok())
+            .collect()
+    } else {
+        ids::lookup(lake, &committed_files, &hashes)?
+    };
+    drop(hashes);
+    let mut entries = run;
+    if !base.is_empty() || !merged.is_empty() {
+        entries.extend(base);
+        let refs: Vec<&FileAction> = merged.iter().filter(|_| !rebuilt).collect();
+        entries.extend(ids::merge(lake, &refs)?);
+        ids::sort_entries(&mut entries);
+    }
+    let index_path = index_path.to_path_buf();
+    let writer = std::thread::spawn(move || {
+        ids::write_file(&index_path, &entries).map(|bytes| (entries.len() as u64, bytes))
+    });
+    let copies = count_sorted(lake, state, &keys, &found);
+    let (entries, bytes) = writer.join().expect("index writer panicked")?;
+    Ok((
+        copies?,
+        IndexPlan {
+            entries,
+            bytes,
+            merged,
+            rebuilt,
+        },
+    ))
+}
+
+/// [`count_copies`] over `keys` sorted, given `found`: the `(hash, date)`
+/// pairs of their ids already in the lake (sorted).
+fn count_sorted(
+    lake: &Lake,
+    state: &LakeState,
+    keys: &[(u64, i32, u64)],
+    found: &[(u64, i32)],
 ) -> Result<BTreeMap<i32, Copies>> {
-    ids_by_date
+    let in_lake = |id: u64| {
+        let at = found.partition_point(|(h, _)| *h < id);
+        found[at..]
+            .iter()
+            .take_while(move |(h, _)| *h == id)
+            .map(|(_, d)| *d)
+    };
+    // The versions already committed of the ids the run repeats on their
+    // date: read from those dates' files (bronze and side output).
+    let mut hits: BTreeMap<i32, HashSet<u64>> = BTreeMap::new();
+    if !found.is_empty() {
+        for (id, date, _) in keys {
+            if in_lake(*id).any(|d| d == *date) {
+                hits.entry(*date).or_default().insert(*id);
+            }
+        }
+    }
+    let known: BTreeMap<i32, Vec<(u64, u64)>> = hits
         .into_par_iter()
-        .map(|(date, mut new)| {
-            let files: Vec<PathBuf> = state
-                .tables
-                .get(bronze::TABLE)
-                .and_then(|t| t.get(&time::format_date32(date)))
-                .map(|p| p.files.keys().map(|rel| lake.path(rel)).collect())
-                .unwrap_or_default();
-            let mut existing = Vec::new();
-            for path in &files {
-                existing.extend(bronze::read_event_id_hashes(path)?);
-            }
-            existing.sort_unstable();
-            new.sort_unstable_by_key(|(id, _)| *id);
-            let committed = |id: &u64| existing.binary_search(id).is_ok();
-            // The versions already committed of the ids the run repeats.
-            let hits: HashSet<u64> = new.iter().map(|(id, _)| *id).filter(committed).collect();
-            let mut known: Vec<(u64, u64)> = Vec::new();
-            if !hits.is_empty() {
-                for path in &files {
-                    known.extend(bronze::read_content_hashes(path, &hits)?);
+        .map(|(date, ids)| {
+            let day = time::format_date32(date);
+            let mut known = Vec::new();
+            for t in [bronze::TABLE, bronze::LATE_TABLE] {
+                if let Some(p) = state.tables.get(t).and_then(|t| t.get(&day)) {
+                    for rel in p.files.keys() {
+                        known.extend(bronze::read_content_hashes(&lake.path(rel), &ids)?);
+                    }
                 }
-                known.sort_unstable();
-                known.dedup();
             }
-            let mut c = Copies::default();
-            for group in new.chunk_by(|a, b| a.0 == b.0) {
-                let id = group[0].0;
-                let repeated = if committed(&id) {
-                    group.len()
-                } else {
-                    group.len() - 1
-                };
-                c.resends += repeated as u64;
-                let mut versions: Vec<u64> = group.iter().map(|(_, v)| *v).collect();
-                versions.sort_unstable();
-                versions.dedup();
-                c.conflicts += if committed(&id) {
-                    let had = |v: &u64| known.binary_search(&(id, *v)).is_ok();
-                    versions.iter().filter(|v| !had(v)).count() as u64
-                } else {
-                    versions.len() as u64 - 1
-                };
-            }
-            Ok((date, c))
+            known.sort_unstable();
+            known.dedup();
+            Ok((date, known))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    let (lo, hi) = keys.iter().fold((i32::MAX, i32::MIN), |(lo, hi), k| {
+        (lo.min(k.1), hi.max(k.1))
+    });
+    let span = if keys.is_empty() {
+        0
+    } else {
+        (hi - lo + 1) as usize
+    };
+    let mut per_date: Vec<Option<Copies>> = vec![None; span];
+    for group in keys.chunk_by(|a, b| a.0 == b.0) {
+        let id = group[0].0;
+        // Sorted by date within the id: its first date in the run.
+        let first_date = group[0].1;
+        for copies in group.chunk_by(|a, b| a.1 == b.1) {
+            let date = copies[0].1;
+            let was_here = !found.is_empty() && in_lake(id).any(|d| d == date);
+            let c = per_date[(date - lo) as usize].get_or_insert_default();
+            c.resends += (copies.len() - usize::from(!was_here)) as u64;
+            // Sorted by content within the date: count the distinct ones.
+            let versions = copies.chunk_by(|a, b| a.2 == b.2).map(|v| v[0].2);
+            c.conflicts += if was_here {
+                let had = &known[&date];
+                versions
+                    .filter(|v| had.binary_search(&(id, *v)).is_err())
+                    .count() as u64
+            } else {
+                versions.count() as u64 - 1
+            };
+            if !was_here {
+                let elsewhere = date != first_date || in_lake(id).any(|d| d != date);
+                c.other_dates += u64::from(elsewhere);
+            }
+        }
+    }
+    Ok(per_date
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.map(|c| (lo + i as i32, c)))
+        .collect())
 }
 
 fn partition_reports(
@@ -907,6 +1088,7 @@ fn partition_reports(
                 side_output: 0,
                 resends: copies.get(&f.event_date).map_or(0, |c| c.resends),
                 id_conflicts: copies.get(&f.event_date).map_or(0, |c| c.conflicts),
+                ids_on_other_dates: copies.get(&f.event_date).map_or(0, |c| c.other_dates),
                 files: 0,
             });
         if f.table == bronze::LATE_TABLE {

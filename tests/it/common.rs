@@ -293,21 +293,38 @@ pub fn files_on_disk_under(lake: &Path, dir: &str) -> Vec<String> {
     v
 }
 
-/// Lake-relative paths of the live bronze and side-output files according to the log.
+/// Lake-relative paths of the live bronze, side-output and id index
+/// files according to the log.
 pub fn committed_files(lake: &Path) -> Vec<String> {
     let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
-    let mut v: Vec<String> = [evlake::bronze::TABLE, evlake::bronze::LATE_TABLE]
-        .iter()
-        .flat_map(|t| state.partitions(t))
-        .flat_map(|(_, p)| p.files.keys().cloned())
-        .collect();
+    let mut v: Vec<String> = [
+        evlake::bronze::TABLE,
+        evlake::bronze::LATE_TABLE,
+        evlake::ids::TABLE,
+    ]
+    .iter()
+    .flat_map(|t| state.partitions(t))
+    .flat_map(|(_, p)| p.files.keys().cloned())
+    .collect();
     v.sort();
     v
 }
 
-/// Lake-relative paths of the bronze and side-output files on disk.
+/// Lake-relative paths of the bronze, side-output and id index files on
+/// disk.
 pub fn files_on_disk(lake: &Path) -> Vec<String> {
-    files_on_disk_under(lake, "bronze")
+    let mut v = files_on_disk_under(lake, "bronze");
+    if let Ok(dir) = std::fs::read_dir(lake.join(evlake::ids::DIR)) {
+        v.extend(dir.map(|e| {
+            format!(
+                "{}/{}",
+                evlake::ids::DIR,
+                e.unwrap().file_name().to_string_lossy()
+            )
+        }));
+    }
+    v.sort();
+    v
 }
 
 /// Generate synthetic batches into `dir` and return the truth file.

@@ -1096,7 +1096,7 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
         assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
         (serde_json::from_slice(&o.stdout).unwrap(), stderr(&o))
     };
-    let partition = |s: &Value, date: &str| -> (u64, u64) {
+    let partition = |s: &Value, date: &str| -> (u64, u64, u64) {
         let p = s["partitions"]
             .as_array()
             .unwrap()
@@ -1106,6 +1106,7 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
         (
             p["resends"].as_u64().unwrap(),
             p["id_conflicts"].as_u64().unwrap(),
+            p["ids_on_other_dates"].as_u64().unwrap(),
         )
     };
 
@@ -1121,7 +1122,7 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
         ],
         "2024-03-15T11:00:00Z",
     );
-    assert_eq!(partition(&s, "2024-03-15"), (2, 1), "{s}");
+    assert_eq!(partition(&s, "2024-03-15"), (2, 1, 0), "{s}");
     assert_eq!(
         (s["resends"].as_u64(), s["id_conflicts"].as_u64()),
         (Some(2), Some(1))
@@ -1136,8 +1137,8 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
 
     // Against committed bronze: an exact copy of e1 and a version of e2
     // already there are not conflicts; e1 at another time of the day and
-    // a third version of e2 are. e1 on another date is another partition's
-    // event (not counted: see the README).
+    // a third version of e2 are. e1 on another date is kept there too by
+    // silver: an id on two dates.
     let (s, err) = ingest(
         "b.jsonl",
         &[
@@ -1149,9 +1150,31 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
         ],
         "2024-03-16T11:00:00Z",
     );
-    assert_eq!(partition(&s, "2024-03-15"), (4, 2), "{s}");
-    assert_eq!(partition(&s, "2024-03-16"), (0, 0), "{s}");
+    assert_eq!(partition(&s, "2024-03-15"), (4, 2, 0), "{s}");
+    assert_eq!(partition(&s, "2024-03-16"), (0, 0, 1), "{s}");
     assert!(err.contains("Warning 2 event(s)"), "{err}");
+    assert!(err.contains("(1 id(s) also on another date)"), "{err}");
+    assert!(
+        err.contains("Warning 1 event_id(s) are on another date too"),
+        "{err}"
+    );
+    // Within one run: e3 on two dates (and twice on the second) counts
+    // once, on the later date; e4 on three dates counts twice.
+    let (s, _) = ingest(
+        "c.jsonl",
+        &[
+            line("e3", "page_view", "2024-03-17T10:00:00Z", "{}"),
+            line("e3", "page_view", "2024-03-16T10:00:00Z", "{}"),
+            line("e3", "page_view", "2024-03-17T10:00:00Z", "{}"),
+            line("e4", "page_view", "2024-03-15T11:00:00Z", "{}"),
+            line("e4", "page_view", "2024-03-16T11:00:00Z", "{}"),
+            line("e4", "page_view", "2024-03-17T11:00:00Z", "{}"),
+        ],
+        "2024-03-17T12:00:00Z",
+    );
+    assert_eq!(partition(&s, "2024-03-15"), (0, 0, 0), "{s}");
+    assert_eq!(partition(&s, "2024-03-16"), (0, 0, 1), "{s}");
+    assert_eq!(partition(&s, "2024-03-17"), (1, 0, 2), "{s}");
     let c: Value = serde_json::from_slice(
         &std::fs::read(lake.join("_evlake/log/00000000000000000002.json")).unwrap(),
     )
@@ -1161,7 +1184,8 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
     // status adds them up per date, from the log.
     let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["id_conflicts"], 3, "{st}");
-    let per_date: Vec<(String, u64)> = st["partitions"]
+    assert_eq!(st["ids_on_other_dates"], 4, "{st}");
+    let per_date: Vec<(String, u64, u64)> = st["partitions"]
         .as_array()
         .unwrap()
         .iter()
@@ -1169,18 +1193,35 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
             (
                 p["event_date"].as_str().unwrap().to_string(),
                 p["id_conflicts"].as_u64().unwrap(),
+                p["ids_on_other_dates"].as_u64().unwrap(),
             )
         })
         .collect();
     assert_eq!(
         per_date,
-        [("2024-03-15".to_string(), 3), ("2024-03-16".to_string(), 0)]
+        [
+            ("2024-03-15".to_string(), 3, 0),
+            ("2024-03-16".to_string(), 0, 2),
+            ("2024-03-17".to_string(), 0, 2)
+        ]
     );
     let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
     assert!(
         text.contains("conflicts  3 re-sent event(s)") && text.contains("(2024-03-15: 3)"),
         "{text}"
     );
+    assert!(
+        text.contains("conflicts  4 event_id(s) on more than one date")
+            && text.contains("(2024-03-16: 2, 2024-03-17: 2)"),
+        "{text}"
+    );
+    // The README's query for ids on several dates: dates - 1 adds up.
+    let on_dates = query_csv(
+        &lake,
+        "SELECT event_id, count(DISTINCT event_date) AS dates FROM bronze_events \
+         GROUP BY event_id HAVING count(DISTINCT event_date) > 1 ORDER BY 1",
+    );
+    assert_eq!(on_dates, ["e1,2", "e3,2", "e4,3"]);
 
     // The README's query lists them: versions - 1 adds up to the count.
     let listed = query_csv(
@@ -1202,11 +1243,181 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
         "SELECT event_date, event_id, event_timestamp, properties FROM events ORDER BY 1, 2",
     );
     assert_eq!(
-        kept,
+        kept[..3],
         [
             "2024-03-15,e1,2024-03-15T10:00:00Z,{}",
             r#"2024-03-15,e2,2024-03-15T10:00:00Z,"{""amount"":""5.00""}""#,
-            "2024-03-16,e1,2024-03-16T10:00:00Z,{}",
+            "2024-03-15,e4,2024-03-15T11:00:00Z,{}",
         ]
     );
+    assert_eq!(kept.iter().filter(|r| r.contains(",e1,")).count(), 2);
+}
+
+/// `(event_id hash, date)` entries of every committed id index file.
+fn index_entries(lake: &std::path::Path) -> (usize, std::collections::BTreeSet<(u64, i32)>) {
+    let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
+    let files: Vec<String> = state
+        .partitions(evlake::ids::TABLE)
+        .flat_map(|(_, p)| p.files.keys().cloned())
+        .collect();
+    let on_disk = std::fs::read_dir(lake.join("_evlake/ids")).unwrap().count();
+    assert_eq!(on_disk, files.len(), "index files on disk vs committed");
+    let mut all = std::collections::BTreeSet::new();
+    for rel in &files {
+        let b = std::fs::read(lake.join(rel)).unwrap();
+        assert_eq!(&b[..8], b"EVLIDX1\n");
+        let n = u64::from_le_bytes(b[8..16].try_into().unwrap()) as usize;
+        assert_eq!(b.len(), 16 + 12 * n);
+        let mut prev = None;
+        for e in b[16..].chunks(12) {
+            let entry = (
+                u64::from_le_bytes(e[..8].try_into().unwrap()),
+                i32::from_le_bytes(e[8..].try_into().unwrap()),
+            );
+            assert!(prev < Some(entry), "{rel}: not sorted and distinct");
+            prev = Some(entry);
+            all.insert(entry);
+        }
+    }
+    (files.len(), all)
+}
+
+#[test]
+fn id_conflicts_over_many_ingests_match_the_inputs_and_the_index_stays_small() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    // A deterministic mix: ids from a small pool, so they come again as
+    // exact re-sends, with other content (type) and on other dates.
+    let mut seed: u64 = 7;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut versions: BTreeMap<(i32, String), BTreeSet<String>> = BTreeMap::new();
+    let mut batches = Vec::new();
+    for b in 0..24 {
+        let mut lines = Vec::new();
+        for _ in 0..40 {
+            let id = format!("id{}", next(300));
+            let day = 10 + next(3) as i32;
+            let ty = ["page_view", "search"][(next(10) == 0) as usize];
+            lines.push(format!(
+                r#"{{"event_id":"{id}","event_type":"{ty}","event_timestamp":"2024-03-{day}T08:00:00Z","user_id":"u1","properties":{{}}}}"#
+            ) + "\n");
+            versions
+                .entry((day, id))
+                .or_default()
+                .insert(ty.to_string());
+        }
+        batches.push((format!("b{b:02}.jsonl"), lines));
+    }
+    let want_conflicts: usize = versions.values().map(|v| v.len() - 1).sum();
+    let mut dates_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, id) in versions.keys() {
+        *dates_of.entry(id.as_str()).or_default() += 1;
+    }
+    let want_other_dates: usize = dates_of.values().map(|n| n - 1).sum();
+    assert!(want_conflicts > 10 && want_other_dates > 50);
+
+    let ingest = |lake: &std::path::Path, name: &str, lines: &[String], i: usize| {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, lines.concat()).unwrap();
+        let pt = format!("2024-03-20T{:02}:00:00Z", i % 24);
+        ok(
+            lake,
+            &[
+                "ingest",
+                f.to_str().unwrap(),
+                "--processing-time",
+                &pt,
+                "-q",
+            ],
+        );
+    };
+    for (i, (name, lines)) in batches.iter().enumerate().take(23) {
+        ingest(&lake, name, lines, i);
+    }
+    // Before the last batch: a copy of the lake as an evlake without the
+    // index wrote it (no index files, no index marks in the log).
+    let old = tmp.path().join("old");
+    copy_dir(&lake, &old);
+    std::fs::remove_dir_all(old.join("_evlake/ids")).unwrap();
+    for e in std::fs::read_dir(old.join("_evlake/log")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.contains("checkpoint") {
+            std::fs::remove_file(&p).unwrap();
+            continue;
+        }
+        let mut c: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let o = c.as_object_mut().unwrap();
+        o.remove("ids_indexed");
+        o.remove("ids_rebuilt");
+        o.remove("id_conflicts");
+        o.remove("ids_on_other_dates");
+        for k in ["add", "remove"] {
+            if let Some(a) = o.get_mut(k).and_then(|a| a.as_array_mut()) {
+                a.retain(|f| f["table"] != evlake::ids::TABLE);
+            }
+        }
+        std::fs::write(&p, serde_json::to_vec(&c).unwrap()).unwrap();
+    }
+    let (name, lines) = &batches[23];
+    ingest(&lake, name, lines, 23);
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(st["id_conflicts"], want_conflicts as u64, "{st}");
+    assert_eq!(st["ids_on_other_dates"], want_other_dates as u64, "{st}");
+
+    // The index holds exactly bronze's (id, date) pairs, in few files.
+    let (files, entries) = index_entries(&lake);
+    let want: BTreeSet<(u64, i32)> = versions
+        .keys()
+        .map(|(day, id)| {
+            let date = evlake::time::parse_date32(&format!("2024-03-{day}")).unwrap();
+            (evlake::bronze::event_id_hash(id), date)
+        })
+        .collect();
+    assert_eq!(entries, want);
+    assert!(
+        (2..=6).contains(&files),
+        "{files} index files after 24 ingests"
+    );
+
+    // The lake without an index: its next ingest builds one from bronze,
+    // and counts the last batch as the lake with the index did.
+    let f = tmp.path().join(name);
+    let o = ok(
+        &old,
+        &[
+            "ingest",
+            f.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-20T23:00:00Z",
+            "--json",
+        ],
+    );
+    let (old_files, old_entries) = index_entries(&old);
+    assert_eq!(old_files, 1);
+    assert_eq!(old_entries, want);
+    // Its counts for this batch equal the other lake's last commit's.
+    let commit = |l: &std::path::Path| -> Value {
+        let v = evlake::log::latest_version(&evlake::lake::Lake::new(l)).unwrap();
+        serde_json::from_slice(&std::fs::read(l.join(format!("_evlake/log/{v:020}.json"))).unwrap())
+            .unwrap()
+    };
+    let (a, b) = (commit(&lake), commit(&old));
+    assert_eq!(a["id_conflicts"], b["id_conflicts"]);
+    assert_eq!(a["ids_on_other_dates"], b["ids_on_other_dates"]);
+    assert_eq!(a["resends"], b["resends"]);
+    assert_eq!(b["ids_rebuilt"], true);
+    let resends: u64 = a["resends"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(o["resends"], resends);
 }
