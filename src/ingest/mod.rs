@@ -966,16 +966,19 @@ fn count_copies(
         ids::lookup(lake, &committed_files, &hashes)?
     };
     drop(hashes);
-    let mut entries = run;
-    if !base.is_empty() || !merged.is_empty() {
-        entries.extend(base);
-        let refs: Vec<&FileAction> = merged.iter().filter(|_| !rebuilt).collect();
-        entries.extend(ids::merge(lake, &refs)?);
-        ids::sort_entries(&mut entries);
-    }
+    // The new file: the run's pairs, merged with the files it replaces (or
+    // all of bronze's), streamed to disk while the copies are counted.
     let index_path = index_path.to_path_buf();
+    let to_merge = if rebuilt {
+        Vec::new()
+    } else {
+        ids::open_all(lake, &merged)?
+    };
     let writer = std::thread::spawn(move || {
-        ids::write_file(&index_path, &entries).map(|bytes| (entries.len() as u64, bytes))
+        let mut sources: Vec<Box<dyn Iterator<Item = (u64, i32)> + Send + '_>> =
+            vec![Box::new(run.into_iter()), Box::new(base.into_iter())];
+        sources.extend(to_merge.iter().map(|f| Box::new(f.entries()) as Box<_>));
+        ids::write_sorted(&index_path, ids::union(sources))
     });
     let copies = count_sorted(lake, state, &keys, &found);
     let (entries, bytes) = writer.join().expect("index writer panicked")?;
