@@ -133,7 +133,7 @@ t6 = D15 + timedelta(hours=12, minutes=1)
 alias = {"event_id": eid(), "event_type": "page_view", "timestamp_utc": z(t6), "actor_id": "u6",
          "payload": {"referrer": "newsletter"}, "app_version": "5.4.1", "experiment": {"id": "exp-7", "arm": "b"}}
 b1.event(alias, t6)
-background(b1, D15, web_users, 45)
+b1_background = background(b1, D15, web_users, 45)
 after_midnight(b1, D15, "u12")
 # CASE: some lines end in CRLF (Windows), and the file starts with a UTF-8 BOM.
 b1_crlf = True
@@ -154,13 +154,21 @@ for m in (0, 9, 20, 31):
 resent = [l for l in b1.lines if l[1] == "event"][:3]
 for line, _, date, event_id in resent:
     b2.raw_event(line, datetime.fromisoformat(date + "T12:00:00+00:00"), event_id)
+# CASE: id conflicts (README "Id conflicts"): an id of batch 1's 15th
+# reused on the 16th (silver keeps a copy on each date); below, u9's search
+# sent twice with another result_count (silver keeps the first copy).
+reused = json.loads(b1_background[0])["event_id"]
+tr = D16 + timedelta(hours=14, minutes=7)
+b2.event(ev("page_view", tr, "u9", page="/", event_id=reused), tr)
 # CASE: timestamps with UTC offsets (normalised to UTC; one moves across midnight).
 t = D16 + timedelta(hours=1, minutes=30)  # 02:30+01:00 ... and 01:30+02:00 is 23:30Z on the 15th
 b2.event(ev("page_view", t, "u7", ts="2024-03-16T02:30:00.250+01:00"), t)
 tl = D15 + timedelta(hours=23, minutes=30)
 b2.event(ev("page_view", tl, "u8", ts="2024-03-16T01:30:00+02:00"), tl)
 tm = D16 + timedelta(hours=15)
-b2.event(ev("search", tm, "u9", ts="2024-03-16T10:00:00-05:00", props={"query_text": "rain jacket", "result_count": 12}), tm)
+u9_search = ev("search", tm, "u9", ts="2024-03-16T10:00:00-05:00", props={"query_text": "rain jacket", "result_count": 12})
+b2.event(u9_search, tm)
+b2.event(dict(u9_search, properties=dict(u9_search["properties"], result_count=13)), tm)
 # CASE: epoch milliseconds, and sub-microsecond digits (truncated to µs).
 te = datetime.fromtimestamp(1710600000123 / 1000, tz=UTC)
 b2.event(ev("page_view", te, "u10", ts=1710600000123), te)
@@ -220,6 +228,7 @@ b3.event(ev("address_changed", ts5, "u5", src="ios", page="/app/profile",
 # ---------------------------------------------------------------- write
 expected = {"batches": [], "partitions": defaultdict(lambda: {"events": 0, "distinct_event_ids": 0})}
 ids_by_date = defaultdict(set)
+versions = defaultdict(set)  # (date, event_id) -> its lines
 arrivals = []  # (processing time, line bytes) of every valid event, in file order
 for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False)):
     lines = list(batch.lines)
@@ -239,10 +248,19 @@ for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False
     per_date = Counter()
     reasons = Counter()
     resends = 0
+    conflicts = Counter()
+    other_dates = Counter()
     for line, kind, what, event_id in lines:
         if kind == "event":
             if event_id in ids_by_date[what]:
                 resends += 1
+                # Another version of the event (the lines here differ only
+                # where the content does): silver keeps the first.
+                if line not in versions[(what, event_id)]:
+                    conflicts[what] += 1
+            elif any(event_id in ids for d, ids in ids_by_date.items() if d != what):
+                other_dates[what] += 1
+            versions[(what, event_id)].add(line)
             per_date[what] += 1
             expected["partitions"][what]["events"] += 1
             ids_by_date[what].add(event_id)
@@ -256,6 +274,8 @@ for batch, crlf, bom in ((b1, True, True), (b2, False, False), (b3, False, False
         "empty_lines": sum(1 for l in lines if l[1] == "empty"),
         "quarantined": dict(sorted(reasons.items())),
         "resends": resends,
+        "id_conflicts": dict(sorted(conflicts.items())),
+        "ids_on_other_dates": dict(sorted(other_dates.items())),
         "partitions": dict(sorted(per_date.items())),
     })
 for date, s in ids_by_date.items():

@@ -21,6 +21,22 @@ fn sample_batches_land_in_their_event_date_partitions() {
         assert_eq!(s["empty_lines"], batch["empty_lines"]);
         assert_eq!(s["quarantined_by_reason"], batch["quarantined"]);
         assert_eq!(s["resends"], batch["resends"], "{}", batch["file"]);
+        // Id conflicts per date (only the dates that have some).
+        for kind in ["id_conflicts", "ids_on_other_dates"] {
+            let got: serde_json::Map<String, Value> = s["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p[kind].as_u64() != Some(0))
+                .map(|p| {
+                    (
+                        p["event_date"].as_str().unwrap().to_string(),
+                        p[kind].clone(),
+                    )
+                })
+                .collect();
+            assert_eq!(Value::Object(got), batch[kind], "{kind} {}", batch["file"]);
+        }
         let parts: serde_json::Map<String, Value> = s["partitions"]
             .as_array()
             .unwrap()
