@@ -933,20 +933,20 @@ fn count_copies(
     index_path: &std::path::Path,
 ) -> Result<(BTreeMap<i32, Copies>, IndexPlan)> {
     keys.par_sort_unstable();
-    let mut run: Vec<(u64, i32)> = Vec::with_capacity(keys.len());
-    for (id, date, _) in &keys {
-        if run.last() != Some(&(*id, *date)) {
-            run.push((*id, *date));
-        }
-    }
-    let mut hashes: Vec<u64> = run.iter().map(|(h, _)| *h).collect();
-    hashes.dedup();
+    // The run's distinct `(hash, date)` pairs, in order, from the keys.
+    let pairs = || {
+        let mut last = None;
+        keys.iter().filter_map(move |(id, date, _)| {
+            let pair = (*id, *date);
+            (last.replace(pair) != Some(pair)).then_some(pair)
+        })
+    };
     let committed_files = ids::committed(state);
     let rebuilt = !state.id_index_covers;
     let merged: Vec<FileAction> = if rebuilt {
         committed_files.iter().map(|f| (*f).clone()).collect()
     } else {
-        ids::to_merge(&committed_files, run.len() as u64)
+        ids::to_merge(&committed_files, pairs().count() as u64)
             .into_iter()
             .cloned()
             .collect()
@@ -957,31 +957,38 @@ fn count_copies(
     } else {
         Vec::new()
     };
-    let found: Vec<(u64, i32)> = if rebuilt {
-        base.iter()
-            .copied()
-            .filter(|(h, _)| hashes.binary_search(h).is_ok())
-            .collect()
+    let found: Vec<(u64, i32)> = if base.is_empty() && committed_files.is_empty() {
+        Vec::new()
     } else {
-        ids::lookup(lake, &committed_files, &hashes)?
+        let mut hashes: Vec<u64> = keys.iter().map(|k| k.0).collect();
+        hashes.dedup();
+        if rebuilt {
+            base.iter()
+                .copied()
+                .filter(|(h, _)| hashes.binary_search(h).is_ok())
+                .collect()
+        } else {
+            ids::lookup(lake, &committed_files, &hashes)?
+        }
     };
-    drop(hashes);
     // The new file: the run's pairs, merged with the files it replaces (or
     // all of bronze's), streamed to disk while the copies are counted.
-    let index_path = index_path.to_path_buf();
     let to_merge = if rebuilt {
         Vec::new()
     } else {
         ids::open_all(lake, &merged)?
     };
-    let writer = std::thread::spawn(move || {
-        let mut sources: Vec<Box<dyn Iterator<Item = (u64, i32)> + Send + '_>> =
-            vec![Box::new(run.into_iter()), Box::new(base.into_iter())];
-        sources.extend(to_merge.iter().map(|f| Box::new(f.entries()) as Box<_>));
-        ids::write_sorted(&index_path, ids::union(sources))
+    let (copies, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut sources: Vec<Box<dyn Iterator<Item = (u64, i32)> + Send + '_>> =
+                vec![Box::new(pairs()), Box::new(base.iter().copied())];
+            sources.extend(to_merge.iter().map(|f| Box::new(f.entries()) as Box<_>));
+            ids::write_sorted(index_path, ids::union(sources))
+        });
+        let copies = count_sorted(lake, state, &keys, &found);
+        (copies, writer.join().expect("index writer panicked"))
     });
-    let copies = count_sorted(lake, state, &keys, &found);
-    let (entries, bytes) = writer.join().expect("index writer panicked")?;
+    let (entries, bytes) = written?;
     Ok((
         copies?,
         IndexPlan {
