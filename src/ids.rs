@@ -13,12 +13,16 @@
 //! every pair is rewritten about log4(lake / batch) times over its life.
 //!
 //! A file: [`MAGIC`], the entry count (u64 LE), then the entries, each
-//! the id's [`crate::bronze::event_id_hash`] (u64 LE) and the date (days since 1970-01-01, i32
-//! LE), sorted and without repeats. The hash is XXH3-64 (seed 0) of the id's
-//! UTF-8 bytes: a published, fixed function, since the files outlive the
-//! process. Two ids with one hash would look like one id (a re-send or a
-//! conflict counted that is not one): about one chance in 3,000 over 100
-//! million ids.
+//! the id's [`crate::bronze::event_id_hash`] (u64 LE) and the date (days
+//! since 1970-01-01, i32 LE), sorted and without repeats. The hash is
+//! XXH3-64 (seed 0) of the id's UTF-8 bytes: a published, fixed function,
+//! since the files outlive the process. Two ids with one hash would look
+//! like one id (a re-send or a conflict counted that is not one): about
+//! one chance in 3,000 over 100 million ids.
+//!
+//! The index is derived data: a lake without one (written by an older
+//! evlake), or with a file that cannot be read, gets it rebuilt from
+//! bronze's `event_id` columns by its next ingest.
 
 use std::fs::{self, File};
 use std::io::Write;

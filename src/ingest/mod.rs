@@ -942,7 +942,30 @@ fn count_copies(
         })
     };
     let committed_files = ids::committed(state);
-    let rebuilt = !state.id_index_covers;
+    let hashes = || {
+        let mut h: Vec<u64> = keys.iter().map(|k| k.0).collect();
+        h.dedup();
+        h
+    };
+    // `(hash, date)` already in the lake, for the run's hashes, from the
+    // index; an index file that cannot be read (deleted or damaged by hand)
+    // gets the index rebuilt from bronze, as for a lake without one.
+    let looked_up = if !state.id_index_covers {
+        None
+    } else if committed_files.is_empty() {
+        Some(Vec::new())
+    } else {
+        match ids::lookup(lake, &committed_files, &hashes()) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                crate::report::eline(format_args!(
+                    "warning: {e:#}; rebuilding the id index from bronze"
+                ));
+                None
+            }
+        }
+    };
+    let rebuilt = looked_up.is_none();
     let merged: Vec<FileAction> = if rebuilt {
         committed_files.iter().map(|f| (*f).clone()).collect()
     } else {
@@ -951,24 +974,20 @@ fn count_copies(
             .cloned()
             .collect()
     };
-    // `(hash, date)` already in the lake, for the run's hashes.
     let base = if rebuilt {
         ids::from_bronze(lake, state)?
     } else {
         Vec::new()
     };
-    let found: Vec<(u64, i32)> = if base.is_empty() && committed_files.is_empty() {
-        Vec::new()
-    } else {
-        let mut hashes: Vec<u64> = keys.iter().map(|k| k.0).collect();
-        hashes.dedup();
-        if rebuilt {
+    let found: Vec<(u64, i32)> = match looked_up {
+        Some(found) => found,
+        None if base.is_empty() => Vec::new(),
+        None => {
+            let hashes = hashes();
             base.iter()
                 .copied()
                 .filter(|(h, _)| hashes.binary_search(h).is_ok())
                 .collect()
-        } else {
-            ids::lookup(lake, &committed_files, &hashes)?
         }
     };
     // The new file: the run's pairs, merged with the files it replaces (or

@@ -1436,4 +1436,50 @@ fn id_conflicts_over_many_ingests_match_the_inputs_and_the_index_stays_small() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(o["resends"], resends);
+
+    // An index file deleted by hand: the next ingest says so, rebuilds the
+    // index from bronze and counts as before (e1x is on the 10th already).
+    let (_, before) = index_entries(&lake);
+    let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(&lake)).unwrap();
+    let victim = state
+        .partitions(evlake::ids::TABLE)
+        .flat_map(|(_, p)| p.files.keys().cloned())
+        .next()
+        .unwrap();
+    std::fs::remove_file(lake.join(&victim)).unwrap();
+    let f = tmp.path().join("again.jsonl");
+    let id = versions.keys().find(|(d, _)| *d == 10).unwrap().1.clone();
+    std::fs::write(
+        &f,
+        format!(
+            r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":"2024-03-13T08:00:00Z","user_id":"u1","properties":{{}}}}"#
+        ) + "\n",
+    )
+    .unwrap();
+    let o = run(
+        &lake,
+        &[
+            "ingest",
+            f.to_str().unwrap(),
+            "--json",
+            "--processing-time",
+            "2024-03-21T00:00:00Z",
+        ],
+    );
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rebuilding the id index from bronze"),
+        "{}",
+        stderr(&o)
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["ids_on_other_dates"], 1, "{s}");
+    let (files, after) = index_entries(&lake);
+    assert_eq!(files, 1);
+    let mut want_after = before;
+    want_after.insert((
+        evlake::bronze::event_id_hash(&id),
+        evlake::time::parse_date32("2024-03-13").unwrap(),
+    ));
+    assert_eq!(after, want_after);
 }
