@@ -182,14 +182,9 @@ pub fn read_content_hashes(
     path: &Path,
     ids: &std::collections::HashSet<u64>,
 ) -> Result<Vec<(u64, u64)>> {
-    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), 0..=col::EXTRA);
-    let reader = builder.with_projection(mask).build()?;
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.with_context(|| format!("failed to read `{}`", path.display()))?;
+    for batch in batches(path, Some(0..=col::EXTRA))? {
+        let batch = batch?;
         let s = |i: usize| batch.column(i).as_string::<i32>();
         let (id, ty, user) = (s(col::EVENT_ID), s(col::EVENT_TYPE), s(col::USER_ID));
         let ts = batch
@@ -230,15 +225,9 @@ fn opt(a: &StringArray, i: usize) -> Option<&str> {
 /// The [`event_id_hash`] of every row of a bronze file, reading only the
 /// `event_id` column.
 pub fn read_event_id_hashes(path: &Path) -> Result<Vec<u64>> {
-    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
-    let reader = builder.with_projection(mask).build()?;
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.with_context(|| format!("failed to read `{}`", path.display()))?;
-        let ids = batch.column(0).as_string::<i32>();
+    for batch in batches(path, Some(col::EVENT_ID..=col::EVENT_ID))? {
+        let ids = batch?.column(0).as_string::<i32>().clone();
         out.extend(ids.iter().flatten().map(event_id_hash));
     }
     Ok(out)
@@ -246,11 +235,24 @@ pub fn read_event_id_hashes(path: &Path) -> Result<Vec<u64>> {
 
 /// Every row of a bronze (or side-output) file.
 pub fn read_file(path: &Path) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    batches(path, None)?.collect()
+}
+
+/// The record batches of a bronze (or side-output) file: every column, or
+/// the top-level columns `columns` (positions in [`schema`]).
+fn batches(
+    path: &Path,
+    columns: Option<std::ops::RangeInclusive<usize>>,
+) -> Result<impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>> {
     let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?
-        .build()?;
-    reader
-        .map(|b| b.with_context(|| format!("failed to read `{}`", path.display())))
-        .collect()
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
+        builder = builder.with_projection(mask);
+    }
+    let shown = path.display().to_string();
+    Ok(builder
+        .build()?
+        .map(move |b| b.with_context(|| format!("failed to read `{shown}`"))))
 }
