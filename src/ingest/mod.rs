@@ -356,7 +356,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let _busy = crate::fault::operation("ingest");
 
     let _lock = lake.lock()?;
-    let state = LakeState::load(lake)?;
+    // Shared with the thread that counts re-sends (no copy of the state).
+    let state = Arc::new(LakeState::load(lake)?);
     let orphans_removed = if opts.dry_run {
         Vec::new()
     } else {
@@ -667,7 +668,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // idle as it runs out of dates to write in parallel.
     let index_staged = staging.join(format!("{run_id}.ids"));
     let counting = {
-        let (lake, state, path) = (lake.clone(), state.clone(), index_staged.clone());
+        let (lake, state, path) = (lake.clone(), Arc::clone(&state), index_staged.clone());
         let keys = std::mem::take(&mut keys);
         JoinOnDrop(Some(std::thread::spawn(move || {
             count_copies(&lake, &state, keys, &path)
