@@ -1339,19 +1339,8 @@ fn id_conflicts_over_many_ingests_match_the_inputs_and_the_index_stays_small() {
     assert!(want_conflicts > 10 && want_other_dates > 50);
 
     let ingest = |lake: &std::path::Path, name: &str, lines: &[String], i: usize| {
-        let f = tmp.path().join(name);
-        std::fs::write(&f, lines.concat()).unwrap();
         let pt = format!("2024-03-20T{:02}:00:00Z", i % 24);
-        ok(
-            lake,
-            &[
-                "ingest",
-                f.to_str().unwrap(),
-                "--processing-time",
-                &pt,
-                "-q",
-            ],
-        );
+        ingest_lines(lake, tmp.path(), name, lines, &pt);
     };
     for (i, (name, lines)) in batches.iter().enumerate().take(23) {
         ingest(&lake, name, lines, i);
