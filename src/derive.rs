@@ -129,9 +129,16 @@ pub fn finish_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     fault::point("before-commit")?;
     log::write_commit(lake, commit)?;
     fault::point("after-commit")?;
+    // The commit no longer references them. One already gone (deleted by
+    // hand, say) is fine.
     lake::par_io(&commit.remove, |f| {
         let p = lake.path(&f.path);
-        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("failed to remove `{}`", p.display()))
+            }
+            _ => Ok(()),
+        }
     })?;
     Ok(())
 }

@@ -24,7 +24,7 @@
 //! evlake), or with a file that cannot be read, gets it rebuilt from
 //! bronze's `event_id` columns by its next ingest.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -296,20 +296,6 @@ pub fn from_bronze(lake: &Lake, state: &LakeState) -> Result<Vec<(u64, i32)>> {
     let mut all: Vec<(u64, i32)> = per_file.into_iter().flatten().collect();
     sort_entries(&mut all);
     Ok(all)
-}
-
-/// Remove index files a commit replaced (after it is written; a crash
-/// first leaves orphans the next writer removes).
-pub fn remove_replaced(lake: &Lake, replaced: &[FileAction]) -> Result<()> {
-    for f in replaced {
-        let p = lake.path(&f.path);
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("failed to remove `{}`", p.display())),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

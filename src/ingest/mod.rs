@@ -786,7 +786,6 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         report.quarantine_file = Some(lake.path(&rel).display().to_string());
     }
     trace(started, "counted re-sends, renamed");
-    fault::point("before-commit")?;
 
     let max_event_time = match (state.max_event_time, run_max) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -849,9 +848,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             format_min_event_time(opts.min_event_time),
         ),
     ]);
-    log::write_commit(lake, &commit)?;
-    fault::point("after-commit")?;
-    ids::remove_replaced(lake, &index.merged)?;
+    // Commits, then deletes the index files the new one replaced.
+    crate::derive::finish_commit(lake, &commit)?;
     drop(staging);
 
     report.status = Outcome::Committed;
