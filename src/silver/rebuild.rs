@@ -31,8 +31,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
+use datafusion::common::DFSchema;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, col};
+use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, SessionContext, cast, col, lit};
 
 use super::patches;
 use super::reach::{self, Day, Stats, UserDay};
@@ -207,14 +208,24 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         } else {
             let (touched, new_rows) = touched_pairs(&ctx, lake, &appended).await?;
             register_pairs(&ctx, TOUCHED, &touched)?;
-            // The touched users' bronze rows are input whatever the reach
-            // finds: read them while it looks (it mostly waits on small
-            // queries).
+            // Built rows are read by a few users at a time.
+            let lookups = !touched.is_empty() && ctx.table_exist(EVENTS_TABLE)?;
+            if lookups {
+                engine::register_for_lookups(
+                    &ctx,
+                    EVENTS_LOOKUP,
+                    &lake.path(silver::EVENTS_DIR),
+                    "event_date",
+                )
+                .await?;
+            }
+            // The touched users' rows are input whatever the reach finds:
+            // read them while it looks (it mostly waits on small queries).
             let read_touched = async {
                 if touched.is_empty() {
                     return anyhow::Ok(None);
                 }
-                let rows = rows_of(&ctx, bronze::TABLE, TOUCHED, &touched).await?;
+                let rows = grown_rows(&ctx, lake, &appended, &touched).await?;
                 Ok(Some(rows.cache().await?))
             };
             let mut stats = LakeStats::new(&ctx, &touched, new_rows, &whole, &bronze_days);
@@ -231,7 +242,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             let r = r?;
             touched_rows = rows?;
             register_pairs(&ctx, REACHED, &r.extended)?;
-            if !r.extended.is_empty() {
+            if !r.extended.is_empty() && !lookups {
                 engine::register_for_lookups(
                     &ctx,
                     EVENTS_LOOKUP,
@@ -475,12 +486,7 @@ async fn compute(
     // dates the sessions reach, and the key columns of the built rows of
     // every user recomputed on the dates that may be appended to) are
     // read at the same time.
-    let types: Vec<(String, DataType)> = input
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| (f.name().clone(), f.data_type().clone()))
-        .collect();
+    let bronze_schema = input.schema().clone();
     let read_input = async {
         anyhow::Ok(if neighbours.is_empty() || input_cached {
             input
@@ -526,13 +532,7 @@ async fn compute(
     if let Some(built) = built? {
         let _ = ctx.deregister_table(BUILT_REACHED)?;
         ctx.register_table(BUILT_REACHED, built.clone().into_view())?;
-        let built = built.select(
-            types
-                .iter()
-                .map(|(name, t)| cast(col(name.as_str()), t.clone()).alias(name))
-                .collect::<Vec<_>>(),
-        )?;
-        input = input.union(built)?;
+        input = input.union(as_bronze(built, &bronze_schema)?)?;
     }
     let _ = ctx.deregister_table(BUILT_KEPT)?;
     if let Some(kept) = kept? {
@@ -950,6 +950,55 @@ fn on_pairs(table: &str, name: &str, pairs: &BTreeSet<(String, Day)>) -> String 
          WHERE t.event_date IN ({})",
         derive::date_list(&days)
     )
+}
+
+/// Every row of the `touched` users on the grown dates: their built silver
+/// events (on a grown date, the rows deduplication kept of the bronze the
+/// date was built from) and every row of the bronze files added since
+/// (each is a touched user's). Only those files of the date's bronze are
+/// read: an hourly cron run adds a file to each date it touches, and a
+/// date read whole was ~100 files after two weeks. It is also the right
+/// input: a copy deduplication dropped stays dropped (the kept copy is the
+/// first of all of them), where the user's bronze rows would bring back a
+/// dropped copy of another user's event as the only copy in the input.
+async fn grown_rows(
+    ctx: &SessionContext,
+    lake: &Lake,
+    appended: &BTreeMap<Day, Appended>,
+    touched: &BTreeSet<(String, Day)>,
+) -> Result<DataFrame> {
+    let bronze = ctx.table(bronze::TABLE).await?.schema().clone();
+    let mut rows = as_bronze(
+        rows_of(ctx, EVENTS_LOOKUP, TOUCHED, touched).await?,
+        &bronze,
+    )?;
+    for (day, a) in appended {
+        let paths: Vec<String> = a
+            .files
+            .iter()
+            .map(|f| lake.path(f).display().to_string())
+            .collect();
+        let new = ctx
+            .read_parquet(paths, ParquetReadOptions::default())
+            .await?
+            .with_column(
+                "event_date",
+                lit(datafusion::scalar::ScalarValue::Date32(Some(*day))),
+            )?;
+        rows = rows.union(as_bronze(new, &bronze)?)?;
+    }
+    Ok(rows)
+}
+
+/// `df`'s columns of bronze (`like`: e.g. built silver events without
+/// their session id), in its order and types.
+fn as_bronze(df: DataFrame, like: &DFSchema) -> Result<DataFrame> {
+    Ok(df.select(
+        like.fields()
+            .iter()
+            .map(|f| cast(col(f.name().as_str()), f.data_type().clone()).alias(f.name()))
+            .collect::<Vec<_>>(),
+    )?)
 }
 
 /// Register the silver events under `dir` as `events` in `ctx`.
@@ -1712,9 +1761,9 @@ fn appended_files(
 }
 
 /// On grown dates, the (user, date) pairs whose rows can change: the users
-/// of the new files' rows, and the users of rows that share an event_id
-/// with a new row that date (deduplication may now keep another copy;
-/// not looked for where ingest counted no re-sends).
+/// of the new files' rows, and the users of built rows that share an
+/// event_id with a new row that date (deduplication may now keep the new
+/// copy; not looked for where ingest counted no re-sends).
 async fn touched_pairs(
     ctx: &SessionContext,
     lake: &Lake,
@@ -1782,12 +1831,14 @@ async fn touched_pairs(
     }
     register_keyed_dates(ctx, NEW_IDS, "event_id", &ids)?;
     let days: BTreeSet<Day> = ids.iter().map(|(_, d)| *d).collect();
+    // The built events hold the one copy of each id that deduplication
+    // kept, whose user may lose it to a new copy; the users of the copies
+    // it dropped keep theirs dropped (see `grown_rows`).
     let shared = ctx
         .sql(&format!(
             "SELECT DISTINCT arrow_cast(b.user_id, 'Utf8') AS u, arrow_cast(b.event_date, 'Int32') AS d \
-             FROM {} b JOIN {NEW_IDS} n ON b.event_date = n.event_date AND b.event_id = n.event_id \
+             FROM {EVENTS_TABLE} b JOIN {NEW_IDS} n ON b.event_date = n.event_date AND b.event_id = n.event_id \
              WHERE b.event_date IN ({})",
-            bronze::TABLE,
             derive::date_list(&days)
         ))
         .await?

@@ -741,6 +741,61 @@ fn a_grown_date_recomputes_the_users_whose_copy_deduplication_now_drops() {
     );
 }
 
+#[test]
+fn a_dropped_copy_stays_dropped_when_its_user_gets_new_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    // "k" is v's event on the 14th; w has a row on the 13th and the 15th
+    // so that the 14th alone is dirty later.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b1.jsonl",
+        &[
+            ev("k", "page_view", "2024-03-14T10:00:00Z", "v"),
+            ev("u1", "page_view", "2024-03-14T11:00:00Z", "u"),
+            ev("w1", "page_view", "2024-03-13T11:00:00Z", "w"),
+            ev("w2", "page_view", "2024-03-15T11:00:00Z", "w"),
+        ],
+        "2024-03-15T13:00:00Z",
+    );
+    // "k" again, later, with another user (an id conflict): silver keeps
+    // v's first copy and drops u's.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b2.jsonl",
+        &[ev("k", "page_view", "2024-03-14T10:05:00Z", "u")],
+        "2024-03-15T14:00:00Z",
+    );
+    silver(&lake, &[]);
+    // Then u gets a new event on the 14th that would start a session at
+    // 10:05 with the dropped copy, at 10:30 without it.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b3.jsonl",
+        &[ev("u2", "page_view", "2024-03-14T10:30:00Z", "u")],
+        "2024-03-15T15:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["mode"], "incremental", "{s}");
+    assert_eq!(s["touched_users"], 1, "u: {s}");
+    assert_eq!(
+        query_csv(&lake, "SELECT user_id FROM events WHERE event_id = 'k'"),
+        ["v"],
+        "u's dropped copy of k came back"
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT session_start FROM sessions WHERE user_id = 'u'"
+        ),
+        ["2024-03-14T10:30:00Z"]
+    );
+    assert_equals_full(&lake, &tmp.path().join("full"), "after u's new row");
+}
+
 /// Parquet files in a silver table's date partition.
 fn files_in(lake: &Path, table: &str, date: &str) -> usize {
     parquet_files(&lake.join(format!("silver/{table}/event_date={date}"))).len()
