@@ -7,7 +7,8 @@
 //! compare evlake against numbers evlake did not compute.
 //!
 //! Every case of the input contract appears: sessions crossing midnight,
-//! mobile events queued offline for hours or days, exact re-sends, every
+//! mobile events queued offline for hours or days, exact re-sends, re-sends
+//! of an id under another user (id conflicts), every
 //! kind of malformed line, UTC offsets, epoch milliseconds, sub-microsecond
 //! digits, field aliases, unknown fields, CRLF endings, a BOM, ledger
 //! events with corrections, cart adds and removes, profile/address changes,
@@ -85,7 +86,12 @@ pub struct Totals {
     pub events: u64,
     pub empty_lines: u64,
     pub quarantined: BTreeMap<String, u64>,
+    /// Re-sends included in `events`, those with other content too.
     pub resends: u64,
+    /// Of `resends`, copies of an event with other content on its date:
+    /// the same `event_id` and time under another user (an id reused by
+    /// another client). Silver keeps the first copy.
+    pub id_conflicts: u64,
     pub late_events: u64,
     pub days_late_events: u64,
     pub session_bridges: u64,
@@ -472,8 +478,29 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<Truth> {
                 truth.totals.resends += 1;
                 produced += 1;
             }
-            push_event(&mut batches, b, text, id, us);
+            push_event(&mut batches, b, text.clone(), id.clone(), us);
             produced += 1;
+            // An id conflict: the same event_id and time, another user,
+            // now or one batch later.
+            if opts.users > 1 && produced < opts.events && g.rng.chance(0.002) {
+                let other = (user + 1 + g.rng.below(opts.users - 1)) % opts.users;
+                let rb = (b + g.rng.below(2) as u32).min(last);
+                let key = if text.contains(r#""actor_id":"#) {
+                    "actor_id"
+                } else {
+                    "user_id"
+                };
+                let copy = text.replacen(
+                    &format!(r#""{key}":"u{user}""#),
+                    &format!(r#""{key}":"u{other}""#),
+                    1,
+                );
+                assert_ne!(copy, text, "the line names its user");
+                push_event(&mut batches, rb, copy, id.clone(), us);
+                truth.totals.resends += 1;
+                truth.totals.id_conflicts += 1;
+                produced += 1;
+            }
             session_end = us;
             // Gaps up to 20 minutes, sometimes exactly 30 (same session).
             t = us

@@ -581,7 +581,7 @@ fn generated_batches_match_the_generators_truth() {
     );
     let lake = tmp.path().join("lake");
     let mut quarantined = std::collections::BTreeMap::<String, u64>::new();
-    let mut resends = 0;
+    let (mut resends, mut id_conflicts) = (0, 0);
     for b in truth["batches"].as_array().unwrap() {
         let file = gen_dir.join("batches").join(b["file"].as_str().unwrap());
         let s = ok(
@@ -602,6 +602,7 @@ fn generated_batches_match_the_generators_truth() {
         );
         assert_eq!(s["empty_lines"], b["empty_lines"]);
         resends += s["resends"].as_u64().unwrap();
+        id_conflicts += s["id_conflicts"].as_u64().unwrap();
         for (k, v) in s["quarantined_by_reason"].as_object().unwrap() {
             *quarantined.entry(k.clone()).or_default() += v.as_u64().unwrap();
         }
@@ -611,6 +612,10 @@ fn generated_batches_match_the_generators_truth() {
         expected_counts(&truth["partitions"])
     );
     assert_eq!(resends, truth["totals"]["resends"].as_u64().unwrap());
+    assert_eq!(
+        id_conflicts,
+        truth["totals"]["id_conflicts"].as_u64().unwrap()
+    );
     // Every reason the contract names shows up in generated data.
     for reason in [
         "invalid_json",
@@ -629,6 +634,7 @@ fn generated_batches_match_the_generators_truth() {
         );
     }
     assert!(truth["totals"]["resends"].as_u64().unwrap() > 0);
+    assert!(truth["totals"]["id_conflicts"].as_u64().unwrap() > 0);
     assert!(truth["totals"]["session_bridges"].as_u64().unwrap() > 0);
 }
 
