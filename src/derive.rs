@@ -117,7 +117,7 @@ pub fn replace_partitions(
         written[first..].sort_by(|a, b| a.partition.cmp(&b.partition));
     }
     // DataFusion's writer does not fsync: publish does.
-    lake::publish(&moves, false)?;
+    lake::publish(lake, &moves, false)?;
     Ok(written)
 }
 
@@ -127,6 +127,10 @@ pub fn replace_partitions(
 /// log no longer references.
 pub fn finish_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     fault::point("before-commit")?;
+    if !commit.remove.is_empty() {
+        // (A commit that only removes published nothing.)
+        lake.mark_changing()?;
+    }
     log::write_commit(lake, commit)?;
     fault::point("after-commit")?;
     // The commit no longer references them. One already gone (deleted by
@@ -140,6 +144,7 @@ pub fn finish_commit(lake: &Lake, commit: &Commit) -> Result<()> {
             _ => Ok(()),
         }
     })?;
+    lake.mark_clean();
     Ok(())
 }
 

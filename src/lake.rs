@@ -54,6 +54,39 @@ impl Lake {
         self.root.join(META_DIR).join("staging")
     }
 
+    /// `_evlake/clean`: there while the table directories hold exactly
+    /// what the log references, so the next writer need not list them all
+    /// for orphans (see [`crate::log::clean_orphans`]). [`publish`] removes
+    /// it, durably, before its first rename; a writer creates it again
+    /// once its commit is written and the files it replaced are deleted.
+    /// A writer that crashes or fails in between leaves it missing; so
+    /// does an older evlake, which never created it.
+    fn clean_mark(&self) -> PathBuf {
+        self.root.join(META_DIR).join("clean")
+    }
+
+    /// Are the table directories known to hold only committed files?
+    pub fn known_clean(&self) -> bool {
+        self.clean_mark().exists()
+    }
+
+    /// The table directories are about to change: no longer known clean,
+    /// durably so before the change.
+    pub fn mark_changing(&self) -> Result<()> {
+        let mark = self.clean_mark();
+        match fs::remove_file(&mark) {
+            Ok(()) => fsync_dir(mark.parent().expect("under the meta dir")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("failed to remove `{}`", mark.display())),
+        }
+    }
+
+    /// The table directories hold only committed files again. Best effort
+    /// and not fsynced: a mark lost costs the next writer a listing.
+    pub fn mark_clean(&self) {
+        let _ = File::create(self.clean_mark());
+    }
+
     /// Take the single-writer lock. If another process holds it, wait up
     /// to [`set_lock_wait`]'s duration (none by default), then fail with
     /// [`Failure::Locked`] (exit 3). The lock is an advisory `flock` on
@@ -313,12 +346,14 @@ pub fn fsync_file(path: &Path) -> Result<()> {
 }
 
 /// Move staged files to their places in the lake, durably, before the
-/// commit that names them is written: unless `synced` (the writer fsynced
+/// commit that names them is written (the lake is no longer known clean:
+/// see [`Lake::mark_changing`]): unless `synced` (the writer fsynced
 /// them), every file's data is fsynced before any is renamed; each
 /// destination directory is created durably, and fsynced once after its
 /// renames. The calls run on [`par_io`]'s threads; the first rename comes
 /// alone, followed by the `renamed` fault point.
-pub fn publish(moves: &[(PathBuf, PathBuf)], synced: bool) -> Result<()> {
+pub fn publish(lake: &Lake, moves: &[(PathBuf, PathBuf)], synced: bool) -> Result<()> {
+    lake.mark_changing()?;
     let started: Vec<_> = PRESYNCS
         .lock()
         .map(|mut v| v.drain(..).collect())

@@ -7,7 +7,6 @@
 //! nothing pending: a no-op. A crash at any step leaves either the old state
 //! (and orphans the next writer removes) or the new one.
 
-use std::fs;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -105,7 +104,7 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
     fault::point("staged")?;
     // (The writers fsynced every file.)
     let moves: Vec<_> = staged.iter().map(|f| f.publish_move(lake)).collect();
-    lake::publish(&moves, true)?;
+    lake::publish(lake, &moves, true)?;
     let mut adds = Vec::with_capacity(staged.len());
     for f in &staged {
         adds.push(f.to_action());
@@ -115,18 +114,12 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
             events: f.rows,
         });
     }
-    fault::point("before-commit")?;
     let mut commit = Commit::next(&state, "reconcile", processing_time);
     commit.add = adds;
+    // The side-output files, deleted once the commit no longer references
+    // them (a crash before leaves orphans that the next writer removes).
     commit.remove = pending.iter().map(|f| (*f).clone()).collect();
-    log::write_commit(lake, &commit)?;
-    fault::point("after-commit")?;
-    // The commit no longer references the side-output files: delete them.
-    // A crash here leaves orphans that the next writer removes.
-    for f in &pending {
-        let p = lake.path(&f.path);
-        fs::remove_file(&p).with_context(|| format!("failed to remove `{}`", p.display()))?;
-    }
+    crate::derive::finish_commit(lake, &commit)?;
     report
         .partitions
         .sort_by(|a, b| a.event_date.cmp(&b.event_date));

@@ -767,7 +767,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // The run's id index file (with any files it merges).
     let index_rel = format!("{}/{run_id}.ids", ids::DIR);
     moves.push((index_staged, lake.path(&index_rel)));
-    lake::publish(&moves, true)?;
+    lake::publish(lake, &moves, true)?;
     adds.push(FileAction::plain(
         ids::TABLE,
         "",

@@ -327,6 +327,19 @@ pub fn files_on_disk(lake: &Path) -> Vec<String> {
     v
 }
 
+/// Every file in every table directory that the log does not reference
+/// (orphans), lake-relative.
+pub fn uncommitted_files(lake: &Path) -> Vec<String> {
+    let l = evlake::lake::Lake::new(lake);
+    let state = evlake::log::LakeState::load(&l).unwrap();
+    let live: std::collections::HashSet<&String> = state.live_files().collect();
+    evlake::ingest::table_dirs()
+        .iter()
+        .flat_map(|d| evlake::lake::list_files(lake, &lake.join(d)).unwrap())
+        .filter(|f| !live.contains(f))
+        .collect()
+}
+
 /// Generate synthetic batches into `dir` and return the truth file.
 pub fn generate(dir: &Path, args: &[&str]) -> Value {
     let o = Command::new(bin())

@@ -118,8 +118,20 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
         assert_eq!(staged_entries(&lake), 0, "{op}:{step}: staging left behind");
         assert_eq!(commits(&lake), commits_before, "{op}:{step}");
         assert_eq!(files_on_disk(&lake), committed_files(&lake), "{op}:{step}");
+        // A failure after publishing (silver's before-commit) leaves the
+        // published files: not marked clean, the next writer lists the
+        // table directories and removes them.
+        if step == "before-commit" {
+            assert!(!uncommitted_files(&lake).is_empty(), "{op}:{step}");
+            assert!(!lake.join("_evlake/clean").exists(), "{op}:{step}");
+        }
         let o = run(&lake, &run_args);
         assert!(o.status.success(), "{op}:{step}: re-run: {}", stderr(&o));
+        assert_eq!(
+            uncommitted_files(&lake),
+            Vec::<String>::new(),
+            "{op}:{step}"
+        );
         assert_eq!(gold_dump(&lake), gold_dump(&reference), "{op}:{step}");
         assert_eq!(silver_dump(&lake), silver_dump(&reference), "{op}:{step}");
     }
@@ -134,6 +146,68 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
     assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
     assert_eq!(staged_entries(&lake), 0, "snapshot: staging left behind");
     assert!(run(&lake, &snap).status.success());
+}
+
+#[test]
+fn a_writer_lists_the_table_directories_for_orphans_only_after_an_unclean_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batch = |n: u32| {
+        let f = tmp.path().join(format!("b{n}.jsonl"));
+        std::fs::write(
+            &f,
+            format!(
+                "{{\"event_id\":\"e{n}\",\"event_type\":\"page_view\",\"event_timestamp\":\"2024-03-15T10:00:00Z\",\"user_id\":\"u1\",\"properties\":{{}}}}\n"
+            ),
+        )
+        .unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    let ingest = |n: u32| {
+        ok(
+            &lake,
+            &[
+                "ingest",
+                &batch(n),
+                "--processing-time",
+                "2024-03-15T12:00:00Z",
+            ],
+        );
+    };
+    ingest(1);
+    assert!(lake.join("_evlake/clean").exists());
+    // A stray file in a table directory, with the lake marked clean: the
+    // next writer does not list the directories, so it stays (evlake's
+    // readers never see it: they follow the log).
+    let stray = "bronze/events/event_date=2024-03-15/stray.parquet";
+    let first = committed_files(&lake)
+        .into_iter()
+        .find(|f| f.starts_with("bronze/"))
+        .unwrap();
+    std::fs::copy(lake.join(&first), lake.join(stray)).unwrap();
+    ingest(2);
+    assert_eq!(uncommitted_files(&lake), [stray]);
+    // Without the mark (a writer that failed after publishing, or an older
+    // evlake), the next writer lists them and removes it.
+    std::fs::remove_file(lake.join("_evlake/clean")).unwrap();
+    ingest(3);
+    assert_eq!(uncommitted_files(&lake), Vec::<String>::new());
+    assert!(lake.join("_evlake/clean").exists());
+    // And every 50th version lists them whatever the mark says.
+    std::fs::copy(lake.join(&first), lake.join(stray)).unwrap();
+    let mut n = 4;
+    while commits(&lake) < 50 {
+        assert_eq!(
+            uncommitted_files(&lake),
+            [stray],
+            "version {}",
+            commits(&lake)
+        );
+        ingest(n);
+        n += 1;
+    }
+    ingest(n);
+    assert_eq!(uncommitted_files(&lake), Vec::<String>::new());
 }
 
 /// `status` shows what is in staging, and whose it is: a killed run's
