@@ -208,9 +208,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         } else {
             let (touched, new_rows) = touched_pairs(&ctx, lake, &appended).await?;
             register_pairs(&ctx, TOUCHED, &touched)?;
-            // Built rows are read by a few users at a time.
-            let lookups = !touched.is_empty() && ctx.table_exist(EVENTS_TABLE)?;
-            if lookups {
+            // Built rows are read by a few users at a time: the touched
+            // users' on grown dates, and the reach's on their neighbours.
+            if ctx.table_exist(EVENTS_TABLE)? {
                 engine::register_for_lookups(
                     &ctx,
                     EVENTS_LOOKUP,
@@ -242,15 +242,6 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             let r = r?;
             touched_rows = rows?;
             register_pairs(&ctx, REACHED, &r.extended)?;
-            if !r.extended.is_empty() && !lookups {
-                engine::register_for_lookups(
-                    &ctx,
-                    EVENTS_LOOKUP,
-                    &lake.path(silver::EVENTS_DIR),
-                    "event_date",
-                )
-                .await?;
-            }
             let mut merged = r.extended.clone();
             merged.extend(touched.iter().cloned());
             register_pairs(&ctx, MERGED, &merged)?;
