@@ -959,18 +959,24 @@ async fn grown_rows(
     touched: &BTreeSet<(String, Day)>,
 ) -> Result<DataFrame> {
     let bronze = ctx.table(bronze::TABLE).await?.schema().clone();
-    let mut rows = as_bronze(
-        rows_of(ctx, EVENTS_LOOKUP, TOUCHED, touched).await?,
-        &bronze,
-    )?;
+    let mut rows = if ctx.table_exist(EVENTS_LOOKUP)? {
+        as_bronze(
+            rows_of(ctx, EVENTS_LOOKUP, TOUCHED, touched).await?,
+            &bronze,
+        )?
+    } else {
+        ctx.table(bronze::TABLE).await?.limit(0, Some(0))?
+    };
     for (day, a) in appended {
         let paths: Vec<String> = a
             .files
             .iter()
             .map(|f| lake.path(f).display().to_string())
             .collect();
+        // Bronze's declared columns, as the table reads every file.
+        let file_schema = bronze::schema();
         let new = ctx
-            .read_parquet(paths, ParquetReadOptions::default())
+            .read_parquet(paths, ParquetReadOptions::default().schema(&file_schema))
             .await?
             .with_column(
                 "event_date",
