@@ -149,11 +149,22 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     fault::trace(started, "dirtiness derived");
     let bronze_days = derive::dates_of(state.partitions(bronze::TABLE).map(|(d, _)| d))?;
     let plan = derive::DatePlan::new(&dirty, &bronze_days, opts.dates, opts.full)?;
-    let (full, recompute) = (plan.full, plan.dates.clone());
+    // Dates whose bronze only grew since their build (no file removed, same
+    // SQL and settings): there, only the users of the new rows can change.
+    let appended = if opts.full {
+        BTreeMap::new()
+    } else {
+        appended_files(lake, &state, &dirty, &plan.restated)?
+    };
+    // Every date dirty is a full rebuild, unless some of them only grew: on
+    // a young lake fed hourly every run touches every date, and recomputing
+    // the touched users there took half the time of rebuilding them all.
+    let full = plan.full && (opts.full || appended.is_empty());
+    let recompute = plan.dates.clone();
     let mut report = SilverReport {
         command: "silver",
         status: "noop",
-        mode: plan.mode(),
+        mode: if full { "full" } else { "incremental" },
         lake: lake.root().display().to_string(),
         version: state.version,
         dirty,
@@ -172,13 +183,6 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         return Ok(report);
     }
 
-    // Dates whose bronze only grew since their build (no file removed, same
-    // SQL and settings): there, only the users of the new rows can change.
-    let appended = if full {
-        BTreeMap::new()
-    } else {
-        appended_files(lake, &state, &report.dirty, &plan.restated)?
-    };
     // Dates recomputed for every user.
     let whole: BTreeSet<Day> = recompute
         .iter()

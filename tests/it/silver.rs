@@ -742,6 +742,54 @@ fn a_grown_date_recomputes_the_users_whose_copy_deduplication_now_drops() {
 }
 
 #[test]
+fn a_batch_that_grows_every_date_recomputes_only_its_users() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let mut first = Vec::new();
+    for u in 0..20 {
+        first.push(ev(
+            &format!("a{u}"),
+            "page_view",
+            "2024-03-14T10:00:00Z",
+            &format!("u{u}"),
+        ));
+        first.push(ev(
+            &format!("b{u}"),
+            "page_view",
+            "2024-03-15T10:00:00Z",
+            &format!("u{u}"),
+        ));
+    }
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b1.jsonl",
+        &first,
+        "2024-03-15T13:00:00Z",
+    );
+    silver(&lake, &[]);
+    // New rows of two users on both dates: every date is dirty, but only
+    // by growing, so only those users are recomputed.
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "b2.jsonl",
+        &[
+            ev("c1", "page_view", "2024-03-14T09:55:00Z", "u1"),
+            ev("c2", "purchase", "2024-03-15T10:20:00Z", "u2"),
+        ],
+        "2024-03-15T14:00:00Z",
+    );
+    let s = silver(&lake, &[]);
+    assert_eq!(s["mode"], "incremental", "{s}");
+    assert_eq!(s["touched_users"], 2, "{s}");
+    assert_equals_full(&lake, &tmp.path().join("full"), "after growing every date");
+    // A changed setting still rebuilds everything.
+    let s = silver(&lake, &["--session-gap", "10m"]);
+    assert_eq!(s["mode"], "full", "{s}");
+}
+
+#[test]
 fn a_dropped_copy_stays_dropped_when_its_user_gets_new_rows() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
