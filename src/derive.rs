@@ -354,7 +354,8 @@ pub struct DatePlan {
     pub dates: BTreeSet<i32>,
     /// The existing dates `--dates A..B` named.
     pub restated: BTreeSet<i32>,
-    /// Everything is recomputed: asked for, or every date is dirty.
+    /// Everything is recomputed: asked for, or every date is dirty (silver
+    /// still recomputes only the touched users of dates that only grew).
     pub full: bool,
 }
 
