@@ -152,27 +152,10 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
 fn a_writer_lists_the_table_directories_for_orphans_only_after_an_unclean_finish() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    let batch = |n: u32| {
-        let f = tmp.path().join(format!("b{n}.jsonl"));
-        std::fs::write(
-            &f,
-            format!(
-                "{{\"event_id\":\"e{n}\",\"event_type\":\"page_view\",\"event_timestamp\":\"2024-03-15T10:00:00Z\",\"user_id\":\"u1\",\"properties\":{{}}}}\n"
-            ),
-        )
-        .unwrap();
-        f.to_str().unwrap().to_string()
-    };
     let ingest = |n: u32| {
-        ok(
-            &lake,
-            &[
-                "ingest",
-                &batch(n),
-                "--processing-time",
-                "2024-03-15T12:00:00Z",
-            ],
-        );
+        let line = crate::silver::ev(&format!("e{n}"), "page_view", "2024-03-15T10:00:00Z", "u1");
+        let name = format!("b{n}.jsonl");
+        ingest_lines(&lake, tmp.path(), &name, &[line], "2024-03-15T12:00:00Z");
     };
     ingest(1);
     assert!(lake.join("_evlake/clean").exists());
