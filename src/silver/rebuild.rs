@@ -459,19 +459,12 @@ async fn compute(
         let whole_days = input
             .clone()
             .filter(derive::in_days("event_date", recompute))?;
-        input = if grown.is_empty() {
-            whole_days
-        } else {
-            // On grown dates, every row of the touched users.
-            let touched = match touched_rows {
-                Some(rows) => rows,
-                None => rows_of(ctx, bronze::TABLE, TOUCHED, &pairs.touched).await?,
-            };
-            if recompute.is_empty() {
-                touched
-            } else {
-                whole_days.union(touched)?
-            }
+        // On grown dates, every row of the touched users (see
+        // `grown_rows`; none without grown dates).
+        input = match touched_rows {
+            Some(touched) if recompute.is_empty() => touched,
+            Some(touched) => whole_days.union(touched)?,
+            None => whole_days,
         };
     }
     // An input with neighbours is a few dates' worth, held in memory:
