@@ -190,14 +190,18 @@ pub fn committed(state: &LakeState) -> Vec<&FileAction> {
 
 /// Every `(hash, date)` in `files` whose hash is in `hashes` (sorted,
 /// distinct), sorted.
-pub fn lookup(lake: &Lake, files: &[&FileAction], hashes: &[u64]) -> Result<Vec<(u64, i32)>> {
+pub fn lookup<I: Iterator<Item = u64>>(
+    lake: &Lake,
+    files: &[&FileAction],
+    hashes: impl Fn() -> I + Sync,
+) -> Result<Vec<(u64, i32)>> {
     let per_file: Vec<Vec<(u64, i32)>> = files
         .par_iter()
         .map(|f| {
             let file = IndexFile::open(&lake.path(&f.path))?;
             let mut found = Vec::new();
             let mut pos = 0;
-            for &h in hashes {
+            for h in hashes() {
                 pos = file.seek(pos, h);
                 if pos == file.len() {
                     break;
@@ -214,6 +218,21 @@ pub fn lookup(lake: &Lake, files: &[&FileAction], hashes: &[u64]) -> Result<Vec<
     all.sort_unstable();
     all.dedup();
     Ok(all)
+}
+
+/// The entries of `entries` (sorted) whose hash is one of `hashes`
+/// (sorted, distinct).
+pub fn matching(entries: &[(u64, i32)], hashes: impl Iterator<Item = u64>) -> Vec<(u64, i32)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    for h in hashes {
+        at += entries[at..].partition_point(|(e, _)| *e < h);
+        while at < entries.len() && entries[at].0 == h {
+            found.push(entries[at]);
+            at += 1;
+        }
+    }
+    found
 }
 
 /// Open committed index files.

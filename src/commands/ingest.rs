@@ -102,6 +102,12 @@ impl IngestSettings {
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .map_or(ingest::DEFAULT_BUFFER_BYTES, |mb| mb.max(1) << 20);
+        // As many keys as fit in one row buffer (5.6M by default), unless
+        // set (tests force spilling with a few).
+        let keys_in_memory = std::env::var("EVLAKE_KEYS_IN_MEMORY")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(buffer_bytes / ingest::keys::KEY_BYTES);
         let naive = self.naive_timestamps.map(|n| match n {
             NaiveArg::Reject => NaiveTimestamps::Reject,
             NaiveArg::Utc => NaiveTimestamps::Utc,
@@ -169,6 +175,7 @@ impl IngestSettings {
                 24 * hour,
             )?,
             buffer_bytes,
+            keys_in_memory,
             progress: std::io::stderr().is_terminal() && !crate::report::quiet(),
             dry_run: false,
         })

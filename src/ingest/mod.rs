@@ -9,6 +9,7 @@
 
 pub mod chunk;
 pub mod input;
+pub mod keys;
 pub mod parse;
 pub mod scan;
 pub mod write;
@@ -104,6 +105,9 @@ pub struct IngestOptions {
     pub max_line_bytes: usize,
     /// Buffered row memory that triggers a flush.
     pub buffer_bytes: usize,
+    /// Event keys (for counting re-sends) held in memory before they are
+    /// spilled to staging in sorted runs ([`keys::Spool`]).
+    pub keys_in_memory: usize,
     pub late_policy: LatePolicy,
     /// The watermark trails the largest committed event time by this much.
     pub watermark_delay: i64,
@@ -521,8 +525,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // run. Reserved for the events the input can hold (lines of ~150 bytes
     // or more; pages never written are never mapped), so the list is not
     // copied as it grows.
-    let mut keys: Vec<(u64, i32, u64)> =
-        Vec::with_capacity((total_bytes / 150).min(4 << 20) as usize);
+    let mut keys = keys::Spool::new(
+        &staging,
+        opts.keys_in_memory,
+        (total_bytes / 150).min(4 << 20) as usize,
+    );
     let group = rayon::current_num_threads().max(1) * 2;
 
     // Three stages run at once: a reader thread cuts chunks, rayon parses
@@ -635,7 +642,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                             .iter()
                             .zip(pc.ids)
                             .map(|(date, (id, content))| (id, *date, content)),
-                    );
+                    )?;
                     buffer.push(rows);
                 }
                 if buffer.bytes >= opts.buffer_bytes {
@@ -669,9 +676,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let index_staged = staging.join(format!("{run_id}.ids"));
     let counting = {
         let (lake, state, path) = (lake.clone(), Arc::clone(&state), index_staged.clone());
-        let keys = std::mem::take(&mut keys);
         JoinOnDrop(Some(std::thread::spawn(move || {
-            count_copies(&lake, &state, keys, &path)
+            count_copies(&lake, &state, keys.finish()?, &path)
         })))
     };
     let read_result = reader.join().expect("reader thread panicked");
@@ -920,32 +926,25 @@ struct IndexPlan {
 }
 
 /// Per partition, the re-sends and id conflicts among the run's events
-/// (`keys`: `(event_id hash, event_date, content hash)` each), from one
-/// sort of the keys and one lookup of their ids in the lake's id index;
-/// the content of committed rows is read only on dates where a new event
+/// (`keys`: `(event_id hash, event_date, content hash)` each), from the
+/// keys in order and one lookup of their ids in the lake's id index; the
+/// content of committed rows is read only on dates where a new event
 /// repeats a committed id. Meanwhile, writes the index file the commit
-/// adds to `index_path` (fsynced).
+/// adds to `index_path` (fsynced). Streams the keys (from disk, when they
+/// were spilled): memory holds only what the lake already had of them.
 fn count_copies(
     lake: &Lake,
     state: &LakeState,
-    mut keys: Vec<(u64, i32, u64)>,
+    keys: keys::Sorted,
     index_path: &std::path::Path,
 ) -> Result<(BTreeMap<i32, Copies>, IndexPlan)> {
-    keys.par_sort_unstable();
-    // The run's distinct `(hash, date)` pairs, in order, from the keys.
-    let pairs = || {
-        let mut last = None;
-        keys.iter().filter_map(move |(id, date, _)| {
-            let pair = (*id, *date);
-            (last.replace(pair) != Some(pair)).then_some(pair)
-        })
-    };
+    if keys.spilled() > 0 {
+        fault::trace_note(&format!(
+            "event keys spilled to staging in {} sorted run(s)",
+            keys.spilled()
+        ));
+    }
     let committed_files = ids::committed(state);
-    let hashes = || {
-        let mut h: Vec<u64> = keys.iter().map(|k| k.0).collect();
-        h.dedup();
-        h
-    };
     // `(hash, date)` already in the lake, for the run's hashes, from the
     // index; an index file that cannot be read (deleted or damaged by hand)
     // gets the index rebuilt from bronze, as for a lake without one.
@@ -954,7 +953,7 @@ fn count_copies(
     } else if committed_files.is_empty() {
         Some(Vec::new())
     } else {
-        match ids::lookup(lake, &committed_files, &hashes()) {
+        match ids::lookup(lake, &committed_files, || keys.hashes()) {
             Ok(found) => Some(found),
             Err(e) => {
                 crate::report::eline(format_args!(
@@ -964,11 +963,14 @@ fn count_copies(
             }
         }
     };
+    keys.error()?;
     let rebuilt = looked_up.is_none();
     let merged: Vec<FileAction> = if rebuilt {
         committed_files.iter().map(|f| (*f).clone()).collect()
+    } else if committed_files.is_empty() {
+        Vec::new()
     } else {
-        ids::to_merge(&committed_files, pairs().count() as u64)
+        ids::to_merge(&committed_files, keys.pairs().count() as u64)
             .into_iter()
             .cloned()
             .collect()
@@ -980,15 +982,9 @@ fn count_copies(
     };
     let found: Vec<(u64, i32)> = match looked_up {
         Some(found) => found,
-        None if base.is_empty() => Vec::new(),
-        None => {
-            let hashes = hashes();
-            base.iter()
-                .copied()
-                .filter(|(h, _)| hashes.binary_search(h).is_ok())
-                .collect()
-        }
+        None => ids::matching(&base, keys.hashes()),
     };
+    keys.error()?;
     // The new file: the run's pairs, merged with the files it replaces (or
     // all of bronze's), streamed to disk while the copies are counted.
     let to_merge = if rebuilt {
@@ -999,13 +995,15 @@ fn count_copies(
     let (copies, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
             let mut sources: Vec<Box<dyn Iterator<Item = (u64, i32)> + Send + '_>> =
-                vec![Box::new(pairs()), Box::new(base.iter().copied())];
+                vec![Box::new(keys.pairs()), Box::new(base.iter().copied())];
             sources.extend(to_merge.iter().map(|f| Box::new(f.entries()) as Box<_>));
             ids::write_sorted(index_path, ids::union(sources))
         });
         let copies = count_sorted(lake, state, &keys, &found);
         (copies, writer.join().expect("index writer panicked"))
     });
+    // A run that could not be read back ended its readers early.
+    keys.error()?;
     let (entries, bytes) = written?;
     Ok((
         copies?,
@@ -1018,12 +1016,12 @@ fn count_copies(
     ))
 }
 
-/// [`count_copies`] over `keys` sorted, given `found`: the `(hash, date)`
-/// pairs of their ids already in the lake (sorted).
+/// [`count_copies`] over `keys`, given `found`: the `(hash, date)` pairs
+/// of their ids already in the lake (sorted).
 fn count_sorted(
     lake: &Lake,
     state: &LakeState,
-    keys: &[(u64, i32, u64)],
+    keys: &keys::Sorted,
     found: &[(u64, i32)],
 ) -> Result<BTreeMap<i32, Copies>> {
     let in_lake = |id: u64| {
@@ -1037,9 +1035,9 @@ fn count_sorted(
     // date: read from those dates' files (bronze and side output).
     let mut hits: BTreeMap<i32, HashSet<u64>> = BTreeMap::new();
     if !found.is_empty() {
-        for (id, date, _) in keys {
-            if in_lake(*id).any(|d| d == *date) {
-                hits.entry(*date).or_default().insert(*id);
+        for (id, date) in keys.pairs() {
+            if in_lake(id).any(|d| d == date) {
+                hits.entry(date).or_default().insert(id);
             }
         }
     }
@@ -1060,18 +1058,15 @@ fn count_sorted(
             Ok((date, known))
         })
         .collect::<Result<_>>()?;
-    let (lo, hi) = keys.iter().fold((i32::MAX, i32::MIN), |(lo, hi), k| {
-        (lo.min(k.1), hi.max(k.1))
-    });
-    let span = if keys.is_empty() {
-        0
-    } else {
-        (hi - lo + 1) as usize
+    let Some((lo, hi)) = keys.dates() else {
+        return Ok(BTreeMap::new());
     };
-    let mut per_date: Vec<Option<Copies>> = vec![None; span];
-    for group in keys.chunk_by(|a, b| a.0 == b.0) {
+    let mut per_date: Vec<Option<Copies>> = vec![None; (hi - lo + 1) as usize];
+    // One id's keys at a time (sorted by date, then content).
+    let mut group: Vec<keys::Key> = Vec::new();
+    let mut count = |group: &[keys::Key]| {
         let id = group[0].0;
-        // Sorted by date within the id: its first date in the run.
+        // Its first date in the run.
         let first_date = group[0].1;
         for copies in group.chunk_by(|a, b| a.1 == b.1) {
             let date = copies[0].1;
@@ -1093,6 +1088,16 @@ fn count_sorted(
                 c.other_dates += u64::from(elsewhere);
             }
         }
+    };
+    for key in keys.iter() {
+        if group.first().is_some_and(|g| g.0 != key.0) {
+            count(&group);
+            group.clear();
+        }
+        group.push(key);
+    }
+    if !group.is_empty() {
+        count(&group);
     }
     Ok(per_date
         .into_iter()

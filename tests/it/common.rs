@@ -35,7 +35,8 @@ pub fn cmd(lake: &Path, args: &[&str]) -> Command {
         .env_remove("EVLAKE_FAIL")
         .env_remove("EVLAKE_PAUSE")
         .env_remove("EVLAKE_LAKE")
-        .env_remove("EVLAKE_BUFFER_MB");
+        .env_remove("EVLAKE_BUFFER_MB")
+        .env_remove("EVLAKE_KEYS_IN_MEMORY");
     c.stdin(Stdio::null());
     c
 }

@@ -841,6 +841,106 @@ fn a_line_over_max_line_bytes_is_rejected_naming_it() {
     assert_eq!(s["events"], 4, "{s}");
 }
 
+/// Every file under these lake directories, by lake-relative path.
+fn files_under(
+    lake: &std::path::Path,
+    dirs: &[&str],
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut dirs: Vec<_> = dirs.iter().map(|d| lake.join(d)).collect();
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p.strip_prefix(lake).unwrap().to_string_lossy().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Beyond `EVLAKE_KEYS_IN_MEMORY`, ingest's event keys (what re-sends and
+/// id conflicts are counted from) go to staging in sorted runs, so its
+/// memory does not grow with its input. The counts, the id index and
+/// every file are the same as with every key in memory, for runs that
+/// repeat ids within themselves and ids already in the lake.
+#[test]
+fn keys_spilled_to_disk_count_as_keys_held_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &["--events", "20000", "--days", "6", "--seed", "7"],
+    );
+    let batches: Vec<String> = truth["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let f = gen_dir.join("batches").join(b["file"].as_str().unwrap());
+            f.to_str().unwrap().to_string()
+        })
+        .collect();
+    let (first, rest) = batches.split_at(batches.len() / 2);
+    let mut outcomes = Vec::new();
+    for keys in [None, Some("700")] {
+        let lake = tmp.path().join(keys.unwrap_or("memory"));
+        let mut counts = Vec::new();
+        for (inputs, at) in [
+            (first, "2024-04-01T00:00:00Z"),
+            (rest, "2024-04-02T00:00:00Z"),
+        ] {
+            let mut args = vec!["ingest", "--json", "--max-bad-fraction", "1"];
+            args.extend(["--processing-time", at]);
+            args.extend(inputs.iter().map(String::as_str));
+            let mut c = cmd(&lake, &args);
+            c.env("EVLAKE_TRACE", "1");
+            if let Some(k) = keys {
+                c.env("EVLAKE_KEYS_IN_MEMORY", k);
+            }
+            let o = c.output().unwrap();
+            assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+            assert_eq!(
+                stderr(&o).contains("sorted run(s)"),
+                keys.is_some(),
+                "{}",
+                stderr(&o)
+            );
+            let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+            counts.push(
+                [
+                    "resends",
+                    "id_conflicts",
+                    "ids_on_other_dates",
+                    "partitions",
+                ]
+                .map(|k| s[k].clone()),
+            );
+        }
+        outcomes.push((
+            counts,
+            files_under(&lake, &["bronze", "_evlake/log", "_evlake/ids"]),
+        ));
+    }
+    let (memory, spilled) = (&outcomes[0], &outcomes[1]);
+    assert_eq!(memory.0, spilled.0);
+    // Both runs repeat ids: the second, ids of the first.
+    for run in &memory.0 {
+        assert!(run[0].as_u64().unwrap() > 0, "{:?}", run[0]);
+    }
+    assert!(memory.0.iter().any(|run| run[1].as_u64().unwrap() > 0));
+    assert_eq!(
+        memory.1.keys().collect::<Vec<_>>(),
+        spilled.1.keys().collect::<Vec<_>>()
+    );
+    for (f, bytes) in &memory.1 {
+        assert!(spilled.1[f] == *bytes, "`{f}` differs");
+    }
+}
+
 /// The same inputs ingested with the same --processing-time give the same
 /// lake, byte for byte: file paths, file contents and the commit, even
 /// over many flushes whose files are written in parallel.
@@ -853,23 +953,7 @@ fn an_ingest_with_a_pinned_processing_time_is_byte_for_byte_reproducible() {
         &["--events", "20000", "--days", "20", "--seed", "3"],
     );
     let batches = gen_dir.join("batches");
-    // Every file under bronze/ and the log, by lake-relative path.
-    let lake_files = |lake: &std::path::Path| {
-        let mut out = std::collections::BTreeMap::new();
-        let mut dirs = vec![lake.join("bronze"), lake.join("_evlake/log")];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else {
-                    let rel = p.strip_prefix(lake).unwrap().to_string_lossy().to_string();
-                    out.insert(rel, std::fs::read(&p).unwrap());
-                }
-            }
-        }
-        out
-    };
+    let lake_files = |lake: &std::path::Path| files_under(lake, &["bronze", "_evlake/log"]);
     let mut lakes = Vec::new();
     for name in ["a", "b", "c"] {
         let lake = tmp.path().join(name);
