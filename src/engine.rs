@@ -206,8 +206,12 @@ impl Engine {
 
     /// Make every context of this engine list, under the lake's table
     /// directories, only the files `state` references, not the ones a
-    /// crashed run left (see `crate::committed`): for readers, which take
-    /// no lock.
+    /// crashed run left, and read them through memory maps (see
+    /// `crate::committed`). Readers need the first (they take no lock);
+    /// writers, which removed such files already, use it for the second:
+    /// a writer's reads through the plain file system each open the file
+    /// and copy the range into a new zeroed buffer (an hourly `run`: 0.490
+    /// -> 0.470 s; the 1M late batch 0.781 -> 0.747 s).
     pub fn read_committed(&self, lake: &Lake, state: &crate::log::LakeState) -> Result<()> {
         let store = crate::committed::CommittedStore::new(lake, state)?;
         self.runtime.register_object_store(

@@ -154,6 +154,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         .build()?;
     rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
+        engine.read_committed(lake, &state)?;
         let ctx = engine.context(lake).await?;
         let work = engine.bare()?;
         register_inputs(&ctx, &work, full, &dates).await?;

@@ -200,6 +200,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         .build()?;
     let built = rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
+        engine.read_committed(lake, &state)?;
         let spill = engine.spill_monitor();
         fault::trace(started, "staged and planned");
         let ctx = engine.context(lake).await?;
