@@ -1084,6 +1084,7 @@ pub fn snapshot(
     let staged_keys = |t: &str| staging.join(format!("keys-{t}"));
     let (replayed, problems) = rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
+        engine.read_committed(lake, &state)?;
         let ctx = engine.bare()?;
         if let Some(s) = &from {
             register_snapshot(&ctx, lake, &state, model, &s.key).await?;
