@@ -93,13 +93,14 @@ impl Spool {
         self.wait()?;
         let mut keys = std::mem::replace(&mut self.mem, Vec::with_capacity(self.half));
         if keys.len() > self.half {
-            let rest = keys.split_off(self.half);
             let path = self.next_path();
-            self.runs.push(write_run(keys, path)?);
-            keys = rest;
+            self.runs.push(write_run(&mut keys[..self.half], path)?);
+            // In place: no second list while the first is still held.
+            keys.drain(..self.half);
+            keys.shrink_to_fit();
         }
         let path = self.next_path();
-        self.writing = Some(std::thread::spawn(move || write_run(keys, path)));
+        self.writing = Some(std::thread::spawn(move || write_run(&mut keys, path)));
         Ok(())
     }
 
@@ -131,12 +132,12 @@ impl Spool {
 }
 
 /// Sort `keys` and write them to `path`.
-fn write_run(mut keys: Vec<Key>, path: PathBuf) -> Result<PathBuf> {
+fn write_run(keys: &mut [Key], path: PathBuf) -> Result<PathBuf> {
     keys.par_sort_unstable();
     let write = || -> std::io::Result<()> {
         // Scratch: removed with the staging directory, never fsynced.
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        for (id, date, content) in &keys {
+        for (id, date, content) in keys.iter() {
             w.write_all(&id.to_le_bytes())?;
             w.write_all(&date.to_le_bytes())?;
             w.write_all(&content.to_le_bytes())?;
