@@ -154,7 +154,6 @@ pub fn event_id_hash(event_id: &str) -> u64 {
 /// `batch_id`, `is_late`) and its lineage. `properties` and `extra` are
 /// compared as received (text), so a re-send whose `properties` differ
 /// only in key order or spacing is another version.
-#[derive(Hash)]
 pub struct Content<'a> {
     pub event_type: &'a str,
     pub user_id: &'a str,
@@ -167,21 +166,42 @@ pub struct Content<'a> {
 }
 
 impl Content<'_> {
-    /// A 64-bit hash of the content, compared only within one process (as
-    /// [`event_id_hash`]): equal content always hashes equal, and a
-    /// collision could only hide a conflict, never invent one.
+    /// A 64-bit hash of the content: XXH3-64 (seed 0) of its fields in
+    /// order, each string as a presence byte (1, or 0 for null), its length
+    /// (u64 LE) and its bytes, the time as i64 LE. A published, fixed
+    /// function, since the id index stores it ([`crate::ids`]): equal
+    /// content always hashes equal, and a collision could only hide a
+    /// conflict, never invent one.
     pub fn hash(&self) -> u64 {
-        use std::hash::BuildHasher;
-        foldhash::fast::FixedState::with_seed(1).hash_one(self)
+        thread_local! {
+            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BYTES.with_borrow_mut(|b| {
+            b.clear();
+            let mut text = |v: Option<&str>| match v {
+                None => b.push(0),
+                Some(v) => {
+                    b.push(1);
+                    b.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    b.extend_from_slice(v.as_bytes());
+                }
+            };
+            text(Some(self.event_type));
+            text(Some(self.user_id));
+            for v in [self.client_session_id, self.page_url, self.source_system] {
+                text(v);
+            }
+            text(self.properties);
+            text(self.extra);
+            b.extend_from_slice(&self.event_timestamp.to_le_bytes());
+            twox_hash::XxHash3_64::oneshot(b)
+        })
     }
 }
 
-/// `(event_id hash, content hash)` of the rows of a bronze file whose
-/// [`event_id_hash`] is in `ids` (reading the content columns whole).
-pub fn read_content_hashes(
-    path: &Path,
-    ids: &std::collections::HashSet<u64>,
-) -> Result<Vec<(u64, u64)>> {
+/// `(event_id hash, content hash)` of every row of a bronze file (reading
+/// the content columns whole).
+pub fn read_content_hashes(path: &Path) -> Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();
     for batch in batches(path, Some(0..=col::EXTRA))? {
         let batch = batch?;
@@ -197,10 +217,6 @@ pub fn read_content_hashes(
         );
         let (props, extra) = (s(col::PROPERTIES), s(col::EXTRA));
         for i in 0..batch.num_rows() {
-            let h = event_id_hash(id.value(i));
-            if !ids.contains(&h) {
-                continue;
-            }
             let content = Content {
                 event_type: ty.value(i),
                 user_id: user.value(i),
@@ -211,7 +227,7 @@ pub fn read_content_hashes(
                 properties: opt(props, i),
                 extra: opt(extra, i),
             };
-            out.push((h, content.hash()));
+            out.push((event_id_hash(id.value(i)), content.hash()));
         }
     }
     Ok(out)
@@ -220,17 +236,6 @@ pub fn read_content_hashes(
 /// The value at row `i`, `None` when null.
 fn opt(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
-}
-
-/// The [`event_id_hash`] of every row of a bronze file, reading only the
-/// `event_id` column.
-pub fn read_event_id_hashes(path: &Path) -> Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for batch in batches(path, Some(col::EVENT_ID..=col::EVENT_ID))? {
-        let ids = batch?.column(0).as_string::<i32>().clone();
-        out.extend(ids.iter().flatten().map(event_id_hash));
-    }
-    Ok(out)
 }
 
 /// Every row of a bronze (or side-output) file.
@@ -255,4 +260,53 @@ fn batches(
     Ok(builder
         .build()?
         .map(move |b| b.with_context(|| format!("failed to read `{shown}`"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The id index stores content hashes: the function must not change
+    /// (a changed one would take every stored event for another version).
+    #[test]
+    fn the_content_hash_is_a_fixed_function() {
+        let c = Content {
+            event_type: "purchase",
+            user_id: "u42",
+            event_timestamp: 1_710_513_000_123_000,
+            client_session_id: None,
+            page_url: Some("https://shop.example.com/checkout"),
+            source_system: Some("ios"),
+            properties: Some(r#"{"amount":19.99}"#),
+            extra: None,
+        };
+        let mut bytes = Vec::new();
+        for v in [
+            Some("purchase"),
+            Some("u42"),
+            None,
+            Some("https://shop.example.com/checkout"),
+            Some("ios"),
+            Some(r#"{"amount":19.99}"#),
+            None,
+        ] {
+            match v {
+                None => bytes.push(0),
+                Some(v) => {
+                    bytes.push(1);
+                    bytes.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    bytes.extend_from_slice(v.as_bytes());
+                }
+            }
+        }
+        bytes.extend_from_slice(&1_710_513_000_123_000i64.to_le_bytes());
+        assert_eq!(c.hash(), twox_hash::XxHash3_64::oneshot(&bytes));
+        assert_eq!(c.hash(), 0x54bd_0406_f96f_a914, "{:#x}", c.hash());
+        // Null and empty differ.
+        let empty = Content {
+            client_session_id: Some(""),
+            ..c
+        };
+        assert_ne!(empty.hash(), c.hash());
+    }
 }

@@ -1,28 +1,31 @@
-//! The lake's event-id index: every `(event_id, event_date)` pair of
+//! The lake's event-id index: every `(event_id, event_date, content)` of
 //! bronze (`bronze_events` and the side output `bronze_late`), so ingest
 //! can tell, without reading bronze, whether a new event's id is already on
-//! its date (a re-send) or on another date (DESIGN.md §5: not merged by
-//! silver, counted as an id conflict).
+//! its date with the same content (a re-send), with other content, or on
+//! another date (DESIGN.md §5: not merged by silver, counted as an id
+//! conflict).
 //!
 //! Each ingest writes one immutable file `_evlake/ids/<run>.ids` of its
-//! pairs, sorted by id hash, and commits it with its bronze files; it is a
-//! table of the log (`_event_ids`, not queryable) like any other, so a
+//! entries, sorted by id hash, and commits it with its bronze files; it is
+//! a table of the log (`_event_ids`, not queryable) like any other, so a
 //! crash leaves it as consistent as bronze. Files of similar size are
 //! merged (size-tiered: four files of one tier become one file of the
 //! next), so a lookup probes a few files however long the history, and
-//! every pair is rewritten about log4(lake / batch) times over its life.
+//! every entry is rewritten about log4(lake / batch) times over its life.
 //!
 //! A file: [`MAGIC`], the entry count (u64 LE), then the entries, each
-//! the id's [`crate::bronze::event_id_hash`] (u64 LE) and the date (days
-//! since 1970-01-01, i32 LE), sorted and without repeats. The hash is
-//! XXH3-64 (seed 0) of the id's UTF-8 bytes: a published, fixed function,
-//! since the files outlive the process. Two ids with one hash would look
-//! like one id (a re-send or a conflict counted that is not one): about
-//! one chance in 3,000 over 100 million ids.
+//! the id's [`crate::bronze::event_id_hash`] (u64 LE), the date (days
+//! since 1970-01-01, i32 LE) and the row's [`crate::bronze::Content`]
+//! hash (u64 LE), sorted and without repeats. The hashes are XXH3-64
+//! (seed 0): a published, fixed function, since the files outlive the
+//! process. Two ids with one hash would look like one id (a re-send or a
+//! conflict counted that is not one): about one chance in 3,000 over 100
+//! million ids.
 //!
 //! The index is derived data: a lake without one (written by an older
-//! evlake), or with a file that cannot be read, gets it rebuilt from
-//! bronze's `event_id` columns by its next ingest.
+//! evlake), with a file in the older format (format 1 held no content
+//! hashes), or with a file that cannot be read, gets it rebuilt from
+//! bronze by its next ingest.
 
 use std::fs::File;
 use std::io::Write;
@@ -38,16 +41,21 @@ use crate::log::{FileAction, LakeState};
 pub const TABLE: &str = "_event_ids";
 /// Directory of the index files, relative to the lake root.
 pub const DIR: &str = "_evlake/ids";
-/// First bytes of an index file (format 1).
-pub const MAGIC: &[u8; 8] = b"EVLIDX1\n";
+/// First bytes of an index file (format 2).
+pub const MAGIC: &[u8; 8] = b"EVLIDX2\n";
+/// First bytes of a format-1 file (no content hashes), rebuilt on sight.
+const MAGIC_1: &[u8; 8] = b"EVLIDX1\n";
 const HEADER: usize = 16;
-const ENTRY: usize = 12;
+const ENTRY: usize = 20;
+
+/// `(event_id hash, date, content hash)`.
+pub type Entry = (u64, i32, u64);
 /// Files of one tier (entries in `[4^k, 4^(k+1))`) are merged once there
 /// are this many.
 const TIER_FILES: usize = 4;
 
-/// Sort `(hash, date)` pairs and drop repeats, as a file holds them.
-pub fn sort_entries(entries: &mut Vec<(u64, i32)>) {
+/// Sort entries and drop repeats, as a file holds them.
+pub fn sort_entries(entries: &mut Vec<Entry>) {
     entries.par_sort_unstable();
     entries.dedup();
 }
@@ -55,7 +63,7 @@ pub fn sort_entries(entries: &mut Vec<(u64, i32)>) {
 /// Write `entries` (sorted, distinct) to `path` and fsync it. Returns
 /// how many there were and the file's size. Streams: memory stays small
 /// however many there are.
-pub fn write_sorted(path: &Path, entries: impl Iterator<Item = (u64, i32)>) -> Result<(u64, u64)> {
+pub fn write_sorted(path: &Path, entries: impl Iterator<Item = Entry>) -> Result<(u64, u64)> {
     use std::os::unix::fs::FileExt;
     let mut f =
         File::create(path).with_context(|| format!("failed to create `{}`", path.display()))?;
@@ -64,9 +72,10 @@ pub fn write_sorted(path: &Path, entries: impl Iterator<Item = (u64, i32)>) -> R
         let mut bytes = Vec::with_capacity(HEADER + ENTRY * 8192);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&0u64.to_le_bytes()); // the count, below
-        for (h, d) in entries {
+        for (h, d, c) in entries {
             bytes.extend_from_slice(&h.to_le_bytes());
             bytes.extend_from_slice(&d.to_le_bytes());
+            bytes.extend_from_slice(&c.to_le_bytes());
             n += 1;
             if bytes.len() >= ENTRY * 8192 {
                 f.write_all(&bytes)?;
@@ -83,9 +92,9 @@ pub fn write_sorted(path: &Path, entries: impl Iterator<Item = (u64, i32)>) -> R
 
 /// The sorted union of sorted, distinct lists of entries, without repeats.
 pub fn union<'a>(
-    mut sources: Vec<Box<dyn Iterator<Item = (u64, i32)> + Send + 'a>>,
-) -> impl Iterator<Item = (u64, i32)> + Send + 'a {
-    let mut heads: Vec<Option<(u64, i32)>> = sources.iter_mut().map(|s| s.next()).collect();
+    mut sources: Vec<Box<dyn Iterator<Item = Entry> + Send + 'a>>,
+) -> impl Iterator<Item = Entry> + Send + 'a {
+    let mut heads: Vec<Option<Entry>> = sources.iter_mut().map(|s| s.next()).collect();
     std::iter::from_fn(move || {
         // A handful of sources: the smallest head by a scan.
         let min = heads.iter().flatten().min().copied()?;
@@ -115,6 +124,12 @@ impl IndexFile {
         // (see README, "Commits, re-runs and crashes").
         let map = unsafe { memmap2::Mmap::map(&f) }
             .with_context(|| format!("failed to map `{}`", path.display()))?;
+        if &map[..8] == MAGIC_1 {
+            bail!(
+                "`{}`: an id index written by an older evlake (without content hashes)",
+                path.display()
+            );
+        }
         if &map[..8] != MAGIC {
             bail!("`{}`: not an evlake id index", path.display());
         }
@@ -142,7 +157,7 @@ impl IndexFile {
     }
 
     /// Every entry, in order.
-    pub fn entries(&self) -> impl Iterator<Item = (u64, i32)> + Send + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + Send + '_ {
         (0..self.len).map(|i| self.entry(i))
     }
 
@@ -150,11 +165,12 @@ impl IndexFile {
         u64::from_le_bytes(self.bytes(i)[..8].try_into().expect("8 bytes"))
     }
 
-    pub fn entry(&self, i: usize) -> (u64, i32) {
+    pub fn entry(&self, i: usize) -> Entry {
         let b = self.bytes(i);
         (
             u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
-            i32::from_le_bytes(b[8..].try_into().expect("4 bytes")),
+            i32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
+            u64::from_le_bytes(b[12..].try_into().expect("8 bytes")),
         )
     }
 
@@ -188,55 +204,64 @@ pub fn committed(state: &LakeState) -> Vec<&FileAction> {
         .collect()
 }
 
-/// Every `(hash, date)` in `files` whose hash is in `hashes` (sorted,
-/// distinct), sorted.
-pub fn lookup<I: Iterator<Item = u64>>(
-    lake: &Lake,
-    files: &[&FileAction],
-    hashes: impl Fn() -> I + Sync,
-) -> Result<Vec<(u64, i32)>> {
-    let per_file: Vec<Vec<(u64, i32)>> = files
-        .par_iter()
-        .map(|f| {
-            let file = IndexFile::open(&lake.path(&f.path))?;
-            let mut found = Vec::new();
-            let mut pos = 0;
-            for h in hashes() {
-                pos = file.seek(pos, h);
-                if pos == file.len() {
-                    break;
-                }
-                while pos < file.len() && file.hash(pos) == h {
-                    found.push(file.entry(pos));
-                    pos += 1;
-                }
-            }
-            Ok(found)
-        })
-        .collect::<Result<_>>()?;
-    let mut all: Vec<(u64, i32)> = per_file.into_iter().flatten().collect();
-    all.sort_unstable();
-    all.dedup();
-    Ok(all)
+/// Looks ids up, in ascending order, in index files (or, for a lake
+/// whose index is being rebuilt, in its entries from bronze): a cursor per
+/// source, moving forward only, so a lookup of every id of a run reads
+/// each source once.
+pub struct Probe<'a> {
+    sources: Vec<(Source<'a>, usize)>,
+    found: Vec<(i32, u64)>,
 }
 
-/// The entries of `entries` (sorted) whose hash is one of `hashes`
-/// (sorted, distinct).
-pub fn matching(entries: &[(u64, i32)], hashes: impl Iterator<Item = u64>) -> Vec<(u64, i32)> {
-    let mut found = Vec::new();
-    let mut at = 0;
-    for h in hashes {
-        at += entries[at..].partition_point(|(e, _)| *e < h);
-        while at < entries.len() && entries[at].0 == h {
-            found.push(entries[at]);
-            at += 1;
+enum Source<'a> {
+    File(&'a IndexFile),
+    Entries(&'a [Entry]),
+}
+
+impl<'a> Probe<'a> {
+    pub fn new(files: &'a [IndexFile], entries: &'a [Entry]) -> Probe<'a> {
+        let mut sources: Vec<(Source, usize)> =
+            files.iter().map(|f| (Source::File(f), 0)).collect();
+        if !entries.is_empty() {
+            sources.push((Source::Entries(entries), 0));
+        }
+        Probe {
+            sources,
+            found: Vec::new(),
         }
     }
-    found
+
+    /// `(date, content hash)` of every entry of `id` (ids asked in
+    /// ascending order), sorted, without repeats.
+    pub fn entries_of(&mut self, id: u64) -> &[(i32, u64)] {
+        self.found.clear();
+        for (source, pos) in &mut self.sources {
+            match source {
+                Source::File(f) => {
+                    *pos = f.seek(*pos, id);
+                    while *pos < f.len() && f.hash(*pos) == id {
+                        let (_, d, c) = f.entry(*pos);
+                        self.found.push((d, c));
+                        *pos += 1;
+                    }
+                }
+                Source::Entries(e) => {
+                    *pos += e[*pos..].partition_point(|x| x.0 < id);
+                    while *pos < e.len() && e[*pos].0 == id {
+                        self.found.push((e[*pos].1, e[*pos].2));
+                        *pos += 1;
+                    }
+                }
+            }
+        }
+        self.found.sort_unstable();
+        self.found.dedup();
+        &self.found
+    }
 }
 
 /// Open committed index files.
-pub fn open_all(lake: &Lake, files: &[FileAction]) -> Result<Vec<IndexFile>> {
+pub fn open_all(lake: &Lake, files: &[&FileAction]) -> Result<Vec<IndexFile>> {
     files
         .iter()
         .map(|f| IndexFile::open(&lake.path(&f.path)))
@@ -290,9 +315,9 @@ pub fn to_merge<'a>(files: &[&'a FileAction], new_entries: u64) -> Vec<&'a FileA
     merged.into_iter().map(|i| files[i]).collect()
 }
 
-/// Every `(hash, date)` of the lake's bronze and side-output rows, read
-/// from the Parquet files (for a lake whose index does not cover them).
-pub fn from_bronze(lake: &Lake, state: &LakeState) -> Result<Vec<(u64, i32)>> {
+/// Every entry of the lake's bronze and side-output rows, read from the
+/// Parquet files (for a lake whose index does not cover them).
+pub fn from_bronze(lake: &Lake, state: &LakeState) -> Result<Vec<Entry>> {
     let files: Vec<(&String, i32)> = [crate::bronze::TABLE, crate::bronze::LATE_TABLE]
         .iter()
         .flat_map(|t| state.partitions(t))
@@ -305,14 +330,14 @@ pub fn from_bronze(lake: &Lake, state: &LakeState) -> Result<Vec<(u64, i32)>> {
         .into_iter()
         .flatten()
         .collect();
-    let per_file: Vec<Vec<(u64, i32)>> = files
+    let per_file: Vec<Vec<Entry>> = files
         .par_iter()
         .map(|(rel, d)| {
-            let ids = crate::bronze::read_event_id_hashes(&lake.path(rel))?;
-            Ok(ids.into_iter().map(|h| (h, *d)).collect())
+            let rows = crate::bronze::read_content_hashes(&lake.path(rel))?;
+            Ok(rows.into_iter().map(|(h, c)| (h, *d, c)).collect())
         })
         .collect::<Result<_>>()?;
-    let mut all: Vec<(u64, i32)> = per_file.into_iter().flatten().collect();
+    let mut all: Vec<Entry> = per_file.into_iter().flatten().collect();
     sort_entries(&mut all);
     Ok(all)
 }
@@ -329,20 +354,26 @@ mod tests {
     fn a_file_round_trips_and_seeks() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.ids");
-        let mut e = vec![(5u64, 3i32), (1, 2), (5, 1), (9, 0), (1, 2)];
+        let mut e = vec![
+            (5u64, 3i32, 1u64),
+            (1, 2, 7),
+            (5, 1, 1),
+            (9, 0, 2),
+            (1, 2, 7),
+        ];
         sort_entries(&mut e);
-        assert_eq!(e, [(1, 2), (5, 1), (5, 3), (9, 0)]);
+        assert_eq!(e, [(1, 2, 7), (5, 1, 1), (5, 3, 1), (9, 0, 2)]);
         // Written as the union of two overlapping sorted lists.
         let (a, b) = (
-            vec![(1u64, 2i32), (5, 3)],
-            vec![(1u64, 2i32), (5, 1), (9, 0)],
+            vec![(1u64, 2i32, 7u64), (5, 3, 1)],
+            vec![(1u64, 2i32, 7u64), (5, 1, 1), (9, 0, 2)],
         );
         let (n, bytes) = write_sorted(
             &p,
             union(vec![Box::new(a.into_iter()), Box::new(b.into_iter())]),
         )
         .unwrap();
-        assert_eq!((n, bytes), (4, 16 + 4 * 12));
+        assert_eq!((n, bytes), (4, 16 + 4 * 20));
         let f = IndexFile::open(&p).unwrap();
         assert_eq!(f.entries().collect::<Vec<_>>(), e);
         assert_eq!(f.seek(0, 0), 0);
@@ -350,8 +381,23 @@ mod tests {
         assert_eq!(f.seek(2, 5), 2);
         assert_eq!(f.seek(0, 6), 3);
         assert_eq!(f.seek(0, 10), 4);
+        // A probe finds an id's entries in the file and in a list, in
+        // ascending order of ids.
+        let more = [(5u64, 3i32, 4u64), (9, 0, 2)];
+        let files = [f];
+        let mut probe = Probe::new(&files, &more);
+        assert_eq!(probe.entries_of(1), [(2, 7)]);
+        assert_eq!(probe.entries_of(4), []);
+        assert_eq!(probe.entries_of(5), [(1, 1), (3, 1), (3, 4)]);
+        assert_eq!(probe.entries_of(9), [(0, 2)]);
+        assert_eq!(probe.entries_of(10), []);
         std::fs::write(&p, b"not an index file").unwrap();
         assert!(IndexFile::open(&p).is_err());
+        let mut old = MAGIC_1.to_vec();
+        old.extend_from_slice(&[0; 8]);
+        std::fs::write(&p, &old).unwrap();
+        let e = IndexFile::open(&p).err().unwrap();
+        assert!(format!("{e}").contains("older evlake"), "{e}");
     }
 
     #[test]

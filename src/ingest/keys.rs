@@ -182,20 +182,10 @@ impl Sorted {
         Box::new(merge(sources))
     }
 
-    /// The distinct event-id hashes, in order.
-    pub fn hashes(&self) -> impl Iterator<Item = u64> + Send + '_ {
+    /// The distinct keys, in order (a run's id index entries).
+    pub fn distinct(&self) -> impl Iterator<Item = Key> + Send + '_ {
         let mut last = None;
-        self.iter()
-            .filter_map(move |(id, _, _)| (last.replace(id) != Some(id)).then_some(id))
-    }
-
-    /// The distinct `(event_id hash, date)` pairs, in order.
-    pub fn pairs(&self) -> impl Iterator<Item = (u64, i32)> + Send + '_ {
-        let mut last = None;
-        self.iter().filter_map(move |(id, date, _)| {
-            let pair = (id, date);
-            (last.replace(pair) != Some(pair)).then_some(pair)
-        })
+        self.iter().filter(move |k| last.replace(*k) != Some(*k))
     }
 
     /// The error that ended an iteration early, if any.
@@ -343,12 +333,9 @@ mod tests {
         // Read twice, as ingest does (index and counts).
         assert_eq!(sorted.iter().count(), want.len());
         sorted.error().unwrap();
-        let mut hashes: Vec<u64> = want.iter().map(|k| k.0).collect();
-        hashes.dedup();
-        assert_eq!(sorted.hashes().collect::<Vec<_>>(), hashes);
-        let mut pairs: Vec<(u64, i32)> = want.iter().map(|k| (k.0, k.1)).collect();
-        pairs.dedup();
-        assert_eq!(sorted.pairs().collect::<Vec<_>>(), pairs);
+        let mut distinct = want.clone();
+        distinct.dedup();
+        assert_eq!(sorted.distinct().collect::<Vec<_>>(), distinct);
     }
 
     #[test]

@@ -927,11 +927,11 @@ struct IndexPlan {
 
 /// Per partition, the re-sends and id conflicts among the run's events
 /// (`keys`: `(event_id hash, event_date, content hash)` each), from the
-/// keys in order and one lookup of their ids in the lake's id index; the
-/// content of committed rows is read only on dates where a new event
-/// repeats a committed id. Meanwhile, writes the index file the commit
+/// keys in order and, for each id, the lake's entries of it in the id
+/// index (no bronze is read). Meanwhile, writes the index file the commit
 /// adds to `index_path` (fsynced). Streams the keys (from disk, when they
-/// were spilled): memory holds only what the lake already had of them.
+/// were spilled) and the index (memory-mapped): memory does not grow with
+/// the run or the lake.
 fn count_copies(
     lake: &Lake,
     state: &LakeState,
@@ -945,16 +945,14 @@ fn count_copies(
         ));
     }
     let committed_files = ids::committed(state);
-    // `(hash, date)` already in the lake, for the run's hashes, from the
-    // index; an index file that cannot be read (deleted or damaged by hand)
-    // gets the index rebuilt from bronze, as for a lake without one.
-    let looked_up = if !state.id_index_covers {
+    // The lake's index files; one that cannot be read (deleted or damaged
+    // by hand, or written by an older evlake) gets the index rebuilt from
+    // bronze, as for a lake without one.
+    let opened = if !state.id_index_covers {
         None
-    } else if committed_files.is_empty() {
-        Some(Vec::new())
     } else {
-        match ids::lookup(lake, &committed_files, || keys.hashes()) {
-            Ok(found) => Some(found),
+        match ids::open_all(lake, &committed_files) {
+            Ok(opened) => Some(opened),
             Err(e) => {
                 crate::report::eline(format_args!(
                     "warning: {e:#}; rebuilding the id index from bronze"
@@ -963,50 +961,48 @@ fn count_copies(
             }
         }
     };
-    keys.error()?;
-    let rebuilt = looked_up.is_none();
+    let rebuilt = opened.is_none();
+    let opened = opened.unwrap_or_default();
     let merged: Vec<FileAction> = if rebuilt {
         committed_files.iter().map(|f| (*f).clone()).collect()
     } else if committed_files.is_empty() {
         Vec::new()
     } else {
-        ids::to_merge(&committed_files, keys.pairs().count() as u64)
+        ids::to_merge(&committed_files, keys.distinct().count() as u64)
             .into_iter()
             .cloned()
             .collect()
     };
+    keys.error()?;
     let base = if rebuilt {
         ids::from_bronze(lake, state)?
     } else {
         Vec::new()
     };
-    let found: Vec<(u64, i32)> = match looked_up {
-        Some(found) => found,
-        None => ids::matching(&base, keys.hashes()),
-    };
-    keys.error()?;
-    // The new file: the run's pairs, merged with the files it replaces (or
-    // all of bronze's), streamed to disk while the copies are counted.
-    let to_merge = if rebuilt {
-        Vec::new()
-    } else {
-        ids::open_all(lake, &merged)?
-    };
+    // The new file: the run's entries, merged with the files it replaces
+    // (or all of bronze's), streamed to disk while the copies are counted.
+    let merged_paths: HashSet<&str> = merged.iter().map(|f| f.path.as_str()).collect();
+    let to_merge: Vec<&ids::IndexFile> = committed_files
+        .iter()
+        .zip(&opened)
+        .filter(|(f, _)| merged_paths.contains(f.path.as_str()))
+        .map(|(_, o)| o)
+        .collect();
     let (copies, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
-            let mut sources: Vec<Box<dyn Iterator<Item = (u64, i32)> + Send + '_>> =
-                vec![Box::new(keys.pairs()), Box::new(base.iter().copied())];
+            let mut sources: Vec<Box<dyn Iterator<Item = ids::Entry> + Send + '_>> =
+                vec![Box::new(keys.distinct()), Box::new(base.iter().copied())];
             sources.extend(to_merge.iter().map(|f| Box::new(f.entries()) as Box<_>));
             ids::write_sorted(index_path, ids::union(sources))
         });
-        let copies = count_sorted(lake, state, &keys, &found);
+        let copies = count_sorted(&keys, ids::Probe::new(&opened, &base));
         (copies, writer.join().expect("index writer panicked"))
     });
     // A run that could not be read back ended its readers early.
     keys.error()?;
     let (entries, bytes) = written?;
     Ok((
-        copies?,
+        copies,
         IndexPlan {
             entries,
             bytes,
@@ -1016,79 +1012,45 @@ fn count_copies(
     ))
 }
 
-/// [`count_copies`] over `keys`, given `found`: the `(hash, date)` pairs
-/// of their ids already in the lake (sorted).
-fn count_sorted(
-    lake: &Lake,
-    state: &LakeState,
-    keys: &keys::Sorted,
-    found: &[(u64, i32)],
-) -> Result<BTreeMap<i32, Copies>> {
-    let in_lake = |id: u64| {
-        let at = found.partition_point(|(h, _)| *h < id);
-        found[at..]
-            .iter()
-            .take_while(move |(h, _)| *h == id)
-            .map(|(_, d)| *d)
-    };
-    // The versions already committed of the ids the run repeats on their
-    // date: read from those dates' files (bronze and side output).
-    let mut hits: BTreeMap<i32, HashSet<u64>> = BTreeMap::new();
-    if !found.is_empty() {
-        for (id, date) in keys.pairs() {
-            if in_lake(id).any(|d| d == date) {
-                hits.entry(date).or_default().insert(id);
-            }
-        }
-    }
-    let known: BTreeMap<i32, Vec<(u64, u64)>> = hits
-        .into_par_iter()
-        .map(|(date, ids)| {
-            let day = time::format_date32(date);
-            let mut known = Vec::new();
-            for t in [bronze::TABLE, bronze::LATE_TABLE] {
-                if let Some(p) = state.tables.get(t).and_then(|t| t.get(&day)) {
-                    for rel in p.files.keys() {
-                        known.extend(bronze::read_content_hashes(&lake.path(rel), &ids)?);
-                    }
-                }
-            }
-            known.sort_unstable();
-            known.dedup();
-            Ok((date, known))
-        })
-        .collect::<Result<_>>()?;
+/// [`count_copies`] over `keys`, with `lake` giving the entries the lake
+/// already has of each id.
+fn count_sorted(keys: &keys::Sorted, mut lake: ids::Probe) -> BTreeMap<i32, Copies> {
     let Some((lo, hi)) = keys.dates() else {
-        return Ok(BTreeMap::new());
+        return BTreeMap::new();
     };
     let mut per_date: Vec<Option<Copies>> = vec![None; (hi - lo + 1) as usize];
     // One id's keys at a time (sorted by date, then content).
-    let mut group: Vec<keys::Key> = Vec::new();
     let mut count = |group: &[keys::Key]| {
         let id = group[0].0;
-        // Its first date in the run.
+        // Its `(date, content)` entries in the lake, and its first date in
+        // the run.
+        let had = lake.entries_of(id);
         let first_date = group[0].1;
         for copies in group.chunk_by(|a, b| a.1 == b.1) {
             let date = copies[0].1;
-            let was_here = !found.is_empty() && in_lake(id).any(|d| d == date);
+            let on_date = {
+                let at = had.partition_point(|(d, _)| *d < date);
+                &had[at..had.partition_point(|(d, _)| *d <= date)]
+            };
+            let was_here = !on_date.is_empty();
             let c = per_date[(date - lo) as usize].get_or_insert_default();
             c.resends += (copies.len() - usize::from(!was_here)) as u64;
             // Sorted by content within the date: count the distinct ones.
             let versions = copies.chunk_by(|a, b| a.2 == b.2).map(|v| v[0].2);
             c.conflicts += if was_here {
-                let had = &known[&date];
                 versions
-                    .filter(|v| had.binary_search(&(id, *v)).is_err())
+                    .filter(|v| on_date.binary_search(&(date, *v)).is_err())
                     .count() as u64
             } else {
                 versions.count() as u64 - 1
             };
             if !was_here {
-                let elsewhere = date != first_date || in_lake(id).any(|d| d != date);
+                let elsewhere = date != first_date || had.iter().any(|(d, _)| *d != date);
                 c.other_dates += u64::from(elsewhere);
             }
         }
     };
+    let mut group: Vec<keys::Key> = Vec::new();
     for key in keys.iter() {
         if group.first().is_some_and(|g| g.0 != key.0) {
             count(&group);
@@ -1099,11 +1061,11 @@ fn count_sorted(
     if !group.is_empty() {
         count(&group);
     }
-    Ok(per_date
+    per_date
         .into_iter()
         .enumerate()
         .filter_map(|(i, c)| c.map(|c| (lo + i as i32, c)))
-        .collect())
+        .collect()
 }
 
 fn partition_reports(

@@ -1359,7 +1359,8 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
     assert_eq!(kept.iter().filter(|r| r.contains(",e1,")).count(), 2);
 }
 
-/// `(event_id hash, date)` entries of every committed id index file.
+/// `(event_id hash, date)` of the entries of every committed id index
+/// file (each entry also holds the row's content hash).
 fn index_entries(lake: &std::path::Path) -> (usize, std::collections::BTreeSet<(u64, i32)>) {
     let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
     let files: Vec<String> = state
@@ -1371,21 +1372,74 @@ fn index_entries(lake: &std::path::Path) -> (usize, std::collections::BTreeSet<(
     let mut all = std::collections::BTreeSet::new();
     for rel in &files {
         let b = std::fs::read(lake.join(rel)).unwrap();
-        assert_eq!(&b[..8], b"EVLIDX1\n");
+        assert_eq!(&b[..8], b"EVLIDX2\n");
         let n = u64::from_le_bytes(b[8..16].try_into().unwrap()) as usize;
-        assert_eq!(b.len(), 16 + 12 * n);
+        assert_eq!(b.len(), 16 + 20 * n);
         let mut prev = None;
-        for e in b[16..].chunks(12) {
+        for e in b[16..].chunks(20) {
             let entry = (
                 u64::from_le_bytes(e[..8].try_into().unwrap()),
-                i32::from_le_bytes(e[8..].try_into().unwrap()),
+                i32::from_le_bytes(e[8..12].try_into().unwrap()),
+                u64::from_le_bytes(e[12..].try_into().unwrap()),
             );
             assert!(prev < Some(entry), "{rel}: not sorted and distinct");
             prev = Some(entry);
-            all.insert(entry);
+            all.insert((entry.0, entry.1));
         }
     }
     (files.len(), all)
+}
+
+/// A lake whose id index is in the older format (pairs without content
+/// hashes) gets it rebuilt by its next ingest, which says so and counts
+/// against bronze as the new index would.
+#[test]
+fn an_id_index_of_the_older_format_is_rebuilt_from_bronze() {
+    use crate::silver::ev;
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let a = ev("a1", "page_view", "2024-03-15T10:00:00Z", "u1");
+    let b = ev("b1", "page_view", "2024-03-15T11:00:00Z", "u2");
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "first.jsonl",
+        &[a.clone(), b.clone()],
+        "2024-03-16T00:00:00Z",
+    );
+    let (files, before) = index_entries(&lake);
+    assert_eq!((files, before.len()), (1, 2));
+    for f in std::fs::read_dir(lake.join("_evlake/ids")).unwrap() {
+        let p = f.unwrap().path();
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[..8].copy_from_slice(b"EVLIDX1\n");
+        std::fs::write(&p, bytes).unwrap();
+    }
+    // a1 again (a re-send), b1 with other content (a conflict).
+    let f = tmp.path().join("second.jsonl");
+    let b2 = ev("b1", "purchase", "2024-03-15T11:00:00Z", "u2");
+    std::fs::write(&f, [a, b2].concat()).unwrap();
+    let o = run(
+        &lake,
+        &[
+            "ingest",
+            f.to_str().unwrap(),
+            "--json",
+            "--processing-time",
+            "2024-03-16T01:00:00Z",
+        ],
+    );
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("older evlake"), "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (s["resends"].as_u64(), s["id_conflicts"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    // Rebuilt in the new format (`index_entries` checks it), same pairs.
+    let (files, after) = index_entries(&lake);
+    assert_eq!((files, after), (1, before));
 }
 
 #[test]
