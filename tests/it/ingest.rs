@@ -1390,6 +1390,21 @@ fn index_entries(lake: &std::path::Path) -> (usize, std::collections::BTreeSet<(
     (files.len(), all)
 }
 
+/// `ingest FILE --json` that must succeed and say it rebuilds the id
+/// index (a warning, so not through `ok`): the summary and stderr.
+fn index_rebuilding_ingest(
+    lake: &std::path::Path,
+    file: &std::path::Path,
+    at: &str,
+) -> (Value, String) {
+    let f = file.to_str().unwrap();
+    let o = run(lake, &["ingest", f, "--json", "--processing-time", at]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("rebuilding the id index from bronze"), "{err}");
+    (serde_json::from_slice(&o.stdout).unwrap(), err)
+}
+
 /// A lake whose id index is in the older format (pairs without content
 /// hashes) gets it rebuilt by its next ingest, which says so and counts
 /// against bronze as the new index would.
@@ -1419,19 +1434,8 @@ fn an_id_index_of_the_older_format_is_rebuilt_from_bronze() {
     let f = tmp.path().join("second.jsonl");
     let b2 = ev("b1", "purchase", "2024-03-15T11:00:00Z", "u2");
     std::fs::write(&f, [a, b2].concat()).unwrap();
-    let o = run(
-        &lake,
-        &[
-            "ingest",
-            f.to_str().unwrap(),
-            "--json",
-            "--processing-time",
-            "2024-03-16T01:00:00Z",
-        ],
-    );
-    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).contains("older evlake"), "{}", stderr(&o));
-    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (s, err) = index_rebuilding_ingest(&lake, &f, "2024-03-16T01:00:00Z");
+    assert!(err.contains("older evlake"), "{err}");
     assert_eq!(
         (s["resends"].as_u64(), s["id_conflicts"].as_u64()),
         (Some(2), Some(1)),
@@ -1589,23 +1593,7 @@ fn id_conflicts_over_many_ingests_match_the_inputs_and_the_index_stays_small() {
         ) + "\n",
     )
     .unwrap();
-    let o = run(
-        &lake,
-        &[
-            "ingest",
-            f.to_str().unwrap(),
-            "--json",
-            "--processing-time",
-            "2024-03-21T00:00:00Z",
-        ],
-    );
-    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("rebuilding the id index from bronze"),
-        "{}",
-        stderr(&o)
-    );
-    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (s, _) = index_rebuilding_ingest(&lake, &f, "2024-03-21T00:00:00Z");
     assert_eq!(s["ids_on_other_dates"], 1, "{s}");
     let (files, after) = index_entries(&lake);
     assert_eq!(files, 1);
