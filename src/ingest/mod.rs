@@ -989,13 +989,19 @@ fn count_copies(
         .map(|(_, o)| o)
         .collect();
     let (copies, written) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            let mut sources: Vec<Box<dyn Iterator<Item = ids::Entry> + Send + '_>> =
-                vec![Box::new(keys.distinct()), Box::new(base.iter().copied())];
+        // The counting pass hands the run's distinct keys on in batches:
+        // the keys are read (and, spilled, merged) once for both.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<keys::Key>>(4);
+        let (base, to_merge) = (&base, &to_merge);
+        let writer = scope.spawn(move || {
+            let mut sources: Vec<Box<dyn Iterator<Item = ids::Entry> + Send + '_>> = vec![
+                Box::new(rx.into_iter().flatten()),
+                Box::new(base.iter().copied()),
+            ];
             sources.extend(to_merge.iter().map(|f| Box::new(f.entries()) as Box<_>));
             ids::write_sorted(index_path, ids::union(sources))
         });
-        let copies = count_sorted(&keys, ids::Probe::new(&opened, &base));
+        let copies = count_sorted(&keys, ids::Probe::new(&opened, base), tx);
         (copies, writer.join().expect("index writer panicked"))
     });
     // A run that could not be read back ended its readers early.
@@ -1013,11 +1019,18 @@ fn count_copies(
 }
 
 /// [`count_copies`] over `keys`, with `lake` giving the entries the lake
-/// already has of each id.
-fn count_sorted(keys: &keys::Sorted, mut lake: ids::Probe) -> BTreeMap<i32, Copies> {
+/// already has of each id; sends the distinct keys on to `distinct`, in
+/// order and in batches.
+fn count_sorted(
+    keys: &keys::Sorted,
+    mut lake: ids::Probe,
+    distinct: std::sync::mpsc::SyncSender<Vec<keys::Key>>,
+) -> BTreeMap<i32, Copies> {
     let Some((lo, hi)) = keys.dates() else {
         return BTreeMap::new();
     };
+    const BATCH: usize = 16 * 1024;
+    let mut batch = Vec::with_capacity(BATCH);
     let mut per_date: Vec<Option<Copies>> = vec![None; (hi - lo + 1) as usize];
     // One id's keys at a time (sorted by date, then content).
     let mut count = |group: &[keys::Key]| {
@@ -1056,11 +1069,19 @@ fn count_sorted(keys: &keys::Sorted, mut lake: ids::Probe) -> BTreeMap<i32, Copi
             count(&group);
             group.clear();
         }
+        if group.last() != Some(&key) {
+            batch.push(key);
+            if batch.len() == BATCH {
+                // (A writer that failed stopped listening; it reports why.)
+                let _ = distinct.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+            }
+        }
         group.push(key);
     }
     if !group.is_empty() {
         count(&group);
     }
+    let _ = distinct.send(batch);
     per_date
         .into_iter()
         .enumerate()
