@@ -54,12 +54,6 @@ pub type Entry = (u64, i32, u64);
 /// are this many.
 const TIER_FILES: usize = 4;
 
-/// Sort entries and drop repeats, as a file holds them.
-pub fn sort_entries(entries: &mut Vec<Entry>) {
-    entries.par_sort_unstable();
-    entries.dedup();
-}
-
 /// Write `entries` (sorted, distinct) to `path` and fsync it. Returns
 /// how many there were and the file's size. Streams: memory stays small
 /// however many there are.
@@ -215,15 +209,19 @@ pub struct Probe<'a> {
 
 enum Source<'a> {
     File(&'a IndexFile),
-    Entries(&'a [Entry]),
+    Stream(std::iter::Peekable<Box<dyn Iterator<Item = Entry> + 'a>>),
 }
 
 impl<'a> Probe<'a> {
-    pub fn new(files: &'a [IndexFile], entries: &'a [Entry]) -> Probe<'a> {
+    /// Over index `files`, and `entries` (sorted) if given.
+    pub fn new(
+        files: &'a [IndexFile],
+        entries: Option<Box<dyn Iterator<Item = Entry> + 'a>>,
+    ) -> Probe<'a> {
         let mut sources: Vec<(Source, usize)> =
             files.iter().map(|f| (Source::File(f), 0)).collect();
-        if !entries.is_empty() {
-            sources.push((Source::Entries(entries), 0));
+        if let Some(e) = entries {
+            sources.push((Source::Stream(e.peekable()), 0));
         }
         Probe {
             sources,
@@ -245,11 +243,10 @@ impl<'a> Probe<'a> {
                         *pos += 1;
                     }
                 }
-                Source::Entries(e) => {
-                    *pos += e[*pos..].partition_point(|x| x.0 < id);
-                    while *pos < e.len() && e[*pos].0 == id {
-                        self.found.push((e[*pos].1, e[*pos].2));
-                        *pos += 1;
+                Source::Stream(e) => {
+                    while e.next_if(|x| x.0 < id).is_some() {}
+                    while let Some((_, d, c)) = e.next_if(|x| x.0 == id) {
+                        self.found.push((d, c));
                     }
                 }
             }
@@ -316,8 +313,14 @@ pub fn to_merge<'a>(files: &[&'a FileAction], new_entries: u64) -> Vec<&'a FileA
 }
 
 /// Every entry of the lake's bronze and side-output rows, read from the
-/// Parquet files (for a lake whose index does not cover them).
-pub fn from_bronze(lake: &Lake, state: &LakeState) -> Result<Vec<Entry>> {
+/// Parquet files (for a lake whose index does not cover them), into
+/// `spool` (which spills to disk beyond its limit: a rebuild of a big
+/// lake's index holds no more in memory than a big ingest).
+pub fn from_bronze(
+    lake: &Lake,
+    state: &LakeState,
+    spool: &mut crate::ingest::keys::Spool,
+) -> Result<()> {
     let files: Vec<(&String, i32)> = [crate::bronze::TABLE, crate::bronze::LATE_TABLE]
         .iter()
         .flat_map(|t| state.partitions(t))
@@ -330,16 +333,17 @@ pub fn from_bronze(lake: &Lake, state: &LakeState) -> Result<Vec<Entry>> {
         .into_iter()
         .flatten()
         .collect();
-    let per_file: Vec<Vec<Entry>> = files
-        .par_iter()
-        .map(|(rel, d)| {
-            let rows = crate::bronze::read_content_hashes(&lake.path(rel))?;
-            Ok(rows.into_iter().map(|(h, c)| (h, *d, c)).collect())
-        })
-        .collect::<Result<_>>()?;
-    let mut all: Vec<Entry> = per_file.into_iter().flatten().collect();
-    sort_entries(&mut all);
-    Ok(all)
+    // A few files at a time, read in parallel.
+    for group in files.chunks(rayon::current_num_threads().max(1) * 2) {
+        let per_file: Vec<Vec<(u64, u64)>> = group
+            .par_iter()
+            .map(|(rel, _)| crate::bronze::read_content_hashes(&lake.path(rel)))
+            .collect::<Result<_>>()?;
+        for ((_, d), rows) in group.iter().zip(per_file) {
+            spool.extend(rows.into_iter().map(|(h, c)| (h, *d, c)))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -361,7 +365,8 @@ mod tests {
             (9, 0, 2),
             (1, 2, 7),
         ];
-        sort_entries(&mut e);
+        e.sort_unstable();
+        e.dedup();
         assert_eq!(e, [(1, 2, 7), (5, 1, 1), (5, 3, 1), (9, 0, 2)]);
         // Written as the union of two overlapping sorted lists.
         let (a, b) = (
@@ -385,7 +390,7 @@ mod tests {
         // ascending order of ids.
         let more = [(5u64, 3i32, 4u64), (9, 0, 2)];
         let files = [f];
-        let mut probe = Probe::new(&files, &more);
+        let mut probe = Probe::new(&files, Some(Box::new(more.into_iter())));
         assert_eq!(probe.entries_of(1), [(2, 7)]);
         assert_eq!(probe.entries_of(4), []);
         assert_eq!(probe.entries_of(5), [(1, 1), (3, 1), (3, 4)]);

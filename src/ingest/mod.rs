@@ -676,8 +676,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let index_staged = staging.join(format!("{run_id}.ids"));
     let counting = {
         let (lake, state, path) = (lake.clone(), Arc::clone(&state), index_staged.clone());
+        let keys_in_memory = opts.keys_in_memory;
         JoinOnDrop(Some(std::thread::spawn(move || {
-            count_copies(&lake, &state, keys.finish()?, &path)
+            count_copies(&lake, &state, keys.finish()?, &path, keys_in_memory)
         })))
     };
     let read_result = reader.join().expect("reader thread panicked");
@@ -937,6 +938,7 @@ fn count_copies(
     state: &LakeState,
     keys: keys::Sorted,
     index_path: &std::path::Path,
+    keys_in_memory: usize,
 ) -> Result<(BTreeMap<i32, Copies>, IndexPlan)> {
     if keys.spilled() > 0 {
         fault::trace_note(&format!(
@@ -974,10 +976,26 @@ fn count_copies(
             .collect()
     };
     keys.error()?;
+    // Rebuilding: bronze's entries, spilled beside the run's keys.
     let base = if rebuilt {
-        ids::from_bronze(lake, state)?
+        let dir = index_path
+            .parent()
+            .context("the index file has a directory")?
+            .join("rebuilt-index");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create `{}`", dir.display()))?;
+        let mut spool = keys::Spool::new(&dir, keys_in_memory, 0);
+        ids::from_bronze(lake, state, &mut spool)?;
+        let base = spool.finish()?;
+        if base.spilled() > 0 {
+            fault::trace_note(&format!(
+                "bronze's index entries spilled to staging in {} sorted run(s)",
+                base.spilled()
+            ));
+        }
+        Some(base)
     } else {
-        Vec::new()
+        None
     };
     // The new file: the run's entries, merged with the files it replaces
     // (or all of bronze's), streamed to disk while the copies are counted.
@@ -994,18 +1012,24 @@ fn count_copies(
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<keys::Key>>(4);
         let (base, to_merge) = (&base, &to_merge);
         let writer = scope.spawn(move || {
-            let mut sources: Vec<Box<dyn Iterator<Item = ids::Entry> + Send + '_>> = vec![
-                Box::new(rx.into_iter().flatten()),
-                Box::new(base.iter().copied()),
-            ];
+            let mut sources: Vec<Box<dyn Iterator<Item = ids::Entry> + Send + '_>> =
+                vec![Box::new(rx.into_iter().flatten())];
+            sources.extend(base.iter().map(|b| Box::new(b.distinct()) as Box<_>));
             sources.extend(to_merge.iter().map(|f| Box::new(f.entries()) as Box<_>));
             ids::write_sorted(index_path, ids::union(sources))
         });
-        let copies = count_sorted(&keys, ids::Probe::new(&opened, base), tx);
+        let probe = ids::Probe::new(
+            &opened,
+            base.as_ref().map(|b| Box::new(b.distinct()) as Box<_>),
+        );
+        let copies = count_sorted(&keys, probe, tx);
         (copies, writer.join().expect("index writer panicked"))
     });
     // A run that could not be read back ended its readers early.
     keys.error()?;
+    if let Some(b) = &base {
+        b.error()?;
+    }
     let (entries, bytes) = written?;
     Ok((
         copies,

@@ -1391,14 +1391,19 @@ fn index_entries(lake: &std::path::Path) -> (usize, std::collections::BTreeSet<(
 }
 
 /// `ingest FILE --json` that must succeed and say it rebuilds the id
-/// index (a warning, so not through `ok`): the summary and stderr.
+/// index (a warning, so not through `ok`): the summary and stderr. With
+/// 4 keys in memory, so a rebuild of more entries spills them to disk.
 fn index_rebuilding_ingest(
     lake: &std::path::Path,
     file: &std::path::Path,
     at: &str,
 ) -> (Value, String) {
     let f = file.to_str().unwrap();
-    let o = run(lake, &["ingest", f, "--json", "--processing-time", at]);
+    let o = cmd(lake, &["ingest", f, "--json", "--processing-time", at])
+        .env("EVLAKE_KEYS_IN_MEMORY", "4")
+        .env("EVLAKE_TRACE", "1")
+        .output()
+        .unwrap();
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("rebuilding the id index from bronze"), "{err}");
@@ -1593,7 +1598,8 @@ fn id_conflicts_over_many_ingests_match_the_inputs_and_the_index_stays_small() {
         ) + "\n",
     )
     .unwrap();
-    let (s, _) = index_rebuilding_ingest(&lake, &f, "2024-03-21T00:00:00Z");
+    let (s, err) = index_rebuilding_ingest(&lake, &f, "2024-03-21T00:00:00Z");
+    assert!(err.contains("index entries spilled"), "{err}");
     assert_eq!(s["ids_on_other_dates"], 1, "{s}");
     let (files, after) = index_entries(&lake);
     assert_eq!(files, 1);
