@@ -11,7 +11,12 @@ OUT = os.path.join(HERE, "out")
 
 
 def run(cmd, env=None):
-    """Run a child; return (seconds, peak RSS bytes). Fails loudly."""
+    """Run a child; return (seconds, peak RSS bytes). Fails loudly.
+
+    Dirty pages of whatever ran before (a lake just rebuilt, a directory
+    just removed) are written back first, so their writeback does not land
+    in this child's time, whichever tool it is."""
+    os.sync()
     start = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
