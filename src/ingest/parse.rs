@@ -429,26 +429,29 @@ pub fn parse_line<'a>(
     opts: &ParseOptions,
 ) -> Result<Option<Event<'a>>, Rejection> {
     // Trim ASCII whitespace as bytes (a UTF-8 continuation byte is never
-    // ASCII), then check the rest is UTF-8; offsets count from the line.
-    let lead = bytes.len() - bytes.trim_ascii_start().len();
-    let text = std::str::from_utf8(bytes.trim_ascii()).map_err(|e| {
-        Rejection::new(
-            Reason::InvalidUtf8,
-            format!(
-                "line is not valid UTF-8 (bad byte at offset {})",
-                lead + e.valid_up_to()
-            ),
-        )
-    })?;
-    if text.is_empty() {
+    // ASCII).
+    let line = bytes.trim_ascii();
+    if line.is_empty() {
         return Ok(None);
     }
     // Most lines take the one-pass scanner, whose members go straight to
-    // their fields; serde_json reads the rest (and words the errors).
+    // their fields (it checks UTF-8 as it goes); serde_json reads the rest
+    // (and words the errors), once the line is known to be UTF-8.
     let naive = opts.naive_timestamps;
     let mut fields = Fields::default();
-    if scan::for_each_member(text, |key, raw| fields.add(key, raw, naive)).is_none() {
+    if scan::for_each_member(line, |key, raw| fields.add(key, raw, naive)).is_none() {
         fields = Fields::default();
+        // Offsets count from the line as given.
+        let lead = bytes.len() - bytes.trim_ascii_start().len();
+        let text = std::str::from_utf8(line).map_err(|e| {
+            Rejection::new(
+                Reason::InvalidUtf8,
+                format!(
+                    "line is not valid UTF-8 (bad byte at offset {})",
+                    lead + e.valid_up_to()
+                ),
+            )
+        })?;
         let members = match serde_json::from_str::<Members<'a>>(text) {
             Ok(m) => m,
             Err(e) => {
