@@ -645,6 +645,31 @@ mod tests {
         assert_eq!(e.user_id, "café");
     }
 
+    /// Text that is not ASCII, unescaped, in values and keys, stays as
+    /// sent; the same bytes cut inside a character are not UTF-8.
+    #[test]
+    fn raw_non_ascii_text_is_kept_and_a_cut_character_is_not_utf8() {
+        let line = "{\"event_id\":\"\u{e9}1\",\"event_type\":\"vue\",\"timestamp\":\"2024-03-15T14:30:00Z\",\
+                    \"user_id\":\"\u{4e2d}\u{1F600}\",\"page_url\":\"https://x/\u{444}\",\
+                    \"properties\":{\"n\u{e9}\":\"caf\u{e9}\"},\"cl\u{e9}\":\"\u{e9}t\u{e9}\"}";
+        let e = ok(line);
+        assert_eq!(e.event_id, "\u{e9}1");
+        assert_eq!(e.user_id, "\u{4e2d}\u{1F600}");
+        assert_eq!(e.page_url.as_deref(), Some("https://x/\u{444}"));
+        assert_eq!(e.properties, Some("{\"n\u{e9}\":\"caf\u{e9}\"}"));
+        assert_eq!(e.extra.as_deref(), Some("{\"cl\u{e9}\":\"\u{e9}t\u{e9}\"}"));
+        // The emoji's last byte dropped, inside the string.
+        let emoji = line.find('\u{1F600}').unwrap();
+        let mut cut = line.as_bytes().to_vec();
+        cut.remove(emoji + 3);
+        let r = parse_line(&cut, &opts()).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidUtf8);
+        assert_eq!(
+            r.detail,
+            format!("line is not valid UTF-8 (bad byte at offset {emoji})")
+        );
+    }
+
     #[test]
     fn empty_and_whitespace_lines_are_skipped() {
         assert_eq!(parse_line(b"", &opts()), Ok(None));
