@@ -353,6 +353,22 @@ pub fn generate(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }
 
+/// The paths of the batches `generate` wrote into `dir`, in arrival order
+/// (as its truth file lists them).
+pub fn generated_batches(dir: &Path, truth: &Value) -> Vec<String> {
+    truth["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            dir.join("batches")
+                .join(b["file"].as_str().unwrap())
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
 /// Every row of every silver table as text (`partition|col=value|...`),
 /// sorted per table: what "row for row equal" compares.
 pub fn silver_dump(lake: &Path) -> BTreeMap<String, Vec<String>> {

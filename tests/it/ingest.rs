@@ -875,15 +875,7 @@ fn keys_spilled_to_disk_count_as_keys_held_in_memory() {
         &gen_dir,
         &["--events", "20000", "--days", "6", "--seed", "7"],
     );
-    let batches: Vec<String> = truth["batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            let f = gen_dir.join("batches").join(b["file"].as_str().unwrap());
-            f.to_str().unwrap().to_string()
-        })
-        .collect();
+    let batches = generated_batches(&gen_dir, &truth);
     let (first, rest) = batches.split_at(batches.len() / 2);
     let mut outcomes = Vec::new();
     for keys in [None, Some("700")] {

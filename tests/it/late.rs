@@ -198,18 +198,7 @@ fn any_arrival_order_and_policy_ends_with_the_same_events() {
         &gen_dir,
         &["--events", "4000", "--days", "5", "--seed", "5"],
     );
-    let files: Vec<String> = truth["batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            gen_dir
-                .join("batches")
-                .join(b["file"].as_str().unwrap())
-                .display()
-                .to_string()
-        })
-        .collect();
+    let files = generated_batches(&gen_dir, &truth);
     let last_pt = truth["batches"].as_array().unwrap().last().unwrap()["processing_time"]
         .as_str()
         .unwrap()
