@@ -917,14 +917,15 @@ struct Pairs {
     reached: BTreeSet<(String, Day)>,
 }
 
-/// The rows of lake table `table` on `pairs` (registered as `name`).
+/// The rows of lake table `table` on `pairs` (registered as `name`),
+/// scanned in small file groups (see [`engine::scattered_lookups`]).
 async fn rows_of(
     ctx: &SessionContext,
     table: &str,
     name: &str,
     pairs: &BTreeSet<(String, Day)>,
 ) -> Result<DataFrame> {
-    Ok(ctx
+    Ok(engine::scattered_lookups(ctx)
         .sql(&format!("SELECT t.* {}", on_pairs(table, name, pairs)))
         .await?)
 }
