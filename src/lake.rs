@@ -347,12 +347,13 @@ pub fn fsync_file(path: &Path) -> Result<()> {
 
 /// Move staged files to their places in the lake, durably, before the
 /// commit that names them is written (the lake is no longer known clean:
-/// see [`Lake::mark_changing`]): unless `synced` (the writer fsynced
-/// them), every file's data is fsynced before any is renamed; each
-/// destination directory is created durably, and fsynced once after its
-/// renames. The calls run on [`par_io`]'s threads; the first rename comes
-/// alone, followed by the `renamed` fault point.
-pub fn publish(lake: &Lake, moves: &[(PathBuf, PathBuf)], synced: bool) -> Result<()> {
+/// see [`Lake::mark_changing`]): every file's data is fsynced before any
+/// is renamed (once the flushes [`presync`] and [`presync_file`] started
+/// are done, so mostly a check of clean files); each destination
+/// directory is created durably, and fsynced once after its renames. The
+/// calls run on [`par_io`]'s threads; the first rename comes alone,
+/// followed by the `renamed` fault point.
+pub fn publish(lake: &Lake, moves: &[(PathBuf, PathBuf)]) -> Result<()> {
     lake.mark_changing()?;
     let started: Vec<_> = PRESYNCS
         .lock()
@@ -361,9 +362,7 @@ pub fn publish(lake: &Lake, moves: &[(PathBuf, PathBuf)], synced: bool) -> Resul
     for h in started {
         let _ = h.join();
     }
-    if !synced {
-        par_io(moves, |(from, _)| fsync_file(from))?;
-    }
+    par_io(moves, |(from, _)| fsync_file(from))?;
     let parents = moves
         .iter()
         .map(|(_, to)| to.parent().context("destination has no parent"))
@@ -381,6 +380,21 @@ pub fn publish(lake: &Lake, moves: &[(PathBuf, PathBuf)], synced: bool) -> Resul
     crate::fault::point("renamed")?;
     par_io(rest, rename)?;
     par_io(&parents, |p| fsync_dir(p))
+}
+
+/// Start flushing a just-written (not yet published) `file` to disk on a
+/// thread of its own, like [`presync`] for a directory: [`publish`] waits
+/// for it, and its own fsync then finds the file clean (and reports any
+/// error: this one is best effort). Ingest writes a file per date per flush from rayon workers; each
+/// fsync there held a worker for the disk's latency (1M ingest, 10
+/// alternating runs: median 0.916 -> 0.899 s).
+pub fn presync_file(file: File) {
+    let handle = std::thread::spawn(move || {
+        let _ = file.sync_all();
+    });
+    if let Ok(mut v) = PRESYNCS.lock() {
+        v.push(handle);
+    }
 }
 
 /// Background flushes started by [`presync`], which [`publish`] waits for.

@@ -102,9 +102,8 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
     let mut staged = write::flush(buffer, &namer)?;
     namer.number(&mut staged);
     fault::point("staged")?;
-    // (The writers fsynced every file.)
     let moves: Vec<_> = staged.iter().map(|f| f.publish_move(lake)).collect();
-    lake::publish(lake, &moves, true)?;
+    lake::publish(lake, &moves)?;
     let mut adds = Vec::with_capacity(staged.len());
     for f in &staged {
         adds.push(f.to_action());

@@ -764,7 +764,6 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     }
 
     // Publish: rename data files into their partitions, then commit.
-    // (The writers fsynced every file.)
     let mut moves: Vec<(PathBuf, PathBuf)> = staged.iter().map(|f| f.publish_move(lake)).collect();
     let mut adds: Vec<FileAction> = staged.iter().map(StagedFile::to_action).collect();
     let rel = format!("{QUARANTINE_DIR}/{run_id}.jsonl");
@@ -774,7 +773,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // The run's id index file (with any files it merges).
     let index_rel = format!("{}/{run_id}.ids", ids::DIR);
     moves.push((index_staged, lake.path(&index_rel)));
-    lake::publish(lake, &moves, true)?;
+    lake::publish(lake, &moves)?;
     adds.push(FileAction::plain(
         ids::TABLE,
         "",

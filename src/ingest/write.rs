@@ -38,8 +38,7 @@ pub struct StagedFile {
 }
 
 impl StagedFile {
-    /// Where [`crate::lake::publish`] moves it from and to (the writer
-    /// fsynced it).
+    /// Where [`crate::lake::publish`] moves it from and to.
     pub fn publish_move(&self, lake: &crate::lake::Lake) -> (PathBuf, PathBuf) {
         (self.staged.clone(), lake.path(&self.rel_path))
     }
@@ -549,7 +548,8 @@ pub fn describe(batch: &RecordBatch, staged: PathBuf, rel_path: String, bytes: u
     }
 }
 
-/// Write one sorted batch as a zstd Parquet file and fsync it. Returns its size.
+/// Write one sorted batch as a zstd Parquet file and start flushing it to
+/// disk (see [`crate::lake::presync_file`]). Returns its size.
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64> {
     let file =
         File::create(path).with_context(|| format!("failed to create `{}`", path.display()))?;
@@ -560,9 +560,13 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64> {
         .write(batch)
         .and_then(|_| writer.close().map(|_| ()))
         .with_context(|| format!("failed to write `{}`", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("failed to fsync `{}`", path.display()))?;
-    Ok(file.metadata()?.len())
+    let len = file.metadata()?.len();
+    // Flushed in the background: an fsync here blocked this rayon worker
+    // (and its core's share of the flush) for the disk's latency.
+    // `lake::publish` waits for it and fsyncs every file again before any
+    // is renamed into the lake.
+    crate::lake::presync_file(file);
+    Ok(len)
 }
 
 #[cfg(test)]
