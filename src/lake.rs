@@ -362,6 +362,9 @@ pub fn publish(lake: &Lake, moves: &[(PathBuf, PathBuf)]) -> Result<()> {
     for h in started {
         let _ = h.join();
     }
+    if let Some(q) = FILE_SYNCS.get() {
+        q.shared.wait();
+    }
     par_io(moves, |(from, _)| fsync_file(from))?;
     let parents = moves
         .iter()
@@ -382,19 +385,90 @@ pub fn publish(lake: &Lake, moves: &[(PathBuf, PathBuf)]) -> Result<()> {
     par_io(&parents, |p| fsync_dir(p))
 }
 
-/// Start flushing a just-written (not yet published) `file` to disk on a
-/// thread of its own, like [`presync`] for a directory: [`publish`] waits
-/// for it, and its own fsync then finds the file clean (and reports any
-/// error: this one is best effort). Ingest writes a file per date per flush from rayon workers; each
-/// fsync there held a worker for the disk's latency (1M ingest, 10
-/// alternating runs: median 0.916 -> 0.899 s).
+/// Start flushing a just-written (not yet published) `file` to disk in the
+/// background, like [`presync`] for a directory: [`publish`] waits for it,
+/// and its own fsync then finds the file clean (and reports any error:
+/// this one is best effort). Ingest writes a file per date per flush from
+/// rayon workers; each fsync there held a worker for the disk's latency
+/// (1M ingest, 10 alternating runs: median 0.916 -> 0.899 s). The files
+/// queue for [`FILE_SYNC_THREADS`] threads, so a flush of thousands of
+/// dates starts no more threads than that; without any (none could be
+/// started), the file is flushed here.
 pub fn presync_file(file: File) {
-    let handle = std::thread::spawn(move || {
+    let q = file_syncs();
+    let Some(tx) = &q.tx else {
         let _ = file.sync_all();
-    });
-    if let Ok(mut v) = PRESYNCS.lock() {
-        v.push(handle);
+        return;
+    };
+    *q.shared.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    if let Err(back) = tx.lock().unwrap_or_else(|e| e.into_inner()).send(file) {
+        q.shared.finished();
+        let _ = back.0.sync_all();
     }
+}
+
+/// Threads flushing the files [`presync_file`] queues.
+const FILE_SYNC_THREADS: usize = 4;
+
+struct FileSyncs {
+    /// `None` when no thread could be started.
+    tx: Option<std::sync::Mutex<std::sync::mpsc::Sender<File>>>,
+    shared: std::sync::Arc<SyncCount>,
+}
+
+/// Files queued or being flushed, and a signal when one is done.
+#[derive(Default)]
+struct SyncCount {
+    pending: std::sync::Mutex<usize>,
+    done: std::sync::Condvar,
+}
+
+impl SyncCount {
+    fn finished(&self) {
+        let mut n = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        self.done.notify_all();
+    }
+
+    /// Block until every queued file is flushed.
+    fn wait(&self) {
+        let mut n = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            n = self.done.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+static FILE_SYNCS: std::sync::OnceLock<FileSyncs> = std::sync::OnceLock::new();
+
+/// The queue of [`presync_file`], its threads started on first use.
+fn file_syncs() -> &'static FileSyncs {
+    FILE_SYNCS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<File>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let shared = std::sync::Arc::new(SyncCount::default());
+        let started = (0..FILE_SYNC_THREADS)
+            .filter(|i| {
+                let (rx, shared) = (rx.clone(), shared.clone());
+                std::thread::Builder::new()
+                    .name(format!("evlake-fsync-{i}"))
+                    .spawn(move || {
+                        loop {
+                            let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok(file) = next else { return };
+                            let _ = file.sync_all();
+                            drop(file);
+                            shared.finished();
+                        }
+                    })
+                    .is_ok()
+            })
+            .count();
+        FileSyncs {
+            tx: (started > 0).then(|| std::sync::Mutex::new(tx)),
+            shared,
+        }
+    })
 }
 
 /// Background flushes started by [`presync`], which [`publish`] waits for.
@@ -483,6 +557,33 @@ pub fn list_files(base: &Path, dir: &Path) -> Result<Vec<String>> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Files queued for flushing are all flushed before `wait` returns,
+    /// by a bounded number of threads however many files are queued.
+    #[test]
+    fn presync_file_flushes_every_file_on_a_few_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            let mut f = File::create(dir.path().join(format!("{i}.bin"))).unwrap();
+            f.write_all(&[i as u8; 4096]).unwrap();
+            presync_file(f);
+        }
+        let threads = fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter(|t| {
+                        fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.starts_with("evlake-fsync"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        assert!(threads <= FILE_SYNC_THREADS, "{threads} flushing threads");
+        let q = FILE_SYNCS.get().expect("started by the first file");
+        q.shared.wait();
+        assert_eq!(*q.shared.pending.lock().unwrap(), 0);
+    }
 
     #[test]
     fn par_io_runs_every_item_once_and_reports_a_failure() {
