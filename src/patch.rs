@@ -109,6 +109,10 @@ pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) 
         .with_projection(ProjectionMask::leaves(&descr, [k, c]))
         .with_batch_size(PLAN_BATCH_ROWS)
         .build()?;
+    // Every row's key is looked up: with hashbrown's default hasher
+    // (foldhash) rather than std's SipHash.
+    let new: datafusion::common::HashMap<&str, &str> =
+        new.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut matched = 0;
     let mut changed_rows = Vec::new();
     for batch in reader {
@@ -125,7 +129,7 @@ pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) 
             match keys.is_valid(i).then(|| new.get(keys.value(i))).flatten() {
                 Some(v) => {
                     matched += 1;
-                    if old != Some(v.as_str()) {
+                    if old != Some(*v) {
                         changed_rows.push(values.len());
                     }
                     values.append_value(v);
