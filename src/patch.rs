@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use datafusion::arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, StringArray, StringBuilder,
-};
+use datafusion::arrow::array::{Array, ArrayBuilder, AsArray, StringArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::ProjectionMask;
@@ -60,9 +58,7 @@ pub struct Planned {
 /// The new values of the patched column.
 struct Change {
     column: usize,
-    /// As the file's Arrow schema declares the column.
-    values: ArrayRef,
-    /// The same values as text (for encoding pages directly).
+    /// Every row's value, as text.
     text: StringArray,
     /// The rows (in file order) whose value changed, ascending.
     rows: Vec<usize>,
@@ -144,7 +140,6 @@ pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) 
     } else {
         Some(Change {
             column: c,
-            values: cast(&text, schema.field(c).data_type())?,
             text,
             rows: changed_rows,
         })
@@ -225,10 +220,11 @@ impl Planned {
                     match spliced {
                         Some((bytes, close)) => out.append_column(&bytes, close)?,
                         None => {
+                            // The whole chunk, in the type the schema declares.
+                            let values =
+                                cast(&change.text.slice(start, n), schema.field(i).data_type())?;
                             let mut w = factory.create_column_writers(g)?.swap_remove(i);
-                            for leaf in
-                                compute_leaves(schema.field(i), &change.values.slice(start, n))?
-                            {
+                            for leaf in compute_leaves(schema.field(i), &values)? {
                                 w.write(&leaf)?;
                             }
                             w.close()?.append_to_row_group(&mut out)?;
@@ -467,17 +463,29 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::parquet::arrow::ArrowWriter;
 
+    /// `e00000` … `e09999`.
+    fn event_ids() -> StringArray {
+        StringArray::from_iter_values((0..10_000).map(|i| format!("e{i:05}")))
+    }
+
+    /// Write `batch` to `path` as one Parquet file.
+    fn write_file(path: &Path, batch: &RecordBatch, props: WriterProperties) {
+        let mut w =
+            ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+    }
+
     fn sample(path: &Path) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("event_id", DataType::Utf8, false),
             Field::new("n", DataType::Int64, true),
             Field::new("session_id", DataType::Utf8View, true),
         ]));
-        let ids: Vec<String> = (0..10_000).map(|i| format!("e{i:05}")).collect();
         let batch = RecordBatch::try_new(
-            schema.clone(),
+            schema,
             vec![
-                Arc::new(StringArray::from_iter_values(&ids)),
+                Arc::new(event_ids()),
                 Arc::new(Int64Array::from_iter(
                     (0..10_000).map(|i| (i % 7 != 0).then_some(i)),
                 )),
@@ -493,9 +501,7 @@ mod tests {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_bloom_filter_enabled(true)
             .build();
-        let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        write_file(path, &batch, props);
         batch
     }
 
@@ -575,11 +581,10 @@ mod tests {
             Field::new("event_id", DataType::Utf8, false),
             Field::new("session_id", DataType::Utf8, true),
         ]));
-        let ids: Vec<String> = (0..10_000).map(|i| format!("e{i:05}")).collect();
         let before = RecordBatch::try_new(
-            schema.clone(),
+            schema,
             vec![
-                Arc::new(StringArray::from_iter_values(&ids)),
+                Arc::new(event_ids()),
                 Arc::new(StringArray::from_iter(
                     (0..10_000).map(|i| (i % 11 != 0).then(|| format!("s{:04}", i / 10))),
                 )),
@@ -597,9 +602,7 @@ mod tests {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_column_bloom_filter_enabled("event_id".into(), true)
             .build();
-        let mut w = ArrowWriter::try_new(File::create(&src).unwrap(), schema, Some(props)).unwrap();
-        w.write(&before).unwrap();
-        w.close().unwrap();
+        write_file(&src, &before, props);
         // Row 2 (page 0 of row group 0), row 3,300 (page 0 of row group 1:
         // a new minimum), 9,999 (the last page: a new maximum) and row 22,
         // whose value was null.
