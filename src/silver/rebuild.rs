@@ -1857,6 +1857,7 @@ type Ranges = HashMap<(String, Day), (i64, i64)>;
 
 impl Stats for LakeStats<'_> {
     async fn dirty(&mut self, days: &BTreeSet<Day>) -> Result<Vec<UserDay>> {
+        let t0 = Instant::now();
         // Every user's range on the dates recomputed whole, from bronze;
         // on grown dates, the touched users' (see `new_rows`).
         let grown: BTreeSet<Day> = self.touched.iter().map(|(_, d)| *d).collect();
@@ -1897,6 +1898,12 @@ impl Stats for LakeStats<'_> {
                 });
             }
         }
+        fault::trace_note(&format!(
+            "reach: {} dirty ranges, {} prefetched pairs in {:.3}s",
+            out.len(),
+            self.prefetch.len(),
+            t0.elapsed().as_secs_f64()
+        ));
         Ok(out)
     }
 
@@ -1910,7 +1917,14 @@ impl Stats for LakeStats<'_> {
                 ask.insert(pair.clone());
             }
         }
+        let t0 = Instant::now();
         out.extend(neighbour_days(self.ctx, CANDIDATES, &ask).await?);
+        fault::trace_note(&format!(
+            "reach: {} candidates, {} asked in {:.3}s",
+            pairs.len(),
+            ask.len(),
+            t0.elapsed().as_secs_f64()
+        ));
         Ok(out)
     }
 }
