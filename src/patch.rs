@@ -11,8 +11,9 @@
 //! groups, pages and the Arrow schema stay the same, so readers see the
 //! same file with new values in one column.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +23,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelectionPolicy, RowSelector,
 };
 use datafusion::parquet::arrow::arrow_writer::{ArrowRowGroupWriterFactory, compute_leaves};
 use datafusion::parquet::basic::Type as PhysicalType;
@@ -34,6 +36,7 @@ use datafusion::parquet::file::metadata::PageIndexPolicy;
 use datafusion::parquet::file::metadata::{
     ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder,
 };
+use datafusion::parquet::file::page_index::column_index::ColumnIndexMetaData;
 use datafusion::parquet::file::page_index::offset_index::OffsetIndexMetaData;
 use datafusion::parquet::file::properties::EnabledStatistics;
 use datafusion::parquet::file::properties::WriterProperties;
@@ -49,7 +52,7 @@ pub struct Planned {
     src: PathBuf,
     /// Rows whose key is in the patch (changed or not).
     pub matched: usize,
-    /// The column's index, and its new values for the whole file; `None`
+    /// The column's index, and its new values for the rows read; `None`
     /// when no value changes (the file is linked, not rewritten).
     change: Option<Change>,
     meta: ArrowReaderMetadata,
@@ -58,16 +61,92 @@ pub struct Planned {
 /// The new values of the patched column.
 struct Change {
     column: usize,
-    /// Every row's value, as text.
+    /// The rows read (every row, or the pages [`Near`] located), as
+    /// ascending ranges of row numbers, and their values, concatenated.
+    spans: Vec<Range<usize>>,
     text: StringArray,
     /// The rows (in file order) whose value changed, ascending.
     rows: Vec<usize>,
 }
 
+impl Change {
+    /// The values of rows `a..b`, if they were read.
+    fn values(&self, a: usize, b: usize) -> Option<StringArray> {
+        let mut at = 0;
+        for s in &self.spans {
+            if s.start <= a && b <= s.end {
+                return Some(self.text.slice(at + a - s.start, b - a));
+            }
+            at += s.len();
+        }
+        None
+    }
+
+    /// Every row's value: those not read are read from `src` now (for a
+    /// chunk that turns out not to splice after all, encoded whole).
+    fn whole(&self, src: &File, meta: &ArrowReaderMetadata) -> Result<StringArray> {
+        let rows = meta.metadata().file_metadata().num_rows() as usize;
+        if self.spans.len() == 1 && self.spans[0] == (0..rows) {
+            return Ok(self.text.clone());
+        }
+        let descr = meta.metadata().file_metadata().schema_descr_ptr();
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(src.try_clone()?, meta.clone())
+                .with_projection(ProjectionMask::leaves(&descr, [self.column]))
+                .with_batch_size(PLAN_BATCH_ROWS)
+                .build()?;
+        let mut out = StringBuilder::with_capacity(rows, 0);
+        let (mut span, mut at) = (0, 0);
+        for batch in reader {
+            let old = cast(batch?.column(0), &DataType::Utf8)?;
+            let old = old.as_string::<i32>();
+            for i in 0..old.len() {
+                let r = out.len();
+                while self.spans.get(span).is_some_and(|s| s.end <= r) {
+                    at += self.spans[span].len();
+                    span += 1;
+                }
+                let v = match self.spans.get(span).filter(|s| s.start <= r) {
+                    Some(s) => {
+                        let j = at + r - s.start;
+                        self.text.is_valid(j).then(|| self.text.value(j))
+                    }
+                    None => old.is_valid(i).then(|| old.value(i)),
+                };
+                out.append_option(v);
+            }
+        }
+        if out.len() != rows {
+            bail!("read {} of {rows} rows", out.len());
+        }
+        Ok(out.finish())
+    }
+}
+
+/// Where [`plan`] looks for the rows to patch: every row whose key is in
+/// the patch has one of `values` in string column `column` (e.g. the users
+/// of the changed events, in files sorted by user). Only the pages whose
+/// page index says they may hold one of them are read (with the patched
+/// column's pages around them), where a 5M-event late batch's plan read
+/// two whole columns of every file of each patched date to change a few
+/// dozen rows. A row with a key of the patch but none of these values is
+/// not seen, and not counted in `matched`.
+pub struct Near<'a> {
+    pub column: &'a str,
+    pub values: &'a BTreeSet<String>,
+}
+
 /// Read `src`'s `key` and `column` columns and work out `column`'s new
 /// values: `new[key]` where the row's key is in `new`, else as it is. A
-/// file without either column has nothing to patch (it is linked).
-pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) -> Result<Planned> {
+/// file without either column has nothing to patch (it is linked). With
+/// `near`, only the rows it locates are read (see [`Near`]).
+pub fn plan(
+    src: &Path,
+    key: &str,
+    column: &str,
+    new: &HashMap<String, String>,
+    near: Option<Near>,
+) -> Result<Planned> {
     let file = File::open(src).with_context(|| format!("failed to open `{}`", src.display()))?;
     let meta = ArrowReaderMetadata::load(
         &file,
@@ -90,6 +169,15 @@ pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) 
     };
     let md = meta.metadata();
     let rows = md.file_metadata().num_rows() as usize;
+    let located = near.as_ref().and_then(|n| {
+        let l = schema.index_of(n.column).ok()?;
+        Some((l, near_rows(&meta, c, l, n.values)?))
+    });
+    let spans = match &located {
+        Some((_, spans)) => spans.clone(),
+        None => std::iter::once(0..rows).collect(),
+    };
+    let selected: usize = spans.iter().map(Range::len).sum();
     // The new column is built once, at its final size (its encoded size
     // bounds its bytes), from batches of a few thousand rows: reading the
     // file in one batch and growing the result as it went faulted in
@@ -100,17 +188,30 @@ pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) 
         .iter()
         .map(|rg| rg.column(c).uncompressed_size())
         .sum();
-    let mut values = StringBuilder::with_capacity(rows, usize::try_from(bytes).unwrap_or(0));
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-        .with_projection(ProjectionMask::leaves(&descr, [k, c]))
-        .with_batch_size(PLAN_BATCH_ROWS)
-        .build()?;
+    let bytes = usize::try_from(bytes).unwrap_or(0) / rows.max(1) * selected;
+    let mut values = StringBuilder::with_capacity(selected, bytes);
+    let mut leaves = vec![k, c];
+    if let Some((l, _)) = located {
+        leaves.push(l);
+    }
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+        .with_projection(ProjectionMask::leaves(&descr, leaves))
+        .with_batch_size(PLAN_BATCH_ROWS);
+    if located.is_some() {
+        // Whole pages are skipped through the offset index, undecoded.
+        builder = builder
+            .with_row_selection(selection(&spans, rows))
+            .with_row_selection_policy(RowSelectionPolicy::Selectors);
+    }
+    let reader = builder.build()?;
     // Every row's key is looked up: with hashbrown's default hasher
     // (foldhash) rather than std's SipHash.
     let new: datafusion::common::HashMap<&str, &str> =
         new.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut matched = 0;
     let mut changed_rows = Vec::new();
+    // The row number of the next row read.
+    let (mut span, mut row) = (0, spans.first().map_or(0, |s| s.start));
     for batch in reader {
         let batch = batch?;
         let as_utf8 = |name: &str| -> Result<StringArray> {
@@ -120,26 +221,51 @@ pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) 
             Ok(cast(a, &DataType::Utf8)?.as_string::<i32>().clone())
         };
         let (keys, old) = (as_utf8(key)?, as_utf8(column)?);
+        let near_values = match &near {
+            Some(n) if located.is_some() => Some((as_utf8(n.column)?, n.values)),
+            _ => None,
+        };
         for i in 0..keys.len() {
             let old = old.is_valid(i).then(|| old.value(i));
-            match keys.is_valid(i).then(|| new.get(keys.value(i))).flatten() {
+            let hit = keys.is_valid(i).then(|| new.get(keys.value(i))).flatten();
+            // Located rows count only with one of the values looked for:
+            // a key elsewhere would not have been seen.
+            let hit = hit.filter(|_| {
+                near_values
+                    .as_ref()
+                    .is_none_or(|(v, set)| v.is_valid(i) && set.contains(v.value(i)))
+            });
+            match hit {
                 Some(v) => {
                     matched += 1;
                     if old != Some(*v) {
-                        changed_rows.push(values.len());
+                        changed_rows.push(row);
                     }
                     values.append_value(v);
                 }
                 None => values.append_option(old),
             }
+            row += 1;
+            if row == spans[span].end && span + 1 < spans.len() {
+                span += 1;
+                row = spans[span].start;
+            }
         }
     }
     let text = values.finish();
+    if text.len() != selected {
+        bail!(
+            "`{}`: read {} of the {selected} rows planned",
+            src.display(),
+            text.len()
+        );
+    }
     let change = if changed_rows.is_empty() {
         None
     } else {
         Some(Change {
             column: c,
+            spans,
             text,
             rows: changed_rows,
         })
@@ -150,6 +276,110 @@ pub fn plan(src: &Path, key: &str, column: &str, new: &HashMap<String, String>) 
         change,
         meta,
     })
+}
+
+/// `spans` (ascending row ranges) of a file of `rows` rows, as a selection.
+fn selection(spans: &[Range<usize>], rows: usize) -> RowSelection {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for s in spans {
+        if s.start > at {
+            out.push(RowSelector::skip(s.start - at));
+        }
+        out.push(RowSelector::select(s.len()));
+        at = s.end;
+    }
+    if rows > at {
+        out.push(RowSelector::skip(rows - at));
+    }
+    RowSelection::from(out)
+}
+
+/// The rows [`plan`] reads to find every row whose string column `l` holds
+/// one of `values`: each page of the patched column `c` that overlaps a
+/// page of `l` whose statistics may hold one. `None` where the page index
+/// cannot say, or where `c` does not splice page by page (the write then
+/// needs every row's value).
+fn near_rows(
+    meta: &ArrowReaderMetadata,
+    c: usize,
+    l: usize,
+    values: &BTreeSet<String>,
+) -> Option<Vec<Range<usize>>> {
+    let md = meta.metadata();
+    let (column_index, offset_index) = (md.column_index()?, md.offset_index()?);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
+    for (g, rg) in md.row_groups().iter().enumerate() {
+        let n = rg.num_rows() as usize;
+        let (ci, oi) = (column_index.get(g)?, offset_index.get(g)?);
+        if !spliceable(rg.column(c), oi.get(c), ci.get(c), n) {
+            return None;
+        }
+        let ColumnIndexMetaData::BYTE_ARRAY(index) = ci.get(l)? else {
+            return None;
+        };
+        let hits: Vec<Range<usize>> = page_rows(oi.get(l)?, n)?
+            .into_iter()
+            .enumerate()
+            .filter(|(p, _)| {
+                !index.is_null_page(*p)
+                    && may_hold(index.min_value(*p), index.max_value(*p), values)
+            })
+            .map(|(_, r)| r)
+            .collect();
+        for page in page_rows(oi.get(c)?, n)? {
+            if hits
+                .iter()
+                .any(|h| h.start < page.end && page.start < h.end)
+            {
+                let page = start + page.start..start + page.end;
+                match out.last_mut() {
+                    Some(last) if last.end == page.start => last.end = page.end,
+                    _ => out.push(page),
+                }
+            }
+        }
+        start += n;
+    }
+    Some(out)
+}
+
+/// The row ranges of a chunk's pages (of a row group of `rows` rows).
+fn page_rows(offsets: &OffsetIndexMetaData, rows: usize) -> Option<Vec<Range<usize>>> {
+    let pages = offsets.page_locations();
+    if pages.first()?.first_row_index != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(pages.len());
+    for (p, page) in pages.iter().enumerate() {
+        let a = usize::try_from(page.first_row_index).ok()?;
+        let b = match pages.get(p + 1) {
+            Some(next) => usize::try_from(next.first_row_index).ok()?,
+            None => rows,
+        };
+        if a > b || b > rows {
+            return None;
+        }
+        out.push(a..b);
+    }
+    Some(out)
+}
+
+/// May a page whose statistics are `min`..`max` (bytes; a truncated
+/// minimum is a prefix, so never above the true one, and a truncated
+/// maximum is rounded up) hold one of `values`? Strings order as bytes.
+fn may_hold(min: Option<&[u8]>, max: Option<&[u8]>, values: &BTreeSet<String>) -> bool {
+    let (Some(min), Some(max)) = (min, max) else {
+        return true;
+    };
+    let first = match std::str::from_utf8(min) {
+        Ok(min) => values
+            .range::<str, _>((std::ops::Bound::Included(min), std::ops::Bound::Unbounded))
+            .next(),
+        Err(_) => values.iter().find(|v| v.as_bytes() >= min),
+    };
+    first.is_some_and(|v| v.as_bytes() <= max)
 }
 
 impl Planned {
@@ -197,6 +427,8 @@ impl Planned {
         let c = change.column;
         let page_props = Arc::new(page_properties()?);
         let mut start = 0;
+        // Every row's new value, read if a chunk must be encoded whole.
+        let mut whole: Option<StringArray> = None;
         for (g, rg) in row_groups.iter().enumerate() {
             let n = rg.num_rows() as usize;
             let mut out = writer.next_row_group()?;
@@ -211,8 +443,9 @@ impl Planned {
                         &src,
                         chunk,
                         offset_index.and_then(|x| x.get(g)?.get(i)),
-                        column_index.and_then(|x| x.get(g)?.get(i)).is_some(),
-                        &change.text.slice(start, n),
+                        column_index.and_then(|x| x.get(g)?.get(i)),
+                        |a, b| change.values(start + a, start + b),
+                        n,
                         &rows,
                         &page_props,
                     )
@@ -221,8 +454,14 @@ impl Planned {
                         Some((bytes, close)) => out.append_column(&bytes, close)?,
                         None => {
                             // The whole chunk, in the type the schema declares.
-                            let values =
-                                cast(&change.text.slice(start, n), schema.field(i).data_type())?;
+                            if whole.is_none() {
+                                whole =
+                                    Some(change.whole(&src, &self.meta).with_context(|| {
+                                        format!("`{}`: reading its column", self.src.display())
+                                    })?);
+                            }
+                            let all = whole.as_ref().expect("just read");
+                            let values = cast(&all.slice(start, n), schema.field(i).data_type())?;
                             let mut w = factory.create_column_writers(g)?.swap_remove(i);
                             for leaf in compute_leaves(schema.field(i), &values)? {
                                 w.write(&leaf)?;
@@ -265,24 +504,64 @@ fn page_properties() -> Result<WriterProperties> {
         .build())
 }
 
-/// The patched column chunk `chunk` (of a string column), built from its
-/// pages in `src`: a page holding none of the `changed` rows is copied as
-/// it is, and the others are encoded anew from `values` (the chunk's new
-/// values, every row). On the 5M-event bench a late batch changes the
-/// session id of 7–119 rows of a date's ~165k, so nearly every page is a
-/// copy, where encoding and compressing the whole column took ~8% of the
-/// late-batch run's CPU. The chunk's statistics and page index are
-/// computed from the new values.
+/// A chunk's smallest (or largest) value so far, and whether it is exact.
+type Extreme = Option<(Vec<u8>, bool)>;
+
+/// A page's smallest and largest values, and whether both are exact.
+type Bounds = (Vec<u8>, Vec<u8>, bool);
+
+/// Page statistics at least this long may have been truncated by the
+/// writer (parquet's default column index truncation).
+const TRUNCATED_AT: usize = 64;
+
+/// Can chunk `chunk` (of a row group of `rows` rows) be patched by
+/// [`splice`] from the values of its changed pages alone: a plain string
+/// column with an offset index, and a column index to take the other
+/// pages' statistics from?
+fn spliceable(
+    chunk: &ColumnChunkMetaData,
+    offsets: Option<&OffsetIndexMetaData>,
+    index: Option<&ColumnIndexMetaData>,
+    rows: usize,
+) -> bool {
+    let descr = chunk.column_descr();
+    chunk.dictionary_page_offset().is_none()
+        && chunk.bloom_filter_offset().is_none()
+        && descr.physical_type() == PhysicalType::BYTE_ARRAY
+        && descr.max_rep_level() == 0
+        && descr.max_def_level() <= 1
+        && chunk.num_values() as usize == rows
+        && offsets.is_some_and(|o| page_rows(o, rows).is_some())
+        && match index {
+            Some(i @ ColumnIndexMetaData::BYTE_ARRAY(_)) => i
+                .null_counts()
+                .is_some_and(|n| Some(n.len()) == offsets.map(|o| o.page_locations().len())),
+            _ => false,
+        }
+}
+
+/// The patched column chunk `chunk` (of a string column, in a row group of
+/// `rows` rows), built from its pages in `src`: a page holding none of the
+/// `changed` rows is copied as it is, with its statistics from the column
+/// index `index` (or from `values`), and the others are encoded anew from
+/// `values` (the new values of a range of the row group's rows, if read).
+/// On the 5M-event bench a late batch changes the session id of 7–119
+/// rows of a date's ~165k, so nearly every page is a copy, where encoding
+/// and compressing the whole column took ~8% of the late-batch run's CPU.
+/// The chunk's statistics and page index are computed from the pages'.
 ///
 /// `None` where the chunk's layout is not this simple one (a dictionary
 /// page, a Bloom filter, no offset index, nested or non-string values, a
-/// page header that does not read): it is then encoded whole.
+/// page header that does not read), or a value needed was not read: it is
+/// then encoded whole.
+#[allow(clippy::too_many_arguments)]
 fn splice(
     src: &File,
     chunk: &ColumnChunkMetaData,
     offsets: Option<&OffsetIndexMetaData>,
-    indexed: bool,
-    values: &StringArray,
+    index: Option<&ColumnIndexMetaData>,
+    values: impl Fn(usize, usize) -> Option<StringArray>,
+    rows: usize,
     changed: &[usize],
     page_props: &Arc<WriterProperties>,
 ) -> Result<Option<(bytes::Bytes, ColumnCloseResult)>> {
@@ -296,31 +575,37 @@ fn splice(
     let Some(offsets) = offsets.filter(|_| simple) else {
         return Ok(None);
     };
-    let pages = offsets.page_locations();
-    let rows = values.len();
-    if pages.is_empty() || pages[0].first_row_index != 0 || chunk.num_values() as usize != rows {
+    let Some(ranges) = page_rows(offsets, rows).filter(|_| chunk.num_values() as usize == rows)
+    else {
         return Ok(None);
-    }
+    };
+    let pages = offsets.page_locations();
+    let old_index = match index {
+        Some(ColumnIndexMetaData::BYTE_ARRAY(i)) => Some(i),
+        _ => None,
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(chunk.compressed_size() as usize);
     let mut uncompressed: i64 = 0;
     let mut locations = OffsetIndexBuilder::new();
-    let mut index = ColumnIndexBuilder::new(PhysicalType::BYTE_ARRAY);
-    let (mut low, mut high, mut nulls): (Option<&str>, Option<&str>, u64) = (None, None, 0);
-    for (p, page) in pages.iter().enumerate() {
-        let a = page.first_row_index as usize;
-        let b = pages
-            .get(p + 1)
-            .map_or(rows, |n| n.first_row_index as usize);
-        if a > b || b > rows {
-            return Ok(None);
-        }
+    let mut new_index = ColumnIndexBuilder::new(PhysicalType::BYTE_ARRAY);
+    // The chunk's bounds, and whether each is exact (not a page index's
+    // possibly truncated value).
+    let (mut low, mut high): (Extreme, Extreme) = (None, None);
+    let mut nulls: u64 = 0;
+    for (p, (page, range)) in pages.iter().zip(ranges).enumerate() {
+        let (a, b) = (range.start, range.end);
         let at = buf.len();
-        let slice = values.slice(a, b - a);
         let first_changed = changed.partition_point(|r| *r < a);
-        if changed.get(first_changed).is_some_and(|r| *r < b) {
+        let rewrite = changed.get(first_changed).is_some_and(|r| *r < b);
+        // The page's statistics: (min, max, exact) and its nulls.
+        let (bounds, page_nulls) = if rewrite {
+            let Some(slice) = values(a, b) else {
+                return Ok(None);
+            };
             let (bytes, size) = encode_page(&descr, page_props, &slice)?;
             buf.extend_from_slice(&bytes);
             uncompressed += size;
+            value_bounds(&slice)
         } else {
             let len = usize::try_from(page.compressed_page_size)?;
             buf.resize(at + len, 0);
@@ -329,36 +614,41 @@ fn splice(
                 return Ok(None);
             };
             uncompressed += size;
-        }
+            match old_index.and_then(|i| Some((i, i.null_count(p)?))) {
+                Some((i, n)) => {
+                    let bounds = match (i.is_null_page(p), i.min_value(p), i.max_value(p)) {
+                        (false, Some(lo), Some(hi)) => Some((
+                            lo.to_vec(),
+                            hi.to_vec(),
+                            lo.len() < TRUNCATED_AT && hi.len() < TRUNCATED_AT,
+                        )),
+                        _ => None,
+                    };
+                    (bounds, u64::try_from(n)?)
+                }
+                None => match values(a, b) {
+                    Some(slice) => value_bounds(&slice),
+                    None => return Ok(None),
+                },
+            }
+        };
         locations.append_offset_and_size(at as i64, i32::try_from(buf.len() - at)?);
         locations.append_row_count((b - a) as i64);
-        // The page's statistics, and the chunk's.
-        let (mut min, mut max) = (None::<&str>, None::<&str>);
-        for v in (a..b)
-            .filter(|i| values.is_valid(*i))
-            .map(|i| values.value(i))
-        {
-            min = Some(min.map_or(v, |m| m.min(v)));
-            max = Some(max.map_or(v, |m| m.max(v)));
-        }
-        let page_nulls = slice.null_count();
-        nulls += page_nulls as u64;
-        match (min, max) {
-            (Some(lo), Some(hi)) => {
-                index.append(
-                    false,
-                    lo.as_bytes().to_vec(),
-                    hi.as_bytes().to_vec(),
-                    page_nulls as i64,
-                );
-                low = Some(low.map_or(lo, |l| l.min(lo)));
-                high = Some(high.map_or(hi, |h| h.max(hi)));
+        nulls += page_nulls;
+        match bounds {
+            Some((lo, hi, exact)) => {
+                if low.as_ref().is_none_or(|(l, _)| lo < *l) {
+                    low = Some((lo.clone(), exact));
+                }
+                if high.as_ref().is_none_or(|(h, _)| hi > *h) {
+                    high = Some((hi.clone(), exact));
+                }
+                new_index.append(false, lo, hi, page_nulls as i64);
             }
-            _ => index.append(true, Vec::new(), Vec::new(), page_nulls as i64),
+            None => new_index.append(true, Vec::new(), Vec::new(), page_nulls as i64),
         }
     }
     let bytes_written = buf.len() as u64;
-    let text = |s: Option<&str>| s.map(|s| ByteArray::from(s.as_bytes().to_vec()));
     let mut metadata = chunk
         .clone()
         .into_builder()
@@ -371,13 +661,21 @@ fn splice(
         .set_definition_level_histogram(None)
         .set_repetition_level_histogram(None);
     metadata = match chunk.statistics() {
-        Some(_) => metadata.set_statistics(Statistics::byte_array(
-            text(low),
-            text(high),
-            None,
-            Some(nulls),
-            false,
-        )),
+        Some(_) => {
+            let (low_exact, high_exact) = (
+                low.as_ref().is_none_or(|(_, e)| *e),
+                high.as_ref().is_none_or(|(_, e)| *e),
+            );
+            let text = |b: Extreme| b.map(|(v, _)| ByteArray::from(v));
+            let stats =
+                match Statistics::byte_array(text(low), text(high), None, Some(nulls), false) {
+                    Statistics::ByteArray(s) => Statistics::ByteArray(
+                        s.with_min_is_exact(low_exact).with_max_is_exact(high_exact),
+                    ),
+                    other => other,
+                };
+            metadata.set_statistics(stats)
+        }
         None => metadata.clear_statistics(),
     };
     let close = ColumnCloseResult {
@@ -385,10 +683,27 @@ fn splice(
         rows_written: rows as u64,
         metadata: metadata.build()?,
         bloom_filter: None,
-        column_index: if indexed { Some(index.build()?) } else { None },
+        column_index: if index.is_some() {
+            Some(new_index.build()?)
+        } else {
+            None
+        },
         offset_index: Some(locations.build()),
     };
     Ok(Some((bytes::Bytes::from(buf), close)))
+}
+
+/// The (min, max, exact) of `values`' non-null values, and its nulls.
+fn value_bounds(values: &StringArray) -> (Option<Bounds>, u64) {
+    let (mut min, mut max) = (None::<&str>, None::<&str>);
+    for v in values.iter().flatten() {
+        min = Some(min.map_or(v, |m| m.min(v)));
+        max = Some(max.map_or(v, |m| m.max(v)));
+    }
+    let bounds = min
+        .zip(max)
+        .map(|(lo, hi)| (lo.as_bytes().to_vec(), hi.as_bytes().to_vec(), true));
+    (bounds, values.null_count() as u64)
 }
 
 /// One data page of `values` (a whole page's rows), encoded and
@@ -522,7 +837,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let planned = plan(&src, "event_id", "session_id", &new).unwrap();
+        let planned = plan(&src, "event_id", "session_id", &new, None).unwrap();
         assert_eq!(planned.matched, 3);
         assert!(planned.write(&dst).unwrap());
         let after = read(&dst);
@@ -615,7 +930,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let planned = plan(&src, "event_id", "session_id", &new).unwrap();
+        let planned = plan(&src, "event_id", "session_id", &new, None).unwrap();
         assert!(planned.write(&dst).unwrap());
 
         let after = read(&dst);
@@ -720,6 +1035,191 @@ mod tests {
         );
     }
 
+    /// As silver writes `events`: rows sorted by user (`u000` … `u499`,
+    /// 20 rows each), pages of 500 rows with a page index, zstd.
+    fn by_user(path: &Path) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("user_id", DataType::Utf8, false),
+            Field::new("session_id", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(event_ids()),
+                Arc::new(StringArray::from_iter_values(
+                    (0..10_000).map(|i| format!("u{:03}", i / 20)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    (0..10_000).map(|i| (i % 13 != 0).then(|| format!("s{:04}", i / 5))),
+                )),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4_000))
+            .set_data_page_row_count_limit(500)
+            .set_write_batch_size(500)
+            .set_dictionary_enabled(false)
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        write_file(path, &batch, props);
+        batch
+    }
+
+    /// Patch `new` into `src` (to `dst`), looking only near `users` if
+    /// given; the rows matched and the file written, read back.
+    fn patched(
+        src: &Path,
+        dst: &Path,
+        new: &[(&str, &str)],
+        users: Option<&[&str]>,
+    ) -> (usize, RecordBatch) {
+        let new: HashMap<String, String> = new
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let users: Option<BTreeSet<String>> =
+            users.map(|u| u.iter().map(|u| u.to_string()).collect());
+        let near = users.as_ref().map(|values| Near {
+            column: "user_id",
+            values,
+        });
+        let planned = plan(src, "event_id", "session_id", &new, near).unwrap();
+        let matched = planned.matched;
+        assert!(planned.write(dst).unwrap());
+        (matched, read(dst))
+    }
+
+    #[test]
+    fn located_rows_patch_as_a_full_read_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.parquet");
+        by_user(&src);
+        // Users u000 (row 5), u210 (row 4,210: the second row group, and a
+        // new maximum of its page), u499 (the last row, whose value was
+        // null: 9,997 = 13 * 769).
+        let new = [("e00005", "t1"), ("e04210", "z0"), ("e09997", "t3")];
+        let users = ["u000", "u210", "u499"];
+        let (all_n, all) = patched(&src, &dir.path().join("all.parquet"), &new, None);
+        let (near_n, near) = patched(&src, &dir.path().join("near.parquet"), &new, Some(&users));
+        assert_eq!((all_n, near_n), (3, 3));
+        assert_eq!(all, near);
+        let s = near.column(2).as_string::<i32>();
+        assert_eq!(s.value(5), "t1");
+        assert_eq!(s.value(4_210), "z0");
+        assert_eq!(s.value(9_997), "t3");
+        assert_eq!(s.value(6), "s0001");
+        assert!(s.is_null(13));
+        // Statistics follow the new values, from the copied pages' index
+        // and the rewritten pages' values.
+        let meta = ArrowReaderMetadata::load(
+            &File::open(dir.path().join("near.parquet")).unwrap(),
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+        )
+        .unwrap();
+        let stats = meta.metadata().row_group(1).column(2).statistics().unwrap();
+        assert_eq!(stats.max_bytes_opt().unwrap(), b"z0");
+        assert_eq!(stats.min_bytes_opt().unwrap(), b"s0800");
+        assert!(stats.min_is_exact() && stats.max_is_exact());
+        assert_eq!(
+            meta.metadata()
+                .row_group(2)
+                .column(2)
+                .statistics()
+                .unwrap()
+                .null_count_opt(),
+            Some((8_000..10_000).filter(|i| i % 13 == 0).count() as u64 - 1)
+        );
+    }
+
+    #[test]
+    fn only_the_pages_of_the_users_looked_for_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.parquet");
+        by_user(&src);
+        let meta = ArrowReaderMetadata::load(
+            &File::open(&src).unwrap(),
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+        )
+        .unwrap();
+        let users: BTreeSet<String> = ["u210".to_string(), "u211".to_string()].into();
+        // u210 and u211 are rows 4,200..4,240: page 0 of row group 1.
+        assert_eq!(
+            near_rows(&meta, 2, 1, &users),
+            Some(std::iter::once(4_000..4_500).collect())
+        );
+        let none: BTreeSet<String> = ["u9".to_string()].into();
+        assert_eq!(near_rows(&meta, 2, 1, &none), Some(vec![]));
+        // A key whose row is not one of the users' is not counted, and a
+        // file where none is found is not rewritten.
+        let new = HashMap::from([("e04210".to_string(), "z0".to_string())]);
+        let near = Near {
+            column: "user_id",
+            values: &none,
+        };
+        let planned = plan(&src, "event_id", "session_id", &new, Some(near)).unwrap();
+        assert_eq!(planned.matched, 0);
+        assert!(!planned.write(&dir.path().join("b.parquet")).unwrap());
+        let wrong: BTreeSet<String> = ["u000".to_string()].into();
+        let near = Near {
+            column: "user_id",
+            values: &wrong,
+        };
+        let planned = plan(&src, "event_id", "session_id", &new, Some(near)).unwrap();
+        assert_eq!(planned.matched, 0);
+    }
+
+    #[test]
+    fn a_located_change_reads_every_other_value_when_it_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.parquet");
+        let before = by_user(&src);
+        let new = HashMap::from([("e04210".to_string(), "z0".to_string())]);
+        let users: BTreeSet<String> = ["u210".to_string()].into();
+        let near = Near {
+            column: "user_id",
+            values: &users,
+        };
+        let planned = plan(&src, "event_id", "session_id", &new, Some(near)).unwrap();
+        let change = planned.change.as_ref().unwrap();
+        assert_eq!(
+            change.spans,
+            std::iter::once(4_000..4_500).collect::<Vec<_>>()
+        );
+        assert!(change.values(4_000, 4_500).is_some());
+        assert!(change.values(3_500, 4_000).is_none());
+        let whole = change
+            .whole(&File::open(&src).unwrap(), &planned.meta)
+            .unwrap();
+        let old = before.column(2).as_string::<i32>();
+        assert_eq!(whole.len(), old.len());
+        for i in 0..old.len() {
+            let want = if i == 4_210 {
+                Some("z0")
+            } else {
+                old.is_valid(i).then(|| old.value(i))
+            };
+            assert_eq!(whole.is_valid(i).then(|| whole.value(i)), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn pages_may_hold_the_values_between_their_bounds() {
+        let set: BTreeSet<String> = ["b".to_string(), "m".to_string()].into();
+        let holds = |lo: &[u8], hi: &[u8]| may_hold(Some(lo), Some(hi), &set);
+        assert!(holds(b"a", b"c"));
+        assert!(holds(b"m", b"m"));
+        assert!(!holds(b"c", b"l"));
+        assert!(!holds(b"n", b"z"));
+        // No statistics: it may.
+        assert!(may_hold(None, Some(b"a".as_slice()), &set));
+        // Bounds that are not UTF-8 (a truncated value) compare as bytes.
+        assert!(holds(&[b'l', 0xff], b"z"));
+        assert!(!holds(&[b'm', 0xff], b"z"));
+    }
+
     #[test]
     fn page_sizes_are_read_from_the_page_header() {
         // type 0 (data page), uncompressed 100, compressed 3, then the rest
@@ -740,7 +1240,7 @@ mod tests {
         sample(&src);
         // Matched, but the value is the same.
         let new = HashMap::from([("e00005".to_string(), "s0".to_string())]);
-        let planned = plan(&src, "event_id", "session_id", &new).unwrap();
+        let planned = plan(&src, "event_id", "session_id", &new, None).unwrap();
         assert_eq!(planned.matched, 1);
         assert!(!planned.write(&dst).unwrap());
         assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());

@@ -22,15 +22,45 @@ use crate::log::LakeState;
 use crate::patch::{self, Planned};
 use crate::time::format_date32;
 
-/// Per date, each changed event's new session id.
-pub type Ids = BTreeMap<Day, HashMap<String, String>>;
+/// Per date, the changed events.
+pub type Ids = BTreeMap<Day, Changes>;
 
-/// The rows of query `sql` (`event_date, event_id, session_id`), per date.
+/// One date's changed events: each one's new session id, and their users
+/// (the files are sorted by user: [`patch::plan`] reads only the pages
+/// that may hold them).
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub sessions: HashMap<String, String>,
+    pub users: BTreeSet<String>,
+}
+
+impl Changes {
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Plan the patch of one of the date's files.
+    fn plan(&self, file: &Path) -> Result<Planned> {
+        let near = patch::Near {
+            column: "user_id",
+            values: &self.users,
+        };
+        patch::plan(file, "event_id", "session_id", &self.sessions, Some(near))
+    }
+}
+
+/// The rows of query `sql` (`event_date, event_id, session_id, user_id`),
+/// per date.
 pub async fn ids_of(ctx: &SessionContext, sql: &str) -> Result<Ids> {
     let batches = ctx
         .sql(&format!(
             "SELECT arrow_cast(event_date, 'Int32') AS d, \
-             arrow_cast(event_id, 'Utf8') AS id, arrow_cast(session_id, 'Utf8') AS s \
+             arrow_cast(event_id, 'Utf8') AS id, arrow_cast(session_id, 'Utf8') AS s, \
+             arrow_cast(user_id, 'Utf8') AS u \
              FROM ({sql}) q"
         ))
         .await?
@@ -38,16 +68,18 @@ pub async fn ids_of(ctx: &SessionContext, sql: &str) -> Result<Ids> {
         .await?;
     let mut out = Ids::new();
     for b in &batches {
-        let (d, id, s) = (
+        let (d, id, s, u) = (
             b.column(0).as_primitive::<Int32Type>(),
             b.column(1).as_string::<i32>(),
             b.column(2).as_string::<i32>(),
+            b.column(3).as_string::<i32>(),
         );
         for i in 0..b.num_rows() {
-            if d.is_valid(i) && id.is_valid(i) && s.is_valid(i) {
-                out.entry(d.value(i))
-                    .or_default()
+            if d.is_valid(i) && id.is_valid(i) && s.is_valid(i) && u.is_valid(i) {
+                let day = out.entry(d.value(i)).or_default();
+                day.sessions
                     .insert(id.value(i).to_string(), s.value(i).to_string());
+                day.users.insert(u.value(i).to_string());
             }
         }
     }
@@ -89,7 +121,9 @@ fn built_files(lake: &Lake, state: &LakeState, table: &str, day: Day) -> Vec<Pat
 /// built files do not hold each changed event exactly once is left out
 /// (and rewritten instead): the patch must account for every change.
 /// Event ids are unique within a date of `events`, so counting the rows
-/// whose id is in `ids` says it.
+/// whose id is in `ids` says it. A row counts only where its user is one
+/// of the date's changed users: the typed tables' rows of the same events
+/// (the same users) are then found where their plan looks, too.
 pub async fn plan(lake: &Lake, state: &LakeState, ids: Ids) -> Result<Plans> {
     let mut tasks = tokio::task::JoinSet::new();
     for (day, ids) in ids {
@@ -97,7 +131,7 @@ pub async fn plan(lake: &Lake, state: &LakeState, ids: Ids) -> Result<Plans> {
         tasks.spawn_blocking(move || -> Result<_> {
             let planned = files
                 .iter()
-                .map(|f| patch::plan(f, "event_id", "session_id", &ids))
+                .map(|f| ids.plan(f))
                 .collect::<Result<Vec<Planned>>>()?;
             let found: usize = planned.iter().map(|p| p.matched).sum();
             Ok((day, Arc::new(ids), planned, found))
@@ -123,7 +157,7 @@ pub async fn plan(lake: &Lake, state: &LakeState, ids: Ids) -> Result<Plans> {
 /// The patches of an incremental run (see [`plan`]).
 #[derive(Default)]
 pub struct Plans {
-    ids: BTreeMap<Day, Arc<HashMap<String, String>>>,
+    ids: BTreeMap<Day, Arc<Changes>>,
     events: BTreeMap<Day, Vec<Planned>>,
 }
 
@@ -156,7 +190,7 @@ impl Plans {
                 tasks.spawn_blocking(move || {
                     let planned = files
                         .iter()
-                        .map(|f| patch::plan(f, "event_id", "session_id", &ids))
+                        .map(|f| ids.plan(f))
                         .collect::<Result<Vec<Planned>>>()?;
                     write_planned(planned, &dir)
                 });

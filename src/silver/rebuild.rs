@@ -625,7 +625,7 @@ async fn compute(
                  SELECT {key} FROM {NEW_EVENTS} WHERE event_date IN ({list})"
             );
             let new_ids = format!(
-                "SELECT n.event_date, n.event_id, n.session_id \
+                "SELECT n.event_date, n.event_id, n.session_id, n.user_id \
                  FROM {NEW_EVENTS} n JOIN {CHANGED} c \
                  ON n.event_date = c.event_date AND n.event_id = c.event_id \
                  WHERE n.event_date IN ({list})"
@@ -703,7 +703,8 @@ async fn compute(
                 derive::date_list(&compared)
             )
         };
-        let event_cols = "event_date, event_id, session_id";
+        // With the user, for the patches (see `patches::Changes`).
+        let event_cols = "event_date, event_id, session_id, user_id";
         let (new_e, old_e, new_s, old_s) = (
             within(NEW_EVENTS, "event_date", event_cols, false),
             // The built rows of the reached users (every MERGED pair on
