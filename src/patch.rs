@@ -514,6 +514,17 @@ type Bounds = (Vec<u8>, Vec<u8>, bool);
 /// writer (parquet's default column index truncation).
 const TRUNCATED_AT: usize = 64;
 
+/// Is `chunk` a flat string column of plain pages (no dictionary, no
+/// Bloom filter), which [`splice`] can copy and re-encode page by page?
+fn plain_strings(chunk: &ColumnChunkMetaData) -> bool {
+    let descr = chunk.column_descr();
+    chunk.dictionary_page_offset().is_none()
+        && chunk.bloom_filter_offset().is_none()
+        && descr.physical_type() == PhysicalType::BYTE_ARRAY
+        && descr.max_rep_level() == 0
+        && descr.max_def_level() <= 1
+}
+
 /// Can chunk `chunk` (of a row group of `rows` rows) be patched by
 /// [`splice`] from the values of its changed pages alone: a plain string
 /// column with an offset index, and a column index to take the other
@@ -524,12 +535,7 @@ fn spliceable(
     index: Option<&ColumnIndexMetaData>,
     rows: usize,
 ) -> bool {
-    let descr = chunk.column_descr();
-    chunk.dictionary_page_offset().is_none()
-        && chunk.bloom_filter_offset().is_none()
-        && descr.physical_type() == PhysicalType::BYTE_ARRAY
-        && descr.max_rep_level() == 0
-        && descr.max_def_level() <= 1
+    plain_strings(chunk)
         && chunk.num_values() as usize == rows
         && offsets.is_some_and(|o| page_rows(o, rows).is_some())
         && match index {
@@ -567,12 +573,7 @@ fn splice(
 ) -> Result<Option<(bytes::Bytes, ColumnCloseResult)>> {
     use std::os::unix::fs::FileExt;
     let descr = chunk.column_descr_ptr();
-    let simple = chunk.dictionary_page_offset().is_none()
-        && chunk.bloom_filter_offset().is_none()
-        && descr.physical_type() == PhysicalType::BYTE_ARRAY
-        && descr.max_rep_level() == 0
-        && descr.max_def_level() <= 1;
-    let Some(offsets) = offsets.filter(|_| simple) else {
+    let Some(offsets) = offsets.filter(|_| plain_strings(chunk)) else {
         return Ok(None);
     };
     let Some(ranges) = page_rows(offsets, rows).filter(|_| chunk.num_values() as usize == rows)
@@ -783,6 +784,20 @@ mod tests {
         StringArray::from_iter_values((0..10_000).map(|i| format!("e{i:05}")))
     }
 
+    /// As silver writes: small pages (500 rows here), page statistics, no
+    /// dictionary, zstd; row groups of `rows` rows.
+    fn as_silver_writes(
+        rows: usize,
+    ) -> datafusion::parquet::file::properties::WriterPropertiesBuilder {
+        WriterProperties::builder()
+            .set_max_row_group_row_count(Some(rows))
+            .set_data_page_row_count_limit(500)
+            .set_write_batch_size(500)
+            .set_dictionary_enabled(false)
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_enabled(EnabledStatistics::Page)
+    }
+
     /// Write `batch` to `path` as one Parquet file.
     fn write_file(path: &Path, batch: &RecordBatch, props: WriterProperties) {
         let mut w =
@@ -906,15 +921,8 @@ mod tests {
             ],
         )
         .unwrap();
-        // As silver writes: small pages, page statistics, a Bloom filter on
-        // event_id only, zstd.
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(3_000))
-            .set_data_page_row_count_limit(500)
-            .set_write_batch_size(500)
-            .set_dictionary_enabled(false)
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Page)
+        // A Bloom filter on event_id only.
+        let props = as_silver_writes(3_000)
             .set_column_bloom_filter_enabled("event_id".into(), true)
             .build();
         write_file(&src, &before, props);
@@ -1056,14 +1064,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(4_000))
-            .set_data_page_row_count_limit(500)
-            .set_write_batch_size(500)
-            .set_dictionary_enabled(false)
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .build();
+        let props = as_silver_writes(4_000).build();
         write_file(path, &batch, props);
         batch
     }
