@@ -96,21 +96,21 @@ impl Change {
                 .with_batch_size(PLAN_BATCH_ROWS)
                 .build()?;
         let mut out = StringBuilder::with_capacity(rows, 0);
-        let (mut span, mut at) = (0, 0);
+        // (row number, index in `text`) of each row read, in order.
+        let mut read = self
+            .spans
+            .iter()
+            .flat_map(Clone::clone)
+            .enumerate()
+            .map(|(j, r)| (r, j))
+            .peekable();
         for batch in reader {
             let old = cast(batch?.column(0), &DataType::Utf8)?;
             let old = old.as_string::<i32>();
             for i in 0..old.len() {
                 let r = out.len();
-                while self.spans.get(span).is_some_and(|s| s.end <= r) {
-                    at += self.spans[span].len();
-                    span += 1;
-                }
-                let v = match self.spans.get(span).filter(|s| s.start <= r) {
-                    Some(s) => {
-                        let j = at + r - s.start;
-                        self.text.is_valid(j).then(|| self.text.value(j))
-                    }
+                let v = match read.next_if(|(row, _)| *row == r) {
+                    Some((_, j)) => self.text.is_valid(j).then(|| self.text.value(j)),
                     None => old.is_valid(i).then(|| old.value(i)),
                 };
                 out.append_option(v);
@@ -169,13 +169,14 @@ pub fn plan(
     };
     let md = meta.metadata();
     let rows = md.file_metadata().num_rows() as usize;
+    // With `near`: the column it names, and the rows it locates.
     let located = near.as_ref().and_then(|n| {
         let l = schema.index_of(n.column).ok()?;
-        Some((l, near_rows(&meta, c, l, n.values)?))
+        Some((l, n.values, near_rows(&meta, c, l, n.values)?))
     });
-    let spans = match &located {
-        Some((_, spans)) => spans.clone(),
-        None => std::iter::once(0..rows).collect(),
+    let (near_column, spans) = match located {
+        Some((l, values, spans)) => (Some((l, values)), spans),
+        None => (None, std::iter::once(0..rows).collect()),
     };
     let selected: usize = spans.iter().map(Range::len).sum();
     // The new column is built once, at its final size (its encoded size
@@ -191,13 +192,11 @@ pub fn plan(
     let bytes = usize::try_from(bytes).unwrap_or(0) / rows.max(1) * selected;
     let mut values = StringBuilder::with_capacity(selected, bytes);
     let mut leaves = vec![k, c];
-    if let Some((l, _)) = located {
-        leaves.push(l);
-    }
+    leaves.extend(near_column.map(|(l, _)| l));
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
         .with_projection(ProjectionMask::leaves(&descr, leaves))
         .with_batch_size(PLAN_BATCH_ROWS);
-    if located.is_some() {
+    if near_column.is_some() {
         // Whole pages are skipped through the offset index, undecoded.
         builder = builder
             .with_row_selection(selection(&spans, rows))
@@ -210,8 +209,8 @@ pub fn plan(
         new.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut matched = 0;
     let mut changed_rows = Vec::new();
-    // The row number of the next row read.
-    let (mut span, mut row) = (0, spans.first().map_or(0, |s| s.start));
+    // The row numbers of the rows read, in order.
+    let mut rows_read = spans.iter().flat_map(Clone::clone);
     for batch in reader {
         let batch = batch?;
         let as_utf8 = |name: &str| -> Result<StringArray> {
@@ -221,11 +220,12 @@ pub fn plan(
             Ok(cast(a, &DataType::Utf8)?.as_string::<i32>().clone())
         };
         let (keys, old) = (as_utf8(key)?, as_utf8(column)?);
-        let near_values = match &near {
-            Some(n) if located.is_some() => Some((as_utf8(n.column)?, n.values)),
-            _ => None,
+        let near_values = match near_column {
+            Some((l, values)) => Some((as_utf8(schema.field(l).name())?, values)),
+            None => None,
         };
         for i in 0..keys.len() {
+            let row = rows_read.next().context("more rows read than selected")?;
             let old = old.is_valid(i).then(|| old.value(i));
             let hit = keys.is_valid(i).then(|| new.get(keys.value(i))).flatten();
             // Located rows count only with one of the values looked for:
@@ -244,11 +244,6 @@ pub fn plan(
                     values.append_value(v);
                 }
                 None => values.append_option(old),
-            }
-            row += 1;
-            if row == spans[span].end && span + 1 < spans.len() {
-                span += 1;
-                row = spans[span].start;
             }
         }
     }
