@@ -274,7 +274,7 @@ pub fn plan(
 }
 
 /// `spans` (ascending row ranges) of a file of `rows` rows, as a selection.
-fn selection(spans: &[Range<usize>], rows: usize) -> RowSelection {
+pub fn selection(spans: &[Range<usize>], rows: usize) -> RowSelection {
     let mut out = Vec::new();
     let mut at = 0;
     for s in spans {
@@ -301,6 +301,7 @@ fn near_rows(
     l: usize,
     values: &BTreeSet<String>,
 ) -> Option<Vec<Range<usize>>> {
+    let hits = pages_holding(meta, l, values)?;
     let md = meta.metadata();
     let (column_index, offset_index) = (md.column_index()?, md.offset_index()?);
     let mut out: Vec<Range<usize>> = Vec::new();
@@ -311,33 +312,58 @@ fn near_rows(
         if !spliceable(rg.column(c), oi.get(c), ci.get(c), n) {
             return None;
         }
-        let ColumnIndexMetaData::BYTE_ARRAY(index) = ci.get(l)? else {
-            return None;
-        };
-        let hits: Vec<Range<usize>> = page_rows(oi.get(l)?, n)?
-            .into_iter()
-            .enumerate()
-            .filter(|(p, _)| {
-                !index.is_null_page(*p)
-                    && may_hold(index.min_value(*p), index.max_value(*p), values)
-            })
-            .map(|(_, r)| r)
-            .collect();
         for page in page_rows(oi.get(c)?, n)? {
-            if hits
-                .iter()
-                .any(|h| h.start < page.end && page.start < h.end)
-            {
-                let page = start + page.start..start + page.end;
-                match out.last_mut() {
-                    Some(last) if last.end == page.start => last.end = page.end,
-                    _ => out.push(page),
-                }
+            let page = start + page.start..start + page.end;
+            // The first hit ending after the page starts (hits ascend).
+            let next = hits.partition_point(|h| h.end <= page.start);
+            if hits.get(next).is_some_and(|h| h.start < page.end) {
+                merge_push(&mut out, page);
             }
         }
         start += n;
     }
     Some(out)
+}
+
+/// The rows (ascending ranges of the file's rows) of every page of string
+/// column `l` whose statistics may hold one of `values`: where a file is
+/// sorted by `l`, a few values' rows are found without decoding the other
+/// pages. `None` where the page index cannot say (the caller then reads
+/// every row).
+pub fn pages_holding(
+    meta: &ArrowReaderMetadata,
+    l: usize,
+    values: &BTreeSet<String>,
+) -> Option<Vec<Range<usize>>> {
+    let md = meta.metadata();
+    let (column_index, offset_index) = (md.column_index()?, md.offset_index()?);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
+    for (g, rg) in md.row_groups().iter().enumerate() {
+        let n = rg.num_rows() as usize;
+        let ColumnIndexMetaData::BYTE_ARRAY(index) = column_index.get(g)?.get(l)? else {
+            return None;
+        };
+        for (p, rows) in page_rows(offset_index.get(g)?.get(l)?, n)?
+            .into_iter()
+            .enumerate()
+        {
+            if !index.is_null_page(p) && may_hold(index.min_value(p), index.max_value(p), values) {
+                merge_push(&mut out, start + rows.start..start + rows.end);
+            }
+        }
+        start += n;
+    }
+    Some(out)
+}
+
+/// Append `rows` to ascending ranges `out`, joining it to the last one
+/// where they touch.
+fn merge_push(out: &mut Vec<Range<usize>>, rows: Range<usize>) {
+    match out.last_mut() {
+        Some(last) if last.end == rows.start => last.end = rows.end,
+        _ => out.push(rows),
+    }
 }
 
 /// The row ranges of a chunk's pages (of a row group of `rows` rows).

@@ -8,6 +8,7 @@
 //! [`rebuild`] runs it and commits.
 
 pub mod patches;
+pub mod ranges;
 pub mod reach;
 pub mod rebuild;
 

@@ -108,7 +108,7 @@ pub async fn counts_of(ctx: &SessionContext, sql: &str) -> Result<BTreeMap<Day, 
 }
 
 /// The built files of `table`'s partition for `day`.
-fn built_files(lake: &Lake, state: &LakeState, table: &str, day: Day) -> Vec<PathBuf> {
+pub fn built_files(lake: &Lake, state: &LakeState, table: &str, day: Day) -> Vec<PathBuf> {
     state
         .tables
         .get(table)

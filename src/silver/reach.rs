@@ -25,6 +25,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::Result;
 
+use crate::time::MICROS_PER_DAY;
+
 /// A date as days since 1970-01-01 (Arrow `Date32`).
 pub type Day = i32;
 
@@ -98,7 +100,17 @@ pub async fn reach(
         };
         let mut candidates: BTreeSet<(String, Day)> = BTreeSet::new();
         for (u, d) in frontier.drain(..) {
-            for c in [d - 1, d + 1] {
+            // A session crosses an edge of the date only from an event
+            // within the gap of it: the neighbour's events are all on the
+            // other side of midnight. Users active only mid-day (most of
+            // them) are not asked about.
+            let (first, last) = ranges[&(u.clone(), d)];
+            let start = i64::from(d) * MICROS_PER_DAY;
+            let near = [first - start <= gap, start + MICROS_PER_DAY - last <= gap];
+            for (c, near) in [d - 1, d + 1].into_iter().zip(near) {
+                if !near {
+                    continue;
+                }
                 let pair = (u.clone(), c);
                 if existing.contains(&c) && !loaded(&u, c, &extended) && !rejected.contains(&pair) {
                     candidates.insert(pair);
@@ -147,7 +159,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::time::MICROS_PER_DAY;
 
     const MIN: i64 = 60 * 1_000_000;
     const GAP: i64 = 30 * MIN;
@@ -156,6 +167,8 @@ mod tests {
     struct Fake {
         events: Vec<(&'static str, i64)>,
         neighbour_calls: usize,
+        /// Every pair asked about.
+        asked: BTreeSet<(String, Day)>,
     }
 
     impl Fake {
@@ -192,6 +205,7 @@ mod tests {
         }
         async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>> {
             self.neighbour_calls += 1;
+            self.asked.extend(pairs.iter().cloned());
             Ok(self.ranges(|u, d| pairs.contains(&(u.to_string(), d))))
         }
     }
@@ -213,6 +227,7 @@ mod tests {
         let mut f = Fake {
             events,
             neighbour_calls: 0,
+            asked: BTreeSet::new(),
         };
         let existing = f.days();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -360,6 +375,52 @@ mod tests {
         assert_eq!(r.touched_users, 2);
         assert_eq!(r.extended, BTreeSet::from([("u".to_string(), 9)]));
         assert_eq!(days(&r), [9, 10]);
+    }
+
+    #[test]
+    fn only_users_active_within_the_gap_of_midnight_are_asked_about() {
+        // u's first event is 30 minutes after midnight (could continue a
+        // session from the 9th), v's last 30 minutes before the next one
+        // (could run into the 11th); w is active mid-day only, x 31
+        // minutes from either edge. Only u's 9th and v's 11th are asked.
+        let mut f = Fake {
+            events: vec![
+                ("u", at(9, 600)),
+                ("u", at(10, 30)),
+                ("u", at(10, 700)),
+                ("v", at(10, 800)),
+                ("v", at(10, 1410)),
+                ("v", at(11, 600)),
+                ("w", at(9, 1439)),
+                ("w", at(10, 720)),
+                ("w", at(11, 0)),
+                ("x", at(9, 1439)),
+                ("x", at(10, 31)),
+                ("x", at(10, 1408)),
+                ("x", at(11, 0)),
+            ],
+            neighbour_calls: 0,
+            asked: BTreeSet::new(),
+        };
+        let existing = f.days();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = rt
+            .block_on(reach(
+                &BTreeSet::from([10]),
+                &BTreeSet::new(),
+                &existing,
+                GAP,
+                &mut f,
+            ))
+            .unwrap();
+        assert_eq!(
+            f.asked,
+            BTreeSet::from([("u".to_string(), 9), ("v".to_string(), 11)])
+        );
+        // Neither crosses (10 hours apart): nothing more loads.
+        assert_eq!(days(&r), [10]);
     }
 
     #[test]

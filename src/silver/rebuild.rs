@@ -36,6 +36,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, SessionContext, cast, col, lit};
 
 use super::patches;
+use super::ranges;
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
     EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport, TYPED,
@@ -67,15 +68,11 @@ pub struct Options {
 /// The (user_id, event_date) pairs outside the recomputed dates that the
 /// touched users' sessions reach: the neighbour rows loaded and replaced.
 const REACHED: &str = "_silver_reached";
-/// The (user_id, event_date) pairs a reach step asks about.
-const CANDIDATES: &str = "_silver_candidates";
 /// The built silver events of the REACHED pairs.
 const BUILT_REACHED: &str = "_silver_built_reached";
 /// The built silver events, for reading a few users' rows (see
 /// [`engine::register_for_lookups`]).
 const EVENTS_LOOKUP: &str = "_silver_events_lookup";
-/// The pairs asked about ahead of the reach (see [`LakeStats`]).
-const PREFETCHED: &str = "_silver_prefetched";
 /// On dates whose bronze only grew: the users of the new rows (and of rows
 /// sharing an event_id with them), whose rows are recomputed there.
 const TOUCHED: &str = "_silver_touched";
@@ -233,7 +230,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
                 let rows = grown_rows(&ctx, lake, &appended, &touched).await?;
                 Ok(Some(rows.cache().await?))
             };
-            let mut stats = LakeStats::new(&ctx, &touched, new_rows, &whole, &bronze_days);
+            let mut stats = LakeStats::new(&ctx, lake, &state, &touched, new_rows);
             let (r, rows) = tokio::join!(
                 reach::reach(
                     &whole,
@@ -1617,12 +1614,9 @@ async fn changed_dates(
 /// Per-user, per-date event time ranges from the lake, for [`reach`].
 struct LakeStats<'a> {
     ctx: &'a SessionContext,
-    /// Neighbour pairs asked for along with the dirty ranges (up to
-    /// [`PREFETCH_DAYS`] days out from a touched user's grown date), and
-    /// their ranges, once fetched. Also the touched pairs themselves (see
-    /// `new_rows`).
-    prefetch: BTreeSet<(String, Day)>,
-    fetched: HashMap<(String, Day), UserDay>,
+    /// Where the built events are (see [`neighbour_days`]).
+    lake: &'a Lake,
+    state: &'a LakeState,
     /// On the grown dates: the touched pairs, and the time range of their
     /// new bronze rows. A touched user's range there is that of their
     /// built rows widened by their new rows: every row a recompute can
@@ -1634,41 +1628,19 @@ struct LakeStats<'a> {
     new_rows: Ranges,
 }
 
-/// How far [`LakeStats`] looks ahead of the reach: a session reaching one
-/// date out is common (a touched user active near midnight), two is rare
-/// and further rarer still, and each step of the reach is a query (a few
-/// ms of planning and file opening each): the first two steps are read in
-/// one query, at the same time as the dirty ranges.
-const PREFETCH_DAYS: Day = 2;
-
 impl<'a> LakeStats<'a> {
-    /// `touched` are the (user, date) pairs of the grown dates, `whole`
-    /// the dates recomputed for every user, `existing` every date with
-    /// bronze rows.
+    /// `touched` are the (user, date) pairs of the grown dates.
     fn new(
         ctx: &'a SessionContext,
+        lake: &'a Lake,
+        state: &'a LakeState,
         touched: &'a BTreeSet<(String, Day)>,
         new_rows: Ranges,
-        whole: &BTreeSet<Day>,
-        existing: &BTreeSet<Day>,
     ) -> Self {
-        let mut prefetch = BTreeSet::new();
-        for (user, day) in touched {
-            for step in (1..=PREFETCH_DAYS).flat_map(|k| [-k, k]) {
-                let pair = (user.clone(), day + step);
-                if existing.contains(&pair.1)
-                    && !whole.contains(&pair.1)
-                    && !touched.contains(&pair)
-                {
-                    prefetch.insert(pair);
-                }
-            }
-        }
-        prefetch.extend(touched.iter().cloned());
         LakeStats {
             ctx,
-            prefetch,
-            fetched: HashMap::new(),
+            lake,
+            state,
             touched,
             new_rows,
         }
@@ -1875,17 +1847,21 @@ impl Stats for LakeStats<'_> {
             );
             user_days(self.ctx, &sql).await
         };
-        let (dirty, fetched) = tokio::join!(
-            whole_days,
-            neighbour_days(self.ctx, PREFETCHED, &self.prefetch)
-        );
-        self.fetched = fetched?
+        let touched: BTreeSet<(String, Day)> = self
+            .touched
+            .iter()
+            .filter(|(_, d)| days.contains(d))
+            .cloned()
+            .collect();
+        let (dirty, built) =
+            tokio::join!(whole_days, neighbour_days(self.lake, self.state, &touched));
+        let built: HashMap<(String, Day), (i64, i64)> = built?
             .into_iter()
-            .map(|r| ((r.user.clone(), r.day), r))
+            .map(|r| ((r.user, r.day), (r.first, r.last)))
             .collect();
         let mut out = dirty?;
-        for pair in self.touched.iter().filter(|(_, d)| days.contains(d)) {
-            let built = self.fetched.get(pair).map(|r| (r.first, r.last));
+        for pair in &touched {
+            let built = built.get(pair).copied();
             let range = match (built, self.new_rows.get(pair).copied()) {
                 (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
                 (a, b) => a.or(b),
@@ -1900,57 +1876,57 @@ impl Stats for LakeStats<'_> {
             }
         }
         fault::trace_note(&format!(
-            "reach: {} dirty ranges, {} prefetched pairs in {:.3}s",
+            "reach: {} dirty ranges in {:.3}s",
             out.len(),
-            self.prefetch.len(),
             t0.elapsed().as_secs_f64()
         ));
         Ok(out)
     }
 
     async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>> {
-        let mut out = Vec::new();
-        let mut ask = BTreeSet::new();
-        for pair in pairs {
-            if self.prefetch.contains(pair) {
-                out.extend(self.fetched.get(pair).cloned());
-            } else {
-                ask.insert(pair.clone());
-            }
-        }
         let t0 = Instant::now();
-        out.extend(neighbour_days(self.ctx, CANDIDATES, &ask).await?);
+        let out = neighbour_days(self.lake, self.state, pairs).await?;
         fault::trace_note(&format!(
-            "reach: {} candidates, {} asked in {:.3}s",
+            "reach: {} candidates in {:.3}s",
             pairs.len(),
-            ask.len(),
             t0.elapsed().as_secs_f64()
         ));
         Ok(out)
     }
 }
 
-/// The ranges of (user, date) `pairs` in the built silver events
-/// (registered as `name`, for the query's join); pairs where the user has
-/// no events are left out.
+/// The ranges of (user, date) `pairs` in the built silver events, read
+/// from each date's files ([`ranges::of_users`]), the dates at once; pairs
+/// where the user has no events are left out.
 async fn neighbour_days(
-    ctx: &SessionContext,
-    name: &str,
+    lake: &Lake,
+    state: &LakeState,
     pairs: &BTreeSet<(String, Day)>,
 ) -> Result<Vec<UserDay>> {
-    if pairs.is_empty() || !ctx.table_exist(EVENTS_TABLE)? {
-        return Ok(Vec::new());
+    let mut by_day: BTreeMap<Day, BTreeSet<String>> = BTreeMap::new();
+    for (user, day) in pairs {
+        by_day.entry(*day).or_default().insert(user.clone());
     }
-    register_pairs(ctx, name, pairs)?;
-    user_days(
-        ctx,
-        &format!(
-            "SELECT t.user_id, t.event_date, min(t.event_timestamp) AS lo, \
-             max(t.event_timestamp) AS hi {} GROUP BY t.user_id, t.event_date",
-            on_pairs(EVENTS_TABLE, name, pairs)
-        ),
-    )
-    .await
+    let mut tasks = tokio::task::JoinSet::new();
+    for (day, users) in by_day {
+        let files = patches::built_files(lake, state, EVENTS_TABLE, day);
+        tasks.spawn_blocking(move || -> Result<Vec<UserDay>> {
+            Ok(ranges::of_users(&files, &users)?
+                .into_iter()
+                .map(|(user, (first, last))| UserDay {
+                    user,
+                    day,
+                    first,
+                    last,
+                })
+                .collect())
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        out.extend(done.context("a reach read panicked")??);
+    }
+    Ok(out)
 }
 
 async fn user_days(ctx: &SessionContext, sql: &str) -> Result<Vec<UserDay>> {
