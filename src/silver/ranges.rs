@@ -162,7 +162,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_data_page_row_count_limit(page_rows)
             .set_write_batch_size(page_rows)
-            .set_max_row_group_size(rows.len().div_ceil(2).max(1))
+            .set_max_row_group_row_count(Some(rows.len().div_ceil(2).max(1)))
             .set_statistics_enabled(if stats {
                 EnabledStatistics::Page
             } else {
