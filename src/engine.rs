@@ -276,32 +276,6 @@ impl Engine {
     }
 }
 
-/// File groups per core in [`scattered_lookups`] sessions.
-const LOOKUP_GROUPS_PER_CORE: usize = 8;
-
-/// `ctx` with the same tables, functions, settings and memory pool, whose
-/// scans are split into [`LOOKUP_GROUPS_PER_CORE`] file groups per core
-/// rather than one. For a lookup of a few users' rows across many dates'
-/// files: the work per file follows how many of the users each file holds,
-/// not its size, and DataFusion assigns the files to groups by size before
-/// it starts, so with one group per core one core was left scanning the
-/// busiest dates alone. Smaller groups, run as tasks on the same worker
-/// threads, balance themselves (5M late batch: the built rows of the
-/// reached users 0.18-0.27 s -> 0.15-0.17 s, the run ~4% faster).
-pub fn scattered_lookups(ctx: &SessionContext) -> SessionContext {
-    let config = ctx
-        .copied_config()
-        .with_target_partitions(LOOKUP_GROUPS_PER_CORE * cores())
-        // Keep the shared catalog: a default one created here would
-        // replace it (in the catalog list both sessions hold).
-        .with_create_default_catalog_and_schema(false);
-    SessionContext::new_with_state(
-        datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
-            .with_config(config)
-            .build(),
-    )
-}
-
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -435,22 +409,6 @@ pub async fn register_partitioned(
     // The session's Parquet options (strings as Utf8, see `bare`).
     let parquet = ctx.state().table_options().parquet.clone();
     register_with(ctx, table, dir, column, schema, sort, parquet).await
-}
-
-/// [`register_partitioned`] for lookups of a few rows, by a join or a
-/// filter on one column, in a derived table: filters are evaluated while
-/// decoding, so the other columns are decoded only for the rows kept (an
-/// incremental silver run reads a few users' rows of a few dates this way:
-/// ~12 ms less than decoding every row of those dates).
-pub async fn register_for_lookups(
-    ctx: &SessionContext,
-    table: &str,
-    dir: &Path,
-    column: &str,
-) -> Result<()> {
-    let mut parquet = ctx.state().table_options().parquet.clone();
-    evaluate_filters_while_decoding(&mut parquet.global);
-    register_with(ctx, table, dir, column, None, Vec::new(), parquet).await
 }
 
 async fn register_with(
@@ -589,54 +547,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(small.bare().unwrap().copied_config().batch_size(), 8192);
-    }
-
-    /// A scattered-lookups session splits scans finer and shares the
-    /// session's tables both ways (tables registered on either, before or
-    /// after, are seen by both), its functions and settings.
-    #[tokio::test]
-    async fn scattered_lookups_share_tables_and_functions() {
-        use datafusion::arrow::array::{AsArray, Int64Array};
-        use datafusion::arrow::datatypes::Int64Type;
-        let table = |n: i64| {
-            let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-            let batch = datafusion::arrow::array::RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(Int64Array::from_iter_values(0..n))],
-            )
-            .unwrap();
-            Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]]).unwrap())
-        };
-        let ctx = Engine::new(&EngineOptions::default())
-            .unwrap()
-            .bare()
-            .unwrap();
-        ctx.register_table("a", table(3)).unwrap();
-        let scattered = scattered_lookups(&ctx);
-        ctx.register_table("b", table(4)).unwrap();
-        scattered.register_table("c", table(5)).unwrap();
-        assert_eq!(
-            scattered.copied_config().target_partitions(),
-            LOOKUP_GROUPS_PER_CORE * cores()
-        );
-        assert_eq!(
-            scattered.copied_config().batch_size(),
-            ctx.copied_config().batch_size()
-        );
-        for s in [&ctx, &scattered] {
-            let rows = s
-                .sql(
-                    "SELECT (SELECT count(*) FROM a) * 100 + (SELECT count(*) FROM b) * 10 \
-                     + (SELECT count(*) FROM c) + hash_bucket('u', 1) AS x",
-                )
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            let x = datafusion::arrow::compute::cast(rows[0].column(0), &DataType::Int64).unwrap();
-            assert_eq!(x.as_primitive::<Int64Type>().value(0), 345);
-        }
     }
 
     /// Files a session writes have data pages of at most [`PAGE_ROWS`]

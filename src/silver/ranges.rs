@@ -1,26 +1,33 @@
-//! The first and last event time of given users in a date's built `events`
-//! files, read straight from the files for [`super::reach`].
+//! A few users' rows of a date's built silver files, read straight from
+//! the files: their first and last event time for [`super::reach`], and
+//! their whole rows (or some columns) as the recompute's input.
 //!
 //! The reach asks, step by step, for the time ranges of a few thousand
-//! (user, date) pairs, then of a few dozen. As DataFusion queries (a join
-//! with the pairs, then an aggregate) each step cost ~10–70 ms of planning,
-//! hashing and decoding at 5M events, however few pairs it asked for. Here
-//! only `user_id` and `event_timestamp` are decoded, and only on the pages
-//! whose statistics may hold one of the users (built files are sorted by
-//! user, see [`crate::patch::pages_holding`]); a file without a page index
-//! is read whole.
+//! (user, date) pairs, then of a few dozen; the recompute then loads the
+//! rows of the pairs it found. As DataFusion queries (a join with the
+//! pairs, and an aggregate) each step cost ~10–70 ms of planning, hashing
+//! and decoding at 5M events, however few pairs it asked for. Here only
+//! the pages whose `user_id` statistics may hold one of the users are read
+//! (built files are sorted by user, see [`crate::patch::pages_holding`]; a
+//! file without a page index is read whole), and a row's other columns
+//! are decoded only where its user is one of them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, RecordBatch, StringArray,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelectionPolicy,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowFilter, RowSelectionPolicy,
 };
 use datafusion::parquet::file::metadata::PageIndexPolicy;
 
@@ -28,6 +35,109 @@ use crate::patch;
 
 /// Rows per batch read.
 const BATCH_ROWS: usize = 8192;
+
+/// A reader of `columns` (which include `user_id`) of the built file
+/// `path`, over only the pages whose `user_id` statistics may hold one of
+/// `users` (every page where the file has no page index); `None` where no
+/// page may.
+///
+/// With `only_users`, the rows of other users are dropped as they are read:
+/// `user_id` is decoded first, and the other columns only at the rows it
+/// keeps (a page of 1,024 rows may hold one wanted row).
+fn reader(
+    path: &Path,
+    users: &BTreeSet<String>,
+    columns: &[&str],
+    only_users: bool,
+) -> Result<Option<ParquetRecordBatchReader>> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let meta = ArrowReaderMetadata::load(
+        &file,
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+    )
+    .with_context(|| format!("failed to read the footer of `{}`", path.display()))?;
+    let schema = meta.schema().clone();
+    let roots = columns
+        .iter()
+        .map(|c| {
+            schema
+                .index_of(c)
+                .with_context(|| format!("`{}` has no column `{c}`", path.display()))
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let descr = meta.metadata().file_metadata().schema_descr_ptr();
+    let rows = meta.metadata().file_metadata().num_rows() as usize;
+    // Page statistics are per leaf: a flat file's leaves are its fields.
+    let spans = (descr.num_columns() == schema.fields().len())
+        .then(|| patch::pages_holding(&meta, schema.index_of("user_id").ok()?, users))
+        .flatten();
+    if spans.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(None);
+    }
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+        .with_projection(ProjectionMask::roots(&descr, roots))
+        .with_batch_size(BATCH_ROWS);
+    if only_users {
+        let wanted: Vec<String> = users.iter().cloned().collect();
+        let user = ProjectionMask::roots(&descr, [schema.index_of("user_id")?]);
+        let keep = ArrowPredicateFn::new(user, move |batch: RecordBatch| {
+            of_wanted(&batch, &wanted)
+                .map(|(mask, _)| mask)
+                .map_err(|e| ArrowError::ExternalError(e.into()))
+        });
+        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(keep)]));
+    }
+    if let Some(spans) = &spans {
+        // Whole pages are skipped through the offset index, undecoded.
+        builder = builder
+            .with_row_selection(patch::selection(spans, rows))
+            .with_row_selection_policy(RowSelectionPolicy::Selectors);
+    }
+    Ok(Some(builder.build()?))
+}
+
+/// Which rows of `batch` (read by [`reader`]) are of one of `wanted` (the
+/// users, sorted), and its user ids.
+fn of_wanted<S: AsRef<str>>(
+    batch: &RecordBatch,
+    wanted: &[S],
+) -> Result<(BooleanArray, StringArray)> {
+    let ids = cast(
+        batch
+            .column_by_name("user_id")
+            .context("projected column missing")?,
+        &DataType::Utf8,
+    )?;
+    let ids = ids.as_string::<i32>().clone();
+    // Rows come sorted by user, as do `wanted`: walk both at once,
+    // comparing each row's user with the last one's only. The batch's
+    // first user, and a row out of order, look theirs up.
+    let mut at = 0;
+    let mut last: Option<&str> = None;
+    let mut hit = false;
+    let mask = (0..ids.len())
+        .map(|i| {
+            if ids.is_null(i) {
+                return false;
+            }
+            let user = ids.value(i);
+            if last != Some(user) {
+                match last {
+                    Some(l) if l < user => {
+                        while wanted.get(at).is_some_and(|w| w.as_ref() < user) {
+                            at += 1;
+                        }
+                    }
+                    _ => at = wanted.partition_point(|w| w.as_ref() < user),
+                }
+                hit = wanted.get(at).is_some_and(|w| w.as_ref() == user);
+                last = Some(user);
+            }
+            hit
+        })
+        .collect();
+    Ok((mask, ids))
+}
 
 /// Each of `users`' first and last `event_timestamp` (µs) in `files`, the
 /// built events files of one date. Users without rows there are left out.
@@ -40,76 +150,25 @@ pub fn of_users(
         return Ok(out);
     }
     let wanted: Vec<&str> = users.iter().map(String::as_str).collect();
-    let mut at = 0;
     for path in files {
-        let file =
-            File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-        let meta = ArrowReaderMetadata::load(
-            &file,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .with_context(|| format!("failed to read the footer of `{}`", path.display()))?;
-        let schema = meta.schema().clone();
-        let (u, t) = (
-            schema.index_of("user_id")?,
-            schema.index_of("event_timestamp")?,
-        );
-        let descr = meta.metadata().file_metadata().schema_descr_ptr();
-        let rows = meta.metadata().file_metadata().num_rows() as usize;
-        // Page statistics are per leaf: a flat file's leaves are its fields.
-        let spans = (descr.num_columns() == schema.fields().len())
-            .then(|| patch::pages_holding(&meta, u, users))
-            .flatten();
-        if spans.as_ref().is_some_and(Vec::is_empty) {
+        let Some(reader) = reader(path, users, &["user_id", "event_timestamp"], false)? else {
             continue;
-        }
-        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-            .with_projection(ProjectionMask::roots(&descr, [u, t]))
-            .with_batch_size(BATCH_ROWS);
-        if let Some(spans) = &spans {
-            // Whole pages are skipped through the offset index, undecoded.
-            builder = builder
-                .with_row_selection(patch::selection(spans, rows))
-                .with_row_selection_policy(RowSelectionPolicy::Selectors);
-        }
-        for batch in builder.build()? {
+        };
+        for batch in reader {
             let batch = batch?;
-            let column = |name: &str, to: &DataType| {
-                let c = batch
-                    .column_by_name(name)
-                    .context("projected column missing")?;
-                anyhow::Ok(cast(c, to)?)
-            };
-            let ids = column("user_id", &DataType::Utf8)?;
-            let ids = ids.as_string::<i32>();
-            let times = column("event_timestamp", &DataType::Int64)?;
+            let (mask, ids) = of_wanted(&batch, &wanted)?;
+            let times = cast(
+                batch
+                    .column_by_name("event_timestamp")
+                    .context("projected column missing")?,
+                &DataType::Int64,
+            )?;
             let times = times.as_primitive::<Int64Type>();
-            // Rows come sorted by user, as do `wanted`: walk both at once,
-            // comparing each row's user with the last one's only. A batch's
-            // first user, and a row out of order, look theirs up.
-            let mut last: Option<&str> = None;
-            let mut hit = false;
             for i in 0..batch.num_rows() {
-                if ids.is_null(i) || times.is_null(i) {
+                if !mask.value(i) || times.is_null(i) {
                     continue;
                 }
-                let user = ids.value(i);
-                if last != Some(user) {
-                    match last {
-                        Some(l) if l < user => {
-                            while wanted.get(at).is_some_and(|w| *w < user) {
-                                at += 1;
-                            }
-                        }
-                        _ => at = wanted.partition_point(|w| *w < user),
-                    }
-                    hit = wanted.get(at) == Some(&user);
-                    last = Some(user);
-                }
-                if !hit {
-                    continue;
-                }
-                let t = times.value(i);
+                let (user, t) = (ids.value(i), times.value(i));
                 match out.get_mut(user) {
                     Some(r) => *r = (r.0.min(t), r.1.max(t)),
                     None => {
@@ -117,6 +176,63 @@ pub fn of_users(
                     }
                 }
             }
+        }
+    }
+    Ok(out)
+}
+
+/// Every row of `users` in `files`, the built files of date `day` of a
+/// silver table, as `schema`: its columns by name (cast to its types where
+/// a file's differ), and its `event_date` column (the partition's, in no
+/// file) `day`. Only the pages that may hold one of the users are read.
+pub fn rows_of_users(
+    files: &[PathBuf],
+    users: &BTreeSet<String>,
+    schema: &SchemaRef,
+    day: i32,
+) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    if users.is_empty() {
+        return Ok(out);
+    }
+    let mut columns: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| *n != "event_date")
+        .collect();
+    if !columns.contains(&"user_id") {
+        columns.push("user_id");
+    }
+    for path in files {
+        let Some(reader) = reader(path, users, &columns, true)? else {
+            continue;
+        };
+        for batch in reader {
+            let batch = batch?;
+            let n = batch.num_rows();
+            let arrays = schema
+                .fields()
+                .iter()
+                .map(|f| -> Result<ArrayRef> {
+                    if f.name() == "event_date" {
+                        return Ok(Arc::new(Date32Array::from(vec![day; n])));
+                    }
+                    let c = batch
+                        .column_by_name(f.name())
+                        .context("projected column missing")?;
+                    Ok(if c.data_type() == f.data_type() {
+                        c.clone()
+                    } else {
+                        cast(c, f.data_type())?
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(
+                RecordBatch::try_new(schema.clone(), arrays).with_context(|| {
+                    format!("rows of `{}` do not fit the table", path.display())
+                })?,
+            );
         }
     }
     Ok(out)
@@ -232,6 +348,58 @@ mod tests {
         assert_eq!(
             of_users(&files, &users).unwrap(),
             expected(&[&a, &b], &users)
+        );
+    }
+
+    #[test]
+    fn the_users_rows_are_read_whole_with_their_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<(String, i64)> = (0..200).map(|i| (format!("u{:03}", i / 3), i)).collect();
+        let path = dir.path().join("a.parquet");
+        write(&path, &rows, 16, true);
+        let users: BTreeSet<String> = ["u000", "u033", "u034", "u066", "nobody"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // The table's columns in its own order, with the partition's date,
+        // and one read as another type than the file's.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_date", DataType::Date32, false),
+            Field::new("user_id", DataType::Utf8, false),
+            Field::new("event_id", DataType::LargeUtf8, false),
+        ]));
+        let got = rows_of_users(std::slice::from_ref(&path), &users, &schema, 19_800).unwrap();
+        let mut seen = Vec::new();
+        for b in &got {
+            assert_eq!(b.schema(), schema);
+            let (d, u, e) = (
+                b.column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Date32Type>(),
+                b.column(1).as_string::<i32>(),
+                b.column(2).as_string::<i64>(),
+            );
+            for i in 0..b.num_rows() {
+                assert_eq!(d.value(i), 19_800);
+                seen.push((u.value(i).to_string(), e.value(i).to_string()));
+            }
+        }
+        let want: Vec<(String, String)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| users.contains(&r.0))
+            .map(|(i, r)| (r.0.clone(), format!("e{i}")))
+            .collect();
+        assert_eq!(seen, want);
+        // A table without user_id still reads it to pick the rows.
+        let ids = Arc::new(Schema::new(vec![Field::new(
+            "event_id",
+            DataType::Utf8,
+            false,
+        )]));
+        let got = rows_of_users(&[path], &users, &ids, 19_800).unwrap();
+        assert_eq!(
+            got.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            want.len()
         );
     }
 

@@ -65,19 +65,13 @@ pub struct Options {
     pub processing_time: i64,
 }
 
-/// The (user_id, event_date) pairs outside the recomputed dates that the
-/// touched users' sessions reach: the neighbour rows loaded and replaced.
-const REACHED: &str = "_silver_reached";
-/// The built silver events of the REACHED pairs.
+/// The built silver events of the (user, date) pairs outside the
+/// recomputed dates that the touched users' sessions reach (the neighbour
+/// rows loaded and replaced; `Pairs::reached`).
 const BUILT_REACHED: &str = "_silver_built_reached";
-/// The built silver events, for reading a few users' rows (see
-/// [`engine::register_for_lookups`]).
-const EVENTS_LOOKUP: &str = "_silver_events_lookup";
-/// On dates whose bronze only grew: the users of the new rows (and of rows
-/// sharing an event_id with them), whose rows are recomputed there.
-const TOUCHED: &str = "_silver_touched";
-/// REACHED plus TOUCHED: every (user, date) whose built rows the new ones
-/// replace.
+/// Every (user, date) whose built rows the new ones replace: those reached,
+/// and on dates whose bronze only grew the touched ones (the users of the
+/// new rows, and of rows sharing an event_id with them; `Pairs::touched`).
 const MERGED: &str = "_silver_merged";
 /// (event_date, event_id) of the new rows on those dates.
 const NEW_IDS: &str = "_silver_new_ids";
@@ -209,25 +203,13 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             (recompute.clone(), None, Pairs::default())
         } else {
             let (touched, new_rows) = touched_pairs(&ctx, lake, &appended).await?;
-            register_pairs(&ctx, TOUCHED, &touched)?;
-            // Built rows are read by a few users at a time: the touched
-            // users' on grown dates, and the reach's on their neighbours.
-            if ctx.table_exist(EVENTS_TABLE)? {
-                engine::register_for_lookups(
-                    &ctx,
-                    EVENTS_LOOKUP,
-                    &lake.path(silver::EVENTS_DIR),
-                    "event_date",
-                )
-                .await?;
-            }
             // The touched users' rows are input whatever the reach finds:
             // read them while it looks (it mostly waits on small queries).
             let read_touched = async {
                 if touched.is_empty() {
                     return anyhow::Ok(None);
                 }
-                let rows = grown_rows(&ctx, lake, &appended, &touched).await?;
+                let rows = grown_rows(&ctx, lake, &state, &appended, &touched).await?;
                 Ok(Some(rows.cache().await?))
             };
             let mut stats = LakeStats::new(&ctx, lake, &state, &touched, new_rows);
@@ -243,7 +225,6 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             );
             let r = r?;
             touched_rows = rows?;
-            register_pairs(&ctx, REACHED, &r.extended)?;
             let mut merged = r.extended.clone();
             merged.extend(touched.iter().cloned());
             register_pairs(&ctx, MERGED, &merged)?;
@@ -486,11 +467,8 @@ async fn compute(
         if pairs.reached.is_empty() {
             return anyhow::Ok(None);
         }
-        // A few users' rows of each reached date (see EVENTS_LOOKUP).
-        let built = rows_of(ctx, EVENTS_LOOKUP, REACHED, &pairs.reached)
-            .await?
-            .cache()
-            .await?;
+        // A few users' rows of each reached date.
+        let built = built_rows(ctx, lake, state, &pairs.reached, None).await?;
         Ok(Some(built))
     };
     // Every user recomputed on those dates: the touched ones, and those
@@ -506,11 +484,7 @@ async fn compute(
         if on.is_empty() || !ctx.table_exist(EVENTS_TABLE)? {
             return anyhow::Ok(None);
         }
-        let kept = rows_of(ctx, EVENTS_TABLE, MERGED, &on)
-            .await?
-            .select_columns(&KEPT_COLUMNS)?
-            .cache()
-            .await?;
+        let kept = built_rows(ctx, lake, state, &on, Some(&KEPT_COLUMNS)).await?;
         Ok(Some(kept))
     };
     let (read, built, kept) = tokio::join!(read_input, read_built, read_kept);
@@ -706,7 +680,7 @@ async fn compute(
             within(NEW_EVENTS, "event_date", event_cols, false),
             // The built rows of the reached users (every MERGED pair on
             // a compared date: those dates did not grow, so none is
-            // TOUCHED), as loaded above.
+            // touched), as loaded above.
             within(BUILT_REACHED, "event_date", event_cols, false),
             within(NEW_SESSIONS, "session_date", "*", false),
             within(SESSIONS_TABLE, "session_date", "*", true),
@@ -908,36 +882,57 @@ struct Scope<'a> {
 /// The (user, date) pairs of an incremental run.
 #[derive(Debug, Default)]
 struct Pairs {
-    /// On grown dates: the users of the new rows (registered as TOUCHED).
+    /// On grown dates: the users of the new rows.
     touched: BTreeSet<(String, Day)>,
     /// Outside the recomputed dates: where the touched users' sessions
-    /// reach (registered as REACHED).
+    /// reach.
     reached: BTreeSet<(String, Day)>,
 }
 
-/// The rows of lake table `table` on `pairs` (registered as `name`),
-/// scanned in small file groups (see [`engine::scattered_lookups`]).
-async fn rows_of(
+/// Every row of the (user, date) `pairs` in the built silver events (or
+/// `columns` of them), read straight from each date's files, only the
+/// pages that may hold the users ([`ranges::rows_of_users`]), one task per
+/// date, and held in memory. A join with the pairs through DataFusion
+/// decoded whole dates' `user_id` columns and hashed every row.
+async fn built_rows(
     ctx: &SessionContext,
-    table: &str,
-    name: &str,
+    lake: &Lake,
+    state: &LakeState,
     pairs: &BTreeSet<(String, Day)>,
+    columns: Option<&[&str]>,
 ) -> Result<DataFrame> {
-    Ok(engine::scattered_lookups(ctx)
-        .sql(&format!("SELECT t.* {}", on_pairs(table, name, pairs)))
-        .await?)
-}
-
-/// `FROM` lake table `table` (as `t`) joined to `pairs` (registered as
-/// `name`), on their dates only.
-fn on_pairs(table: &str, name: &str, pairs: &BTreeSet<(String, Day)>) -> String {
-    let days: BTreeSet<Day> = pairs.iter().map(|(_, d)| *d).collect();
-    format!(
-        "FROM {table} t JOIN {name} p \
-         ON t.user_id = p.user_id AND t.event_date = p.event_date \
-         WHERE t.event_date IN ({})",
-        derive::date_list(&days)
-    )
+    let table = ctx.table(EVENTS_TABLE).await?.schema().as_arrow().clone();
+    let schema = Arc::new(match columns {
+        Some(columns) => table.project(
+            &columns
+                .iter()
+                .map(|c| table.index_of(c))
+                .collect::<Result<Vec<usize>, _>>()?,
+        )?,
+        None => table,
+    });
+    let mut by_day: BTreeMap<Day, BTreeSet<String>> = BTreeMap::new();
+    for (user, day) in pairs {
+        by_day.entry(*day).or_default().insert(user.clone());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (day, users) in by_day {
+        let files = patches::built_files(lake, state, EVENTS_TABLE, day);
+        let schema = schema.clone();
+        tasks.spawn_blocking(move || ranges::rows_of_users(&files, &users, &schema, day));
+    }
+    // As many partitions as a query runs at once, so later scans share the
+    // cores.
+    let width = ctx.copied_config().target_partitions().max(1);
+    let mut parts = vec![Vec::new(); width];
+    let mut n = 0;
+    while let Some(done) = tasks.join_next().await {
+        for batch in done.context("a read of built rows panicked")?? {
+            parts[n % width].push(batch);
+            n += 1;
+        }
+    }
+    Ok(ctx.read_table(Arc::new(MemTable::try_new(schema, parts)?))?)
 }
 
 /// Every row of the `touched` users on the grown dates: their built silver
@@ -952,15 +947,13 @@ fn on_pairs(table: &str, name: &str, pairs: &BTreeSet<(String, Day)>) -> String 
 async fn grown_rows(
     ctx: &SessionContext,
     lake: &Lake,
+    state: &LakeState,
     appended: &BTreeMap<Day, Appended>,
     touched: &BTreeSet<(String, Day)>,
 ) -> Result<DataFrame> {
     let bronze = ctx.table(bronze::TABLE).await?.schema().clone();
-    let mut rows = if ctx.table_exist(EVENTS_LOOKUP)? {
-        as_bronze(
-            rows_of(ctx, EVENTS_LOOKUP, TOUCHED, touched).await?,
-            &bronze,
-        )?
+    let mut rows = if ctx.table_exist(EVENTS_TABLE)? {
+        as_bronze(built_rows(ctx, lake, state, touched, None).await?, &bronze)?
     } else {
         ctx.table(bronze::TABLE).await?.limit(0, Some(0))?
     };
