@@ -166,7 +166,6 @@ mod tests {
     /// Events as (user, absolute µs); stats are computed from them.
     struct Fake {
         events: Vec<(&'static str, i64)>,
-        neighbour_calls: usize,
         /// Every pair asked about.
         asked: BTreeSet<(String, Day)>,
     }
@@ -204,7 +203,6 @@ mod tests {
             Ok(self.ranges(|_, d| days.contains(&d)))
         }
         async fn neighbours(&mut self, pairs: &BTreeSet<(String, Day)>) -> Result<Vec<UserDay>> {
-            self.neighbour_calls += 1;
             self.asked.extend(pairs.iter().cloned());
             Ok(self.ranges(|u, d| pairs.contains(&(u.to_string(), d))))
         }
@@ -224,23 +222,33 @@ mod tests {
         dirty: &[Day],
         partial: &[(&str, Day)],
     ) -> Reach {
+        run_asking(events, dirty, partial).0
+    }
+
+    /// [`run_partial`], and every pair the reach asked about.
+    fn run_asking(
+        events: Vec<(&'static str, i64)>,
+        dirty: &[Day],
+        partial: &[(&str, Day)],
+    ) -> (Reach, BTreeSet<(String, Day)>) {
         let mut f = Fake {
             events,
-            neighbour_calls: 0,
             asked: BTreeSet::new(),
         };
         let existing = f.days();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(reach(
-            &dirty.iter().copied().collect(),
-            &partial.iter().map(|(u, d)| (u.to_string(), *d)).collect(),
-            &existing,
-            GAP,
-            &mut f,
-        ))
-        .unwrap()
+        let r = rt
+            .block_on(reach(
+                &dirty.iter().copied().collect(),
+                &partial.iter().map(|(u, d)| (u.to_string(), *d)).collect(),
+                &existing,
+                GAP,
+                &mut f,
+            ))
+            .unwrap();
+        (r, f.asked)
     }
 
     #[test]
@@ -383,8 +391,8 @@ mod tests {
         // session from the 9th), v's last 30 minutes before the next one
         // (could run into the 11th); w is active mid-day only, x 31
         // minutes from either edge. Only u's 9th and v's 11th are asked.
-        let mut f = Fake {
-            events: vec![
+        let (r, asked) = run_asking(
+            vec![
                 ("u", at(9, 600)),
                 ("u", at(10, 30)),
                 ("u", at(10, 700)),
@@ -399,24 +407,11 @@ mod tests {
                 ("x", at(10, 1408)),
                 ("x", at(11, 0)),
             ],
-            neighbour_calls: 0,
-            asked: BTreeSet::new(),
-        };
-        let existing = f.days();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let r = rt
-            .block_on(reach(
-                &BTreeSet::from([10]),
-                &BTreeSet::new(),
-                &existing,
-                GAP,
-                &mut f,
-            ))
-            .unwrap();
+            &[10],
+            &[],
+        );
         assert_eq!(
-            f.asked,
+            asked,
             BTreeSet::from([("u".to_string(), 9), ("v".to_string(), 11)])
         );
         // Neither crosses (10 hours apart): nothing more loads.

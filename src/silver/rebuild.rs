@@ -911,26 +911,19 @@ async fn built_rows(
         )?,
         None => table,
     });
-    let mut by_day: BTreeMap<Day, BTreeSet<String>> = BTreeMap::new();
-    for (user, day) in pairs {
-        by_day.entry(*day).or_default().insert(user.clone());
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (day, users) in by_day {
-        let files = patches::built_files(lake, state, EVENTS_TABLE, day);
+    let read = {
         let schema = schema.clone();
-        tasks.spawn_blocking(move || ranges::rows_of_users(&files, &users, &schema, day));
-    }
+        move |files: &[PathBuf], users: &BTreeSet<String>, day| {
+            ranges::rows_of_users(files, users, &schema, day)
+        }
+    };
     // As many partitions as a query runs at once, so later scans share the
     // cores.
     let width = ctx.copied_config().target_partitions().max(1);
     let mut parts = vec![Vec::new(); width];
-    let mut n = 0;
-    while let Some(done) = tasks.join_next().await {
-        for batch in done.context("a read of built rows panicked")?? {
-            parts[n % width].push(batch);
-            n += 1;
-        }
+    let batches = per_date(lake, state, pairs, read).await?;
+    for (n, batch) in batches.into_iter().flatten().enumerate() {
+        parts[n % width].push(batch);
     }
     Ok(ctx.read_table(Arc::new(MemTable::try_new(schema, parts)?))?)
 }
@@ -1889,35 +1882,57 @@ impl Stats for LakeStats<'_> {
 }
 
 /// The ranges of (user, date) `pairs` in the built silver events, read
-/// from each date's files ([`ranges::of_users`]), the dates at once; pairs
-/// where the user has no events are left out.
+/// from each date's files ([`ranges::of_users`]); pairs where the user has
+/// no events are left out.
 async fn neighbour_days(
     lake: &Lake,
     state: &LakeState,
     pairs: &BTreeSet<(String, Day)>,
 ) -> Result<Vec<UserDay>> {
+    let read = |files: &[PathBuf], users: &BTreeSet<String>, day| -> Result<Vec<UserDay>> {
+        Ok(ranges::of_users(files, users)?
+            .into_iter()
+            .map(|(user, (first, last))| UserDay {
+                user,
+                day,
+                first,
+                last,
+            })
+            .collect())
+    };
+    Ok(per_date(lake, state, pairs, read)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// `read` of each date of `pairs`: its built events files and the users
+/// asked about there, a blocking task per date, all at once.
+async fn per_date<T, F>(
+    lake: &Lake,
+    state: &LakeState,
+    pairs: &BTreeSet<(String, Day)>,
+    read: F,
+) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(&[PathBuf], &BTreeSet<String>, Day) -> Result<T> + Send + Sync + 'static,
+{
     let mut by_day: BTreeMap<Day, BTreeSet<String>> = BTreeMap::new();
     for (user, day) in pairs {
         by_day.entry(*day).or_default().insert(user.clone());
     }
+    let read = Arc::new(read);
     let mut tasks = tokio::task::JoinSet::new();
     for (day, users) in by_day {
         let files = patches::built_files(lake, state, EVENTS_TABLE, day);
-        tasks.spawn_blocking(move || -> Result<Vec<UserDay>> {
-            Ok(ranges::of_users(&files, &users)?
-                .into_iter()
-                .map(|(user, (first, last))| UserDay {
-                    user,
-                    day,
-                    first,
-                    last,
-                })
-                .collect())
-        });
+        let read = read.clone();
+        tasks.spawn_blocking(move || read(&files, &users, day));
     }
     let mut out = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        out.extend(done.context("a reach read panicked")??);
+        out.push(done.context("a read of built rows panicked")??);
     }
     Ok(out)
 }
