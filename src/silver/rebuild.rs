@@ -204,7 +204,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         } else {
             let (touched, new_rows) = touched_pairs(&ctx, lake, &appended).await?;
             // The touched users' rows are input whatever the reach finds:
-            // read them while it looks (it mostly waits on small queries).
+            // read them while it looks (it reads two columns of a few
+            // pages per step, and waits between steps).
             let read_touched = async {
                 if touched.is_empty() {
                     return anyhow::Ok(None);
