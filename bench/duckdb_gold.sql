@@ -37,9 +37,14 @@ COPY (
         ev.event_date, ev.events, ev.users,
         coalesce(se.sessions, 0) AS sessions,
         coalesce(se.bounce_sessions, 0) AS bounce_sessions,
-        CAST(round(se.duration_us / se.sessions / 1e6, 3) AS DECIMAL(18, 3)) AS avg_session_duration_s,
+        -- Half-up on the exact value, in integers (as the README defines
+        -- it): round() on a double turns an exact tie such as 1044 / 3200
+        -- = 0.32625 into 0.3262.
+        CAST(((2 * se.duration_us + se.sessions * 1000) // (2 * se.sessions * 1000)) * 0.001
+             AS DECIMAL(18, 3)) AS avg_session_duration_s,
         coalesce(se.converted_sessions, 0) AS converted_sessions,
-        CAST(round(se.converted_sessions / se.sessions, 4) AS DECIMAL(7, 4)) AS conversion_rate,
+        CAST(((2 * se.converted_sessions * 10000 + se.sessions) // (2 * se.sessions)) * 0.0001
+             AS DECIMAL(7, 4)) AS conversion_rate,
         coalesce(pu.purchases, 0) AS purchases,
         CAST(coalesce(pu.revenue, 0) AS DECIMAL(18, 2)) AS revenue,
         coalesce(su.signups, 0) AS signups,
