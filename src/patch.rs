@@ -147,12 +147,7 @@ pub fn plan(
     new: &HashMap<String, String>,
     near: Option<Near>,
 ) -> Result<Planned> {
-    let file = File::open(src).with_context(|| format!("failed to open `{}`", src.display()))?;
-    let meta = ArrowReaderMetadata::load(
-        &file,
-        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-    )
-    .with_context(|| format!("failed to read the footer of `{}`", src.display()))?;
+    let (file, meta) = open_indexed(src)?;
     let schema = meta.schema().clone();
     let descr = meta.metadata().file_metadata().schema_descr_ptr();
     if descr.num_columns() != schema.fields().len() {
@@ -271,6 +266,17 @@ pub fn plan(
         change,
         meta,
     })
+}
+
+/// A Parquet file opened with its footer and page index (if it has one).
+pub fn open_indexed(path: &Path) -> Result<(File, ArrowReaderMetadata)> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let meta = ArrowReaderMetadata::load(
+        &file,
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+    )
+    .with_context(|| format!("failed to read the footer of `{}`", path.display()))?;
+    Ok((file, meta))
 }
 
 /// `spans` (ascending row ranges) of a file of `rows` rows, as a selection.

@@ -13,7 +13,6 @@
 //! are decoded only where its user is one of them.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,10 +25,9 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder, RowFilter, RowSelectionPolicy,
+    ArrowPredicateFn, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowFilter,
+    RowSelectionPolicy,
 };
-use datafusion::parquet::file::metadata::PageIndexPolicy;
 
 use crate::patch;
 
@@ -50,12 +48,7 @@ fn reader(
     columns: &[&str],
     only_users: bool,
 ) -> Result<Option<ParquetRecordBatchReader>> {
-    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let meta = ArrowReaderMetadata::load(
-        &file,
-        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-    )
-    .with_context(|| format!("failed to read the footer of `{}`", path.display()))?;
+    let (file, meta) = patch::open_indexed(path)?;
     let schema = meta.schema().clone();
     let roots = columns
         .iter()
@@ -240,11 +233,14 @@ pub fn rows_of_users(
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::sync::Arc;
 
     use datafusion::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use datafusion::parquet::file::metadata::PageIndexPolicy;
     use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
     use super::*;
