@@ -239,8 +239,6 @@ mod tests {
     use datafusion::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     use datafusion::parquet::arrow::ArrowWriter;
-    use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-    use datafusion::parquet::file::metadata::PageIndexPolicy;
     use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
     use super::*;
@@ -284,6 +282,10 @@ mod tests {
         let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props)).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
     }
 
     /// The ranges computed from every row, for comparison.
@@ -334,13 +336,13 @@ mod tests {
                 .map(String::as_str)
                 .collect(),
         ] {
-            let users: BTreeSet<String> = wanted.iter().map(|s| s.to_string()).collect();
+            let users = set(&wanted);
             let got = of_users(&files, &users).unwrap();
             assert_eq!(got, expected(&[&a, &b], &users), "{wanted:?}");
         }
         // A file without page statistics is read whole, with the same answer.
         write(&pa, &a, 8, false);
-        let users: BTreeSet<String> = ["u03", "u20"].iter().map(|s| s.to_string()).collect();
+        let users = set(&["u03", "u20"]);
         assert_eq!(
             of_users(&files, &users).unwrap(),
             expected(&[&a, &b], &users)
@@ -353,10 +355,7 @@ mod tests {
         let rows: Vec<(String, i64)> = (0..200).map(|i| (format!("u{:03}", i / 3), i)).collect();
         let path = dir.path().join("a.parquet");
         write(&path, &rows, 16, true);
-        let users: BTreeSet<String> = ["u000", "u033", "u034", "u066", "nobody"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let users = set(&["u000", "u033", "u034", "u066", "nobody"]);
         // The table's columns in its own order, with the partition's date,
         // and one read as another type than the file's.
         let schema = Arc::new(Schema::new(vec![
@@ -405,19 +404,15 @@ mod tests {
         let rows: Vec<(String, i64)> = (0..64).map(|i| (format!("u{:02}", i / 4), i)).collect();
         let path = dir.path().join("a.parquet");
         write(&path, &rows, 8, true);
-        let meta = ArrowReaderMetadata::load(
-            &File::open(&path).unwrap(),
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .unwrap();
+        let (_, meta) = patch::open_indexed(&path).unwrap();
         // u05 is rows 20..24, on the third page (16..24); u09 rows 36..40,
         // on the fifth (32..40; the second row group starts at 32).
-        let users: BTreeSet<String> = ["u05", "u09"].iter().map(|s| s.to_string()).collect();
+        let users = set(&["u05", "u09"]);
         assert_eq!(
             patch::pages_holding(&meta, 1, &users),
             Some(vec![16..24, 32..40])
         );
-        let users: BTreeSet<String> = ["u20"].iter().map(|s| s.to_string()).collect();
+        let users = set(&["u20"]);
         assert_eq!(patch::pages_holding(&meta, 1, &users), Some(vec![]));
         assert!(of_users(&[path], &users).unwrap().is_empty());
     }
