@@ -13,7 +13,7 @@ import shutil
 import statistics
 import sys
 
-from benchlib import HERE, OUT, generated, run
+from benchlib import HERE, OUT, generated, run, run_duckdb
 
 
 def main():
@@ -42,7 +42,7 @@ def main():
         out = os.path.join(OUT, "lake-duckdb")
         shutil.rmtree(out, ignore_errors=True)
         script = sql.replace("{input_glob}", os.path.join(batches, "*.jsonl")).replace("{out_dir}", out)
-        t = run([sys.executable, "-c", "import duckdb,sys; duckdb.connect().execute(sys.argv[1])", script])
+        t = run_duckdb(script)
         shutil.rmtree(out, ignore_errors=True)
         return t
 

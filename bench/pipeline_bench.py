@@ -26,7 +26,7 @@ import statistics
 import sys
 import uuid
 
-from benchlib import HERE, OUT, generated, run
+from benchlib import HERE, OUT, generated, run, run_duckdb
 
 GAP_US = 30 * 60 * 1_000_000
 
@@ -91,8 +91,7 @@ def main():
     def duckdb_full(inputs_glob, typed=False):
         shutil.rmtree(duck, ignore_errors=True)
         os.makedirs(duck)
-        return run([sys.executable, "-c", "import duckdb,sys; duckdb.connect().execute(sys.argv[1])",
-                    duck_script(inputs_glob, typed)])
+        return run_duckdb(duck_script(inputs_glob, typed))
 
     def evlake_full():
         shutil.rmtree(lake, ignore_errors=True)

@@ -32,7 +32,7 @@ import sys
 import time
 import uuid
 
-from benchlib import HERE, OUT, lake_of_batches, run
+from benchlib import HERE, OUT, lake_of_batches, run, run_duckdb
 
 GAP_US = 30 * 60 * 1_000_000
 
@@ -138,7 +138,7 @@ def main():
                   .replace("{dedup_order}", "processing_time, batch_id, source_line"))
         if typed:
             script += "\n" + typed_sql.replace("{out_dir}", out)
-        t = run([sys.executable, "-c", "import duckdb,sys; duckdb.connect().execute(sys.argv[1])", script])
+        t = run_duckdb(script)
         shutil.rmtree(out, ignore_errors=True)
         return t
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import OUT, lake_of_batches, run
+from benchlib import OUT, lake_of_batches, run, run_duckdb
 
 DUCKDB_SQL = """
 SELECT json_extract_string(properties, '$.account_id') AS account_id,
@@ -66,8 +66,7 @@ def main():
         sys.exit("the snapshot answer differs from the full replay")
     glob = os.path.join(lake, "bronze", "events", "*", "*.parquet")
     sql = DUCKDB_SQL.format(glob=glob, as_of=f"{last} 23:59:59.999999+00")
-    duck_s, _ = timed([sys.executable, "-c", "import duckdb,sys; duckdb.connect().execute(sys.argv[1]).fetchall()", sql],
-                      args.reps)
+    duck_s = statistics.median(run_duckdb(sql, fetch=True)[0] for _ in range(args.reps))
 
     import duckdb
     print(f"\nstate balances --as-of {last} on {truth['totals']['events']:,} events over {args.days} days "
