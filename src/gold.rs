@@ -155,7 +155,13 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, &state)?;
-        let ctx = engine.context(lake).await?;
+        // Only the tables gold reads (each registration reads a footer).
+        let only = [silver::EVENTS_TABLE, silver::SESSIONS_TABLE]
+            .into_iter()
+            .chain(TYPED_INPUTS)
+            .map(String::from)
+            .collect();
+        let ctx = engine.context_of(lake, Some(&only)).await?;
         let work = engine.bare()?;
         register_inputs(&ctx, &work, full, &dates).await?;
         let param = vec![ScalarValue::Utf8(Some(currency.clone()))];
@@ -222,6 +228,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     Ok(report)
 }
 
+/// The typed silver tables gold reads.
+const TYPED_INPUTS: [&str; 2] = ["purchases", "signups"];
+
 /// Register gold's inputs in `work`, restricted to `dates`. A silver table
 /// with no rows anywhere (no signups yet) is registered empty, with the
 /// schema its SQL produces.
@@ -250,7 +259,7 @@ async fn register_inputs(
     };
     work.register_table(silver::SESSIONS_TABLE, sessions.into_view())?;
     for (table, _, sql) in silver::TYPED {
-        if !["purchases", "signups"].contains(table) {
+        if !TYPED_INPUTS.contains(table) {
             continue;
         }
         let df = if ctx.table_exist(*table)? {
