@@ -302,6 +302,20 @@ pub struct Chunk {
 /// that a few in flight bound memory.
 pub const CHUNK_BYTES: usize = 4 << 20;
 
+/// The smallest chunk [`chunk_bytes`] picks.
+const MIN_CHUNK_BYTES: usize = 256 << 10;
+
+/// The chunk size for a run reading `total` bytes with `parsers` parsing
+/// threads: [`CHUNK_BYTES`], or less for a small run, so that every parser
+/// gets a few chunks. A 5 MB hourly batch was one 4 MiB chunk and one of
+/// 1 MiB: one core parsed most of it while the other waited.
+pub fn chunk_bytes(total: u64, parsers: usize) -> usize {
+    let share = total / (4 * parsers.max(1) as u64);
+    usize::try_from(share)
+        .unwrap_or(usize::MAX)
+        .clamp(MIN_CHUNK_BYTES, CHUNK_BYTES)
+}
+
 /// A line that grew past `--max-line-bytes` before its end was found: the
 /// reader stops there, so one huge line (a JSON array given as NDJSON)
 /// cannot fill memory. The caller knows the line's number.
@@ -329,7 +343,7 @@ pub fn split_chunks(
     mut reader: impl Read,
     input: usize,
     display: &str,
-    max_line: usize,
+    (chunk_bytes, max_line): (usize, usize),
     mut emit: impl FnMut(Chunk) -> bool,
 ) -> Result<()> {
     let mut carry: Vec<u8> = Vec::new();
@@ -337,13 +351,13 @@ pub fn split_chunks(
     // Bytes of the input's text read so far (after decompression).
     let mut offset: u64 = 0;
     loop {
-        let mut buf = Vec::with_capacity(CHUNK_BYTES + carry.len());
+        let mut buf = Vec::with_capacity(chunk_bytes + carry.len());
         buf.append(&mut carry);
         // `read_to_end` on a `Take` fills spare capacity without zeroing it
         // first; fewer bytes than asked means the input ended.
         let before = buf.len();
         let n = (&mut reader)
-            .take(CHUNK_BYTES as u64)
+            .take(chunk_bytes as u64)
             .read_to_end(&mut buf)
             .with_context(|| {
                 // What was read of this chunk before the error counts too.
@@ -354,7 +368,7 @@ pub fn split_chunks(
                 )
             })?;
         offset += n as u64;
-        let eof = n < CHUNK_BYTES;
+        let eof = n < chunk_bytes;
         if first {
             if buf.starts_with(b"\xEF\xBB\xBF") {
                 buf.drain(..3);
@@ -406,12 +420,46 @@ mod tests {
 
     fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        split_chunks(data, 0, "t", usize::MAX, |c| {
+        split_chunks(data, 0, "t", (CHUNK_BYTES, usize::MAX), |c| {
             out.push(c.data);
             true
         })
         .unwrap();
         out
+    }
+
+    /// A small run gets chunks small enough for every parser to have a
+    /// few; a big one the usual size; never below the floor.
+    #[test]
+    fn small_runs_get_smaller_chunks() {
+        assert_eq!(chunk_bytes(5_242_880, 2), 655_360);
+        assert_eq!(chunk_bytes(275_000_000, 2), CHUNK_BYTES);
+        assert_eq!(chunk_bytes(40_000, 2), MIN_CHUNK_BYTES);
+        assert_eq!(chunk_bytes(0, 0), MIN_CHUNK_BYTES);
+    }
+
+    /// Whatever the chunk size, the chunks are whole lines that put back
+    /// together give the input.
+    #[test]
+    fn any_chunk_size_cuts_at_line_ends() {
+        let data: Vec<u8> = (0..500)
+            .flat_map(|i| {
+                format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(i % 37)).into_bytes()
+            })
+            .collect();
+        for size in [7, 64, 1000, CHUNK_BYTES] {
+            let mut chunks = Vec::new();
+            split_chunks(&data[..], 0, "t", (size, usize::MAX), |c| {
+                chunks.push(c.data);
+                true
+            })
+            .unwrap();
+            assert!(chunks.iter().all(|c| c.ends_with(b"\n")), "size {size}");
+            assert_eq!(chunks.concat(), data, "size {size}");
+            if size == 1000 {
+                assert!(chunks.len() > 10);
+            }
+        }
     }
 
     #[test]

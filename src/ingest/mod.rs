@@ -552,13 +552,16 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         .collect();
     let counter = bytes_read.clone();
     let reader_cancel = cancel.clone();
-    let max_line = opts.max_line_bytes;
+    let sizes = (
+        input::chunk_bytes(total_bytes, rayon::current_num_threads()),
+        opts.max_line_bytes,
+    );
     let reader = std::thread::spawn(move || -> Result<()> {
         let mut seq = 0;
         for (idx, path, display, stamp) in reader_inputs {
             let r = input::open_decoded(&path, counter.clone())
                 .with_context(|| format!("`{display}`"))?;
-            input::split_chunks(r, idx, &display, max_line, |mut c| {
+            input::split_chunks(r, idx, &display, sizes, |mut c| {
                 c.seq = seq;
                 seq += 1;
                 !reader_cancel.load(Ordering::Relaxed) && tx.send(c).is_ok()
