@@ -554,12 +554,7 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64> {
     let file =
         File::create(path).with_context(|| format!("failed to create `{}`", path.display()))?;
     let sink = file.try_clone()?;
-    let mut writer = ArrowWriter::try_new(sink, batch.schema(), Some(bronze::writer_properties()))
-        .with_context(|| format!("failed to start Parquet file `{}`", path.display()))?;
-    writer
-        .write(batch)
-        .and_then(|_| writer.close().map(|_| ()))
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
+    encode_parquet(sink, batch).with_context(|| format!("failed to write `{}`", path.display()))?;
     let len = file.metadata()?.len();
     // Flushed in the background: an fsync here blocked this rayon worker
     // (and its core's share of the flush) for the disk's latency.
@@ -567,6 +562,51 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64> {
     // is renamed into the lake.
     crate::lake::presync_file(file);
     Ok(len)
+}
+
+/// `batch` as a bronze Parquet file into `sink`: what `ArrowWriter` writes
+/// (the same bytes), but each row group's columns are encoded and
+/// compressed as tasks of their own. A flush writes a file per date at
+/// once, so big runs keep the cores busy anyway; an hourly batch is one
+/// busy date and a few late rows, where one core wrote the big file alone.
+fn encode_parquet(sink: File, batch: &RecordBatch) -> Result<()> {
+    use datafusion::parquet::arrow::arrow_writer::compute_leaves;
+    let schema = batch.schema();
+    let (mut out, columns) =
+        ArrowWriter::try_new(sink, schema.clone(), Some(bronze::writer_properties()))?
+            .into_serialized_writer()?;
+    let mut start = 0;
+    for group in 0.. {
+        if start >= batch.num_rows() {
+            break;
+        }
+        let part = batch.slice(
+            start,
+            (batch.num_rows() - start).min(bronze::ROW_GROUP_ROWS),
+        );
+        let mut leaves = Vec::new();
+        for (field, array) in schema.fields().iter().zip(part.columns()) {
+            leaves.extend(compute_leaves(field, array)?);
+        }
+        let writers = columns.create_column_writers(group)?;
+        anyhow::ensure!(writers.len() == leaves.len(), "a writer per leaf column");
+        let chunks = writers
+            .into_par_iter()
+            .zip(leaves.par_iter())
+            .map(|(mut w, leaf)| {
+                w.write(leaf)?;
+                w.close()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut row_group = out.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+        start += part.num_rows();
+    }
+    out.close()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -617,6 +657,55 @@ mod tests {
         (0..batch.num_rows())
             .map(|i| (user[i].clone(), ts[i], id[i].clone()))
             .collect()
+    }
+
+    /// Encoding each column as a task writes the bytes `ArrowWriter`
+    /// writes, over more than one row group.
+    #[test]
+    fn parallel_columns_write_what_arrow_writer_writes() {
+        let lines: Vec<String> = (0..50)
+            .map(|i| {
+                format!(
+                    r#"{{"event_id":"e{i}","event_type":"t{}","event_timestamp":"2024-03-15T10:{:02}:00Z","user_id":"u{}","page_url":{},"properties":{{"n":{i}}}}}"#,
+                    i % 3,
+                    i % 60,
+                    i % 7,
+                    if i % 4 == 0 { "null".to_string() } else { format!("\"/p{i}\"") }
+                )
+            })
+            .collect();
+        let (files, _dir) = flushed(&lines);
+        let one = read(&files[0]);
+        // Past one row group: the rows again and again.
+        let n = bronze::ROW_GROUP_ROWS + 1_000;
+        let rows: Vec<(usize, usize)> = (0..n).map(|i| (0, i % one.num_rows())).collect();
+        let columns = one
+            .columns()
+            .iter()
+            .map(|c| interleave(&[c.as_ref()], &rows).unwrap())
+            .collect();
+        let batch = RecordBatch::try_new(one.schema(), columns).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+        encode_parquet(File::create(&ours).unwrap(), &batch).unwrap();
+        let mut w = ArrowWriter::try_new(
+            File::create(&theirs).unwrap(),
+            batch.schema(),
+            Some(bronze::writer_properties()),
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let (a, b) = (
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+        );
+        assert!(a == b, "{} vs {} bytes", a.len(), b.len());
+        let meta = ParquetRecordBatchReaderBuilder::try_new(File::open(&ours).unwrap())
+            .unwrap()
+            .metadata()
+            .clone();
+        assert_eq!(meta.num_row_groups(), 2);
     }
 
     /// Users that tie on the sort key's 8-byte prefix (shorter and longer
