@@ -575,11 +575,8 @@ fn encode_parquet(sink: File, batch: &RecordBatch) -> Result<()> {
     let (mut out, columns) =
         ArrowWriter::try_new(sink, schema.clone(), Some(bronze::writer_properties()))?
             .into_serialized_writer()?;
-    let mut start = 0;
-    for group in 0.. {
-        if start >= batch.num_rows() {
-            break;
-        }
+    let starts = (0..batch.num_rows()).step_by(bronze::ROW_GROUP_ROWS);
+    for (group, start) in starts.enumerate() {
         let part = batch.slice(
             start,
             (batch.num_rows() - start).min(bronze::ROW_GROUP_ROWS),
@@ -603,7 +600,6 @@ fn encode_parquet(sink: File, batch: &RecordBatch) -> Result<()> {
             chunk.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
-        start += part.num_rows();
     }
     out.close()?;
     Ok(())
