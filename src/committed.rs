@@ -127,14 +127,28 @@ impl Visible {
     fn check(&self, prefix: Option<&Path>, found: impl Fn(&str) -> bool) -> Res<()> {
         match self.under(prefix).find(|f| !found(f)) {
             None => Ok(()),
-            Some(missing) => Err(datafusion::object_store::Error::NotFound {
-                path: missing.clone(),
-                source: Box::new(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "No such file or directory (committed to the lake, not on disk)",
-                )),
-            }),
+            Some(missing) => Err(not_on_disk(missing)),
         }
+    }
+
+    /// Whether `prefix` is a table directory or under one, where a listing
+    /// is exactly the committed files under it.
+    fn covers(&self, prefix: Option<&Path>) -> bool {
+        prefix.is_some_and(|p| {
+            let p = format!("{}/", p.as_ref());
+            self.dirs.iter().any(|d| p.starts_with(d.as_str()))
+        })
+    }
+}
+
+/// The error for a committed file that is not on disk.
+fn not_on_disk(path: &str) -> datafusion::object_store::Error {
+    datafusion::object_store::Error::NotFound {
+        path: path.to_string(),
+        source: Box::new(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory (committed to the lake, not on disk)",
+        )),
     }
 }
 
@@ -201,6 +215,51 @@ impl CommittedStore {
         };
         Some((Bytes::from_owner(map), meta))
     }
+}
+
+impl CommittedStore {
+    /// A committed file's metadata, as the file system's listing gives it.
+    fn stat(&self, location: &Path) -> Res<ObjectMeta> {
+        let path = self.inner.path_to_filesystem(location)?;
+        let md = match std::fs::metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_on_disk(location.as_ref()));
+            }
+            Err(e) => {
+                return Err(datafusion::object_store::Error::Generic {
+                    store: "CommittedStore",
+                    source: Box::new(e),
+                });
+            }
+        };
+        Ok(ObjectMeta {
+            location: location.clone(),
+            last_modified: md
+                .modified()
+                .map_err(|e| datafusion::object_store::Error::Generic {
+                    store: "CommittedStore",
+                    source: Box::new(e),
+                })?
+                .into(),
+            size: md.len(),
+            e_tag: Some(etag(&md)),
+            version: None,
+        })
+    }
+}
+
+/// The ETag the local file system gives a file (inode, mtime in
+/// microseconds and size, in hex).
+fn etag(md: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("{:x}-{mtime:x}-{:x}", md.ino(), md.len())
 }
 
 impl fmt::Display for CommittedStore {
@@ -282,6 +341,17 @@ impl ObjectStore for CommittedStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Res<ObjectMeta>> {
+        if self.visible.covers(prefix) {
+            // The log's files, each stat'ed, rather than a walk of the
+            // directories (one per partition, every query that scans the
+            // table): the same listing, orphans left out.
+            let metas: Vec<Res<ObjectMeta>> = self
+                .visible
+                .under(prefix)
+                .map(|f| self.stat(&Path::from(f.as_str())))
+                .collect();
+            return futures::stream::iter(metas).boxed();
+        }
         let visible = self.visible.clone();
         let prefix = prefix.cloned();
         let listed = self.inner.list(prefix.as_ref());
@@ -404,6 +474,78 @@ mod tests {
         let missing = Path::from_absolute_path(root.join("missing.parquet")).unwrap();
         assert!(matches!(
             store.get(&missing).await,
+            Err(datafusion::object_store::Error::NotFound { .. })
+        ));
+    }
+
+    /// A table directory's listing is its committed files, with the
+    /// metadata the file system's listing gives them; orphans are left
+    /// out, a committed file not on disk is an error, and a directory
+    /// outside the tables lists as on disk.
+    #[tokio::test]
+    async fn a_table_lists_as_its_committed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let table = |rel: &str| dir.path().join(crate::bronze::DIR).join(rel);
+        for rel in [
+            "event_date=2024-03-01/a.parquet",
+            "event_date=2024-03-02/b.parquet",
+        ] {
+            std::fs::create_dir_all(table(rel).parent().unwrap()).unwrap();
+            std::fs::write(table(rel), rel.as_bytes()).unwrap();
+        }
+        std::fs::write(table("event_date=2024-03-02/orphan.parquet"), b"x").unwrap();
+        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+        std::fs::write(dir.path().join("elsewhere/c.parquet"), b"c").unwrap();
+        let file = |partition: &str, name: &str| {
+            let path = format!("{}/event_date={partition}/{name}", crate::bronze::DIR);
+            let action: crate::log::FileAction = serde_json::from_value(serde_json::json!({
+                "table": "bronze_events", "partition": partition, "path": path,
+                "rows": 1, "bytes": 1,
+            }))
+            .unwrap();
+            (path, action)
+        };
+        let mut state = LakeState::default();
+        let parts = state.tables.entry("bronze_events".into()).or_default();
+        for (partition, name) in [("2024-03-01", "a.parquet"), ("2024-03-02", "b.parquet")] {
+            let p = parts.entry(partition.into()).or_default();
+            let (path, action) = file(partition, name);
+            p.files.insert(path, action);
+        }
+        let store = CommittedStore::new(&lake, &state).unwrap();
+        let fs = LocalFileSystem::new();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let at = |rel: &str| Path::from_absolute_path(root.join(rel)).unwrap();
+        let sorted = |mut v: Vec<ObjectMeta>| {
+            v.sort_by(|a, b| a.location.cmp(&b.location));
+            v
+        };
+        for prefix in [
+            crate::bronze::DIR.to_string(),
+            format!("{}/event_date=2024-03-02", crate::bronze::DIR),
+        ] {
+            let ours: Vec<ObjectMeta> = store.list(Some(&at(&prefix))).try_collect().await.unwrap();
+            let mut theirs: Vec<ObjectMeta> =
+                fs.list(Some(&at(&prefix))).try_collect().await.unwrap();
+            theirs.retain(|m| !m.location.as_ref().ends_with("orphan.parquet"));
+            assert!(!ours.is_empty());
+            assert_eq!(ours, sorted(theirs), "{prefix}");
+        }
+        let elsewhere: Vec<ObjectMeta> = store
+            .list(Some(&at("elsewhere")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(elsewhere.len(), 1);
+
+        std::fs::remove_file(table("event_date=2024-03-01/a.parquet")).unwrap();
+        let listed: Res<Vec<ObjectMeta>> = store
+            .list(Some(&at(crate::bronze::DIR)))
+            .try_collect()
+            .await;
+        assert!(matches!(
+            listed,
             Err(datafusion::object_store::Error::NotFound { .. })
         ));
     }
