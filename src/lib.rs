@@ -17,6 +17,7 @@ pub mod generate;
 pub mod gold;
 pub mod ids;
 pub mod ingest;
+pub mod jsonout;
 pub mod lake;
 pub mod late;
 pub mod lateness;

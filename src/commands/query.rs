@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::json::writer::{JsonArray, LineDelimited};
 use datafusion::execution::context::SQLOptions;
 use futures::StreamExt;
 
@@ -160,7 +161,9 @@ struct Streamed {
 
 enum Writer {
     Csv(Box<datafusion::arrow::csv::Writer<std::io::BufWriter<std::io::Stdout>>>),
-    Json(datafusion::arrow::json::LineDelimitedWriter<std::io::BufWriter<std::io::Stdout>>),
+    Json(
+        datafusion::arrow::json::writer::Writer<std::io::BufWriter<std::io::Stdout>, LineDelimited>,
+    ),
 }
 
 impl Streamed {
@@ -208,7 +211,7 @@ impl Streamed {
                         .with_header(true)
                         .build(out),
                 )),
-                _ => Writer::Json(datafusion::arrow::json::LineDelimitedWriter::new(out)),
+                _ => Writer::Json(crate::jsonout::writer(out)),
             }
         });
         match w {
@@ -241,10 +244,11 @@ impl Streamed {
     }
 }
 
-/// Rows as the text of a JSON array of objects: Arrow's JSON writer over
-/// slices of them on rayon's threads, joined (a state can have tens of
-/// thousands of rows, and encoding them had been ~10% of answering one).
-pub fn rows_as_json_text(batches: &[RecordBatch]) -> Result<String> {
+/// Write rows to `out` as a JSON array of objects: Arrow's JSON writer
+/// (with [`crate::jsonout`]'s encoders) over slices of them on rayon's
+/// threads, one after another (a state can have tens of thousands of
+/// rows, and encoding them had been ~10% of answering one).
+pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     use rayon::prelude::*;
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let per_slice = total
@@ -263,25 +267,24 @@ pub fn rows_as_json_text(batches: &[RecordBatch]) -> Result<String> {
         .par_iter()
         .map(|b| {
             let mut buf = Vec::new();
-            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+            let mut w = crate::jsonout::writer::<_, JsonArray>(&mut buf);
             w.write(b)?;
             w.finish()?;
             Ok(buf)
         })
         .collect::<Result<Vec<Vec<u8>>>>()?;
-    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + 2);
-    out.push(b'[');
-    for part in parts
+    out.write_all(b"[")?;
+    let rows = parts
         .iter()
-        .filter_map(|p| p.strip_prefix(b"[")?.strip_suffix(b"]"))
-    {
-        if out.len() > 1 {
-            out.push(b',');
+        .filter_map(|p| p.strip_prefix(b"[")?.strip_suffix(b"]"));
+    for (i, part) in rows.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
         }
-        out.extend_from_slice(part);
+        out.write_all(part)?;
     }
-    out.push(b']');
-    Ok(String::from_utf8(out)?)
+    out.write_all(b"]")?;
+    Ok(())
 }
 
 /// Print rows on stdout in `format`.
@@ -308,7 +311,7 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
             }
         }
         Format::Json => {
-            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+            let mut w = crate::jsonout::writer::<_, LineDelimited>(&mut out);
             for b in batches {
                 w.write(b)?;
             }
@@ -357,6 +360,12 @@ mod tests {
         }
         w.finish().unwrap();
         String::from_utf8(buf).unwrap()
+    }
+
+    fn rows_as_json_text(batches: &[RecordBatch]) -> Result<String> {
+        let mut out = Vec::new();
+        write_json_rows(&mut out, batches)?;
+        Ok(String::from_utf8(out)?)
     }
 
     #[test]

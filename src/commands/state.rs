@@ -100,13 +100,14 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         // The rows go out as Arrow's JSON writer wrote them, spliced in as
         // the summary's last member: a state can have many rows, and
         // wrapping them in a RawValue would parse them all again.
-        let rows = super::query::rows_as_json_text(&rows)?;
         let summary = serde_json::to_string_pretty(&answer)?;
         let members = summary
             .strip_suffix("\n}")
             .context("the summary is a JSON object")?;
         let mut out = std::io::stdout().lock();
-        write!(out, "{members},\n  \"rows\": {rows}\n}}\n")?;
+        write!(out, "{members},\n  \"rows\": ")?;
+        super::query::write_json_rows(&mut out, &rows)?;
+        write!(out, "\n}}\n")?;
         out.flush()?;
         return Ok(());
     }
