@@ -152,6 +152,32 @@ fn not_on_disk(path: &str) -> datafusion::object_store::Error {
     }
 }
 
+/// The object-store path of lake file `rel` under `root` (canonical), as
+/// `Path::from_absolute_path` makes it. With `base` (`root`'s own), a
+/// path of plain characters (every name evlake writes) is `base` plus
+/// itself, with no URL round trip (that had been ~3 ms of every command
+/// on a lake of ~1,500 files).
+fn object_path(root: &std::path::Path, base: Option<&str>, rel: &str) -> Result<String> {
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=._-".contains(&b))
+    };
+    match base {
+        Some(base) if !rel.is_empty() && rel.split('/').all(plain) => Ok(if base.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{base}/{rel}")
+        }),
+        _ => Ok(Path::from_absolute_path(root.join(rel))
+            .with_context(|| format!("`{rel}` is not a valid path"))?
+            .to_string()),
+    }
+}
+
 /// The local file system, listing only committed files under the lake's
 /// table directories (see the module docs).
 #[derive(Debug)]
@@ -166,11 +192,8 @@ impl CommittedStore {
     pub fn new(lake: &Lake, state: &LakeState) -> Result<CommittedStore> {
         let root = std::fs::canonicalize(lake.root())
             .with_context(|| format!("failed to resolve `{}`", lake.root().display()))?;
-        let path = |rel: &str| -> Result<String> {
-            Ok(Path::from_absolute_path(root.join(rel))
-                .with_context(|| format!("`{rel}` is not a valid path"))?
-                .to_string())
-        };
+        let base = object_path(&root, None, "")?;
+        let path = |rel: &str| object_path(&root, Some(&base), rel);
         let dirs = crate::ingest::table_dirs()
             .iter()
             .map(|d| Ok(format!("{}/", path(d)?)))
@@ -476,6 +499,38 @@ mod tests {
             store.get(&missing).await,
             Err(datafusion::object_store::Error::NotFound { .. })
         ));
+    }
+
+    /// A lake path is the object-store path `Path::from_absolute_path`
+    /// gives, plain or not, at any root.
+    #[test]
+    fn object_paths_are_the_object_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        for root in [
+            std::fs::canonicalize(dir.path()).unwrap(),
+            dir.path().join("a lake%20with é"),
+            std::path::PathBuf::from("/"),
+        ] {
+            let base = object_path(&root, None, "").unwrap();
+            for rel in [
+                "bronze/events/event_date=2024-03-01/part-0f-00001.parquet",
+                "state/.problems/balances/ledger/as_of=20240429T235959.999999Z/part.parquet",
+                "silver/events",
+                "odd name/x%41.parquet",
+                "a/./b",
+                "a/../b",
+                "é/x",
+            ] {
+                assert_eq!(
+                    object_path(&root, Some(&base), rel).ok(),
+                    Path::from_absolute_path(root.join(rel))
+                        .ok()
+                        .map(|p| p.to_string()),
+                    "{} {rel}",
+                    root.display()
+                );
+            }
+        }
     }
 
     /// A table directory's listing is its committed files, with the
