@@ -3,10 +3,10 @@
 //! Every table is registered under its logical name (`bronze_events`,
 //! `bronze_late`, ...), so SQL never sees a path. Tables are Hive-partitioned
 //! listings of the lake's directories with `event_date` typed as `Date32`
-//! and bronze's sort order declared. Writers remove orphan files under the
-//! lock before they read, so what a writer lists is exactly the committed
-//! state; read-only commands can see a crashed run's orphans until the next
-//! writer runs (the same window outside readers have).
+//! and bronze's sort order declared. After `Engine::read_committed`, a
+//! table directory lists as the log's files under it (`CommittedStore`),
+//! so no reader sees a crashed run's orphans (outside readers, globbing
+//! the directories, can until the next writer removes them).
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
