@@ -371,7 +371,16 @@ impl ObjectStore for CommittedStore {
             let metas: Vec<Res<ObjectMeta>> = self
                 .visible
                 .under(prefix)
-                .map(|f| self.stat(&Path::from(f.as_str())))
+                .map(|f| {
+                    // Already an object-store path (encoded where needed).
+                    let location = Path::parse(f.as_str()).map_err(|e| {
+                        datafusion::object_store::Error::Generic {
+                            store: "CommittedStore",
+                            source: Box::new(e),
+                        }
+                    })?;
+                    self.stat(&location)
+                })
                 .collect();
             return futures::stream::iter(metas).boxed();
         }
@@ -539,9 +548,12 @@ mod tests {
     /// outside the tables lists as on disk.
     #[tokio::test]
     async fn a_table_lists_as_its_committed_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::new(dir.path());
-        let table = |rel: &str| dir.path().join(crate::bronze::DIR).join(rel);
+        let tmp = tempfile::tempdir().unwrap();
+        // A lake whose own path needs encoding in an object-store path.
+        let dir = tmp.path().join("a lake %41 é");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lake = Lake::new(&dir);
+        let table = |rel: &str| dir.join(crate::bronze::DIR).join(rel);
         for rel in [
             "event_date=2024-03-01/a.parquet",
             "event_date=2024-03-02/b.parquet",
@@ -550,8 +562,8 @@ mod tests {
             std::fs::write(table(rel), rel.as_bytes()).unwrap();
         }
         std::fs::write(table("event_date=2024-03-02/orphan.parquet"), b"x").unwrap();
-        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
-        std::fs::write(dir.path().join("elsewhere/c.parquet"), b"c").unwrap();
+        std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+        std::fs::write(dir.join("elsewhere/c.parquet"), b"c").unwrap();
         let file = |partition: &str, name: &str| {
             let path = format!("{}/event_date={partition}/{name}", crate::bronze::DIR);
             let action: crate::log::FileAction = serde_json::from_value(serde_json::json!({
@@ -570,7 +582,7 @@ mod tests {
         }
         let store = CommittedStore::new(&lake, &state).unwrap();
         let fs = LocalFileSystem::new();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let root = std::fs::canonicalize(&dir).unwrap();
         let at = |rel: &str| Path::from_absolute_path(root.join(rel)).unwrap();
         let sorted = |mut v: Vec<ObjectMeta>| {
             v.sort_by(|a, b| a.location.cmp(&b.location));
