@@ -590,18 +590,29 @@ pub fn query(
         // The events replayed are counted meanwhile too.
         // Each on a worker of its own: planning one is ~5 ms on one core.
         let inputs = model.inputs();
-        let rows = tokio::spawn(present.collect());
+        let rows = tokio::spawn(async move {
+            let rows = present.collect().await;
+            crate::fault::trace(started, "state computed");
+            rows
+        });
         let problems = tokio::spawn({
             let (engine, model, key) = (engine.clone(), model.clone(), q.key.clone());
-            async move { run_checks(&engine, &model, key.as_deref(), checks).await }
+            async move {
+                let problems = run_checks(&engine, &model, key.as_deref(), checks).await;
+                crate::fault::trace(started, "problems checked");
+                problems
+            }
         });
         let replayed = tokio::spawn({
             let ctx = ctx.clone();
-            async move { count_rows(&ctx, &inputs, "").await }
+            async move {
+                let n = count_rows(&ctx, &inputs, "").await;
+                crate::fault::trace(started, "replayed events counted");
+                n
+            }
         });
         let (rows, problems, replayed) = tokio::join!(rows, problems, replayed);
         let (rows, problems, replayed) = (rows??, problems??, replayed??);
-        trace("state computed and problems checked");
         anyhow::Ok((rows, replayed, problems))
     })?;
     rt.shutdown_background();
