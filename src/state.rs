@@ -599,7 +599,7 @@ pub fn query(
             let (engine, model, key) = (engine.clone(), model.clone(), q.key.clone());
             async move {
                 let problems = run_checks(&engine, &model, key.as_deref(), checks).await;
-                crate::fault::trace(started, "problems checked");
+                crate::fault::trace(started, "problem checks done");
                 problems
             }
         });
