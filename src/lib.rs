@@ -28,6 +28,7 @@ pub mod reconcile;
 pub mod report;
 pub mod silver;
 pub mod state;
+pub mod table;
 pub mod time;
 pub mod udf;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -121,31 +121,43 @@ fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
     }
 }
 
-/// For an unknown table that is one of evlake's derived tables: why it is
-/// not there yet.
+/// For an unknown table that is one of evlake's: why it is not there. A
+/// name qualified with a schema (`silver.ledger`) is not one of its names
+/// (evlake's tables are named bare, in the default schema); a derived
+/// table named bare is not built yet.
 fn not_built_hint(e: &datafusion::error::DataFusionError) -> String {
     let text = e.to_string();
-    let Some(name) = text
+    let Some(full) = text
         .split_once("table '")
         .and_then(|(_, rest)| rest.split_once("' not found"))
-        .map(|(name, _)| name.rsplit('.').next().unwrap_or(name))
+        .map(|(full, _)| full)
     else {
         return String::new();
     };
-    match super::tables::known_tables()
-        .into_iter()
-        .find(|(table, layer, _)| *table == name && matches!(*layer, "silver" | "gold"))
-    {
-        Some((_, layer, _)) => format!(
+    let (qualifier, name) = full.rsplit_once('.').unwrap_or(("", full));
+    let known = super::tables::known_tables();
+    let Some((_, layer, _)) = known.iter().find(|(table, _, _)| *table == name) else {
+        return String::new();
+    };
+    if !matches!(qualifier, "" | "datafusion.public" | "public") {
+        format!(
+            " (evlake's tables are named without a schema or layer: `FROM {name}`, not \
+             `FROM {full_as_written}`; `evlake tables` lists them)",
+            full_as_written = full.strip_prefix("datafusion.").unwrap_or(full)
+        )
+    } else if matches!(*layer, "silver" | "gold") {
+        format!(
             " (`{name}` has no rows in this lake yet: `evlake run` builds {layer} from bronze; \
              `evlake tables` lists the tables there are)"
-        ),
-        None => String::new(),
+        )
+    } else {
+        String::new()
     }
 }
 
-/// At most this many rows are shown by `--format table` (each cell is
-/// laid out in memory first); the rest are counted, and stderr says so.
+/// At most this many rows are shown by `--format table` (the columns'
+/// widths need every row before the first line is written, so the rows
+/// are held); the rest are counted, and stderr says so.
 pub const TABLE_ROWS: usize = 10_000;
 
 /// `query`'s rows on their way to stdout.
@@ -299,8 +311,7 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Table => {
-            let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
-            writeln!(out, "{text}")?;
+            crate::table::write(&mut out, batches)?;
         }
         Format::Csv => {
             let mut w = datafusion::arrow::csv::WriterBuilder::new()

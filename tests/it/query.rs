@@ -71,6 +71,20 @@ fn query_reads_bronze_by_its_logical_name() {
         "{}",
         stderr(&o)
     );
+    // A layer is not a schema: the hint names the table as it is, and
+    // does not claim a built table is missing.
+    let o = run(&lake, &["query", "SELECT count(*) FROM silver.sessions"]);
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`FROM sessions`, not `FROM silver.sessions`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("no rows in this lake yet"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
