@@ -47,6 +47,8 @@ pub fn write(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
         writeln!(out, "{text}")?;
         return Ok(());
     }
+    // Stdout is line-buffered: a write per line was a syscall per row.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut rule = String::from("+");
     for w in &widths {
         rule.extend(std::iter::repeat_n('-', w + 2));
@@ -80,6 +82,7 @@ pub fn write(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
         }
     }
     out.write_all(rule.as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 
