@@ -129,15 +129,28 @@ fn print_table(out: &mut impl Write, rows: &[LatenessRow], by: By) -> Result<()>
         By::Partition => "event_date",
         By::Batch => "commit",
     };
+    // A batch's input files; a partition has none (its events came from
+    // any batch), so its table has no such column.
+    let sources = |s: &str| match by {
+        By::Partition => String::new(),
+        By::Batch => format!("  {s}"),
+    };
     writeln!(
         out,
-        "{key:<12} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}  sources",
-        "events", "late", "side", "p50", "p90", "p99", "max"
+        "{key:<12} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}{}",
+        "events",
+        "late",
+        "side",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        sources("sources")
     )?;
     for r in rows {
         writeln!(
             out,
-            "{:<12} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}  {}",
+            "{:<12} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}{}",
             r.key,
             r.events,
             r.late,
@@ -146,7 +159,7 @@ fn print_table(out: &mut impl Write, rows: &[LatenessRow], by: By) -> Result<()>
             d(r.p90_ms),
             d(r.p99_ms),
             d(r.max_ms),
-            r.sources
+            sources(&r.sources)
         )?;
     }
     Ok(())

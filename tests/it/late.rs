@@ -451,6 +451,19 @@ fn lateness_report_reads_the_log_in_every_format() {
     let table = String::from_utf8(run(&lake, &["lateness"]).stdout).unwrap();
     assert!(table.contains("on time"), "{table}");
     assert!(table.contains("late > 24h"), "{table}");
+    // By partition there are no input files to show: no empty column.
+    let header = table.lines().find(|l| l.starts_with("event_date")).unwrap();
+    assert!(!header.contains("sources"), "{table}");
+    // By batch, each commit's row names the files it ingested.
+    let table = String::from_utf8(run(&lake, &["lateness", "--by", "batch"]).stdout).unwrap();
+    let header = table.lines().find(|l| l.starts_with("commit")).unwrap();
+    assert!(header.ends_with("sources"), "{table}");
+    let commits: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(commits.len(), 3, "{table}");
+    assert!(commits.iter().all(|l| l.contains(".jsonl")), "{table}");
 }
 
 #[test]
