@@ -1249,6 +1249,11 @@ pub fn history(
         let engine = Engine::new(engine_opts)?;
         engine.read_committed(lake, state)?;
         let ctx = engine.bare()?;
+        // One entity's events out of every date's: its key filter is
+        // evaluated while decoding, so the other columns (`properties`
+        // too) are decoded only for its rows (~30% of `history` on the 5M
+        // bench lake, for each shipped model).
+        engine::push_filters_into_scans(&ctx);
         let window = Window {
             after: None,
             up_to: as_of,

@@ -64,7 +64,18 @@ SELECT
         ORDER BY l.event_timestamp, l.event_id ROWS UNBOUNDED PRECEDING
     ) AS DECIMAL(18, 2)) AS balance
 FROM ledger l
-LEFT JOIN ledger c ON c.event_id = l.corrects_event_id
+-- The events this account's corrections name, found by those ids alone: a
+-- join on `l.corrects_event_id` itself passes every one of its values,
+-- NULLs included, to the scan of `c` as a filter, and with a NULL in it
+-- the scan can skip no file (DataFusion 55), so it read the whole ledger.
+LEFT JOIN (
+    SELECT event_id, event_timestamp, amount
+    FROM ledger
+    WHERE event_id IN (
+        SELECT corrects_event_id FROM ledger
+        WHERE account_id = $1 AND corrects_event_id IS NOT NULL
+    )
+) c ON c.event_id = l.corrects_event_id
 WHERE l.account_id = $1
 ORDER BY l.event_timestamp, l.event_id;
 
