@@ -11,8 +11,9 @@
 //! A snapshot (`LAKE/state/MODEL/as_of=…/`) stores the raw combined
 //! aggregate at its as-of time. It is valid only while no later commit
 //! added a bronze event with `event_timestamp <= as_of` (every bronze file
-//! records its smallest event time) and the model's SQL and silver's SQL
-//! and settings are the ones it was built with. An invalid snapshot is
+//! records its smallest event time) and the model's `delta`, `combine`
+//! and `problems` queries and silver's SQL and settings are the ones it
+//! was built with. An invalid snapshot is
 //! never used.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,10 +109,22 @@ impl Model {
         Ok(model)
     }
 
-    /// The fingerprint a snapshot is built with: the model's SQL and
-    /// silver's (a change to either makes old snapshots invalid).
+    /// The fingerprint a snapshot is built with: the model's queries that
+    /// decide what a snapshot holds (`delta` and `combine` its rows,
+    /// `problems` the problem events it keeps) and silver's SQL; a change
+    /// to any makes old snapshots invalid. `present`, `history` and
+    /// comments are read afresh by every answer, so editing them keeps
+    /// the snapshots.
     pub fn fingerprint(&self, silver_fingerprint: &str) -> String {
-        dirty::fingerprint(&[&self.text, silver_fingerprint])
+        dirty::fingerprint(&[
+            "delta",
+            &self.delta,
+            "combine",
+            &self.combine,
+            "problems",
+            self.problems.as_deref().unwrap_or(""),
+            silver_fingerprint,
+        ])
     }
 
     /// The log's table name for this model's snapshots.
@@ -277,7 +290,10 @@ pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Sna
                 .iter()
                 .find(|(v, t)| *v > p.version && *t <= as_of_us);
             let invalid_because = if built.as_deref() != Some(fp.as_str()) {
-                Some("the model's SQL or silver's SQL/settings changed".to_string())
+                Some(
+                    "the model's delta, combine or problems query, or silver's SQL/settings, changed"
+                        .to_string(),
+                )
             } else {
                 late.map(|(v, t)| {
                     format!(
@@ -1288,6 +1304,47 @@ pub fn all_snapshots(lake: &Lake, state: &LakeState) -> Result<Vec<Snapshot>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_queries_a_snapshot_is_built_from_decide_its_fingerprint() {
+        let text = include_str!("../sql/state/balances.sql");
+        let fp = |t: &str| {
+            Model::parse("balances", "test", t)
+                .unwrap()
+                .fingerprint("silver")
+        };
+        let edit = |from: &str, to: &str| {
+            assert!(text.contains(from), "{from}");
+            fp(&text.replacen(from, to, 1))
+        };
+        let base = fp(text);
+        // Comments, `present` and `history` are read by every answer.
+        assert_eq!(fp(&format!("-- a note\n{text}")), base);
+        assert_eq!(
+            edit("ORDER BY account_id;", "ORDER BY account_id DESC;"),
+            base
+        );
+        assert_eq!(
+            edit("WHERE l.account_id = $1", "WHERE $1 = l.account_id"),
+            base
+        );
+        // What a snapshot holds changes with these.
+        assert_ne!(
+            edit("SUM(amount) AS balance", "SUM(-amount) AS balance"),
+            base
+        );
+        assert_ne!(
+            edit("SUM(balance) AS balance", "MAX(balance) AS balance"),
+            base
+        );
+        assert_ne!(edit("'correction of an unknown event'", "'x'"), base);
+        assert_ne!(
+            Model::parse("balances", "test", text)
+                .unwrap()
+                .fingerprint("other silver"),
+            base
+        );
+    }
 
     #[test]
     fn snapshot_keys_round_trip() {

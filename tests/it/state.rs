@@ -482,6 +482,35 @@ fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
     let v = state(&lake, "balances", "2024-03-12", &[]);
     assert_eq!(v["snapshot"]["as_of"], "2024-03-11T23:59:59.999999Z");
     assert_eq!(balances(&v), pairs(&[("A", "111.75")]));
+
+    // The lake's own `balances` replaces the built-in one. Editing what
+    // it prints keeps the snapshot; editing what a snapshot holds does not.
+    let builtin = include_str!("../../sql/state/balances.sql");
+    let own = |from: &str, to: &str| {
+        assert!(builtin.contains(from), "{from}");
+        std::fs::create_dir_all(lake.join("models")).unwrap();
+        std::fs::write(
+            lake.join("models/balances.sql"),
+            builtin.replacen(from, to, 1),
+        )
+        .unwrap();
+    };
+    own("ORDER BY account_id;", "ORDER BY account_id DESC;");
+    let v = state(&lake, "balances", "2024-03-12", &[]);
+    assert_eq!(v["snapshot"]["as_of"], "2024-03-11T23:59:59.999999Z", "{v}");
+    own("COUNT(*) AS entries", "COUNT(event_id) AS entries");
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(st["snapshots"][0]["valid"], false, "{st}");
+    assert!(
+        st["snapshots"][0]["invalid_because"]
+            .as_str()
+            .unwrap()
+            .contains("delta, combine or problems query"),
+        "{st}"
+    );
+    let v = state(&lake, "balances", "2024-03-12", &[]);
+    assert_eq!(v["snapshot"], Value::Null, "{v}");
+    assert_eq!(balances(&v), pairs(&[("A", "111.75")]));
 }
 
 #[test]
