@@ -86,5 +86,11 @@ SELECT
     concat('corrects_event_id ', COALESCE(l.corrects_event_id, 'missing')) AS detail
 FROM ledger l
 WHERE l.event_type = 'correction'
-  AND NOT EXISTS (SELECT 1 FROM ledger_all c WHERE c.event_id = l.corrects_event_id)
+  -- A correction without a target looks for '' (no event has an empty
+  -- id: ingest quarantines it), not NULL: the ids looked up go to the
+  -- scan of `ledger_all` as a filter, and one NULL among them stops it
+  -- from skipping anything (see history above).
+  AND NOT EXISTS (
+      SELECT 1 FROM ledger_all c WHERE c.event_id = COALESCE(l.corrects_event_id, '')
+  )
 ORDER BY l.event_id;

@@ -206,6 +206,8 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
             // one of an unknown event.
             correction("c3", "2024-03-11T13:00:00Z", "A", "d1", "-3.00"),
             correction("c4", "2024-03-11T14:00:00Z", "A", "gone", "-4.00"),
+            // ...and one that names no event at all.
+            ledger("c5", "correction", "2024-03-11T15:00:00Z", "A", "-5.00"),
         ],
         "2024-03-12T02:00:00Z",
     );
@@ -250,11 +252,16 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
         assert_eq!(a["rows"], b["rows"], "as of {as_of}");
     }
     // Before d9: c1 and c2 are problems; once d9 happened, only c2; the
-    // new events add c4 (c3's event is before the snapshot).
+    // new events add c4 and c5 (c3's event is before the snapshot).
     let at = |t: &str| state(&lake, "balances", t, &[]);
     assert_eq!(problem_ids(&at("2024-03-11T00:30:00Z")), ["c1", "c2"]);
     assert_eq!(problem_ids(&at("2024-03-11T12:30:00Z")), ["c2"]);
-    assert_eq!(problem_ids(&at("2024-03-11")), ["c2", "c4"]);
+    let end = at("2024-03-11");
+    assert_eq!(problem_ids(&end), ["c2", "c4", "c5"]);
+    assert_eq!(
+        end["problems"][2]["detail"], "corrects_event_id missing",
+        "{end}"
+    );
     // The snapshot keeps its problem events beside it, and the ids of
     // every ledger event up to its time, which the new events' check
     // reads instead of every ledger file.
