@@ -402,6 +402,16 @@ fn problems_that_read_more_than_event_ids_skip_the_snapshot_keys() {
     assert_eq!(trace_of(&lake, "two_tables", "2024-03-11"), KEYS_USED);
 }
 
+/// Why `status` calls the lake's first snapshot invalid (it must be).
+fn first_snapshot_invalid_because(lake: &Path) -> String {
+    let st = ok(lake, &["status", "--json"]);
+    assert_eq!(st["snapshots"][0]["valid"], false, "{st}");
+    st["snapshots"][0]["invalid_because"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -472,14 +482,7 @@ fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
         &lake,
         &["silver", "--processing-time", "2024-03-15T02:00:00Z"],
     );
-    let st = ok(&lake, &["status", "--json"]);
-    assert_eq!(st["snapshots"][0]["valid"], false, "{st}");
-    assert!(
-        st["snapshots"][0]["invalid_because"]
-            .as_str()
-            .unwrap()
-            .contains("2024-03-10T23:00:00Z")
-    );
+    assert!(first_snapshot_invalid_because(&lake).contains("2024-03-10T23:00:00Z"));
     let v = state(&lake, "balances", "2024-03-12", &[]);
     assert_eq!(v["snapshot"], Value::Null, "{v}");
     assert_eq!(v["events_replayed"], 5);
@@ -506,15 +509,7 @@ fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
     let v = state(&lake, "balances", "2024-03-12", &[]);
     assert_eq!(v["snapshot"]["as_of"], "2024-03-11T23:59:59.999999Z", "{v}");
     own("COUNT(*) AS entries", "COUNT(event_id) AS entries");
-    let st = ok(&lake, &["status", "--json"]);
-    assert_eq!(st["snapshots"][0]["valid"], false, "{st}");
-    assert!(
-        st["snapshots"][0]["invalid_because"]
-            .as_str()
-            .unwrap()
-            .contains("delta, combine or problems query"),
-        "{st}"
-    );
+    assert!(first_snapshot_invalid_because(&lake).contains("delta, combine or problems query"));
     let v = state(&lake, "balances", "2024-03-12", &[]);
     assert_eq!(v["snapshot"], Value::Null, "{v}");
     assert_eq!(balances(&v), pairs(&[("A", "111.75")]));
