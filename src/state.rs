@@ -13,8 +13,7 @@
 //! added a bronze event with `event_timestamp <= as_of` (every bronze file
 //! records its smallest event time) and the model's `delta`, `combine`
 //! and `problems` queries and silver's SQL and settings are the ones it
-//! was built with. An invalid snapshot is
-//! never used.
+//! was built with. An invalid snapshot is never used.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
