@@ -210,7 +210,7 @@ pub fn event_id_bloom(df: &DataFrame, ndv: u64) -> datafusion::config::TableParq
 }
 
 /// `df`'s session Parquet options (see [`crate::engine`]).
-fn session_options(df: &DataFrame) -> datafusion::config::TableParquetOptions {
+pub fn session_options(df: &DataFrame) -> datafusion::config::TableParquetOptions {
     datafusion::config::TableParquetOptions {
         global: df
             .task_ctx()

@@ -52,7 +52,6 @@ pub struct Model {
     pub name: String,
     /// `built-in` or the file it was read from.
     pub source: String,
-    pub text: String,
     pub delta: String,
     pub combine: String,
     pub present: String,
@@ -91,13 +90,35 @@ impl Model {
         let model = Model {
             name: name.to_string(),
             source: source.to_string(),
-            text: text.to_string(),
             delta: need(take("delta"), "delta")?,
             combine: need(take("combine"), "combine")?,
             present: need(take("present"), "present")?,
             history: take("history").filter(|q| !q.is_empty()),
             problems: take("problems").filter(|q| !q.is_empty()),
         };
+        // A session's row changes with events after its start (they extend
+        // it), so it has no event time a window or a snapshot could cut it
+        // at: an answer "as of T" would hold what came after T.
+        let queries = [
+            Some(&model.delta),
+            Some(&model.present),
+            model.history.as_ref(),
+            model.problems.as_ref(),
+        ];
+        if let Some(t) = [
+            silver::SESSIONS_TABLE.to_string(),
+            format!("{}_all", silver::SESSIONS_TABLE),
+        ]
+        .into_iter()
+        .find(|t| queries.iter().flatten().any(|q| tables_read(q).contains(t)))
+        {
+            return Err(Failure::Usage(format!(
+                "model `{name}` ({source}) reads `{t}`, which a state model cannot: a session \
+                 changes with events after it started, so it has no event time to replay it \
+                 by; read `events` (every event carries its session_id)"
+            ))
+            .into());
+        }
         if let Some(extra) = parts.keys().next() {
             return Err(Failure::Usage(format!(
                 "model `{name}` ({source}): unknown query name `{extra}` \
@@ -162,35 +183,63 @@ impl Model {
         let Some(sql) = &self.problems else {
             return (Vec::new(), Vec::new());
         };
+        let read = tables_read(sql);
         let tables = silver::all_tables();
         let checked = tables
             .iter()
             .copied()
-            .filter(|t| mentions(sql, t))
+            .filter(|t| read.contains(*t))
             .collect();
         let context = tables
             .iter()
             .copied()
-            .filter(|t| mentions(sql, &format!("{t}_all")))
+            .filter(|t| read.contains(&format!("{t}_all")))
             .collect();
         (checked, context)
     }
 
-    /// Silver tables the model's queries mention.
-    fn inputs(&self) -> Vec<&'static str> {
-        silver::all_tables()
-            .into_iter()
-            .filter(|t| mentions(&self.text, t))
-            .collect()
+    /// The silver tables a state answer replays: those `delta` reads.
+    /// Their rows in the window are the answer's `events_replayed`.
+    fn replayed(&self) -> Vec<&'static str> {
+        reads(&[&self.delta])
+    }
+
+    /// The silver tables a state answer registers (as the window): those
+    /// `delta` or `present` reads.
+    fn answer_inputs(&self) -> Vec<&'static str> {
+        reads(&[&self.delta, &self.present])
     }
 }
 
-/// Does `sql` (outside `--` comments) use the word `table`?
-fn mentions(sql: &str, table: &str) -> bool {
-    sql.lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
-        .any(|w| w == table)
+/// The silver tables any of `queries` reads.
+fn reads(queries: &[&str]) -> Vec<&'static str> {
+    let read: BTreeSet<String> = queries.iter().flat_map(|q| tables_read(q)).collect();
+    silver::all_tables()
+        .into_iter()
+        .filter(|t| read.contains(*t))
+        .collect()
+}
+
+/// The names of the tables `sql` reads, as DataFusion resolves them (not
+/// a CTE, a column or an alias of the same name), lower case. If it does
+/// not parse, every word it uses outside `--` comments: running it then
+/// reports why it does not parse.
+fn tables_read(sql: &str) -> BTreeSet<String> {
+    let parsed = datafusion::sql::parser::DFParser::parse_sql(sql).and_then(|statements| {
+        let mut names = BTreeSet::new();
+        for s in &statements {
+            let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(s, true)?;
+            names.extend(tables.iter().map(|t| t.table().to_string()));
+        }
+        Ok(names)
+    });
+    parsed.unwrap_or_else(|_| {
+        sql.lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+            .map(str::to_ascii_lowercase)
+            .collect()
+    })
 }
 
 /// Every model: the built-in ones, then `LAKE/models/*.sql` (which may
@@ -520,8 +569,7 @@ async fn combined(
     window: Window,
     from_snapshot: bool,
 ) -> Result<DataFrame> {
-    let inputs = model.inputs();
-    register_window(ctx, lake, &inputs, window, "").await?;
+    register_window(ctx, lake, &model.answer_inputs(), window, "").await?;
     let delta = ctx
         .sql(&model.delta)
         .await
@@ -604,7 +652,7 @@ pub fn query(
         trace("problem checks planned");
         // The events replayed are counted meanwhile too.
         // Each on a worker of its own: planning one is ~5 ms on one core.
-        let inputs = model.inputs();
+        let inputs = model.replayed();
         let rows = tokio::spawn(async move {
             let rows = present.collect().await;
             crate::fault::trace(started, "state computed");
@@ -682,8 +730,8 @@ impl From<Tables> for Check {
 /// its time).
 ///
 /// In the first, every event of a consulted table (`{t}_all`) is the
-/// snapshot's keys (the ids of every event up to its time, one file with
-/// small, Bloom-filtered row groups) plus the window's ids, when the
+/// snapshot's keys (the ids of every event up to its time, sorted, in one
+/// file of small row groups) plus the window's ids, when the
 /// query reads only `event_id` of it: otherwise it does not plan with that
 /// one column, and runs over the events' rows (which opens a file per
 /// date).
@@ -787,8 +835,8 @@ async fn snapshot_keys(
     else {
         return Ok(None);
     };
-    // Served from memory: a lookup reads hundreds of small ranges (a
-    // Bloom filter per row group, then the groups that may match), which
+    // Served from memory: a lookup reads hundreds of small ranges (the
+    // row groups whose min/max may hold a key looked up), which
     // from a local file cost a blocking task each. Mapped, not read, so
     // only those ranges are paged in, at any file size (reading the whole
     // file had been ~9% of a snapshot answer's CPU on the 5M bench lake).
@@ -814,7 +862,17 @@ async fn snapshot_keys(
     let url = datafusion::execution::object_store::ObjectStoreUrl::parse(&root)?;
     ctx.runtime_env()
         .register_object_store(url.as_ref(), Arc::new(store));
-    register_url(ctx, &name, &format!("{root}{t}/")).await?;
+    // The ids a lookup's join passes as an IN list (up to 4096, see
+    // `Engine::sorted_lookups`) are checked against each row group's
+    // min/max, which in a sorted file leaves about one group per id (the
+    // default checks a list of at most 20, and then reads every group).
+    // Keys files of older snapshots have Bloom filters too: left unread,
+    // they passed most groups once a lookup had more than ~20 ids.
+    register_url_with(ctx, &name, &format!("{root}{t}/"), |o| {
+        o.max_in_list_size = 4096;
+        o.bloom_filter_on_read = false;
+    })
+    .await?;
     Ok(Some(ctx.table(name.as_str()).await?))
 }
 
@@ -872,15 +930,20 @@ async fn run_checks(
     };
     let what = format!("model `{}`: problems", model.name);
     let what = what.as_str();
-    let plan = |tables: Tables| async move {
-        let ctx = engine.lookups()?;
+    let plan = |tables: Tables, by_keys: bool| async move {
+        let ctx = if by_keys {
+            engine.sorted_lookups()?
+        } else {
+            engine.lookups()?
+        };
         for (name, df) in tables {
             ctx.register_table(name.as_str(), df.into_view())?;
         }
         with_key(&ctx, sql, key, what).await
     };
     let run = |check: Check| async move {
-        let df = match (plan(check.tables).await, check.fallback) {
+        let by_keys = check.fallback.is_some();
+        let df = match (plan(check.tables, by_keys).await, check.fallback) {
             (Ok(df), Some(_)) => {
                 crate::fault::trace_note("problems checked over the snapshot's keys");
                 df
@@ -890,7 +953,7 @@ async fn run_checks(
                 crate::fault::trace_note(
                     "the problems query reads more than event_id: checked over every event's rows",
                 );
-                plan(fallback).await?
+                plan(fallback, false).await?
             }
             (Err(e), None) => return Err(e),
         };
@@ -969,9 +1032,21 @@ async fn register_files(ctx: &SessionContext, name: &str, lake: &Lake, file: &st
 /// Register the Parquet files under `url` (a directory, local or in a
 /// registered object store) as `name`, with the session's options.
 async fn register_url(ctx: &SessionContext, name: &str, url: &str) -> Result<()> {
+    register_url_with(ctx, name, url, |_| {}).await
+}
+
+/// [`register_url`], with `tune` applied to the session's Parquet options.
+async fn register_url_with(
+    ctx: &SessionContext,
+    name: &str,
+    url: &str,
+    tune: impl FnOnce(&mut datafusion::config::ParquetOptions),
+) -> Result<()> {
+    let mut parquet = ctx.state().table_options().parquet.clone();
+    tune(&mut parquet.global);
     let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
         datafusion::datasource::file_format::parquet::ParquetFormat::default()
-            .with_options(ctx.state().table_options().parquet.clone()),
+            .with_options(parquet),
     ))
     .with_file_extension(".parquet");
     ctx.register_listing_table(name, url, options, None, None)
@@ -993,15 +1068,15 @@ async fn write_file(df: DataFrame, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Rows per row group of a snapshot's keys: a lookup of a few ids decodes
-/// only the groups whose Bloom filter may hold one of them.
+/// Rows per row group of a snapshot's keys: a lookup decodes only the
+/// groups whose min/max range holds an id it looks up.
 const KEY_GROUP_ROWS: usize = 1024;
 
 /// Write the `event_id`s of `df`, sorted, as one Parquet file in `dir`
-/// (created) of [`KEY_GROUP_ROWS`]-row groups, each with a Bloom filter.
+/// (created) of [`KEY_GROUP_ROWS`]-row groups.
 async fn write_keys(df: DataFrame, dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut options = derive::event_id_bloom(&df, KEY_GROUP_ROWS as u64);
+    let mut options = derive::session_options(&df);
     options.global.max_row_group_size = KEY_GROUP_ROWS;
     df.select_columns(&["event_id"])?
         .sort(vec![col("event_id").sort(true, false)])?
@@ -1127,7 +1202,7 @@ pub fn snapshot(
             known_at: None,
         };
         let df = combined(&ctx, lake, model, window, from.is_some()).await?;
-        let replayed = count_rows(&ctx, &model.inputs(), "").await?;
+        let replayed = count_rows(&ctx, &model.replayed(), "").await?;
         write_file(df, &staged.join(&part_dir))
             .await
             .context("writing the snapshot")?;
@@ -1274,7 +1349,7 @@ pub fn history(
             up_to: as_of,
             known_at,
         };
-        register_window(&ctx, lake, &model.inputs(), window, "").await?;
+        register_window(&ctx, lake, &reads(&[sql]), window, "").await?;
         Ok(with_key(
             &ctx,
             sql,
@@ -1343,6 +1418,59 @@ mod tests {
                 .fingerprint("other silver"),
             base
         );
+    }
+
+    #[test]
+    fn the_tables_a_query_reads_are_its_relations_not_its_words() {
+        let read = |sql: &str| tables_read(sql).into_iter().collect::<Vec<_>>();
+        // Aliases, columns and CTEs of a table's name are not reads of it;
+        // a subquery's table is.
+        assert_eq!(
+            read(
+                "WITH sessions AS (SELECT user_id FROM Events) \
+                 SELECT s.user_id, COUNT(*) AS purchases, l.signups FROM sessions s \
+                 JOIN (SELECT user_id, 1 AS signups FROM ledger_all) l USING (user_id) \
+                 WHERE $1 IS NULL GROUP BY 1, 3 -- FROM carts"
+            ),
+            ["events", "ledger_all"]
+        );
+        // A query that does not parse: its words (running it says why).
+        assert_eq!(
+            read("SELEC x FROM ledger"),
+            ["from", "ledger", "selec", "x"]
+        );
+        let model = |delta: &str, present: &str, history: &str| {
+            Model::parse(
+                "m",
+                "test",
+                &format!(
+                    "-- name: delta\n{delta}\n-- name: combine\nSELECT * FROM partials\n\
+                     -- name: present\n{present}\n-- name: history\n{history}\n"
+                ),
+            )
+        };
+        let m = model(
+            "SELECT user_id, COUNT(*) AS searches FROM events GROUP BY 1",
+            "SELECT s.*, p.n FROM state s LEFT JOIN (SELECT user_id, COUNT(*) AS n FROM purchases GROUP BY 1) p USING (user_id)",
+            "SELECT * FROM ledger WHERE account_id = $1",
+        )
+        .unwrap();
+        assert_eq!(m.replayed(), ["events"]);
+        assert_eq!(m.answer_inputs(), ["events", "purchases"]);
+        for (delta, history) in [
+            (
+                "SELECT user_id, COUNT(*) AS n FROM sessions GROUP BY 1",
+                "SELECT 1",
+            ),
+            (
+                "SELECT 1 AS sessions",
+                "SELECT * FROM sessions WHERE user_id = $1",
+            ),
+        ] {
+            let e = model(delta, "SELECT * FROM state", history).unwrap_err();
+            assert!(e.to_string().contains("reads `sessions`"), "{e}");
+        }
+        model("SELECT 1 AS sessions", "SELECT * FROM state", "SELECT 1").unwrap();
     }
 
     #[test]
