@@ -204,10 +204,11 @@ impl Model {
         reads(&[&self.delta])
     }
 
-    /// The silver tables a state answer registers (as the window): those
-    /// `delta` or `present` reads.
-    fn answer_inputs(&self) -> Vec<&'static str> {
-        reads(&[&self.delta, &self.present])
+    /// The silver tables `present` reads besides `state` (e.g. to enrich
+    /// its rows): every event up to the as-of time, as `history` sees
+    /// them, whether the answer starts from a snapshot or not.
+    fn present_reads(&self) -> Vec<&'static str> {
+        reads(&[&self.present])
     }
 }
 
@@ -569,7 +570,7 @@ async fn combined(
     window: Window,
     from_snapshot: bool,
 ) -> Result<DataFrame> {
-    register_window(ctx, lake, &model.answer_inputs(), window, "").await?;
+    register_window(ctx, lake, &model.replayed(), window, "").await?;
     let delta = ctx
         .sql(&model.delta)
         .await
@@ -638,9 +639,25 @@ pub fn query(
         trace("snapshot registered");
         let combined = combined(&ctx, lake, model, window, snapshot.is_some()).await?;
         trace("window registered");
-        ctx.register_table("state", combined.into_view())?;
+        // `present` reads the silver tables it names over every event up
+        // to as_of (in `ctx` they are the window after the snapshot): in a
+        // session of its own, if it names any.
+        let present_tables = model.present_reads();
+        let present_ctx = if present_tables.is_empty() {
+            ctx.clone()
+        } else {
+            let every = Window {
+                after: None,
+                up_to: q.as_of,
+                known_at: q.known_at,
+            };
+            let present_ctx = engine.lookups()?;
+            register_window(&present_ctx, lake, &present_tables, every, "").await?;
+            present_ctx
+        };
+        present_ctx.register_table("state", combined.into_view())?;
         let present = with_key(
-            &ctx,
+            &present_ctx,
             &model.present,
             q.key.as_deref(),
             &format!("model `{}`: present", model.name),
@@ -1456,7 +1473,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.replayed(), ["events"]);
-        assert_eq!(m.answer_inputs(), ["events", "purchases"]);
+        assert_eq!(m.present_reads(), ["purchases"]);
         for (delta, history) in [
             (
                 "SELECT user_id, COUNT(*) AS n FROM sessions GROUP BY 1",

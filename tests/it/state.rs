@@ -645,7 +645,9 @@ fn bad_models_and_times_exit_2() {
         lake.join("models/page_views.sql"),
         "-- name: delta\nSELECT user_id, COUNT(*) AS views FROM events WHERE event_type = 'page_view' GROUP BY user_id;\n\
          -- name: combine\nSELECT user_id, SUM(views) AS views FROM partials GROUP BY user_id;\n\
-         -- name: present\nSELECT user_id, views, views > 0 AS signups FROM state WHERE $1 IS NULL OR user_id = $1 ORDER BY user_id;\n\
+         -- name: present\nSELECT s.user_id, s.views, s.views > 0 AS signups, COALESCE(p.n, 0) AS bought FROM state s \
+         LEFT JOIN (SELECT user_id, COUNT(*) AS n FROM purchases GROUP BY user_id) p ON p.user_id = s.user_id \
+         WHERE $1 IS NULL OR s.user_id = $1 ORDER BY s.user_id;\n\
          -- name: history\nSELECT event_timestamp, order_id, amount FROM purchases WHERE user_id = $1 ORDER BY event_timestamp;\n",
     )
     .unwrap();
@@ -673,6 +675,27 @@ fn bad_models_and_times_exit_2() {
         .unwrap();
     assert!(n > 0);
     assert_eq!(v["rows"][0]["views"], n, "{v}");
+    // `present` reads `purchases` over every event up to --as-of, from a
+    // snapshot too: u4 bought at 14:30, before the snapshot at 15:00.
+    ok(
+        &lake,
+        &["snapshot", "page_views", "--as-of", "2024-03-15T15:00:00Z"],
+    );
+    let bought = |extra: &[&str]| {
+        let mut args = vec!["--key", "u4"];
+        args.extend_from_slice(extra);
+        let v = state(&lake, "page_views", "2024-03-15", &args);
+        (v["snapshot"].is_object(), v["rows"][0]["bought"].clone())
+    };
+    assert_eq!(bought(&[]), (true, 1.into()));
+    assert_eq!(bought(&["--no-snapshot"]), (false, 1.into()));
+    let before = state(
+        &lake,
+        "page_views",
+        "2024-03-15T14:00:00Z",
+        &["--key", "u4"],
+    );
+    assert_eq!(before["rows"][0]["bought"], 0, "{before}");
     // What it replays is what its delta reads (`events`): not the
     // `purchases` its history reads, nor `signups`, a column of present.
     let count = |sql: &str| -> u64 {
