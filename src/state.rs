@@ -110,8 +110,12 @@ impl Model {
             format!("{}_all", silver::SESSIONS_TABLE),
         ]
         .into_iter()
-        .find(|t| queries.iter().flatten().any(|q| tables_read(q).contains(t)))
-        {
+        .find(|t| {
+            queries
+                .iter()
+                .flatten()
+                .any(|q| parsed_tables(q).is_some_and(|read| read.contains(t)))
+        }) {
             return Err(Failure::Usage(format!(
                 "model `{name}` ({source}) reads `{t}`, which a state model cannot: a session \
                  changes with events after it started, so it has no event time to replay it \
@@ -222,19 +226,22 @@ fn reads(queries: &[&str]) -> Vec<&'static str> {
 }
 
 /// The names of the tables `sql` reads, as DataFusion resolves them (not
-/// a CTE, a column or an alias of the same name), lower case. If it does
-/// not parse, every word it uses outside `--` comments: running it then
-/// reports why it does not parse.
+/// a CTE, a column or an alias of the same name), lower case; `None` if
+/// it does not parse.
+fn parsed_tables(sql: &str) -> Option<BTreeSet<String>> {
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql).ok()?;
+    let mut names = BTreeSet::new();
+    for s in &statements {
+        let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(s, true).ok()?;
+        names.extend(tables.iter().map(|t| t.table().to_string()));
+    }
+    Some(names)
+}
+
+/// [`parsed_tables`], or if `sql` does not parse, every word it uses
+/// outside `--` comments (running it then reports why it does not parse).
 fn tables_read(sql: &str) -> BTreeSet<String> {
-    let parsed = datafusion::sql::parser::DFParser::parse_sql(sql).and_then(|statements| {
-        let mut names = BTreeSet::new();
-        for s in &statements {
-            let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(s, true)?;
-            names.extend(tables.iter().map(|t| t.table().to_string()));
-        }
-        Ok(names)
-    });
-    parsed.unwrap_or_else(|_| {
+    parsed_tables(sql).unwrap_or_else(|| {
         sql.lines()
             .map(|l| l.split("--").next().unwrap_or(""))
             .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
@@ -1488,6 +1495,9 @@ mod tests {
             assert!(e.to_string().contains("reads `sessions`"), "{e}");
         }
         model("SELECT 1 AS sessions", "SELECT * FROM state", "SELECT 1").unwrap();
+        // A query that does not parse is reported when it runs, with
+        // DataFusion's message, not as a read of `sessions`.
+        model("SELEC 1 FROM sessions", "SELECT * FROM state", "SELECT 1").unwrap();
     }
 
     #[test]
