@@ -12,7 +12,8 @@
 --   history  the audit trail of one key ($1), over every event it reads.
 -- Optionally `problems`: rows (problem, event_id, detail) worth reporting
 -- about the events it checks, named as is (`ledger`), consulting every
--- event up to the as-of time, named with `_all` (`ledger_all`). An answer
+-- event up to the as-of time, named with `_all` (`ledger_all`); $1 is
+-- --key (or NULL), to report only that entity's problems. An answer
 -- from a snapshot checks the events after it, and re-checks the snapshot's
 -- own problem events against those: a problem must be about an event of
 -- the checked table (`event_id`), and only an event the snapshot did not
@@ -86,6 +87,8 @@ SELECT
     concat('corrects_event_id ', COALESCE(l.corrects_event_id, 'missing')) AS detail
 FROM ledger l
 WHERE l.event_type = 'correction'
+  -- With --key ($1), only that account's corrections.
+  AND ($1 IS NULL OR l.account_id = $1)
   -- A correction without a target looks for '' (no event has an empty
   -- id: ingest quarantines it), not NULL: the ids looked up go to the
   -- scan of `ledger_all` as a filter, and one NULL among them stops it

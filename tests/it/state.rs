@@ -262,6 +262,17 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
         end["problems"][2]["detail"], "corrects_event_id missing",
         "{end}"
     );
+    // --key reports that account's problems only, from the snapshot (its
+    // kept problem events and the new ones) as from a full replay.
+    for extra in [&[][..], &["--no-snapshot"]] {
+        let key = |k: &str| {
+            let mut args = vec!["--key", k];
+            args.extend_from_slice(extra);
+            state(&lake, "balances", "2024-03-11", &args)
+        };
+        assert_eq!(problem_ids(&key("A")), ["c2", "c4", "c5"], "{extra:?}");
+        assert_eq!(problem_ids(&key("B")), Vec::<&str>::new(), "{extra:?}");
+    }
     // The snapshot keeps its problem events beside it, and the ids of
     // every ledger event up to its time, which the new events' check
     // reads instead of every ledger file.
