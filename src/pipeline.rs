@@ -97,6 +97,10 @@ pub struct RunReport {
     pub gold: Option<gold::GoldReport>,
     /// Snapshots written: invalid ones rebuilt, and the daily policy's.
     pub snapshots: Vec<crate::state::SnapshotReport>,
+    /// Models in `LAKE/models/` whose file does not load: their snapshots
+    /// are not kept up to date (a warning; the run still succeeds unless
+    /// the snapshot policy names one).
+    pub broken_models: Vec<crate::state::BrokenModel>,
     /// With `--dry-run`: what would be recomputed.
     pub plan: Option<Plan>,
     pub elapsed_ms: u64,
@@ -119,6 +123,7 @@ pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::R
         silver: None,
         gold: None,
         snapshots: Vec::new(),
+        broken_models: Vec::new(),
         plan: None,
         elapsed_ms: 0,
     };
@@ -185,7 +190,7 @@ fn steps(
     }
     report.gold = Some(g);
     report.failed_step = Some("snapshot");
-    report.snapshots = snapshots(lake, opts)?;
+    report.snapshots = snapshots(lake, opts, &mut report.broken_models)?;
     if !report.snapshots.is_empty() {
         report.status = "committed";
     }
@@ -198,14 +203,21 @@ fn steps(
 fn snapshots(
     lake: &crate::lake::Lake,
     opts: &RunOptions,
+    report_broken: &mut Vec<crate::state::BrokenModel>,
 ) -> anyhow::Result<Vec<crate::state::SnapshotReport>> {
     use crate::state;
-    let models = state::models(lake)?;
+    let all = state::models(lake)?;
     for m in &opts.snapshot_models {
-        if !models.contains_key(m) {
-            state::model(lake, m)?; // the usage error naming the known models
+        if !all.ok.contains_key(m) {
+            // The model's file's error, or the usage error naming the
+            // known models.
+            state::model(lake, m)?;
         }
     }
+    // A broken model the policy does not name keeps its (stale)
+    // snapshots, reported; every other model's are kept up to date.
+    report_broken.extend(all.broken_list());
+    let models = all.ok;
     let st = LakeState::load(lake)?;
     let mut todo: Vec<(String, i64)> = state::snapshots(&st, &models)
         .into_iter()

@@ -54,6 +54,9 @@ pub struct Status {
     pub not_built: Vec<&'static str>,
     /// State snapshots, with their validity (an invalid one is never used).
     pub snapshots: Vec<crate::state::Snapshot>,
+    /// Models in `LAKE/models/` whose file does not load, and why. Filled
+    /// in by `status`.
+    pub broken_models: Vec<crate::state::BrokenModel>,
     /// Run directories in `_evlake/staging/`: a writer's files in flight,
     /// or what a killed one left (the next writer removes it). Filled in
     /// by `status`.
@@ -119,6 +122,7 @@ pub fn status(
             .collect()
         },
         snapshots,
+        broken_models: Vec::new(),
         staging: Vec::new(),
     }
 }

@@ -153,7 +153,7 @@ impl Model {
 
     /// The log's table name for this model's snapshots.
     pub fn table(&self) -> String {
-        format!("state_{}", self.name)
+        snapshot_table(&self.name)
     }
 
     /// The log's table name for the rows of `input` (a silver table) that
@@ -250,13 +250,49 @@ fn tables_read(sql: &str) -> BTreeSet<String> {
     })
 }
 
+/// The log's table name for model `name`'s snapshots.
+fn snapshot_table(name: &str) -> String {
+    format!("state_{name}")
+}
+
+/// The lake's models: those that load, and why each file in
+/// `LAKE/models/` that does not load does not. A broken file stops only
+/// what needs its model (`state`, `snapshot` or `history` of it, or a
+/// snapshot policy naming it), never another model's answer.
+pub struct Models {
+    pub ok: BTreeMap<String, Model>,
+    /// Model name → the error of its file (a broken file that would
+    /// replace a built-in model replaces it: that model is broken too).
+    pub broken: BTreeMap<String, anyhow::Error>,
+}
+
+/// A model whose file does not load, as `status` and `run` report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenModel {
+    pub model: String,
+    pub error: String,
+}
+
+impl Models {
+    pub fn broken_list(&self) -> Vec<BrokenModel> {
+        self.broken
+            .iter()
+            .map(|(model, e)| BrokenModel {
+                model: model.clone(),
+                error: format!("{e:#}"),
+            })
+            .collect()
+    }
+}
+
 /// Every model: the built-in ones, then `LAKE/models/*.sql` (which may
 /// replace a built-in of the same name).
-pub fn models(lake: &Lake) -> Result<BTreeMap<String, Model>> {
-    let mut out = BTreeMap::new();
+pub fn models(lake: &Lake) -> Result<Models> {
+    let mut ok = BTreeMap::new();
     for (name, text) in BUILTIN {
-        out.insert(name.to_string(), Model::parse(name, "built-in", text)?);
+        ok.insert(name.to_string(), Model::parse(name, "built-in", text)?);
     }
+    let mut broken = BTreeMap::new();
     let dir = lake.path(MODELS_DIR);
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries {
@@ -268,26 +304,40 @@ pub fn models(lake: &Lake) -> Result<BTreeMap<String, Model>> {
             else {
                 continue;
             };
-            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
-                bail!(Failure::Usage(format!(
-                    "`{}`: a model name is letters, digits and _",
-                    path.display()
-                )));
+            let load = || -> Result<Model> {
+                if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
+                    bail!(Failure::Usage(format!(
+                        "`{}`: a model name is letters, digits and _",
+                        path.display()
+                    )));
+                }
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("failed to read `{}`", path.display()))?;
+                Model::parse(name, &path.display().to_string(), &text)
+            };
+            match load() {
+                Ok(m) => {
+                    ok.insert(name.to_string(), m);
+                }
+                Err(e) => {
+                    ok.remove(name);
+                    broken.insert(name.to_string(), e);
+                }
             }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("failed to read `{}`", path.display()))?;
-            let source = path.display().to_string();
-            out.insert(name.to_string(), Model::parse(name, &source, &text)?);
         }
     }
-    Ok(out)
+    Ok(Models { ok, broken })
 }
 
-/// One model by name (exit 2 naming the known ones if there is none).
+/// One model by name: its file's error if it does not load, exit 2
+/// naming the known ones if there is none.
 pub fn model(lake: &Lake, name: &str) -> Result<Model> {
-    let mut all = models(lake)?;
-    let known: Vec<String> = all.keys().cloned().collect();
-    all.remove(name).ok_or_else(|| {
+    let Models { mut ok, mut broken } = models(lake)?;
+    if let Some(e) = broken.remove(name) {
+        return Err(e);
+    }
+    let known: Vec<String> = ok.keys().cloned().collect();
+    ok.remove(name).ok_or_else(|| {
         Failure::Usage(format!(
             "unknown model `{name}` (models: {}; add one as {}/{MODELS_DIR}/{name}.sql)",
             known.join(", "),
@@ -1394,9 +1444,29 @@ pub fn last_closed_day_end(state: &LakeState) -> Option<i64> {
     Some(day * MICROS_PER_DAY - 1)
 }
 
-/// Used by `status`: every snapshot of every model.
-pub fn all_snapshots(lake: &Lake, state: &LakeState) -> Result<Vec<Snapshot>> {
-    Ok(snapshots(state, &models(lake)?))
+/// Used by `status`: every snapshot of every model (those of a model whose
+/// file does not load, invalid), and the models that do not load.
+pub fn all_snapshots(lake: &Lake, state: &LakeState) -> Result<(Vec<Snapshot>, Vec<BrokenModel>)> {
+    let models = models(lake)?;
+    let mut out = snapshots(state, &models.ok);
+    for name in models.broken.keys() {
+        for (key, p) in state.partitions(&snapshot_table(name)) {
+            let Some(as_of_us) = parse_as_of_dir(key).filter(|_| !p.files.is_empty()) else {
+                continue;
+            };
+            out.push(Snapshot {
+                model: name.clone(),
+                as_of: format_micros(as_of_us),
+                as_of_us,
+                key: key.clone(),
+                version: p.version,
+                rows: p.rows(),
+                valid: false,
+                invalid_because: Some("its model's file does not load".to_string()),
+            });
+        }
+    }
+    Ok((out, models.broken_list()))
 }
 
 #[cfg(test)]

@@ -99,6 +99,15 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     for r in &report.snapshots {
         super::snapshot::print_report(r);
     }
+    for b in &report.broken_models {
+        status(
+            "Warning",
+            format!(
+                "model `{}` does not load, so its snapshots are not kept up to date: {}",
+                b.model, b.error
+            ),
+        );
+    }
     if let Some(p) = &report.plan {
         let list = |v: &[String]| {
             if v.is_empty() {

@@ -125,7 +125,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     lake.require()?;
     let configured = configured(&lake)?;
     let state = LakeState::load(&lake)?;
-    let snapshots = crate::state::all_snapshots(&lake, &state)?;
+    let (snapshots, broken_models) = crate::state::all_snapshots(&lake, &state)?;
     let mut s = report::status(
         &lake.root().display().to_string(),
         &state,
@@ -134,6 +134,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     );
     s.settings_changed = settings_changed(&lake, &state, &configured);
     s.staging = lake.staging_dirs();
+    s.broken_models = broken_models;
     if args.json {
         return print_json(&s);
     }
@@ -228,6 +229,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 None => "a writer at work, or left by a killed one (the next writer removes it)",
             }
         )?;
+    }
+    for b in &s.broken_models {
+        writeln!(out, "model      `{}` does not load: {}", b.model, b.error)?;
     }
     if !s.snapshots.is_empty() {
         writeln!(out, "snapshots:")?;

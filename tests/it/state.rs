@@ -765,6 +765,40 @@ fn bad_models_and_times_exit_2() {
     let o = run(&lake, &["state", "broken", "--as-of", "2024-03-15"]);
     assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("combine"), "{}", stderr(&o));
+    // A broken file stops only what needs its model: other answers,
+    // `status` and `run` go on, and report it.
+    let v = state(&lake, "page_views", "2024-03-15", &["--key", "u4"]);
+    assert_eq!(v["rows"][0]["bought"], 1, "{v}");
+    ok(&lake, &["history", "acct-u2"]);
+    let s = ok(&lake, &["status", "--json"]);
+    assert_eq!(s["broken_models"][0]["model"], "broken", "{s}");
+    assert!(
+        s["broken_models"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("combine"),
+        "{s}"
+    );
+    let o = run(&lake, &["run", "--json"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("model `broken` does not load"),
+        "{}",
+        stderr(&o)
+    );
+    // ...unless the snapshot policy names it.
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[state]\nsnapshot_models = [\"broken\"]\n",
+    )
+    .unwrap();
+    let o = run(&lake, &["run"]);
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("step `snapshot` failed"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
