@@ -41,6 +41,24 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     lake.require()?;
     let cfg = Config::load(&lake)?;
     let model = state::model(&lake, &args.model)?;
+    // Beyond the watermark, events at or before the snapshot's time still
+    // arrive in every batch: each one makes it invalid, and `run` then
+    // rebuilds it (a full replay) every time.
+    if let Some(w) = crate::log::LakeState::load(&lake)?
+        .watermark
+        .filter(|w| args.as_of > *w)
+    {
+        status(
+            "Warning",
+            format!(
+                "{} is after the watermark ({}): any batch with an event before it makes \
+                 this snapshot invalid, and `evlake run` then rebuilds it; a snapshot at or \
+                 before the watermark stays valid longer",
+                crate::time::format_micros(args.as_of),
+                crate::time::format_micros(w)
+            ),
+        );
+    }
     let r = state::snapshot(
         &lake,
         &model,

@@ -224,6 +224,11 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
         "{}",
         stderr(&o)
     );
+    assert!(
+        !stderr(&o).contains("after the watermark"),
+        "{}",
+        stderr(&o)
+    );
     // Taken again (same time, still valid): a no-op that says so.
     let again = ok(
         &lake,
@@ -302,6 +307,15 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
         .map(|p| if p == "event_id" { "event_id" } else { "other" })
         .collect();
     assert_eq!(bloom, ["event_id"], "{}", file.display());
+    // A snapshot after the watermark is written, with a warning: the next
+    // batch will likely make it invalid.
+    let o = run(&lake, &["snapshot", "balances", "--as-of", "2024-03-12"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2024-03-12T23:59:59.999999Z is after the watermark"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 const KEYS_USED: &str = "problems checked over the snapshot's keys";
