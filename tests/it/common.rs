@@ -62,9 +62,18 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Run and require exit 0, returning the `--json` summary if one was printed.
-/// Its stderr must be status lines only (a right-aligned verb, a space,
-/// then text), so no stray debugging output reaches a cron mail.
+/// Run, and require exit `code` and `text` on stderr.
+pub fn run_says(lake: &Path, args: &[&str], code: i32, text: &str) -> Output {
+    let o = run(lake, args);
+    assert_eq!(exit_code(&o), code, "evlake {args:?}: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains(text),
+        "evlake {args:?} does not say {text:?}: {}",
+        stderr(&o)
+    );
+    o
+}
+
 /// `status --json`'s dirty partitions: (table, partition, the first
 /// reason's kind), in the order listed.
 pub fn dirty_partitions(lake: &Path) -> Vec<(String, String, String)> {
@@ -82,6 +91,9 @@ pub fn dirty_partitions(lake: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Run and require exit 0, returning the `--json` summary if one was printed.
+/// Its stderr must be status lines only (a right-aligned verb, a space,
+/// then text), so no stray debugging output reaches a cron mail.
 pub fn ok(lake: &Path, args: &[&str]) -> Value {
     let o = run(lake, args);
     assert!(o.status.success(), "evlake {args:?} failed: {}", stderr(&o));
