@@ -206,12 +206,10 @@ fn snapshots(
     report_broken: &mut Vec<crate::state::BrokenModel>,
 ) -> anyhow::Result<Vec<crate::state::SnapshotReport>> {
     use crate::state;
-    let all = state::models(lake)?;
+    let mut all = state::models(lake)?;
     for m in &opts.snapshot_models {
         if !all.ok.contains_key(m) {
-            // The model's file's error, or the usage error naming the
-            // known models.
-            state::model(lake, m)?;
+            return Err(all.not_loaded(m, lake));
         }
     }
     // A broken model the policy does not name keeps its (stale)

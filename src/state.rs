@@ -274,6 +274,21 @@ pub struct BrokenModel {
 }
 
 impl Models {
+    /// Why model `name`, which is not among those that load, cannot be
+    /// used: its file's error, or exit 2 naming the known models.
+    pub fn not_loaded(&mut self, name: &str, lake: &Lake) -> anyhow::Error {
+        if let Some(e) = self.broken.remove(name) {
+            return e;
+        }
+        let known: Vec<&str> = self.ok.keys().map(String::as_str).collect();
+        Failure::Usage(format!(
+            "unknown model `{name}` (models: {}; add one as {}/{MODELS_DIR}/{name}.sql)",
+            known.join(", "),
+            lake.root().display()
+        ))
+        .into()
+    }
+
     pub fn broken_list(&self) -> Vec<BrokenModel> {
         self.broken
             .iter()
@@ -332,19 +347,11 @@ pub fn models(lake: &Lake) -> Result<Models> {
 /// One model by name: its file's error if it does not load, exit 2
 /// naming the known ones if there is none.
 pub fn model(lake: &Lake, name: &str) -> Result<Model> {
-    let Models { mut ok, mut broken } = models(lake)?;
-    if let Some(e) = broken.remove(name) {
-        return Err(e);
+    let mut all = models(lake)?;
+    match all.ok.remove(name) {
+        Some(m) => Ok(m),
+        None => Err(all.not_loaded(name, lake)),
     }
-    let known: Vec<String> = ok.keys().cloned().collect();
-    ok.remove(name).ok_or_else(|| {
-        Failure::Usage(format!(
-            "unknown model `{name}` (models: {}; add one as {}/{MODELS_DIR}/{name}.sql)",
-            known.join(", "),
-            lake.root().display()
-        ))
-        .into()
-    })
 }
 
 /// Parse `--as-of` / `--known-at`: RFC 3339, or a date meaning the end of
