@@ -156,14 +156,19 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         "events     {} in bronze ({} late), {} waiting in the side output",
         s.events, s.late_events, s.side_output_events
     )?;
-    let per_date = |n: fn(&crate::report::PartitionStatus) -> u64| -> String {
+    // A few dates are named on the line; more are in the table's columns.
+    let per_date = |n: fn(&crate::report::PartitionStatus) -> u64, column: &str| -> String {
         let dates: Vec<String> = s
             .partitions
             .iter()
             .filter(|p| n(p) > 0)
             .map(|p| format!("{}: {}", p.event_date, n(p)))
             .collect();
-        dates.join(", ")
+        if dates.len() <= 3 {
+            dates.join(", ")
+        } else {
+            format!("on {} dates: the `{column}` column below", dates.len())
+        }
     };
     if s.id_conflicts > 0 {
         writeln!(
@@ -171,7 +176,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "conflicts  {} re-sent event(s) with other content than the first copy of their \
              event_id on the date, left out of silver ({})",
             s.id_conflicts,
-            per_date(|p| p.id_conflicts)
+            per_date(|p| p.id_conflicts, "conflicts")
         )?;
     }
     if s.ids_on_other_dates > 0 {
@@ -179,21 +184,46 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             out,
             "conflicts  {} event_id(s) on more than one date, kept on each by silver ({})",
             s.ids_on_other_dates,
-            per_date(|p| p.ids_on_other_dates)
+            per_date(|p| p.ids_on_other_dates, "other_dates")
         )?;
     }
     if !s.partitions.is_empty() {
+        // The conflict columns only when some date has conflicts.
+        let conflicts = s.id_conflicts > 0;
+        let other_dates = s.ids_on_other_dates > 0;
+        let extra = |a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
+            let mut x = String::new();
+            if conflicts {
+                x += &format!(" {a:>9}");
+            }
+            if other_dates {
+                x += &format!(" {b:>11}");
+            }
+            x
+        };
         writeln!(out)?;
         writeln!(
             out,
-            "{:<12} {:>7} {:>10} {:>8} {:>12} {:>6}",
-            "event_date", "version", "events", "late", "side_output", "files"
+            "{:<12} {:>7} {:>10} {:>8} {:>12} {:>6}{}",
+            "event_date",
+            "version",
+            "events",
+            "late",
+            "side_output",
+            "files",
+            extra(&"conflicts", &"other_dates")
         )?;
         for p in &s.partitions {
             writeln!(
                 out,
-                "{:<12} {:>7} {:>10} {:>8} {:>12} {:>6}",
-                p.event_date, p.version, p.events, p.late_events, p.side_output_events, p.files
+                "{:<12} {:>7} {:>10} {:>8} {:>12} {:>6}{}",
+                p.event_date,
+                p.version,
+                p.events,
+                p.late_events,
+                p.side_output_events,
+                p.files,
+                extra(&p.id_conflicts, &p.ids_on_other_dates)
             )?;
         }
     }

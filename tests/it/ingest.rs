@@ -636,6 +636,31 @@ fn generated_batches_match_the_generators_truth() {
     assert!(truth["totals"]["resends"].as_u64().unwrap() > 0);
     assert!(truth["totals"]["id_conflicts"].as_u64().unwrap() > 0);
     assert!(truth["totals"]["session_bridges"].as_u64().unwrap() > 0);
+
+    // status: conflicts on more dates than the line names go to a column,
+    // which adds up to the generator's count.
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    let header: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("event_date"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let col = header.iter().position(|h| *h == "conflicts").unwrap();
+    let per_date: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("2024-"))
+        .map(|l| l.split_whitespace().nth(col).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(per_date.iter().sum::<u64>(), id_conflicts, "{text}");
+    let dates = per_date.iter().filter(|n| **n > 0).count();
+    assert!(dates > 3, "{text}");
+    assert!(
+        text.contains(&format!(
+            "left out of silver (on {dates} dates: the `conflicts` column below)"
+        )),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1313,6 +1338,18 @@ fn a_resend_with_other_content_is_counted_as_an_id_conflict() {
             && text.contains("(2024-03-16: 2, 2024-03-17: 2)"),
         "{text}"
     );
+    // ... and the table has both kinds per date, in two columns.
+    let row = |date: &str| -> Vec<String> {
+        let line = text.lines().find(|l| l.starts_with(date)).unwrap();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("event_date") && l.ends_with("files conflicts other_dates")),
+        "{text}"
+    );
+    assert_eq!(row("2024-03-15")[6..], ["3", "0"], "{text}");
+    assert_eq!(row("2024-03-17")[6..], ["0", "2"], "{text}");
     // The README's query for ids on several dates: dates - 1 adds up.
     let on_dates = query_csv(
         &lake,
@@ -1520,6 +1557,26 @@ fn id_conflicts_over_many_ingests_match_the_inputs_and_the_index_stays_small() {
     let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["id_conflicts"], want_conflicts as u64, "{st}");
     assert_eq!(st["ids_on_other_dates"], want_other_dates as u64, "{st}");
+    // The text names the dates (3 here; more would point at the column).
+    let named = |key: &str| {
+        let parts = st["partitions"].as_array().unwrap();
+        let dates: Vec<String> = parts
+            .iter()
+            .filter(|p| p[key].as_u64().unwrap() > 0)
+            .map(|p| format!("{}: {}", p["event_date"].as_str().unwrap(), p[key]))
+            .collect();
+        assert_eq!(dates.len(), 3);
+        dates.join(", ")
+    };
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!("left out of silver ({})", named("id_conflicts")))
+            && text.contains(&format!(
+                "kept on each by silver ({})",
+                named("ids_on_other_dates")
+            )),
+        "{text}"
+    );
 
     // The index holds exactly bronze's (id, date) pairs, in few files.
     let (files, entries) = index_entries(&lake);
