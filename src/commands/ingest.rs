@@ -305,6 +305,22 @@ pub fn print_human(r: &IngestReport) {
             ),
         );
     }
+    // Most of the run already in bronze, byte for byte per event: likely an
+    // ingested file that came back renamed or compressed again, which the
+    // input hash (of its bytes) cannot tell.
+    let exact_copies = r.resends - r.id_conflicts;
+    if exact_copies > 0 && exact_copies * 2 > r.events {
+        status(
+            "Warning",
+            format!(
+                "{exact_copies} of the {} event(s) are exact copies of events already on \
+                 their date: is an ingested file back under another name or compression? \
+                 An input is skipped only when its bytes were committed before; bronze keeps \
+                 the copies (counted in `resends`), silver one of each",
+                r.events
+            ),
+        );
+    }
     if r.ids_on_other_dates > 0 {
         status(
             "Warning",

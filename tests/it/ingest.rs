@@ -346,8 +346,29 @@ fn gzip_and_zstd_inputs_decompress_by_content() {
     std::fs::write(&zst, zstd::encode_all(&plain[..], 3).unwrap()).unwrap();
     let s = ok(&lake, &["ingest", zst.to_str().unwrap(), "--json"]);
     assert_eq!(s["events"], expected()["batches"][0]["events"]);
-    let s = ok(&lake, &["ingest", &sample("2024-03-16.jsonl.gz"), "--json"]);
+    // The second batch has a few re-sends (4 of 241): no warning.
+    let o = run(&lake, &["ingest", &sample("2024-03-16.jsonl.gz"), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["events"], expected()["batches"][1]["events"]);
+    assert_eq!(s["resends"], 4);
+    assert!(!stderr(&o).contains("exact copies"), "{}", stderr(&o));
+    // ... but the first batch again, uncompressed, is not skipped (other
+    // bytes): every event is a re-send, and a warning says what it may be.
+    let n = expected()["batches"][0]["events"].as_u64().unwrap();
+    let o = run_says(
+        &lake,
+        &["-q", "ingest", &sample("2024-03-15.jsonl")],
+        0,
+        &format!(
+            "Warning {n} of the {n} event(s) are exact copies of events already on their date"
+        ),
+    );
+    assert!(
+        stderr(&o).contains("another name or compression"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
