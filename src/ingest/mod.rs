@@ -759,6 +759,15 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
+    // What the commit will record (a dry run reports it too).
+    let max_event_time = match (state.max_event_time, run_max) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    report.max_event_time = max_event_time.map(time::format_micros);
+    report.watermark =
+        late::advance_watermark(state.watermark, max_event_time, opts.watermark_delay)
+            .map(time::format_micros);
     if opts.dry_run {
         // The staging guard removes everything staged.
         report.status = Outcome::DryRun;
@@ -796,10 +805,6 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     }
     trace(started, "counted re-sends, renamed");
 
-    let max_event_time = match (state.max_event_time, run_max) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
     let mut commit = Commit::next(&state, "ingest", opts.processing_time);
     commit.inputs = report
         .inputs
@@ -834,10 +839,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     commit.remove = index.merged.clone();
     commit.ids_indexed = true;
     commit.ids_rebuilt = index.rebuilt;
-    commit.max_event_time = max_event_time.map(time::format_micros);
-    commit.watermark =
-        late::advance_watermark(state.watermark, max_event_time, opts.watermark_delay)
-            .map(time::format_micros);
+    commit.max_event_time = report.max_event_time.clone();
+    commit.watermark = report.watermark.clone();
     commit.settings = BTreeMap::from([
         ("late_policy".to_string(), opts.late_policy.to_string()),
         (
@@ -863,8 +866,6 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
 
     report.status = Outcome::Committed;
     report.version = commit.version;
-    report.max_event_time = commit.max_event_time;
-    report.watermark = commit.watermark;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }

@@ -467,9 +467,16 @@ fn dry_run_reports_and_changes_nothing() {
     assert_eq!(list(&r["plan"]["silver_dates"]), dates);
     assert_eq!(list(&r["plan"]["gold_dates"]), dates);
     assert_eq!((commits(&lake), files_on_disk(&lake)), before);
+    // The watermark it reports is the one the run will set (it moves).
+    let was = r["ingest"]["watermark_before"].clone();
+    assert_ne!(r["ingest"]["watermark"], was);
+    assert_eq!(ok(&lake, &["status", "--json"])["watermark"], was);
     // The real run then recomputes those dates.
-    let r = run_batch(&lake, b);
-    assert_eq!(list(&r["silver"]["recomputed"]["events"]), dates);
+    let real = run_batch(&lake, b);
+    assert_eq!(list(&real["silver"]["recomputed"]["events"]), dates);
+    for k in ["watermark", "watermark_before", "max_event_time"] {
+        assert_eq!(real["ingest"][k], r["ingest"][k], "{k}");
+    }
 }
 
 /// After an ingest alone, `status` says silver and gold are not built yet
