@@ -98,8 +98,9 @@ pub struct CommitArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
     /// Memory DataFusion may use before sorts, joins and aggregates spill to
-    /// disk (in the lake's staging directory), e.g. 512M, 4G; `none` for no
-    /// limit
+    /// disk (a writing command's staging directory in the lake; for query,
+    /// state and history the OS temp directory), e.g. 512M, 4G; `none` for
+    /// no limit
     /// [default: 2G, or engine.memory_limit in evlake.toml]
     #[arg(long, value_name = "BYTES", value_parser = parse_memory_arg)]
     pub memory_limit: Option<MemoryLimit>,

@@ -33,17 +33,21 @@ pub struct Args {
     /// Output format, e.g. --format csv
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
 }
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
+    let engine_opts = args.engine.options(&crate::config::Config::load(&lake)?)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut out = Streamed::new(args.format);
     crate::committed::read_retrying(&lake, |state| {
-        rt.block_on(stream(&lake, state, &args.sql, &mut out))
+        rt.block_on(stream(&lake, state, &engine_opts, &args.sql, &mut out))
             .map_err(|e| out.final_if_started(e))
     })?;
     out.finish()
@@ -55,10 +59,11 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
 async fn stream(
     lake: &Lake,
     state: &crate::log::LakeState,
+    engine_opts: &engine::EngineOptions,
     sql: &str,
     out: &mut Streamed,
 ) -> Result<()> {
-    let engine = engine::Engine::new(&engine::EngineOptions::default())?;
+    let engine = engine::Engine::new(engine_opts)?;
     engine.read_committed(lake, state)?;
     let only = referenced_tables(&engine.bare()?, sql);
     let ctx = engine.context_of(lake, only.as_ref()).await?;

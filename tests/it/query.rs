@@ -293,6 +293,53 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
     }
 }
 
+/// `query` takes the memory limit as the other commands do: the flag,
+/// else `engine.memory_limit` in evlake.toml, else 2G.
+#[test]
+fn query_takes_the_memory_limit_from_the_flag_or_evlake_toml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_sample_batch(&lake, &expected()["batches"][0]);
+    let sort = "SELECT * FROM bronze_events ORDER BY properties";
+    let rows = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).lines().count();
+    let o = run(&lake, &["query", sort, "--format", "csv"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        rows(&o),
+        1 + expected()["batches"][0]["events"].as_u64().unwrap() as usize
+    );
+    // A pool too small for the sort's first batch: DataFusion's message.
+    run_says(
+        &lake,
+        &["query", sort, "--format", "csv", "--memory-limit", "1K"],
+        1,
+        "Resources exhausted",
+    );
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[engine]\nmemory_limit = \"1K\"\n",
+    )
+    .unwrap();
+    run_says(
+        &lake,
+        &["query", sort, "--format", "csv"],
+        1,
+        "Resources exhausted",
+    );
+    // The flag wins over the file.
+    let o = run(
+        &lake,
+        &["query", sort, "--format", "csv", "--memory-limit", "64M"],
+    );
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[engine]\nmemory_limit = \"lots\"\n",
+    )
+    .unwrap();
+    run_says(&lake, &["query", "SELECT 1"], 2, "engine.memory_limit");
+}
+
 /// Readers take no lock, and a writer deletes the files its commit
 /// replaced right after committing. A query planned before a `silver
 /// --full` commit, run after it, finds its files gone: it reads the lake
