@@ -183,6 +183,12 @@ pub fn create_dir_durable(dir: &Path) -> Result<()> {
 
 /// fsync a directory so renames and creations inside it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
+    // The parent of a relative `lake` is ``: the working directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let d = File::open(dir).with_context(|| format!("failed to open `{}`", dir.display()))?;
     d.sync_all()
         .with_context(|| format!("failed to fsync `{}`", dir.display()))

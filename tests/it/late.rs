@@ -334,6 +334,33 @@ fn a_crash_during_reconcile_then_a_rerun_merges_once() {
     }
 }
 
+/// A lake named by a relative path, or the default `./lake`, that does
+/// not exist yet: `init` created it, then failed to fsync its parent
+/// (``), so the first `init` exited 1.
+#[test]
+fn init_and_ingest_create_a_lake_at_a_relative_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let in_tmp = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .current_dir(tmp.path())
+            .env_remove("EVLAKE_LAKE")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = in_tmp(&["--lake", "rel", "init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tmp.path().join("rel/evlake.toml").is_file());
+    // The default lake, ./lake, created by init, then by ingest alone.
+    let o = in_tmp(&["init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tmp.path().join("lake/evlake.toml").is_file());
+    let o = in_tmp(&["--lake", "fresh", "ingest", &sample("2024-03-15.jsonl")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tmp.path().join("fresh/_evlake/log").is_dir());
+}
+
 #[test]
 fn evlake_toml_sets_defaults_and_flags_override_it() {
     let tmp = tempfile::tempdir().unwrap();
