@@ -280,7 +280,15 @@ pub fn print_human(r: &IngestReport) {
         }
     }
     super::status_first("Ignored", &r.ignored_files, "ignored_files", |f| {
-        format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")
+        // The walk does not follow links: an ignored entry that is a
+        // directory now is a link to one.
+        if std::path::Path::new(f).is_dir() {
+            format!(
+                "{f}: a symbolic link to a directory, not followed (name it as an input to read it)"
+            )
+        } else {
+            format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")
+        }
     });
     for p in &r.partitions {
         status(

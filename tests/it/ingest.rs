@@ -247,6 +247,39 @@ fn files_a_directory_walk_leaves_are_reported() {
     assert!(!err.contains(".g.jsonl.tmp"), "{err}");
 }
 
+/// A directory walk reads a link to a file, and does not follow a link to
+/// a directory (as find, cp -r and rsync do not): it says so, and naming
+/// the link reads it.
+#[cfg(unix)]
+#[test]
+fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(sample("2024-03-16.jsonl.gz"), elsewhere.join("b.jsonl.gz")).unwrap();
+    symlink(sample("2024-03-15.jsonl"), inbox.join("a.jsonl")).unwrap();
+    symlink(&elsewhere, inbox.join("more")).unwrap();
+    let o = run(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["events"], expected()["batches"][0]["events"]);
+    let link = inbox.join("more").display().to_string();
+    assert_eq!(s["ignored_files"], serde_json::json!([link]));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{link}: a symbolic link to a directory, not followed (name it as an input to read it)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let s = ok(&lake, &["ingest", &link, "--json"]);
+    assert_eq!(s["events"], expected()["batches"][1]["events"]);
+}
+
 #[test]
 fn stdin_input_is_hashed_like_a_file() {
     let tmp = tempfile::tempdir().unwrap();
