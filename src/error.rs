@@ -19,8 +19,13 @@ pub const EXIT_REJECTED: u8 = 4;
 pub enum Failure {
     /// A usage error discovered after argument parsing (exit 2).
     Usage(String),
-    /// Another process holds `_evlake/lock` (exit 3).
-    Locked { lock_path: String, pid: Option<u32> },
+    /// Another process holds `_evlake/lock` (exit 3), still after waiting
+    /// `waited_us` (`--lock-wait`; 0: no wait).
+    Locked {
+        lock_path: String,
+        pid: Option<u32>,
+        waited_us: i64,
+    },
     /// Too many bad lines; the run committed nothing (exit 4).
     Rejected {
         bad: u64,
@@ -44,10 +49,25 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(msg) => write!(f, "{msg}"),
-            Failure::Locked { lock_path, pid } => match pid {
-                Some(pid) => write!(f, "lake is locked by pid {pid} ({lock_path})"),
-                None => write!(f, "lake is locked by another process ({lock_path})"),
-            },
+            Failure::Locked {
+                lock_path,
+                pid,
+                waited_us,
+            } => {
+                let holder = pid.map_or("another process".to_string(), |p| format!("pid {p}"));
+                if *waited_us > 0 {
+                    let waited = crate::time::format_duration_micros(*waited_us);
+                    write!(
+                        f,
+                        "lake is still locked by {holder} after waiting {waited} ({lock_path})"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "lake is locked by {holder} ({lock_path}); --lock-wait DUR waits for it"
+                    )
+                }
+            }
             Failure::Rejected {
                 bad,
                 considered,

@@ -120,6 +120,7 @@ impl Lake {
                         return Err(Failure::Locked {
                             lock_path: path.display().to_string(),
                             pid,
+                            waited_us: wait.as_micros() as i64,
                         }
                         .into());
                     }

@@ -322,7 +322,11 @@ fn a_second_writer_exits_3_at_once_or_after_its_lock_wait() {
     let o = run(&lake, &["ingest", &sample("2024-03-19.jsonl")]);
     assert_eq!(exit_code(&o), 3, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains(&format!("lake is locked by pid {}", std::process::id())),
+        stderr(&o).contains(&format!(
+            "lake is locked by pid {} ({}); --lock-wait DUR waits for it",
+            std::process::id(),
+            lake.join("_evlake/lock").display()
+        )),
         "{}",
         stderr(&o)
     );
@@ -343,6 +347,14 @@ fn a_second_writer_exits_3_at_once_or_after_its_lock_wait() {
     assert!(
         stderr(&o).contains(&format!(
             "Waiting for the lake's lock, held by pid {} (up to 1s)",
+            std::process::id()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(&format!(
+            "lake is still locked by pid {} after waiting 1s",
             std::process::id()
         )),
         "{}",
