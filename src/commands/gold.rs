@@ -100,12 +100,8 @@ pub fn print_report(r: &gold::GoldReport) {
             ),
         );
     }
-    for d in &r.dirty {
-        let reasons: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();
-        status(
-            "Dirty",
-            format!("{} {}: {}", d.table, d.partition, reasons.join("; ")),
-        );
+    for line in super::dirty_lines(&r.dirty) {
+        status("Dirty", line);
     }
     for p in &r.partitions {
         status(

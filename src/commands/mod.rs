@@ -81,6 +81,44 @@ pub fn status_first<T>(verb: &str, items: &[T], json_field: &str, line: impl Fn(
     }
 }
 
+/// Dirty partitions as lines for people, `table partition: reasons`; a run
+/// of consecutive dates of one table with the same reasons (every date
+/// never built, or a changed setting) is one line, `table A..B (N dates):
+/// reasons`, so a year-long lake does not print 365 alike lines.
+pub fn dirty_lines(dirty: &[crate::dirty::DirtyPartition]) -> Vec<String> {
+    let reasons = |d: &crate::dirty::DirtyPartition| {
+        let r: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();
+        r.join("; ")
+    };
+    let day = |d: &crate::dirty::DirtyPartition| crate::time::parse_date32(&d.partition).ok();
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < dirty.len() {
+        let (first, why) = (&dirty[i], reasons(&dirty[i]));
+        let mut j = i + 1;
+        while j < dirty.len()
+            && dirty[j].table == first.table
+            && matches!((day(&dirty[j - 1]), day(&dirty[j])), (Some(a), Some(b)) if b == a + 1)
+            && reasons(&dirty[j]) == why
+        {
+            j += 1;
+        }
+        lines.push(if j - i > 1 {
+            let last = &dirty[j - 1].partition;
+            format!(
+                "{} {}..{last} ({} dates): {why}",
+                first.table,
+                first.partition,
+                j - i
+            )
+        } else {
+            format!("{} {}: {why}", first.table, first.partition)
+        });
+        i = j;
+    }
+    lines
+}
+
 /// `--processing-time` and `--json`, shared by commands that commit.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommitArgs {
@@ -208,5 +246,46 @@ mod tests {
         for bad in ["", "0", "-1G", "1.5G", "12Q", "G"] {
             assert!(p(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn dirty_lines_join_consecutive_dates_with_the_same_reasons() {
+        use crate::dirty::{DirtyPartition, DirtyReason};
+        let d = |table: &str, partition: &str, reason: DirtyReason| DirtyPartition {
+            table: table.into(),
+            partition: partition.into(),
+            reasons: vec![reason],
+        };
+        let never = || DirtyReason::NeverBuilt;
+        let changed = |p: &str| DirtyReason::InputChanged {
+            input: format!("bronze_events/{p}"),
+            built_from: 2,
+            changed_in: 4,
+        };
+        let dirty = [
+            d("events", "2024-02-28", never()),
+            d("events", "2024-02-29", never()),
+            d("events", "2024-03-01", never()),
+            // a gap in the dates
+            d("events", "2024-03-03", never()),
+            // another reason
+            d("events", "2024-03-04", changed("2024-03-04")),
+            d("events", "2024-03-05", changed("2024-03-05")),
+            // another table
+            d("sessions", "2024-03-06", never()),
+            d("daily_metrics", "2024-03-07", never()),
+            d("daily_metrics", "2024-03-08", never()),
+        ];
+        assert_eq!(
+            dirty_lines(&dirty),
+            [
+                "events 2024-02-28..2024-03-01 (3 dates): never built",
+                "events 2024-03-03: never built",
+                "events 2024-03-04: bronze_events/2024-03-04 changed in commit 4 (built from 2)",
+                "events 2024-03-05: bronze_events/2024-03-05 changed in commit 4 (built from 2)",
+                "sessions 2024-03-06: never built",
+                "daily_metrics 2024-03-07..2024-03-08 (2 dates): never built",
+            ]
+        );
     }
 }

@@ -115,12 +115,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
 
 /// The human summary on stderr (also used by `evlake run`).
 pub fn print_report(r: &silver::SilverReport) {
-    for d in &r.dirty {
-        let reasons: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();
-        status(
-            "Dirty",
-            format!("{} {}: {}", d.table, d.partition, reasons.join("; ")),
-        );
+    for line in super::dirty_lines(&r.dirty) {
+        status("Dirty", line);
     }
     if !r.restated.is_empty() {
         status("Restating", r.restated.join(", "));

@@ -239,9 +239,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         writeln!(out, "dirty      none (no derived partition is out of date)")?;
     } else {
         writeln!(out, "dirty derived partitions:")?;
-        for d in &s.dirty {
-            let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
-            writeln!(out, "  {} {}: {}", d.table, d.partition, reasons.join("; "))?;
+        for line in super::dirty_lines(&s.dirty) {
+            writeln!(out, "  {line}")?;
         }
         for c in &s.settings_changed {
             writeln!(out, "  because {c}")?;

@@ -568,6 +568,16 @@ fn status_shows_what_a_changed_evlake_toml_makes_dirty() {
     );
     let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
     assert!(text.contains("SQL or settings changed"), "{text}");
+    // Consecutive dates with the same reason are one line.
+    assert!(
+        text.contains(&format!(
+            "  daily_metrics {}..{} ({} dates): SQL or settings changed",
+            dates[0],
+            dates[dates.len() - 1],
+            dates.len()
+        )),
+        "{text}"
+    );
     assert!(
         text.contains("  because gold.currency: USD when built (commit 3), EUR now"),
         "{text}"
