@@ -103,11 +103,8 @@ pub fn print_report(r: &gold::GoldReport) {
     for line in super::dirty_lines(&r.dirty) {
         status("Dirty", line);
     }
-    for p in &r.partitions {
-        status(
-            "Wrote",
-            format!("{} {} {:>9} rows", p.table, p.partition, p.rows),
-        );
+    for line in super::wrote_lines(&r.partitions) {
+        status("Wrote", line);
     }
     if r.status == "committed" {
         status(

@@ -119,6 +119,42 @@ pub fn dirty_lines(dirty: &[crate::dirty::DirtyPartition]) -> Vec<String> {
     lines
 }
 
+/// Partitions written, as lines for people: one per partition, or for a
+/// table with more than [`WROTE_EACH`] of them one line with their count,
+/// first and last partition and rows (a first run over 60 days wrote
+/// ~480 lines); `--json` lists each.
+pub fn wrote_lines(written: &[crate::derive::Written]) -> Vec<String> {
+    let mut tables: Vec<(&str, Vec<&crate::derive::Written>)> = Vec::new();
+    for w in written {
+        match tables.iter_mut().find(|(t, _)| *t == w.table) {
+            Some((_, ws)) => ws.push(w),
+            None => tables.push((&w.table, vec![w])),
+        }
+    }
+    let mut lines = Vec::new();
+    for (table, mut ws) in tables {
+        if ws.len() <= WROTE_EACH {
+            lines.extend(
+                ws.iter()
+                    .map(|w| format!("{table} {} {:>9} rows", w.partition, w.rows)),
+            );
+            continue;
+        }
+        ws.sort_by(|a, b| a.partition.cmp(&b.partition));
+        let rows: u64 = ws.iter().map(|w| w.rows).sum();
+        lines.push(format!(
+            "{table} {} partitions from {} to {} {rows:>9} rows",
+            ws.len(),
+            ws[0].partition,
+            ws[ws.len() - 1].partition
+        ));
+    }
+    lines
+}
+
+/// Up to this many partitions of a table get a `Wrote` line each.
+pub const WROTE_EACH: usize = 4;
+
 /// `--processing-time` and `--json`, shared by commands that commit.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommitArgs {
@@ -246,6 +282,32 @@ mod tests {
         for bad in ["", "0", "-1G", "1.5G", "12Q", "G"] {
             assert!(p(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn wrote_lines_sum_up_a_table_with_many_partitions() {
+        use crate::derive::Written;
+        let w = |table: &str, partition: &str, rows| Written {
+            table: table.into(),
+            partition: partition.into(),
+            rows,
+        };
+        let mut written = vec![
+            w("events", "2024-03-05", 10),
+            w("sessions", "2024-03-05", 2),
+        ];
+        for (day, rows) in [(1, 5), (3, 0), (2, 7), (4, 1)] {
+            written.push(w("ledger", &format!("2024-03-0{day}"), rows));
+        }
+        written.push(w("ledger", "2024-03-09", 2));
+        assert_eq!(
+            wrote_lines(&written),
+            [
+                "events 2024-03-05        10 rows",
+                "sessions 2024-03-05         2 rows",
+                "ledger 5 partitions from 2024-03-01 to 2024-03-09        15 rows",
+            ]
+        );
     }
 
     #[test]

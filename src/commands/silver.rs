@@ -132,11 +132,8 @@ pub fn print_report(r: &silver::SilverReport) {
             ),
         );
     }
-    for p in &r.partitions {
-        status(
-            "Wrote",
-            format!("{} {} {:>9} rows", p.table, p.partition, p.rows),
-        );
+    for line in super::wrote_lines(&r.partitions) {
+        status("Wrote", line);
     }
     for (table, n) in &r.warnings {
         if *n > 0 {
