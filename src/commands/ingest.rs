@@ -250,6 +250,96 @@ fn partition_notes(p: &ingest::PartitionReport) -> String {
     }
 }
 
+/// Up to this many inputs of one kind (read, skipped) get a line each;
+/// more share one line (an inbox of 3,000 files, re-run hourly, printed
+/// 3,000 `Skipped` lines every hour). `--json` lists each.
+const INPUTS_EACH: usize = 5;
+
+/// The `Read` and `Skipped` lines of a run's inputs.
+fn print_inputs(inputs: &[crate::ingest::InputReport]) {
+    let of = |s: InputStatus| -> Vec<&crate::ingest::InputReport> {
+        inputs.iter().filter(|i| i.status == s).collect()
+    };
+    let (read, known, twice) = (
+        of(InputStatus::Ingested),
+        of(InputStatus::AlreadyIngested),
+        of(InputStatus::DuplicateInRun),
+    );
+    let counts = |lines, events, quarantined, empty| {
+        format!("{lines} lines, {events} events, {quarantined} quarantined, {empty} empty")
+    };
+    // The first and last by name (the inputs are in the order given).
+    let span = |is: &[&crate::ingest::InputReport]| {
+        let first = is.iter().map(|i| &i.source).min();
+        let last = is.iter().map(|i| &i.source).max();
+        format!(
+            "{} … {}",
+            first.unwrap_or(&is[0].source),
+            last.unwrap_or(&is[0].source)
+        )
+    };
+    if read.len() <= INPUTS_EACH {
+        for i in &read {
+            let c = counts(i.lines, i.events, i.quarantined, i.empty_lines);
+            status("Read", format!("{}: {c}", i.source));
+        }
+    } else {
+        let sum =
+            |f: fn(&crate::ingest::InputReport) -> u64| read.iter().map(|i| f(i)).sum::<u64>();
+        let c = counts(
+            sum(|i| i.lines),
+            sum(|i| i.events),
+            sum(|i| i.quarantined),
+            sum(|i| i.empty_lines),
+        );
+        status(
+            "Read",
+            format!("{} inputs ({}): {c}", read.len(), span(&read)),
+        );
+    }
+    if known.len() <= INPUTS_EACH {
+        for i in &known {
+            let commit = i.committed_in.unwrap_or_default();
+            status(
+                "Skipped",
+                format!("{}: already ingested in commit {commit}", i.source),
+            );
+        }
+    } else {
+        let commits: std::collections::BTreeSet<u64> =
+            known.iter().filter_map(|i| i.committed_in).collect();
+        let first = commits.first().copied().unwrap_or_default();
+        let last = commits.last().copied().unwrap_or_default();
+        let commits = if first == last {
+            format!("commit {first}")
+        } else {
+            format!("commits {first} to {last}")
+        };
+        status(
+            "Skipped",
+            format!(
+                "{} inputs ({}): already ingested, in {commits}",
+                known.len(),
+                span(&known)
+            ),
+        );
+    }
+    if twice.len() <= INPUTS_EACH {
+        for i in &twice {
+            status("Skipped", format!("{}: same content given twice", i.source));
+        }
+    } else {
+        status(
+            "Skipped",
+            format!(
+                "{} inputs ({}): same content given twice",
+                twice.len(),
+                span(&twice)
+            ),
+        );
+    }
+}
+
 pub fn print_human(r: &IngestReport) {
     for o in &r.orphans_removed {
         status(
@@ -257,28 +347,7 @@ pub fn print_human(r: &IngestReport) {
             format!("orphan `{o}` left by an interrupted run"),
         );
     }
-    for i in &r.inputs {
-        match i.status {
-            InputStatus::Ingested => status(
-                "Read",
-                format!(
-                    "{}: {} lines, {} events, {} quarantined, {} empty",
-                    i.source, i.lines, i.events, i.quarantined, i.empty_lines
-                ),
-            ),
-            InputStatus::AlreadyIngested => status(
-                "Skipped",
-                format!(
-                    "{}: already ingested in commit {}",
-                    i.source,
-                    i.committed_in.unwrap_or_default()
-                ),
-            ),
-            InputStatus::DuplicateInRun => {
-                status("Skipped", format!("{}: same content given twice", i.source))
-            }
-        }
-    }
+    print_inputs(&r.inputs);
     super::status_first("Ignored", &r.ignored_files, "ignored_files", |f| {
         // The walk does not follow links: an ignored entry that is a
         // directory now is a link to one.

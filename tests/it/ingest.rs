@@ -280,6 +280,68 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     assert_eq!(s["events"], expected()["batches"][1]["events"]);
 }
 
+/// Up to 5 inputs get a `Read` (or `Skipped`) line each; more share one
+/// line with their totals, so an hourly run over a growing inbox does not
+/// print a line per file it has already ingested. `--json` lists each.
+#[test]
+fn many_inputs_share_one_read_line_and_one_skipped_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let event = |i: usize| {
+        format!(
+            r#"{{"event_id":"e{i}","event_type":"page_view","user_id":"u{i}","event_timestamp":"2024-03-15T10:00:00Z"}}"#
+        ) + "\n"
+    };
+    for i in 0..7 {
+        let body = if i == 3 {
+            event(i) + "{broken\n\n"
+        } else {
+            event(i)
+        };
+        std::fs::write(inbox.join(format!("b{i}.jsonl")), body).unwrap();
+    }
+    let dir = inbox.display().to_string();
+    let o = run(
+        &lake,
+        &["ingest", &dir, "--max-bad-fraction", "1", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["inputs"].as_array().unwrap().len(), 7);
+    let (first, last) = (
+        inbox.join("b0.jsonl").display().to_string(),
+        inbox.join("b6.jsonl").display().to_string(),
+    );
+    let err = stderr(&o);
+    assert_eq!(err.matches("Read").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "Read 7 inputs ({first} … {last}): 9 lines, 7 events, 1 quarantined, 1 empty"
+        )),
+        "{err}"
+    );
+    // Again, with one file named twice: all skipped, in one line.
+    let o = run(&lake, &["ingest", &dir, &last]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("Skipped").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "Skipped 8 inputs ({first} … {last}): already ingested, in commit 1"
+        )),
+        "{err}"
+    );
+    // A few inputs keep a line each.
+    let o = run(&lake, &["ingest", &first, &last]);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("Skipped {first}: already ingested in commit 1"))
+            && err.contains(&format!("Skipped {last}: already ingested in commit 1")),
+        "{err}"
+    );
+}
+
 #[test]
 fn stdin_input_is_hashed_like_a_file() {
     let tmp = tempfile::tempdir().unwrap();
