@@ -250,6 +250,10 @@ fn partition_notes(p: &ingest::PartitionReport) -> String {
     }
 }
 
+/// Up to this many bronze partitions get a `Partition` line each; more
+/// share one line with their sums (`--json` lists each).
+const PARTITIONS_EACH: usize = 8;
+
 /// Up to this many inputs of one kind (read, skipped) get a line each;
 /// more share one line (an inbox of 3,000 files, re-run hourly, printed
 /// 3,000 `Skipped` lines every hour). `--json` lists each.
@@ -359,15 +363,42 @@ pub fn print_human(r: &IngestReport) {
             format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")
         }
     });
-    for p in &r.partitions {
+    if r.partitions.len() <= PARTITIONS_EACH {
+        for p in &r.partitions {
+            status(
+                "Partition",
+                format!(
+                    "event_date={} {:>9} events in {} file(s){}",
+                    p.event_date,
+                    p.events,
+                    p.files,
+                    partition_notes(p)
+                ),
+            );
+        }
+    } else if let (Some(first), Some(last)) = (r.partitions.first(), r.partitions.last()) {
+        // Their sums, in one line (the partitions are in date order).
+        let sum = |f: fn(&ingest::PartitionReport) -> u64| r.partitions.iter().map(f).sum();
+        let total = ingest::PartitionReport {
+            event_date: String::new(),
+            events: sum(|p| p.events),
+            late: sum(|p| p.late),
+            side_output: sum(|p| p.side_output),
+            resends: sum(|p| p.resends),
+            id_conflicts: sum(|p| p.id_conflicts),
+            ids_on_other_dates: sum(|p| p.ids_on_other_dates),
+            files: sum(|p| p.files),
+        };
         status(
             "Partition",
             format!(
-                "event_date={} {:>9} events in {} file(s){}",
-                p.event_date,
-                p.events,
-                p.files,
-                partition_notes(p)
+                "{} dates from {} to {} {:>9} events in {} file(s){}",
+                r.partitions.len(),
+                first.event_date,
+                last.event_date,
+                total.events,
+                total.files,
+                partition_notes(&total)
             ),
         );
     }

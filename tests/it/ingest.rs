@@ -280,9 +280,10 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     assert_eq!(s["events"], expected()["batches"][1]["events"]);
 }
 
-/// Up to 5 inputs get a `Read` (or `Skipped`) line each; more share one
-/// line with their totals, so an hourly run over a growing inbox does not
-/// print a line per file it has already ingested. `--json` lists each.
+/// Up to 5 inputs get a `Read` (or `Skipped`) line each, and up to 8
+/// partitions a `Partition` line; more share one line with their totals,
+/// so an hourly run over a growing inbox does not print a line per file
+/// it has already ingested. `--json` lists each.
 #[test]
 fn many_inputs_share_one_read_line_and_one_skipped_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -291,10 +292,10 @@ fn many_inputs_share_one_read_line_and_one_skipped_line() {
     std::fs::create_dir_all(&inbox).unwrap();
     let event = |i: usize| {
         format!(
-            r#"{{"event_id":"e{i}","event_type":"page_view","user_id":"u{i}","event_timestamp":"2024-03-15T10:00:00Z"}}"#
+            r#"{{"event_id":"e{i}","event_type":"page_view","user_id":"u{i}","event_timestamp":"2024-03-1{i}T10:00:00Z"}}"#
         ) + "\n"
     };
-    for i in 0..7 {
+    for i in 0..10 {
         let body = if i == 3 {
             event(i) + "{broken\n\n"
         } else {
@@ -309,17 +310,26 @@ fn many_inputs_share_one_read_line_and_one_skipped_line() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(s["inputs"].as_array().unwrap().len(), 7);
+    assert_eq!(s["inputs"].as_array().unwrap().len(), 10);
+    assert_eq!(s["partitions"].as_array().unwrap().len(), 10);
     let (first, last) = (
         inbox.join("b0.jsonl").display().to_string(),
-        inbox.join("b6.jsonl").display().to_string(),
+        inbox.join("b9.jsonl").display().to_string(),
     );
     let err = stderr(&o);
     assert_eq!(err.matches("Read").count(), 1, "{err}");
     assert!(
         err.contains(&format!(
-            "Read 7 inputs ({first} … {last}): 9 lines, 7 events, 1 quarantined, 1 empty"
+            "Read 10 inputs ({first} … {last}): 12 lines, 10 events, 1 quarantined, 1 empty"
         )),
+        "{err}"
+    );
+    // So do more than 8 partitions.
+    assert_eq!(err.matches("Partition").count(), 1, "{err}");
+    assert!(
+        err.contains(
+            "Partition 10 dates from 2024-03-10 to 2024-03-19        10 events in 10 file(s)"
+        ),
         "{err}"
     );
     // Again, with one file named twice: all skipped, in one line.
@@ -328,7 +338,7 @@ fn many_inputs_share_one_read_line_and_one_skipped_line() {
     assert_eq!(err.matches("Skipped").count(), 1, "{err}");
     assert!(
         err.contains(&format!(
-            "Skipped 8 inputs ({first} … {last}): already ingested, in commit 1"
+            "Skipped 11 inputs ({first} … {last}): already ingested, in commit 1"
         )),
         "{err}"
     );
