@@ -41,11 +41,11 @@ pub struct Args {
     pub seed: u64,
 
     /// Number of event days (and arrival batches)
-    #[arg(long, default_value = "30")]
+    #[arg(long, default_value = "30", value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
 
     /// Number of distinct users
-    #[arg(long, default_value = "20000")]
+    #[arg(long, default_value = "20000", value_parser = clap::value_parser!(u64).range(1..))]
     pub users: u64,
 
     /// First event day (UTC), e.g. 2024-03-01

@@ -581,6 +581,12 @@ fn usage_errors_exit_2_and_name_the_flag() {
             vec!["ingest", "x.jsonl", "--min-event-time", "long ago"],
             "--min-event-time",
         ),
+        (vec!["generate", "--out", "g", "--days", "0"], "--days"),
+        (vec!["generate", "--out", "g", "--users", "0"], "--users"),
+        (
+            vec!["generate", "--out", "g", "--bad-rate", "2"],
+            "--bad-rate",
+        ),
     ] {
         let o = run(&lake, &args);
         assert_eq!(exit_code(&o), 2, "{args:?}");
