@@ -48,16 +48,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let cfg = Config::load(&lake)?;
     let model = state::model(&lake, &args.model)?;
     let opts = args.engine.options(&cfg)?;
+    let as_of = args.as_of.unwrap_or(i64::MAX / 2);
     let rows = crate::committed::read_retrying(&lake, |st| {
-        state::history(
-            &lake,
-            st,
-            &model,
-            &args.key,
-            args.as_of.unwrap_or(i64::MAX / 2),
-            args.known_at,
-            &opts,
-        )
+        state::history(&lake, st, &model, &args.key, as_of, args.known_at, &opts)
     })?;
     if rows.iter().all(|b| b.num_rows() == 0) {
         // An empty trail is an answer (exit 0), but most often a mistyped
@@ -68,10 +61,30 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             (None, Some(_)) => " processed by --known-at".to_string(),
             (Some(_), Some(_)) => " up to --as-of, processed by --known-at".to_string(),
         };
+        // Most often the key is another model's (`history u5` asks
+        // balances, whose keys are accounts): name the models that have it.
+        let others: Vec<String> = state::models(&lake)
+            .map(|m| m.ok.into_values().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.name != model.name)
+            .filter(|m| {
+                let trail = crate::committed::read_retrying(&lake, |st| {
+                    state::history(&lake, st, m, &args.key, as_of, args.known_at, &opts)
+                });
+                trail.is_ok_and(|rows| rows.iter().any(|b| b.num_rows() > 0))
+            })
+            .map(|m| format!("--model {}", m.name))
+            .collect();
+        let hint = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; other models have it: {}", others.join(", "))
+        };
         super::status(
             "Empty",
             format!(
-                "no event of model `{}` has the key `{}`{until}",
+                "no event of model `{}` has the key `{}`{until}{hint}",
                 model.name, args.key
             ),
         );

@@ -140,6 +140,7 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
         "{}",
         stderr(&o)
     );
+    assert!(!stderr(&o).contains("other models"), "{}", stderr(&o));
 
     // A late deposit for the 11th changes the past answer, but not what we
     // believed before it arrived.
@@ -640,6 +641,16 @@ fn profiles_and_carts_on_the_sample() {
         text.contains("Portland") && text.contains("Seattle"),
         "{text}"
     );
+    // Without --model, history asks balances, whose keys are accounts:
+    // an empty answer that names the models that have the key.
+    let o = run_says(
+        &lake,
+        &["history", "u5"],
+        0,
+        "no event of model `balances` has the key `u5`; other models have it:",
+    );
+    assert!(o.stdout.is_empty());
+    assert!(stderr(&o).contains("--model profiles"), "{}", stderr(&o));
 }
 
 #[test]
