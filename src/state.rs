@@ -735,7 +735,7 @@ pub fn query(
         // Each on a worker of its own: planning one is ~5 ms on one core.
         let inputs = model.replayed();
         let rows = tokio::spawn(async move {
-            let rows = present.collect().await;
+            let rows = collect_with_schema(present).await;
             crate::fault::trace(started, "state computed");
             rows
         });
@@ -1431,15 +1431,26 @@ pub fn history(
             known_at,
         };
         register_window(&ctx, lake, &reads(&[sql]), window, "").await?;
-        Ok(with_key(
+        let trail = with_key(
             &ctx,
             sql,
             Some(key),
             &format!("model `{}`: history", model.name),
         )
-        .await?
-        .collect()
-        .await?)
+        .await?;
+        collect_with_schema(trail).await
+    })
+}
+
+/// `df`'s rows; none as one empty batch, which keeps the columns (a CSV
+/// of no rows still has its header).
+async fn collect_with_schema(df: DataFrame) -> Result<Vec<RecordBatch>> {
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let rows = df.collect().await?;
+    Ok(if rows.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        rows
     })
 }
 

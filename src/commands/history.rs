@@ -88,7 +88,6 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 model.name, args.key
             ),
         );
-        return Ok(());
     }
     super::query::print(&rows, args.format)
 }

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
@@ -72,6 +73,7 @@ async fn stream(
     // (and the next writer deletes them).
     let read_only = SQLOptions::new().with_allow_dml(false);
     let df = ctx.sql_with_options(sql, read_only).await.map_err(failed)?;
+    out.schema = Some(Arc::new(df.schema().as_arrow().clone()));
     // Tests hold a query here while a writer replaces its files.
     crate::fault::pause("query-planned");
     let mut rows = df.execute_stream().await.map_err(failed)?;
@@ -174,6 +176,9 @@ struct Streamed {
     kept: Vec<RecordBatch>,
     kept_rows: usize,
     total: usize,
+    /// The result's columns, once planned: a CSV of no rows still has its
+    /// header.
+    schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 }
 
 enum Writer {
@@ -191,6 +196,7 @@ impl Streamed {
             kept: Vec::new(),
             kept_rows: 0,
             total: 0,
+            schema: None,
         }
     }
 
@@ -254,8 +260,13 @@ impl Streamed {
                     ));
                 }
             }
-            // No rows: nothing on stdout.
-            None => {}
+            // No rows: a CSV header alone (a reader then knows the
+            // columns; pandas fails on an empty file), else nothing.
+            None => {
+                if let Some(schema) = self.schema.filter(|_| matches!(self.format, Format::Csv)) {
+                    print(&[RecordBatch::new_empty(schema)], Format::Csv)?;
+                }
+            }
         }
         Ok(())
     }
@@ -307,11 +318,18 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
 /// Print rows on stdout in `format`.
 pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
     if batches.iter().all(|b| b.num_rows() == 0) {
-        // Data only on stdout: nothing; say so to a person on stderr.
-        if matches!(format, Format::Table) && !crate::report::quiet() {
-            crate::report::eline(format_args!("(no rows)"));
+        // Data only on stdout: a CSV's header (its columns), or nothing;
+        // say so to a person on stderr.
+        match format {
+            Format::Table => {
+                if !crate::report::quiet() {
+                    crate::report::eline(format_args!("(no rows)"));
+                }
+                return Ok(());
+            }
+            Format::Csv if !batches.is_empty() => {} // the header, below
+            _ => return Ok(()),
         }
-        return Ok(());
     }
     let mut out = std::io::stdout().lock();
     match format {

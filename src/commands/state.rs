@@ -96,6 +96,20 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     super::status_first("Problem", &answer.problems, "problems", |p| {
         format!("{}: {} ({})", p.problem, p.event_id, p.detail)
     });
+    // A --key that matches nothing is most often a typo, or another
+    // model's key: say so rather than print an empty table alone.
+    if let Some(key) = &args.key
+        && rows.iter().all(|b| b.num_rows() == 0)
+    {
+        status(
+            "Empty",
+            format!(
+                "no row of model `{}` has the key `{key}` as of {}",
+                model.name,
+                crate::time::format_micros(args.as_of)
+            ),
+        );
+    }
     if args.json {
         // The rows go out as Arrow's JSON writer wrote them, spliced in as
         // the summary's last member: a state can have many rows, and

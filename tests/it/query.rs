@@ -126,6 +126,20 @@ fn query_formats_every_table_and_tables_lists_them() {
     assert!(table.contains("| 2024-03-15 | "), "{table}");
     // Data only on stdout: nothing else is printed there.
     assert_eq!(table.lines().count(), 6, "{table}");
+    // No rows: CSV keeps its header (readers learn the columns; pandas
+    // fails on an empty file), JSON lines are none, the table says so on
+    // stderr.
+    let none = "SELECT event_date, events FROM daily_metrics WHERE events < 0";
+    let o = run(&lake, &["query", none, "--format", "csv"]);
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "event_date,events\n");
+    let o = run(&lake, &["query", none, "--format", "json"]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", stderr(&o));
+    let o = run(&lake, &["query", none]);
+    assert!(
+        o.stdout.is_empty() && stderr(&o).contains("(no rows)"),
+        "{}",
+        stderr(&o)
+    );
 
     // Every logical table is queryable by name.
     for t in [

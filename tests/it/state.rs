@@ -107,6 +107,32 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
     assert_eq!(at("2024-03-13"), pairs(&[("A", "119.50"), ("B", "7.25")]));
     let one = state(&lake, "balances", "2024-03-13", &["--key", "B"]);
     assert_eq!(balances(&one), pairs(&[("B", "7.25")]));
+    // B before its first deposit: no row, and stderr says so.
+    let o = run_says(
+        &lake,
+        &[
+            "state",
+            "balances",
+            "--as-of",
+            "2024-03-11",
+            "--key",
+            "B",
+            "--format",
+            "csv",
+        ],
+        0,
+        "no row of model `balances` has the key `B` as of 2024-03-11T23:59:59.999999Z",
+    );
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "account_id,balance,entries,corrections,last_event_time\n",
+        "no rows: the CSV header alone"
+    );
+    let o = run(
+        &lake,
+        &["state", "balances", "--as-of", "2024-03-13", "--key", "B"],
+    );
+    assert!(!stderr(&o).contains("no row"), "{}", stderr(&o));
 
     // The audit trail keeps the wrong deposit and shows what corrects it.
     let o = run(&lake, &["history", "A", "--format", "csv"]);
@@ -130,11 +156,15 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
         "processing time shown: {}",
         rows[3]
     );
-    // A key with no events (a typo, most often): nothing on stdout, exit
-    // 0, and stderr says no event has it.
+    // A key with no events (a typo, most often): no rows on stdout (the
+    // CSV header alone), exit 0, and stderr says no event has it.
     let o = run(&lake, &["history", "Z", "--format", "csv"]);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
-    assert!(o.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "event_timestamp,processing_time,event_id,event_type,amount,corrects_event_id,\
+         corrected_event_time,corrected_amount,balance\n"
+    );
     assert!(
         stderr(&o).contains("no event of model `balances` has the key `Z`"),
         "{}",
