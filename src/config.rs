@@ -70,6 +70,10 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # Models whose state `evlake run` snapshots at the end of every day the
 # watermark closes (invalid snapshots are always rebuilt), e.g. ["balances"].
 # snapshot_models = []
+# snapshot_keep: how many snapshots of each model `evlake run` keeps, the
+# newest; it removes the older ones (rather than rebuild them when late
+# data invalidates them). Unset (the default): every snapshot is kept.
+# E.g. to keep a week of daily ones: snapshot_keep = 7
 
 [engine]
 # Memory DataFusion may use before sorts, joins and aggregates spill to
@@ -96,6 +100,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     pub snapshot_models: Option<Vec<String>>,
+    pub snapshot_keep: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -215,6 +220,7 @@ mod tests {
         assert_eq!(c.engine.memory_limit.as_deref(), Some("2G"));
         assert_eq!(c.gold.currency.as_deref(), Some("USD"));
         assert_eq!(c.state.snapshot_models, Some(vec![]));
+        assert_eq!(c.state.snapshot_keep, None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The pipeline as a whole: which steps have work to do (for `status`,
 //! `gold` and `run`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
 use crate::dirty::{self, DirtyPartition};
@@ -70,6 +72,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Models to snapshot at the end of each day the watermark closes.
     pub snapshot_models: Vec<String>,
+    /// Keep only this many snapshots of each model, the newest (`None`:
+    /// all); older ones are removed rather than rebuilt.
+    pub snapshot_keep: Option<usize>,
 }
 
 /// What a dry run would do after ingesting.
@@ -97,6 +102,8 @@ pub struct RunReport {
     pub gold: Option<gold::GoldReport>,
     /// Snapshots written: invalid ones rebuilt, and the daily policy's.
     pub snapshots: Vec<crate::state::SnapshotReport>,
+    /// Snapshots removed: each model's beyond `[state] snapshot_keep`.
+    pub snapshots_removed: Vec<crate::state::RemovedSnapshot>,
     /// Models in `LAKE/models/` whose file does not load: their snapshots
     /// are not kept up to date (a warning; the run still succeeds unless
     /// the snapshot policy names one).
@@ -123,6 +130,7 @@ pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::R
         silver: None,
         gold: None,
         snapshots: Vec::new(),
+        snapshots_removed: Vec::new(),
         broken_models: Vec::new(),
         plan: None,
         elapsed_ms: 0,
@@ -190,8 +198,13 @@ fn steps(
     }
     report.gold = Some(g);
     report.failed_step = Some("snapshot");
-    report.snapshots = snapshots(lake, opts, &mut report.broken_models)?;
-    if !report.snapshots.is_empty() {
+    report.snapshots = snapshots(
+        lake,
+        opts,
+        &mut report.broken_models,
+        &mut report.snapshots_removed,
+    )?;
+    if !report.snapshots.is_empty() || !report.snapshots_removed.is_empty() {
         report.status = "committed";
     }
     report.failed_step = None;
@@ -199,11 +212,15 @@ fn steps(
 }
 
 /// Rebuild every invalid snapshot, and write the daily policy's snapshot
-/// (end of the last day the watermark closed) of each configured model.
+/// (end of the last day the watermark closed) of each configured model;
+/// with `snapshot_keep`, first remove each model's snapshots older than
+/// the newest that many (counting the policy's), which are then not
+/// rebuilt.
 fn snapshots(
     lake: &crate::lake::Lake,
     opts: &RunOptions,
     report_broken: &mut Vec<crate::state::BrokenModel>,
+    report_removed: &mut Vec<crate::state::RemovedSnapshot>,
 ) -> anyhow::Result<Vec<crate::state::SnapshotReport>> {
     use crate::state;
     let mut all = state::models(lake)?;
@@ -231,6 +248,35 @@ fn snapshots(
             if !have && !todo.contains(&(m.clone(), as_of)) {
                 todo.push((m.clone(), as_of));
             }
+        }
+    }
+    if let Some(keep) = opts.snapshot_keep {
+        // Per model, the times it has or gets, newest first.
+        let mut times: BTreeMap<&str, BTreeSet<std::cmp::Reverse<i64>>> = BTreeMap::new();
+        for s in state::snapshots(&st, &models) {
+            times
+                .entry(models[&s.model].name.as_str())
+                .or_default()
+                .insert(std::cmp::Reverse(s.as_of_us));
+        }
+        for (m, as_of) in &todo {
+            times
+                .entry(models[m].name.as_str())
+                .or_default()
+                .insert(std::cmp::Reverse(*as_of));
+        }
+        for (m, times) in times {
+            let old: BTreeSet<i64> = times.iter().skip(keep).map(|t| t.0).collect();
+            if old.is_empty() {
+                continue;
+            }
+            todo.retain(|(model, as_of)| model != m || !old.contains(as_of));
+            report_removed.extend(state::remove_snapshots(
+                lake,
+                m,
+                &old,
+                opts.silver.processing_time,
+            )?);
         }
     }
     todo.sort();

@@ -1396,6 +1396,65 @@ pub fn snapshot(
     })
 }
 
+/// A snapshot `run` removed (beyond `[state] snapshot_keep`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RemovedSnapshot {
+    pub model: String,
+    pub as_of: String,
+}
+
+/// Remove the snapshots of model `model` at `as_ofs` in one commit: every
+/// file of each (its state rows, and the rows and keys its problems keep).
+/// Readers then start from another snapshot or replay; one that was
+/// reading them reads the lake again (see `committed::read_retrying`).
+/// Returns those that were there.
+pub fn remove_snapshots(
+    lake: &Lake,
+    model: &str,
+    as_ofs: &BTreeSet<i64>,
+    processing_time: i64,
+) -> Result<Vec<RemovedSnapshot>> {
+    let _busy = crate::fault::operation("snapshot-remove");
+    let _lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    let table = snapshot_table(model);
+    // Its problems' and keys' tables are named `{table}.problems.*` and
+    // `{table}.keys.*` (a model name has no dot).
+    let prefix = format!("{table}.");
+    let dirs: BTreeMap<String, i64> = as_ofs.iter().map(|t| (as_of_dir(*t), *t)).collect();
+    let mut commit = Commit::next(&state, "snapshot-remove", processing_time);
+    commit.settings.insert("model".into(), model.to_string());
+    let mut removed = Vec::new();
+    for (name, partitions) in &state.tables {
+        if *name != table && !name.starts_with(&prefix) {
+            continue;
+        }
+        for (key, p) in partitions {
+            let Some(&as_of) = dirs.get(key) else {
+                continue;
+            };
+            if *name == table && !p.files.is_empty() {
+                removed.push(RemovedSnapshot {
+                    model: model.to_string(),
+                    as_of: format_micros(as_of),
+                });
+            }
+            commit.remove.extend(p.files.values().cloned());
+        }
+    }
+    if commit.remove.is_empty() {
+        return Ok(removed);
+    }
+    derive::finish_commit(lake, &commit)?;
+    // Their partition directories are empty now.
+    for f in &commit.remove {
+        if let Some(dir) = lake.path(&f.path).parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    Ok(removed)
+}
+
 /// The audit trail of one entity: the model's `history` query over every
 /// event up to `as_of` (known at `known_at`).
 pub fn history(

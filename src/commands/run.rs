@@ -1,5 +1,6 @@
 //! `evlake run`: ingest, then silver, then gold, for cron.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -9,6 +10,7 @@ use super::ingest::IngestSettings;
 use super::silver::SessionArgs;
 use super::{EngineArgs, print_json, status};
 use crate::config::Config;
+use crate::error::Failure;
 use crate::lake::Lake;
 use crate::pipeline::{self, RunOptions};
 use crate::{gold, silver};
@@ -85,6 +87,18 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         },
         dry_run: args.dry_run,
         snapshot_models: cfg.state.snapshot_models.clone().unwrap_or_default(),
+        snapshot_keep: match cfg.state.snapshot_keep {
+            None => None,
+            Some(n) if n >= 1 => Some(n as usize),
+            Some(n) => {
+                return Err(Failure::Usage(format!(
+                    "{}: state.snapshot_keep: {n} keeps no snapshot (at least 1; leave it \
+                     out to keep every one)",
+                    crate::config::FILE
+                ))
+                .into());
+            }
+        },
     };
     let (report, result) = pipeline::run(&lake, &opts);
     if let Some(r) = &report.ingest {
@@ -95,6 +109,25 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     if let Some(r) = &report.gold {
         super::gold::print_report(r);
+    }
+    // Removed before the rebuilds, so said first.
+    let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in &report.snapshots_removed {
+        removed.entry(&r.model).or_default().push(&r.as_of);
+    }
+    let keep = opts.snapshot_keep.unwrap_or_default();
+    for (model, times) in removed {
+        let (first, last) = (times.iter().min(), times.iter().max());
+        let which = match (first, last) {
+            (Some(a), Some(b)) if a != b => {
+                format!("{} {model} snapshots, as of {a} to {b}", times.len())
+            }
+            _ => format!("{model} snapshot as of {}", first.unwrap_or(&"")),
+        };
+        status(
+            "Removed",
+            format!("{which}: older than the newest {keep} (state.snapshot_keep)"),
+        );
     }
     for r in &report.snapshots {
         super::snapshot::print_report(r);

@@ -20,7 +20,8 @@ valid snapshot at or before T. A snapshot becomes invalid (and is never
 used, and `status` says why) when a later commit adds an event at or before
 its time, or the model's or silver's SQL changes; `evlake run` rebuilds
 invalid snapshots, and keeps daily ones with [state] snapshot_models in
-evlake.toml. Silver must be up to date first.")]
+evlake.toml; with [state] snapshot_keep = N it keeps only each model's N
+newest (this one too). Silver must be up to date first.")]
 pub struct Args {
     /// The model, e.g. balances
     pub model: String,

@@ -842,6 +842,79 @@ fn bad_models_and_times_exit_2() {
     run_says(&lake, &["run"], 2, "step `snapshot` failed");
 }
 
+/// `[state] snapshot_keep = N`: `run` keeps each model's N newest
+/// snapshots (the policy's new one among them) and removes the older
+/// ones, files and all; an invalid one beyond N is removed, not rebuilt.
+#[test]
+fn snapshot_keep_removes_the_oldest_snapshots_and_never_rebuilds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[state]\nsnapshot_models = [\"balances\"]\nsnapshot_keep = 2\n",
+    )
+    .unwrap();
+    let end = |day: u32| format!("2024-03-{day:02}T23:59:59.999999Z");
+    let as_ofs = |v: &Value, key: &str| -> Vec<String> {
+        let list = v[key].as_array().unwrap();
+        list.iter()
+            .map(|s| s["as_of"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let kept = |lake: &Path| as_ofs(&ok(lake, &["status", "--json"]), "snapshots");
+    // A deposit of 10 a day; each run closes the day before.
+    let mut removed = Vec::new();
+    for day in 10..=14u32 {
+        let r = run_lines(
+            &lake,
+            &format!("d{day}.jsonl"),
+            &[ledger(
+                &format!("d{day}"),
+                "deposit",
+                &format!("2024-03-{day}T09:00:00Z"),
+                "A",
+                "10.00",
+            )],
+            &format!("2024-03-{}T02:00:00Z", day + 1),
+        );
+        removed.extend(as_ofs(&r, "snapshots_removed"));
+    }
+    assert_eq!(kept(&lake), [end(12), end(13)]);
+    assert_eq!(removed, [end(9), end(10), end(11)]);
+    assert_eq!(files_on_disk(&lake), committed_files(&lake));
+    // The answers: from the newest kept snapshot, or a replay before it.
+    let v = state(&lake, "balances", "2024-03-11", &[]);
+    assert!(v["snapshot"].is_null(), "{v}");
+    assert_eq!(balances(&v), pairs(&[("A", "20.00")]));
+    let v = state(&lake, "balances", "2024-03-14", &[]);
+    assert_eq!(v["snapshot"]["as_of"], end(13), "{v}");
+    assert_eq!(balances(&v), pairs(&[("A", "50.00")]));
+
+    // A late deposit for the 10th invalidates both; the next run removes
+    // the 12th (the policy's 14th is newer) and rebuilds only the 13th.
+    let r = run_lines(
+        &lake,
+        "late.jsonl",
+        &[
+            ledger("late", "deposit", "2024-03-10T10:00:00Z", "A", "1.00"),
+            ledger("d15", "deposit", "2024-03-15T09:00:00Z", "A", "10.00"),
+        ],
+        "2024-03-16T02:00:00Z",
+    );
+    assert_eq!(as_ofs(&r, "snapshots_removed"), [end(12)]);
+    assert_eq!(as_ofs(&r, "snapshots"), [end(13), end(14)]);
+    assert_eq!(kept(&lake), [end(13), end(14)]);
+    let v = state(&lake, "balances", "2024-03-14", &[]);
+    assert_eq!(v["snapshot"]["as_of"], end(14), "{v}");
+    assert_eq!(balances(&v), pairs(&[("A", "51.00")]));
+    assert_eq!(files_on_disk(&lake), committed_files(&lake));
+
+    // 0 would keep none: a usage error naming the key.
+    std::fs::write(lake.join("evlake.toml"), "[state]\nsnapshot_keep = 0\n").unwrap();
+    run_says(&lake, &["run"], 2, "state.snapshot_keep");
+}
+
 #[test]
 fn property_a_snapshot_answer_equals_a_full_replay() {
     let tmp = tempfile::tempdir().unwrap();
