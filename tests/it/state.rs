@@ -863,6 +863,9 @@ fn snapshot_keep_removes_the_oldest_snapshots_and_never_rebuilds_them() {
             .collect()
     };
     let kept = |lake: &Path| as_ofs(&ok(lake, &["status", "--json"]), "snapshots");
+    // Each snapshot has 3 files: its rows, its problems' rows, its keys.
+    let on_disk = |lake: &Path| files_on_disk_under(lake, "state");
+    let committed = |lake: &Path| committed_files_under(lake, "state");
     // A deposit of 10 a day; each run closes the day before.
     let mut removed = Vec::new();
     for day in 10..=14u32 {
@@ -882,7 +885,8 @@ fn snapshot_keep_removes_the_oldest_snapshots_and_never_rebuilds_them() {
     }
     assert_eq!(kept(&lake), [end(12), end(13)]);
     assert_eq!(removed, [end(9), end(10), end(11)]);
-    assert_eq!(files_on_disk(&lake), committed_files(&lake));
+    assert_eq!(on_disk(&lake), committed(&lake));
+    assert_eq!(committed(&lake).len(), 2 * 3, "{:?}", committed(&lake));
     // The answers: from the newest kept snapshot, or a replay before it.
     let v = state(&lake, "balances", "2024-03-11", &[]);
     assert!(v["snapshot"].is_null(), "{v}");
@@ -908,7 +912,27 @@ fn snapshot_keep_removes_the_oldest_snapshots_and_never_rebuilds_them() {
     let v = state(&lake, "balances", "2024-03-14", &[]);
     assert_eq!(v["snapshot"]["as_of"], end(14), "{v}");
     assert_eq!(balances(&v), pairs(&[("A", "51.00")]));
-    assert_eq!(files_on_disk(&lake), committed_files(&lake));
+    assert_eq!(on_disk(&lake), committed(&lake));
+
+    // A run killed right after the removal's commit leaves its files; the
+    // next run (any writer) deletes them, and the answers hold.
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[state]\nsnapshot_models = [\"balances\"]\nsnapshot_keep = 1\n",
+    )
+    .unwrap();
+    let o = cmd(&lake, &["run"])
+        .env("EVLAKE_FAULT", "snapshot-remove:after-commit")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert_eq!(kept(&lake), [end(14)]);
+    assert_ne!(on_disk(&lake), committed(&lake));
+    ok(&lake, &["run"]);
+    assert_eq!(kept(&lake), [end(14)]);
+    assert_eq!(on_disk(&lake), committed(&lake));
+    let v = state(&lake, "balances", "2024-03-13", &[]);
+    assert_eq!(balances(&v), pairs(&[("A", "41.00")]));
 
     // 0 would keep none: a usage error naming the key.
     std::fs::write(lake.join("evlake.toml"), "[state]\nsnapshot_keep = 0\n").unwrap();
