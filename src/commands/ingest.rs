@@ -261,87 +261,65 @@ const INPUTS_EACH: usize = 5;
 
 /// The `Read` and `Skipped` lines of a run's inputs.
 fn print_inputs(inputs: &[crate::ingest::InputReport]) {
-    let of = |s: InputStatus| -> Vec<&crate::ingest::InputReport> {
-        inputs.iter().filter(|i| i.status == s).collect()
-    };
-    let (read, known, twice) = (
-        of(InputStatus::Ingested),
-        of(InputStatus::AlreadyIngested),
-        of(InputStatus::DuplicateInRun),
-    );
-    let counts = |lines, events, quarantined, empty| {
-        format!("{lines} lines, {events} events, {quarantined} quarantined, {empty} empty")
-    };
+    use super::each_or_all;
+    use crate::ingest::InputReport;
+    let of =
+        |s: InputStatus| -> Vec<&InputReport> { inputs.iter().filter(|i| i.status == s).collect() };
     // The first and last by name (the inputs are in the order given).
-    let span = |is: &[&crate::ingest::InputReport]| {
+    let span = |is: &[&InputReport]| {
         let first = is.iter().map(|i| &i.source).min();
         let last = is.iter().map(|i| &i.source).max();
-        format!(
-            "{} … {}",
-            first.unwrap_or(&is[0].source),
-            last.unwrap_or(&is[0].source)
-        )
+        let name = |s: Option<&String>| s.cloned().unwrap_or_default();
+        format!("{} inputs ({} … {})", is.len(), name(first), name(last))
     };
-    if read.len() <= INPUTS_EACH {
-        for i in &read {
-            let c = counts(i.lines, i.events, i.quarantined, i.empty_lines);
-            status("Read", format!("{}: {c}", i.source));
-        }
-    } else {
-        let sum =
-            |f: fn(&crate::ingest::InputReport) -> u64| read.iter().map(|i| f(i)).sum::<u64>();
-        let c = counts(
+    let counts = |is: &[&InputReport]| {
+        let sum = |f: fn(&InputReport) -> u64| is.iter().map(|i| f(i)).sum::<u64>();
+        format!(
+            "{} lines, {} events, {} quarantined, {} empty",
             sum(|i| i.lines),
             sum(|i| i.events),
             sum(|i| i.quarantined),
-            sum(|i| i.empty_lines),
-        );
-        status(
-            "Read",
-            format!("{} inputs ({}): {c}", read.len(), span(&read)),
-        );
-    }
-    if known.len() <= INPUTS_EACH {
-        for i in &known {
+            sum(|i| i.empty_lines)
+        )
+    };
+    let read = of(InputStatus::Ingested);
+    each_or_all(
+        "Read",
+        &read,
+        INPUTS_EACH,
+        |i| format!("{}: {}", i.source, counts(&[i])),
+        |is| format!("{}: {}", span(is), counts(is)),
+    );
+    let known = of(InputStatus::AlreadyIngested);
+    each_or_all(
+        "Skipped",
+        &known,
+        INPUTS_EACH,
+        |i| {
             let commit = i.committed_in.unwrap_or_default();
-            status(
-                "Skipped",
-                format!("{}: already ingested in commit {commit}", i.source),
-            );
-        }
-    } else {
-        let commits: std::collections::BTreeSet<u64> =
-            known.iter().filter_map(|i| i.committed_in).collect();
-        let first = commits.first().copied().unwrap_or_default();
-        let last = commits.last().copied().unwrap_or_default();
-        let commits = if first == last {
-            format!("commit {first}")
-        } else {
-            format!("commits {first} to {last}")
-        };
-        status(
-            "Skipped",
-            format!(
-                "{} inputs ({}): already ingested, in {commits}",
-                known.len(),
-                span(&known)
-            ),
-        );
-    }
-    if twice.len() <= INPUTS_EACH {
-        for i in &twice {
-            status("Skipped", format!("{}: same content given twice", i.source));
-        }
-    } else {
-        status(
-            "Skipped",
-            format!(
-                "{} inputs ({}): same content given twice",
-                twice.len(),
-                span(&twice)
-            ),
-        );
-    }
+            format!("{}: already ingested in commit {commit}", i.source)
+        },
+        |is| {
+            let commits: std::collections::BTreeSet<u64> =
+                is.iter().filter_map(|i| i.committed_in).collect();
+            let first = commits.first().copied().unwrap_or_default();
+            let last = commits.last().copied().unwrap_or_default();
+            let commits = if first == last {
+                format!("commit {first}")
+            } else {
+                format!("commits {first} to {last}")
+            };
+            format!("{}: already ingested, in {commits}", span(is))
+        },
+    );
+    let twice = of(InputStatus::DuplicateInRun);
+    each_or_all(
+        "Skipped",
+        &twice,
+        INPUTS_EACH,
+        |i| format!("{}: same content given twice", i.source),
+        |is| format!("{}: same content given twice", span(is)),
+    );
 }
 
 pub fn print_human(r: &IngestReport) {
@@ -363,45 +341,42 @@ pub fn print_human(r: &IngestReport) {
             format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")
         }
     });
-    if r.partitions.len() <= PARTITIONS_EACH {
-        for p in &r.partitions {
-            status(
-                "Partition",
-                format!(
-                    "event_date={} {:>9} events in {} file(s){}",
-                    p.event_date,
-                    p.events,
-                    p.files,
-                    partition_notes(p)
-                ),
-            );
-        }
-    } else if let (Some(first), Some(last)) = (r.partitions.first(), r.partitions.last()) {
-        // Their sums, in one line (the partitions are in date order).
-        let sum = |f: fn(&ingest::PartitionReport) -> u64| r.partitions.iter().map(f).sum();
-        let total = ingest::PartitionReport {
-            event_date: String::new(),
-            events: sum(|p| p.events),
-            late: sum(|p| p.late),
-            side_output: sum(|p| p.side_output),
-            resends: sum(|p| p.resends),
-            id_conflicts: sum(|p| p.id_conflicts),
-            ids_on_other_dates: sum(|p| p.ids_on_other_dates),
-            files: sum(|p| p.files),
-        };
-        status(
-            "Partition",
+    super::each_or_all(
+        "Partition",
+        &r.partitions,
+        PARTITIONS_EACH,
+        |p| {
             format!(
-                "{} dates from {} to {} {:>9} events in {} file(s){}",
-                r.partitions.len(),
-                first.event_date,
-                last.event_date,
+                "event_date={} {:>9} events in {} file(s){}",
+                p.event_date,
+                p.events,
+                p.files,
+                partition_notes(p)
+            )
+        },
+        |ps| {
+            // Their sums (the partitions are in date order).
+            let sum = |f: fn(&ingest::PartitionReport) -> u64| ps.iter().map(f).sum();
+            let total = ingest::PartitionReport {
+                event_date: String::new(),
+                events: sum(|p| p.events),
+                late: sum(|p| p.late),
+                side_output: sum(|p| p.side_output),
+                resends: sum(|p| p.resends),
+                id_conflicts: sum(|p| p.id_conflicts),
+                ids_on_other_dates: sum(|p| p.ids_on_other_dates),
+                files: sum(|p| p.files),
+            };
+            let (first, last) = (&ps[0].event_date, &ps[ps.len() - 1].event_date);
+            format!(
+                "{} dates from {first} to {last} {:>9} events in {} file(s){}",
+                ps.len(),
                 total.events,
                 total.files,
                 partition_notes(&total)
-            ),
-        );
-    }
+            )
+        },
+    );
     if r.id_conflicts > 0 {
         status(
             "Warning",

@@ -81,6 +81,25 @@ pub fn status_first<T>(verb: &str, items: &[T], json_field: &str, line: impl Fn(
     }
 }
 
+/// A `verb` line per item when there are at most `each` of them, else one
+/// line for them all (`--json` lists each): so a run over thousands of
+/// inputs or dates prints a line, not thousands.
+pub fn each_or_all<T>(
+    verb: &str,
+    items: &[T],
+    each: usize,
+    one: impl Fn(&T) -> String,
+    all: impl FnOnce(&[T]) -> String,
+) {
+    if items.len() <= each {
+        for item in items {
+            status(verb, one(item));
+        }
+    } else {
+        status(verb, all(items));
+    }
+}
+
 /// Dirty partitions as lines for people, `table partition: reasons`; a run
 /// of consecutive dates of one table with the same reasons (every date
 /// never built, or a changed setting) is one line, `table A..B (N dates):
