@@ -9,7 +9,8 @@ tests in tests/it/, for hunting bugs before a release, not for CI.
 SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
 late policy with `reconcile`, `silver --dates` restatements, re-runs
-that must be no-ops, snapshots). A failing seed keeps its directory under
+that must be no-ops, snapshots, a daily snapshot policy with
+`snapshot_keep`). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
 `make soak` runs all three. EVLAKE=path picks the binary (default: the
 debug build).
@@ -91,8 +92,17 @@ def incremental(seed, d):
     grace = rng.random() < 0.3
     if grace:
         extra += ["--late-policy", "grace", "--allowed-lateness", rng.choice(["1h", "1d", "3d"])]
-    print(f"  settings {extra}, {len(files)} files")
     lake, i, hour = os.path.join(d, "lake"), 0, 0
+    # Half the lakes keep daily snapshots, some only the newest few.
+    keep = None
+    if rng.random() < 0.5:
+        keep = rng.choice([None, 1, 2, 3])
+        os.makedirs(lake, exist_ok=True)
+        with open(os.path.join(lake, "evlake.toml"), "w") as f:
+            f.write(f"[state]\nsnapshot_models = {json.dumps(rng.sample(MODELS, 2))}\n"
+                    + (f"snapshot_keep = {keep}\n" if keep else ""))
+    print(f"  settings {extra}, {len(files)} files"
+          + (f", snapshot_keep {keep}" if keep else ""))
     while i < len(files):
         batch = files[i:i + rng.choice([1, 1, 2, 3])]
         i += len(batch)
@@ -119,6 +129,13 @@ def incremental(seed, d):
         ev(full, "gold", "--full")
         if differences(dump(lake), dump(full), f"incremental vs --full after {pt}"):
             return False
+    if keep:
+        status = json.loads(ev(lake, "status", "--json").stdout)
+        for model in MODELS:
+            n = sum(1 for s in status["snapshots"] if s["model"] == model)
+            if n > keep:
+                print(f"  {n} snapshots of {model} kept, snapshot_keep is {keep}")
+                return False
     for model in MODELS:
         snap = f"2024-03-{rng.randint(1, days):02d}"
         ask = f"2024-03-{rng.randint(1, days + 1):02d}"
