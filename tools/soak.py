@@ -155,6 +155,15 @@ def kill(seed, d):
     rng = random.Random(seed)
     files, _ = generated(d, rng, seed, (20000, 80000), (20, 300), [0.5])
     clean, crashy, kills = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0
+    # Half the pairs keep daily snapshots of balances, the newest 2.
+    policy = rng.random() < 0.5
+    if policy:
+        for lake in (clean, crashy):
+            os.makedirs(lake, exist_ok=True)
+            with open(os.path.join(lake, "evlake.toml"), "w") as f:
+                f.write('[state]\nsnapshot_models = ["balances"]\nsnapshot_keep = 2\n')
+    snapshots = lambda lake: [(s["model"], s["as_of"], s["rows"], s["valid"])
+                              for s in json.loads(ev(lake, "status", "--json").stdout)["snapshots"]]
     for n, f in enumerate(files):
         run = ["run", f, "--processing-time", f"2024-04-{n + 1:02d}T02:00:00Z"]
         ev(clean, *run)
@@ -179,7 +188,10 @@ def kill(seed, d):
             break
         if differences(dump(clean), dump(crashy), f"clean vs killed ({kills} kills) after file {n + 1}"):
             return False
-    print(f"  {len(files)} files, {kills} kills")
+        if snapshots(clean) != snapshots(crashy):
+            print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
+            return False
+    print(f"  {len(files)} files, {kills} kills" + (", daily snapshots, snapshot_keep 2" if policy else ""))
     return True
 
 
