@@ -264,23 +264,52 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     if !s.snapshots.is_empty() {
         writeln!(out, "snapshots:")?;
-        for sn in &s.snapshots {
-            writeln!(
-                out,
-                "  {} as of {} (commit {}, {} rows): {}",
-                sn.model,
-                sn.as_of,
-                sn.version,
-                sn.rows,
-                match &sn.invalid_because {
-                    None => "valid".to_string(),
-                    Some(why) => format!("INVALID, never used: {why}"),
-                }
-            )?;
+        for line in snapshot_lines(&s.snapshots) {
+            writeln!(out, "  {line}")?;
         }
     }
     Ok(())
 }
+
+/// The snapshots as lines: one each, except that a model's run of more
+/// than [`SNAPSHOTS_EACH`] valid ones in a row (a daily policy's) shares
+/// one line (`--json` lists each).
+fn snapshot_lines(snapshots: &[crate::state::Snapshot]) -> Vec<String> {
+    let one = |sn: &crate::state::Snapshot| {
+        format!(
+            "{} as of {} (commit {}, {} rows): {}",
+            sn.model,
+            sn.as_of,
+            sn.version,
+            sn.rows,
+            match &sn.invalid_because {
+                None => "valid".to_string(),
+                Some(why) => format!("INVALID, never used: {why}"),
+            }
+        )
+    };
+    let mut lines = Vec::new();
+    for run in snapshots.chunk_by(|a, b| a.model == b.model && a.valid && b.valid) {
+        if run.len() > SNAPSHOTS_EACH {
+            let (first, last) = (&run[0], &run[run.len() - 1]);
+            lines.push(format!(
+                "{} as of {} to {}: {} snapshots, valid (the newest: commit {}, {} rows)",
+                first.model,
+                first.as_of,
+                last.as_of,
+                run.len(),
+                last.version,
+                last.rows
+            ));
+        } else {
+            lines.extend(run.iter().map(one));
+        }
+    }
+    lines
+}
+
+/// Up to this many valid snapshots in a row get a line each.
+const SNAPSHOTS_EACH: usize = 3;
 
 /// A byte count as a person reads it: `512 B`, `1.9 MiB`, `3.2 GiB`.
 fn format_bytes(n: u64) -> String {
@@ -306,5 +335,35 @@ mod tests {
         assert_eq!(super::format_bytes(1536), "1.5 KiB");
         assert_eq!(super::format_bytes(1_992_294), "1.9 MiB");
         assert_eq!(super::format_bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn a_run_of_valid_snapshots_shares_a_line() {
+        let sn = |model: &str, day: u32, invalid: bool| crate::state::Snapshot {
+            model: model.into(),
+            as_of: format!("2024-03-{day:02}T23:59:59.999999Z"),
+            as_of_us: 0,
+            key: String::new(),
+            version: u64::from(day),
+            rows: 10,
+            valid: !invalid,
+            invalid_because: invalid.then(|| "commit 9 added an event".to_string()),
+        };
+        let mut all: Vec<_> = (1..=5).map(|d| sn("balances", d, false)).collect();
+        all.push(sn("balances", 6, true));
+        all.push(sn("balances", 7, false));
+        all.extend((1..=2).map(|d| sn("carts", d, false)));
+        assert_eq!(
+            super::snapshot_lines(&all),
+            [
+                "balances as of 2024-03-01T23:59:59.999999Z to 2024-03-05T23:59:59.999999Z: \
+                 5 snapshots, valid (the newest: commit 5, 10 rows)",
+                "balances as of 2024-03-06T23:59:59.999999Z (commit 6, 10 rows): \
+                 INVALID, never used: commit 9 added an event",
+                "balances as of 2024-03-07T23:59:59.999999Z (commit 7, 10 rows): valid",
+                "carts as of 2024-03-01T23:59:59.999999Z (commit 1, 10 rows): valid",
+                "carts as of 2024-03-02T23:59:59.999999Z (commit 2, 10 rows): valid",
+            ]
+        );
     }
 }
