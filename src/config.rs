@@ -68,7 +68,7 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 
 [state]
 # Models whose state `evlake run` snapshots at the end of every day the
-# watermark closes (invalid snapshots are always rebuilt), e.g. ["balances"].
+# watermark closes (and it rebuilds invalid ones), e.g. ["balances"].
 # snapshot_models = []
 # snapshot_keep: how many snapshots of each model `evlake run` keeps, the
 # newest; it removes the older ones (rather than rebuild them when late
