@@ -251,32 +251,23 @@ fn snapshots(
         }
     }
     if let Some(keep) = opts.snapshot_keep {
-        // Per model, the times it has or gets, newest first.
-        let mut times: BTreeMap<&str, BTreeSet<std::cmp::Reverse<i64>>> = BTreeMap::new();
-        for s in state::snapshots(&st, &models) {
-            times
-                .entry(models[&s.model].name.as_str())
-                .or_default()
-                .insert(std::cmp::Reverse(s.as_of_us));
-        }
-        for (m, as_of) in &todo {
-            times
-                .entry(models[m].name.as_str())
-                .or_default()
-                .insert(std::cmp::Reverse(*as_of));
+        // Per model, the times it has or gets.
+        let mut times: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        let have = state::snapshots(&st, &models)
+            .into_iter()
+            .map(|s| (s.model, s.as_of_us));
+        for (m, as_of) in have.chain(todo.iter().cloned()) {
+            times.entry(m).or_default().insert(as_of);
         }
         for (m, times) in times {
-            let old: BTreeSet<i64> = times.iter().skip(keep).map(|t| t.0).collect();
+            // All but the newest `keep`.
+            let old: BTreeSet<i64> = times.iter().rev().skip(keep).copied().collect();
             if old.is_empty() {
                 continue;
             }
-            todo.retain(|(model, as_of)| model != m || !old.contains(as_of));
-            report_removed.extend(state::remove_snapshots(
-                lake,
-                m,
-                &old,
-                opts.silver.processing_time,
-            )?);
+            todo.retain(|(model, as_of)| *model != m || !old.contains(as_of));
+            let removed = state::remove_snapshots(lake, &m, &old, opts.silver.processing_time)?;
+            report_removed.extend(removed);
         }
     }
     todo.sort();
