@@ -375,6 +375,12 @@ fn evlake_toml_sets_defaults_and_flags_override_it() {
     )
     .unwrap();
     assert!(stderr(&run(&lake, &["init"])).contains("already exists"));
+    let s = ok(&lake, &["init", "--json"]);
+    assert_eq!(
+        (s["command"].as_str(), s["status"].as_str()),
+        (Some("init"), Some("kept")),
+        "{s}"
+    );
     assert_eq!(
         std::fs::read_to_string(lake.join("evlake.toml")).unwrap(),
         "[ingest]\nlate_policy = \"side-output\"\n"
