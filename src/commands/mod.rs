@@ -35,10 +35,22 @@ pub enum Format {
 /// Print one JSON object on stdout (the `--json` summary).
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    serde_json::to_writer_pretty(&mut out, value)?;
+    out.write_all(json_text(value)?.as_bytes())?;
     out.write_all(b"\n")?;
     out.flush()?;
     Ok(())
+}
+
+/// `value` as JSON for stdout: indented for a person at a terminal, else
+/// on one line, so summaries appended by cron (`--json >> runs.jsonl`)
+/// are JSON Lines that `jq`, pandas and DuckDB read line by line.
+pub fn json_text<T: Serialize>(value: &T) -> Result<String> {
+    use std::io::IsTerminal;
+    Ok(if std::io::stdout().is_terminal() {
+        serde_json::to_string_pretty(value)?
+    } else {
+        serde_json::to_string(value)?
+    })
 }
 
 /// The status verbs `--quiet` still prints: what needs a person's

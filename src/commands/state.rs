@@ -114,14 +114,26 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         // The rows go out as Arrow's JSON writer wrote them, spliced in as
         // the summary's last member: a state can have many rows, and
         // wrapping them in a RawValue would parse them all again.
-        let summary = serde_json::to_string_pretty(&answer)?;
+        let summary = super::json_text(&answer)?;
         let members = summary
-            .strip_suffix("\n}")
+            .strip_suffix('}')
+            .map(str::trim_end)
             .context("the summary is a JSON object")?;
+        // Indented only at a terminal (see `json_text`).
+        let pretty = summary.contains('\n');
         let mut out = std::io::stdout().lock();
-        write!(out, "{members},\n  \"rows\": ")?;
+        write!(out, "{members},")?;
+        write!(
+            out,
+            "{}",
+            if pretty {
+                "\n  \"rows\": "
+            } else {
+                "\"rows\":"
+            }
+        )?;
         super::query::write_json_rows(&mut out, &rows)?;
-        write!(out, "\n}}\n")?;
+        writeln!(out, "{}}}", if pretty { "\n" } else { "" })?;
         out.flush()?;
         return Ok(());
     }

@@ -404,6 +404,46 @@ sys.exit(p.wait())";
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `--json` is one line when stdout is not a terminal, so cron's
+/// `run --json >> runs.jsonl` appends JSON Lines; a person at a terminal
+/// gets it indented.
+#[test]
+fn json_summaries_are_one_line_unless_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let mut lines = Vec::new();
+    for args in [
+        &["run", &sample("2024-03-15.jsonl"), "--json"][..],
+        &["run", &sample("2024-03-15.jsonl"), "--json"],
+        &["status", "--json"],
+        &["state", "balances", "--as-of", "2024-03-16", "--json"],
+    ] {
+        let o = run(&lake, args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "{args:?}: {text}");
+        lines.push(text);
+    }
+    let statuses: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(statuses[0]["status"], "committed");
+    assert_eq!(statuses[1]["status"], "noop");
+    assert_eq!(statuses[3]["rows"].as_array().unwrap().len(), 2);
+    // At a terminal: indented, the state's rows spliced in as its last member.
+    for args in [
+        &["status", "--json"][..],
+        &["state", "balances", "--as-of", "2024-03-16", "--json"],
+    ] {
+        let text = on_a_terminal(&lake, args);
+        let start = text.find('{').unwrap();
+        let v: Value = serde_json::from_str(text[start..].trim()).unwrap();
+        assert!(text.contains("\n  \""), "{args:?}: {text}");
+        assert!(v.is_object());
+    }
+}
+
 #[test]
 fn progress_shows_on_a_terminal_only() {
     let tmp = tempfile::tempdir().unwrap();
