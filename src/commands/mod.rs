@@ -288,6 +288,23 @@ pub fn parse_date_range(s: &str) -> Result<(i32, i32), String> {
     Ok((a, b))
 }
 
+/// Warn when `--dates A..B` named no date the table has (a wrong year, a
+/// typo): nothing was restated, which would otherwise go unnoticed.
+pub fn warn_if_nothing_restated(dates: Option<(i32, i32)>, restated: &[String]) {
+    if let Some((a, b)) = dates
+        && restated.is_empty()
+    {
+        let (a, b) = (crate::time::format_date32(a), crate::time::format_date32(b));
+        let range = if a == b { a } else { format!("{a}..{b}") };
+        status(
+            "Warning",
+            format!(
+                "--dates {range} names no date this lake has events on: nothing was restated (`evlake status` lists the dates)"
+            ),
+        );
+    }
+}
+
 /// Parse a fraction in `[0, 1]` for clap.
 pub fn parse_fraction_arg(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {

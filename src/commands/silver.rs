@@ -107,6 +107,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     };
     let r = silver::rebuild(&lake, &opts)?;
     print_report(&r);
+    super::warn_if_nothing_restated(args.dates, &r.restated);
     if args.commit.json {
         print_json(&r)?;
     }

@@ -524,6 +524,23 @@ fn a_late_merge_rewrites_exactly_the_partitions_whose_rows_changed() {
         ["2024-03-15", "2024-03-16"]
     );
     assert_equals_full(&lake, &tmp.path().join("full-3"), "after --dates");
+    // A range with no date of the lake (a wrong year): a warning, exit 0.
+    for step in ["silver", "gold"] {
+        let o = run_says(
+            &lake,
+            &["-q", step, "--dates", "2023-03-15..2023-03-16"],
+            0,
+            "Warning --dates 2023-03-15..2023-03-16 names no date this lake has events on: \
+             nothing was restated",
+        );
+        assert!(o.stdout.is_empty());
+    }
+    let o = run(&lake, &["silver", "--dates", "2024-03-15"]);
+    assert!(
+        !stderr(&o).contains("nothing was restated"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
