@@ -85,6 +85,8 @@ pub struct Plan {
     pub silver_dates: Vec<String>,
     /// Gold dates that would be recomputed (at least these).
     pub gold_dates: Vec<String>,
+    /// Snapshots `[state] snapshot_keep` would remove.
+    pub snapshots_removed: Vec<crate::state::RemovedSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -251,20 +253,10 @@ fn snapshots(
         }
     }
     if let Some(keep) = opts.snapshot_keep {
-        // Per model, the times it has or gets.
-        let mut times: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         let have = state::snapshots(&st, &models)
             .into_iter()
             .map(|s| (s.model, s.as_of_us));
-        for (m, as_of) in have.chain(todo.iter().cloned()) {
-            times.entry(m).or_default().insert(as_of);
-        }
-        for (m, times) in times {
-            // All but the newest `keep`.
-            let old: BTreeSet<i64> = times.iter().rev().skip(keep).copied().collect();
-            if old.is_empty() {
-                continue;
-            }
+        for (m, old) in beyond_keep(have.chain(todo.iter().cloned()), keep) {
             todo.retain(|(model, as_of)| *model != m || !old.contains(as_of));
             let removed = state::remove_snapshots(lake, &m, &old, opts.silver.processing_time)?;
             report_removed.extend(removed);
@@ -282,6 +274,57 @@ fn snapshots(
         )?);
     }
     Ok(out)
+}
+
+/// Per model, its snapshot times (of `times`: those it has and those the
+/// run takes) beyond the newest `keep`: what `snapshot_keep` removes.
+fn beyond_keep(
+    times: impl IntoIterator<Item = (String, i64)>,
+    keep: usize,
+) -> BTreeMap<String, BTreeSet<i64>> {
+    let mut by_model: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (m, t) in times {
+        by_model.entry(m).or_default().insert(t);
+    }
+    by_model
+        .into_iter()
+        .filter_map(|(m, times)| {
+            let old: BTreeSet<i64> = times.iter().rev().skip(keep).copied().collect();
+            (!old.is_empty()).then_some((m, old))
+        })
+        .collect()
+}
+
+/// What `snapshot_keep` would remove after a run that leaves the watermark
+/// at `watermark`: every model's snapshots, plus the policy's new one,
+/// beyond the newest `keep` (exact: it does not depend on which snapshots
+/// the run's events invalidate).
+fn removals_planned(
+    lake: &crate::lake::Lake,
+    opts: &RunOptions,
+    state: &LakeState,
+    watermark: Option<i64>,
+) -> anyhow::Result<Vec<crate::state::RemovedSnapshot>> {
+    use crate::state;
+    let Some(keep) = opts.snapshot_keep else {
+        return Ok(Vec::new());
+    };
+    let models = state::models(lake)?.ok;
+    let have = state::snapshots(state, &models)
+        .into_iter()
+        .map(|s| (s.model, s.as_of_us));
+    let policy = state::closed_day_end(watermark)
+        .into_iter()
+        .flat_map(|t| opts.snapshot_models.iter().map(move |m| (m.clone(), t)));
+    Ok(beyond_keep(have.chain(policy), keep)
+        .into_iter()
+        .flat_map(|(model, old)| {
+            old.into_iter().map(move |t| state::RemovedSnapshot {
+                model: model.clone(),
+                as_of: crate::time::format_micros(t),
+            })
+        })
+        .collect())
 }
 
 /// The dates a run would recompute, without running it.
@@ -310,8 +353,15 @@ fn plan(
         .map(|d| d.partition)
         .collect();
     gold_dates.extend(silver_dates.iter().cloned());
+    // The watermark the ingest would set (a dry run reports it), else the
+    // lake's.
+    let watermark = match ingest.and_then(|r| r.watermark.as_deref()) {
+        Some(w) => Some(crate::time::parse_instant(w).map_err(anyhow::Error::msg)?),
+        None => state.watermark,
+    };
     Ok(Plan {
         silver_dates: silver_dates.into_iter().collect(),
         gold_dates: gold_dates.into_iter().collect(),
+        snapshots_removed: removals_planned(lake, opts, &state, watermark)?,
     })
 }

@@ -1516,8 +1516,12 @@ async fn collect_with_schema(df: DataFrame) -> Result<Vec<RecordBatch>> {
 /// The as-of time of a daily snapshot policy: the end of the last day the
 /// watermark has closed.
 pub fn last_closed_day_end(state: &LakeState) -> Option<i64> {
-    let w = state.watermark?;
-    let day = w.div_euclid(MICROS_PER_DAY);
+    closed_day_end(state.watermark)
+}
+
+/// The end of the last day a watermark at `watermark` closed.
+pub fn closed_day_end(watermark: Option<i64>) -> Option<i64> {
+    let day = watermark?.div_euclid(MICROS_PER_DAY);
     Some(day * MICROS_PER_DAY - 1)
 }
 

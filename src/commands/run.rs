@@ -111,24 +111,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         super::gold::print_report(r);
     }
     // Removed before the rebuilds, so said first.
-    let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for r in &report.snapshots_removed {
-        removed.entry(&r.model).or_default().push(&r.as_of);
-    }
     let keep = opts.snapshot_keep.unwrap_or_default();
-    for (model, times) in removed {
-        let (first, last) = (times.iter().min(), times.iter().max());
-        let which = match (first, last) {
-            (Some(a), Some(b)) if a != b => {
-                format!("{} {model} snapshots, as of {a} to {b}", times.len())
-            }
-            _ => format!("{model} snapshot as of {}", first.unwrap_or(&"")),
-        };
-        status(
-            "Removed",
-            format!("{which}: older than the newest {keep} (state.snapshot_keep)"),
-        );
-    }
+    print_removed("Removed", "", &report.snapshots_removed, keep);
     for r in &report.snapshots {
         super::snapshot::print_report(r);
     }
@@ -160,6 +144,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 list(&p.gold_dates)
             ),
         );
+        print_removed("Would", "remove ", &p.snapshots_removed, keep);
         status("Dry run", "nothing changed");
     }
     if args.json {
@@ -180,4 +165,26 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         );
     }
     result
+}
+
+/// One line per model for snapshots removed (or, `Would` `remove `, that
+/// a run would remove) beyond `[state] snapshot_keep`.
+fn print_removed(verb: &str, action: &str, removed: &[crate::state::RemovedSnapshot], keep: usize) {
+    let mut by_model: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in removed {
+        by_model.entry(&r.model).or_default().push(&r.as_of);
+    }
+    for (model, times) in by_model {
+        let (first, last) = (times.iter().min(), times.iter().max());
+        let which = match (first, last) {
+            (Some(a), Some(b)) if a != b => {
+                format!("{} {model} snapshots, as of {a} to {b}", times.len())
+            }
+            _ => format!("{model} snapshot as of {}", first.unwrap_or(&"")),
+        };
+        status(
+            verb,
+            format!("{action}{which}: older than the newest {keep} (state.snapshot_keep)"),
+        );
+    }
 }

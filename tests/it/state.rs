@@ -921,6 +921,10 @@ fn snapshot_keep_removes_the_oldest_snapshots_and_never_rebuilds_them() {
         "[state]\nsnapshot_models = [\"balances\"]\nsnapshot_keep = 1\n",
     )
     .unwrap();
+    // A dry run says what the run would remove, and removes nothing.
+    let plan = ok(&lake, &["run", "--dry-run", "--json"])["plan"].clone();
+    assert_eq!(as_ofs(&plan, "snapshots_removed"), [end(13)]);
+    assert_eq!(kept(&lake), [end(13), end(14)]);
     let o = cmd(&lake, &["run"])
         .env("EVLAKE_FAULT", "snapshot-remove:after-commit")
         .output()
