@@ -465,6 +465,11 @@ pub struct LakeState {
     /// for an empty one): the next ingest rebuilds it from bronze.
     #[serde(default)]
     pub id_index_covers: bool,
+    /// The latest processing time of an ingest that added rows, and its
+    /// commit (a later ingest pinned before it is warned about). A
+    /// checkpoint from before this field reads none until the next ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_ingest: Option<(u64, i64)>,
 }
 
 impl LakeState {
@@ -561,6 +566,12 @@ impl LakeState {
         } else if c.operation == "ingest" && adds_rows && !c.ids_indexed {
             // (`reconcile` moves rows the index already holds.)
             self.id_index_covers = false;
+        }
+        if c.operation == "ingest" && adds_rows {
+            let t = crate::time::parse_instant(&c.processing_time).ok();
+            if let Some(t) = t.filter(|t| self.latest_ingest.is_none_or(|(_, l)| *t >= l)) {
+                self.latest_ingest = Some((c.version, t));
+            }
         }
         for b in c.inputs {
             self.batches.insert(

@@ -388,6 +388,17 @@ pub fn print_human(r: &IngestReport) {
             ),
         );
     }
+    if let Some(l) = &r.later_ingest {
+        status(
+            "Warning",
+            format!(
+                "--processing-time {} is before that of an earlier ingest (commit {}, {}): \
+                 --known-at answers, and which copy of a re-sent event silver keeps, follow \
+                 processing time, not the order the batches arrived in",
+                r.processing_time, l.version, l.processing_time
+            ),
+        );
+    }
     // Most of the run already in bronze, byte for byte per event: likely an
     // ingested file that came back renamed or compressed again, which the
     // input hash (of its bytes) cannot tell.

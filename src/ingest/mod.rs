@@ -222,7 +222,20 @@ pub struct IngestReport {
     pub max_event_time: Option<String>,
     pub watermark_before: Option<String>,
     pub watermark: Option<String>,
+    /// The earlier ingest with the latest processing time, when that is
+    /// after this run's (a pinned `--processing-time` going back): `--known-at` and
+    /// which re-sent copy silver keeps follow processing time, not the
+    /// order of arrival.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub later_ingest: Option<LaterIngest>,
     pub elapsed_ms: u64,
+}
+
+/// See [`IngestReport::later_ingest`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LaterIngest {
+    pub version: u64,
+    pub processing_time: String,
 }
 
 /// The schema of a quarantine line, for the `quarantine` query table.
@@ -471,6 +484,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         max_event_time: state.max_event_time.map(time::format_micros),
         watermark_before: state.watermark.map(time::format_micros),
         watermark: state.watermark.map(time::format_micros),
+        later_ingest: None,
         elapsed_ms: 0,
     };
     if todo.is_empty() {
@@ -478,6 +492,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
+    report.later_ingest = later_ingest(&state, opts.processing_time);
 
     let run_id = {
         let mut h = blake3::Hasher::new();
@@ -868,6 +883,16 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// The ingest with the latest processing time, if that is after
+/// `processing_time`.
+fn later_ingest(state: &LakeState, processing_time: i64) -> Option<LaterIngest> {
+    let (version, t) = state.latest_ingest?;
+    (t > processing_time).then(|| LaterIngest {
+        version,
+        processing_time: time::format_micros(t),
+    })
 }
 
 /// With `EVLAKE_TRACE=1`, print how long each ingest phase took (stderr).

@@ -352,6 +352,46 @@ fn many_inputs_share_one_read_line_and_one_skipped_line() {
     );
 }
 
+/// A pinned `--processing-time` before an earlier ingest's is taken, with
+/// a warning: `--known-at` and silver's choice among re-sent copies go by
+/// processing time, not by the order batches arrived in.
+#[test]
+fn a_processing_time_before_an_earlier_ingests_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let ingest = |file: &str, pt: &str| {
+        let o = run(
+            &lake,
+            &["ingest", &sample(file), "--processing-time", pt, "--json"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (s, stderr(&o))
+    };
+    let (s, err) = ingest("2024-03-15.jsonl", "2024-03-20T00:00:00Z");
+    assert!(
+        s.get("later_ingest").is_none() && !err.contains("--processing-time"),
+        "{err}"
+    );
+    let (s, err) = ingest("2024-03-16.jsonl.gz", "2024-03-19T12:00:00Z");
+    assert_eq!(
+        s["later_ingest"],
+        serde_json::json!({"version": 1, "processing_time": "2024-03-20T00:00:00Z"})
+    );
+    assert!(
+        err.contains(
+            "Warning --processing-time 2024-03-19T12:00:00Z is before that of an earlier \
+             ingest (commit 1, 2024-03-20T00:00:00Z)"
+        ),
+        "{err}"
+    );
+    // Against the latest processing time (commit 1's), not the newest
+    // commit's (2, at 12:00).
+    let (s, _) = ingest("2024-03-19.jsonl", "2024-03-19T18:00:00Z");
+    assert_eq!(s["later_ingest"]["version"], 1, "{s}");
+    assert_eq!(commits(&lake), 3);
+}
+
 #[test]
 fn stdin_input_is_hashed_like_a_file() {
     let tmp = tempfile::tempdir().unwrap();
