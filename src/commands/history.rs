@@ -46,7 +46,12 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
     let cfg = Config::load(&lake)?;
-    let model = state::model(&lake, &args.model)?;
+    // Every model, read once: the one asked for, and the others for the
+    // hint when its trail is empty.
+    let mut models = state::models(&lake)?;
+    let Some(model) = models.ok.remove(&args.model) else {
+        return Err(models.not_loaded(&args.model, &lake));
+    };
     let opts = args.engine.options(&cfg)?;
     let as_of = args.as_of.unwrap_or(i64::MAX / 2);
     let rows = crate::committed::read_retrying(&lake, |st| {
@@ -63,11 +68,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         };
         // Most often the key is another model's (`history u5` asks
         // balances, whose keys are accounts): name the models that have it.
-        let others: Vec<String> = state::models(&lake)
-            .map(|m| m.ok.into_values().collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| m.name != model.name)
+        let others: Vec<String> = models
+            .ok
+            .values()
             .filter(|m| {
                 let trail = crate::committed::read_retrying(&lake, |st| {
                     state::history(&lake, st, m, &args.key, as_of, args.known_at, &opts)
