@@ -138,10 +138,7 @@ pub fn print_report(r: &silver::SilverReport) {
     }
     for (table, n) in &r.warnings {
         if *n > 0 {
-            status(
-                "Warning",
-                format!("{n} value(s) in {table} could not be typed and are NULL"),
-            );
+            status("Warning", untyped_warning(table, *n, &r.warning_events));
         }
     }
     if r.status == "committed" {
@@ -158,6 +155,58 @@ pub fn print_report(r: &silver::SilverReport) {
         status(
             "Unchanged",
             format!("silver is up to date (lake at version {})", r.version),
+        );
+    }
+}
+
+/// The warning for `n` values of `table` that could not be typed, naming
+/// the first events that had one (their raw `properties` are in `events`).
+fn untyped_warning(
+    table: &str,
+    n: u64,
+    events: &std::collections::BTreeMap<String, Vec<crate::silver::EventRef>>,
+) -> String {
+    let mut line = format!("{n} value(s) in {table} could not be typed and are NULL");
+    if let Some(events) = events.get(table).filter(|e| !e.is_empty()) {
+        let list = events
+            .iter()
+            .map(|e| format!("{} ({})", e.event_id, e.event_date))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let which = if n as usize > events.len() {
+            "first in event(s)"
+        } else {
+            "in event(s)"
+        };
+        line.push_str(&format!(", {which} {list}"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::silver::EventRef;
+
+    #[test]
+    fn an_untyped_warning_names_its_events_and_says_when_there_are_more() {
+        let ev = |id: &str| EventRef {
+            event_date: "2024-03-15".into(),
+            event_id: id.into(),
+        };
+        let events =
+            std::collections::BTreeMap::from([("purchases".to_string(), vec![ev("a1"), ev("a2")])]);
+        assert_eq!(
+            untyped_warning("purchases", 2, &events),
+            "2 value(s) in purchases could not be typed and are NULL, in event(s) a1 (2024-03-15), a2 (2024-03-15)"
+        );
+        assert_eq!(
+            untyped_warning("purchases", 7, &events),
+            "7 value(s) in purchases could not be typed and are NULL, first in event(s) a1 (2024-03-15), a2 (2024-03-15)"
+        );
+        assert_eq!(
+            untyped_warning("searches", 1, &events),
+            "1 value(s) in searches could not be typed and are NULL"
         );
     }
 }

@@ -208,7 +208,26 @@ pub struct SilverReport {
     pub spill_peak_bytes: u64,
     /// Per typed table: present values that could not be typed (now NULL).
     pub warnings: BTreeMap<String, u64>,
+    /// Per typed table with such values: the first few events (by date and
+    /// id) that have one.
+    pub warning_events: BTreeMap<String, Vec<EventRef>>,
     pub elapsed_ms: u64,
+}
+
+/// One event of silver `events`, by its date and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRef {
+    pub event_date: String,
+    pub event_id: String,
+}
+
+/// What a run found untyped in the typed tables it wrote.
+#[derive(Debug, Clone, Default)]
+pub struct TypedWarnings {
+    /// Per table, the values that could not be typed (now NULL).
+    pub counts: BTreeMap<String, u64>,
+    /// Per table with any, the first few events that have one.
+    pub events: BTreeMap<String, Vec<EventRef>>,
 }
 
 /// Which silver partitions are dirty: each `events` partition reads the

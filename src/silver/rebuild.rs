@@ -167,6 +167,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         recomputed: BTreeMap::new(),
         partitions: Vec::new(),
         warnings: BTreeMap::new(),
+        warning_events: BTreeMap::new(),
         elapsed_ms: 0,
     };
     if recompute.is_empty() {
@@ -285,7 +286,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     report.loaded_dates = loaded.iter().map(|d| format_date32(*d)).collect();
     report.touched_users = touched.map(|t| t.0 as u64);
     report.reached_user_dates = touched.map(|t| t.1 as u64);
-    report.warnings = built.warnings.clone();
+    report.warnings = built.warnings.counts.clone();
+    report.warning_events = built.warnings.events.clone();
     fault::point("staged")?;
 
     // Which partitions of which table this commit replaces.
@@ -404,7 +406,7 @@ struct Built {
     appended: Appends,
     /// Neighbouring dates whose sessions changed.
     changed_sessions: BTreeSet<Day>,
-    warnings: BTreeMap<String, u64>,
+    warnings: silver::TypedWarnings,
 }
 
 /// Run the SQL and stage every rewritten partition (see the module docs).
@@ -1463,43 +1465,60 @@ async fn typed_tables_over_events(work: &SessionContext, root: &Path) -> Result<
     Ok(warnings)
 }
 
-/// Per typed table, per date, the values that could not be typed.
+/// Per typed table, per date, the values that could not be typed, and
+/// the first events (by id) that had one.
 #[derive(Debug, Default)]
-struct Warnings(BTreeMap<String, BTreeMap<Day, u64>>);
+struct Warnings(BTreeMap<String, Untyped>);
+
+/// How many events with an untyped value a run names per table (and
+/// keeps per date, to choose them from the dates it writes).
+const UNTYPED_EXAMPLES: usize = 3;
 
 impl Warnings {
-    fn add(&mut self, table: &str, per_day: BTreeMap<Day, u64>) {
-        let counts = self.0.entry(table.to_string()).or_default();
-        for (day, n) in per_day {
-            *counts.entry(day).or_default() += n;
+    fn add(&mut self, table: &str, untyped: Untyped) {
+        let days = self.0.entry(table.to_string()).or_default();
+        for (day, (n, ids)) in untyped {
+            let (count, first) = days.entry(day).or_default();
+            *count += n;
+            first.extend(ids);
+            while first.len() > UNTYPED_EXAMPLES {
+                first.pop_last();
+            }
         }
     }
 
     /// Each table's count over `days` (every table run is listed, at 0
-    /// when none of its values there failed).
-    fn within(&self, days: &BTreeSet<Day>) -> BTreeMap<String, u64> {
-        self.0
-            .iter()
-            .map(|(table, per_day)| {
-                let n = per_day
-                    .iter()
-                    .filter(|(d, _)| days.contains(d))
-                    .map(|(_, n)| n)
-                    .sum();
-                (table.clone(), n)
-            })
-            .collect()
+    /// when none of its values there failed), and its first events there.
+    fn within(&self, days: &BTreeSet<Day>) -> silver::TypedWarnings {
+        let mut w = silver::TypedWarnings::default();
+        for (table, per_day) in &self.0 {
+            let wanted = || per_day.iter().filter(|(d, _)| days.contains(d));
+            w.counts
+                .insert(table.clone(), wanted().map(|(_, (n, _))| n).sum());
+            let events: Vec<silver::EventRef> = wanted()
+                .flat_map(|(d, (_, ids))| {
+                    ids.iter().map(|id| silver::EventRef {
+                        event_date: format_date32(*d),
+                        event_id: id.clone(),
+                    })
+                })
+                .take(UNTYPED_EXAMPLES)
+                .collect();
+            if !events.is_empty() {
+                w.events.insert(table.clone(), events);
+            }
+        }
+        w
     }
 }
 
+/// A typed table's untyped values per date: their count, and the first
+/// few events (by id) with one.
+type Untyped = BTreeMap<Day, (u64, BTreeSet<String>)>;
+
 /// Run one typed table's SQL over `events`, write it under `out`, and
-/// return its count of values that could not be typed.
-async fn typed_table(
-    work: &SessionContext,
-    table: &str,
-    sql: &str,
-    out: &Path,
-) -> Result<BTreeMap<Day, u64>> {
+/// return its count of values that could not be typed (see [`Untyped`]).
+async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) -> Result<Untyped> {
     let df = work
         .sql(sql)
         .await
@@ -1518,14 +1537,48 @@ async fn typed_table(
         )?
         .collect()
         .await?;
-    let mut per_day = BTreeMap::new();
+    let mut per_day = Untyped::new();
     for b in &counted {
         let days = b
             .column(0)
             .as_primitive::<datafusion::arrow::datatypes::Date32Type>();
         let n = b.column(1).as_primitive::<Int64Type>();
         for i in (0..b.num_rows()).filter(|&i| !days.is_null(i) && !n.is_null(i)) {
-            *per_day.entry(days.value(i)).or_default() += n.value(i).max(0) as u64;
+            per_day.entry(days.value(i)).or_default().0 += n.value(i).max(0) as u64;
+        }
+    }
+    // Name each date's first events with an untyped value, so a warning
+    // can point at them (the rows are in memory: only runs that have one
+    // pay).
+    if per_day.values().any(|(n, _)| *n > 0)
+        && df.schema().has_column_with_unqualified_name("event_id")
+    {
+        use datafusion::logical_expr::ExprFunctionExt;
+        let nth = datafusion::functions_window::expr_fn::row_number()
+            .partition_by(vec![col("event_date")])
+            .order_by(vec![col("event_id").sort(true, false)])
+            .build()?
+            .alias("_nth");
+        let first = df
+            .clone()
+            .filter(col("_warnings").gt(lit(0)))?
+            .select(vec![
+                col("event_date"),
+                cast(col("event_id"), DataType::Utf8).alias("event_id"),
+            ])?
+            .window(vec![nth])?
+            .filter(col("_nth").lt_eq(lit(UNTYPED_EXAMPLES as u64)))?
+            .collect()
+            .await?;
+        for b in &first {
+            let days = b
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+            let ids = b.column(1).as_string::<i32>();
+            for i in (0..b.num_rows()).filter(|&i| !days.is_null(i) && !ids.is_null(i)) {
+                let day = per_day.entry(days.value(i)).or_default();
+                day.1.insert(ids.value(i).to_string());
+            }
         }
     }
     derive::write_partitioned(
@@ -2001,6 +2054,43 @@ fn register_keyed_dates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks and tasks merge into each table's first events per date
+    /// (by id), and a run names only those on the dates it wrote.
+    #[test]
+    fn untyped_events_keep_the_first_of_every_date() {
+        let day = |n: u64, ids: &[&str]| (n, ids.iter().map(|s| s.to_string()).collect());
+        let mut w = Warnings::default();
+        w.add(
+            "purchases",
+            BTreeMap::from([(20, day(3, &["z", "y", "x"])), (21, day(1, &["c"]))]),
+        );
+        w.add(
+            "purchases",
+            BTreeMap::from([(19, day(2, &["b", "a"])), (20, day(1, &["w"]))]),
+        );
+        w.add("searches", BTreeMap::new());
+        let ids = |w: &silver::TypedWarnings| -> Vec<String> {
+            w.events["purchases"]
+                .iter()
+                .map(|e| format!("{} {}", e.event_date, e.event_id))
+                .collect()
+        };
+        let all = w.within(&BTreeSet::from([19, 20, 21]));
+        assert_eq!(all.counts["purchases"], 7);
+        assert_eq!(all.counts["searches"], 0);
+        assert_eq!(ids(&all), ["1970-01-20 a", "1970-01-20 b", "1970-01-21 w"]);
+        assert!(!all.events.contains_key("searches"));
+        // Day 20 kept its first three of four (w, x, y), day 21 its one.
+        let later = w.within(&BTreeSet::from([20, 21]));
+        assert_eq!(later.counts["purchases"], 5);
+        assert_eq!(
+            ids(&later),
+            ["1970-01-21 w", "1970-01-21 x", "1970-01-21 y"]
+        );
+        let last = w.within(&BTreeSet::from([21]));
+        assert_eq!(ids(&last), ["1970-01-22 c"]);
+    }
 
     /// The shipped typed queries are per-row (their dates merge by user);
     /// an aggregate, a window or a join over `events` is not.

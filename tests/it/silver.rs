@@ -220,7 +220,14 @@ fn an_unchanged_neighbour_keeps_its_typed_rows_and_is_not_counted_again() {
             "2024-03-12T10:00:00Z",
         ],
     );
-    assert_eq!(silver(&lake, &[])["warnings"]["purchases"], 1);
+    let s = silver(&lake, &[]);
+    assert_eq!(s["warnings"]["purchases"], 1);
+    // The warning names the event, so its raw value can be found.
+    assert_eq!(
+        s["warning_events"]["purchases"],
+        serde_json::json!([{"event_date": "2024-03-10", "event_id": "w1"}]),
+        "{s}"
+    );
     // A late event on the 11th, hours after that session.
     let late = tmp.path().join("late.jsonl");
     std::fs::write(&late, line("w4", "2024-03-11T12:00:00Z", "page_view", "{}")).unwrap();
@@ -252,6 +259,7 @@ fn an_unchanged_neighbour_keeps_its_typed_rows_and_is_not_counted_again() {
         assert!(!dates.contains(&"2024-03-10"), "{table}: {s}");
     }
     assert_eq!(s["warnings"]["purchases"], 0, "{s}");
+    assert!(s["warning_events"].as_object().unwrap().is_empty(), "{s}");
     assert_eq!(
         query_csv(&lake, "SELECT order_id, amount FROM purchases"),
         ["o1,"]
@@ -313,10 +321,35 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
             "2024-03-20T03:00:00Z",
         ],
     );
-    let s = silver(&lake, &[]);
+    let out = run(&lake, &["silver", "--json"]);
+    assert_eq!(exit_code(&out), 0, "{}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["warnings"]["purchases"], 2, "{s}");
     assert_eq!(s["warnings"]["searches"], 1, "{s}");
     assert_eq!(s["warnings"]["ledger"], 0, "{s}");
+    // Each warning names the events with an untyped value (by date and id).
+    let ids = |table: &str| -> Vec<String> {
+        s["warning_events"][table]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["event_date"].as_str().unwrap(),
+                    e["event_id"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ids("purchases"), ["2024-03-19 x1", "2024-03-19 x2"], "{s}");
+    assert_eq!(ids("searches"), ["2024-03-19 x3"], "{s}");
+    assert!(ids("ledger").is_empty(), "{s}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 value(s) in purchases could not be typed and are NULL, in event(s) x1 (2024-03-19), x2 (2024-03-19)"),
+        "{err}"
+    );
 
     assert_eq!(
         query_csv(
