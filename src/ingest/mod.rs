@@ -8,6 +8,7 @@
 //! renamed into `bronze/events/` and the commit written (DESIGN.md §2).
 
 pub mod chunk;
+pub mod hashcache;
 pub mod input;
 pub mod keys;
 pub mod parse;
@@ -151,6 +152,9 @@ pub struct InputReport {
     /// For `already_ingested`: the commit that has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub committed_in: Option<u64>,
+    /// The hash came from the lake's input-hash cache: the file's path,
+    /// inode, size and times had not changed, so it was not read.
+    pub hash_cached: bool,
     pub bytes: u64,
     pub lines: u64,
     pub events: u64,
@@ -334,6 +338,38 @@ struct Planned {
     stamp: input::Stamp,
     status: InputStatus,
     committed_in: Option<u64>,
+    /// A file's canonical path and stamp, for the input-hash cache.
+    cache_key: Option<(PathBuf, hashcache::FileStamp)>,
+    /// Its hash came from that cache (the file was not read).
+    cached: bool,
+}
+
+/// One input's hash, and how it was found.
+struct Hashed {
+    hash: String,
+    bytes: u64,
+    stamp: input::Stamp,
+    cache_key: Option<(PathBuf, hashcache::FileStamp)>,
+    cached: bool,
+}
+
+/// Once every input of `plan` is in the log (committed now, or before):
+/// record their stamps in the lake's input-hash cache. A failure to write
+/// it is only said, under `EVLAKE_TRACE`: the next run hashes again.
+fn remember_hashes(
+    lake: &Lake,
+    mut cache: hashcache::HashCache,
+    plan: &[Planned],
+    clock: std::time::SystemTime,
+) {
+    for p in plan {
+        if let Some((canonical, stamp)) = &p.cache_key {
+            cache.record(canonical.clone(), *stamp, &p.hash, clock);
+        }
+    }
+    if let Err(e) = cache.save(lake) {
+        crate::fault::trace_note(&format!("input-hash cache not written: {e:#}"));
+    }
 }
 
 /// Hand the heap's free pages back to the system on a background thread.
@@ -399,7 +435,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         spooled.insert(i, hashed);
         inp.path = Some(spool);
     }
-    let hashes: Vec<(String, u64, input::Stamp)> = inputs
+    // A file whose stamp matches the one the lake's input-hash cache has
+    // for it, with a hash the log has, is skipped unread.
+    let cache = hashcache::HashCache::load(lake);
+    let clock = std::time::SystemTime::now();
+    let hashes: Vec<Hashed> = inputs
         .par_iter()
         .enumerate()
         .map(|(i, inp)| {
@@ -407,16 +447,54 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 .path
                 .as_ref()
                 .expect("every input has a path once spooled");
-            match spooled.get(&i) {
-                Some((h, n)) => Ok((h.clone(), *n, input::Stamp::of(path)?)),
-                None => input::hash_file(path),
+            if let Some((h, n)) = spooled.get(&i) {
+                return Ok(Hashed {
+                    hash: h.clone(),
+                    bytes: *n,
+                    stamp: input::Stamp::of(path)?,
+                    cache_key: None,
+                    cached: false,
+                });
             }
+            let cache_key = std::fs::metadata(path)
+                .ok()
+                .and_then(|md| Some((path.canonicalize().ok()?, hashcache::FileStamp::of(&md))));
+            if let Some((canonical, fs)) = &cache_key
+                && let Some(hash) = cache.get(canonical, fs)
+                && state.batches.contains_key(hash)
+            {
+                return Ok(Hashed {
+                    hash: hash.to_string(),
+                    bytes: fs.size(),
+                    stamp: input::Stamp::of(path)?,
+                    cache_key,
+                    cached: true,
+                });
+            }
+            let (hash, bytes, stamp) = input::hash_file(path)?;
+            Ok(Hashed {
+                hash,
+                bytes,
+                stamp,
+                cache_key,
+                cached: false,
+            })
         })
         .collect::<Result<_>>()?;
     crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
     let mut seen: HashSet<String> = HashSet::new();
-    for (inp, (hash, bytes, stamp)) in inputs.into_iter().zip(hashes) {
+    for (
+        inp,
+        Hashed {
+            hash,
+            bytes,
+            stamp,
+            cache_key,
+            cached,
+        },
+    ) in inputs.into_iter().zip(hashes)
+    {
         let (status, committed_in) = if let Some(rec) = state.batches.get(&hash) {
             (InputStatus::AlreadyIngested, Some(rec.version))
         } else if !seen.insert(hash.clone()) {
@@ -431,6 +509,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             stamp,
             status,
             committed_in,
+            cache_key,
+            cached,
         });
     }
 
@@ -442,6 +522,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             hash: p.hash.clone(),
             batch_id: batch_id_of(&p.hash),
             committed_in: p.committed_in,
+            hash_cached: p.cached,
             bytes: p.bytes,
             lines: 0,
             events: 0,
@@ -488,6 +569,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         elapsed_ms: 0,
     };
     if todo.is_empty() {
+        if !opts.dry_run {
+            remember_hashes(lake, cache, &plan, clock);
+        }
         report.inputs = reports;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
@@ -878,6 +962,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // Commits, then deletes the index files the new one replaced.
     crate::derive::finish_commit(lake, &commit)?;
     drop(staging);
+    remember_hashes(lake, cache, &plan, clock);
 
     report.status = Outcome::Committed;
     report.version = commit.version;
