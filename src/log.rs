@@ -267,13 +267,38 @@ fn checkpoint_if_due(lake: &Lake, version: u64) {
         if st.version != version {
             bail!("the log moved on to version {}", st.version);
         }
-        write_checkpoint(lake, &st)
+        write_checkpoint(lake, &st)?;
+        remove_old_checkpoints(lake)
     });
     if let Err(e) = written {
         crate::report::eline(format_args!(
             "warning: no checkpoint at version {version}: {e:#}"
         ));
     }
+}
+
+/// How many checkpoints a lake keeps: the newest, and one before it (for
+/// a reader that listed the log just before the newest was written, and
+/// in case the newest is damaged).
+pub const CHECKPOINTS_KEPT: usize = 2;
+
+/// Delete every checkpoint but the newest [`CHECKPOINTS_KEPT`]. Each holds
+/// the whole state (every file of every table), and they only save time:
+/// a lake fed hourly for a year writes hundreds, megabytes each.
+fn remove_old_checkpoints(lake: &Lake) -> Result<()> {
+    let (_, checkpoints) = log_versions(lake)?;
+    let dir = lake.log_dir();
+    let old = checkpoints.len().saturating_sub(CHECKPOINTS_KEPT);
+    for v in &checkpoints[..old] {
+        let path = dir.join(checkpoint_file_name(*v));
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("failed to remove `{}`", path.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The checkpoint of `version`, if it is there and readable.
@@ -724,6 +749,18 @@ mod tests {
         let at = read_checkpoint(&lake, CHECKPOINT_EVERY).unwrap();
         let commits = read_commits(&lake).unwrap();
         assert_eq!(at, LakeState::replay(&commits[..CHECKPOINT_EVERY as usize]));
+        // Only the newest two are kept; every commit stays.
+        grow(&lake, CHECKPOINT_EVERY * 2);
+        let (versions, checkpoints) = log_versions(&lake).unwrap();
+        assert_eq!(
+            checkpoints,
+            vec![CHECKPOINT_EVERY * 3, CHECKPOINT_EVERY * 4]
+        );
+        assert_eq!(versions.len() as u64, CHECKPOINT_EVERY * 4 + 7);
+        assert_eq!(
+            LakeState::load(&lake).unwrap(),
+            LakeState::replay(&read_commits(&lake).unwrap())
+        );
     }
 
     #[test]
