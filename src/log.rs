@@ -659,19 +659,29 @@ pub fn clean_orphans(lake: &Lake, state: &LakeState, table_dirs: &[&str]) -> Res
     if lake.known_clean() && !killed && !state.version.is_multiple_of(CHECKPOINT_EVERY) {
         return Ok(removed);
     }
-    let live: std::collections::HashSet<&str> = state.live_files().map(String::as_str).collect();
-    for dir in table_dirs {
-        for rel in lake::list_files(lake.root(), &lake.path(dir))? {
-            if !live.contains(rel.as_str()) {
-                let p = lake.path(&rel);
-                fs::remove_file(&p)
-                    .with_context(|| format!("failed to remove orphan `{}`", p.display()))?;
-                removed.push(rel);
-            }
-        }
+    for rel in orphans(lake, state, table_dirs)? {
+        let p = lake.path(&rel);
+        fs::remove_file(&p)
+            .with_context(|| format!("failed to remove orphan `{}`", p.display()))?;
+        removed.push(rel);
     }
     lake.mark_clean();
     Ok(removed)
+}
+
+/// The files under `table_dirs` that no commit up to `state` references
+/// (relative to the lake), by listing every one of those directories.
+pub fn orphans(lake: &Lake, state: &LakeState, table_dirs: &[&str]) -> Result<Vec<String>> {
+    let live: std::collections::HashSet<&str> = state.live_files().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for dir in table_dirs {
+        for rel in lake::list_files(lake.root(), &lake.path(dir))? {
+            if !live.contains(rel.as_str()) {
+                out.push(rel);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -61,6 +61,11 @@ pub struct Status {
     /// or what a killed one left (the next writer removes it). Filled in
     /// by `status`.
     pub staging: Vec<crate::lake::StagingDir>,
+    /// Files in the table directories that no commit references: a
+    /// writer's not committed yet, or what a killed or failed one left
+    /// (the next writer removes them). Looked for (by `status`) only when
+    /// the last writer did not finish cleanly.
+    pub orphans: Vec<String>,
 }
 
 pub fn status(
@@ -124,6 +129,7 @@ pub fn status(
         snapshots,
         broken_models: Vec::new(),
         staging: Vec::new(),
+        orphans: Vec::new(),
     }
 }
 

@@ -134,6 +134,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     );
     s.settings_changed = settings_changed(&lake, &state, &configured);
     s.staging = lake.staging_dirs();
+    if !lake.known_clean() {
+        s.orphans = crate::log::orphans(&lake, &state, &crate::ingest::table_dirs())?;
+    }
     s.broken_models = broken_models;
     if args.json {
         return print_json(&s);
@@ -257,6 +260,20 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 Some(false) => "left by a run that was killed; the next writer removes it",
                 None => "a writer at work, or left by a killed one (the next writer removes it)",
             }
+        )?;
+    }
+    if let Some(first) = s.orphans.first() {
+        let whose = if s.staging.iter().any(|d| d.running == Some(true)) {
+            "a writer at work has not committed yet (or a killed one left)"
+        } else {
+            "a killed or failed run left"
+        };
+        writeln!(
+            out,
+            "orphans    {} file(s) in the table directories, e.g. {first}, that no commit references: {whose} them; \
+             evlake's readers skip them, but a reader globbing the directories (DuckDB, Spark, pyarrow) sees them \
+             until the next writer removes them",
+            s.orphans.len()
         )?;
     }
     for b in &s.broken_models {

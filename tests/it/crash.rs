@@ -239,6 +239,52 @@ fn status_shows_staging_left_by_a_killed_run_and_a_running_writer() {
     assert_eq!(staging(&lake), Vec::<Value>::new());
 }
 
+/// Files a killed run renamed into the table directories but never
+/// committed are invisible to evlake's readers, not to a glob: `status`
+/// names them until the next writer removes them.
+#[test]
+fn status_names_uncommitted_files_a_killed_run_left_in_the_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    assert!(
+        run(&lake, &["run", &sample("2024-03-15.jsonl")])
+            .status
+            .success()
+    );
+    let orphans = |lake: &Path| -> Vec<String> {
+        let s = ok(lake, &["status", "--json"]);
+        s["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(orphans(&lake), Vec::<String>::new());
+    let o = cmd(&lake, &["run", &sample("2024-03-16.jsonl.gz")])
+        .env("EVLAKE_FAULT", "silver:renamed")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let left = orphans(&lake);
+    assert!(!left.is_empty());
+    assert_eq!(left, uncommitted_files(&lake));
+    assert!(left.iter().all(|f| f.starts_with("silver/")), "{left:?}");
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "orphans    {} file(s) in the table directories, e.g. {}",
+            left.len(),
+            left[0]
+        )) && text.contains("a killed or failed run left them"),
+        "{text}"
+    );
+    // The next writer removes them.
+    assert!(run(&lake, &["run"]).status.success());
+    assert_eq!(orphans(&lake), Vec::<String>::new());
+    assert_eq!(uncommitted_files(&lake), Vec::<String>::new());
+}
+
 #[test]
 fn kill_9_partway_through_a_large_input_then_rerun() {
     let tmp = tempfile::tempdir().unwrap();
