@@ -115,6 +115,11 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(us) = cli.lock_wait {
         crate::lake::set_lock_wait(std::time::Duration::from_micros(us.max(0) as u64));
     }
+    if !matches!(cli.command, Command::Generate(_)) {
+        // The lake's own typed tables (`LAKE/typed/*.sql`), for every
+        // command that reads or builds silver.
+        crate::silver::load_typed(&crate::lake::Lake::new(&cli.lake))?;
+    }
     match cli.command {
         Command::Init(args) => commands::init::run(&cli.lake, args),
         Command::Ingest(args) => commands::ingest::run(&cli.lake, args),

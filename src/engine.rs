@@ -343,7 +343,7 @@ impl Engine {
         {
             register_derived(&ctx, lake, table, dir, column).await?;
         }
-        for (table, dir, _) in crate::silver::TYPED.iter().filter(|(t, _, _)| wanted(t)) {
+        for (table, dir, _) in crate::silver::typed().iter().filter(|(t, _, _)| wanted(t)) {
             register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
         for (table, dir) in crate::gold::TABLES.iter().filter(|(t, _)| wanted(t)) {

@@ -258,7 +258,7 @@ async fn register_inputs(
         silver::sessions(work).await?.limit(0, Some(0))?
     };
     work.register_table(silver::SESSIONS_TABLE, sessions.into_view())?;
-    for (table, _, sql) in silver::TYPED {
+    for (table, _, sql) in silver::typed() {
         if !TYPED_INPUTS.contains(table) {
             continue;
         }

@@ -593,7 +593,7 @@ async fn empty_silver_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> 
     if t == silver::SESSIONS_TABLE {
         return silver::sessions(&scratch).await;
     }
-    let (_, _, sql) = silver::TYPED
+    let (_, _, sql) = silver::typed()
         .iter()
         .find(|(n, _, _)| *n == t)
         .context("unknown silver table")?;

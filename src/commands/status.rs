@@ -94,8 +94,13 @@ fn settings_changed(
             }
         }
         if out.len() == before {
+            let why = if layer == "silver" {
+                "a typed table in LAKE/typed/ changed, or another evlake version built it"
+            } else {
+                "another evlake version built it"
+            };
             out.push(format!(
-                "{layer}: same settings, but its SQL differs from this evlake's (another version built it)"
+                "{layer}: same settings, but its SQL differs from this evlake's ({why})"
             ));
         }
     }

@@ -41,11 +41,12 @@ pub const EVENTS_SQL: &str = include_str!("../../sql/silver/events.sql");
 /// `sql/silver/sessions.sql`: one row per session of `events`.
 pub const SESSIONS_SQL: &str = include_str!("../../sql/silver/sessions.sql");
 
-/// Typed per-event-type tables: (logical name, directory, SQL). Adding one
-/// is one SQL file in `sql/silver/typed/` and one line here. Each SQL reads
-/// `events` and returns its columns plus `_warnings` (present values that
-/// could not be typed), which is counted and dropped before writing.
-pub const TYPED: &[(&str, &str, &str)] = &[
+/// The built-in typed per-event-type tables: (logical name, directory,
+/// SQL), from `sql/silver/typed/`. Each SQL reads `events` and returns its
+/// columns plus `_warnings` (present values that could not be typed),
+/// which is counted and dropped before writing. A lake adds its own, or
+/// replaces one of these, with `LAKE/typed/NAME.sql` (see [`load_typed`]).
+pub const BUILTIN_TYPED: &[(&str, &str, &str)] = &[
     (
         "purchases",
         "silver/purchases",
@@ -72,6 +73,105 @@ pub const TYPED: &[(&str, &str, &str)] = &[
         include_str!("../../sql/silver/typed/ledger.sql"),
     ),
 ];
+
+/// A lake's own typed tables: `LAKE/typed/NAME.sql`.
+pub const TYPED_DIR: &str = "typed";
+
+/// The columns every typed table's SQL must return (the session-id patch
+/// of a late batch finds rows by `event_id`; `_warnings` is counted).
+pub const TYPED_COLUMNS: &[&str] = &["event_id", "session_id", "event_date", "_warnings"];
+
+/// One typed table: (logical name, directory, SQL).
+pub type Typed = (&'static str, &'static str, &'static str);
+
+static TYPED: std::sync::OnceLock<(Vec<Typed>, std::collections::HashMap<&'static str, String>)> =
+    std::sync::OnceLock::new();
+
+/// The typed tables of this process's lake: the built-ins, with the lake's
+/// own files replacing or added to them (in name order after the
+/// built-ins), once [`load_typed`] has read them; the built-ins before.
+pub fn typed() -> &'static [Typed] {
+    TYPED.get().map_or(BUILTIN_TYPED, |(t, _)| t.as_slice())
+}
+
+/// Where typed table `table`'s SQL comes from, for messages.
+pub fn typed_source(table: &str) -> String {
+    TYPED
+        .get()
+        .and_then(|(_, src)| src.get(table).cloned())
+        .unwrap_or_else(|| format!("sql/silver/typed/{table}.sql"))
+}
+
+/// Names a lake's own typed table may not take: the other tables'.
+const RESERVED: &[&str] = &[
+    EVENTS_TABLE,
+    SESSIONS_TABLE,
+    "bronze_events",
+    "bronze_late",
+    "quarantine",
+    "daily_metrics",
+    "daily_revenue_by_currency",
+    "partials",
+    "state",
+];
+
+/// Read `LAKE/typed/*.sql` once for this process (a command works on one
+/// lake). A file name that is not letters, digits and `_`, or that names
+/// another table, is a usage error naming the file. Their SQL is checked
+/// when silver plans it.
+pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
+    if TYPED.get().is_some() {
+        return Ok(());
+    }
+    let dir = lake.path(TYPED_DIR);
+    let mut own: Vec<(String, std::path::PathBuf)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries {
+            let path = e?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sql"))
+            else {
+                continue;
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(crate::error::Failure::Usage(format!(
+                    "`{}`: a typed table's name is letters, digits and _",
+                    path.display()
+                ))
+                .into());
+            }
+            if RESERVED.contains(&name) {
+                return Err(crate::error::Failure::Usage(format!(
+                    "`{}`: `{name}` is another table's name",
+                    path.display()
+                ))
+                .into());
+            }
+            own.push((name.to_string(), path));
+        }
+    }
+    own.sort();
+    let mut tables: Vec<Typed> = BUILTIN_TYPED.to_vec();
+    let mut sources = std::collections::HashMap::new();
+    for (name, path) in own {
+        let sql = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let sql: &'static str = Box::leak(sql.into_boxed_str());
+        let name: &'static str = Box::leak(name.into_boxed_str());
+        sources.insert(name, path.display().to_string());
+        match tables.iter_mut().find(|(t, _, _)| *t == name) {
+            Some(builtin) => builtin.2 = sql,
+            None => {
+                let dir: &'static str = Box::leak(format!("silver/{name}").into_boxed_str());
+                tables.push((name, dir, sql));
+            }
+        }
+    }
+    let _ = TYPED.set((tables, sources));
+    Ok(())
+}
 
 /// Default `--session-gap`: 30 minutes.
 pub const DEFAULT_SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
@@ -170,7 +270,7 @@ pub fn fingerprint(settings: &Settings) -> String {
     let gap = settings.session_gap_us.to_string();
     let excluded = settings.exclude_param();
     let mut parts = vec![SESSION_KEYS_SQL, EVENTS_SQL, SESSIONS_SQL, gap.as_str()];
-    parts.extend(TYPED.iter().map(|(_, _, sql)| *sql));
+    parts.extend(typed().iter().map(|(_, _, sql)| *sql));
     // Only when set, so lakes built before the option keep their builds.
     if !excluded.is_empty() {
         parts.push(excluded.as_str());
@@ -247,14 +347,14 @@ pub fn wanted(state: &LakeState) -> BTreeMap<String, Vec<String>> {
 /// Every silver table's logical name.
 pub fn all_tables() -> Vec<&'static str> {
     let mut v = vec![EVENTS_TABLE, SESSIONS_TABLE];
-    v.extend(TYPED.iter().map(|(t, _, _)| *t));
+    v.extend(typed().iter().map(|(t, _, _)| *t));
     v
 }
 
 /// Every silver table's directory.
 pub fn all_dirs() -> Vec<&'static str> {
     let mut v = vec![EVENTS_DIR, SESSIONS_DIR];
-    v.extend(TYPED.iter().map(|(_, d, _)| *d));
+    v.extend(typed().iter().map(|(_, d, _)| *d));
     v
 }
 

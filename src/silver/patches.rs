@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Int32Type};
 use datafusion::prelude::SessionContext;
 
 use super::reach::Day;
-use super::{EVENTS_TABLE, TYPED};
+use super::{EVENTS_TABLE, typed};
 use crate::lake::Lake;
 use crate::log::LakeState;
 use crate::patch::{self, Planned};
@@ -181,7 +181,7 @@ impl Plans {
             tasks.spawn_blocking(move || write_planned(planned, &dir));
         }
         for (day, ids) in &self.ids {
-            for (table, _, _) in TYPED {
+            for (table, _, _) in typed() {
                 let files = built_files(lake, state, table, *day);
                 if files.is_empty() {
                     continue;

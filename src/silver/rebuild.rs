@@ -39,8 +39,8 @@ use super::patches;
 use super::ranges;
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
-    EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport, TYPED,
-    dirty_partitions, fingerprint, sessions,
+    EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport,
+    dirty_partitions, fingerprint, sessions, typed,
 };
 use crate::bronze;
 use crate::derive::{self, Output};
@@ -318,7 +318,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             &session_days,
         ),
     ];
-    for (table, dir, _) in TYPED {
+    for (table, dir, _) in typed() {
         // A typed table may be appended to where events are rewritten.
         let appended = built
             .appended
@@ -332,6 +332,22 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         );
     }
 
+    // A typed table the lake no longer defines (its file removed from
+    // `LAKE/typed/`): every partition of it goes, with no build recorded.
+    let dropped = dropped_tables(&state);
+    let mut all_outputs = outputs.clone();
+    for (table, dir) in &dropped {
+        all_outputs.push(Output::replacing(
+            &state,
+            table,
+            dir,
+            staging.join("dropped").join(table),
+            "event_date",
+            &BTreeSet::new(),
+            true,
+        ));
+    }
+
     let fp = fingerprint(&opts.settings);
     let mut commit = Commit::next(&state, "silver", opts.processing_time);
     commit.settings = silver::commit_settings(&opts.settings);
@@ -340,7 +356,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         lake,
         &state,
         &mut commit,
-        &outputs,
+        &all_outputs,
         &derive::run_id("silver", &state),
     )?;
     // Every rewritten (or recomputed) date records the bronze version it
@@ -361,6 +377,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         }
     }
     derive::finish_commit(lake, &commit)?;
+    // The dropped tables' now empty directories (best effort: `remove_dir`
+    // leaves anything not empty).
+    for (_, dir) in &dropped {
+        let dir = lake.path(dir);
+        for part in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let _ = fs::remove_dir(part.path());
+        }
+        let _ = fs::remove_dir(&dir);
+    }
     fault::trace(started, "committed");
     report.recomputed = derive::by_table(&written);
     report.partitions = written;
@@ -368,6 +393,25 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Silver tables in the log (their files are under `silver/`) that are
+/// not silver tables now: a lake's own typed table whose SQL file was
+/// removed. (table, directory)
+fn dropped_tables(state: &LakeState) -> Vec<(String, String)> {
+    let current = silver::all_tables();
+    state
+        .tables
+        .iter()
+        .filter(|(t, _)| !current.contains(&t.as_str()))
+        .filter(|(_, parts)| {
+            parts
+                .values()
+                .flat_map(|p| p.files.values())
+                .any(|f| f.path.starts_with("silver/"))
+        })
+        .map(|(t, _)| (t.clone(), format!("silver/{t}")))
+        .collect()
 }
 
 /// Staging directories of one run.
@@ -629,7 +673,7 @@ async fn compute(
             // On a rewritten date, a typed table none of whose rows belongs
             // to a changed event is still appended to.
             let rewritten = &moved;
-            let typed = futures::future::try_join_all(TYPED.iter().map(|(table, _, _)| {
+            let typed = futures::future::try_join_all(typed().iter().map(|(table, _, _)| {
                 let q = format!(
                     "SELECT t.event_date FROM {table} t JOIN {CHANGED} c \
                      ON t.event_date = c.event_date AND t.event_id = c.event_id \
@@ -741,7 +785,7 @@ async fn compute(
             .difference(&rewritten)
             .filter(|d| !appended.contains(d) && !patched_grown.contains(d))
         {
-            for (table, _, _) in TYPED {
+            for (table, _, _) in typed() {
                 let part = dirs
                     .root
                     .join(table)
@@ -788,7 +832,7 @@ async fn compute(
             }
             // Every other user's built typed rows, all tables at once.
             let mut copies = tokio::task::JoinSet::new();
-            for (table, _, _) in TYPED {
+            for (table, _, _) in typed() {
                 // Not where the table is appended to.
                 let days: BTreeSet<Day> = match kept.typed.get(table) {
                     Some(a) => rewritten.difference(a).copied().collect(),
@@ -1070,7 +1114,7 @@ async fn append_rows(
             .await
         });
     }
-    for (table, _, _) in TYPED {
+    for (table, _, _) in typed() {
         let days: BTreeSet<Day> = kept
             .typed
             .get(table)
@@ -1119,7 +1163,7 @@ async fn append_rows(
 /// Bloom filter on event_id, for lookups by event id (a correction's
 /// target in `balances`' problems, `history`'s join, ad-hoc queries).
 fn index_of(table: &str) -> derive::Index {
-    if TYPED.iter().any(|(t, _, _)| *t == table) {
+    if typed().iter().any(|(t, _, _)| *t == table) {
         derive::Index::EventIds
     } else {
         derive::Index::None
@@ -1129,13 +1173,8 @@ fn index_of(table: &str) -> derive::Index {
 /// Every typed query's optimized plan over the registered `events`.
 async fn typed_plans(work: &SessionContext) -> Result<Vec<datafusion::logical_expr::LogicalPlan>> {
     let mut plans = Vec::new();
-    for (table, _, sql) in TYPED {
-        plans.push(
-            work.sql(sql)
-                .await
-                .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
-                .into_optimized_plan()?,
-        );
+    for (table, _, sql) in typed() {
+        plans.push(plan_typed(work, table, sql).await?.into_optimized_plan()?);
     }
     Ok(plans)
 }
@@ -1454,7 +1493,7 @@ async fn typed_input(work: &SessionContext) -> Result<TypedInput> {
 async fn typed_tables_over_events(work: &SessionContext, root: &Path) -> Result<Warnings> {
     let mut warnings = Warnings::default();
     let mut tasks = tokio::task::JoinSet::new();
-    for (table, _, sql) in TYPED {
+    for (table, _, sql) in typed() {
         let (work, out) = (work.clone(), root.join(table));
         tasks.spawn(async move { (table, typed_table(&work, table, sql, &out).await) });
     }
@@ -1516,16 +1555,41 @@ impl Warnings {
 /// few events (by id) with one.
 type Untyped = BTreeMap<Day, (u64, BTreeSet<String>)>;
 
+/// Typed table `table`'s SQL over the registered `events`; a plan error
+/// names its file (a usage error: the lake's own SQL may be wrong).
+async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<DataFrame> {
+    work.sql(sql).await.map_err(|e| {
+        let what = format!("{} does not plan", silver::typed_source(table));
+        if engine::is_usage_error(&e) {
+            crate::error::Failure::Usage(format!("{what}: {e}")).into()
+        } else {
+            anyhow::Error::new(e).context(what)
+        }
+    })
+}
+
 /// Run one typed table's SQL over `events`, write it under `out`, and
 /// return its count of values that could not be typed (see [`Untyped`]).
 async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) -> Result<Untyped> {
-    let df = work
-        .sql(sql)
-        .await
-        .with_context(|| format!("sql/silver/typed/{table}.sql does not plan"))?
+    let df = plan_typed(work, table, sql).await?;
+    let missing: Vec<&str> = silver::TYPED_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !df.schema().has_column_with_unqualified_name(c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(crate::error::Failure::Usage(format!(
+            "{} returns no {} column (a typed table's SQL returns {} with its own)",
+            silver::typed_source(table),
+            missing.join(", "),
+            silver::TYPED_COLUMNS.join(", ")
+        ))
+        .into());
+    }
+    let df = df
         .cache()
         .await
-        .with_context(|| format!("running sql/silver/typed/{table}.sql"))?;
+        .with_context(|| format!("running {}", silver::typed_source(table)))?;
     let counted = df
         .clone()
         .aggregate(

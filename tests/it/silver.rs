@@ -1258,3 +1258,132 @@ fn assert_silver_files_are_the_logs(lake: &Path, what: &str) {
     on_disk.sort();
     assert_eq!(on_disk, committed, "{what}");
 }
+
+/// `LAKE/typed/NAME.sql` adds a typed table (built for every date,
+/// queryable, listed by `tables`), or replaces a built-in one of that name
+/// (a producer whose purchases say `price`); removing the file drops its
+/// table. A bad name, another table's name, missing columns or SQL that
+/// does not plan are usage errors naming the file.
+#[test]
+fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(
+        inbox.join("a.jsonl"),
+        ev("v1", "page_view", "2024-03-15T10:00:00Z", "u1")
+            + &ev("v2", "page_view", "2024-03-16T10:00:00Z", "u2")
+            + &ev("s1", "search", "2024-03-16T10:05:00Z", "u2")
+            + "{\"event_id\":\"p1\",\"event_type\":\"purchase\",\"event_timestamp\":\"2024-03-16T10:10:00Z\",\"user_id\":\"u2\",\"properties\":{\"order_id\":\"o9\",\"price\":\"12.50\",\"currency\":\"USD\"}}\n",
+    )
+    .unwrap();
+    let args = [
+        "run",
+        inbox.to_str().unwrap(),
+        "--processing-time",
+        "2024-03-17T00:00:00Z",
+    ];
+    ok(&lake, &args);
+    assert_eq!(
+        query_csv(&lake, "SELECT order_id, amount FROM purchases"),
+        ["o9,"]
+    );
+
+    let typed = lake.join("typed");
+    std::fs::create_dir(&typed).unwrap();
+    std::fs::write(
+        typed.join("page_views.sql"),
+        "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings\n\
+         FROM events WHERE event_type = 'page_view'\n",
+    )
+    .unwrap();
+    // The price, as purchases' amount.
+    let purchases = std::fs::read_to_string(repo().join("sql/silver/typed/purchases.sql"))
+        .unwrap()
+        .replace(
+            "json_get_json(properties, 'amount')",
+            "json_get_json(properties, 'price')",
+        );
+    std::fs::write(typed.join("purchases.sql"), purchases).unwrap();
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(
+        list(&r["silver"]["recomputed"]["page_views"]),
+        ["2024-03-15", "2024-03-16"],
+        "{r}"
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT event_id, page_url, CAST(event_date AS VARCHAR) FROM page_views ORDER BY 1"
+        ),
+        ["v1,/v1,2024-03-15", "v2,/v2,2024-03-16"]
+    );
+    assert_eq!(
+        query_csv(&lake, "SELECT order_id, amount FROM purchases"),
+        ["o9,12.50"]
+    );
+    let tables = String::from_utf8(run(&lake, &["tables"]).stdout).unwrap();
+    assert!(
+        tables.contains("page_views (silver, silver/page_views): 2 partition(s)"),
+        "{tables}"
+    );
+    // Nothing more to do.
+    assert_eq!(ok(&lake, &["run", "--json"])["silver"]["status"], "noop");
+
+    // Dropped with its file.
+    std::fs::remove_file(typed.join("page_views.sql")).unwrap();
+    ok(&lake, &["run"]);
+    run_says(
+        &lake,
+        &["query", "SELECT * FROM page_views"],
+        2,
+        "page_views",
+    );
+    assert!(
+        committed_files(&lake)
+            .iter()
+            .all(|f| !f.starts_with("silver/page_views")),
+        "{:?}",
+        committed_files(&lake)
+    );
+    assert!(!lake.join("silver/page_views").exists());
+    assert_eq!(
+        query_csv(&lake, "SELECT order_id, amount FROM purchases"),
+        ["o9,12.50"]
+    );
+
+    // Bad files.
+    let bad = |name: &str, sql: &str, args: &[&str], says: &str| {
+        let path = typed.join(name);
+        std::fs::write(&path, sql).unwrap();
+        run_says(&lake, args, 2, says);
+        run_says(&lake, args, 2, name);
+        std::fs::remove_file(&path).unwrap();
+    };
+    bad(
+        "page-views.sql",
+        "SELECT 1",
+        &["status"],
+        "a typed table's name is letters, digits and _",
+    );
+    bad(
+        "events.sql",
+        "SELECT 1",
+        &["query", "SELECT 1"],
+        "`events` is another table's name",
+    );
+    bad(
+        "thin.sql",
+        "SELECT event_id, event_date FROM events",
+        &["run"],
+        "returns no session_id, _warnings column",
+    );
+    bad(
+        "broken.sql",
+        "SELECT no_such_column FROM events",
+        &["silver", "--full"],
+        "does not plan",
+    );
+    ok(&lake, &["run"]);
+}
