@@ -38,10 +38,18 @@ def ev(lake, *args, check=True):
     return p
 
 
+# A lake's own typed table, for the lakes that have one (the others
+# dump it as an error, alike).
+OWN_TYPED = """SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url,
+       0 AS _warnings
+FROM events WHERE event_type = 'page_view'
+"""
+
+
 def dump(lake):
     """Every table's header and sorted CSV rows (or the error reading it)."""
     out = {}
-    for t in TABLES:
+    for t in TABLES + ["page_views"]:
         p = ev(lake, "query", f"SELECT * FROM {t}", "--format", "csv", check=False)
         if p.returncode != 0:
             out[t] = ("error", p.stderr.strip().splitlines()[-1:])
@@ -54,7 +62,7 @@ def dump(lake):
 def differences(a, b, what):
     """Print how dumps `a` and `b` differ; True if they do."""
     differ = False
-    for t in TABLES:
+    for t in TABLES + ["page_views"]:
         if a[t] == b[t]:
             continue
         differ = True
@@ -101,8 +109,14 @@ def incremental(seed, d):
         with open(os.path.join(lake, "evlake.toml"), "w") as f:
             f.write(f"[state]\nsnapshot_models = {json.dumps(rng.sample(MODELS, 2))}\n"
                     + (f"snapshot_keep = {keep}\n" if keep else ""))
+    # Some lakes have a typed table of their own (LAKE/typed/).
+    own = rng.random() < 0.4
+    if own:
+        os.makedirs(os.path.join(lake, "typed"), exist_ok=True)
+        with open(os.path.join(lake, "typed", "page_views.sql"), "w") as f:
+            f.write(OWN_TYPED)
     print(f"  settings {extra}, {len(files)} files"
-          + (f", snapshot_keep {keep}" if keep else ""))
+          + (f", snapshot_keep {keep}" if keep else "") + (", own typed table" if own else ""))
     while i < len(files):
         batch = files[i:i + rng.choice([1, 1, 2, 3])]
         i += len(batch)

@@ -102,6 +102,11 @@ pub fn typed_source(table: &str) -> String {
         .unwrap_or_else(|| format!("sql/silver/typed/{table}.sql"))
 }
 
+/// Is typed table `table`'s SQL the lake's own (`LAKE/typed/`)?
+pub fn is_own_typed(table: &str) -> bool {
+    TYPED.get().is_some_and(|(_, src)| src.contains_key(table))
+}
+
 /// Names a lake's own typed table may not take: the other tables'.
 const RESERVED: &[&str] = &[
     EVENTS_TABLE,

@@ -1170,11 +1170,23 @@ fn index_of(table: &str) -> derive::Index {
     }
 }
 
-/// Every typed query's optimized plan over the registered `events`.
+/// Every typed query's optimized plan over the registered `events`. A
+/// lake's own typed table must be one row per event (projections and
+/// filters of `events`): a late batch patches new session ids into its
+/// rows by event id, and merges a date's rows by user.
 async fn typed_plans(work: &SessionContext) -> Result<Vec<datafusion::logical_expr::LogicalPlan>> {
     let mut plans = Vec::new();
     for (table, _, sql) in typed() {
-        plans.push(plan_typed(work, table, sql).await?.into_optimized_plan()?);
+        let plan = plan_typed(work, table, sql).await?.into_optimized_plan()?;
+        if silver::is_own_typed(table) && !per_row(&plan)? {
+            return Err(crate::error::Failure::Usage(format!(
+                "{} is not one row per event: a typed table selects and filters rows of \
+                 `events` (no aggregate, window, join, sort or limit)",
+                silver::typed_source(table)
+            ))
+            .into());
+        }
+        plans.push(plan);
     }
     Ok(plans)
 }

@@ -1385,5 +1385,12 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         &["silver", "--full"],
         "does not plan",
     );
+    bad(
+        "per_user.sql",
+        "SELECT min(event_id) AS event_id, NULL AS session_id, event_date, 0 AS _warnings\n\
+         FROM events GROUP BY user_id, event_date",
+        &["run"],
+        "is not one row per event",
+    );
     ok(&lake, &["run"]);
 }
