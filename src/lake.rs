@@ -573,6 +573,32 @@ pub fn list_files(base: &Path, dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Is `name` usable as the name of a lake's own SQL file's table or model
+/// (letters, digits and `_`)?
+pub fn is_sql_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The `*.sql` files directly in `dir` (none if it does not exist), each
+/// with its name without `.sql`, in name order.
+pub fn sql_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries {
+            let path = e?.path();
+            if let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sql"))
+            {
+                out.push((name.to_string(), path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -308,36 +308,25 @@ pub fn models(lake: &Lake) -> Result<Models> {
         ok.insert(name.to_string(), Model::parse(name, "built-in", text)?);
     }
     let mut broken = BTreeMap::new();
-    let dir = lake.path(MODELS_DIR);
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries {
-            let path = e?.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sql"))
-            else {
-                continue;
-            };
-            let load = || -> Result<Model> {
-                if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
-                    bail!(Failure::Usage(format!(
-                        "`{}`: a model name is letters, digits and _",
-                        path.display()
-                    )));
-                }
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("failed to read `{}`", path.display()))?;
-                Model::parse(name, &path.display().to_string(), &text)
-            };
-            match load() {
-                Ok(m) => {
-                    ok.insert(name.to_string(), m);
-                }
-                Err(e) => {
-                    ok.remove(name);
-                    broken.insert(name.to_string(), e);
-                }
+    for (name, path) in crate::lake::sql_files(&lake.path(MODELS_DIR))? {
+        let load = || -> Result<Model> {
+            if !crate::lake::is_sql_name(&name) {
+                bail!(Failure::Usage(format!(
+                    "`{}`: a model name is letters, digits and _",
+                    path.display()
+                )));
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            Model::parse(&name, &path.display().to_string(), &text)
+        };
+        match load() {
+            Ok(m) => {
+                ok.insert(name.to_string(), m);
+            }
+            Err(e) => {
+                ok.remove(&name);
+                broken.insert(name.to_string(), e);
             }
         }
     }
@@ -349,7 +338,7 @@ pub fn models(lake: &Lake) -> Result<Models> {
 pub fn model(lake: &Lake, name: &str) -> Result<Model> {
     // Only this one is parsed (the built-ins' SQL took ~1.5 ms of every
     // `state` answer), unless it is not there: the error names the rest.
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if crate::lake::is_sql_name(name) {
         let path = lake.path(MODELS_DIR).join(format!("{name}.sql"));
         match std::fs::read_to_string(&path) {
             Ok(text) => return Model::parse(name, &path.display().to_string(), &text),

@@ -128,36 +128,23 @@ pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
     if TYPED.get().is_some() {
         return Ok(());
     }
-    let dir = lake.path(TYPED_DIR);
-    let mut own: Vec<(String, std::path::PathBuf)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries {
-            let path = e?.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sql"))
-            else {
-                continue;
-            };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(crate::error::Failure::Usage(format!(
-                    "`{}`: a typed table's name is letters, digits and _",
-                    path.display()
-                ))
-                .into());
-            }
-            if RESERVED.contains(&name) {
-                return Err(crate::error::Failure::Usage(format!(
-                    "`{}`: `{name}` is another table's name",
-                    path.display()
-                ))
-                .into());
-            }
-            own.push((name.to_string(), path));
+    let own = crate::lake::sql_files(&lake.path(TYPED_DIR))?;
+    for (name, path) in &own {
+        if !crate::lake::is_sql_name(name) {
+            return Err(crate::error::Failure::Usage(format!(
+                "`{}`: a typed table's name is letters, digits and _",
+                path.display()
+            ))
+            .into());
+        }
+        if RESERVED.contains(&name.as_str()) {
+            return Err(crate::error::Failure::Usage(format!(
+                "`{}`: `{name}` is another table's name",
+                path.display()
+            ))
+            .into());
         }
     }
-    own.sort();
     let mut tables: Vec<Typed> = BUILTIN_TYPED.to_vec();
     let mut sources = std::collections::HashMap::new();
     for (name, path) in own {
