@@ -57,6 +57,9 @@ pub struct Status {
     /// Models in `LAKE/models/` whose file does not load, and why. Filled
     /// in by `status`.
     pub broken_models: Vec<crate::state::BrokenModel>,
+    /// The lake's own typed tables (`LAKE/typed/NAME.sql`), each with its
+    /// file and whether it replaces a built-in one. Filled in by `status`.
+    pub own_typed_tables: Vec<crate::silver::OwnTyped>,
     /// Run directories in `_evlake/staging/`: a writer's files in flight,
     /// or what a killed one left (the next writer removes it). Filled in
     /// by `status`.
@@ -128,6 +131,7 @@ pub fn status(
         },
         snapshots,
         broken_models: Vec::new(),
+        own_typed_tables: Vec::new(),
         staging: Vec::new(),
         orphans: Vec::new(),
     }

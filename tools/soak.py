@@ -176,6 +176,13 @@ def kill(seed, d):
             os.makedirs(lake, exist_ok=True)
             with open(os.path.join(lake, "evlake.toml"), "w") as f:
                 f.write('[state]\nsnapshot_models = ["balances"]\nsnapshot_keep = 2\n')
+    # Some pairs have a typed table of their own.
+    own = rng.random() < 0.4
+    if own:
+        for lake in (clean, crashy):
+            os.makedirs(os.path.join(lake, "typed"), exist_ok=True)
+            with open(os.path.join(lake, "typed", "page_views.sql"), "w") as f:
+                f.write(OWN_TYPED)
     snapshots = lambda lake: [(s["model"], s["as_of"], s["rows"], s["valid"])
                               for s in json.loads(ev(lake, "status", "--json").stdout)["snapshots"]]
     for n, f in enumerate(files):
@@ -205,7 +212,8 @@ def kill(seed, d):
         if snapshots(clean) != snapshots(crashy):
             print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
             return False
-    print(f"  {len(files)} files, {kills} kills" + (", daily snapshots, snapshot_keep 2" if policy else ""))
+    print(f"  {len(files)} files, {kills} kills" + (", daily snapshots, snapshot_keep 2" if policy else "")
+          + (", own typed table" if own else ""))
     return True
 
 

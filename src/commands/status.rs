@@ -143,6 +143,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         s.orphans = crate::log::orphans(&lake, &state, &crate::ingest::table_dirs())?;
     }
     s.broken_models = broken_models;
+    s.own_typed_tables = crate::silver::own_typed();
     if args.json {
         return print_json(&s);
     }
@@ -279,6 +280,19 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
              evlake's readers skip them, but a reader globbing the directories (DuckDB, Spark, pyarrow) sees them \
              until the next writer removes them",
             s.orphans.len()
+        )?;
+    }
+    for t in &s.own_typed_tables {
+        writeln!(
+            out,
+            "typed      `{}` from {}{}",
+            t.table,
+            t.source,
+            if t.replaces_builtin {
+                " (replacing the built-in one)"
+            } else {
+                ""
+            }
         )?;
     }
     for b in &s.broken_models {

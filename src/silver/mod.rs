@@ -102,6 +102,33 @@ pub fn typed_source(table: &str) -> String {
         .unwrap_or_else(|| format!("sql/silver/typed/{table}.sql"))
 }
 
+/// One of the lake's own typed tables, as `status` lists them.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnTyped {
+    pub table: String,
+    pub source: String,
+    /// It replaces the built-in typed table of that name.
+    pub replaces_builtin: bool,
+}
+
+/// The lake's own typed tables (see [`load_typed`]), by name.
+pub fn own_typed() -> Vec<OwnTyped> {
+    let mut out: Vec<OwnTyped> = TYPED
+        .get()
+        .map(|(_, src)| {
+            src.iter()
+                .map(|(t, s)| OwnTyped {
+                    table: t.to_string(),
+                    source: s.clone(),
+                    replaces_builtin: BUILTIN_TYPED.iter().any(|(b, _, _)| b == t),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.table.cmp(&b.table));
+    out
+}
+
 /// Is typed table `table`'s SQL the lake's own (`LAKE/typed/`)?
 pub fn is_own_typed(table: &str) -> bool {
     TYPED.get().is_some_and(|(_, src)| src.contains_key(table))

@@ -1330,6 +1330,37 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
     );
     // Nothing more to do.
     assert_eq!(ok(&lake, &["run", "--json"])["silver"]["status"], "noop");
+    // `status` lists them, and which one replaces a built-in table.
+    let st = ok(&lake, &["status", "--json"]);
+    let own: Vec<(String, bool)> = st["own_typed_tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert!(
+                t["source"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("typed/{}.sql", t["table"].as_str().unwrap()))
+            );
+            (
+                t["table"].as_str().unwrap().to_string(),
+                t["replaces_builtin"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        own,
+        [
+            ("page_views".to_string(), false),
+            ("purchases".to_string(), true)
+        ]
+    );
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("purchases.sql (replacing the built-in one)"),
+        "{text}"
+    );
 
     // Dropped with its file.
     std::fs::remove_file(typed.join("page_views.sql")).unwrap();
