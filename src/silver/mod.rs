@@ -288,8 +288,17 @@ pub fn commit_settings(settings: &Settings) -> BTreeMap<String, String> {
 pub fn fingerprint(settings: &Settings) -> String {
     let gap = settings.session_gap_us.to_string();
     let excluded = settings.exclude_param();
+    // The built-in tables' SQL (the lake's own where it replaces one),
+    // then each added table with its name: renaming its file makes
+    // another table. (`typed()` lists the built-ins first.)
+    let (builtin, added) = typed().split_at(BUILTIN_TYPED.len());
+    let added: Vec<String> = added
+        .iter()
+        .map(|(t, _, sql)| format!("{t}\u{1f}{sql}"))
+        .collect();
     let mut parts = vec![SESSION_KEYS_SQL, EVENTS_SQL, SESSIONS_SQL, gap.as_str()];
-    parts.extend(typed().iter().map(|(_, _, sql)| *sql));
+    parts.extend(builtin.iter().map(|(_, _, sql)| *sql));
+    parts.extend(added.iter().map(String::as_str));
     // Only when set, so lakes built before the option keep their builds.
     if !excluded.is_empty() {
         parts.push(excluded.as_str());

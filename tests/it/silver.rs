@@ -1362,9 +1362,20 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         "{text}"
     );
 
-    // Dropped with its file.
-    std::fs::remove_file(typed.join("page_views.sql")).unwrap();
+    // Renamed, the same SQL: another table (built), the old one dropped.
+    std::fs::rename(typed.join("page_views.sql"), typed.join("views.sql")).unwrap();
     ok(&lake, &["run"]);
+    run_says(
+        &lake,
+        &["query", "SELECT * FROM page_views"],
+        2,
+        "page_views",
+    );
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM views"), ["2"]);
+    // Dropped with its file.
+    std::fs::remove_file(typed.join("views.sql")).unwrap();
+    ok(&lake, &["run"]);
+    run_says(&lake, &["query", "SELECT * FROM views"], 2, "views");
     run_says(
         &lake,
         &["query", "SELECT * FROM page_views"],
