@@ -1626,9 +1626,7 @@ async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) 
     // Name each date's first events with an untyped value, so a warning
     // can point at them (the rows are in memory: only runs that have one
     // pay).
-    if per_day.values().any(|(n, _)| *n > 0)
-        && df.schema().has_column_with_unqualified_name("event_id")
-    {
+    if per_day.values().any(|(n, _)| *n > 0) {
         use datafusion::logical_expr::ExprFunctionExt;
         let nth = datafusion::functions_window::expr_fn::row_number()
             .partition_by(vec![col("event_date")])
