@@ -20,7 +20,7 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::SortExpr;
-use datafusion::prelude::{SessionConfig, SessionContext, col};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col};
 
 use crate::bronze;
 use crate::lake::Lake;
@@ -356,6 +356,69 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Register, in `ctx`, each silver table (`only` those, if given) that
+    /// has no rows although silver is built (no signups yet; a typed table
+    /// of the lake's own no event feeds), and each such gold table, as an
+    /// empty table with its columns: a query of it then counts 0, where
+    /// "not found" would say the table is not built yet.
+    pub async fn register_empty_tables(
+        &self,
+        ctx: &SessionContext,
+        lake: &Lake,
+        only: Option<&std::collections::HashSet<String>>,
+    ) -> Result<()> {
+        let wanted = |t: &str| only.is_none_or(|o| o.contains(t));
+        let built = |dir: &str| -> Result<bool> {
+            let dir = lake.path(dir);
+            let committed = self
+                .committed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|c| c.under(&dir).map(|f| !f.is_empty()));
+            Ok(match committed {
+                Some(any) => any,
+                None => !crate::lake::list_files(&dir, &dir)?.is_empty(),
+            })
+        };
+        // The partition column last, as in a table read from its files.
+        let register = |t: &str, empty: DataFrame, column: &str| -> Result<()> {
+            let mut names: Vec<String> = empty
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .filter(|n| n != column)
+                .collect();
+            names.push(column.to_string());
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            ctx.register_table(t, empty.select_columns(&names)?.into_view())?;
+            Ok(())
+        };
+        if built(crate::silver::EVENTS_DIR)? {
+            for t in crate::silver::all_tables() {
+                if wanted(t) && !ctx.table_exist(t)? {
+                    let column = if t == crate::silver::SESSIONS_TABLE {
+                        "session_date"
+                    } else {
+                        "event_date"
+                    };
+                    register(t, crate::silver::empty_table(ctx, t).await?, column)?;
+                }
+            }
+        }
+        if built(crate::gold::METRICS_DIR)? {
+            for (t, _) in crate::gold::TABLES {
+                if wanted(t) && !ctx.table_exist(*t)? {
+                    register(t, crate::gold::empty_table(ctx, t).await?, "event_date")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -390,11 +453,13 @@ impl Drop for SpillMonitor {
 
 /// A session over `lake` with every existing table and default settings,
 /// reading the files `state` references (a reader's: see
-/// [`Engine::read_committed`]).
+/// [`Engine::read_committed`]), and the built tables with no rows empty.
 pub async fn context(lake: &Lake, state: &crate::log::LakeState) -> Result<SessionContext> {
     let engine = Engine::new(&EngineOptions::default())?;
     engine.read_committed(lake, state)?;
-    engine.context(lake).await
+    let ctx = engine.context(lake).await?;
+    engine.register_empty_tables(&ctx, lake, None).await?;
+    Ok(ctx)
 }
 
 /// `quarantine`: the quarantined lines (`LAKE/quarantine/*.jsonl`), as

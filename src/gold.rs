@@ -228,6 +228,31 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     Ok(report)
 }
 
+/// An empty relation with gold table `t`'s columns (its SQL over empty
+/// silver tables), for `query` of a built table that has no rows (no
+/// purchases yet: no `daily_revenue_by_currency` row).
+pub async fn empty_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
+    let scratch = SessionContext::new_with_state(ctx.state());
+    for input in [silver::EVENTS_TABLE, silver::SESSIONS_TABLE]
+        .into_iter()
+        .chain(TYPED_INPUTS)
+    {
+        let empty = silver::empty_table(&scratch, input).await?;
+        let _ = scratch.deregister_table(input)?;
+        scratch.register_table(input, empty.into_view())?;
+    }
+    let sql = match t {
+        METRICS_TABLE => METRICS_SQL,
+        REVENUE_TABLE => REVENUE_SQL,
+        _ => anyhow::bail!("unknown gold table `{t}`"),
+    };
+    let mut df = scratch.sql(sql).await?;
+    if t == METRICS_TABLE {
+        df = df.with_param_values(vec![ScalarValue::Utf8(Some(DEFAULT_CURRENCY.into()))])?;
+    }
+    Ok(df.limit(0, Some(0))?)
+}
+
 /// The typed silver tables gold reads.
 const TYPED_INPUTS: [&str; 2] = ["purchases", "signups"];
 

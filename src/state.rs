@@ -32,7 +32,7 @@ use crate::error::Failure;
 use crate::lake::Lake;
 use crate::log::{self, Commit, LakeState};
 use crate::time::{MICROS_PER_DAY, date32_of_micros, format_micros};
-use crate::{bronze, dirty, silver};
+use crate::{dirty, silver};
 
 /// The models that ship with evlake: (name, SQL).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -551,42 +551,11 @@ async fn register_window(
             ctx.register_table(name.as_str(), df.into_view())?;
         } else {
             // No rows yet: the same columns, empty, from silver's SQL.
-            let df = empty_silver_table(ctx, t).await?;
+            let df = silver::empty_table(ctx, t).await?;
             ctx.register_table(name.as_str(), df.into_view())?;
         }
     }
     Ok(())
-}
-
-/// An empty relation with silver table `t`'s columns (its SQL over empty
-/// bronze), for models that read a table with no rows yet.
-async fn empty_silver_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
-    let scratch = SessionContext::new_with_state(ctx.state());
-    let bronze_schema = bronze::schema();
-    let mut fields: Vec<_> = bronze_schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
-        "event_date",
-        datafusion::arrow::datatypes::DataType::Date32,
-        false,
-    )));
-    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-    let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-    let _ = scratch.deregister_table(bronze::TABLE);
-    scratch.register_table(bronze::TABLE, Arc::new(table))?;
-    let events = silver::events(&scratch, &silver::Settings::default()).await?;
-    if t == silver::EVENTS_TABLE {
-        return Ok(events);
-    }
-    let _ = scratch.deregister_table(silver::EVENTS_TABLE);
-    scratch.register_table(silver::EVENTS_TABLE, events.into_view())?;
-    if t == silver::SESSIONS_TABLE {
-        return silver::sessions(&scratch).await;
-    }
-    let (_, _, sql) = silver::typed()
-        .iter()
-        .find(|(n, _, _)| *n == t)
-        .context("unknown silver table")?;
-    Ok(scratch.sql(sql).await?.drop_columns(&["_warnings"])?)
 }
 
 /// Run `sql` with `$1` = the key (or NULL).

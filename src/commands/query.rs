@@ -68,6 +68,9 @@ async fn stream(
     engine.read_committed(lake, state)?;
     let only = referenced_tables(&engine.bare()?, sql);
     let ctx = engine.context_of(lake, only.as_ref()).await?;
+    engine
+        .register_empty_tables(&ctx, lake, only.as_ref())
+        .await?;
     // Read-only: INSERT INTO a lake table or COPY ... TO would write files
     // no commit records, into table directories that outside readers glob
     // (and the next writer deletes them).

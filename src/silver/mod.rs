@@ -192,6 +192,40 @@ pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
     Ok(())
 }
 
+/// An empty relation with silver table `t`'s columns (its SQL over empty
+/// bronze), for models that read a table with no rows yet, and
+/// for `query` of a built table that has none.
+pub async fn empty_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
+    let scratch = SessionContext::new_with_state(ctx.state());
+    let bronze_schema = bronze::schema();
+    let mut fields: Vec<_> = bronze_schema.fields().iter().cloned().collect();
+    fields.push(std::sync::Arc::new(
+        datafusion::arrow::datatypes::Field::new(
+            "event_date",
+            datafusion::arrow::datatypes::DataType::Date32,
+            false,
+        ),
+    ));
+    let schema = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    let _ = scratch.deregister_table(bronze::TABLE);
+    scratch.register_table(bronze::TABLE, std::sync::Arc::new(table))?;
+    let events = events(&scratch, &Settings::default()).await?;
+    if t == EVENTS_TABLE {
+        return Ok(events);
+    }
+    let _ = scratch.deregister_table(EVENTS_TABLE);
+    scratch.register_table(EVENTS_TABLE, events.into_view())?;
+    if t == SESSIONS_TABLE {
+        return sessions(&scratch).await;
+    }
+    let (_, _, sql) = typed()
+        .iter()
+        .find(|(n, _, _)| *n == t)
+        .context("unknown silver table")?;
+    Ok(scratch.sql(sql).await?.drop_columns(&["_warnings"])?)
+}
+
 /// Default `--session-gap`: 30 minutes.
 pub const DEFAULT_SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
 /// The largest `--session-gap`: one day (a session then only ever crosses

@@ -519,3 +519,80 @@ fn a_select_opens_only_the_tables_it_names() {
     let o = q("SELECT * FROM daily_metrics");
     assert_ne!(exit_code(&o), 0, "a damaged table still fails");
 }
+
+/// Once silver and gold are built, a table of theirs that no event fed
+/// (no signups, no purchases, so no revenue row) is an empty table with
+/// its columns, the partition column last as when it has files: a count
+/// is 0 and a CSV is its header, not "not found" (exit 2). Before silver
+/// is built, the query still says what builds it.
+#[test]
+fn a_built_table_with_no_rows_is_empty_not_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let views = tmp.path().join("views.jsonl");
+    std::fs::write(
+        &views,
+        crate::silver::ev("v1", "page_view", "2024-03-15T10:00:00Z", "u1"),
+    )
+    .unwrap();
+    ok(&lake, &["ingest", views.to_str().unwrap()]);
+    run_says(
+        &lake,
+        &["query", "SELECT count(*) FROM signups"],
+        2,
+        "`evlake run` builds silver",
+    );
+    ok(&lake, &["run"]);
+    for t in [
+        "signups",
+        "purchases",
+        "searches",
+        "cart_adds",
+        "ledger",
+        "daily_revenue_by_currency",
+    ] {
+        assert_eq!(
+            crate::silver::query_csv(&lake, &format!("SELECT count(*) FROM {t}")),
+            ["0"],
+            "{t}"
+        );
+    }
+    let header = |lake: &std::path::Path, t: &str| -> String {
+        let o = run(
+            lake,
+            &["query", &format!("SELECT * FROM {t}"), "--format", "csv"],
+        );
+        assert!(o.status.success(), "{t}: {}", stderr(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // The same columns, in the same order, as the sample lake's tables
+    // (which have rows).
+    let full = tmp.path().join("full");
+    ok(
+        &full,
+        &[
+            "run",
+            &sample("2024-03-15.jsonl"),
+            &sample("2024-03-16.jsonl.gz"),
+        ],
+    );
+    for t in ["signups", "purchases", "daily_revenue_by_currency"] {
+        assert!(
+            !crate::silver::query_csv(&full, &format!("SELECT * FROM {t}")).is_empty(),
+            "{t}"
+        );
+        assert_eq!(header(&lake, t), header(&full, t), "{t}");
+    }
+    let tables = String::from_utf8(run(&lake, &["tables"]).stdout).unwrap();
+    assert!(
+        tables.contains(
+            "signups (silver, silver/signups): 0 partition(s), 0 file(s), 0 row(s)\n    event_id"
+        ),
+        "{tables}"
+    );
+}
