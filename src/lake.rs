@@ -599,6 +599,42 @@ pub fn sql_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// For a dry run: if the lake did not exist yet, what the run created of
+/// it (its lock file, an empty staging directory, the lake directory if
+/// it was new) is removed when this is dropped, so a dry run leaves no
+/// trace (a mistyped `--lake` gets no empty lake). Only empty
+/// directories and the lock file are removed.
+pub struct NoTrace {
+    root: PathBuf,
+    root_existed: bool,
+    meta_existed: bool,
+}
+
+impl Lake {
+    pub fn no_trace(&self) -> NoTrace {
+        NoTrace {
+            root: self.root.clone(),
+            root_existed: self.root.exists(),
+            meta_existed: self.root.join(META_DIR).exists(),
+        }
+    }
+}
+
+impl Drop for NoTrace {
+    fn drop(&mut self) {
+        if self.meta_existed {
+            return;
+        }
+        let meta = self.root.join(META_DIR);
+        let _ = fs::remove_dir(meta.join("staging"));
+        let _ = fs::remove_file(meta.join("lock"));
+        let _ = fs::remove_dir(&meta);
+        if !self.root_existed {
+            let _ = fs::remove_dir(&self.root);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

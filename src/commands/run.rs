@@ -56,6 +56,7 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    let _no_trace = args.dry_run.then(|| lake.no_trace());
     if args.inputs.is_empty() {
         lake.require()?;
     }

@@ -517,6 +517,26 @@ fn dry_run_reports_and_changes_nothing() {
     for k in ["watermark", "watermark_before", "max_event_time"] {
         assert_eq!(real["ingest"][k], r["ingest"][k], "{k}");
     }
+    // A dry run into a lake that does not exist leaves none behind.
+    let new = tmp.path().join("new");
+    let r = ok(
+        &new,
+        &[
+            "run",
+            &sample(b["file"].as_str().unwrap()),
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(r["ingest"]["events"], b["events"]);
+    assert!(!new.exists());
+    let inside = tmp.path().join("empty-dir");
+    std::fs::create_dir(&inside).unwrap();
+    ok(
+        &inside,
+        &["run", &sample(b["file"].as_str().unwrap()), "--dry-run"],
+    );
+    assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 0);
 }
 
 /// After an ingest alone, `status` says silver and gold are not built yet
