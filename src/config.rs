@@ -61,6 +61,11 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # session_id, not counted in sessions. Changing it rebuilds silver.
 # session_exclude_types = []
 
+# Typed tables of your own are SQL files, not settings: typed/NAME.sql in
+# this directory adds silver table NAME (or replaces the built-in one of
+# that name); see the README, "Your own typed tables". Likewise state
+# models: models/NAME.sql.
+
 [gold]
 # The reporting currency: daily_metrics.revenue sums purchases in it only;
 # daily_revenue_by_currency has every currency. Changing it rebuilds gold.
