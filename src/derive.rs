@@ -144,6 +144,17 @@ pub fn finish_commit(lake: &Lake, commit: &Commit) -> Result<()> {
             _ => Ok(()),
         }
     })?;
+    // A partition whose files all went (a snapshot removed, a table
+    // dropped, a date emptied by a merge) leaves no empty directory:
+    // `remove_dir` removes only an empty one.
+    let dirs: BTreeSet<_> = commit
+        .remove
+        .iter()
+        .filter_map(|f| lake.path(&f.path).parent().map(Path::to_path_buf))
+        .collect();
+    for dir in dirs {
+        let _ = fs::remove_dir(dir);
+    }
     lake.mark_clean();
     Ok(())
 }

@@ -1419,13 +1419,8 @@ pub fn remove_snapshots(
     if commit.remove.is_empty() {
         return Ok(removed);
     }
+    // (It removes their emptied partition directories too.)
     derive::finish_commit(lake, &commit)?;
-    // Their partition directories are empty now.
-    for f in &commit.remove {
-        if let Some(dir) = lake.path(&f.path).parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
     Ok(removed)
 }
 

@@ -377,14 +377,10 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         }
     }
     derive::finish_commit(lake, &commit)?;
-    // The dropped tables' now empty directories (best effort: `remove_dir`
-    // leaves anything not empty).
+    // The dropped tables' directories (their emptied partitions went with
+    // the commit; `remove_dir` removes only an empty one).
     for (_, dir) in &dropped {
-        let dir = lake.path(dir);
-        for part in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let _ = fs::remove_dir(part.path());
-        }
-        let _ = fs::remove_dir(&dir);
+        let _ = fs::remove_dir(lake.path(dir));
     }
     fault::trace(started, "committed");
     report.recomputed = derive::by_table(&written);
