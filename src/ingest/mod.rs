@@ -332,24 +332,20 @@ impl QuarantineWriter {
 
 struct Planned {
     input: Input,
-    hash: String,
-    bytes: u64,
-    /// Size and mtime when hashed, checked again once the input is read.
-    stamp: input::Stamp,
+    hashed: Hashed,
     status: InputStatus,
     committed_in: Option<u64>,
-    /// A file's canonical path and stamp, for the input-hash cache.
-    cache_key: Option<(PathBuf, hashcache::FileStamp)>,
-    /// Its hash came from that cache (the file was not read).
-    cached: bool,
 }
 
 /// One input's hash, and how it was found.
 struct Hashed {
     hash: String,
     bytes: u64,
+    /// Size and mtime when hashed, checked again once the input is read.
     stamp: input::Stamp,
+    /// A file's canonical path and stamp, for the input-hash cache.
     cache_key: Option<(PathBuf, hashcache::FileStamp)>,
+    /// Its hash came from that cache (the file was not read).
     cached: bool,
 }
 
@@ -363,8 +359,8 @@ fn remember_hashes(
     clock: std::time::SystemTime,
 ) {
     for p in plan {
-        if let Some((canonical, stamp)) = &p.cache_key {
-            cache.record(canonical.clone(), *stamp, &p.hash, clock);
+        if let Some((canonical, stamp)) = &p.hashed.cache_key {
+            cache.record(canonical.clone(), *stamp, &p.hashed.hash, clock);
         }
     }
     if let Err(e) = cache.save(lake) {
@@ -484,18 +480,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
     let mut seen: HashSet<String> = HashSet::new();
-    for (
-        inp,
-        Hashed {
-            hash,
-            bytes,
-            stamp,
-            cache_key,
-            cached,
-        },
-    ) in inputs.into_iter().zip(hashes)
-    {
-        let (status, committed_in) = if let Some(rec) = state.batches.get(&hash) {
+    for (inp, hashed) in inputs.into_iter().zip(hashes) {
+        let hash = &hashed.hash;
+        let (status, committed_in) = if let Some(rec) = state.batches.get(hash) {
             (InputStatus::AlreadyIngested, Some(rec.version))
         } else if !seen.insert(hash.clone()) {
             (InputStatus::DuplicateInRun, None)
@@ -504,13 +491,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         };
         plan.push(Planned {
             input: inp,
-            hash,
-            bytes,
-            stamp,
+            hashed,
             status,
             committed_in,
-            cache_key,
-            cached,
         });
     }
 
@@ -519,11 +502,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         .map(|p| InputReport {
             source: p.input.display.clone(),
             status: p.status,
-            hash: p.hash.clone(),
-            batch_id: batch_id_of(&p.hash),
+            hash: p.hashed.hash.clone(),
+            batch_id: batch_id_of(&p.hashed.hash),
             committed_in: p.committed_in,
-            hash_cached: p.cached,
-            bytes: p.bytes,
+            hash_cached: p.hashed.cached,
+            bytes: p.hashed.bytes,
             lines: 0,
             events: 0,
             empty_lines: 0,
@@ -581,7 +564,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let run_id = {
         let mut h = blake3::Hasher::new();
         for &i in &todo {
-            h.update(plan[i].hash.as_bytes());
+            h.update(plan[i].hashed.hash.as_bytes());
             h.update(b"\n");
         }
         h.finalize().to_hex()[..16].to_string()
@@ -597,7 +580,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let lineages: Vec<Lineage> = plan
         .iter()
         .map(|p| Lineage {
-            batch_id: batch_id_of(&p.hash),
+            batch_id: batch_id_of(&p.hashed.hash),
             source_file: p.input.display.clone(),
         })
         .collect();
@@ -613,7 +596,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         max_line_bytes: opts.max_line_bytes,
     };
 
-    let total_bytes: u64 = todo.iter().map(|&i| plan[i].bytes).sum();
+    let total_bytes: u64 = todo.iter().map(|&i| plan[i].hashed.bytes).sum();
     let bytes_read = Arc::new(AtomicU64::new(0));
     let progress = opts.progress.then(|| progress_bar(total_bytes));
 
@@ -645,7 +628,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 i,
                 p.path.clone().expect("every input has a path once spooled"),
                 p.display.clone(),
-                plan[i].stamp,
+                plan[i].hashed.stamp,
             )
         })
         .collect();
