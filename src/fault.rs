@@ -11,7 +11,8 @@
 //! - `after-commit`: after the commit file, before staging is cleaned up
 //!
 //! `OPERATION:STEP` (e.g. `gold:renamed`) aborts only in that operation
-//! (`ingest`, `reconcile`, `silver`, `gold`, `snapshot`), so a test can
+//! (`ingest`, `reconcile`, `silver`, `gold`, `snapshot`; `silver-typed`
+//! for silver's typed-table refresh, which commits first), so a test can
 //! crash the third step of `evlake run`.
 //!
 //! `EVLAKE_FAIL` takes the same values, but the step returns an error
@@ -34,6 +35,24 @@ pub fn operation(op: &'static str) -> crate::report::Busy {
         crate::report::Busy::none()
     } else {
         crate::report::busy(op)
+    }
+}
+
+/// Within an operation, name a part of it for `OPERATION:STEP` faults
+/// until the guard drops (silver's typed-table refresh, `silver-typed`,
+/// commits before the rest of silver).
+pub fn part(op: &'static str) -> PartGuard {
+    let mut current = OPERATION.lock().unwrap_or_else(|e| e.into_inner());
+    let outer = std::mem::replace(&mut *current, op);
+    PartGuard(outer)
+}
+
+/// Restores the operation's name (see [`part`]).
+pub struct PartGuard(&'static str);
+
+impl Drop for PartGuard {
+    fn drop(&mut self) {
+        *OPERATION.lock().unwrap_or_else(|e| e.into_inner()) = self.0;
     }
 }
 

@@ -23,6 +23,23 @@ pub fn last_fingerprint(state: &LakeState, table: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What silver `tables` hold now, as one fingerprint (a snapshot built
+/// from them records it): the last `events` build's, plus that of each of
+/// `tables` last built with another (a typed table of the lake's own),
+/// with its name. With none such, it is the `events` build's alone, as
+/// before typed tables had fingerprints of their own.
+pub fn built_fingerprint(state: &LakeState, tables: &[&str]) -> String {
+    let core = last_fingerprint(state, silver::EVENTS_TABLE);
+    let mut out = core.clone();
+    for t in tables {
+        let fp = last_fingerprint(state, t);
+        if !fp.is_empty() && fp != core {
+            out.push_str(&format!("\u{1f}{t}={fp}"));
+        }
+    }
+    out
+}
+
 /// Dirty silver dates against the settings silver was last built with:
 /// the dates whose bronze changed since their build.
 pub fn silver_dirty(state: &LakeState) -> Vec<DirtyPartition> {
@@ -54,6 +71,8 @@ pub fn all_dirty(state: &LakeState, configured: &Configured) -> Vec<DirtyPartiti
     let mut v = Vec::new();
     if state.builds.contains_key(silver::EVENTS_TABLE) {
         v.extend(silver::dirty_partitions(state, &configured.silver));
+        let fps = silver::Fingerprints::new(&configured.silver);
+        v.extend(silver::typed_dirty(state, &fps));
     }
     if state.builds.contains_key(gold::METRICS_TABLE) {
         v.extend(gold::dirty_partitions(state, &configured.currency));
@@ -83,6 +102,11 @@ pub struct Plan {
     /// Silver dates that would be recomputed: dirty now, or receiving new
     /// bronze rows. Session reach can add neighbouring dates.
     pub silver_dates: Vec<String>,
+    /// Per typed table of the lake's own whose SQL changed (or that is
+    /// new), the dates it would be rebuilt for from the built `events`.
+    pub typed_tables: BTreeMap<String, Vec<String>>,
+    /// Typed tables whose file was removed: their partitions would go.
+    pub dropped_tables: Vec<String>,
     /// Gold dates that would be recomputed (at least these).
     pub gold_dates: Vec<String>,
     /// Snapshots `[state] snapshot_keep` would remove.
@@ -353,6 +377,28 @@ fn plan(
         .map(|d| d.partition)
         .collect();
     gold_dates.extend(silver_dates.iter().cloned());
+    let mut typed_tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let fps = silver::Fingerprints::new(&opts.silver.settings);
+    for p in silver::typed_dirty(&state, &fps) {
+        // Gold recomputes the dates of a table it reads: at least those
+        // where its files are rewritten (a date where it has none may stay
+        // without).
+        let has_files = state
+            .tables
+            .get(&p.table)
+            .and_then(|t| t.get(&p.partition))
+            .is_some_and(|f| !f.files.is_empty());
+        if has_files
+            && gold::inputs(&p.partition).contains(&crate::dirty::input_key(&p.table, &p.partition))
+        {
+            gold_dates.insert(p.partition.clone());
+        }
+        typed_tables.entry(p.table).or_default().push(p.partition);
+    }
+    let dropped_tables: Vec<String> = silver::dropped_tables(&state)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     // The watermark the ingest would set (a dry run reports it), else the
     // lake's.
     let watermark = match ingest.and_then(|r| r.watermark.as_deref()) {
@@ -361,6 +407,8 @@ fn plan(
     };
     Ok(Plan {
         silver_dates: silver_dates.into_iter().collect(),
+        typed_tables,
+        dropped_tables,
         gold_dates: gold_dates.into_iter().collect(),
         snapshots_removed: removals_planned(lake, opts, &state, watermark)?,
     })

@@ -208,6 +208,26 @@ impl Model {
         reads(&[&self.delta])
     }
 
+    /// The silver tables a snapshot's rows and problems come from.
+    fn snapshot_reads(&self) -> Vec<&'static str> {
+        let (checked, context) = self.problem_tables();
+        let mut v = self.replayed();
+        v.extend(checked);
+        v.extend(context);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// [`Model::fingerprint`] with what the lake's silver tables that a
+    /// snapshot reads hold now.
+    fn built_fingerprint(&self, state: &LakeState) -> String {
+        self.fingerprint(&crate::pipeline::built_fingerprint(
+            state,
+            &self.snapshot_reads(),
+        ))
+    }
+
     /// The silver tables `present` reads besides `state` (e.g. to enrich
     /// its rows): every event up to the as-of time, as `history` sees
     /// them, whether the answer starts from a snapshot or not.
@@ -386,11 +406,10 @@ pub struct Snapshot {
 
 /// Every snapshot of `models` in the log, with its validity.
 pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Snapshot> {
-    let silver_fp = crate::pipeline::last_fingerprint(state, silver::EVENTS_TABLE);
     let mut out = Vec::new();
     for m in models.values() {
         let table = m.table();
-        let fp = m.fingerprint(&silver_fp);
+        let fp = m.built_fingerprint(state);
         for (key, p) in state.partitions(&table) {
             if p.files.is_empty() {
                 continue;
@@ -409,7 +428,7 @@ pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Sna
                 .find(|(v, t)| *v > p.version && *t <= as_of_us);
             let invalid_because = if built.as_deref() != Some(fp.as_str()) {
                 Some(
-                    "the model's delta, combine or problems query, or silver's SQL/settings, changed"
+                    "the model's delta, combine or problems query, or the SQL/settings of the silver tables it reads, changed"
                         .to_string(),
                 )
             } else {
@@ -1340,12 +1359,11 @@ pub fn snapshot(
         &outputs,
         &derive::run_id("snapshot", &state),
     )?;
-    let silver_fp = crate::pipeline::last_fingerprint(&state, silver::EVENTS_TABLE);
     commit.builds.push(log::Build {
         table: table.clone(),
         partition: as_of_dir(as_of),
         inputs: BTreeMap::new(),
-        fingerprint: model.fingerprint(&silver_fp),
+        fingerprint: model.built_fingerprint(&state),
     });
     derive::finish_commit(lake, &commit)?;
     let rows = written

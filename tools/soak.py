@@ -44,6 +44,20 @@ OWN_TYPED = """SELECT event_id, user_id, session_id, event_timestamp, event_date
        0 AS _warnings
 FROM events WHERE event_type = 'page_view'
 """
+# The same table edited: what a lake's runs meet when its file changes.
+OWN_TYPED_EDITED = OWN_TYPED.replace("page_url,", "upper(page_url) AS page_url,")
+
+
+def own_typed(lake, sql):
+    """Write (or with None remove) the lake's own page_views.sql."""
+    path = os.path.join(lake, "typed", "page_views.sql")
+    if sql is None:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(sql)
 
 
 def dump(lake):
@@ -112,12 +126,14 @@ def incremental(seed, d):
     # Some lakes have a typed table of their own (LAKE/typed/).
     own = rng.random() < 0.4
     if own:
-        os.makedirs(os.path.join(lake, "typed"), exist_ok=True)
-        with open(os.path.join(lake, "typed", "page_views.sql"), "w") as f:
-            f.write(OWN_TYPED)
+        own_typed(lake, OWN_TYPED)
     print(f"  settings {extra}, {len(files)} files"
           + (f", snapshot_keep {keep}" if keep else "") + (", own typed table" if own else ""))
     while i < len(files):
+        # Between runs the typed file is sometimes added, edited or
+        # removed: only that table is rebuilt (or dropped) alone.
+        if own and i > 0 and rng.random() < 0.2:
+            own_typed(lake, rng.choice([OWN_TYPED, OWN_TYPED_EDITED, None]))
         batch = files[i:i + rng.choice([1, 1, 2, 3])]
         i += len(batch)
         hour += rng.randint(1, 30)

@@ -138,6 +138,21 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "Would",
             format!("recompute silver for {}", list(&p.silver_dates)),
         );
+        for (table, dates) in &p.typed_tables {
+            status(
+                "Would",
+                format!(
+                    "rebuild typed table {table} from the built events for {}",
+                    date_span(dates)
+                ),
+            );
+        }
+        for table in &p.dropped_tables {
+            status(
+                "Would",
+                format!("drop typed table {table} (its file in typed/ is gone)"),
+            );
+        }
         status(
             "Would",
             format!(
@@ -187,5 +202,14 @@ fn print_removed(verb: &str, action: &str, removed: &[crate::state::RemovedSnaps
             verb,
             format!("{action}{which}: older than the newest {keep} (state.snapshot_keep)"),
         );
+    }
+}
+
+/// Dates as `N dates, FIRST..LAST` (one date as itself).
+fn date_span(dates: &[String]) -> String {
+    match dates {
+        [one] => one.clone(),
+        [first, .., last] => format!("{} dates, {first}..{last}", dates.len()),
+        [] => "no date".to_string(),
     }
 }

@@ -122,7 +122,11 @@ pub fn print_report(r: &silver::SilverReport) {
     if !r.restated.is_empty() {
         status("Restating", r.restated.join(", "));
     }
-    if r.status == "committed" && r.mode == "incremental" {
+    // The typed tables rebuilt on their own have a commit of their own;
+    // the rest of the run may have committed after it.
+    let refresh = r.typed_refresh.as_ref();
+    let main_committed = r.status == "committed" && refresh.is_none_or(|t| t.version != r.version);
+    if main_committed && r.mode == "incremental" {
         status(
             "Loaded",
             format!(
@@ -141,17 +145,46 @@ pub fn print_report(r: &silver::SilverReport) {
             status("Warning", untyped_warning(table, *n, &r.warning_events));
         }
     }
-    if r.status == "committed" {
+    if let Some(t) = refresh {
+        let mut what = Vec::new();
+        if !t.tables.is_empty() {
+            let tables: Vec<String> = t
+                .tables
+                .iter()
+                .map(|(table, dates)| format!("{table} ({} date(s))", dates.len()))
+                .collect();
+            what.push(format!(
+                "typed table(s) {} rebuilt from the built events",
+                tables.join(", ")
+            ));
+        }
+        if !t.dropped_tables.is_empty() {
+            what.push(format!(
+                "typed table(s) {} dropped (file removed)",
+                t.dropped_tables.join(", ")
+            ));
+        }
+        status(
+            "Committed",
+            format!(
+                "version {}: {}, {} partition(s) rewritten",
+                t.version,
+                what.join("; "),
+                t.partitions
+            ),
+        );
+    }
+    if main_committed {
         status(
             "Committed",
             format!(
                 "version {}: silver {} rebuild, {} partition(s) rewritten",
                 r.version,
                 r.mode,
-                r.partitions.len()
+                r.partitions.len() - refresh.map_or(0, |t| t.partitions)
             ),
         );
-    } else {
+    } else if refresh.is_none() {
         status(
             "Unchanged",
             format!("silver is up to date (lake at version {})", r.version),

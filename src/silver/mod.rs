@@ -11,6 +11,7 @@ pub mod patches;
 pub mod ranges;
 pub mod reach;
 pub mod rebuild;
+mod refresh;
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ use crate::bronze;
 use crate::dirty;
 use crate::log::LakeState;
 
-pub use rebuild::{Options, rebuild};
+pub use rebuild::{Options, dropped_tables, rebuild};
 
 /// Logical name and directory of the sessionized events table.
 pub const EVENTS_TABLE: &str = "events";
@@ -300,9 +301,6 @@ pub async fn sessions(ctx: &SessionContext) -> Result<DataFrame> {
         .context("sql/silver/sessions.sql does not plan")
 }
 
-/// The fingerprint of the SQL and settings that build silver: a change to
-/// any silver SQL file, the gap or the excluded types makes every silver
-/// partition dirty.
 /// The settings a silver commit records (`status` compares them with a
 /// later run's to say what changed).
 pub fn commit_settings(settings: &Settings) -> BTreeMap<String, String> {
@@ -319,25 +317,90 @@ pub fn commit_settings(settings: &Settings) -> BTreeMap<String, String> {
     out
 }
 
+/// The fingerprint of the SQL and settings that build `events` and
+/// `sessions`, with the built-in typed tables' SQL as this evlake ships it:
+/// a change to any of it, the gap or the excluded types makes every silver
+/// partition dirty. A lake's own typed SQL (`LAKE/typed/`) is not in it:
+/// see [`Fingerprints::of`].
 pub fn fingerprint(settings: &Settings) -> String {
     let gap = settings.session_gap_us.to_string();
     let excluded = settings.exclude_param();
-    // The built-in tables' SQL (the lake's own where it replaces one),
-    // then each added table with its name: renaming its file makes
-    // another table. (`typed()` lists the built-ins first.)
-    let (builtin, added) = typed().split_at(BUILTIN_TYPED.len());
-    let added: Vec<String> = added
-        .iter()
-        .map(|(t, _, sql)| format!("{t}\u{1f}{sql}"))
-        .collect();
     let mut parts = vec![SESSION_KEYS_SQL, EVENTS_SQL, SESSIONS_SQL, gap.as_str()];
-    parts.extend(builtin.iter().map(|(_, _, sql)| *sql));
-    parts.extend(added.iter().map(String::as_str));
+    parts.extend(BUILTIN_TYPED.iter().map(|(_, _, sql)| *sql));
     // Only when set, so lakes built before the option keep their builds.
     if !excluded.is_empty() {
         parts.push(excluded.as_str());
     }
     crate::dirty::fingerprint(&parts)
+}
+
+/// Each silver table's fingerprint under some settings.
+#[derive(Debug, Clone)]
+pub struct Fingerprints {
+    /// [`fingerprint`]: `events`, `sessions` and the built-in typed tables
+    /// as shipped.
+    pub core: String,
+}
+
+impl Fingerprints {
+    pub fn new(settings: &Settings) -> Fingerprints {
+        Fingerprints {
+            core: fingerprint(settings),
+        }
+    }
+
+    /// `table`'s fingerprint: silver's own, except for a typed table whose
+    /// SQL is the lake's (an added table, or a built-in one replaced),
+    /// which adds its name and SQL. Editing, adding or renaming one such
+    /// file changes only that table's, so only that table is rebuilt (from
+    /// the built `events`), not every silver table.
+    pub fn of(&self, table: &str) -> String {
+        match typed().iter().find(|(t, _, _)| *t == table) {
+            Some((t, _, sql)) if is_own_typed(t) => {
+                crate::dirty::fingerprint(&[&self.core, t, sql])
+            }
+            _ => self.core.clone(),
+        }
+    }
+}
+
+/// The typed tables' partitions whose build is not what their SQL gives
+/// now, where `events` is built with `fps.core` (elsewhere silver
+/// recomputes the date anyway): never built (a table added to
+/// `LAKE/typed/`), or built with another fingerprint (its file changed).
+pub fn typed_dirty(state: &LakeState, fps: &Fingerprints) -> Vec<dirty::DirtyPartition> {
+    let Some(events) = state.builds.get(EVENTS_TABLE) else {
+        return Vec::new();
+    };
+    let wanted = wanted(state);
+    let built: Vec<&String> = events
+        .iter()
+        .filter(|(d, (_, b))| b.fingerprint == fps.core && wanted.contains_key(*d))
+        .map(|(d, _)| d)
+        .collect();
+    let mut out = Vec::new();
+    for (table, _, _) in typed() {
+        let fp = fps.of(table);
+        let builds = state.builds.get(*table);
+        for d in &built {
+            let reasons = match builds.and_then(|b| b.get(*d)) {
+                None => vec![dirty::DirtyReason::NeverBuilt],
+                Some((_, b)) if b.fingerprint != fp => {
+                    vec![dirty::DirtyReason::FingerprintChanged {
+                        built_with: b.fingerprint.clone(),
+                        now: fp.clone(),
+                    }]
+                }
+                Some(_) => continue,
+            };
+            out.push(dirty::DirtyPartition {
+                table: table.to_string(),
+                partition: (*d).clone(),
+                reasons,
+            });
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -373,7 +436,23 @@ pub struct SilverReport {
     /// Per typed table with such values: the first few events (by date and
     /// id) that have one.
     pub warning_events: BTreeMap<String, Vec<EventRef>>,
+    /// The typed tables of the lake's own rebuilt on their own (their SQL
+    /// changed, or they are new) or dropped (their file removed), in a
+    /// commit before the rest; `None` when none was.
+    pub typed_refresh: Option<TypedRefresh>,
     pub elapsed_ms: u64,
+}
+
+/// A commit that rebuilt typed tables from the built `events` only.
+#[derive(Debug, Clone, Serialize)]
+pub struct TypedRefresh {
+    pub version: u64,
+    /// Per table, the dates rebuilt.
+    pub tables: BTreeMap<String, Vec<String>>,
+    /// Tables whose file was removed: every partition of theirs went.
+    pub dropped_tables: Vec<String>,
+    /// Partitions it rewrote (or emptied), of `partitions`.
+    pub partitions: usize,
 }
 
 /// One event of silver `events`, by its date and id.

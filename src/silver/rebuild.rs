@@ -40,7 +40,7 @@ use super::ranges;
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
     EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport,
-    dirty_partitions, fingerprint, sessions, typed,
+    dirty_partitions, sessions, typed,
 };
 use crate::bronze;
 use crate::derive::{self, Output};
@@ -132,7 +132,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let _busy = crate::fault::operation("silver");
     let started = Instant::now();
     let _lock = lake.lock()?;
-    let state = LakeState::load(lake)?;
+    let mut state = LakeState::load(lake)?;
     fault::trace(started, "log read");
     log::clean_orphans(lake, &state, &table_dirs())?;
     fault::trace(started, "orphans cleaned");
@@ -152,6 +152,24 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     // the touched users there took half the time of rebuilding them all.
     let full = plan.full && (opts.full || appended.is_empty());
     let recompute = plan.dates.clone();
+    // Dates recomputed for every user.
+    let whole: BTreeSet<Day> = recompute
+        .iter()
+        .filter(|d| !appended.contains_key(d))
+        .copied()
+        .collect();
+    // Typed tables of the lake's own whose SQL changed, first, in their
+    // own commit (a full rebuild builds them with the rest). The dates
+    // and files found above stay as they were: that commit changes no
+    // bronze and no `events`.
+    let refreshed = if full {
+        None
+    } else {
+        super::refresh::refresh(lake, &state, opts, &whole, started)?
+    };
+    if refreshed.is_some() {
+        state = LakeState::load(lake)?;
+    }
     let mut report = SilverReport {
         command: "silver",
         status: "noop",
@@ -168,19 +186,29 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         partitions: Vec::new(),
         warnings: BTreeMap::new(),
         warning_events: BTreeMap::new(),
+        typed_refresh: None,
         elapsed_ms: 0,
     };
+    if let Some(r) = refreshed {
+        report.status = "committed";
+        report.version = r.version;
+        report.typed_refresh = Some(silver::TypedRefresh {
+            version: r.version,
+            tables: r.tables,
+            dropped_tables: r.dropped,
+            partitions: r.written.len(),
+        });
+        report.dirty.extend(r.dirty);
+        report.warnings = r.warnings.counts;
+        report.warning_events = r.warnings.events;
+        report.recomputed = derive::by_table(&r.written);
+        report.partitions = r.written;
+    }
     if recompute.is_empty() {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
 
-    // Dates recomputed for every user.
-    let whole: BTreeSet<Day> = recompute
-        .iter()
-        .filter(|d| !appended.contains_key(d))
-        .copied()
-        .collect();
     let grown: BTreeSet<Day> = appended.keys().copied().collect();
     fault::trace(started, "grown dates found");
 
@@ -286,8 +314,14 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     report.loaded_dates = loaded.iter().map(|d| format_date32(*d)).collect();
     report.touched_users = touched.map(|t| t.0 as u64);
     report.reached_user_dates = touched.map(|t| t.1 as u64);
-    report.warnings = built.warnings.counts.clone();
-    report.warning_events = built.warnings.events.clone();
+    for (table, n) in &built.warnings.counts {
+        *report.warnings.entry(table.clone()).or_default() += n;
+    }
+    for (table, events) in &built.warnings.events {
+        let first = report.warning_events.entry(table.clone()).or_default();
+        first.extend(events.iter().cloned());
+        first.truncate(UNTYPED_EXAMPLES);
+    }
     fault::point("staged")?;
 
     // Which partitions of which table this commit replaces.
@@ -348,7 +382,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         ));
     }
 
-    let fp = fingerprint(&opts.settings);
+    let fps = silver::Fingerprints::new(&opts.settings);
     let mut commit = Commit::next(&state, "silver", opts.processing_time);
     commit.settings = silver::commit_settings(&opts.settings);
     commit.settings.insert("mode".into(), report.mode.into());
@@ -364,6 +398,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     // purchases is built, not missing).
     let bronze_parts = state.tables.get(bronze::TABLE);
     for out in &outputs {
+        let fp = fps.of(&out.table);
         for p in out
             .partitions
             .iter()
@@ -383,8 +418,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let _ = fs::remove_dir(lake.path(dir));
     }
     fault::trace(started, "committed");
-    report.recomputed = derive::by_table(&written);
-    report.partitions = written;
+    report.partitions.extend(written);
+    report.recomputed = derive::by_table(&report.partitions);
     report.status = "committed";
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -394,7 +429,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
 /// Silver tables in the log (their files are under `silver/`) that are
 /// not silver tables now: a lake's own typed table whose SQL file was
 /// removed. (table, directory)
-fn dropped_tables(state: &LakeState) -> Vec<(String, String)> {
+pub fn dropped_tables(state: &LakeState) -> Vec<(String, String)> {
     let current = silver::all_tables();
     state
         .tables
@@ -1170,7 +1205,9 @@ fn index_of(table: &str) -> derive::Index {
 /// lake's own typed table must be one row per event (projections and
 /// filters of `events`): a late batch patches new session ids into its
 /// rows by event id, and merges a date's rows by user.
-async fn typed_plans(work: &SessionContext) -> Result<Vec<datafusion::logical_expr::LogicalPlan>> {
+pub(super) async fn typed_plans(
+    work: &SessionContext,
+) -> Result<Vec<datafusion::logical_expr::LogicalPlan>> {
     let mut plans = Vec::new();
     for (table, _, sql) in typed() {
         let plan = plan_typed(work, table, sql).await?.into_optimized_plan()?;
@@ -1324,7 +1361,7 @@ fn date_counts(batches: &[RecordBatch]) -> Vec<(Day, usize)> {
 
 /// Consecutive dates grouped so each group's rows stay within `budget`
 /// (a date bigger than the budget is a group of its own).
-fn chunk_dates(counts: &[(Day, usize)], budget: usize) -> Vec<BTreeSet<Day>> {
+pub(super) fn chunk_dates(counts: &[(Day, usize)], budget: usize) -> Vec<BTreeSet<Day>> {
     let mut chunks: Vec<BTreeSet<Day>> = Vec::new();
     let mut rows = 0;
     for &(day, n) in counts {
@@ -1435,10 +1472,10 @@ async fn all_typed_tables(
 /// Per row a typed query reads (ids, a 64-character session id, the
 /// properties JSON, times), with room: the in-memory rows of a chunk take
 /// at most a quarter of the memory limit.
-const TYPED_ROW_BYTES: usize = 400 * 4;
+pub(super) const TYPED_ROW_BYTES: usize = 400 * 4;
 
 /// Rows of `row_bytes` each that fit the session's memory limit.
-fn row_budget(work: &SessionContext, row_bytes: usize) -> usize {
+pub(super) fn row_budget(work: &SessionContext, row_bytes: usize) -> usize {
     match work.runtime_env().memory_pool.memory_limit() {
         datafusion::execution::memory_pool::MemoryLimit::Finite(n) => (n / row_bytes).max(1),
         _ => usize::MAX,
@@ -1499,9 +1536,18 @@ async fn typed_input(work: &SessionContext) -> Result<TypedInput> {
 
 /// Run every typed query over the registered `events` at once.
 async fn typed_tables_over_events(work: &SessionContext, root: &Path) -> Result<Warnings> {
+    typed_queries_over_events(work, root, typed()).await
+}
+
+/// Run the queries of `tables` over the registered `events` at once.
+pub(super) async fn typed_queries_over_events(
+    work: &SessionContext,
+    root: &Path,
+    tables: &[silver::Typed],
+) -> Result<Warnings> {
     let mut warnings = Warnings::default();
     let mut tasks = tokio::task::JoinSet::new();
-    for (table, _, sql) in typed() {
+    for &(table, _, sql) in tables {
         let (work, out) = (work.clone(), root.join(table));
         tasks.spawn(async move { (table, typed_table(&work, table, sql, &out).await) });
     }
@@ -1515,14 +1561,21 @@ async fn typed_tables_over_events(work: &SessionContext, root: &Path) -> Result<
 /// Per typed table, per date, the values that could not be typed, and
 /// the first events (by id) that had one.
 #[derive(Debug, Default)]
-struct Warnings(BTreeMap<String, Untyped>);
+pub(super) struct Warnings(BTreeMap<String, Untyped>);
 
 /// How many events with an untyped value a run names per table (and
 /// keeps per date, to choose them from the dates it writes).
 const UNTYPED_EXAMPLES: usize = 3;
 
 impl Warnings {
-    fn add(&mut self, table: &str, untyped: Untyped) {
+    /// Another run's warnings added to these.
+    pub(super) fn extend(&mut self, other: Warnings) {
+        for (table, per_day) in other.0 {
+            self.add(&table, per_day);
+        }
+    }
+
+    pub(super) fn add(&mut self, table: &str, untyped: Untyped) {
         let days = self.0.entry(table.to_string()).or_default();
         for (day, (n, ids)) in untyped {
             let (count, first) = days.entry(day).or_default();
@@ -1536,7 +1589,7 @@ impl Warnings {
 
     /// Each table's count over `days` (every table run is listed, at 0
     /// when none of its values there failed), and its first events there.
-    fn within(&self, days: &BTreeSet<Day>) -> silver::TypedWarnings {
+    pub(super) fn within(&self, days: &BTreeSet<Day>) -> silver::TypedWarnings {
         let mut w = silver::TypedWarnings::default();
         for (table, per_day) in &self.0 {
             let wanted = || per_day.iter().filter(|(d, _)| days.contains(d));

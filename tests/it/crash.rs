@@ -455,3 +455,96 @@ fn a_lake_written_by_a_newer_evlake_is_refused() {
     }
     assert_eq!(commits(&lake), 1, "nothing committed on top of it");
 }
+
+/// A typed table of the lake's own is rebuilt in a commit of its own
+/// before the rest of silver. A crash at any step of either commit (a new
+/// typed file and a late batch in one run) leaves the lake readable, and
+/// the re-run ends as a lake built whole with that file.
+#[test]
+fn a_crash_in_a_typed_refresh_or_after_it_then_a_rerun_equals_a_whole_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = sample("2024-03-15.jsonl");
+    let late = sample("2024-03-16.jsonl.gz");
+    let base = tmp.path().join("base");
+    ok(
+        &base,
+        &["run", &first, "--processing-time", "2024-03-17T02:00:00Z"],
+    );
+    let page_views = "SELECT event_id, user_id, session_id, page_url, event_date, 0 AS _warnings \
+                      FROM events WHERE event_type = 'page_view'";
+    let with_typed = |lake: &Path| {
+        std::fs::create_dir_all(lake.join("typed")).unwrap();
+        std::fs::write(lake.join("typed/page_views.sql"), page_views).unwrap();
+    };
+    let second = ["run", &late, "--processing-time", "2024-03-18T02:00:00Z"];
+    let whole = tmp.path().join("whole");
+    ok(&whole, &["init"]);
+    with_typed(&whole);
+    ok(
+        &whole,
+        &["run", &first, "--processing-time", "2024-03-17T02:00:00Z"],
+    );
+    ok(&whole, &second);
+    let sql = [
+        "SELECT * FROM page_views ORDER BY event_id",
+        "SELECT * FROM events ORDER BY event_id",
+        "SELECT * FROM sessions ORDER BY session_id",
+        "SELECT * FROM daily_metrics ORDER BY event_date",
+    ];
+    for op in ["silver-typed", "silver"] {
+        for step in evlake::fault::STEPS {
+            let lake = tmp.path().join(format!("lake-{op}-{step}"));
+            copy_dir(&base, &lake);
+            with_typed(&lake);
+            let o = cmd(&lake, &second)
+                .env("EVLAKE_FAULT", format!("{op}:{step}"))
+                .output()
+                .unwrap();
+            assert!(
+                !o.status.success(),
+                "{op}:{step}: the fault hook must abort"
+            );
+            assert!(
+                stderr(&o).contains("EVLAKE_FAULT="),
+                "{op}:{step}: {}",
+                stderr(&o)
+            );
+            // Readable as it is: each commit whole or absent.
+            let st = ok(&lake, &["status", "--json"]);
+            let typed_commit = op == "silver" || *step == "after-commit";
+            let dirty_views = st["dirty"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["table"] == "page_views")
+                .count();
+            assert_eq!(dirty_views == 0, typed_commit, "{op}:{step}: {st}");
+            run_says(&lake, &["query", "SELECT count(*) FROM events"], 0, "");
+            let o = run(&lake, &second);
+            assert!(o.status.success(), "{op}:{step}: re-run: {}", stderr(&o));
+            assert_eq!(files_on_disk(&lake), committed_files(&lake), "{op}:{step}");
+            for q in sql {
+                // (Sorted whole: an event_id may be on two dates.)
+                let sorted = |lake: &Path| {
+                    let mut v = crate::silver::query_csv(lake, q);
+                    v.sort();
+                    v
+                };
+                let (got, want) = (sorted(&lake), sorted(&whole));
+                let only = |a: &[String], b: &[String]| -> Vec<String> {
+                    a.iter()
+                        .filter(|r| !b.contains(r))
+                        .take(3)
+                        .cloned()
+                        .collect()
+                };
+                assert!(
+                    got == want,
+                    "{op}:{step}: {q}: only here {:?}, only in the whole lake {:?}",
+                    only(&got, &want),
+                    only(&want, &got)
+                );
+            }
+        }
+    }
+}

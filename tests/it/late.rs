@@ -263,7 +263,7 @@ fn the_dirty_set_is_exactly_what_changed_after_the_build() {
     ingest_sample_batch(&lake_dir, &batches[0]);
     ingest_sample_batch(&lake_dir, &batches[1]);
 
-    // Silver `events` (which reads bronze of the same date) recorded as
+    // Every silver table (each reads bronze of the same date) recorded as
     // built from every bronze partition as it is now, with the settings a
     // run would use (`status` judges against those).
     let lake = Lake::new(&lake_dir);
@@ -271,13 +271,15 @@ fn the_dirty_set_is_exactly_what_changed_after_the_build() {
     let fp = evlake::silver::fingerprint(&evlake::silver::Settings::default());
     let mut c = Commit::next(&state, "test-build", 0);
     for (p, _) in state.partitions(evlake::bronze::TABLE) {
-        c.builds.push(dirty::build_record(
-            &state,
-            evlake::silver::EVENTS_TABLE,
-            p,
-            &[dirty::input_key(evlake::bronze::TABLE, p)],
-            &fp,
-        ));
+        for table in evlake::silver::all_tables() {
+            c.builds.push(dirty::build_record(
+                &state,
+                table,
+                p,
+                &[dirty::input_key(evlake::bronze::TABLE, p)],
+                &fp,
+            ));
+        }
     }
     log::write_commit(&lake, &c).unwrap();
     let st = ok(&lake_dir, &["status", "--json"]);

@@ -1306,10 +1306,68 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
             "json_get_json(properties, 'price')",
         );
     std::fs::write(typed.join("purchases.sql"), purchases).unwrap();
+    // Only these two tables are dirty, and a dry run says so.
+    let st = ok(&lake, &["status", "--json"]);
+    let dirty: Vec<String> = st["dirty"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["table"].as_str().unwrap(),
+                d["partition"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        dirty,
+        [
+            "purchases 2024-03-15",
+            "purchases 2024-03-16",
+            "page_views 2024-03-15",
+            "page_views 2024-03-16"
+        ],
+        "{st}"
+    );
+    let plan = ok(&lake, &["run", "--dry-run", "--json"]);
+    assert_eq!(list(&plan["plan"]["silver_dates"]), Vec::<String>::new());
+    assert_eq!(
+        list(&plan["plan"]["typed_tables"]["page_views"]),
+        ["2024-03-15", "2024-03-16"]
+    );
+    // Gold reads purchases: at least its date with rows is recomputed.
+    assert_eq!(list(&plan["plan"]["gold_dates"]), ["2024-03-16"], "{plan}");
+    let events_files = committed_files_under(&lake, "silver/events");
     let r = ok(&lake, &["run", "--json"]);
     assert_eq!(
         list(&r["silver"]["recomputed"]["page_views"]),
         ["2024-03-15", "2024-03-16"],
+        "{r}"
+    );
+    // Rebuilt from the built events, alone: no session recomputed, no
+    // other table rewritten; gold only where it reads purchases.
+    let refresh = &r["silver"]["typed_refresh"];
+    assert_eq!(
+        list(&refresh["tables"]["page_views"]),
+        ["2024-03-15", "2024-03-16"],
+        "{r}"
+    );
+    assert_eq!(
+        list(&refresh["tables"]["purchases"]),
+        ["2024-03-15", "2024-03-16"],
+        "{r}"
+    );
+    let recomputed: Vec<&String> = r["silver"]["recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(recomputed, ["page_views", "purchases"], "{r}");
+    assert_eq!(committed_files_under(&lake, "silver/events"), events_files);
+    assert_eq!(
+        list(&r["gold"]["recomputed"]["daily_metrics"]),
+        ["2024-03-16"],
         "{r}"
     );
     assert_eq!(
@@ -1362,9 +1420,53 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         "{text}"
     );
 
+    // The same as a lake built whole with these files.
+    let whole = tmp.path().join("whole");
+    ok(&whole, &["init"]);
+    std::fs::create_dir(whole.join("typed")).unwrap();
+    for f in ["page_views.sql", "purchases.sql"] {
+        std::fs::copy(typed.join(f), whole.join("typed").join(f)).unwrap();
+    }
+    ok(&whole, &args);
+    for sql in [
+        "SELECT * FROM page_views ORDER BY event_id",
+        "SELECT * FROM purchases ORDER BY event_id",
+        "SELECT * FROM daily_metrics ORDER BY event_date",
+        "SELECT * FROM daily_revenue_by_currency ORDER BY event_date, currency",
+    ] {
+        assert_eq!(query_csv(&lake, sql), query_csv(&whole, sql), "{sql}");
+    }
+
+    // Edited: rebuilt again, alone.
+    std::fs::write(
+        typed.join("page_views.sql"),
+        "SELECT event_id, user_id, session_id, event_timestamp, event_date, upper(page_url) AS page_url, 0 AS _warnings\n\
+         FROM events WHERE event_type = 'page_view'\n",
+    )
+    .unwrap();
+    let r = ok(&lake, &["run", "--json"]);
+    let recomputed: Vec<&String> = r["silver"]["recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(recomputed, ["page_views"], "{r}");
+    assert_eq!(r["gold"]["status"], "noop", "{r}");
+    assert_eq!(
+        query_csv(&lake, "SELECT page_url FROM page_views ORDER BY 1"),
+        ["/V1", "/V2"]
+    );
+
     // Renamed, the same SQL: another table (built), the old one dropped.
     std::fs::rename(typed.join("page_views.sql"), typed.join("views.sql")).unwrap();
-    ok(&lake, &["run"]);
+    let r = ok(&lake, &["run", "--json"]);
+    let refresh = &r["silver"]["typed_refresh"];
+    assert_eq!(list(&refresh["dropped_tables"]), ["page_views"], "{r}");
+    assert_eq!(
+        list(&refresh["tables"]["views"]),
+        ["2024-03-15", "2024-03-16"],
+        "{r}"
+    );
     run_says(
         &lake,
         &["query", "SELECT * FROM page_views"],

@@ -610,6 +610,58 @@ fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
     let v = state(&lake, "balances", "2024-03-12", &[]);
     assert_eq!(v["snapshot"], Value::Null, "{v}");
     assert_eq!(balances(&v), pairs(&[("A", "111.75")]));
+    std::fs::remove_file(lake.join("models/balances.sql")).unwrap();
+    assert_eq!(
+        ok(&lake, &["status", "--json"])["snapshots"][0]["valid"],
+        true
+    );
+
+    // A typed table of the lake's own that the model does not read keeps
+    // its snapshot; one it reads (its own `ledger`), rebuilt, does not.
+    std::fs::create_dir_all(lake.join("typed")).unwrap();
+    std::fs::write(
+        lake.join("typed/page_views.sql"),
+        "SELECT event_id, session_id, event_date, 0 AS _warnings FROM events \
+         WHERE event_type = 'page_view'",
+    )
+    .unwrap();
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(
+        r["silver"]["typed_refresh"]["tables"]["page_views"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "{r}"
+    );
+    assert_eq!(r["snapshots"].as_array().unwrap().len(), 0, "{r}");
+    let ledger_sql = include_str!("../../sql/silver/typed/ledger.sql");
+    std::fs::write(
+        lake.join("typed/ledger.sql"),
+        format!("{ledger_sql}\n-- ours\n"),
+    )
+    .unwrap();
+    let r = ok(&lake, &["silver", "--json"]);
+    assert_eq!(
+        r["typed_refresh"]["tables"]["ledger"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "{r}"
+    );
+    assert!(
+        first_snapshot_invalid_because(&lake).contains("silver tables it reads"),
+        "{}",
+        first_snapshot_invalid_because(&lake)
+    );
+    let v = state(&lake, "balances", "2024-03-12", &[]);
+    assert_eq!(v["snapshot"], Value::Null, "{v}");
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(r["snapshots"].as_array().unwrap().len(), 1, "{r}");
+    let v = state(&lake, "balances", "2024-03-12", &[]);
+    assert_eq!(v["snapshot"]["as_of"], "2024-03-11T23:59:59.999999Z", "{v}");
+    assert_eq!(balances(&v), pairs(&[("A", "111.75")]));
 }
 
 #[test]
