@@ -111,6 +111,17 @@ pub struct Plan {
     pub gold_dates: Vec<String>,
     /// Snapshots `[state] snapshot_keep` would remove.
     pub snapshots_removed: Vec<crate::state::RemovedSnapshot>,
+    /// Snapshots the run would write: invalid ones rebuilt (invalid now,
+    /// or made so by the run's events or SQL), and the daily policy's.
+    pub snapshots: Vec<PlannedSnapshot>,
+}
+
+/// A snapshot a run would write, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedSnapshot {
+    pub model: String,
+    pub as_of: String,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -351,6 +362,77 @@ fn removals_planned(
         .collect())
 }
 
+/// What a run would change that decides which snapshots it writes.
+struct Changes {
+    /// The watermark after its ingest.
+    watermark: Option<i64>,
+    /// The earliest event time its ingest adds.
+    min_event_time: Option<i64>,
+    /// Silver's SQL or settings differ from the build's (every snapshot is
+    /// then rebuilt).
+    silver_changes: bool,
+    /// Typed tables it rebuilds or drops alone.
+    typed: BTreeSet<String>,
+}
+
+/// The snapshots a run would write (see [`snapshots`]), without the
+/// models that do not load, and those `snapshot_keep` removes.
+fn snapshots_planned(
+    lake: &crate::lake::Lake,
+    opts: &RunOptions,
+    state: &LakeState,
+    changes: Changes,
+    removed: &[crate::state::RemovedSnapshot],
+) -> anyhow::Result<Vec<PlannedSnapshot>> {
+    use crate::state;
+    let models = state::models(lake)?.ok;
+    let existing = state::snapshots(state, &models);
+    let is_removed =
+        |model: &str, as_of: &str| removed.iter().any(|r| r.model == model && r.as_of == as_of);
+    let mut out: Vec<PlannedSnapshot> = Vec::new();
+    for s in &existing {
+        let why = if let Some(why) = &s.invalid_because {
+            why.clone()
+        } else if changes.silver_changes {
+            "silver's SQL or settings change".to_string()
+        } else if changes.min_event_time.is_some_and(|t| t <= s.as_of_us) {
+            "the run adds an event at or before it".to_string()
+        } else if let Some(t) = changes
+            .typed
+            .iter()
+            .find(|t| models[&s.model].snapshot_reads_table(t))
+        {
+            format!("typed table {t}, which the model reads, is rebuilt")
+        } else {
+            continue;
+        };
+        if !is_removed(&s.model, &s.as_of) {
+            out.push(PlannedSnapshot {
+                model: s.model.clone(),
+                as_of: s.as_of.clone(),
+                why,
+            });
+        }
+    }
+    if let Some(as_of) = state::closed_day_end(changes.watermark) {
+        let as_of_text = crate::time::format_micros(as_of);
+        for m in &opts.snapshot_models {
+            let have = existing
+                .iter()
+                .any(|s| &s.model == m && s.as_of_us == as_of);
+            if !have && !is_removed(m, &as_of_text) {
+                out.push(PlannedSnapshot {
+                    model: m.clone(),
+                    as_of: as_of_text.clone(),
+                    why: "the daily snapshot policy (state.snapshot_models)".to_string(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.model, &a.as_of).cmp(&(&b.model, &b.as_of)));
+    Ok(out)
+}
+
 /// The dates a run would recompute, without running it.
 fn plan(
     lake: &crate::lake::Lake,
@@ -405,11 +487,36 @@ fn plan(
         Some(w) => Some(crate::time::parse_instant(w).map_err(anyhow::Error::msg)?),
         None => state.watermark,
     };
+    let snapshots_removed = removals_planned(lake, opts, &state, watermark)?;
+    let silver_changes = state.builds.contains_key(silver::EVENTS_TABLE)
+        && last_fingerprint(&state, silver::EVENTS_TABLE)
+            != silver::fingerprint(&opts.silver.settings);
+    let min_event_time = ingest
+        .and_then(|r| r.min_event_time.as_deref())
+        .map(|t| crate::time::parse_instant(t).map_err(anyhow::Error::msg))
+        .transpose()?;
+    let snapshots = snapshots_planned(
+        lake,
+        opts,
+        &state,
+        Changes {
+            watermark,
+            min_event_time,
+            silver_changes,
+            typed: typed_tables
+                .keys()
+                .chain(&dropped_tables)
+                .cloned()
+                .collect(),
+        },
+        &snapshots_removed,
+    )?;
     Ok(Plan {
         silver_dates: silver_dates.into_iter().collect(),
         typed_tables,
         dropped_tables,
         gold_dates: gold_dates.into_iter().collect(),
-        snapshots_removed: removals_planned(lake, opts, &state, watermark)?,
+        snapshots_removed,
+        snapshots,
     })
 }

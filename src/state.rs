@@ -219,6 +219,11 @@ impl Model {
         v
     }
 
+    /// Whether a snapshot of this model reads silver table `table`.
+    pub fn snapshot_reads_table(&self, table: &str) -> bool {
+        self.snapshot_reads().contains(&table)
+    }
+
     /// [`Model::fingerprint`] with what the lake's silver tables that a
     /// snapshot reads hold now.
     fn built_fingerprint(&self, state: &LakeState) -> String {

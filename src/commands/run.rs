@@ -161,6 +161,15 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             ),
         );
         print_removed("Would", "remove ", &p.snapshots_removed, keep);
+        for s in &p.snapshots {
+            status(
+                "Would",
+                format!(
+                    "write the {} snapshot as of {}: {}",
+                    s.model, s.as_of, s.why
+                ),
+            );
+        }
         status("Dry run", "nothing changed");
     }
     if args.json {

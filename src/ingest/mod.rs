@@ -224,6 +224,10 @@ pub struct IngestReport {
     pub orphans_removed: Vec<String>,
     pub lateness_ms: Option<LatenessSummary>,
     pub max_event_time: Option<String>,
+    /// The earliest event time the run adds to bronze: a snapshot as of
+    /// that time or later no longer holds every event before it (`run
+    /// --dry-run` lists those it would rebuild).
+    pub min_event_time: Option<String>,
     pub watermark_before: Option<String>,
     pub watermark: Option<String>,
     /// The earlier ingest with the latest processing time, when that is
@@ -546,6 +550,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         ignored_files: ignored,
         lateness_ms: None,
         max_event_time: state.max_event_time.map(time::format_micros),
+        min_event_time: None,
         watermark_before: state.watermark.map(time::format_micros),
         watermark: state.watermark.map(time::format_micros),
         later_ingest: None,
@@ -847,6 +852,12 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         (a, b) => a.or(b),
     };
     report.max_event_time = max_event_time.map(time::format_micros);
+    report.min_event_time = staged
+        .iter()
+        .filter(|f| f.table == crate::bronze::TABLE)
+        .map(|f| f.min_event_time)
+        .min()
+        .map(time::format_micros);
     report.watermark =
         late::advance_watermark(state.watermark, max_event_time, opts.watermark_delay)
             .map(time::format_micros);

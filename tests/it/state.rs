@@ -1147,3 +1147,98 @@ fn a_crashed_silver_run_changes_no_state_answer() {
         pairs(&[("a1", "75.00")])
     );
 }
+
+/// `run --dry-run` lists the snapshots the run then writes: those its
+/// events invalidate, the daily policy's, and those of a model that reads
+/// a typed table the run rebuilds; not those it leaves valid.
+#[test]
+fn a_dry_run_lists_the_snapshots_the_run_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["init"]);
+    let toml = std::fs::read_to_string(lake.join("evlake.toml")).unwrap();
+    std::fs::write(
+        lake.join("evlake.toml"),
+        toml.replace("# snapshot_models = ", "snapshot_models = [\"balances\"] #"),
+    )
+    .unwrap();
+    let pt = |day: u32| format!("2024-06-{day:02}T00:00:00Z");
+    ok(
+        &lake,
+        &[
+            "run",
+            &sample("2024-03-15.jsonl"),
+            "--processing-time",
+            &pt(1),
+        ],
+    );
+    ok(&lake, &["snapshot", "carts", "--as-of", "2024-03-16"]);
+    ok(&lake, &["snapshot", "profiles", "--as-of", "2024-03-10"]);
+    let planned = |v: &Value| -> Vec<(String, String)> {
+        v["plan"]["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["model"].as_str().unwrap().into(),
+                    s["as_of"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let written = |v: &Value| -> Vec<(String, String)> {
+        let mut w: Vec<(String, String)> = v["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["model"].as_str().unwrap().into(),
+                    s["as_of"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        w.sort();
+        w
+    };
+    let second = [
+        "run",
+        &sample("2024-03-16.jsonl.gz"),
+        &sample("2024-03-19.jsonl"),
+        "--processing-time",
+        &pt(2),
+    ];
+    let mut dry = second.to_vec();
+    dry.extend(["--dry-run", "--json"]);
+    let plan = ok(&lake, &dry);
+    let end = |d: &str| (d.to_string(), format!("2024-03-{d}T23:59:59.999999Z"));
+    let expect: Vec<(String, String)> = [("balances", "15"), ("balances", "19"), ("carts", "16")]
+        .iter()
+        .map(|(m, d)| (m.to_string(), end(d).1))
+        .collect();
+    assert_eq!(planned(&plan), expect, "{plan}");
+    let mut real = second.to_vec();
+    real.push("--json");
+    assert_eq!(written(&ok(&lake, &real)), expect);
+
+    // The lake's own `ledger`: balances' snapshots are rebuilt, carts'
+    // and profiles' are not.
+    std::fs::create_dir_all(lake.join("typed")).unwrap();
+    let ledger = std::fs::read_to_string(repo().join("sql/silver/typed/ledger.sql")).unwrap();
+    std::fs::write(lake.join("typed/ledger.sql"), ledger + "\n-- ours\n").unwrap();
+    let plan = ok(&lake, &["run", "--dry-run", "--json"]);
+    let expect: Vec<(String, String)> = [("balances", "15"), ("balances", "19")]
+        .iter()
+        .map(|(m, d)| (m.to_string(), end(d).1))
+        .collect();
+    assert_eq!(planned(&plan), expect, "{plan}");
+    assert!(
+        plan["plan"]["snapshots"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("typed table ledger"),
+        "{plan}"
+    );
+    assert_eq!(written(&ok(&lake, &["run", "--json"])), expect);
+}
