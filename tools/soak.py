@@ -196,13 +196,17 @@ def kill(seed, d):
     own = rng.random() < 0.4
     if own:
         for lake in (clean, crashy):
-            os.makedirs(os.path.join(lake, "typed"), exist_ok=True)
-            with open(os.path.join(lake, "typed", "page_views.sql"), "w") as f:
-                f.write(OWN_TYPED)
+            own_typed(lake, OWN_TYPED)
     snapshots = lambda lake: [(s["model"], s["as_of"], s["rows"], s["valid"])
                               for s in json.loads(ev(lake, "status", "--json").stdout)["snapshots"]]
     for n, f in enumerate(files):
         run = ["run", f, "--processing-time", f"2024-04-{n + 1:02d}T02:00:00Z"]
+        # The typed file edited, added or removed in both lakes: the kills
+        # then also land in the rebuild of that table alone.
+        if own and n > 0 and rng.random() < 0.3:
+            sql = rng.choice([OWN_TYPED, OWN_TYPED_EDITED, None])
+            for lake in (clean, crashy):
+                own_typed(lake, sql)
         ev(clean, *run)
         for attempt in range(1, 100):
             p = subprocess.Popen([E, "--lake", crashy, *run], stdout=subprocess.DEVNULL,

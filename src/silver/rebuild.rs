@@ -370,17 +370,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     // `LAKE/typed/`): every partition of it goes, with no build recorded.
     let dropped = dropped_tables(&state);
     let mut all_outputs = outputs.clone();
-    for (table, dir) in &dropped {
-        all_outputs.push(Output::replacing(
-            &state,
-            table,
-            dir,
-            staging.join("dropped").join(table),
-            "event_date",
-            &BTreeSet::new(),
-            true,
-        ));
-    }
+    all_outputs.extend(dropped_outputs(&state, &dropped, &staging));
 
     let fps = silver::Fingerprints::new(&opts.settings);
     let mut commit = Commit::next(&state, "silver", opts.processing_time);
@@ -442,6 +432,29 @@ pub fn dropped_tables(state: &LakeState) -> Vec<(String, String)> {
                 .any(|f| f.path.starts_with("silver/"))
         })
         .map(|(t, _)| (t.clone(), format!("silver/{t}")))
+        .collect()
+}
+
+/// The outputs that empty every partition of the `dropped` tables (see
+/// [`dropped_tables`]): nothing is staged for them.
+pub(super) fn dropped_outputs(
+    state: &LakeState,
+    dropped: &[(String, String)],
+    staging: &Path,
+) -> Vec<Output> {
+    dropped
+        .iter()
+        .map(|(table, dir)| {
+            Output::replacing(
+                state,
+                table,
+                dir,
+                staging.join("dropped").join(table),
+                "event_date",
+                &BTreeSet::new(),
+                true,
+            )
+        })
         .collect()
 }
 

@@ -23,8 +23,8 @@ use datafusion::prelude::SessionContext;
 
 use super::reach::Day;
 use super::rebuild::{
-    Options, TYPED_ROW_BYTES, Warnings, chunk_dates, dropped_tables, row_budget, typed_plans,
-    typed_queries_over_events,
+    Options, TYPED_ROW_BYTES, Warnings, chunk_dates, dropped_outputs, dropped_tables, row_budget,
+    typed_plans, typed_queries_over_events,
 };
 use super::{EVENTS_TABLE, Fingerprints, typed, typed_dirty};
 use crate::derive::{self, Output, Written};
@@ -146,17 +146,7 @@ pub(super) fn refresh(
             false,
         ));
     }
-    for (table, dir) in &dropped {
-        outputs.push(Output::replacing(
-            state,
-            table,
-            dir,
-            staging.join("dropped").join(table),
-            "event_date",
-            &BTreeSet::new(),
-            true,
-        ));
-    }
+    outputs.extend(dropped_outputs(state, &dropped, &staging));
     let mut commit = Commit::next(state, "silver", opts.processing_time);
     commit.settings = silver::commit_settings(&opts.settings);
     commit.settings.insert("mode".into(), "typed".into());

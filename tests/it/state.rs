@@ -1174,21 +1174,9 @@ fn a_dry_run_lists_the_snapshots_the_run_writes() {
     );
     ok(&lake, &["snapshot", "carts", "--as-of", "2024-03-16"]);
     ok(&lake, &["snapshot", "profiles", "--as-of", "2024-03-10"]);
-    let planned = |v: &Value| -> Vec<(String, String)> {
-        v["plan"]["snapshots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["model"].as_str().unwrap().into(),
-                    s["as_of"].as_str().unwrap().into(),
-                )
-            })
-            .collect()
-    };
-    let written = |v: &Value| -> Vec<(String, String)> {
-        let mut w: Vec<(String, String)> = v["snapshots"]
+    // (model, as_of) of a list of snapshots, sorted.
+    let times = |v: &Value| -> Vec<(String, String)> {
+        let mut w: Vec<(String, String)> = v
             .as_array()
             .unwrap()
             .iter()
@@ -1202,6 +1190,8 @@ fn a_dry_run_lists_the_snapshots_the_run_writes() {
         w.sort();
         w
     };
+    let planned = |v: &Value| times(&v["plan"]["snapshots"]);
+    let written = |v: &Value| times(&v["snapshots"]);
     let second = [
         "run",
         &sample("2024-03-16.jsonl.gz"),
