@@ -346,7 +346,10 @@ impl Engine {
         for (table, dir, _) in crate::silver::typed().iter().filter(|(t, _, _)| wanted(t)) {
             register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
-        for (table, dir) in crate::gold::TABLES.iter().filter(|(t, _)| wanted(t)) {
+        for (table, dir) in crate::gold::all_tables()
+            .into_iter()
+            .filter(|(t, _)| wanted(t))
+        {
             register_derived(&ctx, lake, table, dir, "event_date").await?;
         }
         if wanted(crate::ingest::QUARANTINE_TABLE) {
@@ -409,14 +412,34 @@ impl Engine {
             }
         }
         if built(crate::gold::METRICS_DIR)? {
-            for (t, _) in crate::gold::TABLES {
-                if wanted(t) && !ctx.table_exist(*t)? {
+            for (t, _) in crate::gold::all_tables() {
+                if wanted(t) && !ctx.table_exist(t)? {
                     register(t, crate::gold::empty_table(ctx, t).await?, "event_date")?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A session with `ctx`'s settings, SQL functions and runtime but a
+/// catalog of its own, for relations built on the side (an empty table's
+/// columns, a daily table's one date): its tables do not replace `ctx`'s.
+/// (`SessionContext::new_with_state(ctx.state())` shares `ctx`'s catalog:
+/// registering an empty `events` there emptied the caller's.)
+pub fn scratch(ctx: &SessionContext) -> SessionContext {
+    use datafusion::catalog::MemoryCatalogProviderList;
+    use datafusion::execution::session_state::SessionStateBuilder;
+    let state = ctx.state();
+    let config = state
+        .config()
+        .clone()
+        .with_create_default_catalog_and_schema(true);
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 fn cores() -> usize {

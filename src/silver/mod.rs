@@ -136,7 +136,7 @@ pub fn is_own_typed(table: &str) -> bool {
 }
 
 /// Names a lake's own typed table may not take: the other tables'.
-const RESERVED: &[&str] = &[
+pub(crate) const RESERVED: &[&str] = &[
     EVENTS_TABLE,
     SESSIONS_TABLE,
     "bronze_events",
@@ -197,7 +197,7 @@ pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
 /// bronze), for models that read a table with no rows yet, and
 /// for `query` of a built table that has none.
 pub async fn empty_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
-    let scratch = SessionContext::new_with_state(ctx.state());
+    let scratch = crate::engine::scratch(ctx);
     let bronze_schema = bronze::schema();
     let mut fields: Vec<_> = bronze_schema.fields().iter().cloned().collect();
     fields.push(std::sync::Arc::new(

@@ -556,6 +556,19 @@ fn a_built_table_with_no_rows_is_empty_not_missing() {
             ["0"],
             "{t}"
         );
+        // Beside the tables that have rows: making the empty one (from the
+        // silver and gold SQL over empty inputs) leaves those as they are.
+        assert_eq!(
+            crate::silver::query_csv(
+                &lake,
+                &format!(
+                    "SELECT (SELECT count(*) FROM bronze_events) b, (SELECT count(*) FROM events) e, \
+                     (SELECT count(*) FROM sessions) s, (SELECT count(*) FROM {t}) t"
+                )
+            ),
+            ["1,1,1,0"],
+            "{t}"
+        );
     }
     let header = |lake: &std::path::Path, t: &str| -> String {
         let o = run(
