@@ -118,7 +118,11 @@ pub fn run(cli: Cli) -> Result<()> {
     if !matches!(cli.command, Command::Generate(_)) {
         // The lake's own typed tables (`LAKE/typed/*.sql`), for every
         // command that reads or builds silver.
-        crate::silver::load_typed(&crate::lake::Lake::new(&cli.lake))?;
+        let lake = crate::lake::Lake::new(&cli.lake);
+        crate::silver::load_typed(&lake)?;
+        // And its own daily tables (`LAKE/daily/*.sql`), for every command
+        // that reads or builds gold.
+        crate::daily::load(&lake)?;
     }
     match cli.command {
         Command::Init(args) => commands::init::run(&cli.lake, args),

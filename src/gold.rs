@@ -40,6 +40,14 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// Every gold table: (logical name, directory).
 pub const TABLES: &[(&str, &str)] = &[(METRICS_TABLE, METRICS_DIR), (REVENUE_TABLE, REVENUE_DIR)];
 
+/// Every gold table, the lake's own daily tables (`LAKE/daily/`) after
+/// the built-in ones: (logical name, directory).
+pub fn all_tables() -> Vec<(&'static str, &'static str)> {
+    let mut v = TABLES.to_vec();
+    v.extend(crate::daily::own().iter().map(|d| (d.name, d.dir)));
+    v
+}
+
 /// The silver partitions (`table/partition`) a gold date reads.
 pub fn inputs(date: &str) -> Vec<String> {
     [
@@ -128,6 +136,25 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     let existing = derive::dates_of(wanted.keys())?;
     let plan = derive::DatePlan::new(&dirty, &existing, opts.dates, opts.full)?;
     let (full, dates) = (plan.full, plan.dates.clone());
+    // The lake's own daily tables: each its dirty dates (and any restated),
+    // or with --full every date.
+    let mut own = Vec::new();
+    let mut own_dirty = Vec::new();
+    for d in crate::daily::own() {
+        let dirty = d.dirty(&state);
+        let days: BTreeSet<i32> = if opts.full {
+            existing.clone()
+        } else {
+            let mut days = derive::dates_of(dirty.iter().map(|p| &p.partition))?;
+            days.extend(plan.restated.iter().copied());
+            days
+        };
+        own_dirty.extend(dirty);
+        if !days.is_empty() {
+            own.push((d, days));
+        }
+    }
+    let dropped = crate::daily::dropped(&state);
     let silver_dirty = crate::pipeline::silver_dirty_dates(&state);
     let mut report = GoldReport {
         command: "gold",
@@ -143,7 +170,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         partitions: Vec::new(),
         elapsed_ms: 0,
     };
-    if dates.is_empty() {
+    report.dirty.extend(own_dirty);
+    if dates.is_empty() && own.is_empty() && dropped.is_empty() {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
@@ -156,12 +184,24 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, &state)?;
         // Only the tables gold reads (each registration reads a footer).
-        let only = [silver::EVENTS_TABLE, silver::SESSIONS_TABLE]
-            .into_iter()
-            .chain(TYPED_INPUTS)
-            .map(String::from)
-            .collect();
+        let mut only: std::collections::HashSet<String> =
+            [silver::EVENTS_TABLE, silver::SESSIONS_TABLE]
+                .into_iter()
+                .chain(TYPED_INPUTS)
+                .map(String::from)
+                .collect();
+        for (d, _) in &own {
+            only.extend(d.reads()?.iter().map(|t| t.to_string()));
+        }
         let ctx = engine.context_of(lake, Some(&only)).await?;
+        for (d, days) in &own {
+            for day in days {
+                d.compute(&ctx, *day, &staging.join(d.name)).await?;
+            }
+        }
+        if dates.is_empty() {
+            return anyhow::Ok(());
+        }
         let work = engine.bare()?;
         register_inputs(&ctx, &work, full, &dates).await?;
         let param = vec![ScalarValue::Utf8(Some(currency.clone()))];
@@ -187,8 +227,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     crate::fault::point("staged")?;
 
     let parts: BTreeSet<String> = dates.iter().map(|d| format_date32(*d)).collect();
-    let outputs: Vec<Output> = TABLES
+    let mut outputs: Vec<Output> = TABLES
         .iter()
+        .filter(|_| !dates.is_empty())
         .map(|(table, dir)| {
             Output::replacing(
                 &state,
@@ -201,6 +242,32 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
             )
         })
         .collect();
+    for (d, days) in &own {
+        let parts: BTreeSet<String> = days.iter().map(|d| format_date32(*d)).collect();
+        outputs.push(Output::replacing(
+            &state,
+            d.name,
+            d.dir,
+            staging.join(d.name),
+            "event_date",
+            &parts,
+            opts.full,
+        ));
+    }
+    // A daily table whose file was removed: every partition goes, with
+    // no build recorded.
+    let mut all_outputs = outputs.clone();
+    for (table, dir) in &dropped {
+        all_outputs.push(Output::replacing(
+            &state,
+            table,
+            dir,
+            staging.join("dropped").join(table),
+            "event_date",
+            &BTreeSet::new(),
+            true,
+        ));
+    }
     let fp = fingerprint(&currency);
     let mut commit = Commit::next(&state, "gold", opts.processing_time);
     commit.settings = commit_settings(&currency);
@@ -209,17 +276,23 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         lake,
         &state,
         &mut commit,
-        &outputs,
+        &all_outputs,
         &derive::run_id("gold", &state),
     )?;
     for out in &outputs {
+        let daily = crate::daily::own().iter().find(|d| d.name == out.table);
+        let fp = daily.map_or_else(|| fp.clone(), |d| d.fingerprint());
         for p in out.partitions.iter().filter(|p| wanted.contains_key(*p)) {
+            let inputs = daily.map_or_else(|| inputs(p), |d| d.inputs(p));
             commit
                 .builds
-                .push(dirty::build_record(&state, &out.table, p, &inputs(p), &fp));
+                .push(dirty::build_record(&state, &out.table, p, &inputs, &fp));
         }
     }
     derive::finish_commit(lake, &commit)?;
+    for (_, dir) in &dropped {
+        let _ = std::fs::remove_dir(lake.path(dir));
+    }
     report.recomputed = derive::by_table(&written);
     report.partitions = written;
     report.status = "committed";
@@ -232,7 +305,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
 /// silver tables), for `query` of a built table that has no rows (no
 /// purchases yet: no `daily_revenue_by_currency` row).
 pub async fn empty_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
-    let scratch = SessionContext::new_with_state(ctx.state());
+    let scratch = crate::engine::scratch(ctx);
     for input in [silver::EVENTS_TABLE, silver::SESSIONS_TABLE]
         .into_iter()
         .chain(TYPED_INPUTS)
@@ -244,7 +317,7 @@ pub async fn empty_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
     let sql = match t {
         METRICS_TABLE => METRICS_SQL,
         REVENUE_TABLE => REVENUE_SQL,
-        _ => anyhow::bail!("unknown gold table `{t}`"),
+        _ => return crate::daily::empty_table(ctx, t).await,
     };
     let mut df = scratch.sql(sql).await?;
     if t == METRICS_TABLE {

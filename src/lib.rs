@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod committed;
 pub mod config;
+pub mod daily;
 pub mod derive;
 pub mod dirty;
 pub mod engine;

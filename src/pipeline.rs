@@ -76,6 +76,9 @@ pub fn all_dirty(state: &LakeState, configured: &Configured) -> Vec<DirtyPartiti
     }
     if state.builds.contains_key(gold::METRICS_TABLE) {
         v.extend(gold::dirty_partitions(state, &configured.currency));
+        for d in crate::daily::own() {
+            v.extend(d.dirty(state));
+        }
     }
     v
 }
@@ -109,6 +112,11 @@ pub struct Plan {
     pub dropped_tables: Vec<String>,
     /// Gold dates that would be recomputed (at least these).
     pub gold_dates: Vec<String>,
+    /// Per daily table of the lake's own, the dates it would recompute
+    /// (at least these: dirty now, or whose silver the run recomputes).
+    pub daily_tables: BTreeMap<String, Vec<String>>,
+    /// Daily tables whose file was removed: their partitions would go.
+    pub dropped_daily_tables: Vec<String>,
     /// Snapshots `[state] snapshot_keep` would remove.
     pub snapshots_removed: Vec<crate::state::RemovedSnapshot>,
     /// Snapshots the run would write: invalid ones rebuilt (invalid now,
@@ -487,6 +495,17 @@ fn plan(
         Some(w) => Some(crate::time::parse_instant(w).map_err(anyhow::Error::msg)?),
         None => state.watermark,
     };
+    let mut daily_tables = BTreeMap::new();
+    for d in crate::daily::own() {
+        let mut dates: BTreeSet<String> =
+            d.dirty(&state).into_iter().map(|p| p.partition).collect();
+        dates.extend(silver_dates.iter().cloned());
+        daily_tables.insert(d.name.to_string(), dates.into_iter().collect());
+    }
+    let dropped_daily_tables = crate::daily::dropped(&state)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let snapshots_removed = removals_planned(lake, opts, &state, watermark)?;
     let silver_changes = state.builds.contains_key(silver::EVENTS_TABLE)
         && last_fingerprint(&state, silver::EVENTS_TABLE)
@@ -516,6 +535,8 @@ fn plan(
         typed_tables,
         dropped_tables,
         gold_dates: gold_dates.into_iter().collect(),
+        daily_tables,
+        dropped_daily_tables,
         snapshots_removed,
         snapshots,
     })

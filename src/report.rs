@@ -60,6 +60,9 @@ pub struct Status {
     /// The lake's own typed tables (`LAKE/typed/NAME.sql`), each with its
     /// file and whether it replaces a built-in one. Filled in by `status`.
     pub own_typed_tables: Vec<crate::silver::OwnTyped>,
+    /// The lake's own daily tables (`LAKE/daily/NAME.sql`), each with its
+    /// file and the silver tables it reads.
+    pub own_daily_tables: Vec<crate::daily::OwnDaily>,
     /// Run directories in `_evlake/staging/`: a writer's files in flight,
     /// or what a killed one left (the next writer removes it). Filled in
     /// by `status`.
@@ -132,6 +135,7 @@ pub fn status(
         snapshots,
         broken_models: Vec::new(),
         own_typed_tables: Vec::new(),
+        own_daily_tables: Vec::new(),
         staging: Vec::new(),
         orphans: Vec::new(),
     }

@@ -253,7 +253,7 @@ fn reads(queries: &[&str]) -> Vec<&'static str> {
 /// The names of the tables `sql` reads, as DataFusion resolves them (not
 /// a CTE, a column or an alias of the same name), lower case; `None` if
 /// it does not parse.
-fn parsed_tables(sql: &str) -> Option<BTreeSet<String>> {
+pub(crate) fn parsed_tables(sql: &str) -> Option<BTreeSet<String>> {
     let statements = datafusion::sql::parser::DFParser::parse_sql(sql).ok()?;
     let mut names = BTreeSet::new();
     for s in &statements {

@@ -160,6 +160,20 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 list(&p.gold_dates)
             ),
         );
+        for (table, dates) in &p.daily_tables {
+            if !dates.is_empty() {
+                status(
+                    "Would",
+                    format!("recompute daily table {table} for {}", date_span(dates)),
+                );
+            }
+        }
+        for table in &p.dropped_daily_tables {
+            status(
+                "Would",
+                format!("drop daily table {table} (its file in daily/ is gone)"),
+            );
+        }
         print_removed("Would", "remove ", &p.snapshots_removed, keep);
         for s in &p.snapshots {
             status(

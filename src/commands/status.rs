@@ -94,13 +94,9 @@ fn settings_changed(
             }
         }
         if out.len() == before {
-            let why = if layer == "silver" {
-                "a typed table in LAKE/typed/ changed, or another evlake version built it"
-            } else {
-                "another evlake version built it"
-            };
             out.push(format!(
-                "{layer}: same settings, but its SQL differs from this evlake's ({why})"
+                "{layer}: same settings, but its SQL differs from this evlake's (another \
+                 evlake version built it)"
             ));
         }
     }
@@ -144,6 +140,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     s.broken_models = broken_models;
     s.own_typed_tables = crate::silver::own_typed();
+    s.own_daily_tables = crate::daily::listed();
     if args.json {
         return print_json(&s);
     }
@@ -281,6 +278,14 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
              until the next writer removes them",
             s.orphans.len()
         )?;
+    }
+    for t in &s.own_daily_tables {
+        let reads = if t.reads.is_empty() {
+            String::new()
+        } else {
+            format!(" (reads {})", t.reads.join(", "))
+        };
+        writeln!(out, "daily      `{}` from {}{reads}", t.table, t.source)?;
     }
     for t in &s.own_typed_tables {
         writeln!(

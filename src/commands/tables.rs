@@ -60,7 +60,7 @@ pub fn known_tables() -> Vec<(&'static str, &'static str, &'static str)> {
     for (t, d) in silver::all_tables().into_iter().zip(silver::all_dirs()) {
         v.push((t, "silver", d));
     }
-    for (t, d) in gold::TABLES {
+    for (t, d) in gold::all_tables() {
         v.push((t, "gold", d));
     }
     v

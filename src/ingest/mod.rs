@@ -56,7 +56,7 @@ pub fn table_dirs() -> Vec<&'static str> {
         crate::ids::DIR,
     ];
     v.extend(crate::silver::all_dirs());
-    v.extend(crate::gold::TABLES.iter().map(|(_, d)| *d));
+    v.extend(crate::gold::all_tables().into_iter().map(|(_, d)| d));
     v.push(crate::state::STATE_DIR);
     v
 }

@@ -688,3 +688,205 @@ fn status_shows_what_a_changed_evlake_toml_makes_dirty() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `LAKE/daily/NAME.sql` adds gold table `NAME`: its SQL runs once per
+/// date over that date's silver rows, only for the dirty dates, and the
+/// result equals a full rebuild. Editing it recomputes only it; removing
+/// it drops it; bad files are usage errors naming the file.
+#[test]
+fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    run_batch(&lake, &batches[0]);
+    let daily = lake.join("daily");
+    std::fs::create_dir(&daily).unwrap();
+    let users = "SELECT event_date, count(DISTINCT user_id) AS users, count(*) AS events\n\
+                 FROM events GROUP BY event_date\n";
+    std::fs::write(daily.join("active_users.sql"), users).unwrap();
+    // Sessions are read by session_date.
+    std::fs::write(
+        daily.join("session_count.sql"),
+        "SELECT session_date AS event_date, count(*) AS sessions FROM sessions GROUP BY 1",
+    )
+    .unwrap();
+    let st = ok(&lake, &["status", "--json"]);
+    let dirty: Vec<&str> = st["dirty"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["table"].as_str().unwrap())
+        .collect();
+    assert!(
+        !dirty.is_empty()
+            && dirty
+                .iter()
+                .all(|t| *t == "active_users" || *t == "session_count"),
+        "{st}"
+    );
+    assert_eq!(st["own_daily_tables"][0]["reads"][0], "events", "{st}");
+    let r = ok(&lake, &["run", "--json"]);
+    let recomputed: Vec<&String> = r["gold"]["recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(recomputed, ["active_users", "session_count"], "{r}");
+    // What it holds is the query's answer over every date at once.
+    let direct = "SELECT CAST(event_date AS VARCHAR), count(DISTINCT user_id), count(*) \
+                  FROM events GROUP BY 1 ORDER BY 1";
+    let mine = "SELECT CAST(event_date AS VARCHAR), users, events FROM active_users ORDER BY 1";
+    assert_eq!(query_csv(&lake, mine), query_csv(&lake, direct));
+    let sessions_direct = "SELECT CAST(session_date AS VARCHAR), count(*) FROM sessions \
+                           GROUP BY 1 ORDER BY 1";
+    let sessions_mine =
+        "SELECT CAST(event_date AS VARCHAR), sessions FROM session_count ORDER BY 1";
+    assert_eq!(
+        query_csv(&lake, sessions_mine),
+        query_csv(&lake, sessions_direct)
+    );
+
+    // Late events: only the dates whose silver changed are recomputed,
+    // and the answer equals a full rebuild.
+    for b in &batches[1..] {
+        let r = run_batch(&lake, b);
+        let dates = |layer: &str, t: &str| {
+            let v = &r[layer]["recomputed"][t];
+            if v.is_null() { Vec::new() } else { list(v) }
+        };
+        // Each recomputes the dates where what it reads changed.
+        assert_eq!(
+            dates("gold", "active_users"),
+            dates("silver", "events"),
+            "{r}"
+        );
+        assert_eq!(
+            dates("gold", "session_count"),
+            dates("silver", "sessions"),
+            "{r}"
+        );
+    }
+    assert_eq!(query_csv(&lake, mine), query_csv(&lake, direct));
+    assert_eq!(
+        query_csv(&lake, sessions_mine),
+        query_csv(&lake, sessions_direct)
+    );
+    let full = tmp.path().join("full");
+    copy_dir(&lake, &full);
+    ok(&full, &["gold", "--full"]);
+    for q in [mine, sessions_mine] {
+        assert_eq!(query_csv(&lake, q), query_csv(&full, q), "{q}");
+    }
+    let tables = String::from_utf8(run(&lake, &["tables"]).stdout).unwrap();
+    assert!(
+        tables.contains("active_users (gold, gold/active_users)"),
+        "{tables}"
+    );
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(text.contains("daily      `active_users` from"), "{text}");
+
+    // Edited: recomputed alone, every date.
+    std::fs::write(
+        daily.join("active_users.sql"),
+        users.replace(
+            "count(*) AS events",
+            "count(*) AS events, max(event_timestamp) AS last",
+        ),
+    )
+    .unwrap();
+    let plan = ok(&lake, &["run", "--dry-run", "--json"]);
+    assert!(
+        !list(&plan["plan"]["daily_tables"]["active_users"]).is_empty(),
+        "{plan}"
+    );
+    assert_eq!(
+        list(&plan["plan"]["daily_tables"]["session_count"]),
+        Vec::<String>::new()
+    );
+    let r = ok(&lake, &["run", "--json"]);
+    let recomputed: Vec<&String> = r["gold"]["recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(recomputed, ["active_users"], "{r}");
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(*) FROM active_users WHERE last IS NOT NULL"
+        ),
+        query_csv(&lake, "SELECT count(DISTINCT event_date) FROM events")
+    );
+    assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
+
+    // Removed: dropped.
+    std::fs::remove_file(daily.join("session_count.sql")).unwrap();
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(r["status"], "committed", "{r}");
+    run_says(
+        &lake,
+        &["query", "SELECT * FROM session_count"],
+        2,
+        "session_count",
+    );
+    assert!(!lake.join("gold/session_count").exists());
+    assert_eq!(files_on_disk(&lake), committed_files(&lake));
+
+    // Bad files.
+    let bad = |name: &str, sql: &str, args: &[&str], says: &str| {
+        let path = daily.join(name);
+        std::fs::write(&path, sql).unwrap();
+        run_says(&lake, args, 2, says);
+        run_says(&lake, args, 2, name);
+        std::fs::remove_file(&path).unwrap();
+    };
+    bad(
+        "per-day.sql",
+        "SELECT 1",
+        &["status"],
+        "a daily table's name is letters, digits and _",
+    );
+    bad(
+        "daily_metrics.sql",
+        "SELECT 1",
+        &["query", "SELECT 1"],
+        "`daily_metrics` is another table's name",
+    );
+    bad(
+        "purchases.sql",
+        "SELECT 1",
+        &["status"],
+        "`purchases` is another table's name",
+    );
+    bad(
+        "raw.sql",
+        "SELECT event_date, count(*) AS n FROM bronze_events GROUP BY 1",
+        &["run"],
+        "reads `bronze_events`, which is not a silver table",
+    );
+    bad(
+        "no_date.sql",
+        "SELECT count(*) AS n FROM events",
+        &["run"],
+        "returns no event_date column",
+    );
+    bad(
+        "other_date.sql",
+        "SELECT DATE '2020-01-01' AS event_date, count(*) AS n FROM events",
+        &["run"],
+        "returned a row of event_date 2020-01-01",
+    );
+    bad(
+        "broken.sql",
+        "SELECT no_such_column, event_date FROM events",
+        &["gold"],
+        "does not plan",
+    );
+    bad(
+        "garbled.sql",
+        "SELEC event_date FROM",
+        &["run"],
+        "does not parse",
+    );
+    assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
+}

@@ -1,0 +1,298 @@
+//! Daily tables of the lake's own: `LAKE/daily/NAME.sql` adds gold table
+//! `NAME` (`LAKE/gold/NAME/event_date=…/`), a daily aggregate over silver
+//! tables that gold keeps up to date like its own (DESIGN.md §3).
+//!
+//! Its SQL runs once per date, over that date's partitions of the silver
+//! tables it names (`sessions` by `session_date`), so it cannot see
+//! another date: a date's rows depend only on that date's silver rows, and
+//! recomputing only the dirty dates gives what a full rebuild gives. A
+//! date is dirty when a silver partition it reads changed, or the file
+//! did (each table has its own fingerprint: editing one recomputes only
+//! that table). Every row must carry the `event_date` it was computed for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Date32Type};
+use datafusion::prelude::{DataFrame, SessionContext};
+use serde::Serialize;
+
+use crate::derive;
+use crate::dirty;
+use crate::error::Failure;
+use crate::lake::Lake;
+use crate::log::LakeState;
+use crate::silver;
+use crate::time::format_date32;
+
+/// Where a lake keeps its own daily tables' SQL.
+pub const DAILY_DIR: &str = "daily";
+
+/// One of the lake's own daily tables.
+#[derive(Debug)]
+pub struct Daily {
+    pub name: &'static str,
+    /// Lake-relative directory of its partitions.
+    pub dir: &'static str,
+    pub sql: &'static str,
+    /// The file it came from.
+    pub source: String,
+    /// The silver tables it reads, or why they are not known (its SQL
+    /// does not parse, or names a table that is not silver's).
+    pub reads: std::result::Result<Vec<&'static str>, String>,
+}
+
+static DAILY: OnceLock<Vec<Daily>> = OnceLock::new();
+
+/// The lake's own daily tables (none until [`load`]).
+pub fn own() -> &'static [Daily] {
+    DAILY.get().map_or(&[], Vec::as_slice)
+}
+
+/// What `status` says of one.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnDaily {
+    pub table: String,
+    pub source: String,
+    /// The silver tables it reads.
+    pub reads: Vec<String>,
+}
+
+/// [`own`], for `status`.
+pub fn listed() -> Vec<OwnDaily> {
+    own()
+        .iter()
+        .map(|d| OwnDaily {
+            table: d.name.to_string(),
+            source: d.source.clone(),
+            reads: d
+                .reads
+                .as_ref()
+                .map(|r| r.iter().map(|t| t.to_string()).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Read `LAKE/daily/*.sql` once for this process, after the typed tables
+/// (a daily table reads silver's, and may not take one's name). A name
+/// that is not letters, digits and `_`, or that is another table's, is a
+/// usage error naming the file; SQL that does not parse is reported by
+/// the gold run that needs it.
+pub fn load(lake: &Lake) -> Result<()> {
+    if DAILY.get().is_some() {
+        return Ok(());
+    }
+    let silver_tables = silver::all_tables();
+    let mut out = Vec::new();
+    for (name, path) in crate::lake::sql_files(&lake.path(DAILY_DIR))? {
+        if !crate::lake::is_sql_name(&name) {
+            return Err(Failure::Usage(format!(
+                "`{}`: a daily table's name is letters, digits and _",
+                path.display()
+            ))
+            .into());
+        }
+        let taken = silver::RESERVED.contains(&name.as_str())
+            || silver_tables.contains(&name.as_str())
+            || crate::gold::TABLES.iter().any(|(t, _)| *t == name);
+        if taken {
+            return Err(Failure::Usage(format!(
+                "`{}`: `{name}` is another table's name",
+                path.display()
+            ))
+            .into());
+        }
+        let sql = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let reads = match crate::state::parsed_tables(&sql) {
+            None => Err("its SQL does not parse".to_string()),
+            Some(names) => {
+                let other: Vec<&String> = names
+                    .iter()
+                    .filter(|n| !silver_tables.contains(&n.as_str()))
+                    .collect();
+                if let Some(t) = other.first() {
+                    Err(format!(
+                        "it reads `{t}`, which is not a silver table (a daily table reads \
+                         silver's: {})",
+                        silver_tables.join(", ")
+                    ))
+                } else if names.is_empty() {
+                    Err("it reads no silver table".to_string())
+                } else {
+                    Ok(silver_tables
+                        .iter()
+                        .copied()
+                        .filter(|t| names.contains(*t))
+                        .collect())
+                }
+            }
+        };
+        let name: &'static str = Box::leak(name.into_boxed_str());
+        out.push(Daily {
+            name,
+            dir: Box::leak(format!("gold/{name}").into_boxed_str()),
+            sql: Box::leak(sql.into_boxed_str()),
+            source: path.display().to_string(),
+            reads,
+        });
+    }
+    let _ = DAILY.set(out);
+    Ok(())
+}
+
+impl Daily {
+    /// Its SQL and name (another file name is another table).
+    pub fn fingerprint(&self) -> String {
+        dirty::fingerprint(&["daily", self.name, self.sql])
+    }
+
+    /// The silver tables it reads, or the usage error that names its file.
+    pub fn reads(&self) -> Result<&[&'static str]> {
+        self.reads.as_deref().map_err(|why| {
+            Failure::Usage(format!(
+                "daily table `{}` ({}): {why}",
+                self.name, self.source
+            ))
+            .into()
+        })
+    }
+
+    /// The silver partitions (`table/date`) its date `date` reads.
+    pub fn inputs(&self, date: &str) -> Vec<String> {
+        self.reads
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| dirty::input_key(t, date))
+            .collect()
+    }
+
+    /// Its dirty dates: those gold has (see [`crate::gold::wanted`]) whose
+    /// inputs changed since its build, never built, or built with other
+    /// SQL.
+    pub fn dirty(&self, state: &LakeState) -> Vec<dirty::DirtyPartition> {
+        let wanted: BTreeMap<String, Vec<String>> = crate::gold::wanted(state)
+            .into_keys()
+            .map(|d| {
+                let inputs = self.inputs(&d);
+                (d, inputs)
+            })
+            .collect();
+        dirty::dirty_partitions(state, self.name, &self.fingerprint(), &wanted)
+    }
+
+    /// Run it for `date` over `ctx`'s silver tables (the lake's), and write
+    /// its rows under `out`. Its SQL sees only that date's rows.
+    pub async fn compute(&self, ctx: &SessionContext, date: i32, out: &Path) -> Result<()> {
+        let work = crate::engine::scratch(ctx);
+        let day = BTreeSet::from([date]);
+        for t in self.reads()? {
+            let column = if *t == silver::SESSIONS_TABLE {
+                "session_date"
+            } else {
+                "event_date"
+            };
+            let rows = if ctx.table_exist(*t)? {
+                ctx.table(*t).await?.filter(derive::in_days(column, &day))?
+            } else {
+                empty_silver(ctx, t).await?
+            };
+            let _ = work.deregister_table(*t)?;
+            work.register_table(*t, rows.into_view())?;
+        }
+        let usage = |what: String| -> anyhow::Error {
+            Failure::Usage(format!(
+                "daily table `{}` ({}): {what}",
+                self.name, self.source
+            ))
+            .into()
+        };
+        let df = work.sql(self.sql).await.map_err(|e| {
+            if crate::engine::is_usage_error(&e) {
+                usage(format!("its SQL does not plan: {e}"))
+            } else {
+                anyhow::Error::new(e).context(format!("planning {}", self.source))
+            }
+        })?;
+        match df.schema().field_with_unqualified_name("event_date") {
+            Ok(f) if *f.data_type() == DataType::Date32 => {}
+            Ok(f) => {
+                return Err(usage(format!(
+                    "its event_date is {}, not a DATE",
+                    f.data_type()
+                )));
+            }
+            Err(_) => return Err(usage("it returns no event_date column".to_string())),
+        }
+        let batches = df
+            .collect()
+            .await
+            .with_context(|| format!("running {} for {}", self.source, format_date32(date)))?;
+        for b in &batches {
+            let i = b.schema().index_of("event_date")?;
+            let days = b.column(i).as_primitive::<Date32Type>();
+            if let Some(k) = (0..days.len()).find(|&k| days.is_null(k) || days.value(k) != date) {
+                let got = if days.is_null(k) {
+                    "NULL".to_string()
+                } else {
+                    format_date32(days.value(k))
+                };
+                return Err(usage(format!(
+                    "computing {} it returned a row of event_date {got}: each row is of the \
+                     date its input is (select the input's event_date, or group by it)",
+                    format_date32(date)
+                )));
+            }
+        }
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(());
+        }
+        let rows = work.read_batches(batches)?;
+        derive::write_partitioned(rows, out, "event_date", self.name, derive::Index::None).await
+    }
+}
+
+/// An empty relation with silver table `t`'s columns (no rows of it yet).
+async fn empty_silver(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
+    silver::empty_table(ctx, t).await
+}
+
+/// An empty relation with daily table `name`'s columns (its SQL over
+/// empty silver tables), for `query` of one built with no rows.
+pub async fn empty_table(ctx: &SessionContext, name: &str) -> Result<DataFrame> {
+    let d = own()
+        .iter()
+        .find(|d| d.name == name)
+        .context("unknown daily table")?;
+    let scratch = crate::engine::scratch(ctx);
+    for t in d.reads()? {
+        let empty = empty_silver(&scratch, t).await?;
+        let _ = scratch.deregister_table(*t)?;
+        scratch.register_table(*t, empty.into_view())?;
+    }
+    Ok(scratch.sql(d.sql).await?.limit(0, Some(0))?)
+}
+
+/// Gold tables in the log that no file defines any more (a daily file
+/// removed): (table, directory).
+pub fn dropped(state: &LakeState) -> Vec<(String, String)> {
+    state
+        .tables
+        .iter()
+        .filter(|(t, _)| {
+            !crate::gold::TABLES.iter().any(|(g, _)| g == t) && !own().iter().any(|d| d.name == *t)
+        })
+        .filter(|(_, parts)| {
+            parts
+                .values()
+                .flat_map(|p| p.files.values())
+                .any(|f| f.path.starts_with("gold/"))
+        })
+        .map(|(t, _)| (t.clone(), format!("gold/{t}")))
+        .collect()
+}
