@@ -194,10 +194,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
             only.extend(d.reads()?.iter().map(|t| t.to_string()));
         }
         let ctx = engine.context_of(lake, Some(&only)).await?;
+        // One query per date: two at a time keep both cores busy through
+        // each one's planning and writing.
         for (d, days) in &own {
-            for day in days {
-                d.compute(&ctx, *day, &staging.join(d.name)).await?;
-            }
+            use futures::stream::{self, StreamExt, TryStreamExt};
+            let out = staging.join(d.name);
+            stream::iter(days.iter().map(|day| d.compute(&ctx, *day, &out)))
+                .buffer_unordered(2)
+                .try_collect::<Vec<()>>()
+                .await?;
         }
         if dates.is_empty() {
             return anyhow::Ok(());

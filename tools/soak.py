@@ -48,6 +48,20 @@ FROM events WHERE event_type = 'page_view'
 OWN_TYPED_EDITED = OWN_TYPED.replace("page_url,", "upper(page_url) AS page_url,")
 
 
+# A daily table of the lake's own, over events and sessions (dumped like
+# the typed one).
+OWN_DAILY = """SELECT e.event_date, count(DISTINCT e.user_id) AS users, count(*) AS events,
+       (SELECT count(*) FROM sessions) AS sessions
+FROM events e GROUP BY e.event_date
+"""
+
+
+def own_daily(lake):
+    os.makedirs(os.path.join(lake, "daily"), exist_ok=True)
+    with open(os.path.join(lake, "daily", "active_users.sql"), "w") as f:
+        f.write(OWN_DAILY)
+
+
 def own_typed(lake, sql):
     """Write (or with None remove) the lake's own page_views.sql."""
     path = os.path.join(lake, "typed", "page_views.sql")
@@ -63,7 +77,7 @@ def own_typed(lake, sql):
 def dump(lake):
     """Every table's header and sorted CSV rows (or the error reading it)."""
     out = {}
-    for t in TABLES + ["page_views"]:
+    for t in TABLES + ["page_views", "active_users"]:
         p = ev(lake, "query", f"SELECT * FROM {t}", "--format", "csv", check=False)
         if p.returncode != 0:
             out[t] = ("error", p.stderr.strip().splitlines()[-1:])
@@ -76,7 +90,7 @@ def dump(lake):
 def differences(a, b, what):
     """Print how dumps `a` and `b` differ; True if they do."""
     differ = False
-    for t in TABLES + ["page_views"]:
+    for t in TABLES + ["page_views", "active_users"]:
         if a[t] == b[t]:
             continue
         differ = True
@@ -127,6 +141,7 @@ def incremental(seed, d):
     own = rng.random() < 0.4
     if own:
         own_typed(lake, OWN_TYPED)
+        own_daily(lake)
     print(f"  settings {extra}, {len(files)} files"
           + (f", snapshot_keep {keep}" if keep else "") + (", own typed table" if own else ""))
     while i < len(files):
@@ -197,6 +212,7 @@ def kill(seed, d):
     if own:
         for lake in (clean, crashy):
             own_typed(lake, OWN_TYPED)
+            own_daily(lake)
     snapshots = lambda lake: [(s["model"], s["as_of"], s["rows"], s["valid"])
                               for s in json.loads(ev(lake, "status", "--json").stdout)["snapshots"]]
     for n, f in enumerate(files):
