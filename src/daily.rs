@@ -200,7 +200,7 @@ impl Daily {
             let rows = if ctx.table_exist(*t)? {
                 ctx.table(*t).await?.filter(derive::in_days(column, &day))?
             } else {
-                empty_silver(ctx, t).await?
+                silver::empty_table(ctx, t).await?
             };
             let _ = work.deregister_table(*t)?;
             work.register_table(*t, rows.into_view())?;
@@ -257,11 +257,6 @@ impl Daily {
     }
 }
 
-/// An empty relation with silver table `t`'s columns (no rows of it yet).
-async fn empty_silver(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
-    silver::empty_table(ctx, t).await
-}
-
 /// An empty relation with daily table `name`'s columns (its SQL over
 /// empty silver tables), for `query` of one built with no rows.
 pub async fn empty_table(ctx: &SessionContext, name: &str) -> Result<DataFrame> {
@@ -271,7 +266,7 @@ pub async fn empty_table(ctx: &SessionContext, name: &str) -> Result<DataFrame> 
         .context("unknown daily table")?;
     let scratch = crate::engine::scratch(ctx);
     for t in d.reads()? {
-        let empty = empty_silver(&scratch, t).await?;
+        let empty = silver::empty_table(&scratch, t).await?;
         let _ = scratch.deregister_table(*t)?;
         scratch.register_table(*t, empty.into_view())?;
     }
