@@ -71,6 +71,10 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # daily_revenue_by_currency has every currency. Changing it rebuilds gold.
 # currency = "USD"
 
+# Daily tables of your own are SQL files too: daily/NAME.sql in this
+# directory adds gold table NAME, computed one date at a time from that
+# date's silver tables; see the README, "Your own daily tables".
+
 [state]
 # Models whose state `evlake run` snapshots at the end of every day the
 # watermark closes (and it rebuilds invalid ones), e.g. ["balances"].
