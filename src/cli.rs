@@ -85,6 +85,8 @@ pub enum Command {
     Ingest(commands::ingest::Args),
     /// Merge late events waiting in the side output (bronze_late) into bronze
     Reconcile(commands::reconcile::Args),
+    /// Rewrite bronze dates' many small files (hourly runs) as one each
+    Compact(commands::compact::Args),
     /// Build sessionized events, sessions and typed tables (silver) from bronze
     Silver(commands::silver::Args),
     /// Build daily_metrics and daily_revenue_by_currency (gold) from silver
@@ -128,6 +130,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => commands::init::run(&cli.lake, args),
         Command::Ingest(args) => commands::ingest::run(&cli.lake, args),
         Command::Reconcile(args) => commands::reconcile::run(&cli.lake, args),
+        Command::Compact(args) => commands::compact::run(&cli.lake, args),
         Command::Silver(args) => commands::silver::run(&cli.lake, args),
         Command::Gold(args) => commands::gold::run(&cli.lake, args),
         Command::Run(args) => commands::run::run(&cli.lake, args),

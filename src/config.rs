@@ -52,6 +52,11 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # otherwise be read into memory whole. "none" for no limit.
 # max_line_bytes = "64M"
 
+# After each `evlake run`, compact every bronze date with at least this
+# many small files (an hourly run's) into one file (`evlake compact`);
+# unset, `run` never compacts. E.g. 24 for a day of hourly runs.
+# compact_min_files = 24
+
 [silver]
 # A new session starts when the gap to the user's previous event is
 # strictly greater than this (at most 1d). Changing it rebuilds silver.
@@ -142,6 +147,7 @@ pub struct IngestConfig {
     pub max_bad_fraction: Option<f64>,
     pub naive_timestamps: Option<String>,
     pub max_line_bytes: Option<String>,
+    pub compact_min_files: Option<i64>,
 }
 
 impl Config {

@@ -11,7 +11,7 @@
 //! - `after-commit`: after the commit file, before staging is cleaned up
 //!
 //! `OPERATION:STEP` (e.g. `gold:renamed`) aborts only in that operation
-//! (`ingest`, `reconcile`, `silver`, `gold`, `snapshot`; `silver-typed`
+//! (`ingest`, `reconcile`, `silver`, `gold`, `snapshot`, `compact`; `silver-typed`
 //! for silver's typed-table refresh, which commits first), so a test can
 //! crash the third step of `evlake run`.
 //!

@@ -7,6 +7,7 @@ pub mod bronze;
 pub mod cli;
 pub mod commands;
 pub mod committed;
+pub mod compact;
 pub mod config;
 pub mod daily;
 pub mod derive;

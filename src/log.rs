@@ -537,6 +537,9 @@ impl LakeState {
     fn apply(&mut self, c: Commit) {
         self.version = c.version;
         self.commits += 1;
+        // A compaction rewrites rows as they are: no partition gets a new
+        // version or a removal, and no event is new (see `crate::compact`).
+        let same_rows = c.operation == crate::compact::OPERATION;
         for b in c.builds {
             self.builds
                 .entry(b.table.clone())
@@ -552,8 +555,10 @@ impl LakeState {
                 p.files.remove(&r.path);
                 // Removing rows changes the partition too (a recompute can
                 // leave one empty), so what reads it becomes dirty.
-                p.version = c.version;
-                p.last_removal = c.version;
+                if !same_rows {
+                    p.version = c.version;
+                    p.last_removal = c.version;
+                }
             }
         }
         let bronze_min = c
@@ -563,7 +568,7 @@ impl LakeState {
             .filter_map(|a| a.min_event_time.as_deref())
             .filter_map(|t| crate::time::parse_instant(t).ok())
             .min();
-        if let Some(t) = bronze_min {
+        if let Some(t) = bronze_min.filter(|_| !same_rows) {
             self.bronze_min_event_times.push((c.version, t));
         }
         let adds_rows = c
@@ -577,7 +582,9 @@ impl LakeState {
                 .or_default()
                 .entry(a.partition.clone())
                 .or_default();
-            p.version = c.version;
+            if !same_rows {
+                p.version = c.version;
+            }
             p.files.insert(a.path.clone(), a);
         }
         for (date, n) in c.id_conflicts {

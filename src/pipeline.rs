@@ -92,6 +92,9 @@ pub struct RunOptions {
     pub gold: gold::Options,
     /// Report what would be ingested and recomputed; change nothing.
     pub dry_run: bool,
+    /// After the rest, compact bronze dates with this many small files
+    /// (`[ingest] compact_min_files`; `None`: never).
+    pub compact_min_files: Option<usize>,
     /// Models to snapshot at the end of each day the watermark closes.
     pub snapshot_models: Vec<String>,
     /// Keep only this many snapshots of each model, the newest (`None`:
@@ -153,6 +156,8 @@ pub struct RunReport {
     /// are not kept up to date (a warning; the run still succeeds unless
     /// the snapshot policy names one).
     pub broken_models: Vec<crate::state::BrokenModel>,
+    /// With `[ingest] compact_min_files`: the compaction after the rest.
+    pub compact: Option<crate::compact::CompactReport>,
     /// With `--dry-run`: what would be recomputed.
     pub plan: Option<Plan>,
     pub elapsed_ms: u64,
@@ -177,6 +182,7 @@ pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::R
         snapshots: Vec::new(),
         snapshots_removed: Vec::new(),
         broken_models: Vec::new(),
+        compact: None,
         plan: None,
         elapsed_ms: 0,
     };
@@ -251,6 +257,22 @@ fn steps(
     )?;
     if !report.snapshots.is_empty() || !report.snapshots_removed.is_empty() {
         report.status = "committed";
+    }
+    if let Some(min_files) = opts.compact_min_files {
+        report.failed_step = Some("compact");
+        let c = crate::compact::compact(
+            lake,
+            &crate::compact::Options {
+                min_files,
+                dates: None,
+                processing_time: opts.silver.processing_time,
+                dry_run: false,
+            },
+        )?;
+        if c.status == "committed" {
+            report.status = "committed";
+        }
+        report.compact = Some(c);
     }
     report.failed_step = None;
     Ok(())

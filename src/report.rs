@@ -57,6 +57,9 @@ pub struct Status {
     /// Models in `LAKE/models/` whose file does not load, and why. Filled
     /// in by `status`.
     pub broken_models: Vec<crate::state::BrokenModel>,
+    /// Bronze dates with at least [`crate::compact::DEFAULT_MIN_FILES`]
+    /// small files, which `evlake compact` would merge.
+    pub compactable: Vec<String>,
     /// The lake's own typed tables (`LAKE/typed/NAME.sql`), each with its
     /// file and whether it replaces a built-in one. Filled in by `status`.
     pub own_typed_tables: Vec<crate::silver::OwnTyped>,
@@ -134,6 +137,7 @@ pub fn status(
         },
         snapshots,
         broken_models: Vec::new(),
+        compactable: crate::compact::compactable(state, crate::compact::DEFAULT_MIN_FILES),
         own_typed_tables: Vec::new(),
         own_daily_tables: Vec::new(),
         staging: Vec::new(),

@@ -1,6 +1,7 @@
 //! One module per subcommand: an `Args` struct and a `run` that wires flags
 //! to library functions and prints results.
 
+pub mod compact;
 pub mod generate;
 pub mod gold;
 pub mod history;

@@ -87,6 +87,18 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             processing_time,
         },
         dry_run: args.dry_run,
+        compact_min_files: match cfg.ingest.compact_min_files {
+            None => None,
+            Some(n) if n >= 2 => Some(n as usize),
+            Some(n) => {
+                return Err(Failure::Usage(format!(
+                    "{}: ingest.compact_min_files: {n} (at least 2; leave it out for no \
+                     compaction)",
+                    crate::config::FILE
+                ))
+                .into());
+            }
+        },
         snapshot_models: cfg.state.snapshot_models.clone().unwrap_or_default(),
         snapshot_keep: match cfg.state.snapshot_keep {
             None => None,
@@ -102,6 +114,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         },
     };
     let (report, result) = pipeline::run(&lake, &opts);
+    if let Some(r) = &report.compact {
+        super::compact::print_report(r);
+    }
     if let Some(r) = &report.ingest {
         super::ingest::print_human(r);
     }

@@ -279,6 +279,15 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             s.orphans.len()
         )?;
     }
+    if let Some(first) = s.compactable.first() {
+        writeln!(
+            out,
+            "compact    {} bronze date(s) (e.g. {first}) have {} or more small files: \
+             `evlake compact` (or `compact_min_files` in evlake.toml) merges them",
+            s.compactable.len(),
+            crate::compact::DEFAULT_MIN_FILES
+        )?;
+    }
     for t in &s.own_daily_tables {
         let reads = if t.reads.is_empty() {
             String::new()

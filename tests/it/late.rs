@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::common::*;
+use crate::silver::list;
 
 /// Ingest the three sample batches with `policy`; return the summaries.
 fn ingest_samples(lake: &Path, policy: &str) -> Vec<Value> {
@@ -543,4 +544,225 @@ fn a_crash_while_writing_the_side_output_then_a_rerun_loses_and_duplicates_nothi
         let st = ok(&lake, &["status", "--json"]);
         assert_eq!(st["side_output_events"], 18, "{step}");
     }
+}
+
+/// Every bronze row as CSV, sorted (what compaction must keep exactly).
+fn bronze_csv(lake: &Path) -> Vec<String> {
+    let mut v = crate::silver::query_csv(lake, "SELECT * FROM bronze_events");
+    v.sort();
+    v
+}
+
+/// `evlake compact` rewrites a date's small files as one and changes no
+/// row: nothing becomes dirty, no snapshot invalid, a re-run is a no-op,
+/// and the next late batch still takes silver's incremental path and
+/// equals a full rebuild. A date bronze grew on since silver read it
+/// waits. A crash at any step, then a re-run, loses and doubles nothing.
+#[test]
+fn compaction_rewrites_small_files_and_changes_no_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &[
+            "--events",
+            "4000",
+            "--days",
+            "6",
+            "--seed",
+            "5",
+            "--late-rate",
+            "0.7",
+            "--users",
+            "40",
+        ],
+    );
+    let lake = tmp.path().join("lake");
+    for (b, path) in truth["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(generated_batches(&gen_dir, &truth))
+    {
+        ok(
+            &lake,
+            &[
+                "run",
+                &path,
+                "--processing-time",
+                b["processing_time"].as_str().unwrap(),
+                "--max-bad-fraction",
+                "1",
+            ],
+        );
+    }
+    ok(&lake, &["snapshot", "balances", "--as-of", "2024-03-03"]);
+    let files = |lake: &Path| committed_files_under(lake, "bronze/events").len();
+    let (rows, silver, gold, n) = (
+        bronze_csv(&lake),
+        silver_dump(&lake),
+        gold_dump(&lake),
+        files(&lake),
+    );
+    let plan = ok(
+        &lake,
+        &["compact", "--min-files", "2", "--dry-run", "--json"],
+    );
+    assert_eq!(plan["status"], "dry_run");
+    assert_eq!(files(&lake), n, "a dry run changes nothing");
+    let planned = plan["partitions"].as_array().unwrap().len();
+    assert!(planned >= 2, "{plan}");
+
+    // Crashes at every step, then a re-run.
+    for step in evlake::fault::STEPS {
+        let copy = tmp.path().join(format!("crash-{step}"));
+        copy_dir(&lake, &copy);
+        let o = cmd(&copy, &["compact", "--min-files", "2"])
+            .env("EVLAKE_FAULT", format!("compact:{step}"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}: the fault hook must abort");
+        assert_eq!(bronze_csv(&copy), rows, "{step}: readable, every row once");
+        ok(&copy, &["compact", "--min-files", "2"]);
+        assert_eq!(bronze_csv(&copy), rows, "{step}");
+        assert_eq!(files_on_disk(&copy), committed_files(&copy), "{step}");
+    }
+
+    let r = ok(&lake, &["compact", "--min-files", "2", "--json"]);
+    assert_eq!(r["status"], "committed", "{r}");
+    assert_eq!(r["partitions"].as_array().unwrap().len(), planned);
+    assert!(files(&lake) < n, "{} files, {n} before", files(&lake));
+    for p in r["partitions"].as_array().unwrap() {
+        assert_eq!(p["files_after"], 1, "{r}");
+    }
+    assert_eq!(bronze_csv(&lake), rows);
+    assert_eq!(files_on_disk(&lake), committed_files(&lake));
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(
+        st["dirty"],
+        Value::Array(vec![]),
+        "nothing derived is dirty: {st}"
+    );
+    assert_eq!(st["snapshots"][0]["valid"], true, "{st}");
+    assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
+    assert_eq!(
+        ok(&lake, &["compact", "--min-files", "2", "--json"])["status"],
+        "noop"
+    );
+    assert_eq!(silver_dump(&lake), silver);
+    assert_eq!(gold_dump(&lake), gold);
+
+    // A late event on a compacted date: silver's incremental path, equal
+    // to a full rebuild.
+    let late = tmp.path().join("late.jsonl");
+    let date = r["partitions"][0]["event_date"].as_str().unwrap();
+    std::fs::write(
+        &late,
+        crate::silver::ev("late-1", "page_view", &format!("{date}T12:00:00Z"), "u1"),
+    )
+    .unwrap();
+    let v = ok(
+        &lake,
+        &[
+            "run",
+            late.to_str().unwrap(),
+            "--processing-time",
+            "2024-04-01T00:00:00Z",
+            "--json",
+        ],
+    );
+    assert_eq!(v["silver"]["mode"], "incremental", "{v}");
+    let full = tmp.path().join("full");
+    copy_dir(&lake, &full);
+    ok(&full, &["silver", "--full"]);
+    ok(&full, &["gold", "--full"]);
+    assert_eq!(silver_dump(&lake), silver_dump(&full));
+    assert_eq!(gold_dump(&lake), gold_dump(&full));
+
+    // Bronze grown since silver read it: that date waits for silver.
+    for (i, line) in ["late-2", "late-3"].iter().enumerate() {
+        let f = tmp.path().join(format!("{line}.jsonl"));
+        std::fs::write(
+            &f,
+            crate::silver::ev(line, "page_view", &format!("{date}T13:0{i}:00Z"), "u2"),
+        )
+        .unwrap();
+        ok(
+            &lake,
+            &[
+                "ingest",
+                f.to_str().unwrap(),
+                "--processing-time",
+                "2024-04-02T00:00:00Z",
+            ],
+        );
+    }
+    let r = ok(&lake, &["compact", "--min-files", "2", "--json"]);
+    assert_eq!(list(&r["skipped_dirty"]), [date], "{r}");
+    ok(&lake, &["silver"]);
+    let r = ok(&lake, &["compact", "--min-files", "2", "--json"]);
+    assert_eq!(r["partitions"][0]["event_date"], date, "{r}");
+}
+
+/// With `[ingest] compact_min_files`, every `run` ends by compacting: an
+/// hourly-fed lake keeps one bronze file per date, and its tables equal
+/// those of a lake that never compacted.
+#[test]
+fn run_compacts_when_configured_and_the_tables_stay_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &[
+            "--events",
+            "3000",
+            "--days",
+            "5",
+            "--seed",
+            "9",
+            "--late-rate",
+            "0.7",
+            "--users",
+            "30",
+        ],
+    );
+    let (plain, compacted) = (tmp.path().join("plain"), tmp.path().join("compacted"));
+    ok(&compacted, &["init"]);
+    let toml = std::fs::read_to_string(compacted.join("evlake.toml")).unwrap();
+    std::fs::write(
+        compacted.join("evlake.toml"),
+        toml.replace("# compact_min_files = 24", "compact_min_files = 2"),
+    )
+    .unwrap();
+    let mut compactions = 0;
+    for (b, path) in truth["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(generated_batches(&gen_dir, &truth))
+    {
+        let pt = b["processing_time"].as_str().unwrap();
+        let args = [
+            "run",
+            &path,
+            "--processing-time",
+            pt,
+            "--max-bad-fraction",
+            "1",
+            "--json",
+        ];
+        assert!(ok(&plain, &args)["compact"].is_null());
+        let r = ok(&compacted, &args);
+        if r["compact"]["status"] == "committed" {
+            compactions += 1;
+        }
+    }
+    assert!(compactions > 0);
+    let st = ok(&compacted, &["status", "--json"]);
+    for p in st["partitions"].as_array().unwrap() {
+        assert_eq!(p["files"], 1, "{p}");
+    }
+    assert_eq!(bronze_csv(&compacted), bronze_csv(&plain));
+    assert_eq!(silver_dump(&compacted), silver_dump(&plain));
+    assert_eq!(gold_dump(&compacted), gold_dump(&plain));
 }
