@@ -162,6 +162,10 @@ def incremental(seed, d):
             a = rng.randint(1, days)
             ev(lake, "silver", "--dates", f"2024-03-{a:02d}..2024-03-{a + 1:02d}", *sessions)
             ev(lake, "gold")
+        if rng.random() < 0.25:
+            # Compaction changes no row: the lake must still equal --full,
+            # and the next late batch take silver's incremental path.
+            ev(lake, "compact", "--min-files", str(rng.choice([2, 3])), "--processing-time", pt)
         if rng.random() < 0.2:
             again = json.loads(ev(lake, *run).stdout)
             if again["status"] != "noop":
@@ -202,11 +206,16 @@ def kill(seed, d):
     clean, crashy, kills = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0
     # Half the pairs keep daily snapshots of balances, the newest 2.
     policy = rng.random() < 0.5
-    if policy:
+    # Some pairs compact at the end of every run (kills land in it too).
+    compacts = rng.random() < 0.4
+    if policy or compacts:
         for lake in (clean, crashy):
             os.makedirs(lake, exist_ok=True)
             with open(os.path.join(lake, "evlake.toml"), "w") as f:
-                f.write('[state]\nsnapshot_models = ["balances"]\nsnapshot_keep = 2\n')
+                if compacts:
+                    f.write("[ingest]\ncompact_min_files = 2\n")
+                if policy:
+                    f.write('[state]\nsnapshot_models = ["balances"]\nsnapshot_keep = 2\n')
     # Some pairs have a typed table of their own.
     own = rng.random() < 0.4
     if own:
@@ -249,6 +258,7 @@ def kill(seed, d):
             print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
             return False
     print(f"  {len(files)} files, {kills} kills" + (", daily snapshots, snapshot_keep 2" if policy else "")
+          + (", compacting" if compacts else "")
           + (", own typed table" if own else ""))
     return True
 
@@ -262,6 +272,9 @@ def known_at(seed, d):
     for n, f in enumerate(files):
         pts.append(f"2024-04-{n + 1:02d}T02:00:00Z")
         ev(lake, "run", f, "--processing-time", pts[-1])
+        if rng.random() < 0.3:
+            # (The prefix lakes never compact: the answers must not differ.)
+            ev(lake, "compact", "--min-files", "2", "--processing-time", pts[-1])
         if rng.random() < 0.5:
             ev(lake, "snapshot", rng.choice(MODELS), "--as-of", f"2024-03-{rng.randint(1, days):02d}")
     answer = lambda lk, model, *a: (lambda j: (j["rows"], j["problems"]))(
