@@ -11,7 +11,8 @@ own processing time (the batch's plus one hour per piece). Prints, per
 day, the median and slowest run and the bronze files so far (each run
 adds one to every date it touches). EVLAKE=path picks the binary (default:
 the release build); HOURLY_DIR the work directory (default
-/tmp/evlake-hourly, replaced).
+/tmp/evlake-hourly, replaced); HOURLY_COMPACT=N sets `compact_min_files`
+(every run then ends by compacting dates with N small files).
 """
 import datetime as dt
 import json
@@ -32,6 +33,10 @@ def main():
     shutil.rmtree(ROOT, ignore_errors=True)
     gen, pieces, lake = (os.path.join(ROOT, d) for d in ("gen", "pieces", "lake"))
     os.makedirs(pieces)
+    if os.environ.get("HOURLY_COMPACT"):
+        os.makedirs(lake)
+        with open(os.path.join(lake, "evlake.toml"), "w") as f:
+            f.write(f"[ingest]\ncompact_min_files = {int(os.environ['HOURLY_COMPACT'])}\n")
     subprocess.run([E, "generate", "--events", str(events), "--days", str(days), "--out", gen, "-q"],
                    check=True)
     truth = json.load(open(os.path.join(gen, "truth.json")))
