@@ -276,18 +276,9 @@ pub async fn empty_table(ctx: &SessionContext, name: &str) -> Result<DataFrame> 
 /// Gold tables in the log that no file defines any more (a daily file
 /// removed): (table, directory).
 pub fn dropped(state: &LakeState) -> Vec<(String, String)> {
-    state
-        .tables
-        .iter()
-        .filter(|(t, _)| {
-            !crate::gold::TABLES.iter().any(|(g, _)| g == t) && !own().iter().any(|d| d.name == *t)
-        })
-        .filter(|(_, parts)| {
-            parts
-                .values()
-                .flat_map(|p| p.files.values())
-                .any(|f| f.path.starts_with("gold/"))
-        })
-        .map(|(t, _)| (t.clone(), format!("gold/{t}")))
-        .collect()
+    let current: Vec<&str> = crate::gold::all_tables()
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    derive::undefined_tables(state, "gold", &current)
 }

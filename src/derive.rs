@@ -469,6 +469,57 @@ impl Output {
     }
 }
 
+/// Tables in the log with files under `layer/` (`silver`, `gold`) that
+/// are not in `current`: a lake's own table whose SQL file was removed.
+/// (table, directory)
+pub fn undefined_tables(state: &LakeState, layer: &str, current: &[&str]) -> Vec<(String, String)> {
+    let prefix = format!("{layer}/");
+    state
+        .tables
+        .iter()
+        .filter(|(t, _)| !current.contains(&t.as_str()))
+        .filter(|(_, parts)| {
+            parts
+                .values()
+                .flat_map(|p| p.files.values())
+                .any(|f| f.path.starts_with(&prefix))
+        })
+        .map(|(t, _)| (t.clone(), format!("{prefix}{t}")))
+        .collect()
+}
+
+/// The outputs that empty every partition of the `dropped` tables (see
+/// [`undefined_tables`]): nothing is staged for them, and no build is
+/// recorded.
+pub fn dropped_outputs(
+    state: &LakeState,
+    dropped: &[(String, String)],
+    staging: &Path,
+) -> Vec<Output> {
+    dropped
+        .iter()
+        .map(|(table, dir)| {
+            Output::replacing(
+                state,
+                table,
+                dir,
+                staging.join("dropped").join(table),
+                "event_date",
+                &BTreeSet::new(),
+                true,
+            )
+        })
+        .collect()
+}
+
+/// Remove the directories of the `dropped` tables once their partitions
+/// went with a commit (`remove_dir` removes only an empty one).
+pub fn remove_dropped_dirs(lake: &Lake, dropped: &[(String, String)]) {
+    for (_, dir) in dropped {
+        let _ = fs::remove_dir(lake.path(dir));
+    }
+}
+
 /// Dates parsed from partition names.
 pub fn dates_of<'a>(names: impl Iterator<Item = &'a String>) -> Result<BTreeSet<i32>> {
     names

@@ -259,20 +259,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
             opts.full,
         ));
     }
-    // A daily table whose file was removed: every partition goes, with
-    // no build recorded.
+    // A daily table whose file was removed: every partition goes.
     let mut all_outputs = outputs.clone();
-    for (table, dir) in &dropped {
-        all_outputs.push(Output::replacing(
-            &state,
-            table,
-            dir,
-            staging.join("dropped").join(table),
-            "event_date",
-            &BTreeSet::new(),
-            true,
-        ));
-    }
+    all_outputs.extend(derive::dropped_outputs(&state, &dropped, &staging));
     let fp = fingerprint(&currency);
     let mut commit = Commit::next(&state, "gold", opts.processing_time);
     commit.settings = commit_settings(&currency);
@@ -295,9 +284,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         }
     }
     derive::finish_commit(lake, &commit)?;
-    for (_, dir) in &dropped {
-        let _ = std::fs::remove_dir(lake.path(dir));
-    }
+    derive::remove_dropped_dirs(lake, &dropped);
     report.recomputed = derive::by_table(&written);
     report.partitions = written;
     report.status = "committed";

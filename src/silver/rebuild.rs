@@ -370,7 +370,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     // `LAKE/typed/`): every partition of it goes, with no build recorded.
     let dropped = dropped_tables(&state);
     let mut all_outputs = outputs.clone();
-    all_outputs.extend(dropped_outputs(&state, &dropped, &staging));
+    all_outputs.extend(derive::dropped_outputs(&state, &dropped, &staging));
 
     let fps = silver::Fingerprints::new(&opts.settings);
     let mut commit = Commit::next(&state, "silver", opts.processing_time);
@@ -402,11 +402,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         }
     }
     derive::finish_commit(lake, &commit)?;
-    // The dropped tables' directories (their emptied partitions went with
-    // the commit; `remove_dir` removes only an empty one).
-    for (_, dir) in &dropped {
-        let _ = fs::remove_dir(lake.path(dir));
-    }
+    derive::remove_dropped_dirs(lake, &dropped);
     fault::trace(started, "committed");
     report.partitions.extend(written);
     report.recomputed = derive::by_table(&report.partitions);
@@ -416,46 +412,10 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     Ok(report)
 }
 
-/// Silver tables in the log (their files are under `silver/`) that are
-/// not silver tables now: a lake's own typed table whose SQL file was
-/// removed. (table, directory)
+/// Silver tables in the log that are not silver tables now: a lake's own
+/// typed table whose SQL file was removed. (table, directory)
 pub fn dropped_tables(state: &LakeState) -> Vec<(String, String)> {
-    let current = silver::all_tables();
-    state
-        .tables
-        .iter()
-        .filter(|(t, _)| !current.contains(&t.as_str()))
-        .filter(|(_, parts)| {
-            parts
-                .values()
-                .flat_map(|p| p.files.values())
-                .any(|f| f.path.starts_with("silver/"))
-        })
-        .map(|(t, _)| (t.clone(), format!("silver/{t}")))
-        .collect()
-}
-
-/// The outputs that empty every partition of the `dropped` tables (see
-/// [`dropped_tables`]): nothing is staged for them.
-pub(super) fn dropped_outputs(
-    state: &LakeState,
-    dropped: &[(String, String)],
-    staging: &Path,
-) -> Vec<Output> {
-    dropped
-        .iter()
-        .map(|(table, dir)| {
-            Output::replacing(
-                state,
-                table,
-                dir,
-                staging.join("dropped").join(table),
-                "event_date",
-                &BTreeSet::new(),
-                true,
-            )
-        })
-        .collect()
+    derive::undefined_tables(state, "silver", &silver::all_tables())
 }
 
 /// Staging directories of one run.

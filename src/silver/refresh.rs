@@ -23,8 +23,8 @@ use datafusion::prelude::SessionContext;
 
 use super::reach::Day;
 use super::rebuild::{
-    Options, TYPED_ROW_BYTES, Warnings, chunk_dates, dropped_outputs, dropped_tables, row_budget,
-    typed_plans, typed_queries_over_events,
+    Options, TYPED_ROW_BYTES, Warnings, chunk_dates, dropped_tables, row_budget, typed_plans,
+    typed_queries_over_events,
 };
 use super::{EVENTS_TABLE, Fingerprints, typed, typed_dirty};
 use crate::derive::{self, Output, Written};
@@ -146,7 +146,7 @@ pub(super) fn refresh(
             false,
         ));
     }
-    outputs.extend(dropped_outputs(state, &dropped, &staging));
+    outputs.extend(derive::dropped_outputs(state, &dropped, &staging));
     let mut commit = Commit::next(state, "silver", opts.processing_time);
     commit.settings = silver::commit_settings(&opts.settings);
     commit.settings.insert("mode".into(), "typed".into());
@@ -176,9 +176,7 @@ pub(super) fn refresh(
         }
     }
     derive::finish_commit(lake, &commit)?;
-    for (_, dir) in &dropped {
-        let _ = std::fs::remove_dir(lake.path(dir));
-    }
+    derive::remove_dropped_dirs(lake, &dropped);
     crate::fault::trace(started, "typed tables refreshed");
     let all_days: BTreeSet<Day> = stale.values().flatten().copied().collect();
     Ok(Some(Refreshed {
