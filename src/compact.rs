@@ -17,6 +17,7 @@
 //! are how silver finds the new rows. A crash at any step leaves the old
 //! files or the new one, never both committed.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -231,15 +232,27 @@ fn candidates<'a>(
 
 /// The bronze dates with at least `min_files` small files (for `status`).
 pub fn compactable(state: &LakeState, min_files: usize) -> Vec<String> {
-    state
-        .partitions(bronze::TABLE)
-        .filter(|(_, p)| {
-            p.files
-                .values()
-                .filter(|f| f.rows < SMALL_FILE_ROWS)
-                .count()
-                >= min_files
-        })
+    compactable_with(state, min_files, &BTreeMap::new())
+}
+
+/// [`compactable`] once each date has `more` small files besides (what a
+/// run's ingest would add: `run --dry-run`).
+pub fn compactable_with(
+    state: &LakeState,
+    min_files: usize,
+    more: &BTreeMap<String, usize>,
+) -> Vec<String> {
+    let mut dates: BTreeMap<&String, usize> = more.iter().map(|(d, n)| (d, *n)).collect();
+    for (d, p) in state.partitions(bronze::TABLE) {
+        *dates.entry(d).or_default() += p
+            .files
+            .values()
+            .filter(|f| f.rows < SMALL_FILE_ROWS)
+            .count();
+    }
+    dates
+        .into_iter()
+        .filter(|(_, n)| *n >= min_files)
         .map(|(d, _)| d.clone())
         .collect()
 }

@@ -122,6 +122,9 @@ pub struct Plan {
     pub dropped_daily_tables: Vec<String>,
     /// Snapshots `[state] snapshot_keep` would remove.
     pub snapshots_removed: Vec<crate::state::RemovedSnapshot>,
+    /// With `[ingest] compact_min_files`: the bronze dates the run would
+    /// compact at its end.
+    pub compact_dates: Vec<String>,
     /// Snapshots the run would write: invalid ones rebuilt (invalid now,
     /// or made so by the run's events or SQL), and the daily policy's.
     pub snapshots: Vec<PlannedSnapshot>,
@@ -528,6 +531,22 @@ fn plan(
         .into_iter()
         .map(|(t, _)| t)
         .collect();
+    let compact_dates = match opts.compact_min_files {
+        None => Vec::new(),
+        Some(n) => {
+            // The ingest's files (each counted small: a run's are).
+            let more: BTreeMap<String, usize> = ingest
+                .map(|r| {
+                    r.partitions
+                        .iter()
+                        .filter(|p| p.events > p.side_output)
+                        .map(|p| (p.event_date.clone(), 1))
+                        .collect()
+                })
+                .unwrap_or_default();
+            crate::compact::compactable_with(&state, n, &more)
+        }
+    };
     let snapshots_removed = removals_planned(lake, opts, &state, watermark)?;
     let silver_changes = state.builds.contains_key(silver::EVENTS_TABLE)
         && last_fingerprint(&state, silver::EVENTS_TABLE)
@@ -560,6 +579,7 @@ fn plan(
         daily_tables,
         dropped_daily_tables,
         snapshots_removed,
+        compact_dates,
         snapshots,
     })
 }

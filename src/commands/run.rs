@@ -189,6 +189,15 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 format!("drop daily table {table} (its file in daily/ is gone)"),
             );
         }
+        if !p.compact_dates.is_empty() {
+            status(
+                "Would",
+                format!(
+                    "compact bronze for {} (ingest.compact_min_files)",
+                    date_span(&p.compact_dates)
+                ),
+            );
+        }
         print_removed("Would", "remove ", &p.snapshots_removed, keep);
         for s in &p.snapshots {
             status(

@@ -752,7 +752,20 @@ fn run_compacts_when_configured_and_the_tables_stay_the_same() {
             "--json",
         ];
         assert!(ok(&plain, &args)["compact"].is_null());
+        let mut dry = args.to_vec();
+        dry.push("--dry-run");
+        let planned = list(&ok(&compacted, &dry)["plan"]["compact_dates"]);
         let r = ok(&compacted, &args);
+        let done: Vec<String> = r["compact"]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["event_date"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            planned, done,
+            "the dry run names the dates the run compacts"
+        );
         if r["compact"]["status"] == "committed" {
             compactions += 1;
         }
