@@ -72,28 +72,54 @@ fn interop(lake: &Path, dir: &Path, bronze: Option<&Path>, tables: &[(&str, &str
 /// after each sample batch, the last one late: dates appended to and
 /// rewritten), read by DuckDB, pyarrow and Polars with nothing but Hive
 /// partitioning: the row counts evlake's `query` gives, every column
-/// decoded, standard types.
+/// decoded, standard types. With a typed and a daily table of the lake's
+/// own, and bronze compacted.
 #[test]
 fn duckdb_pyarrow_and_polars_read_every_table_as_is() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let exp = expected();
+    ok(&lake, &["init"]);
+    for (dir, file, sql) in [
+        (
+            "typed",
+            "page_views.sql",
+            "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, \
+             0 AS _warnings FROM events WHERE event_type = 'page_view'",
+        ),
+        (
+            "daily",
+            "active_users.sql",
+            "SELECT event_date, count(DISTINCT user_id) AS users, max(event_timestamp) AS last \
+             FROM events GROUP BY event_date",
+        ),
+    ] {
+        std::fs::create_dir_all(lake.join(dir)).unwrap();
+        std::fs::write(lake.join(dir).join(file), sql).unwrap();
+    }
     for batch in exp["batches"].as_array().unwrap() {
         ingest_sample_batch(&lake, batch);
         let pt = batch["processing_time"].as_str().unwrap();
         ok(&lake, &["run", "--processing-time", pt]);
     }
+    let r = ok(&lake, &["compact", "--min-files", "2", "--json"]);
+    assert_eq!(r["status"], "committed", "{r}");
     let counts = tmp.path().join("counts.json");
     std::fs::write(
         &counts,
         serde_json::to_vec(&expected_counts(&exp["partitions"])).unwrap(),
     )
     .unwrap();
-    for (name, _) in DERIVED {
+    let mut tables = DERIVED.to_vec();
+    tables.extend([
+        ("page_views", "silver/page_views"),
+        ("active_users", "gold/active_users"),
+    ]);
+    for (name, _) in &tables {
         let n = crate::silver::query_csv(&lake, &format!("SELECT count(*) FROM {name}"));
         assert_ne!(n, ["0"], "{name} has rows");
     }
-    interop(&lake, tmp.path(), Some(&counts), DERIVED);
+    interop(&lake, tmp.path(), Some(&counts), &tables);
 }
 
 /// Files whose session-id column was patched (the other column chunks
