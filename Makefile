@@ -84,9 +84,14 @@ spark-check: build ## Not in CI: Apache Spark (PySpark, ~300 MB; needs Java 17+)
 	test -x $(SPARK_VENV)/bin/python || python3 -m venv $(SPARK_VENV)
 	$(SPARK_VENV)/bin/python -c "import pyspark" 2>/dev/null || $(SPARK_VENV)/bin/python -m pip install --quiet pyspark
 	rm -rf $(CARGO_TARGET_DIR)/spark-check-lake
-	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake run sample_data/2024-03-15.jsonl sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
+	mkdir -p $(CARGO_TARGET_DIR)/spark-check-lake/typed $(CARGO_TARGET_DIR)/spark-check-lake/daily
+	echo "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings FROM events WHERE event_type = 'page_view'" > $(CARGO_TARGET_DIR)/spark-check-lake/typed/page_views.sql
+	echo "SELECT event_date, count(DISTINCT user_id) AS users, max(event_timestamp) AS last_event FROM events GROUP BY event_date" > $(CARGO_TARGET_DIR)/spark-check-lake/daily/active_users.sql
+	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake run sample_data/2024-03-15.jsonl --processing-time 2024-03-16T02:00:00Z
+	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake run sample_data/2024-03-16.jsonl.gz --processing-time 2024-03-17T02:00:00Z
 	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake run sample_data/2024-03-19.jsonl --processing-time 2024-03-20T02:00:00Z --late-policy side-output
 	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake snapshot balances --as-of 2024-03-18
+	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake compact --min-files 2
 	$(SPARK_VENV)/bin/python tools/spark_check.py --evlake $(EVLAKE) $(CARGO_TARGET_DIR)/spark-check-lake
 
 lint: ## rustfmt check + clippy with warnings denied
