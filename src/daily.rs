@@ -59,6 +59,10 @@ pub struct OwnDaily {
     pub source: String,
     /// The silver tables it reads.
     pub reads: Vec<String>,
+    /// Why the next gold run will fail on it (its SQL does not parse, or
+    /// reads a table that is not silver's), if it will.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// [`own`], for `status`.
@@ -73,6 +77,7 @@ pub fn listed() -> Vec<OwnDaily> {
                 .as_ref()
                 .map(|r| r.iter().map(|t| t.to_string()).collect())
                 .unwrap_or_default(),
+            problem: d.reads.as_ref().err().cloned(),
         })
         .collect()
 }

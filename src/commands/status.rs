@@ -294,7 +294,16 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         } else {
             format!(" (reads {})", t.reads.join(", "))
         };
-        writeln!(out, "daily      `{}` from {}{reads}", t.table, t.source)?;
+        let problem = t
+            .problem
+            .as_ref()
+            .map(|p| format!(": {p}; `evlake gold` fails until it is fixed"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "daily      `{}` from {}{reads}{problem}",
+            t.table, t.source
+        )?;
     }
     for t in &s.own_typed_tables {
         writeln!(

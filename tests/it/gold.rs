@@ -888,5 +888,14 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
         &["run"],
         "does not parse",
     );
+    // `status` says so before a run fails on it.
+    std::fs::write(daily.join("garbled.sql"), "SELEC event_date FROM").unwrap();
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("`garbled` from")
+            && text.contains("its SQL does not parse; `evlake gold` fails"),
+        "{text}"
+    );
+    std::fs::remove_file(daily.join("garbled.sql")).unwrap();
     assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
 }
