@@ -20,14 +20,13 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use datafusion::arrow::array::RecordBatch;
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::bronze;
 use crate::dirty;
 use crate::fault;
-use crate::ingest::{chunk::Rows, table_dirs, write};
+use crate::ingest::{table_dirs, write};
 use crate::lake::{self, Lake};
 use crate::log::{self, Commit, FileAction, LakeState};
 use crate::time;
@@ -107,17 +106,23 @@ pub fn compact(lake: &Lake, opts: &Options) -> Result<CompactReport> {
     };
     let (todo, skipped) = candidates(&state, opts);
     report.skipped_dirty = skipped;
-    if todo.is_empty() || opts.dry_run {
-        for (date, small) in &todo {
-            let before = state.tables[bronze::TABLE][date].files.len();
-            let groups = groups(small).len();
-            report.partitions.push(CompactedPartition {
-                event_date: date.clone(),
-                files_before: before,
-                files_after: before - small.len() + groups,
-                rows: small.iter().map(|f| f.rows).sum(),
-            });
-        }
+    // Each group of small files becomes one file.
+    let plan: Vec<(&String, Vec<Vec<&FileAction>>)> = todo
+        .iter()
+        .map(|(date, small)| (date, groups(small)))
+        .filter(|(_, groups)| !groups.is_empty())
+        .collect();
+    for (date, groups) in &plan {
+        let before = state.tables[bronze::TABLE][*date].files.len();
+        let merged: Vec<&&FileAction> = groups.iter().flatten().collect();
+        report.partitions.push(CompactedPartition {
+            event_date: (*date).clone(),
+            files_before: before,
+            files_after: before - merged.len() + groups.len(),
+            rows: merged.iter().map(|f| f.rows).sum(),
+        });
+    }
+    if plan.is_empty() || opts.dry_run {
         if opts.dry_run {
             report.status = "dry_run";
         }
@@ -130,40 +135,16 @@ pub fn compact(lake: &Lake, opts: &Options) -> Result<CompactReport> {
     let namer = write::FileNamer::new(run_id, staging.to_path_buf());
     let mut staged = Vec::new();
     let mut removed: Vec<FileAction> = Vec::new();
-    for (date, small) in &todo {
+    for (date, groups) in &plan {
         let day = time::parse_date32(date).map_err(anyhow::Error::msg)?;
-        let mut added = 0;
-        for group in groups(small) {
+        for group in groups {
             let mut buffer = write::Buffer::default();
-            for f in &group {
-                let path = lake.path(&f.path);
-                for batch in bronze::read_file(&path)? {
-                    let batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())
-                        .with_context(|| {
-                            format!("`{}` does not have the bronze schema", path.display())
-                        })?;
-                    let n = batch.num_rows();
-                    buffer.push(Rows {
-                        batch,
-                        // Bronze rows carry their own lineage.
-                        lineage: None,
-                        dates: vec![day; n],
-                        side: vec![false; n],
-                    });
-                }
+            for f in group {
+                buffer.push_bronze_file(&lake.path(&f.path), day)?;
             }
-            let files = write::flush(buffer, &namer)?;
-            added += files.len();
-            staged.extend(files);
+            staged.extend(write::flush(buffer, &namer)?);
             removed.extend(group.iter().map(|f| (*f).clone()));
         }
-        let before = state.tables[bronze::TABLE][date].files.len();
-        report.partitions.push(CompactedPartition {
-            event_date: date.clone(),
-            files_before: before,
-            files_after: before - small.len() + added,
-            rows: small.iter().map(|f| f.rows).sum(),
-        });
     }
     namer.number(&mut staged);
     fault::point("staged")?;

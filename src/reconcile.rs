@@ -9,13 +9,12 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use datafusion::arrow::array::RecordBatch;
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::bronze;
 use crate::fault;
-use crate::ingest::{chunk::Rows, table_dirs, write};
+use crate::ingest::{table_dirs, write};
 use crate::lake::{self, Lake};
 use crate::log::{self, Commit, FileAction, LakeState};
 use crate::time;
@@ -77,27 +76,9 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
     let namer = write::FileNamer::new(run_id, staging.to_path_buf());
     let mut buffer = write::Buffer::default();
     for f in &pending {
-        let path = lake.path(&f.path);
-        let date = chrono::NaiveDate::parse_from_str(&f.partition, "%Y-%m-%d")
-            .with_context(|| format!("bad partition `{}` in the log", f.partition))?;
-        let date32 = time::date32_of_micros(
-            date.and_hms_opt(0, 0, 0)
-                .expect("midnight")
-                .and_utc()
-                .timestamp_micros(),
-        );
-        for batch in crate::bronze::read_file(&path)? {
-            let batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())
-                .with_context(|| format!("`{}` does not have the bronze schema", path.display()))?;
-            let n = batch.num_rows();
-            buffer.push(Rows {
-                batch,
-                // Bronze rows carry their own lineage.
-                lineage: None,
-                dates: vec![date32; n],
-                side: vec![false; n],
-            });
-        }
+        let day = time::parse_date32(&f.partition)
+            .map_err(|e| anyhow::anyhow!("bad partition `{}` in the log: {e}", f.partition))?;
+        buffer.push_bronze_file(&lake.path(&f.path), day)?;
     }
     let mut staged = write::flush(buffer, &namer)?;
     namer.number(&mut staged);

@@ -74,6 +74,24 @@ impl Buffer {
         self.bytes += rows.batch.get_array_memory_size();
         self.parts.push(rows);
     }
+
+    /// Every row of bronze file `path` (of either bronze table), to be
+    /// written into `bronze_events` of date `day` (`reconcile`, `compact`).
+    /// Its rows carry their own lineage.
+    pub fn push_bronze_file(&mut self, path: &Path, day: i32) -> Result<()> {
+        for batch in bronze::read_file(path)? {
+            let batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())
+                .with_context(|| format!("`{}` does not have the bronze schema", path.display()))?;
+            let n = batch.num_rows();
+            self.push(Rows {
+                batch,
+                lineage: None,
+                dates: vec![day; n],
+                side: vec![false; n],
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Names staged files: unique within the run, from a counter the parallel
