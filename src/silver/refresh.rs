@@ -60,17 +60,17 @@ pub(super) fn refresh(
     started: Instant,
 ) -> Result<Option<Refreshed>> {
     let fps = Fingerprints::new(&opts.settings);
-    let mut stale: BTreeMap<&'static str, BTreeSet<Day>> = BTreeMap::new();
+    // (name, directory, SQL) → its dates to rebuild.
+    let mut stale: BTreeMap<silver::Typed, BTreeSet<Day>> = BTreeMap::new();
     let mut dirty = Vec::new();
     for p in typed_dirty(state, &fps) {
         let day = parse_date32(&p.partition).map_err(anyhow::Error::msg)?;
         if skip.contains(&day) {
             continue;
         }
-        let table = typed()
+        let table = *typed()
             .iter()
-            .map(|(t, _, _)| *t)
-            .find(|t| *t == p.table)
+            .find(|(t, _, _)| *t == p.table)
             .expect("typed_dirty lists typed tables");
         stale.entry(table).or_default().insert(day);
         dirty.push(p);
@@ -103,8 +103,7 @@ pub(super) fn refresh(
         // new or edited table) share each chunk's scan of `events`.
         let mut groups: BTreeMap<&BTreeSet<Day>, Vec<silver::Typed>> = BTreeMap::new();
         for (table, days) in &stale {
-            let t = *typed().iter().find(|(t, _, _)| t == table).expect("listed");
-            groups.entry(days).or_default().push(t);
+            groups.entry(days).or_default().push(*table);
         }
         for (days, tables) in groups {
             let counts: Vec<(Day, usize)> = days
@@ -129,12 +128,7 @@ pub(super) fn refresh(
     crate::fault::point("staged")?;
 
     let mut outputs = Vec::new();
-    for (table, days) in &stale {
-        let dir = typed()
-            .iter()
-            .find(|(t, _, _)| t == table)
-            .map(|(_, d, _)| *d)
-            .expect("listed");
+    for ((table, dir, _), days) in &stale {
         let parts: BTreeSet<String> = days.iter().map(|d| format_date32(*d)).collect();
         outputs.push(Output::replacing(
             state,
@@ -160,7 +154,7 @@ pub(super) fn refresh(
     // Each rebuilt partition read the date's built events: it records the
     // bronze version those were built from, and its own fingerprint.
     let events = state.builds.get(EVENTS_TABLE);
-    for (table, days) in &stale {
+    for ((table, _, _), days) in &stale {
         for d in days {
             let partition = format_date32(*d);
             let inputs = events
@@ -183,7 +177,7 @@ pub(super) fn refresh(
         version: commit.version,
         tables: stale
             .iter()
-            .map(|(t, days)| {
+            .map(|((t, _, _), days)| {
                 (
                     t.to_string(),
                     days.iter().map(|d| format_date32(*d)).collect(),
