@@ -89,6 +89,15 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # data invalidates them). Unset (the default): every snapshot is kept.
 # E.g. to keep a week of daily ones: snapshot_keep = 7
 
+[log]
+# Commits (_evlake/log/*.json) whose processing time is more than this
+# before the newest commit's are deleted once a checkpoint covers them (the
+# older of the two kept), e.g. "30d": an hourly lake writes ~26,000 a year.
+# The lake's data and state stay whole; what goes is the record of those
+# runs (`lateness --by batch` and the settings they ran with). Unset (the
+# default): every commit is kept. "none" likewise.
+# retention = "30d"
+
 [engine]
 # Memory DataFusion may use before sorts, joins and aggregates spill to
 # disk (e.g. "512M", "4G", "none").
@@ -108,6 +117,27 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub engine: EngineConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub retention: Option<String>,
+}
+
+impl LogConfig {
+    /// `retention` in microseconds; `None` when unset or "none" (keep
+    /// every commit). A bad value is a usage error naming the key.
+    pub fn retention_micros(&self) -> Result<Option<i64>> {
+        match self.retention.as_deref().map(str::trim) {
+            None | Some("none") => Ok(None),
+            Some(text) => crate::time::parse_duration_micros(text)
+                .map(Some)
+                .map_err(|e| Failure::Usage(format!("{FILE}: log.retention: {e}")).into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -166,14 +196,17 @@ impl Config {
 }
 
 fn parse(path: &Path, text: &str) -> Result<Config> {
-    toml::from_str(text).map_err(|e| {
+    let cfg: Config = toml::from_str(text).map_err(|e| {
         Failure::Usage(format!(
             "`{}`: {}",
             path.display(),
             e.to_string().trim_end()
         ))
-        .into()
-    })
+    })?;
+    // Checked by every command, not first met by the writer whose commit
+    // brings a checkpoint.
+    cfg.log.retention_micros()?;
+    Ok(cfg)
 }
 
 /// Resolve one setting: the flag if given, else the config value (parsed
@@ -236,6 +269,27 @@ mod tests {
         assert_eq!(c.gold.currency.as_deref(), Some("USD"));
         assert_eq!(c.state.snapshot_models, Some(vec![]));
         assert_eq!(c.state.snapshot_keep, None);
+        assert_eq!(c.log.retention_micros().unwrap(), Some(30 * 86_400_000_000));
+        let c = parse(Path::new("evlake.toml"), DEFAULT_TOML).unwrap();
+        assert_eq!(c.log.retention_micros().unwrap(), None);
+    }
+
+    #[test]
+    fn log_retention_is_a_duration_or_none() {
+        let at = |v: &str| {
+            parse(
+                Path::new("evlake.toml"),
+                &format!("[log]\nretention = \"{v}\"\n"),
+            )
+        };
+        assert_eq!(at("none").unwrap().log.retention_micros().unwrap(), None);
+        assert_eq!(
+            at("2d").unwrap().log.retention_micros().unwrap(),
+            Some(2 * 86_400_000_000)
+        );
+        let e = at("a month").unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("evlake.toml: log.retention"), "{e}");
     }
 
     #[test]

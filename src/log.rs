@@ -26,6 +26,19 @@ pub const FORMAT: u32 = 1;
 /// unreadable checkpoint is ignored (the log is replayed instead).
 pub const CHECKPOINT_EVERY: u64 = 50;
 
+/// [`CHECKPOINT_EVERY`], or `EVLAKE_CHECKPOINT_EVERY` (at least 2) so a
+/// test can reach a log's checkpoints, and its pruning, in a few runs.
+fn checkpoint_every() -> u64 {
+    static EVERY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| {
+        std::env::var("EVLAKE_CHECKPOINT_EVERY")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|v| *v >= 2)
+            .unwrap_or(CHECKPOINT_EVERY)
+    })
+}
+
 /// A checkpoint is also written sooner, once the commits after the newest
 /// one add up to more bytes than it (and at least this many): a few full
 /// rebuilds, each listing every file it replaced, would otherwise make
@@ -234,7 +247,7 @@ pub fn write_checkpoint(lake: &Lake, state: &LakeState) -> Result<()> {
 /// [`CHECKPOINT_EVERY`] versions, or when the commits after the newest
 /// checkpoint outweigh it (see [`CHECKPOINT_TAIL_BYTES`]).
 fn checkpoint_due(lake: &Lake, version: u64) -> Result<bool> {
-    if version.is_multiple_of(CHECKPOINT_EVERY) {
+    if version.is_multiple_of(checkpoint_every()) {
         return Ok(true);
     }
     let dir = lake.log_dir();
@@ -252,7 +265,8 @@ fn checkpoint_due(lake: &Lake, version: u64) -> Result<bool> {
 
 /// After committing `version`: write its checkpoint if one is due. A
 /// failure only costs later loads time, so it is a warning.
-fn checkpoint_if_due(lake: &Lake, version: u64) {
+fn checkpoint_if_due(lake: &Lake, commit: &Commit) {
+    let version = commit.version;
     match checkpoint_due(lake, version) {
         Ok(true) => {}
         Ok(false) => return,
@@ -274,7 +288,66 @@ fn checkpoint_if_due(lake: &Lake, version: u64) {
         crate::report::eline(format_args!(
             "warning: no checkpoint at version {version}: {e:#}"
         ));
+        return;
     }
+    let retention = crate::config::Config::load(lake).and_then(|c| c.log.retention_micros());
+    // Measured back from this commit's processing time, the only clock
+    // the lake's data goes by (so a pinned backfill prunes as it would
+    // have run).
+    let now = processing_micros(&commit.processing_time);
+    let pruned = retention.and_then(|r| match r {
+        Some(r) => prune_commits(lake, now?.saturating_sub(r)),
+        None => Ok(0),
+    });
+    if let Err(e) = pruned {
+        crate::report::eline(format_args!(
+            "warning: old commits not removed ([log] retention): {e:#}"
+        ));
+    }
+}
+
+/// A commit's `processing_time`, in microseconds.
+fn processing_micros(text: &str) -> Result<i64> {
+    crate::time::parse_instant(text).map_err(|e| anyhow::anyhow!("processing_time: {e}"))
+}
+
+/// With `[log] retention`: delete the oldest commits whose processing time
+/// is before `before`, as long as the older of the two kept checkpoints
+/// (readable) covers them, so either checkpoint still loads with the
+/// commits after it. Oldest first, so a crash midway leaves the log
+/// consecutive. Returns how many were deleted.
+fn prune_commits(lake: &Lake, before: i64) -> Result<usize> {
+    let (versions, checkpoints) = log_versions(lake)?;
+    let [.., anchor, _] = checkpoints[..] else {
+        return Ok(0);
+    };
+    if read_checkpoint(lake, anchor).is_none() {
+        bail!("checkpoint {anchor} is not readable");
+    }
+    let dir = lake.log_dir();
+    let mut pruned = 0;
+    for v in versions.into_iter().take_while(|v| *v <= anchor) {
+        let path = dir.join(commit_file_name(v));
+        let text =
+            fs::read(&path).with_context(|| format!("failed to read `{}`", path.display()))?;
+        #[derive(Deserialize)]
+        struct Head {
+            processing_time: String,
+        }
+        let head: Head = serde_json::from_slice(&text)
+            .with_context(|| format!("`{}`: not a valid commit", path.display()))?;
+        let at = processing_micros(&head.processing_time)
+            .with_context(|| format!("`{}`", path.display()))?;
+        if at >= before {
+            break;
+        }
+        fs::remove_file(&path).with_context(|| format!("failed to remove `{}`", path.display()))?;
+        pruned += 1;
+    }
+    if pruned > 0 {
+        lake::fsync_dir(&dir)?;
+    }
+    Ok(pruned)
 }
 
 /// How many checkpoints a lake keeps: the newest, and one before it (for
@@ -331,7 +404,7 @@ pub fn write_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     match linked {
         Ok(()) => {
             lake::fsync_dir(&dir)?;
-            checkpoint_if_due(lake, commit.version);
+            checkpoint_if_due(lake, commit);
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
@@ -349,8 +422,15 @@ pub fn latest_version(lake: &Lake) -> Result<u64> {
     Ok(log_versions(lake)?.0.last().copied().unwrap_or(0))
 }
 
-/// The log's commit versions (checked to be 1..=n without gaps) and its
-/// checkpoint versions, each in ascending order.
+/// The first commit version the log still has: 1, or later once `[log]
+/// retention` removed the oldest (1 for an empty log).
+pub fn first_version(lake: &Lake) -> Result<u64> {
+    Ok(log_versions(lake)?.0.first().copied().unwrap_or(1))
+}
+
+/// The log's commit versions (checked to be consecutive: 1..=n, or k..=n
+/// once `[log] retention` removed the oldest) and its checkpoint versions,
+/// each in ascending order.
 fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
     let dir = lake.log_dir();
     let (mut versions, mut checkpoints) = (Vec::new(), Vec::new());
@@ -377,12 +457,13 @@ fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
     }
     versions.sort_unstable();
     checkpoints.sort_unstable();
+    let first = versions.first().copied().unwrap_or(1);
     for (i, v) in versions.iter().enumerate() {
-        if *v != i as u64 + 1 {
+        if *v != first + i as u64 {
             bail!(
                 "commit log `{}` is missing version {} (found {v})",
                 dir.display(),
-                i + 1
+                first + i as u64
             );
         }
     }
@@ -423,7 +504,19 @@ pub fn read_commit(lake: &Lake, version: u64) -> Result<Commit> {
     Ok(commit)
 }
 
-/// Read every commit in version order.
+/// The log changed while it was being read: list it again.
+#[derive(Debug)]
+struct LogMoved;
+
+impl std::fmt::Display for LogMoved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the commit log changed while it was read")
+    }
+}
+
+impl std::error::Error for LogMoved {}
+
+/// Read every commit the log still has, in version order.
 pub fn read_commits(lake: &Lake) -> Result<Vec<Commit>> {
     let (versions, _) = log_versions(lake)?;
     versions.into_iter().map(|v| read_commit(lake, v)).collect()
@@ -509,16 +602,53 @@ impl LakeState {
     /// The state at the newest version: the newest usable checkpoint plus
     /// the commits after it (or every commit).
     pub fn load(lake: &Lake) -> Result<LakeState> {
+        // A writer may write a checkpoint, remove an older one and prune
+        // the commits before it between this listing and the reads: then
+        // list again.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::load_listed(lake) {
+                Err(e) if tries < 5 && e.downcast_ref::<LogMoved>().is_some() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn load_listed(lake: &Lake) -> Result<LakeState> {
         let (versions, checkpoints) = log_versions(lake)?;
         let newest = versions.last().copied().unwrap_or(0);
+        let first = versions.first().copied().unwrap_or(1);
         let mut st = checkpoints
             .iter()
             .rev()
             .filter(|v| **v <= newest)
             .find_map(|v| read_checkpoint(lake, *v))
             .unwrap_or_default();
+        if st.version + 1 < first {
+            // The commits before `first` were removed ([log] retention):
+            // only a checkpoint from after them can stand for them.
+            if log_versions(lake)? != (versions, checkpoints) {
+                return Err(LogMoved.into());
+            }
+            bail!(
+                "commit log `{}` starts at version {first} (older commits were removed by \
+                 [log] retention) and has no readable checkpoint at or after version {}",
+                lake.log_dir().display(),
+                first - 1
+            );
+        }
         for v in st.version + 1..=newest {
-            st.apply(read_commit(lake, v)?);
+            match read_commit(lake, v) {
+                Ok(c) => st.apply(c),
+                Err(e) if !lake.log_dir().join(commit_file_name(v)).exists() => {
+                    if log_versions(lake)? != (versions, checkpoints) {
+                        return Err(LogMoved.into());
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(st)
     }
@@ -696,7 +826,12 @@ mod tests {
     use super::*;
 
     fn commit(state: &LakeState, i: u64) -> Commit {
-        let mut c = Commit::next(state, "ingest", 1_700_000_000_000_000 + i as i64);
+        // An hour apart, for `[log] retention`.
+        let mut c = Commit::next(
+            state,
+            "ingest",
+            1_700_000_000_000_000 + i as i64 * 3_600_000_000,
+        );
         let partition = format!("2024-03-{:02}", 1 + i % 3);
         c.add.push(FileAction::plain(
             crate::bronze::TABLE,
@@ -875,6 +1010,61 @@ mod tests {
         write_checkpoint(&lake, &ahead).unwrap();
         fs::remove_file(&path).unwrap();
         assert_eq!(LakeState::load(&lake).unwrap(), replayed);
+    }
+
+    #[test]
+    fn retention_removes_the_old_commits_a_checkpoint_covers() {
+        let (kept, pruned) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (kept, pruned) = (Lake::new(kept.path()), Lake::new(pruned.path()));
+        // Commits an hour apart: at checkpoint 100, commits before hour
+        // 30 are old; the older checkpoint (50) bounds what goes. At 150,
+        // 30..79 go too, though the older checkpoint is 100.
+        fs::write(
+            pruned.path(crate::config::FILE),
+            "[log]\nretention = \"70h\"\n",
+        )
+        .unwrap();
+        for lake in [&kept, &pruned] {
+            grow(lake, CHECKPOINT_EVERY * 2);
+        }
+        assert_eq!(first_version(&pruned).unwrap(), 30);
+        assert_eq!(first_version(&kept).unwrap(), 1);
+        assert_eq!(
+            LakeState::load(&pruned).unwrap(),
+            LakeState::load(&kept).unwrap()
+        );
+        for lake in [&kept, &pruned] {
+            grow(lake, CHECKPOINT_EVERY + 5);
+        }
+        let (versions, checkpoints) = log_versions(&pruned).unwrap();
+        assert_eq!(
+            checkpoints,
+            vec![CHECKPOINT_EVERY * 2, CHECKPOINT_EVERY * 3]
+        );
+        assert_eq!(versions.first(), Some(&80));
+        assert_eq!(versions.last(), Some(&(CHECKPOINT_EVERY * 3 + 5)));
+        let whole = LakeState::replay(&read_commits(&kept).unwrap());
+        assert_eq!(LakeState::load(&pruned).unwrap(), whole);
+        // The newest checkpoint damaged: the older one and the commits
+        // after it still stand for the state.
+        let newest = pruned
+            .log_dir()
+            .join(checkpoint_file_name(CHECKPOINT_EVERY * 3));
+        fs::write(&newest, b"{").unwrap();
+        assert_eq!(LakeState::load(&pruned).unwrap(), whole);
+        // Both damaged: no state, and the error says why.
+        let older = pruned
+            .log_dir()
+            .join(checkpoint_file_name(CHECKPOINT_EVERY * 2));
+        fs::write(&older, b"{").unwrap();
+        let err = format!("{:#}", LakeState::load(&pruned).unwrap_err());
+        assert!(
+            err.contains("starts at version 80") && err.contains("no readable checkpoint"),
+            "{err}"
+        );
+        // Nothing is pruned past a checkpoint it cannot read.
+        assert!(prune_commits(&pruned, i64::MAX).is_err());
+        assert_eq!(first_version(&pruned).unwrap(), 80);
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Status {
     pub lake: String,
     pub version: u64,
     pub commits: u64,
+    /// The oldest commit the log still has: 1, or later once `[log]
+    /// retention` removed older ones. Filled in by `status`.
+    pub first_commit: u64,
     pub watermark: Option<String>,
     pub max_event_time: Option<String>,
     pub events: u64,
@@ -113,6 +116,7 @@ pub fn status(
         lake: lake_path.to_string(),
         version: state.version,
         commits: state.commits,
+        first_commit: 1,
         watermark: state.watermark.map(time::format_micros),
         max_event_time: state.max_event_time.map(time::format_micros),
         events: partitions.iter().map(|p| p.events).sum(),

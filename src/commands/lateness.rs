@@ -48,7 +48,19 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     lake.require()?;
     let rows = match args.by {
         By::Partition => report::lateness_by_partition(&LakeState::load(&lake)?),
-        By::Batch => report::lateness_by_batch(&log::read_commits(&lake)?),
+        By::Batch => {
+            let first = log::first_version(&lake)?;
+            if first > 1 {
+                super::status(
+                    "Note",
+                    format!(
+                        "commits 1 to {} were removed by [log] retention: their batches are not listed",
+                        first - 1
+                    ),
+                );
+            }
+            report::lateness_by_batch(&log::read_commits(&lake)?)
+        }
     };
     let mut out = std::io::stdout().lock();
     match args.format {

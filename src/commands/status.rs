@@ -133,6 +133,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         &configured,
         snapshots,
     );
+    s.first_commit = crate::log::first_version(&lake)?;
     s.settings_changed = settings_changed(&lake, &state, &configured);
     s.staging = lake.staging_dirs();
     if !lake.known_clean() {
@@ -146,7 +147,15 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "lake       {}", s.lake)?;
-    writeln!(out, "commits    {}", s.commits)?;
+    if s.first_commit > 1 {
+        writeln!(
+            out,
+            "commits    {} (the log keeps versions {} to {}; [log] retention removed the older)",
+            s.commits, s.first_commit, s.version
+        )?;
+    } else {
+        writeln!(out, "commits    {}", s.commits)?;
+    }
     writeln!(
         out,
         "watermark  {}",

@@ -1802,6 +1802,10 @@ fn appended_files(
     dirty: &[dirty::DirtyPartition],
     restated: &BTreeSet<Day>,
 ) -> Result<BTreeMap<Day, Appended>> {
+    // The commits since a build must all be there to name the files it
+    // gained: a date built before the oldest commit `[log] retention`
+    // kept is recomputed whole instead.
+    let first = log::first_version(lake)?;
     let mut since: BTreeMap<String, u64> = BTreeMap::new();
     for p in dirty {
         let [
@@ -1813,7 +1817,10 @@ fn appended_files(
             continue;
         };
         let day = crate::time::parse_date32(&p.partition).map_err(anyhow::Error::msg)?;
-        if *input == dirty::input_key(bronze::TABLE, &p.partition) && !restated.contains(&day) {
+        if *input == dirty::input_key(bronze::TABLE, &p.partition)
+            && !restated.contains(&day)
+            && *built_from + 1 >= first
+        {
             since.insert(p.partition.clone(), *built_from);
         }
     }

@@ -779,3 +779,133 @@ fn run_compacts_when_configured_and_the_tables_stay_the_same() {
     assert_eq!(silver_dump(&compacted), silver_dump(&plain));
     assert_eq!(gold_dump(&compacted), gold_dump(&plain));
 }
+
+/// `[log] retention`: commits older than it go once the older of the two
+/// kept checkpoints covers them, and nothing a lake answers changes, not
+/// even for a late event on a date built before the oldest commit kept
+/// (silver cannot list the files that date gained, so it rebuilds it
+/// whole).
+#[test]
+fn log_retention_removes_old_commits_and_no_answer_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &[
+            "--events", "3000", "--days", "8", "--seed", "11", "--users", "60",
+        ],
+    );
+    let (kept, pruned) = (tmp.path().join("kept"), tmp.path().join("pruned"));
+    std::fs::create_dir_all(&pruned).unwrap();
+    std::fs::write(pruned.join("evlake.toml"), "[log]\nretention = \"2d\"\n").unwrap();
+    let run_in = |lake: &Path, args: &[&str]| {
+        let o = cmd(lake, args)
+            .env("EVLAKE_CHECKPOINT_EVERY", "4")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    };
+    for lake in [&kept, &pruned] {
+        for (b, path) in truth["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(generated_batches(&gen_dir, &truth))
+        {
+            let pt = b["processing_time"].as_str().unwrap();
+            run_in(
+                lake,
+                &[
+                    "run",
+                    &path,
+                    "--processing-time",
+                    pt,
+                    "--max-bad-fraction",
+                    "1",
+                ],
+            );
+        }
+    }
+    let first = |lake: &Path| {
+        ok(lake, &["status", "--json"])["first_commit"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(first(&kept), 1);
+    // 8 runs of 3 commits, a day apart, checkpoints every 4: at version
+    // 24 the older checkpoint is 20, and commits from before the run two
+    // days earlier (batch 6's, versions 16..) are old.
+    assert_eq!(first(&pruned), 16);
+    assert_eq!(commits(&pruned), commits(&kept) - 15);
+    let status = String::from_utf8(run(&pruned, &["status"]).stdout).unwrap();
+    assert!(
+        status.contains("the log keeps versions 16 to 24"),
+        "{status}"
+    );
+
+    let same = |what: &str| {
+        assert_eq!(bronze_csv(&pruned), bronze_csv(&kept), "{what}: bronze");
+        assert_eq!(silver_dump(&pruned), silver_dump(&kept), "{what}: silver");
+        assert_eq!(gold_dump(&pruned), gold_dump(&kept), "{what}: gold");
+        let state = |lake: &Path| {
+            ok(
+                lake,
+                &["state", "balances", "--as-of", "2024-03-09", "--json"],
+            )["rows"]
+                .clone()
+        };
+        assert_eq!(state(&pruned), state(&kept), "{what}: state");
+    };
+    same("fed daily");
+
+    // A late event on the first date, whose silver build (version 2) is
+    // long gone from the log.
+    let late = tmp.path().join("late");
+    std::fs::create_dir_all(&late).unwrap();
+    let line = r#"{"event_id":"late-1","event_type":"page_view","event_timestamp":"2024-03-01T12:00:00Z","user_id":"u1","properties":{}}"#;
+    std::fs::write(late.join("late.jsonl"), format!("{line}\n")).unwrap();
+    let late_path = late.join("late.jsonl").display().to_string();
+    for lake in [&kept, &pruned] {
+        run_in(
+            lake,
+            &[
+                "run",
+                &late_path,
+                "--processing-time",
+                "2024-03-10T05:00:00Z",
+            ],
+        );
+    }
+    same("after a late event on a date built before the oldest commit kept");
+
+    // The batch report says what it cannot list.
+    let by_batch = |lake: &Path| {
+        let o = run_in(lake, &["lateness", "--by", "batch", "--format", "json"]);
+        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (rows.as_array().unwrap().len(), stderr(&o))
+    };
+    let ((all, quiet), (some, said)) = (by_batch(&kept), by_batch(&pruned));
+    assert!(some < all, "{some} of {all} batches");
+    assert!(!quiet.contains("retention"), "{quiet}");
+    assert!(said.contains("were removed by [log] retention"), "{said}");
+
+    // Without a readable checkpoint a pruned log cannot be read: an error
+    // that says so, never an answer from the commits left.
+    for entry in std::fs::read_dir(pruned.join("_evlake/log")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".checkpoint.json") {
+            std::fs::write(&path, b"{").unwrap();
+        }
+    }
+    run_says(
+        &pruned,
+        &["status"],
+        1,
+        "older commits were removed by [log] retention",
+    );
+
+    // A bad value is a usage error for any command.
+    std::fs::write(kept.join("evlake.toml"), "[log]\nretention = \"a month\"\n").unwrap();
+    run_says(&kept, &["status"], 2, "log.retention");
+}
