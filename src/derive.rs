@@ -512,6 +512,12 @@ pub fn dropped_outputs(
         .collect()
 }
 
+/// Name the `dropped` tables in `commit`, so the state forgets their
+/// builds with their files.
+pub fn record_dropped(commit: &mut crate::log::Commit, dropped: &[(String, String)]) {
+    commit.dropped = dropped.iter().map(|(t, _)| t.clone()).collect();
+}
+
 /// Remove the directories of the `dropped` tables once their partitions
 /// went with a commit (`remove_dir` removes only an empty one).
 pub fn remove_dropped_dirs(lake: &Lake, dropped: &[(String, String)]) {

@@ -266,6 +266,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     let mut commit = Commit::next(&state, "gold", opts.processing_time);
     commit.settings = commit_settings(&currency);
     commit.settings.insert("mode".into(), report.mode.into());
+    derive::record_dropped(&mut commit, &dropped);
     let written = derive::replace_partitions(
         lake,
         &state,

@@ -103,6 +103,12 @@ pub struct Commit {
     /// row (it was rebuilt from them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ids_rebuilt: bool,
+    /// Derived tables this commit dropped (a lake's own typed or daily
+    /// table whose SQL file was removed): it removes every file of theirs,
+    /// and the state forgets their builds, so the same SQL added back is
+    /// built again rather than taken for built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
 }
 
 impl Commit {
@@ -126,6 +132,7 @@ impl Commit {
             ids_on_other_dates: BTreeMap::new(),
             ids_indexed: false,
             ids_rebuilt: false,
+            dropped: Vec::new(),
         }
     }
 }
@@ -716,6 +723,10 @@ impl LakeState {
                 p.version = c.version;
             }
             p.files.insert(a.path.clone(), a);
+        }
+        for t in &c.dropped {
+            self.builds.remove(t);
+            self.tables.remove(t);
         }
         for (date, n) in c.id_conflicts {
             *self.id_conflicts.entry(date).or_default() += n;

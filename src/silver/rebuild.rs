@@ -376,6 +376,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let mut commit = Commit::next(&state, "silver", opts.processing_time);
     commit.settings = silver::commit_settings(&opts.settings);
     commit.settings.insert("mode".into(), report.mode.into());
+    derive::record_dropped(&mut commit, &dropped);
     let written = derive::replace_partitions(
         lake,
         &state,

@@ -144,6 +144,7 @@ pub(super) fn refresh(
     let mut commit = Commit::next(state, "silver", opts.processing_time);
     commit.settings = silver::commit_settings(&opts.settings);
     commit.settings.insert("mode".into(), "typed".into());
+    derive::record_dropped(&mut commit, &dropped);
     let written = derive::replace_partitions(
         lake,
         state,

@@ -820,6 +820,22 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
     assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
 
     // Removed: dropped.
+    let counts = |lake: &Path| query_csv(lake, "SELECT * FROM session_count ORDER BY event_date");
+    let before = counts(&lake);
+    let sql = std::fs::read_to_string(daily.join("session_count.sql")).unwrap();
+    std::fs::remove_file(daily.join("session_count.sql")).unwrap();
+    ok(&lake, &["run"]);
+    run_says(
+        &lake,
+        &["query", "SELECT * FROM session_count"],
+        2,
+        "session_count",
+    );
+    // The same file back: computed again for every date, not taken for
+    // built by the records of before the drop.
+    std::fs::write(daily.join("session_count.sql"), &sql).unwrap();
+    ok(&lake, &["run"]);
+    assert_eq!(counts(&lake), before);
     std::fs::remove_file(daily.join("session_count.sql")).unwrap();
     let r = ok(&lake, &["run", "--json"]);
     assert_eq!(r["status"], "committed", "{r}");
