@@ -10,7 +10,7 @@ SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
 late policy with `reconcile`, `silver --dates` restatements, re-runs
 that must be no-ops, snapshots, a daily snapshot policy with
-`snapshot_keep`). A failing seed keeps its directory under
+`snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
 `make soak` runs all three. EVLAKE=path picks the binary (default: the
 debug build).
@@ -130,20 +130,29 @@ def incremental(seed, d):
         extra += ["--late-policy", "grace", "--allowed-lateness", rng.choice(["1h", "1d", "3d"])]
     lake, i, hour = os.path.join(d, "lake"), 0, 0
     # Half the lakes keep daily snapshots, some only the newest few.
-    keep = None
+    keep, toml = None, ""
     if rng.random() < 0.5:
         keep = rng.choice([None, 1, 2, 3])
+        toml += (f"[state]\nsnapshot_models = {json.dumps(rng.sample(MODELS, 2))}\n"
+                 + (f"snapshot_keep = {keep}\n" if keep else ""))
+    # Some lakes delete old commits (a checkpoint comes every 5 commits in
+    # this soak): silver then rebuilds whole the grown dates built before
+    # the oldest commit kept.
+    retention = rng.choice([None, None, "1h", "1d", "3d"])
+    if retention:
+        toml += f'[log]\nretention = "{retention}"\n'
+    if toml:
         os.makedirs(lake, exist_ok=True)
         with open(os.path.join(lake, "evlake.toml"), "w") as f:
-            f.write(f"[state]\nsnapshot_models = {json.dumps(rng.sample(MODELS, 2))}\n"
-                    + (f"snapshot_keep = {keep}\n" if keep else ""))
+            f.write(toml)
     # Some lakes have a typed table of their own (LAKE/typed/).
     own = rng.random() < 0.4
     if own:
         own_typed(lake, OWN_TYPED)
         own_daily(lake)
     print(f"  settings {extra}, {len(files)} files"
-          + (f", snapshot_keep {keep}" if keep else "") + (", own typed table" if own else ""))
+          + (f", snapshot_keep {keep}" if keep else "") + (", own typed table" if own else "")
+          + (f", log retention {retention}" if retention else ""))
     while i < len(files):
         # Between runs the typed file is sometimes added, edited or
         # removed: only that table is rebuilt (or dropped) alone.
@@ -208,7 +217,9 @@ def kill(seed, d):
     policy = rng.random() < 0.5
     # Some pairs compact at the end of every run (kills land in it too).
     compacts = rng.random() < 0.4
-    if policy or compacts:
+    # Some pairs delete commits older than a day (kills land in that too).
+    retention = rng.random() < 0.3
+    if policy or compacts or retention:
         for lake in (clean, crashy):
             os.makedirs(lake, exist_ok=True)
             with open(os.path.join(lake, "evlake.toml"), "w") as f:
@@ -216,6 +227,8 @@ def kill(seed, d):
                     f.write("[ingest]\ncompact_min_files = 2\n")
                 if policy:
                     f.write('[state]\nsnapshot_models = ["balances"]\nsnapshot_keep = 2\n')
+                if retention:
+                    f.write('[log]\nretention = "1d"\n')
     # Some pairs have a typed table of their own.
     own = rng.random() < 0.4
     if own:
@@ -258,6 +271,7 @@ def kill(seed, d):
             print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
             return False
     print(f"  {len(files)} files, {kills} kills" + (", daily snapshots, snapshot_keep 2" if policy else "")
+          + (", log retention 1d" if retention else "")
           + (", compacting" if compacts else "")
           + (", own typed table" if own else ""))
     return True
@@ -300,6 +314,10 @@ def main():
     kinds = {"incremental": incremental, "kill": kill, "known-at": known_at}
     if len(sys.argv) != 3 or sys.argv[1] not in kinds:
         sys.exit(__doc__)
+    # A checkpoint every 5 commits, so the lakes with `[log] retention`
+    # delete commits within a few runs (and every lake loads from
+    # checkpoints often).
+    os.environ.setdefault("EVLAKE_CHECKPOINT_EVERY", "5")
     a, _, b = sys.argv[2].partition("..")
     seeds = range(int(a), int(b)) if b else range(int(a))
     failed = []
