@@ -439,6 +439,37 @@ pub fn first_version(lake: &Lake) -> Result<u64> {
 /// once `[log] retention` removed the oldest) and its checkpoint versions,
 /// each in ascending order.
 fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
+    // A listing taken while a writer deletes old commits ([log] retention,
+    // oldest first) may show a later one gone and an earlier one not: a
+    // gap that is not in the log. List again until two listings agree.
+    let mut previous = None;
+    for _ in 0..100 {
+        let listed = list_log(lake)?;
+        let (versions, _) = &listed;
+        let first = versions.first().copied().unwrap_or(1);
+        let gap = versions
+            .iter()
+            .enumerate()
+            .find(|(i, v)| **v != first + *i as u64)
+            .map(|(i, v)| (first + i as u64, *v));
+        match gap {
+            None => return Ok(listed),
+            Some((missing, found)) if previous.as_ref() == Some(&listed) => bail!(
+                "commit log `{}` is missing version {missing} (found {found})",
+                lake.log_dir().display()
+            ),
+            Some(_) => previous = Some(listed),
+        }
+    }
+    bail!(
+        "commit log `{}` kept changing while it was listed",
+        lake.log_dir().display()
+    )
+}
+
+/// One listing of the log directory: its commit and checkpoint versions,
+/// each in ascending order.
+fn list_log(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
     let dir = lake.log_dir();
     let (mut versions, mut checkpoints) = (Vec::new(), Vec::new());
     let entries = match fs::read_dir(&dir) {
@@ -464,16 +495,6 @@ fn log_versions(lake: &Lake) -> Result<(Vec<u64>, Vec<u64>)> {
     }
     versions.sort_unstable();
     checkpoints.sort_unstable();
-    let first = versions.first().copied().unwrap_or(1);
-    for (i, v) in versions.iter().enumerate() {
-        if *v != first + i as u64 {
-            bail!(
-                "commit log `{}` is missing version {} (found {v})",
-                dir.display(),
-                first + i as u64
-            );
-        }
-    }
     Ok((versions, checkpoints))
 }
 
@@ -1076,6 +1097,53 @@ mod tests {
         // Nothing is pruned past a checkpoint it cannot read.
         assert!(prune_commits(&pruned, i64::MAX).is_err());
         assert_eq!(first_version(&pruned).unwrap(), 80);
+    }
+
+    #[test]
+    fn readers_load_every_state_while_a_writer_checkpoints_and_prunes() {
+        // The state after each version, from a log that keeps every commit.
+        let reference = tempfile::tempdir().unwrap();
+        let reference = Lake::new(reference.path());
+        let n = CHECKPOINT_EVERY * 5 + 3;
+        grow(&reference, n);
+        let commits = read_commits(&reference).unwrap();
+        let mut states = vec![LakeState::default()];
+        for c in &commits {
+            let mut st = states.last().unwrap().clone();
+            st.apply(c.clone());
+            states.push(st);
+        }
+        // The same commits written with retention 0 (every commit a
+        // checkpoint covers goes), while two readers load over and over:
+        // each load is some version's state, whole.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        fs::write(lake.path(crate::config::FILE), "[log]\nretention = \"0\"\n").unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut seen = std::collections::BTreeSet::new();
+                        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                            let st = LakeState::load(&lake).unwrap_or_else(|e| panic!("{e:#}"));
+                            assert!(st == states[st.version as usize], "version {}", st.version);
+                            seen.insert(st.version);
+                        }
+                        seen.len()
+                    })
+                })
+                .collect();
+            for c in &commits {
+                write_commit(&lake, c).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            for r in readers {
+                assert!(r.join().unwrap() > 1);
+            }
+        });
+        assert_eq!(first_version(&lake).unwrap(), CHECKPOINT_EVERY * 4 + 1);
+        assert_eq!(LakeState::load(&lake).unwrap(), states[n as usize]);
     }
 
     #[test]
