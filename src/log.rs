@@ -544,10 +544,19 @@ impl std::fmt::Display for LogMoved {
 
 impl std::error::Error for LogMoved {}
 
-/// Read every commit the log still has, in version order.
+/// Read every commit the log still has, in version order (those `[log]
+/// retention` deletes meanwhile are left out).
 pub fn read_commits(lake: &Lake) -> Result<Vec<Commit>> {
     let (versions, _) = log_versions(lake)?;
-    versions.into_iter().map(|v| read_commit(lake, v)).collect()
+    let mut out = Vec::with_capacity(versions.len());
+    for v in versions {
+        match read_commit(lake, v) {
+            Ok(c) => out.push(c),
+            Err(_) if out.is_empty() && v < first_version(lake)? => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Where a committed input batch was recorded.
