@@ -26,6 +26,29 @@ pub struct Args {
 
 /// The settings `evlake run` without flags would use (`evlake.toml`, else
 /// the defaults): dirtiness is reported against them.
+/// From this many commits on, a log that keeps every one says how to
+/// bound it (~7 months of hourly `run`s).
+const LONG_LOG: u64 = 15_000;
+
+/// The `commits` line: how many, which versions the log still has once
+/// `[log] retention` removed older ones, and for a long log kept whole,
+/// the setting that bounds it.
+fn commits_line(commits: u64, first: u64, version: u64, retention: bool) -> String {
+    if first > 1 {
+        format!(
+            "commits    {commits} (the log keeps versions {first} to {version}; \
+             [log] retention removed the older)"
+        )
+    } else if commits >= LONG_LOG && !retention {
+        format!(
+            "commits    {commits} (every one kept in _evlake/log; \
+             [log] retention in evlake.toml deletes old ones)"
+        )
+    } else {
+        format!("commits    {commits}")
+    }
+}
+
 fn configured(lake: &Lake) -> Result<crate::pipeline::Configured> {
     let cfg = crate::config::Config::load(lake)?;
     let silver = super::silver::SessionArgs {
@@ -147,15 +170,12 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "lake       {}", s.lake)?;
-    if s.first_commit > 1 {
-        writeln!(
-            out,
-            "commits    {} (the log keeps versions {} to {}; [log] retention removed the older)",
-            s.commits, s.first_commit, s.version
-        )?;
-    } else {
-        writeln!(out, "commits    {}", s.commits)?;
-    }
+    let retention = crate::config::Config::load(&lake)?.log.retention.is_some();
+    writeln!(
+        out,
+        "{}",
+        commits_line(s.commits, s.first_commit, s.version, retention)
+    )?;
     writeln!(
         out,
         "watermark  {}",
@@ -396,6 +416,20 @@ fn format_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_log_kept_whole_names_the_setting_that_bounds_it() {
+        use super::{LONG_LOG, commits_line};
+        assert_eq!(commits_line(12, 1, 12, false), "commits    12");
+        assert!(
+            commits_line(LONG_LOG, 1, LONG_LOG, false).contains("[log] retention in evlake.toml")
+        );
+        assert_eq!(
+            commits_line(LONG_LOG, 1, LONG_LOG, true),
+            format!("commits    {LONG_LOG}")
+        );
+        assert!(commits_line(LONG_LOG, 9, LONG_LOG, true).contains("keeps versions 9 to"));
+    }
+
     #[test]
     fn bytes_read_as_people_write_them() {
         assert_eq!(super::format_bytes(0), "0 B");
