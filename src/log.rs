@@ -429,6 +429,13 @@ pub fn latest_version(lake: &Lake) -> Result<u64> {
     Ok(log_versions(lake)?.0.last().copied().unwrap_or(0))
 }
 
+/// Whether the log still has commit `version` (and so, the log being
+/// consecutive, every commit after it): `[log] retention` deletes the
+/// oldest. One `stat`, where [`first_version`] lists the log.
+pub fn has_commit(lake: &Lake, version: u64) -> bool {
+    lake.log_dir().join(commit_file_name(version)).exists()
+}
+
 /// The first commit version the log still has: 1, or later once `[log]
 /// retention` removed the oldest (1 for an empty log).
 pub fn first_version(lake: &Lake) -> Result<u64> {

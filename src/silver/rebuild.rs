@@ -1806,7 +1806,6 @@ fn appended_files(
     // The commits since a build must all be there to name the files it
     // gained: a date built before the oldest commit `[log] retention`
     // kept is recomputed whole instead.
-    let first = log::first_version(lake)?;
     let mut since: BTreeMap<String, u64> = BTreeMap::new();
     for p in dirty {
         let [
@@ -1818,10 +1817,10 @@ fn appended_files(
             continue;
         };
         let day = crate::time::parse_date32(&p.partition).map_err(anyhow::Error::msg)?;
-        if *input == dirty::input_key(bronze::TABLE, &p.partition)
-            && !restated.contains(&day)
-            && *built_from + 1 >= first
-        {
+        if *input != dirty::input_key(bronze::TABLE, &p.partition) || restated.contains(&day) {
+            continue;
+        }
+        if log::has_commit(lake, *built_from + 1) {
             since.insert(p.partition.clone(), *built_from);
         }
     }
