@@ -12,7 +12,9 @@ day, the median and slowest run and the bronze files so far (each run
 adds one to every date it touches). EVLAKE=path picks the binary (default:
 the release build); HOURLY_DIR the work directory (default
 /tmp/evlake-hourly, replaced); HOURLY_COMPACT=N sets `compact_min_files`
-(every run then ends by compacting dates with N small files).
+(every run then ends by compacting dates with N small files);
+HOURLY_RETENTION=DUR sets `[log] retention` (the log then keeps about DUR
+of commits; each day's line says how many files and bytes it holds).
 """
 import datetime as dt
 import json
@@ -33,10 +35,15 @@ def main():
     shutil.rmtree(ROOT, ignore_errors=True)
     gen, pieces, lake = (os.path.join(ROOT, d) for d in ("gen", "pieces", "lake"))
     os.makedirs(pieces)
+    toml = ""
     if os.environ.get("HOURLY_COMPACT"):
+        toml += f"[ingest]\ncompact_min_files = {int(os.environ['HOURLY_COMPACT'])}\n"
+    if os.environ.get("HOURLY_RETENTION"):
+        toml += f"[log]\nretention = {json.dumps(os.environ['HOURLY_RETENTION'])}\n"
+    if toml:
         os.makedirs(lake)
         with open(os.path.join(lake, "evlake.toml"), "w") as f:
-            f.write(f"[ingest]\ncompact_min_files = {int(os.environ['HOURLY_COMPACT'])}\n")
+            f.write(toml)
     subprocess.run([E, "generate", "--events", str(events), "--days", str(days), "--out", gen, "-q"],
                    check=True)
     truth = json.load(open(os.path.join(gen, "truth.json")))
@@ -57,9 +64,13 @@ def main():
             if p.returncode != 0:
                 sys.exit(f"{f}: exit {p.returncode}\n{p.stderr[-3000:]}")
         files = sum(len(fs) for _, _, fs in os.walk(os.path.join(lake, "bronze", "events")))
+        log = os.path.join(lake, "_evlake", "log")
+        log_files = os.listdir(log)
+        log_mb = sum(os.path.getsize(os.path.join(log, f)) for f in log_files) / 1e6
         times.sort()
         print(f"day {day:3}: {per_day} runs of ~{step} lines, median {times[len(times) // 2]:.3f} s, "
-              f"slowest {times[-1]:.3f} s, {files} bronze files", flush=True)
+              f"slowest {times[-1]:.3f} s, {files} bronze files, log {len(log_files)} files "
+              f"{log_mb:.1f} MB", flush=True)
 
 
 if __name__ == "__main__":
