@@ -382,6 +382,18 @@ pub fn generated_batches(dir: &Path, truth: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Each batch `generate` wrote into `dir` with its processing time, in
+/// arrival order: what a lake fed one `run` per batch is given.
+pub fn generated_runs(dir: &Path, truth: &Value) -> Vec<(String, String)> {
+    truth["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(generated_batches(dir, truth))
+        .map(|(b, path)| (path, b["processing_time"].as_str().unwrap().to_string()))
+        .collect()
+}
+
 /// Every row of every silver table as text (`partition|col=value|...`),
 /// sorted per table: what "row for row equal" compares.
 pub fn silver_dump(lake: &Path) -> BTreeMap<String, Vec<String>> {

@@ -578,19 +578,14 @@ fn compaction_rewrites_small_files_and_changes_no_answer() {
         ],
     );
     let lake = tmp.path().join("lake");
-    for (b, path) in truth["batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(generated_batches(&gen_dir, &truth))
-    {
+    for (path, pt) in generated_runs(&gen_dir, &truth) {
         ok(
             &lake,
             &[
                 "run",
                 &path,
                 "--processing-time",
-                b["processing_time"].as_str().unwrap(),
+                &pt,
                 "--max-bad-fraction",
                 "1",
             ],
@@ -735,13 +730,8 @@ fn run_compacts_when_configured_and_the_tables_stay_the_same() {
     )
     .unwrap();
     let mut compactions = 0;
-    for (b, path) in truth["batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(generated_batches(&gen_dir, &truth))
-    {
-        let pt = b["processing_time"].as_str().unwrap();
+    for (path, pt) in generated_runs(&gen_dir, &truth) {
+        let pt = pt.as_str();
         let args = [
             "run",
             &path,
@@ -807,20 +797,14 @@ fn log_retention_removes_old_commits_and_no_answer_changes() {
         o
     };
     for lake in [&kept, &pruned] {
-        for (b, path) in truth["batches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(generated_batches(&gen_dir, &truth))
-        {
-            let pt = b["processing_time"].as_str().unwrap();
+        for (path, pt) in generated_runs(&gen_dir, &truth) {
             run_in(
                 lake,
                 &[
                     "run",
                     &path,
                     "--processing-time",
-                    pt,
+                    &pt,
                     "--max-bad-fraction",
                     "1",
                 ],
