@@ -297,19 +297,34 @@ fn checkpoint_if_due(lake: &Lake, commit: &Commit) {
         ));
         return;
     }
-    let retention = crate::config::Config::load(lake).and_then(|c| c.log.retention_micros());
+    let config = crate::config::Config::load(lake);
+    let setting = config
+        .as_ref()
+        .ok()
+        .and_then(|c| c.log.retention.clone())
+        .unwrap_or_default();
+    let retention = config.and_then(|c| c.log.retention_micros());
     // Measured back from this commit's processing time, the only clock
     // the lake's data goes by (so a pinned backfill prunes as it would
     // have run).
     let now = processing_micros(&commit.processing_time);
     let pruned = retention.and_then(|r| match r {
-        Some(r) => prune_commits(lake, now?.saturating_sub(r)),
-        None => Ok(0),
+        Some(r) => Ok(Some(prune_commits(lake, now?.saturating_sub(r))?)),
+        None => Ok(None),
     });
-    if let Err(e) = pruned {
-        crate::report::eline(format_args!(
+    match pruned {
+        Ok(Some(n)) if n > 0 => crate::commands::status(
+            "Pruned",
+            format_args!(
+                "{n} old commit(s) from the log; it keeps versions {} to {version} \
+                 ([log] retention = {setting:?})",
+                first_version(lake).unwrap_or(0),
+            ),
+        ),
+        Ok(_) => {}
+        Err(e) => crate::report::eline(format_args!(
             "warning: old commits not removed ([log] retention): {e:#}"
-        ));
+        )),
     }
 }
 

@@ -796,9 +796,10 @@ fn log_retention_removes_old_commits_and_no_answer_changes() {
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         o
     };
+    let mut said = Vec::new();
     for lake in [&kept, &pruned] {
         for (path, pt) in generated_runs(&gen_dir, &truth) {
-            run_in(
+            let o = run_in(
                 lake,
                 &[
                     "run",
@@ -809,8 +810,26 @@ fn log_retention_removes_old_commits_and_no_answer_changes() {
                     "1",
                 ],
             );
+            said.push((lake == &pruned, stderr(&o)));
         }
     }
+    // The runs that prune say so; the lake that keeps its log never does.
+    let pruning: Vec<&String> = said
+        .iter()
+        .filter(|(_, e)| e.contains("Pruned"))
+        .map(|(p, e)| {
+            assert!(*p, "{e}");
+            e
+        })
+        .collect();
+    assert!(!pruning.is_empty());
+    assert!(
+        pruning
+            .last()
+            .unwrap()
+            .contains("it keeps versions 16 to 24 ([log] retention = \"2d\")"),
+        "{pruning:?}"
+    );
     let first = |lake: &Path| {
         ok(lake, &["status", "--json"])["first_commit"]
             .as_u64()
