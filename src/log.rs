@@ -684,28 +684,26 @@ impl LakeState {
             .filter(|v| **v <= newest)
             .find_map(|v| read_checkpoint(lake, *v))
             .unwrap_or_default();
+        // An error from a log that changed since it was listed is
+        // `LogMoved` (list it again), not the error itself.
+        let unless_moved = |e: anyhow::Error| match log_versions(lake) {
+            Ok(now) if now != (versions.clone(), checkpoints.clone()) => LogMoved.into(),
+            _ => e,
+        };
         if st.version + 1 < first {
             // The commits before `first` were removed ([log] retention):
             // only a checkpoint from after them can stand for them.
-            if log_versions(lake)? != (versions, checkpoints) {
-                return Err(LogMoved.into());
-            }
-            bail!(
+            return Err(unless_moved(anyhow::anyhow!(
                 "commit log `{}` starts at version {first} (older commits were removed by \
                  [log] retention) and has no readable checkpoint at or after version {}",
                 lake.log_dir().display(),
                 first - 1
-            );
+            )));
         }
         for v in st.version + 1..=newest {
             match read_commit(lake, v) {
                 Ok(c) => st.apply(c),
-                Err(e) if !lake.log_dir().join(commit_file_name(v)).exists() => {
-                    if log_versions(lake)? != (versions, checkpoints) {
-                        return Err(LogMoved.into());
-                    }
-                    return Err(e);
-                }
+                Err(e) if !has_commit(lake, v) => return Err(unless_moved(e)),
                 Err(e) => return Err(e),
             }
         }

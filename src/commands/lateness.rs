@@ -49,7 +49,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let rows = match args.by {
         By::Partition => report::lateness_by_partition(&LakeState::load(&lake)?),
         By::Batch => {
-            let first = log::first_version(&lake)?;
+            let commits = log::read_commits(&lake)?;
+            let first = commits.first().map_or(1, |c| c.version);
             if first > 1 {
                 super::status(
                     "Note",
@@ -59,7 +60,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                     ),
                 );
             }
-            report::lateness_by_batch(&log::read_commits(&lake)?)
+            report::lateness_by_batch(&commits)
         }
     };
     let mut out = std::io::stdout().lock();
