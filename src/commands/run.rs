@@ -56,6 +56,9 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    // Each step loads the log: the later ones from the state the one
+    // before left, plus its commit.
+    crate::log::keep_loaded_states();
     let _no_trace = args.dry_run.then(|| lake.no_trace());
     if args.inputs.is_empty() {
         lake.require()?;
