@@ -66,17 +66,11 @@ pub struct CommittedFiles {
     /// The lake's root, as `Lake::path` joins table directories to it.
     root: PathBuf,
     /// Lake-relative, `/`-separated paths.
-    files: std::collections::BTreeMap<String, u64>,
+    files: crate::committed::LiveFiles,
 }
 
 impl CommittedFiles {
-    fn new(lake: &Lake, state: &crate::log::LakeState) -> CommittedFiles {
-        let files = state
-            .tables
-            .values()
-            .flat_map(|parts| parts.values())
-            .flat_map(|p| p.files.keys().map(|f| (f.clone(), p.version)))
-            .collect();
+    fn new(lake: &Lake, files: crate::committed::LiveFiles) -> CommittedFiles {
         CommittedFiles {
             root: lake.root().to_path_buf(),
             files,
@@ -291,13 +285,14 @@ impl Engine {
     /// of each `silver` and `gold` on the 1M bench lake, before anything
     /// else could start).
     pub fn read_committed(&self, lake: &Lake, state: &crate::log::LakeState) -> Result<()> {
-        let store = crate::committed::CommittedStore::new(lake, state)?;
+        let files = crate::committed::live_files(state);
+        let store = crate::committed::CommittedStore::of_files(lake, files.clone())?;
         self.runtime.register_object_store(
             datafusion::execution::object_store::ObjectStoreUrl::local_filesystem().as_ref(),
             Arc::new(store),
         );
         *self.committed.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Arc::new(CommittedFiles::new(lake, state)));
+            Some(Arc::new(CommittedFiles::new(lake, files)));
         Ok(())
     }
 
