@@ -394,6 +394,19 @@ pub fn generated_runs(dir: &Path, truth: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The arguments of the `run` that feeds a lake one generated batch (see
+/// [`generated_runs`]), bad records quarantined without failing the run.
+pub fn batch_run_args<'a>(path: &'a str, pt: &'a str) -> [&'a str; 6] {
+    [
+        "run",
+        path,
+        "--processing-time",
+        pt,
+        "--max-bad-fraction",
+        "1",
+    ]
+}
+
 /// Every row of every silver table as text (`partition|col=value|...`),
 /// sorted per table: what "row for row equal" compares.
 pub fn silver_dump(lake: &Path) -> BTreeMap<String, Vec<String>> {

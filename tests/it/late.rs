@@ -579,17 +579,7 @@ fn compaction_rewrites_small_files_and_changes_no_answer() {
     );
     let lake = tmp.path().join("lake");
     for (path, pt) in generated_runs(&gen_dir, &truth) {
-        ok(
-            &lake,
-            &[
-                "run",
-                &path,
-                "--processing-time",
-                &pt,
-                "--max-bad-fraction",
-                "1",
-            ],
-        );
+        ok(&lake, &batch_run_args(&path, &pt));
     }
     ok(&lake, &["snapshot", "balances", "--as-of", "2024-03-03"]);
     let files = |lake: &Path| committed_files_under(lake, "bronze/events").len();
@@ -731,18 +721,10 @@ fn run_compacts_when_configured_and_the_tables_stay_the_same() {
     .unwrap();
     let mut compactions = 0;
     for (path, pt) in generated_runs(&gen_dir, &truth) {
-        let pt = pt.as_str();
-        let args = [
-            "run",
-            &path,
-            "--processing-time",
-            pt,
-            "--max-bad-fraction",
-            "1",
-            "--json",
-        ];
+        let mut args = batch_run_args(&path, &pt).to_vec();
+        args.push("--json");
         assert!(ok(&plain, &args)["compact"].is_null());
-        let mut dry = args.to_vec();
+        let mut dry = args.clone();
         dry.push("--dry-run");
         let planned = list(&ok(&compacted, &dry)["plan"]["compact_dates"]);
         let r = ok(&compacted, &args);
@@ -799,17 +781,7 @@ fn log_retention_removes_old_commits_and_no_answer_changes() {
     let mut said = Vec::new();
     for lake in [&kept, &pruned] {
         for (path, pt) in generated_runs(&gen_dir, &truth) {
-            let o = run_in(
-                lake,
-                &[
-                    "run",
-                    &path,
-                    "--processing-time",
-                    &pt,
-                    "--max-bad-fraction",
-                    "1",
-                ],
-            );
+            let o = run_in(lake, &batch_run_args(&path, &pt));
             said.push((lake == &pruned, stderr(&o)));
         }
     }
