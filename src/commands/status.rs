@@ -24,8 +24,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The settings `evlake run` without flags would use (`evlake.toml`, else
-/// the defaults): dirtiness is reported against them.
 /// From this many commits on, a log that keeps every one says how to
 /// bound it (~7 months of hourly `run`s).
 const LONG_LOG: u64 = 15_000;
@@ -49,14 +47,15 @@ fn commits_line(commits: u64, first: u64, version: u64, retention: bool) -> Stri
     }
 }
 
-fn configured(lake: &Lake) -> Result<crate::pipeline::Configured> {
-    let cfg = crate::config::Config::load(lake)?;
+/// The settings `evlake run` without flags would use (`cfg`, from
+/// `evlake.toml`, else the defaults): dirtiness is reported against them.
+fn configured(cfg: &crate::config::Config) -> Result<crate::pipeline::Configured> {
     let silver = super::silver::SessionArgs {
         session_gap: None,
         session_exclude_types: None,
     }
-    .settings(&cfg)?;
-    let currency = super::gold::GoldArgs { currency: None }.currency(&cfg)?;
+    .settings(cfg)?;
+    let currency = super::gold::GoldArgs { currency: None }.currency(cfg)?;
     Ok(crate::pipeline::Configured { silver, currency })
 }
 
@@ -147,7 +146,8 @@ fn shown(key: &str, value: Option<&String>) -> String {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
-    let configured = configured(&lake)?;
+    let cfg = crate::config::Config::load(&lake)?;
+    let configured = configured(&cfg)?;
     let state = LakeState::load(&lake)?;
     let (snapshots, broken_models) = crate::state::all_snapshots(&lake, &state)?;
     let mut s = report::status(
@@ -170,7 +170,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "lake       {}", s.lake)?;
-    let retention = crate::config::Config::load(&lake)?.log.retention.is_some();
+    let retention = cfg.log.retention.is_some();
     writeln!(
         out,
         "{}",
