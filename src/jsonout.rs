@@ -1,6 +1,11 @@
 //! Rows as JSON: Arrow's writer, with faster encoders for the two types a
 //! state or a query prints most that it formats slowly.
 //!
+//! Every row names every column, a NULL as `null` (Arrow's writer leaves
+//! such keys out by default): a reader that infers columns from the keys,
+//! such as Spark's or pandas', would otherwise lose a column that is NULL
+//! in every row, and the lines would not match the CSV's header.
+//!
 //! Arrow writes a decimal through `to_string` plus string surgery and a
 //! UTC timestamp through chrono's time-zone machinery, each via the
 //! `Display` plumbing: on a 20,000-account `state balances --json` answer
@@ -19,10 +24,21 @@ use datafusion::arrow::json::writer::{
     Encoder, EncoderFactory, EncoderOptions, JsonFormat, NullableEncoder, Writer, WriterBuilder,
 };
 
-/// Arrow's JSON writer of format `F` over `w`, with [`Fast`]'s encoders.
+/// Arrow's JSON writer of format `F` over `w`, with [`Fast`]'s encoders
+/// and NULLs written (see the module's comment).
 pub fn writer<W: std::io::Write, F: JsonFormat>(w: W) -> Writer<W, F> {
     WriterBuilder::new()
+        .with_explicit_nulls(true)
         .with_encoder_factory(Arc::new(Fast))
+        .build::<W, F>(w)
+}
+
+/// Arrow's own JSON writer, NULLs written as [`writer`] writes them: what
+/// tests compare [`writer`]'s text with.
+#[cfg(test)]
+pub(crate) fn arrow_writer<W: std::io::Write, F: JsonFormat>(w: W) -> Writer<W, F> {
+    WriterBuilder::new()
+        .with_explicit_nulls(true)
         .build::<W, F>(w)
 }
 
@@ -217,7 +233,7 @@ mod tests {
         w.write(&batch).unwrap();
         w.finish().unwrap();
         let mut arrow = Vec::new();
-        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut arrow);
+        let mut w = arrow_writer::<_, JsonArray>(&mut arrow);
         w.write(&batch).unwrap();
         w.finish().unwrap();
         (

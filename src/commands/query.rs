@@ -374,7 +374,7 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
         ]));
         let n: Vec<i64> = (from..from + rows as i64).collect();
-        // Nulls (left out of a row's object) and text that needs escaping.
+        // Nulls (written as `null`) and text that needs escaping.
         let s: Vec<Option<String>> = n
             .iter()
             .map(|i| (i % 3 != 0).then(|| format!("x\"{i}]\n")))
@@ -391,7 +391,7 @@ mod tests {
 
     fn one_writer(batches: &[RecordBatch]) -> String {
         let mut buf = Vec::new();
-        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        let mut w = crate::jsonout::arrow_writer::<_, JsonArray>(&mut buf);
         for b in batches {
             w.write(b).unwrap();
         }
@@ -414,6 +414,12 @@ mod tests {
         let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
         assert_eq!(rows.len(), 10_005);
         assert_eq!(rows[10_004]["n"], 10_004);
+        // Every row names every column, a NULL too.
+        assert_eq!(
+            rows[3].as_object().unwrap().get("s"),
+            Some(&serde_json::Value::Null)
+        );
+        assert!(rows.iter().all(|r| r.as_object().unwrap().len() == 2));
         assert_eq!(rows_as_json_text(&[]).unwrap(), "[]");
         assert_eq!(rows_as_json_text(&[batch(0, 0)]).unwrap(), "[]");
         assert_eq!(

@@ -121,6 +121,23 @@ fn query_formats_every_table_and_tables_lists_them() {
             "{{\"d\":\"2024-03-14\",\"events\":1}}\n{{\"d\":\"2024-03-15\",\"events\":{n15}}}\n"
         )
     );
+    // A NULL is `null` in JSON, never a missing key (a reader inferring
+    // the columns from the keys would lose one NULL in every row), and an
+    // empty cell in CSV.
+    let nulls = "SELECT CAST(event_date AS VARCHAR) AS d, NULLIF(events, events) AS none \
+                 FROM daily_metrics WHERE event_date = DATE '2024-03-14'";
+    let o = run(&lake, &["query", nulls, "--format", "json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "{\"d\":\"2024-03-14\",\"none\":null}\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&lake, &["query", nulls, "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "d,none\n2024-03-14,\n"
+    );
     let table = out("table");
     assert!(table.contains("| d          | events |"), "{table}");
     assert!(table.contains("| 2024-03-15 | "), "{table}");

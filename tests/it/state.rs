@@ -156,6 +156,21 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
         "processing time shown: {}",
         rows[3]
     );
+    // As JSON lines, every row names every column: a deposit corrects no
+    // event, `null`, not a missing key.
+    let o = run(&lake, &["history", "A", "--format", "json"]);
+    let rows: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows.iter().all(|r| r.as_object().unwrap().len() == 9),
+        "{rows:?}"
+    );
+    assert_eq!(rows[2]["corrects_event_id"], Value::Null, "{}", rows[2]);
+    assert_eq!(rows[2].get("corrected_amount"), Some(&Value::Null));
     // A key with no events (a typo, most often): no rows on stdout (the
     // CSV header alone), exit 0, and stderr says no event has it.
     let o = run(&lake, &["history", "Z", "--format", "csv"]);
