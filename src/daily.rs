@@ -113,9 +113,9 @@ pub fn load(lake: &Lake) -> Result<()> {
         }
         let sql = std::fs::read_to_string(&path)
             .with_context(|| format!("failed to read `{}`", path.display()))?;
-        let reads = match crate::state::parsed_tables(&sql) {
-            None => Err("its SQL does not parse".to_string()),
-            Some(names) => {
+        let reads = match crate::state::tables_or_error(&sql) {
+            Err(e) => Err(format!("its SQL does not parse: {e}")),
+            Ok(names) => {
                 let other: Vec<&String> = names
                     .iter()
                     .filter(|n| !silver_tables.contains(&n.as_str()))

@@ -57,19 +57,26 @@ pub struct Model {
     pub present: String,
     pub history: Option<String>,
     pub problems: Option<String>,
+    /// Where each query's text starts in the file: (line, column), from 1.
+    starts: BTreeMap<String, (usize, usize)>,
 }
 
 impl Model {
     /// Split a model file into its `-- name: X` queries.
     pub fn parse(name: &str, source: &str, text: &str) -> Result<Model> {
         let mut parts: BTreeMap<String, String> = BTreeMap::new();
+        let mut starts = BTreeMap::new();
         let mut current: Option<String> = None;
-        for line in text.lines() {
+        for (i, line) in text.lines().enumerate() {
             if let Some(n) = line.trim().strip_prefix("-- name:") {
                 current = Some(n.trim().to_string());
                 parts.insert(n.trim().to_string(), String::new());
             } else if let Some(c) = &current {
                 let body = parts.get_mut(c).expect("inserted");
+                if body.trim().is_empty() && !line.trim().is_empty() {
+                    let indent = line.len() - line.trim_start().len();
+                    starts.insert(c.clone(), (i + 1, indent + 1));
+                }
                 body.push_str(line);
                 body.push('\n');
             }
@@ -95,6 +102,7 @@ impl Model {
             present: need(take("present"), "present")?,
             history: take("history").filter(|q| !q.is_empty()),
             problems: take("problems").filter(|q| !q.is_empty()),
+            starts,
         };
         // A session's row changes with events after its start (they extend
         // it), so it has no event time a window or a snapshot could cut it
@@ -131,6 +139,42 @@ impl Model {
             .into());
         }
         Ok(model)
+    }
+
+    /// What an error in query `part` is about: the model, the query, and
+    /// for a lake's own model `FILE:LINE` where the query starts.
+    fn what(&self, part: &str) -> String {
+        match self.starts.get(part) {
+            Some((line, _)) if self.source != "built-in" => {
+                format!("model `{}`: {part} ({}:{line})", self.name, self.source)
+            }
+            _ => format!("model `{}`: {part}", self.name),
+        }
+    }
+
+    /// An error of DataFusion's about query `part`: a usage error (exit 2)
+    /// if the query is at fault. A position in the query (sqlparser
+    /// counts from the query's first character: `Line: 1, Column: 25`) is
+    /// also given in the file, where the user edits it (`FILE:LINE:COLUMN`,
+    /// as compilers write it, for editors to jump to).
+    fn sql_error(&self, part: &str, e: datafusion::error::DataFusionError) -> anyhow::Error {
+        let what = self.what(part);
+        let in_file = match (self.starts.get(part), position(&e.to_string())) {
+            (Some(&(first, indent)), Some((line, column))) if self.source != "built-in" => {
+                let column = if line == 1 {
+                    column + indent - 1
+                } else {
+                    column
+                };
+                format!(", at {}:{}:{column}", self.source, first + line - 1)
+            }
+            _ => String::new(),
+        };
+        if engine::is_usage_error(&e) {
+            Failure::Usage(format!("{what}: {e}{in_file}")).into()
+        } else {
+            anyhow::Error::new(e).context(what)
+        }
     }
 
     /// The fingerprint a snapshot is built with: the model's queries that
@@ -242,6 +286,15 @@ impl Model {
 }
 
 /// The silver tables any of `queries` reads.
+/// The last `Line: N, Column: C` in a message (sqlparser's position of
+/// an error, from 1).
+fn position(message: &str) -> Option<(usize, usize)> {
+    let at = message.rfind("Line: ")?;
+    let (line, rest) = message[at + "Line: ".len()..].split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.parse().ok()?, column.parse().ok()?))
+}
+
 fn reads(queries: &[&str]) -> Vec<&'static str> {
     let read: BTreeSet<String> = queries.iter().flat_map(|q| tables_read(q)).collect();
     silver::all_tables()
@@ -254,13 +307,21 @@ fn reads(queries: &[&str]) -> Vec<&'static str> {
 /// a CTE, a column or an alias of the same name), lower case; `None` if
 /// it does not parse.
 pub(crate) fn parsed_tables(sql: &str) -> Option<BTreeSet<String>> {
-    let statements = datafusion::sql::parser::DFParser::parse_sql(sql).ok()?;
+    tables_or_error(sql).ok()
+}
+
+/// [`parsed_tables`], or why `sql` does not parse (the parser's message,
+/// with its line and column).
+pub(crate) fn tables_or_error(
+    sql: &str,
+) -> Result<BTreeSet<String>, datafusion::error::DataFusionError> {
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql)?;
     let mut names = BTreeSet::new();
     for s in &statements {
-        let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(s, true).ok()?;
+        let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(s, true)?;
         names.extend(tables.iter().map(|t| t.table().to_string()));
     }
-    Some(names)
+    Ok(names)
 }
 
 /// [`parsed_tables`], or if `sql` does not parse, every word it uses
@@ -582,28 +643,19 @@ async fn register_window(
     Ok(())
 }
 
-/// Run `sql` with `$1` = the key (or NULL).
+/// Run `model`'s query `part` (`sql`) with `$1` = the key (or NULL).
 async fn with_key(
     ctx: &SessionContext,
-    sql: &str,
+    (model, part, sql): (&Model, &str, &str),
     key: Option<&str>,
-    what: &str,
 ) -> Result<DataFrame> {
-    let df = ctx.sql(sql).await.map_err(|e| usage_or(e, what))?;
+    let df = ctx.sql(sql).await.map_err(|e| model.sql_error(part, e))?;
     let takes_param = sql.contains("$1");
     Ok(if takes_param {
         df.with_param_values(vec![ScalarValue::Utf8(key.map(str::to_string))])?
     } else {
         df
     })
-}
-
-fn usage_or(e: datafusion::error::DataFusionError, what: &str) -> anyhow::Error {
-    if engine::is_usage_error(&e) {
-        Failure::Usage(format!("{what}: {e}")).into()
-    } else {
-        anyhow::Error::new(e).context(what.to_string())
-    }
 }
 
 /// Count the rows of `tables` (registered with `prefix`).
@@ -636,7 +688,7 @@ async fn combined(
     let delta = ctx
         .sql(&model.delta)
         .await
-        .map_err(|e| usage_or(e, &format!("model `{}`: delta", model.name)))?;
+        .map_err(|e| model.sql_error("delta", e))?;
     let partials = if from_snapshot {
         let snap = ctx.table("_snapshot").await?;
         // Same columns by name and order: the snapshot is a delta/combine
@@ -657,7 +709,7 @@ async fn combined(
     let state = ctx
         .sql(&model.combine)
         .await
-        .map_err(|e| usage_or(e, &format!("model `{}`: combine", model.name)))?;
+        .map_err(|e| model.sql_error("combine", e))?;
     Ok(state)
 }
 
@@ -720,9 +772,8 @@ pub fn query(
         present_ctx.register_table("state", combined.into_view())?;
         let present = with_key(
             &present_ctx,
-            &model.present,
+            (model, "present", &model.present),
             q.key.as_deref(),
-            &format!("model `{}`: present", model.name),
         )
         .await?;
         // The problems read events the answer may not: check them while
@@ -1007,8 +1058,6 @@ async fn run_checks(
     let Some(sql) = &model.problems else {
         return Ok(Vec::new());
     };
-    let what = format!("model `{}`: problems", model.name);
-    let what = what.as_str();
     let plan = |tables: Tables, by_keys: bool| async move {
         let ctx = if by_keys {
             engine.sorted_lookups()?
@@ -1018,7 +1067,7 @@ async fn run_checks(
         for (name, df) in tables {
             ctx.register_table(name.as_str(), df.into_view())?;
         }
-        with_key(&ctx, sql, key, what).await
+        with_key(&ctx, (model, "problems", sql), key).await
     };
     let run = |check: Check| async move {
         let by_keys = check.fallback.is_some();
@@ -1482,13 +1531,7 @@ pub fn history(
             known_at,
         };
         register_window(&ctx, lake, &reads(&[sql]), window, "").await?;
-        let trail = with_key(
-            &ctx,
-            sql,
-            Some(key),
-            &format!("model `{}`: history", model.name),
-        )
-        .await?;
+        let trail = with_key(&ctx, (model, "history", sql), Some(key)).await?;
         collect_with_schema(trail).await
     })
 }
@@ -1585,6 +1628,48 @@ mod tests {
                 .fingerprint("other silver"),
             base
         );
+    }
+
+    #[test]
+    fn a_query_error_is_placed_in_the_model_file() {
+        let text = "-- counts\n-- name: delta\nSELECT user_id, COUNT(*) AS n\n\
+                    FROM events GROUP BY user_id;\n-- name: combine\n\n  \
+                    SELECT user_id SUM(n) AS n FROM partials GROUP BY user_id;\n\
+                    -- name: present\nSELECT *\nFROM state WHERE x = (;\n";
+        let m = Model::parse("counts", "models/counts.sql", text).unwrap();
+        assert_eq!(m.starts["delta"], (3, 1));
+        assert_eq!(m.starts["combine"], (7, 3));
+        assert_eq!(m.starts["present"], (9, 1));
+        let err = |part: &str, sql: &str| {
+            let ctx = SessionContext::new();
+            let e = futures::executor::block_on(ctx.sql(sql)).unwrap_err();
+            let e = m.sql_error(part, e);
+            assert!(
+                matches!(e.downcast_ref::<Failure>(), Some(Failure::Usage(_))),
+                "{e:#}"
+            );
+            e.to_string()
+        };
+        // sqlparser counts from the query's own first character: the
+        // first line's column moves by the indent, later lines' do not.
+        let e = err("combine", &m.combine);
+        assert!(
+            e.starts_with("model `counts`: combine (models/counts.sql:7): "),
+            "{e}"
+        );
+        assert!(e.contains("Line: 1, Column: 19"), "{e}");
+        assert!(e.ends_with(", at models/counts.sql:7:21"), "{e}");
+        let e = err("present", "SELECT *\nFROM state WHERE x = (SELECT;");
+        assert!(e.ends_with(", at models/counts.sql:10:29"), "{e}");
+        // A built-in model has no file to point into.
+        let b = Model::parse("counts", "built-in", text).unwrap();
+        let ctx = SessionContext::new();
+        let e = futures::executor::block_on(ctx.sql(&b.combine)).unwrap_err();
+        let e = b.sql_error("combine", e).to_string();
+        assert!(e.starts_with("model `counts`: combine: "), "{e}");
+        assert!(!e.contains(", at "), "{e}");
+        assert_eq!(position("x at Line: 12, Column: 7\")"), Some((12, 7)));
+        assert_eq!(position("no position"), None);
     }
 
     #[test]

@@ -898,18 +898,23 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
         &["gold"],
         "does not plan",
     );
+    // The parser's message says where, in the file's lines.
+    let garbled =
+        "-- a note\nSELECT event_date, count(*) AS n\nFROM events GROUP BY event_date event_date";
     bad(
         "garbled.sql",
-        "SELEC event_date FROM",
+        garbled,
         &["run"],
-        "does not parse",
+        "does not parse: SQL error: ParserError(\"Expected: end of statement, found: event_date \
+         at Line: 3, Column: 33\")",
     );
     // `status` says so before a run fails on it.
-    std::fs::write(daily.join("garbled.sql"), "SELEC event_date FROM").unwrap();
+    std::fs::write(daily.join("garbled.sql"), garbled).unwrap();
     let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
     assert!(
         text.contains("`garbled` from")
-            && text.contains("its SQL does not parse; `evlake gold` fails"),
+            && text.contains("its SQL does not parse: ")
+            && text.contains("Line: 3, Column: 33\"); `evlake gold` fails"),
         "{text}"
     );
     std::fs::remove_file(daily.join("garbled.sql")).unwrap();

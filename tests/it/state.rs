@@ -877,6 +877,32 @@ fn bad_models_and_times_exit_2() {
         "reads `sessions`, which a state model cannot",
     );
     std::fs::remove_file(lake.join("models/session_count.sql")).unwrap();
+    // A syntax error names the file and where in it (sqlparser counts
+    // from the query's first character; the file's line and column are
+    // what the user edits).
+    let typo = lake.join("models/typo.sql");
+    std::fs::write(
+        &typo,
+        "-- name: delta\nSELECT user_id, COUNT(*) AS n\nFROM events GROUP BY user_id;\n\
+         -- name: combine\n\n  SELECT user_id SUM(n) AS n FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT * FROM state;\n",
+    )
+    .unwrap();
+    let typo = typo.display();
+    for args in [
+        &["state", "typo", "--as-of", "2024-03-15"][..],
+        &["snapshot", "typo", "--as-of", "2024-03-15"],
+    ] {
+        let o = run_says(
+            &lake,
+            args,
+            2,
+            &format!("model `typo`: combine ({typo}:6): "),
+        );
+        let at = format!(", at {typo}:6:21");
+        assert!(stderr(&o).contains(&at), "{args:?}: {}", stderr(&o));
+    }
+    std::fs::remove_file(lake.join("models/typo.sql")).unwrap();
     std::fs::write(
         lake.join("models/broken.sql"),
         "-- name: delta\nSELECT 1;\n",
