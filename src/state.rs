@@ -141,6 +141,16 @@ impl Model {
         Ok(model)
     }
 
+    /// The model, and for a lake's own its file: what an error while its
+    /// queries run (a division by zero, a failed cast) is about.
+    fn label(&self) -> String {
+        if self.source == "built-in" {
+            format!("model `{}`", self.name)
+        } else {
+            format!("model `{}` ({})", self.name, self.source)
+        }
+    }
+
     /// What an error in query `part` is about: the model, the query, and
     /// for a lake's own model `FILE:LINE` where the query starts.
     fn what(&self, part: &str) -> String {
@@ -783,8 +793,9 @@ pub fn query(
         // The events replayed are counted meanwhile too.
         // Each on a worker of its own: planning one is ~5 ms on one core.
         let inputs = model.replayed();
+        let running = format!("{}: running its delta, combine and present", model.label());
         let rows = tokio::spawn(async move {
-            let rows = collect_with_schema(present).await;
+            let rows = collect_with_schema(present).await.context(running);
             crate::fault::trace(started, "state computed");
             rows
         });
@@ -1085,7 +1096,8 @@ async fn run_checks(
             }
             (Err(e), None) => return Err(e),
         };
-        to_problems(&df.collect().await?)
+        let rows = df.collect().await;
+        to_problems(&rows.with_context(|| format!("{}: running its problems", model.label()))?)
     };
     let found = futures::future::try_join_all(checks.into_iter().map(run)).await?;
     let mut out: Vec<Problem> = found.into_iter().flatten().collect();
@@ -1333,7 +1345,7 @@ pub fn snapshot(
         let replayed = count_rows(&ctx, &model.replayed(), "").await?;
         write_file(df, &staged.join(&part_dir))
             .await
-            .context("writing the snapshot")?;
+            .with_context(|| format!("{}: writing the snapshot", model.label()))?;
         // Every problem at as_of, checked in full, and the rows of the
         // events they are about: answers from this snapshot re-check only
         // those against the events after it.
@@ -1532,7 +1544,9 @@ pub fn history(
         };
         register_window(&ctx, lake, &reads(&[sql]), window, "").await?;
         let trail = with_key(&ctx, (model, "history", sql), Some(key)).await?;
-        collect_with_schema(trail).await
+        collect_with_schema(trail)
+            .await
+            .with_context(|| format!("{}: running its history", model.label()))
     })
 }
 

@@ -903,6 +903,43 @@ fn bad_models_and_times_exit_2() {
         assert!(stderr(&o).contains(&at), "{args:?}: {}", stderr(&o));
     }
     std::fs::remove_file(lake.join("models/typo.sql")).unwrap();
+    // An error while a model's queries run (here a division by zero, and
+    // a cast that fails on a row) names the model and its file: exit 1.
+    let div = lake.join("models/div.sql");
+    std::fs::write(
+        &div,
+        "-- name: delta\nSELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id;\n\
+         -- name: combine\nSELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT user_id, n / (n - n) AS bad FROM state;\n\
+         -- name: history\nSELECT * FROM events WHERE user_id = $1 AND CAST(user_id AS INT) > 0;\n",
+    )
+    .unwrap();
+    let div = div.display();
+    for (args, running) in [
+        (
+            &["state", "div", "--as-of", "2024-03-15"][..],
+            "running its delta, combine and present: ",
+        ),
+        (
+            &["history", "u1", "--model", "div"],
+            "running its history: ",
+        ),
+    ] {
+        run_says(&lake, args, 1, &format!("model `div` ({div}): {running}"));
+    }
+    let text = std::fs::read_to_string(lake.join("models/div.sql")).unwrap();
+    std::fs::write(
+        lake.join("models/div.sql"),
+        text.replace("COUNT(*) AS n FROM events", "COUNT(*) / 0 AS n FROM events"),
+    )
+    .unwrap();
+    run_says(
+        &lake,
+        &["snapshot", "div", "--as-of", "2024-03-15"],
+        1,
+        &format!("model `div` ({div}): writing the snapshot: "),
+    );
+    std::fs::remove_file(lake.join("models/div.sql")).unwrap();
     std::fs::write(
         lake.join("models/broken.sql"),
         "-- name: delta\nSELECT 1;\n",
