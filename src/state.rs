@@ -141,22 +141,26 @@ impl Model {
         Ok(model)
     }
 
-    /// The model, and for a lake's own its file: what an error while its
-    /// queries run (a division by zero, a failed cast) is about.
+    /// The file a lake's own model was read from (`None` for a built-in).
+    fn file(&self) -> Option<&str> {
+        (self.source != "built-in").then_some(self.source.as_str())
+    }
+
+    /// The model, and its file: what an error while its queries run (a
+    /// division by zero, a failed cast) is about.
     fn label(&self) -> String {
-        if self.source == "built-in" {
-            format!("model `{}`", self.name)
-        } else {
-            format!("model `{}` ({})", self.name, self.source)
+        match self.file() {
+            Some(file) => format!("model `{}` ({file})", self.name),
+            None => format!("model `{}`", self.name),
         }
     }
 
     /// What an error in query `part` is about: the model, the query, and
-    /// for a lake's own model `FILE:LINE` where the query starts.
+    /// `FILE:LINE` where the query starts.
     fn what(&self, part: &str) -> String {
-        match self.starts.get(part) {
-            Some((line, _)) if self.source != "built-in" => {
-                format!("model `{}`: {part} ({}:{line})", self.name, self.source)
+        match (self.file(), self.starts.get(part)) {
+            (Some(file), Some((line, _))) => {
+                format!("model `{}`: {part} ({file}:{line})", self.name)
             }
             _ => format!("model `{}`: {part}", self.name),
         }
@@ -169,14 +173,14 @@ impl Model {
     /// as compilers write it, for editors to jump to).
     fn sql_error(&self, part: &str, e: datafusion::error::DataFusionError) -> anyhow::Error {
         let what = self.what(part);
-        let in_file = match (self.starts.get(part), position(&e.to_string())) {
-            (Some(&(first, indent)), Some((line, column))) if self.source != "built-in" => {
+        let in_file = match (self.file(), self.starts.get(part), position(&e.to_string())) {
+            (Some(file), Some(&(first, indent)), Some((line, column))) => {
                 let column = if line == 1 {
                     column + indent - 1
                 } else {
                     column
                 };
-                format!(", at {}:{}:{column}", self.source, first + line - 1)
+                format!(", at {file}:{}:{column}", first + line - 1)
             }
             _ => String::new(),
         };
@@ -295,7 +299,6 @@ impl Model {
     }
 }
 
-/// The silver tables any of `queries` reads.
 /// The last `Line: N, Column: C` in a message (sqlparser's position of
 /// an error, from 1).
 fn position(message: &str) -> Option<(usize, usize)> {
@@ -305,6 +308,7 @@ fn position(message: &str) -> Option<(usize, usize)> {
     Some((line.parse().ok()?, column.parse().ok()?))
 }
 
+/// The silver tables any of `queries` reads.
 fn reads(queries: &[&str]) -> Vec<&'static str> {
     let read: BTreeSet<String> = queries.iter().flat_map(|q| tables_read(q)).collect();
     silver::all_tables()
