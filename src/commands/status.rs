@@ -13,6 +13,7 @@ use crate::report;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   evlake status
+  evlake status --all                     # every date, not only the newest 30
   evlake status --json | jq '.dirty'      # for schedulers
 
 Reads only the commit log (and evlake.toml), never data files. The dirty
@@ -22,7 +23,16 @@ pub struct Args {
     /// Print the status as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+    /// List every date's partition, not only the newest 30 (`--json` always
+    /// has every one)
+    #[arg(long)]
+    pub all: bool,
 }
+
+/// The dates the partition table lists without `--all`, the newest: a
+/// year-old lake's would otherwise be 366 lines, with the lake's totals
+/// scrolled out of sight above them.
+const LISTED_DATES: usize = 30;
 
 /// From this many commits on, a log that keeps every one says how to
 /// bound it (~7 months of hourly `run`s).
@@ -248,7 +258,23 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "files",
             extra(&"conflicts", &"other_dates")
         )?;
-        for p in &s.partitions {
+        let hidden = if args.all {
+            0
+        } else {
+            s.partitions.len().saturating_sub(LISTED_DATES)
+        };
+        let (older, listed) = s.partitions.split_at(hidden);
+        if let (Some(first), Some(last)) = (older.first(), older.last()) {
+            writeln!(
+                out,
+                "{:<12} {} older date(s), {}..{}: `evlake status --all` lists them",
+                "...",
+                older.len(),
+                first.event_date,
+                last.event_date
+            )?;
+        }
+        for p in listed {
             writeln!(
                 out,
                 "{:<12} {:>7} {:>10} {:>8} {:>12} {:>6}{}",

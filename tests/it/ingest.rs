@@ -1901,3 +1901,60 @@ fn a_rerun_skips_unchanged_ingested_files_unread_and_reads_rewritten_ones() {
     assert_eq!(ingest(), ("already_ingested".into(), false));
     assert_eq!(ingest(), ("already_ingested".into(), true));
 }
+
+/// `status` lists the newest 30 dates and says how many older ones it
+/// left out; `--all` lists every one, and `--json` always has them all.
+#[test]
+fn status_lists_the_newest_dates_unless_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let input = tmp.path().join("days.jsonl");
+    let day = |i: u32| {
+        let d = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(i.into());
+        d.format("%Y-%m-%d").to_string()
+    };
+    let lines: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"event_id\":\"e{i}\",\"event_type\":\"page_view\",\
+                 \"event_timestamp\":\"{}T12:00:00Z\",\"user_id\":\"u1\"}}\n",
+                day(i)
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    ok(
+        &lake,
+        &[
+            "ingest",
+            input.to_str().unwrap(),
+            "--processing-time",
+            "2024-02-10T00:00:00Z",
+        ],
+    );
+    let listed = |args: &[&str]| -> Vec<String> {
+        let o = run(&lake, args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("2024-") || l.starts_with("..."))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("...          10 older date(s), 2024-01-01..2024-01-10: `evlake status --all` lists them"),
+        "{text}"
+    );
+    let newest: Vec<String> = std::iter::once("...".to_string())
+        .chain((10..40).map(day))
+        .collect();
+    assert_eq!(listed(&["status"]), newest);
+    assert_eq!(
+        listed(&["status", "--all"]),
+        (0..40).map(day).collect::<Vec<_>>()
+    );
+    let s = ok(&lake, &["status", "--json"]);
+    assert_eq!(s["partitions"].as_array().unwrap().len(), 40);
+}
