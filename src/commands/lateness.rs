@@ -23,7 +23,8 @@ pub enum By {
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  evlake lateness                      # histogram + one row per partition
+  evlake lateness                      # histogram + one row per partition (the newest 30)
+  evlake lateness --by batch --all     # one row per ingest commit, every one
   evlake lateness --by batch --format csv > lateness.csv
 
 Lateness is processing_time - event_timestamp. 'on time' counts events whose
@@ -37,6 +38,11 @@ pub struct Args {
     /// Output format, e.g. --format csv
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+
+    /// List every row in the table format, not only the newest 30 (csv and
+    /// json always have every one)
+    #[arg(long)]
+    pub all: bool,
 }
 
 fn d(ms: u64) -> String {
@@ -91,12 +97,12 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 )?;
             }
         }
-        Format::Table => print_table(&mut out, &rows, args.by)?,
+        Format::Table => print_table(&mut out, &rows, args.by, args.all)?,
     }
     Ok(())
 }
 
-fn print_table(out: &mut impl Write, rows: &[LatenessRow], by: By) -> Result<()> {
+fn print_table(out: &mut impl Write, rows: &[LatenessRow], by: By, every_row: bool) -> Result<()> {
     let mut all = LatenessHistogram::default();
     for r in rows {
         all.merge(&r.histogram);
@@ -160,7 +166,17 @@ fn print_table(out: &mut impl Write, rows: &[LatenessRow], by: By) -> Result<()>
         "max",
         sources("sources")
     )?;
-    for r in rows {
+    // The histogram above is of every row; the table lists the newest.
+    let (older, listed) = super::newest_rows(rows, every_row);
+    if let (Some(first), Some(last)) = (older.first(), older.last()) {
+        let (what, command) = match by {
+            By::Partition => ("date(s)", "lateness"),
+            By::Batch => ("commit(s)", "lateness --by batch"),
+        };
+        let line = super::older_rows_line(older.len(), what, &first.key, &last.key, command);
+        writeln!(out, "{line}")?;
+    }
+    for r in listed {
         writeln!(
             out,
             "{:<12} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}{}",

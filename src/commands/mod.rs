@@ -117,6 +117,31 @@ pub fn each_or_all<T>(
 /// of consecutive dates of one table with the same reasons (every date
 /// never built, or a changed setting) is one line, `table A..B (N dates):
 /// reasons`, so a year-long lake does not print 365 alike lines.
+/// How many rows a report's table for people lists without `--all`: the
+/// newest (a year-old lake has 366 dates, and its totals would scroll out
+/// of sight above them). CSV and JSON always have every row.
+pub const LISTED_ROWS: usize = 30;
+
+/// `rows` (oldest first) as a table lists them: the older ones it leaves
+/// out unless `all`, and the newest [`LISTED_ROWS`] it lists.
+pub fn newest_rows<T>(rows: &[T], all: bool) -> (&[T], &[T]) {
+    let hidden = if all {
+        0
+    } else {
+        rows.len().saturating_sub(LISTED_ROWS)
+    };
+    rows.split_at(hidden)
+}
+
+/// The line that stands for the rows a table left out: how many, and the
+/// keys of the first and last.
+pub fn older_rows_line(n: usize, what: &str, first: &str, last: &str, command: &str) -> String {
+    format!(
+        "{:<12} {n} older {what}, {first}..{last}: `evlake {command} --all` lists them",
+        "..."
+    )
+}
+
 pub fn dirty_lines(dirty: &[crate::dirty::DirtyPartition]) -> Vec<String> {
     let reasons = |d: &crate::dirty::DirtyPartition| {
         let r: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();

@@ -29,11 +29,6 @@ pub struct Args {
     pub all: bool,
 }
 
-/// The dates the partition table lists without `--all`, the newest: a
-/// year-old lake's would otherwise be 366 lines, with the lake's totals
-/// scrolled out of sight above them.
-const LISTED_DATES: usize = 30;
-
 /// From this many commits on, a log that keeps every one says how to
 /// bound it (~7 months of hourly `run`s).
 const LONG_LOG: u64 = 15_000;
@@ -258,21 +253,16 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "files",
             extra(&"conflicts", &"other_dates")
         )?;
-        let hidden = if args.all {
-            0
-        } else {
-            s.partitions.len().saturating_sub(LISTED_DATES)
-        };
-        let (older, listed) = s.partitions.split_at(hidden);
+        let (older, listed) = super::newest_rows(&s.partitions, args.all);
         if let (Some(first), Some(last)) = (older.first(), older.last()) {
-            writeln!(
-                out,
-                "{:<12} {} older date(s), {}..{}: `evlake status --all` lists them",
-                "...",
+            let line = super::older_rows_line(
                 older.len(),
-                first.event_date,
-                last.event_date
-            )?;
+                "date(s)",
+                &first.event_date,
+                &last.event_date,
+                "status",
+            );
+            writeln!(out, "{line}")?;
         }
         for p in listed {
             writeln!(

@@ -1902,10 +1902,11 @@ fn a_rerun_skips_unchanged_ingested_files_unread_and_reads_rewritten_ones() {
     assert_eq!(ingest(), ("already_ingested".into(), true));
 }
 
-/// `status` lists the newest 30 dates and says how many older ones it
-/// left out; `--all` lists every one, and `--json` always has them all.
+/// `status` and `lateness` list the newest 30 dates and say how many older
+/// ones they left out; `--all` lists every one, and `--json` (and
+/// `lateness`'s CSV) always has them all.
 #[test]
-fn status_lists_the_newest_dates_unless_all() {
+fn status_and_lateness_list_the_newest_dates_unless_all() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let input = tmp.path().join("days.jsonl");
@@ -1957,4 +1958,18 @@ fn status_lists_the_newest_dates_unless_all() {
     );
     let s = ok(&lake, &["status", "--json"]);
     assert_eq!(s["partitions"].as_array().unwrap().len(), 40);
+    // `lateness` lists its rows the same way; its histogram counts all.
+    let text = String::from_utf8(run(&lake, &["lateness"]).stdout).unwrap();
+    assert!(text.contains(" of 40 events"), "{text}");
+    assert!(
+        text.contains("...          10 older date(s), 2024-01-01..2024-01-10: `evlake lateness --all` lists them"),
+        "{text}"
+    );
+    assert_eq!(listed(&["lateness"]), newest);
+    assert_eq!(
+        listed(&["lateness", "--all"]),
+        (0..40).map(day).collect::<Vec<_>>()
+    );
+    let csv = String::from_utf8(run(&lake, &["lateness", "--format", "csv"]).stdout).unwrap();
+    assert_eq!(csv.lines().count(), 41, "a header and every date: {csv}");
 }
