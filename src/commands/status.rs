@@ -206,6 +206,11 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             .collect();
         if dates.len() <= 3 {
             dates.join(", ")
+        } else if s.partitions.len() > super::LISTED_ROWS && !args.all {
+            format!(
+                "on {} dates: the `{column}` column of `evlake status --all`",
+                dates.len()
+            )
         } else {
             format!("on {} dates: the `{column}` column below", dates.len())
         }

@@ -1914,14 +1914,18 @@ fn status_and_lateness_list_the_newest_dates_unless_all() {
         let d = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(i.into());
         d.format("%Y-%m-%d").to_string()
     };
+    let line = |i: u32, event_type: &str| {
+        format!(
+            "{{\"event_id\":\"e{i}\",\"event_type\":\"{event_type}\",\
+             \"event_timestamp\":\"{}T12:00:00Z\",\"user_id\":\"u1\"}}\n",
+            day(i)
+        )
+    };
+    // On the 4 oldest dates an id comes again with other content: an id
+    // conflict on more dates than the `conflicts` line names.
     let lines: String = (0..40)
-        .map(|i| {
-            format!(
-                "{{\"event_id\":\"e{i}\",\"event_type\":\"page_view\",\
-                 \"event_timestamp\":\"{}T12:00:00Z\",\"user_id\":\"u1\"}}\n",
-                day(i)
-            )
-        })
+        .map(|i| line(i, "page_view"))
+        .chain((0..4).map(|i| line(i, "click")))
         .collect();
     std::fs::write(&input, lines).unwrap();
     ok(
@@ -1952,15 +1956,27 @@ fn status_and_lateness_list_the_newest_dates_unless_all() {
         .chain((10..40).map(day))
         .collect();
     assert_eq!(listed(&["status"]), newest);
+    // The conflicts are on dates the table leaves out: the line says where
+    // they are listed.
+    assert!(
+        text.contains("(on 4 dates: the `conflicts` column of `evlake status --all`)"),
+        "{text}"
+    );
+    let all = String::from_utf8(run(&lake, &["status", "--all"]).stdout).unwrap();
+    assert!(
+        all.contains("(on 4 dates: the `conflicts` column below)"),
+        "{all}"
+    );
     assert_eq!(
         listed(&["status", "--all"]),
         (0..40).map(day).collect::<Vec<_>>()
     );
     let s = ok(&lake, &["status", "--json"]);
     assert_eq!(s["partitions"].as_array().unwrap().len(), 40);
-    // `lateness` lists its rows the same way; its histogram counts all.
+    // `lateness` lists its rows the same way; its histogram counts all 44
+    // events (bronze keeps both copies of a conflicting id).
     let text = String::from_utf8(run(&lake, &["lateness"]).stdout).unwrap();
-    assert!(text.contains(" of 40 events"), "{text}");
+    assert!(text.contains(" of 44 events"), "{text}");
     assert!(
         text.contains("...          10 older date(s), 2024-01-01..2024-01-10: `evlake lateness --all` lists them"),
         "{text}"
