@@ -113,10 +113,6 @@ pub fn each_or_all<T>(
     }
 }
 
-/// Dirty partitions as lines for people, `table partition: reasons`; a run
-/// of consecutive dates of one table with the same reasons (every date
-/// never built, or a changed setting) is one line, `table A..B (N dates):
-/// reasons`, so a year-long lake does not print 365 alike lines.
 /// How many rows a report's table for people lists without `--all`: the
 /// newest (a year-old lake has 366 dates, and its totals would scroll out
 /// of sight above them). CSV and JSON always have every row.
@@ -142,6 +138,10 @@ pub fn older_rows_line(n: usize, what: &str, first: &str, last: &str, command: &
     )
 }
 
+/// Dirty partitions as lines for people, `table partition: reasons`; a run
+/// of consecutive dates of one table with the same reasons (every date
+/// never built, or a changed setting) is one line, `table A..B (N dates):
+/// reasons`, so a year-long lake does not print 365 alike lines.
 pub fn dirty_lines(dirty: &[crate::dirty::DirtyPartition]) -> Vec<String> {
     let reasons = |d: &crate::dirty::DirtyPartition| {
         let r: Vec<String> = d.reasons.iter().map(|x| x.to_string()).collect();

@@ -196,6 +196,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         "events     {} in bronze ({} late), {} waiting in the side output",
         s.events, s.late_events, s.side_output_events
     )?;
+    // The table's dates: the older ones it leaves out, the newest it lists.
+    let (older, listed) = super::newest_rows(&s.partitions, args.all);
     // A few dates are named on the line; more are in the table's columns.
     let per_date = |n: fn(&crate::report::PartitionStatus) -> u64, column: &str| -> String {
         let dates: Vec<String> = s
@@ -206,7 +208,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             .collect();
         if dates.len() <= 3 {
             dates.join(", ")
-        } else if s.partitions.len() > super::LISTED_ROWS && !args.all {
+        } else if !older.is_empty() {
             format!(
                 "on {} dates: the `{column}` column of `evlake status --all`",
                 dates.len()
@@ -258,7 +260,6 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "files",
             extra(&"conflicts", &"other_dates")
         )?;
-        let (older, listed) = super::newest_rows(&s.partitions, args.all);
         if let (Some(first), Some(last)) = (older.first(), older.last()) {
             let line = super::older_rows_line(
                 older.len(),
