@@ -27,19 +27,21 @@ use datafusion::arrow::json::writer::{
 /// Arrow's JSON writer of format `F` over `w`, with [`Fast`]'s encoders
 /// and NULLs written (see the module's comment).
 pub fn writer<W: std::io::Write, F: JsonFormat>(w: W) -> Writer<W, F> {
-    WriterBuilder::new()
-        .with_explicit_nulls(true)
+    options()
         .with_encoder_factory(Arc::new(Fast))
         .build::<W, F>(w)
 }
 
-/// Arrow's own JSON writer, NULLs written as [`writer`] writes them: what
-/// tests compare [`writer`]'s text with.
+/// The writer's options but its encoders.
+fn options() -> WriterBuilder {
+    WriterBuilder::new().with_explicit_nulls(true)
+}
+
+/// Arrow's own JSON writer, with [`writer`]'s options: what tests compare
+/// [`writer`]'s text with.
 #[cfg(test)]
 pub(crate) fn arrow_writer<W: std::io::Write, F: JsonFormat>(w: W) -> Writer<W, F> {
-    WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<W, F>(w)
+    options().build::<W, F>(w)
 }
 
 /// Encoders for `Decimal128` (scale ≥ 0) and microsecond timestamps in
