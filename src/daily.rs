@@ -114,7 +114,14 @@ pub fn load(lake: &Lake) -> Result<()> {
         let sql = std::fs::read_to_string(&path)
             .with_context(|| format!("failed to read `{}`", path.display()))?;
         let reads = match crate::state::tables_or_error(&sql) {
-            Err(e) => Err(format!("its SQL does not parse: {e}")),
+            Err(e) => {
+                // Running out of input has no position of the parser's.
+                let e = e.to_string();
+                let end = crate::state::end_if_eof(&e, &sql)
+                    .map(|(l, c)| format!(" (where it ends: Line: {l}, Column: {c})"))
+                    .unwrap_or_default();
+                Err(format!("its SQL does not parse: {e}{end}"))
+            }
             Ok(names) => {
                 let other: Vec<&String> = names
                     .iter()

@@ -166,6 +166,18 @@ impl Model {
         }
     }
 
+    /// The text of query `part` (`delta`, `combine`, ...), as planned.
+    fn query_text(&self, part: &str) -> Option<&str> {
+        match part {
+            "delta" => Some(&self.delta),
+            "combine" => Some(&self.combine),
+            "present" => Some(&self.present),
+            "history" => self.history.as_deref(),
+            "problems" => self.problems.as_deref(),
+            _ => None,
+        }
+    }
+
     /// An error of DataFusion's about query `part`: a usage error (exit 2)
     /// if the query is at fault. A position in the query (sqlparser
     /// counts from the query's first character: `Line: 1, Column: 25`) is
@@ -173,7 +185,9 @@ impl Model {
     /// as compilers write it, for editors to jump to).
     fn sql_error(&self, part: &str, e: datafusion::error::DataFusionError) -> anyhow::Error {
         let what = self.what(part);
-        let in_file = match (self.file(), self.starts.get(part), position(&e.to_string())) {
+        let message = e.to_string();
+        let at = position(&message).or_else(|| end_if_eof(&message, self.query_text(part)?));
+        let in_file = match (self.file(), self.starts.get(part), at) {
             (Some(file), Some(&(first, indent)), Some((line, column))) => {
                 let column = if line == 1 {
                     column + indent - 1
@@ -306,6 +320,19 @@ fn position(message: &str) -> Option<(usize, usize)> {
     let (line, rest) = message[at + "Line: ".len()..].split_once(", Column: ")?;
     let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
     Some((line.parse().ok()?, column.parse().ok()?))
+}
+
+/// Where a parse error that ran out of input (`found: EOF`, which
+/// sqlparser gives no position) is in `sql`: just after its last
+/// character that is not blank, (line, column) from 1.
+pub(crate) fn end_if_eof(message: &str, sql: &str) -> Option<(usize, usize)> {
+    if !message.contains("found: EOF") {
+        return None;
+    }
+    let body = sql.trim_end();
+    let line = body.lines().count().max(1);
+    let column = body.lines().last().map_or(0, |l| l.chars().count()) + 1;
+    Some((line, column))
 }
 
 /// The silver tables any of `queries` reads.
@@ -1688,6 +1715,24 @@ mod tests {
         assert!(!e.contains(", at "), "{e}");
         assert_eq!(position("x at Line: 12, Column: 7\")"), Some((12, 7)));
         assert_eq!(position("no position"), None);
+        // Running out of input has no position of sqlparser's: the end
+        // of the query stands for it.
+        let e = err("present", &m.present);
+        assert!(e.contains("found: EOF"), "{e}");
+        assert!(e.ends_with(", at models/counts.sql:10:23"), "{e}");
+        let cut = Model::parse(
+            "cut",
+            "models/cut.sql",
+            "-- name: delta\n  SELECT a FROM events GROUP BY\n\n-- name: combine\nSELECT 1\n\
+             -- name: present\nSELECT 1\n",
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        let e = futures::executor::block_on(ctx.sql(&cut.delta)).unwrap_err();
+        let e = cut.sql_error("delta", e).to_string();
+        assert!(e.ends_with(", at models/cut.sql:2:32"), "{e}");
+        assert_eq!(end_if_eof("found: EOF", "a\n  bc  \n\n"), Some((2, 5)));
+        assert_eq!(end_if_eof("found: x", "a"), None);
     }
 
     #[test]

@@ -908,6 +908,14 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
         "does not parse: SQL error: ParserError(\"Expected: end of statement, found: event_date \
          at Line: 3, Column: 33\")",
     );
+    // Running out of input has no position of the parser's: the end of
+    // the file's SQL stands for it.
+    bad(
+        "cut.sql",
+        "SELECT event_date, count(*) AS n\nFROM events GROUP BY\n\n",
+        &["gold"],
+        "found: EOF\") (where it ends: Line: 2, Column: 21)",
+    );
     // `status` says so before a run fails on it.
     std::fs::write(daily.join("garbled.sql"), garbled).unwrap();
     let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
