@@ -351,9 +351,19 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
             )
         })?;
         return time::epoch_millis_to_micros(ms).ok_or_else(|| {
+            // Microseconds or nanoseconds of this era are out of range as
+            // milliseconds: say which they would be.
+            let era = |n: i64| time::epoch_millis_to_micros(n).is_some_and(|us| us > 0);
+            let hint = if era(ms / 1_000) {
+                " (an integer is epoch milliseconds: were these microseconds?)"
+            } else if era(ms / 1_000_000) {
+                " (an integer is epoch milliseconds: were these nanoseconds?)"
+            } else {
+                ""
+            };
             Rejection::new(
                 Reason::InvalidTimestamp,
-                format!("`event_timestamp` {ms} is out of range for epoch milliseconds"),
+                format!("`event_timestamp` {ms} is out of range for epoch milliseconds{hint}"),
             )
         });
     }
@@ -756,6 +766,26 @@ mod tests {
                 .reason,
             Reason::FutureTimestamp
         );
+    }
+
+    #[test]
+    fn integer_timestamps_out_of_range_say_which_unit_they_may_be() {
+        let detail = |ts: &str| {
+            let line = format!(
+                r#"{{"event_id":"e","event_type":"t","event_timestamp":{ts},"user_id":"u"}}"#
+            );
+            let e = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(e.reason, Reason::InvalidTimestamp, "{ts}");
+            e.detail
+        };
+        assert!(
+            detail("1710513000123456").ends_with("milliseconds: were these microseconds?)"),
+            "{}",
+            detail("1710513000123456")
+        );
+        assert!(detail("1710513000123456789").ends_with("were these nanoseconds?)"));
+        // Out of range in any unit: no guess.
+        assert!(detail("-1710513000123456").ends_with("out of range for epoch milliseconds"));
     }
 
     #[test]
