@@ -281,8 +281,54 @@ pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> Result<Box<dyn Read
             zstd::stream::read::Decoder::with_buffer(raw)
                 .with_context(|| format!("failed to start zstd decoding `{}`", path.display()))?,
         )
+    } else if let Some((format, tool)) = unread_format(head) {
+        anyhow::bail!(
+            "{format}, which evlake does not read (it reads NDJSON, plain or gzip- or \
+             zstd-compressed): {tool}"
+        )
     } else {
         Box::new(raw)
+    })
+}
+
+/// A format, known by its first bytes, that is not NDJSON nor a
+/// compression evlake decodes (an NDJSON line starts with `{`, so none of
+/// these is a line of it): what it is, and what to do instead. Read as
+/// text, its bytes would only be quarantined as invalid UTF-8 or JSON.
+fn unread_format(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    const BZIP2_BLOCK: [u8; 6] = [0x31, 0x41, 0x59, 0x26, 0x53, 0x59];
+    const BZIP2_END: [u8; 6] = [0x17, 0x72, 0x45, 0x38, 0x50, 0x90];
+    let bzip2 = head.len() >= 10
+        && head.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&head[3])
+        && (head[4..10] == BZIP2_BLOCK || head[4..10] == BZIP2_END);
+    Some(if bzip2 {
+        (
+            "bzip2-compressed",
+            "decompress it first, e.g. `bzip2 -dc FILE | evlake ingest -`",
+        )
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        (
+            "xz-compressed",
+            "decompress it first, e.g. `xz -dc FILE | evlake ingest -`",
+        )
+    } else if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
+        (
+            "lz4-compressed",
+            "decompress it first, e.g. `lz4 -dc FILE | evlake ingest -`",
+        )
+    } else if head.starts_with(b"PK\x03\x04") {
+        (
+            "a zip archive",
+            "extract its NDJSON files first, e.g. `unzip -p FILE | evlake ingest -`",
+        )
+    } else if head.starts_with(b"PAR1") {
+        (
+            "a Parquet file",
+            "evlake ingests NDJSON, one JSON event object per line",
+        )
+    } else {
+        return None;
     })
 }
 
@@ -480,6 +526,30 @@ mod tests {
         assert!(c.len() > 1);
         assert!(c.iter().all(|bytes| bytes.ends_with(b"\n")));
         assert_eq!(c.concat(), data);
+    }
+
+    #[test]
+    fn formats_evlake_does_not_decode_are_known_by_their_first_bytes() {
+        let what = |head: &[u8]| unread_format(head).map(|(f, _)| f);
+        assert_eq!(what(b"BZh91AY&SY\x00"), Some("bzip2-compressed"));
+        assert_eq!(
+            what(b"BZh9\x17\x72\x45\x38\x50\x90"),
+            Some("bzip2-compressed")
+        );
+        assert_eq!(what(b"\xfd7zXZ\x00\x00"), Some("xz-compressed"));
+        assert_eq!(what(b"\x04\x22\x4d\x18\x64"), Some("lz4-compressed"));
+        assert_eq!(what(b"PK\x03\x04\x14\x00"), Some("a zip archive"));
+        assert_eq!(what(b"PAR1\x15\x04"), Some("a Parquet file"));
+        // Text is read as NDJSON (its bad lines quarantined), whatever it
+        // starts with.
+        for text in [
+            &b"{\"a\":1}\n"[..],
+            b"BZh9 not bzip2 at all",
+            b"PK but text",
+            b"",
+        ] {
+            assert_eq!(what(text), None, "{:?}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]

@@ -594,6 +594,26 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
         "{err}"
     );
     assert_eq!(commits(&lake), 0);
+
+    // A compression evlake does not decode, named or piped in, is said to
+    // be one (read as text, its bytes were quarantined as invalid UTF-8).
+    let mut bz2 = b"BZh91AY&SY".to_vec();
+    bz2.extend_from_slice(&[0xAB; 200]);
+    let named = tmp.path().join("events.jsonl.bz2");
+    std::fs::write(&named, &bz2).unwrap();
+    let o = run(&lake, &["ingest", &good, named.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("events.jsonl.bz2`: bzip2-compressed, which evlake does not read")
+            && err.contains("`bzip2 -dc FILE | evlake ingest -`"),
+        "{err}"
+    );
+    let xz = [&[0xfd, b'7', b'z', b'X', b'Z', 0x00][..], &[0x11; 100]].concat();
+    let o = run_with_stdin(&lake, &["ingest", "-"], &xz);
+    assert_eq!(exit_code(&o), 1);
+    assert!(stderr(&o).contains("xz-compressed"), "{}", stderr(&o));
+    assert_eq!(commits(&lake), 0);
 }
 
 #[test]
