@@ -28,11 +28,12 @@ const AFTER_HELP: &str = "Examples:
   evlake history acct-u2
   evlake status --json
   evlake lateness --by batch
+  evlake check --deep                              # every committed file whole, as the log says
   evlake generate --events 100000 --out /tmp/gen
 
 Exit codes:
   0  success (including runs that quarantined lines within --max-bad-fraction)
-  1  runtime or I/O error
+  1  runtime or I/O error (and `check` finding a file not as the log says)
   2  usage error (bad flag or value, bad evlake.toml, bad SQL query, unknown
      model, unparseable time)
   3  the lake is locked by another writer (--lock-wait DUR waits for it)
@@ -107,6 +108,8 @@ pub enum Command {
     Query(commands::query::Args),
     /// List the logical tables with their columns, partitions and rows
     Tables(commands::tables::Args),
+    /// Check that every committed file is on disk, with the size and rows the log says
+    Check(commands::check::Args),
     /// Write deterministic synthetic arrival batches and a truth file
     Generate(commands::generate::Args),
 }
@@ -141,6 +144,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Lateness(args) => commands::lateness::run(&cli.lake, args),
         Command::Query(args) => commands::query::run(&cli.lake, args),
         Command::Tables(args) => commands::tables::run(&cli.lake, args),
+        Command::Check(args) => commands::check::run(&cli.lake, args),
         Command::Generate(args) => commands::generate::run(args),
     }
 }

@@ -4,6 +4,7 @@
 //! [`cli::run`] and turns errors into exit codes (see [`error::exit_code`]).
 
 pub mod bronze;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod committed;

@@ -278,9 +278,10 @@ fn checkpoint_if_due(lake: &Lake, commit: &Commit) {
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => {
-            crate::report::eline(format_args!(
-                "warning: no checkpoint at version {version}: {e:#}"
-            ));
+            crate::commands::status(
+                "Warning",
+                format_args!("no checkpoint at version {version}: {e:#}"),
+            );
             return;
         }
     }
@@ -292,9 +293,10 @@ fn checkpoint_if_due(lake: &Lake, commit: &Commit) {
         remove_old_checkpoints(lake)
     });
     if let Err(e) = written {
-        crate::report::eline(format_args!(
-            "warning: no checkpoint at version {version}: {e:#}"
-        ));
+        crate::commands::status(
+            "Warning",
+            format_args!("no checkpoint at version {version}: {e:#}"),
+        );
         return;
     }
     let config = crate::config::Config::load(lake);
@@ -322,9 +324,10 @@ fn checkpoint_if_due(lake: &Lake, commit: &Commit) {
             ),
         ),
         Ok(_) => {}
-        Err(e) => crate::report::eline(format_args!(
-            "warning: old commits not removed ([log] retention): {e:#}"
-        )),
+        Err(e) => crate::commands::status(
+            "Warning",
+            format_args!("old commits not removed ([log] retention): {e:#}"),
+        ),
     }
 }
 

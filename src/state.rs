@@ -511,6 +511,25 @@ pub struct Snapshot {
     pub invalid_because: Option<String>,
 }
 
+impl Snapshot {
+    /// Whether every file of the snapshot (its rows, its problem events
+    /// and keys) is on disk. The log says what a snapshot holds, but a
+    /// file deleted or lost under it would fail every answer that starts
+    /// from it: a snapshot is a cache, so such a one is passed over (and
+    /// `snapshot` writes it again).
+    pub fn on_disk(&self, lake: &Lake, state: &LakeState) -> bool {
+        let table = snapshot_table(&self.model);
+        let nested = format!("{table}.");
+        state
+            .tables
+            .iter()
+            .filter(|(t, _)| **t == table || t.starts_with(&nested))
+            .filter_map(|(_, parts)| parts.get(&self.key))
+            .flat_map(|p| p.files.keys())
+            .all(|f| lake.path(f).is_file())
+    }
+}
+
 /// Every snapshot of `models` in the log, with its validity.
 pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Snapshot> {
     let mut out = Vec::new();
@@ -769,10 +788,28 @@ pub fn query(
     // answer a --known-at question only if nothing it read came later;
     // simplest and always right: bitemporal questions replay.
     let snapshot = if q.use_snapshots && q.known_at.is_none() {
-        snapshots(state, &all)
+        let mut usable: Vec<Snapshot> = snapshots(state, &all)
             .into_iter()
             .filter(|s| s.valid && s.as_of_us <= q.as_of)
-            .max_by_key(|s| s.as_of_us)
+            .collect();
+        usable.sort_by_key(|s| s.as_of_us);
+        let mut newest = None;
+        while let Some(s) = usable.pop() {
+            if s.on_disk(lake, state) {
+                newest = Some(s);
+                break;
+            }
+            crate::commands::status(
+                "Warning",
+                format!(
+                    "the snapshot of `{}` at {} is in the log but its files are not on disk; \
+                     passed over (`evlake check` lists them, `evlake snapshot {} --as-of {}` \
+                     writes it again)",
+                    model.name, s.as_of, model.name, s.as_of
+                ),
+            );
+        }
+        newest
     } else {
         None
     };
@@ -1267,7 +1304,7 @@ fn as_of_dir(us: i64) -> String {
 }
 
 /// The instant of an [`as_of_dir`] key.
-fn parse_as_of_dir(key: &str) -> Option<i64> {
+pub(crate) fn parse_as_of_dir(key: &str) -> Option<i64> {
     let (date, time) = key.split_once('T')?;
     if date.len() != 8 || time.len() < 7 || !key.is_ascii() {
         return None;
@@ -1332,6 +1369,11 @@ pub fn snapshot(
     // Taking the same snapshot again changes nothing: it would hold the
     // same rows (it is valid, so no event at or before its time came
     // since, and neither SQL changed).
+    // One whose files are gone is written again, as is one to start from.
+    let existing: Vec<Snapshot> = existing
+        .into_iter()
+        .filter(|s| s.on_disk(lake, &state))
+        .collect();
     if let Some(s) = existing.iter().find(|s| s.valid && s.as_of_us == as_of) {
         return Ok(SnapshotReport {
             command: "snapshot",

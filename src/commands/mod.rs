@@ -1,6 +1,7 @@
 //! One module per subcommand: an `Args` struct and a `run` that wires flags
 //! to library functions and prints results.
 
+pub mod check;
 pub mod compact;
 pub mod generate;
 pub mod gold;
@@ -59,6 +60,7 @@ pub fn json_text<T: Serialize>(value: &T) -> Result<String> {
 const ATTENTION: &[&str] = &[
     "Warning",
     "Problem",
+    "Repair",
     "Quarantined",
     "Rejected",
     "Ignored",

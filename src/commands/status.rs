@@ -422,7 +422,7 @@ fn snapshot_lines(snapshots: &[crate::state::Snapshot]) -> Vec<String> {
 const SNAPSHOTS_EACH: usize = 3;
 
 /// A byte count as a person reads it: `512 B`, `1.9 MiB`, `3.2 GiB`.
-fn format_bytes(n: u64) -> String {
+pub(crate) fn format_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} B");

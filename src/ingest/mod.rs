@@ -1063,9 +1063,10 @@ fn count_copies(
         match ids::open_all(lake, &committed_files) {
             Ok(opened) => Some(opened),
             Err(e) => {
-                crate::report::eline(format_args!(
-                    "warning: {e:#}; rebuilding the id index from bronze"
-                ));
+                crate::commands::status(
+                    "Warning",
+                    format_args!("{e:#}; rebuilding the id index from bronze"),
+                );
                 None
             }
         }

@@ -548,3 +548,181 @@ fn a_crash_in_a_typed_refresh_or_after_it_then_a_rerun_equals_a_whole_build() {
         }
     }
 }
+
+/// `check` compares every committed file with the log: a file deleted,
+/// cut short or with its pages damaged is found (the damage to pages only
+/// with `--deep`), each with the command that repairs it; the repairs
+/// work; an answer passes over a snapshot whose file is gone.
+#[test]
+fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for (file, pt) in [
+        ("2024-03-15.jsonl", "2024-03-16T02:00:00Z"),
+        ("2024-03-16.jsonl.gz", "2024-03-17T02:00:00Z"),
+    ] {
+        ok(&lake, &["run", &sample(file), "--processing-time", pt]);
+    }
+    ok(&lake, &["snapshot", "balances", "--as-of", "2024-03-15"]);
+    let answer = |lake: &Path| {
+        ok(
+            lake,
+            &["state", "balances", "--as-of", "2024-03-16", "--json"],
+        )
+    };
+    let before = answer(&lake);
+    assert_eq!(before["snapshot"]["as_of"], "2024-03-15T23:59:59.999999Z");
+    let every_file = |lake: &Path| -> usize {
+        let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(lake)).unwrap();
+        state.live_files().count()
+    };
+    let healthy = ok(&lake, &["check", "--deep", "--json"]);
+    assert_eq!(healthy["status"], "ok", "{healthy}");
+    assert_eq!(healthy["files"], every_file(&lake));
+    assert_eq!(healthy["problems"], serde_json::json!([]));
+    assert_eq!(healthy["orphans"], serde_json::json!([]));
+
+    // The damage: a silver file and the snapshot's file deleted, a bronze
+    // file cut short, a gold file's pages overwritten (its footer whole),
+    // and a file no commit references.
+    let first = |dir: &str| committed_files_under(&lake, dir)[0].clone();
+    let silver = first("silver/events/event_date=2024-03-15");
+    let snapshot = first("state/balances");
+    let bronze = first("bronze/events/event_date=2024-03-16");
+    let gold = first("gold/daily_metrics/event_date=2024-03-15");
+    std::fs::remove_file(lake.join(&silver)).unwrap();
+    std::fs::remove_file(lake.join(&snapshot)).unwrap();
+    let backup = std::fs::read(lake.join(&bronze)).unwrap();
+    std::fs::write(lake.join(&bronze), &backup[..backup.len() - 10]).unwrap();
+    let mut pages = std::fs::read(lake.join(&gold)).unwrap();
+    let n = pages.len();
+    let footer = u32::from_le_bytes(pages[n - 8..n - 4].try_into().unwrap()) as usize;
+    for b in &mut pages[4..n - 8 - footer] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(lake.join(&gold), &pages).unwrap();
+    let orphan = "silver/events/event_date=2024-03-15/part-stray.parquet";
+    std::fs::write(lake.join(orphan), b"PAR1").unwrap();
+
+    let check = |deep: bool| -> (Value, String) {
+        let mut args = vec!["check", "--json"];
+        if deep {
+            args.push("--deep");
+        }
+        let o = run(&lake, &args);
+        let err = stderr(&o);
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let code = if report["problems"].as_array().unwrap().is_empty() {
+            0
+        } else {
+            1
+        };
+        assert_eq!(exit_code(&o), code, "{err}");
+        (report, err)
+    };
+    let found = |report: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["path"].as_str().unwrap().into(),
+                    p["problem"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut expected = vec![
+        (bronze.clone(), "size".to_string()),
+        (silver.clone(), "missing".to_string()),
+        (snapshot.clone(), "missing".to_string()),
+    ];
+    expected.sort();
+    let (report, err) = check(false);
+    assert_eq!(found(&report), expected, "{err}");
+    assert_eq!(report["status"], "problems");
+    assert_eq!(report["orphans"], serde_json::json!([orphan]));
+    let repair = |path: &str| -> String {
+        let p = report["problems"].as_array().unwrap().iter();
+        let mut p = p.filter(|p| p["path"] == path);
+        p.next().unwrap()["repair"].as_str().unwrap().to_string()
+    };
+    assert!(repair(&silver).contains("`evlake silver --dates 2024-03-15`"));
+    assert!(
+        repair(&snapshot)
+            .contains("`evlake snapshot balances --as-of 2024-03-15T23:59:59.999999Z`")
+    );
+    assert!(repair(&bronze).contains("backup"));
+    assert!(
+        err.contains(&format!("{bronze}: ")) && err.contains("Repair"),
+        "{err}"
+    );
+    assert!(
+        err.contains("3 of ") && err.contains("not as the log says"),
+        "{err}"
+    );
+    // Decoding every page finds the gold file too.
+    let (deep, _) = check(true);
+    expected.push((gold.clone(), "unreadable".to_string()));
+    expected.sort();
+    assert_eq!(found(&deep), expected);
+
+    // The answer passes over the snapshot it cannot read: a full replay,
+    // the same rows.
+    let o = run(
+        &lake,
+        &["state", "balances", "--as-of", "2024-03-16", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("its files are not on disk; passed over"),
+        "{}",
+        stderr(&o)
+    );
+    let replayed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(replayed["snapshot"], Value::Null);
+    assert_eq!(replayed["rows"], before["rows"]);
+
+    // Each named repair works; bronze comes back from its backup.
+    ok(&lake, &["silver", "--dates", "2024-03-15"]);
+    ok(&lake, &["gold", "--dates", "2024-03-15"]);
+    let s = ok(
+        &lake,
+        &["snapshot", "balances", "--as-of", "2024-03-15", "--json"],
+    );
+    assert_eq!(s["status"], "committed", "{s}");
+    let (report, _) = check(true);
+    assert_eq!(found(&report), vec![(bronze.clone(), "size".to_string())]);
+    std::fs::write(lake.join(&bronze), &backup).unwrap();
+    let (report, _) = check(true);
+    assert_eq!(report["status"], "ok", "{report}");
+    let after = answer(&lake);
+    assert_eq!(after["snapshot"]["as_of"], before["snapshot"]["as_of"]);
+    assert_eq!(after["rows"], before["rows"]);
+
+    // The id index is derived from bronze too: the next ingest rebuilds it.
+    let index = first("_evlake/ids");
+    std::fs::remove_file(lake.join(&index)).unwrap();
+    let (report, _) = check(false);
+    assert_eq!(found(&report), vec![(index.clone(), "missing".to_string())]);
+    assert!(
+        report["problems"][0]["repair"]
+            .as_str()
+            .unwrap()
+            .contains("next `evlake ingest`")
+    );
+    ok(
+        &lake,
+        &[
+            "run",
+            &sample("2024-03-19.jsonl"),
+            "--processing-time",
+            "2024-03-20T02:00:00Z",
+        ],
+    );
+    let (report, _) = check(true);
+    assert_eq!(report["status"], "ok", "{report}");
+}

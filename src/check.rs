@@ -1,0 +1,227 @@
+//! `check`: is every file the commit log references on disk, whole?
+//!
+//! The log is the lake's truth: a file it references that is gone (deleted
+//! by hand, lost in a partial copy or restore), has another size than the
+//! log recorded, or whose rows are not the log's count makes every reader
+//! of its table fail or, worse, read other data. `check` compares each
+//! committed file with its log record: that it exists, its size, and its
+//! row count (a Parquet file's footer, an id-index file's header, a
+//! quarantine file's lines); with `deep`, every Parquet page is decoded
+//! too (a flipped bit in the data fails its decompression). Each problem
+//! names the command that repairs it, if one can: derived tables are
+//! rebuilt from bronze; bronze and the quarantine are the lake's only
+//! copy of what arrived, so their files come back only from a backup.
+//!
+//! It also lists files in table directories that no commit references
+//! (a crashed writer's, which the next writer removes): evlake never
+//! reads them, but DuckDB or Spark reading the directories would.
+//!
+//! Read-only, like `status`: it takes no lock and changes nothing.
+
+use std::fs::File;
+use std::io::Read;
+use std::time::Instant;
+
+use anyhow::Result;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::lake::Lake;
+use crate::log::{FileAction, LakeState};
+use crate::{bronze, gold, ids, ingest, silver};
+
+/// One committed file that is not as the log says.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub table: String,
+    /// The partition's key (a date, a snapshot's instant; empty if none).
+    pub partition: String,
+    /// Lake-relative path.
+    pub path: String,
+    /// `missing`, `size`, `rows` or `unreadable`.
+    pub problem: &'static str,
+    pub detail: String,
+    /// The command that writes the file's data again, or what to do.
+    pub repair: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub command: &'static str,
+    /// `ok` or `problems`.
+    pub status: &'static str,
+    pub lake: String,
+    pub version: u64,
+    pub deep: bool,
+    pub files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub problems: Vec<Problem>,
+    /// Files in table directories that no commit references (as in
+    /// `status`, which lists them only after an unclean finish).
+    pub orphans: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+/// Check every file the log references (see the module doc).
+pub fn check(lake: &Lake, state: &LakeState, deep: bool) -> Result<CheckReport> {
+    let started = Instant::now();
+    let files: Vec<(&str, &str, &FileAction)> = state
+        .tables
+        .iter()
+        .flat_map(|(table, parts)| {
+            parts.iter().flat_map(move |(partition, p)| {
+                p.files
+                    .values()
+                    .map(move |f| (table.as_str(), partition.as_str(), f))
+            })
+        })
+        .collect();
+    let mut problems: Vec<Problem> = files
+        .par_iter()
+        .filter_map(|(table, partition, f)| {
+            let (problem, detail) = check_file(lake, f, deep)?;
+            Some(Problem {
+                table: table.to_string(),
+                partition: partition.to_string(),
+                path: f.path.clone(),
+                problem,
+                detail,
+                repair: repair(table, partition),
+            })
+        })
+        .collect();
+    problems.sort();
+    let orphans = crate::log::orphans(lake, state, &ingest::table_dirs())?;
+    Ok(CheckReport {
+        command: "check",
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "problems"
+        },
+        lake: lake.root().display().to_string(),
+        version: state.version,
+        deep,
+        files: files.len() as u64,
+        rows: files.iter().map(|(_, _, f)| f.rows).sum(),
+        bytes: files.iter().map(|(_, _, f)| f.bytes).sum(),
+        problems,
+        orphans,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// What is wrong with committed file `f`, if anything.
+fn check_file(lake: &Lake, f: &FileAction, deep: bool) -> Option<(&'static str, String)> {
+    let path = lake.path(&f.path);
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some((
+                "missing",
+                format!(
+                    "not on disk (the log has {} row(s), {} bytes)",
+                    f.rows, f.bytes
+                ),
+            ));
+        }
+        Err(e) => return Some(("unreadable", format!("unreadable: {e}"))),
+    };
+    if meta.len() != f.bytes {
+        return Some((
+            "size",
+            format!(
+                "{} bytes on disk, {} in the log (cut short or replaced)",
+                meta.len(),
+                f.bytes
+            ),
+        ));
+    }
+    let rows = match rows_of(&path, deep) {
+        Ok(rows) => rows,
+        Err(e) => return Some(("unreadable", format!("unreadable: {e:#}"))),
+    };
+    (rows != f.rows).then(|| {
+        (
+            "rows",
+            format!("{rows} row(s) in the file, {} in the log", f.rows),
+        )
+    })
+}
+
+/// The rows file `path` holds, by its kind: a Parquet footer's count (with
+/// `deep`, the rows of every page decoded), an id-index header's count, a
+/// quarantine file's lines.
+fn rows_of(path: &std::path::Path, deep: bool) -> Result<u64> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let name = path.to_string_lossy();
+    let mut file = File::open(path)?;
+    if name.ends_with(".parquet") {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let footer = builder.metadata().file_metadata().num_rows() as u64;
+        if !deep {
+            return Ok(footer);
+        }
+        let mut rows = 0;
+        for batch in builder.build()? {
+            rows += batch?.num_rows() as u64;
+        }
+        Ok(rows)
+    } else if name.ends_with(".ids") {
+        let mut header = [0u8; 16];
+        file.read_exact(&mut header)?;
+        anyhow::ensure!(
+            &header[..8] == ids::MAGIC,
+            "not an id-index file of this evlake (first bytes {:?})",
+            String::from_utf8_lossy(&header[..8])
+        );
+        let n = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
+        let size = file.metadata()?.len();
+        anyhow::ensure!(
+            size == 16 + 20 * n,
+            "its header counts {n} entries, which take {} bytes, not {size}",
+            16 + 20 * n
+        );
+        Ok(n)
+    } else {
+        // Quarantine: one line per row, each ending in `\n`.
+        let mut lines = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        }
+        Ok(lines)
+    }
+}
+
+/// How the data of `table`'s partition `partition` is written again.
+fn repair(table: &str, partition: &str) -> String {
+    if table == bronze::TABLE || table == bronze::LATE_TABLE || table == ingest::QUARANTINE_TABLE {
+        return "restore the file from a backup: it is the lake's only copy of these rows".into();
+    }
+    if table == ids::TABLE {
+        return "the next `evlake ingest` (or `run`) rebuilds the id index from bronze".into();
+    }
+    if let Some(model) = table.strip_prefix("state_") {
+        let model = model.split('.').next().unwrap_or(model);
+        let as_of = crate::state::parse_as_of_dir(partition)
+            .map_or_else(|| partition.to_string(), crate::time::format_micros);
+        return format!(
+            "`evlake snapshot {model} --as-of {as_of}` writes the snapshot again (answers replay meanwhile)"
+        );
+    }
+    if silver::all_tables().contains(&table) {
+        return format!(
+            "`evlake silver --dates {partition}` rebuilds it from bronze (then `evlake run` brings gold up to date)"
+        );
+    }
+    if gold::all_tables().iter().any(|(t, _)| *t == table) {
+        return format!("`evlake gold --dates {partition}` rebuilds it from silver");
+    }
+    format!("a table this evlake does not know (`{table}`): written by a newer version?")
+}
