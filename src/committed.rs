@@ -177,13 +177,16 @@ impl Visible {
     }
 }
 
+/// What the error for a committed file that is not on disk says.
+pub const NOT_ON_DISK: &str = "No such file or directory (committed to the lake, not on disk)";
+
 /// The error for a committed file that is not on disk.
 fn not_on_disk(path: &str) -> datafusion::object_store::Error {
     datafusion::object_store::Error::NotFound {
         path: path.to_string(),
         source: Box::new(std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            "No such file or directory (committed to the lake, not on disk)",
+            NOT_ON_DISK,
         )),
     }
 }

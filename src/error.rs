@@ -143,13 +143,23 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// What to do about an error whose cause is a full disk (or quota), which
-/// Parquet's and object_store's errors carry only as text (so never for a
-/// usage error, whose text may quote the user's SQL).
+/// What to do about an error whose cause is a full disk (or quota), or a
+/// committed file gone from disk, which Parquet's and object_store's
+/// errors carry only as text (so never for a usage error, whose text may
+/// quote the user's SQL).
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     use std::io::ErrorKind::{QuotaExceeded, StorageFull};
     if exit_code(err) == EXIT_USAGE {
         return None;
+    }
+    if err
+        .chain()
+        .any(|cause| cause.to_string().contains(crate::committed::NOT_ON_DISK))
+    {
+        return Some(
+            "a file the commit log names is not on disk: `evlake check` lists every such \
+             file and how to write it again",
+        );
     }
     let full = err.chain().any(|cause| {
         cause

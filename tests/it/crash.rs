@@ -664,6 +664,13 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
         err.contains("3 of ") && err.contains("not as the log says"),
         "{err}"
     );
+    // A reader of the table meets the missing file, and is told of check.
+    run_says(
+        &lake,
+        &["query", "SELECT count(*) FROM events"],
+        1,
+        "hint: a file the commit log names is not on disk: `evlake check` lists",
+    );
     // Decoding every page finds the gold file too.
     let (deep, _) = check(true);
     expected.push((gold.clone(), "unreadable".to_string()));
