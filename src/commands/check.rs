@@ -39,6 +39,8 @@ const ATTEMPTS: usize = 5;
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
+    // A spinner on a terminal: a deep check of a big lake reads all of it.
+    let busy = crate::report::busy("check");
     let mut attempt = 1;
     let report = loop {
         let state = LakeState::load(&lake)?;
@@ -53,6 +55,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         }
         attempt += 1;
     };
+    drop(busy);
     print_report(&report);
     if args.json {
         print_json(&report)?;
