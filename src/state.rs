@@ -1366,14 +1366,15 @@ pub fn snapshot(
     }
     let all = BTreeMap::from([(model.name.clone(), model.clone())]);
     let existing = snapshots(&state, &all);
-    // Taking the same snapshot again changes nothing: it would hold the
-    // same rows (it is valid, so no event at or before its time came
-    // since, and neither SQL changed).
-    // One whose files are gone is written again, as is one to start from.
+    // One whose files are gone is written again, and is not one to start
+    // from (see [`Snapshot::on_disk`]).
     let existing: Vec<Snapshot> = existing
         .into_iter()
         .filter(|s| s.on_disk(lake, &state))
         .collect();
+    // Taking the same snapshot again changes nothing: it would hold the
+    // same rows (it is valid, so no event at or before its time came
+    // since, and neither SQL changed).
     if let Some(s) = existing.iter().find(|s| s.valid && s.as_of_us == as_of) {
         return Ok(SnapshotReport {
             command: "snapshot",
