@@ -60,6 +60,9 @@ pub struct CheckReport {
     /// Files in table directories that no commit references (as in
     /// `status`, which lists them only after an unclean finish).
     pub orphans: Vec<String>,
+    /// With `--repair`: the commands run, in order (`evlake` and the
+    /// global flags left out).
+    pub repaired: Vec<String>,
     pub elapsed_ms: u64,
 }
 
@@ -108,6 +111,7 @@ pub fn check(lake: &Lake, state: &LakeState, deep: bool) -> Result<CheckReport> 
         bytes: files.iter().map(|(_, _, f)| f.bytes).sum(),
         problems,
         orphans,
+        repaired: Vec::new(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -199,29 +203,167 @@ fn rows_of(path: &std::path::Path, deep: bool) -> Result<u64> {
     }
 }
 
+/// Whether `table` holds what arrived (only a backup brings its files back).
+fn is_source(table: &str) -> bool {
+    table == bronze::TABLE || table == bronze::LATE_TABLE || table == ingest::QUARANTINE_TABLE
+}
+
+/// The commands (arguments after `evlake`) that write the data of every
+/// derived file in `problems` again, in the order they must run: silver
+/// rebuilt whole if any of its files is damaged (restating only a date,
+/// `--dates`, compares with its built rows, so it reads the damaged file),
+/// then gold (every date the rebuild made dirty, or each damaged date),
+/// then each snapshot. The id index needs none (the next ingest rebuilds
+/// it). An error, and no command, if bronze or its side output is
+/// damaged: silver would be rebuilt from it.
+pub fn repair_commands(problems: &[Problem]) -> Result<Vec<Vec<String>>, String> {
+    use std::collections::BTreeSet;
+    let bronze: Vec<&str> = problems
+        .iter()
+        .filter(|p| p.table == bronze::TABLE || p.table == bronze::LATE_TABLE)
+        .map(|p| p.path.as_str())
+        .collect();
+    if let Some(first) = bronze.first() {
+        return Err(format!(
+            "{} bronze file(s) are not as the log says (e.g. {first}); silver is rebuilt from \
+             bronze, so restore them from a backup first (nothing was repaired)",
+            bronze.len()
+        ));
+    }
+    let silver_tables = silver::all_tables();
+    let gold_tables = gold::all_tables();
+    let dates = |is: &dyn Fn(&str) -> bool| -> BTreeSet<&str> {
+        problems
+            .iter()
+            .filter(|p| is(&p.table))
+            .map(|p| p.partition.as_str())
+            .collect()
+    };
+    let silver_dates = dates(&|t| silver_tables.contains(&t));
+    let gold_dates = dates(&|t| gold_tables.iter().any(|(g, _)| *g == t));
+    let mut out: Vec<Vec<String>> = Vec::new();
+    if silver_dates.is_empty() {
+        for d in &gold_dates {
+            out.push(vec!["gold".into(), "--dates".into(), d.to_string()]);
+        }
+    } else {
+        out.push(vec!["silver".into(), "--full".into()]);
+        out.push(vec!["gold".into()]);
+    }
+    let snapshots: BTreeSet<(String, String)> = problems
+        .iter()
+        .filter_map(|p| snapshot_of(&p.table, &p.partition))
+        .collect();
+    for (model, as_of) in snapshots {
+        out.push(vec!["snapshot".into(), model, "--as-of".into(), as_of]);
+    }
+    Ok(out)
+}
+
+/// The model and instant (RFC 3339) of a snapshot table's partition.
+fn snapshot_of(table: &str, partition: &str) -> Option<(String, String)> {
+    let model = table.strip_prefix("state_")?;
+    let model = model.split('.').next().unwrap_or(model);
+    let as_of = crate::state::parse_as_of_dir(partition)
+        .map_or_else(|| partition.to_string(), crate::time::format_micros);
+    Some((model.to_string(), as_of))
+}
+
 /// How the data of `table`'s partition `partition` is written again.
 fn repair(table: &str, partition: &str) -> String {
-    if table == bronze::TABLE || table == bronze::LATE_TABLE || table == ingest::QUARANTINE_TABLE {
+    if is_source(table) {
         return "restore the file from a backup: it is the lake's only copy of these rows".into();
     }
     if table == ids::TABLE {
         return "the next `evlake ingest` (or `run`) rebuilds the id index from bronze".into();
     }
-    if let Some(model) = table.strip_prefix("state_") {
-        let model = model.split('.').next().unwrap_or(model);
-        let as_of = crate::state::parse_as_of_dir(partition)
-            .map_or_else(|| partition.to_string(), crate::time::format_micros);
+    if let Some((model, as_of)) = snapshot_of(table, partition) {
         return format!(
             "`evlake snapshot {model} --as-of {as_of}` writes the snapshot again (answers replay meanwhile)"
         );
     }
     if silver::all_tables().contains(&table) {
-        return format!(
-            "`evlake silver --dates {partition}` rebuilds it from bronze (then `evlake run` brings gold up to date)"
-        );
+        return "`evlake silver --full` rebuilds silver from bronze (then `evlake gold` brings \
+                gold up to date; restating only its date would read this file)"
+            .into();
     }
     if gold::all_tables().iter().any(|(t, _)| *t == table) {
         return format!("`evlake gold --dates {partition}` rebuilds it from silver");
     }
     format!("a table this evlake does not know (`{table}`): written by a newer version?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(table: &str, partition: &str) -> Problem {
+        Problem {
+            table: table.into(),
+            partition: partition.into(),
+            path: format!("{table}/{partition}/part.parquet"),
+            problem: "missing",
+            detail: String::new(),
+            repair: repair(table, partition),
+        }
+    }
+
+    #[test]
+    fn repairs_run_silver_then_gold_then_snapshots_and_never_over_damaged_bronze() {
+        let problems = [
+            problem("state_balances.keys.ledger", "20240315T235959.999999Z"),
+            problem("daily_metrics", "2024-03-16"),
+            problem("daily_metrics", "2024-03-15"),
+            problem("sessions", "2024-03-15"),
+            problem("events", "2024-03-15"),
+            problem("state_balances", "20240315T235959.999999Z"),
+            problem(ids::TABLE, ""),
+            problem(ingest::QUARANTINE_TABLE, ""),
+        ];
+        let commands: Vec<String> = repair_commands(&problems)
+            .unwrap()
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                "silver --full",
+                "gold",
+                "snapshot balances --as-of 2024-03-15T23:59:59.999999Z",
+            ]
+        );
+        // Without silver's: each gold date. Each command is the one its
+        // problem's hint names.
+        let commands: Vec<String> = repair_commands(&problems[1..3])
+            .unwrap()
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(
+            commands,
+            ["gold --dates 2024-03-15", "gold --dates 2024-03-16"]
+        );
+        for p in &problems[1..3] {
+            assert!(
+                commands
+                    .iter()
+                    .any(|c| p.repair.contains(&format!("`evlake {c}`")))
+            );
+        }
+        for p in &problems[3..5] {
+            assert!(p.repair.contains("`evlake silver --full`"), "{p:?}");
+        }
+        assert_eq!(
+            repair_commands(&problems[6..]).unwrap(),
+            Vec::<Vec<String>>::new()
+        );
+        let mut with_bronze = problems.to_vec();
+        with_bronze.push(problem(bronze::LATE_TABLE, "2024-03-14"));
+        let e = repair_commands(&with_bronze).unwrap_err();
+        assert!(
+            e.contains("1 bronze file(s)") && e.contains("nothing was repaired"),
+            "{e}"
+        );
+    }
 }

@@ -591,14 +591,28 @@ async fn register_with(
         .get_extension::<CommittedFiles>()
         .and_then(|c| c.under(dir));
     let (exists, newest) = match committed {
-        Some(files) => (
-            !files.is_empty(),
-            files
-                .iter()
-                .filter(|(f, _)| f.ends_with(".parquet"))
+        Some(files) => {
+            // The newest committed file on disk: one stat, unless files
+            // are gone (see `newest_written`).
+            let parquet = files.iter().filter(|(f, _)| f.ends_with(".parquet"));
+            let newest = parquet
+                .clone()
                 .max_by_key(|(f, version)| (*version, f.as_str()))
-                .map(|(f, _)| dir.join(f)),
-        ),
+                .map(|(f, _)| dir.join(f));
+            let newest = match newest {
+                Some(p) if !p.exists() => {
+                    let mut rest: Vec<&(String, u64)> = parquet.collect();
+                    rest.sort_unstable_by_key(|(f, version)| {
+                        std::cmp::Reverse((*version, f.as_str()))
+                    });
+                    rest.into_iter()
+                        .map(|(f, _)| dir.join(f))
+                        .find(|p| p.exists())
+                }
+                newest => newest,
+            };
+            (!files.is_empty(), newest)
+        }
         None => {
             let files = crate::lake::list_files(dir, dir)?;
             (
@@ -654,14 +668,20 @@ fn register_empty(ctx: &SessionContext, table: &str, schema: SchemaRef) -> Resul
 }
 
 /// The newest (last modified) Parquet file among `files` (relative to
-/// `dir`); `None` without Parquet files.
+/// `dir`); `None` without Parquet files. A committed file gone from disk
+/// is passed over: the schema comes from another, and only a read of
+/// that file's rows fails (every command registering every table would
+/// otherwise fail on it, `evlake check --repair` too).
 fn newest_written(dir: &Path, files: &[String]) -> Result<Option<PathBuf>> {
     let mut newest = None;
     for f in files.iter().filter(|f| f.ends_with(".parquet")) {
         let path = dir.join(f);
-        let modified = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .with_context(|| format!("failed to stat `{}`", path.display()))?;
+        let modified = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            m => m
+                .and_then(|m| m.modified())
+                .with_context(|| format!("failed to stat `{}`", path.display()))?,
+        };
         if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
             newest = Some((modified, path));
         }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{print_json, status};
 use crate::check::{self, CheckReport};
@@ -14,19 +14,26 @@ use crate::log::LakeState;
   evlake check                  # every committed file exists, with its size and rows
   evlake check --deep           # and decode every Parquet page
   evlake check --json | jq '.problems'
+  evlake check --repair         # and rebuild every derived file that is not whole
 
 Compares each file the commit log references with the log's record: that
 it exists, its size, and its rows (a Parquet footer's count, with --deep
 every page decoded). Each problem names its repair: derived tables are
-rebuilt (`evlake silver --dates D`, `evlake gold --dates D`, `evlake
+rebuilt (`evlake silver --full`, `evlake gold --dates D`, `evlake
 snapshot`); bronze and the quarantine come back only from a backup. Also
 lists orphans, files no commit references (a killed run's; the next
-writer removes them). Read-only, takes no lock. Exits 1 if any file is not as
-the log says, else 0.")]
+writer removes them). Read-only, takes no lock, unless --repair: it then
+runs those commands (refusing if bronze is damaged) and checks again.
+Exits 1 if any file is not as the log says (after --repair: still), else 0.")]
 pub struct Args {
     /// Also decode every page of every Parquet file (reads all the data)
     #[arg(long)]
     pub deep: bool,
+
+    /// Run the repair of every derived file not as the log says (silver,
+    /// gold, snapshots), then check again; refused if bronze is damaged
+    #[arg(long)]
+    pub repair: bool,
 
     /// Print the report as one JSON object on stdout
     #[arg(long)]
@@ -39,23 +46,20 @@ const ATTEMPTS: usize = 5;
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
-    // A spinner on a terminal: a deep check of a big lake reads all of it.
-    let busy = crate::report::busy("check");
-    let mut attempt = 1;
-    let report = loop {
-        let state = LakeState::load(&lake)?;
-        let report = check::check(&lake, &state, args.deep)?;
-        // A writer deletes the files its commit replaced: a check of the
-        // state before that commit finds them gone. Check the new state.
-        if report.problems.is_empty()
-            || attempt == ATTEMPTS
-            || crate::log::latest_version(&lake)? == state.version
-        {
-            break report;
+    let mut report = checked(&lake, args.deep)?;
+    if args.repair && !report.problems.is_empty() {
+        print_report(&report);
+        let commands = check::repair_commands(&report.problems).map_err(anyhow::Error::msg)?;
+        for c in &commands {
+            status("Repairing", format!("evlake {}", c.join(" ")));
+            run_command(lake_dir, c)
+                .with_context(|| format!("repairing: `evlake {}` failed", c.join(" ")))?;
         }
-        attempt += 1;
-    };
-    drop(busy);
+        if !commands.is_empty() {
+            report = checked(&lake, args.deep)?;
+            report.repaired = commands.iter().map(|c| c.join(" ")).collect();
+        }
+    }
     print_report(&report);
     if args.json {
         print_json(&report)?;
@@ -69,6 +73,39 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             report.files
         )
     }
+}
+
+/// The lake checked; started over if a commit landed meanwhile (a writer
+/// deletes the files its commit replaced: a check of the state before
+/// that commit finds them gone).
+fn checked(lake: &Lake, deep: bool) -> Result<CheckReport> {
+    // A spinner on a terminal: a deep check of a big lake reads all of it.
+    let _busy = crate::report::busy("check");
+    let mut attempt = 1;
+    loop {
+        let state = LakeState::load(lake)?;
+        let report = check::check(lake, &state, deep)?;
+        if report.problems.is_empty()
+            || attempt == ATTEMPTS
+            || crate::log::latest_version(lake)? == state.version
+        {
+            return Ok(report);
+        }
+        attempt += 1;
+    }
+}
+
+/// Run `evlake ARGS` on the lake in this process, as the repair hints
+/// name it (same global `--quiet`).
+fn run_command(lake_dir: &Path, args: &[String]) -> Result<()> {
+    use clap::Parser;
+    let mut line: Vec<std::ffi::OsString> = vec!["evlake".into(), "--lake".into()];
+    line.push(lake_dir.as_os_str().to_owned());
+    if crate::report::quiet() {
+        line.push("-q".into());
+    }
+    line.extend(args.iter().map(Into::into));
+    crate::cli::run(crate::cli::Cli::try_parse_from(line)?)
 }
 
 fn print_report(r: &CheckReport) {

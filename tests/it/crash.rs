@@ -650,7 +650,7 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
         let mut p = p.filter(|p| p["path"] == path);
         p.next().unwrap()["repair"].as_str().unwrap().to_string()
     };
-    assert!(repair(&silver).contains("`evlake silver --dates 2024-03-15`"));
+    assert!(repair(&silver).contains("`evlake silver --full`"));
     assert!(
         repair(&snapshot)
             .contains("`evlake snapshot balances --as-of 2024-03-15T23:59:59.999999Z`")
@@ -693,17 +693,18 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
     assert_eq!(replayed["snapshot"], Value::Null);
     assert_eq!(replayed["rows"], before["rows"]);
 
-    // Each named repair works; bronze comes back from its backup.
-    ok(&lake, &["silver", "--dates", "2024-03-15"]);
+    // Bronze comes back from its backup (silver is rebuilt from it), then
+    // each named repair works.
+    std::fs::write(lake.join(&bronze), &backup).unwrap();
+    let (report, _) = check(true);
+    assert!(!found(&report).iter().any(|(p, _)| *p == bronze));
+    ok(&lake, &["silver", "--full"]);
     ok(&lake, &["gold", "--dates", "2024-03-15"]);
     let s = ok(
         &lake,
         &["snapshot", "balances", "--as-of", "2024-03-15", "--json"],
     );
     assert_eq!(s["status"], "committed", "{s}");
-    let (report, _) = check(true);
-    assert_eq!(found(&report), vec![(bronze.clone(), "size".to_string())]);
-    std::fs::write(lake.join(&bronze), &backup).unwrap();
     let (report, _) = check(true);
     assert_eq!(report["status"], "ok", "{report}");
     let after = answer(&lake);
@@ -732,4 +733,45 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
     );
     let (report, _) = check(true);
     assert_eq!(report["status"], "ok", "{report}");
+    // `--repair` runs those repairs itself, and refuses over damaged bronze.
+    let gold_dump_before = gold_dump(&lake);
+    let silver = first("silver/sessions/session_date=2024-03-16");
+    // The newest gold file: every command registering `daily_metrics`
+    // reads its schema from its newest file, which must then be another.
+    let gold = committed_files_under(&lake, "gold/daily_metrics")
+        .pop()
+        .unwrap();
+    assert!(gold.contains("event_date=2024-03-20"), "{gold}");
+    let snapshot = first("state/balances");
+    for f in [&silver, &gold, &snapshot] {
+        std::fs::remove_file(lake.join(f)).unwrap();
+    }
+    let bronze = first("bronze/events/event_date=2024-03-19");
+    let kept = std::fs::read(lake.join(&bronze)).unwrap();
+    std::fs::remove_file(lake.join(&bronze)).unwrap();
+    let version = commits(&lake);
+    let o = run(&lake, &["check", "--repair"]);
+    assert_eq!(exit_code(&o), 1);
+    assert!(
+        stderr(&o).contains("restore them from a backup first (nothing was repaired)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(commits(&lake), version);
+    std::fs::write(lake.join(&bronze), &kept).unwrap();
+    let o = run(&lake, &["check", "--repair", "--json"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["status"], "ok", "{report}");
+    assert_eq!(
+        report["repaired"],
+        serde_json::json!([
+            "silver --full",
+            "gold",
+            "snapshot balances --as-of 2024-03-15T23:59:59.999999Z"
+        ])
+    );
+    assert!(stderr(&o).contains("Repairing evlake silver --full"));
+    assert_eq!(gold_dump(&lake), gold_dump_before);
+    assert_eq!(answer(&lake)["rows"], before["rows"]);
 }
