@@ -592,8 +592,11 @@ async fn register_with(
         .and_then(|c| c.under(dir));
     let (exists, newest) = match committed {
         Some(files) => {
-            // The newest committed file on disk: one stat, unless files
-            // are gone (see `newest_written`).
+            // The newest committed file that is on disk (one stat): a
+            // committed file gone from disk is passed over, so the schema
+            // comes from another and only a read of its rows fails (else
+            // every command registering the table failed on it, the
+            // repairs `evlake check` names too).
             let parquet = files.iter().filter(|(f, _)| f.ends_with(".parquet"));
             let newest = parquet
                 .clone()
@@ -668,20 +671,14 @@ fn register_empty(ctx: &SessionContext, table: &str, schema: SchemaRef) -> Resul
 }
 
 /// The newest (last modified) Parquet file among `files` (relative to
-/// `dir`); `None` without Parquet files. A committed file gone from disk
-/// is passed over: the schema comes from another, and only a read of
-/// that file's rows fails (every command registering every table would
-/// otherwise fail on it, `evlake check --repair` too).
+/// `dir`); `None` without Parquet files.
 fn newest_written(dir: &Path, files: &[String]) -> Result<Option<PathBuf>> {
     let mut newest = None;
     for f in files.iter().filter(|f| f.ends_with(".parquet")) {
         let path = dir.join(f);
-        let modified = match std::fs::metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            m => m
-                .and_then(|m| m.modified())
-                .with_context(|| format!("failed to stat `{}`", path.display()))?,
-        };
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("failed to stat `{}`", path.display()))?;
         if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
             newest = Some((modified, path));
         }
