@@ -320,13 +320,12 @@ mod tests {
             problem(ids::TABLE, ""),
             problem(ingest::QUARANTINE_TABLE, ""),
         ];
-        let commands: Vec<String> = repair_commands(&problems)
-            .unwrap()
-            .iter()
-            .map(|c| c.join(" "))
-            .collect();
+        let lines = |problems: &[Problem]| -> Vec<String> {
+            let commands = repair_commands(problems).unwrap();
+            commands.iter().map(|c| c.join(" ")).collect()
+        };
         assert_eq!(
-            commands,
+            lines(&problems),
             [
                 "silver --full",
                 "gold",
@@ -335,11 +334,7 @@ mod tests {
         );
         // Without silver's: each gold date. Each command is the one its
         // problem's hint names.
-        let commands: Vec<String> = repair_commands(&problems[1..3])
-            .unwrap()
-            .iter()
-            .map(|c| c.join(" "))
-            .collect();
+        let commands = lines(&problems[1..3]);
         assert_eq!(
             commands,
             ["gold --dates 2024-03-15", "gold --dates 2024-03-16"]
@@ -354,10 +349,7 @@ mod tests {
         for p in &problems[3..5] {
             assert!(p.repair.contains("`evlake silver --full`"), "{p:?}");
         }
-        assert_eq!(
-            repair_commands(&problems[6..]).unwrap(),
-            Vec::<Vec<String>>::new()
-        );
+        assert_eq!(lines(&problems[6..]), Vec::<String>::new());
         let mut with_bronze = problems.to_vec();
         with_bronze.push(problem(bronze::LATE_TABLE, "2024-03-14"));
         let e = repair_commands(&with_bronze).unwrap_err();
