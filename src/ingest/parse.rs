@@ -222,6 +222,32 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
     }
 }
 
+/// A line with a `\uXXXX` escape at `at` that is a surrogate outside a
+/// pair (valid JSON syntax, but not Unicode text: a string holding it
+/// cannot be decoded, so silver could not read that field), naming the
+/// top-level member it is in.
+fn unpaired_surrogate(text: &str, at: usize, lead: usize, members: Option<&Members>) -> Rejection {
+    let start = text.as_ptr() as usize;
+    let member = members.and_then(|m| {
+        m.0.iter().find_map(|(key, raw)| {
+            let from = raw.get().as_ptr() as usize - start;
+            (from..from + raw.get().len())
+                .contains(&at)
+                .then(|| format!(" in `{key}`"))
+        })
+    });
+    Rejection::new(
+        Reason::InvalidJson,
+        format!(
+            "unpaired surrogate escape `{}`{} at offset {}: not Unicode text (send the \
+             character itself, or both halves of its pair, e.g. `\\ud83d\\ude00`)",
+            &text[at..at + 6],
+            member.unwrap_or_default(),
+            lead + at
+        ),
+    )
+}
+
 /// The JSON type of a raw value, from its first byte.
 fn json_type(raw: &str) -> &'static str {
     match raw.as_bytes().first() {
@@ -462,7 +488,11 @@ pub fn parse_line<'a>(
                 ),
             )
         })?;
-        let members = match serde_json::from_str::<Members<'a>>(text) {
+        let members = serde_json::from_str::<Members<'a>>(text);
+        if let Some(at) = scan::unpaired_surrogate(line) {
+            return Err(unpaired_surrogate(text, at, lead, members.as_ref().ok()));
+        }
+        let members = match members {
             Ok(m) => m,
             Err(e) => {
                 if !text.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
@@ -877,6 +907,69 @@ mod tests {
     fn messages_name_the_field() {
         let r = parse_line(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":["u"]}"#, &opts()).unwrap_err();
         assert_eq!(r.detail, "`user_id` must be a string, got array [\"u\"]");
+    }
+
+    /// A `\uXXXX` surrogate outside a pair is valid JSON syntax but not
+    /// text: no reader can decode the string (silver's JSON functions
+    /// would read the whole `properties` as NULL), so the line is
+    /// quarantined, naming the escape, the member and its offset. A pair,
+    /// and an escaped backslash before `u`, are fine.
+    #[test]
+    fn an_unpaired_surrogate_is_quarantined_where_it_is() {
+        let head =
+            r#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u""#;
+        for (tail, escape, member) in [
+            (
+                r#","properties":{"currency":"\ud800"}}"#,
+                r"\ud800",
+                " in `properties`",
+            ),
+            (
+                r#","properties":{"\udc00":"x","a":1}}"#,
+                r"\udc00",
+                " in `properties`",
+            ),
+            (
+                r#","properties":{"a":"\ud83d\u0041"}}"#,
+                r"\ud83d",
+                " in `properties`",
+            ),
+            (r#","note":["\uDFFF"]}"#, r"\uDFFF", " in `note`"),
+            (r#","page_url":"x\ud800"}"#, r"\ud800", " in `page_url`"),
+            (r#","k\ud800":1}"#, r"\ud800", ""),
+        ] {
+            let line = format!("  {head}{tail}");
+            let r = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidJson, "{}", r.detail);
+            let at = line.find(escape).unwrap();
+            assert_eq!(
+                r.detail,
+                format!(
+                    "unpaired surrogate escape `{escape}`{member} at offset {at}: not Unicode \
+                     text (send the character itself, or both halves of its pair, e.g. \
+                     `\\ud83d\\ude00`)"
+                )
+            );
+        }
+        let r = parse_line(
+            br#"{"event_id":"\ud800","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#,
+            &opts(),
+        )
+        .unwrap_err();
+        assert!(
+            r.detail
+                .starts_with(r"unpaired surrogate escape `\ud800` in `event_id` at offset 13:"),
+            "{}",
+            r.detail
+        );
+        for tail in [
+            r#","properties":{"a":"\ud83d\ude00","b":"C:\\udc00"}}"#,
+            r#","properties":{"\uD83D\uDE00":"\u00e9"}}"#,
+        ] {
+            let line = format!("{head}{tail}");
+            let e = parse_line(line.as_bytes(), &opts()).unwrap().unwrap();
+            assert!(e.properties.unwrap().starts_with(r#"{""#));
+        }
     }
 
     /// The scanner hands members to their fields as it reads them: a

@@ -159,12 +159,7 @@ impl Scanner<'_> {
                     escaped = true;
                     match *b.get(i + 1)? {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
-                        b'u' => {
-                            if !b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) {
-                                return None;
-                            }
-                            i += 6;
-                        }
+                        b'u' => i += unicode_escape(b, i)?,
                         _ => return None,
                     }
                 }
@@ -287,6 +282,51 @@ impl Scanner<'_> {
     }
 }
 
+/// The length of the `\uXXXX` escape at `b[at..]` (12 for a surrogate
+/// pair), or `None` when it is not four hex digits or is a surrogate
+/// outside a pair, which is not Unicode text (RFC 8259 §8.2 leaves such
+/// strings' meaning open; serde_json's `RawValue` takes them, but any
+/// reader that decodes the string, silver's JSON functions among them,
+/// fails on them).
+fn unicode_escape(b: &[u8], at: usize) -> Option<usize> {
+    match hex4(b.get(at + 2..at + 6)?)? {
+        0xD800..=0xDBFF => {
+            let low = b.get(at + 6..at + 12)?;
+            (low.starts_with(b"\\u") && matches!(hex4(&low[2..]), Some(0xDC00..=0xDFFF)))
+                .then_some(12)
+        }
+        0xDC00..=0xDFFF => None,
+        _ => Some(6),
+    }
+}
+
+fn hex4(h: &[u8]) -> Option<u16> {
+    h.iter().try_fold(0u16, |n, &c| {
+        Some(n << 4 | (c as char).to_digit(16)? as u16)
+    })
+}
+
+/// The offset of the first `\u` escape in JSON text `b` that is a
+/// surrogate outside a pair (see [`unicode_escape`]), if any.
+pub fn unpaired_surrogate(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(at) = b
+        .get(i..)
+        .and_then(|r| memchr::memchr(b'\\', r))
+        .map(|j| i + j)
+    {
+        i = at + 2;
+        if b.get(at + 1) == Some(&b'u') {
+            match unicode_escape(b, at) {
+                Some(len) => i = at + len,
+                None if b.get(at + 2..at + 6).and_then(hex4).is_some() => return Some(at),
+                None => {}
+            }
+        }
+    }
+    None
+}
+
 /// The index of the first byte at or after `i` that needs attention inside
 /// a string: a quote, a backslash, a control character or (with
 /// `NON_ASCII`) a byte above 0x7F (8 bytes at a time), or `b.len()`.
@@ -374,7 +414,7 @@ mod tests {
         r#"{"event_id":"e1","event_type":"purchase","event_timestamp":"2024-03-15T14:30:00.123+02:00","user_id":"u42","properties":{"order_id":"o9","amount":19.99,"currency":"EUR"}}"#,
         r#"{}"#,
         r#"  { "a" : 1 , "b":[1,2.5,-3e+7,0,-0.0e-1,{"x":[[]]}],"c":{"d":null,"e":true,"f":false} }  "#,
-        r#"{"s":"esc \" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00 \udead","k":"","e":[]}"#,
+        r#"{"s":"esc \" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00 \udbff\udfff","k":"","e":[]}"#,
         r#"{"a":"\u00e9t\u00E9","n":12345678901234567890.12e-300,"z":0}"#,
         "{\"a\":\"caf\u{e9} \u{1F600}\",\"b\":1}",
         "{\"cl\u{e9}\":{\"\u{4e2d}\u{6587}\":[\"\u{444}\\n\u{430}\",\"x\u{1F600}\"]},\"\u{e9}\":\"\u{e9}\"}",
@@ -418,6 +458,26 @@ mod tests {
             "",
         ] {
             assert!(!agrees(bad), "scanner accepted {bad:?}");
+        }
+        // A surrogate outside a pair is left to the caller, which
+        // quarantines it (serde_json's `RawValue` takes it).
+        for odd in [
+            r#"{"a":"\udead"}"#,
+            r#"{"a":"\ud800x"}"#,
+            r#"{"a":"\uD800\u0041"}"#,
+            r#"{"a":"\uD800\uD800"}"#,
+            r#"{"a":["\uDC00\uD800"]}"#,
+        ] {
+            assert!(serde_members(odd).is_ok(), "{odd}");
+            assert!(!agrees(odd), "{odd}");
+            assert_eq!(unpaired_surrogate(odd.as_bytes()), odd.find('\\'), "{odd}");
+        }
+        for fine in [
+            r#"{"a":"\\udead"}"#,
+            r#"{"a":"\u00e9\ud83d\ude00"}"#,
+            r#"{"a":"\ud8"}"#,
+        ] {
+            assert_eq!(unpaired_surrogate(fine.as_bytes()), None, "{fine}");
         }
         // Escaped keys and deep nesting are left to serde_json, which
         // accepts these.

@@ -2009,3 +2009,58 @@ fn status_and_lateness_list_the_newest_dates_unless_all() {
     let csv = String::from_utf8(run(&lake, &["lateness", "--format", "csv"]).stdout).unwrap();
     assert_eq!(csv.lines().count(), 41, "a header and every date: {csv}");
 }
+
+/// A `\uXXXX` surrogate outside a pair is JSON syntax but not text: silver's
+/// JSON functions cannot decode a `properties` holding one, so its typed
+/// columns would all be NULL without a word. Ingest quarantines such a line,
+/// naming the escape and the member; a surrogate pair is a character.
+#[test]
+fn an_unpaired_surrogate_is_quarantined_not_typed_as_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let f = tmp.path().join("s.jsonl");
+    let line = |id: &str, currency: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"purchase\",\"event_timestamp\":\"2024-03-15T10:00:00Z\",\"user_id\":\"u1\",\"properties\":{{\"amount\":10,\"currency\":\"{currency}\"}}}}\n"
+        )
+    };
+    let bad = line("p2", r"\ud800");
+    let at = bad.find(r"\ud800").unwrap();
+    let body = [line("p1", "USD"), bad, line("p3", r"\ud83d\ude00")].concat();
+    std::fs::write(&f, body).unwrap();
+    let o = run_says(
+        &lake,
+        &["run", f.to_str().unwrap(), "--max-bad-fraction", "0.5"],
+        0,
+        &format!(
+            r"s.jsonl:2: invalid_json: unpaired surrogate escape `\ud800` in `properties` at offset {at}:"
+        ),
+    );
+    assert!(!stderr(&o).contains("could not be typed"), "{}", stderr(&o));
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT event_id, currency FROM purchases ORDER BY event_id",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "event_id,currency\np1,USD\np3,\u{1F600}\n"
+    );
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT line, reason FROM quarantine",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "line,reason\n2,invalid_json\n"
+    );
+}
