@@ -21,9 +21,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
-use datafusion::prelude::{DataFrame, SessionContext, cast, col};
+use datafusion::prelude::{DataFrame, JoinType, SessionContext, cast, col};
 use serde::Serialize;
 
 use crate::derive::{self, Output};
@@ -916,6 +916,10 @@ type Tables = Vec<(String, DataFrame)>;
 struct Check {
     tables: Tables,
     fallback: Option<Tables>,
+    /// Report only these `(event_id, problem)` pairs, if given: the
+    /// problems a snapshot's problem events had at its time (see
+    /// [`problem_checks`]).
+    only: Option<DataFrame>,
 }
 
 impl From<Tables> for Check {
@@ -923,9 +927,14 @@ impl From<Tables> for Check {
         Check {
             tables,
             fallback: None,
+            only: None,
         }
     }
 }
+
+/// The column of a snapshot's problem events that lists, as a JSON array,
+/// the problems each had at the snapshot's time.
+const REPORTED: &str = "_evlake_problems";
 
 /// The problem checks that answer `q` (registered in `ctx`, whose silver
 /// tables are the window replayed after `snapshot`).
@@ -936,7 +945,11 @@ impl From<Tables> for Check {
 /// the window's events against every event, and the snapshot's problem
 /// events against the window's (an event it reported can only be cleared
 /// by an event it did not see, and a valid snapshot saw every event up to
-/// its time).
+/// its time). That second check reports only the problems each of those
+/// events had at the snapshot's time: consulting only the window and
+/// the problem events, a problem that looks for an event (a correction's
+/// target) would find one the snapshot saw missing, about an event the
+/// snapshot kept for another problem (no amount).
 ///
 /// In the first, every event of a consulted table (`{t}_all`) is the
 /// snapshot's keys (the ids of every event up to its time, sorted, in one
@@ -965,11 +978,14 @@ async fn problem_checks(
     tables.extend(context.iter().filter(|t| !checked.contains(t)));
     register_window(ctx, lake, &tables, every, "_all_").await?;
     let all = |t: &str| ctx.table(format!("_all_{t}"));
-    let stored = match snapshot {
+    let (stored, only) = match snapshot {
         Some(s) if !checked.is_empty() => {
-            stored_problem_events(ctx, lake, state, model, &s.key, &checked).await?
+            match stored_problem_events(ctx, lake, state, model, &s.key, &checked).await? {
+                Some((stored, only)) => (Some(stored), only),
+                None => (None, None),
+            }
         }
-        _ => None,
+        _ => (None, None),
     };
     let (Some(snapshot), Some(stored)) = (snapshot, stored) else {
         let mut check = Tables::new();
@@ -1020,10 +1036,15 @@ async fn problem_checks(
         Some(tables) if !context.is_empty() => Check {
             tables,
             fallback: Some(window_check),
+            only: None,
         },
         _ => window_check.into(),
     };
-    Ok(vec![window_check, stored_check.into()])
+    let stored_check = Check {
+        only,
+        ..stored_check.into()
+    };
+    Ok(vec![window_check, stored_check])
 }
 
 /// A snapshot's keys of silver table `t` (see [`problem_checks`]), or
@@ -1086,7 +1107,9 @@ async fn snapshot_keys(
 }
 
 /// A snapshot's problem events, one frame per checked table with the
-/// columns of its window (`None` if the snapshot did not keep them).
+/// columns of its window (`None` if the snapshot did not keep them), and
+/// the `(event_id, problems)` they had at its time (`None` from snapshots
+/// written before those were kept: every problem is then reported).
 async fn stored_problem_events(
     ctx: &SessionContext,
     lake: &Lake,
@@ -1094,8 +1117,9 @@ async fn stored_problem_events(
     model: &Model,
     key: &str,
     checked: &[&'static str],
-) -> Result<Option<BTreeMap<&'static str, DataFrame>>> {
+) -> Result<Option<(BTreeMap<&'static str, DataFrame>, Option<DataFrame>)>> {
     let mut out = BTreeMap::new();
+    let mut reported: Option<Option<DataFrame>> = None;
     for t in checked {
         let Some(p) = state
             .tables
@@ -1117,12 +1141,22 @@ async fn stored_problem_events(
             .iter()
             .map(|f| f.name().as_str())
             .collect();
-        out.insert(
-            *t,
-            ctx.table(name.as_str()).await?.select_columns(&columns)?,
-        );
+        let stored = ctx.table(name.as_str()).await?;
+        let pairs = match stored.schema().has_column_with_unqualified_name(REPORTED) {
+            true => Some(stored.clone().select(vec![
+                cast(col("event_id"), DataType::Utf8).alias("event_id"),
+                col(REPORTED),
+            ])?),
+            false => None,
+        };
+        reported = Some(match (reported, pairs) {
+            (None, pairs) => pairs,
+            (Some(Some(a)), Some(b)) => Some(a.union(b)?),
+            _ => None,
+        });
+        out.insert(*t, stored.select_columns(&columns)?);
     }
-    Ok(Some(out))
+    Ok(Some((out, reported.flatten())))
 }
 
 /// Run the model's `problems` query once per check, concurrently (each in
@@ -1164,8 +1198,20 @@ async fn run_checks(
             }
             (Err(e), None) => return Err(e),
         };
-        let rows = df.collect().await;
-        to_problems(&rows.with_context(|| format!("{}: running its problems", model.label()))?)
+        let only = async {
+            match check.only {
+                Some(df) => reported_pairs(&df.collect().await?).map(Some),
+                None => Ok(None),
+            }
+        };
+        let (rows, only) = tokio::join!(df.collect(), only);
+        let mut found = to_problems(
+            &rows.with_context(|| format!("{}: running its problems", model.label()))?,
+        )?;
+        if let Some(only) = only? {
+            found.retain(|p| only.contains(&(p.event_id.clone(), p.problem.clone())));
+        }
+        anyhow::Ok(found)
     };
     let found = futures::future::try_join_all(checks.into_iter().map(run)).await?;
     let mut out: Vec<Problem> = found.into_iter().flatten().collect();
@@ -1173,6 +1219,42 @@ async fn run_checks(
         (&a.event_id, &a.problem, &a.detail).cmp(&(&b.event_id, &b.problem, &b.detail))
     });
     out.dedup();
+    Ok(out)
+}
+
+/// One row per event `problems` are about: its id (`_reported_id`) and
+/// the names of its problems ([`REPORTED`]).
+fn reported_batch(problems: &[Problem]) -> Result<RecordBatch> {
+    let mut by_event: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for p in problems {
+        by_event.entry(&p.event_id).or_default().insert(&p.problem);
+    }
+    let ids: datafusion::arrow::array::StringArray = by_event.keys().map(Some).collect();
+    let names: datafusion::arrow::array::StringArray = by_event
+        .values()
+        .map(|names| serde_json::to_string(names).map(Some))
+        .collect::<Result<_, _>>()?;
+    Ok(RecordBatch::try_from_iter([
+        ("_reported_id", Arc::new(ids) as _),
+        (REPORTED, Arc::new(names) as _),
+    ])?)
+}
+
+/// The `(event_id, problem)` pairs of a snapshot's problem events (see
+/// [`REPORTED`]).
+fn reported_pairs(batches: &[RecordBatch]) -> Result<std::collections::HashSet<(String, String)>> {
+    let mut out = std::collections::HashSet::new();
+    for b in batches {
+        let (ids, problems) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            let names: Vec<String> = serde_json::from_str(problems.value(i))
+                .with_context(|| format!("a snapshot's `{REPORTED}`: {}", problems.value(i)))?;
+            out.extend(names.into_iter().map(|p| (ids.value(i).to_string(), p)));
+        }
+    }
     Ok(out)
 }
 
@@ -1432,13 +1514,33 @@ pub fn snapshot(
         let checks = problem_checks(&ctx, lake, &state, model, &every, None).await?;
         let problems = run_checks(&engine, model, None, checks).await?;
         let ids: Vec<&str> = problems.iter().map(|p| p.event_id.as_str()).collect();
+        // Each event's rows, with the problems it had (the answers
+        // re-check it for those alone).
+        let reported = ctx.read_batch(reported_batch(&problems)?)?;
         for t in &checked {
-            let rows = ctx.table(format!("_all_{t}")).await?.filter(
-                datafusion::prelude::col("event_id").in_list(
+            let all = ctx.table(format!("_all_{t}")).await?;
+            let id_type = all
+                .schema()
+                .field_with_unqualified_name("event_id")?
+                .data_type()
+                .clone();
+            let reported = reported.clone().select(vec![
+                cast(col("_reported_id"), id_type).alias("_reported_id"),
+                col(REPORTED),
+            ])?;
+            let rows = all
+                .filter(col("event_id").in_list(
                     ids.iter().map(|id| datafusion::prelude::lit(*id)).collect(),
                     false,
-                ),
-            )?;
+                ))?
+                .join(
+                    reported,
+                    JoinType::Inner,
+                    &["event_id"],
+                    &["_reported_id"],
+                    None,
+                )?
+                .drop_columns(&["_reported_id"])?;
             write_file(rows, &staged_problems(t).join(&part_dir))
                 .await
                 .with_context(|| format!("writing the snapshot's problem events ({t})"))?;
