@@ -48,3 +48,37 @@ SELECT
 FROM events
 WHERE user_id = $1 AND event_type IN ('add_to_cart', 'remove_from_cart')
 ORDER BY event_timestamp, event_id;
+
+-- name: problems
+-- Cart events the state cannot use as sent: without a product (in no
+-- cart), or with a quantity that is not an integer (counted as 1, as a
+-- missing one is). Reported in every answer, not passed over.
+SELECT
+    CASE
+        WHEN json_get_str(properties, 'product_id') IS NULL THEN 'cart event without a product'
+        ELSE 'cart event with an unusable quantity'
+    END AS problem,
+    event_id,
+    CASE
+        WHEN json_get_str(properties, 'product_id') IS NULL
+            THEN concat(
+                event_type, ' with product_id ',
+                COALESCE(json_get_json(properties, 'product_id'), 'missing'),
+                ': in no cart'
+            )
+        ELSE concat(
+            event_type, ' with quantity ', json_get_json(properties, 'quantity'),
+            ', not an integer: counts as 1'
+        )
+    END AS detail
+FROM events
+WHERE event_type IN ('add_to_cart', 'remove_from_cart')
+  AND (
+      json_get_str(properties, 'product_id') IS NULL
+      OR (
+          json_get_json(properties, 'quantity') <> 'null'
+          AND json_get_int(properties, 'quantity') IS NULL
+      )
+  )
+  AND ($1 IS NULL OR user_id = $1)
+ORDER BY event_id;

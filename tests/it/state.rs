@@ -481,6 +481,116 @@ fn unusable_ledger_events_are_problems_from_a_snapshot_as_from_a_replay() {
     );
 }
 
+/// `carts` reports the cart events it cannot use as sent: without a
+/// product (in no cart) or with a quantity that is not an integer (counted
+/// as 1), from a snapshot as from a full replay, and with `--key` only
+/// that user's.
+#[test]
+fn unusable_cart_events_are_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let cart = |id: &str, ty: &str, ts: &str, user: &str, props: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"{ty}\",\"event_timestamp\":\"{ts}\",\"user_id\":\"{user}\",\"properties\":{props}}}\n"
+        )
+    };
+    run_lines(
+        &lake,
+        "b1.jsonl",
+        &[
+            cart(
+                "a1",
+                "add_to_cart",
+                "2024-03-10T10:00:00Z",
+                "u1",
+                r#"{"product_id":"p1","quantity":2}"#,
+            ),
+            cart(
+                "a2",
+                "add_to_cart",
+                "2024-03-10T10:01:00Z",
+                "u1",
+                r#"{"quantity":2}"#,
+            ),
+            cart(
+                "a3",
+                "add_to_cart",
+                "2024-03-10T10:02:00Z",
+                "u1",
+                r#"{"product_id":"p2","quantity":"3"}"#,
+            ),
+            cart(
+                "a4",
+                "remove_from_cart",
+                "2024-03-11T10:03:00Z",
+                "u1",
+                r#"{"product_id":"p1","quantity":null}"#,
+            ),
+            cart(
+                "a5",
+                "add_to_cart",
+                "2024-03-11T10:04:00Z",
+                "u2",
+                r#"{"product_id":42}"#,
+            ),
+            cart(
+                "a6",
+                "add_to_cart",
+                "2024-03-11T10:05:00Z",
+                "u2",
+                r#"{"product_id":"p9","quantity":1.5}"#,
+            ),
+        ],
+        "2024-03-12T02:00:00Z",
+    );
+    ok(&lake, &["snapshot", "carts", "--as-of", "2024-03-10"]);
+    let listed = |v: &Value| -> Vec<String> {
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}: {}",
+                    p["event_id"].as_str().unwrap(),
+                    p["problem"].as_str().unwrap(),
+                    p["detail"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let all = [
+        "a2 cart event without a product: add_to_cart with product_id missing: in no cart",
+        "a5 cart event without a product: add_to_cart with product_id 42: in no cart",
+        "a6 cart event with an unusable quantity: add_to_cart with quantity 1.5, not an integer: counts as 1",
+    ];
+    for extra in [&[][..], &["--no-snapshot"]] {
+        let a = state(&lake, "carts", "2024-03-11", extra);
+        assert_eq!(listed(&a), all, "{extra:?}: {a}");
+        assert_eq!(a["snapshot"].is_null(), !extra.is_empty(), "{a}");
+        // p1: 2 added, 1 removed (a JSON null quantity is a missing one);
+        // p2: an integer in a string is read as one.
+        let rows: Vec<String> = a["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {} {}", r["user_id"], r["product_id"], r["quantity"]))
+            .collect();
+        assert_eq!(
+            rows,
+            [r#""u1" "p1" 1"#, r#""u1" "p2" 3"#, r#""u2" "p9" 1"#],
+            "{extra:?}"
+        );
+        let mut args = vec!["--key", "u2"];
+        args.extend_from_slice(extra);
+        assert_eq!(
+            listed(&state(&lake, "carts", "2024-03-11", &args)),
+            all[1..],
+            "{extra:?}"
+        );
+    }
+}
+
 const KEYS_USED: &str = "problems checked over the snapshot's keys";
 const ROWS_USED: &str =
     "the problems query reads more than event_id: checked over every event's rows";
@@ -1241,9 +1351,10 @@ fn property_a_snapshot_answer_equals_a_full_replay() {
             let pt = format!("2024-04-{:02}T02:00:00Z", i + 1);
             // With each batch, ledger events `balances` reports as
             // problems: no account, no amount (a correction of a deposit
-            // that may be before or after it, or unknown yet); a negative
+            // that may be before or after it, or unknown yet), cart adds
+            // without a product or with a quantity in words; a negative
             // withdrawal, and a deposit such corrections name.
-            let mut ts: Vec<String> = (0..4)
+            let mut ts: Vec<String> = (0..6)
                 .map(|_| format!("{}T{:02}:{:02}:00Z", days[next(5)], next(24), next(60)))
                 .collect();
             let target = next(i + 2);
@@ -1260,6 +1371,14 @@ fn property_a_snapshot_answer_equals_a_full_replay() {
                 ),
                 format!(
                     "{{\"event_id\":\"odd-{i}-c\",\"event_type\":\"withdrawal\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"account_id\":\"acct-odd\",\"amount\":\"-2.00\"}}}}\n",
+                    ts()
+                ),
+                format!(
+                    "{{\"event_id\":\"odd-{i}-e\",\"event_type\":\"add_to_cart\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"quantity\":\"2\"}}}}\n",
+                    ts()
+                ),
+                format!(
+                    "{{\"event_id\":\"odd-{i}-f\",\"event_type\":\"add_to_cart\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"product_id\":\"p-odd\",\"quantity\":\"two\"}}}}\n",
                     ts()
                 ),
                 format!(
