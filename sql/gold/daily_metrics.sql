@@ -37,7 +37,7 @@ pu AS (
     SELECT
         event_date,
         COUNT(*) AS purchases,
-        SUM(CASE WHEN upper(currency) = upper($1) THEN amount END) AS revenue
+        SUM(CASE WHEN upper(btrim(currency)) = upper(btrim($1)) THEN amount END) AS revenue
     FROM purchases
     GROUP BY event_date
 ),

@@ -928,3 +928,59 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
     std::fs::remove_file(daily.join("garbled.sql")).unwrap();
     assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
 }
+
+/// Currency codes are compared and grouped upper-cased and trimmed: `usd`
+/// and ` USD ` are USD, in `daily_metrics`' revenue and in
+/// `daily_revenue_by_currency`; a purchase without one is its own row.
+#[test]
+fn currencies_are_grouped_upper_cased_and_trimmed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let purchase = |id: &str, props: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"purchase\",\"event_timestamp\":\"2024-03-10T10:00:00Z\",\"user_id\":\"u1\",\"properties\":{props}}}\n"
+        )
+    };
+    let f = tmp.path().join("p.jsonl");
+    std::fs::write(
+        &f,
+        [
+            purchase("g1", r#"{"amount":"10.00","currency":"usd"}"#),
+            purchase("g2", r#"{"amount":"5.00","currency":" USD "}"#),
+            purchase("g3", r#"{"amount":"7.00"}"#),
+            purchase("g4", r#"{"amount":"2.00","currency":"EUR"}"#),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    ok(
+        &lake,
+        &[
+            "run",
+            f.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-11T00:00:00Z",
+        ],
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT currency, purchases, CAST(revenue AS VARCHAR) \
+             FROM daily_revenue_by_currency ORDER BY 1 NULLS LAST"
+        ),
+        ["EUR,1,2.00", "USD,2,15.00", ",1,7.00"]
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT purchases, CAST(revenue AS VARCHAR) FROM daily_metrics"
+        ),
+        ["4,15.00"]
+    );
+    // The reporting currency is trimmed and upper-cased the same way.
+    ok(&lake, &["gold", "--currency", " eur"]);
+    assert_eq!(
+        query_csv(&lake, "SELECT CAST(revenue AS VARCHAR) FROM daily_metrics"),
+        ["2.00"]
+    );
+}
