@@ -73,8 +73,13 @@ async fn stream(
         .await?;
     // Read-only: INSERT INTO a lake table or COPY ... TO would write files
     // no commit records, into table directories that outside readers glob
-    // (and the next writer deletes them).
-    let read_only = SQLOptions::new().with_allow_dml(false);
+    // (and the next writer deletes them). CREATE, DROP and SET would change
+    // only this one statement's session, so `DROP TABLE events` would exit
+    // 0 having done nothing.
+    let read_only = SQLOptions::new()
+        .with_allow_dml(false)
+        .with_allow_ddl(false)
+        .with_allow_statements(false);
     let df = ctx.sql_with_options(sql, read_only).await.map_err(failed)?;
     out.schema = Some(Arc::new(df.schema().as_arrow().clone()));
     // Tests hold a query here while a writer replaces its files.
@@ -118,10 +123,19 @@ fn referenced_tables(
 /// message, with why an evlake table is not there yet) or a write refused
 /// is a usage error (exit 2); anything else a failure.
 fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
-    if e.to_string().contains("DML not supported") {
+    let text = e.to_string();
+    if text.contains("DML not supported") {
         Failure::Usage(format!(
             "evlake query is read-only: INSERT and COPY are not allowed (the lake \
              changes only through ingest, silver, gold and snapshot commits) ({e})"
+        ))
+        .into()
+    } else if text.contains("DDL not supported") || text.contains("Statement not supported") {
+        Failure::Usage(format!(
+            "evlake query runs one query, read-only: CREATE, DROP and SET would change \
+             nothing (each query has a session of its own; the lake changes only through \
+             ingest, silver, gold and snapshot commits, and your own tables are SQL files in \
+             LAKE/typed/ and LAKE/daily/) ({e})"
         ))
         .into()
     } else if engine::is_usage_error(&e) {

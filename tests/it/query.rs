@@ -291,7 +291,8 @@ fn a_mistyped_lake_is_an_error_not_an_empty_lake() {
 
 /// `query` is read-only: INSERT INTO a lake table or COPY ... TO used to
 /// write files no commit records (INSERT into the table's own directory,
-/// where outside readers glob them). Both exit 2 and write nothing.
+/// where outside readers glob them). Both exit 2 and write nothing, as do
+/// CREATE, DROP and SET.
 #[test]
 fn query_refuses_insert_and_copy_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -313,10 +314,29 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
         "no file written into the lake"
     );
     assert!(!target.exists());
-    // Reading, SHOW and EXPLAIN still work.
+    // CREATE, DROP and SET would change only the query's own session:
+    // `DROP TABLE bronze_events` exiting 0 would look as if it had
+    // dropped it.
+    for sql in [
+        "DROP TABLE bronze_events",
+        "CREATE TABLE t AS SELECT 1 AS x",
+        "CREATE VIEW v AS SELECT 1 AS x",
+        "SET datafusion.execution.batch_size = 10",
+    ] {
+        run_says(
+            &lake,
+            &["query", sql],
+            2,
+            "evlake query runs one query, read-only: CREATE, DROP and SET would change nothing",
+        );
+    }
+    assert_eq!(files_on_disk(&lake), before);
+    // Reading, SHOW, DESCRIBE and EXPLAIN still work.
     for sql in [
         "SELECT count(*) FROM bronze_events",
         "SHOW TABLES",
+        "SHOW ALL",
+        "DESCRIBE bronze_events",
         "EXPLAIN SELECT 1",
     ] {
         let o = run(&lake, &["query", sql]);
