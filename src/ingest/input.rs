@@ -213,6 +213,16 @@ fn changed(display: &str, stamp: &Stamp, len_now: u64) -> anyhow::Error {
 /// Copy stdin to `dest` (so it can be hashed before ingesting, and read
 /// like a file), returning its hash and size.
 pub fn spool_stdin(dest: &Path) -> Result<(String, u64)> {
+    use std::io::IsTerminal;
+    // `-` with nothing piped in reads what is typed: say so, rather than
+    // seem to hang.
+    if io::stdin().is_terminal() {
+        crate::commands::status(
+            "Reading",
+            "events typed on the terminal (`-` is stdin): end with Ctrl-D, or Ctrl-C to \
+             stop without committing",
+        );
+    }
     spool(io::stdin().lock(), "stdin", dest)
 }
 

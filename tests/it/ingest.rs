@@ -2064,3 +2064,70 @@ fn an_unpaired_surrogate_is_quarantined_not_typed_as_null() {
         "line,reason\n2,invalid_json\n"
     );
 }
+
+/// `ingest -` with nothing piped in reads what is typed on the terminal:
+/// it says so (and how to end), rather than seem to hang. A pipe gets no
+/// such line. The terminal is a pseudo-terminal from Python's `pty`.
+#[test]
+fn stdin_on_a_terminal_says_it_is_reading_what_is_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let line = r#"{"event_id":"t1","event_type":"x","event_timestamp":"2024-03-10T10:00:00Z","user_id":"u"}"#;
+    let script = r#"
+import os, pty, sys
+argv = sys.argv[1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+os.write(fd, sys.stdin.buffer.read() + b"\n\x04")
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.buffer.write(out)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, bin(), "--lake"])
+        .arg(&lake)
+        .args(["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"])
+        .env_remove("EVLAKE_LAKE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "Reading events typed on the terminal (`-` is stdin): end with Ctrl-D, or Ctrl-C \
+             to stop without committing"
+        ),
+        "{text}"
+    );
+    assert_eq!(bronze_rows(&lake).len(), 1, "{text}");
+    let o = run_with_stdin(
+        &tmp.path().join("piped"),
+        &["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"],
+        line.as_bytes(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("typed on the terminal"),
+        "{}",
+        stderr(&o)
+    );
+}
