@@ -121,6 +121,16 @@ pub fn run(cli: Cli) -> Result<()> {
         crate::lake::set_lock_wait(std::time::Duration::from_micros(us.max(0) as u64));
     }
     if !matches!(cli.command, Command::Generate(_)) {
+        // A file given as the lake (`--lake events.jsonl`, the input in
+        // the wrong place) would otherwise fail on reading a path under it.
+        if cli.lake.exists() && !cli.lake.is_dir() {
+            return Err(crate::error::Failure::Usage(format!(
+                "--lake `{}` is a file, not a lake directory (inputs go after the command: \
+                 `evlake --lake DIR ingest FILE`)",
+                cli.lake.display()
+            ))
+            .into());
+        }
         // The lake's own typed tables (`LAKE/typed/*.sql`), for every
         // command that reads or builds silver.
         let lake = crate::lake::Lake::new(&cli.lake);

@@ -284,6 +284,22 @@ fn a_mistyped_lake_is_an_error_not_an_empty_lake() {
         );
     }
     assert!(!missing.exists(), "nothing was created");
+    // A file given as the lake (the input in the wrong place) says so, for
+    // the commands that would create a lake too, and is left as it was.
+    let file = tmp.path().join("events.jsonl");
+    std::fs::write(&file, "{}\n").unwrap();
+    for args in [&["status"][..], &["init"], &["ingest", "x.jsonl"], &["run"]] {
+        run_says(
+            &file,
+            args,
+            2,
+            &format!(
+                "--lake `{}` is a file, not a lake directory (inputs go after the command",
+                file.display()
+            ),
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
     // `init` and `ingest` create one; then the others work on it.
     ok(&missing, &["init"]);
     assert!(run(&missing, &["status"]).status.success());
