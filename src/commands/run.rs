@@ -116,6 +116,22 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             }
         },
     };
+    // A model the policy names that does not exist is a settings error:
+    // say so before the run commits anything (a model whose file does not
+    // load fails at its step, as `status` reports it).
+    if !opts.snapshot_models.is_empty() {
+        let mut models = crate::state::models(&lake)?;
+        for m in &opts.snapshot_models {
+            if !models.ok.contains_key(m) && !models.broken.contains_key(m) {
+                let e = models.not_loaded(m, &lake);
+                return Err(Failure::Usage(format!(
+                    "{}: state.snapshot_models: {e}",
+                    crate::config::FILE
+                ))
+                .into());
+            }
+        }
+    }
     let (report, result) = pipeline::run(&lake, &opts);
     if let Some(r) = &report.compact {
         super::compact::print_report(r);

@@ -1198,6 +1198,27 @@ fn bad_models_and_times_exit_2() {
     )
     .unwrap();
     run_says(&lake, &["run"], 2, "step `snapshot` failed");
+    // A name no model has is a settings error, before anything is
+    // ingested.
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[state]\nsnapshot_models = [\"balance\"]\n",
+    )
+    .unwrap();
+    let before = commits(&lake);
+    let late = lake.parent().unwrap().join("more.jsonl");
+    std::fs::write(
+        &late,
+        ledger("d9", "deposit", "2024-03-15T10:00:00Z", "A", "1.00"),
+    )
+    .unwrap();
+    run_says(
+        &lake,
+        &["run", late.to_str().unwrap()],
+        2,
+        "evlake.toml: state.snapshot_models: unknown model `balance` (models: balances,",
+    );
+    assert_eq!(commits(&lake), before, "nothing committed");
 }
 
 /// `[state] snapshot_keep = N`: `run` keeps each model's N newest
