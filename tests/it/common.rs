@@ -506,3 +506,49 @@ pub fn spawn_paused(
     }
     (child, go)
 }
+
+/// `evlake --lake LAKE args...` on a pseudo-terminal (Python's `pty`, as a
+/// fresh machine has Python 3), with `typed` typed on it and then Ctrl-D
+/// (if any); what it drew. Asserts that it succeeded.
+pub fn on_a_terminal(lake: &Path, args: &[&str], typed: &[u8]) -> String {
+    const PTY: &str = "import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s)
+os.close(s)
+typed = sys.stdin.buffer.read()
+if typed:
+    os.write(m, typed + b'\\n\\x04')
+out = b''
+while True:
+    try:
+        chunk = os.read(m, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.buffer.write(out)
+sys.exit(p.wait())";
+    use std::io::Write;
+    let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(python)
+        .args(["-c", PTY, bin(), "--lake", lake.to_str().unwrap()])
+        .args(args)
+        .env_remove("EVLAKE_FAULT")
+        .env_remove("EVLAKE_TRACE")
+        .env_remove("EVLAKE_LAKE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(typed).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

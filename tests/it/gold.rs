@@ -374,36 +374,6 @@ fn a_quiet_run_prints_only_what_needs_attention() {
     assert!(stderr(&o).contains("missing.jsonl"), "{}", stderr(&o));
 }
 
-/// `evlake --lake LAKE args...` with a pseudo-terminal for stdout and
-/// stderr (Python's `pty`, as a fresh machine has Python 3); what it drew.
-fn on_a_terminal(lake: &Path, args: &[&str]) -> String {
-    const PTY: &str = "import os, pty, subprocess, sys
-m, s = pty.openpty()
-p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=s, stderr=s)
-os.close(s)
-out = b''
-while True:
-    try:
-        chunk = os.read(m, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-sys.stdout.buffer.write(out)
-sys.exit(p.wait())";
-    let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let o = std::process::Command::new(python)
-        .args(["-c", PTY, bin(), "--lake", lake.to_str().unwrap()])
-        .args(args)
-        .env_remove("EVLAKE_FAULT")
-        .env_remove("EVLAKE_TRACE")
-        .output()
-        .expect("python3 runs");
-    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// `--json` is one line when stdout is not a terminal, so cron's
 /// `run --json >> runs.jsonl` appends JSON Lines; a person at a terminal
 /// gets it indented.
@@ -436,7 +406,7 @@ fn json_summaries_are_one_line_unless_on_a_terminal() {
         &["status", "--json"][..],
         &["state", "balances", "--as-of", "2024-03-16", "--json"],
     ] {
-        let text = on_a_terminal(&lake, args);
+        let text = on_a_terminal(&lake, args, b"");
         let start = text.find('{').unwrap();
         let v: Value = serde_json::from_str(text[start..].trim()).unwrap();
         assert!(text.contains("\n  \""), "{args:?}: {text}");
@@ -455,15 +425,15 @@ fn progress_shows_on_a_terminal_only() {
     );
     // On a terminal: ingest's progress bar, then a spinner naming the
     // step and its phase while silver and gold work.
-    let drawn = on_a_terminal(&lake, &["ingest", &file, "--processing-time", pt]);
+    let drawn = on_a_terminal(&lake, &["ingest", &file, "--processing-time", pt], b"");
     assert!(drawn.contains("Ingesting ["), "{drawn}");
-    let drawn = on_a_terminal(&lake, &["run", "--processing-time", pt]);
+    let drawn = on_a_terminal(&lake, &["run", "--processing-time", pt], b"");
     for step in ["Running silver: ", "Running gold: "] {
         assert!(drawn.contains(step), "{step}: {drawn}");
     }
     assert!(drawn.contains("Committed"), "{drawn}");
     // --quiet draws nothing there either.
-    let drawn = on_a_terminal(&lake, &["-q", "silver", "--full"]);
+    let drawn = on_a_terminal(&lake, &["-q", "silver", "--full"], b"");
     assert_eq!(drawn, "");
     // Not on a terminal (cron, a pipe): status lines only.
     let o = run(&lake, &["silver", "--full"]);

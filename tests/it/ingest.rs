@@ -2073,44 +2073,11 @@ fn stdin_on_a_terminal_says_it_is_reading_what_is_typed() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let line = r#"{"event_id":"t1","event_type":"x","event_timestamp":"2024-03-10T10:00:00Z","user_id":"u"}"#;
-    let script = r#"
-import os, pty, sys
-argv = sys.argv[1:]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(argv[0], argv)
-os.write(fd, sys.stdin.buffer.read() + b"\n\x04")
-out = b""
-while True:
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-sys.stdout.buffer.write(out)
-sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-"#;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, bin(), "--lake"])
-        .arg(&lake)
-        .args(["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"])
-        .env_remove("EVLAKE_LAKE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(line.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{text}");
+    let text = on_a_terminal(
+        &lake,
+        &["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"],
+        line.as_bytes(),
+    );
     assert!(
         text.contains(
             "Reading events typed on the terminal (`-` is stdin): end with Ctrl-D, or Ctrl-C \

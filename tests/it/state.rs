@@ -17,6 +17,13 @@ fn ledger(id: &str, ty: &str, ts: &str, account: &str, amount: &str) -> String {
     )
 }
 
+/// An event line of any type with `props` (JSON text) as its properties.
+fn event(id: &str, ty: &str, ts: &str, user: &str, props: &str) -> String {
+    format!(
+        "{{\"event_id\":\"{id}\",\"event_type\":\"{ty}\",\"event_timestamp\":\"{ts}\",\"user_id\":\"{user}\",\"properties\":{props}}}\n"
+    )
+}
+
 fn correction(id: &str, ts: &str, account: &str, corrects: &str, delta: &str) -> String {
     format!(
         "{{\"event_id\":\"{id}\",\"event_type\":\"correction\",\"event_timestamp\":\"{ts}\",\"user_id\":\"owner-{account}\",\"properties\":{{\"account_id\":\"{account}\",\"corrects_event_id\":\"{corrects}\",\"amount_delta\":{delta}}}}}\n"
@@ -373,11 +380,7 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
 fn unusable_ledger_events_are_problems_from_a_snapshot_as_from_a_replay() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    let raw = |id: &str, ty: &str, ts: &str, props: &str| {
-        format!(
-            "{{\"event_id\":\"{id}\",\"event_type\":\"{ty}\",\"event_timestamp\":\"{ts}\",\"user_id\":\"u\",\"properties\":{props}}}\n"
-        )
-    };
+    let raw = |id: &str, ty: &str, ts: &str, props: &str| event(id, ty, ts, "u", props);
     run_lines(
         &lake,
         "b1.jsonl",
@@ -489,51 +492,46 @@ fn unusable_ledger_events_are_problems_from_a_snapshot_as_from_a_replay() {
 fn unusable_cart_events_are_problems() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    let cart = |id: &str, ty: &str, ts: &str, user: &str, props: &str| {
-        format!(
-            "{{\"event_id\":\"{id}\",\"event_type\":\"{ty}\",\"event_timestamp\":\"{ts}\",\"user_id\":\"{user}\",\"properties\":{props}}}\n"
-        )
-    };
     run_lines(
         &lake,
         "b1.jsonl",
         &[
-            cart(
+            event(
                 "a1",
                 "add_to_cart",
                 "2024-03-10T10:00:00Z",
                 "u1",
                 r#"{"product_id":"p1","quantity":2}"#,
             ),
-            cart(
+            event(
                 "a2",
                 "add_to_cart",
                 "2024-03-10T10:01:00Z",
                 "u1",
                 r#"{"quantity":2}"#,
             ),
-            cart(
+            event(
                 "a3",
                 "add_to_cart",
                 "2024-03-10T10:02:00Z",
                 "u1",
                 r#"{"product_id":"p2","quantity":"3"}"#,
             ),
-            cart(
+            event(
                 "a4",
                 "remove_from_cart",
                 "2024-03-11T10:03:00Z",
                 "u1",
                 r#"{"product_id":"p1","quantity":null}"#,
             ),
-            cart(
+            event(
                 "a5",
                 "add_to_cart",
                 "2024-03-11T10:04:00Z",
                 "u2",
                 r#"{"product_id":42}"#,
             ),
-            cart(
+            event(
                 "a6",
                 "add_to_cart",
                 "2024-03-11T10:05:00Z",
@@ -1375,38 +1373,40 @@ fn property_a_snapshot_answer_equals_a_full_replay() {
             // that may be before or after it, or unknown yet), cart adds
             // without a product or with a quantity in words; a negative
             // withdrawal, and a deposit such corrections name.
-            let mut ts: Vec<String> = (0..6)
-                .map(|_| format!("{}T{:02}:{:02}:00Z", days[next(5)], next(24), next(60)))
-                .collect();
-            let target = next(i + 2);
-            let mut ts = move || ts.remove(0);
-            let odd = [
-                format!(
-                    "{{\"event_id\":\"odd-{i}-a\",\"event_type\":\"deposit\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"amount\":\"1.00\"}}}}\n",
-                    ts()
+            let kinds = [
+                ("a", "deposit", r#"{"amount":"1.00"}"#.to_string()),
+                (
+                    "b",
+                    "correction",
+                    format!(
+                        r#"{{"account_id":"acct-odd","corrects_event_id":"odd-{}-d"}}"#,
+                        next(i + 2)
+                    ),
                 ),
-                format!(
-                    "{{\"event_id\":\"odd-{i}-b\",\"event_type\":\"correction\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"account_id\":\"acct-odd\",\"corrects_event_id\":\"odd-{}-d\"}}}}\n",
-                    ts(),
-                    target
+                (
+                    "c",
+                    "withdrawal",
+                    r#"{"account_id":"acct-odd","amount":"-2.00"}"#.into(),
                 ),
-                format!(
-                    "{{\"event_id\":\"odd-{i}-c\",\"event_type\":\"withdrawal\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"account_id\":\"acct-odd\",\"amount\":\"-2.00\"}}}}\n",
-                    ts()
+                (
+                    "d",
+                    "deposit",
+                    r#"{"account_id":"acct-odd","amount":"3.00"}"#.into(),
                 ),
-                format!(
-                    "{{\"event_id\":\"odd-{i}-e\",\"event_type\":\"add_to_cart\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"quantity\":\"2\"}}}}\n",
-                    ts()
-                ),
-                format!(
-                    "{{\"event_id\":\"odd-{i}-f\",\"event_type\":\"add_to_cart\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"product_id\":\"p-odd\",\"quantity\":\"two\"}}}}\n",
-                    ts()
-                ),
-                format!(
-                    "{{\"event_id\":\"odd-{i}-d\",\"event_type\":\"deposit\",\"event_timestamp\":\"{}\",\"user_id\":\"u-odd\",\"properties\":{{\"account_id\":\"acct-odd\",\"amount\":\"3.00\"}}}}\n",
-                    ts()
+                ("e", "add_to_cart", r#"{"quantity":"2"}"#.into()),
+                (
+                    "f",
+                    "add_to_cart",
+                    r#"{"product_id":"p-odd","quantity":"two"}"#.into(),
                 ),
             ];
+            let odd: Vec<String> = kinds
+                .iter()
+                .map(|(k, ty, props)| {
+                    let ts = format!("{}T{:02}:{:02}:00Z", days[next(5)], next(24), next(60));
+                    event(&format!("odd-{i}-{k}"), ty, &ts, "u-odd", props)
+                })
+                .collect();
             let odd_file = tmp.path().join(format!("odd-{seed}-{i}.jsonl"));
             std::fs::write(&odd_file, odd.concat()).unwrap();
             ok(
