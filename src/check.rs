@@ -213,9 +213,9 @@ fn is_source(table: &str) -> bool {
 /// rebuilt whole if any of its files is damaged (restating only a date,
 /// `--dates`, compares with its built rows, so it reads the damaged file),
 /// then gold (every date the rebuild made dirty, or each damaged date),
-/// then each snapshot. The id index needs none (the next ingest rebuilds
-/// it). An error, and no command, if bronze or its side output is
-/// damaged: silver would be rebuilt from it.
+/// then each snapshot. The id index needs none (`check --repair` rebuilds
+/// it, see [`crate::ids::rebuild`]). An error, and no command, if bronze or
+/// its side output is damaged: silver would be rebuilt from it.
 pub fn repair_commands(problems: &[Problem]) -> Result<Vec<Vec<String>>, String> {
     use std::collections::BTreeSet;
     let bronze: Vec<&str> = problems
@@ -275,7 +275,9 @@ fn repair(table: &str, partition: &str) -> String {
         return "restore the file from a backup: it is the lake's only copy of these rows".into();
     }
     if table == ids::TABLE {
-        return "the next `evlake ingest` (or `run`) rebuilds the id index from bronze".into();
+        return "`evlake check --repair` rebuilds the id index from bronze (so does the next \
+                `evlake ingest` or `run`)"
+            .into();
     }
     if let Some((model, as_of)) = snapshot_of(table, partition) {
         return format!(

@@ -346,6 +346,43 @@ pub fn from_bronze(
     Ok(())
 }
 
+/// The log's operation name of a commit that rebuilds the index.
+pub const REBUILD: &str = "reindex";
+
+/// Rebuild the index from bronze (and its side output), in one commit
+/// that replaces every index file: the repair of a damaged or missing one
+/// (`evlake check --repair`), which the next ingest would otherwise make.
+/// Changes no data. Returns the commit's version.
+pub fn rebuild(lake: &Lake, processing_time: i64) -> Result<u64> {
+    use crate::{derive, fault, ingest, lake as lk, log};
+    let _busy = fault::operation(REBUILD);
+    let _lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    log::clean_orphans(lake, &state, &ingest::table_dirs())?;
+    let staging = lk::Staging::create(lake, REBUILD)?;
+    let run_id = derive::run_id(REBUILD, &state);
+    let spilled = staging.join("entries");
+    std::fs::create_dir_all(&spilled)
+        .with_context(|| format!("failed to create `{}`", spilled.display()))?;
+    let mut spool =
+        ingest::keys::Spool::new(&spilled, ingest::keys_in_memory(ingest::buffer_bytes()), 0);
+    from_bronze(lake, &state, &mut spool)?;
+    let entries = spool.finish()?;
+    let staged = staging.join(format!("{run_id}.ids"));
+    let (rows, bytes) = write_sorted(&staged, entries.distinct())?;
+    entries.error()?;
+    fault::point("staged")?;
+    let rel = format!("{DIR}/{run_id}.ids");
+    lk::publish(lake, &[(staged, lake.path(&rel))])?;
+    let mut commit = log::Commit::next(&state, REBUILD, processing_time);
+    commit.add = vec![FileAction::plain(TABLE, "", rel, rows, bytes)];
+    commit.remove = committed(&state).into_iter().cloned().collect();
+    commit.ids_indexed = true;
+    commit.ids_rebuilt = true;
+    derive::finish_commit(lake, &commit)?;
+    Ok(commit.version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,8 @@ Compares each file the commit log references with the log's record: that
 it exists, its size, and its rows (a Parquet footer's count, with --deep
 every page decoded). Each problem names its repair: derived tables are
 rebuilt (`evlake silver --full`, `evlake gold --dates D`, `evlake
-snapshot`); bronze and the quarantine come back only from a backup. Also
+snapshot`; the id index by --repair itself); bronze and the quarantine
+come back only from a backup. Also
 lists orphans, files no commit references (a killed run's; the next
 writer removes them). Read-only, takes no lock, unless --repair: it then
 runs those commands (refusing if bronze is damaged) and checks again.
@@ -55,9 +56,22 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             run_command(lake_dir, c)
                 .with_context(|| format!("repairing: `evlake {}` failed", c.join(" ")))?;
         }
-        if !commands.is_empty() {
+        let mut repaired: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+        // The id index has no command of its own: rebuilt here, from
+        // bronze (known whole: repair_commands refuses otherwise).
+        if report.problems.iter().any(|p| p.table == crate::ids::TABLE) {
+            status("Repairing", "the id index, from bronze");
+            let version = crate::ids::rebuild(&lake, super::processing_time_or_now(None))
+                .context("repairing: rebuilding the id index failed")?;
+            status(
+                "Committed",
+                format!("version {version}: the id index rebuilt from bronze"),
+            );
+            repaired.push("rebuild the id index from bronze".into());
+        }
+        if !repaired.is_empty() {
             report = checked(&lake, args.deep)?;
-            report.repaired = commands.iter().map(|c| c.join(" ")).collect();
+            report.repaired = repaired;
         }
     }
     print_report(&report);

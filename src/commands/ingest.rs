@@ -98,16 +98,8 @@ impl IngestSettings {
     pub fn resolve(&self, lake: &Lake, inputs: Vec<String>) -> Result<IngestOptions> {
         let cfg = Config::load(lake)?.ingest;
         let processing_time = super::processing_time_or_now(self.processing_time);
-        let buffer_bytes = std::env::var("EVLAKE_BUFFER_MB")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .map_or(ingest::DEFAULT_BUFFER_BYTES, |mb| mb.max(1) << 20);
-        // As many keys as fit in one row buffer (5.6M by default), unless
-        // set (tests force spilling with a few).
-        let keys_in_memory = std::env::var("EVLAKE_KEYS_IN_MEMORY")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(buffer_bytes / ingest::keys::KEY_BYTES);
+        let buffer_bytes = ingest::buffer_bytes();
+        let keys_in_memory = ingest::keys_in_memory(buffer_bytes);
         let naive = self.naive_timestamps.map(|n| match n {
             NaiveArg::Reject => NaiveTimestamps::Reject,
             NaiveArg::Utc => NaiveTimestamps::Utc,

@@ -64,6 +64,24 @@ pub fn table_dirs() -> Vec<&'static str> {
 /// Default memory for buffered rows before a flush to Parquet.
 pub const DEFAULT_BUFFER_BYTES: usize = 128 << 20;
 
+/// The row buffer's size: `EVLAKE_BUFFER_MB`, else [`DEFAULT_BUFFER_BYTES`].
+pub fn buffer_bytes() -> usize {
+    std::env::var("EVLAKE_BUFFER_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(DEFAULT_BUFFER_BYTES, |mb| mb.max(1) << 20)
+}
+
+/// How many event keys stay in memory before they spill to staging: as
+/// many as fit in a row buffer of `buffer_bytes` (5.6M by default), unless
+/// `EVLAKE_KEYS_IN_MEMORY` says (tests force spilling with a few).
+pub fn keys_in_memory(buffer_bytes: usize) -> usize {
+    std::env::var("EVLAKE_KEYS_IN_MEMORY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(buffer_bytes / keys::KEY_BYTES)
+}
+
 /// `--max-line-bytes` by default: far above any real event, far below
 /// what a whole JSON array read as one line could take.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;

@@ -749,6 +749,7 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
     let bronze = first("bronze/events/event_date=2024-03-19");
     let kept = std::fs::read(lake.join(&bronze)).unwrap();
     std::fs::remove_file(lake.join(&bronze)).unwrap();
+    std::fs::remove_file(lake.join(first("_evlake/ids"))).unwrap();
     let version = commits(&lake);
     let o = run(&lake, &["check", "--repair"]);
     assert_eq!(exit_code(&o), 1);
@@ -768,10 +769,61 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
         serde_json::json!([
             "silver --full",
             "gold",
-            "snapshot balances --as-of 2024-03-15T23:59:59.999999Z"
+            "snapshot balances --as-of 2024-03-15T23:59:59.999999Z",
+            "rebuild the id index from bronze"
         ])
     );
     assert!(stderr(&o).contains("Repairing evlake silver --full"));
+    assert!(stderr(&o).contains("Repairing the id index, from bronze"));
     assert_eq!(gold_dump(&lake), gold_dump_before);
     assert_eq!(answer(&lake)["rows"], before["rows"]);
+
+    // The rebuilt index holds every event: an event of the lake sent again
+    // with other content is an id conflict.
+    let conflict = tmp.path().join("conflict.jsonl");
+    std::fs::write(
+        &conflict,
+        r#"{"event_id":"evt-00443","event_type":"page_view","event_timestamp":"2024-03-15T14:50:00.000Z","user_id":"u4","properties":{"changed":true}}"#,
+    )
+    .unwrap();
+    let rebuilt = |lake: &Path| {
+        let s = ok(
+            lake,
+            &[
+                "run",
+                conflict.to_str().unwrap(),
+                "--processing-time",
+                "2024-03-21T02:00:00Z",
+                "--json",
+                "--dry-run",
+            ],
+        );
+        assert_eq!(s["ingest"]["id_conflicts"], 1, "{s}");
+    };
+    rebuilt(&lake);
+    // A rebuild killed at any step leaves the lake readable with the index
+    // still missing (or, after its commit, rebuilt); the next one finishes.
+    for step in evlake::fault::STEPS {
+        let index = first("_evlake/ids");
+        std::fs::remove_file(lake.join(&index)).unwrap();
+        let version = commits(&lake);
+        let o = cmd(&lake, &["check", "--repair"])
+            .env("EVLAKE_FAULT", format!("reindex:{step}"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("EVLAKE_FAULT=reindex:{step}")));
+        let committed = commits(&lake) - version;
+        assert_eq!(committed, usize::from(*step == "after-commit"), "{step}");
+        let (report, _) = check(false);
+        assert_eq!(
+            report["status"] == "ok",
+            *step == "after-commit",
+            "{step}: {report}"
+        );
+        let o = run(&lake, &["check", "--repair", "--json"]);
+        assert_eq!(exit_code(&o), 0, "{step}: {}", stderr(&o));
+        assert!(uncommitted_files(&lake).is_empty(), "{step}");
+        rebuilt(&lake);
+    }
 }
