@@ -5,8 +5,8 @@
 --         recomputed.
 -- Output: event_date, currency (upper-cased and trimmed; NULL when the
 --         purchase had none), purchases, revenue (Decimal(18,2), purchases
---         whose amount could not be typed add nothing), untyped_amounts
---         (their count).
+--         whose amount is missing, null or could not be typed add nothing),
+--         untyped_amounts (their count).
 WITH final AS (
     SELECT
         event_date,

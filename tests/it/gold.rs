@@ -902,6 +902,7 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
 /// Currency codes are compared and grouped upper-cased and trimmed: `usd`
 /// and ` USD ` are USD, in `daily_metrics`' revenue and in
 /// `daily_revenue_by_currency`; a purchase without one is its own row.
+/// `untyped_amounts` counts every purchase that adds nothing.
 #[test]
 fn currencies_are_grouped_upper_cased_and_trimmed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -919,6 +920,10 @@ fn currencies_are_grouped_upper_cased_and_trimmed() {
             purchase("g2", r#"{"amount":"5.00","currency":" USD "}"#),
             purchase("g3", r#"{"amount":"7.00"}"#),
             purchase("g4", r#"{"amount":"2.00","currency":"EUR"}"#),
+            // Amounts that add nothing: missing, null, not a decimal.
+            purchase("g5", r#"{"currency":"USD"}"#),
+            purchase("g6", r#"{"amount":null,"currency":"usd"}"#),
+            purchase("g7", r#"{"amount":"abc","currency":"USD"}"#),
         ]
         .concat(),
     )
@@ -935,17 +940,17 @@ fn currencies_are_grouped_upper_cased_and_trimmed() {
     assert_eq!(
         query_csv(
             &lake,
-            "SELECT currency, purchases, CAST(revenue AS VARCHAR) \
+            "SELECT currency, purchases, CAST(revenue AS VARCHAR), untyped_amounts \
              FROM daily_revenue_by_currency ORDER BY 1 NULLS LAST"
         ),
-        ["EUR,1,2.00", "USD,2,15.00", ",1,7.00"]
+        ["EUR,1,2.00,0", "USD,5,15.00,3", ",1,7.00,0"]
     );
     assert_eq!(
         query_csv(
             &lake,
             "SELECT purchases, CAST(revenue AS VARCHAR) FROM daily_metrics"
         ),
-        ["4,15.00"]
+        ["7,15.00"]
     );
     // The reporting currency is trimmed and upper-cased the same way.
     ok(&lake, &["gold", "--currency", " eur"]);
