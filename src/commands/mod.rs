@@ -56,8 +56,10 @@ pub fn json_text<T: Serialize>(value: &T) -> Result<String> {
 }
 
 /// The status verbs `--quiet` still prints: what needs a person's
-/// attention, and the answer of a `--dry-run` (which is its output).
+/// attention (`Reading`: stdin is a terminal waiting for what is typed),
+/// and the answer of a `--dry-run` (which is its output).
 const ATTENTION: &[&str] = &[
+    "Reading",
     "Warning",
     "Problem",
     "Repair",

@@ -2073,9 +2073,16 @@ fn stdin_on_a_terminal_says_it_is_reading_what_is_typed() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let line = r#"{"event_id":"t1","event_type":"x","event_timestamp":"2024-03-10T10:00:00Z","user_id":"u"}"#;
+    // Under -q too: a terminal waiting for input needs a person.
     let text = on_a_terminal(
         &lake,
-        &["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"],
+        &[
+            "-q",
+            "ingest",
+            "-",
+            "--processing-time",
+            "2024-03-11T00:00:00Z",
+        ],
         line.as_bytes(),
     );
     assert!(
