@@ -15,9 +15,9 @@
 -- event up to the as-of time, named with `_all` (`ledger_all`); $1 is
 -- --key (or NULL), to report only that entity's problems. An answer
 -- from a snapshot checks the events after it, and re-checks the snapshot's
--- own problem events against those: a problem must be about an event of
--- the checked table (`event_id`), and only an event the snapshot did not
--- see may clear it.
+-- own problem events against those, for the problems each had at the
+-- snapshot's time: a problem must be about an event of the checked table
+-- (`event_id`), and only an event the snapshot did not see may clear it.
 
 -- name: delta
 SELECT
