@@ -1119,7 +1119,8 @@ async fn stored_problem_events(
     checked: &[&'static str],
 ) -> Result<Option<(BTreeMap<&'static str, DataFrame>, Option<DataFrame>)>> {
     let mut out = BTreeMap::new();
-    let mut reported: Option<Option<DataFrame>> = None;
+    // Each table's pairs; `None` for a table whose file has none.
+    let mut reported: Vec<Option<DataFrame>> = Vec::new();
     for t in checked {
         let Some(p) = state
             .tables
@@ -1142,21 +1143,30 @@ async fn stored_problem_events(
             .map(|f| f.name().as_str())
             .collect();
         let stored = ctx.table(name.as_str()).await?;
-        let pairs = match stored.schema().has_column_with_unqualified_name(REPORTED) {
-            true => Some(stored.clone().select(vec![
-                cast(col("event_id"), DataType::Utf8).alias("event_id"),
-                col(REPORTED),
-            ])?),
-            false => None,
-        };
-        reported = Some(match (reported, pairs) {
-            (None, pairs) => pairs,
-            (Some(Some(a)), Some(b)) => Some(a.union(b)?),
-            _ => None,
-        });
+        reported.push(
+            match stored.schema().has_column_with_unqualified_name(REPORTED) {
+                true => Some(stored.clone().select(vec![
+                    cast(col("event_id"), DataType::Utf8).alias("event_id"),
+                    col(REPORTED),
+                ])?),
+                false => None,
+            },
+        );
         out.insert(*t, stored.select_columns(&columns)?);
     }
-    Ok(Some((out, reported.flatten())))
+    // Every table's, or (a snapshot from before they were kept) none.
+    let reported = match reported.into_iter().collect::<Option<Vec<_>>>() {
+        Some(frames) => {
+            frames
+                .into_iter()
+                .try_fold(None, |all: Option<DataFrame>, f| match all {
+                    Some(all) => all.union(f).map(Some),
+                    None => Ok(Some(f)),
+                })?
+        }
+        None => None,
+    };
+    Ok(Some((out, reported)))
 }
 
 /// Run the model's `problems` query once per check, concurrently (each in
