@@ -22,7 +22,11 @@ use crate::state::{self, Query};
 Models: balances, carts, profiles, and LAKE/models/*.sql. Only events with
 event_timestamp <= --as-of count; --known-at also drops events processed
 after it. The answer starts from the newest valid snapshot at or before
---as-of (`evlake snapshot`) and replays only the events after it.")]
+--as-of (`evlake snapshot`) and replays only the events after it.
+Events a model cannot use are reported as `Problem` lines on stderr
+(--json: `problems`): balances' corrections of unknown events and ledger
+events without an account or amount; carts' events without a product or
+with a quantity that is not an integer.")]
 pub struct Args {
     /// The model, e.g. balances
     pub model: String,
