@@ -304,13 +304,13 @@ fn snapshots(
     report_broken.extend(all.broken_list());
     let models = all.ok;
     let st = LakeState::load(lake)?;
-    let mut todo: Vec<(String, i64)> = state::snapshots(&st, &models)
-        .into_iter()
+    let existing = state::snapshots(lake, &st, &models);
+    let mut todo: Vec<(String, i64)> = existing
+        .iter()
         .filter(|s| !s.valid)
-        .map(|s| (s.model, s.as_of_us))
+        .map(|s| (s.model.clone(), s.as_of_us))
         .collect();
     if let Some(as_of) = state::last_closed_day_end(&st) {
-        let existing = state::snapshots(&st, &models);
         for m in &opts.snapshot_models {
             let have = existing
                 .iter()
@@ -321,9 +321,7 @@ fn snapshots(
         }
     }
     if let Some(keep) = opts.snapshot_keep {
-        let have = state::snapshots(&st, &models)
-            .into_iter()
-            .map(|s| (s.model, s.as_of_us));
+        let have = existing.into_iter().map(|s| (s.model, s.as_of_us));
         for (m, old) in beyond_keep(have.chain(todo.iter().cloned()), keep) {
             todo.retain(|(model, as_of)| *model != m || !old.contains(as_of));
             let removed = state::remove_snapshots(lake, &m, &old, opts.silver.processing_time)?;
@@ -378,7 +376,7 @@ fn removals_planned(
         return Ok(Vec::new());
     };
     let models = state::models(lake)?.ok;
-    let have = state::snapshots(state, &models)
+    let have = state::snapshots(lake, state, &models)
         .into_iter()
         .map(|s| (s.model, s.as_of_us));
     let policy = state::closed_day_end(watermark)
@@ -419,7 +417,7 @@ fn snapshots_planned(
 ) -> anyhow::Result<Vec<PlannedSnapshot>> {
     use crate::state;
     let models = state::models(lake)?.ok;
-    let existing = state::snapshots(state, &models);
+    let existing = state::snapshots(lake, state, &models);
     let is_removed =
         |model: &str, as_of: &str| removed.iter().any(|r| r.model == model && r.as_of == as_of);
     let mut out: Vec<PlannedSnapshot> = Vec::new();

@@ -530,8 +530,18 @@ impl Snapshot {
     }
 }
 
-/// Every snapshot of `models` in the log, with its validity.
-pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Snapshot> {
+/// Why a snapshot whose files are gone is invalid (see [`Snapshot::on_disk`]).
+const FILES_MISSING: &str =
+    "its files are not on disk (deleted or lost; `evlake check` lists them)";
+
+/// Every snapshot of `models` in the log, with its validity: one whose
+/// files are not all on disk is invalid too, so `status` says so, `state`
+/// passes over it and `run` writes it again.
+pub fn snapshots(
+    lake: &Lake,
+    state: &LakeState,
+    models: &BTreeMap<String, Model>,
+) -> Vec<Snapshot> {
     let mut out = Vec::new();
     for m in models.values() {
         let table = m.table();
@@ -565,7 +575,7 @@ pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Sna
                     )
                 })
             };
-            out.push(Snapshot {
+            let mut s = Snapshot {
                 model: m.name.clone(),
                 as_of: format_micros(as_of_us),
                 as_of_us,
@@ -574,7 +584,12 @@ pub fn snapshots(state: &LakeState, models: &BTreeMap<String, Model>) -> Vec<Sna
                 rows: p.rows(),
                 valid: invalid_because.is_none(),
                 invalid_because,
-            });
+            };
+            if s.valid && !s.on_disk(lake, state) {
+                s.valid = false;
+                s.invalid_because = Some(FILES_MISSING.to_string());
+            }
+            out.push(s);
         }
     }
     out
@@ -788,14 +803,16 @@ pub fn query(
     // answer a --known-at question only if nothing it read came later;
     // simplest and always right: bitemporal questions replay.
     let snapshot = if q.use_snapshots && q.known_at.is_none() {
-        let mut usable: Vec<Snapshot> = snapshots(state, &all)
+        // Those valid but for their files are named as passed over.
+        let mut usable: Vec<Snapshot> = snapshots(lake, state, &all)
             .into_iter()
-            .filter(|s| s.valid && s.as_of_us <= q.as_of)
+            .filter(|s| s.as_of_us <= q.as_of)
+            .filter(|s| s.valid || s.invalid_because.as_deref() == Some(FILES_MISSING))
             .collect();
         usable.sort_by_key(|s| s.as_of_us);
         let mut newest = None;
         while let Some(s) = usable.pop() {
-            if s.on_disk(lake, state) {
+            if s.valid {
                 newest = Some(s);
                 break;
             }
@@ -1457,13 +1474,9 @@ pub fn snapshot(
         bail!("silver has not been built: run `evlake run` (or `evlake silver`) first");
     }
     let all = BTreeMap::from([(model.name.clone(), model.clone())]);
-    let existing = snapshots(&state, &all);
-    // One whose files are gone is written again, and is not one to start
-    // from (see [`Snapshot::on_disk`]).
-    let existing: Vec<Snapshot> = existing
-        .into_iter()
-        .filter(|s| s.on_disk(lake, &state))
-        .collect();
+    // One whose files are gone is invalid: written again, and not one to
+    // start from (see [`Snapshot::on_disk`]).
+    let existing = snapshots(lake, &state, &all);
     // Taking the same snapshot again changes nothing: it would hold the
     // same rows (it is valid, so no event at or before its time came
     // since, and neither SQL changed).
@@ -1764,7 +1777,7 @@ pub fn closed_day_end(watermark: Option<i64>) -> Option<i64> {
 /// file does not load, invalid), and the models that do not load.
 pub fn all_snapshots(lake: &Lake, state: &LakeState) -> Result<(Vec<Snapshot>, Vec<BrokenModel>)> {
     let models = models(lake)?;
-    let mut out = snapshots(state, &models.ok);
+    let mut out = snapshots(lake, state, &models.ok);
     for name in models.broken.keys() {
         for (key, p) in state.partitions(&snapshot_table(name)) {
             let Some(as_of_us) = parse_as_of_dir(key).filter(|_| !p.files.is_empty()) else {

@@ -692,6 +692,18 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
     let replayed: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(replayed["snapshot"], Value::Null);
     assert_eq!(replayed["rows"], before["rows"]);
+    // `status` calls it invalid, and why (it read only the log before),
+    // and a dry run would write it again.
+    let sn = &ok(&lake, &["status", "--json"])["snapshots"][0];
+    assert_eq!(sn["valid"], false, "{sn}");
+    let why = sn["invalid_because"].as_str().unwrap();
+    assert!(why.contains("files are not on disk"), "{why}");
+    let o = run(&lake, &["run", "--dry-run"]);
+    assert!(
+        stderr(&o).contains("Would write the balances snapshot as of 2024-03-15T23:59:59.999999Z: its files are not on disk"),
+        "{}",
+        stderr(&o)
+    );
 
     // Bronze comes back from its backup (silver is rebuilt from it), then
     // each named repair works.
