@@ -411,14 +411,77 @@ fn same_value(slot: Slot, a: Raw<'_>, b: Raw<'_>, naive: NaiveTimestamps) -> boo
             (timestamp(Some(a), naive), timestamp(Some(b), naive)),
             (Ok(x), Ok(y)) if x == y
         ),
-        Slot::Properties => matches!(
+        Slot::Properties => same_json(a.text, b.text),
+        _ => matches!((as_str(a), as_str(b)), (Some(x), Some(y)) if x == y),
+    }
+}
+
+/// Are two JSON texts the same value (spacing and key order aside)?
+fn same_json(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
             (
-                serde_json::from_str::<serde_json::Value>(a.text),
-                serde_json::from_str::<serde_json::Value>(b.text),
+                serde_json::from_str::<serde_json::Value>(a),
+                serde_json::from_str::<serde_json::Value>(b),
             ),
             (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// A key given twice with different values, at `path`.
+fn repeated(path: &str, first: &str, second: &str) -> Rejection {
+    Rejection::new(
+        Reason::ConflictingFields,
+        format!(
+            "`{path}` is given twice, as {} and as {} (readers differ on which one counts)",
+            shorten(first),
+            shorten(second)
         ),
-        _ => matches!((as_str(a), as_str(b)), (Some(x), Some(y)) if x == y),
+    )
+}
+
+/// A value's text for a message: long ones cut (at a character boundary).
+fn shorten(text: &str) -> Cow<'_, str> {
+    const MAX: usize = 60;
+    if text.len() <= MAX {
+        return Cow::Borrowed(text);
+    }
+    let cut = (0..=MAX)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    Cow::Owned(format!("{}...", &text[..cut]))
+}
+
+/// The first key an object anywhere inside the JSON value `text` (at
+/// `path`) repeats with another value. Silver's JSON functions and DuckDB
+/// read the first, Python's `json` and serde_json the last: such a line is
+/// quarantined rather than read differently by each. The scanner declines
+/// every line with a nested repeat, so only serde_json's path looks.
+fn repeated_key(text: &str, path: &str) -> Option<Rejection> {
+    match text.as_bytes().first()? {
+        b'{' => {
+            let Members(members) = serde_json::from_str(text).ok()?;
+            let mut seen: std::collections::HashMap<&str, &RawValue> =
+                std::collections::HashMap::with_capacity(members.len());
+            for (key, value) in &members {
+                let first = *seen.entry(key.as_ref()).or_insert(value);
+                if !same_json(first.get(), value.get()) {
+                    return Some(repeated(&format!("{path}.{key}"), first.get(), value.get()));
+                }
+            }
+            members
+                .iter()
+                .find_map(|(key, value)| repeated_key(value.get(), &format!("{path}.{key}")))
+        }
+        b'[' => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            items
+                .iter()
+                .enumerate()
+                .find_map(|(i, value)| repeated_key(value.get(), &format!("{path}[{i}]")))
+        }
+        _ => None,
     }
 }
 
@@ -435,7 +498,14 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn add(&mut self, key: Cow<'a, str>, raw: Raw<'a>, naive: NaiveTimestamps) {
         let Some(slot) = Slot::of_key(&key) else {
-            self.extra.push((key, raw));
+            match self.extra.iter().find(|(k, _)| *k == key) {
+                None => self.extra.push((key, raw)),
+                Some((_, first)) => {
+                    if self.conflict.is_none() && !same_json(first.text, raw.text) {
+                        self.conflict = Some(repeated(&key, first.text, raw.text));
+                    }
+                }
+            }
             return;
         };
         if is_null(&raw) {
@@ -509,6 +579,12 @@ pub fn parse_line<'a>(
         };
         for (key, raw) in members.0 {
             fields.add(key, Raw::new(raw.get()), naive);
+        }
+        if fields.conflict.is_none() {
+            let nested = fields.slots.iter().flatten().chain(&fields.extra);
+            fields.conflict = nested
+                .into_iter()
+                .find_map(|(key, raw)| repeated_key(raw.text, key));
         }
     }
     if let Some(conflict) = fields.conflict {
@@ -986,6 +1062,64 @@ mod tests {
         .unwrap_err();
         assert_eq!(r.reason, Reason::ConflictingFields);
         assert_eq!(r.detail, r#"`event_id` is "a" but `event_id` is "b""#);
+    }
+
+    #[test]
+    fn a_key_repeated_with_another_value_anywhere_is_a_conflict() {
+        let with = |more: &str| {
+            format!(
+                r#"{{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"{more}}}"#
+            )
+        };
+        for (more, detail) in [
+            (
+                r#","properties":{"amount":"1.00","amount":"2.00"}"#,
+                r#"`properties.amount` is given twice, as "1.00" and as "2.00""#,
+            ),
+            (
+                r#","properties":{"a":[1,{"b":{"c":1,"c":{"x":1}}}]}"#,
+                r#"`properties.a[1].b.c` is given twice, as 1 and as {"x":1}"#,
+            ),
+            (
+                r#","ctx":{"o":{"k":1}},"ctx":{"o":{"k":2}}"#,
+                r#"`ctx` is given twice, as {"o":{"k":1}} and as {"o":{"k":2}}"#,
+            ),
+            (
+                r#","properties":{"a":1,"a":2}"#,
+                r#"`properties.a` is given twice, as 1 and as 2"#,
+            ),
+        ] {
+            let r = parse_line(with(more).as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::ConflictingFields, "{more}");
+            assert!(
+                r.detail.starts_with(detail)
+                    && r.detail.ends_with("(readers differ on which one counts)"),
+                "{more}: {}",
+                r.detail
+            );
+        }
+        // The same value twice (spacing and key order aside) means one
+        // thing: kept as sent.
+        for more in [
+            r#","properties":{"amount":"1.00","amount":"1.00"}"#,
+            r#","properties":{"o":{"a":1,"b":2},"o":{ "b":2, "a":1 }}"#,
+            r#","ctx":1,"ctx":1"#,
+        ] {
+            let line = with(more);
+            assert!(parse_line(line.as_bytes(), &opts()).is_ok(), "{more}");
+        }
+        // A long value is cut in the message.
+        let long = "x".repeat(100);
+        let r = parse_line(
+            with(&format!(r#","properties":{{"a":"{long}","a":1}}"#)).as_bytes(),
+            &opts(),
+        )
+        .unwrap_err();
+        assert!(
+            r.detail.contains(&format!(r#"as "{}... and"#, &long[..59])),
+            "{}",
+            r.detail
+        );
     }
 
     #[test]

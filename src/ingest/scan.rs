@@ -189,8 +189,14 @@ impl Scanner<'_> {
                     self.i += 1;
                     return Some(());
                 }
+                let mut keys = Keys::default();
                 loop {
-                    self.string()?;
+                    let start = self.i + 1;
+                    // An escaped key, or one the object already has: serde_json
+                    // decides (a repeat is quarantined unless its values agree).
+                    if self.string()? || !keys.insert(self.b, start, self.i - 1) {
+                        return None;
+                    }
                     self.ws();
                     self.eat(b':')?;
                     self.ws();
@@ -279,6 +285,37 @@ impl Scanner<'_> {
         let start = self.i;
         self.digits();
         (self.i > start).then_some(())
+    }
+}
+
+/// The keys of one nested object so far (keys without escapes, so equal
+/// keys are equal bytes). Most objects have a few: those are compared in
+/// place; a larger one spills into a set.
+#[derive(Default)]
+struct Keys<'a> {
+    few: [&'a [u8]; Keys::FEW],
+    n: usize,
+    many: std::collections::HashSet<&'a [u8]>,
+}
+
+impl<'a> Keys<'a> {
+    const FEW: usize = 8;
+
+    /// Add the key `b[start..end]`; `false` if the object has it already.
+    fn insert(&mut self, b: &'a [u8], start: usize, end: usize) -> bool {
+        let key = &b[start..end];
+        if self.n < Self::FEW {
+            if self.few[..self.n].contains(&key) {
+                return false;
+            }
+            self.few[self.n] = key;
+            self.n += 1;
+            return true;
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few);
+        }
+        self.many.insert(key)
     }
 }
 
@@ -486,6 +523,33 @@ mod tests {
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
         assert!(serde_members(&deep).is_ok());
         assert!(!agrees(&deep));
+        // So are nested objects that repeat a key (the caller quarantines
+        // them unless the values agree), or have an escaped one, which may
+        // repeat another; beside the first eight keys as well. Keys of
+        // other objects, and top-level repeats (the caller's), are fine.
+        let wide = |repeat: &str| {
+            let keys: String = (1..=9).map(|i| format!("\"k{i}\":{i},")).collect();
+            format!("{{\"p\":{{{keys}\"{repeat}\":0}}}}")
+        };
+        for declined in [
+            r#"{"p":{"a":1,"a":2}}"#,
+            r#"{"p":{"a":1,"a":1}}"#,
+            r#"{"p":[{"b":{"a":1,"c":2,"a":3}}]}"#,
+            r#"{"p":{"\u0061":1}}"#,
+            &wide("k2"),
+            &wide("k9"),
+        ] {
+            assert!(serde_members(declined).is_ok(), "{declined}");
+            assert!(!agrees(declined), "{declined}");
+        }
+        for fine in [
+            r#"{"p":{"a":1,"b":{"a":2}},"q":{"a":3}}"#,
+            r#"{"p":[{"a":1},{"a":2}]}"#,
+            r#"{"p":{"ab":1,"a":2,"b":3}}"#,
+            &wide("k10"),
+        ] {
+            assert!(agrees(fine), "{fine}");
+        }
     }
 
     #[test]
