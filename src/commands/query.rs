@@ -161,7 +161,7 @@ fn not_built_hint(e: &datafusion::error::DataFusionError) -> String {
     let (qualifier, name) = full.rsplit_once('.').unwrap_or(("", full));
     let known = super::tables::known_tables();
     let Some((_, layer, _)) = known.iter().find(|(table, _, _)| *table == name) else {
-        return String::new();
+        return unknown_table_hint(name, known.iter().map(|(table, _, _)| *table));
     };
     if !matches!(qualifier, "" | "datafusion.public" | "public") {
         format!(
@@ -176,6 +176,25 @@ fn not_built_hint(e: &datafusion::error::DataFusionError) -> String {
         )
     } else {
         String::new()
+    }
+}
+
+/// For a name that is none of the lake's tables: the closest one, when
+/// it is a slip (a letter or two, a plural, a case), else every name.
+fn unknown_table_hint<'a>(name: &str, tables: impl Iterator<Item = &'a str>) -> String {
+    let tables: Vec<&str> = tables.collect();
+    let lower = name.to_lowercase();
+    let close = tables
+        .iter()
+        .map(|t| (strsim::levenshtein(&lower, t), *t))
+        .filter(|(d, t)| *d <= 2.min(t.len() / 3).max(1))
+        .min();
+    match close {
+        Some((_, t)) => format!(" (did you mean `{t}`? `evlake tables` lists the lake's tables)"),
+        None => format!(
+            " (the lake's tables: {}; `evlake tables` lists their columns)",
+            tables.join(", ")
+        ),
     }
 }
 
@@ -381,6 +400,39 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+
+    #[test]
+    fn an_unknown_table_gets_the_closest_name_or_the_list() {
+        let tables = [
+            "events",
+            "sessions",
+            "ledger",
+            "daily_metrics",
+            "bronze_events",
+        ];
+        let hint = |name: &str| unknown_table_hint(name, tables.iter().copied());
+        for (slip, meant) in [
+            ("event", "events"),
+            ("Sessions", "sessions"),
+            ("sesions", "sessions"),
+            ("ledgers", "ledger"),
+            ("dailymetrics", "daily_metrics"),
+            ("daily_metric", "daily_metrics"),
+        ] {
+            assert!(
+                hint(slip).starts_with(&format!(" (did you mean `{meant}`?")),
+                "{slip}"
+            );
+        }
+        for other in ["x", "users", "orders", "metrics"] {
+            assert_eq!(
+                hint(other),
+                " (the lake's tables: events, sessions, ledger, daily_metrics, bronze_events; \
+                 `evlake tables` lists their columns)",
+                "{other}"
+            );
+        }
+    }
 
     fn batch(from: i64, rows: usize) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![

@@ -53,6 +53,20 @@ fn query_reads_bronze_by_its_logical_name() {
         assert_eq!(exit_code(&o), 2, "{bad}: {}", stderr(&o));
         assert!(stderr(&o).contains("bad query"), "{}", stderr(&o));
     }
+    // A slip in a table's name gets the closest name; anything else, the
+    // list of the lake's tables.
+    let o = run(&lake, &["query", "SELECT count(*) FROM bronze_event"]);
+    assert!(
+        stderr(&o).contains("(did you mean `bronze_events`? `evlake tables` lists"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&lake, &["query", "SELECT * FROM no_such_table"]);
+    assert!(
+        stderr(&o).contains("(the lake's tables: bronze_events, bronze_late, quarantine, events, "),
+        "{}",
+        stderr(&o)
+    );
 
     // Tables with fixed columns and no rows yet are empty, not unknown;
     // a derived table not built yet says what builds it.
