@@ -120,7 +120,39 @@ pub struct GoldReport {
     /// Per table, the partitions rewritten.
     pub recomputed: BTreeMap<String, Vec<String>>,
     pub partitions: Vec<derive::Written>,
+    /// The lake's own daily tables that were not built, each with why: a
+    /// bad file fails only its own table (its dates stay dirty); the rest
+    /// of gold is built and committed, and the command then exits 2.
+    pub failed: Vec<FailedTable>,
     pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedTable {
+    pub table: String,
+    pub error: String,
+}
+
+impl GoldReport {
+    /// The usage error (exit 2) a run with failed tables ends with.
+    pub fn failure(&self) -> Option<anyhow::Error> {
+        if self.failed.is_empty() {
+            return None;
+        }
+        let each: Vec<&str> = self.failed.iter().map(|f| f.error.as_str()).collect();
+        let done = if self.status == "committed" {
+            "the rest of gold is built"
+        } else {
+            "the rest of gold was up to date"
+        };
+        Some(
+            crate::error::Failure::Usage(format!(
+                "{} ({done}; the table's dates stay dirty until its file is fixed)",
+                each.join("; ")
+            ))
+            .into(),
+        )
+    }
 }
 
 /// Recompute the dirty gold dates (or all with `full`) in one commit.
@@ -140,6 +172,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     // or with --full every date.
     let mut own = Vec::new();
     let mut own_dirty = Vec::new();
+    let mut failed = Vec::new();
     for d in crate::daily::own() {
         let dirty = d.dirty(&state);
         let days: BTreeSet<i32> = if opts.full {
@@ -150,8 +183,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
             days
         };
         own_dirty.extend(dirty);
-        if !days.is_empty() {
-            own.push((d, days));
+        if days.is_empty() {
+            continue;
+        }
+        match d.reads() {
+            Ok(_) => own.push((d, days)),
+            Err(e) => failed.push(FailedTable {
+                table: d.name.to_string(),
+                error: crate::error::describe(&e),
+            }),
         }
     }
     let dropped = crate::daily::dropped(&state);
@@ -168,6 +208,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         silver_dirty,
         recomputed: BTreeMap::new(),
         partitions: Vec::new(),
+        failed,
         elapsed_ms: 0,
     };
     report.dirty.extend(own_dirty);
@@ -180,7 +221,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let failed: Vec<FailedTable> = rt.block_on(async {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, &state)?;
         // Only the tables gold reads (each registration reads a footer).
@@ -195,17 +236,30 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         }
         let ctx = engine.context_of(lake, Some(&only)).await?;
         // One query per date: two at a time keep both cores busy through
-        // each one's planning and writing.
+        // each one's planning and writing. A table whose SQL is at fault
+        // (a usage error naming its file) is left out; any other error
+        // fails the run.
+        let mut failed = Vec::new();
         for (d, days) in &own {
             use futures::stream::{self, StreamExt, TryStreamExt};
             let out = staging.join(d.name);
-            stream::iter(days.iter().map(|day| d.compute(&ctx, *day, &out)))
+            let done = stream::iter(days.iter().map(|day| d.compute(&ctx, *day, &out)))
                 .buffer_unordered(2)
                 .try_collect::<Vec<()>>()
-                .await?;
+                .await;
+            match done {
+                Ok(_) => {}
+                Err(e) if crate::error::exit_code(&e) == crate::error::EXIT_USAGE => {
+                    failed.push(FailedTable {
+                        table: d.name.to_string(),
+                        error: crate::error::describe(&e),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
         }
         if dates.is_empty() {
-            return anyhow::Ok(());
+            return anyhow::Ok(failed);
         }
         let work = engine.bare()?;
         register_inputs(&ctx, &work, full, &dates).await?;
@@ -227,9 +281,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
             )
             .await?;
         }
-        anyhow::Ok(())
+        anyhow::Ok(failed)
     })?;
     crate::fault::point("staged")?;
+    own.retain(|(d, _)| !failed.iter().any(|f| f.table == d.name));
+    report.failed.extend(failed);
+    if dates.is_empty() && own.is_empty() && dropped.is_empty() {
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
 
     let parts: BTreeSet<String> = dates.iter().map(|d| format_date32(*d)).collect();
     let mut outputs: Vec<Output> = TABLES

@@ -250,6 +250,10 @@ fn steps(
     if g.status == "committed" {
         report.status = "committed";
     }
+    // A daily table of the lake's own that failed leaves the rest of gold
+    // built; the steps after it do not read gold, so they run, and the
+    // run then fails at step gold.
+    let gold_failed = g.failure();
     report.gold = Some(g);
     report.failed_step = Some("snapshot");
     report.snapshots = snapshots(
@@ -276,6 +280,10 @@ fn steps(
             report.status = "committed";
         }
         report.compact = Some(c);
+    }
+    if let Some(e) = gold_failed {
+        report.failed_step = Some("gold");
+        return Err(e);
     }
     report.failed_step = None;
     Ok(())

@@ -86,7 +86,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     if args.commit.json {
         print_json(&r)?;
     }
-    Ok(())
+    r.failure().map_or(Ok(()), Err)
 }
 
 /// The human summary on stderr (also used by `evlake run`).
@@ -117,10 +117,20 @@ pub fn print_report(r: &gold::GoldReport) {
                 r.partitions.len()
             ),
         );
-    } else {
+    } else if r.failed.is_empty() {
         status(
             "Unchanged",
             format!("gold is up to date (lake at version {})", r.version),
+        );
+    } else {
+        let failed: Vec<String> = r.failed.iter().map(|f| format!("`{}`", f.table)).collect();
+        status(
+            "Unchanged",
+            format!(
+                "gold but for {} is up to date (lake at version {})",
+                failed.join(", "),
+                r.version
+            ),
         );
     }
 }

@@ -348,7 +348,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         let problem = t
             .problem
             .as_ref()
-            .map(|p| format!(": {p}; `evlake gold` fails until it is fixed"))
+            .map(|p| {
+                format!(": {p}; `evlake gold` fails on it (building the rest) until it is fixed")
+            })
             .unwrap_or_default();
         writeln!(
             out,

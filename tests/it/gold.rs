@@ -899,6 +899,94 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
     assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
 }
 
+/// A bad daily table of the lake's own fails alone: `run` still builds
+/// `daily_metrics`, the other daily tables and the snapshots, then exits 2
+/// at step gold naming the file; the table's dates stay dirty, and once
+/// the file is fixed the next run builds them and exits 0.
+#[test]
+fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    run_batch(&lake, &batches[0]);
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[state]\nsnapshot_models = [\"balances\"]\n",
+    )
+    .unwrap();
+    let daily = lake.join("daily");
+    std::fs::create_dir(&daily).unwrap();
+    let good = "SELECT event_date, count(*) AS n FROM events GROUP BY event_date";
+    std::fs::write(daily.join("good.sql"), good).unwrap();
+    std::fs::write(
+        daily.join("bad.sql"),
+        "SELECT event_date, count(no_such_column) AS n FROM events GROUP BY event_date",
+    )
+    .unwrap();
+    for b in &batches[1..] {
+        let path = sample(b["file"].as_str().unwrap());
+        let args = [
+            "run",
+            path.as_str(),
+            "--processing-time",
+            b["processing_time"].as_str().unwrap(),
+            "--json",
+        ];
+        let o = run_says(&lake, &args, 2, "step `gold` failed: daily table `bad` (");
+        assert!(
+            stderr(&o).contains("bad.sql): its SQL does not plan"),
+            "{}",
+            stderr(&o)
+        );
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["failed_step"], "gold", "{r}");
+        assert_eq!(r["gold"]["failed"][0]["table"], "bad", "{r}");
+        assert!(r["gold"]["recomputed"]["daily_metrics"].is_array(), "{r}");
+        assert!(r["gold"]["recomputed"].get("bad").is_none(), "{r}");
+        // The snapshot step ran after it.
+        assert_eq!(r["snapshots"][0]["model"], "balances", "{r}");
+    }
+    assert_eq!(query_csv(&lake, METRICS), expected_metrics());
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT CAST(event_date AS VARCHAR), n FROM good ORDER BY 1"
+        ),
+        query_csv(
+            &lake,
+            "SELECT CAST(event_date AS VARCHAR), count(*) FROM events GROUP BY 1 ORDER BY 1"
+        )
+    );
+    // Nothing else to do but the bad table: `gold` says so, and fails.
+    let o = run_says(&lake, &["gold"], 2, "the rest of gold was up to date");
+    assert!(
+        stderr(&o).contains("gold but for `bad` is up to date"),
+        "{}",
+        stderr(&o)
+    );
+    let st = ok(&lake, &["status", "--json"]);
+    let dirty: Vec<&str> = st["dirty"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["table"].as_str().unwrap())
+        .collect();
+    assert!(
+        !dirty.is_empty() && dirty.iter().all(|t| *t == "bad"),
+        "{st}"
+    );
+    std::fs::write(daily.join("bad.sql"), good).unwrap();
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(r["failed_step"], Value::Null, "{r}");
+    let recomputed: Vec<&String> = r["gold"]["recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(recomputed, ["bad"], "{r}");
+    assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
+}
+
 /// Currency codes are compared and grouped upper-cased and trimmed: `usd`
 /// and ` USD ` are USD, in `daily_metrics`' revenue and in
 /// `daily_revenue_by_currency`; a purchase without one is its own row.
