@@ -680,20 +680,15 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
         "SELECT session_date AS event_date, count(*) AS sessions FROM sessions GROUP BY 1",
     )
     .unwrap();
-    let st = ok(&lake, &["status", "--json"]);
-    let dirty: Vec<&str> = st["dirty"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["table"].as_str().unwrap())
-        .collect();
+    let dirty = dirty_partitions(&lake);
     assert!(
         !dirty.is_empty()
             && dirty
                 .iter()
-                .all(|t| *t == "active_users" || *t == "session_count"),
-        "{st}"
+                .all(|(t, _, _)| t == "active_users" || t == "session_count"),
+        "{dirty:?}"
     );
+    let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["own_daily_tables"][0]["reads"][0], "events", "{st}");
     let r = ok(&lake, &["run", "--json"]);
     let recomputed: Vec<&String> = r["gold"]["recomputed"]
@@ -964,16 +959,10 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
         "{}",
         stderr(&o)
     );
-    let st = ok(&lake, &["status", "--json"]);
-    let dirty: Vec<&str> = st["dirty"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["table"].as_str().unwrap())
-        .collect();
+    let dirty = dirty_partitions(&lake);
     assert!(
-        !dirty.is_empty() && dirty.iter().all(|t| *t == "bad"),
-        "{st}"
+        !dirty.is_empty() && dirty.iter().all(|(t, _, _)| t == "bad"),
+        "{dirty:?}"
     );
     std::fs::write(daily.join("bad.sql"), good).unwrap();
     let r = ok(&lake, &["run", "--json"]);
