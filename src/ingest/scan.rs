@@ -189,7 +189,7 @@ impl Scanner<'_> {
                     self.i += 1;
                     return Some(());
                 }
-                let mut keys = Keys::default();
+                let mut keys = Keys::new();
                 loop {
                     let start = self.i + 1;
                     // An escaped key, or one the object already has: serde_json
@@ -289,34 +289,66 @@ impl Scanner<'_> {
 }
 
 /// The keys of one nested object so far (keys without escapes, so equal
-/// keys are equal bytes). Most objects have a few: those are compared in
-/// place; a larger one spills into a set.
-#[derive(Default)]
+/// keys are equal bytes). Most objects have a few dozen at most: those
+/// are found by a 64-bit fingerprint each, compared in a flat array (the
+/// bytes only when two agree); a larger one spills into a set.
 struct Keys<'a> {
-    few: [&'a [u8]; Keys::FEW],
+    fingerprints: [u64; Keys::FEW],
+    keys: [&'a [u8]; Keys::FEW],
     n: usize,
     many: std::collections::HashSet<&'a [u8]>,
 }
 
 impl<'a> Keys<'a> {
-    const FEW: usize = 8;
+    const FEW: usize = 32;
+
+    fn new() -> Self {
+        Keys {
+            fingerprints: [0; Self::FEW],
+            keys: [&[]; Self::FEW],
+            n: 0,
+            many: std::collections::HashSet::new(),
+        }
+    }
 
     /// Add the key `b[start..end]`; `false` if the object has it already.
     fn insert(&mut self, b: &'a [u8], start: usize, end: usize) -> bool {
         let key = &b[start..end];
         if self.n < Self::FEW {
-            if self.few[..self.n].contains(&key) {
+            let fp = fingerprint(key);
+            let seen = &self.fingerprints[..self.n];
+            if seen.contains(&fp) && self.keys[..self.n].contains(&key) {
                 return false;
             }
-            self.few[self.n] = key;
+            self.fingerprints[self.n] = fp;
+            self.keys[self.n] = key;
             self.n += 1;
             return true;
         }
         if self.many.is_empty() {
-            self.many.extend(self.few);
+            self.many.extend(self.keys);
         }
         self.many.insert(key)
     }
+}
+
+/// A key's fingerprint: its length and bytes folded 8 at a time (FxHash's
+/// step). Equal keys have equal ones; a collision only costs a compare.
+fn fingerprint(key: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    let mut h = step(0, key.len() as u64);
+    for c in &mut chunks {
+        h = step(h, u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = step(h, u64::from_le_bytes(w));
+    }
+    h
 }
 
 /// The length of the `\uXXXX` escape at `b[at..]` (12 for a surrogate
@@ -525,10 +557,10 @@ mod tests {
         assert!(!agrees(&deep));
         // So are nested objects that repeat a key (the caller quarantines
         // them unless the values agree), or have an escaped one, which may
-        // repeat another; beside the first eight keys as well. Keys of
-        // other objects, and top-level repeats (the caller's), are fine.
+        // repeat another; beyond the first 32 keys as well. Keys of other
+        // objects, and top-level repeats (the caller's), are fine.
         let wide = |repeat: &str| {
-            let keys: String = (1..=9).map(|i| format!("\"k{i}\":{i},")).collect();
+            let keys: String = (1..=40).map(|i| format!("\"k{i}\":{i},")).collect();
             format!("{{\"p\":{{{keys}\"{repeat}\":0}}}}")
         };
         for declined in [
@@ -537,7 +569,8 @@ mod tests {
             r#"{"p":[{"b":{"a":1,"c":2,"a":3}}]}"#,
             r#"{"p":{"\u0061":1}}"#,
             &wide("k2"),
-            &wide("k9"),
+            &wide("k32"),
+            &wide("k40"),
         ] {
             assert!(serde_members(declined).is_ok(), "{declined}");
             assert!(!agrees(declined), "{declined}");
@@ -546,10 +579,36 @@ mod tests {
             r#"{"p":{"a":1,"b":{"a":2}},"q":{"a":3}}"#,
             r#"{"p":[{"a":1},{"a":2}]}"#,
             r#"{"p":{"ab":1,"a":2,"b":3}}"#,
-            &wide("k10"),
+            r#"{"p":{"abcdefgh1":1,"abcdefgh2":2,"abcdefgh":3,"":4}}"#,
+            &wide("k41"),
         ] {
             assert!(agrees(fine), "{fine}");
         }
+    }
+
+    #[test]
+    fn keys_find_every_repeat_in_the_array_and_past_it() {
+        let line: String = (0..40).map(|i| format!("k{i},")).collect();
+        let b = line.as_bytes();
+        let spans: Vec<(usize, usize)> = line
+            .match_indices(',')
+            .scan(0, |start, (end, _)| {
+                let span = (*start, end);
+                *start = end + 1;
+                Some(span)
+            })
+            .collect();
+        for n in 0..=spans.len() {
+            let mut keys = Keys::new();
+            for &(s, e) in &spans[..n] {
+                assert!(keys.insert(b, s, e), "{n}");
+            }
+            for &(s, e) in &spans[..n] {
+                assert!(!keys.insert(b, s, e), "{n}: {}", &line[s..e]);
+            }
+        }
+        assert_eq!(fingerprint(b"abc"), fingerprint(b"abc"));
+        assert_ne!(fingerprint(b"abc"), fingerprint(b"abc\0"));
     }
 
     #[test]

@@ -2121,8 +2121,8 @@ fn a_key_repeated_inside_properties_is_quarantined_naming_its_path() {
             "{{\"event_id\":\"{id}\",\"event_type\":\"purchase\",\"event_timestamp\":\"2024-03-15T10:00:00Z\",\"user_id\":\"u1\",\"properties\":{props}{more}}}\n"
         )
     };
-    // Nine keys before the repeat: past the scanner's in-place compare.
-    let wide: String = (1..=9).map(|i| format!("\"k{i}\":{i},")).collect();
+    // 40 keys before the repeat: past the scanner's flat array of 32.
+    let wide: String = (1..=40).map(|i| format!("\"k{i}\":{i},")).collect();
     let body = [
         line("p1", r#"{"amount":"10.00","currency":"USD"}"#, ""),
         line(
