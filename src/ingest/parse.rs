@@ -1084,8 +1084,9 @@ mod tests {
                 r#","ctx":{"o":{"k":1}},"ctx":{"o":{"k":2}}"#,
                 r#"`ctx` is given twice, as {"o":{"k":1}} and as {"o":{"k":2}}"#,
             ),
+            // Escaped keys are decoded first: `\u0061` is `a`.
             (
-                r#","properties":{"a":1,"a":2}"#,
+                r#","\u0070roperties":{"\u0061":1,"a":2}"#,
                 r#"`properties.a` is given twice, as 1 and as 2"#,
             ),
         ] {
