@@ -192,9 +192,10 @@ impl Scanner<'_> {
                 let mut keys = Keys::new();
                 loop {
                     let start = self.i + 1;
-                    // An escaped key, or one the object already has: serde_json
-                    // decides (a repeat is quarantined unless its values agree).
-                    if self.string()? || !keys.insert(self.b, start, self.i - 1) {
+                    let escaped = self.string()?;
+                    // A key the object already has: serde_json decides (a
+                    // repeat is quarantined unless its values agree).
+                    if !keys.insert(self.b, start, self.i - 1, escaped) {
                         return None;
                     }
                     self.ws();
@@ -288,13 +289,18 @@ impl Scanner<'_> {
     }
 }
 
-/// The keys of one nested object so far (keys without escapes, so equal
-/// keys are equal bytes). Most objects have a few dozen at most: those
-/// are found by a 64-bit fingerprint each, compared in a flat array (the
-/// bytes only when two agree); a larger one spills into a set.
+/// The keys of one nested object so far. Most objects have a few dozen
+/// at most: those are found by a 64-bit fingerprint of the key's text
+/// (escapes decoded, so `"\u00e9"` and `"é"` agree), compared in a flat
+/// array; the bytes are compared only when two agree, and when either has
+/// escapes such a match is left to serde_json. A larger object spills its
+/// keys into a set (one with escaped keys, to serde_json).
 struct Keys<'a> {
     fingerprints: [u64; Keys::FEW],
+    /// The keys as written (between the quotes).
     keys: [&'a [u8]; Keys::FEW],
+    /// Bit i: key i has escapes.
+    escaped: u32,
     n: usize,
     many: std::collections::HashSet<&'a [u8]>,
 }
@@ -306,24 +312,40 @@ impl<'a> Keys<'a> {
         Keys {
             fingerprints: [0; Self::FEW],
             keys: [&[]; Self::FEW],
+            escaped: 0,
             n: 0,
             many: std::collections::HashSet::new(),
         }
     }
 
-    /// Add the key `b[start..end]`; `false` if the object has it already.
-    fn insert(&mut self, b: &'a [u8], start: usize, end: usize) -> bool {
+    /// Add the key `b[start..end]` (`escaped`: it has escapes); `false`
+    /// if the object may have it already (serde_json then decides).
+    fn insert(&mut self, b: &'a [u8], start: usize, end: usize, escaped: bool) -> bool {
         let key = &b[start..end];
         if self.n < Self::FEW {
-            let fp = fingerprint(key);
-            let seen = &self.fingerprints[..self.n];
-            if seen.contains(&fp) && self.keys[..self.n].contains(&key) {
-                return false;
+            let fp = if escaped {
+                // The scanner accepted the string, quotes included.
+                match serde_json::from_slice::<String>(&b[start - 1..=end]) {
+                    Ok(text) => fingerprint(text.as_bytes()),
+                    Err(_) => return false,
+                }
+            } else {
+                fingerprint(key)
+            };
+            for (i, seen) in self.fingerprints[..self.n].iter().enumerate() {
+                let raw_both = !escaped && self.escaped & (1 << i) == 0;
+                if *seen == fp && (!raw_both || self.keys[i] == key) {
+                    return false;
+                }
             }
             self.fingerprints[self.n] = fp;
             self.keys[self.n] = key;
+            self.escaped |= u32::from(escaped) << self.n;
             self.n += 1;
             return true;
+        }
+        if escaped || self.escaped != 0 {
+            return false;
         }
         if self.many.is_empty() {
             self.many.extend(self.keys);
@@ -556,9 +578,10 @@ mod tests {
         assert!(serde_members(&deep).is_ok());
         assert!(!agrees(&deep));
         // So are nested objects that repeat a key (the caller quarantines
-        // them unless the values agree), or have an escaped one, which may
-        // repeat another; beyond the first 32 keys as well. Keys of other
-        // objects, and top-level repeats (the caller's), are fine.
+        // them unless the values agree), escapes decoded, beyond the first
+        // 32 keys as well, and larger objects with an escaped key. Keys of
+        // other objects, escaped keys that repeat none, and top-level
+        // repeats (the caller's), are fine.
         let wide = |repeat: &str| {
             let keys: String = (1..=40).map(|i| format!("\"k{i}\":{i},")).collect();
             format!("{{\"p\":{{{keys}\"{repeat}\":0}}}}")
@@ -567,10 +590,13 @@ mod tests {
             r#"{"p":{"a":1,"a":2}}"#,
             r#"{"p":{"a":1,"a":1}}"#,
             r#"{"p":[{"b":{"a":1,"c":2,"a":3}}]}"#,
-            r#"{"p":{"\u0061":1}}"#,
+            r#"{"p":{"a":1,"\u0061":2}}"#,
+            r#"{"p":{"\u00e9":1,"b":2,"é":3}}"#,
+            r#"{"p":{"\u00e9":1,"\u00E9":2}}"#,
             &wide("k2"),
             &wide("k32"),
             &wide("k40"),
+            &wide(r"\u006b41"),
         ] {
             assert!(serde_members(declined).is_ok(), "{declined}");
             assert!(!agrees(declined), "{declined}");
@@ -581,6 +607,8 @@ mod tests {
             r#"{"p":{"ab":1,"a":2,"b":3}}"#,
             r#"{"p":{"abcdefgh1":1,"abcdefgh2":2,"abcdefgh":3,"":4}}"#,
             &wide("k41"),
+            r#"{"p":{"\u0061":1,"b":{"\u0061":2}}}"#,
+            r#"{"p":{"caf\u00e9":1,"cafe":2,"\u00e9t\u00e9":3}}"#,
         ] {
             assert!(agrees(fine), "{fine}");
         }
@@ -601,10 +629,10 @@ mod tests {
         for n in 0..=spans.len() {
             let mut keys = Keys::new();
             for &(s, e) in &spans[..n] {
-                assert!(keys.insert(b, s, e), "{n}");
+                assert!(keys.insert(b, s, e, false), "{n}");
             }
             for &(s, e) in &spans[..n] {
-                assert!(!keys.insert(b, s, e), "{n}: {}", &line[s..e]);
+                assert!(!keys.insert(b, s, e, false), "{n}: {}", &line[s..e]);
             }
         }
         assert_eq!(fingerprint(b"abc"), fingerprint(b"abc"));
