@@ -241,10 +241,23 @@ impl Daily {
             }
             Err(_) => return Err(usage("it returns no event_date column".to_string())),
         }
-        let batches = df
-            .collect()
-            .await
-            .with_context(|| format!("running {} for {}", self.source, format_date32(date)))?;
+        // An error its expressions raise on the rows (a cast that does not
+        // hold) is the file's, like one in planning: gold leaves this table
+        // out and builds the rest.
+        let batches = df.collect().await.map_err(|e| {
+            if crate::engine::is_data_error(&e) {
+                usage(format!(
+                    "its SQL failed on the rows of {}: {e}",
+                    format_date32(date)
+                ))
+            } else {
+                anyhow::Error::new(e).context(format!(
+                    "running {} for {}",
+                    self.source,
+                    format_date32(date)
+                ))
+            }
+        })?;
         for b in &batches {
             let i = b.schema().index_of("event_date")?;
             let days = b.column(i).as_primitive::<Date32Type>();

@@ -717,6 +717,31 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
     }
 }
 
+/// An error a query's own expressions raise on the rows they read (a cast
+/// that does not hold, a division by zero, a function given a value it
+/// refuses), as opposed to the machine's (I/O, memory) or a file's: the
+/// query's fault, like [`is_usage_error`]s.
+pub fn is_data_error(err: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::arrow::error::ArrowError as A;
+    use datafusion::error::DataFusionError as E;
+    match err {
+        E::ArrowError(e, _) => matches!(
+            **e,
+            A::CastError(_)
+                | A::ParseError(_)
+                | A::ComputeError(_)
+                | A::DivideByZero
+                | A::ArithmeticOverflow(_)
+                | A::InvalidArgumentError(_)
+                | A::JsonError(_)
+        ),
+        E::Execution(_) => true,
+        E::Context(_, inner) | E::Diagnostic(_, inner) => is_data_error(inner),
+        E::Shared(inner) => is_data_error(inner),
+        _ => false,
+    }
+}
+
 /// [`Engine::lookups`]' settings.
 fn lookup_options(o: &mut datafusion::config::ConfigOptions) {
     o.execution.parquet.enable_page_index = false;
@@ -831,6 +856,35 @@ mod tests {
     /// A lookup session's tables read no page index and a short footer
     /// (what `register_partitioned` hands the Parquet reader), and keep
     /// every other setting of a plain session.
+    #[test]
+    fn data_errors_are_told_from_the_machines() {
+        use datafusion::arrow::error::ArrowError as A;
+        use datafusion::error::DataFusionError as E;
+        let arrow = |e: A| E::ArrowError(Box::new(e), None);
+        for data in [
+            arrow(A::CastError("Cannot cast string 'x' to Int32".into())),
+            arrow(A::DivideByZero),
+            E::Execution("json: not an object".into()),
+            E::Context(
+                "running".into(),
+                Box::new(arrow(A::ArithmeticOverflow("i32".into()))),
+            ),
+            E::Shared(Arc::new(arrow(A::ParseError("1.2.3".into())))),
+        ] {
+            assert!(is_data_error(&data), "{data}");
+        }
+        for machine in [
+            E::ResourcesExhausted("memory".into()),
+            E::IoError(std::io::Error::other("disk")),
+            arrow(A::IoError("read".into(), std::io::Error::other("disk"))),
+            arrow(A::MemoryError("oom".into())),
+            E::Internal("bug".into()),
+            E::Plan("no such column".into()),
+        ] {
+            assert!(!is_data_error(&machine), "{machine}");
+        }
+    }
+
     #[test]
     fn lookup_sessions_skip_the_page_index_and_read_short_footers() {
         let engine = Engine::new(&EngineOptions::default()).unwrap();

@@ -918,6 +918,12 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
         "SELECT event_date, count(no_such_column) AS n FROM events GROUP BY event_date",
     )
     .unwrap();
+    // SQL that plans, and fails on the rows it reads.
+    std::fs::write(
+        daily.join("cast.sql"),
+        "SELECT event_date, sum(CAST(event_id AS INT)) AS n FROM events GROUP BY event_date",
+    )
+    .unwrap();
     for b in &batches[1..] {
         let path = sample(b["file"].as_str().unwrap());
         let args = [
@@ -936,6 +942,13 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
         let r: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(r["failed_step"], "gold", "{r}");
         assert_eq!(r["gold"]["failed"][0]["table"], "bad", "{r}");
+        assert_eq!(r["gold"]["failed"][1]["table"], "cast", "{r}");
+        let cast = r["gold"]["failed"][1]["error"].as_str().unwrap();
+        assert!(
+            cast.contains("cast.sql): its SQL failed on the rows of 2024-")
+                && cast.contains("Cast error"),
+            "{cast}"
+        );
         assert!(r["gold"]["recomputed"]["daily_metrics"].is_array(), "{r}");
         assert!(r["gold"]["recomputed"].get("bad").is_none(), "{r}");
         // The snapshot step ran after it.
@@ -952,19 +965,20 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
             "SELECT CAST(event_date AS VARCHAR), count(*) FROM events GROUP BY 1 ORDER BY 1"
         )
     );
-    // Nothing else to do but the bad table: `gold` says so, and fails.
+    // Nothing else to do but the bad tables: `gold` says so, and fails.
     let o = run_says(&lake, &["gold"], 2, "the rest of gold was up to date");
     assert!(
-        stderr(&o).contains("gold but for `bad` is up to date"),
+        stderr(&o).contains("gold but for `bad`, `cast` is up to date"),
         "{}",
         stderr(&o)
     );
     let dirty = dirty_partitions(&lake);
     assert!(
-        !dirty.is_empty() && dirty.iter().all(|(t, _, _)| t == "bad"),
+        !dirty.is_empty() && dirty.iter().all(|(t, _, _)| t == "bad" || t == "cast"),
         "{dirty:?}"
     );
     std::fs::write(daily.join("bad.sql"), good).unwrap();
+    std::fs::write(daily.join("cast.sql"), good).unwrap();
     let r = ok(&lake, &["run", "--json"]);
     assert_eq!(r["failed_step"], Value::Null, "{r}");
     let recomputed: Vec<&String> = r["gold"]["recomputed"]
@@ -972,7 +986,7 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
         .unwrap()
         .keys()
         .collect();
-    assert_eq!(recomputed, ["bad"], "{r}");
+    assert_eq!(recomputed, ["bad", "cast"], "{r}");
     assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
 }
 
