@@ -42,28 +42,101 @@ pub struct Args {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
-    let engine_opts = args.engine.options(&crate::config::Config::load(&lake)?)?;
+    let cfg = crate::config::Config::load(&lake)?;
+    let engine_opts = args.engine.options(&cfg)?;
+    let configured = super::status::configured(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut out = Streamed::new(args.format);
+    let mut behind = Vec::new();
     crate::committed::read_retrying(&lake, |state| {
-        rt.block_on(stream(&lake, state, &engine_opts, &args.sql, &mut out))
-            .map_err(|e| out.final_if_started(e))
+        behind = rt
+            .block_on(stream(&lake, state, &engine_opts, &args.sql, &mut out))
+            .map_err(|e| out.final_if_started(e))?
+            .map(|tables| self::behind(state, &configured, &tables))
+            .unwrap_or_default();
+        Ok(())
     })?;
-    out.finish()
+    out.finish()?;
+    for (verb, line) in behind {
+        super::status(verb, line);
+    }
+    Ok(())
+}
+
+/// What a query over `tables` read that is not up to date (what `evlake
+/// run` would recompute), as status lines: a `Warning` per table with
+/// dirty partitions, then those partitions as `status` lists them; and
+/// for a gold table, the dates on which silver itself is behind bronze
+/// (gold is not dirty there until silver is rebuilt, but its rows predate
+/// the latest ingest all the same).
+fn behind(
+    state: &crate::log::LakeState,
+    configured: &crate::pipeline::Configured,
+    tables: &std::collections::HashSet<String>,
+) -> Vec<(&'static str, String)> {
+    let derived = super::tables::known_tables()
+        .into_iter()
+        .any(|(t, layer, _)| matches!(layer, "silver" | "gold") && tables.contains(t));
+    if !derived {
+        return Vec::new();
+    }
+    let mut dirty = crate::pipeline::all_dirty(state, configured);
+    dirty.retain(|d| tables.contains(&d.table));
+    let mut named: Vec<&str> = Vec::new();
+    for d in &dirty {
+        if !named.contains(&d.table.as_str()) {
+            named.push(&d.table);
+        }
+    }
+    let mut out = Vec::new();
+    for t in &named {
+        let n = dirty.iter().filter(|d| d.table == *t).count();
+        out.push((
+            "Warning",
+            format!(
+                "`{t}` is not up to date on {n} partition(s) (below): the rows read there \
+                 are as last built; `evlake run` brings them up to date"
+            ),
+        ));
+    }
+    out.extend(super::dirty_lines(&dirty).into_iter().map(|l| ("Dirty", l)));
+    let silver = crate::pipeline::silver_dirty_dates(state);
+    if let (Some(first), Some(last)) = (silver.first(), silver.last()) {
+        let dates = if silver.len() == 1 {
+            first.clone()
+        } else {
+            format!("{first}..{last}")
+        };
+        for (t, _) in crate::gold::all_tables() {
+            if tables.contains(t) && !named.contains(&t) {
+                out.push((
+                    "Warning",
+                    format!(
+                        "`{t}` is built from silver, which is not up to date on {} date(s) \
+                         ({dates}): its rows there predate the latest ingest; `evlake run` \
+                         brings them up to date",
+                        silver.len()
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Plan `sql` over the lake as of `state` and write its rows to `out` as
 /// they come: CSV and JSON never hold the whole result (a `SELECT *` of
-/// a big table is written in bounded memory).
+/// a big table is written in bounded memory). The tables it read, when
+/// it names them.
 async fn stream(
     lake: &Lake,
     state: &crate::log::LakeState,
     engine_opts: &engine::EngineOptions,
     sql: &str,
     out: &mut Streamed,
-) -> Result<()> {
+) -> Result<Option<std::collections::HashSet<String>>> {
     let engine = engine::Engine::new(engine_opts)?;
     engine.read_committed(lake, state)?;
     let only = referenced_tables(&engine.bare()?, sql);
@@ -88,7 +161,7 @@ async fn stream(
     while let Some(batch) = rows.next().await {
         out.write(&batch.map_err(failed)?)?;
     }
-    Ok(())
+    Ok(only)
 }
 
 /// The tables a `SELECT` names (CTEs aside), to register only those;

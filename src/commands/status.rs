@@ -54,7 +54,7 @@ fn commits_line(commits: u64, first: u64, version: u64, retention: bool) -> Stri
 
 /// The settings `evlake run` without flags would use (`cfg`, from
 /// `evlake.toml`, else the defaults): dirtiness is reported against them.
-fn configured(cfg: &crate::config::Config) -> Result<crate::pipeline::Configured> {
+pub fn configured(cfg: &crate::config::Config) -> Result<crate::pipeline::Configured> {
     let silver = super::silver::SessionArgs {
         session_gap: None,
         session_exclude_types: None,

@@ -676,3 +676,64 @@ fn a_built_table_with_no_rows_is_empty_not_missing() {
         "{tables}"
     );
 }
+
+/// A query over derived tables that are not up to date says so on stderr,
+/// with the partitions (`-q`: the warning alone); stdout is the rows as
+/// built. Gold is behind wherever silver is, though gold's own records
+/// call it clean until silver is rebuilt. After `run`: nothing to say.
+#[test]
+fn a_query_over_tables_behind_the_lake_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    ok(
+        &lake,
+        &[
+            "run",
+            &sample(batches[0]["file"].as_str().unwrap()),
+            "--processing-time",
+            batches[0]["processing_time"].as_str().unwrap(),
+        ],
+    );
+    let quiet = |sql: &str, extra: &[&str]| {
+        let mut args = vec!["query", sql, "--format", "csv"];
+        args.extend_from_slice(extra);
+        let o = run(&lake, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        (String::from_utf8(o.stdout).unwrap(), err)
+    };
+    let (_, err) = quiet("SELECT count(*) FROM daily_metrics", &[]);
+    assert!(!err.contains("Warning"), "{err}");
+    let before = quiet("SELECT count(*) FROM events", &[]).0;
+    ingest_sample_batch(&lake, &batches[1]);
+    let (out, err) = quiet("SELECT count(*) FROM events", &[]);
+    assert_eq!(out, before);
+    assert!(
+        err.contains("Warning `events` is not up to date on ")
+            && err.contains("`evlake run` brings them up to date")
+            && err.contains("Dirty events 2024-03-1"),
+        "{err}"
+    );
+    let (_, err) = quiet("SELECT count(*) FROM events", &["-q"]);
+    assert!(
+        err.contains("Warning `events` is not up to date") && !err.contains("Dirty"),
+        "{err}"
+    );
+    let (_, err) = quiet("SELECT * FROM daily_metrics", &[]);
+    assert!(
+        err.contains("Warning `daily_metrics` is built from silver, which is not up to date on "),
+        "{err}"
+    );
+    // Bronze is never behind; nor is a query that reads no table.
+    for sql in ["SELECT count(*) FROM bronze_events", "SELECT 1"] {
+        let (_, err) = quiet(sql, &[]);
+        assert!(!err.contains("Warning"), "{sql}: {err}");
+    }
+    ok(&lake, &["run"]);
+    let (_, err) = quiet(
+        "SELECT * FROM daily_metrics JOIN events USING (event_date)",
+        &[],
+    );
+    assert!(!err.contains("Warning"), "{err}");
+}
