@@ -44,7 +44,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     lake.require()?;
     let cfg = crate::config::Config::load(&lake)?;
     let engine_opts = args.engine.options(&cfg)?;
-    let configured = super::status::configured(&cfg)?;
+    // Only to tell whether the tables read are up to date: settings that
+    // do not parse fail the commands that use them, not a query.
+    let configured = super::status::configured(&cfg).ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -54,7 +56,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         behind = rt
             .block_on(stream(&lake, state, &engine_opts, &args.sql, &mut out))
             .map_err(|e| out.final_if_started(e))?
-            .map(|tables| self::behind(state, &configured, &tables))
+            .zip(configured.as_ref())
+            .map(|(tables, configured)| self::behind(state, configured, &tables))
             .unwrap_or_default();
         Ok(())
     })?;
