@@ -71,9 +71,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
 /// What a query over `tables` read that is not up to date (what `evlake
 /// run` would recompute), as status lines: a `Warning` per table with
 /// dirty partitions, then those partitions as `status` lists them; and
-/// for a gold table, the dates on which silver itself is behind bronze
-/// (gold is not dirty there until silver is rebuilt, but its rows predate
-/// the latest ingest all the same).
+/// for a gold table, the dates on which silver itself is behind (gold is
+/// not dirty there until silver is rebuilt, but its rows predate the
+/// latest ingest or settings all the same).
 fn behind(
     state: &crate::log::LakeState,
     configured: &crate::pipeline::Configured,
@@ -86,6 +86,13 @@ fn behind(
         return Vec::new();
     }
     let mut dirty = crate::pipeline::all_dirty(state, configured);
+    // Silver's dates that are behind, which gold's tables are behind on
+    // too: from the same list (`run` recomputes those dates).
+    let silver: Vec<String> = dirty
+        .iter()
+        .filter(|d| d.table == crate::silver::EVENTS_TABLE)
+        .map(|d| d.partition.clone())
+        .collect();
     dirty.retain(|d| tables.contains(&d.table));
     let mut named: Vec<&str> = Vec::new();
     for d in &dirty {
@@ -105,7 +112,6 @@ fn behind(
         ));
     }
     out.extend(super::dirty_lines(&dirty).into_iter().map(|l| ("Dirty", l)));
-    let silver = crate::pipeline::silver_dirty_dates(state);
     if let (Some(first), Some(last)) = (silver.first(), silver.last()) {
         let dates = if silver.len() == 1 {
             first.clone()
@@ -118,7 +124,7 @@ fn behind(
                     "Warning",
                     format!(
                         "`{t}` is built from silver, which is not up to date on {} date(s) \
-                         ({dates}): its rows there predate the latest ingest; `evlake run` \
+                         ({dates}): its rows there predate the latest ingest or settings; `evlake run` \
                          brings them up to date",
                         silver.len()
                     ),
