@@ -722,23 +722,77 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 /// refuses), as opposed to the machine's (I/O, memory) or a file's: the
 /// query's fault, like [`is_usage_error`]s.
 pub fn is_data_error(err: &datafusion::error::DataFusionError) -> bool {
-    use datafusion::arrow::error::ArrowError as A;
     use datafusion::error::DataFusionError as E;
     match err {
-        E::ArrowError(e, _) => matches!(
-            **e,
-            A::CastError(_)
-                | A::ParseError(_)
-                | A::ComputeError(_)
-                | A::DivideByZero
-                | A::ArithmeticOverflow(_)
-                | A::InvalidArgumentError(_)
-                | A::JsonError(_)
-        ),
+        E::ArrowError(e, _) => is_arrow_data_error(e),
         E::Execution(_) => true,
         E::Context(_, inner) | E::Diagnostic(_, inner) => is_data_error(inner),
         E::Shared(inner) => is_data_error(inner),
+        // A filter pushed into the Parquet reader raises its error there.
+        E::ParquetError(e) => match &**e {
+            datafusion::parquet::errors::ParquetError::External(inner) => {
+                is_external_data_error(inner.as_ref())
+            }
+            _ => false,
+        },
+        E::External(inner) => is_external_data_error(inner.as_ref()),
         _ => false,
+    }
+}
+
+/// An Arrow error about values (see [`is_data_error`]).
+fn is_arrow_data_error(e: &datafusion::arrow::error::ArrowError) -> bool {
+    use datafusion::arrow::error::ArrowError as A;
+    matches!(
+        e,
+        A::CastError(_)
+            | A::ParseError(_)
+            | A::ComputeError(_)
+            | A::DivideByZero
+            | A::ArithmeticOverflow(_)
+            | A::InvalidArgumentError(_)
+            | A::JsonError(_)
+    )
+}
+
+/// A boxed error that is an Arrow or DataFusion one about values.
+fn is_external_data_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(a) = e.downcast_ref::<datafusion::arrow::error::ArrowError>() {
+        is_arrow_data_error(a)
+    } else {
+        e.downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some_and(is_data_error)
+    }
+}
+
+/// `err`, from running SQL a user wrote (a query, a model or a table of
+/// the lake's own), with `what` said of it: one its expressions raised on
+/// the rows they read ([`is_data_error`], anywhere in the chain) is the
+/// SQL's fault, a usage error (exit 2) as when it does not plan; anything
+/// else (I/O, memory) stays a failure (exit 1).
+pub fn user_sql_error(
+    err: impl Into<anyhow::Error>,
+    what: impl std::fmt::Display,
+) -> anyhow::Error {
+    let err = err.into();
+    let data = err.chain().any(|c| {
+        c.downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some_and(is_data_error)
+    });
+    if data {
+        // The chain, each cause once (DataFusion's text already holds
+        // Arrow's, which is also its source).
+        let mut text = what.to_string();
+        let mut last = String::new();
+        for cause in err.chain().map(|c| c.to_string()) {
+            if !last.contains(&cause) {
+                text = format!("{text}: {cause}");
+            }
+            last = cause;
+        }
+        crate::error::Failure::Usage(text).into()
+    } else {
+        err.context(what.to_string())
     }
 }
 
@@ -752,6 +806,7 @@ fn lookup_options(o: &mut datafusion::config::ConfigOptions) {
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::parquet::errors::ParquetError;
 
     /// Write a one-column Parquet file of `values` named `column` at `path`.
     fn write_file(path: &Path, column: &str, values: Vec<i64>) {
@@ -853,9 +908,6 @@ mod tests {
         assert_eq!(staged.count().await.unwrap(), 1);
     }
 
-    /// A lookup session's tables read no page index and a short footer
-    /// (what `register_partitioned` hands the Parquet reader), and keep
-    /// every other setting of a plain session.
     #[test]
     fn data_errors_are_told_from_the_machines() {
         use datafusion::arrow::error::ArrowError as A;
@@ -870,6 +922,11 @@ mod tests {
                 Box::new(arrow(A::ArithmeticOverflow("i32".into()))),
             ),
             E::Shared(Arc::new(arrow(A::ParseError("1.2.3".into())))),
+            // A filter pushed into the Parquet reader.
+            E::ParquetError(Box::new(ParquetError::External(Box::new(A::CastError(
+                "Cannot cast string 'u1' to Int32".into(),
+            ))))),
+            E::External(Box::new(E::Execution("bad value".into()))),
         ] {
             assert!(is_data_error(&data), "{data}");
         }
@@ -880,11 +937,36 @@ mod tests {
             arrow(A::MemoryError("oom".into())),
             E::Internal("bug".into()),
             E::Plan("no such column".into()),
+            E::ParquetError(Box::new(ParquetError::General("corrupt page".into()))),
+            E::ParquetError(Box::new(ParquetError::External(Box::new(
+                std::io::Error::other("disk"),
+            )))),
         ] {
             assert!(!is_data_error(&machine), "{machine}");
         }
     }
 
+    #[test]
+    fn a_users_sql_failing_on_its_rows_is_a_usage_error_said_once() {
+        use datafusion::arrow::error::ArrowError as A;
+        use datafusion::error::DataFusionError as E;
+        let data = anyhow::Error::new(E::ArrowError(Box::new(A::DivideByZero), None))
+            .context("running its present");
+        let e = user_sql_error(data, "model `m` (m.sql)");
+        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE);
+        assert_eq!(
+            e.to_string(),
+            "model `m` (m.sql): running its present: Arrow error: Divide by zero error"
+        );
+        let disk = E::IoError(std::io::Error::other("disk"));
+        let e = user_sql_error(disk, "query failed");
+        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_RUNTIME);
+        assert_eq!(e.to_string(), "query failed");
+    }
+
+    /// A lookup session's tables read no page index and a short footer
+    /// (what `register_partitioned` hands the Parquet reader), and keep
+    /// every other setting of a plain session.
     #[test]
     fn lookup_sessions_skip_the_page_index_and_read_short_footers() {
         let engine = Engine::new(&EngineOptions::default()).unwrap();

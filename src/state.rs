@@ -155,6 +155,14 @@ impl Model {
         }
     }
 
+    /// `err`, raised while the model's queries were `doing` it: for a
+    /// model of the lake's own, one its SQL raised on the rows is a usage
+    /// error (exit 2, [`engine::user_sql_error`]); a built-in model's SQL
+    /// is evlake's, so there it stays a failure.
+    fn run_error(&self, doing: &str, err: impl Into<anyhow::Error>) -> anyhow::Error {
+        running_error(self.file().is_some(), self.label() + ": " + doing, err)
+    }
+
     /// What an error in query `part` is about: the model, the query, and
     /// `FILE:LINE` where the query starts.
     fn what(&self, part: &str) -> String {
@@ -878,9 +886,14 @@ pub fn query(
         // The events replayed are counted meanwhile too.
         // Each on a worker of its own: planning one is ~5 ms on one core.
         let inputs = model.replayed();
-        let running = format!("{}: running its delta, combine and present", model.label());
+        let (own, running) = (
+            model.file().is_some(),
+            format!("{}: running its delta, combine and present", model.label()),
+        );
         let rows = tokio::spawn(async move {
-            let rows = collect_with_schema(present).await.context(running);
+            let rows = collect_with_schema(present)
+                .await
+                .map_err(|e| running_error(own, running, e));
             crate::fault::trace(started, "state computed");
             rows
         });
@@ -1232,9 +1245,8 @@ async fn run_checks(
             }
         };
         let (rows, only) = tokio::join!(df.collect(), only);
-        let mut found = to_problems(
-            &rows.with_context(|| format!("{}: running its problems", model.label()))?,
-        )?;
+        let mut found =
+            to_problems(&rows.map_err(|e| model.run_error("running its problems", e))?)?;
         if let Some(only) = only? {
             found.retain(|p| only.contains(&(p.event_id.clone(), p.problem.clone())));
         }
@@ -1524,7 +1536,7 @@ pub fn snapshot(
         let replayed = count_rows(&ctx, &model.replayed(), "").await?;
         write_file(df, &staged.join(&part_dir))
             .await
-            .with_context(|| format!("{}: writing the snapshot", model.label()))?;
+            .map_err(|e| model.run_error("writing the snapshot", e))?;
         // Every problem at as_of, checked in full, and the rows of the
         // events they are about: answers from this snapshot re-check only
         // those against the events after it.
@@ -1745,8 +1757,18 @@ pub fn history(
         let trail = with_key(&ctx, (model, "history", sql), Some(key)).await?;
         collect_with_schema(trail)
             .await
-            .with_context(|| format!("{}: running its history", model.label()))
+            .map_err(|e| model.run_error("running its history", e))
     })
+}
+
+/// `err` about `what` a model's queries were doing: for a model of the
+/// lake's own (`own`), see [`engine::user_sql_error`].
+fn running_error(own: bool, what: String, err: impl Into<anyhow::Error>) -> anyhow::Error {
+    if own {
+        engine::user_sql_error(err, what)
+    } else {
+        err.into().context(what)
+    }
 }
 
 /// `df`'s rows; none as one empty batch, which keeps the columns (a CSV

@@ -202,8 +202,9 @@ fn referenced_tables(
 }
 
 /// A query's error, planning or running: a bad query (DataFusion's
-/// message, with why an evlake table is not there yet) or a write refused
-/// is a usage error (exit 2); anything else a failure.
+/// message, with why an evlake table is not there yet), one that fails on
+/// the rows it reads (a cast that does not hold) or a write refused is a
+/// usage error (exit 2); anything else a failure.
 fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
     let text = e.to_string();
     if text.contains("DML not supported") {
@@ -223,7 +224,7 @@ fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
     } else if engine::is_usage_error(&e) {
         Failure::Usage(format!("bad query: {e}{}", not_built_hint(&e))).into()
     } else {
-        anyhow::Error::new(e).context("query failed")
+        engine::user_sql_error(e, "query failed")
     }
 }
 

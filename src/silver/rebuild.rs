@@ -1621,10 +1621,11 @@ async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) 
         ))
         .into());
     }
-    let df = df
-        .cache()
-        .await
-        .with_context(|| format!("running {}", silver::typed_source(table)))?;
+    // An error its expressions raise on the rows is the file's, like one
+    // in planning (exit 2).
+    let df = df.cache().await.map_err(|e| {
+        engine::user_sql_error(e, format!("running {}", silver::typed_source(table)))
+    })?;
     let counted = df
         .clone()
         .aggregate(

@@ -53,6 +53,28 @@ fn query_reads_bronze_by_its_logical_name() {
         assert_eq!(exit_code(&o), 2, "{bad}: {}", stderr(&o));
         assert!(stderr(&o).contains("bad query"), "{}", stderr(&o));
     }
+    // SQL that fails on the rows it reads is the query's fault too: exit
+    // 2 (1 is for the machine's errors), with DataFusion's message once.
+    for (bad, says) in [
+        (
+            "SELECT CAST(event_id AS INT) FROM bronze_events",
+            "query failed: Arrow error: Cast error: Cannot cast string",
+        ),
+        (
+            "SELECT 1 / 0",
+            "query failed: Arrow error: Divide by zero error\n",
+        ),
+    ] {
+        let o = run(&lake, &["query", bad]);
+        assert_eq!(exit_code(&o), 2, "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o).matches("Arrow error").count(),
+            1,
+            "{}",
+            stderr(&o)
+        );
+    }
     // A slip in a table's name gets the closest name; anything else, the
     // list of the lake's tables.
     let o = run(&lake, &["query", "SELECT count(*) FROM bronze_event"]);

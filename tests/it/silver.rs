@@ -1541,6 +1541,13 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         "does not plan",
     );
     bad(
+        "cast.sql",
+        "SELECT event_id, session_id, event_date, CAST(event_id AS INT) AS n, 0 AS _warnings\n\
+         FROM events",
+        &["silver", "--full"],
+        "Cast error: Cannot cast string '",
+    );
+    bad(
         "per_user.sql",
         "SELECT min(event_id) AS event_id, NULL AS session_id, event_date, 0 AS _warnings\n\
          FROM events GROUP BY user_id, event_date",

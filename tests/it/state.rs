@@ -1118,7 +1118,8 @@ fn bad_models_and_times_exit_2() {
     }
     std::fs::remove_file(lake.join("models/typo.sql")).unwrap();
     // An error while a model's queries run (here a division by zero, and
-    // a cast that fails on a row) names the model and its file: exit 1.
+    // a cast that fails on a row) names the model and its file: exit 2,
+    // as the model's SQL is at fault (as when it does not plan).
     let div = lake.join("models/div.sql");
     std::fs::write(
         &div,
@@ -1139,7 +1140,7 @@ fn bad_models_and_times_exit_2() {
             "running its history: ",
         ),
     ] {
-        run_says(&lake, args, 1, &format!("model `div` ({div}): {running}"));
+        run_says(&lake, args, 2, &format!("model `div` ({div}): {running}"));
     }
     let text = std::fs::read_to_string(lake.join("models/div.sql")).unwrap();
     std::fs::write(
@@ -1150,7 +1151,7 @@ fn bad_models_and_times_exit_2() {
     run_says(
         &lake,
         &["snapshot", "div", "--as-of", "2024-03-15"],
-        1,
+        2,
         &format!("model `div` ({div}): writing the snapshot: "),
     );
     std::fs::remove_file(lake.join("models/div.sql")).unwrap();
