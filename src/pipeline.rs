@@ -374,23 +374,19 @@ fn beyond_keep(
 /// beyond the newest `keep` (exact: it does not depend on which snapshots
 /// the run's events invalidate).
 fn removals_planned(
-    lake: &crate::lake::Lake,
     opts: &RunOptions,
-    state: &LakeState,
+    existing: &[crate::state::Snapshot],
     watermark: Option<i64>,
-) -> anyhow::Result<Vec<crate::state::RemovedSnapshot>> {
+) -> Vec<crate::state::RemovedSnapshot> {
     use crate::state;
     let Some(keep) = opts.snapshot_keep else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
-    let models = state::models(lake)?.ok;
-    let have = state::snapshots(lake, state, &models)
-        .into_iter()
-        .map(|s| (s.model, s.as_of_us));
+    let have = existing.iter().map(|s| (s.model.clone(), s.as_of_us));
     let policy = state::closed_day_end(watermark)
         .into_iter()
         .flat_map(|t| opts.snapshot_models.iter().map(move |m| (m.clone(), t)));
-    Ok(beyond_keep(have.chain(policy), keep)
+    beyond_keep(have.chain(policy), keep)
         .into_iter()
         .flat_map(|(model, old)| {
             old.into_iter().map(move |t| state::RemovedSnapshot {
@@ -398,7 +394,7 @@ fn removals_planned(
                 as_of: crate::time::format_micros(t),
             })
         })
-        .collect())
+        .collect()
 }
 
 /// What a run would change that decides which snapshots it writes.
@@ -414,22 +410,21 @@ struct Changes {
     typed: BTreeSet<String>,
 }
 
-/// The snapshots a run would write (see [`snapshots`]), without the
-/// models that do not load, and those `snapshot_keep` removes.
+/// The snapshots a run would write (see [`snapshots`]) of the `models`
+/// that load, given their `existing` snapshots, without those
+/// `snapshot_keep` removes.
 fn snapshots_planned(
-    lake: &crate::lake::Lake,
     opts: &RunOptions,
-    state: &LakeState,
+    models: &BTreeMap<String, crate::state::Model>,
+    existing: &[crate::state::Snapshot],
     changes: Changes,
     removed: &[crate::state::RemovedSnapshot],
-) -> anyhow::Result<Vec<PlannedSnapshot>> {
+) -> Vec<PlannedSnapshot> {
     use crate::state;
-    let models = state::models(lake)?.ok;
-    let existing = state::snapshots(lake, state, &models);
     let is_removed =
         |model: &str, as_of: &str| removed.iter().any(|r| r.model == model && r.as_of == as_of);
     let mut out: Vec<PlannedSnapshot> = Vec::new();
-    for s in &existing {
+    for s in existing {
         let why = if let Some(why) = &s.invalid_because {
             why.clone()
         } else if changes.silver_changes {
@@ -469,7 +464,7 @@ fn snapshots_planned(
         }
     }
     out.sort_by(|a, b| (&a.model, &a.as_of).cmp(&(&b.model, &b.as_of)));
-    Ok(out)
+    out
 }
 
 /// The dates a run would recompute, without running it.
@@ -553,7 +548,9 @@ fn plan(
             crate::compact::compactable_with(&state, n, &more)
         }
     };
-    let snapshots_removed = removals_planned(lake, opts, &state, watermark)?;
+    let models = crate::state::models(lake)?.ok;
+    let existing = crate::state::snapshots(lake, &state, &models);
+    let snapshots_removed = removals_planned(opts, &existing, watermark);
     let silver_changes = state.builds.contains_key(silver::EVENTS_TABLE)
         && last_fingerprint(&state, silver::EVENTS_TABLE)
             != silver::fingerprint(&opts.silver.settings);
@@ -562,9 +559,9 @@ fn plan(
         .map(|t| crate::time::parse_instant(t).map_err(anyhow::Error::msg))
         .transpose()?;
     let snapshots = snapshots_planned(
-        lake,
         opts,
-        &state,
+        &models,
+        &existing,
         Changes {
             watermark,
             min_event_time,
@@ -576,7 +573,7 @@ fn plan(
                 .collect(),
         },
         &snapshots_removed,
-    )?;
+    );
     Ok(Plan {
         silver_dates: silver_dates.into_iter().collect(),
         typed_tables,
