@@ -198,6 +198,52 @@ impl Daily {
         dirty::dirty_partitions(state, self.name, &self.fingerprint(), &wanted)
     }
 
+    /// A usage error about it: `what` is wrong with its file.
+    fn usage(&self, what: String) -> anyhow::Error {
+        Failure::Usage(format!(
+            "daily table `{}` ({}): {what}",
+            self.name, self.source
+        ))
+        .into()
+    }
+
+    /// Its SQL planned over `work`'s silver tables, with an `event_date`
+    /// DATE column; what fails here is the file's (a usage error).
+    async fn plan(&self, work: &SessionContext) -> Result<DataFrame> {
+        let df = work.sql(self.sql).await.map_err(|e| {
+            if crate::engine::is_usage_error(&e) {
+                self.usage(format!("its SQL does not plan: {e}"))
+            } else {
+                anyhow::Error::new(e).context(format!("planning {}", self.source))
+            }
+        })?;
+        match df.schema().field_with_unqualified_name("event_date") {
+            Ok(f) if *f.data_type() == DataType::Date32 => Ok(df),
+            Ok(f) => Err(self.usage(format!("its event_date is {}, not a DATE", f.data_type()))),
+            Err(_) => Err(self.usage("it returns no event_date column".to_string())),
+        }
+    }
+
+    /// Why a gold run would leave it out before reading a row (its SQL
+    /// does not parse or plan, reads a table that is not silver's, or
+    /// returns no DATE `event_date`), planned over empty silver tables;
+    /// `None` if nothing. (SQL that fails on the rows is found by a run.)
+    pub async fn problem(&self, ctx: &SessionContext) -> Result<Option<anyhow::Error>> {
+        let reads = match self.reads() {
+            Ok(reads) => reads,
+            Err(e) => return Ok(Some(e)),
+        };
+        let work = crate::engine::scratch(ctx);
+        for t in reads {
+            work.register_table(*t, silver::empty_provider(ctx, t).await?)?;
+        }
+        match self.plan(&work).await {
+            Ok(_) => Ok(None),
+            Err(e) if crate::error::exit_code(&e) == crate::error::EXIT_USAGE => Ok(Some(e)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Run it for `date` over `ctx`'s silver tables (the lake's), and write
     /// its rows under `out`. Its SQL sees only that date's rows.
     pub async fn compute(&self, ctx: &SessionContext, date: i32, out: &Path) -> Result<()> {
@@ -217,30 +263,8 @@ impl Daily {
             let _ = work.deregister_table(*t)?;
             work.register_table(*t, rows.into_view())?;
         }
-        let usage = |what: String| -> anyhow::Error {
-            Failure::Usage(format!(
-                "daily table `{}` ({}): {what}",
-                self.name, self.source
-            ))
-            .into()
-        };
-        let df = work.sql(self.sql).await.map_err(|e| {
-            if crate::engine::is_usage_error(&e) {
-                usage(format!("its SQL does not plan: {e}"))
-            } else {
-                anyhow::Error::new(e).context(format!("planning {}", self.source))
-            }
-        })?;
-        match df.schema().field_with_unqualified_name("event_date") {
-            Ok(f) if *f.data_type() == DataType::Date32 => {}
-            Ok(f) => {
-                return Err(usage(format!(
-                    "its event_date is {}, not a DATE",
-                    f.data_type()
-                )));
-            }
-            Err(_) => return Err(usage("it returns no event_date column".to_string())),
-        }
+        let df = self.plan(&work).await?;
+        let usage = |what: String| self.usage(what);
         // An error its expressions raise on the rows (a cast that does not
         // hold) is the file's, like one in planning: gold leaves this table
         // out and builds the rest.

@@ -780,17 +780,8 @@ pub fn user_sql_error(
             .is_some_and(is_data_error)
     });
     if data {
-        // The chain, each cause once (DataFusion's text already holds
-        // Arrow's, which is also its source).
-        let mut text = what.to_string();
-        let mut last = String::new();
-        for cause in err.chain().map(|c| c.to_string()) {
-            if !last.contains(&cause) {
-                text = format!("{text}: {cause}");
-            }
-            last = cause;
-        }
-        crate::error::Failure::Usage(text).into()
+        let text = crate::error::describe(&err);
+        crate::error::Failure::Usage(format!("{what}: {text}")).into()
     } else {
         err.context(what.to_string())
     }

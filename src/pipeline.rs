@@ -128,6 +128,66 @@ pub struct Plan {
     /// Snapshots the run would write: invalid ones rebuilt (invalid now,
     /// or made so by the run's events or SQL), and the daily policy's.
     pub snapshots: Vec<PlannedSnapshot>,
+    /// Tables of the lake's own whose SQL the run would refuse: the dry
+    /// run then fails at the first step that would (exit 2).
+    pub refused: Vec<Refused>,
+}
+
+/// A table of the lake's own whose SQL a run would refuse before reading
+/// a row (see [`refused_tables`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub table: String,
+    /// Its file.
+    pub source: String,
+    /// The step that would fail on it: `silver` (a typed table: the whole
+    /// step fails) or `gold` (a daily table: gold builds the rest).
+    pub step: &'static str,
+    pub error: String,
+}
+
+/// The lake's own typed and daily tables whose SQL a run would refuse
+/// before reading a row (it does not parse or plan, reads a table it may
+/// not, lacks a column it must return, or, typed, is not one row per
+/// event), each with the error the run would give. They are planned over
+/// empty silver tables: no file of the lake is read. SQL that fails only
+/// on some row's value is found by a run alone.
+pub fn refused_tables() -> anyhow::Result<Vec<Refused>> {
+    let daily = crate::daily::own();
+    let typed: BTreeMap<String, String> = silver::own_typed()
+        .into_iter()
+        .map(|t| (t.table, t.source))
+        .collect();
+    if typed.is_empty() && daily.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = crate::engine::Engine::new(&crate::engine::EngineOptions::default())?;
+        let ctx = engine.bare()?;
+        let mut out = Vec::new();
+        for (table, e) in silver::rebuild::own_typed_problems(&ctx).await? {
+            out.push(Refused {
+                source: typed.get(&table).cloned().unwrap_or_default(),
+                table,
+                step: "silver",
+                error: crate::error::describe(&e),
+            });
+        }
+        for d in daily {
+            if let Some(e) = d.problem(&ctx).await? {
+                out.push(Refused {
+                    table: d.name.to_string(),
+                    source: d.source.clone(),
+                    step: "gold",
+                    error: crate::error::describe(&e),
+                });
+            }
+        }
+        Ok(out)
+    })
 }
 
 /// A snapshot a run would write, and why.
@@ -141,7 +201,9 @@ pub struct PlannedSnapshot {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub command: &'static str,
-    /// `committed` (some step committed), `noop`, `dry_run` or `failed`.
+    /// `committed` (some step committed), `noop`, `dry_run` or `failed`
+    /// (a dry run stays `dry_run`, with `failed_step` and `error` for the
+    /// step it predicts would fail).
     pub status: &'static str,
     pub lake: String,
     pub processing_time: String,
@@ -190,14 +252,23 @@ pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::R
         elapsed_ms: 0,
     };
     let result = steps(lake, opts, &mut report);
+    // A dry run that found SQL a run would refuse keeps its status: its
+    // `failed_step` and `error` say where the run would fail.
+    let predicted = opts.dry_run && report.plan.is_some();
     if let Err(e) = &result {
-        report.status = "failed";
+        if !predicted {
+            report.status = "failed";
+        }
         report.error = Some(crate::error::describe(e));
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     let result = result.map_err(|e| {
         let step = report.failed_step.unwrap_or("run");
-        e.context(format!("step `{step}` failed"))
+        if predicted {
+            e.context(format!("step `{step}` would fail"))
+        } else {
+            e.context(format!("step `{step}` failed"))
+        }
     });
     (report, result)
 }
@@ -236,7 +307,32 @@ fn steps(
     if opts.dry_run {
         report.failed_step = None;
         report.status = "dry_run";
-        report.plan = Some(plan(lake, opts, report.ingest.as_ref())?);
+        let plan = plan(lake, opts, report.ingest.as_ref())?;
+        // A typed table refused fails all of silver, if silver has work
+        // (it plans every typed query first); a daily table with dates to
+        // build, gold after building the rest.
+        let silver_works = !plan.silver_dates.is_empty() || !plan.typed_tables.is_empty();
+        let tried = |r: &Refused| match r.step {
+            "silver" => silver_works,
+            _ => plan
+                .daily_tables
+                .get(&r.table)
+                .is_some_and(|d| !d.is_empty()),
+        };
+        let refused = ["silver", "gold"].into_iter().find_map(|step| {
+            let these: Vec<&str> = plan
+                .refused
+                .iter()
+                .filter(|r| r.step == step && tried(r))
+                .map(|r| r.error.as_str())
+                .collect();
+            (!these.is_empty()).then(|| (step, these.join("; ")))
+        });
+        report.plan = Some(plan);
+        if let Some((step, errors)) = refused {
+            report.failed_step = Some(step);
+            return Err(crate::error::Failure::Usage(errors).into());
+        }
         return Ok(());
     }
     report.failed_step = Some("silver");
@@ -584,5 +680,6 @@ fn plan(
         snapshots_removed,
         compact_dates,
         snapshots,
+        refused: refused_tables()?,
     })
 }

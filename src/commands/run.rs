@@ -172,7 +172,15 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "Would",
             format!("recompute silver for {}", list(&p.silver_dates)),
         );
+        let refused = |table: &str| p.refused.iter().find(|r| r.table == table);
         for (table, dates) in &p.typed_tables {
+            if let Some(r) = refused(table) {
+                status(
+                    "Would",
+                    format!("fail on typed table {table} ({}): see below", r.source),
+                );
+                continue;
+            }
             status(
                 "Would",
                 format!(
@@ -195,7 +203,18 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             ),
         );
         for (table, dates) in &p.daily_tables {
-            if !dates.is_empty() {
+            if dates.is_empty() {
+                continue;
+            }
+            if let Some(r) = refused(table) {
+                status(
+                    "Would",
+                    format!(
+                        "leave out daily table {table} ({}), building the rest: see below",
+                        r.source
+                    ),
+                );
+            } else {
                 status(
                     "Would",
                     format!("recompute daily table {table} for {}", date_span(dates)),

@@ -110,6 +110,10 @@ pub struct OwnTyped {
     pub source: String,
     /// It replaces the built-in typed table of that name.
     pub replaces_builtin: bool,
+    /// Why the next silver run will fail on it, if it will (its SQL does
+    /// not plan, lacks a column, or is not one row per event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// The lake's own typed tables (see [`load_typed`]), by name.
@@ -122,6 +126,7 @@ pub fn own_typed() -> Vec<OwnTyped> {
                     table: t.to_string(),
                     source: s.clone(),
                     replaces_builtin: BUILTIN_TYPED.iter().any(|(b, _, _)| b == t),
+                    problem: None,
                 })
                 .collect()
         })
@@ -225,6 +230,20 @@ pub async fn empty_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
         .find(|(n, _, _)| *n == t)
         .context("unknown silver table")?;
     Ok(scratch.sql(sql).await?.drop_columns(&["_warnings"])?)
+}
+
+/// [`empty_table`] as a table of its own, with no plan behind it: SQL
+/// planned over it plans as over the lake's table (over the relation
+/// itself, a view, its windows and joins would be part of the plan).
+pub async fn empty_provider(
+    ctx: &SessionContext,
+    t: &str,
+) -> Result<std::sync::Arc<datafusion::datasource::MemTable>> {
+    let df = empty_table(ctx, t).await?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    Ok(std::sync::Arc::new(
+        datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?,
+    ))
 }
 
 /// Default `--session-gap`: 30 minutes.

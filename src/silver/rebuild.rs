@@ -1184,18 +1184,78 @@ pub(super) async fn typed_plans(
 ) -> Result<Vec<datafusion::logical_expr::LogicalPlan>> {
     let mut plans = Vec::new();
     for (table, _, sql) in typed() {
-        let plan = plan_typed(work, table, sql).await?.into_optimized_plan()?;
-        if silver::is_own_typed(table) && !per_row(&plan)? {
-            return Err(crate::error::Failure::Usage(format!(
-                "{} is not one row per event: a typed table selects and filters rows of \
-                 `events` (no aggregate, window, join, sort or limit)",
-                silver::typed_source(table)
-            ))
-            .into());
-        }
-        plans.push(plan);
+        plans.push(checked_typed(work, table, sql).await?);
     }
     Ok(plans)
+}
+
+/// Typed table `table`'s optimized plan over the registered `events`,
+/// with the shape every typed table has: its [`silver::TYPED_COLUMNS`]
+/// and, for a lake's own, one row per event. What fails here fails a
+/// silver run before it reads a row: a usage error naming the file.
+async fn checked_typed(
+    work: &SessionContext,
+    table: &str,
+    sql: &str,
+) -> Result<datafusion::logical_expr::LogicalPlan> {
+    let df = plan_typed(work, table, sql).await?;
+    require_typed_columns(table, &df)?;
+    let plan = df.into_optimized_plan()?;
+    if silver::is_own_typed(table) && !per_row(&plan)? {
+        return Err(crate::error::Failure::Usage(format!(
+            "{} is not one row per event: a typed table selects and filters rows of \
+             `events` (no aggregate, window, join, sort or limit)",
+            silver::typed_source(table)
+        ))
+        .into());
+    }
+    Ok(plan)
+}
+
+/// The lake's own typed tables whose SQL a silver run would refuse before
+/// reading a row ([`checked_typed`]), each with the error it would fail
+/// with: planned over an empty `events`, so a dry run and `status` can
+/// say so. (SQL that fails on the rows it reads is found only by a run.)
+pub async fn own_typed_problems(ctx: &SessionContext) -> Result<Vec<(String, anyhow::Error)>> {
+    let work = engine::scratch(ctx);
+    work.register_table(
+        EVENTS_TABLE,
+        silver::empty_provider(ctx, EVENTS_TABLE).await?,
+    )?;
+    let mut out = Vec::new();
+    for (table, _, sql) in typed() {
+        if !silver::is_own_typed(table) {
+            continue;
+        }
+        match checked_typed(&work, table, sql).await {
+            Ok(_) => {}
+            Err(e) if crate::error::exit_code(&e) == crate::error::EXIT_USAGE => {
+                out.push((table.to_string(), e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// A typed table's SQL (planned as `df`) returns every column of
+/// [`silver::TYPED_COLUMNS`], or a usage error naming its file.
+fn require_typed_columns(table: &str, df: &DataFrame) -> Result<()> {
+    let missing: Vec<&str> = silver::TYPED_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !df.schema().has_column_with_unqualified_name(c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Failure::Usage(format!(
+        "{} returns no {} column (a typed table's SQL returns {} with its own)",
+        silver::typed_source(table),
+        missing.join(", "),
+        silver::TYPED_COLUMNS.join(", ")
+    ))
+    .into())
 }
 
 /// Does `plan` map each input row to at most one output row, on its own?
@@ -1607,20 +1667,7 @@ async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<Dat
 /// return its count of values that could not be typed (see [`Untyped`]).
 async fn typed_table(work: &SessionContext, table: &str, sql: &str, out: &Path) -> Result<Untyped> {
     let df = plan_typed(work, table, sql).await?;
-    let missing: Vec<&str> = silver::TYPED_COLUMNS
-        .iter()
-        .copied()
-        .filter(|c| !df.schema().has_column_with_unqualified_name(c))
-        .collect();
-    if !missing.is_empty() {
-        return Err(crate::error::Failure::Usage(format!(
-            "{} returns no {} column (a typed table's SQL returns {} with its own)",
-            silver::typed_source(table),
-            missing.join(", "),
-            silver::TYPED_COLUMNS.join(", ")
-        ))
-        .into());
-    }
+    require_typed_columns(table, &df)?;
     // An error its expressions raise on the rows is the file's, like one
     // in planning (exit 2).
     let df = df.cache().await.map_err(|e| {

@@ -977,6 +977,51 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
         !dirty.is_empty() && dirty.iter().all(|(t, _, _)| t == "bad" || t == "cast"),
         "{dirty:?}"
     );
+    // A dry run plans the lake's own SQL over empty tables: it predicts
+    // the failure that needs no row (`bad`), exits 2 for it, and changes
+    // nothing; `status` says it too. `cast` fails only on rows.
+    let before = commits(&lake);
+    let o = run_says(
+        &lake,
+        &["run", "--dry-run", "--json"],
+        2,
+        "step `gold` would fail: daily table `bad` (",
+    );
+    assert!(
+        stderr(&o).contains("Would leave out daily table bad (")
+            && !stderr(&o).contains("daily table `cast`"),
+        "{}",
+        stderr(&o)
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&r["status"], &r["failed_step"]),
+        (&serde_json::json!("dry_run"), &serde_json::json!("gold")),
+        "{r}"
+    );
+    assert_eq!(r["plan"]["refused"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["plan"]["refused"][0]["table"], "bad", "{r}");
+    assert_eq!(commits(&lake), before);
+    let s = ok(&lake, &["status", "--json"]);
+    let problems: Vec<(&str, bool)> = s["own_daily_tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table"].as_str().unwrap(), t.get("problem").is_some()))
+        .collect();
+    assert_eq!(
+        problems,
+        [("bad", true), ("cast", false), ("good", false)],
+        "{s}"
+    );
+    let o = run(&lake, &["status"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains(
+            "bad.sql (reads events): its SQL does not plan: Schema error: No field named"
+        ),
+        "{text}"
+    );
     std::fs::write(daily.join("bad.sql"), good).unwrap();
     std::fs::write(daily.join("cast.sql"), good).unwrap();
     let r = ok(&lake, &["run", "--json"]);

@@ -1540,6 +1540,69 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         &["silver", "--full"],
         "does not plan",
     );
+    // What fails before a row is read, a dry run predicts (exit 2, nothing
+    // changed) and `status` says; SQL that fails on rows only a run finds.
+    let before = commits(&lake);
+    for (name, sql, says) in [
+        (
+            "thin.sql",
+            "SELECT event_id, event_date FROM events",
+            Some("returns no session_id, _warnings column"),
+        ),
+        (
+            "broken.sql",
+            "SELECT no_such_column FROM events",
+            Some("does not plan: Schema error: No field named no_such_column"),
+        ),
+        (
+            "per_user.sql",
+            "SELECT min(event_id) AS event_id, NULL AS session_id, event_date, 0 AS _warnings\n\
+             FROM events GROUP BY user_id, event_date",
+            Some("is not one row per event"),
+        ),
+        (
+            "cast.sql",
+            "SELECT event_id, session_id, event_date, CAST(event_id AS INT) AS n, 0 AS _warnings\n\
+             FROM events",
+            None,
+        ),
+    ] {
+        let path = typed.join(name);
+        std::fs::write(&path, sql).unwrap();
+        let o = run(&lake, &["run", "--dry-run"]);
+        let status = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_string();
+        match says {
+            Some(says) => {
+                assert_eq!(exit_code(&o), 2, "{name}: {}", stderr(&o));
+                assert!(
+                    stderr(&o).contains(&format!("step `silver` would fail: {}", path.display()))
+                        && stderr(&o).contains(says)
+                        && stderr(&o).contains(&format!(
+                            "Would fail on typed table {}",
+                            &name[..name.len() - 4]
+                        )),
+                    "{name}: {}",
+                    stderr(&o)
+                );
+                assert!(
+                    line.contains(&format!(": {says}"))
+                        && line.ends_with("`evlake silver` fails on it until it is fixed"),
+                    "{name}: {status}"
+                );
+            }
+            None => {
+                assert_eq!(exit_code(&o), 0, "{name}: {}", stderr(&o));
+                assert!(!line.contains("fails on it"), "{name}: {status}");
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert_eq!(commits(&lake), before);
     bad(
         "cast.sql",
         "SELECT event_id, session_id, event_date, CAST(event_id AS INT) AS n, 0 AS _warnings\n\
