@@ -159,10 +159,27 @@ pub struct InputBatch {
     /// The path as given on the command line, or `<stdin>`.
     pub source: String,
     pub bytes: u64,
+    /// Lines read (from `resumed`'s line on, when set).
     pub lines: u64,
     pub events: u64,
     pub empty_lines: u64,
     pub quarantined: u64,
+    /// The input is an ingested file that grew: only what follows the
+    /// content already committed was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<Resumed>,
+}
+
+/// Where the read of a grown file began (see [`InputBatch::resumed`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resumed {
+    /// The hash of the committed batch whose content the file begins
+    /// with.
+    pub after: String,
+    /// The byte and the line (counted from 1) the read began at: the
+    /// start of the first line not committed whole.
+    pub byte: u64,
+    pub line: u64,
 }
 
 /// A file added to or removed from a table.
@@ -667,6 +684,14 @@ pub struct BatchRecord {
     pub version: u64,
     pub batch_id: String,
     pub source: String,
+    /// The input's size, and its lines from its first (a resumed read
+    /// counts the lines before it too): where a read of the same file,
+    /// grown since, resumes. 0 in checkpoints written before these were
+    /// kept (such a file is then read whole again).
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub lines: u64,
 }
 
 /// A partition of a table as the log describes it.
@@ -889,12 +914,15 @@ impl LakeState {
             }
         }
         for b in c.inputs {
+            let before = b.resumed.as_ref().map_or(0, |r| r.line - 1);
             self.batches.insert(
                 b.hash,
                 BatchRecord {
                     version: c.version,
                     batch_id: b.batch_id,
                     source: b.source,
+                    bytes: b.bytes,
+                    lines: before + b.lines,
                 },
             );
         }
@@ -1010,6 +1038,7 @@ mod tests {
             events: i,
             empty_lines: 0,
             quarantined: 0,
+            resumed: None,
         });
         c
     }

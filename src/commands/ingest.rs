@@ -279,8 +279,25 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
         "Read",
         &read,
         INPUTS_EACH,
-        |i| format!("{}: {}", i.source, counts(&[i])),
-        |is| format!("{}: {}", span(is), counts(is)),
+        |i| match &i.resumed {
+            Some(r) => format!(
+                "{}: {} (the file grew since it was ingested: read from line {}, byte {}, on)",
+                i.source,
+                counts(&[i]),
+                r.line,
+                r.byte
+            ),
+            None => format!("{}: {}", i.source, counts(&[i])),
+        },
+        |is| {
+            let grown = is.iter().filter(|i| i.resumed.is_some()).count();
+            let note = if grown > 0 {
+                format!(" ({grown} grew since ingested: read from where they were)")
+            } else {
+                String::new()
+            };
+            format!("{}: {}{note}", span(is), counts(is))
+        },
     );
     let known = of(InputStatus::AlreadyIngested);
     each_or_all(

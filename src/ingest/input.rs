@@ -301,6 +301,90 @@ pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> Result<Box<dyn Read
     })
 }
 
+/// Open plain (uncompressed) file `path` for reading from byte `at` on
+/// (see [`resume_point`]).
+pub fn open_plain_at(
+    path: &Path,
+    at: u64,
+    counter: Arc<AtomicU64>,
+) -> Result<Box<dyn Read + Send>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    f.seek(SeekFrom::Start(at))
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(Box::new(BufReader::with_capacity(
+        1 << 20,
+        CountingReader { inner: f, counter },
+    )))
+}
+
+/// Where the read of a grown file resumes: at `byte`, line `line`
+/// (counted from 1), after the content of committed batch `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeAt {
+    pub after: String,
+    pub byte: u64,
+    pub line: u64,
+}
+
+/// If plain file `path` (now `size` bytes) begins with exactly the content
+/// of a committed batch (`after`: its hash, its `bytes` and `lines`), as a
+/// file does that a writer appended to since it was ingested: where to
+/// read on, the start of the first line that batch did not hold whole. A
+/// last line the batch ended in the middle of (no newline yet: the writer
+/// was still at it) is read again from its start. `None` when the file
+/// does not begin with that content, is compressed, or holds no whole
+/// line of it (it is then read whole, as new content).
+pub fn resume_point(
+    path: &Path,
+    after: &str,
+    bytes: u64,
+    lines: u64,
+    size: u64,
+) -> Result<Option<ResumeAt>> {
+    use std::io::{Seek, SeekFrom};
+    if bytes == 0 || lines == 0 || bytes >= size {
+        return Ok(None);
+    }
+    let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let mut head = [0u8; 4];
+    let n = f.read(&mut head)?;
+    if head[..n].starts_with(&[0x1f, 0x8b]) || head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::Start(0))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader((&mut f).take(bytes))
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    if hasher.count() != bytes || format!("blake3:{}", hasher.finalize().to_hex()) != after {
+        return Ok(None);
+    }
+    // The last newline of the committed content.
+    let mut end = bytes;
+    let mut block = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let part = &mut block[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(part)
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            let byte = start + i as u64 + 1;
+            // Ending in a newline, it holds `lines` whole lines; otherwise
+            // its last, `lines`th, line is read again.
+            let line = if byte == bytes { lines + 1 } else { lines };
+            return Ok(Some(ResumeAt {
+                after: after.to_string(),
+                byte,
+                line,
+            }));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
 /// A format, known by its first bytes, that is not NDJSON nor a
 /// compression evlake decodes (an NDJSON line starts with `{`, so none of
 /// these is a line of it): what it is, and what to do instead. Read as
@@ -473,6 +557,34 @@ pub fn split_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grown_file_resumes_after_the_last_whole_line_of_its_committed_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let hash = |b: &[u8]| format!("blake3:{}", blake3::hash(b).to_hex());
+        let at = |committed: &[u8], lines: u64, now: &[u8]| {
+            std::fs::write(&path, now).unwrap();
+            let size = now.len() as u64;
+            resume_point(&path, &hash(committed), committed.len() as u64, lines, size)
+                .unwrap()
+                .map(|r| (r.byte, r.line))
+        };
+        // Whole lines committed: on from the next line.
+        assert_eq!(at(b"a\nb\n", 2, b"a\nb\nc\n"), Some((4, 3)));
+        // A half line committed: it is read again, from its start.
+        assert_eq!(at(b"a\nb\nc", 3, b"a\nb\ncc\nd\n"), Some((4, 3)));
+        // Not the committed content, not grown, no whole line, or compressed:
+        // read whole.
+        assert_eq!(at(b"a\nb\n", 2, b"x\nb\nc\n"), None);
+        assert_eq!(at(b"a\nb\n", 2, b"a\nb\n"), None);
+        assert_eq!(at(b"abc", 1, b"abcdef\n"), None);
+        assert_eq!(at(b"\x1f\x8b\n", 1, b"\x1f\x8b\nmore\n"), None);
+        // A last line longer than the block read backwards.
+        let long = [vec![b'x'; 100_000], b"\nyy".to_vec()].concat();
+        let grown = [long.clone(), b"y\n".to_vec()].concat();
+        assert_eq!(at(&long, 2, &grown), Some((100_001, 2)));
+    }
 
     fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();

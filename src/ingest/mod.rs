@@ -174,6 +174,10 @@ pub struct InputReport {
     /// inode, size and times had not changed, so it was not read.
     pub hash_cached: bool,
     pub bytes: u64,
+    /// A file that grew since it was ingested: where the read began (the
+    /// counts below are of what was read from there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<crate::log::Resumed>,
     pub lines: u64,
     pub events: u64,
     pub empty_lines: u64,
@@ -357,6 +361,8 @@ struct Planned {
     hashed: Hashed,
     status: InputStatus,
     committed_in: Option<u64>,
+    /// A file that grew since it was ingested: where its read resumes.
+    resume: Option<input::ResumeAt>,
 }
 
 /// One input's hash, and how it was found.
@@ -502,7 +508,16 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
     let mut seen: HashSet<String> = HashSet::new();
-    for (inp, hashed) in inputs.into_iter().zip(hashes) {
+    // Each path's (as given) last committed batch, where a file that grew
+    // since resumes.
+    let mut last_of: HashMap<&str, (&String, &log::BatchRecord)> = HashMap::new();
+    for (h, b) in &state.batches {
+        let last = last_of.entry(b.source.as_str()).or_insert((h, b));
+        if b.version > last.1.version {
+            *last = (h, b);
+        }
+    }
+    for (i, (inp, hashed)) in inputs.into_iter().zip(hashes).enumerate() {
         let hash = &hashed.hash;
         let (status, committed_in) = if let Some(rec) = state.batches.get(hash) {
             (InputStatus::AlreadyIngested, Some(rec.version))
@@ -511,11 +526,23 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         } else {
             (InputStatus::Ingested, None)
         };
+        // A file that begins with the content of the last batch of the
+        // same path (as given) grew since: only what follows is read.
+        let resume = match (&inp.path, status) {
+            (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) => last_of
+                .get(inp.display.as_str())
+                .map(|(h, b)| input::resume_point(path, h, b.bytes, b.lines, hashed.bytes))
+                .transpose()
+                .with_context(|| format!("`{}`", inp.display))?
+                .flatten(),
+            _ => None,
+        };
         plan.push(Planned {
             input: inp,
             hashed,
             status,
             committed_in,
+            resume,
         });
     }
 
@@ -529,6 +556,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             committed_in: p.committed_in,
             hash_cached: p.hashed.cached,
             bytes: p.hashed.bytes,
+            resumed: p.resume.as_ref().map(|r| crate::log::Resumed {
+                after: r.after.clone(),
+                byte: r.byte,
+                line: r.line,
+            }),
             lines: 0,
             events: 0,
             empty_lines: 0,
@@ -619,7 +651,16 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         max_line_bytes: opts.max_line_bytes,
     };
 
-    let total_bytes: u64 = todo.iter().map(|&i| plan[i].hashed.bytes).sum();
+    let skipped = |p: &Planned| p.resume.as_ref().map_or(0, |r| r.byte);
+    let total_bytes: u64 = todo
+        .iter()
+        .map(|&i| plan[i].hashed.bytes - skipped(&plan[i]))
+        .sum();
+    // Lines before where each input's read begins.
+    let lines_before: Vec<u64> = plan
+        .iter()
+        .map(|p| p.resume.as_ref().map_or(0, |r| r.line - 1))
+        .collect();
     let bytes_read = Arc::new(AtomicU64::new(0));
     let progress = opts.progress.then(|| progress_bar(total_bytes));
 
@@ -643,7 +684,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // thread. Bounded channels keep only a few chunks in flight.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
-    let reader_inputs: Vec<(usize, PathBuf, String, input::Stamp)> = todo
+    let reader_inputs: Vec<(usize, PathBuf, String, input::Stamp, Option<u64>)> = todo
         .iter()
         .map(|&i| {
             let p = &plan[i].input;
@@ -652,6 +693,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 p.path.clone().expect("every input has a path once spooled"),
                 p.display.clone(),
                 plan[i].hashed.stamp,
+                plan[i].resume.as_ref().map(|r| r.byte),
             )
         })
         .collect();
@@ -663,9 +705,12 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     );
     let reader = std::thread::spawn(move || -> Result<()> {
         let mut seq = 0;
-        for (idx, path, display, stamp) in reader_inputs {
-            let r = input::open_decoded(&path, counter.clone())
-                .with_context(|| format!("`{display}`"))?;
+        for (idx, path, display, stamp, at) in reader_inputs {
+            let r = match at {
+                Some(at) => input::open_plain_at(&path, at, counter.clone()),
+                None => input::open_decoded(&path, counter.clone()),
+            }
+            .with_context(|| format!("`{display}`"))?;
             input::split_chunks(r, idx, &display, sizes, |mut c| {
                 c.seq = seq;
                 seq += 1;
@@ -720,7 +765,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             while let Some(mut pc) = waiting.remove(&next_seq) {
                 next_seq += 1;
                 let r = &mut reports[pc.input];
-                pc.number_from(r.lines);
+                pc.number_from(lines_before[pc.input] + r.lines);
                 if let Some(t) = pc.too_long {
                     return Err(Failure::LineTooLong {
                         source: lineages[pc.input].source_file.clone(),
@@ -930,6 +975,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             events: r.events,
             empty_lines: r.empty_lines,
             quarantined: r.quarantined,
+            resumed: r.resumed.clone(),
         })
         .collect();
     commit.add = adds;

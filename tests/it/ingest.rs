@@ -169,6 +169,107 @@ fn reingesting_the_same_input_is_a_reported_noop() {
     assert_eq!(s["status"], "noop");
 }
 
+/// A file a writer appends to between runs is read from where the last
+/// run stopped: its content already committed is not read again (before,
+/// every run read it whole and bronze kept each earlier line again as a
+/// re-send). A last line that run ended in the middle of is read again
+/// from its start, and line numbers stay the file's. A file that does not
+/// begin with that content is new content, read whole.
+#[test]
+fn a_file_that_grew_since_it_was_ingested_is_read_from_where_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let file = tmp.path().join("events.jsonl");
+    let line = |id: &str, minute: u32| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"page_view\",\"event_timestamp\":\"2024-03-15T10:{minute:02}:00Z\",\"user_id\":\"u1\"}}\n"
+        )
+    };
+    let append = |text: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let ingest = |extra: &[&str]| {
+        let mut args = vec!["ingest", file.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        ok(&lake, &args)
+    };
+    // The writer is in the middle of line 3.
+    let c = line("c", 3);
+    append(&(line("a", 1) + &line("b", 2) + &c[..30]));
+    let r = ingest(&["--max-bad-fraction", "1"]);
+    assert_eq!(
+        (r["events"].as_u64(), r["quarantined"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    assert!(r["inputs"][0].get("resumed").is_none(), "{r}");
+    let first_hash = r["inputs"][0]["hash"].clone();
+    // It finishes line 3 and writes line 4: lines 3 and 4 are read.
+    append(&(c[30..].to_string() + &line("d", 4)));
+    let r = ingest(&[]);
+    let input = &r["inputs"][0];
+    assert_eq!(input["resumed"]["after"], first_hash, "{r}");
+    assert_eq!(input["resumed"]["line"], 3, "{r}");
+    assert_eq!(
+        input["resumed"]["byte"].as_u64().unwrap() as usize,
+        2 * line("a", 1).len(),
+        "{r}"
+    );
+    assert_eq!(
+        (
+            input["lines"].as_u64(),
+            r["events"].as_u64(),
+            r["resends"].as_u64()
+        ),
+        (Some(2), Some(2), Some(0)),
+        "{r}"
+    );
+    // The same file again is a no-op; grown again, only line 5 is read.
+    assert_eq!(ingest(&[])["status"], "noop");
+    append(&line("e", 5));
+    let o = run(&lake, &["ingest", file.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains(
+            "events.jsonl: 1 lines, 1 events, 0 quarantined, 0 empty (the file grew since it was \
+             ingested: read from line 5, byte "
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        crate::silver::query_csv(
+            &lake,
+            "SELECT event_id, source_line, count(*) OVER () FROM bronze_events ORDER BY event_id"
+        ),
+        ["a,1,5", "b,2,5", "c,3,5", "d,4,5", "e,5,5"]
+    );
+    // The half line stays quarantined as it was read, under its line.
+    assert_eq!(
+        crate::silver::query_csv(&lake, "SELECT line, reason FROM quarantine"),
+        ["3,invalid_json"]
+    );
+    // A file rewritten under the same name is new content: read whole
+    // (its lines already in bronze are exact re-sends, as before).
+    std::fs::write(
+        &file,
+        line("f", 6) + &line("a", 1) + &line("b", 2) + &c + &line("d", 4) + &line("e", 5),
+    )
+    .unwrap();
+    let r = ingest(&[]);
+    assert!(r["inputs"][0].get("resumed").is_none(), "{r}");
+    assert_eq!(
+        (r["events"].as_u64(), r["resends"].as_u64()),
+        (Some(6), Some(5)),
+        "{r}"
+    );
+}
+
 #[test]
 fn a_directory_ingests_every_batch_in_one_commit() {
     let tmp = tempfile::tempdir().unwrap();
