@@ -5,6 +5,7 @@ tests in tests/it/, for hunting bugs before a release, not for CI.
   python3 tools/soak.py incremental SEEDS   # incremental run == full rebuild
   python3 tools/soak.py kill SEEDS          # kill -9 at random moments, re-run == clean lake
   python3 tools/soak.py known-at SEEDS      # state --known-at P == the state of a lake fed up to P
+  python3 tools/soak.py grow SEEDS          # a file appended to between runs lands once
 
 SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
@@ -310,8 +311,62 @@ def known_at(seed, d):
     return True
 
 
+def grow(seed, d):
+    """One log a writer appends to, ingested by runs that cut it at random
+    bytes (mid-line, mid-character, at a line's end): every event lands
+    in bronze once, under its line in the file, as when the whole file is
+    ingested at once; the half lines are the only extra quarantine rows."""
+    rng = random.Random(seed)
+    files, _ = generated(d, rng, seed, (300, 3000), (4, 40), [0, 0.3])
+    whole = b"".join(open(f, "rb").read() for f in files)
+    log_path = os.path.join(d, "inbox", "events.jsonl")
+    os.makedirs(os.path.dirname(log_path))
+    cuts = rng.sample(range(1, len(whole)), rng.randint(1, 12))
+    # Some cuts fall just before a newline: a whole line but for it.
+    cuts = [whole.find(b"\n", c) if rng.random() < 0.3 and whole.find(b"\n", c) > 0 else c
+            for c in cuts]
+    cuts = sorted(set(cuts)) + [len(whole)]
+    lake, ref = os.path.join(d, "lake"), os.path.join(d, "ref")
+    runs = 0
+    for n, cut in enumerate(cuts):
+        with open(log_path, "wb") as f:
+            f.write(whole[:cut])
+        pt = f"2024-04-{1 + n // 24:02d}T{n % 24:02d}:00:00Z"
+        r = json.loads(ev(lake, "run", log_path, "--processing-time", pt, "--json",
+                          "--max-bad-fraction", "1").stdout)
+        runs += 1
+        if n > 0 and r["ingest"]["inputs"][0].get("resumed") is None \
+                and whole[:cuts[n - 1]].count(b"\n") > 0:
+            print(f"  run {n} (cut at {cut}) read the file whole")
+            return False
+        if rng.random() < 0.2:
+            again = json.loads(ev(lake, "run", log_path, "--processing-time", pt, "--json").stdout)
+            if again["status"] != "noop":
+                print(f"  a re-run after the cut at {cut} was not a no-op")
+                return False
+    ev(ref, "run", log_path, "--processing-time", "2024-04-01T00:00:00Z", "--max-bad-fraction", "1")
+    cols = ("event_id, event_type, user_id, event_timestamp, client_session_id, page_url, "
+            "source_system, properties, extra, source_line")
+
+    def rows(l, sql):
+        return sorted(ev(l, "query", sql, "--format", "csv").stdout.splitlines()[1:])
+    a = rows(lake, f"SELECT {cols} FROM bronze_events UNION ALL SELECT {cols} FROM bronze_late")
+    b = rows(ref, f"SELECT {cols} FROM bronze_events")
+    if a != b:
+        print(f"  MISMATCH bronze rows: {len(a)} after {runs} runs vs {len(b)} at once")
+        for r in sorted(set(a) ^ set(b))[:4]:
+            print("    ", r[:300])
+        return False
+    q = "SELECT line, reason, raw FROM quarantine"
+    extra = set(rows(lake, q)) - set(rows(ref, q))
+    if set(rows(ref, q)) - set(rows(lake, q)) or len(extra) > len(cuts) - 1:
+        print(f"  MISMATCH quarantine: {len(extra)} extra rows for {len(cuts) - 1} cuts")
+        return False
+    return True
+
+
 def main():
-    kinds = {"incremental": incremental, "kill": kill, "known-at": known_at}
+    kinds = {"incremental": incremental, "kill": kill, "known-at": known_at, "grow": grow}
     if len(sys.argv) != 3 or sys.argv[1] not in kinds:
         sys.exit(__doc__)
     # A checkpoint every 5 commits, so the lakes with `[log] retention`

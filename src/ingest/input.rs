@@ -360,6 +360,25 @@ pub fn resume_point(
     if hasher.count() != bytes || format!("blake3:{}", hasher.finalize().to_hex()) != after {
         return Ok(None);
     }
+    // A last line that was whole but for its newline (the writer wrote
+    // the line, then the newline) was read as it is: on from after it.
+    let mut next = BufReader::new(&mut f);
+    next.seek(SeekFrom::Start(bytes))?;
+    let mut k = 0u64;
+    for b in (&mut next).bytes() {
+        match b? {
+            b'\n' => {
+                return Ok(Some(ResumeAt {
+                    after: after.to_string(),
+                    byte: bytes + k + 1,
+                    line: lines + 1,
+                }));
+            }
+            b' ' | b'\t' | b'\r' => k += 1,
+            _ => break,
+        }
+    }
+    drop(next);
     // The last newline of the committed content.
     let mut end = bytes;
     let mut block = vec![0u8; 64 << 10];
@@ -574,6 +593,9 @@ mod tests {
         assert_eq!(at(b"a\nb\n", 2, b"a\nb\nc\n"), Some((4, 3)));
         // A half line committed: it is read again, from its start.
         assert_eq!(at(b"a\nb\nc", 3, b"a\nb\ncc\nd\n"), Some((4, 3)));
+        // A whole line but for its newline (or CR LF): on after it.
+        assert_eq!(at(b"a\nb", 2, b"a\nb\nc\n"), Some((4, 3)));
+        assert_eq!(at(b"a\nb", 2, b"a\nb\r\nc\n"), Some((5, 3)));
         // Not the committed content, not grown, no whole line, or compressed:
         // read whole.
         assert_eq!(at(b"a\nb\n", 2, b"x\nb\nc\n"), None);

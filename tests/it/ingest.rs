@@ -242,12 +242,27 @@ fn a_file_that_grew_since_it_was_ingested_is_read_from_where_it_was() {
         "{}",
         stderr(&o)
     );
+    // A whole line but for its newline is read once: the next run goes
+    // on after it.
+    let g = line("g", 7);
+    append(g.trim_end());
+    assert_eq!(ingest(&[])["events"], 1);
+    append(&("\n".to_string() + &line("h", 8)));
+    let r = ingest(&[]);
+    assert_eq!(r["inputs"][0]["resumed"]["line"], 7, "{r}");
+    assert_eq!(
+        (r["events"].as_u64(), r["resends"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
     assert_eq!(
         crate::silver::query_csv(
             &lake,
             "SELECT event_id, source_line, count(*) OVER () FROM bronze_events ORDER BY event_id"
         ),
-        ["a,1,5", "b,2,5", "c,3,5", "d,4,5", "e,5,5"]
+        [
+            "a,1,7", "b,2,7", "c,3,7", "d,4,7", "e,5,7", "g,6,7", "h,7,7"
+        ]
     );
     // The half line stays quarantined as it was read, under its line.
     assert_eq!(
