@@ -149,8 +149,10 @@ pub fn hash_file(path: &Path) -> Result<(String, u64, Stamp)> {
     let mut hasher = blake3::Hasher::new();
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let stamp = Stamp::from(f.metadata(), path)?;
+    // Its first `len` bytes: a file a writer appends to meanwhile is
+    // read up to there (see [`Stamp::check_read`]).
     hasher
-        .update_reader(f)
+        .update_reader(f.take(stamp.len))
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     if hasher.count() != stamp.len {
         return Err(changed(&path.display().to_string(), &stamp, hasher.count()));
@@ -185,14 +187,40 @@ impl Stamp {
         Self::from(std::fs::metadata(path), path)
     }
 
-    /// An error unless `path` still has this stamp (after it was read).
-    pub fn check(&self, path: &Path, display: &str) -> Result<()> {
+    /// After `path` was read (its first `len` bytes, no more): an error
+    /// unless it is as it was hashed, or, `plain` (not compressed), has
+    /// only grown since, its first `len` bytes still hashing to `hash`: a
+    /// writer appending to it, whose new lines the next run reads on
+    /// from there.
+    pub fn check_read(&self, path: &Path, display: &str, plain: bool, hash: &str) -> Result<()> {
         let now = Stamp::of(path)?;
-        if now == *self {
+        if now == *self || (plain && now.len > self.len && prefix_hash(path, self.len)? == hash) {
             return Ok(());
         }
         Err(changed(display, self, now.len))
     }
+}
+
+/// The content hash of the first `len` bytes of `path`.
+fn prefix_hash(path: &Path, len: u64) -> Result<String> {
+    let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(f.take(len))
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+}
+
+/// Whether `path` begins as a gzip or zstd stream.
+pub fn is_compressed(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 4];
+    let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let n = f.read(&mut head)?;
+    Ok(compressed(&head[..n]))
+}
+
+fn compressed(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
 }
 
 /// The error for an input that changed while a run read it.
@@ -278,9 +306,14 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Open a file for reading, decompressing gzip or zstd by magic bytes (not
 /// by name, so a mislabelled file still reads correctly).
-pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> Result<Box<dyn Read + Send>> {
+pub fn open_decoded(
+    path: &Path,
+    len: u64,
+    counter: Arc<AtomicU64>,
+) -> Result<Box<dyn Read + Send>> {
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let mut raw = BufReader::with_capacity(1 << 20, CountingReader { inner: f, counter });
+    let inner = f.take(len);
+    let mut raw = BufReader::with_capacity(1 << 20, CountingReader { inner, counter });
     let head = raw
         .fill_buf()
         .with_context(|| format!("failed to read `{}`", path.display()))?;
@@ -301,20 +334,22 @@ pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> Result<Box<dyn Read
     })
 }
 
-/// Open plain (uncompressed) file `path` for reading from byte `at` on
-/// (see [`resume_point`]).
+/// Open plain (uncompressed) file `path` for reading its bytes from `at`
+/// up to `len` (see [`resume_point`]).
 pub fn open_plain_at(
     path: &Path,
     at: u64,
+    len: u64,
     counter: Arc<AtomicU64>,
 ) -> Result<Box<dyn Read + Send>> {
     use std::io::{Seek, SeekFrom};
     let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     f.seek(SeekFrom::Start(at))
         .with_context(|| format!("failed to read `{}`", path.display()))?;
+    let inner = f.take(len.saturating_sub(at));
     Ok(Box::new(BufReader::with_capacity(
         1 << 20,
-        CountingReader { inner: f, counter },
+        CountingReader { inner, counter },
     )))
 }
 
@@ -349,7 +384,7 @@ pub fn resume_point(
     let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let mut head = [0u8; 4];
     let n = f.read(&mut head)?;
-    if head[..n].starts_with(&[0x1f, 0x8b]) || head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    if compressed(&head[..n]) {
         return Ok(None);
     }
     f.seek(SeekFrom::Start(0))?;

@@ -366,6 +366,7 @@ struct Planned {
 }
 
 /// One input's hash, and how it was found.
+#[derive(Clone)]
 struct Hashed {
     hash: String,
     bytes: u64,
@@ -684,7 +685,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // thread. Bounded channels keep only a few chunks in flight.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
-    let reader_inputs: Vec<(usize, PathBuf, String, input::Stamp, Option<u64>)> = todo
+    let reader_inputs: Vec<(usize, PathBuf, String, Hashed, Option<u64>)> = todo
         .iter()
         .map(|&i| {
             let p = &plan[i].input;
@@ -692,7 +693,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 i,
                 p.path.clone().expect("every input has a path once spooled"),
                 p.display.clone(),
-                plan[i].hashed.stamp,
+                plan[i].hashed.clone(),
                 plan[i].resume.as_ref().map(|r| r.byte),
             )
         })
@@ -705,10 +706,13 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     );
     let reader = std::thread::spawn(move || -> Result<()> {
         let mut seq = 0;
-        for (idx, path, display, stamp, at) in reader_inputs {
+        for (idx, path, display, hashed, at) in reader_inputs {
+            // What was hashed, no more: a writer may be appending.
+            let len = hashed.stamp.len;
+            let plain = at.is_some() || !input::is_compressed(&path)?;
             let r = match at {
-                Some(at) => input::open_plain_at(&path, at, counter.clone()),
-                None => input::open_decoded(&path, counter.clone()),
+                Some(at) => input::open_plain_at(&path, at, len, counter.clone()),
+                None => input::open_decoded(&path, len, counter.clone()),
             }
             .with_context(|| format!("`{display}`"))?;
             input::split_chunks(r, idx, &display, sizes, |mut c| {
@@ -718,7 +722,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             })?;
             // The batch is named (and later skipped) by the hash of what
             // was hashed: what was read must be that too.
-            stamp.check(&path, &display)?;
+            hashed
+                .stamp
+                .check_read(&path, &display, plain, &hashed.hash)?;
         }
         Ok(())
     });
