@@ -168,6 +168,11 @@ pub struct InputBatch {
     /// content already committed was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<Resumed>,
+    /// For a plain file of 4 KiB or more: the content hash of its first
+    /// 4 KiB, by which a file that begins with this batch's content is
+    /// found under another name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 /// Where the read of a grown file began (see [`InputBatch::resumed`]).
@@ -692,6 +697,9 @@ pub struct BatchRecord {
     pub bytes: u64,
     #[serde(default)]
     pub lines: u64,
+    /// The hash of its first bytes (see [`InputBatch::head`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 /// A partition of a table as the log describes it.
@@ -923,6 +931,7 @@ impl LakeState {
                     source: b.source,
                     bytes: b.bytes,
                     lines: before + b.lines,
+                    head: b.head,
                 },
             );
         }
@@ -1039,6 +1048,7 @@ mod tests {
             empty_lines: 0,
             quarantined: 0,
             resumed: None,
+            head: None,
         });
         c
     }

@@ -211,6 +211,25 @@ fn prefix_hash(path: &Path, len: u64) -> Result<String> {
     Ok(format!("blake3:{}", hasher.finalize().to_hex()))
 }
 
+/// How much of a file's start [`head_hash`] hashes.
+pub const HEAD_BYTES: usize = 4096;
+
+/// The content hash of the first [`HEAD_BYTES`] of plain file `path`, by
+/// which a file that begins with a committed batch's content is found
+/// under any name (a log rotated to `events.log.1` after the last run);
+/// `None` for a shorter or compressed file.
+pub fn head_hash(path: &Path) -> Result<Option<String>> {
+    let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    f.take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    if head.len() < HEAD_BYTES || compressed(&head) {
+        return Ok(None);
+    }
+    Ok(Some(format!("blake3:{}", blake3::hash(&head).to_hex())))
+}
+
 /// Whether `path` begins as a gzip or zstd stream.
 pub fn is_compressed(path: &Path) -> Result<bool> {
     let mut head = [0u8; 4];
@@ -530,7 +549,9 @@ impl std::fmt::Display for LineTooLongRead {
 impl std::error::Error for LineTooLongRead {}
 
 /// Read `reader` to the end, handing line-aligned chunks to `emit`. A UTF-8
-/// BOM at the start is dropped. A line that passes `max_line` bytes
+/// BOM at the start is dropped when the read begins at the file's start
+/// (`from_start`; a read resumed mid-file begins at a line, where a BOM is
+/// the line's, as in any line but a file's first). A line that passes `max_line` bytes
 /// without ending is a [`LineTooLongRead`] error (shorter lines over the
 /// limit are the parser's to find). Other errors name `display`.
 pub fn split_chunks(
@@ -538,10 +559,11 @@ pub fn split_chunks(
     input: usize,
     display: &str,
     (chunk_bytes, max_line): (usize, usize),
+    from_start: bool,
     mut emit: impl FnMut(Chunk) -> bool,
 ) -> Result<()> {
     let mut carry: Vec<u8> = Vec::new();
-    let mut first = true;
+    let mut first = from_start;
     // Bytes of the input's text read so far (after decompression).
     let mut offset: u64 = 0;
     loop {
@@ -643,9 +665,25 @@ mod tests {
         assert_eq!(at(&long, 2, &grown), Some((100_001, 2)));
     }
 
+    #[test]
+    fn a_head_hash_is_of_the_first_4_kib_of_a_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let of = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            head_hash(&path).unwrap()
+        };
+        let long = vec![b'x'; HEAD_BYTES + 10];
+        let want = format!("blake3:{}", blake3::hash(&long[..HEAD_BYTES]).to_hex());
+        assert_eq!(of(&long), Some(want.clone()));
+        assert_eq!(of(&[long.clone(), b"more".to_vec()].concat()), Some(want));
+        assert_eq!(of(&long[..HEAD_BYTES - 1]), None);
+        assert_eq!(of(&[&[0x1f, 0x8b][..], &long].concat()), None);
+    }
+
     fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        split_chunks(data, 0, "t", (CHUNK_BYTES, usize::MAX), |c| {
+        split_chunks(data, 0, "t", (CHUNK_BYTES, usize::MAX), true, |c| {
             out.push(c.data);
             true
         })
@@ -674,7 +712,7 @@ mod tests {
             .collect();
         for size in [7, 64, 1000, CHUNK_BYTES] {
             let mut chunks = Vec::new();
-            split_chunks(&data[..], 0, "t", (size, usize::MAX), |c| {
+            split_chunks(&data[..], 0, "t", (size, usize::MAX), true, |c| {
                 chunks.push(c.data);
                 true
             })
@@ -691,6 +729,21 @@ mod tests {
     fn strips_bom_and_keeps_last_line_without_newline() {
         let c = chunks_of(b"\xEF\xBB\xBF{\"a\":1}\r\n{\"b\":2}");
         assert_eq!(c, vec![b"{\"a\":1}\r\n{\"b\":2}".to_vec()]);
+        // A read resumed mid-file keeps it: there it is the line's.
+        let mut out = Vec::new();
+        split_chunks(
+            &b"\xEF\xBB\xBF{\"a\":1}\n"[..],
+            0,
+            "t",
+            (CHUNK_BYTES, usize::MAX),
+            false,
+            |c| {
+                out.push(c.data);
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(out, vec![b"\xEF\xBB\xBF{\"a\":1}\n".to_vec()]);
     }
 
     #[test]

@@ -178,6 +178,9 @@ pub struct InputReport {
     /// counts below are of what was read from there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed: Option<crate::log::Resumed>,
+    /// See [`input::head_hash`] (kept in the log, not printed).
+    #[serde(skip)]
+    pub head: Option<String>,
     pub lines: u64,
     pub events: u64,
     pub empty_lines: u64,
@@ -363,6 +366,8 @@ struct Planned {
     committed_in: Option<u64>,
     /// A file that grew since it was ingested: where its read resumes.
     resume: Option<input::ResumeAt>,
+    /// See [`input::head_hash`].
+    head: Option<String>,
 }
 
 /// One input's hash, and how it was found.
@@ -509,13 +514,18 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
     let mut seen: HashSet<String> = HashSet::new();
-    // Each path's (as given) last committed batch, where a file that grew
-    // since resumes.
+    // Where a file that grew since it was ingested resumes: after the
+    // last committed batch of its path (as given), or of any batch whose
+    // first 4 KiB it begins with (a log renamed by rotation).
     let mut last_of: HashMap<&str, (&String, &log::BatchRecord)> = HashMap::new();
+    let mut by_head: HashMap<&str, Vec<(&String, &log::BatchRecord)>> = HashMap::new();
     for (h, b) in &state.batches {
         let last = last_of.entry(b.source.as_str()).or_insert((h, b));
         if b.version > last.1.version {
             *last = (h, b);
+        }
+        if let Some(head) = &b.head {
+            by_head.entry(head.as_str()).or_default().push((h, b));
         }
     }
     for (i, (inp, hashed)) in inputs.into_iter().zip(hashes).enumerate() {
@@ -527,16 +537,36 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         } else {
             (InputStatus::Ingested, None)
         };
-        // A file that begins with the content of the last batch of the
-        // same path (as given) grew since: only what follows is read.
-        let resume = match (&inp.path, status) {
-            (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) => last_of
-                .get(inp.display.as_str())
-                .map(|(h, b)| input::resume_point(path, h, b.bytes, b.lines, hashed.bytes))
-                .transpose()
-                .with_context(|| format!("`{}`", inp.display))?
-                .flatten(),
-            _ => None,
+        // A file that begins with the content of a committed batch grew
+        // since: only what follows is read.
+        let (resume, head) = match (&inp.path, status) {
+            (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) => {
+                let head = input::head_hash(path)?;
+                let mut candidates: Vec<(&String, &log::BatchRecord)> = head
+                    .as_deref()
+                    .and_then(|h| by_head.get(h))
+                    .cloned()
+                    .unwrap_or_default();
+                candidates.extend(last_of.get(inp.display.as_str()).copied());
+                // The largest first: a log read hourly has a batch per
+                // hour that all begin alike.
+                candidates.sort_by_key(|(h, b)| (std::cmp::Reverse(b.bytes), h.as_str()));
+                candidates.dedup_by_key(|(h, _)| h.as_str());
+                let mut resume = None;
+                for (h, b) in candidates
+                    .into_iter()
+                    .filter(|(_, b)| b.bytes < hashed.bytes)
+                    .take(3)
+                {
+                    resume = input::resume_point(path, h, b.bytes, b.lines, hashed.bytes)
+                        .with_context(|| format!("`{}`", inp.display))?;
+                    if resume.is_some() {
+                        break;
+                    }
+                }
+                (resume, head)
+            }
+            _ => (None, None),
         };
         plan.push(Planned {
             input: inp,
@@ -544,6 +574,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             status,
             committed_in,
             resume,
+            head,
         });
     }
 
@@ -557,6 +588,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             committed_in: p.committed_in,
             hash_cached: p.hashed.cached,
             bytes: p.hashed.bytes,
+            head: p.head.clone(),
             resumed: p.resume.as_ref().map(|r| crate::log::Resumed {
                 after: r.after.clone(),
                 byte: r.byte,
@@ -715,7 +747,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 None => input::open_decoded(&path, len, counter.clone()),
             }
             .with_context(|| format!("`{display}`"))?;
-            input::split_chunks(r, idx, &display, sizes, |mut c| {
+            input::split_chunks(r, idx, &display, sizes, at.is_none(), |mut c| {
                 c.seq = seq;
                 seq += 1;
                 !reader_cancel.load(Ordering::Relaxed) && tx.send(c).is_ok()
@@ -982,6 +1014,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             empty_lines: r.empty_lines,
             quarantined: r.quarantined,
             resumed: r.resumed.clone(),
+            head: r.head.clone(),
         })
         .collect();
     commit.add = adds;

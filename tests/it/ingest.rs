@@ -285,6 +285,66 @@ fn a_file_that_grew_since_it_was_ingested_is_read_from_where_it_was() {
     );
 }
 
+/// A log rotated after a run (renamed, a new one begun) is found by its
+/// content under its new name: only the lines written since that run are
+/// read from it, and the new log whole.
+#[test]
+fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let lines = |ids: std::ops::Range<usize>| -> String {
+        ids.map(|i| {
+            format!(
+                "{{\"event_id\":\"e{i}\",\"event_type\":\"page_view\",\"event_timestamp\":\"2024-03-15T10:{:02}:{:02}Z\",\"user_id\":\"u{}\"}}\n",
+                i / 60 % 60,
+                i % 60,
+                i % 7
+            )
+        })
+        .collect()
+    };
+    let log = inbox.join("events.jsonl");
+    // More than 4 KiB, so it is found by its first bytes.
+    std::fs::write(&log, lines(0..60)).unwrap();
+    let dir = inbox.to_str().unwrap();
+    let r = ok(&lake, &["ingest", dir, "--json"]);
+    assert_eq!(r["events"], 60, "{r}");
+    // The writer adds 10 lines, then the log is rotated and a new one
+    // begun with 5.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(lines(60..70).as_bytes()).unwrap();
+    }
+    // logrotate's `extension .jsonl` keeps the name one a walk reads.
+    let rotated = inbox.join("events-1.jsonl");
+    std::fs::rename(&log, &rotated).unwrap();
+    std::fs::write(&log, lines(70..75)).unwrap();
+    let r = ok(&lake, &["ingest", dir, "--json"]);
+    let inputs: Vec<(&str, Option<u64>, u64)> = r["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["source"].as_str().unwrap(),
+                i["resumed"]["line"].as_u64(),
+                i["events"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (old, new) = (rotated.display().to_string(), log.display().to_string());
+    assert_eq!(
+        inputs,
+        [(old.as_str(), Some(61), 10), (new.as_str(), None, 5)],
+        "{r}"
+    );
+    assert_eq!(r["resends"], 0, "{r}");
+    assert_eq!(bronze_rows(&lake).len(), 75);
+}
+
 #[test]
 fn a_directory_ingests_every_batch_in_one_commit() {
     let tmp = tempfile::tempdir().unwrap();
