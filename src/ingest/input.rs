@@ -145,23 +145,45 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result
 ///
 /// Also returns the file's [`Stamp`] from before it was read; a file that
 /// grew or shrank while it was hashed is an error.
-pub fn hash_file(path: &Path) -> Result<(String, u64, Stamp)> {
+pub fn hash_file(path: &Path) -> Result<Hashed> {
     let mut hasher = blake3::Hasher::new();
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let stamp = Stamp::from(f.metadata(), path)?;
     // Its first `len` bytes: a file a writer appends to meanwhile is
     // read up to there (see [`Stamp::check_read`]).
+    let mut f = f.take(stamp.len);
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&mut f)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    hasher.update(&head);
     hasher
-        .update_reader(f.take(stamp.len))
+        .update_reader(f)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     if hasher.count() != stamp.len {
         return Err(changed(&path.display().to_string(), &stamp, hasher.count()));
     }
-    Ok((
-        format!("blake3:{}", hasher.finalize().to_hex()),
-        hasher.count(),
+    Ok(Hashed {
+        hash: format!("blake3:{}", hasher.finalize().to_hex()),
+        bytes: hasher.count(),
         stamp,
-    ))
+        head: (head.len() == HEAD_BYTES && !compressed(&head))
+            .then(|| format!("blake3:{}", blake3::hash(&head).to_hex())),
+    })
+}
+
+/// A file's content hash ([`hash_file`]).
+pub struct Hashed {
+    pub hash: String,
+    pub bytes: u64,
+    /// Its size and modification time when hashed.
+    pub stamp: Stamp,
+    /// The hash of its first [`HEAD_BYTES`], for a plain file at least
+    /// that long: by it, a file that begins with a committed batch's
+    /// content is found under any name (a log rotated to `events-1.jsonl`
+    /// after the last run).
+    pub head: Option<String>,
 }
 
 /// A file's size and modification time when a run hashed it: the run
@@ -211,24 +233,8 @@ fn prefix_hash(path: &Path, len: u64) -> Result<String> {
     Ok(format!("blake3:{}", hasher.finalize().to_hex()))
 }
 
-/// How much of a file's start [`head_hash`] hashes.
+/// How much of a file's start [`Hashed::head`] hashes.
 pub const HEAD_BYTES: usize = 4096;
-
-/// The content hash of the first [`HEAD_BYTES`] of plain file `path`, by
-/// which a file that begins with a committed batch's content is found
-/// under any name (a log rotated to `events.log.1` after the last run);
-/// `None` for a shorter or compressed file.
-pub fn head_hash(path: &Path) -> Result<Option<String>> {
-    let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let mut head = Vec::with_capacity(HEAD_BYTES);
-    f.take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)
-        .with_context(|| format!("failed to read `{}`", path.display()))?;
-    if head.len() < HEAD_BYTES || compressed(&head) {
-        return Ok(None);
-    }
-    Ok(Some(format!("blake3:{}", blake3::hash(&head).to_hex())))
-}
 
 /// Whether `path` begins as a gzip or zstd stream.
 pub fn is_compressed(path: &Path) -> Result<bool> {
@@ -671,12 +677,16 @@ mod tests {
         let path = dir.path().join("f.jsonl");
         let of = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            head_hash(&path).unwrap()
+            let h = hash_file(&path).unwrap();
+            assert_eq!(h.hash, format!("blake3:{}", blake3::hash(bytes).to_hex()));
+            assert_eq!(h.bytes, bytes.len() as u64);
+            h.head
         };
         let long = vec![b'x'; HEAD_BYTES + 10];
         let want = format!("blake3:{}", blake3::hash(&long[..HEAD_BYTES]).to_hex());
         assert_eq!(of(&long), Some(want.clone()));
         assert_eq!(of(&[long.clone(), b"more".to_vec()].concat()), Some(want));
+        assert!(of(&long[..HEAD_BYTES]).is_some());
         assert_eq!(of(&long[..HEAD_BYTES - 1]), None);
         assert_eq!(of(&[&[0x1f, 0x8b][..], &long].concat()), None);
     }

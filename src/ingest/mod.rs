@@ -178,7 +178,7 @@ pub struct InputReport {
     /// counts below are of what was read from there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed: Option<crate::log::Resumed>,
-    /// See [`input::head_hash`] (kept in the log, not printed).
+    /// See [`input::Hashed::head`] (kept in the log, not printed).
     #[serde(skip)]
     pub head: Option<String>,
     pub lines: u64,
@@ -366,7 +366,7 @@ struct Planned {
     committed_in: Option<u64>,
     /// A file that grew since it was ingested: where its read resumes.
     resume: Option<input::ResumeAt>,
-    /// See [`input::head_hash`].
+    /// See [`input::Hashed::head`].
     head: Option<String>,
 }
 
@@ -381,6 +381,8 @@ struct Hashed {
     cache_key: Option<(PathBuf, hashcache::FileStamp)>,
     /// Its hash came from that cache (the file was not read).
     cached: bool,
+    /// See [`input::Hashed::head`].
+    head: Option<String>,
 }
 
 /// Once every input of `plan` is in the log (committed now, or before):
@@ -484,6 +486,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     stamp: input::Stamp::of(path)?,
                     cache_key: None,
                     cached: false,
+                    head: None,
                 });
             }
             let cache_key = std::fs::metadata(path)
@@ -499,13 +502,15 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     stamp: input::Stamp::of(path)?,
                     cache_key,
                     cached: true,
+                    head: None,
                 });
             }
-            let (hash, bytes, stamp) = input::hash_file(path)?;
+            let h = input::hash_file(path)?;
             Ok(Hashed {
-                hash,
-                bytes,
-                stamp,
+                hash: h.hash,
+                bytes: h.bytes,
+                stamp: h.stamp,
+                head: h.head,
                 cache_key,
                 cached: false,
             })
@@ -541,7 +546,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         // since: only what follows is read.
         let (resume, head) = match (&inp.path, status) {
             (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) => {
-                let head = input::head_hash(path)?;
+                let head = hashed.head.clone();
                 let mut candidates: Vec<(&String, &log::BatchRecord)> = head
                     .as_deref()
                     .and_then(|h| by_head.get(h))
