@@ -168,8 +168,8 @@ pub struct InputBatch {
     /// content already committed was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<Resumed>,
-    /// For a plain file of 4 KiB or more: the content hash of its first
-    /// 4 KiB, by which a file that begins with this batch's content is
+    /// For a plain file of 512 bytes or more: the content hash of its first
+    /// 512 bytes, by which a file that begins with this batch's content is
     /// found under another name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,

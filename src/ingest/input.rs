@@ -234,7 +234,7 @@ fn prefix_hash(path: &Path, len: u64) -> Result<String> {
 }
 
 /// How much of a file's start [`Hashed::head`] hashes.
-pub const HEAD_BYTES: usize = 4096;
+pub const HEAD_BYTES: usize = 512;
 
 /// Whether `path` begins as a gzip or zstd stream.
 pub fn is_compressed(path: &Path) -> Result<bool> {

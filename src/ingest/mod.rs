@@ -521,7 +521,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut seen: HashSet<String> = HashSet::new();
     // Where a file that grew since it was ingested resumes: after the
     // last committed batch of its path (as given), or of any batch whose
-    // first 4 KiB it begins with (a log renamed by rotation).
+    // first 512 bytes it begins with (a log renamed by rotation).
     let mut last_of: HashMap<&str, (&String, &log::BatchRecord)> = HashMap::new();
     let mut by_head: HashMap<&str, Vec<(&String, &log::BatchRecord)>> = HashMap::new();
     for (h, b) in &state.batches {

@@ -306,7 +306,7 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
         .collect()
     };
     let log = inbox.join("events.jsonl");
-    // More than 4 KiB, so it is found by its first bytes.
+    // More than 512 bytes, so it is found by its first bytes.
     std::fs::write(&log, lines(0..60)).unwrap();
     let dir = inbox.to_str().unwrap();
     let r = ok(&lake, &["ingest", dir, "--json"]);
