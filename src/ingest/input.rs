@@ -143,8 +143,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result
 /// kept the cores only ~60% busy: its page faults and unmapping cost more
 /// than copying from the page cache into a buffer that stays in cache.
 ///
-/// Also returns the file's [`Stamp`] from before it was read; a file that
-/// grew or shrank while it was hashed is an error.
+/// Also returns the file's [`Stamp`] from before it was read, and hashes
+/// only the bytes it had then: a file that shrank while it was hashed is
+/// an error, one that grew is hashed as it was.
 pub fn hash_file(path: &Path) -> Result<Hashed> {
     let mut hasher = blake3::Hasher::new();
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
@@ -406,20 +407,10 @@ pub fn resume_point(
     if bytes == 0 || lines == 0 || bytes >= size {
         return Ok(None);
     }
+    if is_compressed(path)? || prefix_hash(path, bytes)? != after {
+        return Ok(None);
+    }
     let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let mut head = [0u8; 4];
-    let n = f.read(&mut head)?;
-    if compressed(&head[..n]) {
-        return Ok(None);
-    }
-    f.seek(SeekFrom::Start(0))?;
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader((&mut f).take(bytes))
-        .with_context(|| format!("failed to read `{}`", path.display()))?;
-    if hasher.count() != bytes || format!("blake3:{}", hasher.finalize().to_hex()) != after {
-        return Ok(None);
-    }
     // A last line that was whole but for its newline (the writer wrote
     // the line, then the newline) was read as it is: on from after it.
     let mut next = BufReader::new(&mut f);
