@@ -146,7 +146,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result
 /// Also returns the file's [`Stamp`] from before it was read, and hashes
 /// only the bytes it had then: a file that shrank while it was hashed is
 /// an error, one that grew is hashed as it was.
-pub fn hash_file(path: &Path) -> Result<Hashed> {
+pub fn hash_file(path: &Path, prefix: Option<u64>) -> Result<Hashed> {
     let mut hasher = blake3::Hasher::new();
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let stamp = Stamp::from(f.metadata(), path)?;
@@ -159,6 +159,17 @@ pub fn hash_file(path: &Path) -> Result<Hashed> {
         .read_to_end(&mut head)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     hasher.update(&head);
+    let mut at = None;
+    if let Some(n) = prefix.filter(|&n| n > 0 && n < stamp.len) {
+        if n < head.len() as u64 {
+            at = Some((n, blake3::hash(&head[..n as usize])));
+        } else {
+            hasher
+                .update_reader((&mut f).take(n - head.len() as u64))
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            at = Some((n, hasher.finalize()));
+        }
+    }
     hasher
         .update_reader(f)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
@@ -171,6 +182,7 @@ pub fn hash_file(path: &Path) -> Result<Hashed> {
         stamp,
         head: (head.len() == HEAD_BYTES && !compressed(&head))
             .then(|| format!("blake3:{}", blake3::hash(&head).to_hex())),
+        prefix: at.map(|(n, h)| (n, format!("blake3:{}", h.to_hex()))),
     })
 }
 
@@ -185,6 +197,10 @@ pub struct Hashed {
     /// content is found under any name (a log rotated to `events-1.jsonl`
     /// after the last run).
     pub head: Option<String>,
+    /// With `prefix` asked for (the size of its path's last batch, less
+    /// than the file's): that size, and the hash of the file's first that
+    /// many bytes, taken in the same read.
+    pub prefix: Option<(u64, String)>,
 }
 
 /// A file's size and modification time when a run hashed it: the run
@@ -389,7 +405,8 @@ pub struct ResumeAt {
 }
 
 /// If plain file `path` (now `size` bytes) begins with exactly the content
-/// of a committed batch (`after`: its hash, its `bytes` and `lines`), as a
+/// of a committed batch (`after`: its hash, its `bytes` and `lines`; with
+/// `prefix_matches`, whether it does is already known), as a
 /// file does that a writer appended to since it was ingested: where to
 /// read on, the start of the first line that batch did not hold whole. A
 /// last line the batch ended in the middle of (no newline yet: the writer
@@ -399,15 +416,19 @@ pub struct ResumeAt {
 pub fn resume_point(
     path: &Path,
     after: &str,
-    bytes: u64,
-    lines: u64,
+    (bytes, lines): (u64, u64),
     size: u64,
+    prefix_matches: Option<bool>,
 ) -> Result<Option<ResumeAt>> {
     use std::io::{Seek, SeekFrom};
-    if bytes == 0 || lines == 0 || bytes >= size {
+    if bytes == 0 || lines == 0 || bytes >= size || is_compressed(path)? {
         return Ok(None);
     }
-    if is_compressed(path)? || prefix_hash(path, bytes)? != after {
+    let matches = match prefix_matches {
+        Some(m) => m,
+        None => prefix_hash(path, bytes)? == after,
+    };
+    if !matches {
         return Ok(None);
     }
     let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
@@ -639,9 +660,28 @@ mod tests {
         let at = |committed: &[u8], lines: u64, now: &[u8]| {
             std::fs::write(&path, now).unwrap();
             let size = now.len() as u64;
-            resume_point(&path, &hash(committed), committed.len() as u64, lines, size)
-                .unwrap()
-                .map(|r| (r.byte, r.line))
+            let known = resume_point(
+                &path,
+                &hash(committed),
+                (committed.len() as u64, lines),
+                size,
+                None,
+            )
+            .unwrap();
+            let h = hash_file(&path, Some(committed.len() as u64)).unwrap();
+            let matches = h.prefix.map(|(_, p)| p == hash(committed));
+            assert_eq!(
+                resume_point(
+                    &path,
+                    &hash(committed),
+                    (committed.len() as u64, lines),
+                    size,
+                    matches
+                )
+                .unwrap(),
+                known
+            );
+            known.map(|r| (r.byte, r.line))
         };
         // Whole lines committed: on from the next line.
         assert_eq!(at(b"a\nb\n", 2, b"a\nb\nc\n"), Some((4, 3)));
@@ -668,7 +708,7 @@ mod tests {
         let path = dir.path().join("f.jsonl");
         let of = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            let h = hash_file(&path).unwrap();
+            let h = hash_file(&path, None).unwrap();
             assert_eq!(h.hash, format!("blake3:{}", blake3::hash(bytes).to_hex()));
             assert_eq!(h.bytes, bytes.len() as u64);
             h.head

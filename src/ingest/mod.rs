@@ -383,6 +383,8 @@ struct Hashed {
     cached: bool,
     /// See [`input::Hashed::head`].
     head: Option<String>,
+    /// See [`input::Hashed::prefix`].
+    prefix: Option<(u64, String)>,
 }
 
 /// Once every input of `plan` is in the log (committed now, or before):
@@ -467,6 +469,20 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         spooled.insert(i, hashed);
         inp.path = Some(spool);
     }
+    // Where a file that grew since it was ingested resumes: after the
+    // last committed batch of its path (as given), or of any batch whose
+    // first 512 bytes it begins with (a log renamed by rotation).
+    let mut last_of: HashMap<&str, (&String, &log::BatchRecord)> = HashMap::new();
+    let mut by_head: HashMap<&str, Vec<(&String, &log::BatchRecord)>> = HashMap::new();
+    for (h, b) in &state.batches {
+        let last = last_of.entry(b.source.as_str()).or_insert((h, b));
+        if b.version > last.1.version {
+            *last = (h, b);
+        }
+        if let Some(head) = &b.head {
+            by_head.entry(head.as_str()).or_default().push((h, b));
+        }
+    }
     // A file whose stamp matches the one the lake's input-hash cache has
     // for it, with a hash the log has, is skipped unread.
     let cache = hashcache::HashCache::load(lake);
@@ -487,6 +503,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     cache_key: None,
                     cached: false,
                     head: None,
+                    prefix: None,
                 });
             }
             let cache_key = std::fs::metadata(path)
@@ -503,14 +520,19 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     cache_key,
                     cached: true,
                     head: None,
+                    prefix: None,
                 });
             }
-            let h = input::hash_file(path)?;
+            // The hash of the content its path's last batch had, taken on
+            // the way: a file that grew is not read twice to find it.
+            let last = last_of.get(inp.display.as_str()).map(|(_, b)| b.bytes);
+            let h = input::hash_file(path, last)?;
             Ok(Hashed {
                 hash: h.hash,
                 bytes: h.bytes,
                 stamp: h.stamp,
                 head: h.head,
+                prefix: h.prefix,
                 cache_key,
                 cached: false,
             })
@@ -519,20 +541,6 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
     let mut seen: HashSet<String> = HashSet::new();
-    // Where a file that grew since it was ingested resumes: after the
-    // last committed batch of its path (as given), or of any batch whose
-    // first 512 bytes it begins with (a log renamed by rotation).
-    let mut last_of: HashMap<&str, (&String, &log::BatchRecord)> = HashMap::new();
-    let mut by_head: HashMap<&str, Vec<(&String, &log::BatchRecord)>> = HashMap::new();
-    for (h, b) in &state.batches {
-        let last = last_of.entry(b.source.as_str()).or_insert((h, b));
-        if b.version > last.1.version {
-            *last = (h, b);
-        }
-        if let Some(head) = &b.head {
-            by_head.entry(head.as_str()).or_default().push((h, b));
-        }
-    }
     for (i, (inp, hashed)) in inputs.into_iter().zip(hashes).enumerate() {
         let hash = &hashed.hash;
         let (status, committed_in) = if let Some(rec) = state.batches.get(hash) {
@@ -563,7 +571,12 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     .filter(|(_, b)| b.bytes < hashed.bytes)
                     .take(3)
                 {
-                    resume = input::resume_point(path, h, b.bytes, b.lines, hashed.bytes)
+                    let known = hashed
+                        .prefix
+                        .as_ref()
+                        .filter(|(n, _)| *n == b.bytes)
+                        .map(|(_, p)| p == h);
+                    resume = input::resume_point(path, h, (b.bytes, b.lines), hashed.bytes, known)
                         .with_context(|| format!("`{}`", inp.display))?;
                     if resume.is_some() {
                         break;
