@@ -109,9 +109,9 @@ def main():
     ap.add_argument("lake")
     args = ap.parse_args()
 
-    listed = json.loads(
-        subprocess.run([args.evlake, "--lake", args.lake, "tables", "--format", "json"],
-                       check=True, capture_output=True).stdout)
+    listed = [json.loads(line) for line in
+              subprocess.run([args.evlake, "--lake", args.lake, "tables", "--format", "json"],
+                             check=True, capture_output=True, text=True).stdout.splitlines()]
 
     from pyspark.sql import SparkSession
 

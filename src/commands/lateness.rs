@@ -71,7 +71,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Json => super::print_json(&rows)?,
+        Format::Json => super::print_json_lines(&rows)?,
         Format::Csv => {
             writeln!(
                 out,

@@ -30,7 +30,7 @@ pub enum Format {
     Table,
     /// CSV with a header row
     Csv,
-    /// JSON
+    /// JSON Lines: one object per row
     Json,
 }
 
@@ -39,6 +39,20 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     out.write_all(json_text(value)?.as_bytes())?;
     out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Rows as JSON Lines on stdout, one compact object per line (the
+/// `--format json` of every command: `query`'s, `state`'s and
+/// `history`'s rows are written the same way), at a terminal too, so
+/// `| jq`, pandas' `lines=True` and DuckDB's `read_json` take any of them.
+pub fn print_json_lines<T: Serialize>(rows: &[T]) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for row in rows {
+        serde_json::to_writer(&mut out, row)?;
+        out.write_all(b"\n")?;
+    }
     out.flush()?;
     Ok(())
 }

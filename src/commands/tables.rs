@@ -6,19 +6,19 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Format, print_json};
+use super::{Format, print_json_lines};
 use crate::lake::Lake;
 use crate::{bronze, engine, gold, ingest, silver};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   evlake tables
-  evlake tables --format json | jq '.[].name'
+  evlake tables --format json | jq -r .name
 
 Every table `evlake query` can read, by logical name, with its columns
 (from the files), partitions and rows (from the commit log).")]
 pub struct Args {
-    /// Output format (csv prints one row per column)
+    /// Output format (csv prints one row per column, json one object per table)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -113,7 +113,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     match args.format {
         Format::Json => {
             drop(out);
-            return print_json(&tables);
+            return print_json_lines(&tables);
         }
         Format::Csv => {
             writeln!(out, "table,layer,partitions,rows,column,type,nullable")?;

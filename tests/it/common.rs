@@ -59,6 +59,14 @@ pub fn run(lake: &Path, args: &[&str]) -> Output {
     cmd(lake, args).output().expect("evlake runs")
 }
 
+/// A `--format json` output: one JSON object per line.
+pub fn json_lines(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -455,9 +455,7 @@ fn lateness_report_reads_the_log_in_every_format() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     ingest_samples(&lake, "side-output");
-    let rows: Value =
-        serde_json::from_slice(&run(&lake, &["lateness", "--format", "json"]).stdout).unwrap();
-    let rows = rows.as_array().unwrap();
+    let rows = json_lines(&run(&lake, &["lateness", "--format", "json"]));
     let total: u64 = rows.iter().map(|r| r["events"].as_u64().unwrap()).sum();
     assert_eq!(
         total,
@@ -472,11 +470,11 @@ fn lateness_report_reads_the_log_in_every_format() {
         fifteenth["on_time"].as_u64().unwrap() + 22,
         fifteenth["events"].as_u64().unwrap()
     );
-    let by_batch: Value = serde_json::from_slice(
-        &run(&lake, &["lateness", "--by", "batch", "--format", "json"]).stdout,
-    )
-    .unwrap();
-    assert_eq!(by_batch.as_array().unwrap().len(), 3);
+    let by_batch = json_lines(&run(
+        &lake,
+        &["lateness", "--by", "batch", "--format", "json"],
+    ));
+    assert_eq!(by_batch.len(), 3);
     assert_eq!(by_batch[1]["late"], 18);
     assert_eq!(by_batch[2]["late_over_24h"], 6);
     let csv =
@@ -857,8 +855,7 @@ fn log_retention_removes_old_commits_and_no_answer_changes() {
     // The batch report says what it cannot list.
     let by_batch = |lake: &Path| {
         let o = run_in(lake, &["lateness", "--by", "batch", "--format", "json"]);
-        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
-        (rows.as_array().unwrap().len(), stderr(&o))
+        (json_lines(&o).len(), stderr(&o))
     };
     let ((all, quiet), (some, said)) = (by_batch(&kept), by_batch(&pruned));
     assert!(some < all, "{some} of {all} batches");

@@ -253,13 +253,8 @@ fn query_formats_every_table_and_tables_lists_them() {
     // `evlake tables` lists every table with columns and partitions.
     let o = run(&lake, &["tables", "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let tables: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = tables
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let tables = json_lines(&o);
+    let names: Vec<&str> = tables.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(
         names.contains(&"daily_metrics")
             && names.contains(&"quarantine")
@@ -267,8 +262,6 @@ fn query_formats_every_table_and_tables_lists_them() {
         "{names:?}"
     );
     let dm = tables
-        .as_array()
-        .unwrap()
         .iter()
         .find(|t| t["name"] == "daily_metrics")
         .unwrap();

@@ -166,11 +166,7 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
     // As JSON lines, every row names every column: a deposit corrects no
     // event, `null`, not a missing key.
     let o = run(&lake, &["history", "A", "--format", "json"]);
-    let rows: Vec<Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&o);
     assert_eq!(rows.len(), 4);
     assert!(
         rows.iter().all(|r| r.as_object().unwrap().len() == 9),
