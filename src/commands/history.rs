@@ -54,9 +54,13 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     };
     let opts = args.engine.options(&cfg)?;
     let as_of = args.as_of.unwrap_or(i64::MAX / 2);
-    let rows = crate::committed::read_retrying(&lake, |st| {
-        state::history(&lake, st, &model, &args.key, as_of, args.known_at, &opts)
+    let (rows, silver_dirty) = crate::committed::read_retrying(&lake, |st| {
+        let rows = state::history(&lake, st, &model, &args.key, as_of, args.known_at, &opts)?;
+        Ok((rows, crate::pipeline::silver_dirty_dates(st)))
     })?;
+    // The trail is read from silver: events still only in bronze are not
+    // in it, which `state` says too.
+    super::state::warn_silver_dirty(&silver_dirty, "trail");
     if rows.iter().all(|b| b.num_rows() == 0) {
         // An empty trail is an answer (exit 0), but most often a mistyped
         // key: say so rather than print nothing.

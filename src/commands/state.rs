@@ -61,6 +61,20 @@ pub struct Args {
     pub engine: EngineArgs,
 }
 
+/// Say that `what` (read from silver) lacks the newest events of the
+/// dates silver has not caught up with.
+pub fn warn_silver_dirty(dates: &[String], what: &str) {
+    if !dates.is_empty() {
+        status(
+            "Warning",
+            format!(
+                "silver is dirty for {} date(s); the {what} lacks their newest events (run `evlake run`)",
+                dates.len()
+            ),
+        );
+    }
+}
+
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
@@ -75,15 +89,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let opts = args.engine.options(&cfg)?;
     let (answer, rows) =
         crate::committed::read_retrying(&lake, |st| state::query(&lake, st, &model, &q, &opts))?;
-    if !answer.silver_dirty.is_empty() {
-        status(
-            "Warning",
-            format!(
-                "silver is dirty for {} date(s); the answer lacks their newest events (run `evlake run`)",
-                answer.silver_dirty.len()
-            ),
-        );
-    }
+    warn_silver_dirty(&answer.silver_dirty, "answer");
     match &answer.snapshot {
         Some(s) => status(
             "Snapshot",

@@ -228,6 +228,53 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
 
 /// The event ids of an answer's `problems`.
 /// An answer's problems as `EVENT_ID PROBLEM: DETAIL`, in order.
+#[test]
+fn answers_read_before_silver_caught_up_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    run_lines(
+        &lake,
+        "b1.jsonl",
+        &[ledger(
+            "d1",
+            "deposit",
+            "2024-03-10T09:00:00Z",
+            "A",
+            "100.00",
+        )],
+        "2024-03-11T02:00:00Z",
+    );
+    // A deposit in bronze only (ingest, no silver yet).
+    let f = tmp.path().join("b2.jsonl");
+    std::fs::write(
+        &f,
+        ledger("d2", "deposit", "2024-03-11T09:00:00Z", "A", "5.00"),
+    )
+    .unwrap();
+    ok(&lake, &["ingest", f.to_str().unwrap(), "--json"]);
+    let behind = "silver is dirty for 1 date(s)";
+    let o = run(&lake, &["state", "balances", "--as-of", "2024-03-12"]);
+    assert!(stderr(&o).contains(behind), "{}", stderr(&o));
+    let v = state(&lake, "balances", "2024-03-12", &[]);
+    assert_eq!(v["silver_dirty"], serde_json::json!(["2024-03-11"]));
+    assert_eq!(balances(&v), pairs(&[("A", "100.00")]));
+    let o = run(&lake, &["history", "A"]);
+    assert!(stderr(&o).contains(behind), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("d1")
+            && !String::from_utf8_lossy(&o.stdout).contains("d2")
+    );
+    // Once silver has caught up, the answers hold the deposit and say
+    // nothing more.
+    ok(&lake, &["run", "--json"]);
+    let v = state(&lake, "balances", "2024-03-12", &[]);
+    assert_eq!(v["silver_dirty"], serde_json::json!([]));
+    assert_eq!(balances(&v), pairs(&[("A", "105.00")]));
+    let o = run(&lake, &["history", "A"]);
+    assert!(!stderr(&o).contains("dirty"), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("d2"));
+}
+
 fn problems_listed(v: &Value) -> Vec<String> {
     v["problems"]
         .as_array()
