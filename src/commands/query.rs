@@ -221,6 +221,11 @@ fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
              LAKE/typed/ and LAKE/daily/) ({e})"
         ))
         .into()
+    } else if text.contains("only supports a single SQL statement") {
+        Failure::Usage(format!(
+            "evlake query runs one SQL statement: give each its own `evlake query` ({e})"
+        ))
+        .into()
     } else if engine::is_usage_error(&e) {
         Failure::Usage(format!("bad query: {e}{}", not_built_hint(&e))).into()
     } else {

@@ -375,10 +375,18 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
             "evlake query runs one query, read-only: CREATE, DROP and SET would change nothing",
         );
     }
+    // Two statements: one per command, said plainly (a trailing `;` is
+    // fine).
+    run_says(
+        &lake,
+        &["query", "SELECT 1; SELECT 2"],
+        2,
+        "evlake query runs one SQL statement: give each its own `evlake query`",
+    );
     assert_eq!(files_on_disk(&lake), before);
     // Reading, SHOW, DESCRIBE and EXPLAIN still work.
     for sql in [
-        "SELECT count(*) FROM bronze_events",
+        "SELECT count(*) FROM bronze_events;",
         "SHOW TABLES",
         "SHOW ALL",
         "DESCRIBE bronze_events",
