@@ -270,9 +270,11 @@ impl Daily {
         // out and builds the rest.
         let batches = df.collect().await.map_err(|e| {
             if crate::engine::is_data_error(&e) {
+                let e = e.to_string();
                 usage(format!(
-                    "its SQL failed on the rows of {}: {e}",
-                    format_date32(date)
+                    "its SQL failed on the rows of {}: {e}{}",
+                    format_date32(date),
+                    crate::engine::data_error_hint(&e)
                 ))
             } else {
                 anyhow::Error::new(e).context(format!(

@@ -781,9 +781,21 @@ pub fn user_sql_error(
     });
     if data {
         let text = crate::error::describe(&err);
-        crate::error::Failure::Usage(format!("{what}: {text}")).into()
+        let hint = data_error_hint(&text);
+        crate::error::Failure::Usage(format!("{what}: {text}{hint}")).into()
     } else {
         err.context(what.to_string())
+    }
+}
+
+/// What to do about a user's SQL failing on its rows (the message of an
+/// [`is_data_error`]), said after it: for the usual one, a CAST that meets
+/// a value it cannot convert, TRY_CAST.
+pub fn data_error_hint(message: &str) -> &'static str {
+    if message.contains("Cast error: ") || message.contains("Parser error: ") {
+        " (TRY_CAST gives NULL for a value that does not convert)"
+    } else {
+        ""
     }
 }
 
@@ -948,6 +960,17 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "model `m` (m.sql): running its present: Arrow error: Divide by zero error"
+        );
+        let cast = E::ArrowError(
+            Box::new(A::CastError(
+                "Cannot cast string 'x' to value of Int32 type".into(),
+            )),
+            None,
+        );
+        assert_eq!(
+            user_sql_error(cast, "running t.sql").to_string(),
+            "running t.sql: Arrow error: Cast error: Cannot cast string 'x' to value of \
+             Int32 type (TRY_CAST gives NULL for a value that does not convert)"
         );
         let disk = E::IoError(std::io::Error::other("disk"));
         let e = user_sql_error(disk, "query failed");

@@ -946,7 +946,8 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
         let cast = r["gold"]["failed"][1]["error"].as_str().unwrap();
         assert!(
             cast.contains("cast.sql): its SQL failed on the rows of 2024-")
-                && cast.contains("Cast error"),
+                && cast.contains("Cast error")
+                && cast.contains("TRY_CAST gives NULL"),
             "{cast}"
         );
         assert!(r["gold"]["recomputed"]["daily_metrics"].is_array(), "{r}");

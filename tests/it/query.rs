@@ -61,6 +61,10 @@ fn query_reads_bronze_by_its_logical_name() {
             "query failed: Arrow error: Cast error: Cannot cast string",
         ),
         (
+            "SELECT CAST(event_id AS INT) FROM bronze_events",
+            "(TRY_CAST gives NULL for a value that does not convert)",
+        ),
+        (
             "SELECT 1 / 0",
             "query failed: Arrow error: Divide by zero error\n",
         ),
