@@ -112,8 +112,11 @@ SELECT
             THEN concat(event_type, ' with no account_id: in no balance')
         ELSE concat(
             event_type,
-            CASE WHEN event_type = 'correction' THEN ' amount_delta' ELSE ' amount' END,
-            ' missing or not a decimal: counts as 0'
+            CASE
+                WHEN event_type = 'correction' THEN ' amount_delta missing or not a decimal'
+                ELSE ' amount missing, not a decimal or negative'
+            END,
+            ': counts as 0'
         )
     END AS detail
 FROM ledger

@@ -192,14 +192,16 @@ pub fn print_report(r: &silver::SilverReport) {
     }
 }
 
-/// The warning for `n` values of `table` that could not be typed, naming
+/// The warning for `n` values of `table` that could not be typed (or broke
+/// a rule of the table, such as a deposit's negative amount), naming
 /// the first events that had one (their raw `properties` are in `events`).
 fn untyped_warning(
     table: &str,
     n: u64,
     events: &std::collections::BTreeMap<String, Vec<crate::silver::EventRef>>,
 ) -> String {
-    let mut line = format!("{n} value(s) in {table} could not be typed and are NULL");
+    let mut line =
+        format!("{n} value(s) in {table} could not be typed or are out of range, and are NULL");
     if let Some(events) = events.get(table).filter(|e| !e.is_empty()) {
         let list = events
             .iter()
@@ -231,15 +233,15 @@ mod tests {
             std::collections::BTreeMap::from([("purchases".to_string(), vec![ev("a1"), ev("a2")])]);
         assert_eq!(
             untyped_warning("purchases", 2, &events),
-            "2 value(s) in purchases could not be typed and are NULL, in event(s) a1 (2024-03-15), a2 (2024-03-15)"
+            "2 value(s) in purchases could not be typed or are out of range, and are NULL, in event(s) a1 (2024-03-15), a2 (2024-03-15)"
         );
         assert_eq!(
             untyped_warning("purchases", 7, &events),
-            "7 value(s) in purchases could not be typed and are NULL, first in event(s) a1 (2024-03-15), a2 (2024-03-15)"
+            "7 value(s) in purchases could not be typed or are out of range, and are NULL, first in event(s) a1 (2024-03-15), a2 (2024-03-15)"
         );
         assert_eq!(
             untyped_warning("searches", 1, &events),
-            "1 value(s) in searches could not be typed and are NULL"
+            "1 value(s) in searches could not be typed or are out of range, and are NULL"
         );
     }
 }

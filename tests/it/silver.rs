@@ -347,7 +347,7 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
     assert!(ids("ledger").is_empty(), "{s}");
     let err = stderr(&out);
     assert!(
-        err.contains("2 value(s) in purchases could not be typed and are NULL, in event(s) x1 (2024-03-19), x2 (2024-03-19)"),
+        err.contains("2 value(s) in purchases could not be typed or are out of range, and are NULL, in event(s) x1 (2024-03-19), x2 (2024-03-19)"),
         "{err}"
     );
 

@@ -5,7 +5,10 @@
 -- a deposit's positive properties.amount is stored as +amount, a
 -- withdrawal's as -amount, and a correction's properties.amount_delta as is,
 -- on its own account_id (corrects_event_id names the corrected event).
--- Unusable values are NULL and count in _warnings.
+-- Unusable values are NULL and count in _warnings: one that is not an
+-- exact decimal, and a deposit's or withdrawal's negative amount (its
+-- type says which way the money goes: a withdrawal of -5 is no deposit of
+-- 5, and summed as sent it would move the balance the wrong way).
 WITH raw AS (
     SELECT
         event_id, user_id, session_id, event_timestamp, processing_time, event_date, event_type,
@@ -25,8 +28,18 @@ WITH raw AS (
 typed AS (
     SELECT
         *,
-        parse_amount(amount_text) AS unsigned_amount
+        parse_amount(amount_text) AS parsed_amount
     FROM raw
+),
+
+checked AS (
+    SELECT
+        *,
+        CASE
+            WHEN event_type <> 'correction' AND parsed_amount < 0 THEN NULL
+            ELSE parsed_amount
+        END AS unsigned_amount
+    FROM typed
 ),
 
 final AS (
@@ -47,7 +60,7 @@ final AS (
         CAST(amount_text IS NOT NULL AND amount_text <> 'null' AND unsigned_amount IS NULL AS INT)
             + CAST(account_id_json IS NOT NULL AND account_id_json <> 'null' AND account_id IS NULL AS INT)
             AS _warnings
-    FROM typed
+    FROM checked
 )
 
 SELECT * FROM final
