@@ -284,21 +284,11 @@ fn steps(
         let mut io = io.clone();
         io.dry_run = opts.dry_run;
         let r = ingest::ingest(lake, &io)?;
-        let (status, bad, considered, max) = (
-            r.status,
-            r.quarantined,
-            r.events + r.quarantined,
-            r.max_bad_fraction,
-        );
+        let (status, rejection) = (r.status, r.rejection());
         report.ingest = Some(r);
         match status {
             Outcome::Rejected => {
-                return Err(crate::error::Failure::Rejected {
-                    bad,
-                    considered,
-                    max_fraction: max,
-                }
-                .into());
+                return Err(rejection.into());
             }
             Outcome::Committed => report.status = "committed",
             Outcome::Noop | Outcome::DryRun => {}

@@ -11,7 +11,6 @@ use super::{
     print_json, status,
 };
 use crate::config::{self, Config};
-use crate::error::Failure;
 use crate::ingest::{self, IngestOptions, IngestReport, InputStatus, Outcome};
 use crate::lake::Lake;
 use crate::late::LatePolicy;
@@ -205,12 +204,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         print_json(&report)?;
     }
     if report.status == Outcome::Rejected {
-        return Err(Failure::Rejected {
-            bad: report.quarantined,
-            considered: report.events + report.quarantined,
-            max_fraction: report.max_bad_fraction,
-        }
-        .into());
+        return Err(report.rejection().into());
     }
     Ok(())
 }
@@ -457,6 +451,16 @@ pub fn print_human(r: &IngestReport) {
     }
     for e in &r.quarantine_examples {
         status("", e);
+    }
+    for l in &r.unfinished_lines {
+        status(
+            "Unfinished",
+            format!(
+                "{l}: the file's last line has no newline and is not an event (a writer \
+                 still at it?): quarantined, read again from its start once the file grows, \
+                 not counted against --max-bad-fraction"
+            ),
+        );
     }
     if r.quarantined > r.quarantine_examples.len() as u64 {
         status(

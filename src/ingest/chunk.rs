@@ -23,6 +23,9 @@ pub struct Quarantined {
     pub rejection: Rejection,
     /// The line verbatim, without its line terminator.
     pub raw: Vec<u8>,
+    /// It is the input's last line and has no newline: for a file a
+    /// writer appends to, one it may still be writing.
+    pub unterminated: bool,
 }
 
 /// Bronze rows from one chunk, with their partition (`event_date`).
@@ -282,6 +285,8 @@ pub fn parse_chunk(
                 line: line_no,
                 rejection,
                 raw: line.to_vec(),
+                // Only an input's last chunk can end without a newline.
+                unterminated: end == data.len() && data.last() != Some(&b'\n'),
             }),
         }
         start = end + 1;
@@ -347,5 +352,22 @@ mod tests {
         // The input's earlier chunks held 1,000 lines.
         parsed.number_from(1000);
         assert_eq!(lines(&parsed), (vec![1001, 1004], vec![1002]));
+    }
+
+    /// Only a bad last line without a newline is unterminated (one a
+    /// writer may still be writing); with its newline, or with CR LF, not.
+    #[test]
+    fn a_bad_last_line_without_a_newline_is_unterminated() {
+        let unterminated = |text: &str| -> Vec<bool> {
+            parse_text(text, 0)
+                .quarantined
+                .iter()
+                .map(|q| q.unterminated)
+                .collect()
+        };
+        assert_eq!(unterminated("{bad\n{half"), [false, true]);
+        assert_eq!(unterminated("{bad\n{bad\n"), [false, false]);
+        assert_eq!(unterminated("{bad\r\n{half\r"), [false, true]);
+        assert_eq!(unterminated("{bad\r\n"), [false]);
     }
 }

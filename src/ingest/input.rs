@@ -183,6 +183,7 @@ pub fn hash_file(path: &Path, prefix: Option<u64>) -> Result<Hashed> {
         head: (head.len() == HEAD_BYTES && !compressed(&head))
             .then(|| format!("blake3:{}", blake3::hash(&head).to_hex())),
         prefix: at.map(|(n, h)| (n, format!("blake3:{}", h.to_hex()))),
+        plain: !compressed(&head),
     })
 }
 
@@ -201,6 +202,8 @@ pub struct Hashed {
     /// than the file's): that size, and the hash of the file's first that
     /// many bytes, taken in the same read.
     pub prefix: Option<(u64, String)>,
+    /// Not gzip or zstd: text a writer may be appending to.
+    pub plain: bool,
 }
 
 /// A file's size and modification time when a run hashed it: the run

@@ -242,6 +242,13 @@ pub struct IngestReport {
     pub quarantine_file: Option<String>,
     /// The first quarantined lines, as `file:line: reason: detail`.
     pub quarantine_examples: Vec<String>,
+    /// Of `quarantined`, a plain file's last line with no newline, as
+    /// `file:line`: a writer appending to the file may have been in the
+    /// middle of it. The next run reads it again from its start once the
+    /// file grows, so it is not counted in `bad_fraction`.
+    pub unfinished_lines: Vec<String>,
+    /// Quarantined lines (less `unfinished_lines`) over those lines plus
+    /// the events.
     pub bad_fraction: f64,
     pub max_bad_fraction: f64,
     pub partitions: Vec<PartitionReport>,
@@ -262,6 +269,19 @@ pub struct IngestReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub later_ingest: Option<LaterIngest>,
     pub elapsed_ms: u64,
+}
+
+impl IngestReport {
+    /// The error of a run rejected for its bad lines (exit 4): the lines
+    /// counted in `bad_fraction`, of all it considered.
+    pub fn rejection(&self) -> crate::error::Failure {
+        let bad = self.quarantined - self.unfinished_lines.len() as u64;
+        crate::error::Failure::Rejected {
+            bad,
+            considered: self.events + bad,
+            max_fraction: self.max_bad_fraction,
+        }
+    }
 }
 
 /// See [`IngestReport::later_ingest`].
@@ -385,6 +405,8 @@ struct Hashed {
     head: Option<String>,
     /// See [`input::Hashed::prefix`].
     prefix: Option<(u64, String)>,
+    /// See [`input::Hashed::plain`] (false for a spooled stream).
+    plain: bool,
 }
 
 /// Once every input of `plan` is in the log (committed now, or before):
@@ -504,6 +526,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     cached: false,
                     head: None,
                     prefix: None,
+                    plain: false,
                 });
             }
             let cache_key = std::fs::metadata(path)
@@ -521,6 +544,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     cached: true,
                     head: None,
                     prefix: None,
+                    plain: false,
                 });
             }
             // The hash of the content its path's last batch had, taken on
@@ -533,6 +557,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 stamp: h.stamp,
                 head: h.head,
                 prefix: h.prefix,
+                plain: h.plain,
                 cache_key,
                 cached: false,
             })
@@ -619,6 +644,13 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         })
         .collect();
     trace(started, "hashed inputs");
+    // Inputs a writer may be appending to (plain regular files): a last
+    // line without a newline may be unfinished.
+    let appendable: Vec<bool> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.hashed.plain && !spooled.contains_key(&i))
+        .collect();
     let todo: Vec<usize> = (0..plan.len())
         .filter(|&i| plan[i].status == InputStatus::Ingested)
         .collect();
@@ -643,6 +675,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         quarantined_by_reason: BTreeMap::new(),
         quarantine_file: None,
         quarantine_examples: Vec::new(),
+        unfinished_lines: Vec::new(),
         bad_fraction: 0.0,
         max_bad_fraction: opts.max_bad_fraction,
         partitions: Vec::new(),
@@ -839,6 +872,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 r.quarantined += pc.quarantined.len() as u64;
                 for q in &pc.quarantined {
                     quarantine.write(q, &lineages[q.input].source_file)?;
+                    if q.unterminated && appendable[q.input] {
+                        report
+                            .unfinished_lines
+                            .push(format!("{}:{}", lineages[q.input].source_file, q.line));
+                    }
                 }
                 report.late_events += pc.late_events;
                 report.side_output_events += pc.side_output_events;
@@ -938,11 +976,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.quarantined = quarantine.total;
     report.quarantined_by_reason = quarantine.by_reason.clone();
     report.quarantine_examples = std::mem::take(&mut quarantine.examples);
-    let considered = report.events + report.quarantined;
-    report.bad_fraction = if considered == 0 {
-        0.0
-    } else {
-        report.quarantined as f64 / considered as f64
+    report.bad_fraction = match report.rejection() {
+        crate::error::Failure::Rejected {
+            bad, considered, ..
+        } if considered > 0 => bad as f64 / considered as f64,
+        _ => 0.0,
     };
     let mut lateness = LatenessHistogram::default();
     for f in &staged {
