@@ -792,7 +792,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         for (idx, path, display, hashed, at) in reader_inputs {
             // What was hashed, no more: a writer may be appending.
             let len = hashed.stamp.len;
-            let plain = at.is_some() || !input::is_compressed(&path)?;
+            // Known from the hash pass (a spooled stream's copy never grows).
+            let plain = at.is_some() || hashed.plain;
             let r = match at {
                 Some(at) => input::open_plain_at(&path, at, len, counter.clone()),
                 None => input::open_decoded(&path, len, counter.clone()),
