@@ -92,7 +92,8 @@ listed = {}
 if len(sys.argv) > 4:
     out = subprocess.run([sys.argv[4], "--lake", lake, "tables", "--format", "json"],
                          check=True, capture_output=True).stdout
-    listed = {t["directory"]: t for t in json.loads(out)}
+    # JSON Lines: one table per line.
+    listed = {t["directory"]: t for t in map(json.loads, out.splitlines())}
 decimals = {
     "silver/purchases": {"amount": (18, 2)},
     "silver/ledger": {"amount": (18, 2)},
