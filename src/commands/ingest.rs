@@ -429,7 +429,10 @@ pub fn print_human(r: &IngestReport) {
             ),
         );
     }
-    if r.quarantined > 0 {
+    // Lines a writer may still be at (read again once the file grows) are
+    // said on their own below: a run whose only quarantined lines they
+    // are went well, and prints nothing with --quiet.
+    if r.quarantined > r.unfinished_lines.len() as u64 {
         let reasons: Vec<String> = r
             .quarantined_by_reason
             .iter()
@@ -448,26 +451,26 @@ pub fn print_human(r: &IngestReport) {
                     .unwrap_or_default()
             ),
         );
-    }
-    for e in &r.quarantine_examples {
-        status("", e);
+        for e in &r.quarantine_examples {
+            status("", e);
+        }
+        if r.quarantined > r.quarantine_examples.len() as u64 {
+            status(
+                "",
+                format!(
+                    "... {} more in the quarantine file",
+                    r.quarantined - r.quarantine_examples.len() as u64
+                ),
+            );
+        }
     }
     for l in &r.unfinished_lines {
         status(
             "Unfinished",
             format!(
                 "{l}: the file's last line has no newline and is not an event (a writer \
-                 still at it?): quarantined, read again from its start once the file grows, \
-                 not counted against --max-bad-fraction"
-            ),
-        );
-    }
-    if r.quarantined > r.quarantine_examples.len() as u64 {
-        status(
-            "",
-            format!(
-                "... {} more in the quarantine file",
-                r.quarantined - r.quarantine_examples.len() as u64
+                 still at it?): kept in the quarantine as read, read again from its start \
+                 once the file grows, not counted against --max-bad-fraction"
             ),
         );
     }

@@ -224,6 +224,28 @@ fn a_file_that_grew_since_it_was_ingested_is_read_from_where_it_was() {
         &std::fs::read(&file).unwrap(),
     );
     assert_eq!(exit_code(&piped), 4, "{}", stderr(&piped));
+    // A run whose only quarantined line is such a half line went well:
+    // it says so, and with --quiet says nothing.
+    let said = run(
+        &tmp.path().join("other2"),
+        &["ingest", file.to_str().unwrap()],
+    );
+    assert!(
+        stderr(&said).contains("events.jsonl:3: the file's last line has no newline")
+            && !stderr(&said).contains("Quarantined")
+            && !stderr(&said).contains("invalid_json"),
+        "{}",
+        stderr(&said)
+    );
+    let quiet = run(
+        &tmp.path().join("other3"),
+        &["-q", "ingest", file.to_str().unwrap()],
+    );
+    assert!(
+        quiet.status.success() && stderr(&quiet).is_empty(),
+        "{}",
+        stderr(&quiet)
+    );
     assert!(r["inputs"][0].get("resumed").is_none(), "{r}");
     let first_hash = r["inputs"][0]["hash"].clone();
     // It finishes line 3 and writes line 4: lines 3 and 4 are read.
