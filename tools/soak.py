@@ -388,7 +388,8 @@ def grow(seed, d):
         print(f"  MISMATCH quarantine: {len(extra)} extra rows for {len(cuts) - 1} cuts")
         return False
     # Each half line was said to be unfinished (so not counted against
-    # --max-bad-fraction); a bad line cut just before its newline is too.
+    # --max-bad-fraction); so is a line of bad JSON cut just before its
+    # newline.
     if not len(extra) <= unfinished <= len(cuts) - 1:
         print(f"  MISMATCH unfinished_lines: {unfinished} for {len(extra)} half lines")
         return False

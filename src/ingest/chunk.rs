@@ -23,8 +23,10 @@ pub struct Quarantined {
     pub rejection: Rejection,
     /// The line verbatim, without its line terminator.
     pub raw: Vec<u8>,
-    /// It is the input's last line and has no newline: for a file a
-    /// writer appends to, one it may still be writing.
+    /// It is the input's last line, has no newline, and is not whole JSON
+    /// (or UTF-8): for a file a writer appends to, one it may still be
+    /// writing. (A whole object that lacks only its newline is not: the
+    /// next run does not read it again.)
     pub unterminated: bool,
 }
 
@@ -283,10 +285,15 @@ pub fn parse_chunk(
             Err(rejection) => out.quarantined.push(Quarantined {
                 input: chunk.input,
                 line: line_no,
+                // Only an input's last chunk can end without a newline.
+                unterminated: end == data.len()
+                    && data.last() != Some(&b'\n')
+                    && matches!(
+                        rejection.reason,
+                        parse::Reason::InvalidJson | parse::Reason::InvalidUtf8
+                    ),
                 rejection,
                 raw: line.to_vec(),
-                // Only an input's last chunk can end without a newline.
-                unterminated: end == data.len() && data.last() != Some(&b'\n'),
             }),
         }
         start = end + 1;
@@ -302,10 +309,16 @@ pub fn parse_chunk(
 /// every timestamp with an offset and any lateness: for tests.
 #[cfg(test)]
 pub(crate) fn parse_text(text: &str, processing_time: i64) -> ParsedChunk {
+    parse_bytes(text.as_bytes(), processing_time)
+}
+
+/// [`parse_text`] of bytes that need not be UTF-8.
+#[cfg(test)]
+pub(crate) fn parse_bytes(text: &[u8], processing_time: i64) -> ParsedChunk {
     let chunk = Chunk {
         seq: 0,
         input: 0,
-        data: text.as_bytes().to_vec(),
+        data: text.to_vec(),
     };
     let lineage = Lineage {
         batch_id: "b1".into(),
@@ -354,12 +367,13 @@ mod tests {
         assert_eq!(lines(&parsed), (vec![1001, 1004], vec![1002]));
     }
 
-    /// Only a bad last line without a newline is unterminated (one a
-    /// writer may still be writing); with its newline, or with CR LF, not.
+    /// Only a last line without a newline that is not whole JSON is
+    /// unterminated (one a writer may still be writing); with its newline,
+    /// or with CR LF, not, nor a whole object that is no event.
     #[test]
     fn a_bad_last_line_without_a_newline_is_unterminated() {
         let unterminated = |text: &str| -> Vec<bool> {
-            parse_text(text, 0)
+            parse_bytes(text.as_bytes(), 0)
                 .quarantined
                 .iter()
                 .map(|q| q.unterminated)
@@ -369,5 +383,9 @@ mod tests {
         assert_eq!(unterminated("{bad\n{bad\n"), [false, false]);
         assert_eq!(unterminated("{bad\r\n{half\r"), [false, true]);
         assert_eq!(unterminated("{bad\r\n"), [false]);
+        assert_eq!(unterminated("{bad\n{\"event_id\":\"x\"}"), [false, false]);
+        // Cut inside a character.
+        let cut = parse_bytes(b"{\"a\":1}\n{\"b\":\"\xc3", 0);
+        assert!(cut.quarantined[1].unterminated, "{:?}", cut.quarantined);
     }
 }
