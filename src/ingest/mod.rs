@@ -244,8 +244,8 @@ pub struct IngestReport {
     pub quarantine_examples: Vec<String>,
     /// Of `quarantined`, a plain file's last line with no newline that is
     /// not whole JSON, as `file:line`: a writer appending to the file may
-    /// have been in the middle of it. The next run reads it again from its start once the
-    /// file grows, so it is not counted in `bad_fraction`.
+    /// have been in the middle of it. The next run reads it again from its
+    /// start once the file grows, so it is not counted in `bad_fraction`.
     pub unfinished_lines: Vec<String>,
     /// Quarantined lines (less `unfinished_lines`) over those lines plus
     /// the events.
