@@ -578,7 +578,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         // A file that begins with the content of a committed batch grew
         // since: only what follows is read.
         let (resume, head) = match (&inp.path, status) {
-            (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) => {
+            // (Only a plain file can have grown: a compressed one is read whole.)
+            (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) && hashed.plain => {
                 let head = hashed.head.clone();
                 let mut candidates: Vec<(&String, &log::BatchRecord)> = head
                     .as_deref()
