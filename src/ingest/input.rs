@@ -176,14 +176,15 @@ pub fn hash_file(path: &Path, prefix: Option<u64>) -> Result<Hashed> {
     if hasher.count() != stamp.len {
         return Err(changed(&path.display().to_string(), &stamp, hasher.count()));
     }
+    let plain = !compressed(&head);
     Ok(Hashed {
         hash: format!("blake3:{}", hasher.finalize().to_hex()),
         bytes: hasher.count(),
         stamp,
-        head: (head.len() == HEAD_BYTES && !compressed(&head))
+        head: (plain && head.len() == HEAD_BYTES)
             .then(|| format!("blake3:{}", blake3::hash(&head).to_hex())),
         prefix: at.map(|(n, h)| (n, format!("blake3:{}", h.to_hex()))),
-        plain: !compressed(&head),
+        plain,
     })
 }
 

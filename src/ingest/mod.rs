@@ -272,13 +272,19 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
-    /// The error of a run rejected for its bad lines (exit 4): the lines
-    /// counted in `bad_fraction`, of all it considered.
-    pub fn rejection(&self) -> crate::error::Failure {
+    /// The bad lines `bad_fraction` counts (quarantined, less the
+    /// unfinished ones), and all it considers (those plus the events).
+    fn counted_lines(&self) -> (u64, u64) {
         let bad = self.quarantined - self.unfinished_lines.len() as u64;
+        (bad, self.events + bad)
+    }
+
+    /// The error of a run rejected for its bad lines (exit 4).
+    pub fn rejection(&self) -> crate::error::Failure {
+        let (bad, considered) = self.counted_lines();
         crate::error::Failure::Rejected {
             bad,
-            considered: self.events + bad,
+            considered,
             max_fraction: self.max_bad_fraction,
         }
     }
@@ -978,11 +984,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.quarantined = quarantine.total;
     report.quarantined_by_reason = quarantine.by_reason.clone();
     report.quarantine_examples = std::mem::take(&mut quarantine.examples);
-    report.bad_fraction = match report.rejection() {
-        crate::error::Failure::Rejected {
-            bad, considered, ..
-        } if considered > 0 => bad as f64 / considered as f64,
-        _ => 0.0,
+    let (bad, considered) = report.counted_lines();
+    report.bad_fraction = if considered == 0 {
+        0.0
+    } else {
+        bad as f64 / considered as f64
     };
     let mut lateness = LatenessHistogram::default();
     for f in &staged {
