@@ -44,6 +44,10 @@ pub struct Status {
     pub side_output_events: u64,
     pub id_conflicts: u64,
     pub ids_on_other_dates: u64,
+    /// Lines in the quarantine table, and its files (one per run that
+    /// quarantined any).
+    pub quarantined: u64,
+    pub quarantine_files: u64,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
     /// What changed where dirty partitions say "SQL or settings changed":
@@ -124,6 +128,14 @@ pub fn status(
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),
         id_conflicts: partitions.iter().map(|p| p.id_conflicts).sum(),
         ids_on_other_dates: partitions.iter().map(|p| p.ids_on_other_dates).sum(),
+        quarantined: state
+            .partitions(crate::ingest::QUARANTINE_TABLE)
+            .map(|(_, p)| p.rows())
+            .sum(),
+        quarantine_files: state
+            .partitions(crate::ingest::QUARANTINE_TABLE)
+            .map(|(_, p)| p.files.len() as u64)
+            .sum(),
         partitions,
         dirty: crate::pipeline::all_dirty(state, configured),
         settings_changed: Vec::new(),

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use super::{
     MemoryLimit, parse_duration_arg, parse_fraction_arg, parse_instant_arg, parse_memory_arg,
-    print_json, status,
+    print_json, status, status_under,
 };
 use crate::config::{self, Config};
 use crate::ingest::{self, IngestOptions, IngestReport, InputStatus, Outcome};
@@ -452,15 +452,21 @@ pub fn print_human(r: &IngestReport) {
             ),
         );
         for e in &r.quarantine_examples {
-            status("", e);
+            status_under("Quarantined", e);
         }
-        if r.quarantined > r.quarantine_examples.len() as u64 {
-            status(
-                "",
-                format!(
-                    "... {} more in the quarantine file",
-                    r.quarantined - r.quarantine_examples.len() as u64
-                ),
+        let more = r.quarantined - r.quarantine_examples.len() as u64;
+        if more > 0 {
+            status_under(
+                "Quarantined",
+                if r.quarantine_file.is_some() {
+                    format!("... {more} more in the quarantine file")
+                } else {
+                    // Rejected: no quarantine file was committed.
+                    format!(
+                        "... {more} more, kept nowhere as nothing was committed (a higher \
+                         --max-bad-fraction commits the good lines and quarantines these)"
+                    )
+                },
             );
         }
     }

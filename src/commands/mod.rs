@@ -88,10 +88,22 @@ const ATTENTION: &[&str] = &[
 /// A cargo-style status line on stderr: a right-aligned verb, then text.
 /// Under `--quiet`, only the verbs in [`ATTENTION`].
 pub fn status(verb: &str, text: impl std::fmt::Display) {
-    if crate::report::quiet() && !ATTENTION.contains(&verb) {
-        return;
+    if shown(verb) {
+        crate::report::eline(format_args!("{verb:>12} {text}"));
     }
-    crate::report::eline(format_args!("{verb:>12} {text}"));
+}
+
+/// A line under a `verb` line, continuing it (no verb of its own): shown
+/// when that line is, so `--quiet` keeps the detail of what needs
+/// attention (the bad lines under `Quarantined`).
+pub fn status_under(verb: &str, text: impl std::fmt::Display) {
+    if shown(verb) {
+        crate::report::eline(format_args!("{:>12} {text}", ""));
+    }
+}
+
+fn shown(verb: &str) -> bool {
+    !crate::report::quiet() || ATTENTION.contains(&verb)
 }
 
 /// A status line for each of the first few `items`, then one saying how

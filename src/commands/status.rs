@@ -219,6 +219,14 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         "events     {} in bronze ({} late), {} waiting in the side output",
         s.events, s.late_events, s.side_output_events
     )?;
+    if s.quarantined > 0 {
+        writeln!(
+            out,
+            "quarantine {} bad line(s) from {} run(s), in table `quarantine` (by reason: evlake \
+             query \"SELECT reason, count(*) FROM quarantine GROUP BY 1\")",
+            s.quarantined, s.quarantine_files
+        )?;
+    }
     // The table's dates: the older ones it leaves out, the newest it lists.
     let (older, listed) = super::newest_rows(&s.partitions, args.all);
     // A few dates are named on the line; more are in the table's columns.

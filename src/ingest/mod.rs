@@ -240,7 +240,8 @@ pub struct IngestReport {
     pub quarantined_by_reason: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine_file: Option<String>,
-    /// The first quarantined lines, as `file:line: reason: detail`.
+    /// The first 5 quarantined lines, and the first line of each other
+    /// reason, as `file:line: reason: detail`.
     pub quarantine_examples: Vec<String>,
     /// Of `quarantined`, a plain file's last line with no newline that is
     /// not whole JSON, as `file:line`: a writer appending to the file may
@@ -307,6 +308,17 @@ pub fn quarantine_schema() -> datafusion::arrow::datatypes::SchemaRef {
         Field::new("detail", DataType::Utf8, true),
         Field::new("raw", DataType::Utf8, true),
         Field::new("raw_base64", DataType::Utf8, true),
+        // Which input and run the line came in: NULL in the lines of
+        // lakes written before these were kept.
+        Field::new("batch_id", DataType::Utf8, true),
+        Field::new(
+            "processing_time",
+            DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                Some("UTC".into()),
+            ),
+            true,
+        ),
     ]))
 }
 
@@ -314,6 +326,10 @@ pub fn quarantine_schema() -> datafusion::arrow::datatypes::SchemaRef {
 struct QuarantineRecord<'a> {
     source_file: &'a str,
     line: u64,
+    /// The input's, as in bronze's `batch_id` column.
+    batch_id: &'a str,
+    /// The run's, as in bronze's `processing_time` column.
+    processing_time: &'a str,
     reason: &'static str,
     detail: &'a str,
     raw: &'a str,
@@ -323,10 +339,13 @@ struct QuarantineRecord<'a> {
 
 struct QuarantineWriter {
     path: PathBuf,
+    /// The run's processing time, RFC 3339.
+    processing_time: String,
     out: Option<BufWriter<File>>,
     by_reason: BTreeMap<String, u64>,
     total: u64,
-    /// The first few bad lines as `file:line: reason: detail`, for the summary.
+    /// The first few bad lines, and the first of each other reason, as
+    /// `file:line: reason: detail`, for the summary.
     examples: Vec<String>,
 }
 
@@ -334,7 +353,8 @@ struct QuarantineWriter {
 const QUARANTINE_EXAMPLES: usize = 5;
 
 impl QuarantineWriter {
-    fn write(&mut self, q: &Quarantined, source_file: &str) -> Result<()> {
+    fn write(&mut self, q: &Quarantined, lineage: &Lineage) -> Result<()> {
+        let source_file = lineage.source_file.as_str();
         if self.out.is_none() {
             let f = File::create(&self.path)
                 .with_context(|| format!("failed to create `{}`", self.path.display()))?;
@@ -350,6 +370,8 @@ impl QuarantineWriter {
         let rec = QuarantineRecord {
             source_file,
             line: q.line,
+            batch_id: &lineage.batch_id,
+            processing_time: &self.processing_time,
             reason: q.rejection.reason.as_str(),
             detail: &q.rejection.detail,
             raw: &raw,
@@ -358,12 +380,13 @@ impl QuarantineWriter {
         let out = self.out.as_mut().expect("opened above");
         serde_json::to_writer(&mut *out, &rec)?;
         out.write_all(b"\n")?;
-        *self
-            .by_reason
-            .entry(q.rejection.reason.as_str().to_string())
-            .or_default() += 1;
+        let reason = q.rejection.reason.as_str();
+        // The first lines, and the first of every other reason, so the
+        // summary shows each kind of problem the input has.
+        let first_of_reason = !self.by_reason.contains_key(reason);
+        *self.by_reason.entry(reason.to_string()).or_default() += 1;
         self.total += 1;
-        if self.examples.len() < QUARANTINE_EXAMPLES {
+        if self.examples.len() < QUARANTINE_EXAMPLES || first_of_reason {
             self.examples.push(format!(
                 "{source_file}:{}: {}: {}",
                 q.line, q.rejection.reason, q.rejection.detail
@@ -718,6 +741,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let namer = Arc::new(FileNamer::new(run_id.clone(), staging.to_path_buf()));
     let mut quarantine = QuarantineWriter {
         path: staging.join("quarantine.jsonl"),
+        processing_time: time::format_micros(opts.processing_time),
         out: None,
         by_reason: BTreeMap::new(),
         total: 0,
@@ -879,7 +903,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 r.empty_lines += pc.empty_lines;
                 r.quarantined += pc.quarantined.len() as u64;
                 for q in &pc.quarantined {
-                    quarantine.write(q, &lineages[q.input].source_file)?;
+                    quarantine.write(q, &lineages[q.input])?;
                     if q.unterminated && appendable[q.input] {
                         report
                             .unfinished_lines

@@ -342,8 +342,9 @@ fn a_quiet_run_prints_only_what_needs_attention() {
         query_csv(&lake, "SELECT count(*) FROM daily_metrics"),
         ["1"]
     );
-    // Quarantined lines need attention: one line saying how many, where;
-    // and so do id conflicts: this batch repeats an id with other content
+    // Quarantined lines need attention: a line saying how many, where,
+    // then the first bad lines (and the first of each other reason) by
+    // file and line; and so do id conflicts: this batch repeats an id with other content
     // (its id reused from the first batch, not ingested here, is no
     // conflict in this lake).
     let b = &expected()["batches"][1];
@@ -360,14 +361,31 @@ fn a_quiet_run_prints_only_what_needs_attention() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<String> = stderr(&o).lines().map(String::from).collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    let reasons = b["quarantined"].as_object().unwrap();
+    let bad: usize = reasons.values().map(|n| n.as_u64().unwrap() as usize).sum();
+    // The lines under `Quarantined`: at most 5 and one of each other reason.
+    let examples = lines.len() - 3;
+    assert!(examples >= reasons.len() && examples <= 5 + reasons.len());
     assert!(
         lines[0]
             .trim_start()
             .starts_with("Warning 1 event(s) repeat an event_id")
-            && lines[1].trim_start().starts_with("Quarantined "),
+            && lines[1].trim_start().starts_with("Quarantined ")
+            && lines[2..2 + examples]
+                .iter()
+                .all(|l| l.starts_with("   ") && l.contains(".jsonl.gz:"))
+            && lines[2 + examples].ends_with(&format!(
+                "... {} more in the quarantine file",
+                bad - examples
+            )),
         "{lines:?}"
     );
+    for reason in reasons.keys() {
+        assert!(
+            lines.iter().any(|l| l.contains(&format!(": {reason}: "))),
+            "{reason}: {lines:?}"
+        );
+    }
     // So do errors.
     let o = run(&lake, &["-q", "run", "missing.jsonl"]);
     assert_eq!(exit_code(&o), 1);

@@ -105,6 +105,30 @@ fn sample_batches_land_in_their_event_date_partitions() {
         }
     }
     assert_eq!(reasons, want);
+    // `status` counts them, and the files (one per batch that had any).
+    let files = std::fs::read_dir(lake.join("quarantine")).unwrap().count();
+    let lines: u64 = want.values().sum();
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(st["quarantined"], lines, "{st}");
+    assert_eq!(st["quarantine_files"], files, "{st}");
+    let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "quarantine {lines} bad line(s) from {files} run(s), in table `quarantine`"
+        )),
+        "{text}"
+    );
+    // Each says the input (bronze's `batch_id`) and the run
+    // (`processing_time`) it came in.
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(*) FROM quarantine q JOIN (SELECT DISTINCT source_file, batch_id, \
+             processing_time FROM bronze_events) b ON q.source_file = b.source_file \
+             AND q.batch_id = b.batch_id AND q.processing_time = b.processing_time"
+        ),
+        [lines.to_string()]
+    );
     let utf8 = utf8.expect("sample has a non-UTF-8 line");
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -742,20 +766,31 @@ fn too_many_bad_lines_exit_4_and_commit_nothing() {
         ));
         body.push_str("{broken\n");
     }
+    // A bad line of another reason after the first five bad lines.
+    body.push_str("{\"event_id\":\"x\"}\n");
     std::fs::write(&f, body).unwrap();
     let o = run(&lake, &["ingest", f.to_str().unwrap(), "--json"]);
     assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("10 of 20 lines are bad"),
+        stderr(&o).contains("11 of 21 lines are bad"),
         "{}",
         stderr(&o)
     );
-    // The summary shows where the first bad lines are: file:line: reason.
-    assert!(
-        stderr(&o).contains("half-bad.jsonl:2: invalid_json: invalid JSON"),
-        "{}",
-        stderr(&o)
-    );
+    // The summary shows where the first bad lines are (file:line: reason),
+    // and the first line of every other reason; the rest are not in a
+    // quarantine file, as nothing was committed. --quiet shows them too.
+    let quiet = run(&lake, &["-q", "ingest", f.to_str().unwrap()]);
+    for o in [&o, &quiet] {
+        let err = stderr(o);
+        assert!(
+            err.contains("half-bad.jsonl:2: invalid_json: invalid JSON")
+                && err.contains("half-bad.jsonl:10: invalid_json")
+                && !err.contains("half-bad.jsonl:12: invalid_json")
+                && err.contains("half-bad.jsonl:21: missing_field")
+                && err.contains("... 5 more, kept nowhere as nothing was committed"),
+            "{err}"
+        );
+    }
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["status"], "rejected");
     assert_eq!(commits(&lake), 0);
@@ -765,11 +800,17 @@ fn too_many_bad_lines_exit_4_and_commit_nothing() {
             || std::fs::read_dir(lake.join("quarantine")).unwrap().count() == 0
     );
     // A looser limit accepts the same file.
-    ok(
+    let o = run(
         &lake,
-        &["ingest", f.to_str().unwrap(), "--max-bad-fraction", "0.5"],
+        &["ingest", f.to_str().unwrap(), "--max-bad-fraction", "0.6"],
     );
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(bronze_rows(&lake).len(), 10);
+    assert!(
+        stderr(&o).contains("... 5 more in the quarantine file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
