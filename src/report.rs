@@ -39,6 +39,10 @@ pub struct Status {
     pub first_commit: u64,
     pub watermark: Option<String>,
     pub max_event_time: Option<String>,
+    /// The ingest that added events with the latest processing time: when
+    /// data last arrived (none for an empty lake, or a log whose
+    /// checkpoint predates this record, until the next ingest).
+    pub last_ingest: Option<LastIngest>,
     pub events: u64,
     pub late_events: u64,
     pub side_output_events: u64,
@@ -84,6 +88,12 @@ pub struct Status {
     pub orphans: Vec<String>,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct LastIngest {
+    pub version: u64,
+    pub processing_time: String,
+}
+
 pub fn status(
     lake_path: &str,
     state: &LakeState,
@@ -123,6 +133,10 @@ pub fn status(
         first_commit: 1,
         watermark: state.watermark.map(time::format_micros),
         max_event_time: state.max_event_time.map(time::format_micros),
+        last_ingest: state.latest_ingest.map(|(version, t)| LastIngest {
+            version,
+            processing_time: time::format_micros(t),
+        }),
         events: partitions.iter().map(|p| p.events).sum(),
         late_events: partitions.iter().map(|p| p.late_events).sum(),
         side_output_events: partitions.iter().map(|p| p.side_output_events).sum(),

@@ -214,6 +214,13 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         "max event  {}",
         s.max_event_time.as_deref().unwrap_or("-")
     )?;
+    if let Some(l) = &s.last_ingest {
+        writeln!(
+            out,
+            "last batch {} (processing time of commit {}, the latest ingest that added events)",
+            l.processing_time, l.version
+        )?;
+    }
     writeln!(
         out,
         "events     {} in bronze ({} late), {} waiting in the side output",

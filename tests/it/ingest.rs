@@ -111,10 +111,22 @@ fn sample_batches_land_in_their_event_date_partitions() {
     let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["quarantined"], lines, "{st}");
     assert_eq!(st["quarantine_files"], files, "{st}");
+    // ... and when data last arrived: the last batch's processing time.
+    let batches = exp["batches"].as_array().unwrap();
+    let last = batches.last().unwrap();
+    assert_eq!(
+        st["last_ingest"],
+        serde_json::json!({"version": batches.len(), "processing_time": last["processing_time"]}),
+        "{st}"
+    );
     let text = String::from_utf8(run(&lake, &["status"]).stdout).unwrap();
     assert!(
         text.contains(&format!(
             "quarantine {lines} bad line(s) from {files} run(s), in table `quarantine`"
+        )) && text.contains(&format!(
+            "last batch {} (processing time of commit {}",
+            last["processing_time"].as_str().unwrap(),
+            batches.len()
         )),
         "{text}"
     );
