@@ -12,7 +12,7 @@ LAKE ?= lake
 # from the environment (a LAKE exported for `make run` must not be wiped).
 DEMO_LAKE := lake
 
-.PHONY: help build test demo run bench soak spark-check lint venv clean
+.PHONY: help build test demo run bench soak fuzz spark-check lint venv clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -94,6 +94,17 @@ spark-check: build ## Not in CI: Apache Spark (PySpark, ~300 MB; needs Java 17+)
 	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake snapshot balances --as-of 2024-03-18
 	$(EVLAKE) -q --lake $(CARGO_TARGET_DIR)/spark-check-lake compact --min-files 2
 	$(SPARK_VENV)/bin/python tools/spark_check.py --evlake $(EVLAKE) $(CARGO_TARGET_DIR)/spark-check-lake
+
+FUZZ_SECONDS ?= 300
+fuzz: ## Not in CI: coverage-guided fuzzing (libFuzzer) of the JSON scanner against serde_json and the timestamp parser against chrono, FUZZ_SECONDS each; installs cargo-fuzz
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	@set -e; for t in json_scan rfc3339; do \
+	  dict=; [ $$t = json_scan ] && dict=-dict=fuzz/json.dict; \
+	  mkdir -p fuzz/corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=512 $$dict; \
+	done
 
 lint: ## rustfmt check + clippy with warnings denied
 	cargo fmt --check
