@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from spark_check import evlake_aggregates, same_value  # noqa: E402 (the repo's tools/)
@@ -157,6 +158,25 @@ for table, want in tables.items():
         for (c, agg, w), g in zip(want, got):
             if not same_value(g, w):
                 failures.append(f"{reader}: {table} {agg}({c}) is {g}, evlake's is {w}")
+
+# `query --format parquet`: an export each reader takes with its types.
+if listed and tables.get("gold/daily_metrics"):
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        out = f"{d}/daily.parquet"
+        with open(out, "wb") as fh:
+            subprocess.run([sys.argv[4], "--lake", lake, "query", "SELECT * FROM daily_metrics",
+                            "--format", "parquet"], check=True, stdout=fh)
+        want = tables["gold/daily_metrics"]
+        t = pq.read_table(out)
+        n = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
+        f = pl.read_parquet(out)
+        if (t.num_rows, n, f.height) != (want,) * 3:
+            failures.append(f"query --format parquet: {t.num_rows}/{n}/{f.height} rows, not {want}")
+        if t.schema.field("revenue").type != pa.decimal128(18, 2) or f.schema["revenue"] != pl.Decimal(18, 2):
+            failures.append(f"query --format parquet: revenue is {t.schema.field('revenue').type}")
+        if t.schema.field("event_date").type != pa.date32():
+            failures.append(f"query --format parquet: event_date is {t.schema.field('event_date').type}")
 
 if failures:
     print("\n".join(failures))

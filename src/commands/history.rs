@@ -43,6 +43,7 @@ pub struct Args {
 }
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    args.format.check_output()?;
     let lake = Lake::new(lake_dir);
     lake.require()?;
     let cfg = Config::load(&lake)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use clap::ValueEnum;
 
-use super::Format;
+use super::ReportFormat;
 use crate::lake::Lake;
 use crate::lateness::LatenessHistogram;
 use crate::log::{self, LakeState};
@@ -37,7 +37,7 @@ pub struct Args {
 
     /// Output format, e.g. --format csv
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: ReportFormat,
 
     /// List every row in the table format, not only the newest 30 (csv and
     /// json always have every one)
@@ -71,8 +71,8 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Json => super::print_json_lines(&rows)?,
-        Format::Csv => {
+        ReportFormat::Json => super::print_json_lines(&rows)?,
+        ReportFormat::Csv => {
             writeln!(
                 out,
                 "key,sources,events,late,side_output,p50_ms,p90_ms,p99_ms,max_ms,on_time,late_under_1h,late_1h_to_24h,late_over_24h"
@@ -97,7 +97,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 )?;
             }
         }
-        Format::Table => print_table(&mut out, &rows, args.by, args.all)?,
+        ReportFormat::Table => print_table(&mut out, &rows, args.by, args.all)?,
     }
     Ok(())
 }

@@ -23,9 +23,39 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-/// How a report or query result is printed on stdout.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+/// How rows (of `query`, `state`, `history`) are written on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Aligned text for people
+    Table,
+    /// CSV with a header row
+    Csv,
+    /// JSON Lines: one object per row
+    Json,
+    /// A Parquet file (zstd), the columns' Arrow types kept: redirect
+    /// stdout to a file
+    Parquet,
+}
+
+impl Format {
+    /// Parquet is binary: refused (exit 2) when stdout is a terminal,
+    /// before any work.
+    pub fn check_output(self) -> Result<()> {
+        use std::io::IsTerminal;
+        if self == Format::Parquet && std::io::stdout().is_terminal() {
+            return Err(crate::error::Failure::Usage(
+                "--format parquet writes a binary file on stdout: redirect it, e.g. > out.parquet"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// How a report (`lateness`, `tables`) is printed on stdout.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
     /// Aligned text for people
     Table,
     /// CSV with a header row

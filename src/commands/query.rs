@@ -19,6 +19,7 @@ use crate::lake::Lake;
 #[command(after_help = "Examples:
   evlake query \"SELECT event_date, count(*) AS events FROM bronze_events GROUP BY 1 ORDER BY 1\"
   evlake query \"SELECT * FROM bronze_events WHERE is_late\" --format csv > late.csv
+  evlake query \"SELECT * FROM daily_metrics\" --format parquet > daily.parquet
   evlake query \"SHOW TABLES\"
 
 Tables (bronze_events, bronze_late and quarantine always; the others once built;
@@ -40,6 +41,7 @@ pub struct Args {
 }
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    args.format.check_output()?;
     let lake = Lake::new(lake_dir);
     lake.require()?;
     let cfg = crate::config::Config::load(&lake)?;
@@ -310,6 +312,31 @@ enum Writer {
     Json(
         datafusion::arrow::json::writer::Writer<std::io::BufWriter<std::io::Stdout>, LineDelimited>,
     ),
+    Parquet(Box<ParquetOut>),
+}
+
+type ParquetOut = datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>;
+
+/// A Parquet writer of rows with `schema` on stdout (zstd, as the lake's
+/// files): row groups go out as they fill, so a large result streams.
+fn parquet_out(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<ParquetOut> {
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+    Ok(datafusion::parquet::arrow::ArrowWriter::try_new(
+        out,
+        schema,
+        Some(props),
+    )?)
+}
+
+/// Close a Parquet writer: its footer, then stdout flushed.
+fn parquet_close(w: ParquetOut) -> Result<()> {
+    w.into_inner()?.flush()?;
+    Ok(())
 }
 
 impl Streamed {
@@ -349,21 +376,22 @@ impl Streamed {
             }
             return Ok(());
         }
-        let format = self.format;
-        let w = self.writer.get_or_insert_with(|| {
-            let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-            match format {
+        if self.writer.is_none() {
+            let out = || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            self.writer = Some(match self.format {
                 Format::Csv => Writer::Csv(Box::new(
                     datafusion::arrow::csv::WriterBuilder::new()
                         .with_header(true)
-                        .build(out),
+                        .build(out()),
                 )),
-                _ => Writer::Json(crate::jsonout::writer(out)),
-            }
-        });
-        match w {
+                Format::Parquet => Writer::Parquet(Box::new(parquet_out(batch.schema())?)),
+                _ => Writer::Json(crate::jsonout::writer(out())),
+            });
+        }
+        match self.writer.as_mut().expect("set above") {
             Writer::Csv(w) => w.write(batch)?,
             Writer::Json(w) => w.write(batch)?,
+            Writer::Parquet(w) => w.write(batch)?,
         }
         Ok(())
     }
@@ -375,6 +403,7 @@ impl Streamed {
                 w.finish()?;
                 w.into_inner().flush()?;
             }
+            Some(Writer::Parquet(w)) => parquet_close(*w)?,
             None if matches!(self.format, Format::Table) => {
                 print(&self.kept, Format::Table)?;
                 if self.total > self.kept_rows {
@@ -384,11 +413,15 @@ impl Streamed {
                     ));
                 }
             }
-            // No rows: a CSV header alone (a reader then knows the
-            // columns; pandas fails on an empty file), else nothing.
+            // No rows: a CSV header alone, or a Parquet file of no rows
+            // (a reader then knows the columns; pandas fails on an empty
+            // file), else nothing.
             None => {
-                if let Some(schema) = self.schema.filter(|_| matches!(self.format, Format::Csv)) {
-                    print(&[RecordBatch::new_empty(schema)], Format::Csv)?;
+                if let Some(schema) = self
+                    .schema
+                    .filter(|_| matches!(self.format, Format::Csv | Format::Parquet))
+                {
+                    print(&[RecordBatch::new_empty(schema)], self.format)?;
                 }
             }
         }
@@ -451,9 +484,17 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
                 }
                 return Ok(());
             }
-            Format::Csv if !batches.is_empty() => {} // the header, below
+            // The header, or a file of no rows, below.
+            Format::Csv | Format::Parquet if !batches.is_empty() => {}
             _ => return Ok(()),
         }
+    }
+    if format == Format::Parquet {
+        let mut w = parquet_out(batches[0].schema())?;
+        for b in batches {
+            w.write(b)?;
+        }
+        return parquet_close(w);
     }
     let mut out = std::io::stdout().lock();
     match format {
@@ -475,6 +516,7 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
             }
             w.finish()?;
         }
+        Format::Parquet => unreachable!("written above"),
     }
     out.flush()?;
     Ok(())

@@ -76,6 +76,9 @@ pub fn warn_silver_dirty(dates: &[String], what: &str) {
 }
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    if !args.json {
+        args.format.check_output()?;
+    }
     let lake = Lake::new(lake_dir);
     lake.require()?;
     let cfg = Config::load(&lake)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Format, print_json_lines};
+use super::{ReportFormat, print_json_lines};
 use crate::lake::Lake;
 use crate::{bronze, engine, gold, ingest, silver};
 
@@ -20,7 +20,7 @@ Every table `evlake query` can read, by logical name, with its columns
 pub struct Args {
     /// Output format (csv prints one row per column, json one object per table)
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,11 +111,11 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     })?;
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Json => {
+        ReportFormat::Json => {
             drop(out);
             return print_json_lines(&tables);
         }
-        Format::Csv => {
+        ReportFormat::Csv => {
             writeln!(out, "table,layer,partitions,rows,column,type,nullable")?;
             for t in &tables {
                 for c in &t.columns {
@@ -127,7 +127,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 }
             }
         }
-        Format::Table => {
+        ReportFormat::Table => {
             for t in &tables {
                 writeln!(
                     out,

@@ -1,6 +1,9 @@
 //! `evlake query`: SQL over logical table names, never paths.
 
+use std::process::Command;
+
 use crate::common::*;
+use crate::silver::query_csv;
 
 #[test]
 fn query_reads_bronze_by_its_logical_name() {
@@ -763,4 +766,125 @@ fn a_query_over_tables_behind_the_lake_says_so() {
         &[],
     );
     assert!(!err.contains("Warning"), "{err}");
+}
+
+/// The rows of a Parquet file on stdout, and its columns' types.
+fn parquet_rows(stdout: &[u8]) -> (Vec<datafusion::arrow::array::RecordBatch>, Vec<String>) {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(stdout))
+        .expect("stdout is a Parquet file")
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let types = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(stdout))
+        .unwrap()
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    (batches, types)
+}
+
+#[test]
+fn query_state_and_history_write_parquet_with_the_columns_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for b in expected()["batches"].as_array().unwrap() {
+        ok(
+            &lake,
+            &[
+                "run",
+                &sample(b["file"].as_str().unwrap()),
+                "--processing-time",
+                b["processing_time"].as_str().unwrap(),
+            ],
+        );
+    }
+    let parquet = |args: &[&str]| {
+        let o = run(&lake, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        parquet_rows(&o.stdout)
+    };
+    let rows = |batches: &[datafusion::arrow::array::RecordBatch]| -> usize {
+        batches.iter().map(|b| b.num_rows()).sum()
+    };
+    // Every row, with Arrow's types kept (dates, decimals, UTC timestamps).
+    let sql = "SELECT event_date, events, revenue FROM daily_metrics ORDER BY 1";
+    let (batches, types) = parquet(&["query", sql, "--format", "parquet"]);
+    assert_eq!(rows(&batches), query_csv(&lake, sql).len());
+    assert_eq!(
+        types,
+        [
+            "event_date Date32",
+            "events Int64",
+            "revenue Decimal128(18, 2)"
+        ]
+    );
+    // No rows: a file of no rows that still has the columns.
+    let (batches, types) = parquet(&[
+        "query",
+        "SELECT event_id, event_timestamp FROM events WHERE false",
+        "--format",
+        "parquet",
+    ]);
+    assert_eq!(rows(&batches), 0);
+    assert_eq!(
+        types,
+        ["event_id Utf8", "event_timestamp Timestamp(µs, \"UTC\")"]
+    );
+    // state and history too.
+    let (batches, types) = parquet(&[
+        "state",
+        "balances",
+        "--as-of",
+        "2024-03-16",
+        "--format",
+        "parquet",
+    ]);
+    let csv = run(
+        &lake,
+        &[
+            "state",
+            "balances",
+            "--as-of",
+            "2024-03-16",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        rows(&batches),
+        String::from_utf8(csv.stdout).unwrap().lines().count() - 1
+    );
+    assert!(
+        types.contains(&"balance Decimal128(18, 2)".to_string()),
+        "{types:?}"
+    );
+    let (batches, _) = parquet(&["history", "acct-u2", "--format", "parquet"]);
+    assert!(rows(&batches) > 0);
+    // A binary file is not written to a terminal: exit 2, before any work.
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import os, pty, subprocess, sys\n\
+             m, s = pty.openpty()\n\
+             p = subprocess.run(sys.argv[1:], stdout=s, stderr=subprocess.PIPE)\n\
+             sys.stderr.buffer.write(p.stderr)\n\
+             sys.exit(p.returncode)",
+            bin(),
+            "--lake",
+            lake.to_str().unwrap(),
+            "query",
+            "SELECT 1",
+            "--format",
+            "parquet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("redirect it"), "{}", stderr(&o));
+    // Reports have no Parquet form.
+    let o = run(&lake, &["tables", "--format", "parquet"]);
+    assert_eq!(exit_code(&o), 2);
 }
