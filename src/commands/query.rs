@@ -21,6 +21,7 @@ use crate::lake::Lake;
   evlake query \"SELECT * FROM bronze_events WHERE is_late\" --format csv > late.csv
   evlake query \"SELECT * FROM daily_metrics\" --format parquet > daily.parquet
   evlake query \"SHOW TABLES\"
+  evlake query -f reports/weekly.sql --format csv   # SQL kept in a file
 
 Tables (bronze_events, bronze_late and quarantine always; the others once built;
 `evlake tables` lists them with columns):
@@ -29,8 +30,14 @@ Tables (bronze_events, bronze_late and quarantine always; the others once built;
   daily_metrics, daily_revenue_by_currency.
 A bad query or an unknown table exits 2 and changes nothing.")]
 pub struct Args {
-    /// The SQL query
-    pub sql: String,
+    /// The SQL query; `-` reads it from stdin
+    #[arg(required_unless_present = "file")]
+    pub sql: Option<String>,
+
+    /// Read the SQL query from this file (comments and a final `;` are
+    /// fine), e.g. -f reports/daily.sql
+    #[arg(short = 'f', long, value_name = "FILE", conflicts_with = "sql")]
+    pub file: Option<std::path::PathBuf>,
 
     /// Output format, e.g. --format csv
     #[arg(long, value_enum, default_value = "table")]
@@ -40,8 +47,39 @@ pub struct Args {
     pub engine: super::EngineArgs,
 }
 
+/// The query's text: the argument, stdin (`-`) or `--file`.
+fn sql_text(args: &Args) -> Result<String> {
+    use std::io::{IsTerminal, Read};
+    let usage = |msg: String| anyhow::Error::from(crate::error::Failure::Usage(msg));
+    let sql = match (&args.sql, &args.file) {
+        (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+            usage(format!(
+                "cannot read the SQL file `{}`: {e}",
+                path.display()
+            ))
+        })?,
+        (Some(s), None) if s == "-" => {
+            if std::io::stdin().is_terminal() {
+                super::status("Reading", "the query from the terminal; end it with Ctrl-D");
+            }
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| usage(format!("cannot read the query from stdin: {e}")))?;
+            s
+        }
+        (Some(s), None) => s.clone(),
+        (None, None) => unreachable!("clap requires SQL or --file"),
+    };
+    if sql.trim().is_empty() {
+        return Err(usage("no SQL given: the query is empty".into()));
+    }
+    Ok(sql)
+}
+
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     args.format.check_output()?;
+    let sql = sql_text(&args)?;
     let lake = Lake::new(lake_dir);
     lake.require()?;
     let cfg = crate::config::Config::load(&lake)?;
@@ -56,7 +94,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let mut behind = Vec::new();
     crate::committed::read_retrying(&lake, |state| {
         behind = rt
-            .block_on(stream(&lake, state, &engine_opts, &args.sql, &mut out))
+            .block_on(stream(&lake, state, &engine_opts, &sql, &mut out))
             .map_err(|e| out.final_if_started(e))?
             .zip(configured.as_ref())
             .map(|(tables, configured)| self::behind(state, configured, &tables))

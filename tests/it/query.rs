@@ -888,3 +888,44 @@ fn query_state_and_history_write_parquet_with_the_columns_types() {
     let o = run(&lake, &["tables", "--format", "parquet"]);
     assert_eq!(exit_code(&o), 2);
 }
+
+#[test]
+fn query_reads_its_sql_from_a_file_or_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["run", &sample("2024-03-15.jsonl")]);
+    let inline = run(
+        &lake,
+        &[
+            "query",
+            "SELECT count(*) AS n FROM events",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(inline.status.success(), "{}", stderr(&inline));
+    // SQL as kept in a file: a comment first (which as an argument would
+    // read as a flag) and a final `;`.
+    let sql = "-- events so far\nSELECT count(*) AS n\nFROM events; -- all dates\n";
+    let file = tmp.path().join("report.sql");
+    std::fs::write(&file, sql).unwrap();
+    for o in [
+        run(
+            &lake,
+            &["query", "-f", file.to_str().unwrap(), "--format", "csv"],
+        ),
+        run_with_stdin(&lake, &["query", "-", "--format", "csv"], sql.as_bytes()),
+    ] {
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(o.stdout, inline.stdout);
+    }
+    // A file that is not there, or no SQL at all: exit 2, saying which.
+    let o = run(&lake, &["query", "--file", "/no/such/report.sql"]);
+    assert_eq!(exit_code(&o), 2);
+    assert!(stderr(&o).contains("/no/such/report.sql"), "{}", stderr(&o));
+    let o = run_with_stdin(&lake, &["query", "-"], b"  \n");
+    assert_eq!(exit_code(&o), 2);
+    assert!(stderr(&o).contains("no SQL given"), "{}", stderr(&o));
+    let o = run(&lake, &["query", "SELECT 1", "-f", file.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 2);
+}
