@@ -7,38 +7,9 @@
 #![allow(dead_code)]
 
 use libfuzzer_sys::fuzz_target;
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
-use std::fmt;
 
 #[path = "../../src/ingest/scan.rs"]
 mod scan;
-
-/// serde_json's members of an object: keys decoded, values as raw text.
-fn serde_members(text: &str) -> Result<Vec<(String, String)>, serde_json::Error> {
-    struct Members(Vec<(String, String)>);
-    impl<'de> serde::Deserialize<'de> for Members {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Members;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("an object")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Members, A::Error> {
-                    let mut out = Vec::new();
-                    while let Some(k) = m.next_key::<String>()? {
-                        let v: &RawValue = m.next_value()?;
-                        out.push((k, v.get().to_string()));
-                    }
-                    Ok(Members(out))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-    serde_json::from_str::<Members>(text).map(|m| m.0)
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut members = Vec::new();
@@ -47,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let text = std::str::from_utf8(data).expect("the scanner accepted text that is not UTF-8");
-    let want = serde_members(text)
+    let want = scan::serde_members(text)
         .unwrap_or_else(|e| panic!("the scanner accepted what serde_json rejects: {e}"));
     let got: Vec<(String, String)> = members
         .iter()

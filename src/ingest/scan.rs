@@ -447,38 +447,41 @@ fn skip_plain<const NON_ASCII: bool>(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// serde_json's answer: the members of an object, keys decoded and
+/// values as `RawValue` text, or an error. What the scanner is checked
+/// against, by the unit tests and by `fuzz/` (`make fuzz`).
+#[cfg(any(test, fuzzing))]
+pub fn serde_members(text: &str) -> Result<Vec<(String, String)>, serde_json::Error> {
     use serde::de::{Deserializer, MapAccess, Visitor};
     use serde_json::value::RawValue;
     use std::fmt;
-
-    /// serde_json's answer: the members as `RawValue` text, or an error.
-    fn serde_members(text: &str) -> Result<Vec<(String, String)>, serde_json::Error> {
-        struct Members(Vec<(String, String)>);
-        impl<'de> serde::Deserialize<'de> for Members {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = Members;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str("an object")
-                    }
-                    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Members, A::Error> {
-                        let mut out = Vec::new();
-                        while let Some(k) = m.next_key::<String>()? {
-                            let v: &RawValue = m.next_value()?;
-                            out.push((k, v.get().to_string()));
-                        }
-                        Ok(Members(out))
-                    }
+    struct Members(Vec<(String, String)>);
+    impl<'de> serde::Deserialize<'de> for Members {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Members;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
                 }
-                d.deserialize_map(V)
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Members, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(k) = m.next_key::<String>()? {
+                        let v: &RawValue = m.next_value()?;
+                        out.push((k, v.get().to_string()));
+                    }
+                    Ok(Members(out))
+                }
             }
+            d.deserialize_map(V)
         }
-        serde_json::from_str::<Members>(text).map(|m| m.0)
     }
+    serde_json::from_str::<Members>(text).map(|m| m.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// The scanner never accepts what serde_json rejects, and where it
     /// accepts, it gives serde_json's members.

@@ -181,6 +181,21 @@ pub struct Row {
 
 /// Every bronze row in every Parquet file on disk (not just committed
 /// ones), like `read_parquet('bronze/events/**/*.parquet')`.
+/// `evlake run` over each sample batch in order, at its processing time.
+pub fn run_sample_batches(lake: &Path) {
+    for b in expected()["batches"].as_array().unwrap() {
+        ok(
+            lake,
+            &[
+                "run",
+                &sample(b["file"].as_str().unwrap()),
+                "--processing-time",
+                b["processing_time"].as_str().unwrap(),
+            ],
+        );
+    }
+}
+
 pub fn bronze_rows(lake: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     for file in parquet_files(&lake.join("bronze/events")) {

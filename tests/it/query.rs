@@ -134,17 +134,7 @@ fn query_reads_bronze_by_its_logical_name() {
 fn query_formats_every_table_and_tables_lists_them() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ok(
-            &lake,
-            &[
-                "run",
-                &sample(b["file"].as_str().unwrap()),
-                "--processing-time",
-                b["processing_time"].as_str().unwrap(),
-            ],
-        );
-    }
+    run_sample_batches(&lake);
     let before = commits(&lake);
     let sql = "SELECT CAST(event_date AS VARCHAR) AS d, events FROM daily_metrics \
                WHERE event_date <= DATE '2024-03-15' ORDER BY 1";
@@ -790,17 +780,7 @@ fn parquet_rows(stdout: &[u8]) -> (Vec<datafusion::arrow::array::RecordBatch>, V
 fn query_state_and_history_write_parquet_with_the_columns_types() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ok(
-            &lake,
-            &[
-                "run",
-                &sample(b["file"].as_str().unwrap()),
-                "--processing-time",
-                b["processing_time"].as_str().unwrap(),
-            ],
-        );
-    }
+    run_sample_batches(&lake);
     let parquet = |args: &[&str]| {
         let o = run(&lake, args);
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));

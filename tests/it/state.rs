@@ -963,17 +963,7 @@ fn an_invalidated_snapshot_is_never_used_and_run_rebuilds_it() {
 fn profiles_and_carts_on_the_sample() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ok(
-            &lake,
-            &[
-                "run",
-                &sample(b["file"].as_str().unwrap()),
-                "--processing-time",
-                b["processing_time"].as_str().unwrap(),
-            ],
-        );
-    }
+    run_sample_batches(&lake);
     let city = |as_of: &str, extra: &[&str]| -> String {
         let v = state(
             &lake,
