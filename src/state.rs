@@ -495,8 +495,11 @@ pub fn model(lake: &Lake, name: &str) -> Result<Model> {
 }
 
 /// Parse `--as-of` / `--known-at`: RFC 3339, or a date meaning the end of
-/// that day (UTC), i.e. its last microsecond.
+/// that day (UTC), i.e. its last microsecond, or `now` (the clock's).
 pub fn parse_time(s: &str) -> Result<i64, String> {
+    if s.trim().eq_ignore_ascii_case("now") {
+        return Ok(chrono::Utc::now().timestamp_micros());
+    }
     crate::time::parse_instant_or_date(s, true)
 }
 

@@ -26,11 +26,11 @@ pub struct Args {
     #[arg(long, default_value = "balances")]
     pub model: String,
 
-    /// Only events up to then (RFC 3339 or a date) [default: all]
+    /// Only events up to then (RFC 3339, a date or now) [default: all]
     #[arg(long, value_name = "T", value_parser = state::parse_time)]
     pub as_of: Option<i64>,
 
-    /// Only events processed by then (RFC 3339 or a date)
+    /// Only events processed by then (RFC 3339, a date or now)
     #[arg(long, value_name = "P", value_parser = state::parse_time)]
     pub known_at: Option<i64>,
 

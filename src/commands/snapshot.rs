@@ -26,7 +26,8 @@ pub struct Args {
     /// The model, e.g. balances
     pub model: String,
 
-    /// The instant: RFC 3339, or a date meaning the end of that day (UTC)
+    /// The instant: RFC 3339, a date meaning the end of that day (UTC),
+    /// or now
     #[arg(long, value_name = "T", value_parser = state::parse_time)]
     pub as_of: i64,
 

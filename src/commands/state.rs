@@ -31,11 +31,12 @@ pub struct Args {
     /// The model, e.g. balances
     pub model: String,
 
-    /// The instant: RFC 3339, or a date meaning the end of that day (UTC)
+    /// The instant: RFC 3339, a date meaning the end of that day (UTC),
+    /// or now
     #[arg(long, value_name = "T", value_parser = state::parse_time)]
     pub as_of: i64,
 
-    /// Only events processed by then (RFC 3339 or a date): the answer the
+    /// Only events processed by then (RFC 3339, a date or now): the answer the
     /// lake would have given at that processing time
     #[arg(long, value_name = "P", value_parser = state::parse_time)]
     pub known_at: Option<i64>,

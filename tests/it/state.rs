@@ -1649,3 +1649,30 @@ fn a_dry_run_lists_the_snapshots_the_run_writes() {
     );
     assert_eq!(written(&ok(&lake, &["run", "--json"])), expect);
 }
+
+#[test]
+fn as_of_now_is_the_clocks_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    run_sample_batches(&lake);
+    let before = chrono::Utc::now();
+    let now = ok(&lake, &["state", "balances", "--as-of", "now", "--json"]);
+    let after = chrono::Utc::now();
+    let as_of = chrono::DateTime::parse_from_rfc3339(now["as_of"].as_str().unwrap()).unwrap();
+    assert!(before <= as_of && as_of <= after, "{now}");
+    // Every sample event is before now: the answer of a far future.
+    let later = ok(
+        &lake,
+        &["state", "balances", "--as-of", "2099-12-31", "--json"],
+    );
+    assert_eq!(now["rows"], later["rows"]);
+    assert!(!now["rows"].as_array().unwrap().is_empty());
+    let trail = |extra: &[&str]| {
+        let mut args = vec!["history", "acct-u2", "--format", "csv"];
+        args.extend_from_slice(extra);
+        let o = run(&lake, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    };
+    assert_eq!(trail(&["--as-of", "now", "--known-at", "NOW"]), trail(&[]));
+}
