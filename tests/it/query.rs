@@ -761,18 +761,15 @@ fn a_query_over_tables_behind_the_lake_says_so() {
 /// The rows of a Parquet file on stdout, and its columns' types.
 fn parquet_rows(stdout: &[u8]) -> (Vec<datafusion::arrow::array::RecordBatch>, Vec<String>) {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(stdout))
-        .expect("stdout is a Parquet file")
-        .build()
-        .unwrap();
-    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
-    let types = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(stdout))
-        .unwrap()
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(stdout))
+        .expect("stdout is a Parquet file");
+    let types = builder
         .schema()
         .fields()
         .iter()
         .map(|f| format!("{} {}", f.name(), f.data_type()))
         .collect();
+    let batches = builder.build().unwrap().map(|b| b.unwrap()).collect();
     (batches, types)
 }
 
