@@ -233,9 +233,75 @@ pub fn read_content_hashes(path: &Path) -> Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// The [`event_id_hash`] of every row of a bronze file (reading only
+/// `event_id`).
+pub fn read_event_id_hashes(path: &Path) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for batch in batches(path, Some(col::EVENT_ID..=col::EVENT_ID))? {
+        let batch = batch?;
+        out.extend(
+            batch
+                .column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(event_id_hash),
+        );
+    }
+    Ok(out)
+}
+
 /// The value at row `i`, `None` when null.
 fn opt(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
+}
+
+/// How many rows of bronze (or side-output) file `path` have a
+/// `batch_id` in `ids`. A row group whose `batch_id` statistics rule every
+/// id out is not read; the others' `batch_id` column alone is.
+pub fn count_batch_rows(path: &Path, ids: &std::collections::HashSet<String>) -> Result<u64> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    let meta = builder.metadata().clone();
+    let column = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "batch_id")
+        .with_context(|| format!("`{}` has no batch_id column", path.display()))?;
+    let groups: Vec<usize> = (0..meta.num_row_groups())
+        .filter(|g| {
+            let Some(stats) = meta.row_group(*g).column(column).statistics() else {
+                return true;
+            };
+            match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
+                (Some(min), Some(max)) => ids
+                    .iter()
+                    .any(|id| min <= id.as_bytes() && id.as_bytes() <= max),
+                _ => true,
+            }
+        })
+        .collect();
+    if groups.is_empty() {
+        return Ok(0);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+    let mut n = 0;
+    for batch in builder
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .build()?
+    {
+        let batch = batch.with_context(|| format!("failed to read `{}`", path.display()))?;
+        n += batch
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .filter(|id| id.is_some_and(|id| ids.contains(id)))
+            .count() as u64;
+    }
+    Ok(n)
 }
 
 /// Every row of a bronze (or side-output) file.

@@ -28,6 +28,7 @@ const AFTER_HELP: &str = "Examples:
   evlake history acct-u2
   evlake status --json
   evlake lateness --by batch
+  evlake retract 3f2a9c0d1e4b5a67                  # take back a batch ingested by mistake
   evlake check --deep                              # every committed file whole, as the log says
   evlake generate --events 100000 --out /tmp/gen
 
@@ -88,6 +89,8 @@ pub enum Command {
     Reconcile(commands::reconcile::Args),
     /// Rewrite bronze dates' many small files (hourly runs) as one each
     Compact(commands::compact::Args),
+    /// Take back every row of input batches ingested by mistake
+    Retract(commands::retract::Args),
     /// Build sessionized events, sessions and typed tables (silver) from bronze
     Silver(commands::silver::Args),
     /// Build daily_metrics and daily_revenue_by_currency (gold) from silver
@@ -144,6 +147,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => commands::ingest::run(&cli.lake, args),
         Command::Reconcile(args) => commands::reconcile::run(&cli.lake, args),
         Command::Compact(args) => commands::compact::run(&cli.lake, args),
+        Command::Retract(args) => commands::retract::run(&cli.lake, args),
         Command::Silver(args) => commands::silver::run(&cli.lake, args),
         Command::Gold(args) => commands::gold::run(&cli.lake, args),
         Command::Run(args) => commands::run::run(&cli.lake, args),

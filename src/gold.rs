@@ -62,12 +62,15 @@ pub fn inputs(date: &str) -> Vec<String> {
 }
 
 /// Every date gold should have, with its inputs: each date with silver
-/// events or sessions.
+/// events or sessions, and each date gold was built for whose silver has
+/// since emptied (`evlake retract` took its events): recomputed, it has
+/// no rows, so its old ones go.
 pub fn wanted(state: &LakeState) -> BTreeMap<String, Vec<String>> {
+    let built = state.builds.get(METRICS_TABLE);
     state
         .partitions(silver::EVENTS_TABLE)
         .chain(state.partitions(silver::SESSIONS_TABLE))
-        .filter(|(_, p)| !p.files.is_empty())
+        .filter(|(d, p)| !p.files.is_empty() || built.is_some_and(|b| b.contains_key(*d)))
         .map(|(d, _)| (d.clone(), inputs(d)))
         .collect()
 }

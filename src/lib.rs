@@ -29,6 +29,7 @@ pub mod patch;
 pub mod pipeline;
 pub mod reconcile;
 pub mod report;
+pub mod retract;
 pub mod silver;
 pub mod state;
 pub mod table;

@@ -15,8 +15,19 @@ use serde::{Deserialize, Serialize};
 use crate::lake::{self, Lake};
 use crate::lateness::StoredHistogram;
 
-/// The on-disk format version of commit files.
-pub const FORMAT: u32 = 1;
+/// The on-disk format version of commit files: the newest this evlake
+/// reads. Commits are written in [`BASE_FORMAT`] but for a `retract`,
+/// whose removal of rows an evlake from before it would misread (it would
+/// take the retracted input for consumed, keep the id index and snapshots
+/// it invalidates): [`RETRACT_FORMAT`] makes such an evlake refuse the
+/// lake instead.
+pub const FORMAT: u32 = RETRACT_FORMAT;
+
+/// The format of every commit but a `retract`'s.
+pub const BASE_FORMAT: u32 = 1;
+
+/// The format of a `retract` commit (see [`FORMAT`]).
+pub const RETRACT_FORMAT: u32 = 2;
 
 /// Every this many versions, a commit is followed by a checkpoint: the
 /// replayed state at that version, `_evlake/log/<version>.checkpoint.json`.
@@ -45,8 +56,12 @@ fn checkpoint_every() -> u64 {
 /// every command read more log than the whole state.
 pub const CHECKPOINT_TAIL_BYTES: u64 = 256 * 1024;
 
-/// The on-disk format version of checkpoint files.
+/// The on-disk format version of checkpoint files: 1, or 2 for the state
+/// of a lake with a retracted batch (which an evlake from before `retract`
+/// must not read; it ignores a checkpoint of another format, replays the
+/// log and refuses the `retract` commit).
 const CHECKPOINT_FORMAT: u32 = 1;
+const CHECKPOINT_FORMAT_RETRACTED: u32 = 2;
 
 /// One commit: what a command added to and removed from the lake.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,13 +101,18 @@ pub struct Commit {
     /// share an id with the new ones where every count is 0.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resends: BTreeMap<String, u64>,
-    /// `ingest` only: per `bronze_events` partition, the id conflicts it
+    /// `ingest`: per `bronze_events` partition, the id conflicts it
     /// added (new versions of an `event_id` already on the date, which
     /// silver leaves out); partitions with none are not listed.
+    /// `retract`: the dates whose rows it changed, each with its id
+    /// conflicts counted again after it (0 included), which replace the
+    /// count so far.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub id_conflicts: BTreeMap<String, u64>,
-    /// `ingest` only: per `bronze_events` partition, the `event_id`s it
+    /// `ingest`: per `bronze_events` partition, the `event_id`s it
     /// added there that are on another date too (silver keeps both).
+    /// `retract`: the new counts of the dates it recounted (see
+    /// `crate::retract`), which replace the count so far.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ids_on_other_dates: BTreeMap<String, u64>,
     /// This commit's bronze and side-output rows are in the id index
@@ -109,13 +129,33 @@ pub struct Commit {
     /// built again rather than taken for built.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped: Vec<String>,
+    /// `retract` only: the input batches whose rows it removed. They stay
+    /// consumed (a re-run of the same ingest skips them) but are no base
+    /// a grown file resumes from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retracted: Vec<RetractedBatch>,
+}
+
+/// An input batch a `retract` commit removed the rows of.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RetractedBatch {
+    /// The input's hash (its key in [`LakeState::batches`]).
+    pub hash: String,
+    pub batch_id: String,
+    pub source: String,
+    /// The commit that ingested it.
+    pub ingested_in: u64,
+    /// Rows removed from `bronze_events`, `bronze_late` and `quarantine`.
+    pub bronze_rows: u64,
+    pub late_rows: u64,
+    pub quarantined: u64,
 }
 
 impl Commit {
     /// An empty commit for the version after `state`.
     pub fn next(state: &LakeState, operation: &str, processing_time: i64) -> Commit {
         Commit {
-            format: FORMAT,
+            format: BASE_FORMAT,
             version: state.version + 1,
             operation: operation.to_string(),
             processing_time: crate::time::format_micros(processing_time),
@@ -133,6 +173,7 @@ impl Commit {
             ids_indexed: false,
             ids_rebuilt: false,
             dropped: Vec::new(),
+            retracted: Vec::new(),
         }
     }
 }
@@ -256,8 +297,13 @@ pub fn write_checkpoint(lake: &Lake, state: &LakeState) -> Result<()> {
         state.version,
         std::process::id()
     ));
+    let retracted = state.batches.values().any(|b| b.retracted.is_some());
     let body = serde_json::to_vec(&Checkpoint {
-        format: CHECKPOINT_FORMAT,
+        format: if retracted {
+            CHECKPOINT_FORMAT_RETRACTED
+        } else {
+            CHECKPOINT_FORMAT
+        },
         evlake_version: env!("CARGO_PKG_VERSION").to_string(),
         state: state.clone(),
     })?;
@@ -425,7 +471,8 @@ fn remove_old_checkpoints(lake: &Lake) -> Result<()> {
 fn read_checkpoint(lake: &Lake, version: u64) -> Option<LakeState> {
     let text = fs::read(lake.log_dir().join(checkpoint_file_name(version))).ok()?;
     let cp: Checkpoint = serde_json::from_slice(&text).ok()?;
-    (cp.format == CHECKPOINT_FORMAT && cp.state.version == version).then_some(cp.state)
+    let known = [CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_RETRACTED].contains(&cp.format);
+    (known && cp.state.version == version).then_some(cp.state)
 }
 
 /// Write `commit` as the next version of the log. Fails if that version
@@ -700,6 +747,9 @@ pub struct BatchRecord {
     /// The hash of its first bytes (see [`InputBatch::head`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// The `retract` commit that removed its rows, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retracted: Option<u64>,
 }
 
 /// A partition of a table as the log describes it.
@@ -873,9 +923,13 @@ impl LakeState {
                 }
             }
         }
+        // A retraction takes events away: a snapshot at or after the
+        // earliest of them is as invalid as if one had been added there.
+        let retract = c.operation == crate::retract::OPERATION;
         let bronze_min = c
             .add
             .iter()
+            .chain(c.remove.iter().filter(|_| retract))
             .filter(|a| a.table == crate::bronze::TABLE)
             .filter_map(|a| a.min_event_time.as_deref())
             .filter_map(|t| crate::time::parse_instant(t).ok())
@@ -904,16 +958,42 @@ impl LakeState {
             self.tables.remove(t);
         }
         for (date, n) in c.id_conflicts {
-            *self.id_conflicts.entry(date).or_default() += n;
+            if retract {
+                // (Counted again from the rows left: the new count.)
+                if n == 0 {
+                    self.id_conflicts.remove(&date);
+                } else {
+                    self.id_conflicts.insert(date, n);
+                }
+            } else {
+                *self.id_conflicts.entry(date).or_default() += n;
+            }
         }
         for (date, n) in c.ids_on_other_dates {
-            *self.ids_on_other_dates.entry(date).or_default() += n;
+            if retract {
+                // (Counted again: the new count, as for conflicts.)
+                if n == 0 {
+                    self.ids_on_other_dates.remove(&date);
+                } else {
+                    self.ids_on_other_dates.insert(date, n);
+                }
+            } else {
+                *self.ids_on_other_dates.entry(date).or_default() += n;
+            }
         }
         if c.ids_rebuilt {
             self.id_index_covers = true;
-        } else if c.operation == "ingest" && adds_rows && !c.ids_indexed {
-            // (`reconcile` moves rows the index already holds.)
+        } else if (c.operation == "ingest" && adds_rows && !c.ids_indexed)
+            || (retract && !c.remove.is_empty())
+        {
+            // (`reconcile` moves rows the index already holds; the index
+            // still holds a retracted row's: the next ingest rebuilds it.)
             self.id_index_covers = false;
+        }
+        for r in &c.retracted {
+            if let Some(b) = self.batches.get_mut(&r.hash) {
+                b.retracted = Some(c.version);
+            }
         }
         if c.operation == "ingest" && adds_rows {
             let t = crate::time::parse_instant(&c.processing_time).ok();
@@ -932,6 +1012,7 @@ impl LakeState {
                     bytes: b.bytes,
                     lines: before + b.lines,
                     head: b.head,
+                    retracted: None,
                 },
             );
         }
@@ -1235,6 +1316,74 @@ mod tests {
             format!("{err:#}").contains("no readable checkpoint"),
             "{err:#}"
         );
+    }
+
+    /// A `retract` commit marks its batches retracted, takes its removed
+    /// bronze rows' earliest event time for snapshot invalidation, stops
+    /// the id index covering bronze, and replaces (not adds to) the
+    /// counts of the dates it recounted. It is written in the newer
+    /// format, and so is the checkpoint of a state with a retracted
+    /// batch, which this evlake reads back.
+    #[test]
+    fn a_retract_commit_marks_its_batch_and_replaces_the_recounted_dates() {
+        let mut ingest = Commit::next(&LakeState::default(), "ingest", 0);
+        ingest.inputs.push(InputBatch {
+            batch_id: "b1".into(),
+            hash: "blake3:b1".into(),
+            source: "in.jsonl".into(),
+            bytes: 10,
+            lines: 2,
+            events: 2,
+            empty_lines: 0,
+            quarantined: 0,
+            resumed: None,
+            head: None,
+        });
+        let mut f = FileAction::plain(crate::bronze::TABLE, "2024-03-15", "a".into(), 2, 1);
+        f.min_event_time = Some("2024-03-15T10:00:00Z".into());
+        ingest.add.push(f.clone());
+        ingest.ids_indexed = true;
+        ingest.ids_rebuilt = true;
+        ingest.id_conflicts.insert("2024-03-15".into(), 1);
+        ingest.ids_on_other_dates.insert("2024-03-15".into(), 1);
+        let st = LakeState::replay(&[ingest.clone()]);
+        assert!(st.id_index_covers);
+        let mut r = Commit::next(&st, crate::retract::OPERATION, 0);
+        r.format = RETRACT_FORMAT;
+        r.remove.push(f);
+        r.retracted.push(RetractedBatch {
+            hash: "blake3:b1".into(),
+            batch_id: "b1".into(),
+            source: "in.jsonl".into(),
+            ingested_in: 1,
+            bronze_rows: 2,
+            late_rows: 0,
+            quarantined: 0,
+        });
+        r.id_conflicts.insert("2024-03-15".into(), 0);
+        r.ids_on_other_dates.insert("2024-03-15".into(), 0);
+        let after = LakeState::replay(&[ingest, r.clone()]);
+        assert_eq!(after.batches["blake3:b1"].retracted, Some(2));
+        assert!(!after.id_index_covers);
+        assert!(after.id_conflicts.is_empty() && after.ids_on_other_dates.is_empty());
+        let p = &after.tables[crate::bronze::TABLE]["2024-03-15"];
+        assert!(p.files.is_empty());
+        assert_eq!((p.version, p.last_removal), (2, 2));
+        let t = crate::time::parse_instant("2024-03-15T10:00:00Z").unwrap();
+        assert_eq!(after.bronze_min_event_times, vec![(1, t), (2, t)]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        fs::create_dir_all(lake.log_dir()).unwrap();
+        write_commit(&lake, &r).unwrap();
+        let text = fs::read_to_string(lake.log_dir().join(commit_file_name(2))).unwrap();
+        assert!(text.contains("\"format\":2"), "{text}");
+        assert_eq!(read_commit(&lake, 2).unwrap(), r);
+        write_checkpoint(&lake, &after).unwrap();
+        let text = fs::read(lake.log_dir().join(checkpoint_file_name(2))).unwrap();
+        let cp: Checkpoint = serde_json::from_slice(&text).unwrap();
+        assert_eq!(cp.format, CHECKPOINT_FORMAT_RETRACTED);
+        assert_eq!(read_checkpoint(&lake, 2), Some(after));
     }
 
     #[test]

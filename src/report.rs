@@ -52,6 +52,11 @@ pub struct Status {
     /// quarantined any).
     pub quarantined: u64,
     pub quarantine_files: u64,
+    /// Input batches `evlake retract` took back (and not ingested again),
+    /// and the newest commit that did.
+    pub retracted_batches: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_retract: Option<u64>,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
     /// What changed where dirty partitions say "SQL or settings changed":
@@ -150,6 +155,12 @@ pub fn status(
             .partitions(crate::ingest::QUARANTINE_TABLE)
             .map(|(_, p)| p.files.len() as u64)
             .sum(),
+        retracted_batches: state
+            .batches
+            .values()
+            .filter(|b| b.retracted.is_some())
+            .count() as u64,
+        last_retract: state.batches.values().filter_map(|b| b.retracted).max(),
         partitions,
         dirty: crate::pipeline::all_dirty(state, configured),
         settings_changed: Vec::new(),
@@ -251,6 +262,15 @@ pub fn lateness_by_partition(state: &LakeState) -> Vec<LatenessRow> {
 
 /// Lateness per ingest batch (commit), from what each ingest commit added.
 pub fn lateness_by_batch(commits: &[Commit]) -> Vec<LatenessRow> {
+    // An input `retract` took back is listed as it was ingested, marked.
+    let retracted: std::collections::HashMap<&str, u64> = commits
+        .iter()
+        .flat_map(|c| {
+            c.retracted
+                .iter()
+                .map(move |r| (r.hash.as_str(), c.version))
+        })
+        .collect();
     commits
         .iter()
         .filter(|c| c.operation == "ingest")
@@ -269,7 +289,15 @@ pub fn lateness_by_batch(commits: &[Commit]) -> Vec<LatenessRow> {
                     side += f.rows;
                 }
             }
-            let sources: Vec<&str> = c.inputs.iter().map(|i| i.source.as_str()).collect();
+            let sources: Vec<String> = c
+                .inputs
+                .iter()
+                .map(|i| match retracted.get(i.hash.as_str()) {
+                    // (Not when ingested again after it.)
+                    Some(v) if *v > c.version => format!("{} (retracted in commit {v})", i.source),
+                    _ => i.source.clone(),
+                })
+                .collect();
             row(c.version.to_string(), sources.join(" "), all, &late, side)
         })
         .collect()

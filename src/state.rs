@@ -581,7 +581,7 @@ pub fn snapshots(
             } else {
                 late.map(|(v, t)| {
                     format!(
-                        "commit {v} added an event at {} (at or before the snapshot)",
+                        "commit {v} added or retracted an event at {} (at or before the snapshot)",
                         format_micros(*t)
                     )
                 })

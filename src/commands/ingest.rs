@@ -169,6 +169,7 @@ impl IngestSettings {
             keys_in_memory,
             progress: std::io::stderr().is_terminal() && !crate::report::quiet(),
             dry_run: false,
+            reingest_retracted: false,
         })
     }
 }
@@ -190,6 +191,11 @@ pub struct Args {
     #[command(flatten)]
     pub settings: IngestSettings,
 
+    /// Ingest inputs whose content `evlake retract` took back, again
+    /// (they are skipped otherwise, so a re-run does not bring them back)
+    #[arg(long)]
+    pub reingest_retracted: bool,
+
     /// Print the run summary as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
@@ -197,7 +203,8 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
-    let opts = args.settings.resolve(&lake, args.inputs)?;
+    let mut opts = args.settings.resolve(&lake, args.inputs)?;
+    opts.reingest_retracted = args.reingest_retracted;
     let report = ingest::ingest(&lake, &opts)?;
     print_human(&report);
     if args.json {
@@ -313,6 +320,25 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
                 format!("commits {first} to {last}")
             };
             format!("{}: already ingested, in {commits}", span(is))
+        },
+    );
+    let retracted = of(InputStatus::Retracted);
+    each_or_all(
+        "Skipped",
+        &retracted,
+        INPUTS_EACH,
+        |i| {
+            format!(
+                "{}: retracted in commit {} (--reingest-retracted takes it in again)",
+                i.source,
+                i.retracted_in.unwrap_or_default()
+            )
+        },
+        |is| {
+            format!(
+                "{}: retracted (--reingest-retracted takes them in again)",
+                span(is)
+            )
         },
     );
     let twice = of(InputStatus::DuplicateInRun);

@@ -11,6 +11,7 @@ pub mod init;
 pub mod lateness;
 pub mod query;
 pub mod reconcile;
+pub mod retract;
 pub mod run;
 pub mod silver;
 pub mod snapshot;

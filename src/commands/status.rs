@@ -234,6 +234,14 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             s.quarantined, s.quarantine_files
         )?;
     }
+    if let Some(v) = s.last_retract {
+        writeln!(
+            out,
+            "retracted  {} input batch(es) taken back by `evlake retract`, the latest in commit {v} \
+             (`evlake lateness --by batch` marks them)",
+            s.retracted_batches
+        )?;
+    }
     // The table's dates: the older ones it leaves out, the newest it lists.
     let (older, listed) = super::newest_rows(&s.partitions, args.all);
     // A few dates are named on the line; more are in the table's columns.

@@ -136,6 +136,8 @@ pub struct IngestOptions {
     /// Parse and stage everything, report, then commit nothing (and leave
     /// orphans of crashed runs for the next real writer).
     pub dry_run: bool,
+    /// Ingest inputs whose content `evlake retract` took back, again.
+    pub reingest_retracted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,6 +161,9 @@ pub enum InputStatus {
     AlreadyIngested,
     /// Same content given twice in this run.
     DuplicateInRun,
+    /// Same content as a batch `evlake retract` took back: skipped unless
+    /// `--reingest-retracted`.
+    Retracted,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,9 +172,12 @@ pub struct InputReport {
     pub status: InputStatus,
     pub hash: String,
     pub batch_id: String,
-    /// For `already_ingested`: the commit that has it.
+    /// For `already_ingested` and `retracted`: the commit that has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub committed_in: Option<u64>,
+    /// For `retracted`: the commit that retracted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retracted_in: Option<u64>,
     /// The hash came from the lake's input-hash cache: the file's path,
     /// inode, size and times had not changed, so it was not read.
     pub hash_cached: bool,
@@ -525,7 +533,8 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // first 512 bytes it begins with (a log renamed by rotation).
     let mut last_of: HashMap<&str, (&String, &log::BatchRecord)> = HashMap::new();
     let mut by_head: HashMap<&str, Vec<(&String, &log::BatchRecord)>> = HashMap::new();
-    for (h, b) in &state.batches {
+    // (Not after a retracted batch: its content is no longer in the lake.)
+    for (h, b) in state.batches.iter().filter(|(_, b)| b.retracted.is_none()) {
         let last = last_of.entry(b.source.as_str()).or_insert((h, b));
         if b.version > last.1.version {
             *last = (h, b);
@@ -597,8 +606,15 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut seen: HashSet<String> = HashSet::new();
     for (i, (inp, hashed)) in inputs.into_iter().zip(hashes).enumerate() {
         let hash = &hashed.hash;
-        let (status, committed_in) = if let Some(rec) = state.batches.get(hash) {
-            (InputStatus::AlreadyIngested, Some(rec.version))
+        let known = state.batches.get(hash);
+        let again = known.is_some_and(|r| r.retracted.is_some() && opts.reingest_retracted);
+        let (status, committed_in) = if let Some(rec) = known.filter(|_| !again) {
+            let status = if rec.retracted.is_some() {
+                InputStatus::Retracted
+            } else {
+                InputStatus::AlreadyIngested
+            };
+            (status, Some(rec.version))
         } else if !seen.insert(hash.clone()) {
             (InputStatus::DuplicateInRun, None)
         } else {
@@ -659,6 +675,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             hash: p.hashed.hash.clone(),
             batch_id: batch_id_of(&p.hashed.hash),
             committed_in: p.committed_in,
+            retracted_in: state
+                .batches
+                .get(&p.hashed.hash)
+                .and_then(|r| r.retracted)
+                .filter(|_| p.status == InputStatus::Retracted),
             hash_cached: p.hashed.cached,
             bytes: p.hashed.bytes,
             head: p.head.clone(),

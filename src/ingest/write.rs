@@ -79,18 +79,47 @@ impl Buffer {
     /// written into `bronze_events` of date `day` (`reconcile`, `compact`).
     /// Its rows carry their own lineage.
     pub fn push_bronze_file(&mut self, path: &Path, day: i32) -> Result<()> {
+        self.push_bronze_rows(path, day, false, &std::collections::HashSet::new())
+            .map(|_| ())
+    }
+
+    /// The rows of bronze file `path` but those whose `batch_id` is in
+    /// `drop`, to be written into the side output when `side`, else into
+    /// `bronze_events`, of date `day` (`retract`). Returns the rows left
+    /// out.
+    pub fn push_bronze_rows(
+        &mut self,
+        path: &Path,
+        day: i32,
+        side: bool,
+        drop: &std::collections::HashSet<String>,
+    ) -> Result<u64> {
+        let mut dropped = 0;
         for batch in bronze::read_file(path)? {
-            let batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())
+            let mut batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())
                 .with_context(|| format!("`{}` does not have the bronze schema", path.display()))?;
+            if !drop.is_empty() {
+                let ids = batch.column(col::BATCH_ID).as_string::<i32>();
+                let keep: BooleanArray = ids
+                    .iter()
+                    .map(|id| Some(!id.is_some_and(|id| drop.contains(id))))
+                    .collect();
+                let before = batch.num_rows();
+                batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep)?;
+                dropped += (before - batch.num_rows()) as u64;
+            }
             let n = batch.num_rows();
+            if n == 0 {
+                continue;
+            }
             self.push(Rows {
                 batch,
                 lineage: None,
                 dates: vec![day; n],
-                side: vec![false; n],
+                side: vec![side; n],
             });
         }
-        Ok(())
+        Ok(dropped)
     }
 }
 

@@ -150,25 +150,75 @@ pub fn of_users(
         for batch in reader {
             let batch = batch?;
             let (mask, ids) = of_wanted(&batch, &wanted)?;
-            let times = cast(
-                batch
-                    .column_by_name("event_timestamp")
-                    .context("projected column missing")?,
-                &DataType::Int64,
-            )?;
-            let times = times.as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                if !mask.value(i) || times.is_null(i) {
-                    continue;
-                }
-                let (user, t) = (ids.value(i), times.value(i));
-                match out.get_mut(user) {
-                    Some(r) => *r = (r.0.min(t), r.1.max(t)),
-                    None => {
-                        out.insert(user.to_string(), (t, t));
-                    }
-                }
+            widen(&mut out, &batch, &ids, |i| mask.value(i))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Widen each user's range in `out` by the `event_timestamp`s of the rows
+/// of `batch` that `keep` takes (`users`: its `user_id`s as text).
+fn widen(
+    out: &mut HashMap<String, (i64, i64)>,
+    batch: &RecordBatch,
+    users: &StringArray,
+    keep: impl Fn(usize) -> bool,
+) -> Result<()> {
+    let times = cast(
+        batch
+            .column_by_name("event_timestamp")
+            .context("projected column missing")?,
+        &DataType::Int64,
+    )?;
+    let times = times.as_primitive::<Int64Type>();
+    for i in 0..batch.num_rows() {
+        if !keep(i) || times.is_null(i) || users.is_null(i) {
+            continue;
+        }
+        let (user, t) = (users.value(i), times.value(i));
+        match out.get_mut(user) {
+            Some(r) => *r = (r.0.min(t), r.1.max(t)),
+            None => {
+                out.insert(user.to_string(), (t, t));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every user's first and last `event_timestamp` (µs) in `files`, the
+/// built events files of one date (read whole: both columns of every
+/// row).
+pub fn of_all_users(files: &[PathBuf]) -> Result<HashMap<String, (i64, i64)>> {
+    let mut out: HashMap<String, (i64, i64)> = HashMap::new();
+    for path in files {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("failed to open `{}`", path.display()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+        let schema = builder.schema().clone();
+        let roots = ["user_id", "event_timestamp"]
+            .iter()
+            .map(|c| {
+                schema
+                    .index_of(c)
+                    .with_context(|| format!("`{}` has no column `{c}`", path.display()))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        for batch in builder
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()?
+        {
+            let batch = batch?;
+            let users = cast(
+                batch
+                    .column_by_name("user_id")
+                    .context("projected column missing")?,
+                &DataType::Utf8,
+            )?;
+            widen(&mut out, &batch, users.as_string::<i32>(), |_| true)?;
         }
     }
     Ok(out)

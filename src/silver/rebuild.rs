@@ -2051,6 +2051,43 @@ impl Stats for LakeStats<'_> {
             .map(|r| ((r.user, r.day), (r.first, r.last)))
             .collect();
         let mut out = dirty?;
+        // A date whose bronze lost rows since it was built (`retract`):
+        // a session that crossed its midnight may no longer, so each
+        // user's range there also spans their built rows (the rows before
+        // the loss), and the reach follows every session that crossed
+        // before. A wider range only loads more.
+        let shrunk: Vec<Day> = whole
+            .iter()
+            .copied()
+            .filter(|d| shrunk_since_built(self.state, *d))
+            .collect();
+        if !shrunk.is_empty() {
+            let mut merged: HashMap<(String, Day), (i64, i64)> = out
+                .drain(..)
+                .map(|r| ((r.user, r.day), (r.first, r.last)))
+                .collect();
+            for day in shrunk {
+                let files = patches::built_files(self.lake, self.state, EVENTS_TABLE, day);
+                let built = tokio::task::spawn_blocking(move || ranges::of_all_users(&files))
+                    .await
+                    .context("a read of built rows panicked")??;
+                for (user, (a, b)) in built {
+                    merged
+                        .entry((user, day))
+                        .and_modify(|r| *r = (r.0.min(a), r.1.max(b)))
+                        .or_insert((a, b));
+                }
+            }
+            out = merged
+                .into_iter()
+                .map(|((user, day), (first, last))| UserDay {
+                    user,
+                    day,
+                    first,
+                    last,
+                })
+                .collect();
+        }
         for pair in &touched {
             let built = built.get(pair).copied();
             let range = match (built, self.new_rows.get(pair).copied()) {
@@ -2084,6 +2121,23 @@ impl Stats for LakeStats<'_> {
         ));
         Ok(out)
     }
+}
+
+/// Whether bronze `day` lost rows (a `retract` rewrote or removed its
+/// files) after its silver events were last built.
+fn shrunk_since_built(state: &LakeState, day: Day) -> bool {
+    let date = crate::time::format_date32(day);
+    let removed = state
+        .tables
+        .get(bronze::TABLE)
+        .and_then(|t| t.get(&date))
+        .map_or(0, |p| p.last_removal);
+    let built = state
+        .builds
+        .get(EVENTS_TABLE)
+        .and_then(|b| b.get(&date))
+        .map(|(v, _)| *v);
+    built.is_some_and(|v| removed > v)
 }
 
 /// The ranges of (user, date) `pairs` in the built silver events, read

@@ -478,6 +478,36 @@ fn dump(lake: &Path, tables: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// Two dumps ([`silver_dump`], [`gold_dump`]) are equal, table by
+/// table; a failure shows the first rows only one of them has.
+pub fn assert_dumps_equal(
+    a: &BTreeMap<String, Vec<String>>,
+    b: &BTreeMap<String, Vec<String>>,
+    what: &str,
+) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (table, rows) in a {
+        let other = &b[table];
+        assert!(
+            rows == other,
+            "{what}: {table} differs\n  only in the first: {:?}\n  only in the second: {:?}",
+            rows.iter()
+                .filter(|r| !other.contains(r))
+                .take(5)
+                .collect::<Vec<_>>(),
+            other
+                .iter()
+                .filter(|r| !rows.contains(r))
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 /// Copy a lake directory (to rebuild a copy with `--full` and compare).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -8,5 +8,6 @@ mod ingest;
 mod interop;
 mod late;
 mod query;
+mod retract;
 mod silver;
 mod state;

@@ -435,21 +435,7 @@ pub fn assert_equals_full(lake: &Path, scratch: &Path, what: &str) {
         a.extend(gold_dump(lake));
         b.extend(gold_dump(scratch));
     }
-    for (table, rows) in &a {
-        assert!(
-            rows == &b[table],
-            "{what}: incremental {table} differs from --full\n  only incremental: {:?}\n  only full: {:?}",
-            rows.iter()
-                .filter(|r| !b[table].contains(r))
-                .take(5)
-                .collect::<Vec<_>>(),
-            b[table]
-                .iter()
-                .filter(|r| !rows.contains(r))
-                .take(5)
-                .collect::<Vec<_>>()
-        );
-    }
+    assert_dumps_equal(&a, &b, &format!("{what}: incremental vs --full"));
 }
 
 #[test]
