@@ -572,7 +572,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 .and_then(|md| Some((path.canonicalize().ok()?, hashcache::FileStamp::of(&md))));
             if let Some((canonical, fs)) = &cache_key
                 && let Some(hash) = cache.get(canonical, fs)
-                && state.batches.contains_key(hash)
+                && state
+                    .batches
+                    .get(hash)
+                    // (One to ingest again is read as any new input.)
+                    .is_some_and(|r| r.retracted.is_none() || !opts.reingest_retracted)
             {
                 return Ok(Hashed {
                     hash: hash.to_string(),

@@ -205,6 +205,10 @@ fn a_retracted_batch_leaves_the_lake_as_if_it_never_came() {
         ],
     );
     assert_eq!(r["status"], "committed", "{r}");
+    assert_eq!(
+        r["inputs"][0]["hash_cached"], false,
+        "read as a new input: {r}"
+    );
     assert_eq!(ok(&with, &["status", "--json"])["retracted_batches"], 0);
     // (The watermark did not move back: more of them are late now.)
     assert_eq!(
