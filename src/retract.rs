@@ -445,6 +445,16 @@ fn resolve<'a>(
 ) -> Result<Vec<(&'a String, &'a BatchRecord)>> {
     let mut out: Vec<(&String, &BatchRecord)> = Vec::new();
     for arg in args {
+        // Every input read from stdin has the same source: those are told
+        // apart by batch id alone.
+        if arg == crate::ingest::input::STDIN || arg == "-" {
+            return Err(Failure::Usage(format!(
+                "`{arg}`: inputs read from stdin are retracted by their batch_id (`ingest --json` \
+                 prints it; `evlake query \"SELECT batch_id, min(processing_time), count(*) FROM \
+                 bronze_events WHERE source_file = '<stdin>' GROUP BY 1\"` lists them)"
+            ))
+            .into());
+        }
         let mut found: Vec<(&String, &BatchRecord)> = state
             .batches
             .iter()

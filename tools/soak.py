@@ -10,7 +10,7 @@ tests in tests/it/, for hunting bugs before a release, not for CI.
 SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
 late policy with `reconcile`, `silver --dates` restatements, re-runs
-that must be no-ops, snapshots, a daily snapshot policy with
+that must be no-ops, inputs retracted, snapshots, a daily snapshot policy with
 `snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
 `make soak` runs all three. EVLAKE=path picks the binary (default: the
@@ -176,6 +176,18 @@ def incremental(seed, d):
             # Compaction changes no row: the lake must still equal --full,
             # and the next late batch take silver's incremental path.
             ev(lake, "compact", "--min-files", str(rng.choice([2, 3])), "--processing-time", pt)
+        if rng.random() < 0.12:
+            # An input taken back: its rows leave bronze, and the dates it
+            # was on are rebuilt (sessions it joined across midnight split).
+            gone = rng.choice(files[:i])
+            r = json.loads(ev(lake, "retract", gone, "--processing-time", pt, "--json").stdout)
+            left = ev(lake, "query", "SELECT count(*) FROM bronze_events WHERE batch_id IN ("
+                      + ",".join(f"'{b['batch_id']}'" for b in r["batches"]) + ")",
+                      "--format", "csv").stdout.split()
+            if left[1:] != ["0"]:
+                print(f"  rows of retracted {gone} left in bronze: {left}")
+                return False
+            ev(lake, "run", "--processing-time", pt, *extra)
         if rng.random() < 0.2:
             again = json.loads(ev(lake, *run).stdout)
             if again["status"] != "noop":

@@ -269,7 +269,19 @@ fn retract_names_an_unknown_batch_and_keeps_other_batches_rows() {
         2,
         "`0123456789abcdef`",
     );
-    let before = query_csv(&lake, "SELECT * FROM bronze_events WHERE event_id = 'b1'");
+    // Every stdin input has the same source: by batch id only.
+    let line = crate::silver::ev("s1", "page_view", "2024-03-15T09:00:00Z", "u3");
+    let o = run_with_stdin(
+        &lake,
+        &["ingest", "-", "--processing-time", "2024-03-15T12:00:00Z"],
+        line.as_bytes(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    run_says(&lake, &["retract", "<stdin>"], 2, "by their batch_id");
+    let before = query_csv(
+        &lake,
+        "SELECT * FROM bronze_events WHERE event_id IN ('b1', 's1') ORDER BY event_id",
+    );
     let r = ok(&lake, &["retract", &id_a, "--json"]);
     assert_eq!(r["batches"][0]["bronze_rows"], 2, "{r}");
     assert_eq!(r["batches"][0]["quarantined"], 1, "{r}");
@@ -277,8 +289,9 @@ fn retract_names_an_unknown_batch_and_keeps_other_batches_rows() {
         r["files_added"], 2,
         "a bronze file and a quarantine file: {r}"
     );
+    assert_eq!(r["files_removed"], 2, "{r}");
     assert_eq!(
-        query_csv(&lake, "SELECT * FROM bronze_events"),
+        query_csv(&lake, "SELECT * FROM bronze_events ORDER BY event_id"),
         before,
         "b's row, lineage and all"
     );
