@@ -59,6 +59,8 @@ pub struct Options {
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchReport {
     pub batch_id: String,
+    /// The input's content hash.
+    pub hash: String,
     pub source: String,
     /// The commit that ingested it.
     pub ingested_in: u64,
@@ -136,9 +138,10 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         .copied()
         .filter(|(_, b)| b.retracted.is_none())
         .collect();
-    for (_, b) in chosen.iter().filter(|(_, b)| b.retracted.is_some()) {
+    for (hash, b) in chosen.iter().filter(|(_, b)| b.retracted.is_some()) {
         report.batches.push(BatchReport {
             batch_id: b.batch_id.clone(),
+            hash: (*hash).clone(),
             source: b.source.clone(),
             ingested_in: b.version,
             status: "already_retracted",
@@ -212,6 +215,7 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         };
         report.batches.push(BatchReport {
             batch_id: b.batch_id.clone(),
+            hash: (*hash).clone(),
             source: b.source.clone(),
             ingested_in: b.version,
             status: "retracted",
@@ -283,21 +287,14 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         .batches
         .iter()
         .filter(|b| b.status == "retracted")
-        .map(|b| {
-            let hash = todo
-                .iter()
-                .find(|(_, r)| r.batch_id == b.batch_id)
-                .map(|(h, _)| (*h).clone())
-                .unwrap_or_default();
-            RetractedBatch {
-                hash,
-                batch_id: b.batch_id.clone(),
-                source: b.source.clone(),
-                ingested_in: b.ingested_in,
-                bronze_rows: b.bronze_rows,
-                late_rows: b.late_rows,
-                quarantined: b.quarantined,
-            }
+        .map(|b| RetractedBatch {
+            hash: b.hash.clone(),
+            batch_id: b.batch_id.clone(),
+            source: b.source.clone(),
+            ingested_in: b.ingested_in,
+            bronze_rows: b.bronze_rows,
+            late_rows: b.late_rows,
+            quarantined: b.quarantined,
         })
         .collect();
     // Every row is accounted for: what the rewritten files keep plus what
