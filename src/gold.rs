@@ -401,10 +401,13 @@ async fn register_inputs(
             df.filter(derive::in_days(column, dates))?
         })
     };
-    if !ctx.table_exist(silver::EVENTS_TABLE)? {
-        anyhow::bail!("silver `events` has no rows: run `evlake silver` first");
-    }
-    let events = restrict(ctx.table(silver::EVENTS_TABLE).await?, "event_date")?;
+    // (Silver with no events at all: every one was retracted. The dates
+    // gold had are recomputed empty, so their rows go.)
+    let events = if ctx.table_exist(silver::EVENTS_TABLE)? {
+        restrict(ctx.table(silver::EVENTS_TABLE).await?, "event_date")?
+    } else {
+        silver::empty_table(work, silver::EVENTS_TABLE).await?
+    };
     work.register_table(silver::EVENTS_TABLE, events.into_view())?;
     let sessions = if ctx.table_exist(silver::SESSIONS_TABLE)? {
         restrict(ctx.table(silver::SESSIONS_TABLE).await?, "session_date")?

@@ -563,6 +563,14 @@ async fn compute(
     write_events(work, input, settings, dirs, in_memory, started).await?;
     trace("silver events written");
     register_events(work, &dirs.touched_events).await?;
+    if !work.table_exist(EVENTS_TABLE)? {
+        // No row on any recomputed date (`retract` took every one): no
+        // sessions either, and the dates' old rows go.
+        work.register_table(
+            EVENTS_TABLE,
+            silver::empty_provider(work, EVENTS_TABLE).await?,
+        )?;
+    }
     let sessions_written = async {
         let r = derive::write_partitioned(
             sessions(work).await?,

@@ -389,3 +389,37 @@ fn a_retracted_bridge_splits_sessions_and_silver_equals_a_full_rebuild() {
     assert_eq!(v["silver"]["mode"], "incremental", "{v}");
     crate::silver::assert_equals_full(&lake, &tmp.path().join("full2"), "middle batch");
 }
+
+/// Retracting every input a lake has leaves every table empty after the
+/// next run (silver and gold recompute their dates with no rows), and
+/// nothing dirty.
+#[test]
+fn retracting_every_input_empties_every_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let input = sample("2024-03-15.jsonl");
+    ok(
+        &lake,
+        &[
+            "run",
+            &input,
+            "--processing-time",
+            "2024-03-16T00:00:00Z",
+            "--max-bad-fraction",
+            "1",
+        ],
+    );
+    ok(&lake, &["retract", &input]);
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(r["status"], "committed", "{r}");
+    let o = run(&lake, &["tables", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tables = json_lines(&o);
+    assert!(tables.len() >= 8, "{tables:?}");
+    for t in &tables {
+        assert_eq!(t["rows"], 0, "{t}");
+    }
+    let st = ok(&lake, &["status", "--json"]);
+    assert_eq!(st["dirty"], Value::Array(vec![]), "{st}");
+    assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
+}
