@@ -1913,13 +1913,22 @@ fn appended_files(
         let files = &appended.files;
         // Only grew: every added file still live, none removed since the
         // build.
-        let grew = state
+        // (A date whose built events are gone, all retracted, has no
+        // built rows to add to: it is rebuilt whole.)
+        let built_rows = state
             .tables
-            .get(bronze::TABLE)
+            .get(EVENTS_TABLE)
             .and_then(|t| t.get(&partition))
-            .is_some_and(|p| {
-                p.last_removal <= since[&partition] && files.iter().all(|f| p.files.contains_key(f))
-            });
+            .is_some_and(|p| !p.files.is_empty());
+        let grew = built_rows
+            && state
+                .tables
+                .get(bronze::TABLE)
+                .and_then(|t| t.get(&partition))
+                .is_some_and(|p| {
+                    p.last_removal <= since[&partition]
+                        && files.iter().all(|f| p.files.contains_key(f))
+                });
         if grew {
             let day = crate::time::parse_date32(&partition).map_err(anyhow::Error::msg)?;
             out.insert(day, appended);
