@@ -57,6 +57,8 @@ pub struct Engine {
     /// carries it (a session config extension), so registering a table
     /// needs no listing of its directories.
     committed: Arc<std::sync::Mutex<Option<Arc<CommittedFiles>>>>,
+    /// The `batches` table of the state [`Engine::read_committed`] read.
+    batches: Arc<std::sync::Mutex<Option<datafusion::arrow::array::RecordBatch>>>,
 }
 
 /// The files the log references under the lake's table directories, with
@@ -136,6 +138,7 @@ impl Engine {
             runtime: b.build_arc()?,
             opts: opts.clone(),
             committed: Default::default(),
+            batches: Default::default(),
         })
     }
 
@@ -293,6 +296,8 @@ impl Engine {
         );
         *self.committed.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Arc::new(CommittedFiles::new(lake, files)));
+        *self.batches.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(crate::batches::record_batch(state));
         Ok(())
     }
 
@@ -349,6 +354,15 @@ impl Engine {
         }
         if wanted(crate::ingest::QUARANTINE_TABLE) {
             register_quarantine(&ctx, lake).await?;
+        }
+        let batches = self
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(b) = batches.filter(|_| wanted(crate::batches::TABLE)) {
+            let table = datafusion::datasource::MemTable::try_new(b.schema(), vec![vec![b]])?;
+            ctx.register_table(crate::batches::TABLE, Arc::new(table))?;
         }
         Ok(ctx)
     }

@@ -3,6 +3,7 @@
 //! The library owns all behaviour; `main.rs` only parses arguments, calls
 //! [`cli::run`] and turns errors into exit codes (see [`error::exit_code`]).
 
+pub mod batches;
 pub mod bronze;
 pub mod check;
 pub mod cli;

@@ -750,6 +750,14 @@ pub struct BatchRecord {
     /// The `retract` commit that removed its rows, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retracted: Option<u64>,
+    /// Its commit's processing time (µs), and the events and quarantined
+    /// lines it read; none in checkpoints written before these were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<u64>,
 }
 
 /// A partition of a table as the log describes it.
@@ -1001,6 +1009,7 @@ impl LakeState {
                 self.latest_ingest = Some((c.version, t));
             }
         }
+        let processing_time = crate::time::parse_instant(&c.processing_time).ok();
         for b in c.inputs {
             let before = b.resumed.as_ref().map_or(0, |r| r.line - 1);
             self.batches.insert(
@@ -1013,6 +1022,9 @@ impl LakeState {
                     lines: before + b.lines,
                     head: b.head,
                     retracted: None,
+                    processing_time,
+                    events: Some(b.events),
+                    quarantined: Some(b.quarantined),
                 },
             );
         }

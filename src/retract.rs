@@ -447,8 +447,8 @@ fn resolve<'a>(
         if arg == crate::ingest::input::STDIN || arg == "-" {
             return Err(Failure::Usage(format!(
                 "`{arg}`: inputs read from stdin are retracted by their batch_id (`ingest --json` \
-                 prints it; `evlake query \"SELECT batch_id, min(processing_time), count(*) FROM \
-                 bronze_events WHERE source_file = '<stdin>' GROUP BY 1\"` lists them)"
+                 prints it; `evlake query \"SELECT * FROM batches WHERE source = '<stdin>'\"` \
+                 lists them)"
             ))
             .into());
         }
@@ -461,8 +461,7 @@ fn resolve<'a>(
             return Err(Failure::Usage(format!(
                 "no committed input batch `{arg}`: give a batch_id (16 hex digits, as in \
                  bronze's batch_id column and `ingest --json`) or an input as it was ingested; \
-                 `evlake query \"SELECT batch_id, source_file, count(*) FROM bronze_events \
-                 GROUP BY ALL\"` lists them"
+                 `evlake query \"SELECT * FROM batches\"` lists them"
             ))
             .into());
         }
@@ -585,6 +584,9 @@ mod tests {
             lines: 0,
             head: None,
             retracted: None,
+            processing_time: None,
+            events: None,
+            quarantined: None,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::retract;
   evlake retract incoming/2024-03-15.jsonl         # every batch of an input, as it was ingested
   evlake retract 3f2a9c0d1e4b5a67 --dry-run        # what it would take out
   evlake retract 3f2a9c0d1e4b5a67 --json           # summary as JSON on stdout
-  evlake query \"SELECT batch_id, source_file, count(*) AS events FROM bronze_events GROUP BY ALL\"
+  evlake query \"SELECT * FROM batches ORDER BY ingested_in DESC LIMIT 20\"   # the latest inputs
 
 The batches' events leave bronze_events and bronze_late, their bad lines
 leave quarantine, and the dates they were on become dirty: the next
@@ -25,8 +25,9 @@ consumed, so a re-run of the same ingest skips it; `evlake ingest
 --reingest-retracted FILE` takes it in again. Safe to run twice: a batch
 already retracted is a reported no-op.")]
 pub struct Args {
-    /// Batch ids (bronze's batch_id column; `ingest --json` prints them)
-    /// or inputs as they were ingested (every batch of each)
+    /// Batch ids (the `batches` table lists them, as does bronze's
+    /// batch_id column) or inputs as they were ingested (every batch of
+    /// each)
     #[arg(required = true, value_name = "BATCH")]
     pub batches: Vec<String>,
 

@@ -34,7 +34,7 @@ pub struct Column {
 #[derive(Debug, Serialize)]
 pub struct TableInfo {
     pub name: String,
-    /// bronze, silver, gold or quarantine.
+    /// bronze, silver, gold, quarantine or log (`batches`).
     pub layer: &'static str,
     /// Lake-relative directory.
     pub directory: String,
@@ -63,6 +63,8 @@ pub fn known_tables() -> Vec<(&'static str, &'static str, &'static str)> {
     for (t, d) in gold::all_tables() {
         v.push((t, "gold", d));
     }
+    // (Made from the commit log: no files of its own.)
+    v.push((crate::batches::TABLE, "log", "_evlake/log"));
     v
 }
 
@@ -93,17 +95,22 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                     .collect(),
                 Err(_) => Vec::new(),
             };
+            let log = layer == "log";
             tables.push(TableInfo {
                 name: name.to_string(),
                 layer,
                 directory: dir.to_string(),
-                partitions: if layer == "quarantine" {
+                partitions: if layer == "quarantine" || log {
                     0
                 } else {
                     parts.len()
                 },
                 files: parts.iter().map(|(_, p)| p.files.len()).sum(),
-                rows: parts.iter().map(|(_, p)| p.rows()).sum(),
+                rows: if log {
+                    state.batches.len() as u64
+                } else {
+                    parts.iter().map(|(_, p)| p.rows()).sum()
+                },
                 columns,
             });
         }

@@ -171,6 +171,20 @@ fn a_retracted_batch_leaves_the_lake_as_if_it_never_came() {
     assert_eq!(again["status"], "noop", "{again}");
     assert_eq!(again["batches"][0]["status"], "already_retracted");
     assert_eq!(again["batches"][0]["retracted_in"], r["version"]);
+    // The `batches` table says so, beside the batches kept.
+    let listed = query_csv(
+        &with,
+        "SELECT batch_id, ingested_in, retracted_in, events > 0 FROM batches ORDER BY ingested_in",
+    );
+    assert_eq!(listed.len(), runs.len(), "{listed:?}");
+    assert_eq!(
+        listed.last().unwrap(),
+        &format!("{batch_id},{ingested},{},true", r["version"])
+    );
+    assert!(
+        listed[..listed.len() - 1].iter().all(|l| l.contains(",,")),
+        "{listed:?}"
+    );
 
     // Silver and gold rebuild what it touched, and equal the lake that
     // never had it.
@@ -417,8 +431,14 @@ fn retracting_every_input_empties_every_table() {
     let tables = json_lines(&o);
     assert!(tables.len() >= 8, "{tables:?}");
     for t in &tables {
-        assert_eq!(t["rows"], 0, "{t}");
+        // (`batches`, from the log, still lists the input: retracted.)
+        let rows = if t["name"] == "batches" { 1 } else { 0 };
+        assert_eq!(t["rows"], rows, "{t}");
     }
+    assert_eq!(
+        query_csv(&lake, "SELECT retracted_in IS NOT NULL FROM batches"),
+        ["true"]
+    );
     let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["dirty"], Value::Array(vec![]), "{st}");
     assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
