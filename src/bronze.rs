@@ -1,6 +1,8 @@
 //! The bronze table: its Arrow schema and how its Parquet files are written.
 //!
-//! Bronze is the append-only record of every accepted event, partitioned
+//! Bronze is the append-only record of every accepted event (only
+//! `evlake retract` takes rows out: an input's, ingested by mistake),
+//! partitioned
 //! Hive-style by `event_date` (the UTC date of the *event* time). The
 //! partition column lives in the directory name, not inside the files.
 

@@ -13,6 +13,9 @@
 //! exactly the sessions a full rebuild would give them. Bronze is
 //! append-only, so a session that crossed an edge before the new rows
 //! arrived still crosses it afterwards; old sessions cannot hide outside.
+//! The one exception, a date `retract` took rows from, is given each
+//! user's range of the rows built before as well (see `LakeStats`), so
+//! the sessions that crossed its edges are followed too.
 //!
 //! Growing per user, not per date, keeps the load small: on a busy lake
 //! some user crosses every midnight, but only the few touched users who do
