@@ -2,9 +2,9 @@
 //!
 //! Bronze is the append-only record of every accepted event (only
 //! `evlake retract` takes rows out: an input's, ingested by mistake),
-//! partitioned
-//! Hive-style by `event_date` (the UTC date of the *event* time). The
-//! partition column lives in the directory name, not inside the files.
+//! partitioned Hive-style by `event_date` (the UTC date of the *event*
+//! time). The partition column lives in the directory name, not inside
+//! the files.
 
 use std::fs::File;
 use std::path::Path;
