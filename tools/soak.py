@@ -3,7 +3,7 @@
 tests in tests/it/, for hunting bugs before a release, not for CI.
 
   python3 tools/soak.py incremental SEEDS   # incremental run == full rebuild
-  python3 tools/soak.py kill SEEDS          # kill -9 at random moments, re-run == clean lake
+  python3 tools/soak.py kill SEEDS          # kill -9 at random moments (runs, retracts), re-run == clean lake
   python3 tools/soak.py known-at SEEDS      # state --known-at P == the state of a lake fed up to P
   python3 tools/soak.py grow SEEDS          # a file appended to between runs lands once
 
@@ -225,7 +225,7 @@ def kill(seed, d):
     after every kill."""
     rng = random.Random(seed)
     files, _ = generated(d, rng, seed, (20000, 80000), (20, 300), [0.5])
-    clean, crashy, kills = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0
+    clean, crashy, kills, retracts = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0, 0
     # Half the pairs keep daily snapshots of balances, the newest 2.
     policy = rng.random() < 0.5
     # Some pairs compact at the end of every run (kills land in it too).
@@ -258,32 +258,41 @@ def kill(seed, d):
             sql = rng.choice([OWN_TYPED, OWN_TYPED_EDITED, None])
             for lake in (clean, crashy):
                 own_typed(lake, sql)
-        ev(clean, *run)
-        for attempt in range(1, 100):
-            p = subprocess.Popen([E, "--lake", crashy, *run], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-            try:
-                # A few random kills, then one run to the end.
-                p.wait(timeout=rng.uniform(0, 0.6) if attempt <= 4 else None)
-            except subprocess.TimeoutExpired:
-                p.send_signal(signal.SIGKILL)
-                p.wait()
-                kills += 1
-                if os.path.isdir(os.path.join(crashy, "_evlake", "log")) and \
-                        ev(crashy, "query", "SELECT count(*) FROM bronze_events", check=False).returncode:
-                    print("  the lake is unreadable after a kill")
+        steps = [run]
+        if n > 0 and rng.random() < 0.15:
+            # An earlier input retracted first (kills land in the rewrite
+            # and in the rebuild after it).
+            steps.insert(0, ["retract", rng.choice(files[:n]), "--processing-time",
+                             f"2024-04-{n + 1:02d}T01:00:00Z"])
+            retracts += 1
+        for step in steps:
+            ev(clean, *step)
+            for attempt in range(1, 100):
+                p = subprocess.Popen([E, "--lake", crashy, *step], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+                try:
+                    # A few random kills, then one run to the end.
+                    p.wait(timeout=rng.uniform(0, 0.6) if attempt <= 4 else None)
+                except subprocess.TimeoutExpired:
+                    p.send_signal(signal.SIGKILL)
+                    p.wait()
+                    kills += 1
+                    if os.path.isdir(os.path.join(crashy, "_evlake", "log")) and \
+                            ev(crashy, "query", "SELECT count(*) FROM bronze_events", check=False).returncode:
+                        print("  the lake is unreadable after a kill")
+                        return False
+                    continue
+                if p.returncode != 0:
+                    print(f"  a re-run failed: exit {p.returncode}: {p.stderr.read().decode()[-500:]}")
                     return False
-                continue
-            if p.returncode != 0:
-                print(f"  a re-run failed: exit {p.returncode}: {p.stderr.read().decode()[-500:]}")
-                return False
-            break
+                break
         if differences(dump(clean), dump(crashy), f"clean vs killed ({kills} kills) after file {n + 1}"):
             return False
         if snapshots(clean) != snapshots(crashy):
             print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
             return False
-    print(f"  {len(files)} files, {kills} kills" + (", daily snapshots, snapshot_keep 2" if policy else "")
+    print(f"  {len(files)} files, {kills} kills, {retracts} retracts"
+          + (", daily snapshots, snapshot_keep 2" if policy else "")
           + (", log retention 1d" if retention else "")
           + (", compacting" if compacts else "")
           + (", own typed table" if own else ""))
