@@ -130,8 +130,8 @@ pub struct Commit {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped: Vec<String>,
     /// `retract` only: the input batches whose rows it removed. They stay
-    /// consumed (a re-run of the same ingest skips them) but are no base
-    /// a grown file resumes from.
+    /// consumed (a re-run of the same ingest skips them, a grown file
+    /// resumes after them) unless ingest is told to take them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retracted: Vec<RetractedBatch>,
 }

@@ -15,10 +15,11 @@
 //! The commit also marks the batch retracted in the log
 //! ([`crate::log::BatchRecord::retracted`]):
 //! - a re-run of the same ingest (cron over the same directory) skips the
-//!   input rather than bring it back; `ingest --reingest-retracted` takes
-//!   it in again on purpose;
-//! - a file that grew since is read whole, not from where the retracted
-//!   batch ended (what that batch held is no longer in the lake);
+//!   input rather than bring it back, and a file that grew since is read
+//!   from where the retracted batch ended, as for any batch (a log
+//!   retracted while its writer goes on appending keeps its retracted
+//!   lines out); `ingest --reingest-retracted` takes it in again on
+//!   purpose, a grown file whole;
 //! - a snapshot at or after the earliest retracted event becomes invalid,
 //!   as it does when an event arrives there;
 //! - the id index still holds the retracted ids, so it no longer covers

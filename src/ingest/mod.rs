@@ -533,8 +533,14 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // first 512 bytes it begins with (a log renamed by rotation).
     let mut last_of: HashMap<&str, (&String, &log::BatchRecord)> = HashMap::new();
     let mut by_head: HashMap<&str, Vec<(&String, &log::BatchRecord)>> = HashMap::new();
-    // (Not after a retracted batch: its content is no longer in the lake.)
-    for (h, b) in state.batches.iter().filter(|(_, b)| b.retracted.is_none()) {
+    // A retracted batch's content stays consumed like any other's (a log
+    // retracted and growing still is not read again from its start), but
+    // for `--reingest-retracted`, which reads such a file whole.
+    for (h, b) in state
+        .batches
+        .iter()
+        .filter(|(_, b)| b.retracted.is_none() || !opts.reingest_retracted)
+    {
         let last = last_of.entry(b.source.as_str()).or_insert((h, b));
         if b.version > last.1.version {
             *last = (h, b);

@@ -463,3 +463,48 @@ fn retracting_every_input_empties_every_table() {
     assert_eq!(r["silver"]["mode"], "incremental", "{r}");
     crate::silver::assert_equals_full(&lake, &tmp.path().join("full"), "refilled");
 }
+
+/// A log retracted while its writer goes on appending: the next ingest
+/// reads only the lines after the retracted ones (they stay consumed),
+/// and `--reingest-retracted` reads the grown file whole once every
+/// batch of it is retracted.
+#[test]
+fn a_retracted_log_that_grows_keeps_its_retracted_lines_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let log = tmp.path().join("app.jsonl");
+    let ev = |i: usize| {
+        crate::silver::ev(
+            &format!("e{i}"),
+            "page_view",
+            &format!("2024-03-15T10:{i:02}:00Z"),
+            "u1",
+        )
+    };
+    // Longer than the 512 bytes a grown file is recognised by.
+    let first: String = (0..6).map(ev).collect();
+    std::fs::write(&log, &first).unwrap();
+    let path = log.to_str().unwrap();
+    let pt = ["--processing-time", "2024-03-15T12:00:00Z"];
+    ok(&lake, &[&["ingest", path][..], &pt].concat());
+    ok(&lake, &["retract", path]);
+    let count = |lake: &Path| query_csv(lake, "SELECT count(*) FROM bronze_events")[0].clone();
+    assert_eq!(count(&lake), "0");
+    std::fs::write(&log, format!("{first}{}", ev(6))).unwrap();
+    let r = ok(&lake, &[&["ingest", path, "--json"][..], &pt].concat());
+    assert_eq!(r["events"], 1, "only the new line: {r}");
+    assert_eq!(r["inputs"][0]["resumed"]["line"], 7, "{r}");
+    assert_eq!(count(&lake), "1");
+    // On purpose, whole, once every batch of it is retracted (a read
+    // resumes after the last batch that is not).
+    let r = ok(&lake, &["retract", path, "--json"]);
+    assert_eq!(r["batches"][0]["status"], "already_retracted", "{r}");
+    assert_eq!(r["batches"][1]["bronze_rows"], 1, "{r}");
+    std::fs::write(&log, format!("{first}{}{}", ev(6), ev(7))).unwrap();
+    let r = ok(
+        &lake,
+        &[&["ingest", path, "--reingest-retracted", "--json"][..], &pt].concat(),
+    );
+    assert!(r["inputs"][0]["resumed"].is_null(), "{r}");
+    assert_eq!(r["events"], 8, "{r}");
+}
