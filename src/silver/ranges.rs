@@ -34,6 +34,18 @@ use crate::patch;
 /// Rows per batch read.
 const BATCH_ROWS: usize = 8192;
 
+/// The positions of `columns` in `schema`, that of file `path`.
+fn roots_of(schema: &SchemaRef, columns: &[&str], path: &Path) -> Result<Vec<usize>> {
+    columns
+        .iter()
+        .map(|c| {
+            schema
+                .index_of(c)
+                .with_context(|| format!("`{}` has no column `{c}`", path.display()))
+        })
+        .collect()
+}
+
 /// A reader of `columns` (which include `user_id`) of the built file
 /// `path`, over only the pages whose `user_id` statistics may hold one of
 /// `users` (every page where the file has no page index); `None` where no
@@ -50,14 +62,7 @@ fn reader(
 ) -> Result<Option<ParquetRecordBatchReader>> {
     let (file, meta) = patch::open_indexed(path)?;
     let schema = meta.schema().clone();
-    let roots = columns
-        .iter()
-        .map(|c| {
-            schema
-                .index_of(c)
-                .with_context(|| format!("`{}` has no column `{c}`", path.display()))
-        })
-        .collect::<Result<Vec<usize>>>()?;
+    let roots = roots_of(&schema, columns, path)?;
     let descr = meta.metadata().file_metadata().schema_descr_ptr();
     let rows = meta.metadata().file_metadata().num_rows() as usize;
     // Page statistics are per leaf: a flat file's leaves are its fields.
@@ -196,15 +201,7 @@ pub fn of_all_users(files: &[PathBuf]) -> Result<HashMap<String, (i64, i64)>> {
             .with_context(|| format!("failed to open `{}`", path.display()))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
-        let schema = builder.schema().clone();
-        let roots = ["user_id", "event_timestamp"]
-            .iter()
-            .map(|c| {
-                schema
-                    .index_of(c)
-                    .with_context(|| format!("`{}` has no column `{c}`", path.display()))
-            })
-            .collect::<Result<Vec<usize>>>()?;
+        let roots = roots_of(builder.schema(), &["user_id", "event_timestamp"], path)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         for batch in builder
             .with_projection(mask)
