@@ -14,6 +14,9 @@
    (`silver --full` + `gold --full`) and vs DuckDB redoing the whole
    pipeline with the batch added. Ratios; the goal is <= 1/20 of a full
    recompute.
+3. An input taken back: the middle batch (ingested in the same run as the
+   others, so its rows share every file of their dates) retracted, then
+   `run`, vs DuckDB redoing the whole pipeline without it.
 Writes bench/out/pipeline-<events>.json (pipeline-<events>-<days>d.json for
 another span than 30 days).
 """
@@ -99,7 +102,7 @@ def main():
                     "--max-bad-fraction", "1"])
 
     results = {"evlake": [], "duckdb": [], "duckdb_typed": [], "late_evlake": [], "late_evlake_full": [],
-               "late_duckdb": []}
+               "late_duckdb": [], "retract_evlake": [], "retract_duckdb": []}
     glob = os.path.join(batches, "*.jsonl")
     for rep in range(args.reps):
         for name, fn in (("evlake", evlake_full), ("duckdb", lambda: duckdb_full(glob)),
@@ -130,6 +133,21 @@ def main():
         results["late_duckdb"].append({"seconds": ds, "peak_rss": dr})
         print(f"  run {rep + 1} late batch: evlake run {secs:6.2f} s, evlake full recompute {s1 + s2:6.2f} s, "
               f"duckdb everything {ds:6.2f} s", file=sys.stderr)
+        # An input taken back (the middle batch, ingested by mistake):
+        # `evlake retract` then `run`, vs DuckDB recomputing everything
+        # without it.
+        gone = sorted(f for f in os.listdir(batches) if f.endswith(".jsonl"))
+        gone = gone[len(gone) // 2]
+        t1, q1 = run([args.evlake, "--lake", lake, "retract", os.path.join(batches, gone),
+                      "--processing-time", "2030-01-02T00:00:00Z"])
+        t2, q2 = run([args.evlake, "--lake", lake, "run", "--processing-time", "2030-01-02T00:00:00Z"])
+        results["retract_evlake"].append({"seconds": t1 + t2, "retract_seconds": t1,
+                                          "peak_rss": max(q1, q2)})
+        os.remove(os.path.join(both, gone))
+        ds, dr = duckdb_full(os.path.join(both, "*.jsonl"))
+        results["retract_duckdb"].append({"seconds": ds, "peak_rss": dr})
+        print(f"  run {rep + 1} retract {gone}: evlake retract {t1:6.2f} s + run {t2:6.2f} s, "
+              f"duckdb everything without it {ds:6.2f} s", file=sys.stderr)
     shutil.rmtree(duck, ignore_errors=True)
 
     import duckdb
@@ -151,8 +169,16 @@ def main():
     r1 = med["late_evlake"] / med["late_evlake_full"]
     r2 = med["late_evlake"] / med["late_duckdb"]
     print(f"  incremental / evlake full recompute: {r1:.3f}; incremental / DuckDB recompute: {r2:.3f} (goal <= 0.050)")
+    print("an input taken back (the middle batch):")
+    retract_only = statistics.median(r["retract_seconds"] for r in results["retract_evlake"])
+    print(f"  evlake retract + run      {med['retract_evlake']:7.2f} s  peak RSS {rss['retract_evlake']:6.0f} MiB"
+          f"  (retract alone {retract_only:.2f} s)")
+    print(f"  duckdb everything without it {med['retract_duckdb']:4.2f} s")
+    r3 = med["retract_evlake"] / med["retract_duckdb"]
+    print(f"  retract + run / DuckDB recompute: {r3:.3f}")
     summary = {"events": events, "days": args.days, "median_seconds": med, "peak_rss_mib": rss,
-               "speedup": speedup, "speedup_same_tables": speedup_typed, "late_vs_full": r1, "late_vs_duckdb": r2, "late_dates": old_dates,
+               "speedup": speedup, "speedup_same_tables": speedup_typed, "late_vs_full": r1, "late_vs_duckdb": r2,
+               "retract_vs_duckdb": r3, "late_dates": old_dates,
                "runs": results}
     name = f"pipeline-{args.events}.json" if args.days == 30 else f"pipeline-{args.events}-{args.days}d.json"
     with open(os.path.join(OUT, name), "w") as f:
