@@ -77,6 +77,23 @@ pub struct BatchReport {
     pub quarantined: u64,
 }
 
+impl BatchReport {
+    /// Batch `b` (input hash `hash`) with `status`, no rows counted yet.
+    fn of(hash: &str, b: &BatchRecord, status: &'static str) -> BatchReport {
+        BatchReport {
+            batch_id: b.batch_id.clone(),
+            hash: hash.to_string(),
+            source: b.source.clone(),
+            ingested_in: b.version,
+            status,
+            retracted_in: b.retracted,
+            bronze_rows: 0,
+            late_rows: 0,
+            quarantined: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DateReport {
     pub event_date: String,
@@ -140,17 +157,9 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         .filter(|(_, b)| b.retracted.is_none())
         .collect();
     for (hash, b) in chosen.iter().filter(|(_, b)| b.retracted.is_some()) {
-        report.batches.push(BatchReport {
-            batch_id: b.batch_id.clone(),
-            hash: (*hash).clone(),
-            source: b.source.clone(),
-            ingested_in: b.version,
-            status: "already_retracted",
-            retracted_in: b.retracted,
-            bronze_rows: 0,
-            late_rows: 0,
-            quarantined: 0,
-        });
+        report
+            .batches
+            .push(BatchReport::of(hash, b, "already_retracted"));
     }
     if todo.is_empty() {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -215,15 +224,10 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
                 .sum()
         };
         report.batches.push(BatchReport {
-            batch_id: b.batch_id.clone(),
-            hash: (*hash).clone(),
-            source: b.source.clone(),
-            ingested_in: b.version,
-            status: "retracted",
-            retracted_in: None,
             bronze_rows: count(bronze::TABLE)?,
             late_rows: count(bronze::LATE_TABLE)?,
             quarantined: count(QUARANTINE_TABLE)?,
+            ..BatchReport::of(hash, b, "retracted")
         });
     }
     report
