@@ -57,8 +57,10 @@ pub struct Engine {
     /// carries it (a session config extension), so registering a table
     /// needs no listing of its directories.
     committed: Arc<std::sync::Mutex<Option<Arc<CommittedFiles>>>>,
-    /// The `batches` table of the state [`Engine::read_committed`] read.
+    /// The `batches` table of the state [`Engine::read_committed`] read,
+    /// and the derived tables it has builds of.
     batches: Arc<std::sync::Mutex<Option<datafusion::arrow::array::RecordBatch>>>,
+    built: Arc<std::sync::Mutex<Option<std::collections::HashSet<String>>>>,
 }
 
 /// The files the log references under the lake's table directories, with
@@ -139,6 +141,7 @@ impl Engine {
             opts: opts.clone(),
             committed: Default::default(),
             batches: Default::default(),
+            built: Default::default(),
         })
     }
 
@@ -298,6 +301,8 @@ impl Engine {
             Some(Arc::new(CommittedFiles::new(lake, files)));
         *self.batches.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(crate::batches::record_batch(state));
+        *self.built.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(state.builds.keys().cloned().collect());
         Ok(())
     }
 
@@ -381,7 +386,17 @@ impl Engine {
         only: Option<&std::collections::HashSet<String>>,
     ) -> Result<()> {
         let wanted = |t: &str| only.is_none_or(|o| o.contains(t));
-        let built = |dir: &str| -> Result<bool> {
+        // Built: the log has builds of the layer (its files may all be
+        // gone, every event retracted), else it has files.
+        let built = |table: &str, dir: &str| -> Result<bool> {
+            if let Some(b) = self
+                .built
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                return Ok(b.contains(table));
+            }
             let dir = lake.path(dir);
             let committed = self
                 .committed
@@ -408,7 +423,7 @@ impl Engine {
             ctx.register_table(t, empty.select_columns(&names)?.into_view())?;
             Ok(())
         };
-        if built(crate::silver::EVENTS_DIR)? {
+        if built(crate::silver::EVENTS_TABLE, crate::silver::EVENTS_DIR)? {
             for t in crate::silver::all_tables() {
                 if wanted(t) && !ctx.table_exist(t)? {
                     let column = if t == crate::silver::SESSIONS_TABLE {
@@ -420,7 +435,7 @@ impl Engine {
                 }
             }
         }
-        if built(crate::gold::METRICS_DIR)? {
+        if built(crate::gold::METRICS_TABLE, crate::gold::METRICS_DIR)? {
             for (t, _) in crate::gold::all_tables() {
                 if wanted(t) && !ctx.table_exist(t)? {
                     register(t, crate::gold::empty_table(ctx, t).await?, "event_date")?;

@@ -439,6 +439,14 @@ fn retracting_every_input_empties_every_table() {
         query_csv(&lake, "SELECT retracted_in IS NOT NULL FROM batches"),
         ["true"]
     );
+    // Built, with no rows: counted 0, not "not built yet".
+    for t in ["events", "sessions", "purchases", "daily_metrics"] {
+        assert_eq!(
+            query_csv(&lake, &format!("SELECT count(*) FROM {t}")),
+            ["0"],
+            "{t}"
+        );
+    }
     let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["dirty"], Value::Array(vec![]), "{st}");
     assert_eq!(ok(&lake, &["run", "--json"])["status"], "noop");
