@@ -191,7 +191,7 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         .collect::<Result<Vec<_>>>()?;
     let quarantine_files = quarantine_candidates(lake, &state, &todo);
     for f in quarantine_files {
-        let rows = quarantine_lines(lake, f, &todo)?.1;
+        let rows = quarantine_lines(lake, f, &todo)?;
         hits.push(Hit {
             file: f,
             table: QUARANTINE_TABLE,
@@ -216,7 +216,7 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
                     if single {
                         Ok(h.rows)
                     } else if table == QUARANTINE_TABLE {
-                        Ok(quarantine_lines(lake, h.file, &[(*hash, *b)])?.1)
+                        quarantine_lines(lake, h.file, &[(*hash, *b)])
                     } else {
                         bronze::count_batch_rows(&lake.path(&h.file.path), &one)
                     }
@@ -276,8 +276,9 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         staged.extend(write::flush(buffer, &namer)?);
     }
     namer.number(&mut staged);
-    let id_conflicts = recount_conflicts(lake, &state, &hits, &staged)?;
-    let ids_on_other_dates = recount_other_dates(lake, &state, &hits, &staged)?;
+    let after = files_after(lake, &state, &hits, &staged);
+    let id_conflicts = recount_conflicts(&hits, &after)?;
+    let ids_on_other_dates = recount_other_dates(&state, &after)?;
     fault::point("staged")?;
     moves.extend(staged.iter().map(|f| f.publish_move(lake)));
     lake::publish(lake, &moves)?;
@@ -326,18 +327,12 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
 /// files from staging): per `event_id`, its distinct contents less one,
 /// which is what ingest's counts add up to. A `retract` commit's counts
 /// replace the state's for the dates it lists (0 included).
-fn recount_conflicts(
-    lake: &Lake,
-    state: &LakeState,
-    hits: &[Hit],
-    staged: &[write::StagedFile],
-) -> Result<BTreeMap<String, u64>> {
+fn recount_conflicts(hits: &[Hit], files: &DateFiles) -> Result<BTreeMap<String, u64>> {
     let dates: std::collections::BTreeSet<&String> = hits
         .iter()
         .filter(|h| h.table != QUARANTINE_TABLE)
         .map(|h| &h.file.partition)
         .collect();
-    let files = files_after(lake, state, hits, staged);
     dates
         .into_par_iter()
         .map(|date| {
@@ -354,6 +349,9 @@ fn recount_conflicts(
         .collect()
 }
 
+/// Files by date (see [`files_after`]).
+type DateFiles = BTreeMap<String, Vec<std::path::PathBuf>>;
+
 /// Every bronze and side-output file the lake has after the retraction,
 /// by date: the live ones it does not remove, and the rewritten ones (from
 /// staging).
@@ -362,9 +360,9 @@ fn files_after(
     state: &LakeState,
     hits: &[Hit],
     staged: &[write::StagedFile],
-) -> BTreeMap<String, Vec<std::path::PathBuf>> {
+) -> DateFiles {
     let removed: HashSet<&str> = hits.iter().map(|h| h.file.path.as_str()).collect();
-    let mut out: BTreeMap<String, Vec<std::path::PathBuf>> = BTreeMap::new();
+    let mut out = DateFiles::new();
     for t in [bronze::TABLE, bronze::LATE_TABLE] {
         for (date, p) in state.partitions(t) {
             for f in p.files.keys().filter(|f| !removed.contains(f.as_str())) {
@@ -389,12 +387,7 @@ fn files_after(
 /// another date now (exact when the retracted rows were all that put an
 /// id on two dates). Only the `event_id` column is read; memory holds the
 /// ids of those dates.
-fn recount_other_dates(
-    lake: &Lake,
-    state: &LakeState,
-    hits: &[Hit],
-    staged: &[write::StagedFile],
-) -> Result<BTreeMap<String, u64>> {
+fn recount_other_dates(state: &LakeState, files: &DateFiles) -> Result<BTreeMap<String, u64>> {
     let dates: Vec<&String> = state
         .ids_on_other_dates
         .iter()
@@ -404,7 +397,6 @@ fn recount_other_dates(
     if dates.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let files = files_after(lake, state, hits, staged);
     let ids_of = |paths: &[std::path::PathBuf]| -> Result<HashSet<u64>> {
         let mut ids = HashSet::new();
         for p in paths {
@@ -418,7 +410,7 @@ fn recount_other_dates(
         watched.insert(d, ids_of(files.get(*d).map_or(&[][..], |v| v))?);
     }
     let mut elsewhere: BTreeMap<&String, HashSet<u64>> = BTreeMap::new();
-    for (date, paths) in &files {
+    for (date, paths) in files {
         let ids = ids_of(paths)?;
         for (d, w) in &watched {
             if *d != date {
@@ -528,22 +520,17 @@ fn quarantine_line_of(line: &str, todo: &[(&String, &BatchRecord)]) -> bool {
     })
 }
 
-/// The lines of quarantine file `f` and how many of them are the batches'.
-fn quarantine_lines(
-    lake: &Lake,
-    f: &FileAction,
-    todo: &[(&String, &BatchRecord)],
-) -> Result<(u64, u64)> {
+/// How many lines of quarantine file `f` are the batches'.
+fn quarantine_lines(lake: &Lake, f: &FileAction, todo: &[(&String, &BatchRecord)]) -> Result<u64> {
     let path = lake.path(&f.path);
     let file = std::fs::File::open(&path)
         .with_context(|| format!("failed to open `{}`", path.display()))?;
-    let (mut all, mut theirs) = (0, 0);
+    let mut theirs = 0;
     for line in std::io::BufReader::new(file).lines() {
         let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
-        all += 1;
         theirs += u64::from(quarantine_line_of(&line, todo));
     }
-    Ok((all, theirs))
+    Ok(theirs)
 }
 
 /// Write quarantine file `f` without the batches' lines to `to` (fsynced);
