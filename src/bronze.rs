@@ -258,52 +258,58 @@ fn opt(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
 }
 
-/// How many rows of bronze (or side-output) file `path` have a
-/// `batch_id` in `ids`. A row group whose `batch_id` statistics rule every
-/// id out is not read; the others' `batch_id` column alone is.
-pub fn count_batch_rows(path: &Path, ids: &std::collections::HashSet<String>) -> Result<u64> {
+/// How many rows of bronze (or side-output) file `path` have each value
+/// of `values` in string column `column` (a [`col`] position: `batch_id`,
+/// `user_id`); values with no row are left out. A row group whose
+/// statistics of the column rule every value out is not read; the others'
+/// column alone is.
+pub fn count_rows_by(
+    path: &Path,
+    column: usize,
+    values: &std::collections::HashSet<String>,
+) -> Result<std::collections::BTreeMap<String, u64>> {
     let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
     let meta = builder.metadata().clone();
-    let column = builder
+    let name = SCHEMA.field(column).name();
+    let leaf = builder
         .parquet_schema()
         .columns()
         .iter()
-        .position(|c| c.name() == "batch_id")
-        .with_context(|| format!("`{}` has no batch_id column", path.display()))?;
+        .position(|c| c.name() == name)
+        .with_context(|| format!("`{}` has no {name} column", path.display()))?;
     let groups: Vec<usize> = (0..meta.num_row_groups())
         .filter(|g| {
-            let Some(stats) = meta.row_group(*g).column(column).statistics() else {
+            let Some(stats) = meta.row_group(*g).column(leaf).statistics() else {
                 return true;
             };
             match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
-                (Some(min), Some(max)) => ids
+                (Some(min), Some(max)) => values
                     .iter()
-                    .any(|id| min <= id.as_bytes() && id.as_bytes() <= max),
+                    .any(|v| min <= v.as_bytes() && v.as_bytes() <= max),
                 _ => true,
             }
         })
         .collect();
+    let mut counts = std::collections::BTreeMap::new();
     if groups.is_empty() {
-        return Ok(0);
+        return Ok(counts);
     }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
-    let mut n = 0;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [leaf]);
     for batch in builder
         .with_row_groups(groups)
         .with_projection(mask)
         .build()?
     {
         let batch = batch.with_context(|| format!("failed to read `{}`", path.display()))?;
-        n += batch
-            .column(0)
-            .as_string::<i32>()
-            .iter()
-            .filter(|id| id.is_some_and(|id| ids.contains(id)))
-            .count() as u64;
+        for v in batch.column(0).as_string::<i32>().iter().flatten() {
+            if let Some(v) = values.get(v) {
+                *counts.entry(v.clone()).or_default() += 1;
+            }
+        }
     }
-    Ok(n)
+    Ok(counts)
 }
 
 /// Every row of a bronze (or side-output) file.

@@ -29,6 +29,7 @@ const AFTER_HELP: &str = "Examples:
   evlake status --json
   evlake lateness --by batch
   evlake retract 3f2a9c0d1e4b5a67                  # take back a batch ingested by mistake
+  evlake erase --user u42 && evlake run            # a right-to-erasure request
   evlake check --deep                              # every committed file whole, as the log says
   evlake generate --events 100000 --out /tmp/gen
 
@@ -91,6 +92,8 @@ pub enum Command {
     Compact(commands::compact::Args),
     /// Take back every row of input batches ingested by mistake
     Retract(commands::retract::Args),
+    /// Take every row of some users out of the lake (right to erasure)
+    Erase(commands::erase::Args),
     /// Build sessionized events, sessions and typed tables (silver) from bronze
     Silver(commands::silver::Args),
     /// Build daily_metrics and daily_revenue_by_currency (gold) from silver
@@ -148,6 +151,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reconcile(args) => commands::reconcile::run(&cli.lake, args),
         Command::Compact(args) => commands::compact::run(&cli.lake, args),
         Command::Retract(args) => commands::retract::run(&cli.lake, args),
+        Command::Erase(args) => commands::erase::run(&cli.lake, args),
         Command::Silver(args) => commands::silver::run(&cli.lake, args),
         Command::Gold(args) => commands::gold::run(&cli.lake, args),
         Command::Run(args) => commands::run::run(&cli.lake, args),

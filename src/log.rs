@@ -16,18 +16,18 @@ use crate::lake::{self, Lake};
 use crate::lateness::StoredHistogram;
 
 /// The on-disk format version of commit files: the newest this evlake
-/// reads. Commits are written in [`BASE_FORMAT`] but for a `retract`,
-/// whose removal of rows an evlake from before it would misread (it would
-/// take the retracted input for consumed, keep the id index and snapshots
-/// it invalidates): [`RETRACT_FORMAT`] makes such an evlake refuse the
-/// lake instead.
-pub const FORMAT: u32 = RETRACT_FORMAT;
+/// reads. Commits are written in [`BASE_FORMAT`] but for a `retract` or an
+/// `erase`, whose removal of rows an evlake from before them would misread
+/// (it would take a retracted input for consumed, keep the id index and
+/// snapshots they invalidate): [`ROW_REMOVAL_FORMAT`] makes such an evlake
+/// refuse the lake instead.
+pub const FORMAT: u32 = ROW_REMOVAL_FORMAT;
 
-/// The format of every commit but a `retract`'s.
+/// The format of every commit but a `retract`'s or an `erase`'s.
 pub const BASE_FORMAT: u32 = 1;
 
-/// The format of a `retract` commit (see [`FORMAT`]).
-pub const RETRACT_FORMAT: u32 = 2;
+/// The format of a `retract` or `erase` commit (see [`FORMAT`]).
+pub const ROW_REMOVAL_FORMAT: u32 = 2;
 
 /// Every this many versions, a commit is followed by a checkpoint: the
 /// replayed state at that version, `_evlake/log/<version>.checkpoint.json`.
@@ -134,6 +134,23 @@ pub struct Commit {
     /// resumes after them) unless ingest is told to take them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retracted: Vec<RetractedBatch>,
+    /// `erase` only: what it took out. The user ids are not kept (the log
+    /// is not to hold what was erased).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased: Option<Erasure>,
+}
+
+/// What an `erase` commit took out of the lake.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Erasure {
+    /// Users who had rows.
+    pub users: u64,
+    /// Rows removed from `bronze_events`, `bronze_late` and `quarantine`.
+    pub bronze_rows: u64,
+    pub late_rows: u64,
+    pub quarantined: u64,
+    /// Snapshots removed (they held state at or after an erased event).
+    pub snapshots: u64,
 }
 
 /// An input batch a `retract` commit removed the rows of.
@@ -174,6 +191,7 @@ impl Commit {
             ids_rebuilt: false,
             dropped: Vec::new(),
             retracted: Vec::new(),
+            erased: None,
         }
     }
 }
@@ -818,6 +836,16 @@ pub struct LakeState {
     /// checkpoint from before this field reads none until the next ingest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_ingest: Option<(u64, i64)>,
+    /// Users whose rows `erase` commits took out, summed over them, and
+    /// the last such commit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub erased_users: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_erase: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl LakeState {
@@ -931,9 +959,10 @@ impl LakeState {
                 }
             }
         }
-        // A retraction takes events away: a snapshot at or after the
-        // earliest of them is as invalid as if one had been added there.
-        let retract = c.operation == crate::retract::OPERATION;
+        // A retraction or an erasure takes events away: a snapshot at or
+        // after the earliest of them is as invalid as if one had been
+        // added there.
+        let retract = crate::removal::removes_rows(&c.operation);
         let bronze_min = c
             .add
             .iter()
@@ -997,6 +1026,10 @@ impl LakeState {
             // (`reconcile` moves rows the index already holds; the index
             // still holds a retracted row's: the next ingest rebuilds it.)
             self.id_index_covers = false;
+        }
+        if let Some(e) = &c.erased {
+            self.erased_users += e.users;
+            self.last_erase = Some(c.version);
         }
         for r in &c.retracted {
             if let Some(b) = self.batches.get_mut(&r.hash) {
@@ -1361,7 +1394,7 @@ mod tests {
         let st = LakeState::replay(&[ingest.clone()]);
         assert!(st.id_index_covers);
         let mut r = Commit::next(&st, crate::retract::OPERATION, 0);
-        r.format = RETRACT_FORMAT;
+        r.format = ROW_REMOVAL_FORMAT;
         r.remove.push(f);
         r.retracted.push(RetractedBatch {
             hash: "blake3:b1".into(),

@@ -57,6 +57,11 @@ pub struct Status {
     pub retracted_batches: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_retract: Option<u64>,
+    /// Users whose rows `evlake erase` took out, and the newest commit
+    /// that did.
+    pub erased_users: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_erase: Option<u64>,
     pub partitions: Vec<PartitionStatus>,
     pub dirty: Vec<DirtyPartition>,
     /// What changed where dirty partitions say "SQL or settings changed":
@@ -161,6 +166,8 @@ pub fn status(
             .filter(|b| b.retracted.is_some())
             .count() as u64,
         last_retract: state.batches.values().filter_map(|b| b.retracted).max(),
+        erased_users: state.erased_users,
+        last_erase: state.last_erase,
         partitions,
         dirty: crate::pipeline::all_dirty(state, configured),
         settings_changed: Vec::new(),

@@ -29,21 +29,19 @@
 //! never move back). Retracting rewrites history: `--known-at` answers
 //! from before the retraction no longer see its events either.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, Write};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use rayon::prelude::*;
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::bronze;
 use crate::error::Failure;
 use crate::fault;
-use crate::ingest::{QUARANTINE_DIR, QUARANTINE_TABLE, table_dirs, write};
-use crate::lake::{self, Lake};
+use crate::ingest::{QUARANTINE_TABLE, table_dirs};
+use crate::lake::Lake;
 use crate::log::{self, BatchRecord, Commit, FileAction, LakeState, RetractedBatch};
-use crate::time;
+use crate::removal::{self, DateReport, Selection};
 
 /// The log's operation name of a retraction commit.
 pub const OPERATION: &str = "retract";
@@ -95,13 +93,6 @@ impl BatchReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct DateReport {
-    pub event_date: String,
-    /// Rows taken out of `bronze_events` of the date.
-    pub rows: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct RetractReport {
     pub command: &'static str,
     /// `committed`, `noop` (every batch already retracted) or `dry_run`.
@@ -116,15 +107,6 @@ pub struct RetractReport {
     pub files_added: usize,
     pub orphans_removed: Vec<String>,
     pub elapsed_ms: u64,
-}
-
-/// One file holding rows of the batches being retracted.
-struct Hit<'a> {
-    file: &'a FileAction,
-    /// `bronze_events`, `bronze_late` or `quarantine`.
-    table: &'a str,
-    /// Its rows of the batches.
-    rows: u64,
 }
 
 /// Retract the batches `opts.batches` names, in one commit.
@@ -165,78 +147,26 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
-    let ids: HashSet<String> = todo.iter().map(|(_, b)| b.batch_id.clone()).collect();
-
-    // Every bronze and side-output file with rows of the batches (most are
-    // ruled out by their row groups' batch_id statistics), and the
-    // quarantine files with their lines.
-    let data: Vec<(&str, &FileAction)> = [bronze::TABLE, bronze::LATE_TABLE]
-        .into_iter()
-        .flat_map(|t| {
-            state
-                .partitions(t)
-                .flat_map(move |(_, p)| p.files.values().map(move |f| (t, f)))
-        })
-        .collect();
-    let mut hits: Vec<Hit> = data
-        .par_iter()
-        .map(|(table, f)| {
-            let rows = bronze::count_batch_rows(&lake.path(&f.path), &ids)?;
-            Ok(Hit {
-                file: f,
-                table,
-                rows,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let quarantine_files = quarantine_candidates(lake, &state, &todo);
-    for f in quarantine_files {
-        let rows = quarantine_lines(lake, f, &todo)?;
-        hits.push(Hit {
-            file: f,
-            table: QUARANTINE_TABLE,
-            rows,
-        });
-    }
-    hits.retain(|h| h.rows > 0);
-
-    // What each batch and date loses: counted per batch from a second,
-    // per-id pass only where several batches are retracted at once.
-    let mut by_date: BTreeMap<String, u64> = BTreeMap::new();
-    for h in hits.iter().filter(|h| h.table == bronze::TABLE) {
-        *by_date.entry(h.file.partition.clone()).or_default() += h.rows;
-    }
+    let sel = Selection::batches(&todo);
+    let hits = removal::find(
+        lake,
+        &state,
+        &sel,
+        quarantine_candidates(lake, &state, &todo),
+    )?;
     for (hash, b) in &todo {
-        let one: HashSet<String> = std::iter::once(b.batch_id.clone()).collect();
-        let single = todo.len() == 1;
-        let count = |table: &str| -> Result<u64> {
-            hits.iter()
-                .filter(|h| h.table == table)
-                .map(|h| {
-                    if single {
-                        Ok(h.rows)
-                    } else if table == QUARANTINE_TABLE {
-                        quarantine_lines(lake, h.file, &[(*hash, *b)])
-                    } else {
-                        bronze::count_batch_rows(&lake.path(&h.file.path), &one)
-                    }
-                })
-                .sum()
-        };
+        let rows = |table| removal::rows_of(&hits, table, &b.batch_id);
         report.batches.push(BatchReport {
-            bronze_rows: count(bronze::TABLE)?,
-            late_rows: count(bronze::LATE_TABLE)?,
-            quarantined: count(QUARANTINE_TABLE)?,
+            bronze_rows: rows(bronze::TABLE),
+            late_rows: rows(bronze::LATE_TABLE),
+            quarantined: rows(QUARANTINE_TABLE),
             ..BatchReport::of(hash, b, "retracted")
         });
     }
     report
         .batches
         .sort_by_key(|b| (b.ingested_in, b.batch_id.clone()));
-    report.dates = by_date
-        .into_iter()
-        .map(|(event_date, rows)| DateReport { event_date, rows })
-        .collect();
+    report.dates = removal::dates(&hits);
     if opts.dry_run {
         report.status = "dry_run";
         report.files_removed = hits.len();
@@ -245,50 +175,8 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
     }
 
     // Rewrite each file that keeps other rows; remove the rest.
-    let staging = lake::Staging::create(lake, OPERATION)?;
-    let run_id = crate::derive::run_id(OPERATION, &state);
-    let namer = write::FileNamer::new(run_id.clone(), staging.to_path_buf());
-    let mut staged = Vec::new();
-    let mut adds: Vec<FileAction> = Vec::new();
-    let mut moves = Vec::new();
-    for (n, h) in hits.iter().enumerate() {
-        if h.rows >= h.file.rows {
-            continue;
-        }
-        if h.table == QUARANTINE_TABLE {
-            let rel = format!("{QUARANTINE_DIR}/{run_id}-{n:05}.jsonl");
-            let to = staging.join(format!("quarantine-{n:05}.jsonl"));
-            let (kept, bytes) = rewrite_quarantine(lake, h.file, &todo, &to)?;
-            moves.push((to, lake.path(&rel)));
-            adds.push(FileAction::plain(QUARANTINE_TABLE, "", rel, kept, bytes));
-            continue;
-        }
-        let day = time::parse_date32(&h.file.partition).map_err(anyhow::Error::msg)?;
-        let mut buffer = write::Buffer::default();
-        let side = h.table == bronze::LATE_TABLE;
-        let dropped = buffer.push_bronze_rows(&lake.path(&h.file.path), day, side, &ids)?;
-        anyhow::ensure!(
-            dropped == h.rows,
-            "`{}` changed while being read ({} rows of the batch, then {dropped})",
-            h.file.path,
-            h.rows
-        );
-        staged.extend(write::flush(buffer, &namer)?);
-    }
-    namer.number(&mut staged);
-    let after = files_after(lake, &state, &hits, &staged);
-    let id_conflicts = recount_conflicts(&hits, &after)?;
-    let ids_on_other_dates = recount_other_dates(&state, &after)?;
-    fault::point("staged")?;
-    moves.extend(staged.iter().map(|f| f.publish_move(lake)));
-    lake::publish(lake, &moves)?;
-    adds.extend(staged.iter().map(write::StagedFile::to_action));
     let mut commit = Commit::next(&state, OPERATION, opts.processing_time);
-    commit.format = log::RETRACT_FORMAT;
-    commit.id_conflicts = id_conflicts;
-    commit.ids_on_other_dates = ids_on_other_dates;
-    commit.add = adds;
-    commit.remove = hits.iter().map(|h| h.file.clone()).collect();
+    removal::rewrite(lake, &state, &sel, &hits, OPERATION, &mut commit)?;
     commit.retracted = report
         .batches
         .iter()
@@ -303,16 +191,6 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
             quarantined: b.quarantined,
         })
         .collect();
-    // Every row is accounted for: what the rewritten files keep plus what
-    // the batches lose is what the removed files held.
-    let rows = |v: &[FileAction]| v.iter().map(|f| f.rows).sum::<u64>();
-    let lost: u64 = hits.iter().map(|h| h.rows).sum();
-    anyhow::ensure!(
-        rows(&commit.add) + lost == rows(&commit.remove),
-        "internal error: retraction kept {} rows and took {lost} of {}",
-        rows(&commit.add),
-        rows(&commit.remove)
-    );
     report.files_added = commit.add.len();
     report.files_removed = commit.remove.len();
     crate::derive::finish_commit(lake, &commit)?;
@@ -320,114 +198,6 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
-}
-
-/// The id conflicts of every date whose bronze or side-output rows the
-/// retraction changes, counted again from its rows after it (the rewritten
-/// files from staging): per `event_id`, its distinct contents less one,
-/// which is what ingest's counts add up to. A `retract` commit's counts
-/// replace the state's for the dates it lists (0 included).
-fn recount_conflicts(hits: &[Hit], files: &DateFiles) -> Result<BTreeMap<String, u64>> {
-    let dates: std::collections::BTreeSet<&String> = hits
-        .iter()
-        .filter(|h| h.table != QUARANTINE_TABLE)
-        .map(|h| &h.file.partition)
-        .collect();
-    dates
-        .into_par_iter()
-        .map(|date| {
-            let mut keys = Vec::new();
-            for p in files.get(date).map_or(&[][..], |v| v) {
-                keys.extend(bronze::read_content_hashes(p)?);
-            }
-            keys.sort_unstable();
-            keys.dedup();
-            let versions = keys.len() as u64;
-            keys.dedup_by_key(|(id, _)| *id);
-            Ok((date.clone(), versions - keys.len() as u64))
-        })
-        .collect()
-}
-
-/// Files by date (see [`files_after`]).
-type DateFiles = BTreeMap<String, Vec<std::path::PathBuf>>;
-
-/// Every bronze and side-output file the lake has after the retraction,
-/// by date: the live ones it does not remove, and the rewritten ones (from
-/// staging).
-fn files_after(
-    lake: &Lake,
-    state: &LakeState,
-    hits: &[Hit],
-    staged: &[write::StagedFile],
-) -> DateFiles {
-    let removed: HashSet<&str> = hits.iter().map(|h| h.file.path.as_str()).collect();
-    let mut out = DateFiles::new();
-    for t in [bronze::TABLE, bronze::LATE_TABLE] {
-        for (date, p) in state.partitions(t) {
-            for f in p.files.keys().filter(|f| !removed.contains(f.as_str())) {
-                out.entry(date.clone()).or_default().push(lake.path(f));
-            }
-        }
-    }
-    for f in staged {
-        out.entry(time::format_date32(f.event_date))
-            .or_default()
-            .push(f.staged.clone());
-    }
-    out
-}
-
-/// The count of `event_id`s on each date that are on another date too,
-/// where the retraction can have made it smaller (every date with a
-/// count: one it did not change can have counted an id that only a
-/// retracted row put on another date). Ingest counts an id on the dates it
-/// arrived on after its first, which the rows do not record, so each
-/// count becomes the smaller of what it was and the ids of the date on
-/// another date now (exact when the retracted rows were all that put an
-/// id on two dates). Only the `event_id` column is read; memory holds the
-/// ids of those dates.
-fn recount_other_dates(state: &LakeState, files: &DateFiles) -> Result<BTreeMap<String, u64>> {
-    let dates: Vec<&String> = state
-        .ids_on_other_dates
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(d, _)| d)
-        .collect();
-    if dates.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let ids_of = |paths: &[std::path::PathBuf]| -> Result<HashSet<u64>> {
-        let mut ids = HashSet::new();
-        for p in paths {
-            ids.extend(bronze::read_event_id_hashes(p)?);
-        }
-        Ok(ids)
-    };
-    // The ids of each date counted, then which of them another date has.
-    let mut watched: BTreeMap<&String, HashSet<u64>> = BTreeMap::new();
-    for d in &dates {
-        watched.insert(d, ids_of(files.get(*d).map_or(&[][..], |v| v))?);
-    }
-    let mut elsewhere: BTreeMap<&String, HashSet<u64>> = BTreeMap::new();
-    for (date, paths) in files {
-        let ids = ids_of(paths)?;
-        for (d, w) in &watched {
-            if *d != date {
-                elsewhere
-                    .entry(d)
-                    .or_default()
-                    .extend(ids.iter().filter(|id| w.contains(id)));
-            }
-        }
-    }
-    Ok(dates
-        .into_iter()
-        .map(|d| {
-            let now = elsewhere.get(d).map_or(0, |e| e.len() as u64);
-            (d.clone(), now.min(state.ids_on_other_dates[d]))
-        })
-        .collect())
 }
 
 /// The committed batches the arguments name: each is a batch id (bronze's
@@ -499,107 +269,4 @@ fn quarantine_candidates<'a>(
     paths.sort();
     paths.dedup();
     paths.iter().filter_map(|p| live.get(p).copied()).collect()
-}
-
-/// Whether a quarantine line is one of the batches': by its `batch_id`,
-/// or, in a line written before lines carried one, by its source.
-fn quarantine_line_of(line: &str, todo: &[(&String, &BatchRecord)]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        #[serde(default)]
-        batch_id: Option<String>,
-        #[serde(default)]
-        source_file: Option<String>,
-    }
-    let Ok(l) = serde_json::from_str::<Line>(line) else {
-        return false;
-    };
-    todo.iter().any(|(_, b)| match &l.batch_id {
-        Some(id) => *id == b.batch_id,
-        None => l.source_file.as_deref() == Some(b.source.as_str()),
-    })
-}
-
-/// How many lines of quarantine file `f` are the batches'.
-fn quarantine_lines(lake: &Lake, f: &FileAction, todo: &[(&String, &BatchRecord)]) -> Result<u64> {
-    let path = lake.path(&f.path);
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("failed to open `{}`", path.display()))?;
-    let mut theirs = 0;
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
-        theirs += u64::from(quarantine_line_of(&line, todo));
-    }
-    Ok(theirs)
-}
-
-/// Write quarantine file `f` without the batches' lines to `to` (fsynced);
-/// returns the lines kept and the bytes written.
-fn rewrite_quarantine(
-    lake: &Lake,
-    f: &FileAction,
-    todo: &[(&String, &BatchRecord)],
-    to: &std::path::Path,
-) -> Result<(u64, u64)> {
-    let path = lake.path(&f.path);
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("failed to open `{}`", path.display()))?;
-    let out = std::fs::File::create(to)
-        .with_context(|| format!("failed to create `{}`", to.display()))?;
-    let mut out = std::io::BufWriter::new(out);
-    let (mut kept, mut bytes) = (0, 0);
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
-        if quarantine_line_of(&line, todo) {
-            continue;
-        }
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-        kept += 1;
-        bytes += line.len() as u64 + 1;
-    }
-    let out = out.into_inner().map_err(|e| e.into_error())?;
-    out.sync_all()?;
-    Ok((kept, bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(batch_id: &str, source: &str) -> BatchRecord {
-        BatchRecord {
-            version: 1,
-            batch_id: batch_id.into(),
-            source: source.into(),
-            bytes: 0,
-            lines: 0,
-            head: None,
-            retracted: None,
-            processing_time: None,
-            events: None,
-            quarantined: None,
-        }
-    }
-
-    /// A quarantine line is the batch's by its batch_id; one written
-    /// before lines carried a batch_id, by its source file.
-    #[test]
-    fn quarantine_lines_are_matched_by_batch_id_or_else_by_source() {
-        let hash = "blake3:x".to_string();
-        let b = record("b1", "in.jsonl");
-        let todo = [(&hash, &b)];
-        let line = |batch: Option<&str>, source: &str| {
-            let mut v = serde_json::json!({"source_file": source, "line": 3, "raw": "x"});
-            if let Some(id) = batch {
-                v["batch_id"] = id.into();
-            }
-            v.to_string()
-        };
-        assert!(quarantine_line_of(&line(Some("b1"), "other.jsonl"), &todo));
-        assert!(!quarantine_line_of(&line(Some("b2"), "in.jsonl"), &todo));
-        assert!(quarantine_line_of(&line(None, "in.jsonl"), &todo));
-        assert!(!quarantine_line_of(&line(None, "other.jsonl"), &todo));
-        assert!(!quarantine_line_of("not json", &todo));
-    }
 }

@@ -581,7 +581,7 @@ pub fn snapshots(
             } else {
                 late.map(|(v, t)| {
                     format!(
-                        "commit {v} added or retracted an event at {} (at or before the snapshot)",
+                        "commit {v} added, retracted or erased an event at {} (at or before the snapshot)",
                         format_micros(*t)
                     )
                 })
@@ -1689,37 +1689,51 @@ pub fn remove_snapshots(
     let _busy = crate::fault::operation("snapshot-remove");
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
-    let table = snapshot_table(model);
-    // Its problems' and keys' tables are named `{table}.problems.*` and
-    // `{table}.keys.*` (a model name has no dot).
-    let prefix = format!("{table}.");
-    let dirs: BTreeMap<String, i64> = as_ofs.iter().map(|t| (as_of_dir(*t), *t)).collect();
     let mut commit = Commit::next(&state, "snapshot-remove", processing_time);
     commit.settings.insert("model".into(), model.to_string());
-    let mut removed = Vec::new();
-    for (name, partitions) in &state.tables {
-        if *name != table && !name.starts_with(&prefix) {
-            continue;
-        }
-        for (key, p) in partitions {
-            let Some(&as_of) = dirs.get(key) else {
-                continue;
-            };
-            if *name == table && !p.files.is_empty() {
-                removed.push(RemovedSnapshot {
-                    model: model.to_string(),
-                    as_of: format_micros(as_of),
-                });
-            }
-            commit.remove.extend(p.files.values().cloned());
-        }
-    }
+    let (files, removed) = snapshot_files(&state, |m, as_of| m == model && as_ofs.contains(&as_of));
+    commit.remove = files;
     if commit.remove.is_empty() {
         return Ok(removed);
     }
     // (It removes their emptied partition directories too.)
     derive::finish_commit(lake, &commit)?;
     Ok(removed)
+}
+
+/// Every file of the snapshots (of any model, loaded or not) that `pick`
+/// (model, as-of µs) chooses: its state rows, and the rows and keys its
+/// problems keep; and the snapshots that had rows.
+pub fn snapshot_files(
+    state: &LakeState,
+    pick: impl Fn(&str, i64) -> bool,
+) -> (Vec<log::FileAction>, Vec<RemovedSnapshot>) {
+    let (mut files, mut removed) = (Vec::new(), Vec::new());
+    for (name, partitions) in &state.tables {
+        // A snapshot's problems' and keys' tables are named
+        // `{table}.problems.*` and `{table}.keys.*` (a model name has no
+        // dot).
+        let Some(rest) = name.strip_prefix(&snapshot_table("")) else {
+            continue;
+        };
+        let (model, main) = match rest.split_once('.') {
+            Some((m, _)) => (m, false),
+            None => (rest, true),
+        };
+        for (key, p) in partitions {
+            let Some(as_of) = parse_as_of_dir(key).filter(|t| pick(model, *t)) else {
+                continue;
+            };
+            if main && !p.files.is_empty() {
+                removed.push(RemovedSnapshot {
+                    model: model.to_string(),
+                    as_of: format_micros(as_of),
+                });
+            }
+            files.extend(p.files.values().cloned());
+        }
+    }
+    (files, removed)
 }
 
 /// The audit trail of one entity: the model's `history` query over every

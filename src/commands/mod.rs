@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod compact;
+pub mod erase;
 pub mod generate;
 pub mod gold;
 pub mod history;

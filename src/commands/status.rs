@@ -242,6 +242,13 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             s.retracted_batches
         )?;
     }
+    if let Some(v) = s.last_erase {
+        writeln!(
+            out,
+            "erased     the rows of {} user(s) taken out by `evlake erase`, the latest in commit {v}",
+            s.erased_users
+        )?;
+    }
     // The table's dates: the older ones it leaves out, the newest it lists.
     let (older, listed) = super::newest_rows(&s.partitions, args.all);
     // A few dates are named on the line; more are in the table's columns.

@@ -79,27 +79,28 @@ impl Buffer {
     /// written into `bronze_events` of date `day` (`reconcile`, `compact`).
     /// Its rows carry their own lineage.
     pub fn push_bronze_file(&mut self, path: &Path, day: i32) -> Result<()> {
-        self.push_bronze_rows(path, day, false, &std::collections::HashSet::new())
+        self.push_bronze_rows(path, day, false, (col::BATCH_ID, &Default::default()))
             .map(|_| ())
     }
 
-    /// The rows of bronze file `path` but those whose `batch_id` is in
-    /// `drop`, to be written into the side output when `side`, else into
-    /// `bronze_events`, of date `day` (`retract`). Returns the rows left
-    /// out.
+    /// The rows of bronze file `path` but those whose string column
+    /// `column` (`batch_id`, `user_id`) has a value in `drop`, to be
+    /// written into the side output when `side`, else into
+    /// `bronze_events`, of date `day` (`retract`, `erase`). Returns the
+    /// rows left out.
     pub fn push_bronze_rows(
         &mut self,
         path: &Path,
         day: i32,
         side: bool,
-        drop: &std::collections::HashSet<String>,
+        (column, drop): (usize, &std::collections::HashSet<String>),
     ) -> Result<u64> {
         let mut dropped = 0;
         for batch in bronze::read_file(path)? {
             let mut batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())
                 .with_context(|| format!("`{}` does not have the bronze schema", path.display()))?;
             if !drop.is_empty() {
-                let ids = batch.column(col::BATCH_ID).as_string::<i32>();
+                let ids = batch.column(column).as_string::<i32>();
                 let keep: BooleanArray = ids
                     .iter()
                     .map(|id| Some(!id.is_some_and(|id| drop.contains(id))))

@@ -3,6 +3,7 @@
 
 mod common;
 mod crash;
+mod erase;
 mod gold;
 mod ingest;
 mod interop;

@@ -16,7 +16,7 @@ fn rows_of(lake: &Path, table: &str) -> Vec<String> {
 
 /// What `status --json` says of the bronze dates that have events: date,
 /// events, late, side output, id conflicts, ids on other dates.
-fn bronze_counts(lake: &Path) -> Vec<(String, u64, u64, u64, u64, u64)> {
+pub fn bronze_counts(lake: &Path) -> Vec<(String, u64, u64, u64, u64, u64)> {
     let st = ok(lake, &["status", "--json"]);
     st["partitions"]
         .as_array()

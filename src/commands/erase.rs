@@ -1,0 +1,145 @@
+//! `evlake erase`: take every row of some users out of the lake.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{CommitArgs, print_json, processing_time_or_now, status};
+use crate::erase;
+use crate::error::Failure;
+use crate::lake::Lake;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  evlake erase --user u42 --dry-run                 # what it would take out
+  evlake erase --user u42 --user u77 --json         # summary as JSON on stdout
+  evlake erase --users-from requests.txt && evlake run   # a day's requests, then rebuild
+
+A user's events leave bronze_events and bronze_late (by user_id), the
+quarantined lines that name them leave quarantine, and snapshots at or
+after the earliest changed event are removed. The dates they were on become
+dirty: the next `evlake silver` and `evlake gold` (or `evlake run`) rebuild
+them, and only then have their derived rows (events, sessions, typed tables,
+daily metrics) gone too. The log records counts, never the ids. Safe to run
+twice: a user with no rows left is reported `not_found`.")]
+pub struct Args {
+    /// A user id as in bronze's user_id (repeatable)
+    #[arg(long = "user", value_name = "ID")]
+    pub users: Vec<String>,
+
+    /// A file of user ids, one per line (`-`: stdin); blank lines and
+    /// lines starting with `#` are skipped
+    #[arg(long, value_name = "FILE")]
+    pub users_from: Option<PathBuf>,
+
+    /// Report what would be taken out; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub commit: CommitArgs,
+}
+
+pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
+    let lake = Lake::new(lake_dir);
+    lake.require()?;
+    let mut users: BTreeSet<String> = args.users.into_iter().collect();
+    if let Some(path) = &args.users_from {
+        users.extend(read_ids(path)?);
+    }
+    let opts = erase::Options {
+        users,
+        processing_time: processing_time_or_now(args.commit.processing_time),
+        dry_run: args.dry_run,
+    };
+    let r = erase::erase(&lake, &opts)?;
+    print_report(&r);
+    if args.commit.json {
+        print_json(&r)?;
+    }
+    Ok(())
+}
+
+/// The ids in file `path` (`-`: stdin), one per line, trimmed; blank and
+/// `#` lines skipped.
+fn read_ids(path: &Path) -> Result<Vec<String>> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("failed to read user ids from stdin")?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(format!("--users-from `{}`: {e}", path.display())))?;
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+fn print_report(r: &erase::EraseReport) {
+    for o in &r.orphans_removed {
+        status(
+            "Removed",
+            format!("orphan `{o}` left by an interrupted run"),
+        );
+    }
+    let (verb, would) = if r.status == "dry_run" {
+        ("Dry run", "would take out ")
+    } else {
+        ("Erased", "")
+    };
+    let found: Vec<_> = r.users.iter().filter(|u| u.status == "erased").collect();
+    super::status_first(verb, &found, "users", |u| {
+        format!(
+            "{would}{}: {} event(s) in bronze, {} waiting in the side output, {} quarantined line(s)",
+            u.user_id, u.bronze_rows, u.late_rows, u.quarantined
+        )
+    });
+    let missing = r.users.len() - found.len();
+    if missing > 0 {
+        status(
+            "Not found",
+            format!("{missing} user(s) with no row in the lake (never there, or erased before)"),
+        );
+    }
+    super::status_first("Dirty", &r.dates, "dates", |d| {
+        format!(
+            "event_date={}: {} event(s) taken out (the next silver and gold rebuild it)",
+            d.event_date, d.rows
+        )
+    });
+    let (removes, would) = if r.status == "dry_run" {
+        ("Dry run", "would remove ")
+    } else {
+        ("Removed", "")
+    };
+    super::status_first(removes, &r.snapshots_removed, "snapshots_removed", |s| {
+        format!(
+            "{would}snapshot {} as of {} (`run` writes again those its policy keeps)",
+            s.model, s.as_of
+        )
+    });
+    match r.status {
+        "committed" => status(
+            "Committed",
+            format!(
+                "version {}: {} files removed, {} rewritten without the users' rows; run `evlake run` to rebuild silver and gold",
+                r.version, r.files_removed, r.files_added
+            ),
+        ),
+        "dry_run" => status(
+            "Dry run",
+            format!("nothing changed ({} files would change)", r.files_removed),
+        ),
+        _ => status(
+            "Unchanged",
+            format!("nothing to erase (lake at version {})", r.version),
+        ),
+    }
+}
