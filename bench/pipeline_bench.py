@@ -17,6 +17,9 @@
 3. An input taken back: the middle batch (ingested in the same run as the
    others, so its rows share every file of their dates) retracted, then
    `run`, vs DuckDB redoing the whole pipeline without it.
+4. A day's erasure requests: 10 users erased (`evlake erase`, their rows
+   in every file of the dates they were on), then `run`, vs DuckDB redoing
+   the whole pipeline from inputs without their lines.
 Writes bench/out/pipeline-<events>.json (pipeline-<events>-<days>d.json for
 another span than 30 days).
 """
@@ -102,7 +105,8 @@ def main():
                     "--max-bad-fraction", "1"])
 
     results = {"evlake": [], "duckdb": [], "duckdb_typed": [], "late_evlake": [], "late_evlake_full": [],
-               "late_duckdb": [], "retract_evlake": [], "retract_duckdb": []}
+               "late_duckdb": [], "retract_evlake": [], "retract_duckdb": [],
+               "erase_evlake": [], "erase_duckdb": []}
     glob = os.path.join(batches, "*.jsonl")
     for rep in range(args.reps):
         for name, fn in (("evlake", evlake_full), ("duckdb", lambda: duckdb_full(glob)),
@@ -148,6 +152,27 @@ def main():
         results["retract_duckdb"].append({"seconds": ds, "peak_rss": dr})
         print(f"  run {rep + 1} retract {gone}: evlake retract {t1:6.2f} s + run {t2:6.2f} s, "
               f"duckdb everything without it {ds:6.2f} s", file=sys.stderr)
+        # A day's erasure requests: 10 users' rows taken out, then `run`,
+        # vs DuckDB recomputing everything from inputs without their lines
+        # (the copies are written outside the timing).
+        who = [f"u{u}" for u in random.Random(rep).sample(range(args.users), 10)]
+        t1, q1 = run([args.evlake, "--lake", lake, "erase", *sum((["--user", u] for u in who), []),
+                      "--processing-time", "2030-01-03T00:00:00Z"])
+        t2, q2 = run([args.evlake, "--lake", lake, "run", "--processing-time", "2030-01-03T00:00:00Z"])
+        results["erase_evlake"].append({"seconds": t1 + t2, "erase_seconds": t1,
+                                        "peak_rss": max(q1, q2)})
+        marks = [f'"{k}":"{u}"'.encode() for u in who for k in ("user_id", "actor_id")]
+        kept = os.path.join(OUT, "pipeline-erased-inputs")
+        shutil.rmtree(kept, ignore_errors=True)
+        os.makedirs(kept)
+        for f in os.listdir(both):
+            with open(os.path.join(both, f), "rb") as src, open(os.path.join(kept, f), "wb") as dst:
+                dst.writelines(l for l in src if not any(m in l for m in marks))
+        ds, dr = duckdb_full(os.path.join(kept, "*.jsonl"))
+        results["erase_duckdb"].append({"seconds": ds, "peak_rss": dr})
+        print(f"  run {rep + 1} erase 10 users: evlake erase {t1:6.2f} s + run {t2:6.2f} s, "
+              f"duckdb everything without them {ds:6.2f} s", file=sys.stderr)
+        shutil.rmtree(kept, ignore_errors=True)
     shutil.rmtree(duck, ignore_errors=True)
 
     import duckdb
@@ -176,9 +201,16 @@ def main():
     print(f"  duckdb everything without it {med['retract_duckdb']:4.2f} s")
     r3 = med["retract_evlake"] / med["retract_duckdb"]
     print(f"  retract + run / DuckDB recompute: {r3:.3f}")
+    print("a day's erasure requests (10 users):")
+    erase_only = statistics.median(r["erase_seconds"] for r in results["erase_evlake"])
+    print(f"  evlake erase + run        {med['erase_evlake']:7.2f} s  peak RSS {rss['erase_evlake']:6.0f} MiB"
+          f"  (erase alone {erase_only:.2f} s)")
+    print(f"  duckdb everything without them {med['erase_duckdb']:4.2f} s")
+    r4 = med["erase_evlake"] / med["erase_duckdb"]
+    print(f"  erase + run / DuckDB recompute: {r4:.3f}")
     summary = {"events": events, "days": args.days, "median_seconds": med, "peak_rss_mib": rss,
                "speedup": speedup, "speedup_same_tables": speedup_typed, "late_vs_full": r1, "late_vs_duckdb": r2,
-               "retract_vs_duckdb": r3, "late_dates": old_dates,
+               "retract_vs_duckdb": r3, "erase_vs_duckdb": r4, "late_dates": old_dates,
                "runs": results}
     name = f"pipeline-{args.events}.json" if args.days == 30 else f"pipeline-{args.events}-{args.days}d.json"
     with open(os.path.join(OUT, name), "w") as f:

@@ -1021,10 +1021,15 @@ impl LakeState {
         if c.ids_rebuilt {
             self.id_index_covers = true;
         } else if (c.operation == "ingest" && adds_rows && !c.ids_indexed)
-            || (retract && !c.remove.is_empty())
+            || (retract
+                && c.remove.iter().any(|f| {
+                    f.table == crate::bronze::TABLE || f.table == crate::bronze::LATE_TABLE
+                }))
         {
             // (`reconcile` moves rows the index already holds; the index
-            // still holds a retracted row's: the next ingest rebuilds it.)
+            // still holds a retracted or erased row's: the next ingest
+            // rebuilds it. One that took out only quarantined lines
+            // leaves it as it was.)
             self.id_index_covers = false;
         }
         if let Some(e) = &c.erased {
@@ -1429,6 +1434,42 @@ mod tests {
         let cp: Checkpoint = serde_json::from_slice(&text).unwrap();
         assert_eq!(cp.format, CHECKPOINT_FORMAT_RETRACTED);
         assert_eq!(read_checkpoint(&lake, 2), Some(after));
+    }
+
+    /// An `erase` commit counts its users in the state, with no id; one
+    /// that took out bronze rows marks the id index stale and the
+    /// snapshots after its files' earliest event invalid, one that took
+    /// out quarantined lines only does neither.
+    #[test]
+    fn an_erase_commit_counts_its_users_and_stales_the_index_only_for_bronze_rows() {
+        let mut ingest = Commit::next(&LakeState::default(), "ingest", 0);
+        let mut f = FileAction::plain(crate::bronze::TABLE, "2024-03-15", "a".into(), 2, 1);
+        f.min_event_time = Some("2024-03-15T10:00:00Z".into());
+        let q = FileAction::plain(crate::ingest::QUARANTINE_TABLE, "", "q".into(), 3, 1);
+        ingest.add = vec![f.clone(), q.clone()];
+        ingest.ids_indexed = true;
+        ingest.ids_rebuilt = true;
+        let st = LakeState::replay(&[ingest.clone()]);
+        let erase = |st: &LakeState, remove: FileAction| {
+            let mut e = Commit::next(st, crate::erase::OPERATION, 0);
+            e.format = ROW_REMOVAL_FORMAT;
+            e.remove.push(remove);
+            e.erased = Some(Erasure {
+                users: 2,
+                ..Erasure::default()
+            });
+            e
+        };
+        let e1 = erase(&st, q);
+        let once = LakeState::replay(&[ingest.clone(), e1.clone()]);
+        assert!(once.id_index_covers, "only quarantined lines went");
+        assert_eq!(once.bronze_min_event_times.len(), 1);
+        assert_eq!((once.erased_users, once.last_erase), (2, Some(2)));
+        let e2 = erase(&once, f);
+        let twice = LakeState::replay(&[ingest, e1, e2]);
+        assert!(!twice.id_index_covers);
+        assert_eq!(twice.bronze_min_event_times.len(), 2);
+        assert_eq!((twice.erased_users, twice.last_erase), (4, Some(3)));
     }
 
     #[test]

@@ -3,14 +3,14 @@
 tests in tests/it/, for hunting bugs before a release, not for CI.
 
   python3 tools/soak.py incremental SEEDS   # incremental run == full rebuild
-  python3 tools/soak.py kill SEEDS          # kill -9 at random moments (runs, retracts), re-run == clean lake
+  python3 tools/soak.py kill SEEDS          # kill -9 at random moments (runs, retracts, erases), re-run == clean lake
   python3 tools/soak.py known-at SEEDS      # state --known-at P == the state of a lake fed up to P
   python3 tools/soak.py grow SEEDS          # a file appended to between runs lands once
 
 SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
 late policy with `reconcile`, `silver --dates` restatements, re-runs
-that must be no-ops, inputs retracted, snapshots, a daily snapshot policy with
+that must be no-ops, inputs retracted, users erased, snapshots, a daily snapshot policy with
 `snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
 `make soak` runs all three. EVLAKE=path picks the binary (default: the
@@ -188,6 +188,29 @@ def incremental(seed, d):
                 print(f"  rows of retracted {gone} left in bronze: {left}")
                 return False
             ev(lake, "run", "--processing-time", pt, *extra)
+        if rng.random() < 0.1:
+            # A user erased: their rows leave bronze, the side output and
+            # quarantine, snapshots after their earliest event go, and the
+            # dates they were on are rebuilt.
+            users = ev(lake, "query", "SELECT DISTINCT user_id FROM bronze_events ORDER BY 1",
+                       "--format", "csv").stdout.split()[1:]
+            if users:
+                who = rng.sample(users, min(len(users), rng.choice([1, 1, 3])))
+                ev(lake, "erase", *sum((["--user", u] for u in who), []), "--processing-time", pt)
+                names = ",".join(f"'{u}'" for u in who)
+                for table in ("bronze_events", "bronze_late"):
+                    left = ev(lake, "query", f"SELECT count(*) FROM {table} WHERE user_id IN ({names})",
+                              "--format", "csv").stdout.split()
+                    if left[1:] != ["0"]:
+                        print(f"  rows of erased {who} left in {table}: {left}")
+                        return False
+                ev(lake, "run", "--processing-time", pt, *extra)
+                for table in ("events", "sessions"):
+                    left = ev(lake, "query", f"SELECT count(*) FROM {table} WHERE user_id IN ({names})",
+                              "--format", "csv").stdout.split()
+                    if left[1:] != ["0"]:
+                        print(f"  rows of erased {who} left in {table} after run: {left}")
+                        return False
         if rng.random() < 0.2:
             again = json.loads(ev(lake, *run).stdout)
             if again["status"] != "noop":
@@ -225,7 +248,7 @@ def kill(seed, d):
     after every kill."""
     rng = random.Random(seed)
     files, _ = generated(d, rng, seed, (20000, 80000), (20, 300), [0.5])
-    clean, crashy, kills, retracts = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0, 0
+    clean, crashy, kills, retracts, erases = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0, 0, 0
     # Half the pairs keep daily snapshots of balances, the newest 2.
     policy = rng.random() < 0.5
     # Some pairs compact at the end of every run (kills land in it too).
@@ -265,6 +288,12 @@ def kill(seed, d):
             steps.insert(0, ["retract", rng.choice(files[:n]), "--processing-time",
                              f"2024-04-{n + 1:02d}T01:00:00Z"])
             retracts += 1
+        if n > 0 and rng.random() < 0.1:
+            # A user erased (kills land in the rewrite, the snapshots'
+            # removal and the rebuild after it).
+            steps.insert(0, ["erase", "--user", f"u{rng.randint(0, 40)}", "--processing-time",
+                             f"2024-04-{n + 1:02d}T01:30:00Z"])
+            erases += 1
         for step in steps:
             ev(clean, *step)
             for attempt in range(1, 100):
@@ -291,7 +320,7 @@ def kill(seed, d):
         if snapshots(clean) != snapshots(crashy):
             print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
             return False
-    print(f"  {len(files)} files, {kills} kills, {retracts} retracts"
+    print(f"  {len(files)} files, {kills} kills, {retracts} retracts, {erases} erases"
           + (", daily snapshots, snapshot_keep 2" if policy else "")
           + (", log retention 1d" if retention else "")
           + (", compacting" if compacts else "")
