@@ -258,30 +258,79 @@ fn opt(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
 }
 
-/// How many rows of bronze (or side-output) file `path` have each value
-/// of `values` in string column `column` (a [`col`] position: `batch_id`,
-/// `user_id`); values with no row are left out. A row group whose
-/// statistics of the column rule every value out is not read; the others'
-/// column alone is.
+/// How many rows of Parquet file `path` (of any table) have each value of
+/// `values` in top-level string column `name` (`batch_id`, `user_id`);
+/// values with no row are left out. A row group whose statistics of the
+/// column rule every value out is not read; the others' column alone is.
 pub fn count_rows_by(
     path: &Path,
-    column: usize,
+    name: &str,
     values: &std::collections::HashSet<String>,
 ) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut counts = std::collections::BTreeMap::new();
+    for batch in rows_by(path, name, values, None)? {
+        let batch = batch?;
+        for v in batch.column(0).as_string::<i32>().iter().flatten() {
+            if let Some(v) = values.get(v) {
+                *counts.entry(v.clone()).or_default() += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// The [`event_id_hash`]es of the rows of bronze (or side-output) file
+/// `path` whose string column `name` has a value in `values`.
+pub fn event_ids_by(
+    path: &Path,
+    name: &str,
+    values: &std::collections::HashSet<String>,
+) -> Result<std::collections::HashSet<u64>> {
+    let mut out = std::collections::HashSet::new();
+    for batch in rows_by(path, name, values, Some("event_id"))? {
+        let batch = batch?;
+        let (by, ids) = (
+            batch.column(0).as_string::<i32>(),
+            batch.column(1).as_string::<i32>(),
+        );
+        for i in 0..batch.num_rows() {
+            if by.is_valid(i) && ids.is_valid(i) && values.contains(by.value(i)) {
+                out.insert(event_id_hash(ids.value(i)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Column `name` (then column `with`, if given) of the row groups of
+/// `path` whose statistics of `name` do not rule every value of `values`
+/// out.
+fn rows_by(
+    path: &Path,
+    name: &str,
+    values: &std::collections::HashSet<String>,
+    with: Option<&str>,
+) -> Result<impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>> {
     let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
     let meta = builder.metadata().clone();
-    let name = SCHEMA.field(column).name();
-    let leaf = builder
-        .parquet_schema()
-        .columns()
-        .iter()
-        .position(|c| c.name() == name)
-        .with_context(|| format!("`{}` has no {name} column", path.display()))?;
+    let leaf = |name: &str| {
+        builder
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == name)
+            .with_context(|| format!("`{}` has no {name} column", path.display()))
+    };
+    let by = leaf(name)?;
+    let mut leaves = vec![by];
+    if let Some(w) = with {
+        leaves.push(leaf(w)?);
+    }
     let groups: Vec<usize> = (0..meta.num_row_groups())
         .filter(|g| {
-            let Some(stats) = meta.row_group(*g).column(leaf).statistics() else {
+            let Some(stats) = meta.row_group(*g).column(by).statistics() else {
                 return true;
             };
             match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
@@ -292,24 +341,18 @@ pub fn count_rows_by(
             }
         })
         .collect();
-    let mut counts = std::collections::BTreeMap::new();
-    if groups.is_empty() {
-        return Ok(counts);
-    }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [leaf]);
-    for batch in builder
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), leaves.clone());
+    // (A projection keeps the file's column order: `name` first as asked.)
+    let swap = leaves.len() == 2 && leaves[1] < leaves[0];
+    let display = path.display().to_string();
+    Ok(builder
         .with_row_groups(groups)
         .with_projection(mask)
         .build()?
-    {
-        let batch = batch.with_context(|| format!("failed to read `{}`", path.display()))?;
-        for v in batch.column(0).as_string::<i32>().iter().flatten() {
-            if let Some(v) = values.get(v) {
-                *counts.entry(v.clone()).or_default() += 1;
-            }
-        }
-    }
-    Ok(counts)
+        .map(move |b| {
+            let b = b.with_context(|| format!("failed to read `{display}`"))?;
+            Ok(if swap { b.project(&[1, 0])? } else { b })
+        }))
 }
 
 /// Every row of a bronze (or side-output) file.

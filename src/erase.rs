@@ -7,8 +7,10 @@
 //! [`Selection::users`]). Files are rewritten without their rows as for
 //! `retract` ([`crate::removal`]), so the other rows stay exactly as they
 //! were and a crash at any step leaves the old files or the new ones.
-//! Their dates become dirty, so the next `silver` and `gold` (or `run`)
-//! rebuild them and the derived rows leave too. The snapshots at or after
+//! On the dates where that is what a rebuild would give, their silver
+//! rows leave in the same commit too ([`patch_silver`]); the other dates
+//! become dirty, so the next `silver` (or `run`) rebuilds them, and gold
+//! recomputes every date whose silver changed. The snapshots at or after
 //! the earliest event of a file it rewrites are removed in the same
 //! commit: they hold state built from the users' events (and would be
 //! invalid anyway); `run` writes again those its policy keeps.
@@ -19,19 +21,20 @@
 //! consumed, so a cron re-run does not bring the rows back; an input
 //! ingested again on purpose (`--reingest-retracted`) would.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::bronze;
+use crate::dirty;
 use crate::error::Failure;
 use crate::fault;
 use crate::ingest::{QUARANTINE_TABLE, table_dirs};
-use crate::lake::Lake;
-use crate::log::{self, Commit, Erasure, LakeState};
-use crate::removal::{self, DateReport, Selection};
+use crate::lake::{self, Lake};
+use crate::log::{self, Build, Commit, Erasure, FileAction, LakeState};
+use crate::removal::{self, DateReport, Hit, Selection};
 use crate::state::RemovedSnapshot;
 
 /// The log's operation name of an erasure commit.
@@ -71,6 +74,10 @@ pub struct EraseReport {
     pub dates: Vec<DateReport>,
     /// The snapshots removed (or that would be).
     pub snapshots_removed: Vec<RemovedSnapshot>,
+    /// The dates whose silver rows of the users the commit took out too,
+    /// carrying silver's builds forward (see [`patch_silver`]); the other
+    /// dates of `dates` are dirty, for the next run to rebuild.
+    pub silver_dates: Vec<String>,
     pub files_removed: usize,
     pub files_added: usize,
     pub orphans_removed: Vec<String>,
@@ -139,6 +146,7 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
         users,
         dates: removal::dates(&hits),
         snapshots_removed,
+        silver_dates: Vec::new(),
         files_removed: 0,
         files_added: 0,
         orphans_removed,
@@ -156,7 +164,9 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
     }
 
     let mut commit = Commit::next(&state, OPERATION, opts.processing_time);
-    removal::rewrite(lake, &state, &sel, &hits, OPERATION, &mut commit)?;
+    let after = removal::rewrite(lake, &state, &sel, &hits, OPERATION, &mut commit)?;
+    let silver = patch_silver(lake, &state, &sel, &hits, &after, commit.version)?;
+    report.silver_dates = silver.dates;
     let sum = |f: fn(&UserReport) -> u64| report.users.iter().map(f).sum();
     commit.erased = Some(Erasure {
         users: report.users.iter().filter(|u| u.status == "erased").count() as u64,
@@ -166,6 +176,9 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
         snapshots: report.snapshots_removed.len() as u64,
     });
     commit.remove.extend(snapshot_files);
+    commit.add.extend(silver.add);
+    commit.remove.extend(silver.remove);
+    commit.builds = silver.builds;
     report.files_added = commit.add.len();
     report.files_removed = commit.remove.len();
     crate::derive::finish_commit(lake, &commit)?;
@@ -173,4 +186,146 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// What [`patch_silver`] puts in the commit.
+#[derive(Default)]
+struct SilverPatch {
+    add: Vec<FileAction>,
+    remove: Vec<FileAction>,
+    builds: Vec<Build>,
+    dates: Vec<String>,
+}
+
+/// Take the users' rows out of silver too, on each date where that is
+/// what a rebuild would do, and carry silver's builds of the date forward
+/// to the new bronze (so the next run does not rebuild it; gold, whose
+/// inputs change, recomputes it). Sessions are each one user's, so only
+/// the users' own rows change, unless another row of the date shares an
+/// `event_id` with one of theirs (silver keeps the first copy of an id: the
+/// other copy would take its place). A date is patched when:
+/// - every silver table's build of it read the bronze it has now (it is
+///   not dirty already);
+/// - no bronze or side-output row left on it shares an `event_id` with a
+///   row taken out;
+/// - every silver table with files on it has a `user_id` column (a lake's
+///   own typed table may not).
+///
+/// The others are rebuilt by the next run, as after a `retract`. The new
+/// files are published here; the caller commits them.
+fn patch_silver(
+    lake: &Lake,
+    state: &LakeState,
+    sel: &Selection,
+    hits: &[Hit],
+    after: &removal::DateFiles,
+    version: u64,
+) -> Result<SilverPatch> {
+    let mut out = SilverPatch::default();
+    let tables = crate::silver::all_tables();
+    let bronze_version = |date: &str| {
+        state
+            .tables
+            .get(bronze::TABLE)
+            .and_then(|t| t.get(date))
+            .map(|p| p.version)
+    };
+    let mut dates: BTreeMap<&str, Vec<&Hit>> = BTreeMap::new();
+    for h in hits.iter().filter(|h| h.table == bronze::TABLE) {
+        dates.entry(h.file.partition.as_str()).or_default().push(h);
+    }
+    let staging = lake::Staging::create(lake, "erase-silver")?;
+    let run_id = crate::derive::run_id(OPERATION, state);
+    let mut moves = Vec::new();
+    let mut n = 0;
+    for (date, date_hits) in dates {
+        let input = dirty::input_key(bronze::TABLE, date);
+        let built: Vec<&Build> = tables
+            .iter()
+            .filter_map(|t| state.builds.get(*t).and_then(|b| b.get(date)))
+            .map(|(_, b)| b)
+            .collect();
+        let current = !built.is_empty()
+            && built.iter().all(|b| {
+                b.inputs.len() == 1 && b.inputs.get(&input).copied() == bronze_version(date)
+            });
+        if !current
+            || !state
+                .builds
+                .get(crate::silver::EVENTS_TABLE)
+                .is_some_and(|b| b.contains_key(date))
+        {
+            continue;
+        }
+        // The ids of the rows taken out, against every row left.
+        let mut gone = HashSet::new();
+        for h in &date_hits {
+            gone.extend(bronze::event_ids_by(
+                &lake.path(&h.file.path),
+                &sel.name(),
+                sel.values(),
+            )?);
+        }
+        let mut shared = false;
+        for f in after.get(date).map_or(&[][..], |v| v) {
+            if bronze::read_event_id_hashes(f)?
+                .iter()
+                .any(|id| gone.contains(id))
+            {
+                shared = true;
+                break;
+            }
+        }
+        if shared {
+            continue;
+        }
+        let files: Vec<&FileAction> = tables
+            .iter()
+            .filter_map(|t| state.tables.get(*t).and_then(|p| p.get(date)))
+            .flat_map(|p| p.files.values())
+            .collect();
+        let mut counted = Vec::new();
+        let mut all_have_users = true;
+        for f in files {
+            match bronze::count_rows_by(&lake.path(&f.path), "user_id", sel.values()) {
+                Ok(c) => counted.push((f, c.values().sum::<u64>())),
+                Err(_) => {
+                    all_have_users = false;
+                    break;
+                }
+            }
+        }
+        if !all_have_users {
+            continue;
+        }
+        for (f, theirs) in counted.into_iter().filter(|(_, n)| *n > 0) {
+            out.remove.push(f.clone());
+            if theirs >= f.rows {
+                continue;
+            }
+            let to = staging.join(format!("silver-{n:05}.parquet"));
+            let (kept, bytes) =
+                removal::filter_file(&lake.path(&f.path), "user_id", sel.values(), &to)?;
+            anyhow::ensure!(
+                kept + theirs == f.rows,
+                "`{}` changed while being read ({} rows, {kept} kept, {theirs} taken out)",
+                f.path,
+                f.rows
+            );
+            let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+            let rel = format!("{dir}/part-{run_id}-{n:05}.parquet");
+            moves.push((to, lake.path(&rel)));
+            out.add
+                .push(FileAction::plain(&f.table, &f.partition, rel, kept, bytes));
+            n += 1;
+        }
+        for b in built {
+            let mut b = b.clone();
+            b.inputs.insert(input.clone(), version);
+            out.builds.push(b);
+        }
+        out.dates.push(date.to_string());
+    }
+    lake::publish(lake, &moves)?;
+    Ok(out)
 }

@@ -88,6 +88,16 @@ impl Selection {
         }
     }
 
+    /// The bronze column the rows are chosen by.
+    pub fn name(&self) -> String {
+        bronze::schema().field(self.column).name().clone()
+    }
+
+    /// Its values chosen.
+    pub fn values(&self) -> &HashSet<String> {
+        &self.values
+    }
+
     /// The chosen value quarantine line `line` is of, if any.
     fn quarantine_value(&self, line: &str) -> Option<&str> {
         #[derive(serde::Deserialize)]
@@ -221,7 +231,7 @@ pub fn find<'a>(
     let mut hits: Vec<Hit> = data
         .par_iter()
         .map(|(table, f)| {
-            let counts = bronze::count_rows_by(&lake.path(&f.path), sel.column, &sel.values)?;
+            let counts = bronze::count_rows_by(&lake.path(&f.path), &sel.name(), &sel.values)?;
             Ok(Hit::new(f, table, counts))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -244,7 +254,8 @@ pub fn find<'a>(
 /// and fill in `commit`: the files it adds and removes, and the id
 /// conflicts and ids on other dates counted again. Refuses when the rows
 /// kept plus the rows taken out are not the rows the removed files held.
-/// `op` names the staging directory and the run.
+/// `op` names the staging directory and the run. Returns every bronze and
+/// side-output file after the removal, by date.
 pub fn rewrite(
     lake: &Lake,
     state: &LakeState,
@@ -252,7 +263,7 @@ pub fn rewrite(
     hits: &[Hit],
     op: &str,
     commit: &mut Commit,
-) -> Result<()> {
+) -> Result<DateFiles> {
     let staging = lake::Staging::create(lake, op)?;
     let run_id = crate::derive::run_id(op, state);
     let namer = write::FileNamer::new(run_id.clone(), staging.to_path_buf());
@@ -305,7 +316,79 @@ pub fn rewrite(
         rows(&commit.add),
         rows(&commit.remove)
     );
-    Ok(())
+    // (The rewritten files are published now: where staging had them.)
+    Ok(after
+        .into_iter()
+        .map(|(date, files)| {
+            let files = files
+                .into_iter()
+                .map(|f| match staged.iter().find(|s| s.staged == f) {
+                    Some(s) => s.publish_move(lake).1,
+                    None => f,
+                })
+                .collect();
+            (date, files)
+        })
+        .collect())
+}
+
+/// Write Parquet file `src` without the rows whose top-level string column
+/// `name` has a value in `drop` to `dst` (zstd level 1, no dictionary, as
+/// silver writes; the schema, its metadata and the declared sort order
+/// kept; fsynced). Returns the rows kept and the bytes written.
+pub fn filter_file(
+    src: &Path,
+    name: &str,
+    drop: &HashSet<String>,
+    dst: &Path,
+) -> Result<(u64, u64)> {
+    use datafusion::arrow::array::{AsArray, BooleanArray};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
+    let file =
+        std::fs::File::open(src).with_context(|| format!("failed to open `{}`", src.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", src.display()))?;
+    let schema = builder.schema().clone();
+    let column = schema
+        .index_of(name)
+        .with_context(|| format!("`{}` has no {name} column", src.display()))?;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_dictionary_enabled(false);
+    if let Some(sorting) = builder
+        .metadata()
+        .row_groups()
+        .first()
+        .and_then(|rg| rg.sorting_columns())
+    {
+        props = props.set_sorting_columns(Some(sorting.clone()));
+    }
+    let out = std::fs::File::create(dst)
+        .with_context(|| format!("failed to create `{}`", dst.display()))?;
+    let mut writer = ArrowWriter::try_new(out, schema, Some(props.build()))?;
+    let mut kept = 0;
+    for batch in builder.build()? {
+        let batch = batch.with_context(|| format!("failed to read `{}`", src.display()))?;
+        let keep: BooleanArray = batch
+            .column(column)
+            .as_string::<i32>()
+            .iter()
+            .map(|v| Some(!v.is_some_and(|v| drop.contains(v))))
+            .collect();
+        let batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep)?;
+        kept += batch.num_rows() as u64;
+        if batch.num_rows() > 0 {
+            writer.write(&batch)?;
+        }
+    }
+    let out = writer.into_inner()?;
+    out.sync_all()
+        .with_context(|| format!("failed to write `{}`", dst.display()))?;
+    let bytes = out.metadata()?.len();
+    Ok((kept, bytes))
 }
 
 /// The earliest event time (µs) of the `bronze_events` files `hits`
@@ -347,7 +430,7 @@ fn recount_conflicts(hits: &[Hit], files: &DateFiles) -> Result<BTreeMap<String,
 }
 
 /// Files by date (see [`files_after`]).
-type DateFiles = BTreeMap<String, Vec<PathBuf>>;
+pub type DateFiles = BTreeMap<String, Vec<PathBuf>>;
 
 /// Every bronze and side-output file the lake has after the removal, by
 /// date: the live ones it does not remove, and the rewritten ones (from

@@ -19,11 +19,12 @@ use crate::lake::Lake;
 
 A user's events leave bronze_events and bronze_late (by user_id), the
 quarantined lines that name them leave quarantine, and snapshots at or
-after the earliest changed event are removed. The dates they were on become
-dirty: the next `evlake silver` and `evlake gold` (or `evlake run`) rebuild
-them, and only then have their derived rows (events, sessions, typed tables,
-daily metrics) gone too. The log records counts, never the ids. Safe to run
-twice: a user with no rows left is reported `not_found`.")]
+after the earliest changed event are removed. On the dates whose silver is
+up to date their silver rows (events, sessions, typed tables) go in the same
+commit; the other dates become dirty. The next `evlake run` (or `silver` and
+`gold`) rebuilds what is dirty, daily metrics included. The log records
+counts, never the ids. Safe to run twice: a user with no rows left is
+reported `not_found`.")]
 pub struct Args {
     /// A user id as in bronze's user_id (repeatable)
     #[arg(long = "user", value_name = "ID")]
@@ -108,10 +109,17 @@ fn print_report(r: &erase::EraseReport) {
             format!("{missing} user(s) with no row in the lake (never there, or erased before)"),
         );
     }
+    let patched = |d: &str| r.silver_dates.iter().any(|s| s == d);
     super::status_first("Dirty", &r.dates, "dates", |d| {
         format!(
-            "event_date={}: {} event(s) taken out (the next silver and gold rebuild it)",
-            d.event_date, d.rows
+            "event_date={}: {} event(s) taken out ({})",
+            d.event_date,
+            d.rows,
+            if patched(&d.event_date) {
+                "their silver rows too; the next gold recomputes it"
+            } else {
+                "the next silver and gold rebuild it"
+            }
         )
     });
     let (removes, would) = if r.status == "dry_run" {
@@ -129,8 +137,15 @@ fn print_report(r: &erase::EraseReport) {
         "committed" => status(
             "Committed",
             format!(
-                "version {}: {} files removed, {} rewritten without the users' rows; run `evlake run` to rebuild silver and gold",
-                r.version, r.files_removed, r.files_added
+                "version {}: {} files removed, {} rewritten without the users' rows; run `evlake run` to rebuild {}",
+                r.version,
+                r.files_removed,
+                r.files_added,
+                if r.silver_dates.len() == r.dates.len() {
+                    "gold"
+                } else {
+                    "silver and gold"
+                }
             ),
         ),
         "dry_run" => status(

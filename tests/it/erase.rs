@@ -207,6 +207,22 @@ fn an_erased_user_leaves_the_lake_as_if_never_there() {
         &["erase", "--users-from", ids.to_str().unwrap(), "--json"],
     );
     assert_eq!(r["status"], "committed", "{r}");
+    // Silver's rows of theirs went in the same commit, on the dates not
+    // dirty already whose rows share no event_id with theirs.
+    let patched = r["silver_dates"].as_array().unwrap();
+    assert!(!patched.is_empty(), "{r}");
+    let dates: Vec<String> = patched
+        .iter()
+        .map(|d| format!("DATE '{}'", d.as_str().unwrap()))
+        .collect();
+    let left = query_csv(
+        &with,
+        &format!(
+            "SELECT count(*) FROM events WHERE user_id = '{USER}' AND event_date IN ({})",
+            dates.join(", ")
+        ),
+    );
+    assert_eq!(left, ["0"], "{r}");
     let statuses: Vec<(&str, &str)> = r["users"]
         .as_array()
         .unwrap()
@@ -359,10 +375,18 @@ fn erase_keeps_other_users_rows_as_they_were() {
         [("12345".to_string(), 0, 1), ("u1".to_string(), 2, 1)],
         "{r}"
     );
+    // Silver's rows of u1 went in the same commit: the date's events and
+    // sessions files rewritten, its purchases file (u1's alone) removed.
+    assert_eq!(r["silver_dates"], serde_json::json!(["2024-03-15"]), "{r}");
     assert_eq!(
-        r["files_added"], 2,
-        "a bronze file and a quarantine file: {r}"
+        r["files_added"], 4,
+        "bronze, quarantine, events and sessions files: {r}"
     );
+    assert_eq!(
+        query_csv(&lake, "SELECT user_id, event_count FROM sessions"),
+        ["u2,1"]
+    );
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM purchases"), ["0"]);
     assert_eq!(
         query_csv(&lake, "SELECT * FROM bronze_events"),
         before,
@@ -373,13 +397,57 @@ fn erase_keeps_other_users_rows_as_they_were() {
         ["6"],
         "the broken line names u2"
     );
-    ok(&lake, &["run"]);
-    assert_eq!(
-        query_csv(&lake, "SELECT user_id, event_count FROM sessions"),
-        ["u2,1"]
-    );
+    // The next run recomputes gold alone.
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(r["silver"]["recomputed"], serde_json::json!({}), "{r}");
     assert_eq!(
         query_csv(&lake, "SELECT events, users, purchases FROM daily_metrics"),
         ["1,1,0"]
     );
+    crate::silver::assert_equals_full(&lake, &tmp.path().join("full"), "patched");
+
+    // An event_id u3 and u4 both sent (u3's copy came first, so silver
+    // keeps it): with u3 erased, u4's copy takes its place, which only a
+    // rebuild of the date gives. That date is left to the next run.
+    let conflict = tmp.path().join("b.jsonl");
+    std::fs::write(
+        &conflict,
+        [
+            ev("d1", "page_view", "2024-03-16T10:00:00Z", "u3"),
+            ev("d2", "page_view", "2024-03-16T10:10:00Z", "u3"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let copy = tmp.path().join("c.jsonl");
+    std::fs::write(&copy, ev("d1", "search", "2024-03-16T10:00:00Z", "u4")).unwrap();
+    for (f, pt) in [
+        (&conflict, "2024-03-16T12:00:00Z"),
+        (&copy, "2024-03-16T13:00:00Z"),
+    ] {
+        ok(
+            &lake,
+            &["run", f.to_str().unwrap(), "--processing-time", pt],
+        );
+    }
+    assert_eq!(
+        query_csv(&lake, "SELECT user_id FROM events WHERE event_id = 'd1'"),
+        ["u3"]
+    );
+    let r = ok(&lake, &["erase", "--user", "u3", "--json"]);
+    assert_eq!(r["silver_dates"], serde_json::json!([]), "{r}");
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(
+        r["silver"]["recomputed"]["events"],
+        serde_json::json!(["2024-03-16"]),
+        "{r}"
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT user_id, event_type FROM events WHERE event_id = 'd1'"
+        ),
+        ["u4,search"]
+    );
+    crate::silver::assert_equals_full(&lake, &tmp.path().join("full2"), "rebuilt");
 }
