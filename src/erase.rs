@@ -221,111 +221,149 @@ fn patch_silver(
     after: &removal::DateFiles,
     version: u64,
 ) -> Result<SilverPatch> {
-    let mut out = SilverPatch::default();
-    let tables = crate::silver::all_tables();
-    let bronze_version = |date: &str| {
-        state
-            .tables
-            .get(bronze::TABLE)
-            .and_then(|t| t.get(date))
-            .map(|p| p.version)
-    };
+    use rayon::prelude::*;
     let mut dates: BTreeMap<&str, Vec<&Hit>> = BTreeMap::new();
     for h in hits.iter().filter(|h| h.table == bronze::TABLE) {
         dates.entry(h.file.partition.as_str()).or_default().push(h);
     }
     let staging = lake::Staging::create(lake, "erase-silver")?;
-    let run_id = crate::derive::run_id(OPERATION, state);
+    let names = Names {
+        run_id: crate::derive::run_id(OPERATION, state),
+        staging: staging.to_path_buf(),
+        next: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let patched: Vec<Option<DatePatch>> = dates
+        .into_par_iter()
+        .map(|(date, hits)| patch_date(lake, state, sel, date, &hits, after, &names))
+        .collect::<Result<_>>()?;
+    let mut out = SilverPatch::default();
     let mut moves = Vec::new();
-    let mut n = 0;
-    for (date, date_hits) in dates {
-        let input = dirty::input_key(bronze::TABLE, date);
-        let built: Vec<&Build> = tables
-            .iter()
-            .filter_map(|t| state.builds.get(*t).and_then(|b| b.get(date)))
-            .map(|(_, b)| b)
-            .collect();
-        let current = !built.is_empty()
-            && built.iter().all(|b| {
-                b.inputs.len() == 1 && b.inputs.get(&input).copied() == bronze_version(date)
-            });
-        if !current
-            || !state
-                .builds
-                .get(crate::silver::EVENTS_TABLE)
-                .is_some_and(|b| b.contains_key(date))
-        {
-            continue;
-        }
-        // The ids of the rows taken out, against every row left.
-        let mut gone = HashSet::new();
-        for h in &date_hits {
-            gone.extend(bronze::event_ids_by(
-                &lake.path(&h.file.path),
-                &sel.name(),
-                sel.values(),
-            )?);
-        }
-        let mut shared = false;
-        for f in after.get(date).map_or(&[][..], |v| v) {
-            if bronze::read_event_id_hashes(f)?
-                .iter()
-                .any(|id| gone.contains(id))
-            {
-                shared = true;
-                break;
-            }
-        }
-        if shared {
-            continue;
-        }
-        let files: Vec<&FileAction> = tables
-            .iter()
-            .filter_map(|t| state.tables.get(*t).and_then(|p| p.get(date)))
-            .flat_map(|p| p.files.values())
-            .collect();
-        let mut counted = Vec::new();
-        let mut all_have_users = true;
-        for f in files {
-            match bronze::count_rows_by(&lake.path(&f.path), "user_id", sel.values()) {
-                Ok(c) => counted.push((f, c.values().sum::<u64>())),
-                Err(_) => {
-                    all_have_users = false;
-                    break;
-                }
-            }
-        }
-        if !all_have_users {
-            continue;
-        }
-        for (f, theirs) in counted.into_iter().filter(|(_, n)| *n > 0) {
-            out.remove.push(f.clone());
-            if theirs >= f.rows {
-                continue;
-            }
-            let to = staging.join(format!("silver-{n:05}.parquet"));
-            let (kept, bytes) =
-                removal::filter_file(&lake.path(&f.path), "user_id", sel.values(), &to)?;
-            anyhow::ensure!(
-                kept + theirs == f.rows,
-                "`{}` changed while being read ({} rows, {kept} kept, {theirs} taken out)",
-                f.path,
-                f.rows
-            );
-            let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
-            let rel = format!("{dir}/part-{run_id}-{n:05}.parquet");
-            moves.push((to, lake.path(&rel)));
-            out.add
-                .push(FileAction::plain(&f.table, &f.partition, rel, kept, bytes));
-            n += 1;
-        }
-        for b in built {
-            let mut b = b.clone();
+    for p in patched.into_iter().flatten() {
+        let input = dirty::input_key(bronze::TABLE, &p.date);
+        out.builds.extend(p.builds.into_iter().map(|mut b| {
             b.inputs.insert(input.clone(), version);
-            out.builds.push(b);
+            b
+        }));
+        out.remove.extend(p.remove);
+        for (action, from) in p.add {
+            moves.push((from, lake.path(&action.path)));
+            out.add.push(action);
         }
-        out.dates.push(date.to_string());
+        out.dates.push(p.date);
     }
     lake::publish(lake, &moves)?;
     Ok(out)
+}
+
+/// Names for the silver files [`patch_silver`] writes, unique within the
+/// run.
+struct Names {
+    run_id: String,
+    staging: std::path::PathBuf,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// One date's patch (see [`patch_silver`]): the builds to carry forward,
+/// the files it removes, and the files it adds with where they are staged.
+struct DatePatch {
+    date: String,
+    builds: Vec<Build>,
+    remove: Vec<FileAction>,
+    add: Vec<(FileAction, std::path::PathBuf)>,
+}
+
+/// [`patch_silver`] of one date, whose bronze rows of the users `hits`
+/// held; `None` where the date is left to the next run.
+fn patch_date(
+    lake: &Lake,
+    state: &LakeState,
+    sel: &Selection,
+    date: &str,
+    hits: &[&Hit],
+    after: &removal::DateFiles,
+    names: &Names,
+) -> Result<Option<DatePatch>> {
+    let tables = crate::silver::all_tables();
+    let input = dirty::input_key(bronze::TABLE, date);
+    let now = state
+        .tables
+        .get(bronze::TABLE)
+        .and_then(|t| t.get(date))
+        .map(|p| p.version);
+    let built: Vec<Build> = tables
+        .iter()
+        .filter_map(|t| state.builds.get(*t).and_then(|b| b.get(date)))
+        .map(|(_, b)| b.clone())
+        .collect();
+    let events_built = state
+        .builds
+        .get(crate::silver::EVENTS_TABLE)
+        .is_some_and(|b| b.contains_key(date));
+    let current = built
+        .iter()
+        .all(|b| b.inputs.len() == 1 && b.inputs.get(&input).copied() == now);
+    if !events_built || !current {
+        return Ok(None);
+    }
+    // The ids of the rows taken out, against every row left.
+    let mut gone = HashSet::new();
+    for h in hits {
+        gone.extend(bronze::event_ids_by(
+            &lake.path(&h.file.path),
+            &sel.name(),
+            sel.values(),
+        )?);
+    }
+    for f in after.get(date).map_or(&[][..], |v| v) {
+        if bronze::read_event_id_hashes(f)?
+            .iter()
+            .any(|id| gone.contains(id))
+        {
+            return Ok(None);
+        }
+    }
+    let mut theirs = Vec::new();
+    for f in tables
+        .iter()
+        .filter_map(|t| state.tables.get(*t).and_then(|p| p.get(date)))
+        .flat_map(|p| p.files.values())
+    {
+        // (A file without a user_id column: left to the run.)
+        let Ok(counts) = bronze::count_rows_by(&lake.path(&f.path), "user_id", sel.values()) else {
+            return Ok(None);
+        };
+        let n: u64 = counts.values().sum();
+        if n > 0 {
+            theirs.push((f, n));
+        }
+    }
+    let mut patch = DatePatch {
+        date: date.to_string(),
+        builds: built,
+        remove: Vec::new(),
+        add: Vec::new(),
+    };
+    for (f, n) in theirs {
+        patch.remove.push(f.clone());
+        if n >= f.rows {
+            continue;
+        }
+        let i = names
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to = names.staging.join(format!("silver-{i:05}.parquet"));
+        let (kept, bytes) =
+            removal::filter_file(&lake.path(&f.path), "user_id", sel.values(), &to)?;
+        anyhow::ensure!(
+            kept + n == f.rows,
+            "`{}` changed while being read ({} rows, {kept} kept, {n} taken out)",
+            f.path,
+            f.rows
+        );
+        let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let rel = format!("{dir}/part-{}-{i:05}.parquet", names.run_id);
+        let action = FileAction::plain(&f.table, &f.partition, rel, kept, bytes);
+        patch.add.push((action, to));
+    }
+    Ok(Some(patch))
 }
