@@ -111,6 +111,7 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
         .flat_map(|(_, p)| p.files.values())
         .collect();
     let hits = removal::find(lake, &state, &sel, quarantine)?;
+    fault::trace(started, "rows found");
     let users: Vec<UserReport> = opts
         .users
         .iter()
@@ -165,7 +166,9 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
 
     let mut commit = Commit::next(&state, OPERATION, opts.processing_time);
     let after = removal::rewrite(lake, &state, &sel, &hits, OPERATION, &mut commit)?;
+    fault::trace(started, "bronze rewritten");
     let silver = patch_silver(lake, &state, &sel, &hits, &after, commit.version)?;
+    fault::trace(started, "silver patched");
     report.silver_dates = silver.dates;
     let sum = |f: fn(&UserReport) -> u64| report.users.iter().map(f).sum();
     commit.erased = Some(Erasure {
@@ -182,6 +185,7 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
     report.files_added = commit.add.len();
     report.files_removed = commit.remove.len();
     crate::derive::finish_commit(lake, &commit)?;
+    fault::trace(started, "committed");
     report.status = "committed";
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -207,7 +211,7 @@ struct SilverPatch {
 /// - every silver table's build of it read the bronze it has now (it is
 ///   not dirty already);
 /// - no bronze or side-output row left on it shares an `event_id` with a
-///   row taken out;
+///   row taken out that silver kept (rather than left out as a later copy);
 /// - every silver table with files on it has a `user_id` column (a lake's
 ///   own typed table may not).
 ///
@@ -305,7 +309,11 @@ fn patch_date(
     if !events_built || !current {
         return Ok(None);
     }
-    // The ids of the rows taken out, against every row left.
+    // The ids of the rows taken out that rows left share. Where silver
+    // kept another user's copy of such an id, the erased copy was one it
+    // left out, and nothing changes for the other user; where it kept the
+    // erased user's, another copy takes its place, which only a rebuild
+    // of the date gives.
     let mut gone = HashSet::new();
     for h in hits {
         gone.extend(bronze::event_ids_by(
@@ -314,12 +322,26 @@ fn patch_date(
             sel.values(),
         )?);
     }
+    let mut shared = HashSet::new();
     for f in after.get(date).map_or(&[][..], |v| v) {
-        if bronze::read_event_id_hashes(f)?
-            .iter()
-            .any(|id| gone.contains(id))
+        shared.extend(
+            bronze::read_event_id_hashes(f)?
+                .into_iter()
+                .filter(|id| gone.contains(id)),
+        );
+    }
+    if !shared.is_empty() {
+        for f in state
+            .tables
+            .get(crate::silver::EVENTS_TABLE)
+            .and_then(|t| t.get(date))
+            .into_iter()
+            .flat_map(|p| p.files.values())
         {
-            return Ok(None);
+            let kept = bronze::event_ids_by(&lake.path(&f.path), "user_id", sel.values())?;
+            if kept.iter().any(|id| shared.contains(id)) {
+                return Ok(None);
+            }
         }
     }
     let mut theirs = Vec::new();

@@ -450,4 +450,39 @@ fn erase_keeps_other_users_rows_as_they_were() {
         ["u4,search"]
     );
     crate::silver::assert_equals_full(&lake, &tmp.path().join("full2"), "rebuilt");
+
+    // The other way round: erasing the user whose copy silver left out
+    // changes nothing for the other one, and the date is patched.
+    let first = tmp.path().join("d.jsonl");
+    std::fs::write(&first, ev("f1", "page_view", "2024-03-17T10:00:00Z", "u6")).unwrap();
+    let later = tmp.path().join("e.jsonl");
+    std::fs::write(
+        &later,
+        [
+            ev("f1", "search", "2024-03-17T10:00:00Z", "u7"),
+            ev("f2", "page_view", "2024-03-17T11:00:00Z", "u7"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    for (f, pt) in [
+        (&first, "2024-03-17T12:00:00Z"),
+        (&later, "2024-03-17T13:00:00Z"),
+    ] {
+        ok(
+            &lake,
+            &["run", f.to_str().unwrap(), "--processing-time", pt],
+        );
+    }
+    let r = ok(&lake, &["erase", "--user", "u7", "--json"]);
+    assert_eq!(r["silver_dates"], serde_json::json!(["2024-03-17"]), "{r}");
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT user_id, event_id FROM events WHERE event_date = DATE '2024-03-17'"
+        ),
+        ["u6,f1"]
+    );
+    ok(&lake, &["run"]);
+    crate::silver::assert_equals_full(&lake, &tmp.path().join("full3"), "left-out copy");
 }
