@@ -31,9 +31,9 @@ use crate::bronze;
 use crate::dirty;
 use crate::error::Failure;
 use crate::fault;
-use crate::ingest::{QUARANTINE_TABLE, table_dirs};
+use crate::ingest::QUARANTINE_TABLE;
 use crate::lake::{self, Lake};
-use crate::log::{self, Build, Commit, Erasure, FileAction, LakeState};
+use crate::log::{Build, Commit, Erasure, FileAction, LakeState};
 use crate::removal::{self, DateReport, Hit, Selection};
 use crate::state::RemovedSnapshot;
 
@@ -98,13 +98,7 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
     }
     let _busy = fault::operation(OPERATION);
     let started = Instant::now();
-    let _lock = lake.lock()?;
-    let state = LakeState::load(lake)?;
-    let orphans_removed = if opts.dry_run {
-        Vec::new()
-    } else {
-        log::clean_orphans(lake, &state, &table_dirs())?
-    };
+    let (_lock, state, orphans_removed) = removal::begin(lake, opts.dry_run)?;
     let sel = Selection::users(&opts.users);
     let quarantine = state
         .partitions(QUARANTINE_TABLE)

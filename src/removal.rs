@@ -31,6 +31,19 @@ use crate::lake::{self, Lake};
 use crate::log::{BatchRecord, Commit, FileAction, LakeState};
 use crate::time;
 
+/// A row removal's start: the lake's write lock, its state, and the
+/// orphans removed (none in a dry run, which changes nothing).
+pub fn begin(lake: &Lake, dry_run: bool) -> Result<(lake::WriteLock, LakeState, Vec<String>)> {
+    let lock = lake.lock()?;
+    let state = LakeState::load(lake)?;
+    let orphans = if dry_run {
+        Vec::new()
+    } else {
+        crate::log::clean_orphans(lake, &state, &crate::ingest::table_dirs())?
+    };
+    Ok((lock, state, orphans))
+}
+
 /// Whether commits of `operation` take rows out of bronze (see the
 /// module's doc): `retract` and `erase`.
 pub fn removes_rows(operation: &str) -> bool {

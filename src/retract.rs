@@ -38,7 +38,7 @@ use serde::Serialize;
 use crate::bronze;
 use crate::error::Failure;
 use crate::fault;
-use crate::ingest::{QUARANTINE_TABLE, table_dirs};
+use crate::ingest::QUARANTINE_TABLE;
 use crate::lake::Lake;
 use crate::log::{self, BatchRecord, Commit, FileAction, LakeState, RetractedBatch};
 use crate::removal::{self, DateReport, Selection};
@@ -113,13 +113,7 @@ pub struct RetractReport {
 pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
     let _busy = fault::operation(OPERATION);
     let started = Instant::now();
-    let _lock = lake.lock()?;
-    let state = LakeState::load(lake)?;
-    let orphans_removed = if opts.dry_run {
-        Vec::new()
-    } else {
-        log::clean_orphans(lake, &state, &table_dirs())?
-    };
+    let (_lock, state, orphans_removed) = removal::begin(lake, opts.dry_run)?;
     let chosen = resolve(&state, &opts.batches)?;
     let mut report = RetractReport {
         command: OPERATION,

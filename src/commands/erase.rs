@@ -84,12 +84,7 @@ fn read_ids(path: &Path) -> Result<Vec<String>> {
 }
 
 fn print_report(r: &erase::EraseReport) {
-    for o in &r.orphans_removed {
-        status(
-            "Removed",
-            format!("orphan `{o}` left by an interrupted run"),
-        );
-    }
+    super::print_orphans(&r.orphans_removed);
     let (verb, would) = if r.status == "dry_run" {
         ("Dry run", "would take out ")
     } else {

@@ -352,12 +352,7 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
 }
 
 pub fn print_human(r: &IngestReport) {
-    for o in &r.orphans_removed {
-        status(
-            "Removed",
-            format!("orphan `{o}` left by an interrupted run"),
-        );
-    }
+    super::print_orphans(&r.orphans_removed);
     print_inputs(&r.inputs);
     super::status_first("Ignored", &r.ignored_files, "ignored_files", |f| {
         // The walk does not follow links: an ignored entry that is a

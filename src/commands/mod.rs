@@ -66,6 +66,17 @@ pub enum ReportFormat {
     Json,
 }
 
+/// A `Removed` line for each orphan a writer removed before its run
+/// (files an interrupted run left).
+pub fn print_orphans(orphans: &[String]) {
+    for o in orphans {
+        status(
+            "Removed",
+            format!("orphan `{o}` left by an interrupted run"),
+        );
+    }
+}
+
 /// Print one JSON object on stdout (the `--json` summary).
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -56,12 +56,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
 }
 
 fn print_report(r: &retract::RetractReport) {
-    for o in &r.orphans_removed {
-        status(
-            "Removed",
-            format!("orphan `{o}` left by an interrupted run"),
-        );
-    }
+    super::print_orphans(&r.orphans_removed);
     let (verb, would) = if r.status == "dry_run" {
         ("Dry run", "would take out ")
     } else {

@@ -389,6 +389,28 @@ pub fn generate(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }
 
+/// A small generated history with late events and bad lines (3,000
+/// events over 5 days, 30 users, seed 11) in `dir`: its truth file.
+pub fn generate_messy(dir: &Path) -> Value {
+    generate(
+        dir,
+        &[
+            "--events",
+            "3000",
+            "--days",
+            "5",
+            "--seed",
+            "11",
+            "--late-rate",
+            "0.6",
+            "--users",
+            "30",
+            "--bad-rate",
+            "0.03",
+        ],
+    )
+}
+
 /// The paths of the batches `generate` wrote into `dir`, in arrival order
 /// (as its truth file lists them).
 pub fn generated_batches(dir: &Path, truth: &Value) -> Vec<String> {

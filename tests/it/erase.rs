@@ -67,23 +67,7 @@ fn strip(dump: BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
 fn an_erased_user_leaves_the_lake_as_if_never_there() {
     let tmp = tempfile::tempdir().unwrap();
     let gen_dir = tmp.path().join("gen");
-    let truth = generate(
-        &gen_dir,
-        &[
-            "--events",
-            "3000",
-            "--days",
-            "5",
-            "--seed",
-            "11",
-            "--late-rate",
-            "0.6",
-            "--users",
-            "30",
-            "--bad-rate",
-            "0.03",
-        ],
-    );
+    let truth = generate_messy(&gen_dir);
     // The same inputs without the user's lines (blank lines in their
     // place, which ingest skips, so every other line keeps its number).
     let runs = generated_runs(&gen_dir, &truth);

@@ -52,23 +52,7 @@ fn balances(lake: &Path, as_of: &str) -> Value {
 fn a_retracted_batch_leaves_the_lake_as_if_it_never_came() {
     let tmp = tempfile::tempdir().unwrap();
     let gen_dir = tmp.path().join("gen");
-    let truth = generate(
-        &gen_dir,
-        &[
-            "--events",
-            "3000",
-            "--days",
-            "5",
-            "--seed",
-            "11",
-            "--late-rate",
-            "0.6",
-            "--users",
-            "30",
-            "--bad-rate",
-            "0.03",
-        ],
-    );
+    let truth = generate_messy(&gen_dir);
     let runs = generated_runs(&gen_dir, &truth);
     let ((last, last_pt), rest) = runs.split_last().unwrap();
     let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
