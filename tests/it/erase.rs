@@ -469,4 +469,24 @@ fn erase_keeps_other_users_rows_as_they_were() {
     );
     ok(&lake, &["run"]);
     crate::silver::assert_equals_full(&lake, &tmp.path().join("full3"), "left-out copy");
+
+    // A lake's own typed table without a user_id column: its rows of the
+    // user cannot be told apart, so the dates are left to the run, which
+    // rebuilds them without the user's events.
+    let typed = lake.join("typed");
+    std::fs::create_dir_all(&typed).unwrap();
+    std::fs::write(
+        typed.join("page_urls.sql"),
+        "SELECT event_id, session_id, event_date, page_url, 0 AS _warnings\n\
+         FROM events WHERE event_type = 'page_view'\n",
+    )
+    .unwrap();
+    ok(&lake, &["run"]);
+    let urls = |lake: &Path| query_csv(lake, "SELECT event_id FROM page_urls ORDER BY 1");
+    assert_eq!(urls(&lake), ["b1", "f1"]);
+    let r = ok(&lake, &["erase", "--user", "u2", "--json"]);
+    assert_eq!(r["silver_dates"], serde_json::json!([]), "{r}");
+    ok(&lake, &["run"]);
+    assert_eq!(urls(&lake), ["f1"]);
+    crate::silver::assert_equals_full(&lake, &tmp.path().join("full4"), "own typed table");
 }
