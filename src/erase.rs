@@ -19,7 +19,8 @@
 //! in the lake is out of reach: the input files, and events that name a
 //! user in another field (a referrer in `properties`). The inputs stay
 //! consumed, so a cron re-run does not bring the rows back; an input
-//! ingested again on purpose (`--reingest-retracted`) would.
+//! retracted and ingested again on purpose (`--reingest-retracted`), or
+//! another file holding their lines, would.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
