@@ -268,7 +268,7 @@ pub fn count_rows_by(
     values: &std::collections::HashSet<String>,
 ) -> Result<std::collections::BTreeMap<String, u64>> {
     let mut counts = std::collections::BTreeMap::new();
-    for batch in rows_by(path, name, values, None)? {
+    for batch in rows_by(path, name, Some(values), None)? {
         let batch = batch?;
         for v in batch.column(0).as_string::<i32>().iter().flatten() {
             if let Some(v) = values.get(v) {
@@ -286,29 +286,61 @@ pub fn event_ids_by(
     name: &str,
     values: &std::collections::HashSet<String>,
 ) -> Result<std::collections::HashSet<u64>> {
-    let mut out = std::collections::HashSet::new();
-    for batch in rows_by(path, name, values, Some("event_id"))? {
+    Ok(split_ids(rows_by(path, name, Some(values), Some("event_id"))?, values)?.0)
+}
+
+/// The [`event_id_hash`]es of every row of bronze (or side-output) file
+/// `path`, split by whether string column `name` has a value in `values`:
+/// `(theirs, the others')`. Every row group is read (the two columns).
+pub fn event_ids_split(
+    path: &Path,
+    name: &str,
+    values: &std::collections::HashSet<String>,
+) -> Result<(
+    std::collections::HashSet<u64>,
+    std::collections::HashSet<u64>,
+)> {
+    split_ids(rows_by(path, name, None, Some("event_id"))?, values)
+}
+
+/// The ids of `batches` (`name`, `event_id`), split as [`event_ids_split`].
+fn split_ids(
+    batches: impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>,
+    values: &std::collections::HashSet<String>,
+) -> Result<(
+    std::collections::HashSet<u64>,
+    std::collections::HashSet<u64>,
+)> {
+    let (mut theirs, mut others) = Default::default();
+    for batch in batches {
         let batch = batch?;
         let (by, ids) = (
             batch.column(0).as_string::<i32>(),
             batch.column(1).as_string::<i32>(),
         );
         for i in 0..batch.num_rows() {
-            if by.is_valid(i) && ids.is_valid(i) && values.contains(by.value(i)) {
-                out.insert(event_id_hash(ids.value(i)));
+            if !ids.is_valid(i) {
+                continue;
             }
+            let side: &mut std::collections::HashSet<u64> =
+                if by.is_valid(i) && values.contains(by.value(i)) {
+                    &mut theirs
+                } else {
+                    &mut others
+                };
+            side.insert(event_id_hash(ids.value(i)));
         }
     }
-    Ok(out)
+    Ok((theirs, others))
 }
 
 /// Column `name` (then column `with`, if given) of the row groups of
-/// `path` whose statistics of `name` do not rule every value of `values`
-/// out.
+/// `path` whose statistics of `name` do not rule every value of `prune`
+/// out (every row group without `prune`).
 fn rows_by(
     path: &Path,
     name: &str,
-    values: &std::collections::HashSet<String>,
+    prune: Option<&std::collections::HashSet<String>>,
     with: Option<&str>,
 ) -> Result<impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>> {
     let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
@@ -330,6 +362,9 @@ fn rows_by(
     }
     let groups: Vec<usize> = (0..meta.num_row_groups())
         .filter(|g| {
+            let Some(values) = prune else {
+                return true;
+            };
             let Some(stats) = meta.row_group(*g).column(by).statistics() else {
                 return true;
             };

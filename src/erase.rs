@@ -22,7 +22,7 @@
 //! retracted and ingested again on purpose (`--reingest-retracted`), or
 //! another file holding their lines, would.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -152,19 +152,26 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
+    let plans = plan_silver(lake, &state, &sel, &hits)?;
+    fault::trace(started, "silver planned");
+    report.silver_dates = plans.iter().map(|p| p.date.clone()).collect();
     if opts.dry_run {
+        // What the commit would list: every file with their rows removed,
+        // and each one that keeps other rows added again without them.
+        let silver = plans.iter().flat_map(|p| &p.theirs);
         report.status = "dry_run";
-        report.files_removed = hits.len() + snapshot_files.len();
+        report.files_removed = hits.len() + snapshot_files.len() + silver.clone().count();
+        report.files_added = hits.iter().filter(|h| h.rows < h.file.rows).count()
+            + silver.filter(|(f, n)| *n < f.rows).count();
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
 
     let mut commit = Commit::next(&state, OPERATION, opts.processing_time);
-    let after = removal::rewrite(lake, &state, &sel, &hits, OPERATION, &mut commit)?;
+    removal::rewrite(lake, &state, &sel, &hits, OPERATION, &mut commit)?;
     fault::trace(started, "bronze rewritten");
-    let silver = patch_silver(lake, &state, &sel, &hits, &after, commit.version)?;
+    let silver = patch_silver(lake, &state, &sel, plans, commit.version)?;
     fault::trace(started, "silver patched");
-    report.silver_dates = silver.dates;
     let sum = |f: fn(&UserReport) -> u64| report.users.iter().map(f).sum();
     commit.erased = Some(Erasure {
         users: report.users.iter().filter(|u| u.status == "erased").count() as u64,
@@ -193,97 +200,70 @@ struct SilverPatch {
     add: Vec<FileAction>,
     remove: Vec<FileAction>,
     builds: Vec<Build>,
-    dates: Vec<String>,
 }
 
-/// Take the users' rows out of silver too, on each date where that is
-/// what a rebuild would do, and carry silver's builds of the date forward
-/// to the new bronze (so the next run does not rebuild it; gold, whose
-/// inputs change, recomputes it). Sessions are each one user's, so only
-/// the users' own rows change, unless another row of the date shares an
-/// `event_id` with one of theirs (silver keeps the first copy of an id: the
-/// other copy would take its place). A date is patched when:
+/// A date whose silver [`patch_silver`] takes the users' rows out of: the
+/// builds to carry forward, and the silver files holding their rows, with
+/// how many each holds.
+struct DatePlan<'a> {
+    date: String,
+    builds: Vec<Build>,
+    theirs: Vec<(&'a FileAction, u64)>,
+}
+
+/// The dates of `hits` whose silver the users' rows can be taken out of
+/// in the erase's commit, because that is what a rebuild would do; the
+/// others are left dirty, to be rebuilt by the next run as after a
+/// `retract`. Sessions are each one user's, so only the users' own rows
+/// change, unless another row of the date shares an `event_id` with one
+/// of theirs (silver keeps the first copy of an id: the other copy would
+/// take its place). A date is patched when:
 /// - every silver table's build of it read the bronze it has now (it is
 ///   not dirty already);
-/// - no bronze or side-output row left on it shares an `event_id` with a
-///   row taken out that silver kept (rather than left out as a later copy);
+/// - no bronze or side-output row of another user on it shares an
+///   `event_id` with a row taken out that silver kept (rather than left
+///   out as a later copy);
 /// - every silver table with files on it has a `user_id` column (a lake's
 ///   own typed table may not).
 ///
-/// The others are rebuilt by the next run, as after a `retract`. The new
-/// files are published here; the caller commits them.
-fn patch_silver(
+/// Reads the lake only, so `--dry-run` reports the same dates.
+fn plan_silver<'a>(
     lake: &Lake,
-    state: &LakeState,
+    state: &'a LakeState,
     sel: &Selection,
     hits: &[Hit],
-    after: &removal::DateFiles,
-    version: u64,
-) -> Result<SilverPatch> {
+) -> Result<Vec<DatePlan<'a>>> {
     use rayon::prelude::*;
-    let mut dates: BTreeMap<&str, Vec<&Hit>> = BTreeMap::new();
-    for h in hits.iter().filter(|h| h.table == bronze::TABLE) {
-        dates.entry(h.file.partition.as_str()).or_default().push(h);
-    }
-    let staging = lake::Staging::create(lake, "erase-silver")?;
-    let names = Names {
-        run_id: crate::derive::run_id(OPERATION, state),
-        staging: staging.to_path_buf(),
-        next: std::sync::atomic::AtomicUsize::new(0),
-    };
-    let patched: Vec<Option<DatePatch>> = dates
+    let dates: BTreeSet<&str> = hits
+        .iter()
+        .filter(|h| h.table == bronze::TABLE)
+        .map(|h| h.file.partition.as_str())
+        .collect();
+    let plans: Vec<Option<DatePlan>> = dates
         .into_par_iter()
-        .map(|(date, hits)| patch_date(lake, state, sel, date, &hits, after, &names))
+        .map(|date| plan_date(lake, state, sel, date))
         .collect::<Result<_>>()?;
-    let mut out = SilverPatch::default();
-    let mut moves = Vec::new();
-    for p in patched.into_iter().flatten() {
-        let input = dirty::input_key(bronze::TABLE, &p.date);
-        out.builds.extend(p.builds.into_iter().map(|mut b| {
-            b.inputs.insert(input.clone(), version);
-            b
-        }));
-        out.remove.extend(p.remove);
-        for (action, from) in p.add {
-            moves.push((from, lake.path(&action.path)));
-            out.add.push(action);
-        }
-        out.dates.push(p.date);
-    }
-    lake::publish(lake, &moves)?;
-    Ok(out)
+    Ok(plans.into_iter().flatten().collect())
 }
 
-/// Names for the silver files [`patch_silver`] writes, unique within the
+/// [`plan_silver`] of one date; `None` where the date is left to the next
 /// run.
-struct Names {
-    run_id: String,
-    staging: std::path::PathBuf,
-    next: std::sync::atomic::AtomicUsize,
-}
-
-/// One date's patch (see [`patch_silver`]): the builds to carry forward,
-/// the files it removes, and the files it adds with where they are staged.
-struct DatePatch {
-    date: String,
-    builds: Vec<Build>,
-    remove: Vec<FileAction>,
-    add: Vec<(FileAction, std::path::PathBuf)>,
-}
-
-/// [`patch_silver`] of one date, whose bronze rows of the users `hits`
-/// held; `None` where the date is left to the next run.
-fn patch_date(
+fn plan_date<'a>(
     lake: &Lake,
-    state: &LakeState,
+    state: &'a LakeState,
     sel: &Selection,
     date: &str,
-    hits: &[&Hit],
-    after: &removal::DateFiles,
-    names: &Names,
-) -> Result<Option<DatePatch>> {
+) -> Result<Option<DatePlan<'a>>> {
     let tables = crate::silver::all_tables();
     let input = dirty::input_key(bronze::TABLE, date);
+    let files_of = |table: &str| {
+        state
+            .tables
+            .get(table)
+            .and_then(|t| t.get(date))
+            .into_iter()
+            .flat_map(|p| p.files.values())
+    };
     let now = state
         .tables
         .get(bronze::TABLE)
@@ -309,30 +289,16 @@ fn patch_date(
     // left out, and nothing changes for the other user; where it kept the
     // erased user's, another copy takes its place, which only a rebuild
     // of the date gives.
-    let mut gone = HashSet::new();
-    for h in hits {
-        gone.extend(bronze::event_ids_by(
-            &lake.path(&h.file.path),
-            &sel.name(),
-            sel.values(),
-        )?);
+    let (mut gone, mut left) = (HashSet::new(), HashSet::new());
+    for f in files_of(bronze::TABLE).chain(files_of(bronze::LATE_TABLE)) {
+        let (theirs, others) =
+            bronze::event_ids_split(&lake.path(&f.path), &sel.name(), sel.values())?;
+        gone.extend(theirs);
+        left.extend(others);
     }
-    let mut shared = HashSet::new();
-    for f in after.get(date).map_or(&[][..], |v| v) {
-        shared.extend(
-            bronze::read_event_id_hashes(f)?
-                .into_iter()
-                .filter(|id| gone.contains(id)),
-        );
-    }
+    let shared: HashSet<u64> = gone.intersection(&left).copied().collect();
     if !shared.is_empty() {
-        for f in state
-            .tables
-            .get(crate::silver::EVENTS_TABLE)
-            .and_then(|t| t.get(date))
-            .into_iter()
-            .flat_map(|p| p.files.values())
-        {
+        for f in files_of(crate::silver::EVENTS_TABLE) {
             let kept = bronze::event_ids_by(&lake.path(&f.path), "user_id", sel.values())?;
             if kept.iter().any(|id| shared.contains(id)) {
                 return Ok(None);
@@ -340,11 +306,7 @@ fn patch_date(
         }
     }
     let mut theirs = Vec::new();
-    for f in tables
-        .iter()
-        .filter_map(|t| state.tables.get(*t).and_then(|p| p.get(date)))
-        .flat_map(|p| p.files.values())
-    {
+    for f in tables.iter().flat_map(|t| files_of(t)) {
         // (A file without a user_id column: left to the run.)
         let Ok(counts) = bronze::count_rows_by(&lake.path(&f.path), "user_id", sel.values()) else {
             return Ok(None);
@@ -354,17 +316,73 @@ fn patch_date(
             theirs.push((f, n));
         }
     }
-    let mut patch = DatePatch {
+    Ok(Some(DatePlan {
         date: date.to_string(),
         builds: built,
-        remove: Vec::new(),
-        add: Vec::new(),
+        theirs,
+    }))
+}
+
+/// Take the users' rows out of the silver files `plans` name, and carry
+/// silver's builds of those dates forward to the new bronze (so the next
+/// run does not rebuild them; gold, whose inputs change, recomputes
+/// them). The new files are published here; the caller commits them.
+fn patch_silver(
+    lake: &Lake,
+    state: &LakeState,
+    sel: &Selection,
+    plans: Vec<DatePlan>,
+    version: u64,
+) -> Result<SilverPatch> {
+    use rayon::prelude::*;
+    let staging = lake::Staging::create(lake, "erase-silver")?;
+    let names = Names {
+        run_id: crate::derive::run_id(OPERATION, state),
+        staging: staging.to_path_buf(),
+        next: std::sync::atomic::AtomicUsize::new(0),
     };
-    for (f, n) in theirs {
-        patch.remove.push(f.clone());
-        if n >= f.rows {
-            continue;
+    let written: Vec<Vec<(FileAction, std::path::PathBuf)>> = plans
+        .par_iter()
+        .map(|p| write_date(lake, sel, p, &names))
+        .collect::<Result<_>>()?;
+    let mut out = SilverPatch::default();
+    let mut moves = Vec::new();
+    for (p, added) in plans.into_iter().zip(written) {
+        let input = dirty::input_key(bronze::TABLE, &p.date);
+        out.builds.extend(p.builds.into_iter().map(|mut b| {
+            b.inputs.insert(input.clone(), version);
+            b
+        }));
+        out.remove
+            .extend(p.theirs.into_iter().map(|(f, _)| f.clone()));
+        for (action, from) in added {
+            moves.push((from, lake.path(&action.path)));
+            out.add.push(action);
         }
+    }
+    lake::publish(lake, &moves)?;
+    Ok(out)
+}
+
+/// Names for the silver files [`patch_silver`] writes, unique within the
+/// run.
+struct Names {
+    run_id: String,
+    staging: std::path::PathBuf,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Write the files of one date's plan that keep other users' rows,
+/// without the users' (staged): each one's action, with where it is
+/// staged.
+fn write_date(
+    lake: &Lake,
+    sel: &Selection,
+    plan: &DatePlan,
+    names: &Names,
+) -> Result<Vec<(FileAction, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    for &(f, n) in plan.theirs.iter().filter(|(f, n)| *n < f.rows) {
         let i = names
             .next
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -379,8 +397,10 @@ fn patch_date(
         );
         let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
         let rel = format!("{dir}/part-{}-{i:05}.parquet", names.run_id);
-        let action = FileAction::plain(&f.table, &f.partition, rel, kept, bytes);
-        patch.add.push((action, to));
+        out.push((
+            FileAction::plain(&f.table, &f.partition, rel, kept, bytes),
+            to,
+        ));
     }
-    Ok(Some(patch))
+    Ok(out)
 }

@@ -267,8 +267,7 @@ pub fn find<'a>(
 /// and fill in `commit`: the files it adds and removes, and the id
 /// conflicts and ids on other dates counted again. Refuses when the rows
 /// kept plus the rows taken out are not the rows the removed files held.
-/// `op` names the staging directory and the run. Returns every bronze and
-/// side-output file after the removal, by date.
+/// `op` names the staging directory and the run.
 pub fn rewrite(
     lake: &Lake,
     state: &LakeState,
@@ -276,7 +275,7 @@ pub fn rewrite(
     hits: &[Hit],
     op: &str,
     commit: &mut Commit,
-) -> Result<DateFiles> {
+) -> Result<()> {
     let staging = lake::Staging::create(lake, op)?;
     let run_id = crate::derive::run_id(op, state);
     let namer = write::FileNamer::new(run_id.clone(), staging.to_path_buf());
@@ -329,20 +328,7 @@ pub fn rewrite(
         rows(&commit.add),
         rows(&commit.remove)
     );
-    // (The rewritten files are published now: where staging had them.)
-    Ok(after
-        .into_iter()
-        .map(|(date, files)| {
-            let files = files
-                .into_iter()
-                .map(|f| match staged.iter().find(|s| s.staged == f) {
-                    Some(s) => s.publish_move(lake).1,
-                    None => f,
-                })
-                .collect();
-            (date, files)
-        })
-        .collect())
+    Ok(())
 }
 
 /// Write Parquet file `src` without the rows whose top-level string column
@@ -443,7 +429,7 @@ fn recount_conflicts(hits: &[Hit], files: &DateFiles) -> Result<BTreeMap<String,
 }
 
 /// Files by date (see [`files_after`]).
-pub type DateFiles = BTreeMap<String, Vec<PathBuf>>;
+type DateFiles = BTreeMap<String, Vec<PathBuf>>;
 
 /// Every bronze and side-output file the lake has after the removal, by
 /// date: the live ones it does not remove, and the rewritten ones (from

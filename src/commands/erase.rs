@@ -145,7 +145,10 @@ fn print_report(r: &erase::EraseReport) {
         ),
         "dry_run" => status(
             "Dry run",
-            format!("nothing changed ({} files would change)", r.files_removed),
+            format!(
+                "nothing changed ({} files would be removed, {} of them written again without the users' rows)",
+                r.files_removed, r.files_added
+            ),
         ),
         _ => status(
             "Unchanged",

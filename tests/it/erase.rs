@@ -191,6 +191,11 @@ fn an_erased_user_leaves_the_lake_as_if_never_there() {
         &["erase", "--users-from", ids.to_str().unwrap(), "--json"],
     );
     assert_eq!(r["status"], "committed", "{r}");
+    // The dry run said what the commit did: the same silver dates, files
+    // removed and files written again.
+    for key in ["dates", "silver_dates", "files_removed", "files_added"] {
+        assert_eq!(plan[key], r[key], "{key}: {plan} {r}");
+    }
     // Silver's rows of theirs went in the same commit, on the dates not
     // dirty already whose rows share no event_id with theirs.
     let patched = r["silver_dates"].as_array().unwrap();
