@@ -100,7 +100,7 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
     let _busy = fault::operation(OPERATION);
     let started = Instant::now();
     let (_lock, state, orphans_removed) = removal::begin(lake, opts.dry_run)?;
-    let sel = Selection::users(&opts.users);
+    let sel = Selection::users(&opts.users)?;
     let quarantine = state
         .partitions(QUARANTINE_TABLE)
         .flat_map(|(_, p)| p.files.values())

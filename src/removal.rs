@@ -63,9 +63,10 @@ enum QuarantineMatch {
     /// By its `batch_id`, or, in a line written before lines carried one,
     /// by its source: (batch_id, source) of each batch.
     Batches(Vec<(String, String)>),
-    /// By the user its raw line names (see [`Selection::users`]); each id
-    /// with its JSON string form.
-    Users(Vec<(String, String)>),
+    /// By the user its raw line names (see [`Selection::users`]): the ids
+    /// in order, and a matcher of their JSON string forms (pattern `i` is
+    /// id `i`'s), so a line is matched in one pass however many ids.
+    Users(Vec<String>, aho_corasick::AhoCorasick),
 }
 
 impl Selection {
@@ -89,16 +90,17 @@ impl Selection {
     /// number; a raw line that is not such an object (broken JSON, bytes
     /// that are not UTF-8) is the user's when it holds the id as a JSON
     /// string (`"u42"`) anywhere.
-    pub fn users(ids: &BTreeSet<String>) -> Selection {
-        Selection {
+    pub fn users(ids: &BTreeSet<String>) -> Result<Selection> {
+        let tokens = ids
+            .iter()
+            .map(|id| serde_json::Value::from(id.as_str()).to_string());
+        let matcher = aho_corasick::AhoCorasick::new(tokens)
+            .context("too many user ids to search quarantined lines for")?;
+        Ok(Selection {
             column: col::USER_ID,
             values: ids.iter().cloned().collect(),
-            quarantine: QuarantineMatch::Users(
-                ids.iter()
-                    .map(|id| (id.clone(), serde_json::Value::from(id.as_str()).to_string()))
-                    .collect(),
-            ),
-        }
+            quarantine: QuarantineMatch::Users(ids.iter().cloned().collect(), matcher),
+        })
     }
 
     /// The bronze column the rows are chosen by.
@@ -133,7 +135,7 @@ impl Selection {
                     None => l.source_file.as_deref() == Some(source.as_str()),
                 })
                 .map(|(id, _)| id.as_str()),
-            QuarantineMatch::Users(users) => {
+            QuarantineMatch::Users(ids, tokens) => {
                 let raw: Vec<u8> = match (l.raw, l.raw_base64) {
                     (Some(raw), _) => raw.into_bytes(),
                     (None, Some(b64)) => {
@@ -158,15 +160,18 @@ impl Selection {
                             .collect();
                         (!ids.is_empty()).then_some(ids)
                     });
+                // (The first id in order, where a line names two.)
                 match named {
-                    Some(named) => users
+                    Some(named) => named
                         .iter()
-                        .find(|(id, _)| named.contains(id))
-                        .map(|(id, _)| id.as_str()),
-                    None => users
-                        .iter()
-                        .find(|(_, token)| raw.windows(token.len()).any(|w| w == token.as_bytes()))
-                        .map(|(id, _)| id.as_str()),
+                        .filter_map(|n| self.values.get(n))
+                        .min()
+                        .map(String::as_str),
+                    None => tokens
+                        .find_overlapping_iter(&raw)
+                        .map(|m| m.pattern().as_usize())
+                        .min()
+                        .map(|i| ids[i].as_str()),
                 }
             }
         }
@@ -605,7 +610,7 @@ mod tests {
     #[test]
     fn quarantine_lines_are_matched_by_the_user_their_raw_line_names() {
         let ids: BTreeSet<String> = ["u1".to_string(), "12345".to_string()].into();
-        let sel = Selection::users(&ids);
+        let sel = Selection::users(&ids).unwrap();
         let line = |raw: &str| serde_json::json!({"line": 1, "raw": raw}).to_string();
         let of = |raw: &str| sel.quarantine_value(&line(raw)).map(str::to_string);
         assert_eq!(
@@ -623,6 +628,14 @@ mod tests {
         assert_eq!(of(r#"{"event_id":"e","user":"u1"}"#), Some("u1".into()));
         assert_eq!(of(r#"{"user_id":"u10","broken"#), None);
         assert_eq!(of("u1 not json"), None);
+        // A line naming two of the ids is the first's (in order), also
+        // where their JSON strings overlap.
+        assert_eq!(
+            of(r#"{"user_id":"u1","actor_id":12345}"#),
+            Some("12345".into())
+        );
+        assert_eq!(of(r#"x"u1"12345"x"#), Some("12345".into()));
+        assert_eq!(of(r#"x"u1"12346"x"#), Some("u1".into()));
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode(b"{\"user_id\":\"u1\",\xff}");
         let l = serde_json::json!({"line": 1, "raw_base64": b64}).to_string();
