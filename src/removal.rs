@@ -16,7 +16,7 @@
 //! earliest event of the files it replaced, marks the id index stale, and
 //! carries the id-conflict counts of the dates it changed, counted again.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -61,8 +61,9 @@ pub struct Selection {
 /// How a quarantine line is told to be chosen.
 enum QuarantineMatch {
     /// By its `batch_id`, or, in a line written before lines carried one,
-    /// by its source: (batch_id, source) of each batch.
-    Batches(Vec<(String, String)>),
+    /// by its source: each source's first batch (the ids are the
+    /// selection's values).
+    Batches(HashMap<String, String>),
     /// By the user its raw line names (see [`Selection::users`]): the ids
     /// in order, and a matcher of their JSON string forms (pattern `i` is
     /// id `i`'s), so a line is matched in one pass however many ids.
@@ -75,12 +76,13 @@ impl Selection {
         Selection {
             column: col::BATCH_ID,
             values: batches.iter().map(|(_, b)| b.batch_id.clone()).collect(),
-            quarantine: QuarantineMatch::Batches(
-                batches
-                    .iter()
-                    .map(|(_, b)| (b.batch_id.clone(), b.source.clone()))
-                    .collect(),
-            ),
+            quarantine: QuarantineMatch::Batches(batches.iter().rev().fold(
+                HashMap::new(),
+                |mut m, (_, b)| {
+                    m.insert(b.source.clone(), b.batch_id.clone());
+                    m
+                },
+            )),
         }
     }
 
@@ -128,13 +130,11 @@ impl Selection {
         }
         let l = serde_json::from_str::<Line>(line).ok()?;
         match &self.quarantine {
-            QuarantineMatch::Batches(batches) => batches
-                .iter()
-                .find(|(id, source)| match &l.batch_id {
-                    Some(b) => b == id,
-                    None => l.source_file.as_deref() == Some(source.as_str()),
-                })
-                .map(|(id, _)| id.as_str()),
+            QuarantineMatch::Batches(sources) => match (&l.batch_id, &l.source_file) {
+                (Some(b), _) => self.values.get(b).map(String::as_str),
+                (None, Some(source)) => sources.get(source).map(String::as_str),
+                (None, None) => None,
+            },
             QuarantineMatch::Users(ids, tokens) => {
                 let raw: Vec<u8> = match (l.raw, l.raw_base64) {
                     (Some(raw), _) => raw.into_bytes(),
@@ -601,6 +601,16 @@ mod tests {
         assert!(is(&line(None, "in.jsonl")));
         assert!(!is(&line(None, "other.jsonl")));
         assert!(!is("not json"));
+        // Two batches of one source (a log that grew): an old line is the
+        // first's.
+        let (h2, h3) = ("blake3:y".to_string(), "blake3:z".to_string());
+        let (b2, b3) = (record("b2", "log.jsonl"), record("b3", "log.jsonl"));
+        let sel = Selection::batches(&[(&hash, &b), (&h2, &b2), (&h3, &b3)]);
+        assert_eq!(sel.quarantine_value(&line(None, "log.jsonl")), Some("b2"));
+        assert_eq!(
+            sel.quarantine_value(&line(Some("b3"), "log.jsonl")),
+            Some("b3")
+        );
     }
 
     /// A quarantine line is a user's by the user_id (or actor_id) of its
