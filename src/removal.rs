@@ -73,16 +73,16 @@ enum QuarantineMatch {
 impl Selection {
     /// The rows of input batches `batches` (by `batch_id`).
     pub fn batches(batches: &[(&String, &BatchRecord)]) -> Selection {
+        let mut sources = HashMap::new();
+        for (_, b) in batches {
+            sources
+                .entry(b.source.clone())
+                .or_insert_with(|| b.batch_id.clone());
+        }
         Selection {
             column: col::BATCH_ID,
             values: batches.iter().map(|(_, b)| b.batch_id.clone()).collect(),
-            quarantine: QuarantineMatch::Batches(batches.iter().rev().fold(
-                HashMap::new(),
-                |mut m, (_, b)| {
-                    m.insert(b.source.clone(), b.batch_id.clone());
-                    m
-                },
-            )),
+            quarantine: QuarantineMatch::Batches(sources),
         }
     }
 
@@ -284,33 +284,45 @@ pub fn rewrite(
     let staging = lake::Staging::create(lake, op)?;
     let run_id = crate::derive::run_id(op, state);
     let namer = write::FileNamer::new(run_id.clone(), staging.to_path_buf());
+    // Each file on its own (two or more at once: reading one decodes on
+    // a single core), results in the hits' order.
+    let rewritten: Vec<Rewritten> = hits
+        .par_iter()
+        .enumerate()
+        .filter(|(_, h)| h.rows < h.file.rows)
+        .map(|(n, h)| {
+            if h.table == QUARANTINE_TABLE {
+                let rel = format!("{QUARANTINE_DIR}/{run_id}-{n:05}.jsonl");
+                let to = staging.join(format!("quarantine-{n:05}.jsonl"));
+                let (kept, bytes) = rewrite_quarantine(lake, h.file, sel, &to)?;
+                let action = FileAction::plain(QUARANTINE_TABLE, "", rel, kept, bytes);
+                return Ok(Rewritten::Quarantine(action, to));
+            }
+            let day = time::parse_date32(&h.file.partition).map_err(anyhow::Error::msg)?;
+            let mut buffer = write::Buffer::default();
+            let side = h.table == bronze::LATE_TABLE;
+            let path = lake.path(&h.file.path);
+            let dropped = buffer.push_bronze_rows(&path, day, side, (sel.column, &sel.values))?;
+            anyhow::ensure!(
+                dropped == h.rows,
+                "`{}` changed while being read ({} rows to take out, then {dropped})",
+                h.file.path,
+                h.rows
+            );
+            Ok(Rewritten::Bronze(write::flush(buffer, &namer)?))
+        })
+        .collect::<Result<_>>()?;
     let mut staged = Vec::new();
     let mut adds: Vec<FileAction> = Vec::new();
     let mut moves = Vec::new();
-    for (n, h) in hits.iter().enumerate() {
-        if h.rows >= h.file.rows {
-            continue;
+    for r in rewritten {
+        match r {
+            Rewritten::Quarantine(action, to) => {
+                moves.push((to, lake.path(&action.path)));
+                adds.push(action);
+            }
+            Rewritten::Bronze(files) => staged.extend(files),
         }
-        if h.table == QUARANTINE_TABLE {
-            let rel = format!("{QUARANTINE_DIR}/{run_id}-{n:05}.jsonl");
-            let to = staging.join(format!("quarantine-{n:05}.jsonl"));
-            let (kept, bytes) = rewrite_quarantine(lake, h.file, sel, &to)?;
-            moves.push((to, lake.path(&rel)));
-            adds.push(FileAction::plain(QUARANTINE_TABLE, "", rel, kept, bytes));
-            continue;
-        }
-        let day = time::parse_date32(&h.file.partition).map_err(anyhow::Error::msg)?;
-        let mut buffer = write::Buffer::default();
-        let side = h.table == bronze::LATE_TABLE;
-        let path = lake.path(&h.file.path);
-        let dropped = buffer.push_bronze_rows(&path, day, side, (sel.column, &sel.values))?;
-        anyhow::ensure!(
-            dropped == h.rows,
-            "`{}` changed while being read ({} rows to take out, then {dropped})",
-            h.file.path,
-            h.rows
-        );
-        staged.extend(write::flush(buffer, &namer)?);
     }
     namer.number(&mut staged);
     let after = files_after(lake, state, hits, &staged);
@@ -334,6 +346,13 @@ pub fn rewrite(
         rows(&commit.remove)
     );
     Ok(())
+}
+
+/// A file [`rewrite`] wrote without the chosen rows: a quarantine file
+/// (its action, and where it is staged) or a bronze one.
+enum Rewritten {
+    Quarantine(FileAction, PathBuf),
+    Bronze(Vec<write::StagedFile>),
 }
 
 /// Write Parquet file `src` without the rows whose top-level string column
