@@ -97,13 +97,24 @@ fn print_report(r: &erase::EraseReport) {
             u.user_id, u.bronze_rows, u.late_rows, u.quarantined
         )
     });
-    let missing = r.users.len() - found.len();
-    if missing > 0 {
-        status(
-            "Not found",
-            format!("{missing} user(s) with no row in the lake (never there, or erased before)"),
-        );
-    }
+    let missing: Vec<_> = r.users.iter().filter(|u| u.status != "erased").collect();
+    super::each_or_all(
+        "Not found",
+        &missing,
+        5,
+        |u| {
+            format!(
+                "{}: no row in the lake (never there, or erased before)",
+                u.user_id
+            )
+        },
+        |all| {
+            format!(
+                "{} users with no row in the lake (never there, or erased before; --json's `users` names them)",
+                all.len()
+            )
+        },
+    );
     let patched = |d: &str| r.silver_dates.iter().any(|s| s == d);
     super::status_first("Dirty", &r.dates, "dates", |d| {
         format!(

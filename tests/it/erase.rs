@@ -264,6 +264,14 @@ fn an_erased_user_leaves_the_lake_as_if_never_there() {
     let again = ok(&with, &["erase", "--user", USER, "--json"]);
     assert_eq!(again["status"], "noop", "{again}");
     assert_eq!(again["users"][0]["status"], "not_found", "{again}");
+    // The summary names the requests that found nothing.
+    let o = cmd(&with, &["erase", "--user", USER]).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("   Not found {USER}: no row in the lake")),
+        "{err}"
+    );
 
     // Silver and gold rebuild what it touched, and equal the lake that
     // never had the user; no derived row names them.
