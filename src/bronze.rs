@@ -289,21 +289,19 @@ pub fn event_ids_by(
     Ok(split_ids(rows_by(path, name, Some(values), Some("event_id"))?, values)?.0)
 }
 
-/// The [`event_id_hash`]es of every row of bronze (or side-output) file
-/// `path`, split by whether string column `name` has a value in `values`:
-/// `(theirs, the others')`. Every row group is read (the two columns).
-pub fn event_ids_split(
+/// The [`event_id_hash`]es of the rows of bronze (or side-output) file
+/// `path` whose string column `name` has no value in `values` (every row
+/// group read, the two columns).
+pub fn event_ids_except(
     path: &Path,
     name: &str,
     values: &std::collections::HashSet<String>,
-) -> Result<(
-    std::collections::HashSet<u64>,
-    std::collections::HashSet<u64>,
-)> {
-    split_ids(rows_by(path, name, None, Some("event_id"))?, values)
+) -> Result<std::collections::HashSet<u64>> {
+    Ok(split_ids(rows_by(path, name, None, Some("event_id"))?, values)?.1)
 }
 
-/// The ids of `batches` (`name`, `event_id`), split as [`event_ids_split`].
+/// The ids of `batches` (`name`, `event_id`), split by whether `name` has
+/// a value in `values`: `(theirs, the others')`.
 fn split_ids(
     batches: impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>,
     values: &std::collections::HashSet<String>,
@@ -332,6 +330,30 @@ fn split_ids(
         }
     }
     Ok((theirs, others))
+}
+
+/// Whether Parquet file `path` has a top-level column `name`.
+pub fn has_column(path: &Path, name: &str) -> Result<bool> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    Ok(builder.schema().index_of(name).is_ok())
+}
+
+/// How many rows of Parquet file `path` (of any table with an `event_id`
+/// column) have an `event_id` whose [`event_id_hash`] is in `ids`.
+pub fn count_rows_with_ids(path: &Path, ids: &std::collections::HashSet<u64>) -> Result<u64> {
+    let mut n = 0;
+    for batch in rows_by(path, "event_id", None, None)? {
+        n += batch?
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .filter(|id| ids.contains(&event_id_hash(id)))
+            .count() as u64;
+    }
+    Ok(n)
 }
 
 /// Column `name` (then column `with`, if given) of the row groups of

@@ -162,7 +162,7 @@ pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
         report.status = "dry_run";
         report.files_removed = hits.len() + snapshot_files.len() + silver.clone().count();
         report.files_added = hits.iter().filter(|h| h.rows < h.file.rows).count()
-            + silver.filter(|(f, n)| *n < f.rows).count();
+            + silver.filter(|t| t.rows < t.file.rows).count();
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
@@ -203,12 +203,21 @@ struct SilverPatch {
 }
 
 /// A date whose silver [`patch_silver`] takes the users' rows out of: the
-/// builds to carry forward, and the silver files holding their rows, with
-/// how many each holds.
+/// builds to carry forward, the ids of the users' events silver kept,
+/// and the silver files holding their rows.
 struct DatePlan<'a> {
     date: String,
     builds: Vec<Build>,
-    theirs: Vec<(&'a FileAction, u64)>,
+    kept: HashSet<u64>,
+    theirs: Vec<Theirs<'a>>,
+}
+
+/// A silver file holding rows of the users: how many, and whether they
+/// are told by event id (a table without `user_id`) rather than user.
+struct Theirs<'a> {
+    file: &'a FileAction,
+    rows: u64,
+    by_id: bool,
 }
 
 /// The dates of `hits` whose silver the users' rows can be taken out of
@@ -222,11 +231,12 @@ struct DatePlan<'a> {
 ///   not dirty already);
 /// - no bronze or side-output row of another user on it shares an
 ///   `event_id` with a row taken out that silver kept (rather than left
-///   out as a later copy);
-/// - every silver table with files on it has a `user_id` column (a lake's
-///   own typed table may not).
+///   out as a later copy).
 ///
-/// Reads the lake only, so `--dry-run` reports the same dates.
+/// A silver table's rows of the users are told by `user_id`, or, in a
+/// lake's own typed table without that column, by the ids of their events
+/// silver kept (a typed table has one row per event). Reads the lake
+/// only, so `--dry-run` reports the same dates.
 fn plan_silver<'a>(
     lake: &Lake,
     state: &'a LakeState,
@@ -284,41 +294,51 @@ fn plan_date<'a>(
     if !events_built || !current {
         return Ok(None);
     }
-    // The ids of the rows taken out that rows left share. Where silver
-    // kept another user's copy of such an id, the erased copy was one it
-    // left out, and nothing changes for the other user; where it kept the
-    // erased user's, another copy takes its place, which only a rebuild
-    // of the date gives.
-    let (mut gone, mut left) = (HashSet::new(), HashSet::new());
-    for f in files_of(bronze::TABLE).chain(files_of(bronze::LATE_TABLE)) {
-        let (theirs, others) =
-            bronze::event_ids_split(&lake.path(&f.path), &sel.name(), sel.values())?;
-        gone.extend(theirs);
-        left.extend(others);
+    // The ids of the users' events silver kept on the date (one row each).
+    let mut kept = HashSet::new();
+    for f in files_of(crate::silver::EVENTS_TABLE) {
+        kept.extend(bronze::event_ids_by(
+            &lake.path(&f.path),
+            "user_id",
+            sel.values(),
+        )?);
     }
-    let shared: HashSet<u64> = gone.intersection(&left).copied().collect();
-    if !shared.is_empty() {
-        for f in files_of(crate::silver::EVENTS_TABLE) {
-            let kept = bronze::event_ids_by(&lake.path(&f.path), "user_id", sel.values())?;
-            if kept.iter().any(|id| shared.contains(id)) {
-                return Ok(None);
-            }
+    // Where a row left (another user's, in bronze or the side output)
+    // shares one of those ids, its copy takes the erased one's place,
+    // which only a rebuild of the date gives. (Where silver kept the
+    // other user's copy, the erased copy was one it left out, and nothing
+    // changes for the other user.)
+    for f in files_of(bronze::TABLE).chain(files_of(bronze::LATE_TABLE)) {
+        let left = bronze::event_ids_except(&lake.path(&f.path), &sel.name(), sel.values())?;
+        if kept.iter().any(|id| left.contains(id)) {
+            return Ok(None);
         }
     }
     let mut theirs = Vec::new();
     for f in tables.iter().flat_map(|t| files_of(t)) {
-        // (A file without a user_id column: left to the run.)
-        let Ok(counts) = bronze::count_rows_by(&lake.path(&f.path), "user_id", sel.values()) else {
-            return Ok(None);
+        let path = lake.path(&f.path);
+        // A lake's own typed table may have no user_id: its rows are one
+        // per event of `events`, so the users' are those of their ids.
+        let by_id = !bronze::has_column(&path, "user_id")?;
+        let n = if by_id {
+            bronze::count_rows_with_ids(&path, &kept)?
+        } else {
+            bronze::count_rows_by(&path, "user_id", sel.values())?
+                .values()
+                .sum()
         };
-        let n: u64 = counts.values().sum();
         if n > 0 {
-            theirs.push((f, n));
+            theirs.push(Theirs {
+                file: f,
+                rows: n,
+                by_id,
+            });
         }
     }
     Ok(Some(DatePlan {
         date: date.to_string(),
         builds: built,
+        kept,
         theirs,
     }))
 }
@@ -354,7 +374,7 @@ fn patch_silver(
             b
         }));
         out.remove
-            .extend(p.theirs.into_iter().map(|(f, _)| f.clone()));
+            .extend(p.theirs.into_iter().map(|t| t.file.clone()));
         for (action, from) in added {
             moves.push((from, lake.path(&action.path)));
             out.add.push(action);
@@ -382,13 +402,19 @@ fn write_date(
     names: &Names,
 ) -> Result<Vec<(FileAction, std::path::PathBuf)>> {
     let mut out = Vec::new();
-    for &(f, n) in plan.theirs.iter().filter(|(f, n)| *n < f.rows) {
+    for t in plan.theirs.iter().filter(|t| t.rows < t.file.rows) {
+        let (f, n) = (t.file, t.rows);
         let i = names
             .next
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let to = names.staging.join(format!("silver-{i:05}.parquet"));
-        let (kept, bytes) =
-            removal::filter_file(&lake.path(&f.path), "user_id", sel.values(), &to)?;
+        let src = lake.path(&f.path);
+        let (kept, bytes) = if t.by_id {
+            let theirs = |id: &str| plan.kept.contains(&bronze::event_id_hash(id));
+            removal::filter_file(&src, "event_id", theirs, &to)?
+        } else {
+            removal::filter_file(&src, "user_id", |u| sel.values().contains(u), &to)?
+        };
         anyhow::ensure!(
             kept + n == f.rows,
             "`{}` changed while being read ({} rows, {kept} kept, {n} taken out)",

@@ -355,14 +355,14 @@ enum Rewritten {
     Bronze(Vec<write::StagedFile>),
 }
 
-/// Write Parquet file `src` without the rows whose top-level string column
-/// `name` has a value in `drop` to `dst` (zstd level 1, no dictionary, as
-/// silver writes; the schema, its metadata and the declared sort order
+/// Write Parquet file `src` to `dst` without the rows whose top-level
+/// string column `name` has a value `drop` is true of (zstd level 1, no
+/// dictionary, as silver writes; the schema, its metadata and the declared sort order
 /// kept; fsynced). Returns the rows kept and the bytes written.
 pub fn filter_file(
     src: &Path,
     name: &str,
-    drop: &HashSet<String>,
+    drop: impl Fn(&str) -> bool,
     dst: &Path,
 ) -> Result<(u64, u64)> {
     use datafusion::arrow::array::{AsArray, BooleanArray};
@@ -399,7 +399,7 @@ pub fn filter_file(
             .column(column)
             .as_string::<i32>()
             .iter()
-            .map(|v| Some(!v.is_some_and(|v| drop.contains(v))))
+            .map(|v| Some(!v.is_some_and(&drop)))
             .collect();
         let batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep)?;
         kept += batch.num_rows() as u64;

@@ -45,8 +45,10 @@ OWN_TYPED = """SELECT event_id, user_id, session_id, event_timestamp, event_date
        0 AS _warnings
 FROM events WHERE event_type = 'page_view'
 """
-# The same table edited: what a lake's runs meet when its file changes.
-OWN_TYPED_EDITED = OWN_TYPED.replace("page_url,", "upper(page_url) AS page_url,")
+# The same table edited: what a lake's runs meet when its file changes
+# (without user_id, so an erase tells its rows by event id).
+OWN_TYPED_EDITED = OWN_TYPED.replace("page_url,", "upper(page_url) AS page_url,").replace(
+    "user_id, ", "")
 
 
 # A daily table of the lake's own, over events and sessions (dumped like

@@ -483,9 +483,21 @@ fn erase_keeps_other_users_rows_as_they_were() {
     ok(&lake, &["run"]);
     crate::silver::assert_equals_full(&lake, &tmp.path().join("full3"), "left-out copy");
 
-    // A lake's own typed table without a user_id column: its rows of the
-    // user cannot be told apart, so the dates are left to the run, which
-    // rebuilds them without the user's events.
+    // A lake's own typed table without a user_id column: its rows are one
+    // per event, so the user's are told by the ids of their events silver
+    // kept, and go in the same commit too.
+    // (Another user's page view on u2's date, so the file keeps a row.)
+    let other = tmp.path().join("g.jsonl");
+    std::fs::write(&other, ev("g1", "page_view", "2024-03-15T12:00:00Z", "u8")).unwrap();
+    ok(
+        &lake,
+        &[
+            "run",
+            other.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-18T12:00:00Z",
+        ],
+    );
     let typed = lake.join("typed");
     std::fs::create_dir_all(&typed).unwrap();
     std::fs::write(
@@ -495,11 +507,21 @@ fn erase_keeps_other_users_rows_as_they_were() {
     )
     .unwrap();
     ok(&lake, &["run"]);
+    // One file holds u2's row and u8's: it is rewritten, not removed.
+    let files = |lake: &Path| {
+        std::fs::read_dir(lake.join("silver/page_urls/event_date=2024-03-15"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(files(&lake), 1);
     let urls = |lake: &Path| query_csv(lake, "SELECT event_id FROM page_urls ORDER BY 1");
-    assert_eq!(urls(&lake), ["b1", "f1"]);
+    assert_eq!(urls(&lake), ["b1", "f1", "g1"]);
     let r = ok(&lake, &["erase", "--user", "u2", "--json"]);
-    assert_eq!(r["silver_dates"], serde_json::json!([]), "{r}");
-    ok(&lake, &["run"]);
-    assert_eq!(urls(&lake), ["f1"]);
+    assert_eq!(r["silver_dates"], serde_json::json!(["2024-03-15"]), "{r}");
+    assert_eq!(urls(&lake), ["f1", "g1"]);
+    assert_eq!(files(&lake), 1);
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(r["silver"]["recomputed"], serde_json::json!({}), "{r}");
+    assert_eq!(urls(&lake), ["f1", "g1"]);
     crate::silver::assert_equals_full(&lake, &tmp.path().join("full4"), "own typed table");
 }
