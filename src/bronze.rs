@@ -332,28 +332,41 @@ fn split_ids(
     Ok((theirs, others))
 }
 
-/// Whether Parquet file `path` has a top-level column `name`.
-pub fn has_column(path: &Path, name: &str) -> Result<bool> {
-    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
-    Ok(builder.schema().index_of(name).is_ok())
+/// How many rows of Parquet file `path` (a silver table's) are the
+/// users': those whose `user_id` is in `users`, or, in a file without that
+/// column (a lake's own typed table, one row per event), those whose
+/// `event_id`'s [`event_id_hash`] is in `ids`. Returns the count and
+/// whether it went by `event_id`. The file is opened once.
+pub fn count_user_rows(
+    path: &Path,
+    users: &std::collections::HashSet<String>,
+    ids: &std::collections::HashSet<u64>,
+) -> Result<(u64, bool)> {
+    let builder = open(path)?;
+    let by_id = builder.schema().index_of("user_id").is_err();
+    let (name, prune) = if by_id {
+        ("event_id", None)
+    } else {
+        ("user_id", Some(users))
+    };
+    let mut n = 0;
+    for batch in rows_in(builder, path, name, prune, None)? {
+        let batch = batch?;
+        let values = batch.column(0).as_string::<i32>().iter().flatten();
+        n += if by_id {
+            values.filter(|id| ids.contains(&event_id_hash(id))).count()
+        } else {
+            values.filter(|u| users.contains(*u)).count()
+        } as u64;
+    }
+    Ok((n, by_id))
 }
 
-/// How many rows of Parquet file `path` (of any table with an `event_id`
-/// column) have an `event_id` whose [`event_id_hash`] is in `ids`.
-pub fn count_rows_with_ids(path: &Path, ids: &std::collections::HashSet<u64>) -> Result<u64> {
-    let mut n = 0;
-    for batch in rows_by(path, "event_id", None, None)? {
-        n += batch?
-            .column(0)
-            .as_string::<i32>()
-            .iter()
-            .flatten()
-            .filter(|id| ids.contains(&event_id_hash(id)))
-            .count() as u64;
-    }
-    Ok(n)
+/// A reader of Parquet file `path` (of any table).
+pub fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))
 }
 
 /// Column `name` (then column `with`, if given) of the row groups of
@@ -365,9 +378,17 @@ fn rows_by(
     prune: Option<&std::collections::HashSet<String>>,
     with: Option<&str>,
 ) -> Result<impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>> {
-    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    rows_in(open(path)?, path, name, prune, with)
+}
+
+/// [`rows_by`] of a file already opened (`builder`, of `path`).
+fn rows_in(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    path: &Path,
+    name: &str,
+    prune: Option<&std::collections::HashSet<String>>,
+    with: Option<&str>,
+) -> Result<impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>> {
     let meta = builder.metadata().clone();
     let leaf = |name: &str| {
         builder
@@ -423,9 +444,7 @@ fn batches(
     path: &Path,
     columns: Option<std::ops::RangeInclusive<usize>>,
 ) -> Result<impl Iterator<Item = Result<datafusion::arrow::array::RecordBatch>>> {
-    let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
+    let mut builder = open(path)?;
     if let Some(columns) = columns {
         let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
         builder = builder.with_projection(mask);

@@ -316,17 +316,9 @@ fn plan_date<'a>(
     }
     let mut theirs = Vec::new();
     for f in tables.iter().flat_map(|t| files_of(t)) {
-        let path = lake.path(&f.path);
-        // A lake's own typed table may have no user_id: its rows are one
-        // per event of `events`, so the users' are those of their ids.
-        let by_id = !bronze::has_column(&path, "user_id")?;
-        let n = if by_id {
-            bronze::count_rows_with_ids(&path, &kept)?
-        } else {
-            bronze::count_rows_by(&path, "user_id", sel.values())?
-                .values()
-                .sum()
-        };
+        // (A lake's own typed table may have no user_id: its rows are one
+        // per event of `events`, so the users' are those of their ids.)
+        let (n, by_id) = bronze::count_user_rows(&lake.path(&f.path), sel.values(), &kept)?;
         if n > 0 {
             theirs.push(Theirs {
                 file: f,

@@ -367,13 +367,9 @@ pub fn filter_file(
 ) -> Result<(u64, u64)> {
     use datafusion::arrow::array::{AsArray, BooleanArray};
     use datafusion::parquet::arrow::ArrowWriter;
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::basic::{Compression, ZstdLevel};
     use datafusion::parquet::file::properties::WriterProperties;
-    let file =
-        std::fs::File::open(src).with_context(|| format!("failed to open `{}`", src.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("`{}`: not a readable Parquet file", src.display()))?;
+    let builder = bronze::open(src)?;
     let schema = builder.schema().clone();
     let column = schema
         .index_of(name)
