@@ -29,7 +29,7 @@
 //! never move back). Retracting rewrites history: `--known-at` answers
 //! from before the retraction no longer see its events either.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -201,7 +201,19 @@ fn resolve<'a>(
     state: &'a LakeState,
     args: &[String],
 ) -> Result<Vec<(&'a String, &'a BatchRecord)>> {
+    // One pass over the log's batches, whatever the number of arguments.
+    let mut named: HashMap<&str, Vec<(&String, &BatchRecord)>> = HashMap::new();
+    for (hash, b) in &state.batches {
+        named
+            .entry(b.batch_id.as_str())
+            .or_default()
+            .push((hash, b));
+        if b.source != b.batch_id {
+            named.entry(b.source.as_str()).or_default().push((hash, b));
+        }
+    }
     let mut out: Vec<(&String, &BatchRecord)> = Vec::new();
+    let mut seen: HashSet<&String> = HashSet::new();
     for arg in args {
         // Every input read from stdin has the same source: those are told
         // apart by batch id alone.
@@ -213,25 +225,16 @@ fn resolve<'a>(
             ))
             .into());
         }
-        let mut found: Vec<(&String, &BatchRecord)> = state
-            .batches
-            .iter()
-            .filter(|(_, b)| b.batch_id == *arg || b.source == *arg)
-            .collect();
-        if found.is_empty() {
+        let Some(found) = named.get_mut(arg.as_str()) else {
             return Err(Failure::Usage(format!(
                 "no committed input batch `{arg}`: give a batch_id (16 hex digits, as in \
                  bronze's batch_id column and `ingest --json`) or an input as it was ingested; \
                  `evlake query \"SELECT * FROM batches\"` lists them"
             ))
             .into());
-        }
-        found.sort_by_key(|(_, b)| (b.version, b.batch_id.clone()));
-        for f in found {
-            if !out.iter().any(|(h, _)| *h == f.0) {
-                out.push(f);
-            }
-        }
+        };
+        found.sort_by(|(_, a), (_, b)| (a.version, &a.batch_id).cmp(&(b.version, &b.batch_id)));
+        out.extend(found.iter().copied().filter(|(h, _)| seen.insert(*h)));
     }
     Ok(out)
 }
@@ -263,4 +266,55 @@ fn quarantine_candidates<'a>(
     paths.sort();
     paths.dedup();
     paths.iter().filter_map(|p| live.get(p).copied()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(batches: &[(&str, u64, &str, &str)]) -> LakeState {
+        let mut s = LakeState::default();
+        for (hash, version, id, source) in batches {
+            s.batches.insert(
+                hash.to_string(),
+                BatchRecord {
+                    version: *version,
+                    batch_id: id.to_string(),
+                    source: source.to_string(),
+                    bytes: 0,
+                    lines: 0,
+                    head: None,
+                    retracted: None,
+                    processing_time: None,
+                    events: None,
+                    quarantined: None,
+                },
+            );
+        }
+        s
+    }
+
+    fn ids(s: &LakeState, args: &[&str]) -> Vec<String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        resolve(s, &args)
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.batch_id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn resolve_names_each_batch_once_a_source_in_commit_order() {
+        let s = state(&[
+            ("h3", 3, "cc", "a.jsonl"),
+            ("h1", 1, "aa", "a.jsonl"),
+            ("h2", 2, "bb", "b.jsonl"),
+        ]);
+        assert_eq!(ids(&s, &["a.jsonl"]), ["aa", "cc"]);
+        // A batch named twice, by id and by its source, comes once.
+        assert_eq!(ids(&s, &["cc", "a.jsonl", "cc", "bb"]), ["cc", "aa", "bb"]);
+        let err = resolve(&s, &["a.jsonl".into(), "zz".into()]).unwrap_err();
+        assert!(err.to_string().contains("`zz`"), "{err}");
+        assert!(resolve(&s, &["-".into()]).is_err());
+    }
 }
