@@ -575,10 +575,12 @@ fn rewrite_quarantine(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(batch_id: &str, source: &str) -> BatchRecord {
+    /// A batch record of version 1 (tests of other modules build theirs
+    /// from it).
+    pub(crate) fn record(batch_id: &str, source: &str) -> BatchRecord {
         BatchRecord {
             version: 1,
             batch_id: batch_id.into(),

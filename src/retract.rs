@@ -279,15 +279,7 @@ mod tests {
                 hash.to_string(),
                 BatchRecord {
                     version: *version,
-                    batch_id: id.to_string(),
-                    source: source.to_string(),
-                    bytes: 0,
-                    lines: 0,
-                    head: None,
-                    retracted: None,
-                    processing_time: None,
-                    events: None,
-                    quarantined: None,
+                    ..crate::removal::tests::record(id, source)
                 },
             );
         }
