@@ -201,9 +201,12 @@ fn resolve<'a>(
     state: &'a LakeState,
     args: &[String],
 ) -> Result<Vec<(&'a String, &'a BatchRecord)>> {
-    // One pass over the log's batches, whatever the number of arguments.
+    // One pass over the log's batches, in commit order, whatever the
+    // number of arguments: each name's batches come out in that order.
+    let mut batches: Vec<(&String, &BatchRecord)> = state.batches.iter().collect();
+    batches.sort_by(|(_, a), (_, b)| (a.version, &a.batch_id).cmp(&(b.version, &b.batch_id)));
     let mut named: HashMap<&str, Vec<(&String, &BatchRecord)>> = HashMap::new();
-    for (hash, b) in &state.batches {
+    for (hash, b) in batches {
         named
             .entry(b.batch_id.as_str())
             .or_default()
@@ -225,7 +228,7 @@ fn resolve<'a>(
             ))
             .into());
         }
-        let Some(found) = named.get_mut(arg.as_str()) else {
+        let Some(found) = named.get(arg.as_str()) else {
             return Err(Failure::Usage(format!(
                 "no committed input batch `{arg}`: give a batch_id (16 hex digits, as in \
                  bronze's batch_id column and `ingest --json`) or an input as it was ingested; \
@@ -233,7 +236,6 @@ fn resolve<'a>(
             ))
             .into());
         };
-        found.sort_by(|(_, a), (_, b)| (a.version, &a.batch_id).cmp(&(b.version, &b.batch_id)));
         out.extend(found.iter().copied().filter(|(h, _)| seen.insert(*h)));
     }
     Ok(out)
