@@ -32,6 +32,10 @@ pub enum Failure {
         considered: u64,
         max_fraction: f64,
     },
+    /// SQL of the lake's own typed table (`LAKE/typed/`) that failed while
+    /// silver ran it (exit 2, like [`Failure::Usage`]): the message names
+    /// the file, and [`hint`] says that silver waits for it.
+    OwnTyped(String),
     /// A line longer than `--max-line-bytes`; the run committed nothing
     /// (exit 4). `bytes` is its length, or with `partial` how much of it
     /// was read before giving up; `array` when it starts with `[`.
@@ -48,7 +52,7 @@ pub enum Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(msg) => write!(f, "{msg}"),
+            Failure::Usage(msg) | Failure::OwnTyped(msg) => write!(f, "{msg}"),
             Failure::Locked {
                 lock_path,
                 pid,
@@ -115,7 +119,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(failure) = cause.downcast_ref::<Failure>() {
             return match failure {
-                Failure::Usage(_) => EXIT_USAGE,
+                Failure::Usage(_) | Failure::OwnTyped(_) => EXIT_USAGE,
                 Failure::Locked { .. } => EXIT_LOCKED,
                 Failure::Rejected { .. } | Failure::LineTooLong { .. } => EXIT_REJECTED,
             };
@@ -149,6 +153,16 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// quote the user's SQL).
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    if err
+        .chain()
+        .any(|c| matches!(c.downcast_ref::<Failure>(), Some(Failure::OwnTyped(_))))
+    {
+        return Some(
+            "silver (and the gold and snapshots after it) waits for this typed table of the \
+             lake's own: fix its file, or move it out of LAKE/typed/ for now; the lake keeps \
+             its last commit",
+        );
+    }
     if exit_code(err) == EXIT_USAGE {
         return None;
     }
@@ -225,5 +239,9 @@ mod tests {
             "SQL: column 'No space left on device' not found".into(),
         ));
         assert_eq!(hint(&sql), None);
+        let own = anyhow::Error::new(Failure::OwnTyped("running lake/typed/t.sql: x".into()))
+            .context("step `silver` failed");
+        assert_eq!(exit_code(&own), EXIT_USAGE);
+        assert!(hint(&own).is_some_and(|h| h.contains("move it out of LAKE/typed/")));
     }
 }

@@ -1192,7 +1192,11 @@ pub(super) async fn typed_plans(
 ) -> Result<Vec<datafusion::logical_expr::LogicalPlan>> {
     let mut plans = Vec::new();
     for (table, _, sql) in typed() {
-        plans.push(checked_typed(work, table, sql).await?);
+        plans.push(
+            checked_typed(work, table, sql)
+                .await
+                .map_err(|e| own_typed_failure(table, e))?,
+        );
     }
     Ok(plans)
 }
@@ -1595,7 +1599,7 @@ pub(super) async fn typed_queries_over_events(
     }
     while let Some(done) = tasks.join_next().await {
         let (table, n) = done.context("a typed-table task panicked")?;
-        warnings.add(table, n?);
+        warnings.add(table, n.map_err(|e| own_typed_failure(table, e))?);
     }
     Ok(warnings)
 }
@@ -1657,6 +1661,16 @@ impl Warnings {
 /// A typed table's untyped values per date: their count, and the first
 /// few events (by id) with one.
 type Untyped = BTreeMap<Day, (u64, BTreeSet<String>)>;
+
+/// A usage error of one of the lake's own typed tables, marked as such so
+/// that the error's hint says silver waits for it; other errors as they are.
+fn own_typed_failure(table: &str, e: anyhow::Error) -> anyhow::Error {
+    if silver::is_own_typed(table) && crate::error::exit_code(&e) == crate::error::EXIT_USAGE {
+        crate::error::Failure::OwnTyped(crate::error::describe(&e)).into()
+    } else {
+        e
+    }
+}
 
 /// Typed table `table`'s SQL over the registered `events`; a plan error
 /// names its file (a usage error: the lake's own SQL may be wrong).
