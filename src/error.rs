@@ -147,10 +147,11 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// What to do about an error whose cause is a full disk (or quota), or a
-/// committed file gone from disk, which Parquet's and object_store's
-/// errors carry only as text (so never for a usage error, whose text may
-/// quote the user's SQL).
+/// What to do about an error: a typed table of the lake's own that failed
+/// ([`Failure::OwnTyped`], known by its type); or one whose cause is a full
+/// disk (or quota), or a committed file gone from disk, which Parquet's and
+/// object_store's errors carry only as text (so never for a usage error,
+/// whose text may quote the user's SQL).
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     use std::io::ErrorKind::{QuotaExceeded, StorageFull};
     if err
