@@ -165,13 +165,9 @@ impl Daily {
 
     /// The silver tables it reads, or the usage error that names its file.
     pub fn reads(&self) -> Result<&[&'static str]> {
-        self.reads.as_deref().map_err(|why| {
-            Failure::Usage(format!(
-                "daily table `{}` ({}): {why}",
-                self.name, self.source
-            ))
-            .into()
-        })
+        self.reads
+            .as_deref()
+            .map_err(|why| self.usage(why.to_string()))
     }
 
     /// The silver partitions (`table/date`) its date `date` reads.
@@ -200,11 +196,10 @@ impl Daily {
 
     /// A usage error about it: `what` is wrong with its file.
     fn usage(&self, what: String) -> anyhow::Error {
-        Failure::Usage(format!(
-            "daily table `{}` ({}): {what}",
-            self.name, self.source
-        ))
-        .into()
+        Failure::in_file(
+            format!("daily table `{}` ({}):", self.name, self.source),
+            what,
+        )
     }
 
     /// Its SQL planned over `work`'s silver tables, with an `event_date`

@@ -36,6 +36,10 @@ pub enum Failure {
     /// silver ran it (exit 2, like [`Failure::Usage`]): the message names
     /// the file, and [`hint`] says that silver waits for it.
     OwnTyped(String),
+    /// A usage error (exit 2) in the SQL file of a table: `subject` names
+    /// the table and its file, `problem` says what is wrong with it, so
+    /// that `status`, which names them already, can show the problem alone.
+    InFile { subject: String, problem: String },
     /// A line longer than `--max-line-bytes`; the run committed nothing
     /// (exit 4). `bytes` is its length, or with `partial` how much of it
     /// was read before giving up; `array` when it starts with `[`.
@@ -53,6 +57,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(msg) | Failure::OwnTyped(msg) => write!(f, "{msg}"),
+            Failure::InFile { subject, problem } => write!(f, "{subject} {problem}"),
             Failure::Locked {
                 lock_path,
                 pid,
@@ -114,12 +119,34 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+impl Failure {
+    /// A [`Failure::InFile`] as an error.
+    pub fn in_file(subject: impl Into<String>, problem: impl Into<String>) -> anyhow::Error {
+        Failure::InFile {
+            subject: subject.into(),
+            problem: problem.into(),
+        }
+        .into()
+    }
+}
+
+/// What is wrong with a table's SQL file, without the table and file
+/// ([`Failure::InFile`]'s `problem`), or else the whole error.
+pub fn file_problem(err: &anyhow::Error) -> String {
+    err.chain()
+        .find_map(|c| match c.downcast_ref::<Failure>() {
+            Some(Failure::InFile { problem, .. }) => Some(problem.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| describe(err))
+}
+
 /// The process exit code for an error chain.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(failure) = cause.downcast_ref::<Failure>() {
             return match failure {
-                Failure::Usage(_) | Failure::OwnTyped(_) => EXIT_USAGE,
+                Failure::Usage(_) | Failure::OwnTyped(_) | Failure::InFile { .. } => EXIT_USAGE,
                 Failure::Locked { .. } => EXIT_LOCKED,
                 Failure::Rejected { .. } | Failure::LineTooLong { .. } => EXIT_REJECTED,
             };
@@ -244,5 +271,19 @@ mod tests {
             .context("step `silver` failed");
         assert_eq!(exit_code(&own), EXIT_USAGE);
         assert!(hint(&own).is_some_and(|h| h.contains("move it out of LAKE/typed/")));
+    }
+
+    #[test]
+    fn a_file_problem_is_told_without_its_subject() {
+        let e = Failure::in_file("lake/typed/t.sql", "does not plan: no field x")
+            .context("step `silver` failed");
+        assert_eq!(exit_code(&e), EXIT_USAGE);
+        assert_eq!(
+            describe(&e),
+            "step `silver` failed: lake/typed/t.sql does not plan: no field x"
+        );
+        assert_eq!(file_problem(&e), "does not plan: no field x");
+        let other = anyhow::anyhow!("disk").context("step `gold` failed");
+        assert_eq!(file_problem(&other), "step `gold` failed: disk");
     }
 }

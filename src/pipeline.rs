@@ -144,6 +144,10 @@ pub struct Refused {
     /// step fails) or `gold` (a daily table: gold builds the rest).
     pub step: &'static str,
     pub error: String,
+    /// What is wrong with its file, without naming table and file (as
+    /// `status` shows it on the table's line).
+    #[serde(skip)]
+    pub problem: String,
 }
 
 /// The lake's own typed and daily tables whose SQL a run would refuse
@@ -174,6 +178,7 @@ pub fn refused_tables() -> anyhow::Result<Vec<Refused>> {
                 table,
                 step: "silver",
                 error: crate::error::describe(&e),
+                problem: crate::error::file_problem(&e),
             });
         }
         for d in daily {
@@ -183,6 +188,7 @@ pub fn refused_tables() -> anyhow::Result<Vec<Refused>> {
                     source: d.source.clone(),
                     step: "gold",
                     error: crate::error::describe(&e),
+                    problem: crate::error::file_problem(&e),
                 });
             }
         }

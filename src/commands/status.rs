@@ -172,19 +172,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     s.own_daily_tables = crate::daily::listed();
     // Planned over empty tables: what the next run would refuse.
     for r in crate::pipeline::refused_tables()? {
-        // The line names the table and its file already.
-        let said = [
-            format!("daily table `{}` ({}): ", r.table, r.source),
-            format!("{} ", r.source),
-        ];
-        // One line each (DataFusion lists the valid fields on a line of
-        // their own).
-        let problem = Some(
-            said.iter()
-                .find_map(|p| r.error.strip_prefix(p.as_str()))
-                .unwrap_or(&r.error)
-                .replace('\n', " "),
-        );
+        // The line names the table and its file already; one line each
+        // (DataFusion lists the valid fields on a line of their own).
+        let problem = Some(r.problem.replace('\n', " "));
         if r.step == "silver" {
             if let Some(t) = s.own_typed_tables.iter_mut().find(|t| t.table == r.table) {
                 t.problem = problem;

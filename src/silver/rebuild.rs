@@ -1214,12 +1214,11 @@ async fn checked_typed(
     require_typed_columns(table, &df)?;
     let plan = df.into_optimized_plan()?;
     if silver::is_own_typed(table) && !per_row(&plan)? {
-        return Err(crate::error::Failure::Usage(format!(
-            "{} is not one row per event: a typed table selects and filters rows of \
+        return Err(crate::error::Failure::in_file(
+            silver::typed_source(table),
+            "is not one row per event: a typed table selects and filters rows of \
              `events` (no aggregate, window, join, sort or limit)",
-            silver::typed_source(table)
-        ))
-        .into());
+        ));
     }
     Ok(plan)
 }
@@ -1261,13 +1260,14 @@ fn require_typed_columns(table: &str, df: &DataFrame) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(crate::error::Failure::Usage(format!(
-        "{} returns no {} column (a typed table's SQL returns {} with its own)",
+    Err(crate::error::Failure::in_file(
         silver::typed_source(table),
-        missing.join(", "),
-        silver::TYPED_COLUMNS.join(", ")
+        format!(
+            "returns no {} column (a typed table's SQL returns {} with its own)",
+            missing.join(", "),
+            silver::TYPED_COLUMNS.join(", ")
+        ),
     ))
-    .into())
 }
 
 /// Does `plan` map each input row to at most one output row, on its own?
@@ -1676,11 +1676,11 @@ fn own_typed_failure(table: &str, e: anyhow::Error) -> anyhow::Error {
 /// names its file (a usage error: the lake's own SQL may be wrong).
 async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<DataFrame> {
     work.sql(sql).await.map_err(|e| {
-        let what = format!("{} does not plan", silver::typed_source(table));
+        let source = silver::typed_source(table);
         if engine::is_usage_error(&e) {
-            crate::error::Failure::Usage(format!("{what}: {e}")).into()
+            crate::error::Failure::in_file(source, format!("does not plan: {e}"))
         } else {
-            anyhow::Error::new(e).context(what)
+            anyhow::Error::new(e).context(format!("{source} does not plan"))
         }
     })
 }
