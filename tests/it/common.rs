@@ -14,8 +14,14 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_evlake")
 }
 
+/// The checkout the tests run in: `cargo test` sets CARGO_MANIFEST_DIR
+/// when it runs them. Not the compile-time value: clones share one target
+/// dir, and a test binary built in another clone (since deleted) is fresh
+/// for this one when its sources are the same.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 pub fn sample(name: &str) -> String {
