@@ -104,7 +104,9 @@ pub fn dirty_partitions(
     for (partition, inputs) in wanted {
         let reasons = match builds.and_then(|b| b.get(partition)) {
             None => vec![DirtyReason::NeverBuilt],
-            Some((_, build)) => reasons_for(state, build, fingerprint, inputs),
+            Some((_, build)) => {
+                reasons_for(build, fingerprint, inputs, |k| input_version(state, k))
+            }
         };
         if !reasons.is_empty() {
             out.push(DirtyPartition {
@@ -117,11 +119,15 @@ pub fn dirty_partitions(
     out
 }
 
-fn reasons_for(
-    state: &LakeState,
+/// Why `build` is not current against `fingerprint` and `inputs`, whose
+/// versions now are `version_now(input)`: the lake's (see
+/// [`dirty_partitions`]), or those another build read (a typed table is
+/// current when it read what the date's built `events` read).
+pub fn reasons_for(
     build: &Build,
     fingerprint: &str,
     inputs: &[String],
+    version_now: impl Fn(&str) -> Option<u64>,
 ) -> Vec<DirtyReason> {
     let mut reasons = Vec::new();
     if build.fingerprint != fingerprint {
@@ -131,7 +137,7 @@ fn reasons_for(
         });
     }
     for input in inputs {
-        let now = input_version(state, input);
+        let now = version_now(input);
         match (build.inputs.get(input), now) {
             (Some(&built_from), Some(now)) if now > built_from => {
                 reasons.push(DirtyReason::InputChanged {

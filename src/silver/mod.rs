@@ -386,32 +386,38 @@ impl Fingerprints {
 /// The typed tables' partitions whose build is not what their SQL gives
 /// now, where `events` is built with `fps.core` (elsewhere silver
 /// recomputes the date anyway): never built (a table added to
-/// `LAKE/typed/`), or built with another fingerprint (its file changed).
+/// `LAKE/typed/`), built with another fingerprint (its file changed), or
+/// from other bronze than the date's events (rebuilt while its file was
+/// away).
 pub fn typed_dirty(state: &LakeState, fps: &Fingerprints) -> Vec<dirty::DirtyPartition> {
     let Some(events) = state.builds.get(EVENTS_TABLE) else {
         return Vec::new();
     };
     let wanted = wanted(state);
-    let built: Vec<&String> = events
+    let built: Vec<(&String, &crate::log::Build)> = events
         .iter()
         .filter(|(d, (_, b))| b.fingerprint == fps.core && wanted.contains_key(*d))
-        .map(|(d, _)| d)
+        .map(|(d, (_, b))| (d, b))
         .collect();
     let mut out = Vec::new();
     for (table, _, _) in typed() {
         let fp = fps.of(table);
         let builds = state.builds.get(*table);
-        for d in &built {
+        for (d, from) in &built {
+            // Built with its SQL from the bronze the date's events were
+            // built from. (Events rebuilt while the table's file was away
+            // leave it behind: a table whose partitions were all empty
+            // keeps its builds when its file goes.)
             let reasons = match builds.and_then(|b| b.get(*d)) {
                 None => vec![dirty::DirtyReason::NeverBuilt],
-                Some((_, b)) if b.fingerprint != fp => {
-                    vec![dirty::DirtyReason::FingerprintChanged {
-                        built_with: b.fingerprint.clone(),
-                        now: fp.clone(),
-                    }]
+                Some((_, b)) => {
+                    let inputs: Vec<String> = from.inputs.keys().cloned().collect();
+                    dirty::reasons_for(b, &fp, &inputs, |k| from.inputs.get(k).copied())
                 }
-                Some(_) => continue,
             };
+            if reasons.is_empty() {
+                continue;
+            }
             out.push(dirty::DirtyPartition {
                 table: table.to_string(),
                 partition: (*d).clone(),

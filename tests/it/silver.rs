@@ -1245,6 +1245,76 @@ fn assert_silver_files_are_the_logs(lake: &Path, what: &str) {
     assert_eq!(on_disk, committed, "{what}");
 }
 
+/// A lake's own typed table with no rows yet (built empty on every date,
+/// so with no file) keeps its build records when its file goes. Events
+/// rebuilt while it is away leave those records behind: with the same
+/// file back, it is rebuilt where the events changed, not taken for built.
+#[test]
+fn an_own_typed_table_added_back_catches_up_with_the_events_built_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["init"]);
+    let typed = lake.join("typed");
+    std::fs::create_dir(&typed).unwrap();
+    let sql = "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings\n\
+               FROM events WHERE event_type = 'page_view'\n";
+    std::fs::write(typed.join("page_views.sql"), sql).unwrap();
+    let batch = |name: &str, lines: String, pt: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, lines).unwrap();
+        ok(
+            &lake,
+            &["run", path.to_str().unwrap(), "--processing-time", pt],
+        );
+    };
+    // A day of searches only: page_views is built there, with no rows.
+    batch(
+        "a.jsonl",
+        ev("s1", "search", "2024-03-15T10:00:00Z", "u1"),
+        "2024-03-15T12:00:00Z",
+    );
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM page_views"), ["0"]);
+    // While its file is away, page views arrive on that day.
+    std::fs::remove_file(typed.join("page_views.sql")).unwrap();
+    batch(
+        "b.jsonl",
+        ev("v1", "page_view", "2024-03-15T10:05:00Z", "u1")
+            + &ev("v2", "page_view", "2024-03-15T11:00:00Z", "u2"),
+        "2024-03-15T13:00:00Z",
+    );
+    // Back: the date is dirty, because the events changed since its build.
+    std::fs::write(typed.join("page_views.sql"), sql).unwrap();
+    assert_eq!(
+        dirty_partitions(&lake),
+        [(
+            "page_views".to_string(),
+            "2024-03-15".to_string(),
+            "input_changed".to_string()
+        )]
+    );
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(
+        list(&r["silver"]["typed_refresh"]["tables"]["page_views"]),
+        ["2024-03-15"],
+        "{r}"
+    );
+    let views = |lake: &Path| {
+        query_csv(
+            lake,
+            "SELECT event_id, session_id, page_url FROM page_views ORDER BY 1",
+        )
+    };
+    let got = views(&lake);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("v1,") && got[1].starts_with("v2,"),
+        "{got:?}"
+    );
+    assert!(dirty_partitions(&lake).is_empty());
+    ok(&lake, &["silver", "--full"]);
+    assert_eq!(views(&lake), got);
+}
+
 /// `LAKE/typed/NAME.sql` adds a typed table (built for every date,
 /// queryable, listed by `tables`), or replaces a built-in one of that name
 /// (a producer whose purchases say `price`); removing the file drops its

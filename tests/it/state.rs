@@ -739,10 +739,7 @@ fn problems_that_read_more_than_event_ids_skip_the_snapshot_keys() {
         ],
         "2024-03-12T02:00:00Z",
     );
-    let balances = std::fs::read_to_string(
-        repo().join("sql/state/balances.sql"),
-    )
-    .unwrap();
+    let balances = std::fs::read_to_string(repo().join("sql/state/balances.sql")).unwrap();
     let (head, _) = balances.split_once("-- name: problems").unwrap();
     std::fs::create_dir_all(lake.join("models")).unwrap();
     std::fs::write(
