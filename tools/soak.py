@@ -2,7 +2,8 @@
 """Randomized soak of the real binary: longer and wider than the property
 tests in tests/it/, for hunting bugs before a release, not for CI.
 
-  python3 tools/soak.py incremental SEEDS   # incremental run == full rebuild
+  python3 tools/soak.py incremental SEEDS   # incremental run == full rebuild; history ends on state
+  python3 tools/soak.py plan SEEDS          # the same, each run first --dry-run: it says what the run does
   python3 tools/soak.py kill SEEDS          # kill -9 at random moments (runs, retracts, erases), re-run == clean lake
   python3 tools/soak.py known-at SEEDS      # state --known-at P == the state of a lake fed up to P
   python3 tools/soak.py grow SEEDS          # a file appended to between runs lands once
@@ -13,7 +14,7 @@ late policy with `reconcile`, `silver --dates` restatements, re-runs
 that must be no-ops, inputs retracted, users erased, snapshots, a daily snapshot policy with
 `snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
-`make soak` runs all three. EVLAKE=path picks the binary (default: the
+`make soak` runs all five. EVLAKE=path picks the binary (default: the
 debug build).
 """
 import json
@@ -121,8 +122,134 @@ def generated(d, rng, seed, events, users, late_rates):
     return files, days
 
 
-def incremental(seed, d):
-    """After every run, the lake equals a copy rebuilt with --full."""
+def listing(lake):
+    """Every file under the lake with its size and mtime (but the lock
+    file's, which any command holds while it reads)."""
+    out = {}
+    for root, _, names in os.walk(lake):
+        for n in names:
+            if os.path.relpath(os.path.join(root, n), lake) == os.path.join("_evlake", "lock"):
+                continue
+            st = os.stat(os.path.join(root, n))
+            out[os.path.relpath(os.path.join(root, n), lake)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def planned_run(lake, run):
+    """`run` after its `--dry-run`: the dry run changes no file, and says
+    what the run then does. Returns the run's summary, or None (printed)."""
+    if "--json" not in run:
+        run = [*run, "--json"]
+    before = listing(lake)
+    dry = json.loads(ev(lake, *run, "--dry-run").stdout)
+    after = listing(lake)
+    if after != before:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        print(f"  a dry run of {run} changed the lake: {changed[:10]}")
+        return None
+    real = json.loads(ev(lake, *run).stdout)
+    bad = []
+    di, ri = dry["ingest"], real["ingest"]
+    if di is not None or ri is not None:
+        keys = ["events", "quarantined", "late_events", "side_output_events", "resends",
+                "id_conflicts", "ids_on_other_dates", "watermark", "watermark_before",
+                "quarantined_by_reason"]
+        for k in keys:
+            if (di or {}).get(k) != (ri or {}).get(k):
+                bad.append(f"ingest {k}: dry {(di or {}).get(k)} vs run {(ri or {}).get(k)}")
+        part = lambda r: sorted((p["event_date"], p["events"], p["late"], p["side_output"])
+                                for p in (r or {}).get("partitions", []))
+        if part(di) != part(ri):
+            bad.append(f"ingest partitions: dry {part(di)} vs run {part(ri)}")
+    plan = dry["plan"]
+    silver = (real["silver"] or {}).get("recomputed") or {}
+    # Silver's dates are at least those planned: session reach (a late
+    # event joining sessions across midnight) can add neighbours, but
+    # every date the run found dirty was planned.
+    # (A date whose new rows are all re-sent copies is found dirty and
+    # built again with no file rewritten.)
+    dirty = [x for x in (real["silver"] or {}).get("dirty", []) if x["table"] == "events"]
+    if not set(plan["silver_dates"]) <= set(silver.get("events", [])) | {x["partition"] for x in dirty}:
+        bad.append(f"silver dates: planned {plan['silver_dates']} vs recomputed"
+                   f" {silver.get('events', [])}")
+    unplanned = [x for x in dirty if x["partition"] not in plan["silver_dates"]]
+    if unplanned:
+        bad.append(f"silver found dirty what was not planned: {unplanned}")
+    for table, dates in plan["typed_tables"].items():
+        if not set(dates) <= set(silver.get(table, [])):
+            bad.append(f"typed {table}: planned {dates} vs recomputed {silver.get(table, [])}")
+    gold = (real["gold"] or {}).get("recomputed") or {}
+    if not set(plan["gold_dates"]) <= set(gold.get("daily_metrics", [])):
+        bad.append(f"gold dates: planned {plan['gold_dates']} vs recomputed {gold.get('daily_metrics', [])}")
+    snaps = lambda xs: sorted((x["model"], x["as_of"]) for x in xs)
+    written = [s for s in real["snapshots"] if s["status"] != "noop"]
+    if snaps(plan["snapshots"]) != snaps(written):
+        bad.append(f"snapshots: planned {snaps(plan['snapshots'])} vs written {snaps(written)}")
+    if snaps(plan["snapshots_removed"]) != snaps(real["snapshots_removed"]):
+        bad.append(f"snapshots removed: planned {snaps(plan['snapshots_removed'])}"
+                   f" vs removed {snaps(real['snapshots_removed'])}")
+    compacted = sorted(p["event_date"] for p in ((real["compact"] or {}).get("partitions") or []))
+    if sorted(plan["compact_dates"]) != compacted:
+        bad.append(f"compact dates: planned {plan['compact_dates']} vs compacted {compacted}")
+    # Then nothing is left to do: a dry run without inputs plans nothing.
+    flags = run[next(i for i, a in enumerate(run) if a.startswith("--")):]
+    left = json.loads(ev(lake, "run", *flags, "--dry-run").stdout)["plan"]
+    left = {k: v for k, v in left.items() if v and (not isinstance(v, dict) or any(v.values()))}
+    if left:
+        bad.append(f"left to do after the run: {left}")
+    if bad:
+        print(f"  the dry run of {run[1:]} did not say what the run did:")
+        for b in bad:
+            print(f"    {b}")
+        return None
+    return real
+
+
+def csv_rows(text):
+    import csv
+    import io
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def history_agrees(lake, rng):
+    """For a few entities of each model, `state --key` answers the whole
+    state's rows for it, and the running state `history` ends on is that
+    one (as of the end of time: every event)."""
+    end = "2100-01-01"
+    for model, key in (("balances", "account_id"), ("carts", "user_id"), ("profiles", "user_id")):
+        rows = csv_rows(ev(lake, "state", model, "--as-of", end, "--format", "csv").stdout)
+        keys = sorted({r[key] for r in rows})
+        for k in rng.sample(keys, min(3, len(keys))):
+            hist = csv_rows(ev(lake, "history", k, "--model", model, "--format", "csv").stdout)
+            mine = [r for r in rows if r[key] == k]
+            keyed = csv_rows(ev(lake, "state", model, "--as-of", end, "--key", k, "--format", "csv").stdout)
+            if keyed != mine:
+                print(f"  state {model} --key {k} answers {keyed}, the whole state's rows are {mine}")
+                return False
+            if model == "balances":
+                got = {k: hist[-1]["balance"] if hist else None}
+                want = {k: mine[0]["balance"]}
+            elif model == "carts":
+                last = {}
+                for h in hist:
+                    if h["product_id"]:
+                        last[h["product_id"]] = h["quantity"]
+                got = {p: q for p, q in last.items() if int(q) > 0}
+                want = {r["product_id"]: r["quantity"] for r in mine}
+            else:
+                got = {}
+                for h in hist:
+                    got[h["attribute"]] = h["value"]
+                want = {r["attribute"]: r["value"] for r in mine}
+            if got != want:
+                print(f"  history {k} --model {model} ends on {got}, state says {want}")
+                return False
+    return True
+
+
+def incremental(seed, d, plan=False):
+    """After every run, the lake equals a copy rebuilt with --full (with
+    `plan`, each run is first dry-run, and the two must agree)."""
     rng = random.Random(seed)
     files, days = generated(d, rng, seed, (500, 4000), (4, 60), [0, 0.3, 0.6, 0.9])
     gap = rng.choice([None, "10m", "45m"])
@@ -144,6 +271,8 @@ def incremental(seed, d):
     retention = rng.choice([None, None, "1h", "1d", "3d"])
     if retention:
         toml += f'[log]\nretention = "{retention}"\n'
+    if plan and rng.random() < 0.4:
+        toml += f"[ingest]\ncompact_min_files = {rng.choice([2, 3])}\n"
     if toml:
         os.makedirs(lake, exist_ok=True)
         with open(os.path.join(lake, "evlake.toml"), "w") as f:
@@ -156,6 +285,13 @@ def incremental(seed, d):
     print(f"  settings {extra}, {len(files)} files"
           + (f", snapshot_keep {keep}" if keep else "") + (", own typed table" if own else "")
           + (f", log retention {retention}" if retention else ""))
+    def go(args):
+        """A run (with `plan`, checked against its dry run first)."""
+        if plan:
+            return planned_run(lake, args) is not None
+        ev(lake, *args)
+        return True
+
     while i < len(files):
         # Between runs the typed file is sometimes added, edited or
         # removed: only that table is rebuilt (or dropped) alone.
@@ -166,10 +302,12 @@ def incremental(seed, d):
         hour += rng.randint(1, 30)
         pt = f"2024-04-{1 + hour // 24:02d}T{hour % 24:02d}:00:00Z"
         run = ["run", *batch, "--processing-time", pt, "--json", "--max-bad-fraction", "1", *extra]
-        ev(lake, *run)
+        if not go(run):
+            return False
         if grace and rng.random() < 0.4:
             ev(lake, "reconcile", "--processing-time", pt)
-            ev(lake, "run", "--processing-time", pt, *extra)
+            if not go(["run", "--processing-time", pt, *extra]):
+                return False
         if rng.random() < 0.15:
             a = rng.randint(1, days)
             ev(lake, "silver", "--dates", f"2024-03-{a:02d}..2024-03-{a + 1:02d}", *sessions)
@@ -189,7 +327,8 @@ def incremental(seed, d):
             if left[1:] != ["0"]:
                 print(f"  rows of retracted {gone} left in bronze: {left}")
                 return False
-            ev(lake, "run", "--processing-time", pt, *extra)
+            if not go(["run", "--processing-time", pt, *extra]):
+                return False
         if rng.random() < 0.1:
             # A user erased: their rows leave bronze, the side output and
             # quarantine, snapshots after their earliest event go, and the
@@ -211,7 +350,8 @@ def incremental(seed, d):
                     return False
                 if left_in(("bronze_events", "bronze_late"), "after erase"):
                     return False
-                ev(lake, "run", "--processing-time", pt, *extra)
+                if not go(["run", "--processing-time", pt, *extra]):
+                    return False
                 if left_in(("events", "sessions"), "after run"):
                     return False
         if rng.random() < 0.2:
@@ -242,7 +382,7 @@ def incremental(seed, d):
         if (a["rows"], a["problems"]) != (b["rows"], b["problems"]):
             print(f"  MISMATCH {model} as of {ask}: from the snapshot of {snap} vs a full replay")
             return False
-    return True
+    return history_agrees(lake, rng)
 
 
 def kill(seed, d):
@@ -450,7 +590,8 @@ def grow(seed, d):
 
 
 def main():
-    kinds = {"incremental": incremental, "kill": kill, "known-at": known_at, "grow": grow}
+    kinds = {"incremental": incremental, "kill": kill, "known-at": known_at, "grow": grow,
+             "plan": lambda seed, d: incremental(seed, d, plan=True)}
     if len(sys.argv) != 3 or sys.argv[1] not in kinds:
         sys.exit(__doc__)
     # A checkpoint every 5 commits, so the lakes with `[log] retention`
