@@ -11,7 +11,8 @@ tests in tests/it/, for hunting bugs before a release, not for CI.
 SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
 late policy with `reconcile`, `silver --dates` restatements, re-runs
-that must be no-ops, inputs retracted, users erased, snapshots, a daily snapshot policy with
+that must be no-ops, inputs retracted (some then taken in again with
+`--reingest-retracted`), users erased, snapshots, a daily snapshot policy with
 `snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
 `make soak` runs all five. EVLAKE=path picks the binary (default: the
@@ -329,6 +330,13 @@ def incremental(seed, d, plan=False):
                 return False
             if not go(["run", "--processing-time", pt, *extra]):
                 return False
+            if rng.random() < 0.4:
+                # Taken in again on purpose: its events judged late
+                # against the watermark as it is now.
+                ev(lake, "ingest", gone, "--reingest-retracted", "--processing-time", pt,
+                   "--max-bad-fraction", "1", *extra[len(sessions):])
+                if not go(["run", "--processing-time", pt, *extra]):
+                    return False
         if rng.random() < 0.1:
             # A user erased: their rows leave bronze, the side output and
             # quarantine, snapshots after their earliest event go, and the
