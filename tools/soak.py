@@ -7,6 +7,7 @@ tests in tests/it/, for hunting bugs before a release, not for CI.
   python3 tools/soak.py kill SEEDS          # kill -9 at random moments (runs, retracts, erases), re-run == clean lake
   python3 tools/soak.py known-at SEEDS      # state --known-at P == the state of a lake fed up to P
   python3 tools/soak.py grow SEEDS          # a file appended to between runs lands once
+  python3 tools/soak.py readers SEEDS       # readers beside a writer never fail or see a row twice
 
 SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
@@ -15,7 +16,7 @@ that must be no-ops, inputs retracted (some then taken in again with
 `--reingest-retracted`), users erased, snapshots, a daily snapshot policy with
 `snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
-`make soak` runs all five. EVLAKE=path picks the binary (default: the
+`make soak` runs all six. EVLAKE=path picks the binary (default: the
 debug build).
 """
 import json
@@ -512,6 +513,98 @@ def known_at(seed, d):
     return True
 
 
+# What any reader must see of any commit: no row twice (a half-replaced
+# partition would show a rewritten date's rows twice, or none).
+ONCE = [
+    "SELECT count(*) - count(DISTINCT event_id) AS n FROM events",
+    "SELECT count(*) - count(DISTINCT session_id) AS n FROM sessions",
+    "SELECT count(*) - count(DISTINCT event_date) AS n FROM daily_metrics",
+    "SELECT count(*) - count(DISTINCT (batch_id, source_line)) AS n FROM bronze_events",
+    "SELECT count(*) - count(DISTINCT event_id) AS n FROM purchases",
+]
+
+
+def readers(seed, d):
+    """Readers (`query`, `state`, `history`, `tables`, `status`) running
+    beside a writer's runs, compactions, snapshots, retracts and erases
+    never fail and never see a row twice; the lake then equals --full."""
+    import threading
+    import time
+    rng = random.Random(seed)
+    files, days = generated(d, rng, seed, (1000, 4000), (4, 40), [0.3, 0.6])
+    lake = os.path.join(d, "lake")
+    os.makedirs(lake)
+    with open(os.path.join(lake, "evlake.toml"), "w") as f:
+        f.write(f"[state]\nsnapshot_models = {json.dumps(rng.sample(MODELS, 2))}\nsnapshot_keep = 2\n"
+                f'[log]\nretention = "{rng.choice(["1h", "1d"])}"\n')
+    ev(lake, "run", files[0], "--processing-time", "2024-04-01T00:00:00Z")
+    done, bad, reads, retried = threading.Event(), [], [0], [0]
+
+    def reader(k):
+        r = random.Random(seed * 100 + k)
+        while not done.is_set() and not bad:
+            what = r.choice(["once", "once", "state", "history", "tables", "status"])
+            if what == "once":
+                sql = r.choice(ONCE)
+                p = ev(lake, "query", sql, "--format", "csv", check=False)
+                if p.returncode == 0 and p.stdout.split()[1:] != ["0"]:
+                    bad.append(f"{sql} gave {p.stdout.split()[1:]}")
+            elif what == "state":
+                p = ev(lake, "state", r.choice(MODELS), "--as-of",
+                       f"2024-03-{r.randint(1, days + 1):02d}", "--format", "csv", check=False)
+            elif what == "history":
+                p = ev(lake, "history", f"acct-{r.randint(0, 20)}", check=False)
+            else:
+                p = ev(lake, what, *(["--json"] if what == "status" else []), check=False)
+            if p.returncode != 0:
+                bad.append(f"{what} exited {p.returncode}: {p.stderr[-2000:]}")
+            reads[0] += 1
+            retried[0] += "Retrying" in p.stderr
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for n, f in enumerate(files[1:], 1):
+            if bad:
+                break
+            pt = f"2024-04-{n + 1:02d}T00:00:00Z"
+            ev(lake, "--lock-wait", "1m", "run", f, "--processing-time", pt)
+            step = rng.random()
+            if step < 0.3:
+                ev(lake, "--lock-wait", "1m", "compact", "--min-files", "2", "--processing-time", pt)
+            elif step < 0.4:
+                ev(lake, "--lock-wait", "1m", "retract", rng.choice(files[:n]), "--processing-time", pt)
+                ev(lake, "--lock-wait", "1m", "run", "--processing-time", pt)
+            elif step < 0.5:
+                ev(lake, "--lock-wait", "1m", "erase", "--user", f"u{rng.randint(1, 10)}",
+                   "--processing-time", pt)
+                ev(lake, "--lock-wait", "1m", "run", "--processing-time", pt)
+            elif step < 0.7:
+                ev(lake, "--lock-wait", "1m", "snapshot", rng.choice(MODELS), "--as-of",
+                   f"2024-03-{rng.randint(1, days):02d}")
+            elif step < 0.8:
+                ev(lake, "--lock-wait", "1m", "silver", "--dates",
+                   f"2024-03-01..2024-03-{days:02d}")
+                ev(lake, "--lock-wait", "1m", "gold")
+        time.sleep(0.5)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    print(f"  {len(files)} files, {reads[0]} reads beside the writer, {retried[0]} read again"
+          " after a commit replaced their files")
+    if bad:
+        for b in bad[:5]:
+            print(f"  a reader {b}")
+        return False
+    full = lake + "-full"
+    shutil.copytree(lake, full)
+    ev(full, "silver", "--full")
+    ev(full, "gold", "--full")
+    return not differences(dump(lake), dump(full), "after the writer, vs --full")
+
+
 def grow(seed, d):
     """One log a writer appends to, ingested by runs that cut it at random
     bytes (mid-line, mid-character, at a line's end): every event lands
@@ -599,7 +692,7 @@ def grow(seed, d):
 
 def main():
     kinds = {"incremental": incremental, "kill": kill, "known-at": known_at, "grow": grow,
-             "plan": lambda seed, d: incremental(seed, d, plan=True)}
+             "plan": lambda seed, d: incremental(seed, d, plan=True), "readers": readers}
     if len(sys.argv) != 3 or sys.argv[1] not in kinds:
         sys.exit(__doc__)
     # A checkpoint every 5 commits, so the lakes with `[log] retention`
