@@ -207,6 +207,18 @@ def planned_run(lake, run):
     return real
 
 
+def checked(lake):
+    """`evlake check --deep` on the lake: every committed file is as the
+    log says, and no file is there that no commit names (orphans)."""
+    p = ev(lake, "check", "--deep", "--json", check=False)
+    r = json.loads(p.stdout) if p.stdout.strip() else {}
+    if p.returncode != 0 or r.get("problems") or r.get("orphans"):
+        print(f"  check: exit {p.returncode}, problems {r.get('problems')},"
+              f" orphans {(r.get('orphans') or [])[:5]}: {p.stderr[-1000:]}")
+        return False
+    return True
+
+
 def csv_rows(text):
     import csv
     import io
@@ -391,7 +403,7 @@ def incremental(seed, d, plan=False):
         if (a["rows"], a["problems"]) != (b["rows"], b["problems"]):
             print(f"  MISMATCH {model} as of {ask}: from the snapshot of {snap} vs a full replay")
             return False
-    return history_agrees(lake, rng)
+    return history_agrees(lake, rng) and checked(lake)
 
 
 def kill(seed, d):
@@ -472,6 +484,10 @@ def kill(seed, d):
         if snapshots(clean) != snapshots(crashy):
             print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
             return False
+    # Every kill's files are gone: the step run to the end after it
+    # removed them.
+    if not checked(crashy):
+        return False
     print(f"  {len(files)} files, {kills} kills, {retracts} retracts, {erases} erases"
           + (", daily snapshots, snapshot_keep 2" if policy else "")
           + (", log retention 1d" if retention else "")
@@ -525,7 +541,7 @@ ONCE = [
 
 
 def readers(seed, d):
-    """Readers (`query`, `state`, `history`, `tables`, `status`) running
+    """Readers (`query`, `state`, `history`, `tables`, `status`, `check`) running
     beside a writer's runs, compactions, snapshots, retracts and erases
     never fail and never see a row twice; the lake then equals --full."""
     import threading
@@ -543,7 +559,7 @@ def readers(seed, d):
     def reader(k):
         r = random.Random(seed * 100 + k)
         while not done.is_set() and not bad:
-            what = r.choice(["once", "once", "state", "history", "tables", "status"])
+            what = r.choice(["once", "once", "state", "history", "tables", "status", "check"])
             if what == "once":
                 sql = r.choice(ONCE)
                 p = ev(lake, "query", sql, "--format", "csv", check=False)
@@ -555,7 +571,9 @@ def readers(seed, d):
             elif what == "history":
                 p = ev(lake, "history", f"acct-{r.randint(0, 20)}", check=False)
             else:
-                p = ev(lake, what, *(["--json"] if what == "status" else []), check=False)
+                # (`check` beside a writer may list its files not yet
+                # committed as orphans, but no committed file amiss.)
+                p = ev(lake, what, *(["--json"] if what in ("status", "check") else []), check=False)
             if p.returncode != 0:
                 bad.append(f"{what} exited {p.returncode}: {p.stderr[-2000:]}")
             reads[0] += 1
@@ -602,7 +620,7 @@ def readers(seed, d):
     shutil.copytree(lake, full)
     ev(full, "silver", "--full")
     ev(full, "gold", "--full")
-    return not differences(dump(lake), dump(full), "after the writer, vs --full")
+    return not differences(dump(lake), dump(full), "after the writer, vs --full") and checked(lake)
 
 
 def grow(seed, d):
