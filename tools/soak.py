@@ -526,7 +526,7 @@ def known_at(seed, d):
                 print(f"  MISMATCH {model} as of {t} known at {known}")
                 return False
         shutil.rmtree(prefix)
-    return True
+    return checked(lake)
 
 
 # What any reader must see of any commit: no row twice (a half-replaced
@@ -705,7 +705,7 @@ def grow(seed, d):
     if not len(extra) <= unfinished <= len(cuts) - 1:
         print(f"  MISMATCH unfinished_lines: {unfinished} for {len(extra)} half lines")
         return False
-    return True
+    return checked(lake)
 
 
 def main():
