@@ -130,10 +130,11 @@ def listing(lake):
     out = {}
     for root, _, names in os.walk(lake):
         for n in names:
-            if os.path.relpath(os.path.join(root, n), lake) == os.path.join("_evlake", "lock"):
-                continue
-            st = os.stat(os.path.join(root, n))
-            out[os.path.relpath(os.path.join(root, n), lake)] = (st.st_size, st.st_mtime_ns)
+            path = os.path.join(root, n)
+            rel = os.path.relpath(path, lake)
+            if rel != os.path.join("_evlake", "lock"):
+                st = os.stat(path)
+                out[rel] = (st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -165,11 +166,10 @@ def planned_run(lake, run):
             bad.append(f"ingest partitions: dry {part(di)} vs run {part(ri)}")
     plan = dry["plan"]
     silver = (real["silver"] or {}).get("recomputed") or {}
-    # Silver's dates are at least those planned: session reach (a late
-    # event joining sessions across midnight) can add neighbours, but
-    # every date the run found dirty was planned.
-    # (A date whose new rows are all re-sent copies is found dirty and
-    # built again with no file rewritten.)
+    # Every date the run found dirty was planned, and every date planned
+    # was found dirty or recomputed: session reach (a late event joining
+    # sessions across midnight) can add neighbours, and a date whose new
+    # rows are all re-sent copies is found dirty but no file rewritten.
     dirty = [x for x in (real["silver"] or {}).get("dirty", []) if x["table"] == "events"]
     if not set(plan["silver_dates"]) <= set(silver.get("events", [])) | {x["partition"] for x in dirty}:
         bad.append(f"silver dates: planned {plan['silver_dates']} vs recomputed"
