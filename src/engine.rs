@@ -409,18 +409,21 @@ impl Engine {
                 None => !crate::lake::list_files(&dir, &dir)?.is_empty(),
             })
         };
-        // The partition column last, as in a table read from its files.
+        // The partition column last, as in a table read from its files; a
+        // table with no rows, not the query that made none (a typed
+        // table's SQL over it must plan as over a table: one row per row).
         let register = |t: &str, empty: DataFrame, column: &str| -> Result<()> {
-            let mut names: Vec<String> = empty
-                .schema()
+            let schema = empty.schema().as_arrow();
+            let mut fields: Vec<_> = schema
                 .fields()
                 .iter()
-                .map(|f| f.name().clone())
-                .filter(|n| n != column)
+                .filter(|f| f.name() != column)
+                .cloned()
                 .collect();
-            names.push(column.to_string());
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            ctx.register_table(t, empty.select_columns(&names)?.into_view())?;
+            fields.push(Arc::new(schema.field_with_name(column)?.clone()));
+            let schema = Arc::new(Schema::new(fields));
+            let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+            ctx.register_table(t, Arc::new(table))?;
             Ok(())
         };
         if built(crate::silver::EVENTS_TABLE, crate::silver::EVENTS_DIR)? {

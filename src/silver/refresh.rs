@@ -94,6 +94,11 @@ pub(super) fn refresh(
         engine.read_committed(lake, state)?;
         let only = HashSet::from([EVENTS_TABLE.to_string()]);
         let ctx = engine.context_of(lake, Some(&only)).await?;
+        // Built `events` with no rows left (every input retracted or
+        // erased) has no file to register it from: it is empty.
+        engine
+            .register_empty_tables(&ctx, lake, Some(&only))
+            .await?;
         let work = engine.bare()?;
         engine::push_filters_into_scans(&work);
         let budget = row_budget(&work, TYPED_ROW_BYTES);

@@ -1315,6 +1315,54 @@ fn an_own_typed_table_added_back_catches_up_with_the_events_built_without_it() {
     assert_eq!(views(&lake), got);
 }
 
+/// Every input retracted, silver's `events` is built with no rows and no
+/// file. A lake's own typed table edited then is rebuilt from it, empty,
+/// rather than failing the run on "No table named 'events'" (found by
+/// `tools/soak.py plan`, seed 89).
+#[test]
+fn an_own_typed_table_edited_after_every_event_was_retracted_is_rebuilt_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["init"]);
+    let typed = lake.join("typed");
+    std::fs::create_dir(&typed).unwrap();
+    let sql = "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings\n\
+               FROM events WHERE event_type = 'page_view'\n";
+    std::fs::write(typed.join("page_views.sql"), sql).unwrap();
+    let input = tmp.path().join("a.jsonl");
+    std::fs::write(
+        &input,
+        ev("v1", "page_view", "2024-03-15T10:00:00Z", "u1")
+            + &ev("v2", "page_view", "2024-03-16T10:00:00Z", "u2"),
+    )
+    .unwrap();
+    let input = input.to_str().unwrap();
+    ok(&lake, &["run", input]);
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM page_views"), ["2"]);
+    ok(&lake, &["retract", input]);
+    ok(&lake, &["run"]);
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM events"), ["0"]);
+    std::fs::write(
+        typed.join("page_views.sql"),
+        sql.replace("page_url,", "upper(page_url) AS page_url,"),
+    )
+    .unwrap();
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(
+        list(&r["silver"]["typed_refresh"]["tables"]["page_views"]),
+        ["2024-03-15", "2024-03-16"],
+        "{r}"
+    );
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM page_views"), ["0"]);
+    assert!(dirty_partitions(&lake).is_empty());
+    // A built-in typed table over no events reads as empty too, with its
+    // columns.
+    assert_eq!(
+        query_csv(&lake, "SELECT count(*), sum(amount) FROM purchases"),
+        ["0,"]
+    );
+}
+
 /// `LAKE/typed/NAME.sql` adds a typed table (built for every date,
 /// queryable, listed by `tables`), or replaces a built-in one of that name
 /// (a producer whose purchases say `price`); removing the file drops its
