@@ -1245,6 +1245,17 @@ fn assert_silver_files_are_the_logs(lake: &Path, what: &str) {
     assert_eq!(on_disk, committed, "{what}");
 }
 
+/// A new lake with a typed table of its own, `page_views`: returns its SQL.
+fn with_page_views(lake: &Path) -> &'static str {
+    ok(lake, &["init"]);
+    let typed = lake.join("typed");
+    std::fs::create_dir(&typed).unwrap();
+    let sql = "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings\n\
+               FROM events WHERE event_type = 'page_view'\n";
+    std::fs::write(typed.join("page_views.sql"), sql).unwrap();
+    sql
+}
+
 /// A lake's own typed table with no rows yet (built empty on every date,
 /// so with no file) keeps its build records when its file goes. Events
 /// rebuilt while it is away leave those records behind: with the same
@@ -1252,13 +1263,8 @@ fn assert_silver_files_are_the_logs(lake: &Path, what: &str) {
 #[test]
 fn an_own_typed_table_added_back_catches_up_with_the_events_built_without_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let lake = tmp.path().join("lake");
-    ok(&lake, &["init"]);
-    let typed = lake.join("typed");
-    std::fs::create_dir(&typed).unwrap();
-    let sql = "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings\n\
-               FROM events WHERE event_type = 'page_view'\n";
-    std::fs::write(typed.join("page_views.sql"), sql).unwrap();
+    let (lake, typed) = (tmp.path().join("lake"), tmp.path().join("lake/typed"));
+    let sql = with_page_views(&lake);
     let batch = |name: &str, lines: String, pt: &str| {
         let path = tmp.path().join(name);
         std::fs::write(&path, lines).unwrap();
@@ -1322,13 +1328,8 @@ fn an_own_typed_table_added_back_catches_up_with_the_events_built_without_it() {
 #[test]
 fn an_own_typed_table_edited_after_every_event_was_retracted_is_rebuilt_empty() {
     let tmp = tempfile::tempdir().unwrap();
-    let lake = tmp.path().join("lake");
-    ok(&lake, &["init"]);
-    let typed = lake.join("typed");
-    std::fs::create_dir(&typed).unwrap();
-    let sql = "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings\n\
-               FROM events WHERE event_type = 'page_view'\n";
-    std::fs::write(typed.join("page_views.sql"), sql).unwrap();
+    let (lake, typed) = (tmp.path().join("lake"), tmp.path().join("lake/typed"));
+    let sql = with_page_views(&lake);
     let input = tmp.path().join("a.jsonl");
     std::fs::write(
         &input,
