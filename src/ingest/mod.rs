@@ -761,8 +761,13 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     }
     report.later_ingest = later_ingest(&state, opts.processing_time);
 
+    // Named after the inputs and the commit it will be: an input taken
+    // back and in again (`--reingest-retracted`) names its files anew, so
+    // its id index never takes the name of one it replaces (which the
+    // commit's clean-up would then delete), and no file is written over.
     let run_id = {
         let mut h = blake3::Hasher::new();
+        h.update(format!("{}\n", state.version + 1).as_bytes());
         for &i in &todo {
             h.update(plan[i].hashed.hash.as_bytes());
             h.update(b"\n");

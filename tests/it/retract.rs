@@ -208,6 +208,12 @@ fn a_retracted_batch_leaves_the_lake_as_if_it_never_came() {
         "read as a new input: {r}"
     );
     assert_eq!(ok(&with, &["status", "--json"])["retracted_batches"], 0);
+    // Every file the log names is on disk: the id index the ingest
+    // rebuilt is not named like one it replaced (it was named after the
+    // inputs alone, the same as when they came first, and deleted as
+    // replaced right after its commit).
+    let c = ok(&with, &["check", "--json"]);
+    assert_eq!(c["problems"], serde_json::json!([]), "{c}");
     // (The watermark did not move back: more of them are late now.)
     assert_eq!(
         batch_rows(&with, "bronze_events") + batch_rows(&with, "bronze_late"),
