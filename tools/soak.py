@@ -269,8 +269,13 @@ def incremental(seed, d, plan=False):
     `plan`, each run is first dry-run, and the two must agree)."""
     rng = random.Random(seed)
     files, days = generated(d, rng, seed, (500, 4000), (4, 60), [0, 0.3, 0.6, 0.9])
-    gap = rng.choice([None, "10m", "45m"])
-    sessions = ["--session-gap", gap] if gap else []
+    def session_settings():
+        """A session gap and excluded types, each sometimes the default."""
+        gap = rng.choice([None, "10m", "45m"])
+        excluded = rng.choice([None, None, "page_view", "deposit,withdrawal,correction"])
+        return ((["--session-gap", gap] if gap else [])
+                + (["--session-exclude-types", excluded] if excluded else []))
+    sessions = session_settings()
     extra = list(sessions)
     grace = rng.random() < 0.3
     if grace:
@@ -314,6 +319,13 @@ def incremental(seed, d, plan=False):
         # removed: only that table is rebuilt (or dropped) alone.
         if own and i > 0 and rng.random() < 0.2:
             own_typed(lake, rng.choice([OWN_TYPED, OWN_TYPED_EDITED, None]))
+        if i > 0 and rng.random() < 0.05:
+            # The session settings change between runs: every date of
+            # silver is rebuilt with them, then grows incrementally again.
+            late = extra[len(sessions):]
+            sessions = session_settings()
+            extra = sessions + late
+            print(f"  settings now {extra}")
         batch = files[i:i + rng.choice([1, 1, 2, 3])]
         i += len(batch)
         hour += rng.randint(1, 30)
