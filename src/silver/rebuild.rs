@@ -1048,7 +1048,9 @@ async fn register_events(ctx: &SessionContext, dir: &Path) -> Result<()> {
 
 /// Write, for the `changed` dates, the rows of `new` (the touched users'
 /// recomputed rows, if any) plus the rows of lake table `old` of every
-/// user not in MERGED, into `out`.
+/// user not in MERGED, into `out`. A typed table of the lake's own need
+/// not have `user_id`: its rows' users are then those of their events
+/// (one built `events` row per event id and date).
 async fn merge_rewrite(
     ctx: &SessionContext,
     changed: &BTreeSet<Day>,
@@ -1063,13 +1065,24 @@ async fn merge_rewrite(
     let mut parts = Vec::new();
     for table in new.into_iter().chain([old]) {
         if ctx.table_exist(table)? {
-            let others = if table == old {
+            let others = if table != old {
+                String::new()
+            } else if ctx
+                .table(table)
+                .await?
+                .schema()
+                .has_column_with_unqualified_name("user_id")
+            {
                 format!(
                     " AND NOT EXISTS (SELECT 1 FROM {MERGED} r \
                      WHERE r.user_id = t.user_id AND r.event_date = t.{column})"
                 )
             } else {
-                String::new()
+                format!(
+                    " AND NOT EXISTS (SELECT 1 FROM {EVENTS_TABLE} e JOIN {MERGED} r \
+                     ON r.user_id = e.user_id AND r.event_date = e.event_date \
+                     WHERE e.event_id = t.event_id AND e.event_date = t.{column})"
+                )
             };
             parts.push(format!(
                 "SELECT * FROM {table} t WHERE {column} IN ({}){others}",
