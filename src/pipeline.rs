@@ -580,23 +580,51 @@ fn plan(
                 .map(|p| p.event_date.clone()),
         );
     }
+    // Gold recomputes a date where a silver partition it reads changes: not
+    // one with no events before or after (no bronze rows once the ingest
+    // is in, no silver events or sessions files), which silver rebuilds
+    // without changing a file.
+    let has_files = |table: &str, date: &str| {
+        state
+            .tables
+            .get(table)
+            .and_then(|t| t.get(date))
+            .is_some_and(|p| !p.files.is_empty())
+    };
+    let ingested: BTreeSet<&str> = ingest
+        .map(|r| {
+            r.partitions
+                .iter()
+                .filter(|p| p.events > p.side_output)
+                .map(|p| p.event_date.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let for_gold: Vec<&String> = silver_dates
+        .iter()
+        .filter(|d| {
+            ingested.contains(d.as_str())
+                || [
+                    crate::bronze::TABLE,
+                    silver::EVENTS_TABLE,
+                    silver::SESSIONS_TABLE,
+                ]
+                .iter()
+                .any(|t| has_files(t, d))
+        })
+        .collect();
     let mut gold_dates: BTreeSet<String> = gold::dirty_partitions(&state, &opts.gold.currency)
         .into_iter()
         .map(|d| d.partition)
         .collect();
-    gold_dates.extend(silver_dates.iter().cloned());
+    gold_dates.extend(for_gold.iter().map(|d| d.to_string()));
     let mut typed_tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let fps = silver::Fingerprints::new(&opts.silver.settings);
     for p in silver::typed_dirty(&state, &fps) {
         // Gold recomputes the dates of a table it reads: at least those
         // where its files are rewritten (a date where it has none may stay
         // without).
-        let has_files = state
-            .tables
-            .get(&p.table)
-            .and_then(|t| t.get(&p.partition))
-            .is_some_and(|f| !f.files.is_empty());
-        if has_files
+        if has_files(&p.table, &p.partition)
             && gold::inputs(&p.partition).contains(&crate::dirty::input_key(&p.table, &p.partition))
         {
             gold_dates.insert(p.partition.clone());
@@ -617,7 +645,7 @@ fn plan(
     for d in crate::daily::own() {
         let mut dates: BTreeSet<String> =
             d.dirty(&state).into_iter().map(|p| p.partition).collect();
-        dates.extend(silver_dates.iter().cloned());
+        dates.extend(for_gold.iter().map(|d| d.to_string()));
         daily_tables.insert(d.name.to_string(), dates.into_iter().collect());
     }
     let dropped_daily_tables = crate::daily::dropped(&state)

@@ -463,6 +463,49 @@ fn progress_shows_on_a_terminal_only() {
     );
 }
 
+/// A date left with no events (its only input retracted) is rebuilt
+/// by silver when its settings change, but with no rows before or after
+/// no partition gold reads changes there: `run --dry-run` does not plan
+/// gold (nor a daily table of the lake's own) for it, as the run does not
+/// recompute it (found by `tools/soak.py plan`, seed 227).
+#[test]
+fn a_dry_run_plans_no_gold_for_a_date_left_without_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["init"]);
+    std::fs::create_dir(lake.join("daily")).unwrap();
+    std::fs::write(
+        lake.join("daily/active_users.sql"),
+        "SELECT event_date, count(DISTINCT user_id) AS users FROM events GROUP BY event_date",
+    )
+    .unwrap();
+    let (a, b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
+    std::fs::write(&a, ev("a1", "page_view", "2024-03-15T10:00:00Z", "u")).unwrap();
+    std::fs::write(&b, ev("b1", "page_view", "2024-03-16T10:00:00Z", "v")).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    ok(&lake, &["run", a, b]);
+    ok(&lake, &["retract", b]);
+    let r = ok(&lake, &["run", "--json"]);
+    assert_eq!(
+        list(&r["gold"]["recomputed"]["daily_metrics"]),
+        ["2024-03-16"]
+    );
+    let gap = ["--session-gap", "10m"];
+    let plan = ok(&lake, &["run", "--dry-run", "--json", gap[0], gap[1]])["plan"].clone();
+    assert_eq!(list(&plan["silver_dates"]), ["2024-03-15", "2024-03-16"]);
+    assert_eq!(list(&plan["gold_dates"]), ["2024-03-15"], "{plan}");
+    assert_eq!(list(&plan["daily_tables"]["active_users"]), ["2024-03-15"]);
+    let r = ok(&lake, &["run", "--json", gap[0], gap[1]]);
+    assert_eq!(
+        list(&r["gold"]["recomputed"]["daily_metrics"]),
+        ["2024-03-15"]
+    );
+    assert_eq!(
+        list(&r["gold"]["recomputed"]["active_users"]),
+        ["2024-03-15"]
+    );
+}
+
 #[test]
 fn dry_run_reports_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
