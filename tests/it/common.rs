@@ -633,3 +633,12 @@ sys.exit(p.wait())";
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// A new lake (`evlake init`) holding file `rel` (e.g. `typed/NAME.sql`,
+/// `daily/NAME.sql`) with `text`.
+pub fn init_with_file(lake: &Path, rel: &str, text: &str) {
+    ok(lake, &["init"]);
+    let path = lake.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}

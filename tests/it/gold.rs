@@ -472,13 +472,11 @@ fn progress_shows_on_a_terminal_only() {
 fn a_dry_run_plans_no_gold_for_a_date_left_without_events() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    ok(&lake, &["init"]);
-    std::fs::create_dir(lake.join("daily")).unwrap();
-    std::fs::write(
-        lake.join("daily/active_users.sql"),
+    init_with_file(
+        &lake,
+        "daily/active_users.sql",
         "SELECT event_date, count(DISTINCT user_id) AS users FROM events GROUP BY event_date",
-    )
-    .unwrap();
+    );
     let (a, b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
     std::fs::write(&a, ev("a1", "page_view", "2024-03-15T10:00:00Z", "u")).unwrap();
     std::fs::write(&b, ev("b1", "page_view", "2024-03-16T10:00:00Z", "v")).unwrap();

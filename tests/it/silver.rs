@@ -1247,12 +1247,9 @@ fn assert_silver_files_are_the_logs(lake: &Path, what: &str) {
 
 /// A new lake with a typed table of its own, `page_views`: returns its SQL.
 fn with_page_views(lake: &Path) -> &'static str {
-    ok(lake, &["init"]);
-    let typed = lake.join("typed");
-    std::fs::create_dir(&typed).unwrap();
     let sql = "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, 0 AS _warnings\n\
                FROM events WHERE event_type = 'page_view'\n";
-    std::fs::write(typed.join("page_views.sql"), sql).unwrap();
+    init_with_file(lake, "typed/page_views.sql", sql);
     sql
 }
 
@@ -1374,14 +1371,12 @@ fn an_own_typed_table_edited_after_every_event_was_retracted_is_rebuilt_empty() 
 fn an_own_typed_table_without_user_id_keeps_the_other_users_rows_of_a_rewritten_date() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    ok(&lake, &["init"]);
-    std::fs::create_dir(lake.join("typed")).unwrap();
-    std::fs::write(
-        lake.join("typed/page_views.sql"),
+    init_with_file(
+        &lake,
+        "typed/page_views.sql",
         "SELECT event_id, session_id, processing_time, event_date, page_url, 0 AS _warnings\n\
          FROM events WHERE event_type = 'page_view'\n",
-    )
-    .unwrap();
+    );
     let batch = |name: &str, lines: String, pt: &str| {
         let path = tmp.path().join(name);
         std::fs::write(&path, lines).unwrap();
