@@ -591,6 +591,7 @@ fn plan(
             .and_then(|t| t.get(date))
             .is_some_and(|p| !p.files.is_empty())
     };
+    // The dates the ingest adds bronze rows to (not only side output).
     let ingested: BTreeSet<&str> = ingest
         .map(|r| {
             r.partitions
@@ -656,15 +657,8 @@ fn plan(
         None => Vec::new(),
         Some(n) => {
             // The ingest's files (each counted small: a run's are).
-            let more: BTreeMap<String, usize> = ingest
-                .map(|r| {
-                    r.partitions
-                        .iter()
-                        .filter(|p| p.events > p.side_output)
-                        .map(|p| (p.event_date.clone(), 1))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let more: BTreeMap<String, usize> =
+                ingested.iter().map(|d| (d.to_string(), 1)).collect();
             crate::compact::compactable_with(&state, n, &more)
         }
     };
