@@ -277,97 +277,25 @@ pub async fn write_partitioned(
             .or_default()
             .dictionary_enabled = Some(true);
     }
-    // DataFusion names each row's partition directory by formatting its
-    // date with chrono, row by row (~4% of silver's CPU); a dictionary of
-    // the batch's few dates, formatted once each, is read as is.
-    let df = match df.schema().field_with_unqualified_name(column) {
-        Ok(f) if f.data_type() == &datafusion::arrow::datatypes::DataType::Date32 => {
-            let key = datafusion::logical_expr::ScalarUDF::new_from_impl(DateKey::new());
-            df.with_column(column, key.call(vec![datafusion::prelude::col(column)]))?
-        }
-        _ => df,
-    };
-    df.write_parquet(
-        &format!("{}/", dir.display()),
-        DataFrameWriteOptions::new().with_partition_by(vec![column.into()]),
-        Some(options),
-    )
-    .await
+    let dated = df
+        .schema()
+        .field_with_unqualified_name(column)
+        .is_ok_and(|f| f.data_type() == &datafusion::arrow::datatypes::DataType::Date32);
+    if dated {
+        crate::partitioned::write_by_date(df, dir, column, options).await
+    } else {
+        df.write_parquet(
+            &format!("{}/", dir.display()),
+            DataFrameWriteOptions::new().with_partition_by(vec![column.into()]),
+            Some(options),
+        )
+        .await
+        .map(drop)
+        .map_err(anyhow::Error::from)
+    }
     .with_context(|| format!("writing {what}"))?;
     lake::presync(dir);
     Ok(())
-}
-
-/// `Date32` → `Dictionary(Int32, Utf8)` of `YYYY-MM-DD` texts, each
-/// distinct date of a batch formatted once: the partition value of a
-/// Hive-partitioned write (the column itself is not written to the files).
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct DateKey {
-    signature: datafusion::logical_expr::Signature,
-}
-
-impl DateKey {
-    fn new() -> Self {
-        use datafusion::arrow::datatypes::DataType;
-        Self {
-            signature: datafusion::logical_expr::Signature::exact(
-                vec![DataType::Date32],
-                datafusion::logical_expr::Volatility::Immutable,
-            ),
-        }
-    }
-}
-
-impl datafusion::logical_expr::ScalarUDFImpl for DateKey {
-    fn name(&self) -> &str {
-        "evlake_date_key"
-    }
-
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        use datafusion::arrow::datatypes::DataType;
-        Ok(DataType::Dictionary(
-            Box::new(DataType::Int32),
-            Box::new(DataType::Utf8),
-        ))
-    }
-
-    fn invoke_with_args(
-        &self,
-        args: datafusion::logical_expr::ScalarFunctionArgs,
-    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
-        use datafusion::arrow::array::{AsArray, DictionaryArray, Int32Array, StringArray};
-        use datafusion::arrow::datatypes::{Date32Type, Int32Type};
-        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
-        let dates = arrays[0].as_primitive::<Date32Type>();
-        let mut texts: Vec<String> = Vec::new();
-        let mut seen: Vec<i32> = Vec::new();
-        let keys: Int32Array = dates
-            .iter()
-            .map(|d| {
-                d.map(|d| match seen.iter().position(|s| *s == d) {
-                    Some(k) => k as i32,
-                    None => {
-                        seen.push(d);
-                        texts.push(format_date32(d));
-                        (seen.len() - 1) as i32
-                    }
-                })
-            })
-            .collect();
-        let values = std::sync::Arc::new(StringArray::from(texts));
-        let dict = DictionaryArray::<Int32Type>::try_new(keys, values)?;
-        debug_assert_eq!(dict.len(), dates.len());
-        Ok(datafusion::logical_expr::ColumnarValue::Array(
-            std::sync::Arc::new(dict),
-        ))
-    }
 }
 
 /// `DATE '…', DATE '…'` for an SQL `IN` list (dates are formatted here,
@@ -550,43 +478,4 @@ fn parquet_rows(path: &Path) -> Result<u64> {
     let r = SerializedFileReader::new(f)
         .with_context(|| format!("`{}`: not a readable Parquet file", path.display()))?;
     Ok(r.metadata().file_metadata().num_rows() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::array::{AsArray, Date32Array, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use std::sync::Arc;
-
-    #[tokio::test]
-    async fn date_keys_are_the_dates_as_text() {
-        let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Date32, true)]));
-        let dates = Date32Array::from(vec![Some(19_783), Some(19_797), None, Some(19_783)]);
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(dates)]).unwrap();
-        let ctx = datafusion::prelude::SessionContext::new();
-        let key = datafusion::logical_expr::ScalarUDF::new_from_impl(DateKey::new());
-        let out = ctx
-            .read_batch(batch)
-            .unwrap()
-            .with_column("d", key.call(vec![datafusion::prelude::col("d")]))
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let col = datafusion::arrow::compute::cast(out[0].column(0), &DataType::Utf8).unwrap();
-        let texts: Vec<Option<&str>> = col.as_string::<i32>().iter().collect();
-        assert_eq!(
-            texts,
-            [
-                Some("2024-03-01"),
-                Some("2024-03-15"),
-                None,
-                Some("2024-03-01")
-            ]
-        );
-        // Two distinct dates, two dictionary values.
-        let dict = out[0].column(0).as_any_dictionary();
-        assert_eq!(dict.values().len(), 2);
-    }
 }

@@ -27,6 +27,7 @@ pub mod lake;
 pub mod late;
 pub mod lateness;
 pub mod log;
+pub mod partitioned;
 pub mod patch;
 pub mod pipeline;
 pub mod reconcile;
