@@ -7,7 +7,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::prelude::DataFrame;
 use serde::Serialize;
@@ -251,7 +250,8 @@ const DICTIONARY_COLUMNS: [&str; 8] = [
     "exit_page",
 ];
 
-/// Write `df` Hive-partitioned by `column` under `dir`.
+/// Write `df` Hive-partitioned by `column` (a date) under `dir`
+/// ([`crate::partitioned`]).
 pub async fn write_partitioned(
     df: DataFrame,
     dir: &Path,
@@ -277,23 +277,9 @@ pub async fn write_partitioned(
             .or_default()
             .dictionary_enabled = Some(true);
     }
-    let dated = df
-        .schema()
-        .field_with_unqualified_name(column)
-        .is_ok_and(|f| f.data_type() == &datafusion::arrow::datatypes::DataType::Date32);
-    if dated {
-        crate::partitioned::write_by_date(df, dir, column, options).await
-    } else {
-        df.write_parquet(
-            &format!("{}/", dir.display()),
-            DataFrameWriteOptions::new().with_partition_by(vec![column.into()]),
-            Some(options),
-        )
+    crate::partitioned::write_by_date(df, dir, column, options)
         .await
-        .map(drop)
-        .map_err(anyhow::Error::from)
-    }
-    .with_context(|| format!("writing {what}"))?;
+        .with_context(|| format!("writing {what}"))?;
     lake::presync(dir);
     Ok(())
 }

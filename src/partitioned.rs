@@ -60,6 +60,9 @@ pub async fn write_by_date(
 ) -> Result<()> {
     let schema = df.schema().as_arrow();
     let key = schema.index_of(column)?;
+    if schema.field(key).data_type() != &datafusion::arrow::datatypes::DataType::Date32 {
+        bail!("internal error: {column} to partition by is not a date");
+    }
     let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| i != key).collect();
     let file_schema = Arc::new(schema.project(&keep)?);
     let skip_arrow_metadata = options.global.skip_arrow_metadata;
