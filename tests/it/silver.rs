@@ -1792,3 +1792,69 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
     );
     ok(&lake, &["run"]);
 }
+
+/// A run over many small dates and one big one: the small dates' rows are
+/// held until the end and the big date gets its writer mid-stream (past
+/// 256 KiB of rows), yet every date of every table is one file with all
+/// of its rows, and the lake checks whole.
+#[test]
+fn small_dates_and_a_big_one_each_get_one_file_with_every_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let mut lines = Vec::new();
+    let pad = "x".repeat(300);
+    for i in 0..3000 {
+        lines.push(format!(
+            "{{\"event_id\":\"big{i}\",\"user_id\":\"u{}\",\"event_type\":\"page_view\",\
+             \"event_timestamp\":\"2024-03-01T{:02}:{:02}:00Z\",\"properties\":{{\"pad\":\"{pad}\"}}}}\n",
+            i % 7,
+            i / 60 % 24,
+            i % 60
+        ));
+        if i % 75 == 0 {
+            let day = i / 75 + 1; // 40 small dates in January and February
+            let date = format!("2024-{:02}-{:02}", 1 + (day - 1) / 31, (day - 1) % 31 + 1);
+            lines.push(format!(
+                "{{\"event_id\":\"small{day}\",\"user_id\":\"u{day}\",\"event_type\":\"purchase\",\
+                 \"event_timestamp\":\"{date}T12:00:00Z\",\"properties\":{{\"order_id\":\"o{day}\",\
+                 \"amount\":\"9.50\",\"currency\":\"USD\"}}}}\n"
+            ));
+        }
+    }
+    ingest_lines(
+        &lake,
+        tmp.path(),
+        "mixed.jsonl",
+        &lines,
+        "2024-03-02T00:00:00Z",
+    );
+    ok(&lake, &["run", "--processing-time", "2024-03-02T00:00:00Z"]);
+    let per_date = query_csv(
+        &lake,
+        "SELECT CAST(event_date AS VARCHAR), count(*) FROM events GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(per_date.len(), 41);
+    assert_eq!(per_date.last().unwrap(), "2024-03-01,3000");
+    assert!(
+        per_date[..40].iter().all(|l| l.ends_with(",1")),
+        "{per_date:?}"
+    );
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM purchases"), ["40"]);
+    for (table, column) in [("events", "event_date"), ("sessions", "session_date")] {
+        let root = lake.join("silver").join(table);
+        let dirs: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(dirs.len(), 41, "{table}");
+        for d in dirs {
+            assert!(d.file_name().unwrap().to_str().unwrap().starts_with(column));
+            assert_eq!(parquet_files(&d).len(), 1, "{}", d.display());
+        }
+    }
+    for day in 1..=40 {
+        let date = format!("2024-{:02}-{:02}", 1 + (day - 1) / 31, (day - 1) % 31 + 1);
+        assert_eq!(files_in(&lake, "purchases", &date), 1, "{date}");
+    }
+    ok(&lake, &["check", "--deep", "--json"]);
+}
