@@ -115,7 +115,7 @@ pub fn replace_partitions(
         }
         written[first..].sort_by(|a, b| a.partition.cmp(&b.partition));
     }
-    // DataFusion's writer does not fsync: publish does.
+    // The Parquet writers do not fsync: publish does.
     lake::publish(lake, &moves)?;
     Ok(written)
 }
