@@ -300,7 +300,7 @@ impl Lake {
                     .rsplit_once('-')
                     .and_then(|(_, p)| p.parse::<u32>().ok());
                 let running = if cfg!(target_os = "linux") {
-                    pid.map(|p| Path::new("/proc").join(p.to_string()).exists())
+                    pid.map(process_running)
                 } else {
                     None
                 };
@@ -313,6 +313,19 @@ impl Lake {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+}
+
+/// Is process `pid` running (Linux)? A zombie is not: a writer killed a
+/// moment ago stays one until its parent reaps it.
+fn process_running(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
     }
 }
 
@@ -705,5 +718,23 @@ mod tests {
         fs::write(dir.join("loose"), b"x").unwrap();
         remove_tree(&dir);
         assert!(!dir.exists());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_that_exited_but_is_not_reaped_is_not_running() {
+        assert!(process_running(std::process::id()));
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        assert!(process_running(child.id()));
+        // Not waited for: a zombie until `wait`.
+        let stat = format!("/proc/{}/stat", child.id());
+        while !fs::read_to_string(&stat).unwrap().contains(") Z") {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!process_running(child.id()));
+        child.wait().unwrap();
     }
 }
