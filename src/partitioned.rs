@@ -78,7 +78,11 @@ pub async fn write_by_date(
             .with_properties(WriterPropertiesBuilder::try_from(&options)?.build())
             .with_skip_arrow_metadata(skip_arrow_metadata),
     };
-    let pool = Arc::clone(df.task_ctx().memory_pool());
+    let task_ctx = df.task_ctx();
+    let pool = Arc::clone(task_ctx.memory_pool());
+    // The session's parallelism (one per core): how many tasks write the
+    // dates still buffered at the end.
+    let tasks = task_ctx.session_config().target_partitions().max(1);
     let buffered_bytes = MemoryConsumer::new("evlake buffered partitions").register(&pool);
     let mut stream = df.execute_stream().await?;
     let mut dates: HashMap<i32, Date> = HashMap::new();
@@ -123,9 +127,8 @@ pub async fn write_by_date(
             Date::Open(tx) => drop(tx), // the writer closes its file
         }
     }
-    // The dates still buffered, a file each, a few at a time (as many as
-    // there are cores, round-robin, so each task gets a similar share).
-    let tasks = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // The dates still buffered, a file each, `tasks` at a time (dealt
+    // round-robin, so each task gets a similar share).
     let mut shares: Vec<Vec<(i32, Vec<RecordBatch>)>> = (0..tasks).map(|_| Vec::new()).collect();
     for (i, date) in rest.into_iter().enumerate() {
         shares[i % tasks].push(date);
