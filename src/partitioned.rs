@@ -120,17 +120,15 @@ pub async fn write_by_date(
             }
         }
     }
-    let mut rest = Vec::new();
-    for (day, date) in dates {
-        match date {
-            Date::Buffered(batches, _) => rest.push((day, batches)),
-            Date::Open(tx) => drop(tx), // the writer closes its file
-        }
-    }
     // The dates still buffered, a file each, `tasks` at a time (dealt
-    // round-robin, so each task gets a similar share).
+    // round-robin, so each task gets a similar share). An open date's
+    // channel drops here, and its writer closes its file.
     let mut shares: Vec<Vec<(i32, Vec<RecordBatch>)>> = (0..tasks).map(|_| Vec::new()).collect();
-    for (i, date) in rest.into_iter().enumerate() {
+    let buffered_dates = dates.into_iter().filter_map(|(day, date)| match date {
+        Date::Buffered(batches, _) => Some((day, batches)),
+        Date::Open(_) => None,
+    });
+    for (i, date) in buffered_dates.enumerate() {
         shares[i % tasks].push(date);
     }
     for share in shares.into_iter().filter(|s| !s.is_empty()) {
