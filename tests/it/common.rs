@@ -43,6 +43,7 @@ pub fn cmd(lake: &Path, args: &[&str]) -> Command {
         .env_remove("EVLAKE_LAKE")
         .env_remove("EVLAKE_BUFFER_MB")
         .env_remove("EVLAKE_KEYS_IN_MEMORY")
+        .env_remove("EVLAKE_HELD_KB")
         .env_remove("EVLAKE_CHECKPOINT_EVERY");
     c.stdin(Stdio::null());
     c

@@ -1858,3 +1858,41 @@ fn small_dates_and_a_big_one_each_get_one_file_with_every_row() {
     }
     ok(&lake, &["check", "--deep", "--json"]);
 }
+
+/// Rows held for dates without a writer of their own go to a spill file
+/// past `EVLAKE_HELD_KB` (0: after every input batch). Every silver and
+/// gold table of the sample lake is the same as without spilling.
+#[test]
+fn held_rows_that_spill_give_the_same_lake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    let spilled = tmp.path().join("spilled");
+    run_sample_batches(&plain);
+    let mut trace = String::new();
+    for b in expected()["batches"].as_array().unwrap() {
+        let file = sample(b["file"].as_str().unwrap());
+        let pt = b["processing_time"].as_str().unwrap();
+        let o = cmd(&spilled, &["run", &file, "--processing-time", pt])
+            .env("EVLAKE_HELD_KB", "0")
+            .env("EVLAKE_TRACE", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        trace.push_str(&stderr(&o));
+    }
+    assert!(
+        trace.contains("partitioned write spilled"),
+        "nothing spilled:\n{trace}"
+    );
+    assert_dumps_equal(&silver_dump(&plain), &silver_dump(&spilled), "silver");
+    assert_dumps_equal(&gold_dump(&plain), &gold_dump(&spilled), "gold");
+    ok(&spilled, &["check", "--deep"]);
+    assert!(
+        !spilled.join("_evlake").join("staging").exists()
+            || std::fs::read_dir(spilled.join("_evlake").join("staging"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a spill file was left in staging"
+    );
+}
