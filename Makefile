@@ -77,6 +77,7 @@ bench: $(PYSTAMP) ## Release build; evlake vs DuckDB: ingest, silver, whole pipe
 	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000) --days 60
 	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events 100000 --days 3650 --full-only
+	$(PYTHON) bench/pipeline_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events 3000000 --days 3650 --full-only --reps 1
 	$(PYTHON) bench/state_bench.py --evlake $(CARGO_TARGET_DIR)/release/evlake --events $(or $(EVENTS),1000000)
 
 SPARK_VENV ?= $(HOME)/.cache/evlake-spark-venv
