@@ -617,6 +617,16 @@ mod tests {
         .unwrap()
     }
 
+    fn batches_in(file: &Path) -> Vec<RecordBatch> {
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            File::open(file).unwrap(),
+            1024,
+        )
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+    }
+
     /// Per date directory: its files, and the `v` values in file order.
     fn read(dir: &Path) -> Vec<(String, usize, Vec<i64>)> {
         let mut out = Vec::new();
@@ -632,14 +642,7 @@ mod tests {
                 .collect();
             let mut values = Vec::new();
             for f in &files {
-                let reader =
-                    datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
-                        File::open(f).unwrap(),
-                        1024,
-                    )
-                    .unwrap();
-                for b in reader {
-                    let b = b.unwrap();
+                for b in batches_in(f) {
                     assert_eq!(b.num_columns(), 1, "the date is in the path, not the file");
                     values.extend(
                         b.column(0)
@@ -780,14 +783,7 @@ mod tests {
         for date in ["1970-01-01", "1970-01-02"] {
             let dir = tmp.path().join(format!("event_date={date}"));
             let file = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
-            let reader =
-                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
-                    File::open(file).unwrap(),
-                    1024,
-                )
-                .unwrap();
-            for b in reader {
-                let b = b.unwrap();
+            for b in batches_in(&file) {
                 assert_eq!(b.schema().field(0).data_type(), &dict);
                 let s = cast(b.column(0), &DataType::Utf8).unwrap();
                 let s = s.as_any().downcast_ref::<StringArray>().unwrap();
