@@ -884,7 +884,7 @@ mod tests {
                 crate::silver::EVENTS_DIR
             );
             write_file(&lake.path(&rel), "x", (0..n).collect());
-            let mut files = std::collections::BTreeMap::new();
+            let mut files = crate::log::Files::default();
             files.insert(
                 rel.clone(),
                 FileAction::plain(crate::silver::EVENTS_TABLE, date, rel.clone(), n as u64, 0),
