@@ -818,13 +818,13 @@ impl Files {
     pub fn retain(&mut self, mut keep: impl FnMut(&String, &FileAction) -> bool) {
         self.0.retain(|path, f| keep(path, f))
     }
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &FileAction)> + Clone {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &FileAction)> {
         self.0.iter().map(|(path, f)| (path, &**f))
     }
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + Clone {
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.0.keys()
     }
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &FileAction> + Clone {
+    pub fn values(&self) -> impl Iterator<Item = &FileAction> {
         self.0.values().map(|f| &**f)
     }
     pub fn len(&self) -> usize {
