@@ -815,9 +815,6 @@ impl Files {
     pub fn contains_key(&self, path: &str) -> bool {
         self.0.contains_key(path)
     }
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &FileAction) -> bool) {
-        self.0.retain(|path, f| keep(path, f))
-    }
     pub fn iter(&self) -> impl Iterator<Item = (&String, &FileAction)> {
         self.0.iter().map(|(path, f)| (path, &**f))
     }
