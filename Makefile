@@ -61,13 +61,14 @@ run: ## One pipeline run over $(INBOX)/ into $(LAKE) (what an hourly cron job ca
 	$(EVLAKE) --lake $(LAKE) run $(INBOX) --json >> $(LAKE).runs.jsonl
 
 SEEDS ?= 20
-soak: build ## Randomized soak of the debug binary, not in CI: incremental == full, dry run == run, kill -9 + re-run, --known-at, a growing file, readers beside a writer (SEEDS=N histories, a quarter as many of the other five)
+soak: build ## Randomized soak of the debug binary, not in CI: incremental == full, dry run == run, kill -9 + re-run, --known-at, a growing file, readers beside a writer, a full disk as root (SEEDS=N histories, a quarter as many of the others)
 	python3 tools/soak.py incremental $(SEEDS)
 	python3 tools/soak.py plan $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py kill $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py known-at $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py grow $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py readers $$(( ($(SEEDS) + 3) / 4 ))
+	if [ "$$(id -u)" = 0 ]; then python3 tools/soak.py full-disk $$(( ($(SEEDS) + 3) / 4 )); else echo "soak.py full-disk skipped: it mounts a tmpfs, run as root"; fi
 
 bench: $(PYSTAMP) ## Release build; evlake vs DuckDB: ingest, silver, whole pipeline, late batch (EVENTS=5000000 for the big run); status
 	cargo build --release

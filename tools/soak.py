@@ -8,6 +8,7 @@ tests in tests/it/, for hunting bugs before a release, not for CI.
   python3 tools/soak.py known-at SEEDS      # state --known-at P == the state of a lake fed up to P
   python3 tools/soak.py grow SEEDS          # a file appended to between runs lands once
   python3 tools/soak.py readers SEEDS       # readers beside a writer never fail or see a row twice
+  python3 tools/soak.py full-disk SEEDS     # steps run out of disk (a capped tmpfs; root), re-run == clean lake
 
 SEEDS is `N` (0..N) or `A..B`. Each seed draws its own data (`evlake
 generate`: users, days, late and bad rates) and settings (session gap,
@@ -16,7 +17,7 @@ that must be no-ops, inputs retracted (some then taken in again with
 `--reingest-retracted`), users erased, snapshots, a daily snapshot policy with
 `snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
-`make soak` runs all six. EVLAKE=path picks the binary (default: the
+`make soak` runs all seven (full-disk only as root). EVLAKE=path picks the binary (default: the
 debug build).
 """
 import json
@@ -427,53 +428,10 @@ def kill(seed, d):
     after every kill."""
     rng = random.Random(seed)
     files, _ = generated(d, rng, seed, (20000, 80000), (20, 300), [0.5])
-    clean, crashy, kills, retracts, erases = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0, 0, 0
-    # Half the pairs keep daily snapshots of balances, the newest 2.
-    policy = rng.random() < 0.5
-    # Some pairs compact at the end of every run (kills land in it too).
-    compacts = rng.random() < 0.4
-    # Some pairs delete commits older than a day (kills land in that too).
-    retention = rng.random() < 0.3
-    if policy or compacts or retention:
-        for lake in (clean, crashy):
-            os.makedirs(lake, exist_ok=True)
-            with open(os.path.join(lake, "evlake.toml"), "w") as f:
-                if compacts:
-                    f.write("[ingest]\ncompact_min_files = 2\n")
-                if policy:
-                    f.write('[state]\nsnapshot_models = ["balances"]\nsnapshot_keep = 2\n')
-                if retention:
-                    f.write('[log]\nretention = "1d"\n')
-    # Some pairs have a typed table of their own.
-    own = rng.random() < 0.4
-    if own:
-        for lake in (clean, crashy):
-            own_typed(lake, OWN_TYPED)
-            own_daily(lake)
-    snapshots = lambda lake: [(s["model"], s["as_of"], s["rows"], s["valid"])
-                              for s in json.loads(ev(lake, "status", "--json").stdout)["snapshots"]]
+    clean, crashy, kills = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0
+    pair = Pair(rng, clean, crashy)
     for n, f in enumerate(files):
-        run = ["run", f, "--processing-time", f"2024-04-{n + 1:02d}T02:00:00Z"]
-        # The typed file edited, added or removed in both lakes: the kills
-        # then also land in the rebuild of that table alone.
-        if own and n > 0 and rng.random() < 0.3:
-            sql = rng.choice([OWN_TYPED, OWN_TYPED_EDITED, None])
-            for lake in (clean, crashy):
-                own_typed(lake, sql)
-        steps = [run]
-        if n > 0 and rng.random() < 0.15:
-            # An earlier input retracted first (kills land in the rewrite
-            # and in the rebuild after it).
-            steps.insert(0, ["retract", rng.choice(files[:n]), "--processing-time",
-                             f"2024-04-{n + 1:02d}T01:00:00Z"])
-            retracts += 1
-        if n > 0 and rng.random() < 0.1:
-            # A user erased (kills land in the rewrite, the snapshots'
-            # removal and the rebuild after it).
-            steps.insert(0, ["erase", "--user", f"u{rng.randint(0, 40)}", "--processing-time",
-                             f"2024-04-{n + 1:02d}T01:30:00Z"])
-            erases += 1
-        for step in steps:
+        for step in pair.steps(files, n):
             ev(clean, *step)
             for attempt in range(1, 100):
                 p = subprocess.Popen([E, "--lake", crashy, *step], stdout=subprocess.DEVNULL,
@@ -494,21 +452,147 @@ def kill(seed, d):
                     print(f"  a re-run failed: exit {p.returncode}: {p.stderr.read().decode()[-500:]}")
                     return False
                 break
-        if differences(dump(clean), dump(crashy), f"clean vs killed ({kills} kills) after file {n + 1}"):
-            return False
-        if snapshots(clean) != snapshots(crashy):
-            print(f"  snapshots differ after file {n + 1}: {snapshots(clean)} vs {snapshots(crashy)}")
+        if not pair.agree(f"clean vs killed ({kills} kills) after file {n + 1}"):
             return False
     # Every kill's files are gone: the step run to the end after it
     # removed them.
     if not checked(crashy):
         return False
-    print(f"  {len(files)} files, {kills} kills, {retracts} retracts, {erases} erases"
-          + (", daily snapshots, snapshot_keep 2" if policy else "")
-          + (", log retention 1d" if retention else "")
-          + (", compacting" if compacts else "")
-          + (", own typed table" if own else ""))
+    print(f"  {len(files)} files, {kills} kills, {pair}")
     return True
+
+
+def full_disk(seed, d):
+    """Every step first run on a disk with little room left (a tmpfs capped
+    a random few KiB to MiB above what the lake holds), then again with room:
+    a step that ran out exits 1 with the disk-full hint, the lake stays
+    readable with no staged or orphan file left, and the end equals a lake
+    that never ran out. Needs root: it mounts a tmpfs."""
+    if os.geteuid() != 0:
+        raise RuntimeError("full-disk mounts a tmpfs: run it as root")
+    rng = random.Random(seed)
+    files, _ = generated(d, rng, seed, (5000, 40000), (20, 300), [0.5])
+    mnt = os.path.join(d, "fs")
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", mnt], check=True)
+    try:
+        clean, tight, fulls = os.path.join(d, "clean"), os.path.join(mnt, "lake"), 0
+        pair = Pair(rng, clean, tight)
+        for n, f in enumerate(files):
+            for step in pair.steps(files, n):
+                ev(clean, *step)
+                for attempt in range(1, 100):
+                    if attempt <= 6:
+                        st = os.statvfs(mnt)
+                        used = st.f_blocks - st.f_bfree
+                        room = rng.choice([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+                        subprocess.run(["mount", "-o", f"remount,size={(used + room) * st.f_frsize}",
+                                        mnt], check=True)
+                    try:
+                        p = ev(tight, *step, check=False)
+                    finally:
+                        subprocess.run(["mount", "-o", "remount,size=1g", mnt], check=True)
+                    if p.returncode == 0:
+                        break
+                    if p.returncode != 1 or "hint: the disk is full" not in p.stderr or attempt > 6:
+                        print(f"  {' '.join(step)}: exit {p.returncode} (attempt {attempt}): "
+                              f"{p.stderr[-800:]}")
+                        return False
+                    fulls += 1
+                    # Readable at once, and nothing of the failed attempt left.
+                    if os.path.isdir(os.path.join(tight, "_evlake", "log")) and \
+                            ev(tight, "query", "SELECT count(*) FROM bronze_events", check=False).returncode:
+                        print(f"  the lake is unreadable after {' '.join(step)} ran out of room")
+                        return False
+                    staging = os.path.join(tight, "_evlake", "staging")
+                    if os.path.isdir(staging) and os.listdir(staging):
+                        print(f"  {' '.join(step)} left staged files: {os.listdir(staging)[:5]}")
+                        return False
+                    if os.path.isdir(os.path.join(tight, "_evlake", "log")) and not checked(tight):
+                        return False
+            if not pair.agree(f"clean vs out of room ({fulls} times) after file {n + 1}"):
+                return False
+        if not checked(tight):
+            return False
+        print(f"  {len(files)} files, {fulls} runs out of room, {pair}")
+        return True
+    finally:
+        subprocess.run(["umount", mnt], check=False)
+
+
+class Pair:
+    """Two lakes set up alike (and fed alike): the settings and the steps
+    each input brings, drawn from the seed."""
+
+    def __init__(self, rng, *lakes):
+        self.rng, self.lakes, self.retracts, self.erases = rng, lakes, 0, 0
+        # Half the pairs keep daily snapshots of balances, the newest 2.
+        self.policy = rng.random() < 0.5
+        # Some pairs compact at the end of every run (faults land in it too).
+        self.compacts = rng.random() < 0.4
+        # Some pairs delete commits older than a day (faults land in that too).
+        self.retention = rng.random() < 0.3
+        if self.policy or self.compacts or self.retention:
+            for lake in lakes:
+                os.makedirs(lake, exist_ok=True)
+                with open(os.path.join(lake, "evlake.toml"), "w") as f:
+                    if self.compacts:
+                        f.write("[ingest]\ncompact_min_files = 2\n")
+                    if self.policy:
+                        f.write('[state]\nsnapshot_models = ["balances"]\nsnapshot_keep = 2\n')
+                    if self.retention:
+                        f.write('[log]\nretention = "1d"\n')
+        # Some pairs have a typed table of their own.
+        self.own = rng.random() < 0.4
+        if self.own:
+            for lake in lakes:
+                own_typed(lake, OWN_TYPED)
+                own_daily(lake)
+
+    def steps(self, files, n):
+        """The commands input `n` brings (a run, perhaps after a retract
+        or an erase)."""
+        rng = self.rng
+        run = ["run", files[n], "--processing-time", f"2024-04-{n + 1:02d}T02:00:00Z"]
+        # The typed file edited, added or removed in both lakes: the faults
+        # then also land in the rebuild of that table alone.
+        if self.own and n > 0 and rng.random() < 0.3:
+            sql = rng.choice([OWN_TYPED, OWN_TYPED_EDITED, None])
+            for lake in self.lakes:
+                own_typed(lake, sql)
+        steps = [run]
+        if n > 0 and rng.random() < 0.15:
+            # An earlier input retracted first (faults land in the rewrite
+            # and in the rebuild after it).
+            steps.insert(0, ["retract", rng.choice(files[:n]), "--processing-time",
+                             f"2024-04-{n + 1:02d}T01:00:00Z"])
+            self.retracts += 1
+        if n > 0 and rng.random() < 0.1:
+            # A user erased (faults land in the rewrite, the snapshots'
+            # removal and the rebuild after it).
+            steps.insert(0, ["erase", "--user", f"u{rng.randint(0, 40)}", "--processing-time",
+                             f"2024-04-{n + 1:02d}T01:30:00Z"])
+            self.erases += 1
+        return steps
+
+    def agree(self, what):
+        """The lakes' tables and snapshots are alike."""
+        a, b = self.lakes
+        if differences(dump(a), dump(b), what):
+            return False
+        snapshots = lambda lake: [(s["model"], s["as_of"], s["rows"], s["valid"])
+                                  for s in json.loads(ev(lake, "status", "--json").stdout)["snapshots"]]
+        if snapshots(a) != snapshots(b):
+            print(f"  snapshots differ ({what}): {snapshots(a)} vs {snapshots(b)}")
+            return False
+        return True
+
+    def __str__(self):
+        return (f"{self.retracts} retracts, {self.erases} erases"
+                + (", daily snapshots, snapshot_keep 2" if self.policy else "")
+                + (", log retention 1d" if self.retention else "")
+                + (", compacting" if self.compacts else "")
+                + (", own typed table" if self.own else ""))
 
 
 def known_at(seed, d):
@@ -725,7 +809,8 @@ def grow(seed, d):
 
 def main():
     kinds = {"incremental": incremental, "kill": kill, "known-at": known_at, "grow": grow,
-             "plan": lambda seed, d: incremental(seed, d, plan=True), "readers": readers}
+             "plan": lambda seed, d: incremental(seed, d, plan=True), "readers": readers,
+             "full-disk": full_disk}
     if len(sys.argv) != 3 or sys.argv[1] not in kinds:
         sys.exit(__doc__)
     # A checkpoint every 5 commits, so the lakes with `[log] retention`
