@@ -212,7 +212,7 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 .any(|t| cause.to_string().contains(t))
     });
     full.then_some(
-        "the disk is full: this run's staged files were removed and the lake is as of its \
+        "the disk is full: the failed step's files were removed and the lake is as of its \
          last commit; free space, then re-run the same command (it finishes the work)",
     )
 }

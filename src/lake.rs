@@ -59,8 +59,9 @@ impl Lake {
     /// for orphans (see [`crate::log::clean_orphans`]). [`publish`] removes
     /// it, durably, before its first rename; a writer creates it again
     /// once its commit is written and the files it replaced are deleted.
-    /// A writer that crashes or fails in between leaves it missing; so
-    /// does an older evlake, which never created it.
+    /// A writer that crashes in between leaves it missing (one that fails
+    /// removes what it published before it lets go of the lock, see
+    /// [`WriteLock`]); so does an older evlake, which never created it.
     fn clean_mark(&self) -> PathBuf {
         self.root.join(META_DIR).join("clean")
     }
@@ -73,6 +74,9 @@ impl Lake {
     /// The table directories are about to change: no longer known clean,
     /// durably so before the change.
     pub fn mark_changing(&self) -> Result<()> {
+        if let Ok(mut changing) = CHANGING.lock() {
+            changing.insert(self.root.clone());
+        }
         let mark = self.clean_mark();
         match fs::remove_file(&mark) {
             Ok(()) => fsync_dir(mark.parent().expect("under the meta dir")),
@@ -84,6 +88,9 @@ impl Lake {
     /// The table directories hold only committed files again. Best effort
     /// and not fsynced: a mark lost costs the next writer a listing.
     pub fn mark_clean(&self) {
+        if let Ok(mut changing) = CHANGING.lock() {
+            changing.remove(&self.root);
+        }
         let _ = File::create(self.clean_mark());
     }
 
@@ -147,9 +154,18 @@ impl Lake {
         file.seek(SeekFrom::Start(0))?;
         write!(file, "{}", std::process::id())?;
         file.flush()?;
-        Ok(WriteLock { _file: file })
+        Ok(WriteLock {
+            lake: self.clone(),
+            _file: file,
+        })
     }
 }
+
+/// The lakes this process marked changing ([`Lake::mark_changing`]) and
+/// has not marked clean since: a writer that failed in between (see
+/// [`WriteLock`]'s drop).
+static CHANGING: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 /// How long [`Lake::lock`] waits for another writer (`--lock-wait`).
 static LOCK_WAIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
@@ -166,7 +182,24 @@ pub fn set_lock_wait(wait: std::time::Duration) {
 /// Held while a command writes to the lake; dropping it releases the lock.
 #[derive(Debug)]
 pub struct WriteLock {
+    lake: Lake,
     _file: File,
+}
+
+impl Drop for WriteLock {
+    /// A writer that failed after it began to change the table directories
+    /// and before its commit finished (a full disk, a query that failed)
+    /// removes the files no commit references, while it still holds the
+    /// lock, instead of leaving them to the next writer: on a full disk
+    /// they would hold the space, and readers globbing the directories
+    /// would see them. (The staged ones its [`Staging`] guard removed.) A
+    /// killed writer, or one whose cleanup fails, leaves them to the next.
+    fn drop(&mut self) {
+        let changing = CHANGING.lock().is_ok_and(|mut c| c.remove(&self.lake.root));
+        if changing && !std::thread::panicking() && !self.lake.known_clean() {
+            crate::log::clean_after_failed_write(&self.lake);
+        }
+    }
 }
 
 /// Create `dir` and its parents, then fsync the parent of `dir` so the new

@@ -1166,6 +1166,18 @@ pub fn clean_orphans(lake: &Lake, state: &LakeState, table_dirs: &[&str]) -> Res
     Ok(removed)
 }
 
+/// What a writer that failed between publishing files and finishing its
+/// commit left behind, removed by that writer while it still holds the
+/// lock (see [`lake::WriteLock`]): the files of the lake's table
+/// directories that no commit references, by the log as it is on disk (a
+/// commit written before the failure keeps its files). Best effort: what
+/// stays, the next writer removes.
+pub fn clean_after_failed_write(lake: &Lake) {
+    if let Ok(state) = LakeState::load(lake) {
+        let _ = clean_orphans(lake, &state, &crate::ingest::table_dirs());
+    }
+}
+
 /// The files under `table_dirs` that no commit up to `state` references
 /// (relative to the lake), by listing every one of those directories.
 pub fn orphans(lake: &Lake, state: &LakeState, table_dirs: &[&str]) -> Result<Vec<String>> {

@@ -80,9 +80,10 @@ fn a_crash_at_every_step_then_a_rerun_leaves_one_copy() {
 }
 
 /// A step that fails (as on a full disk) rather than being killed: exit 1
-/// naming the step, its staged files gone at once (not left for the next
-/// writer, holding the disk), the lake as of its last commit; a re-run
-/// finishes the work.
+/// naming the step, its staged files, and those it had already moved into
+/// the table directories, gone at once (not left for the next writer,
+/// holding the disk), the lake as of its last commit; a re-run finishes
+/// the work.
 #[test]
 fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -101,8 +102,11 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
     for (op, step, commits_before) in [
         ("ingest", "staged", 0),
         ("silver", "staged", 1),
+        ("ingest", "before-commit", 0),
+        ("silver", "renamed", 1),
         ("silver", "before-commit", 1),
         ("gold", "staged", 2),
+        ("gold", "before-commit", 2),
     ] {
         let lake = tmp.path().join(format!("lake-{op}-{step}"));
         let o = cmd(&lake, &run_args)
@@ -118,13 +122,14 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
         assert_eq!(staged_entries(&lake), 0, "{op}:{step}: staging left behind");
         assert_eq!(commits(&lake), commits_before, "{op}:{step}");
         assert_eq!(files_on_disk(&lake), committed_files(&lake), "{op}:{step}");
-        // A failure after publishing (silver's before-commit) leaves the
-        // published files: not marked clean, the next writer lists the
-        // table directories and removes them.
-        if step == "before-commit" {
-            assert!(!uncommitted_files(&lake).is_empty(), "{op}:{step}");
-            assert!(!lake.join("_evlake/clean").exists(), "{op}:{step}");
-        }
+        // A failure after publishing (renamed, before-commit) removed the
+        // published files itself, and left the lake marked clean.
+        assert_eq!(
+            uncommitted_files(&lake),
+            Vec::<String>::new(),
+            "{op}:{step}"
+        );
+        assert!(lake.join("_evlake/clean").exists(), "{op}:{step}");
         let o = run(&lake, &run_args);
         assert!(o.status.success(), "{op}:{step}: re-run: {}", stderr(&o));
         assert_eq!(
