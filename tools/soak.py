@@ -486,8 +486,9 @@ def full_disk(seed, d):
                         st = os.statvfs(mnt)
                         used = st.f_blocks - st.f_bfree
                         room = rng.choice([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
-                        subprocess.run(["mount", "-o", f"remount,size={(used + room) * st.f_frsize}",
-                                        mnt], check=True)
+                        # (size=0 would be no limit at all.)
+                        size = max(used + room, 1) * st.f_frsize
+                        subprocess.run(["mount", "-o", f"remount,size={size}", mnt], check=True)
                     try:
                         p = ev(tight, *step, check=False)
                     finally:
