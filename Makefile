@@ -61,10 +61,11 @@ run: ## One pipeline run over $(INBOX)/ into $(LAKE) (what an hourly cron job ca
 	$(EVLAKE) --lake $(LAKE) run $(INBOX) --json >> $(LAKE).runs.jsonl
 
 SEEDS ?= 20
-soak: build ## Randomized soak of the debug binary, not in CI: incremental == full, dry run == run, kill -9 + re-run, --known-at, a growing file, readers beside a writer, a full disk as root (SEEDS=N histories, a quarter as many of the others)
+soak: build ## Randomized soak of the debug binary, not in CI: incremental == full, dry run == run, kill -9 + re-run, SIGINT/SIGTERM + re-run, --known-at, a growing file, readers beside a writer, a full disk as root (SEEDS=N histories, a quarter as many of the others)
 	python3 tools/soak.py incremental $(SEEDS)
 	python3 tools/soak.py plan $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py kill $$(( ($(SEEDS) + 3) / 4 ))
+	python3 tools/soak.py interrupt $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py known-at $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py grow $$(( ($(SEEDS) + 3) / 4 ))
 	python3 tools/soak.py readers $$(( ($(SEEDS) + 3) / 4 ))

@@ -51,12 +51,18 @@ pub enum Failure {
         max: u64,
         array: bool,
     },
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped a writer at a safe point
+    /// (exit 128 + the signal's number, see [`crate::interrupt`]).
+    Interrupted(i32),
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(msg) | Failure::OwnTyped(msg) => write!(f, "{msg}"),
+            Failure::Interrupted(sig) => {
+                write!(f, "interrupted by {}", crate::interrupt::name(*sig))
+            }
             Failure::InFile { subject, problem } => write!(f, "{subject} {problem}"),
             Failure::Locked {
                 lock_path,
@@ -149,6 +155,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Failure::Usage(_) | Failure::OwnTyped(_) | Failure::InFile { .. } => EXIT_USAGE,
                 Failure::Locked { .. } => EXIT_LOCKED,
                 Failure::Rejected { .. } | Failure::LineTooLong { .. } => EXIT_REJECTED,
+                Failure::Interrupted(sig) => (128 + sig).clamp(0, 255) as u8,
             };
         }
     }
@@ -193,6 +200,15 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     }
     if exit_code(err) == EXIT_USAGE {
         return None;
+    }
+    if err
+        .chain()
+        .any(|c| matches!(c.downcast_ref::<Failure>(), Some(Failure::Interrupted(_))))
+    {
+        return Some(
+            "the interrupted step's files were removed and the lake is as of its last commit; \
+             re-run the same command to finish the work",
+        );
     }
     if err
         .chain()

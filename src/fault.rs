@@ -57,9 +57,18 @@ impl Drop for PartGuard {
 }
 
 /// Abort the process if `EVLAKE_FAULT` names `step`; fail if
-/// `EVLAKE_FAIL` does.
+/// `EVLAKE_FAIL` does, or if a signal came (before the commit).
 pub fn point(step: &str) -> anyhow::Result<()> {
     debug_assert!(STEPS.contains(&step), "unknown fault step {step}");
+    pause(&format!(
+        "{}:{step}",
+        *OPERATION.lock().unwrap_or_else(|e| e.into_inner())
+    ));
+    if step != "after-commit" {
+        // A signal stops a writer here too, before its commit (after it,
+        // the step finishes and the next one stops).
+        crate::interrupt::check()?;
+    }
     let hit = |var: &str| {
         std::env::var(var).ok().filter(|v| match v.split_once(':') {
             Some((op, s)) => {
@@ -81,13 +90,14 @@ pub fn point(step: &str) -> anyhow::Result<()> {
 /// Wait at `step` while a test changes the world: with
 /// `EVLAKE_PAUSE=STEP:PATH`, create `PATH.waiting`, then wait until `PATH`
 /// exists (at most a minute, then abort). Steps: `hashed` (ingest, after
-/// hashing its inputs, before reading them). Tests use it to change an
-/// input between the two.
+/// hashing its inputs, before reading them: tests change an input between
+/// the two), `query-planned`, and `OPERATION:STEP` for each of [`point`]'s
+/// (tests send a signal there).
 pub fn pause(step: &str) {
     let Ok(v) = std::env::var("EVLAKE_PAUSE") else {
         return;
     };
-    let Some((s, path)) = v.split_once(':') else {
+    let Some((s, path)) = v.rsplit_once(':') else {
         return;
     };
     if s != step {

@@ -221,10 +221,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     }
 
     let (staging, engine_opts) = derive::staging_with_spill(lake, "gold", &opts.engine)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let failed: Vec<FailedTable> = rt.block_on(async {
+    let failed: Vec<FailedTable> = crate::interrupt::block_on(async {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, &state)?;
         // Only the tables gold reads (each registration reads a footer).

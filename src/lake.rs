@@ -114,7 +114,11 @@ impl Lake {
         let wait = LOCK_WAIT.get().copied().unwrap_or_default();
         let deadline = std::time::Instant::now() + wait;
         let mut said = false;
+        // From the first lock on, a signal stops this process at a safe
+        // point (see crate::interrupt), waiting for the lock included.
+        crate::interrupt::install();
         loop {
+            crate::interrupt::check()?;
             match file.try_lock() {
                 Ok(()) => break,
                 Err(fs::TryLockError::WouldBlock) => {
@@ -150,6 +154,7 @@ impl Lake {
                 }
             }
         }
+        crate::interrupt::check()?;
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
         write!(file, "{}", std::process::id())?;

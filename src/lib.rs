@@ -22,6 +22,7 @@ pub mod generate;
 pub mod gold;
 pub mod ids;
 pub mod ingest;
+pub mod interrupt;
 pub mod jsonout;
 pub mod lake;
 pub mod late;

@@ -14,6 +14,15 @@ fn main() -> ExitCode {
             evlake::zstd_pool::reused()
         ));
     }
+    // A signal that came after the last safe point: the work is done, but
+    // the caller asked to stop (a `&&` chain must not go on).
+    if let (Ok(()), Some(sig)) = (&result, evlake::interrupt::received()) {
+        evlake::report::eline(format_args!(
+            "evlake: {} came after the last step committed: nothing is left unfinished",
+            evlake::interrupt::name(sig)
+        ));
+        return ExitCode::from((128 + sig).clamp(0, 255) as u8);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -369,6 +369,7 @@ pub fn filter_file(
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::basic::{Compression, ZstdLevel};
     use datafusion::parquet::file::properties::WriterProperties;
+    crate::interrupt::check()?;
     let builder = bronze::open(src)?;
     let schema = builder.schema().clone();
     let column = schema

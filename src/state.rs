@@ -1517,13 +1517,10 @@ pub fn snapshot(
     let as_of_text = format_micros(as_of);
     let part_dir = format!("as_of={}", as_of_dir(as_of));
     let staged = staging.join(model.table());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let (checked, context) = model.problem_tables();
     let staged_problems = |t: &str| staging.join(format!("problems-{t}"));
     let staged_keys = |t: &str| staging.join(format!("keys-{t}"));
-    let (replayed, problems) = rt.block_on(async {
+    let (replayed, problems) = crate::interrupt::block_on(async {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, &state)?;
         let ctx = engine.bare()?;

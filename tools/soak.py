@@ -5,6 +5,7 @@ tests in tests/it/, for hunting bugs before a release, not for CI.
   python3 tools/soak.py incremental SEEDS   # incremental run == full rebuild; history ends on state
   python3 tools/soak.py plan SEEDS          # the same, each run first --dry-run: it says what the run does
   python3 tools/soak.py kill SEEDS          # kill -9 at random moments (runs, retracts, erases), re-run == clean lake
+  python3 tools/soak.py interrupt SEEDS     # SIGINT/SIGTERM/SIGHUP instead: a clean stop, re-run == clean lake
   python3 tools/soak.py known-at SEEDS      # state --known-at P == the state of a lake fed up to P
   python3 tools/soak.py grow SEEDS          # a file appended to between runs lands once
   python3 tools/soak.py readers SEEDS       # readers beside a writer never fail or see a row twice
@@ -17,7 +18,7 @@ that must be no-ops, inputs retracted (some then taken in again with
 `--reingest-retracted`), users erased, snapshots, a daily snapshot policy with
 `snapshot_keep`, `[log] retention` with a checkpoint every 5 commits). A failing seed keeps its directory under
 $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
-`make soak` runs all seven (full-disk only as root). EVLAKE=path picks the binary (default: the
+`make soak` runs all eight (full-disk only as root). EVLAKE=path picks the binary (default: the
 debug build).
 """
 import json
@@ -422,10 +423,13 @@ def incremental(seed, d, plan=False):
     return history_agrees(lake, rng) and checked(lake)
 
 
-def kill(seed, d):
+def kill(seed, d, interrupt=False):
     """Runs killed with SIGKILL at random moments, then re-run, end equal to
     a lake that saw the same runs uninterrupted; the lake stays readable
-    after every kill."""
+    after every kill. With `interrupt`, SIGINT, SIGTERM or SIGHUP instead
+    (now and then twice): a writer that took the signal exits 128 + its
+    number and leaves no staged or uncommitted file (one signal), or dies
+    by it before it took the lock."""
     rng = random.Random(seed)
     files, _ = generated(d, rng, seed, (20000, 80000), (20, 300), [0.5])
     clean, crashy, kills = os.path.join(d, "clean"), os.path.join(d, "crashy"), 0
@@ -440,8 +444,12 @@ def kill(seed, d):
                     # A few random kills, then one run to the end.
                     p.wait(timeout=rng.uniform(0, 0.6) if attempt <= 4 else None)
                 except subprocess.TimeoutExpired:
-                    p.send_signal(signal.SIGKILL)
-                    p.wait()
+                    if interrupt:
+                        if not interrupted(p, rng, crashy):
+                            return False
+                    else:
+                        p.send_signal(signal.SIGKILL)
+                        p.wait()
                     kills += 1
                     if os.path.isdir(os.path.join(crashy, "_evlake", "log")) and \
                             ev(crashy, "query", "SELECT count(*) FROM bronze_events", check=False).returncode:
@@ -458,7 +466,50 @@ def kill(seed, d):
     # removed them.
     if not checked(crashy):
         return False
-    print(f"  {len(files)} files, {kills} kills, {pair}")
+    print(f"  {len(files)} files, {kills} {'signals' if interrupt else 'kills'}, {pair}"
+          + (f", ended: {dict(sorted(ENDINGS.items()))}" if interrupt else ""))
+    ENDINGS.clear()
+    return True
+
+
+# How interrupted writers ended: exit code -> count (printed per seed, so a
+# soak whose signals all came too early or too late shows it).
+ENDINGS = {}
+
+
+def interrupted(p, rng, lake):
+    """Send running writer `p` a signal (SIGINT, SIGTERM or SIGHUP; now and
+    then a second one soon after), and check how it stopped."""
+    sig = rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+    twice = rng.random() < 0.15
+    p.send_signal(sig)
+    if twice:
+        try:
+            p.wait(timeout=rng.uniform(0, 0.2))
+        except subprocess.TimeoutExpired:
+            p.send_signal(sig)
+    p.wait()
+    err = p.stderr.read().decode()
+    ending = "finished" if p.returncode == 0 else "default" if p.returncode < 0 else \
+        "twice" if twice else "stopped"
+    ENDINGS[ending] = ENDINGS.get(ending, 0) + 1
+    # Finished first (0), stopped at a safe point (128 + sig), or killed by
+    # the signal before it took the lock (-sig); with two signals, also
+    # stopped at once (128 + sig).
+    if p.returncode not in (0, 128 + sig, -sig):
+        print(f"  {signal.Signals(sig).name}: exit {p.returncode}: {err[-800:]}")
+        return False
+    if p.returncode == 128 + sig and not twice:
+        if f"interrupted by {signal.Signals(sig).name}" not in err \
+                and "came after the last step committed" not in err:
+            print(f"  {signal.Signals(sig).name}: exit {p.returncode} without saying so: {err[-800:]}")
+            return False
+        staging = os.path.join(lake, "_evlake", "staging")
+        if os.path.isdir(staging) and os.listdir(staging):
+            print(f"  {signal.Signals(sig).name}: staging left: {os.listdir(staging)}")
+            return False
+        if os.path.isdir(os.path.join(lake, "_evlake", "log")) and not checked(lake):
+            return False
     return True
 
 
@@ -811,7 +862,8 @@ def grow(seed, d):
 def main():
     kinds = {"incremental": incremental, "kill": kill, "known-at": known_at, "grow": grow,
              "plan": lambda seed, d: incremental(seed, d, plan=True), "readers": readers,
-             "full-disk": full_disk}
+             "full-disk": full_disk,
+             "interrupt": lambda seed, d: kill(seed, d, interrupt=True)}
     if len(sys.argv) != 3 or sys.argv[1] not in kinds:
         sys.exit(__doc__)
     # A checkpoint every 5 commits, so the lakes with `[log] retention`

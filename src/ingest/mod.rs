@@ -918,6 +918,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut next_seq = 0u64;
     let pipeline: Result<()> = (|| {
         for pc in res_rx.iter() {
+            crate::interrupt::check()?;
             waiting.insert(pc.seq, pc);
             while let Some(mut pc) = waiting.remove(&next_seq) {
                 next_seq += 1;

@@ -95,6 +95,8 @@ impl Buffer {
         side: bool,
         (column, drop): (usize, &std::collections::HashSet<String>),
     ) -> Result<u64> {
+        // (Compaction, reconcile and retract read file after file.)
+        crate::interrupt::check()?;
         let mut dropped = 0;
         for batch in bronze::read_file(path)? {
             let mut batch = RecordBatch::try_new(bronze::schema(), batch.columns().to_vec())

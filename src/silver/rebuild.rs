@@ -215,10 +215,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let (staging, engine_opts) = derive::staging_with_spill(lake, "silver", &opts.engine)?;
     let dirs = Staged::new(&staging);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let built = rt.block_on(async {
+    let built = crate::interrupt::block_on(async {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, &state)?;
         let spill = engine.spill_monitor();

@@ -86,10 +86,7 @@ pub(super) fn refresh(
         .partitions(EVENTS_TABLE)
         .filter_map(|(d, p)| Some((parse_date32(d).ok()?, p.rows() as usize)))
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let warnings = rt.block_on(async {
+    let warnings = crate::interrupt::block_on(async {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, state)?;
         let only = HashSet::from([EVENTS_TABLE.to_string()]);

@@ -570,14 +570,15 @@ pub fn spawn_paused(
     step: &str,
     dir: &Path,
 ) -> (std::process::Child, PathBuf) {
-    let go = dir.join(format!("go-{step}"));
+    // (`OPERATION:STEP` steps: the file's name must not hold the colon.)
+    let go = dir.join(format!("go-{}", step.replace(':', "-")));
     let child = cmd(lake, args)
         .env("EVLAKE_PAUSE", format!("{step}:{}", go.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let waiting = dir.join(format!("go-{step}.waiting"));
+    let waiting = go.with_extension("waiting");
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !waiting.exists() {
         assert!(

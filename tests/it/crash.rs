@@ -153,6 +153,182 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
     assert!(run(&lake, &snap).status.success());
 }
 
+/// Parquet files a run staged so far (`_evlake/staging/RUN/*.parquet`).
+fn staged_parquet_files(staging: &Path) -> usize {
+    std::fs::read_dir(staging)
+        .map(|d| {
+            d.flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "parquet")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Send `sig` (`INT`, `TERM`, `HUP`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let o = std::process::Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "kill -s {sig} {pid}: {}", stderr(&o));
+}
+
+/// Read `pipe` line by line up to the first line holding `needle`;
+/// what was read.
+fn read_until(pipe: &mut impl std::io::BufRead, needle: &str) -> String {
+    let mut text = String::new();
+    while !text.contains(needle) {
+        assert!(
+            pipe.read_line(&mut text).unwrap() > 0,
+            "never said {needle:?}: {text}"
+        );
+    }
+    text
+}
+
+#[test]
+fn a_signal_stops_a_writer_at_a_safe_point_and_a_rerun_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = [sample("2024-03-15.jsonl"), sample("2024-03-16.jsonl.gz")];
+    let run_args: Vec<&str> = ["run", "--processing-time", "2024-03-17T02:00:00Z"]
+        .into_iter()
+        .chain(inputs.iter().map(String::as_str))
+        .collect();
+    let reference = tmp.path().join("reference");
+    assert!(run(&reference, &run_args).status.success());
+    // Each case: where the run is when the signal comes, the exit code,
+    // and the commits it leaves (ingest, silver, gold: one each).
+    for (op, step, sig, code, commits_after) in [
+        ("ingest", "staged", "INT", 130, 0),
+        ("ingest", "before-commit", "TERM", 143, 0),
+        ("silver", "renamed", "HUP", 129, 1),
+        // Silver commits; gold, the next step, does not start.
+        ("silver", "after-commit", "INT", 130, 2),
+        ("gold", "staged", "TERM", 143, 2),
+        ("gold", "before-commit", "INT", 130, 2),
+        // After the last commit: the run is done, and says so.
+        ("gold", "after-commit", "TERM", 143, 3),
+    ] {
+        let case = format!("{op}:{step} SIG{sig}");
+        let lake = tmp.path().join(format!("lake-{op}-{step}"));
+        let (mut child, go) = spawn_paused(&lake, &run_args, &format!("{op}:{step}"), tmp.path());
+        signal(child.id(), sig);
+        // Only once evlake says it has the signal may the run go on (the
+        // signal reaches its handler thread when the kernel gets to it).
+        let mut pipe = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut err = read_until(
+            &mut pipe,
+            &format!("SIG{sig}: stopping at the next safe point"),
+        );
+        std::fs::write(&go, b"").unwrap();
+        std::io::Read::read_to_string(&mut pipe, &mut err).unwrap();
+        let o = child.wait_with_output().unwrap();
+        std::fs::remove_file(&go).unwrap();
+        assert_eq!(exit_code(&o), code, "{case}: {err}");
+        if commits_after < 3 {
+            assert!(
+                err.contains(&format!("interrupted by SIG{sig}")),
+                "{case}: {err}"
+            );
+            assert!(
+                err.contains("hint: the interrupted step's files were removed"),
+                "{case}: {err}"
+            );
+        } else {
+            assert!(
+                err.contains("came after the last step committed: nothing is left unfinished"),
+                "{case}: {err}"
+            );
+        }
+        assert_eq!(commits(&lake), commits_after, "{case}");
+        assert!(
+            std::fs::read_dir(lake.join("_evlake/staging"))
+                .map_or(true, |mut d| d.next().is_none()),
+            "{case}: staging left behind"
+        );
+        assert_eq!(uncommitted_files(&lake), Vec::<String>::new(), "{case}");
+        assert_eq!(files_on_disk(&lake), committed_files(&lake), "{case}");
+        assert!(lake.join("_evlake/clean").exists(), "{case}");
+        let o = run(&lake, &run_args);
+        assert!(o.status.success(), "{case}: re-run: {}", stderr(&o));
+        assert_eq!(gold_dump(&lake), gold_dump(&reference), "{case}");
+        assert_eq!(silver_dump(&lake), silver_dump(&reference), "{case}");
+    }
+}
+
+#[test]
+fn a_signal_stops_a_large_ingest_partway_and_one_waiting_for_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    let truth = generate(
+        &gen_dir,
+        &["--events", "150000", "--days", "4", "--seed", "3"],
+    );
+    let batches = gen_dir.join("batches");
+    let args = [
+        "ingest",
+        batches.to_str().unwrap(),
+        "--processing-time",
+        "2024-03-05T01:00:00Z",
+    ];
+    let lake = tmp.path().join("lake");
+    // Reading: SIGINT once the first buffer is staged.
+    let mut c = cmd(&lake, &args);
+    c.env("EVLAKE_BUFFER_MB", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let staging = lake.join("_evlake/staging");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while staged_parquet_files(&staging) == 0 {
+        assert!(Instant::now() < deadline, "never saw staged data");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(child.id(), "INT");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(exit_code(&o), 130, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("interrupted by SIGINT"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(commits(&lake), 0);
+    assert!(
+        std::fs::read_dir(&staging).map_or(true, |mut d| d.next().is_none()),
+        "staging left behind"
+    );
+    assert_eq!(uncommitted_files(&lake), Vec::<String>::new());
+    let o = run(&lake, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_exactly_once(&lake, &truth);
+
+    // Waiting for another writer's lock: SIGTERM ends the wait.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(other.join("_evlake")).unwrap();
+    let lock = std::fs::File::create(other.join("_evlake/lock")).unwrap();
+    lock.try_lock().unwrap();
+    let mut child = cmd(&other, &args)
+        .args(["--lock-wait", "10m"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    read_until(&mut err, "for the lake's lock");
+    signal(child.id(), "TERM");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143), "{rest}");
+    assert!(rest.contains("interrupted by SIGTERM"), "{rest}");
+    assert_eq!(commits(&other), 0);
+}
+
 #[test]
 fn a_writer_lists_the_table_directories_for_orphans_only_after_an_unclean_finish() {
     let tmp = tempfile::tempdir().unwrap();
@@ -318,20 +494,7 @@ fn kill_9_partway_through_a_large_input_then_rerun() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("ingest finished ({status}) before it could be killed; make the input bigger");
         }
-        let staged = std::fs::read_dir(&staging)
-            .map(|d| {
-                d.flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
-                    .filter(|e| {
-                        e.as_ref()
-                            .unwrap()
-                            .path()
-                            .extension()
-                            .is_some_and(|x| x == "parquet")
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        if staged > 0 {
+        if staged_parquet_files(&staging) > 0 {
             child.kill().unwrap();
             killed_midway = true;
             break;
