@@ -441,8 +441,9 @@ def kill(seed, d, interrupt=False):
                 p = subprocess.Popen([E, "--lake", crashy, *step], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
                 try:
-                    # A few random kills, then one run to the end.
-                    p.wait(timeout=rng.uniform(0, 0.6) if attempt <= 4 else None)
+                    # A few random kills, then one run to the end (signals
+                    # also later on: silver's, gold's and the snapshots' work).
+                    p.wait(timeout=rng.uniform(0, 4 if interrupt else 0.6) if attempt <= 4 else None)
                 except subprocess.TimeoutExpired:
                     if interrupt:
                         if not interrupted(p, rng, crashy):

@@ -297,7 +297,7 @@ pub fn spool_stdin(dest: &Path) -> Result<(String, u64)> {
              stop without committing",
         );
     }
-    spool(io::stdin().lock(), "stdin", dest)
+    spool(io::stdin(), "stdin", dest)
 }
 
 /// Whether `path` is something other than a regular file (a pipe such as
@@ -314,23 +314,60 @@ pub fn spool_stream(path: &Path, dest: &Path) -> Result<(String, u64)> {
     spool(f, &path.display().to_string(), dest)
 }
 
-fn spool(mut from: impl Read, what: &str, dest: &Path) -> Result<(String, u64)> {
+fn spool(from: impl Read + Send + 'static, what: &str, dest: &Path) -> Result<(String, u64)> {
+    use std::sync::mpsc::{RecvTimeoutError, sync_channel};
     let mut out =
         File::create(dest).with_context(|| format!("failed to create `{}`", dest.display()))?;
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
+    // A thread reads, so that a read that blocks (events typed on a
+    // terminal, a pipe whose writer stalls) does not keep a signal from
+    // stopping the run (crate::interrupt): this loop checks for one while
+    // it waits. Two buffers go back and forth.
+    let (full_tx, full) = sync_channel::<io::Result<Vec<u8>>>(1);
+    let (empty, empty_rx) = sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        empty.send(vec![0u8; 1 << 20]).expect("room for both");
+    }
+    std::thread::Builder::new()
+        .name("evlake-spool".into())
+        .spawn(move || {
+            let mut from = from;
+            while let Ok(mut buf) = empty_rx.recv() {
+                buf.resize(1 << 20, 0);
+                let read = loop {
+                    match from.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        r => break r,
+                    }
+                };
+                let done = !matches!(read, Ok(n) if n > 0);
+                let sent = full_tx.send(read.map(|n| {
+                    buf.truncate(n);
+                    buf
+                }));
+                if done || sent.is_err() {
+                    return;
+                }
+            }
+        })?;
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(|| format!("failed to read {what}")),
+        let buf = match full.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(Ok(buf)) if buf.is_empty() => break,
+            Ok(Ok(buf)) => buf,
+            Ok(Err(e)) => return Err(e).with_context(|| format!("failed to read {what}")),
+            Err(RecvTimeoutError::Timeout) => {
+                crate::interrupt::check()?;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => bail!("internal error: {what}'s reader quit"),
         };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
+        hasher.update(&buf);
+        out.write_all(&buf)
             .with_context(|| format!("failed to write `{}`", dest.display()))?;
-        total += n as u64;
+        total += buf.len() as u64;
+        // (The reader may have quit after its last read.)
+        let _ = empty.send(buf);
     }
     out.flush()?;
     Ok((format!("blake3:{}", hasher.finalize().to_hex()), total))

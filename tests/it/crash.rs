@@ -330,6 +330,55 @@ fn a_signal_stops_a_large_ingest_partway_and_one_waiting_for_the_lock() {
 }
 
 #[test]
+fn one_ctrl_c_stops_an_ingest_reading_what_is_typed() {
+    // A read from the terminal blocks until something is typed: the signal
+    // must not wait for it.
+    const PTY: &str = "import os, pty, signal, subprocess, sys, time
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s)
+os.close(s)
+os.write(m, b'{\"event_id\":\"t1\",\"event_type\":\"x\",\"event_timestamp\":\"2024-03-10T10:00:00Z\",\"user_id\":\"u\"}\\n')
+out = b''
+while b'Ctrl-C to stop' not in out:
+    out += os.read(m, 65536)
+time.sleep(0.3)
+p.send_signal(signal.SIGINT)
+try:
+    code = p.wait(timeout=60)
+except subprocess.TimeoutExpired:
+    p.kill()
+    code = 'still reading 60 s after SIGINT'
+while True:
+    try:
+        chunk = os.read(m, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.buffer.write(out)
+print(f'exit: {code}')";
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let o = std::process::Command::new(python)
+        .args(["-c", PTY, bin(), "--lake", lake.to_str().unwrap()])
+        .args(["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"])
+        .env_remove("EVLAKE_LAKE")
+        .output()
+        .expect("python3 runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("exit: 130"), "{out}");
+    assert!(out.contains("interrupted by SIGINT"), "{out}");
+    assert_eq!(commits(&lake), 0, "{out}");
+    assert!(
+        std::fs::read_dir(lake.join("_evlake/staging")).map_or(true, |mut d| d.next().is_none()),
+        "staging left behind: {out}"
+    );
+}
+
+#[test]
 fn a_writer_lists_the_table_directories_for_orphans_only_after_an_unclean_finish() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
