@@ -15,7 +15,8 @@
 //! commit. A second signal ends the process at once, like `kill -9`, which
 //! leaves those files to the next writer (still safe). The exit code is
 //! the shell's for a death by that signal: 130 for SIGINT, 143 for SIGTERM,
-//! 129 for SIGHUP.
+//! 129 for SIGHUP. A signal the process started with ignored (`nohup`'s
+//! SIGHUP) stays ignored.
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -44,7 +45,10 @@ pub fn install() {
         let spawned = std::thread::Builder::new()
             .name("evlake-signals".into())
             .spawn(move || {
-                let Ok(mut signals) = signal_hook::iterator::Signals::new(SIGNALS) else {
+                // A signal the parent set to be ignored stays ignored:
+                // `nohup` (SIGHUP), a script's `evlake run &` (SIGINT).
+                let taken = SIGNALS.into_iter().filter(|&s| !ignored(s));
+                let Ok(mut signals) = signal_hook::iterator::Signals::new(taken) else {
                     return;
                 };
                 let _ = ready_tx.send(());
@@ -106,6 +110,16 @@ async fn signalled() -> i32 {
             return sig;
         }
         notified.await;
+    }
+}
+
+/// Is `sig` ignored (`SIG_IGN`, as inherited from the parent)?
+fn ignored(sig: i32) -> bool {
+    // SAFETY: sigaction with no new action only reads the current one into
+    // `old`, a plain C struct for which all zeros is a valid value.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
 }
 

@@ -330,6 +330,41 @@ fn a_signal_stops_a_large_ingest_partway_and_one_waiting_for_the_lock() {
 }
 
 #[test]
+fn a_signal_started_ignored_stays_ignored() {
+    // As under `nohup` (SIGHUP) or a script's `evlake run &` (SIGINT).
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let go = tmp.path().join("go");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "trap '' HUP INT; exec \"$0\" \"$@\"", bin()])
+        .arg("--lake")
+        .arg(&lake)
+        .args(["run", &sample("2024-03-15.jsonl")])
+        .env("EVLAKE_PAUSE", format!("silver:staged:{}", go.display()))
+        .env_remove("EVLAKE_LAKE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !go.with_extension("waiting").exists() {
+        assert!(Instant::now() < until, "never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(child.id(), "HUP");
+    signal(child.id(), "INT");
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&go, b"").unwrap();
+    let err = read_until(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        "Finished",
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{err}");
+    assert!(!err.contains("stopping"), "{err}");
+    assert_eq!(commits(&lake), 3);
+}
+
+#[test]
 fn one_ctrl_c_stops_an_ingest_reading_what_is_typed() {
     // A read from the terminal blocks until something is typed: the signal
     // must not wait for it.
