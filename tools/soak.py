@@ -505,13 +505,19 @@ def interrupted(p, rng, lake):
                 and "came after the last step committed" not in err:
             print(f"  {signal.Signals(sig).name}: exit {p.returncode} without saying so: {err[-800:]}")
             return False
-        staging = os.path.join(lake, "_evlake", "staging")
-        if os.path.isdir(staging) and os.listdir(staging):
-            print(f"  {signal.Signals(sig).name}: staging left: {os.listdir(staging)}")
-            return False
-        if os.path.isdir(os.path.join(lake, "_evlake", "log")) and not checked(lake):
+        if not left_clean(lake, f"{signal.Signals(sig).name}"):
             return False
     return True
+
+
+def left_clean(lake, what):
+    """After a step that stopped (ran out of room, took a signal): nothing
+    staged, and `check --deep` clean (no orphan)."""
+    staging = os.path.join(lake, "_evlake", "staging")
+    if os.path.isdir(staging) and os.listdir(staging):
+        print(f"  {what}: staged files left: {os.listdir(staging)[:5]}")
+        return False
+    return not os.path.isdir(os.path.join(lake, "_evlake", "log")) or checked(lake)
 
 
 def full_disk(seed, d):
@@ -557,11 +563,7 @@ def full_disk(seed, d):
                             ev(tight, "query", "SELECT count(*) FROM bronze_events", check=False).returncode:
                         print(f"  the lake is unreadable after {' '.join(step)} ran out of room")
                         return False
-                    staging = os.path.join(tight, "_evlake", "staging")
-                    if os.path.isdir(staging) and os.listdir(staging):
-                        print(f"  {' '.join(step)} left staged files: {os.listdir(staging)[:5]}")
-                        return False
-                    if os.path.isdir(os.path.join(tight, "_evlake", "log")) and not checked(tight):
+                    if not left_clean(tight, f"{' '.join(step)} out of room"):
                         return False
             if not pair.agree(f"clean vs out of room ({fulls} times) after file {n + 1}"):
                 return False

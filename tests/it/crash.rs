@@ -79,6 +79,45 @@ fn a_crash_at_every_step_then_a_rerun_leaves_one_copy() {
     }
 }
 
+/// The `run` of the sample's first two batches (its arguments), and a lake
+/// under `dir` that ran it unbroken.
+fn two_batch_run(dir: &Path) -> (Vec<String>, std::path::PathBuf) {
+    let args: Vec<String> = ["run", "--processing-time", "2024-03-17T02:00:00Z"]
+        .into_iter()
+        .map(String::from)
+        .chain([sample("2024-03-15.jsonl"), sample("2024-03-16.jsonl.gz")])
+        .collect();
+    let reference = dir.join("reference");
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(run(&reference, &a).status.success());
+    (args, reference)
+}
+
+/// Is the lake's staging directory empty (or not there)?
+fn staging_empty(lake: &Path) -> bool {
+    std::fs::read_dir(lake.join("_evlake/staging")).map_or(true, |mut d| d.next().is_none())
+}
+
+/// After a step that stopped (failed, interrupted): nothing staged, no file
+/// the log does not name, the lake marked clean; then `run_args` again
+/// ends with the silver and gold of `reference`.
+fn assert_left_clean_then_rerun_equals(
+    lake: &Path,
+    run_args: &[&str],
+    reference: &Path,
+    case: &str,
+) {
+    assert!(staging_empty(lake), "{case}: staging left behind");
+    assert_eq!(uncommitted_files(lake), Vec::<String>::new(), "{case}");
+    assert_eq!(files_on_disk(lake), committed_files(lake), "{case}");
+    assert!(lake.join("_evlake/clean").exists(), "{case}");
+    let o = run(lake, run_args);
+    assert!(o.status.success(), "{case}: re-run: {}", stderr(&o));
+    assert_eq!(uncommitted_files(lake), Vec::<String>::new(), "{case}");
+    assert_eq!(gold_dump(lake), gold_dump(reference), "{case}");
+    assert_eq!(silver_dump(lake), silver_dump(reference), "{case}");
+}
+
 /// A step that fails (as on a full disk) rather than being killed: exit 1
 /// naming the step, its staged files, and those it had already moved into
 /// the table directories, gone at once (not left for the next writer,
@@ -87,18 +126,8 @@ fn a_crash_at_every_step_then_a_rerun_leaves_one_copy() {
 #[test]
 fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let inputs = [sample("2024-03-15.jsonl"), sample("2024-03-16.jsonl.gz")];
-    let run_args: Vec<&str> = ["run", "--processing-time", "2024-03-17T02:00:00Z"]
-        .into_iter()
-        .chain(inputs.iter().map(String::as_str))
-        .collect();
-    let reference = tmp.path().join("reference");
-    assert!(run(&reference, &run_args).status.success());
-    let staged_entries = |lake: &Path| {
-        std::fs::read_dir(lake.join("_evlake/staging"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
+    let (run_args, reference) = two_batch_run(tmp.path());
+    let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
     for (op, step, commits_before) in [
         ("ingest", "staged", 0),
         ("silver", "staged", 1),
@@ -119,26 +148,10 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
         if op != "ingest" {
             assert!(err.contains(&format!("step `{op}` failed")), "{err}");
         }
-        assert_eq!(staged_entries(&lake), 0, "{op}:{step}: staging left behind");
         assert_eq!(commits(&lake), commits_before, "{op}:{step}");
-        assert_eq!(files_on_disk(&lake), committed_files(&lake), "{op}:{step}");
         // A failure after publishing (renamed, before-commit) removed the
-        // published files itself, and left the lake marked clean.
-        assert_eq!(
-            uncommitted_files(&lake),
-            Vec::<String>::new(),
-            "{op}:{step}"
-        );
-        assert!(lake.join("_evlake/clean").exists(), "{op}:{step}");
-        let o = run(&lake, &run_args);
-        assert!(o.status.success(), "{op}:{step}: re-run: {}", stderr(&o));
-        assert_eq!(
-            uncommitted_files(&lake),
-            Vec::<String>::new(),
-            "{op}:{step}"
-        );
-        assert_eq!(gold_dump(&lake), gold_dump(&reference), "{op}:{step}");
-        assert_eq!(silver_dump(&lake), silver_dump(&reference), "{op}:{step}");
+        // published files itself.
+        assert_left_clean_then_rerun_equals(&lake, &run_args, &reference, &format!("{op}:{step}"));
     }
     // A snapshot too.
     let lake = tmp.path().join("lake-snapshot");
@@ -149,7 +162,7 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
-    assert_eq!(staged_entries(&lake), 0, "snapshot: staging left behind");
+    assert!(staging_empty(&lake), "snapshot: staging left behind");
     assert!(run(&lake, &snap).status.success());
 }
 
@@ -195,13 +208,8 @@ fn read_until(pipe: &mut impl std::io::BufRead, needle: &str) -> String {
 #[test]
 fn a_signal_stops_a_writer_at_a_safe_point_and_a_rerun_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let inputs = [sample("2024-03-15.jsonl"), sample("2024-03-16.jsonl.gz")];
-    let run_args: Vec<&str> = ["run", "--processing-time", "2024-03-17T02:00:00Z"]
-        .into_iter()
-        .chain(inputs.iter().map(String::as_str))
-        .collect();
-    let reference = tmp.path().join("reference");
-    assert!(run(&reference, &run_args).status.success());
+    let (run_args, reference) = two_batch_run(tmp.path());
+    let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
     // Each case: where the run is when the signal comes, the exit code,
     // and the commits it leaves (ingest, silver, gold: one each).
     for (op, step, sig, code, commits_after) in [
@@ -247,18 +255,7 @@ fn a_signal_stops_a_writer_at_a_safe_point_and_a_rerun_finishes() {
             );
         }
         assert_eq!(commits(&lake), commits_after, "{case}");
-        assert!(
-            std::fs::read_dir(lake.join("_evlake/staging"))
-                .map_or(true, |mut d| d.next().is_none()),
-            "{case}: staging left behind"
-        );
-        assert_eq!(uncommitted_files(&lake), Vec::<String>::new(), "{case}");
-        assert_eq!(files_on_disk(&lake), committed_files(&lake), "{case}");
-        assert!(lake.join("_evlake/clean").exists(), "{case}");
-        let o = run(&lake, &run_args);
-        assert!(o.status.success(), "{case}: re-run: {}", stderr(&o));
-        assert_eq!(gold_dump(&lake), gold_dump(&reference), "{case}");
-        assert_eq!(silver_dump(&lake), silver_dump(&reference), "{case}");
+        assert_left_clean_then_rerun_equals(&lake, &run_args, &reference, &case);
     }
 }
 
@@ -299,10 +296,7 @@ fn a_signal_stops_a_large_ingest_partway_and_one_waiting_for_the_lock() {
         stderr(&o)
     );
     assert_eq!(commits(&lake), 0);
-    assert!(
-        std::fs::read_dir(&staging).map_or(true, |mut d| d.next().is_none()),
-        "staging left behind"
-    );
+    assert!(staging_empty(&lake), "staging left behind");
     assert_eq!(uncommitted_files(&lake), Vec::<String>::new());
     let o = run(&lake, &args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -407,10 +401,7 @@ print(f'exit: {code}')";
     assert!(out.contains("exit: 130"), "{out}");
     assert!(out.contains("interrupted by SIGINT"), "{out}");
     assert_eq!(commits(&lake), 0, "{out}");
-    assert!(
-        std::fs::read_dir(lake.join("_evlake/staging")).map_or(true, |mut d| d.next().is_none()),
-        "staging left behind: {out}"
-    );
+    assert!(staging_empty(&lake), "staging left behind: {out}");
 }
 
 #[test]
