@@ -37,6 +37,10 @@ const SIGNALS: [i32; 3] = [
 
 /// Handle the signals from now on (once per process; see the module).
 pub fn install() {
+    if cfg!(test) {
+        // Unit tests take locks too: Ctrl-C must still end `cargo test`.
+        return;
+    }
     INSTALL.call_once(|| {
         // The thread registers the handlers, and install waits until it
         // has: if either fails, the default stays (a signal ends the
