@@ -129,9 +129,9 @@ fn ignored(sig: i32) -> bool {
 
 /// Fail with [`Failure::Interrupted`] once a signal came.
 pub fn check() -> anyhow::Result<()> {
-    match SIGNAL.load(Ordering::SeqCst) {
-        0 => Ok(()),
-        sig => Err(Failure::Interrupted(sig).into()),
+    match received() {
+        None => Ok(()),
+        Some(sig) => Err(Failure::Interrupted(sig).into()),
     }
 }
 
