@@ -324,7 +324,7 @@ fn spool(from: impl Read + Send + 'static, what: &str, dest: &Path) -> Result<(S
     // terminal, a pipe whose writer stalls) does not keep a signal from
     // stopping the run (crate::interrupt): this loop checks for one while
     // it waits. Two buffers go back and forth.
-    let (full_tx, full) = sync_channel::<io::Result<Vec<u8>>>(1);
+    let (full_tx, full) = sync_channel::<io::Result<(Vec<u8>, usize)>>(1);
     let (empty, empty_rx) = sync_channel::<Vec<u8>>(2);
     for _ in 0..2 {
         empty.send(vec![0u8; 1 << 20]).expect("room for both");
@@ -334,7 +334,6 @@ fn spool(from: impl Read + Send + 'static, what: &str, dest: &Path) -> Result<(S
         .spawn(move || {
             let mut from = from;
             while let Ok(mut buf) = empty_rx.recv() {
-                buf.resize(1 << 20, 0);
                 let read = loop {
                     match from.read(&mut buf) {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -342,19 +341,16 @@ fn spool(from: impl Read + Send + 'static, what: &str, dest: &Path) -> Result<(S
                     }
                 };
                 let done = !matches!(read, Ok(n) if n > 0);
-                let sent = full_tx.send(read.map(|n| {
-                    buf.truncate(n);
-                    buf
-                }));
+                let sent = full_tx.send(read.map(|n| (buf, n)));
                 if done || sent.is_err() {
                     return;
                 }
             }
         })?;
     loop {
-        let buf = match full.recv_timeout(std::time::Duration::from_millis(100)) {
-            Ok(Ok(buf)) if buf.is_empty() => break,
-            Ok(Ok(buf)) => buf,
+        let (buf, n) = match full.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(Ok((_, 0))) => break,
+            Ok(Ok(read)) => read,
             Ok(Err(e)) => return Err(e).with_context(|| format!("failed to read {what}")),
             Err(RecvTimeoutError::Timeout) => {
                 crate::interrupt::check()?;
@@ -362,10 +358,10 @@ fn spool(from: impl Read + Send + 'static, what: &str, dest: &Path) -> Result<(S
             }
             Err(RecvTimeoutError::Disconnected) => bail!("internal error: {what}'s reader quit"),
         };
-        hasher.update(&buf);
-        out.write_all(&buf)
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
             .with_context(|| format!("failed to write `{}`", dest.display()))?;
-        total += buf.len() as u64;
+        total += n as u64;
         // (The reader may have quit after its last read.)
         let _ = empty.send(buf);
     }
