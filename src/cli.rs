@@ -120,6 +120,48 @@ pub enum Command {
     Generate(commands::generate::Args),
 }
 
+/// The command line: [`Cli`], with the global flags that do nothing for a
+/// command left out of its `--help` (still accepted there, as anywhere):
+/// `--lake` and `--lock-wait` for `generate`, which reads no lake, and
+/// `--lock-wait` for the commands that only read, which take no lock.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    // A subcommand that has an argument of a global's id is not given
+    // the global (clap), so a hidden copy of it stands in.
+    let hidden = |id: &str| {
+        cli.get_arguments()
+            .find(|a| a.get_id() == id)
+            .expect("a global flag")
+            .clone()
+            .hide(true)
+    };
+    let (lake, lock_wait) = (hidden("lake"), hidden("lock_wait"));
+    let mut cli = cli.clone().mut_subcommand("generate", |c| c.arg(lake));
+    for reader in [
+        "generate", "init", "state", "history", "status", "lateness", "query", "tables",
+    ] {
+        cli = cli.mut_subcommand(reader, |c| c.arg(lock_wait.clone()));
+    }
+    cli
+}
+
+/// Parse the process's command line (see [`command`]); exits on an error
+/// or for `--help` / `--version`, as clap does.
+pub fn parse() -> Cli {
+    parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// Parse `args` (the program's name first), as [`parse`] does.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().try_get_matches_from(args)?)
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     crate::report::set_quiet(cli.quiet);
@@ -164,5 +206,61 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tables(args) => commands::tables::run(&cli.lake, args),
         Command::Check(args) => commands::check::run(&cli.lake, args),
         Command::Generate(args) => commands::generate::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help(sub: &str) -> String {
+        let mut cli = command();
+        cli.build();
+        cli.find_subcommand_mut(sub)
+            .expect("a subcommand")
+            .render_long_help()
+            .to_string()
+    }
+
+    #[test]
+    fn help_shows_a_global_flag_only_where_it_does_something() {
+        for (sub, lake, lock_wait) in [
+            ("generate", false, false),
+            ("query", true, false),
+            ("state", true, false),
+            ("status", true, false),
+            ("run", true, true),
+            ("ingest", true, true),
+            ("snapshot", true, true),
+            ("check", true, true),
+        ] {
+            let h = help(sub);
+            assert_eq!(h.contains("--lake <DIR>"), lake, "{sub}: {h}");
+            assert_eq!(h.contains("--lock-wait <DUR>"), lock_wait, "{sub}: {h}");
+        }
+    }
+
+    #[test]
+    fn a_hidden_global_flag_is_still_taken_before_or_after_the_command() {
+        let cli = parse_from([
+            "evlake",
+            "generate",
+            "--out",
+            "g",
+            "--lake",
+            "x",
+            "--lock-wait",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.lake, cli.lock_wait),
+            (PathBuf::from("x"), Some(5_000_000))
+        );
+        let cli = parse_from(["evlake", "--lock-wait", "1m", "query", "select 1"]).unwrap();
+        assert_eq!(cli.lock_wait, Some(60_000_000));
+        let cli = parse_from(["evlake", "query", "--lake", "y", "select 1"]).unwrap();
+        assert_eq!(cli.lake, PathBuf::from("y"));
+        assert!(parse_from(["evlake", "query", "--lock-wait", "soon", "select 1"]).is_err());
     }
 }

@@ -1,9 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = evlake::cli::Cli::parse();
+    let cli = evlake::cli::parse();
     let result = evlake::cli::run(cli);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("EVLAKE_TRACE").is_some() {

@@ -112,14 +112,13 @@ fn checked(lake: &Lake, deep: bool) -> Result<CheckReport> {
 /// Run `evlake ARGS` on the lake in this process, as the repair hints
 /// name it (same global `--quiet`).
 fn run_command(lake_dir: &Path, args: &[String]) -> Result<()> {
-    use clap::Parser;
     let mut line: Vec<std::ffi::OsString> = vec!["evlake".into(), "--lake".into()];
     line.push(lake_dir.as_os_str().to_owned());
     if crate::report::quiet() {
         line.push("-q".into());
     }
     line.extend(args.iter().map(Into::into));
-    crate::cli::run(crate::cli::Cli::try_parse_from(line)?)
+    crate::cli::run(crate::cli::parse_from(line)?)
 }
 
 fn print_report(r: &CheckReport) {
