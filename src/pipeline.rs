@@ -234,11 +234,23 @@ pub struct RunReport {
     pub elapsed_ms: u64,
 }
 
+/// The steps of a run, in their order (see [`run`]).
+pub const STEPS: [&str; 5] = ["ingest", "silver", "gold", "snapshot", "compact"];
+
 /// Run the pipeline. The report is complete up to the failed step, if any;
 /// the error (with its exit code) names the step. Each step commits on its
 /// own, so a failure leaves the lake consistent and the next run, which
 /// derives what is dirty, finishes the work.
-pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::Result<()>) {
+///
+/// `on_step` is called as each step finishes (`ingest`, `silver`, `gold`,
+/// `snapshot`, `compact`; not for the dry run's plan), with the report so
+/// far, so a log shows each step when it is done: one a later step is
+/// killed in is not lost.
+pub fn run(
+    lake: &crate::lake::Lake,
+    opts: &RunOptions,
+    on_step: &mut dyn FnMut(&'static str, &RunReport),
+) -> (RunReport, anyhow::Result<()>) {
     let started = std::time::Instant::now();
     let mut report = RunReport {
         command: "run",
@@ -257,7 +269,7 @@ pub fn run(lake: &crate::lake::Lake, opts: &RunOptions) -> (RunReport, anyhow::R
         plan: None,
         elapsed_ms: 0,
     };
-    let result = steps(lake, opts, &mut report);
+    let result = steps(lake, opts, &mut report, on_step);
     // A dry run that found SQL a run would refuse keeps its status: its
     // `failed_step` and `error` say where the run would fail.
     let predicted = opts.dry_run && report.plan.is_some();
@@ -283,6 +295,7 @@ fn steps(
     lake: &crate::lake::Lake,
     opts: &RunOptions,
     report: &mut RunReport,
+    on_step: &mut dyn FnMut(&'static str, &RunReport),
 ) -> anyhow::Result<()> {
     use crate::ingest::{self, Outcome};
     if let Some(io) = &opts.ingest {
@@ -292,6 +305,7 @@ fn steps(
         let r = ingest::ingest(lake, &io)?;
         let (status, rejection) = (r.status, r.rejection());
         report.ingest = Some(r);
+        on_step("ingest", report);
         match status {
             Outcome::Rejected => {
                 return Err(rejection.into());
@@ -337,6 +351,7 @@ fn steps(
         report.status = "committed";
     }
     report.silver = Some(s);
+    on_step("silver", report);
     report.failed_step = Some("gold");
     let g = gold::rebuild(lake, &opts.gold)?;
     if g.status == "committed" {
@@ -347,6 +362,7 @@ fn steps(
     // run then fails at step gold.
     let gold_failed = g.failure();
     report.gold = Some(g);
+    on_step("gold", report);
     report.failed_step = Some("snapshot");
     report.snapshots = snapshots(
         lake,
@@ -357,6 +373,7 @@ fn steps(
     if !report.snapshots.is_empty() || !report.snapshots_removed.is_empty() {
         report.status = "committed";
     }
+    on_step("snapshot", report);
     if let Some(min_files) = opts.compact_min_files {
         report.failed_step = Some("compact");
         let c = crate::compact::compact(
@@ -372,6 +389,7 @@ fn steps(
             report.status = "committed";
         }
         report.compact = Some(c);
+        on_step("compact", report);
     }
     if let Some(e) = gold_failed {
         report.failed_step = Some("gold");

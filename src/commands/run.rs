@@ -132,33 +132,19 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             }
         }
     }
-    let (report, result) = pipeline::run(&lake, &opts);
-    if let Some(r) = &report.compact {
-        super::compact::print_report(r);
-    }
-    if let Some(r) = &report.ingest {
-        super::ingest::print_human(r);
-    }
-    if let Some(r) = &report.silver {
-        super::silver::print_report(r);
-    }
-    if let Some(r) = &report.gold {
-        super::gold::print_report(r);
-    }
-    // Removed before the rebuilds, so said first.
+    // Each step's lines go to stderr as it finishes (a cron log shows
+    // what committed even if a later step is killed); what a failed step
+    // had done, after.
     let keep = opts.snapshot_keep.unwrap_or_default();
-    print_removed("Removed", "", &report.snapshots_removed, keep);
-    for r in &report.snapshots {
-        super::snapshot::print_report(r);
-    }
-    for b in &report.broken_models {
-        status(
-            "Warning",
-            format!(
-                "model `{}` does not load, so its snapshots are not kept up to date: {}",
-                b.model, b.error
-            ),
-        );
+    let mut printed = Vec::new();
+    let (report, result) = pipeline::run(&lake, &opts, &mut |step, report| {
+        print_step(step, report, keep);
+        printed.push(step);
+    });
+    for step in pipeline::STEPS {
+        if !printed.contains(&step) {
+            print_step(step, &report, keep);
+        }
     }
     if let Some(p) = &report.plan {
         let list = |v: &[String]| {
@@ -266,6 +252,49 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         );
     }
     result
+}
+
+/// The lines of `step` (one of [`pipeline::STEPS`]) from `report`.
+fn print_step(step: &str, report: &pipeline::RunReport, keep: usize) {
+    match step {
+        "ingest" => {
+            if let Some(r) = &report.ingest {
+                super::ingest::print_human(r);
+            }
+        }
+        "silver" => {
+            if let Some(r) = &report.silver {
+                super::silver::print_report(r);
+            }
+        }
+        "gold" => {
+            if let Some(r) = &report.gold {
+                super::gold::print_report(r);
+            }
+        }
+        "snapshot" => {
+            // Removed before the rebuilds, so said first.
+            print_removed("Removed", "", &report.snapshots_removed, keep);
+            for r in &report.snapshots {
+                super::snapshot::print_report(r);
+            }
+            for b in &report.broken_models {
+                status(
+                    "Warning",
+                    format!(
+                        "model `{}` does not load, so its snapshots are not kept up to date: {}",
+                        b.model, b.error
+                    ),
+                );
+            }
+        }
+        "compact" => {
+            if let Some(r) = &report.compact {
+                super::compact::print_report(r);
+            }
+        }
+        other => unreachable!("no step {other}"),
+    }
 }
 
 /// One line per model for snapshots removed (or, `Would` `remove `, that

@@ -260,6 +260,49 @@ fn a_signal_stops_a_writer_at_a_safe_point_and_a_rerun_finishes() {
 }
 
 #[test]
+fn a_run_logs_each_step_as_it_commits_so_a_kill_in_a_later_one_loses_no_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run_args, _) = two_batch_run(tmp.path());
+    let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
+    let lake = tmp.path().join("lake");
+    // Held in gold, after ingest and silver committed.
+    let (mut child, _go) = spawn_paused(&lake, &run_args, "gold:staged", tmp.path());
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("Wrote") && l.contains("sessions"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("while gold runs, stderr has only: {seen:#?}"),
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(commits(&lake), 2);
+    let text = seen.join("\n");
+    for want in [
+        "Partition event_date=2024-03-15",
+        "Partition event_date=2024-03-16",
+        "Wrote",
+    ] {
+        assert!(text.contains(want), "no {want:?} in: {text}");
+    }
+}
+
+#[test]
 fn a_signal_stops_a_large_ingest_partway_and_one_waiting_for_the_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let gen_dir = tmp.path().join("gen");
