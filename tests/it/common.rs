@@ -594,37 +594,23 @@ pub fn spawn_paused(
 /// fresh machine has Python 3), with `typed` typed on it and then Ctrl-D
 /// (if any); what it drew. Asserts that it succeeded.
 pub fn on_a_terminal(lake: &Path, args: &[&str], typed: &[u8]) -> String {
-    const PTY: &str = "import os, pty, subprocess, sys
-m, s = pty.openpty()
-p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s)
-os.close(s)
-typed = sys.stdin.buffer.read()
+    use std::io::Write;
+    let mut child = on_a_pty(
+        lake,
+        args,
+        "typed = sys.stdin.buffer.read()
 if typed:
     os.write(m, typed + b'\\n\\x04')
-out = b''
-while True:
-    try:
-        chunk = os.read(m, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-sys.stdout.buffer.write(out)
-sys.exit(p.wait())";
-    use std::io::Write;
-    let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut child = Command::new(python)
-        .args(["-c", PTY, bin(), "--lake", lake.to_str().unwrap()])
-        .args(args)
-        .env_remove("EVLAKE_FAULT")
-        .env_remove("EVLAKE_TRACE")
-        .env_remove("EVLAKE_LAKE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
+sys.stdout.buffer.write(rest())
+sys.exit(p.wait())",
+    )
+    .env_remove("EVLAKE_FAULT")
+    .env_remove("EVLAKE_TRACE")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("python3 runs");
     child.stdin.take().unwrap().write_all(typed).unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(
@@ -634,6 +620,35 @@ sys.exit(p.wait())";
         stderr(&o)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `evlake --lake LAKE ARGS` on a pseudo-terminal (stdin, stdout and
+/// stderr), driven by Python `script`, which has `m` (the terminal's
+/// master side), `p` (the evlake process) and `rest()` (everything evlake
+/// writes from now until it closes the terminal).
+pub fn on_a_pty(lake: &Path, args: &[&str], script: &str) -> Command {
+    const PRELUDE: &str = "import os, pty, signal, subprocess, sys, time
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s)
+os.close(s)
+def rest():
+    out = b''
+    while True:
+        try:
+            chunk = os.read(m, 65536)
+        except OSError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+";
+    let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut c = Command::new(python);
+    c.args(["-c", &format!("{PRELUDE}{script}"), bin(), "--lake"])
+        .arg(lake)
+        .args(args)
+        .env_remove("EVLAKE_LAKE");
+    c
 }
 
 /// A new lake (`evlake init`) holding file `rel` (e.g. `typed/NAME.sql`,

@@ -405,11 +405,12 @@ fn a_signal_started_ignored_stays_ignored() {
 fn one_ctrl_c_stops_an_ingest_reading_what_is_typed() {
     // A read from the terminal blocks until something is typed: the signal
     // must not wait for it.
-    const PTY: &str = "import os, pty, signal, subprocess, sys, time
-m, s = pty.openpty()
-p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s)
-os.close(s)
-os.write(m, b'{\"event_id\":\"t1\",\"event_type\":\"x\",\"event_timestamp\":\"2024-03-10T10:00:00Z\",\"user_id\":\"u\"}\\n')
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let o = on_a_pty(
+        &lake,
+        &["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"],
+        "os.write(m, b'{\"event_id\":\"t1\",\"event_type\":\"x\",\"event_timestamp\":\"2024-03-10T10:00:00Z\",\"user_id\":\"u\"}\\n')
 out = b''
 while b'Ctrl-C to stop' not in out:
     out += os.read(m, 65536)
@@ -420,25 +421,12 @@ try:
 except subprocess.TimeoutExpired:
     p.kill()
     code = 'still reading 60 s after SIGINT'
-while True:
-    try:
-        chunk = os.read(m, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
+out += rest()
 sys.stdout.buffer.write(out)
-print(f'exit: {code}')";
-    let tmp = tempfile::tempdir().unwrap();
-    let lake = tmp.path().join("lake");
-    let python = std::env::var("EVLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let o = std::process::Command::new(python)
-        .args(["-c", PTY, bin(), "--lake", lake.to_str().unwrap()])
-        .args(["ingest", "-", "--processing-time", "2024-03-11T00:00:00Z"])
-        .env_remove("EVLAKE_LAKE")
-        .output()
-        .expect("python3 runs");
+print(f'exit: {code}')",
+    )
+    .output()
+    .expect("python3 runs");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", stderr(&o));
     assert!(out.contains("exit: 130"), "{out}");
