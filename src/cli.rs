@@ -137,7 +137,7 @@ pub fn command() -> clap::Command {
             .hide(true)
     };
     let (lake, lock_wait) = (hidden("lake"), hidden("lock_wait"));
-    let mut cli = cli.clone().mut_subcommand("generate", |c| c.arg(lake));
+    let mut cli = cli.mut_subcommand("generate", |c| c.arg(lake));
     for reader in [
         "generate", "init", "state", "history", "status", "lateness", "query", "tables",
     ] {
