@@ -173,6 +173,13 @@ impl Slot {
     }
 }
 
+/// How deep a line's arrays and objects may nest, the line's own object
+/// counted (serde_json's default limit). RFC 8259 lets a reader limit it,
+/// and readers do: silver's JSON functions (jiter) read nothing of a
+/// `properties` nested deeper than 200, so such a line would reach silver
+/// with every property NULL and no word said; ingest quarantines it.
+pub const MAX_NESTING: usize = 128;
+
 /// A JSON object's members in order: key and raw value text (serde_json's
 /// reading, for lines [`super::scan`] leaves to it).
 struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -458,30 +465,157 @@ fn shorten(text: &str) -> Cow<'_, str> {
 /// read the first, Python's `json` and serde_json the last: such a line is
 /// quarantined rather than read differently by each. The scanner declines
 /// every line with a nested repeat, so only serde_json's path looks.
+///
+/// "First" is what a depth-first walk meets first: the object that opens
+/// first among those with a repeat, and in it the first key repeated. The
+/// walk is one pass over the text with a stack of its own, not a call per
+/// level: a value nested a million levels deep is valid JSON (serde_json
+/// reads it as a `RawValue`), and recursing into it overflowed the parse
+/// thread's stack and aborted the whole ingest (re-reading each level's
+/// text also made it quadratic in the depth). `text` is valid JSON (a
+/// `RawValue`'s); anything else gives `None`.
 fn repeated_key(text: &str, path: &str) -> Option<Rejection> {
-    match text.as_bytes().first()? {
-        b'{' => {
-            let Members(members) = serde_json::from_str(text).ok()?;
-            let mut seen: std::collections::HashMap<&str, &RawValue> =
-                std::collections::HashMap::with_capacity(members.len());
-            for (key, value) in &members {
-                let first = *seen.entry(key.as_ref()).or_insert(value);
-                if !same_json(first.get(), value.get()) {
-                    return Some(repeated(&format!("{path}.{key}"), first.get(), value.get()));
+    use std::collections::HashMap;
+    use std::collections::hash_map::Entry;
+    enum Kind<'a> {
+        /// The keys met so far with their first value, and the key of the
+        /// member being read.
+        Object {
+            seen: HashMap<Cow<'a, str>, &'a str>,
+            key: Cow<'a, str>,
+        },
+        /// The index of the item being read.
+        Array(usize),
+    }
+    struct Open<'a> {
+        start: usize,
+        kind: Kind<'a>,
+    }
+    let b = text.as_bytes();
+    memchr::memchr(b'{', b)?;
+    let ws = |mut i: usize| {
+        while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    // The end of the string that starts (with its quote) at `i`.
+    let string_end = |i: usize| {
+        let mut j = i + 1;
+        loop {
+            j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+            if b[j] == b'"' {
+                return Some(j + 1);
+            }
+            j += 2;
+        }
+    };
+    // A member's key at `i` (escapes decoded) and where its value starts.
+    let key_at = |i: usize| -> Option<(Cow<'_, str>, usize)> {
+        (b.get(i) == Some(&b'"')).then_some(())?;
+        let end = string_end(i)?;
+        let raw = &text[i..end];
+        let key = if raw.contains('\\') {
+            Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
+        } else {
+            Cow::Borrowed(&raw[1..raw.len() - 1])
+        };
+        let colon = ws(end);
+        (b.get(colon) == Some(&b':')).then_some((key, ws(colon + 1)))
+    };
+    let mut stack: Vec<Open> = Vec::new();
+    // The repeat found in the object that opened first, and where it opened.
+    let mut found: Option<(usize, Rejection)> = None;
+    let mut i = ws(0);
+    loop {
+        // A value starts at `i`: open a container, or find the value's end.
+        let mut start = i;
+        let mut end = match *b.get(i)? {
+            b'{' | b'[' => {
+                let inner = ws(i + 1);
+                if b.get(inner) == Some(if b[i] == b'{' { &b'}' } else { &b']' }) {
+                    inner + 1
+                } else {
+                    let kind = if b[i] == b'{' {
+                        let (key, value) = key_at(inner)?;
+                        i = value;
+                        Kind::Object {
+                            seen: HashMap::new(),
+                            key,
+                        }
+                    } else {
+                        i = inner;
+                        Kind::Array(0)
+                    };
+                    stack.push(Open { start, kind });
+                    continue;
                 }
             }
-            members
-                .iter()
-                .find_map(|(key, value)| repeated_key(value.get(), &format!("{path}.{key}")))
+            b'"' => string_end(i)?,
+            _ => {
+                i + b[i..]
+                    .iter()
+                    .position(|c| matches!(c, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .unwrap_or(b.len() - i)
+            }
+        };
+        // The value `start..end` is whole: the container it is in takes
+        // it, and if that container ends there, it is whole in turn.
+        loop {
+            let Some(open) = stack.last_mut() else {
+                return found.map(|(_, r)| r);
+            };
+            let mut repeat = None;
+            if let Kind::Object { seen, key } = &mut open.kind {
+                let value = &text[start..end];
+                match seen.entry(key.clone()) {
+                    Entry::Vacant(e) => {
+                        e.insert(value);
+                    }
+                    Entry::Occupied(e) => {
+                        let earlier = found.as_ref().is_some_and(|(at, _)| *at <= open.start);
+                        if !earlier && !same_json(e.get(), value) {
+                            repeat = Some((open.start, *e.get(), value));
+                        }
+                    }
+                }
+            }
+            if let Some((opened, first, value)) = repeat {
+                use std::fmt::Write;
+                let mut at = path.to_string();
+                for o in &stack {
+                    let _ = match &o.kind {
+                        Kind::Object { key, .. } => write!(at, ".{key}"),
+                        Kind::Array(n) => write!(at, "[{n}]"),
+                    };
+                }
+                found = Some((opened, repeated(&at, first, value)));
+            }
+            let open = stack.last_mut().expect("the container just used");
+            let next = ws(end);
+            match *b.get(next)? {
+                b',' => {
+                    match &mut open.kind {
+                        Kind::Object { key, .. } => {
+                            let (k, value) = key_at(ws(next + 1))?;
+                            *key = k;
+                            i = value;
+                        }
+                        Kind::Array(n) => {
+                            *n += 1;
+                            i = ws(next + 1);
+                        }
+                    }
+                    break;
+                }
+                b'}' | b']' => {
+                    start = open.start;
+                    end = next + 1;
+                    stack.pop();
+                }
+                _ => return None,
+            }
         }
-        b'[' => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
-            items
-                .iter()
-                .enumerate()
-                .find_map(|(i, value)| repeated_key(value.get(), &format!("{path}[{i}]")))
-        }
-        _ => None,
     }
 }
 
@@ -577,6 +711,17 @@ pub fn parse_line<'a>(
                 ));
             }
         };
+        // (The scanner takes lines up to its own, lower, depth.)
+        let depth = scan::nesting(line);
+        if depth > MAX_NESTING {
+            return Err(Rejection::new(
+                Reason::InvalidJson,
+                format!(
+                    "invalid JSON: nested {depth} levels deep, more than the {MAX_NESTING} \
+                     evlake reads (silver's JSON functions would read none of its `properties`)"
+                ),
+            ));
+        }
         for (key, raw) in members.0 {
             fields.add(key, Raw::new(raw.get()), naive);
         }
@@ -1121,6 +1266,97 @@ mod tests {
             "{}",
             r.detail
         );
+    }
+
+    /// JSON nested deeper than evlake reads is quarantined, however deep,
+    /// in one pass: a million levels used to overflow the parse thread's
+    /// stack and abort the ingest. Brackets inside strings do not count.
+    #[test]
+    fn a_line_nested_deeper_than_evlake_reads_is_quarantined() {
+        // `properties` is level 2 (the line is 1), then `n` arrays.
+        let line = |n: usize| {
+            format!(
+                r#"{{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","properties":{{"a":{}1{}}}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(parse_line(line(MAX_NESTING - 2).as_bytes(), &opts()).is_ok());
+        for n in [MAX_NESTING - 1, 1_000_000] {
+            let r = parse_line(line(n).as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidJson);
+            assert!(
+                r.detail.starts_with(&format!(
+                    "invalid JSON: nested {} levels deep, more than the 128",
+                    n + 2
+                )),
+                "{}",
+                r.detail
+            );
+        }
+        let quoted = format!(
+            r#"{{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","properties":{{"a":[[[1]]],"s":"{}\"{}"}}}}"#,
+            "[".repeat(300),
+            "{".repeat(300)
+        );
+        assert!(parse_line(quoted.as_bytes(), &opts()).is_ok());
+    }
+
+    /// The walk for repeated keys keeps a stack of its own: a value nested
+    /// far deeper than the line limit is walked without recursion, and the
+    /// repeat reported is the one a depth-first walk meets first.
+    #[test]
+    fn repeated_keys_are_found_at_any_depth_in_depth_first_order() {
+        let n = 200_000;
+        let deep = format!(
+            r#"{{"a":{}{{"k":1,"k":2}}{}}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        let r = repeated_key(&deep, "properties").expect("the repeat of k");
+        let path = format!(
+            "`properties.a{}.k` is given twice, as 1 and as 2",
+            "[0]".repeat(n)
+        );
+        assert!(r.detail.starts_with(&path), "{}", &r.detail[..80]);
+        // An object's own repeat comes before those of the values inside
+        // it, even when theirs are earlier in the text; among siblings,
+        // the earlier; and a repeat with the same value is none.
+        for (text, at) in [
+            (r#"{"in":{"k":1,"k":2},"z":1,"z":2}"#, "p.z"),
+            (r#"[{"x":[{"k":1,"k":2}]},{"y":1,"y":3}]"#, "p[0].x[0].k"),
+            (r#"[{"x":[{"k":1,"k":1}]},{"y":1,"y":3}]"#, "p[1].y"),
+            (
+                r#"{"a" : { "b" : [ 1 , { "c":"}", "c" : "]" } ] } }"#,
+                "p.a.b[1].c",
+            ),
+            (r#"{"\u0061":{},"a":{"b":1}}"#, "p.a"),
+        ] {
+            let r = repeated_key(text, "p").unwrap_or_else(|| panic!("{text}"));
+            assert!(
+                r.detail.starts_with(&format!("`{at}` is given twice")),
+                "{text}: {}",
+                r.detail
+            );
+        }
+        for text in [
+            r#"{"a":{"b":1},"a":{ "b" : 1 }}"#,
+            r#"[{}, [], {"a":[]}]"#,
+            r#""{\"a\":1,\"a\":2}""#,
+        ] {
+            assert!(repeated_key(text, "p").is_none(), "{text}");
+        }
+        // Text that is not JSON (never passed in) gives no answer, and no
+        // panic.
+        for text in [
+            r#"{"a":"x\"#,
+            r#"{"a""#,
+            r#"{"a":{"b":1"#,
+            r#"{1:2}"#,
+            r#"{"a":1 "a":2}"#,
+        ] {
+            assert!(repeated_key(text, "p").is_none(), "{text}");
+        }
     }
 
     #[test]

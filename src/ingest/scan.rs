@@ -418,6 +418,39 @@ pub fn unpaired_surrogate(b: &[u8]) -> Option<usize> {
     None
 }
 
+/// How many levels of arrays and objects JSON text `b` nests at its
+/// deepest (an object holding only scalars is 1). Strings are skipped.
+/// One pass, without recursion, whatever the depth.
+pub fn nesting(b: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => {
+                // To the closing quote, over escapes.
+                i += 1;
+                loop {
+                    match b.get(i..).and_then(|r| memchr::memchr2(b'"', b'\\', r)) {
+                        Some(j) if b[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j;
+                            break;
+                        }
+                        None => return deepest,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
 /// The index of the first byte at or after `i` that needs attention inside
 /// a string: a quote, a backslash, a control character or (with
 /// `NON_ASCII`) a byte above 0x7F (8 bytes at a time), or `b.len()`.
@@ -640,6 +673,21 @@ mod tests {
         }
         assert_eq!(fingerprint(b"abc"), fingerprint(b"abc"));
         assert_ne!(fingerprint(b"abc"), fingerprint(b"abc\0"));
+    }
+
+    #[test]
+    fn nesting_counts_levels_outside_strings() {
+        for (text, depth) in [
+            (&br#"1"#[..], 0),
+            (br#"{}"#, 1),
+            (br#"{"a":[1,{"b":[]}],"c":{}}"#, 4),
+            (br#"{"a":"[[[{{{","b":"\"[[[\\"}"#, 1),
+            (br#"[[[]][[[[]]]]]"#, 5),
+            // Cut short (the caller has checked the text): as far as it goes.
+            (br#"[[{"a":"[[["#, 3),
+        ] {
+            assert_eq!(nesting(text), depth, "{}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]

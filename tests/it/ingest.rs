@@ -957,6 +957,48 @@ fn naive_timestamps_can_be_accepted_as_utc() {
     assert_eq!(s["partitions"][0]["event_date"], "2024-03-15");
 }
 
+/// A line nested a million levels deep is valid JSON, and used to abort
+/// the ingest (the parse thread's stack overflowed looking for repeated
+/// keys). Past 128 levels it is quarantined whole, and the good lines
+/// beside it land; one within the limit lands with every property read.
+#[test]
+fn a_line_nested_past_the_limit_is_quarantined_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("deep.jsonl");
+    let line = |id: &str, n: usize| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"event_type\":\"purchase\",\"event_timestamp\":\"2024-03-15T10:00:00Z\",\
+             \"user_id\":\"u\",\"properties\":{{\"deep\":{}{},\"amount\":\"5.00\",\"currency\":\"USD\",\
+             \"order_id\":\"o-{id}\"}}}}\n",
+            "[".repeat(n),
+            "]".repeat(n)
+        )
+    };
+    let deep = line("deep", 1_000_000);
+    std::fs::write(&f, line("ok", 126) + &deep).unwrap();
+    let f = f.to_str().unwrap();
+    let lake = tmp.path().join("lake");
+    let s = ok(&lake, &["run", f, "--max-bad-fraction", "1", "--json"]);
+    assert_eq!(s["ingest"]["events"], 1, "{s}");
+    assert_eq!(
+        s["ingest"]["quarantined_by_reason"]["invalid_json"], 1,
+        "{s}"
+    );
+    let q = query_csv(&lake, "SELECT line, detail, length(raw) FROM quarantine");
+    assert_eq!(
+        q,
+        [format!(
+            "2,\"invalid JSON: nested 1000002 levels deep, more than the 128 evlake reads \
+             (silver's JSON functions would read none of its `properties`)\",{}",
+            deep.len() - 1
+        )]
+    );
+    assert_eq!(
+        query_csv(&lake, "SELECT event_id, amount, currency FROM purchases"),
+        ["ok,5.00,USD"]
+    );
+}
+
 #[test]
 fn epoch_seconds_are_quarantined_as_too_old_unless_the_minimum_allows() {
     let tmp = tempfile::tempdir().unwrap();
