@@ -44,10 +44,15 @@ pub struct Rows {
     pub side: Vec<bool>,
 }
 
-/// Everything learned from one chunk.
+/// Everything learned from one chunk, or from one part of it (see
+/// [`parse_part`]).
 #[derive(Debug)]
 pub struct ParsedChunk {
     pub seq: u64,
+    /// Which part of the chunk this is (0, 1, ...), and whether it is the
+    /// chunk's last.
+    pub part: u32,
+    pub last: bool,
     pub input: usize,
     pub rows: Option<Rows>,
     pub quarantined: Vec<Quarantined>,
@@ -223,6 +228,7 @@ impl Builders {
 }
 
 /// Parse every line of `chunk`.
+#[cfg(test)]
 pub fn parse_chunk(
     chunk: &Chunk,
     lineage: &Lineage,
@@ -230,11 +236,35 @@ pub fn parse_chunk(
     rules: &LateRules,
     processing_time: i64,
 ) -> ParsedChunk {
+    let (mut parsed, rest) =
+        parse_part(chunk, 0, usize::MAX, lineage, opts, rules, processing_time);
+    assert!(rest.is_none());
+    parsed.last = true;
+    parsed
+}
+
+/// Parse the lines of `chunk` from byte `from` (a line's start), stopping
+/// after the line that makes `max_quarantined` quarantined ones: a
+/// quarantined line is held as a struct of its own (~150 bytes with its
+/// reason), so 4 MiB of three-byte bad lines (`{}`) were ~200 MB, and the
+/// chunks in flight held gigabytes. Returns the part, its lines numbered
+/// from 1, and where the next part starts if the chunk goes on.
+pub fn parse_part(
+    chunk: &Chunk,
+    from: usize,
+    max_quarantined: usize,
+    lineage: &Lineage,
+    opts: &ParseOptions,
+    rules: &LateRules,
+    processing_time: i64,
+) -> (ParsedChunk, Option<usize>) {
     let data = &chunk.data;
-    let est_rows = data.len() / 256 + 16;
-    let mut b = Builders::new(est_rows, data.len());
+    let est_rows = (data.len() - from) / 256 + 16;
+    let mut b = Builders::new(est_rows, data.len() - from);
     let mut out = ParsedChunk {
         seq: chunk.seq,
+        part: 0,
+        last: false,
         input: chunk.input,
         rows: None,
         quarantined: Vec::new(),
@@ -247,11 +277,15 @@ pub fn parse_chunk(
         side_output_events: 0,
         too_long: None,
     };
-    let mut start = 0usize;
-    // Numbered from 1 within the chunk; the in-order consumer adds the
-    // lines of the input's earlier chunks ([`ParsedChunk::number_from`]).
+    let mut start = from;
+    // Numbered from 1 within the part; the in-order consumer adds the
+    // lines of the input's earlier chunks and parts
+    // ([`ParsedChunk::number_from`]).
     let mut line_no = 1u64;
     while start < data.len() {
+        if out.quarantined.len() >= max_quarantined {
+            break;
+        }
         let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
         let mut line = &data[start..end];
         if line.last() == Some(&b'\r') {
@@ -302,7 +336,8 @@ pub fn parse_chunk(
     if out.events > 0 {
         out.rows = Some(b.finish(processing_time, lineage));
     }
-    out
+    let rest = (start < data.len() && out.too_long.is_none()).then_some(start);
+    (out, rest)
 }
 
 /// Parse `text` as one chunk of input 0 (`f.jsonl`, batch `b1`), taking
@@ -338,9 +373,107 @@ pub(crate) fn parse_bytes(text: &[u8], processing_time: i64) -> ParsedChunk {
     parse_chunk(&chunk, &lineage, &opts, &rules, processing_time)
 }
 
+/// [`parse_bytes`] in parts of at most `max_quarantined` quarantined
+/// lines, each with where the next starts.
+#[cfg(test)]
+fn parse_in_parts(text: &[u8], max_quarantined: usize) -> Vec<(ParsedChunk, Option<usize>)> {
+    let chunk = Chunk {
+        seq: 0,
+        input: 0,
+        data: text.to_vec(),
+    };
+    let lineage = Lineage {
+        batch_id: "b1".into(),
+        source_file: "f.jsonl".into(),
+    };
+    let opts = ParseOptions {
+        naive_timestamps: crate::time::NaiveTimestamps::Reject,
+        max_event_timestamp: i64::MAX,
+        min_event_timestamp: i64::MIN,
+        max_line_bytes: 100,
+    };
+    let rules = LateRules {
+        watermark_before: None,
+        policy: crate::late::LatePolicy::Reopen,
+        allowed_lateness: 0,
+    };
+    let mut parts = Vec::new();
+    let mut from = Some(0);
+    while let Some(at) = from {
+        let (part, rest) = parse_part(&chunk, at, max_quarantined, &lineage, &opts, &rules, 0);
+        from = rest;
+        parts.push((part, rest));
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk of many bad lines is parsed in parts: each stops after its
+    /// `max_quarantined`-th bad line, numbers its lines from 1, and the
+    /// next starts on the following line; a line over the limit ends the
+    /// chunk there (the run fails on it).
+    #[test]
+    fn a_chunk_of_many_bad_lines_is_parsed_in_parts() {
+        let ok = |id: &str| {
+            format!(
+                r#"{{"event_id":"{id}","event_type":"t","event_timestamp":"2024-03-15T10:00:00Z","user_id":"u"}}"#
+            )
+        };
+        let text = [&ok("e1"), "{}", "x", "", &ok("e2"), "{", "1", &ok("e3")].join("\n");
+        type Part = (u64, u64, Vec<u64>, Vec<i64>, bool);
+        let summary = |max: usize| -> Vec<Part> {
+            parse_in_parts(text.as_bytes(), max)
+                .into_iter()
+                .map(|(p, rest)| {
+                    let rows = p.rows.as_ref().map_or(vec![], |r| {
+                        let i = r.batch.schema().index_of("source_line").unwrap();
+                        r.batch
+                            .column(i)
+                            .as_primitive::<Int64Type>()
+                            .values()
+                            .to_vec()
+                    });
+                    let bad = p.quarantined.iter().map(|q| q.line).collect();
+                    (p.lines, p.empty_lines, bad, rows, rest.is_none())
+                })
+                .collect()
+        };
+        assert_eq!(
+            summary(usize::MAX),
+            [(8, 1, vec![2, 3, 6, 7], vec![1, 5, 8], true)]
+        );
+        assert_eq!(
+            summary(2),
+            [
+                (3, 0, vec![2, 3], vec![1], false),
+                (4, 1, vec![3, 4], vec![2], false),
+                (1, 0, vec![], vec![1], true),
+            ]
+        );
+        assert_eq!(
+            summary(1),
+            [
+                (2, 0, vec![2], vec![1], false),
+                (1, 0, vec![1], vec![], false),
+                (3, 1, vec![3], vec![2], false),
+                (1, 0, vec![1], vec![], false),
+                (1, 0, vec![], vec![1], true),
+            ]
+        );
+        // The text ends in a bad line: the part that takes it is the last.
+        let parts = parse_in_parts(b"{}\n{}", 1);
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].1, parts[1].1), (Some(3), None));
+        // A line over the limit (100 bytes here) ends the chunk.
+        let long = format!("{{}}\n{{}}\n{}\n{{}}", "y".repeat(200));
+        let parts = parse_in_parts(long.as_bytes(), 1);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        assert_eq!(parts[2].0.too_long.map(|t| t.line), Some(1));
+        assert!(parts[2].1.is_none());
+    }
 
     #[test]
     fn a_later_chunk_numbers_its_rows_and_rejections_after_the_earlier_ones() {

@@ -360,6 +360,10 @@ struct QuarantineWriter {
 /// How many quarantined lines the run summary shows.
 const QUARANTINE_EXAMPLES: usize = 5;
 
+/// How many quarantined lines a parsed part holds at most (see
+/// [`chunk::parse_part`]): ~2.5 MB of them.
+const QUARANTINED_PER_PART: usize = 16 * 1024;
+
 impl QuarantineWriter {
     fn write(&mut self, q: &Quarantined, lineage: &Lineage) -> Result<()> {
         let source_file = lineage.source_file.as_str();
@@ -880,9 +884,14 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         Ok(())
     });
     let (res_tx, res_rx) = std::sync::mpsc::sync_channel::<ParsedChunk>(group);
+    // The chunk the consumer below takes next: a chunk parsed in parts
+    // (many bad lines) sends them only in its turn, so parsers running
+    // ahead hold one part each, not whole chunks of quarantined lines.
+    let turn = Arc::new(AtomicU64::new(0));
     let parser = {
         let lineages = Arc::new(lineages.clone());
         let cancel = cancel.clone();
+        let turn = turn.clone();
         let processing_time = opts.processing_time;
         // Parsing gets its own pool: its workers block on the bounded result
         // channel, and flushes (which use the global pool) must never wait
@@ -896,16 +905,35 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 rx.into_iter()
                     .par_bridge()
                     .for_each_with(res_tx, |res_tx, c| {
-                        if !cancel.load(Ordering::Relaxed) {
-                            let pc = chunk::parse_chunk(
+                        let mut from = 0;
+                        for part in 0.. {
+                            if cancel.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let (mut pc, rest) = chunk::parse_part(
                                 &c,
+                                from,
+                                QUARANTINED_PER_PART,
                                 &lineages[c.input],
                                 &parse_opts,
                                 &rules,
                                 processing_time,
                             );
+                            (pc.part, pc.last) = (part, rest.is_none());
+                            if part == 0 && !pc.last {
+                                while turn.load(Ordering::Acquire) < c.seq
+                                    && !cancel.load(Ordering::Relaxed)
+                                {
+                                    std::thread::sleep(std::time::Duration::from_millis(1));
+                                }
+                            }
                             if res_tx.send(pc).is_err() {
                                 cancel.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                            match rest {
+                                Some(next) => from = next,
+                                None => break,
                             }
                         }
                     })
@@ -914,14 +942,19 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     };
 
     let mut flushing: Option<std::thread::JoinHandle<Result<Vec<StagedFile>>>> = None;
-    let mut waiting: BTreeMap<u64, ParsedChunk> = BTreeMap::new();
-    let mut next_seq = 0u64;
+    let mut waiting: BTreeMap<(u64, u32), ParsedChunk> = BTreeMap::new();
+    let mut next = (0u64, 0u32);
     let pipeline: Result<()> = (|| {
         for pc in res_rx.iter() {
             crate::interrupt::check()?;
-            waiting.insert(pc.seq, pc);
-            while let Some(mut pc) = waiting.remove(&next_seq) {
-                next_seq += 1;
+            waiting.insert((pc.seq, pc.part), pc);
+            while let Some(mut pc) = waiting.remove(&next) {
+                next = if pc.last {
+                    turn.store(pc.seq + 1, Ordering::Release);
+                    (pc.seq + 1, 0)
+                } else {
+                    (pc.seq, pc.part + 1)
+                };
                 let r = &mut reports[pc.input];
                 pc.number_from(lines_before[pc.input] + r.lines);
                 if let Some(t) = pc.too_long {

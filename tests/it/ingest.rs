@@ -999,6 +999,82 @@ fn a_line_nested_past_the_limit_is_quarantined_whole() {
     );
 }
 
+/// Chunks of many bad lines are parsed in parts, each sent in its
+/// chunk's turn (memory: a quarantined line is a struct of its own, and
+/// 4 MiB of `{}` lines were ~200 MB of them per chunk in flight). Every
+/// line keeps its number across chunks and parts; a run that fails on a
+/// long line beside parsers waiting their turn stops, and commits nothing.
+#[test]
+fn many_bad_lines_are_quarantined_in_order_with_their_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("mostly-bad.jsonl");
+    let good = |i: usize| {
+        format!(
+            "{{\"event_id\":\"e{i}\",\"event_type\":\"t\",\"event_timestamp\":\"2024-03-15T10:00:00Z\",\"user_id\":\"u\"}}\n"
+        )
+    };
+    // ~1 MB: four chunks of 256 KiB, each ~80,000 bad lines.
+    let n = 330_000;
+    let text: String = (0..n)
+        .map(|i| {
+            if i % 10_000 == 7 {
+                good(i)
+            } else {
+                "{}\n".to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&f, &text).unwrap();
+    let f = f.to_str().unwrap();
+    let lake = tmp.path().join("lake");
+    let s = ok(&lake, &["ingest", f, "--max-bad-fraction", "1", "--json"]);
+    assert_eq!(s["events"], 33, "{s}");
+    assert_eq!(s["quarantined"], n - 33, "{s}");
+    let q = query_csv(
+        &lake,
+        "SELECT count(*), count(DISTINCT line), min(line), max(line), \
+         sum(CASE WHEN line % 10000 = 8 THEN 1 ELSE 0 END) FROM quarantine",
+    );
+    assert_eq!(q, [format!("{},{},1,{n},0", n - 33, n - 33)]);
+    let rows = query_csv(
+        &lake,
+        "SELECT count(*) FROM bronze_events WHERE event_id = concat('e', source_line - 1)",
+    );
+    assert_eq!(rows, ["33"]);
+    // A line over the limit near the end: the run fails naming it, with
+    // every parser stopped (it would hang otherwise), and commits nothing.
+    let long = tmp.path().join("long.jsonl");
+    let cut = text.len() - 1000;
+    let cut = cut - text[..cut].rfind('\n').map_or(0, |p| cut - p - 1);
+    std::fs::write(
+        &long,
+        format!("{}{}\n{}", &text[..cut], "y".repeat(5000), &text[cut..]),
+    )
+    .unwrap();
+    let lake2 = tmp.path().join("lake2");
+    let o = run(
+        &lake2,
+        &[
+            "ingest",
+            long.to_str().unwrap(),
+            "--max-line-bytes",
+            "4K",
+            "--max-bad-fraction",
+            "1",
+        ],
+    );
+    assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
+    let line = text[..cut].matches('\n').count() + 1;
+    assert!(
+        stderr(&o).contains(&format!(
+            "long.jsonl:{line}: the line is longer than --max-line-bytes"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(commits(&lake2), 0);
+}
+
 #[test]
 fn epoch_seconds_are_quarantined_as_too_old_unless_the_minimum_allows() {
     let tmp = tempfile::tempdir().unwrap();
