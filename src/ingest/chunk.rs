@@ -227,22 +227,6 @@ impl Builders {
     }
 }
 
-/// Parse every line of `chunk`.
-#[cfg(test)]
-pub fn parse_chunk(
-    chunk: &Chunk,
-    lineage: &Lineage,
-    opts: &ParseOptions,
-    rules: &LateRules,
-    processing_time: i64,
-) -> ParsedChunk {
-    let (mut parsed, rest) =
-        parse_part(chunk, 0, usize::MAX, lineage, opts, rules, processing_time);
-    assert!(rest.is_none());
-    parsed.last = true;
-    parsed
-}
-
 /// Parse the lines of `chunk` from byte `from` (a line's start), stopping
 /// after the line that makes `max_quarantined` quarantined ones: a
 /// quarantined line is held as a struct of its own (~150 bytes with its
@@ -350,33 +334,23 @@ pub(crate) fn parse_text(text: &str, processing_time: i64) -> ParsedChunk {
 /// [`parse_text`] of bytes that need not be UTF-8.
 #[cfg(test)]
 pub(crate) fn parse_bytes(text: &[u8], processing_time: i64) -> ParsedChunk {
-    let chunk = Chunk {
-        seq: 0,
-        input: 0,
-        data: text.to_vec(),
-    };
-    let lineage = Lineage {
-        batch_id: "b1".into(),
-        source_file: "f.jsonl".into(),
-    };
-    let opts = ParseOptions {
-        naive_timestamps: crate::time::NaiveTimestamps::Reject,
-        max_event_timestamp: i64::MAX,
-        min_event_timestamp: i64::MIN,
-        max_line_bytes: usize::MAX,
-    };
-    let rules = LateRules {
-        watermark_before: None,
-        policy: crate::late::LatePolicy::Reopen,
-        allowed_lateness: 0,
-    };
-    parse_chunk(&chunk, &lineage, &opts, &rules, processing_time)
+    let mut parts = parse_in_parts(text, usize::MAX, usize::MAX, processing_time);
+    assert_eq!(parts.len(), 1);
+    let (mut parsed, _) = parts.pop().expect("one part");
+    parsed.last = true;
+    parsed
 }
 
 /// [`parse_bytes`] in parts of at most `max_quarantined` quarantined
-/// lines, each with where the next starts.
+/// lines, each with where the next starts, with lines over
+/// `max_line_bytes` too long.
 #[cfg(test)]
-fn parse_in_parts(text: &[u8], max_quarantined: usize) -> Vec<(ParsedChunk, Option<usize>)> {
+fn parse_in_parts(
+    text: &[u8],
+    max_quarantined: usize,
+    max_line_bytes: usize,
+    processing_time: i64,
+) -> Vec<(ParsedChunk, Option<usize>)> {
     let chunk = Chunk {
         seq: 0,
         input: 0,
@@ -390,7 +364,7 @@ fn parse_in_parts(text: &[u8], max_quarantined: usize) -> Vec<(ParsedChunk, Opti
         naive_timestamps: crate::time::NaiveTimestamps::Reject,
         max_event_timestamp: i64::MAX,
         min_event_timestamp: i64::MIN,
-        max_line_bytes: 100,
+        max_line_bytes,
     };
     let rules = LateRules {
         watermark_before: None,
@@ -400,7 +374,15 @@ fn parse_in_parts(text: &[u8], max_quarantined: usize) -> Vec<(ParsedChunk, Opti
     let mut parts = Vec::new();
     let mut from = Some(0);
     while let Some(at) = from {
-        let (part, rest) = parse_part(&chunk, at, max_quarantined, &lineage, &opts, &rules, 0);
+        let (part, rest) = parse_part(
+            &chunk,
+            at,
+            max_quarantined,
+            &lineage,
+            &opts,
+            &rules,
+            processing_time,
+        );
         from = rest;
         parts.push((part, rest));
     }
@@ -425,7 +407,7 @@ mod tests {
         let text = [&ok("e1"), "{}", "x", "", &ok("e2"), "{", "1", &ok("e3")].join("\n");
         type Part = (u64, u64, Vec<u64>, Vec<i64>, bool);
         let summary = |max: usize| -> Vec<Part> {
-            parse_in_parts(text.as_bytes(), max)
+            parse_in_parts(text.as_bytes(), max, 100, 0)
                 .into_iter()
                 .map(|(p, rest)| {
                     let rows = p.rows.as_ref().map_or(vec![], |r| {
@@ -464,12 +446,12 @@ mod tests {
             ]
         );
         // The text ends in a bad line: the part that takes it is the last.
-        let parts = parse_in_parts(b"{}\n{}", 1);
+        let parts = parse_in_parts(b"{}\n{}", 1, 100, 0);
         assert_eq!(parts.len(), 2);
         assert_eq!((parts[0].1, parts[1].1), (Some(3), None));
         // A line over the limit (100 bytes here) ends the chunk.
         let long = format!("{{}}\n{{}}\n{}\n{{}}", "y".repeat(200));
-        let parts = parse_in_parts(long.as_bytes(), 1);
+        let parts = parse_in_parts(long.as_bytes(), 1, 100, 0);
         assert_eq!(parts.len(), 3, "{parts:?}");
         assert_eq!(parts[2].0.too_long.map(|t| t.line), Some(1));
         assert!(parts[2].1.is_none());
