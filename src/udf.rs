@@ -12,10 +12,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StringArray, StringBuilder,
+    StringViewBuilder, StructArray,
 };
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int32Type, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Int32Type, Int64Type, UInt64Type,
+};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
@@ -29,6 +33,7 @@ use datafusion::logical_expr::{
 pub fn register_all(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::from(HashBucket::new()));
     ctx.register_udf(ScalarUDF::from(ParseAmount::new()));
+    ctx.register_udf(ScalarUDF::from(JsonMembers::new()));
     for f in aggregates() {
         ctx.register_udaf(f);
     }
@@ -238,6 +243,127 @@ pub fn hundredths(text: &str) -> Option<i128> {
         v *= 10;
     }
     Some(if negative { -v } else { v })
+}
+
+/// `json_members(json)`: the members of a JSON object, in order, as a
+/// list of `{key, value}` structs: the key decoded, the value its JSON
+/// text as written (what `json_get_json(json, key)` gives). NULL for
+/// NULL and for text that is not one JSON object.
+///
+/// `unnest(json_members(properties))` is one row per attribute. The
+/// `profiles` model did this as `unnest(json_object_keys(properties))`
+/// and then `json_get_json(properties, attribute)`, which copies the
+/// whole object into every attribute's row and parses it again there:
+/// quadratic in the attributes. A `profile_updated` event with 20,000
+/// attributes (400 KB) made 8 GB of rows, past Arrow's 2 GB offsets
+/// ("Offset overflow error"), so no state of any user could be answered.
+/// This reads each object once and copies each value once.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonMembers {
+    signature: Signature,
+}
+
+impl JsonMembers {
+    fn new() -> JsonMembers {
+        JsonMembers {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    /// The `{key, value}` struct's fields (both strings, never NULL).
+    fn member_fields() -> Fields {
+        Fields::from(vec![
+            Field::new("key", DataType::Utf8View, false),
+            Field::new("value", DataType::Utf8View, false),
+        ])
+    }
+
+    fn item() -> FieldRef {
+        Arc::new(Field::new_list_field(
+            DataType::Struct(Self::member_fields()),
+            false,
+        ))
+    }
+}
+
+/// Call `f` with each member of the JSON object `text` (key decoded,
+/// value as JSON text); false if `text` is not one JSON object.
+fn each_member(text: &str, mut f: impl FnMut(&str, &str)) -> bool {
+    let mut members = Vec::new();
+    let scanned = crate::ingest::scan::for_each_member(text.as_bytes(), |k, v| {
+        members.push((k, v.text));
+    });
+    if scanned.is_some() {
+        members.iter().for_each(|(k, v)| f(k, v));
+        return true;
+    }
+    match crate::ingest::scan::serde_members(text) {
+        Ok(members) => {
+            members.iter().for_each(|(k, v)| f(k, v));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+impl ScalarUDFImpl for JsonMembers {
+    fn name(&self) -> &str {
+        "json_members"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        match args {
+            [t] if is_text(t) => Ok(vec![t.clone()]),
+            [DataType::Null] => Ok(vec![DataType::Utf8]),
+            _ => plan_err!("json_members(json) takes one string, not {args:?}"),
+        }
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Self::item()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let values = args.args[0].to_array(args.number_rows)?;
+        // Views, not offsets: a batch's members may hold more than 2 GB.
+        let mut keys = StringViewBuilder::new();
+        let mut texts = StringViewBuilder::new();
+        let mut offsets = vec![0i32];
+        let mut valid = Vec::with_capacity(values.len());
+        let mut n = 0usize;
+        for i in 0..values.len() {
+            let ok = text_at(&values, i).is_some_and(|text| {
+                each_member(text, |k, v| {
+                    keys.append_value(k);
+                    texts.append_value(v);
+                    n += 1;
+                })
+            });
+            valid.push(ok);
+            offsets.push(i32::try_from(n).map_err(|_| {
+                datafusion::common::DataFusionError::Execution(format!(
+                    "json_members: more than {} members in one batch",
+                    i32::MAX
+                ))
+            })?);
+        }
+        let members = StructArray::try_new(
+            Self::member_fields(),
+            vec![Arc::new(keys.finish()), Arc::new(texts.finish())],
+            None,
+        )?;
+        let list = ListArray::try_new(
+            Self::item(),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(members),
+            Some(NullBuffer::from(valid)),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(list)))
+    }
 }
 
 /// `first_non_null_by` and `last_non_null_by`.
@@ -860,6 +986,49 @@ mod tests {
             .map(|c| datafusion::arrow::util::display::array_value_to_string(c, 0).unwrap())
             .collect();
         assert_eq!(row, ["Decimal128(18, 2)", "1000.00", "true", "true"]);
+    }
+
+    #[tokio::test]
+    async fn json_members_are_each_key_and_value_text_in_order() {
+        let ctx = SessionContext::new();
+        register_all(&ctx);
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"b":1,"a":[1, {"x":null}],"c":"t\"q"}"#,
+                r#"[{key: b, value: 1}, {key: a, value: [1, {"x":null}]}, {key: c, value: "t\"q"}]"#,
+            ),
+            // Whitespace around values is not theirs; an escaped key is decoded.
+            (
+                r#" { "k" : 2 , "\u0063ity" :  "Oslo" } "#,
+                r#"[{key: k, value: 2}, {key: city, value: "Oslo"}]"#,
+            ),
+            ("{}", "[]"),
+            ("[1,2]", ""),
+            (r#""text""#, ""),
+            ("{\"a\":1", ""),
+        ];
+        for (json, want) in cases {
+            let sql = format!(
+                "SELECT json_members('{}') AS m",
+                json.replace('\'', "''")
+            );
+            let got = rows(&ctx, &sql).await;
+            assert_eq!(
+                got[3],
+                format!("| {want} |").replace("|  |", "| |"),
+                "{json}"
+            );
+        }
+        let got = rows(&ctx, "SELECT json_members(NULL) IS NULL AS n").await;
+        assert_eq!(got[3], "| true |");
+        // Unnested: one row per member, with the key and value fields.
+        let got = rows(
+            &ctx,
+            "SELECT m['key'] AS k, m['value'] AS v FROM \
+             (SELECT unnest(json_members(j)) AS m FROM (VALUES ('{\"p\":true}'), (NULL), ('{}')) t(j))",
+        )
+        .await;
+        assert_eq!(got[3..5], ["| p | true |", "+---+------+"]);
     }
 
     #[tokio::test]

@@ -482,8 +482,8 @@ fn skip_plain<const NON_ASCII: bool>(b: &[u8], mut i: usize) -> usize {
 
 /// serde_json's answer: the members of an object, keys decoded and
 /// values as `RawValue` text, or an error. What the scanner is checked
-/// against, by the unit tests and by `fuzz/` (`make fuzz`).
-#[cfg(any(test, fuzzing))]
+/// against, by the unit tests and by `fuzz/` (`make fuzz`), and what
+/// `json_members` (`crate::udf`) falls back to where the scanner declines.
 pub fn serde_members(text: &str) -> Result<Vec<(String, String)>, serde_json::Error> {
     use serde::de::{Deserializer, MapAccess, Visitor};
     use serde_json::value::RawValue;

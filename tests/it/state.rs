@@ -1017,6 +1017,73 @@ fn profiles_and_carts_on_the_sample() {
     assert!(stderr(&o).contains("--model profiles"), "{}", stderr(&o));
 }
 
+/// A profile update with 20,000 attributes (~500 KB of properties) is
+/// answered, each attribute once. Splitting it into attributes once
+/// copied the whole object into each attribute's row: 10 GB of text for
+/// this event, past Arrow's 2 GB offsets ("Offset overflow error"), so
+/// `state profiles` failed for every user, and `history` for its user.
+#[test]
+fn a_profile_update_with_many_attributes_is_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let n = 20_000;
+    let attrs: Vec<String> = (0..n)
+        .map(|i| format!("\"attribute_{i:05}\":\"value {i} of the bulk import\""))
+        .collect();
+    let props = format!("{{{}}}", attrs.join(","));
+    let lines = [
+        event(
+            "bulk",
+            "profile_updated",
+            "2024-03-10T10:00:00Z",
+            "u1",
+            &props,
+        ),
+        event(
+            "move",
+            "address_changed",
+            "2024-03-10T11:00:00Z",
+            "u1",
+            r#"{"street":"1 Main St","attribute_00007":{"nested":[1,"two"]}}"#,
+        ),
+        event(
+            "other",
+            "profile_updated",
+            "2024-03-10T12:00:00Z",
+            "u2",
+            r#"{"city":"Oslo"}"#,
+        ),
+    ];
+    run_lines(&lake, "bulk.jsonl", &lines, "2024-03-11T00:00:00Z");
+    let v = state(&lake, "profiles", "now", &[]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), n + 2, "{}", rows.len());
+    let value = |user: &str, attribute: &str| -> String {
+        let row = rows
+            .iter()
+            .find(|r| r["user_id"] == user && r["attribute"] == attribute)
+            .unwrap_or_else(|| panic!("no {user} {attribute}"));
+        row["value"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        value("u1", "attribute_19999"),
+        "value 19999 of the bulk import"
+    );
+    assert_eq!(value("u1", "attribute_00007"), r#"{"nested":[1,"two"]}"#);
+    assert_eq!(value("u1", "street"), "1 Main St");
+    assert_eq!(value("u2", "city"), "Oslo");
+    let o = run(
+        &lake,
+        &["history", "u1", "--model", "profiles", "--format", "csv"],
+    );
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout.clone()).unwrap();
+    assert_eq!(text.lines().count(), 1 + n + 2, "{}", stderr(&o));
+    assert!(
+        text.contains(",bulk,profile_updated,attribute_12345,value 12345 of the bulk import\n")
+    );
+}
+
 #[test]
 fn bad_models_and_times_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
