@@ -252,6 +252,13 @@ pub fn describe(err: &anyhow::Error) -> String {
     out
 }
 
+/// Arrow's error for a value past a decimal column's precision (a sum
+/// that no longer fits Decimal(18,2)).
+pub fn is_decimal_overflow(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.to_string().contains("too large to store in a Decimal128"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

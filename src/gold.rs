@@ -8,6 +8,7 @@
 //! exactly when its numbers can have changed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -134,10 +135,17 @@ pub struct GoldReport {
 pub struct FailedTable {
     pub table: String,
     pub error: String,
+    /// The dates left unbuilt (and dirty) when only some were: a day whose
+    /// revenue does not fit the table's Decimal(18,2). Empty: all of them
+    /// (a bad SQL file).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dates: Vec<String>,
 }
 
 impl GoldReport {
-    /// The usage error (exit 2) a run with failed tables ends with.
+    /// The error a run with failed tables ends with: a usage error (exit
+    /// 2) when a table's SQL file is at fault, else (only days whose
+    /// revenue overflowed) a runtime error (exit 1).
     pub fn failure(&self) -> Option<anyhow::Error> {
         if self.failed.is_empty() {
             return None;
@@ -148,13 +156,21 @@ impl GoldReport {
         } else {
             "the rest of gold was up to date"
         };
-        Some(
+        Some(if self.failed.iter().any(|f| f.dates.is_empty()) {
             crate::error::Failure::Usage(format!(
                 "{} ({done}; the table's dates stay dirty until its file is fixed)",
                 each.join("; ")
             ))
-            .into(),
-        )
+            .into()
+        } else {
+            anyhow::anyhow!(
+                "{} ({done}; those dates stay dirty, their gold rows as they were, until the \
+                 purchases are fixed: `evlake retract BATCH` takes back a batch ingested by \
+                 mistake, `evlake query \"SELECT batch_id, source_file, source_line FROM \
+                 bronze_events WHERE event_id = '...'\"` finds one)",
+                each.join("; ")
+            )
+        })
     }
 }
 
@@ -194,6 +210,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
             Err(e) => failed.push(FailedTable {
                 table: d.name.to_string(),
                 error: crate::error::describe(&e),
+                dates: Vec::new(),
             }),
         }
     }
@@ -221,7 +238,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     }
 
     let (staging, engine_opts) = derive::staging_with_spill(lake, "gold", &opts.engine)?;
-    let failed: Vec<FailedTable> = crate::interrupt::block_on(async {
+    let (failed, overflows) = crate::interrupt::block_on(async {
         let engine = Engine::new(&engine_opts)?;
         engine.read_committed(lake, &state)?;
         // Only the tables gold reads (each registration reads a footer).
@@ -253,39 +270,73 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
                     failed.push(FailedTable {
                         table: d.name.to_string(),
                         error: crate::error::describe(&e),
+                        dates: Vec::new(),
                     });
                 }
                 Err(e) => return Err(e),
             }
         }
         if dates.is_empty() {
-            return anyhow::Ok(failed);
+            return anyhow::Ok((failed, Vec::new()));
         }
         let work = engine.bare()?;
         register_inputs(&ctx, &work, full, &dates).await?;
-        let param = vec![ScalarValue::Utf8(Some(currency.clone()))];
-        for (table, sql) in [(METRICS_TABLE, METRICS_SQL), (REVENUE_TABLE, REVENUE_SQL)] {
-            let mut df = work
-                .sql(sql)
-                .await
-                .with_context(|| format!("sql/gold/{table}.sql does not plan"))?;
-            if table == METRICS_TABLE {
-                df = df.with_param_values(param.clone())?;
+        let written = write_builtin(&work, &staging, &currency, &BUILTIN).await;
+        let overflows = match written {
+            Ok(()) => Vec::new(),
+            Err(e) if crate::error::is_decimal_overflow(&e) => {
+                // A day's revenue past Decimal(18,2): every other date is
+                // built, those are left out (and dirty). Normal runs never
+                // pay for the check.
+                let overflows = revenue_overflows(&work).await?;
+                if overflows.is_empty() {
+                    return Err(e);
+                }
+                // Into a directory of their own: the failed write's
+                // files stay where they were, with the rest of staging.
+                let ok: BTreeSet<i32> = dates
+                    .difference(&overflowed_dates(&overflows))
+                    .copied()
+                    .collect();
+                if !ok.is_empty() {
+                    let work = engine.bare()?;
+                    register_inputs(&ctx, &work, false, &ok).await?;
+                    write_builtin(&work, &staging.join(RETRY_DIR), &currency, &BUILTIN).await?;
+                }
+                overflows
             }
-            derive::write_partitioned(
-                df,
-                &staging.join(table),
-                "event_date",
-                table,
-                derive::Index::None,
-            )
-            .await?;
-        }
-        anyhow::Ok(failed)
+            Err(e) => return Err(e),
+        };
+        anyhow::Ok((failed, overflows))
     })?;
     crate::fault::point("staged")?;
     own.retain(|(d, _)| !failed.iter().any(|f| f.table == d.name));
     report.failed.extend(failed);
+    // Dates left out: the built-in tables replace every other date they
+    // would have (with `--full`, the partitions of dates silver no longer
+    // has too, as a full rebuild does), and keep these as they are.
+    let (dates, replaced) = if overflows.is_empty() {
+        (dates, None)
+    } else {
+        report.failed.extend(overflow_failures(&overflows));
+        let bad = overflowed_dates(&overflows);
+        let mut replaced: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for (table, _) in TABLES {
+            let mut parts: BTreeSet<String> = dates.iter().map(|d| format_date32(*d)).collect();
+            if full {
+                parts.extend(state.partitions(table).map(|(p, _)| p.clone()));
+            }
+            parts.retain(|p| crate::time::parse_date32(p).map_or(true, |d| !bad.contains(&d)));
+            replaced.insert(table, parts);
+        }
+        (dates.difference(&bad).copied().collect(), Some(replaced))
+    };
+    let full = full && replaced.is_none();
+    let builtin_staging = if replaced.is_none() {
+        staging.to_path_buf()
+    } else {
+        staging.join(RETRY_DIR)
+    };
     if dates.is_empty() && own.is_empty() && dropped.is_empty() {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
@@ -300,9 +351,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
                 &state,
                 table,
                 dir,
-                staging.join(table),
+                builtin_staging.join(table),
                 "event_date",
-                &parts,
+                replaced.as_ref().map_or(&parts, |r| &r[table]),
                 full,
             )
         })
@@ -352,6 +403,181 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     report.version = commit.version;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Write the built-in tables (`daily_metrics` in `currency`, and
+/// `daily_revenue_by_currency`) from `work`'s inputs into `staging`.
+async fn write_builtin(
+    work: &SessionContext,
+    staging: &Path,
+    currency: &str,
+    tables: &[(&str, &str)],
+) -> Result<()> {
+    let param = vec![ScalarValue::Utf8(Some(currency.to_string()))];
+    for &(table, sql) in tables {
+        let mut df = work
+            .sql(sql)
+            .await
+            .with_context(|| format!("sql/gold/{table}.sql does not plan"))?;
+        if table == METRICS_TABLE {
+            df = df.with_param_values(param.clone())?;
+        }
+        derive::write_partitioned(
+            df,
+            &staging.join(table),
+            "event_date",
+            table,
+            derive::Index::None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Where the built-in tables are written again, in the run's staging
+/// directory, when some dates' revenue overflowed.
+const RETRY_DIR: &str = "without-overflowed-dates";
+
+/// The built-in tables and their SQL.
+const BUILTIN: [(&str, &str); 2] = [(METRICS_TABLE, METRICS_SQL), (REVENUE_TABLE, REVENUE_SQL)];
+
+/// The dates left out for `overflows`, by both built-in tables: gold's
+/// dirtiness is `daily_metrics`' (see [`dirty_partitions`]), so a date
+/// built there but not in `daily_revenue_by_currency` would never be
+/// retried.
+fn overflowed_dates(overflows: &[Overflow]) -> BTreeSet<i32> {
+    overflows.iter().map(|o| o.date).collect()
+}
+
+/// The largest amount a Decimal(18,2) column holds.
+const DECIMAL_18_2_MAX: &str = "9999999999999999.99";
+
+/// A date whose purchases in one currency sum past Decimal(18,2).
+#[derive(Debug)]
+struct Overflow {
+    date: i32,
+    /// Upper-cased and trimmed, as `daily_revenue_by_currency` groups it.
+    currency: Option<String>,
+    total: String,
+    /// The largest purchases: (event_id, amount), at most three.
+    largest: Vec<(String, String)>,
+}
+
+/// The (date, currency) groups of `work`'s purchases whose sum does not
+/// fit Decimal(18,2), summed in Decimal(38,2), with their largest
+/// purchases.
+async fn revenue_overflows(work: &SessionContext) -> Result<Vec<Overflow>> {
+    let rows = text_rows(
+        work.sql(&format!(
+            "SELECT event_date, upper(btrim(currency)) AS currency, \
+             CAST(SUM(CAST(amount AS DECIMAL(38, 2))) AS VARCHAR) AS total \
+             FROM purchases GROUP BY event_date, upper(btrim(currency)) \
+             HAVING abs(SUM(CAST(amount AS DECIMAL(38, 2)))) > {DECIMAL_18_2_MAX} \
+             ORDER BY event_date, currency"
+        ))
+        .await?,
+    )
+    .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let [Some(date), currency, Some(total)] =
+            <[Option<String>; 3]>::try_from(row).map_err(|_| anyhow::anyhow!("three columns"))?
+        else {
+            continue;
+        };
+        let date = crate::time::parse_date32(&date).map_err(anyhow::Error::msg)?;
+        let largest = text_rows(
+            work.sql(
+                "SELECT event_id, CAST(amount AS VARCHAR) AS amount_text FROM purchases \
+                 WHERE event_date = $1 AND (upper(btrim(currency)) IS NOT DISTINCT FROM $2) \
+                   AND amount IS NOT NULL \
+                 ORDER BY abs(amount) DESC, event_id LIMIT 3",
+            )
+            .await?
+            .with_param_values(vec![
+                ScalarValue::Date32(Some(date)),
+                ScalarValue::Utf8(currency.clone()),
+            ])?,
+        )
+        .await?
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter().map(Option::unwrap_or_default);
+            (r.next().unwrap_or_default(), r.next().unwrap_or_default())
+        })
+        .collect();
+        out.push(Overflow {
+            date,
+            currency,
+            total,
+            largest,
+        });
+    }
+    Ok(out)
+}
+
+/// Every cell of `df` as text (NULL as `None`), row by row.
+async fn text_rows(df: DataFrame) -> Result<Vec<Vec<Option<String>>>> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let mut rows = Vec::new();
+    for batch in df.collect().await? {
+        for i in 0..batch.num_rows() {
+            let row = batch
+                .columns()
+                .iter()
+                .map(|c| {
+                    (!c.is_null(i))
+                        .then(|| array_value_to_string(c, i))
+                        .transpose()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// What `failed` says of dates left out for their revenue: one entry for
+/// `daily_revenue_by_currency`, and one for `daily_metrics` (whose row of
+/// each such date is not rebuilt either).
+fn overflow_failures(overflows: &[Overflow]) -> Vec<FailedTable> {
+    let dates: Vec<String> = overflowed_dates(overflows)
+        .into_iter()
+        .map(format_date32)
+        .collect();
+    let each: Vec<String> = overflows
+        .iter()
+        .map(|o| {
+            let largest: Vec<String> = o
+                .largest
+                .iter()
+                .map(|(id, amount)| format!("{id} ({amount})"))
+                .collect();
+            format!(
+                "{}: purchases in {} sum to {}, past the {DECIMAL_18_2_MAX} a revenue \
+                 column (Decimal(18,2)) holds; the largest: {}",
+                format_date32(o.date),
+                o.currency.as_deref().unwrap_or("no currency"),
+                o.total,
+                largest.join(", ")
+            )
+        })
+        .collect();
+    vec![
+        FailedTable {
+            table: REVENUE_TABLE.to_string(),
+            error: format!("`{REVENUE_TABLE}` not built for {}", each.join("; ")),
+            dates: dates.clone(),
+        },
+        FailedTable {
+            table: METRICS_TABLE.to_string(),
+            error: format!(
+                "`{METRICS_TABLE}` not built for {} either (gold's tables build a date together)",
+                dates.join(", ")
+            ),
+            dates,
+        },
+    ]
 }
 
 /// An empty relation with gold table `t`'s columns (its SQL over empty

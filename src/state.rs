@@ -1778,10 +1778,20 @@ pub fn history(
 /// `err` about `what` a model's queries were doing: for a model of the
 /// lake's own (`own`), see [`engine::user_sql_error`].
 fn running_error(own: bool, what: String, err: impl Into<anyhow::Error>) -> anyhow::Error {
+    let err = err.into();
+    let what = if crate::error::is_decimal_overflow(&err) {
+        format!(
+            "{what} (an entity's amounts sum past what its decimal column holds, \
+             9999999999999999.99 for a Decimal(18,2) balance: `--key` answers every other \
+             entity, and `evlake history KEY` lists an entity's events)"
+        )
+    } else {
+        what
+    };
     if own {
         engine::user_sql_error(err, what)
     } else {
-        err.into().context(what)
+        err.context(what)
     }
 }
 

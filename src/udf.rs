@@ -1008,10 +1008,7 @@ mod tests {
             ("{\"a\":1", ""),
         ];
         for (json, want) in cases {
-            let sql = format!(
-                "SELECT json_members('{}') AS m",
-                json.replace('\'', "''")
-            );
+            let sql = format!("SELECT json_members('{}') AS m", json.replace('\'', "''"));
             let got = rows(&ctx, &sql).await;
             assert_eq!(
                 got[3],

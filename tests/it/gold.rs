@@ -1155,3 +1155,104 @@ fn currencies_are_grouped_upper_cased_and_trimmed() {
         ["2.00"]
     );
 }
+
+/// A purchase line with `amount` (JSON text) in `currency`.
+fn purchase(id: &str, ts: &str, amount: &str, currency: &str) -> String {
+    format!(
+        "{{\"event_id\":\"{id}\",\"event_type\":\"purchase\",\"event_timestamp\":\"{ts}\",\"user_id\":\"u-{id}\",\"properties\":{{\"order_id\":\"o-{id}\",\"amount\":{amount},\"currency\":\"{currency}\"}}}}\n"
+    )
+}
+
+/// A day whose purchases in one currency sum past Decimal(18,2) (two
+/// card numbers sent as amounts, say) leaves that date unbuilt: the
+/// run exits 1 naming the date, the currency, the sum and the largest
+/// purchases; every other date is built (with `--full` too), the date's
+/// gold rows stay as they were, and it stays dirty until the purchases
+/// are taken back. Before, one such day failed all of gold on every run
+/// with Arrow's bare "too large to store in a Decimal128".
+#[test]
+fn a_day_whose_revenue_overflows_is_left_dirty_and_the_rest_is_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let write = |name: &str, lines: &[String]| -> String {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, lines.concat()).unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    let first = write(
+        "first.jsonl",
+        &[
+            purchase("a", "2024-03-10T10:00:00Z", "\"10.00\"", "JPY"),
+            purchase("b", "2024-03-11T10:00:00Z", "\"20.00\"", "JPY"),
+        ],
+    );
+    ok(
+        &lake,
+        &["run", &first, "--processing-time", "2024-03-12T00:00:00Z"],
+    );
+    let revenue = |lake: &Path| {
+        query_csv(
+            lake,
+            "SELECT CAST(event_date AS VARCHAR), currency, purchases, CAST(revenue AS VARCHAR) \
+             FROM daily_revenue_by_currency ORDER BY 1, 2",
+        )
+    };
+    let before = ["2024-03-10,JPY,1,10.00", "2024-03-11,JPY,1,20.00"];
+    assert_eq!(revenue(&lake), before);
+
+    // Late huge purchases on the 10th, and a normal one on the 12th.
+    let huge = write(
+        "huge.jsonl",
+        &[
+            purchase("big1", "2024-03-10T11:00:00Z", "4111111111111111", "JPY"),
+            purchase("big2", "2024-03-10T12:00:00Z", "9999999999999999.99", "JPY"),
+            purchase("small", "2024-03-10T13:00:00Z", "1", "JPY"),
+            purchase("c", "2024-03-12T10:00:00Z", "\"30.00\"", "JPY"),
+        ],
+    );
+    let o = run_says(
+        &lake,
+        &["run", &huge, "--processing-time", "2024-03-13T00:00:00Z"],
+        1,
+        "`daily_revenue_by_currency` not built for 2024-03-10: purchases in JPY sum to \
+         14111111111111121.99, past the 9999999999999999.99 a revenue column (Decimal(18,2)) \
+         holds; the largest: big2 (9999999999999999.99), big1 (4111111111111111.00), a (10.00)",
+    );
+    assert!(stderr(&o).contains("step `gold` failed"), "{}", stderr(&o));
+    let after = [before[0], before[1], "2024-03-12,JPY,1,30.00"];
+    assert_eq!(revenue(&lake), after);
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT CAST(event_date AS VARCHAR), purchases FROM daily_metrics ORDER BY 1"
+        ),
+        ["2024-03-10,1", "2024-03-11,1", "2024-03-12,1"]
+    );
+    let dirty: Vec<String> = dirty_partitions(&lake)
+        .into_iter()
+        .map(|(t, p, _)| format!("{t} {p}"))
+        .collect();
+    assert_eq!(dirty, ["daily_metrics 2024-03-10"]);
+    // The same with --full; --json lists the dates left out.
+    let o = run(&lake, &["gold", "--full", "--json"]);
+    assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["failed"][0]["dates"],
+        serde_json::json!(["2024-03-10"]),
+        "{v}"
+    );
+    assert_eq!(v["failed"][1]["table"], "daily_metrics", "{v}");
+    assert_eq!(revenue(&lake), after);
+
+    // Taken back, the date is built again.
+    let batch = query_csv(
+        &lake,
+        "SELECT DISTINCT batch_id FROM bronze_events WHERE event_id = 'big1'",
+    );
+    ok(&lake, &["retract", &batch[0]]);
+    ok(&lake, &["run"]);
+    assert_eq!(revenue(&lake), before);
+    assert!(dirty_partitions(&lake).is_empty());
+    assert_equals_full(&lake, &tmp.path().join("full"), "after the retract");
+}

@@ -1084,6 +1084,42 @@ fn a_profile_update_with_many_attributes_is_answered() {
     );
 }
 
+/// An account whose deposits sum past Decimal(18,2) cannot be answered:
+/// the error says so and that `--key` answers the others, which it does.
+#[test]
+fn a_balance_past_its_decimal_is_named_and_other_keys_are_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let mut lines: Vec<String> = (0..2)
+        .map(|i| {
+            ledger(
+                &format!("big{i}"),
+                "deposit",
+                "2024-03-10T10:00:00Z",
+                "A",
+                "9999999999999999.99",
+            )
+        })
+        .collect();
+    lines.push(ledger(
+        "small",
+        "deposit",
+        "2024-03-10T11:00:00Z",
+        "B",
+        "\"12.50\"",
+    ));
+    run_lines(&lake, "big.jsonl", &lines, "2024-03-11T00:00:00Z");
+    run_says(
+        &lake,
+        &["state", "balances", "--as-of", "now"],
+        1,
+        "an entity's amounts sum past what its decimal column holds, 9999999999999999.99 for \
+         a Decimal(18,2) balance: `--key` answers every other entity",
+    );
+    let v = state(&lake, "balances", "now", &["--key", "B"]);
+    assert_eq!(balances(&v), pairs(&[("B", "12.50")]));
+}
+
 #[test]
 fn bad_models_and_times_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
