@@ -71,6 +71,16 @@ fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
 }
 
+/// The argument types of a function of one string, `call` (e.g.
+/// `parse_amount(text)`): a NULL literal is read as a NULL string.
+fn one_text(call: &str, args: &[DataType]) -> Result<Vec<DataType>> {
+    match args {
+        [t] if is_text(t) => Ok(vec![t.clone()]),
+        [DataType::Null] => Ok(vec![DataType::Utf8]),
+        _ => plan_err!("{call} takes one string, not {args:?}"),
+    }
+}
+
 /// FNV-1a, 64 bits: stable across runs and platforms.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -151,11 +161,7 @@ impl ScalarUDFImpl for ParseAmount {
     }
 
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        match args {
-            [t] if is_text(t) => Ok(vec![t.clone()]),
-            [DataType::Null] => Ok(vec![DataType::Utf8]),
-            _ => plan_err!("parse_amount(text) takes one string, not {args:?}"),
-        }
+        one_text("parse_amount(text)", args)
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
@@ -316,11 +322,7 @@ impl ScalarUDFImpl for JsonMembers {
     }
 
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        match args {
-            [t] if is_text(t) => Ok(vec![t.clone()]),
-            [DataType::Null] => Ok(vec![DataType::Utf8]),
-            _ => plan_err!("json_members(json) takes one string, not {args:?}"),
-        }
+        one_text("json_members(json)", args)
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
