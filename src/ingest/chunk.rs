@@ -306,6 +306,7 @@ pub fn parse_part(
                 // Only an input's last chunk can end without a newline.
                 unterminated: end == data.len()
                     && data.last() != Some(&b'\n')
+                    && !rejection.whole
                     && matches!(
                         rejection.reason,
                         parse::Reason::InvalidJson | parse::Reason::InvalidUtf8
@@ -499,6 +500,9 @@ mod tests {
         assert_eq!(unterminated("{bad\r\n{half\r"), [false, true]);
         assert_eq!(unterminated("{bad\r\n"), [false]);
         assert_eq!(unterminated("{bad\n{\"event_id\":\"x\"}"), [false, false]);
+        // Whole JSON, rejected for nesting too deep.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(unterminated(&format!("{{bad\n{deep}")), [false, false]);
         // Cut inside a character.
         let cut = parse_bytes(b"{\"a\":1}\n{\"b\":\"\xc3", 0);
         assert!(cut.quarantined[1].unterminated, "{:?}", cut.quarantined);

@@ -69,6 +69,9 @@ impl fmt::Display for Reason {
 pub struct Rejection {
     pub reason: Reason,
     pub detail: String,
+    /// The line is whole JSON text (rejected for what it holds), so a last
+    /// line without its newline is not one a writer is still writing.
+    pub whole: bool,
 }
 
 impl Rejection {
@@ -76,6 +79,7 @@ impl Rejection {
         Rejection {
             reason,
             detail: detail.into(),
+            whole: false,
         }
     }
 }
@@ -738,13 +742,17 @@ pub fn parse_line<'a>(
         // (The scanner takes lines up to its own, lower, depth.)
         let depth = scan::nesting(line);
         if depth > MAX_NESTING {
-            return Err(Rejection::new(
-                Reason::InvalidJson,
-                format!(
-                    "invalid JSON: nested {depth} levels deep, more than the {MAX_NESTING} \
-                     evlake reads (silver's JSON functions would read none of its `properties`)"
-                ),
-            ));
+            return Err(Rejection {
+                whole: true,
+                ..Rejection::new(
+                    Reason::InvalidJson,
+                    format!(
+                        "invalid JSON: nested {depth} levels deep, more than the {MAX_NESTING} \
+                         evlake reads (silver's JSON functions would read none of its \
+                         `properties`)"
+                    ),
+                )
+            });
         }
         for (key, raw) in members.0 {
             fields.add(key, Raw::new(raw.get()), naive);
