@@ -312,27 +312,13 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     crate::fault::point("staged")?;
     own.retain(|(d, _)| !failed.iter().any(|f| f.table == d.name));
     report.failed.extend(failed);
-    // Dates left out: the built-in tables replace every other date they
-    // would have (with `--full`, the partitions of dates silver no longer
-    // has too, as a full rebuild does), and keep these as they are.
-    let (dates, replaced) = if overflows.is_empty() {
-        (dates, None)
-    } else {
-        report.failed.extend(overflow_failures(&overflows));
-        let bad = overflowed_dates(&overflows);
-        let mut replaced: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        for (table, _) in TABLES {
-            let mut parts: BTreeSet<String> = dates.iter().map(|d| format_date32(*d)).collect();
-            if full {
-                parts.extend(state.partitions(table).map(|(p, _)| p.clone()));
-            }
-            parts.retain(|p| crate::time::parse_date32(p).map_or(true, |d| !bad.contains(&d)));
-            replaced.insert(table, parts);
-        }
-        (dates.difference(&bad).copied().collect(), Some(replaced))
-    };
-    let full = full && replaced.is_none();
-    let builtin_staging = if replaced.is_none() {
+    // Dates left out keep their rows: the built-in tables replace every
+    // other partition they would have (with `--full`, those of dates
+    // silver no longer has too), from their own staging directory.
+    let bad = overflowed_dates(&overflows);
+    report.failed.extend(overflow_failures(&overflows));
+    let dates: BTreeSet<i32> = dates.difference(&bad).copied().collect();
+    let builtin_staging = if bad.is_empty() {
         staging.to_path_buf()
     } else {
         staging.join(RETRY_DIR)
@@ -353,9 +339,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
                 dir,
                 builtin_staging.join(table),
                 "event_date",
-                replaced.as_ref().map_or(&parts, |r| &r[table]),
+                &parts,
                 full,
             )
+        })
+        .map(|mut out| {
+            let left_out =
+                |p: &String| crate::time::parse_date32(p).is_ok_and(|d| bad.contains(&d));
+            out.partitions.retain(|p| !left_out(p));
+            out
         })
         .collect();
     for (d, days) in &own {
@@ -541,6 +533,9 @@ async fn text_rows(df: DataFrame) -> Result<Vec<Vec<Option<String>>>> {
 /// `daily_revenue_by_currency`, and one for `daily_metrics` (whose row of
 /// each such date is not rebuilt either).
 fn overflow_failures(overflows: &[Overflow]) -> Vec<FailedTable> {
+    if overflows.is_empty() {
+        return Vec::new();
+    }
     let dates: Vec<String> = overflowed_dates(overflows)
         .into_iter()
         .map(format_date32)

@@ -295,6 +295,8 @@ impl JsonMembers {
 /// Call `f` with each member of the JSON object `text` (key decoded,
 /// value as JSON text); false if `text` is not one JSON object.
 fn each_member(text: &str, mut f: impl FnMut(&str, &str)) -> bool {
+    // Held until the scan ends: the scanner may give some members, then
+    // decline the rest of the object to serde_json, which reads it whole.
     let mut members = Vec::new();
     let scanned = crate::ingest::scan::for_each_member(text.as_bytes(), |k, v| {
         members.push((k, v.text));
