@@ -3,6 +3,12 @@
 -- `events` (quantity defaults to 1). The raw aggregate keeps zero and
 -- negative quantities, so snapshot + delta always combine; `present` shows
 -- items with a positive quantity. See balances.sql for the file's shape.
+--
+-- A quantity is used when it is an integer within ±2147483647; anything
+-- else (missing, 1.5, "two", 9223372036854775807) counts as 1. The bound
+-- keeps the Int64 sums from wrapping: it would take 2^32 events of one
+-- item to overflow, where two absurd ones would do it otherwise (and the
+-- item would vanish from the cart unreported). `problems` lists them.
 
 -- name: delta
 SELECT
@@ -10,7 +16,8 @@ SELECT
     json_get_str(properties, 'product_id') AS product_id,
     SUM(
         CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
-        * COALESCE(json_get_int(properties, 'quantity'), 1)
+        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN -2147483647 AND 2147483647
+            THEN json_get_int(properties, 'quantity') ELSE 1 END
     ) AS quantity,
     MAX(event_timestamp) AS updated_at
 FROM events
@@ -37,10 +44,12 @@ SELECT
     event_type,
     json_get_str(properties, 'product_id') AS product_id,
     CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
-        * COALESCE(json_get_int(properties, 'quantity'), 1) AS change,
+        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN -2147483647 AND 2147483647
+            THEN json_get_int(properties, 'quantity') ELSE 1 END AS change,
     SUM(
         CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
-        * COALESCE(json_get_int(properties, 'quantity'), 1)
+        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN -2147483647 AND 2147483647
+            THEN json_get_int(properties, 'quantity') ELSE 1 END
     ) OVER (
         PARTITION BY json_get_str(properties, 'product_id')
         ORDER BY event_timestamp, event_id ROWS UNBOUNDED PRECEDING
@@ -66,9 +75,14 @@ SELECT
                 COALESCE(json_get_json(properties, 'product_id'), 'missing'),
                 ': in no cart'
             )
+        WHEN json_get_int(properties, 'quantity') IS NULL
+            THEN concat(
+                event_type, ' with quantity ', json_get_json(properties, 'quantity'),
+                ', not an integer: counts as 1'
+            )
         ELSE concat(
             event_type, ' with quantity ', json_get_json(properties, 'quantity'),
-            ', not an integer: counts as 1'
+            ', past ±2147483647: counts as 1'
         )
     END AS detail
 FROM events
@@ -79,6 +93,7 @@ WHERE event_type IN ('add_to_cart', 'remove_from_cart')
           json_get_json(properties, 'quantity') <> 'null'
           AND json_get_int(properties, 'quantity') IS NULL
       )
+      OR json_get_int(properties, 'quantity') NOT BETWEEN -2147483647 AND 2147483647
   )
   AND ($1 IS NULL OR user_id = $1)
 ORDER BY event_id;

@@ -26,7 +26,7 @@ after it. The answer starts from the newest valid snapshot at or before
 Events a model cannot use are reported as `Problem` lines on stderr
 (--json: `problems`): balances' corrections of unknown events and ledger
 events without an account or amount; carts' events without a product or
-with a quantity that is not an integer.")]
+with a quantity that is not an integer within ±2147483647.")]
 pub struct Args {
     /// The model, e.g. balances
     pub model: String,

@@ -607,6 +607,29 @@ fn unusable_cart_events_are_problems() {
                 "u2",
                 r#"{"product_id":"p9","quantity":1.5}"#,
             ),
+            // Past what a cart could hold: summed as sent, two of these
+            // would wrap Int64 to -2 and the item would silently vanish.
+            event(
+                "a7",
+                "add_to_cart",
+                "2024-03-11T10:06:00Z",
+                "u3",
+                r#"{"product_id":"p5","quantity":9223372036854775807}"#,
+            ),
+            event(
+                "a8",
+                "add_to_cart",
+                "2024-03-11T10:07:00Z",
+                "u3",
+                r#"{"product_id":"p5","quantity":"9223372036854775807"}"#,
+            ),
+            event(
+                "a9",
+                "remove_from_cart",
+                "2024-03-11T10:08:00Z",
+                "u3",
+                r#"{"product_id":"p5","quantity":-2147483648}"#,
+            ),
         ],
         "2024-03-12T02:00:00Z",
     );
@@ -615,6 +638,12 @@ fn unusable_cart_events_are_problems() {
         "a2 cart event without a product: add_to_cart with product_id missing: in no cart",
         "a5 cart event without a product: add_to_cart with product_id 42: in no cart",
         "a6 cart event with an unusable quantity: add_to_cart with quantity 1.5, not an integer: counts as 1",
+        "a7 cart event with an unusable quantity: add_to_cart with quantity 9223372036854775807, \
+         past ±2147483647: counts as 1",
+        "a8 cart event with an unusable quantity: add_to_cart with quantity \"9223372036854775807\", \
+         past ±2147483647: counts as 1",
+        "a9 cart event with an unusable quantity: remove_from_cart with quantity -2147483648, \
+         past ±2147483647: counts as 1",
     ];
     for extra in [&[][..], &["--no-snapshot"]] {
         let a = state(&lake, "carts", "2024-03-11", extra);
@@ -630,17 +659,35 @@ fn unusable_cart_events_are_problems() {
             .collect();
         assert_eq!(
             rows,
-            [r#""u1" "p1" 1"#, r#""u1" "p2" 3"#, r#""u2" "p9" 1"#],
+            [
+                r#""u1" "p1" 1"#,
+                r#""u1" "p2" 3"#,
+                r#""u2" "p9" 1"#,
+                r#""u3" "p5" 1"#
+            ],
             "{extra:?}"
         );
         let mut args = vec!["--key", "u2"];
         args.extend_from_slice(extra);
         assert_eq!(
             problems_listed(&state(&lake, "carts", "2024-03-11", &args)),
-            all[1..],
+            all[1..3],
             "{extra:?}"
         );
     }
+    // The audit trail counts them the same way.
+    let o = run(
+        &lake,
+        &["history", "u3", "--model", "carts", "--format", "csv"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let changes: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplitn(3, ',').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(changes, ["1 1", "2 1", "1 -1"]);
 }
 
 const KEYS_USED: &str = "problems checked over the snapshot's keys";
