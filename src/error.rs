@@ -219,6 +219,24 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
              file and how to write it again",
         );
     }
+    if err.chain().any(|cause| {
+        cause
+            .downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some_and(|e| {
+                matches!(
+                    e.find_root(),
+                    datafusion::error::DataFusionError::ResourcesExhausted(_)
+                )
+            })
+            || cause.to_string().starts_with("Resources exhausted")
+    }) {
+        return Some(
+            "this needed more memory than the memory limit lets DataFusion use \
+             (--memory-limit, or engine.memory_limit in evlake.toml; default 2G): raise it and \
+             re-run the same command (a writer's failed step leaves the lake as of its last \
+             commit)",
+        );
+    }
     let full = err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
@@ -294,6 +312,15 @@ mod tests {
             .context("step `silver` failed");
         assert_eq!(exit_code(&own), EXIT_USAGE);
         assert!(hint(&own).is_some_and(|h| h.contains("move it out of LAKE/typed/")));
+        use datafusion::error::DataFusionError as E;
+        let memory = anyhow::Error::new(E::Context(
+            "running".into(),
+            Box::new(E::ResourcesExhausted("Failed to allocate 8 KB".into())),
+        ))
+        .context("step `silver` failed");
+        assert!(hint(&memory).is_some_and(|h| h.contains("raise it")));
+        let plain_df = anyhow::Error::new(E::Execution("x".into()));
+        assert_eq!(hint(&plain_df), None);
     }
 
     #[test]

@@ -409,12 +409,18 @@ fn query_takes_the_memory_limit_from_the_flag_or_evlake_toml() {
         rows(&o),
         1 + expected()["batches"][0]["events"].as_u64().unwrap() as usize
     );
-    // A pool too small for the sort's first batch: DataFusion's message.
-    run_says(
+    // A pool too small for the sort's first batch: DataFusion's message,
+    // and a hint of what to do about it.
+    let o = run_says(
         &lake,
         &["query", sort, "--format", "csv", "--memory-limit", "1K"],
         1,
         "Resources exhausted",
+    );
+    assert!(
+        stderr(&o).contains("\nhint: this needed more memory than the memory limit"),
+        "{}",
+        stderr(&o)
     );
     std::fs::write(
         lake.join("evlake.toml"),
