@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{CommitArgs, print_json, processing_time_or_now, status};
 use crate::erase;
@@ -63,24 +63,46 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The ids in file `path` (`-`: stdin), one per line, trimmed; blank and
-/// `#` lines skipped.
+/// The ids in file `path` (`-`: stdin), one per line: see [`parse_ids`].
 fn read_ids(path: &Path) -> Result<Vec<String>> {
     let mut text = String::new();
-    if path == Path::new("-") {
+    let name = if path == Path::new("-") {
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("failed to read user ids from stdin")?;
+            .map_err(|e| Failure::Usage(format!("--users-from -: stdin: {e}")))?;
+        "stdin".to_string()
     } else {
         text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Usage(format!("--users-from `{}`: {e}", path.display())))?;
+        format!("`{}`", path.display())
+    };
+    parse_ids(&text, &name)
+}
+
+/// One id per line (a `\r\n` ending too), blank lines and `#` comments
+/// skipped. An id is matched exactly, as ingest keeps it, so a line with
+/// white space around its id is a usage error rather than trimmed: bronze
+/// holds `" u1"` and `"u1"` apart, and erasing the other one (or, exact,
+/// finding no row and erasing nothing) must not pass unnoticed.
+fn parse_ids(text: &str, name: &str) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let id = line.trim();
+        if id.is_empty() || id.starts_with('#') {
+            continue;
+        }
+        if id != line {
+            return Err(Failure::Usage(format!(
+                "--users-from {name} line {}: the id {line:?} has white space around it; \
+                 user ids are matched exactly (the lake keeps {line:?} and {id:?} apart): \
+                 take the spaces out, or give an id that has them with --user",
+                n + 1
+            ))
+            .into());
+        }
+        ids.push(id.to_string());
     }
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
+    Ok(ids)
 }
 
 fn print_report(r: &erase::EraseReport) {
@@ -165,5 +187,25 @@ fn print_report(r: &erase::EraseReport) {
             "Unchanged",
             format!("nothing to erase (lake at version {})", r.version),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_lines_taken_exactly() {
+        let ids = parse_ids("# requests\r\nu1\r\n\n  \n  # indented note\nü 2\n", "f").unwrap();
+        assert_eq!(ids, ["u1", "ü 2"]);
+        for (text, line) in [("u1\n u2\n", 2), ("u1 \n", 1), ("\tu1\n", 1)] {
+            let e = parse_ids(text, "`f`").unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("--users-from `f` line {line}: the id ")),
+                "{e}"
+            );
+        }
     }
 }

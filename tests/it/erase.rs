@@ -183,8 +183,19 @@ fn an_erased_user_leaves_the_lake_as_if_never_there() {
         assert!(uncommitted_files(&copy).is_empty(), "{step}");
     }
 
-    // Ids from a file too; one with no rows is reported, not an error.
+    // A line with spaces around its id is refused, naming the line: ids
+    // match exactly, and trimmed it could erase another user.
     let ids = tmp.path().join("requests.txt");
+    std::fs::write(&ids, format!("{USER}\n {USER}\n")).unwrap();
+    let versions = commits(&with);
+    run_says(
+        &with,
+        &["erase", "--users-from", ids.to_str().unwrap()],
+        2,
+        &format!("requests.txt` line 2: the id \" {USER}\" has white space around it"),
+    );
+    assert_eq!(commits(&with), versions);
+    // Ids from a file too; one with no rows is reported, not an error.
     std::fs::write(&ids, format!("# today's requests\n{USER}\n\nnobody\n")).unwrap();
     let r = ok(
         &with,
