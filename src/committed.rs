@@ -84,7 +84,9 @@ impl fmt::Display for Final {
 impl std::error::Error for Final {}
 
 /// Whether `e` is a file that was not there (as the file system, or
-/// DataFusion's object store, says it).
+/// DataFusion's object store, says it), or not as the state read says
+/// (a file name a later commit wrote again: say, a batch retracted, then
+/// ingested again).
 fn is_missing_file(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause
@@ -92,7 +94,9 @@ fn is_missing_file(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
     }) || {
         let text = format!("{e:#}");
-        text.contains("No such file or directory") || text.contains("(os error 2)")
+        text.contains("No such file or directory")
+            || text.contains("(os error 2)")
+            || text.contains(NOT_AS_LOGGED)
     }
 }
 
@@ -101,7 +105,16 @@ fn is_missing_file(e: &anyhow::Error) -> bool {
 /// per [`crate::engine::Engine::read_committed`] and shared by its store
 /// and its table registrations (on a lake of ~13k files, each copy of
 /// them had cost ~3 ms, and a set of their object paths ~7 ms more).
-pub type LiveFiles = Arc<BTreeMap<String, u64>>;
+pub type LiveFiles = Arc<BTreeMap<String, Live>>;
+
+/// What the log says of a committed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    /// The version of the commit that last changed its partition.
+    pub version: u64,
+    /// Its size: a file on disk of another size was cut short or replaced.
+    pub bytes: u64,
+}
 
 /// [`LiveFiles`] of `state`.
 pub fn live_files(state: &LakeState) -> LiveFiles {
@@ -110,10 +123,22 @@ pub fn live_files(state: &LakeState) -> LiveFiles {
             .tables
             .values()
             .flat_map(|parts| parts.values())
-            .flat_map(|p| p.files.keys().map(|f| (f.clone(), p.version)))
+            .flat_map(|p| {
+                p.files.iter().map(|(f, a)| {
+                    let live = Live {
+                        version: p.version,
+                        bytes: a.bytes,
+                    };
+                    (f.clone(), live)
+                })
+            })
             .collect(),
     )
 }
+
+/// What the error for a committed file whose size on disk is not the
+/// log's says (after the file's path).
+pub const NOT_AS_LOGGED: &str = "committed to the lake, but not the file the log names";
 
 /// Which listed files a reader sees.
 #[derive(Debug)]
@@ -188,6 +213,15 @@ fn not_on_disk(path: &str) -> datafusion::object_store::Error {
             std::io::ErrorKind::NotFound,
             NOT_ON_DISK,
         )),
+    }
+}
+
+/// The error for committed file `rel` (lake-relative, as the object
+/// store encodes it) that is on disk but not as the log says (`what`).
+fn not_as_logged(rel: &str, what: String) -> datafusion::object_store::Error {
+    datafusion::object_store::Error::Generic {
+        store: "CommittedStore",
+        source: format!("`{rel}`: {NOT_AS_LOGGED}: {what}").into(),
     }
 }
 
@@ -311,8 +345,30 @@ impl CommittedStore {
 }
 
 impl CommittedStore {
-    /// A committed file's metadata, as the file system's listing gives it.
+    /// A committed file's metadata, as the file system's listing gives it;
+    /// an error naming the file when its size is not the log's (cut short
+    /// or replaced: read, it fails with Parquet's "Corrupt footer", or
+    /// worse, reads as other rows, and says not which file it was).
     fn stat(&self, location: &Path) -> Res<ObjectMeta> {
+        let meta = self.stat_any(location)?;
+        let logged = location
+            .as_ref()
+            .strip_prefix(self.visible.root.as_str())
+            .and_then(|rel| Some((rel, self.visible.files.get(rel)?)));
+        match logged {
+            Some((rel, live)) if live.bytes != meta.size => Err(not_as_logged(
+                rel,
+                format!(
+                    "{} bytes on disk, {} in the log (cut short or replaced)",
+                    meta.size, live.bytes
+                ),
+            )),
+            _ => Ok(meta),
+        }
+    }
+
+    /// A file's metadata, as the file system's listing gives it.
+    fn stat_any(&self, location: &Path) -> Res<ObjectMeta> {
         let path = self.inner.path_to_filesystem(location)?;
         let md = match std::fs::metadata(&path) {
             Ok(md) => md,
@@ -639,7 +695,7 @@ mod tests {
             let path = format!("{}/event_date={partition}/{name}", crate::bronze::DIR);
             let action: crate::log::FileAction = serde_json::from_value(serde_json::json!({
                 "table": "bronze_events", "partition": partition, "path": path,
-                "rows": 1, "bytes": 1,
+                "rows": 1, "bytes": format!("event_date={partition}/{name}").len(),
             }))
             .unwrap();
             (path, action)
@@ -715,5 +771,20 @@ mod tests {
                 "{prefix}: {listed:?}"
             );
         }
+        // A committed file of another size than the log's (cut short, or
+        // another file under its name): the table's listing names it.
+        std::fs::write(table("event_date=2024-03-01/a.parquet"), b"short").unwrap();
+        let listed: Res<Vec<ObjectMeta>> = store
+            .list(Some(&at("bronze/events/event_date=2024-03-01")))
+            .try_collect()
+            .await;
+        let e = listed.unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "`bronze/events/event_date=2024-03-01/a.parquet`: committed to the lake, but not \
+                 the file the log names: 5 bytes on disk, 31 in the log"
+            ),
+            "{e}"
+        );
     }
 }

@@ -99,7 +99,7 @@ impl CommittedFiles {
             self.files
                 .range(prefix.clone()..)
                 .take_while(|(f, _)| f.starts_with(&prefix))
-                .map(|(f, v)| (f[prefix.len()..].to_string(), *v))
+                .map(|(f, live)| (f[prefix.len()..].to_string(), live.version))
                 .collect(),
         )
     }
@@ -884,10 +884,17 @@ mod tests {
                 crate::silver::EVENTS_DIR
             );
             write_file(&lake.path(&rel), "x", (0..n).collect());
+            let bytes = std::fs::metadata(lake.path(&rel)).unwrap().len();
             let mut files = crate::log::Files::default();
             files.insert(
                 rel.clone(),
-                FileAction::plain(crate::silver::EVENTS_TABLE, date, rel.clone(), n as u64, 0),
+                FileAction::plain(
+                    crate::silver::EVENTS_TABLE,
+                    date,
+                    rel.clone(),
+                    n as u64,
+                    bytes,
+                ),
             );
             state
                 .tables

@@ -187,7 +187,6 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// object_store's errors carry only as text (so never for a usage error,
 /// whose text may quote the user's SQL).
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
-    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
     if err
         .chain()
         .any(|c| matches!(c.downcast_ref::<Failure>(), Some(Failure::OwnTyped(_))))
@@ -219,6 +218,15 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
              file and how to write it again",
         );
     }
+    if err
+        .chain()
+        .any(|cause| cause.to_string().contains(crate::committed::NOT_AS_LOGGED))
+    {
+        return Some(
+            "a file the commit log names is not as the log says: `evlake check` lists every \
+             such file and how to restore it or write it again",
+        );
+    }
     if err.chain().any(|cause| {
         cause
             .downcast_ref::<datafusion::error::DataFusionError>()
@@ -237,18 +245,37 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
              commit)",
         );
     }
-    let full = err.chain().any(|cause| {
+    if full_disk(err) {
+        return Some(
+            "the disk is full: the failed step's files were removed and the lake is as of its \
+             last commit; free space, then re-run the same command (it finishes the work)",
+        );
+    }
+    // Parquet's own decoding errors (an I/O error it passes on is not one)
+    // say not which file: a committed one's pages damaged in place.
+    let undecodable = err.chain().any(|cause| {
+        use datafusion::parquet::errors::ParquetError;
+        cause
+            .downcast_ref::<ParquetError>()
+            .is_some_and(|p| !matches!(p, ParquetError::External(_)))
+    });
+    undecodable.then_some(
+        "a Parquet file could not be decoded: `evlake check --deep` reads every committed file \
+         and lists any damaged one, with how to restore it or write it again",
+    )
+}
+
+/// Whether `err`'s cause is a full disk (or quota).
+fn full_disk(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| matches!(io.kind(), StorageFull | QuotaExceeded))
             || ["No space left on device", "Disk quota exceeded"]
                 .iter()
                 .any(|t| cause.to_string().contains(t))
-    });
-    full.then_some(
-        "the disk is full: the failed step's files were removed and the lake is as of its \
-         last commit; free space, then re-run the same command (it finishes the work)",
-    )
+    })
 }
 
 /// An error and its causes on one line, `a: b: c`, leaving out a cause
@@ -321,6 +348,14 @@ mod tests {
         assert!(hint(&memory).is_some_and(|h| h.contains("raise it")));
         let plain_df = anyhow::Error::new(E::Execution("x".into()));
         assert_eq!(hint(&plain_df), None);
+        use datafusion::parquet::errors::ParquetError as P;
+        let pages = anyhow::Error::new(E::ParquetError(Box::new(P::EOF("Unexpected EOF".into()))))
+            .context("query failed");
+        assert!(hint(&pages).is_some_and(|h| h.contains("`evlake check --deep`")));
+        let io = anyhow::Error::new(E::ParquetError(Box::new(P::External(Box::new(
+            std::io::Error::other("permission denied"),
+        )))));
+        assert_eq!(hint(&io), None);
     }
 
     #[test]

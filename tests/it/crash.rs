@@ -945,6 +945,32 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
         1,
         "hint: a file the commit log names is not on disk: `evlake check` lists",
     );
+    // One of bronze meets the file cut short: named, not Parquet's bare
+    // "Corrupt footer", and told of check too.
+    let o = run_says(
+        &lake,
+        &["query", "SELECT count(*) FROM bronze_events"],
+        1,
+        &format!(
+            "`{bronze}`: committed to the lake, but not the file the log names: {} bytes on \
+             disk, {} in the log (cut short or replaced)",
+            backup.len() - 10,
+            backup.len()
+        ),
+    );
+    assert!(
+        stderr(&o).contains("hint: a file the commit log names is not as the log says"),
+        "{}",
+        stderr(&o)
+    );
+    // A file of the right size whose pages do not decode: Parquet's error
+    // names no file, the hint says what finds it.
+    run_says(
+        &lake,
+        &["query", "SELECT * FROM daily_metrics"],
+        1,
+        "hint: a Parquet file could not be decoded: `evlake check --deep` reads",
+    );
     // Decoding every page finds the gold file too.
     let (deep, _) = check(true);
     expected.push((gold.clone(), "unreadable".to_string()));

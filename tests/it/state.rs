@@ -391,6 +391,23 @@ fn problems_from_a_snapshot_are_its_own_rechecked_plus_the_new_events() {
             w.write(b).unwrap();
         }
         w.close().unwrap();
+        // As that older evlake logged it: with its size (readers refuse a
+        // committed file of another size than the log's).
+        let rel = f.strip_prefix(&lake).unwrap().to_str().unwrap();
+        let bytes = std::fs::metadata(&f).unwrap().len();
+        let mut logged = 0;
+        for e in std::fs::read_dir(lake.join("_evlake/log")).unwrap() {
+            let path = e.unwrap().path();
+            let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for add in c["add"].as_array_mut().into_iter().flatten() {
+                if add["path"] == rel {
+                    add["bytes"] = bytes.into();
+                    logged += 1;
+                }
+            }
+            std::fs::write(&path, serde_json::to_vec(&c).unwrap()).unwrap();
+        }
+        assert_eq!(logged, 1, "{rel}");
     }
     same_as_a_replay();
     // Before d9: c1 and c2 are problems; once d9 happened, only c2; the
