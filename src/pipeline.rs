@@ -216,6 +216,8 @@ pub struct RunReport {
     /// The step that failed (`ingest`, `silver`, `gold`), and why.
     pub failed_step: Option<&'static str>,
     pub error: Option<String>,
+    /// What to do about the error, as the `hint:` line on stderr says.
+    pub hint: Option<&'static str>,
     pub ingest: Option<crate::ingest::IngestReport>,
     pub silver: Option<silver::SilverReport>,
     pub gold: Option<gold::GoldReport>,
@@ -259,6 +261,7 @@ pub fn run(
         processing_time: crate::time::format_micros(opts.silver.processing_time),
         failed_step: None,
         error: None,
+        hint: None,
         ingest: None,
         silver: None,
         gold: None,
@@ -278,6 +281,7 @@ pub fn run(
             report.status = "failed";
         }
         report.error = Some(crate::error::describe(e));
+        report.hint = crate::error::hint(e);
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     let result = result.map_err(|e| {

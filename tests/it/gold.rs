@@ -293,11 +293,27 @@ fn a_failed_step_is_named_and_the_next_run_finishes_the_work() {
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["status"], "failed");
     assert_eq!(r["failed_step"], "ingest");
+    assert_eq!(r["hint"], Value::Null, "{r}");
     assert!(
         stderr(&o).contains("step `ingest` failed"),
         "{}",
         stderr(&o)
     );
+    // A failure with a hint on stderr has it in the summary too, for a
+    // scheduler that keeps only stdout.
+    let b = &batches[2];
+    let args = [
+        "run",
+        &sample(b["file"].as_str().unwrap()),
+        "--memory-limit",
+        "1K",
+        "--json",
+    ];
+    let o = run_says(&lake, &args, 1, "hint: this needed more memory");
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["status"], "failed", "{r}");
+    let hint = r["hint"].as_str().unwrap_or_default();
+    assert!(stderr(&o).contains(&format!("hint: {hint}\n")), "{r}");
 }
 
 #[test]
