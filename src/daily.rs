@@ -84,7 +84,7 @@ pub fn listed() -> Vec<OwnDaily> {
 
 /// Read `LAKE/daily/*.sql` once for this process, after the typed tables
 /// (a daily table reads silver's, and may not take one's name). A name
-/// that is not letters, digits and `_`, or that is another table's, is a
+/// that is not lowercase letters, digits and `_`, or that is another table's, is a
 /// usage error naming the file; SQL that does not parse is reported by
 /// the gold run that needs it.
 pub fn load(lake: &Lake) -> Result<()> {
@@ -96,8 +96,9 @@ pub fn load(lake: &Lake) -> Result<()> {
     for (name, path) in crate::lake::sql_files(&lake.path(DAILY_DIR))? {
         if !crate::lake::is_sql_name(&name) {
             return Err(Failure::Usage(format!(
-                "`{}`: a daily table's name is letters, digits and _",
-                path.display()
+                "`{}`: a daily table's name is {}",
+                path.display(),
+                crate::lake::SQL_NAME_RULE
             ))
             .into());
         }

@@ -732,10 +732,21 @@ pub fn list_files(base: &Path, dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Is `name` usable as the name of a lake's own SQL file's table or model
-/// (letters, digits and `_`)?
+/// (lowercase letters, digits and `_`)? SQL reads an unquoted name in
+/// lowercase and DataFusion registered `MyTable` where no query found it
+/// (and `Purchases` as `purchases`, clashing with the built-in table, so
+/// that every query of the lake failed); on a case-insensitive file
+/// system the two directories would be one.
 pub fn is_sql_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
+
+/// What [`is_sql_name`] asks, for its errors.
+pub const SQL_NAME_RULE: &str =
+    "lowercase letters, digits and _ (SQL reads an unquoted name in lowercase)";
 
 /// The `*.sql` files directly in `dir` (none if it does not exist), each
 /// with its name without `.sql`, in name order.

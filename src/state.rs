@@ -447,8 +447,9 @@ pub fn models(lake: &Lake) -> Result<Models> {
         let load = || -> Result<Model> {
             if !crate::lake::is_sql_name(&name) {
                 bail!(Failure::Usage(format!(
-                    "`{}`: a model name is letters, digits and _",
-                    path.display()
+                    "`{}`: a model name is {}",
+                    path.display(),
+                    crate::lake::SQL_NAME_RULE
                 )));
             }
             let text = std::fs::read_to_string(&path)

@@ -154,7 +154,7 @@ pub(crate) const RESERVED: &[&str] = &[
 ];
 
 /// Read `LAKE/typed/*.sql` once for this process (a command works on one
-/// lake). A file name that is not letters, digits and `_`, or that names
+/// lake). A file name that is not lowercase letters, digits and `_`, or that names
 /// another table, is a usage error naming the file. Their SQL is checked
 /// when silver plans it.
 pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
@@ -165,8 +165,9 @@ pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
     for (name, path) in &own {
         if !crate::lake::is_sql_name(name) {
             return Err(crate::error::Failure::Usage(format!(
-                "`{}`: a typed table's name is letters, digits and _",
-                path.display()
+                "`{}`: a typed table's name is {}",
+                path.display(),
+                crate::lake::SQL_NAME_RULE
             ))
             .into());
         }

@@ -900,7 +900,13 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
         "per-day.sql",
         "SELECT 1",
         &["status"],
-        "a daily table's name is letters, digits and _",
+        "a daily table's name is lowercase letters, digits and _",
+    );
+    bad(
+        "PerDay.sql",
+        "SELECT 1",
+        &["gold"],
+        "a daily table's name is lowercase letters, digits and _",
     );
     bad(
         "daily_metrics.sql",

@@ -1681,7 +1681,15 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         "page-views.sql",
         "SELECT 1",
         &["status"],
-        "a typed table's name is letters, digits and _",
+        "a typed table's name is lowercase letters, digits and _",
+    );
+    // Upper case: SQL would read `Purchases` as the built-in `purchases`
+    // (every query of the lake failed on the clash).
+    bad(
+        "Purchases.sql",
+        "SELECT 1",
+        &["query", "SELECT 1"],
+        "a typed table's name is lowercase letters, digits and _ (SQL reads an unquoted name in lowercase)",
     );
     bad(
         "events.sql",
