@@ -182,10 +182,11 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// What to do about an error: a typed table of the lake's own that failed
-/// ([`Failure::OwnTyped`], known by its type); or one whose cause is a full
-/// disk (or quota), or a committed file gone from disk, which Parquet's and
-/// object_store's errors carry only as text (so never for a usage error,
-/// whose text may quote the user's SQL).
+/// ([`Failure::OwnTyped`], known by its type); or, never for a usage error
+/// (whose text may quote the user's SQL), an interrupted step, a committed
+/// file gone from disk or not as the log says (which object_store's errors
+/// carry only as text), a memory limit too small, a full disk (or quota),
+/// or a Parquet file whose pages do not decode.
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     if err
         .chain()
@@ -209,23 +210,21 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
              re-run the same command to finish the work",
         );
     }
-    if err
-        .chain()
-        .any(|cause| cause.to_string().contains(crate::committed::NOT_ON_DISK))
-    {
-        return Some(
+    for (marker, hint) in [
+        (
+            crate::committed::NOT_ON_DISK,
             "a file the commit log names is not on disk: `evlake check` lists every such \
              file and how to write it again",
-        );
-    }
-    if err
-        .chain()
-        .any(|cause| cause.to_string().contains(crate::committed::NOT_AS_LOGGED))
-    {
-        return Some(
+        ),
+        (
+            crate::committed::NOT_AS_LOGGED,
             "a file the commit log names is not as the log says: `evlake check` lists every \
              such file and how to restore it or write it again",
-        );
+        ),
+    ] {
+        if err.chain().any(|cause| cause.to_string().contains(marker)) {
+            return Some(hint);
+        }
     }
     if err.chain().any(|cause| {
         cause
