@@ -132,7 +132,7 @@ const ATTENTION: &[&str] = &[
 /// Under `--quiet`, only the verbs in [`ATTENTION`].
 pub fn status(verb: &str, text: impl std::fmt::Display) {
     if shown(verb) {
-        crate::report::eline(format_args!("{verb:>12} {text}"));
+        crate::report::eline(format_args!("{verb:>12} {}", one_line(text)));
     }
 }
 
@@ -141,8 +141,28 @@ pub fn status(verb: &str, text: impl std::fmt::Display) {
 /// attention (the bad lines under `Quarantined`).
 pub fn status_under(verb: &str, text: impl std::fmt::Display) {
     if shown(verb) {
-        crate::report::eline(format_args!("{:>12} {text}", ""));
+        crate::report::eline(format_args!("{:>12} {}", "", one_line(text)));
     }
+}
+
+/// `text` with its control characters but tab written as escapes (`\n`,
+/// `\u{1b}`): a status line is one line of a log, whatever an input's
+/// file name holds (a newline split it, and an escape sequence reached
+/// the terminal).
+fn one_line(text: impl std::fmt::Display) -> String {
+    let text = text.to_string();
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn shown(verb: &str) -> bool {

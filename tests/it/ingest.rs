@@ -497,6 +497,37 @@ fn files_a_directory_walk_leaves_are_reported() {
     assert!(!err.contains(".g.jsonl.tmp"), "{err}");
 }
 
+/// A file name with a newline or an escape in it is read, and its status
+/// lines stay one line each, the characters written as escapes; bronze's
+/// `source_file` keeps the name as it is.
+#[cfg(unix)]
+#[test]
+fn a_file_name_with_control_characters_is_escaped_on_status_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let good = r#"{"event_id":"n1","event_type":"page_view","event_timestamp":"2024-03-15T10:00:00Z","user_id":"u1","properties":{}}"#;
+    std::fs::write(inbox.join("a\nb.jsonl"), format!("{good}\nnot json\n")).unwrap();
+    std::fs::write(inbox.join("c\u{1b}[31m.jsonl"), "x\n").unwrap();
+    let o = run_says(
+        &lake,
+        &["ingest", inbox.to_str().unwrap(), "--max-bad-fraction", "1"],
+        0,
+        "a\\nb.jsonl: 2 lines, 1 events, 1 quarantined",
+    );
+    let err = stderr(&o);
+    assert!(err.contains("a\\nb.jsonl:2: invalid_json"), "{err}");
+    assert!(err.contains("c\\u{1b}[31m.jsonl:1: invalid_json"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("b.jsonl")), "{err}");
+    let rows = query_csv(
+        &lake,
+        "SELECT count(*) FROM bronze_events WHERE source_file LIKE '%a\nb.jsonl'",
+    );
+    assert_eq!(rows, ["1"]);
+}
+
 /// A directory walk reads a link to a file, and does not follow a link to
 /// a directory (as find, cp -r and rsync do not): it says so, and naming
 /// the link reads it.
