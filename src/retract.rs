@@ -228,17 +228,53 @@ fn resolve<'a>(
             ))
             .into());
         }
-        let Some(found) = named.get(arg.as_str()) else {
+        let found = match named.get(arg.as_str()) {
+            Some(found) => found.clone(),
+            None => same_file(state, &named, arg),
+        };
+        if found.is_empty() {
             return Err(Failure::Usage(format!(
                 "no committed input batch `{arg}`: give a batch_id (16 hex digits, as in \
-                 bronze's batch_id column and `ingest --json`) or an input as it was ingested; \
+                 bronze's batch_id column and `ingest --json`) or an input as it was ingested \
+                 (by that name, another path to the same file, or a file of the same bytes); \
                  `evlake query \"SELECT * FROM batches\"` lists them"
             ))
             .into());
-        };
-        out.extend(found.iter().copied().filter(|(h, _)| seen.insert(*h)));
+        }
+        out.extend(found.into_iter().filter(|(h, _)| seen.insert(*h)));
     }
     Ok(out)
+}
+
+/// The batches of `arg` when it is not a name as ingested but a file on
+/// disk: those of every source that is the same file (`./x`, `x` or its
+/// absolute path, resolved from here as ingest resolved it), else the
+/// batch whose content hash is the file's (ingested from elsewhere, or
+/// under another name). None when `arg` is no file, or none matches.
+fn same_file<'a>(
+    state: &'a LakeState,
+    named: &HashMap<&str, Vec<(&'a String, &'a BatchRecord)>>,
+    arg: &str,
+) -> Vec<(&'a String, &'a BatchRecord)> {
+    let path = std::path::Path::new(arg);
+    let Ok(target) = std::fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(&String, &BatchRecord)> = named
+        .iter()
+        .filter(|(name, _)| std::fs::canonicalize(name).is_ok_and(|p| p == target))
+        .flat_map(|(_, batches)| batches.iter().copied())
+        .collect();
+    if found.is_empty()
+        && target.is_file()
+        && let Ok(hashed) = crate::ingest::input::hash_file(&target, None)
+        && let Some((hash, b)) = state.batches.get_key_value(&hashed.hash)
+    {
+        found.push((hash, b));
+    }
+    found.sort_by(|(_, a), (_, b)| (a.version, &a.batch_id).cmp(&(b.version, &b.batch_id)));
+    found.dedup_by(|(a, _), (b, _)| a == b);
+    found
 }
 
 /// The live quarantine files that can hold the batches' lines: those their

@@ -27,7 +27,8 @@ already retracted is a reported no-op.")]
 pub struct Args {
     /// Batch ids (the `batches` table lists them, as does bronze's
     /// batch_id column) or inputs as they were ingested (every batch of
-    /// each)
+    /// each; also by another path to the same file, or a file of the same
+    /// bytes)
     #[arg(required = true, value_name = "BATCH")]
     pub batches: Vec<String>,
 

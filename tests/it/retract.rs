@@ -132,6 +132,38 @@ fn a_retracted_batch_leaves_the_lake_as_if_it_never_came() {
         assert_eq!(files_on_disk(&copy), committed_files(&copy), "{step}");
     }
 
+    // The same file by another path, or a copy of its bytes elsewhere
+    // (ingested from another directory): the same batch.
+    let last_path = Path::new(last);
+    let other_path = last_path
+        .parent()
+        .unwrap()
+        .join("..")
+        .join(last_path.parent().unwrap().file_name().unwrap())
+        .join(last_path.file_name().unwrap());
+    let copy = tmp.path().join("copy-of-the-input.jsonl");
+    std::fs::copy(last_path, &copy).unwrap();
+    for other in [&other_path, &copy] {
+        let p = ok(
+            &with,
+            &["retract", other.to_str().unwrap(), "--dry-run", "--json"],
+        );
+        let ids: Vec<&str> = p["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["batch_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [batch_id.as_str()], "{other:?}: {p}");
+    }
+    std::fs::write(&copy, "another file\n").unwrap();
+    run_says(
+        &with,
+        &["retract", copy.to_str().unwrap(), "--dry-run"],
+        2,
+        "no committed input batch",
+    );
+
     // By its input's name, as it was ingested.
     let r = ok(&with, &["retract", last, "--json"]);
     assert_eq!(r["status"], "committed", "{r}");
