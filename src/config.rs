@@ -188,6 +188,10 @@ impl Config {
         match std::fs::read_to_string(&path) {
             Ok(text) => parse(&path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            // Not UTF-8 (TOML is): a bad file, like one that does not parse.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(Failure::Usage(format!("`{}`: not a TOML file: {e}", path.display())).into())
+            }
             Err(e) => {
                 Err(anyhow::Error::new(e).context(format!("failed to read `{}`", path.display())))
             }
@@ -301,6 +305,15 @@ mod tests {
         .unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().contains("late_polcy"), "{e}");
+        // A file that is not UTF-8 is a bad file too, not an I/O error.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"\xff\xfe[ingest]\n").unwrap();
+        let e = Config::load(&Lake::new(dir.path())).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2, "{e}");
+        assert!(
+            e.to_string().contains("evlake.toml`: not a TOML file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -112,8 +112,7 @@ pub fn load(lake: &Lake) -> Result<()> {
             ))
             .into());
         }
-        let sql = std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let sql = crate::lake::read_sql_file(&path)?;
         let reads = match crate::state::tables_or_error(&sql) {
             Err(e) => {
                 // Running out of input has no position of the parser's.

@@ -748,6 +748,22 @@ pub fn is_sql_name(name: &str) -> bool {
 pub const SQL_NAME_RULE: &str =
     "lowercase letters, digits and _ (SQL reads an unquoted name in lowercase)";
 
+/// The text of a lake's own SQL file: one that is not UTF-8 is a bad
+/// file (exit 2 naming it, as SQL that does not parse is), not an I/O
+/// error.
+pub fn read_sql_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| read_sql_error(path, e))
+}
+
+/// [`read_sql_file`]'s error for `e`.
+pub fn read_sql_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        crate::error::Failure::Usage(format!("`{}`: not UTF-8 text: {e}", path.display())).into()
+    } else {
+        anyhow::Error::new(e).context(format!("failed to read `{}`", path.display()))
+    }
+}
+
 /// The `*.sql` files directly in `dir` (none if it does not exist), each
 /// with its name without `.sql`, in name order.
 pub fn sql_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {

@@ -452,8 +452,7 @@ pub fn models(lake: &Lake) -> Result<Models> {
                     crate::lake::SQL_NAME_RULE
                 )));
             }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            let text = crate::lake::read_sql_file(&path)?;
             Model::parse(&name, &path.display().to_string(), &text)
         };
         match load() {
@@ -483,9 +482,7 @@ pub fn model(lake: &Lake, name: &str) -> Result<Model> {
                     return Model::parse(name, "built-in", text);
                 }
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("failed to read `{}`", path.display()));
-            }
+            Err(e) => return Err(crate::lake::read_sql_error(&path, e)),
         }
     }
     let mut all = models(lake)?;

@@ -182,8 +182,7 @@ pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
     let mut tables: Vec<Typed> = BUILTIN_TYPED.to_vec();
     let mut sources = std::collections::HashMap::new();
     for (name, path) in own {
-        let sql = std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let sql = crate::lake::read_sql_file(&path)?;
         let sql: &'static str = Box::leak(sql.into_boxed_str());
         let name: &'static str = Box::leak(name.into_boxed_str());
         sources.insert(name, path.display().to_string());

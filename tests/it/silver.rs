@@ -1697,6 +1697,11 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         &["query", "SELECT 1"],
         "`events` is another table's name",
     );
+    // Not UTF-8 (saved as Latin-1): a bad file, exit 2, not an I/O error.
+    let latin1 = typed.join("latin1.sql");
+    std::fs::write(&latin1, b"SELECT 'caf\xe9' AS x FROM events").unwrap();
+    run_says(&lake, &["status"], 2, "latin1.sql`: not UTF-8 text");
+    std::fs::remove_file(&latin1).unwrap();
     bad(
         "thin.sql",
         "SELECT event_id, event_date FROM events",
