@@ -203,7 +203,12 @@ async fn stream(
         .with_allow_ddl(false)
         .with_allow_statements(false);
     let df = ctx.sql_with_options(sql, read_only).await.map_err(failed)?;
-    out.schema = Some(Arc::new(df.schema().as_arrow().clone()));
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    if out.format == Format::Csv {
+        // Before any row is written: else the header, then a CSV error.
+        csv_holds(&schema)?;
+    }
+    out.schema = Some(schema);
     // Tests hold a query here while a writer replaces its files.
     crate::fault::pause("query-planned");
     let mut rows = df.execute_stream().await.map_err(failed)?;
@@ -510,8 +515,30 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
     Ok(())
 }
 
+/// A usage error when a column of `schema` is of a type CSV cannot hold
+/// (a struct, list or map: Arrow's CSV writer fails on it after the
+/// header is out), naming the column and what does hold it.
+fn csv_holds(schema: &datafusion::arrow::datatypes::Schema) -> Result<()> {
+    match schema.fields().iter().find(|f| f.data_type().is_nested()) {
+        Some(f) => Err(Failure::Usage(format!(
+            "--format csv cannot hold column `{}` ({}): use --format json or parquet, which \
+             keep it as it is (or, for a list, array_to_string({}, ',') in the SQL)",
+            f.name(),
+            f.data_type(),
+            f.name()
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Print rows on stdout in `format`.
 pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
+    if format == Format::Csv
+        && let Some(b) = batches.first()
+    {
+        csv_holds(&b.schema())?;
+    }
     if batches.iter().all(|b| b.num_rows() == 0) {
         // Data only on stdout: a CSV's header (its columns), or nothing;
         // say so to a person on stderr.

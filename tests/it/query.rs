@@ -394,6 +394,40 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
     }
 }
 
+/// A result CSV cannot hold (a list or struct column) is refused before
+/// anything is written, naming the column, with or without rows: not a
+/// header on stdout, then Arrow's CSV error.
+#[test]
+fn a_nested_column_in_csv_is_refused_before_any_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_sample_batch(&lake, &expected()["batches"][0]);
+    for filter in ["", " WHERE false"] {
+        let sql = format!("SELECT event_id, make_array(1, 2) AS pair FROM bronze_events{filter}");
+        let o = run_says(
+            &lake,
+            &["query", &sql, "--format", "csv"],
+            2,
+            "--format csv cannot hold column `pair` (List(Int64)): use --format json or parquet",
+        );
+        assert!(
+            o.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT make_array(1, 2) AS pair",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "{\"pair\":[1,2]}\n");
+}
+
 /// `query` takes the memory limit as the other commands do: the flag,
 /// else `engine.memory_limit` in evlake.toml, else 2G.
 #[test]
