@@ -22,7 +22,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::prelude::{DataFrame, JoinType, SessionContext, cast, col};
 use serde::Serialize;
 
@@ -767,34 +767,87 @@ async fn combined(
     model: &Model,
     window: Window,
     from_snapshot: bool,
+    to_store: bool,
 ) -> Result<DataFrame> {
     register_window(ctx, lake, &model.replayed(), window, "").await?;
     let delta = ctx
         .sql(&model.delta)
         .await
         .map_err(|e| model.sql_error("delta", e))?;
+    let names: Vec<String> = delta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let partials = if from_snapshot {
         let snap = ctx.table("_snapshot").await?;
         // Same columns by name and order: the snapshot is a delta/combine
-        // output of the same model.
-        let names: Vec<String> = delta
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        // output of the same model (one an older evlake wrote from a
+        // combine that drops some is refused as such).
+        keeps_delta_columns(model, &names, snap.schema())?;
         let snap = snap.select_columns(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
         snap.union(delta)?
     } else {
         delta
     };
     let _ = ctx.deregister_table("partials")?;
-    ctx.register_table("partials", partials.into_view())?;
+    ctx.register_table("partials", partials.clone().into_view())?;
     let state = ctx
         .sql(&model.combine)
         .await
         .map_err(|e| model.sql_error("combine", e))?;
+    keeps_delta_columns(model, &names, state.schema())?;
+    if to_store {
+        // Plan combine over its own rows and delta's, as every answer
+        // from the snapshot will: a column whose type combine changes
+        // into one it does not accept (`CAST(SUM(n) AS VARCHAR)`) would
+        // make a snapshot that no answer can use.
+        let planned: Result<(), datafusion::error::DataFusionError> = async {
+            let own = state
+                .clone()
+                .select_columns(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
+            let both = own.union(ctx.sql(&model.delta).await?)?;
+            ctx.deregister_table("partials")?;
+            ctx.register_table("partials", both.into_view())?;
+            ctx.sql(&model.combine).await.map(drop)
+        }
+        .await;
+        ctx.deregister_table("partials")?;
+        ctx.register_table("partials", partials.into_view())?;
+        if let Err(e) = planned {
+            return Err(Failure::Usage(format!(
+                "{}: cannot combine its own rows with delta's, as every answer from a snapshot \
+                 does (a snapshot stores combine's rows; combine must return delta's columns \
+                 in types it accepts): {e}",
+                model.what("combine")
+            ))
+            .into());
+        }
+    }
     Ok(state)
+}
+
+/// A snapshot stores combine's rows, and answers from it combine them
+/// with delta's again: a column of delta's (`names`) that combine drops
+/// (is not in `returned`) would make every snapshot of the model one that
+/// no answer can use, so the model is refused (exit 2).
+fn keeps_delta_columns(model: &Model, names: &[String], returned: &DFSchema) -> Result<()> {
+    let dropped: Vec<String> = names
+        .iter()
+        .filter(|n| returned.field_with_unqualified_name(n).is_err())
+        .map(|n| format!("`{n}`"))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "{}: returns no column {} of delta's: a snapshot stores combine's rows and answers \
+         combine them with delta's again, so combine must return every column delta returns",
+        model.what("combine"),
+        dropped.join(", ")
+    ))
+    .into())
 }
 
 /// Answer `q` for `model`: the rows `present` prints and the answer's facts.
@@ -855,7 +908,7 @@ pub fn query(
             known_at: q.known_at,
         };
         trace("snapshot registered");
-        let combined = combined(&ctx, lake, model, window, snapshot.is_some()).await?;
+        let combined = combined(&ctx, lake, model, window, snapshot.is_some(), false).await?;
         trace("window registered");
         // `present` reads the silver tables it names over every event up
         // to as_of (in `ctx` they are the window after the snapshot): in a
@@ -1530,7 +1583,7 @@ pub fn snapshot(
             up_to: as_of,
             known_at: None,
         };
-        let df = combined(&ctx, lake, model, window, from.is_some()).await?;
+        let df = combined(&ctx, lake, model, window, from.is_some(), true).await?;
         let replayed = count_rows(&ctx, &model.replayed(), "").await?;
         write_file(df, &staged.join(&part_dir))
             .await

@@ -1375,6 +1375,47 @@ fn bad_models_and_times_exit_2() {
         &format!("model `div` ({div}): writing the snapshot: "),
     );
     std::fs::remove_file(lake.join("models/div.sql")).unwrap();
+    // A snapshot stores combine's rows, and answers from it combine them
+    // with delta's again: a combine that drops a column of delta's, or
+    // returns one in a type it does not accept, is refused before any
+    // snapshot is written, not at the first answer that uses one.
+    let lossy = lake.join("models/lossy.sql");
+    let lossy_sql = "-- name: delta\nSELECT user_id, COUNT(*) AS n, MAX(event_id) AS last FROM events GROUP BY user_id;\n\
+         -- name: combine\nSELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT user_id, n FROM state;\n";
+    std::fs::write(&lossy, lossy_sql).unwrap();
+    let lossy = lossy.display();
+    for args in [
+        &["state", "lossy", "--as-of", "2024-03-15", "--no-snapshot"][..],
+        &["snapshot", "lossy", "--as-of", "2024-03-15"],
+    ] {
+        run_says(
+            &lake,
+            args,
+            2,
+            &format!("model `lossy`: combine ({lossy}:4): returns no column `last` of delta's"),
+        );
+    }
+    std::fs::write(
+        lake.join("models/lossy.sql"),
+        lossy_sql
+            .replace(", MAX(event_id) AS last", "")
+            .replace("SUM(n) AS n", "CAST(SUM(n) AS VARCHAR) AS n"),
+    )
+    .unwrap();
+    ok(&lake, &["state", "lossy", "--as-of", "2024-03-15"]);
+    run_says(
+        &lake,
+        &["snapshot", "lossy", "--as-of", "2024-03-15"],
+        2,
+        &format!("model `lossy`: combine ({lossy}:4): cannot combine its own rows with delta's"),
+    );
+    let s = ok(&lake, &["status", "--json"]);
+    assert!(
+        !s.to_string().contains("lossy"),
+        "no snapshot of it was written: {s}"
+    );
+    std::fs::remove_file(lake.join("models/lossy.sql")).unwrap();
     std::fs::write(
         lake.join("models/broken.sql"),
         "-- name: delta\nSELECT 1;\n",
