@@ -406,12 +406,48 @@ fn batch_processing_time(opts: &GenerateOptions, b: u32) -> i64 {
     opts.start + (b as i64 + 1) * MICROS_PER_DAY + 3600 * MICROS_PER_SECOND
 }
 
+/// The name of batch `b` (0-based) in `out/batches/`.
+fn batch_name(b: u32) -> String {
+    format!("batch-{:04}.jsonl", b + 1)
+}
+
+/// Refuse to write into a `batches/` holding anything but the `days`
+/// files this run writes (it overwrites those): a leftover of an earlier,
+/// longer run (`batch-0031.jsonl` after `--days 30`) would be ingested
+/// with the new batches, and `truth.json` would not count it.
+fn refuse_leftovers(batch_dir: &Path, days: u32) -> Result<()> {
+    let ours: HashSet<String> = (0..days).map(batch_name).collect();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(batch_dir)
+        .with_context(|| format!("failed to list `{}`", batch_dir.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !ours.contains(&name) {
+            others.push(name);
+        }
+    }
+    others.sort();
+    if let Some(first) = others.first() {
+        return Err(crate::error::Failure::Usage(format!(
+            "`{}` holds {} file(s) this run does not write ({}{}): they would be ingested \
+             with its batches, which truth.json counts alone; remove them, or use another --out",
+            batch_dir.display(),
+            others.len(),
+            crate::commands::one_line(first),
+            if others.len() > 1 { ", ..." } else { "" }
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Generate `out/batches/batch-NNNN.jsonl` and `out/truth.json`.
 pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<Truth> {
     let batch_dir = out.join("batches");
     std::fs::create_dir_all(&batch_dir)
         .with_context(|| format!("failed to create `{}`", batch_dir.display()))?;
     let days = opts.days.max(1);
+    refuse_leftovers(&batch_dir, days)?;
     let mut g = Gen {
         rng: Rng(opts.seed ^ 0x5eed_1e55),
         next_id: 0,
@@ -575,7 +611,7 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<Truth> {
                 lines.swap(i, j);
             }
         }
-        let name = format!("batch-{:04}.jsonl", b + 1);
+        let name = batch_name(b as u32);
         let path = batch_dir.join(&name);
         let crlf = b % 5 == 3;
         let bom = b == 0;
@@ -645,4 +681,45 @@ fn pick_type(rng: &mut Rng) -> &'static str {
         x -= w;
     }
     "page_view"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leftover_batch_of_an_earlier_run_is_refused_and_ours_are_rewritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = |days| GenerateOptions {
+            events: 200,
+            seed: 3,
+            days,
+            users: 20,
+            start: 1_709_251_200_000_000, // 2024-03-01
+            bad_rate: 0.0,
+            late_rate: 0.3,
+        };
+        let first = generate(tmp.path(), &opts(4)).unwrap();
+        // The same run again overwrites its own files, byte for byte.
+        let again = generate(tmp.path(), &opts(4)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&first).unwrap(),
+            serde_json::to_string(&again).unwrap()
+        );
+        // A shorter run would leave batch-0003..0004 to be ingested with
+        // its own two batches.
+        let e = generate(tmp.path(), &opts(2)).unwrap_err();
+        match e.downcast_ref::<crate::error::Failure>() {
+            Some(crate::error::Failure::Usage(m)) => {
+                assert!(
+                    m.contains("2 file(s) this run does not write (batch-0003.jsonl, ...)"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let truth: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tmp.path().join("truth.json")).unwrap()).unwrap();
+        assert_eq!(truth["days"], 4, "nothing was written");
+    }
 }
