@@ -125,8 +125,17 @@ pub enum Command {
 /// `--lake` and `--lock-wait` for `generate`, which reads no lake, and
 /// `--lock-wait` for the commands that only read, which take no lock.
 pub fn command() -> clap::Command {
+    command_without_env(&[])
+}
+
+/// [`command`], with the arguments `ids` not read from their environment
+/// variables (see [`parse_from_env`]).
+fn command_without_env(ids: &[&str]) -> clap::Command {
     use clap::CommandFactory;
-    let cli = Cli::command();
+    let mut cli = Cli::command();
+    for id in ids {
+        cli = cli.mut_arg(*id, |a| a.env(None));
+    }
     // A subcommand that has an argument of a global's id is not given
     // the global (clap), so a hidden copy of it stands in.
     let hidden = |id: &str| {
@@ -158,8 +167,65 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    parse_from_env(args, |var| std::env::var_os(var))
+}
+
+/// The environment variables that stand in for a global flag: the
+/// flag's id and the variable.
+const FLAG_VARS: [(&str, &str); 2] = [("lake", "EVLAKE_LAKE"), ("lock_wait", "EVLAKE_LOCK_WAIT")];
+
+/// What is wrong with `value`, the variable standing in for flag `id`, if
+/// anything: clap would report it as the flag's (`invalid value '' for
+/// '--lake <DIR>'`), which the command line does not hold.
+fn env_problem(id: &str, value: &std::ffi::OsStr) -> Option<String> {
+    let wanted = if id == "lake" {
+        "the lake directory"
+    } else {
+        "a duration such as 10m"
+    };
+    if value.is_empty() {
+        return Some(format!("is set but empty: unset it, or set it to {wanted}"));
+    }
+    if id == "lock_wait" {
+        return match value.to_str() {
+            None => Some(format!("is not UTF-8: set it to {wanted}")),
+            Some(v) => crate::time::parse_duration_micros(v).err(),
+        };
+    }
+    None
+}
+
+/// [`parse_from`], reading the variables that stand in for flags with
+/// `env`. A variable that is set but empty or not a value of its flag is
+/// an error naming the variable, unless the flag is on the command line,
+/// which is taken before it.
+pub fn parse_from_env<I, T>(
+    args: I,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     use clap::FromArgMatches;
-    Cli::from_arg_matches(&command().try_get_matches_from(args)?)
+    use clap::parser::ValueSource;
+    let bad: Vec<(&str, &str, String)> = FLAG_VARS
+        .iter()
+        .filter_map(|&(id, var)| Some((id, var, env_problem(id, &env(var)?)?)))
+        .collect();
+    let ids: Vec<&str> = bad.iter().map(|(id, _, _)| *id).collect();
+    let matches = command_without_env(&ids).try_get_matches_from(args)?;
+    for (id, var, problem) in &bad {
+        let given = |m: &clap::ArgMatches| m.value_source(id) == Some(ValueSource::CommandLine);
+        let on_line = given(&matches) || matches.subcommand().is_some_and(|(_, m)| given(m));
+        if !on_line {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("environment variable {var} {problem}\n"),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches)
 }
 
 /// Run the parsed command line.
@@ -262,5 +328,59 @@ mod tests {
         let cli = parse_from(["evlake", "query", "--lake", "y", "select 1"]).unwrap();
         assert_eq!(cli.lake, PathBuf::from("y"));
         assert!(parse_from(["evlake", "query", "--lock-wait", "soon", "select 1"]).is_err());
+    }
+
+    #[test]
+    fn a_variable_standing_in_for_a_flag_is_named_when_it_is_unusable() {
+        let with = |vars: &'static [(&'static str, &'static str)], args: &[&str]| {
+            let mut line = vec!["evlake"];
+            line.extend_from_slice(args);
+            parse_from_env(line, |var| {
+                vars.iter()
+                    .find(|(k, _)| *k == var)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            })
+        };
+        let says = |r: Result<Cli, clap::Error>| match r {
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2);
+                e.to_string()
+            }
+            Ok(cli) => panic!("accepted: {cli:?}"),
+        };
+        let m = says(with(&[("EVLAKE_LAKE", "")], &["status"]));
+        assert!(
+            m.contains("environment variable EVLAKE_LAKE is set but empty"),
+            "{m}"
+        );
+        let m = says(with(&[("EVLAKE_LOCK_WAIT", "soon")], &["run"]));
+        assert!(
+            m.contains("environment variable EVLAKE_LOCK_WAIT `soon` is not a duration"),
+            "{m}"
+        );
+        let m = says(with(
+            &[("EVLAKE_LOCK_WAIT", "")],
+            &["generate", "--out", "g"],
+        ));
+        assert!(m.contains("EVLAKE_LOCK_WAIT is set but empty"), "{m}");
+        // The flag on the command line is taken before the variable, so
+        // the variable's value does not matter.
+        let cli = with(
+            &[("EVLAKE_LAKE", ""), ("EVLAKE_LOCK_WAIT", "x")],
+            &["status", "--lake", "l", "--lock-wait", "1s"],
+        )
+        .unwrap();
+        assert_eq!(
+            (cli.lake, cli.lock_wait),
+            (PathBuf::from("l"), Some(1_000_000))
+        );
+        let cli = with(&[("EVLAKE_LAKE", "")], &["--lake", "m", "status"]).unwrap();
+        assert_eq!(cli.lake, PathBuf::from("m"));
+        let cli = with(
+            &[("EVLAKE_LAKE", "")],
+            &["generate", "--out", "g", "--lake", "n"],
+        )
+        .unwrap();
+        assert_eq!(cli.lake, PathBuf::from("n"));
     }
 }
