@@ -30,6 +30,7 @@
 //! from before the retraction no longer see its events either.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -106,6 +107,9 @@ pub struct RetractReport {
     pub files_removed: usize,
     pub files_added: usize,
     pub orphans_removed: Vec<String>,
+    /// Input files under a directory argument that no committed batch
+    /// came from: nothing of theirs to take back.
+    pub not_ingested: Vec<String>,
     pub elapsed_ms: u64,
 }
 
@@ -114,7 +118,7 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
     let _busy = fault::operation(OPERATION);
     let started = Instant::now();
     let (_lock, state, orphans_removed) = removal::begin(lake, opts.dry_run)?;
-    let chosen = resolve(&state, &opts.batches)?;
+    let (chosen, not_ingested) = resolve(&state, &opts.batches)?;
     let mut report = RetractReport {
         command: OPERATION,
         status: "noop",
@@ -125,6 +129,7 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
         files_removed: 0,
         files_added: 0,
         orphans_removed,
+        not_ingested,
         elapsed_ms: 0,
     };
     let todo: Vec<(&String, &BatchRecord)> = chosen
@@ -196,11 +201,14 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
 
 /// The committed batches the arguments name: each is a batch id (bronze's
 /// `batch_id`, 16 hex digits) or an input's source as it was ingested
-/// (every batch of it). One that names none is a usage error.
-fn resolve<'a>(
-    state: &'a LakeState,
-    args: &[String],
-) -> Result<Vec<(&'a String, &'a BatchRecord)>> {
+/// (every batch of it), or a directory of inputs (every batch of each
+/// file under it that was ingested; the files none matches are returned
+/// too, to be reported). One that names none is a usage error.
+/// The batches found, in commit order, and the files under a directory
+/// argument that none came from.
+type Resolved<'a> = (Vec<(&'a String, &'a BatchRecord)>, Vec<String>);
+
+fn resolve<'a>(state: &'a LakeState, args: &[String]) -> Result<Resolved<'a>> {
     // One pass over the log's batches, in commit order, whatever the
     // number of arguments: each name's batches come out in that order.
     let mut batches: Vec<(&String, &BatchRecord)> = state.batches.iter().collect();
@@ -217,6 +225,7 @@ fn resolve<'a>(
     }
     let mut out: Vec<(&String, &BatchRecord)> = Vec::new();
     let mut seen: HashSet<&String> = HashSet::new();
+    let mut not_ingested = Vec::new();
     for arg in args {
         // Every input read from stdin has the same source: those are told
         // apart by batch id alone.
@@ -228,10 +237,25 @@ fn resolve<'a>(
             ))
             .into());
         }
+        let dir = !named.contains_key(arg.as_str()) && Path::new(arg).is_dir();
         let found = match named.get(arg.as_str()) {
             Some(found) => found.clone(),
+            None if dir => {
+                let (found, never) = under_dir(state, &named, arg)?;
+                not_ingested.extend(never);
+                found
+            }
             None => same_file(state, &named, arg),
         };
+        if found.is_empty() && dir {
+            return Err(Failure::Usage(format!(
+                "no committed input batch from a file under `{arg}`: none of its input files \
+                 (*.jsonl, *.ndjson, *.json, optionally .gz or .zst) was ingested, by that \
+                 name, another path to the same file or the same bytes; `evlake query \
+                 \"SELECT * FROM batches\"` lists the batches"
+            ))
+            .into());
+        }
         if found.is_empty() {
             return Err(Failure::Usage(format!(
                 "no committed input batch `{arg}`: give a batch_id (16 hex digits, as in \
@@ -243,7 +267,34 @@ fn resolve<'a>(
         }
         out.extend(found.into_iter().filter(|(h, _)| seen.insert(*h)));
     }
-    Ok(out)
+    Ok((out, not_ingested))
+}
+
+/// The batches of every input file under directory `dir`, found as
+/// `ingest DIR` lists them (recursively, lakes skipped), each matched as
+/// a file argument is (by the name ingest gave it, another path to it, or
+/// its bytes); and the files none matches (never ingested).
+fn under_dir<'a>(
+    state: &'a LakeState,
+    named: &HashMap<&str, Vec<(&'a String, &'a BatchRecord)>>,
+    dir: &str,
+) -> Result<Resolved<'a>> {
+    let files = crate::ingest::input::resolve(&[dir.to_string()])?;
+    let mut found = Vec::new();
+    let mut never = Vec::new();
+    for input in files.inputs {
+        let of_file = match named.get(input.display.as_str()) {
+            Some(batches) => batches.clone(),
+            None => same_file(state, named, &input.display),
+        };
+        if of_file.is_empty() {
+            never.push(input.display);
+        }
+        found.extend(of_file);
+    }
+    found.sort_by(|(_, a), (_, b)| (a.version, &a.batch_id).cmp(&(b.version, &b.batch_id)));
+    found.dedup_by(|(a, _), (b, _)| a == b);
+    Ok((found, never))
 }
 
 /// The batches of `arg` when it is not a name as ingested but a file on
@@ -328,6 +379,7 @@ mod tests {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         resolve(s, &args)
             .unwrap()
+            .0
             .iter()
             .map(|(_, b)| b.batch_id.clone())
             .collect()

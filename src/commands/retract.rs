@@ -13,6 +13,7 @@ use crate::retract;
 #[command(after_help = "Examples:
   evlake retract 3f2a9c0d1e4b5a67                  # one batch, by its batch_id
   evlake retract incoming/2024-03-15.jsonl         # every batch of an input, as it was ingested
+  evlake retract incoming/2024-03-15/              # every batch of every input file under it
   evlake retract 3f2a9c0d1e4b5a67 --dry-run        # what it would take out
   evlake retract 3f2a9c0d1e4b5a67 --json           # summary as JSON on stdout
   evlake query \"SELECT * FROM batches ORDER BY ingested_in DESC LIMIT 20\"   # the latest inputs
@@ -28,7 +29,7 @@ pub struct Args {
     /// Batch ids (the `batches` table lists them, as does bronze's
     /// batch_id column) or inputs as they were ingested (every batch of
     /// each; also by another path to the same file, or a file of the same
-    /// bytes)
+    /// bytes), or directories of them (every input file under each)
     #[arg(required = true, value_name = "BATCH")]
     pub batches: Vec<String>,
 
@@ -58,6 +59,11 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
 
 fn print_report(r: &retract::RetractReport) {
     super::print_orphans(&r.orphans_removed);
+    super::status_first("Warning", &r.not_ingested, "not_ingested", |f| {
+        format!(
+            "{f}: never ingested (no committed batch came from it), so nothing of it to take back"
+        )
+    });
     let (verb, would) = if r.status == "dry_run" {
         ("Dry run", "would take out ")
     } else {

@@ -538,3 +538,68 @@ fn a_retracted_log_that_grows_keeps_its_retracted_lines_out() {
     assert!(r["inputs"][0]["resumed"].is_null(), "{r}");
     assert_eq!(r["events"], 8, "{r}");
 }
+
+/// `retract DIR` takes back every batch of every input file under DIR
+/// (as `ingest DIR` lists them, so also under its subdirectories), and no
+/// other; a file under it never ingested is reported, and a directory
+/// none of whose files was ingested is a usage error.
+#[test]
+fn a_directory_retracts_every_batch_of_the_files_under_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let ev = crate::silver::ev;
+    let incoming = tmp.path().join("incoming");
+    std::fs::create_dir_all(incoming.join("sub")).unwrap();
+    let write =
+        |path: &Path, lines: &[String]| std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    write(
+        &incoming.join("a.jsonl"),
+        &[ev("a1", "page_view", "2024-03-15T10:00:00Z", "u1")],
+    );
+    write(
+        &incoming.join("sub/b.jsonl"),
+        &[ev("b1", "page_view", "2024-03-16T10:00:00Z", "u2")],
+    );
+    let kept = tmp.path().join("kept.jsonl");
+    write(
+        &kept,
+        &[ev("k1", "page_view", "2024-03-15T11:00:00Z", "u3")],
+    );
+    let incoming = incoming.to_str().unwrap();
+    ok(&lake, &["ingest", incoming, kept.to_str().unwrap()]);
+    let new = Path::new(incoming).join("new.jsonl");
+    write(&new, &[ev("n1", "page_view", "2024-03-15T12:00:00Z", "u4")]);
+    let o = run(&lake, &["retract", incoming, "--json"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["status"], "committed", "{r}");
+    let sources: Vec<&str> = r["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 2, "{r}");
+    assert!(sources.iter().all(|s| s.starts_with(incoming)), "{r}");
+    assert_eq!(r["not_ingested"][0], new.to_str().unwrap(), "{r}");
+    assert!(
+        stderr(&o).contains("new.jsonl: never ingested"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        query_csv(&lake, "SELECT event_id FROM bronze_events"),
+        ["k1"]
+    );
+    // Again: a no-op, each batch already retracted.
+    let again = ok(&lake, &["retract", incoming, "--json"]);
+    assert_eq!(again["status"], "noop", "{again}");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    run_says(
+        &lake,
+        &["retract", empty.to_str().unwrap()],
+        2,
+        "no committed input batch from a file under",
+    );
+}
