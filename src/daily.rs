@@ -94,13 +94,8 @@ pub fn load(lake: &Lake) -> Result<()> {
     let silver_tables = silver::all_tables();
     let mut out = Vec::new();
     for (name, path) in crate::lake::sql_files(&lake.path(DAILY_DIR))? {
-        if !crate::lake::is_sql_name(&name) {
-            return Err(Failure::Usage(format!(
-                "`{}`: a daily table's name is {}",
-                path.display(),
-                crate::lake::SQL_NAME_RULE
-            ))
-            .into());
+        if let Some(problem) = crate::lake::table_name_problem(&name, &path, "a daily table") {
+            return Err(Failure::Usage(problem).into());
         }
         let taken = silver::RESERVED.contains(&name.as_str())
             || silver_tables.contains(&name.as_str())

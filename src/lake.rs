@@ -744,6 +744,37 @@ pub fn is_sql_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Can `name` (one [`is_sql_name`] takes) be written as a table in a
+/// query, unquoted? `SELECT * FROM name` must parse with `name` as its
+/// table: a name starting with a digit (`2024_plays`) does not, nor
+/// `table`, `lateral` or `unnest`, so a table of that name could be read
+/// only as `"2024_plays"`. (Other keywords, `select` or `order`, do.)
+pub fn reads_as_table(name: &str) -> bool {
+    use datafusion::sql::sqlparser::{dialect::GenericDialect, parser::Parser};
+    let sql = format!("SELECT * FROM {name}");
+    Parser::parse_sql(&GenericDialect {}, &sql)
+        .is_ok_and(|parsed| parsed.len() == 1 && parsed[0].to_string() == sql)
+}
+
+/// What is wrong with `name` as the name of a lake's own table (read
+/// from `path`, whose kind of table is `what`), if anything.
+pub fn table_name_problem(name: &str, path: &Path, what: &str) -> Option<String> {
+    if !is_sql_name(name) {
+        return Some(format!(
+            "`{}`: {what}'s name is {SQL_NAME_RULE}",
+            path.display()
+        ));
+    }
+    if !reads_as_table(name) {
+        return Some(format!(
+            "`{}`: `{name}` cannot name a table: `SELECT * FROM {name}` does not parse (a name \
+             that starts with a digit, or a word SQL reserves there); rename the file",
+            path.display()
+        ));
+    }
+    None
+}
+
 /// What [`is_sql_name`] asks, for its errors.
 pub const SQL_NAME_RULE: &str =
     "lowercase letters, digits and _ (SQL reads an unquoted name in lowercase)";
@@ -822,6 +853,23 @@ impl Drop for NoTrace {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_table_name_must_read_as_a_table_unquoted() {
+        for name in [
+            "plays",
+            "select",
+            "order",
+            "user",
+            "date",
+            "plays_2024",
+            "_x",
+        ] {
+            assert!(reads_as_table(name), "{name}");
+        }
+        for name in ["2024_plays", "123", "1e5", "table", "lateral", "unnest"] {
+            assert!(!reads_as_table(name), "{name}");
+        }
+    }
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

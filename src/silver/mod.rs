@@ -163,13 +163,8 @@ pub fn load_typed(lake: &crate::lake::Lake) -> Result<()> {
     }
     let own = crate::lake::sql_files(&lake.path(TYPED_DIR))?;
     for (name, path) in &own {
-        if !crate::lake::is_sql_name(name) {
-            return Err(crate::error::Failure::Usage(format!(
-                "`{}`: a typed table's name is {}",
-                path.display(),
-                crate::lake::SQL_NAME_RULE
-            ))
-            .into());
+        if let Some(problem) = crate::lake::table_name_problem(name, path, "a typed table") {
+            return Err(crate::error::Failure::Usage(problem).into());
         }
         if RESERVED.contains(&name.as_str()) {
             return Err(crate::error::Failure::Usage(format!(

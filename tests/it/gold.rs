@@ -909,6 +909,12 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
         "a daily table's name is lowercase letters, digits and _",
     );
     bad(
+        "7day.sql",
+        "SELECT 1",
+        &["query", "SELECT 1"],
+        "`7day` cannot name a table: `SELECT * FROM 7day` does not parse",
+    );
+    bad(
         "daily_metrics.sql",
         "SELECT 1",
         &["query", "SELECT 1"],

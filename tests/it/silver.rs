@@ -1697,6 +1697,16 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         &["query", "SELECT 1"],
         "`events` is another table's name",
     );
+    // A name no query could write unquoted (`FROM 2024_plays` does not
+    // parse, nor `FROM table`).
+    for name in ["2024_plays", "table"] {
+        bad(
+            &format!("{name}.sql"),
+            "SELECT 1",
+            &["query", "SELECT 1"],
+            &format!("`{name}` cannot name a table: `SELECT * FROM {name}` does not parse"),
+        );
+    }
     // Not UTF-8 (saved as Latin-1): a bad file, exit 2, not an I/O error.
     let latin1 = typed.join("latin1.sql");
     std::fs::write(&latin1, b"SELECT 'caf\xe9' AS x FROM events").unwrap();
