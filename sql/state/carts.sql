@@ -4,11 +4,14 @@
 -- negative quantities, so snapshot + delta always combine; `present` shows
 -- items with a positive quantity. See balances.sql for the file's shape.
 --
--- A quantity is used when it is an integer within ±2147483647; anything
--- else (missing, 1.5, "two", 9223372036854775807) counts as 1. The bound
--- keeps the Int64 sums from wrapping: it would take 2^32 events of one
--- item to overflow, where two absurd ones would do it otherwise (and the
--- item would vanish from the cart unreported). `problems` lists them.
+-- A quantity is used when it is an integer from 1 to 2147483647; anything
+-- else (missing, 1.5, "two", -2, 0, 9223372036854775807) counts as 1. The
+-- event's type says which way it goes, as a ledger event's does: an
+-- add_to_cart of -2 taken as sent would remove two. The bound keeps the
+-- Int64 sums from wrapping: it would take 2^32 events of one item to
+-- overflow, where two absurd ones would do it otherwise (and the item
+-- would vanish from the cart unreported). `problems` lists them (all but
+-- a missing one).
 
 -- name: delta
 SELECT
@@ -16,7 +19,7 @@ SELECT
     json_get_str(properties, 'product_id') AS product_id,
     SUM(
         CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
-        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN -2147483647 AND 2147483647
+        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN 1 AND 2147483647
             THEN json_get_int(properties, 'quantity') ELSE 1 END
     ) AS quantity,
     MAX(event_timestamp) AS updated_at
@@ -44,11 +47,11 @@ SELECT
     event_type,
     json_get_str(properties, 'product_id') AS product_id,
     CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
-        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN -2147483647 AND 2147483647
+        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN 1 AND 2147483647
             THEN json_get_int(properties, 'quantity') ELSE 1 END AS change,
     SUM(
         CASE WHEN event_type = 'remove_from_cart' THEN -1 ELSE 1 END
-        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN -2147483647 AND 2147483647
+        * CASE WHEN json_get_int(properties, 'quantity') BETWEEN 1 AND 2147483647
             THEN json_get_int(properties, 'quantity') ELSE 1 END
     ) OVER (
         PARTITION BY json_get_str(properties, 'product_id')
@@ -60,8 +63,9 @@ ORDER BY event_timestamp, event_id;
 
 -- name: problems
 -- Cart events the state cannot use as sent: without a product (in no
--- cart), or with a quantity that is not an integer (counted as 1, as a
--- missing one is). Reported in every answer, not passed over.
+-- cart), or with a quantity that is not an integer from 1 to 2147483647
+-- (counted as 1, as a missing one is). Reported in every answer, not
+-- passed over.
 SELECT
     CASE
         WHEN json_get_str(properties, 'product_id') IS NULL THEN 'cart event without a product'
@@ -80,9 +84,14 @@ SELECT
                 event_type, ' with quantity ', json_get_json(properties, 'quantity'),
                 ', not an integer: counts as 1'
             )
+        WHEN json_get_int(properties, 'quantity') < 1
+            THEN concat(
+                event_type, ' with quantity ', json_get_json(properties, 'quantity'),
+                ', not positive (the event''s type says which way it goes): counts as 1'
+            )
         ELSE concat(
             event_type, ' with quantity ', json_get_json(properties, 'quantity'),
-            ', past ±2147483647: counts as 1'
+            ', past 2147483647: counts as 1'
         )
     END AS detail
 FROM events
@@ -93,7 +102,7 @@ WHERE event_type IN ('add_to_cart', 'remove_from_cart')
           json_get_json(properties, 'quantity') <> 'null'
           AND json_get_int(properties, 'quantity') IS NULL
       )
-      OR json_get_int(properties, 'quantity') NOT BETWEEN -2147483647 AND 2147483647
+      OR json_get_int(properties, 'quantity') NOT BETWEEN 1 AND 2147483647
   )
   AND ($1 IS NULL OR user_id = $1)
 ORDER BY event_id;

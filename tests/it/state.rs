@@ -647,6 +647,29 @@ fn unusable_cart_events_are_problems() {
                 "u3",
                 r#"{"product_id":"p5","quantity":-2147483648}"#,
             ),
+            // The type says which way it goes: an add of -3 taken as
+            // sent would remove three.
+            event(
+                "b1",
+                "add_to_cart",
+                "2024-03-11T10:09:00Z",
+                "u4",
+                r#"{"product_id":"p7","quantity":-3}"#,
+            ),
+            event(
+                "b2",
+                "remove_from_cart",
+                "2024-03-11T10:10:00Z",
+                "u4",
+                r#"{"product_id":"p7","quantity":0}"#,
+            ),
+            event(
+                "b3",
+                "add_to_cart",
+                "2024-03-11T10:11:00Z",
+                "u4",
+                r#"{"product_id":"p7","quantity":2}"#,
+            ),
         ],
         "2024-03-12T02:00:00Z",
     );
@@ -656,11 +679,15 @@ fn unusable_cart_events_are_problems() {
         "a5 cart event without a product: add_to_cart with product_id 42: in no cart",
         "a6 cart event with an unusable quantity: add_to_cart with quantity 1.5, not an integer: counts as 1",
         "a7 cart event with an unusable quantity: add_to_cart with quantity 9223372036854775807, \
-         past ±2147483647: counts as 1",
+         past 2147483647: counts as 1",
         "a8 cart event with an unusable quantity: add_to_cart with quantity \"9223372036854775807\", \
-         past ±2147483647: counts as 1",
+         past 2147483647: counts as 1",
         "a9 cart event with an unusable quantity: remove_from_cart with quantity -2147483648, \
-         past ±2147483647: counts as 1",
+         not positive (the event's type says which way it goes): counts as 1",
+        "b1 cart event with an unusable quantity: add_to_cart with quantity -3, \
+         not positive (the event's type says which way it goes): counts as 1",
+        "b2 cart event with an unusable quantity: remove_from_cart with quantity 0, \
+         not positive (the event's type says which way it goes): counts as 1",
     ];
     for extra in [&[][..], &["--no-snapshot"]] {
         let a = state(&lake, "carts", "2024-03-11", extra);
@@ -680,7 +707,8 @@ fn unusable_cart_events_are_problems() {
                 r#""u1" "p1" 1"#,
                 r#""u1" "p2" 3"#,
                 r#""u2" "p9" 1"#,
-                r#""u3" "p5" 1"#
+                r#""u3" "p5" 1"#,
+                r#""u4" "p7" 2"#
             ],
             "{extra:?}"
         );
