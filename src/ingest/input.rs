@@ -405,7 +405,7 @@ pub fn open_decoded(
         )
     } else if let Some((format, tool)) = unread_format(head) {
         anyhow::bail!(
-            "{format}, which evlake does not read (it reads NDJSON, plain or gzip- or \
+            "{format}, which evlake does not read (it reads UTF-8 NDJSON, plain or gzip- or \
              zstd-compressed): {tool}"
         )
     } else {
@@ -548,6 +548,23 @@ fn unread_format(head: &[u8]) -> Option<(&'static str, &'static str)> {
         (
             "a Parquet file",
             "evlake ingests NDJSON, one JSON event object per line",
+        )
+    } else if head.starts_with(&[0xff, 0xfe, 0, 0]) || head.starts_with(&[0, 0, 0xfe, 0xff]) {
+        (
+            "UTF-32 text",
+            "convert it to UTF-8 first, e.g. `iconv -f UTF-32 -t UTF-8 FILE | evlake ingest -`",
+        )
+    } else if head.starts_with(&[0xff, 0xfe])
+        || head.starts_with(&[0xfe, 0xff])
+        || head.starts_with(b"{\0")
+        || head.starts_with(b"\0{")
+    {
+        // (With a byte-order mark, or without one: a line's `{` with a
+        // NUL beside it, which no UTF-8 line of JSON has.)
+        (
+            "UTF-16 text",
+            "convert it to UTF-8 first, e.g. `iconv -f UTF-16 -t UTF-8 FILE | evlake ingest -` \
+             (`-f UTF-16LE` for one without a byte-order mark)",
         )
     } else {
         return None;
@@ -850,10 +867,25 @@ mod tests {
         assert_eq!(what(b"\x04\x22\x4d\x18\x64"), Some("lz4-compressed"));
         assert_eq!(what(b"PK\x03\x04\x14\x00"), Some("a zip archive"));
         assert_eq!(what(b"PAR1\x15\x04"), Some("a Parquet file"));
+        // Windows tools write UTF-16 (PowerShell's `>`), with a byte-order
+        // mark or without one.
+        for utf16 in [
+            &b"\xff\xfe{\0\"\0"[..],
+            b"\xfe\xff\0{\0\"",
+            b"{\0\"\0",
+            b"\0{\0\"",
+        ] {
+            assert_eq!(what(utf16), Some("UTF-16 text"), "{utf16:?}");
+        }
+        for utf32 in [&b"\xff\xfe\0\0{\0\0\0"[..], b"\0\0\xfe\xff\0\0\0{"] {
+            assert_eq!(what(utf32), Some("UTF-32 text"), "{utf32:?}");
+        }
         // Text is read as NDJSON (its bad lines quarantined), whatever it
         // starts with.
         for text in [
             &b"{\"a\":1}\n"[..],
+            b"\xef\xbb\xbf{\"a\":1}\n",
+            b"{}",
             b"BZh9 not bzip2 at all",
             b"PK but text",
             b"",
