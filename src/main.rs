@@ -27,9 +27,12 @@ fn main() -> ExitCode {
             if evlake::error::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            evlake::report::eline(format_args!("error: {}", evlake::error::describe(&err)));
+            evlake::report::eline(format_args!(
+                "error: {}",
+                evlake::report::error_text(evlake::error::describe(&err))
+            ));
             if let Some(hint) = evlake::error::hint(&err) {
-                evlake::report::eline(format_args!("hint: {hint}"));
+                evlake::report::eline(format_args!("hint: {}", evlake::report::error_text(hint)));
             }
             ExitCode::from(evlake::error::exit_code(&err))
         }

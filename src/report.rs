@@ -324,6 +324,32 @@ pub fn quiet() -> bool {
     QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// `text` with its control characters, but those in `keep`, written as
+/// escapes (`\n`, `\u{1b}`).
+pub fn escape_controls(text: &str, keep: &[char]) -> String {
+    let escaped = |c: char| c.is_control() && !keep.contains(&c);
+    if !text.chars().any(escaped) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An error's text as printed: its lines kept (DataFusion's messages span
+/// several, its list of memory consumers for one), every other control
+/// character written as an escape, so a file name in it cannot send an
+/// escape sequence to the terminal (`c\u{1b}[31m.jsonl`).
+pub fn error_text(text: impl std::fmt::Display) -> String {
+    escape_controls(&text.to_string(), &['\n', '\t'])
+}
+
 /// Write one line to stderr with a single write: `eprintln!` writes a line
 /// in pieces (one per argument, one per padding character), so lines from
 /// processes sharing a log (cron, `make -j`) could interleave mid-line.

@@ -150,19 +150,7 @@ pub fn status_under(verb: &str, text: impl std::fmt::Display) {
 /// file name holds (a newline split it, and an escape sequence reached
 /// the terminal).
 pub(crate) fn one_line(text: impl std::fmt::Display) -> String {
-    let text = text.to_string();
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return text;
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() && c != '\t' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::report::escape_controls(&text.to_string(), &['\t'])
 }
 
 fn shown(verb: &str) -> bool {

@@ -526,6 +526,16 @@ fn a_file_name_with_control_characters_is_escaped_on_status_lines() {
         "SELECT count(*) FROM bronze_events WHERE source_file LIKE '%a\nb.jsonl'",
     );
     assert_eq!(rows, ["1"]);
+    // An error line too: its lines are kept (an error may span several),
+    // its other control characters escaped.
+    let gone = inbox.join("gone\u{1b}[2J.jsonl");
+    let o = run_says(
+        &lake,
+        &["ingest", gone.to_str().unwrap()],
+        1,
+        "gone\\u{1b}[2J.jsonl` cannot be read",
+    );
+    assert!(!stderr(&o).contains('\u{1b}'), "{}", stderr(&o));
 }
 
 /// A directory walk reads a link to a file, and does not follow a link to
