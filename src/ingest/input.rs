@@ -72,8 +72,21 @@ pub fn resolve(args: &[String]) -> Result<Resolved> {
             continue;
         }
         let path = Path::new(arg);
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("input `{arg}` cannot be read"))?;
+        let meta = std::fs::metadata(path).with_context(|| {
+            // A cron line's `incoming/*.jsonl` that matched no file
+            // reaches evlake as it was typed.
+            let glob = arg.contains(['*', '?', '[']) && !path.exists();
+            if glob {
+                format!(
+                    "input `{arg}` cannot be read: no such file, and the pattern looks like \
+                     a shell glob that matched nothing (the shell then passes it on as \
+                     typed); give the directory instead, which reads every input in it \
+                     and is no error when there is none"
+                )
+            } else {
+                format!("input `{arg}` cannot be read")
+            }
+        })?;
         if meta.is_dir() {
             if is_lake(path) {
                 return Err(crate::error::Failure::Usage(format!(
@@ -892,6 +905,18 @@ mod tests {
         ] {
             assert_eq!(what(text), None, "{:?}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn a_glob_that_matched_nothing_is_named_as_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = |arg: &str| format!("{:#}", resolve(&[arg.to_string()]).err().unwrap());
+        let glob = tmp.path().join("*.jsonl");
+        let e = err(glob.to_str().unwrap());
+        assert!(e.contains("a shell glob that matched nothing"), "{e}");
+        assert!(e.contains("give the directory instead"), "{e}");
+        let plain = tmp.path().join("x.jsonl");
+        assert!(!err(plain.to_str().unwrap()).contains("glob"));
     }
 
     #[test]
