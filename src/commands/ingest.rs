@@ -180,6 +180,7 @@ impl IngestSettings {
   evlake ingest day1.jsonl.gz day2.jsonl --json   # summary as JSON on stdout
   zcat big.ndjson.gz | evlake ingest - --processing-time 2024-03-16T02:00:00Z
   evlake ingest late.jsonl --late-policy grace --allowed-lateness 48h
+  evlake ingest export.jsonl --dry-run             # what it would commit or quarantine; no change
 
 Settings not given as flags come from LAKE/evlake.toml (see `evlake init`).
 Re-ingesting content that is already committed is a reported no-op.")]
@@ -196,6 +197,12 @@ pub struct Args {
     #[arg(long)]
     pub reingest_retracted: bool,
 
+    /// Read and check the inputs and report what the ingest would commit
+    /// (events per partition, late events, quarantined lines, the
+    /// watermark), changing nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Print the run summary as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
@@ -203,8 +210,11 @@ pub struct Args {
 
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
+    // A dry run into a lake that does not exist yet leaves no directory.
+    let _no_trace = args.dry_run.then(|| lake.no_trace());
     let mut opts = args.settings.resolve(&lake, args.inputs)?;
     opts.reingest_retracted = args.reingest_retracted;
+    opts.dry_run = args.dry_run;
     let report = ingest::ingest(&lake, &opts)?;
     print_human(&report);
     if args.json {

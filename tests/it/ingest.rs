@@ -2657,3 +2657,43 @@ fn a_key_repeated_inside_properties_is_quarantined_naming_its_path() {
         "line,reason\n2,conflicting_fields\n4,conflicting_fields\n5,conflicting_fields\n6,conflicting_fields\n"
     );
 }
+
+/// `ingest --dry-run` reads and checks its inputs and reports what it
+/// would commit, and changes nothing: no lake left behind where there was
+/// none, no commit, no quarantine, no hash remembered (the real ingest
+/// after it reads the input); one that would be rejected exits 4.
+#[test]
+fn an_ingest_dry_run_reports_what_it_would_commit_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let input = sample("2024-03-19.jsonl");
+    let plan = ok(&lake, &["ingest", &input, "--dry-run", "--json"]);
+    assert_eq!(plan["status"], "dry_run", "{plan}");
+    assert!(!lake.exists(), "a dry run leaves no lake behind");
+    ok(&lake, &["ingest", &sample("2024-03-15.jsonl")]);
+    let before = files_on_disk(&lake);
+    let versions = commits(&lake);
+    let plan = ok(&lake, &["ingest", &input, "--dry-run", "--json"]);
+    assert_eq!(plan["status"], "dry_run", "{plan}");
+    assert_eq!(files_on_disk(&lake), before);
+    assert_eq!(commits(&lake), versions);
+    run_says(
+        &lake,
+        &["ingest", &input, "--dry-run", "--max-bad-fraction", "0.001"],
+        4,
+        "data rejected",
+    );
+    assert_eq!(files_on_disk(&lake), before);
+    // What the dry run said is what the ingest then commits.
+    let real = ok(&lake, &["ingest", &input, "--json"]);
+    assert_eq!(real["status"], "committed", "{real}");
+    for field in [
+        "events",
+        "quarantined",
+        "late_events",
+        "watermark",
+        "partitions",
+    ] {
+        assert_eq!(plan[field], real[field], "{field}: {plan} vs {real}");
+    }
+}
