@@ -411,10 +411,11 @@ fn batch_name(b: u32) -> String {
     format!("batch-{:04}.jsonl", b + 1)
 }
 
-/// Refuse to write into a `batches/` holding anything but the `days`
-/// files this run writes (it overwrites those): a leftover of an earlier,
-/// longer run (`batch-0031.jsonl` after `--days 30`) would be ingested
-/// with the new batches, and `truth.json` would not count it.
+/// Refuse to write into a `batches/` holding an input file (one `ingest
+/// DIR` would read) other than the `days` files this run writes (it
+/// overwrites those): a leftover of an earlier, longer run
+/// (`batch-0031.jsonl` after `--days 30`) would be ingested with the new
+/// batches, and `truth.json` would not count it.
 fn refuse_leftovers(batch_dir: &Path, days: u32) -> Result<()> {
     let ours: HashSet<String> = (0..days).map(batch_name).collect();
     let mut others = Vec::new();
@@ -422,14 +423,15 @@ fn refuse_leftovers(batch_dir: &Path, days: u32) -> Result<()> {
         .with_context(|| format!("failed to list `{}`", batch_dir.display()))?
     {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if !ours.contains(&name) {
+        // (Ingest reads only input names, and no hidden file.)
+        if crate::ingest::input::is_input_name(&name) && !ours.contains(&name) {
             others.push(name);
         }
     }
     others.sort();
     if let Some(first) = others.first() {
         return Err(crate::error::Failure::Usage(format!(
-            "`{}` holds {} file(s) this run does not write ({}{}): they would be ingested \
+            "`{}` holds {} input file(s) this run does not write ({}{}): they would be ingested \
              with its batches, which truth.json counts alone; remove them, or use another --out",
             batch_dir.display(),
             others.len(),
@@ -712,14 +714,23 @@ mod tests {
         match e.downcast_ref::<crate::error::Failure>() {
             Some(crate::error::Failure::Usage(m)) => {
                 assert!(
-                    m.contains("2 file(s) this run does not write (batch-0003.jsonl, ...)"),
+                    m.contains("2 input file(s) this run does not write (batch-0003.jsonl, ...)"),
                     "{m}"
                 )
             }
             other => panic!("{other:?}"),
         }
-        let truth: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(tmp.path().join("truth.json")).unwrap()).unwrap();
-        assert_eq!(truth["days"], 4, "nothing was written");
+        let truth = || -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(tmp.path().join("truth.json")).unwrap()).unwrap()
+        };
+        assert_eq!(truth()["days"], 4, "nothing was written");
+        // Files ingest would not read are no matter.
+        for f in ["batch-0003.jsonl", "batch-0004.jsonl"] {
+            std::fs::remove_file(tmp.path().join("batches").join(f)).unwrap();
+        }
+        std::fs::write(tmp.path().join("batches/.DS_Store"), "").unwrap();
+        std::fs::write(tmp.path().join("batches/README.txt"), "").unwrap();
+        generate(tmp.path(), &opts(2)).unwrap();
+        assert_eq!(truth()["days"], 2);
     }
 }
