@@ -225,7 +225,8 @@ pub struct RunReport {
     pub snapshots: Vec<crate::state::SnapshotReport>,
     /// Snapshots removed: each model's beyond `[state] snapshot_keep`.
     pub snapshots_removed: Vec<crate::state::RemovedSnapshot>,
-    /// Models in `LAKE/models/` whose file does not load: their snapshots
+    /// Models in `LAKE/models/` whose file does not load, or whose SQL
+    /// failed when the run rebuilt one of their snapshots: their snapshots
     /// are not kept up to date (a warning; the run still succeeds unless
     /// the snapshot policy names one).
     pub broken_models: Vec<crate::state::BrokenModel>,
@@ -452,14 +453,36 @@ fn snapshots(
     }
     todo.sort();
     let mut out = Vec::new();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
     for (m, as_of) in todo {
-        out.push(state::snapshot(
+        if failed.contains(&m) {
+            continue;
+        }
+        let taken = state::snapshot(
             lake,
             &models[&m],
             as_of,
             opts.silver.processing_time,
             &opts.silver.engine,
-        )?);
+        );
+        match taken {
+            Ok(r) => out.push(r),
+            // A model whose SQL the lake's own file got wrong (it loads,
+            // but a query does not plan or fails on the rows) is broken
+            // like one that does not load: unless the policy names it, it
+            // stops only its own snapshots, reported, not every later run.
+            Err(e)
+                if crate::error::exit_code(&e) == crate::error::EXIT_USAGE
+                    && !opts.snapshot_models.contains(&m) =>
+            {
+                report_broken.push(state::BrokenModel {
+                    model: m.clone(),
+                    error: crate::error::describe(&e),
+                });
+                failed.insert(m);
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }

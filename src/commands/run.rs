@@ -282,7 +282,7 @@ fn print_step(step: &str, report: &pipeline::RunReport, keep: usize) {
                 status(
                     "Warning",
                     format!(
-                        "model `{}` does not load, so its snapshots are not kept up to date: {}",
+                        "model `{}` is broken, so its snapshots are not kept up to date: {}",
                         b.model, b.error
                     ),
                 );

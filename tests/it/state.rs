@@ -1466,7 +1466,33 @@ fn bad_models_and_times_exit_2() {
             .contains("combine"),
         "{s}"
     );
-    run_says(&lake, &["run", "--json"], 0, "model `broken` does not load");
+    run_says(&lake, &["run", "--json"], 0, "model `broken` is broken");
+    // So is a model that loads but whose SQL fails when the run rebuilds
+    // one of its snapshots (edited, it made them invalid): the run goes
+    // on, and says so, rather than fail at every run from then on.
+    let views = lake.join("models/page_views.sql");
+    let good = std::fs::read_to_string(&views).unwrap();
+    std::fs::write(
+        &views,
+        good.replace("COUNT(*) AS views", "COUNT(*) / 0 AS views"),
+    )
+    .unwrap();
+    let o = run_says(
+        &lake,
+        &["run", "--json"],
+        0,
+        "model `page_views` is broken, so its snapshots are not kept up to date: model \
+         `page_views`",
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let broken: Vec<&str> = r["broken_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(broken, ["broken", "page_views"], "{r}");
+    std::fs::write(&views, good).unwrap();
     // ...unless the snapshot policy names it.
     std::fs::write(
         lake.join("evlake.toml"),
