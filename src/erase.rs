@@ -86,12 +86,10 @@ pub struct EraseReport {
 }
 
 /// Erase the rows of users `opts.users`, in one commit.
+///
+/// No user at all is a no-op (a day's `--users-from` file with no request
+/// in it); the command refuses being given neither flag.
 pub fn erase(lake: &Lake, opts: &Options) -> Result<EraseReport> {
-    if opts.users.is_empty() {
-        return Err(
-            Failure::Usage("no user to erase: give --user ID or --users-from FILE".into()).into(),
-        );
-    }
     if opts.users.contains("") {
         return Err(
             Failure::Usage("an empty user id: every event has a non-empty user_id".into()).into(),

@@ -46,8 +46,16 @@ pub struct Args {
 pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
+    if args.users.is_empty() && args.users_from.is_none() {
+        return Err(
+            Failure::Usage("no user to erase: give --user ID or --users-from FILE".into()).into(),
+        );
+    }
     let mut users: BTreeSet<String> = args.users.into_iter().collect();
     if let Some(path) = &args.users_from {
+        // A day's requests file may hold none (blank, or comments only):
+        // that erases nothing, exit 0, so the nightly `erase ... && run`
+        // line goes on.
         users.extend(read_ids(path)?);
     }
     let opts = erase::Options {
@@ -181,6 +189,13 @@ fn print_report(r: &erase::EraseReport) {
             format!(
                 "nothing changed ({} files would be removed, {} of them written again without the users' rows)",
                 r.files_removed, r.files_added
+            ),
+        ),
+        _ if r.users.is_empty() => status(
+            "Unchanged",
+            format!(
+                "no user id to erase (the --users-from file holds none; lake at version {})",
+                r.version
             ),
         ),
         _ => status(

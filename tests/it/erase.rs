@@ -360,6 +360,23 @@ fn erase_keeps_other_users_rows_as_they_were() {
         ],
     );
     run_says(&lake, &["erase"], 2, "no user to erase");
+    // A day's requests file with none in it erases nothing, exit 0, so
+    // the nightly `erase --users-from FILE && evlake run` goes on.
+    let requests = tmp.path().join("requests.txt");
+    std::fs::write(&requests, "# no requests today\n\n").unwrap();
+    let before_versions = commits(&lake);
+    let r = ok(
+        &lake,
+        &[
+            "erase",
+            "--users-from",
+            requests.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(r["status"], "noop", "{r}");
+    assert_eq!(r["users"], Value::Array(vec![]), "{r}");
+    assert_eq!(commits(&lake), before_versions);
     run_says(&lake, &["erase", "--user", ""], 2, "empty user id");
     let before = query_csv(&lake, "SELECT * FROM bronze_events WHERE user_id = 'u2'");
     let r = ok(
