@@ -67,10 +67,23 @@ impl Model {
         let mut parts: BTreeMap<String, String> = BTreeMap::new();
         let mut starts = BTreeMap::new();
         let mut current: Option<String> = None;
+        let mut named_at: BTreeMap<String, usize> = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             if let Some(n) = line.trim().strip_prefix("-- name:") {
-                current = Some(n.trim().to_string());
-                parts.insert(n.trim().to_string(), String::new());
+                let n = n.trim().to_string();
+                // A second `-- name: delta` replaced the first without a
+                // word (a pasted draft left in the file, say).
+                if let Some(first) = named_at.insert(n.clone(), i + 1) {
+                    return Err(Failure::Usage(format!(
+                        "model `{name}` ({source}): `-- name: {n}` on line {} and again on \
+                         line {}: a model has one query of each name",
+                        first,
+                        i + 1
+                    ))
+                    .into());
+                }
+                current = Some(n.clone());
+                parts.insert(n, String::new());
             } else if let Some(c) = &current {
                 let body = parts.get_mut(c).expect("inserted");
                 if body.trim().is_empty() && !line.trim().is_empty() {
@@ -1898,6 +1911,19 @@ pub fn all_snapshots(lake: &Lake, state: &LakeState) -> Result<(Vec<Snapshot>, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_named_twice_is_refused_naming_both_lines() {
+        let text = "-- name: delta\nSELECT 1 AS n;\n-- name: combine\nSELECT n FROM partials;\n\
+                    -- name: present\nSELECT n FROM state;\n-- name: delta\nSELECT 2 AS n;\n";
+        let e = Model::parse("twice", "models/twice.sql", text).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`-- name: delta` on line 1 and again on line 7"),
+            "{e}"
+        );
+        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE);
+    }
 
     #[test]
     fn only_the_queries_a_snapshot_is_built_from_decide_its_fingerprint() {
