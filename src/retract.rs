@@ -199,15 +199,15 @@ pub fn retract(lake: &Lake, opts: &Options) -> Result<RetractReport> {
     Ok(report)
 }
 
+/// The batches found, in commit order, and the files under a directory
+/// argument that none came from.
+type Resolved<'a> = (Vec<(&'a String, &'a BatchRecord)>, Vec<String>);
+
 /// The committed batches the arguments name: each is a batch id (bronze's
 /// `batch_id`, 16 hex digits) or an input's source as it was ingested
 /// (every batch of it), or a directory of inputs (every batch of each
 /// file under it that was ingested; the files none matches are returned
 /// too, to be reported). One that names none is a usage error.
-/// The batches found, in commit order, and the files under a directory
-/// argument that none came from.
-type Resolved<'a> = (Vec<(&'a String, &'a BatchRecord)>, Vec<String>);
-
 fn resolve<'a>(state: &'a LakeState, args: &[String]) -> Result<Resolved<'a>> {
     // One pass over the log's batches, in commit order, whatever the
     // number of arguments: each name's batches come out in that order.
