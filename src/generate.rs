@@ -435,7 +435,7 @@ fn refuse_leftovers(batch_dir: &Path, days: u32) -> Result<()> {
              with its batches, which truth.json counts alone; remove them, or use another --out",
             batch_dir.display(),
             others.len(),
-            crate::commands::one_line(first),
+            crate::report::escape_controls(first, &[]),
             if others.len() > 1 { ", ..." } else { "" }
         ))
         .into());

@@ -149,7 +149,7 @@ pub fn status_under(verb: &str, text: impl std::fmt::Display) {
 /// `\u{1b}`): a status line is one line of a log, whatever an input's
 /// file name holds (a newline split it, and an escape sequence reached
 /// the terminal).
-pub(crate) fn one_line(text: impl std::fmt::Display) -> String {
+fn one_line(text: impl std::fmt::Display) -> String {
     crate::report::escape_controls(&text.to_string(), &['\t'])
 }
 
