@@ -748,6 +748,28 @@ async fn with_key(
 ) -> Result<DataFrame> {
     let df = ctx.sql(sql).await.map_err(|e| model.sql_error(part, e))?;
     let takes_param = sql.contains("$1");
+    // A key the query has no `$1` for would be passed over: `state M
+    // --key u1` printing every entity, `history u1` every event. (A
+    // `problems` query without one reports every entity's, which is
+    // only more than asked.)
+    if key.is_some() && !takes_param && part != "problems" {
+        let (given, passed_over) = if part == "history" {
+            ("history's KEY", "every entity's events")
+        } else {
+            ("--key", "every entity")
+        };
+        let without = if part == "present" {
+            " (`$1` is NULL without --key)"
+        } else {
+            ""
+        };
+        return Err(Failure::Usage(format!(
+            "{}: the query has no `$1`, so {given} would be passed over and the answer hold \
+             {passed_over}: filter on it, e.g. `WHERE user_id = $1`{without}",
+            model.what(part),
+        ))
+        .into());
+    }
     Ok(if takes_param {
         df.with_param_values(vec![ScalarValue::Utf8(key.map(str::to_string))])?
     } else {

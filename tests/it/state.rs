@@ -1444,6 +1444,32 @@ fn bad_models_and_times_exit_2() {
         "no snapshot of it was written: {s}"
     );
     std::fs::remove_file(lake.join("models/lossy.sql")).unwrap();
+    // A key its query has no `$1` for would be passed over (every
+    // entity printed for `--key u1`): exit 2 naming the query.
+    let keyless = lake.join("models/keyless.sql");
+    std::fs::write(
+        &keyless,
+        "-- name: delta\nSELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id;\n\
+         -- name: combine\nSELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT user_id, n FROM state ORDER BY user_id;\n\
+         -- name: history\nSELECT event_id FROM events ORDER BY event_id;\n",
+    )
+    .unwrap();
+    let keyless = keyless.display();
+    ok(&lake, &["state", "keyless", "--as-of", "2024-03-15"]);
+    run_says(
+        &lake,
+        &["state", "keyless", "--as-of", "2024-03-15", "--key", "u1"],
+        2,
+        &format!("model `keyless`: present ({keyless}:6): the query has no `$1`"),
+    );
+    run_says(
+        &lake,
+        &["history", "u1", "--model", "keyless"],
+        2,
+        &format!("model `keyless`: history ({keyless}:8): the query has no `$1`"),
+    );
+    std::fs::remove_file(lake.join("models/keyless.sql")).unwrap();
     std::fs::write(
         lake.join("models/broken.sql"),
         "-- name: delta\nSELECT 1;\n",
