@@ -1212,6 +1212,11 @@ fn a_balance_past_its_decimal_is_named_and_other_keys_are_answered() {
     assert_eq!(balances(&v), pairs(&[("B", "12.50")]));
 }
 
+/// A model's `delta` and `combine` counting each user's events, for the
+/// tests' models that differ only in their other queries.
+const COUNTS: &str = "-- name: delta\nSELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id;\n\
+     -- name: combine\nSELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id;\n";
+
 #[test]
 fn bad_models_and_times_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1371,10 +1376,10 @@ fn bad_models_and_times_exit_2() {
     let div = lake.join("models/div.sql");
     std::fs::write(
         &div,
-        "-- name: delta\nSELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id;\n\
-         -- name: combine\nSELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id;\n\
-         -- name: present\nSELECT user_id, n / (n - n) AS bad FROM state;\n\
-         -- name: history\nSELECT * FROM events WHERE user_id = $1 AND CAST(user_id AS INT) > 0;\n",
+        format!(
+            "{COUNTS}-- name: present\nSELECT user_id, n / (n - n) AS bad FROM state;\n\
+             -- name: history\nSELECT * FROM events WHERE user_id = $1 AND CAST(user_id AS INT) > 0;\n"
+        ),
     )
     .unwrap();
     let div = div.display();
@@ -1449,10 +1454,10 @@ fn bad_models_and_times_exit_2() {
     let keyless = lake.join("models/keyless.sql");
     std::fs::write(
         &keyless,
-        "-- name: delta\nSELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id;\n\
-         -- name: combine\nSELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id;\n\
-         -- name: present\nSELECT user_id, n FROM state ORDER BY user_id;\n\
-         -- name: history\nSELECT event_id FROM events ORDER BY event_id;\n",
+        format!(
+            "{COUNTS}-- name: present\nSELECT user_id, n FROM state ORDER BY user_id;\n\
+             -- name: history\nSELECT event_id FROM events ORDER BY event_id;\n"
+        ),
     )
     .unwrap();
     let keyless = keyless.display();
