@@ -238,8 +238,11 @@ pub fn run(cli: Cli) -> Result<()> {
         // A file given as the lake (`--lake events.jsonl`, the input in
         // the wrong place) would otherwise fail on reading a path under it.
         if cli.lake.exists() && !cli.lake.is_dir() {
+            // (Named as it was given: the variable's value, or the flag.)
+            let from_env = std::env::var_os("EVLAKE_LAKE").is_some_and(|v| v == cli.lake);
+            let given = if from_env { "$EVLAKE_LAKE" } else { "--lake" };
             return Err(crate::error::Failure::Usage(format!(
-                "--lake `{}` is a file, not a lake directory (inputs go after the command: \
+                "{given} `{}` is a file, not a lake directory (inputs go after the command: \
                  `evlake --lake DIR ingest FILE`)",
                 cli.lake.display()
             ))

@@ -41,6 +41,7 @@ pub fn cmd(lake: &Path, args: &[&str]) -> Command {
         .env_remove("EVLAKE_FAIL")
         .env_remove("EVLAKE_PAUSE")
         .env_remove("EVLAKE_LAKE")
+        .env_remove("EVLAKE_LOCK_WAIT")
         .env_remove("EVLAKE_BUFFER_MB")
         .env_remove("EVLAKE_KEYS_IN_MEMORY")
         .env_remove("EVLAKE_HELD_KB")

@@ -325,6 +325,18 @@ fn a_mistyped_lake_is_an_error_not_an_empty_lake() {
             ),
         );
     }
+    // Given by $EVLAKE_LAKE, the error names the variable.
+    let o = std::process::Command::new(bin())
+        .arg("status")
+        .env("EVLAKE_LAKE", &file)
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("$EVLAKE_LAKE `{}` is a file", file.display())),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
     // `init` and `ingest` create one; then the others work on it.
     ok(&missing, &["init"]);
