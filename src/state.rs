@@ -697,7 +697,7 @@ impl Window {
 /// `window`, each under `prefix` + its name.
 async fn register_window(
     ctx: &SessionContext,
-    lake: &Lake,
+    (model, lake): (&Model, &Lake),
     tables: &[&'static str],
     window: Window,
     prefix: &str,
@@ -724,6 +724,29 @@ async fn register_window(
         let name = format!("{prefix}{t}");
         let _ = ctx.deregister_table(name.as_str())?;
         if ctx.table_exist(raw.as_str())? {
+            // A typed table of the lake's own need not have an event time,
+            // but a model replays events by theirs.
+            let schema = ctx.table(raw.as_str()).await?.schema().clone();
+            let mut needs = vec!["event_timestamp"];
+            if window.known_at.is_some() {
+                needs.push("processing_time");
+            }
+            if let Some(c) = needs
+                .iter()
+                .find(|c| schema.field_with_unqualified_name(c).is_err())
+            {
+                return Err(Failure::Usage(format!(
+                    "{}: reads `{t}`, which has no `{c}` column: a state model replays \
+                     events by their time{} (add `{c}` to the table's SQL, or read `events`)",
+                    model.label(),
+                    if *c == "processing_time" {
+                        " and, with --known-at, by when they were processed"
+                    } else {
+                        ""
+                    }
+                ))
+                .into());
+            }
             let df = ctx
                 .sql(&format!(
                     "SELECT * FROM {raw} WHERE {}",
@@ -804,7 +827,7 @@ async fn combined(
     from_snapshot: bool,
     to_store: bool,
 ) -> Result<DataFrame> {
-    register_window(ctx, lake, &model.replayed(), window, "").await?;
+    register_window(ctx, (model, lake), &model.replayed(), window, "").await?;
     let delta = ctx
         .sql(&model.delta)
         .await
@@ -958,7 +981,7 @@ pub fn query(
                 known_at: q.known_at,
             };
             let present_ctx = engine.lookups()?;
-            register_window(&present_ctx, lake, &present_tables, every, "").await?;
+            register_window(&present_ctx, (model, lake), &present_tables, every, "").await?;
             present_ctx
         };
         present_ctx.register_table("state", combined.into_view())?;
@@ -1095,7 +1118,7 @@ async fn problem_checks(
     };
     let mut tables: Vec<&'static str> = checked.clone();
     tables.extend(context.iter().filter(|t| !checked.contains(t)));
-    register_window(ctx, lake, &tables, every, "_all_").await?;
+    register_window(ctx, (model, lake), &tables, every, "_all_").await?;
     let all = |t: &str| ctx.table(format!("_all_{t}"));
     let (stored, only) = match snapshot {
         Some(s) if !checked.is_empty() => {
@@ -1121,7 +1144,7 @@ async fn problem_checks(
         up_to: q.as_of,
         known_at: q.known_at,
     };
-    register_window(ctx, lake, &tables, after, "_after_").await?;
+    register_window(ctx, (model, lake), &tables, after, "_after_").await?;
     let (mut window_check, mut stored_check) = (Tables::new(), Tables::new());
     for t in &checked {
         let window = ctx.table(format!("_after_{t}")).await?;
@@ -1853,7 +1876,7 @@ pub fn history(
             up_to: as_of,
             known_at,
         };
-        register_window(&ctx, lake, &reads(&[sql]), window, "").await?;
+        register_window(&ctx, (model, lake), &reads(&[sql]), window, "").await?;
         let trail = with_key(&ctx, (model, "history", sql), Some(key)).await?;
         collect_with_schema(trail)
             .await

@@ -1475,6 +1475,42 @@ fn bad_models_and_times_exit_2() {
         &format!("model `keyless`: history ({keyless}:8): the query has no `$1`"),
     );
     std::fs::remove_file(lake.join("models/keyless.sql")).unwrap();
+    // A typed table of the lake's own need not carry an event time, but a
+    // model replays events by theirs: reading one without is exit 2
+    // naming the model and the column (it was a bare schema error, exit 1).
+    std::fs::create_dir_all(lake.join("typed")).unwrap();
+    std::fs::write(
+        lake.join("typed/untimed.sql"),
+        "SELECT event_id, user_id, session_id, event_date, 0 AS _warnings FROM events",
+    )
+    .unwrap();
+    ok(
+        &lake,
+        &["silver", "--processing-time", "2024-03-16T03:00:00Z"],
+    );
+    let untimed = lake.join("models/untimed_count.sql");
+    std::fs::write(
+        &untimed,
+        "-- name: delta\nSELECT user_id, COUNT(*) AS n FROM untimed GROUP BY user_id;\n\
+         -- name: combine\nSELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT user_id, n FROM state;\n",
+    )
+    .unwrap();
+    run_says(
+        &lake,
+        &["state", "untimed_count", "--as-of", "2024-03-15"],
+        2,
+        &format!(
+            "model `untimed_count` ({}): reads `untimed`, which has no `event_timestamp` column",
+            untimed.display()
+        ),
+    );
+    std::fs::remove_file(&untimed).unwrap();
+    std::fs::remove_file(lake.join("typed/untimed.sql")).unwrap();
+    ok(
+        &lake,
+        &["silver", "--processing-time", "2024-03-16T03:00:00Z"],
+    );
     std::fs::write(
         lake.join("models/broken.sql"),
         "-- name: delta\nSELECT 1;\n",
