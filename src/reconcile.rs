@@ -28,7 +28,8 @@ pub struct ReconciledPartition {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReconcileReport {
     pub command: &'static str,
-    /// `committed` or `noop`.
+    /// `committed`, `noop` or `dry_run` (`--dry-run`, even with nothing
+    /// pending).
     pub status: &'static str,
     pub lake: String,
     pub version: u64,
@@ -38,12 +39,18 @@ pub struct ReconcileReport {
     pub elapsed_ms: u64,
 }
 
-pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
+/// Merge the side output into bronze; with `dry_run`, only report what
+/// would be merged (from the log: no file is read, written or removed).
+pub fn reconcile(lake: &Lake, processing_time: i64, dry_run: bool) -> Result<ReconcileReport> {
     let _busy = crate::fault::operation("reconcile");
     let started = Instant::now();
     let _lock = lake.lock()?;
     let state = LakeState::load(lake)?;
-    let orphans_removed = log::clean_orphans(lake, &state, &table_dirs())?;
+    let orphans_removed = if dry_run {
+        Vec::new()
+    } else {
+        log::clean_orphans(lake, &state, &table_dirs())?
+    };
     let pending: Vec<&FileAction> = state
         .partitions(bronze::LATE_TABLE)
         .flat_map(|(_, p)| p.files.values())
@@ -58,7 +65,22 @@ pub fn reconcile(lake: &Lake, processing_time: i64) -> Result<ReconcileReport> {
         orphans_removed,
         elapsed_ms: 0,
     };
-    if pending.is_empty() {
+    if pending.is_empty() || dry_run {
+        if dry_run {
+            report.status = "dry_run";
+            let mut by_date = std::collections::BTreeMap::<&str, u64>::new();
+            for f in &pending {
+                *by_date.entry(f.partition.as_str()).or_default() += f.rows;
+            }
+            report.events = by_date.values().sum();
+            report.partitions = by_date
+                .into_iter()
+                .map(|(d, events)| ReconciledPartition {
+                    event_date: d.to_string(),
+                    events,
+                })
+                .collect();
+        }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }

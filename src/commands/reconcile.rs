@@ -12,9 +12,14 @@ use crate::reconcile;
 #[command(after_help = "Examples:
   evlake reconcile            # merge every pending late event, in one commit
   evlake reconcile --json     # summary as JSON on stdout
+  evlake reconcile --dry-run  # what it would merge, per date; change nothing
 
 Safe to run twice: with nothing pending it is a reported no-op.")]
 pub struct Args {
+    /// Report what would be merged, per date; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
     #[command(flatten)]
     pub commit: CommitArgs,
 }
@@ -23,14 +28,30 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     lake.require()?;
     let pt = processing_time_or_now(args.commit.processing_time);
-    let r = reconcile::reconcile(&lake, pt)?;
+    let r = reconcile::reconcile(&lake, pt, args.dry_run)?;
+    let (verb, action) = if args.dry_run {
+        ("Would", "merge ")
+    } else {
+        ("Merged", "")
+    };
     for p in &r.partitions {
         status(
-            "Merged",
-            format!("event_date={} {:>9} late events", p.event_date, p.events),
+            verb,
+            format!(
+                "{action}event_date={} {:>9} late events",
+                p.event_date, p.events
+            ),
         );
     }
-    if r.status == "committed" {
+    if args.dry_run {
+        status(
+            "Dry run",
+            format!(
+                "nothing changed: {} late event(s) pending (lake at version {})",
+                r.events, r.version
+            ),
+        );
+    } else if r.status == "committed" {
         status(
             "Committed",
             format!(

@@ -117,9 +117,23 @@ fn seed_scenario_under_each_policy() {
         st["events"].as_u64().unwrap() + 24,
         all.values().sum::<u64>()
     );
+    let dry = ok(&side, &["reconcile", "--dry-run", "--json"]);
+    assert_eq!(dry["status"], "dry_run");
+    assert_eq!(dry["events"], 24);
+    assert_eq!(dry["version"], st["version"]);
+    assert_eq!(
+        late_rows(&side, "bronze/late"),
+        parked,
+        "a dry run moves nothing"
+    );
+    assert_eq!(ok(&side, &["status", "--json"])["version"], st["version"]);
     let r = ok(&side, &["reconcile", "--json"]);
     assert_eq!(r["status"], "committed");
     assert_eq!(r["events"], 24);
+    assert_eq!(
+        r["partitions"], dry["partitions"],
+        "the dry run's dates and counts"
+    );
     assert_eq!(counts_by_date(&bronze_rows(&side)), all);
     assert!(parquet_files(&side.join("bronze/late")).is_empty());
     let again = ok(&side, &["reconcile", "--json"]);
