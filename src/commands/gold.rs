@@ -38,7 +38,7 @@ pub struct Args {
 }
 
 /// Gold's settings, shared with `evlake run`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct GoldArgs {
     /// Reporting currency of daily_metrics.revenue, e.g. EUR [default: USD,
     /// or gold.currency in evlake.toml]

@@ -40,7 +40,7 @@ fn parse_policy(s: &str) -> Result<LatePolicy, String> {
 
 /// Late-data and input settings shared by `ingest` and `run`. Each one
 /// defaults to `LAKE/evlake.toml`, then to the built-in default.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct IngestSettings {
     /// Pin the run's processing time (RFC 3339), e.g. 2024-03-16T02:00:00Z
     /// [default: now]

@@ -307,7 +307,7 @@ pub struct CommitArgs {
 }
 
 /// `--memory-limit`, shared by commands that run large queries.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct EngineArgs {
     /// Memory DataFusion may use before sorts, joins and aggregates spill to
     /// disk (a writing command's staging directory in the lake; for query,

@@ -15,7 +15,7 @@ use crate::lake::Lake;
 use crate::pipeline::{self, RunOptions};
 use crate::{gold, silver};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 #[command(after_help = "Examples:
   evlake run incoming/                          # ingest new files, then recompute what they dirtied
   evlake run incoming/ --json >> runs.jsonl     # one machine-readable summary per run
@@ -64,74 +64,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         lake.require()?;
     }
     let cfg = Config::load(&lake)?;
-    let processing_time = super::processing_time_or_now(args.ingest.processing_time);
-    let mut ingest_settings = args.ingest.clone();
-    ingest_settings.processing_time = Some(processing_time);
-    let ingest = if args.inputs.is_empty() {
-        None
-    } else {
-        Some(ingest_settings.resolve(&lake, args.inputs.clone())?)
-    };
-    let engine = args.engine.options(&cfg)?;
-    let opts = RunOptions {
-        ingest,
-        silver: silver::Options {
-            settings: args.sessions.settings(&cfg)?,
-            full: false,
-            dates: None,
-            engine: engine.clone(),
-            processing_time,
-        },
-        gold: gold::Options {
-            currency: args.gold.currency(&cfg)?,
-            full: false,
-            dates: None,
-            engine,
-            processing_time,
-        },
-        dry_run: args.dry_run,
-        compact_min_files: match cfg.ingest.compact_min_files {
-            None => None,
-            Some(n) if n >= 2 => Some(n as usize),
-            Some(n) => {
-                return Err(Failure::Usage(format!(
-                    "{}: ingest.compact_min_files: {n} (at least 2; leave it out for no \
-                     compaction)",
-                    crate::config::FILE
-                ))
-                .into());
-            }
-        },
-        snapshot_models: cfg.state.snapshot_models.clone().unwrap_or_default(),
-        snapshot_keep: match cfg.state.snapshot_keep {
-            None => None,
-            Some(n) if n >= 1 => Some(n as usize),
-            Some(n) => {
-                return Err(Failure::Usage(format!(
-                    "{}: state.snapshot_keep: {n} keeps no snapshot (at least 1; leave it \
-                     out to keep every one)",
-                    crate::config::FILE
-                ))
-                .into());
-            }
-        },
-    };
-    // A model the policy names that does not exist is a settings error:
-    // say so before the run commits anything (a model whose file does not
-    // load fails at its step, as `status` reports it).
-    if !opts.snapshot_models.is_empty() {
-        let mut models = crate::state::models(&lake)?;
-        for m in &opts.snapshot_models {
-            if !models.ok.contains_key(m) && !models.broken.contains_key(m) {
-                let e = models.not_loaded(m, &lake);
-                return Err(Failure::Usage(format!(
-                    "{}: state.snapshot_models: {e}",
-                    crate::config::FILE
-                ))
-                .into());
-            }
-        }
-    }
+    let opts = options(&lake, &cfg, &args)?;
     // Each step's lines go to stderr as it finishes (a cron log shows
     // what committed even if a later step is killed); what a failed step
     // had done, after.
@@ -255,6 +188,93 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
 }
 
 /// The lines of `step` (one of [`pipeline::STEPS`]) from `report`.
+/// The run's options: the flags, else `evlake.toml`, else the defaults.
+/// Every setting is checked here, before anything is read or written: a
+/// bad value is exit 2 naming the flag or the file and key.
+fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
+    let processing_time = super::processing_time_or_now(args.ingest.processing_time);
+    let mut ingest_settings = args.ingest.clone();
+    ingest_settings.processing_time = Some(processing_time);
+    let ingest = if args.inputs.is_empty() {
+        None
+    } else {
+        Some(ingest_settings.resolve(lake, args.inputs.clone())?)
+    };
+    let engine = args.engine.options(cfg)?;
+    let opts = RunOptions {
+        ingest,
+        silver: silver::Options {
+            settings: args.sessions.settings(cfg)?,
+            full: false,
+            dates: None,
+            engine: engine.clone(),
+            processing_time,
+        },
+        gold: gold::Options {
+            currency: args.gold.currency(cfg)?,
+            full: false,
+            dates: None,
+            engine,
+            processing_time,
+        },
+        dry_run: args.dry_run,
+        compact_min_files: match cfg.ingest.compact_min_files {
+            None => None,
+            Some(n) if n >= 2 => Some(n as usize),
+            Some(n) => {
+                return Err(Failure::Usage(format!(
+                    "{}: ingest.compact_min_files: {n} (at least 2; leave it out for no \
+                     compaction)",
+                    crate::config::FILE
+                ))
+                .into());
+            }
+        },
+        snapshot_models: cfg.state.snapshot_models.clone().unwrap_or_default(),
+        snapshot_keep: match cfg.state.snapshot_keep {
+            None => None,
+            Some(n) if n >= 1 => Some(n as usize),
+            Some(n) => {
+                return Err(Failure::Usage(format!(
+                    "{}: state.snapshot_keep: {n} keeps no snapshot (at least 1; leave it \
+                     out to keep every one)",
+                    crate::config::FILE
+                ))
+                .into());
+            }
+        },
+    };
+    // A model the policy names that does not exist is a settings error:
+    // say so before the run commits anything (a model whose file does not
+    // load fails at its step, as `status` reports it).
+    if !opts.snapshot_models.is_empty() {
+        let mut models = crate::state::models(lake)?;
+        for m in &opts.snapshot_models {
+            if !models.ok.contains_key(m) && !models.broken.contains_key(m) {
+                let e = models.not_loaded(m, lake);
+                return Err(Failure::Usage(format!(
+                    "{}: state.snapshot_models: {e}",
+                    crate::config::FILE
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// Check every setting in `evlake.toml` that a run would use, as the run
+/// checks it (exit 2 naming the key), including those only a run with
+/// inputs reads: `status` calls this, so a bad value shows there rather
+/// than first in the next cron run.
+pub fn check_settings(lake: &Lake, cfg: &Config) -> Result<()> {
+    let args = Args {
+        inputs: vec!["-".to_string()],
+        ..Args::default()
+    };
+    options(lake, cfg, &args).map(drop)
+}
+
 fn print_step(step: &str, report: &pipeline::RunReport, keep: usize) {
     match step {
         "ingest" => {

@@ -44,7 +44,7 @@ pub struct Args {
 }
 
 /// Sessionization settings, shared with `evlake run`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct SessionArgs {
     /// A new session starts when the gap to the previous event is strictly
     /// greater than this, e.g. 45m (at most 1d) [default: 30m, or

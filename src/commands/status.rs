@@ -153,6 +153,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     lake.require()?;
     let cfg = crate::config::Config::load(&lake)?;
     let configured = configured(&cfg)?;
+    super::run::check_settings(&lake, &cfg)?;
     let state = LakeState::load(&lake)?;
     let (snapshots, broken_models) = crate::state::all_snapshots(&lake, &state)?;
     let mut s = report::status(

@@ -430,6 +430,39 @@ fn evlake_toml_sets_defaults_and_flags_override_it() {
         "{}",
         stderr(&o)
     );
+    // `status` checks every setting a run would use, so a bad value shows
+    // there, not first in the next cron run's ingest.
+    for (toml, key) in [
+        (
+            "[ingest]\nwatermark_delay = \"soon\"\n",
+            "ingest.watermark_delay",
+        ),
+        (
+            "[ingest]\nmax_bad_fraction = 1.5\n",
+            "ingest.max_bad_fraction",
+        ),
+        (
+            "[ingest]\ncompact_min_files = 1\n",
+            "ingest.compact_min_files",
+        ),
+        ("[engine]\nmemory_limit = \"lots\"\n", "engine.memory_limit"),
+        ("[state]\nsnapshot_keep = 0\n", "state.snapshot_keep"),
+        (
+            "[state]\nsnapshot_models = [\"balance\"]\n",
+            "state.snapshot_models",
+        ),
+    ] {
+        std::fs::write(lake2.join("evlake.toml"), toml).unwrap();
+        let o = run(&lake2, &["status"]);
+        assert_eq!(exit_code(&o), 2, "{toml}");
+        assert!(stderr(&o).contains(key), "{toml}: {}", stderr(&o));
+    }
+    std::fs::write(
+        lake2.join("evlake.toml"),
+        "[ingest]\ncompact_min_files = 2\n[state]\nsnapshot_models = [\"balances\"]\n",
+    )
+    .unwrap();
+    assert!(run(&lake2, &["status"]).status.success());
     std::fs::write(
         lake2.join("evlake.toml"),
         "[ingest]\nlate_polcy = \"grace\"\n",
