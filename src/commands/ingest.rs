@@ -367,9 +367,15 @@ pub fn print_human(r: &IngestReport) {
     super::status_first("Ignored", &r.ignored_files, "ignored_files", |f| {
         // The walk does not follow links: an ignored entry that is a
         // directory now is a link to one.
-        if std::path::Path::new(f).is_dir() {
+        let path = std::path::Path::new(f);
+        if path.is_dir() {
             format!(
                 "{f}: a symbolic link to a directory, not followed (name it as an input to read it)"
+            )
+        } else if let (Ok(to), false) = (std::fs::read_link(path), path.exists()) {
+            format!(
+                "{f}: a symbolic link to `{}`, which does not exist",
+                to.display()
             )
         } else {
             format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")

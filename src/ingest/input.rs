@@ -83,6 +83,12 @@ pub fn resolve(args: &[String]) -> Result<Resolved> {
                      typed); give the directory instead, which reads every input in it \
                      and is no error when there is none"
                 )
+            } else if let Ok(to) = std::fs::read_link(path) {
+                format!(
+                    "input `{arg}` cannot be read: it is a symbolic link to `{}`, which \
+                     does not exist",
+                    to.display()
+                )
             } else {
                 format!("input `{arg}` cannot be read")
             }
@@ -139,7 +145,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result
         } else {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if is_input_name(&name) {
+            // A link that leads nowhere, or to a directory, holds no input
+            // of its own: reported (see `print_human`), not read, so one
+            // stale link does not stop the run.
+            let link_to_no_file = ft.is_symlink() && !p.is_file();
+            if is_input_name(&name) && !link_to_no_file {
                 out.push(p);
             } else if !name.starts_with('.') {
                 ignored.push(p.display().to_string());

@@ -554,16 +554,37 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     std::fs::copy(sample("2024-03-16.jsonl.gz"), elsewhere.join("b.jsonl.gz")).unwrap();
     symlink(sample("2024-03-15.jsonl"), inbox.join("a.jsonl")).unwrap();
     symlink(&elsewhere, inbox.join("more")).unwrap();
+    // A link named like an input that leads to a directory, or nowhere (a
+    // rotated-away file), holds no input: reported, and the run goes on.
+    symlink(&elsewhere, inbox.join("dir.jsonl")).unwrap();
+    let gone = tmp.path().join("rotated.jsonl");
+    symlink(&gone, inbox.join("stale.jsonl")).unwrap();
     let o = run(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["events"], expected()["batches"][0]["events"]);
     let link = inbox.join("more").display().to_string();
-    assert_eq!(s["ignored_files"], serde_json::json!([link]));
-    assert!(
-        stderr(&o).contains(&format!(
+    let dir_link = inbox.join("dir.jsonl").display().to_string();
+    let stale = inbox.join("stale.jsonl").display().to_string();
+    assert_eq!(
+        s["ignored_files"],
+        serde_json::json!([dir_link, link, stale])
+    );
+    for line in [
+        format!(
             "{link}: a symbolic link to a directory, not followed (name it as an input to read it)"
-        )),
+        ),
+        format!(
+            "{stale}: a symbolic link to `{}`, which does not exist",
+            gone.display()
+        ),
+    ] {
+        assert!(stderr(&o).contains(&line), "{}", stderr(&o));
+    }
+    let o = run(&lake, &["ingest", &stale]);
+    assert_eq!(exit_code(&o), 1);
+    assert!(
+        stderr(&o).contains("is a symbolic link to"),
         "{}",
         stderr(&o)
     );
