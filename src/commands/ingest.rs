@@ -377,6 +377,11 @@ pub fn print_human(r: &IngestReport) {
                 "{f}: a symbolic link to `{}`, which does not exist",
                 to.display()
             )
+        } else if path.exists() && !path.is_file() {
+            format!(
+                "{f}: not a regular file (a named pipe, socket or device), not opened \
+                 (name it as an input to read it)"
+            )
         } else {
             format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")
         }

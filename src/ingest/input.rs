@@ -145,11 +145,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result
         } else {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            // A link that leads nowhere, or to a directory, holds no input
-            // of its own: reported (see `print_human`), not read, so one
-            // stale link does not stop the run.
-            let link_to_no_file = ft.is_symlink() && !p.is_file();
-            if is_input_name(&name) && !link_to_no_file {
+            // Only a regular file (or a link to one) is read. A link that
+            // leads nowhere or to a directory holds no input of its own, and
+            // opening a named pipe waits for a writer, for ever in a cron
+            // run: each is reported (see `print_human`), not read, so one
+            // such entry neither stops nor hangs the run. Named as an
+            // input, a pipe is read (`<(zcat x.gz)`).
+            let regular = ft.is_file() || (ft.is_symlink() && p.is_file());
+            if is_input_name(&name) && regular {
                 out.push(p);
             } else if !name.starts_with('.') {
                 ignored.push(p.display().to_string());

@@ -559,6 +559,24 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     symlink(&elsewhere, inbox.join("dir.jsonl")).unwrap();
     let gone = tmp.path().join("rotated.jsonl");
     symlink(&gone, inbox.join("stale.jsonl")).unwrap();
+    // A named pipe: opening it would wait for a writer, for ever.
+    let fifo = inbox.join("pipe.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    {
+        // Should the walk open it, a writer comes after a minute, so this
+        // test fails (the pipe read as an empty input) rather than hangs.
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            let _ = std::fs::OpenOptions::new().write(true).open(fifo);
+        });
+    }
     let o = run(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -566,11 +584,16 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     let link = inbox.join("more").display().to_string();
     let dir_link = inbox.join("dir.jsonl").display().to_string();
     let stale = inbox.join("stale.jsonl").display().to_string();
+    let fifo = fifo.display().to_string();
     assert_eq!(
         s["ignored_files"],
-        serde_json::json!([dir_link, link, stale])
+        serde_json::json!([dir_link, link, fifo, stale])
     );
     for line in [
+        format!(
+            "{fifo}: not a regular file (a named pipe, socket or device), not opened \
+             (name it as an input to read it)"
+        ),
         format!(
             "{link}: a symbolic link to a directory, not followed (name it as an input to read it)"
         ),
