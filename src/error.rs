@@ -252,11 +252,24 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     }
     // Parquet's own decoding errors (an I/O error it passes on is not one)
     // say not which file: a committed one's pages damaged in place.
+    // DataFusion's scans pass them on inside Arrow's error, as text.
     let undecodable = err.chain().any(|cause| {
+        use datafusion::arrow::error::ArrowError;
+        use datafusion::error::DataFusionError;
         use datafusion::parquet::errors::ParquetError;
-        cause
-            .downcast_ref::<ParquetError>()
-            .is_some_and(|p| !matches!(p, ParquetError::External(_)))
+        let parquet = |p: &ParquetError| !matches!(p, ParquetError::External(_));
+        let arrow = |a: &ArrowError| {
+            matches!(a, ArrowError::ParquetError(text) if !text.starts_with("External"))
+        };
+        cause.downcast_ref::<ParquetError>().is_some_and(parquet)
+            || cause.downcast_ref::<ArrowError>().is_some_and(arrow)
+            || cause
+                .downcast_ref::<DataFusionError>()
+                .is_some_and(|e| match e.find_root() {
+                    DataFusionError::ParquetError(p) => parquet(p),
+                    DataFusionError::ArrowError(a, _) => arrow(a),
+                    _ => false,
+                })
     });
     undecodable.then_some(
         "a Parquet file could not be decoded: `evlake check --deep` reads every committed file \
@@ -306,6 +319,29 @@ pub fn is_decimal_overflow(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_that_does_not_decode_in_a_scan_gets_the_check_hint() {
+        use datafusion::arrow::error::ArrowError;
+        use datafusion::error::DataFusionError;
+        // What silver's scan of a bronze file damaged in place returned:
+        // Parquet's error as Arrow's text, inside DataFusion's.
+        let scan = |text: &str| {
+            anyhow::Error::new(DataFusionError::ArrowError(
+                Box::new(ArrowError::ParquetError(text.into())),
+                None,
+            ))
+            .context("step `silver` failed")
+        };
+        let damaged =
+            scan("Parquet argument error: Parquet error: Unexpected list/set element type 15");
+        assert!(
+            hint(&damaged).is_some_and(|h| h.contains("`evlake check --deep`")),
+            "{damaged:#}"
+        );
+        // An I/O error the reader passed on is not the file's pages.
+        assert_eq!(hint(&scan("External: connection reset")), None);
+    }
 
     #[test]
     fn describe_leaves_out_causes_already_said() {
