@@ -182,10 +182,11 @@ fn rows_of(path: &std::path::Path, deep: bool) -> Result<u64> {
         );
         let n = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
         let size = file.metadata()?.len();
+        // u128: a damaged header's count must not overflow.
+        let needed = 16 + 20 * u128::from(n);
         anyhow::ensure!(
-            size == 16 + 20 * n,
-            "its header counts {n} entries, which take {} bytes, not {size}",
-            16 + 20 * n
+            u128::from(size) == needed,
+            "its header counts {n} entries, which take {needed} bytes, not {size}"
         );
         Ok(n)
     } else {

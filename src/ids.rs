@@ -128,7 +128,8 @@ impl IndexFile {
             bail!("`{}`: not an evlake id index", path.display());
         }
         let len = u64::from_le_bytes(map[8..16].try_into().expect("8 bytes")) as usize;
-        if HEADER + ENTRY * len != size {
+        // A damaged header may count more entries than memory could hold.
+        if ENTRY.checked_mul(len).and_then(|b| b.checked_add(HEADER)) != Some(size) {
             bail!(
                 "`{}`: says {len} entries but holds {} bytes",
                 path.display(),
@@ -440,6 +441,14 @@ mod tests {
         std::fs::write(&p, &old).unwrap();
         let e = IndexFile::open(&p).err().unwrap();
         assert!(format!("{e}").contains("older evlake"), "{e}");
+        // A damaged count, more entries than memory holds: an error, not
+        // an overflow.
+        let mut damaged = MAGIC.to_vec();
+        damaged.extend_from_slice(&[0xff; 8]);
+        damaged.extend_from_slice(&[0; 20]);
+        std::fs::write(&p, &damaged).unwrap();
+        let e = IndexFile::open(&p).err().unwrap();
+        assert!(format!("{e}").contains("entries but holds 36 bytes"), "{e}");
     }
 
     #[test]

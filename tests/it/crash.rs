@@ -1045,6 +1045,24 @@ fn check_finds_files_not_as_the_log_says_and_each_repair_works() {
     );
     let (report, _) = check(true);
     assert_eq!(report["status"], "ok", "{report}");
+    // One whose header's count is damaged (more entries than memory
+    // holds) is named, not an overflow.
+    let index = first("_evlake/ids");
+    let kept_index = std::fs::read(lake.join(&index)).unwrap();
+    let mut damaged = kept_index.clone();
+    damaged[8..16].copy_from_slice(&[0xff; 8]);
+    std::fs::write(lake.join(&index), &damaged).unwrap();
+    let (report, err) = check(false);
+    assert_eq!(
+        found(&report),
+        vec![(index.clone(), "unreadable".to_string())],
+        "{err}"
+    );
+    assert!(
+        err.contains("its header counts 18446744073709551615 entries"),
+        "{err}"
+    );
+    std::fs::write(lake.join(&index), &kept_index).unwrap();
     // `--repair` runs those repairs itself, and refuses over damaged bronze.
     let gold_dump_before = gold_dump(&lake);
     let silver = first("silver/sessions/session_date=2024-03-16");
