@@ -187,7 +187,6 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     result
 }
 
-/// The lines of `step` (one of [`pipeline::STEPS`]) from `report`.
 /// The run's options: the flags, else `evlake.toml`, else the defaults.
 /// Every setting is checked here, before anything is read or written: a
 /// bad value is exit 2 naming the flag or the file and key.
@@ -275,6 +274,7 @@ pub fn check_settings(lake: &Lake, cfg: &Config) -> Result<()> {
     options(lake, cfg, &args).map(drop)
 }
 
+/// The lines of `step` (one of [`pipeline::STEPS`]) from `report`.
 fn print_step(step: &str, report: &pipeline::RunReport, keep: usize) {
     match step {
         "ingest" => {
