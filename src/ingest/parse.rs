@@ -699,6 +699,11 @@ pub fn parse_line<'a>(
     // Trim ASCII whitespace as bytes (a UTF-8 continuation byte is never
     // ASCII).
     let line = bytes.trim_ascii();
+    // A UTF-8 BOM opening a line other than the file's first (whose BOM
+    // the read drops): files that each start with one, concatenated
+    // (`cat a.jsonl b.jsonl`). It is no part of the JSON.
+    let bom = line.starts_with(b"\xEF\xBB\xBF");
+    let line = if bom { line[3..].trim_ascii_start() } else { line };
     if line.is_empty() {
         return Ok(None);
     }
@@ -710,7 +715,7 @@ pub fn parse_line<'a>(
     if scan::for_each_member(line, |key, raw| fields.add(key, raw, naive)).is_none() {
         fields = Fields::default();
         // Offsets count from the line as given.
-        let lead = bytes.len() - bytes.trim_ascii_start().len();
+        let lead = line.as_ptr().addr() - bytes.as_ptr().addr();
         let text = std::str::from_utf8(line).map_err(|e| {
             Rejection::new(
                 Reason::InvalidUtf8,
@@ -997,6 +1002,25 @@ mod tests {
         assert_eq!(
             r.detail,
             format!("line is not valid UTF-8 (bad byte at offset {emoji})")
+        );
+    }
+
+    #[test]
+    fn a_bom_opening_a_line_is_no_part_of_it() {
+        // Files that each start with a BOM, concatenated.
+        let line = format!("\u{feff}{GOOD}");
+        let e = ok(&line);
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(parse_line("\u{feff}\r".as_bytes(), &opts()), Ok(None));
+        // Offsets still count from the line as given.
+        let mut bad = b" \xEF\xBB\xBF {\"event_id\": \"".to_vec();
+        let at = bad.len();
+        bad.extend_from_slice(b"\xff\"}");
+        let r = parse_line(&bad, &opts()).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidUtf8);
+        assert_eq!(
+            r.detail,
+            format!("line is not valid UTF-8 (bad byte at offset {at})")
         );
     }
 
