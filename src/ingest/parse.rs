@@ -703,7 +703,11 @@ pub fn parse_line<'a>(
     // the read drops): files that each start with one, concatenated
     // (`cat a.jsonl b.jsonl`). It is no part of the JSON.
     let bom = line.starts_with(b"\xEF\xBB\xBF");
-    let line = if bom { line[3..].trim_ascii_start() } else { line };
+    let line = if bom {
+        line[3..].trim_ascii_start()
+    } else {
+        line
+    };
     if line.is_empty() {
         return Ok(None);
     }
@@ -733,9 +737,33 @@ pub fn parse_line<'a>(
             Ok(m) => m,
             Err(e) => {
                 if !text.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
+                    // Events sent as one JSON array say how to split them.
+                    let array_of_objects =
+                        text.starts_with('[') && text[1..].trim_ascii_start().starts_with('{');
                     return Err(Rejection::new(
                         Reason::NotAnObject,
-                        format!("line is a JSON {}, not an object", json_type(text)),
+                        format!(
+                            "line is a JSON {}, not an object{}",
+                            json_type(text),
+                            if array_of_objects {
+                                " (events sent as one array? `jq -c '.[]' FILE` writes \
+                                 one per line)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+                // The first line of a pretty-printed document (or array).
+                if text == "{" || text == "[" {
+                    return Err(Rejection::new(
+                        Reason::InvalidJson,
+                        format!(
+                            "invalid JSON: a lone `{text}`, which opens JSON written over many \
+                             lines (pretty-printed); NDJSON is one object per line: \
+                             `jq -c {} FILE` writes that",
+                            if text == "[" { "'.[]'" } else { "." }
+                        ),
                     ));
                 }
                 return Err(Rejection::new(
@@ -1037,6 +1065,14 @@ mod tests {
         assert_eq!(reason(br#"not json"#), Reason::InvalidJson);
         assert_eq!(reason(br#"{"a":1} {"b":2}"#), Reason::InvalidJson);
         assert_eq!(reason(br#"[1,2]"#), Reason::NotAnObject);
+        // Events as a JSON array, or pretty-printed: told how to split them.
+        let detail = |line: &[u8]| parse_line(line, &opts()).unwrap_err().detail;
+        assert!(
+            detail(br#"[ {"event_id":"e"} ]"#).ends_with("`jq -c '.[]' FILE` writes one per line)")
+        );
+        assert_eq!(detail(b"[1,2]"), "line is a JSON array, not an object");
+        assert!(detail(b"{ \r").contains("a lone `{`, which opens JSON written over many lines"));
+        assert!(detail(b"[").contains("`jq -c '.[]' FILE`"));
         assert_eq!(reason(br#""text""#), Reason::NotAnObject);
         assert_eq!(
             reason(br#"{"event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#),
