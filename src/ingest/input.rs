@@ -121,6 +121,52 @@ pub fn resolve(args: &[String]) -> Result<Resolved> {
     })
 }
 
+/// Refuse an input inside one of `lake`'s own directories (`_evlake/`,
+/// `quarantine/`, `bronze/`, ...): evlake writes those files, and reading
+/// one as input is a mistake (the quarantine's lines are records about
+/// bad lines, not events: every one would be quarantined again). A
+/// directory walk already skips a lake it meets; this is for a path that
+/// names such a file or directory. Inputs elsewhere under the lake's root
+/// (`LAKE/incoming/`) are fine.
+pub fn refuse_own_files(lake: &crate::lake::Lake, inputs: &[Input]) -> Result<()> {
+    let Ok(root) = lake.root().canonicalize() else {
+        return Ok(()); // a lake not made yet holds no file
+    };
+    let mut own: Vec<&str> = super::table_dirs()
+        .into_iter()
+        .filter_map(|d| d.split('/').next())
+        .collect();
+    own.push(crate::lake::META_DIR);
+    own.sort_unstable();
+    own.dedup();
+    for input in inputs {
+        let Some(Ok(path)) = input.path.as_ref().map(|p| p.canonicalize()) else {
+            continue;
+        };
+        let Ok(rest) = path.strip_prefix(&root) else {
+            continue;
+        };
+        let Some(top) = rest.iter().next().and_then(|c| c.to_str()) else {
+            continue;
+        };
+        if own.contains(&top) {
+            let quarantine = if top == super::QUARANTINE_DIR {
+                "; to load quarantined lines once fixed, ingest their `raw` text (README: \
+                 Quarantine reasons)"
+            } else {
+                ""
+            };
+            return Err(crate::error::Failure::Usage(format!(
+                "input `{}` is in the lake's own `{top}/` directory: evlake writes those \
+                 files and does not read them as input{quarantine}",
+                input.display
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// A directory holding an evlake lake (it has `_evlake/`). Its log and
 /// quarantine files are `.json` and `.jsonl`, and a lake often sits inside
 /// the directory being ingested (`evlake ingest .` with the default

@@ -503,6 +503,7 @@ fn batch_id_of(hash: &str) -> String {
 pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let started = Instant::now();
     let input::Resolved { inputs, ignored } = input::resolve(&opts.inputs)?;
+    input::refuse_own_files(lake, &inputs)?;
     let _busy = crate::fault::operation("ingest");
 
     let _lock = lake.lock()?;

@@ -1779,6 +1779,44 @@ fn a_lake_inside_the_input_directory_is_not_ingested() {
     let o = run(&lake, &["ingest", lake.to_str().unwrap()]);
     assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("is an evlake lake"), "{}", stderr(&o));
+    // Nor is a file or directory of the lake's own named as input: the
+    // quarantine's lines are records, not events (every one would be
+    // quarantined again), and the log's are commits.
+    let quarantine = std::fs::read_dir(lake.join("quarantine"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let version = first["version"].clone();
+    for (input, says) in [
+        (quarantine, "is in the lake's own `quarantine/` directory"),
+        (
+            lake.join("_evlake/log"),
+            "is in the lake's own `_evlake/` directory",
+        ),
+        // The same, reached through another path.
+        (
+            inbox.join("lake/../lake/quarantine"),
+            "to load quarantined lines once fixed, ingest their `raw` text",
+        ),
+    ] {
+        let o = run(
+            &lake,
+            &["ingest", input.to_str().unwrap(), "--max-bad-fraction", "1"],
+        );
+        assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
+    assert_eq!(ok(&lake, &["status", "--json"])["version"], version);
+    // Inputs elsewhere under the lake's root are fine.
+    std::fs::create_dir(lake.join("incoming")).unwrap();
+    std::fs::copy(sample("2024-03-15.jsonl"), lake.join("incoming/a.jsonl")).unwrap();
+    let s = ok(
+        &lake,
+        &["ingest", lake.join("incoming").to_str().unwrap(), "--json"],
+    );
+    assert_eq!(s["status"], "committed", "{s}");
 }
 
 /// Every bronze row's `batch_id` names its input's content (blake3 of its
