@@ -104,7 +104,7 @@ impl IngestSettings {
             NaiveArg::Utc => NaiveTimestamps::Utc,
         });
         let hour = 3600 * time::MICROS_PER_SECOND;
-        Ok(IngestOptions {
+        let opts = IngestOptions {
             inputs,
             processing_time,
             max_bad_fraction: config::resolve(
@@ -170,7 +170,27 @@ impl IngestSettings {
             progress: std::io::stderr().is_terminal() && !crate::report::quiet(),
             dry_run: false,
             reingest_retracted: false,
-        })
+        };
+        // A grace period set for another policy does nothing: most often
+        // `--late-policy grace` was meant.
+        if opts.late_policy != LatePolicy::Grace {
+            let set = match (self.allowed_lateness, &cfg.allowed_lateness) {
+                (Some(_), _) => Some("--allowed-lateness"),
+                (None, Some(_)) => Some("ingest.allowed_lateness in evlake.toml"),
+                (None, None) => None,
+            };
+            if let Some(set) = set {
+                super::status(
+                    "Warning",
+                    format_args!(
+                        "{set} has no effect with late policy {}: it is the grace period of \
+                         --late-policy grace",
+                        opts.late_policy
+                    ),
+                );
+            }
+        }
+        Ok(opts)
     }
 }
 

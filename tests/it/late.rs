@@ -473,6 +473,51 @@ fn evlake_toml_sets_defaults_and_flags_override_it() {
     assert!(stderr(&o).contains("late_polcy"), "{}", stderr(&o));
 }
 
+/// `--allowed-lateness` is the grace period of `--late-policy grace`:
+/// given with another policy it does nothing, and the run says so.
+#[test]
+fn a_grace_period_without_the_grace_policy_is_warned_of() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let b = &expected()["batches"];
+    let warned = |o: &std::process::Output, what: &str| {
+        stderr(o).contains(&format!(
+            "Warning {what} has no effect with late policy reopen: it is the grace period of \
+             --late-policy grace"
+        ))
+    };
+    let file = sample(b[0]["file"].as_str().unwrap());
+    let o = run(&lake, &["ingest", &file, "--allowed-lateness", "48h"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(warned(&o, "--allowed-lateness"), "{}", stderr(&o));
+    let file = sample(b[1]["file"].as_str().unwrap());
+    let o = run(
+        &lake,
+        &[
+            "ingest",
+            &file,
+            "--allowed-lateness",
+            "48h",
+            "--late-policy",
+            "grace",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("has no effect"), "{}", stderr(&o));
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[ingest]\nallowed_lateness = \"2d\"\n",
+    )
+    .unwrap();
+    let o = run(&lake, &["status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        warned(&o, "ingest.allowed_lateness in evlake.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn bad_late_flags_are_usage_errors_naming_the_flag() {
     let tmp = tempfile::tempdir().unwrap();
