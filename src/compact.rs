@@ -77,6 +77,10 @@ pub struct CompactReport {
     /// Dates with enough small files whose bronze grew since silver read
     /// it: left for after `evlake silver`.
     pub skipped_dirty: Vec<String>,
+    /// The bronze dates `--dates` named (all of them without it); not
+    /// in `--json`, for the warning when it named none.
+    #[serde(skip)]
+    pub dates_named: Vec<String>,
     pub files_removed: usize,
     pub files_added: usize,
     pub elapsed_ms: u64,
@@ -100,6 +104,12 @@ pub fn compact(lake: &Lake, opts: &Options) -> Result<CompactReport> {
         min_files: opts.min_files,
         partitions: Vec::new(),
         skipped_dirty: Vec::new(),
+        dates_named: state
+            .partitions(bronze::TABLE)
+            .map(|(d, _)| d)
+            .filter(|d| in_dates(d, opts.dates))
+            .cloned()
+            .collect(),
         files_removed: 0,
         files_added: 0,
         elapsed_ms: 0,
@@ -174,6 +184,15 @@ pub fn compact(lake: &Lake, opts: &Options) -> Result<CompactReport> {
 /// and the dates left alone because silver has yet to read their new
 /// files.
 #[allow(clippy::type_complexity)]
+/// Whether `date` (a partition value) is in `dates` (all are without it).
+fn in_dates(date: &str, dates: Option<(i32, i32)>) -> bool {
+    match (time::parse_date32(date), dates) {
+        (Ok(day), Some((a, b))) => (a..=b).contains(&day),
+        (Ok(_), None) => true,
+        (Err(_), _) => false,
+    }
+}
+
 fn candidates<'a>(
     state: &'a LakeState,
     opts: &Options,
@@ -181,10 +200,7 @@ fn candidates<'a>(
     let events_builds = state.builds.get(crate::silver::EVENTS_TABLE);
     let (mut todo, mut skipped) = (Vec::new(), Vec::new());
     for (date, p) in state.partitions(bronze::TABLE) {
-        let Ok(day) = time::parse_date32(date) else {
-            continue;
-        };
-        if opts.dates.is_some_and(|(a, b)| day < a || day > b) {
+        if !in_dates(date, opts.dates) {
             continue;
         }
         let small: Vec<&FileAction> = p

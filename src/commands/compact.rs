@@ -49,6 +49,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     };
     let r = compact::compact(&lake, &opts)?;
     print_report(&r);
+    super::warn_if_no_date(opts.dates, &r.dates_named, "compacted");
     if args.commit.json {
         print_json(&r)?;
     }

@@ -398,15 +398,21 @@ pub fn parse_date_range(s: &str) -> Result<(i32, i32), String> {
 /// Warn when `--dates A..B` named no date the table has (a wrong year, a
 /// typo): nothing was restated, which would otherwise go unnoticed.
 pub fn warn_if_nothing_restated(dates: Option<(i32, i32)>, restated: &[String]) {
+    warn_if_no_date(dates, restated, "restated");
+}
+
+/// Warn when `--dates A..B` named none of `found`, the dates it would have
+/// `done` something to.
+pub fn warn_if_no_date(dates: Option<(i32, i32)>, found: &[String], done: &str) {
     if let Some((a, b)) = dates
-        && restated.is_empty()
+        && found.is_empty()
     {
         let (a, b) = (crate::time::format_date32(a), crate::time::format_date32(b));
         let range = if a == b { a } else { format!("{a}..{b}") };
         status(
             "Warning",
             format!(
-                "--dates {range} names no date this lake has events on: nothing was restated (`evlake status` lists the dates)"
+                "--dates {range} names no date this lake has events on: nothing was {done} (`evlake status` lists the dates)"
             ),
         );
     }

@@ -687,6 +687,34 @@ fn compaction_rewrites_small_files_and_changes_no_answer() {
     assert_eq!(files(&lake), n, "a dry run changes nothing");
     let planned = plan["partitions"].as_array().unwrap().len();
     assert!(planned >= 2, "{plan}");
+    // `--dates` of a wrong year compacts nothing, and says so, as silver
+    // and gold do; a date the lake has is no warning.
+    let o = run(
+        &lake,
+        &[
+            "compact",
+            "--min-files",
+            "2",
+            "--dates",
+            "2023-03-15",
+            "--dry-run",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "Warning --dates 2023-03-15 names no date this lake has events on: nothing was \
+             compacted"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let date = plan["partitions"][0]["event_date"].as_str().unwrap();
+    let o = run(
+        &lake,
+        &["compact", "--min-files", "2", "--dates", date, "--dry-run"],
+    );
+    assert!(!stderr(&o).contains("Warning"), "{}", stderr(&o));
 
     // Crashes at every step, then a re-run.
     for step in evlake::fault::STEPS {
