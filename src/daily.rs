@@ -207,6 +207,12 @@ impl Daily {
                 anyhow::Error::new(e).context(format!("planning {}", self.source))
             }
         })?;
+        if let Some(f) = crate::engine::time_dependent_function(df.logical_plan()) {
+            return Err(self.usage(format!(
+                "its SQL {}",
+                crate::engine::time_dependent_problem(&f)
+            )));
+        }
         match df.schema().field_with_unqualified_name("event_date") {
             Ok(f) if *f.data_type() == DataType::Date32 => Ok(df),
             Ok(f) => Err(self.usage(format!("its event_date is {}, not a DATE", f.data_type()))),

@@ -738,6 +738,59 @@ fn file_schema(path: &Path, column: &str) -> Result<SchemaRef> {
     Ok(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)))
 }
 
+/// The first function in `plan` (subqueries too) whose value is not fixed
+/// by its arguments: `now()`, `current_date()`, `random()`, `uuid()`, ...
+/// (any not [`Volatility::Immutable`]). A derived table computed with one
+/// depends on when it was computed, not only on its rows, so dates
+/// recomputed in different runs would disagree with a full rebuild.
+/// Look before the optimizer, which folds `now()` into a constant.
+///
+/// [`Volatility::Immutable`]: datafusion::logical_expr::Volatility::Immutable
+pub fn time_dependent_function(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Option<(String, datafusion::logical_expr::Volatility)> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, Volatility};
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    found = Some((f.func.name().to_string(), f.func.signature().volatility));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
+/// The words for a derived table that uses [`time_dependent_function`]
+/// `f`, after its name.
+pub fn time_dependent_problem(
+    (f, volatility): &(String, datafusion::logical_expr::Volatility),
+) -> String {
+    let (changes, instead) = match volatility {
+        datafusion::logical_expr::Volatility::Volatile => (
+            "on every call",
+            "derive it from the row, e.g. from its event_id, or compute it in a query",
+        ),
+        _ => (
+            "with when the table is computed",
+            "use the rows' own times, event_timestamp or processing_time; a value relative \
+             to today belongs in a query",
+        ),
+    };
+    format!(
+        "uses {f}(), whose value is not fixed by the rows (it changes {changes}): dates \
+         recomputed in different runs would disagree, so recomputing only the dirty dates \
+         could not equal a full rebuild ({instead})"
+    )
+}
+
 /// Is this DataFusion error the user's fault (bad SQL, unknown table or
 /// column) rather than a runtime failure?
 pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {

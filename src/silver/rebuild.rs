@@ -1222,6 +1222,14 @@ async fn checked_typed(
 ) -> Result<datafusion::logical_expr::LogicalPlan> {
     let df = plan_typed(work, table, sql).await?;
     require_typed_columns(table, &df)?;
+    if silver::is_own_typed(table)
+        && let Some(f) = crate::engine::time_dependent_function(df.logical_plan())
+    {
+        return Err(crate::error::Failure::in_file(
+            silver::typed_source(table),
+            crate::engine::time_dependent_problem(&f),
+        ));
+    }
     let plan = df.into_optimized_plan()?;
     if silver::is_own_typed(table) && !per_row(&plan)? {
         return Err(crate::error::Failure::in_file(

@@ -950,6 +950,20 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
         &["gold"],
         "does not plan",
     );
+    // A value that changes with when a date is computed: incremental
+    // could not equal --full.
+    bad(
+        "stamped.sql",
+        "SELECT event_date, count(*) AS n, max(now()) AS at FROM events GROUP BY 1",
+        &["gold"],
+        "its SQL uses now(), whose value is not fixed by the rows",
+    );
+    bad(
+        "sampled.sql",
+        "SELECT event_date, count(*) AS n FROM events WHERE random() < 0.5 GROUP BY 1",
+        &["run"],
+        "uses random(), whose value is not fixed by the rows (it changes on every call)",
+    );
     // The parser's message says where, in the file's lines.
     let garbled =
         "-- a note\nSELECT event_date, count(*) AS n\nFROM events GROUP BY event_date event_date";

@@ -1745,6 +1745,12 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
             Some("is not one row per event"),
         ),
         (
+            "stamped.sql",
+            "SELECT event_id, session_id, event_date, current_date() AS seen, 0 AS _warnings\n\
+             FROM events",
+            Some("uses current_date(), whose value is not fixed by the rows"),
+        ),
+        (
             "cast.sql",
             "SELECT event_id, session_id, event_date, CAST(event_id AS INT) AS n, 0 AS _warnings\n\
              FROM events",
