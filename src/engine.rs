@@ -768,27 +768,34 @@ pub fn time_dependent_function(
     found
 }
 
-/// The words for a derived table that uses [`time_dependent_function`]
-/// `f`, after its name.
-pub fn time_dependent_problem(
-    (f, volatility): &(String, datafusion::logical_expr::Volatility),
-) -> String {
-    let (changes, instead) = match volatility {
-        datafusion::logical_expr::Volatility::Volatile => (
-            "on every call",
-            "derive it from the row, e.g. from its event_id, or compute it in a query",
-        ),
-        _ => (
-            "with when the table is computed",
-            "use the rows' own times, event_timestamp or processing_time; a value relative \
-             to today belongs in a query",
-        ),
+/// What is wrong with using [`time_dependent_function`] `f`, and what
+/// to do instead, for a table derived date by date.
+pub fn time_dependent_problem(f: &(String, datafusion::logical_expr::Volatility)) -> String {
+    let instead = match f.1 {
+        datafusion::logical_expr::Volatility::Volatile => {
+            "derive it from the row, e.g. from its event_id, or compute it in a query"
+        }
+        _ => {
+            "use the rows' own times, event_timestamp or processing_time; a value relative to \
+             today belongs in a query"
+        }
     };
     format!(
-        "uses {f}(), whose value is not fixed by the rows (it changes {changes}): dates \
-         recomputed in different runs would disagree, so recomputing only the dirty dates \
-         could not equal a full rebuild ({instead})"
+        "{}: dates recomputed in different runs would disagree, so recomputing only the \
+         dirty dates could not equal a full rebuild ({instead})",
+        not_fixed_by_rows(f)
     )
+}
+
+/// `uses f(), whose value is not fixed by the rows (...)`.
+pub fn not_fixed_by_rows(
+    (f, volatility): &(String, datafusion::logical_expr::Volatility),
+) -> String {
+    let changes = match volatility {
+        datafusion::logical_expr::Volatility::Volatile => "on every call",
+        _ => "with when it is computed",
+    };
+    format!("uses {f}(), whose value is not fixed by the rows (it changes {changes})")
 }
 
 /// Is this DataFusion error the user's fault (bad SQL, unknown table or

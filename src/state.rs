@@ -832,6 +832,7 @@ async fn combined(
         .sql(&model.delta)
         .await
         .map_err(|e| model.sql_error("delta", e))?;
+    fixed_by_rows(model, "delta", &delta)?;
     let names: Vec<String> = delta
         .schema()
         .fields()
@@ -855,6 +856,7 @@ async fn combined(
         .sql(&model.combine)
         .await
         .map_err(|e| model.sql_error("combine", e))?;
+    fixed_by_rows(model, "combine", &state)?;
     keeps_delta_columns(model, &names, state.schema())?;
     if to_store {
         // Plan combine over its own rows and delta's, as every answer
@@ -884,6 +886,24 @@ async fn combined(
         }
     }
     Ok(state)
+}
+
+/// A snapshot stores what `delta` and `combine` computed at its time, and
+/// an answer from it adds what they compute at the answer's: a function
+/// whose value is not fixed by the rows (`now()`, `random()`) would make
+/// the two disagree with a full replay, so the model is refused (exit 2).
+/// `present` runs at the answer's time on both paths: it may use them.
+fn fixed_by_rows(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
+    match crate::engine::time_dependent_function(planned.logical_plan()) {
+        None => Ok(()),
+        Some(f) => Err(Failure::Usage(format!(
+            "{}: {}: a snapshot keeps the value it had when written, so answers from one \
+             would disagree with a full replay (`present`, run at every answer, may use it)",
+            model.what(part),
+            crate::engine::not_fixed_by_rows(&f)
+        ))
+        .into()),
+    }
 }
 
 /// A snapshot stores combine's rows, and answers from it combine them

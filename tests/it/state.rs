@@ -1449,6 +1449,38 @@ fn bad_models_and_times_exit_2() {
         "no snapshot of it was written: {s}"
     );
     std::fs::remove_file(lake.join("models/lossy.sql")).unwrap();
+    // A snapshot keeps what delta and combine computed when it was
+    // written: a value not fixed by the rows (now(), random()) would make
+    // answers from it disagree with a full replay. `present` may use one.
+    let stamped = lake.join("models/stamped.sql");
+    let stamped_sql = "-- name: delta\nSELECT user_id, COUNT(*) AS n, MAX(now()) AS seen FROM events GROUP BY user_id;\n\
+         -- name: combine\nSELECT user_id, SUM(n) AS n, MAX(seen) AS seen FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT user_id, n, now() AS asked FROM state;\n";
+    std::fs::write(&stamped, stamped_sql).unwrap();
+    let stamped = stamped.display();
+    for args in [
+        &["state", "stamped", "--as-of", "2024-03-15", "--no-snapshot"][..],
+        &["snapshot", "stamped", "--as-of", "2024-03-15"],
+    ] {
+        run_says(
+            &lake,
+            args,
+            2,
+            &format!(
+                "model `stamped`: delta ({stamped}:2): uses now(), whose value is not fixed by \
+                 the rows (it changes with when it is computed): a snapshot keeps"
+            ),
+        );
+    }
+    std::fs::write(
+        lake.join("models/stamped.sql"),
+        stamped_sql
+            .replace(", MAX(now()) AS seen", "")
+            .replace(", MAX(seen) AS seen", ""),
+    )
+    .unwrap();
+    ok(&lake, &["state", "stamped", "--as-of", "2024-03-15"]);
+    std::fs::remove_file(lake.join("models/stamped.sql")).unwrap();
     // A key its query has no `$1` for would be passed over (every
     // entity printed for `--key u1`): exit 2 naming the query.
     let keyless = lake.join("models/keyless.sql");
