@@ -180,10 +180,6 @@ pub fn compact(lake: &Lake, opts: &Options) -> Result<CompactReport> {
     Ok(report)
 }
 
-/// The partitions to compact, each with its small files (in path order),
-/// and the dates left alone because silver has yet to read their new
-/// files.
-#[allow(clippy::type_complexity)]
 /// Whether `date` (a partition value) is in `dates` (all are without it).
 fn in_dates(date: &str, dates: Option<(i32, i32)>) -> bool {
     match (time::parse_date32(date), dates) {
@@ -193,6 +189,10 @@ fn in_dates(date: &str, dates: Option<(i32, i32)>) -> bool {
     }
 }
 
+/// The partitions to compact, each with its small files (in path order),
+/// and the dates left alone because silver has yet to read their new
+/// files.
+#[allow(clippy::type_complexity)]
 fn candidates<'a>(
     state: &'a LakeState,
     opts: &Options,
