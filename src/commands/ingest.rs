@@ -94,8 +94,8 @@ pub struct IngestSettings {
 
 impl IngestSettings {
     /// Combine flags, `evlake.toml` and built-in defaults into ingest options.
-    pub fn resolve(&self, lake: &Lake, inputs: Vec<String>) -> Result<IngestOptions> {
-        let cfg = Config::load(lake)?.ingest;
+    pub fn resolve(&self, cfg: &Config, inputs: Vec<String>) -> Result<IngestOptions> {
+        let cfg = &cfg.ingest;
         let processing_time = super::processing_time_or_now(self.processing_time);
         let buffer_bytes = ingest::buffer_bytes();
         let keys_in_memory = ingest::keys_in_memory(buffer_bytes);
@@ -232,7 +232,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let lake = Lake::new(lake_dir);
     // A dry run into a lake that does not exist yet leaves no directory.
     let _no_trace = args.dry_run.then(|| lake.no_trace());
-    let mut opts = args.settings.resolve(&lake, args.inputs)?;
+    let mut opts = args.settings.resolve(&Config::load(&lake)?, args.inputs)?;
     opts.reingest_retracted = args.reingest_retracted;
     opts.dry_run = args.dry_run;
     let report = ingest::ingest(&lake, &opts)?;

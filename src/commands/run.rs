@@ -197,7 +197,7 @@ fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
     let ingest = if args.inputs.is_empty() {
         None
     } else {
-        Some(ingest_settings.resolve(lake, args.inputs.clone())?)
+        Some(ingest_settings.resolve(cfg, args.inputs.clone())?)
     };
     let engine = args.engine.options(cfg)?;
     let opts = RunOptions {
