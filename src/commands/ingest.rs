@@ -305,7 +305,12 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
             sum(|i| i.empty_lines)
         )
     };
-    let read = of(InputStatus::Ingested);
+    // A rejected run's inputs were read too (the run's line says nothing
+    // was committed).
+    let read: Vec<&InputReport> = inputs
+        .iter()
+        .filter(|i| matches!(i.status, InputStatus::Ingested | InputStatus::Rejected))
+        .collect();
     each_or_all(
         "Read",
         &read,

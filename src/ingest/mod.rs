@@ -157,6 +157,9 @@ pub enum Outcome {
 #[serde(rename_all = "snake_case")]
 pub enum InputStatus {
     Ingested,
+    /// Read, but not committed: the run's bad lines were over
+    /// `--max-bad-fraction`, so nothing of it was.
+    Rejected,
     /// Same content already committed.
     AlreadyIngested,
     /// Same content given twice in this run.
@@ -1101,6 +1104,11 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     report.inputs = reports;
     if report.bad_fraction > opts.max_bad_fraction {
         report.status = Outcome::Rejected;
+        for input in &mut report.inputs {
+            if input.status == InputStatus::Ingested {
+                input.status = InputStatus::Rejected;
+            }
+        }
         report.partitions.clear();
         report.files_written = 0;
         report.elapsed_ms = started.elapsed().as_millis() as u64;

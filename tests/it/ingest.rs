@@ -890,6 +890,10 @@ fn too_many_bad_lines_exit_4_and_commit_nothing() {
     }
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["status"], "rejected");
+    // The input was read, not ingested: a script that takes each input's
+    // status must not think it got in.
+    assert_eq!(s["inputs"][0]["status"], "rejected", "{s}");
+    assert_eq!(s["inputs"][0]["lines"], 21, "{s}");
     assert_eq!(commits(&lake), 0);
     assert!(bronze_rows(&lake).is_empty());
     assert!(
