@@ -62,6 +62,16 @@ pub struct Args {
     pub engine: EngineArgs,
 }
 
+/// The processing time and commit of the lake's first ingest that added
+/// events (of those still in the lake).
+fn first_ingest(st: &crate::log::LakeState) -> Option<(i64, u64)> {
+    st.batches
+        .values()
+        .filter(|b| b.retracted.is_none() && b.events.is_none_or(|n| n > 0))
+        .filter_map(|b| Some((b.processing_time?, b.version)))
+        .min()
+}
+
 /// Say that `what` (read from silver) lacks the newest events of the
 /// dates silver has not caught up with.
 pub fn warn_silver_dirty(dates: &[String], what: &str) {
@@ -91,9 +101,26 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         use_snapshots: !args.no_snapshot,
     };
     let opts = args.engine.options(&cfg)?;
-    let (answer, rows) =
-        crate::committed::read_retrying(&lake, |st| state::query(&lake, st, &model, &q, &opts))?;
+    let (answer, rows, first) = crate::committed::read_retrying(&lake, |st| {
+        let (answer, rows) = state::query(&lake, st, &model, &q, &opts)?;
+        Ok((answer, rows, first_ingest(st)))
+    })?;
     warn_silver_dirty(&answer.silver_dirty, "answer");
+    // A --known-at before the lake's first ingest is an empty answer:
+    // right, but most often a mistyped year or a date meant for --as-of.
+    if let (Some(known_at), Some((first, version))) = (args.known_at, first)
+        && known_at < first
+    {
+        status(
+            "Note",
+            format!(
+                "no event had been processed by --known-at {}: the lake's first ingest \
+                 was at {} (commit {version}); --as-of is the time of the events",
+                crate::time::format_micros(known_at),
+                crate::time::format_micros(first)
+            ),
+        );
+    }
     match &answer.snapshot {
         Some(s) => status(
             "Snapshot",

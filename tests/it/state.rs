@@ -207,6 +207,38 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
     );
     assert_eq!(balances(&believed), pairs(&[("A", "69.50")]));
     assert_eq!(believed["known_at"], "2024-03-19T23:59:59.999999Z");
+    assert!(believed["rows"].as_array().is_some_and(|r| !r.is_empty()));
+    // Known at a time before the first ingest: nothing was known, which
+    // is the answer (exit 0), but stderr says when the lake began.
+    let o = run_says(
+        &lake,
+        &[
+            "state",
+            "balances",
+            "--as-of",
+            "now",
+            "--known-at",
+            "2023-03-19",
+            "--json",
+        ],
+        0,
+        "no event had been processed by --known-at 2023-03-19T23:59:59.999999Z: \
+         the lake's first ingest was at 2024-03-13T02:00:00Z (commit 1)",
+    );
+    let none: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(none["rows"], serde_json::json!([]), "{none}");
+    let o = run(
+        &lake,
+        &[
+            "state",
+            "balances",
+            "--as-of",
+            "2024-03-11",
+            "--known-at",
+            "2024-03-19",
+        ],
+    );
+    assert!(!stderr(&o).contains("no event had been"), "{}", stderr(&o));
     // And a correction of an event that does not exist is reported.
     run_lines(
         &lake,
