@@ -145,6 +145,22 @@ pub fn print_report(r: &silver::SilverReport) {
             status("Warning", untyped_warning(table, *n, &r.warning_events));
         }
     }
+    for t in &r.exclude_types_absent {
+        let nearest = t
+            .nearest
+            .as_ref()
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
+        status(
+            "Warning",
+            format!(
+                "session exclude type `{}` (--session-exclude-types or \
+                 silver.session_exclude_types): no event has it, so it left nothing \
+                 out of sessions{nearest}",
+                t.event_type
+            ),
+        );
+    }
     if let Some(t) = refresh {
         let mut what = Vec::new();
         if !t.tables.is_empty() {

@@ -460,7 +460,20 @@ pub struct SilverReport {
     /// changed, or they are new) or dropped (their file removed), in a
     /// commit before the rest; `None` when none was.
     pub typed_refresh: Option<TypedRefresh>,
+    /// In a full rebuild: the excluded session types that no bronze event
+    /// has (most often a typo), left out of nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_types_absent: Vec<AbsentType>,
     pub elapsed_ms: u64,
+}
+
+/// An excluded session type that no event has.
+#[derive(Debug, Clone, Serialize)]
+pub struct AbsentType {
+    pub event_type: String,
+    /// The event type nearest to it in spelling, if one is close.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nearest: Option<String>,
 }
 
 /// A commit that rebuilt typed tables from the built `events` only.

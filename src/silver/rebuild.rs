@@ -39,7 +39,7 @@ use super::patches;
 use super::ranges;
 use super::reach::{self, Day, Stats, UserDay};
 use super::{
-    EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport,
+    AbsentType, EVENTS_DIR, EVENTS_TABLE, SESSIONS_DIR, SESSIONS_TABLE, Settings, SilverReport,
     dirty_partitions, sessions, typed,
 };
 use crate::bronze;
@@ -128,6 +128,47 @@ const KEPT_COLUMNS: [&str; 5] = [
 const APPEND_MAX_FILES: usize = 8;
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
+/// The types of `excluded` that no bronze event has, each with the
+/// bronze type nearest to it in spelling (within two edits), if any.
+async fn absent_types(ctx: &SessionContext, excluded: &[String]) -> Result<Vec<AbsentType>> {
+    if excluded.is_empty() || !ctx.table_exist(bronze::TABLE)? {
+        return Ok(Vec::new());
+    }
+    let types = ctx
+        .table(bronze::TABLE)
+        .await?
+        .select(vec![cast(col("event_type"), DataType::Utf8).alias("t")])?
+        .distinct()?
+        .collect()
+        .await?;
+    let present: BTreeSet<String> = types
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_string::<i32>();
+            (0..a.len())
+                .filter(|i| a.is_valid(*i))
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut absent: Vec<AbsentType> = excluded
+        .iter()
+        .filter(|t| !present.contains(*t))
+        .map(|t| AbsentType {
+            event_type: t.clone(),
+            nearest: present
+                .iter()
+                .map(|p| (strsim::levenshtein(t, p), p))
+                .filter(|(d, _)| *d <= 2)
+                .min()
+                .map(|(_, p)| p.clone()),
+        })
+        .collect();
+    absent.sort_by(|a, b| a.event_type.cmp(&b.event_type));
+    absent.dedup_by(|a, b| a.event_type == b.event_type);
+    Ok(absent)
+}
+
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let _busy = crate::fault::operation("silver");
     let started = Instant::now();
@@ -187,6 +228,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         warnings: BTreeMap::new(),
         warning_events: BTreeMap::new(),
         typed_refresh: None,
+        exclude_types_absent: Vec::new(),
         elapsed_ms: 0,
     };
     if let Some(r) = refreshed {
@@ -224,6 +266,14 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         let work = engine.bare()?;
         let typed_work = engine.bare()?;
         fault::trace(started, "tables registered");
+        // A full rebuild is when excluded types take effect (a new list
+        // makes every date dirty): one no event has is most often a typo,
+        // which would cost that rebuild and leave nothing out.
+        let absent = if full {
+            absent_types(&ctx, &opts.settings.exclude_types).await?
+        } else {
+            Vec::new()
+        };
         let mut touched_rows = None;
         let (loaded, touched, pairs) = if full {
             (recompute.clone(), None, Pairs::default())
@@ -304,10 +354,11 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
             started,
         )
         .await?;
-        anyhow::Ok((loaded, touched, built, spill.finish()))
+        anyhow::Ok((loaded, touched, built, spill.finish(), absent))
     })?;
-    let (loaded, touched, built, spilled) = built;
+    let (loaded, touched, built, spilled, absent) = built;
     report.spill_peak_bytes = spilled;
+    report.exclude_types_absent = absent;
     report.loaded_dates = loaded.iter().map(|d| format_date32(*d)).collect();
     report.touched_users = touched.map(|t| t.0 as u64);
     report.reached_user_dates = touched.map(|t| t.1 as u64);

@@ -654,6 +654,12 @@ fn excluded_event_types_take_no_part_in_sessions() {
         &["--session-exclude-types", "heartbeat,app_background"],
     );
     assert_eq!(s["dirty"][0]["reasons"][0]["kind"], "fingerprint_changed");
+    // No event is an app_background: said, as a typo would be.
+    assert_eq!(
+        s["exclude_types_absent"],
+        serde_json::json!([{"event_type": "app_background"}]),
+        "{s}"
+    );
     assert_eq!(
         query_csv(
             &lake,
@@ -680,6 +686,17 @@ fn excluded_event_types_take_no_part_in_sessions() {
     let s = silver(&lake, &[]);
     assert_eq!(s["mode"], "full");
     assert_eq!(query_csv(&lake, "SELECT count(*) FROM sessions"), ["1"]);
+    assert!(s.get("exclude_types_absent").is_none(), "{s}");
+    // A misspelt type rebuilds every date and leaves nothing out: the
+    // warning names it and the type it most likely meant.
+    run_says(
+        &lake,
+        &["silver", "--session-exclude-types", "page_veiw"],
+        0,
+        "session exclude type `page_veiw` (--session-exclude-types or \
+         silver.session_exclude_types): no event has it, so it left nothing out of \
+         sessions (did you mean `page_view`?)",
+    );
 }
 
 #[test]
