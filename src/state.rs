@@ -888,8 +888,9 @@ async fn combined(
     Ok(state)
 }
 
-/// A snapshot stores what `delta` and `combine` computed at its time, and
-/// an answer from it adds what they compute at the answer's: a function
+/// A snapshot stores what `delta` and `combine` computed at its time (and
+/// the events `problems` found), and an answer from it adds what they
+/// compute at the answer's: a function
 /// whose value is not fixed by the rows (`now()`, `random()`) would make
 /// the two disagree with a full replay, so the model is refused (exit 2).
 /// `present` runs at the answer's time on both paths: it may use them.
@@ -1352,7 +1353,10 @@ async fn run_checks(
         for (name, df) in tables {
             ctx.register_table(name.as_str(), df.into_view())?;
         }
-        with_key(&ctx, (model, "problems", sql), key).await
+        let df = with_key(&ctx, (model, "problems", sql), key).await?;
+        // A snapshot keeps the problems found when it was written.
+        fixed_by_rows(model, "problems", &df)?;
+        anyhow::Ok(df)
     };
     let run = |check: Check| async move {
         let by_keys = check.fallback.is_some();

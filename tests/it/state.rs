@@ -1512,6 +1512,25 @@ fn bad_models_and_times_exit_2() {
     )
     .unwrap();
     ok(&lake, &["state", "stamped", "--as-of", "2024-03-15"]);
+    // So does the problems query: a snapshot keeps the events it found.
+    let fixed = std::fs::read_to_string(lake.join("models/stamped.sql")).unwrap();
+    std::fs::write(
+        lake.join("models/stamped.sql"),
+        format!(
+            "{fixed}-- name: problems\nSELECT 'recent' AS problem, event_id, '' AS detail \
+             FROM events WHERE event_timestamp > now() - INTERVAL '1 day';\n"
+        ),
+    )
+    .unwrap();
+    run_says(
+        &lake,
+        &["state", "stamped", "--as-of", "2024-03-15"],
+        2,
+        &format!(
+            "model `stamped`: problems ({stamped}:8): uses now(), whose value is not fixed by \
+             the rows"
+        ),
+    );
     std::fs::remove_file(lake.join("models/stamped.sql")).unwrap();
     // A key its query has no `$1` for would be passed over (every
     // entity printed for `--key u1`): exit 2 naming the query.
