@@ -187,6 +187,40 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     result
 }
 
+/// Without INPUT, `run` ingests nothing: say so of any ingest flag given,
+/// which would otherwise do nothing without a word (`--processing-time`
+/// stamps the silver and gold commits too).
+fn warn_ingest_flags_unused(i: &super::ingest::IngestSettings) {
+    let given: Vec<&str> = [
+        ("--late-policy", i.late_policy.is_some()),
+        ("--watermark-delay", i.watermark_delay.is_some()),
+        ("--allowed-lateness", i.allowed_lateness.is_some()),
+        ("--max-future", i.max_future.is_some()),
+        ("--min-event-time", i.min_event_time.is_some()),
+        ("--max-bad-fraction", i.max_bad_fraction.is_some()),
+        ("--naive-timestamps", i.naive_timestamps.is_some()),
+        ("--max-line-bytes", i.max_line_bytes.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if !given.is_empty() {
+        status(
+            "Warning",
+            format!(
+                "{} given without INPUT: this run ingests nothing, so {} nothing \
+                 (ingest flags apply to the inputs of `evlake run INPUT...`)",
+                given.join(", "),
+                if given.len() == 1 {
+                    "it does"
+                } else {
+                    "they do"
+                },
+            ),
+        );
+    }
+}
+
 /// The run's options: the flags, else `evlake.toml`, else the defaults.
 /// Every setting is checked here, before anything is read or written: a
 /// bad value is exit 2 naming the flag or the file and key.
@@ -195,6 +229,7 @@ fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
     let mut ingest_settings = args.ingest.clone();
     ingest_settings.processing_time = Some(processing_time);
     let ingest = if args.inputs.is_empty() {
+        warn_ingest_flags_unused(&args.ingest);
         None
     } else {
         Some(ingest_settings.resolve(cfg, args.inputs.clone())?)

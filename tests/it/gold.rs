@@ -282,6 +282,24 @@ fn a_failed_step_is_named_and_the_next_run_finishes_the_work() {
     let r = ok(&lake, &["run", "--json"]);
     assert_eq!(r["silver"]["status"], "committed", "{r}");
     assert_eq!(r["gold"]["status"], "committed", "{r}");
+    assert!(
+        !stderr(&run(&lake, &["run"])).contains("Warning"),
+        "no flag, no warning"
+    );
+    // Ingest flags without INPUT do nothing: said, not passed over.
+    run_says(
+        &lake,
+        &[
+            "run",
+            "--max-bad-fraction",
+            "0.5",
+            "--watermark-delay",
+            "2h",
+        ],
+        0,
+        "--watermark-delay, --max-bad-fraction given without INPUT: this run ingests \
+         nothing, so they do nothing",
+    );
     let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["dirty"], Value::Array(vec![]));
     assert_eq!(st["not_built"], Value::Array(vec![]));
