@@ -532,7 +532,7 @@ async fn register_quarantine(ctx: &SessionContext, lake: &Lake) -> Result<()> {
     .with_file_extension(".jsonl");
     ctx.register_listing_table(
         crate::ingest::QUARANTINE_TABLE,
-        &format!("{}/", path.display()),
+        &file_url(&path, true)?,
         options,
         Some(crate::ingest::quarantine_schema()),
         None,
@@ -681,7 +681,7 @@ async fn register_with(
     };
     let path = std::fs::canonicalize(dir)
         .with_context(|| format!("failed to resolve `{}`", dir.display()))?;
-    let url = format!("{}/", path.display());
+    let url = file_url(&path, true)?;
     let format = ParquetFormat::default().with_options(parquet);
     let mut options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
@@ -693,6 +693,26 @@ async fn register_with(
         .await
         .with_context(|| format!("failed to register table `{table}` at `{url}`"))?;
     Ok(())
+}
+
+/// `path` as the `file://` URL DataFusion is to read: given a plain path,
+/// DataFusion takes `?`, `*` and `[` in it as a glob, so a lake under
+/// `/data/lake[prod]/` or `/tmp/a?/` read no file at all. `dir` gives the
+/// URL the trailing `/` of a directory (a listing, not one file).
+pub fn file_url(path: &Path, dir: bool) -> Result<String> {
+    let path = std::path::absolute(path)
+        .with_context(|| format!("failed to resolve `{}`", path.display()))?;
+    let url = if dir {
+        url::Url::from_directory_path(&path)
+    } else {
+        url::Url::from_file_path(&path)
+    };
+    // The URL as DataFusion would make it: parsed again, so `..` and `.`
+    // segments are resolved.
+    url.ok()
+        .and_then(|u| url::Url::parse(u.as_str()).ok())
+        .map(String::from)
+        .with_context(|| format!("`{}` cannot be made a file URL", path.display()))
 }
 
 /// Register `table` with `schema` and no rows.

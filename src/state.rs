@@ -1486,12 +1486,8 @@ async fn register_snapshot(
 async fn register_files(ctx: &SessionContext, name: &str, lake: &Lake, file: &str) -> Result<()> {
     let dir = lake.path(file);
     let dir = dir.parent().context("a lake file has no directory")?;
-    register_url(
-        ctx,
-        name,
-        &format!("{}/", std::fs::canonicalize(dir)?.display()),
-    )
-    .await
+    let url = crate::engine::file_url(&std::fs::canonicalize(dir)?, true)?;
+    register_url(ctx, name, &url).await
 }
 
 /// Register the Parquet files under `url` (a directory, local or in a
@@ -1525,7 +1521,7 @@ async fn register_url_with(
 async fn write_file(df: DataFrame, dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     df.write_parquet(
-        &dir.join("part.parquet").display().to_string(),
+        &crate::engine::file_url(&dir.join("part.parquet"), false)?,
         datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
         None,
     )
@@ -1546,7 +1542,7 @@ async fn write_keys(df: DataFrame, dir: &std::path::Path) -> Result<()> {
     df.select_columns(&["event_id"])?
         .sort(vec![col("event_id").sort(true, false)])?
         .write_parquet(
-            &dir.join("part.parquet").display().to_string(),
+            &crate::engine::file_url(&dir.join("part.parquet"), false)?,
             datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
             Some(options),
         )

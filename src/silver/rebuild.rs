@@ -1059,11 +1059,11 @@ async fn grown_rows(
         ctx.table(bronze::TABLE).await?.limit(0, Some(0))?
     };
     for (day, a) in appended {
-        let paths: Vec<String> = a
+        let paths = a
             .files
             .iter()
-            .map(|f| lake.path(f).display().to_string())
-            .collect();
+            .map(|f| engine::file_url(&lake.path(f), false))
+            .collect::<Result<Vec<String>>>()?;
         // Bronze's declared columns, as the table reads every file.
         let file_schema = bronze::schema();
         let new = ctx
