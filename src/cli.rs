@@ -248,6 +248,20 @@ pub fn run(cli: Cli) -> Result<()> {
             ))
             .into());
         }
+        // DataFusion's file store takes only UTF-8 paths: a lake under
+        // another name took its ingest, then failed at silver with ``
+        // is not a valid path`.
+        let full = std::fs::canonicalize(&cli.lake).or_else(|_| std::path::absolute(&cli.lake));
+        if let Ok(full) = full
+            && full.to_str().is_none()
+        {
+            return Err(crate::error::Failure::Usage(format!(
+                "the lake's path `{}` is not UTF-8 text, and DataFusion, which reads the lake's \
+                 tables, takes only UTF-8 paths: give a lake directory whose path is",
+                full.display()
+            ))
+            .into());
+        }
         // The lake's own typed tables (`LAKE/typed/*.sql`), for every
         // command that reads or builds silver.
         let lake = crate::lake::Lake::new(&cli.lake);

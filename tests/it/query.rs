@@ -338,6 +338,28 @@ fn a_mistyped_lake_is_an_error_not_an_empty_lake() {
         stderr(&o)
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
+    // A lake path that is not UTF-8: DataFusion cannot read its tables, so
+    // it is refused before ingest commits what silver then could not read.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = tmp.path().join("nu").as_os_str().as_bytes().to_vec();
+        let dir = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
+            &[bytes, b"\xff/lake".to_vec()].concat(),
+        ));
+        let input = tmp.path().join("one.jsonl");
+        std::fs::write(
+            &input,
+            crate::silver::ev("e1", "page_view", "2024-03-15T10:00:00Z", "u"),
+        )
+        .unwrap();
+        run_says(
+            &dir,
+            &["run", input.to_str().unwrap()],
+            2,
+            "is not UTF-8 text, and DataFusion, which reads the lake's tables, takes only UTF-8 paths",
+        );
+        assert!(!dir.exists(), "nothing was created");
+    }
     // `init` and `ingest` create one; then the others work on it.
     ok(&missing, &["init"]);
     assert!(run(&missing, &["status"]).status.success());
