@@ -1998,31 +1998,23 @@ fn a_lake_under_a_path_with_glob_characters_reads_its_files() {
         &lake,
         &["snapshot", "sessions_per_user", "--as-of", "2024-03-14"],
     );
-    let from = ok(
-        &lake,
-        &[
+    let answer = |extra: &[&str]| {
+        let mut args = vec![
             "state",
             "sessions_per_user",
             "--as-of",
             "2024-03-15",
             "--json",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        ok(&lake, &args)
+    };
+    let from = answer(&[]);
     assert_eq!(
         from["snapshot"]["as_of"], "2024-03-14T23:59:59.999999Z",
         "{from}"
     );
-    let replayed = ok(
-        &lake,
-        &[
-            "state",
-            "sessions_per_user",
-            "--as-of",
-            "2024-03-15",
-            "--json",
-            "--no-snapshot",
-        ],
-    );
+    let replayed = answer(&["--no-snapshot"]);
     assert_eq!(from["rows"], replayed["rows"]);
     assert_eq!(from["rows"].as_array().map(Vec::len), Some(3), "{from}");
 }
