@@ -127,7 +127,6 @@ const KEPT_COLUMNS: [&str; 5] = [
 /// next change to a partition with more rewrites it whole (compacting it).
 const APPEND_MAX_FILES: usize = 8;
 
-/// Recompute what is dirty (or everything with `full`) and commit it.
 /// The types of `excluded` that no bronze event has, each with the
 /// bronze type nearest to it in spelling (within two edits), if any.
 async fn absent_types(ctx: &SessionContext, excluded: &[String]) -> Result<Vec<AbsentType>> {
@@ -169,6 +168,7 @@ async fn absent_types(ctx: &SessionContext, excluded: &[String]) -> Result<Vec<A
     Ok(absent)
 }
 
+/// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let _busy = crate::fault::operation("silver");
     let started = Instant::now();
