@@ -389,27 +389,8 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
 pub fn print_human(r: &IngestReport) {
     super::print_orphans(&r.orphans_removed);
     print_inputs(&r.inputs);
-    super::status_first("Ignored", &r.ignored_files, "ignored_files", |f| {
-        // The walk does not follow links: an ignored entry that is a
-        // directory now is a link to one.
-        let path = std::path::Path::new(f);
-        if path.is_dir() {
-            format!(
-                "{f}: a symbolic link to a directory, not followed (name it as an input to read it)"
-            )
-        } else if let (Ok(to), false) = (std::fs::read_link(path), path.exists()) {
-            format!(
-                "{f}: a symbolic link to `{}`, which does not exist",
-                to.display()
-            )
-        } else if path.exists() && !path.is_file() {
-            format!(
-                "{f}: not a regular file (a named pipe, socket or device), not opened \
-                 (name it as an input to read it)"
-            )
-        } else {
-            format!("{f}: not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)")
-        }
+    super::status_first("Ignored", &r.ignored, "ignored_files", |i| {
+        format!("{}: {}", i.path, i.why)
     });
     super::each_or_all(
         "Partition",

@@ -45,11 +45,71 @@ pub fn is_input_name(name: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct Resolved {
     pub inputs: Vec<Input>,
-    /// Files under the directories given whose names are not NDJSON
-    /// inputs' (e.g. `x.csv`, `x.jsonl.bz2`, `x.jsonl.part`), sorted:
-    /// left alone, and reported so none goes unnoticed. Hidden files
-    /// (`.name`) are not listed.
-    pub ignored: Vec<String>,
+    /// Entries under the directories given that are not read (see
+    /// [`Ignored`]), sorted by path: left alone, and reported so none goes
+    /// unnoticed. Hidden files (`.name`) are not listed.
+    pub ignored: Vec<Ignored>,
+}
+
+/// An entry a directory walk passed over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ignored {
+    pub path: String,
+    pub why: String,
+}
+
+impl Ignored {
+    /// Why `p`, met by a walk, is not read; `None` if it is an input. Only
+    /// a regular file (or a link to one) is read: a link that leads
+    /// nowhere or to a directory holds no input of its own, and opening a
+    /// named pipe waits for a writer, for ever in a cron run. Nor is a
+    /// file in a format evlake does not read (bzip2, UTF-16, ...: see
+    /// [`unread_format`]), known by its first bytes whatever its name:
+    /// named as an input, that is an error saying what it is, but in a
+    /// walk it is passed over as a misnamed file is, so one such file in
+    /// an inbox does not stop every run until someone removes it.
+    fn of(p: &Path, ft: std::fs::FileType) -> Option<Ignored> {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let why = if ft.is_symlink() && p.is_dir() {
+            "a symbolic link to a directory, not followed (name it as an input to read it)"
+                .to_string()
+        } else if ft.is_symlink() && !p.exists() {
+            let to = std::fs::read_link(p).unwrap_or_default();
+            format!(
+                "a symbolic link to `{}`, which does not exist",
+                to.display()
+            )
+        } else if !(ft.is_file() || (ft.is_symlink() && p.is_file())) {
+            "not a regular file (a named pipe, socket or device), not opened (name it as an \
+             input to read it)"
+                .to_string()
+        } else if !is_input_name(&name) {
+            "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)".to_string()
+        } else {
+            let (format, tool) = unread_file(p)?;
+            format!("{format}, which evlake does not read: {tool}")
+        };
+        Some(Ignored {
+            path: p.display().to_string(),
+            why,
+        })
+    }
+}
+
+/// The format of the file at `path` by its first bytes, if it is one
+/// evlake does not read (see [`unread_format`]). A file that cannot be
+/// opened is no such file here: reading it says why.
+fn unread_file(path: &Path) -> Option<(&'static str, &'static str)> {
+    let mut head = Vec::with_capacity(16);
+    File::open(path)
+        .ok()?
+        .take(16)
+        .read_to_end(&mut head)
+        .ok()?;
+    unread_format(&head)
 }
 
 /// Expand command-line inputs: `-` is stdin, a directory contributes its
@@ -176,7 +236,7 @@ fn is_lake(dir: &Path) -> bool {
     dir.join(crate::lake::META_DIR).is_dir()
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<Ignored>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("input `{}` cannot be read", dir.display()))?;
     for entry in entries {
@@ -188,20 +248,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<String>) -> Result
                 continue;
             }
             walk(&p, out, ignored)?;
-        } else {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            // Only a regular file (or a link to one) is read. A link that
-            // leads nowhere or to a directory holds no input of its own, and
-            // opening a named pipe waits for a writer, for ever in a cron
-            // run: each is reported (see `print_human`), not read, so one
-            // such entry neither stops nor hangs the run. Named as an
-            // input, a pipe is read (`<(zcat x.gz)`).
-            let regular = ft.is_file() || (ft.is_symlink() && p.is_file());
-            if is_input_name(&name) && regular {
-                out.push(p);
-            } else if !name.starts_with('.') {
-                ignored.push(p.display().to_string());
+        } else if !entry.file_name().to_string_lossy().starts_with('.') {
+            // Each entry passed over is reported, not read, so none stops
+            // or hangs the run. Named as an input, a pipe is read
+            // (`<(zcat x.gz)`).
+            match Ignored::of(&p, ft) {
+                Some(i) => ignored.push(i),
+                None => out.push(p),
             }
         }
     }

@@ -230,9 +230,10 @@ pub struct IngestReport {
     pub version: u64,
     pub processing_time: String,
     pub inputs: Vec<InputReport>,
-    /// Files in the input directories that are not NDJSON inputs by name
-    /// (see [`input::Resolved::ignored`]): not read.
-    pub ignored_files: Vec<String>,
+    /// Entries in the input directories not read, and why (see
+    /// [`input::Resolved::ignored`]); `--json` lists their paths.
+    #[serde(rename = "ignored_files", serialize_with = "ignored_paths")]
+    pub ignored: Vec<input::Ignored>,
     pub lines: u64,
     pub events: u64,
     pub empty_lines: u64,
@@ -501,6 +502,11 @@ fn batch_id_of(hash: &str) -> String {
         .collect()
 }
 
+/// `ignored_files` in `--json`: the paths.
+fn ignored_paths<S: serde::Serializer>(v: &[input::Ignored], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|i| &i.path))
+}
+
 /// Run an ingest. Returns the report for committed, no-op and rejected
 /// runs; the caller turns `Rejected` into exit code 4.
 pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
@@ -750,7 +756,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
         partitions: Vec::new(),
         files_written: 0,
         orphans_removed,
-        ignored_files: ignored,
+        ignored,
         lateness_ms: None,
         max_event_time: state.max_event_time.map(time::format_micros),
         min_event_time: None,

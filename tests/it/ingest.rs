@@ -970,6 +970,41 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
     assert_eq!(exit_code(&o), 1);
     assert!(stderr(&o).contains("xz-compressed"), "{}", stderr(&o));
     assert_eq!(commits(&lake), 0);
+
+    // Found by a directory walk under an input's name, such a file is
+    // passed over as a misnamed one is, saying what it is: one of them in
+    // an inbox stopped every cron run until someone removed it.
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir_all(inbox.join("win")).unwrap();
+    std::fs::write(inbox.join("misnamed.jsonl"), &bz2).unwrap();
+    let utf16: Vec<u8> = "\u{feff}{\"event_id\":\"w1\"}\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(inbox.join("win/export.json"), &utf16).unwrap();
+    std::fs::copy(&good, inbox.join("good.jsonl")).unwrap();
+    let o = run(&lake, &["-q", "ingest", inbox.to_str().unwrap(), "--json"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "misnamed.jsonl: bzip2-compressed, which evlake does not read: decompress it first"
+        ) && err.contains("export.json: UTF-16 text, which evlake does not read: convert it"),
+        "{err}"
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["status"], "committed", "{s}");
+    assert_eq!(s["inputs"].as_array().unwrap().len(), 1, "{s}");
+    let ignored = s["ignored_files"].as_array().unwrap();
+    assert_eq!(ignored.len(), 2, "{s}");
+    assert!(
+        ignored[0].as_str().unwrap().ends_with("misnamed.jsonl"),
+        "{s}"
+    );
+    assert_eq!(
+        bronze_rows(&lake).len(),
+        expected()["batches"][0]["events"].as_u64().unwrap() as usize
+    );
 }
 
 #[test]
