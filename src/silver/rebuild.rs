@@ -1281,15 +1281,93 @@ async fn checked_typed(
             crate::engine::time_dependent_problem(&f),
         ));
     }
-    let plan = df.into_optimized_plan()?;
-    if silver::is_own_typed(table) && !per_row(&plan)? {
+    if silver::is_own_typed(table)
+        && let Ok(w) = df.schema().field_with_unqualified_name("_warnings")
+        && !w.data_type().is_integer()
+    {
         return Err(crate::error::Failure::in_file(
             silver::typed_source(table),
-            "is not one row per event: a typed table selects and filters rows of \
-             `events` (no aggregate, window, join, sort or limit)",
+            format!(
+                "returns `_warnings` as {}: it is the row's count of values that could not \
+                 be typed, an integer (`0 AS _warnings` when there are none)",
+                w.data_type()
+            ),
         ));
     }
+    let plan = df.into_optimized_plan()?;
+    if silver::is_own_typed(table) {
+        if !per_row(&plan)? {
+            return Err(crate::error::Failure::in_file(
+                silver::typed_source(table),
+                "is not one row per event: a typed table selects and filters rows of \
+                 `events` (no aggregate, window, join, sort or limit)",
+            ));
+        }
+        // Its rows are found, patched and placed by these: each must be
+        // the event's own.
+        let changed: Vec<&str> = ["event_id", "session_id", "event_date"]
+            .into_iter()
+            .filter(|c| !passes_through(&plan, c))
+            .collect();
+        if !changed.is_empty() {
+            return Err(crate::error::Failure::in_file(
+                silver::typed_source(table),
+                format!(
+                    "returns {} other than the event's own: select {} from `events` as \
+                     {} (a row is found by its event's id, gets its session's id and lies \
+                     in its event's date partition)",
+                    changed
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if changed.len() == 1 { "it" } else { "them" },
+                    if changed.len() == 1 {
+                        "it is"
+                    } else {
+                        "they are"
+                    }
+                ),
+            ));
+        }
+    }
     Ok(plan)
+}
+
+/// Is output column `name` of `plan` (projections, filters and aliases
+/// over table scans, as [`per_row`] allows) the scanned column of that
+/// name, unchanged?
+fn passes_through(plan: &datafusion::logical_expr::LogicalPlan, name: &str) -> bool {
+    use datafusion::logical_expr::LogicalPlan;
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let Some(i) = p.schema.fields().iter().position(|f| f.name() == name) else {
+                return false;
+            };
+            let string = |t: &DataType| {
+                matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            };
+            let same_type = |to: &DataType| {
+                p.input
+                    .schema()
+                    .field_with_unqualified_name(name)
+                    .is_ok_and(|f| f.data_type() == to || string(f.data_type()) && string(to))
+            };
+            // (A cast to the type it has, `CAST(event_date AS DATE)` or
+            // `CAST(event_id AS VARCHAR)`, changes no value.)
+            let expr = match p.expr[i].clone().unalias_nested().data {
+                Expr::Cast(c) if same_type(c.field.data_type()) => *c.expr,
+                Expr::TryCast(c) if same_type(c.field.data_type()) => *c.expr,
+                e => e,
+            };
+            matches!(expr, Expr::Column(ref c) if c.name == name) && passes_through(&p.input, name)
+        }
+        LogicalPlan::Filter(f) => passes_through(&f.input, name),
+        LogicalPlan::SubqueryAlias(a) => passes_through(&a.input, name),
+        LogicalPlan::Union(u) => u.inputs.iter().all(|i| passes_through(i, name)),
+        LogicalPlan::TableScan(t) => t.projected_schema.fields().iter().any(|f| f.name() == name),
+        _ => false,
+    }
 }
 
 /// The lake's own typed tables whose SQL a silver run would refuse before

@@ -1773,6 +1773,43 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
              FROM events",
             None,
         ),
+        // A row is found by its event's id, patched with its session's id
+        // and written to its event's date: each must be the event's own (a
+        // shifted date failed as an internal error, a date as text
+        // panicked, a text count failed on a bare cast error).
+        (
+            "shifted.sql",
+            "SELECT event_id, session_id, event_date + INTERVAL '1 day' AS event_date, \
+             0 AS _warnings FROM events",
+            Some(
+                "returns `event_date` other than the event's own: select it from `events` as it is",
+            ),
+        ),
+        (
+            "as_text.sql",
+            "SELECT event_id, session_id, CAST(event_date AS VARCHAR) AS event_date, \
+             0 AS _warnings FROM events",
+            Some("returns `event_date` other than the event's own"),
+        ),
+        (
+            "rekeyed.sql",
+            "SELECT upper(event_id) AS event_id, user_id AS session_id, event_date, \
+             0 AS _warnings FROM events",
+            Some("returns `event_id`, `session_id` other than the event's own: select them"),
+        ),
+        (
+            "counted.sql",
+            "SELECT event_id, session_id, event_date, 'none' AS _warnings FROM events",
+            Some(
+                "returns `_warnings` as Utf8: it is the row's count of values that could not be typed",
+            ),
+        ),
+        (
+            "recast.sql",
+            "SELECT CAST(event_id AS VARCHAR) AS event_id, session_id, \
+             CAST(event_date AS DATE) AS event_date, 0 AS _warnings FROM events e WHERE e.event_id > ''",
+            None,
+        ),
     ] {
         let path = typed.join(name);
         std::fs::write(&path, sql).unwrap();
@@ -1837,6 +1874,18 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         "is not one row per event",
     );
     ok(&lake, &["run"]);
+    // Casts that change no value are the event's own columns still.
+    std::fs::write(
+        typed.join("recast.sql"),
+        "SELECT CAST(event_id AS VARCHAR) AS event_id, session_id, \
+         CAST(event_date AS DATE) AS event_date, 0 AS _warnings FROM events",
+    )
+    .unwrap();
+    ok(&lake, &["run"]);
+    assert_eq!(
+        query_csv(&lake, "SELECT count(*) FROM recast"),
+        query_csv(&lake, "SELECT count(*) FROM events")
+    );
 }
 
 /// A run over many small dates and one big one: the small dates' rows are
