@@ -1354,6 +1354,17 @@ async fn run_checks(
             ctx.register_table(name.as_str(), df.into_view())?;
         }
         let df = with_key(&ctx, (model, "problems", sql), key).await?;
+        // Its rows are read by position (a missing column panicked).
+        let n = df.schema().fields().len();
+        if n != 3 {
+            return Err(Failure::Usage(format!(
+                "{}: returns {n} column(s): a problems query returns three, \
+                 `(problem, event_id, detail)`, e.g. `SELECT 'no amount' AS problem, \
+                 event_id, '' AS detail FROM ...`",
+                model.what("problems")
+            ))
+            .into());
+        }
         // A snapshot keeps the problems found when it was written.
         fixed_by_rows(model, "problems", &df)?;
         anyhow::Ok(df)

@@ -1531,6 +1531,27 @@ fn bad_models_and_times_exit_2() {
              the rows"
         ),
     );
+    // Its rows are read by position: a query with too few columns
+    // panicked (index out of bounds), on the answer and the snapshot.
+    std::fs::write(
+        lake.join("models/stamped.sql"),
+        format!("{fixed}-- name: problems\nSELECT 'odd' AS problem FROM events;\n"),
+    )
+    .unwrap();
+    for args in [
+        &["state", "stamped", "--as-of", "2024-03-15"][..],
+        &["snapshot", "stamped", "--as-of", "2024-03-15"],
+    ] {
+        run_says(
+            &lake,
+            args,
+            2,
+            &format!(
+                "model `stamped`: problems ({stamped}:8): returns 1 column(s): a problems \
+                 query returns three, `(problem, event_id, detail)`"
+            ),
+        );
+    }
     std::fs::remove_file(lake.join("models/stamped.sql")).unwrap();
     // A key its query has no `$1` for would be passed over (every
     // entity printed for `--key u1`): exit 2 naming the query.
