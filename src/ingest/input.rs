@@ -16,6 +16,9 @@ pub struct Input {
     pub display: String,
     /// Where the bytes are (for stdin: the spooled copy, once spooled).
     pub path: Option<PathBuf>,
+    /// Found by a directory walk, not named: in a format evlake does not
+    /// read (see [`unread_file`]), it is passed over, not an error.
+    pub walked: bool,
 }
 
 impl Input {
@@ -62,12 +65,9 @@ impl Ignored {
     /// Why `p`, met by a walk, is not read; `None` if it is an input. Only
     /// a regular file (or a link to one) is read: a link that leads
     /// nowhere or to a directory holds no input of its own, and opening a
-    /// named pipe waits for a writer, for ever in a cron run. Nor is a
-    /// file in a format evlake does not read (bzip2, UTF-16, ...: see
-    /// [`unread_format`]), known by its first bytes whatever its name:
-    /// named as an input, that is an error saying what it is, but in a
-    /// walk it is passed over as a misnamed file is, so one such file in
-    /// an inbox does not stop every run until someone removes it.
+    /// named pipe waits for a writer, for ever in a cron run. (Nor is a
+    /// file in a format evlake does not read, found once it is to be
+    /// read: see [`Ignored::unread`].)
     fn of(p: &Path, ft: std::fs::FileType) -> Option<Ignored> {
         let name = p
             .file_name()
@@ -89,20 +89,31 @@ impl Ignored {
         } else if !is_input_name(&name) {
             "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)".to_string()
         } else {
-            let (format, tool) = unread_file(p)?;
-            format!("{format}, which evlake does not read: {tool}")
+            return None;
         };
         Some(Ignored {
             path: p.display().to_string(),
             why,
         })
     }
+
+    /// A walked input in a format evlake does not read (bzip2, UTF-16,
+    /// ...: see [`unread_file`]), known by its first bytes whatever its
+    /// name. Named as an input, that is an error saying what it is; in a
+    /// walk it is passed over as a misnamed file is, so one such file in
+    /// an inbox does not stop every run until someone removes it.
+    pub fn unread(input: &Input, (format, tool): (&str, &str)) -> Ignored {
+        Ignored {
+            path: input.display.clone(),
+            why: format!("{format}, which evlake does not read: {tool}"),
+        }
+    }
 }
 
 /// The format of the file at `path` by its first bytes, if it is one
 /// evlake does not read (see [`unread_format`]). A file that cannot be
 /// opened is no such file here: reading it says why.
-fn unread_file(path: &Path) -> Option<(&'static str, &'static str)> {
+pub fn unread_file(path: &Path) -> Option<(&'static str, &'static str)> {
     let mut head = Vec::with_capacity(16);
     File::open(path)
         .ok()?
@@ -128,6 +139,7 @@ pub fn resolve(args: &[String]) -> Result<Resolved> {
             out.push(Input {
                 display: STDIN.to_string(),
                 path: None,
+                walked: false,
             });
             continue;
         }
@@ -166,11 +178,13 @@ pub fn resolve(args: &[String]) -> Result<Resolved> {
             out.extend(found.into_iter().map(|p| Input {
                 display: p.display().to_string(),
                 path: Some(p),
+                walked: true,
             }));
         } else {
             out.push(Input {
                 display: arg.clone(),
                 path: Some(path.to_path_buf()),
+                walked: false,
             });
         }
     }

@@ -452,6 +452,9 @@ struct Hashed {
     prefix: Option<(u64, String)>,
     /// See [`input::Hashed::plain`] (false for a spooled stream).
     plain: bool,
+    /// A walked input in a format evlake does not read (not hashed):
+    /// the format, and how to read it (see [`input::Ignored::unread`]).
+    unread: Option<(&'static str, &'static str)>,
 }
 
 /// Once every input of `plan` is in the log (committed now, or before):
@@ -511,7 +514,10 @@ fn ignored_paths<S: serde::Serializer>(v: &[input::Ignored], s: S) -> Result<S::
 /// runs; the caller turns `Rejected` into exit code 4.
 pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let started = Instant::now();
-    let input::Resolved { inputs, ignored } = input::resolve(&opts.inputs)?;
+    let input::Resolved {
+        inputs,
+        mut ignored,
+    } = input::resolve(&opts.inputs)?;
     input::refuse_own_files(lake, &inputs)?;
     let _busy = crate::fault::operation("ingest");
 
@@ -585,6 +591,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     head: None,
                     prefix: None,
                     plain: false,
+                    unread: None,
                 });
             }
             let cache_key = std::fs::metadata(path)
@@ -607,6 +614,22 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     head: None,
                     prefix: None,
                     plain: false,
+                    unread: None,
+                });
+            }
+            // (Known by its first bytes: only a file that is to be read
+            // is opened for them.)
+            if let Some(unread) = inp.walked.then(|| input::unread_file(path)).flatten() {
+                return Ok(Hashed {
+                    hash: String::new(),
+                    bytes: 0,
+                    stamp: input::Stamp::of(path)?,
+                    cache_key: None,
+                    cached: false,
+                    head: None,
+                    prefix: None,
+                    plain: false,
+                    unread: Some(unread),
                 });
             }
             // The hash of the content its path's last batch had, taken on
@@ -622,6 +645,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 plain: h.plain,
                 cache_key,
                 cached: false,
+                unread: None,
             })
         })
         .collect::<Result<_>>()?;
@@ -629,6 +653,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     let mut plan = Vec::with_capacity(inputs.len());
     let mut seen: HashSet<String> = HashSet::new();
     for (i, (inp, hashed)) in inputs.into_iter().zip(hashes).enumerate() {
+        if let Some(unread) = hashed.unread {
+            ignored.push(input::Ignored::unread(&inp, unread));
+            continue;
+        }
         let hash = &hashed.hash;
         let known = state.batches.get(hash);
         let again = known.is_some_and(|r| r.retracted.is_some() && opts.reingest_retracted);
@@ -690,6 +718,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
             head,
         });
     }
+    ignored.sort();
 
     let mut reports: Vec<InputReport> = plan
         .iter()
@@ -721,11 +750,9 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     trace(started, "hashed inputs");
     // Inputs a writer may be appending to (plain regular files): a last
     // line without a newline may be unfinished.
-    let appendable: Vec<bool> = plan
-        .iter()
-        .enumerate()
-        .map(|(i, p)| p.hashed.plain && !spooled.contains_key(&i))
-        .collect();
+    // (A spooled stream's `plain` is false; and `plan` holds no input
+    // passed over as unread, so its indices are not the inputs'.)
+    let appendable: Vec<bool> = plan.iter().map(|p| p.hashed.plain).collect();
     let todo: Vec<usize> = (0..plan.len())
         .filter(|&i| plan[i].status == InputStatus::Ingested)
         .collect();
