@@ -97,30 +97,40 @@ impl Ignored {
         })
     }
 
-    /// A walked input in a format evlake does not read (bzip2, UTF-16,
-    /// ...: see [`unread_file`]), known by its first bytes whatever its
-    /// name. Named as an input, that is an error saying what it is; in a
-    /// walk it is passed over as a misnamed file is, so one such file in
+    /// A walked input that cannot be read, and why (see
+    /// [`unread_file`]): named as an input, it is an error saying so; in
+    /// a walk it is passed over as a misnamed file is, so one such file in
     /// an inbox does not stop every run until someone removes it.
-    pub fn unread(input: &Input, (format, tool): (&str, &str)) -> Ignored {
+    pub fn unread(input: &Input, why: String) -> Ignored {
         Ignored {
             path: input.display.clone(),
-            why: format!("{format}, which evlake does not read: {tool}"),
+            why,
         }
     }
 }
 
-/// The format of the file at `path` by its first bytes, if it is one
-/// evlake does not read (see [`unread_format`]). A file that cannot be
-/// opened is no such file here: reading it says why.
-pub fn unread_file(path: &Path) -> Option<(&'static str, &'static str)> {
+/// Why the file at `path` cannot be read as input, if it is one that
+/// cannot be whatever the run does: one the user evlake runs as may not
+/// open (a producer's file left mode 0600), or one in a format evlake
+/// does not read, known by its first bytes (see [`unread_format`]).
+/// Another failure to open or read it is no such file here: reading it
+/// says what it is.
+pub fn unread_file(path: &Path) -> Option<String> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Some(
+                "cannot be opened: permission denied (evlake runs as a user who may not \
+                 read it)"
+                    .to_string(),
+            );
+        }
+        Err(_) => return None,
+    };
     let mut head = Vec::with_capacity(16);
-    File::open(path)
-        .ok()?
-        .take(16)
-        .read_to_end(&mut head)
-        .ok()?;
-    unread_format(&head)
+    f.take(16).read_to_end(&mut head).ok()?;
+    let (format, tool) = unread_format(&head)?;
+    Some(format!("{format}, which evlake does not read: {tool}"))
 }
 
 /// Expand command-line inputs: `-` is stdin, a directory contributes its

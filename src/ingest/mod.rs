@@ -452,9 +452,9 @@ struct Hashed {
     prefix: Option<(u64, String)>,
     /// See [`input::Hashed::plain`] (false for a spooled stream).
     plain: bool,
-    /// A walked input in a format evlake does not read (not hashed):
-    /// the format, and how to read it (see [`input::Ignored::unread`]).
-    unread: Option<(&'static str, &'static str)>,
+    /// A walked input that cannot be read (not hashed), and why (see
+    /// [`input::unread_file`]).
+    unread: Option<String>,
 }
 
 /// Once every input of `plan` is in the log (committed now, or before):
@@ -617,8 +617,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     unread: None,
                 });
             }
-            // (Known by its first bytes: only a file that is to be read
-            // is opened for them.)
+            // (Opened for its first bytes only when it is to be read.)
             if let Some(unread) = inp.walked.then(|| input::unread_file(path)).flatten() {
                 return Ok(Hashed {
                     hash: String::new(),

@@ -2818,3 +2818,90 @@ fn an_ingest_dry_run_reports_what_it_would_commit_and_changes_nothing() {
         assert_eq!(plan[field], real[field], "{field}: {plan} vs {real}");
     }
 }
+
+/// A file in an inbox that the user evlake runs as may not read (a
+/// producer's file left mode 0600) stopped every run with exit 1 and
+/// nothing committed, until someone fixed it: a walk now passes it over
+/// with an `Ignored` line saying so, and ingests the rest. Named as an
+/// input, it is still an error. (Root reads any file: as root, the test
+/// runs evlake as `nobody` through `setpriv`.)
+#[test]
+fn a_walked_file_evlake_may_not_read_is_passed_over() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    // The binary where `nobody` can run it (a link, else a copy).
+    let exe = dir.join("evlake");
+    if std::fs::hard_link(bin(), &exe).is_err() {
+        std::fs::copy(bin(), &exe).unwrap();
+    }
+    let evlake = |args: &[&str]| {
+        let mut c = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        c.current_dir(dir)
+            .env("HOME", dir)
+            .env_remove("EVLAKE_LAKE")
+            .args(["--lake", "lake"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    if root && evlake(&["--version"]).status.code() != Some(0) {
+        eprintln!("skipped: running as root, and `setpriv` cannot run evlake as nobody");
+        return;
+    }
+    let inbox = dir.join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::set_permissions(&inbox, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, mode) in [("ok.jsonl", 0o644), ("secret.jsonl", 0o600)] {
+        let f = inbox.join(name);
+        std::fs::write(
+            &f,
+            crate::silver::ev(name, "page_view", "2024-03-15T10:00:00Z", "u"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // (Mode 0600 and another owner: as the test's own user, no bits at all.)
+    if !root {
+        std::fs::set_permissions(
+            inbox.join("secret.jsonl"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+    }
+    let o = evlake(&["ingest", "inbox", "--json"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "Ignored inbox/secret.jsonl: cannot be opened: permission denied (evlake runs as \
+             a user who may not read it)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["status"], "committed", "{s}");
+    assert_eq!(s["events"], 1, "{s}");
+    assert_eq!(
+        s["ignored_files"],
+        serde_json::json!(["inbox/secret.jsonl"])
+    );
+    let o = evlake(&["ingest", "inbox/secret.jsonl"]);
+    assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("inbox/secret.jsonl`: Permission denied"),
+        "{}",
+        stderr(&o)
+    );
+}
