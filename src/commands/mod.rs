@@ -371,11 +371,32 @@ pub fn parse_memory_arg(s: &str) -> Result<MemoryLimit, String> {
 /// The run's processing time: the pinned value, else the wall clock (read
 /// here, once, never deeper in the library).
 pub fn processing_time_or_now(pinned: Option<i64>) -> i64 {
-    pinned.unwrap_or_else(|| chrono::Utc::now().timestamp_micros())
+    let now = chrono::Utc::now().timestamp_micros();
+    // A pin ahead of the clock is taken (a test may want one), but it is
+    // most often a typo (`2204` for `2024`), and the commit keeps it: every
+    // later run stamped now is then earlier than it.
+    if let Some(p) = pinned
+        && p > now + crate::time::MICROS_PER_DAY
+    {
+        status(
+            "Warning",
+            format!(
+                "--processing-time {} is {} ahead of this machine's clock: the commit \
+                 keeps it, and every later run stamped with the clock's time comes before it",
+                crate::time::format_micros(p),
+                crate::time::format_duration_micros(p - now)
+            ),
+        );
+    }
+    pinned.unwrap_or(now)
 }
 
-/// Parse an RFC 3339 instant for clap.
+/// Parse an RFC 3339 instant for clap, or `now` (the clock's, as when the
+/// flag is left out).
 pub fn parse_instant_arg(s: &str) -> Result<i64, String> {
+    if s.trim().eq_ignore_ascii_case("now") {
+        return Ok(chrono::Utc::now().timestamp_micros());
+    }
     crate::time::parse_instant(s)
 }
 

@@ -225,14 +225,17 @@ fn warn_ingest_flags_unused(i: &super::ingest::IngestSettings) {
 /// Every setting is checked here, before anything is read or written: a
 /// bad value is exit 2 naming the flag or the file and key.
 fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
-    let processing_time = super::processing_time_or_now(args.ingest.processing_time);
-    let mut ingest_settings = args.ingest.clone();
-    ingest_settings.processing_time = Some(processing_time);
+    // One processing time for every step: the ingest's, or the same
+    // pinned or taken from the clock without it.
     let ingest = if args.inputs.is_empty() {
         warn_ingest_flags_unused(&args.ingest);
         None
     } else {
-        Some(ingest_settings.resolve(cfg, args.inputs.clone())?)
+        Some(args.ingest.resolve(cfg, args.inputs.clone())?)
+    };
+    let processing_time = match &ingest {
+        Some(i) => i.processing_time,
+        None => super::processing_time_or_now(args.ingest.processing_time),
     };
     let engine = args.engine.options(cfg)?;
     let opts = RunOptions {

@@ -2905,3 +2905,60 @@ fn a_walked_file_evlake_may_not_read_is_passed_over() {
         stderr(&o)
     );
 }
+
+/// `--processing-time now` is the clock's time, as `--as-of now` is; a
+/// pin more than a day ahead of the clock (most often a typo, `2204`
+/// for `2024`) is taken, with one Warning: the commit keeps it.
+#[test]
+fn processing_time_now_and_a_pin_ahead_of_the_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let f = tmp.path().join("b.jsonl");
+    std::fs::write(
+        &f,
+        crate::silver::ev("e1", "page_view", "2024-03-15T10:00:00Z", "u"),
+    )
+    .unwrap();
+    let before = chrono::Utc::now();
+    let s = ok(
+        &lake,
+        &[
+            "ingest",
+            f.to_str().unwrap(),
+            "--processing-time",
+            "now",
+            "--json",
+        ],
+    );
+    let pt = chrono::DateTime::parse_from_rfc3339(s["processing_time"].as_str().unwrap()).unwrap();
+    assert!(pt >= before && pt <= chrono::Utc::now(), "{s}");
+    std::fs::write(
+        &f,
+        crate::silver::ev("e2", "page_view", "2024-03-15T11:00:00Z", "u"),
+    )
+    .unwrap();
+    let o = run(
+        &lake,
+        &[
+            "run",
+            f.to_str().unwrap(),
+            "--processing-time",
+            "2204-03-16T02:00:00Z",
+        ],
+    );
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("--processing-time 2204-03-16T02:00:00Z is ")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("ahead of this machine's clock: the commit keeps it"),
+        "{err}"
+    );
+    // A pin in the past says nothing of the kind.
+    let o = run(&lake, &["run", "--processing-time", "2024-03-16T02:00:00Z"]);
+    assert!(!stderr(&o).contains("ahead of"), "{}", stderr(&o));
+}
