@@ -603,7 +603,9 @@ pub fn describe(batch: &RecordBatch, staged: PathBuf, rel_path: String, bytes: u
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64> {
     let file =
         File::create(path).with_context(|| format!("failed to create `{}`", path.display()))?;
-    let sink = file.try_clone()?;
+    let sink = file
+        .try_clone()
+        .with_context(|| format!("failed to write `{}`", path.display()))?;
     encode_parquet(sink, batch).with_context(|| format!("failed to write `{}`", path.display()))?;
     let len = file.metadata()?.len();
     // Flushed in the background: an fsync here blocked this rayon worker

@@ -2962,3 +2962,47 @@ fn processing_time_now_and_a_pin_ahead_of_the_clock() {
     let o = run(&lake, &["run", "--processing-time", "2024-03-16T02:00:00Z"]);
     assert!(!stderr(&o).contains("ahead of"), "{}", stderr(&o));
 }
+
+/// A flush writes a file per date and queues each for a background
+/// fsync, which holds it open: the queue was unbounded, so a backfill of
+/// a few thousand dates outran the disk and failed with a bare "Too many
+/// open files" under a low limit of open files. The queue is bounded
+/// now; 2,000 dates ingest under `ulimit -n 64`.
+#[test]
+fn a_backfill_of_thousands_of_dates_stays_within_the_open_files_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let f = tmp.path().join("backfill.jsonl");
+    let start = chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap();
+    let lines: String = (0..2000)
+        .map(|i| {
+            let day = start + chrono::Duration::days(i);
+            crate::silver::ev(
+                &format!("b{i}"),
+                "page_view",
+                &format!("{day}T10:00:00Z"),
+                "u",
+            )
+        })
+        .collect();
+    std::fs::write(&f, lines).unwrap();
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" --lake \"$1\" ingest \"$2\" --processing-time 2026-01-01T00:00:00Z --json")
+        .arg(bin())
+        .arg(&lake)
+        .arg(&f)
+        .env_remove("EVLAKE_LAKE")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["events"], 2000, "{s}");
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(DISTINCT event_date) FROM bronze_events"
+        ),
+        ["2000"]
+    );
+}
