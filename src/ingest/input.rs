@@ -16,8 +16,8 @@ pub struct Input {
     pub display: String,
     /// Where the bytes are (for stdin: the spooled copy, once spooled).
     pub path: Option<PathBuf>,
-    /// Found by a directory walk, not named: in a format evlake does not
-    /// read (see [`unread_file`]), it is passed over, not an error.
+    /// Found by a directory walk, not named: one that cannot be read (see
+    /// [`unread_file`]) is passed over, not an error.
     pub walked: bool,
 }
 
@@ -66,8 +66,8 @@ impl Ignored {
     /// a regular file (or a link to one) is read: a link that leads
     /// nowhere or to a directory holds no input of its own, and opening a
     /// named pipe waits for a writer, for ever in a cron run. (Nor is a
-    /// file in a format evlake does not read, found once it is to be
-    /// read: see [`Ignored::unread`].)
+    /// file evlake may not open or in a format it does not read, found
+    /// once it is to be read: see [`Ignored::unread`].)
     fn of(p: &Path, ft: std::fs::FileType) -> Option<Ignored> {
         let name = p
             .file_name()
