@@ -457,6 +457,24 @@ struct Hashed {
     unread: Option<String>,
 }
 
+impl Hashed {
+    /// An input's hash and size known without reading it here (a spooled
+    /// stream's, taken as it was copied; a cached one's), or none needed.
+    fn not_read(hash: String, bytes: u64, stamp: input::Stamp) -> Hashed {
+        Hashed {
+            hash,
+            bytes,
+            stamp,
+            cache_key: None,
+            cached: false,
+            head: None,
+            prefix: None,
+            plain: false,
+            unread: None,
+        }
+    }
+}
+
 /// Once every input of `plan` is in the log (committed now, or before):
 /// record their stamps in the lake's input-hash cache. A failure to write
 /// it is only said, under `EVLAKE_TRACE`: the next run hashes again.
@@ -582,17 +600,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 .as_ref()
                 .expect("every input has a path once spooled");
             if let Some((h, n)) = spooled.get(&i) {
-                return Ok(Hashed {
-                    hash: h.clone(),
-                    bytes: *n,
-                    stamp: input::Stamp::of(path)?,
-                    cache_key: None,
-                    cached: false,
-                    head: None,
-                    prefix: None,
-                    plain: false,
-                    unread: None,
-                });
+                return Ok(Hashed::not_read(h.clone(), *n, input::Stamp::of(path)?));
             }
             let cache_key = std::fs::metadata(path)
                 .ok()
@@ -605,30 +613,18 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                     // (One to ingest again is read as any new input.)
                     .is_some_and(|r| r.retracted.is_none() || !opts.reingest_retracted)
             {
+                let known = Hashed::not_read(hash.to_string(), fs.size(), input::Stamp::of(path)?);
                 return Ok(Hashed {
-                    hash: hash.to_string(),
-                    bytes: fs.size(),
-                    stamp: input::Stamp::of(path)?,
                     cache_key,
                     cached: true,
-                    head: None,
-                    prefix: None,
-                    plain: false,
-                    unread: None,
+                    ..known
                 });
             }
             // (Opened for its first bytes only when it is to be read.)
             if let Some(unread) = inp.walked.then(|| input::unread_file(path)).flatten() {
                 return Ok(Hashed {
-                    hash: String::new(),
-                    bytes: 0,
-                    stamp: input::Stamp::of(path)?,
-                    cache_key: None,
-                    cached: false,
-                    head: None,
-                    prefix: None,
-                    plain: false,
                     unread: Some(unread),
+                    ..Hashed::not_read(String::new(), 0, input::Stamp::of(path)?)
                 });
             }
             // The hash of the content its path's last batch had, taken on
