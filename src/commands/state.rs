@@ -103,7 +103,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     let opts = args.engine.options(&cfg)?;
     let (answer, rows, first) = crate::committed::read_retrying(&lake, |st| {
         let (answer, rows) = state::query(&lake, st, &model, &q, &opts)?;
-        Ok((answer, rows, first_ingest(st)))
+        // (Only a --known-at question needs it: the batches are many.)
+        let first = args.known_at.and_then(|_| first_ingest(st));
+        Ok((answer, rows, first))
     })?;
     warn_silver_dirty(&answer.silver_dirty, "answer");
     // A --known-at before the lake's first ingest is an empty answer:
