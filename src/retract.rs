@@ -51,7 +51,8 @@ pub const OPERATION: &str = "retract";
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Batch ids (bronze's `batch_id`) or input sources as ingested.
-    pub batches: Vec<String>,
+    /// As given: a file name need not be UTF-8.
+    pub batches: Vec<std::ffi::OsString>,
     pub processing_time: i64,
     pub dry_run: bool,
 }
@@ -208,7 +209,7 @@ type Resolved<'a> = (Vec<(&'a String, &'a BatchRecord)>, Vec<String>);
 /// (every batch of it), or a directory of inputs (every batch of each
 /// file under it that was ingested; the files none matches are returned
 /// too, to be reported). One that names none is a usage error.
-fn resolve<'a>(state: &'a LakeState, args: &[String]) -> Result<Resolved<'a>> {
+fn resolve<'a>(state: &'a LakeState, args: &[std::ffi::OsString]) -> Result<Resolved<'a>> {
     // One pass over the log's batches, in commit order, whatever the
     // number of arguments: each name's batches come out in that order.
     let mut batches: Vec<(&String, &BatchRecord)> = state.batches.iter().collect();
@@ -226,7 +227,11 @@ fn resolve<'a>(state: &'a LakeState, args: &[String]) -> Result<Resolved<'a>> {
     let mut out: Vec<(&String, &BatchRecord)> = Vec::new();
     let mut seen: HashSet<&String> = HashSet::new();
     let mut not_ingested = Vec::new();
-    for arg in args {
+    for given in args {
+        // A name that is not UTF-8 is looked up as ingest shows it (U+FFFD
+        // where it is not text), and found on disk as given.
+        let path = Path::new(given);
+        let arg = &path.display().to_string();
         // Every input read from stdin has the same source: those are told
         // apart by batch id alone.
         if arg == crate::ingest::input::STDIN || arg == "-" {
@@ -237,15 +242,15 @@ fn resolve<'a>(state: &'a LakeState, args: &[String]) -> Result<Resolved<'a>> {
             ))
             .into());
         }
-        let dir = !named.contains_key(arg.as_str()) && Path::new(arg).is_dir();
+        let dir = !named.contains_key(arg.as_str()) && path.is_dir();
         let found = match named.get(arg.as_str()) {
             Some(found) => found.clone(),
             None if dir => {
-                let (found, never) = under_dir(state, &named, arg)?;
+                let (found, never) = under_dir(state, &named, given)?;
                 not_ingested.extend(never);
                 found
             }
-            None => same_file(state, &named, arg),
+            None => same_file(state, &named, path),
         };
         if found.is_empty() && dir {
             return Err(Failure::Usage(format!(
@@ -277,15 +282,18 @@ fn resolve<'a>(state: &'a LakeState, args: &[String]) -> Result<Resolved<'a>> {
 fn under_dir<'a>(
     state: &'a LakeState,
     named: &HashMap<&str, Vec<(&'a String, &'a BatchRecord)>>,
-    dir: &str,
+    dir: &std::ffi::OsStr,
 ) -> Result<Resolved<'a>> {
-    let files = crate::ingest::input::resolve(&[dir.to_string()])?;
+    let files = crate::ingest::input::resolve(&[dir.into()])?;
     let mut found = Vec::new();
     let mut never = Vec::new();
     for input in files.inputs {
         let of_file = match named.get(input.display.as_str()) {
             Some(batches) => batches.clone(),
-            None => same_file(state, named, &input.display),
+            None => match &input.path {
+                Some(path) => same_file(state, named, path),
+                None => Vec::new(),
+            },
         };
         if of_file.is_empty() {
             never.push(input.display);
@@ -305,9 +313,8 @@ fn under_dir<'a>(
 fn same_file<'a>(
     state: &'a LakeState,
     named: &HashMap<&str, Vec<(&'a String, &'a BatchRecord)>>,
-    arg: &str,
+    path: &Path,
 ) -> Vec<(&'a String, &'a BatchRecord)> {
-    let path = std::path::Path::new(arg);
     let Ok(target) = std::fs::canonicalize(path) else {
         return Vec::new();
     };
@@ -376,7 +383,7 @@ mod tests {
     }
 
     fn ids(s: &LakeState, args: &[&str]) -> Vec<String> {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.into()).collect();
         resolve(s, &args)
             .unwrap()
             .0

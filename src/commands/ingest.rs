@@ -1,5 +1,6 @@
 //! `evlake ingest`: wire flags to [`crate::ingest::ingest`] and report.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -94,7 +95,7 @@ pub struct IngestSettings {
 
 impl IngestSettings {
     /// Combine flags, `evlake.toml` and built-in defaults into ingest options.
-    pub fn resolve(&self, cfg: &Config, inputs: Vec<String>) -> Result<IngestOptions> {
+    pub fn resolve(&self, cfg: &Config, inputs: Vec<OsString>) -> Result<IngestOptions> {
         let cfg = &cfg.ingest;
         let processing_time = super::processing_time_or_now(self.processing_time);
         let buffer_bytes = ingest::buffer_bytes();
@@ -207,7 +208,7 @@ Re-ingesting content that is already committed is a reported no-op.")]
 pub struct Args {
     /// NDJSON files, directories (searched recursively) or `-` for stdin
     #[arg(required = true, value_name = "INPUT")]
-    pub inputs: Vec<String>,
+    pub inputs: Vec<OsString>,
 
     #[command(flatten)]
     pub settings: IngestSettings,

@@ -31,7 +31,7 @@ pub struct Args {
     /// each; also by another path to the same file, or a file of the same
     /// bytes), or directories of them (every input file under each)
     #[arg(required = true, value_name = "BATCH")]
-    pub batches: Vec<String>,
+    pub batches: Vec<std::ffi::OsString>,
 
     /// Report what would be taken out; change nothing
     #[arg(long)]

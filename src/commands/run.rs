@@ -31,7 +31,7 @@ pub struct Args {
     /// NDJSON files, directories (searched recursively) or `-` for stdin;
     /// none to only bring silver and gold up to date
     #[arg(value_name = "INPUT")]
-    pub inputs: Vec<String>,
+    pub inputs: Vec<std::ffi::OsString>,
 
     /// Report what would be ingested and which dates recomputed; change nothing
     #[arg(long)]
@@ -306,7 +306,7 @@ fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
 /// than first in the next cron run.
 pub fn check_settings(lake: &Lake, cfg: &Config) -> Result<()> {
     let args = Args {
-        inputs: vec!["-".to_string()],
+        inputs: vec!["-".into()],
         ..Args::default()
     };
     options(lake, cfg, &args).map(drop)

@@ -136,7 +136,7 @@ pub fn unread_file(path: &Path) -> Option<String> {
 /// Expand command-line inputs: `-` is stdin, a directory contributes its
 /// NDJSON files (recursively, sorted by path), a file is taken as is.
 /// A path that does not exist is an error naming it.
-pub fn resolve(args: &[String]) -> Result<Resolved> {
+pub fn resolve(args: &[std::ffi::OsString]) -> Result<Resolved> {
     let mut out = Vec::new();
     let mut ignored = Vec::new();
     let mut stdin_seen = false;
@@ -154,6 +154,9 @@ pub fn resolve(args: &[String]) -> Result<Resolved> {
             continue;
         }
         let path = Path::new(arg);
+        // A name that is not UTF-8 (a Latin-1 file from an old system)
+        // is read as given, and shown with U+FFFD where it is not text.
+        let arg = path.display().to_string();
         let meta = std::fs::metadata(path).with_context(|| {
             // A cron line's `incoming/*.jsonl` that matched no file
             // reaches evlake as it was typed.
@@ -192,7 +195,7 @@ pub fn resolve(args: &[String]) -> Result<Resolved> {
             }));
         } else {
             out.push(Input {
-                display: arg.clone(),
+                display: arg,
                 path: Some(path.to_path_buf()),
                 walked: false,
             });
@@ -1046,7 +1049,7 @@ mod tests {
     #[test]
     fn a_glob_that_matched_nothing_is_named_as_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = |arg: &str| format!("{:#}", resolve(&[arg.to_string()]).err().unwrap());
+        let err = |arg: &str| format!("{:#}", resolve(&[arg.into()]).err().unwrap());
         let glob = tmp.path().join("*.jsonl");
         let e = err(glob.to_str().unwrap());
         assert!(e.contains("a shell glob that matched nothing"), "{e}");

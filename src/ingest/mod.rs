@@ -111,7 +111,8 @@ pub fn format_min_event_time(us: i64) -> String {
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    pub inputs: Vec<String>,
+    /// As given: a file name need not be UTF-8.
+    pub inputs: Vec<std::ffi::OsString>,
     /// The run's processing time, UTC microseconds.
     pub processing_time: i64,
     pub max_bad_fraction: f64,

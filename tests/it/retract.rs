@@ -603,3 +603,42 @@ fn a_directory_retracts_every_batch_of_the_files_under_it() {
         "no committed input batch from a file under",
     );
 }
+
+/// An input named on the command line whose file name is not UTF-8 (a
+/// Latin-1 `café.jsonl` from an old system) is ingested, as a directory
+/// walk ingests it, and retracted by the same name or by its directory:
+/// clap used to refuse both with "invalid UTF-8 was detected".
+#[test]
+fn input_named_with_a_non_utf8_file_name_is_ingested_and_retracted() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let dir = tmp.path().join(std::ffi::OsStr::from_bytes(b"d\xe9"));
+    std::fs::create_dir(&dir).unwrap();
+    let input = dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9.jsonl"));
+    std::fs::write(
+        &input,
+        crate::silver::ev("e1", "page_view", "2024-03-15T10:00:00Z", "u"),
+    )
+    .unwrap();
+    let with = |args: &[&str], path: &Path| {
+        let o = cmd(&lake, args).arg(path).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    };
+    with(&["ingest"], &input);
+    assert_eq!(bronze_counts(&lake).len(), 1);
+    let again = with(&["ingest"], &input);
+    assert!(
+        stderr(&again).contains("already ingested"),
+        "{}",
+        stderr(&again)
+    );
+    with(&["retract"], &input);
+    assert!(bronze_counts(&lake).is_empty());
+    with(&["ingest", "--reingest-retracted"], &input);
+    assert_eq!(bronze_counts(&lake).len(), 1);
+    let o = with(&["retract"], &dir);
+    assert!(stderr(&o).contains("caf\u{fffd}.jsonl"), "{}", stderr(&o));
+    assert!(bronze_counts(&lake).is_empty());
+}
