@@ -23,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, JoinType, SessionContext, cast, col};
 use serde::Serialize;
 
@@ -833,6 +834,7 @@ async fn combined(
         .await
         .map_err(|e| model.sql_error("delta", e))?;
     fixed_by_rows(model, "delta", &delta)?;
+    let delta_plan = delta.logical_plan().clone();
     let names: Vec<String> = delta
         .schema()
         .fields()
@@ -858,6 +860,7 @@ async fn combined(
         .map_err(|e| model.sql_error("combine", e))?;
     fixed_by_rows(model, "combine", &state)?;
     keeps_delta_columns(model, &names, state.schema())?;
+    merges_rows(model, &delta_plan, &state)?;
     if to_store {
         // Plan combine over its own rows and delta's, as every answer
         // from the snapshot will: a column whose type combine changes
@@ -905,6 +908,49 @@ fn fixed_by_rows(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
         ))
         .into()),
     }
+}
+
+/// A `delta` that aggregates returns a row per key of the events it
+/// reads, so a key with events both before and after a snapshot has a row
+/// in each: a `combine` that merges no rows (no aggregate, DISTINCT,
+/// window or join anywhere in it, e.g. `SELECT user_id, n FROM partials`)
+/// would answer from the snapshot with both rows where a full replay has
+/// one, so the model is refused (exit 2) on every path, not only when the
+/// answers differ.
+fn merges_rows(model: &Model, delta: &LogicalPlan, combine: &DataFrame) -> Result<()> {
+    fn aggregates(plan: &LogicalPlan) -> bool {
+        match plan {
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => true,
+            LogicalPlan::Projection(p) => aggregates(&p.input),
+            LogicalPlan::Filter(f) => aggregates(&f.input),
+            LogicalPlan::Sort(s) => aggregates(&s.input),
+            LogicalPlan::Limit(l) => aggregates(&l.input),
+            LogicalPlan::SubqueryAlias(a) => aggregates(&a.input),
+            _ => false,
+        }
+    }
+    // Down to `partials`, whose plan (delta's, inlined) is not combine's.
+    fn merges(plan: &LogicalPlan) -> bool {
+        match plan {
+            LogicalPlan::SubqueryAlias(a) if a.alias.table() == "partials" => false,
+            LogicalPlan::Aggregate(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::Join(_) => true,
+            _ => plan.inputs().into_iter().any(merges),
+        }
+    }
+    if merges(combine.logical_plan()) || !aggregates(delta) {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "{}: merges no rows of `partials` (it has no GROUP BY, aggregate, DISTINCT or window), \
+         but delta aggregates: a key with events before and after a snapshot would have a row \
+         from each in answers from it, and one in a full replay; combine them into one row \
+         per key, e.g. `SELECT user_id, SUM(n) AS n FROM partials GROUP BY user_id`",
+        model.what("combine"),
+    ))
+    .into())
 }
 
 /// A snapshot stores combine's rows, and answers from it combine them
