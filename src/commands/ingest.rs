@@ -509,6 +509,8 @@ pub fn print_human(r: &IngestReport) {
                 "Quarantined",
                 if r.quarantine_file.is_some() {
                     format!("... {more} more in the quarantine file")
+                } else if r.status == Outcome::DryRun {
+                    format!("... {more} more, which the run would keep in the quarantine file")
                 } else {
                     // Rejected: no quarantine file was committed.
                     format!(

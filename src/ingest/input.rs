@@ -772,6 +772,57 @@ impl std::fmt::Display for LineTooLongRead {
 
 impl std::error::Error for LineTooLongRead {}
 
+/// An input whose read failed part-way (a gzip stream cut short, an I/O
+/// error): the context of that error, for the run to find.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub display: String,
+    /// Bytes of its text read before the failure.
+    pub at: u64,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}`: unreadable after {} bytes of its text, so nothing was committed (a \
+             truncated or corrupt file?)",
+            self.display, self.at
+        )
+    }
+}
+
+impl Unreadable {
+    /// The input a directory walk found that failed so, passed over by
+    /// the run (see [`PassOver`]); `e` is the error it failed with.
+    pub fn pass_over(&self, e: &anyhow::Error) -> PassOver {
+        PassOver(Ignored {
+            path: self.display.clone(),
+            why: format!(
+                "unreadable after {} bytes of its text ({}): a compressed file still being \
+                 copied in, or a truncated or corrupt one; nothing of it is committed, and \
+                 the next run reads it again",
+                self.at,
+                e.root_cause()
+            ),
+        })
+    }
+}
+
+/// A run failed on a walked input it can pass over instead: the run is
+/// done again without it (nothing of the failed attempt was committed),
+/// and it is reported as [`Ignored`].
+#[derive(Debug)]
+pub struct PassOver(pub Ignored);
+
+impl std::fmt::Display for PassOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.0.path, self.0.why)
+    }
+}
+
+impl std::error::Error for PassOver {}
+
 /// Read `reader` to the end, handing line-aligned chunks to `emit`. A UTF-8
 /// BOM at the start is dropped when the read begins at the file's start
 /// (`from_start`; a read resumed mid-file begins at a line, where a BOM is
@@ -799,13 +850,10 @@ pub fn split_chunks(
         let n = (&mut reader)
             .take(chunk_bytes as u64)
             .read_to_end(&mut buf)
-            .with_context(|| {
+            .with_context(|| Unreadable {
+                display: display.to_string(),
                 // What was read of this chunk before the error counts too.
-                let at = offset + (buf.len() - before) as u64;
-                format!(
-                    "`{display}`: unreadable after {at} bytes of its text, so nothing \
-                     was committed (a truncated or corrupt file?)"
-                )
+                at: offset + (buf.len() - before) as u64,
             })?;
         offset += n as u64;
         let eof = n < chunk_bytes;

@@ -532,11 +532,36 @@ fn ignored_paths<S: serde::Serializer>(v: &[input::Ignored], s: S) -> Result<S::
 /// Run an ingest. Returns the report for committed, no-op and rejected
 /// runs; the caller turns `Rejected` into exit code 4.
 pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
+    // A walked input that fails part-way (a gzip still being copied into
+    // the inbox) is passed over, as one in a format evlake does not read
+    // is, and the run done again without it: one such file does not stop
+    // every cron run over the directory until it is whole or removed.
+    let mut passed_over = Vec::new();
+    loop {
+        match ingest_without(lake, opts, &passed_over) {
+            Err(e) => match e.downcast::<input::PassOver>() {
+                Ok(input::PassOver(p)) if !passed_over.contains(&p) => passed_over.push(p),
+                Ok(p) => return Err(p.into()),
+                Err(e) => return Err(e),
+            },
+            done => return done,
+        }
+    }
+}
+
+/// [`ingest`], the walked inputs `passed_over` left out (and reported).
+fn ingest_without(
+    lake: &Lake,
+    opts: &IngestOptions,
+    passed_over: &[input::Ignored],
+) -> Result<IngestReport> {
     let started = Instant::now();
     let input::Resolved {
-        inputs,
+        mut inputs,
         mut ignored,
     } = input::resolve(&opts.inputs)?;
+    inputs.retain(|i| !(i.walked && passed_over.iter().any(|p| p.path == i.display)));
+    ignored.extend(passed_over.iter().cloned());
     input::refuse_own_files(lake, &inputs)?;
     let _busy = crate::fault::operation("ingest");
 
@@ -555,7 +580,6 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // regular file (a pipe such as `<(zcat x.gz)`, a FIFO), can be read
     // only once: it is spooled, hashed as it is copied, and read from the
     // copy (hashing it and then reading it again found it empty).
-    let mut inputs = inputs;
     let mut spooled: HashMap<usize, (String, u64)> = HashMap::new();
     for (i, inp) in inputs.iter_mut().enumerate() {
         let spool = staging.join(format!("stream-{i}.ndjson"));
@@ -872,7 +896,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // thread. Bounded channels keep only a few chunks in flight.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
-    let reader_inputs: Vec<(usize, PathBuf, String, Hashed, Option<u64>)> = todo
+    let reader_inputs: Vec<(usize, PathBuf, String, Hashed, Option<u64>, bool)> = todo
         .iter()
         .map(|&i| {
             let p = &plan[i].input;
@@ -882,6 +906,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 p.display.clone(),
                 plan[i].hashed.clone(),
                 plan[i].resume.as_ref().map(|r| r.byte),
+                p.walked,
             )
         })
         .collect();
@@ -893,7 +918,7 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     );
     let reader = std::thread::spawn(move || -> Result<()> {
         let mut seq = 0;
-        for (idx, path, display, hashed, at) in reader_inputs {
+        for (idx, path, display, hashed, at, walked) in reader_inputs {
             // What was hashed, no more: a writer may be appending.
             let len = hashed.stamp.len;
             // Known from the hash pass (a spooled stream's copy never grows).
@@ -907,6 +932,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
                 c.seq = seq;
                 seq += 1;
                 !reader_cancel.load(Ordering::Relaxed) && tx.send(c).is_ok()
+            })
+            .map_err(|e| match e.downcast_ref::<input::Unreadable>() {
+                Some(u) if walked => u.pass_over(&e).into(),
+                _ => e,
             })?;
             // The batch is named (and later skipped) by the hash of what
             // was hashed: what was read must be that too.

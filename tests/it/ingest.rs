@@ -900,6 +900,23 @@ fn too_many_bad_lines_exit_4_and_commit_nothing() {
         !lake.join("quarantine").exists()
             || std::fs::read_dir(lake.join("quarantine")).unwrap().count() == 0
     );
+    // A dry run under a looser limit says where the rest would go.
+    let o = run(
+        &lake,
+        &[
+            "ingest",
+            f.to_str().unwrap(),
+            "--max-bad-fraction",
+            "0.6",
+            "--dry-run",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("... 5 more, which the run would keep in the quarantine file"),
+        "{}",
+        stderr(&o)
+    );
     // A looser limit accepts the same file.
     let o = run(
         &lake,
@@ -950,6 +967,52 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
         "{err}"
     );
     assert_eq!(commits(&lake), 0);
+    // Found by a directory walk (a cron run over an inbox the gzip is
+    // still being copied into), it is passed over, the rest ingested, and
+    // the next run reads it once it is whole: it used to stop every run.
+    let inbox = tmp.path().join("copying");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::copy(&good, inbox.join("2024-03-15.jsonl")).unwrap();
+    std::fs::copy(&cut, inbox.join("2024-03-16.jsonl.gz")).unwrap();
+    let o = run(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("Ignored ")
+            && err.contains("2024-03-16.jsonl.gz: unreadable after ")
+            && err.contains("still being copied in, or a truncated or corrupt one"),
+        "{err}"
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["status"], "committed", "{s}");
+    assert_eq!(s["inputs"].as_array().unwrap().len(), 1, "{s}");
+    assert!(
+        s["ignored_files"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("2024-03-16.jsonl.gz"),
+        "{s}"
+    );
+    let first = s["events"].as_u64().unwrap();
+    assert!(first > 0);
+    assert_eq!(bronze_rows(&lake).len() as u64, first);
+    std::fs::write(inbox.join("2024-03-16.jsonl.gz"), &whole).unwrap();
+    let o = run(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Ignored"), "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let statuses: Vec<&str> = s["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["already_ingested", "ingested"], "{s}");
+    let second = s["events"].as_u64().unwrap();
+    assert!(second > 0);
+    assert_eq!(bronze_rows(&lake).len() as u64, first + second);
+    std::fs::remove_dir_all(&lake).unwrap();
+    std::fs::remove_dir_all(&inbox).unwrap();
 
     // A compression evlake does not decode, named or piped in, is said to
     // be one (read as text, its bytes were quarantined as invalid UTF-8).
