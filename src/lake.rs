@@ -792,9 +792,22 @@ pub const SQL_NAME_RULE: &str =
 
 /// The text of a lake's own SQL file: one that is not UTF-8 is a bad
 /// file (exit 2 naming it, as SQL that does not parse is), not an I/O
-/// error.
+/// error. A byte-order mark is dropped (see [`without_bom`]).
 pub fn read_sql_file(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| read_sql_error(path, e))
+    std::fs::read_to_string(path)
+        .map(without_bom)
+        .map_err(|e| read_sql_error(path, e))
+}
+
+/// `text` without the UTF-8 byte-order mark a Windows editor (Notepad,
+/// Visual Studio, Excel's "UTF-8 CSV") puts at its start: SQL's parser
+/// took it for the first token (`found: \u{feff}`), and a model's
+/// `-- name:` line after it went unseen.
+pub fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
 }
 
 /// [`read_sql_file`]'s error for `e`.

@@ -489,7 +489,7 @@ pub fn model(lake: &Lake, name: &str) -> Result<Model> {
     // `state` answer), unless it is not there: the error names the rest.
     if crate::lake::is_sql_name(name) {
         let path = lake.path(MODELS_DIR).join(format!("{name}.sql"));
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(&path).map(crate::lake::without_bom) {
             Ok(text) => return Model::parse(name, &path.display().to_string(), &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) {

@@ -88,12 +88,14 @@ fn read_ids(path: &Path) -> Result<Vec<String>> {
 }
 
 /// One id per line (a `\r\n` ending too), blank lines and `#` comments
-/// skipped. An id is matched exactly, as ingest keeps it, so a line with
+/// skipped. A UTF-8 byte-order mark at the start (a list saved from Excel
+/// or Notepad) is not part of the first id, which then matched no user. An id is matched exactly, as ingest keeps it, so a line with
 /// white space around its id is a usage error rather than trimmed: bronze
 /// holds `" u1"` and `"u1"` apart, and erasing the other one (or, exact,
 /// finding no row and erasing nothing) must not pass unnoticed.
 fn parse_ids(text: &str, name: &str) -> Result<Vec<String>> {
     let mut ids = Vec::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (n, line) in text.lines().enumerate() {
         let id = line.trim();
         if id.is_empty() || id.starts_with('#') {
@@ -213,6 +215,8 @@ mod tests {
     fn ids_are_lines_taken_exactly() {
         let ids = parse_ids("# requests\r\nu1\r\n\n  \n  # indented note\nü 2\n", "f").unwrap();
         assert_eq!(ids, ["u1", "ü 2"]);
+        let ids = parse_ids("\u{feff}u1\r\nu2\r\n", "f").unwrap();
+        assert_eq!(ids, ["u1", "u2"]);
         for (text, line) in [("u1\n u2\n", 2), ("u1 \n", 1), ("\tu1\n", 1)] {
             let e = parse_ids(text, "`f`").unwrap_err();
             assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE);

@@ -52,12 +52,14 @@ fn sql_text(args: &Args) -> Result<String> {
     use std::io::{IsTerminal, Read};
     let usage = |msg: String| anyhow::Error::from(crate::error::Failure::Usage(msg));
     let sql = match (&args.sql, &args.file) {
-        (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
-            usage(format!(
-                "cannot read the SQL file `{}`: {e}",
-                path.display()
-            ))
-        })?,
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .map(crate::lake::without_bom)
+            .map_err(|e| {
+                usage(format!(
+                    "cannot read the SQL file `{}`: {e}",
+                    path.display()
+                ))
+            })?,
         (Some(s), None) if s == "-" => {
             if std::io::stdin().is_terminal() {
                 super::status("Reading", "the query from the terminal; end it with Ctrl-D");
@@ -66,7 +68,7 @@ fn sql_text(args: &Args) -> Result<String> {
             std::io::stdin()
                 .read_to_string(&mut s)
                 .map_err(|e| usage(format!("cannot read the query from stdin: {e}")))?;
-            s
+            crate::lake::without_bom(s)
         }
         (Some(s), None) => s.clone(),
         (None, None) => unreachable!("clap requires SQL or --file"),

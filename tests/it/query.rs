@@ -970,6 +970,20 @@ fn query_reads_its_sql_from_a_file_or_stdin() {
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(o.stdout, inline.stdout);
     }
+    // Saved by a Windows editor, with a byte-order mark first: the parser
+    // took it for the first token ("found: \u{feff}"), exit 2.
+    let bom = format!("\u{feff}{sql}");
+    std::fs::write(&file, &bom).unwrap();
+    for o in [
+        run(
+            &lake,
+            &["query", "-f", file.to_str().unwrap(), "--format", "csv"],
+        ),
+        run_with_stdin(&lake, &["query", "-", "--format", "csv"], bom.as_bytes()),
+    ] {
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(o.stdout, inline.stdout);
+    }
     // A file that is not there, or no SQL at all: exit 2, saying which.
     let o = run(&lake, &["query", "--file", "/no/such/report.sql"]);
     assert_eq!(exit_code(&o), 2);

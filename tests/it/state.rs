@@ -1270,11 +1270,13 @@ fn bad_models_and_times_exit_2() {
         "{}",
         stderr(&o)
     );
-    // A model dropped into LAKE/models/ works like a built-in one.
+    // A model dropped into LAKE/models/ works like a built-in one (this
+    // one saved by a Windows editor, a byte-order mark first, which hid
+    // its first `-- name:` line).
     std::fs::create_dir_all(lake.join("models")).unwrap();
     std::fs::write(
         lake.join("models/page_views.sql"),
-        "-- name: delta\nSELECT user_id, COUNT(*) AS views FROM events WHERE event_type = 'page_view' GROUP BY user_id;\n\
+        "\u{feff}-- name: delta\nSELECT user_id, COUNT(*) AS views FROM events WHERE event_type = 'page_view' GROUP BY user_id;\n\
          -- name: combine\nSELECT user_id, SUM(views) AS views FROM partials GROUP BY user_id;\n\
          -- name: present\nSELECT s.user_id, s.views, s.views > 0 AS signups, COALESCE(p.n, 0) AS bought FROM state s \
          LEFT JOIN (SELECT user_id, COUNT(*) AS n FROM purchases GROUP BY user_id) p ON p.user_id = s.user_id \
