@@ -125,12 +125,35 @@ pub fn unread_file(path: &Path) -> Option<String> {
                     .to_string(),
             );
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(VANISHED.to_string()),
         Err(_) => return None,
     };
     let mut head = Vec::with_capacity(16);
     f.take(16).read_to_end(&mut head).ok()?;
     let (format, tool) = unread_format(&head)?;
     Some(format!("{format}, which evlake does not read: {tool}"))
+}
+
+/// Why a walked file is not read that was moved or deleted after the walk
+/// listed it (another consumer of the inbox took it): it is not there to
+/// read, and the run goes on without it.
+pub const VANISHED: &str = "vanished after the run listed it (moved or deleted meanwhile), so \
+                            nothing of it is read";
+
+/// The error of opening walked input `display` to read it: one that
+/// vanished since it was hashed is passed over (see [`PassOver`]).
+pub fn open_error(display: &str, walked: bool, e: anyhow::Error) -> anyhow::Error {
+    let gone = e
+        .downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::NotFound);
+    if walked && gone {
+        return PassOver(Ignored {
+            path: display.to_string(),
+            why: VANISHED.to_string(),
+        })
+        .into();
+    }
+    e.context(format!("`{display}`"))
 }
 
 /// Expand command-line inputs: `-` is stdin, a directory contributes its
@@ -362,7 +385,7 @@ pub struct Hashed {
 /// A file's size and modification time when a run hashed it: the run
 /// checks them again once it has read the file, since the content hash
 /// names the batch (and marks it ingested) for what was hashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stamp {
     pub len: u64,
     pub modified: Option<std::time::SystemTime>,

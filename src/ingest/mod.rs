@@ -562,6 +562,7 @@ fn ingest_without(
     } = input::resolve(&opts.inputs)?;
     inputs.retain(|i| !(i.walked && passed_over.iter().any(|p| p.path == i.display)));
     ignored.extend(passed_over.iter().cloned());
+    crate::fault::pause("listed");
     input::refuse_own_files(lake, &inputs)?;
     let _busy = crate::fault::operation("ingest");
 
@@ -649,7 +650,8 @@ fn ingest_without(
             if let Some(unread) = inp.walked.then(|| input::unread_file(path)).flatten() {
                 return Ok(Hashed {
                     unread: Some(unread),
-                    ..Hashed::not_read(String::new(), 0, input::Stamp::of(path)?)
+                    // (None for one that vanished.)
+                    ..Hashed::not_read(String::new(), 0, input::Stamp::of(path).unwrap_or_default())
                 });
             }
             // The hash of the content its path's last batch had, taken on
@@ -927,7 +929,7 @@ fn ingest_without(
                 Some(at) => input::open_plain_at(&path, at, len, counter.clone()),
                 None => input::open_decoded(&path, len, counter.clone()),
             }
-            .with_context(|| format!("`{display}`"))?;
+            .map_err(|e| input::open_error(&display, walked, e))?;
             input::split_chunks(r, idx, &display, sizes, at.is_none(), |mut c| {
                 c.seq = seq;
                 seq += 1;

@@ -3069,3 +3069,64 @@ fn a_backfill_of_thousands_of_dates_stays_within_the_open_files_limit() {
         ["2000"]
     );
 }
+
+/// A file a directory walk listed that another consumer of the inbox
+/// moves away before the run reads it (after the listing, or after the
+/// hash pass) is passed over with an `Ignored` line, and the rest is
+/// committed: the run used to fail on "No such file or directory".
+#[test]
+fn a_walked_file_moved_away_mid_run_is_passed_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let day = |d: &str| {
+        let path = inbox.join(format!("2024-03-{d}.jsonl"));
+        let ts = format!("2024-03-{d}T10:00:00Z");
+        std::fs::write(
+            &path,
+            crate::silver::ev(&format!("e{d}"), "page_view", &ts, "u"),
+        )
+        .unwrap();
+        path
+    };
+    let mut expected = 0;
+    for (step, keep, gone) in [("listed", "15", "19"), ("hashed", "17", "18")] {
+        let (keep, gone) = (day(keep), day(gone));
+        let (child, go) = spawn_paused(
+            &lake,
+            &["ingest", inbox.to_str().unwrap(), "--json"],
+            step,
+            tmp.path(),
+        );
+        std::fs::remove_file(&gone).unwrap();
+        std::fs::write(&go, b"").unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(exit_code(&o), 0, "{step}: {}", stderr(&o));
+        let gone = gone.file_name().unwrap().to_str().unwrap();
+        assert!(
+            stderr(&o).contains(&format!(
+                "{gone}: vanished after the run listed it (moved or deleted meanwhile)"
+            )),
+            "{step}: {}",
+            stderr(&o)
+        );
+        let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(
+            s["ignored_files"][0].as_str().unwrap().ends_with(gone),
+            "{s}"
+        );
+        let read: Vec<&str> = s["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["status"] == "ingested")
+            .map(|i| i["source"].as_str().unwrap())
+            .collect();
+        assert_eq!(read, [keep.to_str().unwrap()], "{step}: {s}");
+        assert_eq!(s["events"], 1, "{s}");
+        expected += 1;
+        assert_eq!(bronze_rows(&lake).len(), expected);
+        std::fs::remove_file(&go).unwrap();
+    }
+}
