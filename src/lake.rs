@@ -110,7 +110,21 @@ impl Lake {
             .create(true)
             .truncate(false)
             .open(&path)
-            .with_context(|| format!("failed to open lock file `{}`", path.display()))?;
+            .map_err(|e| {
+                // A lake another user owns: readers (query, status, state)
+                // need no write access, every writer does.
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (writers, and their dry runs, take the lake's lock, which the user this \
+                     runs as may not write: run it as the lake's owner; query, status and \
+                     state only read)"
+                } else {
+                    ""
+                };
+                anyhow::Error::new(e).context(format!(
+                    "failed to open lock file `{}`{hint}",
+                    path.display()
+                ))
+            })?;
         let wait = LOCK_WAIT.get().copied().unwrap_or_default();
         let deadline = std::time::Instant::now() + wait;
         let mut said = false;

@@ -2967,6 +2967,32 @@ fn a_walked_file_evlake_may_not_read_is_passed_over() {
         "{}",
         stderr(&o)
     );
+    // A lake the user may read but not write (another user's): readers
+    // work, and a writer's error says why it needs more.
+    std::fs::set_permissions(
+        dir.join("lake/_evlake/lock"),
+        std::fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
+    let o = evlake(&[
+        "query",
+        "SELECT count(*) FROM bronze_events",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    for args in [&["run"][..], &["ingest", "inbox", "--dry-run"]] {
+        let o = evlake(args);
+        assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(
+                "(writers, and their dry runs, take the lake's lock, which the user this runs \
+                 as may not write: run it as the lake's owner"
+            ),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
 }
 
 /// `--processing-time now` is the clock's time, as `--as-of now` is; a
