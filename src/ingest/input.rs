@@ -289,6 +289,16 @@ fn is_lake(dir: &Path) -> bool {
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<Ignored>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("input `{}` cannot be read", dir.display()))?;
+    walk_entries(dir, entries, out, ignored)
+}
+
+/// [`walk`] over `entries`, those of `dir`.
+fn walk_entries(
+    dir: &Path,
+    entries: std::fs::ReadDir,
+    out: &mut Vec<PathBuf>,
+    ignored: &mut Vec<Ignored>,
+) -> Result<()> {
     for entry in entries {
         let entry = entry.with_context(|| format!("failed to list `{}`", dir.display()))?;
         let p = entry.path();
@@ -297,7 +307,29 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<Ignored>) -> Resul
             if is_lake(&p) {
                 continue;
             }
-            walk(&p, out, ignored)?;
+            // A subdirectory evlake may not list (another user's, mode
+            // 0700), or one gone since it was listed, is passed over as
+            // such a file is: it does not stop every run over the inbox.
+            let why = match std::fs::read_dir(&p) {
+                Ok(entries) => {
+                    walk_entries(&p, entries, out, ignored)?;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    "a directory that cannot be listed: permission denied (evlake runs as a \
+                     user who may not read it)"
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => VANISHED,
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("failed to list `{}`", p.display()))
+                    );
+                }
+            };
+            ignored.push(Ignored {
+                path: p.display().to_string(),
+                why: why.to_string(),
+            });
         } else if !entry.file_name().to_string_lossy().starts_with('.') {
             // Each entry passed over is reported, not read, so none stops
             // or hangs the run. Named as an input, a pipe is read

@@ -2883,9 +2883,10 @@ fn an_ingest_dry_run_reports_what_it_would_commit_and_changes_nothing() {
 }
 
 /// A file in an inbox that the user evlake runs as may not read (a
-/// producer's file left mode 0600) stopped every run with exit 1 and
-/// nothing committed, until someone fixed it: a walk now passes it over
-/// with an `Ignored` line saying so, and ingests the rest. Named as an
+/// producer's file left mode 0600), or a subdirectory it may not list,
+/// stopped every run with exit 1 and nothing committed, until someone
+/// fixed it: a walk now passes it over with an `Ignored` line saying so,
+/// and ingests the rest. Named as an
 /// input, it is still an error. (Root reads any file: as root, the test
 /// runs evlake as `nobody` through `setpriv`.)
 #[test]
@@ -2935,13 +2936,20 @@ fn a_walked_file_evlake_may_not_read_is_passed_over() {
         .unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
     }
+    // And a subdirectory it may not list: passed over too.
+    let private = inbox.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(
+        private.join("p.jsonl"),
+        crate::silver::ev("p", "page_view", "2024-03-15T10:00:00Z", "u"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     // (Mode 0600 and another owner: as the test's own user, no bits at all.)
     if !root {
-        std::fs::set_permissions(
-            inbox.join("secret.jsonl"),
-            std::fs::Permissions::from_mode(0o000),
-        )
-        .unwrap();
+        for f in [inbox.join("secret.jsonl"), private.clone()] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o000)).unwrap();
+        }
     }
     let o = evlake(&["ingest", "inbox", "--json"]);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
@@ -2953,12 +2961,19 @@ fn a_walked_file_evlake_may_not_read_is_passed_over() {
         "{}",
         stderr(&o)
     );
+    assert!(
+        stderr(&o).contains(
+            "Ignored inbox/private: a directory that cannot be listed: permission denied"
+        ),
+        "{}",
+        stderr(&o)
+    );
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["status"], "committed", "{s}");
     assert_eq!(s["events"], 1, "{s}");
     assert_eq!(
         s["ignored_files"],
-        serde_json::json!(["inbox/secret.jsonl"])
+        serde_json::json!(["inbox/private", "inbox/secret.jsonl"])
     );
     let o = evlake(&["ingest", "inbox/secret.jsonl"]);
     assert_eq!(exit_code(&o), 1, "{}", stderr(&o));
