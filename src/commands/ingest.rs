@@ -393,6 +393,18 @@ pub fn print_human(r: &IngestReport) {
     super::status_first("Ignored", &r.ignored, "ignored_files", |i| {
         format!("{}: {}", i.path, i.why)
     });
+    // `zcat missing.gz | evlake ingest -` reads nothing and succeeds: in a
+    // cron log (with -q too) that is worth a line, not only `0 lines`.
+    if r.inputs
+        .iter()
+        .any(|i| i.source == ingest::input::STDIN && i.bytes == 0)
+    {
+        status(
+            "Warning",
+            "stdin was empty: nothing was read from it (if a command feeds it, did that \
+             command fail? `set -o pipefail` makes the shell's exit status say so)",
+        );
+    }
     super::each_or_all(
         "Partition",
         &r.partitions,

@@ -758,6 +758,17 @@ fn stdin_input_is_hashed_like_a_file() {
     assert_eq!(pipe(&data)["status"], "noop");
     let s = ok(&lake, &["ingest", &sample("2024-03-19.jsonl"), "--json"]);
     assert_eq!(s["status"], "noop");
+    // Nothing on stdin (`zcat missing.gz | evlake ingest -`, the feeding
+    // command failed): still exit 0, with a warning even under -q.
+    let o = run_with_stdin(&lake, &["-q", "ingest", "-"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Warning stdin was empty: nothing was read from it"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_with_stdin(&lake, &["-q", "ingest", "-"], &data);
+    assert!(!stderr(&o).contains("stdin was empty"), "{}", stderr(&o));
 }
 
 /// The README's recipe: quarantined lines, selected by reason from the
