@@ -252,14 +252,21 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     }
     // Parquet's own decoding errors (an I/O error it passes on is not one)
     // say not which file: a committed one's pages damaged in place.
-    // DataFusion's scans pass them on inside Arrow's error, as text.
+    // DataFusion's scans pass them on inside Arrow's error, as text. A
+    // compression codec's error comes as an external one too: zstd's
+    // "Data corruption detected", snappy's "corrupt input".
     let undecodable = err.chain().any(|cause| {
         use datafusion::arrow::error::ArrowError;
         use datafusion::error::DataFusionError;
         use datafusion::parquet::errors::ParquetError;
-        let parquet = |p: &ParquetError| !matches!(p, ParquetError::External(_));
+        let corrupt = |text: &str| text.to_ascii_lowercase().contains("corrupt");
+        let parquet = |p: &ParquetError| match p {
+            ParquetError::External(e) => corrupt(&e.to_string()),
+            _ => true,
+        };
         let arrow = |a: &ArrowError| {
-            matches!(a, ArrowError::ParquetError(text) if !text.starts_with("External"))
+            matches!(a, ArrowError::ParquetError(text)
+                if !text.starts_with("External") || corrupt(text))
         };
         cause.downcast_ref::<ParquetError>().is_some_and(parquet)
             || cause.downcast_ref::<ArrowError>().is_some_and(arrow)
@@ -339,6 +346,16 @@ mod tests {
             hint(&damaged).is_some_and(|h| h.contains("`evlake check --deep`")),
             "{damaged:#}"
         );
+        // Nor is a compression codec's, which comes as an external error.
+        for text in [
+            "External: Data corruption detected",
+            "External: snappy: corrupt input (expected valid offset but got offset 0)",
+        ] {
+            assert!(
+                hint(&scan(text)).is_some_and(|h| h.contains("`evlake check --deep`")),
+                "{text}"
+            );
+        }
         // An I/O error the reader passed on is not the file's pages.
         assert_eq!(hint(&scan("External: connection reset")), None);
     }
