@@ -590,15 +590,23 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Open a file for reading, decompressing gzip or zstd by magic bytes (not
-/// by name, so a mislabelled file still reads correctly).
+/// Open a file for reading its bytes from `at` (0, or a gzip member or
+/// zstd frame a writer appended: see [`resume_point`]) up to `len`,
+/// decompressing gzip or zstd by magic bytes (not by name, so a
+/// mislabelled file still reads correctly).
 pub fn open_decoded(
     path: &Path,
+    at: u64,
     len: u64,
     counter: Arc<AtomicU64>,
 ) -> Result<Box<dyn Read + Send>> {
-    let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let inner = f.take(len);
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    if at > 0 {
+        f.seek(SeekFrom::Start(at))
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+    }
+    let inner = f.take(len.saturating_sub(at));
     let mut raw = BufReader::with_capacity(1 << 20, CountingReader { inner, counter });
     let head = raw
         .fill_buf()
@@ -654,9 +662,13 @@ pub struct ResumeAt {
 /// file does that a writer appended to since it was ingested: where to
 /// read on, the start of the first line that batch did not hold whole. A
 /// last line the batch ended in the middle of (no newline yet: the writer
-/// was still at it) is read again from its start. `None` when the file
-/// does not begin with that content, is compressed, or holds no whole
-/// line of it (it is then read whole, as new content).
+/// was still at it) is read again from its start. A compressed file is
+/// read on from the end of that content when a gzip member or zstd frame
+/// of its own format starts there (a logger that appends one per flush:
+/// read whole, its old lines would land again as re-sends). `None` when
+/// the file does not begin with that content, or holds no whole line of
+/// it, or, compressed, goes on with anything else (it is then read whole,
+/// as new content).
 pub fn resume_point(
     path: &Path,
     after: &str,
@@ -665,7 +677,7 @@ pub fn resume_point(
     prefix_matches: Option<bool>,
 ) -> Result<Option<ResumeAt>> {
     use std::io::{Seek, SeekFrom};
-    if bytes == 0 || lines == 0 || bytes >= size || is_compressed(path)? {
+    if bytes == 0 || lines == 0 || bytes >= size {
         return Ok(None);
     }
     let matches = match prefix_matches {
@@ -676,6 +688,29 @@ pub fn resume_point(
         return Ok(None);
     }
     let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
+    let magic = |f: &mut File, at: u64| -> Result<[u8; 4]> {
+        let mut m = [0u8; 4];
+        f.seek(SeekFrom::Start(at))?;
+        let n = f
+            .read(&mut m)
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        m[n..].fill(0);
+        Ok(m)
+    };
+    let first = magic(&mut f, 0)?;
+    if compressed(&first) {
+        let next = magic(&mut f, bytes)?;
+        let same = if first.starts_with(&[0x1f, 0x8b]) {
+            next.starts_with(&[0x1f, 0x8b])
+        } else {
+            next == first
+        };
+        return Ok(same.then(|| ResumeAt {
+            after: after.to_string(),
+            byte: bytes,
+            line: lines + 1,
+        }));
+    }
     // A last line that was whole but for its newline (the writer wrote
     // the line, then the newline) was read as it is: on from after it.
     let mut next = BufReader::new(&mut f);

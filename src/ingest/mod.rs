@@ -697,8 +697,9 @@ fn ingest_without(
         // A file that begins with the content of a committed batch grew
         // since: only what follows is read.
         let (resume, head) = match (&inp.path, status) {
-            // (Only a plain file can have grown: a compressed one is read whole.)
-            (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) && hashed.plain => {
+            // (A stream spooled is read whole; a compressed file grows by
+            // whole members, see `resume_point`.)
+            (Some(path), InputStatus::Ingested) if !spooled.contains_key(&i) => {
                 let head = hashed.head.clone();
                 let mut candidates: Vec<(&String, &log::BatchRecord)> = head
                     .as_deref()
@@ -926,8 +927,8 @@ fn ingest_without(
             // Known from the hash pass (a spooled stream's copy never grows).
             let plain = at.is_some() || hashed.plain;
             let r = match at {
-                Some(at) => input::open_plain_at(&path, at, len, counter.clone()),
-                None => input::open_decoded(&path, len, counter.clone()),
+                Some(at) if hashed.plain => input::open_plain_at(&path, at, len, counter.clone()),
+                at => input::open_decoded(&path, at.unwrap_or(0), len, counter.clone()),
             }
             .map_err(|e| input::open_error(&display, walked, e))?;
             input::split_chunks(r, idx, &display, sizes, at.is_none(), |mut c| {

@@ -359,6 +359,90 @@ fn a_file_that_grew_since_it_was_ingested_is_read_from_where_it_was() {
     );
 }
 
+/// A compressed log that a logger appends a gzip member (or zstd frame)
+/// to per flush is read on from the first new member: read whole, as it
+/// was, its old lines landed again as re-sends, with a warning asking
+/// whether an ingested file was back under another name.
+#[test]
+fn a_compressed_log_appended_member_by_member_is_read_on() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let line = |id: &str, minute: u32| {
+        crate::silver::ev(
+            id,
+            "page_view",
+            &format!("2024-03-15T10:{minute:02}:00Z"),
+            "u",
+        )
+    };
+    let gzip = |text: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let zstd = |text: &str| zstd::encode_all(text.as_bytes(), 3).unwrap();
+    for (name, pack) in [
+        ("app.jsonl.gz", &gzip as &dyn Fn(&str) -> Vec<u8>),
+        ("app.jsonl.zst", &zstd),
+    ] {
+        let file = inbox.join(name);
+        let first = pack(&(line(&format!("{name}-a"), 1) + &line(&format!("{name}-b"), 2)));
+        std::fs::write(&file, &first).unwrap();
+        let ingest = || ok(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
+        assert_eq!(ingest()["events"], 2);
+        let append = |bytes: &[u8]| {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&file)
+                .unwrap();
+            f.write_all(bytes).unwrap();
+        };
+        append(&pack(&line(&format!("{name}-c"), 3)));
+        let r = ingest();
+        let input = r["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["status"] == "ingested")
+            .unwrap();
+        assert_eq!(input["resumed"]["line"], 3, "{r}");
+        assert_eq!(input["resumed"]["byte"], first.len(), "{r}");
+        assert_eq!(
+            (r["events"].as_u64(), r["resends"].as_u64()),
+            (Some(1), Some(0)),
+            "{r}"
+        );
+        assert_eq!(ingest()["status"], "noop");
+        assert_eq!(
+            crate::silver::query_csv(
+                &lake,
+                &format!(
+                    "SELECT event_id, source_line FROM bronze_events \
+                     WHERE source_file LIKE '%{name}' ORDER BY event_id"
+                )
+            ),
+            [
+                format!("{name}-a,1"),
+                format!("{name}-b,2"),
+                format!("{name}-c,3")
+            ]
+        );
+    }
+    // Rewritten (not begun with what was committed), it is read whole.
+    let file = inbox.join("app.jsonl.gz");
+    std::fs::write(&file, gzip(&(line("n", 9) + &line("app.jsonl.gz-a", 1)))).unwrap();
+    let r = ok(&lake, &["ingest", file.to_str().unwrap(), "--json"]);
+    assert!(r["inputs"][0].get("resumed").is_none(), "{r}");
+    assert_eq!(
+        (r["events"].as_u64(), r["resends"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+}
+
 /// A log rotated after a run (renamed, a new one begun) is found by its
 /// content under its new name: only the lines written since that run are
 /// read from it, and the new log whole.
