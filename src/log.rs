@@ -232,6 +232,12 @@ pub struct InputBatch {
     /// found under another name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// Whether its text (decompressed) ends with a newline: a compressed
+    /// log that grows by appended members is read on from the first new
+    /// member only then, since that member begins a line (none in commits
+    /// written before this was kept: such a file is read whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_line: Option<bool>,
 }
 
 /// Where the read of a grown file began (see [`InputBatch::resumed`]).
@@ -765,6 +771,9 @@ pub struct BatchRecord {
     /// The hash of its first bytes (see [`InputBatch::head`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// See [`InputBatch::ends_line`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_line: Option<bool>,
     /// The `retract` commit that removed its rows, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retracted: Option<u64>,
@@ -1098,6 +1107,7 @@ impl LakeState {
                     bytes: b.bytes,
                     lines: before + b.lines,
                     head: b.head,
+                    ends_line: b.ends_line,
                     retracted: None,
                     processing_time,
                     events: Some(b.events),
@@ -1231,6 +1241,7 @@ mod tests {
             quarantined: 0,
             resumed: None,
             head: None,
+            ends_line: None,
         });
         c
     }
@@ -1461,6 +1472,7 @@ mod tests {
             quarantined: 0,
             resumed: None,
             head: None,
+            ends_line: None,
         });
         let mut f = FileAction::plain(crate::bronze::TABLE, "2024-03-15", "a".into(), 2, 1);
         f.min_event_time = Some("2024-03-15T10:00:00Z".into());

@@ -589,6 +589,7 @@ pub(crate) mod tests {
             bytes: 0,
             lines: 0,
             head: None,
+            ends_line: None,
             retracted: None,
             processing_time: None,
             events: None,

@@ -657,22 +657,25 @@ pub struct ResumeAt {
 }
 
 /// If plain file `path` (now `size` bytes) begins with exactly the content
-/// of a committed batch (`after`: its hash, its `bytes` and `lines`; with
+/// of a committed batch (`after`: its hash, its `bytes`, `lines` and
+/// [`ends_line`](crate::log::InputBatch::ends_line); with
 /// `prefix_matches`, whether it does is already known), as a
 /// file does that a writer appended to since it was ingested: where to
 /// read on, the start of the first line that batch did not hold whole. A
 /// last line the batch ended in the middle of (no newline yet: the writer
 /// was still at it) is read again from its start. A compressed file is
-/// read on from the end of that content when a gzip member or zstd frame
-/// of its own format starts there (a logger that appends one per flush:
-/// read whole, its old lines would land again as re-sends). `None` when
+/// read on from the end of that content when its text ended a line and a
+/// gzip member or zstd frame of its own format starts there (a logger
+/// that appends one per flush: read whole, its old lines would land again
+/// as re-sends; a member after a half line would finish that line, which
+/// a read from the member would not see). `None` when
 /// the file does not begin with that content, or holds no whole line of
 /// it, or, compressed, goes on with anything else (it is then read whole,
 /// as new content).
 pub fn resume_point(
     path: &Path,
     after: &str,
-    (bytes, lines): (u64, u64),
+    (bytes, lines, ends_line): (u64, u64, Option<bool>),
     size: u64,
     prefix_matches: Option<bool>,
 ) -> Result<Option<ResumeAt>> {
@@ -705,7 +708,7 @@ pub fn resume_point(
         } else {
             next == first
         };
-        return Ok(same.then(|| ResumeAt {
+        return Ok((same && ends_line == Some(true)).then(|| ResumeAt {
             after: after.to_string(),
             byte: bytes,
             line: lines + 1,
@@ -919,6 +922,10 @@ impl std::error::Error for PassOver {}
 /// the line's, as in any line but a file's first). A line that passes `max_line` bytes
 /// without ending is a [`LineTooLongRead`] error (shorter lines over the
 /// limit are the parser's to find). Other errors name `display`.
+///
+/// Returns whether the text read ends with a newline (or is empty): a
+/// compressed log read on from a member appended after it begins a line
+/// only then (see [`resume_point`]).
 pub fn split_chunks(
     mut reader: impl Read,
     input: usize,
@@ -926,7 +933,7 @@ pub fn split_chunks(
     (chunk_bytes, max_line): (usize, usize),
     from_start: bool,
     mut emit: impl FnMut(Chunk) -> bool,
-) -> Result<()> {
+) -> Result<bool> {
     let mut carry: Vec<u8> = Vec::new();
     let mut first = from_start;
     // Bytes of the input's text read so far (after decompression).
@@ -974,6 +981,8 @@ pub fn split_chunks(
             let keep = buf.len() - carry.len();
             buf.truncate(keep);
         }
+        // (At the end, an empty `buf` follows a chunk that ended a line.)
+        let ends_line = buf.last().is_none_or(|&b| b == b'\n');
         if !buf.is_empty() {
             // Lines are counted, and numbered across chunks, by the parsers
             // and the in-order consumer (no second pass over the bytes here).
@@ -983,11 +992,11 @@ pub fn split_chunks(
                 data: buf,
             };
             if !emit(chunk) {
-                return Ok(());
+                return Ok(ends_line);
             }
         }
         if eof {
-            return Ok(());
+            return Ok(ends_line);
         }
     }
 }
@@ -1004,10 +1013,11 @@ mod tests {
         let at = |committed: &[u8], lines: u64, now: &[u8]| {
             std::fs::write(&path, now).unwrap();
             let size = now.len() as u64;
+            let ends_line = Some(committed.ends_with(b"\n"));
             let known = resume_point(
                 &path,
                 &hash(committed),
-                (committed.len() as u64, lines),
+                (committed.len() as u64, lines, ends_line),
                 size,
                 None,
             )
@@ -1018,7 +1028,7 @@ mod tests {
                 resume_point(
                     &path,
                     &hash(committed),
-                    (committed.len() as u64, lines),
+                    (committed.len() as u64, lines, ends_line),
                     size,
                     matches
                 )
@@ -1034,12 +1044,20 @@ mod tests {
         // A whole line but for its newline (or CR LF): on after it.
         assert_eq!(at(b"a\nb", 2, b"a\nb\nc\n"), Some((4, 3)));
         assert_eq!(at(b"a\nb", 2, b"a\nb\r\nc\n"), Some((5, 3)));
-        // Not the committed content, not grown, no whole line, or compressed:
-        // read whole.
+        // Not the committed content, not grown, no whole line, or compressed
+        // and not grown by a member of its format: read whole.
         assert_eq!(at(b"a\nb\n", 2, b"x\nb\nc\n"), None);
         assert_eq!(at(b"a\nb\n", 2, b"a\nb\n"), None);
         assert_eq!(at(b"abc", 1, b"abcdef\n"), None);
         assert_eq!(at(b"\x1f\x8b\n", 1, b"\x1f\x8b\nmore\n"), None);
+        let zstd = b"\x28\xb5\x2f\xfd\n";
+        assert_eq!(at(zstd, 1, &[&zstd[..], b"\x1f\x8bmore"].concat()), None);
+        // Compressed and grown by a member of its own format: on from the
+        // member, if the text it follows ended a line (here: the helper
+        // says so of content ending in `\n`).
+        assert_eq!(at(b"\x1f\x8b\n", 1, b"\x1f\x8b\n\x1f\x8bxx"), Some((3, 2)));
+        assert_eq!(at(zstd, 1, &[&zstd[..], &zstd[..]].concat()), Some((5, 2)));
+        assert_eq!(at(b"\x1f\x8bx", 1, b"\x1f\x8bx\x1f\x8bxx"), None);
         // A last line longer than the block read backwards.
         let long = [vec![b'x'; 100_000], b"\nyy".to_vec()].concat();
         let grown = [long.clone(), b"y\n".to_vec()].concat();

@@ -193,6 +193,10 @@ pub struct InputReport {
     /// See [`input::Hashed::head`] (kept in the log, not printed).
     #[serde(skip)]
     pub head: Option<String>,
+    /// Read: whether its text ends with a newline (kept in the log, not
+    /// printed; see [`crate::log::InputBatch::ends_line`]).
+    #[serde(skip)]
+    pub ends_line: Option<bool>,
     pub lines: u64,
     pub events: u64,
     pub empty_lines: u64,
@@ -722,7 +726,8 @@ fn ingest_without(
                         .as_ref()
                         .filter(|(n, _)| *n == b.bytes)
                         .map(|(_, p)| p == h);
-                    resume = input::resume_point(path, h, (b.bytes, b.lines), hashed.bytes, known)
+                    let batch = (b.bytes, b.lines, b.ends_line);
+                    resume = input::resume_point(path, h, batch, hashed.bytes, known)
                         .with_context(|| format!("`{}`", inp.display))?;
                     if resume.is_some() {
                         break;
@@ -764,6 +769,7 @@ fn ingest_without(
                 byte: r.byte,
                 line: r.line,
             }),
+            ends_line: None,
             lines: 0,
             events: 0,
             empty_lines: 0,
@@ -919,8 +925,10 @@ fn ingest_without(
         input::chunk_bytes(total_bytes, rayon::current_num_threads()),
         opts.max_line_bytes,
     );
-    let reader = std::thread::spawn(move || -> Result<()> {
+    // Returns, per input read, whether its text ends with a newline.
+    let reader = std::thread::spawn(move || -> Result<Vec<(usize, bool)>> {
         let mut seq = 0;
+        let mut ends = Vec::new();
         for (idx, path, display, hashed, at, walked) in reader_inputs {
             // What was hashed, no more: a writer may be appending.
             let len = hashed.stamp.len;
@@ -931,7 +939,7 @@ fn ingest_without(
                 at => input::open_decoded(&path, at.unwrap_or(0), len, counter.clone()),
             }
             .map_err(|e| input::open_error(&display, walked, e))?;
-            input::split_chunks(r, idx, &display, sizes, at.is_none(), |mut c| {
+            let ends_line = input::split_chunks(r, idx, &display, sizes, at.is_none(), |mut c| {
                 c.seq = seq;
                 seq += 1;
                 !reader_cancel.load(Ordering::Relaxed) && tx.send(c).is_ok()
@@ -940,13 +948,14 @@ fn ingest_without(
                 Some(u) if walked => u.pass_over(&e).into(),
                 _ => e,
             })?;
+            ends.push((idx, ends_line));
             // The batch is named (and later skipped) by the hash of what
             // was hashed: what was read must be that too.
             hashed
                 .stamp
                 .check_read(&path, &display, plain, &hashed.hash)?;
         }
-        Ok(())
+        Ok(ends)
     });
     let (res_tx, res_rx) = std::sync::mpsc::sync_channel::<ParsedChunk>(group);
     // The chunk the consumer below takes next: a chunk parsed in parts
@@ -1104,21 +1113,27 @@ fn ingest_without(
         .then(|| write::flush(std::mem::take(&mut buffer), &namer));
     let flushed = flushing.map(join_flush);
     pipeline?;
-    if let Err(e) = read_result {
+    let ends = match read_result {
+        Ok(ends) => ends,
         // Every chunk the reader sent before the long line was consumed, so
         // the input's line count so far numbers it.
-        return Err(match e.downcast::<input::LineTooLongRead>() {
-            Ok(long) => Failure::LineTooLong {
-                source: lineages[long.input].source_file.clone(),
-                line: reports[long.input].lines + 1,
-                bytes: long.bytes,
-                partial: true,
-                max: opts.max_line_bytes as u64,
-                array: long.array,
-            }
-            .into(),
-            Err(e) => e,
-        });
+        Err(e) => {
+            return Err(match e.downcast::<input::LineTooLongRead>() {
+                Ok(long) => Failure::LineTooLong {
+                    source: lineages[long.input].source_file.clone(),
+                    line: reports[long.input].lines + 1,
+                    bytes: long.bytes,
+                    partial: true,
+                    max: opts.max_line_bytes as u64,
+                    array: long.array,
+                }
+                .into(),
+                Err(e) => e,
+            });
+        }
+    };
+    for (i, ends_line) in ends {
+        reports[i].ends_line = Some(ends_line);
     }
     if let Some(f) = flushed {
         staged.extend(f?);
@@ -1243,6 +1258,7 @@ fn ingest_without(
             quarantined: r.quarantined,
             resumed: r.resumed.clone(),
             head: r.head.clone(),
+            ends_line: r.ends_line,
         })
         .collect();
     commit.add = adds;

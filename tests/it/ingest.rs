@@ -431,6 +431,36 @@ fn a_compressed_log_appended_member_by_member_is_read_on() {
             ]
         );
     }
+    // A member that ends mid-line, the next one finishing the line: read
+    // from the new member, the line's two halves would both be bad lines;
+    // the file is read whole instead (its old lines are re-sends).
+    let cut = inbox.join("cut.jsonl.gz");
+    let (a, b, c) = (line("cut-a", 1), line("cut-b", 2), line("cut-c", 3));
+    std::fs::write(&cut, gzip(&(a.clone() + &b[..10]))).unwrap();
+    let r = ok(
+        &lake,
+        &[
+            "ingest",
+            cut.to_str().unwrap(),
+            "--json",
+            "--max-bad-fraction",
+            "1",
+        ],
+    );
+    assert_eq!(
+        (r["events"].as_u64(), r["quarantined"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    let mut f = std::fs::OpenOptions::new().append(true).open(&cut).unwrap();
+    f.write_all(&gzip(&(b[10..].to_string() + &c))).unwrap();
+    let r = ok(&lake, &["ingest", cut.to_str().unwrap(), "--json"]);
+    assert!(r["inputs"][0].get("resumed").is_none(), "{r}");
+    assert_eq!(
+        (r["events"].as_u64(), r["resends"].as_u64()),
+        (Some(3), Some(1)),
+        "{r}"
+    );
     // Rewritten (not begun with what was committed), it is read whole.
     let file = inbox.join("app.jsonl.gz");
     std::fs::write(&file, gzip(&(line("n", 9) + &line("app.jsonl.gz-a", 1)))).unwrap();
