@@ -21,6 +21,7 @@ $SOAK_DIR (default /tmp/evlake-soak) and is printed with what differed;
 `make soak` runs all eight (full-disk only as root). EVLAKE=path picks the binary (default: the
 debug build).
 """
+import gzip
 import json
 import os
 import random
@@ -801,8 +802,18 @@ def grow(seed, d):
     # one is read whole there (README), so it is not rotated here.
     if rotate and cuts[rotate - 1] < 512:
         rotate = None
+    # Some seeds' log is gzip, a member appended per run (as a logger that
+    # compresses each flush), cut at line ends: each run reads on from the
+    # new member. (One cut mid-line is read whole: README.)
+    gz = rng.random() < 0.3
+    if gz:
+        cuts = sorted({whole.find(b"\n", c) + 1 for c in cuts if whole.find(b"\n", c) >= 0}
+                      | {len(whole)})
+        rotate = None
+        log_path += ".gz"
     print(f"  {len(cuts)} runs over {len(whole)} bytes"
-          + (f", the log rotated before run {rotate}" if rotate else ""))
+          + (f", the log rotated before run {rotate}" if rotate else "")
+          + (", gzip, a member per run" if gz else ""))
     start, runs, unfinished = 0, 0, 0
     for n, cut in enumerate(cuts):
         if n == rotate:
@@ -814,8 +825,12 @@ def grow(seed, d):
                 f.write(whole[start:end])
             os.rename(log_path, os.path.join(inbox, "events-old.jsonl"))
             start = end
-        with open(log_path, "wb") as f:
-            f.write(whole[start:cut])
+        if gz:
+            with open(log_path, "ab") as f:
+                f.write(gzip.compress(whole[cuts[n - 1] if n else 0:cut]))
+        else:
+            with open(log_path, "wb") as f:
+                f.write(whole[start:cut])
         pt = f"2024-04-{1 + n // 24:02d}T{n % 24:02d}:00:00Z"
         r = json.loads(ev(lake, "run", inbox, "--processing-time", pt, "--json",
                           "--max-bad-fraction", "1").stdout)
