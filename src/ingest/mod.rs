@@ -541,8 +541,10 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     // is, and the run done again without it: one such file does not stop
     // every cron run over the directory until it is whole or removed.
     let mut passed_over = Vec::new();
+    // (The run's time counts every attempt.)
+    let started = Instant::now();
     loop {
-        match ingest_without(lake, opts, &passed_over) {
+        match ingest_without(lake, opts, &passed_over, started) {
             Err(e) => match e.downcast::<input::PassOver>() {
                 Ok(input::PassOver(p)) if !passed_over.contains(&p) => passed_over.push(p),
                 Ok(p) => return Err(p.into()),
@@ -553,13 +555,14 @@ pub fn ingest(lake: &Lake, opts: &IngestOptions) -> Result<IngestReport> {
     }
 }
 
-/// [`ingest`], the walked inputs `passed_over` left out (and reported).
+/// [`ingest`], the walked inputs `passed_over` left out (and reported),
+/// begun at `started`.
 fn ingest_without(
     lake: &Lake,
     opts: &IngestOptions,
     passed_over: &[input::Ignored],
+    started: Instant,
 ) -> Result<IngestReport> {
-    let started = Instant::now();
     let input::Resolved {
         mut inputs,
         mut ignored,
