@@ -612,7 +612,7 @@ pub fn open_decoded(
         .fill_buf()
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
+        Box::new(GzMembers(Some(flate2::bufread::GzDecoder::new(raw))))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(
             zstd::stream::read::Decoder::with_buffer(raw)
@@ -626,6 +626,48 @@ pub fn open_decoded(
     } else {
         Box::new(raw)
     })
+}
+
+/// The text of a gzip stream of one member or more, as `gzip -d` reads
+/// it: zero bytes after the last member (padding some writers add to a
+/// block size) end it. flate2's `MultiGzDecoder` took them for a member
+/// header ("invalid gzip header"); other bytes there still are an error.
+struct GzMembers<R: BufRead>(Option<flate2::bufread::GzDecoder<R>>);
+
+impl<R: BufRead> Read for GzMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = self.0.as_mut() else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended: another follows, or zero padding, or the end.
+            let mut rest = self.0.take().expect("a member").into_inner();
+            let next = rest.fill_buf()?;
+            if next.first() == Some(&0x1f) {
+                self.0 = Some(flate2::bufread::GzDecoder::new(rest));
+                continue;
+            }
+            loop {
+                let next = rest.fill_buf()?;
+                if next.is_empty() {
+                    return Ok(0);
+                }
+                if next.iter().any(|&b| b != 0) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "bytes after the last gzip member that are neither another member \
+                         nor zero padding",
+                    ));
+                }
+                let n = next.len();
+                rest.consume(n);
+            }
+        }
+    }
 }
 
 /// Open plain (uncompressed) file `path` for reading its bytes from `at`
@@ -1062,6 +1104,40 @@ mod tests {
         let long = [vec![b'x'; 100_000], b"\nyy".to_vec()].concat();
         let grown = [long.clone(), b"y\n".to_vec()].concat();
         assert_eq!(at(&long, 2, &grown), Some((100_001, 2)));
+    }
+
+    /// Members and zero padding as `gzip -d` takes them; a member cut
+    /// short, or other bytes after the last, are errors.
+    #[test]
+    fn gzip_members_then_zero_padding_read_as_gzip_reads_them() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl.gz");
+        let gz = |text: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        };
+        let read = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let mut r = open_decoded(&path, 0, bytes.len() as u64, Arc::default()).unwrap();
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).map(|_| out)
+        };
+        let (a, b) = (gz(b"a\n"), gz(b"b\n"));
+        assert_eq!(read(&a).unwrap(), b"a\n");
+        assert_eq!(read(&[&a[..], &b[..]].concat()).unwrap(), b"a\nb\n");
+        let padded = [&a[..], &b[..], &[0u8; 3000][..]].concat();
+        assert_eq!(read(&padded).unwrap(), b"a\nb\n");
+        let garbage = [&a[..], &[0u8; 10][..], b"junk"].concat();
+        assert!(
+            read(&garbage)
+                .unwrap_err()
+                .to_string()
+                .contains("neither another member")
+        );
+        assert!(read(&a[..a.len() - 3]).is_err());
+        assert!(read(&[&a[..], &b[..b.len() - 3]].concat()).is_err());
     }
 
     #[test]
