@@ -112,8 +112,8 @@ impl Ignored {
 /// Why the file at `path` cannot be read as input, if it is one that
 /// cannot be whatever the run does: one the user evlake runs as may not
 /// open (a producer's file left mode 0600), or one in a format evlake
-/// does not read, known by its first bytes (see [`unread_format`]).
-/// Another failure to open or read it is no such file here: reading it
+/// does not read, known by its first bytes (see [`unread_format`]), or
+/// JSON that is not NDJSON (see [`not_ndjson`]). Another failure to open or read it is no such file here: reading it
 /// says what it is.
 pub fn unread_file(path: &Path) -> Option<String> {
     let f = match File::open(path) {
@@ -128,10 +128,39 @@ pub fn unread_file(path: &Path) -> Option<String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(VANISHED.to_string()),
         Err(_) => return None,
     };
-    let mut head = Vec::with_capacity(16);
-    f.take(16).read_to_end(&mut head).ok()?;
-    let (format, tool) = unread_format(&head)?;
-    Some(format!("{format}, which evlake does not read: {tool}"))
+    let mut head = Vec::with_capacity(256);
+    f.take(256).read_to_end(&mut head).ok()?;
+    if let Some((format, tool)) = unread_format(&head) {
+        return Some(format!("{format}, which evlake does not read: {tool}"));
+    }
+    let (what, tool) = not_ndjson(&head)?;
+    Some(format!(
+        "{what}, not NDJSON (one event object per line): {tool}"
+    ))
+}
+
+/// A JSON file that is not NDJSON, known by its first bytes: an array
+/// (`[` first; no NDJSON line of events starts so), or JSON written over
+/// many lines (a first line that is a lone `{`). A walk passes it over
+/// (see [`unread_file`]): read, every line of it is a bad line, and a
+/// pretty-printed `config.json` or export left in an inbox made each run
+/// exit 4. Named as an input it is read, its lines quarantined with
+/// what they are.
+fn not_ndjson(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let text = text.trim_ascii_start();
+    if text.starts_with(b"[") {
+        return Some((
+            "a JSON array",
+            "`jq -c '.[]' FILE | evlake ingest -` writes one per line",
+        ));
+    }
+    let rest = text.strip_prefix(b"{")?;
+    let line_end = memchr::memchr(b'\n', rest)?;
+    rest[..line_end].trim_ascii().is_empty().then_some((
+        "JSON written over many lines (pretty-printed)",
+        "`jq -c . FILE | evlake ingest -` writes each object on one line",
+    ))
 }
 
 /// Why a walked file is not read that was moved or deleted after the walk

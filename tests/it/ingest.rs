@@ -1170,6 +1170,15 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
         .flat_map(u16::to_le_bytes)
         .collect();
     std::fs::write(inbox.join("win/export.json"), &utf16).unwrap();
+    // JSON that is not NDJSON: an array, or pretty-printed (every line of
+    // either was a bad line: the run was rejected, exit 4).
+    let event = crate::silver::ev("j1", "page_view", "2024-03-15T10:00:00Z", "u");
+    std::fs::write(inbox.join("array.json"), format!("[{}]\n", event.trim())).unwrap();
+    std::fs::write(
+        inbox.join("pretty.json"),
+        "\u{feff}{\r\n  \"event_id\": \"p1\",\r\n  \"event_type\": \"page_view\"\r\n}\r\n",
+    )
+    .unwrap();
     std::fs::copy(&good, inbox.join("good.jsonl")).unwrap();
     let o = run(&lake, &["-q", "ingest", inbox.to_str().unwrap(), "--json"]);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
@@ -1177,21 +1186,41 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
     assert!(
         err.contains(
             "misnamed.jsonl: bzip2-compressed, which evlake does not read: decompress it first"
-        ) && err.contains("export.json: UTF-16 text, which evlake does not read: convert it"),
+        ) && err.contains("export.json: UTF-16 text, which evlake does not read: convert it")
+            && err.contains(
+                "array.json: a JSON array, not NDJSON (one event object per line): `jq -c '.[]' \
+                 FILE | evlake ingest -`"
+            )
+            && err.contains(
+                "pretty.json: JSON written over many lines (pretty-printed), not NDJSON (one \
+                 event object per line): `jq -c . FILE | evlake ingest -`"
+            ),
         "{err}"
     );
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["status"], "committed", "{s}");
     assert_eq!(s["inputs"].as_array().unwrap().len(), 1, "{s}");
     let ignored = s["ignored_files"].as_array().unwrap();
-    assert_eq!(ignored.len(), 2, "{s}");
+    assert_eq!(ignored.len(), 4, "{s}");
     assert!(
-        ignored[0].as_str().unwrap().ends_with("misnamed.jsonl"),
+        ignored[1].as_str().unwrap().ends_with("misnamed.jsonl"),
         "{s}"
     );
     assert_eq!(
         bronze_rows(&lake).len(),
         expected()["batches"][0]["events"].as_u64().unwrap() as usize
+    );
+    // Named, such a file is read: its lines are quarantined saying what
+    // they are (as before).
+    let o = run(
+        &lake,
+        &["ingest", inbox.join("array.json").to_str().unwrap()],
+    );
+    assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("line is a JSON array"),
+        "{}",
+        stderr(&o)
     );
 }
 
