@@ -834,7 +834,7 @@ async fn combined(
         .await
         .map_err(|e| model.sql_error("delta", e))?;
     fixed_by_rows(model, "delta", &delta)?;
-    let delta_plan = delta.logical_plan().clone();
+    let delta_aggregates = aggregates(delta.logical_plan());
     let names: Vec<String> = delta
         .schema()
         .fields()
@@ -860,7 +860,7 @@ async fn combined(
         .map_err(|e| model.sql_error("combine", e))?;
     fixed_by_rows(model, "combine", &state)?;
     keeps_delta_columns(model, &names, state.schema())?;
-    merges_rows(model, &delta_plan, &state)?;
+    merges_rows(model, delta_aggregates, &state)?;
     if to_store {
         // Plan combine over its own rows and delta's, as every answer
         // from the snapshot will: a column whose type combine changes
@@ -910,6 +910,20 @@ fn fixed_by_rows(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
     }
 }
 
+/// Whether `plan` returns a row per group (an aggregate or DISTINCT at
+/// its top, under projections, filters, sorts and limits).
+fn aggregates(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => true,
+        LogicalPlan::Projection(p) => aggregates(&p.input),
+        LogicalPlan::Filter(f) => aggregates(&f.input),
+        LogicalPlan::Sort(s) => aggregates(&s.input),
+        LogicalPlan::Limit(l) => aggregates(&l.input),
+        LogicalPlan::SubqueryAlias(a) => aggregates(&a.input),
+        _ => false,
+    }
+}
+
 /// A `delta` that aggregates returns a row per key of the events it
 /// reads, so a key with events both before and after a snapshot has a row
 /// in each: a `combine` that merges no rows (no aggregate, DISTINCT,
@@ -917,18 +931,7 @@ fn fixed_by_rows(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
 /// would answer from the snapshot with both rows where a full replay has
 /// one, so the model is refused (exit 2) on every path, not only when the
 /// answers differ.
-fn merges_rows(model: &Model, delta: &LogicalPlan, combine: &DataFrame) -> Result<()> {
-    fn aggregates(plan: &LogicalPlan) -> bool {
-        match plan {
-            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => true,
-            LogicalPlan::Projection(p) => aggregates(&p.input),
-            LogicalPlan::Filter(f) => aggregates(&f.input),
-            LogicalPlan::Sort(s) => aggregates(&s.input),
-            LogicalPlan::Limit(l) => aggregates(&l.input),
-            LogicalPlan::SubqueryAlias(a) => aggregates(&a.input),
-            _ => false,
-        }
-    }
+fn merges_rows(model: &Model, delta_aggregates: bool, combine: &DataFrame) -> Result<()> {
     // Down to `partials`, whose plan (delta's, inlined) is not combine's.
     fn merges(plan: &LogicalPlan) -> bool {
         match plan {
@@ -940,7 +943,7 @@ fn merges_rows(model: &Model, delta: &LogicalPlan, combine: &DataFrame) -> Resul
             _ => plan.inputs().into_iter().any(merges),
         }
     }
-    if merges(combine.logical_plan()) || !aggregates(delta) {
+    if !delta_aggregates || merges(combine.logical_plan()) {
         return Ok(());
     }
     Err(Failure::Usage(format!(

@@ -113,8 +113,8 @@ impl Ignored {
 /// cannot be whatever the run does: one the user evlake runs as may not
 /// open (a producer's file left mode 0600), or one in a format evlake
 /// does not read, known by its first bytes (see [`unread_format`]), or
-/// JSON that is not NDJSON (see [`not_ndjson`]). Another failure to open or read it is no such file here: reading it
-/// says what it is.
+/// JSON that is not NDJSON (see [`not_ndjson`]). Another failure to open
+/// or read it is no such file here: reading it says what it is.
 pub fn unread_file(path: &Path) -> Option<String> {
     let f = match File::open(path) {
         Ok(f) => f,
