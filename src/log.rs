@@ -250,6 +250,11 @@ pub struct Resumed {
     /// start of the first line not committed whole.
     pub byte: u64,
     pub line: u64,
+    /// `byte` counts the decompressed text of a compressed file: one whose
+    /// text began with a plain batch's content (a log compressed by
+    /// rotation after it was ingested).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decompressed: bool,
 }
 
 /// A file added to or removed from a table.

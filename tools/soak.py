@@ -811,8 +811,13 @@ def grow(seed, d):
                       | {len(whole)})
         rotate = None
         log_path += ".gz"
+    # Rotated logs are compressed by some seeds, at once or at the next
+    # rotation (logrotate's `compress`, `delaycompress`): found by their
+    # text, they too are read on from where they were.
+    squeeze = rng.choice(["no", "at once", "a run later"]) if rotate else "no"
     print(f"  {len(cuts)} runs over {len(whole)} bytes"
           + (f", the log rotated before run {rotate}" if rotate else "")
+          + (f", compressed {squeeze}" if squeeze != "no" else "")
           + (", gzip, a member per run" if gz else ""))
     start, runs, unfinished = 0, 0, 0
     for n, cut in enumerate(cuts):
@@ -825,6 +830,11 @@ def grow(seed, d):
                 f.write(whole[start:end])
             os.rename(log_path, os.path.join(inbox, "events-old.jsonl"))
             start = end
+        old = os.path.join(inbox, "events-old.jsonl")
+        if (squeeze == "at once" and n == rotate) or (squeeze == "a run later" and n == rotate + 1):
+            with open(old, "rb") as f, open(old + ".gz", "wb") as g:
+                g.write(gzip.compress(f.read()))
+            os.remove(old)
         if gz:
             with open(log_path, "ab") as f:
                 f.write(gzip.compress(whole[cuts[n - 1] if n else 0:cut]))

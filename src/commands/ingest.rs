@@ -317,6 +317,14 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
         &read,
         INPUTS_EACH,
         |i| match &i.resumed {
+            Some(r) if r.decompressed => format!(
+                "{}: {} (its text begins with a log ingested before it was compressed: read \
+                 from line {}, text byte {}, on)",
+                i.source,
+                counts(&[i]),
+                r.line,
+                r.byte
+            ),
             Some(r) => format!(
                 "{}: {} (the file grew since it was ingested: read from line {}, byte {}, on)",
                 i.source,

@@ -725,6 +725,9 @@ pub struct ResumeAt {
     pub after: String,
     pub byte: u64,
     pub line: u64,
+    /// `byte` counts the decompressed text of a compressed file, which
+    /// began with a plain batch's content (see [`text_resume_point`]).
+    pub decompressed: bool,
 }
 
 /// If plain file `path` (now `size` bytes) begins with exactly the content
@@ -783,6 +786,7 @@ pub fn resume_point(
             after: after.to_string(),
             byte: bytes,
             line: lines + 1,
+            decompressed: false,
         }));
     }
     // A last line that was whole but for its newline (the writer wrote
@@ -797,6 +801,7 @@ pub fn resume_point(
                     after: after.to_string(),
                     byte: bytes + k + 1,
                     line: lines + 1,
+                    decompressed: false,
                 }));
             }
             b' ' | b'\t' | b'\r' => k += 1,
@@ -822,11 +827,108 @@ pub fn resume_point(
                 after: after.to_string(),
                 byte,
                 line,
+                decompressed: false,
             }));
         }
         end = start;
     }
     Ok(None)
+}
+
+/// The content hash of the first [`HEAD_BYTES`] of the text of compressed
+/// file `path` (its first `len` bytes), if it has that many: by it, a log
+/// compressed by rotation after it was ingested (`app.jsonl` →
+/// `app.1.jsonl.gz`) is found to begin with a committed batch's content
+/// (see [`text_resume_point`]). `None` for one that does not decode
+/// (reading it says why).
+pub fn text_head(path: &Path, len: u64) -> Option<String> {
+    let r = open_decoded(path, 0, len, Arc::default()).ok()?;
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    r.take(HEAD_BYTES as u64).read_to_end(&mut head).ok()?;
+    (head.len() == HEAD_BYTES).then(|| format!("blake3:{}", blake3::hash(&head).to_hex()))
+}
+
+/// If the text of compressed file `path` (its first `len` bytes) begins
+/// with exactly the content of committed plain batch `after` (its `bytes`
+/// and `lines`), as a log's does that was compressed by rotation after it
+/// was ingested, perhaps with lines written since: where in that text to
+/// read on, as [`resume_point`] finds it in a plain file (`byte` counts
+/// the text: [`ResumeAt::decompressed`]). Read whole, its lines ingested
+/// already would land again as re-sends. A text that is exactly that
+/// content is read on from its end, so nothing (but a last line the batch
+/// held only part of). `None` when the text does not begin so, holds no
+/// whole line of it, or does not decode (reading it says why).
+pub fn text_resume_point(
+    path: &Path,
+    after: &str,
+    (bytes, lines): (u64, u64),
+    len: u64,
+) -> Result<Option<ResumeAt>> {
+    if bytes == 0 || lines == 0 {
+        return Ok(None);
+    }
+    let Ok(r) = open_decoded(path, 0, len, Arc::default()) else {
+        return Ok(None);
+    };
+    let mut r = BufReader::with_capacity(64 << 10, r);
+    let mut hasher = blake3::Hasher::new();
+    let mut done = 0u64;
+    // Where the content's last whole line ends.
+    let mut line_end = None;
+    while done < bytes {
+        let Ok(part) = r.fill_buf() else {
+            return Ok(None);
+        };
+        if part.is_empty() {
+            return Ok(None);
+        }
+        let part = &part[..part.len().min((bytes - done) as usize)];
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            line_end = Some(done + i as u64 + 1);
+        }
+        hasher.update(part);
+        let n = part.len();
+        r.consume(n);
+        done += n as u64;
+    }
+    if format!("blake3:{}", hasher.finalize().to_hex()) != after {
+        return Ok(None);
+    }
+    let at = |byte, line| ResumeAt {
+        after: after.to_string(),
+        byte,
+        line,
+        decompressed: true,
+    };
+    if line_end == Some(bytes) {
+        return Ok(Some(at(bytes, lines + 1)));
+    }
+    // A last line whole but for its newline was read as it is.
+    let mut k = 0u64;
+    for b in r.bytes() {
+        match b {
+            Ok(b'\n') => return Ok(Some(at(bytes + k + 1, lines + 1))),
+            Ok(b' ' | b'\t' | b'\r') => k += 1,
+            _ => break,
+        }
+    }
+    Ok(line_end.map(|end| at(end, lines)))
+}
+
+/// `reader`'s text with its first `n` bytes skipped: a compressed file
+/// read on from a [`text_resume_point`].
+pub fn skip_text(
+    mut reader: Box<dyn Read + Send>,
+    n: u64,
+    display: &str,
+) -> Result<Box<dyn Read + Send>> {
+    let skipped = io::copy(&mut (&mut reader).take(n), &mut io::sink())
+        .with_context(|| format!("failed to read `{display}`"))?;
+    anyhow::ensure!(
+        skipped == n,
+        "`{display}`: its text ended at byte {skipped}, before byte {n}, where its read was to begin"
+    );
+    Ok(reader)
 }
 
 /// A format, known by its first bytes, that is not NDJSON nor a
@@ -1133,6 +1235,60 @@ mod tests {
         let long = [vec![b'x'; 100_000], b"\nyy".to_vec()].concat();
         let grown = [long.clone(), b"y\n".to_vec()].concat();
         assert_eq!(at(&long, 2, &grown), Some((100_001, 2)));
+    }
+
+    /// A compressed file's text that begins with a plain batch's content
+    /// is read on from where that batch's last whole line ended, as a
+    /// plain file is; and `skip_text` begins its read there.
+    #[test]
+    fn a_compressed_file_resumes_in_its_text_after_a_plain_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl.zst");
+        let hash = |b: &[u8]| format!("blake3:{}", blake3::hash(b).to_hex());
+        let at = |committed: &[u8], lines: u64, text: &[u8]| {
+            let z = zstd::encode_all(text, 3).unwrap();
+            std::fs::write(&path, &z).unwrap();
+            let len = z.len() as u64;
+            let r = text_resume_point(
+                &path,
+                &hash(committed),
+                (committed.len() as u64, lines),
+                len,
+            )
+            .unwrap();
+            if let Some(r) = &r {
+                assert!(r.decompressed);
+                let reader = open_decoded(&path, 0, len, Arc::default()).unwrap();
+                let mut rest = Vec::new();
+                skip_text(reader, r.byte, "f")
+                    .unwrap()
+                    .read_to_end(&mut rest)
+                    .unwrap();
+                assert_eq!(rest, text[r.byte as usize..]);
+            }
+            r.map(|r| (r.byte, r.line))
+        };
+        assert_eq!(at(b"a\nb\n", 2, b"a\nb\nc\n"), Some((4, 3)));
+        // Nothing since: read on from its end, to nothing.
+        assert_eq!(at(b"a\nb\n", 2, b"a\nb\n"), Some((4, 3)));
+        // A half line committed is read again; one whole but its newline
+        // is not.
+        assert_eq!(at(b"a\nb\nc", 3, b"a\nb\ncc\nd\n"), Some((4, 3)));
+        assert_eq!(at(b"a\nb\nc", 3, b"a\nb\nc"), Some((4, 3)));
+        assert_eq!(at(b"a\nb", 2, b"a\nb\r\nc\n"), Some((5, 3)));
+        // Other text, a shorter one, or no whole line: read whole.
+        assert_eq!(at(b"a\nb\n", 2, b"x\nb\nc\n"), None);
+        assert_eq!(at(b"a\nb\n", 2, b"a\nb"), None);
+        assert_eq!(at(b"abc", 1, b"abcdef\n"), None);
+        // Not a stream that decodes: read whole (the read says why).
+        std::fs::write(&path, b"\x28\xb5\x2f\xfdjunk").unwrap();
+        assert_eq!(
+            text_resume_point(&path, &hash(b"a\n"), (2, 1), 8).unwrap(),
+            None
+        );
+        assert_eq!(text_head(&path, 8), None);
+        let err = skip_text(Box::new(&b"ab"[..]), 3, "f").err().unwrap();
+        assert!(format!("{err}").contains("ended at byte 2"), "{err}");
     }
 
     /// Members and zero padding as `gzip -d` takes them; a member cut

@@ -736,6 +736,24 @@ fn ingest_without(
                         break;
                     }
                 }
+                // A compressed file whose text begins with a plain batch's
+                // content: a log compressed by rotation since it was read.
+                if resume.is_none()
+                    && !hashed.plain
+                    && !by_head.is_empty()
+                    && let Some(text) = input::text_head(path, hashed.stamp.len)
+                {
+                    let mut candidates = by_head.get(text.as_str()).cloned().unwrap_or_default();
+                    candidates.sort_by_key(|(h, b)| (std::cmp::Reverse(b.bytes), h.as_str()));
+                    for (h, b) in candidates.into_iter().take(3) {
+                        resume =
+                            input::text_resume_point(path, h, (b.bytes, b.lines), hashed.stamp.len)
+                                .with_context(|| format!("`{}`", inp.display))?;
+                        if resume.is_some() {
+                            break;
+                        }
+                    }
+                }
                 (resume, head)
             }
             _ => (None, None),
@@ -771,6 +789,7 @@ fn ingest_without(
                 after: r.after.clone(),
                 byte: r.byte,
                 line: r.line,
+                decompressed: r.decompressed,
             }),
             ends_line: None,
             lines: 0,
@@ -875,7 +894,13 @@ fn ingest_without(
         max_line_bytes: opts.max_line_bytes,
     };
 
-    let skipped = |p: &Planned| p.resume.as_ref().map_or(0, |r| r.byte);
+    // (A compressed file read on in its text is read whole.)
+    let skipped = |p: &Planned| {
+        p.resume
+            .as_ref()
+            .filter(|r| !r.decompressed)
+            .map_or(0, |r| r.byte)
+    };
     let total_bytes: u64 = todo
         .iter()
         .map(|&i| plan[i].hashed.bytes - skipped(&plan[i]))
@@ -908,7 +933,14 @@ fn ingest_without(
     // thread. Bounded channels keep only a few chunks in flight.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel::<input::Chunk>(group);
-    let reader_inputs: Vec<(usize, PathBuf, String, Hashed, Option<u64>, bool)> = todo
+    let reader_inputs: Vec<(
+        usize,
+        PathBuf,
+        String,
+        Hashed,
+        Option<input::ResumeAt>,
+        bool,
+    )> = todo
         .iter()
         .map(|&i| {
             let p = &plan[i].input;
@@ -917,7 +949,7 @@ fn ingest_without(
                 p.path.clone().expect("every input has a path once spooled"),
                 p.display.clone(),
                 plan[i].hashed.clone(),
-                plan[i].resume.as_ref().map(|r| r.byte),
+                plan[i].resume.clone(),
                 p.walked,
             )
         })
@@ -936,10 +968,20 @@ fn ingest_without(
             // What was hashed, no more: a writer may be appending.
             let len = hashed.stamp.len;
             // Known from the hash pass (a spooled stream's copy never grows).
-            let plain = at.is_some() || hashed.plain;
-            let r = match at {
-                Some(at) if hashed.plain => input::open_plain_at(&path, at, len, counter.clone()),
-                at => input::open_decoded(&path, at.unwrap_or(0), len, counter.clone()),
+            // (A compressed file read on from a member may grow by more.)
+            let plain = at.as_ref().is_some_and(|r| !r.decompressed) || hashed.plain;
+            let r = match &at {
+                Some(r) if r.decompressed => input::open_decoded(&path, 0, len, counter.clone())
+                    .and_then(|t| input::skip_text(t, r.byte, &display)),
+                Some(r) if hashed.plain => {
+                    input::open_plain_at(&path, r.byte, len, counter.clone())
+                }
+                at => input::open_decoded(
+                    &path,
+                    at.as_ref().map_or(0, |r| r.byte),
+                    len,
+                    counter.clone(),
+                ),
             }
             .map_err(|e| input::open_error(&display, walked, e))?;
             let ends_line = input::split_chunks(r, idx, &display, sizes, at.is_none(), |mut c| {

@@ -475,7 +475,8 @@ fn a_compressed_log_appended_member_by_member_is_read_on() {
 
 /// A log rotated after a run (renamed, a new one begun) is found by its
 /// content under its new name: only the lines written since that run are
-/// read from it, and the new log whole.
+/// read from it, and the new log whole. So is one compressed by rotation,
+/// by its text.
 #[test]
 fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
     let tmp = tempfile::tempdir().unwrap();
@@ -531,6 +532,54 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
     );
     assert_eq!(r["resends"], 0, "{r}");
     assert_eq!(bronze_rows(&lake).len(), 75);
+
+    // Rotated again, with compression: the rotated log is compressed on
+    // its next rotation (logrotate's `delaycompress`), and the live one,
+    // grown, at once (`compress`). Each is found by its text, and only
+    // what it holds that no run read is read: the first holds nothing new.
+    let gzip = |text: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(&log, lines(70..80)).unwrap();
+    let r = ok(&lake, &["ingest", dir, "--json"]);
+    assert_eq!(r["events"], 5, "{r}");
+    let older = inbox.join("events-2.jsonl.gz");
+    std::fs::write(&older, gzip(&std::fs::read(&rotated).unwrap())).unwrap();
+    std::fs::remove_file(&rotated).unwrap();
+    let mut live = std::fs::read(&log).unwrap();
+    live.extend(lines(80..85).as_bytes());
+    let rotated = inbox.join("events-1.jsonl.gz");
+    std::fs::write(&rotated, zstd::encode_all(&live[..], 3).unwrap()).unwrap();
+    std::fs::write(&log, lines(85..88)).unwrap();
+    let r = ok(&lake, &["ingest", dir, "--json"]);
+    let inputs: Vec<(&str, Option<u64>, Option<bool>, u64)> = r["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["source"].as_str().unwrap(),
+                i["resumed"]["line"].as_u64(),
+                i["resumed"]["decompressed"].as_bool(),
+                i["events"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (rotated, older) = (rotated.display().to_string(), older.display().to_string());
+    assert_eq!(
+        inputs,
+        [
+            (rotated.as_str(), Some(11), Some(true), 5),
+            (older.as_str(), Some(71), Some(true), 0),
+            (new.as_str(), None, None, 3),
+        ],
+        "{r}"
+    );
+    assert_eq!(r["resends"], 0, "{r}");
+    assert_eq!(bronze_rows(&lake).len(), 88);
 }
 
 #[test]
