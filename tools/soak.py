@@ -815,8 +815,13 @@ def grow(seed, d):
     # rotation (logrotate's `compress`, `delaycompress`): found by their
     # text, they too are read on from where they were.
     squeeze = rng.choice(["no", "at once", "a run later"]) if rotate else "no"
+    # The rotated log's name: logrotate's `extension .jsonl`, its default,
+    # its `dateext`.
+    old = os.path.join(inbox, rng.choice(["events-old.jsonl", "events.jsonl.1",
+                                          "events.jsonl-20240401"]))
     print(f"  {len(cuts)} runs over {len(whole)} bytes"
           + (f", the log rotated before run {rotate}" if rotate else "")
+          + (f" to {os.path.basename(old)}" if rotate else "")
           + (f", compressed {squeeze}" if squeeze != "no" else "")
           + (", gzip, a member per run" if gz else ""))
     start, runs, unfinished = 0, 0, 0
@@ -828,9 +833,8 @@ def grow(seed, d):
             end = cut if end < 0 or end + 1 > cut else end + 1
             with open(log_path, "wb") as f:
                 f.write(whole[start:end])
-            os.rename(log_path, os.path.join(inbox, "events-old.jsonl"))
+            os.rename(log_path, old)
             start = end
-        old = os.path.join(inbox, "events-old.jsonl")
         if (squeeze == "at once" and n == rotate) or (squeeze == "a run later" and n == rotate + 1):
             with open(old, "rb") as f, open(old + ".gz", "wb") as g:
                 g.write(gzip.compress(f.read()))

@@ -32,16 +32,37 @@ pub const STDIN: &str = "<stdin>";
 
 const EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
 
-/// Does a file name look like NDJSON input (optionally `.gz` / `.zst`)?
+/// Does a file name look like NDJSON input (optionally `.gz` / `.zst`),
+/// perhaps a log rotation's copy of one: `app.jsonl.1` (logrotate's
+/// default, Python's `RotatingFileHandler`), `app.jsonl-20240316`
+/// (logrotate's `dateext`), `app.jsonl.2024-03-16` (Python's
+/// `TimedRotatingFileHandler`), each optionally compressed
+/// (`app.jsonl.2.gz`)? A rotated copy begins with what the log held, so
+/// it is read on from where the last run stopped (see [`resume_point`]).
+/// Other suffixes (`.part`, `.tmp`, `.bak`) are not inputs.
 pub fn is_input_name(name: &str) -> bool {
     let base = name
         .strip_suffix(".gz")
         .or_else(|| name.strip_suffix(".zst"))
         .unwrap_or(name);
     !name.starts_with('.')
-        && EXTENSIONS
-            .iter()
-            .any(|ext| base.len() > ext.len() + 1 && base.ends_with(&format!(".{ext}")))
+        && EXTENSIONS.iter().any(|ext| {
+            let ext = format!(".{ext}");
+            base.match_indices(&ext).any(|(at, _)| {
+                let rest = &base[at + ext.len()..];
+                at > 0 && (rest.is_empty() || rotation_suffix(rest))
+            })
+        })
+}
+
+/// A log rotation's suffix: `.`, `-` or `_`, then digits (`.1`,
+/// `-20240316`, `.2024-03-16_10-00-00`).
+fn rotation_suffix(rest: &str) -> bool {
+    let mut chars = rest.chars();
+    matches!(chars.next(), Some('.' | '-' | '_'))
+        && rest[1..].starts_with(|c: char| c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+        && !rest.ends_with(['.', '-', '_'])
 }
 
 /// Command-line inputs expanded (see [`resolve`]).
@@ -87,7 +108,9 @@ impl Ignored {
              input to read it)"
                 .to_string()
         } else if !is_input_name(&name) {
-            "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst)".to_string()
+            "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst), nor a rotated log's \
+             copy of one (*.jsonl.1, *.jsonl-20240316)"
+                .to_string()
         } else {
             return None;
         };
@@ -1480,7 +1503,37 @@ mod tests {
         for ok in ["a.jsonl", "a.ndjson.gz", "b.json.zst", "x/y.json"] {
             assert!(is_input_name(ok), "{ok}");
         }
-        for no in ["a.txt", "a.gz", ".hidden.jsonl", "jsonl", "a.parquet"] {
+        // A rotated log's copies.
+        for ok in [
+            "app.jsonl.1",
+            "app.jsonl.12.gz",
+            "app.jsonl-20240316",
+            "app.jsonl-20240316.zst",
+            "app.ndjson.2024-03-16",
+            "app.json.2024-03-16_10-00-00",
+            "a.jsonl.jsonl.1",
+        ] {
+            assert!(is_input_name(ok), "{ok}");
+        }
+        for no in [
+            "a.txt",
+            "a.gz",
+            ".hidden.jsonl",
+            "jsonl",
+            "a.parquet",
+            ".app.jsonl.1",
+            "a.jsonl.part",
+            "a.jsonl.tmp",
+            "a.jsonl.1.bak",
+            "a.jsonl.bz2",
+            "a.jsonl.",
+            "a.jsonl.1.",
+            "a.jsonl-",
+            "a.jsonl.a1",
+            "a.jsonlines",
+            ".jsonl.1",
+            "a.jsonl.gz.1",
+        ] {
             assert!(!is_input_name(no), "{no}");
         }
     }

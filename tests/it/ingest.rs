@@ -507,8 +507,8 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         f.write_all(lines(60..70).as_bytes()).unwrap();
     }
-    // logrotate's `extension .jsonl` keeps the name one a walk reads.
-    let rotated = inbox.join("events-1.jsonl");
+    // As logrotate and Python's `RotatingFileHandler` name it.
+    let rotated = inbox.join("events.jsonl.1");
     std::fs::rename(&log, &rotated).unwrap();
     std::fs::write(&log, lines(70..75)).unwrap();
     let r = ok(&lake, &["ingest", dir, "--json"]);
@@ -527,7 +527,7 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
     let (old, new) = (rotated.display().to_string(), log.display().to_string());
     assert_eq!(
         inputs,
-        [(old.as_str(), Some(61), 10), (new.as_str(), None, 5)],
+        [(new.as_str(), None, 5), (old.as_str(), Some(61), 10)],
         "{r}"
     );
     assert_eq!(r["resends"], 0, "{r}");
@@ -546,12 +546,12 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
     std::fs::write(&log, lines(70..80)).unwrap();
     let r = ok(&lake, &["ingest", dir, "--json"]);
     assert_eq!(r["events"], 5, "{r}");
-    let older = inbox.join("events-2.jsonl.gz");
+    let older = inbox.join("events.jsonl.2.gz");
     std::fs::write(&older, gzip(&std::fs::read(&rotated).unwrap())).unwrap();
     std::fs::remove_file(&rotated).unwrap();
     let mut live = std::fs::read(&log).unwrap();
     live.extend(lines(80..85).as_bytes());
-    let rotated = inbox.join("events-1.jsonl.gz");
+    let rotated = inbox.join("events.jsonl.1.gz");
     std::fs::write(&rotated, zstd::encode_all(&live[..], 3).unwrap()).unwrap();
     std::fs::write(&log, lines(85..88)).unwrap();
     let r = ok(&lake, &["ingest", dir, "--json"]);
@@ -572,9 +572,9 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
     assert_eq!(
         inputs,
         [
+            (new.as_str(), None, None, 3),
             (rotated.as_str(), Some(11), Some(true), 5),
             (older.as_str(), Some(71), Some(true), 0),
-            (new.as_str(), None, None, 3),
         ],
         "{r}"
     );
