@@ -255,7 +255,8 @@ fn resolve<'a>(state: &'a LakeState, args: &[std::ffi::OsString]) -> Result<Reso
         if found.is_empty() && dir {
             return Err(Failure::Usage(format!(
                 "no committed input batch from a file under `{arg}`: none of its input files \
-                 (*.jsonl, *.ndjson, *.json, optionally .gz or .zst) was ingested, by that \
+                 (*.jsonl, *.ndjson, *.json, or rotated copies of them, optionally .gz or \
+                 .zst) was ingested, by that \
                  name, another path to the same file or the same bytes; `evlake query \
                  \"SELECT * FROM batches\"` lists the batches"
             ))
