@@ -90,7 +90,8 @@ pub fn point(step: &str) -> anyhow::Result<()> {
 /// Wait at `step` while a test changes the world: with
 /// `EVLAKE_PAUSE=STEP:PATH`, create `PATH.waiting`, then wait until `PATH`
 /// exists (at most a minute, then abort). Steps: `listed` (ingest, after
-/// a directory walk listed its inputs, before hashing them), `hashed`
+/// a directory walk listed its inputs, before hashing them), `hashing`
+/// (ingest, as it hashes a file, its size taken: tests shrink it), `hashed`
 /// (ingest, after hashing its inputs, before reading them: tests change
 /// an input between the two), `query-planned`, and `OPERATION:STEP` for each of [`point`]'s
 /// (tests send a signal there).

@@ -409,6 +409,7 @@ pub fn hash_file(path: &Path, prefix: Option<u64>) -> Result<Hashed> {
     let mut hasher = blake3::Hasher::new();
     let f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
     let stamp = Stamp::from(f.metadata(), path)?;
+    crate::fault::pause("hashing");
     // Its first `len` bytes: a file a writer appends to meanwhile is
     // read up to there (see [`Stamp::check_read`]).
     let mut f = f.take(stamp.len);
@@ -530,17 +531,73 @@ fn compressed(head: &[u8]) -> bool {
 
 /// The error for an input that changed while a run read it.
 fn changed(display: &str, stamp: &Stamp, len_now: u64) -> anyhow::Error {
-    anyhow::anyhow!(
-        "`{display}` changed while it was being ingested ({} bytes when hashed, {len_now} \
-         bytes now{}): nothing was committed. Write inputs under another name and rename \
-         them into place once complete; the next run ingests the file as it is then",
-        stamp.len,
-        if len_now == stamp.len {
-            ", modified since"
-        } else {
-            ""
-        }
-    )
+    Changed {
+        display: display.to_string(),
+        hashed: stamp.len,
+        now: len_now,
+    }
+    .into()
+}
+
+/// An input that changed while a run read it: rewritten, truncated, or
+/// (compressed) appended to between its hash and the end of its read.
+#[derive(Debug)]
+pub struct Changed {
+    pub display: String,
+    /// Its size when hashed, and after.
+    pub hashed: u64,
+    pub now: u64,
+}
+
+impl Changed {
+    /// `(N bytes when hashed, M bytes now)`.
+    fn sizes(&self) -> String {
+        format!(
+            "{} bytes when hashed, {} bytes now{}",
+            self.hashed,
+            self.now,
+            if self.now == self.hashed {
+                ", modified since"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` changed while it was being ingested ({}): nothing was committed. Write \
+             inputs under another name and rename them into place once complete; the next \
+             run ingests the file as it is then",
+            self.display,
+            self.sizes()
+        )
+    }
+}
+
+impl std::error::Error for Changed {}
+
+/// `e`; but for walked input `display` that changed while the run read it
+/// ([`Changed`]), the [`PassOver`] that leaves it to the next run, as one
+/// unreadable part-way is: a log rewritten or emptied in place (a
+/// rotation's copytruncate) during a run does not fail the whole run.
+pub fn pass_over_changed(display: &str, walked: bool, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<Changed>() {
+        Some(c) if walked => PassOver(Ignored {
+            path: display.to_string(),
+            why: format!(
+                "changed while the run read it ({}): rewritten, truncated (a log rotation's \
+                 copytruncate?) or appended to in place; nothing of it is committed, and the \
+                 next run reads it as it is then",
+                c.sizes()
+            ),
+        })
+        .into(),
+        _ => e,
+    }
 }
 
 /// Copy stdin to `dest` (so it can be hashed before ingesting, and read

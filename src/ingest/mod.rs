@@ -664,7 +664,8 @@ fn ingest_without(
             // The hash of the content its path's last batch had, taken on
             // the way: a file that grew is not read twice to find it.
             let last = last_of.get(inp.display.as_str()).map(|(_, b)| b.bytes);
-            let h = input::hash_file(path, last)?;
+            let h = input::hash_file(path, last)
+                .map_err(|e| input::pass_over_changed(&inp.display, inp.walked, e))?;
             Ok(Hashed {
                 hash: h.hash,
                 bytes: h.bytes,
@@ -998,7 +999,8 @@ fn ingest_without(
             // was hashed: what was read must be that too.
             hashed
                 .stamp
-                .check_read(&path, &display, plain, &hashed.hash)?;
+                .check_read(&path, &display, plain, &hashed.hash)
+                .map_err(|e| input::pass_over_changed(&display, walked, e))?;
         }
         Ok(ends)
     });

@@ -1706,7 +1706,8 @@ fn a_long_history_is_read_from_its_checkpoint_with_the_same_answers() {
 /// the run, naming the file, with nothing committed; the next run ingests
 /// the file as it is. One a writer appends to meanwhile is read up to
 /// what was hashed, and the next run reads on from there; a compressed
-/// one that grows fails like a rewritten one.
+/// one that grows fails like a rewritten one. Found by a directory walk,
+/// such a file is passed over, and the run commits the others.
 #[test]
 fn an_input_changed_while_it_is_ingested_fails_the_run_and_commits_nothing() {
     let line = |i: usize| {
@@ -1802,6 +1803,55 @@ fn an_input_changed_while_it_is_ingested_fails_the_run_and_commits_nothing() {
         let want = if name.ends_with(".gz") { 41 } else { 20 };
         assert_eq!(s["events"], want, "{what}: {s}");
         assert_eq!(bronze_rows(&lake).len(), want, "{what}");
+    }
+
+    // Found by a directory walk, such a file is passed over (as one
+    // unreadable part-way is): the run commits the others, and the next
+    // run reads it as it is then. So is one that shrinks as it is hashed
+    // (there alone: which file a pause while hashing holds is not known).
+    for step in ["hashed", "hashing"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let lake = tmp.path().join("lake");
+        let inbox = tmp.path().join("inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        let log = inbox.join("app.jsonl");
+        std::fs::write(&log, lines(0..40)).unwrap();
+        let others = usize::from(step == "hashed");
+        if others > 0 {
+            std::fs::write(inbox.join("other.jsonl"), line(50)).unwrap();
+        }
+        let (child, go) = spawn_paused(
+            &lake,
+            &["ingest", inbox.to_str().unwrap(), "--json"],
+            step,
+            tmp.path(),
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        let cut = text.match_indices('\n').nth(19).unwrap().0 + 1;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(cut as u64)
+            .unwrap();
+        std::fs::write(&go, b"").unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(exit_code(&o), 0, "{step}: {}", stderr(&o));
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s["events"], others, "{step}: {s}");
+        assert_eq!(
+            s["ignored_files"],
+            serde_json::json!([log.display().to_string()]),
+            "{s}"
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains("changed while the run read it") && err.contains("app.jsonl"),
+            "{err}"
+        );
+        let s = ok(&lake, &["ingest", inbox.to_str().unwrap(), "--json"]);
+        assert_eq!(s["events"], 20, "{step}: {s}");
+        assert_eq!(bronze_rows(&lake).len(), 20 + others, "{step}");
     }
 }
 
