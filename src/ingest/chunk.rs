@@ -500,6 +500,19 @@ mod tests {
         assert_eq!(unterminated("{bad\r\n{half\r"), [false, true]);
         assert_eq!(unterminated("{bad\r\n"), [false]);
         assert_eq!(unterminated("{bad\n{\"event_id\":\"x\"}"), [false, false]);
+        // Whole objects with no newline between them (a Firehose file), or
+        // one with more after it: no writer was cut off there.
+        let two = "{\"event_id\":\"a\"}{\"event_id\":\"b\"}";
+        assert_eq!(unterminated(&format!("{{bad\n{two}")), [false, false]);
+        assert_eq!(unterminated("{bad\n{\"a\":1}}"), [false, false]);
+        // Cut inside a number, a literal, a string: unfinished.
+        for half in ["{\"a\":1.", "{\"a\":tr", "{\"a\":\"x\\", "{\"a\":{\"b\":1}"] {
+            assert_eq!(
+                unterminated(&format!("{{bad\n{half}")),
+                [false, true],
+                "{half}"
+            );
+        }
         // Whole JSON, rejected for nesting too deep.
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
         assert_eq!(unterminated(&format!("{{bad\n{deep}")), [false, false]);

@@ -151,8 +151,8 @@ pub fn unread_file(path: &Path) -> Option<String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(VANISHED.to_string()),
         Err(_) => return None,
     };
-    let mut head = Vec::with_capacity(256);
-    f.take(256).read_to_end(&mut head).ok()?;
+    let mut head = Vec::with_capacity(HEAD_PAGE);
+    f.take(HEAD_PAGE as u64).read_to_end(&mut head).ok()?;
     if let Some((format, tool)) = unread_format(&head) {
         return Some(format!("{format}, which evlake does not read: {tool}"));
     }
@@ -179,11 +179,33 @@ fn not_ndjson(head: &[u8]) -> Option<(&'static str, &'static str)> {
         ));
     }
     let rest = text.strip_prefix(b"{")?;
-    let line_end = memchr::memchr(b'\n', rest)?;
+    let Some(line_end) = memchr::memchr(b'\n', rest) else {
+        return objects_run_on(text).then_some((
+            "JSON objects one after another with no newline between them (as Kinesis \
+             Firehose writes records without a newline delimiter)",
+            "`jq -c . FILE | evlake ingest -` writes each object on its own line",
+        ));
+    };
     rest[..line_end].trim_ascii().is_empty().then_some((
         "JSON written over many lines (pretty-printed)",
         "`jq -c . FILE | evlake ingest -` writes each object on one line",
     ))
+}
+
+/// How much of a walked file's start [`unread_file`] looks at.
+const HEAD_PAGE: usize = 4096;
+
+/// Whether `text`, a file's start with no newline in it, is a whole JSON
+/// object and then another: records written with no newline between
+/// them. (A file with a newline this early is NDJSON, whose first line
+/// may be a bad one: its lines are read, that one quarantined.)
+fn objects_run_on(text: &[u8]) -> bool {
+    let mut values =
+        serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
+    matches!(values.next(), Some(Ok(_)))
+        && text[values.byte_offset()..]
+            .trim_ascii_start()
+            .starts_with(b"{")
 }
 
 /// Why a walked file is not read that was moved or deleted after the walk

@@ -260,6 +260,32 @@ fn unpaired_surrogate(text: &str, at: usize, lead: usize, members: Option<&Membe
 }
 
 /// The JSON type of a raw value, from its first byte.
+/// A line that is a whole JSON value with more after it (`{...}{...}`,
+/// `{...}}`): whole text, not one a writer was cut off writing (a
+/// half-written line is the start of a value), so a last line like it
+/// without a newline counts as a bad line, not an unfinished one.
+/// Objects one after another are records written with no newline
+/// between them, as Kinesis Firehose writes them unless told to add one:
+/// the whole file is one such line, which the detail says how to split.
+fn value_then_more(text: &str, e: &serde_json::Error) -> Option<Rejection> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+    values.next()?.ok()?;
+    let rest = text[values.byte_offset()..].trim_ascii_start();
+    let detail = if rest.starts_with('{') && text.trim_ascii_start().starts_with('{') {
+        format!(
+            "invalid JSON: {e}: JSON objects one after another with no newline between them \
+             (as Kinesis Firehose writes records without a newline delimiter); NDJSON is one \
+             object per line: `jq -c . FILE` writes that"
+        )
+    } else {
+        format!("invalid JSON: {e}")
+    };
+    Some(Rejection {
+        whole: true,
+        ..Rejection::new(Reason::InvalidJson, detail)
+    })
+}
+
 fn json_type(raw: &str) -> &'static str {
     match raw.as_bytes().first() {
         Some(b'"') => "string",
@@ -765,6 +791,9 @@ pub fn parse_line<'a>(
                             if text == "[" { "'.[]'" } else { "." }
                         ),
                     ));
+                }
+                if let Some(rejection) = value_then_more(text, &e) {
+                    return Err(rejection);
                 }
                 return Err(Rejection::new(
                     Reason::InvalidJson,
@@ -1503,5 +1532,29 @@ mod tests {
                 format!("line is not valid UTF-8 (bad byte at offset {at})")
             );
         }
+    }
+
+    /// Objects run together on a line are one bad line, whole (not one a
+    /// writer was cut off writing), and the detail says how to split
+    /// them; other text after a whole value is whole too, without it.
+    #[test]
+    fn objects_run_together_are_whole_and_say_how_to_split_them() {
+        let e = r#"{"event_id":"a","event_type":"t","event_timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#;
+        let r = parse_line(format!("{e} {e}").as_bytes(), &opts()).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidJson);
+        assert!(r.whole);
+        assert!(
+            r.detail
+                .starts_with("invalid JSON: trailing characters at line 1 column")
+                && r.detail
+                    .contains("(as Kinesis Firehose writes records without a newline")
+                && r.detail.ends_with("`jq -c . FILE` writes that"),
+            "{}",
+            r.detail
+        );
+        let r = parse_line(format!("{e}}}").as_bytes(), &opts()).unwrap_err();
+        assert!(r.whole && !r.detail.contains("Firehose"), "{}", r.detail);
+        let r = parse_line(&e.as_bytes()[..40], &opts()).unwrap_err();
+        assert!(!r.whole, "{}", r.detail);
     }
 }

@@ -1228,6 +1228,15 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
         "\u{feff}{\r\n  \"event_id\": \"p1\",\r\n  \"event_type\": \"page_view\"\r\n}\r\n",
     )
     .unwrap();
+    // Objects with no newline between them, as Kinesis Firehose writes
+    // records: read, the file was one line, taken for one a writer was
+    // still writing, so the run said nothing was wrong and kept none.
+    let firehose = format!(
+        "{}{}",
+        event.trim(),
+        crate::silver::ev("j2", "page_view", "2024-03-15T10:01:00Z", "u").trim()
+    );
+    std::fs::write(inbox.join("firehose.json"), &firehose).unwrap();
     std::fs::copy(&good, inbox.join("good.jsonl")).unwrap();
     let o = run(&lake, &["-q", "ingest", inbox.to_str().unwrap(), "--json"]);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
@@ -1243,6 +1252,10 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
             && err.contains(
                 "pretty.json: JSON written over many lines (pretty-printed), not NDJSON (one \
                  event object per line): `jq -c . FILE | evlake ingest -`"
+            )
+            && err.contains(
+                "firehose.json: JSON objects one after another with no newline between them (as \
+                 Kinesis Firehose writes records without a newline delimiter), not NDJSON"
             ),
         "{err}"
     );
@@ -1250,9 +1263,9 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
     assert_eq!(s["status"], "committed", "{s}");
     assert_eq!(s["inputs"].as_array().unwrap().len(), 1, "{s}");
     let ignored = s["ignored_files"].as_array().unwrap();
-    assert_eq!(ignored.len(), 4, "{s}");
+    assert_eq!(ignored.len(), 5, "{s}");
     assert!(
-        ignored[1].as_str().unwrap().ends_with("misnamed.jsonl"),
+        ignored[2].as_str().unwrap().ends_with("misnamed.jsonl"),
         "{s}"
     );
     assert_eq!(
@@ -1270,6 +1283,20 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
         stderr(&o).contains("line is a JSON array"),
         "{}",
         stderr(&o)
+    );
+    // A file of run-on objects, named, is one bad line, not an unfinished
+    // one: the run is rejected (it was exit 0 with no event kept).
+    let o = run(
+        &lake,
+        &["ingest", inbox.join("firehose.json").to_str().unwrap()],
+    );
+    assert_eq!(exit_code(&o), 4, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("firehose.json:1: invalid_json")
+            && err.contains("no newline between them (as Kinesis Firehose")
+            && !err.contains("Unfinished"),
+        "{err}"
     );
 }
 
