@@ -260,6 +260,32 @@ fn unpaired_surrogate(text: &str, at: usize, lead: usize, members: Option<&Membe
 }
 
 /// The JSON type of a raw value, from its first byte.
+/// A line that begins with NUL bytes: zeros where a file had no text. A
+/// log truncated in place under a writer that did not open it to append
+/// (logrotate's `copytruncate`) gets them up to where that writer writes
+/// next; a crash can leave zero-filled blocks. The detail says so: "expected
+/// value at line 1 column 1" did not.
+fn zeros_first(text: &str) -> Option<Rejection> {
+    let n = text.bytes().take_while(|&b| b == 0).count();
+    if n == 0 {
+        return None;
+    }
+    let what = if n == text.len() {
+        format!("the line is {n} NUL bytes")
+    } else {
+        format!("the line begins with {n} NUL bytes, then text at offset {n}")
+    };
+    Some(Rejection::new(
+        Reason::InvalidJson,
+        format!(
+            "invalid JSON: {what}: zeros where the file had no text, as in a log truncated in \
+             place under a writer that does not open it to append (logrotate's \
+             `copytruncate`: have the writer append, O_APPEND, or rotate by renaming), or \
+             blocks a crash left zero-filled"
+        ),
+    ))
+}
+
 /// A line that is a whole JSON value with more after it (`{...}{...}`,
 /// `{...}}`): whole text, not one a writer was cut off writing (a
 /// half-written line is the start of a value), so a last line like it
@@ -793,6 +819,9 @@ pub fn parse_line<'a>(
                     ));
                 }
                 if let Some(rejection) = value_then_more(text, &e) {
+                    return Err(rejection);
+                }
+                if let Some(rejection) = zeros_first(text) {
                     return Err(rejection);
                 }
                 return Err(Rejection::new(
@@ -1556,5 +1585,29 @@ mod tests {
         assert!(r.whole && !r.detail.contains("Firehose"), "{}", r.detail);
         let r = parse_line(&e.as_bytes()[..40], &opts()).unwrap_err();
         assert!(!r.whole, "{}", r.detail);
+    }
+
+    /// A line that begins with NUL bytes says so, and what leaves them.
+    #[test]
+    fn a_line_of_zeros_says_where_they_come_from() {
+        let e = r#"{"event_id":"a","event_type":"t","event_timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#;
+        let line = [&[0u8; 300][..], e.as_bytes()].concat();
+        let r = parse_line(&line, &opts()).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidJson);
+        assert!(
+            r.detail.starts_with(
+                "invalid JSON: the line begins with 300 NUL bytes, then text at offset 300: \
+                 zeros where the file had no text"
+            ) && r.detail.contains("`copytruncate`"),
+            "{}",
+            r.detail
+        );
+        let r = parse_line(&[0u8; 40], &opts()).unwrap_err();
+        assert!(
+            r.detail
+                .starts_with("invalid JSON: the line is 40 NUL bytes: "),
+            "{}",
+            r.detail
+        );
     }
 }
