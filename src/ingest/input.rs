@@ -71,7 +71,7 @@ pub struct Resolved {
     pub inputs: Vec<Input>,
     /// Entries under the directories given that are not read (see
     /// [`Ignored`]), sorted by path: left alone, and reported so none goes
-    /// unnoticed. Hidden files (`.name`) are not listed.
+    /// unnoticed. Hidden files and directories (`.name`) are not listed.
     pub ignored: Vec<Ignored>,
 }
 
@@ -376,7 +376,29 @@ fn walk_entries(
     for entry in entries {
         let entry = entry.with_context(|| format!("failed to list `{}`", dir.display()))?;
         let p = entry.path();
+        let name = entry.file_name();
+        // Hidden entries, files and directories (`.name`: a producer's
+        // file, or staging directory, still being written; `.git/`), are
+        // skipped without a word.
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
         let ft = entry.file_type()?;
+        // Hadoop's and Spark's mark for what is not data, or not data yet:
+        // `_SUCCESS`, `_temporary/` with a job's files still being written.
+        // Reported, not read nor walked into.
+        if name.as_encoded_bytes().starts_with(b".") {
+            ignored.push(Ignored {
+                path: p.display().to_string(),
+                why: format!(
+                    "a {} whose name begins with `_`, which Hadoop and Spark give what is not \
+                     data, or not yet (`_SUCCESS`, `_temporary/`): not read (name it as an \
+                     input to read it)",
+                    if ft.is_dir() { "directory" } else { "file" }
+                ),
+            });
+            continue;
+        }
         if ft.is_dir() {
             if is_lake(&p) {
                 continue;
@@ -404,7 +426,7 @@ fn walk_entries(
                 path: p.display().to_string(),
                 why: why.to_string(),
             });
-        } else if !entry.file_name().to_string_lossy().starts_with('.') {
+        } else {
             // Each entry passed over is reported, not read, so none stops
             // or hangs the run. Named as an input, a pipe is read
             // (`<(zcat x.gz)`).

@@ -621,8 +621,9 @@ fn a_directory_ingests_every_batch_in_one_commit() {
 }
 
 /// A directory's files that are not NDJSON inputs by name are left alone
-/// and reported (at most five on stderr, all in --json); hidden files are
-/// not. A directory with none to read is an up-to-date no-op, exit 0.
+/// and reported (at most five on stderr, all in --json); hidden files and
+/// directories are not, and `_` names are reported, not walked into. A
+/// directory with none to read is an up-to-date no-op, exit 0.
 #[test]
 fn files_a_directory_walk_leaves_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
@@ -641,11 +642,20 @@ fn files_a_directory_walk_leaves_are_reported() {
         std::fs::write(inbox.join(n), "{}\n").unwrap();
     }
     std::fs::write(inbox.join(".g.jsonl.tmp"), "{}\n").unwrap();
+    // Events in a hidden staging directory, and in a Spark job's
+    // `_temporary/`, are not read: those are files still being written.
+    let event = crate::silver::ev("s1", "page_view", "2024-03-15T10:00:00Z", "u");
+    for d in [".staging", "_temporary/0"] {
+        std::fs::create_dir_all(inbox.join(d)).unwrap();
+        std::fs::write(inbox.join(d).join("part-0.jsonl"), &event).unwrap();
+    }
+    std::fs::write(inbox.join("_SUCCESS"), "").unwrap();
     let dir = inbox.display().to_string();
     let s = ok(&lake, &["ingest", &dir, "--json"]);
     assert_eq!(s["status"], "noop", "{s}");
-    let expected: Vec<String> = names
+    let expected: Vec<String> = ["_SUCCESS", "_temporary"]
         .iter()
+        .chain(&names)
         .map(|n| inbox.join(n).display().to_string())
         .collect();
     assert_eq!(s["ignored_files"], serde_json::json!(expected));
@@ -654,10 +664,30 @@ fn files_a_directory_walk_leaves_are_reported() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.matches("Ignored").count(), 6, "{err}");
     assert!(
-        err.contains("... 1 more (all of them in --json's `ignored_files`)"),
+        err.contains("... 3 more (all of them in --json's `ignored_files`)"),
         "{err}"
     );
-    assert!(!err.contains(".g.jsonl.tmp"), "{err}");
+    assert!(
+        err.contains(
+            "_temporary: a directory whose name begins with `_`, which Hadoop and Spark give \
+             what is not data"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains(".g.jsonl.tmp") && !err.contains(".staging"),
+        "{err}"
+    );
+    // Named, a hidden file is read.
+    let s = ok(
+        &lake,
+        &[
+            "ingest",
+            inbox.join(".staging/part-0.jsonl").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(s["events"], 1, "{s}");
 }
 
 /// A file name with a newline or an escape in it is read, and its status
