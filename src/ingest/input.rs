@@ -387,7 +387,7 @@ fn walk_entries(
         // Hadoop's and Spark's mark for what is not data, or not data yet:
         // `_SUCCESS`, `_temporary/` with a job's files still being written.
         // Reported, not read nor walked into.
-        if name.as_encoded_bytes().starts_with(b".") {
+        if name.as_encoded_bytes().starts_with(b"_") {
             ignored.push(Ignored {
                 path: p.display().to_string(),
                 why: format!(
