@@ -164,49 +164,46 @@ pub fn unread_file(path: &Path) -> Option<String> {
 
 /// A JSON file that is not NDJSON, known by its first bytes: an array
 /// (`[` first; no NDJSON line of events starts so), or JSON written over
-/// many lines (a first line that is a lone `{`). A walk passes it over
+/// many lines (a first line that is a lone `{`), or objects run together
+/// with no newline in its first [`HEAD_PAGE`] bytes (see
+/// [`objects_run_on`](super::parse::objects_run_on)). A walk passes it over
 /// (see [`unread_file`]): read, every line of it is a bad line, and a
 /// pretty-printed `config.json` or export left in an inbox made each run
 /// exit 4. Named as an input it is read, its lines quarantined with
 /// what they are.
-fn not_ndjson(head: &[u8]) -> Option<(&'static str, &'static str)> {
+fn not_ndjson(head: &[u8]) -> Option<(&'static str, String)> {
     let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     let text = text.trim_ascii_start();
     if text.starts_with(b"[") {
         return Some((
             "a JSON array",
-            "`jq -c '.[]' FILE | evlake ingest -` writes one per line",
+            "`jq -c '.[]' FILE | evlake ingest -` writes one per line".to_string(),
         ));
     }
     let rest = text.strip_prefix(b"{")?;
-    let Some(line_end) = memchr::memchr(b'\n', rest) else {
-        return objects_run_on(text).then_some((
-            "JSON objects one after another with no newline between them (as Kinesis \
-             Firehose writes records without a newline delimiter)",
-            "`jq -c . FILE | evlake ingest -` writes each object on its own line",
+    if memchr::memchr(b'\n', rest).is_none() {
+        // (A file with a newline this early is NDJSON, whose first line
+        // may be a bad one: its lines are read, that one quarantined.)
+        let run = super::parse::objects_run_on(text)?;
+        return Some((
+            run.what(),
+            format!(
+                "`{} | evlake ingest -` writes each on its own line",
+                run.split()
+            ),
         ));
-    };
-    rest[..line_end].trim_ascii().is_empty().then_some((
-        "JSON written over many lines (pretty-printed)",
-        "`jq -c . FILE | evlake ingest -` writes each object on one line",
-    ))
+    }
+    let line_end = memchr::memchr(b'\n', rest)?;
+    rest[..line_end].trim_ascii().is_empty().then(|| {
+        (
+            "JSON written over many lines (pretty-printed)",
+            "`jq -c . FILE | evlake ingest -` writes each object on one line".to_string(),
+        )
+    })
 }
 
 /// How much of a walked file's start [`unread_file`] looks at.
 const HEAD_PAGE: usize = 4096;
-
-/// Whether `text`, a file's start with no newline in it, is a whole JSON
-/// object and then another: records written with no newline between
-/// them. (A file with a newline this early is NDJSON, whose first line
-/// may be a bad one: its lines are read, that one quarantined.)
-fn objects_run_on(text: &[u8]) -> bool {
-    let mut values =
-        serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
-    matches!(values.next(), Some(Ok(_)))
-        && text[values.byte_offset()..]
-            .trim_ascii_start()
-            .starts_with(b"{")
-}
 
 /// Why a walked file is not read that was moved or deleted after the walk
 /// listed it (another consumer of the inbox took it): it is not there to

@@ -289,26 +289,80 @@ fn zeros_first(text: &str) -> Option<Rejection> {
 /// A line that is a whole JSON value with more after it (`{...}{...}`,
 /// `{...}}`): whole text, not one a writer was cut off writing (a
 /// half-written line is the start of a value), so a last line like it
-/// without a newline counts as a bad line, not an unfinished one.
-/// Objects one after another are records written with no newline
-/// between them, as Kinesis Firehose writes them unless told to add one:
-/// the whole file is one such line, which the detail says how to split.
+/// without a newline counts as a bad line, not an unfinished one. Objects
+/// run together (see [`objects_run_on`]) are records with no line break
+/// between them: the whole file is one such line, which the detail says
+/// how to split.
 fn value_then_more(text: &str, e: &serde_json::Error) -> Option<Rejection> {
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
     values.next()?.ok()?;
-    let rest = text[values.byte_offset()..].trim_ascii_start();
-    let detail = if rest.starts_with('{') && text.trim_ascii_start().starts_with('{') {
-        format!(
-            "invalid JSON: {e}: JSON objects one after another with no newline between them \
-             (as Kinesis Firehose writes records without a newline delimiter); NDJSON is one \
-             object per line: `jq -c . FILE` writes that"
-        )
-    } else {
-        format!("invalid JSON: {e}")
+    let detail = match objects_run_on(text.as_bytes()) {
+        Some(run) => format!(
+            "invalid JSON: {e}: {}; NDJSON is one object per line: `{}` writes that",
+            run.what(),
+            run.split()
+        ),
+        None => format!("invalid JSON: {e}"),
     };
     Some(Rejection {
         whole: true,
         ..Rejection::new(Reason::InvalidJson, detail)
+    })
+}
+
+/// How JSON objects run together on one line are apart (see
+/// [`objects_run_on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOn {
+    /// By nothing, or spaces: records written with no delimiter, as
+    /// Kinesis Firehose writes them unless told to add one.
+    Together,
+    /// By carriage returns alone (classic Mac OS line ends), which end no
+    /// line of NDJSON.
+    CarriageReturns,
+}
+
+impl RunOn {
+    pub fn what(self) -> &'static str {
+        match self {
+            RunOn::Together => {
+                "JSON objects one after another with no newline between them (as Kinesis \
+                 Firehose writes records without a newline delimiter)"
+            }
+            RunOn::CarriageReturns => {
+                "JSON objects separated by carriage returns alone (classic Mac OS line ends)"
+            }
+        }
+    }
+
+    /// The command that writes them one per line.
+    pub fn split(self) -> &'static str {
+        match self {
+            RunOn::Together => "jq -c . FILE",
+            RunOn::CarriageReturns => "tr '\\r' '\\n' < FILE",
+        }
+    }
+}
+
+/// If `text` begins with a whole JSON object and another follows it on
+/// the same line: how they are apart.
+pub fn objects_run_on(text: &[u8]) -> Option<RunOn> {
+    let text = text.trim_ascii_start();
+    if !text.starts_with(b"{") {
+        return None;
+    }
+    let mut values =
+        serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
+    values.next()?.ok()?;
+    let after = &text[values.byte_offset()..];
+    let rest = after.trim_ascii_start();
+    if !rest.starts_with(b"{") {
+        return None;
+    }
+    Some(if after[..after.len() - rest.len()].contains(&b'\r') {
+        RunOn::CarriageReturns
+    } else {
+        RunOn::Together
     })
 }
 
@@ -1578,6 +1632,16 @@ mod tests {
                 && r.detail
                     .contains("(as Kinesis Firehose writes records without a newline")
                 && r.detail.ends_with("`jq -c . FILE` writes that"),
+            "{}",
+            r.detail
+        );
+        // Apart by carriage returns alone: a file with classic Mac OS line
+        // ends.
+        let r = parse_line(format!("{e}\r{e}\r").as_bytes(), &opts()).unwrap_err();
+        assert!(
+            r.whole
+                && r.detail.contains("separated by carriage returns alone")
+                && r.detail.ends_with("`tr '\\r' '\\n' < FILE` writes that"),
             "{}",
             r.detail
         );

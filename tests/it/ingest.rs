@@ -1328,6 +1328,26 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
             && !err.contains("Unfinished"),
         "{err}"
     );
+    // Objects apart by carriage returns alone (classic Mac OS line ends):
+    // the walk says how to split them.
+    let mac = tmp.path().join("mac");
+    std::fs::create_dir(&mac).unwrap();
+    std::fs::write(
+        mac.join("mac.json"),
+        format!("{}\r", event.trim()).repeat(2),
+    )
+    .unwrap();
+    let o = run(&lake, &["ingest", mac.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "mac.json: JSON objects separated by carriage returns alone (classic Mac OS line \
+             ends), not NDJSON (one event object per line): `tr '\\r' '\\n' < FILE | evlake \
+             ingest -` writes each on its own line"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
