@@ -181,7 +181,7 @@ fn not_ndjson(head: &[u8]) -> Option<(&'static str, String)> {
         ));
     }
     let rest = text.strip_prefix(b"{")?;
-    if memchr::memchr(b'\n', rest).is_none() {
+    let Some(line_end) = memchr::memchr(b'\n', rest) else {
         // (A file with a newline this early is NDJSON, whose first line
         // may be a bad one: its lines are read, that one quarantined.)
         let run = super::parse::objects_run_on(text)?;
@@ -192,8 +192,7 @@ fn not_ndjson(head: &[u8]) -> Option<(&'static str, String)> {
                 run.split()
             ),
         ));
-    }
-    let line_end = memchr::memchr(b'\n', rest)?;
+    };
     rest[..line_end].trim_ascii().is_empty().then(|| {
         (
             "JSON written over many lines (pretty-printed)",
