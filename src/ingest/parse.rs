@@ -366,6 +366,45 @@ pub fn objects_run_on(text: &[u8]) -> Option<RunOn> {
     })
 }
 
+/// If member `key`, of a line without `event_id`, holds the event (an
+/// object with an `event_id`, or such an object as a JSON string): how
+/// the line wraps it, and the `jq` that unwraps it. Docker's json-file
+/// log driver writes each line a container prints as the string `log`;
+/// envelopes (EventBridge's `detail`, a queue message's `body`) nest it.
+fn wrapped(key: &str, raw: Raw<'_>) -> Option<String> {
+    let has_id = |text: &str| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+            .is_ok_and(|m| m.get("event_id").is_some_and(|v| !v.is_null()))
+    };
+    let path = if !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        format!(".{key}")
+    } else {
+        format!(".[{}]", serde_json::to_string(key).ok()?)
+    };
+    let jq = |filter: &str| {
+        if filter.contains('\'') {
+            String::new()
+        } else {
+            format!(": `jq -c '{filter}' FILE` unwraps it")
+        }
+    };
+    if raw.starts_with('{') {
+        return has_id(&raw)
+            .then(|| format!("the event is nested in `{key}`, an envelope{}", jq(&path)));
+    }
+    let text = as_str(raw)?;
+    (text.trim_start().starts_with('{') && has_id(&text)).then(|| {
+        format!(
+            "the event is in `{key}` as a JSON string (as Docker's json-file log driver \
+             writes a container's output){}",
+            jq(&format!("{path} | fromjson"))
+        )
+    })
+}
+
 fn json_type(raw: &str) -> &'static str {
     match raw.as_bytes().first() {
         Some(b'"') => "string",
@@ -915,7 +954,13 @@ pub fn parse_line<'a>(
     let Fields { slots, extra, .. } = fields;
     let get = |slot: Slot| slots[slot as usize].as_ref().map(|(_, raw)| *raw);
 
-    let event_id = required_str(Slot::EventId, get(Slot::EventId))?;
+    let event_id = required_str(Slot::EventId, get(Slot::EventId)).map_err(|mut r| {
+        let members = slots.iter().flatten().chain(&extra);
+        if let Some(hint) = members.into_iter().find_map(|(k, raw)| wrapped(k, *raw)) {
+            r.detail = format!("{}; {hint}", r.detail);
+        }
+        r
+    })?;
     let event_type = required_str(Slot::EventType, get(Slot::EventType))?;
     let user_id = required_str(Slot::UserId, get(Slot::UserId))?;
     let timestamp_raw = get(Slot::EventTimestamp);
@@ -1673,5 +1718,47 @@ mod tests {
             "{}",
             r.detail
         );
+    }
+
+    /// An event wrapped in another object (Docker's json-file log line, an
+    /// envelope) is rejected as missing `event_id`, with how to unwrap it.
+    #[test]
+    fn a_wrapped_event_says_how_to_unwrap_it() {
+        let e = r#"{"event_id":"a","event_type":"t","event_timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#;
+        let detail = |line: String| {
+            let r = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::MissingField, "{}", r.detail);
+            r.detail
+        };
+        let as_string = serde_json::to_string(&format!("{e}\n")).unwrap();
+        let docker =
+            format!(r#"{{"log":{as_string},"stream":"stdout","time":"2024-03-15T12:00:00Z"}}"#);
+        assert_eq!(
+            detail(docker),
+            "required field `event_id` is missing or null; the event is in `log` as a JSON \
+             string (as Docker's json-file log driver writes a container's output): \
+             `jq -c '.log | fromjson' FILE` unwraps it"
+        );
+        assert!(
+            detail(format!(r#"{{"source":"s","detail":{e}}}"#)).ends_with(
+                "the event is nested in `detail`, an envelope: `jq -c '.detail' FILE` unwraps it"
+            )
+        );
+        // `payload` is also `properties`' other name; keys jq can't take bare.
+        assert!(detail(format!(r#"{{"payload":{e}}}"#)).contains("`jq -c '.payload' FILE`"));
+        assert!(
+            detail(format!(r#"{{"the event":{e}}}"#)).contains(r#"`jq -c '.["the event"]' FILE`"#)
+        );
+        assert!(detail(format!(r#"{{"it's":{e}}}"#)).ends_with("nested in `it's`, an envelope"));
+        // No hint without a wrapped `event_id`.
+        for line in [
+            r#"{"log":"{\"event_type\":\"t\"}","x":{"event_id":null}}"#,
+            r#"{"log":"not json {","n":1}"#,
+        ] {
+            assert_eq!(
+                detail(line.to_string()),
+                "required field `event_id` is missing or null"
+            );
+        }
     }
 }
