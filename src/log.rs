@@ -255,6 +255,11 @@ pub struct Resumed {
     /// rotation after it was ingested).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub decompressed: bool,
+    /// The committed batch's source, when not the file's own name: a log
+    /// renamed (`app.jsonl` → `app.jsonl.1`) or compressed by rotation
+    /// after it was ingested.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
 }
 
 /// A file added to or removed from a table.

@@ -316,28 +316,39 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
         "Read",
         &read,
         INPUTS_EACH,
-        |i| match &i.resumed {
-            Some(r) if r.decompressed => format!(
-                "{}: {} (its text begins with a log ingested before it was compressed: read \
-                 from line {}, text byte {}, on)",
+        |i| {
+            let Some(r) = &i.resumed else {
+                return format!("{}: {}", i.source, counts(&[i]));
+            };
+            // The log it begins with, when under another name.
+            let was = if r.source.is_empty() {
+                "a log".to_string()
+            } else {
+                format!("`{}`", r.source)
+            };
+            let why = match (r.decompressed, r.source.is_empty()) {
+                (true, _) => {
+                    format!("its text begins with {was} as ingested before it was compressed")
+                }
+                (false, false) => format!("it begins with {was} as ingested, a log rotated since"),
+                (false, true) => "the file grew since it was ingested".to_string(),
+            };
+            let text = if r.decompressed { "text " } else { "" };
+            format!(
+                "{}: {} ({why}: read from line {}, {text}byte {}, on)",
                 i.source,
                 counts(&[i]),
                 r.line,
                 r.byte
-            ),
-            Some(r) => format!(
-                "{}: {} (the file grew since it was ingested: read from line {}, byte {}, on)",
-                i.source,
-                counts(&[i]),
-                r.line,
-                r.byte
-            ),
-            None => format!("{}: {}", i.source, counts(&[i])),
+            )
         },
         |is| {
             let grown = is.iter().filter(|i| i.resumed.is_some()).count();
             let note = if grown > 0 {
-                format!(" ({grown} grew since ingested: read from where they were)")
+                format!(
+                    " ({grown} begin with content already ingested, grown or rotated since: read \
+                     from where it ended)"
+                )
             } else {
                 String::new()
             };

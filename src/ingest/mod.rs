@@ -791,6 +791,13 @@ fn ingest_without(
                 byte: r.byte,
                 line: r.line,
                 decompressed: r.decompressed,
+                source: state
+                    .batches
+                    .get(&r.after)
+                    .map(|b| &b.source)
+                    .filter(|s| **s != p.input.display)
+                    .cloned()
+                    .unwrap_or_default(),
             }),
             ends_line: None,
             lines: 0,

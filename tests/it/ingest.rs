@@ -512,8 +512,10 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
     std::fs::rename(&log, &rotated).unwrap();
     std::fs::write(&log, lines(70..75)).unwrap();
     // Each input read: its name, where its read resumed (and whether in
-    // its decompressed text), and its events.
-    let read = |r: &Value| -> Vec<(String, Option<u64>, Option<bool>, u64)> {
+    // its decompressed text, and after which file's batch when not its
+    // own), and its events.
+    type Read = (String, Option<u64>, Option<bool>, Option<String>, u64);
+    let read = |r: &Value| -> Vec<Read> {
         r["inputs"]
             .as_array()
             .unwrap()
@@ -523,17 +525,31 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
                     i["source"].as_str().unwrap().to_string(),
                     i["resumed"]["line"].as_u64(),
                     i["resumed"]["decompressed"].as_bool(),
+                    i["resumed"]["source"].as_str().map(str::to_string),
                     i["events"].as_u64().unwrap(),
                 )
             })
             .collect()
     };
-    let r = ok(&lake, &["ingest", dir, "--json"]);
+    let o = run(&lake, &["ingest", dir, "--json"]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     let (old, new) = (rotated.display().to_string(), log.display().to_string());
     assert_eq!(
         read(&r),
-        [(new.clone(), None, None, 5), (old, Some(61), None, 10)],
+        [
+            (new.clone(), None, None, None, 5),
+            (old.clone(), Some(61), None, Some(new.clone()), 10)
+        ],
         "{r}"
+    );
+    // Said so, not "grew".
+    assert!(
+        stderr(&o).contains(&format!(
+            "{old}: 10 lines, 10 events, 0 quarantined, 0 empty (it begins with `{new}` as \
+             ingested, a log rotated since: read from line 61, byte "
+        )),
+        "{}",
+        stderr(&o)
     );
     assert_eq!(r["resends"], 0, "{r}");
     assert_eq!(bronze_rows(&lake).len(), 75);
@@ -564,9 +580,9 @@ fn a_rotated_log_is_read_on_from_where_its_last_run_stopped() {
     assert_eq!(
         read(&r),
         [
-            (new, None, None, 3),
-            (rotated, Some(11), Some(true), 5),
-            (older, Some(71), Some(true), 0),
+            (new.clone(), None, None, None, 3),
+            (rotated, Some(11), Some(true), Some(new), 5),
+            (older, Some(71), Some(true), Some(old), 0),
         ],
         "{r}"
     );
