@@ -75,6 +75,20 @@ pub struct Resolved {
     pub ignored: Vec<Ignored>,
 }
 
+/// What a symbolic link to `to` that cannot be followed (`e`) is.
+fn broken_link(to: &Path, e: &io::Error) -> String {
+    let to = to.display();
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => {
+            format!("a symbolic link to `{to}`, which leads back to itself (a loop of links)")
+        }
+        _ if e.kind() == io::ErrorKind::NotFound => {
+            format!("a symbolic link to `{to}`, which does not exist")
+        }
+        _ => format!("a symbolic link to `{to}`, which cannot be followed ({e})"),
+    }
+}
+
 /// An entry a directory walk passed over, and why.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ignored {
@@ -97,12 +111,13 @@ impl Ignored {
         let why = if ft.is_symlink() && p.is_dir() {
             "a symbolic link to a directory, not followed (name it as an input to read it)"
                 .to_string()
-        } else if ft.is_symlink() && !p.exists() {
+        } else if let Some(e) = ft
+            .is_symlink()
+            .then(|| std::fs::metadata(p).err())
+            .flatten()
+        {
             let to = std::fs::read_link(p).unwrap_or_default();
-            format!(
-                "a symbolic link to `{}`, which does not exist",
-                to.display()
-            )
+            broken_link(&to, &e)
         } else if !(ft.is_file() || (ft.is_symlink() && p.is_file())) {
             "not a regular file (a named pipe, socket or device), not opened (name it as an \
              input to read it)"
@@ -261,11 +276,12 @@ pub fn resolve(args: &[std::ffi::OsString]) -> Result<Resolved> {
                      typed); give the directory instead, which reads every input in it \
                      and is no error when there is none"
                 )
-            } else if let Ok(to) = std::fs::read_link(path) {
+            } else if let Ok(to) = std::fs::read_link(path)
+                && let Err(e) = std::fs::metadata(path)
+            {
                 format!(
-                    "input `{arg}` cannot be read: it is a symbolic link to `{}`, which \
-                     does not exist",
-                    to.display()
+                    "input `{arg}` cannot be read: it is {}",
+                    broken_link(&to, &e)
                 )
             } else {
                 format!("input `{arg}` cannot be read")

@@ -760,6 +760,8 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     symlink(&elsewhere, inbox.join("dir.jsonl")).unwrap();
     let gone = tmp.path().join("rotated.jsonl");
     symlink(&gone, inbox.join("stale.jsonl")).unwrap();
+    // A link to itself: a loop, not a file that is missing.
+    symlink("loop.jsonl", inbox.join("loop.jsonl")).unwrap();
     // A named pipe: opening it would wait for a writer, for ever.
     let fifo = inbox.join("pipe.jsonl");
     assert!(
@@ -785,10 +787,11 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     let link = inbox.join("more").display().to_string();
     let dir_link = inbox.join("dir.jsonl").display().to_string();
     let stale = inbox.join("stale.jsonl").display().to_string();
+    let looped = inbox.join("loop.jsonl").display().to_string();
     let fifo = fifo.display().to_string();
     assert_eq!(
         s["ignored_files"],
-        serde_json::json!([dir_link, link, fifo, stale])
+        serde_json::json!([dir_link, looped, link, fifo, stale])
     );
     for line in [
         format!(
@@ -802,6 +805,10 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
             "{stale}: a symbolic link to `{}`, which does not exist",
             gone.display()
         ),
+        format!(
+            "{looped}: a symbolic link to `loop.jsonl`, which leads back to itself (a loop of \
+             links)"
+        ),
     ] {
         assert!(stderr(&o).contains(&line), "{}", stderr(&o));
     }
@@ -809,6 +816,13 @@ fn a_directory_walk_reads_linked_files_and_names_linked_directories() {
     assert_eq!(exit_code(&o), 1);
     assert!(
         stderr(&o).contains("is a symbolic link to"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&lake, &["ingest", &looped]);
+    assert_eq!(exit_code(&o), 1);
+    assert!(
+        stderr(&o).contains("it is a symbolic link to `loop.jsonl`, which leads back to itself"),
         "{}",
         stderr(&o)
     );
