@@ -82,6 +82,19 @@ fn query_reads_bronze_by_its_logical_name() {
             stderr(&o)
         );
     }
+    // The string functions SQL users reach for plan, in both their call
+    // and their SQL-standard forms (`SUBSTRING(.. FROM .. FOR ..)`,
+    // `POSITION(.. IN ..)`), with regular expressions and rounding.
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT substr('evt-00068', 5), SUBSTRING('evt-00068' FROM 5 FOR 2), \
+             POSITION('-' IN 'evt-00068'), left('evt-00068', 3), lpad('7', 3, '0'), \
+             regexp_replace('evt-00068', '[0-9]+', 'N'), round(2.345, 2), \
+             character_length('café')"
+        ),
+        ["00068,00,4,evt,007,evt-N,2.35,4"]
+    );
     // A slip in a table's name gets the closest name; anything else, the
     // list of the lake's tables.
     let o = run(&lake, &["query", "SELECT count(*) FROM bronze_event"]);
