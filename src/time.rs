@@ -34,8 +34,26 @@ pub enum NaiveTimestamps {
 /// Parse an RFC 3339 timestamp (`2024-03-15T14:30:00.123+02:00`, `...Z`)
 /// into UTC microseconds. Digits past the microsecond are truncated. The
 /// separator may be `T`, `t` or a space; the offset may be `Z`, `+HH:MM`,
-/// `+HHMM` or `+HH`.
+/// `+HHMM`, `+HH`, or `UTC` (or `GMT`) after a space, as BigQuery writes
+/// its timestamps (`2024-03-15 14:30:00 UTC`). A timestamp in another
+/// form that is common (an RFC 2822 date, a date alone) says so.
 pub fn parse_rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, TimestampError> {
+    rfc3339_micros(s, naive).map_err(|e| match e {
+        TimestampError::Invalid(_) if parse_date32(s).is_ok() => {
+            TimestampError::Invalid("a date without a time of day".to_string())
+        }
+        TimestampError::Invalid(_) => match DateTime::parse_from_rfc2822(s) {
+            Ok(t) => TimestampError::Invalid(format!(
+                "an RFC 2822 date (as email and HTTP headers write them): write it `{}`",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            )),
+            Err(_) => e,
+        },
+        e => e,
+    })
+}
+
+fn rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, TimestampError> {
     let b = s.as_bytes();
     let bad = |what: &str| TimestampError::Invalid(what.to_string());
     if b.len() < 16 {
@@ -117,7 +135,21 @@ pub fn parse_rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, Time
             let secs = (oh as i64) * 3600 + (om as i64) * 60;
             if sign == b'+' { secs } else { -secs }
         }
-        Some(_) => return Err(bad("unexpected text after the time")),
+        Some(_) => match s[i..].strip_prefix(' ').unwrap_or(&s[i..]) {
+            zone if zone.eq_ignore_ascii_case("UTC") || zone.eq_ignore_ascii_case("GMT") => 0,
+            zone if zone.len() > 1
+                && zone.starts_with(|c: char| c.is_ascii_alphabetic())
+                && zone.bytes().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, b'/' | b'_' | b'-' | b'+')
+                }) =>
+            {
+                return Err(TimestampError::Invalid(format!(
+                    "a time zone name (`{zone}`) after the time, whose offset evlake does not \
+                     look up: write the offset (`Z`, `+HH:MM`) instead"
+                )));
+            }
+            _ => return Err(bad("unexpected text after the time")),
+        },
     };
     let days = days_from_civil(year, month, day);
     let local_secs = days * 86_400 + (hour as i64) * 3600 + (minute as i64) * 60 + second as i64;
@@ -328,6 +360,45 @@ mod tests {
             p("2024-02-29t00:00:00z").unwrap(),
             chrono_us("2024-02-29T00:00:00Z")
         );
+    }
+
+    /// `UTC` after the time is UTC (BigQuery's form); another zone name,
+    /// an RFC 2822 date and a date alone each say what they are.
+    #[test]
+    fn zone_names_rfc_2822_dates_and_dates_alone() {
+        let utc = chrono_us("2024-03-15T14:30:00Z");
+        assert_eq!(p("2024-03-15 14:30:00 UTC").unwrap(), utc);
+        assert_eq!(p("2024-03-15T14:30:00UTC").unwrap(), utc);
+        assert_eq!(p("2024-03-15 14:30:00.25 GMT").unwrap(), utc + 250_000);
+        assert_eq!(p("2024-03-15 14:30:00 utc").unwrap(), utc);
+        let why = |s: &str| match p(s) {
+            Err(TimestampError::Invalid(why)) => why,
+            other => panic!("{s}: {other:?}"),
+        };
+        for zone in ["EST", "America/New_York", "Etc/GMT+5", "CET"] {
+            assert_eq!(
+                why(&format!("2024-03-15 14:30:00 {zone}")),
+                format!(
+                    "a time zone name (`{zone}`) after the time, whose offset evlake does not \
+                     look up: write the offset (`Z`, `+HH:MM`) instead"
+                )
+            );
+        }
+        for s in [
+            "2024-03-15T14:30:00Z UTC",
+            "2024-03-15T14:30:00 Z",
+            "2024-03-15 14:30:00  UTC",
+        ] {
+            assert_eq!(why(s), "unexpected text after the time", "{s}");
+        }
+        assert_eq!(
+            why("Fri, 15 Mar 2024 14:30:00 GMT"),
+            "an RFC 2822 date (as email and HTTP headers write them): write it \
+             `2024-03-15T14:30:00Z`"
+        );
+        assert!(why("Fri, 15 Mar 2024 16:30:00 +0200").ends_with("`2024-03-15T16:30:00+02:00`"));
+        assert_eq!(why("2024-03-15"), "a date without a time of day");
+        assert_eq!(why("2024-02-30"), "too short for a date-time");
     }
 
     #[test]
