@@ -201,16 +201,39 @@ impl Config {
 
 fn parse(path: &Path, text: &str) -> Result<Config> {
     let cfg: Config = toml::from_str(text).map_err(|e| {
-        Failure::Usage(format!(
-            "`{}`: {}",
-            path.display(),
-            e.to_string().trim_end()
-        ))
+        let e = e.to_string();
+        let hint = e
+            .split_once("unknown field `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .and_then(|(key, _)| section_of(key))
+            .map(|(key, section)| {
+                format!("\n`{key}` is a setting of [{section}]: put it under a `[{section}]` line")
+            })
+            .unwrap_or_default();
+        Failure::Usage(format!("`{}`: {}{hint}", path.display(), e.trim_end()))
     })?;
     // Checked by every command, not first met by the writer whose commit
     // brings a checkpoint.
     cfg.log.retention_micros()?;
     Ok(cfg)
+}
+
+/// The sections of `evlake.toml`.
+const SECTIONS: [&str; 6] = ["ingest", "silver", "gold", "state", "engine", "log"];
+
+/// The section whose setting `key` is (found by the settings' own types,
+/// so it cannot go out of date), for a key written outside it.
+fn section_of(key: &str) -> Option<(&str, &'static str)> {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    // Any value: a setting of the section fails on its type, if at all,
+    // not as an unknown field.
+    SECTIONS.into_iter().map(|s| (key, s)).find(|(key, s)| {
+        toml::from_str::<Config>(&format!("[{s}]\n{key} = 0\n"))
+            .err()
+            .is_none_or(|e| !e.to_string().contains("unknown field"))
+    })
 }
 
 /// Resolve one setting: the flag if given, else the config value (parsed
@@ -305,6 +328,35 @@ mod tests {
         .unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().contains("late_polcy"), "{e}");
+        // A setting outside its section says where it goes, wherever it
+        // was written.
+        for text in ["currency = \"EUR\"\n", "[ingest]\ncurrency = 5\n"] {
+            let e = parse(Path::new("x/evlake.toml"), text).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            assert!(
+                e.to_string()
+                    .ends_with("\n`currency` is a setting of [gold]: put it under a `[gold]` line"),
+                "{e}"
+            );
+        }
+        for (key, section) in [
+            ("late_policy", "ingest"),
+            ("max_bad_fraction", "ingest"),
+            ("session_gap", "silver"),
+            ("snapshot_models", "state"),
+            ("memory_limit", "engine"),
+            ("retention", "log"),
+        ] {
+            assert_eq!(section_of(key), Some((key, section)));
+        }
+        // SECTIONS are Config's.
+        let e = toml::from_str::<Config>("[nope]\n")
+            .unwrap_err()
+            .to_string();
+        let listed = SECTIONS.map(|s| format!("`{s}`")).join(", ");
+        assert!(e.contains(&format!("expected one of {listed}\n")), "{e}");
+        assert_eq!(section_of("late_polcy"), None);
+        assert_eq!(section_of("x = 1\n[ingest]\nlate_policy"), None);
         // A file that is not UTF-8 is a bad file too, not an I/O error.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), b"\xff\xfe[ingest]\n").unwrap();
