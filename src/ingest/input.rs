@@ -171,6 +171,11 @@ pub fn unread_file(path: &Path) -> Option<String> {
     if let Some((format, tool)) = unread_format(&head) {
         return Some(format!("{format}, which evlake does not read: {tool}"));
     }
+    if compressed(&head) && tar_inside(path, u64::MAX) {
+        return Some(format!(
+            "a compressed tar archive, which evlake does not read: {TAR_TOOL}"
+        ));
+    }
     let (what, tool) = not_ndjson(&head)?;
     Some(format!(
         "{what}, not NDJSON (one event object per line): {tool}"
@@ -776,6 +781,13 @@ pub fn open_decoded(
     let head = raw
         .fill_buf()
         .with_context(|| format!("failed to read `{}`", path.display()))?;
+    let compressed = compressed(head);
+    if compressed && at == 0 && tar_inside(path, len) {
+        anyhow::bail!(
+            "a compressed tar archive, which evlake does not read (it reads UTF-8 NDJSON, plain \
+             or gzip- or zstd-compressed): {TAR_TOOL}"
+        )
+    }
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(GzMembers(Some(flate2::bufread::GzDecoder::new(raw))))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -791,6 +803,41 @@ pub fn open_decoded(
     } else {
         Box::new(raw)
     })
+}
+
+/// What to do with a tar archive.
+const TAR_TOOL: &str = "extract its NDJSON files first, e.g. `tar -xOf FILE | evlake ingest -`";
+
+/// Whether `head` begins a tar archive (a POSIX or GNU header: `ustar`
+/// at byte 257). Read as text, each file in it would lose its first line
+/// to the 512-byte header before it, and the archive's zero padding would
+/// be bad lines; a bad fraction under the limit would commit the rest.
+fn is_tar(head: &[u8]) -> bool {
+    head.get(257..262) == Some(b"ustar")
+}
+
+/// Whether compressed file `path` (its first `len` bytes) holds a tar
+/// archive (`.tar.gz`, `.tgz`, `.tar.zst`), by its decoded first bytes;
+/// false for one that does not decode (reading it says why).
+fn tar_inside(path: &Path, len: u64) -> bool {
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    let mut raw = BufReader::new(f.take(len));
+    let gzip = match raw.fill_buf() {
+        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+        Err(_) => return false,
+    };
+    let decoded: Box<dyn Read> = if gzip {
+        Box::new(flate2::bufread::GzDecoder::new(raw))
+    } else {
+        match zstd::stream::read::Decoder::with_buffer(raw) {
+            Ok(d) => Box::new(d),
+            Err(_) => return false,
+        }
+    };
+    let mut head = Vec::with_capacity(512);
+    decoded.take(512).read_to_end(&mut head).is_ok() && is_tar(&head)
 }
 
 /// The text of a gzip stream of one member or more, as `gzip -d` reads
@@ -1098,6 +1145,8 @@ fn unread_format(head: &[u8]) -> Option<(&'static str, &'static str)> {
             "a zip archive",
             "extract its NDJSON files first, e.g. `unzip -p FILE | evlake ingest -`",
         )
+    } else if is_tar(head) {
+        ("a tar archive", TAR_TOOL)
     } else if head.starts_with(b"PAR1") {
         (
             "a Parquet file",
@@ -1572,6 +1621,12 @@ mod tests {
         assert_eq!(what(b"\x04\x22\x4d\x18\x64"), Some("lz4-compressed"));
         assert_eq!(what(b"PK\x03\x04\x14\x00"), Some("a zip archive"));
         assert_eq!(what(b"PAR1\x15\x04"), Some("a Parquet file"));
+        let mut tar = vec![0u8; 512];
+        tar[..12].copy_from_slice(b"events.jsonl");
+        tar[257..263].copy_from_slice(b"ustar\0");
+        assert_eq!(what(&tar), Some("a tar archive"));
+        tar[257..263].copy_from_slice(b"ustar ");
+        assert_eq!(what(&tar), Some("a tar archive"));
         // Windows tools write UTF-16 (PowerShell's `>`), with a byte-order
         // mark or without one.
         for utf16 in [

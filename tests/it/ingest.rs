@@ -1258,6 +1258,33 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
     let o = run_with_stdin(&lake, &["ingest", "-"], &xz);
     assert_eq!(exit_code(&o), 1);
     assert!(stderr(&o).contains("xz-compressed"), "{}", stderr(&o));
+    // A tar archive, compressed or not: read as text, each file's first
+    // line was glued to the header before it (quarantined) and the rest
+    // committed, the fraction of bad lines being under the limit.
+    let tarball = tmp.path().join("events.tar.gz");
+    let good_path = std::path::Path::new(&good);
+    assert!(
+        std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(good_path.parent().unwrap())
+            .arg(good_path.file_name().unwrap())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = run(&lake, &["ingest", tarball.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 1);
+    assert!(
+        stderr(&o).contains(
+            "events.tar.gz`: a compressed tar archive, which evlake does not read (it reads \
+             UTF-8 NDJSON, plain or gzip- or zstd-compressed): extract its NDJSON files first, \
+             e.g. `tar -xOf FILE | evlake ingest -`"
+        ),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(commits(&lake), 0);
 
     // Found by a directory walk under an input's name, such a file is
@@ -1290,6 +1317,21 @@ fn missing_paths_and_corrupt_gzip_are_errors_naming_the_path() {
     );
     std::fs::write(inbox.join("firehose.json"), &firehose).unwrap();
     std::fs::copy(&good, inbox.join("good.jsonl")).unwrap();
+    // So is a compressed tar archive under an input's name.
+    let bundles = tmp.path().join("bundles");
+    std::fs::create_dir(&bundles).unwrap();
+    std::fs::copy(&tarball, bundles.join("bundle.jsonl.gz")).unwrap();
+    let o = run(&lake, &["ingest", bundles.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "bundle.jsonl.gz: a compressed tar archive, which evlake does not read: extract its \
+             NDJSON files first"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(commits(&lake), 0);
     let o = run(&lake, &["-q", "ingest", inbox.to_str().unwrap(), "--json"]);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
     let err = stderr(&o);
