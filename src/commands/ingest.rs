@@ -460,6 +460,24 @@ pub fn print_human(r: &IngestReport) {
             )
         },
     );
+    if !r.near_known_types.is_empty() {
+        let n: u64 = r.near_known_types.iter().map(|t| t.events).sum();
+        let list = r
+            .near_known_types
+            .iter()
+            .map(|t| format!("{:?} ({}) for `{}`", t.event_type, t.events, t.known))
+            .collect::<Vec<_>>()
+            .join(", ");
+        status(
+            "Warning",
+            format!(
+                "{n} event(s) have a type that differs from one silver reads only in case or \
+                 separators: {list}. Types are read exactly, so these are in `events` but in no \
+                 typed table, nor counted in daily_metrics: fix the producer (README: event \
+                 types)"
+            ),
+        );
+    }
     if r.id_conflicts > 0 {
         status(
             "Warning",

@@ -68,6 +68,9 @@ pub struct ParsedChunk {
     /// The first line longer than `max_line_bytes`, where parsing stopped
     /// (the run fails).
     pub too_long: Option<TooLong>,
+    /// Events whose type is a known one but for case or separators (see
+    /// [`parse::near_known_type`]): `(type, known type, events)`.
+    pub near_types: Vec<(String, &'static str, u64)>,
 }
 
 /// A line over `--max-line-bytes`.
@@ -260,6 +263,7 @@ pub fn parse_part(
         late_events: 0,
         side_output_events: 0,
         too_long: None,
+        near_types: Vec::new(),
     };
     let mut start = from;
     // Numbered from 1 within the part; the in-order consumer adds the
@@ -294,6 +298,12 @@ pub fn parse_part(
                 out.ids
                     .push((bronze::event_id_hash(&e.event_id), e.content().hash()));
                 out.events += 1;
+                if let Some(known) = parse::near_known_type(&e.event_type) {
+                    match out.near_types.iter_mut().find(|(t, ..)| *t == e.event_type) {
+                        Some((_, _, n)) => *n += 1,
+                        None => out.near_types.push((e.event_type.to_string(), known, 1)),
+                    }
+                }
                 out.max_event_time = Some(
                     out.max_event_time
                         .map_or(e.event_timestamp, |m| m.max(e.event_timestamp)),

@@ -203,6 +203,15 @@ pub struct InputReport {
     pub quarantined: u64,
 }
 
+/// See [`IngestReport::near_known_types`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NearType {
+    pub event_type: String,
+    /// The type the built-in SQL reads.
+    pub known: &'static str,
+    pub events: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionReport {
     pub event_date: String,
@@ -249,6 +258,12 @@ pub struct IngestReport {
     pub id_conflicts: u64,
     /// See [`PartitionReport::ids_on_other_dates`].
     pub ids_on_other_dates: u64,
+    /// Event types that differ from a type the built-in SQL reads only in
+    /// case or separators (`Purchase`): silver reads types exactly, so
+    /// their events are in no typed table (see
+    /// [`parse::near_known_type`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub near_known_types: Vec<NearType>,
     /// Events whose partition was closed before this run (in bronze or side output).
     pub late_events: u64,
     /// Late events written to the side output instead of bronze.
@@ -830,6 +845,7 @@ fn ingest_without(
         resends: 0,
         id_conflicts: 0,
         ids_on_other_dates: 0,
+        near_known_types: Vec::new(),
         late_events: 0,
         side_output_events: 0,
         late_policy: opts.late_policy.to_string(),
@@ -1110,6 +1126,17 @@ fn ingest_without(
                 }
                 report.late_events += pc.late_events;
                 report.side_output_events += pc.side_output_events;
+                for (event_type, known, events) in pc.near_types {
+                    let near = &mut report.near_known_types;
+                    match near.iter_mut().find(|t| t.event_type == event_type) {
+                        Some(t) => t.events += events,
+                        None => near.push(NearType {
+                            event_type,
+                            known,
+                            events,
+                        }),
+                    }
+                }
                 if let Some(m) = pc.max_event_time {
                     run_max = Some(run_max.map_or(m, |x| x.max(m)));
                 }

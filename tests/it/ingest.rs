@@ -3565,3 +3565,63 @@ fn a_walked_file_moved_away_mid_run_is_passed_over() {
         std::fs::remove_file(&go).unwrap();
     }
 }
+
+/// An event type that differs from one silver reads only in case or
+/// separators is ingested as sent, and the run warns that no typed table
+/// nor gold count reads it (it would otherwise vanish from the numbers
+/// without a word).
+#[test]
+fn a_type_like_a_known_one_but_for_case_is_warned_of() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let file = tmp.path().join("e.jsonl");
+    let ev = crate::silver::ev;
+    let lines = [
+        ev("a1", "purchase", "2024-03-15T10:00:00Z", "u1"),
+        ev("a2", "Purchase", "2024-03-15T10:01:00Z", "u1"),
+        ev("a3", "Purchase", "2024-03-15T10:02:00Z", "u2"),
+        ev("a4", "addToCart", "2024-03-15T10:03:00Z", "u2"),
+        ev("a5", "page_view", "2024-03-15T10:04:00Z", "u2"),
+    ];
+    std::fs::write(&file, lines.concat()).unwrap();
+    let o = run(
+        &lake,
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--processing-time",
+            "2024-03-16T00:00:00Z",
+        ],
+    );
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "Warning 3 event(s) have a type that differs from one silver reads only in case or \
+             separators: \"Purchase\" (2) for `purchase`, \"addToCart\" (1) for `add_to_cart`."
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // As sent: in bronze and events, in no typed table.
+    assert_eq!(
+        crate::silver::query_csv(
+            &lake,
+            "SELECT (SELECT count(*) FROM events) AS e, (SELECT count(*) FROM purchases) AS p, \
+             (SELECT count(*) FROM cart_adds) AS c, (SELECT purchases FROM daily_metrics) AS d"
+        ),
+        ["5,1,0,1"]
+    );
+    let retry = tmp.path().join("f.jsonl");
+    std::fs::write(&retry, ev("b1", "purchase ", "2024-03-15T11:00:00Z", "u3")).unwrap();
+    let s = ok(&lake, &["ingest", retry.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        s["near_known_types"],
+        serde_json::json!([{"event_type": "purchase ", "known": "purchase", "events": 1}]),
+        "{s}"
+    );
+    // Known types, and others, are not warned of.
+    let fine = tmp.path().join("g.jsonl");
+    std::fs::write(&fine, ev("c1", "video_play", "2024-03-15T12:00:00Z", "u3")).unwrap();
+    let s = ok(&lake, &["ingest", fine.to_str().unwrap(), "--json"]);
+    assert!(s.get("near_known_types").is_none(), "{s}");
+}
