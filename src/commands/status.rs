@@ -214,8 +214,15 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     }
     writeln!(
         out,
-        "events     {} in bronze ({} late), {} waiting in the side output",
-        s.events, s.late_events, s.side_output_events
+        "events     {} in bronze ({} late), {} waiting in the side output{}",
+        s.events,
+        s.late_events,
+        s.side_output_events,
+        if s.side_output_events > 0 {
+            " (not in silver or gold until `evlake reconcile` merges them into bronze)"
+        } else {
+            ""
+        }
     )?;
     if s.quarantined > 0 {
         writeln!(

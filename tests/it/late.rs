@@ -113,6 +113,15 @@ fn seed_scenario_under_each_policy() {
     assert_eq!(parked["2024-03-15"], (22, 22));
     let st = ok(&side, &["status", "--json"]);
     assert_eq!(st["side_output_events"], 24);
+    // The text says what brings them in.
+    let text = String::from_utf8(run(&side, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(
+            "24 waiting in the side output (not in silver or gold until `evlake reconcile` \
+             merges them into bronze)"
+        ),
+        "{text}"
+    );
     assert_eq!(
         st["events"].as_u64().unwrap() + 24,
         all.values().sum::<u64>()
@@ -138,6 +147,8 @@ fn seed_scenario_under_each_policy() {
     assert!(parquet_files(&side.join("bronze/late")).is_empty());
     let again = ok(&side, &["reconcile", "--json"]);
     assert_eq!(again["status"], "noop");
+    let text = String::from_utf8(run(&side, &["status"]).stdout).unwrap();
+    assert!(text.contains(" 0 waiting in the side output\n"), "{text}");
     assert_eq!(counts_by_date(&bronze_rows(&side)), all);
     assert_eq!(
         late_rows(&side, "bronze/events"),
