@@ -763,12 +763,25 @@ impl<R: Read> Read for CountingReader<R> {
 /// Open a file for reading its bytes from `at` (0, or a gzip member or
 /// zstd frame a writer appended: see [`resume_point`]) up to `len`,
 /// decompressing gzip or zstd by magic bytes (not by name, so a
-/// mislabelled file still reads correctly).
+/// mislabelled file still reads correctly). A compressed tar archive is
+/// an error, found by its text's start (see [`tar_inside`]).
 pub fn open_decoded(
     path: &Path,
     at: u64,
     len: u64,
     counter: Arc<AtomicU64>,
+) -> Result<Box<dyn Read + Send>> {
+    decoded(path, at, len, counter, at == 0)
+}
+
+/// [`open_decoded`], looking for a tar archive in a compressed file's
+/// text when `find_tar`.
+fn decoded(
+    path: &Path,
+    at: u64,
+    len: u64,
+    counter: Arc<AtomicU64>,
+    find_tar: bool,
 ) -> Result<Box<dyn Read + Send>> {
     use std::io::{Seek, SeekFrom};
     let mut f = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
@@ -781,8 +794,7 @@ pub fn open_decoded(
     let head = raw
         .fill_buf()
         .with_context(|| format!("failed to read `{}`", path.display()))?;
-    let compressed = compressed(head);
-    if compressed && at == 0 && tar_inside(path, len) {
+    if find_tar && compressed(head) && tar_inside(path, len) {
         anyhow::bail!(
             "a compressed tar archive, which evlake does not read (it reads UTF-8 NDJSON, plain \
              or gzip- or zstd-compressed): {TAR_TOOL}"
@@ -820,24 +832,11 @@ fn is_tar(head: &[u8]) -> bool {
 /// archive (`.tar.gz`, `.tgz`, `.tar.zst`), by its decoded first bytes;
 /// false for one that does not decode (reading it says why).
 fn tar_inside(path: &Path, len: u64) -> bool {
-    let Ok(f) = File::open(path) else {
+    let Ok(text) = decoded(path, 0, len, Arc::default(), false) else {
         return false;
     };
-    let mut raw = BufReader::new(f.take(len));
-    let gzip = match raw.fill_buf() {
-        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
-        Err(_) => return false,
-    };
-    let decoded: Box<dyn Read> = if gzip {
-        Box::new(flate2::bufread::GzDecoder::new(raw))
-    } else {
-        match zstd::stream::read::Decoder::with_buffer(raw) {
-            Ok(d) => Box::new(d),
-            Err(_) => return false,
-        }
-    };
     let mut head = Vec::with_capacity(512);
-    decoded.take(512).read_to_end(&mut head).is_ok() && is_tar(&head)
+    text.take(512).read_to_end(&mut head).is_ok() && is_tar(&head)
 }
 
 /// The text of a gzip stream of one member or more, as `gzip -d` reads
