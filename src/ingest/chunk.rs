@@ -69,8 +69,8 @@ pub struct ParsedChunk {
     /// (the run fails).
     pub too_long: Option<TooLong>,
     /// Events whose type is a known one but for case or separators (see
-    /// [`parse::near_known_type`]): `(type, known type, events)`.
-    pub near_types: Vec<(String, &'static str, u64)>,
+    /// [`parse::near_known_type`]).
+    pub near_types: Vec<super::NearType>,
 }
 
 /// A line over `--max-line-bytes`.
@@ -299,10 +299,7 @@ pub fn parse_part(
                     .push((bronze::event_id_hash(&e.event_id), e.content().hash()));
                 out.events += 1;
                 if let Some(known) = parse::near_known_type(&e.event_type) {
-                    match out.near_types.iter_mut().find(|(t, ..)| *t == e.event_type) {
-                        Some((_, _, n)) => *n += 1,
-                        None => out.near_types.push((e.event_type.to_string(), known, 1)),
-                    }
+                    super::NearType::count(&mut out.near_types, &e.event_type, known, 1);
                 }
                 out.max_event_time = Some(
                     out.max_event_time

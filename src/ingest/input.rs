@@ -168,13 +168,10 @@ pub fn unread_file(path: &Path) -> Option<String> {
     };
     let mut head = Vec::with_capacity(HEAD_PAGE);
     f.take(HEAD_PAGE as u64).read_to_end(&mut head).ok()?;
-    if let Some((format, tool)) = unread_format(&head) {
+    if let Some((format, tool)) =
+        unread_format(&head).or_else(|| compressed_tar(path, u64::MAX, &head))
+    {
         return Some(format!("{format}, which evlake does not read: {tool}"));
-    }
-    if compressed(&head) && tar_inside(path, u64::MAX) {
-        return Some(format!(
-            "a compressed tar archive, which evlake does not read: {TAR_TOOL}"
-        ));
     }
     let (what, tool) = not_ndjson(&head)?;
     Some(format!(
@@ -794,10 +791,11 @@ fn decoded(
     let head = raw
         .fill_buf()
         .with_context(|| format!("failed to read `{}`", path.display()))?;
-    if find_tar && compressed(head) && tar_inside(path, len) {
+    let tar = || find_tar.then(|| compressed_tar(path, len, head)).flatten();
+    if let Some((format, tool)) = unread_format(head).or_else(tar) {
         anyhow::bail!(
-            "a compressed tar archive, which evlake does not read (it reads UTF-8 NDJSON, plain \
-             or gzip- or zstd-compressed): {TAR_TOOL}"
+            "{format}, which evlake does not read (it reads UTF-8 NDJSON, plain or gzip- or \
+             zstd-compressed): {tool}"
         )
     }
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
@@ -807,11 +805,6 @@ fn decoded(
             zstd::stream::read::Decoder::with_buffer(raw)
                 .with_context(|| format!("failed to start zstd decoding `{}`", path.display()))?,
         )
-    } else if let Some((format, tool)) = unread_format(head) {
-        anyhow::bail!(
-            "{format}, which evlake does not read (it reads UTF-8 NDJSON, plain or gzip- or \
-             zstd-compressed): {tool}"
-        )
     } else {
         Box::new(raw)
     })
@@ -819,6 +812,13 @@ fn decoded(
 
 /// What to do with a tar archive.
 const TAR_TOOL: &str = "extract its NDJSON files first, e.g. `tar -xOf FILE | evlake ingest -`";
+
+/// For compressed file `path` (its first `len` bytes; `head` its first
+/// bytes) that holds a tar archive: what it is and what to do, as
+/// [`unread_format`] says of formats known by their first bytes.
+fn compressed_tar(path: &Path, len: u64, head: &[u8]) -> Option<(&'static str, &'static str)> {
+    (compressed(head) && tar_inside(path, len)).then_some(("a compressed tar archive", TAR_TOOL))
+}
 
 /// Whether `head` begins a tar archive (a POSIX or GNU header: `ustar`
 /// at byte 257). Read as text, each file in it would lose its first line

@@ -212,6 +212,20 @@ pub struct NearType {
     pub events: u64,
 }
 
+impl NearType {
+    /// Count `events` of `event_type` (like `known`) in `types`.
+    pub fn count(types: &mut Vec<NearType>, event_type: &str, known: &'static str, events: u64) {
+        match types.iter_mut().find(|t| t.event_type == event_type) {
+            Some(t) => t.events += events,
+            None => types.push(NearType {
+                event_type: event_type.to_string(),
+                known,
+                events,
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionReport {
     pub event_date: String,
@@ -1126,16 +1140,13 @@ fn ingest_without(
                 }
                 report.late_events += pc.late_events;
                 report.side_output_events += pc.side_output_events;
-                for (event_type, known, events) in pc.near_types {
-                    let near = &mut report.near_known_types;
-                    match near.iter_mut().find(|t| t.event_type == event_type) {
-                        Some(t) => t.events += events,
-                        None => near.push(NearType {
-                            event_type,
-                            known,
-                            events,
-                        }),
-                    }
+                for t in pc.near_types {
+                    NearType::count(
+                        &mut report.near_known_types,
+                        &t.event_type,
+                        t.known,
+                        t.events,
+                    );
                 }
                 if let Some(m) = pc.max_event_time {
                     run_max = Some(run_max.map_or(m, |x| x.max(m)));
