@@ -136,8 +136,10 @@ impl ScalarUDFImpl for HashBucket {
 /// `BigDecimal` writes 1000 as `1E+3`): `1e3`, `1.5E2`, `2.5e-1`. Parsed
 /// from the digits, never through a float. NULL when it would need
 /// rounding (`1.999`, `1e-3`), has more than 18 significant digits, or is
-/// not a number (`abc`, `1,000`, ` 1`, `.5`, `1.`, `0x10`); trailing zeros
-/// are exact (`19.990` is 19.99).
+/// not a number (`abc`, `1,000`, `$5`, `0x10`); trailing zeros are exact
+/// (`19.990` is 19.99). A quoted amount may have whitespace around it, a
+/// `+` sign or a bare point (`" 19.99 "`, `"+5"`, `".5"`), as a CAST to
+/// DECIMAL allows.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ParseAmount {
     signature: Signature,
@@ -180,26 +182,29 @@ impl ScalarUDFImpl for ParseAmount {
 }
 
 /// The exact value of decimal text in hundredths, if it fits Decimal(18,
-/// 2): `-`?, digits, then optionally `.` and digits, then optionally an
-/// exponent (`e` or `E`, a sign, digits). See [`ParseAmount`].
+/// 2): a sign (`-` or `+`) or none, digits, then optionally `.` and
+/// digits (either side of the point may be empty, not both), then
+/// optionally an exponent (`e` or `E`, a sign, digits). ASCII whitespace
+/// around it is not part of it. This is the text a CAST to DECIMAL takes
+/// in DuckDB, Spark and PostgreSQL (`" 19.99 "`, `"+5"`, `".5"`, `"1."`),
+/// except that a value it would round is no value here. See
+/// [`ParseAmount`].
 pub fn hundredths(text: &str) -> Option<i128> {
     let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
-    let (negative, b) = match text.as_bytes() {
+    let (negative, b) = match text.trim_ascii().as_bytes() {
         [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
         b => (false, b),
     };
     let int = &b[..digits(b)];
     let mut rest = &b[int.len()..];
-    if int.is_empty() {
-        return None;
-    }
     let mut frac: &[u8] = &[];
     if let [b'.', after @ ..] = rest {
         frac = &after[..digits(after)];
-        if frac.is_empty() {
-            return None;
-        }
         rest = &after[frac.len()..];
+    }
+    if int.is_empty() && frac.is_empty() {
+        return None;
     }
     let mut exp: i64 = 0;
     if let [b'e' | b'E', after @ ..] = rest {
@@ -954,15 +959,29 @@ mod tests {
             ("-", None),
             ("abc", None),
             ("1,000", None),
-            (" 1", None),
-            ("1 ", None),
-            (".5", None),
-            ("1.", None),
+            // Surrounding whitespace, a plus sign and a bare point, as a
+            // CAST to DECIMAL reads them.
+            (" 1", Some(100)),
+            ("\t19.99 \n", Some(1999)),
+            (".5", Some(50)),
+            ("-.5", Some(-50)),
+            ("1.", Some(100)),
+            ("1.e2", Some(10_000)),
+            ("+1", Some(100)),
+            ("+.5e1", Some(500)),
+            (".", None),
+            ("-.", None),
+            (".e1", None),
+            ("  ", None),
+            ("1 000", None),
+            ("- 1", None),
+            ("+-1", None),
+            ("\u{a0}1", None),
             ("1e", None),
             ("1e+", None),
             ("0x10", None),
-            ("+1", None),
             ("--1", None),
+            ("++1", None),
             ("1.2.3", None),
             ("NaN", None),
         ] {

@@ -301,14 +301,15 @@ fn typed_tables_keep_exact_decimals_and_count_bad_values() {
             r#"{"order_id":"o13","amount":123456789012345.67,"currency":"EUR","product_id":"p2"}"#,
         ) + &line(
             // Exponent forms (Java's BigDecimal writes 1000 as 1E+3) and
-            // trailing zeros are exact.
+            // trailing zeros are exact; whitespace around a quoted amount
+            // is not part of it, as in a CAST to DECIMAL.
             "x5",
             "purchase",
             r#"{"order_id":"o14","amount":1E+3,"currency":"EUR","product_id":"p2"}"#,
         ) + &line(
             "x6",
             "purchase",
-            r#"{"order_id":"o15","amount":"19.990","currency":"EUR","product_id":"p2"}"#,
+            r#"{"order_id":"o15","amount":" 19.990 ","currency":"EUR","product_id":"p2"}"#,
         ) + &line("x7", "deposit", r#"{"account_id":"acct-x","amount":2.5e1}"#),
     )
     .unwrap();
