@@ -47,9 +47,39 @@ pub fn parse_rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, Time
                 "an RFC 2822 date (as email and HTTP headers write them): write it `{}`",
                 t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
             )),
-            Err(_) => e,
+            Err(_) => match extended_of_basic(s) {
+                Some(x) if rfc3339_micros(&x, NaiveTimestamps::Utc).is_ok() => {
+                    TimestampError::Invalid(format!(
+                        "ISO 8601 basic format (no `-` or `:`): write it `{x}`"
+                    ))
+                }
+                _ => e,
+            },
         },
         e => e,
+    })
+}
+
+/// ISO 8601's basic format (`20240315T143000Z`, `20240315T143000.5+0200`)
+/// written in the extended format RFC 3339 takes (`2024-03-15T14:30:00Z`),
+/// if `s` begins as one: eight digits, `T`, six digits.
+fn extended_of_basic(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let ok = b.len() >= 15
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && matches!(b[8], b'T' | b't')
+        && b[9..15].iter().all(u8::is_ascii_digit);
+    ok.then(|| {
+        format!(
+            "{}-{}-{}T{}:{}:{}{}",
+            &s[..4],
+            &s[4..6],
+            &s[6..8],
+            &s[9..11],
+            &s[11..13],
+            &s[13..15],
+            &s[15..]
+        )
     })
 }
 
@@ -59,7 +89,7 @@ fn rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, TimestampError
     if b.len() < 16 {
         return Err(bad("too short for a date-time"));
     }
-    let year = digits(b, 0, 4).ok_or_else(|| bad("bad year"))? as i32;
+    let year = digits(b, 0, 4).ok_or_else(|| bad("expected YYYY-MM-DD, the year first"))? as i32;
     if b[4] != b'-' || b[7] != b'-' {
         return Err(bad("expected YYYY-MM-DD"));
     }
@@ -398,6 +428,20 @@ mod tests {
         );
         assert!(why("Fri, 15 Mar 2024 16:30:00 +0200").ends_with("`2024-03-15T16:30:00+02:00`"));
         assert_eq!(why("2024-03-15"), "a date without a time of day");
+        // ISO 8601's basic format gets its extended form, offset and
+        // fraction kept; a day or month first is not guessed at.
+        assert_eq!(
+            why("20240315T143000Z"),
+            "ISO 8601 basic format (no `-` or `:`): write it `2024-03-15T14:30:00Z`"
+        );
+        assert!(why("20240315t143000.25+0200").ends_with("`2024-03-15T14:30:00.25+0200`"));
+        assert!(why("20240315T143000").ends_with("`2024-03-15T14:30:00`"));
+        assert_eq!(why("20240399T143000Z"), "expected YYYY-MM-DD");
+        assert_eq!(why("20240315T1430Z"), "too short for a date-time");
+        assert_eq!(
+            why("15/03/2024 14:30:00"),
+            "expected YYYY-MM-DD, the year first"
+        );
         assert_eq!(why("2024-02-30"), "too short for a date-time");
     }
 
