@@ -123,9 +123,20 @@ impl Ignored {
              input to read it)"
                 .to_string()
         } else if !is_input_name(&name) {
-            "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst), nor a rotated log's \
-             copy of one (*.jsonl.1, *.jsonl-20240316)"
-                .to_string()
+            let lower = name.to_ascii_lowercase();
+            let base = [".gz", ".zst"]
+                .iter()
+                .find_map(|z| lower.strip_suffix(z))
+                .unwrap_or(&lower);
+            let csv = if base.ends_with(".csv") || base.ends_with(".tsv") {
+                format!("; to read a CSV file, {}", super::parse::CSV_TOOL)
+            } else {
+                String::new()
+            };
+            format!(
+                "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst), nor a rotated log's \
+                 copy of one (*.jsonl.1, *.jsonl-20240316){csv}"
+            )
         } else {
             return None;
         };

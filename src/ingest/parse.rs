@@ -446,6 +446,43 @@ fn wrapped(key: &str, raw: Raw<'_>) -> Option<String> {
     })
 }
 
+/// For `properties` (member `key`) sent as a string that holds a JSON
+/// object (a serializer that wrote it with `JSON.stringify`, a CSV export
+/// converted to JSON): that it is one, and the `jq` that parses it.
+/// Stored as the string, silver's JSON functions would read nothing of it.
+fn stringified_object(key: &str, raw: Raw<'_>) -> Option<String> {
+    let text = as_str(raw)?;
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok()?;
+    // (`key` is `properties` or `payload`, which jq takes bare.)
+    Some(format!(
+        "it is a JSON object written as a string: `jq -c '.{key} |= fromjson' FILE | evlake \
+         ingest -` parses it"
+    ))
+}
+
+/// Whether `line` is the header line of a CSV (or TSV, or `;`- or
+/// `|`-separated) file of events: two or more fields, one of them
+/// `event_id`, quoted or not. Its name for the format, if so.
+fn csv_header(line: &str) -> Option<&'static str> {
+    if line.starts_with(['{', '[']) {
+        return None;
+    }
+    [(',', "CSV"), ('\t', "TSV"), (';', "CSV"), ('|', "CSV")]
+        .into_iter()
+        .find(|&(sep, _)| {
+            let fields: Vec<&str> = line
+                .split(sep)
+                .map(|f| f.trim().trim_matches('"'))
+                .collect();
+            fields.len() >= 2 && fields.iter().any(|f| f.eq_ignore_ascii_case("event_id"))
+        })
+        .map(|(_, name)| name)
+}
+
+/// What to do with a CSV or TSV file of events.
+pub const CSV_TOOL: &str = "convert it to NDJSON first, e.g. `duckdb -c \"COPY (FROM \
+                            read_csv('FILE')) TO '/dev/stdout' (FORMAT json)\" | evlake ingest -`";
+
 fn json_type(raw: &str) -> &'static str {
     match raw.as_bytes().first() {
         Some(b'"') => "string",
@@ -952,6 +989,16 @@ pub fn parse_line<'a>(
                         ),
                     ));
                 }
+                if let Some(format) = csv_header(text) {
+                    return Err(Rejection::new(
+                        Reason::InvalidJson,
+                        format!(
+                            "invalid JSON: the header line of a {format} file, which evlake \
+                             does not read (it reads NDJSON, one JSON event object per line): \
+                             {CSV_TOOL}"
+                        ),
+                    ));
+                }
                 if let Some(rejection) = value_then_more(text, &e) {
                     return Err(rejection);
                 }
@@ -1009,10 +1056,16 @@ pub fn parse_line<'a>(
     let client_session_id = optional_str(Slot::ClientSessionId, get(Slot::ClientSessionId))?;
     let page_url = optional_str(Slot::PageUrl, get(Slot::PageUrl))?;
     let source_system = optional_str(Slot::SourceSystem, get(Slot::SourceSystem))?;
-    let properties = match get(Slot::Properties) {
+    let properties = match &slots[Slot::Properties as usize] {
         None => None,
-        Some(raw) if raw.starts_with('{') => Some(raw.text),
-        Some(raw) => return Err(type_error(Slot::Properties, "an object or null", &raw)),
+        Some((_, raw)) if raw.starts_with('{') => Some(raw.text),
+        Some((key, raw)) => {
+            let mut r = type_error(Slot::Properties, "an object or null", raw);
+            if let Some(hint) = stringified_object(key, *raw) {
+                r.detail = format!("{}; {hint}", r.detail);
+            }
+            return Err(r);
+        }
     };
     if event_timestamp > opts.max_event_timestamp {
         return Err(Rejection::new(
@@ -1879,6 +1932,58 @@ mod tests {
                 detail(line.to_string()),
                 "required field `event_id` is missing or null"
             );
+        }
+    }
+
+    /// `properties` sent as a string holding an object says how to parse
+    /// it; another string does not.
+    #[test]
+    fn stringified_properties_say_how_to_parse_them() {
+        let line = |key: &str, value: &str| {
+            format!(
+                r#"{{"event_id":"a","event_type":"t","event_timestamp":"2024-03-15T14:30:00Z","user_id":"u","{key}":{value}}}"#
+            )
+        };
+        let detail = |line: String| {
+            let r = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidType, "{}", r.detail);
+            r.detail
+        };
+        assert_eq!(
+            detail(line("properties", r#""{\"amount\":\"19.99\"}""#)),
+            r#"`properties` must be an object or null, got string "{\"amount\":\"19.99\"}"; it is a JSON object written as a string: `jq -c '.properties |= fromjson' FILE | evlake ingest -` parses it"#
+        );
+        assert!(
+            detail(line("payload", r#"" {}""#))
+                .ends_with("`jq -c '.payload |= fromjson' FILE | evlake ingest -` parses it")
+        );
+        for value in [r#""[1]""#, r#""{not json""#, r#""text""#, "[]", "3"] {
+            assert!(!detail(line("properties", value)).contains("jq"), "{value}");
+        }
+    }
+
+    /// The header line of a CSV or TSV file of events says what it is.
+    #[test]
+    fn a_csv_header_says_what_it_is() {
+        let r = parse_line(b"event_id,event_type,event_timestamp,user_id\r", &opts()).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidJson);
+        assert_eq!(
+            r.detail,
+            format!(
+                "invalid JSON: the header line of a CSV file, which evlake does not read (it \
+                 reads NDJSON, one JSON event object per line): {CSV_TOOL}"
+            )
+        );
+        for (line, format) in [
+            ("\"event_id\",\"user_id\"", Some("CSV")),
+            ("user_id\tEVENT_ID", Some("TSV")),
+            ("ts;event_id;x", Some("CSV")),
+            ("event_id", None),
+            ("event_ids,user", None),
+            ("{\"event_id\",\"x\"}", None),
+            ("a,page_view,2024-03-15T14:30:00Z,u1", None),
+        ] {
+            assert_eq!(csv_header(line), format, "{line}");
         }
     }
 }

@@ -686,6 +686,25 @@ fn files_a_directory_walk_leaves_are_reported() {
         !err.contains(".g.jsonl.tmp") && !err.contains(".staging"),
         "{err}"
     );
+    // A CSV file's line says how to convert it; another's does not.
+    let line = |name: &str| {
+        err.lines()
+            .find(|l| l.contains(&format!("inbox/{name}:")))
+            .unwrap_or_else(|| panic!("{name}: {err}"))
+            .to_string()
+    };
+    assert!(
+        line("a.csv").ends_with(
+            "(*.jsonl.1, *.jsonl-20240316); to read a CSV file, convert it to NDJSON first, \
+             e.g. `duckdb -c \"COPY (FROM read_csv('FILE')) TO '/dev/stdout' (FORMAT json)\" \
+             | evlake ingest -`"
+        ),
+        "{err}"
+    );
+    assert!(
+        line("b.jsonl.bz2").ends_with("(*.jsonl.1, *.jsonl-20240316)"),
+        "{err}"
+    );
     // Named, a hidden file is read.
     let s = ok(
         &lake,
