@@ -286,6 +286,42 @@ fn zeros_first(text: &str) -> Option<Rejection> {
     ))
 }
 
+/// A line that is JSON but for what another language writes: strings in
+/// single quotes, `NaN` or `Infinity`, or `True`, `False`, `None`, as
+/// Python writes a dict with `str()` (or `json.dumps` a float NaN): what
+/// it is, at the place serde_json's error `e` names.
+fn foreign_syntax(text: &str, e: &serde_json::Error) -> Option<Rejection> {
+    let at = text.get(e.column().checked_sub(1)?..)?;
+    let word = |w: &str| {
+        at.strip_prefix(w)
+            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+    };
+    let what = if at.starts_with('\'') {
+        "a string in single quotes, as Python's `str()` or `print()` of a dict writes it; \
+         JSON's strings take double quotes (`json.dumps` writes JSON)"
+            .to_string()
+    } else if let Some(w) = ["NaN", "Infinity"].into_iter().find(|w| word(w)) {
+        format!(
+            "`{w}`, which is not JSON (Python's `json.dumps` writes it for a float {w} unless \
+             `allow_nan=False`): send null, or the number as a string"
+        )
+    } else if let Some((w, json)) = [("True", "true"), ("False", "false"), ("None", "null")]
+        .into_iter()
+        .find(|(w, _)| word(w))
+    {
+        format!(
+            "`{w}`, Python's, for JSON's `{json}` (a dict written with `str()` or `print()`?); \
+             `json.dumps` writes JSON"
+        )
+    } else {
+        return None;
+    };
+    Some(Rejection::new(
+        Reason::InvalidJson,
+        format!("invalid JSON: {e}: {what}"),
+    ))
+}
+
 /// A line that is a whole JSON value with more after it (`{...}{...}`,
 /// `{...}}`): whole text, not one a writer was cut off writing (a
 /// half-written line is the start of a value), so a last line like it
@@ -296,11 +332,16 @@ fn zeros_first(text: &str) -> Option<Rejection> {
 fn value_then_more(text: &str, e: &serde_json::Error) -> Option<Rejection> {
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
     values.next()?.ok()?;
+    let comma_after = text[values.byte_offset()..].trim_ascii() == ",";
     let detail = match objects_run_on(text.as_bytes()) {
         Some(run) => format!(
             "invalid JSON: {e}: {}; NDJSON is one object per line: `{}` writes that",
             run.what(),
             run.split()
+        ),
+        None if comma_after => format!(
+            "invalid JSON: {e}: a comma after the object, as between a JSON array's elements; \
+             NDJSON has none: `sed 's/,[[:space:]]*$//' FILE | evlake ingest -` drops it"
         ),
         None => format!("invalid JSON: {e}"),
     };
@@ -604,11 +645,21 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
     }
     if json_type(text) == "number" {
         let ms: i64 = text.parse().map_err(|_| {
-            type_error(
+            let mut r = type_error(
                 slot,
                 "an RFC 3339 string or integer epoch milliseconds",
                 &raw,
-            )
+            );
+            if let Some(us) = fractional_epoch_seconds(text) {
+                r.detail = format!(
+                    "{} (epoch seconds with a fraction, as Python's `time.time()` gives? That \
+                     is `{}`: send it so, or as integer milliseconds, {})",
+                    r.detail,
+                    time::format_micros(us),
+                    us.div_euclid(1_000)
+                );
+            }
+            r
         })?;
         return time::epoch_millis_to_micros(ms).ok_or_else(|| {
             // Microseconds or nanoseconds of this era are out of range as
@@ -632,6 +683,84 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
         "an RFC 3339 string or integer epoch milliseconds",
         &raw,
     ))
+}
+
+/// Every top-level name [`Slot::of_key`] reads.
+const FIELD_NAMES: [&str; 12] = [
+    "event_id",
+    "event_type",
+    "event_timestamp",
+    "timestamp_utc",
+    "timestamp",
+    "user_id",
+    "actor_id",
+    "session_id",
+    "page_url",
+    "source_system",
+    "properties",
+    "payload",
+];
+
+/// For a line missing required field `missing`, when one of its unknown
+/// members (`extra`) is that field's name in another spelling
+/// (`eventId`, `EVENT_ID`, `event-id`): every such member, what to
+/// rename it, and the `jq` that does.
+fn misnamed(missing: Slot, extra: &[(Cow<'_, str>, Raw<'_>)]) -> Option<String> {
+    let plain = |k: &str| -> String {
+        k.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let renames: Vec<(&str, &str)> = extra
+        .iter()
+        .filter_map(|(key, _)| {
+            let name = FIELD_NAMES.iter().find(|f| plain(f) == plain(key))?;
+            Some((key.as_ref(), *name))
+        })
+        .take(FIELD_NAMES.len())
+        .collect();
+    renames
+        .iter()
+        .any(|(_, name)| Slot::of_key(name) == Some(missing))
+        .then(|| {
+            let list: Vec<String> = renames
+                .iter()
+                .map(|(key, name)| format!("`{key}` to `{name}`"))
+                .collect();
+            let map: Vec<String> = renames
+                .iter()
+                .map(|(key, name)| format!("{}:\"{name}\"", serde_json::Value::from(*key)))
+                .collect();
+            let jq = format!("with_entries(.key |= ({{{}}}[.] // .))", map.join(","));
+            let jq = if jq.contains('\'') {
+                String::new()
+            } else {
+                format!(": `jq -c '{jq}' FILE | evlake ingest -` does")
+            };
+            format!("field names are exact: rename {}{jq}", list.join(", "))
+        })
+}
+
+/// The instant in microseconds that number text `text` (`1710513000.5`)
+/// stands for as epoch seconds with a fraction, if it is one of this era
+/// (1990 to 2100): digits past the microsecond are dropped.
+fn fractional_epoch_seconds(text: &str) -> Option<i64> {
+    let (secs, frac) = text.split_once('.')?;
+    let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(secs) || !all_digits(frac) {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    if !(631_152_000..4_102_444_800).contains(&secs) {
+        return None;
+    }
+    let micros = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(6)
+        .fold(0, |n, b| n * 10 + i64::from(b - b'0'));
+    Some(secs * time::MICROS_PER_SECOND + micros)
 }
 
 /// Do two values given for the same field (through aliases or a repeated
@@ -1002,6 +1131,9 @@ pub fn parse_line<'a>(
                 if let Some(rejection) = value_then_more(text, &e) {
                     return Err(rejection);
                 }
+                if let Some(rejection) = foreign_syntax(text, &e) {
+                    return Err(rejection);
+                }
                 if let Some(rejection) = zeros_first(text) {
                     return Err(rejection);
                 }
@@ -1042,17 +1174,31 @@ pub fn parse_line<'a>(
     let Fields { slots, extra, .. } = fields;
     let get = |slot: Slot| slots[slot as usize].as_ref().map(|(_, raw)| *raw);
 
+    // A required field missing under its name may be there under another
+    // spelling (`eventId`).
+    let renamed = |slot: Slot| {
+        let extra = &extra;
+        move |mut r: Rejection| {
+            if r.reason == Reason::MissingField
+                && let Some(hint) = misnamed(slot, extra)
+            {
+                r.detail = format!("{}; {hint}", r.detail);
+            }
+            r
+        }
+    };
     let event_id = required_str(Slot::EventId, get(Slot::EventId)).map_err(|mut r| {
         let members = slots.iter().flatten().chain(&extra);
         if let Some(hint) = members.into_iter().find_map(|(k, raw)| wrapped(k, *raw)) {
             r.detail = format!("{}; {hint}", r.detail);
         }
-        r
+        renamed(Slot::EventId)(r)
     })?;
-    let event_type = required_str(Slot::EventType, get(Slot::EventType))?;
-    let user_id = required_str(Slot::UserId, get(Slot::UserId))?;
+    let event_type =
+        required_str(Slot::EventType, get(Slot::EventType)).map_err(renamed(Slot::EventType))?;
+    let user_id = required_str(Slot::UserId, get(Slot::UserId)).map_err(renamed(Slot::UserId))?;
     let timestamp_raw = get(Slot::EventTimestamp);
-    let event_timestamp = timestamp(timestamp_raw, naive)?;
+    let event_timestamp = timestamp(timestamp_raw, naive).map_err(renamed(Slot::EventTimestamp))?;
     let client_session_id = optional_str(Slot::ClientSessionId, get(Slot::ClientSessionId))?;
     let page_url = optional_str(Slot::PageUrl, get(Slot::PageUrl))?;
     let source_system = optional_str(Slot::SourceSystem, get(Slot::SourceSystem))?;
@@ -1984,6 +2130,142 @@ mod tests {
             ("a,page_view,2024-03-15T14:30:00Z,u1", None),
         ] {
             assert_eq!(csv_header(line), format, "{line}");
+        }
+    }
+
+    /// Lines another language wrote, JSON but for a few tokens, say what
+    /// the tokens are; a comma after the object, as lines cut from an
+    /// array have, says how to drop it.
+    #[test]
+    fn python_and_javascript_tokens_say_what_they_are() {
+        let detail = |line: &str| {
+            let r = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidJson, "{}", r.detail);
+            r.detail
+        };
+        assert_eq!(
+            detail("{'event_id': 'a'}"),
+            "invalid JSON: key must be a string at line 1 column 2: a string in single quotes, \
+             as Python's `str()` or `print()` of a dict writes it; JSON's strings take double \
+             quotes (`json.dumps` writes JSON)"
+        );
+        assert!(detail(r#"{"event_id": 'a'}"#).contains("a string in single quotes"));
+        assert_eq!(
+            detail(r#"{"é":1,"p":{"x":[1,NaN]}}"#),
+            "invalid JSON: expected value at line 1 column 21: `NaN`, which is not JSON \
+             (Python's `json.dumps` writes it for a float NaN unless `allow_nan=False`): send \
+             null, or the number as a string"
+        );
+        assert!(detail(r#"{"x":-Infinity}"#).contains(": `Infinity`, which is not JSON"));
+        assert!(detail(r#"{"x":Infinity,"y":1}"#).contains(": `Infinity`, which is not JSON"));
+        assert!(detail(r#"{"x":True}"#).ends_with(
+            ": `True`, Python's, for JSON's `true` (a dict written with `str()` or `print()`?); \
+             `json.dumps` writes JSON"
+        ));
+        assert!(detail(r#"{"x":None}"#).contains("`None`, Python's, for JSON's `null`"));
+        for line in [
+            r#"{"x":Nancy}"#,
+            r#"{"x":Nones}"#,
+            r#"{"x":nan}"#,
+            "not json",
+        ] {
+            assert!(!detail(line).contains("Python"), "{line}");
+        }
+        let e = r#"{"event_id":"a","event_type":"t","event_timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#;
+        assert!(detail(&format!("{e}, ")).ends_with(
+            ": a comma after the object, as between a JSON array's elements; NDJSON has none: \
+             `sed 's/,[[:space:]]*$//' FILE | evlake ingest -` drops it"
+        ));
+        assert!(!detail(&format!("{e},1")).contains("comma"));
+    }
+
+    /// A required field missing under its name but there in another
+    /// spelling says what to rename (all such fields, with the jq that
+    /// does); a line whose other fields alone are misspelled does not.
+    #[test]
+    fn misspelled_field_names_say_what_to_rename() {
+        let detail = |line: &str| {
+            let r = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::MissingField, "{}", r.detail);
+            r.detail
+        };
+        assert_eq!(
+            detail(
+                r#"{"eventId":"a","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user-id":"u"}"#
+            ),
+            r#"required field `event_id` is missing or null; field names are exact: rename `eventId` to `event_id`, `user-id` to `user_id`: `jq -c 'with_entries(.key |= ({"eventId":"event_id","user-id":"user_id"}[.] // .))' FILE | evlake ingest -` does"#
+        );
+        assert!(
+            detail(r#"{"event_id":"a","EVENT_TYPE":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#)
+                .starts_with("required field `event_type` is missing or null; field names are exact: rename `EVENT_TYPE` to `event_type`: `jq")
+        );
+        assert!(
+            detail(r#"{"event_id":"a","event_type":"t","eventTimestamp":"2024-03-15T14:30:00Z","user_id":"u"}"#)
+                .contains("rename `eventTimestamp` to `event_timestamp`")
+        );
+        // An alias's spelling counts for its field; no jq for a key with a quote.
+        assert!(
+            detail(r#"{"event_id":"a","event_type":"t","timestamp":"2024-03-15T14:30:00Z","Actor'Id":"u"}"#)
+                .ends_with("rename `Actor'Id` to `actor_id`")
+        );
+        // Segment's names: `userId` is `user_id`, but nothing is `event_id`.
+        assert_eq!(
+            detail(
+                r#"{"messageId":"a","type":"track","timestamp":"2024-03-15T14:30:00Z","userId":"u"}"#
+            ),
+            "required field `event_id` is missing or null"
+        );
+    }
+
+    #[test]
+    fn field_names_are_the_names_slots_read() {
+        for name in FIELD_NAMES {
+            assert!(Slot::of_key(name).is_some(), "{name}");
+        }
+        for slot in [
+            Slot::EventId,
+            Slot::EventType,
+            Slot::EventTimestamp,
+            Slot::UserId,
+            Slot::ClientSessionId,
+            Slot::PageUrl,
+            Slot::SourceSystem,
+            Slot::Properties,
+        ] {
+            assert!(FIELD_NAMES.contains(&slot.name()), "{slot:?}");
+        }
+        assert_eq!(SLOTS, 8);
+    }
+
+    /// Epoch seconds with a fraction get their instant and milliseconds.
+    #[test]
+    fn fractional_epoch_seconds_say_what_they_would_be() {
+        let r = parse_line(
+            br#"{"event_id":"a","event_type":"t","event_timestamp":1710513000.1234567,"user_id":"u"}"#,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidType);
+        assert_eq!(
+            r.detail,
+            "`event_timestamp` must be an RFC 3339 string or integer epoch milliseconds, got \
+             number 1710513000.1234567 (epoch seconds with a fraction, as Python's \
+             `time.time()` gives? That is `2024-03-15T14:30:00.123456Z`: send it so, or as \
+             integer milliseconds, 1710513000123)"
+        );
+        assert_eq!(
+            fractional_epoch_seconds("1710513000.5"),
+            Some(1_710_513_000_500_000)
+        );
+        for no in [
+            "1.5",
+            "1710513000",
+            "1710513000.",
+            "1.7105130001e9",
+            "-1710513000.5",
+            "99999999999.5",
+        ] {
+            assert_eq!(fractional_epoch_seconds(no), None, "{no}");
         }
     }
 }
