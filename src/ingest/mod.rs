@@ -203,6 +203,23 @@ pub struct InputReport {
     pub quarantined: u64,
 }
 
+/// Whether the lake's SQL reads events of type `event_type` by name: a
+/// typed table's (a lake's own, or one replacing a built-in), an own
+/// daily table's or a state model's in `LAKE/models/` names it as a
+/// string literal (`'Purchase'`). Such a type, near a known one, is no
+/// mistake of the producer's to warn of.
+fn read_by_lake_sql(lake: &Lake, event_type: &str) -> bool {
+    let literal = format!("'{}'", event_type.replace('\'', "''"));
+    let typed = crate::silver::typed().iter().map(|(_, _, sql)| *sql);
+    let daily = crate::daily::own().iter().map(|d| d.sql);
+    let models = crate::lake::sql_files(&lake.path(crate::state::MODELS_DIR))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, path)| crate::lake::read_sql_file(&path).ok());
+    typed.chain(daily).any(|sql| sql.contains(&literal))
+        || models.into_iter().any(|sql| sql.contains(&literal))
+}
+
 /// See [`IngestReport::near_known_types`].
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct NearType {
@@ -1270,6 +1287,9 @@ fn ingest_without(
     report.partitions = partition_reports(&staged, &copies);
     report.files_written = staged.len() as u64;
     report.inputs = reports;
+    report
+        .near_known_types
+        .retain(|t| !read_by_lake_sql(lake, &t.event_type));
     if report.bad_fraction > opts.max_bad_fraction {
         report.status = Outcome::Rejected;
         for input in &mut report.inputs {

@@ -3643,4 +3643,33 @@ fn a_type_like_a_known_one_but_for_case_is_warned_of() {
     std::fs::write(&fine, ev("c1", "video_play", "2024-03-15T12:00:00Z", "u3")).unwrap();
     let s = ok(&lake, &["ingest", fine.to_str().unwrap(), "--json"]);
     assert!(s.get("near_known_types").is_none(), "{s}");
+    // A type the lake's own SQL names is read on purpose: no warning
+    // of it (a typed table's, a state model's), the others still.
+    std::fs::create_dir_all(lake.join("typed")).unwrap();
+    std::fs::write(
+        lake.join("typed/big_purchases.sql"),
+        "SELECT event_id, session_id, event_date, 0 AS _warnings FROM events \
+         WHERE event_type IN ('purchase', 'Purchase')",
+    )
+    .unwrap();
+    std::fs::create_dir_all(lake.join("models")).unwrap();
+    std::fs::write(
+        lake.join("models/cart_sizes.sql"),
+        "-- delta\nSELECT user_id, count(*) AS n FROM events WHERE event_type = 'addToCart' \
+         GROUP BY user_id\n-- combine\nSELECT user_id, sum(n) AS n FROM delta GROUP BY user_id\n",
+    )
+    .unwrap();
+    let again = tmp.path().join("h.jsonl");
+    let lines = [
+        ev("d1", "Purchase", "2024-03-15T13:00:00Z", "u4"),
+        ev("d2", "addToCart", "2024-03-15T13:01:00Z", "u4"),
+        ev("d3", "Signup", "2024-03-15T13:02:00Z", "u4"),
+    ];
+    std::fs::write(&again, lines.concat()).unwrap();
+    let s = ok(&lake, &["ingest", again.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        s["near_known_types"],
+        serde_json::json!([{"event_type": "Signup", "known": "signup", "events": 1}]),
+        "{s}"
+    );
 }
