@@ -204,6 +204,7 @@ async fn stream(
         .with_allow_dml(false)
         .with_allow_ddl(false)
         .with_allow_statements(false);
+    let failed = |e| failed(e, sql);
     let df = ctx.sql_with_options(sql, read_only).await.map_err(failed)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     if out.format == Format::Csv {
@@ -252,8 +253,9 @@ fn referenced_tables(
 /// message, with why an evlake table is not there yet), one that fails on
 /// the rows it reads (a cast that does not hold) or a write refused is a
 /// usage error (exit 2); anything else a failure.
-fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
+fn failed(e: datafusion::error::DataFusionError, sql: &str) -> anyhow::Error {
     let text = e.to_string();
+    let hint = sql_hint(&text, sql);
     if text.contains("DML not supported") {
         Failure::Usage(format!(
             "evlake query is read-only: INSERT and COPY are not allowed (the lake \
@@ -274,10 +276,66 @@ fn failed(e: datafusion::error::DataFusionError) -> anyhow::Error {
         ))
         .into()
     } else if engine::is_usage_error(&e) {
-        Failure::Usage(format!("bad query: {e}{}", not_built_hint(&e))).into()
+        Failure::Usage(format!("bad query: {e}{}{hint}", not_built_hint(&e))).into()
+    } else if !hint.is_empty() {
+        Failure::Usage(format!("query failed: {e}{hint}")).into()
     } else {
         engine::user_sql_error(e, "query failed")
     }
+}
+
+/// How to read a member of `properties` (JSON text), said after an error
+/// that shows it was read another way.
+const JSON_MEMBERS: &str = "`properties` and `extra` are JSON text: read a member with \
+                            `json_as_text(properties, 'amount')` (its value as text, of any \
+                            type; or `properties->>'amount'`), `json_get_str` (a string's), \
+                            `json_get_json` (its JSON), `json_get_int`, `json_get_float` or \
+                            `json_get_bool`, and a nested one with more keys, \
+                            `json_as_text(properties, 'a', 'b')`";
+
+/// What a query's error (`text`) most likely means, for slips people
+/// bring from other SQL dialects: a string in double quotes (which name
+/// a column in SQL), another engine's JSON function (`json_extract`,
+/// `JSON_VALUE`, which take a JSONPath), or a member of the JSON text
+/// `properties` read as a struct's field (`properties.amount`).
+fn sql_hint(text: &str, sql: &str) -> String {
+    let missing = text
+        .split_once("No field named ")
+        .map(|(_, rest)| rest.lines().next().unwrap_or("").trim_end_matches('.'))
+        .map(|name| {
+            name.strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .unwrap_or(name)
+        });
+    if let Some(name) = missing
+        && sql.contains(&format!("\"{name}\""))
+    {
+        return format!(
+            " (in SQL, double quotes name a column: a string takes single quotes, '{name}')"
+        );
+    }
+    const OTHER_JSON: &[&str] = &[
+        "json_extract",
+        "json_extract_string",
+        "json_extract_scalar",
+        "json_extract_path",
+        "json_extract_path_text",
+        "jsonb_extract_path_text",
+        "json_value",
+        "json_query",
+        "get_json_object",
+    ];
+    let function = text
+        .split_once("Invalid function '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(f, _)| f);
+    if function.is_some_and(|f| OTHER_JSON.contains(&f)) {
+        return format!(" ({JSON_MEMBERS}; they take keys, not a JSONPath such as '$.amount')");
+    }
+    if text.contains("Cannot access field") && text.contains("type Utf8") {
+        return format!(" ({JSON_MEMBERS})");
+    }
+    String::new()
 }
 
 /// For an unknown table that is one of evlake's: why it is not there. A

@@ -95,6 +95,58 @@ fn query_reads_bronze_by_its_logical_name() {
         ),
         ["00068,00,4,evt,007,evt-N,2.35,4"]
     );
+    // Slips from other SQL dialects say what they are (exit 2): a string
+    // in double quotes, another engine's JSON function, a member of the
+    // JSON text `properties` read as a field. A misspelt column does not
+    // get the quotes' hint.
+    for (bad, says) in [
+        (
+            r#"SELECT count(*) FROM bronze_events WHERE event_type = "purchase""#,
+            "No field named purchase.",
+        ),
+        (
+            r#"SELECT count(*) FROM bronze_events WHERE event_type = "purchase""#,
+            "(in SQL, double quotes name a column: a string takes single quotes, 'purchase')",
+        ),
+        (
+            r#"SELECT count(*) FROM bronze_events WHERE event_date = "2024-03-15""#,
+            "a string takes single quotes, '2024-03-15')",
+        ),
+        (
+            "SELECT json_extract(properties, '$.amount') FROM bronze_events",
+            "`json_as_text(properties, 'amount')` (its value as text, of any type; or \
+             `properties->>'amount'`)",
+        ),
+        (
+            "SELECT JSON_VALUE(properties, '$.amount') FROM bronze_events",
+            "they take keys, not a JSONPath such as '$.amount')",
+        ),
+        (
+            "SELECT properties.amount FROM bronze_events",
+            "(`properties` and `extra` are JSON text: read a member with",
+        ),
+        (
+            "SELECT properties['amount'] FROM bronze_events",
+            "(`properties` and `extra` are JSON text: read a member with",
+        ),
+    ] {
+        let o = run(&lake, &["query", bad]);
+        assert_eq!(exit_code(&o), 2, "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+    }
+    let o = run(&lake, &["query", "SELECT evnt_type FROM bronze_events"]);
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("quotes"), "{}", stderr(&o));
+    // What the hint says reads the member.
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT json_as_text(properties, 'amount'), properties->>'amount', \
+             json_as_text('{\"a\":{\"b\":1}}', 'a', 'b') FROM bronze_events \
+             WHERE event_type = 'purchase' ORDER BY event_id LIMIT 1"
+        ),
+        ["19.99,19.99,1"]
+    );
     // A slip in a table's name gets the closest name; anything else, the
     // list of the lake's tables.
     let o = run(&lake, &["query", "SELECT count(*) FROM bronze_event"]);
