@@ -270,6 +270,17 @@ pub fn parse_instant_or_date(s: &str, end_of_day: bool) -> Result<i64, String> {
             day * MICROS_PER_DAY
         });
     }
+    // A date in ISO 8601's basic form, as `date +%Y%m%d` prints it in a
+    // cron line: the form to write instead.
+    if t.len() == 8 && t.bytes().all(|b| b.is_ascii_digit()) {
+        let extended = format!("{}-{}-{}", &t[..4], &t[4..6], &t[6..]);
+        if parse_date32(&extended).is_ok() {
+            return Err(format!(
+                "`{s}` is a date without its `-`: write `{extended}` (`date -u +%F` prints a \
+                 date so)"
+            ));
+        }
+    }
     parse_instant(t).map_err(|e| format!("{e} (use RFC 3339 or a date, e.g. 2024-03-15)"))
 }
 
@@ -443,6 +454,28 @@ mod tests {
             "expected YYYY-MM-DD, the year first"
         );
         assert_eq!(why("2024-02-30"), "too short for a date-time");
+    }
+
+    /// A flag's instant: a date is its day's first or last microsecond;
+    /// a date without its `-` (`date +%Y%m%d`) says how to write it.
+    #[test]
+    fn instants_and_dates_of_flags() {
+        let day = chrono_us("2024-03-15T00:00:00Z");
+        assert_eq!(parse_instant_or_date("2024-03-15", false), Ok(day));
+        assert_eq!(
+            parse_instant_or_date("2024-03-15", true),
+            Ok(day + MICROS_PER_DAY - 1)
+        );
+        assert_eq!(
+            parse_instant_or_date("20240315", true),
+            Err(
+                "`20240315` is a date without its `-`: write `2024-03-15` (`date -u +%F` prints \
+                 a date so)"
+                    .to_string()
+            )
+        );
+        let other = parse_instant_or_date("20241315", true).unwrap_err();
+        assert!(other.contains("too short for a date-time"), "{other}");
     }
 
     #[test]
