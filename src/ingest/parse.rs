@@ -487,6 +487,74 @@ fn wrapped(key: &str, raw: Raw<'_>) -> Option<String> {
     })
 }
 
+/// Windows-1252's characters for bytes 0x80 to 0x9F (Latin-1 has
+/// control codes there; `None` where Windows-1252 has nothing either).
+const WINDOWS_1252_80: [Option<char>; 32] = [
+    Some('€'),
+    None,
+    Some('‚'),
+    Some('ƒ'),
+    Some('„'),
+    Some('…'),
+    Some('†'),
+    Some('‡'),
+    Some('ˆ'),
+    Some('‰'),
+    Some('Š'),
+    Some('‹'),
+    Some('Œ'),
+    None,
+    Some('Ž'),
+    None,
+    None,
+    Some('‘'),
+    Some('’'),
+    Some('“'),
+    Some('”'),
+    Some('•'),
+    Some('–'),
+    Some('—'),
+    Some('˜'),
+    Some('™'),
+    Some('š'),
+    Some('›'),
+    Some('œ'),
+    None,
+    Some('ž'),
+    Some('Ÿ'),
+];
+
+/// For a line that is not UTF-8 at the error `e`: when it looks like text
+/// in a single-byte encoding (all ASCII before a lone byte of 0x80 or
+/// more, as Latin-1 or Windows-1252 writes `é`), what that byte is there
+/// and the `iconv` that converts the file. Empty otherwise (a UTF-8
+/// character cut short is not that).
+fn single_byte_text(line: &[u8], e: &std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    if e.error_len() != Some(1) || !line[..at].is_ascii() {
+        return String::new();
+    }
+    let b = line[at];
+    // (Not 0xFE or 0xFF, `þ` and `ÿ`: rare in text, common in binary.)
+    let shown = match b {
+        0xA0..=0xFD => Some(char::from(b)),
+        0x80..=0x9F => WINDOWS_1252_80[usize::from(b - 0x80)],
+        _ => None,
+    };
+    let Some(c) = shown else {
+        return String::new();
+    };
+    let encodings = if b >= 0xA0 {
+        "Latin-1 and Windows-1252"
+    } else {
+        "Windows-1252"
+    };
+    format!(
+        ": byte 0x{b:02X} is `{c}` in {encodings}, not UTF-8: `iconv -f WINDOWS-1252 -t UTF-8 \
+         FILE | evlake ingest -` converts the file"
+    )
+}
+
 /// For `properties` (member `key`) sent as a string that holds a JSON
 /// object (a serializer that wrote it with `JSON.stringify`, a CSV export
 /// converted to JSON): that it is one, and the `jq` that parses it.
@@ -1076,8 +1144,9 @@ pub fn parse_line<'a>(
             Rejection::new(
                 Reason::InvalidUtf8,
                 format!(
-                    "line is not valid UTF-8 (bad byte at offset {})",
-                    lead + e.valid_up_to()
+                    "line is not valid UTF-8 (bad byte at offset {}){}",
+                    lead + e.valid_up_to(),
+                    single_byte_text(line, &e)
                 ),
             )
         })?;
@@ -2266,6 +2335,36 @@ mod tests {
             "99999999999.5",
         ] {
             assert_eq!(fractional_epoch_seconds(no), None, "{no}");
+        }
+    }
+
+    /// A line in a single-byte encoding says which character its first
+    /// bad byte is there, and how to convert the file; a UTF-8 character
+    /// cut short, or a bad byte after UTF-8 text, does not.
+    #[test]
+    fn latin_1_text_says_what_it_is() {
+        let detail = |line: &[u8]| {
+            let r = parse_line(line, &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidUtf8);
+            r.detail
+        };
+        assert_eq!(
+            detail(b"{\"user_id\":\"Jos\xe9\"}"),
+            "line is not valid UTF-8 (bad byte at offset 15): byte 0xE9 is `\u{e9}` in Latin-1 \
+             and Windows-1252, not UTF-8: `iconv -f WINDOWS-1252 -t UTF-8 FILE | evlake ingest -` \
+             converts the file"
+        );
+        assert!(
+            detail(b"{\"q\":\"\x93x\x94\"}")
+                .contains("byte 0x93 is `\u{201c}` in Windows-1252, not")
+        );
+        for line in [
+            &b"{\"q\":\"\x81\"}"[..],
+            b"{\"q\":\"\xff\"}",
+            b"{\"q\":\"\xc3\xa9\xe9\"}",
+            b"{\"q\":\"\xf0\x9f\x98\"}",
+        ] {
+            assert!(!detail(line).contains("iconv"), "{line:?}");
         }
     }
 }
