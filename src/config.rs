@@ -200,15 +200,27 @@ impl Config {
 }
 
 fn parse(path: &Path, text: &str) -> Result<Config> {
-    let cfg: Config = toml::from_str(text).map_err(|e| {
-        let e = e.to_string();
-        let hint = e
+    let cfg: Config = toml::from_str(text).map_err(|err| {
+        let e = err.to_string();
+        let misplaced = e
             .split_once("unknown field `")
             .and_then(|(_, rest)| rest.split_once('`'))
             .and_then(|(key, _)| section_of(key))
             .map(|(key, section)| {
                 format!("\n`{key}` is a setting of [{section}]: put it under a `[{section}]` line")
-            })
+            });
+        let example = || {
+            let start = err.span()?.start;
+            let line = text[..start].rsplit('\n').next()?;
+            let key = line.split_once('=')?.0.trim();
+            let value = example_value(key)?;
+            Some(format!(
+                "\n`{key}` takes a value like `{value}` (`evlake init` writes an evlake.toml \
+                 that shows each setting at its default)"
+            ))
+        };
+        let hint = misplaced
+            .or_else(|| e.contains("invalid type").then(example).flatten())
             .unwrap_or_default();
         Failure::Usage(format!("`{}`: {}{hint}", path.display(), e.trim_end()))
     })?;
@@ -216,6 +228,20 @@ fn parse(path: &Path, text: &str) -> Result<Config> {
     // brings a checkpoint.
     cfg.log.retention_micros()?;
     Ok(cfg)
+}
+
+/// The value [`DEFAULT_TOML`] shows setting `key` with (`"24h"`, `0.05`,
+/// `[]`), if it shows one.
+fn example_value(key: &str) -> Option<&'static str> {
+    let setting = format!("{key} = ");
+    DEFAULT_TOML
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .find_map(|l| {
+            let (before, value) = l.split_once(&setting)?;
+            let whole = before.ends_with([' ', '#']);
+            whole.then_some(value.trim())
+        })
 }
 
 /// The sections of `evlake.toml`.
@@ -317,6 +343,67 @@ mod tests {
         let e = at("a month").unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().contains("evlake.toml: log.retention"), "{e}");
+    }
+
+    /// A value of the wrong type says what the setting takes, as the
+    /// file `evlake init` writes shows it; every setting shows one.
+    #[test]
+    fn a_value_of_the_wrong_type_says_what_it_takes() {
+        for (text, takes) in [
+            (
+                "[ingest]\nallowed_lateness = 3600\n",
+                "`allowed_lateness` takes a value like `\"24h\"`",
+            ),
+            (
+                "[ingest]\nnaive_timestamps = true\n",
+                "`naive_timestamps` takes a value like `\"reject\"`",
+            ),
+            (
+                "[ingest]\n max_bad_fraction= \"5%\"\n",
+                "`max_bad_fraction` takes a value like `0.05`",
+            ),
+            (
+                "[state]\nsnapshot_keep = \"7\"\n",
+                "`snapshot_keep` takes a value like `7`",
+            ),
+            (
+                "[silver]\nsession_exclude_types = \"page_view\"\n",
+                "`session_exclude_types` takes a value like `[]`",
+            ),
+        ] {
+            let e = parse(Path::new("x/evlake.toml"), text).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            assert!(
+                e.to_string().ends_with(&format!(
+                    "\n{takes} (`evlake init` writes an evlake.toml that shows each setting at \
+                     its default)"
+                )),
+                "{e}"
+            );
+        }
+        let keys = [
+            "late_policy",
+            "watermark_delay",
+            "allowed_lateness",
+            "max_future",
+            "min_event_time",
+            "max_bad_fraction",
+            "naive_timestamps",
+            "max_line_bytes",
+            "compact_min_files",
+            "session_gap",
+            "session_exclude_types",
+            "currency",
+            "snapshot_models",
+            "snapshot_keep",
+            "retention",
+            "memory_limit",
+        ];
+        for key in keys {
+            assert!(example_value(key).is_some(), "{key}");
+            assert!(section_of(key).is_some(), "{key}");
+        }
+        assert_eq!(example_value("gap"), None);
     }
 
     #[test]
