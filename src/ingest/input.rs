@@ -323,7 +323,10 @@ pub fn resolve(args: &[std::ffi::OsString]) -> Result<Resolved> {
             });
         }
     }
+    // (A directory given twice, `inbox` and `inbox/`, passes over its
+    // files once.)
     ignored.sort();
+    ignored.dedup();
     Ok(Resolved {
         inputs: out,
         ignored,

@@ -667,6 +667,9 @@ fn files_a_directory_walk_leaves_are_reported() {
         .map(|n| inbox.join(n).display().to_string())
         .collect();
     assert_eq!(s["ignored_files"], serde_json::json!(expected));
+    // Given twice, the directory's files are passed over once.
+    let s = ok(&lake, &["ingest", &dir, &format!("{dir}/"), "--json"]);
+    assert_eq!(s["ignored_files"], serde_json::json!(expected));
     let o = run(&lake, &["ingest", &dir]);
     assert_eq!(o.status.code(), Some(0));
     let err = String::from_utf8_lossy(&o.stderr);
