@@ -466,62 +466,50 @@ fn wrapped(key: &str, raw: Raw<'_>) -> Option<String> {
     } else {
         format!(".[{}]", serde_json::to_string(key).ok()?)
     };
-    let jq = |filter: &str| {
+    let jq = |filter: &str, does: &str| {
         if filter.contains('\'') {
             String::new()
         } else {
-            format!(": `jq -c '{filter}' FILE` unwraps it")
+            format!(": `jq -c '{filter}' FILE` {does}")
         }
     };
     if raw.starts_with('{') {
-        return has_id(&raw)
-            .then(|| format!("the event is nested in `{key}`, an envelope{}", jq(&path)));
+        return has_id(&raw).then(|| {
+            format!(
+                "the event is nested in `{key}`, an envelope{}",
+                jq(&path, "unwraps it")
+            )
+        });
+    }
+    if raw.starts_with('[') {
+        // A batch API's payload (`{"batch":[{...},{...}]}`): the events
+        // in an array member, told by its first.
+        let first = serde_json::from_str::<Vec<&RawValue>>(&raw).ok()?;
+        return has_id(first.first()?.get()).then(|| {
+            format!(
+                "the events are in `{key}`, an array (a batch API's payload){}",
+                jq(&format!("{path}[]"), "writes one per line")
+            )
+        });
     }
     let text = as_str(raw)?;
     (text.trim_start().starts_with('{') && has_id(&text)).then(|| {
         format!(
             "the event is in `{key}` as a JSON string (as Docker's json-file log driver \
              writes a container's output){}",
-            jq(&format!("{path} | fromjson"))
+            jq(&format!("{path} | fromjson"), "unwraps it")
         )
     })
 }
 
 /// Windows-1252's characters for bytes 0x80 to 0x9F (Latin-1 has
 /// control codes there; `None` where Windows-1252 has nothing either).
+#[rustfmt::skip]
 const WINDOWS_1252_80: [Option<char>; 32] = [
-    Some('€'),
-    None,
-    Some('‚'),
-    Some('ƒ'),
-    Some('„'),
-    Some('…'),
-    Some('†'),
-    Some('‡'),
-    Some('ˆ'),
-    Some('‰'),
-    Some('Š'),
-    Some('‹'),
-    Some('Œ'),
-    None,
-    Some('Ž'),
-    None,
-    None,
-    Some('‘'),
-    Some('’'),
-    Some('“'),
-    Some('”'),
-    Some('•'),
-    Some('–'),
-    Some('—'),
-    Some('˜'),
-    Some('™'),
-    Some('š'),
-    Some('›'),
-    Some('œ'),
-    None,
-    Some('ž'),
-    Some('Ÿ'),
+    Some('€'), None, Some('‚'), Some('ƒ'), Some('„'), Some('…'), Some('†'), Some('‡'),
+    Some('ˆ'), Some('‰'), Some('Š'), Some('‹'), Some('Œ'), None, Some('Ž'), None,
+    None, Some('‘'), Some('’'), Some('“'), Some('”'), Some('•'), Some('–'), Some('—'),
+    Some('˜'), Some('™'), Some('š'), Some('›'), Some('œ'), None, Some('ž'), Some('Ÿ'),
 ];
 
 /// For a line that is not UTF-8 at the error `e`: when it looks like text
@@ -2138,6 +2126,16 @@ mod tests {
             detail(format!(r#"{{"the event":{e}}}"#)).contains(r#"`jq -c '.["the event"]' FILE`"#)
         );
         assert!(detail(format!(r#"{{"it's":{e}}}"#)).ends_with("nested in `it's`, an envelope"));
+        // A batch of events in an array member.
+        assert_eq!(
+            detail(format!(r#"{{"api_key":"k","batch":[{e},{e}]}}"#)),
+            "required field `event_id` is missing or null; the events are in `batch`, an array \
+             (a batch API's payload): `jq -c '.batch[]' FILE` writes one per line"
+        );
+        assert_eq!(
+            detail(r#"{"batch":[1,{"event_id":"a"}],"ids":[]}"#.to_string()),
+            "required field `event_id` is missing or null"
+        );
         // No hint without a wrapped `event_id`.
         for line in [
             r#"{"log":"{\"event_type\":\"t\"}","x":{"event_id":null}}"#,
