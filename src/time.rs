@@ -103,13 +103,16 @@ fn rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, TimestampError
         return Err(bad("expected HH:MM:SS"));
     }
     let minute = digits(b, 14, 2).ok_or_else(|| bad("bad minute"))?;
-    if b.get(16) != Some(&b':') {
-        return Err(bad("expected seconds (HH:MM:SS)"));
-    }
-    let second = digits(b, 17, 2).ok_or_else(|| bad("bad second"))?;
-    let mut i = 19;
+    // Seconds may be left out when they are zero (`14:30Z`), as ISO 8601
+    // allows and Java's `OffsetDateTime` and `ZonedDateTime` write them:
+    // else a producer's every event on a whole minute is bad.
+    let (second, mut i) = match b.get(16) {
+        Some(b':') => (digits(b, 17, 2).ok_or_else(|| bad("bad second"))?, 19),
+        None | Some(b'Z' | b'z' | b'+' | b'-' | b' ') => (0, 16),
+        Some(_) => return Err(bad("expected seconds (HH:MM:SS)")),
+    };
     let mut micros_frac: i64 = 0;
-    if b.get(i) == Some(&b'.') || b.get(i) == Some(&b',') {
+    if i == 19 && (b.get(i) == Some(&b'.') || b.get(i) == Some(&b',')) {
         i += 1;
         let start = i;
         while i < b.len() && b[i].is_ascii_digit() {
@@ -144,6 +147,20 @@ fn rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, TimestampError
     if second > 59 {
         return Err(bad("second out of range"));
     }
+    // RFC 9557's suffixes after the offset (`+01:00[Europe/Paris]`, as
+    // Java's `ZonedDateTime` writes): the offset stands for the instant,
+    // so they change nothing. Without an offset, the zone name is one.
+    let (s, b) = match s[i..].find('[') {
+        Some(at) if is_suffixes(&s[i + at..]) && at > 0 => (&s[..i + at], &b[..i + at]),
+        Some(0) if is_suffixes(&s[i..]) => {
+            return Err(TimestampError::Invalid(format!(
+                "a time zone name (`{}`) after the time, whose offset evlake does not look up: \
+                 write the offset (`Z`, `+HH:MM`) before it",
+                &s[i..]
+            )));
+        }
+        _ => (s, b),
+    };
     let offset_secs: i64 = match b.get(i) {
         None => match naive {
             NaiveTimestamps::Reject => return Err(TimestampError::WithoutOffset),
@@ -184,6 +201,24 @@ fn rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, TimestampError
     let days = days_from_civil(year, month, day);
     let local_secs = days * 86_400 + (hour as i64) * 3600 + (minute as i64) * 60 + second as i64;
     Ok((local_secs - offset_secs) * MICROS_PER_SECOND + micros_frac)
+}
+
+/// Whether `t` is one or more of RFC 9557's suffixes: `[...]` each, of
+/// the characters a time zone name or a `key=value` tag takes.
+fn is_suffixes(t: &str) -> bool {
+    !t.is_empty()
+        && t.split_inclusive(']').all(|part| {
+            part.strip_prefix('[')
+                .and_then(|p| p.strip_suffix(']'))
+                .map(|p| p.strip_prefix('!').unwrap_or(p))
+                .is_some_and(|p| {
+                    !p.is_empty()
+                        && p.bytes().all(|c| {
+                            c.is_ascii_alphanumeric()
+                                || matches!(c, b'/' | b'_' | b'-' | b'+' | b'=')
+                        })
+                })
+        })
 }
 
 /// Epoch milliseconds to microseconds, rejecting values outside years 0..=9999.
@@ -478,6 +513,34 @@ mod tests {
         assert!(other.contains("too short for a date-time"), "{other}");
     }
 
+    /// What Java's date-time classes write: seconds left out when zero
+    /// (`OffsetDateTime`), and the zone after the offset (RFC 9557, as
+    /// `ZonedDateTime` writes it), which the offset decides.
+    #[test]
+    fn java_forms_without_seconds_and_with_a_zone_suffix() {
+        let at = chrono_us("2024-03-15T14:30:00Z");
+        for s in [
+            "2024-03-15T14:30Z",
+            "2024-03-15T15:30+01:00",
+            "2024-03-15T15:30+01:00[Europe/Paris]",
+            "2024-03-15T14:30:00Z[UTC]",
+            "2024-03-15T15:30:00+01:00[Europe/Paris][u-ca=iso8601]",
+            "2024-03-15T15:30:00+01:00[!Europe/Paris]",
+            "2024-03-15 14:30 UTC",
+        ] {
+            assert_eq!(p(s), Ok(at), "{s}");
+        }
+        assert_eq!(p("2024-03-15T14:30:00.5+00:00[Etc/UTC]"), Ok(at + 500_000));
+        assert_eq!(p("2024-03-15T14:30"), Err(TimestampError::WithoutOffset));
+        match p("2024-03-15T14:30:00[Europe/Paris]") {
+            Err(TimestampError::Invalid(why)) => assert!(
+                why.starts_with("a time zone name (`[Europe/Paris]`) after the time"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn offset_moves_event_across_midnight() {
         let us = p("2024-03-16T01:30:00+02:00").unwrap();
@@ -502,7 +565,11 @@ mod tests {
             "2024-03-15T24:00:00Z",
             "2024-03-15T23:59:61Z",
             "2024-03-15",
-            "2024-03-15T14:30Z",
+            "2024-03-15T14:3Z",
+            "2024-03-15T14:30.5Z",
+            "2024-03-15T14:30:00Z[Europe Paris]",
+            "2024-03-15T14:30:00Z[]",
+            "2024-03-15T14:30:00Z[UTC",
             "2024-03-15T14:30:00.Z",
             "2024-03-15T14:30:00+25:00",
             "2024-03-15T14:30:00Zjunk",
