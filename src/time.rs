@@ -53,11 +53,50 @@ pub fn parse_rfc3339_micros(s: &str, naive: NaiveTimestamps) -> Result<i64, Time
                         "ISO 8601 basic format (no `-` or `:`): write it `{x}`"
                     ))
                 }
-                _ => e,
+                _ => match go_string_form(s) {
+                    Some((us, true)) => TimestampError::Invalid(format!(
+                        "Go's `time.Time.String()` form: write it `{}` (Go: \
+                         `t.UTC().Format(time.RFC3339Nano)`)",
+                        format_micros(us)
+                    )),
+                    Some((us, false)) => TimestampError::Invalid(format!(
+                        "a space before the UTC offset: write it `{}`",
+                        format_micros(us)
+                    )),
+                    None => e,
+                },
             },
         },
         e => e,
     })
+}
+
+/// The instant of Go's `time.Time.String()` form, `2024-03-15
+/// 14:30:00.5 +0100 CET` (the offset decides it; the zone's abbreviation
+/// and a monotonic clock reading, ` m=+0.000012`, may follow), if `s` is
+/// one, and whether a zone's abbreviation followed (without one, it is
+/// just a space before the offset).
+fn go_string_form(s: &str) -> Option<(i64, bool)> {
+    let at = s.get(19..)?.find(' ')? + 19;
+    let (date_time, rest) = (&s[..at], &s[at + 1..]);
+    let offset = rest.get(..5)?;
+    let after = &rest[5..];
+    let known = after.is_empty()
+        || after.strip_prefix(' ').is_some_and(|t| {
+            let mut words = t.split(' ');
+            let zone = words.next().unwrap_or("");
+            !zone.is_empty()
+                && zone
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-')
+                && words.next().is_none_or(|m| m.starts_with("m="))
+                && words.next().is_none()
+        });
+    if !known || !offset.starts_with(['+', '-']) {
+        return None;
+    }
+    let us = rfc3339_micros(&format!("{date_time}{offset}"), NaiveTimestamps::Reject).ok()?;
+    Some((us, !after.is_empty()))
 }
 
 /// ISO 8601's basic format (`20240315T143000Z`, `20240315T143000.5+0200`)
@@ -482,6 +521,27 @@ mod tests {
         );
         assert!(why("20240315t143000.25+0200").ends_with("`2024-03-15T14:30:00.25+0200`"));
         assert!(why("20240315T143000").ends_with("`2024-03-15T14:30:00`"));
+        // Go's `time.Time.String()`, its offset deciding the instant.
+        assert_eq!(
+            why("2024-03-15 15:30:00.5 +0100 CET"),
+            "Go's `time.Time.String()` form: write it `2024-03-15T14:30:00.500Z` (Go: \
+             `t.UTC().Format(time.RFC3339Nano)`)"
+        );
+        assert!(
+            why("2024-03-15 14:30:00 +0000 UTC m=+0.000012")
+                .ends_with("`2024-03-15T14:30:00Z` (Go: `t.UTC().Format(time.RFC3339Nano)`)")
+        );
+        assert!(why("2024-03-15 14:30:00 +0000 +0000").contains("Go's"));
+        assert_eq!(
+            why("2024-03-15 15:30:00 +0100"),
+            "a space before the UTC offset: write it `2024-03-15T14:30:00Z`"
+        );
+        for s in [
+            "2024-03-15 14:30:00 +0000 UTC extra",
+            "2024-03-15 14:30:00 0000 UTC",
+        ] {
+            assert!(!why(s).contains("Go's"), "{s}");
+        }
         assert_eq!(why("20240399T143000Z"), "expected YYYY-MM-DD");
         assert_eq!(why("20240315T1430Z"), "too short for a date-time");
         assert_eq!(
