@@ -502,6 +502,33 @@ fn wrapped(key: &str, raw: Raw<'_>) -> Option<String> {
     })
 }
 
+/// For a timestamp (member `key`) written as MongoDB Extended JSON writes
+/// a date (`mongoexport`): `{"$date": "2024-03-15T14:30:00Z"}`, or
+/// `{"$date": {"$numberLong": "1710513000000"}}`, or `{"$date":
+/// 1710513000000}`. What it is, and the `jq` that takes the date out.
+fn extended_json_date(key: &str, raw: Raw<'_>) -> Option<String> {
+    if !raw.starts_with('{') {
+        return None;
+    }
+    let map = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&raw).ok()?;
+    let date = map.get("$date").filter(|_| map.len() == 1)?;
+    let filter = match date {
+        serde_json::Value::String(_) | serde_json::Value::Number(_) => r#".["$date"]"#.to_string(),
+        serde_json::Value::Object(o) if o.len() == 1 && o.contains_key("$numberLong") => {
+            r#"(.["$date"]["$numberLong"] | tonumber)"#.to_string()
+        }
+        _ => return None,
+    };
+    let jq = if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        format!(": `jq -c '.{key} |= {filter}' FILE | evlake ingest -` takes the date out")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "a date as MongoDB Extended JSON writes it (`mongoexport`){jq}"
+    ))
+}
+
 /// Windows-1252's characters for bytes 0x80 to 0x9F (Latin-1 has
 /// control codes there; `None` where Windows-1252 has nothing either).
 #[rustfmt::skip]
@@ -1255,7 +1282,15 @@ pub fn parse_line<'a>(
         required_str(Slot::EventType, get(Slot::EventType)).map_err(renamed(Slot::EventType))?;
     let user_id = required_str(Slot::UserId, get(Slot::UserId)).map_err(renamed(Slot::UserId))?;
     let timestamp_raw = get(Slot::EventTimestamp);
-    let event_timestamp = timestamp(timestamp_raw, naive).map_err(renamed(Slot::EventTimestamp))?;
+    let event_timestamp = timestamp(timestamp_raw, naive).map_err(|r| {
+        let mut r = renamed(Slot::EventTimestamp)(r);
+        if let Some((key, raw)) = &slots[Slot::EventTimestamp as usize]
+            && let Some(hint) = extended_json_date(key, *raw)
+        {
+            r.detail = format!("{}; {hint}", r.detail);
+        }
+        r
+    })?;
     let client_session_id = optional_str(Slot::ClientSessionId, get(Slot::ClientSessionId))?;
     let page_url = optional_str(Slot::PageUrl, get(Slot::PageUrl))?;
     let source_system = optional_str(Slot::SourceSystem, get(Slot::SourceSystem))?;
@@ -2363,6 +2398,33 @@ mod tests {
             b"{\"q\":\"\xf0\x9f\x98\"}",
         ] {
             assert!(!detail(line).contains("iconv"), "{line:?}");
+        }
+    }
+
+    /// A date in MongoDB Extended JSON says how to take it out.
+    #[test]
+    fn a_mongodb_date_says_how_to_take_it_out() {
+        let detail = |ts: &str| {
+            let line =
+                format!(r#"{{"event_id":"a","event_type":"t","timestamp":{ts},"user_id":"u"}}"#);
+            let r = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidType, "{}", r.detail);
+            r.detail
+        };
+        assert_eq!(
+            detail(r#"{"$date":"2024-03-15T14:30:00Z"}"#),
+            r#"`event_timestamp` must be an RFC 3339 string or integer epoch milliseconds, got object {"$date":"2024-03-15T14:30:00Z"}; a date as MongoDB Extended JSON writes it (`mongoexport`): `jq -c '.timestamp |= .["$date"]' FILE | evlake ingest -` takes the date out"#
+        );
+        assert!(detail(r#"{"$date":{"$numberLong":"1710513000000"}}"#).ends_with(
+            r#"`jq -c '.timestamp |= (.["$date"]["$numberLong"] | tonumber)' FILE | evlake ingest -` takes the date out"#
+        ));
+        assert!(detail(r#"{"$date":1710513000000}"#).contains("MongoDB"));
+        for ts in [
+            r#"{"$date":"x","y":1}"#,
+            r#"{"date":"2024-03-15T14:30:00Z"}"#,
+            r#"{"$date":[1]}"#,
+        ] {
+            assert!(!detail(ts).contains("MongoDB"), "{ts}");
         }
     }
 }
