@@ -70,8 +70,17 @@ impl Model {
         let mut current: Option<String> = None;
         let mut named_at: BTreeMap<String, usize> = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
-            if let Some(n) = line.trim().strip_prefix("-- name:") {
-                let n = n.trim().to_string();
+            if let Some(n) = name_line(line) {
+                let n = n.to_string();
+                if !PARTS.contains(&n.as_str()) {
+                    return Err(Failure::Usage(format!(
+                        "model `{name}` ({source}): `-- name: {n}` on line {} names no query a \
+                         model has ({})",
+                        i + 1,
+                        PARTS.join(", ")
+                    ))
+                    .into());
+                }
                 // A second `-- name: delta` replaced the first without a
                 // word (a pasted draft left in the file, say).
                 if let Some(first) = named_at.insert(n.clone(), i + 1) {
@@ -103,7 +112,10 @@ impl Model {
         let need = |q: Option<String>, part: &str| -> Result<String> {
             q.filter(|q| !q.is_empty()).ok_or_else(|| {
                 Failure::Usage(format!(
-                    "model `{name}` ({source}) has no `-- name: {part}` query"
+                    "model `{name}` ({source}) has no `-- name: {part}` query (each of a \
+                     model's queries follows a line `-- name: NAME`: delta, combine and \
+                     present, and optionally history and problems; sql/state/balances.sql \
+                     shows one)"
                 ))
                 .into()
             })
@@ -447,6 +459,18 @@ impl Models {
             })
             .collect()
     }
+}
+
+/// The queries a model has, each after a `-- name:` line.
+const PARTS: [&str; 5] = ["delta", "combine", "present", "history", "problems"];
+
+/// The name a model's line gives the query after it: `-- name: delta`,
+/// in any case and spacing (`--Name:delta`).
+fn name_line(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix("--")?.trim_start();
+    let (word, rest) = rest.split_at_checked(4)?;
+    let name = rest.trim_start().strip_prefix(':')?;
+    word.eq_ignore_ascii_case("name").then(|| name.trim())
 }
 
 /// Every model: the built-in ones, then `LAKE/models/*.sql` (which may
@@ -2048,6 +2072,44 @@ mod tests {
             "{e}"
         );
         assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE);
+    }
+
+    /// A name line is read in any case and spacing; a name no query has
+    /// is refused (its query would never run), and a missing query says
+    /// how queries are named.
+    #[test]
+    fn name_lines_are_read_loosely_and_checked() {
+        let text = "--Name:delta\nSELECT 1 AS n;\n--  NAME : combine\nSELECT n FROM partials;\n\
+                    -- name: present\nSELECT n FROM state;\n-- names: are not lines\n";
+        let m = Model::parse("loose", "models/loose.sql", text).unwrap();
+        assert_eq!(
+            (m.delta.as_str(), m.combine.as_str()),
+            ("SELECT 1 AS n", "SELECT n FROM partials")
+        );
+        let e = Model::parse(
+            "typo",
+            "models/typo.sql",
+            &format!("{text}-- name: problem\nSELECT 1;\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "model `typo` (models/typo.sql): `-- name: problem` on line 8 names no query a model \
+             has (delta, combine, present, history, problems)"
+        );
+        let e = Model::parse("bare", "models/bare.sql", "-- delta\nSELECT 1 AS n;\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "model `bare` (models/bare.sql) has no `-- name: delta` query (each of a model's \
+             queries follows a line `-- name: NAME`: delta, combine and present, and optionally \
+             history and problems; sql/state/balances.sql shows one)"
+        );
+        assert_eq!(name_line("  -- name:   history "), Some("history"));
+        assert_eq!(
+            name_line("-- A state model is four queries, each after a `-- name:` line:"),
+            None
+        );
+        assert_eq!(name_line("SELECT 1 -- name: delta"), None);
     }
 
     #[test]
