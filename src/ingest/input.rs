@@ -41,10 +41,7 @@ const EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
 /// it is read on from where the last run stopped (see [`resume_point`]).
 /// Other suffixes (`.part`, `.tmp`, `.bak`) are not inputs.
 pub fn is_input_name(name: &str) -> bool {
-    let base = name
-        .strip_suffix(".gz")
-        .or_else(|| name.strip_suffix(".zst"))
-        .unwrap_or(name);
+    let base = without_compression(name);
     !name.starts_with('.')
         && EXTENSIONS.iter().any(|ext| {
             let ext = format!(".{ext}");
@@ -53,6 +50,13 @@ pub fn is_input_name(name: &str) -> bool {
                 at > 0 && (rest.is_empty() || rotation_suffix(rest))
             })
         })
+}
+
+/// `name` without the `.gz` or `.zst` of a compression evlake reads.
+fn without_compression(name: &str) -> &str {
+    name.strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(name)
 }
 
 /// A log rotation's suffix: `.`, `-` or `_`, then digits (`.1`,
@@ -124,10 +128,7 @@ impl Ignored {
                 .to_string()
         } else if !is_input_name(&name) {
             let lower = name.to_ascii_lowercase();
-            let base = [".gz", ".zst"]
-                .iter()
-                .find_map(|z| lower.strip_suffix(z))
-                .unwrap_or(&lower);
+            let base = without_compression(&lower);
             let csv = if base.ends_with(".csv") || base.ends_with(".tsv") {
                 format!("; to read a CSV file, {}", super::parse::CSV_TOOL)
             } else {
