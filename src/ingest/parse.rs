@@ -82,6 +82,14 @@ impl Rejection {
             whole: false,
         }
     }
+
+    /// This rejection with `hint`, if any, after its detail.
+    fn hinted(mut self, hint: Option<String>) -> Self {
+        if let Some(hint) = hint {
+            self.detail = format!("{}; {hint}", self.detail);
+        }
+        self
+    }
 }
 
 /// An accepted event, borrowing from the line where it can.
@@ -1262,34 +1270,27 @@ pub fn parse_line<'a>(
     // spelling (`eventId`).
     let renamed = |slot: Slot| {
         let extra = &extra;
-        move |mut r: Rejection| {
-            if r.reason == Reason::MissingField
-                && let Some(hint) = misnamed(slot, extra)
-            {
-                r.detail = format!("{}; {hint}", r.detail);
-            }
-            r
+        move |r: Rejection| {
+            let misnamed = (r.reason == Reason::MissingField)
+                .then(|| misnamed(slot, extra))
+                .flatten();
+            r.hinted(misnamed)
         }
     };
-    let event_id = required_str(Slot::EventId, get(Slot::EventId)).map_err(|mut r| {
-        let members = slots.iter().flatten().chain(&extra);
-        if let Some(hint) = members.into_iter().find_map(|(k, raw)| wrapped(k, *raw)) {
-            r.detail = format!("{}; {hint}", r.detail);
-        }
-        renamed(Slot::EventId)(r)
+    let event_id = required_str(Slot::EventId, get(Slot::EventId)).map_err(|r| {
+        let mut members = slots.iter().flatten().chain(&extra);
+        let wrapped = members.find_map(|(k, raw)| wrapped(k, *raw));
+        renamed(Slot::EventId)(r.hinted(wrapped))
     })?;
     let event_type =
         required_str(Slot::EventType, get(Slot::EventType)).map_err(renamed(Slot::EventType))?;
     let user_id = required_str(Slot::UserId, get(Slot::UserId)).map_err(renamed(Slot::UserId))?;
     let timestamp_raw = get(Slot::EventTimestamp);
     let event_timestamp = timestamp(timestamp_raw, naive).map_err(|r| {
-        let mut r = renamed(Slot::EventTimestamp)(r);
-        if let Some((key, raw)) = &slots[Slot::EventTimestamp as usize]
-            && let Some(hint) = extended_json_date(key, *raw)
-        {
-            r.detail = format!("{}; {hint}", r.detail);
-        }
-        r
+        let date = slots[Slot::EventTimestamp as usize]
+            .as_ref()
+            .and_then(|(key, raw)| extended_json_date(key, *raw));
+        renamed(Slot::EventTimestamp)(r).hinted(date)
     })?;
     let client_session_id = optional_str(Slot::ClientSessionId, get(Slot::ClientSessionId))?;
     let page_url = optional_str(Slot::PageUrl, get(Slot::PageUrl))?;
@@ -1298,11 +1299,8 @@ pub fn parse_line<'a>(
         None => None,
         Some((_, raw)) if raw.starts_with('{') => Some(raw.text),
         Some((key, raw)) => {
-            let mut r = type_error(Slot::Properties, "an object or null", raw);
-            if let Some(hint) = stringified_object(key, *raw) {
-                r.detail = format!("{}; {hint}", r.detail);
-            }
-            return Err(r);
+            return Err(type_error(Slot::Properties, "an object or null", raw)
+                .hinted(stringified_object(key, *raw)));
         }
     };
     if event_timestamp > opts.max_event_timestamp {
