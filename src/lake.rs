@@ -834,18 +834,29 @@ pub fn read_sql_error(path: &Path, e: std::io::Error) -> anyhow::Error {
 }
 
 /// The `*.sql` files directly in `dir` (none if it does not exist), each
-/// with its name without `.sql`, in name order.
+/// with its name without `.sql`, in name order. One whose name ends in
+/// `.sql` in another case (`x.SQL`, as some editors save it) is a usage
+/// error naming it: it would be passed over without a word.
 pub fn sql_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries {
             let path = e?.path();
-            if let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sql"))
+            let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(name) = file.strip_suffix(".sql") {
+                out.push((name.to_string(), path.clone()));
+            } else if file.len() > 4
+                && file.is_char_boundary(file.len() - 4)
+                && file[file.len() - 4..].eq_ignore_ascii_case(".sql")
             {
-                out.push((name.to_string(), path));
+                return Err(crate::error::Failure::Usage(format!(
+                    "`{}`: evlake reads files named `*.sql`, in lowercase: rename it `{}.sql`",
+                    path.display(),
+                    &file[..file.len() - 4]
+                ))
+                .into());
             }
         }
     }

@@ -1715,6 +1715,13 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         &["query", "SELECT 1"],
         "`events` is another table's name",
     );
+    // `.sql` in another case was passed over without a word.
+    bad(
+        "video_plays.SQL",
+        "SELECT 1",
+        &["status"],
+        "video_plays.SQL`: evlake reads files named `*.sql`, in lowercase: rename it `video_plays.sql`",
+    );
     // A name no query could write unquoted (`FROM 2024_plays` does not
     // parse, nor `FROM table`).
     for name in ["2024_plays", "table"] {
