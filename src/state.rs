@@ -72,15 +72,6 @@ impl Model {
         for (i, line) in text.lines().enumerate() {
             if let Some(n) = name_line(line) {
                 let n = n.to_string();
-                if !PARTS.contains(&n.as_str()) {
-                    return Err(Failure::Usage(format!(
-                        "model `{name}` ({source}): `-- name: {n}` on line {} names no query a \
-                         model has ({})",
-                        i + 1,
-                        PARTS.join(", ")
-                    ))
-                    .into());
-                }
                 // A second `-- name: delta` replaced the first without a
                 // word (a pasted draft left in the file, say).
                 if let Some(first) = named_at.insert(n.clone(), i + 1) {
@@ -102,6 +93,22 @@ impl Model {
                 }
                 body.push_str(line);
                 body.push('\n');
+            }
+        }
+        // A name no query has, over SQL: a typo (`-- name: problem`) whose
+        // query would never run. (Over comments alone, a title line.)
+        for (n, body) in &parts {
+            let sql = body
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"));
+            if !PARTS.contains(&n.as_str()) && sql {
+                return Err(Failure::Usage(format!(
+                    "model `{name}` ({source}): `-- name: {n}` on line {} names no query a \
+                     model has ({})",
+                    named_at[n],
+                    PARTS.join(", ")
+                ))
+                .into());
             }
         }
         let mut take = |part: &str| {
@@ -154,13 +161,6 @@ impl Model {
                 "model `{name}` ({source}) reads `{t}`, which a state model cannot: a session \
                  changes with events after it started, so it has no event time to replay it \
                  by; read `events` (every event carries its session_id)"
-            ))
-            .into());
-        }
-        if let Some(extra) = parts.keys().next() {
-            return Err(Failure::Usage(format!(
-                "model `{name}` ({source}): unknown query name `{extra}` \
-                 (expected delta, combine, present, history, problems)"
             ))
             .into());
         }
@@ -2079,7 +2079,8 @@ mod tests {
     /// how queries are named.
     #[test]
     fn name_lines_are_read_loosely_and_checked() {
-        let text = "--Name:delta\nSELECT 1 AS n;\n--  NAME : combine\nSELECT n FROM partials;\n\
+        let text = "-- Name: Visits per user\n-- by day\n\n\
+                    --Name:delta\nSELECT 1 AS n;\n--  NAME : combine\nSELECT n FROM partials;\n\
                     -- name: present\nSELECT n FROM state;\n-- names: are not lines\n";
         let m = Model::parse("loose", "models/loose.sql", text).unwrap();
         assert_eq!(
@@ -2094,7 +2095,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "model `typo` (models/typo.sql): `-- name: problem` on line 8 names no query a model \
+            "model `typo` (models/typo.sql): `-- name: problem` on line 11 names no query a model \
              has (delta, combine, present, history, problems)"
         );
         let e = Model::parse("bare", "models/bare.sql", "-- delta\nSELECT 1 AS n;\n").unwrap_err();
