@@ -1151,6 +1151,12 @@ pub fn parse_line<'a>(
     } else {
         line
     };
+    // RFC 7464's record separator (0x1E) before each JSON text, as `jq
+    // --seq` and `application/json-seq` write them: no part of the JSON.
+    let line = match line {
+        [0x1e, rest @ ..] => rest.trim_ascii_start(),
+        line => line,
+    };
     if line.is_empty() {
         return Ok(None);
     }
@@ -1537,6 +1543,17 @@ mod tests {
             r.detail,
             format!("line is not valid UTF-8 (bad byte at offset {at})")
         );
+    }
+
+    /// JSON text sequences (RFC 7464, `jq --seq`): a record separator
+    /// before each object.
+    #[test]
+    fn a_record_separator_opening_a_line_is_no_part_of_it() {
+        let line = format!("\u{1e}{GOOD}");
+        let e = ok(&line);
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(parse_line(b"\x1e\r", &opts()), Ok(None));
+        assert_eq!(reason(b"\x1e\x1e{}"), Reason::InvalidJson);
     }
 
     #[test]
