@@ -466,14 +466,7 @@ fn wrapped(key: &str, raw: Raw<'_>) -> Option<String> {
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
             .is_ok_and(|m| m.get("event_id").is_some_and(|v| !v.is_null()))
     };
-    let path = if !key.is_empty()
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        format!(".{key}")
-    } else {
-        format!(".[{}]", serde_json::to_string(key).ok()?)
-    };
+    let path = jq_path(key);
     let jq = |filter: &str, does: &str| {
         if filter.contains('\'') {
             String::new()
@@ -510,6 +503,19 @@ fn wrapped(key: &str, raw: Raw<'_>) -> Option<String> {
     })
 }
 
+/// The jq path of top-level member `key`: `.key` where jq takes it bare,
+/// else `.["the key"]`.
+fn jq_path(key: &str) -> String {
+    if !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        format!(".{key}")
+    } else {
+        format!(".[{}]", serde_json::Value::from(key))
+    }
+}
+
 /// For a timestamp (member `key`) written as MongoDB Extended JSON writes
 /// a date (`mongoexport`): `{"$date": "2024-03-15T14:30:00Z"}`, or
 /// `{"$date": {"$numberLong": "1710513000000"}}`, or `{"$date":
@@ -527,10 +533,11 @@ fn extended_json_date(key: &str, raw: Raw<'_>) -> Option<String> {
         }
         _ => return None,
     };
-    let jq = if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        format!(": `jq -c '.{key} |= {filter}' FILE | evlake ingest -` takes the date out")
-    } else {
+    let path = jq_path(key);
+    let jq = if path.contains('\'') {
         String::new()
+    } else {
+        format!(": `jq -c '{path} |= {filter}' FILE | evlake ingest -` takes the date out")
     };
     Some(format!(
         "a date as MongoDB Extended JSON writes it (`mongoexport`){jq}"
