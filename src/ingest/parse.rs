@@ -840,6 +840,88 @@ fn misnamed(missing: Slot, extra: &[(Cow<'_, str>, Raw<'_>)]) -> Option<String> 
         })
 }
 
+/// A known producer's export format: its name, how its lines are told
+/// (members that must be there, not null), and the `jq` that maps its
+/// fields onto evlake's, keeping the rest (in `extra`).
+/// And what to check after.
+const PRODUCERS: [(&str, &[&[&str]], &str, &str); 4] = [
+    (
+        "a Segment (or RudderStack) event",
+        &[
+            &["messageId"],
+            &["event", "type"],
+            &["userId", "anonymousId"],
+        ],
+        ". + {event_id: .messageId, event_type: (.event // .type), \
+         user_id: (.userId // .anonymousId)}",
+        "",
+    ),
+    (
+        "an Amplitude export's event",
+        &[&["event_type"], &["event_time"], &["uuid", "$insert_id"]],
+        // Amplitude's own `event_id` and `session_id` are numbers.
+        ". + {event_id: (.uuid // .[\"$insert_id\"]), event_timestamp: (.event_time + \"Z\"), \
+         user_id: (.user_id // .device_id), session_id: (.session_id | \
+         if type == \"number\" and . != -1 then tostring else null end), \
+         properties: .event_properties} | del(.event_properties)",
+        "",
+    ),
+    (
+        // Mixpanel's id, time and user are members of `properties`.
+        "a Mixpanel export's event",
+        &[
+            &["event"],
+            &["properties/$insert_id"],
+            &["properties/time"],
+            &["properties/distinct_id"],
+        ],
+        "{event_id: .properties[\"$insert_id\"], event_type: .event, \
+         event_timestamp: (.properties.time | if . < 100000000000 then . * 1000 else . end \
+         | floor), user_id: .properties.distinct_id, properties}",
+        " (a project created before 2023 has its `time` in the project's time zone, not UTC: \
+         add the offset)",
+    ),
+    (
+        "a Snowplow enriched event",
+        &[&["event_id"], &["event_name"], &["collector_tstamp"]],
+        ". + {event_type: .event_name, event_timestamp: (.derived_tstamp // .collector_tstamp), \
+         user_id: (.user_id // .domain_userid)}",
+        "",
+    ),
+];
+
+/// For a line missing a required field (or with one of another type),
+/// whose members (`members`) are
+/// those of a known producer's export (Segment's spec, Amplitude's or
+/// Mixpanel's export, Snowplow's enriched event): whose, and the `jq`
+/// that maps them onto evlake's fields.
+fn producer(members: &[(&str, Raw<'_>)]) -> Option<String> {
+    // Whether member `path` (`properties/time`: `time` of the object
+    // `properties`) is there and not null.
+    let present = |path: &str| -> Option<()> {
+        let mut keys = path.split('/');
+        let top = keys.next()?;
+        let (_, raw) = members
+            .iter()
+            .find(|(k, raw)| *k == top && raw.text != "null")?;
+        let mut keys = keys.peekable();
+        if keys.peek().is_none() {
+            return Some(());
+        }
+        let value = serde_json::from_str::<serde_json::Value>(raw).ok()?;
+        keys.try_fold(&value, |v, k| v.get(k).filter(|v| !v.is_null()))
+            .map(|_| ())
+    };
+    let (name, _, filter, check) = PRODUCERS.iter().find(|(_, told, _, _)| {
+        told.iter()
+            .all(|any| any.iter().any(|path| present(path).is_some()))
+    })?;
+    Some(format!(
+        "these are the fields of {name}: `jq -c '{filter}' FILE | evlake ingest -` maps them \
+         onto evlake's{check}"
+    ))
+}
+
 /// The instant in microseconds that number text `text` (`1710513000.5`)
 /// stands for as epoch seconds with a fraction, if it is one of this era
 /// (1990 to 2100): digits past the microsecond are dropped.
@@ -1281,13 +1363,25 @@ pub fn parse_line<'a>(
 
     // A required field missing under its name may be there under another
     // spelling (`eventId`).
+    // Or the line is a known producer's, whose fields have other names.
     let renamed = |slot: Slot| {
-        let extra = &extra;
+        let (slots, extra) = (&slots, &extra);
         move |r: Rejection| {
-            let misnamed = (r.reason == Reason::MissingField)
-                .then(|| misnamed(slot, extra))
-                .flatten();
-            r.hinted(misnamed)
+            let hint = match r.reason {
+                Reason::MissingField => misnamed(slot, extra),
+                Reason::InvalidType => None,
+                _ => return r,
+            };
+            let hint = hint.or_else(|| {
+                let members: Vec<(&str, Raw)> = slots
+                    .iter()
+                    .flatten()
+                    .chain(extra)
+                    .map(|(key, raw)| (key.as_ref(), *raw))
+                    .collect();
+                producer(&members)
+            });
+            r.hinted(hint)
         }
     };
     let event_id = required_str(Slot::EventId, get(Slot::EventId)).map_err(|r| {
@@ -2332,13 +2426,82 @@ mod tests {
             detail(r#"{"event_id":"a","event_type":"t","timestamp":"2024-03-15T14:30:00Z","Actor'Id":"u"}"#)
                 .ends_with("rename `Actor'Id` to `actor_id`")
         );
-        // Segment's names: `userId` is `user_id`, but nothing is `event_id`.
+        // `userId` is `user_id`, but nothing is `event_id`.
         assert_eq!(
             detail(
-                r#"{"messageId":"a","type":"track","timestamp":"2024-03-15T14:30:00Z","userId":"u"}"#
+                r#"{"message_id":"a","event_type":"t","timestamp":"2024-03-15T14:30:00Z","userId":"u"}"#
             ),
             "required field `event_id` is missing or null"
         );
+    }
+
+    /// A line of a known producer's export (Segment, Amplitude, Mixpanel,
+    /// Snowplow) says whose it is and gives the jq that maps its fields
+    /// (each checked by hand with jq 1.6: its output is ingested whole);
+    /// a line with only some of those members gets no such hint.
+    #[test]
+    fn producers_exports_say_how_to_map_their_fields() {
+        let detail = |line: &str| parse_line(line.as_bytes(), &opts()).unwrap_err().detail;
+        let segment = detail(
+            r#"{"anonymousId":"a1","event":"Order Completed","messageId":"ajs-1","properties":{"revenue":19.99},"timestamp":"2024-03-15T14:30:00.000Z","type":"track","userId":"u1"}"#,
+        );
+        assert_eq!(
+            segment,
+            "required field `event_id` is missing or null; these are the fields of a Segment \
+             (or RudderStack) event: `jq -c '. + {event_id: .messageId, event_type: (.event // \
+             .type), user_id: (.userId // .anonymousId)}' FILE | evlake ingest -` maps them onto \
+             evlake's"
+        );
+        // An identify call: no `event`, and `userId` null.
+        assert!(
+            detail(r#"{"anonymousId":"a2","messageId":"ajs-2","type":"identify","userId":null}"#)
+                .contains("of a Segment (or RudderStack) event")
+        );
+        // Amplitude's own `event_id` is a number: a type error, same hint.
+        let amplitude = parse_line(
+            br#"{"$insert_id":"5f0a","device_id":"d1","event_id":776,"event_properties":{},"event_time":"2024-03-15 14:30:00.123000","event_type":"purchase","session_id":1710513000000,"user_id":"u2","uuid":"8a6e"}"#,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(amplitude.reason, Reason::InvalidType);
+        assert!(amplitude.detail.starts_with(
+            "`event_id` must be a string, got number 776; these are the fields of an Amplitude \
+             export's event: `jq -c '. + {event_id: (.uuid // .[\"$insert_id\"]), event_timestamp: \
+             (.event_time + \"Z\"), user_id: (.user_id // .device_id), session_id: (.session_id | \
+             if type == \"number\" and . != -1 then tostring else null end), properties: \
+             .event_properties} | del(.event_properties)' FILE"
+        ));
+        let mixpanel = detail(
+            r#"{"event":"Signed Up","properties":{"time":1602611311,"$insert_id":"hpuD","distinct_id":"user123"}}"#,
+        );
+        assert!(mixpanel.contains(
+            "of a Mixpanel export's event: `jq -c '{event_id: .properties[\"$insert_id\"], \
+             event_type: .event, event_timestamp: (.properties.time | if . < 100000000000 then \
+             . * 1000 else . end | floor), user_id: .properties.distinct_id, properties}' FILE"
+        ));
+        assert!(mixpanel.ends_with(
+            "onto evlake's (a project created before 2023 has its `time` in the project's time \
+             zone, not UTC: add the offset)"
+        ));
+        let snowplow = detail(
+            r#"{"app_id":"shop","event_id":"c6ef","event":"page_view","event_name":"page_view","collector_tstamp":"2024-03-15T14:30:00.123Z","derived_tstamp":"2024-03-15T14:30:00.100Z","domain_userid":"d1","user_id":null}"#,
+        );
+        assert!(snowplow.starts_with(
+            "required field `event_type` is missing or null; these are the fields of a Snowplow \
+             enriched event: `jq -c '. + {event_type: .event_name, event_timestamp: \
+             (.derived_tstamp // .collector_tstamp), user_id: (.user_id // .domain_userid)}' FILE"
+        ));
+        // Only some of a producer's members, or null ones: no hint.
+        for line in [
+            r#"{"messageId":"a","timestamp":"2024-03-15T14:30:00Z","userId":"u"}"#,
+            r#"{"messageId":"a","event":"e","timestamp":"2024-03-15T14:30:00Z","userId":null}"#,
+            r#"{"event_type":"t","event_time":"2024-03-15 14:30:00","user_id":"u","insert_id":"x"}"#,
+            r#"{"event":"e","properties":{"time":1602611311,"distinct_id":"u"}}"#,
+            r#"{"event":"e","properties":{"time":1602611311,"distinct_id":"u","$insert_id":null}}"#,
+            r#"{"event_id":"a","event_name":"e","user_id":"u"}"#,
+        ] {
+            assert!(!detail(line).contains("these are the fields"), "{line}");
+        }
     }
 
     #[test]
