@@ -237,10 +237,27 @@ pub fn run(cli: Cli) -> Result<()> {
     if !matches!(cli.command, Command::Generate(_)) {
         // A file given as the lake (`--lake events.jsonl`, the input in
         // the wrong place) would otherwise fail on reading a path under it.
+        // (Named as it was given: the variable's value, or the flag.)
+        let from_env = std::env::var_os("EVLAKE_LAKE").is_some_and(|v| v == cli.lake);
+        let given = if from_env { "$EVLAKE_LAKE" } else { "--lake" };
+        // An object store's URL (`s3://bucket/lake`) would otherwise be a
+        // relative path: a lake under `./s3:/bucket/lake`, reported as
+        // committed "to s3://bucket/lake".
+        if let Some(scheme) = crate::lake::url_scheme(&cli.lake) {
+            let url = cli.lake.display();
+            let sync = match scheme.to_ascii_lowercase().as_str() {
+                "s3" => format!(", e.g. `aws s3 sync LAKE {url}`"),
+                "gs" => format!(", e.g. `gcloud storage rsync -r LAKE {url}`"),
+                _ => String::new(),
+            };
+            return Err(crate::error::Failure::Usage(format!(
+                "{given} `{url}` is a URL ({scheme}://), and a lake is a local directory: evlake \
+                 reads and writes no object store. Give a local path, and copy the lake there \
+                 after the run{sync}; for a local directory of that name, write `./{url}`"
+            ))
+            .into());
+        }
         if cli.lake.exists() && !cli.lake.is_dir() {
-            // (Named as it was given: the variable's value, or the flag.)
-            let from_env = std::env::var_os("EVLAKE_LAKE").is_some_and(|v| v == cli.lake);
-            let given = if from_env { "$EVLAKE_LAKE" } else { "--lake" };
             return Err(crate::error::Failure::Usage(format!(
                 "{given} `{}` is a file, not a lake directory (inputs go after the command: \
                  `evlake --lake DIR ingest FILE`)",

@@ -221,6 +221,19 @@ impl Drop for WriteLock {
     }
 }
 
+/// The scheme of `path` if it is written as a URL (`s3://bucket/key`):
+/// letters, digits, `+`, `-` or `.` after a letter, then `://`. evlake
+/// reads and writes local paths only; `./s3://x` is a local path.
+pub fn url_scheme(path: &Path) -> Option<&str> {
+    let text = path.to_str()?;
+    let (scheme, _) = text.split_once("://")?;
+    (scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
+}
+
 /// Create `dir` and its parents, then fsync the parent of `dir` so the new
 /// directory entry survives a crash.
 pub fn create_dir_durable(dir: &Path) -> Result<()> {

@@ -257,6 +257,33 @@ pub fn open_error(display: &str, walked: bool, e: anyhow::Error) -> anyhow::Erro
 
 /// Expand command-line inputs: `-` is stdin, a directory contributes its
 /// NDJSON files (recursively, sorted by path), a file is taken as is.
+/// For an input written as a URL (`s3://bucket/key`, with `scheme`)
+/// that is no local path: that evlake reads local files and stdin, and
+/// the command that streams it there.
+fn url_input(scheme: &str, url: &Path) -> String {
+    let url = url.display();
+    let stream = |command: String| {
+        format!(
+            "it is a URL, and evlake reads local files and stdin: `{command} | evlake ingest -` \
+             streams it in, compressed or not"
+        )
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "s3" => stream(format!("aws s3 cp {url} -")),
+        "gs" => stream(format!("gcloud storage cat {url}")),
+        "http" | "https" => stream(format!("curl -fsSL {url}")),
+        "file" => {
+            let local = url.to_string();
+            let local = local.split_once("://").map_or("", |(_, rest)| rest);
+            format!("it is a file URL: give its path, `{local}`")
+        }
+        _ => format!(
+            "it is a URL ({scheme}://), and evlake reads local files and stdin: copy it to a \
+             local file, or stream it to `evlake ingest -`"
+        ),
+    }
+}
+
 /// A path that does not exist is an error naming it.
 pub fn resolve(args: &[std::ffi::OsString]) -> Result<Resolved> {
     let mut out = Vec::new();
@@ -279,6 +306,14 @@ pub fn resolve(args: &[std::ffi::OsString]) -> Result<Resolved> {
         // A name that is not UTF-8 (a Latin-1 file from an old system)
         // is read as given, and shown with U+FFFD where it is not text.
         let arg = path.display().to_string();
+        if let Some(scheme) = crate::lake::url_scheme(path)
+            && !path.exists()
+        {
+            bail!(
+                "input `{arg}` is no local file: {}",
+                url_input(scheme, path)
+            );
+        }
         let meta = std::fs::metadata(path).with_context(|| {
             // A cron line's `incoming/*.jsonl` that matched no file
             // reaches evlake as it was typed.
@@ -1678,6 +1713,46 @@ mod tests {
         assert!(e.contains("give the directory instead"), "{e}");
         let plain = tmp.path().join("x.jsonl");
         assert!(!err(plain.to_str().unwrap()).contains("glob"));
+    }
+
+    /// An input written as a URL that is no local path says evlake reads
+    /// local files and stdin, with the command that streams it in.
+    #[test]
+    fn a_url_input_says_how_to_stream_it_in() {
+        let err = |arg: &str| format!("{:#}", resolve(&[arg.into()]).err().unwrap());
+        assert_eq!(
+            err("s3://bucket/events/2024-03-15.jsonl.gz"),
+            "input `s3://bucket/events/2024-03-15.jsonl.gz` is no local file: it is a URL, and \
+             evlake reads local files and stdin: `aws s3 cp \
+             s3://bucket/events/2024-03-15.jsonl.gz - | evlake ingest -` streams it in, \
+             compressed or not"
+        );
+        assert!(err("GS://b/x.jsonl").contains("`gcloud storage cat GS://b/x.jsonl | evlake"));
+        assert!(
+            err("https://example.com/x.jsonl")
+                .contains("`curl -fsSL https://example.com/x.jsonl | evlake ingest -`")
+        );
+        assert!(
+            err("file:///data/no-such.jsonl")
+                .ends_with("it is a file URL: give its path, `/data/no-such.jsonl`")
+        );
+        assert!(err("hdfs://nn/x.jsonl").ends_with(
+            "it is a URL (hdfs://), and evlake reads local files and stdin: copy it to a local \
+             file, or stream it to `evlake ingest -`"
+        ));
+        // Not URLs: a scheme is a letter, then letters, digits, `+-.`.
+        for path in [
+            "./s3://b/x.jsonl",
+            "1s3://b/x.jsonl",
+            "a_b://x.jsonl",
+            "://x.jsonl",
+        ] {
+            let e = err(path);
+            assert!(
+                e.ends_with("cannot be read: No such file or directory (os error 2)"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -403,6 +403,49 @@ fn a_mistyped_lake_is_an_error_not_an_empty_lake() {
         stderr(&o)
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
+    // An object store's URL as the lake was a relative path: `ingest`
+    // made `./s3:/bucket/lake` and said it committed "to s3://bucket/lake".
+    for args in [&["ingest", "x.jsonl"][..], &["init"], &["status"]] {
+        let o = cmd(std::path::Path::new("s3://bucket/lake"), args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(exit_code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(
+                "--lake `s3://bucket/lake` is a URL (s3://), and a lake is a local directory: \
+                 evlake reads and writes no object store. Give a local path, and copy the lake \
+                 there after the run, e.g. `aws s3 sync LAKE s3://bucket/lake`; for a local \
+                 directory of that name, write `./s3://bucket/lake`"
+            ),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(!tmp.path().join("s3:").exists(), "nothing was created");
+    // Written as a local path, such a name is one.
+    let o = cmd(std::path::Path::new("./s3://bucket/lake"), &["init"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(tmp.path().join("s3:/bucket/lake/evlake.toml").is_file());
+    // And an input under such a local name is read, though it looks like
+    // a URL.
+    std::fs::write(
+        tmp.path().join("s3:/bucket/in.jsonl"),
+        crate::silver::ev("e1", "page_view", "2024-03-15T10:00:00Z", "u"),
+    )
+    .unwrap();
+    let o = cmd(
+        std::path::Path::new("./s3://bucket/lake"),
+        &["ingest", "s3://bucket/in.jsonl"],
+    )
+    .current_dir(tmp.path())
+    .output()
+    .unwrap();
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 events"), "{}", stderr(&o));
     // A lake path that is not UTF-8: DataFusion cannot read its tables, so
     // it is refused before ingest commits what silver then could not read.
     {
