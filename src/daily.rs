@@ -202,7 +202,10 @@ impl Daily {
     async fn plan(&self, work: &SessionContext) -> Result<DataFrame> {
         let df = work.sql(self.sql).await.map_err(|e| {
             if crate::engine::is_usage_error(&e) {
-                self.usage(format!("its SQL does not plan: {e}"))
+                self.usage(format!(
+                    "its SQL does not plan: {}",
+                    crate::engine::planning_error(&e)
+                ))
             } else {
                 anyhow::Error::new(e).context(format!("planning {}", self.source))
             }

@@ -830,6 +830,188 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
     }
 }
 
+/// How to read a member of `properties` (JSON text), said after an error
+/// that shows it was read another way (a literal, for `concat!`).
+macro_rules! json_members {
+    () => {
+        "`properties` and `extra` are JSON text: read a member with \
+         `json_as_text(properties, 'amount')` (its value as text, of any \
+         type; or `properties->>'amount'`), `json_get_str` (a string's), \
+         `json_get_json` (its JSON), `json_get_int`, `json_get_float` or \
+         `json_get_bool`, and a nested one with more keys, \
+         `json_as_text(properties, 'a', 'b')`"
+    };
+}
+pub(crate) use json_members;
+
+/// Functions of other engines that DataFusion names otherwise: their
+/// names, whose they are, and what does the job here (each checked on
+/// this DataFusion).
+const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
+    (
+        &[
+            "json_extract",
+            "json_extract_string",
+            "json_extract_scalar",
+            "json_extract_path",
+            "json_extract_path_text",
+            "jsonb_extract_path_text",
+            "json_value",
+            "json_query",
+            "get_json_object",
+        ],
+        "another engine's JSON",
+        concat!(
+            json_members!(),
+            "; they take keys, not a JSONPath such as '$.amount'"
+        ),
+    ),
+    (
+        &["strftime"],
+        "DuckDB's and SQLite's",
+        "`to_char(ts, '%Y-%m-%d')`, with the same `%` codes",
+    ),
+    (
+        &["format_timestamp", "format_datetime"],
+        "another engine's",
+        "`to_char(ts, '%Y-%m-%d')`, the time first, with strftime's `%` codes (not \
+         `yyyy-MM-dd`)",
+    ),
+    (
+        &["dayname", "monthname"],
+        "another engine's",
+        "`to_char(ts, '%A')` for the day's name, `to_char(ts, '%B')` for the month's",
+    ),
+    (
+        &["epoch_ms", "unix_millis"],
+        "another engine's",
+        "`CAST(date_part('epoch', ts) * 1000 AS BIGINT)` for a timestamp's epoch \
+         milliseconds, `to_timestamp_millis(ms)` for the timestamp of epoch milliseconds",
+    ),
+    (
+        &["epoch"],
+        "DuckDB's",
+        "`date_part('epoch', ts)`, epoch seconds with a fraction",
+    ),
+    (
+        &["unix_timestamp", "unix_seconds"],
+        "another engine's",
+        "`to_unixtime(ts)`, whole epoch seconds",
+    ),
+    (
+        &["date_diff", "datediff", "timestamp_diff", "timestampdiff"],
+        "another engine's",
+        "`CAST(t2 AS DATE) - CAST(t1 AS DATE)` for the days from one date to another, \
+         `date_part('epoch', t2) - date_part('epoch', t1)` for the seconds between two times",
+    ),
+    (
+        &["date_add", "date_sub", "dateadd", "adddate", "subdate"],
+        "another engine's",
+        "`ts + INTERVAL '1 day'`, `ts - INTERVAL '1 day'`",
+    ),
+    (
+        &[
+            "year",
+            "month",
+            "day",
+            "hour",
+            "minute",
+            "second",
+            "quarter",
+            "week",
+            "dayofweek",
+            "dayofmonth",
+            "dayofyear",
+            "weekday",
+        ],
+        "another engine's",
+        "`date_part('year', ts)` (also 'month', 'day', 'hour', 'minute', 'second', \
+         'quarter', 'week', 'dow' with Sunday 0, 'doy')",
+    ),
+    (
+        &["time_bucket"],
+        "DuckDB's and TimescaleDB's",
+        "`date_bin(INTERVAL '15 minutes', ts)`",
+    ),
+    (
+        &["list", "collect_list"],
+        "another engine's",
+        "`array_agg(x)`",
+    ),
+    (&["collect_set"], "Spark's", "`array_agg(DISTINCT x)`"),
+    (
+        &["group_concat", "listagg"],
+        "another engine's",
+        "`string_agg(x, ',')`",
+    ),
+    (
+        &["count_if", "countif"],
+        "another engine's",
+        "`count(*) FILTER (WHERE condition)`",
+    ),
+    (
+        &["approx_quantile", "percentile_approx", "approx_percentile"],
+        "another engine's",
+        "`approx_percentile_cont(x, 0.99)`",
+    ),
+    (
+        &["percentile"],
+        "Spark's",
+        "`percentile_cont(0.99) WITHIN GROUP (ORDER BY x)`",
+    ),
+    (
+        &["max_by", "arg_max"],
+        "another engine's",
+        "`first_value(x ORDER BY y DESC NULLS LAST)`",
+    ),
+    (
+        &["min_by", "arg_min"],
+        "another engine's",
+        "`first_value(x ORDER BY y NULLS LAST)`",
+    ),
+    (
+        &["regexp_matches", "rlike", "regexp"],
+        "another engine's",
+        "`regexp_like(s, 'pattern')` for whether it matches, `regexp_match(s, 'pattern')` \
+         for the groups it matched",
+    ),
+    (
+        &["len"],
+        "DuckDB's",
+        "`length(s)` (`array_length(arr)` for an array)",
+    ),
+    (
+        &["string_split", "str_split", "split"],
+        "another engine's",
+        "`string_to_array(s, ',')`, or `split_part(s, ',', 1)` for one piece",
+    ),
+];
+
+/// `err`'s text, a planning error from SQL a user wrote: for a function
+/// another engine has (DuckDB's `epoch_ms`, Spark's `date_format`), what
+/// does the job in DataFusion, in place of DataFusion's own guess, which
+/// goes by spelling (`Did you mean 'power'?`).
+pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
+    let text = err.to_string();
+    let function = text
+        .split_once("Invalid function '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(f, _)| f);
+    let Some((name, (_, whose, here))) = function.and_then(|f| {
+        FOREIGN_FUNCTIONS
+            .iter()
+            .find(|(names, _, _)| names.contains(&f))
+            .map(|found| (f, found))
+    }) else {
+        return text;
+    };
+    let guess = text.find("\nDid you mean").unwrap_or(text.len());
+    format!(
+        "{} (`{name}` is {whose} function; in DataFusion: {here})",
+        text[..guess].trim_end_matches('.')
+    )
+}
+
 /// An error a query's own expressions raise on the rows they read (a cast
 /// that does not hold, a division by zero, a function given a value it
 /// refuses), as opposed to the machine's (I/O, memory) or a file's: the
@@ -1207,5 +1389,69 @@ mod tests {
         let (above, below) = text.split_once("Filter:").expect("a filter");
         assert!(above.contains("json_get_str"), "{text}");
         assert!(!below.contains("json_get_str"), "{text}");
+    }
+
+    /// Each of another engine's functions evlake explains is one DataFusion
+    /// does not have (its guess by spelling is replaced), and each
+    /// expression the explanation offers plans and runs here.
+    #[tokio::test]
+    async fn other_engines_functions_are_explained_with_what_runs_here() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT TIMESTAMP '2024-03-15 10:00:00' AS ts, \
+             TIMESTAMP '2024-03-14 09:00:00' AS t1, TIMESTAMP '2024-03-16 10:00:00' AS t2, \
+             CAST(3 AS BIGINT) AS x, CAST(4 AS BIGINT) AS y, 'a,b' AS s, \
+             CAST(1710513000000 AS BIGINT) AS ms, true AS condition, make_array(1, 2) AS arr, \
+             '{\"amount\":1,\"a\":{\"b\":2}}' AS properties",
+        )
+        .await
+        .unwrap();
+        let mut offered = 0;
+        for (names, _, here) in FOREIGN_FUNCTIONS {
+            for name in *names {
+                let e = ctx
+                    .sql(&format!("SELECT {name}(x) FROM t"))
+                    .await
+                    .expect_err(name);
+                let text = planning_error(&e);
+                assert!(
+                    text.starts_with(&format!(
+                        "Error during planning: Invalid function '{name}' (`{name}` is "
+                    )),
+                    "{text}"
+                );
+                assert!(
+                    text.ends_with(&format!("function; in DataFusion: {here})")),
+                    "{text}"
+                );
+                assert!(!text.contains("Did you mean"), "{text}");
+            }
+            // The expressions (a call or an operator) between backticks.
+            for expr in here.split('`').skip(1).step_by(2) {
+                if !expr.contains('(') && !expr.contains(" - ") && !expr.contains(" + ") {
+                    continue;
+                }
+                let rows = ctx
+                    .sql(&format!("SELECT {expr} FROM t"))
+                    .await
+                    .unwrap_or_else(|e| panic!("{expr}: {e}"))
+                    .collect()
+                    .await
+                    .unwrap_or_else(|e| panic!("{expr}: {e}"));
+                assert_eq!(
+                    rows.iter().map(|b| b.num_rows()).sum::<usize>(),
+                    1,
+                    "{expr}"
+                );
+                offered += 1;
+            }
+        }
+        assert!(offered > 25, "{offered}");
+        // Another function DataFusion lacks keeps its guess.
+        let e = ctx.sql("SELECT nosuchfn(x) FROM t").await.unwrap_err();
+        assert_eq!(planning_error(&e), e.to_string());
     }
 }

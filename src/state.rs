@@ -233,7 +233,7 @@ impl Model {
             _ => String::new(),
         };
         if engine::is_usage_error(&e) {
-            Failure::Usage(format!("{what}: {e}{in_file}")).into()
+            Failure::Usage(format!("{what}: {}{in_file}", engine::planning_error(&e))).into()
         } else {
             anyhow::Error::new(e).context(what)
         }

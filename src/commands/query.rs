@@ -276,7 +276,12 @@ fn failed(e: datafusion::error::DataFusionError, sql: &str) -> anyhow::Error {
         ))
         .into()
     } else if engine::is_usage_error(&e) {
-        Failure::Usage(format!("bad query: {e}{}{hint}", not_built_hint(&e))).into()
+        Failure::Usage(format!(
+            "bad query: {}{}{hint}",
+            engine::planning_error(&e),
+            not_built_hint(&e)
+        ))
+        .into()
     } else if !hint.is_empty() {
         Failure::Usage(format!("query failed: {e}{hint}")).into()
     } else {
@@ -286,18 +291,13 @@ fn failed(e: datafusion::error::DataFusionError, sql: &str) -> anyhow::Error {
 
 /// How to read a member of `properties` (JSON text), said after an error
 /// that shows it was read another way.
-const JSON_MEMBERS: &str = "`properties` and `extra` are JSON text: read a member with \
-                            `json_as_text(properties, 'amount')` (its value as text, of any \
-                            type; or `properties->>'amount'`), `json_get_str` (a string's), \
-                            `json_get_json` (its JSON), `json_get_int`, `json_get_float` or \
-                            `json_get_bool`, and a nested one with more keys, \
-                            `json_as_text(properties, 'a', 'b')`";
+const JSON_MEMBERS: &str = engine::json_members!();
 
 /// What a query's error (`text`) most likely means, for slips people
 /// bring from other SQL dialects: a string in double quotes (which name
-/// a column in SQL), another engine's JSON function (`json_extract`,
-/// `JSON_VALUE`, which take a JSONPath), or a member of the JSON text
-/// `properties` read as a struct's field (`properties.amount`).
+/// a column in SQL), or a member of the JSON text `properties` read as a
+/// struct's field (`properties.amount`). (Another engine's functions,
+/// `json_extract` among them, are [`engine::planning_error`]'s.)
 fn sql_hint(text: &str, sql: &str) -> String {
     let missing = text
         .split_once("No field named ")
@@ -313,24 +313,6 @@ fn sql_hint(text: &str, sql: &str) -> String {
         return format!(
             " (in SQL, double quotes name a column: a string takes single quotes, '{name}')"
         );
-    }
-    const OTHER_JSON: &[&str] = &[
-        "json_extract",
-        "json_extract_string",
-        "json_extract_scalar",
-        "json_extract_path",
-        "json_extract_path_text",
-        "jsonb_extract_path_text",
-        "json_value",
-        "json_query",
-        "get_json_object",
-    ];
-    let function = text
-        .split_once("Invalid function '")
-        .and_then(|(_, rest)| rest.split_once('\''))
-        .map(|(f, _)| f);
-    if function.is_some_and(|f| OTHER_JSON.contains(&f)) {
-        return format!(" ({JSON_MEMBERS}; they take keys, not a JSONPath such as '$.amount')");
     }
     if text.contains("Cannot access field") && text.contains("type Utf8") {
         return format!(" ({JSON_MEMBERS})");

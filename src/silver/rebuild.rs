@@ -1825,7 +1825,10 @@ async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<Dat
     work.sql(sql).await.map_err(|e| {
         let source = silver::typed_source(table);
         if engine::is_usage_error(&e) {
-            crate::error::Failure::in_file(source, format!("does not plan: {e}"))
+            crate::error::Failure::in_file(
+                source,
+                format!("does not plan: {}", engine::planning_error(&e)),
+            )
         } else {
             anyhow::Error::new(e).context(format!("{source} does not plan"))
         }

@@ -122,6 +122,11 @@ fn query_reads_bronze_by_its_logical_name() {
             "they take keys, not a JSONPath such as '$.amount')",
         ),
         (
+            "SELECT count_if(event_type = 'purchase') FROM bronze_events",
+            "Invalid function 'count_if' (`count_if` is another engine's function; in \
+             DataFusion: `count(*) FILTER (WHERE condition)`)",
+        ),
+        (
             "SELECT properties.amount FROM bronze_events",
             "(`properties` and `extra` are JSON text: read a member with",
         ),

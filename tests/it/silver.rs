@@ -1749,6 +1749,15 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         &["silver", "--full"],
         "does not plan",
     );
+    // Another engine's function says what does its job here.
+    bad(
+        "ported.sql",
+        "SELECT event_id, session_id, event_date, strftime(event_timestamp, '%H') AS h, \
+         0 AS _warnings FROM events",
+        &["silver", "--full"],
+        "does not plan: Error during planning: Invalid function 'strftime' (`strftime` is \
+         DuckDB's and SQLite's function; in DataFusion: `to_char(ts, '%Y-%m-%d')`",
+    );
     // What fails before a row is read, a dry run predicts (exit 2, nothing
     // changed) and `status` says; SQL that fails on rows only a run finds.
     let before = commits(&lake);
