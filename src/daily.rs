@@ -200,16 +200,20 @@ impl Daily {
     /// Its SQL planned over `work`'s silver tables, with an `event_date`
     /// DATE column; what fails here is the file's (a usage error).
     async fn plan(&self, work: &SessionContext) -> Result<DataFrame> {
-        let df = work.sql(self.sql).await.map_err(|e| {
-            if crate::engine::is_usage_error(&e) {
-                self.usage(format!(
-                    "its SQL does not plan: {}",
-                    crate::engine::planning_error(&e)
-                ))
-            } else {
-                anyhow::Error::new(e).context(format!("planning {}", self.source))
-            }
-        })?;
+        let df = work
+            .sql(self.sql)
+            .await
+            .and_then(crate::engine::checked_formats)
+            .map_err(|e| {
+                if crate::engine::is_usage_error(&e) {
+                    self.usage(format!(
+                        "its SQL does not plan: {}",
+                        crate::engine::planning_error(&e)
+                    ))
+                } else {
+                    anyhow::Error::new(e).context(format!("planning {}", self.source))
+                }
+            })?;
         if let Some(f) = crate::engine::time_dependent_function(df.logical_plan()) {
             return Err(self.usage(format!(
                 "its SQL {}",

@@ -830,6 +830,49 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
     }
 }
 
+/// `df`, planned from SQL a user wrote, unless it formats a time with a
+/// literal format that has no `%` code (`date_format(ts, 'yyyy-MM')`, as
+/// Spark and Java write one, or PostgreSQL's `to_char(ts,
+/// 'YYYY-MM-DD')`): DataFusion's formats are strftime's, so such a
+/// format is the same text on every row, a wrong answer with no error.
+/// That is a planning error here.
+pub fn checked_formats(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut found = None;
+    df.logical_plan().apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && matches!(f.func.name(), "to_char" | "date_format")
+                    && let Some(Expr::Literal(
+                        ScalarValue::Utf8(Some(format))
+                        | ScalarValue::Utf8View(Some(format))
+                        | ScalarValue::LargeUtf8(Some(format)),
+                        _,
+                    )) = f.args.get(1)
+                    && !format.contains('%')
+                {
+                    found = Some(format!(
+                        "the time format '{format}' has no `%` code, so it gives every row \
+                         that same text: DataFusion's time formats (`to_char`, `date_format`) \
+                         are strftime's, `%` codes (`'%Y-%m-%d'` for a date, `'%Y-%m-%d \
+                         %H:%M:%S'` for a time, `'%Y-%m'` for a month), not letters such as \
+                         `yyyy-MM-dd` or `YYYY-MM-DD`"
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    match found {
+        Some(problem) => Err(datafusion::error::DataFusionError::Plan(problem)),
+        None => Ok(df),
+    }
+}
+
 /// How to read a member of `properties` (JSON text), said after an error
 /// that shows it was read another way (a literal, for `concat!`).
 macro_rules! json_members {
@@ -1450,6 +1493,34 @@ mod tests {
             }
         }
         assert!(offered > 25, "{offered}");
+        // A time format with no `%` code is refused, wherever it is; one
+        // with a code, or not a literal, is not.
+        for (sql, refused) in [
+            (
+                "SELECT date_format(ts, 'yyyy-MM') FROM t",
+                Some("'yyyy-MM'"),
+            ),
+            (
+                "SELECT x FROM t WHERE s IN (SELECT to_char(t1, 'YYYY') FROM t)",
+                Some("'YYYY'"),
+            ),
+            ("SELECT to_char(ts, '%Y-%m') FROM t", None),
+            ("SELECT to_char(ts, s) FROM t", None),
+        ] {
+            let checked = checked_formats(ctx.sql(sql).await.unwrap());
+            match refused {
+                Some(format) => {
+                    let e = checked.expect_err(sql).to_string();
+                    assert!(
+                        e.starts_with(&format!(
+                            "Error during planning: the time format {format} has no `%` code"
+                        )),
+                        "{e}"
+                    );
+                }
+                None => assert!(checked.is_ok(), "{sql}"),
+            }
+        }
         // Another function DataFusion lacks keeps its guess.
         let e = ctx.sql("SELECT nosuchfn(x) FROM t").await.unwrap_err();
         assert_eq!(planning_error(&e), e.to_string());

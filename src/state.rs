@@ -794,7 +794,11 @@ async fn with_key(
     (model, part, sql): (&Model, &str, &str),
     key: Option<&str>,
 ) -> Result<DataFrame> {
-    let df = ctx.sql(sql).await.map_err(|e| model.sql_error(part, e))?;
+    let df = ctx
+        .sql(sql)
+        .await
+        .and_then(crate::engine::checked_formats)
+        .map_err(|e| model.sql_error(part, e))?;
     let takes_param = sql.contains("$1");
     // A key the query has no `$1` for would be passed over: `state M
     // --key u1` printing every entity, `history u1` every event. (A
@@ -856,6 +860,7 @@ async fn combined(
     let delta = ctx
         .sql(&model.delta)
         .await
+        .and_then(crate::engine::checked_formats)
         .map_err(|e| model.sql_error("delta", e))?;
     fixed_by_rows(model, "delta", &delta)?;
     let delta_aggregates = aggregates(delta.logical_plan());
@@ -881,6 +886,7 @@ async fn combined(
     let state = ctx
         .sql(&model.combine)
         .await
+        .and_then(crate::engine::checked_formats)
         .map_err(|e| model.sql_error("combine", e))?;
     fixed_by_rows(model, "combine", &state)?;
     keeps_delta_columns(model, &names, state.schema())?;

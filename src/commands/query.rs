@@ -205,7 +205,11 @@ async fn stream(
         .with_allow_ddl(false)
         .with_allow_statements(false);
     let failed = |e| failed(e, sql);
-    let df = ctx.sql_with_options(sql, read_only).await.map_err(failed)?;
+    let df = ctx
+        .sql_with_options(sql, read_only)
+        .await
+        .and_then(engine::checked_formats)
+        .map_err(failed)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     if out.format == Format::Csv {
         // Before any row is written: else the header, then a CSV error.

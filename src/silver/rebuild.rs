@@ -1822,17 +1822,20 @@ fn own_typed_failure(table: &str, e: anyhow::Error) -> anyhow::Error {
 /// Typed table `table`'s SQL over the registered `events`; a plan error
 /// names its file (a usage error: the lake's own SQL may be wrong).
 async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<DataFrame> {
-    work.sql(sql).await.map_err(|e| {
-        let source = silver::typed_source(table);
-        if engine::is_usage_error(&e) {
-            crate::error::Failure::in_file(
-                source,
-                format!("does not plan: {}", engine::planning_error(&e)),
-            )
-        } else {
-            anyhow::Error::new(e).context(format!("{source} does not plan"))
-        }
-    })
+    work.sql(sql)
+        .await
+        .and_then(engine::checked_formats)
+        .map_err(|e| {
+            let source = silver::typed_source(table);
+            if engine::is_usage_error(&e) {
+                crate::error::Failure::in_file(
+                    source,
+                    format!("does not plan: {}", engine::planning_error(&e)),
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("{source} does not plan"))
+            }
+        })
 }
 
 /// Run one typed table's SQL over `events`, write it under `out`, and

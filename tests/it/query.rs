@@ -127,6 +127,11 @@ fn query_reads_bronze_by_its_logical_name() {
              DataFusion: `count(*) FILTER (WHERE condition)`)",
         ),
         (
+            "SELECT date_format(event_timestamp, 'yyyy-MM-dd') FROM bronze_events",
+            "the time format 'yyyy-MM-dd' has no `%` code, so it gives every row that same \
+             text: DataFusion's time formats (`to_char`, `date_format`) are strftime's",
+        ),
+        (
             "SELECT properties.amount FROM bronze_events",
             "(`properties` and `extra` are JSON text: read a member with",
         ),

@@ -1758,6 +1758,15 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
         "does not plan: Error during planning: Invalid function 'strftime' (`strftime` is \
          DuckDB's and SQLite's function; in DataFusion: `to_char(ts, '%Y-%m-%d')`",
     );
+    // And a time format of another engine's, which would give every row
+    // the same text.
+    bad(
+        "ported.sql",
+        "SELECT event_id, session_id, event_date, to_char(event_timestamp, 'HH24') AS h, \
+         0 AS _warnings FROM events",
+        &["silver", "--full"],
+        "does not plan: Error during planning: the time format 'HH24' has no `%` code",
+    );
     // What fails before a row is read, a dry run predicts (exit 2, nothing
     // changed) and `status` says; SQL that fails on rows only a run finds.
     let before = commits(&lake);
