@@ -203,7 +203,7 @@ impl Daily {
         let df = work
             .sql(self.sql)
             .await
-            .and_then(crate::engine::checked_formats)
+            .and_then(|df| crate::engine::checked_plan(self.sql, df))
             .map_err(|e| {
                 if crate::engine::is_usage_error(&e) {
                     self.usage(format!(

@@ -830,13 +830,71 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
     }
 }
 
-/// `df`, planned from SQL a user wrote, unless it formats a time with a
-/// literal format that has no `%` code (`date_format(ts, 'yyyy-MM')`, as
-/// Spark and Java write one, or PostgreSQL's `to_char(ts,
-/// 'YYYY-MM-DD')`): DataFusion's formats are strftime's, so such a
-/// format is the same text on every row, a wrong answer with no error.
-/// That is a planning error here.
-pub fn checked_formats(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+/// `df`, planned from `sql`, SQL a user wrote, unless it plans to an
+/// answer other than the one asked for, which is a planning error here:
+/// - a table sample (`TABLESAMPLE (10 PERCENT)`, ClickHouse's `SAMPLE
+///   0.1`) or a partition selection (MySQL's `PARTITION (p1)`), which
+///   DataFusion parses and then passes over, reading every row;
+/// - a time formatted with a literal format that has no `%` code
+///   (`date_format(ts, 'yyyy-MM')`, as Spark and Java write one, or
+///   PostgreSQL's `to_char(ts, 'YYYY-MM-DD')`): DataFusion's formats are
+///   strftime's, so such a format is the same text on every row.
+pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    passed_over_clause(sql)?;
+    checked_formats(df)
+}
+
+/// [`checked_plan`]'s clauses that DataFusion passes over.
+fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{TableFactor, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Find;
+    impl Visitor for Find {
+        type Break = String;
+        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<String> {
+            let (sample, partitions) = match t {
+                TableFactor::Table {
+                    sample, partitions, ..
+                } => (sample, partitions.as_slice()),
+                TableFactor::Derived { sample, .. } => (sample, &[][..]),
+                _ => return ControlFlow::Continue(()),
+            };
+            if sample.is_some() {
+                return ControlFlow::Break(
+                    "a table sample (TABLESAMPLE, SAMPLE), which DataFusion would pass over, \
+                     reading every row; for a sample, filter: `WHERE random() < 0.1` (a new \
+                     one each run)"
+                        .to_string(),
+                );
+            }
+            if !partitions.is_empty() {
+                return ControlFlow::Break(
+                    "a partition selection, `PARTITION (...)`, which DataFusion would pass \
+                     over, reading every partition; filter on the partition column instead: \
+                     `WHERE event_date = DATE '2024-03-15'`"
+                        .to_string(),
+                );
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    // (What does not parse is planning's to report.)
+    let Ok(statements) = DFParser::parse_sql(sql) else {
+        return Ok(());
+    };
+    for statement in statements {
+        if let Statement::Statement(s) = statement
+            && let ControlFlow::Break(problem) = s.visit(&mut Find)
+        {
+            return Err(datafusion::error::DataFusionError::NotImplemented(problem));
+        }
+    }
+    Ok(())
+}
+
+/// [`checked_plan`]'s check of time formats.
+fn checked_formats(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::common::ScalarValue;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Expr;
@@ -1438,7 +1496,7 @@ mod tests {
     /// does not have (its guess by spelling is replaced), and each
     /// expression the explanation offers plans and runs here.
     #[tokio::test]
-    async fn other_engines_functions_are_explained_with_what_runs_here() {
+    async fn other_engines_sql_is_explained_or_refused() {
         let ctx = Engine::new(&EngineOptions::default())
             .unwrap()
             .bare()
@@ -1493,6 +1551,38 @@ mod tests {
             }
         }
         assert!(offered > 25, "{offered}");
+        // A sample or a partition selection, which DataFusion would pass
+        // over, is refused, wherever it is; a name like them is not.
+        for (sql, refused) in [
+            (
+                "SELECT count(*) FROM t TABLESAMPLE (10 PERCENT)",
+                Some("a table sample"),
+            ),
+            ("SELECT count(*) FROM t SAMPLE 0.1", Some("a table sample")),
+            (
+                "SELECT x FROM t WHERE x IN (SELECT x FROM (SELECT * FROM t) TABLESAMPLE \
+                 BERNOULLI (5))",
+                Some("a table sample"),
+            ),
+            (
+                "SELECT count(*) FROM t PARTITION (p1)",
+                Some("a partition selection"),
+            ),
+            ("SELECT 'TABLESAMPLE' AS sample FROM t AS partition", None),
+        ] {
+            let planned = ctx.sql(sql).await.unwrap();
+            match refused {
+                Some(what) => {
+                    let e = checked_plan(sql, planned).expect_err(sql).to_string();
+                    assert!(
+                        e.starts_with(&format!("This feature is not implemented: {what}")),
+                        "{e}"
+                    );
+                    assert!(e.contains("which DataFusion would pass over"), "{e}");
+                }
+                None => assert!(checked_plan(sql, planned).is_ok(), "{sql}"),
+            }
+        }
         // A time format with no `%` code is refused, wherever it is; one
         // with a code, or not a literal, is not.
         for (sql, refused) in [
@@ -1507,7 +1597,7 @@ mod tests {
             ("SELECT to_char(ts, '%Y-%m') FROM t", None),
             ("SELECT to_char(ts, s) FROM t", None),
         ] {
-            let checked = checked_formats(ctx.sql(sql).await.unwrap());
+            let checked = checked_plan(sql, ctx.sql(sql).await.unwrap());
             match refused {
                 Some(format) => {
                     let e = checked.expect_err(sql).to_string();

@@ -797,7 +797,7 @@ async fn with_key(
     let df = ctx
         .sql(sql)
         .await
-        .and_then(crate::engine::checked_formats)
+        .and_then(|df| crate::engine::checked_plan(sql, df))
         .map_err(|e| model.sql_error(part, e))?;
     let takes_param = sql.contains("$1");
     // A key the query has no `$1` for would be passed over: `state M
@@ -860,7 +860,7 @@ async fn combined(
     let delta = ctx
         .sql(&model.delta)
         .await
-        .and_then(crate::engine::checked_formats)
+        .and_then(|df| crate::engine::checked_plan(&model.delta, df))
         .map_err(|e| model.sql_error("delta", e))?;
     fixed_by_rows(model, "delta", &delta)?;
     let delta_aggregates = aggregates(delta.logical_plan());
@@ -886,7 +886,7 @@ async fn combined(
     let state = ctx
         .sql(&model.combine)
         .await
-        .and_then(crate::engine::checked_formats)
+        .and_then(|df| crate::engine::checked_plan(&model.combine, df))
         .map_err(|e| model.sql_error("combine", e))?;
     fixed_by_rows(model, "combine", &state)?;
     keeps_delta_columns(model, &names, state.schema())?;

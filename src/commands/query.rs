@@ -208,7 +208,7 @@ async fn stream(
     let df = ctx
         .sql_with_options(sql, read_only)
         .await
-        .and_then(engine::checked_formats)
+        .and_then(|df| engine::checked_plan(sql, df))
         .map_err(failed)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     if out.format == Format::Csv {

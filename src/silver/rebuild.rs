@@ -1824,7 +1824,7 @@ fn own_typed_failure(table: &str, e: anyhow::Error) -> anyhow::Error {
 async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<DataFrame> {
     work.sql(sql)
         .await
-        .and_then(engine::checked_formats)
+        .and_then(|df| engine::checked_plan(sql, df))
         .map_err(|e| {
             let source = silver::typed_source(table);
             if engine::is_usage_error(&e) {

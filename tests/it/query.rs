@@ -132,6 +132,11 @@ fn query_reads_bronze_by_its_logical_name() {
              text: DataFusion's time formats (`to_char`, `date_format`) are strftime's",
         ),
         (
+            "SELECT count(*) FROM bronze_events TABLESAMPLE (10 PERCENT)",
+            "a table sample (TABLESAMPLE, SAMPLE), which DataFusion would pass over, reading \
+             every row; for a sample, filter: `WHERE random() < 0.1`",
+        ),
+        (
             "SELECT properties.amount FROM bronze_events",
             "(`properties` and `extra` are JSON text: read a member with",
         ),
