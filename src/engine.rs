@@ -1082,6 +1082,16 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`length(s)` (`array_length(arr)` for an array)",
     ),
     (
+        &["strptime"],
+        "another engine's",
+        "`to_timestamp(s, '%Y-%m-%d')`",
+    ),
+    (
+        &["regexp_extract"],
+        "another engine's",
+        "`(regexp_match(s, 'id=(\\d+)'))[1]`, the first group's match",
+    ),
+    (
         &["string_split", "str_split", "split"],
         "another engine's",
         "`string_to_array(s, ',')`, or `split_part(s, ',', 1)` for one piece",
@@ -1098,6 +1108,16 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
         .split_once("Invalid function '")
         .and_then(|(_, rest)| rest.split_once('\''))
         .map(|(f, _)| f);
+    // DuckDB's table functions, given a path under the lake.
+    if let Some((_, rest)) = text.split_once("table function '")
+        && let Some((name, _)) = rest.split_once('\'')
+        && name.starts_with("read_")
+    {
+        return format!(
+            "{text} (`{name}` is DuckDB's: evlake query reads the lake's tables by name, \
+             `FROM events`, and `evlake tables` lists them)"
+        );
+    }
     let Some((name, (_, whose, here))) = function.and_then(|f| {
         FOREIGN_FUNCTIONS
             .iter()
@@ -1504,7 +1524,7 @@ mod tests {
         ctx.sql(
             "CREATE VIEW t AS SELECT TIMESTAMP '2024-03-15 10:00:00' AS ts, \
              TIMESTAMP '2024-03-14 09:00:00' AS t1, TIMESTAMP '2024-03-16 10:00:00' AS t2, \
-             CAST(3 AS BIGINT) AS x, CAST(4 AS BIGINT) AS y, 'a,b' AS s, \
+             CAST(3 AS BIGINT) AS x, CAST(4 AS BIGINT) AS y, '2024-03-15' AS s, \
              CAST(1710513000000 AS BIGINT) AS ms, true AS condition, make_array(1, 2) AS arr, \
              '{\"amount\":1,\"a\":{\"b\":2}}' AS properties",
         )
@@ -1611,6 +1631,17 @@ mod tests {
                 None => assert!(checked.is_ok(), "{sql}"),
             }
         }
+        // DuckDB's table functions point at the lake's tables.
+        let e = ctx
+            .sql("SELECT * FROM read_parquet('lake/silver/events/*/*.parquet')")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            planning_error(&e),
+            "Error during planning: table function 'read_parquet' not found (`read_parquet` is \
+             DuckDB's: evlake query reads the lake's tables by name, `FROM events`, and \
+             `evlake tables` lists them)"
+        );
         // Another function DataFusion lacks keeps its guess.
         let e = ctx.sql("SELECT nosuchfn(x) FROM t").await.unwrap_err();
         assert_eq!(planning_error(&e), e.to_string());
