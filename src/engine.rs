@@ -833,8 +833,9 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 /// `df`, planned from `sql`, SQL a user wrote, unless it plans to an
 /// answer other than the one asked for, which is a planning error here:
 /// - a table sample (`TABLESAMPLE (10 PERCENT)`, ClickHouse's `SAMPLE
-///   0.1`) or a partition selection (MySQL's `PARTITION (p1)`), which
-///   DataFusion parses and then passes over, reading every row;
+///   0.1`), a partition selection (MySQL's `PARTITION (p1)`) or MySQL's
+///   `GROUP BY a WITH ROLLUP`, which DataFusion parses and then passes
+///   over (reading every row, or giving no subtotals);
 /// - a time formatted with a literal format that has no `%` code
 ///   (`date_format(ts, 'yyyy-MM')`, as Spark and Java write one, or
 ///   PostgreSQL's `to_char(ts, 'YYYY-MM-DD')`): DataFusion's formats are
@@ -847,11 +848,26 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
 /// [`checked_plan`]'s clauses that DataFusion passes over.
 fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
     use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{TableFactor, Visit, Visitor};
+    use datafusion::sql::sqlparser::ast::{GroupByExpr, Select, TableFactor, Visit, Visitor};
     use std::ops::ControlFlow;
     struct Find;
     impl Visitor for Find {
         type Break = String;
+        fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
+            match &select.group_by {
+                GroupByExpr::All(modifiers) | GroupByExpr::Expressions(_, modifiers)
+                    if !modifiers.is_empty() =>
+                {
+                    ControlFlow::Break(
+                        "`GROUP BY ... WITH ROLLUP` (or `WITH CUBE`, `WITH TOTALS`), which \
+                         DataFusion would pass over, giving no subtotal rows; write `GROUP BY \
+                         ROLLUP (a, b)` or `GROUP BY CUBE (a, b)`"
+                            .to_string(),
+                    )
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
         fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<String> {
             let (sample, partitions) = match t {
                 TableFactor::Table {
@@ -1588,6 +1604,15 @@ mod tests {
                 "SELECT count(*) FROM t PARTITION (p1)",
                 Some("a partition selection"),
             ),
+            (
+                "SELECT s, count(*) FROM t GROUP BY s WITH ROLLUP",
+                Some("`GROUP BY ... WITH ROLLUP`"),
+            ),
+            (
+                "SELECT x FROM t WHERE x IN (SELECT x FROM t GROUP BY x WITH CUBE)",
+                Some("`GROUP BY ... WITH ROLLUP`"),
+            ),
+            ("SELECT s, count(*) FROM t GROUP BY ROLLUP (s)", None),
             ("SELECT 'TABLESAMPLE' AS sample FROM t AS partition", None),
         ] {
             let planned = ctx.sql(sql).await.unwrap();
