@@ -833,9 +833,11 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 /// `df`, planned from `sql`, SQL a user wrote, unless it plans to an
 /// answer other than the one asked for, which is a planning error here:
 /// - a table sample (`TABLESAMPLE (10 PERCENT)`, ClickHouse's `SAMPLE
-///   0.1`), a partition selection (MySQL's `PARTITION (p1)`) or MySQL's
-///   `GROUP BY a WITH ROLLUP`, which DataFusion parses and then passes
-///   over (reading every row, or giving no subtotals);
+///   0.1`), a partition selection (MySQL's `PARTITION (p1)`), MySQL's
+///   `GROUP BY a WITH ROLLUP`, ClickHouse's `PREWHERE`, Oracle's
+///   `CONNECT BY` or Snowflake's `* ILIKE 'x%'`, which DataFusion parses
+///   and then passes over (reading every row, or every column, or giving
+///   no subtotals);
 /// - a time formatted with a literal format that has no `%` code
 ///   (`date_format(ts, 'yyyy-MM')`, as Spark and Java write one, or
 ///   PostgreSQL's `to_char(ts, 'YYYY-MM-DD')`): DataFusion's formats are
@@ -848,12 +850,44 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
 /// [`checked_plan`]'s clauses that DataFusion passes over.
 fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
     use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{GroupByExpr, Select, TableFactor, Visit, Visitor};
+    use datafusion::sql::sqlparser::ast::{
+        GroupByExpr, Select, SelectItem, TableFactor, Visit, Visitor,
+    };
     use std::ops::ControlFlow;
     struct Find;
     impl Visitor for Find {
         type Break = String;
         fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
+            let passed_over = |what: &str, instead: &str| {
+                ControlFlow::Break(format!(
+                    "{what}, which DataFusion would pass over, {instead}"
+                ))
+            };
+            if select.prewhere.is_some() {
+                return passed_over(
+                    "ClickHouse's `PREWHERE`",
+                    "filtering nothing; write `WHERE`",
+                );
+            }
+            if !select.connect_by.is_empty() {
+                return passed_over(
+                    "a hierarchical query (`START WITH ... CONNECT BY`)",
+                    "returning the rows unwalked; write a recursive CTE, `WITH RECURSIVE`",
+                );
+            }
+            let ilike = select.projection.iter().any(|item| match item {
+                SelectItem::Wildcard(o) | SelectItem::QualifiedWildcard(_, o) => {
+                    o.opt_ilike.is_some()
+                }
+                _ => false,
+            });
+            if ilike {
+                return passed_over(
+                    "Snowflake's `* ILIKE '...'`",
+                    "giving every column; name the columns, or leave some out with `* \
+                     EXCLUDE (a, b)`",
+                );
+            }
             match &select.group_by {
                 GroupByExpr::All(modifiers) | GroupByExpr::Expressions(_, modifiers)
                     if !modifiers.is_empty() =>
@@ -1613,6 +1647,16 @@ mod tests {
                 Some("`GROUP BY ... WITH ROLLUP`"),
             ),
             ("SELECT s, count(*) FROM t GROUP BY ROLLUP (s)", None),
+            (
+                "SELECT count(*) FROM t PREWHERE x > 3",
+                Some("ClickHouse's `PREWHERE`"),
+            ),
+            (
+                "SELECT x FROM t START WITH x = 3 CONNECT BY PRIOR x = y",
+                Some("a hierarchical query"),
+            ),
+            ("SELECT * ILIKE '%s' FROM t", Some("Snowflake's `* ILIKE")),
+            ("SELECT * EXCLUDE (s) FROM t", None),
             ("SELECT 'TABLESAMPLE' AS sample FROM t AS partition", None),
         ] {
             let planned = ctx.sql(sql).await.unwrap();
