@@ -52,6 +52,12 @@ pub const DEFAULT_TOML: &str = r#"# evlake settings for this lake. Command-line 
 # otherwise be read into memory whole. "none" for no limit.
 # max_line_bytes = "64M"
 
+# Which files a directory given as an input is walked for: unset, those
+# named *.jsonl, *.ndjson or *.json (optionally .gz or .zst) and rotated
+# logs' copies of them; else those whose name matches one of these globs,
+# e.g. ["*"] for Kinesis Firehose's objects, which have no extension.
+# include = []
+
 # After each `evlake run`, compact every bronze date with at least this
 # many small files (an hourly run's) into one file (`evlake compact`);
 # unset, `run` never compacts. E.g. 24 for a day of hourly runs.
@@ -177,6 +183,7 @@ pub struct IngestConfig {
     pub max_bad_fraction: Option<f64>,
     pub naive_timestamps: Option<String>,
     pub max_line_bytes: Option<String>,
+    pub include: Option<Vec<String>>,
     pub compact_min_files: Option<i64>,
 }
 
@@ -390,6 +397,7 @@ mod tests {
             "max_bad_fraction",
             "naive_timestamps",
             "max_line_bytes",
+            "include",
             "compact_min_files",
             "session_gap",
             "session_exclude_types",

@@ -285,7 +285,8 @@ fn under_dir<'a>(
     named: &HashMap<&str, Vec<(&'a String, &'a BatchRecord)>>,
     dir: &std::ffi::OsStr,
 ) -> Result<Resolved<'a>> {
-    let files = crate::ingest::input::resolve(&[dir.into()])?;
+    // Every name: a file ingested with `--include` is named otherwise.
+    let files = crate::ingest::input::resolve(&[dir.into()], &crate::ingest::input::Names::any())?;
     let mut found = Vec::new();
     let mut never = Vec::new();
     for input in files.inputs {
@@ -296,7 +297,11 @@ fn under_dir<'a>(
                 None => Vec::new(),
             },
         };
-        if of_file.is_empty() {
+        // (Of files never ingested, those a default walk would read.)
+        let name = input.path.as_deref().and_then(Path::file_name);
+        let input_name =
+            name.is_some_and(|n| crate::ingest::input::is_input_name(&n.to_string_lossy()));
+        if of_file.is_empty() && input_name {
             never.push(input.display);
         }
         found.extend(of_file);

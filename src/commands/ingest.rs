@@ -91,6 +91,13 @@ pub struct IngestSettings {
     /// [default: 64M]
     #[arg(long, value_name = "BYTES", value_parser = parse_memory_arg)]
     pub max_line_bytes: Option<MemoryLimit>,
+
+    /// In a directory given as an input, read the files whose name matches
+    /// this glob (repeatable), not the *.jsonl, *.ndjson and *.json ones,
+    /// e.g. --include '*' for Kinesis Firehose's objects, which have no
+    /// extension [default: ingest.include in evlake.toml, else those names]
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
 }
 
 impl IngestSettings {
@@ -105,8 +112,19 @@ impl IngestSettings {
             NaiveArg::Utc => NaiveTimestamps::Utc,
         });
         let hour = 3600 * time::MICROS_PER_SECOND;
+        let (patterns, from) = if self.include.is_empty() {
+            (
+                cfg.include.clone().unwrap_or_default(),
+                "ingest.include in evlake.toml",
+            )
+        } else {
+            (self.include.clone(), "--include")
+        };
+        let names = ingest::input::Names::new(&patterns)
+            .map_err(|e| crate::error::Failure::Usage(format!("{from}: {e}")))?;
         let opts = IngestOptions {
             inputs,
+            names,
             processing_time,
             max_bad_fraction: config::resolve(
                 self.max_bad_fraction,

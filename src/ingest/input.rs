@@ -69,6 +69,87 @@ fn rotation_suffix(rest: &str) -> bool {
         && !rest.ends_with(['.', '-', '_'])
 }
 
+/// Which files a directory walk reads: those named as NDJSON inputs
+/// ([`is_input_name`]), or, given `--include` patterns, those whose name
+/// matches one of them (`*` for Kinesis Firehose's objects, which have no
+/// extension). Hidden files (`.name`), `_`-prefixed ones and what is no
+/// regular file are passed over either way.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    include: Vec<glob::Pattern>,
+}
+
+impl Names {
+    /// The walk for `--include` patterns `patterns` (none: the default
+    /// names). A pattern matches a file's name, not its path: one with a
+    /// `/` is an error, as is one that is no glob.
+    pub fn new(patterns: &[String]) -> std::result::Result<Names, String> {
+        let include = patterns
+            .iter()
+            .map(|p| {
+                if p.is_empty() {
+                    return Err("an empty pattern matches no file name".to_string());
+                }
+                if p.contains('/') {
+                    return Err(format!(
+                        "`{p}` has a `/`, but a pattern matches a file's name, not its path \
+                         (a directory given as an input is walked whole: give `{}` \
+                         and the pattern `{}`)",
+                        p.rsplit_once('/').map_or("", |(dir, _)| dir),
+                        p.rsplit_once('/').map_or("", |(_, name)| name)
+                    ));
+                }
+                glob::Pattern::new(p).map_err(|e| format!("`{p}` is not a glob: {e}"))
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Names { include })
+    }
+
+    /// Every name (for `retract DIR`, which looks for what was ingested
+    /// from a directory, under whatever names it was walked with).
+    pub fn any() -> Names {
+        Names {
+            include: vec![glob::Pattern::new("*").expect("a glob")],
+        }
+    }
+
+    fn reads(&self, name: &str) -> bool {
+        if self.include.is_empty() {
+            is_input_name(name)
+        } else {
+            self.include.iter().any(|p| p.matches(name))
+        }
+    }
+
+    /// Why a regular file named `name` is not read.
+    fn passed_over(&self, name: &str) -> String {
+        if !self.include.is_empty() {
+            let patterns: Vec<String> = self
+                .include
+                .iter()
+                .map(|p| format!("`{}`", p.as_str()))
+                .collect();
+            return format!(
+                "its name matches no --include pattern ({})",
+                patterns.join(", ")
+            );
+        }
+        let lower = name.to_ascii_lowercase();
+        let base = without_compression(&lower);
+        let csv = if base.ends_with(".csv") || base.ends_with(".tsv") {
+            format!("; to read a CSV file, {}", super::parse::CSV_TOOL)
+        } else {
+            String::new()
+        };
+        format!(
+            "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst), nor a rotated log's \
+             copy of one (*.jsonl.1, *.jsonl-20240316){csv}; `--include GLOB` reads files \
+             named otherwise (`--include '*'` reads Kinesis Firehose's objects, which have no \
+             extension)"
+        )
+    }
+}
+
 /// Command-line inputs expanded (see [`resolve`]).
 #[derive(Debug, Default)]
 pub struct Resolved {
@@ -107,7 +188,7 @@ impl Ignored {
     /// named pipe waits for a writer, for ever in a cron run. (Nor is a
     /// file evlake may not open or in a format it does not read, found
     /// once it is to be read: see [`Ignored::unread`].)
-    fn of(p: &Path, ft: std::fs::FileType) -> Option<Ignored> {
+    fn of(p: &Path, ft: std::fs::FileType, names: &Names) -> Option<Ignored> {
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy())
@@ -126,18 +207,8 @@ impl Ignored {
             "not a regular file (a named pipe, socket or device), not opened (name it as an \
              input to read it)"
                 .to_string()
-        } else if !is_input_name(&name) {
-            let lower = name.to_ascii_lowercase();
-            let base = without_compression(&lower);
-            let csv = if base.ends_with(".csv") || base.ends_with(".tsv") {
-                format!("; to read a CSV file, {}", super::parse::CSV_TOOL)
-            } else {
-                String::new()
-            };
-            format!(
-                "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst), nor a rotated log's \
-                 copy of one (*.jsonl.1, *.jsonl-20240316){csv}"
-            )
+        } else if !names.reads(&name) {
+            names.passed_over(&name)
         } else {
             return None;
         };
@@ -284,8 +355,9 @@ fn url_input(scheme: &str, url: &Path) -> String {
     }
 }
 
-/// A path that does not exist is an error naming it.
-pub fn resolve(args: &[std::ffi::OsString]) -> Result<Resolved> {
+/// A path that does not exist is an error naming it. A directory is
+/// walked for the files `names` reads.
+pub fn resolve(args: &[std::ffi::OsString], names: &Names) -> Result<Resolved> {
     let mut out = Vec::new();
     let mut ignored = Vec::new();
     let mut stdin_seen = false;
@@ -344,7 +416,7 @@ pub fn resolve(args: &[std::ffi::OsString]) -> Result<Resolved> {
                 .into());
             }
             let mut found = Vec::new();
-            walk(path, &mut found, &mut ignored)?;
+            walk(path, names, &mut found, &mut ignored)?;
             found.sort();
             out.extend(found.into_iter().map(|p| Input {
                 display: p.display().to_string(),
@@ -424,16 +496,22 @@ fn is_lake(dir: &Path) -> bool {
     dir.join(crate::lake::META_DIR).is_dir()
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<Ignored>) -> Result<()> {
+fn walk(
+    dir: &Path,
+    names: &Names,
+    out: &mut Vec<PathBuf>,
+    ignored: &mut Vec<Ignored>,
+) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("input `{}` cannot be read", dir.display()))?;
-    walk_entries(dir, entries, out, ignored)
+    walk_entries(dir, entries, names, out, ignored)
 }
 
 /// [`walk`] over `entries`, those of `dir`.
 fn walk_entries(
     dir: &Path,
     entries: std::fs::ReadDir,
+    names: &Names,
     out: &mut Vec<PathBuf>,
     ignored: &mut Vec<Ignored>,
 ) -> Result<()> {
@@ -472,7 +550,7 @@ fn walk_entries(
             // such a file is: it does not stop every run over the inbox.
             let why = match std::fs::read_dir(&p) {
                 Ok(entries) => {
-                    walk_entries(&p, entries, out, ignored)?;
+                    walk_entries(&p, entries, names, out, ignored)?;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -494,7 +572,7 @@ fn walk_entries(
             // Each entry passed over is reported, not read, so none stops
             // or hangs the run. Named as an input, a pipe is read
             // (`<(zcat x.gz)`).
-            match Ignored::of(&p, ft) {
+            match Ignored::of(&p, ft, names) {
                 Some(i) => ignored.push(i),
                 None => out.push(p),
             }
@@ -1706,7 +1784,12 @@ mod tests {
     #[test]
     fn a_glob_that_matched_nothing_is_named_as_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = |arg: &str| format!("{:#}", resolve(&[arg.into()]).err().unwrap());
+        let err = |arg: &str| {
+            format!(
+                "{:#}",
+                resolve(&[arg.into()], &Names::default()).err().unwrap()
+            )
+        };
         let glob = tmp.path().join("*.jsonl");
         let e = err(glob.to_str().unwrap());
         assert!(e.contains("a shell glob that matched nothing"), "{e}");
@@ -1719,7 +1802,12 @@ mod tests {
     /// local files and stdin, with the command that streams it in.
     #[test]
     fn a_url_input_says_how_to_stream_it_in() {
-        let err = |arg: &str| format!("{:#}", resolve(&[arg.into()]).err().unwrap());
+        let err = |arg: &str| {
+            format!(
+                "{:#}",
+                resolve(&[arg.into()], &Names::default()).err().unwrap()
+            )
+        };
         assert_eq!(
             err("s3://bucket/events/2024-03-15.jsonl.gz"),
             "input `s3://bucket/events/2024-03-15.jsonl.gz` is no local file: it is a URL, and \

@@ -113,6 +113,8 @@ pub fn format_min_event_time(us: i64) -> String {
 pub struct IngestOptions {
     /// As given: a file name need not be UTF-8.
     pub inputs: Vec<std::ffi::OsString>,
+    /// Which files a directory among them is walked for (`--include`).
+    pub names: input::Names,
     /// The run's processing time, UTC microseconds.
     pub processing_time: i64,
     pub max_bad_fraction: f64,
@@ -612,7 +614,7 @@ fn ingest_without(
     let input::Resolved {
         mut inputs,
         mut ignored,
-    } = input::resolve(&opts.inputs)?;
+    } = input::resolve(&opts.inputs, &opts.names)?;
     inputs.retain(|i| !(i.walked && passed_over.iter().any(|p| p.path == i.display)));
     ignored.extend(passed_over.iter().cloned());
     crate::fault::pause("listed");

@@ -761,6 +761,94 @@ fn a_file_name_with_control_characters_is_escaped_on_status_lines() {
     assert!(!stderr(&o).contains('\u{1b}'), "{}", stderr(&o));
 }
 
+/// Kinesis Firehose names its S3 objects without an extension: a walk of
+/// such a prefix ingested nothing (each file `Ignored`, exit 0). The
+/// `Ignored` line says so, `--include '*'` (or `ingest.include` in
+/// evlake.toml) reads them, gzipped or not, a pattern with a `/` is a
+/// usage error, and `retract DIR` finds what was ingested so.
+#[test]
+fn include_patterns_read_files_of_other_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let hour = tmp.path().join("fh/2024/03/15/14");
+    std::fs::create_dir_all(&hour).unwrap();
+    let plain = hour.join("clicks-1-2024-03-15-14-30-00-2b3c4d5e");
+    std::fs::copy(sample("2024-03-15.jsonl"), &plain).unwrap();
+    let gz = hour.join("clicks-1-2024-03-15-14-45-00-aaaa.gz");
+    std::fs::copy(sample("2024-03-16.jsonl.gz"), &gz).unwrap();
+    std::fs::write(hour.join("notes.txt"), "not events\n").unwrap();
+    let fh = tmp.path().join("fh");
+    let fh = fh.to_str().unwrap();
+
+    let o = run_says(
+        &lake,
+        &["ingest", fh],
+        0,
+        "`--include GLOB` reads files named otherwise (`--include '*'` reads Kinesis \
+         Firehose's objects, which have no extension)",
+    );
+    assert!(
+        stderr(&o).contains("nothing new to ingest"),
+        "{}",
+        stderr(&o)
+    );
+
+    let bad = run_says(
+        &lake,
+        &["ingest", fh, "--include", "14/*"],
+        2,
+        "--include: `14/*` has a `/`, but a pattern matches a file's name, not its path",
+    );
+    assert!(stderr(&bad).contains("give `14` and the pattern `*`"));
+    run_says(
+        &lake,
+        &["ingest", fh, "--include", "[x"],
+        2,
+        "--include: `[x` is not a glob",
+    );
+
+    // Only the names a pattern matches.
+    let s = ok(&lake, &["ingest", fh, "--include", "*.gz", "--json"]);
+    assert_eq!(s["events"], 241, "{s}");
+    let ignored: Vec<String> = serde_json::from_value(s["ignored_files"].clone()).unwrap();
+    assert_eq!(ignored.len(), 2, "{ignored:?}");
+    let o = run_says(
+        &lake,
+        &["ingest", fh, "--include", "*.gz"],
+        0,
+        "notes.txt: its name matches no --include pattern (`*.gz`)",
+    );
+    assert!(
+        stderr(&o).contains("nothing new to ingest"),
+        "{}",
+        stderr(&o)
+    );
+
+    // From evlake.toml, for every run.
+    std::fs::write(
+        lake.join("evlake.toml"),
+        "[ingest]\ninclude = [\"clicks-*\"]\n",
+    )
+    .unwrap();
+    let s = ok(&lake, &["ingest", fh, "--json"]);
+    assert_eq!(s["events"], 202, "{s}");
+    assert_eq!(
+        query_csv(&lake, "SELECT count(*) FROM bronze_events"),
+        ["443"]
+    );
+    // The flag wins over the file (a text file read as events: all bad).
+    run_says(
+        &lake,
+        &["ingest", fh, "--include", "*.txt", "--dry-run"],
+        4,
+        "notes.txt: 1 lines, 0 events, 1 quarantined",
+    );
+
+    // `retract DIR` finds both files, whatever their names.
+    let s = ok(&lake, &["retract", fh, "--dry-run", "--json"]);
+    assert_eq!(s["batches"].as_array().map(Vec::len), Some(2), "{s}");
+}
+
 /// A directory walk reads a link to a file, and does not follow a link to
 /// a directory (as find, cp -r and rsync do not): it says so, and naming
 /// the link reads it.
