@@ -136,16 +136,22 @@ impl Names {
         }
         let lower = name.to_ascii_lowercase();
         let base = without_compression(&lower);
-        let csv = if base.ends_with(".csv") || base.ends_with(".tsv") {
+        // A name with no extension (Kinesis Firehose's objects), or one
+        // where apps log JSON lines, may well be NDJSON; a CSV file has a
+        // hint of its own, and others (`.part`, `.bz2`) are not to be read.
+        let extension = base.rsplit_once('.').map(|(_, ext)| ext);
+        let hint = if matches!(extension, Some("csv" | "tsv")) {
             format!("; to read a CSV file, {}", super::parse::CSV_TOOL)
+        } else if matches!(extension, None | Some("log" | "txt" | "out")) {
+            "; `--include GLOB` reads files named otherwise (`--include '*'` reads Kinesis \
+             Firehose's objects, which have no extension)"
+                .to_string()
         } else {
             String::new()
         };
         format!(
             "not *.jsonl, *.ndjson or *.json (optionally .gz or .zst), nor a rotated log's \
-             copy of one (*.jsonl.1, *.jsonl-20240316){csv}; `--include GLOB` reads files \
-             named otherwise (`--include '*'` reads Kinesis Firehose's objects, which have no \
-             extension)"
+             copy of one (*.jsonl.1, *.jsonl-20240316){hint}"
         )
     }
 }
