@@ -844,7 +844,88 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 ///   strftime's, so such a format is the same text on every row.
 pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataFrame> {
     passed_over_clause(sql)?;
+    if let Some(problem) = integer_date(df.logical_plan()) {
+        return Err(datafusion::error::DataFusionError::Plan(problem));
+    }
     checked_formats(df)
+}
+
+/// A filter that compares a DATE with an integer that reads as YYYYMMDD
+/// (`WHERE event_date = 20240315`, as tables partitioned by an integer
+/// `dt` are queried): DataFusion reads the integer as days since
+/// 1970-01-01, a date some 55,000 years on, so the filter matches
+/// nothing, with no error. What is wrong, and the literal to write.
+fn integer_date(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator};
+    let yyyymmdd = |e: &Expr| -> Option<(i64, chrono::NaiveDate)> {
+        let n = match e {
+            Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n,
+            Expr::Literal(ScalarValue::Int32(Some(n)), _) => i64::from(*n),
+            _ => return None,
+        };
+        let (y, m, d) = (n / 10_000, (n / 100) % 100, n % 100);
+        let date = chrono::NaiveDate::from_ymd_opt(
+            i32::try_from(y)
+                .ok()
+                .filter(|y| (1900..=2999).contains(y))?,
+            u32::try_from(m).ok()?,
+            u32::try_from(d).ok()?,
+        )?;
+        Some((n, date))
+    };
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Filter(filter) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = filter.input.schema();
+        filter.predicate.apply(|e| {
+            let pairs: Vec<(&Expr, &Expr)> = match e {
+                Expr::BinaryExpr(b)
+                    if matches!(
+                        b.op,
+                        Operator::Eq
+                            | Operator::NotEq
+                            | Operator::Lt
+                            | Operator::LtEq
+                            | Operator::Gt
+                            | Operator::GtEq
+                            | Operator::IsDistinctFrom
+                            | Operator::IsNotDistinctFrom
+                    ) =>
+                {
+                    vec![(&b.left, &b.right), (&b.right, &b.left)]
+                }
+                Expr::Between(b) => vec![(&b.expr, &b.low), (&b.expr, &b.high)],
+                Expr::InList(l) => l.list.iter().map(|v| (&*l.expr, v)).collect(),
+                _ => Vec::new(),
+            };
+            for (dated, literal) in pairs {
+                if let Some((n, date)) = yyyymmdd(literal)
+                    && matches!(
+                        dated.get_type(schema),
+                        Ok(DataType::Date32 | DataType::Date64)
+                    )
+                {
+                    let read_as = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                        .and_then(|epoch| epoch.checked_add_days(chrono::Days::new(n as u64)))
+                        .map_or_else(String::new, |d| {
+                            format!(", in the year {}", chrono::Datelike::year(&d))
+                        });
+                    found = Some(format!(
+                        "a DATE compared with the integer {n}, which DataFusion reads as \
+                         {n} days after 1970-01-01{read_as}, so it matches no date you meant: \
+                         write DATE '{date}' (or '{date}')"
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    found
 }
 
 /// [`checked_plan`]'s clauses that DataFusion passes over.
@@ -1576,6 +1657,7 @@ mod tests {
              TIMESTAMP '2024-03-14 09:00:00' AS t1, TIMESTAMP '2024-03-16 10:00:00' AS t2, \
              CAST(3 AS BIGINT) AS x, CAST(4 AS BIGINT) AS y, '2024-03-15' AS s, \
              CAST(1710513000000 AS BIGINT) AS ms, true AS condition, make_array(1, 2) AS arr, \
+             DATE '2024-03-15' AS d, \
              '{\"amount\":1,\"a\":{\"b\":2}}' AS properties",
         )
         .await
@@ -1670,6 +1752,58 @@ mod tests {
                     assert!(e.contains("which DataFusion would pass over"), "{e}");
                 }
                 None => assert!(checked_plan(sql, planned).is_ok(), "{sql}"),
+            }
+        }
+        // A DATE compared with an integer that reads as YYYYMMDD is
+        // refused; one compared with a date, or another integer, is not.
+        for (sql, refused) in [
+            ("SELECT x FROM t WHERE d = 20240315", Some(20240315)),
+            (
+                "SELECT x FROM t WHERE d BETWEEN 20240301 AND 20240331",
+                Some(20240301),
+            ),
+            (
+                "SELECT x FROM t WHERE d IN (DATE '2024-03-14', 20240316)",
+                Some(20240316),
+            ),
+            (
+                "SELECT x FROM t WHERE x IN (SELECT x FROM t WHERE 20240315 <= d)",
+                Some(20240315),
+            ),
+            (
+                "SELECT d, count(*) FROM t GROUP BY d HAVING d > 20240315",
+                Some(20240315),
+            ),
+            ("SELECT x FROM t WHERE d = '2024-03-15'", None),
+            (
+                "SELECT x FROM t WHERE d = DATE '2024-03-15' AND x = 20240315",
+                None,
+            ),
+            ("SELECT x FROM t WHERE d > 19000", None),
+        ] {
+            let checked = checked_plan(sql, ctx.sql(sql).await.unwrap());
+            match refused {
+                Some(n) => {
+                    let e = checked.expect_err(sql).to_string();
+                    assert!(
+                        e.starts_with(&format!(
+                            "Error during planning: a DATE compared with the integer {n}, which \
+                             DataFusion reads as {n} days after 1970-01-01, in the year "
+                        )),
+                        "{e}"
+                    );
+                    let date = format!(
+                        "{}-{}-{}",
+                        n / 10000,
+                        &n.to_string()[4..6],
+                        &n.to_string()[6..]
+                    );
+                    assert!(
+                        e.ends_with(&format!("write DATE '{date}' (or '{date}')")),
+                        "{e}"
+                    );
+                }
+                None => assert!(checked.is_ok(), "{sql}"),
             }
         }
         // A time format with no `%` code is refused, wherever it is; one

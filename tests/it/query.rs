@@ -137,6 +137,12 @@ fn query_reads_bronze_by_its_logical_name() {
              every row; for a sample, filter: `WHERE random() < 0.1`",
         ),
         (
+            "SELECT count(*) FROM bronze_events WHERE event_date = 20240315",
+            "a DATE compared with the integer 20240315, which DataFusion reads as 20240315 days \
+             after 1970-01-01, in the year 57386, so it matches no date you meant: write DATE \
+             '2024-03-15' (or '2024-03-15')",
+        ),
+        (
             "SELECT properties.amount FROM bronze_events",
             "(`properties` and `extra` are JSON text: read a member with",
         ),
