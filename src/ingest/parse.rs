@@ -720,11 +720,26 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
                 format!("`event_timestamp` {text} has no UTC offset (add `Z` or `+HH:MM`, or pass --naive-timestamps utc)"),
             ),
             TimestampError::Invalid(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                // BigQuery's JSON export writes an INT64 as a string: GA4's
+                // `event_timestamp` is epoch microseconds so.
+                let unit = epoch_digits(&s).map_or_else(String::new, |(unit, us)| {
+                    format!(
+                        ", which as epoch {unit} is {} (send that, or the JSON integer {}, \
+                         unquoted, which evlake reads as epoch milliseconds)",
+                        time::format_micros(us),
+                        us.div_euclid(1_000)
+                    )
+                });
                 Rejection::new(
                     Reason::InvalidTimestamp,
                     format!(
                         "`event_timestamp` {text} is not an RFC 3339 timestamp: digits in a \
-                         string (epoch milliseconds are accepted as a JSON integer, unquoted)"
+                         string{}",
+                        if unit.is_empty() {
+                            " (epoch milliseconds are accepted as a JSON integer, unquoted)"
+                        } else {
+                            &unit
+                        }
                     ),
                 )
             }
@@ -941,6 +956,22 @@ fn fractional_epoch_seconds(text: &str) -> Option<i64> {
         .take(6)
         .fold(0, |n, b| n * 10 + i64::from(b - b'0'));
     Some(secs * time::MICROS_PER_SECOND + micros)
+}
+
+/// The unit (seconds, milliseconds, microseconds or nanoseconds) in which
+/// the digits `digits` are an epoch instant of this era (1990 to 2100),
+/// and that instant in microseconds.
+fn epoch_digits(digits: &str) -> Option<(&'static str, i64)> {
+    let n: i64 = digits.parse().ok()?;
+    let era = 631_152_000 * time::MICROS_PER_SECOND..4_102_444_800 * time::MICROS_PER_SECOND;
+    [
+        ("seconds", n.checked_mul(1_000_000)),
+        ("milliseconds", n.checked_mul(1_000)),
+        ("microseconds", Some(n)),
+        ("nanoseconds", Some(n / 1_000)),
+    ]
+    .into_iter()
+    .find_map(|(unit, us)| us.filter(|us| era.contains(us)).map(|us| (unit, us)))
 }
 
 /// Do two values given for the same field (through aliases or a repeated
@@ -2525,6 +2556,45 @@ mod tests {
     }
 
     /// Epoch seconds with a fraction get their instant and milliseconds.
+    #[test]
+    fn epoch_digits_in_a_string_say_their_unit_and_instant() {
+        let detail = |ts: &str| {
+            let line = format!(
+                r#"{{"event_id":"a","event_type":"t","event_timestamp":"{ts}","user_id":"u"}}"#
+            );
+            let r = parse_line(line.as_bytes(), &opts()).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidTimestamp);
+            r.detail
+        };
+        // GA4's BigQuery export: microseconds, as a string.
+        assert_eq!(
+            detail("1710513000123456"),
+            "`event_timestamp` \"1710513000123456\" is not an RFC 3339 timestamp: digits in a \
+             string, which as epoch microseconds is 2024-03-15T14:30:00.123456Z (send that, or \
+             the JSON integer 1710513000123, unquoted, which evlake reads as epoch \
+             milliseconds)"
+        );
+        assert!(
+            detail("1710513000123").contains("as epoch milliseconds is 2024-03-15T14:30:00.123Z")
+        );
+        assert!(detail("1710513000").contains("as epoch seconds is 2024-03-15T14:30:00Z (send"));
+        assert!(
+            detail("1710513000123456789")
+                .contains("as epoch nanoseconds is 2024-03-15T14:30:00.123456Z")
+        );
+        // No unit of this era: the plain message.
+        for ts in ["20240315", "99999999999999999999", "12"] {
+            assert!(
+                detail(ts).ends_with(
+                    "digits in a string (epoch milliseconds are accepted as a \
+                                      JSON integer, unquoted)"
+                ),
+                "{ts}: {}",
+                detail(ts)
+            );
+        }
+    }
+
     #[test]
     fn fractional_epoch_seconds_say_what_they_would_be() {
         let r = parse_line(
