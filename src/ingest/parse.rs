@@ -937,6 +937,10 @@ fn producer(members: &[(&str, Raw<'_>)]) -> Option<String> {
     ))
 }
 
+/// Epoch seconds of the era in which a number is taken for an instant
+/// in a hint: 1990-01-01 to 2100-01-01.
+const ERA_SECONDS: std::ops::Range<i64> = 631_152_000..4_102_444_800;
+
 /// The instant in microseconds that number text `text` (`1710513000.5`)
 /// stands for as epoch seconds with a fraction, if it is one of this era
 /// (1990 to 2100): digits past the microsecond are dropped.
@@ -947,7 +951,7 @@ fn fractional_epoch_seconds(text: &str) -> Option<i64> {
         return None;
     }
     let secs: i64 = secs.parse().ok()?;
-    if !(631_152_000..4_102_444_800).contains(&secs) {
+    if !ERA_SECONDS.contains(&secs) {
         return None;
     }
     let micros = frac
@@ -963,7 +967,8 @@ fn fractional_epoch_seconds(text: &str) -> Option<i64> {
 /// and that instant in microseconds.
 fn epoch_digits(digits: &str) -> Option<(&'static str, i64)> {
     let n: i64 = digits.parse().ok()?;
-    let era = 631_152_000 * time::MICROS_PER_SECOND..4_102_444_800 * time::MICROS_PER_SECOND;
+    let era =
+        ERA_SECONDS.start * time::MICROS_PER_SECOND..ERA_SECONDS.end * time::MICROS_PER_SECOND;
     [
         ("seconds", n.checked_mul(1_000_000)),
         ("milliseconds", n.checked_mul(1_000)),
