@@ -200,6 +200,7 @@ fn warn_ingest_flags_unused(i: &super::ingest::IngestSettings) {
         ("--max-bad-fraction", i.max_bad_fraction.is_some()),
         ("--naive-timestamps", i.naive_timestamps.is_some()),
         ("--max-line-bytes", i.max_line_bytes.is_some()),
+        ("--include", !i.include.is_empty()),
     ]
     .into_iter()
     .filter_map(|(flag, set)| set.then_some(flag))

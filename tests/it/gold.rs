@@ -300,6 +300,12 @@ fn a_failed_step_is_named_and_the_next_run_finishes_the_work() {
         "--watermark-delay, --max-bad-fraction given without INPUT: this run ingests \
          nothing, so they do nothing",
     );
+    run_says(
+        &lake,
+        &["run", "--include", "*"],
+        0,
+        "--include given without INPUT: this run ingests nothing, so it does nothing",
+    );
     let st = ok(&lake, &["status", "--json"]);
     assert_eq!(st["dirty"], Value::Array(vec![]));
     assert_eq!(st["not_built"], Value::Array(vec![]));
