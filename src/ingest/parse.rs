@@ -724,7 +724,7 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
                 // `event_timestamp` is epoch microseconds so.
                 let unit = epoch_digits(&s).map_or_else(String::new, |(unit, us)| {
                     format!(
-                        ", which as epoch {unit} is {} (send that, or the JSON integer {}, \
+                        ", which as epoch {unit} is {} (send that, or {} as a JSON integer, \
                          unquoted, which evlake reads as epoch milliseconds)",
                         time::format_micros(us),
                         us.div_euclid(1_000)
@@ -2576,7 +2576,7 @@ mod tests {
             detail("1710513000123456"),
             "`event_timestamp` \"1710513000123456\" is not an RFC 3339 timestamp: digits in a \
              string, which as epoch microseconds is 2024-03-15T14:30:00.123456Z (send that, or \
-             the JSON integer 1710513000123, unquoted, which evlake reads as epoch \
+             1710513000123 as a JSON integer, unquoted, which evlake reads as epoch \
              milliseconds)"
         );
         assert!(
