@@ -1239,6 +1239,14 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
         .split_once("Invalid function '")
         .and_then(|(_, rest)| rest.split_once('\''))
         .map(|(f, _)| f);
+    // MySQL's and Spark's count of distinct pairs.
+    if text.contains("COUNT DISTINCT with multiple arguments") {
+        return format!(
+            "{text} (count distinct pairs as one value: `count(DISTINCT (a, b))`; it counts a \
+             pair with a NULL too, where MySQL's and Spark's skip it: add `WHERE a IS NOT NULL \
+             AND b IS NOT NULL` for theirs)"
+        );
+    }
     // DuckDB's table functions, given a path under the lake.
     if let Some((_, rest)) = text.split_once("table function '")
         && let Some((name, _)) = rest.split_once('\'')
@@ -1814,6 +1822,32 @@ mod tests {
                 None => assert_eq!(said, None, "{sql}"),
             }
         }
+        // A count of distinct pairs says how to write it, and that runs.
+        // (DataFusion refuses it when it plans the execution.)
+        let e = ctx
+            .sql("SELECT count(DISTINCT s, x) FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(
+            planning_error(&e).ends_with(
+                "(count distinct pairs as one value: `count(DISTINCT (a, b))`; it counts a pair \
+                 with a NULL too, where MySQL's and Spark's skip it: add `WHERE a IS NOT NULL \
+                 AND b IS NOT NULL` for theirs)"
+            ),
+            "{}",
+            planning_error(&e)
+        );
+        let pairs = ctx
+            .sql("SELECT count(DISTINCT (s, x)) AS n FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(pairs[0].num_rows(), 1);
         // DuckDB's table functions point at the lake's tables.
         let e = ctx
             .sql("SELECT * FROM read_parquet('lake/silver/events/*/*.parquet')")
