@@ -751,7 +751,11 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
                 Reason::InvalidTimestamp,
                 format!(
                     "`event_timestamp` {text} is a leap second, which a UTC timestamp cannot \
-                     hold (send 23:59:59.999999 or the next second)"
+                     hold (send {}:59.999999 or the next second)",
+                    // The hour and minute as sent: a leap second is 23:59:60
+                    // in UTC, but 05:29:60 at +05:30, and a clock that wrote
+                    // 10:00:60 is wrong by its own minute.
+                    text.trim_matches('"').get(11..16).unwrap_or("23:59")
                 ),
             ),
         });
@@ -1767,6 +1771,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(leap.reason, Reason::InvalidTimestamp);
         assert!(leap.detail.contains("is a leap second"), "{}", leap.detail);
+        assert!(
+            leap.detail.contains("send 23:59:59.999999"),
+            "{}",
+            leap.detail
+        );
+        // The fix names the minute that was sent, not always 23:59.
+        let local = parse_line(
+            br#"{"event_id":"e","event_type":"t","timestamp":"2016-12-31T05:29:60+05:30","user_id":"u"}"#,
+            &opts(),
+        )
+        .unwrap_err();
+        assert!(
+            local.detail.contains("send 05:29:59.999999"),
+            "{}",
+            local.detail
+        );
         assert_eq!(
             reason(br#"{"event_id":"e","event_type":"t","timestamp":"2024-03-15T14:30:00Z","user_id":"u","actor_id":"v"}"#),
             Reason::ConflictingFields
