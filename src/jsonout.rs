@@ -82,6 +82,64 @@ impl EncoderFactory for Fast {
     }
 }
 
+/// NaN and infinite floats, which JSON has no numbers for: Arrow's
+/// writer writes them `null`, the same as a SQL NULL, so a reader of the
+/// rows cannot tell `0.0/0.0` from a missing value. Counted per column of
+/// the rows written (top-level columns: a float inside a list or struct
+/// is not looked into), for a line on stderr that says so.
+#[derive(Debug, Default)]
+pub struct NonFinite(Vec<(String, usize)>);
+
+impl NonFinite {
+    /// Count the NaN and infinite values in `batch`'s float columns.
+    pub fn count(&mut self, batch: &datafusion::arrow::array::RecordBatch) {
+        use datafusion::arrow::datatypes::{Float16Type, Float32Type, Float64Type};
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            let n = match field.data_type() {
+                DataType::Float64 => column
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .filter(|v| !v.is_finite())
+                    .count(),
+                DataType::Float32 => column
+                    .as_primitive::<Float32Type>()
+                    .iter()
+                    .flatten()
+                    .filter(|v| !v.is_finite())
+                    .count(),
+                DataType::Float16 => column
+                    .as_primitive::<Float16Type>()
+                    .iter()
+                    .flatten()
+                    .filter(|v| !v.is_finite())
+                    .count(),
+                _ => 0,
+            };
+            if n == 0 {
+                continue;
+            }
+            match self.0.iter_mut().find(|(name, _)| name == field.name()) {
+                Some((_, total)) => *total += n,
+                None => self.0.push((field.name().clone(), n)),
+            }
+        }
+    }
+
+    /// One line per column that held any, for a `Warning`.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(name, n)| {
+                format!(
+                    "column `{name}`: {n} NaN or infinite value(s) are written as null, as JSON \
+                     has no such numbers (--format csv or parquet keeps them)"
+                )
+            })
+            .collect()
+    }
+}
+
 /// Time zones Arrow writes as `Z`.
 fn is_utc(tz: &str) -> bool {
     matches!(tz, "UTC" | "+00:00")
@@ -242,6 +300,62 @@ mod tests {
             String::from_utf8(fast).unwrap(),
             String::from_utf8(arrow).unwrap(),
         )
+    }
+
+    #[test]
+    fn nan_and_infinities_are_counted_per_column_and_nulls_are_not() {
+        use datafusion::arrow::array::{Float32Array, Float64Array, Int64Array};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("d", DataType::Float64, true),
+            Field::new("f", DataType::Float32, true),
+            Field::new("h", DataType::Float16, true),
+            Field::new("i", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(vec![
+                    Some(f64::NAN),
+                    None,
+                    Some(1.5),
+                    Some(f64::NEG_INFINITY),
+                ])),
+                Arc::new(Float32Array::from(vec![
+                    Some(f32::INFINITY),
+                    None,
+                    None,
+                    None,
+                ])),
+                datafusion::arrow::compute::cast(
+                    &Float32Array::from(vec![Some(f32::NAN), Some(1.0), None, None]),
+                    &DataType::Float16,
+                )
+                .unwrap(),
+                Arc::new(Int64Array::from(vec![Some(0), None, Some(1), Some(2)])),
+            ],
+        )
+        .unwrap();
+        let mut n = NonFinite::default();
+        assert!(n.lines().is_empty());
+        n.count(&batch);
+        n.count(&batch.slice(0, 1));
+        let lines = n.lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[0].starts_with("column `d`: 3 NaN or infinite"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("column `f`: 2 NaN or infinite"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].starts_with("column `h`: 2 NaN or infinite"),
+            "{lines:?}"
+        );
+        // What the count is about: Arrow writes each of them `null`.
+        let (fast, _) = both(batch.column(0).clone());
+        assert_eq!(fast, r#"[{"c":null},{"c":null},{"c":1.5},{"c":null}]"#);
     }
 
     #[test]

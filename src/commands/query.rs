@@ -394,6 +394,8 @@ struct Streamed {
     /// The result's columns, once planned: a CSV of no rows still has its
     /// header.
     schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+    /// JSON: the NaN and infinite values written as null.
+    nonfinite: crate::jsonout::NonFinite,
 }
 
 enum Writer {
@@ -437,6 +439,7 @@ impl Streamed {
             kept_rows: 0,
             total: 0,
             schema: None,
+            nonfinite: Default::default(),
         }
     }
 
@@ -479,13 +482,17 @@ impl Streamed {
         }
         match self.writer.as_mut().expect("set above") {
             Writer::Csv(w) => w.write(batch)?,
-            Writer::Json(w) => w.write(batch)?,
+            Writer::Json(w) => {
+                self.nonfinite.count(batch);
+                w.write(batch)?
+            }
             Writer::Parquet(w) => w.write(batch)?,
         }
         Ok(())
     }
 
     fn finish(self) -> Result<()> {
+        let nonfinite = self.nonfinite.lines();
         match self.writer {
             Some(Writer::Csv(w)) => w.into_inner().flush()?,
             Some(Writer::Json(mut w)) => {
@@ -513,6 +520,9 @@ impl Streamed {
                     print(&[RecordBatch::new_empty(schema)], self.format)?;
                 }
             }
+        }
+        for line in nonfinite {
+            super::status("Warning", line);
         }
         Ok(())
     }
@@ -558,6 +568,11 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
         out.write_all(part)?;
     }
     out.write_all(b"]")?;
+    let mut nonfinite = crate::jsonout::NonFinite::default();
+    batches.iter().for_each(|b| nonfinite.count(b));
+    for line in nonfinite.lines() {
+        super::status("Warning", line);
+    }
     Ok(())
 }
 
@@ -622,10 +637,15 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
         }
         Format::Json => {
             let mut w = crate::jsonout::writer::<_, LineDelimited>(&mut out);
+            let mut nonfinite = crate::jsonout::NonFinite::default();
             for b in batches {
+                nonfinite.count(b);
                 w.write(b)?;
             }
             w.finish()?;
+            for line in nonfinite.lines() {
+                super::status("Warning", line);
+            }
         }
         Format::Parquet => unreachable!("written above"),
     }

@@ -257,6 +257,29 @@ fn query_formats_every_table_and_tables_lists_them() {
         String::from_utf8(o.stdout).unwrap(),
         "d,none\n2024-03-14,\n"
     );
+    // JSON has no NaN or infinity: Arrow writes them `null`, like a NULL,
+    // so stderr says which column held them and how many (CSV keeps them).
+    let ratios = "SELECT CAST(event_date AS VARCHAR) AS d, CAST(events - events AS DOUBLE) \
+                  / CAST(events - events AS DOUBLE) AS r FROM daily_metrics \
+                  WHERE event_date <= DATE '2024-03-15' ORDER BY 1";
+    let o = run(&lake, &["query", ratios, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("{\"d\":\"2024-03-14\",\"r\":null}"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        stderr(&o).contains("column `r`: 2 NaN or infinite value(s) are written as null"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&lake, &["query", ratios, "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "d,r\n2024-03-14,NaN\n2024-03-15,NaN\n"
+    );
+    assert!(!stderr(&o).contains("NaN"), "{}", stderr(&o));
     let table = out("table");
     assert!(table.contains("| d          | events |"), "{table}");
     assert!(table.contains("| 2024-03-15 | "), "{table}");
