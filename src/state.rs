@@ -863,6 +863,7 @@ async fn combined(
         .and_then(|df| crate::engine::checked_plan(&model.delta, df))
         .map_err(|e| model.sql_error("delta", e))?;
     fixed_by_rows(model, "delta", &delta)?;
+    combines(model, "delta", &delta)?;
     let delta_aggregates = aggregates(delta.logical_plan());
     let names: Vec<String> = delta
         .schema()
@@ -889,6 +890,7 @@ async fn combined(
         .and_then(|df| crate::engine::checked_plan(&model.combine, df))
         .map_err(|e| model.sql_error("combine", e))?;
     fixed_by_rows(model, "combine", &state)?;
+    combines(model, "combine", &state)?;
     keeps_delta_columns(model, &names, state.schema())?;
     merges_rows(model, delta_aggregates, &state)?;
     if to_store {
@@ -938,6 +940,175 @@ fn fixed_by_rows(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
         ))
         .into()),
     }
+}
+
+/// The aggregate functions whose results over two sets of events merge
+/// into their result over both: `delta` may use them over the events
+/// it reads.
+const DELTA_AGGREGATES: &[&str] = &[
+    "sum",
+    "count",
+    "min",
+    "max",
+    "first_value",
+    "last_value",
+    "bool_and",
+    "bool_or",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "array_agg",
+    "string_agg",
+    "grouping",
+];
+
+/// Those of [`DELTA_AGGREGATES`] that merge partial results (a
+/// snapshot's rows with delta's) into the result over all: not `count`,
+/// which counts the partial rows.
+const COMBINE_AGGREGATES: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "first_value",
+    "last_value",
+    "bool_and",
+    "bool_or",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "array_agg",
+    "string_agg",
+    "grouping",
+];
+
+/// Those that give the same result over values seen twice: with
+/// DISTINCT, the only ones whose results still merge (a value on both
+/// sides of a snapshot is one value, but is counted or summed on each).
+const DISTINCT_AGGREGATES: &[&str] = &[
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "bit_and",
+    "bit_or",
+    "array_agg",
+];
+
+/// A snapshot stores `combine`'s result at its time, and an answer from
+/// it merges that with `delta` over the events after it: an aggregate in
+/// `delta` or `combine` (`part`) whose results do not merge so
+/// (`AVG`, `COUNT(DISTINCT ...)`, `MEDIAN`, `COUNT` in combine) would
+/// answer differently from a snapshot than from a full replay, with
+/// nothing said, so the model is refused (exit 2) on every path, naming
+/// the function and what to write instead.
+fn combines(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let allowed = if part == "combine" {
+        COMBINE_AGGREGATES
+    } else {
+        DELTA_AGGREGATES
+    };
+    let mut found: Option<(String, String)> = None;
+    let _ = planned.logical_plan().apply_with_subqueries(|node| {
+        // combine's input is delta's (and the snapshot's) rows.
+        if let LogicalPlan::SubqueryAlias(a) = node
+            && part == "combine"
+            && a.alias.table() == "partials"
+        {
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let Expr::AggregateFunction(f) = e else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let name = f.func.name().to_lowercase();
+                let p = &f.params;
+                let why = if !allowed.contains(&name.as_str()) {
+                    Some(does_not_combine(&name, part))
+                } else if p.distinct && !DISTINCT_AGGREGATES.contains(&name.as_str()) {
+                    Some((
+                        format!(
+                            "`{}(DISTINCT ...)` does not combine: a value both in a snapshot's \
+                             events and in those after it is one value, but is counted on each \
+                             side",
+                            name.to_uppercase()
+                        ),
+                        DISTINCT_VALUES.to_string(),
+                    ))
+                } else if matches!(name.as_str(), "first_value" | "last_value")
+                    && p.order_by.is_empty()
+                {
+                    Some((
+                        format!(
+                            "`{}` without ORDER BY takes any row's value",
+                            name.to_uppercase()
+                        ),
+                        format!(
+                            "order it by time, e.g. `{}(v ORDER BY event_timestamp, event_id)`",
+                            name.to_uppercase()
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                match why {
+                    Some(why) => {
+                        found = Some(why);
+                        Ok(TreeNodeRecursion::Stop)
+                    }
+                    None => Ok(TreeNodeRecursion::Continue),
+                }
+            })
+        })
+    });
+    match found {
+        None => Ok(()),
+        Some((why, instead)) => Err(Failure::Usage(format!(
+            "{}: {why}, so answers from a snapshot could differ from a full replay ({instead})",
+            model.what(part)
+        ))
+        .into()),
+    }
+}
+
+/// What to write instead of an aggregate of distinct values.
+const DISTINCT_VALUES: &str = "keep the distinct values as rows, `GROUP BY` key and value in \
+                               delta and combine, and count them in present";
+
+/// Why aggregate `name` cannot be used in `part`, and what to write
+/// instead.
+fn does_not_combine(name: &str, part: &str) -> (String, String) {
+    let upper = name.to_uppercase();
+    let instead = match name {
+        "count" => "SUM delta's count instead, e.g. `SUM(n) AS n`".to_string(),
+        "avg" | "mean" => "keep SUM(x) and COUNT(x) in delta, SUM each in combine, and divide \
+                           in present"
+            .to_string(),
+        "approx_distinct" => DISTINCT_VALUES.to_string(),
+        "stddev" | "stddev_pop" | "stddev_samp" | "var" | "var_pop" | "var_samp" | "var_sample"
+        | "var_population" => "keep COUNT(x), SUM(x) and SUM(x * x) in delta, SUM each in \
+                               combine, and compute it in present"
+            .to_string(),
+        _ => format!(
+            "keep what it needs in delta and combine with sums, counts, MIN/MAX, \
+             FIRST_VALUE/LAST_VALUE ordered by time or BOOL_AND/BOOL_OR (ARRAY_AGG keeps the \
+             values themselves), and compute {upper} in present"
+        ),
+    };
+    let why = if part == "combine" {
+        format!(
+            "`{upper}` does not combine: over a snapshot's rows and delta's, it is not its value \
+             over the events they came from"
+        )
+    } else {
+        format!(
+            "`{upper}` does not combine: its value over a snapshot's events and its value over \
+             the events after it do not merge into its value over all of them"
+        )
+    };
+    (why, instead)
 }
 
 /// Whether `plan` returns a row per group (an aggregate or DISTINCT at

@@ -1516,6 +1516,106 @@ fn bad_models_and_times_exit_2() {
     .unwrap();
     ok(&lake, &["state", "passing", "--as-of", "2024-03-15"]);
     std::fs::remove_file(&passing).unwrap();
+    // An aggregate whose results over a snapshot's events and the events
+    // after it do not merge (AVG, COUNT(DISTINCT), MEDIAN, COUNT in
+    // combine) answered from a snapshot with a different number than a
+    // full replay, exit 0: refused on every path, naming it.
+    let partial = lake.join("models/partial.sql");
+    let refused = [
+        (
+            "AVG(source_line) AS n",
+            "MAX(n) AS n",
+            "delta (PATH:2): `AVG` does not combine",
+            "keep SUM(x) and COUNT(x) in delta",
+        ),
+        (
+            "COUNT(DISTINCT session_id) AS n",
+            "SUM(n) AS n",
+            "delta (PATH:2): `COUNT(DISTINCT ...)` does not combine",
+            "keep the distinct values as rows",
+        ),
+        (
+            "MEDIAN(source_line) AS n",
+            "MAX(n) AS n",
+            "delta (PATH:2): `MEDIAN` does not combine",
+            "compute MEDIAN in present",
+        ),
+        (
+            "COUNT(*) AS n",
+            "COUNT(n) AS n",
+            "combine (PATH:4): `COUNT` does not combine",
+            "SUM delta's count instead",
+        ),
+        (
+            "COUNT(*) AS n",
+            "SUM(n) AS n, AVG(n) AS mean",
+            "combine (PATH:4): `AVG` does not combine",
+            "divide in present",
+        ),
+        (
+            "FIRST_VALUE(event_id) AS n",
+            "MAX(n) AS n",
+            "delta (PATH:2): `FIRST_VALUE` without ORDER BY takes any row's value",
+            "FIRST_VALUE(v ORDER BY event_timestamp, event_id)",
+        ),
+    ];
+    for (delta, combine, says, instead) in refused {
+        std::fs::write(
+            &partial,
+            format!(
+                "-- name: delta\nSELECT user_id, {delta} FROM events GROUP BY user_id;\n\
+                 -- name: combine\nSELECT user_id, {combine} FROM partials GROUP BY user_id;\n\
+                 -- name: present\nSELECT * FROM state;\n"
+            ),
+        )
+        .unwrap();
+        let says = format!(
+            "model `partial`: {}",
+            says.replace("PATH", &partial.display().to_string())
+        );
+        for args in [
+            &["state", "partial", "--as-of", "2024-03-15", "--no-snapshot"][..],
+            &["snapshot", "partial", "--as-of", "2024-03-15"],
+        ] {
+            let err = stderr(&run_says(&lake, args, 2, &says));
+            assert!(err.contains(instead), "{err}");
+        }
+    }
+    // The same mean from sums and counts, divided in present, is taken,
+    // and a snapshot's answer is a full replay's.
+    std::fs::write(
+        &partial,
+        "-- name: delta\nSELECT user_id, SUM(source_line) AS total, COUNT(source_line) AS n, \
+         MAX(DISTINCT event_id) AS last FROM events GROUP BY user_id;\n\
+         -- name: combine\nSELECT user_id, SUM(total) AS total, SUM(n) AS n, MAX(last) AS last \
+         FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT user_id, CAST(total AS DOUBLE) / n AS mean, last FROM state \
+         ORDER BY user_id;\n",
+    )
+    .unwrap();
+    ok(
+        &lake,
+        &["snapshot", "partial", "--as-of", "2024-03-15T12:00:00Z"],
+    );
+    let from_snapshot = ok(
+        &lake,
+        &["state", "partial", "--as-of", "2024-03-16", "--json"],
+    );
+    assert!(from_snapshot["snapshot"].is_object(), "{from_snapshot}");
+    let replayed = ok(
+        &lake,
+        &[
+            "state",
+            "partial",
+            "--as-of",
+            "2024-03-16",
+            "--json",
+            "--no-snapshot",
+        ],
+    );
+    assert!(replayed["snapshot"].is_null(), "{replayed}");
+    assert_eq!(from_snapshot["rows"], replayed["rows"]);
+    std::fs::remove_file(&partial).unwrap();
     // A snapshot keeps what delta and combine computed when it was
     // written: a value not fixed by the rows (now(), random()) would make
     // answers from it disagree with a full replay. `present` may use one.
