@@ -844,7 +844,9 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 ///   strftime's, so such a format is the same text on every row.
 pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataFrame> {
     passed_over_clause(sql)?;
-    if let Some(problem) = integer_date(df.logical_plan()) {
+    if let Some(problem) =
+        integer_date(df.logical_plan()).or_else(|| constant_in_subquery(df.logical_plan()))
+    {
         return Err(datafusion::error::DataFusionError::Plan(problem));
     }
     checked_formats(df)
@@ -924,6 +926,65 @@ fn integer_date(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> 
             }
             Ok(TreeNodeRecursion::Continue)
         })
+    });
+    found
+}
+
+/// A filter with `IN (subquery)` whose left side is a constant
+/// (`WHERE 'zz' NOT IN (SELECT page_url FROM events)`) over a column that
+/// may hold NULLs, other than as a plain `AND`ed condition: DataFusion 55
+/// turns it into a search for the constant among the subquery's rows and
+/// drops SQL's NULL rule (a NULL among them makes `NOT IN` unknown, so no
+/// row passes), so the query counts every row where PostgreSQL and DuckDB
+/// count none, with no error. (With a column on the left it keeps the
+/// rule.) What is wrong, and what to write.
+fn constant_in_subquery(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::utils::split_conjunction;
+    use datafusion::logical_expr::{Expr, LogicalPlan};
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Filter(filter) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        for condition in split_conjunction(&filter.predicate) {
+            // `x IN (subquery)` as a condition of its own keeps a row
+            // only where the value is found: NULLs change nothing.
+            if matches!(condition, Expr::InSubquery(s) if !s.negated) {
+                continue;
+            }
+            let _ = condition.apply(|e| {
+                if let Expr::InSubquery(s) = e
+                    && s.expr.column_refs().is_empty()
+                    && s.subquery
+                        .subquery
+                        .schema()
+                        .fields()
+                        .first()
+                        .is_some_and(|f| f.is_nullable())
+                {
+                    let constant = match &*s.expr {
+                        Expr::Literal(v, _) => format!(" (`{v}`)"),
+                        _ => String::new(),
+                    };
+                    found = Some(format!(
+                        "`IN (subquery)` with a constant on the left{constant}, negated or \
+                         inside another expression: DataFusion 55 answers it as if the \
+                         subquery's NULLs were not there (in SQL, a NULL among them makes \
+                         `NOT IN` unknown, so no row passes), so its rows are not what \
+                         PostgreSQL or DuckDB return; write what you mean: \
+                         `NOT EXISTS (SELECT 1 FROM ... WHERE col = <constant>)` to ignore \
+                         the NULLs, or a `count(*) FILTER (WHERE col IS NULL)` test for them"
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            if found.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
     });
     found
 }
@@ -1665,7 +1726,7 @@ mod tests {
              TIMESTAMP '2024-03-14 09:00:00' AS t1, TIMESTAMP '2024-03-16 10:00:00' AS t2, \
              CAST(3 AS BIGINT) AS x, CAST(4 AS BIGINT) AS y, '2024-03-15' AS s, \
              CAST(1710513000000 AS BIGINT) AS ms, true AS condition, make_array(1, 2) AS arr, \
-             DATE '2024-03-15' AS d, \
+             DATE '2024-03-15' AS d, NULLIF('a', 'a') AS maybe, \
              '{\"amount\":1,\"a\":{\"b\":2}}' AS properties",
         )
         .await
@@ -1725,6 +1786,22 @@ mod tests {
                 "Error during planning: a DATE compared with the integer {n}, which DataFusion \
                  reads as {n} days after 1970-01-01, in the year {year}, so it matches no date \
                  you meant: write DATE '{date}' (or '{date}')"
+            ))
+        };
+        // A constant `IN (subquery)` DataFusion answers without NULLs (as
+        // DataFusion 55 still does: when this fails, the check can go):
+        let unchecked = ctx
+            .sql("SELECT x FROM t WHERE 'zz' NOT IN (SELECT maybe FROM t)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(unchecked.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        let constant_in = |v: &str| {
+            Some(format!(
+                "Error during planning: `IN (subquery)` with a constant on the left (`{v}`), \
+                 negated or inside another expression"
             ))
         };
         // A time format with no `%` code:
@@ -1810,6 +1887,32 @@ mod tests {
             ),
             ("SELECT to_char(ts, '%Y-%m') FROM t", None),
             ("SELECT to_char(ts, s) FROM t", None),
+            // A constant NOT IN a subquery of a column that may be NULL:
+            (
+                "SELECT x FROM t WHERE 'zz' NOT IN (SELECT maybe FROM t)",
+                constant_in("zz"),
+            ),
+            (
+                "SELECT x FROM t WHERE x > 0 AND NOT ('zz' IN (SELECT maybe FROM t))",
+                constant_in("zz"),
+            ),
+            (
+                "SELECT x FROM t WHERE ('zz' IN (SELECT maybe FROM t)) IS NULL",
+                constant_in("zz"),
+            ),
+            (
+                "SELECT x FROM t WHERE x IN (SELECT x FROM t WHERE 3 NOT IN (SELECT CAST(maybe \
+                 AS BIGINT) FROM t))",
+                constant_in("3"),
+            ),
+            // A column on the left, a column that is never NULL, or a
+            // plain `IN`, are answered by SQL's rule.
+            ("SELECT x FROM t WHERE s NOT IN (SELECT maybe FROM t)", None),
+            ("SELECT x FROM t WHERE 'zz' NOT IN (SELECT s FROM t)", None),
+            (
+                "SELECT x FROM t WHERE 'zz' IN (SELECT maybe FROM t) AND x > 0",
+                None,
+            ),
         ] {
             let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
                 .err()
