@@ -1198,7 +1198,14 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
          `date_part('epoch', t2) - date_part('epoch', t1)` for the seconds between two times",
     ),
     (
-        &["date_add", "date_sub", "dateadd", "adddate", "subdate"],
+        &[
+            "date_add",
+            "date_sub",
+            "dateadd",
+            "adddate",
+            "subdate",
+            "timestampadd",
+        ],
         "another engine's",
         "`ts + INTERVAL '1 day'`, `ts - INTERVAL '1 day'`",
     ),
@@ -1216,10 +1223,12 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
             "dayofmonth",
             "dayofyear",
             "weekday",
+            "weekofyear",
+            "isodow",
         ],
         "another engine's",
         "`date_part('year', ts)` (also 'month', 'day', 'hour', 'minute', 'second', \
-         'quarter', 'week', 'dow' with Sunday 0, 'doy')",
+         'quarter', 'week' (ISO), 'dow' with Sunday 0, 'isodow' with Monday 1, 'doy')",
     ),
     (
         &["time_bucket"],
@@ -1279,7 +1288,7 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`to_timestamp(s, '%Y-%m-%d')`",
     ),
     (
-        &["regexp_extract"],
+        &["regexp_extract", "regexp_substr"],
         "another engine's",
         "`(regexp_match(s, 'id=(\\d+)'))[1]`, the first group's match",
     ),
@@ -1287,6 +1296,70 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         &["string_split", "str_split", "split"],
         "another engine's",
         "`string_to_array(s, ',')`, or `split_part(s, ',', 1)` for one piece",
+    ),
+    (
+        &["regexp_split_to_array"],
+        "PostgreSQL's",
+        "`string_to_array(regexp_replace(s, '[0-9]+', ',', 'g'), ',')`: the pattern's \
+         matches turned into one delimiter first",
+    ),
+    (
+        &["variance"],
+        "another engine's",
+        "`var_samp(x)` (`var_pop(x)` for the population's)",
+    ),
+    (
+        &["mode"],
+        "another engine's",
+        "no such aggregate: count each value in a subquery (GROUP BY x, with count(*) AS n) \
+         and take the most frequent over it, first_value(x ORDER BY n DESC)",
+    ),
+    (&["arbitrary"], "Trino's", "`any_value(x)`"),
+    (
+        &["product"],
+        "another engine's",
+        "`exp(sum(ln(x)))`, for positive values",
+    ),
+    (
+        &["last_day"],
+        "another engine's",
+        "`CAST(date_trunc('month', d) + INTERVAL '1 month' - INTERVAL '1 day' AS DATE)`",
+    ),
+    (
+        &["hash"],
+        "another engine's",
+        "`md5(s)` or `sha256(s)`, a digest; evlake's `hash_bucket(s, 64)`, one of 64 buckets",
+    ),
+    (
+        &["age"],
+        "PostgreSQL's",
+        "`t2 - t1`, the time from one timestamp to another",
+    ),
+    (
+        &["locate", "charindex"],
+        "another engine's",
+        "`strpos(s, 'x')`, the text first and what to find second (the other way round from \
+         theirs)",
+    ),
+    (
+        &["format", "printf"],
+        "another engine's",
+        "`concat(s, ': ', x)` or `concat_ws(' ', s, x)` to join values as text, \
+         `to_char(ts, '%Y-%m-%d')` to write a time",
+    ),
+    (&["sign"], "another engine's", "`signum(x)`"),
+    (&["mod"], "another engine's", "`x % y`"),
+    (
+        &["div"],
+        "another engine's",
+        "`x / y`, which divides integers whole (7 / 2 is 3)",
+    ),
+    (&["gen_random_uuid"], "PostgreSQL's", "`uuid()`"),
+    (&["sort_array"], "Spark's", "`array_sort(arr)`"),
+    (
+        &["size"],
+        "Spark's",
+        "`cardinality(arr)`, the number of elements",
     ),
 ];
 
