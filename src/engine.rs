@@ -844,8 +844,9 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 ///   strftime's, so such a format is the same text on every row.
 pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataFrame> {
     passed_over_clause(sql)?;
-    if let Some(problem) =
-        integer_date(df.logical_plan()).or_else(|| constant_in_subquery(df.logical_plan()))
+    if let Some(problem) = integer_date(df.logical_plan())
+        .or_else(|| constant_in_subquery(df.logical_plan()))
+        .or_else(|| similar_to(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
     }
@@ -987,6 +988,98 @@ fn constant_in_subquery(plan: &datafusion::logical_expr::LogicalPlan) -> Option<
         Ok(TreeNodeRecursion::Continue)
     });
     found
+}
+
+/// `x SIMILAR TO 'pattern'`: DataFusion 55 matches the pattern as a
+/// regular expression found anywhere in the text, not as SQL's (and
+/// PostgreSQL's, DuckDB's) pattern of the whole text with `%` and `_` as
+/// wildcards: `'u15' SIMILAR TO 'u[0-9]'` was true, `'u1' SIMILAR TO
+/// 'u%'` false, with no error. What is wrong, and the `regexp_like` that
+/// does what SQL's does (for a pattern written as a literal).
+fn similar_to(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let Expr::SimilarTo(like) = e else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let x = match &*like.expr {
+                    Expr::Column(c) => c.name.clone(),
+                    _ => "x".to_string(),
+                };
+                let instead = match &*like.pattern {
+                    Expr::Literal(
+                        ScalarValue::Utf8(Some(p))
+                        | ScalarValue::Utf8View(Some(p))
+                        | ScalarValue::LargeUtf8(Some(p)),
+                        _,
+                    ) => format!(
+                        "`{}regexp_like({x}, '{}')`",
+                        if like.negated { "NOT " } else { "" },
+                        similar_to_regex(p, like.escape_char.unwrap_or('\\')).replace('\'', "''")
+                    ),
+                    _ => format!(
+                        "`regexp_like({x}, '^(?:...)$')`, the pattern anchored, with `.*` for \
+                         `%` and `.` for `_`"
+                    ),
+                };
+                found = Some(format!(
+                    "`SIMILAR TO`, which DataFusion 55 matches as a regular expression found \
+                     anywhere in the text, without `%` and `_` as wildcards (so `'u15' SIMILAR \
+                     TO 'u[0-9]'` is true and `'u1' SIMILAR TO 'u%'` false, where SQL matches \
+                     the whole text); write {instead}"
+                ));
+                Ok(TreeNodeRecursion::Stop)
+            })
+        })
+    });
+    found
+}
+
+/// SQL's `SIMILAR TO` pattern `p` as a regular expression of the whole
+/// text, as PostgreSQL translates it: `%` is `.*`, `_` is `.`, `.`, `^`
+/// and `$` are themselves, `escape` makes the next character literal,
+/// and a bracket expression is kept as it is.
+fn similar_to_regex(p: &str, escape: char) -> String {
+    let mut out = String::from("^(?:");
+    let mut chars = p.chars();
+    let mut in_brackets = false;
+    while let Some(c) = chars.next() {
+        if in_brackets {
+            out.push(c);
+            in_brackets = c != ']';
+            continue;
+        }
+        match c {
+            c if c == escape => match chars.next() {
+                Some(next) => out.push_str(&regex_literal(next)),
+                None => out.push_str(&regex_literal(c)),
+            },
+            '%' => out.push_str(".*"),
+            '_' => out.push('.'),
+            '.' | '^' | '$' | '\\' => out.push_str(&regex_literal(c)),
+            '[' => {
+                out.push('[');
+                in_brackets = true;
+            }
+            c => out.push(c),
+        }
+    }
+    out.push_str(")$");
+    out
+}
+
+/// Character `c` as a regular expression that matches it alone.
+fn regex_literal(c: char) -> String {
+    if c.is_ascii_punctuation() {
+        format!("\\{c}")
+    } else {
+        c.to_string()
+    }
 }
 
 /// [`checked_plan`]'s clauses that DataFusion passes over.
@@ -1789,6 +1882,54 @@ mod tests {
     /// does not have (its guess by spelling is replaced), and each
     /// expression the explanation offers plans and runs here.
     #[tokio::test]
+    async fn similar_to_patterns_become_the_regexes_sql_means() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        // SQL's (PostgreSQL's) answers, some from its manual.
+        for (text, pattern, matches) in [
+            ("abc", "abc", true),
+            ("abc", "a", false),
+            ("abc", "%(b|d)%", true),
+            ("abc", "(b|c)%", false),
+            ("u1", "u[0-9]", true),
+            ("u15", "u[0-9]", false),
+            ("u1", "u%", true),
+            ("u1", "u_", true),
+            ("ab", "a|b", false),
+            ("a", "a|b", true),
+            ("a.b", "a.b", true),
+            ("axb", "a.b", false),
+            ("50%", "50\\%", true),
+            ("500", "50\\%", false),
+            ("x$", "x$", true),
+            ("^x", "^x", true),
+            ("a\\b", "a\\\\b", true),
+            ("a_", "[_a]%", true),
+            ("-", "[a-c]", false),
+            ("aaa", "a+", true),
+            ("", "%", true),
+        ] {
+            let regex = similar_to_regex(pattern, '\\');
+            let sql = format!(
+                "SELECT regexp_like('{}', '{}') AS m",
+                text.replace('\'', "''"),
+                regex.replace('\'', "''")
+            );
+            let rows = ctx
+                .sql(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let m = datafusion::arrow::array::AsArray::as_boolean(rows[0].column(0)).value(0);
+            assert_eq!(m, matches, "{text:?} SIMILAR TO {pattern:?} as {regex:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn other_engines_sql_is_explained_or_refused() {
         let ctx = Engine::new(&EngineOptions::default())
             .unwrap()
@@ -1859,6 +2000,14 @@ mod tests {
                 "Error during planning: a DATE compared with the integer {n}, which DataFusion \
                  reads as {n} days after 1970-01-01, in the year {year}, so it matches no date \
                  you meant: write DATE '{date}' (or '{date}')"
+            ))
+        };
+        let similar = |instead: &str| {
+            Some(format!(
+                "Error during planning: `SIMILAR TO`, which DataFusion 55 matches as a regular \
+                 expression found anywhere in the text, without `%` and `_` as wildcards (so \
+                 `'u15' SIMILAR TO 'u[0-9]'` is true and `'u1' SIMILAR TO 'u%'` false, where SQL \
+                 matches the whole text); write `{instead}`"
             ))
         };
         // A constant `IN (subquery)` DataFusion answers without NULLs (as
@@ -1960,6 +2109,20 @@ mod tests {
             ),
             ("SELECT to_char(ts, '%Y-%m') FROM t", None),
             ("SELECT to_char(ts, s) FROM t", None),
+            // SIMILAR TO, which DataFusion matches as a regex, unanchored:
+            (
+                "SELECT x FROM t WHERE s SIMILAR TO '2024-%'",
+                similar("regexp_like(s, '^(?:2024-.*)$')"),
+            ),
+            (
+                "SELECT x FROM t WHERE s NOT SIMILAR TO '(a|b)_[0-9]%.x'",
+                similar("NOT regexp_like(s, '^(?:(a|b).[0-9].*\\.x)$')"),
+            ),
+            (
+                "SELECT x FROM t WHERE lower(s) SIMILAR TO s",
+                similar("regexp_like(x, '^(?:...)$')"),
+            ),
+            ("SELECT x FROM t WHERE s LIKE '2024-%'", None),
             // A constant NOT IN a subquery of a column that may be NULL:
             (
                 "SELECT x FROM t WHERE 'zz' NOT IN (SELECT maybe FROM t)",
