@@ -338,6 +338,18 @@ def half_up(num, den, places):
     return f"{scaled // 10**places}.{scaled % 10**places:0{places}d}"
 
 
+def p99_s(lateness_us):
+    """The 99th percentile by linear interpolation at rank 0.99 * (n - 1)
+    (PostgreSQL's percentile_cont), exactly, in seconds rounded half away
+    from zero to the millisecond, as text."""
+    v = sorted(lateness_us)
+    rank = 99 * (len(v) - 1)  # in hundredths
+    lo, fr = rank // 100, rank % 100
+    cus = v[lo] * 100 + ((v[lo + 1] - v[lo]) * fr if fr else 0)  # 1/100 µs
+    text = half_up(abs(cus), 10**8, 3)
+    return "-" + text if cus < 0 and text != "0.000" else text
+
+
 metrics = {}
 for day in sorted({d for d, _ in kept}):
     evs = [e for (d, _), e in kept.items() if d == day]
@@ -360,6 +372,7 @@ for day in sorted({d for d, _ in kept}):
         "revenue": f"{revenue:.2f}",
         "signups": sum(1 for e in evs if e["event_type"] == "signup"),
         "late_events": sum(1 for e in evs if e["late"]),
+        "lateness_p99_s": p99_s([e["pt"] - e["us"] for e in evs]),
     }
 expected["daily_metrics"] = metrics
 expected["partitions"] = dict(sorted(expected["partitions"].items()))

@@ -375,12 +375,148 @@ impl ScalarUDFImpl for JsonMembers {
     }
 }
 
-/// `first_non_null_by` and `last_non_null_by`.
+/// `first_non_null_by`, `last_non_null_by` and `percentile_cont_exact`.
 pub fn aggregates() -> Vec<AggregateUDF> {
     vec![
         AggregateUDF::from(NonNullBy::new(Pick::First)),
         AggregateUDF::from(NonNullBy::new(Pick::Last)),
+        AggregateUDF::from(ExactPercentile::new()),
     ]
+}
+
+/// `percentile_cont_exact(x, percent)`: the `percent`th percentile (an
+/// integer literal, 0 to 100) of the BIGINT `x` by linear interpolation
+/// at rank `percent / 100 * (n - 1)`, as PostgreSQL's `percentile_cont`
+/// and DuckDB's `quantile_cont` define it, exactly: a DECIMAL(38, 2),
+/// which holds every such value of integers (the rank's fraction is in
+/// hundredths). NULLs are left out; no rows give NULL. DataFusion's own
+/// `percentile_cont` cuts the interpolation weight to six digits (0.85
+/// became 0.849999): daily_metrics' p99 lateness was 5 ms off over a gap
+/// of 1.4 hours.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExactPercentile {
+    signature: Signature,
+}
+
+impl ExactPercentile {
+    fn new() -> ExactPercentile {
+        ExactPercentile {
+            signature: Signature::exact(
+                vec![DataType::Int64, DataType::Int64],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl AggregateUDFImpl for ExactPercentile {
+    fn name(&self) -> &str {
+        "percentile_cont_exact"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Decimal128(38, 2))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[values]", args.name),
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+            true,
+        ))])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        // Evaluated over no rows: a literal gives its value, a column fails.
+        let empty = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(
+            datafusion::arrow::datatypes::Schema::empty(),
+        ));
+        let percent = match args.exprs.get(1).map(|e| e.evaluate(&empty)) {
+            Some(Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(p))))) => Some(p),
+            _ => None,
+        };
+        match percent {
+            Some(p) if (0..=100).contains(&p) => Ok(Box::new(Percentile {
+                percent: p as i128,
+                values: Vec::new(),
+            })),
+            _ => plan_err!(
+                "percentile_cont_exact(x, percent) takes the percent as an integer literal from \
+                 0 to 100"
+            ),
+        }
+    }
+}
+
+/// One group's values, for [`ExactPercentile`].
+#[derive(Debug)]
+struct Percentile {
+    percent: i128,
+    values: Vec<i64>,
+}
+
+impl Percentile {
+    fn push(&mut self, a: &Int64Array) {
+        self.values.extend(a.iter().flatten());
+    }
+
+    /// The percentile of the values, in hundredths.
+    fn hundredths(&mut self) -> Option<i128> {
+        let n = self.values.len();
+        if n == 0 {
+            return None;
+        }
+        let rank = self.percent * (n as i128 - 1);
+        let (lo, fraction) = ((rank / 100) as usize, rank % 100);
+        let (_, &mut low, above) = self.values.select_nth_unstable(lo);
+        let low = i128::from(low);
+        if fraction == 0 {
+            return Some(low * 100);
+        }
+        // The next value up is the smallest of those after `lo`.
+        let high = i128::from(*above.iter().min().expect("rank below n - 1"));
+        Some(low * 100 + (high - low) * fraction)
+    }
+}
+
+impl Accumulator for Percentile {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.push(values[0].as_primitive::<Int64Type>());
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Decimal128(self.hundredths(), 38, 2))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.values.capacity() * std::mem::size_of::<i64>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let values = Int64Array::from(std::mem::take(&mut self.values));
+        let list = ListArray::new(
+            Arc::new(Field::new_list_field(DataType::Int64, true)),
+            OffsetBuffer::from_lengths([values.len()]),
+            Arc::new(values),
+            None,
+        );
+        Ok(vec![ScalarValue::List(Arc::new(list))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists = states[0].as_list::<i32>();
+        for i in 0..lists.len() {
+            if lists.is_valid(i) {
+                self.push(lists.value(i).as_primitive::<Int64Type>());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -917,6 +1053,82 @@ mod tests {
             )
             .await;
             assert!(one.iter().any(|l| l == "| only | p3 |"), "{one:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn exact_percentiles_interpolate_in_hundredths_over_merged_partitions() {
+        // Times as the values: negative, repeated, one alone, NULL left out.
+        let data = [
+            ("a", None, 20, "e2"),
+            ("a", None, -7, "e0"),
+            ("a", None, 1_000_000_007, "e9"),
+            ("a", None, 20, "e1"),
+            ("a", None, 99, "null"),
+            ("a", None, 30, "e3"),
+            ("a", None, 3, "e4"),
+            ("b", None, 42, "b1"),
+            ("c", None, 99, "null"),
+        ];
+        // SQL's definition, by hand: rank p/100 * (n - 1), interpolated.
+        let by_hand = |g: &str, p: i128| -> String {
+            let mut v: Vec<i128> = data
+                .iter()
+                .filter(|r| r.0 == g && r.3 != "null")
+                .map(|r| i128::from(r.2))
+                .collect();
+            if v.is_empty() {
+                return String::new();
+            }
+            v.sort();
+            let rank = p * (v.len() as i128 - 1);
+            let (lo, fr) = ((rank / 100) as usize, rank % 100);
+            let c = v[lo] * 100 + if fr > 0 { (v[lo + 1] - v[lo]) * fr } else { 0 };
+            let sign = if c < 0 { "-" } else { "" };
+            format!("{sign}{}.{:02}", c.abs() / 100, c.abs() % 100)
+        };
+        for partitions in [1, 3] {
+            let ctx = context(&data, partitions);
+            for p in [0, 1, 33, 50, 85, 99, 100] {
+                let got = rows(
+                    &ctx,
+                    &format!(
+                        "SELECT g, percentile_cont_exact(CASE WHEN id = 'null' THEN NULL ELSE \
+                         arrow_cast(ts, 'Int64') END, {p}) AS x FROM t GROUP BY g ORDER BY g"
+                    ),
+                )
+                .await;
+                for g in ["a", "b", "c"] {
+                    let want =
+                        format!("| {g} | {} |", by_hand(g, p as i128)).replace("|  |", "| |");
+                    assert!(got.contains(&want), "p{p} {want} in {got:?}");
+                }
+            }
+        }
+        // The hand rule itself, on `a`'s six values -7, 3, 20, 20, 30,
+        // 1000000007: rank 1.65 is 3 + 0.65 * 17; rank 4.25 is 30 + 0.25 *
+        // 999999977, where a weight cut to six digits would be far off.
+        assert_eq!(by_hand("a", 33), "14.05");
+        assert_eq!(by_hand("a", 50), "20.00");
+        assert_eq!(by_hand("a", 85), "250000024.25");
+        assert_eq!(by_hand("a", 0), "-7.00");
+        let ctx = context(&data, 1);
+        for bad in [
+            "percentile_cont_exact(arrow_cast(ts, 'Int64'), 101)",
+            "percentile_cont_exact(arrow_cast(ts, 'Int64'), arrow_cast(ts, 'Int64'))",
+        ] {
+            let e = async {
+                ctx.sql(&format!("SELECT {bad} FROM t"))
+                    .await?
+                    .collect()
+                    .await
+            }
+            .await
+            .expect_err(bad);
+            assert!(
+                e.to_string().contains("an integer literal from 0 to 100"),
+                "{e}"
+            );
         }
     }
 

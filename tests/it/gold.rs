@@ -11,7 +11,7 @@ use crate::silver::{assert_equals_full, ev, list, query_csv};
 const METRICS: &str = "SELECT CAST(event_date AS VARCHAR), events, users, sessions, \
     bounce_sessions, CAST(avg_session_duration_s AS VARCHAR), converted_sessions, \
     CAST(conversion_rate AS VARCHAR), purchases, CAST(revenue AS VARCHAR), signups, \
-    late_events FROM daily_metrics ORDER BY 1";
+    late_events, CAST(lateness_p99_s AS VARCHAR) FROM daily_metrics ORDER BY 1";
 
 /// `evlake run BATCH --processing-time PT --json` for one sample batch.
 fn run_batch(lake: &Path, batch: &Value) -> Value {
@@ -55,6 +55,7 @@ fn expected_metrics() -> Vec<String> {
                 f("revenue"),
                 f("signups"),
                 f("late_events"),
+                f("lateness_p99_s"),
             ]
             .join(",")
         })
