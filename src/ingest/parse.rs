@@ -863,7 +863,7 @@ fn misnamed(missing: Slot, extra: &[(Cow<'_, str>, Raw<'_>)]) -> Option<String> 
 /// (members that must be there, not null), and the `jq` that maps its
 /// fields onto evlake's, keeping the rest (in `extra`).
 /// And what to check after.
-const PRODUCERS: [(&str, &[&[&str]], &str, &str); 4] = [
+const PRODUCERS: [(&str, &[&[&str]], &str, &str); 5] = [
     (
         "a Segment (or RudderStack) event",
         &[
@@ -901,6 +901,22 @@ const PRODUCERS: [(&str, &[&[&str]], &str, &str); 4] = [
          add the offset)",
     ),
     (
+        // GA4's BigQuery export: no event id (one is made of what a re-sent
+        // line repeats), the time in µs in a string, parameters as a list.
+        "a GA4 (BigQuery export) event",
+        &[&["event_name"], &["event_timestamp"], &["user_pseudo_id"]],
+        "{event_id: ([.user_pseudo_id, .event_timestamp, .event_name, \
+         .event_bundle_sequence_id, .batch_event_index] | map(. // \"\" | tostring) | \
+         join(\"-\")), event_type: .event_name, event_timestamp: (.event_timestamp | tonumber \
+         / 1000 | floor), user_id: (.user_id // .user_pseudo_id), session_id: \
+         ([.event_params[]? | select(.key == \"ga_session_id\") | .value.int_value][0]), \
+         properties: ([.event_params[]? | {key, value: (.value | .string_value // .int_value \
+         // .double_value // .float_value)}] | from_entries)}",
+        " (GA4 has no event id: this one is made of the user, the time, the name and the \
+         event's place in its bundle, the same in a re-sent line; the time is kept to the \
+         millisecond)",
+    ),
+    (
         "a Snowplow enriched event",
         &[&["event_id"], &["event_name"], &["collector_tstamp"]],
         ". + {event_type: .event_name, event_timestamp: (.derived_tstamp // .collector_tstamp), \
@@ -911,8 +927,8 @@ const PRODUCERS: [(&str, &[&[&str]], &str, &str); 4] = [
 
 /// For a line missing a required field (or with one of another type),
 /// whose members (`members`) are
-/// those of a known producer's export (Segment's spec, Amplitude's or
-/// Mixpanel's export, Snowplow's enriched event): whose, and the `jq`
+/// those of a known producer's export (Segment's spec, Amplitude's,
+/// Mixpanel's or GA4's export, Snowplow's enriched event): whose, and the `jq`
 /// that maps them onto evlake's fields.
 fn producer(members: &[(&str, Raw<'_>)]) -> Option<String> {
     // Whether member `path` (`properties/time`: `time` of the object
@@ -2492,7 +2508,7 @@ mod tests {
     }
 
     /// A line of a known producer's export (Segment, Amplitude, Mixpanel,
-    /// Snowplow) says whose it is and gives the jq that maps its fields
+    /// GA4, Snowplow) says whose it is and gives the jq that maps its fields
     /// (each checked by hand with jq 1.6: its output is ingested whole);
     /// a line with only some of those members gets no such hint.
     #[test]
@@ -2547,6 +2563,28 @@ mod tests {
              enriched event: `jq -c '. + {event_type: .event_name, event_timestamp: \
              (.derived_tstamp // .collector_tstamp), user_id: (.user_id // .domain_userid)}' FILE"
         ));
+        // GA4's BigQuery export has no event id: the jq makes one.
+        let ga4 = detail(
+            r#"{"event_date":"20240315","event_timestamp":"1710513000123456","event_name":"page_view","event_params":[{"key":"ga_session_id","value":{"int_value":"1710512345"}}],"event_bundle_sequence_id":"3","user_id":null,"user_pseudo_id":"1234567890.1710512345","batch_event_index":"0"}"#,
+        );
+        assert!(
+            ga4.starts_with(
+                "required field `event_id` is missing or null; these are the fields of a GA4 \
+                 (BigQuery export) event: `jq -c '{event_id: ([.user_pseudo_id, \
+                 .event_timestamp, .event_name, .event_bundle_sequence_id, .batch_event_index] \
+                 | map(. // \"\" | tostring) | join(\"-\")), event_type: .event_name, \
+                 event_timestamp: (.event_timestamp | tonumber / 1000 | floor), user_id: \
+                 (.user_id // .user_pseudo_id), session_id: ([.event_params[]? | select(.key == \
+                 \"ga_session_id\") | .value.int_value][0]), properties: ([.event_params[]? | \
+                 {key, value: (.value | .string_value // .int_value // .double_value // \
+                 .float_value)}] | from_entries)}' FILE"
+            ),
+            "{ga4}"
+        );
+        assert!(
+            ga4.ends_with("the time is kept to the millisecond)"),
+            "{ga4}"
+        );
         // Only some of a producer's members, or null ones: no hint.
         for line in [
             r#"{"messageId":"a","timestamp":"2024-03-15T14:30:00Z","userId":"u"}"#,
@@ -2555,6 +2593,7 @@ mod tests {
             r#"{"event":"e","properties":{"time":1602611311,"distinct_id":"u"}}"#,
             r#"{"event":"e","properties":{"time":1602611311,"distinct_id":"u","$insert_id":null}}"#,
             r#"{"event_id":"a","event_name":"e","user_id":"u"}"#,
+            r#"{"event_name":"e","event_timestamp":"1710513000123456","user_pseudo_id":null}"#,
         ] {
             assert!(!detail(line).contains("these are the fields"), "{line}");
         }
