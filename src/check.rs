@@ -6,8 +6,10 @@
 //! of its table fail or, worse, read other data. `check` compares each
 //! committed file with its log record: that it exists, its size, and its
 //! row count (a Parquet file's footer, an id-index file's header, a
-//! quarantine file's lines); with `deep`, every Parquet page is decoded
-//! too (a flipped bit in the data fails its decompression). Each problem
+//! quarantine file's lines); with `deep`, its bytes' BLAKE3 with the one
+//! its commit recorded (a flipped bit that still decodes is `changed`),
+//! or, for a file committed without one, every Parquet page decoded (a
+//! flipped bit in the data fails its decompression). Each problem
 //! names the command that repairs it, if one can: derived tables are
 //! rebuilt from bronze; bronze and the quarantine are the lake's only
 //! copy of what arrived, so their files come back only from a backup.
@@ -38,7 +40,7 @@ pub struct Problem {
     pub partition: String,
     /// Lake-relative path.
     pub path: String,
-    /// `missing`, `size`, `rows` or `unreadable`.
+    /// `missing`, `size`, `rows`, `unreadable` or `changed`.
     pub problem: &'static str,
     pub detail: String,
     /// The command that writes the file's data again, or what to do.
@@ -80,10 +82,16 @@ pub fn check(lake: &Lake, state: &LakeState, deep: bool) -> Result<CheckReport> 
             })
         })
         .collect();
+    // A damaged footer can make the Parquet reader panic (an assertion on
+    // a column's offsets, an Arrow type in the schema it cannot map): that
+    // file is unreadable, and the others are checked. The panic's own
+    // message goes into the problem's detail, not on stderr.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let mut problems: Vec<Problem> = files
         .par_iter()
         .filter_map(|(table, partition, f)| {
-            let (problem, detail) = check_file(lake, f, deep)?;
+            let (problem, detail) = unless_it_panics(|| check_file(lake, f, deep))?;
             Some(Problem {
                 table: table.to_string(),
                 partition: partition.to_string(),
@@ -94,6 +102,7 @@ pub fn check(lake: &Lake, state: &LakeState, deep: bool) -> Result<CheckReport> 
             })
         })
         .collect();
+    std::panic::set_hook(hook);
     problems.sort();
     let orphans = crate::log::orphans(lake, state, &ingest::table_dirs())?;
     Ok(CheckReport {
@@ -113,6 +122,24 @@ pub fn check(lake: &Lake, state: &LakeState, deep: bool) -> Result<CheckReport> 
         orphans,
         repaired: Vec::new(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// `check`'s answer for one file, or, if the reader panicked on it, that
+/// it is unreadable, with the panic's message.
+fn unless_it_panics(
+    check: impl FnOnce() -> Option<(&'static str, String)>,
+) -> Option<(&'static str, String)> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Some((
+            "unreadable",
+            format!("unreadable: its reader failed on it ({why})"),
+        ))
     })
 }
 
@@ -142,10 +169,33 @@ fn check_file(lake: &Lake, f: &FileAction, deep: bool) -> Option<(&'static str, 
             ),
         ));
     }
-    let rows = match rows_of(&path, deep) {
+    // With its hash in the log, `deep` compares the bytes: the same
+    // bytes decode as they did when committed, so only the footer's rows
+    // are read; other bytes are decoded, to say whether they still do.
+    let changed = match (deep, &f.blake3) {
+        (true, Some(logged)) => match crate::log::file_blake3(&path) {
+            Ok(h) if h == *logged => None,
+            Ok(h) => Some(h),
+            Err(e) => return Some(("unreadable", format!("unreadable: {e}"))),
+        },
+        _ => None,
+    };
+    let decode = deep && (f.blake3.is_none() || changed.is_some());
+    let rows = match rows_of(&path, decode) {
         Ok(rows) => rows,
         Err(e) => return Some(("unreadable", format!("unreadable: {e:#}"))),
     };
+    if let Some(h) = changed {
+        return Some((
+            "changed",
+            format!(
+                "its bytes are not those committed (BLAKE3 {h}… on disk, {}… in the log), \
+                 though it reads: a flipped bit on the disk or in a copy, or a file written \
+                 over in place; its values cannot be trusted",
+                f.blake3.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
     (rows != f.rows).then(|| {
         (
             "rows",
@@ -309,6 +359,30 @@ mod tests {
             detail: String::new(),
             repair: repair(table, partition),
         }
+    }
+
+    #[test]
+    fn a_reader_that_panics_makes_its_file_unreadable() {
+        let said = unless_it_panics(|| panic!("column start and length should not be negative"));
+        let formatted = unless_it_panics(|| panic!("bit width of {} not supported", 3));
+        assert_eq!(
+            said,
+            Some((
+                "unreadable",
+                "unreadable: its reader failed on it (column start and length should not be \
+                 negative)"
+                    .to_string()
+            ))
+        );
+        assert_eq!(
+            formatted.unwrap().1,
+            "unreadable: its reader failed on it (bit width of 3 not supported)"
+        );
+        assert_eq!(unless_it_panics(|| None), None);
+        assert_eq!(
+            unless_it_panics(|| Some(("rows", "1 row".to_string()))),
+            Some(("rows", "1 row".to_string()))
+        );
     }
 
     #[test]

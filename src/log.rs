@@ -285,6 +285,13 @@ pub struct FileAction {
     pub lateness: Option<StoredHistogram>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_lateness: Option<StoredHistogram>,
+    /// The file's bytes as committed: the first 16 hex digits of their
+    /// BLAKE3, which [`write_commit`] reads the file for (None: a file
+    /// committed by an evlake from before, or one it could not read).
+    /// `check --deep` compares it, so damage that still decodes (a
+    /// flipped bit inside a value) is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
 }
 
 impl FileAction {
@@ -301,8 +308,16 @@ impl FileAction {
             late_rows: 0,
             lateness: None,
             late_lateness: None,
+            blake3: None,
         }
     }
+}
+
+/// The first 16 hex digits of the BLAKE3 of the file at `path`.
+pub fn file_blake3(path: &std::path::Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex()[..16].to_string())
 }
 
 fn commit_file_name(version: u64) -> String {
@@ -518,6 +533,33 @@ pub fn write_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     lake::create_dir_durable(&dir)?;
     let final_path = dir.join(commit_file_name(commit.version));
     let tmp = dir.join(format!(".{}.tmp-{}", commit.version, std::process::id()));
+    // Each added file's hash, from its bytes on disk (written and synced
+    // by now, so read from the page cache): what `check --deep` compares.
+    let stamped;
+    let commit = if commit.add.iter().any(|a| a.blake3.is_none()) {
+        let mut c = commit.clone();
+        let hashes = std::sync::Mutex::new(vec![None; c.add.len()]);
+        let indexed: Vec<(usize, &FileAction)> = c.add.iter().enumerate().collect();
+        lake::par_io(&indexed, |(i, a)| {
+            if a.blake3.is_none() {
+                // One that cannot be read is committed without: `check`
+                // finds what is wrong with it by its size and rows.
+                let h = file_blake3(&lake.path(&a.path)).ok();
+                hashes.lock().unwrap_or_else(|e| e.into_inner())[*i] = h;
+            }
+            Ok(())
+        })?;
+        let hashes = hashes.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (a, h) in c.add.iter_mut().zip(hashes) {
+            if a.blake3.is_none() {
+                a.blake3 = h;
+            }
+        }
+        stamped = c;
+        &stamped
+    } else {
+        commit
+    };
     let mut body = serde_json::to_vec(commit)?;
     body.push(b'\n');
     {
@@ -1459,6 +1501,53 @@ mod tests {
         assert!(
             format!("{err:#}").contains("no readable checkpoint"),
             "{err:#}"
+        );
+    }
+
+    /// A commit records each added file's BLAKE3, from the file on disk,
+    /// keeps one it was given, and commits a file it cannot read without.
+    #[test]
+    fn a_commit_records_each_added_files_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lake = Lake::new(tmp.path().join("lake"));
+        fs::create_dir_all(lake.path("bronze")).unwrap();
+        fs::write(lake.path("bronze/a.parquet"), b"abc").unwrap();
+        let mut c = Commit::next(&LakeState::default(), "ingest", 0);
+        let table = crate::bronze::TABLE;
+        c.add.push(FileAction::plain(
+            table,
+            "",
+            "bronze/a.parquet".into(),
+            1,
+            3,
+        ));
+        c.add.push(FileAction::plain(
+            table,
+            "",
+            "bronze/gone.parquet".into(),
+            1,
+            3,
+        ));
+        let mut given = FileAction::plain(table, "", "bronze/b.parquet".into(), 1, 3);
+        given.blake3 = Some("0123456789abcdef".into());
+        c.add.push(given);
+        write_commit(&lake, &c).unwrap();
+        let read = read_commit(&lake, 1).unwrap();
+        let hashes: Vec<Option<&str>> = read.add.iter().map(|a| a.blake3.as_deref()).collect();
+        // BLAKE3("abc"), as published.
+        assert_eq!(
+            hashes,
+            [Some("6437b3ac38465133"), None, Some("0123456789abcdef")]
+        );
+        assert_eq!(
+            file_blake3(&lake.path("bronze/a.parquet")).unwrap(),
+            "6437b3ac38465133"
+        );
+        // A commit from before the hash reads as one without.
+        let old = r#"{"table":"t","partition":"","path":"p","rows":1,"bytes":1}"#;
+        assert_eq!(
+            serde_json::from_str::<FileAction>(old).unwrap().blake3,
+            None
         );
     }
 

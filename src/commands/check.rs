@@ -12,13 +12,15 @@ use crate::log::LakeState;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   evlake check                  # every committed file exists, with its size and rows
-  evlake check --deep           # and decode every Parquet page
+  evlake check --deep           # and read every byte: hashes compared, pages decoded
   evlake check --json | jq '.problems'
   evlake check --repair         # and rebuild every derived file that is not whole
 
 Compares each file the commit log references with the log's record: that
-it exists, its size, and its rows (a Parquet footer's count, with --deep
-every page decoded). Each problem names its repair: derived tables are
+it exists, its size, and its rows (a Parquet footer's count); with --deep,
+its bytes' hash (recorded at commit; an older file's pages are decoded
+instead), so damage that still decodes is found. Each problem names its
+repair: derived tables are
 rebuilt (`evlake silver --full`, `evlake gold --dates D`, `evlake
 snapshot`; the id index by --repair itself); bronze and the quarantine
 come back only from a backup. Also
@@ -27,7 +29,8 @@ writer removes them). Read-only, takes no lock, unless --repair: it then
 runs those commands (refusing if bronze is damaged) and checks again.
 Exits 1 if any file is not as the log says (after --repair: still), else 0.")]
 pub struct Args {
-    /// Also decode every page of every Parquet file (reads all the data)
+    /// Also read all the data: compare each file's bytes with the hash its
+    /// commit recorded (decode the pages of a file without one)
     #[arg(long)]
     pub deep: bool,
 
@@ -140,7 +143,7 @@ fn print_report(r: &CheckReport) {
         r.rows,
         super::status::format_bytes(r.bytes),
         r.version,
-        if r.deep { ", every page decoded" } else { "" }
+        if r.deep { ", every byte read" } else { "" }
     );
     if r.problems.is_empty() {
         status("Checked", checked);

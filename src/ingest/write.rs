@@ -56,6 +56,7 @@ impl StagedFile {
             late_rows: self.late_rows,
             lateness: Some(StoredHistogram::new(&self.lateness)),
             late_lateness: (self.late_rows > 0).then(|| StoredHistogram::new(&self.late_lateness)),
+            blake3: None,
         }
     }
 }

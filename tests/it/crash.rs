@@ -823,6 +823,64 @@ fn a_crash_in_a_typed_refresh_or_after_it_then_a_rerun_equals_a_whole_build() {
     }
 }
 
+/// Every file a commit adds has its bytes' BLAKE3 in the log, and `check
+/// --deep` compares it: one flipped bit anywhere in a file is found, as
+/// `changed` where the file still decodes (a value read as another, which
+/// decoding alone let pass) or `unreadable` where it does not, and a
+/// footer damaged so that the Parquet reader panics is that file's
+/// problem, not a crash of `check`.
+#[test]
+fn check_deep_finds_every_flipped_bit_by_the_hash_the_commit_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    run_sample_batches(&lake);
+    let state = evlake::log::LakeState::load(&evlake::lake::Lake::new(&lake)).unwrap();
+    let mut hashed = 0;
+    for f in state
+        .tables
+        .values()
+        .flat_map(|parts| parts.values())
+        .flat_map(|p| p.files.values())
+    {
+        let on_disk = evlake::log::file_blake3(&lake.join(&f.path)).unwrap();
+        assert_eq!(f.blake3.as_deref(), Some(on_disk.as_str()), "{}", f.path);
+        hashed += 1;
+    }
+    assert!(hashed > 20, "{hashed}");
+    let file = committed_files_under(&lake, "silver/events/event_date=2024-03-15")[0].clone();
+    let path = lake.join(&file);
+    let kept = std::fs::read(&path).unwrap();
+    let n = kept.len();
+    // Spread over the data, then every third byte of the footer's end.
+    let offsets: Vec<usize> = (1..16)
+        .map(|i| i * (n - 200) / 16)
+        .chain((n - 120..n - 8).step_by(3))
+        .collect();
+    let mut kinds = std::collections::BTreeMap::new();
+    for (i, at) in offsets.iter().enumerate() {
+        let mut damaged = kept.clone();
+        damaged[*at] ^= 1 << (i % 8);
+        std::fs::write(&path, &damaged).unwrap();
+        let o = run(&lake, &["check", "--deep", "--json"]);
+        assert_eq!(exit_code(&o), 1, "bit {i} at {at}: {}", stderr(&o));
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let problems = report["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "bit {i} at {at}: {report}");
+        assert_eq!(problems[0]["path"], file.as_str());
+        let kind = problems[0]["problem"].as_str().unwrap().to_string();
+        assert!(
+            ["changed", "unreadable", "rows"].contains(&kind.as_str()),
+            "bit {i} at {at}: {kind}"
+        );
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        *kinds.entry(kind).or_insert(0) += 1;
+    }
+    std::fs::write(&path, &kept).unwrap();
+    assert!(kinds.get("changed").is_some_and(|n| *n > 0), "{kinds:?}");
+    let healthy = ok(&lake, &["check", "--deep", "--json"]);
+    assert_eq!(healthy["status"], "ok", "{healthy}");
+}
+
 /// `check` compares every committed file with the log: a file deleted,
 /// cut short or with its pages damaged is found (the damage to pages only
 /// with `--deep`), each with the command that repairs it; the repairs
