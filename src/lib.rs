@@ -11,6 +11,7 @@ pub mod commands;
 pub mod committed;
 pub mod compact;
 pub mod config;
+pub mod csvout;
 pub mod daily;
 pub mod derive;
 pub mod dirty;

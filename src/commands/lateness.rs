@@ -80,9 +80,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             for r in &rows {
                 writeln!(
                     out,
-                    "{},\"{}\",{},{},{},{},{},{},{},{},{},{},{}",
-                    r.key,
-                    r.sources.replace('"', "\"\""),
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    crate::csvout::field(&r.key),
+                    crate::csvout::field(&r.sources),
                     r.events,
                     r.late,
                     r.side_output,

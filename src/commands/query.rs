@@ -399,7 +399,7 @@ struct Streamed {
 }
 
 enum Writer {
-    Csv(Box<datafusion::arrow::csv::Writer<std::io::BufWriter<std::io::Stdout>>>),
+    Csv(Box<crate::csvout::Writer<std::io::BufWriter<std::io::Stdout>>>),
     Json(
         datafusion::arrow::json::writer::Writer<std::io::BufWriter<std::io::Stdout>, LineDelimited>,
     ),
@@ -471,11 +471,7 @@ impl Streamed {
         if self.writer.is_none() {
             let out = || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             self.writer = Some(match self.format {
-                Format::Csv => Writer::Csv(Box::new(
-                    datafusion::arrow::csv::WriterBuilder::new()
-                        .with_header(true)
-                        .build(out()),
-                )),
+                Format::Csv => Writer::Csv(Box::new(crate::csvout::Writer::new(out()))),
                 Format::Parquet => Writer::Parquet(Box::new(parquet_out(batch.schema())?)),
                 _ => Writer::Json(crate::jsonout::writer(out())),
             });
@@ -628,9 +624,10 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
             crate::table::write(&mut out, batches)?;
         }
         Format::Csv => {
-            let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
+            let mut w = crate::csvout::Writer::new(&mut out);
+            if let Some(b) = batches.first() {
+                w.header(&b.schema())?;
+            }
             for b in batches {
                 w.write(b)?;
             }

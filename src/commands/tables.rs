@@ -126,10 +126,17 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             writeln!(out, "table,layer,partitions,rows,column,type,nullable")?;
             for t in &tables {
                 for c in &t.columns {
+                    use crate::csvout::field;
                     writeln!(
                         out,
-                        "{},{},{},{},{},\"{}\",{}",
-                        t.name, t.layer, t.partitions, t.rows, c.name, c.data_type, c.nullable
+                        "{},{},{},{},{},{},{}",
+                        field(&t.name),
+                        t.layer,
+                        t.partitions,
+                        t.rows,
+                        field(&c.name),
+                        field(&c.data_type.to_string()),
+                        c.nullable
                     )?;
                 }
             }

@@ -257,6 +257,24 @@ fn query_formats_every_table_and_tables_lists_them() {
         String::from_utf8(o.stdout).unwrap(),
         "d,none\n2024-03-14,\n"
     );
+    // An empty string is `""`, a NULL an empty field, as DuckDB, Spark and
+    // PostgreSQL write them (Arrow's writer wrote both as an empty field);
+    // a field with a comma, quote or line break is quoted.
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT '' AS \"empty, text\", CAST(NULL AS VARCHAR) AS none, 'a,\"b\"' AS q, 2 AS n",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "\"empty, text\",none,q,n\n\"\",,\"a,\"\"b\"\"\",2\n",
+        "{}",
+        stderr(&o)
+    );
     // JSON has no NaN or infinity: Arrow writes them `null`, like a NULL,
     // so stderr says which column held them and how many (CSV keeps them).
     let ratios = "SELECT CAST(event_date AS VARCHAR) AS d, CAST(events - events AS DOUBLE) \
@@ -356,6 +374,15 @@ fn query_formats_every_table_and_tables_lists_them() {
     let o = run(&lake, &["query", "SELECT * FROM daily_metric"]);
     assert!(stderr(&o).contains("daily_metric"), "{}", stderr(&o));
 
+    // Its CSV doubles the quotes inside a quoted field: a timestamp's type
+    // `Timestamp(µs, "UTC")` read back as `Timestamp(µs, UTC")"` before.
+    let o = run(&lake, &["tables", "--format", "csv"]);
+    let csv = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        csv.contains("bronze_events,bronze,")
+            && csv.contains(",event_timestamp,\"Timestamp(µs, \"\"UTC\"\")\",false\n"),
+        "{csv}"
+    );
     // `evlake tables` lists every table with columns and partitions.
     let o = run(&lake, &["tables", "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
