@@ -93,29 +93,21 @@ pub struct NonFinite(Vec<(String, usize)>);
 impl NonFinite {
     /// Count the NaN and infinite values in `batch`'s float columns.
     pub fn count(&mut self, batch: &datafusion::arrow::array::RecordBatch) {
-        use datafusion::arrow::datatypes::{Float16Type, Float32Type, Float64Type};
+        use datafusion::arrow::datatypes::Float64Type;
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-            let n = match field.data_type() {
-                DataType::Float64 => column
-                    .as_primitive::<Float64Type>()
-                    .iter()
-                    .flatten()
-                    .filter(|v| !v.is_finite())
-                    .count(),
-                DataType::Float32 => column
-                    .as_primitive::<Float32Type>()
-                    .iter()
-                    .flatten()
-                    .filter(|v| !v.is_finite())
-                    .count(),
-                DataType::Float16 => column
-                    .as_primitive::<Float16Type>()
-                    .iter()
-                    .flatten()
-                    .filter(|v| !v.is_finite())
-                    .count(),
-                _ => 0,
-            };
+            if !field.data_type().is_floating() {
+                continue;
+            }
+            // Float16 and Float32 widen exactly, NaN and infinities too.
+            let n = datafusion::arrow::compute::cast(column, &DataType::Float64)
+                .map(|wide| {
+                    wide.as_primitive::<Float64Type>()
+                        .iter()
+                        .flatten()
+                        .filter(|v| !v.is_finite())
+                        .count()
+                })
+                .unwrap_or(0);
             if n == 0 {
                 continue;
             }

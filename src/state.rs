@@ -944,29 +944,11 @@ fn fixed_by_rows(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
 
 /// The aggregate functions whose results over two sets of events merge
 /// into their result over both: `delta` may use them over the events
-/// it reads.
+/// it reads, and `combine` all but `count`, which would count the
+/// partial rows (a snapshot's and delta's) rather than merge them.
 const DELTA_AGGREGATES: &[&str] = &[
     "sum",
     "count",
-    "min",
-    "max",
-    "first_value",
-    "last_value",
-    "bool_and",
-    "bool_or",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "array_agg",
-    "string_agg",
-    "grouping",
-];
-
-/// Those of [`DELTA_AGGREGATES`] that merge partial results (a
-/// snapshot's rows with delta's) into the result over all: not `count`,
-/// which counts the partial rows.
-const COMBINE_AGGREGATES: &[&str] = &[
-    "sum",
     "min",
     "max",
     "first_value",
@@ -1004,11 +986,8 @@ const DISTINCT_AGGREGATES: &[&str] = &[
 fn combines(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Expr;
-    let allowed = if part == "combine" {
-        COMBINE_AGGREGATES
-    } else {
-        DELTA_AGGREGATES
-    };
+    let allowed =
+        |name: &str| DELTA_AGGREGATES.contains(&name) && !(part == "combine" && name == "count");
     let mut found: Option<(String, String)> = None;
     let _ = planned.logical_plan().apply_with_subqueries(|node| {
         // combine's input is delta's (and the snapshot's) rows.
@@ -1025,7 +1004,7 @@ fn combines(model: &Model, part: &str, planned: &DataFrame) -> Result<()> {
                 };
                 let name = f.func.name().to_lowercase();
                 let p = &f.params;
-                let why = if !allowed.contains(&name.as_str()) {
+                let why = if !allowed(&name) {
                     Some(does_not_combine(&name, part))
                 } else if p.distinct && !DISTINCT_AGGREGATES.contains(&name.as_str()) {
                     Some((
