@@ -537,24 +537,14 @@ pub fn write_commit(lake: &Lake, commit: &Commit) -> Result<()> {
     // by now, so read from the page cache): what `check --deep` compares.
     let stamped;
     let commit = if commit.add.iter().any(|a| a.blake3.is_none()) {
+        use rayon::prelude::*;
         let mut c = commit.clone();
-        let hashes = std::sync::Mutex::new(vec![None; c.add.len()]);
-        let indexed: Vec<(usize, &FileAction)> = c.add.iter().enumerate().collect();
-        lake::par_io(&indexed, |(i, a)| {
-            if a.blake3.is_none() {
-                // One that cannot be read is committed without: `check`
-                // finds what is wrong with it by its size and rows.
-                let h = file_blake3(&lake.path(&a.path)).ok();
-                hashes.lock().unwrap_or_else(|e| e.into_inner())[*i] = h;
-            }
-            Ok(())
-        })?;
-        let hashes = hashes.into_inner().unwrap_or_else(|e| e.into_inner());
-        for (a, h) in c.add.iter_mut().zip(hashes) {
-            if a.blake3.is_none() {
-                a.blake3 = h;
-            }
-        }
+        c.add
+            .par_iter_mut()
+            .filter(|a| a.blake3.is_none())
+            // One that cannot be read is committed without: `check` finds
+            // what is wrong with it by its size and rows.
+            .for_each(|a| a.blake3 = file_blake3(&lake.path(&a.path)).ok());
         stamped = c;
         &stamped
     } else {
