@@ -847,6 +847,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
     if let Some(problem) = integer_date(df.logical_plan())
         .or_else(|| constant_in_subquery(df.logical_plan()))
         .or_else(|| similar_to(df.logical_plan()))
+        .or_else(|| range_in_months(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
     }
@@ -1036,6 +1037,91 @@ fn similar_to(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
                 Ok(TreeNodeRecursion::Stop)
             })
         })
+    });
+    found
+}
+
+/// A window's `RANGE` frame over a DATE or TIMESTAMP with a bare number
+/// as its offset (`ORDER BY event_date RANGE BETWEEN 6 PRECEDING AND
+/// CURRENT ROW`, a 7-day rolling window as DuckDB reads it): DataFusion 55
+/// casts the number to an interval of that many months, so the window
+/// spans half a year, with no error. (PostgreSQL refuses such a frame.)
+/// What is wrong, and the interval to write.
+fn range_in_months(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{
+        Expr, ExprSchemable, LogicalPlan, WindowFrameBound, WindowFrameUnits,
+    };
+    let bare = |bound: &WindowFrameBound| -> Option<String> {
+        let (WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v)) = bound else {
+            return None;
+        };
+        if v.is_null() {
+            return None;
+        }
+        match v {
+            ScalarValue::Utf8(Some(t))
+            | ScalarValue::Utf8View(Some(t))
+            | ScalarValue::LargeUtf8(Some(t)) => t
+                .trim()
+                .parse::<f64>()
+                .is_ok()
+                .then(|| t.trim().to_string()),
+            v if v.data_type().is_numeric() => Some(v.to_string()),
+            _ => None,
+        }
+    };
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Window(window) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = window.input.schema();
+        for e in &window.window_expr {
+            let _ = e.apply(|e| {
+                let Expr::WindowFunction(f) = e else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let frame = &f.params.window_frame;
+                let Some(key) = f.params.order_by.first() else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                if frame.units != WindowFrameUnits::Range {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                let (unit, reads) = match key.expr.get_type(schema) {
+                    Ok(DataType::Date32 | DataType::Date64) => {
+                        ("days", " (DuckDB reads days; PostgreSQL refuses it)")
+                    }
+                    Ok(DataType::Timestamp(..)) => ("seconds", " (PostgreSQL refuses it)"),
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                for bound in [&frame.start_bound, &frame.end_bound] {
+                    let Some(n) = bare(bound) else { continue };
+                    let way = if matches!(bound, WindowFrameBound::Preceding(_)) {
+                        "PRECEDING"
+                    } else {
+                        "FOLLOWING"
+                    };
+                    let key = match &key.expr {
+                        Expr::Column(c) => format!("`{}`", c.name),
+                        _ => "a date or time".to_string(),
+                    };
+                    found = Some(format!(
+                        "a window frame `RANGE` over {key} with a bare number as its offset \
+                         (`{n} {way}`), which DataFusion 55 reads as {n} months{reads}, \
+                         with no error; write the unit: `INTERVAL '{n} {unit}' {way}`"
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            if found.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
     });
     found
 }
@@ -2026,6 +2112,31 @@ mod tests {
                  negated or inside another expression"
             ))
         };
+        // A RANGE offset with no unit over a date is months in DataFusion
+        // 55 (when this fails, the check can go):
+        let months = ctx
+            .sql(
+                "SELECT count(*) OVER (ORDER BY d RANGE 1 PRECEDING) AS n FROM (VALUES \
+                 (DATE '2024-02-20'), (DATE '2024-03-15')) AS v(d) ORDER BY d DESC LIMIT 1",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            datafusion::arrow::util::pretty::pretty_format_batches(&months)
+                .unwrap()
+                .to_string()
+                .lines()
+                .nth(3),
+            Some("| 2 |")
+        );
+        let range_months = |what: &str| {
+            Some(format!(
+                "Error during planning: a window frame `RANGE` over {what}"
+            ))
+        };
         // A time format with no `%` code:
         let format = |f: &str| {
             Some(format!(
@@ -2123,6 +2234,48 @@ mod tests {
                 similar("regexp_like(x, '^(?:...)$')"),
             ),
             ("SELECT x FROM t WHERE s LIKE '2024-%'", None),
+            // A RANGE offset over a date or time with no unit, which
+            // DataFusion reads as months:
+            (
+                "SELECT count(*) OVER (ORDER BY d RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) \
+                 FROM t",
+                range_months(
+                    "`d` with a bare number as its offset (`6 PRECEDING`), which \
+                     DataFusion 55 reads as 6 months (DuckDB reads days; PostgreSQL refuses \
+                     it), with no error; write the unit: `INTERVAL '6 days' PRECEDING`",
+                ),
+            ),
+            (
+                "SELECT x FROM t WHERE x IN (SELECT sum(x) OVER (PARTITION BY s ORDER BY ts \
+                 RANGE BETWEEN CURRENT ROW AND '3600' FOLLOWING) FROM t)",
+                range_months(
+                    "`ts` with a bare number as its offset (`3600 FOLLOWING`), \
+                     which DataFusion 55 reads as 3600 months (PostgreSQL refuses it), with no \
+                     error; write the unit: `INTERVAL '3600 seconds' FOLLOWING`",
+                ),
+            ),
+            (
+                "SELECT count(*) OVER (ORDER BY CAST(ts AS DATE) RANGE 1.5 PRECEDING) FROM t",
+                range_months(
+                    "a date or time with a bare number as its offset (`1.5 \
+                     PRECEDING`)",
+                ),
+            ),
+            (
+                "SELECT count(*) OVER (ORDER BY d RANGE BETWEEN INTERVAL '6 days' PRECEDING \
+                 AND CURRENT ROW) FROM t",
+                None,
+            ),
+            (
+                "SELECT count(*) OVER (ORDER BY ts RANGE BETWEEN '1 hour' PRECEDING AND \
+                 UNBOUNDED FOLLOWING) FROM t",
+                None,
+            ),
+            (
+                "SELECT count(*) OVER (ORDER BY x RANGE BETWEEN 6 PRECEDING AND CURRENT ROW), \
+                 count(*) OVER (ORDER BY d ROWS 6 PRECEDING) FROM t",
+                None,
+            ),
             // A constant NOT IN a subquery of a column that may be NULL:
             (
                 "SELECT x FROM t WHERE 'zz' NOT IN (SELECT maybe FROM t)",
