@@ -1172,12 +1172,53 @@ fn regex_literal(c: char) -> String {
 fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
     use datafusion::sql::parser::{DFParser, Statement};
     use datafusion::sql::sqlparser::ast::{
-        GroupByExpr, Select, SelectItem, TableFactor, Visit, Visitor,
+        GroupByExpr, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor,
+        Visit, Visitor,
     };
     use std::ops::ControlFlow;
     struct Find;
+    /// `INTERSECT ALL` or `EXCEPT ALL` in `body`, outside its subqueries.
+    fn multiset(body: &SetExpr) -> Option<&'static str> {
+        let SetExpr::SetOperation {
+            left,
+            op,
+            set_quantifier,
+            right,
+        } = body
+        else {
+            return None;
+        };
+        let all = matches!(
+            set_quantifier,
+            SetQuantifier::All | SetQuantifier::AllByName
+        );
+        match op {
+            SetOperator::Intersect if all => Some("INTERSECT"),
+            SetOperator::Except if all => Some("EXCEPT"),
+            _ => multiset(left).or_else(|| multiset(right)),
+        }
+    }
     impl Visitor for Find {
         type Break = String;
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+            match multiset(&query.body) {
+                Some(op) => ControlFlow::Break(format!(
+                    "`{op} ALL`, which DataFusion 55 answers as {}, with no error; for SQL's \
+                     answer, number the repeats on each side and use `{op}` over the pairs: \
+                     `SELECT a FROM (SELECT a, row_number() OVER (PARTITION BY a) AS n FROM x \
+                     {op} SELECT a, row_number() OVER (PARTITION BY a) FROM y)`",
+                    if op == "INTERSECT" {
+                        "every left row that has a match on the right (SQL keeps a row as \
+                         many times as the side with fewer copies has it)"
+                    } else {
+                        "the left rows that have no match on the right (SQL takes away one \
+                         copy per copy on the right, so a row on the left 5 times and on the \
+                         right twice is kept 3 times)"
+                    }
+                )),
+                None => ControlFlow::Continue(()),
+            }
+        }
         fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
             let passed_over = |what: &str, instead: &str| {
                 ControlFlow::Break(format!(
@@ -2112,6 +2153,27 @@ mod tests {
                  negated or inside another expression"
             ))
         };
+        let passed_over_as = |what: &str| Some(format!("This feature is not implemented: {what}"));
+        // INTERSECT ALL keeps every matched left row, EXCEPT ALL drops
+        // every matched one, in DataFusion 55 (when these fail, the check
+        // can go):
+        for (op, rows) in [("INTERSECT", 2), ("EXCEPT", 0)] {
+            let got = ctx
+                .sql(&format!(
+                    "SELECT x FROM (VALUES (1), (1)) AS a(x) {op} ALL SELECT x FROM (VALUES \
+                     (1)) AS b(x)"
+                ))
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(
+                got.iter().map(|b| b.num_rows()).sum::<usize>(),
+                rows,
+                "{op}"
+            );
+        }
         // A RANGE offset with no unit over a date is months in DataFusion
         // 55 (when this fails, the check can go):
         let months = ctx
@@ -2234,6 +2296,29 @@ mod tests {
                 similar("regexp_like(x, '^(?:...)$')"),
             ),
             ("SELECT x FROM t WHERE s LIKE '2024-%'", None),
+            // INTERSECT ALL and EXCEPT ALL, which DataFusion answers
+            // with no regard to the number of copies:
+            (
+                "SELECT s FROM t INTERSECT ALL SELECT s FROM t",
+                passed_over_as("`INTERSECT ALL`, which DataFusion 55 answers as every left row"),
+            ),
+            (
+                "SELECT x FROM t UNION SELECT y FROM t EXCEPT ALL SELECT x FROM t",
+                passed_over_as("`EXCEPT ALL`, which DataFusion 55 answers as the left rows"),
+            ),
+            (
+                "SELECT count(*) FROM ((SELECT s FROM t) EXCEPT ALL (SELECT s FROM t))",
+                passed_over_as("`EXCEPT ALL`"),
+            ),
+            (
+                "SELECT x FROM t WHERE x IN (SELECT x FROM t INTERSECT ALL SELECT y FROM t)",
+                passed_over_as("`INTERSECT ALL`"),
+            ),
+            (
+                "SELECT s FROM t INTERSECT SELECT s FROM t UNION ALL SELECT s FROM t EXCEPT \
+                 SELECT s FROM t",
+                None,
+            ),
             // A RANGE offset over a date or time with no unit, which
             // DataFusion reads as months:
             (
