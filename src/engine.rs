@@ -1536,6 +1536,19 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
     ),
     (&["arbitrary"], "Trino's", "`any_value(x)`"),
     (
+        &["percentile_disc", "quantile_disc"],
+        "another engine's",
+        "no such aggregate (`percentile_cont(0.9) WITHIN GROUP (ORDER BY x)` interpolates \
+         between the two nearest values); the smallest value with at least 90% of the rows \
+         at or below it, as theirs gives: `(SELECT min(x) FROM (SELECT x, cume_dist() OVER \
+         (ORDER BY x) AS c FROM t WHERE x IS NOT NULL) WHERE c >= 0.9)`",
+    ),
+    (
+        &["typeof", "pg_typeof"],
+        "another engine's",
+        "`arrow_typeof(x)`, the Arrow type",
+    ),
+    (
         &["product"],
         "another engine's",
         "`exp(sum(ln(x)))`, for positive values",
@@ -1583,10 +1596,16 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
     ),
 ];
 
+/// What does an as-of join's job here.
+const ASOF: &str = "a join on the key with `r.ts <= l.ts`, then the latest match of each left \
+                    row: `QUALIFY row_number() OVER (PARTITION BY l.event_id ORDER BY r.ts DESC) \
+                    = 1` (a `LEFT JOIN` keeps left rows with none)";
+
 /// `err`'s text, a planning error from SQL a user wrote: for a function
 /// another engine has (DuckDB's `epoch_ms`, Spark's `date_format`), what
 /// does the job in DataFusion, in place of DataFusion's own guess, which
-/// goes by spelling (`Did you mean 'power'?`).
+/// goes by spelling (`Did you mean 'power'?`); for a join it does not take (DuckDB's
+/// `SEMI JOIN`, `ASOF JOIN`), what to write.
 pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
     let text = err.to_string();
     let function = text
@@ -1600,6 +1619,26 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
              pair with a NULL too, where MySQL's and Spark's skip it: add `WHERE a IS NOT NULL \
              AND b IS NOT NULL` for theirs)"
         );
+    }
+    // DuckDB's `ASOF JOIN ... ON`, which the parser takes for
+    // Snowflake's, with `MATCH_CONDITION`.
+    if text.contains("Expected: MATCH_CONDITION") {
+        return format!("{text} (an `ASOF JOIN`; in DataFusion: {ASOF})");
+    }
+    // A join DataFusion's SQL does not take, which it says with the
+    // parsed join's debug dump: its name, and what to write.
+    if let Some((before, rest)) = text.split_once("Unsupported JOIN operator ") {
+        let operator: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+        let instead = match operator.as_str() {
+            "Semi" => "`LEFT SEMI JOIN`, or `WHERE EXISTS (SELECT 1 FROM ... WHERE ...)`",
+            "Anti" => "`LEFT ANTI JOIN`, or `WHERE NOT EXISTS (SELECT 1 FROM ... WHERE ...)`",
+            "AsOf" => ASOF,
+            _ => {
+                "`JOIN`, `LEFT`/`RIGHT`/`FULL [OUTER] JOIN`, `CROSS JOIN`, or `LEFT`/`RIGHT` \
+                  `SEMI`/`ANTI JOIN`"
+            }
+        };
+        return format!("{before}Unsupported JOIN operator {operator} (in DataFusion: {instead})");
     }
     // DuckDB's table functions, given a path under the lake.
     if let Some((_, rest)) = text.split_once("table function '")
@@ -2436,6 +2475,40 @@ mod tests {
              DuckDB's: evlake query reads the lake's tables by name, `FROM events`, and \
              `evlake tables` lists them)"
         );
+        // A join DataFusion's SQL does not take says what to write.
+        for (sql, says) in [
+            (
+                "SELECT count(*) FROM t a SEMI JOIN t b ON a.x = b.x",
+                "This feature is not implemented: Unsupported JOIN operator Semi (in DataFusion: \
+                 `LEFT SEMI JOIN`, or `WHERE EXISTS (SELECT 1 FROM ... WHERE ...)`)",
+            ),
+            (
+                "SELECT count(*) FROM t a ANTI JOIN t b USING (x)",
+                "This feature is not implemented: Unsupported JOIN operator Anti (in DataFusion: \
+                 `LEFT ANTI JOIN`, or `WHERE NOT EXISTS (SELECT 1 FROM ... WHERE ...)`)",
+            ),
+        ] {
+            let e = ctx.sql(sql).await.unwrap_err();
+            assert_eq!(planning_error(&e), says, "{sql}");
+        }
+        let e = ctx
+            .sql("SELECT count(*) FROM t a ASOF JOIN t b ON a.x = b.x AND a.ts >= b.ts")
+            .await
+            .unwrap_err();
+        assert!(
+            planning_error(&e).ends_with(&format!("(an `ASOF JOIN`; in DataFusion: {ASOF})")),
+            "{}",
+            planning_error(&e)
+        );
+        // What they offer runs.
+        for sql in [
+            "SELECT count(*) FROM t a LEFT SEMI JOIN t b ON a.x = b.x",
+            "SELECT count(*) FROM t a LEFT ANTI JOIN t b USING (x)",
+            "SELECT a.x FROM t a JOIN t b ON a.x = b.x AND b.t1 <= a.ts QUALIFY row_number() \
+             OVER (PARTITION BY a.x ORDER BY b.t1 DESC) = 1",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
         // Another function DataFusion lacks keeps its guess.
         let e = ctx.sql("SELECT nosuchfn(x) FROM t").await.unwrap_err();
         assert_eq!(planning_error(&e), e.to_string());
