@@ -263,7 +263,17 @@ impl Engine {
         {
             config = config.with_extension(files);
         }
-        let mut ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let mut state = datafusion::execution::session_state::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_default_features();
+        // EXTRACT is planned as evlake's date_part (see udf::date_part),
+        // ahead of DataFusion's planner, which would call its own.
+        state
+            .expr_planners()
+            .get_or_insert_with(Vec::new)
+            .insert(0, Arc::new(crate::udf::ExtractPlanner));
+        let mut ctx = SessionContext::new_with_state(state.build());
         datafusion_functions_json::register_all(&mut ctx)?;
         crate::udf::register_all(&ctx);
         // These two rules move expressions they are told are cheap (struct
@@ -848,6 +858,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| constant_in_subquery(df.logical_plan()))
         .or_else(|| similar_to(df.logical_plan()))
         .or_else(|| range_in_months(df.logical_plan()))
+        .or_else(|| duration_against_days(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
     }
@@ -1122,6 +1133,105 @@ fn range_in_months(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
             }
         }
         Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// A time difference (`processing_time - event_timestamp`, a duration)
+/// compared with an interval that counts days or months (`> INTERVAL '1
+/// day'`): DataFusion 55 turns the duration into an interval of
+/// nanoseconds alone and compares intervals field by field, months, then
+/// days, then nanoseconds, so a gap of years is "less" than one day, with
+/// no error. (PostgreSQL and DuckDB count a day as 24 hours and a month as
+/// 30 days there.) What is wrong, and the interval that means the same.
+fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::common::{DFSchema, ScalarValue};
+    use datafusion::logical_expr::{Expr, ExprSchemable, Operator};
+    // An interval's months, days and nanoseconds, for a literal.
+    let parts = |e: &Expr| -> Option<(i64, i64, i64)> {
+        match e {
+            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
+                Some((i64::from(v.months), i64::from(v.days), v.nanoseconds))
+            }
+            Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+                Some((0, i64::from(v.days), i64::from(v.milliseconds) * 1_000_000))
+            }
+            Expr::Literal(ScalarValue::IntervalYearMonth(Some(m)), _) => {
+                Some((i64::from(*m), 0, 0))
+            }
+            _ => None,
+        }
+    };
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        // The columns an expression of this node may name: its inputs'
+        // (a join's condition names both sides).
+        let mut schema = DFSchema::empty();
+        for input in node.inputs() {
+            schema.merge(input.schema());
+        }
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let pairs: Vec<(&Expr, &Expr)> = match e {
+                    Expr::BinaryExpr(b)
+                        if matches!(
+                            b.op,
+                            Operator::Eq
+                                | Operator::NotEq
+                                | Operator::Lt
+                                | Operator::LtEq
+                                | Operator::Gt
+                                | Operator::GtEq
+                                | Operator::IsDistinctFrom
+                                | Operator::IsNotDistinctFrom
+                        ) =>
+                    {
+                        vec![(&b.left, &b.right), (&b.right, &b.left)]
+                    }
+                    Expr::Between(b) => vec![(&b.expr, &b.low), (&b.expr, &b.high)],
+                    _ => Vec::new(),
+                };
+                for (duration, interval) in pairs {
+                    if !matches!(duration.get_type(&schema), Ok(DataType::Duration(_))) {
+                        continue;
+                    }
+                    if !matches!(interval.get_type(&schema), Ok(DataType::Interval(_))) {
+                        continue;
+                    }
+                    let instead = match parts(interval) {
+                        // Nanoseconds alone compare as they should.
+                        Some((0, 0, _)) => continue,
+                        Some((months, days, nanos)) => {
+                            let hours = (months * 30 + days) * 24;
+                            let rest = match nanos {
+                                0 => String::new(),
+                                n if n % 1_000_000_000 == 0 => {
+                                    format!(" {} seconds", n / 1_000_000_000)
+                                }
+                                n => format!(" {} microseconds", n / 1_000),
+                            };
+                            format!("`INTERVAL '{hours} hours{rest}'`")
+                        }
+                        None => "an interval in hours or smaller units (`INTERVAL '24 \
+                                 hours'` for a day)"
+                            .to_string(),
+                    };
+                    found = Some(format!(
+                        "a time difference (a duration, such as `processing_time - \
+                         event_timestamp`) compared with an interval that counts days or \
+                         months: DataFusion 55 compares them field by field, months, then \
+                         days, then the rest, and a duration has only the rest, so a gap of \
+                         years is less than `INTERVAL '1 day'`, with no error; write {instead} \
+                         (PostgreSQL and DuckDB count a day as 24 hours and a month as 30 days \
+                         there), or compare the times: `event_timestamp < processing_time - \
+                         INTERVAL '1 day'`"
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
     });
     found
 }
@@ -1415,7 +1525,7 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         &["date_diff", "datediff", "timestamp_diff", "timestampdiff"],
         "another engine's",
         "`CAST(t2 AS DATE) - CAST(t1 AS DATE)` for the days from one date to another, \
-         `date_part('epoch', t2) - date_part('epoch', t1)` for the seconds between two times",
+         `date_part('epoch', t2 - t1)` for the seconds between two times",
     ),
     (
         &[
@@ -2095,6 +2205,97 @@ mod tests {
         }
     }
 
+    /// The parts of a duration (`ts2 - ts1`), by `date_part` and by
+    /// `EXTRACT`, are PostgreSQL's and DuckDB's: the seconds with their
+    /// fraction for 'epoch', the fields for the others.
+    #[tokio::test]
+    async fn parts_of_a_duration_are_fields_and_epoch_keeps_the_fraction() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW d AS SELECT * FROM (VALUES \
+             (1, TIMESTAMP '2024-03-20 11:40:05.876544' - TIMESTAMP '2024-03-15 10:00:00'), \
+             (2, TIMESTAMP '2024-03-15 10:00:00' - TIMESTAMP '2024-03-20 11:40:05.876544'), \
+             (3, TIMESTAMP '2024-03-15 10:00:00.25' - TIMESTAMP '2024-03-15 10:00:00'), \
+             (4, NULL)) AS v(n, d)",
+        )
+        .await
+        .unwrap();
+        let table = |sql: &str| {
+            let ctx = ctx.clone();
+            let sql = sql.to_string();
+            async move {
+                let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let parts = "+----------------+----+----+-----+----+-------+----------+-------------+
+| e              | dy | h  | m   | s  | ms    | us       | ns          |
++----------------+----+----+-----+----+-------+----------+-------------+
+| 438005.876544  | 5  | 1  | 40  | 5  | 5876  | 5876544  | 5876544000  |
+| -438005.876544 | -5 | -1 | -40 | -5 | -5876 | -5876544 | -5876544000 |
+| 0.25           | 0  | 0  | 0   | 0  | 250   | 250000   | 250000000   |
+|                |    |    |     |    |       |          |             |
++----------------+----+----+-----+----+-------+----------+-------------+";
+        assert_eq!(
+            table(
+                "SELECT date_part('epoch', d) e, date_part('day', d) dy, date_part('hour', d) h, \
+                 date_part('minutes', d) m, date_part('second', d) s, datepart('ms', d) ms, \
+                 date_part('microsecond', d) us, date_part('nanosecond', d) ns FROM d ORDER BY n"
+            )
+            .await,
+            parts
+        );
+        assert_eq!(
+            table(
+                "SELECT extract(epoch FROM d) e, extract(day FROM d) dy, extract(hour FROM d) h, \
+                 extract(minute FROM d) m, extract(second FROM d) s, extract(millisecond FROM d) \
+                 ms, extract(microsecond FROM d) us, extract(nanosecond FROM d) ns FROM d ORDER \
+                 BY n"
+            )
+            .await,
+            parts
+        );
+        // Other arguments are DataFusion's.
+        assert_eq!(
+            table(
+                "SELECT date_part('epoch', TIMESTAMP '1970-01-01 00:00:01.5') e, \
+                 extract(hour FROM TIMESTAMP '2024-03-15 10:07:05') h, date_part('second', \
+                 INTERVAL '1 day 2 hours 3 minutes 4.5 seconds') s"
+            )
+            .await,
+            "+-----+----+---+
+| e   | h  | s |
++-----+----+---+
+| 1.5 | 10 | 4 |
++-----+----+---+"
+        );
+        // DataFusion 55's own date_part drops the fraction and gives the
+        // whole duration in hours (when this fails, evlake's can go).
+        ctx.register_udf(
+            datafusion::functions::datetime::date_part()
+                .as_ref()
+                .clone()
+                .with_aliases(["datafusion_date_part"]),
+        );
+        assert_eq!(
+            table(
+                "SELECT datafusion_date_part('epoch', d) e, datafusion_date_part('hour', d) h \
+                 FROM d WHERE n = 1"
+            )
+            .await,
+            "+----------+-----+
+| e        | h   |
++----------+-----+
+| 438005.0 | 121 |
++----------+-----+"
+        );
+    }
+
     #[tokio::test]
     async fn other_engines_sql_is_explained_or_refused() {
         let ctx = Engine::new(&EngineOptions::default())
@@ -2190,6 +2391,25 @@ mod tests {
             Some(format!(
                 "Error during planning: `IN (subquery)` with a constant on the left (`{v}`), \
                  negated or inside another expression"
+            ))
+        };
+        // A duration is never above a day in DataFusion 55 (when this
+        // fails, the check can go): t2 - t1 is 2 days and an hour.
+        let days = ctx
+            .sql("SELECT x FROM t WHERE t2 - t1 > INTERVAL '1 day'")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(days.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+        let duration_days = |instead: &str| {
+            Some(format!(
+                "Error during planning: a time difference (a duration, such as \
+                 `processing_time - event_timestamp`) compared with an interval that counts days \
+                 or months: DataFusion 55 compares them field by field, months, then days, then \
+                 the rest, and a duration has only the rest, so a gap of years is less than \
+                 `INTERVAL '1 day'`, with no error; write {instead}"
             ))
         };
         let passed_over_as = |what: &str| Some(format!("This feature is not implemented: {what}"));
@@ -2358,6 +2578,26 @@ mod tests {
                  SELECT s FROM t",
                 None,
             ),
+            // A duration compared with days or months:
+            (
+                "SELECT x FROM t WHERE t2 - t1 > INTERVAL '1 day'",
+                duration_days("`INTERVAL '24 hours'`"),
+            ),
+            (
+                "SELECT x FROM t WHERE t2 - t1 BETWEEN INTERVAL '1 hour' AND INTERVAL '1 month 2 \
+                 days 3 seconds'",
+                duration_days("`INTERVAL '768 hours 3 seconds'`"),
+            ),
+            (
+                "SELECT CASE WHEN max(t2) - min(t1) >= INTERVAL '7' DAY THEN 1 END FROM t",
+                duration_days("`INTERVAL '168 hours'`"),
+            ),
+            (
+                "SELECT x FROM t WHERE t2 - t1 > CAST('1 day' AS INTERVAL)",
+                duration_days("an interval in hours or smaller units"),
+            ),
+            ("SELECT x FROM t WHERE t2 - t1 > INTERVAL '24 hours'", None),
+            ("SELECT x FROM t WHERE t1 < t2 - INTERVAL '1 day'", None),
             // A RANGE offset over a date or time with no unit, which
             // DataFusion reads as months:
             (
