@@ -262,6 +262,9 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         let corrupt = |text: &str| text.to_ascii_lowercase().contains("corrupt");
         let parquet = |p: &ParquetError| match p {
             ParquetError::External(e) => corrupt(&e.to_string()),
+            // What the Parquet library has not implemented (writing some
+            // type) is no damage.
+            ParquetError::NYI(_) => false,
             _ => true,
         };
         let arrow = |a: &ArrowError| {
@@ -358,6 +361,11 @@ mod tests {
         }
         // An I/O error the reader passed on is not the file's pages.
         assert_eq!(hint(&scan("External: connection reset")), None);
+        // Nor is a type the Parquet writer has not implemented.
+        let nyi = anyhow::Error::new(datafusion::parquet::errors::ParquetError::NYI(
+            "Attempting to write an Arrow interval type MonthDayNano to parquet".into(),
+        ));
+        assert_eq!(hint(&nyi), None);
     }
 
     #[test]

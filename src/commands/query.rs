@@ -211,10 +211,9 @@ async fn stream(
         .and_then(|df| engine::checked_plan(sql, df))
         .map_err(failed)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    if out.format == Format::Csv {
-        // Before any row is written: else the header, then a CSV error.
-        csv_holds(&schema)?;
-    }
+    // Before any row is written: else a CSV's header, or a Parquet
+    // file's first bytes, then an error.
+    format_holds(&schema, out.format)?;
     out.schema = Some(schema);
     // Tests hold a query here while a writer replaces its files.
     crate::fault::pause("query-planned");
@@ -572,29 +571,69 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
     Ok(())
 }
 
-/// A usage error when a column of `schema` is of a type CSV cannot hold
-/// (a struct, list or map: Arrow's CSV writer fails on it after the
-/// header is out), naming the column and what does hold it.
-fn csv_holds(schema: &datafusion::arrow::datatypes::Schema) -> Result<()> {
-    match schema.fields().iter().find(|f| f.data_type().is_nested()) {
-        Some(f) => Err(Failure::Usage(format!(
-            "--format csv cannot hold column `{}` ({}): use --format json or parquet, which \
-             keep it as it is (or, for a list, array_to_string({}, ',') in the SQL)",
-            f.name(),
-            f.data_type(),
-            f.name()
-        ))
-        .into()),
-        None => Ok(()),
+/// A usage error when a column of `schema` is of a type `format` cannot
+/// hold, naming the column and what does hold it: for CSV, a struct, list
+/// or map (Arrow's CSV writer fails on it after the header is out).
+///
+/// Nor can Parquet hold an interval of months, days and nanoseconds (what
+/// `INTERVAL '1 day'` and arithmetic on it give), anywhere in a column:
+/// the Parquet writer fails on its first row.
+fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -> Result<()> {
+    use datafusion::arrow::datatypes::{DataType, IntervalUnit};
+    let usage = |m: String| -> Result<()> { Err(Failure::Usage(m).into()) };
+    match format {
+        Format::Csv => match schema.fields().iter().find(|f| f.data_type().is_nested()) {
+            Some(f) => usage(format!(
+                "--format csv cannot hold column `{}` ({}): use --format json or parquet, which \
+                 keep it as it is (or, for a list, array_to_string({}, ',') in the SQL)",
+                f.name(),
+                f.data_type(),
+                f.name()
+            )),
+            None => Ok(()),
+        },
+        Format::Parquet => {
+            fn holds_interval(t: &DataType) -> bool {
+                match t {
+                    DataType::Interval(IntervalUnit::MonthDayNano) => true,
+                    DataType::List(f)
+                    | DataType::LargeList(f)
+                    | DataType::FixedSizeList(f, _)
+                    | DataType::ListView(f)
+                    | DataType::LargeListView(f)
+                    | DataType::Map(f, _) => holds_interval(f.data_type()),
+                    DataType::Struct(fields) => {
+                        fields.iter().any(|f| holds_interval(f.data_type()))
+                    }
+                    DataType::Dictionary(_, v) => holds_interval(v),
+                    DataType::RunEndEncoded(_, v) => holds_interval(v.data_type()),
+                    _ => false,
+                }
+            }
+            match schema
+                .fields()
+                .iter()
+                .find(|f| holds_interval(f.data_type()))
+            {
+                Some(f) => usage(format!(
+                    "--format parquet cannot hold column `{}` ({}): the Parquet writer takes no \
+                     interval of months, days and nanoseconds; use --format json or csv, or \
+                     write it as text in the SQL, CAST({} AS VARCHAR)",
+                    f.name(),
+                    f.data_type(),
+                    f.name()
+                )),
+                None => Ok(()),
+            }
+        }
+        Format::Table | Format::Json => Ok(()),
     }
 }
 
 /// Print rows on stdout in `format`.
 pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
-    if format == Format::Csv
-        && let Some(b) = batches.first()
-    {
-        csv_holds(&b.schema())?;
+    if let Some(b) = batches.first() {
+        format_holds(&b.schema(), format)?;
     }
     if batches.iter().all(|b| b.num_rows() == 0) {
         // Data only on stdout: a CSV's header (its columns), or nothing;

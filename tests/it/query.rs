@@ -607,11 +607,11 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
     }
 }
 
-/// A result CSV cannot hold (a list or struct column) is refused before
-/// anything is written, naming the column, with or without rows: not a
-/// header on stdout, then Arrow's CSV error.
+/// A result CSV cannot hold (a list or struct column), or Parquet (an
+/// interval), is refused before anything is written, naming the column,
+/// with or without rows: not a header on stdout, then Arrow's CSV error.
 #[test]
-fn a_nested_column_in_csv_is_refused_before_any_output() {
+fn a_column_the_format_cannot_hold_is_refused_before_any_output() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     ingest_sample_batch(&lake, &expected()["batches"][0]);
@@ -639,6 +639,43 @@ fn a_nested_column_in_csv_is_refused_before_any_output() {
         ],
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "{\"pair\":[1,2]}\n");
+    // Nor can Parquet hold an interval of months, days and nanoseconds,
+    // alone or in a list: refused before its first bytes (a 4-byte file
+    // and a hint about damaged files, before).
+    for (column, t) in [
+        ("INTERVAL '1 day' AS gap", "`gap` (Interval(MonthDayNano))"),
+        (
+            "make_array(INTERVAL '2 hours') AS gaps",
+            "`gaps` (List(Interval(MonthDayNano)))",
+        ),
+    ] {
+        let o = run_says(
+            &lake,
+            &[
+                "query",
+                &format!("SELECT event_id, {column} FROM bronze_events"),
+                "--format",
+                "parquet",
+            ],
+            2,
+            &format!(
+                "--format parquet cannot hold column {t}: the Parquet writer takes no interval"
+            ),
+        );
+        assert!(o.stdout.is_empty(), "{} bytes", o.stdout.len());
+    }
+    // A time difference (a duration) it holds.
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT max(event_timestamp) - min(event_timestamp) AS span FROM bronze_events",
+            "--format",
+            "parquet",
+        ],
+    );
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert_eq!(&o.stdout[..4], b"PAR1");
 }
 
 /// `query` takes the memory limit as the other commands do: the flag,
