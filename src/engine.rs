@@ -1659,6 +1659,53 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`arrow_typeof(x)`, the Arrow type",
     ),
     (
+        &["parse_url", "url_extract_host", "domain", "netloc"],
+        "another engine's",
+        "`split_part(s, '/', 3)` for an URL's host, `(regexp_match(s, \
+         '[?&]utm_source=([^&#]*)'))[1]` for a parameter of its query (still %-escaped)",
+    ),
+    (
+        &["url_decode", "url_encode"],
+        "another engine's",
+        "no such function: undo the escapes you expect, `replace(s, '%20', ' ')`",
+    ),
+    (
+        &["json_array_length"],
+        "another engine's",
+        "`json_length(properties)` (an object's members too), `json_length(properties, \
+         'items')` for a member's",
+    ),
+    (
+        &["iif", "if"],
+        "another engine's",
+        "`CASE WHEN condition THEN x ELSE y END`",
+    ),
+    (
+        &["base64", "to_base64"],
+        "another engine's",
+        "`encode(s, 'base64')` (with no `=` padding at the end)",
+    ),
+    (
+        &["epoch_us"],
+        "DuckDB's",
+        "`arrow_cast(ts, 'Int64')`, the microseconds of the lake's timestamps",
+    ),
+    (
+        &["make_timestamp"],
+        "another engine's",
+        "`CAST(make_date(2024, 3, 15) AS TIMESTAMP) + INTERVAL '10 hours 30 minutes'`",
+    ),
+    (
+        &["timezone"],
+        "PostgreSQL's",
+        "`ts AT TIME ZONE 'Europe/Berlin'`",
+    ),
+    (
+        &["getdate", "sysdate", "systimestamp"],
+        "another engine's",
+        "`now()`, the same for every row of a query",
+    ),
+    (
         &["product"],
         "another engine's",
         "`exp(sum(ln(x)))`, for positive values",
