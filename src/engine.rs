@@ -865,6 +865,38 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
     checked_formats(df)
 }
 
+/// The pairs of expressions `e` compares itself, each way round: the two
+/// sides of `=`, `<` and the like, a `BETWEEN`'s value with each bound, an
+/// `IN` list's value with each item.
+fn compared(
+    e: &datafusion::logical_expr::Expr,
+) -> Vec<(
+    &datafusion::logical_expr::Expr,
+    &datafusion::logical_expr::Expr,
+)> {
+    use datafusion::logical_expr::{Expr, Operator};
+    match e {
+        Expr::BinaryExpr(b)
+            if matches!(
+                b.op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) =>
+        {
+            vec![(&b.left, &b.right), (&b.right, &b.left)]
+        }
+        Expr::Between(b) => vec![(&b.expr, &b.low), (&b.expr, &b.high)],
+        Expr::InList(l) => l.list.iter().map(|v| (&*l.expr, v)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// A filter that compares a DATE with an integer that reads as YYYYMMDD
 /// (`WHERE event_date = 20240315`, as tables partitioned by an integer
 /// `dt` are queried): DataFusion reads the integer as days since
@@ -873,7 +905,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
 fn integer_date(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::ScalarValue;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator};
+    use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
     let yyyymmdd = |e: &Expr| -> Option<(i64, chrono::NaiveDate)> {
         let n = match e {
             Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n,
@@ -897,27 +929,7 @@ fn integer_date(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> 
         };
         let schema = filter.input.schema();
         filter.predicate.apply(|e| {
-            let pairs: Vec<(&Expr, &Expr)> = match e {
-                Expr::BinaryExpr(b)
-                    if matches!(
-                        b.op,
-                        Operator::Eq
-                            | Operator::NotEq
-                            | Operator::Lt
-                            | Operator::LtEq
-                            | Operator::Gt
-                            | Operator::GtEq
-                            | Operator::IsDistinctFrom
-                            | Operator::IsNotDistinctFrom
-                    ) =>
-                {
-                    vec![(&b.left, &b.right), (&b.right, &b.left)]
-                }
-                Expr::Between(b) => vec![(&b.expr, &b.low), (&b.expr, &b.high)],
-                Expr::InList(l) => l.list.iter().map(|v| (&*l.expr, v)).collect(),
-                _ => Vec::new(),
-            };
-            for (dated, literal) in pairs {
+            for (dated, literal) in compared(e) {
                 if let Some((n, date)) = yyyymmdd(literal)
                     && matches!(
                         dated.get_type(schema),
@@ -1147,7 +1159,7 @@ fn range_in_months(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
 fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::common::{DFSchema, ScalarValue};
-    use datafusion::logical_expr::{Expr, ExprSchemable, Operator};
+    use datafusion::logical_expr::{Expr, ExprSchemable};
     // An interval's months, days and nanoseconds, for a literal.
     let parts = |e: &Expr| -> Option<(i64, i64, i64)> {
         match e {
@@ -1173,26 +1185,7 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
         }
         node.apply_expressions(|e| {
             e.apply(|e| {
-                let pairs: Vec<(&Expr, &Expr)> = match e {
-                    Expr::BinaryExpr(b)
-                        if matches!(
-                            b.op,
-                            Operator::Eq
-                                | Operator::NotEq
-                                | Operator::Lt
-                                | Operator::LtEq
-                                | Operator::Gt
-                                | Operator::GtEq
-                                | Operator::IsDistinctFrom
-                                | Operator::IsNotDistinctFrom
-                        ) =>
-                    {
-                        vec![(&b.left, &b.right), (&b.right, &b.left)]
-                    }
-                    Expr::Between(b) => vec![(&b.expr, &b.low), (&b.expr, &b.high)],
-                    _ => Vec::new(),
-                };
-                for (duration, interval) in pairs {
+                for (duration, interval) in compared(e) {
                     if !matches!(duration.get_type(&schema), Ok(DataType::Duration(_))) {
                         continue;
                     }
@@ -1203,8 +1196,11 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
                         // Nanoseconds alone compare as they should.
                         Some((0, 0, _)) => continue,
                         Some((months, days, nanos)) => {
-                            let hours = (months * 30 + days) * 24;
-                            let rest = match nanos {
+                            const HOUR: i128 = 3_600_000_000_000;
+                            let total = (i128::from(months) * 30 + i128::from(days)) * 24 * HOUR
+                                + i128::from(nanos);
+                            let (hours, rest) = (total / HOUR, total % HOUR);
+                            let rest = match rest {
                                 0 => String::new(),
                                 n if n % 1_000_000_000 == 0 => {
                                     format!(" {} seconds", n / 1_000_000_000)
@@ -2645,6 +2641,10 @@ mod tests {
             ),
             ("SELECT x FROM t WHERE t2 - t1 > INTERVAL '24 hours'", None),
             ("SELECT x FROM t WHERE t1 < t2 - INTERVAL '1 day'", None),
+            (
+                "SELECT x FROM t WHERE t2 - t1 IN (INTERVAL '2 days 1 hour')",
+                duration_days("`INTERVAL '49 hours'`"),
+            ),
             // A RANGE offset over a date or time with no unit, which
             // DataFusion reads as months:
             (
