@@ -1159,9 +1159,16 @@ fn range_in_months(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
 fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::common::{DFSchema, ScalarValue};
-    use datafusion::logical_expr::{Expr, ExprSchemable};
-    // An interval's months, days and nanoseconds, for a literal.
-    let parts = |e: &Expr| -> Option<(i64, i64, i64)> {
+    use datafusion::logical_expr::{Expr, ExprSchemable, Operator};
+    // An interval's months, days and nanoseconds, for a literal (or a
+    // literal cast to an interval, `CAST('1 day' AS INTERVAL)`).
+    fn parts(e: &Expr) -> Option<(i64, i64, i64)> {
+        if let Expr::Cast(c) = e
+            && let (Expr::Literal(v, _), DataType::Interval(_)) = (&*c.expr, c.field.data_type())
+        {
+            let v = v.cast_to(c.field.data_type()).ok()?;
+            return parts(&Expr::Literal(v, None));
+        }
         match e {
             Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
                 Some((i64::from(v.months), i64::from(v.days), v.nanoseconds))
@@ -1174,6 +1181,32 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
             }
             _ => None,
         }
+    }
+    // Which of months, days and the rest a duration or interval
+    // expression may hold; None when that cannot be told.
+    fn fields(e: &Expr, schema: &DFSchema) -> Option<[bool; 3]> {
+        if matches!(e.get_type(schema), Ok(DataType::Duration(_))) {
+            return Some([false, false, true]);
+        }
+        if let Some((m, d, n)) = parts(e) {
+            return Some([m != 0, d != 0, n != 0]);
+        }
+        match e {
+            Expr::Alias(a) => fields(&a.expr, schema),
+            Expr::Cast(c) => fields(&c.expr, schema),
+            Expr::TryCast(c) => fields(&c.expr, schema),
+            Expr::BinaryExpr(b) if matches!(b.op, Operator::Plus | Operator::Minus) => {
+                let (l, r) = (fields(&b.left, schema)?, fields(&b.right, schema)?);
+                Some([l[0] || r[0], l[1] || r[1], l[2] || r[2]])
+            }
+            _ => None,
+        }
+    }
+    let timed = |e: &Expr, schema: &DFSchema| {
+        matches!(
+            e.get_type(schema),
+            Ok(DataType::Duration(_) | DataType::Interval(_))
+        )
     };
     let mut found = None;
     let _ = plan.apply_with_subqueries(|node| {
@@ -1185,16 +1218,29 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
         }
         node.apply_expressions(|e| {
             e.apply(|e| {
-                for (duration, interval) in compared(e) {
-                    if !matches!(duration.get_type(&schema), Ok(DataType::Duration(_))) {
+                for (one, other) in compared(e) {
+                    if !timed(one, &schema) || !timed(other, &schema) {
                         continue;
                     }
-                    if !matches!(interval.get_type(&schema), Ok(DataType::Interval(_))) {
+                    // Compared field by field, values of one field alone
+                    // compare as numbers do.
+                    let mixed = match (fields(one, &schema), fields(other, &schema)) {
+                        (Some(a), Some(b)) => (0..3).filter(|&i| a[i] || b[i]).count() > 1,
+                        // A duration is compared with an interval it cannot
+                        // tell the fields of.
+                        (None, Some(b)) => {
+                            b[0] || b[1]
+                                || matches!(other.get_type(&schema), Ok(DataType::Duration(_)))
+                        }
+                        _ => false,
+                    };
+                    if !mixed {
                         continue;
                     }
-                    let instead = match parts(interval) {
-                        // Nanoseconds alone compare as they should.
-                        Some((0, 0, _)) => continue,
+                    let instead = match [other, one]
+                        .into_iter()
+                        .find_map(|e| parts(e).filter(|(m, d, _)| *m != 0 || *d != 0))
+                    {
                         Some((months, days, nanos)) => {
                             const HOUR: i128 = 3_600_000_000_000;
                             let total = (i128::from(months) * 30 + i128::from(days)) * 24 * HOUR
@@ -1209,20 +1255,35 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
                             };
                             format!("`INTERVAL '{hours} hours{rest}'`")
                         }
-                        None => "an interval in hours or smaller units (`INTERVAL '24 \
-                                 hours'` for a day)"
+                        None => "intervals in hours or smaller units (`INTERVAL '24 hours'` for a \
+                             day)"
                             .to_string(),
                     };
-                    found = Some(format!(
-                        "a time difference (a duration, such as `processing_time - \
-                         event_timestamp`) compared with an interval that counts days or \
-                         months: DataFusion 55 compares them field by field, months, then \
-                         days, then the rest, and a duration has only the rest, so a gap of \
-                         years is less than `INTERVAL '1 day'`, with no error; write {instead} \
-                         (PostgreSQL and DuckDB count a day as 24 hours and a month as 30 days \
-                         there), or compare the times: `event_timestamp < processing_time - \
-                         INTERVAL '1 day'`"
-                    ));
+                    // A time difference on either side, alone or in a sum.
+                    let duration = [one, other].iter().any(|e| {
+                        e.exists(|e| Ok(matches!(e.get_type(&schema), Ok(DataType::Duration(_)))))
+                            .unwrap_or(false)
+                    });
+                    found = Some(if duration {
+                        format!(
+                            "a time difference (a duration, such as `processing_time - \
+                             event_timestamp`) compared with an interval that counts days or \
+                             months: DataFusion 55 compares them field by field, months, then \
+                             days, then the rest, and a duration has only the rest, so a gap \
+                             of years is less than `INTERVAL '1 day'`, with no error; write \
+                             {instead} (PostgreSQL and DuckDB count a day as 24 hours and a \
+                             month as 30 days there), or compare the times: `event_timestamp < \
+                             processing_time - INTERVAL '1 day'`"
+                        )
+                    } else {
+                        format!(
+                            "intervals compared across units (months, days, hours or less): \
+                             DataFusion 55 compares them field by field, months, then days, \
+                             then the rest, so `INTERVAL '1 day' > INTERVAL '25 hours'` is \
+                             true, with no error; write {instead} (PostgreSQL and DuckDB count \
+                             a day as 24 hours and a month as 30 days there)"
+                        )
+                    });
                     return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -2637,7 +2698,11 @@ mod tests {
             ),
             (
                 "SELECT x FROM t WHERE t2 - t1 > CAST('1 day' AS INTERVAL)",
-                duration_days("an interval in hours or smaller units"),
+                duration_days("`INTERVAL '24 hours'`"),
+            ),
+            (
+                "SELECT x FROM t WHERE t2 - t1 > CAST(concat(x, ' days') AS INTERVAL)",
+                duration_days("intervals in hours or smaller units"),
             ),
             ("SELECT x FROM t WHERE t2 - t1 > INTERVAL '24 hours'", None),
             ("SELECT x FROM t WHERE t1 < t2 - INTERVAL '1 day'", None),
@@ -2645,6 +2710,29 @@ mod tests {
                 "SELECT x FROM t WHERE t2 - t1 IN (INTERVAL '2 days 1 hour')",
                 duration_days("`INTERVAL '49 hours'`"),
             ),
+            (
+                "SELECT x FROM t WHERE (t2 - t1) + INTERVAL '1 hour' > INTERVAL '1 day'",
+                duration_days("`INTERVAL '24 hours'`"),
+            ),
+            (
+                "SELECT x FROM t WHERE INTERVAL '1 day' > INTERVAL '25 hours'",
+                Some(
+                    "Error during planning: intervals compared across units (months, days, \
+                     hours or less): DataFusion 55 compares them field by field, months, then \
+                     days, then the rest, so `INTERVAL '1 day' > INTERVAL '25 hours'` is true, \
+                     with no error; write `INTERVAL '24 hours'`"
+                        .to_string(),
+                ),
+            ),
+            (
+                "SELECT x FROM t WHERE (t2 - t1) + INTERVAL '1 hour' > INTERVAL '25 hours'",
+                None,
+            ),
+            (
+                "SELECT x FROM t WHERE INTERVAL '1 month' < INTERVAL '2 months'",
+                None,
+            ),
+            ("SELECT x FROM t WHERE t2 - t1 > t2 - ts", None),
             // A RANGE offset over a date or time with no unit, which
             // DataFusion reads as months:
             (
