@@ -336,6 +336,27 @@ pub fn format_micros(us: i64) -> String {
 /// first microsecond of its UTC day, or with `end_of_day` its last.
 pub fn parse_instant_or_date(s: &str, end_of_day: bool) -> Result<i64, String> {
     let t = s.trim();
+    // Epoch seconds or milliseconds, as `date +%s` prints them: the
+    // instant they stand for, written as it is to be.
+    if (9..=13).contains(&t.len())
+        && t.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = t.parse::<i64>()
+    {
+        let (us, unit, date) = if t.len() <= 11 {
+            (n * 1_000_000, "seconds", format!("date -u -d @{n} +%FT%TZ"))
+        } else {
+            (
+                n * 1_000,
+                "milliseconds",
+                format!("date -u -d @{}.{:03} +%FT%T.%3NZ", n / 1000, n % 1000),
+            )
+        };
+        return Err(format!(
+            "`{s}` reads as epoch {unit}, which this flag does not take: write `{}` (`{date}` \
+             prints it so)",
+            format_micros(us)
+        ));
+    }
     if t.len() == 10 {
         let day = i64::from(parse_date32(t)?);
         return Ok(if end_of_day {
@@ -566,6 +587,23 @@ mod tests {
             Err(
                 "`20240315` is a date without its `-`: write `2024-03-15` (`date -u +%F` prints \
                  a date so)"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            parse_instant_or_date("1710496800", true),
+            Err(
+                "`1710496800` reads as epoch seconds, which this flag does not take: write \
+                 `2024-03-15T10:00:00Z` (`date -u -d @1710496800 +%FT%TZ` prints it so)"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            parse_instant_or_date("1710496800123", false),
+            Err(
+                "`1710496800123` reads as epoch milliseconds, which this flag does not take: \
+                 write `2024-03-15T10:00:00.123Z` (`date -u -d @1710496800.123 +%FT%T.%3NZ` \
+                 prints it so)"
                     .to_string()
             )
         );
