@@ -859,6 +859,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| similar_to(df.logical_plan()))
         .or_else(|| range_in_months(df.logical_plan()))
         .or_else(|| duration_against_days(df.logical_plan()))
+        .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
     }
@@ -1284,6 +1285,93 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
                              a day as 24 hours and a month as 30 days there)"
                         )
                     });
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
+/// A time zone that is no zone (`AT TIME ZONE 'utc'`, `'PST'`): DataFusion
+/// 55 plans the cast and fails only when a row's time is written out (exit
+/// 1, a bare "Parser error"), or in a filter with a hint about casts.
+/// What is wrong, and the name that is meant when there is one: zone
+/// names are IANA's, written as they are, or an offset.
+fn unknown_zone(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::arrow::array::timezone::Tz;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    // The IANA name for what was likely meant.
+    fn meant(tz: &str) -> Option<String> {
+        let abbreviation = match tz.to_ascii_uppercase().as_str() {
+            "Z" | "UTC" | "GMT" | "ZULU" => "UTC",
+            "PST" | "PDT" | "PT" => "America/Los_Angeles",
+            "MDT" | "MT" => "America/Denver",
+            "CDT" | "CT" => "America/Chicago",
+            "EDT" | "ET" => "America/New_York",
+            "BST" => "Europe/London",
+            "CEST" => "Europe/Berlin",
+            "IST" => "Asia/Kolkata",
+            "JST" => "Asia/Tokyo",
+            "AEST" | "AEDT" => "Australia/Sydney",
+            _ => "",
+        };
+        if !abbreviation.is_empty() {
+            return Some(abbreviation.to_string());
+        }
+        // `GMT+2` and the like: POSIX's sign is the other way round.
+        let upper = tz.to_ascii_uppercase();
+        if let Some(rest) = upper
+            .strip_prefix("GMT")
+            .or_else(|| upper.strip_prefix("UTC"))
+            && let Some(sign) = rest.chars().next().filter(|c| *c == '+' || *c == '-')
+            && let Ok(h) = rest[1..].parse::<u8>()
+            && h <= 14
+        {
+            return Some(format!("{sign}{h:02}:00"));
+        }
+        // The right name in other letter case: `europe/berlin`.
+        let cased = tz
+            .split('/')
+            .map(|part| {
+                part.split('_')
+                    .map(|w| {
+                        let mut c = w.chars();
+                        c.next().map_or_else(String::new, |f| {
+                            f.to_uppercase()
+                                .chain(c.flat_map(char::to_lowercase))
+                                .collect()
+                        })
+                    })
+                    .collect::<Vec<_>>()
+                    .join("_")
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        (cased != tz && cased.parse::<Tz>().is_ok()).then_some(cased)
+    }
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let to = match e {
+                    Expr::Cast(c) => c.field.data_type(),
+                    Expr::TryCast(c) => c.field.data_type(),
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                if let DataType::Timestamp(_, Some(tz)) = to
+                    && tz.parse::<Tz>().is_err()
+                {
+                    let instead = meant(tz)
+                        .map(|m| format!("; for this one, '{m}'"))
+                        .unwrap_or_default();
+                    found = Some(format!(
+                        "no time zone is named '{tz}': a zone is an IANA name, written as it \
+                         is ('UTC', 'Europe/Berlin', 'America/Los_Angeles'), or an offset \
+                         ('+02:00'){instead}"
+                    ));
                     return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -1821,7 +1909,23 @@ const ASOF: &str = "a join on the key with `r.ts <= l.ts`, then the latest match
 /// goes by spelling (`Did you mean 'power'?`); for a join it does not take (DuckDB's
 /// `SEMI JOIN`, `ASOF JOIN`), what to write.
 pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
-    let text = err.to_string();
+    // DataFusion calls a call that matches no signature an internal
+    // error, asking for a bug report: it is the SQL's.
+    let text = err
+        .to_string()
+        .replace(
+            "\nThis issue was likely caused by a bug in DataFusion's code. Please help us to \
+             resolve this by filing a bug report in our issue tracker: \
+             https://github.com/apache/datafusion/issues.",
+            "",
+        )
+        .replace("Internal error: Function", "Function");
+    if text.contains("Function 'date_trunc' expects 2 arguments but received 3") {
+        return format!(
+            "{text} (DataFusion's `date_trunc` takes no time zone: `date_trunc('day', ts AT \
+             TIME ZONE 'Europe/Berlin')`)"
+        );
+    }
     let function = text
         .split_once("Invalid function '")
         .and_then(|(_, rest)| rest.split_once('\''))
@@ -2516,6 +2620,13 @@ mod tests {
                  `INTERVAL '1 day'`, with no error; write {instead}"
             ))
         };
+        let zone = |tz: &str, meant: &str| {
+            Some(format!(
+                "Error during planning: no time zone is named '{tz}': a zone is an IANA name, \
+                 written as it is ('UTC', 'Europe/Berlin', 'America/Los_Angeles'), or an offset \
+                 ('+02:00'){meant}"
+            ))
+        };
         let passed_over_as = |what: &str| Some(format!("This feature is not implemented: {what}"));
         // INTERSECT ALL keeps every matched left row, EXCEPT ALL drops
         // every matched one, in DataFusion 55 (when these fail, the check
@@ -2733,6 +2844,32 @@ mod tests {
                 None,
             ),
             ("SELECT x FROM t WHERE t2 - t1 > t2 - ts", None),
+            // A time zone that is none:
+            (
+                "SELECT ts AT TIME ZONE 'utc' FROM t",
+                zone("utc", "; for this one, 'UTC'"),
+            ),
+            (
+                "SELECT x FROM t WHERE ts AT TIME ZONE 'PST' > TIMESTAMP '2024-03-15'",
+                zone("PST", "; for this one, 'America/Los_Angeles'"),
+            ),
+            (
+                "SELECT CAST(ts AT TIME ZONE 'GMT+2' AS DATE) FROM t",
+                zone("GMT+2", "; for this one, '+02:00'"),
+            ),
+            (
+                "SELECT ts AT TIME ZONE 'america/new_york' FROM t",
+                zone("america/new_york", "; for this one, 'America/New_York'"),
+            ),
+            (
+                "SELECT ts AT TIME ZONE 'Mars/Base' FROM t",
+                zone("Mars/Base", ""),
+            ),
+            (
+                "SELECT ts AT TIME ZONE 'Europe/Berlin' AS a, ts AT TIME ZONE '+05:30' AS b, ts \
+                 AT TIME ZONE 'UTC' AS c FROM t",
+                None,
+            ),
             // A RANGE offset over a date or time with no unit, which
             // DataFusion reads as months:
             (
@@ -2850,6 +2987,28 @@ mod tests {
              DuckDB's: evlake query reads the lake's tables by name, `FROM events`, and \
              `evlake tables` lists them)"
         );
+        // A call that matches no signature is the SQL's, not a DataFusion
+        // bug to report; date_trunc with a zone says where the zone goes.
+        let e = ctx
+            .sql("SELECT date_trunc('day', ts, 'Europe/Berlin') FROM t")
+            .await
+            .unwrap_err();
+        let said = planning_error(&e);
+        assert!(!said.contains("bug"), "{said}");
+        assert!(!said.contains("Internal error"), "{said}");
+        assert!(
+            said.ends_with(
+                "(DataFusion's `date_trunc` takes no time zone: `date_trunc('day', ts AT TIME \
+                 ZONE 'Europe/Berlin')`)"
+            ),
+            "{said}"
+        );
+        ctx.sql("SELECT date_trunc('day', ts AT TIME ZONE 'Europe/Berlin') FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         // A join DataFusion's SQL does not take says what to write.
         for (sql, says) in [
             (
