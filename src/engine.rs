@@ -1427,11 +1427,71 @@ fn regex_literal(c: char) -> String {
 fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
     use datafusion::sql::parser::{DFParser, Statement};
     use datafusion::sql::sqlparser::ast::{
-        GroupByExpr, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor,
-        Visit, Visitor,
+        BinaryOperator, Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, SetOperator,
+        SetQuantifier, TableFactor, Visit, Visitor,
     };
     use std::ops::ControlFlow;
     struct Find;
+    /// A JSON member operator (`->>`, `->`) whose right side is more than
+    /// a key: DataFusion's SQL parser binds `->>` less tightly than `=`,
+    /// `||`, `LIKE` or `IS NULL`, so `properties->>'currency' = 'USD'` is
+    /// `properties ->> ('currency' = 'USD')` (an error about a Boolean
+    /// key), and `properties->>'currency' || '!'` the member `currency!`,
+    /// NULL with no error. PostgreSQL and DuckDB read the member first.
+    struct Arrows;
+    impl Visitor for Arrows {
+        type Break = String;
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
+            let Expr::BinaryOp { left, op, right } = e else {
+                return ControlFlow::Continue(());
+            };
+            if !matches!(
+                op,
+                BinaryOperator::Arrow
+                    | BinaryOperator::LongArrow
+                    | BinaryOperator::HashArrow
+                    | BinaryOperator::HashLongArrow
+            ) {
+                return ControlFlow::Continue(());
+            }
+            let key = match &**right {
+                Expr::Value(_)
+                | Expr::Identifier(_)
+                | Expr::CompoundIdentifier(_)
+                | Expr::Nested(_)
+                | Expr::Function(_)
+                | Expr::Cast { .. }
+                | Expr::UnaryOp { .. } => return ControlFlow::Continue(()),
+                // The key is the leftmost operand of what follows it.
+                other => {
+                    fn leftmost(e: &Expr) -> &Expr {
+                        match e {
+                            Expr::BinaryOp { left, .. } => leftmost(left),
+                            Expr::IsNull(x)
+                            | Expr::IsNotNull(x)
+                            | Expr::IsTrue(x)
+                            | Expr::IsNotTrue(x)
+                            | Expr::IsFalse(x)
+                            | Expr::IsNotFalse(x)
+                            | Expr::Like { expr: x, .. }
+                            | Expr::ILike { expr: x, .. }
+                            | Expr::SimilarTo { expr: x, .. }
+                            | Expr::InList { expr: x, .. }
+                            | Expr::Between { expr: x, .. } => leftmost(x),
+                            e => e,
+                        }
+                    }
+                    leftmost(other).to_string()
+                }
+            };
+            ControlFlow::Break(format!(
+                "`{e}` reads as `{left} {op} ({right})`: in DataFusion's SQL `{op}` binds less \
+                 tightly than what follows it (`=`, `||`, `LIKE`, `IS NULL`), where PostgreSQL \
+                 and DuckDB read the member first; put the member in parentheses: `({left}{op}{key}) \
+                 ...`"
+            ))
+        }
+    }
     /// `INTERSECT ALL` or `EXCEPT ALL` in `body`, outside its subqueries.
     fn multiset(body: &SetExpr) -> Option<&'static str> {
         let SetExpr::SetOperation {
@@ -1550,11 +1610,14 @@ fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
     let Ok(statements) = DFParser::parse_sql(sql) else {
         return Ok(());
     };
-    for statement in statements {
-        if let Statement::Statement(s) = statement
-            && let ControlFlow::Break(problem) = s.visit(&mut Find)
-        {
-            return Err(datafusion::error::DataFusionError::NotImplemented(problem));
+    for statement in &statements {
+        if let Statement::Statement(s) = statement {
+            if let ControlFlow::Break(problem) = s.visit(&mut Find) {
+                return Err(datafusion::error::DataFusionError::NotImplemented(problem));
+            }
+            if let ControlFlow::Break(problem) = s.visit(&mut Arrows) {
+                return Err(datafusion::error::DataFusionError::Plan(problem));
+            }
         }
     }
     Ok(())
@@ -2844,6 +2907,28 @@ mod tests {
                 None,
             ),
             ("SELECT x FROM t WHERE t2 - t1 > t2 - ts", None),
+            // A JSON member operator with more than a key on its right:
+            (
+                "SELECT x FROM t WHERE properties->>'amount' = '1'",
+                Some(
+                    "Error during planning: `properties ->> 'amount' = '1'` reads as \
+                     `properties ->> ('amount' = '1')`"
+                        .to_string(),
+                ),
+            ),
+            (
+                "SELECT properties->>'a' || '!' AS a FROM t",
+                Some(
+                    "Error during planning: `properties ->> 'a' || '!'` reads as `properties ->> \
+                     ('a' || '!')`"
+                        .to_string(),
+                ),
+            ),
+            ("SELECT x FROM t WHERE (properties->>'amount') = '1'", None),
+            (
+                "SELECT properties->'a'->>'b' AS b, properties->>'amount' AS a FROM t",
+                None,
+            ),
             // A time zone that is none:
             (
                 "SELECT ts AT TIME ZONE 'utc' FROM t",
