@@ -581,6 +581,27 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
 fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -> Result<()> {
     use datafusion::arrow::datatypes::{DataType, IntervalUnit};
     let usage = |m: String| -> Result<()> { Err(Failure::Usage(m).into()) };
+    // A JSON member read with `->` is a union of types, which only the
+    // table shows (Arrow's JSON writer refuses it, the Parquet writer
+    // panics): its text is `->>`'s.
+    if format != Format::Table
+        && let Some(f) = schema
+            .fields()
+            .iter()
+            .find(|f| matches!(f.data_type(), DataType::Union(..)))
+    {
+        let flag = match format {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            _ => "parquet",
+        };
+        return usage(format!(
+            "--format {flag} cannot hold column `{}` (a JSON member as `->` gives it, a union \
+             of types): read it as text with `->>` (`(properties->>'key')`) or \
+             json_as_text(properties, 'key'), or show it with --format table",
+            f.name()
+        ));
+    }
     match format {
         Format::Csv => match schema.fields().iter().find(|f| f.data_type().is_nested()) {
             Some(f) => usage(format!(

@@ -639,6 +639,26 @@ fn a_column_the_format_cannot_hold_is_refused_before_any_output() {
         ],
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "{\"pair\":[1,2]}\n");
+    // A JSON member as `->` gives it (a union) says to read it as text,
+    // in every format but the table (JSON's writer failed, exit 1, and
+    // Parquet's panicked, exit 101).
+    for format in ["csv", "json", "parquet"] {
+        let o = run_says(
+            &lake,
+            &[
+                "query",
+                "SELECT properties->'product_id' AS p FROM bronze_events",
+                "--format",
+                format,
+            ],
+            2,
+            &format!(
+                "--format {format} cannot hold column `p` (a JSON member as `->` gives it, a \
+                 union of types): read it as text with `->>`"
+            ),
+        );
+        assert!(o.stdout.is_empty(), "{format}: {} bytes", o.stdout.len());
+    }
     // Nor can Parquet hold an interval of months, days and nanoseconds,
     // alone or in a list: refused before its first bytes (a 4-byte file
     // and a hint about damaged files, before).
