@@ -2531,6 +2531,20 @@ mod tests {
             .await,
             parts
         );
+        // Days that do not fit the Int32 DataFusion types them as are
+        // NULL, not wrapped.
+        assert_eq!(
+            table(
+                "SELECT date_part('day', arrow_cast(9223372036854775807, 'Duration(Second)')) \
+                 AS far, date_part('hour', arrow_cast(90000, 'Duration(Second)')) AS h"
+            )
+            .await,
+            "+-----+---+
+| far | h |
++-----+---+
+|     | 1 |
++-----+---+"
+        );
         // Other arguments are DataFusion's.
         assert_eq!(
             table(

@@ -195,8 +195,11 @@ impl DurationPart {
             DurationPart::Nanosecond => {
                 Arc::new(values.unary::<_, Int64Type>(|v| field(v) as i64) as Int64Array)
             }
-            // Whole days of an i64 of seconds or finer fit an i32.
-            _ => Arc::new(values.unary::<_, Int32Type>(|v| field(v) as i32) as Int32Array),
+            // Whole days of a duration of microseconds or finer fit an
+            // i32; of seconds they may not (NULL then, not a wrapped one).
+            _ => Arc::new(
+                values.unary_opt::<_, Int32Type>(|v| i32::try_from(field(v)).ok()) as Int32Array,
+            ),
         }
     }
 }

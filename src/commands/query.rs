@@ -572,29 +572,41 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
 }
 
 /// A usage error when a column of `schema` is of a type `format` cannot
-/// hold, naming the column and what does hold it: for CSV, a struct, list
-/// or map (Arrow's CSV writer fails on it after the header is out).
-///
-/// Nor can Parquet hold an interval of months, days and nanoseconds (what
-/// `INTERVAL '1 day'` and arithmetic on it give), anywhere in a column:
-/// the Parquet writer fails on its first row.
+/// hold, naming the column and what does: for CSV, a struct, list or map
+/// (Arrow's CSV writer fails on it after the header is out); for
+/// Parquet, an interval of months, days and nanoseconds (what `INTERVAL
+/// '1 day'` gives) anywhere in a column (the writer fails on its first
+/// row); for all but the table, a JSON member read with `->`, a union of
+/// types anywhere in a column (Arrow's JSON writer refuses it, the
+/// Parquet writer panics).
 fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -> Result<()> {
     use datafusion::arrow::datatypes::{DataType, IntervalUnit};
+    /// Whether `t`, or a type inside it, is one `is` picks.
+    fn within(t: &DataType, is: fn(&DataType) -> bool) -> bool {
+        is(t)
+            || match t {
+                DataType::List(f)
+                | DataType::LargeList(f)
+                | DataType::FixedSizeList(f, _)
+                | DataType::ListView(f)
+                | DataType::LargeListView(f)
+                | DataType::Map(f, _) => within(f.data_type(), is),
+                DataType::Struct(fields) => fields.iter().any(|f| within(f.data_type(), is)),
+                DataType::Dictionary(_, v) => within(v, is),
+                DataType::RunEndEncoded(_, v) => within(v.data_type(), is),
+                _ => false,
+            }
+    }
+    let first =
+        |is: fn(&DataType) -> bool| schema.fields().iter().find(|f| within(f.data_type(), is));
     let usage = |m: String| -> Result<()> { Err(Failure::Usage(m).into()) };
-    // A JSON member read with `->` is a union of types, which only the
-    // table shows (Arrow's JSON writer refuses it, the Parquet writer
-    // panics): its text is `->>`'s.
-    if format != Format::Table
-        && let Some(f) = schema
-            .fields()
-            .iter()
-            .find(|f| matches!(f.data_type(), DataType::Union(..)))
-    {
-        let flag = match format {
-            Format::Csv => "csv",
-            Format::Json => "json",
-            _ => "parquet",
-        };
+    let flag = match format {
+        Format::Table => return Ok(()),
+        Format::Csv => "csv",
+        Format::Json => "json",
+        Format::Parquet => "parquet",
+    };
+    if let Some(f) = first(|t| matches!(t, DataType::Union(..))) {
         return usage(format!(
             "--format {flag} cannot hold column `{}` (a JSON member as `->` gives it, a union \
              of types): read it as text with `->>` (`(properties->>'key')`) or \
@@ -602,52 +614,38 @@ fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -
             f.name()
         ));
     }
-    match format {
-        Format::Csv => match schema.fields().iter().find(|f| f.data_type().is_nested()) {
-            Some(f) => usage(format!(
-                "--format csv cannot hold column `{}` ({}): use --format json or parquet, which \
-                 keep it as it is (or, for a list, array_to_string({}, ',') in the SQL)",
-                f.name(),
-                f.data_type(),
-                f.name()
-            )),
-            None => Ok(()),
-        },
-        Format::Parquet => {
-            fn holds_interval(t: &DataType) -> bool {
-                match t {
-                    DataType::Interval(IntervalUnit::MonthDayNano) => true,
-                    DataType::List(f)
-                    | DataType::LargeList(f)
-                    | DataType::FixedSizeList(f, _)
-                    | DataType::ListView(f)
-                    | DataType::LargeListView(f)
-                    | DataType::Map(f, _) => holds_interval(f.data_type()),
-                    DataType::Struct(fields) => {
-                        fields.iter().any(|f| holds_interval(f.data_type()))
-                    }
-                    DataType::Dictionary(_, v) => holds_interval(v),
-                    DataType::RunEndEncoded(_, v) => holds_interval(v.data_type()),
-                    _ => false,
-                }
-            }
-            match schema
-                .fields()
-                .iter()
-                .find(|f| holds_interval(f.data_type()))
-            {
-                Some(f) => usage(format!(
-                    "--format parquet cannot hold column `{}` ({}): the Parquet writer takes no \
-                     interval of months, days and nanoseconds; use --format json or csv, or \
-                     write it as text in the SQL, CAST({} AS VARCHAR)",
-                    f.name(),
-                    f.data_type(),
+    let cannot = match format {
+        Format::Csv => first(|t| t.is_nested()).map(|f| {
+            (
+                f,
+                format!(
+                    "use --format json or parquet, which keep it as it is (or, for a list, \
+                     array_to_string({}, ',') in the SQL)",
                     f.name()
-                )),
-                None => Ok(()),
-            }
-        }
-        Format::Table | Format::Json => Ok(()),
+                ),
+            )
+        }),
+        Format::Parquet => first(|t| matches!(t, DataType::Interval(IntervalUnit::MonthDayNano)))
+            .map(|f| {
+                (
+                    f,
+                    format!(
+                        "the Parquet writer takes no interval of months, days and \
+                         nanoseconds; use --format json or csv, or write it as text in the \
+                         SQL, CAST({} AS VARCHAR)",
+                        f.name()
+                    ),
+                )
+            }),
+        Format::Json | Format::Table => None,
+    };
+    match cannot {
+        Some((f, instead)) => usage(format!(
+            "--format {flag} cannot hold column `{}` ({}): {instead}",
+            f.name(),
+            f.data_type()
+        )),
+        None => Ok(()),
     }
 }
 

@@ -659,6 +659,17 @@ fn a_column_the_format_cannot_hold_is_refused_before_any_output() {
         );
         assert!(o.stdout.is_empty(), "{format}: {} bytes", o.stdout.len());
     }
+    run_says(
+        &lake,
+        &[
+            "query",
+            "SELECT make_array(properties->'product_id') AS ps FROM bronze_events",
+            "--format",
+            "json",
+        ],
+        2,
+        "--format json cannot hold column `ps` (a JSON member as `->` gives it",
+    );
     // Nor can Parquet hold an interval of months, days and nanoseconds,
     // alone or in a list: refused before its first bytes (a 4-byte file
     // and a hint about damaged files, before).
