@@ -1102,8 +1102,8 @@ fn range_in_months(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
             return Ok(TreeNodeRecursion::Continue);
         };
         let schema = window.input.schema();
-        for e in &window.window_expr {
-            let _ = e.apply(|e| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
                 let Expr::WindowFunction(f) = e else {
                     return Ok(TreeNodeRecursion::Continue);
                 };
@@ -1140,12 +1140,8 @@ fn range_in_months(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
                     return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
-            });
-            if found.is_some() {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+            })
+        })
     });
     found
 }
@@ -2662,16 +2658,20 @@ mod tests {
                  matches the whole text); write `{instead}`"
             ))
         };
+        // The rows DataFusion answers `sql` with, checks or none.
+        let rows = |sql: String| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+                batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            }
+        };
         // A constant `IN (subquery)` DataFusion answers without NULLs (as
         // DataFusion 55 still does: when this fails, the check can go):
-        let unchecked = ctx
-            .sql("SELECT x FROM t WHERE 'zz' NOT IN (SELECT maybe FROM t)")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        assert_eq!(unchecked.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        assert_eq!(
+            rows("SELECT x FROM t WHERE 'zz' NOT IN (SELECT maybe FROM t)".into()).await,
+            1
+        );
         let constant_in = |v: &str| {
             Some(format!(
                 "Error during planning: `IN (subquery)` with a constant on the left (`{v}`), \
@@ -2680,14 +2680,10 @@ mod tests {
         };
         // A duration is never above a day in DataFusion 55 (when this
         // fails, the check can go): t2 - t1 is 2 days and an hour.
-        let days = ctx
-            .sql("SELECT x FROM t WHERE t2 - t1 > INTERVAL '1 day'")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        assert_eq!(days.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+        assert_eq!(
+            rows("SELECT x FROM t WHERE t2 - t1 > INTERVAL '1 day'".into()).await,
+            0
+        );
         let duration_days = |instead: &str| {
             Some(format!(
                 "Error during planning: a time difference (a duration, such as \
@@ -2708,22 +2704,13 @@ mod tests {
         // INTERSECT ALL keeps every matched left row, EXCEPT ALL drops
         // every matched one, in DataFusion 55 (when these fail, the check
         // can go):
-        for (op, rows) in [("INTERSECT", 2), ("EXCEPT", 0)] {
-            let got = ctx
-                .sql(&format!(
-                    "SELECT x FROM (VALUES (1), (1)) AS a(x) {op} ALL SELECT x FROM (VALUES \
-                     (1)) AS b(x)"
-                ))
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            assert_eq!(
-                got.iter().map(|b| b.num_rows()).sum::<usize>(),
-                rows,
-                "{op}"
-            );
+        for (op, n) in [("INTERSECT", 2), ("EXCEPT", 0)] {
+            let got = rows(format!(
+                "SELECT x FROM (VALUES (1), (1)) AS a(x) {op} ALL SELECT x FROM (VALUES (1)) AS \
+                 b(x)"
+            ))
+            .await;
+            assert_eq!(got, n, "{op}");
         }
         // A RANGE offset with no unit over a date is months in DataFusion
         // 55 (when this fails, the check can go):
