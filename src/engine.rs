@@ -848,6 +848,17 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 ///   `CONNECT BY` or Snowflake's `* ILIKE 'x%'`, which DataFusion parses
 ///   and then passes over (reading every row, or every column, or giving
 ///   no subtotals);
+/// - `INTERSECT ALL` and `EXCEPT ALL`, which DataFusion 55 answers with
+///   no regard to the number of copies, and a JSON member operator
+///   (`->>`) with more than a key on its right, which its parser takes
+///   into the key (both in `passed_over_clause`);
+/// - a DATE compared with a YYYYMMDD integer (`integer_date`), a
+///   constant `NOT IN` a subquery of NULLs (`constant_in_subquery`),
+///   `SIMILAR TO` (`similar_to`), a `RANGE` frame over a date or time
+///   with a bare number (`range_in_months`), a duration or interval
+///   compared across months, days and the rest
+///   (`duration_against_days`), and a time zone that is none
+///   (`unknown_zone`);
 /// - a time formatted with a literal format that has no `%` code
 ///   (`date_format(ts, 'yyyy-MM')`, as Spark and Java write one, or
 ///   PostgreSQL's `to_char(ts, 'YYYY-MM-DD')`): DataFusion's formats are
