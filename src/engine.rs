@@ -2125,11 +2125,15 @@ pub fn user_sql_error(
 }
 
 /// What to do about a user's SQL failing on its rows (the message of an
-/// [`is_data_error`]), said after it: for the usual one, a CAST that meets
-/// a value it cannot convert, TRY_CAST.
+/// [`is_data_error`]), said after it: for a CAST that meets a value it
+/// cannot convert, TRY_CAST; for an integer or decimal `/` or `%` by 0
+/// (a float's gives inf or NaN), NULLIF on the divisor, which gives the
+/// NULL DuckDB's division gives.
 pub fn data_error_hint(message: &str) -> &'static str {
     if message.contains("Cast error: ") || message.contains("Parser error: ") {
         " (TRY_CAST gives NULL for a value that does not convert)"
+    } else if message.contains("Divide by zero") {
+        " (an integer or decimal `/` or `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)"
     } else {
         ""
     }
@@ -2302,7 +2306,8 @@ mod tests {
         assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE);
         assert_eq!(
             e.to_string(),
-            "model `m` (m.sql): running its present: Arrow error: Divide by zero error"
+            "model `m` (m.sql): running its present: Arrow error: Divide by zero error \
+             (an integer or decimal `/` or `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)"
         );
         let cast = E::ArrowError(
             Box::new(A::CastError(

@@ -69,7 +69,8 @@ fn query_reads_bronze_by_its_logical_name() {
         ),
         (
             "SELECT 1 / 0",
-            "query failed: Arrow error: Divide by zero error\n",
+            "query failed: Arrow error: Divide by zero error (an integer or decimal `/` or \
+             `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)\n",
         ),
     ] {
         let o = run(&lake, &["query", bad]);
