@@ -72,6 +72,13 @@ fn first_ingest(st: &crate::log::LakeState) -> Option<(i64, u64)> {
         .min()
 }
 
+/// The first `event_date` with rows in bronze.
+fn first_event_date(st: &crate::log::LakeState) -> Option<String> {
+    st.partitions("bronze_events")
+        .find(|(_, p)| p.rows() > 0)
+        .map(|(date, _)| date.clone())
+}
+
 /// Say that `what` (read from silver) lacks the newest events of the
 /// dates silver has not caught up with.
 pub fn warn_silver_dirty(dates: &[String], what: &str) {
@@ -101,11 +108,11 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         use_snapshots: !args.no_snapshot,
     };
     let opts = args.engine.options(&cfg)?;
-    let (answer, rows, first) = crate::committed::read_retrying(&lake, |st| {
+    let (answer, rows, first, first_date) = crate::committed::read_retrying(&lake, |st| {
         let (answer, rows) = state::query(&lake, st, &model, &q, &opts)?;
         // (Only a --known-at question needs it: the batches are many.)
         let first = args.known_at.and_then(|_| first_ingest(st));
-        Ok((answer, rows, first))
+        Ok((answer, rows, first, first_event_date(st)))
     })?;
     warn_silver_dirty(&answer.silver_dirty, "answer");
     // A --known-at before the lake's first ingest is an empty answer:
@@ -120,6 +127,27 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                  was at {} (commit {version}); --as-of is the time of the events",
                 crate::time::format_micros(known_at),
                 crate::time::format_micros(first)
+            ),
+        );
+    }
+    // So is an --as-of before the lake's first event: most often a
+    // mistyped year, or a processing time meant for --known-at.
+    if let Some(date) = first_date
+        && answer.events_replayed == 0
+        && answer.snapshot.is_none()
+        && crate::time::parse_date32(&date)
+            .is_ok_and(|d| crate::time::date32_of_micros(args.as_of) < d)
+    {
+        status(
+            "Note",
+            format!(
+                "no event is at or before --as-of {}: the lake's events begin on {date}{}",
+                crate::time::format_micros(args.as_of),
+                if args.known_at.is_none() {
+                    "; --known-at is the processing time"
+                } else {
+                    ""
+                }
             ),
         );
     }

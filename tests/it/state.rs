@@ -239,6 +239,16 @@ fn ledger_balances_as_of_before_between_and_after_with_a_correction() {
         ],
     );
     assert!(!stderr(&o).contains("no event had been"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("no event is at"), "{}", stderr(&o));
+    // The same for an --as-of before the lake's first event (a year
+    // mistyped, or a processing time meant for --known-at).
+    run_says(
+        &lake,
+        &["state", "balances", "--as-of", "2023-03-19"],
+        0,
+        "no event is at or before --as-of 2023-03-19T23:59:59.999999Z: the lake's \
+         events begin on 2024-03-10; --known-at is the processing time",
+    );
     // And a correction of an event that does not exist is reported.
     run_lines(
         &lake,
