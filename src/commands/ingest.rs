@@ -380,7 +380,11 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
         INPUTS_EACH,
         |i| {
             let commit = i.committed_in.unwrap_or_default();
-            format!("{}: already ingested in commit {commit}", i.source)
+            format!(
+                "{}: already ingested in commit {commit}{}",
+                i.source,
+                same_bytes(i)
+            )
         },
         |is| {
             let commits: std::collections::BTreeSet<u64> =
@@ -402,9 +406,10 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
         INPUTS_EACH,
         |i| {
             format!(
-                "{}: retracted in commit {} (--reingest-retracted takes it in again)",
+                "{}: retracted in commit {}{} (--reingest-retracted takes it in again)",
                 i.source,
-                i.retracted_in.unwrap_or_default()
+                i.retracted_in.unwrap_or_default(),
+                same_bytes(i)
             )
         },
         |is| {
@@ -419,9 +424,21 @@ fn print_inputs(inputs: &[crate::ingest::InputReport]) {
         "Skipped",
         &twice,
         INPUTS_EACH,
-        |i| format!("{}: same content given twice", i.source),
+        |i| match &i.same_as {
+            Some(first) => format!("{}: the same bytes as {first}, given before it", i.source),
+            None => format!("{}: same content given twice", i.source),
+        },
         |is| format!("{}: same content given twice", span(is)),
     );
+}
+
+/// `, as NAME (the same bytes)` for an input skipped for the bytes of
+/// another name's.
+fn same_bytes(i: &ingest::InputReport) -> String {
+    i.same_as
+        .as_ref()
+        .map(|n| format!(", as {n} (the same bytes)"))
+        .unwrap_or_default()
 }
 
 pub fn print_human(r: &IngestReport) {

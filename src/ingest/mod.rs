@@ -181,6 +181,12 @@ pub struct InputReport {
     /// For `already_ingested` and `retracted`: the commit that has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub committed_in: Option<u64>,
+    /// For `already_ingested`, `retracted` and `duplicate_in_run`: the
+    /// input of the same bytes, as that commit (or this run) named it,
+    /// when its name is another (a file delivered again under a new name,
+    /// or two empty ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<String>,
     /// For `retracted`: the commit that retracted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retracted_in: Option<u64>,
@@ -482,6 +488,8 @@ struct Planned {
     hashed: Hashed,
     status: InputStatus,
     committed_in: Option<u64>,
+    /// See [`InputReport::same_as`].
+    same_as: Option<String>,
     /// A file that grew since it was ingested: where its read resumes.
     resume: Option<input::ResumeAt>,
     /// See [`input::Hashed::head`].
@@ -729,7 +737,8 @@ fn ingest_without(
         .collect::<Result<_>>()?;
     crate::fault::pause("hashed");
     let mut plan = Vec::with_capacity(inputs.len());
-    let mut seen: HashSet<String> = HashSet::new();
+    // Hash → the first input of this run with it.
+    let mut seen: HashMap<String, String> = HashMap::new();
     for (i, (inp, hashed)) in inputs.into_iter().zip(hashes).enumerate() {
         if let Some(unread) = hashed.unread {
             ignored.push(input::Ignored::unread(&inp, unread));
@@ -738,17 +747,19 @@ fn ingest_without(
         let hash = &hashed.hash;
         let known = state.batches.get(hash);
         let again = known.is_some_and(|r| r.retracted.is_some() && opts.reingest_retracted);
-        let (status, committed_in) = if let Some(rec) = known.filter(|_| !again) {
+        let other = |name: &String| Some(name.clone()).filter(|n| *n != inp.display);
+        let (status, committed_in, same_as) = if let Some(rec) = known.filter(|_| !again) {
             let status = if rec.retracted.is_some() {
                 InputStatus::Retracted
             } else {
                 InputStatus::AlreadyIngested
             };
-            (status, Some(rec.version))
-        } else if !seen.insert(hash.clone()) {
-            (InputStatus::DuplicateInRun, None)
+            (status, Some(rec.version), other(&rec.source))
+        } else if let Some(first) = seen.get(hash) {
+            (InputStatus::DuplicateInRun, None, other(first))
         } else {
-            (InputStatus::Ingested, None)
+            seen.insert(hash.clone(), inp.display.clone());
+            (InputStatus::Ingested, None, None)
         };
         // A file that begins with the content of a committed batch grew
         // since: only what follows is read.
@@ -812,6 +823,7 @@ fn ingest_without(
             hashed,
             status,
             committed_in,
+            same_as,
             resume,
             head,
         });
@@ -826,6 +838,7 @@ fn ingest_without(
             hash: p.hashed.hash.clone(),
             batch_id: batch_id_of(&p.hashed.hash),
             committed_in: p.committed_in,
+            same_as: p.same_as.clone(),
             retracted_in: state
                 .batches
                 .get(&p.hashed.hash)

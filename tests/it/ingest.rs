@@ -196,13 +196,38 @@ fn reingesting_the_same_input_is_a_reported_noop() {
     assert_eq!(again["version"], 1);
     assert_eq!(again["inputs"][0]["status"], "already_ingested");
     assert_eq!(again["inputs"][0]["committed_in"], 1);
+    assert_eq!(again["inputs"][0].get("same_as"), None, "{again}");
     assert_eq!(bronze_rows(&lake), before);
     assert_eq!(commits(&lake), 1);
-    // The same content under another name (a copy) is also recognised.
+    // The same content under another name (a copy, or a file delivered
+    // again under a new name) is also recognised, and the skip names the
+    // input that brought those bytes in.
+    let original = sample("2024-03-16.jsonl.gz");
     let copy = tmp.path().join("copy.jsonl.gz");
-    std::fs::copy(sample("2024-03-16.jsonl.gz"), &copy).unwrap();
-    let s = ok(&lake, &["ingest", copy.to_str().unwrap(), "--json"]);
+    std::fs::copy(&original, &copy).unwrap();
+    let copy = copy.to_str().unwrap();
+    let s = ok(&lake, &["ingest", copy, "--json"]);
     assert_eq!(s["status"], "noop");
+    assert_eq!(s["inputs"][0]["same_as"], original.as_str(), "{s}");
+    run_says(
+        &lake,
+        &["ingest", copy],
+        0,
+        &format!("Skipped {copy}: already ingested in commit 1, as {original} (the same bytes)"),
+    );
+    // As does one given twice in a run under two names.
+    let (a, b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
+    for f in [&a, &b] {
+        std::fs::write(
+            f,
+            r#"{"event_id":"n1","event_type":"page_view","event_timestamp":"2024-03-16T10:00:00Z","user_id":"u1"}"#,
+        )
+        .unwrap();
+    }
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let s = ok(&lake, &["ingest", a, b, "--json"]);
+    assert_eq!(s["inputs"][1]["status"], "duplicate_in_run", "{s}");
+    assert_eq!(s["inputs"][1]["same_as"], a, "{s}");
 }
 
 /// A file a writer appends to between runs is read from where the last
