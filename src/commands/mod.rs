@@ -339,7 +339,9 @@ impl EngineArgs {
     }
 }
 
-/// Parse a byte size (`512M`, `4G`, `1073741824`, `none`) for clap.
+/// Parse a byte size (`512M`, `4G`, `1073741824`, `none`) for clap. A
+/// number without a unit is bytes, and one under a mebibyte (`512`, most
+/// often meant as megabytes) is refused, naming the unit.
 pub fn parse_memory_arg(s: &str) -> Result<MemoryLimit, String> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("none") {
@@ -360,6 +362,10 @@ pub fn parse_memory_arg(s: &str) -> Result<MemoryLimit, String> {
         _ => return Err(format!("`{s}` is not a size (e.g. 512M, 4G, none)")),
     };
     match num.parse::<usize>() {
+        Ok(n) if n > 0 && unit.is_empty() && n < 1 << 20 => Err(format!(
+            "`{s}` is {n} bytes, too little to run in: write the unit, e.g. {n}M (bytes need \
+             1048576 or more)"
+        )),
         Ok(n) if n > 0 => n
             .checked_mul(1usize << shift)
             .map(|n| MemoryLimit(Some(n)))
@@ -459,7 +465,16 @@ mod tests {
         assert_eq!(p("512M"), Ok(Some(512 << 20)));
         assert_eq!(p("4G"), Ok(Some(4 << 30)));
         assert_eq!(p("2gib"), Ok(Some(2 << 30)));
-        assert_eq!(p("1024"), Ok(Some(1024)));
+        assert_eq!(p("1073741824"), Ok(Some(1 << 30)));
+        assert_eq!(p("1K"), Ok(Some(1024)));
+        assert_eq!(
+            p("512"),
+            Err(
+                "`512` is 512 bytes, too little to run in: write the unit, e.g. 512M (bytes \
+                 need 1048576 or more)"
+                    .into()
+            )
+        );
         assert_eq!(p("none"), Ok(None));
         for bad in ["", "0", "-1G", "1.5G", "12Q", "G"] {
             assert!(p(bad).is_err(), "{bad}");
