@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 
 use super::{
-    MemoryLimit, parse_duration_arg, parse_fraction_arg, parse_instant_arg, parse_memory_arg,
+    MemoryLimit, parse_duration_arg, parse_fraction_arg, parse_instant_arg, parse_size_arg,
     print_json, status, status_under,
 };
 use crate::config::{self, Config};
@@ -89,7 +89,7 @@ pub struct IngestSettings {
     /// guard against a JSON array or a binary file given as NDJSON, which
     /// would be read into memory whole), e.g. 256M; `none` for no limit
     /// [default: 64M]
-    #[arg(long, value_name = "BYTES", value_parser = parse_memory_arg)]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
     pub max_line_bytes: Option<MemoryLimit>,
 
     /// In a directory given as an input, read the files whose name matches
@@ -144,7 +144,7 @@ impl IngestSettings {
                 self.max_line_bytes,
                 cfg.max_line_bytes.as_deref(),
                 "ingest.max_line_bytes",
-                parse_memory_arg,
+                parse_size_arg,
                 MemoryLimit(Some(ingest::DEFAULT_MAX_LINE_BYTES)),
             )?
             .0

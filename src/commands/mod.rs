@@ -339,10 +339,23 @@ impl EngineArgs {
     }
 }
 
-/// Parse a byte size (`512M`, `4G`, `1073741824`, `none`) for clap. A
-/// number without a unit is bytes, and one under a mebibyte (`512`, most
-/// often meant as megabytes) is refused, naming the unit.
+/// Parse a memory limit (`512M`, `4G`, `1073741824`, `none`) for clap: a
+/// [`parse_size_arg`] but that a number without a unit under a mebibyte
+/// (`512`, most often meant as megabytes) is refused, naming the unit.
 pub fn parse_memory_arg(s: &str) -> Result<MemoryLimit, String> {
+    match parse_size_arg(s)? {
+        MemoryLimit(Some(n)) if n < 1 << 20 && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!(
+                "`{s}` is {n} bytes, too little to run in: write the unit, e.g. {n}M (bytes \
+                 need 1048576 or more)"
+            ))
+        }
+        limit => Ok(limit),
+    }
+}
+
+/// Parse a byte size (`512M`, `4K`, `1073741824` bytes, `none`) for clap.
+pub fn parse_size_arg(s: &str) -> Result<MemoryLimit, String> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("none") {
         return Ok(MemoryLimit(None));
@@ -362,10 +375,6 @@ pub fn parse_memory_arg(s: &str) -> Result<MemoryLimit, String> {
         _ => return Err(format!("`{s}` is not a size (e.g. 512M, 4G, none)")),
     };
     match num.parse::<usize>() {
-        Ok(n) if n > 0 && unit.is_empty() && n < 1 << 20 => Err(format!(
-            "`{s}` is {n} bytes, too little to run in: write the unit, e.g. {n}M (bytes need \
-             1048576 or more)"
-        )),
         Ok(n) if n > 0 => n
             .checked_mul(1usize << shift)
             .map(|n| MemoryLimit(Some(n)))
@@ -466,6 +475,7 @@ mod tests {
         assert_eq!(p("4G"), Ok(Some(4 << 30)));
         assert_eq!(p("2gib"), Ok(Some(2 << 30)));
         assert_eq!(p("1073741824"), Ok(Some(1 << 30)));
+        assert_eq!(parse_size_arg("512").map(|m| m.0), Ok(Some(512)));
         assert_eq!(p("1K"), Ok(Some(1024)));
         assert_eq!(
             p("512"),
