@@ -64,6 +64,11 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         lake.require()?;
     }
     let cfg = Config::load(&lake)?;
+    // A run with no input ingests nothing, but a bad ingest setting is
+    // said now, as `status` says it, not first when an input comes.
+    if args.inputs.is_empty() {
+        check_settings(&lake, &cfg)?;
+    }
     let opts = options(&lake, &cfg, &args)?;
     // Each step's lines go to stderr as it finishes (a cron log shows
     // what committed even if a later step is killed); what a failed step

@@ -442,7 +442,8 @@ fn evlake_toml_sets_defaults_and_flags_override_it() {
         stderr(&o)
     );
     // `status` checks every setting a run would use, so a bad value shows
-    // there, not first in the next cron run's ingest.
+    // there, not first in the next cron run's ingest; so does a `run`
+    // with no input.
     for (toml, key) in [
         (
             "[ingest]\nwatermark_delay = \"soon\"\n",
@@ -464,9 +465,11 @@ fn evlake_toml_sets_defaults_and_flags_override_it() {
         ),
     ] {
         std::fs::write(lake2.join("evlake.toml"), toml).unwrap();
-        let o = run(&lake2, &["status"]);
-        assert_eq!(exit_code(&o), 2, "{toml}");
-        assert!(stderr(&o).contains(key), "{toml}: {}", stderr(&o));
+        for command in ["status", "run"] {
+            let o = run(&lake2, &[command]);
+            assert_eq!(exit_code(&o), 2, "{command} {toml}");
+            assert!(stderr(&o).contains(key), "{toml}: {}", stderr(&o));
+        }
     }
     std::fs::write(
         lake2.join("evlake.toml"),
