@@ -195,6 +195,30 @@ fn env_problem(id: &str, value: &std::ffi::OsStr) -> Option<String> {
     None
 }
 
+/// Clap's error for an argument that begins with `-` and is no flag, with
+/// what to do when it is a value with white space in it (no flag has any):
+/// most often SQL that begins with a comment, `-- why ...`, which clap
+/// reads as a flag, with no tip.
+fn dash_value(e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) if e.kind() == ErrorKind::UnknownArgument => arg,
+        _ => return e,
+    };
+    if !arg.starts_with('-') || !arg.contains(char::is_whitespace) {
+        return e;
+    }
+    let first = arg.lines().next().unwrap_or_default();
+    clap::Error::raw(
+        ErrorKind::UnknownArgument,
+        format!(
+            "`{first}` begins with `-`, so it reads as a flag; to give it as a value (SQL that \
+             begins with a comment), put `--` before it: `evlake query -- '{first} ...'`, or \
+             read the SQL from a file with -f FILE\n"
+        ),
+    )
+}
+
 /// [`parse_from`], reading the variables that stand in for flags with
 /// `env`. A variable that is set but empty or not a value of its flag is
 /// an error naming the variable, unless the flag is on the command line,
@@ -214,7 +238,9 @@ where
         .filter_map(|&(id, var)| Some((id, var, env_problem(id, &env(var)?)?)))
         .collect();
     let ids: Vec<&str> = bad.iter().map(|(id, _, _)| *id).collect();
-    let matches = command_without_env(&ids).try_get_matches_from(args)?;
+    let matches = command_without_env(&ids)
+        .try_get_matches_from(args)
+        .map_err(dash_value)?;
     for (id, var, problem) in &bad {
         let given = |m: &clap::ArgMatches| m.value_source(id) == Some(ValueSource::CommandLine);
         let on_line = given(&matches) || matches.subcommand().is_some_and(|(_, m)| given(m));
@@ -356,6 +382,24 @@ mod tests {
         assert_eq!(
             (cli.lake, cli.lock_wait),
             (PathBuf::from("x"), Some(5_000_000))
+        );
+        // SQL that begins with a comment reads as a flag; the error says
+        // how to give it.
+        let e = parse_from(["evlake", "query", "-- why\nSELECT 1"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert_eq!(
+            e.to_string(),
+            "error: `-- why` begins with `-`, so it reads as a flag; to give it as a value (SQL \
+             that begins with a comment), put `--` before it: `evlake query -- '-- why ...'`, or \
+             read the SQL from a file with -f FILE\n"
+        );
+        let cli = parse_from(["evlake", "query", "--", "-- why\nSELECT 1"]).unwrap();
+        assert!(matches!(cli.command, Command::Query(_)));
+        // A mistyped flag is clap's error, as before.
+        let e = parse_from(["evlake", "query", "--formt", "csv", "SELECT 1"]).unwrap_err();
+        assert!(
+            e.to_string().contains("unexpected argument '--formt'"),
+            "{e}"
         );
         let cli = parse_from(["evlake", "--lock-wait", "1m", "query", "select 1"]).unwrap();
         assert_eq!(cli.lock_wait, Some(60_000_000));

@@ -278,6 +278,8 @@ fn failed(e: datafusion::error::DataFusionError, sql: &str) -> anyhow::Error {
             "evlake query runs one SQL statement: give each its own `evlake query` ({e})"
         ))
         .into()
+    } else if text.contains("No SQL statements were provided") {
+        Failure::Usage("no SQL given: the query holds only comments".into()).into()
     } else if engine::is_usage_error(&e) {
         Failure::Usage(format!(
             "bad query: {}{}{hint}",

@@ -594,6 +594,14 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
         2,
         "evlake query runs one SQL statement: give each its own `evlake query`",
     );
+    // A query file of comments alone (one whose query was commented out)
+    // is as empty as an empty one.
+    run_says(
+        &lake,
+        &["query", "/* SELECT 2 */\n-- SELECT 1"],
+        2,
+        "error: no SQL given: the query holds only comments\n",
+    );
     assert_eq!(files_on_disk(&lake), before);
     // Reading, SHOW, DESCRIBE and EXPLAIN still work.
     for sql in [
