@@ -2082,6 +2082,27 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
              AND b IS NOT NULL` for theirs)"
         );
     }
+    // A column of both sides of a join, named without its table: with
+    // `JOIN ... USING (x)` too, where SQL takes `x` alone.
+    if let Some((_, rest)) = text.split_once("Ambiguous reference to unqualified field ") {
+        let column = rest.split_whitespace().next().unwrap_or(rest);
+        return format!(
+            "{text} (more than one table of the query has a column `{column}`: name the one \
+             meant, `events.{column}` or the table's alias, `e.{column}`; DataFusion 55 asks \
+             for it after `JOIN ... USING ({column})` too)"
+        );
+    }
+    // A subquery that yields one value and refers to the outer query with
+    // more than `=`: DataFusion plans it and cannot run it.
+    if text.contains("Physical plan does not support logical expression ScalarSubquery") {
+        return format!(
+            "{text} (a subquery that gives one value and refers to the outer query's columns \
+             other than with `=` (`s.user_id = e.user_id AND s.start <= e.ts`) does not run in \
+             DataFusion 55: join instead and aggregate, `LEFT JOIN sessions s ON s.user_id = \
+             e.user_id AND s.start <= e.ts ... GROUP BY`; `EXISTS` and `IN` subqueries run as \
+             they are)"
+        );
+    }
     // DuckDB's `ASOF JOIN ... ON`, which the parser takes for
     // Snowflake's, with `MATCH_CONDITION`.
     if text.contains("Expected: MATCH_CONDITION") {
@@ -3201,6 +3222,40 @@ mod tests {
             "Error during planning: table function 'read_parquet' not found (`read_parquet` is \
              DuckDB's: evlake query reads the lake's tables by name, `FROM events`, and \
              `evlake tables` lists them)"
+        );
+        // A column of both sides named alone, and a correlated subquery
+        // DataFusion cannot run, say what to write.
+        let e = ctx
+            .sql("SELECT t.s FROM t JOIN t AS u USING (x) WHERE x > 0")
+            .await
+            .err()
+            .expect("x is of both sides");
+        assert!(
+            planning_error(&e).ends_with(
+                "(more than one table of the query has a column `x`: name the one meant, \
+                 `events.x` or the table's alias, `e.x`; DataFusion 55 asks for it after `JOIN \
+                 ... USING (x)` too)"
+            ),
+            "{}",
+            planning_error(&e)
+        );
+        let e = ctx
+            .sql(
+                "SELECT x FROM t AS a WHERE a.x > (SELECT min(b.y) FROM t AS b WHERE b.s = a.s \
+                 AND b.ts < a.ts)",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(
+            planning_error(&e).contains(
+                "(a subquery that gives one value and refers to the outer query's columns other \
+                 than with `=`"
+            ),
+            "{}",
+            planning_error(&e)
         );
         // A call that matches no signature is the SQL's, not a DataFusion
         // bug to report; date_trunc with a zone says where the zone goes.
