@@ -3225,11 +3225,12 @@ mod tests {
         );
         // A column of both sides named alone, and a correlated subquery
         // DataFusion cannot run, say what to write.
-        let e = ctx
+        let Err(e) = ctx
             .sql("SELECT t.s FROM t JOIN t AS u USING (x) WHERE x > 0")
             .await
-            .err()
-            .expect("x is of both sides");
+        else {
+            panic!("x is of both sides")
+        };
         assert!(
             planning_error(&e).ends_with(
                 "(more than one table of the query has a column `x`: name the one meant, \
