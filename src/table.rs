@@ -7,6 +7,12 @@
 //! formatted twice instead, once to measure its column and once to write
 //! it, and nothing is kept. A cell of several lines (which comfy-table
 //! splits into rows of text) is rare enough to go to Arrow's printer.
+//!
+//! On a terminal ([`terminal_width`]) a table wider than it has its widest
+//! columns cut to fit, as DuckDB's shell does, each cut value ending in
+//! `…`, when that makes it fit: `SELECT event_id, properties FROM events`
+//! is otherwise one wrapped line after another. Piped or redirected,
+//! every value is whole.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -16,11 +22,83 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use unicode_width::UnicodeWidthStr;
 
+/// No column is cut narrower than this to fit a terminal.
+const NARROWEST: usize = 12;
+
+/// The width to fit a table in when stdout is a terminal: `$COLUMNS` if
+/// set (as a script may set it), else the terminal's; None when stdout is
+/// no terminal (or its width is not known).
+pub fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(|| terminal_size::terminal_size().map(|(w, _)| usize::from(w.0)))
+        .filter(|&w| w > 0)
+}
+
+/// The widest a column may be for a table of columns `widths` wide to fit
+/// in `room` (each column takes 3 more: its rule and padding), never under
+/// [`NARROWEST`]; None when it fits whole, or would not fit even so (it
+/// then wraps as it is: values cut with nothing gained).
+fn cap(widths: &[usize], room: usize) -> Option<usize> {
+    let total = |cap: usize| 1 + widths.iter().map(|w| (*w).min(cap) + 3).sum::<usize>();
+    let widest = widths.iter().copied().max().unwrap_or(0);
+    if total(widest) <= room || widest <= NARROWEST || total(NARROWEST) > room {
+        return None;
+    }
+    // The largest cap that fits, found by halving.
+    let (mut lo, mut hi) = (NARROWEST, widest);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if total(mid) <= room {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
+/// `text`, cut to `width` columns with `…` as its last when it is wider.
+fn cut(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    use unicode_width::UnicodeWidthChar;
+    if text.width() <= width {
+        return text.into();
+    }
+    let mut kept = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width.saturating_sub(1) {
+            break;
+        }
+        kept.push(c);
+        used += w;
+    }
+    kept.push('…');
+    kept.into()
+}
+
 /// Write `batches` as a table, then a newline (nothing if there are no
-/// batches).
+/// batches), every value whole.
 pub fn write(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
+    write_within(out, batches, None).map(drop)
+}
+
+/// [`write`], the columns cut to fit in `room` columns of text when it is
+/// some and the table is wider (a table with a cell of several lines is
+/// never cut). Returns how many values (names too) were cut.
+pub fn write_within(
+    out: &mut impl Write,
+    batches: &[RecordBatch],
+    room: Option<usize>,
+) -> Result<usize> {
     let Some(first) = batches.first() else {
-        return Ok(());
+        return Ok(0);
     };
     let schema = first.schema();
     let options = FormatOptions::default().with_display_error(true);
@@ -45,8 +123,12 @@ pub fn write(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     if multiline {
         let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
         writeln!(out, "{text}")?;
-        return Ok(());
+        return Ok(0);
     }
+    if let Some(cap) = room.and_then(|room| cap(&widths, room)) {
+        widths.iter_mut().for_each(|w| *w = (*w).min(cap));
+    }
+    let mut cuts = 0;
     // Stdout is line-buffered: a write per line was a syscall per row.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut rule = String::from("+");
@@ -56,9 +138,11 @@ pub fn write(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     }
     rule.push('\n');
     let mut line = String::new();
-    let push_cell = |line: &mut String, text: &str, width: usize| {
+    let mut push_cell = |line: &mut String, text: &str, width: usize| {
+        let text = cut(text, width);
+        cuts += usize::from(matches!(text, std::borrow::Cow::Owned(_)));
         line.push_str("| ");
-        line.push_str(text);
+        line.push_str(&text);
         line.extend(std::iter::repeat_n(' ', width - text.width() + 1));
     };
     out.write_all(rule.as_bytes())?;
@@ -83,7 +167,7 @@ pub fn write(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     }
     out.write_all(rule.as_bytes())?;
     out.flush()?;
-    Ok(())
+    Ok(cuts)
 }
 
 fn formatters<'a>(
@@ -201,6 +285,42 @@ mod tests {
         );
         assert_eq!(ours(std::slice::from_ref(&empty)), arrows(&[empty]));
         assert_eq!(ours(&[]), "");
+    }
+
+    #[test]
+    fn a_table_wider_than_the_room_has_its_widest_columns_cut() {
+        let long = "https://shop.example.com/products/a-very-long-path?with=query";
+        let b = batch(
+            &["event_id", "page_url", "n"],
+            vec![
+                Arc::new(StringArray::from(vec![Some("evt-00001"), Some("evt-2")])),
+                Arc::new(StringArray::from(vec![Some(long), Some("/")])),
+                Arc::new(Int64Array::from(vec![Some(1), Some(22)])),
+            ],
+        );
+        let within = |room| {
+            let mut out = Vec::new();
+            let cuts = write_within(&mut out, std::slice::from_ref(&b), room).unwrap();
+            (String::from_utf8(out).unwrap(), cuts)
+        };
+        // Whole when there is room, or none is given (not a terminal).
+        assert_eq!(within(None), (ours(std::slice::from_ref(&b)), 0));
+        assert_eq!(within(Some(200)), (ours(std::slice::from_ref(&b)), 0));
+        // Cut to 40 columns: the URL alone is cut, to what fits.
+        let (text, cuts) = within(Some(40));
+        assert_eq!(cuts, 1, "{text}");
+        assert!(text.lines().all(|l| l.chars().count() == 40), "{text}");
+        assert!(text.contains("| https://shop.examp… |"), "{text}");
+        assert!(text.contains("| evt-00001 |"), "{text}");
+        // No column under 12: the narrowest, which fits 33 columns.
+        let (text, cuts) = within(Some(33));
+        assert!(text.contains("| https://sho… |"), "{text}");
+        assert_eq!(cuts, 1);
+        // A room too narrow even so: whole, as it would wrap either way.
+        assert_eq!(within(Some(32)), (ours(std::slice::from_ref(&b)), 0));
+        // A wide character is not split: the cut counts columns.
+        assert_eq!(cut("東京東京東京", 6), "東京…");
+        assert_eq!(cut("東京", 4), "東京");
     }
 
     #[test]

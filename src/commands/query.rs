@@ -681,7 +681,15 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Table => {
-            crate::table::write(&mut out, batches)?;
+            let room = crate::table::terminal_width();
+            if crate::table::write_within(&mut out, batches, room)? > 0 {
+                out.flush()?;
+                crate::report::eline(format_args!(
+                    "(values cut to fit the terminal's {} columns, each ending in …; --format csv \
+                     or json writes them whole)",
+                    room.unwrap_or_default()
+                ));
+            }
         }
         Format::Csv => {
             let mut w = crate::csvout::Writer::new(&mut out);

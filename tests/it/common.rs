@@ -595,6 +595,16 @@ pub fn spawn_paused(
 /// fresh machine has Python 3), with `typed` typed on it and then Ctrl-D
 /// (if any); what it drew. Asserts that it succeeded.
 pub fn on_a_terminal(lake: &Path, args: &[&str], typed: &[u8]) -> String {
+    on_a_terminal_with(lake, args, typed, &[])
+}
+
+/// [`on_a_terminal`], with environment variables `env` set.
+pub fn on_a_terminal_with(
+    lake: &Path,
+    args: &[&str],
+    typed: &[u8],
+    env: &[(&str, &str)],
+) -> String {
     use std::io::Write;
     let mut child = on_a_pty(
         lake,
@@ -607,6 +617,7 @@ sys.exit(p.wait())",
     )
     .env_remove("EVLAKE_FAULT")
     .env_remove("EVLAKE_TRACE")
+    .envs(env.iter().copied())
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())

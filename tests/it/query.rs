@@ -1250,3 +1250,39 @@ fn query_reads_its_sql_from_a_file_or_stdin() {
     let o = run(&lake, &["query", "SELECT 1", "-f", file.to_str().unwrap()]);
     assert_eq!(exit_code(&o), 2);
 }
+
+/// On a terminal, a table wider than it has its widest values cut to fit,
+/// each ending in `…`, and stderr says so; piped, every value is whole.
+#[test]
+fn a_wide_table_is_cut_to_the_terminal_and_whole_when_piped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ingest_sample_batch(&lake, &expected()["batches"][0]);
+    let sql = "SELECT event_id, 'https://shop.example.com/products/a-very-long-path' AS url, \
+               event_type FROM bronze_events ORDER BY event_id LIMIT 3";
+    let drawn = on_a_terminal_with(&lake, &["query", sql], b"", &[("COLUMNS", "60")]);
+    let table: Vec<&str> = drawn
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with('+') || l.starts_with('|'))
+        .collect();
+    assert_eq!(table.len(), 7, "{drawn}");
+    assert!(table.iter().all(|l| l.chars().count() <= 60), "{drawn}");
+    assert!(
+        table[3].contains("| https://shop.example.com/produ… |"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains(
+            "(values cut to fit the terminal's 60 columns, each ending in …; --format csv or \
+             json writes them whole)"
+        ),
+        "{drawn}"
+    );
+    let piped = String::from_utf8(run(&lake, &["query", sql]).stdout).unwrap();
+    assert!(!piped.contains('…'), "{piped}");
+    assert!(
+        piped.contains("| https://shop.example.com/products/a-very-long-path |"),
+        "{piped}"
+    );
+}
