@@ -1209,15 +1209,18 @@ fn interval_fields(
     }
 }
 
-/// A DATE plus or minus an interval with hours or smaller units
-/// (`event_date + INTERVAL '12 hours'`): DataFusion 55 keeps a date and
-/// drops them, so `event_timestamp < event_date + INTERVAL '12 hours'`
-/// keeps no row, with no error. (PostgreSQL and DuckDB give a timestamp
-/// there.) What is wrong, and the cast that gives the timestamp.
-fn date_plus_hours(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+/// The first problem `check` finds in an expression or sub-expression of
+/// `plan` or of its subqueries, each checked with the columns its node may
+/// name: its inputs' (a join's condition names both sides).
+fn first_expr_problem(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    mut check: impl FnMut(
+        &datafusion::logical_expr::Expr,
+        &datafusion::common::DFSchema,
+    ) -> Option<String>,
+) -> Option<String> {
     use datafusion::common::DFSchema;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::{Expr, ExprSchemable, Operator};
     let mut found = None;
     let _ = plan.apply_with_subqueries(|node| {
         let mut schema = DFSchema::empty();
@@ -1226,50 +1229,61 @@ fn date_plus_hours(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
         }
         node.apply_expressions(|e| {
             e.apply(|e| {
-                let Expr::BinaryExpr(b) = e else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                let is =
-                    |e: &Expr, f: fn(&DataType) -> bool| e.get_type(&schema).is_ok_and(|t| f(&t));
-                let date = |t: &DataType| matches!(t, DataType::Date32 | DataType::Date64);
-                let interval = |t: &DataType| matches!(t, DataType::Interval(_));
-                let (day, span) = match b.op {
-                    Operator::Plus | Operator::Minus
-                        if is(&b.left, date) && is(&b.right, interval) =>
-                    {
-                        (&b.left, &b.right)
-                    }
-                    Operator::Plus if is(&b.left, interval) && is(&b.right, date) => {
-                        (&b.right, &b.left)
-                    }
-                    _ => return Ok(TreeNodeRecursion::Continue),
-                };
-                // (An interval of months and days alone moves a date to
-                // a date, as everywhere, and so does one of whole days in
-                // hours, `INTERVAL '24 hours'`.)
-                const DAY: i64 = 86_400_000_000_000;
-                if interval_parts(span).is_some_and(|(_, _, rest)| rest % DAY == 0)
-                    || interval_fields(span, &schema).is_some_and(|[_, _, rest]| !rest)
-                {
-                    return Ok(TreeNodeRecursion::Continue);
-                }
-                let name = match day.as_ref() {
-                    Expr::Column(c) => c.name.clone(),
-                    _ => "d".to_string(),
-                };
-                found = Some(format!(
-                    "a DATE plus or minus an interval with hours or smaller units: DataFusion 55 \
-                     keeps a date and drops them, so `DATE '2024-03-15' + INTERVAL '36 hours'` \
-                     is 2024-03-16 and `DATE '2024-03-15' - INTERVAL '1 hour'` 2024-03-15, with \
-                     no error (PostgreSQL and DuckDB give a timestamp); cast the date first: \
-                     `CAST({name} AS TIMESTAMP) {} INTERVAL ...`",
-                    if b.op == Operator::Minus { "-" } else { "+" }
-                ));
-                Ok(TreeNodeRecursion::Stop)
+                found = check(e, &schema);
+                Ok(if found.is_some() {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
             })
         })
     });
     found
+}
+
+/// A DATE plus or minus an interval with hours or smaller units
+/// (`event_date + INTERVAL '12 hours'`): DataFusion 55 keeps a date and
+/// drops them, so `event_timestamp < event_date + INTERVAL '12 hours'`
+/// keeps no row, with no error. (PostgreSQL and DuckDB give a timestamp
+/// there.) What is wrong, and the cast that gives the timestamp.
+fn date_plus_hours(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::logical_expr::{Expr, ExprSchemable, Operator};
+    first_expr_problem(plan, |e, schema| {
+        let Expr::BinaryExpr(b) = e else {
+            return None;
+        };
+        let is = |e: &Expr, f: fn(&DataType) -> bool| e.get_type(schema).is_ok_and(|t| f(&t));
+        let date = |t: &DataType| matches!(t, DataType::Date32 | DataType::Date64);
+        let interval = |t: &DataType| matches!(t, DataType::Interval(_));
+        let (day, span) = match b.op {
+            Operator::Plus | Operator::Minus if is(&b.left, date) && is(&b.right, interval) => {
+                (&b.left, &b.right)
+            }
+            Operator::Plus if is(&b.left, interval) && is(&b.right, date) => (&b.right, &b.left),
+            _ => return None,
+        };
+        // (An interval of months and days alone moves a date to
+        // a date, as everywhere, and so does one of whole days in
+        // hours, `INTERVAL '24 hours'`.)
+        const DAY: i64 = 86_400_000_000_000;
+        if interval_parts(span).is_some_and(|(_, _, rest)| rest % DAY == 0)
+            || interval_fields(span, schema).is_some_and(|[_, _, rest]| !rest)
+        {
+            return None;
+        }
+        let name = match day.as_ref() {
+            Expr::Column(c) => c.name.clone(),
+            _ => "d".to_string(),
+        };
+        Some(format!(
+            "a DATE plus or minus an interval with hours or smaller units: DataFusion 55 \
+                     keeps a date and drops them, so `DATE '2024-03-15' + INTERVAL '36 hours'` \
+                     is 2024-03-16 and `DATE '2024-03-15' - INTERVAL '1 hour'` 2024-03-15, with \
+                     no error (PostgreSQL and DuckDB give a timestamp); cast the date first: \
+                     `CAST({name} AS TIMESTAMP) {} INTERVAL ...`",
+            if b.op == Operator::Minus { "-" } else { "+" }
+        ))
+    })
 }
 
 /// A time difference (`processing_time - event_timestamp`, a duration)
@@ -1281,74 +1295,63 @@ fn date_plus_hours(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
 /// 30 days there.) What is wrong, and the interval that means the same.
 fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::DFSchema;
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::common::tree_node::TreeNode;
     use datafusion::logical_expr::{Expr, ExprSchemable};
-    let (parts, fields) = (interval_parts, interval_fields);
     let timed = |e: &Expr, schema: &DFSchema| {
         matches!(
             e.get_type(schema),
             Ok(DataType::Duration(_) | DataType::Interval(_))
         )
     };
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        // The columns an expression of this node may name: its inputs'
-        // (a join's condition names both sides).
-        let mut schema = DFSchema::empty();
-        for input in node.inputs() {
-            schema.merge(input.schema());
-        }
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                for (one, other) in compared(e) {
-                    if !timed(one, &schema) || !timed(other, &schema) {
-                        continue;
-                    }
-                    // Compared field by field, values of one field alone
-                    // compare as numbers do.
-                    let mixed = match (fields(one, &schema), fields(other, &schema)) {
-                        (Some(a), Some(b)) => (0..3).filter(|&i| a[i] || b[i]).count() > 1,
-                        // A duration is compared with an interval it cannot
-                        // tell the fields of.
-                        (None, Some(b)) => {
-                            b[0] || b[1]
-                                || matches!(other.get_type(&schema), Ok(DataType::Duration(_)))
+    first_expr_problem(plan, |e, schema| {
+        for (one, other) in compared(e) {
+            if !timed(one, schema) || !timed(other, schema) {
+                continue;
+            }
+            // Compared field by field, values of one field alone
+            // compare as numbers do.
+            let mixed = match (interval_fields(one, schema), interval_fields(other, schema)) {
+                (Some(a), Some(b)) => (0..3).filter(|&i| a[i] || b[i]).count() > 1,
+                // A duration is compared with an interval it cannot
+                // tell the fields of.
+                (None, Some(b)) => {
+                    b[0] || b[1] || matches!(other.get_type(schema), Ok(DataType::Duration(_)))
+                }
+                _ => false,
+            };
+            if !mixed {
+                continue;
+            }
+            let instead = match [other, one]
+                .into_iter()
+                .find_map(|e| interval_parts(e).filter(|(m, d, _)| *m != 0 || *d != 0))
+            {
+                Some((months, days, nanos)) => {
+                    const HOUR: i128 = 3_600_000_000_000;
+                    let total = (i128::from(months) * 30 + i128::from(days)) * 24 * HOUR
+                        + i128::from(nanos);
+                    let (hours, rest) = (total / HOUR, total % HOUR);
+                    let rest = match rest {
+                        0 => String::new(),
+                        n if n % 1_000_000_000 == 0 => {
+                            format!(" {} seconds", n / 1_000_000_000)
                         }
-                        _ => false,
+                        n => format!(" {} microseconds", n / 1_000),
                     };
-                    if !mixed {
-                        continue;
-                    }
-                    let instead = match [other, one]
-                        .into_iter()
-                        .find_map(|e| parts(e).filter(|(m, d, _)| *m != 0 || *d != 0))
-                    {
-                        Some((months, days, nanos)) => {
-                            const HOUR: i128 = 3_600_000_000_000;
-                            let total = (i128::from(months) * 30 + i128::from(days)) * 24 * HOUR
-                                + i128::from(nanos);
-                            let (hours, rest) = (total / HOUR, total % HOUR);
-                            let rest = match rest {
-                                0 => String::new(),
-                                n if n % 1_000_000_000 == 0 => {
-                                    format!(" {} seconds", n / 1_000_000_000)
-                                }
-                                n => format!(" {} microseconds", n / 1_000),
-                            };
-                            format!("`INTERVAL '{hours} hours{rest}'`")
-                        }
-                        None => "intervals in hours or smaller units (`INTERVAL '24 hours'` for a \
+                    format!("`INTERVAL '{hours} hours{rest}'`")
+                }
+                None => "intervals in hours or smaller units (`INTERVAL '24 hours'` for a \
                              day)"
-                            .to_string(),
-                    };
-                    // A time difference on either side, alone or in a sum.
-                    let duration = [one, other].iter().any(|e| {
-                        e.exists(|e| Ok(matches!(e.get_type(&schema), Ok(DataType::Duration(_)))))
-                            .unwrap_or(false)
-                    });
-                    found = Some(if duration {
-                        format!(
-                            "a time difference (a duration, such as `processing_time - \
+                    .to_string(),
+            };
+            // A time difference on either side, alone or in a sum.
+            let duration = [one, other].iter().any(|e| {
+                e.exists(|e| Ok(matches!(e.get_type(schema), Ok(DataType::Duration(_)))))
+                    .unwrap_or(false)
+            });
+            return Some(if duration {
+                format!(
+                    "a time difference (a duration, such as `processing_time - \
                              event_timestamp`) compared with an interval that counts days or \
                              months: DataFusion 55 compares them field by field, months, then \
                              days, then the rest, and a duration has only the rest, so a gap \
@@ -1356,23 +1359,19 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
                              {instead} (PostgreSQL and DuckDB count a day as 24 hours and a \
                              month as 30 days there), or compare the times: `event_timestamp < \
                              processing_time - INTERVAL '1 day'`"
-                        )
-                    } else {
-                        format!(
-                            "intervals compared across units (months, days, hours or less): \
+                )
+            } else {
+                format!(
+                    "intervals compared across units (months, days, hours or less): \
                              DataFusion 55 compares them field by field, months, then days, \
                              then the rest, so `INTERVAL '1 day' > INTERVAL '25 hours'` is \
                              true, with no error; write {instead} (PostgreSQL and DuckDB count \
                              a day as 24 hours and a month as 30 days there)"
-                        )
-                    });
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    });
-    found
+                )
+            });
+        }
+        None
+    })
 }
 
 /// A time zone that is no zone (`AT TIME ZONE 'utc'`, `'PST'`): DataFusion
