@@ -3185,15 +3185,14 @@ mod tests {
                 None => assert_eq!(said, None, "{sql}"),
             }
         }
+        // The error DataFusion gives running `sql` (one it plans).
+        let run_error = |sql: &str| {
+            let (ctx, sql) = (ctx.clone(), sql.to_string());
+            async move { ctx.sql(&sql).await.unwrap().collect().await.unwrap_err() }
+        };
         // A count of distinct pairs says how to write it, and that runs.
         // (DataFusion refuses it when it plans the execution.)
-        let e = ctx
-            .sql("SELECT count(DISTINCT s, x) FROM t")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap_err();
+        let e = run_error("SELECT count(DISTINCT s, x) FROM t").await;
         assert!(
             planning_error(&e).ends_with(
                 "(count distinct pairs as one value: `count(DISTINCT (a, b))`; it counts a pair \
@@ -3239,16 +3238,11 @@ mod tests {
             "{}",
             planning_error(&e)
         );
-        let e = ctx
-            .sql(
-                "SELECT x FROM t AS a WHERE a.x > (SELECT min(b.y) FROM t AS b WHERE b.s = a.s \
-                 AND b.ts < a.ts)",
-            )
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap_err();
+        let e = run_error(
+            "SELECT x FROM t AS a WHERE a.x > (SELECT min(b.y) FROM t AS b WHERE b.s = a.s AND \
+             b.ts < a.ts)",
+        )
+        .await;
         assert!(
             planning_error(&e).contains(
                 "(a subquery that gives one value and refers to the outer query's columns other \
