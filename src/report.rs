@@ -324,6 +324,19 @@ pub fn quiet() -> bool {
     QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The name of `names` that `name` most likely mistypes: the closest by
+/// edit distance (case aside), at most 2 edits and a third of its length
+/// away (at least 1), for a "did you mean" of an unknown table or model.
+pub fn nearest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    names
+        .into_iter()
+        .map(|n| (strsim::levenshtein(&lower, n), n))
+        .filter(|(d, n)| *d <= 2.min(n.len() / 3).max(1))
+        .min()
+        .map(|(_, n)| n)
+}
+
 /// `text` with its control characters, but those in `keep`, written as
 /// escapes (`\n`, `\u{1b}`).
 pub fn escape_controls(text: &str, keep: &[char]) -> String {

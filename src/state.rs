@@ -442,8 +442,11 @@ impl Models {
             return e;
         }
         let known: Vec<&str> = self.ok.keys().map(String::as_str).collect();
+        let meant = crate::report::nearest(name, known.iter().copied())
+            .map(|m| format!("did you mean `{m}`? "))
+            .unwrap_or_default();
         Failure::Usage(format!(
-            "unknown model `{name}` (models: {}; add one as {}/{MODELS_DIR}/{name}.sql)",
+            "unknown model `{name}` ({meant}models: {}; add one as {}/{MODELS_DIR}/{name}.sql)",
             known.join(", "),
             lake.root().display()
         ))

@@ -363,14 +363,8 @@ fn not_built_hint(e: &datafusion::error::DataFusionError) -> String {
 /// it is a slip (a letter or two, a plural, a case), else every name.
 fn unknown_table_hint<'a>(name: &str, tables: impl Iterator<Item = &'a str>) -> String {
     let tables: Vec<&str> = tables.collect();
-    let lower = name.to_lowercase();
-    let close = tables
-        .iter()
-        .map(|t| (strsim::levenshtein(&lower, t), *t))
-        .filter(|(d, t)| *d <= 2.min(t.len() / 3).max(1))
-        .min();
-    match close {
-        Some((_, t)) => format!(" (did you mean `{t}`? `evlake tables` lists the lake's tables)"),
+    match crate::report::nearest(name, tables.iter().copied()) {
+        Some(t) => format!(" (did you mean `{t}`? `evlake tables` lists the lake's tables)"),
         None => format!(
             " (the lake's tables: {}; `evlake tables` lists their columns)",
             tables.join(", ")

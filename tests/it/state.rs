@@ -1834,7 +1834,8 @@ fn bad_models_and_times_exit_2() {
         &lake,
         &["run", late.to_str().unwrap()],
         2,
-        "evlake.toml: state.snapshot_models: unknown model `balance` (models: balances,",
+        "evlake.toml: state.snapshot_models: unknown model `balance` (did you mean \
+         `balances`? models: balances,",
     );
     assert_eq!(commits(&lake), before, "nothing committed");
 }
