@@ -116,7 +116,8 @@ fn print_table(out: &mut impl Write, rows: &[LatenessRow], by: By, every_row: bo
     ];
     writeln!(
         out,
-        "lateness (processing_time - event_timestamp) of {} events",
+        "lateness (processing_time - event_timestamp) of {} events\n  (late: arrived after \
+         its date's partition closed; on time: before that, however long after the event)",
         all.count
     )?;
     let widest = buckets.iter().map(|b| b.1).max().unwrap_or(0).max(1);

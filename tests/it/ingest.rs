@@ -3182,6 +3182,12 @@ fn status_and_lateness_list_the_newest_dates_unless_all() {
     // events (bronze keeps both copies of a conflicting id).
     let text = String::from_utf8(run(&lake, &["lateness"]).stdout).unwrap();
     assert!(text.contains(" of 44 events"), "{text}");
+    // What late means, on the first line: not how long after, but after
+    // the date's partition closed.
+    assert!(
+        text.contains("late: arrived after its date's partition closed"),
+        "{text}"
+    );
     assert!(
         text.contains("...          10 older date(s), 2024-01-01..2024-01-10: `evlake lateness --all` lists them"),
         "{text}"
