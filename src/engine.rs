@@ -871,6 +871,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| range_in_months(df.logical_plan()))
         .or_else(|| duration_against_days(df.logical_plan()))
         .or_else(|| date_plus_hours(df.logical_plan()))
+        .or_else(|| caret_xor(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
@@ -1239,6 +1240,22 @@ fn first_expr_problem(
         })
     });
     found
+}
+
+/// `x ^ y`, which DataFusion 55 reads as bitwise XOR (MySQL's meaning),
+/// so `event_count ^ 2` is `event_count` with its second bit flipped, with
+/// no error, where PostgreSQL and DuckDB raise to a power. What to write
+/// for either.
+fn caret_xor(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::logical_expr::{Expr, Operator};
+    first_expr_problem(plan, |e, _| {
+        matches!(e, Expr::BinaryExpr(b) if b.op == Operator::BitwiseXor).then(|| {
+            "`^`, which DataFusion 55 reads as bitwise XOR (`2 ^ 10` is 8), with no error, where \
+             PostgreSQL and DuckDB raise to a power (1024): write `power(x, y)`, or for XOR \
+             `(x | y) - (x & y)`"
+                .to_string()
+        })
+    })
 }
 
 /// A DATE plus or minus an interval with hours or smaller units
@@ -2803,6 +2820,18 @@ mod tests {
                  `INTERVAL '1 day'`, with no error; write {instead}"
             ))
         };
+        // `^` is XOR in DataFusion 55 (when this fails, the check can go),
+        // and the XOR the message offers is XOR: 3 ^ 4 is 7, 3 ^ 2 is 1.
+        for (sql, n) in [
+            ("SELECT x FROM t WHERE (x ^ 4) = 7 AND (x ^ 2) = 1", 1),
+            (
+                "SELECT x FROM t WHERE ((x | 4) - (x & 4)) = 7 AND ((x | 2) - (x & 2)) = 1",
+                1,
+            ),
+            ("SELECT x FROM t WHERE power(x, 2) = 9", 1),
+        ] {
+            assert_eq!(rows(sql.into()).await, n, "{sql}");
+        }
         // A DATE plus hours is a date, the hours dropped, in DataFusion 55
         // (when this fails, the check can go): ts is on d, at 10:00.
         assert_eq!(
@@ -3033,6 +3062,20 @@ mod tests {
                 None,
             ),
             ("SELECT x FROM t WHERE t2 - t1 > t2 - ts", None),
+            // `^` for a power:
+            (
+                "SELECT x ^ 2 AS p FROM t",
+                Some(
+                    "Error during planning: `^`, which DataFusion 55 reads as bitwise XOR (`2 ^ \
+                     10` is 8), with no error, where PostgreSQL and DuckDB raise to a power \
+                     (1024): write `power(x, y)`, or for XOR `(x | y) - (x & y)`"
+                        .to_string(),
+                ),
+            ),
+            (
+                "SELECT power(x, 2) AS p, x | y AS o, x & y AS a FROM t",
+                None,
+            ),
             // A DATE moved by hours or less:
             (
                 "SELECT x FROM t WHERE ts < d + INTERVAL '12 hours'",
