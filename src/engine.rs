@@ -2098,6 +2098,13 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
              AND b IS NOT NULL` for theirs)"
         );
     }
+    // DuckDB's (and Python's) integer division.
+    if text.contains("Operator DIV is not yet supported") {
+        return format!(
+            "{text} (`//` is DuckDB's integer division: in DataFusion `/` of two integers \
+             divides whole, `7 / 2` is 3; `floor(x / y)` for a fraction)"
+        );
+    }
     // A column of both sides of a join, named without its table: with
     // `JOIN ... USING (x)` too, where SQL takes `x` alone.
     if let Some((_, rest)) = text.split_once("Ambiguous reference to unqualified field ") {
@@ -3263,6 +3270,16 @@ mod tests {
             "Error during planning: table function 'read_parquet' not found (`read_parquet` is \
              DuckDB's: evlake query reads the lake's tables by name, `FROM events`, and \
              `evlake tables` lists them)"
+        );
+        // DuckDB's `//` says what divides whole here.
+        let e = ctx.sql("SELECT x // 2 AS h FROM t").await.unwrap_err();
+        assert!(
+            planning_error(&e).ends_with(
+                "(`//` is DuckDB's integer division: in DataFusion `/` of two integers divides \
+                 whole, `7 / 2` is 3; `floor(x / y)` for a fraction)"
+            ),
+            "{}",
+            planning_error(&e)
         );
         // A column of both sides named alone, and a correlated subquery
         // DataFusion cannot run, say what to write.
