@@ -2234,12 +2234,27 @@ pub fn user_sql_error(
             .is_some_and(is_data_error)
     });
     if data {
-        let text = crate::error::describe(&err);
+        let text = without_optimizer_rule(&crate::error::describe(&err));
         let hint = data_error_hint(&text);
         crate::error::Failure::Usage(format!("{what}: {text}{hint}")).into()
     } else {
         err.context(what.to_string())
     }
+}
+
+/// `text` without DataFusion's "Optimizer rule 'simplify_expressions'
+/// failed / caused by" lines: a constant the SQL casts (`CAST('12.5' AS
+/// INT)`) fails while the optimizer folds it, and the rule is nothing the
+/// user wrote.
+fn without_optimizer_rule(text: &str) -> String {
+    const CAUSED: &str = "\ncaused by\n";
+    let mut out = text.to_string();
+    while let Some(start) = out.find("Optimizer rule '")
+        && let Some(end) = out[start..].find(CAUSED)
+    {
+        out.replace_range(start..start + end + CAUSED.len(), "");
+    }
+    out
 }
 
 /// What to do about a user's SQL failing on its rows (the message of an
@@ -2437,6 +2452,22 @@ mod tests {
             user_sql_error(cast, "running t.sql").to_string(),
             "running t.sql: Arrow error: Cast error: Cannot cast string 'x' to value of \
              Int32 type (TRY_CAST gives NULL for a value that does not convert)"
+        );
+        // A constant's cast fails as the optimizer folds it: the rule is
+        // not said.
+        let folded = E::Context(
+            "Optimizer rule 'simplify_expressions' failed".into(),
+            Box::new(E::ArrowError(
+                Box::new(A::CastError(
+                    "Cannot cast string '12.5' to value of Int32 type".into(),
+                )),
+                None,
+            )),
+        );
+        assert_eq!(
+            user_sql_error(folded, "query failed").to_string(),
+            "query failed: Arrow error: Cast error: Cannot cast string '12.5' to value of Int32 \
+             type (TRY_CAST gives NULL for a value that does not convert)"
         );
         let disk = E::IoError(std::io::Error::other("disk"));
         let e = user_sql_error(disk, "query failed");
