@@ -64,11 +64,6 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         lake.require()?;
     }
     let cfg = Config::load(&lake)?;
-    // A run with no input ingests nothing, but a bad ingest setting is
-    // said now, as `status` says it, not first when an input comes.
-    if args.inputs.is_empty() {
-        check_settings(&lake, &cfg)?;
-    }
     let opts = options(&lake, &cfg, &args)?;
     // Each step's lines go to stderr as it finishes (a cron log shows
     // what committed even if a later step is killed); what a failed step
@@ -235,6 +230,10 @@ fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
     // pinned or taken from the clock without it.
     let ingest = if args.inputs.is_empty() {
         warn_ingest_flags_unused(&args.ingest);
+        // Nothing is ingested, but a bad ingest setting in evlake.toml is
+        // said now, not first when an input comes (the flags, unused, are
+        // left out: they would say a pinned time twice).
+        super::ingest::IngestSettings::default().resolve(cfg, Vec::new())?;
         None
     } else {
         Some(args.ingest.resolve(cfg, args.inputs.clone())?)
