@@ -1398,7 +1398,6 @@ fn duration_against_days(plan: &datafusion::logical_expr::LogicalPlan) -> Option
 /// names are IANA's, written as they are, or an offset.
 fn unknown_zone(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::arrow::array::timezone::Tz;
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Expr;
     // The IANA name for what was likely meant.
     fn meant(tz: &str) -> Option<String> {
@@ -1449,33 +1448,25 @@ fn unknown_zone(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> 
             .join("/");
         (cased != tz && cased.parse::<Tz>().is_ok()).then_some(cased)
     }
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                let to = match e {
-                    Expr::Cast(c) => c.field.data_type(),
-                    Expr::TryCast(c) => c.field.data_type(),
-                    _ => return Ok(TreeNodeRecursion::Continue),
-                };
-                if let DataType::Timestamp(_, Some(tz)) = to
-                    && tz.parse::<Tz>().is_err()
-                {
-                    let instead = meant(tz)
-                        .map(|m| format!("; for this one, '{m}'"))
-                        .unwrap_or_default();
-                    found = Some(format!(
-                        "no time zone is named '{tz}': a zone is an IANA name, written as it \
-                         is ('UTC', 'Europe/Berlin', 'America/Los_Angeles'), or an offset \
-                         ('+02:00'){instead}"
-                    ));
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
+    first_expr_problem(plan, |e, _| {
+        let to = match e {
+            Expr::Cast(c) => c.field.data_type(),
+            Expr::TryCast(c) => c.field.data_type(),
+            _ => return None,
+        };
+        let DataType::Timestamp(_, Some(tz)) = to else {
+            return None;
+        };
+        tz.parse::<Tz>().is_err().then(|| {
+            let instead = meant(tz)
+                .map(|m| format!("; for this one, '{m}'"))
+                .unwrap_or_default();
+            format!(
+                "no time zone is named '{tz}': a zone is an IANA name, written as it is ('UTC', \
+                 'Europe/Berlin', 'America/Los_Angeles'), or an offset ('+02:00'){instead}"
+            )
         })
-    });
-    found
+    })
 }
 
 /// SQL's `SIMILAR TO` pattern `p` as a regular expression of the whole
