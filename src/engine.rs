@@ -876,7 +876,148 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
     }
-    checked_formats(df)
+    checked_formats(df).and_then(with_full_times)
+}
+
+/// `time`, a timestamp literal written as PostgreSQL, DuckDB and Spark
+/// read it but arrow's parser does not, in the full form arrow reads:
+/// the seconds added to a time of hours and minutes (`'2024-03-15
+/// 10:00'`), and the hour, month or day given two digits (`'2024-3-5
+/// 9:05:00'`), anything after the time (a fraction, `Z`, `+02:00`)
+/// kept. `None` for a literal arrow reads as it is, or one that this
+/// does not make readable.
+fn full_time(time: &str) -> Option<String> {
+    use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+    if string_to_timestamp_nanos(time).is_ok() {
+        return None;
+    }
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        (n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())).then(|| format!("{s:0>2}"))
+    };
+    let sep = time.find([' ', 'T'])?;
+    let (date, rest) = (&time[..sep], &time[sep + 1..]);
+    let mut parts = date.split('-');
+    let year = parts
+        .next()
+        .filter(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))?;
+    let month = digits(parts.next()?, 1..=2)?;
+    let day = digits(parts.next()?, 1..=2)?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let (hour, rest) = rest.split_once(':')?;
+    let hour = digits(hour, 1..=2)?;
+    let minute = digits(rest.get(..2)?, 2..=2)?;
+    let rest = &rest[2..];
+    let seconds = if rest.starts_with(':') { "" } else { ":00" };
+    let full = format!(
+        "{year}-{month}-{day}{}{hour}:{minute}{seconds}{rest}",
+        &time[sep..sep + 1]
+    );
+    string_to_timestamp_nanos(&full).is_ok().then_some(full)
+}
+
+/// `df` with each string literal that is read as a timestamp (cast to
+/// one, compared with one, or given to `to_timestamp`) in the form
+/// [`full_time`] gives it, where it needs one: a time without seconds,
+/// `WHERE event_timestamp >= '2024-03-15 10:00'`, which PostgreSQL,
+/// DuckDB and Spark read, failed in arrow's parser. Each expression keeps
+/// its name, so the columns are named as the user wrote them.
+fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+    let full = |e: &Expr| -> Option<Expr> {
+        let Expr::Literal(value, metadata) = e else {
+            return None;
+        };
+        let value = match value {
+            ScalarValue::Utf8(Some(s)) => ScalarValue::Utf8(Some(full_time(s)?)),
+            ScalarValue::Utf8View(Some(s)) => ScalarValue::Utf8View(Some(full_time(s)?)),
+            ScalarValue::LargeUtf8(Some(s)) => ScalarValue::LargeUtf8(Some(full_time(s)?)),
+            _ => return None,
+        };
+        Some(Expr::Literal(value, metadata.clone()))
+    };
+    let is_time = |t: &DataType| matches!(t, DataType::Timestamp(..));
+    let (state, plan) = df.into_parts();
+    let plan = plan
+        .transform_up_with_subqueries(|node| {
+            let schemas: Vec<_> = node
+                .inputs()
+                .iter()
+                .map(|input| Arc::clone(input.schema()))
+                .chain([Arc::clone(node.schema())])
+                .collect();
+            let timed = |e: &Expr| {
+                schemas
+                    .iter()
+                    .any(|schema| e.get_type(schema).is_ok_and(|t| is_time(&t)))
+            };
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                let e = e.transform_up(|e| {
+                    let changed = match &e {
+                        Expr::Cast(Cast { expr, field }) if is_time(field.data_type()) => {
+                            full(expr).map(|l| {
+                                Expr::Cast(Cast {
+                                    expr: Box::new(l),
+                                    field: Arc::clone(field),
+                                })
+                            })
+                        }
+                        Expr::TryCast(TryCast { expr, field }) if is_time(field.data_type()) => {
+                            full(expr).map(|l| {
+                                Expr::TryCast(TryCast {
+                                    expr: Box::new(l),
+                                    field: Arc::clone(field),
+                                })
+                            })
+                        }
+                        Expr::ScalarFunction(f)
+                            if f.func.name().starts_with("to_timestamp") && f.args.len() == 1 =>
+                        {
+                            full(&f.args[0]).map(|l| {
+                                Expr::ScalarFunction(
+                                    datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                                        Arc::clone(&f.func),
+                                        vec![l],
+                                    ),
+                                )
+                            })
+                        }
+                        _ => {
+                            let pairs = compared(&e);
+                            let literals: Vec<_> = pairs
+                                .iter()
+                                .filter(|(other, _)| timed(other))
+                                .filter_map(|(_, l)| full(l).map(|f| ((*l).clone(), f)))
+                                .collect();
+                            (!literals.is_empty()).then(|| {
+                                e.clone()
+                                    .transform(|x| {
+                                        Ok(match literals.iter().find(|(l, _)| *l == x) {
+                                            Some((_, f)) => Transformed::yes(f.clone()),
+                                            None => Transformed::no(x),
+                                        })
+                                    })
+                                    .map(|t| t.data)
+                                    .unwrap_or(e.clone())
+                            })
+                        }
+                    };
+                    Ok(match changed {
+                        Some(e) => Transformed::yes(e),
+                        None => Transformed::no(e),
+                    })
+                })?;
+                Ok(e.update_data(|e| name.restore(e)))
+            })
+        })?
+        .data;
+    Ok(DataFrame::new(state, plan))
 }
 
 /// The pairs of expressions `e` compares itself, each way round: the two
@@ -2250,11 +2391,18 @@ fn without_optimizer_rule(text: &str) -> String {
 
 /// What to do about a user's SQL failing on its rows (the message of an
 /// [`is_data_error`]), said after it: for a CAST that meets a value it
-/// cannot convert, TRY_CAST; for an integer or decimal `/` or `%` by 0
+/// cannot convert, TRY_CAST (and for text of a time that arrow cannot
+/// read, perhaps one without seconds, `to_timestamp` with a format); for an integer or decimal `/` or `%` by 0
 /// (a float's gives inf or NaN), NULLIF on the divisor, which gives the
 /// NULL DuckDB's division gives.
 pub fn data_error_hint(message: &str) -> &'static str {
-    if message.contains("Cast error: ") || message.contains("Parser error: ") {
+    if message.contains("Parser error: Error parsing timestamp from ")
+        && message.contains("': error parsing time")
+    {
+        " (text of a time without seconds, '2024-03-15 10:00', is read with \
+         `to_timestamp(x, '%Y-%m-%d %H:%M')`; TRY_CAST gives NULL for a value that does not \
+         convert)"
+    } else if message.contains("Cast error: ") || message.contains("Parser error: ") {
         " (TRY_CAST gives NULL for a value that does not convert)"
     } else if message.contains("Divide by zero") {
         " (an integer or decimal `/` or `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)"
@@ -2730,6 +2878,104 @@ mod tests {
 +----------+-----+
 | 438005.0 | 121 |
 +----------+-----+"
+        );
+    }
+
+    /// A time written without seconds, or with a one-digit hour, month
+    /// or day, is read as PostgreSQL, DuckDB and Spark read it wherever a
+    /// timestamp is meant (cast, compared, given to `to_timestamp`),
+    /// with the column named as written; the same text compared with
+    /// text stays as it is.
+    #[tokio::test]
+    async fn times_without_seconds_are_read_as_other_engines_read_them() {
+        assert_eq!(
+            full_time("2024-03-15 10:00").as_deref(),
+            Some("2024-03-15 10:00:00")
+        );
+        assert_eq!(
+            full_time("2024-3-5T9:05Z").as_deref(),
+            Some("2024-03-05T09:05:00Z")
+        );
+        assert_eq!(
+            full_time("2024-03-15 10:00+02:00").as_deref(),
+            Some("2024-03-15 10:00:00+02:00")
+        );
+        assert_eq!(full_time("2024-03-15 10:00:00"), None);
+        assert_eq!(full_time("2024-03-15 10:0"), None);
+        assert_eq!(full_time("page 10:00"), None);
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT * FROM (VALUES \
+             (TIMESTAMP '2024-03-15 09:59:59', '2024-03-15 10:00'), \
+             (TIMESTAMP '2024-03-15 10:00:00', 'a'), \
+             (TIMESTAMP '2024-03-15 10:30:00', 'b')) AS v(ts, s)",
+        )
+        .await
+        .unwrap();
+        let answer = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let df = checked_plan(sql, ctx.sql(sql).await.unwrap()).unwrap();
+                let batches = df.collect().await.unwrap();
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        for (sql, n) in [
+            (
+                "SELECT count(*) AS n FROM t WHERE ts >= '2024-03-15 10:00'",
+                2,
+            ),
+            ("SELECT count(*) AS n FROM t WHERE '2024-3-15 9:59' > ts", 0),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts BETWEEN '2024-03-15 10:00' AND \
+                 '2024-03-15 10:30Z'",
+                2,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts IN ('2024-03-15 10:30', '2024-03-15 11:00:00')",
+                1,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts < TIMESTAMP '2024-03-15 10:00'",
+                1,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts < '2024-03-15 10:00'::timestamp",
+                1,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts < to_timestamp('2024-03-15 10:00')",
+                1,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts < (SELECT max(TIMESTAMP \
+                 '2024-03-15 10:30') FROM t)",
+                2,
+            ),
+            // Text compared with text is left alone.
+            (
+                "SELECT count(*) AS n FROM t WHERE s = '2024-03-15 10:00'",
+                1,
+            ),
+        ] {
+            assert_eq!(
+                answer(sql).await,
+                format!("+---+\n| n |\n+---+\n| {n} |\n+---+"),
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            answer("SELECT TRY_CAST('2024-03-15 10:00' AS TIMESTAMP)").await,
+            "+--------------------------+
+| Utf8(\"2024-03-15 10:00\") |
++--------------------------+
+| 2024-03-15T10:00:00      |
++--------------------------+"
         );
     }
 

@@ -72,6 +72,12 @@ fn query_reads_bronze_by_its_logical_name() {
             "query failed: Arrow error: Divide by zero error (an integer or decimal `/` or \
              `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)\n",
         ),
+        (
+            "SELECT CAST(concat(CAST(event_date AS VARCHAR), ' 10:00') AS TIMESTAMP) FROM \
+             bronze_events",
+            "error parsing time (text of a time without seconds, '2024-03-15 10:00', is read \
+             with `to_timestamp(x, '%Y-%m-%d %H:%M')`; TRY_CAST gives NULL",
+        ),
     ] {
         let o = run(&lake, &["query", bad]);
         assert_eq!(exit_code(&o), 2, "{bad}: {}", stderr(&o));
@@ -95,6 +101,19 @@ fn query_reads_bronze_by_its_logical_name() {
              character_length('café')"
         ),
         ["00068,00,4,evt,007,evt-N,2.35,4"]
+    );
+    // A time without seconds, or with a one-digit hour, is read as
+    // PostgreSQL and DuckDB read it (arrow's parser refused it).
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(*) FILTER (WHERE event_timestamp >= '2024-03-15 10:00') = \
+             count(*) FILTER (WHERE event_timestamp >= TIMESTAMP '2024-03-15 10:00:00') \
+             AND count(*) FILTER (WHERE event_timestamp < '2024-03-15 9:30') > 0 \
+             AND count(*) FILTER (WHERE event_timestamp >= '2024-03-15 10:00') > 0 \
+             FROM bronze_events"
+        ),
+        ["true"]
     );
     // Slips from other SQL dialects say what they are (exit 2): a string
     // in double quotes, another engine's JSON function, a member of the
