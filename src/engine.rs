@@ -1974,7 +1974,8 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
             "timestampadd",
         ],
         "another engine's",
-        "`ts + INTERVAL '1 day'`, `ts - INTERVAL '1 day'`",
+        "`ts + INTERVAL '1 day'`, `ts - INTERVAL '1 day'`, and for a number of days in a \
+         column `x`, `ts + CAST(concat(x, ' days') AS INTERVAL)`",
     ),
     (
         &[
@@ -2128,6 +2129,12 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`arrow_cast(ts, 'Int64')`, the microseconds of the lake's timestamps",
     ),
     (
+        &["make_interval", "to_hours", "to_minutes"],
+        "another engine's",
+        "`INTERVAL '3 days'`, and for a number in a column `x`, `CAST(concat(x, ' days') AS \
+         INTERVAL)`",
+    ),
+    (
         &["make_timestamp"],
         "another engine's",
         "`CAST(make_date(2024, 3, 15) AS TIMESTAMP) + INTERVAL '10 hours 30 minutes'`",
@@ -2235,6 +2242,30 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
         return format!(
             "{text} (`//` is DuckDB's integer division: in DataFusion `/` of two integers \
              divides whole, `7 / 2` is 3; `floor(x / y)` for a fraction)"
+        );
+    }
+    // An interval times or over a number, and a time plus a number
+    // (PostgreSQL's and DuckDB's `3 * INTERVAL '1 day'`, Spark's and
+    // MySQL's `ts + 3`).
+    if text.contains("Cannot get result type for temporal operation")
+        && text.contains("Invalid interval arithmetic operation")
+    {
+        return format!(
+            "{text} (DataFusion 55 does not multiply or divide an interval: write the amount in \
+             it, `INTERVAL '3 days'`, or for a number in a column `x`, `CAST(concat(x, ' days') AS \
+             INTERVAL)`)"
+        );
+    }
+    if let Some((_, operation)) = text.split_once("Cannot coerce arithmetic expression ")
+        && operation.contains("Timestamp(")
+        && ["Int", "Float", "Decimal"]
+            .iter()
+            .any(|number| operation.contains(number))
+    {
+        return format!(
+            "{text} (a time plus or minus a number: say its unit, `ts + INTERVAL '3 days'`, or \
+             for a number in a column `x`, `ts + CAST(concat(x, ' days') AS INTERVAL)`; a DATE plus \
+             an integer adds days)"
         );
     }
     // A column of both sides of a join, named without its table: with
@@ -3538,6 +3569,45 @@ mod tests {
             "Error during planning: table function 'read_parquet' not found (`read_parquet` is \
              DuckDB's: evlake query reads the lake's tables by name, `FROM events`, and \
              `evlake tables` lists them)"
+        );
+        // An interval times a number, and a time plus a number, say how
+        // to write them, and that runs.
+        for (sql, says) in [
+            (
+                "SELECT 3 * INTERVAL '1 day' AS i",
+                "(DataFusion 55 does not multiply or divide an interval: write the amount in \
+                 it, `INTERVAL '3 days'`, or for a number in a column `x`, `CAST(concat(x, ' \
+                 days') AS INTERVAL)`)",
+            ),
+            (
+                "SELECT INTERVAL '1 day' / x AS i FROM t",
+                "(DataFusion 55 does not multiply or divide an interval",
+            ),
+            (
+                "SELECT ts - x AS i FROM t",
+                "(a time plus or minus a number: say its unit, `ts + INTERVAL '3 days'`, or for \
+                 a number in a column `x`, `ts + CAST(concat(x, ' days') AS INTERVAL)`; a DATE \
+                 plus an integer adds days)",
+            ),
+        ] {
+            let e = ctx.sql(sql).await.unwrap_err();
+            assert!(planning_error(&e).contains(says), "{}", planning_error(&e));
+        }
+        let later = ctx
+            .sql(
+                "SELECT ts + CAST(concat(x, ' days') AS INTERVAL) = TIMESTAMP '2024-03-18 \
+                 10:00:00' AND d + x = DATE '2024-03-18' AS ok FROM t",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            datafusion::arrow::util::pretty::pretty_format_batches(&later)
+                .unwrap()
+                .to_string(),
+            "+------+\n| ok   |\n+------+\n| true |\n+------+"
         );
         // DuckDB's `//` says what divides whole here.
         let e = ctx.sql("SELECT x // 2 AS h FROM t").await.unwrap_err();
