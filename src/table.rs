@@ -13,13 +13,17 @@
 //! `…`, when that makes it fit: `SELECT event_id, properties FROM events`
 //! is otherwise one wrapped line after another. Piped or redirected,
 //! every value is whole.
+//!
+//! A duration (a time difference, `ts2 - ts1`) is written in days,
+//! hours, minutes and seconds, as an interval is, where Arrow writes
+//! ISO 8601's `PT438000S` (CSV and JSON keep that, for programs).
 
 use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::Result;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::util::display::{ArrayFormatter, DurationFormat, FormatOptions};
 use unicode_width::UnicodeWidthStr;
 
 /// No column is cut narrower than this to fit a terminal.
@@ -101,7 +105,9 @@ pub fn write_within(
         return Ok(0);
     };
     let schema = first.schema();
-    let options = FormatOptions::default().with_display_error(true);
+    let options = FormatOptions::default()
+        .with_display_error(true)
+        .with_duration_format(DurationFormat::Pretty);
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     // comfy-table gives an empty column one character.
     let mut widths: Vec<usize> = names.iter().map(|n| n.width().max(1)).collect();
@@ -121,7 +127,8 @@ pub fn write_within(
         }
     }
     if multiline {
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
+        let text =
+            datafusion::arrow::util::pretty::pretty_format_batches_with_options(batches, &options)?;
         writeln!(out, "{text}")?;
         return Ok(0);
     }
@@ -199,7 +206,10 @@ mod tests {
     use super::*;
 
     fn arrows(batches: &[RecordBatch]) -> String {
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(batches).unwrap();
+        let options = FormatOptions::default().with_duration_format(DurationFormat::Pretty);
+        let text =
+            datafusion::arrow::util::pretty::pretty_format_batches_with_options(batches, &options)
+                .unwrap();
         format!("{text}\n")
     }
 
@@ -285,6 +295,33 @@ mod tests {
         );
         assert_eq!(ours(std::slice::from_ref(&empty)), arrows(&[empty]));
         assert_eq!(ours(&[]), "");
+    }
+
+    /// A time difference reads as days, hours, minutes and seconds, as
+    /// an interval does, not as ISO 8601's `PT438000S`.
+    #[test]
+    fn a_duration_is_written_in_days_and_hours() {
+        use datafusion::arrow::array::DurationMicrosecondArray;
+        let d = batch(
+            &["d"],
+            vec![Arc::new(DurationMicrosecondArray::from(vec![
+                Some(438_000_000_000),
+                Some(-1_500_000),
+                None,
+            ]))],
+        );
+        assert_eq!(
+            ours(std::slice::from_ref(&d)),
+            "+--------------------------------------+
+| d                                    |
++--------------------------------------+
+| 5 days 1 hours 40 mins 0.000000 secs |
+| 0 days 0 hours 0 mins -1.500000 secs |
+|                                      |
++--------------------------------------+
+"
+        );
+        assert_eq!(ours(std::slice::from_ref(&d)), arrows(&[d]));
     }
 
     #[test]
