@@ -102,12 +102,15 @@ pub struct Options {
     pub dates: Option<(i32, i32)>,
     pub engine: EngineOptions,
     pub processing_time: i64,
+    /// Report what would be recomputed ([`GoldReport::plan`]), without
+    /// the lock, and write nothing.
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GoldReport {
     pub command: &'static str,
-    /// `committed` or `noop`.
+    /// `committed`, `noop`, or `dry_run`.
     pub status: &'static str,
     /// `incremental` or `full`.
     pub mode: &'static str,
@@ -128,7 +131,23 @@ pub struct GoldReport {
     /// bad file fails only its own table (its dates stay dirty); the rest
     /// of gold is built and committed, and the command then exits 2.
     pub failed: Vec<FailedTable>,
+    /// With `--dry-run`: what the run would recompute (nothing is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<GoldPlan>,
     pub elapsed_ms: u64,
+}
+
+/// What `evlake gold --dry-run` finds a run would do: the same fields as
+/// `evlake run --dry-run`'s plan has for gold.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldPlan {
+    /// The dates daily_metrics and daily_revenue_by_currency would be
+    /// recomputed for (the latter keeps only dates with purchases).
+    pub gold_dates: Vec<String>,
+    /// Per daily table of the lake's own, the dates it would recompute.
+    pub daily_tables: BTreeMap<String, Vec<String>>,
+    /// Daily tables whose file was removed: their partitions would go.
+    pub dropped_daily_tables: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,13 +193,61 @@ impl GoldReport {
     }
 }
 
+/// `report`, of a dry run, given its plan: `dates` for the lake's gold
+/// tables, `own` daily tables with theirs, the `dropped` ones. A daily
+/// table whose SQL the run would refuse (planned over empty tables, as
+/// `run --dry-run` does) is in `failed` instead, with its dates.
+fn planned(
+    report: &mut GoldReport,
+    dates: &BTreeSet<i32>,
+    own: &[(&crate::daily::Daily, BTreeSet<i32>)],
+    dropped: &[(String, String)],
+) -> Result<()> {
+    let days = |d: &BTreeSet<i32>| d.iter().map(|d| format_date32(*d)).collect::<Vec<_>>();
+    report.status = "dry_run";
+    let refused = if own.is_empty() {
+        Vec::new()
+    } else {
+        crate::pipeline::refused_tables()?
+    };
+    let mut daily_tables = BTreeMap::new();
+    for (d, ds) in own {
+        match refused
+            .iter()
+            .find(|r| r.step == "gold" && r.table == d.name)
+        {
+            Some(r) => report.failed.push(FailedTable {
+                table: d.name.to_string(),
+                error: r.error.clone(),
+                dates: Vec::new(),
+            }),
+            None => {
+                daily_tables.insert(d.name.to_string(), days(ds));
+            }
+        }
+    }
+    report.plan = Some(GoldPlan {
+        gold_dates: days(dates),
+        daily_tables,
+        dropped_daily_tables: dropped.iter().map(|(t, _)| t.clone()).collect(),
+    });
+    Ok(())
+}
+
 /// Recompute the dirty gold dates (or all with `full`) in one commit.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     let _busy = crate::fault::operation("gold");
     let started = Instant::now();
-    let _lock = lake.lock()?;
+    // A dry run reads the committed log, as a query does: no lock.
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(lake.lock()?)
+    };
     let state = LakeState::load(lake)?;
-    log::clean_orphans(lake, &state, &table_dirs())?;
+    if !opts.dry_run {
+        log::clean_orphans(lake, &state, &table_dirs())?;
+    }
     let currency = opts.currency.to_ascii_uppercase();
     let dirty = dirty_partitions(&state, &currency);
     let wanted = wanted(&state);
@@ -229,9 +296,15 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         recomputed: BTreeMap::new(),
         partitions: Vec::new(),
         failed,
+        plan: None,
         elapsed_ms: 0,
     };
     report.dirty.extend(own_dirty);
+    if opts.dry_run {
+        planned(&mut report, &dates, &own, &dropped)?;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
     if dates.is_empty() && own.is_empty() && dropped.is_empty() {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);

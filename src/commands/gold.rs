@@ -15,6 +15,7 @@ use crate::lake::Lake;
   evlake gold --json                           # ... and list them
   evlake gold --dates 2024-03-01..2024-03-07   # restate a range
   evlake gold --full --currency EUR            # rebuild all in another reporting currency
+  evlake gold --dry-run                        # the dates it would recompute; change nothing
 
 A date is dirty when its silver events, sessions, purchases or signups
 changed since gold read them. `evlake run` runs ingest, silver and gold.")]
@@ -26,6 +27,10 @@ pub struct Args {
     /// Also restate these dates (inclusive), e.g. 2024-03-01..2024-03-07
     #[arg(long, value_name = "A..B", value_parser = parse_date_range)]
     pub dates: Option<(i32, i32)>,
+
+    /// Report which dates would be recomputed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub gold: GoldArgs,
@@ -79,6 +84,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         dates: args.dates,
         engine: args.engine.options(&cfg)?,
         processing_time: processing_time_or_now(args.commit.processing_time),
+        dry_run: args.dry_run,
     };
     let r = gold::rebuild(&lake, &opts)?;
     print_report(&r);
@@ -95,9 +101,14 @@ pub fn print_report(r: &gold::GoldReport) {
         status(
             "Warning",
             format!(
-                "silver is dirty for {} date(s) ({}); gold read silver as it is, run `evlake silver` first",
+                "silver is dirty for {} date(s) ({}); gold {} silver as it is, run `evlake silver` first",
                 r.silver_dirty.len(),
-                r.silver_dirty.join(", ")
+                r.silver_dirty.join(", "),
+                if r.plan.is_some() {
+                    "would read"
+                } else {
+                    "read"
+                }
             ),
         );
     }
@@ -106,6 +117,39 @@ pub fn print_report(r: &gold::GoldReport) {
     }
     for line in super::wrote_lines(&r.partitions) {
         status("Wrote", line);
+    }
+    if let Some(p) = &r.plan {
+        status(
+            "Would",
+            format!("recompute gold for {}", super::date_list(&p.gold_dates)),
+        );
+        let failed = |table: &str| r.failed.iter().any(|f| f.table == table);
+        for f in &r.failed {
+            status(
+                "Would",
+                format!(
+                    "leave out daily table {}, building the rest: see below",
+                    f.table
+                ),
+            );
+        }
+        for (table, dates) in p.daily_tables.iter().filter(|(t, _)| !failed(t)) {
+            status(
+                "Would",
+                format!(
+                    "recompute daily table {table} for {}",
+                    super::date_span(dates)
+                ),
+            );
+        }
+        for table in &p.dropped_daily_tables {
+            status(
+                "Would",
+                format!("drop daily table {table} (its file in daily/ is gone)"),
+            );
+        }
+        status("Dry run", "nothing changed");
+        return;
     }
     if r.status == "committed" {
         status(

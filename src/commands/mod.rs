@@ -464,6 +464,24 @@ pub fn parse_fraction_arg(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Dates as `N dates, FIRST..LAST` (one date as itself).
+pub(crate) fn date_span(dates: &[String]) -> String {
+    match dates {
+        [one] => one.clone(),
+        [first, .., last] => format!("{} dates, {first}..{last}", dates.len()),
+        [] => "no date".to_string(),
+    }
+}
+
+/// Dates listed, or `none`.
+pub(crate) fn date_list(dates: &[String]) -> String {
+    if dates.is_empty() {
+        "none".to_string()
+    } else {
+        dates.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

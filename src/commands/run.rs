@@ -80,16 +80,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         }
     }
     if let Some(p) = &report.plan {
-        let list = |v: &[String]| {
-            if v.is_empty() {
-                "none".to_string()
-            } else {
-                v.join(", ")
-            }
-        };
         status(
             "Would",
-            format!("recompute silver for {}", list(&p.silver_dates)),
+            format!("recompute silver for {}", super::date_list(&p.silver_dates)),
         );
         let refused = |table: &str| p.refused.iter().find(|r| r.table == table);
         for (table, dates) in &p.typed_tables {
@@ -104,7 +97,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 "Would",
                 format!(
                     "rebuild typed table {table} from the built events for {}",
-                    date_span(dates)
+                    super::date_span(dates)
                 ),
             );
         }
@@ -118,7 +111,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             "Would",
             format!(
                 "recompute gold for {} (session reach can add neighbouring dates)",
-                list(&p.gold_dates)
+                super::date_list(&p.gold_dates)
             ),
         );
         for (table, dates) in &p.daily_tables {
@@ -136,7 +129,10 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             } else {
                 status(
                     "Would",
-                    format!("recompute daily table {table} for {}", date_span(dates)),
+                    format!(
+                        "recompute daily table {table} for {}",
+                        super::date_span(dates)
+                    ),
                 );
             }
         }
@@ -151,7 +147,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 "Would",
                 format!(
                     "compact bronze for {} (ingest.compact_min_files)",
-                    date_span(&p.compact_dates)
+                    super::date_span(&p.compact_dates)
                 ),
             );
         }
@@ -251,6 +247,7 @@ fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
             dates: None,
             engine: engine.clone(),
             processing_time,
+            dry_run: false,
         },
         gold: gold::Options {
             currency: args.gold.currency(cfg)?,
@@ -258,6 +255,7 @@ fn options(lake: &Lake, cfg: &Config, args: &Args) -> Result<RunOptions> {
             dates: None,
             engine,
             processing_time,
+            dry_run: false,
         },
         dry_run: args.dry_run,
         compact_min_files: match cfg.ingest.compact_min_files {
@@ -379,14 +377,5 @@ fn print_removed(verb: &str, action: &str, removed: &[crate::state::RemovedSnaps
             verb,
             format!("{action}{which}: older than the newest {keep} (state.snapshot_keep)"),
         );
-    }
-}
-
-/// Dates as `N dates, FIRST..LAST` (one date as itself).
-fn date_span(dates: &[String]) -> String {
-    match dates {
-        [one] => one.clone(),
-        [first, .., last] => format!("{} dates, {first}..{last}", dates.len()),
-        [] => "no date".to_string(),
     }
 }

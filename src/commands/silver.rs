@@ -17,6 +17,7 @@ use crate::silver::{self, Settings};
   evlake silver --full --memory-limit 512M       # rebuild all, spilling beyond 512 MiB
   evlake silver --session-gap 45m                # a new gap changes the fingerprint: all dirty
   evlake silver --session-exclude-types heartbeat,app_background
+  evlake silver --dry-run                        # the dates it would recompute; change nothing
 
 Writes events, sessions and the typed tables (purchases, searches, signups,
 cart_adds, ledger). Only the dirty dates are recomputed, plus the
@@ -32,6 +33,10 @@ pub struct Args {
     /// a single date 2024-03-05
     #[arg(long, value_name = "A..B", value_parser = parse_date_range)]
     pub dates: Option<(i32, i32)>,
+
+    /// Report which dates would be recomputed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub sessions: SessionArgs,
@@ -104,6 +109,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
         dates: args.dates,
         engine: args.engine.options(&cfg)?,
         processing_time: processing_time_or_now(args.commit.processing_time),
+        dry_run: args.dry_run,
     };
     let r = silver::rebuild(&lake, &opts)?;
     print_report(&r);
@@ -121,6 +127,37 @@ pub fn print_report(r: &silver::SilverReport) {
     }
     if !r.restated.is_empty() {
         status("Restating", r.restated.join(", "));
+    }
+    if let Some(p) = &r.plan {
+        let reach = if p.silver_dates.is_empty() {
+            ""
+        } else {
+            " (session reach can add neighbouring dates)"
+        };
+        status(
+            "Would",
+            format!(
+                "recompute silver for {}{reach}",
+                super::date_list(&p.silver_dates)
+            ),
+        );
+        for (table, dates) in &p.typed_tables {
+            status(
+                "Would",
+                format!(
+                    "rebuild typed table {table} from the built events for {}",
+                    super::date_span(dates)
+                ),
+            );
+        }
+        for table in &p.dropped_tables {
+            status(
+                "Would",
+                format!("drop typed table {table} (its file in typed/ is gone)"),
+            );
+        }
+        status("Dry run", "nothing changed");
+        return;
     }
     // The typed tables rebuilt on their own have a commit of their own;
     // the rest of the run may have committed after it.

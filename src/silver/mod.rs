@@ -426,7 +426,7 @@ pub fn typed_dirty(state: &LakeState, fps: &Fingerprints) -> Vec<dirty::DirtyPar
 #[derive(Debug, Clone, Serialize)]
 pub struct SilverReport {
     pub command: &'static str,
-    /// `committed` or `noop` (nothing dirty).
+    /// `committed`, `noop` (nothing dirty) or `dry_run`.
     pub status: &'static str,
     /// `incremental` or `full`.
     pub mode: &'static str,
@@ -464,7 +464,24 @@ pub struct SilverReport {
     /// has (most often a typo), left out of nothing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude_types_absent: Vec<AbsentType>,
+    /// With `--dry-run`: what the run would recompute (nothing is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<SilverPlan>,
     pub elapsed_ms: u64,
+}
+
+/// What `evlake silver --dry-run` finds a run would do: the same fields
+/// as `evlake run --dry-run`'s plan has for silver.
+#[derive(Debug, Clone, Serialize)]
+pub struct SilverPlan {
+    /// The dates every silver table would be recomputed for; session
+    /// reach can add neighbouring dates.
+    pub silver_dates: Vec<String>,
+    /// Per typed table of the lake's own whose SQL changed (or that is
+    /// new), the dates it would be rebuilt for from the built `events`.
+    pub typed_tables: BTreeMap<String, Vec<String>>,
+    /// Typed tables whose file was removed: their partitions would go.
+    pub dropped_tables: Vec<String>,
 }
 
 /// An excluded session type that no event has.

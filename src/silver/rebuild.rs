@@ -63,6 +63,9 @@ pub struct Options {
     pub dates: Option<(Day, Day)>,
     pub engine: EngineOptions,
     pub processing_time: i64,
+    /// Report what would be recomputed ([`silver::SilverReport::plan`]),
+    /// without the lock, and write nothing.
+    pub dry_run: bool,
 }
 
 /// The built silver events of the (user, date) pairs outside the
@@ -168,14 +171,81 @@ async fn absent_types(ctx: &SessionContext, excluded: &[String]) -> Result<Vec<A
     Ok(absent)
 }
 
+/// `evlake silver --dry-run`'s report: the dates `plan` (of `dirty`)
+/// would recompute, and the typed tables of the lake's own that would be
+/// rebuilt from the built events, or dropped, as `run --dry-run` plans
+/// them. A typed table whose SQL the run would refuse fails it (exit 2),
+/// as it would fail the run, when there is work.
+fn dry_run(
+    lake: &Lake,
+    state: &LakeState,
+    dirty: Vec<dirty::DirtyPartition>,
+    plan: &derive::DatePlan,
+    full: bool,
+    opts: &Options,
+    started: Instant,
+) -> Result<SilverReport> {
+    let fps = silver::Fingerprints::new(&opts.settings);
+    let mut typed_tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in silver::typed_dirty(state, &fps) {
+        typed_tables.entry(p.table).or_default().push(p.partition);
+    }
+    let silver_dates: Vec<String> = plan.dates.iter().map(|d| format_date32(*d)).collect();
+    if !silver_dates.is_empty() || !typed_tables.is_empty() {
+        let refused: Vec<String> = crate::pipeline::refused_tables()?
+            .into_iter()
+            .filter(|r| r.step == "silver")
+            .map(|r| r.error)
+            .collect();
+        if !refused.is_empty() {
+            return Err(
+                anyhow::Error::from(crate::error::Failure::Usage(refused.join("; ")))
+                    .context("silver would fail"),
+            );
+        }
+    }
+    Ok(SilverReport {
+        command: "silver",
+        status: "dry_run",
+        mode: if full { "full" } else { "incremental" },
+        lake: lake.root().display().to_string(),
+        version: state.version,
+        dirty,
+        restated: plan.restated.iter().map(|d| format_date32(*d)).collect(),
+        loaded_dates: Vec::new(),
+        touched_users: None,
+        reached_user_dates: None,
+        spill_peak_bytes: 0,
+        recomputed: BTreeMap::new(),
+        partitions: Vec::new(),
+        warnings: BTreeMap::new(),
+        warning_events: BTreeMap::new(),
+        typed_refresh: None,
+        exclude_types_absent: Vec::new(),
+        plan: Some(silver::SilverPlan {
+            silver_dates,
+            typed_tables,
+            dropped_tables: dropped_tables(state).into_iter().map(|(t, _)| t).collect(),
+        }),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
 /// Recompute what is dirty (or everything with `full`) and commit it.
 pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     let _busy = crate::fault::operation("silver");
     let started = Instant::now();
-    let _lock = lake.lock()?;
+    // A dry run reads the committed log, as a query does: no lock.
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(lake.lock()?)
+    };
     let mut state = LakeState::load(lake)?;
     fault::trace(started, "log read");
-    log::clean_orphans(lake, &state, &table_dirs())?;
+    if !opts.dry_run {
+        log::clean_orphans(lake, &state, &table_dirs())?;
+    }
     fault::trace(started, "orphans cleaned");
     let dirty = dirty_partitions(&state, &opts.settings);
     fault::trace(started, "dirtiness derived");
@@ -192,6 +262,9 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     // a young lake fed hourly every run touches every date, and recomputing
     // the touched users there took half the time of rebuilding them all.
     let full = plan.full && (opts.full || appended.is_empty());
+    if opts.dry_run {
+        return dry_run(lake, &state, dirty, &plan, full, opts, started);
+    }
     let recompute = plan.dates.clone();
     // Dates recomputed for every user.
     let whole: BTreeSet<Day> = recompute
@@ -229,6 +302,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
         warning_events: BTreeMap::new(),
         typed_refresh: None,
         exclude_types_absent: Vec::new(),
+        plan: None,
         elapsed_ms: 0,
     };
     if let Some(r) = refreshed {

@@ -609,6 +609,96 @@ fn dry_run_reports_and_changes_nothing() {
     assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 0);
 }
 
+/// `silver --dry-run` and `gold --dry-run` say which dates each would
+/// recompute, change nothing, take no lock, and the real commands then
+/// recompute those dates (silver at least those: session reach can add
+/// neighbours; gold exactly those).
+#[test]
+fn silver_and_gold_dry_runs_plan_what_they_then_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let batches = expected()["batches"].as_array().unwrap().clone();
+    run_batch(&lake, &batches[0]);
+    run_batch(&lake, &batches[1]);
+    let b = &batches[2];
+    ok(
+        &lake,
+        &[
+            "ingest",
+            &sample(b["file"].as_str().unwrap()),
+            "--processing-time",
+            b["processing_time"].as_str().unwrap(),
+        ],
+    );
+    let dates: Vec<String> = b["partitions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let before = (commits(&lake), files_on_disk(&lake));
+    // Another writer holds the lock: a dry run reads on.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(lake.join("_evlake/lock"))
+        .unwrap();
+    held.try_lock().unwrap();
+    let s = ok(&lake, &["silver", "--dry-run", "--json"]);
+    assert_eq!(s["status"], "dry_run", "{s}");
+    assert_eq!(list(&s["plan"]["silver_dates"]), dates, "{s}");
+    let o = run(&lake, &["silver", "--dry-run"]);
+    assert!(
+        stderr(&o).contains(&format!(
+            "Would recompute silver for {} (session reach can add neighbouring dates)",
+            dates.join(", ")
+        )) && stderr(&o).contains("Dry run nothing changed"),
+        "{}",
+        stderr(&o)
+    );
+    // Gold reads silver as it is: nothing of it is dirty before silver runs.
+    let g = ok(&lake, &["gold", "--dry-run", "--json"]);
+    assert_eq!(g["status"], "dry_run", "{g}");
+    assert_eq!(list(&g["plan"]["gold_dates"]), Vec::<String>::new(), "{g}");
+    assert_eq!(list(&g["silver_dirty"]), dates, "{g}");
+    assert!(
+        stderr(&run(&lake, &["gold", "--dry-run"]))
+            .contains("gold would read silver as it is, run `evlake silver` first")
+    );
+    drop(held);
+    assert_eq!((commits(&lake), files_on_disk(&lake)), before);
+    let real = ok(&lake, &["silver", "--json"]);
+    let rebuilt = list(&real["recomputed"]["events"]);
+    assert!(dates.iter().all(|d| rebuilt.contains(d)), "{real}");
+    assert_eq!(
+        list(&ok(&lake, &["silver", "--dry-run", "--json"])["plan"]["silver_dates"]),
+        Vec::<String>::new()
+    );
+    let g = ok(&lake, &["gold", "--dry-run", "--json"]);
+    let planned = list(&g["plan"]["gold_dates"]);
+    assert!(!planned.is_empty(), "{g}");
+    let real = ok(&lake, &["gold", "--json"]);
+    assert_eq!(
+        list(&real["recomputed"]["daily_metrics"]),
+        planned,
+        "{real}"
+    );
+    // --full plans every date, --dates the range.
+    let all = list(&ok(&lake, &["gold", "--dry-run", "--full", "--json"])["plan"]["gold_dates"]);
+    assert_eq!(
+        all,
+        list(&ok(&lake, &["gold", "--full", "--json"])["recomputed"]["daily_metrics"])
+    );
+    let one = ok(
+        &lake,
+        &["silver", "--dry-run", "--dates", &dates[0], "--json"],
+    );
+    assert_eq!(
+        list(&one["plan"]["silver_dates"]),
+        [dates[0].clone()],
+        "{one}"
+    );
+}
+
 /// After an ingest alone, `status` says silver and gold are not built yet
 /// (they are not "dirty": nothing of them exists), and `run` builds them.
 #[test]
@@ -1128,6 +1218,24 @@ fn a_bad_daily_table_fails_alone_and_the_rest_of_gold_is_built() {
     );
     assert_eq!(r["plan"]["refused"].as_array().unwrap().len(), 1, "{r}");
     assert_eq!(r["plan"]["refused"][0]["table"], "bad", "{r}");
+    // So does `gold --dry-run`, which plans `cast` as the rest.
+    let o = run_says(
+        &lake,
+        &["gold", "--dry-run", "--json"],
+        2,
+        "daily table `bad` (",
+    );
+    assert!(
+        stderr(&o).contains("Would leave out daily table bad, building the rest")
+            && stderr(&o).contains("Would recompute daily table cast for"),
+        "{}",
+        stderr(&o)
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["status"], "dry_run", "{r}");
+    assert_eq!(r["failed"][0]["table"], "bad", "{r}");
+    assert!(r["plan"]["daily_tables"]["bad"].is_null(), "{r}");
+    assert!(r["plan"]["daily_tables"]["cast"].is_array(), "{r}");
     assert_eq!(commits(&lake), before);
     let s = ok(&lake, &["status", "--json"]);
     let problems: Vec<(&str, bool)> = s["own_daily_tables"]

@@ -1846,6 +1846,20 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
             .find(|l| l.contains(name))
             .unwrap_or_default()
             .to_string();
+        // `silver --dry-run` predicts the same.
+        let alone = run(&lake, &["silver", "--dry-run"]);
+        match says {
+            Some(says) => {
+                assert_eq!(exit_code(&alone), 2, "{name}: {}", stderr(&alone));
+                assert!(
+                    stderr(&alone).contains(&format!("silver would fail: {}", path.display()))
+                        && stderr(&alone).contains(says),
+                    "{name}: {}",
+                    stderr(&alone)
+                );
+            }
+            None => assert_eq!(exit_code(&alone), 0, "{name}: {}", stderr(&alone)),
+        }
         match says {
             Some(says) => {
                 assert_eq!(exit_code(&o), 2, "{name}: {}", stderr(&o));
