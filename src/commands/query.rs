@@ -190,6 +190,9 @@ async fn stream(
 ) -> Result<Option<std::collections::HashSet<String>>> {
     let engine = engine::Engine::new(engine_opts)?;
     engine.read_committed(lake, state)?;
+    if writes(&engine.bare()?, sql) {
+        return Err(Failure::Usage(READ_ONLY.to_string()).into());
+    }
     let only = referenced_tables(&engine.bare()?, sql);
     let ctx = engine.context_of(lake, only.as_ref()).await?;
     engine
@@ -222,6 +225,35 @@ async fn stream(
         out.write(&batch.map_err(failed)?)?;
     }
     Ok(only)
+}
+
+/// What `query` says of SQL that would write.
+const READ_ONLY: &str = "evlake query is read-only: INSERT, UPDATE, DELETE, MERGE, TRUNCATE and \
+                         COPY are not allowed (the lake changes only through ingest, silver, \
+                         gold and snapshot commits; `--format parquet > rows.parquet` writes a \
+                         query's rows to a file)";
+
+/// Is `sql` a statement that writes (INSERT, UPDATE, DELETE, MERGE,
+/// TRUNCATE, COPY)? Said before planning: `INSERT INTO events VALUES
+/// (1)` failed on its row's length first, and never heard it was one.
+fn writes(ctx: &datafusion::prelude::SessionContext, sql: &str) -> bool {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast;
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    match state.sql_to_statement(sql, &dialect) {
+        Ok(Statement::CopyTo(_)) => true,
+        Ok(Statement::Statement(s)) => matches!(
+            *s,
+            ast::Statement::Insert(_)
+                | ast::Statement::Update { .. }
+                | ast::Statement::Delete(_)
+                | ast::Statement::Merge { .. }
+                | ast::Statement::Truncate { .. }
+                | ast::Statement::Copy { .. }
+        ),
+        _ => false,
+    }
 }
 
 /// The tables a `SELECT` names (CTEs aside), to register only those;
@@ -260,11 +292,7 @@ fn failed(e: datafusion::error::DataFusionError, sql: &str) -> anyhow::Error {
     let text = e.to_string();
     let hint = sql_hint(&text, sql);
     if text.contains("DML not supported") {
-        Failure::Usage(format!(
-            "evlake query is read-only: INSERT and COPY are not allowed (the lake \
-             changes only through ingest, silver, gold and snapshot commits) ({e})"
-        ))
-        .into()
+        Failure::Usage(format!("{READ_ONLY} ({e})")).into()
     } else if text.contains("DDL not supported") || text.contains("Statement not supported") {
         Failure::Usage(format!(
             "evlake query runs one query, read-only: CREATE, DROP and SET would change \
