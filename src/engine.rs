@@ -2114,7 +2114,7 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
          'items')` for a member's",
     ),
     (
-        &["iif", "if"],
+        &["iif", "if", "iff"],
         "another engine's",
         "`CASE WHEN condition THEN x ELSE y END`",
     ),
@@ -2219,6 +2219,17 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
             "",
         )
         .replace("Internal error: Function", "Function");
+    // Oracle's DECODE(x, search, result, ..., default).
+    if text.contains("Function 'decode' expects 2 arguments but received ") {
+        return format!(
+            "{text} (DataFusion's `decode` is `decode(s, 'base64')`, from text to bytes; \
+             Oracle's value by value is `CASE x WHEN 'a' THEN 1 WHEN 'b' THEN 2 ELSE 0 END`)"
+        );
+    }
+    // SQL's `FETCH FIRST n ROWS ONLY` and SQL Server's `SELECT TOP n`.
+    if text.contains("FETCH clause is not supported") || text.ends_with("not implemented: TOP") {
+        return format!("{text} (in DataFusion: `LIMIT n` at the end of the query)");
+    }
     if text.contains("Function 'date_trunc' expects 2 arguments but received 3") {
         return format!(
             "{text} (DataFusion's `date_trunc` takes no time zone: `date_trunc('day', ts AT \
@@ -2461,6 +2472,12 @@ pub fn data_error_hint(message: &str) -> &'static str {
     {
         " (text of a time without seconds, '2024-03-15 10:00', is read with \
          `to_timestamp(x, '%Y-%m-%d %H:%M')`; TRY_CAST gives NULL for a value that does not \
+         convert)"
+    } else if message.contains("Cast error: Cannot cast string '")
+        && message.contains("' to value of Date32 type")
+    {
+        " (a DATE is written 'YYYY-MM-DD', '2024-03-15', with no time of day: compare a time \
+         with a timestamp, event_timestamp; TRY_CAST gives NULL for a value that does not \
          convert)"
     } else if message.contains("Cast error: ") || message.contains("Parser error: ") {
         " (TRY_CAST gives NULL for a value that does not convert)"
@@ -3668,6 +3685,27 @@ mod tests {
                 Ok(df) => planning_error(&df.collect().await.unwrap_err()),
             };
             assert!(text.starts_with(says) && text.len() < 400, "{text}");
+        }
+        // SQL's FETCH FIRST and SQL Server's TOP give LIMIT; Oracle's
+        // DECODE gives CASE.
+        for (sql, says) in [
+            (
+                "SELECT x FROM t FETCH FIRST 2 ROWS ONLY",
+                "FETCH clause is not supported yet (in DataFusion: `LIMIT n` at the end of \
+                 the query)",
+            ),
+            (
+                "SELECT TOP 2 x FROM t",
+                "TOP (in DataFusion: `LIMIT n` at the end of the query)",
+            ),
+            (
+                "SELECT decode(s, 'a', 1, 0) FROM t",
+                "(DataFusion's `decode` is `decode(s, 'base64')`, from text to bytes; Oracle's \
+                 value by value is `CASE x WHEN 'a' THEN 1 WHEN 'b' THEN 2 ELSE 0 END`)",
+            ),
+        ] {
+            let e = ctx.sql(sql).await.unwrap_err();
+            assert!(planning_error(&e).ends_with(says), "{}", planning_error(&e));
         }
         // DuckDB's `//` says what divides whole here.
         let e = ctx.sql("SELECT x // 2 AS h FROM t").await.unwrap_err();

@@ -73,6 +73,12 @@ fn query_reads_bronze_by_its_logical_name() {
              `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)\n",
         ),
         (
+            "SELECT count(*) FROM bronze_events WHERE event_date > '2024-03-15 12:00'",
+            "Cannot cast string '2024-03-15 12:00' to value of Date32 type (a DATE is written \
+             'YYYY-MM-DD', '2024-03-15', with no time of day: compare a time with a \
+             timestamp, event_timestamp; TRY_CAST gives NULL",
+        ),
+        (
             "SELECT CAST(concat(CAST(event_date AS VARCHAR), ' 10:00') AS TIMESTAMP) FROM \
              bronze_events",
             "error parsing time (text of a time without seconds, '2024-03-15 10:00', is read \
