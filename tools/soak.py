@@ -213,6 +213,44 @@ def planned_run(lake, run):
     return real
 
 
+def planned_step(lake, args):
+    """`silver` or `gold` (`args`) after its `--dry-run`: the dry run
+    changes no file, and plans what the step then does: silver at least
+    the dates it finds dirty (session reach can add neighbours), gold
+    exactly the dates it recomputes. Returns whether they agreed."""
+    before = listing(lake)
+    dry = json.loads(ev(lake, *args, "--dry-run", "--json").stdout)
+    if listing(lake) != before:
+        print(f"  a dry run of {args} changed the lake")
+        return False
+    real = json.loads(ev(lake, *args, "--json").stdout)
+    plan, done, bad = dry["plan"], real["recomputed"], []
+    if args[0] == "silver":
+        dirty = {x["partition"] for x in real["dirty"] if x["table"] == "events"}
+        if not set(plan["silver_dates"]) <= set(done.get("events", [])) | dirty:
+            bad.append(f"silver dates: planned {plan['silver_dates']} vs recomputed"
+                       f" {done.get('events', [])}")
+        if not dirty <= set(plan["silver_dates"]):
+            bad.append(f"silver found dirty {sorted(dirty)}, planned {plan['silver_dates']}")
+        refreshed = ((real.get("typed_refresh") or {}).get("tables") or {})
+        for table, dates in plan["typed_tables"].items():
+            if not set(dates) <= set(done.get(table, [])) | set(refreshed.get(table, [])):
+                bad.append(f"typed {table}: planned {dates}")
+    else:
+        if plan["gold_dates"] != done.get("daily_metrics", []):
+            bad.append(f"gold dates: planned {plan['gold_dates']} vs recomputed"
+                       f" {done.get('daily_metrics', [])}")
+        for table, dates in plan["daily_tables"].items():
+            if not set(done.get(table, [])) <= set(dates):
+                bad.append(f"daily {table}: planned {dates} vs recomputed {done.get(table, [])}")
+    if bad:
+        print(f"  the dry run of {args} did not say what it did:")
+        for b in bad:
+            print(f"    {b}")
+        return False
+    return True
+
+
 def checked(lake):
     """`evlake check --deep` on the lake: every committed file is as the
     log says, and no file is there that no commit names (orphans)."""
@@ -342,8 +380,14 @@ def incremental(seed, d, plan=False):
                 return False
         if rng.random() < 0.15:
             a = rng.randint(1, days)
-            ev(lake, "silver", "--dates", f"2024-03-{a:02d}..2024-03-{a + 1:02d}", *sessions)
-            ev(lake, "gold")
+            steps = [["silver", "--dates", f"2024-03-{a:02d}..2024-03-{a + 1:02d}", *sessions],
+                     ["gold"]]
+            for step in steps:
+                if plan:
+                    if not planned_step(lake, step):
+                        return False
+                else:
+                    ev(lake, *step)
         if rng.random() < 0.25:
             # Compaction changes no row: the lake must still equal --full,
             # and the next late batch take silver's incremental path.
