@@ -834,6 +834,9 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
     use datafusion::error::DataFusionError as E;
     match err {
         E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) => true,
+        // Several errors at once (two ambiguous columns): said by the
+        // first, as DataFusion shows them.
+        E::Collection(errors) => errors.first().is_some_and(is_usage_error),
         E::Context(_, inner) => is_usage_error(inner),
         E::Diagnostic(_, inner) => is_usage_error(inner),
         _ => false,
@@ -2385,6 +2388,7 @@ pub fn is_data_error(err: &datafusion::error::DataFusionError) -> bool {
         E::Execution(_) => true,
         E::Context(_, inner) | E::Diagnostic(_, inner) => is_data_error(inner),
         E::Shared(inner) => is_data_error(inner),
+        E::Collection(errors) => errors.first().is_some_and(is_data_error),
         // A filter pushed into the Parquet reader raises its error there.
         E::ParquetError(e) => match &**e {
             datafusion::parquet::errors::ParquetError::External(inner) => {
@@ -3714,6 +3718,21 @@ mod tests {
                 "(`//` is DuckDB's integer division: in DataFusion `/` of two integers divides \
                  whole, `7 / 2` is 3; `floor(x / y)` for a fraction)"
             ),
+            "{}",
+            planning_error(&e)
+        );
+        // Two columns of both sides named alone are one error each, in a
+        // collection: still the query's fault, with the first one's hint.
+        let Err(e) = ctx.sql("SELECT x, s FROM t JOIN t AS u USING (ts)").await else {
+            panic!("x and s are of both sides")
+        };
+        assert!(
+            matches!(e, datafusion::error::DataFusionError::Collection(_)),
+            "{e:?}"
+        );
+        assert!(is_usage_error(&e));
+        assert!(
+            planning_error(&e).contains("(more than one table of the query has a column `x`"),
             "{}",
             planning_error(&e)
         );
