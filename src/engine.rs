@@ -2420,6 +2420,13 @@ fn is_arrow_data_error(e: &datafusion::arrow::error::ArrowError) -> bool {
 fn is_external_data_error(e: &(dyn std::error::Error + 'static)) -> bool {
     if let Some(a) = e.downcast_ref::<datafusion::arrow::error::ArrowError>() {
         is_arrow_data_error(a)
+    } else if ["regex parse error", "Compiled regex exceeds size limit"]
+        .iter()
+        .any(|start| e.to_string().starts_with(start))
+    {
+        // A pattern that does not compile (`regexp_like(s, '[')`), as the
+        // regex crate's errors and regex-syntax's (the optimizer's) say.
+        true
     } else {
         e.downcast_ref::<datafusion::error::DataFusionError>()
             .is_some_and(is_data_error)
@@ -2485,6 +2492,11 @@ pub fn data_error_hint(message: &str) -> &'static str {
          convert)"
     } else if message.contains("Cast error: ") || message.contains("Parser error: ") {
         " (TRY_CAST gives NULL for a value that does not convert)"
+    } else if message.contains("regex parse error")
+        || message.contains("Regular expression did not compile")
+    {
+        " (the pattern is a regular expression: write `\\(`, `\\[` or `\\.` to match `(`, `[` \
+         or `.` as text)"
     } else if message.contains("Divide by zero") {
         " (an integer or decimal `/` or `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)"
     } else {

@@ -108,6 +108,27 @@ fn query_reads_bronze_by_its_logical_name() {
         ),
         ["00068,00,4,evt,007,evt-N,2.35,4"]
     );
+    // A pattern that is no regular expression is the query's fault too,
+    // whether the optimizer meets it (a constant) or a row does.
+    for bad in [
+        "SELECT regexp_like(event_id, '[') FROM bronze_events",
+        "SELECT event_id ~ '(' FROM bronze_events",
+        "SELECT regexp_replace(event_id, '(', 'x') FROM bronze_events",
+        "SELECT regexp_count(event_id, '(') FROM bronze_events",
+    ] {
+        let o = run_says(
+            &lake,
+            &["query", bad],
+            2,
+            "(the pattern is a regular expression: write `\\(`, `\\[` or `\\.` to match \
+             `(`, `[` or `.` as text)",
+        );
+        assert!(
+            !stderr(&o).contains("Optimizer rule"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
     // A time without seconds, or with a one-digit hour, is read as
     // PostgreSQL and DuckDB read it (arrow's parser refused it).
     assert_eq!(
