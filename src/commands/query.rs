@@ -453,6 +453,82 @@ fn parquet_close(w: ParquetOut) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a time or date of `batch` that text cannot show: one outside
+/// the years chrono knows (about 262,000 years either way), as
+/// `to_timestamp_seconds(2180000000000000)` gives. JSON and a table wrote
+/// `"ERROR: Cast error: ..."` in its place, exit 0, and CSV failed as a
+/// machine's error would (exit 1). Parquet keeps such a value as it is.
+fn unwritable_time(batch: &RecordBatch) -> Result<()> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::compute::{max, min};
+    use datafusion::arrow::datatypes::{
+        ArrowPrimitiveType, DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType,
+        TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    };
+    use datafusion::arrow::temporal_conversions as t;
+    /// The column's least and greatest values, as i64, and whether each
+    /// is a time chrono holds.
+    fn bounds<T: ArrowPrimitiveType>(column: &dyn Array, holds: impl Fn(i64) -> bool) -> Option<i64>
+    where
+        T::Native: Into<i64>,
+    {
+        let values = column.as_primitive::<T>();
+        [min(values), max(values)]
+            .into_iter()
+            .flatten()
+            .map(Into::into)
+            .find(|v| !holds(*v))
+    }
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let column = column.as_ref();
+        let outside = match column.data_type() {
+            DataType::Timestamp(TimeUnit::Second, _) => {
+                bounds::<TimestampSecondType>(column, |v| {
+                    t::as_datetime::<TimestampSecondType>(v).is_some()
+                })
+            }
+            DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                bounds::<TimestampMillisecondType>(column, |v| {
+                    t::as_datetime::<TimestampMillisecondType>(v).is_some()
+                })
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                bounds::<TimestampMicrosecondType>(column, |v| {
+                    t::as_datetime::<TimestampMicrosecondType>(v).is_some()
+                })
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                bounds::<TimestampNanosecondType>(column, |v| {
+                    t::as_datetime::<TimestampNanosecondType>(v).is_some()
+                })
+            }
+            DataType::Date32 => bounds::<Date32Type>(column, |v| {
+                i32::try_from(v).is_ok_and(|v| t::date32_to_datetime(v).is_some())
+            }),
+            DataType::Date64 => {
+                bounds::<Date64Type>(column, |v| t::date64_to_datetime(v).is_some())
+            }
+            _ => None,
+        };
+        if let Some(v) = outside {
+            return Err(Failure::Usage(format!(
+                "column `{}` holds a {} ({v}, in {}) outside the years a date can be written \
+                 in (about 262,000 years either way of 1970): a unit mixed up, such as \
+                 milliseconds read as seconds? (--format parquet keeps the value as it is)",
+                field.name(),
+                if matches!(column.data_type(), DataType::Timestamp(..)) {
+                    "time"
+                } else {
+                    "date"
+                },
+                column.data_type()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 impl Streamed {
     fn new(format: Format) -> Streamed {
         Streamed {
@@ -480,6 +556,9 @@ impl Streamed {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
+        }
+        if !matches!(self.format, Format::Parquet) {
+            unwritable_time(batch)?;
         }
         self.total += n;
         if matches!(self.format, Format::Table) {

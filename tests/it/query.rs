@@ -129,6 +129,34 @@ fn query_reads_bronze_by_its_logical_name() {
             stderr(&o)
         );
     }
+    // A time beyond the years a date can be written in (seconds read
+    // from milliseconds) is exit 2 in every text format, with nothing on
+    // stdout: JSON and a table wrote "ERROR: ..." as its value, exit 0.
+    for format in ["csv", "json", "table"] {
+        let o = run_says(
+            &lake,
+            &[
+                "query",
+                "SELECT to_timestamp_seconds(2180000000000000) AS t",
+                "--format",
+                format,
+            ],
+            2,
+            "column `t` holds a time (2180000000000000, in Timestamp(s)) outside the years a \
+             date can be written in",
+        );
+        assert!(o.stdout.is_empty(), "{format}");
+    }
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT to_timestamp_seconds(2180000000000000) AS t",
+            "--format",
+            "parquet",
+        ],
+    );
+    assert!(o.status.success() && !o.stdout.is_empty());
     // A time without seconds, or with a one-digit hour, is read as
     // PostgreSQL and DuckDB read it (arrow's parser refused it).
     assert_eq!(
