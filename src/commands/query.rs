@@ -35,7 +35,7 @@ pub struct Args {
     pub sql: Option<String>,
 
     /// Read the SQL query from this file (comments and a final `;` are
-    /// fine), e.g. -f reports/daily.sql
+    /// fine; `-` is stdin), e.g. -f reports/daily.sql
     #[arg(short = 'f', long, value_name = "FILE", conflicts_with = "sql")]
     pub file: Option<std::path::PathBuf>,
 
@@ -51,25 +51,37 @@ pub struct Args {
 fn sql_text(args: &Args) -> Result<String> {
     use std::io::{IsTerminal, Read};
     let usage = |msg: String| anyhow::Error::from(crate::error::Failure::Usage(msg));
+    let stdin = || -> Result<String> {
+        if std::io::stdin().is_terminal() {
+            super::status("Reading", "the query from the terminal; end it with Ctrl-D");
+        }
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| usage(format!("cannot read the query from stdin: {e}")))?;
+        Ok(crate::lake::without_bom(s))
+    };
     let sql = match (&args.sql, &args.file) {
+        (_, Some(path)) if path.as_os_str() == "-" => stdin()?,
         (_, Some(path)) => std::fs::read_to_string(path)
             .map(crate::lake::without_bom)
             .map_err(|e| {
+                // UTF-16, as PowerShell's `>` and Notepad may save a file.
+                let utf16 = e.kind() == std::io::ErrorKind::InvalidData
+                    && std::fs::read(path).is_ok_and(|b| {
+                        b.starts_with(&[0xFF, 0xFE]) || b.starts_with(&[0xFE, 0xFF])
+                    });
+                let why = if utf16 {
+                    "it is UTF-16 text; save it as UTF-8".to_string()
+                } else {
+                    e.to_string()
+                };
                 usage(format!(
-                    "cannot read the SQL file `{}`: {e}",
+                    "cannot read the SQL file `{}`: {why}",
                     path.display()
                 ))
             })?,
-        (Some(s), None) if s == "-" => {
-            if std::io::stdin().is_terminal() {
-                super::status("Reading", "the query from the terminal; end it with Ctrl-D");
-            }
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| usage(format!("cannot read the query from stdin: {e}")))?;
-            crate::lake::without_bom(s)
-        }
+        (Some(s), None) if s == "-" => stdin()?,
         (Some(s), None) => s.clone(),
         (None, None) => unreachable!("clap requires SQL or --file"),
     };

@@ -1308,10 +1308,30 @@ fn query_reads_its_sql_from_a_file_or_stdin() {
             &["query", "-f", file.to_str().unwrap(), "--format", "csv"],
         ),
         run_with_stdin(&lake, &["query", "-", "--format", "csv"], sql.as_bytes()),
+        run_with_stdin(
+            &lake,
+            &["query", "-f", "-", "--format", "csv"],
+            sql.as_bytes(),
+        ),
     ] {
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(o.stdout, inline.stdout);
     }
+    // Saved as UTF-16 (PowerShell's `>`): said so, not "stream did not
+    // contain valid UTF-8".
+    let wide = tmp.path().join("wide.sql");
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(sql.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(&wide, utf16).unwrap();
+    run_says(
+        &lake,
+        &["query", "-f", wide.to_str().unwrap()],
+        2,
+        &format!(
+            "cannot read the SQL file `{}`: it is UTF-16 text; save it as UTF-8",
+            wide.display()
+        ),
+    );
     // Saved by a Windows editor, with a byte-order mark first: the parser
     // took it for the first token ("found: \u{feff}"), exit 2.
     let bom = format!("\u{feff}{sql}");
