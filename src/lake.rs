@@ -837,10 +837,24 @@ pub fn without_bom(text: String) -> String {
     }
 }
 
+/// Is the file at `path` UTF-16 text (a byte-order mark of either
+/// order first), as PowerShell's `>` and Notepad may save one?
+pub fn is_utf16(path: &Path) -> bool {
+    let mut start = [0u8; 2];
+    fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut start))
+        .is_ok_and(|()| start == [0xFF, 0xFE] || start == [0xFE, 0xFF])
+}
+
 /// [`read_sql_file`]'s error for `e`.
 pub fn read_sql_error(path: &Path, e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::InvalidData {
-        crate::error::Failure::Usage(format!("`{}`: not UTF-8 text: {e}", path.display())).into()
+        let why = if is_utf16(path) {
+            "it is UTF-16; save it as UTF-8".to_string()
+        } else {
+            e.to_string()
+        };
+        crate::error::Failure::Usage(format!("`{}`: not UTF-8 text: {why}", path.display())).into()
     } else {
         anyhow::Error::new(e).context(format!("failed to read `{}`", path.display()))
     }

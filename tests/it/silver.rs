@@ -1737,6 +1737,18 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
     std::fs::write(&latin1, b"SELECT 'caf\xe9' AS x FROM events").unwrap();
     run_says(&lake, &["status"], 2, "latin1.sql`: not UTF-8 text");
     std::fs::remove_file(&latin1).unwrap();
+    // Saved as UTF-16 (PowerShell's `>`): said so.
+    let wide = typed.join("wide.sql");
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend("SELECT 1 AS x".encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(&wide, utf16).unwrap();
+    run_says(
+        &lake,
+        &["status"],
+        2,
+        "wide.sql`: not UTF-8 text: it is UTF-16; save it as UTF-8",
+    );
+    std::fs::remove_file(&wide).unwrap();
     bad(
         "thin.sql",
         "SELECT event_id, event_date FROM events",
