@@ -1990,16 +1990,25 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
             "second",
             "quarter",
             "week",
-            "dayofweek",
             "dayofmonth",
             "dayofyear",
-            "weekday",
             "weekofyear",
             "isodow",
         ],
         "another engine's",
         "`date_part('year', ts)` (also 'month', 'day', 'hour', 'minute', 'second', \
          'quarter', 'week' (ISO), 'dow' with Sunday 0, 'isodow' with Monday 1, 'doy')",
+    ),
+    (
+        &["dayofweek", "day_of_week", "dow"],
+        "another engine's",
+        "`date_part('dow', ts) + 1`, Sunday 1 to Saturday 7 as MySQL's and Spark's \
+         (`date_part('dow', ts)` alone is Sunday 0, `date_part('isodow', ts)` Monday 1)",
+    ),
+    (
+        &["weekday"],
+        "MySQL's",
+        "`date_part('isodow', ts) - 1`, Monday 0 to Sunday 6 as theirs",
     ),
     (
         &["time_bucket"],
@@ -2033,12 +2042,12 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`percentile_cont(0.99) WITHIN GROUP (ORDER BY x)`",
     ),
     (
-        &["max_by", "arg_max"],
+        &["max_by", "arg_max", "argmax"],
         "another engine's",
         "`first_value(x ORDER BY y DESC NULLS LAST)`",
     ),
     (
-        &["min_by", "arg_min"],
+        &["min_by", "arg_min", "argmin"],
         "another engine's",
         "`first_value(x ORDER BY y NULLS LAST)`",
     ),
@@ -2054,7 +2063,13 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`length(s)` (`array_length(arr)` for an array)",
     ),
     (
-        &["strptime"],
+        &[
+            "strptime",
+            "str_to_date",
+            "date_parse",
+            "parse_datetime",
+            "parse_timestamp",
+        ],
         "another engine's",
         "`to_timestamp(s, '%Y-%m-%d')`",
     ),
@@ -2163,7 +2178,7 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`CAST(date_trunc('month', d) + INTERVAL '1 month' - INTERVAL '1 day' AS DATE)`",
     ),
     (
-        &["hash"],
+        &["hash", "crc32", "sha1", "sha2"],
         "another engine's",
         "`md5(s)` or `sha256(s)`, a digest; evlake's `hash_bucket(s, 64)`, one of 64 buckets",
     ),
@@ -2194,10 +2209,68 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
     (&["gen_random_uuid"], "PostgreSQL's", "`uuid()`"),
     (&["sort_array"], "Spark's", "`array_sort(arr)`"),
     (
-        &["size"],
-        "Spark's",
+        &["size", "array_size"],
+        "another engine's",
         "`cardinality(arr)`, the number of elements",
     ),
+    (
+        &["date"],
+        "another engine's",
+        "`CAST(ts AS DATE)`, the UTC date of a time",
+    ),
+    (
+        &["datetime", "timestamp"],
+        "another engine's",
+        "`CAST(s AS TIMESTAMP)`",
+    ),
+    (&["curdate"], "MySQL's", "`current_date`"),
+    (
+        &["isnull"],
+        "another engine's",
+        "`x IS NULL`; SQL Server's, of two values, is `coalesce(x, y)`",
+    ),
+    (&["ucase"], "another engine's", "`upper(s)`"),
+    (&["lcase"], "another engine's", "`lower(s)`"),
+    (&["space"], "another engine's", "`repeat(' ', x)`"),
+    (
+        &["first", "last"],
+        "DuckDB's",
+        "`first_value(x ORDER BY ts)` and `last_value(x ORDER BY ts)`",
+    ),
+    (
+        &["approx_count_distinct", "ndv", "uniq", "approx_count"],
+        "another engine's",
+        "`approx_distinct(x)`",
+    ),
+    (&["every"], "another engine's", "`bool_and(condition)`"),
+    (
+        &["explode", "posexplode"],
+        "another engine's",
+        "`unnest`, of the array, in the SELECT list (a row per element)",
+    ),
+    (
+        &["parse_json", "json_parse", "from_json", "try_parse_json"],
+        "another engine's",
+        json_members!(),
+    ),
+    (
+        &["zeroifnull", "nvl0"],
+        "another engine's",
+        "`coalesce(x, 0)`",
+    ),
+    (
+        &["div0", "safe_divide", "div0null"],
+        "another engine's",
+        "`x / NULLIF(y, 0)` (NULL for a 0 divisor; `coalesce(x / NULLIF(y, 0), 0)` for 0)",
+    ),
+    (&["log1p"], "another engine's", "`ln(1 + x)`"),
+    (&["truncate"], "another engine's", "`trunc(x)`"),
+    (
+        &["count_distinct"],
+        "another engine's",
+        "`count(DISTINCT x)`",
+    ),
+    (&["variance_samp"], "another engine's", "`var_samp(x)`"),
 ];
 
 /// What does an as-of join's job here.
