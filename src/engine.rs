@@ -2302,6 +2302,14 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
              Oracle's value by value is `CASE x WHEN 'a' THEN 1 WHEN 'b' THEN 2 ELSE 0 END`)"
         );
     }
+    // SQL Server's and Snowflake's `STRING_AGG(x, ',') WITHIN GROUP
+    // (ORDER BY x)` (and `LISTAGG`'s).
+    if text.contains("WITHIN GROUP is only supported for ordered-set aggregate functions") {
+        return format!(
+            "{text} (`string_agg` and `array_agg` take their order inside the call: \
+             `string_agg(s, ',' ORDER BY s)`)"
+        );
+    }
     // SQL's `FETCH FIRST n ROWS ONLY` and SQL Server's `SELECT TOP n`.
     if text.contains("FETCH clause is not supported") || text.ends_with("not implemented: TOP") {
         return format!("{text} (in DataFusion: `LIMIT n` at the end of the query)");
@@ -3786,6 +3794,11 @@ mod tests {
             (
                 "SELECT TOP 2 x FROM t",
                 "TOP (in DataFusion: `LIMIT n` at the end of the query)",
+            ),
+            (
+                "SELECT string_agg(s, ',') WITHIN GROUP (ORDER BY s) FROM t",
+                "(`string_agg` and `array_agg` take their order inside the call: \
+                 `string_agg(s, ',' ORDER BY s)`)",
             ),
             (
                 "SELECT decode(s, 'a', 1, 0) FROM t",
