@@ -2573,6 +2573,16 @@ pub fn data_error_hint(message: &str) -> &'static str {
          convert)"
     } else if message.contains("Cast error: ") || message.contains("Parser error: ") {
         " (TRY_CAST gives NULL for a value that does not convert)"
+    } else if message.contains("Date part 'CENTURY' not supported") {
+        " (the century: `(date_part('year', d) - 1) / 100 + 1`, whole as date_part's year is an \
+         integer)"
+    } else if message.contains("Date part 'MILLENNIUM' not supported") {
+        " (the millennium: `(date_part('year', d) - 1) / 1000 + 1`)"
+    } else if message.contains("Date part 'DECADE' not supported") {
+        " (the decade: `date_part('year', d) / 10`)"
+    } else if message.contains("Date part '") && message.contains("' not supported") {
+        " (DataFusion's parts: 'year', 'quarter', 'month', 'week', 'day', 'hour', 'minute', \
+         'second', 'millisecond', 'microsecond', 'nanosecond', 'dow', 'isodow', 'doy', 'epoch')"
     } else if message.contains("regex parse error")
         || message.contains("Regular expression did not compile")
     {

@@ -108,6 +108,31 @@ fn query_reads_bronze_by_its_logical_name() {
         ),
         ["00068,00,4,evt,007,evt-N,2.35,4"]
     );
+    // A part of a date DataFusion does not take says what does its job,
+    // or which parts it takes.
+    for (bad, says) in [
+        (
+            "SELECT extract(century FROM event_date) FROM bronze_events",
+            "Date part 'CENTURY' not supported (the century: `(date_part('year', d) - 1) / 100 \
+             + 1`",
+        ),
+        (
+            "SELECT extract(julian FROM event_date) FROM bronze_events",
+            "Date part 'JULIAN' not supported (DataFusion's parts: 'year', 'quarter',",
+        ),
+    ] {
+        run_says(&lake, &["query", bad], 2, says);
+    }
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT (date_part('year', DATE '2000-06-01') - 1) / 100 + 1, \
+             (date_part('year', DATE '2001-01-01') - 1) / 100 + 1, \
+             (date_part('year', DATE '2024-01-01') - 1) / 1000 + 1, \
+             date_part('year', DATE '2024-01-01') / 10"
+        ),
+        ["20,21,3,202"]
+    );
     // A pattern that is no regular expression is the query's fault too,
     // whether the optimizer meets it (a constant) or a row does.
     for bad in [
