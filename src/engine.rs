@@ -2573,6 +2573,9 @@ pub fn data_error_hint(message: &str) -> &'static str {
          convert)"
     } else if message.contains("Cast error: ") || message.contains("Parser error: ") {
         " (TRY_CAST gives NULL for a value that does not convert)"
+    } else if message.contains("LIKE does not support escape_char other than the backslash") {
+        " (write the pattern with `\\` as its escape, the default: `x LIKE '%100\\%'` for a \
+         text that ends in `100%`)"
     } else if message.contains("Date part 'CENTURY' not supported") {
         " (the century: `(date_part('year', d) - 1) / 100 + 1`, whole as date_part's year is an \
          integer)"

@@ -117,12 +117,25 @@ fn query_reads_bronze_by_its_logical_name() {
              + 1`",
         ),
         (
+            "SELECT count(*) FROM bronze_events WHERE event_id LIKE 'a!%' ESCAPE '!'",
+            "LIKE does not support escape_char other than the backslash (\\) (write the \
+             pattern with `\\` as its escape, the default: `x LIKE '%100\\%'` for a text \
+             that ends in `100%`)",
+        ),
+        (
             "SELECT extract(julian FROM event_date) FROM bronze_events",
             "Date part 'JULIAN' not supported (DataFusion's parts: 'year', 'quarter',",
         ),
     ] {
         run_says(&lake, &["query", bad], 2, says);
     }
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT 'a 100%' LIKE '%100\\%', 'a 1000' LIKE '%100\\%'"
+        ),
+        ["true,false"]
+    );
     assert_eq!(
         query_csv(
             &lake,
