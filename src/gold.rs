@@ -194,41 +194,35 @@ impl GoldReport {
 }
 
 /// `report`, of a dry run, given its plan: `dates` for the lake's gold
-/// tables, `own` daily tables with theirs, the `dropped` ones. A daily
-/// table whose SQL the run would refuse (planned over empty tables, as
-/// `run --dry-run` does) is in `failed` instead, with its dates.
+/// tables, each own daily table's, the `dropped` ones. A daily table
+/// whose SQL the run would refuse (planned over empty tables, as `run
+/// --dry-run` does) is in `failed` too, as its file already is when it
+/// does not read.
 fn planned(
     report: &mut GoldReport,
     dates: &BTreeSet<i32>,
-    own: &[(&crate::daily::Daily, BTreeSet<i32>)],
+    own_days: &BTreeMap<String, BTreeSet<i32>>,
     dropped: &[(String, String)],
 ) -> Result<()> {
     let days = |d: &BTreeSet<i32>| d.iter().map(|d| format_date32(*d)).collect::<Vec<_>>();
     report.status = "dry_run";
-    let refused = if own.is_empty() {
-        Vec::new()
-    } else {
-        crate::pipeline::refused_tables()?
-    };
-    let mut daily_tables = BTreeMap::new();
-    for (d, ds) in own {
-        match refused
-            .iter()
-            .find(|r| r.step == "gold" && r.table == d.name)
-        {
-            Some(r) => report.failed.push(FailedTable {
-                table: d.name.to_string(),
-                error: r.error.clone(),
-                dates: Vec::new(),
-            }),
-            None => {
-                daily_tables.insert(d.name.to_string(), days(ds));
+    if !own_days.is_empty() {
+        for r in crate::pipeline::refused_tables()? {
+            if r.step == "gold"
+                && own_days.contains_key(&r.table)
+                && !report.failed.iter().any(|f| f.table == r.table)
+            {
+                report.failed.push(FailedTable {
+                    table: r.table,
+                    error: r.error,
+                    dates: Vec::new(),
+                });
             }
         }
     }
     report.plan = Some(GoldPlan {
         gold_dates: days(dates),
-        daily_tables,
+        daily_tables: own_days.iter().map(|(t, d)| (t.clone(), days(d))).collect(),
         dropped_daily_tables: dropped.iter().map(|(t, _)| t.clone()).collect(),
     });
     Ok(())
@@ -259,6 +253,8 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     let mut own = Vec::new();
     let mut own_dirty = Vec::new();
     let mut failed = Vec::new();
+    // Every own table's dates, built or failing (a dry run's plan).
+    let mut own_days = BTreeMap::new();
     for d in crate::daily::own() {
         let dirty = d.dirty(&state);
         let days: BTreeSet<i32> = if opts.full {
@@ -272,6 +268,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
         if days.is_empty() {
             continue;
         }
+        own_days.insert(d.name.to_string(), days.clone());
         match d.reads() {
             Ok(_) => own.push((d, days)),
             Err(e) => failed.push(FailedTable {
@@ -301,7 +298,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<GoldReport> {
     };
     report.dirty.extend(own_dirty);
     if opts.dry_run {
-        planned(&mut report, &dates, &own, &dropped)?;
+        planned(&mut report, &dates, &own_days, &dropped)?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }

@@ -123,31 +123,9 @@ pub fn print_report(r: &gold::GoldReport) {
             "Would",
             format!("recompute gold for {}", super::date_list(&p.gold_dates)),
         );
-        let failed = |table: &str| r.failed.iter().any(|f| f.table == table);
-        for f in &r.failed {
-            status(
-                "Would",
-                format!(
-                    "leave out daily table {}, building the rest: see below",
-                    f.table
-                ),
-            );
-        }
-        for (table, dates) in p.daily_tables.iter().filter(|(t, _)| !failed(t)) {
-            status(
-                "Would",
-                format!(
-                    "recompute daily table {table} for {}",
-                    super::date_span(dates)
-                ),
-            );
-        }
-        for table in &p.dropped_daily_tables {
-            status(
-                "Would",
-                format!("drop daily table {table} (its file in daily/ is gone)"),
-            );
-        }
+        super::would_daily(&p.daily_tables, &p.dropped_daily_tables, |t| {
+            r.failed.iter().any(|f| f.table == t).then(String::new)
+        });
         status("Dry run", "nothing changed");
         return;
     }

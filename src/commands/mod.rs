@@ -464,6 +464,57 @@ pub fn parse_fraction_arg(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A dry run's `Would` lines for the typed tables of the lake's own it
+/// would rebuild, each failing instead where `fails` gives its file, and
+/// those it would drop.
+pub(crate) fn would_typed(
+    typed: &std::collections::BTreeMap<String, Vec<String>>,
+    dropped: &[String],
+    fails: impl Fn(&str) -> Option<String>,
+) {
+    for (table, dates) in typed {
+        let line = match fails(table) {
+            Some(source) => format!("fail on typed table {table} ({source}): see below"),
+            None => format!(
+                "rebuild typed table {table} from the built events for {}",
+                date_span(dates)
+            ),
+        };
+        status("Would", line);
+    }
+    for table in dropped {
+        status(
+            "Would",
+            format!("drop typed table {table} (its file in typed/ is gone)"),
+        );
+    }
+}
+
+/// A dry run's `Would` lines for the daily tables of the lake's own it
+/// would recompute, each left out instead where `left_out` says what
+/// (its file, in brackets, or nothing), and those it would drop.
+pub(crate) fn would_daily(
+    daily: &std::collections::BTreeMap<String, Vec<String>>,
+    dropped: &[String],
+    left_out: impl Fn(&str) -> Option<String>,
+) {
+    for (table, dates) in daily.iter().filter(|(_, d)| !d.is_empty()) {
+        let line = match left_out(table) {
+            Some(source) => {
+                format!("leave out daily table {table}{source}, building the rest: see below")
+            }
+            None => format!("recompute daily table {table} for {}", date_span(dates)),
+        };
+        status("Would", line);
+    }
+    for table in dropped {
+        status(
+            "Would",
+            format!("drop daily table {table} (its file in daily/ is gone)"),
+        );
+    }
+}
+
 /// Dates as `N dates, FIRST..LAST` (one date as itself).
 pub(crate) fn date_span(dates: &[String]) -> String {
     match dates {

@@ -85,28 +85,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             format!("recompute silver for {}", super::date_list(&p.silver_dates)),
         );
         let refused = |table: &str| p.refused.iter().find(|r| r.table == table);
-        for (table, dates) in &p.typed_tables {
-            if let Some(r) = refused(table) {
-                status(
-                    "Would",
-                    format!("fail on typed table {table} ({}): see below", r.source),
-                );
-                continue;
-            }
-            status(
-                "Would",
-                format!(
-                    "rebuild typed table {table} from the built events for {}",
-                    super::date_span(dates)
-                ),
-            );
-        }
-        for table in &p.dropped_tables {
-            status(
-                "Would",
-                format!("drop typed table {table} (its file in typed/ is gone)"),
-            );
-        }
+        super::would_typed(&p.typed_tables, &p.dropped_tables, |t| {
+            refused(t).map(|r| r.source.clone())
+        });
         status(
             "Would",
             format!(
@@ -114,34 +95,9 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
                 super::date_list(&p.gold_dates)
             ),
         );
-        for (table, dates) in &p.daily_tables {
-            if dates.is_empty() {
-                continue;
-            }
-            if let Some(r) = refused(table) {
-                status(
-                    "Would",
-                    format!(
-                        "leave out daily table {table} ({}), building the rest: see below",
-                        r.source
-                    ),
-                );
-            } else {
-                status(
-                    "Would",
-                    format!(
-                        "recompute daily table {table} for {}",
-                        super::date_span(dates)
-                    ),
-                );
-            }
-        }
-        for table in &p.dropped_daily_tables {
-            status(
-                "Would",
-                format!("drop daily table {table} (its file in daily/ is gone)"),
-            );
-        }
+        super::would_daily(&p.daily_tables, &p.dropped_daily_tables, |t| {
+            refused(t).map(|r| format!(" ({})", r.source))
+        });
         if !p.compact_dates.is_empty() {
             status(
                 "Would",

@@ -141,21 +141,8 @@ pub fn print_report(r: &silver::SilverReport) {
                 super::date_list(&p.silver_dates)
             ),
         );
-        for (table, dates) in &p.typed_tables {
-            status(
-                "Would",
-                format!(
-                    "rebuild typed table {table} from the built events for {}",
-                    super::date_span(dates)
-                ),
-            );
-        }
-        for table in &p.dropped_tables {
-            status(
-                "Would",
-                format!("drop typed table {table} (its file in typed/ is gone)"),
-            );
-        }
+        // (A typed table that would fail has failed the dry run.)
+        super::would_typed(&p.typed_tables, &p.dropped_tables, |_| None);
         status("Dry run", "nothing changed");
         return;
     }

@@ -204,9 +204,29 @@ fn dry_run(
             );
         }
     }
-    Ok(SilverReport {
+    let mut report = new_report(lake, state, dirty, plan, full);
+    report.status = "dry_run";
+    report.plan = Some(silver::SilverPlan {
+        silver_dates,
+        typed_tables,
+        dropped_tables: dropped_tables(state).into_iter().map(|(t, _)| t).collect(),
+    });
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// A report of nothing done yet, for a run of `plan` (of `dirty`) on
+/// `state`.
+fn new_report(
+    lake: &Lake,
+    state: &LakeState,
+    dirty: Vec<dirty::DirtyPartition>,
+    plan: &derive::DatePlan,
+    full: bool,
+) -> SilverReport {
+    SilverReport {
         command: "silver",
-        status: "dry_run",
+        status: "noop",
         mode: if full { "full" } else { "incremental" },
         lake: lake.root().display().to_string(),
         version: state.version,
@@ -222,13 +242,9 @@ fn dry_run(
         warning_events: BTreeMap::new(),
         typed_refresh: None,
         exclude_types_absent: Vec::new(),
-        plan: Some(silver::SilverPlan {
-            silver_dates,
-            typed_tables,
-            dropped_tables: dropped_tables(state).into_iter().map(|(t, _)| t).collect(),
-        }),
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+        plan: None,
+        elapsed_ms: 0,
+    }
 }
 
 /// Recompute what is dirty (or everything with `full`) and commit it.
@@ -284,27 +300,7 @@ pub fn rebuild(lake: &Lake, opts: &Options) -> Result<SilverReport> {
     if refreshed.is_some() {
         state = LakeState::load(lake)?;
     }
-    let mut report = SilverReport {
-        command: "silver",
-        status: "noop",
-        mode: if full { "full" } else { "incremental" },
-        lake: lake.root().display().to_string(),
-        version: state.version,
-        dirty,
-        restated: plan.restated.iter().map(|d| format_date32(*d)).collect(),
-        loaded_dates: Vec::new(),
-        touched_users: None,
-        reached_user_dates: None,
-        spill_peak_bytes: 0,
-        recomputed: BTreeMap::new(),
-        partitions: Vec::new(),
-        warnings: BTreeMap::new(),
-        warning_events: BTreeMap::new(),
-        typed_refresh: None,
-        exclude_types_absent: Vec::new(),
-        plan: None,
-        elapsed_ms: 0,
-    };
+    let mut report = new_report(lake, &state, dirty, &plan, full);
     if let Some(r) = refreshed {
         report.status = "committed";
         report.version = r.version;
