@@ -478,9 +478,9 @@ fn unwritable_time(batch: &RecordBatch) -> Result<()> {
         TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
     };
     use datafusion::arrow::temporal_conversions as t;
-    /// The column's least and greatest values, as i64, and whether each
-    /// is a time chrono holds.
-    fn bounds<T: ArrowPrimitiveType>(column: &dyn Array, holds: impl Fn(i64) -> bool) -> Option<i64>
+    /// The column's least or greatest value, if it is a time or date
+    /// chrono does not hold.
+    fn outside<T: ArrowPrimitiveType>(column: &dyn Array) -> Option<i64>
     where
         T::Native: Into<i64>,
     {
@@ -489,37 +489,23 @@ fn unwritable_time(batch: &RecordBatch) -> Result<()> {
             .into_iter()
             .flatten()
             .map(Into::into)
-            .find(|v| !holds(*v))
+            .find(|v| t::as_datetime::<T>(*v).is_none())
     }
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         let column = column.as_ref();
         let outside = match column.data_type() {
-            DataType::Timestamp(TimeUnit::Second, _) => {
-                bounds::<TimestampSecondType>(column, |v| {
-                    t::as_datetime::<TimestampSecondType>(v).is_some()
-                })
-            }
+            DataType::Timestamp(TimeUnit::Second, _) => outside::<TimestampSecondType>(column),
             DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                bounds::<TimestampMillisecondType>(column, |v| {
-                    t::as_datetime::<TimestampMillisecondType>(v).is_some()
-                })
+                outside::<TimestampMillisecondType>(column)
             }
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                bounds::<TimestampMicrosecondType>(column, |v| {
-                    t::as_datetime::<TimestampMicrosecondType>(v).is_some()
-                })
+                outside::<TimestampMicrosecondType>(column)
             }
             DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-                bounds::<TimestampNanosecondType>(column, |v| {
-                    t::as_datetime::<TimestampNanosecondType>(v).is_some()
-                })
+                outside::<TimestampNanosecondType>(column)
             }
-            DataType::Date32 => bounds::<Date32Type>(column, |v| {
-                i32::try_from(v).is_ok_and(|v| t::date32_to_datetime(v).is_some())
-            }),
-            DataType::Date64 => {
-                bounds::<Date64Type>(column, |v| t::date64_to_datetime(v).is_some())
-            }
+            DataType::Date32 => outside::<Date32Type>(column),
+            DataType::Date64 => outside::<Date64Type>(column),
             _ => None,
         };
         if let Some(v) = outside {
