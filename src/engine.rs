@@ -2384,6 +2384,31 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
              they are)"
         );
     }
+    // A LATERAL subquery that uses an outer column other than in `=`, or
+    // an `unnest` in FROM of an outer column (in a subquery too): planned,
+    // and not run. The message carries the column's debug dump.
+    if let Some((before, rest)) =
+        text.split_once("Physical plan does not support logical expression OuterReferenceColumn(")
+    {
+        let column = rest.split_once("Column {").map_or(rest, |(_, c)| c);
+        let quoted = |key: &str| {
+            column
+                .split_once(key)
+                .and_then(|(_, r)| r.split_once('"'))
+                .map(|(v, _)| v)
+        };
+        let name = match (quoted("table: \""), quoted("name: \"")) {
+            (Some(table), Some(name)) => format!("`{table}.{name}`"),
+            (None, Some(name)) => format!("`{name}`"),
+            _ => "column".to_string(),
+        };
+        return format!(
+            "{before}the outer query's {name} in a LATERAL subquery, other than in `=`, or in \
+             an `unnest` in FROM does not run in DataFusion 55: join instead and aggregate, `LEFT JOIN sessions s ON s.user_id = e.user_id AND s.event_count > \
+             e.n ... GROUP BY`, and unnest an array in the SELECT list, `SELECT unnest(t.a) AS \
+             v FROM t`"
+        );
+    }
     // A FROM clause DataFusion parses and does not plan: its message
     // carries the parsed clause's debug dump, some 3,000 characters.
     if let Some((before, rest)) = text.split_once("Unsupported ast node ") {
@@ -3877,6 +3902,35 @@ mod tests {
             "{}",
             planning_error(&e)
         );
+        // An outer column in an `unnest` in FROM, or in a LATERAL subquery
+        // other than in `=`, is named without its debug dump, and the
+        // SELECT-list unnest it points to runs.
+        for (sql, column) in [
+            (
+                "SELECT x, u.v FROM t, unnest(make_array(t.x, t.y)) AS u(v)",
+                "`t.x`",
+            ),
+            (
+                "SELECT a.x, q.n FROM t AS a CROSS JOIN LATERAL (SELECT count(*) AS n FROM t AS b \
+                 WHERE b.y > a.y) AS q",
+                "`a.y`",
+            ),
+        ] {
+            let said = planning_error(&run_error(sql).await);
+            assert!(
+                said.starts_with(&format!(
+                    "This feature is not implemented: the outer query's {column} in a LATERAL \
+                     subquery, other than in `=`, or in an `unnest` in FROM does not run"
+                )) && !said.contains("Field {"),
+                "{said}"
+            );
+        }
+        ctx.sql("SELECT x, unnest(make_array(t.x, t.y)) AS v FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         // A call that matches no signature is the SQL's, not a DataFusion
         // bug to report; date_trunc with a zone says where the zone goes.
         let e = ctx
