@@ -879,7 +879,9 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
     }
-    checked_formats(df).and_then(with_full_times)
+    checked_formats(df)
+        .and_then(with_full_times)
+        .and_then(with_checked_arithmetic)
 }
 
 /// `time`, a timestamp literal written as PostgreSQL, DuckDB and Spark
@@ -929,8 +931,7 @@ fn full_time(time: &str) -> Option<String> {
 fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::common::ScalarValue;
     use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::logical_expr::expr_rewriter::NamePreserver;
-    use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
     let full = |e: &Expr| -> Option<Expr> {
         let Expr::Literal(value, metadata) = e else {
             return None;
@@ -944,6 +945,89 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         Some(Expr::Literal(value, metadata.clone()))
     };
     let is_time = |t: &DataType| matches!(t, DataType::Timestamp(..));
+    rewritten(df, |e, typed| match e {
+        Expr::Cast(Cast { expr, field }) if is_time(field.data_type()) => full(expr).map(|l| {
+            Expr::Cast(Cast {
+                expr: Box::new(l),
+                field: Arc::clone(field),
+            })
+        }),
+        Expr::TryCast(TryCast { expr, field }) if is_time(field.data_type()) => {
+            full(expr).map(|l| {
+                Expr::TryCast(TryCast {
+                    expr: Box::new(l),
+                    field: Arc::clone(field),
+                })
+            })
+        }
+        Expr::ScalarFunction(f)
+            if f.func.name().starts_with("to_timestamp") && f.args.len() == 1 =>
+        {
+            full(&f.args[0]).map(|l| {
+                Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    Arc::clone(&f.func),
+                    vec![l],
+                ))
+            })
+        }
+        _ => {
+            let pairs = compared(e);
+            let literals: Vec<_> = pairs
+                .iter()
+                .filter(|(other, _)| typed(other).is_some_and(|t| is_time(&t)))
+                .filter_map(|(_, l)| full(l).map(|f| ((*l).clone(), f)))
+                .collect();
+            (!literals.is_empty()).then(|| {
+                e.clone()
+                    .transform(|x| {
+                        Ok(match literals.iter().find(|(l, _)| *l == x) {
+                            Some((_, f)) => Transformed::yes(f.clone()),
+                            None => Transformed::no(x),
+                        })
+                    })
+                    .map(|t| t.data)
+                    .unwrap_or(e.clone())
+            })
+        }
+    })
+}
+
+/// `df` with each `+`, `-` and `*` of two integers computed by
+/// [`crate::udf::checked_arithmetic`], which fails on overflow where
+/// DataFusion's operators wrap: `9223372036854775807 + 1` was
+/// -9223372036854775808, a wrong number with no warning. PostgreSQL and
+/// DuckDB fail too. Each expression keeps its name.
+fn with_checked_arithmetic(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+    rewritten(df, |e, typed| match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply)
+                && typed(left).is_some_and(|t| t.is_integer())
+                && typed(right).is_some_and(|t| t.is_integer()) =>
+        {
+            Some(
+                crate::udf::checked_arithmetic(*op).call(vec![(**left).clone(), (**right).clone()]),
+            )
+        }
+        _ => None,
+    })
+}
+
+/// `df` with each expression `change` gives a replacement for replaced,
+/// bottom up, in every node and subquery; `change` is given a function
+/// that types an expression in the node's schemas (`None` where it does
+/// not type). Each of a node's expressions keeps its name, so columns
+/// are named as the user wrote them.
+fn rewritten(
+    df: DataFrame,
+    change: impl Fn(
+        &datafusion::logical_expr::Expr,
+        &dyn Fn(&datafusion::logical_expr::Expr) -> Option<DataType>,
+    ) -> Option<datafusion::logical_expr::Expr>,
+) -> datafusion::error::Result<DataFrame> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::{Expr, ExprSchemable};
     let (state, plan) = df.into_parts();
     let plan = plan
         .transform_up_with_subqueries(|node| {
@@ -953,65 +1037,12 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
                 .map(|input| Arc::clone(input.schema()))
                 .chain([Arc::clone(node.schema())])
                 .collect();
-            let timed = |e: &Expr| {
-                schemas
-                    .iter()
-                    .any(|schema| e.get_type(schema).is_ok_and(|t| is_time(&t)))
-            };
+            let typed = |e: &Expr| schemas.iter().find_map(|schema| e.get_type(schema).ok());
             let names = NamePreserver::new(&node);
             node.map_expressions(|e| {
                 let name = names.save(&e);
                 let e = e.transform_up(|e| {
-                    let changed = match &e {
-                        Expr::Cast(Cast { expr, field }) if is_time(field.data_type()) => {
-                            full(expr).map(|l| {
-                                Expr::Cast(Cast {
-                                    expr: Box::new(l),
-                                    field: Arc::clone(field),
-                                })
-                            })
-                        }
-                        Expr::TryCast(TryCast { expr, field }) if is_time(field.data_type()) => {
-                            full(expr).map(|l| {
-                                Expr::TryCast(TryCast {
-                                    expr: Box::new(l),
-                                    field: Arc::clone(field),
-                                })
-                            })
-                        }
-                        Expr::ScalarFunction(f)
-                            if f.func.name().starts_with("to_timestamp") && f.args.len() == 1 =>
-                        {
-                            full(&f.args[0]).map(|l| {
-                                Expr::ScalarFunction(
-                                    datafusion::logical_expr::expr::ScalarFunction::new_udf(
-                                        Arc::clone(&f.func),
-                                        vec![l],
-                                    ),
-                                )
-                            })
-                        }
-                        _ => {
-                            let pairs = compared(&e);
-                            let literals: Vec<_> = pairs
-                                .iter()
-                                .filter(|(other, _)| timed(other))
-                                .filter_map(|(_, l)| full(l).map(|f| ((*l).clone(), f)))
-                                .collect();
-                            (!literals.is_empty()).then(|| {
-                                e.clone()
-                                    .transform(|x| {
-                                        Ok(match literals.iter().find(|(l, _)| *l == x) {
-                                            Some((_, f)) => Transformed::yes(f.clone()),
-                                            None => Transformed::no(x),
-                                        })
-                                    })
-                                    .map(|t| t.data)
-                                    .unwrap_or(e.clone())
-                            })
-                        }
-                    };
-                    Ok(match changed {
+                    Ok(match change(&e, &typed) {
                         Some(e) => Transformed::yes(e),
                         None => Transformed::no(e),
                     })
@@ -2616,6 +2647,10 @@ pub fn data_error_hint(message: &str) -> &'static str {
     {
         " (the pattern is a regular expression: write `\\(`, `\\[` or `\\.` to match `(`, `[` \
          or `.` as text)"
+    } else if message.contains("Arithmetic overflow: Overflow happened on: ") {
+        " (an integer's `+`, `-` or `*` beyond its type's range, about ±2.1e9 for an INT and \
+         ±9.2e18 for a BIGINT, or a DECIMAL's beyond 38 digits: compute it wider, `CAST(x AS \
+         BIGINT) * y`, `CAST(x AS DECIMAL(38, 0)) * y`, or as a DOUBLE, `CAST(x AS DOUBLE) * y`)"
     } else if message.contains("Divide by zero") {
         " (an integer or decimal `/` or `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)"
     } else {
@@ -3188,6 +3223,75 @@ mod tests {
 +--------------------------+
 | 2024-03-15T10:00:00      |
 +--------------------------+"
+        );
+    }
+
+    /// An integer `+`, `-` or `*` beyond its type's range fails, where
+    /// DataFusion's operator wraps round, anywhere in a query; within the
+    /// range it gives what the operator gives, with the same name, type
+    /// and nullability, and other types' arithmetic is as it was.
+    #[tokio::test]
+    async fn integer_arithmetic_fails_on_overflow_instead_of_wrapping() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT * FROM (VALUES (CAST(9223372036854775806 AS BIGINT), \
+             CAST(100 AS TINYINT), CAST(2 AS INT), 1.5), (CAST(-9223372036854775807 AS BIGINT), \
+             CAST(27 AS TINYINT), CAST(NULL AS INT), 2.5)) AS v(x, small, n, f)",
+        )
+        .await
+        .unwrap();
+        let planned = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move { checked_plan(sql, ctx.sql(sql).await.unwrap()).unwrap() }
+        };
+        for sql in [
+            "SELECT x + 2 FROM t",
+            "SELECT x - 2 FROM t WHERE n IS NULL",
+            "SELECT x * n FROM t",
+            "SELECT small + small FROM t",
+            "SELECT count(*) FROM t WHERE x + 2 > 0",
+            "SELECT sum(x) FROM t GROUP BY x * 3",
+            "SELECT n FROM t WHERE n IN (SELECT CAST(x + 2 AS INT) FROM t)",
+            "SELECT sum(n) OVER (ORDER BY x * 2) FROM t",
+            "SELECT a.n FROM t AS a JOIN t AS b ON a.x + 2 = b.x",
+        ] {
+            let e = planned(sql).await.collect().await.unwrap_err();
+            assert!(is_data_error(&e), "{sql}: {e}");
+            assert!(
+                e.to_string()
+                    .contains("Arithmetic overflow: Overflow happened on: "),
+                "{sql}: {e}"
+            );
+        }
+        // Within range: the answer, the column's name, type and nullability
+        // are the operator's.
+        let sql =
+            "SELECT x + 1, x - n AS d, small * 1, n * 3, f * 2, small + 0.5 FROM t ORDER BY x";
+        let checked = planned(sql).await;
+        let plain = ctx.sql(sql).await.unwrap();
+        assert_eq!(checked.schema(), plain.schema());
+        let text = |batches: Vec<datafusion::arrow::record_batch::RecordBatch>| {
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            text(checked.collect().await.unwrap()),
+            text(plain.collect().await.unwrap())
+        );
+        assert_eq!(
+            text(
+                planned("SELECT x - 1 AS d, n * 3 AS m FROM t WHERE n IS NOT NULL")
+                    .await
+                    .collect()
+                    .await
+                    .unwrap()
+            ),
+            "+---------------------+---+\n| d                   | m |\n+---------------------+---+\n\
+             | 9223372036854775805 | 6 |\n+---------------------+---+"
         );
     }
 

@@ -260,6 +260,97 @@ fn one_text(call: &str, args: &[DataType]) -> Result<Vec<DataType>> {
     }
 }
 
+/// `a + b`, `a - b` or `a * b` (`op`) of two integers, as DataFusion's
+/// operator computes it (the same type coercion and result type), except
+/// that a result out of the type's range is an error ("Arithmetic
+/// overflow") where the operator wraps round. The query engine puts it in
+/// place of each such operator (`engine::checked_plan`); it is not a
+/// function SQL can name.
+pub fn checked_arithmetic(op: datafusion::logical_expr::Operator) -> ScalarUDF {
+    ScalarUDF::from(CheckedArithmetic {
+        op,
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedArithmetic {
+    op: datafusion::logical_expr::Operator,
+    signature: Signature,
+}
+
+impl CheckedArithmetic {
+    fn coercer<'a>(
+        &'a self,
+        args: &'a [DataType],
+    ) -> Result<datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer<'a>> {
+        match args {
+            [l, r] => Ok(
+                datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer::new(
+                    l, &self.op, r,
+                ),
+            ),
+            _ => plan_err!("{} takes two numbers, not {args:?}", self.op),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CheckedArithmetic {
+    fn name(&self) -> &str {
+        match self.op {
+            datafusion::logical_expr::Operator::Plus => "checked_add",
+            datafusion::logical_expr::Operator::Minus => "checked_subtract",
+            _ => "checked_multiply",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let (l, r) = self.coercer(args)?.get_input_types()?;
+        Ok(vec![l, r])
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.coercer(args)?.get_result_type()
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<FieldRef> {
+        let types: Vec<_> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(
+            self.name(),
+            self.return_type(&types)?,
+            nullable,
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::compute::kernels::numeric;
+        use datafusion::logical_expr::Operator;
+        let [l, r] = &args.args[..] else {
+            return plan_err!("{} takes two numbers", self.op);
+        };
+        // arrow's `add`, `sub` and `mul` check integers for overflow;
+        // DataFusion's operators call the `_wrapping` ones.
+        let f = match self.op {
+            Operator::Plus => numeric::add,
+            Operator::Minus => numeric::sub,
+            _ => numeric::mul,
+        };
+        datafusion::physical_expr_common::datum::apply(l, r, f)
+    }
+}
+
 /// FNV-1a, 64 bits: stable across runs and platforms.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {

@@ -73,6 +73,17 @@ fn query_reads_bronze_by_its_logical_name() {
              `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)\n",
         ),
         (
+            "SELECT source_line * 4611686018427387904 AS big FROM bronze_events",
+            "query failed: Arrow error: Arithmetic overflow: Overflow happened on: ",
+        ),
+        (
+            "SELECT sum(source_line) + 9223372036854775807 FROM bronze_events",
+            "(an integer's `+`, `-` or `*` beyond its type's range, about ±2.1e9 for an INT and \
+             ±9.2e18 for a BIGINT, or a DECIMAL's beyond 38 digits: compute it wider, `CAST(x \
+             AS BIGINT) * y`, `CAST(x AS DECIMAL(38, 0)) * y`, or as a DOUBLE, `CAST(x AS \
+             DOUBLE) * y`)\n",
+        ),
+        (
             "SELECT count(*) FROM bronze_events WHERE event_date > '2024-03-15 12:00'",
             "Cannot cast string '2024-03-15 12:00' to value of Date32 type (a DATE is written \
              'YYYY-MM-DD', '2024-03-15', with no time of day: compare a time with a \
@@ -95,6 +106,34 @@ fn query_reads_bronze_by_its_logical_name() {
             stderr(&o)
         );
     }
+    // An integer `+`, `-` or `*` beyond BIGINT failed above where DataFusion
+    // wraps round; computed wider as the hint says, it is the whole number.
+    // Within range, the column keeps its name and type.
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT CAST(max(source_line) AS DECIMAL(38, 0)) * 4611686018427387904 = \
+             CAST(max(source_line) AS DECIMAL(38, 0)) * CAST(4611686018427387904 AS \
+             DECIMAL(38, 0)) AS same FROM bronze_events"
+        ),
+        ["true"]
+    );
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT source_line + 1, arrow_typeof(source_line * 2) AS t FROM bronze_events \
+             ORDER BY source_line + 1 LIMIT 1",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        r#"{"bronze_events.source_line + Int64(1)":2,"t":"Int64"}"#,
+        "{}",
+        stderr(&o)
+    );
     // The string functions SQL users reach for plan, in both their call
     // and their SQL-standard forms (`SUBSTRING(.. FROM .. FOR ..)`,
     // `POSITION(.. IN ..)`), with regular expressions and rounding.
