@@ -268,11 +268,12 @@ impl Engine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features();
         // EXTRACT is planned as evlake's date_part (see udf::date_part),
-        // ahead of DataFusion's planner, which would call its own.
+        // ahead of DataFusion's planner, which would call its own; an
+        // aggregate's CASTs are named with their types (udf::SqlPlanner).
         state
             .expr_planners()
             .get_or_insert_with(Vec::new)
-            .insert(0, Arc::new(crate::udf::ExtractPlanner));
+            .insert(0, Arc::new(crate::udf::SqlPlanner));
         let mut ctx = SessionContext::new_with_state(state.build());
         datafusion_functions_json::register_all(&mut ctx)?;
         crate::udf::register_all(&ctx);
@@ -3223,6 +3224,67 @@ mod tests {
 +--------------------------+
 | 2024-03-15T10:00:00      |
 +--------------------------+"
+        );
+    }
+
+    /// An aggregate or window function of a CAST is named with the CAST's
+    /// type, so it and the same function of the column itself are two
+    /// columns, aliased or not: DataFusion names `CAST(x AS DATE)` as `x`,
+    /// and such a query failed on a duplicate name.
+    #[tokio::test]
+    async fn an_aggregate_of_a_cast_is_named_apart_from_one_of_the_column() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT * FROM (VALUES (TIMESTAMP '2024-03-15 10:00:00', 1), \
+             (TIMESTAMP '2024-03-16 09:00:00', 2)) AS v(ts, x)",
+        )
+        .await
+        .unwrap();
+        let answer = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                datafusion::arrow::util::pretty::pretty_format_batches(
+                    &ctx.sql(sql).await.unwrap().collect().await.unwrap(),
+                )
+                .unwrap()
+                .to_string()
+            }
+        };
+        assert_eq!(
+            answer("SELECT min(ts) AS first_seen, min(CAST(ts AS DATE)) AS first_day FROM t").await,
+            "+---------------------+------------+
+| first_seen          | first_day  |
++---------------------+------------+
+| 2024-03-15T10:00:00 | 2024-03-15 |
++---------------------+------------+"
+        );
+        assert_eq!(
+            answer(
+                "SELECT sum(x), sum(x::double), sum(TRY_CAST(x AS DOUBLE) * 2) FROM t HAVING \
+                 sum(x::double) > 1"
+            )
+            .await,
+            "+----------+---------------------------+------------------------------------------+
+| sum(t.x) | sum(CAST(t.x AS Float64)) | sum(TRY_CAST(t.x AS Float64) * Int64(2)) |
++----------+---------------------------+------------------------------------------+
+| 3        | 3.0                       | 6.0                                      |
++----------+---------------------------+------------------------------------------+"
+        );
+        assert_eq!(
+            answer(
+                "SELECT x, lag(x) OVER (ORDER BY x) AS a, lag(CAST(x AS DOUBLE)) OVER (ORDER BY \
+                 x) AS b FROM t"
+            )
+            .await,
+            "+---+---+-----+
+| x | a | b   |
++---+---+-----+
+| 1 |   |     |
+| 2 | 1 | 1.0 |
++---+---+-----+"
         );
     }
 

@@ -44,7 +44,7 @@ pub fn register_all(ctx: &datafusion::prelude::SessionContext) {
 }
 
 /// `date_part(part, x)` (and `EXTRACT(part FROM x)`, through
-/// [`ExtractPlanner`]): DataFusion 55's, except for a duration (what
+/// [`SqlPlanner`]): DataFusion 55's, except for a duration (what
 /// `ts2 - ts1` gives), where DataFusion's is wrong: its 'epoch' dropped
 /// the fraction of a second (1444.876544 s gave 1444.0), and 'hour',
 /// 'minute', 'second' and smaller gave the whole duration in that unit
@@ -204,12 +204,15 @@ impl DurationPart {
     }
 }
 
-/// `EXTRACT(part FROM x)` as a call of [`date_part`] (DataFusion's SQL
-/// planner calls its own `date_part` for it, whatever is registered).
+/// evlake's additions to DataFusion's SQL planner, ahead of its own:
+/// - `EXTRACT(part FROM x)` as a call of [`date_part`] (DataFusion's SQL
+///   planner calls its own `date_part` for it, whatever is registered);
+/// - each CAST in an aggregate's or a window function's arguments named
+///   with its type ([`named_casts`]).
 #[derive(Debug)]
-pub struct ExtractPlanner;
+pub struct SqlPlanner;
 
-impl datafusion::logical_expr::planner::ExprPlanner for ExtractPlanner {
+impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
     fn plan_extract(
         &self,
         args: Vec<datafusion::logical_expr::Expr>,
@@ -218,6 +221,121 @@ impl datafusion::logical_expr::planner::ExprPlanner for ExtractPlanner {
         Ok(datafusion::logical_expr::planner::PlannerResult::Planned(
             date_part().call(args),
         ))
+    }
+
+    fn plan_aggregate(
+        &self,
+        mut expr: datafusion::logical_expr::planner::RawAggregateExpr,
+    ) -> Result<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawAggregateExpr,
+        >,
+    > {
+        expr.args = named_casts(expr.args)?;
+        Ok(datafusion::logical_expr::planner::PlannerResult::Original(
+            expr,
+        ))
+    }
+
+    fn plan_window(
+        &self,
+        mut expr: datafusion::logical_expr::planner::RawWindowExpr,
+    ) -> Result<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawWindowExpr,
+        >,
+    > {
+        expr.args = named_casts(expr.args)?;
+        Ok(datafusion::logical_expr::planner::PlannerResult::Original(
+            expr,
+        ))
+    }
+}
+
+/// `args` with each CAST (and TRY_CAST) in them named with its type.
+/// DataFusion names `CAST(x AS DATE)` as `x`, so `min(event_timestamp)`
+/// and `min(CAST(event_timestamp AS DATE))` were one name twice, and the
+/// query failed ("Schema contains duplicate unqualified field name"),
+/// even with an alias on each, as the aggregate's own output is named
+/// before its alias. Here the second is `min(CAST(events.event_timestamp
+/// AS Date32))`, as DuckDB names it. The CAST is wrapped in a function
+/// that passes its value through and is named as the CAST is written.
+fn named_casts(
+    args: Vec<datafusion::logical_expr::Expr>,
+) -> Result<Vec<datafusion::logical_expr::Expr>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::Expr;
+    let named = Arc::new(ScalarUDF::from(NamedCast {
+        signature: Signature::user_defined(Volatility::Immutable),
+    }));
+    args.into_iter()
+        .map(|arg| {
+            arg.transform_up(|e| {
+                Ok(match e {
+                    Expr::Cast(_) | Expr::TryCast(_) => Transformed::yes(Expr::ScalarFunction(
+                        datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                            Arc::clone(&named),
+                            vec![e],
+                        ),
+                    )),
+                    e => Transformed::no(e),
+                })
+            })
+            .map(|t| t.data)
+        })
+        .collect()
+}
+
+/// Its one argument as it is, named as that argument is written (see
+/// [`named_casts`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NamedCast {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NamedCast {
+    fn name(&self) -> &str {
+        "named_cast"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
+        Ok(args.iter().map(ToString::to_string).collect())
+    }
+
+    fn display_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
+        self.schema_name(args)
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(args.to_vec())
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [t] => Ok(t.clone()),
+            _ => plan_err!("named_cast takes one argument, not {args:?}"),
+        }
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<FieldRef> {
+        match args.arg_fields {
+            [f] => Ok(Arc::new(f.as_ref().clone().with_name(self.name()))),
+            _ => plan_err!("named_cast takes one argument"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[..] {
+            [value] => Ok(value.clone()),
+            _ => plan_err!("named_cast takes one argument"),
+        }
     }
 }
 
