@@ -2303,6 +2303,82 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         "`count(DISTINCT x)`",
     ),
     (&["variance_samp"], "another engine's", "`var_samp(x)`"),
+    (
+        &["list_value", "list_pack"],
+        "DuckDB's",
+        "`make_array(x, y)`",
+    ),
+    (
+        &["struct_pack"],
+        "DuckDB's",
+        "`named_struct('a', x, 'b', y)`, and a field is `st['a']`",
+    ),
+    (
+        &["add_months"],
+        "another engine's",
+        "`d + INTERVAL '1 month'` (from the 31st, the next month's last day)",
+    ),
+    (&["nullifzero"], "Snowflake's", "`NULLIF(x, 0)`"),
+    (&["mid"], "MySQL's", "`substr(s, 2, 3)`"),
+    (
+        &["convert_timezone", "from_utc_timestamp"],
+        "another engine's",
+        "`event_timestamp AT TIME ZONE 'America/New_York'`, the time in that zone",
+    ),
+    (
+        &["date_from_parts", "datefromparts"],
+        "another engine's",
+        "`make_date(2024, 3, 15)`",
+    ),
+    (
+        &["time_slice"],
+        "Snowflake's",
+        "`date_bin(INTERVAL '1 hour', ts)`, the start of the hour (or other width) a time is in",
+    ),
+    (
+        &[
+            "to_number",
+            "try_to_number",
+            "to_numeric",
+            "to_decimal",
+            "try_to_decimal",
+            "to_double",
+            "try_to_double",
+        ],
+        "another engine's",
+        "`TRY_CAST(s AS DECIMAL(18, 2))` or `TRY_CAST(s AS DOUBLE)`, NULL for text that is no \
+         number (`CAST` fails on it)",
+    ),
+    (
+        &["isnumeric"],
+        "another engine's",
+        "`TRY_CAST(s AS DOUBLE) IS NOT NULL`",
+    ),
+    (
+        &["to_varchar"],
+        "another engine's",
+        "`CAST(x AS VARCHAR)`, or `to_char(ts, '%Y-%m-%d')` to write a time",
+    ),
+    (&["try_convert"], "SQL Server's", "`TRY_CAST(s AS INT)`"),
+    (&["char"], "another engine's", "`chr(x)`"),
+    (
+        &["unicode"],
+        "another engine's",
+        "`ascii(s)`, the code point of the first character",
+    ),
+    (&["replicate"], "SQL Server's", "`repeat(s, x)`"),
+    (&["ceiling"], "another engine's", "`ceil(x)`"),
+    (
+        &["pmod"],
+        "Spark's",
+        "`((x % y) + y) % y`, a remainder that is never negative",
+    ),
+    (
+        &["sequence"],
+        "Spark's",
+        "`range(x, y + 1)` or `generate_series(x, y)`, the array from x to y",
+    ),
+    (&["slice"], "another engine's", "`array_slice(arr, 1, 2)`"),
 ];
 
 /// What does an as-of join's job here.
