@@ -2481,6 +2481,18 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
              for it after `JOIN ... USING ({column})` too)"
         );
     }
+    // A column and a CAST of it both in GROUP BY: DataFusion 55 names a
+    // CAST as its value, so the two group keys are one name twice, and an
+    // alias does not part them.
+    if text.contains("Optimizer rule 'eliminate_group_by_constant' failed")
+        && text.contains("Projections require unique expression names")
+    {
+        return format!(
+            "{text} (a column and a CAST of it in GROUP BY are one name twice in DataFusion 55, \
+             aliased or not: group by the column alone, `GROUP BY x`, and cast it in the \
+             SELECT list, `SELECT x, CAST(x AS VARCHAR) AS v`)"
+        );
+    }
     // A subquery that yields one value and refers to the outer query with
     // more than `=`: DataFusion plans it and cannot run it.
     if text.contains("Physical plan does not support logical expression ScalarSubquery") {
@@ -4144,6 +4156,25 @@ mod tests {
             "{}",
             planning_error(&e)
         );
+        // A column and a CAST of it in GROUP BY say to group by the column
+        // alone, and that runs.
+        let said = planning_error(
+            &run_error("SELECT x, CAST(x AS VARCHAR) AS v, count(*) FROM t GROUP BY x, v").await,
+        );
+        assert!(
+            said.ends_with(
+                "(a column and a CAST of it in GROUP BY are one name twice in DataFusion 55, \
+                 aliased or not: group by the column alone, `GROUP BY x`, and cast it in the \
+                 SELECT list, `SELECT x, CAST(x AS VARCHAR) AS v`)"
+            ),
+            "{said}"
+        );
+        ctx.sql("SELECT x, CAST(x AS VARCHAR) AS v, count(*) FROM t GROUP BY x")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         // An outer column in an `unnest` in FROM, or in a LATERAL subquery
         // other than in `=`, is named without its debug dump, and the
         // SELECT-list unnest it points to runs.
