@@ -743,6 +743,20 @@ fn timestamp(raw: Option<Raw<'_>>, naive: NaiveTimestamps) -> Result<i64, Reject
                     ),
                 )
             }
+            // Python's `str(time.time())`, as a string.
+            TimestampError::Invalid(_) if fractional_epoch_seconds(&s).is_some() => {
+                let us = fractional_epoch_seconds(&s).unwrap_or_default();
+                Rejection::new(
+                    Reason::InvalidTimestamp,
+                    format!(
+                        "`event_timestamp` {text} is not an RFC 3339 timestamp: epoch seconds \
+                         with a fraction in a string, which is {} (send that, or {} as a JSON \
+                         integer, unquoted, which evlake reads as epoch milliseconds)",
+                        time::format_micros(us),
+                        us.div_euclid(1_000)
+                    ),
+                )
+            }
             TimestampError::Invalid(why) => Rejection::new(
                 Reason::InvalidTimestamp,
                 format!("`event_timestamp` {text} is not an RFC 3339 timestamp: {why}"),
@@ -2645,6 +2659,18 @@ mod tests {
         assert!(
             detail("1710513000123456789")
                 .contains("as epoch nanoseconds is 2024-03-15T14:30:00.123456Z")
+        );
+        // Epoch seconds with a fraction, as a string (Python's
+        // `str(time.time())`).
+        assert_eq!(
+            detail("1710513000.5"),
+            "`event_timestamp` \"1710513000.5\" is not an RFC 3339 timestamp: epoch seconds \
+             with a fraction in a string, which is 2024-03-15T14:30:00.500Z (send that, or \
+             1710513000500 as a JSON integer, unquoted, which evlake reads as epoch \
+             milliseconds)"
+        );
+        assert!(
+            detail("12.5").ends_with("is not an RFC 3339 timestamp: too short for a date-time")
         );
         // No unit of this era: the plain message.
         for ts in ["20240315", "99999999999999999999", "12"] {
