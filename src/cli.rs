@@ -219,6 +219,35 @@ fn dash_value(e: clap::Error) -> clap::Error {
     )
 }
 
+/// Clap's error for `--json` given to a command whose output format is
+/// `--format` (query, tables, history, lateness: the writing commands and
+/// `status` take `--json`), with the flag that does it.
+fn json_flag(e: clap::Error, args: &[std::ffi::OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument
+        || !matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::String(a)) if a == "--json")
+    {
+        return e;
+    }
+    let cli = command();
+    let formatted = args.iter().skip(1).find_map(|a| {
+        let c = cli.find_subcommand(a.to_str()?)?;
+        c.get_arguments()
+            .any(|f| f.get_long() == Some("format"))
+            .then(|| c.get_name().to_string())
+    });
+    match formatted {
+        Some(name) => clap::Error::raw(
+            ErrorKind::UnknownArgument,
+            format!(
+                "unexpected argument '--json' found: `evlake {name}` writes JSON with `--format \
+                 json` (JSON Lines, one object per row)\n"
+            ),
+        ),
+        None => e,
+    }
+}
+
 /// [`parse_from`], reading the variables that stand in for flags with
 /// `env`. A variable that is set but empty or not a value of its flag is
 /// an error naming the variable, unless the flag is on the command line,
@@ -238,9 +267,10 @@ where
         .filter_map(|&(id, var)| Some((id, var, env_problem(id, &env(var)?)?)))
         .collect();
     let ids: Vec<&str> = bad.iter().map(|(id, _, _)| *id).collect();
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
     let matches = command_without_env(&ids)
-        .try_get_matches_from(args)
-        .map_err(dash_value)?;
+        .try_get_matches_from(&args)
+        .map_err(|e| json_flag(dash_value(e), &args))?;
     for (id, var, problem) in &bad {
         let given = |m: &clap::ArgMatches| m.value_source(id) == Some(ValueSource::CommandLine);
         let on_line = given(&matches) || matches.subcommand().is_some_and(|(_, m)| given(m));
@@ -401,6 +431,34 @@ mod tests {
             e.to_string().contains("unexpected argument '--formt'"),
             "{e}"
         );
+        // `--json` where the output is `--format json` says so; where no
+        // command takes it, it is clap's error.
+        for (args, name) in [
+            (&["evlake", "query", "SELECT 1", "--json"][..], "query"),
+            (&["evlake", "--lake", "x", "tables", "--json"][..], "tables"),
+            (&["evlake", "history", "--json", "acct-1"][..], "history"),
+            (
+                &["evlake", "lateness", "--by", "batch", "--json"][..],
+                "lateness",
+            ),
+        ] {
+            let e = parse_from(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "error: unexpected argument '--json' found: `evlake {name}` writes JSON with \
+                     `--format json` (JSON Lines, one object per row)\n"
+                )
+            );
+        }
+        let e = parse_from(["evlake", "generate", "--out", "g", "--json"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unexpected argument '--json' found\n"),
+            "{e}"
+        );
+        assert!(parse_from(["evlake", "status", "--json"]).is_ok());
         let cli = parse_from(["evlake", "--lock-wait", "1m", "query", "select 1"]).unwrap();
         assert_eq!(cli.lock_wait, Some(60_000_000));
         let cli = parse_from(["evlake", "query", "--lake", "y", "select 1"]).unwrap();
