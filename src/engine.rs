@@ -2381,6 +2381,47 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
     (&["slice"], "another engine's", "`array_slice(arr, 1, 2)`"),
 ];
 
+/// Errors of SQL that DataFusion does not take (what its message says),
+/// and what does the job.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "ANY in LIKE expression",
+        "`x LIKE ANY (...)`; in DataFusion, one LIKE per pattern, `s LIKE 'a%' OR s LIKE 'b%'`, \
+         or one regular expression, `regexp_like(s, '^(a|b)')`",
+    ),
+    (
+        "wildcard * with RENAME not supported",
+        "in DataFusion: `SELECT * EXCLUDE (event_id), event_id AS id`",
+    ),
+    (
+        "UNNEST with ordinality is not supported",
+        "number the elements in the SELECT list: `SELECT unnest(arr) AS x, \
+         unnest(generate_series(1, cardinality(arr))) AS n FROM t`",
+    ),
+    (
+        "not implemented: LATERAL VIEWS",
+        "Hive's `LATERAL VIEW explode(arr)`; in DataFusion, `unnest(arr)` in the SELECT list, \
+         a row per element: `SELECT x, unnest(arr) AS v FROM t`",
+    ),
+    (
+        "not implemented: CLUSTER BY",
+        "Hive's; in DataFusion: `ORDER BY`",
+    ),
+    (
+        "not implemented: SORT BY",
+        "Hive's; in DataFusion: `ORDER BY`",
+    ),
+    (
+        "Cannot infer common type for bitwise operation Boolean BIT_XOR Boolean",
+        "for two booleans, XOR is `a <> b`",
+    ),
+    (
+        "found: # at ",
+        "`#` begins no comment in DataFusion's SQL: `--` does, to the end of the line, and \
+         `/* ... */`",
+    ),
+];
+
 /// What does an as-of join's job here.
 const ASOF: &str = "a join on the key with `r.ts <= l.ts`, then the latest match of each left \
                     row: `QUALIFY row_number() OVER (PARTITION BY l.event_id ORDER BY r.ts DESC) \
@@ -2532,8 +2573,14 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
     // A FROM clause DataFusion parses and does not plan: its message
     // carries the parsed clause's debug dump, some 3,000 characters.
     if let Some((before, rest)) = text.split_once("Unsupported ast node ") {
+        // An expression's message puts its place first.
+        let rest = rest.strip_prefix("in sqltorel: ").unwrap_or(rest);
         let node: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
         let instead = match node.as_str() {
+            "RLike" => {
+                " (MySQL's and Spark's `REGEXP` and `RLIKE`; in DataFusion: `regexp_like(x, \
+                 'pattern')`, or `x ~ 'pattern'`)"
+            }
             "Pivot" => {
                 " (`PIVOT`; in DataFusion, one aggregate per value: `SELECT user_id, count(*) \
                  FILTER (WHERE event_type = 'search') AS search, count(*) FILTER (WHERE \
@@ -2577,6 +2624,42 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
             }
         };
         return format!("{before}Unsupported JOIN operator {operator} (in DataFusion: {instead})");
+    }
+    // A type another engine names (BigQuery's INT64, Snowflake's
+    // TIMESTAMP_NTZ, DuckDB's HUGEINT), and what DataFusion calls it.
+    if let Some((_, name)) = text.split_once("Unsupported SQL type ") {
+        let base = name
+            .split(['(', ' '])
+            .next()
+            .unwrap_or(name)
+            .to_ascii_uppercase();
+        let instead = match base.as_str() {
+            "INT64" | "LONG" => "`BIGINT`",
+            "FLOAT64" => "`DOUBLE`",
+            "BIGNUMERIC" | "HUGEINT" | "NUMBER" => {
+                "`DECIMAL(38, 0)`, or `DECIMAL(p, s)` for a fraction"
+            }
+            "MONEY" => "`DECIMAL(18, 2)`",
+            "BYTES" | "BLOB" => "`BYTEA`",
+            "JSON" | "VARIANT" => {
+                "`VARCHAR`: JSON is text here, read with `json_get_str(j, 'key')` and its kin"
+            }
+            "DATETIME" | "TIMESTAMP_NTZ" | "TIMESTAMP_LTZ" => "`TIMESTAMP`",
+            "NVARCHAR" | "UUID" => "`VARCHAR`",
+            "UBIGINT" => "`BIGINT UNSIGNED`",
+            _ => {
+                "`BIGINT`, `INT`, `SMALLINT`, `DOUBLE`, `REAL`, `DECIMAL(p, s)`, `VARCHAR`, \
+                 `BOOLEAN`, `DATE`, `TIMESTAMP`, `INTERVAL` or `BYTEA`"
+            }
+        };
+        return format!("{text} (in DataFusion: {instead})");
+    }
+    // Clauses and forms DataFusion's SQL does not take, and what does their
+    // job.
+    for (says, instead) in UNSUPPORTED {
+        if text.contains(says) {
+            return format!("{text} ({instead})");
+        }
     }
     // DuckDB's table functions, given a path under the lake.
     if let Some((_, rest)) = text.split_once("table function '")
@@ -4156,6 +4239,113 @@ mod tests {
             "{}",
             planning_error(&e)
         );
+        // Clauses, operators and types of other engines' SQL say what does
+        // their job, and that runs.
+        for (sql, says, runs) in [
+            (
+                "SELECT x FROM t WHERE s LIKE ANY ('a%', 'b%')",
+                "`s LIKE 'a%' OR s LIKE 'b%'`, or one regular expression, `regexp_like(s, \
+                 '^(a|b)')`)",
+                "SELECT x FROM t WHERE s LIKE 'a%' OR s LIKE 'b%' OR regexp_like(s, '^(a|b)')",
+            ),
+            (
+                "SELECT * RENAME (x AS id) FROM t",
+                "(in DataFusion: `SELECT * EXCLUDE (event_id), event_id AS id`)",
+                "SELECT * EXCLUDE (x), x AS id FROM t",
+            ),
+            (
+                "SELECT * FROM unnest(make_array(1, 2)) WITH ORDINALITY",
+                "`SELECT unnest(arr) AS x, unnest(generate_series(1, cardinality(arr))) AS n FROM t`)",
+                "SELECT unnest(arr) AS x, unnest(generate_series(1, cardinality(arr))) AS n FROM t",
+            ),
+            (
+                "SELECT x, v FROM t LATERAL VIEW explode(arr) u AS v",
+                "a row per element: `SELECT x, unnest(arr) AS v FROM t`)",
+                "SELECT x, unnest(arr) AS v FROM t",
+            ),
+            (
+                "SELECT x FROM t CLUSTER BY x",
+                "(Hive's; in DataFusion: `ORDER BY`)",
+                "SELECT x FROM t ORDER BY x",
+            ),
+            (
+                "SELECT x FROM t SORT BY x",
+                "(Hive's; in DataFusion: `ORDER BY`)",
+                "SELECT x FROM t ORDER BY x",
+            ),
+            (
+                "SELECT condition XOR condition FROM t",
+                "(for two booleans, XOR is `a <> b`)",
+                "SELECT condition <> condition FROM t",
+            ),
+            (
+                "SELECT x FROM t # why",
+                "(`#` begins no comment in DataFusion's SQL: `--` does, to the end of the line, \
+                 and `/* ... */`)",
+                "SELECT x FROM t -- why",
+            ),
+            (
+                "SELECT x FROM t WHERE s RLIKE '^2024'",
+                "Unsupported SQL: RLike (MySQL's and Spark's `REGEXP` and `RLIKE`; in \
+                 DataFusion: `regexp_like(x, 'pattern')`, or `x ~ 'pattern'`)",
+                "SELECT x FROM t WHERE regexp_like(s, '^2024') AND s ~ '^2024'",
+            ),
+            (
+                "SELECT CAST(x AS INT64) FROM t",
+                "Unsupported SQL type INT64 (in DataFusion: `BIGINT`)",
+                "SELECT CAST(x AS BIGINT) FROM t",
+            ),
+            (
+                "SELECT CAST(x AS FLOAT64) FROM t",
+                "(in DataFusion: `DOUBLE`)",
+                "SELECT CAST(x AS DOUBLE) FROM t",
+            ),
+            (
+                "SELECT CAST(x AS HUGEINT) FROM t",
+                "(in DataFusion: `DECIMAL(38, 0)`, or `DECIMAL(p, s)` for a fraction)",
+                "SELECT CAST(x AS DECIMAL(38, 0)) FROM t",
+            ),
+            (
+                "SELECT TRY_CAST(s AS TIMESTAMP_NTZ) FROM t",
+                "(in DataFusion: `TIMESTAMP`)",
+                "SELECT TRY_CAST(s AS TIMESTAMP) FROM t",
+            ),
+            (
+                "SELECT CAST(properties AS JSON) FROM t",
+                "(in DataFusion: `VARCHAR`: JSON is text here, read with `json_get_str(j, \
+                 'key')` and its kin)",
+                "SELECT json_get_str(CAST(properties AS VARCHAR), 'a') FROM t",
+            ),
+            (
+                "SELECT CAST(x AS UBIGINT) FROM t",
+                "(in DataFusion: `BIGINT UNSIGNED`)",
+                "SELECT CAST(x AS BIGINT UNSIGNED) FROM t",
+            ),
+            (
+                "SELECT CAST(s AS BYTES) FROM t",
+                "(in DataFusion: `BYTEA`)",
+                "SELECT CAST(s AS BYTEA) FROM t",
+            ),
+            (
+                "SELECT CAST(x AS SERIAL) FROM t",
+                "(in DataFusion: `BIGINT`, `INT`, `SMALLINT`, `DOUBLE`, `REAL`, `DECIMAL(p, s)`, \
+                 `VARCHAR`, `BOOLEAN`, `DATE`, `TIMESTAMP`, `INTERVAL` or `BYTEA`)",
+                "SELECT CAST(x AS INT) FROM t",
+            ),
+        ] {
+            let said = match ctx.sql(sql).await {
+                Err(e) => planning_error(&e),
+                Ok(df) => planning_error(&df.collect().await.unwrap_err()),
+            };
+            assert!(said.ends_with(says), "{sql}: {said}");
+            assert!(said.len() < 500, "{said}");
+            ctx.sql(runs)
+                .await
+                .unwrap_or_else(|e| panic!("{runs}: {e}"))
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{runs}: {e}"));
+        }
         // A column and a CAST of it in GROUP BY say to group by the column
         // alone, and that runs.
         let said = planning_error(
