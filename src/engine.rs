@@ -861,8 +861,9 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 ///   `SIMILAR TO` (`similar_to`), a `RANGE` frame over a date or time
 ///   with a bare number (`range_in_months`), a duration or interval
 ///   compared across months, days and the rest
-///   (`duration_against_days`), and a time zone that is none
-///   (`unknown_zone`);
+///   (`duration_against_days`), a time zone that is none
+///   (`unknown_zone`), and a window function in WHERE, HAVING or ON,
+///   which DataFusion plans and fails to run (`window_in_filter`);
 /// - a time formatted with a literal format that has no `%` code
 ///   (`date_format(ts, 'yyyy-MM')`, as Spark and Java write one, or
 ///   PostgreSQL's `to_char(ts, 'YYYY-MM-DD')`): DataFusion's formats are
@@ -876,6 +877,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| duration_against_days(df.logical_plan()))
         .or_else(|| date_plus_hours(df.logical_plan()))
         .or_else(|| caret_xor(df.logical_plan()))
+        .or_else(|| window_in_filter(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
@@ -1416,6 +1418,45 @@ fn first_expr_problem(
         })
     });
     found
+}
+
+/// A window function in WHERE, HAVING or a join's ON, which SQL computes
+/// before any window (PostgreSQL: "window functions are not allowed in
+/// WHERE"): DataFusion 55 plans it and fails as it runs, with the
+/// function's debug dump. What to write: QUALIFY, or an outer query.
+fn window_in_filter(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, LogicalPlan};
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let condition = match node {
+            LogicalPlan::Filter(f) => Some(&f.predicate),
+            LogicalPlan::Join(j) => j.filter.as_ref(),
+            _ => None,
+        };
+        if let Some(condition) = condition {
+            let _ = condition.apply(|e| {
+                if let Expr::WindowFunction(w) = e {
+                    found = Some(w.fun.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found.map(|name| {
+        format!(
+            "a window function, `{name}(...) OVER (...)`, in WHERE, HAVING or a join's ON, \
+             which SQL computes before any window: filter on it with QUALIFY, `SELECT * FROM \
+             events QUALIFY source_line > avg(source_line) OVER ()`, or in an outer query, `SELECT \
+             * FROM (SELECT *, avg(source_line) OVER () AS a FROM events) WHERE source_line > a`"
+        )
+    })
 }
 
 /// `x ^ y`, which DataFusion 55 reads as bitwise XOR (MySQL's meaning),
@@ -2569,6 +2610,30 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
              e.n ... GROUP BY`, and unnest an array in the SELECT list, `SELECT unnest(t.a) AS \
              v FROM t`"
         );
+    }
+    // EXISTS or IN (subquery) outside WHERE, and an aggregate in a join's
+    // ON: planned, and not run; the message dumps the expression.
+    if let Some((before, rest)) =
+        text.split_once("Physical plan does not support logical expression ")
+    {
+        let node: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+        let instead = match node.as_str() {
+            "Exists" | "InSubquery" => {
+                "EXISTS or IN (subquery) outside WHERE (in the SELECT list, a CASE or a join's \
+                 ON) does not run in DataFusion 55: count instead, `(SELECT count(*) FROM \
+                 purchases p WHERE p.user_id = e.user_id) > 0`, or LEFT JOIN the subquery's rows \
+                 and test `p.user_id IS NOT NULL`"
+            }
+            "AggregateFunction" => {
+                "an aggregate in a join's ON does not run: aggregate in a subquery, then join \
+                 its rows, `JOIN (SELECT user_id, count(*) AS n FROM sessions GROUP BY user_id) \
+                 s ON s.user_id = e.user_id AND s.n > 1`"
+            }
+            _ => "",
+        };
+        if !instead.is_empty() {
+            return format!("{before}{instead}");
+        }
     }
     // A FROM clause DataFusion parses and does not plan: its message
     // carries the parsed clause's debug dump, some 3,000 characters.
@@ -4345,6 +4410,61 @@ mod tests {
                 .collect()
                 .await
                 .unwrap_or_else(|e| panic!("{runs}: {e}"));
+        }
+        // EXISTS or IN (subquery) outside WHERE, and an aggregate in ON, are
+        // named without their debug dump, with what runs instead.
+        for (sql, says) in [
+            (
+                "SELECT x, CASE WHEN EXISTS (SELECT 1 FROM t AS b WHERE b.y = a.y) THEN 1 END \
+                 FROM t AS a",
+                "This feature is not implemented: EXISTS or IN (subquery) outside WHERE",
+            ),
+            (
+                "SELECT x, x IN (SELECT y FROM t) AS found FROM t",
+                "This feature is not implemented: EXISTS or IN (subquery) outside WHERE",
+            ),
+            (
+                "SELECT count(*) FROM t AS a JOIN t AS b ON a.x = b.x AND count(*) > 1",
+                "This feature is not implemented: an aggregate in a join's ON does not run",
+            ),
+        ] {
+            let said = planning_error(&run_error(sql).await);
+            assert!(said.starts_with(says) && said.len() < 400, "{sql}: {said}");
+        }
+        for sql in [
+            "SELECT x, (SELECT count(*) FROM t AS b WHERE b.y = a.y) > 0 AS found FROM t AS a",
+            "SELECT count(*) FROM t AS a JOIN (SELECT y, count(*) AS n FROM t GROUP BY y) s ON \
+             s.y = a.y AND s.n > 0",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        // A window function in WHERE, HAVING or ON is refused as it plans,
+        // saying to filter with QUALIFY or in an outer query; both run.
+        for sql in [
+            "SELECT x FROM t WHERE x > avg(x) OVER ()",
+            "SELECT count(*) FROM t HAVING row_number() OVER () = 1",
+            "SELECT a.x FROM t AS a JOIN t AS b ON a.x = b.x AND row_number() OVER () = 1",
+            "SELECT x FROM t WHERE x IN (SELECT y FROM t WHERE y > avg(y) OVER ())",
+        ] {
+            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                said.starts_with("Error during planning: a window function, `")
+                    && said.contains("(...) OVER (...)`, in WHERE, HAVING or a join's ON, which SQL computes before any window: filter on it with QUALIFY"),
+                "{sql}: {said}"
+            );
+        }
+        for sql in [
+            "SELECT * FROM t QUALIFY x > avg(x) OVER ()",
+            "SELECT * FROM (SELECT *, avg(x) OVER () AS a FROM t) WHERE x > a",
+        ] {
+            checked_plan(sql, ctx.sql(sql).await.unwrap())
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
         }
         // A column and a CAST of it in GROUP BY say to group by the column
         // alone, and that runs.
