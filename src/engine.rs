@@ -2457,6 +2457,12 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "for two booleans, XOR is `a <> b`",
     ),
     (
+        "Unnest should be rewritten to LogicalPlan::Unnest before type coercion",
+        "`unnest` in WHERE or inside another function's call: unnest in a subquery's SELECT \
+         list first, `SELECT count(v) FROM (SELECT unnest(arr) AS v FROM t)`, or test an \
+         element with `array_has(arr, 1)`",
+    ),
+    (
         "found: # at ",
         "`#` begins no comment in DataFusion's SQL: `--` does, to the end of the line, and \
          `/* ... */`",
@@ -4342,6 +4348,17 @@ mod tests {
                 "SELECT condition XOR condition FROM t",
                 "(for two booleans, XOR is `a <> b`)",
                 "SELECT condition <> condition FROM t",
+            ),
+            (
+                "SELECT x FROM t WHERE unnest(arr) = 1",
+                "or test an element with `array_has(arr, 1)`)",
+                "SELECT x FROM t WHERE array_has(arr, 1)",
+            ),
+            (
+                "SELECT count(unnest(arr)) FROM t",
+                "`SELECT count(v) FROM (SELECT unnest(arr) AS v FROM t)`, or test an element \
+                 with `array_has(arr, 1)`)",
+                "SELECT count(v) FROM (SELECT unnest(arr) AS v FROM t)",
             ),
             (
                 "SELECT x FROM t # why",
