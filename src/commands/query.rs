@@ -738,7 +738,26 @@ fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -
                     ),
                 )
             }),
-        Format::Json | Format::Table => None,
+        // A JSON object's keys are text: arrow's JSON writer fails on a map
+        // whose keys are not (`map([1], [2])`).
+        Format::Json => first(|t| {
+            matches!(t, DataType::Map(entries, _) if matches!(
+                entries.data_type(),
+                DataType::Struct(kv) if kv.first().is_some_and(|k| !matches!(
+                    k.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ))
+            ))
+        })
+        .map(|f| {
+            (
+                f,
+                "a JSON object's keys are text and this map's are not; use --format parquet, \
+                 which keeps it as it is, or --format table"
+                    .to_string(),
+            )
+        }),
+        Format::Table => None,
     };
     match cannot {
         Some((f, instead)) => usage(format!(

@@ -842,6 +842,38 @@ fn a_column_the_format_cannot_hold_is_refused_before_any_output() {
         2,
         "--format json cannot hold column `ps` (a JSON member as `->` gives it",
     );
+    // JSON holds a map whose keys are text, and not one whose keys are
+    // numbers (arrow's writer failed, exit 1), alone or in a list.
+    let o = run(
+        &lake,
+        &["query", "SELECT map(['a'], [1]) AS m", "--format", "json"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "{\"m\":{\"a\":1}}\n");
+    for (column, t) in [
+        ("map([1], [2]) AS m", "`m` (Map("),
+        ("make_array(map([1], [2])) AS ms", "`ms` (List(Map("),
+    ] {
+        let o = run(
+            &lake,
+            &[
+                "query",
+                &format!("SELECT event_id, {column} FROM bronze_events"),
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("--format json cannot hold column {t}"))
+                && stderr(&o).contains(
+                    "a JSON object's keys are text and this map's are not; use --format \
+                     parquet, which keeps it as it is, or --format table"
+                ),
+            "{}",
+            stderr(&o)
+        );
+        assert!(o.stdout.is_empty(), "{} bytes", o.stdout.len());
+    }
     // Nor can Parquet hold an interval of months, days and nanoseconds,
     // alone or in a list: refused before its first bytes (a 4-byte file
     // and a hint about damaged files, before).
