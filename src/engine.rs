@@ -3528,6 +3528,15 @@ mod tests {
 | 2 | 1 | 1.0 |
 +---+---+-----+"
         );
+        // A CAST of a CAST is named as written, once.
+        let nested = ctx
+            .sql("SELECT max(CAST(CAST(x AS INT) AS DOUBLE)) FROM t")
+            .await
+            .unwrap();
+        assert_eq!(
+            nested.schema().field(0).name(),
+            "max(CAST(CAST(t.x AS Int32) AS Float64))"
+        );
     }
 
     /// An integer `+`, `-` or `*` beyond its type's range fails, where

@@ -263,21 +263,27 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
 fn named_casts(
     args: Vec<datafusion::logical_expr::Expr>,
 ) -> Result<Vec<datafusion::logical_expr::Expr>> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Expr;
     let named = Arc::new(ScalarUDF::from(NamedCast {
         signature: Signature::user_defined(Volatility::Immutable),
     }));
     args.into_iter()
         .map(|arg| {
-            arg.transform_up(|e| {
+            // The outermost CAST of each branch: its name writes the CASTs
+            // inside it.
+            arg.transform_down(|e| {
                 Ok(match e {
-                    Expr::Cast(_) | Expr::TryCast(_) => Transformed::yes(Expr::ScalarFunction(
-                        datafusion::logical_expr::expr::ScalarFunction::new_udf(
-                            Arc::clone(&named),
-                            vec![e],
+                    Expr::Cast(_) | Expr::TryCast(_) => Transformed::new(
+                        Expr::ScalarFunction(
+                            datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                                Arc::clone(&named),
+                                vec![e],
+                            ),
                         ),
-                    )),
+                        true,
+                        TreeNodeRecursion::Jump,
+                    ),
                     e => Transformed::no(e),
                 })
             })
