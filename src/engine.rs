@@ -2463,6 +2463,12 @@ const UNSUPPORTED: &[(&str, &str)] = &[
          element with `array_has(arr, 1)`",
     ),
     (
+        "subquery can only be used in",
+        "a subquery in ORDER BY (or another clause DataFusion 55 does not run one in): compute \
+         it in the SELECT list and order by its name, `SELECT x, (SELECT count(*) FROM t AS b \
+         WHERE b.y = a.y) > 0 AS found FROM t AS a ORDER BY found`",
+    ),
+    (
         "found: # at ",
         "`#` begins no comment in DataFusion's SQL: `--` does, to the end of the line, and \
          `/* ... */`",
@@ -4368,6 +4374,19 @@ mod tests {
                 "`SELECT count(v) FROM (SELECT unnest(arr) AS v FROM t)`, or test an element \
                  with `array_has(arr, 1)`)",
                 "SELECT count(v) FROM (SELECT unnest(arr) AS v FROM t)",
+            ),
+            (
+                "SELECT x FROM t AS a ORDER BY EXISTS (SELECT 1 FROM t AS b WHERE b.y = a.y)",
+                "`SELECT x, (SELECT count(*) FROM t AS b WHERE b.y = a.y) > 0 AS found FROM t AS \
+                 a ORDER BY found`)",
+                "SELECT x, (SELECT count(*) FROM t AS b WHERE b.y = a.y) > 0 AS found FROM t AS a \
+                 ORDER BY found",
+            ),
+            (
+                "SELECT x FROM t AS a ORDER BY (SELECT count(*) FROM t AS b WHERE b.y = a.y)",
+                "`SELECT x, (SELECT count(*) FROM t AS b WHERE b.y = a.y) > 0 AS found FROM t AS \
+                 a ORDER BY found`)",
+                "SELECT x FROM t ORDER BY x",
             ),
             (
                 "SELECT x FROM t # why",
