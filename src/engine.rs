@@ -2469,6 +2469,11 @@ const UNSUPPORTED: &[(&str, &str)] = &[
          WHERE b.y = a.y) > 0 AS found FROM t AS a ORDER BY found`",
     ),
     (
+        "Dot access not supported for non-string expr",
+        "read a field of a struct with brackets, `st['a']`, or name its table first, \
+         `t.st.a`; `struct(x, y)` names its fields c0, c1, ...",
+    ),
+    (
         "found: # at ",
         "`#` begins no comment in DataFusion's SQL: `--` does, to the end of the line, and \
          `/* ... */`",
@@ -4387,6 +4392,13 @@ mod tests {
                 "`SELECT x, (SELECT count(*) FROM t AS b WHERE b.y = a.y) > 0 AS found FROM t AS \
                  a ORDER BY found`)",
                 "SELECT x FROM t ORDER BY x",
+            ),
+            (
+                "SELECT (st).a FROM (SELECT named_struct('a', x) AS st FROM t)",
+                "(read a field of a struct with brackets, `st['a']`, or name its table first, \
+                 `t.st.a`; `struct(x, y)` names its fields c0, c1, ...)",
+                "SELECT st['a'] AS a, q.st.a AS b, struct(x, y)['c0'] AS c FROM (SELECT \
+                 named_struct('a', x) AS st, x, y FROM t) AS q",
             ),
             (
                 "SELECT x FROM t # why",
