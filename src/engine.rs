@@ -862,8 +862,10 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 ///   with a bare number (`range_in_months`), a duration or interval
 ///   compared across months, days and the rest
 ///   (`duration_against_days`), a time zone that is none
-///   (`unknown_zone`), and a window function in WHERE, HAVING or ON,
-///   which DataFusion plans and fails to run (`window_in_filter`);
+///   (`unknown_zone`), a window function in WHERE, HAVING or ON,
+///   which DataFusion plans and fails to run (`window_in_filter`), and
+///   a `RANGE` offset over a time of day, duration, struct or bytes
+///   (`range_over_unrangeable`);
 /// - a time formatted with a literal format that has no `%` code
 ///   (`date_format(ts, 'yyyy-MM')`, as Spark and Java write one, or
 ///   PostgreSQL's `to_char(ts, 'YYYY-MM-DD')`): DataFusion's formats are
@@ -874,6 +876,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| constant_in_subquery(df.logical_plan()))
         .or_else(|| similar_to(df.logical_plan()))
         .or_else(|| range_in_months(df.logical_plan()))
+        .or_else(|| range_over_unrangeable(df.logical_plan()))
         .or_else(|| duration_against_days(df.logical_plan()))
         .or_else(|| date_plus_hours(df.logical_plan()))
         .or_else(|| caret_xor(df.logical_plan()))
@@ -885,6 +888,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
     checked_formats(df)
         .and_then(with_full_times)
         .and_then(with_checked_arithmetic)
+        .and_then(with_peer_frames)
 }
 
 /// `time`, a timestamp literal written as PostgreSQL, DuckDB and Spark
@@ -1331,6 +1335,124 @@ fn range_in_months(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Strin
                     return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
+/// Can DataFusion 55 run a `RANGE` frame over an ORDER BY of type `t`?
+/// Its type coercion's own test: numbers, text, booleans, lists, dates
+/// and timestamps (and a dictionary of one); a struct, map, bytes, time
+/// of day or duration it refuses as an internal error.
+fn rangeable(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, value) => rangeable(value),
+        t => {
+            t.is_numeric()
+                || t.is_null()
+                || matches!(
+                    t,
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Boolean
+                        | DataType::List(_)
+                        | DataType::LargeList(_)
+                        | DataType::FixedSizeList(..)
+                        | DataType::Date32
+                        | DataType::Date64
+                        | DataType::Timestamp(..)
+                )
+        }
+    }
+}
+
+/// Is `frame` a `RANGE` frame with no offset, `UNBOUNDED` or `CURRENT
+/// ROW` at both ends (the default with an ORDER BY)? It is the same rows
+/// as `GROUPS` with the same ends: up to or from the current row's peers.
+fn range_without_offset(frame: &datafusion::logical_expr::WindowFrame) -> bool {
+    use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
+    let plain = |b: &WindowFrameBound| b.is_unbounded() || *b == WindowFrameBound::CurrentRow;
+    frame.units == WindowFrameUnits::Range && plain(&frame.start_bound) && plain(&frame.end_bound)
+}
+
+/// `df` with each window's `RANGE` frame without an offset over an ORDER
+/// BY DataFusion 55 cannot range over (a struct, time of day, duration,
+/// bytes), the default frame of `count(*) OVER (ORDER BY CAST(ts AS
+/// TIME))`, as the `GROUPS` frame with the same ends, which is the same
+/// rows and needs no arithmetic on the key. DataFusion refuses it as an
+/// internal error, though it sorts by such a key.
+fn with_peer_frames(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::logical_expr::{Expr, WindowFrame, WindowFrameUnits};
+    rewritten(df, |e, typed| match e {
+        Expr::WindowFunction(f)
+            if range_without_offset(&f.params.window_frame)
+                && f.params
+                    .order_by
+                    .first()
+                    .and_then(|key| typed(&key.expr))
+                    .is_some_and(|t| !rangeable(&t)) =>
+        {
+            let mut f = f.clone();
+            let frame = &f.params.window_frame;
+            f.params.window_frame = WindowFrame::new_bounds(
+                WindowFrameUnits::Groups,
+                frame.start_bound.clone(),
+                frame.end_bound.clone(),
+            );
+            Some(Expr::WindowFunction(f))
+        }
+        _ => None,
+    })
+}
+
+/// A window's `RANGE` frame with an offset over an ORDER BY DataFusion
+/// 55 cannot range over, which its type coercion refuses as an internal
+/// error, asking for a bug report.
+fn range_over_unrangeable(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFrameUnits};
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Window(window) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = window.input.schema();
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let Expr::WindowFunction(f) = e else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let frame = &f.params.window_frame;
+                let Some(key) = f.params.order_by.first() else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                if frame.units != WindowFrameUnits::Range || range_without_offset(frame) {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                let Ok(t) = key.expr.get_type(schema) else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                if rangeable(&t) {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                let instead = match t {
+                    DataType::Time32(_)
+                    | DataType::Time64(_)
+                    | DataType::Duration(_)
+                    | DataType::Interval(_) => {
+                        "order by its seconds, `ORDER BY date_part('epoch', t)`, with the \
+                         offset in seconds (`3600 PRECEDING`), or use ROWS or GROUPS"
+                    }
+                    _ => "order by a number, text, date or timestamp, or use ROWS or GROUPS",
+                };
+                found = Some(format!(
+                    "a window frame `{frame}` over an ORDER BY of type {t}: DataFusion 55 \
+                     takes a RANGE offset only over a number, text, date or timestamp; \
+                     {instead}"
+                ));
+                Ok(TreeNodeRecursion::Stop)
             })
         })
     });
@@ -4523,6 +4645,79 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // A RANGE frame without an offset (the default with ORDER BY) over
+        // a key DataFusion cannot range over is its peers' rows, as GROUPS,
+        // and keeps its name; with an offset it is refused, saying what to
+        // order by instead.
+        for key in [
+            "named_struct('a', k)",
+            "arrow_cast(k, 'Duration(Second)')",
+            "CAST(concat('10:00:0', k) AS TIME)",
+            "arrow_cast(CAST(k AS VARCHAR), 'Binary')",
+            "map(['a'], [k])",
+        ] {
+            let sql = format!(
+                "SELECT k, count(*) OVER (ORDER BY {key}), count(*) OVER (ORDER BY {key} DESC \
+                 RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS f FROM (VALUES (1), \
+                 (1), (2)) AS v(k) ORDER BY k"
+            );
+            let df = checked_plan(&sql, ctx.sql(&sql).await.unwrap()).unwrap();
+            let name = df.schema().field(1).name().clone();
+            assert!(
+                name.starts_with("count(*) ORDER BY [")
+                    && name.ends_with("RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"),
+                "{name}"
+            );
+            let rows = df.collect().await.unwrap();
+            let table = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+                .unwrap()
+                .to_string();
+            let counts: Vec<_> = table
+                .lines()
+                .skip(3)
+                .filter(|l| l.starts_with("| "))
+                .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>()[2..4].join(","))
+                .collect();
+            assert_eq!(counts, ["2,2", "2,2", "3,3"], "{key}: {table}");
+        }
+        for (key, instead) in [
+            (
+                "CAST(ts AS TIME)",
+                "order by its seconds, `ORDER BY date_part('epoch', t)`, with the offset in \
+                 seconds (`3600 PRECEDING`), or use ROWS or GROUPS",
+            ),
+            (
+                "named_struct('a', x)",
+                "order by a number, text, date or timestamp, or use ROWS or GROUPS",
+            ),
+        ] {
+            let sql = format!(
+                "SELECT count(*) OVER (ORDER BY {key} RANGE BETWEEN INTERVAL '1 hour' PRECEDING \
+                 AND CURRENT ROW) FROM t"
+            );
+            let e = checked_plan(&sql, ctx.sql(&sql).await.unwrap())
+                .map(|_| ())
+                .unwrap_err();
+            assert!(is_usage_error(&e));
+            let said = e.to_string();
+            assert!(
+                said.starts_with(
+                    "Error during planning: a window frame `RANGE BETWEEN 1 hour PRECEDING AND \
+                     CURRENT ROW` over an ORDER BY of type "
+                ) && said.ends_with(&format!(
+                    ": DataFusion 55 takes a RANGE offset only over a number, text, date or \
+                     timestamp; {instead}"
+                )),
+                "{said}"
+            );
+        }
+        let sql = "SELECT count(*) OVER (ORDER BY date_part('epoch', CAST(ts AS TIME)) RANGE \
+                   BETWEEN 3600 PRECEDING AND CURRENT ROW) FROM t";
+        checked_plan(sql, ctx.sql(sql).await.unwrap())
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         // A column and a CAST of it in GROUP BY say to group by the column
         // alone, and that runs.
         let said = planning_error(
