@@ -891,6 +891,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| date_plus_hours(df.logical_plan()))
         .or_else(|| caret_xor(df.logical_plan()))
         .or_else(|| window_in_filter(df.logical_plan()))
+        .or_else(|| window_value_arguments(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
@@ -1575,6 +1576,49 @@ fn first_expr_problem(
         node.apply_expressions(|e| {
             e.apply(|e| {
                 found = check(e, &schema);
+                Ok(if found.is_some() {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    });
+    found
+}
+
+/// A window function `first_value`, `last_value` or `nth_value` called
+/// with other than its arguments: DataFusion 55's signature takes none,
+/// one or two for each, and then panics on none (`first_value() OVER
+/// ()`), passes over a second (Spark's skip-NULLs flag,
+/// `first_value(x, true)`, is not read), or fails as it runs.
+fn window_value_arguments(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, expr::WindowFunctionDefinition};
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let Expr::WindowFunction(w) = e else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let WindowFunctionDefinition::WindowUDF(f) = &w.fun else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let given = w.params.args.len();
+                found = match f.name() {
+                    name @ ("first_value" | "last_value") if given != 1 => Some(format!(
+                        "`{name}` over a window takes one argument, the value: `{name}(x) OVER \
+                         (...)`, given {given}; to skip NULLs (Spark's `{name}(x, true)`), \
+                         `{name}(x) IGNORE NULLS OVER (...)`"
+                    )),
+                    "nth_value" if given != 2 => Some(format!(
+                        "`nth_value` over a window takes two arguments, the value and which \
+                         row of the frame, a literal from 1: `nth_value(x, 2) OVER (...)`, \
+                         given {given}"
+                    )),
+                    _ => None,
+                };
                 Ok(if found.is_some() {
                     TreeNodeRecursion::Stop
                 } else {
@@ -4770,6 +4814,43 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // first_value, last_value and nth_value over a window with other
+        // than their arguments are refused as they plan (DataFusion 55
+        // panicked on `first_value() OVER ()` and passed over a second
+        // argument, Spark's skip-NULLs flag); the forms offered run.
+        for (sql, says) in [
+            (
+                "SELECT first_value() OVER () FROM t",
+                "`first_value` over a window takes one argument, the value: `first_value(x) \
+                 OVER (...)`, given 0; to skip NULLs (Spark's `first_value(x, true)`), \
+                 `first_value(x) IGNORE NULLS OVER (...)`",
+            ),
+            (
+                "SELECT x FROM t WHERE x IN (SELECT last_value(y, true) OVER (ORDER BY ts) FROM \
+                 t)",
+                "`last_value` over a window takes one argument, the value: `last_value(x) OVER \
+                 (...)`, given 2; to skip NULLs (Spark's `last_value(x, true)`), `last_value(x) \
+                 IGNORE NULLS OVER (...)`",
+            ),
+            (
+                "SELECT nth_value(x) OVER () FROM t",
+                "`nth_value` over a window takes two arguments, the value and which row of the \
+                 frame, a literal from 1: `nth_value(x, 2) OVER (...)`, given 1",
+            ),
+        ] {
+            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(said, format!("Error during planning: {says}"), "{sql}");
+        }
+        let sql = "SELECT first_value(maybe) IGNORE NULLS OVER (ORDER BY ts) AS f, \
+                   last_value(x) OVER () AS l, nth_value(x, 1) OVER () AS n FROM t";
+        checked_plan(sql, ctx.sql(sql).await.unwrap())
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         // A RANGE frame without an offset (the default with ORDER BY) over
         // a key DataFusion cannot range over is its peers' rows, as GROUPS,
         // and keeps its name; with an offset it is refused, saying what to
