@@ -35,7 +35,8 @@ const AFTER_HELP: &str = "Examples:
 
 Exit codes:
   0  success (including runs that quarantined lines within --max-bad-fraction)
-  1  runtime or I/O error (and `check` finding a file not as the log says)
+  1  runtime or I/O error (and `check` finding a file not as the log says,
+     or an internal error, a panic)
   2  usage error (bad flag or value, bad evlake.toml, bad SQL query, unknown
      model, unparseable time)
   3  the lake is locked by another writer (--lock-wait DUR waits for it)

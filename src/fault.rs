@@ -18,6 +18,9 @@
 //! `EVLAKE_FAIL` takes the same values, but the step returns an error
 //! instead (as a full disk or a failed query would): the process unwinds
 //! and exits 1, so tests can check what a failed run cleans up.
+//!
+//! `EVLAKE_PANIC` takes them too, and the step panics there, as a bug in
+//! evlake or DataFusion would: `main` says so and exits 1.
 
 use std::sync::Mutex;
 
@@ -83,6 +86,9 @@ pub fn point(step: &str) -> anyhow::Result<()> {
     }
     if let Some(v) = hit("EVLAKE_FAIL") {
         anyhow::bail!("EVLAKE_FAIL={v}: injected failure");
+    }
+    if let Some(v) = hit("EVLAKE_PANIC") {
+        panic!("EVLAKE_PANIC={v}: injected panic");
     }
     Ok(())
 }

@@ -2,7 +2,22 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = evlake::cli::parse();
-    let result = evlake::cli::run(cli);
+    // A panic (a bug in evlake or in DataFusion) is exit 1 with a line
+    // saying what it means, not Rust's 101; its message and place are
+    // above, from the panic hook. Like a crash, it leaves the lake as its
+    // last commit did.
+    let result =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evlake::cli::run(cli))) {
+            Ok(result) => result,
+            Err(_) => {
+                evlake::report::eline(format_args!(
+                    "error: evlake stopped on an internal error (the panic above), a bug to \
+                 report: the lake is as its last commit left it, and running the command \
+                 again is safe"
+                ));
+                return ExitCode::from(1);
+            }
+        };
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("EVLAKE_TRACE").is_some() {
         evlake::report::eline(format_args!(

@@ -39,6 +39,7 @@ pub fn cmd(lake: &Path, args: &[&str]) -> Command {
     c.arg("--lake").arg(lake).args(args);
     c.env_remove("EVLAKE_FAULT")
         .env_remove("EVLAKE_FAIL")
+        .env_remove("EVLAKE_PANIC")
         .env_remove("EVLAKE_PAUSE")
         .env_remove("EVLAKE_LAKE")
         .env_remove("EVLAKE_LOCK_WAIT")

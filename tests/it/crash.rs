@@ -166,6 +166,48 @@ fn a_failed_step_removes_its_staged_files_and_a_rerun_finishes() {
     assert!(run(&lake, &snap).status.success());
 }
 
+/// A step that panics (a bug in evlake or DataFusion) exits 1, not
+/// Rust's 101, saying it was an internal error, with the panic's message
+/// above; like a crash, the lake is readable as of its last commit, and a
+/// re-run finishes the work with one copy of everything.
+#[test]
+fn a_panic_is_exit_1_and_a_rerun_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run_args, reference) = two_batch_run(tmp.path());
+    let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
+    for (op, step, commits_before) in [
+        ("ingest", "staged", 0),
+        ("silver", "renamed", 1),
+        ("gold", "before-commit", 2),
+    ] {
+        let case = format!("{op}:{step}");
+        let lake = tmp.path().join(format!("lake-panic-{op}-{step}"));
+        let o = cmd(&lake, &run_args)
+            .env("EVLAKE_PANIC", &case)
+            .output()
+            .unwrap();
+        assert_eq!(exit_code(&o), 1, "{case}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("EVLAKE_PANIC={case}: injected panic"))
+                && err.contains(
+                    "error: evlake stopped on an internal error (the panic above), a bug to \
+                     report: the lake is as its last commit left it, and running the command \
+                     again is safe"
+                ),
+            "{case}: {err}"
+        );
+        assert_eq!(commits(&lake), commits_before, "{case}");
+        let o = run(&lake, &["check"]);
+        assert!(o.status.success(), "{case}: check: {}", stderr(&o));
+        let o = run(&lake, &run_args);
+        assert!(o.status.success(), "{case}: re-run: {}", stderr(&o));
+        assert_eq!(files_on_disk(&lake), committed_files(&lake), "{case}");
+        assert_eq!(gold_dump(&lake), gold_dump(&reference), "{case}");
+        assert_eq!(silver_dump(&lake), silver_dump(&reference), "{case}");
+    }
+}
+
 /// Parquet files a run staged so far (`_evlake/staging/RUN/*.parquet`).
 fn staged_parquet_files(staging: &Path) -> usize {
     std::fs::read_dir(staging)
