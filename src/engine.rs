@@ -2748,6 +2748,30 @@ const ASOF: &str = "a join on the key with `r.ts <= l.ts`, then the latest match
 /// goes by spelling (`Did you mean 'power'?`); for a join it does not take (DuckDB's
 /// `SEMI JOIN`, `ASOF JOIN`), what to write.
 pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
+    without_signature_errors(&hinted_planning_error(err))
+}
+
+/// `text` without the error DataFusion gives for each signature of a
+/// function that matches none (`Function 'sum' failed to match any
+/// signature, errors: ... requires Decimal, but received String ...`,
+/// six times), which its list of candidate signatures, kept, says again.
+fn without_signature_errors(text: &str) -> String {
+    const FAILED: &str = " failed to match any signature, errors: ";
+    const NONE: &str = ". No function matches the given name and argument types ";
+    let Some(failed) = text.find(FAILED) else {
+        return text.to_string();
+    };
+    let (Some(start), Some(none)) = (
+        text[..failed].rfind("Function '"),
+        text[failed..].find(NONE),
+    ) else {
+        return text.to_string();
+    };
+    format!("{}{}", &text[..start], &text[failed + none + 2..])
+}
+
+/// [`planning_error`], with DataFusion's error for each signature.
+fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
     // DataFusion calls a call that matches no signature an internal
     // error, asking for a bug report: it is the SQL's.
     let text = err
@@ -2992,6 +3016,25 @@ pub fn planning_error(err: &datafusion::error::DataFusionError) -> String {
             }
         };
         return format!("{text} (in DataFusion: {instead})");
+    }
+    // Text given to a function that takes only numbers (`sum` of a JSON
+    // member read with `->>`).
+    if let Some((_, rest)) =
+        text.split_once("No function matches the given name and argument types '")
+        && let Some((call, _)) = rest.split_once('\'')
+        && call.contains("Utf8")
+        && let Some((_, candidates)) = text.split_once("Candidate functions:")
+        && !candidates.contains("Utf8")
+        && !candidates.contains("String")
+        && ["Int", "Float", "Decimal", "Numeric"]
+            .iter()
+            .any(|number| candidates.contains(number))
+    {
+        return format!(
+            "{text}\n(text where the function takes a number: cast it, `CAST(x AS DOUBLE)`, or \
+             `CAST(x AS DECIMAL(18, 2))` for money, TRY_CAST for NULL where it is not a number; \
+             read a member of `properties` by its type: `json_get_float(properties, 'amount')`)"
+        );
     }
     // Clauses and forms DataFusion's SQL does not take, and what does their
     // job.
@@ -4814,6 +4857,43 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // Text given to a function that takes only numbers says to cast it
+        // or read the JSON member by type, without DataFusion's error for
+        // each signature (its candidates are kept); a function that takes
+        // text somewhere does not say so.
+        for sql in [
+            "SELECT sum(s) FROM t",
+            "SELECT avg(properties->>'amount') FROM t",
+            "SELECT round(s) FROM t",
+            "SELECT abs(s) FROM t",
+        ] {
+            let e = match ctx.sql(sql).await {
+                Err(e) => e,
+                Ok(df) => df.collect().await.unwrap_err(),
+            };
+            let said = planning_error(&e);
+            assert!(
+                !said.contains("failed to match any signature")
+                    && said.contains("No function matches the given name and argument types '")
+                    && said.contains("\tCandidate functions:\n")
+                    && said.ends_with(
+                        "\n(text where the function takes a number: cast it, `CAST(x AS \
+                         DOUBLE)`, or `CAST(x AS DECIMAL(18, 2))` for money, TRY_CAST for NULL \
+                         where it is not a number; read a member of `properties` by its type: \
+                         `json_get_float(properties, 'amount')`)"
+                    ),
+                "{sql}: {said}"
+            );
+        }
+        let e = match ctx.sql("SELECT lpad(s, 'x') FROM t").await {
+            Err(e) => e,
+            Ok(df) => df.collect().await.unwrap_err(),
+        };
+        let said = planning_error(&e);
+        assert!(
+            said.contains("No function matches") && !said.contains("takes a number"),
+            "{said}"
+        );
         // first_value, last_value and nth_value over a window with other
         // than their arguments are refused as they plan (DataFusion 55
         // panicked on `first_value() OVER ()` and passed over a second
