@@ -3017,6 +3017,18 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
         };
         return format!("{text} (in DataFusion: {instead})");
     }
+    // A window frame's EXCLUDE (SQL:2011's, in PostgreSQL and DuckDB).
+    if let Some((_, rest)) = text.split_once("Expected: ), found: ")
+        && rest
+            .get(..7)
+            .is_some_and(|word| word.eq_ignore_ascii_case("exclude"))
+    {
+        return format!(
+            "{text} (a window frame's EXCLUDE is not in DataFusion 55: for EXCLUDE CURRENT ROW, \
+             take the row out of the window's value, `sum(x) OVER (...) - x`, `count(*) OVER \
+             (...) - 1`)"
+        );
+    }
     // Text given to a function that takes only numbers (`sum` of a JSON
     // member read with `->>`).
     if let Some((_, rest)) =
@@ -4894,6 +4906,32 @@ mod tests {
             said.contains("No function matches") && !said.contains("takes a number"),
             "{said}"
         );
+        // A window frame's EXCLUDE says what to write instead, which runs.
+        let e = ctx
+            .sql(
+                "SELECT sum(x) OVER (ORDER BY ts ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING \
+                 Exclude Current Row) FROM t",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            planning_error(&e).ends_with(
+                "(a window frame's EXCLUDE is not in DataFusion 55: for EXCLUDE CURRENT ROW, \
+                 take the row out of the window's value, `sum(x) OVER (...) - x`, `count(*) \
+                 OVER (...) - 1`)"
+            ),
+            "{}",
+            planning_error(&e)
+        );
+        ctx.sql(
+            "SELECT sum(x) OVER (ORDER BY ts ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING) - x, \
+             count(*) OVER (ORDER BY ts) - 1 FROM t",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
         // first_value, last_value and nth_value over a window with other
         // than their arguments are refused as they plan (DataFusion 55
         // panicked on `first_value() OVER ()` and passed over a second
