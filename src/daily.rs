@@ -200,10 +200,8 @@ impl Daily {
     /// Its SQL planned over `work`'s silver tables, with an `event_date`
     /// DATE column; what fails here is the file's (a usage error).
     async fn plan(&self, work: &SessionContext) -> Result<DataFrame> {
-        let df = work
-            .sql(self.sql)
+        let df = crate::engine::planned(work, self.sql, Default::default())
             .await
-            .and_then(|df| crate::engine::checked_plan(self.sql, df))
             .map_err(|e| {
                 if crate::engine::is_usage_error(&e) {
                     self.usage(format!(

@@ -797,10 +797,8 @@ async fn with_key(
     (model, part, sql): (&Model, &str, &str),
     key: Option<&str>,
 ) -> Result<DataFrame> {
-    let df = ctx
-        .sql(sql)
+    let df = crate::engine::planned(ctx, sql, Default::default())
         .await
-        .and_then(|df| crate::engine::checked_plan(sql, df))
         .map_err(|e| model.sql_error(part, e))?;
     let takes_param = sql.contains("$1");
     // A key the query has no `$1` for would be passed over: `state M
@@ -860,10 +858,8 @@ async fn combined(
     to_store: bool,
 ) -> Result<DataFrame> {
     register_window(ctx, (model, lake), &model.replayed(), window, "").await?;
-    let delta = ctx
-        .sql(&model.delta)
+    let delta = crate::engine::planned(ctx, &model.delta, Default::default())
         .await
-        .and_then(|df| crate::engine::checked_plan(&model.delta, df))
         .map_err(|e| model.sql_error("delta", e))?;
     fixed_by_rows(model, "delta", &delta)?;
     combines(model, "delta", &delta)?;
@@ -887,10 +883,8 @@ async fn combined(
     };
     let _ = ctx.deregister_table("partials")?;
     ctx.register_table("partials", partials.clone().into_view())?;
-    let state = ctx
-        .sql(&model.combine)
+    let state = crate::engine::planned(ctx, &model.combine, Default::default())
         .await
-        .and_then(|df| crate::engine::checked_plan(&model.combine, df))
         .map_err(|e| model.sql_error("combine", e))?;
     fixed_by_rows(model, "combine", &state)?;
     combines(model, "combine", &state)?;

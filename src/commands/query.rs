@@ -220,10 +220,8 @@ async fn stream(
         .with_allow_ddl(false)
         .with_allow_statements(false);
     let failed = |e| failed(e, sql);
-    let df = ctx
-        .sql_with_options(sql, read_only)
+    let df = engine::planned(&ctx, sql, read_only)
         .await
-        .and_then(|df| engine::checked_plan(sql, df))
         .map_err(failed)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     // Before any row is written: else a CSV's header, or a Parquet

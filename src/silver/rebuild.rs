@@ -1892,9 +1892,8 @@ fn own_typed_failure(table: &str, e: anyhow::Error) -> anyhow::Error {
 /// Typed table `table`'s SQL over the registered `events`; a plan error
 /// names its file (a usage error: the lake's own SQL may be wrong).
 async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<DataFrame> {
-    work.sql(sql)
+    engine::planned(work, sql, Default::default())
         .await
-        .and_then(|df| engine::checked_plan(sql, df))
         .map_err(|e| {
             let source = silver::typed_source(table);
             if engine::is_usage_error(&e) {
