@@ -2229,10 +2229,116 @@ mod distinct_from {
     }
 }
 
+/// Each SELECT list's CAST that DataFusion 55 would name as its operand
+/// beside the operand itself, another CAST of it or a `*` (`SELECT *,
+/// CAST(event_date AS VARCHAR)`), which fails as one name twice
+/// ("Projections require unique expression names"), named as written,
+/// as DuckDB names it: `CAST(event_date AS VARCHAR)`. Other casts keep
+/// DataFusion's names.
+mod named_casts {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, Ident, Query, SelectItem, SetExpr, VisitMut, VisitorMut,
+    };
+    use std::ops::ControlFlow;
+
+    /// `e` without the casts around it, and whether there were any.
+    fn uncast(e: &Expr) -> (&Expr, bool) {
+        match e {
+            Expr::Cast { expr, .. } => (uncast(expr).0, true),
+            Expr::Nested(inner) => uncast(inner),
+            e => (e, false),
+        }
+    }
+
+    /// The name DataFusion gives a SELECT item, as far as a clash goes:
+    /// a column by its own name, anything else by its text.
+    fn key(e: &Expr) -> String {
+        match e {
+            Expr::Identifier(i) => i.value.to_lowercase(),
+            Expr::CompoundIdentifier(parts) => parts
+                .last()
+                .map_or_else(String::new, |i| i.value.to_lowercase()),
+            e => e.to_string().to_lowercase(),
+        }
+    }
+
+    fn name(items: &mut [SelectItem]) {
+        let star = items.iter().any(|item| {
+            matches!(
+                item,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        });
+        let keys: Vec<Option<String>> = items
+            .iter()
+            .map(|item| match item {
+                SelectItem::UnnamedExpr(e) => Some(key(uncast(e).0)),
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+                _ => None,
+            })
+            .collect();
+        for (i, item) in items.iter_mut().enumerate() {
+            let SelectItem::UnnamedExpr(e) = item else {
+                continue;
+            };
+            let (operand, cast) = uncast(e);
+            if !cast {
+                continue;
+            }
+            let column = matches!(operand, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+            let clash = keys
+                .iter()
+                .enumerate()
+                .any(|(j, k)| j != i && k.is_some() && *k == keys[i]);
+            if clash || (star && column) {
+                let written = e.to_string();
+                *item = SelectItem::ExprWithAlias {
+                    expr: e.clone(),
+                    alias: Ident::with_quote('"', written),
+                };
+            }
+        }
+    }
+
+    fn selects(body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(select) => name(&mut select.projection),
+            SetExpr::SetOperation { left, right, .. } => {
+                selects(left);
+                selects(right);
+            }
+            _ => {}
+        }
+    }
+
+    struct Name;
+
+    impl VisitorMut for Name {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            selects(&mut query.body);
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// `statement` with such casts named as written.
+    pub fn name_casts(statement: &mut datafusion::sql::parser::Statement) {
+        use datafusion::sql::parser::Statement;
+        match statement {
+            Statement::Statement(s) => {
+                let _ = s.visit(&mut Name);
+            }
+            Statement::Explain(e) => name_casts(&mut e.statement),
+            _ => {}
+        }
+    }
+}
+
 /// `sql`, SQL a user wrote (a query, a model, a table of the lake's own),
 /// planned in `ctx` under `options` as `SessionContext::sql_with_options`
 /// plans it, with each misread `IS [NOT] DISTINCT FROM` read as SQL reads
-/// it ([`distinct_from`]), then checked by [`checked_plan`].
+/// it ([`distinct_from`]) and each CAST whose name would clash named as
+/// written ([`named_casts`]), then checked by [`checked_plan`].
 pub async fn planned(
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
@@ -2242,6 +2348,7 @@ pub async fn planned(
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
     distinct_from::reread(&mut statement)?;
+    named_casts::name_casts(&mut statement);
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
     checked_plan(sql, ctx.execute_logical_plan(plan).await?)
@@ -5182,6 +5289,51 @@ mod tests {
              not read as written: DataFusion's SQL parser takes all that follows `IS DISTINCT \
              FROM` as its right side, `condition IS DISTINCT FROM (false AND true)`; put the \
              comparison in parentheses: `(condition IS DISTINCT FROM false)`"
+        );
+        // A CAST in the SELECT list beside its operand, another CAST of it
+        // or `*` is named as written (DataFusion 55 named it as its operand:
+        // one name twice); a CAST alone keeps DataFusion's name.
+        for (sql, names) in [
+            (
+                "SELECT x, CAST(x AS VARCHAR) FROM t",
+                vec!["x", "CAST(x AS VARCHAR)"],
+            ),
+            (
+                "SELECT CAST(t.x AS VARCHAR), x::DOUBLE, TRY_CAST(s AS INT) FROM t",
+                vec!["CAST(t.x AS VARCHAR)", "x::DOUBLE", "t.s"],
+            ),
+            (
+                "SELECT x + 1 AS a, CAST(x + 1 AS VARCHAR), CAST(y AS VARCHAR) FROM t",
+                vec!["a", "t.x + Int64(1)", "t.y"],
+            ),
+            (
+                "SELECT v FROM (SELECT x, CAST(x AS VARCHAR) FROM t) AS q(u, v) UNION ALL \
+                 SELECT CAST(y AS VARCHAR) FROM t",
+                vec!["v"],
+            ),
+        ] {
+            let df = planned(&ctx, sql, Default::default())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let got: Vec<_> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(got, names, "{sql}");
+            df.collect().await.unwrap();
+        }
+        let df = planned(
+            &ctx,
+            "SELECT *, CAST(d AS VARCHAR) FROM t",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            df.schema().fields().last().unwrap().name(),
+            "CAST(d AS VARCHAR)"
         );
         // A window frame's EXCLUDE says what to write instead, which runs.
         let e = ctx

@@ -281,6 +281,26 @@ fn query_reads_bronze_by_its_logical_name() {
         "{}",
         stderr(&o)
     );
+    // A CAST beside `*` is named as written (DataFusion 55 named it as
+    // its operand, a name twice, and failed).
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT *, CAST(event_date AS VARCHAR) FROM bronze_events LIMIT 1",
+            "--format",
+            "csv",
+        ],
+    );
+    let header = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        header
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with(",event_date,CAST(event_date AS VARCHAR)")),
+        "{header}{}",
+        stderr(&o)
+    );
     // A grouped call DataFusion refuses only as it runs is the query's
     // fault, exit 2 (it was exit 1, "query failed").
     run_says(
