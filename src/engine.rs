@@ -891,7 +891,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| caret_xor(df.logical_plan()))
         .or_else(|| window_in_filter(df.logical_plan()))
         .or_else(|| window_value_arguments(df.logical_plan()))
-        .or_else(|| min_max_of_map(df.logical_plan()))
+        .or_else(|| min_max_unordered(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
@@ -1587,10 +1587,29 @@ fn first_expr_problem(
     found
 }
 
-/// `min` or `max` of a map, grouped, over a window or alone, which
-/// DataFusion 55 plans and then refuses as it runs as an internal error
-/// ("Min/Max accumulator not implemented"), asking for a bug report.
-fn min_max_of_map(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+/// Can DataFusion 55's `min` and `max` order values of type `t`? Not a
+/// map, a list of lists, structs or maps, or a struct holding a list or a
+/// map: it plans them and then fails as it runs with an internal error
+/// ("Min/Max accumulator not implemented", "Uncomparable values").
+fn min_max_orders(t: &DataType) -> bool {
+    match t {
+        DataType::Map(..) => false,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => !f.data_type().is_nested(),
+        DataType::Struct(fields) => fields.iter().all(|f| {
+            let t = f.data_type();
+            (!t.is_nested() || matches!(t, DataType::Struct(_))) && min_max_orders(t)
+        }),
+        _ => true,
+    }
+}
+
+/// `min` or `max` of a value [`min_max_orders`] says DataFusion 55
+/// cannot order, grouped, over a window or alone.
+fn min_max_unordered(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{Expr, ExprSchemable, expr::WindowFunctionDefinition};
     let mut found = None;
@@ -1610,12 +1629,22 @@ fn min_max_of_map(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String
                 };
                 if matches!(name, "min" | "max")
                     && let Some(arg) = args.first()
-                    && let Ok(DataType::Map(..)) = arg.get_type(input)
+                    && let Ok(t) = arg.get_type(input)
+                    && !min_max_orders(&t)
                 {
-                    found = Some(format!(
-                        "`{name}` of a map, which DataFusion 55 does not order: take it of \
-                         a key's value, `{name}(m['k'])`"
-                    ));
+                    found = Some(if let DataType::Map(..) = t {
+                        format!(
+                            "`{name}` of a map, which DataFusion 55 does not order: take it \
+                             of a key's value, `{name}(m['k'])`"
+                        )
+                    } else {
+                        format!(
+                            "`{name}` of {t}, which DataFusion 55 does not order (a list of \
+                             lists, structs or maps, or a struct holding a list or a map): \
+                             take it of a part that is a number, text or a list of them, \
+                             `{name}(a[1])`, `{name}(s['f'])`"
+                        )
+                    });
                     return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -5380,6 +5409,9 @@ mod tests {
             "SELECT max(map(['a'], [x])) FROM t",
             "SELECT s, min(map(['a'], [x])) FROM t GROUP BY s",
             "SELECT max(map(['a'], [x])) OVER (ORDER BY ts) FROM t",
+            "SELECT max(make_array(make_array(x))) FROM t",
+            "SELECT min(named_struct('a', make_array(x))) OVER () FROM t",
+            "SELECT s, max(make_array(named_struct('a', x))) FROM t GROUP BY s",
         ] {
             let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
                 .map(|_| ())
@@ -5387,11 +5419,14 @@ mod tests {
                 .to_string();
             assert!(
                 said.starts_with("Error during planning: `m")
-                    && said.contains("` of a map, which DataFusion 55 does not order: take it of a key's value, `"),
+                    && said.contains(", which DataFusion 55 does not order")
+                    && said.contains(": take it of "),
                 "{sql}: {said}"
             );
         }
-        let sql = "SELECT max(map(['a'], [x])['a']) AS v FROM t";
+        let sql = "SELECT max(map(['a'], [x])['a']) AS v, max(make_array(make_array(x))[1]) AS \
+                   l, max(named_struct('a', make_array(x))['a']) AS f, max(named_struct('a', \
+                   named_struct('b', x))) AS n, max(make_array(x)) AS a FROM t";
         checked_plan(sql, ctx.sql(sql).await.unwrap())
             .unwrap()
             .collect()
