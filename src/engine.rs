@@ -3123,6 +3123,11 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "Hive's; in DataFusion: `ORDER BY`",
     ),
     (
+        "Unsupported Interval Expression with last_field",
+        "an interval with a first and a last field, `INTERVAL '1:30' HOUR TO MINUTE`; in \
+         DataFusion, name each unit: `INTERVAL '1 hour 30 minutes'`",
+    ),
+    (
         "not implemented: SORT BY",
         "Hive's; in DataFusion: `ORDER BY`",
     ),
@@ -3610,6 +3615,9 @@ pub fn data_error_hint(message: &str) -> &'static str {
         " (a DATE is written 'YYYY-MM-DD', '2024-03-15', with no time of day: compare a time \
          with a timestamp, event_timestamp; TRY_CAST gives NULL for a value that does not \
          convert)"
+    } else if message.contains("Invalid input syntax for type interval: \"P") {
+        " (an ISO 8601 duration, 'P1DT2H'; DataFusion reads an interval's units by name: \
+         INTERVAL '1 day 2 hours'; TRY_CAST gives NULL for a value that does not convert)"
     } else if message.contains("Cast error: ") || message.contains("Parser error: ") {
         " (TRY_CAST gives NULL for a value that does not convert)"
     } else if message.contains("LIKE does not support escape_char other than the backslash") {
@@ -5432,6 +5440,34 @@ mod tests {
             .collect()
             .await
             .unwrap();
+        // An interval with a first and a last field, and an ISO 8601
+        // duration, say how DataFusion writes an interval, which runs.
+        let e = ctx
+            .sql("SELECT ts + INTERVAL '1:30' HOUR TO MINUTE FROM t")
+            .await
+            .unwrap_err();
+        assert!(
+            planning_error(&e).ends_with(
+                "(an interval with a first and a last field, `INTERVAL '1:30' HOUR TO \
+                 MINUTE`; in DataFusion, name each unit: `INTERVAL '1 hour 30 minutes'`)"
+            ),
+            "{}",
+            planning_error(&e)
+        );
+        let e = match ctx.sql("SELECT ts + INTERVAL 'P1DT2H' FROM t").await {
+            Err(e) => e,
+            Ok(df) => df.collect().await.unwrap_err(),
+        };
+        assert!(
+            data_error_hint(&e.to_string()).starts_with(" (an ISO 8601 duration, 'P1DT2H'"),
+            "{e}"
+        );
+        for ok in [
+            "SELECT ts + INTERVAL '1 hour 30 minutes' FROM t",
+            "SELECT ts + INTERVAL '1 day 2 hours' FROM t",
+        ] {
+            ctx.sql(ok).await.unwrap().collect().await.unwrap();
+        }
         // A window frame's EXCLUDE says what to write instead, which runs.
         let e = ctx
             .sql(
