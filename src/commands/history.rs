@@ -35,7 +35,7 @@ pub struct Args {
     pub known_at: Option<i64>,
 
     /// Output format
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "table")]
     pub format: Format,
 
     #[command(flatten)]

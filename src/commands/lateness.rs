@@ -36,7 +36,7 @@ pub struct Args {
     pub by: By,
 
     /// Output format, e.g. --format csv
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "table")]
     pub format: ReportFormat,
 
     /// List every row in the table format, not only the newest 30 (csv and

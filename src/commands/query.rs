@@ -40,7 +40,7 @@ pub struct Args {
     pub file: Option<std::path::PathBuf>,
 
     /// Output format, e.g. --format csv
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "table")]
     pub format: Format,
 
     #[command(flatten)]
@@ -317,7 +317,7 @@ fn failed(e: datafusion::error::DataFusionError, sql: &str) -> anyhow::Error {
         ))
         .into()
     } else if text.contains("No SQL statements were provided") {
-        Failure::Usage("no SQL given: the query holds only comments".into()).into()
+        Failure::Usage("no SQL given: the query holds only comments or `;`".into()).into()
     } else if engine::is_usage_error(&e) {
         Failure::Usage(format!(
             "bad query: {}{}{hint}",

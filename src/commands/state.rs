@@ -50,7 +50,7 @@ pub struct Args {
     pub no_snapshot: bool,
 
     /// Output format of the rows
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "table")]
     pub format: Format,
 
     /// Print one JSON object (rows, the snapshot used, events replayed,

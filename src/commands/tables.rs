@@ -19,7 +19,7 @@ Every table `evlake query` can read, by logical name, with its columns
 (from the files), partitions and rows (from the commit log).")]
 pub struct Args {
     /// Output format (csv prints one row per column, json one object per table)
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "table")]
     pub format: ReportFormat,
 }
 

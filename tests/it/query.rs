@@ -837,12 +837,22 @@ fn query_refuses_insert_and_copy_and_writes_nothing() {
     );
     // A query file of comments alone (one whose query was commented out)
     // is as empty as an empty one.
-    run_says(
-        &lake,
-        &["query", "/* SELECT 2 */\n-- SELECT 1"],
-        2,
-        "error: no SQL given: the query holds only comments\n",
+    // A format named in capitals is the format.
+    let o = run(&lake, &["query", "SELECT 1 AS a", "--format", "JSON"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "{\"a\":1}\n",
+        "{}",
+        stderr(&o)
     );
+    for sql in ["/* SELECT 2 */\n-- SELECT 1", " ; ;"] {
+        run_says(
+            &lake,
+            &["query", sql],
+            2,
+            "error: no SQL given: the query holds only comments or `;`\n",
+        );
+    }
     assert_eq!(files_on_disk(&lake), before);
     // Reading, SHOW, DESCRIBE and EXPLAIN still work.
     for sql in [
