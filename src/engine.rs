@@ -891,7 +891,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
         .or_else(|| caret_xor(df.logical_plan()))
         .or_else(|| window_in_filter(df.logical_plan()))
         .or_else(|| window_value_arguments(df.logical_plan()))
-        .or_else(|| min_max_unordered(df.logical_plan()))
+        .or_else(|| unorderable_in_aggregate(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
@@ -1612,8 +1612,10 @@ fn min_max_orders(t: &DataType) -> bool {
 }
 
 /// `min` or `max` of a value [`min_max_orders`] says DataFusion 55
-/// cannot order, grouped, over a window or alone.
-fn min_max_unordered(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+/// cannot order, grouped, over a window or alone, or an aggregate whose
+/// own ORDER BY is of such a value (`last_value(x ORDER BY m)`, which
+/// failed so, and `array_agg(x ORDER BY l)`, which panicked).
+fn unorderable_in_aggregate(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{Expr, ExprSchemable, expr::WindowFunctionDefinition};
     let mut found = None;
@@ -1649,6 +1651,25 @@ fn min_max_unordered(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Str
                              `{name}(a[1])`, `{name}(s['f'])`"
                         )
                     });
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                // An aggregate's own ORDER BY (`array_agg(x ORDER BY k)`)
+                // compares its keys the same way.
+                if let Expr::AggregateFunction(f) = e
+                    && let Some(t) = f
+                        .params
+                        .order_by
+                        .iter()
+                        .filter_map(|key| key.expr.get_type(input).ok())
+                        .find(|t| !min_max_orders(t))
+                {
+                    found = Some(format!(
+                        "`{name}(... ORDER BY k)` with `k` of {t}, which DataFusion 55 does \
+                         not order inside an aggregate (a map, a list of lists, structs or \
+                         maps, or a struct holding a list or a map): order by a part that is \
+                         a number, text or a list of them, `ORDER BY k[1]`, `ORDER BY \
+                         k['f']`"
+                    ));
                     return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -5424,21 +5445,25 @@ mod tests {
             "SELECT max(make_array(make_array(x))) FROM t",
             "SELECT min(named_struct('a', make_array(x))) OVER () FROM t",
             "SELECT s, max(make_array(named_struct('a', x))) FROM t GROUP BY s",
+            "SELECT last_value(x ORDER BY map(['a'], [x])) FROM t",
+            "SELECT s, array_agg(x ORDER BY make_array(make_array(x))) FROM t GROUP BY s",
         ] {
             let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
                 .map(|_| ())
                 .unwrap_err()
                 .to_string();
             assert!(
-                said.starts_with("Error during planning: `m")
+                said.starts_with("Error during planning: `")
                     && said.contains(", which DataFusion 55 does not order")
-                    && said.contains(": take it of "),
+                    && (said.contains(": take it of ") || said.contains(": order by a part")),
                 "{sql}: {said}"
             );
         }
         let sql = "SELECT max(map(['a'], [x])['a']) AS v, max(make_array(make_array(x))[1]) AS \
                    l, max(named_struct('a', make_array(x))['a']) AS f, max(named_struct('a', \
-                   named_struct('b', x))) AS n, max(make_array(x)) AS a FROM t";
+                   named_struct('b', x))) AS n, max(make_array(x)) AS a, array_agg(x ORDER BY \
+                   make_array(make_array(x))[1]) AS o, last_value(x ORDER BY map(['a'], \
+                   [x])['a']) AS p FROM t";
         checked_plan(sql, ctx.sql(sql).await.unwrap())
             .unwrap()
             .collect()
