@@ -1460,52 +1460,34 @@ fn with_peer_frames(df: DataFrame) -> datafusion::error::Result<DataFrame> {
 /// 55 cannot range over, which its type coercion refuses as an internal
 /// error, asking for a bug report.
 fn range_over_unrangeable(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFrameUnits};
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        let LogicalPlan::Window(window) = node else {
-            return Ok(TreeNodeRecursion::Continue);
+    use datafusion::logical_expr::{Expr, ExprSchemable, WindowFrameUnits};
+    first_expr_problem(plan, |e, input| {
+        let Expr::WindowFunction(f) = e else {
+            return None;
         };
-        let schema = window.input.schema();
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                let Expr::WindowFunction(f) = e else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                let frame = &f.params.window_frame;
-                let Some(key) = f.params.order_by.first() else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                if frame.units != WindowFrameUnits::Range || range_without_offset(frame) {
-                    return Ok(TreeNodeRecursion::Continue);
-                }
-                let Ok(t) = key.expr.get_type(schema) else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                if rangeable(&t) {
-                    return Ok(TreeNodeRecursion::Continue);
-                }
-                let instead = match t {
-                    DataType::Time32(_)
-                    | DataType::Time64(_)
-                    | DataType::Duration(_)
-                    | DataType::Interval(_) => {
-                        "order by its seconds, `ORDER BY date_part('epoch', t)`, with the \
-                         offset in seconds (`3600 PRECEDING`), or use ROWS or GROUPS"
-                    }
-                    _ => "order by a number, text, date or timestamp, or use ROWS or GROUPS",
-                };
-                found = Some(format!(
-                    "a window frame `{frame}` over an ORDER BY of type {t}: DataFusion 55 \
-                     takes a RANGE offset only over a number, text, date or timestamp; \
-                     {instead}"
-                ));
-                Ok(TreeNodeRecursion::Stop)
-            })
-        })
-    });
-    found
+        let frame = &f.params.window_frame;
+        if frame.units != WindowFrameUnits::Range || range_without_offset(frame) {
+            return None;
+        }
+        let t = f.params.order_by.first()?.expr.get_type(input).ok()?;
+        if rangeable(&t) {
+            return None;
+        }
+        let instead = match t {
+            DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Duration(_)
+            | DataType::Interval(_) => {
+                "order by its seconds, `ORDER BY date_part('epoch', t)`, with the offset in \
+                 seconds (`3600 PRECEDING`), or use ROWS or GROUPS"
+            }
+            _ => "order by a number, text, date or timestamp, or use ROWS or GROUPS",
+        };
+        Some(format!(
+            "a window frame `{frame}` over an ORDER BY of type {t}: DataFusion 55 takes a \
+             RANGE offset only over a number, text, date or timestamp; {instead}"
+        ))
+    })
 }
 
 /// An interval's months, days and nanoseconds, for a literal (or a
@@ -1616,67 +1598,53 @@ fn min_max_orders(t: &DataType) -> bool {
 /// own ORDER BY is of such a value (`last_value(x ORDER BY m)`, which
 /// failed so, and `array_agg(x ORDER BY l)`, which panicked).
 fn unorderable_in_aggregate(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{Expr, ExprSchemable, expr::WindowFunctionDefinition};
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        let Some(input) = node.inputs().first().map(|input| input.schema()) else {
-            return Ok(TreeNodeRecursion::Continue);
+    first_expr_problem(plan, |e, input| {
+        let (name, args) = match e {
+            Expr::AggregateFunction(f) => (f.func.name(), &f.params.args),
+            Expr::WindowFunction(w) => match &w.fun {
+                WindowFunctionDefinition::AggregateUDF(f) => (f.name(), &w.params.args),
+                _ => return None,
+            },
+            _ => return None,
         };
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                let (name, args) = match e {
-                    Expr::AggregateFunction(f) => (f.func.name(), &f.params.args),
-                    Expr::WindowFunction(w) => match &w.fun {
-                        WindowFunctionDefinition::AggregateUDF(f) => (f.name(), &w.params.args),
-                        _ => return Ok(TreeNodeRecursion::Continue),
-                    },
-                    _ => return Ok(TreeNodeRecursion::Continue),
-                };
-                if matches!(name, "min" | "max")
-                    && let Some(arg) = args.first()
-                    && let Ok(t) = arg.get_type(input)
-                    && !min_max_orders(&t)
-                {
-                    found = Some(if let DataType::Map(..) = t {
-                        format!(
-                            "`{name}` of a map, which DataFusion 55 does not order: take it \
-                             of a key's value, `{name}(m['k'])`"
-                        )
-                    } else {
-                        format!(
-                            "`{name}` of {t}, which DataFusion 55 does not order (a list of \
-                             lists, structs or maps, or a struct holding a list or a map): \
-                             take it of a part that is a number, text or a list of them, \
-                             `{name}(a[1])`, `{name}(s['f'])`"
-                        )
-                    });
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                // An aggregate's own ORDER BY (`array_agg(x ORDER BY k)`)
-                // compares its keys the same way.
-                if let Expr::AggregateFunction(f) = e
-                    && let Some(t) = f
-                        .params
-                        .order_by
-                        .iter()
-                        .filter_map(|key| key.expr.get_type(input).ok())
-                        .find(|t| !min_max_orders(t))
-                {
-                    found = Some(format!(
-                        "`{name}(... ORDER BY k)` with `k` of {t}, which DataFusion 55 does \
-                         not order inside an aggregate (a map, a list of lists, structs or \
-                         maps, or a struct holding a list or a map): order by a part that is \
-                         a number, text or a list of them, `ORDER BY k[1]`, `ORDER BY \
-                         k['f']`"
-                    ));
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    });
-    found
+        if matches!(name, "min" | "max")
+            && let Some(arg) = args.first()
+            && let Ok(t) = arg.get_type(input)
+            && !min_max_orders(&t)
+        {
+            return Some(if let DataType::Map(..) = t {
+                format!(
+                    "`{name}` of a map, which DataFusion 55 does not order: take it of a \
+                     key's value, `{name}(m['k'])`"
+                )
+            } else {
+                format!(
+                    "`{name}` of {t}, which DataFusion 55 does not order (a list of lists, \
+                     structs or maps, or a struct holding a list or a map): take it of a part \
+                     that is a number, text or a list of them, `{name}(a[1])`, \
+                     `{name}(s['f'])`"
+                )
+            });
+        }
+        // An aggregate's own ORDER BY (`array_agg(x ORDER BY k)`) compares
+        // its keys the same way.
+        let Expr::AggregateFunction(f) = e else {
+            return None;
+        };
+        let t = f
+            .params
+            .order_by
+            .iter()
+            .filter_map(|key| key.expr.get_type(input).ok())
+            .find(|t| !min_max_orders(t))?;
+        Some(format!(
+            "`{name}(... ORDER BY k)` with `k` of {t}, which DataFusion 55 does not order \
+             inside an aggregate (a map, a list of lists, structs or maps, or a struct holding \
+             a list or a map): order by a part that is a number, text or a list of them, \
+             `ORDER BY k[1]`, `ORDER BY k['f']`"
+        ))
+    })
 }
 
 /// A window function `first_value`, `last_value` or `nth_value` called
@@ -1685,41 +1653,28 @@ fn unorderable_in_aggregate(plan: &datafusion::logical_expr::LogicalPlan) -> Opt
 /// ()`), passes over a second (Spark's skip-NULLs flag,
 /// `first_value(x, true)`, is not read), or fails as it runs.
 fn window_value_arguments(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{Expr, expr::WindowFunctionDefinition};
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                let Expr::WindowFunction(w) = e else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                let WindowFunctionDefinition::WindowUDF(f) = &w.fun else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                let given = w.params.args.len();
-                found = match f.name() {
-                    name @ ("first_value" | "last_value") if given != 1 => Some(format!(
-                        "`{name}` over a window takes one argument, the value: `{name}(x) OVER \
-                         (...)`, given {given}; to skip NULLs (Spark's `{name}(x, true)`), \
-                         `{name}(x) IGNORE NULLS OVER (...)`"
-                    )),
-                    "nth_value" if given != 2 => Some(format!(
-                        "`nth_value` over a window takes two arguments, the value and which \
-                         row of the frame, a literal from 1: `nth_value(x, 2) OVER (...)`, \
-                         given {given}"
-                    )),
-                    _ => None,
-                };
-                Ok(if found.is_some() {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
-            })
-        })
-    });
-    found
+    first_expr_problem(plan, |e, _| {
+        let Expr::WindowFunction(w) = e else {
+            return None;
+        };
+        let WindowFunctionDefinition::WindowUDF(f) = &w.fun else {
+            return None;
+        };
+        let given = w.params.args.len();
+        match f.name() {
+            name @ ("first_value" | "last_value") if given != 1 => Some(format!(
+                "`{name}` over a window takes one argument, the value: `{name}(x) OVER (...)`, \
+                 given {given}; to skip NULLs (Spark's `{name}(x, true)`), `{name}(x) IGNORE \
+                 NULLS OVER (...)`"
+            )),
+            "nth_value" if given != 2 => Some(format!(
+                "`nth_value` over a window takes two arguments, the value and which row of the \
+                 frame, a literal from 1: `nth_value(x, 2) OVER (...)`, given {given}"
+            )),
+            _ => None,
+        }
+    })
 }
 
 /// A window function in WHERE, HAVING or a join's ON, which SQL computes
