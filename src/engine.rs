@@ -2285,7 +2285,8 @@ mod distinct_from {
 /// DataFusion's names.
 mod named_casts {
     use datafusion::sql::sqlparser::ast::{
-        Expr, Ident, Query, SelectItem, SetExpr, VisitMut, VisitorMut,
+        Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, VisitMut,
+        VisitorMut,
     };
     use std::ops::ControlFlow;
 
@@ -2311,12 +2312,35 @@ mod named_casts {
     }
 
     fn name(items: &mut [SelectItem]) {
-        let star = items.iter().any(|item| {
-            matches!(
-                item,
-                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-            )
-        });
+        // `*` holds every column of the FROM; `t.*` those of `t`.
+        let star = items
+            .iter()
+            .any(|item| matches!(item, SelectItem::Wildcard(_)));
+        let tables: Vec<String> = items
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(n),
+                    _,
+                ) => Some(n.to_string().to_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let in_star = |operand: &Expr| match operand {
+            Expr::Identifier(_) => star,
+            Expr::CompoundIdentifier(parts) => {
+                star || (parts.len() >= 2
+                    && tables.contains(
+                        &parts[..parts.len() - 1]
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(".")
+                            .to_lowercase(),
+                    ))
+            }
+            _ => false,
+        };
         let keys: Vec<Option<String>> = items
             .iter()
             .map(|item| match item {
@@ -2333,12 +2357,11 @@ mod named_casts {
             if !cast {
                 continue;
             }
-            let column = matches!(operand, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
             let clash = keys
                 .iter()
                 .enumerate()
                 .any(|(j, k)| j != i && k.is_some() && *k == keys[i]);
-            if clash || (star && column) {
+            if clash || in_star(operand) {
                 let written = e.to_string();
                 *item = SelectItem::ExprWithAlias {
                     expr: e.clone(),
@@ -5380,17 +5403,22 @@ mod tests {
             assert_eq!(got, names, "{sql}");
             df.collect().await.unwrap();
         }
-        let df = planned(
-            &ctx,
-            "SELECT *, CAST(d AS VARCHAR) FROM t",
-            Default::default(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            df.schema().fields().last().unwrap().name(),
-            "CAST(d AS VARCHAR)"
-        );
+        for (sql, name) in [
+            ("SELECT *, CAST(d AS VARCHAR) FROM t", "CAST(d AS VARCHAR)"),
+            (
+                "SELECT a.*, CAST(a.d AS VARCHAR) FROM t AS a",
+                "CAST(a.d AS VARCHAR)",
+            ),
+            // Another table's column beside `a.*` keeps DataFusion's name.
+            (
+                "SELECT a.*, CAST(b.d AS VARCHAR) FROM t AS a JOIN t AS b ON a.x = b.x",
+                "b.d",
+            ),
+        ] {
+            let df = planned(&ctx, sql, Default::default()).await.unwrap();
+            assert_eq!(df.schema().fields().last().unwrap().name(), name, "{sql}");
+            df.collect().await.unwrap();
+        }
         // min or max of a map is refused as it plans (DataFusion 55 failed
         // as it ran, an internal error); the forms offered run.
         for sql in [
