@@ -847,7 +847,15 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
     }
 }
 
-/// `df`, planned from `sql`, SQL a user wrote, unless it plans to an
+/// [`checked`], with the clauses of `sql` checked as [`planned`] checks
+/// them, for `df` planned from `sql` by `SessionContext::sql` (tests).
+#[cfg(test)]
+pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    passed_over_clause(sql)?;
+    checked(df)
+}
+
+/// `df`, planned from SQL a user wrote, unless it plans to an
 /// answer other than the one asked for, which is a planning error here:
 /// - a table sample (`TABLESAMPLE (10 PERCENT)`, ClickHouse's `SAMPLE
 ///   0.1`), a partition selection (MySQL's `PARTITION (p1)`), MySQL's
@@ -858,7 +866,7 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 /// - `INTERSECT ALL` and `EXCEPT ALL`, which DataFusion 55 answers with
 ///   no regard to the number of copies, and a JSON member operator
 ///   (`->>`) with more than a key on its right, which its parser takes
-///   into the key (both in `passed_over_clause`);
+///   into the key (both in `passed_over`);
 /// - a DATE compared with a YYYYMMDD integer (`integer_date`), a
 ///   constant `NOT IN` a subquery of NULLs (`constant_in_subquery`),
 ///   `SIMILAR TO` (`similar_to`), a `RANGE` frame over a date or time
@@ -879,8 +887,7 @@ pub fn is_usage_error(err: &datafusion::error::DataFusionError) -> bool {
 /// without the ORDER BY inside an order-free aggregate's call
 /// (`without_needless_order`), each the same answer DataFusion 55 fails
 /// to give, under the name written.
-pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataFrame> {
-    passed_over_clause(sql)?;
+fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     if let Some(problem) = integer_date(df.logical_plan())
         .or_else(|| constant_in_subquery(df.logical_plan()))
         .or_else(|| similar_to(df.logical_plan()))
@@ -2409,7 +2416,8 @@ mod named_casts {
 /// planned in `ctx` under `options` as `SessionContext::sql_with_options`
 /// plans it, with each misread `IS [NOT] DISTINCT FROM` read as SQL reads
 /// it ([`distinct_from`]) and each CAST whose name would clash named as
-/// written ([`named_casts`]), then checked by [`checked_plan`].
+/// written ([`named_casts`]), its clauses checked ([`passed_over`]) and
+/// its plan too ([`checked`]).
 pub async fn planned(
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
@@ -2418,15 +2426,16 @@ pub async fn planned(
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
+    passed_over(&statement)?;
     distinct_from::reread(&mut statement)?;
     named_casts::name_casts(&mut statement);
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
-    checked_plan(sql, ctx.execute_logical_plan(plan).await?)
+    checked(ctx.execute_logical_plan(plan).await?)
 }
-/// [`checked_plan`]'s clauses that DataFusion passes over.
-fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
-    use datafusion::sql::parser::{DFParser, Statement};
+/// [`planned`]'s check of the clauses that DataFusion passes over.
+fn passed_over(statement: &datafusion::sql::parser::Statement) -> datafusion::error::Result<()> {
+    use datafusion::sql::parser::Statement;
     use datafusion::sql::sqlparser::ast::{
         BinaryOperator, Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, SetOperator,
         SetQuantifier, TableFactor, Visit, Visitor,
@@ -2588,24 +2597,29 @@ fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
             ControlFlow::Continue(())
         }
     }
-    // (What does not parse is planning's to report.)
-    let Ok(statements) = DFParser::parse_sql(sql) else {
+    let Statement::Statement(s) = statement else {
         return Ok(());
     };
-    for statement in &statements {
-        if let Statement::Statement(s) = statement {
-            if let ControlFlow::Break(problem) = s.visit(&mut Find) {
-                return Err(datafusion::error::DataFusionError::NotImplemented(problem));
-            }
-            if let ControlFlow::Break(problem) = s.visit(&mut Misread) {
-                return Err(datafusion::error::DataFusionError::Plan(problem));
-            }
-        }
+    if let ControlFlow::Break(problem) = s.visit(&mut Find) {
+        return Err(datafusion::error::DataFusionError::NotImplemented(problem));
+    }
+    if let ControlFlow::Break(problem) = s.visit(&mut Misread) {
+        return Err(datafusion::error::DataFusionError::Plan(problem));
     }
     Ok(())
 }
 
-/// [`checked_plan`]'s check of time formats.
+/// [`passed_over`] for each statement of `sql` (what does not parse is
+/// planning's to report).
+#[cfg(test)]
+fn passed_over_clause(sql: &str) -> datafusion::error::Result<()> {
+    let Ok(statements) = datafusion::sql::parser::DFParser::parse_sql(sql) else {
+        return Ok(());
+    };
+    statements.iter().try_for_each(passed_over)
+}
+
+/// [`checked`]'s check of time formats.
 fn checked_formats(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::common::ScalarValue;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};

@@ -388,7 +388,7 @@ fn one_text(call: &str, args: &[DataType]) -> Result<Vec<DataType>> {
 /// operator computes it (the same type coercion and result type), except
 /// that a result out of the type's range is an error ("Arithmetic
 /// overflow") where the operator wraps round. The query engine puts it in
-/// place of each such operator (`engine::checked_plan`); it is not a
+/// place of each such operator (`engine::checked`); it is not a
 /// function SQL can name.
 pub fn checked_arithmetic(op: datafusion::logical_expr::Operator) -> ScalarUDF {
     ScalarUDF::from(CheckedArithmetic {
