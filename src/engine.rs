@@ -4902,6 +4902,16 @@ mod tests {
             let (ctx, sql) = (ctx.clone(), sql.to_string());
             async move { ctx.sql(&sql).await.unwrap().collect().await.unwrap_err() }
         };
+        // The error DataFusion gives planning `sql`, or else running it.
+        let any_error = |sql: &str| {
+            let (ctx, sql) = (ctx.clone(), sql.to_string());
+            async move {
+                match ctx.sql(&sql).await {
+                    Err(e) => e,
+                    Ok(df) => df.collect().await.unwrap_err(),
+                }
+            }
+        };
         // A count of distinct pairs says how to write it, and that runs.
         // (DataFusion refuses it when it plans the execution.)
         let e = run_error("SELECT count(DISTINCT s, x) FROM t").await;
@@ -5287,10 +5297,7 @@ mod tests {
             "SELECT round(s) FROM t",
             "SELECT abs(s) FROM t",
         ] {
-            let e = match ctx.sql(sql).await {
-                Err(e) => e,
-                Ok(df) => df.collect().await.unwrap_err(),
-            };
+            let e = any_error(sql).await;
             let said = planning_error(&e);
             assert!(
                 !said.contains("failed to match any signature")
@@ -5305,10 +5312,7 @@ mod tests {
                 "{sql}: {said}"
             );
         }
-        let e = match ctx.sql("SELECT lpad(s, 'x') FROM t").await {
-            Err(e) => e,
-            Ok(df) => df.collect().await.unwrap_err(),
-        };
+        let e = any_error("SELECT lpad(s, 'x') FROM t").await;
         let said = planning_error(&e);
         assert!(
             said.contains("No function matches") && !said.contains("takes a number"),
@@ -5480,10 +5484,7 @@ mod tests {
             "{}",
             planning_error(&e)
         );
-        let e = match ctx.sql("SELECT ts + INTERVAL 'P1DT2H' FROM t").await {
-            Err(e) => e,
-            Ok(df) => df.collect().await.unwrap_err(),
-        };
+        let e = any_error("SELECT ts + INTERVAL 'P1DT2H' FROM t").await;
         assert!(
             data_error_hint(&e.to_string()).starts_with(" (an ISO 8601 duration, 'P1DT2H'"),
             "{e}"
