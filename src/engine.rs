@@ -869,6 +869,8 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
 ///   into the key (both in `passed_over`);
 /// - a DATE compared with a YYYYMMDD integer (`integer_date`), a
 ///   constant `NOT IN` a subquery of NULLs (`constant_in_subquery`),
+///   `NOT IN` a subquery correlated, under OR or NOT, or inside another
+///   expression, where NULLs count (`in_subquery_nulls`),
 ///   `SIMILAR TO` (`similar_to`), a `RANGE` frame over a date or time
 ///   with a bare number (`range_in_months`), a duration or interval
 ///   compared across months, days and the rest
@@ -890,6 +892,7 @@ pub fn checked_plan(sql: &str, df: DataFrame) -> datafusion::error::Result<DataF
 fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     if let Some(problem) = integer_date(df.logical_plan())
         .or_else(|| constant_in_subquery(df.logical_plan()))
+        .or_else(|| in_subquery_nulls(df.logical_plan()))
         .or_else(|| similar_to(df.logical_plan()))
         .or_else(|| range_in_months(df.logical_plan()))
         .or_else(|| range_over_unrangeable(df.logical_plan()))
@@ -1223,6 +1226,108 @@ fn constant_in_subquery(plan: &datafusion::logical_expr::LogicalPlan) -> Option<
             if found.is_some() {
                 return Ok(TreeNodeRecursion::Stop);
             }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// `x NOT IN (subquery)` where DataFusion 55 gets SQL's NULLs wrong,
+/// with no error: in SQL it is unknown, and the row does not pass, when
+/// `x` is NULL (and the subquery has rows) or a NULL is among the
+/// subquery's rows. DataFusion 55 has that right only for a condition of
+/// its own whose subquery does not refer to the outer query (a null-aware
+/// anti join). A correlated one passed rows it must not (or failed to
+/// plan, "null_aware anti join only supports single column join key"),
+/// and one under OR or NOT, or a positive `IN (subquery)` inside `IS
+/// NULL` or a comparison, is answered as if the NULLs were not there
+/// (its mark join has no NULL). Where neither side can be NULL, the
+/// answer is right and this passes it.
+fn in_subquery_nulls(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::DFSchema;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::expr::InSubquery;
+    use datafusion::logical_expr::utils::split_conjunction;
+    use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+    let nullable = |s: &InSubquery, schema: &DFSchema| {
+        s.expr.nullable(schema).unwrap_or(true)
+            || s.subquery
+                .subquery
+                .schema()
+                .fields()
+                .first()
+                .is_none_or(|f| f.is_nullable())
+    };
+    // The first IN subquery below `e` that is NOT IN where NULLs count
+    // (under AND, OR and NOT), or inside anything else, with where it is.
+    fn misread<'a>(
+        e: &'a Expr,
+        negated: bool,
+        nullable: &dyn Fn(&InSubquery) -> bool,
+    ) -> Option<(&'a InSubquery, &'static str)> {
+        match e {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And | Operator::Or,
+                right,
+            }) => misread(left, negated, nullable).or_else(|| misread(right, negated, nullable)),
+            Expr::Not(inner) => misread(inner, !negated, nullable),
+            Expr::InSubquery(s) => {
+                (s.negated != negated && nullable(s)).then_some((s, "under OR or NOT"))
+            }
+            _ => {
+                let mut found = None;
+                let _ = e.apply(|e| {
+                    if let Expr::InSubquery(s) = e
+                        && nullable(s)
+                    {
+                        found = Some((s, "inside another expression (`IS NULL`, `=`, ...)"));
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                });
+                found
+            }
+        }
+    }
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Filter(filter) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = filter.input.schema();
+        let nullable = |s: &InSubquery| nullable(s, schema);
+        for condition in split_conjunction(&filter.predicate) {
+            let (mut e, mut negated) = (condition, false);
+            while let Expr::Not(inner) = e {
+                (e, negated) = (inner, !negated);
+            }
+            let problem = match e {
+                Expr::InSubquery(s) => (s.negated != negated
+                    && !s.subquery.outer_ref_columns.is_empty()
+                    && nullable(s))
+                .then_some((s, "with a subquery that refers to the outer query")),
+                _ => misread(e, negated, &nullable),
+            };
+            let Some((s, position)) = problem else {
+                continue;
+            };
+            let (x, op) = (s.expr.to_string(), if s.negated { "NOT IN" } else { "IN" });
+            let y = match s.subquery.subquery.schema().qualified_field(0) {
+                (Some(table), field) => format!("{table}.{}", field.name()),
+                (None, field) => field.name().clone(),
+            };
+            found = Some(format!(
+                "`{x} {op} (subquery)` {position}: DataFusion 55 gets its NULLs wrong with no \
+                 error (in SQL `NOT IN` is unknown, so the row does not pass, when `{x}` is NULL \
+                 or a NULL is among the subquery's rows; DataFusion 55 answers as if the \
+                 NULLs were not there); \
+                 write what SQL's NOT IN keeps as `NOT EXISTS (SELECT 1 FROM ... WHERE <the \
+                 subquery's conditions> AND ({y} = {x} OR {y} IS NULL OR {x} IS NULL))`, or \
+                 without `OR {y} IS NULL OR {x} IS NULL` to pass over the NULLs; a positive \
+                 `{x} IN (subquery)` is right as a condition of its own"
+            ));
+            return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
     });
@@ -4373,6 +4478,111 @@ mod tests {
             "+---------------------+---+\n| d                   | m |\n+---------------------+---+\n\
              | 9223372036854775805 | 6 |\n+---------------------+---+"
         );
+    }
+
+    /// `x NOT IN (subquery)` is SQL's, NULLs and all, where DataFusion 55
+    /// answers it so, and refused where it does not, with the `NOT EXISTS`
+    /// that is; expected counts are DuckDB's.
+    #[tokio::test]
+    async fn not_in_a_subquery_keeps_sqls_nulls_or_is_refused() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        for view in [
+            "CREATE VIEW a AS SELECT CAST(c1 AS BIGINT) AS k, CAST(c2 AS BIGINT) AS v FROM \
+             (VALUES (1, 2), (2, 2), (NULL, NULL), (3, NULL), (4, 7)) t(c1, c2)",
+            "CREATE VIEW b AS SELECT CAST(c1 AS BIGINT) AS k, CAST(c2 AS BIGINT) AS w FROM \
+             (VALUES (1, 1), (1, NULL), (2, 5), (3, 2), (4, 7), (NULL, 9)) t(c1, c2)",
+        ] {
+            ctx.sql(view).await.unwrap();
+        }
+        let count = |condition: &str, check: bool| {
+            let (ctx, sql) = (
+                ctx.clone(),
+                format!("SELECT count(*) FROM a WHERE {condition}"),
+            );
+            async move {
+                let df = ctx.sql(&sql).await?;
+                let df = if check { checked_plan(&sql, df)? } else { df };
+                let batches = df.collect().await?;
+                datafusion::error::Result::Ok(
+                    datafusion::arrow::array::AsArray::as_primitive::<
+                        datafusion::arrow::datatypes::Int64Type,
+                    >(batches[0].column(0))
+                    .value(0),
+                )
+            }
+        };
+        // DataFusion 55's own wrong answers (when these fail, the check
+        // can go): SQL's are 1 and 1.
+        for (condition, wrong) in [
+            ("a.v NOT IN (SELECT b.w FROM b WHERE b.k <> a.k)", 0),
+            ("a.v NOT IN (SELECT b.w FROM b) OR a.k = 1", 3),
+        ] {
+            assert_eq!(count(condition, false).await.unwrap(), wrong, "{condition}");
+        }
+        for (condition, sqls) in [
+            ("a.v NOT IN (SELECT b.w FROM b)", 0),
+            ("a.v NOT IN (SELECT b.w FROM b WHERE b.w > 100)", 5),
+            ("NOT (a.v IN (SELECT b.w FROM b WHERE b.w > 100))", 5),
+            ("a.v IN (SELECT b.w FROM b WHERE b.k = a.k) OR a.k = 1", 2),
+            // What the refusals offer.
+            (
+                "NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND (b.w = a.v OR b.w IS NULL OR \
+                 a.v IS NULL))",
+                2,
+            ),
+            (
+                "NOT EXISTS (SELECT 1 FROM b WHERE b.k <> a.k AND (b.w = a.v OR b.w IS NULL OR \
+                 a.v IS NULL))",
+                1,
+            ),
+        ] {
+            assert_eq!(count(condition, true).await.unwrap(), sqls, "{condition}");
+        }
+        for (condition, says) in [
+            (
+                "a.v NOT IN (SELECT b.w FROM b WHERE b.k <> a.k)",
+                "`a.v NOT IN (subquery)` with a subquery that refers to the outer query",
+            ),
+            (
+                "a.v NOT IN (SELECT b.w FROM b WHERE b.k = a.k)",
+                "`a.v NOT IN (subquery)` with a subquery that refers to the outer query",
+            ),
+            (
+                "NOT (a.v IN (SELECT b.w FROM b WHERE b.k = a.k)) AND a.k > 0",
+                "`a.v IN (subquery)` with a subquery that refers to the outer query",
+            ),
+            (
+                "a.v NOT IN (SELECT b.w FROM b) OR a.k = 1",
+                "`a.v NOT IN (subquery)` under OR or NOT",
+            ),
+            (
+                "NOT (a.v IN (SELECT b.w FROM b) AND a.k = 1)",
+                "`a.v IN (subquery)` under OR or NOT",
+            ),
+            (
+                "(a.v NOT IN (SELECT b.w FROM b)) IS NULL",
+                "`a.v NOT IN (subquery)` inside another expression (`IS NULL`, `=`, ...)",
+            ),
+        ] {
+            let e: datafusion::error::DataFusionError = count(condition, true).await.unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "Error during planning: {says}: DataFusion 55 gets"
+                )),
+                "{condition}: {e}"
+            );
+            assert!(
+                e.contains(
+                    "`NOT EXISTS (SELECT 1 FROM ... WHERE <the subquery's conditions> AND \
+                     (b.w = a.v OR b.w IS NULL OR a.v IS NULL))`"
+                ),
+                "{condition}: {e}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -165,6 +165,13 @@ fn query_reads_bronze_by_its_logical_name() {
             "SELECT extract(julian FROM event_date) FROM bronze_events",
             "Date part 'JULIAN' not supported (DataFusion's parts: 'year', 'quarter',",
         ),
+        // A NOT IN whose NULLs DataFusion 55 would get wrong, silently.
+        (
+            "SELECT count(*) FROM bronze_events e WHERE e.page_url NOT IN (SELECT b.page_url \
+             FROM bronze_events b WHERE b.user_id <> e.user_id)",
+            "`e.page_url NOT IN (subquery)` with a subquery that refers to the outer query: \
+             DataFusion 55 gets its NULLs wrong",
+        ),
     ] {
         run_says(&lake, &["query", bad], 2, says);
     }
