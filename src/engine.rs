@@ -2395,6 +2395,164 @@ mod distinct_from {
 /// ("Projections require unique expression names"), named as written,
 /// as DuckDB names it: `CAST(event_date AS VARCHAR)`. Other casts keep
 /// DataFusion's names.
+/// The merged column of a `RIGHT JOIN` or `FULL JOIN` with `USING (k)`
+/// or `NATURAL`: SQL's (PostgreSQL's, DuckDB's, Spark's) `k` is
+/// `COALESCE(left.k, right.k)`, where DataFusion 55 takes one side's `k`
+/// (the left's, mostly), NULL on each row only the other side has
+/// (apache/datafusion#22881),
+/// so `SELECT k, count(*) ... GROUP BY k` put those rows under NULL with
+/// no error. Each side's `k` is that COALESCE above such a join where
+/// the query names `k` without its table (or by `*`); where it names a
+/// side's own `k` (`a.k`, `a.*`) as well, it is refused.
+mod using_keys {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::common::{Column, plan_err};
+    use datafusion::logical_expr::{Cast, Expr, JoinConstraint, JoinType, LogicalPlan, Projection};
+    use datafusion::sql::sqlparser::ast::{self, Ident, SelectItem, Visit, Visitor};
+    use std::collections::HashSet;
+    use std::ops::ControlFlow;
+    use std::sync::Arc;
+
+    /// The columns a statement names: alone, with a table, or by `*`.
+    #[derive(Default)]
+    pub struct Written {
+        alone: HashSet<String>,
+        with_table: HashSet<(String, String)>,
+        star: bool,
+        table_stars: HashSet<String>,
+    }
+
+    /// An identifier as DataFusion names it: lowercase unless quoted.
+    fn normal(i: &Ident) -> String {
+        match i.quote_style {
+            Some(_) => i.value.clone(),
+            None => i.value.to_lowercase(),
+        }
+    }
+
+    impl Visitor for Written {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &ast::Expr) -> ControlFlow<()> {
+            match e {
+                ast::Expr::Identifier(i) => {
+                    self.alone.insert(normal(i));
+                }
+                ast::Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                    let n = parts.len();
+                    self.with_table
+                        .insert((normal(&parts[n - 2]), normal(&parts[n - 1])));
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_select(&mut self, select: &ast::Select) -> ControlFlow<()> {
+            for item in &select.projection {
+                match item {
+                    SelectItem::Wildcard(_) => self.star = true,
+                    SelectItem::QualifiedWildcard(kind, _) => {
+                        if let Some(table) = kind.to_string().rsplit('.').next() {
+                            let table = table.trim_matches('"');
+                            self.table_stars.insert(table.to_lowercase());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    pub fn written(statement: &datafusion::sql::parser::Statement) -> Written {
+        let mut written = Written::default();
+        if let datafusion::sql::parser::Statement::Statement(s) = statement {
+            let _ = s.visit(&mut written);
+        }
+        written
+    }
+
+    /// `plan` with the merged key of each `RIGHT`/`FULL` `USING` join
+    /// that the query names alone taken from both sides.
+    pub fn merged(plan: LogicalPlan, written: &Written) -> datafusion::error::Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::Join(join) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            if join.join_constraint != JoinConstraint::Using
+                || !matches!(join.join_type, JoinType::Right | JoinType::Full)
+            {
+                return Ok(Transformed::no(node));
+            }
+            // Each side's key with the other's: DataFusion 55 takes either
+            // side's for the key named alone (the right's, for some NATURAL
+            // joins), so both are the merged key above the join.
+            let mut keys = vec![];
+            for (left, right) in &join.on {
+                let (Expr::Column(left), Expr::Column(right)) = (left, right) else {
+                    continue;
+                };
+                let k = &left.name;
+                if !(written.star || written.alone.contains(k)) {
+                    continue;
+                }
+                let named = [left, right].into_iter().find_map(|side| {
+                    let t = side.relation.as_ref()?.table().to_string();
+                    (written.table_stars.contains(&t)
+                        || written.with_table.contains(&(t.clone(), side.name.clone())))
+                    .then_some(t)
+                });
+                if let Some(t) = named {
+                    fn table(c: &Column) -> &str {
+                        c.relation.as_ref().map_or("?", |r| r.table())
+                    }
+                    let (l, r) = (table(left), table(right));
+                    let kind = match join.join_type {
+                        JoinType::Full => "FULL",
+                        _ => "RIGHT",
+                    };
+                    return plan_err!(
+                        "`{k}` of a {kind} JOIN with `USING ({k})` or NATURAL, named both alone \
+                         (or by `*`) and as `{t}.{k}` (or `{t}.*`): SQL's `{k}` is \
+                         `COALESCE({l}.{k}, {r}.{k})` and `{t}.{k}` that side's own, NULL \
+                         where only the other side has the row; DataFusion 55 gives one side's \
+                         for both, so write the join with ON and name each: `{l} {kind} JOIN \
+                         {r} ON {l}.{k} = {r}.{k}` and `COALESCE({l}.{k}, {r}.{k}) AS {k}`"
+                    );
+                }
+                keys.push((left.clone(), right.clone()));
+                keys.push((right.clone(), left.clone()));
+            }
+            if keys.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            let schema = Arc::clone(node.schema());
+            let mut exprs = vec![];
+            for (qualifier, field) in schema.iter() {
+                let column = Column::new(qualifier.cloned(), field.name());
+                let Some((own, other)) = keys.iter().find(|(own, _)| *own == column) else {
+                    exprs.push(Expr::Column(column));
+                    continue;
+                };
+                let other_type = schema.qualified_field_from_column(other)?.1.data_type();
+                let mut other = Expr::Column(other.clone());
+                if other_type != field.data_type() {
+                    other = Expr::Cast(Cast::new(Box::new(other), field.data_type().clone()));
+                }
+                exprs.push(
+                    datafusion::functions::core::expr_fn::coalesce(vec![
+                        Expr::Column(own.clone()),
+                        other,
+                    ])
+                    .alias_qualified(qualifier.cloned(), field.name()),
+                );
+            }
+            let projection = Projection::try_new_with_schema(exprs, Arc::new(node), schema)?;
+            Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+        })
+        .map(|t| t.data)
+    }
+}
+
 mod named_casts {
     use datafusion::sql::sqlparser::ast::{
         Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, VisitMut,
@@ -2534,8 +2692,10 @@ pub async fn planned(
     passed_over(&statement)?;
     distinct_from::reread(&mut statement)?;
     named_casts::name_casts(&mut statement);
+    let written = using_keys::written(&statement);
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
+    let plan = using_keys::merged(plan, &written)?;
     checked(ctx.execute_logical_plan(plan).await?)
 }
 /// [`planned`]'s check of the clauses that DataFusion passes over.
@@ -3402,7 +3562,8 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
         return format!(
             "{text} (more than one table of the query has a column `{column}`: name the one \
              meant, `events.{column}` or the table's alias, `e.{column}`; DataFusion 55 asks \
-             for it after `JOIN ... USING ({column})` too)"
+             for it after `JOIN ... USING ({column})` too, where after a RIGHT or FULL JOIN \
+             SQL's `{column}` is `COALESCE(a.{column}, b.{column})`)"
         );
     }
     // A column and a CAST of it both in GROUP BY: DataFusion 55 names a
@@ -4480,6 +4641,132 @@ mod tests {
         );
     }
 
+    /// The merged key of a RIGHT or FULL JOIN with USING or NATURAL is
+    /// SQL's `COALESCE(left.k, right.k)` wherever the query names it
+    /// alone; each side's own `k` stays its own; naming both is refused.
+    #[tokio::test]
+    async fn right_and_full_using_joins_merge_their_key() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        for view in [
+            "CREATE VIEW a AS SELECT CAST(c1 AS BIGINT) AS k, c2 AS v FROM (VALUES (1, 'a1'), \
+             (2, 'a2'), (NULL, 'a0')) t(c1, c2)",
+            "CREATE VIEW b AS SELECT CAST(c1 AS BIGINT) AS k, c2 AS w FROM (VALUES (1, 'b1'), \
+             (4, 'b4'), (4, 'b44')) t(c1, c2)",
+            "CREATE VIEW c AS SELECT CAST(c1 AS INT) AS k, c2 AS v FROM (VALUES (4, 'c4'), (6, \
+             'c6')) t(c1, c2)",
+        ] {
+            ctx.sql(view).await.unwrap();
+        }
+        let answer = |sql: &'static str, ours: bool| {
+            let ctx = ctx.clone();
+            async move {
+                let df = if ours {
+                    planned(&ctx, sql, Default::default()).await?
+                } else {
+                    ctx.sql(sql).await?
+                };
+                let batches = df.collect().await?;
+                datafusion::error::Result::Ok(
+                    datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string(),
+                )
+            }
+        };
+        let grouped = "SELECT k, count(*) AS n FROM a FULL JOIN b USING (k) GROUP BY k ORDER BY k";
+        // DataFusion 55's own answer puts b's two rows of 4 under NULL
+        // (when this fails, `using_keys` can go).
+        assert!(
+            answer(grouped, false).await.unwrap().contains("|   | 3 |"),
+            "{}",
+            answer(grouped, false).await.unwrap()
+        );
+        for (sql, expected) in [
+            (
+                grouped,
+                "+---+---+
+| k | n |
++---+---+
+| 1 | 1 |
+| 2 | 1 |
+| 4 | 2 |
+|   | 1 |
++---+---+",
+            ),
+            (
+                "SELECT * FROM a RIGHT JOIN b USING (k) ORDER BY w",
+                "+---+----+-----+
+| k | v  | w   |
++---+----+-----+
+| 1 | a1 | b1  |
+| 4 |    | b4  |
+| 4 |    | b44 |
++---+----+-----+",
+            ),
+            // Each side's own key is its own; a key of another type is
+            // merged in the left's type.
+            (
+                "SELECT a.k AS ak, b.k AS bk, w FROM a FULL JOIN b USING (k) WHERE b.k = 4 \
+                 ORDER BY w",
+                "+----+----+-----+
+| ak | bk | w   |
++----+----+-----+
+|    | 4  | b4  |
+|    | 4  | b44 |
++----+----+-----+",
+            ),
+            (
+                "SELECT * FROM c NATURAL FULL JOIN a ORDER BY k, v",
+                "+---+----+
+| k | v  |
++---+----+
+| 1 | a1 |
+| 2 | a2 |
+| 4 | c4 |
+| 6 | c6 |
+|   | a0 |
++---+----+",
+            ),
+            (
+                "SELECT k FROM c FULL JOIN b USING (k) WHERE w IS NULL",
+                "+---+
+| k |
++---+
+| 6 |
++---+",
+            ),
+            // A LEFT JOIN's key is the left's, as SQL's is.
+            (
+                "SELECT k, w FROM a LEFT JOIN b USING (k) ORDER BY k",
+                "+---+----+
+| k | w  |
++---+----+
+| 1 | b1 |
+| 2 |    |
+|   |    |
++---+----+",
+            ),
+        ] {
+            assert_eq!(answer(sql, true).await.unwrap(), expected, "{sql}");
+        }
+        let e: datafusion::error::DataFusionError =
+            answer("SELECT * FROM a FULL JOIN b USING (k) WHERE a.k > 0", true)
+                .await
+                .unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.starts_with(
+                "Error during planning: `k` of a FULL JOIN with `USING (k)` or NATURAL, named \
+                 both alone (or by `*`) and as `a.k` (or `a.*`)"
+            ) && e.ends_with(
+                "write the join with ON and name each: `a FULL JOIN b ON a.k = b.k` and \
+                 `COALESCE(a.k, b.k) AS k`"
+            ),
+            "{e}"
+        );
+    }
+
     /// `x NOT IN (subquery)` is SQL's, NULLs and all, where DataFusion 55
     /// answers it so, and refused where it does not, with the `NOT EXISTS`
     /// that is; expected counts are DuckDB's.
@@ -5288,7 +5575,8 @@ mod tests {
             planning_error(&e).ends_with(
                 "(more than one table of the query has a column `x`: name the one meant, \
                  `events.x` or the table's alias, `e.x`; DataFusion 55 asks for it after `JOIN \
-                 ... USING (x)` too)"
+                 ... USING (x)` too, where after a RIGHT or FULL JOIN SQL's `x` is \
+                 `COALESCE(a.x, b.x)`)"
             ),
             "{}",
             planning_error(&e)

@@ -32,6 +32,17 @@ fn query_reads_bronze_by_its_logical_name() {
         })
         .collect();
     assert_eq!(got, expected_counts(&expected()["partitions"]));
+    // A FULL JOIN's USING key is SQL's, from either side: DataFusion 55
+    // gave the left's, empty for the row only the right side has.
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT CAST(event_date AS VARCHAR) AS d, x.note FROM (SELECT DISTINCT event_date \
+             FROM bronze_events) e FULL JOIN (SELECT DATE '2000-01-01' AS event_date, 'outside' \
+             AS note) x USING (event_date) WHERE x.note IS NOT NULL"
+        ),
+        ["2000-01-01,outside"]
+    );
 
     let o = run(
         &lake,
