@@ -2389,21 +2389,15 @@ mod distinct_from {
     }
 }
 
-/// Each SELECT list's CAST that DataFusion 55 would name as its operand
-/// beside the operand itself, another CAST of it or a `*` (`SELECT *,
-/// CAST(event_date AS VARCHAR)`), which fails as one name twice
-/// ("Projections require unique expression names"), named as written,
-/// as DuckDB names it: `CAST(event_date AS VARCHAR)`. Other casts keep
-/// DataFusion's names.
 /// The merged column of a `RIGHT JOIN` or `FULL JOIN` with `USING (k)`
 /// or `NATURAL`: SQL's (PostgreSQL's, DuckDB's, Spark's) `k` is
 /// `COALESCE(left.k, right.k)`, where DataFusion 55 takes one side's `k`
 /// (the left's, mostly), NULL on each row only the other side has
-/// (apache/datafusion#22881),
-/// so `SELECT k, count(*) ... GROUP BY k` put those rows under NULL with
-/// no error. Each side's `k` is that COALESCE above such a join where
-/// the query names `k` without its table (or by `*`); where it names a
-/// side's own `k` (`a.k`, `a.*`) as well, it is refused.
+/// (apache/datafusion#22881), so `SELECT k, count(*) ... GROUP BY k`
+/// put those rows under NULL with no error. Each side's `k` is that
+/// COALESCE above such a join where the query names `k` without its table
+/// (or by `*`); where it names a side's own `k` (`a.k`, `a.*`) as well,
+/// it is refused.
 mod using_keys {
     use datafusion::common::tree_node::Transformed;
     use datafusion::common::{Column, plan_err};
@@ -2553,6 +2547,12 @@ mod using_keys {
     }
 }
 
+/// Each SELECT list's CAST that DataFusion 55 would name as its operand
+/// beside the operand itself, another CAST of it or a `*` (`SELECT *,
+/// CAST(event_date AS VARCHAR)`), which fails as one name twice
+/// ("Projections require unique expression names"), named as written,
+/// as DuckDB names it: `CAST(event_date AS VARCHAR)`. Other casts keep
+/// DataFusion's names.
 mod named_casts {
     use datafusion::sql::sqlparser::ast::{
         Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, VisitMut,
