@@ -2547,6 +2547,292 @@ mod using_keys {
     }
 }
 
+/// A scalar subquery that takes the top row of the rows of the outer
+/// row, `(SELECT e.page_url FROM events e WHERE e.user_id = s.user_id
+/// ORDER BY e.event_timestamp DESC LIMIT 1)`: DataFusion 55 plans it and
+/// cannot run it ("Physical plan does not support logical expression
+/// ScalarSubquery"). It is the same value as the aggregate
+/// `first_value(e.page_url ORDER BY e.event_timestamp DESC)` over those
+/// rows (NULL when there are none, either of tied rows), which
+/// DataFusion runs as a join; so such a subquery (one column that is no
+/// aggregate, one table or join, WHERE, ORDER BY and LIMIT 1, naming a
+/// table of the outer query) is asked that way, under the name its
+/// column had.
+mod top_one {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, GroupByExpr, Ident, LimitClause, ObjectNamePart, OrderByKind, Query, SelectItem,
+        SetExpr, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut,
+    };
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::collections::HashSet;
+    use std::ops::ControlFlow;
+
+    struct TopOne<'a> {
+        aggregate: &'a dyn Fn(&str) -> bool,
+    }
+
+    /// The names its FROM gives the tables of a query's SELECT.
+    fn tables(from: &[datafusion::sql::sqlparser::ast::TableWithJoins]) -> HashSet<String> {
+        let mut names = HashSet::new();
+        let mut add = |t: &TableFactor| match t {
+            TableFactor::Table { name, alias, .. } => {
+                let own = match alias {
+                    Some(a) => Some(a.name.value.to_lowercase()),
+                    None => name
+                        .0
+                        .last()
+                        .and_then(ObjectNamePart::as_ident)
+                        .map(|i| i.value.to_lowercase()),
+                };
+                names.extend(own);
+            }
+            TableFactor::Derived { alias: Some(a), .. } => {
+                names.insert(a.name.value.to_lowercase());
+            }
+            _ => {}
+        };
+        for t in from {
+            add(&t.relation);
+            for j in &t.joins {
+                add(&j.relation);
+            }
+        }
+        names
+    }
+
+    /// Does `e` hold a function call that is an aggregate or a window,
+    /// or a subquery?
+    fn aggregates(e: &Expr, aggregate: &dyn Fn(&str) -> bool) -> bool {
+        struct Find<'a>(&'a dyn Fn(&str) -> bool);
+        impl Visitor for Find<'_> {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                match e {
+                    Expr::Function(f)
+                        if f.over.is_some() || (self.0)(&f.name.to_string().to_lowercase()) =>
+                    {
+                        ControlFlow::Break(())
+                    }
+                    Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                        ControlFlow::Break(())
+                    }
+                    _ => ControlFlow::Continue(()),
+                }
+            }
+        }
+        e.visit(&mut Find(aggregate)).is_break()
+    }
+
+    /// Does `e` name a column of a table other than `own`?
+    fn outer(e: &Expr, own: &HashSet<String>) -> bool {
+        struct Find<'a>(&'a HashSet<String>);
+        impl Visitor for Find<'_> {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                if let Expr::CompoundIdentifier(parts) = e
+                    && parts.len() >= 2
+                    && !self
+                        .0
+                        .contains(&parts[parts.len() - 2].value.to_lowercase())
+                {
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        e.visit(&mut Find(own)).is_break()
+    }
+
+    /// An identifier as DataFusion names it: lowercase unless quoted.
+    fn normal(i: &Ident) -> String {
+        match i.quote_style {
+            Some(_) => i.value.clone(),
+            None => i.value.to_lowercase(),
+        }
+    }
+
+    /// `query` as its first_value aggregate, if it is such a subquery,
+    /// and the name its column had.
+    fn rewritten(query: &mut Query, aggregate: &dyn Fn(&str) -> bool) -> Option<String> {
+        let one = matches!(
+            &query.limit_clause,
+            Some(LimitClause::LimitOffset {
+                limit: Some(Expr::Value(v)),
+                offset: None,
+                limit_by,
+            }) if matches!(&v.value, Value::Number(n, _) if n == "1") && limit_by.is_empty()
+        );
+        let plain = one
+            && query.with.is_none()
+            && query.fetch.is_none()
+            && query.locks.is_empty()
+            && query.for_clause.is_none()
+            && query.settings.is_none()
+            && query.format_clause.is_none()
+            && query.pipe_operators.is_empty();
+        if !plain {
+            return None;
+        }
+        let order: Vec<_> = match &query.order_by {
+            None => vec![],
+            Some(o) if o.interpolate.is_none() => match &o.kind {
+                OrderByKind::Expressions(items) => items.clone(),
+                OrderByKind::All(_) => return None,
+            },
+            Some(_) => return None,
+        };
+        let SetExpr::Select(select) = &mut *query.body else {
+            return None;
+        };
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty());
+        if grouped
+            || select.distinct.is_some()
+            || select.top.is_some()
+            || select.into.is_some()
+            || select.exclude.is_some()
+            || select.select_modifiers.is_some()
+            || !select.lateral_views.is_empty()
+            || select.prewhere.is_some()
+            || !select.connect_by.is_empty()
+            || !select.cluster_by.is_empty()
+            || !select.distribute_by.is_empty()
+            || !select.sort_by.is_empty()
+            || select.having.is_some()
+            || !select.named_window.is_empty()
+            || select.qualify.is_some()
+            || select.from.is_empty()
+            || select.projection.len() != 1
+        {
+            return None;
+        }
+        let (e, name) = match &select.projection[0] {
+            SelectItem::UnnamedExpr(e) => {
+                let name = match e {
+                    Expr::Identifier(i) => normal(i),
+                    Expr::CompoundIdentifier(parts) => normal(parts.last()?),
+                    e => e.to_string(),
+                };
+                (e, name)
+            }
+            SelectItem::ExprWithAlias { expr, alias } => (expr, normal(alias)),
+            _ => return None,
+        };
+        // An ORDER BY by position (1) or by the column's name is the
+        // column's expression.
+        if order.iter().any(|o| o.with_fill.is_some()) {
+            return None;
+        }
+        let mut order = order;
+        for o in &mut order {
+            let column = match &o.expr {
+                Expr::Value(v) => matches!(&v.value, Value::Number(n, _) if n == "1"),
+                Expr::Identifier(i) => {
+                    normal(i) == name
+                        && matches!(&select.projection[0], SelectItem::ExprWithAlias { .. })
+                }
+                _ => false,
+            };
+            if column {
+                o.expr = e.clone();
+            } else if matches!(&o.expr, Expr::Value(_)) {
+                return None;
+            }
+        }
+        let own = tables(&select.from);
+        let correlated = outer(e, &own)
+            || select.selection.as_ref().is_some_and(|w| outer(w, &own))
+            || order.iter().any(|o| outer(&o.expr, &own));
+        if !correlated
+            || aggregates(e, aggregate)
+            || order.iter().any(|o| aggregates(&o.expr, aggregate))
+        {
+            return None;
+        }
+        let order = order
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = match order.is_empty() {
+            true => format!("first_value({e})"),
+            false => format!("first_value({e} ORDER BY {order})"),
+        };
+        let first = Parser::new(&GenericDialect {})
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr())
+            .ok()?;
+        // Unnamed: DataFusion 55 fails to join a subquery whose column is
+        // named as a column it is correlated by ("Schema contains
+        // qualified field name p.user_id and unqualified field name
+        // user_id"); the SELECT item holding it takes the name instead.
+        select.projection = vec![SelectItem::UnnamedExpr(first)];
+        query.order_by = None;
+        query.limit_clause = None;
+        Some(name)
+    }
+
+    impl VisitorMut for TopOne<'_> {
+        type Break = ();
+        /// A SELECT item that is such a subquery keeps its name, unless
+        /// another item may have it (DataFusion 55 refuses one name
+        /// twice): then it is DataFusion's name of the aggregate.
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = &mut *query.body {
+                let names: Vec<Option<String>> = select
+                    .projection
+                    .iter()
+                    .map(|item| match item {
+                        SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(normal(i)),
+                        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                            parts.last().map(normal)
+                        }
+                        SelectItem::ExprWithAlias { alias, .. } => Some(normal(alias)),
+                        SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                            Some("*".to_string())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                for (n, item) in select.projection.iter_mut().enumerate() {
+                    if let SelectItem::UnnamedExpr(Expr::Subquery(q)) = item
+                        && let Some(name) = rewritten(q, self.aggregate)
+                        && !names.iter().enumerate().any(|(m, other)| {
+                            m != n
+                                && other
+                                    .as_deref()
+                                    .is_some_and(|other| other == name || other == "*")
+                        })
+                    {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: Expr::Subquery(q.clone()),
+                            alias: Ident::with_quote('"', name),
+                        };
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Subquery(query) = e {
+                rewritten(query, self.aggregate);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// `statement` with each such subquery asked as its aggregate;
+    /// `aggregate` says whether a function name is an aggregate's.
+    pub fn as_first_value(
+        statement: &mut datafusion::sql::parser::Statement,
+        aggregate: &dyn Fn(&str) -> bool,
+    ) {
+        if let datafusion::sql::parser::Statement::Statement(s) = statement {
+            let _ = s.visit(&mut TopOne { aggregate });
+        }
+    }
+}
+
 /// Each SELECT list's CAST that DataFusion 55 would name as its operand
 /// beside the operand itself, another CAST of it or a `*` (`SELECT *,
 /// CAST(event_date AS VARCHAR)`), which fails as one name twice
@@ -2692,6 +2978,8 @@ pub async fn planned(
     passed_over(&statement)?;
     distinct_from::reread(&mut statement)?;
     named_casts::name_casts(&mut statement);
+    let aggregates = state.aggregate_functions();
+    top_one::as_first_value(&mut statement, &|name| aggregates.contains_key(name));
     let written = using_keys::written(&statement);
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
@@ -3588,7 +3876,8 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
              other than with `=` (`s.user_id = e.user_id AND s.start <= e.ts`) does not run in \
              DataFusion 55: join instead and aggregate, `LEFT JOIN sessions s ON s.user_id = \
              e.user_id AND s.start <= e.ts ... GROUP BY`; `EXISTS` and `IN` subqueries run as \
-             they are)"
+             they are; one that takes a row by ORDER BY, LIMIT or OFFSET runs as an aggregate, \
+             `(SELECT first_value(x ORDER BY ts DESC) FROM t WHERE t.k = o.k)` for the top row)"
         );
     }
     // A LATERAL subquery that uses an outer column other than in `=`, or
@@ -4639,6 +4928,88 @@ mod tests {
             "+---------------------+---+\n| d                   | m |\n+---------------------+---+\n\
              | 9223372036854775805 | 6 |\n+---------------------+---+"
         );
+    }
+
+    /// A subquery that takes the top row of the outer row's rows (`ORDER
+    /// BY ... LIMIT 1`) runs, as its first_value aggregate, with the
+    /// answer SQL gives (DuckDB's, by hand) and its column's name.
+    #[tokio::test]
+    async fn top_row_subqueries_run_as_first_value() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        for view in [
+            "CREATE VIEW u AS SELECT * FROM (VALUES ('u1'), ('u2'), ('u3')) t(user_id)",
+            "CREATE VIEW e AS SELECT user_id, page, CAST(ts AS BIGINT) AS ts FROM (VALUES \
+             ('u1', '/a', 1), ('u1', '/b', 3), ('u1', '/c', NULL), ('u2', '/d', 2)) t(user_id, \
+             page, ts)",
+        ] {
+            ctx.sql(view).await.unwrap();
+        }
+        let top = "SELECT u.user_id, (SELECT e.page FROM e WHERE e.user_id = u.user_id ORDER BY \
+                   e.ts DESC LIMIT 1) AS last_page FROM u ORDER BY 1";
+        // DataFusion 55 plans it and cannot run it (when this fails, the
+        // rewrite can go).
+        let e = ctx.sql(top).await.unwrap().collect().await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Physical plan does not support logical expression ScalarSubquery"),
+            "{e}"
+        );
+        let answer = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = planned(&ctx, sql, Default::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .collect()
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        for (sql, expected) in [
+            // DESC puts NULLs first, as in SQL.
+            (
+                top,
+                "+---------+-----------+
+| user_id | last_page |
++---------+-----------+
+| u1      | /c        |
+| u2      | /d        |
+| u3      |           |
++---------+-----------+",
+            ),
+            // Unnamed, by position, in WHERE; the column's name is kept.
+            (
+                "SELECT u.user_id, (SELECT e.page FROM e WHERE e.user_id = u.user_id ORDER BY \
+                 e.ts NULLS LAST, 1 LIMIT 1) FROM u WHERE (SELECT e.ts FROM e WHERE e.user_id = \
+                 u.user_id ORDER BY 1 LIMIT 1) < 3 ORDER BY 1",
+                "+---------+------+
+| user_id | page |
++---------+------+
+| u1      | /a   |
+| u2      | /d   |
++---------+------+",
+            ),
+            // The name another item has is left to DataFusion.
+            (
+                "SELECT u.user_id, (SELECT e.user_id FROM e WHERE e.user_id = u.user_id ORDER BY \
+                 e.ts LIMIT 1) FROM u ORDER BY 1",
+                "+---------+-------------------------------------------------------+
+| user_id | first_value(e.user_id) ORDER BY [e.ts ASC NULLS LAST] |
++---------+-------------------------------------------------------+
+| u1      | u1                                                    |
+| u2      | u2                                                    |
+| u3      |                                                       |
++---------+-------------------------------------------------------+",
+            ),
+        ] {
+            assert_eq!(answer(sql).await, expected, "{sql}");
+        }
     }
 
     /// The merged key of a RIGHT or FULL JOIN with USING or NATURAL is

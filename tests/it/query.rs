@@ -32,6 +32,23 @@ fn query_reads_bronze_by_its_logical_name() {
         })
         .collect();
     assert_eq!(got, expected_counts(&expected()["partitions"]));
+    // The top row of each outer row's rows, by a subquery with ORDER BY
+    // and LIMIT 1 (which DataFusion 55 plans and cannot run), is the row
+    // a window numbers first.
+    let top = query_csv(
+        &lake,
+        "SELECT CAST(d.event_date AS VARCHAR) AS d, (SELECT b.event_id FROM bronze_events b \
+         WHERE b.event_date = d.event_date ORDER BY b.event_timestamp DESC, b.event_id DESC \
+         LIMIT 1) AS last_event FROM (SELECT DISTINCT event_date FROM bronze_events) d ORDER BY 1",
+    );
+    let numbered = query_csv(
+        &lake,
+        "SELECT CAST(event_date AS VARCHAR) AS d, event_id AS last_event FROM (SELECT \
+         event_date, event_id, row_number() OVER (PARTITION BY event_date ORDER BY \
+         event_timestamp DESC, event_id DESC) AS r FROM bronze_events) WHERE r = 1 ORDER BY 1",
+    );
+    assert_eq!(top, numbered);
+    assert_eq!(top.len(), expected_counts(&expected()["partitions"]).len());
     // A FULL JOIN's USING key is SQL's, from either side: DataFusion 55
     // gave the left's, empty for the row only the right side has.
     assert_eq!(
