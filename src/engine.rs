@@ -3866,6 +3866,15 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
              SELECT list, `SELECT x, CAST(x AS VARCHAR) AS v`)"
         );
     }
+    // A correlated subquery of one value that is no aggregate:
+    // DataFusion 55 refuses it, saying why and not what to write.
+    if text.contains("Correlated scalar subquery must be aggregated") {
+        return format!(
+            "{text} (DataFusion 55 runs a subquery that refers to the outer query and gives one \
+             value only as an aggregate: `(SELECT max(b.y) FROM ... WHERE b.k = a.k)` where \
+             there is one row, or `first_value(b.y ORDER BY ...)` for the top row)"
+        );
+    }
     // A subquery that yields one value and refers to the outer query with
     // more than `=`: DataFusion plans it and cannot run it.
     if text.contains("Physical plan does not support logical expression ScalarSubquery")
@@ -3899,10 +3908,13 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
             _ => "column".to_string(),
         };
         return format!(
-            "{before}the outer query's {name} in a LATERAL subquery, other than in `=`, or in \
-             an `unnest` in FROM does not run in DataFusion 55: join instead and aggregate, `LEFT JOIN sessions s ON s.user_id = e.user_id AND s.event_count > \
-             e.n ... GROUP BY`, and unnest an array in the SELECT list, `SELECT unnest(t.a) AS \
-             v FROM t`"
+            "{before}the outer query's {name} in a LATERAL subquery, other than in `=` (or \
+             with ORDER BY and LIMIT), or in an `unnest` in FROM does not run in DataFusion 55: \
+             join instead and aggregate, `LEFT JOIN sessions s ON s.user_id = e.user_id AND \
+             s.event_count > e.n ... GROUP BY`; for each row's top rows, join the rows a window \
+             numbers, `JOIN (SELECT *, row_number() OVER (PARTITION BY s.user_id ORDER BY \
+             s.session_start DESC) AS r FROM sessions s) s ON s.user_id = e.user_id AND s.r <= \
+             3`; and unnest an array in the SELECT list, `SELECT unnest(t.a) AS v FROM t`"
         );
     }
     // EXISTS or IN (subquery) outside WHERE, and an aggregate in a join's
@@ -6538,16 +6550,49 @@ mod tests {
                  WHERE b.y > a.y) AS q",
                 "`a.y`",
             ),
+            (
+                "SELECT a.x, q.y FROM t AS a CROSS JOIN LATERAL (SELECT b.y FROM t AS b WHERE \
+                 b.x = a.x ORDER BY b.ts DESC LIMIT 1) AS q",
+                "`a.x`",
+            ),
         ] {
             let said = planning_error(&run_error(sql).await);
             assert!(
                 said.starts_with(&format!(
                     "This feature is not implemented: the outer query's {column} in a LATERAL \
-                     subquery, other than in `=`, or in an `unnest` in FROM does not run"
+                     subquery, other than in `=` (or with ORDER BY and LIMIT), or in an `unnest` \
+                     in FROM does not run"
                 )) && !said.contains("Field {"),
                 "{said}"
             );
         }
+        // The window it offers for each row's top rows runs.
+        ctx.sql(
+            "SELECT a.x, q.y FROM t AS a JOIN (SELECT *, row_number() OVER (PARTITION BY b.x \
+             ORDER BY b.ts DESC) AS r FROM t AS b) q ON q.x = a.x AND q.r <= 1",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        // A correlated subquery of one value that is no aggregate says
+        // which aggregate gives it.
+        let said = planning_error(
+            &any_error(
+                "WITH b AS (SELECT * FROM (VALUES (1, 2), (3, 4)) v(k, w)) SELECT x, (SELECT b.w FROM b \
+                 WHERE b.k = t.x AND b.w = 5) FROM t",
+            )
+            .await,
+        );
+        assert!(
+            said.ends_with(
+                "(DataFusion 55 runs a subquery that refers to the outer query and gives one \
+                 value only as an aggregate: `(SELECT max(b.y) FROM ... WHERE b.k = a.k)` where \
+                 there is one row, or `first_value(b.y ORDER BY ...)` for the top row)"
+            ),
+            "{said}"
+        );
         ctx.sql("SELECT x, unnest(make_array(t.x, t.y)) AS v FROM t")
             .await
             .unwrap()
