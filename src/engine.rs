@@ -3008,6 +3008,66 @@ fn passed_over(statement: &datafusion::sql::parser::Statement) -> datafusion::er
             let Expr::BinaryOp { left, op, right } = e else {
                 return ControlFlow::Continue(());
             };
+            // `'a' || 1 + 2`: DataFusion's SQL binds `||` as tightly as
+            // `*`, so it is `('a' || 1) + 2`, and `1 + 2 || 'a'` is `1 + (2
+            // || 'a')`: text in arithmetic, an error about coercing `Utf8 +
+            // Int64`, where PostgreSQL and DuckDB do the arithmetic first
+            // (`a3`, `3a`).
+            let arithmetic = |op: &BinaryOperator| {
+                matches!(
+                    op,
+                    BinaryOperator::Plus
+                        | BinaryOperator::Minus
+                        | BinaryOperator::Multiply
+                        | BinaryOperator::Divide
+                        | BinaryOperator::Modulo
+                )
+            };
+            let concat = |e: &Expr| {
+                matches!(
+                    e,
+                    Expr::BinaryOp {
+                        op: BinaryOperator::StringConcat,
+                        ..
+                    }
+                )
+            };
+            let instead = match (&**left, &**right) {
+                (
+                    Expr::BinaryOp {
+                        left: text,
+                        right: middle,
+                        ..
+                    },
+                    _,
+                ) if concat(left) && arithmetic(op) => {
+                    Some(format!("{text} || ({middle} {op} {right})"))
+                }
+                (
+                    _,
+                    Expr::BinaryOp {
+                        left: middle,
+                        right: text,
+                        ..
+                    },
+                ) if concat(right)
+                    && matches!(op, BinaryOperator::Plus | BinaryOperator::Minus) =>
+                {
+                    Some(format!("({left} {op} {middle}) || {text}"))
+                }
+                _ => None,
+            };
+            if let Some(instead) = instead {
+                let read = match concat(left) {
+                    true => format!("({left}) {op} {right}"),
+                    false => format!("{left} {op} ({right})"),
+                };
+                return ControlFlow::Break(format!(
+                    "`{e}` reads as `{read}`: in DataFusion's SQL `||` binds as tightly as `*` and \
+                     more tightly than `+` and `-`, where PostgreSQL and DuckDB do the \
+                     arithmetic first; put it in parentheses: `{instead}`"
+                ));
+            }
             if !matches!(
                 op,
                 BinaryOperator::Arrow
@@ -6566,6 +6626,50 @@ mod tests {
                 "{said}"
             );
         }
+        // `||` before `+` or `-` reads as DataFusion binds it, and the
+        // parentheses it offers run.
+        let e = planned(&ctx, "SELECT s || 1 + 2 FROM t", Default::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Error during planning: `s || 1 + 2` reads as `(s || 1) + 2`: in DataFusion's SQL \
+             `||` binds as tightly as `*` and more tightly than `+` and `-`, where PostgreSQL \
+             and DuckDB do the arithmetic first; put it in parentheses: `s || (1 + 2)`"
+        );
+        for (sql, read, instead) in [
+            ("SELECT 1 + 2 || s FROM t", "1 + (2 || s)", "(1 + 2) || s"),
+            ("SELECT s || x * 2 FROM t", "(s || x) * 2", "s || (x * 2)"),
+        ] {
+            let e = planned(&ctx, sql, Default::default()).await.unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("reads as `{read}`: in DataFusion's SQL `||`"))
+                    && e.to_string()
+                        .ends_with(&format!("put it in parentheses: `{instead}`")),
+                "{sql}: {e}"
+            );
+        }
+        let rows = planned(
+            &ctx,
+            "SELECT s || (1 + 2) AS a, (1 + 2) || s AS b, 2 * 3 || s AS c FROM t",
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        assert_eq!(
+            datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+                .unwrap()
+                .to_string(),
+            "+-------------+-------------+-------------+
+| a           | b           | c           |
++-------------+-------------+-------------+
+| 2024-03-153 | 32024-03-15 | 62024-03-15 |
++-------------+-------------+-------------+"
+        );
         // The window it offers for each row's top rows runs.
         ctx.sql(
             "SELECT a.x, q.y FROM t AS a JOIN (SELECT *, row_number() OVER (PARTITION BY b.x \
