@@ -3926,6 +3926,17 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
              SELECT list, `SELECT x, CAST(x AS VARCHAR) AS v`)"
         );
     }
+    // A subquery inside a subquery that names a column of the query two
+    // levels out: DataFusion 55 looks for it in the middle query's
+    // rewritten join, `__correlated_sq_1`.
+    if text.contains("Did you mean '__correlated_sq_") {
+        return format!(
+            "{text} (a subquery inside another subquery that names a column of the query two \
+             levels out does not run in DataFusion 55: name the middle subquery's column it \
+             equals instead, `EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND EXISTS (SELECT 1 FROM \
+             c WHERE c.k = b.k))`, or join)"
+        );
+    }
     // `GROUP BY ()`, SQL's one group of all rows, which DataFusion 55's
     // planner does not take (inside GROUPING SETS it does).
     if text.contains("Empty tuple not supported yet") {
@@ -3950,8 +3961,8 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
     {
         return format!(
             "{text} (a subquery that gives one value and refers to the outer query's columns \
-             other than with `=` (`s.user_id = e.user_id AND s.start <= e.ts`) does not run in \
-             DataFusion 55: join instead and aggregate, `LEFT JOIN sessions s ON s.user_id = \
+             other than with `=` (`s.user_id = e.user_id AND s.start <= e.ts`), or from a \
+             subquery in its FROM, does not run in DataFusion 55: join instead and aggregate, `LEFT JOIN sessions s ON s.user_id = \
              e.user_id AND s.start <= e.ts ... GROUP BY`; `EXISTS` and `IN` subqueries run as \
              they are; one that takes a row by ORDER BY, LIMIT or OFFSET runs as an aggregate, \
              `(SELECT first_value(x ORDER BY ts DESC) FROM t WHERE t.k = o.k)` for the top row)"
@@ -6688,6 +6699,22 @@ mod tests {
         .collect()
         .await
         .unwrap();
+        let said = planning_error(
+            &any_error(
+                "SELECT x FROM t AS a WHERE EXISTS (SELECT 1 FROM t AS b WHERE b.x = a.x AND \
+                 EXISTS (SELECT 1 FROM t AS c WHERE c.y = a.y))",
+            )
+            .await,
+        );
+        assert!(
+            said.ends_with(
+                "(a subquery inside another subquery that names a column of the query two \
+                 levels out does not run in DataFusion 55: name the middle subquery's column it \
+                 equals instead, `EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND EXISTS (SELECT 1 \
+                 FROM c WHERE c.k = b.k))`, or join)"
+            ),
+            "{said}"
+        );
         let said = planning_error(&any_error("SELECT count(*) FROM t GROUP BY ()").await);
         assert!(
             said.ends_with("(`GROUP BY ()` is one group of all the rows: leave GROUP BY out, `SELECT count(*) FROM events`; inside GROUPING SETS, `()` runs as it is)"),
