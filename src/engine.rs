@@ -4479,6 +4479,21 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::parquet::errors::ParquetError;
 
+    /// The rows `sql` gives as a table, planned as [`planned`] plans a
+    /// user's SQL, or as DataFusion alone plans it.
+    async fn table_of(
+        ctx: &datafusion::prelude::SessionContext,
+        sql: &str,
+        ours: bool,
+    ) -> datafusion::error::Result<String> {
+        let df = match ours {
+            true => planned(ctx, sql, Default::default()).await?,
+            false => ctx.sql(sql).await?,
+        };
+        let batches = df.collect().await?;
+        Ok(datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
+    }
+
     /// Write a one-column Parquet file of `values` named `column` at `path`.
     fn write_file(path: &Path, column: &str, values: Vec<i64>) {
         use datafusion::arrow::array::Int64Array;
@@ -5201,20 +5216,6 @@ mod tests {
                 .contains("Physical plan does not support logical expression ScalarSubquery"),
             "{e}"
         );
-        let answer = |sql: &'static str| {
-            let ctx = ctx.clone();
-            async move {
-                let batches = planned(&ctx, sql, Default::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                    .collect()
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-                    .unwrap()
-                    .to_string()
-            }
-        };
         for (sql, expected) in [
             // DESC puts NULLs first, as in SQL.
             (
@@ -5252,7 +5253,8 @@ mod tests {
 +---------+-------------------------------------------------------+",
             ),
         ] {
-            assert_eq!(answer(sql).await, expected, "{sql}");
+            let got = table_of(&ctx, sql, true).await;
+            assert_eq!(got.as_deref().ok(), Some(expected), "{sql}: {got:?}");
         }
     }
 
@@ -5275,20 +5277,7 @@ mod tests {
         ] {
             ctx.sql(view).await.unwrap();
         }
-        let answer = |sql: &'static str, ours: bool| {
-            let ctx = ctx.clone();
-            async move {
-                let df = if ours {
-                    planned(&ctx, sql, Default::default()).await?
-                } else {
-                    ctx.sql(sql).await?
-                };
-                let batches = df.collect().await?;
-                datafusion::error::Result::Ok(
-                    datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string(),
-                )
-            }
-        };
+        let answer = |sql: &'static str, ours: bool| table_of(&ctx, sql, ours);
         let grouped = "SELECT k, count(*) AS n FROM a FULL JOIN b USING (k) GROUP BY k ORDER BY k";
         // DataFusion 55's own answer puts b's two rows of 4 under NULL
         // (when this fails, `using_keys` can go).
