@@ -6841,20 +6841,14 @@ mod tests {
                 "{sql}: {e}"
             );
         }
-        let rows = planned(
-            &ctx,
-            "SELECT s || (1 + 2) AS a, (1 + 2) || s AS b, 2 * 3 || s AS c FROM t",
-            Default::default(),
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
         assert_eq!(
-            datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-                .unwrap()
-                .to_string(),
+            table_of(
+                &ctx,
+                "SELECT s || (1 + 2) AS a, (1 + 2) || s AS b, 2 * 3 || s AS c FROM t",
+                true,
+            )
+            .await
+            .unwrap(),
             "+-------------+-------------+-------------+
 | a           | b           | c           |
 +-------------+-------------+-------------+
