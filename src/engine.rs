@@ -1235,6 +1235,22 @@ fn constant_in_subquery(plan: &datafusion::logical_expr::LogicalPlan) -> Option<
     found
 }
 
+/// May either side of `x IN (subquery)` be NULL (`schema`, the one `x`
+/// is of)? Where neither may, DataFusion 55's answer is SQL's.
+fn in_subquery_nullable(
+    s: &datafusion::logical_expr::expr::InSubquery,
+    schema: &datafusion::common::DFSchema,
+) -> bool {
+    use datafusion::logical_expr::ExprSchemable;
+    s.expr.nullable(schema).unwrap_or(true)
+        || s.subquery
+            .subquery
+            .schema()
+            .fields()
+            .first()
+            .is_none_or(|f| f.is_nullable())
+}
+
 /// `df` with each `x NOT IN (subquery)` of a filter that DataFusion 55
 /// would answer without SQL's NULLs (see [`in_subquery_nulls`]) asked as
 /// the `NOT EXISTS` that keeps what it keeps: `NOT EXISTS (SELECT 1 FROM
@@ -1251,8 +1267,7 @@ fn with_null_aware_not_in(df: DataFrame) -> datafusion::error::Result<DataFrame>
     use datafusion::common::{Column, DFSchema};
     use datafusion::logical_expr::expr::{Exists, InSubquery};
     use datafusion::logical_expr::{
-        BinaryExpr, Expr, ExprSchemable, Filter, LogicalPlan, LogicalPlanBuilder, Operator,
-        Subquery,
+        BinaryExpr, Expr, Filter, LogicalPlan, LogicalPlanBuilder, Operator, Subquery,
     };
     /// The `EXISTS` (negated or not) whose TRUE is `s`'s NOT IN's (or,
     /// for `x IN`, whose FALSE is).
@@ -1334,13 +1349,7 @@ fn with_null_aware_not_in(df: DataFrame) -> datafusion::error::Result<DataFrame>
                 Expr::Not(Box::new(rewrite(*inner, !negated, alone, schema)?))
             }
             Expr::InSubquery(s) => {
-                let nullable = s.expr.nullable(schema).unwrap_or(true)
-                    || s.subquery
-                        .subquery
-                        .schema()
-                        .fields()
-                        .first()
-                        .is_none_or(|f| f.is_nullable());
+                let nullable = in_subquery_nullable(&s, schema);
                 // Correlated, DataFusion 55 may also fail to plan it
                 // ("null_aware anti join only supports single column join
                 // key"), NULLs or none.
@@ -1396,20 +1405,10 @@ fn with_null_aware_not_in(df: DataFrame) -> datafusion::error::Result<DataFrame>
 /// LIMIT. Where neither side can be NULL, the answer is right and this
 /// passes it.
 fn in_subquery_nulls(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
-    use datafusion::common::DFSchema;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::expr::InSubquery;
     use datafusion::logical_expr::utils::split_conjunction;
-    use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
-    let nullable = |s: &InSubquery, schema: &DFSchema| {
-        s.expr.nullable(schema).unwrap_or(true)
-            || s.subquery
-                .subquery
-                .schema()
-                .fields()
-                .first()
-                .is_none_or(|f| f.is_nullable())
-    };
+    use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
     // The first IN subquery below `e` that is NOT IN where NULLs count
     // (under AND, OR and NOT), or inside anything else, with where it is.
     fn misread<'a>(
@@ -1448,7 +1447,7 @@ fn in_subquery_nulls(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Str
             return Ok(TreeNodeRecursion::Continue);
         };
         let schema = filter.input.schema();
-        let nullable = |s: &InSubquery| nullable(s, schema);
+        let nullable = |s: &InSubquery| in_subquery_nullable(s, schema);
         for condition in split_conjunction(&filter.predicate) {
             let (mut e, mut negated) = (condition, false);
             while let Expr::Not(inner) = e {
