@@ -1261,7 +1261,8 @@ fn in_subquery_nullable(
 /// the same, as an `EXISTS`. A NOT IN as a condition of its own whose
 /// subquery does not refer to the outer query is left to DataFusion's
 /// null-aware anti join, which is right; one inside another expression
-/// (`IS NULL`, `=`) is left to the refusal.
+/// (`IS NULL`, `=`), and a correlated one whose subquery is more than
+/// tables, joins, filters and DISTINCT, are left to the refusal.
 fn with_null_aware_not_in(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::common::{Column, DFSchema};
@@ -1295,12 +1296,21 @@ fn with_null_aware_not_in(df: DataFrame) -> datafusion::error::Result<DataFrame>
         // EXISTS would get wrong: DataFusion 55 joins it by the
         // correlation, so the aggregate of no rows (one row, a NULL max)
         // and the LIMIT of each outer row's rows are lost.
+        // Nor is one with a node DataFusion 55 does not take a
+        // correlation through (a UNION, a sort): its EXISTS fails to plan.
         let per_row = !s.subquery.outer_ref_columns.is_empty()
             && plan.exists(|node| {
-                Ok(matches!(
+                Ok(!matches!(
                     node,
-                    LogicalPlan::Aggregate(_) | LogicalPlan::Limit(_) | LogicalPlan::Window(_)
-                ) || matches!(node, LogicalPlan::Sort(sort) if sort.fetch.is_some()))
+                    LogicalPlan::Projection(_)
+                        | LogicalPlan::Filter(_)
+                        | LogicalPlan::TableScan(_)
+                        | LogicalPlan::SubqueryAlias(_)
+                        | LogicalPlan::Join(_)
+                        | LogicalPlan::Values(_)
+                        | LogicalPlan::EmptyRelation(_)
+                        | LogicalPlan::Distinct(_)
+                ))
             })?;
         if found_subquery || per_row || plan.schema().fields().len() != 1 {
             return Ok(None);
@@ -1401,9 +1411,9 @@ fn with_null_aware_not_in(df: DataFrame) -> datafusion::error::Result<DataFrame>
 /// and one under OR or NOT, or a positive `IN (subquery)` inside `IS
 /// NULL` or a comparison, is answered as if the NULLs were not there
 /// (its mark join has no NULL). What is left here: one inside another
-/// expression, and a correlated one whose subquery aggregates or takes a
-/// LIMIT. Where neither side can be NULL, the answer is right and this
-/// passes it.
+/// expression, and a correlated one whose subquery aggregates, takes a
+/// LIMIT, or has a UNION or an ORDER BY. Where neither side can be NULL,
+/// the answer is right and this passes it.
 fn in_subquery_nulls(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::expr::InSubquery;
@@ -5452,6 +5462,12 @@ mod tests {
                 "a.v NOT IN (SELECT DISTINCT b.w FROM b WHERE b.k = a.k AND b.w > 1)",
                 3,
             ),
+            // Uncorrelated, any subquery: its NOT EXISTS joins by the
+            // condition on top.
+            (
+                "a.v NOT IN (SELECT b.w FROM b WHERE b.k = 1 UNION ALL SELECT 7) OR a.k = 2",
+                1,
+            ),
             (
                 "a.v NOT IN (SELECT b.w FROM b WHERE b.k = a.k) AND a.k NOT IN (SELECT b.k FROM \
                  b WHERE b.w = 7)",
@@ -5477,7 +5493,8 @@ mod tests {
             assert_eq!(got.as_ref().ok(), Some(&sqls), "{condition}: {got:?}");
         }
         // Inside another expression, or correlated with an aggregate or
-        // LIMIT (whose rows of each outer row a join would lose), it is
+        // LIMIT (whose rows of each outer row a join would lose), a UNION
+        // or an ORDER BY (which DataFusion 55 does not decorrelate), it is
         // refused with that NOT EXISTS.
         for (condition, says) in [
             (
@@ -5490,6 +5507,15 @@ mod tests {
             ),
             (
                 "a.v NOT IN (SELECT b.w FROM b WHERE b.k = a.k LIMIT 1)",
+                "`a.v NOT IN (subquery)` with a subquery that refers to the outer query",
+            ),
+            (
+                "a.v NOT IN (SELECT b.w FROM b WHERE b.k = a.k UNION ALL SELECT b.k FROM b \
+                 WHERE b.w = a.v)",
+                "`a.v NOT IN (subquery)` with a subquery that refers to the outer query",
+            ),
+            (
+                "a.v NOT IN (SELECT DISTINCT b.w FROM b WHERE b.k = a.k ORDER BY b.w)",
                 "`a.v NOT IN (subquery)` with a subquery that refers to the outer query",
             ),
         ] {
