@@ -1242,41 +1242,101 @@ fn constant_in_subquery(plan: &datafusion::logical_expr::LogicalPlan) -> Option<
 /// query and aggregates its rows into one (no GROUP BY) asked as what it
 /// is: such a subquery gives one row even for no rows (a count of 0, a
 /// NULL max), so `x IN (...)` is `x = (...)`, `x NOT IN (...)` is `x <>
-/// (...)`, and `EXISTS (...)` is true. DataFusion 55 joins the subquery
-/// by the correlation, where an outer row with no rows gets none (SQL's
-/// "count bug"): `0 IN (SELECT count(*) ...)` kept no row for which the
-/// count is 0, and `EXISTS (SELECT max(...) ...)` only the rows that
-/// had some. Its one-value subquery handles that case right. An EXISTS
-/// whose subquery has a HAVING is left as it is.
+/// (...)`, and `EXISTS (...)` is true; with a HAVING `h`, the row is
+/// there where `h` holds, so `EXISTS` is `coalesce((SELECT h ...),
+/// false)` and `IN` that and `x = (the value without HAVING)`.
+/// DataFusion 55 joins the subquery by the correlation, where an outer
+/// row with no rows gets none (SQL's "count bug"): `0 IN (SELECT count(*)
+/// ...)` kept no row for which the count is 0, `EXISTS (SELECT max(...)
+/// ...)` only the rows that had some, and `EXISTS (... HAVING count(*) <
+/// 3)` no row with none. Its one-value subquery of an aggregate with no
+/// HAVING handles that case right.
 fn with_scalar_aggregate_subqueries(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::common::ScalarValue;
-    use datafusion::logical_expr::{Expr, LogicalPlan, Subquery};
-    /// Does `plan` aggregate all its rows into one, and has it a HAVING
-    /// (a filter above the aggregate)?
-    fn one_row(plan: &LogicalPlan) -> Option<bool> {
+    use datafusion::logical_expr::{Expr, LogicalPlan, Projection, Subquery};
+    /// `plan`'s one-row aggregate, as (its SELECT list's plan without a
+    /// HAVING, and the HAVING's condition as a one-value plan), if `plan`
+    /// aggregates all its rows into one.
+    fn one_row(plan: &LogicalPlan) -> Option<(Arc<LogicalPlan>, Option<Arc<LogicalPlan>>)> {
+        let one =
+            |p: &LogicalPlan| matches!(p, LogicalPlan::Aggregate(a) if a.group_expr.is_empty());
         match plan {
-            LogicalPlan::Projection(p) => one_row(&p.input),
-            LogicalPlan::SubqueryAlias(a) => one_row(&a.input),
-            LogicalPlan::Filter(f) => one_row(&f.input).map(|_| true),
-            LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => Some(false),
+            LogicalPlan::Projection(p) if one(&p.input) => Some((Arc::new(plan.clone()), None)),
+            LogicalPlan::Projection(p) => match &*p.input {
+                LogicalPlan::Filter(f) if one(&f.input) => {
+                    let value = Projection::try_new(p.expr.clone(), Arc::clone(&f.input)).ok()?;
+                    let holds = Projection::try_new(
+                        vec![f.predicate.clone().alias("holds")],
+                        Arc::clone(&f.input),
+                    )
+                    .ok()?;
+                    Some((
+                        Arc::new(LogicalPlan::Projection(value)),
+                        Some(Arc::new(LogicalPlan::Projection(holds))),
+                    ))
+                }
+                _ => None,
+            },
             _ => None,
         }
     }
-    let correlated = |s: &Subquery| !s.outer_ref_columns.is_empty();
+    let scalar = |s: &Subquery, plan: Arc<LogicalPlan>| {
+        Expr::ScalarSubquery(Subquery {
+            subquery: plan,
+            outer_ref_columns: s.outer_ref_columns.clone(),
+            spans: s.spans.clone(),
+        })
+    };
+    // Whether the HAVING holds for the outer row (true with none).
+    let holds = |s: &Subquery, having: Option<Arc<LogicalPlan>>| match having {
+        None => Expr::Literal(ScalarValue::Boolean(Some(true)), None),
+        Some(plan) => datafusion::functions::core::expr_fn::coalesce(vec![
+            scalar(s, plan),
+            Expr::Literal(ScalarValue::Boolean(Some(false)), None),
+        ]),
+    };
+    // Correlated, and only by `=`: DataFusion 55 runs a one-value
+    // subquery correlated otherwise not at all.
+    let correlated = |s: &Subquery| {
+        use datafusion::common::tree_node::TreeNode;
+        use datafusion::logical_expr::utils::split_conjunction;
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        let outer = |e: &Expr| {
+            e.exists(|e| Ok(matches!(e, Expr::OuterReferenceColumn(..))))
+                .unwrap_or(true)
+        };
+        let other = s.subquery.exists(|node| {
+            Ok(node.expressions().iter().any(|e| {
+                split_conjunction(e).into_iter().any(|c| {
+                    outer(c)
+                        && !matches!(c, Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+                            if outer(left) != outer(right))
+                })
+            }))
+        });
+        !s.outer_ref_columns.is_empty() && !other.unwrap_or(true)
+    };
     rewritten(df, |e, _| match e {
-        Expr::InSubquery(s)
-            if correlated(&s.subquery) && one_row(&s.subquery.subquery) == Some(false) =>
-        {
-            let value = Expr::ScalarSubquery(s.subquery.clone());
-            Some(match s.negated {
-                true => s.expr.as_ref().clone().not_eq(value),
-                false => s.expr.as_ref().clone().eq(value),
+        Expr::InSubquery(s) if correlated(&s.subquery) => {
+            let (value, having) = one_row(&s.subquery.subquery)?;
+            let value = scalar(&s.subquery, value);
+            let x = s.expr.as_ref().clone();
+            Some(match (s.negated, having) {
+                (false, None) => x.eq(value),
+                (true, None) => x.not_eq(value),
+                (false, having) => holds(&s.subquery, having).and(x.eq(value)),
+                (true, having) => {
+                    Expr::Not(Box::new(holds(&s.subquery, having))).or(x.not_eq(value))
+                }
             })
         }
-        Expr::Exists(x)
-            if correlated(&x.subquery) && one_row(&x.subquery.subquery) == Some(false) =>
-        {
-            Some(Expr::Literal(ScalarValue::Boolean(Some(!x.negated)), None))
+        Expr::Exists(x) if correlated(&x.subquery) => {
+            let (_, having) = one_row(&x.subquery.subquery)?;
+            let holds = holds(&x.subquery, having);
+            Some(match x.negated {
+                true => Expr::Not(Box::new(holds)),
+                false => holds,
+            })
         }
         _ => None,
     })
@@ -5462,11 +5522,15 @@ mod tests {
             }
         };
         // DataFusion 55's own wrong answers (when these fail, the
-        // rewrites can go): SQL's are 1, 1 and 1.
+        // rewrites can go): SQL's are 1, 1, 1 and 4.
         for (condition, wrong) in [
             ("a.v NOT IN (SELECT b.w FROM b WHERE b.k <> a.k)", 0),
             ("a.v NOT IN (SELECT b.w FROM b) OR a.k = 1", 3),
             ("0 IN (SELECT count(*) FROM b WHERE b.k = a.k)", 0),
+            (
+                "EXISTS (SELECT 1 FROM b WHERE b.k = a.k HAVING count(*) < 2)",
+                3,
+            ),
         ] {
             assert_eq!(count(condition, false).await.unwrap(), wrong, "{condition}");
         }
@@ -5525,6 +5589,24 @@ mod tests {
             (
                 "EXISTS (SELECT count(*) FROM b WHERE b.k = a.k HAVING count(*) > 0)",
                 4,
+            ),
+            // With a HAVING, the row is there where it holds: for no rows,
+            // on a count of 0.
+            (
+                "EXISTS (SELECT 1 FROM b WHERE b.k = a.k HAVING count(*) < 2)",
+                4,
+            ),
+            (
+                "NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k HAVING count(*) < 2)",
+                1,
+            ),
+            (
+                "0 IN (SELECT count(*) FROM b WHERE b.k = a.k HAVING count(*) < 2)",
+                1,
+            ),
+            (
+                "0 NOT IN (SELECT count(*) FROM b WHERE b.k = a.k HAVING count(*) > 1)",
+                5,
             ),
             // Uncorrelated, any subquery: its NOT EXISTS joins by the
             // condition on top.
