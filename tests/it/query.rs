@@ -46,6 +46,22 @@ fn query_reads_bronze_by_its_logical_name() {
          e.page_url OR b.page_url IS NULL OR e.page_url IS NULL))",
     );
     assert_eq!(not_in, not_exists);
+    // A count of a user's purchases is 0 for a user with none (DataFusion
+    // 55 lost such users, joining by the correlation), as NOT EXISTS says.
+    let no_purchase = query_csv(
+        &lake,
+        "SELECT count(*) FROM (SELECT DISTINCT user_id FROM bronze_events) u WHERE 0 IN \
+         (SELECT count(*) FROM bronze_events b WHERE b.user_id = u.user_id AND b.event_type = \
+         'purchase')",
+    );
+    let none = query_csv(
+        &lake,
+        "SELECT count(*) FROM (SELECT DISTINCT user_id FROM bronze_events) u WHERE NOT EXISTS \
+         (SELECT 1 FROM bronze_events b WHERE b.user_id = u.user_id AND b.event_type = \
+         'purchase')",
+    );
+    assert_eq!(no_purchase, none);
+    assert_ne!(none, ["0"]);
     // The top row of each outer row's rows, by a subquery with ORDER BY
     // and LIMIT 1 (which DataFusion 55 plans and cannot run), is the row
     // a window numbers first.
