@@ -4595,6 +4595,19 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::parquet::errors::ParquetError;
 
+    /// Run `sql` as DataFusion alone plans it, and fail the test if it
+    /// does not plan or run.
+    async fn runs(ctx: &datafusion::prelude::SessionContext, sql: &str) {
+        let batches = ctx.sql(sql).await;
+        let batches = match batches {
+            Ok(df) => df.collect().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = batches {
+            panic!("{sql}: {e}");
+        }
+    }
+
     /// The rows `sql` gives as a table, planned as [`planned`] plans a
     /// user's SQL, or as DataFusion alone plans it.
     async fn table_of(
@@ -6562,7 +6575,7 @@ mod tests {
             "SELECT count(*) FROM t AS a JOIN (SELECT y, count(*) AS n FROM t GROUP BY y) s ON \
              s.y = a.y AND s.n > 0",
         ] {
-            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            runs(&ctx, sql).await;
         }
         // A window function in WHERE, HAVING or ON is refused as it plans,
         // saying to filter with QUALIFY or in an outer query; both run.
@@ -6798,7 +6811,7 @@ mod tests {
             "SELECT ts + INTERVAL '1 hour 30 minutes' FROM t",
             "SELECT ts + INTERVAL '1 day 2 hours' FROM t",
         ] {
-            ctx.sql(ok).await.unwrap().collect().await.unwrap();
+            runs(&ctx, ok).await;
         }
         // A window frame's EXCLUDE says what to write instead, which runs.
         let e = ctx
@@ -6817,15 +6830,12 @@ mod tests {
             "{}",
             planning_error(&e)
         );
-        ctx.sql(
+        runs(
+            &ctx,
             "SELECT sum(x) OVER (ORDER BY ts ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING) - x, \
              count(*) OVER (ORDER BY ts) - 1 FROM t",
         )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+        .await;
         // first_value, last_value and nth_value over a window with other
         // than their arguments are refused as they plan (DataFusion 55
         // panicked on `first_value() OVER ()` and passed over a second
@@ -6949,12 +6959,11 @@ mod tests {
             ),
             "{said}"
         );
-        ctx.sql("SELECT x, CAST(x AS VARCHAR) AS v, count(*) FROM t GROUP BY x")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        runs(
+            &ctx,
+            "SELECT x, CAST(x AS VARCHAR) AS v, count(*) FROM t GROUP BY x",
+        )
+        .await;
         // An outer column in an `unnest` in FROM, or in a LATERAL subquery
         // other than in `=`, is named without its debug dump, and the
         // SELECT-list unnest it points to runs.
@@ -7023,15 +7032,12 @@ mod tests {
 +-------------+-------------+-------------+"
         );
         // The window it offers for each row's top rows runs.
-        ctx.sql(
+        runs(
+            &ctx,
             "SELECT a.x, q.y FROM t AS a JOIN (SELECT *, row_number() OVER (PARTITION BY b.x \
              ORDER BY b.ts DESC) AS r FROM t AS b) q ON q.x = a.x AND q.r <= 1",
         )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+        .await;
         let said = planning_error(
             &any_error(
                 "SELECT x FROM t AS a WHERE EXISTS (SELECT 1 FROM t AS b WHERE b.x = a.x AND \
@@ -7070,12 +7076,7 @@ mod tests {
             ),
             "{said}"
         );
-        ctx.sql("SELECT x, unnest(make_array(t.x, t.y)) AS v FROM t")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        runs(&ctx, "SELECT x, unnest(make_array(t.x, t.y)) AS v FROM t").await;
         // A call that matches no signature is the SQL's, not a DataFusion
         // bug to report; date_trunc with a zone says where the zone goes.
         let e = ctx
@@ -7092,12 +7093,11 @@ mod tests {
             ),
             "{said}"
         );
-        ctx.sql("SELECT date_trunc('day', ts AT TIME ZONE 'Europe/Berlin') FROM t")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        runs(
+            &ctx,
+            "SELECT date_trunc('day', ts AT TIME ZONE 'Europe/Berlin') FROM t",
+        )
+        .await;
         // A join DataFusion's SQL does not take says what to write.
         for (sql, says) in [
             (
@@ -7130,7 +7130,7 @@ mod tests {
             "SELECT a.x FROM t a JOIN t b ON a.x = b.x AND b.t1 <= a.ts QUALIFY row_number() \
              OVER (PARTITION BY a.x ORDER BY b.t1 DESC) = 1",
         ] {
-            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            runs(&ctx, sql).await;
         }
         // Another function DataFusion lacks keeps its guess.
         let e = ctx.sql("SELECT nosuchfn(x) FROM t").await.unwrap_err();
