@@ -1518,8 +1518,9 @@ fn with_null_aware_not_in(df: DataFrame) -> datafusion::error::Result<DataFrame>
 /// and one under OR or NOT, or a positive `IN (subquery)` inside `IS
 /// NULL` or a comparison, is answered as if the NULLs were not there
 /// (its mark join has no NULL). What is left here: one inside another
-/// expression, and a correlated one whose subquery aggregates, takes a
-/// LIMIT, or has a UNION or an ORDER BY. Where neither side can be NULL,
+/// expression, and a correlated one whose subquery groups (one that
+/// aggregates into one row is [`with_scalar_aggregate_subqueries`]'s),
+/// takes a LIMIT, or has a UNION or an ORDER BY. Where neither side can be NULL,
 /// the answer is right and this passes it.
 fn in_subquery_nulls(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
