@@ -2659,6 +2659,14 @@ mod distinct_from {
     }
 }
 
+/// An identifier as DataFusion names it: lowercase unless quoted.
+fn normal(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    match i.quote_style {
+        Some(_) => i.value.clone(),
+        None => i.value.to_lowercase(),
+    }
+}
+
 /// The merged column of a `RIGHT JOIN` or `FULL JOIN` with `USING (k)`
 /// or `NATURAL`: SQL's (PostgreSQL's, DuckDB's, Spark's) `k` is
 /// `COALESCE(left.k, right.k)`, where DataFusion 55 takes one side's `k`
@@ -2672,7 +2680,7 @@ mod using_keys {
     use datafusion::common::tree_node::Transformed;
     use datafusion::common::{Column, plan_err};
     use datafusion::logical_expr::{Cast, Expr, JoinConstraint, JoinType, LogicalPlan, Projection};
-    use datafusion::sql::sqlparser::ast::{self, Ident, SelectItem, Visit, Visitor};
+    use datafusion::sql::sqlparser::ast::{self, SelectItem, Visit, Visitor};
     use std::collections::HashSet;
     use std::ops::ControlFlow;
     use std::sync::Arc;
@@ -2686,13 +2694,7 @@ mod using_keys {
         table_stars: HashSet<String>,
     }
 
-    /// An identifier as DataFusion names it: lowercase unless quoted.
-    fn normal(i: &Ident) -> String {
-        match i.quote_style {
-            Some(_) => i.value.clone(),
-            None => i.value.to_lowercase(),
-        }
-    }
+    use super::normal;
 
     impl Visitor for Written {
         type Break = ();
@@ -2914,13 +2916,7 @@ mod top_one {
         e.visit(&mut Find(own)).is_break()
     }
 
-    /// An identifier as DataFusion names it: lowercase unless quoted.
-    fn normal(i: &Ident) -> String {
-        match i.quote_style {
-            Some(_) => i.value.clone(),
-            None => i.value.to_lowercase(),
-        }
-    }
+    use super::normal;
 
     /// `query` as its first_value aggregate, if it is such a subquery,
     /// and the name its column had.
