@@ -3103,8 +3103,9 @@ mod top_one {
 /// beside the operand itself, another CAST of it or a `*` (`SELECT *,
 /// CAST(event_date AS VARCHAR)`), which fails as one name twice
 /// ("Projections require unique expression names"), named as written,
-/// as DuckDB names it: `CAST(event_date AS VARCHAR)`. Other casts keep
-/// DataFusion's names.
+/// as DuckDB names it: `CAST(event_date AS VARCHAR)`; so is an item with
+/// a CAST inside it whose DataFusion name another item has too (`abs(x),
+/// abs(CAST(x AS DOUBLE))`). Other casts keep DataFusion's names.
 mod named_casts {
     use datafusion::sql::sqlparser::ast::{
         Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, VisitMut,
@@ -3121,15 +3122,37 @@ mod named_casts {
         }
     }
 
+    /// Whether `e` holds a CAST anywhere (`abs(CAST(x AS DOUBLE))`).
+    fn casts(e: &Expr) -> bool {
+        datafusion::sql::sqlparser::ast::visit_expressions(e, |e| match e {
+            Expr::Cast { .. } => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    }
+
     /// The name DataFusion gives a SELECT item, as far as a clash goes:
-    /// a column by its own name, anything else by its text.
+    /// a column by its own name, anything else by its text without its
+    /// casts and parentheses, which DataFusion's names leave out
+    /// (`abs(CAST(x AS DOUBLE))` is named as `abs(x)` is).
     fn key(e: &Expr) -> String {
         match e {
             Expr::Identifier(i) => i.value.to_lowercase(),
             Expr::CompoundIdentifier(parts) => parts
                 .last()
                 .map_or_else(String::new, |i| i.value.to_lowercase()),
-            e => e.to_string().to_lowercase(),
+            e => {
+                let mut e = e.clone();
+                let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut e, |e| {
+                    // Children first: a CAST's operand is already bare.
+                    match e {
+                        Expr::Cast { expr, .. } | Expr::Nested(expr) => *e = (**expr).clone(),
+                        _ => {}
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                e.to_string().to_lowercase()
+            }
         }
     }
 
@@ -3175,8 +3198,8 @@ mod named_casts {
             let SelectItem::UnnamedExpr(e) = item else {
                 continue;
             };
-            let (operand, cast) = uncast(e);
-            if !cast {
+            let (operand, _) = uncast(e);
+            if !casts(e) {
                 continue;
             }
             let clash = keys
@@ -3184,7 +3207,11 @@ mod named_casts {
                 .enumerate()
                 .any(|(j, k)| j != i && k.is_some() && *k == keys[i]);
             if clash || in_star(operand) {
-                let written = e.to_string();
+                let mut bare = &*e;
+                while let Expr::Nested(inner) = bare {
+                    bare = inner;
+                }
+                let written = bare.to_string();
                 *item = SelectItem::ExprWithAlias {
                     expr: e.clone(),
                     alias: Ident::with_quote('"', written),
@@ -4192,6 +4219,13 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
              SELECT list, `SELECT x, CAST(x AS VARCHAR) AS v`)"
         );
     }
+    // Two SELECT items of one name: SQL keeps both, DataFusion 55 refuses.
+    if text.contains("Projections require unique expression names") {
+        return format!(
+            "{text} (a query's columns need names of their own in DataFusion 55: name one \
+             with AS, `SELECT x, x AS x2`)"
+        );
+    }
     // A subquery inside a subquery that names a column of the query two
     // levels out: DataFusion 55 looks for it in the middle query's
     // rewritten join, `__correlated_sq_1`.
@@ -4575,6 +4609,14 @@ pub fn data_error_hint(message: &str) -> &'static str {
          BIGINT) * y`, `CAST(x AS DECIMAL(38, 0)) * y`, or as a DOUBLE, `CAST(x AS DOUBLE) * y`)"
     } else if message.contains("Divide by zero") {
         " (an integer or decimal `/` or `%` by 0; `x / NULLIF(d, 0)` gives NULL instead)"
+    } else if message.contains("negative count not allowed: ") {
+        " (substr's length, its third argument, is negative: `substr(s, p, greatest(n, 0))` \
+         gives '' instead)"
+    } else if message.contains("field position must not be zero") {
+        " (split_part counts fields from 1, and from the last when negative: `split_part(s, \
+         ',', 1)` is the first)"
+    } else if message.contains("cannot take square root of a negative number") {
+        " (`CASE WHEN x >= 0 THEN sqrt(x) END` gives NULL instead)"
     } else {
         ""
     }
@@ -6723,6 +6765,21 @@ mod tests {
                  SELECT CAST(y AS VARCHAR) FROM t",
                 vec!["v"],
             ),
+            // A CAST inside a function or an operation is named so too,
+            // parentheses or not; one alone keeps DataFusion's name.
+            (
+                "SELECT abs(x), abs(CAST(x AS DOUBLE)), signum(0), (signum(CAST(0 AS BIGINT))), \
+                 x + 1, (CAST(x AS INT)) + 1, abs(CAST(y AS INT)) FROM t",
+                vec![
+                    "abs(t.x)",
+                    "abs(CAST(x AS DOUBLE))",
+                    "signum(Int64(0))",
+                    "signum(CAST(0 AS BIGINT))",
+                    "t.x + Int64(1)",
+                    "(CAST(x AS INT)) + 1",
+                    "abs(t.y)",
+                ],
+            ),
         ] {
             let df = planned(&ctx, sql, Default::default())
                 .await
@@ -6804,6 +6861,32 @@ mod tests {
             data_error_hint(&e.to_string()).starts_with(" (an ISO 8601 duration, 'P1DT2H'"),
             "{e}"
         );
+        // A string or math function's error on a value says what to
+        // write instead, which runs.
+        for (bad, hint, ok) in [
+            (
+                "SELECT substr('abc', 1, x - 9) FROM t",
+                " (substr's length",
+                "SELECT substr('abc', 1, greatest(x - 9, 0)) FROM t",
+            ),
+            (
+                "SELECT split_part('a,b', ',', x - x) FROM t",
+                " (split_part counts fields from 1",
+                "SELECT split_part('a,b', ',', 1) FROM t",
+            ),
+            (
+                "SELECT sqrt(x - 9) FROM t",
+                " (`CASE WHEN x >= 0 THEN sqrt(x) END`",
+                "SELECT CASE WHEN x - 9 >= 0 THEN sqrt(x - 9) END FROM t",
+            ),
+        ] {
+            let e = any_error(bad).await;
+            assert!(
+                data_error_hint(&e.to_string()).starts_with(hint),
+                "{bad}: {e}"
+            );
+            runs(&ctx, ok).await;
+        }
         for ok in [
             "SELECT ts + INTERVAL '1 hour 30 minutes' FROM t",
             "SELECT ts + INTERVAL '1 day 2 hours' FROM t",
@@ -6961,6 +7044,15 @@ mod tests {
             "SELECT x, CAST(x AS VARCHAR) AS v, count(*) FROM t GROUP BY x",
         )
         .await;
+        // Two SELECT items of one name say to name one, and that runs.
+        for sql in ["SELECT x, x FROM t", "SELECT 1, 1 FROM t"] {
+            let said = planning_error(&ctx.sql(sql).await.unwrap_err());
+            assert!(
+                said.ends_with("name one with AS, `SELECT x, x AS x2`)"),
+                "{said}"
+            );
+        }
+        runs(&ctx, "SELECT x, x AS x2, 1, 1 AS one FROM t").await;
         // An outer column in an `unnest` in FROM, or in a LATERAL subquery
         // other than in `=`, is named without its debug dump, and the
         // SELECT-list unnest it points to runs.
