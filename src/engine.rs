@@ -1031,14 +1031,25 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
 /// [`crate::udf::checked_arithmetic`], which fails on overflow where
 /// DataFusion's operators wrap: `9223372036854775807 + 1` was
 /// -9223372036854775808, a wrong number with no warning. PostgreSQL and
-/// DuckDB fail too. Each expression keeps its name.
+/// DuckDB fail too. So is each one whose type is a decimal of the
+/// widest precision, 38 digits (or 76), which DataFusion gives where the
+/// exact type is wider and whose value may then have more digits than
+/// that, shown as another number. Each expression keeps its name.
 fn with_checked_arithmetic(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DECIMAL256_MAX_PRECISION};
     use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
     rewritten(df, |e, typed| match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply)
-                && typed(left).is_some_and(|t| t.is_integer())
-                && typed(right).is_some_and(|t| t.is_integer()) =>
+                && (typed(left).is_some_and(|t| t.is_integer())
+                    && typed(right).is_some_and(|t| t.is_integer())
+                    || matches!(
+                        typed(e),
+                        Some(
+                            DataType::Decimal128(DECIMAL128_MAX_PRECISION, _)
+                                | DataType::Decimal256(DECIMAL256_MAX_PRECISION, _)
+                        )
+                    )) =>
         {
             Some(
                 crate::udf::checked_arithmetic(*op).call(vec![(**left).clone(), (**right).clone()]),
@@ -4603,6 +4614,12 @@ pub fn data_error_hint(message: &str) -> &'static str {
     {
         " (the pattern is a regular expression: write `\\(`, `\\[` or `\\.` to match `(`, `[` \
          or `.` as text)"
+    } else if message.contains("Arithmetic overflow: Overflow happened on: `")
+        && message.contains("` of decimals: ")
+    {
+        " (a DECIMAL's `+`, `-` or `*` has 38 digits at most, and a product as many fraction \
+         digits as its operands together: use fewer fraction digits, `CAST(x AS DECIMAL(38, \
+         4))`, or compute it as a DOUBLE, `CAST(x AS DOUBLE) * y`)"
     } else if message.contains("Arithmetic overflow: Overflow happened on: ") {
         " (an integer's `+`, `-` or `*` beyond its type's range, about ±2.1e9 for an INT and \
          ±9.2e18 for a BIGINT, or a DECIMAL's beyond 38 digits: compute it wider, `CAST(x AS \
@@ -5354,6 +5371,47 @@ mod tests {
             ),
             "+---------------------+---+\n| d                   | m |\n+---------------------+---+\n\
              | 9223372036854775805 | 6 |\n+---------------------+---+"
+        );
+        // A decimal `+`, `-` or `*` typed 38 digits whose value has more
+        // fails too, saying to use fewer fraction digits (arrow checks
+        // only that it fits 128 bits: DataFusion's showed another number).
+        ctx.sql(
+            "CREATE VIEW dt AS SELECT * FROM (VALUES (CAST('1000000000' AS DECIMAL(38, 10)), \
+             CAST('99999999999999999999999999999999999999' AS DECIMAL(38, 0)), \
+             CAST('99999999.99' AS DECIMAL(10, 2)))) AS v(p, big, m)",
+        )
+        .await
+        .unwrap();
+        for (sql, wrong) in [
+            ("SELECT p * (p + 200000000) FROM dt", "120000000000000000.0"),
+            (
+                "SELECT big + 1 FROM dt",
+                "10000000000000000000000000000000000000 ",
+            ),
+            (
+                "SELECT -big - 1 FROM dt",
+                "-10000000000000000000000000000000000000 ",
+            ),
+        ] {
+            let e = planned(sql).await.collect().await.unwrap_err();
+            assert!(is_data_error(&e), "{sql}: {e}");
+            let said = format!("{e}{}", data_error_hint(&e.to_string()));
+            assert!(
+                said.contains("Arithmetic overflow: Overflow happened on: `")
+                    && said.contains(" of decimals: ")
+                    && said.contains("use fewer fraction digits, `CAST(x AS DECIMAL(38, 4))`"),
+                "{sql}: {said}"
+            );
+            let plain = text(ctx.sql(sql).await.unwrap().collect().await.unwrap());
+            assert!(plain.contains(wrong), "{sql}: {plain}");
+        }
+        let sql = "SELECT p * m, big - 1, p + 1, m * m, m + 1, m * 2 FROM dt";
+        let checked = planned(sql).await;
+        let plain = ctx.sql(sql).await.unwrap();
+        assert_eq!(checked.schema(), plain.schema());
+        assert_eq!(
+            text(checked.collect().await.unwrap()),
+            text(plain.collect().await.unwrap())
         );
     }
 

@@ -471,8 +471,46 @@ impl ScalarUDFImpl for CheckedArithmetic {
             Operator::Minus => numeric::sub,
             _ => numeric::mul,
         };
-        datafusion::physical_expr_common::datum::apply(l, r, f)
+        let value = datafusion::physical_expr_common::datum::apply(l, r, f)?;
+        within_precision(&value, self.op)?;
+        Ok(value)
     }
+}
+
+/// Fails if a decimal `value` has a value of more digits than its type's
+/// precision, as a DECIMAL(38, s) `+`, `-` or `*` gives when its exact
+/// type would be wider than 38 digits: arrow checks only that it fits
+/// 128 bits, and such a value is shown and written as another number
+/// (`CAST(1e9 AS DECIMAL(38, 10)) * CAST(1.2e9 AS DECIMAL(38, 10))` was
+/// shown as 1.2e17). PostgreSQL and DuckDB fail.
+fn within_precision(value: &ColumnarValue, op: datafusion::logical_expr::Operator) -> Result<()> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Decimal128Type, Decimal256Type};
+    let (DataType::Decimal128(precision, _) | DataType::Decimal256(precision, _)) =
+        value.data_type()
+    else {
+        return Ok(());
+    };
+    let array = value.to_array(1)?;
+    let fits = match array.data_type() {
+        DataType::Decimal128(..) => array
+            .as_primitive::<Decimal128Type>()
+            .validate_decimal_precision(precision),
+        _ => array
+            .as_primitive::<Decimal256Type>()
+            .validate_decimal_precision(precision),
+    };
+    fits.map_err(|e| {
+        datafusion::error::DataFusionError::ArrowError(
+            Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(
+                format!(
+                    "Overflow happened on: `{op}` of decimals: {}",
+                    e.to_string().trim_start_matches("Invalid argument error: ")
+                ),
+            )),
+            None,
+        )
+    })
 }
 
 /// FNV-1a, 64 bits: stable across runs and platforms.
