@@ -3119,8 +3119,8 @@ mod top_one {
 /// abs(CAST(x AS DOUBLE))`). Other casts keep DataFusion's names.
 mod named_casts {
     use datafusion::sql::sqlparser::ast::{
-        Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, VisitMut,
-        VisitorMut,
+        Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
+        VisitMut, VisitorMut,
     };
     use std::ops::ControlFlow;
 
@@ -3242,12 +3242,74 @@ mod named_casts {
         }
     }
 
+    /// The SELECT items of `body`, a CTE's or a FROM subquery's whose
+    /// columns a list names (`WITH c(a, b) AS (SELECT 1, 1)`, `(SELECT
+    /// user_id, user_id FROM events) AS q(a, b)`), that DataFusion would
+    /// name as another item, each named by its place instead: the list
+    /// names them anyway, and DataFusion 55 refused one name twice
+    /// before it came to the list (a recursive CTE's `SELECT 1, 1` too).
+    /// The place, not the list's name, which the body's ORDER BY or
+    /// HAVING would read as the item where SQL reads a column of the FROM.
+    fn listed(body: &mut SetExpr, listed: usize) {
+        match body {
+            SetExpr::Select(select) => {
+                let items = &mut select.projection;
+                let keys: Vec<Option<String>> = items
+                    .iter()
+                    .map(|item| match item {
+                        SelectItem::UnnamedExpr(e) => Some(key(uncast(e).0)),
+                        SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+                        _ => None,
+                    })
+                    .collect();
+                // After a `*`, the places are the FROM's to know.
+                let placed = keys.iter().take_while(|k| k.is_some()).count();
+                for (i, item) in items.iter_mut().enumerate().take(placed.min(listed)) {
+                    let SelectItem::UnnamedExpr(e) = item else {
+                        continue;
+                    };
+                    if keys
+                        .iter()
+                        .enumerate()
+                        .any(|(j, k)| j != i && *k == keys[i])
+                    {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: Ident::with_quote('"', format!("__listed_column_{}", i + 1)),
+                        };
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                self::listed(left, listed);
+                self::listed(right, listed);
+            }
+            SetExpr::Query(q) => self::listed(&mut q.body, listed),
+            _ => {}
+        }
+    }
+
     struct Name;
 
     impl VisitorMut for Name {
         type Break = ();
         fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            for cte in query.with.iter_mut().flat_map(|w| w.cte_tables.iter_mut()) {
+                listed(&mut cte.query.body, cte.alias.columns.len());
+            }
             selects(&mut query.body);
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Derived {
+                subquery,
+                alias: Some(alias),
+                ..
+            } = factor
+            {
+                listed(&mut subquery.body, alias.columns.len());
+            }
             ControlFlow::Continue(())
         }
     }
@@ -6837,6 +6899,15 @@ mod tests {
                     "(CAST(x AS INT)) + 1",
                     "abs(t.y)",
                 ],
+            ),
+            // A body of one name twice whose column list names it.
+            (
+                "WITH c(a, b) AS (SELECT x, x FROM t) SELECT * FROM c",
+                vec!["a", "b"],
+            ),
+            (
+                "SELECT * FROM (SELECT 1, 1 UNION ALL SELECT y, y FROM t) AS q(a, b)",
+                vec!["a", "b"],
             ),
         ] {
             let df = planned(&ctx, sql, Default::default())

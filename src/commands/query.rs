@@ -319,14 +319,24 @@ fn failed(e: datafusion::error::DataFusionError, sql: &str) -> anyhow::Error {
     } else if text.contains("No SQL statements were provided") {
         Failure::Usage("no SQL given: the query holds only comments or `;`".into()).into()
     } else if engine::is_usage_error(&e) {
+        // A CTE's name is no table of the lake's to explain.
+        let missing = match hint.is_empty() {
+            true => not_built_hint(&e),
+            false => String::new(),
+        };
         Failure::Usage(format!(
-            "bad query: {}{}{hint}",
+            "bad query: {}{missing}{hint}",
             engine::planning_error(&e),
-            not_built_hint(&e)
         ))
         .into()
     } else if !hint.is_empty() {
-        Failure::Usage(format!("query failed: {e}{hint}")).into()
+        // The hint says it is the SQL's, not a bug to report.
+        let text = match text.split_once("\nThis issue was likely caused by a bug in DataFusion") {
+            Some((said, _)) => said,
+            None => &text,
+        };
+        let text = text.trim_start_matches("Internal error: ");
+        Failure::Usage(format!("query failed: {text}{hint}")).into()
     } else {
         engine::user_sql_error(e, "query failed")
     }
@@ -360,7 +370,62 @@ fn sql_hint(text: &str, sql: &str) -> String {
     if text.contains("Cannot access field") && text.contains("type Utf8") {
         return format!(" ({JSON_MEMBERS})");
     }
+    let unknown = text
+        .split_once("table '")
+        .and_then(|(_, rest)| rest.split_once("' not found"))
+        .map(|(full, _)| full.rsplit_once('.').map_or(full, |(_, name)| name));
+    if let Some(name) = unknown
+        && let Some(recursive) = cte_named(sql, name)
+    {
+        return if recursive {
+            format!(
+                " (`{name}` is a CTE of this query: a CTE names only those before it, and \
+                 itself, under WITH RECURSIVE, only in the last part of its body, one SELECT \
+                 after `UNION [ALL]`, as PostgreSQL's do)"
+            )
+        } else {
+            format!(
+                " (`{name}` is a CTE of this query: a CTE names only those before it, and \
+                 itself only under `WITH RECURSIVE {name} AS (start UNION ALL step)`)"
+            )
+        };
+    }
+    if text.contains("Unexpected empty work table") {
+        return " (a recursive CTE named in a subquery of its own step, which PostgreSQL \
+                refuses too: name it only in the step's FROM, and aggregate in the query that \
+                reads the CTE)"
+            .into();
+    }
     String::new()
+}
+
+/// Whether `sql` has a CTE named `name`, and if so whether its WITH is
+/// RECURSIVE.
+fn cte_named(sql: &str, name: &str) -> Option<bool> {
+    use datafusion::sql::sqlparser::ast::{Query, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Find<'a>(&'a str);
+    impl Visitor for Find<'_> {
+        type Break = bool;
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<bool> {
+            match &query.with {
+                Some(with)
+                    if with
+                        .cte_tables
+                        .iter()
+                        .any(|cte| cte.alias.name.value.eq_ignore_ascii_case(self.0)) =>
+                {
+                    ControlFlow::Break(with.recursive)
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql).ok()?;
+    statements.iter().find_map(|statement| match statement {
+        datafusion::sql::parser::Statement::Statement(s) => s.visit(&mut Find(name)).break_value(),
+        _ => None,
+    })
 }
 
 /// For an unknown table that is one of evlake's: why it is not there. A

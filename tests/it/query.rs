@@ -514,6 +514,47 @@ fn query_reads_bronze_by_its_logical_name() {
         "{}",
         stderr(&o)
     );
+
+    // A CTE whose column list names a body of one name twice runs (a
+    // recursive one's `SELECT 1, 1` too); a CTE named where it cannot be
+    // says so, not that the lake has no such table (exit 2).
+    assert_eq!(
+        crate::silver::query_csv(
+            &lake,
+            "WITH RECURSIVE r(n, k) AS (SELECT 1, 1 UNION ALL SELECT n + 1, k * 2 FROM r WHERE \
+             n < 4), u(a, b) AS (SELECT user_id, user_id FROM bronze_events LIMIT 1) SELECT \
+             sum(k), (SELECT count(*) FROM u WHERE a = b) FROM r"
+        ),
+        ["15,1"]
+    );
+    for (sql, said) in [
+        (
+            "WITH r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r",
+            "(`r` is a CTE of this query: a CTE names only those before it, and itself only \
+             under `WITH RECURSIVE r AS (start UNION ALL step)`)",
+        ),
+        (
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3 UNION \
+             ALL SELECT n + 10 FROM r WHERE n < 2) SELECT n FROM r",
+            "itself, under WITH RECURSIVE, only in the last part of its body, one SELECT after \
+             `UNION [ALL]`, as PostgreSQL's do)",
+        ),
+        (
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT (SELECT max(n) FROM r) + 1 FROM \
+             r WHERE n < 3) SELECT n FROM r",
+            "(a recursive CTE named in a subquery of its own step, which PostgreSQL refuses \
+             too: name it only in the step's FROM",
+        ),
+    ] {
+        let o = run(&lake, &["query", sql]);
+        assert_eq!(exit_code(&o), 2, "{sql}: {}", stderr(&o));
+        assert!(stderr(&o).contains(said), "{sql}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("the lake's tables") && !stderr(&o).contains("a bug in"),
+            "{sql}: {}",
+            stderr(&o)
+        );
+    }
 }
 
 #[test]
