@@ -3483,9 +3483,32 @@ fn passed_over(statement: &datafusion::sql::parser::Statement) -> datafusion::er
             _ => multiset(left).or_else(|| multiset(right)),
         }
     }
+    /// `FETCH FIRST n ROWS WITH TIES` or `FETCH FIRST n PERCENT ROWS`
+    /// (or SQL Server's `TOP n WITH TIES`, `TOP n PERCENT`), which
+    /// DataFusion 55 does not take and `LIMIT n` does not answer.
+    fn ties_or_percent(with_ties: bool, percent: bool) -> ControlFlow<String> {
+        match (with_ties, percent) {
+            (true, _) => ControlFlow::Break(
+                "`WITH TIES` (in `FETCH FIRST n ROWS WITH TIES` or `TOP n WITH TIES`): \
+                 `LIMIT n` would cut the ties; the top rows with their ties are `QUALIFY \
+                 rank() OVER (ORDER BY x DESC) <= n`"
+                    .to_string(),
+            ),
+            (false, true) => ControlFlow::Break(
+                "a `PERCENT` of the rows (in `FETCH FIRST n PERCENT ROWS` or `TOP n \
+                 PERCENT`): the first 10% are `QUALIFY row_number() OVER (ORDER BY x) <= \
+                 ceil(count(*) OVER () * 0.10)`"
+                    .to_string(),
+            ),
+            (false, false) => ControlFlow::Continue(()),
+        }
+    }
     impl Visitor for Find {
         type Break = String;
         fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+            if let Some(fetch) = &query.fetch {
+                ties_or_percent(fetch.with_ties, fetch.percent)?;
+            }
             match multiset(&query.body) {
                 Some(op) => ControlFlow::Break(format!(
                     "`{op} ALL`, which DataFusion 55 answers as {}, with no error; for SQL's \
@@ -3505,6 +3528,9 @@ fn passed_over(statement: &datafusion::sql::parser::Statement) -> datafusion::er
             }
         }
         fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
+            if let Some(top) = &select.top {
+                ties_or_percent(top.with_ties, top.percent)?;
+            }
             let passed_over = |what: &str, instead: &str| {
                 ControlFlow::Break(format!(
                     "{what}, which DataFusion would pass over, {instead}"
@@ -6485,8 +6511,36 @@ mod tests {
             };
             assert!(text.starts_with(says) && text.len() < 400, "{text}");
         }
-        // SQL's FETCH FIRST and SQL Server's TOP give LIMIT; Oracle's
-        // DECODE gives CASE.
+        // SQL's FETCH FIRST and SQL Server's TOP give LIMIT, and with
+        // ties or a percent what gives those, which runs; Oracle's DECODE
+        // gives CASE.
+        for (sql, says, ok) in [
+            (
+                "SELECT x FROM t ORDER BY x FETCH FIRST 2 ROWS WITH TIES",
+                "the top rows with their ties are `QUALIFY rank() OVER (ORDER BY x DESC) <= n`",
+                "SELECT x FROM t QUALIFY rank() OVER (ORDER BY x DESC) <= 2",
+            ),
+            (
+                "SELECT TOP 2 WITH TIES x FROM t ORDER BY x",
+                "the top rows with their ties are `QUALIFY rank() OVER (ORDER BY x DESC) <= n`",
+                "SELECT x FROM t QUALIFY rank() OVER (ORDER BY x DESC) <= 2",
+            ),
+            (
+                "SELECT x FROM t ORDER BY x FETCH FIRST 10 PERCENT ROWS ONLY",
+                "the first 10% are `QUALIFY row_number() OVER (ORDER BY x) <= ceil(count(*) \
+                 OVER () * 0.10)`",
+                "SELECT x FROM t QUALIFY row_number() OVER (ORDER BY x) <= ceil(count(*) OVER \
+                 () * 0.10)",
+            ),
+        ] {
+            let said = planned(&ctx, sql, Default::default())
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(said.ends_with(says), "{sql}: {said}");
+            runs(&ctx, ok).await;
+        }
         for (sql, says) in [
             (
                 "SELECT x FROM t FETCH FIRST 2 ROWS ONLY",
