@@ -4702,6 +4702,9 @@ pub fn data_error_hint(message: &str) -> &'static str {
     {
         " (the pattern is a regular expression: write `\\(`, `\\[` or `\\.` to match `(`, `[` \
          or `.` as text)"
+    } else if message.contains("Overflow happened on: sum() of BIGINT values") {
+        " (sum a DECIMAL(38, 0) cast, `sum(CAST(x AS DECIMAL(38, 0)))`, for a total of up to 38 \
+         digits)"
     } else if message.contains("Arithmetic overflow: Overflow happened on: `")
         && message.contains("` of decimals: ")
     {
