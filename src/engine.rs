@@ -3167,6 +3167,18 @@ mod named_casts {
         }
     }
 
+    /// Each SELECT item's [`key`], or its alias; `None` for a `*`.
+    fn keys(items: &[SelectItem]) -> Vec<Option<String>> {
+        items
+            .iter()
+            .map(|item| match item {
+                SelectItem::UnnamedExpr(e) => Some(key(uncast(e).0)),
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn name(items: &mut [SelectItem]) {
         // `*` holds every column of the FROM; `t.*` those of `t`.
         let star = items
@@ -3197,14 +3209,7 @@ mod named_casts {
             }
             _ => false,
         };
-        let keys: Vec<Option<String>> = items
-            .iter()
-            .map(|item| match item {
-                SelectItem::UnnamedExpr(e) => Some(key(uncast(e).0)),
-                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
-                _ => None,
-            })
-            .collect();
+        let keys = keys(items);
         for (i, item) in items.iter_mut().enumerate() {
             let SelectItem::UnnamedExpr(e) = item else {
                 continue;
@@ -3254,14 +3259,7 @@ mod named_casts {
         match body {
             SetExpr::Select(select) => {
                 let items = &mut select.projection;
-                let keys: Vec<Option<String>> = items
-                    .iter()
-                    .map(|item| match item {
-                        SelectItem::UnnamedExpr(e) => Some(key(uncast(e).0)),
-                        SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
-                        _ => None,
-                    })
-                    .collect();
+                let keys = keys(items);
                 // After a `*`, the places are the FROM's to know.
                 let placed = keys.iter().take_while(|k| k.is_some()).count();
                 for (i, item) in items.iter_mut().enumerate().take(placed.min(listed)) {
@@ -5417,6 +5415,17 @@ mod tests {
             let ctx = ctx.clone();
             async move { checked_plan(sql, ctx.sql(sql).await.unwrap()).unwrap() }
         };
+        // The overflow `sql` fails on, a data error, with its hint.
+        let overflow = |sql: &'static str| async move {
+            let e = planned(sql).await.collect().await.unwrap_err();
+            assert!(is_data_error(&e), "{sql}: {e}");
+            let said = format!("{e}{}", data_error_hint(&e.to_string()));
+            assert!(
+                said.contains("Arithmetic overflow: Overflow happened on: "),
+                "{sql}: {said}"
+            );
+            said
+        };
         for sql in [
             "SELECT x + 2 FROM t",
             "SELECT x - 2 FROM t WHERE n IS NULL",
@@ -5428,13 +5437,7 @@ mod tests {
             "SELECT sum(n) OVER (ORDER BY x * 2) FROM t",
             "SELECT a.n FROM t AS a JOIN t AS b ON a.x + 2 = b.x",
         ] {
-            let e = planned(sql).await.collect().await.unwrap_err();
-            assert!(is_data_error(&e), "{sql}: {e}");
-            assert!(
-                e.to_string()
-                    .contains("Arithmetic overflow: Overflow happened on: "),
-                "{sql}: {e}"
-            );
+            overflow(sql).await;
         }
         // Within range: the answer, the column's name, type and nullability
         // are the operator's.
@@ -5484,12 +5487,9 @@ mod tests {
                 "-10000000000000000000000000000000000000 ",
             ),
         ] {
-            let e = planned(sql).await.collect().await.unwrap_err();
-            assert!(is_data_error(&e), "{sql}: {e}");
-            let said = format!("{e}{}", data_error_hint(&e.to_string()));
+            let said = overflow(sql).await;
             assert!(
-                said.contains("Arithmetic overflow: Overflow happened on: `")
-                    && said.contains(" of decimals: ")
+                said.contains(" of decimals: ")
                     && said.contains("use fewer fraction digits, `CAST(x AS DECIMAL(38, 4))`"),
                 "{sql}: {said}"
             );
