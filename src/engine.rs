@@ -263,10 +263,16 @@ impl Engine {
         {
             config = config.with_extension(files);
         }
+        // Grouping sets' rows ordered as SQL orders them (see
+        // crate::grouping_sets), ahead of every rule that reads orderings.
+        let mut physical =
+            datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        physical.insert(0, Arc::new(crate::grouping_sets::Rule));
         let mut state = datafusion::execution::session_state::SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())
-            .with_default_features();
+            .with_default_features()
+            .with_physical_optimizer_rules(physical);
         // EXTRACT is planned as evlake's date_part (see udf::date_part),
         // ahead of DataFusion's planner, which would call its own; an
         // aggregate's CASTs are named with their types (udf::SqlPlanner).

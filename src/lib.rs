@@ -21,6 +21,7 @@ pub mod error;
 pub mod fault;
 pub mod generate;
 pub mod gold;
+pub mod grouping_sets;
 pub mod ids;
 pub mod ingest;
 pub mod interrupt;

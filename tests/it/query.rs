@@ -515,6 +515,27 @@ fn query_reads_bronze_by_its_logical_name() {
         stderr(&o)
     );
 
+    // A ROLLUP over a column a filter fixes to one value sorts its total
+    // rows, NULL there, as SQL does (DataFusion 55 took the column to be
+    // that value in every row, and left the rows unsorted).
+    let rows = crate::silver::query_csv(
+        &lake,
+        "SELECT event_type, user_id, count(*) FROM bronze_events WHERE event_type = 'purchase' \
+         GROUP BY ROLLUP (event_type, user_id) ORDER BY event_type NULLS LAST, user_id NULLS \
+         FIRST",
+    );
+    let total: u64 = rows
+        .iter()
+        .filter(|r| r.starts_with("purchase,") && !r.starts_with("purchase,,"))
+        .map(|r| r.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(total > 0, "{rows:?}");
+    let mut sorted = rows.clone();
+    sorted[1..rows.len() - 1].sort();
+    assert_eq!(rows, sorted, "{rows:?}");
+    assert_eq!(rows[0], format!("purchase,,{total}"), "{rows:?}");
+    assert_eq!(rows[rows.len() - 1], format!(",,{total}"), "{rows:?}");
+
     // A CTE whose column list names a body of one name twice runs (a
     // recursive one's `SELECT 1, 1` too); a CTE named where it cannot be
     // says so, not that the lake has no such table (exit 2).
