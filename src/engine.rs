@@ -263,11 +263,11 @@ impl Engine {
         {
             config = config.with_extension(files);
         }
-        // Grouping sets' rows ordered as SQL orders them (see
-        // crate::grouping_sets), ahead of every rule that reads orderings.
+        // Rows SQL fills with NULLs ordered as SQL orders them (see
+        // crate::null_rows), ahead of every rule that reads orderings.
         let mut physical =
             datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
-        physical.insert(0, Arc::new(crate::grouping_sets::Rule));
+        physical.insert(0, Arc::new(crate::null_rows::Rule));
         let mut state = datafusion::execution::session_state::SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())

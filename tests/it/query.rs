@@ -536,6 +536,20 @@ fn query_reads_bronze_by_its_logical_name() {
     assert_eq!(rows[0], format!("purchase,,{total}"), "{rows:?}");
     assert_eq!(rows[rows.len() - 1], format!(",,{total}"), "{rows:?}");
 
+    // So does a LEFT JOIN whose right side has such a column: its
+    // unmatched rows, NULL there, first.
+    let tagged = crate::silver::query_csv(
+        &lake,
+        "SELECT b.user_id, t.tag FROM (SELECT DISTINCT user_id FROM bronze_events) b LEFT JOIN \
+         (SELECT DISTINCT user_id, 'buyer' AS tag FROM bronze_events WHERE event_type = \
+         'purchase') t ON t.user_id = b.user_id ORDER BY t.tag NULLS FIRST, b.user_id",
+    );
+    let buyers = tagged.iter().filter(|r| r.ends_with(",buyer")).count();
+    assert!(buyers > 0 && buyers < tagged.len(), "{tagged:?}");
+    let mut sorted = tagged.clone();
+    sorted.sort_by_key(|r| (r.ends_with(",buyer"), r.clone()));
+    assert_eq!(tagged, sorted);
+
     // A CTE whose column list names a body of one name twice runs (a
     // recursive one's `SELECT 1, 1` too); a CTE named where it cannot be
     // says so, not that the lake has no such table (exit 2).
