@@ -268,10 +268,21 @@ impl Engine {
         let mut physical =
             datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical.insert(0, Arc::new(crate::null_rows::Rule));
+        // A filter naming no column kept above an aggregate that gives a
+        // row from no rows (see crate::kept_filters).
+        let logical = datafusion::optimizer::Optimizer::new()
+            .rules
+            .into_iter()
+            .map(|rule| match rule.name() {
+                "push_down_filter" => Arc::new(crate::kept_filters::Rule { inner: rule }) as _,
+                _ => rule,
+            })
+            .collect();
         let mut state = datafusion::execution::session_state::SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
+            .with_optimizer_rules(logical)
             .with_physical_optimizer_rules(physical);
         // EXTRACT is planned as evlake's date_part (see udf::date_part),
         // ahead of DataFusion's planner, which would call its own; an

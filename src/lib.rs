@@ -25,6 +25,7 @@ pub mod ids;
 pub mod ingest;
 pub mod interrupt;
 pub mod jsonout;
+pub mod kept_filters;
 pub mod lake;
 pub mod late;
 pub mod lateness;

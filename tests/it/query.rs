@@ -550,6 +550,19 @@ fn query_reads_bronze_by_its_logical_name() {
     sorted.sort_by_key(|r| (r.ends_with(",buyer"), r.clone()));
     assert_eq!(tagged, sorted);
 
+    // A filter on a literal column of a UNION of totals keeps only its
+    // branch (DataFusion 55 moved `'all' = 'buyers'` below the count,
+    // which then counted no rows and still gave `all,0`).
+    assert_eq!(
+        crate::silver::query_csv(
+            &lake,
+            "WITH seg AS (SELECT 'all' AS segment, count(*) AS n FROM bronze_events UNION ALL \
+             SELECT 'buyers', count(DISTINCT user_id) FROM bronze_events WHERE event_type = \
+             'purchase') SELECT segment FROM seg WHERE segment = 'buyers'"
+        ),
+        ["buyers"]
+    );
+
     // A CTE whose column list names a body of one name twice runs (a
     // recursive one's `SELECT 1, 1` too); a CTE named where it cannot be
     // says so, not that the lake has no such table (exit 2).
