@@ -100,17 +100,9 @@ mod tests {
     use crate::engine::{Engine, EngineOptions};
     use datafusion::prelude::SessionContext;
 
+    /// [`crate::null_rows::tests::csv`]'s rows, sorted.
     async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
-        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
-        let mut rows: Vec<String> = text
-            .lines()
-            .filter(|l| l.starts_with('|'))
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
+        let mut rows = crate::null_rows::tests::csv(ctx, sql).await;
         rows.sort();
         rows
     }

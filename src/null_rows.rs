@@ -208,11 +208,13 @@ impl ExecutionPlan for Exec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::engine::{Engine, EngineOptions};
     use datafusion::prelude::SessionContext;
 
-    async fn csv(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    /// The data rows `sql` gives, as a table's lines with their cells'
+    /// padding taken out: `| a | | 1 |`.
+    pub(crate) async fn csv(ctx: &SessionContext, sql: &str) -> Vec<String> {
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
             .unwrap()
