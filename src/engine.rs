@@ -939,6 +939,7 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     }
     checked_formats(df)
         .and_then(with_full_times)
+        .and_then(with_wall_clocks)
         .and_then(with_checked_arithmetic)
         .and_then(with_peer_frames)
         .and_then(without_needless_order)
@@ -1049,6 +1050,34 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
                     .unwrap_or(e.clone())
             })
         }
+    })
+}
+
+/// `df` with each `ts AT TIME ZONE 'zone'` of a time that has a zone
+/// (every time in the lake) giving the time a clock in that zone shows,
+/// with no zone, as PostgreSQL and DuckDB give it. DataFusion 55 gives the
+/// same instant labelled with the zone, and what follows then works on
+/// the instant: `date_bin(INTERVAL '1 day', event_timestamp AT TIME ZONE
+/// 'America/New_York')` cut days at 8 p.m. New York time (UTC's
+/// midnight), so two events of one New York evening fell into two days;
+/// `CAST(... AS TIMESTAMP)` gave UTC's clock; and a comparison with a
+/// time that the zone's clock skips or shows twice
+/// (`TIMESTAMP '2024-03-10 02:30:00'` in New York) failed. A time with no
+/// zone given a zone (`TIMESTAMP '2024-03-15 09:00' AT TIME ZONE
+/// 'Europe/Berlin'`) is that zone's clock time, an instant, as before and
+/// as in PostgreSQL. Each expression keeps its name.
+fn with_wall_clocks(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::logical_expr::{Cast, Expr};
+    let zoned = |t: Option<DataType>| matches!(t, Some(DataType::Timestamp(_, Some(_))));
+    rewritten(df, |e, typed| match e {
+        // DataFusion plans `AT TIME ZONE` as a cast to a zoned time; a
+        // written CAST names no zone (`TIMESTAMPTZ` is read as none).
+        Expr::Cast(Cast { expr, field })
+            if zoned(Some(field.data_type().clone())) && zoned(typed(expr)) =>
+        {
+            Some(datafusion::functions::datetime::to_local_time().call(vec![e.clone()]))
+        }
+        _ => None,
     })
 }
 
@@ -5346,6 +5375,102 @@ mod tests {
 +--------------------------+
 | 2024-03-15T10:00:00      |
 +--------------------------+"
+        );
+    }
+
+    /// `AT TIME ZONE` of a zoned time is the clock time in that zone, with
+    /// no zone, as in PostgreSQL and DuckDB; of a time with no zone, the
+    /// instant that the zone's clock shows then, as before.
+    #[tokio::test]
+    async fn a_zoned_time_at_a_time_zone_is_that_zones_clock() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT arrow_cast(ts, 'Timestamp(Microsecond, Some(\"UTC\"))') \
+             AS ts FROM (VALUES (TIMESTAMP '2024-03-14 23:50:00'), \
+             (TIMESTAMP '2024-03-15 00:02:00'), (TIMESTAMP '2024-11-03 06:30:00')) AS v(ts)",
+        )
+        .await
+        .unwrap();
+        let answer = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let df = checked_plan(sql, ctx.sql(sql).await.unwrap()).unwrap();
+                let batches = df.collect().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(
+                    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                        .unwrap()
+                        .to_string(),
+                )
+            }
+        };
+        // Two events of one New York evening are one New York day;
+        // DataFusion 55 cut days at UTC's midnight, 8 p.m. there.
+        assert_eq!(
+            answer(
+                "SELECT date_bin(INTERVAL '1 day', ts AT TIME ZONE 'America/New_York') AS d, \
+                 count(*) AS n FROM t GROUP BY 1 ORDER BY 1"
+            )
+            .await
+            .unwrap(),
+            "+---------------------+---+
+| d                   | n |
++---------------------+---+
+| 2024-03-14T00:00:00 | 2 |
+| 2024-11-03T00:00:00 | 1 |
++---------------------+---+"
+        );
+        // The clock's time, not UTC's, when cast to a time with no zone.
+        assert_eq!(
+            answer(
+                "SELECT ts AT TIME ZONE 'Asia/Tokyo' AS tokyo, CAST(ts AT TIME ZONE \
+                 'America/New_York' AS TIMESTAMP) AS new_york FROM t ORDER BY ts"
+            )
+            .await
+            .unwrap(),
+            "+---------------------+---------------------+
+| tokyo               | new_york            |
++---------------------+---------------------+
+| 2024-03-15T08:50:00 | 2024-03-14T19:50:00 |
+| 2024-03-15T09:02:00 | 2024-03-14T20:02:00 |
+| 2024-11-03T15:30:00 | 2024-11-03T01:30:00 |
++---------------------+---------------------+"
+        );
+        // Times that New York's clock skips (2:30 on March 10) or shows
+        // twice (1:30 on November 3) are compared with its clock; they
+        // failed in DataFusion 55's cast of them to New York's instants.
+        assert_eq!(
+            answer(
+                "SELECT count(*) FILTER (WHERE ts AT TIME ZONE 'America/New_York' < \
+                 TIMESTAMP '2024-03-10 02:30:00') AS skipped, count(*) FILTER (WHERE ts \
+                 AT TIME ZONE 'America/New_York' >= TIMESTAMP '2024-11-03 01:30:00') AS twice \
+                 FROM t"
+            )
+            .await
+            .unwrap(),
+            "+---------+-------+
+| skipped | twice |
++---------+-------+
+| 0       | 1     |
++---------+-------+"
+        );
+        // A time with no zone is read as the zone's clock time; given
+        // another zone, that instant is shown on its clock.
+        assert_eq!(
+            answer(
+                "SELECT TIMESTAMP '2024-03-15 09:00' AT TIME ZONE 'Europe/Berlin' AS berlin, \
+                 (TIMESTAMP '2024-03-15 09:00' AT TIME ZONE 'Europe/Berlin') AT TIME ZONE \
+                 'UTC' AS utc"
+            )
+            .await
+            .unwrap(),
+            "+---------------------------+---------------------+
+| berlin                    | utc                 |
++---------------------------+---------------------+
+| 2024-03-15T09:00:00+01:00 | 2024-03-15T08:00:00 |
++---------------------------+---------------------+"
         );
     }
 
