@@ -939,7 +939,6 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     }
     checked_formats(df)
         .and_then(with_full_times)
-        .and_then(with_wall_clocks)
         .and_then(with_checked_arithmetic)
         .and_then(with_peer_frames)
         .and_then(without_needless_order)
@@ -1031,6 +1030,15 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
                 ))
             })
         }
+        // `'2024-03-15 09:00' AT TIME ZONE 'Europe/Berlin'`.
+        Expr::ScalarFunction(f) if f.func.name() == "timezone" && f.args.len() == 2 => {
+            full(&f.args[1]).map(|l| {
+                Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    Arc::clone(&f.func),
+                    vec![f.args[0].clone(), l],
+                ))
+            })
+        }
         _ => {
             let pairs = compared(e);
             let literals: Vec<_> = pairs
@@ -1050,34 +1058,6 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
                     .unwrap_or(e.clone())
             })
         }
-    })
-}
-
-/// `df` with each `ts AT TIME ZONE 'zone'` of a time that has a zone
-/// (every time in the lake) giving the time a clock in that zone shows,
-/// with no zone, as PostgreSQL and DuckDB give it. DataFusion 55 gives the
-/// same instant labelled with the zone, and what follows then works on
-/// the instant: `date_bin(INTERVAL '1 day', event_timestamp AT TIME ZONE
-/// 'America/New_York')` cut days at 8 p.m. New York time (UTC's
-/// midnight), so two events of one New York evening fell into two days;
-/// `CAST(... AS TIMESTAMP)` gave UTC's clock; and a comparison with a
-/// time that the zone's clock skips or shows twice
-/// (`TIMESTAMP '2024-03-10 02:30:00'` in New York) failed. A time with no
-/// zone given a zone (`TIMESTAMP '2024-03-15 09:00' AT TIME ZONE
-/// 'Europe/Berlin'`) is that zone's clock time, an instant, as before and
-/// as in PostgreSQL. Each expression keeps its name.
-fn with_wall_clocks(df: DataFrame) -> datafusion::error::Result<DataFrame> {
-    use datafusion::logical_expr::{Cast, Expr};
-    let zoned = |t: Option<DataType>| matches!(t, Some(DataType::Timestamp(_, Some(_))));
-    rewritten(df, |e, typed| match e {
-        // DataFusion plans `AT TIME ZONE` as a cast to a zoned time; a
-        // written CAST names no zone (`TIMESTAMPTZ` is read as none).
-        Expr::Cast(Cast { expr, field })
-            if zoned(Some(field.data_type().clone())) && zoned(typed(expr)) =>
-        {
-            Some(datafusion::functions::datetime::to_local_time().call(vec![e.clone()]))
-        }
-        _ => None,
     })
 }
 
@@ -2370,22 +2350,27 @@ fn unknown_zone(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> 
         (cased != tz && cased.parse::<Tz>().is_ok()).then_some(cased)
     }
     first_expr_problem(plan, |e, _| {
-        let to = match e {
-            Expr::Cast(c) => c.field.data_type(),
-            Expr::TryCast(c) => c.field.data_type(),
+        let tz: &str = match e {
+            Expr::Cast(c) => match c.field.data_type() {
+                DataType::Timestamp(_, Some(tz)) => tz,
+                _ => return None,
+            },
+            Expr::TryCast(c) => match c.field.data_type() {
+                DataType::Timestamp(_, Some(tz)) => tz,
+                _ => return None,
+            },
+            // `AT TIME ZONE`, planned as evlake's `timezone(zone, time)`.
+            Expr::ScalarFunction(f) if f.name() == "timezone" => match f.args.first() {
+                Some(Expr::Literal(zone, _)) => zone.try_as_str().flatten()?,
+                _ => return None,
+            },
             _ => return None,
-        };
-        let DataType::Timestamp(_, Some(tz)) = to else {
-            return None;
         };
         tz.parse::<Tz>().is_err().then(|| {
             let instead = meant(tz)
                 .map(|m| format!("; for this one, '{m}'"))
                 .unwrap_or_default();
-            format!(
-                "no time zone is named '{tz}': a zone is an IANA name, written as it is ('UTC', \
-                 'Europe/Berlin', 'America/Los_Angeles'), or an offset ('+02:00'){instead}"
-            )
+            format!("{}{instead}", crate::udf::no_zone(tz))
         })
     })
 }
@@ -3171,6 +3156,61 @@ mod top_one {
 /// as DuckDB names it: `CAST(event_date AS VARCHAR)`; so is an item with
 /// a CAST inside it whose DataFusion name another item has too (`abs(x),
 /// abs(CAST(x AS DOUBLE))`). Other casts keep DataFusion's names.
+/// `x AT TIME ZONE zone` written as `timezone(zone, x)`, evlake's
+/// function ([`crate::udf::timezone`]), which computes it as PostgreSQL and
+/// DuckDB do. It is rewritten before planning, so the plan is typed as
+/// theirs is: DataFusion 55 typed an instant's `AT TIME ZONE` as an instant
+/// with the zone, so `event_timestamp - (t AT TIME ZONE 'Europe/Berlin')`
+/// failed to plan, and two such items in one SELECT had one name.
+mod at_time_zone {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, VisitMut, VisitorMut,
+    };
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+
+    struct Calls;
+
+    impl VisitorMut for Calls {
+        type Break = ();
+
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } = e
+            else {
+                return ControlFlow::Continue(());
+            };
+            let call = Parser::new(&GenericDialect)
+                .try_with_sql("timezone(NULL, NULL)")
+                .and_then(|mut p| p.parse_expr());
+            if let Ok(Expr::Function(mut f)) = call
+                && let FunctionArguments::List(list) = &mut f.args
+            {
+                list.args = [&**time_zone, &**timestamp]
+                    .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a.clone())))
+                    .to_vec();
+                *e = Expr::Function(f);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// `statement` with each `AT TIME ZONE` written as a call.
+    pub fn as_calls(statement: &mut datafusion::sql::parser::Statement) {
+        use datafusion::sql::parser::Statement;
+        match statement {
+            Statement::Statement(s) => {
+                let _ = s.visit(&mut Calls);
+            }
+            Statement::Explain(e) => as_calls(&mut e.statement),
+            _ => {}
+        }
+    }
+}
+
 mod named_casts {
     use datafusion::sql::sqlparser::ast::{
         Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
@@ -3396,6 +3436,7 @@ pub async fn planned(
     passed_over(&statement)?;
     distinct_from::reread(&mut statement)?;
     named_casts::name_casts(&mut statement);
+    at_time_zone::as_calls(&mut statement);
     let aggregates = state.aggregate_functions();
     top_one::as_first_value(&mut statement, &|name| aggregates.contains_key(name));
     let written = using_keys::written(&statement);
@@ -3977,11 +4018,6 @@ const FOREIGN_FUNCTIONS: &[(&[&str], &str, &str)] = &[
         &["make_timestamp"],
         "another engine's",
         "`CAST(make_date(2024, 3, 15) AS TIMESTAMP) + INTERVAL '10 hours 30 minutes'`",
-    ),
-    (
-        &["timezone"],
-        "PostgreSQL's",
-        "`ts AT TIME ZONE 'Europe/Berlin'`",
     ),
     (
         &["getdate", "sysdate", "systimestamp"],
@@ -5378,9 +5414,10 @@ mod tests {
         );
     }
 
-    /// `AT TIME ZONE` of a zoned time is the clock time in that zone, with
-    /// no zone, as in PostgreSQL and DuckDB; of a time with no zone, the
-    /// instant that the zone's clock shows then, as before.
+    /// `AT TIME ZONE` (evlake's `timezone(zone, time)`) of a zoned time is
+    /// the clock time in that zone, with no zone, as in PostgreSQL and
+    /// DuckDB; of a time with no zone, the instant that the zone's clock
+    /// showed it, in UTC.
     #[tokio::test]
     async fn a_zoned_time_at_a_time_zone_is_that_zones_clock() {
         let ctx = Engine::new(&EngineOptions::default())
@@ -5396,15 +5433,7 @@ mod tests {
         .unwrap();
         let answer = |sql: &'static str| {
             let ctx = ctx.clone();
-            async move {
-                let df = checked_plan(sql, ctx.sql(sql).await.unwrap()).unwrap();
-                let batches = df.collect().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(
-                    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-                        .unwrap()
-                        .to_string(),
-                )
-            }
+            async move { table_of(&ctx, sql, true).await.map_err(|e| e.to_string()) }
         };
         // Two events of one New York evening are one New York day;
         // DataFusion 55 cut days at UTC's midnight, 8 p.m. there.
@@ -5456,21 +5485,77 @@ mod tests {
 | 0       | 1     |
 +---------+-------+"
         );
-        // A time with no zone is read as the zone's clock time; given
-        // another zone, that instant is shown on its clock.
+        // A time with no zone is read as the zone's clock time, and the
+        // instant is kept in UTC; given another zone, it is shown on that
+        // zone's clock. Compared with an instant, or with a time with no
+        // zone (read as UTC's), it is that instant: 22:50 and 23:02 UTC
+        // on March 14, and 5:30 UTC on November 3. DataFusion 55 moved its
+        // cast to the other side of the comparison as though the cast
+        // kept the value, and counted 3 and 2.
         assert_eq!(
             answer(
                 "SELECT TIMESTAMP '2024-03-15 09:00' AT TIME ZONE 'Europe/Berlin' AS berlin, \
                  (TIMESTAMP '2024-03-15 09:00' AT TIME ZONE 'Europe/Berlin') AT TIME ZONE \
-                 'UTC' AS utc"
+                 'Asia/Tokyo' AS tokyo, (SELECT count(*) FROM t WHERE CAST(ts AS TIMESTAMP) \
+                 AT TIME ZONE 'Europe/Berlin' >= TIMESTAMP '2024-03-15 00:00:00') AS n, \
+                 (SELECT count(*) FROM t WHERE CAST(ts AS TIMESTAMP) AT TIME ZONE \
+                 'Europe/Berlin' >= arrow_cast(TIMESTAMP '2024-03-15 00:00:00', \
+                 'Timestamp(Microsecond, Some(\"UTC\"))')) AS m"
             )
             .await
             .unwrap(),
-            "+---------------------------+---------------------+
-| berlin                    | utc                 |
-+---------------------------+---------------------+
-| 2024-03-15T09:00:00+01:00 | 2024-03-15T08:00:00 |
-+---------------------------+---------------------+"
+            "+----------------------+---------------------+---+---+
+| berlin               | tokyo               | n | m |
++----------------------+---------------------+---+---+
+| 2024-03-15T08:00:00Z | 2024-03-15T17:00:00 | 1 | 1 |
++----------------------+---------------------+---+---+"
+        );
+        // Planned as `timezone(zone, time)`, typed as PostgreSQL types it:
+        // an instant less a clock time plans, two items have two names,
+        // and the zone may differ from row to row. DataFusion 55 failed
+        // on the first two.
+        assert_eq!(
+            answer(
+                "SELECT ts AT TIME ZONE 'UTC', ts AT TIME ZONE 'Asia/Tokyo', ts - (ts AT TIME \
+                 ZONE 'America/New_York') AS behind, timezone(CASE WHEN ts < '2024-11-01' THEN \
+                 'Asia/Kolkata' END, ts) AS kolkata FROM t ORDER BY ts"
+            )
+            .await
+            .unwrap(),
+            "+----------------------------+-----------------------------------+----------+---------------------+
+| timezone(Utf8(\"UTC\"),t.ts) | timezone(Utf8(\"Asia/Tokyo\"),t.ts) | behind   | kolkata             |
++----------------------------+-----------------------------------+----------+---------------------+
+| 2024-03-14T23:50:00        | 2024-03-15T08:50:00               | PT14400S | 2024-03-15T05:20:00 |
+| 2024-03-15T00:02:00        | 2024-03-15T09:02:00               | PT14400S | 2024-03-15T05:32:00 |
+| 2024-11-03T06:30:00        | 2024-11-03T15:30:00               | PT18000S |                     |
++----------------------------+-----------------------------------+----------+---------------------+"
+        );
+        assert_eq!(
+            answer("SELECT timezone(CAST(ts AS VARCHAR), ts) FROM t").await,
+            Err(
+                "Execution error: no time zone is named '2024-03-14T23:50:00Z': a zone is an \
+                 IANA name, written as it is ('UTC', 'Europe/Berlin', 'America/Los_Angeles'), \
+                 or an offset ('+02:00')"
+                    .to_string()
+            )
+        );
+        // Clock times New York's clock shows twice, or skips, are read
+        // as PostgreSQL and DuckDB read them: the later instant, and the
+        // offset from before the change. DataFusion 55 failed on both.
+        assert_eq!(
+            answer(
+                "SELECT TIMESTAMP '2024-11-03 01:30:00' AT TIME ZONE 'America/New_York' AS \
+                 twice, TIMESTAMP '2024-03-10 02:30:00' AT TIME ZONE 'America/New_York' AS \
+                 skipped, TIMESTAMP '2024-03-15 09:00:00.123456' AT TIME ZONE '+05:30' AS \
+                 offset"
+            )
+            .await
+            .unwrap(),
+            "+----------------------+----------------------+-----------------------------+
+| twice                | skipped              | offset                      |
++----------------------+----------------------+-----------------------------+
+| 2024-11-03T06:30:00Z | 2024-03-10T07:30:00Z | 2024-03-15T03:30:00.123456Z |
++----------------------+----------------------+-----------------------------+"
         );
     }
 

@@ -32,6 +32,7 @@ use datafusion::logical_expr::{
 /// Register every function evlake adds in `ctx`.
 pub fn register_all(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(date_part());
+    ctx.register_udf(timezone());
     ctx.register_udf(ScalarUDF::from(HashBucket::new()));
     ctx.register_udf(ScalarUDF::from(ParseAmount::new()));
     ctx.register_udf(ScalarUDF::from(JsonMembers::new()));
@@ -558,6 +559,175 @@ impl ScalarUDFImpl for HashBucket {
             .map(|i| text_at(&values, i).map(|t| (fnv1a(t.as_bytes()) % n) as i32))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `timezone(zone, ts)`, which is what `ts AT TIME ZONE zone` is planned
+/// as (`engine::at_time_zone`), as PostgreSQL computes it with its
+/// session's zone UTC (evlake's), and DuckDB:
+/// - of a time with a zone (an instant, as every time in the lake): the
+///   time a clock in `zone` showed then, with no zone;
+/// - of a time with no zone, or a date (a clock time in `zone`): the
+///   instant that clock showed it, in UTC. A clock time the zone's clock
+///   shows twice (1:30 on the night New York's clocks go back) is the
+///   later instant, standard time; one it skips (2:30 on the night they
+///   go forward) is read with the offset from before the change, 7:30
+///   UTC. PostgreSQL and DuckDB read both so.
+///
+/// `zone` is an IANA name or an offset, and may differ from row to row (a
+/// column of each user's zone). DataFusion 55 plans `AT TIME ZONE` as a
+/// cast to a time labelled with the zone. Of an instant that is the same
+/// instant, so what followed worked on it, not on the zone's clock
+/// (`date_bin(INTERVAL '1 day', ...)` cut days at UTC's midnight, `CAST(...
+/// AS TIMESTAMP)` gave UTC's clock). Of a clock time its cast failed on the
+/// times above ("Cannot cast timezone to different timezone"), and was
+/// moved to the other side of a comparison as though it kept the value,
+/// an hour off in Berlin's winter.
+pub fn timezone() -> ScalarUDF {
+    ScalarUDF::from(AtTimeZone {
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AtTimeZone {
+    signature: Signature,
+}
+
+type Zone = datafusion::arrow::array::timezone::Tz;
+
+/// The offset from UTC, in seconds, of `o`.
+fn offset_seconds(o: <Zone as chrono::TimeZone>::Offset) -> i64 {
+    use chrono::Offset;
+    i64::from(o.fix().local_minus_utc())
+}
+
+/// The offset from UTC, in seconds, of clock time `local` in `zone`, read
+/// as [`timezone`] reads it.
+fn clock_offset(zone: &Zone, local: chrono::NaiveDateTime) -> Option<i64> {
+    use chrono::{LocalResult, TimeZone};
+    // Of a time shown twice, the later instant: the smaller offset.
+    let read = |local| match zone.offset_from_local_datetime(&local) {
+        LocalResult::Single(o) => Some(offset_seconds(o)),
+        LocalResult::Ambiguous(a, b) => Some(offset_seconds(a).min(offset_seconds(b))),
+        LocalResult::None => None,
+    };
+    // A skipped time: the offset of the last clock time before the skip
+    // (skips are an hour or so; Samoa's of 2011 was a day).
+    read(local).or_else(|| (1..=48).find_map(|hours| read(local - chrono::Duration::hours(hours))))
+}
+
+/// The problem with zone name `name`, which is no zone.
+pub fn no_zone(name: &str) -> String {
+    format!(
+        "no time zone is named '{name}': a zone is an IANA name, written as it is ('UTC', \
+         'Europe/Berlin', 'America/Los_Angeles'), or an offset ('+02:00')"
+    )
+}
+
+impl ScalarUDFImpl for AtTimeZone {
+    fn name(&self) -> &str {
+        "timezone"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        use datafusion::arrow::datatypes::TimeUnit;
+        let zone = match &args {
+            [z, _] if is_text(z) => z.clone(),
+            [DataType::Null, _] => DataType::Utf8,
+            _ => {
+                return plan_err!(
+                    "timezone(zone, time) takes a zone's name and a time, not {args:?}"
+                );
+            }
+        };
+        let time = match &args[1] {
+            t @ DataType::Timestamp(..) => t.clone(),
+            DataType::Date32 | DataType::Date64 | DataType::Null => {
+                DataType::Timestamp(TimeUnit::Nanosecond, None)
+            }
+            t if is_text(t) => DataType::Timestamp(TimeUnit::Nanosecond, None),
+            t => return plan_err!("AT TIME ZONE of a {t}, which is not a time"),
+        };
+        Ok(vec![zone, time])
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [_, DataType::Timestamp(unit, Some(_))] => Ok(DataType::Timestamp(*unit, None)),
+            [_, DataType::Timestamp(unit, None)] => {
+                Ok(DataType::Timestamp(*unit, Some("UTC".into())))
+            }
+            _ => plan_err!("timezone(zone, time) takes a zone's name and a time, not {args:?}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use chrono::TimeZone;
+        use datafusion::arrow::array::PrimitiveArray;
+        use datafusion::arrow::datatypes::TimeUnit;
+        use std::collections::HashMap;
+        let [zones, value] = &args.args[..] else {
+            return plan_err!("timezone(zone, time) takes two arguments");
+        };
+        let (unit, zoned) = match value.data_type() {
+            DataType::Timestamp(unit, zoned) => (unit, zoned.is_some()),
+            other => return plan_err!("AT TIME ZONE of a {other}, which is not a time"),
+        };
+        let per_second: i64 = match unit {
+            TimeUnit::Second => 1,
+            TimeUnit::Millisecond => 1_000,
+            TimeUnit::Microsecond => 1_000_000,
+            TimeUnit::Nanosecond => 1_000_000_000,
+        };
+        let zones = zones.to_array(args.number_rows)?;
+        let values = cast(&value.to_array(args.number_rows)?, &DataType::Int64)?;
+        let values = values.as_primitive::<Int64Type>();
+        let mut known: HashMap<String, Zone> = HashMap::new();
+        let mut out = datafusion::arrow::array::Int64Builder::with_capacity(values.len());
+        for i in 0..values.len() {
+            let Some(name) = text_at(&zones, i).filter(|_| values.is_valid(i)) else {
+                out.append_null();
+                continue;
+            };
+            if !known.contains_key(name) {
+                let zone = name
+                    .parse::<Zone>()
+                    .map_err(|_| datafusion::error::DataFusionError::Execution(no_zone(name)))?;
+                known.insert(name.to_string(), zone);
+            }
+            let zone = &known[name];
+            let v = values.value(i);
+            let (seconds, part) = (v.div_euclid(per_second), v.rem_euclid(per_second));
+            let nanos = (part * (1_000_000_000 / per_second)) as u32;
+            let time = chrono::DateTime::from_timestamp(seconds, nanos).map(|t| t.naive_utc());
+            // An instant is moved to its clock time, a clock time back.
+            let offset = match time {
+                Some(t) if zoned => Some(offset_seconds(zone.offset_from_utc_datetime(&t))),
+                Some(t) => clock_offset(zone, t).map(|o| -o),
+                None => None,
+            };
+            let moved = offset
+                .and_then(|o| o.checked_mul(per_second))
+                .and_then(|o| v.checked_add(o))
+                .ok_or_else(|| {
+                    datafusion::error::DataFusionError::Execution(format!(
+                        "AT TIME ZONE '{name}' of a time beyond the range of times ({v} \
+                         {unit:?}s from 1970)"
+                    ))
+                })?;
+            out.append_value(moved);
+        }
+        let out: PrimitiveArray<Int64Type> = out.finish();
+        let out = cast(
+            &out,
+            &DataType::Timestamp(unit, (!zoned).then(|| "UTC".into())),
+        )?;
+        Ok(ColumnarValue::Array(out))
     }
 }
 

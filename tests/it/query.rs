@@ -550,6 +550,28 @@ fn query_reads_bronze_by_its_logical_name() {
     sorted.sort_by_key(|r| (r.ends_with(",buyer"), r.clone()));
     assert_eq!(tagged, sorted);
 
+    // `AT TIME ZONE` of a lake time is that zone's clock time, as in
+    // PostgreSQL and DuckDB: date_bin's days are New York's (DataFusion
+    // 55 cut them at UTC's midnight), a CAST keeps Tokyo's clock (it gave
+    // UTC's), and Berlin's clock time read back in Berlin is the instant
+    // again, compared as one (DataFusion 55 compared it an hour off).
+    let rows = crate::silver::query_csv(
+        &lake,
+        "SELECT count(*), count(*) FILTER (WHERE date_bin(INTERVAL '1 day', event_timestamp AT \
+         TIME ZONE 'America/New_York') = date_trunc('day', event_timestamp AT TIME ZONE \
+         'America/New_York')), count(*) FILTER (WHERE CAST(event_timestamp AT TIME ZONE \
+         'Asia/Tokyo' AS TIMESTAMP) = CAST(event_timestamp AS TIMESTAMP) + INTERVAL '9 hours'), \
+         count(*) FILTER (WHERE (event_timestamp AT TIME ZONE 'Europe/Berlin') AT TIME ZONE \
+         'Europe/Berlin' >= TIMESTAMP '2024-03-15 00:00:00'), count(*) FILTER (WHERE \
+         event_timestamp >= '2024-03-15T00:00:00Z') FROM bronze_events",
+    );
+    let counts: Vec<u64> = rows[0].split(',').map(|c| c.parse().unwrap()).collect();
+    assert!(
+        counts[0] > 0 && counts[4] > 0 && counts[4] < counts[0],
+        "{rows:?}"
+    );
+    assert_eq!(counts[1..4], [counts[0], counts[0], counts[4]], "{rows:?}");
+
     // A filter on a literal column of a UNION of totals keeps only its
     // branch (DataFusion 55 moved `'all' = 'buyers'` below the count,
     // which then counted no rows and still gave `all,0`).
