@@ -684,23 +684,42 @@ impl ScalarUDFImpl for AtTimeZone {
             TimeUnit::Microsecond => 1_000_000,
             TimeUnit::Nanosecond => 1_000_000_000,
         };
-        let zones = zones.to_array(args.number_rows)?;
+        let parse = |name: &str| {
+            name.parse::<Zone>()
+                .map_err(|_| datafusion::error::DataFusionError::Execution(no_zone(name)))
+        };
+        // One zone for every row (`AT TIME ZONE 'Europe/Berlin'`), read
+        // once, or a zone per row, each name read once.
+        let one = match zones {
+            ColumnarValue::Scalar(z) => Some(z.try_as_str().flatten().map(parse).transpose()?),
+            ColumnarValue::Array(_) => None,
+        };
+        let zones = zones.to_array(if one.is_some() { 1 } else { args.number_rows })?;
+        let mut known: HashMap<String, Zone> = HashMap::new();
         let values = cast(&value.to_array(args.number_rows)?, &DataType::Int64)?;
         let values = values.as_primitive::<Int64Type>();
-        let mut known: HashMap<String, Zone> = HashMap::new();
         let mut out = datafusion::arrow::array::Int64Builder::with_capacity(values.len());
         for i in 0..values.len() {
-            let Some(name) = text_at(&zones, i).filter(|_| values.is_valid(i)) else {
+            let zone = match &one {
+                _ if values.is_null(i) => None,
+                Some(zone) => *zone,
+                None => match text_at(&zones, i) {
+                    Some(name) => match known.get(name) {
+                        Some(zone) => Some(*zone),
+                        None => {
+                            let zone = parse(name)?;
+                            known.insert(name.to_string(), zone);
+                            Some(zone)
+                        }
+                    },
+                    None => None,
+                },
+            };
+            let Some(zone) = zone else {
                 out.append_null();
                 continue;
             };
-            if !known.contains_key(name) {
-                let zone = name
-                    .parse::<Zone>()
-                    .map_err(|_| datafusion::error::DataFusionError::Execution(no_zone(name)))?;
-                known.insert(name.to_string(), zone);
-            }
-            let zone = &known[name];
+            let zone = &zone;
             let v = values.value(i);
             let (seconds, part) = (v.div_euclid(per_second), v.rem_euclid(per_second));
             let nanos = (part * (1_000_000_000 / per_second)) as u32;
@@ -716,8 +735,8 @@ impl ScalarUDFImpl for AtTimeZone {
                 .and_then(|o| v.checked_add(o))
                 .ok_or_else(|| {
                     datafusion::error::DataFusionError::Execution(format!(
-                        "AT TIME ZONE '{name}' of a time beyond the range of times ({v} \
-                         {unit:?}s from 1970)"
+                        "AT TIME ZONE of a time beyond the range of times ({v} {unit:?}s \
+                         from 1970)"
                     ))
                 })?;
             out.append_value(moved);
