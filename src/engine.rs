@@ -940,6 +940,7 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     checked_formats(df)
         .and_then(with_full_times)
         .and_then(with_checked_arithmetic)
+        .and_then(with_kept_casts)
         .and_then(with_peer_frames)
         .and_then(without_needless_order)
 }
@@ -1058,6 +1059,78 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
                     .unwrap_or(e.clone())
             })
         }
+    })
+}
+
+/// Does a CAST from `from` to `to` change some values, or fail on
+/// them, among the types DataFusion 55's simplifier moves a cast across
+/// a comparison for (integers, decimals, times)? It moves `CAST(x AS t)
+/// <op> literal` to `x <op> CAST(literal AS type of x)`, which is right
+/// only for a cast that keeps every value: `CAST(amount AS BIGINT) = 19`
+/// became `amount = 19.00` (DECIMAL(18,2) to an integer drops the
+/// fraction), `CAST(n AS DECIMAL(10,1)) = 1.2` of 1.234 became `n =
+/// 1.200`, `TRY_CAST(n AS TINYINT) < 5` of -1000 (NULL) became `n < 5`,
+/// and a time with no zone cast to a zone (which moves it) was compared
+/// an hour off. It guards only narrowed time units and dates.
+fn changes_values(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    // The decimal digits an integer type holds in full, and how many
+    // its largest value has; `None` for a type that is not an integer.
+    let digits = |t: &DataType| match t {
+        Int8 | UInt8 => Some((2, 3)),
+        Int16 | UInt16 => Some((4, 5)),
+        Int32 | UInt32 => Some((9, 10)),
+        Int64 => Some((18, 19)),
+        UInt64 => Some((19, 20)),
+        _ => None,
+    };
+    let decimal = |t: &DataType| match t {
+        Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) | Decimal256(p, s) => {
+            Some((i16::from(*p), i16::from(*s)))
+        }
+        _ => None,
+    };
+    let range = |t: &DataType| -> Option<(i128, i128)> {
+        Some(match t {
+            Int8 => (i8::MIN.into(), i8::MAX.into()),
+            Int16 => (i16::MIN.into(), i16::MAX.into()),
+            Int32 => (i32::MIN.into(), i32::MAX.into()),
+            Int64 => (i64::MIN.into(), i64::MAX.into()),
+            UInt8 => (0, u8::MAX.into()),
+            UInt16 => (0, u16::MAX.into()),
+            UInt32 => (0, u32::MAX.into()),
+            UInt64 => (0, u64::MAX.into()),
+            _ => return None,
+        })
+    };
+    match (from, to) {
+        (Timestamp(_, None), Timestamp(_, Some(zone))) => {
+            !matches!(zone.as_ref(), "UTC" | "+00:00" | "Z")
+        }
+        _ => match (decimal(from), decimal(to), range(from), range(to)) {
+            (Some((p1, s1)), Some((p2, s2)), _, _) => s2 < s1 || p2 - s2 < p1 - s1,
+            (Some((p, s)), None, _, Some((low, _))) => {
+                s > 0 || low == 0 || digits(to).is_some_and(|(whole, _)| p - s > whole)
+            }
+            (None, Some((p, s)), Some(_), _) => digits(from).is_some_and(|(_, most)| p - s < most),
+            (None, None, Some((a, b)), Some((c, d))) => a < c || b > d,
+            _ => false,
+        },
+    }
+}
+
+/// `df` with each CAST that [`changes_values`] put in
+/// [`crate::udf::kept_cast`], as it is, so DataFusion does not move it
+/// across a comparison. Each expression keeps its name.
+fn with_kept_casts(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    rewritten(df, |e, typed| match e {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
+            if changes_values(&typed(expr)?, field.data_type()) =>
+        {
+            Some(crate::udf::kept_cast().call(vec![e.clone()]))
+        }
+        _ => None,
     })
 }
 
@@ -5412,6 +5485,103 @@ mod tests {
 | 2024-03-15T10:00:00      |
 +--------------------------+"
         );
+    }
+
+    /// A CAST that changes values stays where it is in a comparison:
+    /// DataFusion 55 moved it to the literal's side, as though it kept
+    /// every value, and answered each of these with the count of rows
+    /// equal to the literal itself.
+    #[tokio::test]
+    async fn a_cast_that_changes_values_is_not_moved_across_a_comparison() {
+        use DataType::*;
+        use datafusion::arrow::datatypes::TimeUnit;
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT CAST(a AS DECIMAL(18,2)) AS amount, CAST(n AS BIGINT) AS n, \
+             CAST(d AS DECIMAL(10,3)) AS d FROM (VALUES (19.38, 1000, 1.234), (19.00, -1000, \
+             1.26), (20.50, 3, 1.2)) AS v(a, n, d)",
+        )
+        .await
+        .unwrap();
+        for (sql, ours, datafusion) in [
+            // 19.38 and 19.00 are 19 as integers; DataFusion asked for 19.00.
+            (
+                "SELECT count(*) FROM t WHERE CAST(amount AS BIGINT) = 19",
+                2,
+                1,
+            ),
+            (
+                "SELECT count(*) FROM t WHERE CAST(amount AS INT) IN (19, 21)",
+                2,
+                1,
+            ),
+            // -1000 is no TINYINT: NULL, not less than 5.
+            (
+                "SELECT count(*) FROM t WHERE TRY_CAST(n AS TINYINT) < 5",
+                1,
+                2,
+            ),
+            (
+                "SELECT count(*) FROM t WHERE TRY_CAST(n AS DECIMAL(3,0)) < 5",
+                1,
+                2,
+            ),
+            // 1.234 is 1.2 with one fraction digit, and 1.26 is 1.3.
+            (
+                "SELECT count(*) FROM t WHERE CAST(d AS DECIMAL(10,1)) = 1.2",
+                2,
+                1,
+            ),
+            (
+                "SELECT count(*) FROM t WHERE CAST(d AS DECIMAL(10,1)) >= 1.3",
+                1,
+                0,
+            ),
+        ] {
+            let count = |table: String| table.lines().nth(3).unwrap().replace(['|', ' '], "");
+            assert_eq!(
+                count(table_of(&ctx, sql, true).await.unwrap()),
+                ours.to_string(),
+                "{sql}"
+            );
+            assert_eq!(
+                count(table_of(&ctx, sql, false).await.unwrap()),
+                datafusion.to_string(),
+                "DataFusion alone: {sql}"
+            );
+        }
+        // Casts that keep every value are left to DataFusion, which may
+        // move them.
+        for (from, to, changes) in [
+            (Decimal128(18, 2), Int64, true),
+            (Decimal128(18, 0), Int64, false),
+            (Decimal128(19, 0), Int64, true),
+            (Decimal128(18, 0), UInt64, true),
+            (Decimal128(18, 2), Decimal128(20, 4), false),
+            (Decimal128(18, 2), Decimal128(18, 4), true),
+            (Int64, Decimal128(19, 0), false),
+            (Int64, Decimal128(20, 2), true),
+            (Int32, Int64, false),
+            (Int64, Int32, true),
+            (UInt32, Int64, false),
+            (Int32, UInt64, true),
+            (
+                Timestamp(TimeUnit::Microsecond, None),
+                Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            (
+                Timestamp(TimeUnit::Microsecond, None),
+                Timestamp(TimeUnit::Microsecond, Some("Europe/Berlin".into())),
+                true,
+            ),
+            (Utf8, Int64, false),
+        ] {
+            assert_eq!(changes_values(&from, &to), changes, "{from} to {to}");
+        }
     }
 
     /// `AT TIME ZONE` (evlake's `timezone(zone, time)`) of a zoned time is

@@ -346,6 +346,64 @@ impl ScalarUDFImpl for NamedCast {
     }
 }
 
+/// Its one argument, a CAST that changes values (`CAST(amount AS
+/// BIGINT)`), as it is and named as it is: a function, not a cast, so
+/// DataFusion 55's simplifier does not move the cast to the other side of
+/// a comparison (`CAST(amount AS BIGINT) = 19` became `amount = 19.00`,
+/// which no amount of 19.38 meets). The query engine puts it round each
+/// such cast (`engine::checked`); it is not a function SQL can name.
+pub fn kept_cast() -> ScalarUDF {
+    ScalarUDF::from(KeptCast {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeptCast {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for KeptCast {
+    fn name(&self) -> &str {
+        "kept_cast"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
+        match args {
+            [cast] => Ok(cast.schema_name().to_string()),
+            _ => plan_err!("kept_cast takes one argument, not {args:?}"),
+        }
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [t] => Ok(t.clone()),
+            _ => plan_err!("kept_cast takes one argument, not {args:?}"),
+        }
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<FieldRef> {
+        match args.arg_fields {
+            [f] => Ok(Arc::clone(f)),
+            _ => plan_err!("kept_cast takes one argument"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[..] {
+            [value] => Ok(value.clone()),
+            _ => plan_err!("kept_cast takes one argument"),
+        }
+    }
+}
+
 /// `hash_bucket(text, n)`: a fixed hash of the text (FNV-1a) modulo `n`,
 /// as an Int32 in `[0, n)`; NULL for NULL.
 ///

@@ -572,6 +572,20 @@ fn query_reads_bronze_by_its_logical_name() {
     );
     assert_eq!(counts[1..4], [counts[0], counts[0], counts[4]], "{rows:?}");
 
+    // A CAST that drops digits stays where it is in a comparison: the
+    // sample's 19.99 EUR purchase is 19 as an integer (DataFusion 55
+    // moved the cast to the other side and asked for amounts of 19.00).
+    assert_eq!(
+        crate::silver::query_csv(
+            &lake,
+            "WITH p AS (SELECT parse_amount(properties->>'amount') AS amount FROM \
+             bronze_events WHERE event_type = 'purchase') SELECT count(*) FILTER (WHERE \
+             CAST(amount AS BIGINT) = 19), count(*) FILTER (WHERE CAST(amount AS DECIMAL(18,1)) \
+             IN (20.0, 5.0)) FROM p"
+        ),
+        ["1,2"]
+    );
+
     // A filter on a literal column of a UNION of totals keeps only its
     // branch (DataFusion 55 moved `'all' = 'buyers'` below the count,
     // which then counted no rows and still gave `all,0`).
