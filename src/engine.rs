@@ -2524,6 +2524,21 @@ fn leftmost(e: &datafusion::sql::sqlparser::ast::Expr) -> &datafusion::sql::sqlp
 /// expression (of AND, OR, NOT and the IS tests) that holds such a
 /// misreading is taken apart into its operands and operators, in the
 /// order written, and put together again with SQL's precedence.
+/// `visitor` run over `statement`, or over the statement an EXPLAIN
+/// explains.
+fn visit_sql<V: datafusion::sql::sqlparser::ast::VisitorMut>(
+    statement: &mut datafusion::sql::parser::Statement,
+    visitor: &mut V,
+) -> std::ops::ControlFlow<V::Break> {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast::VisitMut;
+    match statement {
+        Statement::Statement(s) => s.visit(visitor),
+        Statement::Explain(e) => visit_sql(&mut e.statement, visitor),
+        _ => std::ops::ControlFlow::Continue(()),
+    }
+}
+
 mod distinct_from {
     use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, VisitorMut};
     use std::ops::ControlFlow;
@@ -2768,14 +2783,7 @@ mod distinct_from {
     pub fn reread(
         statement: &mut datafusion::sql::parser::Statement,
     ) -> datafusion::error::Result<()> {
-        use datafusion::sql::parser::Statement;
-        use datafusion::sql::sqlparser::ast::VisitMut;
-        let outcome = match statement {
-            Statement::Statement(s) => s.visit(&mut Reread),
-            Statement::Explain(e) => return reread(&mut e.statement),
-            _ => ControlFlow::Continue(()),
-        };
-        match outcome {
+        match super::visit_sql(statement, &mut Reread) {
             ControlFlow::Break(problem) => Err(datafusion::error::DataFusionError::Plan(problem)),
             ControlFlow::Continue(()) => Ok(()),
         }
@@ -3237,7 +3245,7 @@ mod top_one {
 /// failed to plan, and two such items in one SELECT had one name.
 mod at_time_zone {
     use datafusion::sql::sqlparser::ast::{
-        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, VisitMut, VisitorMut,
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, VisitorMut,
     };
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::parser::Parser;
@@ -3273,21 +3281,14 @@ mod at_time_zone {
 
     /// `statement` with each `AT TIME ZONE` written as a call.
     pub fn as_calls(statement: &mut datafusion::sql::parser::Statement) {
-        use datafusion::sql::parser::Statement;
-        match statement {
-            Statement::Statement(s) => {
-                let _ = s.visit(&mut Calls);
-            }
-            Statement::Explain(e) => as_calls(&mut e.statement),
-            _ => {}
-        }
+        let _ = super::visit_sql(statement, &mut Calls);
     }
 }
 
 mod named_casts {
     use datafusion::sql::sqlparser::ast::{
         Expr, Ident, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
-        VisitMut, VisitorMut,
+        VisitorMut,
     };
     use std::ops::ControlFlow;
 
@@ -3481,14 +3482,7 @@ mod named_casts {
 
     /// `statement` with such casts named as written.
     pub fn name_casts(statement: &mut datafusion::sql::parser::Statement) {
-        use datafusion::sql::parser::Statement;
-        match statement {
-            Statement::Statement(s) => {
-                let _ = s.visit(&mut Name);
-            }
-            Statement::Explain(e) => name_casts(&mut e.statement),
-            _ => {}
-        }
+        let _ = super::visit_sql(statement, &mut Name);
     }
 }
 

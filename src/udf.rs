@@ -266,9 +266,7 @@ fn named_casts(
 ) -> Result<Vec<datafusion::logical_expr::Expr>> {
     use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Expr;
-    let named = Arc::new(ScalarUDF::from(NamedCast {
-        signature: Signature::user_defined(Volatility::Immutable),
-    }));
+    let named = Arc::new(ScalarUDF::from(AsItIs::new(true)));
     args.into_iter()
         .map(|arg| {
             // The outermost CAST of each branch: its name writes the CASTs
@@ -293,16 +291,32 @@ fn named_casts(
         .collect()
 }
 
-/// Its one argument as it is, named as that argument is written (see
-/// [`named_casts`]).
+/// Its one argument as it is, in a function DataFusion does not look
+/// through: `named_cast`, named as that argument is written (see
+/// [`named_casts`]), or [`kept_cast`], named as DataFusion names the
+/// argument.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct NamedCast {
+struct AsItIs {
+    written: bool,
     signature: Signature,
 }
 
-impl ScalarUDFImpl for NamedCast {
+impl AsItIs {
+    fn new(written: bool) -> AsItIs {
+        AsItIs {
+            written,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for AsItIs {
     fn name(&self) -> &str {
-        "named_cast"
+        if self.written {
+            "named_cast"
+        } else {
+            "kept_cast"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -310,11 +324,18 @@ impl ScalarUDFImpl for NamedCast {
     }
 
     fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
-        Ok(args.iter().map(ToString::to_string).collect())
+        match args {
+            [arg] if self.written => Ok(arg.to_string()),
+            [arg] => Ok(arg.schema_name().to_string()),
+            _ => plan_err!("{} takes one argument, not {args:?}", self.name()),
+        }
     }
 
     fn display_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
-        self.schema_name(args)
+        match args {
+            [arg] if !self.written => Ok(format!("{}({arg})", self.name())),
+            _ => self.schema_name(args),
+        }
     }
 
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
@@ -324,7 +345,7 @@ impl ScalarUDFImpl for NamedCast {
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         match args {
             [t] => Ok(t.clone()),
-            _ => plan_err!("named_cast takes one argument, not {args:?}"),
+            _ => plan_err!("{} takes one argument, not {args:?}", self.name()),
         }
     }
 
@@ -334,14 +355,14 @@ impl ScalarUDFImpl for NamedCast {
     ) -> Result<FieldRef> {
         match args.arg_fields {
             [f] => Ok(Arc::new(f.as_ref().clone().with_name(self.name()))),
-            _ => plan_err!("named_cast takes one argument"),
+            _ => plan_err!("{} takes one argument", self.name()),
         }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[..] {
             [value] => Ok(value.clone()),
-            _ => plan_err!("named_cast takes one argument"),
+            _ => plan_err!("{} takes one argument", self.name()),
         }
     }
 }
@@ -353,55 +374,7 @@ impl ScalarUDFImpl for NamedCast {
 /// which no amount of 19.38 meets). The query engine puts it round each
 /// such cast (`engine::checked`); it is not a function SQL can name.
 pub fn kept_cast() -> ScalarUDF {
-    ScalarUDF::from(KeptCast {
-        signature: Signature::any(1, Volatility::Immutable),
-    })
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct KeptCast {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for KeptCast {
-    fn name(&self) -> &str {
-        "kept_cast"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
-        match args {
-            [cast] => Ok(cast.schema_name().to_string()),
-            _ => plan_err!("kept_cast takes one argument, not {args:?}"),
-        }
-    }
-
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        match args {
-            [t] => Ok(t.clone()),
-            _ => plan_err!("kept_cast takes one argument, not {args:?}"),
-        }
-    }
-
-    fn return_field_from_args(
-        &self,
-        args: datafusion::logical_expr::ReturnFieldArgs,
-    ) -> Result<FieldRef> {
-        match args.arg_fields {
-            [f] => Ok(Arc::clone(f)),
-            _ => plan_err!("kept_cast takes one argument"),
-        }
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        match &args.args[..] {
-            [value] => Ok(value.clone()),
-            _ => plan_err!("kept_cast takes one argument"),
-        }
-    }
+    ScalarUDF::from(AsItIs::new(false))
 }
 
 /// `hash_bucket(text, n)`: a fixed hash of the text (FNV-1a) modulo `n`,
