@@ -941,6 +941,7 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         .and_then(with_full_times)
         .and_then(with_checked_arithmetic)
         .and_then(with_kept_casts)
+        .and_then(with_zone_bounds)
         .and_then(with_peer_frames)
         .and_then(without_needless_order)
 }
@@ -1060,6 +1061,116 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
             })
         }
     })
+}
+
+/// `df` with each WHERE comparison of a zone's clock time of a lake
+/// time with a literal (`event_timestamp AT TIME ZONE 'America/New_York' >=
+/// TIMESTAMP '2024-03-03'`, evlake's `timezone(zone, time)`) kept, and
+/// the lake time itself bounded too, two days wider than the literal
+/// (`event_timestamp >= TIMESTAMP '2024-03-01'`), which no zone's offset
+/// reaches: the answer is the same, and DataFusion skips files and row
+/// groups by their statistics, as it did when `AT TIME ZONE` was its cast
+/// (a one-day filter over a 6-date lake read 4 files, and then all 8).
+fn with_zone_bounds(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+    use datafusion::logical_expr::{
+        Between, BinaryExpr, Cast, Expr, ExprSchemable, Filter, LogicalPlan, Operator, lit,
+    };
+    // `time` (a column of a zoned time) at least (`op`) or at most
+    // `bound`, read as a time with no zone, two days earlier (`by`,
+    // minus) or later.
+    let bounded = |time: &Expr, op: Operator, bound: &Expr, by: Operator| {
+        let naive = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None);
+        let moved = Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(Expr::Cast(Cast::new(Box::new(bound.clone()), naive))),
+            by,
+            Box::new(lit(datafusion::common::ScalarValue::new_interval_dt(2, 0))),
+        ));
+        Expr::BinaryExpr(BinaryExpr::new(Box::new(time.clone()), op, Box::new(moved)))
+    };
+    let (state, plan) = df.into_parts();
+    let plan = plan
+        .transform_up_with_subqueries(|node| {
+            let LogicalPlan::Filter(filter) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let schema = filter.input.schema();
+            // The lake time of a clock time in a literal zone.
+            fn clock_of<'a>(
+                e: &'a Expr,
+                schema: &datafusion::common::DFSchema,
+            ) -> Option<&'a Expr> {
+                match e {
+                    Expr::ScalarFunction(f) if f.name() == "timezone" => match &f.args[..] {
+                        [Expr::Literal(..), time @ Expr::Column(_)]
+                            if matches!(
+                                time.get_type(schema),
+                                Ok(DataType::Timestamp(_, Some(_)))
+                            ) =>
+                        {
+                            Some(time)
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            }
+            let clock_of = |e| clock_of(e, schema);
+            // Is `e` a literal (a time, a date, or text a time is read
+            // from), cast or not?
+            let literal = |e: &Expr| {
+                let mut inner = e;
+                while let Expr::Cast(c) = inner {
+                    inner = &c.expr;
+                }
+                matches!(inner, Expr::Literal(..))
+            };
+            let mut bounds = vec![];
+            for condition in split_conjunction(&filter.predicate) {
+                match condition {
+                    Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                        let (time, op, bound) = match (clock_of(left), clock_of(right)) {
+                            (Some(time), None) if literal(right) => (time, *op, &**right),
+                            (None, Some(time)) if literal(left) => match op.swap() {
+                                Some(op) => (time, op, &**left),
+                                None => continue,
+                            },
+                            _ => continue,
+                        };
+                        if matches!(op, Operator::Gt | Operator::GtEq | Operator::Eq) {
+                            bounds.push(bounded(time, Operator::GtEq, bound, Operator::Minus));
+                        }
+                        if matches!(op, Operator::Lt | Operator::LtEq | Operator::Eq) {
+                            bounds.push(bounded(time, Operator::LtEq, bound, Operator::Plus));
+                        }
+                    }
+                    Expr::Between(Between {
+                        expr,
+                        negated: false,
+                        low,
+                        high,
+                    }) if literal(low) && literal(high) => {
+                        if let Some(time) = clock_of(expr) {
+                            bounds.push(bounded(time, Operator::GtEq, low, Operator::Minus));
+                            bounds.push(bounded(time, Operator::LtEq, high, Operator::Plus));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if bounds.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            let predicate = conjunction(std::iter::once(filter.predicate.clone()).chain(bounds))
+                .expect("a predicate");
+            Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(
+                predicate,
+                Arc::clone(&filter.input),
+            )?)))
+        })?
+        .data;
+    Ok(DataFrame::new(state, plan))
 }
 
 /// Does a CAST from `from` to `to` change some values, or fail on
@@ -5479,6 +5590,75 @@ mod tests {
 | 2024-03-15T10:00:00      |
 +--------------------------+"
         );
+    }
+
+    /// A WHERE comparison of a zone's clock time of a time with a literal
+    /// also bounds the time itself, two days wider, so files can be
+    /// skipped by their statistics; the answer is the comparison's, even
+    /// in the zones furthest from UTC (+14:00 and -11:00).
+    #[tokio::test]
+    async fn a_clock_time_filter_also_bounds_the_time_itself() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT arrow_cast(ts, 'Timestamp(Microsecond, Some(\"UTC\"))') \
+             AS ts FROM (VALUES (TIMESTAMP '2024-03-14 20:00:00'), (TIMESTAMP '2024-03-15 \
+             21:00:00'), (TIMESTAMP '2024-03-20 00:00:00')) AS v(ts)",
+        )
+        .await
+        .unwrap();
+        for (sql, n) in [
+            // 20:00 UTC on the 14th is 10:00 on the 15th in Kiritimati,
+            // 21:00 UTC on the 15th is 10:00 there in Pago Pago.
+            (
+                "SELECT count(*) AS n FROM t WHERE ts AT TIME ZONE 'Pacific/Kiritimati' >= \
+                 TIMESTAMP '2024-03-15 10:00:00'",
+                3,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE TIMESTAMP '2024-03-15 10:00:00' >= ts AT \
+                 TIME ZONE 'Pacific/Pago_Pago'",
+                2,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts AT TIME ZONE 'Pacific/Pago_Pago' = \
+                 '2024-03-15 10:00:00'",
+                1,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts AT TIME ZONE 'Pacific/Pago_Pago' < \
+                 TIMESTAMP '2024-03-15 10:00:01'",
+                2,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts AT TIME ZONE 'Pacific/Kiritimati' > \
+                 TIMESTAMP '2024-03-15 09:59:59'",
+                3,
+            ),
+            (
+                "SELECT count(*) AS n FROM t WHERE ts AT TIME ZONE 'Pacific/Kiritimati' \
+                 BETWEEN '2024-03-15 10:00' AND DATE '2024-03-16'",
+                1,
+            ),
+        ] {
+            assert_eq!(
+                table_of(&ctx, sql, true).await.unwrap(),
+                format!("+---+\n| n |\n+---+\n| {n} |\n+---+"),
+                "{sql}"
+            );
+            let plan = planned(&ctx, sql, Default::default())
+                .await
+                .unwrap()
+                .into_optimized_plan()
+                .unwrap();
+            // The time itself against a UTC instant, beside the clock
+            // time against the literal.
+            let plan = plan.display_indent().to_string();
+            let filter = plan.lines().find(|l| l.contains("Filter:")).unwrap();
+            assert!(filter.contains(", Some(\"UTC\"))"), "{sql}: {plan}");
+        }
     }
 
     /// A CAST that changes values stays where it is in a comparison:
