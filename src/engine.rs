@@ -253,6 +253,15 @@ impl Engine {
         // from logical input schema"). Its own switch for planner faults
         // of this kind: the aggregate is planned on the rows as they run.
         options.execution.skip_physical_aggregate_schema_check = true;
+        // The session's time zone is UTC, the lake's, as PostgreSQL's
+        // `SET TIME ZONE 'UTC'`: `CAST(x AS TIMESTAMPTZ)` and
+        // `to_timestamp(...)` are UTC instants, as every lake time is.
+        // DataFusion 55 has no session zone by default, and gave both a
+        // time with no zone: `TIMESTAMPTZ` lost the zone it names, and
+        // `to_timestamp(epoch) AT TIME ZONE 'America/New_York'` read the
+        // epoch's UTC time as a New York clock time, not the time a New
+        // York clock showed then.
+        options.execution.time_zone = Some("UTC".to_string());
 
         if let Some(limit) = self.opts.memory_limit {
             // Each sort reserves this much up front for its merge phase
@@ -5589,6 +5598,35 @@ mod tests {
 +--------------------------+
 | 2024-03-15T10:00:00      |
 +--------------------------+"
+        );
+    }
+
+    /// The session's time zone is UTC: `TIMESTAMPTZ` and `to_timestamp`
+    /// are UTC instants, so an epoch's time in New York is New York's
+    /// clock then (DataFusion 55 gave both no zone: the CAST dropped the
+    /// offset's meaning from the type, and the epoch's UTC clock time was
+    /// read as a New York clock time, 03:50 UTC).
+    #[tokio::test]
+    async fn the_sessions_time_zone_is_utc() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        assert_eq!(
+            table_of(
+                &ctx,
+                "SELECT arrow_typeof(CAST('2024-03-15 10:00:00+02:00' AS TIMESTAMPTZ)) AS a, \
+                 CAST('2024-03-15 10:00:00+02:00' AS TIMESTAMPTZ) AS b, to_timestamp(1710460200) \
+                 AT TIME ZONE 'America/New_York' AS c, arrow_typeof(to_timestamp_millis(0)) AS d",
+                true
+            )
+            .await
+            .unwrap(),
+            "+----------------------+----------------------+---------------------+----------------------+
+| a                    | b                    | c                   | d                    |
++----------------------+----------------------+---------------------+----------------------+
+| Timestamp(ns, \"UTC\") | 2024-03-15T08:00:00Z | 2024-03-14T19:50:00 | Timestamp(ms, \"UTC\") |
++----------------------+----------------------+---------------------+----------------------+"
         );
     }
 

@@ -285,7 +285,7 @@ fn query_reads_bronze_by_its_logical_name() {
                 format,
             ],
             2,
-            "column `t` holds a time (2180000000000000, in Timestamp(s)) outside the years a \
+            "column `t` holds a time (2180000000000000, in Timestamp(s, \"UTC\")) outside the years a \
              date can be written in",
         );
         assert!(o.stdout.is_empty(), "{format}");
