@@ -5601,6 +5601,24 @@ mod tests {
         );
     }
 
+    /// A bare engine's context with a view `t` of one column, `ts`, of
+    /// the UTC times `times` (`"2024-03-14 20:00:00"`), as the lake's are.
+    async fn utc_times(times: &[&str]) -> datafusion::prelude::SessionContext {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        let rows: Vec<String> = times.iter().map(|t| format!("(TIMESTAMP '{t}')")).collect();
+        ctx.sql(&format!(
+            "CREATE VIEW t AS SELECT arrow_cast(ts, 'Timestamp(Microsecond, Some(\"UTC\"))') AS \
+             ts FROM (VALUES {}) AS v(ts)",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+        ctx
+    }
+
     /// The session's time zone is UTC: `TIMESTAMPTZ` and `to_timestamp`
     /// are UTC instants, so an epoch's time in New York is New York's
     /// clock then (DataFusion 55 gave both no zone: the CAST dropped the
@@ -5636,17 +5654,12 @@ mod tests {
     /// in the zones furthest from UTC (+14:00 and -11:00).
     #[tokio::test]
     async fn a_clock_time_filter_also_bounds_the_time_itself() {
-        let ctx = Engine::new(&EngineOptions::default())
-            .unwrap()
-            .bare()
-            .unwrap();
-        ctx.sql(
-            "CREATE VIEW t AS SELECT arrow_cast(ts, 'Timestamp(Microsecond, Some(\"UTC\"))') \
-             AS ts FROM (VALUES (TIMESTAMP '2024-03-14 20:00:00'), (TIMESTAMP '2024-03-15 \
-             21:00:00'), (TIMESTAMP '2024-03-20 00:00:00')) AS v(ts)",
-        )
-        .await
-        .unwrap();
+        let ctx = utc_times(&[
+            "2024-03-14 20:00:00",
+            "2024-03-15 21:00:00",
+            "2024-03-20 00:00:00",
+        ])
+        .await;
         for (sql, n) in [
             // 20:00 UTC on the 14th is 10:00 on the 15th in Kiritimati,
             // 21:00 UTC on the 15th is 10:00 there in Pago Pago.
@@ -5802,17 +5815,12 @@ mod tests {
     /// showed it, in UTC.
     #[tokio::test]
     async fn a_zoned_time_at_a_time_zone_is_that_zones_clock() {
-        let ctx = Engine::new(&EngineOptions::default())
-            .unwrap()
-            .bare()
-            .unwrap();
-        ctx.sql(
-            "CREATE VIEW t AS SELECT arrow_cast(ts, 'Timestamp(Microsecond, Some(\"UTC\"))') \
-             AS ts FROM (VALUES (TIMESTAMP '2024-03-14 23:50:00'), \
-             (TIMESTAMP '2024-03-15 00:02:00'), (TIMESTAMP '2024-11-03 06:30:00')) AS v(ts)",
-        )
-        .await
-        .unwrap();
+        let ctx = utc_times(&[
+            "2024-03-14 23:50:00",
+            "2024-03-15 00:02:00",
+            "2024-11-03 06:30:00",
+        ])
+        .await;
         let answer = |sql: &'static str| {
             let ctx = ctx.clone();
             async move { table_of(&ctx, sql, true).await.map_err(|e| e.to_string()) }
