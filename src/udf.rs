@@ -106,13 +106,7 @@ impl ScalarUDFImpl for DatePart {
         let scalar = matches!(args.args[1], ColumnarValue::Scalar(_));
         let values = cast(&args.args[1].to_array(args.number_rows)?, &DataType::Int64)?;
         let values = values.as_primitive::<Int64Type>();
-        let per_second: i64 = match unit {
-            datafusion::arrow::datatypes::TimeUnit::Second => 1,
-            datafusion::arrow::datatypes::TimeUnit::Millisecond => 1_000,
-            datafusion::arrow::datatypes::TimeUnit::Microsecond => 1_000_000,
-            datafusion::arrow::datatypes::TimeUnit::Nanosecond => 1_000_000_000,
-        };
-        let out: ArrayRef = to.of(values, per_second);
+        let out: ArrayRef = to.of(values, per_second(unit));
         Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
         } else {
@@ -131,6 +125,17 @@ impl ScalarUDFImpl for DatePart {
 
     fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
         self.inner.documentation()
+    }
+}
+
+/// How many of `unit` make a second.
+fn per_second(unit: datafusion::arrow::datatypes::TimeUnit) -> i64 {
+    use datafusion::arrow::datatypes::TimeUnit;
+    match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
     }
 }
 
@@ -700,7 +705,6 @@ impl ScalarUDFImpl for AtTimeZone {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use chrono::TimeZone;
         use datafusion::arrow::array::PrimitiveArray;
-        use datafusion::arrow::datatypes::TimeUnit;
         use std::collections::HashMap;
         let [zones, value] = &args.args[..] else {
             return plan_err!("timezone(zone, time) takes two arguments");
@@ -709,12 +713,7 @@ impl ScalarUDFImpl for AtTimeZone {
             DataType::Timestamp(unit, zoned) => (unit, zoned.is_some()),
             other => return plan_err!("AT TIME ZONE of a {other}, which is not a time"),
         };
-        let per_second: i64 = match unit {
-            TimeUnit::Second => 1,
-            TimeUnit::Millisecond => 1_000,
-            TimeUnit::Microsecond => 1_000_000,
-            TimeUnit::Nanosecond => 1_000_000_000,
-        };
+        let per_second = per_second(unit);
         let parse = |name: &str| {
             name.parse::<Zone>()
                 .map_err(|_| datafusion::error::DataFusionError::Execution(no_zone(name)))
