@@ -504,28 +504,114 @@ enum Writer {
     Parquet(Box<ParquetOut>),
 }
 
-type ParquetOut = datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>;
-
-/// A Parquet writer of rows with `schema` on stdout (zstd, as the lake's
-/// files): row groups go out as they fill, so a large result streams.
-fn parquet_out(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<ParquetOut> {
-    use datafusion::parquet::basic::{Compression, ZstdLevel};
-    use datafusion::parquet::file::properties::WriterProperties;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-    Ok(datafusion::parquet::arrow::ArrowWriter::try_new(
-        out,
-        schema,
-        Some(props),
-    )?)
+/// A Parquet writer of rows on stdout (zstd, as the lake's files): row
+/// groups go out as they fill, so a large result streams. A column of a
+/// type Parquet has no annotation for, which arrow's writer stores as a
+/// bare integer that DuckDB and pyarrow then read as one, is written as
+/// the nearest type Parquet has (see [`parquet_type`]).
+struct ParquetOut {
+    writer: datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>,
+    /// The columns as written, when some differ from the rows'.
+    written: Option<datafusion::arrow::datatypes::SchemaRef>,
 }
 
-/// Close a Parquet writer: its footer, then stdout flushed.
-fn parquet_close(w: ParquetOut) -> Result<()> {
-    w.into_inner()?.flush()?;
-    Ok(())
+impl ParquetOut {
+    fn new(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<ParquetOut> {
+        use datafusion::arrow::datatypes::Schema;
+        use datafusion::parquet::basic::{Compression, ZstdLevel};
+        use datafusion::parquet::file::properties::WriterProperties;
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_data_type(parquet_type(f.data_type()))
+            })
+            .collect();
+        let written = (fields.iter().zip(schema.fields()))
+            .any(|(w, f)| w.data_type() != f.data_type())
+            .then(|| Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+        let writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+            out,
+            written.clone().unwrap_or(schema),
+            Some(props),
+        )?;
+        Ok(ParquetOut { writer, written })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some(schema) = &self.written else {
+            return Ok(self.writer.write(batch)?);
+        };
+        // Not `safe`: a time of seconds past what milliseconds hold (292
+        // million years) is an error, not a NULL.
+        let exact = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let columns = (batch.columns().iter().zip(schema.fields()))
+            .map(|(c, f)| {
+                datafusion::arrow::compute::cast_with_options(c, f.data_type(), &exact).map_err(
+                    |e| {
+                        Failure::Usage(format!(
+                            "--format parquet cannot hold column `{}` ({}) as {}: {e}",
+                            f.name(),
+                            c.data_type(),
+                            f.data_type()
+                        ))
+                        .into()
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self
+            .writer
+            .write(&RecordBatch::try_new(schema.clone(), columns)?)?)
+    }
+
+    /// The footer, then stdout flushed.
+    fn close(self) -> Result<()> {
+        self.writer.into_inner()?.flush()?;
+        Ok(())
+    }
+}
+
+/// The type a column of type `t` is written to Parquet as: `t` itself,
+/// but a time of seconds (`from_unixtime`, `to_timestamp_seconds`) as one
+/// of milliseconds, a time of day of seconds likewise, and a date of
+/// milliseconds (`Date64`) as a date, the types Parquet annotates (its
+/// times have no unit of seconds, and arrow's writer stored them as bare
+/// integers, which DuckDB and pyarrow read as numbers), inside lists,
+/// structs and maps too. A duration stays a duration: Parquet has no such
+/// type, and the file's Arrow schema gives it back to pyarrow and Polars.
+fn parquet_type(
+    t: &datafusion::arrow::datatypes::DataType,
+) -> datafusion::arrow::datatypes::DataType {
+    use datafusion::arrow::datatypes::{DataType::*, FieldRef, TimeUnit};
+    let field = |f: &FieldRef| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(parquet_type(f.data_type())),
+        )
+    };
+    match t {
+        Timestamp(TimeUnit::Second, zone) => Timestamp(TimeUnit::Millisecond, zone.clone()),
+        Time32(TimeUnit::Second) => Time32(TimeUnit::Millisecond),
+        Date64 => Date32,
+        List(f) => List(field(f)),
+        LargeList(f) => LargeList(field(f)),
+        FixedSizeList(f, n) => FixedSizeList(field(f), *n),
+        Struct(fields) => Struct(fields.iter().map(field).collect()),
+        Map(f, sorted) => Map(field(f), *sorted),
+        Dictionary(key, value) => Dictionary(key.clone(), Box::new(parquet_type(value))),
+        other => other.clone(),
+    }
 }
 
 /// Refuse a time or date of `batch` that text cannot show: one outside
@@ -635,7 +721,7 @@ impl Streamed {
             let out = || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             self.writer = Some(match self.format {
                 Format::Csv => Writer::Csv(Box::new(crate::csvout::Writer::new(out()))),
-                Format::Parquet => Writer::Parquet(Box::new(parquet_out(batch.schema())?)),
+                Format::Parquet => Writer::Parquet(Box::new(ParquetOut::new(batch.schema())?)),
                 _ => Writer::Json(crate::jsonout::writer(out())),
             });
         }
@@ -658,7 +744,7 @@ impl Streamed {
                 w.finish()?;
                 w.into_inner().flush()?;
             }
-            Some(Writer::Parquet(w)) => parquet_close(*w)?,
+            Some(Writer::Parquet(w)) => w.close()?,
             None if matches!(self.format, Format::Table) => {
                 print(&self.kept, Format::Table)?;
                 if self.total > self.kept_rows {
@@ -853,11 +939,11 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
         }
     }
     if format == Format::Parquet {
-        let mut w = parquet_out(batches[0].schema())?;
+        let mut w = ParquetOut::new(batches[0].schema())?;
         for b in batches {
             w.write(b)?;
         }
-        return parquet_close(w);
+        return w.close();
     }
     let mut out = std::io::stdout().lock();
     match format {

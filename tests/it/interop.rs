@@ -140,3 +140,60 @@ fn duckdb_pyarrow_and_polars_read_patched_files() {
     );
     interop(&lake, tmp.path(), None, &DERIVED[..3]);
 }
+
+/// `query --format parquet` writes a time of seconds (`from_unixtime`,
+/// `to_timestamp_seconds`), a time of day of seconds and a date of
+/// milliseconds (`Date64`) as types Parquet annotates, inside a struct
+/// and a list too, so DuckDB and pyarrow read times and dates, not the
+/// bare integers arrow's writer gave them. A time of seconds past what
+/// milliseconds hold is exit 2 naming the column.
+#[test]
+fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["init"]);
+    let sql = "SELECT from_unixtime(1700000000) AS fu, to_timestamp_seconds(1700000001) AS ts, \
+               arrow_cast(CAST('10:11:12' AS TIME), 'Time32(Second)') AS t, \
+               arrow_cast(DATE '2024-02-29', 'Date64') AS d, \
+               named_struct('a', from_unixtime(2)) AS s, [to_timestamp_seconds(3)] AS l";
+    let o = run(&lake, &["query", sql, "--format", "parquet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = tmp.path().join("out.parquet");
+    std::fs::write(&file, &o.stdout).unwrap();
+    let o = Command::new(python())
+        .args([
+            "-c",
+            "import duckdb, pyarrow.parquet as pq, sys\n\
+             con = duckdb.connect()\n\
+             con.execute(\"SET TimeZone='UTC'\")\n\
+             print(con.execute(\"SELECT CAST(fu AS VARCHAR), CAST(ts AS VARCHAR), \
+             CAST(t AS VARCHAR), CAST(d AS VARCHAR), CAST(s.a AS VARCHAR), \
+             CAST(l[1] AS VARCHAR) FROM read_parquet(?)\", [sys.argv[1]]).fetchall())\n\
+             print([str(f.type) for f in pq.read_table(sys.argv[1]).schema])",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "[('2023-11-14 22:13:20', '2023-11-14 22:13:21+00', '10:11:12', '2024-02-29', \
+             '1970-01-01 00:00:02', '1970-01-01 00:00:03+00')]",
+            "['timestamp[ms]', 'timestamp[ms, tz=UTC]', 'time32[ms]', 'date32[day]', \
+             'struct<a: timestamp[ms]>', 'list<item: timestamp[ms, tz=UTC]>']",
+        ]
+    );
+    let o = run(
+        &lake,
+        &[
+            "query",
+            "SELECT to_timestamp_seconds(9000000000000000000) AS far",
+            "--format",
+            "parquet",
+        ],
+    );
+    assert_eq!(exit_code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("column `far`"), "{}", stderr(&o));
+}
