@@ -506,9 +506,8 @@ enum Writer {
 
 /// A Parquet writer of rows on stdout (zstd, as the lake's files): row
 /// groups go out as they fill, so a large result streams. A column of a
-/// type Parquet has no annotation for, which arrow's writer stores as a
-/// bare integer that DuckDB and pyarrow then read as one, is written as
-/// the nearest type Parquet has (see [`parquet_type`]).
+/// type that DuckDB, pyarrow or Spark would not read as what it is is
+/// written as the nearest type they do (see [`parquet_type`]).
 struct ParquetOut {
     writer: datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>,
     /// The columns as written, when some differ from the rows'.
@@ -581,14 +580,21 @@ impl ParquetOut {
     }
 }
 
-/// The type a column of type `t` is written to Parquet as: `t` itself,
-/// but a time of seconds (`from_unixtime`, `to_timestamp_seconds`) as one
-/// of milliseconds, a time of day of seconds likewise, and a date of
-/// milliseconds (`Date64`) as a date, the types Parquet annotates (its
-/// times have no unit of seconds, and arrow's writer stored them as bare
-/// integers, which DuckDB and pyarrow read as numbers), inside lists,
-/// structs and maps too. A duration stays a duration: Parquet has no such
-/// type, and the file's Arrow schema gives it back to pyarrow and Polars.
+/// The type a column of type `t` is written to Parquet as, inside lists,
+/// structs and maps too: `t` itself, but
+/// - a time of seconds (`from_unixtime`, `to_timestamp_seconds`) in
+///   milliseconds, a time of day of seconds likewise, and a date of
+///   milliseconds (`Date64`) as a date: Parquet's times have no unit of
+///   seconds, and arrow's writer stored them as bare integers, which
+///   DuckDB and pyarrow read as numbers;
+/// - a time of nanoseconds (what `CAST(x AS TIMESTAMP)`, `to_timestamp`
+///   and `now()` give) in microseconds, the lake's unit, dropping any
+///   digit below the microsecond as ingest does: Spark refuses a whole
+///   file with one column of Parquet's nanoseconds;
+/// - a 16-bit float as a 32-bit one, which Spark reads.
+///
+/// A duration stays a duration: Parquet has no such type, and the file's
+/// Arrow schema gives it back to pyarrow and Polars.
 fn parquet_type(
     t: &datafusion::arrow::datatypes::DataType,
 ) -> datafusion::arrow::datatypes::DataType {
@@ -602,6 +608,8 @@ fn parquet_type(
     };
     match t {
         Timestamp(TimeUnit::Second, zone) => Timestamp(TimeUnit::Millisecond, zone.clone()),
+        Timestamp(TimeUnit::Nanosecond, zone) => Timestamp(TimeUnit::Microsecond, zone.clone()),
+        Float16 => Float32,
         Time32(TimeUnit::Second) => Time32(TimeUnit::Millisecond),
         Date64 => Date32,
         List(f) => List(field(f)),

@@ -145,8 +145,10 @@ fn duckdb_pyarrow_and_polars_read_patched_files() {
 /// `to_timestamp_seconds`), a time of day of seconds and a date of
 /// milliseconds (`Date64`) as types Parquet annotates, inside a struct
 /// and a list too, so DuckDB and pyarrow read times and dates, not the
-/// bare integers arrow's writer gave them. A time of seconds past what
-/// milliseconds hold is exit 2 naming the column.
+/// bare integers arrow's writer gave them; a time of nanoseconds and a
+/// 16-bit float as microseconds and a 32-bit float, which Spark reads. A
+/// time of seconds past what milliseconds hold is exit 2 naming the
+/// column.
 #[test]
 fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
     let tmp = tempfile::tempdir().unwrap();
@@ -155,7 +157,9 @@ fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
     let sql = "SELECT from_unixtime(1700000000) AS fu, to_timestamp_seconds(1700000001) AS ts, \
                arrow_cast(CAST('10:11:12' AS TIME), 'Time32(Second)') AS t, \
                arrow_cast(DATE '2024-02-29', 'Date64') AS d, \
-               named_struct('a', from_unixtime(2)) AS s, [to_timestamp_seconds(3)] AS l";
+               named_struct('a', from_unixtime(2)) AS s, [to_timestamp_seconds(3)] AS l, \
+               CAST('2024-01-01 10:00:00.123456789' AS TIMESTAMP) AS ns, \
+               arrow_cast(1.5, 'Float16') AS h";
     let o = run(&lake, &["query", sql, "--format", "parquet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let file = tmp.path().join("out.parquet");
@@ -168,7 +172,8 @@ fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
              con.execute(\"SET TimeZone='UTC'\")\n\
              print(con.execute(\"SELECT CAST(fu AS VARCHAR), CAST(ts AS VARCHAR), \
              CAST(t AS VARCHAR), CAST(d AS VARCHAR), CAST(s.a AS VARCHAR), \
-             CAST(l[1] AS VARCHAR) FROM read_parquet(?)\", [sys.argv[1]]).fetchall())\n\
+             CAST(l[1] AS VARCHAR), CAST(ns AS VARCHAR), h FROM read_parquet(?)\", \
+             [sys.argv[1]]).fetchall())\n\
              print([str(f.type) for f in pq.read_table(sys.argv[1]).schema])",
         ])
         .arg(&file)
@@ -180,9 +185,11 @@ fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
         out.lines().collect::<Vec<_>>(),
         [
             "[('2023-11-14 22:13:20', '2023-11-14 22:13:21+00', '10:11:12', '2024-02-29', \
-             '1970-01-01 00:00:02', '1970-01-01 00:00:03+00')]",
+             '1970-01-01 00:00:02', '1970-01-01 00:00:03+00', '2024-01-01 10:00:00.123456', \
+             1.5)]",
             "['timestamp[ms]', 'timestamp[ms, tz=UTC]', 'time32[ms]', 'date32[day]', \
-             'struct<a: timestamp[ms]>', 'list<item: timestamp[ms, tz=UTC]>']",
+             'struct<a: timestamp[ms]>', 'list<item: timestamp[ms, tz=UTC]>', 'timestamp[us]', \
+             'float']",
         ]
     );
     let o = run(
