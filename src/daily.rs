@@ -155,7 +155,7 @@ pub fn load(lake: &Lake) -> Result<()> {
 impl Daily {
     /// Its SQL and name (another file name is another table).
     pub fn fingerprint(&self) -> String {
-        dirty::fingerprint(&["daily", self.name, self.sql])
+        dirty::fingerprint(&["daily", self.name, self.sql, crate::engine::READER_TYPES])
     }
 
     /// The silver tables it reads, or the usage error that names its file.
@@ -198,7 +198,8 @@ impl Daily {
     }
 
     /// Its SQL planned over `work`'s silver tables, with an `event_date`
-    /// DATE column; what fails here is the file's (a usage error).
+    /// DATE column, its columns of [`crate::engine::reader_type`]s; what
+    /// fails here is the file's (a usage error).
     async fn plan(&self, work: &SessionContext) -> Result<DataFrame> {
         let df = crate::engine::planned(work, self.sql, Default::default())
             .await
@@ -219,7 +220,7 @@ impl Daily {
             )));
         }
         match df.schema().field_with_unqualified_name("event_date") {
-            Ok(f) if *f.data_type() == DataType::Date32 => Ok(df),
+            Ok(f) if *f.data_type() == DataType::Date32 => crate::engine::with_reader_types(df),
             Ok(f) => Err(self.usage(format!("its event_date is {}, not a DATE", f.data_type()))),
             Err(_) => Err(self.usage("it returns no event_date column".to_string())),
         }
@@ -322,7 +323,7 @@ pub async fn empty_table(ctx: &SessionContext, name: &str) -> Result<DataFrame> 
         let _ = scratch.deregister_table(*t)?;
         scratch.register_table(*t, empty.into_view())?;
     }
-    Ok(scratch.sql(d.sql).await?.limit(0, Some(0))?)
+    Ok(d.plan(&scratch).await?.limit(0, Some(0))?)
 }
 
 /// Gold tables in the log that no file defines any more (a daily file

@@ -495,6 +495,82 @@ impl Engine {
     }
 }
 
+/// The type a column of type `t` is written to Parquet as, by `query
+/// --format parquet` and in the lake's typed and daily tables of its own
+/// SQL, inside lists, structs and maps too, so that DuckDB, pyarrow,
+/// Polars and Spark all read it as what it is: `t` itself, but
+/// - a time of seconds (`from_unixtime`, `to_timestamp_seconds`) in
+///   microseconds, the lake's unit, a time of day of seconds likewise,
+///   and a date of milliseconds (`Date64`) as a date: Parquet's times
+///   have no unit of seconds, and arrow's writer stored them as bare
+///   integers, which DuckDB and pyarrow read as numbers;
+/// - a time of nanoseconds (what `CAST(x AS TIMESTAMP)`, `to_timestamp`
+///   and `now()` give) in microseconds too, dropping any digit below the
+///   microsecond as ingest does: Spark refuses a whole file with one
+///   column of Parquet's nanoseconds;
+/// - a 16-bit float as a 32-bit one, which Spark reads.
+///
+/// A duration stays a duration: Parquet has no such type, and the file's
+/// Arrow schema gives it back to pyarrow and Polars.
+pub fn reader_type(t: &DataType) -> DataType {
+    use datafusion::arrow::datatypes::{DataType::*, FieldRef, TimeUnit};
+    let field = |f: &FieldRef| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(reader_type(f.data_type())),
+        )
+    };
+    match t {
+        Timestamp(TimeUnit::Second | TimeUnit::Nanosecond, zone) => {
+            Timestamp(TimeUnit::Microsecond, zone.clone())
+        }
+        Float16 => Float32,
+        Time32(TimeUnit::Second) => Time64(TimeUnit::Microsecond),
+        Date64 => Date32,
+        List(f) => List(field(f)),
+        LargeList(f) => LargeList(field(f)),
+        FixedSizeList(f, n) => FixedSizeList(field(f), *n),
+        Struct(fields) => Struct(fields.iter().map(field).collect()),
+        Map(f, sorted) => Map(field(f), *sorted),
+        Dictionary(key, value) => Dictionary(key.clone(), Box::new(reader_type(value))),
+        other => other.clone(),
+    }
+}
+
+/// In the fingerprint of each typed and daily table of the lake's own
+/// SQL, whose columns are cast to [`reader_type`]s: a table built before
+/// they were is rebuilt once, as after an edit of its file (its files'
+/// columns could be of other types than the new ones', which do not
+/// merge into one table).
+pub const READER_TYPES: &str = "reader-types-1";
+
+/// `df` with each column cast to its [`reader_type`] (`df` itself when
+/// every column already is), for a table of the lake's own SQL.
+pub fn with_reader_types(df: DataFrame) -> Result<DataFrame> {
+    let schema = df.schema().clone();
+    if schema
+        .fields()
+        .iter()
+        .all(|f| reader_type(f.data_type()) == *f.data_type())
+    {
+        return Ok(df);
+    }
+    let columns = schema
+        .iter()
+        .map(|(qualifier, f)| {
+            let column = datafusion::logical_expr::Expr::Column((qualifier, f).into());
+            let to = reader_type(f.data_type());
+            if to == *f.data_type() {
+                column
+            } else {
+                datafusion::logical_expr::cast(column, to).alias(f.name())
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(df.select(columns)?)
+}
+
 /// A session with `ctx`'s settings, SQL functions and runtime but a
 /// catalog of its own, for relations built on the side (an empty table's
 /// columns, a daily table's one date): its tables do not replace `ctx`'s.

@@ -507,7 +507,7 @@ enum Writer {
 /// A Parquet writer of rows on stdout (zstd, as the lake's files): row
 /// groups go out as they fill, so a large result streams. A column of a
 /// type that DuckDB, pyarrow or Spark would not read as what it is is
-/// written as the nearest type they do (see [`parquet_type`]).
+/// written as the nearest type they do (see [`engine::reader_type`]).
 struct ParquetOut {
     writer: datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>,
     /// The columns as written, when some differ from the rows'.
@@ -525,7 +525,7 @@ impl ParquetOut {
             .map(|f| {
                 f.as_ref()
                     .clone()
-                    .with_data_type(parquet_type(f.data_type()))
+                    .with_data_type(engine::reader_type(f.data_type()))
             })
             .collect();
         let written = (fields.iter().zip(schema.fields()))
@@ -547,8 +547,8 @@ impl ParquetOut {
         let Some(schema) = &self.written else {
             return Ok(self.writer.write(batch)?);
         };
-        // Not `safe`: a time of seconds past what milliseconds hold (292
-        // million years) is an error, not a NULL.
+        // Not `safe`: a time of seconds past what microseconds hold
+        // (292,000 years) is an error, not a NULL.
         let exact = datafusion::arrow::compute::CastOptions {
             safe: false,
             ..Default::default()
@@ -577,48 +577,6 @@ impl ParquetOut {
     fn close(self) -> Result<()> {
         self.writer.into_inner()?.flush()?;
         Ok(())
-    }
-}
-
-/// The type a column of type `t` is written to Parquet as, inside lists,
-/// structs and maps too: `t` itself, but
-/// - a time of seconds (`from_unixtime`, `to_timestamp_seconds`) in
-///   milliseconds, a time of day of seconds likewise, and a date of
-///   milliseconds (`Date64`) as a date: Parquet's times have no unit of
-///   seconds, and arrow's writer stored them as bare integers, which
-///   DuckDB and pyarrow read as numbers;
-/// - a time of nanoseconds (what `CAST(x AS TIMESTAMP)`, `to_timestamp`
-///   and `now()` give) in microseconds, the lake's unit, dropping any
-///   digit below the microsecond as ingest does: Spark refuses a whole
-///   file with one column of Parquet's nanoseconds;
-/// - a 16-bit float as a 32-bit one, which Spark reads.
-///
-/// A duration stays a duration: Parquet has no such type, and the file's
-/// Arrow schema gives it back to pyarrow and Polars.
-fn parquet_type(
-    t: &datafusion::arrow::datatypes::DataType,
-) -> datafusion::arrow::datatypes::DataType {
-    use datafusion::arrow::datatypes::{DataType::*, FieldRef, TimeUnit};
-    let field = |f: &FieldRef| {
-        Arc::new(
-            f.as_ref()
-                .clone()
-                .with_data_type(parquet_type(f.data_type())),
-        )
-    };
-    match t {
-        Timestamp(TimeUnit::Second, zone) => Timestamp(TimeUnit::Millisecond, zone.clone()),
-        Timestamp(TimeUnit::Nanosecond, zone) => Timestamp(TimeUnit::Microsecond, zone.clone()),
-        Float16 => Float32,
-        Time32(TimeUnit::Second) => Time32(TimeUnit::Millisecond),
-        Date64 => Date32,
-        List(f) => List(field(f)),
-        LargeList(f) => LargeList(field(f)),
-        FixedSizeList(f, n) => FixedSizeList(field(f), *n),
-        Struct(fields) => Struct(fields.iter().map(field).collect()),
-        Map(f, sorted) => Map(field(f), *sorted),
-        Dictionary(key, value) => Dictionary(key.clone(), Box::new(parquet_type(value))),
-        other => other.clone(),
     }
 }
 

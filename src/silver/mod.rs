@@ -224,7 +224,9 @@ pub async fn empty_table(ctx: &SessionContext, t: &str) -> Result<DataFrame> {
         .iter()
         .find(|(n, _, _)| *n == t)
         .context("unknown silver table")?;
-    Ok(scratch.sql(sql).await?.drop_columns(&["_warnings"])?)
+    // As a build plans it (see rebuild's plan_typed).
+    let df = crate::engine::planned(&scratch, sql, Default::default()).await?;
+    Ok(crate::engine::with_reader_types(df)?.drop_columns(&["_warnings"])?)
 }
 
 /// [`empty_table`] as a table of its own, with no plan behind it: SQL
@@ -371,7 +373,7 @@ impl Fingerprints {
     pub fn of(&self, table: &str) -> String {
         match typed().iter().find(|(t, _, _)| *t == table) {
             Some((t, _, sql)) if is_own_typed(t) => {
-                crate::dirty::fingerprint(&[&self.core, t, sql])
+                crate::dirty::fingerprint(&[&self.core, t, sql, crate::engine::READER_TYPES])
             }
             _ => self.core.clone(),
         }

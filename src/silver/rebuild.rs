@@ -1889,10 +1889,11 @@ fn own_typed_failure(table: &str, e: anyhow::Error) -> anyhow::Error {
     }
 }
 
-/// Typed table `table`'s SQL over the registered `events`; a plan error
-/// names its file (a usage error: the lake's own SQL may be wrong).
+/// Typed table `table`'s SQL over the registered `events`, its columns
+/// of [`engine::reader_type`]s; a plan error names its file (a usage
+/// error: the lake's own SQL may be wrong).
 async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<DataFrame> {
-    engine::planned(work, sql, Default::default())
+    let df = engine::planned(work, sql, Default::default())
         .await
         .map_err(|e| {
             let source = silver::typed_source(table);
@@ -1904,7 +1905,8 @@ async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<Dat
             } else {
                 anyhow::Error::new(e).context(format!("{source} does not plan"))
             }
-        })
+        })?;
+    engine::with_reader_types(df)
 }
 
 /// Run one typed table's SQL over `events`, write it under `out`, and

@@ -73,7 +73,8 @@ fn interop(lake: &Path, dir: &Path, bronze: Option<&Path>, tables: &[(&str, &str
 /// rewritten), read by DuckDB, pyarrow and Polars with nothing but Hive
 /// partitioning: the row counts evlake's `query` gives, every column
 /// decoded, standard types. With a typed and a daily table of the lake's
-/// own, and bronze compacted.
+/// own (with times of seconds and nanoseconds, stored as microseconds),
+/// and bronze compacted.
 #[test]
 fn duckdb_pyarrow_and_polars_read_every_table_as_is() {
     let tmp = tempfile::tempdir().unwrap();
@@ -85,12 +86,15 @@ fn duckdb_pyarrow_and_polars_read_every_table_as_is() {
             "typed",
             "page_views.sql",
             "SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url, \
+             to_timestamp_seconds(event_timestamp) AS viewed_s, \
+             to_timestamp(event_timestamp) AS viewed_ns, \
              0 AS _warnings FROM events WHERE event_type = 'page_view'",
         ),
         (
             "daily",
             "active_users.sql",
-            "SELECT event_date, count(DISTINCT user_id) AS users, max(event_timestamp) AS last \
+            "SELECT event_date, count(DISTINCT user_id) AS users, max(event_timestamp) AS last, \
+             CAST(min(event_timestamp) AS TIMESTAMPTZ) AS first_ns \
              FROM events GROUP BY event_date",
         ),
     ] {
@@ -143,12 +147,12 @@ fn duckdb_pyarrow_and_polars_read_patched_files() {
 
 /// `query --format parquet` writes a time of seconds (`from_unixtime`,
 /// `to_timestamp_seconds`), a time of day of seconds and a date of
-/// milliseconds (`Date64`) as types Parquet annotates, inside a struct
-/// and a list too, so DuckDB and pyarrow read times and dates, not the
-/// bare integers arrow's writer gave them; a time of nanoseconds and a
-/// 16-bit float as microseconds and a 32-bit float, which Spark reads. A
-/// time of seconds past what milliseconds hold is exit 2 naming the
-/// column.
+/// milliseconds (`Date64`) as types Parquet annotates (microseconds, a
+/// date), inside a struct and a list too, so DuckDB and pyarrow read
+/// times and dates, not the bare integers arrow's writer gave them; a
+/// time of nanoseconds and a 16-bit float as microseconds and a 32-bit
+/// float, which Spark reads. A time of seconds past what microseconds
+/// hold is exit 2 naming the column.
 #[test]
 fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
     let tmp = tempfile::tempdir().unwrap();
@@ -187,8 +191,8 @@ fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
             "[('2023-11-14 22:13:20', '2023-11-14 22:13:21+00', '10:11:12', '2024-02-29', \
              '1970-01-01 00:00:02', '1970-01-01 00:00:03+00', '2024-01-01 10:00:00.123456', \
              1.5)]",
-            "['timestamp[ms]', 'timestamp[ms, tz=UTC]', 'time32[ms]', 'date32[day]', \
-             'struct<a: timestamp[ms]>', 'list<item: timestamp[ms, tz=UTC]>', 'timestamp[us]', \
+            "['timestamp[us]', 'timestamp[us, tz=UTC]', 'time64[us]', 'date32[day]', \
+             'struct<a: timestamp[us]>', 'list<item: timestamp[us, tz=UTC]>', 'timestamp[us]', \
              'float']",
         ]
     );
@@ -196,7 +200,7 @@ fn duckdb_and_pyarrow_read_a_query_s_times_of_seconds_as_times() {
         &lake,
         &[
             "query",
-            "SELECT to_timestamp_seconds(9000000000000000000) AS far",
+            "SELECT to_timestamp_seconds(10000000000000) AS far",
             "--format",
             "parquet",
         ],

@@ -2119,3 +2119,49 @@ fn a_lake_under_a_path_with_glob_characters_reads_its_files() {
     assert_eq!(from["rows"], replayed["rows"]);
     assert_eq!(from["rows"].as_array().map(Vec::len), Some(3), "{from}");
 }
+
+/// A typed table of the lake's own with no rows has the columns a built
+/// one has: its SQL planned as a build plans it (`AT TIME ZONE` gave a
+/// time labelled with the zone, where a build gives the zone's clock
+/// time) and its times in the stored unit (a build stores microseconds
+/// for `to_timestamp`'s nanoseconds).
+#[test]
+fn an_own_typed_table_with_no_rows_has_a_built_one_s_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    ok(&lake, &["init"]);
+    std::fs::create_dir_all(lake.join("typed")).unwrap();
+    for (name, kind) in [("views", "page_view"), ("nothing", "no_such_type")] {
+        std::fs::write(
+            lake.join("typed").join(format!("{name}.sql")),
+            format!(
+                "SELECT event_id, user_id, session_id, event_date, \
+                 to_timestamp(event_timestamp) AS at_ns, \
+                 event_timestamp AT TIME ZONE 'Europe/Berlin' AS local_time, 0 AS _warnings \
+                 FROM events WHERE event_type = '{kind}'"
+            ),
+        )
+        .unwrap();
+    }
+    run_sample_batches(&lake);
+    assert_ne!(query_csv(&lake, "SELECT count(*) FROM views"), ["0"]);
+    assert_eq!(query_csv(&lake, "SELECT count(*) FROM nothing"), ["0"]);
+    let types = |table: &str| {
+        query_csv(
+            &lake,
+            &format!(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_name = '{table}' AND column_name IN ('at_ns', 'local_time') \
+                 ORDER BY 1"
+            ),
+        )
+    };
+    assert_eq!(
+        types("views"),
+        [
+            "at_ns,\"Timestamp(µs, \"\"UTC\"\")\"",
+            "local_time,Timestamp(µs)"
+        ]
+    );
+    assert_eq!(types("nothing"), types("views"));
+}
