@@ -198,8 +198,9 @@ impl Daily {
     }
 
     /// Its SQL planned over `work`'s silver tables, with an `event_date`
-    /// DATE column, its columns of [`crate::engine::reader_type`]s; what
-    /// fails here is the file's (a usage error).
+    /// DATE column, its columns of [`crate::engine::reader_type`]s and
+    /// none Parquet cannot store; what fails here is the file's (a usage
+    /// error).
     async fn plan(&self, work: &SessionContext) -> Result<DataFrame> {
         let df = crate::engine::planned(work, self.sql, Default::default())
             .await
@@ -220,7 +221,13 @@ impl Daily {
             )));
         }
         match df.schema().field_with_unqualified_name("event_date") {
-            Ok(f) if *f.data_type() == DataType::Date32 => crate::engine::with_reader_types(df),
+            Ok(f) if *f.data_type() == DataType::Date32 => {
+                let df = crate::engine::with_reader_types(df)?;
+                match crate::engine::unstorable_column(df.schema().as_arrow()) {
+                    Some(why) => Err(self.usage(why)),
+                    None => Ok(df),
+                }
+            }
             Ok(f) => Err(self.usage(format!("its event_date is {}, not a DATE", f.data_type()))),
             Err(_) => Err(self.usage("it returns no event_date column".to_string())),
         }

@@ -538,6 +538,71 @@ pub fn reader_type(t: &DataType) -> DataType {
     }
 }
 
+/// The first column of `schema` whose type, or a type inside it (in a
+/// list, struct, map, dictionary or run-end encoding), is one `is` picks.
+pub fn first_column_with(schema: &Schema, is: fn(&DataType) -> bool) -> Option<&Field> {
+    fn within(t: &DataType, is: fn(&DataType) -> bool) -> bool {
+        is(t)
+            || match t {
+                DataType::List(f)
+                | DataType::LargeList(f)
+                | DataType::FixedSizeList(f, _)
+                | DataType::ListView(f)
+                | DataType::LargeListView(f)
+                | DataType::Map(f, _) => within(f.data_type(), is),
+                DataType::Struct(fields) => fields.iter().any(|f| within(f.data_type(), is)),
+                DataType::Dictionary(_, v) => within(v, is),
+                DataType::RunEndEncoded(_, v) => within(v.data_type(), is),
+                _ => false,
+            }
+    }
+    schema
+        .fields()
+        .iter()
+        .find(|f| within(f.data_type(), is))
+        .map(|f| f.as_ref())
+}
+
+/// A union of types: what a JSON member read with `->` is. Arrow's
+/// Parquet writer panics on one, and its JSON writer refuses one.
+pub fn is_union(t: &DataType) -> bool {
+    matches!(t, DataType::Union(..))
+}
+
+/// An interval of months, days and nanoseconds (`INTERVAL '1 day'`, and
+/// arithmetic on one), which arrow's Parquet writer does not take.
+pub fn is_month_day_nano(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+    )
+}
+
+/// What a table of the lake's own SQL returns that no Parquet file can
+/// store, as the problem of its file (before a run wrote a row: the
+/// writer panicked on a union, exit 1 with a backtrace, and failed on an
+/// interval as on a machine's error).
+pub fn unstorable_column(schema: &Schema) -> Option<String> {
+    if let Some(f) = first_column_with(schema, is_union) {
+        return Some(format!(
+            "returns column `{}`, a union of types (a JSON member read with `->`), which \
+             Parquet cannot store: read it as text with `->>` (`properties->>'key'`) or typed \
+             with json_get_str, json_get_int or json_get_float",
+            f.name()
+        ));
+    }
+    first_column_with(schema, is_month_day_nano).map(|f| {
+        format!(
+            "returns column `{}` ({}), an interval of months, days and nanoseconds, which \
+             Parquet cannot store: write it as text, CAST({} AS VARCHAR), or subtract two \
+             times, which gives a duration",
+            f.name(),
+            f.data_type(),
+            f.name()
+        )
+    })
+}
+
 /// In the fingerprint of each typed and daily table of the lake's own
 /// SQL, whose columns are cast to [`reader_type`]s: a table built before
 /// they were is rebuilt once, as after an edit of its file (its files'

@@ -509,17 +509,19 @@ enum Writer {
 /// type that DuckDB, pyarrow or Spark would not read as what it is is
 /// written as the nearest type they do (see [`engine::reader_type`]).
 struct ParquetOut {
-    writer: datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>,
-    /// The columns as written, when some differ from the rows'.
-    written: Option<datafusion::arrow::datatypes::SchemaRef>,
+    /// The columns as written.
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    /// Whether some differ from the rows'.
+    cast: bool,
+    /// Made with the first rows written (or at the close, for none), so
+    /// rows that cannot be written leave stdout empty.
+    writer: Option<datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>>,
 }
 
 impl ParquetOut {
-    fn new(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<ParquetOut> {
+    fn new(rows: &datafusion::arrow::datatypes::Schema) -> ParquetOut {
         use datafusion::arrow::datatypes::Schema;
-        use datafusion::parquet::basic::{Compression, ZstdLevel};
-        use datafusion::parquet::file::properties::WriterProperties;
-        let fields: Vec<_> = schema
+        let fields: Vec<_> = rows
             .fields()
             .iter()
             .map(|f| {
@@ -528,54 +530,72 @@ impl ParquetOut {
                     .with_data_type(engine::reader_type(f.data_type()))
             })
             .collect();
-        let written = (fields.iter().zip(schema.fields()))
-            .any(|(w, f)| w.data_type() != f.data_type())
-            .then(|| Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
-        let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-        let writer = datafusion::parquet::arrow::ArrowWriter::try_new(
-            out,
-            written.clone().unwrap_or(schema),
-            Some(props),
-        )?;
-        Ok(ParquetOut { writer, written })
+        let cast = (fields.iter().zip(rows.fields())).any(|(w, f)| w.data_type() != f.data_type());
+        ParquetOut {
+            schema: Arc::new(Schema::new_with_metadata(fields, rows.metadata().clone())),
+            cast,
+            writer: None,
+        }
+    }
+
+    fn writer(
+        &mut self,
+    ) -> Result<&mut datafusion::parquet::arrow::ArrowWriter<std::io::BufWriter<std::io::Stdout>>>
+    {
+        use datafusion::parquet::basic::{Compression, ZstdLevel};
+        use datafusion::parquet::file::properties::WriterProperties;
+        if self.writer.is_none() {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            self.writer = Some(datafusion::parquet::arrow::ArrowWriter::try_new(
+                out,
+                self.schema.clone(),
+                Some(props),
+            )?);
+        }
+        Ok(self.writer.as_mut().expect("made above"))
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let Some(schema) = &self.written else {
-            return Ok(self.writer.write(batch)?);
-        };
+        if !self.cast {
+            return Ok(self.writer()?.write(batch)?);
+        }
         // Not `safe`: a time of seconds past what microseconds hold
         // (292,000 years) is an error, not a NULL.
         let exact = datafusion::arrow::compute::CastOptions {
             safe: false,
             ..Default::default()
         };
-        let columns = (batch.columns().iter().zip(schema.fields()))
+        let columns = (batch.columns().iter().zip(self.schema.fields()))
             .map(|(c, f)| {
                 datafusion::arrow::compute::cast_with_options(c, f.data_type(), &exact).map_err(
                     |e| {
+                        // Only a time of seconds can fail: the other
+                        // casts widen or divide.
                         Failure::Usage(format!(
-                            "--format parquet cannot hold column `{}` ({}) as {}: {e}",
+                            "column `{}` holds a time ({}) past the years Parquet's \
+                             microseconds hold (about 292,000 either way of 1970; Parquet \
+                             has no unit of seconds): a unit mixed up, such as milliseconds \
+                             read as seconds? ({e})",
                             f.name(),
-                            c.data_type(),
-                            f.data_type()
+                            c.data_type()
                         ))
                         .into()
                     },
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(self
-            .writer
-            .write(&RecordBatch::try_new(schema.clone(), columns)?)?)
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        Ok(self.writer()?.write(&batch)?)
     }
 
     /// The footer, then stdout flushed.
-    fn close(self) -> Result<()> {
-        self.writer.into_inner()?.flush()?;
+    fn close(mut self) -> Result<()> {
+        self.writer()?;
+        let writer = self.writer.take().expect("made above");
+        writer.into_inner()?.flush()?;
         Ok(())
     }
 }
@@ -584,7 +604,8 @@ impl ParquetOut {
 /// the years chrono knows (about 262,000 years either way), as
 /// `to_timestamp_seconds(2180000000000000)` gives. JSON and a table wrote
 /// `"ERROR: Cast error: ..."` in its place, exit 0, and CSV failed as a
-/// machine's error would (exit 1). Parquet keeps such a value as it is.
+/// machine's error would (exit 1). Parquet keeps such a value as it is
+/// (but for a time of seconds, see [`ParquetOut`]).
 fn unwritable_time(batch: &RecordBatch) -> Result<()> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::compute::{max, min};
@@ -627,7 +648,7 @@ fn unwritable_time(batch: &RecordBatch) -> Result<()> {
             return Err(Failure::Usage(format!(
                 "column `{}` holds a {} ({v}, in {}) outside the years a date can be written \
                  in (about 262,000 years either way of 1970): a unit mixed up, such as \
-                 milliseconds read as seconds? (--format parquet keeps the value as it is)",
+                 milliseconds read as seconds?",
                 field.name(),
                 if matches!(column.data_type(), DataType::Timestamp(..)) {
                     "time"
@@ -687,7 +708,7 @@ impl Streamed {
             let out = || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             self.writer = Some(match self.format {
                 Format::Csv => Writer::Csv(Box::new(crate::csvout::Writer::new(out()))),
-                Format::Parquet => Writer::Parquet(Box::new(ParquetOut::new(batch.schema())?)),
+                Format::Parquet => Writer::Parquet(Box::new(ParquetOut::new(&batch.schema()))),
                 _ => Writer::Json(crate::jsonout::writer(out())),
             });
         }
@@ -796,25 +817,8 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
 /// types anywhere in a column (Arrow's JSON writer refuses it, the
 /// Parquet writer panics).
 fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -> Result<()> {
-    use datafusion::arrow::datatypes::{DataType, IntervalUnit};
-    /// Whether `t`, or a type inside it, is one `is` picks.
-    fn within(t: &DataType, is: fn(&DataType) -> bool) -> bool {
-        is(t)
-            || match t {
-                DataType::List(f)
-                | DataType::LargeList(f)
-                | DataType::FixedSizeList(f, _)
-                | DataType::ListView(f)
-                | DataType::LargeListView(f)
-                | DataType::Map(f, _) => within(f.data_type(), is),
-                DataType::Struct(fields) => fields.iter().any(|f| within(f.data_type(), is)),
-                DataType::Dictionary(_, v) => within(v, is),
-                DataType::RunEndEncoded(_, v) => within(v.data_type(), is),
-                _ => false,
-            }
-    }
-    let first =
-        |is: fn(&DataType) -> bool| schema.fields().iter().find(|f| within(f.data_type(), is));
+    use datafusion::arrow::datatypes::DataType;
+    let first = |is: fn(&DataType) -> bool| engine::first_column_with(schema, is);
     let usage = |m: String| -> Result<()> { Err(Failure::Usage(m).into()) };
     let flag = match format {
         Format::Table => return Ok(()),
@@ -822,7 +826,7 @@ fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -
         Format::Json => "json",
         Format::Parquet => "parquet",
     };
-    if let Some(f) = first(|t| matches!(t, DataType::Union(..))) {
+    if let Some(f) = first(engine::is_union) {
         return usage(format!(
             "--format {flag} cannot hold column `{}` (a JSON member as `->` gives it, a union \
              of types): read it as text with `->>` (`(properties->>'key')`) or \
@@ -841,18 +845,17 @@ fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -
                 ),
             )
         }),
-        Format::Parquet => first(|t| matches!(t, DataType::Interval(IntervalUnit::MonthDayNano)))
-            .map(|f| {
-                (
-                    f,
-                    format!(
-                        "the Parquet writer takes no interval of months, days and \
+        Format::Parquet => first(engine::is_month_day_nano).map(|f| {
+            (
+                f,
+                format!(
+                    "the Parquet writer takes no interval of months, days and \
                          nanoseconds; use --format json or csv, or write it as text in the \
                          SQL, CAST({} AS VARCHAR)",
-                        f.name()
-                    ),
-                )
-            }),
+                    f.name()
+                ),
+            )
+        }),
         // A JSON object's keys are text: arrow's JSON writer fails on a map
         // whose keys are not (`map([1], [2])`).
         Format::Json => first(|t| {
@@ -905,7 +908,7 @@ pub fn print(batches: &[RecordBatch], format: Format) -> Result<()> {
         }
     }
     if format == Format::Parquet {
-        let mut w = ParquetOut::new(batches[0].schema())?;
+        let mut w = ParquetOut::new(&batches[0].schema());
         for b in batches {
             w.write(b)?;
         }

@@ -1890,8 +1890,9 @@ fn own_typed_failure(table: &str, e: anyhow::Error) -> anyhow::Error {
 }
 
 /// Typed table `table`'s SQL over the registered `events`, its columns
-/// of [`engine::reader_type`]s; a plan error names its file (a usage
-/// error: the lake's own SQL may be wrong).
+/// of [`engine::reader_type`]s; a plan error, or a column Parquet cannot
+/// store, names its file (a usage error: the lake's own SQL may be
+/// wrong).
 async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<DataFrame> {
     let df = engine::planned(work, sql, Default::default())
         .await
@@ -1906,7 +1907,14 @@ async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<Dat
                 anyhow::Error::new(e).context(format!("{source} does not plan"))
             }
         })?;
-    engine::with_reader_types(df)
+    let df = engine::with_reader_types(df)?;
+    match engine::unstorable_column(df.schema().as_arrow()) {
+        Some(why) => Err(crate::error::Failure::in_file(
+            silver::typed_source(table),
+            why,
+        )),
+        None => Ok(df),
+    }
 }
 
 /// Run one typed table's SQL over `events`, write it under `out`, and

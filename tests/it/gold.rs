@@ -1068,6 +1068,19 @@ fn a_lake_adds_edits_and_drops_its_own_daily_tables() {
     // A value that changes with when a date is computed: incremental
     // could not equal --full.
     bad(
+        "member.sql",
+        "SELECT event_date, properties->'amount' AS amount FROM events",
+        &["gold"],
+        "returns column `amount`, a union of types",
+    );
+    bad(
+        "span.sql",
+        "SELECT event_date, INTERVAL '1 day' AS span FROM events GROUP BY 1",
+        &["run"],
+        "returns column `span` (Interval(MonthDayNano)), an interval of months, days and \
+         nanoseconds, which Parquet cannot store: write it as text, CAST(span AS VARCHAR)",
+    );
+    bad(
         "stamped.sql",
         "SELECT event_date, count(*) AS n, max(now()) AS at FROM events GROUP BY 1",
         &["gold"],

@@ -1848,6 +1848,27 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
              CAST(event_date AS DATE) AS event_date, 0 AS _warnings FROM events e WHERE e.event_id > ''",
             None,
         ),
+        // Columns no Parquet file can store: the writer panicked on the
+        // first (exit 1, a backtrace) and failed on the second as on a
+        // machine's error (exit 1).
+        (
+            "member.sql",
+            "SELECT event_id, session_id, event_date, properties->'amount' AS amount, \
+             0 AS _warnings FROM events",
+            Some(
+                "returns column `amount`, a union of types (a JSON member read with `->`), \
+                 which Parquet cannot store: read it as text with `->>`",
+            ),
+        ),
+        (
+            "span.sql",
+            "SELECT event_id, session_id, event_date, [INTERVAL '1 day'] AS spans, \
+             0 AS _warnings FROM events",
+            Some(
+                "returns column `spans` (List(Interval(MonthDayNano))), an interval of months, \
+                 days and nanoseconds, which Parquet cannot store",
+            ),
+        ),
     ] {
         let path = typed.join(name);
         std::fs::write(&path, sql).unwrap();
