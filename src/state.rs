@@ -864,6 +864,10 @@ async fn combined(
     fixed_by_rows(model, "delta", &delta)?;
     combines(model, "delta", &delta)?;
     let delta_aggregates = aggregates(delta.logical_plan());
+    // Partials, and so snapshots, in types every reader of the lake takes
+    // (see engine::reader_type): a model's own `CAST(x AS TIMESTAMP)`
+    // stored nanoseconds, and Spark refuses a file with such a column.
+    let delta = crate::engine::with_reader_types(delta)?;
     let names: Vec<String> = delta
         .schema()
         .fields()
@@ -890,6 +894,7 @@ async fn combined(
     combines(model, "combine", &state)?;
     keeps_delta_columns(model, &names, state.schema())?;
     merges_rows(model, delta_aggregates, &state)?;
+    let state = crate::engine::with_reader_types(state)?;
     if to_store {
         // Plan combine over its own rows and delta's, as every answer
         // from the snapshot will: a column whose type combine changes

@@ -2252,3 +2252,58 @@ fn as_of_now_is_the_clocks_time() {
     };
     assert_eq!(trail(&["--as-of", "now", "--known-at", "NOW"]), trail(&[]));
 }
+
+/// A model of the lake's own whose partials hold times in nanoseconds or
+/// seconds (`CAST(x AS TIMESTAMP)`, `to_timestamp_seconds`) stores its
+/// snapshots in microseconds, the lake's unit, which every reader takes
+/// (Spark refuses a file with a column of Parquet's nanoseconds; DuckDB
+/// read seconds as bare integers), and answers from a snapshot and from
+/// a full replay agree.
+#[test]
+fn an_own_model_s_snapshot_stores_its_times_in_microseconds() {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    run_sample_batches(&lake);
+    std::fs::create_dir_all(lake.join("models")).unwrap();
+    std::fs::write(
+        lake.join("models/last_seen.sql"),
+        "-- name: delta\nSELECT user_id, max(CAST(event_timestamp AS TIMESTAMP)) AS last_ns, \
+         max(to_timestamp_seconds(event_timestamp)) AS last_s FROM events GROUP BY user_id;\n\
+         -- name: combine\nSELECT user_id, max(last_ns) AS last_ns, max(last_s) AS last_s \
+         FROM partials GROUP BY user_id;\n\
+         -- name: present\nSELECT * FROM state WHERE $1 IS NULL OR user_id = $1 ORDER BY user_id;\n",
+    )
+    .unwrap();
+    ok(
+        &lake,
+        &["snapshot", "last_seen", "--as-of", "2024-03-15T15:00:00Z"],
+    );
+    let snapshot = std::fs::read_dir(lake.join("state/last_seen"))
+        .unwrap()
+        .flat_map(|e| std::fs::read_dir(e.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("a snapshot file");
+    let file = std::fs::File::open(&snapshot).unwrap();
+    let types: Vec<String> = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "user_id Utf8",
+            "last_ns Timestamp(µs)",
+            "last_s Timestamp(µs, \"UTC\")"
+        ]
+    );
+    let from_snapshot = state(&lake, "last_seen", "2024-03-16", &[]);
+    let replayed = state(&lake, "last_seen", "2024-03-16", &["--no-snapshot"]);
+    assert!(from_snapshot["snapshot"].is_object(), "{from_snapshot}");
+    assert!(!from_snapshot["rows"].as_array().unwrap().is_empty());
+    assert_eq!(from_snapshot["rows"], replayed["rows"]);
+}
