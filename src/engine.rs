@@ -579,9 +579,12 @@ pub fn is_month_day_nano(t: &DataType) -> bool {
 }
 
 /// What a table of the lake's own SQL returns that no Parquet file can
-/// store, as the problem of its file (before a run wrote a row: the
-/// writer panicked on a union, exit 1 with a backtrace, and failed on an
-/// interval as on a machine's error).
+/// store, or that a reader of the lake cannot read, as the problem of
+/// its file, found before a run writes a row: the writer panicked on a
+/// union (exit 1 with a backtrace) and failed on an interval as on a
+/// machine's error; Spark refuses a whole table for a decimal of more
+/// than 38 digits (so does Polars; DuckDB reads a float) or a time of
+/// day, which it has no type for.
 pub fn unstorable_column(schema: &Schema) -> Option<String> {
     if let Some(f) = first_column_with(schema, is_union) {
         return Some(format!(
@@ -591,11 +594,32 @@ pub fn unstorable_column(schema: &Schema) -> Option<String> {
             f.name()
         ));
     }
-    first_column_with(schema, is_month_day_nano).map(|f| {
-        format!(
+    if let Some(f) = first_column_with(schema, is_month_day_nano) {
+        return Some(format!(
             "returns column `{}` ({}), an interval of months, days and nanoseconds, which \
              Parquet cannot store: write it as text, CAST({} AS VARCHAR), or subtract two \
              times, which gives a duration",
+            f.name(),
+            f.data_type(),
+            f.name()
+        ));
+    }
+    if let Some(f) = first_column_with(schema, |t| matches!(t, DataType::Decimal256(..))) {
+        return Some(format!(
+            "returns column `{}` ({}), a decimal of more than 38 digits, which Spark and \
+             Polars refuse the whole table for (DuckDB reads it as a float): cast it to \
+             DECIMAL(38, s) at most",
+            f.name(),
+            f.data_type()
+        ));
+    }
+    first_column_with(schema, |t| {
+        matches!(t, DataType::Time32(_) | DataType::Time64(_))
+    })
+    .map(|f| {
+        format!(
+            "returns column `{}` ({}), a time of day, which Spark has no type for and \
+                 refuses the whole table for: write it as text, CAST({} AS VARCHAR)",
             f.name(),
             f.data_type(),
             f.name()

@@ -1869,6 +1869,25 @@ fn a_lake_adds_replaces_and_drops_its_own_typed_tables() {
                  days and nanoseconds, which Parquet cannot store",
             ),
         ),
+        // Columns Spark refuses the whole table for.
+        (
+            "clock.sql",
+            "SELECT event_id, session_id, event_date, CAST(event_timestamp AS TIME) AS at, \
+             0 AS _warnings FROM events",
+            Some(
+                "returns column `at` (Time64(ns)), a time of day, which Spark has no type for \
+                 and refuses the whole table for: write it as text, CAST(at AS VARCHAR)",
+            ),
+        ),
+        (
+            "wide.sql",
+            "SELECT event_id, session_id, event_date, CAST(1 AS DECIMAL(40, 2)) AS d, \
+             0 AS _warnings FROM events",
+            Some(
+                "returns column `d` (Decimal256(40, 2)), a decimal of more than 38 digits, which \
+                 Spark and Polars refuse the whole table for",
+            ),
+        ),
     ] {
         let path = typed.join(name);
         std::fs::write(&path, sql).unwrap();
