@@ -60,7 +60,11 @@ pub struct Planned {
 
 /// The new values of the patched column.
 struct Change {
+    /// Its leaf column in the file (its chunks, page indexes and writer).
     column: usize,
+    /// Its field in the Arrow schema (a nested field before it has
+    /// several leaves, so the two differ).
+    field: usize,
     /// The rows read (every row, or the pages [`Near`] located), as
     /// ascending ranges of row numbers, and their values, concatenated.
     spans: Vec<Range<usize>>,
@@ -150,10 +154,12 @@ pub fn plan(
     let (file, meta) = open_indexed(src)?;
     let schema = meta.schema().clone();
     let descr = meta.metadata().file_metadata().schema_descr_ptr();
-    if descr.num_columns() != schema.fields().len() {
-        bail!("`{}`: only flat schemas can be patched", src.display());
-    }
-    let (Ok(k), Ok(c)) = (schema.index_of(key), schema.index_of(column)) else {
+    // Leaf columns of the top-level string fields read (the file may have
+    // nested columns too, a struct or a list of a typed table's: each
+    // has leaves of its own, which are copied as they are).
+    let leaf =
+        |name: &str| (0..descr.num_columns()).find(|&i| descr.column(i).path().parts() == [name]);
+    let (Some(k), Some(c), Ok(field)) = (leaf(key), leaf(column), schema.index_of(column)) else {
         // Nothing to patch: the file is linked as it is.
         return Ok(Planned {
             src: src.to_path_buf(),
@@ -166,8 +172,8 @@ pub fn plan(
     let rows = md.file_metadata().num_rows() as usize;
     // With `near`: the column it names, and the rows it locates.
     let located = near.as_ref().and_then(|n| {
-        let l = schema.index_of(n.column).ok()?;
-        Some((l, n.values, near_rows(&meta, c, l, n.values)?))
+        let l = leaf(n.column)?;
+        Some((n.column, n.values, near_rows(&meta, c, l, n.values)?))
     });
     let (near_column, spans) = match located {
         Some((l, values, spans)) => (Some((l, values)), spans),
@@ -187,7 +193,7 @@ pub fn plan(
     let bytes = usize::try_from(bytes).unwrap_or(0) / rows.max(1) * selected;
     let mut values = StringBuilder::with_capacity(selected, bytes);
     let mut leaves = vec![k, c];
-    leaves.extend(near_column.map(|(l, _)| l));
+    leaves.extend(near_column.and_then(|(name, _)| leaf(name)));
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
         .with_projection(ProjectionMask::leaves(&descr, leaves))
         .with_batch_size(PLAN_BATCH_ROWS);
@@ -216,7 +222,7 @@ pub fn plan(
         };
         let (keys, old) = (as_utf8(key)?, as_utf8(column)?);
         let near_values = match near_column {
-            Some((l, values)) => Some((as_utf8(schema.field(l).name())?, values)),
+            Some((name, values)) => Some((as_utf8(name)?, values)),
             None => None,
         };
         for i in 0..keys.len() {
@@ -255,6 +261,7 @@ pub fn plan(
     } else {
         Some(Change {
             column: c,
+            field,
             spans,
             text,
             rows: changed_rows,
@@ -488,9 +495,10 @@ impl Planned {
                                     })?);
                             }
                             let all = whole.as_ref().expect("just read");
-                            let values = cast(&all.slice(start, n), schema.field(i).data_type())?;
+                            let field = schema.field(change.field);
+                            let values = cast(&all.slice(start, n), field.data_type())?;
                             let mut w = factory.create_column_writers(g)?.swap_remove(i);
-                            for leaf in compute_leaves(schema.field(i), &values)? {
+                            for leaf in compute_leaves(field, &values)? {
                                 w.write(&leaf)?;
                             }
                             w.close()?.append_to_row_group(&mut out)?;
@@ -1118,6 +1126,94 @@ mod tests {
         let matched = planned.matched;
         assert!(planned.write(dst).unwrap());
         (matched, read(dst))
+    }
+
+    /// A typed table of the lake's own may have nested columns (a list,
+    /// a struct), each of several leaves or levels, before and after the
+    /// patched one: the patch finds its columns by leaf (it refused such a
+    /// file, and a late batch failed the run on it), rewrites only the
+    /// session ids and copies the rest, whether it reads every row or
+    /// only the pages near the users.
+    #[test]
+    fn a_file_with_nested_columns_is_patched_in_its_leaf() {
+        use datafusion::arrow::array::{ListBuilder, StringBuilder, StructArray};
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.parquet");
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        for i in 0..10_000 {
+            tags.values().append_value(format!("t{}", i % 3));
+            tags.values().append_value("x");
+            tags.append(i % 5 != 0);
+        }
+        let tags = tags.finish();
+        let point = StructArray::from(vec![
+            (
+                Arc::new(Field::new("a", DataType::Int64, true)),
+                Arc::new(Int64Array::from_iter_values(0..10_000)) as _,
+            ),
+            (
+                Arc::new(Field::new("b", DataType::Utf8, true)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..10_000).map(|i| format!("b{i}")),
+                )) as _,
+            ),
+        ]);
+        // The struct's two leaves put session_id's leaf (5) past its
+        // field (4).
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("point", point.data_type().clone(), false),
+            Field::new("tags", tags.data_type().clone(), true),
+            Field::new("user_id", DataType::Utf8, false),
+            Field::new("session_id", DataType::Utf8, true),
+        ]));
+        let before = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(event_ids()),
+                Arc::new(point),
+                Arc::new(tags),
+                Arc::new(StringArray::from_iter_values(
+                    (0..10_000).map(|i| format!("u{:03}", i / 20)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    (0..10_000).map(|i| (i % 13 != 0).then(|| format!("s{:04}", i / 5))),
+                )),
+            ],
+        )
+        .unwrap();
+        let new = [("e00005", "t1"), ("e04210", "z0"), ("e09997", "t3")];
+        let check = |after: &RecordBatch| {
+            assert_eq!(after.schema(), before.schema());
+            for c in 0..4 {
+                assert_eq!(after.column(c), before.column(c), "column {c}");
+            }
+            let s = after.column(4).as_string::<i32>();
+            assert_eq!(s.value(5), "t1");
+            assert_eq!(s.value(4_210), "z0");
+            assert_eq!(s.value(9_997), "t3");
+            assert_eq!(s.value(6), "s0001");
+            assert!(s.is_null(13));
+        };
+        write_file(&src, &before, as_silver_writes(4_000).build());
+        let (all_n, all) = patched(&src, &dir.path().join("all.parquet"), &new, None);
+        let (near_n, near) = patched(
+            &src,
+            &dir.path().join("near.parquet"),
+            &new,
+            Some(&["u000", "u210", "u499"]),
+        );
+        assert_eq!((all_n, near_n), (3, 3));
+        check(&near);
+        assert_eq!(all, near);
+        // Dictionary pages do not splice: each chunk is encoded whole, by
+        // the writer of its leaf, from its field's type.
+        let dict = dir.path().join("dict.parquet");
+        let props = as_silver_writes(4_000).set_dictionary_enabled(true).build();
+        write_file(&dict, &before, props);
+        let (n, whole) = patched(&dict, &dir.path().join("whole.parquet"), &new, None);
+        assert_eq!(n, 3);
+        check(&whole);
     }
 
     #[test]

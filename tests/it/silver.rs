@@ -1066,6 +1066,66 @@ fn a_session_whose_start_moves_is_patched_on_both_dates() {
     assert_equals_full(&lake, &tmp.path().join("full"), "after a patched session");
 }
 
+/// A typed table of the lake's own with nested columns (a struct, a list)
+/// is patched like the others when a late event moves a session's start:
+/// the patch refused its files ("only flat schemas can be patched"), so
+/// every such late batch failed the run (exit 1).
+#[test]
+fn a_typed_table_with_nested_columns_is_patched_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    std::fs::create_dir_all(lake.join("typed")).unwrap();
+    std::fs::write(
+        lake.join("typed/tagged.sql"),
+        "SELECT event_id, named_struct('kind', event_type, 'n', 1) AS point, \
+         string_to_array(event_type, '_') AS parts, user_id, session_id, event_date, \
+         0 AS _warnings FROM events",
+    )
+    .unwrap();
+    lake_before_a_patch(&lake, tmp.path());
+    let o = cmd(&lake, &["silver", "--json"])
+        .env("EVLAKE_TRACE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("file(s) patched with new session ids on 2 date(s)"),
+        "{}",
+        stderr(&o)
+    );
+    let rows = |lake: &Path| {
+        let o = run(
+            lake,
+            &[
+                "query",
+                "SELECT * FROM tagged ORDER BY event_id",
+                "--format",
+                "json",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let patched = rows(&lake);
+    assert_equals_full(
+        &lake,
+        &tmp.path().join("full"),
+        "after a patched nested table",
+    );
+    assert_eq!(patched, rows(&tmp.path().join("full")));
+    assert!(
+        patched.contains(r#""point":{"kind":"page_view","n":1},"parts":["page","view"]"#),
+        "{patched}"
+    );
+    assert_eq!(
+        query_csv(
+            &lake,
+            "SELECT count(DISTINCT session_id) FROM tagged WHERE user_id = 'u'"
+        ),
+        ["1"]
+    );
+}
+
 /// A lake whose silver is built, then a late event that moves the start
 /// of a session crossing midnight (ingested, silver not yet run).
 pub fn lake_before_a_patch(lake: &Path, dir: &Path) {
