@@ -222,11 +222,7 @@ impl Daily {
         }
         match df.schema().field_with_unqualified_name("event_date") {
             Ok(f) if *f.data_type() == DataType::Date32 => {
-                let df = crate::engine::with_reader_types(df)?;
-                match crate::engine::unstorable_column(df.schema().as_arrow()) {
-                    Some(why) => Err(self.usage(why)),
-                    None => Ok(df),
-                }
+                crate::engine::as_stored(df, |why| self.usage(why))
             }
             Ok(f) => Err(self.usage(format!("its event_date is {}, not a DATE", f.data_type()))),
             Err(_) => Err(self.usage("it returns no event_date column".to_string())),

@@ -627,6 +627,20 @@ pub fn unstorable_column(schema: &Schema) -> Option<String> {
     })
 }
 
+/// `df` as a table of the lake's own SQL stores it: its columns cast to
+/// their [`reader_type`]s, or `problem` of one no reader could take (see
+/// [`unstorable_column`]).
+pub fn as_stored(
+    df: DataFrame,
+    problem: impl FnOnce(String) -> anyhow::Error,
+) -> Result<DataFrame> {
+    let df = with_reader_types(df)?;
+    match unstorable_column(df.schema().as_arrow()) {
+        Some(why) => Err(problem(why)),
+        None => Ok(df),
+    }
+}
+
 /// In the fingerprint of each typed and daily table of the lake's own
 /// SQL, whose columns are cast to [`reader_type`]s: a table built before
 /// they were is rebuilt once, as after an edit of its file (its files'

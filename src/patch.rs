@@ -1167,18 +1167,16 @@ mod tests {
             Field::new("user_id", DataType::Utf8, false),
             Field::new("session_id", DataType::Utf8, true),
         ]));
+        // by_user's ids, users and sessions, with the nested columns.
+        let flat = by_user(&dir.path().join("flat.parquet"));
         let before = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(event_ids()),
+                flat.column(0).clone(),
                 Arc::new(point),
                 Arc::new(tags),
-                Arc::new(StringArray::from_iter_values(
-                    (0..10_000).map(|i| format!("u{:03}", i / 20)),
-                )),
-                Arc::new(StringArray::from_iter(
-                    (0..10_000).map(|i| (i % 13 != 0).then(|| format!("s{:04}", i / 5))),
-                )),
+                flat.column(1).clone(),
+                flat.column(2).clone(),
             ],
         )
         .unwrap();

@@ -1907,14 +1907,9 @@ async fn plan_typed(work: &SessionContext, table: &str, sql: &str) -> Result<Dat
                 anyhow::Error::new(e).context(format!("{source} does not plan"))
             }
         })?;
-    let df = engine::with_reader_types(df)?;
-    match engine::unstorable_column(df.schema().as_arrow()) {
-        Some(why) => Err(crate::error::Failure::in_file(
-            silver::typed_source(table),
-            why,
-        )),
-        None => Ok(df),
-    }
+    engine::as_stored(df, |why| {
+        crate::error::Failure::in_file(silver::typed_source(table), why)
+    })
 }
 
 /// Run one typed table's SQL over `events`, write it under `out`, and

@@ -1035,16 +1035,7 @@ fn a_session_whose_start_moves_is_patched_on_both_dates() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     lake_before_a_patch(&lake, tmp.path());
-    let o = cmd(&lake, &["silver", "--json"])
-        .env("EVLAKE_TRACE", "1")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("file(s) patched with new session ids on 2 date(s)"),
-        "{}",
-        stderr(&o)
-    );
+    silver_patching_both_dates(&lake);
     // The 15th did not grow: its one file is patched in place.
     assert_eq!(files_in(&lake, "events", "2024-03-15"), 1);
     assert_eq!(files_in(&lake, "purchases", "2024-03-15"), 1);
@@ -1083,16 +1074,7 @@ fn a_typed_table_with_nested_columns_is_patched_too() {
     )
     .unwrap();
     lake_before_a_patch(&lake, tmp.path());
-    let o = cmd(&lake, &["silver", "--json"])
-        .env("EVLAKE_TRACE", "1")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("file(s) patched with new session ids on 2 date(s)"),
-        "{}",
-        stderr(&o)
-    );
+    silver_patching_both_dates(&lake);
     let rows = |lake: &Path| {
         let o = run(
             lake,
@@ -1123,6 +1105,21 @@ fn a_typed_table_with_nested_columns_is_patched_too() {
             "SELECT count(DISTINCT session_id) FROM tagged WHERE user_id = 'u'"
         ),
         ["1"]
+    );
+}
+
+/// Run silver on a lake from [`lake_before_a_patch`]: it patches the
+/// built files of both dates.
+fn silver_patching_both_dates(lake: &Path) {
+    let o = cmd(lake, &["silver", "--json"])
+        .env("EVLAKE_TRACE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("file(s) patched with new session ids on 2 date(s)"),
+        "{}",
+        stderr(&o)
     );
 }
 
