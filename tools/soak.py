@@ -47,9 +47,10 @@ def ev(lake, *args, check=True):
 
 # A lake's own typed table, for the lakes that have one (the others
 # dump it as an error, alike). With a struct and a list column: late
-# batches patch its files' session ids past their nested leaves.
+# batches patch its files' session ids past their nested leaves. (No
+# `page_url,` but the selected one: the edit below replaces each.)
 OWN_TYPED = """SELECT event_id, user_id, session_id, event_timestamp, event_date, page_url,
-       named_struct('url', page_url, 'n', 1) AS link, [event_type] AS kinds,
+       named_struct('n', 1, 'url', page_url) AS link, [event_type] AS kinds,
        0 AS _warnings
 FROM events WHERE event_type = 'page_view'
 """
