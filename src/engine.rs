@@ -582,27 +582,12 @@ pub fn is_month_day_nano(t: &DataType) -> bool {
 /// store, or that a reader of the lake cannot read, as the problem of
 /// its file, found before a run writes a row: the writer panicked on a
 /// union (exit 1 with a backtrace) and failed on an interval as on a
-/// machine's error; Spark refuses a whole table for a decimal of more
-/// than 38 digits (so does Polars; DuckDB reads a float) or a time of
-/// day, which it has no type for.
+/// machine's error (see [`unwritable_column`]); Spark refuses a whole
+/// table for a decimal of more than 38 digits (so does Polars; DuckDB
+/// reads a float) or a time of day, which it has no type for.
 pub fn unstorable_column(schema: &Schema) -> Option<String> {
-    if let Some(f) = first_column_with(schema, is_union) {
-        return Some(format!(
-            "returns column `{}`, a union of types (a JSON member read with `->`), which \
-             Parquet cannot store: read it as text with `->>` (`properties->>'key'`) or typed \
-             with json_get_str, json_get_int or json_get_float",
-            f.name()
-        ));
-    }
-    if let Some(f) = first_column_with(schema, is_month_day_nano) {
-        return Some(format!(
-            "returns column `{}` ({}), an interval of months, days and nanoseconds, which \
-             Parquet cannot store: write it as text, CAST({} AS VARCHAR), or subtract two \
-             times, which gives a duration",
-            f.name(),
-            f.data_type(),
-            f.name()
-        ));
+    if let Some(why) = unwritable_column(schema) {
+        return Some(why);
     }
     if let Some(f) = first_column_with(schema, |t| matches!(t, DataType::Decimal256(..))) {
         return Some(format!(
@@ -625,6 +610,32 @@ pub fn unstorable_column(schema: &Schema) -> Option<String> {
             f.name()
         )
     })
+}
+
+/// A column no Parquet file can hold at all: arrow's writer panics on a
+/// union and fails on an interval of months, days and nanoseconds. What
+/// only evlake reads back (a state model's snapshot) is refused for
+/// these alone.
+pub fn unwritable_column(schema: &Schema) -> Option<String> {
+    if let Some(f) = first_column_with(schema, is_union) {
+        return Some(format!(
+            "returns column `{}`, a union of types (a JSON member read with `->`), which \
+             Parquet cannot store: read it as text with `->>` (`properties->>'key'`) or typed \
+             with json_get_str, json_get_int or json_get_float",
+            f.name()
+        ));
+    }
+    if let Some(f) = first_column_with(schema, is_month_day_nano) {
+        return Some(format!(
+            "returns column `{}` ({}), an interval of months, days and nanoseconds, which \
+             Parquet cannot store: write it as text, CAST({} AS VARCHAR), or subtract two \
+             times, which gives a duration",
+            f.name(),
+            f.data_type(),
+            f.name()
+        ));
+    }
+    None
 }
 
 /// `df` as a table of the lake's own SQL stores it: its columns cast to

@@ -896,6 +896,16 @@ async fn combined(
     merges_rows(model, delta_aggregates, &state)?;
     let state = crate::engine::with_reader_types(state)?;
     if to_store {
+        // A snapshot is a Parquet file: a column none can hold made the
+        // writer panic (a union) or fail as on a machine's error.
+        if let Some(why) = crate::engine::unwritable_column(state.schema().as_arrow()) {
+            return Err(Failure::Usage(format!(
+                "{} {why}; a snapshot stores combine's rows in Parquet, so this model can \
+                 have none as it is (its answers replay every event instead)",
+                model.what("combine")
+            ))
+            .into());
+        }
         // Plan combine over its own rows and delta's, as every answer
         // from the snapshot will: a column whose type combine changes
         // into one it does not accept (`CAST(SUM(n) AS VARCHAR)`) would

@@ -817,18 +817,30 @@ pub fn write_json_rows(out: &mut impl Write, batches: &[RecordBatch]) -> Result<
 /// types anywhere in a column (Arrow's JSON writer refuses it, the
 /// Parquet writer panics).
 fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -> Result<()> {
+    let flag = match format {
+        Format::Table => return Ok(()),
+        Format::Csv => "--format csv",
+        Format::Json => "--format json",
+        Format::Parquet => "--format parquet",
+    };
+    holds(schema, format, flag)
+}
+
+/// Whether a `--json` summary can carry rows of `schema` (`state
+/// --json`), checked before it writes a byte: arrow's JSON writer failed
+/// on a union midway, after the summary's first members were out.
+pub fn json_summary_holds(schema: &datafusion::arrow::datatypes::Schema) -> Result<()> {
+    holds(schema, Format::Json, "--json")
+}
+
+/// [`format_holds`], for the option `flag` that asked for `format`.
+fn holds(schema: &datafusion::arrow::datatypes::Schema, format: Format, flag: &str) -> Result<()> {
     use datafusion::arrow::datatypes::DataType;
     let first = |is: fn(&DataType) -> bool| engine::first_column_with(schema, is);
     let usage = |m: String| -> Result<()> { Err(Failure::Usage(m).into()) };
-    let flag = match format {
-        Format::Table => return Ok(()),
-        Format::Csv => "csv",
-        Format::Json => "json",
-        Format::Parquet => "parquet",
-    };
     if let Some(f) = first(engine::is_union) {
         return usage(format!(
-            "--format {flag} cannot hold column `{}` (a JSON member as `->` gives it, a union \
+            "{flag} cannot hold column `{}` (a JSON member as `->` gives it, a union \
              of types): read it as text with `->>` (`(properties->>'key')`) or \
              json_as_text(properties, 'key'), or show it with --format table",
             f.name()
@@ -879,7 +891,7 @@ fn format_holds(schema: &datafusion::arrow::datatypes::Schema, format: Format) -
     };
     match cannot {
         Some((f, instead)) => usage(format!(
-            "--format {flag} cannot hold column `{}` ({}): {instead}",
+            "{flag} cannot hold column `{}` ({}): {instead}",
             f.name(),
             f.data_type()
         )),

@@ -181,6 +181,11 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
             ),
         );
     }
+    if args.json
+        && let Some(b) = rows.first()
+    {
+        super::query::json_summary_holds(&b.schema())?;
+    }
     if args.json {
         // The rows go out as Arrow's JSON writer wrote them, spliced in as
         // the summary's last member: a state can have many rows, and
