@@ -2386,10 +2386,11 @@ fn first_expr_problem(
 /// Can DataFusion 55's `min` and `max` order values of type `t`? Not a
 /// map, a list of lists, structs or maps, or a struct holding a list or a
 /// map: it plans them and then fails as it runs with an internal error
-/// ("Min/Max accumulator not implemented", "Uncomparable values").
+/// ("Min/Max accumulator not implemented", "Uncomparable values"). Nor a
+/// union (a JSON member read with `->`).
 fn min_max_orders(t: &DataType) -> bool {
     match t {
-        DataType::Map(..) => false,
+        DataType::Map(..) | DataType::Union(..) => false,
         DataType::List(f)
         | DataType::LargeList(f)
         | DataType::FixedSizeList(f, _)
@@ -2423,7 +2424,14 @@ fn unorderable_in_aggregate(plan: &datafusion::logical_expr::LogicalPlan) -> Opt
             && let Ok(t) = arg.get_type(input)
             && !min_max_orders(&t)
         {
-            return Some(if let DataType::Map(..) = t {
+            return Some(if is_union(&t) {
+                format!(
+                    "`{name}` of a JSON member read with `->`, a union of types, which \
+                     DataFusion 55 does not order: take it of the member as text, \
+                     `{name}(properties->>'k')`, or as a number, \
+                     `{name}(json_get_float(properties, 'k'))`"
+                )
+            } else if let DataType::Map(..) = t {
                 format!(
                     "`{name}` of a map, which DataFusion 55 does not order: take it of a \
                      key's value, `{name}(m['k'])`"
@@ -2447,7 +2455,8 @@ fn unorderable_in_aggregate(plan: &datafusion::logical_expr::LogicalPlan) -> Opt
             .order_by
             .iter()
             .filter_map(|key| key.expr.get_type(input).ok())
-            .find(|t| !min_max_orders(t))?;
+            // (A union key orders there, as in a query's ORDER BY.)
+            .find(|t| !is_union(t) && !min_max_orders(t))?;
         Some(format!(
             "`{name}(... ORDER BY k)` with `k` of {t}, which DataFusion 55 does not order \
              inside an aggregate (a map, a list of lists, structs or maps, or a struct holding \
@@ -7846,6 +7855,8 @@ mod tests {
             "SELECT s, max(make_array(named_struct('a', x))) FROM t GROUP BY s",
             "SELECT last_value(x ORDER BY map(['a'], [x])) FROM t",
             "SELECT s, array_agg(x ORDER BY make_array(make_array(x))) FROM t GROUP BY s",
+            "SELECT max(s->'a') FROM t",
+            "SELECT x, min(s->'a') OVER (ORDER BY ts) FROM t",
         ] {
             let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
                 .map(|_| ())
@@ -7862,7 +7873,7 @@ mod tests {
                    l, max(named_struct('a', make_array(x))['a']) AS f, max(named_struct('a', \
                    named_struct('b', x))) AS n, max(make_array(x)) AS a, array_agg(x ORDER BY \
                    make_array(make_array(x))[1]) AS o, last_value(x ORDER BY map(['a'], \
-                   [x])['a']) AS p FROM t";
+                   [x])['a']) AS p, max(s->>'a') AS j, array_agg(x ORDER BY s->'a') AS u FROM t";
         checked_plan(sql, ctx.sql(sql).await.unwrap())
             .unwrap()
             .collect()
