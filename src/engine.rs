@@ -1132,6 +1132,7 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         .or_else(|| window_in_filter(df.logical_plan()))
         .or_else(|| window_value_arguments(df.logical_plan()))
         .or_else(|| unorderable_in_aggregate(df.logical_plan()))
+        .or_else(|| union_equality(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
@@ -2381,6 +2382,104 @@ fn first_expr_problem(
         })
     });
     found
+}
+
+/// Two JSON members read with `->` (unions of types) compared for
+/// equality, or one matched against a subquery's: DataFusion 55 joins on
+/// them (an `ON`, a `WHERE` across two tables, `IN` or `EXISTS` with a
+/// subquery) by their values' bytes, so a member missing on both sides
+/// matched, where SQL's NULL = NULL matches nothing (every event joined
+/// every other on a member none had), and INTERSECT and EXCEPT of them
+/// failed as they ran, an internal error. Compared with anything else, a
+/// member is cast to its type, and its NULLs are SQL's.
+fn union_equality(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+    let problem = |what: String| {
+        format!(
+            "{what} two JSON members read with `->` (unions of types), which DataFusion 55 \
+             joins on wrongly: a member missing on both sides matched (SQL's NULL = NULL \
+             matches nothing), and INTERSECT and EXCEPT of them failed as they ran; compare \
+             them as text, `(a.properties->>'k') = (b.properties->>'k')`, or typed, \
+             `json_get_int(a.properties, 'k') = json_get_int(b.properties, 'k')`"
+        )
+    };
+    // `e.properties->'k'` as written, not DataFusion's `json_get(...) AS ...`.
+    fn written(e: &Expr) -> String {
+        match e.clone().unalias_nested().data {
+            Expr::ScalarFunction(f) if f.func.name() == "json_get" => {
+                let mut text = match f.args.first() {
+                    Some(Expr::Column(c)) | Some(Expr::OuterReferenceColumn(_, c)) => c.flat_name(),
+                    Some(other) => written(other),
+                    None => return e.to_string(),
+                };
+                for key in &f.args[1..] {
+                    match key {
+                        Expr::Literal(
+                            datafusion::common::ScalarValue::Utf8(Some(k))
+                            | datafusion::common::ScalarValue::Utf8View(Some(k))
+                            | datafusion::common::ScalarValue::LargeUtf8(Some(k)),
+                            _,
+                        ) => text += &format!("->'{k}'"),
+                        other => text += &format!("->{other}"),
+                    }
+                }
+                text
+            }
+            Expr::Column(c) => c.flat_name(),
+            other => other.to_string(),
+        }
+    }
+    let union_in = |e: &Expr, schema: &datafusion::common::DFSchema| {
+        e.get_type(schema).is_ok_and(|t| is_union(&t))
+    };
+    let mut found = None;
+    // Keys a join plans with (USING, NATURAL, INTERSECT, EXCEPT).
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Join(j) = node
+            && let Some((l, r)) =
+                j.on.iter()
+                    .find(|(l, r)| union_in(l, j.left.schema()) || union_in(r, j.right.schema()))
+        {
+            found = Some(problem(format!(
+                "a join (or INTERSECT, EXCEPT) on `{l}` = `{r}` matches"
+            )));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found.or_else(|| {
+        first_expr_problem(plan, |e, input| match e {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op:
+                    op @ (Operator::Eq
+                    | Operator::NotEq
+                    | Operator::IsNotDistinctFrom
+                    | Operator::IsDistinctFrom),
+                right,
+            }) if union_in(left, input) && union_in(right, input) => Some(problem(format!(
+                "`{} {op} {}` compares",
+                written(left),
+                written(right)
+            ))),
+            Expr::InSubquery(s)
+                if union_in(&s.expr, input)
+                    && s.subquery
+                        .subquery
+                        .schema()
+                        .fields()
+                        .first()
+                        .is_some_and(|f| is_union(f.data_type())) =>
+            {
+                Some(problem(format!(
+                    "`{} IN (subquery)` compares",
+                    written(&s.expr)
+                )))
+            }
+            _ => None,
+        })
+    })
 }
 
 /// Can DataFusion 55's `min` and `max` order values of type `t`? Not a
@@ -6720,6 +6819,69 @@ mod tests {
                     .contains("`NOT EXISTS (SELECT 1 FROM ... WHERE <the subquery's conditions>"),
                 "{condition}: {e}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn two_json_members_are_not_joined_on() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT * FROM (VALUES ('e1', '{\"k\":1}'), ('e2', '{}'), \
+             ('e3', '{}')) AS v(id, properties)",
+        )
+        .await
+        .unwrap();
+        // DataFusion 55 matched e2 and e3's missing members with each other
+        // (and each with itself): 5 rows where SQL gives 1.
+        for sql in [
+            "SELECT a.id FROM t a JOIN t b ON (a.properties->'k') = (b.properties->'k')",
+            "SELECT a.id FROM t a, t b WHERE (a.properties->'k') = (b.properties->'k')",
+            "SELECT id FROM t WHERE (properties->'k') IN (SELECT properties->'k' FROM t)",
+            "SELECT id FROM t a WHERE EXISTS (SELECT 1 FROM t b WHERE (b.properties->'k') = \
+             (a.properties->'k'))",
+            "SELECT properties->'k' AS m FROM t INTERSECT SELECT properties->'k' FROM t",
+            "SELECT properties->'k' AS m FROM t EXCEPT SELECT properties->'k' FROM t",
+        ] {
+            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                said.contains(
+                    "two JSON members read with `->` (unions of types), which \
+                     DataFusion 55 joins on wrongly"
+                ) && said.replace(" -> ", "->").contains("properties->'k'"),
+                "{sql}: {said}"
+            );
+        }
+        // As text or typed, or against anything but another member, the
+        // missing members are NULLs that match nothing.
+        for sql in [
+            "SELECT a.id FROM t a JOIN t b ON (a.properties->>'k') = (b.properties->>'k')",
+            "SELECT a.id FROM t a JOIN t b ON json_get_int(a.properties, 'k') = \
+             json_get_int(b.properties, 'k')",
+            "SELECT a.id FROM t a JOIN (SELECT 1 AS k UNION ALL SELECT NULL) b \
+             ON (a.properties->'k') = b.k",
+            "SELECT id FROM t WHERE (properties->'k') IN (SELECT json_get_int(properties, 'k') \
+             FROM t)",
+        ] {
+            let rows = checked_plan(sql, ctx.sql(sql).await.unwrap())
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let ids = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                rows.iter().map(|b| b.num_rows()).sum::<usize>(),
+                1,
+                "{sql}: {ids}"
+            );
+            assert!(ids.contains("e1"), "{sql}: {ids}");
         }
     }
 
