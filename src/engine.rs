@@ -1132,7 +1132,7 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         .or_else(|| window_in_filter(df.logical_plan()))
         .or_else(|| window_value_arguments(df.logical_plan()))
         .or_else(|| unorderable_in_aggregate(df.logical_plan()))
-        .or_else(|| union_equality(df.logical_plan()))
+        .or_else(|| union_misuse(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
         return Err(datafusion::error::DataFusionError::Plan(problem));
@@ -2384,24 +2384,50 @@ fn first_expr_problem(
     found
 }
 
-/// Two JSON members read with `->` (unions of types) compared for
-/// equality, or one matched against a subquery's: DataFusion 55 joins on
-/// them (an `ON`, a `WHERE` across two tables, `IN` or `EXISTS` with a
-/// subquery) by their values' bytes, so a member missing on both sides
-/// matched, where SQL's NULL = NULL matches nothing (every event joined
-/// every other on a member none had), and INTERSECT and EXCEPT of them
-/// failed as they ran, an internal error. Compared with anything else, a
-/// member is cast to its type, and its NULLs are SQL's.
-fn union_equality(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
+/// A JSON member read with `->` (a union of types: json_get's) used
+/// where DataFusion 55 gets it wrong. A union has no NULLs of its own (a
+/// missing member is its `null` member), and most of DataFusion passes
+/// over that:
+/// - two compared (`=`, `<`, `IN`, and so a join on them, `IN` or
+///   `EXISTS` with a subquery): two missing members were equal, so a join
+///   matched every event lacking it with every other (SQL's NULL = NULL
+///   matches nothing); INTERSECT and EXCEPT of them failed as they ran;
+/// - `IGNORE NULLS` (first_value, last_value, nth_value, lag, lead) did
+///   not pass over a missing member;
+/// - other functions and operators converted it each their own way:
+///   `concat` dropped a number, `||`, `nvl` and `string_agg` gave NULL,
+///   `nullif` gave NULL on every row, `IS TRUE` was false for `true`.
+///
+/// What is right stays allowed: showing, CAST, `IS NULL`, a comparison
+/// with a value of another type (a cast of the member), `BETWEEN` and
+/// `IN` a list of values, CASE's results, coalesce, greatest, least,
+/// the json_ functions and `->` again, grouping, ordering, DISTINCT,
+/// count, approx_distinct, array_agg, lag, lead and the window value
+/// functions (min and max are [`unorderable_in_aggregate`]'s).
+fn union_misuse(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::expr::{NullTreatment, WindowFunctionDefinition};
     use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
-    let problem = |what: String| {
+    const READ: &str = "read the member as text, `properties->>'k'`, or typed, \
+                        `json_get_int(properties, 'k')` (json_get_float, json_get_str, \
+                        json_get_bool)";
+    let compared = |what: String| {
         format!(
             "{what} two JSON members read with `->` (unions of types), which DataFusion 55 \
-             joins on wrongly: a member missing on both sides matched (SQL's NULL = NULL \
-             matches nothing), and INTERSECT and EXCEPT of them failed as they ran; compare \
-             them as text, `(a.properties->>'k') = (b.properties->>'k')`, or typed, \
+             compares wrongly: a member missing on both sides is equal (SQL's NULL = NULL \
+             matches nothing), so a join on them matched every event lacking it with every \
+             other, and INTERSECT and EXCEPT of them failed as they ran; compare them as text, \
+             `(a.properties->>'k') = (b.properties->>'k')`, or typed, \
              `json_get_int(a.properties, 'k') = json_get_int(b.properties, 'k')`"
+        )
+    };
+    let misused = |what: String| {
+        format!(
+            "{what} of a JSON member read with `->` (a union of types), which DataFusion 55 \
+             converts each its own way (`concat` dropped a number; `||`, `nvl` and \
+             `string_agg` gave NULL): {READ}. A member read with `->` can be shown, cast, \
+             tested with IS NULL, compared with a value, grouped, ordered, counted, and read \
+             further with `->` and the json_ functions"
         )
     };
     // `e.properties->'k'` as written, not DataFusion's `json_get(...) AS ...`.
@@ -2441,44 +2467,145 @@ fn union_equality(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String
                 j.on.iter()
                     .find(|(l, r)| union_in(l, j.left.schema()) || union_in(r, j.right.schema()))
         {
-            found = Some(problem(format!(
-                "a join (or INTERSECT, EXCEPT) on `{l}` = `{r}` matches"
+            found = Some(compared(format!(
+                "a join (or INTERSECT, EXCEPT) on `{}` = `{}` matches",
+                written(l),
+                written(r)
             )));
             return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
     });
-    found.or_else(|| {
-        first_expr_problem(plan, |e, input| match e {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op:
-                    op @ (Operator::Eq
-                    | Operator::NotEq
-                    | Operator::IsNotDistinctFrom
-                    | Operator::IsDistinctFrom),
-                right,
-            }) if union_in(left, input) && union_in(right, input) => Some(problem(format!(
-                "`{} {op} {}` compares",
-                written(left),
-                written(right)
-            ))),
-            Expr::InSubquery(s)
-                if union_in(&s.expr, input)
-                    && s.subquery
-                        .subquery
-                        .schema()
-                        .fields()
-                        .first()
-                        .is_some_and(|f| is_union(f.data_type())) =>
-            {
-                Some(problem(format!(
-                    "`{} IN (subquery)` compares",
-                    written(&s.expr)
-                )))
+    if found.is_some() {
+        return found;
+    }
+    // Aggregates and window functions that take a member as it is.
+    const KEEPS: &[&str] = &[
+        "count",
+        "approx_distinct",
+        "array_agg",
+        "first_value",
+        "last_value",
+        "nth_value",
+        "lag",
+        "lead",
+        "min",
+        "max",
+    ];
+    first_expr_problem(plan, |e, input| {
+        let union = |x: &Expr| union_in(x, input);
+        let ignoring = |name: &str, args: &[Expr], nulls: &Option<NullTreatment>| {
+            if !args.iter().any(union) {
+                None
+            } else if *nulls == Some(NullTreatment::IgnoreNulls) {
+                Some(format!(
+                    "`{name}(...) IGNORE NULLS` of a JSON member read with `->` (a union of \
+                     types) does not pass over a missing member in DataFusion 55 (it gave NULL \
+                     where an earlier row had a value): {READ}"
+                ))
+            } else if KEEPS.contains(&name) {
+                None
+            } else {
+                Some(misused(format!("`{name}`")))
             }
-            _ => None,
-        })
+        };
+        match e {
+            Expr::Alias(_)
+            | Expr::Column(_)
+            | Expr::Cast(_)
+            | Expr::TryCast(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::Case(_)
+            | Expr::GroupingSet(_) => None,
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let comparison = matches!(
+                    op,
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                );
+                match (union(left), union(right)) {
+                    (true, true) if comparison => Some(compared(format!(
+                        "`{} {op} {}` compares",
+                        written(left),
+                        written(right)
+                    ))),
+                    (false, false) => None,
+                    _ if comparison => None,
+                    _ => Some(misused(format!("`{op}`"))),
+                }
+            }
+            Expr::Between(b) => (union(&b.expr) && (union(&b.low) || union(&b.high)))
+                .then(|| compared(format!("`{} BETWEEN ...` compares", written(&b.expr)))),
+            Expr::InList(l) => (union(&l.expr) && l.list.iter().any(union))
+                .then(|| compared(format!("`{} IN (...)` compares", written(&l.expr)))),
+            Expr::InSubquery(s) => (union(&s.expr)
+                && s.subquery
+                    .subquery
+                    .schema()
+                    .fields()
+                    .first()
+                    .is_some_and(|f| is_union(f.data_type())))
+            .then(|| compared(format!("`{} IN (subquery)` compares", written(&s.expr)))),
+            Expr::ScalarFunction(f) => {
+                let name = f.func.name();
+                (f.args.iter().any(union)
+                    && !name.starts_with("json_")
+                    && !matches!(
+                        name,
+                        "coalesce"
+                            | "greatest"
+                            | "least"
+                            | "make_array"
+                            | "named_struct"
+                            | "struct"
+                            | "arrow_typeof"
+                    ))
+                .then(|| misused(format!("`{name}`")))
+            }
+            Expr::AggregateFunction(f) => {
+                ignoring(f.func.name(), &f.params.args, &f.params.null_treatment)
+            }
+            Expr::WindowFunction(w) => {
+                let name = match &w.fun {
+                    WindowFunctionDefinition::AggregateUDF(f) => f.name(),
+                    WindowFunctionDefinition::WindowUDF(f) => f.name(),
+                };
+                ignoring(name, &w.params.args, &w.params.null_treatment)
+            }
+            other => {
+                let mut direct = false;
+                let _ = other.apply_children(|c| {
+                    direct = union(c);
+                    Ok(if direct {
+                        TreeNodeRecursion::Stop
+                    } else {
+                        TreeNodeRecursion::Continue
+                    })
+                });
+                let what = match other {
+                    Expr::Not(_) => "NOT",
+                    Expr::Negative(_) => "-",
+                    Expr::Like(l) if l.case_insensitive => "ILIKE",
+                    Expr::Like(_) => "LIKE",
+                    Expr::SimilarTo(_) => "SIMILAR TO",
+                    Expr::IsTrue(_) => "IS TRUE",
+                    Expr::IsFalse(_) => "IS FALSE",
+                    Expr::IsUnknown(_) => "IS UNKNOWN",
+                    Expr::IsNotTrue(_) => "IS NOT TRUE",
+                    Expr::IsNotFalse(_) => "IS NOT FALSE",
+                    Expr::IsNotUnknown(_) => "IS NOT UNKNOWN",
+                    other => other.variant_name(),
+                };
+                direct.then(|| misused(format!("`{what}`")))
+            }
+        }
     })
 }
 
@@ -6823,7 +6950,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn two_json_members_are_not_joined_on() {
+    async fn a_json_member_read_with_an_arrow_is_refused_where_datafusion_gets_it_wrong() {
         let ctx = Engine::new(&EngineOptions::default())
             .unwrap()
             .bare()
@@ -6844,6 +6971,8 @@ mod tests {
              (a.properties->'k'))",
             "SELECT properties->'k' AS m FROM t INTERSECT SELECT properties->'k' FROM t",
             "SELECT properties->'k' AS m FROM t EXCEPT SELECT properties->'k' FROM t",
+            "SELECT id FROM t WHERE (properties->'k') < (properties->'j')",
+            "SELECT id FROM t WHERE (properties->'k') IN (properties->'j', 1)",
         ] {
             let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
                 .map(|_| ())
@@ -6852,11 +6981,67 @@ mod tests {
             assert!(
                 said.contains(
                     "two JSON members read with `->` (unions of types), which \
-                     DataFusion 55 joins on wrongly"
+                     DataFusion 55 compares wrongly"
                 ) && said.replace(" -> ", "->").contains("properties->'k'"),
                 "{sql}: {said}"
             );
         }
+        // Functions and operators that converted a member each their own
+        // way (on e1, `concat` gave 'x' and `||`, nvl, nullif and
+        // string_agg NULL), and IGNORE NULLS, which kept a missing member.
+        for (sql, what) in [
+            ("SELECT concat(properties->'k', 'x') FROM t", "`concat` of"),
+            ("SELECT (properties->'k') || 'x' FROM t", "`||` of"),
+            ("SELECT nvl(properties->'k', 0) FROM t", "`nvl` of"),
+            ("SELECT nullif(properties->'k', 2) FROM t", "`nullif` of"),
+            (
+                "SELECT string_agg(properties->'k', ',') FROM t",
+                "`string_agg` of",
+            ),
+            ("SELECT (properties->'k') IS TRUE FROM t", "`IS TRUE` of"),
+            (
+                "SELECT first_value(properties->'k' ORDER BY id) IGNORE NULLS FROM t",
+                "`first_value(...) IGNORE NULLS` of",
+            ),
+            (
+                "SELECT lag(properties->'k') IGNORE NULLS OVER (ORDER BY id) FROM t",
+                "`lag(...) IGNORE NULLS` of",
+            ),
+        ] {
+            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                said.contains(&format!(
+                    "{what} a JSON member read with `->` (a union of types)"
+                )) && said.contains("`properties->>'k'`"),
+                "{sql}: {said}"
+            );
+        }
+        // What DataFusion does right with a member stays allowed.
+        let sql = "SELECT id, properties->'k' AS m, CAST(properties->'k' AS VARCHAR) AS s, \
+                   (properties->'k') IS NULL AS missing, (properties->'k') = 1 AS one, \
+                   (properties->'k') BETWEEN 0 AND 2 AS near, (properties->'k') IN (1, 2) AS \
+                   listed, CASE WHEN id = 'e1' THEN properties->'k' END AS c, \
+                   coalesce(properties->'k', properties->'j') AS co, \
+                   json_get_int(properties->'k') AS typed, count(*) OVER (PARTITION BY \
+                   properties->'k') AS peers, lag(properties->'k') OVER (ORDER BY id) AS prev, \
+                   first_value(properties->'k') OVER (ORDER BY id) AS first \
+                   FROM t ORDER BY properties->'k', id";
+        checked_plan(sql, ctx.sql(sql).await.unwrap())
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let sql = "SELECT properties->'k' AS m, count(*) AS n, count(DISTINCT properties->'k') \
+                   AS d, array_agg(properties->'k' ORDER BY id) AS a FROM t GROUP BY \
+                   properties->'k'";
+        checked_plan(sql, ctx.sql(sql).await.unwrap())
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         // As text or typed, or against anything but another member, the
         // missing members are NULLs that match nothing.
         for sql in [
