@@ -2401,7 +2401,8 @@ fn first_expr_problem(
 /// What is right stays allowed: showing, CAST, `IS NULL`, a comparison
 /// with a value of another type (a cast of the member), `BETWEEN` and
 /// `IN` a list of values, CASE's results, coalesce, greatest, least,
-/// the json_ functions and `->` again, grouping, ordering, DISTINCT,
+/// the json_ functions (not json_length or json_object_keys, which gave
+/// NULL of an object) and `->` again, grouping, ordering, DISTINCT,
 /// count, approx_distinct, array_agg, lag, lead and the window value
 /// functions (min and max are [`unorderable_in_aggregate`]'s).
 fn union_misuse(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
@@ -2555,19 +2556,16 @@ fn union_misuse(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> 
             .then(|| compared(format!("`{} IN (subquery)` compares", written(&s.expr)))),
             Expr::ScalarFunction(f) => {
                 let name = f.func.name();
-                (f.args.iter().any(union)
-                    && !name.starts_with("json_")
-                    && !matches!(
-                        name,
-                        "coalesce"
-                            | "greatest"
-                            | "least"
-                            | "make_array"
-                            | "named_struct"
-                            | "struct"
-                            | "arrow_typeof"
-                    ))
-                .then(|| misused(format!("`{name}`")))
+                // json_length and json_object_keys of a member that is
+                // an object gave NULL (of the same JSON as text: its size
+                // and keys).
+                let takes_it = match name {
+                    "json_length" | "json_object_keys" | "json_members" => false,
+                    "coalesce" | "greatest" | "least" | "make_array" | "named_struct"
+                    | "struct" | "arrow_typeof" => true,
+                    _ => name.starts_with("json_"),
+                };
+                (f.args.iter().any(union) && !takes_it).then(|| misused(format!("`{name}`")))
             }
             Expr::AggregateFunction(f) => {
                 ignoring(f.func.name(), &f.params.args, &f.params.null_treatment)
@@ -6999,6 +6997,14 @@ mod tests {
                 "`string_agg` of",
             ),
             ("SELECT (properties->'k') IS TRUE FROM t", "`IS TRUE` of"),
+            (
+                "SELECT json_length(properties->'a') FROM t",
+                "`json_length` of",
+            ),
+            (
+                "SELECT json_object_keys(properties->'a') FROM t",
+                "`json_object_keys` of",
+            ),
             (
                 "SELECT first_value(properties->'k' ORDER BY id) IGNORE NULLS FROM t",
                 "`first_value(...) IGNORE NULLS` of",
