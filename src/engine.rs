@@ -4212,6 +4212,18 @@ fn passed_over(statement: &datafusion::sql::parser::Statement) -> datafusion::er
             if let Some(fetch) = &query.fetch {
                 ties_or_percent(fetch.with_ties, fetch.percent)?;
             }
+            // ClickHouse's LIMIT BY: DataFusion 55 said "No field named
+            // user_id" of a column the query selects.
+            if let Some(datafusion::sql::sqlparser::ast::LimitClause::LimitOffset {
+                limit_by, ..
+            }) = &query.limit_clause
+                && let Some(first) = limit_by.first()
+            {
+                return ControlFlow::Break(format!(
+                    "`LIMIT n BY {first}` (ClickHouse's): the first n rows of each `{first}` are \
+                     `QUALIFY row_number() OVER (PARTITION BY {first} ORDER BY x) <= n`"
+                ));
+            }
             match multiset(&query.body) {
                 Some(op) => ControlFlow::Break(format!(
                     "`{op} ALL`, which DataFusion 55 answers as {}, with no error; for SQL's \
@@ -7736,6 +7748,12 @@ mod tests {
                  OVER () * 0.10)`",
                 "SELECT x FROM t QUALIFY row_number() OVER (ORDER BY x) <= ceil(count(*) OVER \
                  () * 0.10)",
+            ),
+            (
+                "SELECT s, x FROM t ORDER BY x LIMIT 1 BY s",
+                "the first n rows of each `s` are `QUALIFY row_number() OVER (PARTITION BY s \
+                 ORDER BY x) <= n`",
+                "SELECT s, x FROM t QUALIFY row_number() OVER (PARTITION BY s ORDER BY x) <= 1",
             ),
         ] {
             let said = planned(&ctx, sql, Default::default())
