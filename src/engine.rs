@@ -5465,6 +5465,24 @@ mod tests {
         }
     }
 
+    /// What [`checked`] says of `sql`, which it must refuse.
+    async fn refused(ctx: &datafusion::prelude::SessionContext, sql: &str) -> String {
+        match checked_plan(sql, ctx.sql(sql).await.unwrap()) {
+            Ok(_) => panic!("{sql}: not refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The rows of `sql`, which [`checked`] must pass and which must run.
+    async fn checked_rows(
+        ctx: &datafusion::prelude::SessionContext,
+        sql: &str,
+    ) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+        let df =
+            checked_plan(sql, ctx.sql(sql).await.unwrap()).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        df.collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// The rows `sql` gives as a table, planned as [`planned`] plans a
     /// user's SQL, or as DataFusion alone plans it.
     async fn table_of(
@@ -6984,10 +7002,7 @@ mod tests {
             "SELECT id FROM t WHERE (properties->'k') < (properties->'j')",
             "SELECT id FROM t WHERE (properties->'k') IN (properties->'j', 1)",
         ] {
-            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
-                .map(|_| ())
-                .unwrap_err()
-                .to_string();
+            let said = refused(&ctx, sql).await;
             assert!(
                 said.contains(
                     "two JSON members read with `->` (unions of types), which \
@@ -7026,10 +7041,7 @@ mod tests {
                 "`lag(...) IGNORE NULLS` of",
             ),
         ] {
-            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
-                .map(|_| ())
-                .unwrap_err()
-                .to_string();
+            let said = refused(&ctx, sql).await;
             assert!(
                 said.contains(&format!(
                     "{what} a JSON member read with `->` (a union of types)"
@@ -7047,19 +7059,11 @@ mod tests {
                    properties->'k') AS peers, lag(properties->'k') OVER (ORDER BY id) AS prev, \
                    first_value(properties->'k') OVER (ORDER BY id) AS first \
                    FROM t ORDER BY properties->'k', id";
-        checked_plan(sql, ctx.sql(sql).await.unwrap())
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        checked_rows(&ctx, sql).await;
         let sql = "SELECT properties->'k' AS m, count(*) AS n, count(DISTINCT properties->'k') \
                    AS d, array_agg(properties->'k' ORDER BY id) AS a FROM t GROUP BY \
                    properties->'k'";
-        checked_plan(sql, ctx.sql(sql).await.unwrap())
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        checked_rows(&ctx, sql).await;
         // As text or typed, or against anything but another member, the
         // missing members are NULLs that match nothing.
         for sql in [
@@ -7071,11 +7075,7 @@ mod tests {
             "SELECT id FROM t WHERE (properties->'k') IN (SELECT json_get_int(properties, 'k') \
              FROM t)",
         ] {
-            let rows = checked_plan(sql, ctx.sql(sql).await.unwrap())
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
+            let rows = checked_rows(&ctx, sql).await;
             let ids = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
                 .unwrap()
                 .to_string();
@@ -8021,10 +8021,7 @@ mod tests {
             "SELECT a.x FROM t AS a JOIN t AS b ON a.x = b.x AND row_number() OVER () = 1",
             "SELECT x FROM t WHERE x IN (SELECT y FROM t WHERE y > avg(y) OVER ())",
         ] {
-            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
-                .map(|_| ())
-                .unwrap_err()
-                .to_string();
+            let said = refused(&ctx, sql).await;
             assert!(
                 said.starts_with("Error during planning: a window function, `")
                     && said.contains("(...) OVER (...)`, in WHERE, HAVING or a join's ON, which SQL computes before any window: filter on it with QUALIFY"),
@@ -8035,11 +8032,7 @@ mod tests {
             "SELECT * FROM t QUALIFY x > avg(x) OVER ()",
             "SELECT * FROM (SELECT *, avg(x) OVER () AS a FROM t) WHERE x > a",
         ] {
-            checked_plan(sql, ctx.sql(sql).await.unwrap())
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
+            checked_rows(&ctx, sql).await;
         }
         // Text given to a function that takes only numbers says to cast it
         // or read the JSON member by type, without DataFusion's error for
@@ -8229,10 +8222,7 @@ mod tests {
             "SELECT max(s->'a') FROM t",
             "SELECT x, min(s->'a') OVER (ORDER BY ts) FROM t",
         ] {
-            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
-                .map(|_| ())
-                .unwrap_err()
-                .to_string();
+            let said = refused(&ctx, sql).await;
             assert!(
                 said.starts_with("Error during planning: `")
                     && said.contains(", which DataFusion 55 does not order")
@@ -8245,11 +8235,7 @@ mod tests {
                    named_struct('b', x))) AS n, max(make_array(x)) AS a, array_agg(x ORDER BY \
                    make_array(make_array(x))[1]) AS o, last_value(x ORDER BY map(['a'], \
                    [x])['a']) AS p, max(s->>'a') AS j, array_agg(x ORDER BY s->'a') AS u FROM t";
-        checked_plan(sql, ctx.sql(sql).await.unwrap())
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        checked_rows(&ctx, sql).await;
         // An interval with a first and a last field, and an ISO 8601
         // duration, say how DataFusion writes an interval, which runs.
         let e = ctx
@@ -8348,19 +8334,12 @@ mod tests {
                  frame, a literal from 1: `nth_value(x, 2) OVER (...)`, given 1",
             ),
         ] {
-            let said = checked_plan(sql, ctx.sql(sql).await.unwrap())
-                .map(|_| ())
-                .unwrap_err()
-                .to_string();
+            let said = refused(&ctx, sql).await;
             assert_eq!(said, format!("Error during planning: {says}"), "{sql}");
         }
         let sql = "SELECT first_value(maybe) IGNORE NULLS OVER (ORDER BY ts) AS f, \
                    last_value(x) OVER () AS l, nth_value(x, 1) OVER () AS n FROM t";
-        checked_plan(sql, ctx.sql(sql).await.unwrap())
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        checked_rows(&ctx, sql).await;
         // A RANGE frame without an offset (the default with ORDER BY) over
         // a key DataFusion cannot range over is its peers' rows, as GROUPS,
         // and keeps its name; with an offset it is refused, saying what to
@@ -8429,11 +8408,7 @@ mod tests {
         }
         let sql = "SELECT count(*) OVER (ORDER BY date_part('epoch', CAST(ts AS TIME)) RANGE \
                    BETWEEN 3600 PRECEDING AND CURRENT ROW) FROM t";
-        checked_plan(sql, ctx.sql(sql).await.unwrap())
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        checked_rows(&ctx, sql).await;
         // A column and a CAST of it in GROUP BY say to group by the column
         // alone, and that runs.
         let said = planning_error(
