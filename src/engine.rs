@@ -4952,6 +4952,14 @@ fn hinted_planning_error(err: &datafusion::error::DataFusionError) -> String {
              `string_agg(s, ',' ORDER BY s)`)"
         );
     }
+    // A row of values against a subquery, `(a, b) IN (SELECT x, y ...)`.
+    if text.contains("Too many columns! The subquery should only return one column") {
+        return format!(
+            "{text} (DataFusion 55 takes no `(a, b) IN (SELECT x, y ...)`: write `EXISTS \
+             (SELECT 1 FROM ... WHERE x = a AND y = b)`; a list of rows, `(a, b) IN (('u1', \
+             'purchase'), ...)`, runs)"
+        );
+    }
     // SQL's `FETCH FIRST n ROWS ONLY` and SQL Server's `SELECT TOP n`.
     if text.contains("FETCH clause is not supported") || text.ends_with("not implemented: TOP") {
         return format!("{text} (in DataFusion: `LIMIT n` at the end of the query)");
@@ -7783,6 +7791,11 @@ mod tests {
                 "SELECT decode(s, 'a', 1, 0) FROM t",
                 "(DataFusion's `decode` is `decode(s, 'base64')`, from text to bytes; Oracle's \
                  value by value is `CASE x WHEN 'a' THEN 1 WHEN 'b' THEN 2 ELSE 0 END`)",
+            ),
+            (
+                "SELECT x FROM t WHERE (x, y) IN (SELECT x, y FROM t)",
+                "write `EXISTS (SELECT 1 FROM ... WHERE x = a AND y = b)`; a list of rows, \
+                 `(a, b) IN (('u1', 'purchase'), ...)`, runs)",
             ),
         ] {
             let e = ctx.sql(sql).await.unwrap_err();
