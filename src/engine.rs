@@ -2562,7 +2562,7 @@ fn union_misuse(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> 
                 let takes_it = match name {
                     "json_length" | "json_object_keys" | "json_members" => false,
                     "coalesce" | "greatest" | "least" | "make_array" | "named_struct"
-                    | "struct" | "arrow_typeof" => true,
+                    | "struct" | "arrow_typeof" | "arrow_cast" => true,
                     _ => name.starts_with("json_"),
                 };
                 (f.args.iter().any(union) && !takes_it).then(|| misused(format!("`{name}`")))
@@ -7063,7 +7063,8 @@ mod tests {
                    (properties->'k') BETWEEN 0 AND 2 AS near, (properties->'k') IN (1, 2) AS \
                    listed, CASE WHEN id = 'e1' THEN properties->'k' END AS c, \
                    coalesce(properties->'k', properties->'j') AS co, \
-                   json_get_int(properties->'k') AS typed, count(*) OVER (PARTITION BY \
+                   json_get_int(properties->'k') AS typed, arrow_cast(properties->'k', 'Utf8') \
+                   AS text, count(*) OVER (PARTITION BY \
                    properties->'k') AS peers, lag(properties->'k') OVER (ORDER BY id) AS prev, \
                    first_value(properties->'k') OVER (ORDER BY id) AS first \
                    FROM t ORDER BY properties->'k', id";
