@@ -685,6 +685,27 @@ pub fn with_reader_types(df: DataFrame) -> Result<DataFrame> {
     Ok(df.select(columns)?)
 }
 
+/// The stack of the thread evlake runs on (see main.rs), which plans
+/// SQL: DataFusion plans, optimizes and drops an expression by recursion,
+/// a frame or more per level, and a generated `WHERE id = 'u0' OR id =
+/// 'u1' OR ...` of 500 terms overflowed the 8 MiB a main thread has
+/// (SIGABRT, exit 134, in the debug build `make demo` uses). Only what is
+/// used is backed by memory.
+pub const PLANNING_STACK: usize = 1 << 30;
+
+/// The stack of each thread of a runtime that runs SQL, which evaluates
+/// such an expression by recursion too (tokio's default is 2 MiB).
+pub const WORKER_STACK: usize = 64 << 20;
+
+/// A multi-threaded runtime for DataFusion's work, its threads with
+/// [`WORKER_STACK`]s.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK)
+        .build()
+}
+
 /// A session with `ctx`'s settings, SQL functions and runtime but a
 /// catalog of its own, for relations built on the side (an empty table's
 /// columns, a daily table's one date): its tables do not replace `ctx`'s.
@@ -1456,7 +1477,7 @@ fn with_kept_casts(df: DataFrame) -> datafusion::error::Result<DataFrame> {
 fn with_checked_arithmetic(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DECIMAL256_MAX_PRECISION};
     use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
-    rewritten(df, |e, typed| match e {
+    rewritten_top_down(df, |e, typed| match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply)
                 && (typed(left).is_some_and(|t| t.is_integer())
@@ -1489,6 +1510,33 @@ fn rewritten(
         &dyn Fn(&datafusion::logical_expr::Expr) -> Option<DataType>,
     ) -> Option<datafusion::logical_expr::Expr>,
 ) -> datafusion::error::Result<DataFrame> {
+    rewritten_with(df, false, change)
+}
+
+/// [`rewritten`], top down: `change` types the expressions the user
+/// wrote, not ones it has already replaced. For a replacement that keeps
+/// the type and calls a function of its own: typing a call types each of
+/// its arguments with their names, so typing a chain of them bottom up
+/// took time of the chain's length cubed (`SELECT 1 + 1 + ...`, 200
+/// terms: 20 s in the debug build).
+fn rewritten_top_down(
+    df: DataFrame,
+    change: impl Fn(
+        &datafusion::logical_expr::Expr,
+        &dyn Fn(&datafusion::logical_expr::Expr) -> Option<DataType>,
+    ) -> Option<datafusion::logical_expr::Expr>,
+) -> datafusion::error::Result<DataFrame> {
+    rewritten_with(df, true, change)
+}
+
+fn rewritten_with(
+    df: DataFrame,
+    top_down: bool,
+    change: impl Fn(
+        &datafusion::logical_expr::Expr,
+        &dyn Fn(&datafusion::logical_expr::Expr) -> Option<DataType>,
+    ) -> Option<datafusion::logical_expr::Expr>,
+) -> datafusion::error::Result<DataFrame> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::logical_expr::expr_rewriter::NamePreserver;
     use datafusion::logical_expr::{Expr, ExprSchemable};
@@ -1505,12 +1553,17 @@ fn rewritten(
             let names = NamePreserver::new(&node);
             node.map_expressions(|e| {
                 let name = names.save(&e);
-                let e = e.transform_up(|e| {
+                let one = |e: Expr| {
                     Ok(match change(&e, &typed) {
                         Some(e) => Transformed::yes(e),
                         None => Transformed::no(e),
                     })
-                })?;
+                };
+                let e = if top_down {
+                    e.transform_down(one)?
+                } else {
+                    e.transform_up(one)?
+                };
                 Ok(e.update_data(|e| name.restore(e)))
             })
         })?

@@ -88,9 +88,7 @@ pub fn install() {
 /// fails with [`Failure::Interrupted`]; the caller's staging guard removes
 /// what it wrote.
 pub fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::engine::runtime()?;
     rt.block_on(async {
         tokio::select! {
             r = work => r,

@@ -1,6 +1,19 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // On a thread whose stack holds the recursion of planning deep SQL
+    // (engine::PLANNING_STACK); on this one if the system refuses it.
+    let big = std::thread::Builder::new()
+        .name("main".into())
+        .stack_size(evlake::engine::PLANNING_STACK)
+        .spawn(evlake_main);
+    match big {
+        Ok(thread) => thread.join().unwrap_or(ExitCode::from(1)),
+        Err(_) => evlake_main(),
+    }
+}
+
+fn evlake_main() -> ExitCode {
     let cli = evlake::cli::parse();
     // A panic (a bug in evlake or in DataFusion) is exit 1 with a line
     // saying what it means, not Rust's 101; its message and place are

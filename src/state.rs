@@ -1212,9 +1212,7 @@ pub fn query(
     } else {
         None
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::engine::runtime()?;
     let (batches, replayed, problems) = rt.block_on(async {
         let engine = Engine::new(engine_opts)?;
         engine.read_committed(lake, state)?;
@@ -2131,9 +2129,7 @@ pub fn history(
             model.name
         )));
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::engine::runtime()?;
     rt.block_on(async {
         let engine = Engine::new(engine_opts)?;
         engine.read_committed(lake, state)?;

@@ -101,9 +101,7 @@ pub fn run(lake_dir: &Path, args: Args) -> Result<()> {
     // Only to tell whether the tables read are up to date: settings that
     // do not parse fail the commands that use them, not a query.
     let configured = super::status::configured(&cfg).ok();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::engine::runtime()?;
     let mut out = Streamed::new(args.format);
     let mut behind = Vec::new();
     crate::committed::read_retrying(&lake, |state| {

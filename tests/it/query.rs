@@ -1799,3 +1799,35 @@ fn a_wide_table_is_cut_to_the_terminal_and_whole_when_piped() {
         "{piped}"
     );
 }
+
+/// A generated `WHERE user_id = 'u0' OR user_id = 'u1' OR ...` (a BI
+/// tool's filter, a script's) is planned by recursion, a frame or more per
+/// term: 500 terms overflowed the 8 MiB stack of a process's main thread
+/// (SIGABRT, exit 134).
+#[test]
+fn a_long_generated_or_chain_is_answered_not_a_stack_overflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for b in expected()["batches"].as_array().unwrap() {
+        ingest_sample_batch(&lake, b);
+    }
+    let ids: Vec<String> = (0..800).map(|i| format!("'u{i}'")).collect();
+    let ors = ids
+        .iter()
+        .map(|id| format!("user_id = {id}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let chained = query_csv(
+        &lake,
+        &format!("SELECT count(*) FROM bronze_events WHERE {ors}"),
+    );
+    let listed = query_csv(
+        &lake,
+        &format!(
+            "SELECT count(*) FROM bronze_events WHERE user_id IN ({})",
+            ids.join(", ")
+        ),
+    );
+    assert_eq!(chained, listed);
+    assert_ne!(chained, ["0"]);
+}
