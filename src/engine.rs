@@ -1228,7 +1228,7 @@ fn with_full_times(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         Some(Expr::Literal(value, metadata.clone()))
     };
     let is_time = |t: &DataType| matches!(t, DataType::Timestamp(..));
-    rewritten(df, |e, typed| match e {
+    rewritten(df, Walk::Up, |e, typed| match e {
         Expr::Cast(Cast { expr, field }) if is_time(field.data_type()) => full(expr).map(|l| {
             Expr::Cast(Cast {
                 expr: Box::new(l),
@@ -1456,7 +1456,7 @@ fn changes_values(from: &DataType, to: &DataType) -> bool {
 /// across a comparison. Each expression keeps its name.
 fn with_kept_casts(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::logical_expr::{Cast, Expr, TryCast};
-    rewritten(df, |e, typed| match e {
+    rewritten(df, Walk::Up, |e, typed| match e {
         Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
             if changes_values(&typed(expr)?, field.data_type()) =>
         {
@@ -1477,7 +1477,7 @@ fn with_kept_casts(df: DataFrame) -> datafusion::error::Result<DataFrame> {
 fn with_checked_arithmetic(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DECIMAL256_MAX_PRECISION};
     use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
-    rewritten_top_down(df, |e, typed| match e {
+    rewritten(df, Walk::Down, |e, typed| match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply)
                 && (typed(left).is_some_and(|t| t.is_integer())
@@ -1498,40 +1498,28 @@ fn with_checked_arithmetic(df: DataFrame) -> datafusion::error::Result<DataFrame
     })
 }
 
+/// The order [`rewritten`] visits an expression's parts in.
+#[derive(Clone, Copy)]
+enum Walk {
+    /// Children first: `change` sees them replaced.
+    Up,
+    /// The expression first: `change` types what the user wrote, not what
+    /// it has already replaced. For a replacement that keeps the type and
+    /// calls a function of its own: typing a call types each argument with
+    /// its name, so typing a chain of them bottom up took time of the
+    /// chain's length cubed (`SELECT 1 + 1 + ...`, 200 terms: 20 s in the
+    /// debug build).
+    Down,
+}
+
 /// `df` with each expression `change` gives a replacement for replaced,
-/// bottom up, in every node and subquery; `change` is given a function
-/// that types an expression in the node's schemas (`None` where it does
-/// not type). Each of a node's expressions keeps its name, so columns
-/// are named as the user wrote them.
+/// in every node and subquery, in the order `walk` says; `change` is given
+/// a function that types an expression in the node's schemas (`None`
+/// where it does not type). Each of a node's expressions keeps its name,
+/// so columns are named as the user wrote them.
 fn rewritten(
     df: DataFrame,
-    change: impl Fn(
-        &datafusion::logical_expr::Expr,
-        &dyn Fn(&datafusion::logical_expr::Expr) -> Option<DataType>,
-    ) -> Option<datafusion::logical_expr::Expr>,
-) -> datafusion::error::Result<DataFrame> {
-    rewritten_with(df, false, change)
-}
-
-/// [`rewritten`], top down: `change` types the expressions the user
-/// wrote, not ones it has already replaced. For a replacement that keeps
-/// the type and calls a function of its own: typing a call types each of
-/// its arguments with their names, so typing a chain of them bottom up
-/// took time of the chain's length cubed (`SELECT 1 + 1 + ...`, 200
-/// terms: 20 s in the debug build).
-fn rewritten_top_down(
-    df: DataFrame,
-    change: impl Fn(
-        &datafusion::logical_expr::Expr,
-        &dyn Fn(&datafusion::logical_expr::Expr) -> Option<DataType>,
-    ) -> Option<datafusion::logical_expr::Expr>,
-) -> datafusion::error::Result<DataFrame> {
-    rewritten_with(df, true, change)
-}
-
-fn rewritten_with(
-    df: DataFrame,
-    top_down: bool,
+    walk: Walk,
     change: impl Fn(
         &datafusion::logical_expr::Expr,
         &dyn Fn(&datafusion::logical_expr::Expr) -> Option<DataType>,
@@ -1559,10 +1547,9 @@ fn rewritten_with(
                         None => Transformed::no(e),
                     })
                 };
-                let e = if top_down {
-                    e.transform_down(one)?
-                } else {
-                    e.transform_up(one)?
+                let e = match walk {
+                    Walk::Down => e.transform_down(one)?,
+                    Walk::Up => e.transform_up(one)?,
                 };
                 Ok(e.update_data(|e| name.restore(e)))
             })
@@ -1798,7 +1785,7 @@ fn with_scalar_aggregate_subqueries(df: DataFrame) -> datafusion::error::Result<
         });
         !s.outer_ref_columns.is_empty() && !other.unwrap_or(true)
     };
-    rewritten(df, |e, _| match e {
+    rewritten(df, Walk::Up, |e, _| match e {
         Expr::InSubquery(s) if correlated(&s.subquery) => {
             let (value, having) = one_row(&s.subquery.subquery)?;
             let value = scalar(&s.subquery, value);
@@ -2278,7 +2265,7 @@ const ORDER_FREE: &[&str] = &[
 /// aggregate left out, which changes no answer; its name is kept.
 fn without_needless_order(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::logical_expr::Expr;
-    rewritten(df, |e, _| match e {
+    rewritten(df, Walk::Up, |e, _| match e {
         Expr::AggregateFunction(f)
             if !f.params.order_by.is_empty() && ORDER_FREE.contains(&f.func.name()) =>
         {
@@ -2298,7 +2285,7 @@ fn without_needless_order(df: DataFrame) -> datafusion::error::Result<DataFrame>
 /// internal error, though it sorts by such a key.
 fn with_peer_frames(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::logical_expr::{Expr, WindowFrame, WindowFrameUnits};
-    rewritten(df, |e, typed| match e {
+    rewritten(df, Walk::Up, |e, typed| match e {
         Expr::WindowFunction(f)
             if range_without_offset(&f.params.window_frame)
                 && f.params
