@@ -690,20 +690,47 @@ pub fn with_reader_types(df: DataFrame) -> Result<DataFrame> {
 /// a frame or more per level, and a generated `WHERE id = 'u0' OR id =
 /// 'u1' OR ...` of 500 terms overflowed the 8 MiB a main thread has
 /// (SIGABRT, exit 134, in the debug build `make demo` uses). Only what is
-/// used is backed by memory.
-pub const PLANNING_STACK: usize = 1 << 30;
+/// used is backed by memory. `None` where [`big_stacks`] says no.
+pub fn planning_stack() -> Option<usize> {
+    big_stacks().then_some(1 << 30)
+}
 
 /// The stack of each thread of a runtime that runs SQL, which evaluates
-/// such an expression by recursion too (tokio's default is 2 MiB).
-pub const WORKER_STACK: usize = 64 << 20;
+/// such an expression by recursion too (tokio's default of 2 MiB
+/// overflowed at 1,500 terms alternating two columns).
+const WORKER_STACK: usize = 64 << 20;
+
+/// Whether the big stacks above are wise: not under a limit on the
+/// address space (`ulimit -v`) or with strict overcommit, where a thread's
+/// stack counts in full. There a runtime whose first worker took the
+/// memory left could not start the others, and tokio then waited for
+/// them for ever (a query hung at `ulimit -v 1300000`); the defaults are
+/// what evlake ran on before.
+fn big_stacks() -> bool {
+    static BIG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *BIG.get_or_init(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        let unlimited = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0
+            && limit.rlim_cur == libc::RLIM_INFINITY;
+        let strict = std::fs::read_to_string("/proc/sys/vm/overcommit_memory")
+            .is_ok_and(|mode| mode.trim() == "2");
+        unlimited && !strict
+    })
+}
 
 /// A multi-threaded runtime for DataFusion's work, its threads with
-/// [`WORKER_STACK`]s.
+/// [`WORKER_STACK`]s where [`big_stacks`] allows them.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(WORKER_STACK)
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if big_stacks() {
+        builder.thread_stack_size(WORKER_STACK);
+    }
+    builder.build()
 }
 
 /// A session with `ctx`'s settings, SQL functions and runtime but a

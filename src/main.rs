@@ -2,12 +2,16 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // On a thread whose stack holds the recursion of planning deep SQL
-    // (engine::PLANNING_STACK); on this one if the system refuses it.
-    let big = std::thread::Builder::new()
+    // (engine::planning_stack); on this one if there is none, or if the
+    // system refuses it.
+    let Some(size) = evlake::engine::planning_stack() else {
+        return evlake_main();
+    };
+    match std::thread::Builder::new()
         .name("main".into())
-        .stack_size(evlake::engine::PLANNING_STACK)
-        .spawn(evlake_main);
-    match big {
+        .stack_size(size)
+        .spawn(evlake_main)
+    {
         Ok(thread) => thread.join().unwrap_or(ExitCode::from(1)),
         Err(_) => evlake_main(),
     }

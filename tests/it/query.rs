@@ -1831,3 +1831,40 @@ fn a_long_generated_or_chain_is_answered_not_a_stack_overflow() {
     assert_eq!(chained, listed);
     assert_ne!(chained, ["0"]);
 }
+
+/// Under a limit on the address space (`ulimit -v`) evlake keeps the
+/// default stacks: with its big ones, the first runtime worker could take
+/// what was left, and tokio then waited for ever for the others (a query
+/// hung at 1.3 GB).
+#[test]
+fn a_query_under_an_address_space_limit_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    for b in expected()["batches"].as_array().unwrap() {
+        ingest_sample_batch(&lake, b);
+    }
+    let expected = query_csv(&lake, "SELECT count(*) FROM bronze_events");
+    for limit_kb in ["1300000", "1600000"] {
+        let o = Command::new("timeout")
+            .args([
+                "120",
+                "sh",
+                "-c",
+                "ulimit -v \"$0\" && exec \"$@\"",
+                limit_kb,
+                bin(),
+            ])
+            .args(["--lake", lake.to_str().unwrap(), "query"])
+            .args(["SELECT count(*) FROM bronze_events", "--format", "csv"])
+            .output()
+            .unwrap();
+        assert_eq!(exit_code(&o), 0, "ulimit -v {limit_kb}: {}", stderr(&o));
+        let got: Vec<String> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect();
+        assert_eq!(got, expected, "ulimit -v {limit_kb}");
+    }
+}
