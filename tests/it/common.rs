@@ -188,8 +188,13 @@ pub struct Row {
     pub source_line: i64,
 }
 
-/// Every bronze row in every Parquet file on disk (not just committed
-/// ones), like `read_parquet('bronze/events/**/*.parquet')`.
+/// Ingest every batch of the sample, in order (`ingest` alone).
+pub fn ingest_sample_batches(lake: &Path) {
+    for b in expected()["batches"].as_array().unwrap() {
+        ingest_sample_batch(lake, b);
+    }
+}
+
 /// `evlake run` over each sample batch in order, at its processing time.
 pub fn run_sample_batches(lake: &Path) {
     for b in expected()["batches"].as_array().unwrap() {
@@ -205,6 +210,8 @@ pub fn run_sample_batches(lake: &Path) {
     }
 }
 
+/// Every bronze row in every Parquet file on disk (not just committed
+/// ones), like `read_parquet('bronze/events/**/*.parquet')`.
 pub fn bronze_rows(lake: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     for file in parquet_files(&lake.join("bronze/events")) {

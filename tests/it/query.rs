@@ -9,9 +9,7 @@ use crate::silver::query_csv;
 fn query_reads_bronze_by_its_logical_name() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ingest_sample_batch(&lake, b);
-    }
+    ingest_sample_batches(&lake);
     let o = run(
         &lake,
         &[
@@ -1275,9 +1273,7 @@ fn query_takes_the_memory_limit_from_the_flag_or_evlake_toml() {
 fn a_query_whose_files_a_commit_replaced_reads_the_new_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ingest_sample_batch(&lake, b);
-    }
+    ingest_sample_batches(&lake);
     crate::silver::silver(&lake, &[]);
     let sql = "SELECT count(*) AS n, count(DISTINCT session_id) AS s FROM events";
     let want = crate::silver::query_csv(&lake, sql);
@@ -1808,9 +1804,7 @@ fn a_wide_table_is_cut_to_the_terminal_and_whole_when_piped() {
 fn a_long_generated_or_chain_is_answered_not_a_stack_overflow() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ingest_sample_batch(&lake, b);
-    }
+    ingest_sample_batches(&lake);
     let ids: Vec<String> = (0..800).map(|i| format!("'u{i}'")).collect();
     let ors = ids
         .iter()
@@ -1840,9 +1834,7 @@ fn a_long_generated_or_chain_is_answered_not_a_stack_overflow() {
 fn a_query_under_an_address_space_limit_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ingest_sample_batch(&lake, b);
-    }
+    ingest_sample_batches(&lake);
     let expected = query_csv(&lake, "SELECT count(*) FROM bronze_events");
     for limit_kb in ["1300000", "1600000"] {
         let o = Command::new("timeout")

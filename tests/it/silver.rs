@@ -145,9 +145,7 @@ fn late_batches_make_silver_dirty_and_the_rebuild_equals_a_fresh_one() {
 fn a_new_session_gap_makes_silver_dirty() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ingest_sample_batch(&lake, b);
-    }
+    ingest_sample_batches(&lake);
     silver(&lake, &[]);
     let n30 = query_csv(&lake, "SELECT count(*) FROM sessions");
     assert_eq!(silver(&lake, &[])["status"], "noop");
@@ -162,16 +160,12 @@ fn a_new_session_gap_makes_silver_dirty() {
 fn a_crash_at_every_step_of_silver_then_a_rerun_is_consistent() {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
-    for b in expected()["batches"].as_array().unwrap() {
-        ingest_sample_batch(&reference, b);
-    }
+    ingest_sample_batches(&reference);
     silver(&reference, &[]);
     let want = events_and_sessions(&reference);
     for step in evlake::fault::STEPS {
         let lake = tmp.path().join(format!("lake-{step}"));
-        for b in expected()["batches"].as_array().unwrap() {
-            ingest_sample_batch(&lake, b);
-        }
+        ingest_sample_batches(&lake);
         let o = cmd(&lake, &["silver"])
             .env("EVLAKE_FAULT", step)
             .output()
@@ -271,9 +265,7 @@ fn an_unchanged_neighbour_keeps_its_typed_rows_and_is_not_counted_again() {
 fn typed_tables_keep_exact_decimals_and_count_bad_values() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
-    for b in expected()["batches"].as_array().unwrap() {
-        ingest_sample_batch(&lake, b);
-    }
+    ingest_sample_batches(&lake);
     // Wrong types and an amount with a third decimal place.
     let bad = tmp.path().join("bad.jsonl");
     let line = |id: &str, t: &str, props: &str| {
