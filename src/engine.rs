@@ -1180,6 +1180,7 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         .or_else(|| window_in_filter(df.logical_plan()))
         .or_else(|| window_value_arguments(df.logical_plan()))
         .or_else(|| unorderable_in_aggregate(df.logical_plan()))
+        .or_else(|| distinct_order(df.logical_plan()))
         .or_else(|| union_misuse(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
@@ -2754,6 +2755,56 @@ fn unorderable_in_aggregate(plan: &datafusion::logical_expr::LogicalPlan) -> Opt
              a list or a map): order by a part that is a number, text or a list of them, \
              `ORDER BY k[1]`, `ORDER BY k['f']`"
         ))
+    })
+}
+
+/// `array_agg` or `string_agg` with DISTINCT and an ORDER BY other than
+/// its argument, which DataFusion 55 plans and then fails as it runs
+/// ("ORDER BY expressions must appear in argument list"), as PostgreSQL
+/// and DuckDB refuse it: the order of distinct values is theirs. So did
+/// `string_agg(DISTINCT n, ',' ORDER BY n)` of a number, which DuckDB
+/// answers in the number's order: DataFusion casts `n` to text for
+/// string_agg and not its ORDER BY.
+fn distinct_order(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::logical_expr::{Expr, ExprSchemable};
+    first_expr_problem(plan, |e, input| {
+        let Expr::AggregateFunction(f) = e else {
+            return None;
+        };
+        let name = f.func.name();
+        let (arg, order) = (f.params.args.first()?, &f.params.order_by);
+        if !f.params.distinct || order.is_empty() || !matches!(name, "array_agg" | "string_agg") {
+            return None;
+        }
+        let [key] = &order[..] else {
+            return Some(format!(
+                "`{name}(DISTINCT {arg} ORDER BY ...)` with {} ORDER BY keys: with DISTINCT, an \
+                 aggregate's ORDER BY is its argument alone, as in PostgreSQL and DuckDB: \
+                 `{name}(DISTINCT x ORDER BY x)`",
+                order.len()
+            ));
+        };
+        if key.expr != *arg {
+            return Some(format!(
+                "`{name}(DISTINCT {arg} ORDER BY {})`: with DISTINCT, an aggregate's ORDER BY \
+                 is its argument as written, as in PostgreSQL and DuckDB: `{name}(DISTINCT x \
+                 ORDER BY x)`; to order by another key, take the distinct rows in a subquery \
+                 first: `SELECT {name}(x ORDER BY k) FROM (SELECT DISTINCT x, k FROM t)`",
+                key.expr
+            ));
+        }
+        match arg.get_type(input).ok()? {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => None,
+            t if name == "string_agg" => Some(format!(
+                "`string_agg(DISTINCT {arg}, ... ORDER BY {arg})` of {t}: DataFusion 55 casts \
+                 string_agg's value to text and not its ORDER BY, and then finds them apart; \
+                 `array_to_string(array_agg(DISTINCT n ORDER BY n), ',')` gives the values in \
+                 their own order (1,2,12; '' rather than NULL when there are none), and \
+                 `string_agg(DISTINCT CAST(n AS VARCHAR), ',' ORDER BY CAST(n AS VARCHAR))` in \
+                 the order of their text (1,12,2)"
+            )),
+            _ => None,
+        }
     })
 }
 
@@ -7049,6 +7100,85 @@ mod tests {
                     .contains("`NOT EXISTS (SELECT 1 FROM ... WHERE <the subquery's conditions>"),
                 "{condition}: {e}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn distinct_values_in_an_aggregate_keep_the_order_written() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT * FROM (VALUES ('b', 12), ('a', 2), ('c', 1), ('a', 2), \
+             (NULL, NULL)) AS v(s, n)",
+        )
+        .await
+        .unwrap();
+        for (sql, expected) in [
+            // DataFusion 55 reversed the second to share the first's
+            // sorted input, and its DISTINCT accumulator then sorted the
+            // reversed way: both came out c,b,a.
+            (
+                "SELECT string_agg(DISTINCT s, ',' ORDER BY s DESC) AS d, string_agg(DISTINCT s, \
+                 ',' ORDER BY s) AS a FROM t",
+                "c,b,a | a,b,c",
+            ),
+            (
+                "SELECT array_to_string(array_agg(DISTINCT n ORDER BY n), ',') AS a, \
+                 array_to_string(array_agg(DISTINCT n ORDER BY n DESC), ',') AS d FROM t",
+                "1,2,12 | 12,2,1",
+            ),
+            // An input already in the opposite order: c,b,a.
+            (
+                "SELECT string_agg(DISTINCT s, ',' ORDER BY s) AS a, 'x' AS x FROM (SELECT s \
+                 FROM t ORDER BY s DESC LIMIT 10)",
+                "a,b,c | x",
+            ),
+            (
+                "SELECT array_to_string(array_agg(DISTINCT n ORDER BY n DESC), ',') AS d, 'x' AS \
+                 x FROM (SELECT n FROM t ORDER BY n LIMIT 10)",
+                "12,2,1 | x",
+            ),
+            // A CAST on both sides (named as written elsewhere) is one
+            // expression: this failed as it ran, "ORDER BY expressions
+            // must appear in argument list".
+            (
+                "SELECT string_agg(DISTINCT CAST(n AS VARCHAR), ',' ORDER BY CAST(n AS VARCHAR)) \
+                 AS a, string_agg(DISTINCT CAST(n AS VARCHAR), ',' ORDER BY CAST(n AS VARCHAR) \
+                 DESC) AS d FROM t",
+                "1,12,2 | 2,12,1",
+            ),
+        ] {
+            let table = table_of(&ctx, sql, true)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let row = table.lines().nth(3).unwrap_or_default();
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.join(" | "), expected, "{sql}\n{table}");
+        }
+        for (sql, said) in [
+            (
+                "SELECT array_agg(DISTINCT s ORDER BY n) FROM t",
+                "`array_agg(DISTINCT t.s ORDER BY t.n)`: with DISTINCT, an aggregate's ORDER BY is \
+                 its argument as written",
+            ),
+            (
+                "SELECT string_agg(DISTINCT s, ',' ORDER BY s, n) FROM t",
+                "with 2 ORDER BY keys: with DISTINCT, an aggregate's ORDER BY is its argument \
+                 alone",
+            ),
+            (
+                "SELECT string_agg(DISTINCT n, ',' ORDER BY n) FROM t",
+                "`string_agg(DISTINCT t.n, ... ORDER BY t.n)` of Int64: DataFusion 55 casts \
+                 string_agg's value to text and not its ORDER BY",
+            ),
+        ] {
+            let e = planned(&ctx, sql, Default::default())
+                .await
+                .map(|_| ())
+                .expect_err(sql);
+            assert!(e.to_string().contains(said), "{sql}: {e}");
         }
     }
 

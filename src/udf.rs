@@ -237,7 +237,15 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
             datafusion::logical_expr::planner::RawAggregateExpr,
         >,
     > {
-        expr.args = named_casts(expr.args)?;
+        // With DISTINCT, an ORDER BY must be among the arguments, which
+        // DataFusion checks as it runs, so a CAST there stays as it is
+        // (`string_agg(DISTINCT CAST(n AS VARCHAR), ',' ORDER BY CAST(n
+        // AS VARCHAR))` failed: "ORDER BY expressions must appear in
+        // argument list"); the ORDER BY's text in the name keeps such an
+        // aggregate's name apart from another's.
+        if !expr.distinct || expr.order_by.is_empty() {
+            expr.args = named_casts(expr.args)?;
+        }
         Ok(datafusion::logical_expr::planner::PlannerResult::Original(
             expr,
         ))
@@ -1026,7 +1034,8 @@ impl ScalarUDFImpl for JsonMembers {
     }
 }
 
-/// `first_non_null_by`, `last_non_null_by` and `percentile_cont_exact`.
+/// `first_non_null_by`, `last_non_null_by` and `percentile_cont_exact`,
+/// and evlake's `sum`, `array_agg` and `string_agg` in DataFusion's place.
 pub fn aggregates() -> Vec<AggregateUDF> {
     vec![
         AggregateUDF::from(NonNullBy::new(Pick::First)),
@@ -1035,7 +1044,159 @@ pub fn aggregates() -> Vec<AggregateUDF> {
         AggregateUDF::from(CheckedSum {
             inner: datafusion::functions_aggregate::sum::sum_udaf(),
         }),
+        AggregateUDF::from(DistinctInOrder {
+            inner: datafusion::functions_aggregate::array_agg::array_agg_udaf(),
+        }),
+        AggregateUDF::from(DistinctInOrder {
+            inner: datafusion::functions_aggregate::string_agg::string_agg_udaf(),
+        }),
     ]
+}
+
+/// `array_agg()` and `string_agg()`: DataFusion 55's, except that one
+/// with DISTINCT and an ORDER BY keeps its order when DataFusion reverses
+/// it. DataFusion reverses such an aggregate (asking for its input in
+/// the opposite order, and marking it reversed) when its input comes in
+/// that order, or another aggregate beside it asks for it; its DISTINCT
+/// accumulator sorts by the reversed order and gives no heed to the
+/// mark, so `string_agg(DISTINCT x, ',' ORDER BY x)` over a subquery
+/// ordered by `x DESC` gave the values in descending order, and of
+/// `string_agg(DISTINCT x, ',' ORDER BY x DESC)` and `... ORDER BY x)`
+/// side by side the second came out as the first, with no error. Here
+/// the accumulator of a reversed one sorts by the order as written: it
+/// sorts what it keeps itself, whatever order its input comes in.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DistinctInOrder {
+    inner: Arc<AggregateUDF>,
+}
+
+impl DistinctInOrder {
+    /// `args`, of a reversed aggregate with DISTINCT, with its order as
+    /// written, in `order`; as they are otherwise.
+    fn as_written<'a>(
+        args: AccumulatorArgs<'a>,
+        order: &'a mut Vec<datafusion::physical_expr::PhysicalSortExpr>,
+    ) -> AccumulatorArgs<'a> {
+        if !(args.is_distinct && args.is_reversed) {
+            return args;
+        }
+        *order = args.order_bys.iter().map(|s| s.reverse()).collect();
+        AccumulatorArgs {
+            order_bys: order,
+            is_reversed: false,
+            ..args
+        }
+    }
+}
+
+impl AggregateUDFImpl for DistinctInOrder {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.inner().coerce_types(args)
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn return_field(&self, args: &[FieldRef]) -> Result<FieldRef> {
+        self.inner.return_field(args)
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.inner.is_nullable()
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let mut order = Vec::new();
+        self.inner.accumulator(Self::as_written(args, &mut order))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.inner.groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        self.inner.create_groups_accumulator(args)
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let mut order = Vec::new();
+        self.inner
+            .create_sliding_accumulator(Self::as_written(args, &mut order))
+    }
+
+    fn with_beneficial_ordering(
+        self: Arc<Self>,
+        beneficial_ordering: bool,
+    ) -> Result<Option<Arc<dyn AggregateUDFImpl>>> {
+        Ok(Arc::clone(self.inner.inner())
+            .with_beneficial_ordering(beneficial_ordering)?
+            .map(|inner| {
+                Arc::new(DistinctInOrder {
+                    inner: Arc::new(AggregateUDF::new_from_shared_impl(inner)),
+                }) as Arc<dyn AggregateUDFImpl>
+            }))
+    }
+
+    fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
+        self.inner.order_sensitivity()
+    }
+
+    fn reverse_expr(&self) -> datafusion::logical_expr::ReversedUDAF {
+        match self.inner.reverse_udf() {
+            datafusion::logical_expr::ReversedUDAF::Reversed(inner) => {
+                datafusion::logical_expr::ReversedUDAF::Reversed(Arc::new(AggregateUDF::from(
+                    DistinctInOrder { inner },
+                )))
+            }
+            other => other,
+        }
+    }
+
+    fn simplify(
+        &self,
+    ) -> Option<datafusion::logical_expr::function::AggregateFunctionSimplification> {
+        self.inner.simplify()
+    }
+
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        self.inner.default_value(data_type)
+    }
+
+    fn supports_null_handling_clause(&self) -> bool {
+        self.inner.supports_null_handling_clause()
+    }
+
+    fn supports_within_group_clause(&self) -> bool {
+        self.inner.supports_within_group_clause()
+    }
+
+    fn set_monotonicity(&self, data_type: &DataType) -> datafusion::logical_expr::SetMonotonicity {
+        self.inner.inner().set_monotonicity(data_type)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
 }
 
 /// `sum()`: DataFusion 55's, except of integers (which it sums as a
