@@ -7149,6 +7149,21 @@ mod tests {
                  DESC) AS d FROM t",
                 "1,12,2 | 2,12,1",
             ),
+            // DataFusion 55 refused these two side by side, "Conflicting
+            // ordering requirements in aggregate functions is not
+            // supported", though string_agg's accumulator sorts for itself.
+            (
+                "SELECT string_agg(DISTINCT s, ',' ORDER BY s) AS a, string_agg(s, ',' ORDER BY n \
+                 DESC) AS b FROM t",
+                "a,b,c | b,a,a,c",
+            ),
+            // A key given twice, over two partitions: DataFusion 55 failed
+            // as it ran ("column types must match schema types").
+            (
+                "SELECT string_agg(s, ',' ORDER BY s DESC, s) AS d, first_value(n ORDER BY n, n) \
+                 AS f FROM (SELECT * FROM t UNION ALL SELECT * FROM t)",
+                "c,c,b,b,a,a,a,a | 1",
+            ),
         ] {
             let table = table_of(&ctx, sql, true)
                 .await

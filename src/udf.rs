@@ -214,7 +214,8 @@ impl DurationPart {
 /// - `EXTRACT(part FROM x)` as a call of [`date_part`] (DataFusion's SQL
 ///   planner calls its own `date_part` for it, whatever is registered);
 /// - each CAST in an aggregate's or a window function's arguments named
-///   with its type ([`named_casts`]).
+///   with its type ([`named_casts`]);
+/// - an aggregate's ORDER BY without a key given again.
 #[derive(Debug)]
 pub struct SqlPlanner;
 
@@ -246,6 +247,17 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
         if !expr.distinct || expr.order_by.is_empty() {
             expr.args = named_casts(expr.args)?;
         }
+        // A key given again (`ORDER BY id DESC, id`) orders nothing that it
+        // did not the first time; DataFusion 55 kept it in the partial
+        // states' type once and in their values twice, and the query
+        // failed as it ran over more than one file ("column types must
+        // match schema types").
+        let mut keys = Vec::with_capacity(expr.order_by.len());
+        expr.order_by.retain(|s| {
+            let again = keys.contains(&s.expr);
+            keys.push(s.expr.clone());
+            !again
+        });
         Ok(datafusion::logical_expr::planner::PlannerResult::Original(
             expr,
         ))
@@ -1148,17 +1160,29 @@ impl AggregateUDFImpl for DistinctInOrder {
         self: Arc<Self>,
         beneficial_ordering: bool,
     ) -> Result<Option<Arc<dyn AggregateUDFImpl>>> {
-        Ok(Arc::clone(self.inner.inner())
-            .with_beneficial_ordering(beneficial_ordering)?
-            .map(|inner| {
-                Arc::new(DistinctInOrder {
+        Ok(Some(
+            match Arc::clone(self.inner.inner()).with_beneficial_ordering(beneficial_ordering)? {
+                Some(inner) => Arc::new(DistinctInOrder {
                     inner: Arc::new(AggregateUDF::new_from_shared_impl(inner)),
-                }) as Arc<dyn AggregateUDFImpl>
-            }))
+                }),
+                // string_agg's accumulator sorts whatever order its input
+                // comes in (see `order_sensitivity`).
+                None => self,
+            },
+        ))
     }
 
+    /// A soft requirement, as array_agg's is: DataFusion 55 sorts the
+    /// input for one when it can, and otherwise the accumulator sorts
+    /// what it keeps. string_agg's is array_agg's accumulator, never told
+    /// its input is sorted, and a DISTINCT one's sorts its values anyway;
+    /// DataFusion calls string_agg's a hard requirement, so
+    /// `string_agg(DISTINCT event_type, ',' ORDER BY event_type)` beside
+    /// `string_agg(page, '>' ORDER BY event_timestamp)` was refused
+    /// ("Conflicting ordering requirements in aggregate functions is not
+    /// supported").
     fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
-        self.inner.order_sensitivity()
+        datafusion::logical_expr::utils::AggregateOrderSensitivity::SoftRequirement
     }
 
     fn reverse_expr(&self) -> datafusion::logical_expr::ReversedUDAF {
