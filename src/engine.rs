@@ -1193,6 +1193,35 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         .and_then(with_zone_bounds)
         .and_then(with_peer_frames)
         .and_then(without_needless_order)
+        .and_then(with_distinct_on_keys_once)
+}
+
+/// `df` with each DISTINCT ON's ORDER BY read by
+/// [`crate::udf::without_repeated_keys`] (DataFusion 55 panicked on
+/// `SELECT DISTINCT ON (user_id) ... ORDER BY user_id, event_id DESC,
+/// event_id`); an aggregate's own ORDER BY is read so as it is planned
+/// ([`crate::udf::SqlPlanner`]).
+fn with_distinct_on_keys_once(df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{Distinct, LogicalPlan};
+    let (state, plan) = df.into_parts();
+    let plan = plan
+        .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Distinct(Distinct::On(mut on)) => {
+                let changed = on
+                    .sort_expr
+                    .as_mut()
+                    .is_some_and(crate::udf::without_repeated_keys);
+                let node = LogicalPlan::Distinct(Distinct::On(on));
+                Ok(match changed {
+                    true => Transformed::yes(node),
+                    false => Transformed::no(node),
+                })
+            }
+            node => Ok(Transformed::no(node)),
+        })?
+        .data;
+    Ok(DataFrame::new(state, plan))
 }
 
 /// `time`, a timestamp literal written as PostgreSQL, DuckDB and Spark
@@ -7163,6 +7192,12 @@ mod tests {
                 "SELECT string_agg(s, ',' ORDER BY s DESC, s) AS d, first_value(n ORDER BY n, n) \
                  AS f FROM (SELECT * FROM t UNION ALL SELECT * FROM t)",
                 "c,c,b,b,a,a,a,a | 1",
+            ),
+            // DataFusion 55 panicked (first_value's accumulator, which
+            // DISTINCT ON becomes).
+            (
+                "SELECT DISTINCT ON (s) s, n FROM t ORDER BY s, n DESC, n",
+                "a | 2",
             ),
         ] {
             let table = table_of(&ctx, sql, true)

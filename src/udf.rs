@@ -247,17 +247,7 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
         if !expr.distinct || expr.order_by.is_empty() {
             expr.args = named_casts(expr.args)?;
         }
-        // A key given again (`ORDER BY id DESC, id`) orders nothing that it
-        // did not the first time; DataFusion 55 kept it in the partial
-        // states' type once and in their values twice, and the query
-        // failed as it ran over more than one file ("column types must
-        // match schema types").
-        let mut keys = Vec::with_capacity(expr.order_by.len());
-        expr.order_by.retain(|s| {
-            let again = keys.contains(&s.expr);
-            keys.push(s.expr.clone());
-            !again
-        });
+        without_repeated_keys(&mut expr.order_by);
         Ok(datafusion::logical_expr::planner::PlannerResult::Original(
             expr,
         ))
@@ -276,6 +266,24 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
             expr,
         ))
     }
+}
+
+/// `keys`, an ORDER BY, without each key given again after its first
+/// (`ORDER BY id DESC, id`), which orders nothing the first did not;
+/// whether there was one. DataFusion 55 failed on such an ORDER BY in an
+/// aggregate as it ran over more than one file ("column types must match
+/// schema types": it kept the key in the partial states' type once and
+/// in their values twice), and panicked on one in a DISTINCT ON (an
+/// assertion in first_value's accumulator).
+pub fn without_repeated_keys(keys: &mut Vec<datafusion::logical_expr::SortExpr>) -> bool {
+    let given = keys.len();
+    let mut seen = Vec::with_capacity(given);
+    keys.retain(|key| {
+        let again = seen.contains(&key.expr);
+        seen.push(key.expr.clone());
+        !again
+    });
+    keys.len() != given
 }
 
 /// `args` with each CAST (and TRY_CAST) in them named with its type.
