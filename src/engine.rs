@@ -1196,10 +1196,11 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         .and_then(with_distinct_on_keys_once)
 }
 
-/// `df` with each DISTINCT ON's ORDER BY read by
+/// `df` with each DISTINCT ON's list and ORDER BY read by
 /// [`crate::udf::without_repeated_keys`] (DataFusion 55 panicked on
 /// `SELECT DISTINCT ON (user_id) ... ORDER BY user_id, event_id DESC,
-/// event_id`); an aggregate's own ORDER BY is read so as it is planned
+/// event_id`, and failed on `DISTINCT ON (user_id, user_id)`); an
+/// aggregate's own ORDER BY is read so as it is planned
 /// ([`crate::udf::SqlPlanner`]).
 fn with_distinct_on_keys_once(df: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::common::tree_node::Transformed;
@@ -1208,10 +1209,12 @@ fn with_distinct_on_keys_once(df: DataFrame) -> datafusion::error::Result<DataFr
     let plan = plan
         .transform_up_with_subqueries(|node| match node {
             LogicalPlan::Distinct(Distinct::On(mut on)) => {
+                let listed = crate::udf::without_repeated_keys(&mut on.on_expr, |e| e);
                 let changed = on
                     .sort_expr
                     .as_mut()
-                    .is_some_and(crate::udf::without_repeated_keys);
+                    .is_some_and(|keys| crate::udf::without_repeated_keys(keys, |k| &k.expr));
+                let changed = listed || changed;
                 let node = LogicalPlan::Distinct(Distinct::On(on));
                 Ok(match changed {
                     true => Transformed::yes(node),
@@ -7197,6 +7200,11 @@ mod tests {
             // DISTINCT ON becomes).
             (
                 "SELECT DISTINCT ON (s) s, n FROM t ORDER BY s, n DESC, n",
+                "a | 2",
+            ),
+            // Its ON list given twice, and so its ORDER BY's first keys.
+            (
+                "SELECT DISTINCT ON (s, s) s, n FROM t ORDER BY s, s, n DESC, s, n",
                 "a | 2",
             ),
         ] {

@@ -247,7 +247,7 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
         if !expr.distinct || expr.order_by.is_empty() {
             expr.args = named_casts(expr.args)?;
         }
-        without_repeated_keys(&mut expr.order_by);
+        without_repeated_keys(&mut expr.order_by, |k| &k.expr);
         Ok(datafusion::logical_expr::planner::PlannerResult::Original(
             expr,
         ))
@@ -268,19 +268,24 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
     }
 }
 
-/// `keys`, an ORDER BY, without each key given again after its first
-/// (`ORDER BY id DESC, id`), which orders nothing the first did not;
+/// `keys` (an ORDER BY, a GROUP BY or a DISTINCT ON list), each
+/// expression `key` of one a repeat of one before it gone: it orders or
+/// sets apart nothing the first did not (`ORDER BY id DESC, id`);
 /// whether there was one. DataFusion 55 failed on such an ORDER BY in an
 /// aggregate as it ran over more than one file ("column types must match
 /// schema types": it kept the key in the partial states' type once and
-/// in their values twice), and panicked on one in a DISTINCT ON (an
-/// assertion in first_value's accumulator).
-pub fn without_repeated_keys(keys: &mut Vec<datafusion::logical_expr::SortExpr>) -> bool {
+/// in their values twice), panicked on one in a DISTINCT ON query's (an
+/// assertion in first_value's accumulator), and failed on `DISTINCT ON
+/// (user_id, user_id)` with an internal error.
+pub fn without_repeated_keys<T>(
+    keys: &mut Vec<T>,
+    key: impl Fn(&T) -> &datafusion::logical_expr::Expr,
+) -> bool {
     let given = keys.len();
-    let mut seen = Vec::with_capacity(given);
-    keys.retain(|key| {
-        let again = seen.contains(&key.expr);
-        seen.push(key.expr.clone());
+    let mut seen: Vec<datafusion::logical_expr::Expr> = Vec::with_capacity(given);
+    keys.retain(|k| {
+        let again = seen.contains(key(k));
+        seen.push(key(k).clone());
         !again
     });
     keys.len() != given
