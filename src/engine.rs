@@ -1181,6 +1181,7 @@ fn checked(df: DataFrame) -> datafusion::error::Result<DataFrame> {
         .or_else(|| window_value_arguments(df.logical_plan()))
         .or_else(|| unorderable_in_aggregate(df.logical_plan()))
         .or_else(|| distinct_order(df.logical_plan()))
+        .or_else(|| distinct_passed_over(df.logical_plan()))
         .or_else(|| union_misuse(df.logical_plan()))
         .or_else(|| unknown_zone(df.logical_plan()))
     {
@@ -2837,6 +2838,54 @@ fn distinct_order(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String
             )),
             _ => None,
         }
+    })
+}
+
+/// An aggregate with DISTINCT whose DataFusion 55 implementation passes
+/// over it and takes every row, with no error: the statistics of two
+/// columns (`corr`, `covar_samp`, `covar_pop`, the `regr_` functions),
+/// `approx_percentile_cont` and `nth_value`. `regr_count(DISTINCT y, x)`
+/// of six rows with two repeats was 6 where PostgreSQL and DuckDB give 4,
+/// and `corr(DISTINCT x, y)` was the correlation of every row. (Of one
+/// column alone, DataFusion takes the distinct values first whatever the
+/// aggregate, so `stddev(DISTINCT x)` is right; beside another DISTINCT
+/// it is refused.)
+fn distinct_passed_over(plan: &datafusion::logical_expr::LogicalPlan) -> Option<String> {
+    use datafusion::logical_expr::{Expr, expr::WindowFunctionDefinition};
+    first_expr_problem(plan, |e, _| {
+        let (name, distinct) = match e {
+            Expr::AggregateFunction(f) => (f.func.name(), f.params.distinct),
+            Expr::WindowFunction(w) => match &w.fun {
+                WindowFunctionDefinition::AggregateUDF(f) => (f.name(), w.params.distinct),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        if !distinct {
+            return None;
+        }
+        let instead = match name {
+            "corr" | "covar_samp" | "covar_pop" => format!(
+                "take the distinct rows in a subquery first: `SELECT {name}(x, y) FROM (SELECT \
+                 DISTINCT x, y FROM t)`"
+            ),
+            regr if regr.starts_with("regr_") => format!(
+                "take the distinct rows in a subquery first: `SELECT {regr}(y, x) FROM (SELECT \
+                 DISTINCT y, x FROM t)`"
+            ),
+            "approx_percentile_cont" => "take the distinct values in a subquery first: `SELECT \
+                 approx_percentile_cont(x, 0.5) FROM (SELECT DISTINCT x FROM t)`, or write \
+                 `percentile_cont(DISTINCT 0.5) WITHIN GROUP (ORDER BY x)`, which reads DISTINCT"
+                .to_string(),
+            "nth_value" => "the nth of the distinct values in order is `array_agg(DISTINCT x \
+                 ORDER BY x)[n]`"
+                .to_string(),
+            _ => return None,
+        };
+        Some(format!(
+            "`{name}(DISTINCT ...)`: DataFusion 55 passes over DISTINCT in `{name}` and takes \
+             every row, with no error; {instead}"
+        ))
     })
 }
 
@@ -7237,6 +7286,80 @@ mod tests {
                 .map(|_| ())
                 .expect_err(sql);
             assert!(e.to_string().contains(said), "{sql}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn distinct_that_datafusion_passes_over_is_refused() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        ctx.sql(
+            "CREATE VIEW t AS SELECT * FROM (VALUES (1, 10), (1, 10), (2, 20), (2, 21), (5, 50), \
+             (5, 50)) AS v(x, y)",
+        )
+        .await
+        .unwrap();
+        // DataFusion 55 answered each as if DISTINCT were not there:
+        // regr_count 6 where SQL gives 4.
+        for f in [
+            "corr(DISTINCT x, y)",
+            "covar_samp(DISTINCT x, y)",
+            "covar(DISTINCT x, y)",
+            "covar_pop(DISTINCT x, y)",
+            "regr_count(DISTINCT y, x)",
+            "regr_slope(DISTINCT y, x)",
+            "regr_avgx(DISTINCT y, x)",
+            "regr_sxy(DISTINCT y, x)",
+            "approx_percentile_cont(DISTINCT x, 0.5)",
+            "approx_percentile_cont(DISTINCT 0.5) WITHIN GROUP (ORDER BY x)",
+            "nth_value(DISTINCT x, 2 ORDER BY x)",
+            "regr_count(DISTINCT y, x) OVER ()",
+        ] {
+            let sql = format!("SELECT {f} FROM t");
+            let said = refused(&ctx, &sql).await;
+            assert!(
+                said.contains("(DISTINCT ...)`: DataFusion 55 passes over DISTINCT in `")
+                    && said.contains("and takes every row"),
+                "{sql}: {said}"
+            );
+        }
+        // What the messages say to write instead, and DISTINCT where
+        // DataFusion reads it.
+        for (sql, expected) in [
+            (
+                "SELECT regr_count(y, x) AS c FROM (SELECT DISTINCT y, x FROM t)",
+                "4",
+            ),
+            // (DataFusion 55 planned this as nth_value, 1.)
+            (
+                "SELECT array_agg(DISTINCT x ORDER BY x)[2] AS n FROM t",
+                "2",
+            ),
+            // A list's [0] is NULL (nth_value's failed, an internal
+            // error), and an index need not be a literal (refused).
+            (
+                "SELECT array_agg(x ORDER BY x)[0] IS NULL AS z FROM t",
+                "true",
+            ),
+            (
+                "SELECT array_agg(x ORDER BY x DESC)[CAST(2 AS INT)] AS n FROM t",
+                "5",
+            ),
+            ("SELECT array_agg(x ORDER BY x DESC)[-1] AS n FROM t", "1"),
+            (
+                "SELECT percentile_cont(DISTINCT 0.5) WITHIN GROUP (ORDER BY x) AS p FROM t",
+                "2.0",
+            ),
+            (
+                "SELECT stddev_pop(DISTINCT x) AS s FROM t",
+                "1.699673171197595",
+            ),
+        ] {
+            let table = table_of(&ctx, sql, true).await.unwrap();
+            let row = table.lines().nth(3).unwrap_or_default();
+            assert_eq!(row.trim_matches('|').trim(), expected, "{sql}\n{table}");
         }
     }
 

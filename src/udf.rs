@@ -215,7 +215,8 @@ impl DurationPart {
 ///   planner calls its own `date_part` for it, whatever is registered);
 /// - each CAST in an aggregate's or a window function's arguments named
 ///   with its type ([`named_casts`]);
-/// - an aggregate's ORDER BY without a key given again.
+/// - an aggregate's ORDER BY without a key given again;
+/// - `array_agg(DISTINCT ...)[n]` as the list's nth element.
 #[derive(Debug)]
 pub struct SqlPlanner;
 
@@ -251,6 +252,47 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
         Ok(datafusion::logical_expr::planner::PlannerResult::Original(
             expr,
         ))
+    }
+
+    /// `array_agg(...)[n]` as `array_element` of the list, as any list's
+    /// `[n]`, but for a plain `array_agg` and `n` an integer other than 0,
+    /// which DataFusion 55's `nth_value(..., n)` answers alike without
+    /// building the list. DataFusion plans every `array_agg(...)[n]` so,
+    /// and `nth_value` passes over DISTINCT (`array_agg(DISTINCT x ORDER
+    /// BY x)[2]` was the second of every row, 1 where the distinct values
+    /// 1, 2, 5 give 2), failed on `[0]` with an internal error (a list's
+    /// `[0]` is NULL), and refused an `n` that is not a literal.
+    fn plan_field_access(
+        &self,
+        expr: datafusion::logical_expr::planner::RawFieldAccessExpr,
+        _schema: &datafusion::common::DFSchema,
+    ) -> Result<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawFieldAccessExpr,
+        >,
+    > {
+        use datafusion::logical_expr::planner::PlannerResult;
+        use datafusion::logical_expr::{Expr, GetFieldAccess};
+        let nth = |key: &Expr| match key {
+            Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n != 0,
+            Expr::Negative(inner) => {
+                matches!(&**inner, Expr::Literal(ScalarValue::Int64(Some(n)), _) if *n != 0)
+            }
+            _ => false,
+        };
+        match (&expr.expr, &expr.field_access) {
+            (Expr::AggregateFunction(f), GetFieldAccess::ListIndex { key })
+                if f.func.name() == "array_agg" && (f.params.distinct || !nth(key)) =>
+            {
+                Ok(PlannerResult::Planned(
+                    datafusion::functions_nested::expr_fn::array_element(
+                        expr.expr.clone(),
+                        (**key).clone(),
+                    ),
+                ))
+            }
+            _ => Ok(PlannerResult::Original(expr)),
+        }
     }
 
     fn plan_window(
@@ -1602,6 +1644,7 @@ impl AggregateUDFImpl for ExactPercentile {
         match percent {
             Some(p) if (0..=100).contains(&p) => Ok(Box::new(Percentile {
                 percent: p as i128,
+                distinct: args.is_distinct,
                 values: Vec::new(),
             })),
             _ => plan_err!(
@@ -1616,6 +1659,8 @@ impl AggregateUDFImpl for ExactPercentile {
 #[derive(Debug)]
 struct Percentile {
     percent: i128,
+    /// `percentile_cont_exact(DISTINCT x, p)`: of each value once.
+    distinct: bool,
     values: Vec<i64>,
 }
 
@@ -1626,6 +1671,10 @@ impl Percentile {
 
     /// The percentile of the values, in hundredths.
     fn hundredths(&mut self) -> Option<i128> {
+        if self.distinct {
+            self.values.sort_unstable();
+            self.values.dedup();
+        }
         let n = self.values.len();
         if n == 0 {
             return None;
@@ -2358,8 +2407,9 @@ mod tests {
             ("b", None, 42, "b1"),
             ("c", None, 99, "null"),
         ];
-        // SQL's definition, by hand: rank p/100 * (n - 1), interpolated.
-        let by_hand = |g: &str, p: i128| -> String {
+        // SQL's definition, by hand: rank p/100 * (n - 1), interpolated;
+        // with DISTINCT, of each value once (`a` holds 20 twice).
+        let by_hand_of = |g: &str, p: i128, distinct: bool| -> String {
             let mut v: Vec<i128> = data
                 .iter()
                 .filter(|r| r.0 == g && r.3 != "null")
@@ -2369,30 +2419,41 @@ mod tests {
                 return String::new();
             }
             v.sort();
+            if distinct {
+                v.dedup();
+            }
             let rank = p * (v.len() as i128 - 1);
             let (lo, fr) = ((rank / 100) as usize, rank % 100);
             let c = v[lo] * 100 + if fr > 0 { (v[lo + 1] - v[lo]) * fr } else { 0 };
             let sign = if c < 0 { "-" } else { "" };
             format!("{sign}{}.{:02}", c.abs() / 100, c.abs() % 100)
         };
-        for partitions in [1, 3] {
+        let by_hand = |g: &str, p: i128| by_hand_of(g, p, false);
+        for (partitions, distinct) in [(1, false), (3, false), (1, true), (3, true)] {
             let ctx = context(&data, partitions);
+            let modifier = if distinct { "DISTINCT " } else { "" };
             for p in [0, 1, 33, 50, 85, 99, 100] {
                 let got = rows(
                     &ctx,
                     &format!(
-                        "SELECT g, percentile_cont_exact(CASE WHEN id = 'null' THEN NULL ELSE \
-                         arrow_cast(ts, 'Int64') END, {p}) AS x FROM t GROUP BY g ORDER BY g"
+                        "SELECT g, percentile_cont_exact({modifier}CASE WHEN id = 'null' THEN \
+                         NULL ELSE arrow_cast(ts, 'Int64') END, {p}) AS x FROM t GROUP BY g \
+                         ORDER BY g"
                     ),
                 )
                 .await;
                 for g in ["a", "b", "c"] {
-                    let want =
-                        format!("| {g} | {} |", by_hand(g, p as i128)).replace("|  |", "| |");
-                    assert!(got.contains(&want), "p{p} {want} in {got:?}");
+                    let want = format!("| {g} | {} |", by_hand_of(g, p as i128, distinct))
+                        .replace("|  |", "| |");
+                    assert!(got.contains(&want), "p{p} {modifier}{want} in {got:?}");
                 }
             }
         }
+        // Of `a`'s five distinct values, -7, 3, 20, 30, 1000000007: rank 2
+        // is 20, rank 3 is 30, rank 1.32 is 3 + 0.32 * 17.
+        assert_eq!(by_hand_of("a", 50, true), "20.00");
+        assert_eq!(by_hand_of("a", 75, true), "30.00");
+        assert_eq!(by_hand_of("a", 33, true), "8.44");
         // The hand rule itself, on `a`'s six values -7, 3, 20, 20, 30,
         // 1000000007: rank 1.65 is 3 + 0.65 * 17; rank 4.25 is 30 + 0.25 *
         // 999999977, where a weight cut to six digits would be far off.
