@@ -5717,6 +5717,17 @@ mod tests {
         Ok(datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
     }
 
+    /// The first row `sql` gives, planned as [`planned`] plans a user's
+    /// SQL, its cells joined by ` | ` (a NULL is empty).
+    async fn first_row(ctx: &datafusion::prelude::SessionContext, sql: &str) -> String {
+        let table = table_of(ctx, sql, true)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let row = table.lines().nth(3).unwrap_or_default();
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        cells.join(" | ")
+    }
+
     /// Write a one-column Parquet file of `values` named `column` at `path`.
     fn write_file(path: &Path, column: &str, values: Vec<i64>) {
         use datafusion::arrow::array::Int64Array;
@@ -7269,12 +7280,7 @@ mod tests {
                 "a | 2",
             ),
         ] {
-            let table = table_of(&ctx, sql, true)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let row = table.lines().nth(3).unwrap_or_default();
-            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
-            assert_eq!(cells.join(" | "), expected, "{sql}\n{table}");
+            assert_eq!(first_row(&ctx, sql).await, expected, "{sql}");
         }
         for (sql, said) in [
             (
@@ -7373,10 +7379,7 @@ mod tests {
                 "2.081665999466133 | 4",
             ),
         ] {
-            let table = table_of(&ctx, sql, true).await.unwrap();
-            let row = table.lines().nth(3).unwrap_or_default();
-            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
-            assert_eq!(cells.join(" | "), expected, "{sql}\n{table}");
+            assert_eq!(first_row(&ctx, sql).await, expected, "{sql}");
         }
         // Where DataFusion refuses DISTINCT itself, what reads it.
         let sql = "SELECT stddev(DISTINCT x), count(DISTINCT y) FROM t";

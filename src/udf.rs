@@ -215,8 +215,10 @@ impl DurationPart {
 ///   planner calls its own `date_part` for it, whatever is registered);
 /// - each CAST in an aggregate's or a window function's arguments named
 ///   with its type ([`named_casts`]);
-/// - an aggregate's ORDER BY without a key given again;
-/// - `array_agg(DISTINCT ...)[n]` as the list's nth element.
+/// - an aggregate's ORDER BY without a key given again
+///   ([`without_repeated_keys`]);
+/// - `array_agg(...)[n]` as the list's nth element, where DataFusion's
+///   `nth_value` answers otherwise (`plan_field_access`).
 #[derive(Debug)]
 pub struct SqlPlanner;
 
@@ -310,7 +312,7 @@ impl datafusion::logical_expr::planner::ExprPlanner for SqlPlanner {
     }
 }
 
-/// `keys` (an ORDER BY, a GROUP BY or a DISTINCT ON list), each
+/// `keys` (an ORDER BY or a DISTINCT ON list), each
 /// expression `key` of one a repeat of one before it gone: it orders or
 /// sets apart nothing the first did not (`ORDER BY id DESC, id`);
 /// whether there was one. DataFusion 55 failed on such an ORDER BY in an
@@ -1131,7 +1133,9 @@ pub fn aggregates() -> Vec<AggregateUDF> {
 /// `string_agg(DISTINCT x, ',' ORDER BY x DESC)` and `... ORDER BY x)`
 /// side by side the second came out as the first, with no error. Here
 /// the accumulator of a reversed one sorts by the order as written: it
-/// sorts what it keeps itself, whatever order its input comes in.
+/// sorts what it keeps itself, whatever order its input comes in. And
+/// string_agg's order is a soft requirement, as array_agg's is (see
+/// `order_sensitivity`), so it runs beside another ordered otherwise.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct DistinctInOrder {
     inner: Arc<AggregateUDF>,
