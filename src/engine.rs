@@ -285,6 +285,10 @@ impl Engine {
         let mut physical =
             datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical.insert(0, Arc::new(crate::null_rows::Rule));
+        // A sort above a LIMIT ... OFFSET, in its order already, dropped
+        // before EnsureRequirements loses the OFFSET's rows (see
+        // crate::offset_limits).
+        physical.insert(1, Arc::new(crate::offset_limits::Rule));
         // A filter naming no column kept above an aggregate that gives a
         // row from no rows (see crate::kept_filters).
         let logical = datafusion::optimizer::Optimizer::new()
@@ -7304,6 +7308,41 @@ mod tests {
                 .map(|_| ())
                 .expect_err(sql);
             assert!(e.to_string().contains(said), "{sql}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sorted_page_of_a_windowed_query_keeps_its_offset() {
+        let ctx = Engine::new(&EngineOptions::default())
+            .unwrap()
+            .bare()
+            .unwrap();
+        let rows: Vec<String> = (0..40)
+            .map(|i| format!("({i}, {})", (i * 7) % 11))
+            .collect();
+        ctx.sql(&format!(
+            "CREATE VIEW t AS SELECT * FROM (VALUES {}) AS v(id, n)",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+        // DataFusion 55 kept `fetch` sorted rows, not `skip + fetch`, and
+        // then skipped `skip` of them: no row, and 10 for `LIMIT 30`.
+        for (limit, offset, expected) in [(3, 20, 3), (30, 20, 20), (5, 2, 5), (3, 39, 1)] {
+            let sql = format!(
+                "SELECT * FROM (SELECT id, count(*) OVER (ORDER BY n, id) AS r FROM t ORDER BY \
+                 id LIMIT {limit} OFFSET {offset}) ORDER BY id"
+            );
+            let table = table_of(&ctx, &sql, true).await.unwrap();
+            let ids: Vec<&str> = table
+                .lines()
+                .skip(3)
+                .filter(|l| l.starts_with('|'))
+                .filter_map(|l| l.split('|').nth(1).map(str::trim))
+                .collect();
+            let first = offset.to_string();
+            assert_eq!(ids.len(), expected, "{sql}\n{table}");
+            assert_eq!(ids.first(), Some(&first.as_str()), "{sql}\n{table}");
         }
     }
 

@@ -31,6 +31,7 @@ pub mod late;
 pub mod lateness;
 pub mod log;
 pub mod null_rows;
+pub mod offset_limits;
 pub mod partitioned;
 pub mod patch;
 pub mod pipeline;
