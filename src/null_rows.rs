@@ -48,7 +48,9 @@ impl PhysicalOptimizerRule for Rule {
                 .downcast_ref::<AggregateExec>()
                 .is_some_and(|a| a.group_expr().has_grouping_set());
             if grouping_sets {
-                return Ok(Transformed::yes(Arc::new(Exec::new(node)) as _));
+                return Ok(Transformed::yes(
+                    Arc::new(Exec::new(node, Kind::NullPadded)) as _,
+                ));
             }
             let Some((left, right)) = padded_sides(&node) else {
                 return Ok(Transformed::no(node));
@@ -59,7 +61,8 @@ impl PhysicalOptimizerRule for Rule {
                 .zip([left, right])
                 .map(
                     |(child, padded)| match padded && child.downcast_ref::<Exec>().is_none() {
-                        true => Arc::new(Exec::new(Arc::clone(child))) as Arc<dyn ExecutionPlan>,
+                        true => Arc::new(Exec::new(Arc::clone(child), Kind::NullPadded))
+                            as Arc<dyn ExecutionPlan>,
                         false => Arc::clone(child),
                     },
                 )
@@ -109,15 +112,26 @@ fn padded_sides(node: &Arc<dyn ExecutionPlan>) -> Option<(bool, bool)> {
 }
 
 /// An aggregate's rows, or a join side's, passed on as they are, with no ordering,
-/// constant or equal columns known of them.
+/// constant or equal columns known of them. (Also what
+/// [`crate::offset_limits`] puts above a limit with an offset.)
 #[derive(Debug)]
 pub struct Exec {
     input: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
+    kind: Kind,
+}
+
+/// Whose rows an [`Exec`] passes on, as its name in a plan says.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Grouping sets' or an outer join side's, with NULLs filled in.
+    NullPadded,
+    /// A limit's with an offset (see [`crate::offset_limits`]).
+    AfterOffset,
 }
 
 impl Exec {
-    fn new(input: Arc<dyn ExecutionPlan>) -> Exec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, kind: Kind) -> Exec {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(input.schema()),
             input.output_partitioning().clone(),
@@ -127,19 +141,23 @@ impl Exec {
         Exec {
             input,
             properties: Arc::new(properties),
+            kind,
         }
     }
 }
 
 impl DisplayAs for Exec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "NullPaddedRows: order and values unknown")
+        write!(f, "{}: order and values unknown", self.name())
     }
 }
 
 impl ExecutionPlan for Exec {
     fn name(&self) -> &'static str {
-        "NullPaddedRows"
+        match self.kind {
+            Kind::NullPadded => "NullPaddedRows",
+            Kind::AfterOffset => "RowsAfterOffset",
+        }
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -170,7 +188,7 @@ impl ExecutionPlan for Exec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
         _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(Exec::new(children.swap_remove(0))))
+        Ok(Arc::new(Exec::new(children.swap_remove(0), self.kind)))
     }
 
     #[allow(deprecated)]

@@ -1,16 +1,17 @@
-//! A sort above a LIMIT with an OFFSET whose rows are in its order
-//! already, dropped before DataFusion's own rules see it.
+//! What comes above a LIMIT with an OFFSET knows nothing of its rows'
+//! order, so DataFusion's rules push no order down through it.
 //!
-//! DataFusion 55's `EnsureRequirements` drops such a sort as satisfied
-//! too, but as it pushes the sort's order down it hands the limit's row
-//! count (its `fetch`, without the rows it skips) to the sort below as
-//! that sort's own: `SELECT * FROM (SELECT session_id, count(*) OVER
-//! (ORDER BY event_count) AS r FROM sessions ORDER BY session_id LIMIT 3
-//! OFFSET 20) ORDER BY session_id` kept 3 sorted rows, skipped 20 of them
-//! and gave none, with no error (`LIMIT 30 OFFSET 20` gave 10). It
-//! happens when the sort below cannot pass the order on (a window under
-//! it sorts otherwise). [`Rule`] drops the sort first, so no order comes
-//! down through the limit.
+//! DataFusion 55's `EnsureRequirements`, pushing an order down through a
+//! limit, hands the limit's row count (its `fetch`, without the rows it
+//! skips) to the sort it places or keeps below as that sort's own. So
+//! `SELECT * FROM (SELECT session_id, count(*) OVER (ORDER BY
+//! event_count) AS r FROM sessions ORDER BY session_id LIMIT 3 OFFSET 20)
+//! ORDER BY session_id` kept 3 sorted rows, skipped 20 of them and gave
+//! none, with no error (`LIMIT 30 OFFSET 20` gave 10), and so did `SELECT
+//! * FROM (SELECT session_id FROM sessions LIMIT 3 OFFSET 20) ORDER BY
+//! session_id`, whose sort it moved below the limit. [`Rule`] puts a
+//! [`crate::null_rows::Exec`] above each limit with an offset: the sort
+//! above it stays there and sorts the limit's rows.
 
 use std::sync::Arc;
 
@@ -18,10 +19,10 @@ use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::limit::GlobalLimitExec;
-use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+
+use crate::null_rows::{Exec, Kind};
 
 /// The physical optimizer rule; it must run before `EnsureRequirements`.
 #[derive(Debug)]
@@ -34,42 +35,22 @@ impl PhysicalOptimizerRule for Rule {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            let Some(sort) = node.downcast_ref::<SortExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            let input = sort.input();
-            if !skips_rows(input)
-                || input.output_partitioning().partition_count() != 1
-                || !input
-                    .equivalence_properties()
-                    .ordering_satisfy(sort.expr().clone())?
-            {
-                return Ok(Transformed::no(node));
-            }
-            Ok(Transformed::yes(match sort.fetch() {
-                None => Arc::clone(input),
-                Some(n) => Arc::new(GlobalLimitExec::new(Arc::clone(input), 0, Some(n))),
-            }))
+            let skips = node
+                .downcast_ref::<GlobalLimitExec>()
+                .is_some_and(|limit| limit.skip() > 0);
+            Ok(match skips {
+                true => Transformed::yes(Arc::new(Exec::new(node, Kind::AfterOffset)) as _),
+                false => Transformed::no(node),
+            })
         })
         .data()
     }
 
     fn name(&self) -> &str {
-        "evlake_sorted_offset_limits"
+        "evlake_offset_limits"
     }
 
     fn schema_check(&self) -> bool {
         true
     }
-}
-
-/// Whether `plan` is a limit with an OFFSET, or a projection of one.
-fn skips_rows(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    if let Some(limit) = plan.downcast_ref::<GlobalLimitExec>() {
-        return limit.skip() > 0;
-    }
-    if plan.downcast_ref::<ProjectionExec>().is_some() {
-        return plan.children().first().is_some_and(|c| skips_rows(c));
-    }
-    false
 }
