@@ -7,9 +7,9 @@
 //! `SELECT * FROM (SELECT session_id, count(*) OVER (ORDER BY
 //! event_count) AS r FROM sessions ORDER BY session_id LIMIT 3 OFFSET 20)
 //! ORDER BY session_id` kept 3 sorted rows, skipped 20 of them and gave
-//! none, with no error (`LIMIT 30 OFFSET 20` gave 10), and so did `SELECT
-//! * FROM (SELECT session_id FROM sessions LIMIT 3 OFFSET 20) ORDER BY
-//! session_id`, whose sort it moved below the limit. [`Rule`] puts a
+//! none, with no error (`LIMIT 30 OFFSET 20` gave 10), and so did
+//! `SELECT * FROM (SELECT session_id FROM sessions LIMIT 3 OFFSET 20)
+//! ORDER BY session_id`, whose sort it moved below the limit. [`Rule`] puts a
 //! [`crate::null_rows::Exec`] above each limit with an offset: the sort
 //! above it stays there and sorts the limit's rows.
 
