@@ -280,15 +280,12 @@ impl Engine {
         {
             config = config.with_extension(files);
         }
-        // Rows SQL fills with NULLs ordered as SQL orders them (see
+        // Rows SQL fills with NULLs ordered as SQL orders them, and no
+        // order pushed down through a LIMIT with an OFFSET (see
         // crate::null_rows), ahead of every rule that reads orderings.
         let mut physical =
             datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical.insert(0, Arc::new(crate::null_rows::Rule));
-        // Nothing above a LIMIT ... OFFSET knows its order, so no order is
-        // pushed down through it, which lost the OFFSET's rows (see
-        // crate::offset_limits).
-        physical.insert(1, Arc::new(crate::offset_limits::Rule));
         // A filter naming no column kept above an aggregate that gives a
         // row from no rows (see crate::kept_filters).
         let logical = datafusion::optimizer::Optimizer::new()
@@ -1219,12 +1216,8 @@ fn with_distinct_on_keys_once(df: DataFrame) -> datafusion::error::Result<DataFr
                     .sort_expr
                     .as_mut()
                     .is_some_and(|keys| crate::udf::without_repeated_keys(keys, |k| &k.expr));
-                let changed = listed || changed;
                 let node = LogicalPlan::Distinct(Distinct::On(on));
-                Ok(match changed {
-                    true => Transformed::yes(node),
-                    false => Transformed::no(node),
-                })
+                Ok(Transformed::new_transformed(node, listed || changed))
             }
             node => Ok(Transformed::no(node)),
         })?

@@ -31,7 +31,6 @@ pub mod late;
 pub mod lateness;
 pub mod log;
 pub mod null_rows;
-pub mod offset_limits;
 pub mod partitioned;
 pub mod patch;
 pub mod pipeline;

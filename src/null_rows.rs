@@ -1,6 +1,6 @@
 //! Rows SQL fills with NULLs, ordered as SQL orders them: the total rows
 //! of GROUPING SETS, ROLLUP and CUBE, and the unmatched rows of an outer
-//! join.
+//! join; and the rows of a LIMIT with an OFFSET, sorted above it.
 //!
 //! DataFusion 55 carries what it knows of an operator's input through to
 //! its output, and a column that is one value in the input (a literal,
@@ -16,6 +16,18 @@
 //! with grouping sets and above each side of an outer join that may be
 //! NULL: it passes the rows on as they are and says nothing of their
 //! order or values, so the plan sorts them.
+//!
+//! It puts one above each LIMIT with an OFFSET too. DataFusion 55's
+//! `EnsureRequirements`, pushing an order down through such a limit,
+//! hands the limit's row count (its `fetch`, without the rows it skips)
+//! to the sort it keeps or places below as that sort's own. So `SELECT *
+//! FROM (SELECT session_id, count(*) OVER (ORDER BY event_count) AS r
+//! FROM sessions ORDER BY session_id LIMIT 3 OFFSET 20) ORDER BY
+//! session_id` kept 3 sorted rows, skipped 20 of them and gave none, with
+//! no error (`LIMIT 30 OFFSET 20` gave 10), and so did `SELECT * FROM
+//! (SELECT session_id FROM sessions LIMIT 3 OFFSET 20) ORDER BY
+//! session_id`, whose sort it moved below the limit. Above an [`Exec`],
+//! the sort stays where it is and sorts the limit's rows.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +39,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
     PlanProperties, ReplaceChildrenOptions,
@@ -50,6 +63,14 @@ impl PhysicalOptimizerRule for Rule {
             if grouping_sets {
                 return Ok(Transformed::yes(
                     Arc::new(Exec::new(node, Kind::NullPadded)) as _,
+                ));
+            }
+            let skips = node
+                .downcast_ref::<GlobalLimitExec>()
+                .is_some_and(|limit| limit.skip() > 0);
+            if skips {
+                return Ok(Transformed::yes(
+                    Arc::new(Exec::new(node, Kind::AfterOffset)) as _,
                 ));
             }
             let Some((left, right)) = padded_sides(&node) else {
@@ -112,8 +133,7 @@ fn padded_sides(node: &Arc<dyn ExecutionPlan>) -> Option<(bool, bool)> {
 }
 
 /// An aggregate's rows, or a join side's, passed on as they are, with no ordering,
-/// constant or equal columns known of them. (Also what
-/// [`crate::offset_limits`] puts above a limit with an offset.)
+/// constant or equal columns known of them; or a limit's with an offset.
 #[derive(Debug)]
 pub struct Exec {
     input: Arc<dyn ExecutionPlan>,
@@ -126,7 +146,7 @@ pub struct Exec {
 pub enum Kind {
     /// Grouping sets' or an outer join side's, with NULLs filled in.
     NullPadded,
-    /// A limit's with an offset (see [`crate::offset_limits`]).
+    /// A limit's with an offset.
     AfterOffset,
 }
 
